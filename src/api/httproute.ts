@@ -1,0 +1,108 @@
+import { z } from 'zod';
+import { DURATION_HINT, parseDuration } from './duration.js';
+import { ObjectMeta, ObjectName } from './meta.js';
+
+const Duration = z.string().refine((s) => parseDuration(s) !== undefined, { message: `invalid duration: ${DURATION_HINT}` });
+
+export const ParentReference = z.object({
+  group: z.string().optional(),
+  kind: z.string().optional(),
+  namespace: z.string().optional(),
+  name: ObjectName,
+  sectionName: z.string().optional(),
+  port: z.number().int().optional(),
+});
+export type ParentReference = z.infer<typeof ParentReference>;
+
+const HeaderMatch = z.object({
+  type: z.enum(['Exact', 'RegularExpression']).optional(),
+  name: z.string().min(1),
+  value: z.string(),
+});
+
+export const HTTPRouteMatch = z.object({
+  path: z
+    .object({
+      type: z.enum(['Exact', 'PathPrefix', 'RegularExpression']).optional(),
+      value: z.string().optional(),
+    })
+    .optional(),
+  headers: z.array(HeaderMatch).optional(),
+  queryParams: z.array(HeaderMatch).optional(),
+  method: z.enum(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH']).optional(),
+});
+export type HTTPRouteMatch = z.infer<typeof HTTPRouteMatch>;
+
+const HeaderModifier = z.object({
+  set: z.array(z.object({ name: z.string().min(1), value: z.string() })).optional(),
+  add: z.array(z.object({ name: z.string().min(1), value: z.string() })).optional(),
+  remove: z.array(z.string().min(1)).optional(),
+});
+export type HeaderModifier = z.infer<typeof HeaderModifier>;
+
+const PathModifier = z.object({
+  type: z.enum(['ReplaceFullPath', 'ReplacePrefixMatch']),
+  replaceFullPath: z.string().optional(),
+  replacePrefixMatch: z.string().optional(),
+});
+
+export const HTTPRouteFilter = z.object({
+  type: z.enum(['RequestHeaderModifier', 'ResponseHeaderModifier', 'URLRewrite', 'RequestRedirect', 'RequestMirror', 'ExtensionRef'], {
+    message: 'filter type is one of RequestHeaderModifier, ResponseHeaderModifier, URLRewrite, RequestRedirect',
+  }),
+  requestHeaderModifier: HeaderModifier.optional(),
+  responseHeaderModifier: HeaderModifier.optional(),
+  urlRewrite: z.object({ hostname: z.string().optional(), path: PathModifier.optional() }).optional(),
+  requestRedirect: z
+    .object({
+      scheme: z.enum(['http', 'https']).optional(),
+      hostname: z.string().optional(),
+      path: PathModifier.optional(),
+      port: z.number().int().optional(),
+      statusCode: z.union([z.literal(301), z.literal(302), z.literal(303), z.literal(307), z.literal(308)]).optional(),
+    })
+    .optional(),
+});
+export type HTTPRouteFilter = z.infer<typeof HTTPRouteFilter>;
+
+export const BackendRef = z.object({
+  group: z.string().optional(),
+  kind: z.string().optional(),
+  name: ObjectName,
+  namespace: z.string().optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+  weight: z.number().int().min(0).max(1_000_000).optional(),
+});
+export type BackendRef = z.infer<typeof BackendRef>;
+
+/** GEP-1731 (experimental channel). */
+export const HTTPRouteRetry = z.object({
+  codes: z.array(z.number().int().min(400).max(599)).optional(),
+  attempts: z.number().int().min(0, 'retry.attempts cannot be negative').optional(),
+  backoff: Duration.optional(),
+});
+export type HTTPRouteRetry = z.infer<typeof HTTPRouteRetry>;
+
+export const HTTPRouteRule = z.object({
+  name: z.string().optional(),
+  matches: z.array(HTTPRouteMatch).max(64).optional(),
+  filters: z.array(HTTPRouteFilter).optional(),
+  backendRefs: z.array(BackendRef).optional(),
+  timeouts: z.object({ request: Duration.optional(), backendRequest: Duration.optional() }).optional(),
+  retry: HTTPRouteRetry.optional(),
+});
+export type HTTPRouteRule = z.infer<typeof HTTPRouteRule>;
+
+export const HTTPRoute = z.object({
+  apiVersion: z.enum(['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'], {
+    message: 'apiVersion is gateway.networking.k8s.io/v1',
+  }),
+  kind: z.literal('HTTPRoute'),
+  metadata: ObjectMeta,
+  spec: z.object({
+    parentRefs: z.array(ParentReference).optional(),
+    hostnames: z.array(z.string().min(1)).optional(),
+    rules: z.array(HTTPRouteRule).max(64).default([{}]),
+  }),
+});
+export type HTTPRoute = z.infer<typeof HTTPRoute>;

@@ -1,0 +1,36 @@
+import { z } from 'zod';
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+export const ObjectName = z
+  .string()
+  .max(253)
+  .regex(DNS_SUBDOMAIN, 'must be a lowercase DNS subdomain (a-z, 0-9, "-", "."), e.g. "openai-key"');
+
+export const ObjectMeta = z.object({
+  name: ObjectName,
+  namespace: z.string().max(63).regex(DNS_LABEL, 'must be a lowercase DNS label, e.g. "ai"').default('default'),
+  generation: z.number().int().optional(),
+  resourceVersion: z.string().optional(),
+  uid: z.string().optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+  creationTimestamp: z.string().optional(),
+});
+export type ObjectMeta = z.infer<typeof ObjectMeta>;
+
+/** "namespace/name": how objects are named in errors, statuses, logs and Envoy names. */
+export function objectKey(meta: { namespace: string; name: string }): string {
+  return `${meta.namespace}/${meta.name}`;
+}
+
+export interface ObjectId {
+  kind: string;
+  namespace: string;
+  name: string;
+}
+
+export function describeObject(id: ObjectId): string {
+  return `${id.kind} ${id.namespace}/${id.name}`;
+}

@@ -1,0 +1,93 @@
+import { toEnvoyDuration } from '../api/duration.js';
+import type { ClusterIR, MemberIR, OutlierPlan } from '../ir/model.js';
+import { ADS_CONFIG_SOURCE, ANY, METADATA_NAMESPACE, TRANSPORT_SOCKET_MATCH } from './names.js';
+import type { EnvoyOptions } from './options.js';
+import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
+
+function lbEndpoint(m: MemberIR): JsonObject {
+  const metadata: JsonObject = { [METADATA_NAMESPACE]: { ...m.metadata } as JsonObject };
+  if (m.tls) metadata[TRANSPORT_SOCKET_MATCH] = { tls: true };
+  return {
+    endpoint: {
+      address: { socket_address: { address: m.address, port_value: m.port } },
+      // Envoy rewrites Host (auto_host_rewrite) and SNI (auto_host_sni) from this per attempt.
+      hostname: m.hostname,
+    },
+    load_balancing_weight: m.weight,
+    metadata: { filter_metadata: metadata },
+  };
+}
+
+export function toClusterLoadAssignment(c: ClusterIR): EnvoyResource {
+  return {
+    '@type': TypeUrl.endpoint,
+    cluster_name: c.name,
+    endpoints: c.priorities.map((p) => ({
+      locality: { sub_zone: `priority-${p.level}` },
+      priority: p.level,
+      lb_endpoints: p.members.map(lbEndpoint),
+    })),
+  };
+}
+
+function outlierDetection(o: OutlierPlan): JsonObject {
+  const out: JsonObject = {
+    consecutive_5xx: o.consecutive5xx,
+    consecutive_gateway_failure: o.consecutiveGatewayFailure,
+    enforcing_consecutive_5xx: 100,
+    // Envoy enforces gateway-failure ejection at 0% unless told otherwise.
+    enforcing_consecutive_gateway_failure: 100,
+    enforcing_success_rate: 0,
+    interval: toEnvoyDuration(o.intervalMs),
+    base_ejection_time: toEnvoyDuration(o.baseEjectionMs),
+    max_ejection_percent: o.maxEjectionPercent,
+    split_external_local_origin_errors: o.splitExternalLocalOriginErrors,
+  };
+  if (o.consecutiveLocalOriginFailure !== undefined) {
+    out.consecutive_local_origin_failure = o.consecutiveLocalOriginFailure;
+    out.enforcing_consecutive_local_origin_failure = 100;
+  }
+  if (o.maxEjectionMs !== undefined) out.max_ejection_time = toEnvoyDuration(o.maxEjectionMs);
+  return out;
+}
+
+function upstreamTls(c: ClusterIR, opts: EnvoyOptions): JsonObject {
+  const tls: JsonObject = { '@type': ANY.upstreamTls, common_tls_context: {} };
+  if (!c.tls?.insecureSkipVerify) {
+    tls.common_tls_context = { validation_context: { trusted_ca: { filename: opts.trustedCaFile } } };
+  }
+  if (c.tls?.sniOverride) {
+    tls.sni = c.tls.sniOverride;
+  } else {
+    // auto_sni on the cluster is fixed before host selection; auto_host_sni follows each attempt's host.
+    tls.auto_host_sni = true;
+    if (!c.tls?.insecureSkipVerify) tls.auto_sni_san_validation = true;
+  }
+  return tls;
+}
+
+export function toEnvoyCluster(c: ClusterIR, opts: EnvoyOptions): EnvoyResource {
+  const cluster: EnvoyResource = {
+    '@type': TypeUrl.cluster,
+    name: c.name,
+    connect_timeout: toEnvoyDuration(c.connectTimeoutMs),
+    lb_policy: 'ROUND_ROBIN',
+    metadata: { filter_metadata: { [METADATA_NAMESPACE]: { backend: `${c.backend.namespace}/${c.backend.name}` } } },
+  };
+  if (c.discovery === 'eds') {
+    cluster.type = 'EDS';
+    cluster.eds_cluster_config = { eds_config: { ...ADS_CONFIG_SOURCE } };
+  } else {
+    cluster.type = 'STRICT_DNS';
+    cluster.dns_lookup_family = 'V4_PREFERRED';
+    cluster.load_assignment = toClusterLoadAssignment(c);
+    delete (cluster.load_assignment as JsonObject)['@type'];
+  }
+  if (c.outlierDetection) cluster.outlier_detection = outlierDetection(c.outlierDetection);
+  if (c.tls) {
+    cluster.transport_socket_matches = [
+      { name: 'tls', match: { tls: true }, transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: upstreamTls(c, opts) } },
+    ];
+  }
+  return cluster;
+}

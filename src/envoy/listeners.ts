@@ -1,0 +1,48 @@
+import type { ListenerIR } from '../ir/model.js';
+import { ADS_CONFIG_SOURCE, ANY, statPrefix } from './names.js';
+import type { EnvoyOptions } from './options.js';
+import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
+
+function httpConnectionManager(l: ListenerIR): JsonObject {
+  return {
+    name: 'envoy.filters.network.http_connection_manager',
+    typed_config: {
+      '@type': ANY.hcm,
+      stat_prefix: statPrefix(l.name),
+      codec_type: 'AUTO',
+      rds: { route_config_name: l.name, config_source: { ...ADS_CONFIG_SOURCE } },
+      // Clients send "host:port"; virtual hosts are keyed by hostname only.
+      strip_any_host_port: true,
+      http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ANY.router } }],
+    },
+  };
+}
+
+export function toEnvoyListener(l: ListenerIR, opts: EnvoyOptions): EnvoyResource {
+  const listener: EnvoyResource = {
+    '@type': TypeUrl.listener,
+    name: l.name,
+    address: { socket_address: { address: opts.listenerAddress, port_value: l.port } },
+    filter_chains: [],
+  };
+  if (l.protocol === 'HTTP') {
+    listener.filter_chains = [{ filters: [httpConnectionManager(l)] }];
+    return listener;
+  }
+  listener.listener_filters = [{ name: 'envoy.filters.listener.tls_inspector', typed_config: { '@type': ANY.tlsInspector } }];
+  listener.filter_chains = l.tls.map((t) => ({
+    ...(t.serverNames.length > 0 ? { filter_chain_match: { server_names: [...t.serverNames] } } : {}),
+    filters: [httpConnectionManager(l)],
+    transport_socket: {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: {
+        '@type': ANY.downstreamTls,
+        common_tls_context: {
+          alpn_protocols: ['h2', 'http/1.1'],
+          tls_certificate_sds_secret_configs: [{ name: t.certificate, sds_config: { ...ADS_CONFIG_SOURCE } }],
+        },
+      },
+    },
+  }));
+  return listener;
+}

@@ -1,0 +1,114 @@
+import { toEnvoyDuration } from '../api/duration.js';
+import type { HeaderEdits, ListenerIR, MatchIR, RetryPlan, RouteIR } from '../ir/model.js';
+import { ANY } from './names.js';
+import { TypeUrl, type EnvoyResource, type JsonObject, type JsonValue } from './resources.js';
+
+function stringMatch(value: string, regex: boolean): JsonObject {
+  return regex ? { safe_regex: { regex: value } } : { exact: value };
+}
+
+function routeMatch(m: MatchIR): JsonObject {
+  const out: JsonObject = {};
+  const { kind, value } = m.path;
+  if (kind === 'Exact') out.path = value;
+  else if (kind === 'RegularExpression') out.safe_regex = { regex: value };
+  // Gateway API PathPrefix matches whole segments ("/v1" matches "/v1/x", not "/v1x").
+  else if (value === '/' || value.endsWith('/')) out.prefix = value;
+  else out.path_separated_prefix = value;
+  const headers: JsonObject[] = m.headers.map((h) => ({ name: h.name, string_match: stringMatch(h.value, h.regex) }));
+  if (m.method) headers.push({ name: ':method', string_match: { exact: m.method } });
+  if (headers.length > 0) out.headers = headers;
+  if (m.queryParams.length > 0) out.query_parameters = m.queryParams.map((q) => ({ name: q.name, string_match: stringMatch(q.value, q.regex) }));
+  return out;
+}
+
+export function toRetryPolicy(r: RetryPlan): JsonObject {
+  const policy: JsonObject = {
+    retry_on: r.retryOn.join(','),
+    num_retries: r.attempts,
+    retry_back_off: {
+      base_interval: toEnvoyDuration(r.backoff.baseMs),
+      ...(r.backoff.maxMs !== undefined ? { max_interval: toEnvoyDuration(r.backoff.maxMs) } : {}),
+    },
+  };
+  if (r.statusCodes.length > 0) policy.retriable_status_codes = [...r.statusCodes];
+  if (r.perTryTimeoutMs !== undefined) policy.per_try_timeout = toEnvoyDuration(r.perTryTimeoutMs);
+  if (r.rateLimited) {
+    policy.rate_limited_retry_back_off = {
+      reset_headers: r.rateLimited.resetHeaders.map((h) => ({ name: h.name, format: h.format === 'Seconds' ? 'SECONDS' : 'UNIX_TIMESTAMP' })),
+      max_interval: toEnvoyDuration(r.rateLimited.maxMs),
+    };
+  }
+  if (r.attemptsPerPriority !== undefined) {
+    policy.retry_priority = {
+      name: 'envoy.retry_priorities.previous_priorities',
+      typed_config: { '@type': ANY.previousPriorities, update_frequency: r.attemptsPerPriority },
+    };
+  }
+  if (r.avoidPreviousHosts) {
+    policy.retry_host_predicate = [{ name: 'envoy.retry_host_predicates.previous_hosts', typed_config: { '@type': ANY.previousHosts } }];
+    policy.host_selection_retry_max_attempts = String(r.hostSelectionAttempts);
+  }
+  return policy;
+}
+
+function headerEdits(h: HeaderEdits | undefined, prefix: 'request' | 'response'): JsonObject {
+  if (!h) return {};
+  const add: JsonValue[] = [
+    ...h.set.map((x) => ({ header: { key: x.name, value: x.value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })),
+    ...h.add.map((x) => ({ header: { key: x.name, value: x.value }, append_action: 'APPEND_IF_EXISTS_OR_ADD' })),
+  ];
+  const out: JsonObject = {};
+  if (add.length > 0) out[`${prefix}_headers_to_add`] = add;
+  if (h.remove.length > 0) out[`${prefix}_headers_to_remove`] = [...h.remove];
+  return out;
+}
+
+const REDIRECT_CODES: Record<number, string> = {
+  301: 'MOVED_PERMANENTLY', 302: 'FOUND', 303: 'SEE_OTHER', 307: 'TEMPORARY_REDIRECT', 308: 'PERMANENT_REDIRECT',
+};
+
+function toRoute(r: RouteIR): JsonObject {
+  const route: JsonObject = { name: r.name, match: routeMatch(r.match), ...headerEdits(r.requestHeaders, 'request'), ...headerEdits(r.responseHeaders, 'response') };
+  const a = r.action;
+  if (a.kind === 'direct') {
+    route.direct_response = { status: a.status, body: { inline_string: a.body } };
+    route.response_headers_to_add = [{ header: { key: 'content-type', value: 'text/plain; charset=utf-8' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }];
+    return route;
+  }
+  if (a.kind === 'redirect') {
+    const redirect: JsonObject = { response_code: REDIRECT_CODES[a.statusCode] ?? 'FOUND' };
+    if (a.scheme) redirect.scheme_redirect = a.scheme;
+    if (a.hostname) redirect.host_redirect = a.hostname;
+    if (a.port) redirect.port_redirect = a.port;
+    if (a.path?.kind === 'full') redirect.path_redirect = a.path.value;
+    if (a.path?.kind === 'prefix') redirect.prefix_rewrite = a.path.value;
+    route.redirect = redirect;
+    return route;
+  }
+  const action: JsonObject = { timeout: toEnvoyDuration(a.timeoutMs) };
+  const only = a.clusters.length === 1 ? a.clusters[0] : undefined;
+  if (only) action.cluster = only.name;
+  else action.weighted_clusters = { clusters: a.clusters.map((c) => ({ name: c.name, weight: c.weight })) };
+  if (a.hostRewrite) action.host_rewrite_literal = a.hostRewrite;
+  else if (a.autoHostRewrite) action.auto_host_rewrite = true;
+  if (a.pathRewrite?.kind === 'prefix') action.prefix_rewrite = a.pathRewrite.value;
+  if (a.pathRewrite?.kind === 'full') action.regex_rewrite = { pattern: { regex: '^/.*$' }, substitution: a.pathRewrite.value };
+  if (a.retry) action.retry_policy = toRetryPolicy(a.retry);
+  route.route = action;
+  return route;
+}
+
+export function toRouteConfiguration(l: ListenerIR): EnvoyResource {
+  return {
+    '@type': TypeUrl.route,
+    name: l.name,
+    virtual_hosts: l.virtualHosts.map((vh) => ({
+      name: vh.name,
+      domains: [...vh.domains],
+      routes: vh.routes.map(toRoute),
+      // Lets upstreams (and tests) see which attempt of a request they serve.
+      include_request_attempt_count: true,
+    })),
+  };
+}

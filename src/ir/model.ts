@@ -1,0 +1,168 @@
+/**
+ * The intermediate model: what the gateway must do, with every reference resolved and every
+ * default applied, and nothing Envoy-specific in it. Translation produces it; the Envoy stage
+ * turns it into xDS resources.
+ */
+export interface IR {
+  listeners: ListenerIR[];
+  clusters: ClusterIR[];
+  /** Provider credentials, by name, for the data path (never placed in Listener/Cluster/Route config). */
+  credentials: CredentialIR[];
+  /** Serving certificates of HTTPS listeners. */
+  certificates: CertificateIR[];
+}
+
+export interface ListenerIR {
+  /** Unique: "<namespace>/<gateway>/<port>". */
+  name: string;
+  gateway: { namespace: string; name: string };
+  port: number;
+  protocol: 'HTTP' | 'HTTPS';
+  /** HTTPS: one entry per certificate, selected by SNI; empty serverNames = default chain. */
+  tls: { certificate: string; serverNames: string[] }[];
+  virtualHosts: VirtualHostIR[];
+}
+
+export interface VirtualHostIR {
+  name: string;
+  domains: string[];
+  routes: RouteIR[];
+}
+
+export interface RouteIR {
+  /** "<namespace>/<httproute>/rule/<i>/match/<j>". */
+  name: string;
+  match: MatchIR;
+  action: ForwardAction | DirectResponseAction | RedirectAction;
+  requestHeaders?: HeaderEdits;
+  responseHeaders?: HeaderEdits;
+}
+
+export interface MatchIR {
+  path: { kind: 'Exact' | 'PathPrefix' | 'RegularExpression'; value: string };
+  headers: { name: string; value: string; regex: boolean }[];
+  queryParams: { name: string; value: string; regex: boolean }[];
+  method?: string;
+}
+
+export interface HeaderEdits {
+  set: { name: string; value: string }[];
+  add: { name: string; value: string }[];
+  remove: string[];
+}
+
+export interface ForwardAction {
+  kind: 'forward';
+  clusters: { name: string; weight: number }[];
+  /** Undefined: no retries. */
+  retry?: RetryPlan;
+  /** Whole request, all attempts included; 0 disables. */
+  timeoutMs: number;
+  /** Rewrite Host per attempt from the picked endpoint's hostname. */
+  autoHostRewrite: boolean;
+  hostRewrite?: string;
+  pathRewrite?: { kind: 'full' | 'prefix'; value: string };
+}
+
+export interface DirectResponseAction {
+  kind: 'direct';
+  status: number;
+  body: string;
+}
+
+export interface RedirectAction {
+  kind: 'redirect';
+  scheme?: string;
+  hostname?: string;
+  port?: number;
+  path?: { kind: 'full' | 'prefix'; value: string };
+  statusCode: number;
+}
+
+export interface RetryPlan {
+  /** Retries after the first attempt. */
+  attempts: number;
+  retryOn: string[];
+  statusCodes: number[];
+  perTryTimeoutMs?: number;
+  backoff: { baseMs: number; maxMs?: number };
+  /** Honour a server's Retry-After style header (only where no other priority can answer). */
+  rateLimited?: { resetHeaders: { name: string; format: 'Seconds' | 'UnixTimestamp' }[]; maxMs: number };
+  /** previous_priorities update frequency; undefined when the cluster has one priority. */
+  attemptsPerPriority?: number;
+  /** Do not re-pick a host that already failed this request (previous_hosts). */
+  avoidPreviousHosts: boolean;
+  hostSelectionAttempts: number;
+}
+
+export interface ClusterIR {
+  /** "backend/<namespace>/<name>". */
+  name: string;
+  backend: { namespace: string; name: string };
+  /** eds: every address is an IP (served as ClusterLoadAssignment); dns: STRICT_DNS, inline endpoints. */
+  discovery: 'eds' | 'dns';
+  connectTimeoutMs: number;
+  /** Contiguous levels, 0 first; empty when no member is usable. */
+  priorities: PriorityIR[];
+  outlierDetection?: OutlierPlan;
+  /** Upstream TLS trust for members with tls: true. */
+  tls?: { insecureSkipVerify: boolean; sniOverride?: string };
+}
+
+export interface PriorityIR {
+  level: number;
+  members: MemberIR[];
+}
+
+export interface MemberIR {
+  name: string;
+  address: string;
+  port: number;
+  /** Host header and SNI for this member. */
+  hostname: string;
+  weight: number;
+  tls: boolean;
+  /** Facts about the member for the data path, placed in endpoint metadata (never secret values). */
+  metadata: MemberMetadata;
+}
+
+export interface MemberMetadata {
+  backend: string;
+  member: string;
+  priority: number;
+  provider?: string;
+  model?: string;
+  path?: string;
+  authHeader?: string;
+  authKind?: 'SecretRef' | 'Inline' | 'Passthrough' | 'None';
+  /** Name of the credential resource (SDS) that holds this member's key. */
+  credential?: string;
+  /** The Kubernetes Secret's name, for operators. */
+  secret?: string;
+  apiVersion?: string;
+  deployment?: string;
+}
+
+export interface OutlierPlan {
+  consecutive5xx: number;
+  consecutiveGatewayFailure: number;
+  consecutiveLocalOriginFailure?: number;
+  splitExternalLocalOriginErrors: boolean;
+  intervalMs: number;
+  baseEjectionMs: number;
+  maxEjectionMs?: number;
+  maxEjectionPercent: number;
+}
+
+export interface CredentialIR {
+  /** SDS name: "credential/<namespace>/<secret>" or "credential/<namespace>/<backend>/<member>" for inline tokens. */
+  name: string;
+  /** The bare key (no "Bearer " prefix). */
+  value: string;
+}
+
+export interface CertificateIR {
+  name: string;
+  certificateChain: string;
+  privateKey: string;
+}

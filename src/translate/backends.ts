@@ -1,0 +1,232 @@
+import { isIP } from 'node:net';
+import type { AuthToken, Backend, OutlierDetectionSpec, PoolMember } from '../api/backend.js';
+import { condition, type Condition } from '../api/conditions.js';
+import { parseDuration } from '../api/duration.js';
+import { providerName, providerTarget } from '../api/providers.js';
+import type { Secret } from '../api/secret.js';
+import type { ClusterIR, CredentialIR, MemberIR, OutlierPlan, PriorityIR, RetryPlan } from '../ir/model.js';
+import { resolveCredential } from './credentials.js';
+import { backendRetryPlan } from './retry.js';
+import type { BackendStatus, MemberStatus, PriorityStatus, WarningEvent } from './status.js';
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+
+/** What translation knows about one Backend, for the routes that point at it. */
+export interface TranslatedBackend {
+  key: string;
+  /** Absent when no member is usable: routes then answer 503 with `unavailable`. */
+  cluster?: ClusterIR;
+  unavailable?: string;
+  retry: RetryPlan;
+  credentials: CredentialIR[];
+  status: BackendStatus;
+  events: WarningEvent[];
+}
+
+export function clusterNameForBackend(namespace: string, name: string): string {
+  return `backend/${namespace}/${name}`;
+}
+
+/** A pool member before credentials are checked. */
+interface Candidate {
+  name: string;
+  provider: string;
+  member: Omit<MemberIR, 'metadata'> & { metadata: Omit<MemberIR['metadata'], 'priority'> };
+  token?: AuthToken;
+}
+
+function aiCandidates(backend: Backend): Candidate[][] {
+  const ai = backend.spec.ai;
+  if (!ai) return [];
+  const pools: PoolMember[][] = ai.multipool ? ai.multipool.priorities.map((p) => p.pool) : ai.llm ? [[ai.llm]] : [];
+  const key = `${backend.metadata.namespace}/${backend.metadata.name}`;
+  return pools.map((pool, p) =>
+    pool.map((m, i) => {
+      const target = providerTarget(m.provider);
+      const provider = providerName(m.provider);
+      const name = m.name ?? `p${p}-${i}-${provider.toLowerCase()}`;
+      const address = m.hostOverride?.host ?? target.host;
+      const port = m.hostOverride?.port ?? target.port;
+      const explicitTls = m.provider.openaiCompatible?.tls;
+      const c: Candidate = {
+        name,
+        provider,
+        member: {
+          name,
+          address,
+          port,
+          hostname: target.host,
+          weight: m.weight ?? 1,
+          tls: explicitTls ?? port === 443,
+          metadata: {
+            backend: key,
+            member: name,
+            provider,
+            path: target.path,
+            authHeader: target.authHeader,
+            ...(target.model ? { model: target.model } : {}),
+            ...(target.apiVersion ? { apiVersion: target.apiVersion } : {}),
+            ...(target.deployment ? { deployment: target.deployment } : {}),
+          },
+        },
+      };
+      if (target.authToken) c.token = target.authToken;
+      return c;
+    }),
+  );
+}
+
+function staticCandidates(backend: Backend): Candidate[][] {
+  const st = backend.spec.static;
+  if (!st) return [];
+  const key = `${backend.metadata.namespace}/${backend.metadata.name}`;
+  return st.priorities.map((p, pi) =>
+    p.hosts.map((h, i) => {
+      const name = `p${pi}-${i}`;
+      return {
+        name,
+        provider: 'static',
+        member: {
+          name,
+          address: h.host,
+          port: h.port,
+          hostname: h.host,
+          weight: h.weight ?? 1,
+          tls: st.tls !== undefined || h.port === 443,
+          metadata: { backend: key, member: name },
+        },
+      };
+    }),
+  );
+}
+
+function outlierPlan(spec: OutlierDetectionSpec | undefined, multi: boolean): OutlierPlan | undefined {
+  const enabled = spec?.enabled ?? (multi || spec !== undefined);
+  if (!enabled) return undefined;
+  const plan: OutlierPlan = {
+    consecutive5xx: spec?.consecutive5xx ?? 3,
+    consecutiveGatewayFailure: spec?.consecutiveGatewayFailure ?? 3,
+    splitExternalLocalOriginErrors: spec?.splitExternalLocalOriginErrors ?? false,
+    intervalMs: parseDuration(spec?.interval ?? '') ?? 2_000,
+    baseEjectionMs: parseDuration(spec?.baseEjectionTime ?? '') ?? 15_000,
+    maxEjectionPercent: spec?.maxEjectionPercent ?? 100,
+  };
+  if (spec?.consecutiveLocalOriginFailure !== undefined) plan.consecutiveLocalOriginFailure = spec.consecutiveLocalOriginFailure;
+  const maxEjection = parseDuration(spec?.maxEjectionTime ?? '');
+  if (maxEjection !== undefined) plan.maxEjectionMs = maxEjection;
+  return plan;
+}
+
+function duplicateNames(pools: Candidate[][]): string[] {
+  const seen = new Set<string>();
+  const dup = new Set<string>();
+  for (const c of pools.flat()) {
+    if (seen.has(c.name)) dup.add(c.name);
+    seen.add(c.name);
+  }
+  return [...dup];
+}
+
+export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, Secret>): TranslatedBackend {
+  const { namespace, name, generation } = backend.metadata;
+  const key = `${namespace}/${name}`;
+  const pools = backend.spec.type === 'AI' ? aiCandidates(backend) : staticCandidates(backend);
+  const multi = pools.length > 1;
+  const retry = backendRetryPlan(backend.spec.retry, pools.length);
+  const events: WarningEvent[] = [];
+  const credentials = new Map<string, CredentialIR>();
+  const warnings: string[] = [];
+  const refProblems: { reason: string; message: string }[] = [];
+
+  const dups = duplicateNames(pools);
+  if (dups.length > 0) {
+    const message = `member name${dups.length > 1 ? 's' : ''} ${dups.join(', ')} used more than once: give every pool member a unique name`;
+    return {
+      key, retry, credentials: [], events: [], unavailable: `Backend ${key} is invalid: ${message}`,
+      status: {
+        kind: 'Backend', namespace, name, priorities: [], usableMembers: 0, totalMembers: pools.flat().length,
+        conditions: [
+          condition('Accepted', false, 'Invalid', message, generation),
+          condition('ResolvedRefs', 'Unknown', 'Invalid', 'references are not checked until the spec is valid', generation),
+          condition('Programmed', false, 'Invalid', 'nothing is served for an invalid Backend', generation),
+        ],
+      },
+    };
+  }
+
+  const priorities: PriorityIR[] = [];
+  const priorityStatus: PriorityStatus[] = [];
+  pools.forEach((pool, p) => {
+    const members: MemberIR[] = [];
+    const memberStatus: MemberStatus[] = [];
+    for (const c of pool) {
+      const res = resolveCredential(c.token, { namespace, backend: name, member: c.name, secrets });
+      if (!res.ok) {
+        memberStatus.push({ name: c.name, provider: c.provider, usable: false, reason: res.reason, message: res.message });
+        refProblems.push({ reason: res.reason, message: res.message });
+        events.push({ object: { kind: 'Backend', namespace, name }, reason: res.reason, message: res.message });
+        continue;
+      }
+      const metadata: MemberIR['metadata'] = { ...c.member.metadata, priority: priorities.length };
+      if (c.provider !== 'static') metadata.authKind = res.kind;
+      if (res.kind === 'SecretRef' || res.kind === 'Inline') {
+        credentials.set(res.credential.name, res.credential);
+        metadata.credential = res.credential.name;
+        if (res.secret) metadata.secret = res.secret;
+        if (res.warning) warnings.push(res.warning);
+      }
+      members.push({ ...c.member, metadata });
+      memberStatus.push({ name: c.name, provider: c.provider, usable: true });
+    }
+    const status: PriorityStatus = { priority: p, members: memberStatus };
+    if (members.length > 0) {
+      status.envoyPriority = priorities.length;
+      priorities.push({ level: priorities.length, members });
+    }
+    priorityStatus.push(status);
+  });
+
+  const all = pools.flat();
+  const usable = priorities.reduce((n, p) => n + p.members.length, 0);
+  const conditions: Condition[] = [
+    condition('Accepted', true, 'Accepted', warnings.length > 0 ? `Backend is valid; warning: ${warnings.join('; ')}` : 'Backend is valid', generation),
+  ];
+  if (refProblems.length === 0) {
+    conditions.push(condition('ResolvedRefs', true, 'ResolvedRefs', 'all references are resolved', generation));
+  } else {
+    conditions.push(condition('ResolvedRefs', false, refProblems[0]?.reason ?? 'SecretNotFound', refProblems.map((r) => r.message).join('; '), generation));
+  }
+
+  let cluster: ClusterIR | undefined;
+  let unavailable: string | undefined;
+  if (usable === 0) {
+    unavailable = `Backend ${key} has no usable member: ${refProblems.map((r) => r.message).join('; ') || 'no members'}`;
+    conditions.push(condition('Programmed', false, 'NoUsableMembers', `requests answer 503: ${unavailable}`, generation));
+  } else {
+    const everyIp = priorities.every((p) => p.members.every((m) => isIP(m.address) !== 0));
+    cluster = {
+      name: clusterNameForBackend(namespace, name),
+      backend: { namespace, name },
+      discovery: everyIp ? 'eds' : 'dns',
+      connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
+      priorities,
+    };
+    const outlier = outlierPlan(backend.spec.outlierDetection, multi);
+    if (outlier) cluster.outlierDetection = outlier;
+    if (priorities.some((p) => p.members.some((m) => m.tls))) {
+      const tls = backend.spec.static?.tls;
+      cluster.tls = { insecureSkipVerify: tls?.insecureSkipVerify ?? false, ...(tls?.sni ? { sniOverride: tls.sni } : {}) };
+    }
+    conditions.push(condition('Programmed', false, 'Pending', 'waiting for a connected Envoy to acknowledge the configuration', generation));
+  }
+
+  return {
+    key,
+    retry,
+    credentials: [...credentials.values()],
+    events,
+    ...(cluster ? { cluster } : {}),
+    ...(unavailable ? { unavailable } : {}),
+    status: { kind: 'Backend', namespace, name, conditions, priorities: priorityStatus, usableMembers: usable, totalMembers: all.length },
+  };
+}

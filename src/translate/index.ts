@@ -1,0 +1,113 @@
+import { condition } from '../api/conditions.js';
+import { formatProblem } from '../api/manifest.js';
+import type { Secret } from '../api/secret.js';
+import type { CredentialIR, IR, ListenerIR, VirtualHostIR } from '../ir/model.js';
+import { translateBackend, type TranslatedBackend } from './backends.js';
+import { gatewayStatus, isServed, translateGateways } from './gateways.js';
+import type { Inputs } from './inputs.js';
+import { compareRoutes } from './precedence.js';
+import { translateRoute, type PlacedRoute } from './routes.js';
+import type { InvalidStatus, ObjectStatus, WarningEvent } from './status.js';
+
+export interface Translation {
+  ir: IR;
+  statuses: ObjectStatus[];
+  events: WarningEvent[];
+}
+
+function invalidStatuses(inputs: Inputs): InvalidStatus[] {
+  return inputs.invalid
+    .filter((o) => !o.servingLastGood)
+    .map((o) => ({
+      kind: o.kind,
+      namespace: o.namespace,
+      name: o.name,
+      conditions: [condition('Accepted', false, 'Invalid', o.problems.map(formatProblem).join('; '), o.generation)],
+    }));
+}
+
+/** Marks an object that keeps serving its last valid version while its current version is invalid. */
+function noteLastGood(statuses: ObjectStatus[], inputs: Inputs): void {
+  for (const o of inputs.invalid.filter((i) => i.servingLastGood)) {
+    const s = statuses.find((x) => x.kind === o.kind && x.namespace === o.namespace && x.name === o.name);
+    if (!s || !('conditions' in s)) continue;
+    const accepted = s.conditions.find((c) => c.type === 'Accepted');
+    const message = `${o.problems.map(formatProblem).join('; ')}; the last valid version keeps being served`;
+    if (accepted) Object.assign(accepted, { status: 'False', reason: 'Invalid', message });
+  }
+}
+
+/** Inputs → IR + statuses. Pure: no I/O, no clock, deterministic order. */
+export function translate(inputs: Inputs): Translation {
+  const secrets = new Map<string, Secret>(inputs.secrets.map((s) => [`${s.metadata.namespace}/${s.metadata.name}`, s]));
+  const gw = translateGateways(inputs);
+  const events: WarningEvent[] = [...gw.events];
+
+  const backends = new Map<string, TranslatedBackend>();
+  for (const b of [...inputs.backends].sort((x, y) => key(x.metadata).localeCompare(key(y.metadata)))) {
+    const t = translateBackend(b, secrets);
+    backends.set(t.key, t);
+    events.push(...t.events);
+  }
+
+  const foreignGateways = new Set(inputs.gateways.map((g) => key(g.metadata)).filter((k) => !gw.gateways.has(k)));
+  const placed: PlacedRoute[] = [];
+  const routeStatuses: ObjectStatus[] = [];
+  for (const route of [...inputs.httpRoutes].sort((x, y) => key(x.metadata).localeCompare(key(y.metadata)))) {
+    const t = translateRoute(route, { gateways: gw.gateways, foreignGateways, backends, grants: inputs.referenceGrants });
+    placed.push(...t.placed);
+    events.push(...t.events);
+    if (t.status.parents.length > 0) routeStatuses.push(t.status);
+  }
+
+  const listeners: ListenerIR[] = [];
+  for (const { gateway, listeners: served } of gw.gateways.values()) {
+    const byPort = new Map<number, ListenerIR>();
+    for (const l of served.filter(isServed)) {
+      let ir = byPort.get(l.spec.port);
+      if (!ir) {
+        ir = { name: l.envoyListener, gateway: { namespace: gateway.metadata.namespace, name: gateway.metadata.name }, port: l.spec.port, protocol: l.spec.protocol, tls: [], virtualHosts: [] };
+        byPort.set(l.spec.port, ir);
+        listeners.push(ir);
+      }
+      for (const cert of l.certificates) ir.tls.push({ certificate: cert, serverNames: l.spec.hostname ? [l.spec.hostname] : [] });
+    }
+  }
+  for (const l of listeners) l.virtualHosts = virtualHosts(l.name, placed.filter((p) => p.envoyListener === l.name));
+
+  const credentials = new Map<string, CredentialIR>();
+  for (const b of backends.values()) for (const c of b.credentials) credentials.set(c.name, c);
+
+  const statuses: ObjectStatus[] = [
+    ...gw.classStatuses,
+    ...[...gw.gateways.values()].map((g) => gatewayStatus(g.gateway, g.listeners)),
+    ...routeStatuses,
+    ...[...backends.values()].map((b) => b.status),
+    ...invalidStatuses(inputs),
+  ];
+  noteLastGood(statuses, inputs);
+
+  const ir: IR = {
+    listeners: listeners.sort((a, b) => a.name.localeCompare(b.name)),
+    clusters: [...backends.values()].flatMap((b) => (b.cluster ? [b.cluster] : [])),
+    credentials: [...credentials.values()].sort((a, b) => a.name.localeCompare(b.name)),
+    certificates: [...gw.certificates].sort((a, b) => a.name.localeCompare(b.name)),
+  };
+  return { ir, statuses, events };
+}
+
+function virtualHosts(listener: string, placed: PlacedRoute[]): VirtualHostIR[] {
+  const byHost = new Map<string, PlacedRoute[]>();
+  for (const p of placed) byHost.set(p.hostname, [...(byHost.get(p.hostname) ?? []), p]);
+  return [...byHost.entries()]
+    .sort(([a], [b]) => (a === '*' ? 1 : b === '*' ? -1 : a.localeCompare(b)))
+    .map(([hostname, routes]) => ({
+      name: `${listener}/${hostname}`,
+      domains: [hostname],
+      routes: [...routes].sort(compareRoutes).map((r) => r.route),
+    }));
+}
+
+function key(m: { namespace: string; name: string }): string {
+  return `${m.namespace}/${m.name}`;
+}

@@ -1,0 +1,214 @@
+import { BACKEND_GROUP } from '../api/backend.js';
+import { condition, type Condition } from '../api/conditions.js';
+import { parseDuration } from '../api/duration.js';
+import { CONTROLLER_NAME, GATEWAY_GROUP } from '../api/gateway.js';
+import type { BackendRef, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule, HeaderModifier, ParentReference } from '../api/httproute.js';
+import type { ForwardAction, HeaderEdits, MatchIR, RouteIR } from '../ir/model.js';
+import type { TranslatedBackend } from './backends.js';
+import { isServed, type ServedListener } from './gateways.js';
+import { effectiveHostnames } from './hostnames.js';
+import type { ReferenceGrant } from './inputs.js';
+import type { RankedRoute } from './precedence.js';
+import { referencePermitted } from './references.js';
+import { backendRetryPlan, withRouteRetry } from './retry.js';
+import type { HTTPRouteStatus, RouteParentStatus, WarningEvent } from './status.js';
+
+/** Whole-request timeout when the HTTPRoute sets none: LLM answers take far longer than Envoy's 15 s default. */
+export const DEFAULT_ROUTE_TIMEOUT_MS = 300_000;
+
+/** One route entry placed on an Envoy listener's virtual host. */
+export interface PlacedRoute extends RankedRoute<RouteIR> {
+  envoyListener: string;
+  hostname: string;
+}
+
+export interface TranslatedRoute {
+  status: HTTPRouteStatus;
+  placed: PlacedRoute[];
+  events: WarningEvent[];
+}
+
+interface RouteContext {
+  gateways: ReadonlyMap<string, { listeners: ServedListener[] }>;
+  /** Gateways that exist but belong to another controller: their parentRefs are not ours to report. */
+  foreignGateways: ReadonlySet<string>;
+  backends: ReadonlyMap<string, TranslatedBackend>;
+  grants: readonly ReferenceGrant[];
+}
+
+function toMatch(m: HTTPRouteMatch | undefined): MatchIR {
+  const path = m?.path;
+  return {
+    path: { kind: path?.type ?? 'PathPrefix', value: path?.value ?? '/' },
+    headers: (m?.headers ?? []).map((h) => ({ name: h.name.toLowerCase(), value: h.value, regex: h.type === 'RegularExpression' })),
+    queryParams: (m?.queryParams ?? []).map((q) => ({ name: q.name, value: q.value, regex: q.type === 'RegularExpression' })),
+    ...(m?.method ? { method: m.method } : {}),
+  };
+}
+
+function toHeaderEdits(h: HeaderModifier | undefined): HeaderEdits | undefined {
+  if (!h) return undefined;
+  return { set: h.set ?? [], add: h.add ?? [], remove: h.remove ?? [] };
+}
+
+function filterOf<T extends HTTPRouteFilter['type']>(rule: HTTPRouteRule, type: T): HTTPRouteFilter | undefined {
+  return rule.filters?.find((f) => f.type === type);
+}
+
+interface RefResolution {
+  ok: boolean;
+  reason?: string;
+  message?: string;
+  backend?: TranslatedBackend;
+  weight: number;
+  ref: BackendRef;
+}
+
+function resolveBackendRef(route: HTTPRoute, ref: BackendRef, ctx: RouteContext): RefResolution {
+  const group = ref.group ?? '';
+  const kind = ref.kind ?? 'Service';
+  const namespace = ref.namespace ?? route.metadata.namespace;
+  const weight = ref.weight ?? 1;
+  const where = `backendRef ${kind} ${namespace}/${ref.name}`;
+  if (!(group === BACKEND_GROUP && kind === 'Backend') && !(group === '' && kind === 'Service')) {
+    return { ok: false, weight, ref, reason: 'InvalidKind', message: `${where}: group "${group}" kind "${kind}" is not supported; use a core Service or group ${BACKEND_GROUP} kind Backend` };
+  }
+  if (!referencePermitted(ctx.grants, { group: GATEWAY_GROUP, kind: 'HTTPRoute', namespace: route.metadata.namespace }, { group, kind, namespace, name: ref.name })) {
+    return { ok: false, weight, ref, reason: 'RefNotPermitted', message: `${where} is in another namespace and no ReferenceGrant in ${namespace} allows it` };
+  }
+  if (kind === 'Service') {
+    return { ok: false, weight, ref, reason: 'BackendNotFound', message: `${where} not found` };
+  }
+  const backend = ctx.backends.get(`${namespace}/${ref.name}`);
+  if (!backend) return { ok: false, weight, ref, reason: 'BackendNotFound', message: `${where} not found` };
+  return { ok: true, weight, ref, backend };
+}
+
+function ruleAction(route: HTTPRoute, rule: HTTPRouteRule, ruleIndex: number, refs: RefResolution[]): RouteIR['action'] {
+  const redirect = filterOf(rule, 'RequestRedirect')?.requestRedirect;
+  if (redirect) {
+    const path = redirect.path;
+    return {
+      kind: 'redirect',
+      statusCode: redirect.statusCode ?? 302,
+      ...(redirect.scheme ? { scheme: redirect.scheme } : {}),
+      ...(redirect.hostname ? { hostname: redirect.hostname } : {}),
+      ...(redirect.port ? { port: redirect.port } : {}),
+      ...(path ? { path: path.type === 'ReplaceFullPath' ? { kind: 'full', value: path.replaceFullPath ?? '/' } : { kind: 'prefix', value: path.replacePrefixMatch ?? '/' } } : {}),
+    };
+  }
+  const where = `HTTPRoute ${route.metadata.namespace}/${route.metadata.name} rule ${ruleIndex}`;
+  if (refs.length === 0) return { kind: 'direct', status: 500, body: `switchyard: ${where} has no backendRefs\n` };
+  const valid = refs.filter((r) => r.ok && r.weight > 0);
+  if (valid.length === 0) {
+    const causes = refs.filter((r) => !r.ok).map((r) => r.message);
+    return { kind: 'direct', status: 500, body: `switchyard: ${where}: ${causes.join('; ') || 'every backendRef has weight 0'}\n` };
+  }
+  const serving = valid.filter((r) => r.backend?.cluster);
+  if (serving.length === 0) {
+    return { kind: 'direct', status: 503, body: `switchyard: ${valid.map((r) => r.backend?.unavailable ?? '').join('; ')}\n` };
+  }
+  // The retry plan follows the Backend that takes the largest share of this rule's traffic.
+  const main = [...serving].sort((a, b) => b.weight - a.weight)[0];
+  const backendRequestMs = rule.timeouts?.backendRequest ? parseDuration(rule.timeouts.backendRequest) : undefined;
+  const base = main?.backend?.retry ?? backendRetryPlan(undefined, 1);
+  const retry = withRouteRetry(base, rule.retry, backendRequestMs);
+  const requestMs = rule.timeouts?.request ? parseDuration(rule.timeouts.request) : undefined;
+  const rewrite = filterOf(rule, 'URLRewrite')?.urlRewrite;
+  const action: ForwardAction = {
+    kind: 'forward',
+    clusters: serving.map((r) => ({ name: r.backend?.cluster?.name ?? '', weight: r.weight })),
+    timeoutMs: requestMs ?? DEFAULT_ROUTE_TIMEOUT_MS,
+    autoHostRewrite: !rewrite?.hostname,
+    ...(retry.attempts > 0 ? { retry } : {}),
+    ...(rewrite?.hostname ? { hostRewrite: rewrite.hostname } : {}),
+  };
+  if (rewrite?.path) {
+    action.pathRewrite = rewrite.path.type === 'ReplaceFullPath'
+      ? { kind: 'full', value: rewrite.path.replaceFullPath ?? '/' }
+      : { kind: 'prefix', value: rewrite.path.replacePrefixMatch ?? '/' };
+  }
+  return action;
+}
+
+function parentKey(route: HTTPRoute, p: ParentReference): string {
+  return `${p.namespace ?? route.metadata.namespace}/${p.name}`;
+}
+
+function listenerAllows(l: ServedListener, route: HTTPRoute): boolean {
+  const from = l.spec.allowedRoutes?.namespaces?.from ?? 'Same';
+  if (from === 'All') return true;
+  if (from === 'Same') return l.gateway.metadata.namespace === route.metadata.namespace;
+  // Selector needs Namespace labels, which this snapshot does not carry: refuse rather than guess.
+  return false;
+}
+
+export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedRoute {
+  const gen = route.metadata.generation;
+  const routeKey = `${route.metadata.namespace}/${route.metadata.name}`;
+  const events: WarningEvent[] = [];
+  const placed: PlacedRoute[] = [];
+  const parents: RouteParentStatus[] = [];
+
+  const refsByRule = route.spec.rules.map((rule) => (rule.backendRefs ?? []).map((ref) => resolveBackendRef(route, ref, ctx)));
+  const badRefs = refsByRule.flat().filter((r) => !r.ok);
+  for (const bad of badRefs) {
+    events.push({ object: { kind: 'HTTPRoute', namespace: route.metadata.namespace, name: route.metadata.name }, reason: bad.reason ?? 'BackendNotFound', message: bad.message ?? '' });
+  }
+  const resolved: Condition = badRefs.length === 0
+    ? condition('ResolvedRefs', true, 'ResolvedRefs', 'all backendRefs are resolved', gen)
+    : condition('ResolvedRefs', false, badRefs[0]?.reason ?? 'BackendNotFound', badRefs.map((r) => r.message).join('; '), gen);
+
+  for (const parent of route.spec.parentRefs ?? []) {
+    if ((parent.group ?? GATEWAY_GROUP) !== GATEWAY_GROUP || (parent.kind ?? 'Gateway') !== 'Gateway') continue;
+    const key = parentKey(route, parent);
+    if (ctx.foreignGateways.has(key)) continue;
+    const gw = ctx.gateways.get(key);
+    const status = (accepted: Condition): RouteParentStatus => ({ parentRef: parent, controllerName: CONTROLLER_NAME, conditions: [accepted, resolved] });
+    if (!gw) {
+      parents.push(status(condition('Accepted', false, 'NoMatchingParent', `Gateway ${key} not found`, gen)));
+      continue;
+    }
+    const candidates = gw.listeners.filter((l) => (parent.sectionName === undefined || l.spec.name === parent.sectionName) && (parent.port === undefined || l.spec.port === parent.port));
+    if (candidates.length === 0) {
+      parents.push(status(condition('Accepted', false, 'NoMatchingParent', `Gateway ${key} has no listener${parent.sectionName ? ` named ${parent.sectionName}` : ''}${parent.port ? ` on port ${parent.port}` : ''}`, gen)));
+      continue;
+    }
+    const allowed = candidates.filter((l) => isServed(l) && listenerAllows(l, route));
+    if (allowed.length === 0) {
+      parents.push(status(condition('Accepted', false, 'NotAllowedByListeners', `no listener of Gateway ${key} allows routes from namespace ${route.metadata.namespace}`, gen)));
+      continue;
+    }
+    let attached = 0;
+    for (const l of allowed) {
+      const hostnames = effectiveHostnames(l.spec.hostname, route.spec.hostnames);
+      if (hostnames.length === 0) continue;
+      attached++;
+      l.attachedRoutes++;
+      route.spec.rules.forEach((rule, ruleIndex) => {
+        const action = ruleAction(route, rule, ruleIndex, refsByRule[ruleIndex] ?? []);
+        const requestHeaders = toHeaderEdits(filterOf(rule, 'RequestHeaderModifier')?.requestHeaderModifier);
+        const responseHeaders = toHeaderEdits(filterOf(rule, 'ResponseHeaderModifier')?.responseHeaderModifier);
+        const matches = rule.matches && rule.matches.length > 0 ? rule.matches : [undefined];
+        matches.forEach((m, matchIndex) => {
+          const match = toMatch(m);
+          const ir: RouteIR = {
+            name: `${routeKey}/rule/${ruleIndex}/match/${matchIndex}`,
+            match,
+            action,
+            ...(requestHeaders ? { requestHeaders } : {}),
+            ...(responseHeaders ? { responseHeaders } : {}),
+          };
+          for (const hostname of hostnames) {
+            placed.push({ route: ir, match, createdAt: route.metadata.creationTimestamp ?? '', routeKey, ruleIndex, matchIndex, envoyListener: l.envoyListener, hostname });
+          }
+        });
+      });
+    }
+    parents.push(status(attached > 0
+      ? condition('Accepted', true, 'Accepted', `attached to ${attached} listener${attached > 1 ? 's' : ''} of Gateway ${key}`, gen)
+      : condition('Accepted', false, 'NoMatchingListenerHostname', `no listener of Gateway ${key} matches the route's hostnames`, gen)));
+  }
+
+  return { status: { kind: 'HTTPRoute', namespace: route.metadata.namespace, name: route.metadata.name, parents }, placed, events };
+}

@@ -1,0 +1,81 @@
+import type { Condition } from '../api/conditions.js';
+import type { ParentReference } from '../api/httproute.js';
+
+export interface MemberStatus {
+  name: string;
+  provider: string;
+  usable: boolean;
+  /** Why the member is out, e.g. SecretNotFound; absent when usable. */
+  reason?: string;
+  message?: string;
+}
+
+export interface PriorityStatus {
+  /** Index in spec (multipool.priorities[i] / static.priorities[i]). */
+  priority: number;
+  /** Envoy priority level this pool is served at; absent when none of its members is usable. */
+  envoyPriority?: number;
+  members: MemberStatus[];
+}
+
+export interface BackendStatus {
+  kind: 'Backend';
+  namespace: string;
+  name: string;
+  conditions: Condition[];
+  priorities: PriorityStatus[];
+  usableMembers: number;
+  totalMembers: number;
+}
+
+export interface ListenerStatus {
+  name: string;
+  attachedRoutes: number;
+  supportedKinds: { group: string; kind: string }[];
+  conditions: Condition[];
+}
+
+export interface GatewayStatus {
+  kind: 'Gateway';
+  namespace: string;
+  name: string;
+  conditions: Condition[];
+  listeners: ListenerStatus[];
+}
+
+export interface GatewayClassStatus {
+  kind: 'GatewayClass';
+  namespace: string;
+  name: string;
+  conditions: Condition[];
+}
+
+export interface RouteParentStatus {
+  parentRef: ParentReference;
+  controllerName: string;
+  conditions: Condition[];
+}
+
+export interface HTTPRouteStatus {
+  kind: 'HTTPRoute';
+  namespace: string;
+  name: string;
+  parents: RouteParentStatus[];
+}
+
+/** Status for an object Switchyard could not read at all (schema errors) and serves nothing for. */
+export interface InvalidStatus {
+  kind: string;
+  namespace: string;
+  name: string;
+  conditions: Condition[];
+}
+
+export type ObjectStatus = BackendStatus | GatewayStatus | GatewayClassStatus | HTTPRouteStatus | InvalidStatus;
+
+/** Warning events for unusable references (emitted by the Kubernetes status writer, logged in file mode). */
+export interface WarningEvent {
+  object: { kind: string; namespace: string; name: string };
+  reason: string;
+  message: string;
+}

@@ -1,0 +1,94 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { buildBootstrap, XDS_CLUSTER_NAME } from '../../src/envoy/bootstrap.js';
+import type { JsonObject } from '../../src/envoy/resources.js';
+import { envoyBinaryPath, requireEnvoyBinary } from '../support/envoy.js';
+
+const run = promisify(execFile);
+const dir = mkdtempSync(join(tmpdir(), 'switchyard-bootstrap-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Runs the real Envoy in validate mode; resolves with its exit code and output. */
+async function validate(bootstrap: JsonObject, file: string): Promise<{ code: number; output: string }> {
+  requireEnvoyBinary();
+  const path = join(dir, file);
+  writeFileSync(path, JSON.stringify(bootstrap));
+  try {
+    const { stdout, stderr } = await run(envoyBinaryPath(), ['--mode', 'validate', '-c', path, '--disable-hot-restart', '-l', 'warning']);
+    return { code: 0, output: stdout + stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: e.code ?? -1, output: `${e.stdout ?? ''}${e.stderr ?? ''}` };
+  }
+}
+
+function at(value: unknown, ...path: (string | number)[]): unknown {
+  let v = value;
+  for (const key of path) v = (v as Record<string | number, unknown> | undefined)?.[key];
+  return v;
+}
+
+describe('buildBootstrap', () => {
+  const base = { xds: { host: '127.0.0.1', port: 18000 }, nodeId: 'gw-1', adminPort: 19000 };
+
+  it.each([
+    ['SotW over an IP', { ...base }],
+    ['delta over an IP', { ...base, delta: true }],
+    ['SotW over a hostname', { ...base, xds: { host: 'localhost', port: 18000 } }],
+    ['delta over a hostname', { ...base, xds: { host: 'switchyard.switchyard-system.svc', port: 18000 }, delta: true }],
+  ])('is accepted by the real Envoy in validate mode: %s', async (label, opts) => {
+    const result = await validate(buildBootstrap(opts), `${label.replace(/\W+/g, '-')}.json`);
+    expect(result.output).not.toMatch(/\]\[(warning|error|critical)\]/);
+    expect(result.code, result.output).toBe(0);
+  });
+
+  it('fails validation when Envoy meets a field it does not know (the check can fail)', async () => {
+    const broken = buildBootstrap(base);
+    (broken['dynamic_resources'] as JsonObject)['ads_config'] = { api_type: 'GRPC_SOMETHING' };
+    const result = await validate(broken, 'broken.json');
+    expect(result.code).toBe(1);
+    expect(result.output).toContain('GRPC_SOMETHING');
+  });
+
+  it('selects SotW or delta ADS and sources LDS and CDS from ADS', () => {
+    const sotw = buildBootstrap(base);
+    const delta = buildBootstrap({ ...base, delta: true });
+    expect(at(sotw, 'dynamic_resources', 'ads_config', 'api_type')).toBe('GRPC');
+    expect(at(delta, 'dynamic_resources', 'ads_config', 'api_type')).toBe('DELTA_GRPC');
+    for (const b of [sotw, delta]) {
+      expect(at(b, 'dynamic_resources', 'ads_config', 'grpc_services', 0, 'envoy_grpc', 'cluster_name')).toBe(XDS_CLUSTER_NAME);
+      expect(at(b, 'dynamic_resources', 'lds_config')).toEqual({ ads: {}, resource_api_version: 'V3' });
+      expect(at(b, 'dynamic_resources', 'cds_config')).toEqual({ ads: {}, resource_api_version: 'V3' });
+    }
+  });
+
+  it('names the node and keeps the admin API on loopback unless told otherwise', () => {
+    const b = buildBootstrap({ ...base, nodeCluster: 'edge' });
+    expect(b['node']).toEqual({ id: 'gw-1', cluster: 'edge' });
+    expect(at(b, 'admin', 'address', 'socket_address')).toEqual({ address: '127.0.0.1', port_value: 19000 });
+    expect(at(buildBootstrap({ ...base, adminHost: '0.0.0.0' }), 'admin', 'address', 'socket_address', 'address')).toBe('0.0.0.0');
+  });
+
+  it('resolves a hostname controller with STRICT_DNS and an IP with STATIC, over HTTP/2', () => {
+    const ip = at(buildBootstrap(base), 'static_resources', 'clusters', 0) as JsonObject;
+    const dns = at(buildBootstrap({ ...base, xds: { host: 'switchyard.svc', port: 18000 } }), 'static_resources', 'clusters', 0) as JsonObject;
+    expect(ip['type']).toBe('STATIC');
+    expect(dns['type']).toBe('STRICT_DNS');
+    expect(at(dns, 'load_assignment', 'endpoints', 0, 'lb_endpoints', 0, 'endpoint', 'address', 'socket_address')).toEqual({
+      address: 'switchyard.svc',
+      port_value: 18000,
+    });
+    const options = at(ip, 'typed_extension_protocol_options', 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions');
+    expect(at(options, 'explicit_http_config', 'http2_protocol_options')).toBeDefined();
+  });
+
+  it('rejects values Envoy would refuse, naming the field', () => {
+    expect(() => buildBootstrap({ ...base, nodeId: '' })).toThrow(/nodeId/);
+    expect(() => buildBootstrap({ ...base, xds: { host: '127.0.0.1', port: 0 } })).toThrow(/xds\.port/);
+    expect(() => buildBootstrap({ ...base, adminPort: 70000 })).toThrow(/adminPort/);
+  });
+});
