@@ -1,0 +1,150 @@
+import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
+import { formatProblem } from '../api/manifest.js';
+import { serve } from '../app/serve.js';
+import { buildBootstrap } from '../envoy/bootstrap.js';
+import { createLogger } from '../observability/logger.js';
+import { runPipeline, translateReport } from '../pipeline.js';
+import { FileProvider } from '../providers/file.js';
+
+const USAGE = `switchyard: Gateway API and AI Backends to Envoy, over xDS
+
+Usage:
+  switchyard serve --config PATH [--xds-port 18000] [--xds-host 0.0.0.0] [--metrics-port 9090]
+                   [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0] [--log-level info]
+      Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS.
+  switchyard translate -f PATH [-o json|yaml]
+      Print what would be served (secrets redacted) and every object's status.
+  switchyard bootstrap --xds HOST:PORT --node-id ID [--admin-port 9901] [--delta] [-o json|yaml]
+      Print an Envoy bootstrap that connects a stock Envoy to the controller.
+`;
+
+class UsageError extends Error {}
+
+function int(value: string | undefined, flag: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`${flag} must be a port number (0-65535), got "${value}"`);
+  return n;
+}
+
+function output(value: unknown, format: string | undefined): string {
+  if (format === undefined || format === 'json') return `${JSON.stringify(value, null, 2)}\n`;
+  if (format === 'yaml') return stringify(value, { lineWidth: 0, aliasDuplicateObjects: false });
+  throw new UsageError(`-o must be json or yaml, got "${format}"`);
+}
+
+async function runServe(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: 'string', short: 'c' },
+      'xds-port': { type: 'string' },
+      'xds-host': { type: 'string' },
+      'metrics-port': { type: 'string' },
+      'metrics-host': { type: 'string' },
+      'listener-address': { type: 'string' },
+      'log-level': { type: 'string' },
+    },
+  });
+  if (!values.config) throw new UsageError('serve needs --config PATH (a manifest file or a directory of them)');
+  const logger = createLogger({ level: (values['log-level'] ?? 'info') as 'info', name: 'switchyard' });
+  const running = await serve({
+    config: values.config,
+    xdsPort: int(values['xds-port'], '--xds-port', 18000),
+    xdsHost: values['xds-host'] ?? '0.0.0.0',
+    metricsPort: int(values['metrics-port'], '--metrics-port', 9090),
+    metricsHost: values['metrics-host'] ?? '0.0.0.0',
+    envoy: values['listener-address'] ? { listenerAddress: values['listener-address'] } : {},
+    logger,
+  });
+  await new Promise<void>((resolve) => {
+    const shutdown = (signal: string) => {
+      logger.info({ signal }, 'shutting down');
+      running.stop().then(resolve, resolve);
+    };
+    process.once('SIGINT', () => shutdown('SIGINT'));
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+  });
+  return 0;
+}
+
+async function runTranslate(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { file: { type: 'string', short: 'f' }, output: { type: 'string', short: 'o' } } });
+  if (!values.file) throw new UsageError('translate needs -f PATH (a manifest file or a directory of them)');
+  const provider = new FileProvider({ path: values.file, resyncIntervalMs: 0 });
+  const snapshot = await provider.start();
+  await provider.stop();
+  const report = translateReport(runPipeline(snapshot.inputs));
+  process.stdout.write(output(report, values.output));
+  for (const p of snapshot.problems) process.stderr.write(`problem: ${formatProblem(p)}\n`);
+  return snapshot.problems.length > 0 ? 1 : 0;
+}
+
+async function runBootstrap(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      xds: { type: 'string' },
+      'node-id': { type: 'string' },
+      'node-cluster': { type: 'string' },
+      'admin-port': { type: 'string' },
+      delta: { type: 'boolean' },
+      output: { type: 'string', short: 'o' },
+    },
+  });
+  const target = values.xds ?? '';
+  const sep = target.lastIndexOf(':');
+  if (sep <= 0) throw new UsageError(`bootstrap needs --xds HOST:PORT (the controller's xDS address), got "${target}"`);
+  if (!values['node-id']) throw new UsageError('bootstrap needs --node-id ID (any name unique per Envoy)');
+  const bootstrap = buildBootstrap({
+    xds: { host: target.slice(0, sep).replace(/^\[|\]$/g, ''), port: int(target.slice(sep + 1), '--xds port', 18000) },
+    nodeId: values['node-id'],
+    ...(values['node-cluster'] ? { nodeCluster: values['node-cluster'] } : {}),
+    adminPort: int(values['admin-port'], '--admin-port', 9901),
+    delta: values.delta ?? false,
+  });
+  process.stdout.write(output(bootstrap, values.output));
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'serve':
+        return await runServe(rest);
+      case 'translate':
+        return await runTranslate(rest);
+      case 'bootstrap':
+        return await runBootstrap(rest);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError || (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
+      process.stderr.write(`switchyard: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+// Run when executed directly (tsx src/cli/main.ts); bin/switchyard.js imports main() instead.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`switchyard: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

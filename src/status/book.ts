@@ -1,0 +1,61 @@
+import { withTransitionTimes, type Condition } from '../api/conditions.js';
+import type { ObjectStatus } from '../translate/status.js';
+
+function key(s: { kind: string; namespace: string; name: string }): string {
+  return `${s.kind}/${s.namespace}/${s.name}`;
+}
+
+function conditionsOf(s: ObjectStatus): Condition[] {
+  return 'conditions' in s ? s.conditions : [];
+}
+
+/** Stamps transition times on nested conditions too (Gateway listeners, HTTPRoute parents). */
+function stamp(next: ObjectStatus, prev: ObjectStatus | undefined, now: string): ObjectStatus {
+  const out = { ...next, conditions: withTransitionTimes(conditionsOf(next), prev ? conditionsOf(prev) : undefined, now) } as ObjectStatus;
+  if ('listeners' in out && out.kind === 'Gateway') {
+    const before = prev && prev.kind === 'Gateway' && 'listeners' in prev ? prev.listeners : [];
+    out.listeners = out.listeners.map((l) => ({ ...l, conditions: withTransitionTimes(l.conditions, before.find((b) => b.name === l.name)?.conditions, now) }));
+  }
+  if ('parents' in out && out.kind === 'HTTPRoute') {
+    const before = prev && prev.kind === 'HTTPRoute' && 'parents' in prev ? prev.parents : [];
+    out.parents = out.parents.map((p) => ({
+      ...p,
+      conditions: withTransitionTimes(p.conditions, before.find((b) => JSON.stringify(b.parentRef) === JSON.stringify(p.parentRef))?.conditions, now),
+    }));
+  }
+  return out;
+}
+
+/**
+ * The statuses last published, with Gateway API transition-time semantics: a condition keeps
+ * its lastTransitionTime while its status stays the same. `update` reports which objects changed.
+ */
+export class StatusBook {
+  private current = new Map<string, ObjectStatus>();
+
+  constructor(private readonly clock: () => string = () => new Date().toISOString()) {}
+
+  update(statuses: ObjectStatus[]): { changed: ObjectStatus[]; removed: string[] } {
+    const now = this.clock();
+    const next = new Map<string, ObjectStatus>();
+    const changed: ObjectStatus[] = [];
+    for (const s of statuses) {
+      const k = key(s);
+      const prev = this.current.get(k);
+      const stamped = stamp(s, prev, now);
+      next.set(k, stamped);
+      if (!prev || JSON.stringify(prev) !== JSON.stringify(stamped)) changed.push(stamped);
+    }
+    const removed = [...this.current.keys()].filter((k) => !next.has(k));
+    this.current = next;
+    return { changed, removed };
+  }
+
+  all(): ObjectStatus[] {
+    return [...this.current.values()];
+  }
+
+  get(kind: string, namespace: string, name: string): ObjectStatus | undefined {
+    return this.current.get(`${kind}/${namespace}/${name}`);
+  }
+}

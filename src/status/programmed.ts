@@ -1,0 +1,86 @@
+import { condition, type Condition } from '../api/conditions.js';
+import { TypeUrl } from '../envoy/resources.js';
+import type { IR } from '../ir/model.js';
+import type { ObjectStatus } from '../translate/status.js';
+
+/** What the xDS server knows about one client for one type, reduced to what status needs. */
+export interface ClientTypeFeedback {
+  nodeId: string;
+  typeUrl: string;
+  state: 'pending' | 'acked' | 'rejected';
+  sentVersion?: string;
+  nackMessage?: string;
+}
+
+export interface XdsFeedback {
+  clients: ClientTypeFeedback[];
+  /** Current version per type in the cache. */
+  versions: Record<string, string | undefined>;
+}
+
+/** Envoy resource names each object is served as, by type URL. */
+export type ServedAs = Map<string, { typeUrl: string; names: string[] }[]>;
+
+function objectKey(s: { kind: string; namespace: string; name: string }): string {
+  return `${s.kind}/${s.namespace}/${s.name}`;
+}
+
+/**
+ * Programmed from xDS feedback: Rejected when an Envoy NACKed a type this object is served as
+ * (and the error names one of its resources, or names none at all); True once an Envoy ACKed
+ * the current version of each of those types; Pending otherwise.
+ */
+function programmed(served: { typeUrl: string; names: string[] }[], feedback: XdsFeedback, generation: number | undefined): Condition {
+  const nodes = new Set(feedback.clients.map((c) => c.nodeId));
+  for (const s of served) {
+    for (const c of feedback.clients) {
+      if (c.typeUrl !== s.typeUrl || c.state !== 'rejected') continue;
+      const message = c.nackMessage ?? '';
+      // Our resource names all contain "/"; an error that names none of them is charged to every object of the type.
+      if (s.names.some((n) => message.includes(n)) || !message.includes('/')) {
+        return condition('Programmed', false, 'Rejected', `Envoy ${c.nodeId} rejected the configuration: ${message}`, generation);
+      }
+    }
+  }
+  if (nodes.size === 0) return condition('Programmed', false, 'Pending', 'no Envoy is connected yet', generation);
+  const acked = [...nodes].filter((node) =>
+    served.every((s) =>
+      feedback.clients.some(
+        (c) => c.nodeId === node && c.typeUrl === s.typeUrl && c.state === 'acked' &&
+          // Wildcard types carry the cache's version; named subsets have their own.
+          (s.typeUrl !== TypeUrl.cluster && s.typeUrl !== TypeUrl.listener ? true : c.sentVersion === feedback.versions[s.typeUrl]),
+      ),
+    ),
+  );
+  if (acked.length === 0) return condition('Programmed', false, 'Pending', 'waiting for a connected Envoy to acknowledge the configuration', generation);
+  return condition('Programmed', true, 'Programmed', `acknowledged by ${acked.length} Envoy${acked.length > 1 ? 's' : ''}`, generation);
+}
+
+/** Replaces each served object's Pending Programmed condition with what the Envoys said. */
+export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, feedback: XdsFeedback): ObjectStatus[] {
+  return statuses.map((s) => {
+    const served = servedAs.get(objectKey(s));
+    if (!served || served.length === 0 || !('conditions' in s)) return s;
+    const current = s.conditions.find((c) => c.type === 'Programmed');
+    if (!current || current.reason !== 'Pending') return s;
+    const next = programmed(served, feedback, current.observedGeneration);
+    return { ...s, conditions: s.conditions.map((c) => (c.type === 'Programmed' ? next : c)) } as ObjectStatus;
+  });
+}
+
+/** Which Envoy resources each object is served as, from the IR. */
+export function servedAsFromIr(ir: IR): ServedAs {
+  const out: ServedAs = new Map();
+  for (const c of ir.clusters) {
+    const served: { typeUrl: string; names: string[] }[] = [{ typeUrl: TypeUrl.cluster, names: [c.name] }];
+    if (c.discovery === 'eds') served.push({ typeUrl: TypeUrl.endpoint, names: [c.name] });
+    out.set(`Backend/${c.backend.namespace}/${c.backend.name}`, served);
+  }
+  for (const l of ir.listeners) {
+    const key = `Gateway/${l.gateway.namespace}/${l.gateway.name}`;
+    const served = out.get(key) ?? [];
+    served.push({ typeUrl: TypeUrl.listener, names: [l.name] }, { typeUrl: TypeUrl.route, names: [l.name] });
+    out.set(key, served);
+  }
+  return out;
+}
