@@ -1,11 +1,11 @@
 import { z } from 'zod';
-import { DURATION_HINT, parseDuration } from './duration.js';
+import { DurationString } from './duration.js';
 import { ObjectMeta, ObjectName } from './meta.js';
 
 export const BACKEND_GROUP = 'switchyard.dev';
 export const BACKEND_API_VERSION = 'switchyard.dev/v1alpha1';
 
-const Duration = z.string().refine((s) => parseDuration(s) !== undefined, { message: `invalid duration: ${DURATION_HINT}` });
+const Duration = DurationString;
 const Port = z.number().int().min(1, 'a port is 1-65535').max(65535, 'a port is 1-65535');
 const Host = z.string().min(1, 'give a hostname or IP address').max(253);
 
@@ -188,7 +188,7 @@ export const BackendSpec = z
 export type BackendSpec = z.infer<typeof BackendSpec>;
 
 export const Backend = z.object({
-  apiVersion: z.literal(BACKEND_API_VERSION),
+  apiVersion: z.literal(BACKEND_API_VERSION, { message: `apiVersion is ${BACKEND_API_VERSION}` }),
   kind: z.literal('Backend'),
   metadata: ObjectMeta,
   spec: BackendSpec,

@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import { DURATION_HINT, parseDuration } from './duration.js';
+import { DurationString } from './duration.js';
 import { ObjectMeta, ObjectName } from './meta.js';
 
-const Duration = z.string().refine((s) => parseDuration(s) !== undefined, { message: `invalid duration: ${DURATION_HINT}` });
+const Duration = DurationString;
 
 export const ParentReference = z.object({
   group: z.string().optional(),

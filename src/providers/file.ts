@@ -1,0 +1,250 @@
+import type { FSWatcher } from 'node:fs';
+import { watch } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Problem } from '../api/manifest.js';
+import { formatProblem } from '../api/manifest.js';
+import { silentLogger } from '../observability/logger.js';
+import type { ManifestFile, ManifestDocument, Snapshot } from './manifest-files.js';
+import { canonicalJson, displayName, listManifestTree, ManifestStore, parseManifestFile } from './manifest-files.js';
+
+export type { Snapshot } from './manifest-files.js';
+
+export interface FileProviderOptions {
+  /** A manifest file, or a directory searched recursively for *.yaml, *.yml and *.json. */
+  path: string;
+  logger?: Logger;
+  /** Quiet time after the last file event before reloading, so a burst of writes gives one snapshot. */
+  debounceMs?: number;
+  /** Upper bound on that wait, so a file rewritten without pause is still picked up. */
+  maxDelayMs?: number;
+  /** Full re-read at this interval in case the kernel dropped events (inotify queue overflow); 0 disables. */
+  resyncIntervalMs?: number;
+  /** File names in problems and logs are relative to this directory (default: the working directory). */
+  sourceRoot?: string;
+}
+
+export type SnapshotListener = (snapshot: Snapshot) => void;
+
+interface ParsedFile {
+  text: string;
+  documents: ManifestDocument[];
+}
+
+/**
+ * Serves the manifests under a path as Inputs snapshots and reports every change.
+ * Directories, not files, are watched: editors and Kubernetes ConfigMap mounts replace files by
+ * rename, which ends a watch on the file itself, while the directory sees the new entry.
+ */
+export class FileProvider {
+  private readonly root: string;
+  private readonly logger: Logger;
+  private readonly debounceMs: number;
+  private readonly maxDelayMs: number;
+  private readonly resyncIntervalMs: number;
+  private readonly sourceRoot: string;
+  private readonly store = new ManifestStore();
+  private readonly parsed = new Map<string, ParsedFile>();
+  private readonly watchers = new Map<string, FSWatcher>();
+  private readonly listeners = new Set<SnapshotListener>();
+  private snapshot: Snapshot | undefined;
+  private fingerprint = '';
+  private timer: NodeJS.Timeout | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private firstEventAt: number | undefined;
+  private loading: Promise<void> | undefined;
+  private reloadRequested = false;
+  private stopped = false;
+
+  constructor(options: FileProviderOptions) {
+    this.root = options.path;
+    this.logger = (options.logger ?? silentLogger()).child({ component: 'file-provider' });
+    this.debounceMs = options.debounceMs ?? 75;
+    this.maxDelayMs = options.maxDelayMs ?? 500;
+    this.resyncIntervalMs = options.resyncIntervalMs ?? 30_000;
+    this.sourceRoot = options.sourceRoot ?? process.cwd();
+  }
+
+  /** Loads the manifests once and starts watching. Rejects when the path does not exist. */
+  async start(): Promise<Snapshot> {
+    try {
+      await stat(this.root);
+    } catch (err) {
+      throw new Error(`configuration path ${this.root} cannot be read (${errorCode(err)}): give a manifest file or a directory of them`, { cause: err });
+    }
+    this.stopped = false;
+    await this.reload();
+    if (this.resyncIntervalMs > 0) {
+      this.resyncTimer = setInterval(() => this.requestReload(), this.resyncIntervalMs);
+      this.resyncTimer.unref();
+    }
+    if (!this.snapshot) throw new Error(`configuration path ${this.root} disappeared while it was being read`);
+    return this.snapshot;
+  }
+
+  /** Calls `listener` with every later snapshot whose content differs from the previous one. */
+  onChange(listener: SnapshotListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  current(): Snapshot | undefined {
+    return this.snapshot;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearInterval(this.resyncTimer);
+    this.timer = undefined;
+    this.resyncTimer = undefined;
+    for (const w of this.watchers.values()) w.close();
+    this.watchers.clear();
+    await this.loading;
+  }
+
+  private requestReload(): void {
+    if (this.stopped) return;
+    const now = Date.now();
+    this.firstEventAt ??= now;
+    clearTimeout(this.timer);
+    const wait = Math.max(0, Math.min(this.debounceMs, this.firstEventAt + this.maxDelayMs - now));
+    this.timer = setTimeout(() => this.runReload(), wait);
+  }
+
+  private runReload(): void {
+    this.timer = undefined;
+    this.firstEventAt = undefined;
+    // Reloads never overlap: an event during a reload asks for one more afterwards.
+    if (this.loading) {
+      this.reloadRequested = true;
+      return;
+    }
+    this.loading = this.reload()
+      .catch((err: unknown) => this.logger.error({ err }, 'file provider: reload failed; keeping the previous configuration'))
+      .finally(() => {
+        this.loading = undefined;
+        if (this.reloadRequested) {
+          this.reloadRequested = false;
+          this.requestReload();
+        }
+      });
+  }
+
+  private async reload(): Promise<void> {
+    let next: Snapshot;
+    let directories: string[];
+    try {
+      const tree = await listManifestTree(this.root);
+      directories = tree.directories;
+      next = this.store.build(await this.readFiles(tree.files));
+    } catch (err) {
+      if (!this.snapshot) throw err;
+      // The path itself is gone (mid-replace, or unmounted): serving nothing would drop every
+      // route, so the last configuration stays until the path is back.
+      const problem: Problem = {
+        source: displayName(this.root, this.sourceRoot),
+        field: '',
+        message: `cannot read the configuration path (${errorCode(err)}); serving the configuration last loaded from it until it is back`,
+      };
+      next = { inputs: this.snapshot.inputs, problems: [problem] };
+      // Watching the parent too notices a directory that comes back under the same name.
+      directories = [...this.watchers.keys(), path.dirname(path.resolve(this.root))];
+    }
+    if (this.stopped) return;
+    this.syncWatchers(directories);
+    const fingerprint = canonicalJson(next);
+    if (fingerprint === this.fingerprint) return;
+    const initial = this.snapshot === undefined;
+    this.fingerprint = fingerprint;
+    this.snapshot = next;
+    this.report(next);
+    if (initial) return;
+    for (const listener of this.listeners) {
+      try {
+        listener(next);
+      } catch (err) {
+        this.logger.error({ err }, 'file provider: a change listener threw');
+      }
+    }
+  }
+
+  private async readFiles(files: readonly string[]): Promise<ManifestFile[]> {
+    const out: ManifestFile[] = [];
+    const present = new Set(files);
+    for (const cached of [...this.parsed.keys()]) if (!present.has(cached)) this.parsed.delete(cached);
+    for (const file of files) {
+      const name = displayName(file, this.sourceRoot);
+      let text: string;
+      try {
+        text = await readFile(file, 'utf8');
+      } catch (err) {
+        // Deleted between listing and reading: the next event reloads without it.
+        if (errorCode(err) === 'ENOENT') continue;
+        out.push({ name, documents: [], readProblem: { source: name, field: '', message: `cannot read the file (${errorCode(err)})` } });
+        continue;
+      }
+      let entry = this.parsed.get(file);
+      if (entry?.text !== text) {
+        entry = { text, documents: parseManifestFile(name, text) };
+        this.parsed.set(file, entry);
+        for (const doc of entry.documents) {
+          if (doc.state === 'ignored' && doc.id) this.logger.debug({ source: doc.source, kind: doc.id.kind }, `file provider: ${doc.reason}; ignored`);
+        }
+      }
+      out.push({ name, documents: entry.documents });
+    }
+    return out;
+  }
+
+  private syncWatchers(directories: readonly string[]): void {
+    const wanted = new Set(directories);
+    for (const [dir, watcher] of this.watchers) {
+      if (!wanted.has(dir)) {
+        watcher.close();
+        this.watchers.delete(dir);
+      }
+    }
+    for (const dir of wanted) {
+      if (this.watchers.has(dir)) continue;
+      try {
+        const watcher = watch(dir, { persistent: false }, () => this.requestReload());
+        watcher.on('error', (err) => {
+          // The directory went away; the reload decides whether it comes back and rewatches it.
+          watcher.close();
+          if (this.watchers.get(dir) === watcher) this.watchers.delete(dir);
+          this.logger.debug({ dir, err }, 'file provider: watch ended');
+          this.requestReload();
+        });
+        this.watchers.set(dir, watcher);
+      } catch (err) {
+        const hint = errorCode(err) === 'ENOSPC' ? '; raise fs.inotify.max_user_watches' : '';
+        this.logger.warn({ dir, err }, `file provider: cannot watch ${dir}${hint}; changes there are seen at the next resync`);
+      }
+    }
+  }
+
+  private report(snapshot: Snapshot): void {
+    const { inputs, problems } = snapshot;
+    this.logger.info(
+      {
+        gatewayClasses: inputs.gatewayClasses.length,
+        gateways: inputs.gateways.length,
+        httpRoutes: inputs.httpRoutes.length,
+        backends: inputs.backends.length,
+        secrets: inputs.secrets.length,
+        invalid: inputs.invalid.length,
+        problems: problems.length,
+      },
+      'file provider: configuration loaded',
+    );
+    // Problem messages name fields and files, never values, so a broken Secret stays secret.
+    for (const p of problems) this.logger.warn({ source: p.source, field: p.field }, formatProblem(p));
+  }
+}
+
+function errorCode(err: unknown): string {
+  if (typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string') return err.code;
+  return err instanceof Error ? err.message : String(err);
+}

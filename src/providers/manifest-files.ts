@@ -1,0 +1,300 @@
+import { readdir, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { LineCounter, parseAllDocuments } from 'yaml';
+import type { KnownObject, Problem } from '../api/manifest.js';
+import { parseManifest } from '../api/manifest.js';
+import type { ObjectId } from '../api/meta.js';
+import type { Inputs, InvalidObject } from '../translate/inputs.js';
+import { emptyInputs } from '../translate/inputs.js';
+
+/** What a provider hands to the pipeline: the inputs to translate and what is wrong with the sources. */
+export interface Snapshot {
+  inputs: Inputs;
+  problems: Problem[];
+}
+
+/** What one document of a manifest file turned out to be. `source` is "<file>#<index from 0>". */
+export type ManifestDocument =
+  | { state: 'object'; source: string; id: ObjectId; object: KnownObject; content: string; generation?: number }
+  | { state: 'invalid'; source: string; id?: ObjectId; problems: Problem[]; content: string; generation?: number }
+  | { state: 'syntax'; source: string; problems: Problem[] }
+  | { state: 'ignored'; source: string; id?: ObjectId; reason: string };
+
+/** One manifest file as read: `name` is how it is shown to users and the order duplicates are judged by. */
+export interface ManifestFile {
+  name: string;
+  documents: ManifestDocument[];
+  /** Set when the file could not be read at all (permissions, a directory in its place). */
+  readProblem?: Problem;
+}
+
+const MANIFEST_EXTENSION = /\.(ya?ml|json)$/i;
+
+export interface ManifestTree {
+  /** Absolute paths of the manifest files, in the order duplicates are judged by. */
+  files: string[];
+  /** Directories whose entries decide what the tree contains: the ones a watcher must watch. */
+  directories: string[];
+}
+
+/**
+ * Lists the manifests under `root` (a file, or a directory searched recursively).
+ * Entries starting with "." are skipped: editors keep swap and backup files there, and a mounted
+ * Kubernetes ConfigMap keeps the same files a second time under "..data" and "..<timestamp>".
+ */
+export async function listManifestTree(root: string): Promise<ManifestTree> {
+  const info = await stat(root);
+  if (!info.isDirectory()) return { files: [path.resolve(root)], directories: [path.dirname(path.resolve(root))] };
+  const files: string[] = [];
+  const directories: string[] = [];
+  const seen = new Set<string>();
+  async function walk(dir: string): Promise<void> {
+    // A symlinked directory may point back up the tree; its real path is visited once.
+    const real = await realpath(dir).catch(() => undefined);
+    if (real === undefined || seen.has(real)) return;
+    seen.add(real);
+    directories.push(dir);
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const entry of entries) {
+      if (entry.name.startsWith('.')) continue;
+      const full = path.join(dir, entry.name);
+      let isDir = entry.isDirectory();
+      let isFile = entry.isFile();
+      if (entry.isSymbolicLink()) {
+        const target = await stat(full).catch(() => undefined);
+        isDir = target?.isDirectory() ?? false;
+        isFile = target?.isFile() ?? false;
+      }
+      if (isDir) await walk(full);
+      else if (isFile && MANIFEST_EXTENSION.test(entry.name)) files.push(full);
+    }
+  }
+  await walk(path.resolve(root));
+  files.sort(byCodeUnits);
+  return { files, directories };
+}
+
+/** The name users see for a file: relative to `base` when inside it, so it can be opened as printed. */
+export function displayName(file: string, base: string): string {
+  const rel = path.relative(base, file);
+  return rel === '' || rel.startsWith('..') || path.isAbsolute(rel) ? file : rel.split(path.sep).join('/');
+}
+
+/**
+ * Splits a manifest file into documents and validates each one; a broken document never hides the others.
+ * JSON files go through the YAML parser too (JSON is YAML 1.2): JSON.parse would quote the broken
+ * input in its error message, and that input may be a credential.
+ */
+export function parseManifestFile(name: string, text: string): ManifestDocument[] {
+  const lineCounter = new LineCounter();
+  // prettyErrors would append the offending source line to messages, and that line may be a secret.
+  const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false });
+  return docs.map((doc, index): ManifestDocument => {
+    const source = `${name}#${index}`;
+    const [first, ...more] = doc.errors;
+    if (first) {
+      const { line, col } = lineCounter.linePos(first.pos[0]);
+      const extra = more.length > 0 ? ` (and ${more.length} more error${more.length > 1 ? 's' : ''} in this document)` : '';
+      return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML syntax error at line ${line}, column ${col}: ${first.message}${extra}` }] };
+    }
+    let value: unknown;
+    try {
+      value = doc.toJS();
+    } catch (err) {
+      // toJS throws on alias bombs ("Excessive alias count") and unresolvable aliases.
+      return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML error: ${err instanceof Error ? err.message : String(err)}` }] };
+    }
+    return classify(value, source);
+  });
+}
+
+function classify(value: unknown, source: string): ManifestDocument {
+  const result = parseManifest(value, source);
+  if (result.ok === 'ignored') return { state: 'ignored', source, reason: result.reason, ...(result.id ? { id: result.id } : {}) };
+  const content = specContent(value);
+  const generation = declaredGeneration(value);
+  const gen = generation === undefined ? {} : { generation };
+  if (result.ok) return { state: 'object', source, id: result.id, object: result.object, content, ...gen };
+  return { state: 'invalid', source, problems: result.problems, content, ...(result.id ? { id: result.id } : {}), ...gen };
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Everything but metadata and status: what Kubernetes bumps `metadata.generation` for. */
+function specContent(value: unknown): string {
+  if (!isRecord(value)) return canonicalJson(value);
+  const { metadata: _metadata, status: _status, ...rest } = value;
+  return canonicalJson(rest);
+}
+
+function declaredGeneration(value: unknown): number | undefined {
+  if (!isRecord(value) || !isRecord(value.metadata)) return undefined;
+  const g = value.metadata.generation;
+  return typeof g === 'number' && Number.isInteger(g) ? g : undefined;
+}
+
+/** JSON with sorted keys, so reordering keys in a file is not a change. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (!isRecord(v)) return v;
+    const sorted: Record<string, unknown> = {};
+    for (const k of Object.keys(v).sort(byCodeUnits)) sorted[k] = v[k];
+    return sorted;
+  });
+}
+
+function byCodeUnits(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function keyOf(id: ObjectId): string {
+  return `${id.kind}/${id.namespace}/${id.name}`;
+}
+
+function describe(id: ObjectId): string {
+  return `${id.kind} ${id.namespace ? `${id.namespace}/` : ''}${id.name}`;
+}
+
+/** An object as it is served, with where it came from. */
+interface Served {
+  id: ObjectId;
+  object: KnownObject;
+  file: string;
+  generation: number;
+}
+
+type Definition = Extract<ManifestDocument, { state: 'object' | 'invalid' }> & { id: ObjectId; file: string };
+
+/**
+ * Turns successive reads of the manifest files into Inputs snapshots. It remembers, across reads,
+ * the last valid version of every object (so a bad edit does not take a working Backend offline)
+ * and each object's generation (so statuses can carry observedGeneration).
+ */
+export class ManifestStore {
+  private served = new Map<string, Served>();
+  private readonly lastGood = new Map<string, Served>();
+  private readonly generations = new Map<string, { generation: number; content: string }>();
+
+  /** `files` must be sorted by name: the first definition of an object wins. */
+  build(files: readonly ManifestFile[]): Snapshot {
+    const problems: Problem[] = [];
+    const definitions = new Map<string, Definition>();
+    const broken = new Map<string, Problem[]>();
+
+    for (const file of files) {
+      if (file.readProblem) {
+        problems.push(file.readProblem);
+        broken.set(file.name, [file.readProblem]);
+      }
+      for (const doc of file.documents) {
+        if (doc.state === 'ignored') continue;
+        if (doc.state === 'syntax') {
+          problems.push(...doc.problems);
+          broken.set(file.name, [...(broken.get(file.name) ?? []), ...doc.problems]);
+          continue;
+        }
+        if (doc.state === 'invalid') problems.push(...doc.problems);
+        if (!doc.id) continue;
+        const key = keyOf(doc.id);
+        const first = definitions.get(key);
+        if (first) {
+          problems.push({
+            source: doc.source,
+            object: doc.id,
+            field: 'metadata.name',
+            message: `${describe(doc.id)} is also defined at ${first.source}; the definition at ${first.source} is used (first by file path, then document index). Remove one of them or give it another name`,
+          });
+          continue;
+        }
+        definitions.set(key, { ...doc, id: doc.id, file: file.name });
+      }
+    }
+
+    const inputs = emptyInputs();
+    const invalid: InvalidObject[] = [];
+    const served = new Map<string, Served>();
+
+    for (const [key, def] of definitions) {
+      const generation = this.nextGeneration(key, def.content, def.generation);
+      if (def.state === 'object') {
+        const entry: Served = { id: def.id, object: stamped(def.object, generation), file: def.file, generation };
+        served.set(key, entry);
+        this.lastGood.set(key, entry);
+        continue;
+      }
+      const good = this.lastGood.get(key);
+      if (good) served.set(key, good);
+      invalid.push({ ...def.id, generation, problems: def.problems, servingLastGood: good !== undefined });
+    }
+
+    // A syntax error can hide which objects a document defines. Objects last loaded from a file
+    // that is now broken keep being served: a half-saved file must not take routes offline.
+    for (const [key, prev] of this.served) {
+      const fileProblems = broken.get(prev.file);
+      if (!fileProblems || definitions.has(key)) continue;
+      served.set(key, prev);
+      invalid.push({ ...prev.id, generation: prev.generation, problems: fileProblems, servingLastGood: true });
+    }
+
+    // Objects no file defines any more are gone: a later object of the same name starts afresh.
+    for (const key of [...this.lastGood.keys()]) if (!served.has(key)) this.lastGood.delete(key);
+    for (const key of [...this.generations.keys()]) if (!served.has(key) && !definitions.has(key)) this.generations.delete(key);
+    this.served = served;
+
+    const ordered = [...served.values()].sort((a, b) => byCodeUnits(keyOf(a.id), keyOf(b.id)));
+    for (const { object } of ordered) addTo(inputs, object);
+    inputs.invalid = invalid.sort((a, b) => byCodeUnits(keyOf(a), keyOf(b)));
+    return { inputs, problems };
+  }
+
+  private nextGeneration(key: string, content: string, declared: number | undefined): number {
+    const prev = this.generations.get(key);
+    let generation: number;
+    if (declared !== undefined) generation = declared;
+    else if (!prev) generation = 1;
+    else generation = prev.content === content ? prev.generation : prev.generation + 1;
+    this.generations.set(key, { generation, content });
+    return generation;
+  }
+}
+
+function stamp<T extends { metadata: { generation?: number | undefined } }>(value: T, generation: number): T {
+  return { ...value, metadata: { ...value.metadata, generation } };
+}
+
+function stamped(o: KnownObject, generation: number): KnownObject {
+  switch (o.kind) {
+    case 'GatewayClass':
+      return { kind: o.kind, value: stamp(o.value, generation) };
+    case 'Gateway':
+      return { kind: o.kind, value: stamp(o.value, generation) };
+    case 'HTTPRoute':
+      return { kind: o.kind, value: stamp(o.value, generation) };
+    case 'Backend':
+      return { kind: o.kind, value: stamp(o.value, generation) };
+    case 'Secret':
+      return { kind: o.kind, value: stamp(o.value, generation) };
+  }
+}
+
+function addTo(inputs: Inputs, o: KnownObject): void {
+  switch (o.kind) {
+    case 'GatewayClass':
+      inputs.gatewayClasses.push(o.value);
+      return;
+    case 'Gateway':
+      inputs.gateways.push(o.value);
+      return;
+    case 'HTTPRoute':
+      inputs.httpRoutes.push(o.value);
+      return;
+    case 'Backend':
+      inputs.backends.push(o.value);
+      return;
+    case 'Secret':
+      inputs.secrets.push(o.value);
+      return;
+  }
+}

@@ -1,0 +1,346 @@
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Backend } from '../../src/api/backend.js';
+import type { DestinationStream } from 'pino';
+import { createLogger } from '../../src/observability/logger.js';
+import type { Snapshot } from '../../src/providers/file.js';
+import type { FileProviderOptions } from '../../src/providers/file.js';
+import { FileProvider } from '../../src/providers/file.js';
+import { sleep, waitFor } from '../support/wait.js';
+
+const GATEWAYS = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: switchyard}
+spec: {controllerName: switchyard.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: ai}
+spec:
+  gatewayClassName: switchyard
+  listeners: [{name: http, port: 8080, protocol: HTTP}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: unrelated, namespace: ai}
+data: {a: b}
+`;
+
+const ROUTE = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: chat, namespace: ai}
+spec:
+  parentRefs: [{name: edge}]
+  rules:
+  - backendRefs: [{group: switchyard.dev, kind: Backend, name: chat}]
+`;
+
+function chatBackend(model: string, pool = `
+        - provider:
+            openai: {model: ${model}, authToken: {kind: SecretRef, secretRef: {name: openai-key}}}`): string {
+  return `
+apiVersion: switchyard.dev/v1alpha1
+kind: Backend
+metadata: {name: chat, namespace: ai}
+spec:
+  type: AI
+  ai:
+    multipool:
+      priorities:
+      - pool:${pool}
+      - pool:
+        - provider:
+            openaiCompatible: {host: fallback.internal, port: 8000, tls: false}
+`;
+}
+
+const STATIC_BACKEND = `
+apiVersion: switchyard.dev/v1alpha1
+kind: Backend
+metadata: {name: legacy, namespace: ai}
+spec:
+  type: Static
+  static:
+    priorities: [{hosts: [{host: legacy.internal, port: 8080}]}]
+`;
+
+const SECRET = `
+apiVersion: v1
+kind: Secret
+metadata: {name: openai-key, namespace: ai}
+stringData: {Authorization: sk-live-do-not-log}
+`;
+
+const backends = (chatModel: string) => `${chatBackend(chatModel)}---${STATIC_BACKEND}`;
+
+let dir: string;
+const providers: FileProvider[] = [];
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'switchyard-file-'));
+});
+
+afterEach(async () => {
+  await Promise.all(providers.splice(0).map((p) => p.stop()));
+  await rm(dir, { recursive: true, force: true });
+});
+
+function provider(target: string, options: Partial<FileProviderOptions> = {}): FileProvider {
+  const p = new FileProvider({ path: target, sourceRoot: dir, resyncIntervalMs: 0, ...options });
+  providers.push(p);
+  return p;
+}
+
+/** Records every change the provider reports. */
+function record(p: FileProvider): Snapshot[] {
+  const seen: Snapshot[] = [];
+  p.onChange((s) => seen.push(s));
+  return seen;
+}
+
+/** The assertion behind "edits are picked up within a second". */
+async function nthChange(seen: Snapshot[], n: number): Promise<Snapshot> {
+  return waitFor(() => seen[n - 1], { what: `change #${n} from the file provider`, timeoutMs: 1000, intervalMs: 10 });
+}
+
+function backend(snap: Snapshot, name: string): Backend | undefined {
+  return snap.inputs.backends.find((b) => b.metadata.name === name);
+}
+
+function modelOf(b: Backend | undefined): string | undefined {
+  return b?.spec.ai?.multipool?.priorities[0]?.pool[0]?.provider.openai?.model;
+}
+
+async function writeTree(): Promise<void> {
+  await mkdir(path.join(dir, 'routes'));
+  await writeFile(path.join(dir, 'gateways.yaml'), GATEWAYS);
+  await writeFile(path.join(dir, 'routes', 'chat.yml'), ROUTE);
+  await writeFile(path.join(dir, 'backends.yaml'), backends('gpt-4o'));
+  await writeFile(path.join(dir, 'secrets.yaml'), SECRET);
+  // Neither is a manifest: an editor swap file and a note.
+  await writeFile(path.join(dir, '.backends.yaml.swp'), 'garbage: [');
+  await writeFile(path.join(dir, 'README.txt'), 'not yaml: [');
+}
+
+describe('FileProvider on a directory', () => {
+  it('loads every kind from nested files, ignores other kinds and non-manifest files', async () => {
+    await writeTree();
+    const snap = await provider(dir).start();
+    const { inputs, problems } = snap;
+    expect(problems).toEqual([]);
+    expect(inputs.gatewayClasses.map((o) => o.metadata.name)).toEqual(['switchyard']);
+    expect(inputs.gateways.map((o) => `${o.metadata.namespace}/${o.metadata.name}`)).toEqual(['ai/edge']);
+    expect(inputs.httpRoutes.map((o) => `${o.metadata.namespace}/${o.metadata.name}`)).toEqual(['ai/chat']);
+    expect(inputs.backends.map((o) => o.metadata.name)).toEqual(['chat', 'legacy']);
+    expect(inputs.secrets.map((o) => o.stringData?.Authorization)).toEqual(['sk-live-do-not-log']);
+    expect(inputs.invalid).toEqual([]);
+    expect(modelOf(backend(snap, 'chat'))).toBe('gpt-4o');
+    // Every object gets a generation so statuses can carry observedGeneration.
+    const all = [...inputs.gatewayClasses, ...inputs.gateways, ...inputs.httpRoutes, ...inputs.backends, ...inputs.secrets];
+    expect(all.map((o) => o.metadata.generation)).toEqual([1, 1, 1, 1, 1, 1]);
+  });
+
+  it('sees an edit to one Backend within a second as exactly one change, and bumps only its generation', async () => {
+    await writeTree();
+    // A debounce well above the gaps between writes, so a loaded CI machine cannot split the burst.
+    const p = provider(dir, { debounceMs: 200 });
+    const before = await p.start();
+    const seen = record(p);
+
+    // A burst of saves with different content, 25 ms apart: only the last one is worth a snapshot.
+    const file = path.join(dir, 'backends.yaml');
+    for (const model of ['gpt-4.1-draft1', 'gpt-4.1-draft2', 'gpt-4.1']) {
+      await writeFile(file, backends(model));
+      await sleep(25);
+    }
+    const after = await nthChange(seen, 1);
+    await sleep(400);
+    expect(seen).toHaveLength(1);
+
+    expect(modelOf(backend(after, 'chat'))).toBe('gpt-4.1');
+    expect(backend(after, 'chat')?.metadata.generation).toBe(2);
+    expect(backend(after, 'legacy')?.metadata.generation).toBe(1);
+    expect(after.inputs.gateways).toEqual(before.inputs.gateways);
+    expect(after.inputs.httpRoutes).toEqual(before.inputs.httpRoutes);
+  });
+
+  it('does not report a change when a file is rewritten with the same content', async () => {
+    await writeTree();
+    const p = provider(dir);
+    await p.start();
+    const seen = record(p);
+    await writeFile(path.join(dir, 'backends.yaml'), backends('gpt-4o'));
+    await sleep(400);
+    expect(seen).toEqual([]);
+  });
+
+  it('keeps serving the last good version of an object whose edit is invalid, and says where and why', async () => {
+    await writeTree();
+    const p = provider(dir);
+    await p.start();
+    const seen = record(p);
+
+    await writeFile(path.join(dir, 'backends.yaml'), `${chatBackend('gpt-4o', ' []')}---${STATIC_BACKEND}`);
+    const broken = await nthChange(seen, 1);
+    expect(modelOf(backend(broken, 'chat'))).toBe('gpt-4o');
+    expect(backend(broken, 'chat')?.metadata.generation).toBe(1);
+    expect(broken.inputs.invalid).toEqual([
+      expect.objectContaining({ kind: 'Backend', namespace: 'ai', name: 'chat', generation: 2, servingLastGood: true }),
+    ]);
+    expect(broken.problems).toEqual([
+      expect.objectContaining({ source: 'backends.yaml#0', field: 'spec.ai.multipool.priorities[0].pool' }),
+    ]);
+
+    // Fixed: the new version is served and nothing is reported any more.
+    await writeFile(path.join(dir, 'backends.yaml'), backends('o3'));
+    const fixed = await nthChange(seen, 2);
+    expect(modelOf(backend(fixed, 'chat'))).toBe('o3');
+    expect(backend(fixed, 'chat')?.metadata.generation).toBe(3);
+    expect(fixed.inputs.invalid).toEqual([]);
+    expect(fixed.problems).toEqual([]);
+  });
+
+  it('lists an object that was never valid as invalid without serving anything for it', async () => {
+    await writeFile(path.join(dir, 'backends.yaml'), STATIC_BACKEND.replace('port: 8080', 'port: 0'));
+    const snap = await provider(dir).start();
+    expect(snap.inputs.backends).toEqual([]);
+    expect(snap.inputs.invalid).toEqual([
+      expect.objectContaining({ kind: 'Backend', namespace: 'ai', name: 'legacy', generation: 1, servingLastGood: false }),
+    ]);
+    expect(snap.problems).toEqual([
+      expect.objectContaining({ source: 'backends.yaml#0', field: 'spec.static.priorities[0].hosts[0].port' }),
+    ]);
+  });
+
+  it('confines a YAML syntax error to its document: other documents and files keep working', async () => {
+    await writeTree();
+    const p = provider(dir);
+    const before = await p.start();
+    const seen = record(p);
+
+    // Document 1 (the legacy Backend) gets an unclosed flow sequence.
+    const brokenStatic = STATIC_BACKEND.replace('priorities: [{hosts:', 'priorities: [{hosts: [');
+    await writeFile(path.join(dir, 'backends.yaml'), `${chatBackend('gpt-4.1')}---${brokenStatic}`);
+    const after = await nthChange(seen, 1);
+
+    expect(after.problems).toHaveLength(1);
+    expect(after.problems[0]?.source).toBe('backends.yaml#1');
+    expect(after.problems[0]?.message).toMatch(/^YAML syntax error at line \d+, column \d+: /);
+    // The other document of the same file took its edit.
+    expect(modelOf(backend(after, 'chat'))).toBe('gpt-4.1');
+    // The other files are untouched.
+    expect(after.inputs.gateways).toEqual(before.inputs.gateways);
+    expect(after.inputs.httpRoutes).toEqual(before.inputs.httpRoutes);
+    expect(after.inputs.secrets).toEqual(before.inputs.secrets);
+    // What the broken document defined cannot be known; what it defined before stays served.
+    expect(backend(after, 'legacy')).toEqual(backend(before, 'legacy'));
+    expect(after.inputs.invalid).toEqual([expect.objectContaining({ kind: 'Backend', name: 'legacy', servingLastGood: true })]);
+  });
+
+  it('removes the objects of a deleted file and brings them back when it returns', async () => {
+    await writeTree();
+    const p = provider(dir);
+    await p.start();
+    const seen = record(p);
+
+    await rm(path.join(dir, 'routes', 'chat.yml'));
+    const gone = await nthChange(seen, 1);
+    expect(gone.inputs.httpRoutes).toEqual([]);
+    expect(gone.inputs.backends.map((b) => b.metadata.name)).toEqual(['chat', 'legacy']);
+
+    // A new subdirectory created after start is watched too.
+    await mkdir(path.join(dir, 'more', 'routes'), { recursive: true });
+    await sleep(100);
+    await writeFile(path.join(dir, 'more', 'routes', 'chat.yaml'), ROUTE);
+    const back = await nthChange(seen, 2);
+    expect(back.inputs.httpRoutes.map((r) => r.metadata.name)).toEqual(['chat']);
+    // A recreated object starts a new life.
+    expect(back.inputs.httpRoutes[0]?.metadata.generation).toBe(1);
+  });
+
+  it('reports an object defined twice, naming both sources, and serves the first by file path', async () => {
+    await writeFile(path.join(dir, 'a.yaml'), chatBackend('from-a'));
+    await writeFile(path.join(dir, 'b.yaml'), `${STATIC_BACKEND}---${chatBackend('from-b')}`);
+    const snap = await provider(dir).start();
+    expect(modelOf(backend(snap, 'chat'))).toBe('from-a');
+    expect(snap.inputs.backends).toHaveLength(2);
+    expect(snap.problems).toHaveLength(1);
+    const [dup] = snap.problems;
+    expect(dup?.source).toBe('b.yaml#1');
+    expect(dup?.message).toContain('a.yaml#0');
+    expect(dup?.object).toEqual({ kind: 'Backend', namespace: 'ai', name: 'chat' });
+  });
+
+  it('never writes Secret values to the log, even from a broken Secret document', async () => {
+    const lines: string[] = [];
+    const sink: DestinationStream = { write: (line: string) => void lines.push(line) };
+    await writeFile(path.join(dir, 'secrets.yaml'), 'apiVersion: v1\nkind: Secret\nmetadata: {name: k, namespace: ai}\nstringData:\n  Authorization: "sk-live-do-not-log\n');
+    await writeFile(path.join(dir, 'more.json'), '{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "j"}, "stringData": {"a": "sk-live-json-do-not-log}}');
+    const snap = await provider(dir, { logger: createLogger({ level: 'debug' }, sink) }).start();
+    expect(snap.problems.map((p) => p.source).sort()).toEqual(['more.json#0', 'secrets.yaml#0']);
+    const log = lines.join('');
+    expect(log).toContain('secrets.yaml#0');
+    expect(log).toContain('more.json#0');
+    expect(log).not.toContain('sk-live');
+    // Logged once per change, not once per file event.
+    await writeFile(path.join(dir, 'secrets.yaml'), 'apiVersion: v1\nkind: Secret\nmetadata: {name: k, namespace: ai}\nstringData:\n  Authorization: "sk-live-do-not-log\n');
+    await sleep(300);
+    expect(lines.filter((l) => l.includes('"source":"secrets.yaml#0"'))).toHaveLength(1);
+  });
+});
+
+describe('FileProvider on a single file', () => {
+  it('follows the file through editor-style replaces', async () => {
+    const file = path.join(dir, 'switchyard.yaml');
+    await writeFile(file, `${GATEWAYS}---${backends('gpt-4o')}`);
+    const p = provider(file);
+    const first = await p.start();
+    expect(first.inputs.backends.map((b) => b.metadata.name)).toEqual(['chat', 'legacy']);
+    expect(first.problems).toEqual([]);
+    const seen = record(p);
+
+    // Atomic save: write a temporary file, rename it over the original (new inode).
+    await writeFile(path.join(dir, 'switchyard.yaml.tmp'), `${GATEWAYS}---${backends('gpt-4.1')}`);
+    await rename(path.join(dir, 'switchyard.yaml.tmp'), file);
+    expect(modelOf(backend(await nthChange(seen, 1), 'chat'))).toBe('gpt-4.1');
+
+    // Vim-style save: move the original away, write a new file under the old name.
+    await rename(file, `${file}~`);
+    await writeFile(file, `${GATEWAYS}---${backends('o3')}`);
+    expect(modelOf(backend(await nthChange(seen, 2), 'chat'))).toBe('o3');
+
+    // And a plain in-place write still works after both replaces.
+    await writeFile(file, `${GATEWAYS}---${chatBackend('o4-mini')}`);
+    const last = await nthChange(seen, 3);
+    expect(modelOf(backend(last, 'chat'))).toBe('o4-mini');
+    expect(last.inputs.backends.map((b) => b.metadata.name)).toEqual(['chat']);
+    await sleep(300);
+    expect(seen).toHaveLength(3);
+  });
+
+  it('keeps the last configuration while the file is missing and reloads it when it returns', async () => {
+    const file = path.join(dir, 'switchyard.yaml');
+    await writeFile(file, backends('gpt-4o'));
+    const p = provider(file);
+    const first = await p.start();
+    const seen = record(p);
+
+    await rm(file);
+    const missing = await nthChange(seen, 1);
+    expect(missing.inputs).toEqual(first.inputs);
+    expect(missing.problems).toEqual([expect.objectContaining({ source: 'switchyard.yaml', message: expect.stringContaining('ENOENT') })]);
+
+    await writeFile(file, backends('o3'));
+    const back = await nthChange(seen, 2);
+    expect(back.problems).toEqual([]);
+    expect(modelOf(backend(back, 'chat'))).toBe('o3');
+  });
+
+  it('rejects a path that does not exist', async () => {
+    await expect(provider(path.join(dir, 'missing.yaml')).start()).rejects.toThrow(/missing\.yaml cannot be read \(ENOENT\)/);
+  });
+});
