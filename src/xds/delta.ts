@@ -1,0 +1,162 @@
+import type { Logger } from 'pino';
+import { TypeUrl, kindOfTypeUrl, type TypeUrlValue } from '../envoy/resources.js';
+import { versionOfSet, type CachedResource, type SnapshotCache } from './cache.js';
+import type { StreamHooks } from './client-state.js';
+import { WILDCARD, allowsLegacyWildcard, assignmentNamesOf } from './subscription.js';
+import { deltaResourceEntry, deltaResponse, type DeltaDiscoveryRequest } from './wire.js';
+
+/** Delta `Resource` entries are the same for every client; encode each once per resource version. */
+const entries = new WeakMap<CachedResource, Uint8Array>();
+
+function entryOf(resource: CachedResource): Uint8Array {
+  let entry = entries.get(resource);
+  if (entry === undefined) {
+    entry = deltaResourceEntry(resource.name, resource.version, resource.any);
+    entries.set(resource, entry);
+  }
+  return entry;
+}
+
+/** Unanswered nonces kept per type; Envoy ACKs each delta response, usually at once. */
+const MAX_OUTSTANDING_NONCES = 64;
+
+interface DeltaTypeState {
+  wildcard: boolean;
+  names: Set<string>;
+  /** What the client holds: name → version (from initial_resource_versions, then what we sent). */
+  known: Map<string, string>;
+  /** nonce → system version of that response, until ACKed or NACKed. */
+  outstanding: Map<string, string>;
+  answered: boolean;
+}
+
+export interface DeltaStreamOptions {
+  cache: SnapshotCache;
+  hooks: StreamHooks;
+  send: (message: Buffer) => void;
+  logger: Logger;
+}
+
+/**
+ * One incremental (delta) ADS stream: per-resource versions, subscribe/unsubscribe, removals
+ * in removed_resources, and only the resources whose version the client does not hold.
+ */
+export class DeltaStream {
+  private readonly types = new Map<string, DeltaTypeState>();
+  private identified = false;
+  private nonceCounter = 0;
+
+  constructor(private readonly options: DeltaStreamOptions) {}
+
+  onRequest(request: DeltaDiscoveryRequest): void {
+    const { hooks, logger } = this.options;
+    if (!this.identified && request.node !== undefined) {
+      this.identified = true;
+      hooks.identify(request.node);
+    }
+    if (kindOfTypeUrl(request.typeUrl) === undefined) {
+      logger.debug({ typeUrl: request.typeUrl }, 'xds: delta request for a type Switchyard does not serve');
+      return;
+    }
+    let state = this.types.get(request.typeUrl);
+    const first = state === undefined;
+    if (state === undefined) {
+      state = { wildcard: false, names: new Set(), known: new Map(request.initialResourceVersions), outstanding: new Map(), answered: false };
+      this.types.set(request.typeUrl, state);
+    }
+    if (request.responseNonce !== '') {
+      // Delta requests that carry a nonce are ACKs or NACKs and nothing else (xDS protocol).
+      const version = state.outstanding.get(request.responseNonce);
+      state.outstanding.delete(request.responseNonce);
+      if (version === undefined) {
+        logger.debug({ typeUrl: request.typeUrl, nonce: request.responseNonce }, 'xds: delta reply to an unknown nonce');
+      } else if (request.errorDetail !== undefined) {
+        hooks.nacked(request.typeUrl, version, request.errorDetail);
+      } else {
+        hooks.acked(request.typeUrl, version);
+      }
+    }
+    const changed = this.updateSubscription(state, request, first);
+    if (first || changed) this.push(request.typeUrl, state);
+  }
+
+  onCacheChange(changed: readonly TypeUrlValue[]): void {
+    for (const typeUrl of changed) {
+      const state = this.types.get(typeUrl);
+      if (state !== undefined) this.push(typeUrl, state);
+    }
+  }
+
+  private updateSubscription(state: DeltaTypeState, request: DeltaDiscoveryRequest, first: boolean): boolean {
+    let changed = false;
+    if (first && request.subscribe.length === 0 && allowsLegacyWildcard(request.typeUrl)) {
+      state.wildcard = true;
+      changed = true;
+    }
+    for (const name of request.subscribe) {
+      if (name === WILDCARD) {
+        changed ||= !state.wildcard;
+        state.wildcard = true;
+      } else if (!state.names.has(name)) {
+        state.names.add(name);
+        changed = true;
+      }
+    }
+    for (const name of request.unsubscribe) {
+      if (name === WILDCARD) {
+        changed ||= state.wildcard;
+        state.wildcard = false;
+        continue;
+      }
+      state.names.delete(name);
+      // Still wanted through the wildcard: the client keeps it, so we must keep tracking it.
+      if (!state.wildcard) state.known.delete(name);
+    }
+    if (!state.wildcard) {
+      for (const name of state.known.keys()) if (!state.names.has(name)) state.known.delete(name);
+    }
+    return changed;
+  }
+
+  private push(typeUrl: string, state: DeltaTypeState): void {
+    const snapshot = this.options.cache.snapshot(typeUrl);
+    if (snapshot === undefined) return;
+    const inScope: CachedResource[] = [];
+    if (state.wildcard) {
+      inScope.push(...snapshot.resources.values());
+    } else {
+      for (const name of state.names) {
+        const resource = snapshot.resources.get(name);
+        if (resource !== undefined) inScope.push(resource);
+      }
+    }
+    const updated = inScope.filter((resource) => state.known.get(resource.name) !== resource.version);
+    const removed = [...state.known.keys()].filter((name) => !snapshot.resources.has(name));
+    // A wildcard client waits for a first response even when there is nothing to send.
+    if (updated.length === 0 && removed.length === 0 && !(state.wildcard && !state.answered)) return;
+    state.answered = true;
+    for (const resource of updated) state.known.set(resource.name, resource.version);
+    for (const name of removed) state.known.delete(name);
+    const version = state.wildcard ? snapshot.version : versionOfSet(inScope);
+    const nonce = String(++this.nonceCounter);
+    state.outstanding.set(nonce, version);
+    if (state.outstanding.size > MAX_OUTSTANDING_NONCES) {
+      const oldest = state.outstanding.keys().next().value;
+      if (oldest !== undefined) state.outstanding.delete(oldest);
+    }
+    this.options.send(deltaResponse({ typeUrl, systemVersion: version, entries: updated.map(entryOf), removed, nonce }));
+    this.options.hooks.sent(typeUrl, version);
+    this.options.logger.debug(
+      { typeUrl, version, nonce, updated: updated.length, removed: removed.length },
+      'xds: delta response sent',
+    );
+    if (typeUrl === TypeUrl.cluster) this.resendAssignments(assignmentNamesOf(updated));
+  }
+
+  private resendAssignments(names: readonly string[]): void {
+    const endpoints = this.types.get(TypeUrl.endpoint);
+    if (endpoints === undefined || names.length === 0) return;
+    for (const name of names) endpoints.known.delete(name);
+    this.push(TypeUrl.endpoint, endpoints);
+  }
+}

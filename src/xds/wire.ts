@@ -1,0 +1,192 @@
+import protobuf from 'protobufjs';
+import { messageType } from '../envoy/proto.js';
+
+/**
+ * The xDS transport messages on the wire. Requests are decoded into small typed records;
+ * responses are assembled from the cache's pre-encoded Any bytes, because protobuf fields
+ * concatenate: a shared response body plus a per-stream nonce field is a valid message.
+ */
+
+export interface NodeInfo {
+  readonly id: string;
+  readonly cluster: string;
+  readonly userAgent: string;
+}
+
+export interface ErrorDetail {
+  readonly code: number;
+  readonly message: string;
+}
+
+export interface DiscoveryRequest {
+  readonly versionInfo: string;
+  readonly node: NodeInfo | undefined;
+  readonly resourceNames: readonly string[];
+  readonly typeUrl: string;
+  readonly responseNonce: string;
+  readonly errorDetail: ErrorDetail | undefined;
+}
+
+export interface DeltaDiscoveryRequest {
+  readonly node: NodeInfo | undefined;
+  readonly typeUrl: string;
+  readonly subscribe: readonly string[];
+  readonly unsubscribe: readonly string[];
+  readonly initialResourceVersions: ReadonlyMap<string, string>;
+  readonly responseNonce: string;
+  readonly errorDetail: ErrorDetail | undefined;
+}
+
+const DISCOVERY_REQUEST = 'envoy.service.discovery.v3.DiscoveryRequest';
+const DISCOVERY_RESPONSE = 'envoy.service.discovery.v3.DiscoveryResponse';
+const DELTA_REQUEST = 'envoy.service.discovery.v3.DeltaDiscoveryRequest';
+const DELTA_RESPONSE = 'envoy.service.discovery.v3.DeltaDiscoveryResponse';
+const RESOURCE = 'envoy.service.discovery.v3.Resource';
+
+/**
+ * Requests are read with protobufjs' own toObject, not the strict JSON decoder: an Any inside
+ * error_detail.details of a type we never loaded must not fail the stream.
+ */
+function decodeRequest(typeName: string, bytes: Uint8Array): Fields {
+  const type = messageType(typeName);
+  return type.toObject(type.decode(bytes), { longs: String, enums: String, defaults: false });
+}
+
+type Fields = { [key: string]: unknown };
+
+export function decodeDiscoveryRequest(bytes: Uint8Array): DiscoveryRequest {
+  const message = decodeRequest(DISCOVERY_REQUEST, bytes);
+  return {
+    versionInfo: text(message['version_info']),
+    node: node(message['node']),
+    resourceNames: texts(message['resource_names']),
+    typeUrl: text(message['type_url']),
+    responseNonce: text(message['response_nonce']),
+    errorDetail: errorDetail(message['error_detail']),
+  };
+}
+
+export function decodeDeltaDiscoveryRequest(bytes: Uint8Array): DeltaDiscoveryRequest {
+  const message = decodeRequest(DELTA_REQUEST, bytes);
+  const initial = message['initial_resource_versions'];
+  return {
+    node: node(message['node']),
+    typeUrl: text(message['type_url']),
+    subscribe: texts(message['resource_names_subscribe']),
+    unsubscribe: texts(message['resource_names_unsubscribe']),
+    initialResourceVersions: new Map(isFields(initial) ? Object.entries(initial).map(([name, version]) => [name, text(version)]) : []),
+    responseNonce: text(message['response_nonce']),
+    errorDetail: errorDetail(message['error_detail']),
+  };
+}
+
+function isFields(value: unknown): value is Fields {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function text(value: unknown): string {
+  return typeof value === 'string' ? value : '';
+}
+
+function texts(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : [];
+}
+
+function node(value: unknown): NodeInfo | undefined {
+  if (!isFields(value)) return undefined;
+  return { id: text(value['id']), cluster: text(value['cluster']), userAgent: text(value['user_agent_name']) };
+}
+
+function errorDetail(value: unknown): ErrorDetail | undefined {
+  if (!isFields(value)) return undefined;
+  return { code: typeof value['code'] === 'number' ? value['code'] : 0, message: text(value['message']) };
+}
+
+function fieldId(typeName: string, field: string): number {
+  const id = messageType(typeName).fields[field]?.id;
+  if (id === undefined) throw new Error(`${typeName} has no field ${field}`);
+  return id;
+}
+
+const LENGTH_DELIMITED = 2;
+
+/** Field tags, read from the loaded protos once rather than hard-coded. */
+interface Tags {
+  sotwVersion: number;
+  sotwResources: number;
+  sotwTypeUrl: number;
+  sotwNonce: number;
+  deltaVersion: number;
+  deltaResources: number;
+  deltaTypeUrl: number;
+  deltaRemoved: number;
+  deltaNonce: number;
+  resourceName: number;
+  resourceVersion: number;
+  resourceBody: number;
+}
+
+let cachedTags: Tags | undefined;
+function tags(): Tags {
+  const tag = (typeName: string, field: string): number => (fieldId(typeName, field) << 3) | LENGTH_DELIMITED;
+  cachedTags ??= {
+    sotwVersion: tag(DISCOVERY_RESPONSE, 'version_info'),
+    sotwResources: tag(DISCOVERY_RESPONSE, 'resources'),
+    sotwTypeUrl: tag(DISCOVERY_RESPONSE, 'type_url'),
+    sotwNonce: tag(DISCOVERY_RESPONSE, 'nonce'),
+    deltaVersion: tag(DELTA_RESPONSE, 'system_version_info'),
+    deltaResources: tag(DELTA_RESPONSE, 'resources'),
+    deltaTypeUrl: tag(DELTA_RESPONSE, 'type_url'),
+    deltaRemoved: tag(DELTA_RESPONSE, 'removed_resources'),
+    deltaNonce: tag(DELTA_RESPONSE, 'nonce'),
+    resourceName: tag(RESOURCE, 'name'),
+    resourceVersion: tag(RESOURCE, 'version'),
+    resourceBody: tag(RESOURCE, 'resource'),
+  };
+  return cachedTags;
+}
+
+/** A DiscoveryResponse without its nonce; shareable by every stream that gets this exact set. */
+export function sotwResponseBody(typeUrl: string, version: string, anys: Iterable<Uint8Array>): Uint8Array {
+  const t = tags();
+  const writer = protobuf.Writer.create().uint32(t.sotwVersion).string(version);
+  for (const any of anys) writer.uint32(t.sotwResources).bytes(any);
+  return writer.uint32(t.sotwTypeUrl).string(typeUrl).finish();
+}
+
+/** A shared response body plus this stream's nonce: a complete DiscoveryResponse. */
+export function withNonce(body: Uint8Array, nonce: string): Buffer {
+  const nonceField = protobuf.Writer.create().uint32(tags().sotwNonce).string(nonce).finish();
+  return Buffer.concat([body, nonceField]);
+}
+
+/** A delta `Resource` entry (name, version, Any); the same bytes serve every delta client. */
+export function deltaResourceEntry(name: string, version: string, any: Uint8Array): Uint8Array {
+  const t = tags();
+  return protobuf.Writer.create()
+    .uint32(t.resourceName)
+    .string(name)
+    .uint32(t.resourceVersion)
+    .string(version)
+    .uint32(t.resourceBody)
+    .bytes(any)
+    .finish();
+}
+
+export interface DeltaResponse {
+  readonly typeUrl: string;
+  readonly systemVersion: string;
+  readonly entries: readonly Uint8Array[];
+  readonly removed: readonly string[];
+  readonly nonce: string;
+}
+
+export function deltaResponse(response: DeltaResponse): Buffer {
+  const t = tags();
+  const writer = protobuf.Writer.create().uint32(t.deltaVersion).string(response.systemVersion);
+  for (const entry of response.entries) writer.uint32(t.deltaResources).bytes(entry);
+  writer.uint32(t.deltaTypeUrl).string(response.typeUrl);
+  for (const name of response.removed) writer.uint32(t.deltaRemoved).string(name);
+  const bytes = writer.uint32(t.deltaNonce).string(response.nonce).finish();
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}

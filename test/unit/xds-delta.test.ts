@@ -1,0 +1,177 @@
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { decodeMessage } from '../../src/envoy/proto.js';
+import { TypeUrl, type EnvoyResource, type JsonObject, type XdsResources } from '../../src/envoy/resources.js';
+import { SnapshotCache } from '../../src/xds/cache.js';
+import type { StreamHooks } from '../../src/xds/client-state.js';
+import { DeltaStream } from '../../src/xds/delta.js';
+
+function cluster(name: string, timeout = '1s'): EnvoyResource {
+  return { '@type': TypeUrl.cluster, name, type: 'EDS', connect_timeout: timeout, eds_cluster_config: { eds_config: { ads: {} } } };
+}
+function assignment(name: string, port = 1000): EnvoyResource {
+  return {
+    '@type': TypeUrl.endpoint,
+    cluster_name: name,
+    endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: port } } } }] }],
+  };
+}
+function resources(overrides: Partial<XdsResources> = {}): XdsResources {
+  return { listeners: [], routes: [], clusters: [cluster('a'), cluster('b')], endpoints: [assignment('a'), assignment('b')], secrets: [], ...overrides };
+}
+
+interface Response {
+  system_version_info: string;
+  nonce: string;
+  type_url: string;
+  /** name@version of each resource sent. */
+  resources: string[];
+  removed: string[];
+}
+
+interface Request {
+  typeUrl: string;
+  subscribe?: string[];
+  unsubscribe?: string[];
+  initial?: Record<string, string>;
+  nonce?: string;
+  error?: string;
+}
+
+function harness() {
+  const cache = new SnapshotCache();
+  const sent: Response[] = [];
+  const events: string[] = [];
+  const hooks: StreamHooks = {
+    identify: (node) => events.push(`identify ${node.id}`),
+    sent: () => undefined,
+    acked: (typeUrl, version) => events.push(`ack ${typeUrl.split('.').pop()} ${version}`),
+    nacked: (typeUrl, version, detail) => events.push(`nack ${typeUrl.split('.').pop()} ${version} ${detail.message}`),
+  };
+  const stream = new DeltaStream({
+    cache,
+    hooks,
+    logger: pino({ level: 'silent' }),
+    send: (message) => {
+      const json = decodeMessage('envoy.service.discovery.v3.DeltaDiscoveryResponse', message);
+      const list = (json['resources'] ?? []) as JsonObject[];
+      sent.push({
+        system_version_info: String(json['system_version_info'] ?? ''),
+        nonce: String(json['nonce']),
+        type_url: String(json['type_url']),
+        resources: list.map((entry) => {
+          const resource = entry['resource'] as JsonObject;
+          expect(resource['name'] ?? resource['cluster_name']).toBe(entry['name']);
+          return `${String(entry['name'])}@${String(entry['version'])}`;
+        }),
+        removed: ((json['removed_resources'] ?? []) as string[]).slice(),
+      });
+    },
+  });
+  cache.watch((change) => stream.onCacheChange(change.changed));
+  const request = (r: Request): void =>
+    stream.onRequest({
+      node: { id: 'envoy-d', cluster: 'gw', userAgent: 'test' },
+      typeUrl: r.typeUrl,
+      subscribe: r.subscribe ?? [],
+      unsubscribe: r.unsubscribe ?? [],
+      initialResourceVersions: new Map(Object.entries(r.initial ?? {})),
+      responseNonce: r.nonce ?? '',
+      errorDetail: r.error === undefined ? undefined : { code: 13, message: r.error },
+    });
+  const versionOf = (typeUrl: string, name: string): string => cache.snapshot(typeUrl)?.resources.get(name)?.version ?? 'missing';
+  return { cache, sent, events, request, versionOf };
+}
+
+const names = (response: Response | undefined): string[] => (response?.resources ?? []).map((entry) => entry.split('@')[0] ?? '').sort();
+
+describe('DeltaStream', () => {
+  it('sends every cluster to a wildcard client, then only what changed, and removals by name', () => {
+    const { cache, sent, request, versionOf } = harness();
+    cache.setResources(resources());
+    request({ typeUrl: TypeUrl.cluster });
+    expect(names(sent[0])).toEqual(['a', 'b']);
+    expect(sent[0]?.resources).toContain(`a@${versionOf(TypeUrl.cluster, 'a')}`);
+    request({ typeUrl: TypeUrl.cluster, nonce: sent[0]?.nonce });
+
+    cache.setResources(resources({ clusters: [cluster('a', '2s')] }));
+    expect(sent).toHaveLength(2);
+    expect(names(sent[1])).toEqual(['a']);
+    expect(sent[1]?.removed).toEqual(['b']);
+    expect(sent[1]?.system_version_info).toBe(cache.snapshot(TypeUrl.cluster)?.version);
+  });
+
+  it('sends nothing the client already holds according to initial_resource_versions', () => {
+    const { cache, sent, request, versionOf } = harness();
+    cache.setResources(resources());
+    request({ typeUrl: TypeUrl.endpoint, subscribe: ['a', 'b'], initial: { a: versionOf(TypeUrl.endpoint, 'a'), b: 'stale', gone: 'x' } });
+    expect(sent).toHaveLength(1);
+    expect(names(sent[0])).toEqual(['b']);
+    expect(sent[0]?.removed).toEqual([]);
+    const wildcard = harness();
+    wildcard.cache.setResources(resources());
+    wildcard.request({ typeUrl: TypeUrl.cluster, initial: { a: wildcard.versionOf(TypeUrl.cluster, 'a'), gone: 'x' } });
+    expect(names(wildcard.sent[0])).toEqual(['b']);
+    expect(wildcard.sent[0]?.removed).toEqual(['gone']);
+  });
+
+  it('follows subscribe and unsubscribe, and resends after a resubscription', () => {
+    const { cache, sent, request } = harness();
+    cache.setResources(resources({ endpoints: [assignment('a')] }));
+    request({ typeUrl: TypeUrl.endpoint, subscribe: ['a', 'b'] });
+    expect(names(sent[0])).toEqual(['a']);
+    cache.setResources(resources());
+    expect(names(sent[1])).toEqual(['b']);
+    request({ typeUrl: TypeUrl.endpoint, unsubscribe: ['a'] });
+    cache.setResources(resources({ endpoints: [assignment('a', 2), assignment('b')] }));
+    expect(sent).toHaveLength(2);
+    request({ typeUrl: TypeUrl.endpoint, subscribe: ['a'] });
+    expect(names(sent[2])).toEqual(['a']);
+  });
+
+  it('records ACK and NACK by nonce and does not resend a rejected resource', () => {
+    const { cache, sent, events, request } = harness();
+    cache.setResources(resources());
+    request({ typeUrl: TypeUrl.cluster });
+    request({ typeUrl: TypeUrl.cluster, nonce: sent[0]?.nonce });
+    expect(events.at(-1)).toBe(`ack Cluster ${sent[0]?.system_version_info}`);
+    cache.setResources(resources({ clusters: [cluster('a', '5s'), cluster('b')] }));
+    request({ typeUrl: TypeUrl.cluster, nonce: sent[1]?.nonce, error: 'cluster a: bad' });
+    expect(events.at(-1)).toBe(`nack Cluster ${sent[1]?.system_version_info} cluster a: bad`);
+    expect(sent).toHaveLength(2);
+    cache.setResources(resources({ clusters: [cluster('a', '5s'), cluster('b', '3s')] }));
+    expect(names(sent[2])).toEqual(['b']);
+  });
+
+  it('answers a wildcard client once even when the first snapshot arrives later and is empty', () => {
+    const { cache, sent, request } = harness();
+    request({ typeUrl: TypeUrl.listener });
+    cache.setResources(resources());
+    expect(sent.map((r) => [r.type_url, r.resources, r.removed])).toEqual([[TypeUrl.listener, [], []]]);
+    cache.setResources(resources({ clusters: [] }));
+    expect(sent).toHaveLength(1);
+  });
+
+  it('honours the explicit wildcard and its removal', () => {
+    const { cache, sent, request } = harness();
+    cache.setResources(resources());
+    request({ typeUrl: TypeUrl.endpoint, subscribe: ['*'] });
+    expect(names(sent[0])).toEqual(['a', 'b']);
+    request({ typeUrl: TypeUrl.endpoint, unsubscribe: ['*'] });
+    cache.setResources(resources({ endpoints: [assignment('a', 7), assignment('b', 7)] }));
+    expect(sent).toHaveLength(1);
+  });
+
+  it('resends only the assignment of the EDS cluster that was updated', () => {
+    const { cache, sent, request } = harness();
+    cache.setResources(resources());
+    request({ typeUrl: TypeUrl.cluster });
+    request({ typeUrl: TypeUrl.endpoint, subscribe: ['a', 'b'] });
+    sent.length = 0;
+    cache.setResources(resources({ clusters: [cluster('a'), cluster('b', '9s')] }));
+    expect(sent.map((r) => [r.type_url, names(r)])).toEqual([
+      [TypeUrl.cluster, ['b']],
+      [TypeUrl.endpoint, ['b']],
+    ]);
+  });
+});

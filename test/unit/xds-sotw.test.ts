@@ -1,0 +1,212 @@
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { decodeMessage } from '../../src/envoy/proto.js';
+import { TypeUrl, type EnvoyResource, type JsonObject, type XdsResources } from '../../src/envoy/resources.js';
+import { SnapshotCache } from '../../src/xds/cache.js';
+import type { StreamHooks } from '../../src/xds/client-state.js';
+import { SharedResponseBodies, SotwStream } from '../../src/xds/sotw.js';
+import type { DiscoveryRequest } from '../../src/xds/wire.js';
+
+function cluster(name: string, timeout = '1s'): EnvoyResource {
+  return { '@type': TypeUrl.cluster, name, type: 'EDS', connect_timeout: timeout, eds_cluster_config: { eds_config: { ads: {} } } };
+}
+function assignment(name: string, port = 1000): EnvoyResource {
+  return {
+    '@type': TypeUrl.endpoint,
+    cluster_name: name,
+    endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: port } } } }] }],
+  };
+}
+function resources(overrides: Partial<XdsResources> = {}): XdsResources {
+  return { listeners: [], routes: [], clusters: [cluster('a'), cluster('b')], endpoints: [assignment('a'), assignment('b')], secrets: [], ...overrides };
+}
+
+interface Response {
+  version_info: string;
+  nonce: string;
+  type_url: string;
+  names: string[];
+}
+
+function harness() {
+  const cache = new SnapshotCache();
+  const sent: Response[] = [];
+  const events: string[] = [];
+  const hooks: StreamHooks = {
+    identify: (node) => events.push(`identify ${node.id}`),
+    sent: () => undefined,
+    acked: (typeUrl, version) => events.push(`ack ${typeUrl.split('.').pop()} ${version}`),
+    nacked: (typeUrl, version, detail) => events.push(`nack ${typeUrl.split('.').pop()} ${version} ${detail.message}`),
+  };
+  const bodies = new SharedResponseBodies();
+  const stream = new SotwStream({
+    cache,
+    bodies,
+    hooks,
+    logger: pino({ level: 'silent' }),
+    send: (message) => {
+      const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', message);
+      const list = (json['resources'] ?? []) as JsonObject[];
+      sent.push({
+        version_info: String(json['version_info'] ?? ''),
+        nonce: String(json['nonce']),
+        type_url: String(json['type_url']),
+        names: list.map((resource) => String(resource['name'] ?? resource['cluster_name'])),
+      });
+    },
+  });
+  cache.watch((change) => {
+    bodies.invalidate(change.changed);
+    stream.onCacheChange(change.changed);
+  });
+  const request = (typeUrl: string, names: string[], ack?: Response, error?: string): void =>
+    stream.onRequest({
+      versionInfo: ack?.version_info ?? '',
+      node: { id: 'envoy-1', cluster: 'gw', userAgent: 'test' },
+      resourceNames: names,
+      typeUrl,
+      responseNonce: ack?.nonce ?? '',
+      errorDetail: error === undefined ? undefined : { code: 3, message: error },
+    } satisfies DiscoveryRequest);
+  return { cache, sent, events, request };
+}
+
+describe('SotwStream', () => {
+  it('waits for the first snapshot, then answers a wildcard CDS request with every cluster', () => {
+    const { cache, sent, events, request } = harness();
+    request(TypeUrl.cluster, []);
+    expect(sent).toEqual([]);
+    expect(events).toEqual(['identify envoy-1']);
+    cache.setResources(resources());
+    expect(sent).toHaveLength(1);
+    expect(sent[0]?.names.sort()).toEqual(['a', 'b']);
+    expect(sent[0]?.version_info).toBe(cache.snapshot(TypeUrl.cluster)?.version);
+  });
+
+  it('answers an empty wildcard set so Envoy can finish initializing', () => {
+    const { cache, sent, request } = harness();
+    cache.setResources(resources({ listeners: [] }));
+    request(TypeUrl.listener, []);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]?.names).toEqual([]);
+  });
+
+  it('answers an empty wildcard set that arrives after the request', () => {
+    const { cache, sent, request } = harness();
+    request(TypeUrl.listener, []);
+    cache.setResources(resources({ listeners: [] }));
+    expect(sent.map((r) => [r.type_url, r.names])).toEqual([[TypeUrl.listener, []]]);
+    request(TypeUrl.listener, [], sent[0]);
+    cache.setResources(resources({ listeners: [], routes: [{ '@type': TypeUrl.route, name: 'r' }] }));
+    expect(sent).toHaveLength(1);
+  });
+
+  it('records an ACK and pushes nothing when nothing changed for the client', () => {
+    const { cache, sent, events, request } = harness();
+    cache.setResources(resources());
+    request(TypeUrl.endpoint, ['a']);
+    expect(sent.map((r) => r.names)).toEqual([['a']]);
+    request(TypeUrl.endpoint, ['a'], sent[0]);
+    expect(events).toContain(`ack ClusterLoadAssignment ${sent[0]?.version_info}`);
+    // Only "b" changes: the client watching "a" hears nothing.
+    cache.setResources(resources({ endpoints: [assignment('a'), assignment('b', 2000)] }));
+    expect(sent).toHaveLength(1);
+    cache.setResources(resources({ endpoints: [assignment('a', 3000), assignment('b', 2000)] }));
+    expect(sent).toHaveLength(2);
+    expect(sent[1]?.nonce).not.toBe(sent[0]?.nonce);
+  });
+
+  it('sends a named resource when it appears, and a newly subscribed one at once', () => {
+    const { cache, sent, request } = harness();
+    cache.setResources(resources({ endpoints: [] }));
+    request(TypeUrl.endpoint, ['a']);
+    expect(sent).toEqual([]);
+    cache.setResources(resources({ endpoints: [assignment('a')] }));
+    expect(sent.map((r) => r.names)).toEqual([['a']]);
+    cache.setResources(resources());
+    request(TypeUrl.endpoint, ['a', 'b'], sent[0]);
+    expect(sent.map((r) => r.names.sort())).toEqual([['a'], ['a', 'b']]);
+  });
+
+  it('resends a resource that was unsubscribed and asked for again', () => {
+    const { cache, sent, request } = harness();
+    cache.setResources(resources());
+    request(TypeUrl.endpoint, ['a']);
+    request(TypeUrl.endpoint, [], sent[0]);
+    request(TypeUrl.endpoint, ['a'], sent[0]);
+    expect(sent.map((r) => r.names)).toEqual([['a'], ['a']]);
+  });
+
+  it('drops a removed cluster from the next full CDS set', () => {
+    const { cache, sent, request } = harness();
+    cache.setResources(resources());
+    request(TypeUrl.cluster, []);
+    cache.setResources(resources({ clusters: [cluster('a')] }));
+    expect(sent.map((r) => r.names.sort())).toEqual([['a', 'b'], ['a']]);
+  });
+
+  it('records a NACK with the rejected version and does not resend it; the next change is sent', () => {
+    const { cache, sent, events, request } = harness();
+    cache.setResources(resources());
+    request(TypeUrl.cluster, []);
+    request(TypeUrl.cluster, [], sent[0]);
+    cache.setResources(resources({ clusters: [cluster('a', '2s'), cluster('b')] }));
+    const rejected = sent[1];
+    request(TypeUrl.cluster, [], { ...(rejected as Response), version_info: sent[0]?.version_info ?? '' }, 'bad cluster a');
+    expect(events.at(-1)).toBe(`nack Cluster ${rejected?.version_info} bad cluster a`);
+    expect(sent).toHaveLength(2);
+    cache.setResources(resources({ clusters: [cluster('a', '3s'), cluster('b')] }));
+    expect(sent).toHaveLength(3);
+  });
+
+  it('ignores a request carrying a stale nonce', () => {
+    const { cache, sent, events, request } = harness();
+    cache.setResources(resources());
+    request(TypeUrl.cluster, []);
+    cache.setResources(resources({ clusters: [cluster('a')] }));
+    request(TypeUrl.cluster, [], sent[0]);
+    expect(events.filter((event) => event.startsWith('ack'))).toEqual([]);
+    request(TypeUrl.cluster, [], sent[1]);
+    expect(events.filter((event) => event.startsWith('ack'))).toHaveLength(1);
+  });
+
+  it('pushes several changed types in make-before-break order', () => {
+    const { cache, sent, request } = harness();
+    cache.setResources(resources());
+    request(TypeUrl.route, ['r']);
+    request(TypeUrl.listener, []);
+    request(TypeUrl.endpoint, ['c']);
+    request(TypeUrl.cluster, []);
+    sent.length = 0;
+    cache.setResources(
+      resources({
+        clusters: [cluster('a'), cluster('b'), cluster('c')],
+        endpoints: [assignment('a'), assignment('b'), assignment('c')],
+        listeners: [{ '@type': TypeUrl.listener, name: 'l', address: { socket_address: { address: '0.0.0.0', port_value: 1 } } }],
+        routes: [{ '@type': TypeUrl.route, name: 'r' }],
+      }),
+    );
+    expect(sent.map((r) => r.type_url)).toEqual([TypeUrl.cluster, TypeUrl.endpoint, TypeUrl.listener, TypeUrl.route]);
+  });
+
+  it('treats "*" as a wildcard for any type and ignores types it does not serve', () => {
+    const { cache, sent, request } = harness();
+    cache.setResources(resources());
+    request(TypeUrl.endpoint, ['*']);
+    request('type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration', []);
+    expect(sent.map((r) => r.names.sort())).toEqual([['a', 'b']]);
+  });
+
+  it('resends the unchanged assignment of an updated EDS cluster, which Envoy needs to finish warming', () => {
+    const { cache, sent, request } = harness();
+    cache.setResources(resources());
+    request(TypeUrl.cluster, []);
+    request(TypeUrl.endpoint, ['a', 'b']);
+    request(TypeUrl.cluster, [], sent[0]);
+    request(TypeUrl.endpoint, ['a', 'b'], sent[1]);
+    sent.length = 0;
+    cache.setResources(resources({ clusters: [cluster('a', '9s'), cluster('b')] }));
+    expect(sent.map((r) => r.type_url)).toEqual([TypeUrl.cluster, TypeUrl.endpoint]);
+    expect(sent[1]?.names.sort()).toEqual(['a', 'b']);
+  });
+});

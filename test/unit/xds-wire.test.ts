@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { decodeMessage, encodeResource, messageType } from '../../src/envoy/proto.js';
+import { TypeUrl, type EnvoyResource } from '../../src/envoy/resources.js';
+import {
+  decodeDeltaDiscoveryRequest,
+  decodeDiscoveryRequest,
+  deltaResourceEntry,
+  deltaResponse,
+  sotwResponseBody,
+  withNonce,
+} from '../../src/xds/wire.js';
+
+const cluster: EnvoyResource = { '@type': TypeUrl.cluster, name: 'a', type: 'STATIC', connect_timeout: '1s' };
+const anyOf = (resource: EnvoyResource): Uint8Array =>
+  messageType('google.protobuf.Any').encode({ type_url: resource['@type'], value: encodeResource(resource) }).finish();
+
+describe('xDS wire messages', () => {
+  it('reads a NACK whose error_detail carries an Any of a type Switchyard never loaded', () => {
+    const type = messageType('envoy.service.discovery.v3.DiscoveryRequest');
+    const bytes = type
+      .encode({
+        version_info: 'v1',
+        node: { id: 'envoy-1', cluster: 'gw', user_agent_name: 'envoy' },
+        resource_names: ['a', 'b'],
+        type_url: TypeUrl.cluster,
+        response_nonce: '7',
+        error_detail: { code: 3, message: 'bad cluster', details: [{ type_url: 'type.googleapis.com/acme.Unknown', value: new Uint8Array([8, 1]) }] },
+      })
+      .finish();
+    expect(decodeDiscoveryRequest(bytes)).toEqual({
+      versionInfo: 'v1',
+      node: { id: 'envoy-1', cluster: 'gw', userAgent: 'envoy' },
+      resourceNames: ['a', 'b'],
+      typeUrl: TypeUrl.cluster,
+      responseNonce: '7',
+      errorDetail: { code: 3, message: 'bad cluster' },
+    });
+  });
+
+  it('reads a delta request with initial resource versions', () => {
+    const bytes = messageType('envoy.service.discovery.v3.DeltaDiscoveryRequest')
+      .encode({ type_url: TypeUrl.endpoint, resource_names_subscribe: ['x'], resource_names_unsubscribe: ['y'], initial_resource_versions: { x: 'v9' } })
+      .finish();
+    const request = decodeDeltaDiscoveryRequest(bytes);
+    expect(request.subscribe).toEqual(['x']);
+    expect(request.unsubscribe).toEqual(['y']);
+    expect([...request.initialResourceVersions]).toEqual([['x', 'v9']]);
+    expect(request.errorDetail).toBeUndefined();
+    expect(request.node).toBeUndefined();
+  });
+
+  it('builds a DiscoveryResponse from a shared body and a per-stream nonce', () => {
+    const body = sotwResponseBody(TypeUrl.cluster, 'v2', [anyOf(cluster)]);
+    expect(decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', withNonce(body, '42'))).toEqual({
+      version_info: 'v2',
+      resources: [cluster],
+      type_url: TypeUrl.cluster,
+      nonce: '42',
+    });
+  });
+
+  it('builds a DeltaDiscoveryResponse from pre-encoded resource entries', () => {
+    const message = deltaResponse({
+      typeUrl: TypeUrl.cluster,
+      systemVersion: 'v3',
+      entries: [deltaResourceEntry('a', 'r1', anyOf(cluster))],
+      removed: ['gone'],
+      nonce: '5',
+    });
+    expect(decodeMessage('envoy.service.discovery.v3.DeltaDiscoveryResponse', message)).toEqual({
+      system_version_info: 'v3',
+      resources: [{ name: 'a', version: 'r1', resource: cluster }],
+      type_url: TypeUrl.cluster,
+      removed_resources: ['gone'],
+      nonce: '5',
+    });
+  });
+});
