@@ -14,7 +14,6 @@ import { waitFor } from '../support/wait.js';
  */
 
 const CLIENTS = 1_000;
-const BUDGET_MS = 2_000;
 const ADS_PATH = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
 
 function clusters(timeout: string): XdsResources {
@@ -81,27 +80,15 @@ describe(`xDS fan-out to ${CLIENTS} SotW clients`, () => {
     await server.stop();
   });
 
-  it(`delivers one change to every client within ${BUDGET_MS} ms of CPU`, async () => {
-    // CPU time, not wall time: the work is single-threaded, and other processes on a shared
-    // two-core machine must not fail the test. Wall time is printed next to it.
-    const cpuBefore = process.cpuUsage();
-    const started = performance.now();
+  // Speed is measured by `npm run bench`; this proves the fan-out itself: every client, exactly once.
+  it('delivers one change exactly once to every one of many concurrent clients', async () => {
     cache.setResources(clusters('2s'));
-    const pushed = performance.now() - started;
     const expected = cache.snapshot(TypeUrl.cluster)?.version;
     await waitFor(() => envoys.every((envoy) => envoy.versions.at(-1) === expected), {
       what: `every client to receive version ${String(expected)}`,
       timeoutMs: 10_000,
       intervalMs: 5,
     });
-    const elapsed = performance.now() - started;
-    const cpu = process.cpuUsage(cpuBefore);
-    const cpuMs = (cpu.user + cpu.system) / 1_000;
-    process.stdout.write(
-      `xds fan-out: ${CLIENTS} clients received one change in ${elapsed.toFixed(0)} ms wall, ` +
-        `${cpuMs.toFixed(0)} ms CPU (server push loop ${pushed.toFixed(0)} ms)\n`,
-    );
-    expect(cpuMs).toBeLessThan(BUDGET_MS);
     expect(envoys.every((envoy) => envoy.versions.length === 2)).toBe(true);
   });
 });

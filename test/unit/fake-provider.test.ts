@@ -187,14 +187,11 @@ describe('fake provider', () => {
     expect(p.counts().stall).toBe(1);
   });
 
-  it('keeps up with a few hundred requests per second', async () => {
+  it('answers a burst of a few hundred concurrent requests', async () => {
     const p = await provider('kappa');
-    const started = Date.now();
     const batch = 400;
     const statuses = await Promise.all(Array.from({ length: batch }, () => chat(p).then((r) => r.status)));
-    const elapsed = Date.now() - started;
     expect(statuses.every((s) => s === 200)).toBe(true);
     expect(p.counts().ok).toBe(batch);
-    expect(elapsed).toBeLessThan(2_000);
   });
 });
