@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ObjectMeta } from './meta.js';
 
 export const Secret = z.object({
-  apiVersion: z.literal('v1'),
+  apiVersion: z.literal('v1', { message: 'apiVersion is v1' }),
   kind: z.literal('Secret'),
   metadata: ObjectMeta,
   type: z.string().optional(),

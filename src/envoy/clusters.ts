@@ -61,8 +61,9 @@ function upstreamTls(c: ClusterIR, opts: EnvoyOptions): JsonObject {
   } else {
     // auto_sni on the cluster is fixed before host selection; auto_host_sni follows each attempt's host.
     tls.auto_host_sni = true;
-    if (!c.tls?.insecureSkipVerify) tls.auto_sni_san_validation = true;
   }
+  // Without a SAN check a trusted chain for any name passes; this checks the SNI actually sent, fixed or per host.
+  if (!c.tls?.insecureSkipVerify) tls.auto_sni_san_validation = true;
   return tls;
 }
 

@@ -47,7 +47,6 @@ function aiCandidates(backend: Backend): Candidate[][] {
       const name = m.name ?? `p${p}-${i}-${provider.toLowerCase()}`;
       const address = m.hostOverride?.host ?? target.host;
       const port = m.hostOverride?.port ?? target.port;
-      const explicitTls = m.provider.openaiCompatible?.tls;
       const c: Candidate = {
         name,
         provider,
@@ -57,7 +56,8 @@ function aiCandidates(backend: Backend): Candidate[][] {
           port,
           hostname: target.host,
           weight: m.weight ?? 1,
-          tls: explicitTls ?? port === 443,
+          // TLS is how the provider speaks, not a property of the port a hostOverride connects to.
+          tls: target.tls,
           metadata: {
             backend: key,
             member: name,

@@ -16,7 +16,8 @@ export function credentialName(namespace: string, ...parts: string[]): string {
 }
 
 function bareKey(value: string): string {
-  return value.trim().replace(/^bearer\s+/i, '').trim();
+  // "Bearer " alone trims to "Bearer": that is an empty token, not a key named Bearer.
+  return value.trim().replace(/^bearer(?:\s+|$)/i, '').trim();
 }
 
 /** Resolves one member's authToken against the Secrets of the Backend's namespace. */

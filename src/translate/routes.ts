@@ -120,7 +120,8 @@ function ruleAction(route: HTTPRoute, rule: HTTPRouteRule, ruleIndex: number, re
     clusters: serving.map((r) => ({ name: r.backend?.cluster?.name ?? '', weight: r.weight })),
     timeoutMs: requestMs ?? DEFAULT_ROUTE_TIMEOUT_MS,
     autoHostRewrite: !rewrite?.hostname,
-    ...(retry.attempts > 0 ? { retry } : {}),
+    // Envoy applies a per-try timeout (timeouts.backendRequest) only through a retry policy, even with no retries.
+    ...(retry.attempts > 0 || retry.perTryTimeoutMs !== undefined ? { retry } : {}),
     ...(rewrite?.hostname ? { hostRewrite: rewrite.hostname } : {}),
   };
   if (rewrite?.path) {
