@@ -93,7 +93,12 @@ export const Provider = z
   });
 export type Provider = z.infer<typeof Provider>;
 
-export const HostOverride = z.strictObject({ host: Host, port: Port });
+export const HostOverride = z.strictObject({
+  host: Host,
+  port: Port,
+  /** Speak TLS to the override address; default: port 443 means TLS. SNI and Host stay the provider's hostname. */
+  tls: z.boolean().optional(),
+});
 
 export const PoolMember = z.strictObject({
   name: z

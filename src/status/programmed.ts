@@ -64,7 +64,13 @@ export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, f
     const current = s.conditions.find((c) => c.type === 'Programmed');
     if (!current || current.reason !== 'Pending') return s;
     const next = programmed(served, feedback, current.observedGeneration);
-    return { ...s, conditions: s.conditions.map((c) => (c.type === 'Programmed' ? next : c)) } as ObjectStatus;
+    const replace = (conditions: Condition[]): Condition[] =>
+      conditions.map((c) => (c.type === 'Programmed' && c.reason === 'Pending' ? { ...next, ...(c.observedGeneration !== undefined ? { observedGeneration: c.observedGeneration } : {}) } : c));
+    if (s.kind === 'Gateway' && 'listeners' in s) {
+      // A served listener is programmed exactly when its Gateway's Envoy listeners are.
+      return { ...s, conditions: replace(s.conditions), listeners: s.listeners.map((l) => ({ ...l, conditions: replace(l.conditions) })) };
+    }
+    return { ...s, conditions: replace(s.conditions) } as ObjectStatus;
   });
 }
 

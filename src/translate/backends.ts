@@ -56,8 +56,8 @@ function aiCandidates(backend: Backend): Candidate[][] {
           port,
           hostname: target.host,
           weight: m.weight ?? 1,
-          // TLS is how the provider speaks, not a property of the port a hostOverride connects to.
-          tls: target.tls,
+          // The member's own port decides (443 means TLS) unless the member says `tls` itself.
+          tls: m.hostOverride?.tls ?? m.provider.openaiCompatible?.tls ?? port === 443,
           metadata: {
             backend: key,
             member: name,
