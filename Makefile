@@ -37,3 +37,7 @@ bench: deps build
 
 clean:
 	rm -rf dist .toolchain
+
+## Regenerate crds/ from the zod schemas (test/unit/crd.test.ts fails when they drift).
+crds: $(NODE_STAMP)
+	npx tsx scripts/gen-crds.ts

@@ -113,7 +113,7 @@ export const PoolMember = z.strictObject({
 export type PoolMember = z.infer<typeof PoolMember>;
 
 export const Priority = z.strictObject({
-  pool: z.array(PoolMember).min(1, 'a priority needs at least one pool member: add one or remove the empty priority'),
+  pool: z.array(PoolMember).min(1, 'a priority needs at least one pool member: add one or remove the empty priority').max(64, 'at most 64 members per pool'),
 });
 
 export const AIBackend = z
@@ -137,8 +137,9 @@ export const AIBackend = z
 export const StaticHost = z.strictObject({ host: Host, port: Port, weight: z.number().int().min(1).max(128).optional() });
 export const StaticBackend = z.strictObject({
   priorities: z
-    .array(z.strictObject({ hosts: z.array(StaticHost).min(1, 'a priority needs at least one host') }))
-    .min(1, 'static needs at least one priority'),
+    .array(z.strictObject({ hosts: z.array(StaticHost).min(1, 'a priority needs at least one host').max(64, 'at most 64 hosts per priority') }))
+    .min(1, 'static needs at least one priority')
+    .max(16, 'at most 16 priorities'),
   tls: z.strictObject({ sni: Host.optional(), insecureSkipVerify: z.boolean().optional() }).optional(),
 });
 
@@ -149,13 +150,13 @@ export const RETRY_ON = [
 
 export const RetrySpec = z.strictObject({
   attempts: z.number().int().min(0, 'attempts (retries after the first try) cannot be negative').max(10, 'at most 10 retries').optional(),
-  retryOn: z.array(z.enum(RETRY_ON, { message: `retryOn values are Envoy retry conditions: ${RETRY_ON.join(', ')}` })).optional(),
-  statusCodes: z.array(z.number().int().min(400, 'retriable status codes are 400-599').max(599, 'retriable status codes are 400-599')).optional(),
+  retryOn: z.array(z.enum(RETRY_ON, { message: `retryOn values are Envoy retry conditions: ${RETRY_ON.join(', ')}` })).max(RETRY_ON.length).optional(),
+  statusCodes: z.array(z.number().int().min(400, 'retriable status codes are 400-599').max(599, 'retriable status codes are 400-599')).max(50).optional(),
   perTryTimeout: Duration.optional(),
   backoff: z.strictObject({ baseInterval: Duration, maxInterval: Duration.optional() }).optional(),
   rateLimitedBackoff: z
     .strictObject({
-      resetHeaders: z.array(z.strictObject({ name: z.string().min(1), format: z.enum(['Seconds', 'UnixTimestamp']) })).min(1),
+      resetHeaders: z.array(z.strictObject({ name: z.string().min(1).max(256), format: z.enum(['Seconds', 'UnixTimestamp']) })).min(1).max(8),
       maxInterval: Duration.optional(),
     })
     .optional(),
@@ -178,7 +179,7 @@ export type OutlierDetectionSpec = z.infer<typeof OutlierDetectionSpec>;
 
 export const BackendSpec = z
   .strictObject({
-    type: z.enum(['AI', 'Static'], { message: 'type is AI or Static' }),
+    type: z.enum(['AI', 'Static'], { message: 'type is AI or Static' }).default('AI'),
     ai: AIBackend.optional(),
     static: StaticBackend.optional(),
     retry: RetrySpec.optional(),

@@ -144,7 +144,7 @@ export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, 
     return {
       key, retry, credentials: [], events: [], unavailable: `Backend ${key} is invalid: ${message}`,
       status: {
-        kind: 'Backend', namespace, name, priorities: [], usableMembers: 0, totalMembers: pools.flat().length,
+        kind: 'Backend', namespace, name, priorities: [], servedPriorities: 0, usableMembers: 0, totalMembers: pools.flat().length,
         conditions: [
           condition('Accepted', false, 'Invalid', message, generation),
           condition('ResolvedRefs', 'Unknown', 'Invalid', 'references are not checked until the spec is valid', generation),
@@ -227,6 +227,6 @@ export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, 
     events,
     ...(cluster ? { cluster } : {}),
     ...(unavailable ? { unavailable } : {}),
-    status: { kind: 'Backend', namespace, name, conditions, priorities: priorityStatus, usableMembers: usable, totalMembers: all.length },
+    status: { kind: 'Backend', namespace, name, conditions, priorities: priorityStatus, servedPriorities: priorities.length, usableMembers: usable, totalMembers: all.length },
   };
 }

@@ -24,6 +24,8 @@ export interface BackendStatus {
   name: string;
   conditions: Condition[];
   priorities: PriorityStatus[];
+  /** Envoy priority levels in use (pools with at least one usable member). */
+  servedPriorities: number;
   usableMembers: number;
   totalMembers: number;
 }

@@ -1,0 +1,184 @@
+import { z } from 'zod';
+import { BACKEND_GROUP, BackendSpec, PROVIDERS } from './backend.js';
+
+/**
+ * The Backend CustomResourceDefinition, generated from the zod schema that file mode validates
+ * with, so the API server and `switchyard serve` accept exactly the same objects. zod's
+ * cross-field rules (superRefine) cannot be exported, so each has a CEL twin below.
+ */
+type Schema = { [key: string]: unknown };
+
+interface CelRule {
+  rule: string;
+  message: string;
+}
+
+const PROVIDER_ONE_OF: CelRule = {
+  rule: `[${PROVIDERS.map((p) => `has(self.${p})`).join(', ')}].filter(x, x).size() == 1`,
+  message: `set exactly one provider: ${PROVIDERS.join(', ')}`,
+};
+
+/** CEL rules by the name of the property whose schema they guard. */
+const RULES_BY_PROPERTY: Record<string, CelRule[]> = {
+  ai: [{ rule: 'has(self.llm) != has(self.multipool)', message: 'set exactly one of llm (one provider) or multipool (priorities of pools)' }],
+  provider: [PROVIDER_ONE_OF],
+  authToken: [
+    { rule: "self.kind != 'SecretRef' || has(self.secretRef)", message: 'kind SecretRef needs secretRef.name: the Secret (same namespace) that holds key "Authorization"' },
+    { rule: "self.kind != 'Inline' || has(self.inline)", message: 'kind Inline needs inline: the token (prefer kind SecretRef)' },
+    { rule: "self.kind == 'SecretRef' || !has(self.secretRef)", message: 'secretRef is only read with kind SecretRef; remove it or set kind: SecretRef' },
+    { rule: "self.kind == 'Inline' || !has(self.inline)", message: 'inline is only read with kind Inline; remove it' },
+  ],
+};
+
+const SPEC_RULES: CelRule[] = [
+  { rule: "self.type != 'AI' || has(self.ai)", message: 'type AI needs spec.ai' },
+  { rule: "self.type != 'Static' || has(self.static)", message: 'type Static needs spec.static' },
+  { rule: "self.type == 'AI' || !has(self.ai)", message: 'spec.ai is only read with type AI; remove it' },
+  { rule: "self.type == 'Static' || !has(self.static)", message: 'spec.static is only read with type Static; remove it' },
+];
+
+const SAFE_INTEGER = Number.MAX_SAFE_INTEGER;
+const KNOWN_FORMATS = new Set(['int32', 'int64', 'date-time', 'hostname', 'ipv4', 'ipv6', 'uri', 'uuid']);
+
+/** JSON Schema (draft 2020-12, from zod) → Kubernetes structural OpenAPI v3 schema. */
+function structural(node: unknown, property?: string): Schema {
+  if (typeof node !== 'object' || node === null) throw new Error('unexpected schema node');
+  const src = node as Schema;
+  const out: Schema = {};
+  for (const [key, value] of Object.entries(src)) {
+    switch (key) {
+      case '$schema':
+      case 'additionalProperties':
+        // Unknown fields are refused by the API server's strict field validation instead.
+        if (key === 'additionalProperties' && typeof value === 'object') out.additionalProperties = structural(value);
+        break;
+      case 'properties':
+        out.properties = Object.fromEntries(Object.entries(value as Schema).map(([k, v]) => [k, structural(v, k)]));
+        break;
+      case 'items':
+        out.items = structural(value);
+        break;
+      case 'minimum':
+        if (value !== -SAFE_INTEGER) out.minimum = value;
+        break;
+      case 'maximum':
+        if (value !== SAFE_INTEGER) out.maximum = value;
+        break;
+      case 'format':
+        // zod names its string checks as formats ("starts_with"); the pattern beside it is what validates.
+        if (KNOWN_FORMATS.has(String(value))) out.format = value;
+        break;
+      default:
+        out[key] = value;
+    }
+  }
+  const rules = property ? RULES_BY_PROPERTY[property] : undefined;
+  if (rules) out['x-kubernetes-validations'] = rules;
+  return out;
+}
+
+const CONDITIONS: Schema = {
+  type: 'array',
+  maxItems: 8,
+  'x-kubernetes-list-type': 'map',
+  'x-kubernetes-list-map-keys': ['type'],
+  items: {
+    type: 'object',
+    required: ['type', 'status', 'reason', 'message', 'lastTransitionTime'],
+    properties: {
+      type: { type: 'string', maxLength: 316 },
+      status: { type: 'string', enum: ['True', 'False', 'Unknown'] },
+      reason: { type: 'string', maxLength: 1024 },
+      message: { type: 'string', maxLength: 32768 },
+      observedGeneration: { type: 'integer', format: 'int64', minimum: 0 },
+      lastTransitionTime: { type: 'string', format: 'date-time' },
+    },
+  },
+};
+
+const STATUS: Schema = {
+  type: 'object',
+  properties: {
+    observedGeneration: { type: 'integer', format: 'int64' },
+    conditions: CONDITIONS,
+    servedPriorities: { type: 'integer', description: 'Envoy priority levels in use: pools with at least one usable member.' },
+    usableMembers: { type: 'integer' },
+    totalMembers: { type: 'integer' },
+    priorities: {
+      type: 'array',
+      description: 'Per spec priority: which members are served and why the others are not.',
+      items: {
+        type: 'object',
+        required: ['priority', 'members'],
+        properties: {
+          priority: { type: 'integer' },
+          envoyPriority: { type: 'integer' },
+          members: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['name', 'usable'],
+              properties: {
+                name: { type: 'string' },
+                provider: { type: 'string' },
+                usable: { type: 'boolean' },
+                reason: { type: 'string' },
+                message: { type: 'string' },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+};
+
+function conditionColumn(type: string): Schema {
+  return { name: type, type: 'string', jsonPath: `.status.conditions[?(@.type=="${type}")].status` };
+}
+
+export function backendCrd(): Schema {
+  const spec = structural(z.toJSONSchema(BackendSpec, { io: 'input', unrepresentable: 'throw' }));
+  spec['x-kubernetes-validations'] = SPEC_RULES;
+  spec.description = 'A failover target: an AI provider (llm) or priority pools of providers (multipool), or plain hosts (static).';
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `backends.${BACKEND_GROUP}`, labels: { 'app.kubernetes.io/part-of': 'switchyard' } },
+    spec: {
+      group: BACKEND_GROUP,
+      scope: 'Namespaced',
+      names: { kind: 'Backend', listKind: 'BackendList', plural: 'backends', singular: 'backend', shortNames: ['sybe'], categories: ['switchyard'] },
+      versions: [
+        {
+          name: 'v1alpha1',
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: [
+            { name: 'Type', type: 'string', jsonPath: '.spec.type' },
+            conditionColumn('Accepted'),
+            conditionColumn('ResolvedRefs'),
+            conditionColumn('Programmed'),
+            { name: 'Priorities', type: 'integer', jsonPath: '.status.servedPriorities' },
+            { name: 'Usable', type: 'integer', jsonPath: '.status.usableMembers' },
+            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+          ],
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              required: ['spec'],
+              properties: {
+                apiVersion: { type: 'string' },
+                kind: { type: 'string' },
+                metadata: { type: 'object' },
+                spec,
+                status: STATUS,
+              },
+            },
+          },
+        },
+      ],
+    },
+  };
+}
