@@ -3,6 +3,29 @@ import type { HeaderEdits, ListenerIR, MatchIR, RetryPlan, RouteIR } from '../ir
 import { ANY } from './names.js';
 import { TypeUrl, type EnvoyResource, type JsonObject, type JsonValue } from './resources.js';
 
+/** A PathPrefix without its trailing "/" ("/" stays "/"). */
+function prefixPath(value: string): string {
+  const trimmed = value.replace(/\/+$/, '');
+  return trimmed === '' ? '/' : trimmed;
+}
+
+function escapeRegex(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * URLRewrite ReplacePrefixMatch. Envoy's prefix_rewrite keeps what follows the matched prefix,
+ * "/" included, so "/" as replacement would give "//x"; Gateway API wants "/x" (trailing slashes
+ * of prefix and replacement do not count).
+ */
+function prefixRewrite(match: MatchIR, replacement: string): JsonObject {
+  const target = replacement.replace(/\/+$/, '');
+  const prefix = match.path.kind === 'PathPrefix' ? prefixPath(match.path.value) : undefined;
+  if (prefix === '/') return target === '' ? {} : { prefix_rewrite: `${target}/` };
+  if (target === '' && prefix !== undefined) return { regex_rewrite: { pattern: { regex: `^${escapeRegex(prefix)}/*` }, substitution: '/' } };
+  return { prefix_rewrite: target === '' ? '/' : target };
+}
+
 function stringMatch(value: string, regex: boolean): JsonObject {
   return regex ? { safe_regex: { regex: value } } : { exact: value };
 }
@@ -12,9 +35,13 @@ function routeMatch(m: MatchIR): JsonObject {
   const { kind, value } = m.path;
   if (kind === 'Exact') out.path = value;
   else if (kind === 'RegularExpression') out.safe_regex = { regex: value };
-  // Gateway API PathPrefix matches whole segments ("/v1" matches "/v1/x", not "/v1x").
-  else if (value === '/' || value.endsWith('/')) out.prefix = value;
-  else out.path_separated_prefix = value;
+  else {
+    // Gateway API PathPrefix matches whole segments ("/v1" matches "/v1/x", not "/v1x") and
+    // ignores a trailing "/" ("/v1/" matches "/v1" too).
+    const prefix = prefixPath(value);
+    if (prefix === '/') out.prefix = '/';
+    else out.path_separated_prefix = prefix;
+  }
   const headers: JsonObject[] = m.headers.map((h) => ({ name: h.name, string_match: stringMatch(h.value, h.regex) }));
   if (m.method) headers.push({ name: ':method', string_match: { exact: m.method } });
   if (headers.length > 0) out.headers = headers;
@@ -73,7 +100,9 @@ function toRoute(r: RouteIR): JsonObject {
   const a = r.action;
   if (a.kind === 'direct') {
     route.direct_response = { status: a.status, body: { inline_string: a.body } };
-    route.response_headers_to_add = [{ header: { key: 'content-type', value: 'text/plain; charset=utf-8' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }];
+    // Added to the rule's own ResponseHeaderModifier edits, not instead of them.
+    const edits = Array.isArray(route.response_headers_to_add) ? route.response_headers_to_add : [];
+    route.response_headers_to_add = [...edits, { header: { key: 'content-type', value: 'text/plain; charset=utf-8' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }];
     return route;
   }
   if (a.kind === 'redirect') {
@@ -92,7 +121,7 @@ function toRoute(r: RouteIR): JsonObject {
   else action.weighted_clusters = { clusters: a.clusters.map((c) => ({ name: c.name, weight: c.weight })) };
   if (a.hostRewrite) action.host_rewrite_literal = a.hostRewrite;
   else if (a.autoHostRewrite) action.auto_host_rewrite = true;
-  if (a.pathRewrite?.kind === 'prefix') action.prefix_rewrite = a.pathRewrite.value;
+  if (a.pathRewrite?.kind === 'prefix') Object.assign(action, prefixRewrite(r.match, a.pathRewrite.value));
   if (a.pathRewrite?.kind === 'full') action.regex_rewrite = { pattern: { regex: '^/.*$' }, substitution: a.pathRewrite.value };
   if (a.retry) action.retry_policy = toRetryPolicy(a.retry);
   route.route = action;

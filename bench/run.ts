@@ -1,0 +1,99 @@
+/**
+ * `npm run bench`: runs the benchmark suites, prints one table and writes the rows as JSON to
+ * bench/results/<timestamp>.json and bench/results/latest.json. Targets are reported as
+ * PASS/FAIL; a missed target does not fail the process (benchmarks are not tests).
+ *
+ *   npm run bench                          every suite, default sizes
+ *   npm run bench -- --suite translate     one suite
+ *   npm run bench -- --sizes 1000,5000     translation sizes
+ *   npm run bench -- --runs 5              timed runs per size (median reported)
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { BenchRow, BenchSuite } from './suite.js';
+import { translateSuite } from './translate.js';
+
+const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'results');
+
+function positiveInts(text: string, flag: string): number[] {
+  const values = text.split(',').map((s) => Number(s.trim()));
+  if (values.length === 0 || values.some((v) => !Number.isInteger(v) || v <= 0)) {
+    throw new Error(`${flag} takes positive integers separated by commas, got "${text}"`);
+  }
+  return values;
+}
+
+function log(line: string): void {
+  process.stderr.write(`[bench] ${line}\n`);
+}
+
+/** Every suite, in the order they run. Add a suite here (e.g. xDS fan-out in its own process). */
+function suites(opts: { sizes: number[]; runs: number }): BenchSuite[] {
+  return [translateSuite({ sizes: opts.sizes, runs: opts.runs, log })];
+}
+
+function table(rows: readonly BenchRow[]): string {
+  const header = ['suite', 'row', 'N', 'wall ms', 'CPU ms', 'heap MB', 'target', 'result', 'detail'];
+  const body = rows.map((r) => [
+    r.suite,
+    r.name,
+    r.n.toLocaleString('en-US'),
+    r.ms === undefined ? '-' : r.ms.toFixed(1),
+    r.cpuMs === undefined ? '-' : r.cpuMs.toFixed(1),
+    r.heapMB === undefined ? '-' : r.heapMB.toFixed(1),
+    r.target ?? '',
+    r.verdict ?? '',
+    r.detail,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((cells) => (cells[i] ?? '').length)));
+  const numeric = new Set([2, 3, 4, 5]);
+  const line = (cells: string[]) => cells.map((c, i) => (numeric.has(i) ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: { suite: { type: 'string' }, sizes: { type: 'string' }, runs: { type: 'string' } },
+  });
+  const sizes = values.sizes ? positiveInts(values.sizes, '--sizes') : [1_000, 10_000];
+  const runs = values.runs ? (positiveInts(values.runs, '--runs')[0] ?? 3) : 3;
+  const selected = suites({ sizes, runs }).filter((s) => values.suite === undefined || s.name === values.suite);
+  if (selected.length === 0) throw new Error(`no suite named "${values.suite ?? ''}"; suites: ${suites({ sizes, runs }).map((s) => s.name).join(', ')}`);
+
+  const startedAt = new Date();
+  const loadBefore = loadavg()[0] ?? 0;
+  if (loadBefore > cpus().length) log(`load average ${loadBefore.toFixed(1)} on ${cpus().length} CPUs: wall times will be inflated; compare CPU ms`);
+  const rows: BenchRow[] = [];
+  for (const suite of selected) rows.push(...(await suite.run()));
+
+  process.stdout.write(`${table(rows)}\n`);
+  const report = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    node: process.version,
+    platform: `${process.platform}/${process.arch}`,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memoryMB: Math.round(totalmem() / 1024 / 1024),
+    /** 1-minute load average before and after: wall times are only comparable on a quiet machine. */
+    loadAverage: { before: loadBefore, after: loadavg()[0] ?? 0 },
+    rows,
+  };
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = join(RESULTS_DIR, `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+  const json = `${JSON.stringify(report, null, 2)}\n`;
+  writeFileSync(file, json);
+  writeFileSync(join(RESULTS_DIR, 'latest.json'), json);
+  process.stdout.write(`\nwrote ${file} and ${join(RESULTS_DIR, 'latest.json')}\n`);
+  const failed = rows.filter((r) => r.verdict === 'FAIL');
+  if (failed.length > 0) process.stdout.write(`${failed.length} target${failed.length > 1 ? 's' : ''} missed (reported, not fatal)\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});
