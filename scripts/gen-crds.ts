@@ -1,6 +1,8 @@
 // Writes crds/ from the zod schemas (make crds). test/unit/crd.test.ts fails when they drift.
 import { writeFileSync } from 'node:fs';
-import { renderBackendCrd, BACKEND_CRD_FILE } from '../src/api/crd-file.js';
+import { BACKEND_CRD_FILE, CHART_CRD_FILE, renderBackendCrd } from '../src/api/crd-file.js';
 
-writeFileSync(BACKEND_CRD_FILE, renderBackendCrd());
-process.stdout.write(`wrote ${BACKEND_CRD_FILE}\n`);
+for (const file of [BACKEND_CRD_FILE, CHART_CRD_FILE]) {
+  writeFileSync(file, renderBackendCrd());
+  process.stdout.write(`wrote ${file}\n`);
+}

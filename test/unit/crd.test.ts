@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { BACKEND_CRD_FILE, renderBackendCrd } from '../../src/api/crd-file.js';
+import { BACKEND_CRD_FILE, CHART_CRD_FILE, renderBackendCrd } from '../../src/api/crd-file.js';
 import { backendCrd } from '../../src/api/crd.js';
 
 type Node = { [key: string]: unknown };
@@ -15,6 +15,7 @@ function at(node: unknown, ...path: string[]): Node {
 describe('Backend CRD', () => {
   it('is the committed file: the CRD and the zod schema cannot drift apart (make crds regenerates it)', () => {
     expect(readFileSync(BACKEND_CRD_FILE, 'utf8')).toBe(renderBackendCrd());
+    expect(readFileSync(CHART_CRD_FILE, 'utf8')).toBe(renderBackendCrd());
   });
 
   it('is structural: every property has a type and no JSON-Schema-only keywords remain', () => {
