@@ -41,3 +41,17 @@ clean:
 ## Regenerate crds/ from the zod schemas (test/unit/crd.test.ts fails when they drift).
 crds: $(NODE_STAMP)
 	npx tsx scripts/gen-crds.ts
+
+## Kubernetes integration tests: real kube-apiserver, etcd, kubectl and helm built once from the Go
+## module proxy (hack/k8s/, cached in ${SWITCHYARD_CACHE:-~/.cache/switchyard}/k8s), linked in .k8s/bin.
+.PHONY: k8s-tools k8s-up k8s-down
+k8s-tools:
+	@scripts/k8s-tools.sh
+
+## A local control plane on loopback with the Gateway API and crds/ CRDs; writes .k8s/kubeconfig.
+k8s-up:
+	@scripts/k8s-up.sh
+
+## Stop it and remove its state (.k8s/data, .k8s/run); the built tools stay.
+k8s-down:
+	@scripts/k8s-down.sh
