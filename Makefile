@@ -19,14 +19,16 @@ build: $(NODE_STAMP)
 lint: $(NODE_STAMP)
 	npm run lint
 
-## The whole suite: typecheck, unit, golden, protocol and real-Envoy end-to-end tests.
+## The whole suite: typecheck, unit, golden, protocol, real-Envoy end-to-end and real-API-server tests.
+## The Kubernetes tests use $$KUBECONFIG when set, else start the local control plane (make k8s-up).
 test: deps
 	npm run lint
+	@[ -n "$$KUBECONFIG" ] || scripts/k8s-up.sh
 	npx vitest run
 
 ## Golden files: rewrite test/golden/*.out.yaml from the current translator, then review the diff.
 golden: $(NODE_STAMP)
-	UPDATE_GOLDEN=1 npx vitest run test/golden
+	UPDATE_GOLDEN=1 npx vitest run test/golden test/k8s/chart.test.ts
 
 ## The controller in file mode on examples/, a real Envoy, three fake providers, a scripted failover scenario.
 demo: deps build
