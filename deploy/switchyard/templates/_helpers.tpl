@@ -50,5 +50,5 @@ app.kubernetes.io/component: envoy
   verbs: [get, list, watch]
 - apiGroups: ["", "events.k8s.io"]
   resources: [events]
-  verbs: [create, patch, update]
+  verbs: [create, get, patch, update]
 {{- end }}
