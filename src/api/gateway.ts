@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ObjectMeta, ObjectName } from './meta.js';
+import { LabelSelector } from './namespace.js';
 
 export const GATEWAY_GROUP = 'gateway.networking.k8s.io';
 export const CONTROLLER_NAME = 'switchyard.dev/gateway-controller';
@@ -39,7 +40,7 @@ export const GatewayListener = z.object({
       namespaces: z
         .object({
           from: z.enum(['All', 'Same', 'Selector']).optional(),
-          selector: z.object({ matchLabels: z.record(z.string(), z.string()).optional() }).optional(),
+          selector: LabelSelector.optional(),
         })
         .optional(),
       kinds: z.array(z.object({ group: z.string().optional(), kind: z.string() })).optional(),

@@ -1,9 +1,13 @@
 import type { z } from 'zod';
 import { Backend } from './backend.js';
+import { EndpointSlice } from './endpointslice.js';
 import { Gateway, GatewayClass } from './gateway.js';
 import { HTTPRoute } from './httproute.js';
 import type { ObjectId } from './meta.js';
+import { Namespace } from './namespace.js';
+import { ReferenceGrant } from './referencegrant.js';
 import { Secret } from './secret.js';
+import { Service } from './service.js';
 
 /** Every kind Switchyard reads, with the schema that validates it. */
 export const SCHEMAS = {
@@ -12,6 +16,10 @@ export const SCHEMAS = {
   HTTPRoute,
   Backend,
   Secret,
+  ReferenceGrant,
+  Service,
+  EndpointSlice,
+  Namespace,
 } as const;
 export type KnownKind = keyof typeof SCHEMAS;
 
@@ -20,7 +28,14 @@ export type KnownObject =
   | { kind: 'Gateway'; value: Gateway }
   | { kind: 'HTTPRoute'; value: HTTPRoute }
   | { kind: 'Backend'; value: Backend }
-  | { kind: 'Secret'; value: Secret };
+  | { kind: 'Secret'; value: Secret }
+  | { kind: 'ReferenceGrant'; value: ReferenceGrant }
+  | { kind: 'Service'; value: Service }
+  | { kind: 'EndpointSlice'; value: EndpointSlice }
+  | { kind: 'Namespace'; value: Namespace };
+
+/** Kinds without a namespace. */
+export const CLUSTER_SCOPED_KINDS: ReadonlySet<string> = new Set(['GatewayClass', 'Namespace']);
 
 /** One validation failure, precise enough to fix without reading code. */
 export interface Problem {
@@ -62,7 +77,7 @@ function idOf(doc: Record<string, unknown>): ObjectId | undefined {
   const meta = isRecord(doc.metadata) ? doc.metadata : undefined;
   const name = meta && typeof meta.name === 'string' ? meta.name : undefined;
   if (!kind || !name) return undefined;
-  const namespace = meta && typeof meta.namespace === 'string' ? meta.namespace : kind === 'GatewayClass' ? '' : 'default';
+  const namespace = meta && typeof meta.namespace === 'string' ? meta.namespace : CLUSTER_SCOPED_KINDS.has(kind) ? '' : 'default';
   return { kind, namespace, name };
 }
 
@@ -90,7 +105,7 @@ export function parseManifest(doc: unknown, source?: string): ParseResult {
   const id = idOf(doc);
   const kind = doc.kind;
   if (typeof kind !== 'string') {
-    return { ok: false, problems: [{ field: 'kind', message: 'kind is required (GatewayClass, Gateway, HTTPRoute, Backend or Secret)', ...(source ? { source } : {}) }] };
+    return { ok: false, problems: [{ field: 'kind', message: `kind is required (${Object.keys(SCHEMAS).join(', ')})`, ...(source ? { source } : {}) }] };
   }
   if (!(kind in SCHEMAS)) {
     return { ok: 'ignored', ...(id ? { id } : {}), reason: `kind ${kind} is not read by Switchyard` };

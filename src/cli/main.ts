@@ -1,8 +1,12 @@
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
+import { startAiExtension } from '../ai-extension/server.js';
 import { formatProblem } from '../api/manifest.js';
+import { controller, defaultLeaseNamespace } from '../app/controller.js';
+import type { RunningGateway } from '../app/gateway-runtime.js';
 import { serve } from '../app/serve.js';
 import { buildBootstrap } from '../envoy/bootstrap.js';
+import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
 import { createLogger } from '../observability/logger.js';
 import { runPipeline, translateReport } from '../pipeline.js';
 import { FileProvider } from '../providers/file.js';
@@ -12,7 +16,18 @@ const USAGE = `switchyard: Gateway API and AI Backends to Envoy, over xDS
 Usage:
   switchyard serve --config PATH [--xds-port 18000] [--xds-host 0.0.0.0] [--metrics-port 9090]
                    [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0] [--log-level info]
-      Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS.
+                   [--ai-extension-port 18001] [--ai-extension-address 127.0.0.1] [--no-ai-extension]
+      Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
+      the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port.
+  switchyard ai-extension --xds HOST:PORT [--port 18001] [--host 0.0.0.0] [--metrics-port 9091] [--log-level info]
+      Run only the AI extension next to Envoy; provider keys come from the controller at --xds.
+  switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
+                        [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
+                        [--ai-extension-address 127.0.0.1] [--ai-extension-port 18001]
+                        [--lease-namespace NS] [--no-leader-election] [--log-level info]
+      Watch a Kubernetes API server (--kubeconfig, else $KUBECONFIG, the in-cluster service account,
+      ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status. The AI
+      extension runs next to Envoy (switchyard ai-extension); --ai-extension-* say where Envoy dials it.
   switchyard translate -f PATH [-o json|yaml]
       Print what would be served (secrets redacted) and every object's status.
   switchyard bootstrap --xds HOST:PORT --node-id ID [--admin-port 9901] [--delta] [-o json|yaml]
@@ -45,20 +60,80 @@ async function runServe(args: string[]): Promise<number> {
       'metrics-host': { type: 'string' },
       'listener-address': { type: 'string' },
       'log-level': { type: 'string' },
+      'ai-extension-port': { type: 'string' },
+      'ai-extension-address': { type: 'string' },
+      'no-ai-extension': { type: 'boolean' },
     },
   });
   if (!values.config) throw new UsageError('serve needs --config PATH (a manifest file or a directory of them)');
-  const logger = createLogger({ level: (values['log-level'] ?? 'info') as 'info', name: 'switchyard' });
+  const extensionPort = int(values['ai-extension-port'], '--ai-extension-port', 18001);
+  const extensionAddress = values['ai-extension-address'] ?? '127.0.0.1';
+  const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard' });
   const running = await serve({
     config: values.config,
     xdsPort: int(values['xds-port'], '--xds-port', 18000),
     xdsHost: values['xds-host'] ?? '0.0.0.0',
     metricsPort: int(values['metrics-port'], '--metrics-port', 9090),
     metricsHost: values['metrics-host'] ?? '0.0.0.0',
-    envoy: values['listener-address'] ? { listenerAddress: values['listener-address'] } : {},
+    envoy: {
+      ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}),
+      // Without the in-process extension Envoy still needs to know where one runs.
+      aiExtension: { host: extensionAddress, port: extensionPort },
+    },
+    logger,
+    // Bound on all interfaces when Envoy dials it from elsewhere.
+    aiExtension: values['no-ai-extension'] ? false : { port: extensionPort, host: extensionAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', advertise: extensionAddress },
+  });
+  await untilSignal(running, logger);
+  return 0;
+}
+
+function hostPort(value: string | undefined, flag: string, what: string): { host: string; port: number } {
+  const target = value ?? '';
+  const sep = target.lastIndexOf(':');
+  if (sep <= 0) throw new UsageError(`${flag} must be HOST:PORT (${what}), got "${target}"`);
+  return { host: target.slice(0, sep).replace(/^\[|\]$/g, ''), port: int(target.slice(sep + 1), `${flag} port`, 0) };
+}
+
+async function runAiExtension(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      xds: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'metrics-port': { type: 'string' },
+      'metrics-host': { type: 'string' },
+      'log-level': { type: 'string' },
+    },
+  });
+  const xds = hostPort(values.xds, '--xds', "the controller's xDS address, where provider keys come from");
+  const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard-ai-extension' });
+  const running = await startAiExtension({
+    port: int(values.port, '--port', 18001),
+    host: values.host ?? '0.0.0.0',
+    xds,
+    metricsPort: int(values['metrics-port'], '--metrics-port', 9091),
+    metricsHost: values['metrics-host'] ?? '0.0.0.0',
     logger,
   });
-  await new Promise<void>((resolve) => {
+  await untilSignal(running, logger);
+  return 0;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+type LogLevel = (typeof LOG_LEVELS)[number];
+
+function logLevel(value: string | undefined): LogLevel {
+  const level = value ?? 'info';
+  const known = LOG_LEVELS.find((l) => l === level);
+  if (!known) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
+  return known;
+}
+
+/** Serves until SIGINT or SIGTERM, then stops cleanly. */
+function untilSignal(running: Pick<RunningGateway, 'stop'>, logger: ReturnType<typeof createLogger>): Promise<void> {
+  return new Promise<void>((resolve) => {
     const shutdown = (signal: string) => {
       logger.info({ signal }, 'shutting down');
       running.stop().then(resolve, resolve);
@@ -66,6 +141,51 @@ async function runServe(args: string[]): Promise<number> {
     process.once('SIGINT', () => shutdown('SIGINT'));
     process.once('SIGTERM', () => shutdown('SIGTERM'));
   });
+}
+
+function namespaceList(value: string | undefined): string[] {
+  if (value === undefined) return [];
+  const names = value.split(',').map((n) => n.trim()).filter((n) => n !== '');
+  const bad = names.filter((n) => !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(n) || n.length > 63);
+  if (bad.length > 0) throw new UsageError(`--namespaces takes comma-separated namespace names; not a namespace name: ${bad.map((b) => `"${b}"`).join(', ')}`);
+  return [...new Set(names)];
+}
+
+async function runController(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      kubeconfig: { type: 'string' },
+      namespaces: { type: 'string' },
+      'xds-port': { type: 'string' },
+      'xds-host': { type: 'string' },
+      'metrics-port': { type: 'string' },
+      'metrics-host': { type: 'string' },
+      'listener-address': { type: 'string' },
+      'lease-namespace': { type: 'string' },
+      'no-leader-election': { type: 'boolean' },
+      'ai-extension-address': { type: 'string' },
+      'ai-extension-port': { type: 'string' },
+      'log-level': { type: 'string' },
+    },
+  });
+  const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard' });
+  const aiExtension = {
+    host: values['ai-extension-address'] ?? DEFAULT_ENVOY_OPTIONS.aiExtension.host,
+    port: int(values['ai-extension-port'], '--ai-extension-port', DEFAULT_ENVOY_OPTIONS.aiExtension.port),
+  };
+  const running = await controller({
+    ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
+    namespaces: namespaceList(values.namespaces),
+    xdsPort: int(values['xds-port'], '--xds-port', 18000),
+    xdsHost: values['xds-host'] ?? '0.0.0.0',
+    metricsPort: int(values['metrics-port'], '--metrics-port', 9090),
+    metricsHost: values['metrics-host'] ?? '0.0.0.0',
+    envoy: { ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}), aiExtension },
+    leaderElection: values['no-leader-election'] ? false : { namespace: values['lease-namespace'] ?? defaultLeaseNamespace() },
+    logger,
+  });
+  await untilSignal(running, logger);
   return 0;
 }
 
@@ -114,10 +234,14 @@ export async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'serve':
         return await runServe(rest);
+      case 'controller':
+        return await runController(rest);
       case 'translate':
         return await runTranslate(rest);
       case 'bootstrap':
         return await runBootstrap(rest);
+      case 'ai-extension':
+        return await runAiExtension(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -1,5 +1,6 @@
 import { toEnvoyDuration } from '../api/duration.js';
 import type { ClusterIR, MemberIR, OutlierPlan } from '../ir/model.js';
+import { aiExtensionFilter } from './ai-extension.js';
 import { ADS_CONFIG_SOURCE, ANY, METADATA_NAMESPACE, TRANSPORT_SOCKET_MATCH } from './names.js';
 import type { EnvoyOptions } from './options.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
@@ -73,7 +74,7 @@ export function toEnvoyCluster(c: ClusterIR, opts: EnvoyOptions): EnvoyResource 
     name: c.name,
     connect_timeout: toEnvoyDuration(c.connectTimeoutMs),
     lb_policy: 'ROUND_ROBIN',
-    metadata: { filter_metadata: { [METADATA_NAMESPACE]: { backend: `${c.backend.namespace}/${c.backend.name}` } } },
+    metadata: { filter_metadata: { [METADATA_NAMESPACE]: { [c.backend.kind === 'Service' ? 'service' : 'backend']: `${c.backend.namespace}/${c.backend.name}` } } },
   };
   if (c.discovery === 'eds') {
     cluster.type = 'EDS';
@@ -84,7 +85,24 @@ export function toEnvoyCluster(c: ClusterIR, opts: EnvoyOptions): EnvoyResource 
     cluster.load_assignment = toClusterLoadAssignment(c);
     delete (cluster.load_assignment as JsonObject)['@type'];
   }
-  if (c.outlierDetection) cluster.outlier_detection = outlierDetection(c.outlierDetection);
+  if (c.outlierDetection) {
+    cluster.outlier_detection = outlierDetection(c.outlierDetection);
+    // Envoy batches host-set changes for 1 s by default; an ejection that follows an un-ejection
+    // inside that window reaches the workers late and a still-failing pool takes more attempts.
+    cluster.common_lb_config = { update_merge_window: '0s' };
+  }
+  if (c.ai) {
+    // Upstream filters run once per attempt, after the host is picked: the extension adapts each
+    // attempt to its member (src/ai-extension/README.md).
+    cluster.typed_extension_protocol_options = {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+        '@type': ANY.httpProtocolOptions,
+        // What a cluster without these options speaks; only the filters are added.
+        explicit_http_config: { http_protocol_options: {} },
+        http_filters: [aiExtensionFilter(), { name: 'envoy.filters.http.upstream_codec', typed_config: { '@type': ANY.upstreamCodec } }],
+      },
+    };
+  }
   if (c.tls) {
     cluster.transport_socket_matches = [
       { name: 'tls', match: { tls: true }, transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: upstreamTls(c, opts) } },

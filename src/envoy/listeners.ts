@@ -1,9 +1,16 @@
 import type { ListenerIR } from '../ir/model.js';
+import { aiExtensionLocalReply } from './ai-extension.js';
 import { ADS_CONFIG_SOURCE, ANY, statPrefix } from './names.js';
 import type { EnvoyOptions } from './options.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
 
-function httpConnectionManager(l: ListenerIR): JsonObject {
+/** What the listeners need to know about the rest of the configuration. */
+export interface ListenerContext {
+  /** Some cluster goes through the AI extension, whose failures need a readable local reply. */
+  aiExtension: boolean;
+}
+
+function httpConnectionManager(l: ListenerIR, ctx: ListenerContext): JsonObject {
   return {
     name: 'envoy.filters.network.http_connection_manager',
     typed_config: {
@@ -14,11 +21,12 @@ function httpConnectionManager(l: ListenerIR): JsonObject {
       // Clients send "host:port"; virtual hosts are keyed by hostname only.
       strip_any_host_port: true,
       http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ANY.router } }],
+      ...(ctx.aiExtension ? { local_reply_config: aiExtensionLocalReply() } : {}),
     },
   };
 }
 
-export function toEnvoyListener(l: ListenerIR, opts: EnvoyOptions): EnvoyResource {
+export function toEnvoyListener(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerContext = { aiExtension: false }): EnvoyResource {
   const listener: EnvoyResource = {
     '@type': TypeUrl.listener,
     name: l.name,
@@ -26,13 +34,13 @@ export function toEnvoyListener(l: ListenerIR, opts: EnvoyOptions): EnvoyResourc
     filter_chains: [],
   };
   if (l.protocol === 'HTTP') {
-    listener.filter_chains = [{ filters: [httpConnectionManager(l)] }];
+    listener.filter_chains = [{ filters: [httpConnectionManager(l, ctx)] }];
     return listener;
   }
   listener.listener_filters = [{ name: 'envoy.filters.listener.tls_inspector', typed_config: { '@type': ANY.tlsInspector } }];
   listener.filter_chains = l.tls.map((t) => ({
     ...(t.serverNames.length > 0 ? { filter_chain_match: { server_names: [...t.serverNames] } } : {}),
-    filters: [httpConnectionManager(l)],
+    filters: [httpConnectionManager(l, ctx)],
     transport_socket: {
       name: 'envoy.transport_sockets.tls',
       typed_config: {

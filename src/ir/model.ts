@@ -96,9 +96,10 @@ export interface RetryPlan {
 }
 
 export interface ClusterIR {
-  /** "backend/<namespace>/<name>". */
+  /** "backend/<namespace>/<name>", or "service/<namespace>/<name>/<port>" for a core Service port. */
   name: string;
-  backend: { namespace: string; name: string };
+  /** What the cluster serves: a Backend, or (kind Service) a core Service's endpoints. */
+  backend: { kind?: 'Backend' | 'Service'; namespace: string; name: string };
   /** eds: every address is an IP (served as ClusterLoadAssignment); dns: STRICT_DNS, inline endpoints. */
   discovery: 'eds' | 'dns';
   connectTimeoutMs: number;
@@ -107,6 +108,13 @@ export interface ClusterIR {
   outlierDetection?: OutlierPlan;
   /** Upstream TLS trust for members with tls: true. */
   tls?: { insecureSkipVerify: boolean; sniOverride?: string };
+  /** AI Backends only: every attempt is adapted to the picked member by the AI extension. */
+  ai?: AiPlan;
+}
+
+export interface AiPlan {
+  /** Largest request body buffered for the extension and for retries; larger requests answer 413. */
+  requestBodyLimitBytes: number;
 }
 
 export interface PriorityIR {
@@ -141,6 +149,8 @@ export interface MemberMetadata {
   secret?: string;
   apiVersion?: string;
   deployment?: string;
+  /** The provider's hostname (the attempt's :authority); the address may be a hostOverride. */
+  hostname?: string;
 }
 
 export interface OutlierPlan {

@@ -5,7 +5,7 @@ import type { KnownObject, Problem } from '../api/manifest.js';
 import { parseManifest } from '../api/manifest.js';
 import type { ObjectId } from '../api/meta.js';
 import type { Inputs, InvalidObject } from '../translate/inputs.js';
-import { emptyInputs } from '../translate/inputs.js';
+import { addToInputs, emptyInputs } from '../translate/inputs.js';
 
 /** What a provider hands to the pipeline: the inputs to translate and what is wrong with the sources. */
 export interface Snapshot {
@@ -244,7 +244,7 @@ export class ManifestStore {
     this.served = served;
 
     const ordered = [...served.values()].sort((a, b) => byCodeUnits(keyOf(a.id), keyOf(b.id)));
-    for (const { object } of ordered) addTo(inputs, object);
+    for (const { object } of ordered) addToInputs(inputs, object);
     inputs.invalid = invalid.sort((a, b) => byCodeUnits(keyOf(a), keyOf(b)));
     return { inputs, problems };
   }
@@ -276,25 +276,13 @@ function stamped(o: KnownObject, generation: number): KnownObject {
       return { kind: o.kind, value: stamp(o.value, generation) };
     case 'Secret':
       return { kind: o.kind, value: stamp(o.value, generation) };
-  }
-}
-
-function addTo(inputs: Inputs, o: KnownObject): void {
-  switch (o.kind) {
-    case 'GatewayClass':
-      inputs.gatewayClasses.push(o.value);
-      return;
-    case 'Gateway':
-      inputs.gateways.push(o.value);
-      return;
-    case 'HTTPRoute':
-      inputs.httpRoutes.push(o.value);
-      return;
-    case 'Backend':
-      inputs.backends.push(o.value);
-      return;
-    case 'Secret':
-      inputs.secrets.push(o.value);
-      return;
+    case 'ReferenceGrant':
+      return { kind: o.kind, value: stamp(o.value, generation) };
+    case 'Service':
+      return { kind: o.kind, value: stamp(o.value, generation) };
+    case 'EndpointSlice':
+      return { kind: o.kind, value: stamp(o.value, generation) };
+    case 'Namespace':
+      return { kind: o.kind, value: stamp(o.value, generation) };
   }
 }

@@ -80,7 +80,7 @@ export function servedAsFromIr(ir: IR): ServedAs {
   for (const c of ir.clusters) {
     const served: { typeUrl: string; names: string[] }[] = [{ typeUrl: TypeUrl.cluster, names: [c.name] }];
     if (c.discovery === 'eds') served.push({ typeUrl: TypeUrl.endpoint, names: [c.name] });
-    out.set(`Backend/${c.backend.namespace}/${c.backend.name}`, served);
+    out.set(`${c.backend.kind ?? 'Backend'}/${c.backend.namespace}/${c.backend.name}`, served);
   }
   for (const l of ir.listeners) {
     const key = `Gateway/${l.gateway.namespace}/${l.gateway.name}`;

@@ -10,6 +10,8 @@ import { backendRetryPlan } from './retry.js';
 import type { BackendStatus, MemberStatus, PriorityStatus, WarningEvent } from './status.js';
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+/** Room for long conversations and inline images; the extension and retries buffer the body. */
+export const DEFAULT_AI_REQUEST_BODY_LIMIT = 16 * 1024 * 1024;
 
 /** What translation knows about one Backend, for the routes that point at it. */
 export interface TranslatedBackend {
@@ -63,6 +65,7 @@ function aiCandidates(backend: Backend): Candidate[][] {
             member: name,
             provider,
             path: target.path,
+            hostname: target.host,
             authHeader: target.authHeader,
             ...(target.model ? { model: target.model } : {}),
             ...(target.apiVersion ? { apiVersion: target.apiVersion } : {}),
@@ -167,7 +170,10 @@ export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, 
         events.push({ object: { kind: 'Backend', namespace, name }, reason: res.reason, message: res.message });
         continue;
       }
-      const metadata: MemberIR['metadata'] = { ...c.member.metadata, priority: priorities.length };
+      // The candidate's objects become the IR in place: spreading them into copies and then adding
+      // properties gave every member's metadata a hidden class of its own, which cost a third of
+      // translate() at 10k Backends. The key order (priority after the provider's keys) is unchanged.
+      const metadata: MemberIR['metadata'] = Object.assign(c.member.metadata, { priority: priorities.length });
       if (c.provider !== 'static') metadata.authKind = res.kind;
       if (res.kind === 'SecretRef' || res.kind === 'Inline') {
         credentials.set(res.credential.name, res.credential);
@@ -175,7 +181,7 @@ export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, 
         if (res.secret) metadata.secret = res.secret;
         if (res.warning) warnings.push(res.warning);
       }
-      members.push({ ...c.member, metadata });
+      members.push(Object.assign(c.member, { metadata }));
       memberStatus.push({ name: c.name, provider: c.provider, usable: true });
     }
     const status: PriorityStatus = { priority: p, members: memberStatus };
@@ -211,6 +217,7 @@ export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, 
       connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
       priorities,
     };
+    if (backend.spec.type === 'AI') cluster.ai = { requestBodyLimitBytes: DEFAULT_AI_REQUEST_BODY_LIMIT };
     const outlier = outlierPlan(backend.spec.outlierDetection, multi);
     if (outlier) cluster.outlierDetection = outlier;
     if (priorities.some((p) => p.members.some((m) => m.tls))) {

@@ -1,5 +1,6 @@
 import { condition } from '../api/conditions.js';
 import { formatProblem } from '../api/manifest.js';
+import type { Namespace } from '../api/namespace.js';
 import type { Secret } from '../api/secret.js';
 import type { CredentialIR, IR, ListenerIR, VirtualHostIR } from '../ir/model.js';
 import { translateBackend, type TranslatedBackend } from './backends.js';
@@ -7,6 +8,7 @@ import { gatewayStatus, isServed, translateGateways } from './gateways.js';
 import type { Inputs } from './inputs.js';
 import { compareRoutes } from './precedence.js';
 import { translateRoute, type PlacedRoute } from './routes.js';
+import { ServiceBackends } from './services.js';
 import type { InvalidStatus, ObjectStatus, WarningEvent } from './status.js';
 
 export interface Translation {
@@ -50,11 +52,13 @@ export function translate(inputs: Inputs): Translation {
     events.push(...t.events);
   }
 
+  const services = new ServiceBackends(inputs.services, inputs.endpointSlices);
+  const namespaces = new Map<string, Namespace>(inputs.namespaces.map((n) => [n.metadata.name, n]));
   const foreignGateways = new Set(inputs.gateways.map((g) => key(g.metadata)).filter((k) => !gw.gateways.has(k)));
   const placed: PlacedRoute[] = [];
   const routeStatuses: ObjectStatus[] = [];
   for (const route of [...inputs.httpRoutes].sort((x, y) => byCodeUnits(key(x.metadata), key(y.metadata)))) {
-    const t = translateRoute(route, { gateways: gw.gateways, foreignGateways, backends, grants: inputs.referenceGrants });
+    const t = translateRoute(route, { gateways: gw.gateways, foreignGateways, backends, services, namespaces, grants: inputs.referenceGrants });
     placed.push(...t.placed);
     events.push(...t.events);
     if (t.status.parents.length > 0) routeStatuses.push(t.status);
@@ -89,11 +93,21 @@ export function translate(inputs: Inputs): Translation {
 
   const ir: IR = {
     listeners: listeners.sort((a, b) => byCodeUnits(a.name, b.name)),
-    clusters: [...backends.values()].flatMap((b) => (b.cluster ? [b.cluster] : [])),
+    clusters: [
+      ...[...backends.values()].flatMap((b) => (b.cluster ? [b.cluster] : [])),
+      // A Service port becomes a cluster only when a served route sends traffic to it.
+      ...services.clustersNamed(forwardedClusters(placed)).sort((a, b) => byCodeUnits(a.name, b.name)),
+    ],
     credentials: [...credentials.values()].sort((a, b) => byCodeUnits(a.name, b.name)),
     certificates: [...gw.certificates].sort((a, b) => byCodeUnits(a.name, b.name)),
   };
   return { ir, statuses, events };
+}
+
+function forwardedClusters(placed: readonly PlacedRoute[]): Set<string> {
+  const names = new Set<string>();
+  for (const p of placed) if (p.route.action.kind === 'forward') for (const c of p.route.action.clusters) names.add(c.name);
+  return names;
 }
 
 function virtualHosts(listener: string, placed: PlacedRoute[]): VirtualHostIR[] {

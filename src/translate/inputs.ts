@@ -1,8 +1,11 @@
 import type { Backend } from '../api/backend.js';
+import type { EndpointSlice } from '../api/endpointslice.js';
 import type { Gateway, GatewayClass } from '../api/gateway.js';
 import type { HTTPRoute } from '../api/httproute.js';
-import type { Problem } from '../api/manifest.js';
+import type { KnownObject, Problem } from '../api/manifest.js';
+import type { Namespace } from '../api/namespace.js';
 import type { Secret } from '../api/secret.js';
+import type { Service } from '../api/service.js';
 
 /** A ReferenceGrant (gateway.networking.k8s.io/v1beta1), reduced to what reference checks need. */
 export interface ReferenceGrant {
@@ -32,9 +35,58 @@ export interface Inputs {
   backends: Backend[];
   secrets: Secret[];
   referenceGrants: ReferenceGrant[];
+  /** Core Services that backendRefs may name; their endpoints come from `endpointSlices`. */
+  services: Service[];
+  endpointSlices: EndpointSlice[];
+  /** Namespaces, for their labels (listener `allowedRoutes.namespaces.from: Selector`). */
+  namespaces: Namespace[];
   invalid: InvalidObject[];
 }
 
 export function emptyInputs(): Inputs {
-  return { gatewayClasses: [], gateways: [], httpRoutes: [], backends: [], secrets: [], referenceGrants: [], invalid: [] };
+  return {
+    gatewayClasses: [],
+    gateways: [],
+    httpRoutes: [],
+    backends: [],
+    secrets: [],
+    referenceGrants: [],
+    services: [],
+    endpointSlices: [],
+    namespaces: [],
+    invalid: [],
+  };
+}
+
+/** Files a validated object under its kind. */
+export function addToInputs(inputs: Inputs, o: KnownObject): void {
+  switch (o.kind) {
+    case 'GatewayClass':
+      inputs.gatewayClasses.push(o.value);
+      return;
+    case 'Gateway':
+      inputs.gateways.push(o.value);
+      return;
+    case 'HTTPRoute':
+      inputs.httpRoutes.push(o.value);
+      return;
+    case 'Backend':
+      inputs.backends.push(o.value);
+      return;
+    case 'Secret':
+      inputs.secrets.push(o.value);
+      return;
+    case 'ReferenceGrant':
+      inputs.referenceGrants.push(o.value);
+      return;
+    case 'Service':
+      inputs.services.push(o.value);
+      return;
+    case 'EndpointSlice':
+      inputs.endpointSlices.push(o.value);
+      return;
+    case 'Namespace':
+      inputs.namespaces.push(o.value);
+      return;
+  }
 }

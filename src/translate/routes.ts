@@ -3,7 +3,8 @@ import { condition, type Condition } from '../api/conditions.js';
 import { parseDuration } from '../api/duration.js';
 import { CONTROLLER_NAME, GATEWAY_GROUP } from '../api/gateway.js';
 import type { BackendRef, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule, HeaderModifier, ParentReference } from '../api/httproute.js';
-import type { ForwardAction, HeaderEdits, MatchIR, RouteIR } from '../ir/model.js';
+import { namespaceLabels, selectorMatches, type Namespace } from '../api/namespace.js';
+import type { ClusterIR, ForwardAction, HeaderEdits, MatchIR, RetryPlan, RouteIR } from '../ir/model.js';
 import type { TranslatedBackend } from './backends.js';
 import { isServed, type ServedListener } from './gateways.js';
 import { effectiveHostnames } from './hostnames.js';
@@ -11,6 +12,7 @@ import type { ReferenceGrant } from './inputs.js';
 import type { RankedRoute } from './precedence.js';
 import { referencePermitted } from './references.js';
 import { backendRetryPlan, withRouteRetry } from './retry.js';
+import { serviceRetryPlan, type ServiceBackends } from './services.js';
 import type { HTTPRouteStatus, RouteParentStatus, WarningEvent } from './status.js';
 
 /** Whole-request timeout when the HTTPRoute sets none: LLM answers take far longer than Envoy's 15 s default. */
@@ -33,6 +35,9 @@ interface RouteContext {
   /** Gateways that exist but belong to another controller: their parentRefs are not ours to report. */
   foreignGateways: ReadonlySet<string>;
   backends: ReadonlyMap<string, TranslatedBackend>;
+  services: ServiceBackends;
+  /** Namespaces by name, for listeners that select route namespaces by label. */
+  namespaces: ReadonlyMap<string, Namespace>;
   grants: readonly ReferenceGrant[];
 }
 
@@ -55,13 +60,27 @@ function filterOf<T extends HTTPRouteFilter['type']>(rule: HTTPRouteRule, type: 
   return rule.filters?.find((f) => f.type === type);
 }
 
+/** What a resolved backendRef sends traffic to. */
+interface RefTarget {
+  kind: 'Backend' | 'Service';
+  /** Absent when a Backend has no usable member: the rule then answers 503 with `unavailable`. */
+  cluster?: ClusterIR;
+  unavailable?: string;
+  /** A Backend's own retry plan; Services start from serviceRetryPlan. */
+  retry?: RetryPlan;
+}
+
 interface RefResolution {
   ok: boolean;
   reason?: string;
   message?: string;
-  backend?: TranslatedBackend;
+  target?: RefTarget;
   weight: number;
   ref: BackendRef;
+}
+
+function backendTarget(b: TranslatedBackend): RefTarget {
+  return { kind: 'Backend', retry: b.retry, ...(b.cluster ? { cluster: b.cluster } : {}), ...(b.unavailable ? { unavailable: b.unavailable } : {}) };
 }
 
 function resolveBackendRef(route: HTTPRoute, ref: BackendRef, ctx: RouteContext): RefResolution {
@@ -77,11 +96,13 @@ function resolveBackendRef(route: HTTPRoute, ref: BackendRef, ctx: RouteContext)
     return { ok: false, weight, ref, reason: 'RefNotPermitted', message: `${where} is in another namespace and no ReferenceGrant in ${namespace} allows it` };
   }
   if (kind === 'Service') {
-    return { ok: false, weight, ref, reason: 'BackendNotFound', message: `${where} not found` };
+    const service = ctx.services.resolve(namespace, ref.name, ref.port);
+    if (!service.ok) return { ok: false, weight, ref, reason: service.reason, message: service.message };
+    return { ok: true, weight, ref, target: { kind: 'Service', cluster: service.cluster } };
   }
   const backend = ctx.backends.get(`${namespace}/${ref.name}`);
   if (!backend) return { ok: false, weight, ref, reason: 'BackendNotFound', message: `${where} not found` };
-  return { ok: true, weight, ref, backend };
+  return { ok: true, weight, ref, target: backendTarget(backend) };
 }
 
 function ruleAction(route: HTTPRoute, rule: HTTPRouteRule, ruleIndex: number, refs: RefResolution[]): RouteIR['action'] {
@@ -104,22 +125,23 @@ function ruleAction(route: HTTPRoute, rule: HTTPRouteRule, ruleIndex: number, re
     const causes = refs.filter((r) => !r.ok).map((r) => r.message);
     return { kind: 'direct', status: 500, body: `switchyard: ${where}: ${causes.join('; ') || 'every backendRef has weight 0'}\n` };
   }
-  const serving = valid.filter((r) => r.backend?.cluster);
+  const serving = valid.filter((r) => r.target?.cluster);
   if (serving.length === 0) {
-    return { kind: 'direct', status: 503, body: `switchyard: ${valid.map((r) => r.backend?.unavailable ?? '').join('; ')}\n` };
+    return { kind: 'direct', status: 503, body: `switchyard: ${valid.map((r) => r.target?.unavailable ?? '').join('; ')}\n` };
   }
-  // The retry plan follows the Backend that takes the largest share of this rule's traffic.
-  const main = [...serving].sort((a, b) => b.weight - a.weight)[0];
+  // The retry plan follows the backend that takes the largest share of this rule's traffic.
+  const main = [...serving].sort((a, b) => b.weight - a.weight)[0]?.target;
   const backendRequestMs = rule.timeouts?.backendRequest ? parseDuration(rule.timeouts.backendRequest) : undefined;
-  const base = main?.backend?.retry ?? backendRetryPlan(undefined, 1);
+  const base = main?.kind === 'Service' ? serviceRetryPlan(rule.retry !== undefined) : main?.retry ?? backendRetryPlan(undefined, 1);
   const retry = withRouteRetry(base, rule.retry, backendRequestMs);
   const requestMs = rule.timeouts?.request ? parseDuration(rule.timeouts.request) : undefined;
   const rewrite = filterOf(rule, 'URLRewrite')?.urlRewrite;
   const action: ForwardAction = {
     kind: 'forward',
-    clusters: serving.map((r) => ({ name: r.backend?.cluster?.name ?? '', weight: r.weight })),
+    clusters: serving.map((r) => ({ name: r.target?.cluster?.name ?? '', weight: r.weight })),
     timeoutMs: requestMs ?? DEFAULT_ROUTE_TIMEOUT_MS,
-    autoHostRewrite: !rewrite?.hostname,
+    // Backend members carry their provider's hostname; a Service keeps the client's Host.
+    autoHostRewrite: !rewrite?.hostname && serving.some((r) => r.target?.kind === 'Backend'),
     // Envoy applies a per-try timeout (timeouts.backendRequest) only through a retry policy, even with no retries.
     ...(retry.attempts > 0 || retry.perTryTimeoutMs !== undefined ? { retry } : {}),
     ...(rewrite?.hostname ? { hostRewrite: rewrite.hostname } : {}),
@@ -136,12 +158,15 @@ function parentKey(route: HTTPRoute, p: ParentReference): string {
   return `${p.namespace ?? route.metadata.namespace}/${p.name}`;
 }
 
-function listenerAllows(l: ServedListener, route: HTTPRoute): boolean {
-  const from = l.spec.allowedRoutes?.namespaces?.from ?? 'Same';
+function listenerAllows(l: ServedListener, route: HTTPRoute, namespaces: ReadonlyMap<string, Namespace>): boolean {
+  const allowed = l.spec.allowedRoutes?.namespaces;
+  const from = allowed?.from ?? 'Same';
   if (from === 'All') return true;
   if (from === 'Same') return l.gateway.metadata.namespace === route.metadata.namespace;
-  // Selector needs Namespace labels, which this snapshot does not carry: refuse rather than guess.
-  return false;
+  // Gateway API requires a selector with from: Selector; without one nothing is selected.
+  if (!allowed?.selector) return false;
+  const ns = route.metadata.namespace;
+  return selectorMatches(allowed.selector, namespaceLabels(ns, namespaces.get(ns)));
 }
 
 export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedRoute {
@@ -175,7 +200,7 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
       parents.push(status(condition('Accepted', false, 'NoMatchingParent', `Gateway ${key} has no listener${parent.sectionName ? ` named ${parent.sectionName}` : ''}${parent.port ? ` on port ${parent.port}` : ''}`, gen)));
       continue;
     }
-    const allowed = candidates.filter((l) => isServed(l) && listenerAllows(l, route));
+    const allowed = candidates.filter((l) => isServed(l) && listenerAllows(l, route, ctx.namespaces));
     if (allowed.length === 0) {
       parents.push(status(condition('Accepted', false, 'NotAllowedByListeners', `no listener of Gateway ${key} allows routes from namespace ${route.metadata.namespace}`, gen)));
       continue;

@@ -1,0 +1,143 @@
+import { existsSync, readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { EnvoyOptions } from '../envoy/options.js';
+import { KubeClient } from '../providers/kubernetes/api-client.js';
+import { loadKubeConfig } from '../providers/kubernetes/kubeconfig.js';
+import { KubernetesProvider, type KubernetesProviderOptions } from '../providers/kubernetes/provider.js';
+import { EventRecorder } from '../status/events.js';
+import { kubeStatusApi } from '../status/kube-api.js';
+import { defaultIdentity, LeaderElector } from '../status/leader.js';
+import { StatusWriter } from '../status/writer.js';
+import { startGatewayRuntime, type RunningGateway, type StatusSink } from './gateway-runtime.js';
+
+const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+export interface LeaderElectionOptions {
+  /** Namespace of the Lease: the controller's own namespace. */
+  namespace: string;
+  name?: string;
+  identity?: string;
+  leaseDurationMs?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
+}
+
+export interface ControllerOptions {
+  /** A kubeconfig file; absent: $KUBECONFIG, the in-cluster service account, then ~/.kube/config. */
+  kubeconfig?: string;
+  /** Namespaces to watch; empty: all. */
+  namespaces: readonly string[];
+  xdsPort: number;
+  xdsHost: string;
+  metricsPort: number;
+  metricsHost: string;
+  envoy: Partial<EnvoyOptions>;
+  logger: Logger;
+  /** Status writing and Warning Events, by the replica holding the Lease; `false`: serve xDS only. */
+  leaderElection: LeaderElectionOptions | false;
+  /** Provider tuning (debounce, back-off, watch timeouts), for tests and operators. */
+  provider?: Omit<Partial<KubernetesProviderOptions>, 'client' | 'namespaces' | 'logger'>;
+}
+
+export interface RunningController extends RunningGateway {
+  provider: KubernetesProvider;
+  /** Where the API server configuration came from ("in-cluster service account", a file). */
+  kubeconfigSource: string;
+  isLeader(): boolean;
+  writer?: StatusWriter;
+  recorder?: EventRecorder;
+  elector?: LeaderElector;
+}
+
+/** The Lease namespace when none is given: $POD_NAMESPACE, the service account's namespace, else "default". */
+export function defaultLeaseNamespace(env: NodeJS.ProcessEnv = process.env): string {
+  if (env['POD_NAMESPACE']) return env['POD_NAMESPACE'];
+  if (existsSync(IN_CLUSTER_NAMESPACE_FILE)) return readFileSync(IN_CLUSTER_NAMESPACE_FILE, 'utf8').trim() || 'default';
+  return 'default';
+}
+
+/**
+ * `switchyard controller`: the Kubernetes provider feeding the same pipeline as `serve`. Every
+ * replica serves xDS; only the one holding the Lease writes status and Warning Events.
+ */
+export async function controller(opts: ControllerOptions): Promise<RunningController> {
+  const log = opts.logger;
+  const kube = loadKubeConfig(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {});
+  const client = new KubeClient(kube.config);
+  const provider = new KubernetesProvider({ ...opts.provider, client, namespaces: opts.namespaces, logger: log });
+
+  let writer: StatusWriter | undefined;
+  let recorder: EventRecorder | undefined;
+  let elector: LeaderElector | undefined;
+  let sink: StatusSink | undefined;
+  if (opts.leaderElection) {
+    const api = kubeStatusApi(kube.config);
+    const identity = opts.leaderElection.identity ?? defaultIdentity();
+    const statusWriter = new StatusWriter({ client: api.objects, logger: log.child({ component: 'status-writer' }) });
+    const eventRecorder = new EventRecorder({ events: api.events, objects: api.objects, logger: log.child({ component: 'events' }), instance: identity });
+    const le = opts.leaderElection;
+    elector = new LeaderElector({
+      client: api.leases,
+      namespace: le.namespace,
+      identity,
+      logger: log.child({ component: 'leader-election' }),
+      ...(le.name ? { name: le.name } : {}),
+      ...(le.leaseDurationMs !== undefined ? { leaseDurationMs: le.leaseDurationMs } : {}),
+      ...(le.renewDeadlineMs !== undefined ? { renewDeadlineMs: le.renewDeadlineMs } : {}),
+      ...(le.retryPeriodMs !== undefined ? { retryPeriodMs: le.retryPeriodMs } : {}),
+      onStartedLeading: () => {
+        statusWriter.setLeading(true);
+        eventRecorder.setLeading(true);
+      },
+      onStoppedLeading: async () => {
+        statusWriter.setLeading(false);
+        eventRecorder.setLeading(false);
+        await Promise.all([statusWriter.idle(), eventRecorder.idle()]);
+      },
+    });
+    writer = statusWriter;
+    recorder = eventRecorder;
+    sink = {
+      statuses: (all) => statusWriter.update(all),
+      warnings: (events) => eventRecorder.record(events),
+    };
+  }
+
+  let runtime: RunningGateway;
+  try {
+    runtime = await startGatewayRuntime({
+      provider,
+      xdsPort: opts.xdsPort,
+      xdsHost: opts.xdsHost,
+      metricsPort: opts.metricsPort,
+      metricsHost: opts.metricsHost,
+      envoy: opts.envoy,
+      logger: log,
+      ...(sink ? { statusSink: sink } : {}),
+      origin: { kubeconfig: kube.source, server: kube.server, namespaces: opts.namespaces.length > 0 ? opts.namespaces.join(',') : 'all' },
+    });
+  } catch (err) {
+    client.close();
+    throw err;
+  }
+  // Only now: a replica that cannot serve must not take the Lease.
+  elector?.start();
+
+  const running: RunningController = {
+    ...runtime,
+    provider,
+    kubeconfigSource: kube.source,
+    isLeader: () => elector?.isLeader() ?? false,
+    ...(writer ? { writer } : {}),
+    ...(recorder ? { recorder } : {}),
+    ...(elector ? { elector } : {}),
+    async stop() {
+      // Hand the Lease over first (after our last status writes), then stop serving.
+      await elector?.stop();
+      await Promise.all([writer?.stop(), recorder?.stop()]);
+      await runtime.stop();
+      client.close();
+    },
+  };
+  return running;
+}

@@ -1,0 +1,169 @@
+import type { Logger } from 'pino';
+import { formatProblem, type Problem } from '../api/manifest.js';
+import type { EnvoyOptions } from '../envoy/options.js';
+import { KIND_FIELD, PUSH_ORDER, TypeUrl } from '../envoy/resources.js';
+import { startHealthServer, type HealthServer } from '../observability/health.js';
+import { createMetrics, type SwitchyardMetrics } from '../observability/metrics.js';
+import { runPipeline } from '../pipeline.js';
+import type { Snapshot } from '../providers/manifest-files.js';
+import { StatusBook } from '../status/book.js';
+import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type ServedAs } from '../status/programmed.js';
+import type { ObjectStatus, WarningEvent } from '../translate/status.js';
+import { SnapshotCache } from '../xds/cache.js';
+import { XdsServer } from '../xds/server.js';
+
+/** Where inputs come from: the file provider or the Kubernetes provider. */
+export interface SnapshotProvider {
+  /** The first snapshot; rejects when the source cannot be read at all. */
+  start(): Promise<Snapshot>;
+  onChange(listener: (snapshot: Snapshot) => void): () => void;
+  stop(): Promise<void>;
+}
+
+/** Where statuses and warnings go besides the log: the Kubernetes status writer and event recorder. */
+export interface StatusSink {
+  /** Every object's current status (translation plus xDS feedback), after each change. */
+  statuses(all: readonly ObjectStatus[]): void;
+  /** The warnings of the latest translation, all of them. */
+  warnings(events: readonly WarningEvent[]): void;
+}
+
+export interface GatewayRuntimeOptions {
+  provider: SnapshotProvider;
+  xdsPort: number;
+  xdsHost: string;
+  metricsPort: number;
+  metricsHost: string;
+  envoy: Partial<EnvoyOptions>;
+  logger: Logger;
+  statusSink?: StatusSink;
+  /** Logged with the "serving" line: where the configuration comes from. */
+  origin: Record<string, string>;
+}
+
+export interface RunningGateway {
+  xdsPort: number;
+  metricsPort: number;
+  statuses(): ObjectStatus[];
+  problems(): Problem[];
+  cache: SnapshotCache;
+  xds: XdsServer;
+  metrics: SwitchyardMetrics;
+  /** Stops the provider, the xDS server and the health server. */
+  stop(): Promise<void>;
+}
+
+function conditionsSummary(s: ObjectStatus): string {
+  return ('conditions' in s ? s.conditions : []).map((c) => `${c.type}=${c.status}${c.status === 'True' ? '' : `(${c.reason})`}`).join(' ');
+}
+
+/**
+ * The pipeline every command that serves Envoy shares: a provider's snapshots are translated,
+ * cached and served over ADS; statuses are kept from translation and from what the Envoys ACK
+ * or NACK, logged when they change and handed to the status sink.
+ */
+export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<RunningGateway> {
+  const log = opts.logger;
+  const metrics = createMetrics({ processMetrics: true });
+  const cache = new SnapshotCache();
+  const xds = new XdsServer({ cache, logger: log.child({ component: 'xds' }) });
+  const book = new StatusBook();
+  const provider = opts.provider;
+  let translated: ObjectStatus[] = [];
+  let servedAs: ServedAs = new Map();
+  let problems: Problem[] = [];
+  let loaded = false;
+
+  const publishStatuses = (): void => {
+    const clients: ClientTypeFeedback[] = xds.clients().flatMap((c) =>
+      c.types.map((t) => ({
+        nodeId: c.nodeId,
+        typeUrl: t.typeUrl,
+        state: t.state,
+        ...(t.sentVersion !== undefined ? { sentVersion: t.sentVersion } : {}),
+        ...(t.state === 'rejected' && t.lastNack ? { nackMessage: t.lastNack.message } : {}),
+      })),
+    );
+    const versions: Record<string, string | undefined> = {};
+    for (const kind of PUSH_ORDER) versions[TypeUrl[kind]] = cache.snapshot(TypeUrl[kind])?.version;
+    const { changed, removed } = book.update(applyXdsFeedback(translated, servedAs, { clients, versions }));
+    for (const s of changed) log.info({ object: `${s.kind} ${s.namespace ? `${s.namespace}/` : ''}${s.name}`, conditions: conditionsSummary(s) }, 'status changed');
+    if (opts.statusSink && (changed.length > 0 || removed.length > 0)) opts.statusSink.statuses(book.all());
+  };
+
+  const apply = (snapshot: Snapshot): void => {
+    const started = process.hrtime.bigint();
+    problems = snapshot.problems;
+    metrics.configProblems.set(problems.length);
+    for (const p of problems) log.warn({ problem: formatProblem(p) }, 'configuration problem');
+    try {
+      const result = runPipeline(snapshot.inputs, opts.envoy);
+      const change = cache.setResources(result.xds);
+      metrics.translations.inc();
+      metrics.translationDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+      for (const kind of PUSH_ORDER) metrics.resources.set({ type: kind }, result.xds[KIND_FIELD[kind]].length);
+      translated = result.translation.statuses;
+      servedAs = servedAsFromIr(result.translation.ir);
+      for (const e of result.translation.events) log.warn({ object: `${e.object.kind} ${e.object.namespace}/${e.object.name}`, reason: e.reason }, e.message);
+      log.info({ changed: change.changed.map((t) => t.split('.').pop()), clusters: result.xds.clusters.length, listeners: result.xds.listeners.length }, 'configuration translated');
+      loaded = true;
+      publishStatuses();
+      opts.statusSink?.warnings(result.translation.events);
+    } catch (err) {
+      // A translation that cannot be encoded must not replace what Envoy is serving.
+      log.error({ err }, 'translation failed; the previous configuration keeps being served');
+    }
+  };
+
+  apply(await provider.start());
+  provider.onChange(apply);
+
+  xds.on('ack', () => publishStatuses());
+  xds.on('nack', (e) => {
+    metrics.xdsNacks.inc({ type_url: e.typeUrl });
+    log.warn({ node: e.nodeId, typeUrl: e.typeUrl, version: e.version }, `Envoy rejected configuration: ${e.message}`);
+    publishStatuses();
+  });
+  xds.on('connected', (e) => {
+    metrics.xdsClients.inc({ kind: e.kind });
+    log.info({ node: e.nodeId, kind: e.kind }, 'Envoy connected');
+  });
+  xds.on('disconnected', (e) => {
+    metrics.xdsClients.dec({ kind: e.kind });
+    log.info({ node: e.nodeId, kind: e.kind }, 'Envoy disconnected');
+    publishStatuses();
+  });
+
+  let xdsPort: number;
+  let health: HealthServer;
+  try {
+    xdsPort = await xds.start({ port: opts.xdsPort, host: opts.xdsHost });
+    health = await startHealthServer({
+      port: opts.metricsPort,
+      host: opts.metricsHost,
+      registry: metrics.registry,
+      ready: () => (loaded ? true : { ready: false, reason: 'the configuration has not been translated yet' }),
+      statusz: () => ({ statuses: book.all(), problems: problems.map((p) => ({ ...p, text: formatProblem(p) })), clients: xds.clients() }),
+    });
+  } catch (err) {
+    await xds.stop();
+    await provider.stop();
+    throw err;
+  }
+  log.info({ ...opts.origin, xdsPort, metricsPort: health.port }, 'switchyard serving');
+
+  return {
+    xdsPort,
+    metricsPort: health.port,
+    statuses: () => book.all(),
+    problems: () => problems,
+    cache,
+    xds,
+    metrics,
+    async stop() {
+      await provider.stop();
+      await xds.stop();
+      await health.close();
+    },
+  };
+}
