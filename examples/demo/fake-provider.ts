@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 /**
@@ -33,6 +34,22 @@ export interface ReceivedRequest {
   /** The body parsed as JSON, or undefined when it is empty or not JSON. */
   body: unknown;
   outcome: FakeProviderOutcome;
+  /** Why the vendor's checks refused the request (wrong path, key, header or body shape); answered 400/401/404. */
+  rejected?: string;
+}
+
+/**
+ * Makes the fake check each request as that vendor's API would (path and query, credential header,
+ * headers of other vendors, body shape) and answer in that vendor's format.
+ */
+export interface FakeVendor {
+  api: 'openai' | 'azureopenai' | 'anthropic';
+  /** The keys accepted (several while a key is being rotated), in the vendor's own header. */
+  key: string | readonly string[];
+  /** azureopenai: the deployment in the path. */
+  deployment?: string;
+  /** azureopenai: the api-version query parameter. */
+  apiVersion?: string;
 }
 
 export interface FakeProviderOptions {
@@ -41,9 +58,12 @@ export interface FakeProviderOptions {
   /** 0 or absent: the kernel picks one; the port is kept across `refuse` → `ok`. */
   port?: number;
   host?: string;
-  /** Plain HTTP only for now; TLS providers arrive with per-member SNI tests. */
-  tls?: false;
+  /** Plain HTTP unless a certificate is given (see fake-tls.ts). */
+  tls?: false | { cert: string; key: string };
   mode?: FakeProviderMode | FakeProviderModeKind;
+  vendor?: FakeVendor;
+  /** Streamed answers write one event every this many milliseconds (default: all at once). */
+  streamIntervalMs?: number;
 }
 
 export interface FakeProvider {
@@ -92,7 +112,7 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
   let sequence = 0;
   const stalled = new Set<Pending>();
 
-  const server: Server = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const chunks: Buffer[] = [];
     const time = Date.now();
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -110,9 +130,16 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
       };
       records.push(record);
       counts[record.outcome]++;
+      const refusal = opts.vendor ? vendorRefusal(opts.vendor, record) : undefined;
+      if (refusal && opts.vendor) {
+        record.rejected = refusal.message;
+        sendJson(res, refusal.status, vendorError(opts.vendor.api, refusal.message, refusal.status));
+        return;
+      }
       dispatch({ record, req, res });
     });
-  });
+  };
+  const server: Server = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }, handler) : createServer(handler);
   // Envoy keeps upstream connections for an hour; Node's 5 s default would close them under
   // Envoy's feet and turn an idle gap into a spurious 503 "upstream connection termination".
   server.keepAliveTimeout = 300_000;
@@ -125,9 +152,11 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
       case 'ok':
         answerOk(p);
         return;
-      case 'status':
-        sendJson(p.res, mode.status, errorBody(mode.message ?? `${name} is failing with ${mode.status}`, 'server_error', null));
+      case 'status': {
+        const message = mode.message ?? `${name} is failing with ${mode.status}`;
+        sendJson(p.res, mode.status, opts.vendor ? vendorError(opts.vendor.api, message, mode.status) : errorBody(message, 'server_error', null));
         return;
+      }
       case 'ratelimit': {
         const seconds = mode.retryAfterSeconds ?? 1;
         sendJson(p.res, 429, errorBody(`Rate limit reached for ${name}`, 'requests', 'rate_limit_exceeded'), {
@@ -150,6 +179,10 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
   }
 
   function answerOk({ record, res }: Pending): void {
+    if (opts.vendor?.api === 'anthropic') {
+      answerAnthropic(record, res);
+      return;
+    }
     const id = `chatcmpl-${name}-${++sequence}`;
     const created = Math.floor(record.time / 1000);
     const body = isRecord(record.body) ? record.body : {};
@@ -205,6 +238,58 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
     );
   }
 
+  /** Anthropic's Messages API: a message, or its SSE events (written one by one with streamIntervalMs). */
+  function answerAnthropic(record: ReceivedRequest, res: ServerResponse): void {
+    const body = isRecord(record.body) ? record.body : {};
+    const model = typeof body['model'] === 'string' ? body['model'] : name;
+    const id = `msg_${name}_${++sequence}`;
+    const words = `answered by ${name}`.split(' ');
+    const usage = usageFor(record.rawBody, words.join(' ')) as { prompt_tokens: number; completion_tokens: number };
+    if (body['stream'] !== true) {
+      sendJson(res, 200, {
+        id, type: 'message', role: 'assistant', model,
+        content: [{ type: 'text', text: words.join(' ') }],
+        stop_reason: 'end_turn', stop_sequence: null,
+        usage: { input_tokens: usage.prompt_tokens, output_tokens: usage.completion_tokens },
+      });
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-fake-provider': name });
+    const event = (type: string, data: object): string => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+    const events = [
+      event('message_start', {
+        message: { id, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: usage.prompt_tokens, output_tokens: 1 } },
+      }),
+      event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
+      event('ping', {}),
+      ...words.map((w, i) => event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: i === 0 ? w : ` ${w}` } })),
+      event('content_block_stop', { index: 0 }),
+      event('message_delta', { delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: usage.completion_tokens } }),
+      event('message_stop', {}),
+    ];
+    writeEvents(res, events);
+  }
+
+  function writeEvents(res: ServerResponse, events: string[]): void {
+    const interval = opts.streamIntervalMs ?? 0;
+    if (interval <= 0) {
+      res.end(events.join(''));
+      return;
+    }
+    let i = 0;
+    const next = (): void => {
+      if (res.destroyed) return;
+      const e = events[i++];
+      if (e === undefined) {
+        res.end();
+        return;
+      }
+      res.write(e);
+      setTimeout(next, interval);
+    };
+    next();
+  }
+
   function sendJson(res: ServerResponse, status: number, body: object, headers: Record<string, string> = {}): void {
     const text = JSON.stringify(body);
     res.writeHead(status, {
@@ -237,7 +322,7 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
   }
 
   const port = await listen(opts.port ?? 0);
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const url = `${opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 
   return {
     name,
@@ -277,6 +362,48 @@ function zeroCounts(): Record<FakeProviderOutcome, number> {
 function outcomeOf(mode: FakeProviderMode): FakeProviderOutcome {
   // A request can only arrive in `refuse` on a connection accepted just before the switch.
   return mode.kind === 'refuse' ? 'reset' : mode.kind;
+}
+
+/** Every header some vendor reads a key from: a request for one vendor must carry none of the others'. */
+const CREDENTIAL_HEADERS: Record<FakeVendor['api'], string> = { openai: 'authorization', azureopenai: 'api-key', anthropic: 'x-api-key' };
+
+/** What the real vendor would refuse in this request, or undefined when it is well-formed. */
+function vendorRefusal(v: FakeVendor, r: ReceivedRequest): { status: number; message: string } | undefined {
+  const expectedPath =
+    v.api === 'openai' ? '/v1/chat/completions'
+    : v.api === 'anthropic' ? '/v1/messages'
+    : `/openai/deployments/${v.deployment ?? ''}/chat/completions?api-version=${v.apiVersion ?? ''}`;
+  if (r.path !== expectedPath) return { status: 404, message: `${v.api}: no such endpoint ${r.method} ${r.path} (expected ${expectedPath})` };
+  const header = CREDENTIAL_HEADERS[v.api];
+  const keys = typeof v.key === 'string' ? [v.key] : v.key;
+  const accepted = keys.map((k) => (v.api === 'openai' ? `Bearer ${k}` : k));
+  if (!accepted.includes(r.headers[header] ?? '')) return { status: 401, message: `${v.api}: wrong or missing ${header} (got ${r.headers[header] === undefined ? 'none' : 'another key'})` };
+  for (const [api, other] of Object.entries(CREDENTIAL_HEADERS)) {
+    if (api !== v.api && other !== header && r.headers[other] !== undefined) return { status: 400, message: `${v.api}: unexpected ${other} header (a credential for ${api})` };
+  }
+  if (v.api === 'anthropic' && r.headers['anthropic-version'] === undefined) return { status: 400, message: 'anthropic: anthropic-version header is required' };
+  const body = isRecord(r.body) ? r.body : undefined;
+  if (body === undefined) return { status: 400, message: `${v.api}: the body is not a JSON object` };
+  const messages = Array.isArray(body['messages']) ? body['messages'] : undefined;
+  if (messages === undefined || messages.length === 0) return { status: 400, message: `${v.api}: messages must be a non-empty array` };
+  if (v.api === 'openai' && typeof body['model'] !== 'string') return { status: 400, message: 'openai: model is required' };
+  if (v.api === 'anthropic') {
+    if (typeof body['model'] !== 'string') return { status: 400, message: 'anthropic: model is required' };
+    if (typeof body['max_tokens'] !== 'number') return { status: 400, message: 'anthropic: max_tokens is required' };
+    if (body['system'] !== undefined && typeof body['system'] !== 'string' && !Array.isArray(body['system'])) return { status: 400, message: 'anthropic: system must be a string or blocks' };
+    for (const m of messages) {
+      if (!isRecord(m) || (m['role'] !== 'user' && m['role'] !== 'assistant')) return { status: 400, message: 'anthropic: message roles are user and assistant (system goes to the system field)' };
+    }
+  }
+  return undefined;
+}
+
+function vendorError(api: FakeVendor['api'], message: string, status: number): object {
+  if (api === 'anthropic') {
+    const type = status === 401 ? 'authentication_error' : status === 404 ? 'not_found_error' : status === 429 ? 'rate_limit_error' : status >= 500 ? 'api_error' : 'invalid_request_error';
+    return { type: 'error', error: { type, message } };
+  }
+  return errorBody(message, status >= 500 ? 'server_error' : 'invalid_request_error', null);
 }
 
 function errorBody(message: string, type: string, code: string | null): object {

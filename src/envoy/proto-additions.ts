@@ -14,4 +14,6 @@ export const PROTO_FIELD_ADDITIONS: readonly ProtoFieldAddition[] = [
   // Per-endpoint SNI from the endpoint hostname, checked per attempt (Envoy PR 36903).
   { message: 'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', field: 'auto_host_sni', id: 6, type: 'bool' },
   { message: 'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', field: 'auto_sni_san_validation', id: 7, type: 'bool' },
+  // Replaces the deprecated per_request_buffer_limit_bytes (Envoy 1.40 warns about that one).
+  { message: 'envoy.config.route.v3.Route', field: 'request_body_buffer_limit', id: 20, type: 'google.protobuf.UInt64Value' },
 ];

@@ -128,14 +128,25 @@ function toRoute(r: RouteIR): JsonObject {
   return route;
 }
 
-export function toRouteConfiguration(l: ListenerIR): EnvoyResource {
+/** Route → request body limit for routes that forward to clusters that need one (AI clusters). */
+export type BodyLimits = ReadonlyMap<string, number>;
+
+function withBodyLimit(route: JsonObject, r: RouteIR, limits: BodyLimits): JsonObject {
+  if (r.action.kind !== 'forward') return route;
+  const limit = Math.max(0, ...r.action.clusters.map((c) => limits.get(c.name) ?? 0));
+  // The extension (BUFFERED body) and retries hold the whole request: the listener's 1 MiB default is too small.
+  if (limit > 0) route.request_body_buffer_limit = String(limit);
+  return route;
+}
+
+export function toRouteConfiguration(l: ListenerIR, bodyLimits: BodyLimits = new Map()): EnvoyResource {
   return {
     '@type': TypeUrl.route,
     name: l.name,
     virtual_hosts: l.virtualHosts.map((vh) => ({
       name: vh.name,
       domains: [...vh.domains],
-      routes: vh.routes.map(toRoute),
+      routes: vh.routes.map((r) => withBodyLimit(toRoute(r), r, bodyLimits)),
       // Lets upstreams (and tests) see which attempt of a request they serve.
       include_request_attempt_count: true,
     })),

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { TypeUrl, kindOfTypeUrl, type TypeUrlValue } from '../envoy/resources.js';
 import { versionOfSet, type CachedResource, type SnapshotCache } from './cache.js';
 import type { StreamHooks } from './client-state.js';
+import { ClusterHold, refersToClusters } from './removal-hold.js';
 import { WILDCARD, allowsLegacyWildcard, assignmentNamesOf } from './subscription.js';
 import { deltaResourceEntry, deltaResponse, type DeltaDiscoveryRequest } from './wire.js';
 
@@ -28,6 +29,8 @@ interface DeltaTypeState {
   /** nonce → system version of that response, until ACKed or NACKed. */
   outstanding: Map<string, string>;
   answered: boolean;
+  /** The last reply was a NACK: the client still serves an older version. */
+  rejected: boolean;
 }
 
 export interface DeltaStreamOptions {
@@ -43,6 +46,8 @@ export interface DeltaStreamOptions {
  */
 export class DeltaStream {
   private readonly types = new Map<string, DeltaTypeState>();
+  /** Removed clusters whose removal waits until the routes that may name them are ACKed (removal-hold.ts). */
+  private readonly held = new ClusterHold<true>();
   private identified = false;
   private nonceCounter = 0;
 
@@ -61,7 +66,7 @@ export class DeltaStream {
     let state = this.types.get(request.typeUrl);
     const first = state === undefined;
     if (state === undefined) {
-      state = { wildcard: false, names: new Set(), known: new Map(request.initialResourceVersions), outstanding: new Map(), answered: false };
+      state = { wildcard: false, names: new Set(), known: new Map(request.initialResourceVersions), outstanding: new Map(), answered: false, rejected: false };
       this.types.set(request.typeUrl, state);
     }
     if (request.responseNonce !== '') {
@@ -71,20 +76,25 @@ export class DeltaStream {
       if (version === undefined) {
         logger.debug({ typeUrl: request.typeUrl, nonce: request.responseNonce }, 'xds: delta reply to an unknown nonce');
       } else if (request.errorDetail !== undefined) {
+        state.rejected = true;
         hooks.nacked(request.typeUrl, version, request.errorDetail);
       } else {
+        state.rejected = false;
         hooks.acked(request.typeUrl, version);
       }
     }
     const changed = this.updateSubscription(state, request, first);
     if (first || changed) this.push(request.typeUrl, state);
+    if (refersToClusters(request.typeUrl)) this.releaseHeldClusters();
   }
 
   onCacheChange(changed: readonly TypeUrlValue[]): void {
+    if (changed.includes(TypeUrl.cluster)) this.holdRemovedClusters();
     for (const typeUrl of changed) {
       const state = this.types.get(typeUrl);
       if (state !== undefined) this.push(typeUrl, state);
     }
+    this.releaseHeldClusters();
   }
 
   private updateSubscription(state: DeltaTypeState, request: DeltaDiscoveryRequest, first: boolean): boolean {
@@ -131,13 +141,15 @@ export class DeltaStream {
       }
     }
     const updated = inScope.filter((resource) => state.known.get(resource.name) !== resource.version);
-    const removed = [...state.known.keys()].filter((name) => !snapshot.resources.has(name));
+    const removed = [...state.known.keys()].filter((name) => !snapshot.resources.has(name) && this.mayRemove(typeUrl, name));
     // A wildcard client waits for a first response even when there is nothing to send.
     if (updated.length === 0 && removed.length === 0 && !(state.wildcard && !state.answered)) return;
     state.answered = true;
     for (const resource of updated) state.known.set(resource.name, resource.version);
     for (const name of removed) state.known.delete(name);
-    const version = state.wildcard ? snapshot.version : versionOfSet(inScope);
+    // Held clusters are part of what the client holds, so of the version it acknowledges.
+    const held = typeUrl === TypeUrl.cluster ? [...this.held.entries()].map(([name]) => ({ name, version: state.known.get(name) ?? '' })) : [];
+    const version = state.wildcard && held.length === 0 ? snapshot.version : versionOfSet([...inScope, ...held]);
     const nonce = String(++this.nonceCounter);
     state.outstanding.set(nonce, version);
     if (state.outstanding.size > MAX_OUTSTANDING_NONCES) {
@@ -151,6 +163,40 @@ export class DeltaStream {
       'xds: delta response sent',
     );
     if (typeUrl === TypeUrl.cluster) this.resendAssignments(assignmentNamesOf(updated));
+  }
+
+  /** Clusters the client holds that the configuration dropped: their removal waits while routes may name them. */
+  private holdRemovedClusters(): void {
+    const state = this.types.get(TypeUrl.cluster);
+    const current = this.options.cache.snapshot(TypeUrl.cluster)?.resources;
+    if (state === undefined || current === undefined) return;
+    for (const [name] of this.held.entries()) if (current.has(name)) this.held.forget(name);
+    if (!this.servesRoutes()) return;
+    for (const name of state.known.keys()) if (!current.has(name)) this.held.hold(name, true);
+  }
+
+  /** While any cluster is held, assignment removals wait too: they would empty it. */
+  private mayRemove(typeUrl: string, name: string): boolean {
+    if (typeUrl === TypeUrl.cluster) return !this.held.has(name);
+    if (typeUrl === TypeUrl.endpoint) return this.held.size === 0;
+    return true;
+  }
+
+  private servesRoutes(): boolean {
+    return [...this.types.keys()].some(refersToClusters);
+  }
+
+  /** Pushes the held removals once every listener and route response this client was sent is ACKed. */
+  private releaseHeldClusters(): void {
+    if (this.held.size === 0) return;
+    for (const [typeUrl, state] of this.types) {
+      if (refersToClusters(typeUrl) && (state.outstanding.size > 0 || state.rejected)) return;
+    }
+    this.held.clear();
+    for (const typeUrl of [TypeUrl.cluster, TypeUrl.endpoint]) {
+      const state = this.types.get(typeUrl);
+      if (state !== undefined) this.push(typeUrl, state);
+    }
   }
 
   private resendAssignments(names: readonly string[]): void {

@@ -3,10 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI, { APIError } from 'openai';
 import { stringify } from 'yaml';
-import { startFakeProvider, type FakeProvider, type ReceivedRequest } from '../../examples/demo/fake-provider.js';
+import { startFakeProvider, type FakeProvider, type FakeProviderOptions, type ReceivedRequest } from '../../examples/demo/fake-provider.js';
 import type { Condition } from '../../src/api/conditions.js';
 import { serve, type RunningServe } from '../../src/app/serve.js';
 import { buildBootstrap } from '../../src/envoy/bootstrap.js';
+import type { EnvoyOptions } from '../../src/envoy/options.js';
 import type { JsonObject, JsonValue } from '../../src/envoy/resources.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { ObjectStatus } from '../../src/translate/status.js';
@@ -178,6 +179,12 @@ export interface GatewayFixtureOptions {
   manifests(ctx: { listenerPort: number; fakes: Record<string, FakeProvider> }): Record<string, Manifest[]>;
   /** Backends whose clusters must have hosts in Envoy before the fixture is ready. */
   waitForBackends?: string[];
+  /** Per fake provider (by name): TLS, vendor checks, streaming pace... */
+  fakeOptions?: Record<string, Omit<FakeProviderOptions, 'name'>>;
+  /** Envoy-stage options on top of the fixture's (e.g. trustedCaFile for TLS fakes). */
+  envoy?: Partial<EnvoyOptions>;
+  /** The controller's log lines (JSON), also kept for failure reports. */
+  logLines?: string[];
 }
 
 export interface GatewayFixture {
@@ -211,7 +218,7 @@ export interface GatewayFixture {
 export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<GatewayFixture> {
   const dir = mkdtempSync(join(tmpdir(), `switchyard-e2e-${opts.id}-`));
   const fakes: Record<string, FakeProvider> = {};
-  const logLines: string[] = [];
+  const logLines: string[] = opts.logLines ?? [];
   let controller: RunningServe | undefined;
   let envoy: EnvoyProcess | undefined;
 
@@ -235,7 +242,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
   };
 
   try {
-    for (const name of opts.providers) fakes[name] = await startFakeProvider({ name });
+    for (const name of opts.providers) fakes[name] = await startFakeProvider({ ...opts.fakeOptions?.[name], name });
     const listenerPort = await freePort();
     for (const [file, docs] of Object.entries(opts.manifests({ listenerPort, fakes }))) write(file, docs);
 
@@ -245,7 +252,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
       xdsHost: '127.0.0.1',
       metricsPort: 0,
       metricsHost: '127.0.0.1',
-      envoy: { listenerAddress: '127.0.0.1' },
+      envoy: { listenerAddress: '127.0.0.1', ...opts.envoy },
       logger: createLogger({ level: 'info', name: opts.id }, { write: (line: string) => void logLines.push(line) }),
     });
     const problems = controller.problems();

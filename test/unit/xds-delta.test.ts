@@ -174,4 +174,57 @@ describe('DeltaStream', () => {
       [TypeUrl.endpoint, ['b']],
     ]);
   });
+
+  describe('make-before-break on removal', () => {
+    const route = (cluster: string): EnvoyResource => ({
+      '@type': TypeUrl.route,
+      name: 'r',
+      virtual_hosts: [{ name: 'v', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster } }] }],
+    });
+
+    function settledClient() {
+      const h = harness();
+      h.cache.setResources(resources({ routes: [route('b')] }));
+      h.request({ typeUrl: TypeUrl.cluster });
+      h.request({ typeUrl: TypeUrl.endpoint, subscribe: ['a', 'b'] });
+      h.request({ typeUrl: TypeUrl.route, subscribe: ['r'] });
+      for (const response of h.sent) h.request({ typeUrl: response.type_url, nonce: response.nonce });
+      h.sent.length = 0;
+      return h;
+    }
+
+    it('sends the removal of a cluster, and of its assignment, only after the route that stops naming it is ACKed', () => {
+      const { cache, sent, request } = settledClient();
+      cache.setResources(resources({ clusters: [cluster('a')], endpoints: [assignment('a')], routes: [route('a')] }));
+      expect(sent.map((r) => [r.type_url, names(r), r.removed])).toEqual([[TypeUrl.route, ['r'], []]]);
+      request({ typeUrl: TypeUrl.route, nonce: sent[0]?.nonce });
+      expect(sent.slice(1).map((r) => [r.type_url, names(r), r.removed])).toEqual([
+        [TypeUrl.cluster, [], ['b']],
+        [TypeUrl.endpoint, [], ['b']],
+      ]);
+      expect(sent[1]?.system_version_info).toBe(cache.snapshot(TypeUrl.cluster)?.version);
+    });
+
+    it('keeps the hold while the route update is rejected', () => {
+      const { cache, sent, request } = settledClient();
+      cache.setResources(resources({ clusters: [cluster('a')], endpoints: [assignment('a')], routes: [route('a')] }));
+      request({ typeUrl: TypeUrl.route, nonce: sent[0]?.nonce, error: 'bad route' });
+      expect(sent).toHaveLength(1);
+      cache.setResources(resources({ clusters: [cluster('a')], endpoints: [assignment('a')], routes: [route('c')] }));
+      request({ typeUrl: TypeUrl.route, nonce: sent[1]?.nonce });
+      expect(sent.slice(2).map((r) => [r.type_url, r.removed])).toEqual([
+        [TypeUrl.cluster, ['b']],
+        [TypeUrl.endpoint, ['b']],
+      ]);
+    });
+
+    it('removes at once when no route or listener update is pending', () => {
+      const { cache, sent } = settledClient();
+      cache.setResources(resources({ clusters: [cluster('a')], endpoints: [assignment('a')], routes: [route('b')] }));
+      expect(sent.map((r) => [r.type_url, r.removed])).toEqual([
+        [TypeUrl.cluster, ['b']],
+        [TypeUrl.endpoint, ['b']],
+      ]);
+    });
+  });
 });

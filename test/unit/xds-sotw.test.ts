@@ -209,4 +209,67 @@ describe('SotwStream', () => {
     expect(sent.map((r) => r.type_url)).toEqual([TypeUrl.cluster, TypeUrl.endpoint]);
     expect(sent[1]?.names.sort()).toEqual(['a', 'b']);
   });
+
+  describe('make-before-break on removal', () => {
+    const route = (cluster: string): EnvoyResource => ({
+      '@type': TypeUrl.route,
+      name: 'r',
+      virtual_hosts: [{ name: 'v', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster } }] }],
+    });
+
+    /** A client holding clusters a and b, their assignments and route r (to b), everything ACKed. */
+    function settledClient() {
+      const h = harness();
+      h.cache.setResources(resources({ routes: [route('b')] }));
+      h.request(TypeUrl.cluster, []);
+      h.request(TypeUrl.endpoint, ['a', 'b']);
+      h.request(TypeUrl.route, ['r']);
+      const [cds, eds, rds] = h.sent;
+      h.request(TypeUrl.cluster, [], cds);
+      h.request(TypeUrl.endpoint, ['a', 'b'], eds);
+      h.request(TypeUrl.route, ['r'], rds);
+      h.sent.length = 0;
+      return h;
+    }
+
+    it('keeps serving a removed cluster and its assignment until the route that stops naming it is ACKed', () => {
+      const { cache, sent, request } = settledClient();
+      cache.setResources(resources({ clusters: [cluster('a')], endpoints: [assignment('a')], routes: [route('a')] }));
+      // The route moves first; b is neither dropped from CDS nor emptied through EDS.
+      expect(sent.map((r) => [r.type_url, r.names])).toEqual([[TypeUrl.route, ['r']]]);
+      request(TypeUrl.route, ['r'], sent[0]);
+      expect(sent.slice(1).map((r) => [r.type_url, r.names])).toEqual([[TypeUrl.cluster, ['a']]]);
+      expect(sent[1]?.version_info).toBe(cache.snapshot(TypeUrl.cluster)?.version);
+    });
+
+    it('keeps the hold while Envoy rejects the route update, and releases it on the next ACK', () => {
+      const { cache, sent, request } = settledClient();
+      cache.setResources(resources({ clusters: [cluster('a')], endpoints: [assignment('a')], routes: [route('a')] }));
+      request(TypeUrl.route, ['r'], sent[0], 'route rejected');
+      expect(sent.map((r) => r.type_url)).toEqual([TypeUrl.route]);
+      cache.setResources(resources({ clusters: [cluster('a')], endpoints: [assignment('a')], routes: [route('a'), { '@type': TypeUrl.route, name: 'r2' }] }));
+      cache.setResources(resources({ clusters: [cluster('a', '2s')], endpoints: [assignment('a')], routes: [route('c')] }));
+      // Still held: the updated a is sent together with b.
+      expect(sent.filter((r) => r.type_url === TypeUrl.cluster).at(-1)?.names.sort()).toEqual(['a', 'b']);
+      expect(sent.at(-1)?.type_url).toBe(TypeUrl.route);
+      request(TypeUrl.route, ['r'], sent.at(-1));
+      expect(sent.at(-1)?.type_url).toBe(TypeUrl.cluster);
+      expect(sent.at(-1)?.names).toEqual(['a']);
+    });
+
+    it('removes at once when nothing that names clusters is pending, and for a client without routes', () => {
+      const { cache, sent } = settledClient();
+      cache.setResources(resources({ clusters: [cluster('a')], endpoints: [assignment('a')], routes: [route('b')] }));
+      expect(sent.map((r) => [r.type_url, r.names])).toEqual([[TypeUrl.cluster, ['a']]]);
+    });
+
+    it('does not share a held set with other clients of the same version', () => {
+      const { cache, sent } = settledClient();
+      cache.setResources(resources({ clusters: [cluster('a'), cluster('b', '3s')], endpoints: [assignment('a')], routes: [route('a')] }));
+      cache.setResources(resources({ clusters: [cluster('a', '3s')], endpoints: [assignment('a')], routes: [route('a')] }));
+      const last = sent.filter((r) => r.type_url === TypeUrl.cluster).at(-1);
+      expect(last?.names.sort()).toEqual(['a', 'b']);
+      expect(last?.version_info).not.toBe(cache.snapshot(TypeUrl.cluster)?.version);
+    });
+  });
 });

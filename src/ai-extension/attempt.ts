@@ -1,0 +1,62 @@
+import { ATTEMPT_KEYS, EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../envoy/ai-extension.js';
+import type { DecodedStruct, DecodedValue } from './protocol.js';
+
+export type AuthKind = 'SecretRef' | 'Inline' | 'Passthrough' | 'None';
+
+/**
+ * The member Envoy picked for one attempt, as its endpoint metadata describes it (written by the
+ * translator, src/translate/backends.ts; read through CEL attributes, src/envoy/ai-extension.ts).
+ */
+export interface AttemptTarget {
+  backend: string;
+  member: string;
+  priority: number;
+  provider: string;
+  /** Path of the provider's chat completions endpoint, query included. */
+  path?: string;
+  hostname?: string;
+  model?: string;
+  /** Header that carries the credential (`Authorization`, `api-key`, `x-api-key`, ...). */
+  authHeader?: string;
+  authKind: AuthKind;
+  /** SDS name of the credential (`credential/<namespace>/<secret>`). */
+  credential?: string;
+  apiVersion?: string;
+  deployment?: string;
+}
+
+const AUTH_KINDS: readonly string[] = ['SecretRef', 'Inline', 'Passthrough', 'None'];
+
+function text(v: DecodedValue | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v.stringValue === 'string' && v.stringValue !== '') return v.stringValue;
+  if (typeof v.numberValue === 'number') return String(v.numberValue);
+  return undefined;
+}
+
+/** Reads the attempt's target from ProcessingRequest.attributes; an error string says what is missing. */
+export function attemptTarget(attributes: Record<string, DecodedStruct> | undefined): AttemptTarget | { error: string } {
+  const fields = attributes?.[EXT_PROC_ATTRIBUTES]?.fields ?? {};
+  const get = (key: AttemptKey): string | undefined => text(fields[attemptAttribute(key)]);
+  const backend = get('backend');
+  const member = get('member');
+  const provider = get('provider');
+  if (backend === undefined || member === undefined || provider === undefined) {
+    const missing = ATTEMPT_KEYS.filter((k) => ['backend', 'member', 'provider'].includes(k) && get(k) === undefined);
+    return { error: `the picked endpoint carries no AI member metadata (${missing.join(', ')} missing): is this cluster an AI Backend served by Switchyard?` };
+  }
+  const kind = get('authKind') ?? 'None';
+  const target: AttemptTarget = {
+    backend,
+    member,
+    provider,
+    priority: Number(get('priority') ?? 0),
+    authKind: AUTH_KINDS.includes(kind) ? (kind as AuthKind) : 'None',
+  };
+  const optional = ['path', 'hostname', 'model', 'authHeader', 'credential', 'apiVersion', 'deployment'] as const;
+  for (const key of optional) {
+    const value = get(key);
+    if (value !== undefined) target[key] = value;
+  }
+  return target;
+}

@@ -1,0 +1,189 @@
+import { EventEmitter } from 'node:events';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { messageType } from '../envoy/proto.js';
+import { TypeUrl } from '../envoy/resources.js';
+
+/**
+ * Provider keys, fetched from the controller's ADS server as SDS generic secrets (named in each
+ * member's metadata, `credential/<namespace>/<secret>`). Only the names an attempt needed are
+ * subscribed to, so listener certificates never reach the extension; values stay in memory and
+ * are never logged. A changed Secret is pushed by the controller and used by the next attempt.
+ */
+
+const ADS_METHOD = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
+const DISCOVERY_REQUEST = 'envoy.service.discovery.v3.DiscoveryRequest';
+const DISCOVERY_RESPONSE = 'envoy.service.discovery.v3.DiscoveryResponse';
+const SECRET = 'envoy.extensions.transport_sockets.tls.v3.Secret';
+
+export const AI_EXTENSION_NODE_CLUSTER = 'switchyard-ai-extension';
+
+export interface CredentialStoreOptions {
+  nodeId: string;
+  logger: Logger;
+  /** First reconnect delay after the stream breaks; doubles up to 5 s. */
+  reconnectMs?: number;
+}
+
+interface DecodedAny {
+  type_url?: string;
+  value?: Uint8Array;
+}
+
+interface DecodedDiscoveryResponse {
+  version_info?: string;
+  resources?: DecodedAny[];
+  type_url?: string;
+  nonce?: string;
+}
+
+interface DecodedSecret {
+  name?: string;
+  generic_secret?: { secret?: { inline_string?: string; inline_bytes?: Uint8Array } };
+}
+
+export interface CredentialStoreEvents {
+  /** Names whose value arrived or changed. */
+  updated: [string[]];
+  connected: [];
+  disconnected: [string];
+}
+
+export class CredentialStore extends EventEmitter<CredentialStoreEvents> {
+  private readonly values = new Map<string, string>();
+  private readonly names = new Set<string>();
+  private client: grpc.Client | undefined;
+  private call: grpc.ClientDuplexStream<Buffer, Buffer> | undefined;
+  private version = '';
+  private nonce = '';
+  private sentNode = false;
+  private stopped = false;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private backoffMs: number;
+  private streamUp = false;
+
+  constructor(private readonly options: CredentialStoreOptions) {
+    super();
+    this.backoffMs = options.reconnectMs ?? 250;
+  }
+
+  /** Whether the ADS stream has answered since it was last opened. */
+  get connected(): boolean {
+    return this.streamUp;
+  }
+
+  /** Connects to the controller's ADS server (and keeps reconnecting until stop()). */
+  start(xds: { host: string; port: number }): void {
+    if (this.client !== undefined) throw new Error('credential store: already started');
+    const { host, port } = xds;
+    this.client = new grpc.Client(`${host.includes(':') ? `[${host}]` : host}:${port}`, grpc.credentials.createInsecure(), {
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.max_receive_message_length': 16 * 1024 * 1024,
+    });
+    this.open();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.reconnectTimer);
+    this.call?.cancel();
+    this.client?.close();
+  }
+
+  /** The key now, if it has arrived. */
+  get(name: string): string | undefined {
+    return this.values.get(name);
+  }
+
+  /** The key, subscribing to it first if needed and waiting up to `timeoutMs` for the controller. */
+  async resolve(name: string, timeoutMs: number): Promise<string | undefined> {
+    const known = this.values.get(name);
+    if (known !== undefined) return known;
+    if (!this.names.has(name)) {
+      this.names.add(name);
+      this.sendRequest();
+    }
+    return new Promise((resolve) => {
+      const done = (value: string | undefined): void => {
+        clearTimeout(timer);
+        this.off('updated', onUpdate);
+        resolve(value);
+      };
+      const onUpdate = (names: string[]): void => {
+        if (names.includes(name)) done(this.values.get(name));
+      };
+      const timer = setTimeout(() => done(this.values.get(name)), timeoutMs);
+      this.on('updated', onUpdate);
+    });
+  }
+
+  private open(): void {
+    if (this.stopped || this.client === undefined) return;
+    const call = this.client.makeBidiStreamRequest(ADS_METHOD, (b: Buffer) => b, (b: Buffer) => b);
+    this.call = call;
+    this.version = '';
+    this.nonce = '';
+    this.sentNode = false;
+    call.on('data', (bytes: Buffer) => this.onResponse(bytes));
+    const broken = (reason: string): void => {
+      if (this.call !== call) return;
+      this.call = undefined;
+      if (this.streamUp) this.emit('disconnected', reason);
+      this.streamUp = false;
+      if (this.stopped) return;
+      this.options.logger.warn({ reason, retryInMs: this.backoffMs }, 'ai-extension: credential stream to the controller broke; reconnecting');
+      this.reconnectTimer = setTimeout(() => this.open(), this.backoffMs);
+      this.backoffMs = Math.min(this.backoffMs * 2, 5_000);
+    };
+    call.on('error', (err: Error) => broken(err.message));
+    call.on('end', () => broken('the controller ended the stream'));
+    // The first request names the node; with no names yet it subscribes to nothing.
+    this.sendRequest();
+  }
+
+  private sendRequest(): void {
+    const call = this.call;
+    if (call === undefined) return;
+    const type = messageType(DISCOVERY_REQUEST);
+    const message = {
+      version_info: this.version,
+      resource_names: [...this.names].sort(),
+      type_url: TypeUrl.secret,
+      response_nonce: this.nonce,
+      ...(this.sentNode ? {} : { node: { id: this.options.nodeId, cluster: AI_EXTENSION_NODE_CLUSTER, user_agent_name: 'switchyard-ai-extension' } }),
+    };
+    this.sentNode = true;
+    call.write(Buffer.from(type.encode(type.fromObject(message)).finish()));
+  }
+
+  private onResponse(bytes: Buffer): void {
+    const response = messageType(DISCOVERY_RESPONSE).decode(bytes) as unknown as DecodedDiscoveryResponse;
+    if (response.type_url !== TypeUrl.secret) return;
+    const secretType = messageType(SECRET);
+    const changed: string[] = [];
+    for (const any of response.resources ?? []) {
+      if (any.type_url !== TypeUrl.secret || any.value === undefined) continue;
+      const secret = secretType.decode(any.value) as unknown as DecodedSecret;
+      const inline = secret.generic_secret?.secret;
+      if (secret.name === undefined || inline === undefined) continue;
+      const value = inline.inline_string ?? (inline.inline_bytes ? Buffer.from(inline.inline_bytes).toString('utf8') : undefined);
+      if (value === undefined || this.values.get(secret.name) === value) continue;
+      this.values.set(secret.name, value);
+      changed.push(secret.name);
+    }
+    this.version = response.version_info ?? '';
+    this.nonce = response.nonce ?? '';
+    if (!this.streamUp) {
+      this.streamUp = true;
+      this.backoffMs = this.options.reconnectMs ?? 250;
+      this.emit('connected');
+    }
+    // ACK: every response is accepted (a secret we cannot use is skipped, not rejected).
+    this.sendRequest();
+    if (changed.length > 0) {
+      this.options.logger.info({ credentials: changed }, 'ai-extension: credentials updated');
+      this.emit('updated', changed);
+    }
+  }
+}

@@ -1,0 +1,211 @@
+import { StringDecoder } from 'node:string_decoder';
+import type { Logger } from 'pino';
+import { AnthropicStreamTranslator, fromAnthropicResponse, toAnthropicRequest, toOpenAIError } from './anthropic.js';
+import { attemptTarget, type AttemptTarget } from './attempt.js';
+import { isRecord, parseObject, type Usage } from './json.js';
+import { failureCause, type AiExtensionMetrics, type FailureCause } from './metrics.js';
+import { headerMap, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
+import { WELL_KNOWN_CREDENTIAL_HEADERS, isChatCompletions, requestHeaderMutation } from './request-headers.js';
+import type { RequestMemory, RequestRecord } from './request-memory.js';
+import { OpenAIUsageReader } from './usage.js';
+
+/** What every attempt shares: credentials, the memory of requests between attempts, metrics. */
+export interface ExchangeContext {
+  credentials: { resolve(name: string, timeoutMs: number): Promise<string | undefined> };
+  memory: RequestMemory;
+  metrics: AiExtensionMetrics;
+  /** Credential header names seen in member metadata, beyond the well-known ones (lower-case). */
+  credentialHeaders: Set<string>;
+  /** How long an attempt waits for a credential the controller has not sent yet. */
+  credentialWaitMs: number;
+  logger: Logger;
+}
+
+type ResponseMode = 'observe' | 'anthropic-stream' | 'anthropic-json' | 'none';
+
+/**
+ * One ext_proc stream, which Envoy opens for each attempt: the picked member's target comes with
+ * the request headers; the request is adapted to it, and the answer read (usage, outcome) or
+ * translated back to OpenAI's shape on its way to the client.
+ */
+export class AttemptExchange {
+  private target: AttemptTarget | undefined;
+  private requestId: string | undefined;
+  private clientPath = '/';
+  private clientStreaming = false;
+  private includeUsage = false;
+  private status: number | undefined;
+  private mode: ResponseMode = 'none';
+  private readonly decoder = new StringDecoder('utf8');
+  private translator: AnthropicStreamTranslator | undefined;
+  private json = '';
+  private usageReader: OpenAIUsageReader | undefined;
+  private failed = false;
+
+  constructor(private readonly ctx: ExchangeContext) {}
+
+  async handle(message: ProcessingRequest): Promise<ProcessingResponse> {
+    if (message.request_headers) return this.requestHeaders(message);
+    if (message.request_body) return this.requestBody(message.request_body.body ?? new Uint8Array(0));
+    if (message.response_headers) return this.responseHeaders(message);
+    if (message.response_body) return this.responseBody(message.response_body.body ?? new Uint8Array(0), message.response_body.end_of_stream === true);
+    return { phase: message.request_trailers ? 'request_trailers' : 'response_trailers' };
+  }
+
+  /** Envoy closed the stream: an attempt that never got an answer failed without one (reset, refused, timed out). */
+  close(): void {
+    if (this.target !== undefined && this.status === undefined && !this.failed) this.fail('reset');
+  }
+
+  private fail(cause: FailureCause): void {
+    if (this.target === undefined) return;
+    this.failed = true;
+    this.ctx.metrics.failures.inc({ backend: this.target.backend, member: this.target.member, cause });
+  }
+
+  private refuse(status: number, text: string): ProcessingResponse {
+    const body = JSON.stringify({ error: { message: text, type: 'ai_extension_error', param: null, code: 'ai_extension_error' } });
+    return { phase: 'immediate', status, body, headers: [{ key: 'content-type', value: 'application/json' }] };
+  }
+
+  private async requestHeaders(message: ProcessingRequest): Promise<ProcessingResponse> {
+    const found = attemptTarget(message.attributes);
+    if ('error' in found) return this.refuse(503, `Switchyard AI extension: ${found.error}`);
+    const target = found;
+    this.target = target;
+    const headers = headerMap(message.request_headers);
+    if (target.authHeader !== undefined) this.ctx.credentialHeaders.add(target.authHeader.toLowerCase());
+
+    this.requestId = headers.get('x-request-id');
+    const record = this.rememberRequest(headers, target);
+    this.clientPath = record.path;
+
+    let key: string | undefined;
+    if (target.authKind === 'SecretRef' || target.authKind === 'Inline') {
+      key = target.credential === undefined ? undefined : await this.ctx.credentials.resolve(target.credential, this.ctx.credentialWaitMs);
+      if (key === undefined) {
+        this.fail('credential_unavailable');
+        this.ctx.logger.warn({ backend: target.backend, member: target.member, credential: target.credential }, 'ai-extension: no credential for the attempt');
+        return this.refuse(503, `Switchyard AI extension: the credential ${target.credential ?? '(none named)'} of member ${target.member} (Backend ${target.backend}) is not available; the request was not sent`);
+      }
+    }
+    this.ctx.metrics.requests.inc({ backend: target.backend, member: target.member, provider: target.provider });
+    const mutation = requestHeaderMutation({
+      target,
+      clientPath: record.path,
+      key,
+      clientCredentials: record.clientCredentials,
+      credentialHeaders: [...WELL_KNOWN_CREDENTIAL_HEADERS, ...this.ctx.credentialHeaders],
+    });
+    return { phase: 'request_headers', headers: mutation };
+  }
+
+  /** The first attempt records what the client sent; later attempts count a failover when the member changed. */
+  private rememberRequest(headers: Map<string, string>, target: AttemptTarget): RequestRecord {
+    const id = this.requestId;
+    const known = id === undefined ? undefined : this.ctx.memory.get(id);
+    if (known !== undefined) {
+      if (known.lastMember !== target.member || known.lastBackend !== target.backend) {
+        this.ctx.metrics.failovers.inc({ backend: target.backend, from: known.lastMember, to: target.member });
+      }
+      known.lastMember = target.member;
+      known.lastBackend = target.backend;
+      return known;
+    }
+    const clientCredentials = new Map<string, string>();
+    for (const name of [...WELL_KNOWN_CREDENTIAL_HEADERS, ...this.ctx.credentialHeaders]) {
+      const value = headers.get(name);
+      if (value !== undefined) clientCredentials.set(name, value);
+    }
+    const record = { clientCredentials, path: headers.get(':path') ?? '/', lastMember: target.member, lastBackend: target.backend };
+    return id === undefined ? { ...record, expires: 0 } : this.ctx.memory.remember(id, record);
+  }
+
+  private requestBody(bytes: Uint8Array): ProcessingResponse {
+    const target = this.target;
+    if (target === undefined) return { phase: 'request_body' };
+    const original = Buffer.from(bytes);
+    let replacement: Buffer | undefined;
+    const chat = isChatCompletions(this.clientPath) ? parseObject(original.toString('utf8')) : undefined;
+    if (chat !== undefined) {
+      this.clientStreaming = chat['stream'] === true;
+      const options = chat['stream_options'];
+      this.includeUsage = isRecord(options) && options['include_usage'] === true;
+      if (target.provider === 'anthropic') {
+        replacement = Buffer.from(JSON.stringify(toAnthropicRequest(chat, target.model)));
+      } else if (target.model !== undefined && chat['model'] !== target.model) {
+        replacement = Buffer.from(JSON.stringify({ ...chat, model: target.model }));
+      }
+    }
+    const sent = replacement ?? original;
+    // content-length is shared by all attempts: an earlier attempt may have set another length.
+    const headers = { set: [{ key: 'content-length', value: String(sent.length) }] };
+    return replacement === undefined ? { phase: 'request_body', headers } : { phase: 'request_body', headers, body: { body: replacement } };
+  }
+
+  private responseHeaders(message: ProcessingRequest): ProcessingResponse {
+    const target = this.target;
+    const headers = headerMap(message.response_headers);
+    const status = Number(headers.get(':status') ?? '0');
+    this.status = status;
+    if (target === undefined) return { phase: 'response_headers' };
+    const cause = failureCause(status);
+    if (cause !== undefined) this.fail(cause);
+    // Success ends the request: no later attempt will need what was remembered.
+    if (status < 300 && this.requestId !== undefined) this.ctx.memory.forget(this.requestId);
+    const eventStream = (headers.get('content-type') ?? '').includes('text/event-stream');
+    const chat = isChatCompletions(this.clientPath);
+    if (target.provider === 'anthropic' && chat) {
+      this.mode = status < 300 && eventStream ? 'anthropic-stream' : 'anthropic-json';
+      if (this.mode === 'anthropic-stream') this.translator = new AnthropicStreamTranslator(this.includeUsage);
+      const contentType = this.mode === 'anthropic-stream' ? 'text/event-stream' : 'application/json';
+      return { phase: 'response_headers', headers: { set: [{ key: 'content-type', value: contentType }], remove: ['content-length'] } };
+    }
+    if (status < 300) {
+      this.mode = 'observe';
+      this.usageReader = new OpenAIUsageReader(eventStream || this.clientStreaming);
+    }
+    return { phase: 'response_headers' };
+  }
+
+  private responseBody(bytes: Uint8Array, end: boolean): ProcessingResponse {
+    const text = this.decoder.write(Buffer.from(bytes)) + (end ? this.decoder.end() : '');
+    switch (this.mode) {
+      case 'anthropic-stream': {
+        const translator = this.translator;
+        if (translator === undefined) return { phase: 'response_body' };
+        const out = translator.push(text) + (end ? translator.end() : '');
+        if (end) this.countTokens(translator.tokens);
+        return { phase: 'response_body', body: out === '' ? { clear: true } : { body: Buffer.from(out) } };
+      }
+      case 'anthropic-json': {
+        this.json += text;
+        if (!end) return { phase: 'response_body', body: { clear: true } };
+        const parsed = parseObject(this.json);
+        const status = this.status ?? 0;
+        if (status < 300 && parsed !== undefined) {
+          const { completion, usage } = fromAnthropicResponse(parsed);
+          this.countTokens(usage);
+          return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(completion)) } };
+        }
+        return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(toOpenAIError(parsed, status))) } };
+      }
+      case 'observe':
+        this.usageReader?.push(text);
+        if (end) {
+          const usage = this.usageReader?.end();
+          if (usage) this.countTokens(usage);
+        }
+        return { phase: 'response_body' };
+      default:
+        return { phase: 'response_body' };
+    }
+  }
+
+  private countTokens(usage: Usage): void {
+    const t = this.target;
+    if (t === undefined) return;
+    if (usage.input > 0) this.ctx.metrics.tokens.inc({ backend: t.backend, member: t.member, direction: 'in' }, usage.input);
+    if (usage.output > 0) this.ctx.metrics.tokens.inc({ backend: t.backend, member: t.member, direction: 'out' }, usage.output);
+  }
+}

@@ -1,0 +1,73 @@
+import { Counter, Histogram, Registry } from 'prom-client';
+
+/** Why an attempt on a member failed, as the extension saw it. */
+export type FailureCause = 'status_4xx' | 'status_5xx' | 'ratelimited' | 'timeout' | 'reset' | 'credential_unavailable';
+
+export interface AiExtensionMetrics {
+  registry: Registry;
+  /** Attempts sent to a member (a retry counts again, on the member it went to). */
+  requests: Counter<'backend' | 'member' | 'provider'>;
+  failures: Counter<'backend' | 'member' | 'cause'>;
+  /** Attempts that followed a failed attempt of the same request on another member. */
+  failovers: Counter<'backend' | 'from' | 'to'>;
+  tokens: Counter<'backend' | 'member' | 'direction'>;
+  /** Time the extension spends answering Envoy for one message (its own added latency). */
+  processing: Histogram<'phase'>;
+}
+
+/** The extension's series, in `registry` (its own, or the controller's when both run in one process). */
+export function createAiExtensionMetrics(registry = new Registry()): AiExtensionMetrics {
+  const registers = [registry];
+  return {
+    registry,
+    requests: new Counter({
+      name: 'switchyard_ai_requests_total',
+      help: 'Attempts the AI extension adapted, by Backend, pool member and provider.',
+      labelNames: ['backend', 'member', 'provider'],
+      registers,
+    }),
+    failures: new Counter({
+      name: 'switchyard_ai_failures_total',
+      help: 'Failed attempts by member and cause: status_4xx, status_5xx, ratelimited (429), timeout (408/504), reset (no answer: refused, reset or timed out), credential_unavailable.',
+      labelNames: ['backend', 'member', 'cause'],
+      registers,
+    }),
+    failovers: new Counter({
+      name: 'switchyard_ai_failovers_total',
+      help: 'Retries of a request that moved from one pool member to another.',
+      labelNames: ['backend', 'from', 'to'],
+      registers,
+    }),
+    tokens: new Counter({
+      name: 'switchyard_ai_tokens_total',
+      help: 'Tokens reported in the providers\' usage fields, by member and direction (in: prompt, out: completion).',
+      labelNames: ['backend', 'member', 'direction'],
+      registers,
+    }),
+    processing: new Histogram({
+      name: 'switchyard_ai_extension_processing_seconds',
+      help: 'Time the AI extension took to answer one ext_proc message, by phase.',
+      labelNames: ['phase'],
+      // Sub-millisecond work unless a credential must be fetched first.
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1],
+      registers,
+    }),
+  };
+}
+
+/** Serves the extension's series from another registry too (the controller's, in one process). */
+export function registerAiExtensionMetrics(metrics: AiExtensionMetrics, registry: Registry): void {
+  registry.registerMetric(metrics.requests);
+  registry.registerMetric(metrics.failures);
+  registry.registerMetric(metrics.failovers);
+  registry.registerMetric(metrics.tokens);
+  registry.registerMetric(metrics.processing);
+}
+
+export function failureCause(status: number): FailureCause | undefined {
+  if (status === 429) return 'ratelimited';
+  if (status === 408 || status === 504) return 'timeout';
+  if (status >= 500) return 'status_5xx';
+  if (status >= 400) return 'status_4xx';
+  return undefined;
+}

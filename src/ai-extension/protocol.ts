@@ -1,0 +1,155 @@
+import type * as grpc from '@grpc/grpc-js';
+import { messageType } from '../envoy/proto.js';
+
+/**
+ * The ext_proc wire protocol (envoy.service.ext_proc.v3.ExternalProcessor/Process), loaded from
+ * the Envoy protos through src/envoy/proto.ts. Requests are decoded straight into the typed
+ * shapes below (no JSON detour: bodies stay bytes); responses are built as plain objects.
+ */
+
+const REQUEST = 'envoy.service.ext_proc.v3.ProcessingRequest';
+const RESPONSE = 'envoy.service.ext_proc.v3.ProcessingResponse';
+
+/** google.protobuf.Value as protobufjs decodes it: its bundled struct.proto names fields in camelCase. */
+export interface DecodedValue {
+  stringValue?: string;
+  numberValue?: number;
+  boolValue?: boolean;
+}
+
+export interface DecodedStruct {
+  fields?: Record<string, DecodedValue>;
+}
+
+export interface DecodedHeader {
+  key: string;
+  value?: string;
+  raw_value?: Uint8Array;
+}
+
+export interface DecodedHttpHeaders {
+  headers?: { headers?: DecodedHeader[] };
+  end_of_stream?: boolean;
+}
+
+export interface DecodedHttpBody {
+  body?: Uint8Array;
+  end_of_stream?: boolean;
+}
+
+/** One message from Envoy: exactly one phase is set. */
+export interface ProcessingRequest {
+  request_headers?: DecodedHttpHeaders;
+  response_headers?: DecodedHttpHeaders;
+  request_body?: DecodedHttpBody;
+  response_body?: DecodedHttpBody;
+  request_trailers?: object;
+  response_trailers?: object;
+  attributes?: Record<string, DecodedStruct>;
+}
+
+export interface HeaderSet {
+  key: string;
+  value: string;
+}
+
+export interface HeaderMutation {
+  set?: HeaderSet[];
+  remove?: string[];
+}
+
+export type BodyMutation = { body: Uint8Array } | { clear: true };
+
+export interface PhaseResponse {
+  phase: 'request_headers' | 'response_headers' | 'request_body' | 'response_body';
+  headers?: HeaderMutation;
+  body?: BodyMutation;
+}
+
+export interface ImmediateResponse {
+  phase: 'immediate';
+  status: number;
+  body: string;
+  headers?: HeaderSet[];
+}
+
+export interface TrailersResponse {
+  phase: 'request_trailers' | 'response_trailers';
+}
+
+/** What the extension answers to one phase. */
+export type ProcessingResponse = PhaseResponse | ImmediateResponse | TrailersResponse;
+
+export function decodeProcessingRequest(bytes: Buffer): ProcessingRequest {
+  // protobufjs' decoded message is a plain object with exactly these (snake_case) fields.
+  return messageType(REQUEST).decode(bytes) as unknown as ProcessingRequest;
+}
+
+type Plain = Record<string, unknown>;
+
+function headerMutation(m: HeaderMutation): Plain {
+  return {
+    set_headers: (m.set ?? []).map((h) => ({
+      header: { key: h.key, raw_value: Buffer.from(h.value) },
+      append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+    })),
+    remove_headers: m.remove ?? [],
+  };
+}
+
+export function encodeProcessingResponse(r: ProcessingResponse): Buffer {
+  const type = messageType(RESPONSE);
+  return Buffer.from(type.encode(type.fromObject(responseMessage(r))).finish());
+}
+
+function responseMessage(r: ProcessingResponse): Plain {
+  switch (r.phase) {
+    case 'immediate':
+      return { immediate_response: { status: { code: r.status }, body: Buffer.from(r.body), headers: headerMutation({ set: r.headers ?? [] }) } };
+    case 'request_trailers':
+    case 'response_trailers':
+      return { [r.phase]: {} };
+    default: {
+      const common: Plain = {};
+      if (r.headers) common['header_mutation'] = headerMutation(r.headers);
+      if (r.body) common['body_mutation'] = 'body' in r.body ? { body: r.body.body } : { clear_body: true };
+      return { [r.phase]: { response: common } };
+    }
+  }
+}
+
+/** The service definition grpc-js serves; (de)serialization is ours. */
+export const EXTERNAL_PROCESSOR_SERVICE: grpc.ServiceDefinition = {
+  Process: {
+    path: '/envoy.service.ext_proc.v3.ExternalProcessor/Process',
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: (): Buffer => {
+      throw new Error('the AI extension never sends ProcessingRequests');
+    },
+    requestDeserialize: decodeProcessingRequest,
+    responseSerialize: encodeProcessingResponse,
+    responseDeserialize: (): ProcessingResponse => {
+      throw new Error('the AI extension never reads ProcessingResponses');
+    },
+    originalName: 'process',
+  },
+};
+
+/** Header values arrive in raw_value (bytes) from Envoy 1.40; `value` is the older form. */
+export function headerValue(h: DecodedHeader): string {
+  if (h.raw_value !== undefined && h.raw_value.length > 0) return Buffer.from(h.raw_value).toString('utf8');
+  return h.value ?? '';
+}
+
+/** Headers of one message as a map with lower-case names (repeated headers joined by ", "). */
+export function headerMap(h: DecodedHttpHeaders | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const header of h?.headers?.headers ?? []) {
+    const name = header.key.toLowerCase();
+    const value = headerValue(header);
+    const previous = out.get(name);
+    out.set(name, previous === undefined ? value : `${previous}, ${value}`);
+  }
+  return out;
+}

@@ -1,0 +1,136 @@
+import { hostname } from 'node:os';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { startHealthServer, type HealthServer } from '../observability/health.js';
+import { CredentialStore } from './credentials.js';
+import { AttemptExchange, type ExchangeContext } from './exchange.js';
+import { createAiExtensionMetrics, type AiExtensionMetrics } from './metrics.js';
+import { EXTERNAL_PROCESSOR_SERVICE, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
+import { RequestMemory } from './request-memory.js';
+
+export interface AiExtensionOptions {
+  /** gRPC (ext_proc) port Envoy calls; 0 picks a free one. */
+  port: number;
+  host?: string;
+  /** The controller's ADS server, for credentials; absent: call connect() once it is known. */
+  xds?: { host: string; port: number };
+  logger: Logger;
+  /** Series go to this registry (the controller's, when both run in one process); else to their own. */
+  registry?: Registry;
+  /** Serve /metrics, /healthz and /readyz on this port (0: any free one); absent: not served here. */
+  metricsPort?: number;
+  metricsHost?: string;
+  /** How long an attempt waits for a credential the controller has not sent yet. */
+  credentialWaitMs?: number;
+  nodeId?: string;
+}
+
+export interface RunningAiExtension {
+  port: number;
+  metricsPort: number | undefined;
+  metrics: AiExtensionMetrics;
+  credentials: CredentialStore;
+  /** Starts fetching credentials from the controller's ADS server (when `xds` was not given). */
+  connect(xds: { host: string; port: number }): void;
+  stop(): Promise<void>;
+}
+
+/**
+ * `switchyard ai-extension`: the ext_proc gRPC service Envoy calls for every attempt on an AI
+ * Backend (src/ai-extension/README.md), with credentials from the controller over ADS.
+ */
+export async function startAiExtension(opts: AiExtensionOptions): Promise<RunningAiExtension> {
+  const log = opts.logger;
+  const metrics = createAiExtensionMetrics(opts.registry);
+  const credentials = new CredentialStore({
+    nodeId: opts.nodeId ?? `ai-extension/${hostname()}/${process.pid}`,
+    logger: log,
+  });
+  const ctx: ExchangeContext = {
+    credentials,
+    memory: new RequestMemory(),
+    metrics,
+    credentialHeaders: new Set(),
+    credentialWaitMs: opts.credentialWaitMs ?? 1_000,
+    logger: log,
+  };
+
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': 64 * 1024 * 1024 });
+  server.addService(EXTERNAL_PROCESSOR_SERVICE, {
+    Process: (call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>) => serveAttempt(call, ctx),
+  });
+  const address = (opts.host ?? '0.0.0.0').includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host ?? '0.0.0.0'}:${opts.port}`;
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+  });
+  if (opts.xds) credentials.start(opts.xds);
+
+  let health: HealthServer | undefined;
+  if (opts.metricsPort !== undefined) {
+    try {
+      health = await startHealthServer({
+        port: opts.metricsPort,
+        host: opts.metricsHost ?? '0.0.0.0',
+        registry: metrics.registry,
+        ready: () => true,
+      });
+    } catch (err) {
+      server.forceShutdown();
+      await credentials.stop();
+      throw err;
+    }
+  }
+  log.info({ port, xds: opts.xds ? `${opts.xds.host}:${opts.xds.port}` : 'later', metricsPort: health?.port }, 'ai-extension: serving ext_proc');
+
+  return {
+    port,
+    metricsPort: health?.port,
+    metrics,
+    credentials,
+    connect: (xds) => credentials.start(xds),
+    async stop() {
+      await credentials.stop();
+      // In-flight attempts end with an error Envoy maps to "AI extension unavailable".
+      server.forceShutdown();
+      await health?.close();
+    },
+  };
+}
+
+/** One ext_proc stream: messages are answered strictly in order, each after the previous one. */
+function serveAttempt(call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>, ctx: ExchangeContext): void {
+  const exchange = new AttemptExchange(ctx);
+  let queue: Promise<void> = Promise.resolve();
+  let closed = false;
+  const close = (): void => {
+    if (closed) return;
+    closed = true;
+    exchange.close();
+  };
+  call.on('data', (message: ProcessingRequest) => {
+    queue = queue.then(async () => {
+      const phase = Object.keys(message).find((k) => k.endsWith('_headers') || k.endsWith('_body') || k.endsWith('_trailers')) ?? 'unknown';
+      const timer = ctx.metrics.processing.startTimer({ phase });
+      try {
+        const response = await exchange.handle(message);
+        if (!call.destroyed && call.writable) call.write(response);
+      } catch (err) {
+        ctx.logger.error({ err }, 'ai-extension: failed to process an attempt');
+        if (!call.destroyed && call.writable) {
+          call.write({ phase: 'immediate', status: 500, body: JSON.stringify({ error: { message: `Switchyard AI extension failed: ${err instanceof Error ? err.message : String(err)}`, type: 'ai_extension_error', param: null, code: 'ai_extension_error' } }) });
+        }
+      } finally {
+        timer();
+      }
+    });
+  });
+  call.on('end', () => {
+    void queue.then(() => {
+      close();
+      call.end();
+    });
+  });
+  call.on('cancelled', close);
+  call.on('error', close);
+}

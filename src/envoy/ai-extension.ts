@@ -1,0 +1,117 @@
+import { isIP } from 'node:net';
+import { ANY, METADATA_NAMESPACE } from './names.js';
+import type { EnvoyOptions } from './options.js';
+import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
+
+/**
+ * The Envoy side of the AI extension: an upstream ext_proc filter on every AI cluster, the
+ * cluster that reaches the extension, and the local reply a client gets when it is down. Why
+ * each knob is set is in src/ai-extension/README.md (what Envoy 1.40 was seen to do).
+ */
+
+export const AI_EXTENSION_CLUSTER = 'switchyard/ai-extension';
+
+/** Endpoint metadata keys (namespace switchyard.dev) the extension reads for each attempt. */
+export const ATTEMPT_KEYS = [
+  'backend', 'member', 'priority', 'provider', 'model', 'path', 'hostname',
+  'authHeader', 'authKind', 'credential', 'apiVersion', 'deployment',
+] as const;
+export type AttemptKey = (typeof ATTEMPT_KEYS)[number];
+
+/**
+ * The CEL expression Envoy evaluates against the host picked for the attempt. One per key: a
+ * whole metadata map would arrive as the string "CelMap value".
+ */
+export function attemptAttribute(key: AttemptKey): string {
+  return `xds.upstream_host_metadata.filter_metadata['${METADATA_NAMESPACE}'].${key}`;
+}
+
+/** Where Envoy puts the evaluated request_attributes in ProcessingRequest.attributes. */
+export const EXT_PROC_ATTRIBUTES = 'envoy.filters.http.ext_proc';
+
+/** How long Envoy waits for each answer of the extension before failing the attempt. */
+const MESSAGE_TIMEOUT = '2s';
+
+/** Response code details of a failed ext_proc stream start with this (Envoy 1.40). */
+const EXT_PROC_ERROR_DETAILS = 'ext_proc_error';
+
+export const AI_EXTENSION_UNAVAILABLE =
+  'Switchyard AI extension is unavailable: the request was not sent to any provider. Check that `switchyard ai-extension` (or `switchyard serve`) is running and reachable from Envoy.';
+
+/** The upstream ext_proc filter of an AI cluster (goes before envoy.filters.http.upstream_codec). */
+export function aiExtensionFilter(): JsonObject {
+  return {
+    name: 'envoy.filters.http.ext_proc',
+    typed_config: {
+      '@type': ANY.extProc,
+      // envoy_grpc sends the cluster name as :authority by default, and Node's HTTP/2 server resets
+      // a stream whose :authority holds a "/" (PROTOCOL_ERROR).
+      grpc_service: { envoy_grpc: { cluster_name: AI_EXTENSION_CLUSTER, authority: 'switchyard-ai-extension' } },
+      // Without the extension no attempt carries a credential: fail rather than call a provider.
+      failure_mode_allow: false,
+      processing_mode: {
+        request_header_mode: 'SEND',
+        request_body_mode: 'BUFFERED',
+        request_trailer_mode: 'SKIP',
+        response_header_mode: 'SEND',
+        // Chunk by chunk: streamed answers (SSE) must never wait for the whole body.
+        response_body_mode: 'STREAMED',
+        response_trailer_mode: 'SKIP',
+      },
+      request_attributes: ATTEMPT_KEYS.map(attemptAttribute),
+      // :authority follows the member; ext_proc ignores changes to it otherwise.
+      mutation_rules: { allow_all_routing: true },
+      message_timeout: MESSAGE_TIMEOUT,
+      stat_prefix: 'switchyard_ai',
+    },
+  };
+}
+
+/** The cluster through which Envoy reaches the extension (gRPC, so HTTP/2). */
+export function aiExtensionCluster(opts: EnvoyOptions): EnvoyResource {
+  const { host, port } = opts.aiExtension;
+  const isAddress = isIP(host) !== 0;
+  return {
+    '@type': TypeUrl.cluster,
+    name: AI_EXTENSION_CLUSTER,
+    type: isAddress ? 'STATIC' : 'STRICT_DNS',
+    ...(isAddress ? {} : { dns_lookup_family: 'V4_PREFERRED' }),
+    connect_timeout: '1s',
+    load_assignment: {
+      cluster_name: AI_EXTENSION_CLUSTER,
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: port } } } }] }],
+    },
+    // Every attempt in flight on an AI cluster holds one stream: the default 1024 would cap them.
+    circuit_breakers: { thresholds: [{ priority: 'DEFAULT', max_requests: 1_000_000, max_pending_requests: 1_000_000, max_connections: 1_000 }] },
+    typed_extension_protocol_options: {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+        '@type': ANY.httpProtocolOptions,
+        explicit_http_config: { http2_protocol_options: { connection_keepalive: { interval: '15s', timeout: '5s' } } },
+      },
+    },
+  };
+}
+
+/**
+ * A failed extension stream ends in a local reply from the upstream filter; this maps it to a 503
+ * whose body (OpenAI's error shape, which OpenAI SDKs print) says what is wrong.
+ */
+export function aiExtensionLocalReply(): JsonObject {
+  return {
+    mappers: [
+      {
+        filter: {
+          extension_filter: {
+            name: 'envoy.access_loggers.extension_filters.cel',
+            typed_config: { '@type': ANY.celFilter, expression: `response.code_details.startsWith('${EXT_PROC_ERROR_DETAILS}')` },
+          },
+        },
+        status_code: 503,
+        body: { inline_string: AI_EXTENSION_UNAVAILABLE },
+        body_format_override: {
+          json_format: { error: { message: '%LOCAL_REPLY_BODY%', type: 'ai_extension_unavailable', code: 'ai_extension_unavailable' } },
+        },
+      },
+    ],
+  };
+}

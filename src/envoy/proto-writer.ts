@@ -1,0 +1,289 @@
+/**
+ * Protobuf wire format written into one growing buffer that is reused for every message: the
+ * encoder allocates nothing per field and copies each finished message out once.
+ *
+ * Two choices keep it allocation-free and byte-identical to protobufjs' writer:
+ * - A nested message gets one byte for its length and is written in place; in the rare case the
+ *   body reaches 128 bytes it is moved right to make room for a longer varint (one memmove).
+ * - Fields are written in the order the JSON lists them (so errors come in that order) and put
+ *   in field-number order when their message closes, as protobuf encoders write them.
+ */
+export class ProtoWriter {
+  private buf = Buffer.allocUnsafeSlow(64 * 1024);
+  private pos = 0;
+  /** Field number and start offset of every field of the open messages (a stack, innermost on top). */
+  private readonly fieldIds: number[] = [];
+  private readonly fieldStarts: number[] = [];
+  private fieldTop = 0;
+  private readonly order: number[] = [];
+
+  /** Starts a new top-level message, dropping whatever an aborted encode left behind. */
+  reset(): void {
+    this.pos = 0;
+    this.fieldTop = 0;
+  }
+
+  /** A copy of the bytes written since reset (pooled like protobufjs' Buffer results). */
+  finish(): Buffer {
+    const out = Buffer.allocUnsafe(this.pos);
+    out.set(this.buf.subarray(0, this.pos));
+    return out;
+  }
+
+  // -- message structure ---------------------------------------------------------------------
+
+  /** Opens a message body; returns the mark to pass to closeMessage. */
+  openMessage(): number {
+    return this.fieldTop;
+  }
+
+  /** Starts field `id` of the innermost open message: its tag and value follow. */
+  field(id: number): void {
+    this.fieldIds[this.fieldTop] = id;
+    this.fieldStarts[this.fieldTop] = this.pos;
+    this.fieldTop++;
+  }
+
+  /** Closes the message opened at `mark`, putting its fields in field-number order. */
+  closeMessage(mark: number): void {
+    const top = this.fieldTop;
+    this.fieldTop = mark;
+    const ids = this.fieldIds;
+    let ordered = true;
+    for (let i = mark + 1; i < top && ordered; i++) ordered = (ids[i] as number) > (ids[i - 1] as number);
+    if (!ordered) this.reorder(mark, top);
+  }
+
+  private reorder(mark: number, top: number): void {
+    const ids = this.fieldIds;
+    const starts = this.fieldStarts;
+    const begin = starts[mark] as number;
+    const end = this.pos;
+    // The message is copied past its end (copyWithin: a memmove, no allocation), then each field
+    // is copied back to its place in field-number order.
+    this.ensure(end - begin);
+    const buf = this.buf;
+    buf.copyWithin(end, begin, end);
+    // Insertion sort of the (few) field indexes by field number; a key appears once per object.
+    const order = this.order;
+    order.length = 0;
+    for (let i = mark; i < top; i++) {
+      let j = order.length;
+      while (j > 0 && (ids[order[j - 1] as number] as number) > (ids[i] as number)) {
+        order[j] = order[j - 1] as number;
+        j--;
+      }
+      order[j] = i;
+    }
+    let at = begin;
+    for (const i of order) {
+      const from = (starts[i] as number) - begin + end;
+      const to = (i + 1 < top ? (starts[i + 1] as number) : end) - begin + end;
+      buf.copyWithin(at, from, to);
+      at += to - from;
+    }
+  }
+
+  /** Reserves the length of a length-delimited value; pass the result to endLength. */
+  beginLength(): number {
+    this.ensure(1);
+    return this.pos++;
+  }
+
+  endLength(at: number): void {
+    const length = this.pos - at - 1;
+    if (length < 128) {
+      this.buf[at] = length;
+      return;
+    }
+    const size = varintSize(length);
+    this.ensure(size - 1);
+    this.buf.copyWithin(at + size, at + 1, this.pos);
+    this.pos += size - 1;
+    const end = this.pos;
+    this.pos = at;
+    this.varint32(length);
+    this.pos = end;
+  }
+
+  // -- values ----------------------------------------------------------------------------------
+
+  varint32(value: number): void {
+    this.ensure(5);
+    const buf = this.buf;
+    let v = value >>> 0;
+    while (v > 127) {
+      buf[this.pos++] = (v & 127) | 128;
+      v >>>= 7;
+    }
+    buf[this.pos++] = v;
+  }
+
+  /** A 64-bit varint from its low and high 32 bits (unsigned). */
+  varint64(low: number, high: number): void {
+    this.ensure(10);
+    const buf = this.buf;
+    let lo = low >>> 0;
+    let hi = high >>> 0;
+    while (hi !== 0) {
+      buf[this.pos++] = (lo & 127) | 128;
+      lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+      hi >>>= 7;
+    }
+    while (lo > 127) {
+      buf[this.pos++] = (lo & 127) | 128;
+      lo >>>= 7;
+    }
+    buf[this.pos++] = lo;
+  }
+
+  /** int32 and enums: negative values take ten bytes, sign-extended to 64 bits. */
+  int32(value: number): void {
+    if (value < 0) this.int64(value);
+    else this.varint32(value);
+  }
+
+  sint32(value: number): void {
+    this.varint32(((value << 1) ^ (value >> 31)) >>> 0);
+  }
+
+  /** int64/uint64 from a JS integer or a decimal string (which may exceed 2^53). */
+  int64(value: number | string): void {
+    splitInt64(value);
+    this.varint64(splitLow, splitHigh);
+  }
+
+  sint64(value: number | string): void {
+    splitInt64(value);
+    // ZigZag: the sign moves to bit 0 so small negative numbers stay short.
+    const sign = splitHigh >> 31;
+    const high = (((splitHigh << 1) | (splitLow >>> 31)) ^ sign) >>> 0;
+    const low = ((splitLow << 1) ^ sign) >>> 0;
+    this.varint64(low, high);
+  }
+
+  fixed32(value: number): void {
+    this.ensure(4);
+    this.buf.writeUInt32LE(value >>> 0, this.pos);
+    this.pos += 4;
+  }
+
+  fixed64(value: number | string): void {
+    splitInt64(value);
+    this.fixed32(splitLow);
+    this.fixed32(splitHigh);
+  }
+
+  float(value: number): void {
+    this.ensure(4);
+    this.buf.writeFloatLE(value, this.pos);
+    this.pos += 4;
+  }
+
+  double(value: number): void {
+    this.ensure(8);
+    this.buf.writeDoubleLE(value, this.pos);
+    this.pos += 8;
+  }
+
+  bool(value: boolean): void {
+    this.ensure(1);
+    this.buf[this.pos++] = value ? 1 : 0;
+  }
+
+  /**
+   * A length-prefixed UTF-8 string. Short strings are encoded by hand (their length fits one
+   * byte), long ones by Buffer: the same split as protobufjs' Node writer, so a lone surrogate
+   * comes out exactly as it did before (3 bytes of its own when short, U+FFFD when long).
+   */
+  string(value: string): void {
+    const n = value.length;
+    if (n >= 40) {
+      const length = Buffer.byteLength(value);
+      this.varint32(length);
+      this.ensure(length);
+      this.pos += this.buf.write(value, this.pos, length, 'utf8');
+      return;
+    }
+    this.ensure(1 + 3 * n);
+    const buf = this.buf;
+    const at = this.pos++;
+    let pos = this.pos;
+    for (let i = 0; i < n; i++) {
+      let c = value.charCodeAt(i);
+      if (c < 0x80) {
+        buf[pos++] = c;
+      } else if (c < 0x800) {
+        buf[pos++] = (c >> 6) | 0xc0;
+        buf[pos++] = (c & 0x3f) | 0x80;
+      } else {
+        const next = i + 1 < n ? value.charCodeAt(i + 1) : 0;
+        if ((c & 0xfc00) === 0xd800 && (next & 0xfc00) === 0xdc00) {
+          c = 0x10000 + ((c & 0x3ff) << 10) + (next & 0x3ff);
+          i++;
+          buf[pos++] = (c >> 18) | 0xf0;
+          buf[pos++] = ((c >> 12) & 0x3f) | 0x80;
+        } else {
+          buf[pos++] = (c >> 12) | 0xe0;
+        }
+        buf[pos++] = ((c >> 6) & 0x3f) | 0x80;
+        buf[pos++] = (c & 0x3f) | 0x80;
+      }
+    }
+    buf[at] = pos - at - 1;
+    this.pos = pos;
+  }
+
+  bytes(value: Uint8Array): void {
+    this.varint32(value.length);
+    this.ensure(value.length);
+    this.buf.set(value, this.pos);
+    this.pos += value.length;
+  }
+
+  private ensure(extra: number): void {
+    if (this.pos + extra <= this.buf.length) return;
+    const grown = Buffer.allocUnsafeSlow(Math.max(2 * this.buf.length, this.pos + extra));
+    this.buf.copy(grown, 0, 0, this.pos);
+    this.buf = grown;
+  }
+}
+
+function varintSize(value: number): number {
+  if (value < 1 << 7) return 1;
+  if (value < 1 << 14) return 2;
+  if (value < 1 << 21) return 3;
+  if (value < 1 << 28) return 4;
+  return 5;
+}
+
+// splitInt64's result: two numbers in module state rather than a fresh object per 64-bit value.
+let splitLow = 0;
+let splitHigh = 0;
+
+/** The two's-complement 64 bits of an integer (a JS number, or a decimal string of any size). */
+function splitInt64(value: number | string): void {
+  if (typeof value === 'string') {
+    const number = Number(value);
+    if (!Number.isSafeInteger(number)) {
+      const bits = BigInt.asUintN(64, BigInt(value));
+      splitLow = Number(bits & 0xffffffffn);
+      splitHigh = Number(bits >> 32n);
+      return;
+    }
+    value = number;
+  }
+  const negative = value < 0;
+  const magnitude = negative ? -value : value;
+  let low = magnitude >>> 0;
+  let high = ((magnitude - low) / 4294967296) >>> 0;
+  if (negative) {
+    // Two's complement: invert, then add one with carry into the high word.
+    low = ~low >>> 0;
+    high = ~high >>> 0;
+    low = (low + 1) >>> 0;
+    if (low === 0) high = (high + 1) >>> 0;
+  }
+  splitLow = low;
+  splitHigh = high;
+}

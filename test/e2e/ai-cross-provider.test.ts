@@ -1,0 +1,262 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { FakeProvider, ReceivedRequest } from '../../examples/demo/fake-provider.js';
+import { createFakeTls, type FakeTls } from '../../examples/demo/fake-tls.js';
+import { NAMESPACE, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+
+/**
+ * Per-attempt provider adaptation through the real Envoy and the AI extension: OpenAI at priority
+ * 0, Azure OpenAI at 1 and Anthropic at 2, each a TLS fake that checks the request as its vendor
+ * would (path and query, its own credential header and no other vendor's, body shape). The
+ * official OpenAI client talks to the gateway.
+ */
+
+const HOSTS = { openai: 'api.openai.com', azure: 'swy-east.openai.azure.com', anthropic: 'api.anthropic.com' } as const;
+const KEYS = { openai: 'sk-openai-test-1', azure: 'az-key-test-2', anthropic: 'sk-ant-test-3' } as const;
+const AZURE = { deployment: 'gpt-4o-mini', apiVersion: '2024-10-21' } as const;
+
+let tls: FakeTls;
+let gw: GatewayFixture;
+let openai: FakeProvider;
+let azure: FakeProvider;
+let anthropic: FakeProvider;
+let own: FakeProvider;
+
+function members(fakes: Record<string, FakeProvider>): Record<'openai' | 'azure' | 'anthropic', Manifest> {
+  // The fakes speak TLS on a high port: say so (only port 443 implies TLS).
+  const override = (f: FakeProvider | undefined): Manifest => ({ host: f?.host ?? '', port: f?.port ?? 0, tls: true });
+  return {
+    openai: {
+      name: 'openai',
+      provider: { openai: { model: 'gpt-4o', authToken: { kind: 'SecretRef', secretRef: { name: 'openai-key' } } } },
+      hostOverride: override(fakes['openai']),
+    },
+    azure: {
+      name: 'azure',
+      provider: {
+        azureopenai: { endpoint: HOSTS.azure, deploymentName: AZURE.deployment, apiVersion: AZURE.apiVersion, authToken: { kind: 'SecretRef', secretRef: { name: 'azure-key' } } },
+      },
+      hostOverride: override(fakes['azure']),
+    },
+    anthropic: {
+      name: 'anthropic',
+      provider: { anthropic: { model: 'claude-sonnet-4-5', authToken: { kind: 'SecretRef', secretRef: { name: 'anthropic-key' } } } },
+      hostOverride: override(fakes['anthropic']),
+    },
+  };
+}
+
+function backend(name: string, pools: Manifest[][]): Manifest {
+  return {
+    apiVersion: 'switchyard.dev/v1alpha1',
+    kind: 'Backend',
+    metadata: { name, namespace: NAMESPACE },
+    spec: { type: 'AI', ai: { multipool: { priorities: pools.map((pool) => ({ pool })) } }, outlierDetection: { enabled: false } },
+  };
+}
+
+beforeAll(async () => {
+  tls = createFakeTls(Object.values(HOSTS));
+  const cert = { cert: tls.cert, key: tls.key };
+  gw = await startGatewayFixture({
+    id: 'ai-cross-provider',
+    providers: ['openai', 'azure', 'anthropic', 'own'],
+    fakeOptions: {
+      openai: { tls: cert, vendor: { api: 'openai', key: KEYS.openai } },
+      azure: { tls: cert, vendor: { api: 'azureopenai', key: KEYS.azure, ...AZURE } },
+      // One SSE event every 60 ms: a buffered stream would reach the client all at once.
+      anthropic: { tls: cert, vendor: { api: 'anthropic', key: KEYS.anthropic }, streamIntervalMs: 60 },
+    },
+    envoy: { trustedCaFile: tls.caFile },
+    manifests: ({ listenerPort, fakes }) => {
+      const m = members(fakes);
+      return {
+        'gateway.yaml': gatewayManifests(listenerPort),
+        'secrets.yaml': [secret('openai-key', `Bearer ${KEYS.openai}`), secret('azure-key', KEYS.azure), secret('anthropic-key', KEYS.anthropic)],
+        'backends.yaml': [
+          backend('chat', [[m.openai], [m.azure], [m.anthropic]]),
+          backend('claude', [[m.openai], [m.anthropic]]),
+          // A self-hosted model that takes the client's own key.
+          backend('mine', [
+            [m.openai],
+            [{ name: 'own', provider: { openaiCompatible: { host: 'llm.internal.test', port: 80, authToken: { kind: 'Passthrough' } } }, hostOverride: { host: fakes['own']?.host ?? '', port: fakes['own']?.port ?? 0 } }],
+          ]),
+        ],
+        'routes.yaml': [
+          httpRoute('chat', [
+            { path: '/v1', backend: 'chat' },
+            { path: '/claude/v1', rewritePrefix: '/v1', backend: 'claude' },
+            { path: '/mine/v1', rewritePrefix: '/v1', backend: 'mine' },
+          ]),
+        ],
+      };
+    },
+    waitForBackends: ['chat', 'claude'],
+  });
+  ({ openai, azure, anthropic, own } = gw.fakes as Record<'openai' | 'azure' | 'anthropic' | 'own', FakeProvider>);
+});
+
+afterAll(async () => {
+  await gw?.stop();
+  tls?.remove();
+});
+
+beforeEach(async () => {
+  await gw.resetFakes();
+});
+
+/** What a fake was sent, in the terms the tests check. */
+function seen(r: ReceivedRequest | undefined) {
+  return {
+    path: r?.path,
+    host: r?.host,
+    rejected: r?.rejected,
+    authorization: r?.headers['authorization'],
+    apiKey: r?.headers['api-key'],
+    xApiKey: r?.headers['x-api-key'],
+    model: (r?.body as { model?: unknown } | undefined)?.model,
+  };
+}
+
+describe('each attempt carries its own member\'s host, path, credential and model', () => {
+  it('first attempt: OpenAI gets its path, Host, bearer key and model', async () => {
+    const answer = await gw.chat();
+    expect(answer.content).toBe('answered by openai');
+    expect(seen(openai.received()[0])).toEqual({
+      path: '/v1/chat/completions',
+      host: HOSTS.openai,
+      rejected: undefined,
+      authorization: `Bearer ${KEYS.openai}`,
+      apiKey: undefined,
+      xApiKey: undefined,
+      model: 'gpt-4o',
+    });
+  });
+
+  it('OpenAI 503 → Azure: the retry carries Azure\'s api-key and deployment path, never OpenAI\'s bearer token', async () => {
+    await openai.setMode({ kind: 'status', status: 503 });
+    const answer = await gw.chat();
+    expect(answer.content).toBe('answered by azure');
+    expect(openai.received()).toHaveLength(1);
+    expect(seen(azure.received()[0])).toEqual({
+      path: `/openai/deployments/${AZURE.deployment}/chat/completions?api-version=${AZURE.apiVersion}`,
+      host: HOSTS.azure,
+      rejected: undefined,
+      authorization: undefined,
+      apiKey: KEYS.azure,
+      xApiKey: undefined,
+      model: AZURE.deployment,
+    });
+    expect(azure.received()[0]?.headers['x-envoy-attempt-count']).toBe('2');
+  });
+
+  it('OpenAI and Azure 503 → Anthropic: a Messages request with x-api-key, and an OpenAI chat completion back', async () => {
+    await openai.setMode({ kind: 'status', status: 503 });
+    await azure.setMode({ kind: 'status', status: 503 });
+    const { data, response } = await gw
+      .client()
+      .chat.completions.create({ model: 'client-model', messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hello' }] })
+      .withResponse();
+    expect(response.status).toBe(200);
+    expect(data.object).toBe('chat.completion');
+    expect(data.choices[0]?.message).toMatchObject({ role: 'assistant', content: 'answered by anthropic' });
+    expect(data.choices[0]?.finish_reason).toBe('stop');
+    expect(data.usage?.completion_tokens).toBe(3);
+    const request = anthropic.received()[0];
+    expect(seen(request)).toEqual({
+      path: '/v1/messages',
+      host: HOSTS.anthropic,
+      rejected: undefined,
+      authorization: undefined,
+      apiKey: undefined,
+      xApiKey: KEYS.anthropic,
+      model: 'claude-sonnet-4-5',
+    });
+    expect(request?.headers['anthropic-version']).toBe('2023-06-01');
+    expect(request?.body).toMatchObject({ system: 'be brief', max_tokens: 4096, messages: [{ role: 'user', content: [{ type: 'text', text: 'hello' }] }] });
+    expect(request?.headers['x-envoy-attempt-count']).toBe('3');
+  });
+
+  it('a retry back on OpenAI after an Anthropic attempt has no Anthropic headers left', async () => {
+    // claude: OpenAI first (fails), then Anthropic (fails); Envoy's next retry wraps around to OpenAI.
+    await openai.setMode({ kind: 'status', status: 503 });
+    await anthropic.setMode({ kind: 'status', status: 503 });
+    const failure = await gw.chatFailure('/claude/v1');
+    expect(failure.status).toBe(503);
+    expect(failure.message).toContain('openai is failing with 503');
+    expect(openai.received().map((r) => r.headers['x-envoy-attempt-count'])).toEqual(['1', '3']);
+    expect(anthropic.received().map((r) => r.headers['x-envoy-attempt-count'])).toEqual(['2']);
+    expect(openai.received().map((r) => r.rejected)).toEqual([undefined, undefined]);
+    expect(openai.received().every((r) => r.headers['x-api-key'] === undefined && r.headers['anthropic-version'] === undefined)).toBe(true);
+  });
+});
+
+describe('Passthrough', () => {
+  it('gives a Passthrough member the client\'s own key after an attempt that carried the member\'s', async () => {
+    await openai.setMode({ kind: 'status', status: 503 });
+    const answer = await gw.chat('/mine/v1');
+    expect(answer.content).toBe('answered by own');
+    expect(openai.received()[0]?.headers['authorization']).toBe(`Bearer ${KEYS.openai}`);
+    expect(own.received()[0]?.headers['authorization']).toBe('Bearer sk-client');
+    expect(own.received()[0]?.host).toBe('llm.internal.test');
+  });
+});
+
+describe('Anthropic errors', () => {
+  it('reach the OpenAI client in OpenAI\'s error shape', async () => {
+    await openai.setMode({ kind: 'status', status: 503 });
+    await anthropic.setMode({ kind: 'status', status: 529, message: 'Overloaded' });
+    const failure = await gw.chatFailure('/claude/v1');
+    expect(failure.status).toBe(529);
+    // The SDK quotes error.message: it could only find it in OpenAI's shape.
+    expect(failure.message).toBe('529 Overloaded');
+  });
+});
+
+describe('OpenAI 503 → Anthropic, streaming', () => {
+  it('gives the OpenAI client a valid SSE stream built from Anthropic\'s events, as they arrive', async () => {
+    await openai.setMode({ kind: 'status', status: 503 });
+    const started = performance.now();
+    const stream = await gw.client('/claude/v1').chat.completions.create({
+      model: 'client-model',
+      messages: [{ role: 'user', content: 'hello' }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const arrivals: { at: number; content: string; finish: string | null; usage: number | undefined }[] = [];
+    for await (const chunk of stream) {
+      expect(chunk.object).toBe('chat.completion.chunk');
+      arrivals.push({
+        at: performance.now() - started,
+        content: chunk.choices[0]?.delta.content ?? '',
+        finish: chunk.choices[0]?.finish_reason ?? null,
+        usage: chunk.usage?.total_tokens,
+      });
+    }
+    expect(arrivals.map((a) => a.content).join('')).toBe('answered by anthropic');
+    expect(arrivals.some((a) => a.finish === 'stop')).toBe(true);
+    expect(arrivals.at(-1)?.usage).toBeGreaterThan(0);
+    // Chunk by chunk: the first words reached the client long before Anthropic finished writing.
+    const firstWord = arrivals.find((a) => a.content !== '');
+    expect((arrivals.at(-1)?.at ?? 0) - (firstWord?.at ?? 0)).toBeGreaterThan(200);
+    expect(seen(anthropic.received()[0]).xApiKey).toBe(KEYS.anthropic);
+    expect(anthropic.received()[0]?.body).toMatchObject({ stream: true });
+  });
+});
+
+describe('metrics on /metrics', () => {
+  it('count requests per member, failures by cause, failovers and tokens', async () => {
+    await openai.setMode({ kind: 'status', status: 503 });
+    await gw.chat();
+    const text = await (await fetch(`http://127.0.0.1:${gw.controller.metricsPort}/metrics`)).text();
+    const value = (name: string, labels: string): number => {
+      const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && labels.split(',').every((p) => l.includes(p)));
+      return line === undefined ? 0 : Number(line.split(' ').at(-1));
+    };
+    expect(value('switchyard_ai_requests_total', 'member="openai",provider="openai"')).toBeGreaterThan(0);
+    expect(value('switchyard_ai_requests_total', 'member="azure",provider="azureopenai"')).toBeGreaterThan(0);
+    expect(value('switchyard_ai_failures_total', 'member="openai",cause="status_5xx"')).toBeGreaterThan(0);
+    expect(value('switchyard_ai_failovers_total', 'backend="ai/chat",from="openai",to="azure"')).toBeGreaterThan(0);
+    expect(value('switchyard_ai_tokens_total', 'member="azure",direction="in"')).toBeGreaterThan(0);
+    expect(value('switchyard_ai_tokens_total', 'member="anthropic",direction="out"')).toBeGreaterThan(0);
+  });
+});
