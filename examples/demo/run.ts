@@ -1,9 +1,11 @@
 /**
- * `make demo`: three fake providers, the real controller (`switchyard serve` on examples/), the
- * real Envoy bootstrapped by `switchyard bootstrap`, and the official OpenAI client sending a steady
- * stream of chat requests through the gateway while scenario.ts makes providers fail.
+ * `make demo`: six fake providers (three OpenAI-compatible ones for Backend ai/chat, OpenAI-,
+ * Azure- and Anthropic-shaped ones for Backend ai/cross), the real controller (`switchyard serve`
+ * on examples/, with the AI extension in-process), the real Envoy bootstrapped by `switchyard
+ * bootstrap`, and the official OpenAI client sending a steady stream of chat requests through the
+ * gateway while scenario.ts makes providers fail, first on ai/chat, then on ai/cross.
  *
- *   DEMO_PHASE_SECONDS=4   shorter phases (default 12)
+ *   DEMO_PHASE_SECONDS=4   shorter phases (default 7)
  *   DEMO_HOLD=1            keep everything running after the scenario, until Ctrl-C
  *   ENVOY_BIN=/path        the Envoy binary (default .toolchain/bin/envoy, from `make envoy`)
  */
@@ -14,34 +16,69 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
-import { startFakeProvider, type FakeProvider } from './fake-provider.js';
+import { startFakeProvider, type FakeProvider, type FakeVendor } from './fake-provider.js';
 import {
-  PHASES,
-  PROVIDERS,
+  PARTS,
   failureReasons,
   failuresWhileHealthy,
+  memberNamedIn,
+  modeOf,
   palette,
-  providerNamedIn,
   runScenario,
   summaryTable,
   type Answer,
   type Palette,
-  type ProviderName,
+  type Part,
+  type RequestOutcome,
+  type ScenarioResult,
 } from './scenario.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(ROOT, 'bin', 'switchyard.js');
 const COMPILED_CLI = join(ROOT, 'dist', 'cli', 'main.js');
 
-const PROVIDER_PORTS: Record<ProviderName, number> = { primary: 18081, secondary: 18082, tertiary: 18083 };
+interface FakeSpec {
+  /** The member of the part's Backend it stands in for. */
+  name: string;
+  port: number;
+  vendor?: FakeVendor;
+  streamIntervalMs?: number;
+}
+
+/** Anthropic's streamed events are written this far apart, so that a buffered stream would show. */
+const STREAM_INTERVAL_MS = 150;
+
+/**
+ * The fakes of each part's Backend, where its hostOverrides point. ai/cross's (examples/cross-provider.yaml)
+ * are plain HTTP (`hostOverride.tls: false`), each accepting only its Secret's key in its vendor's header.
+ */
+const FAKES: Readonly<Record<string, readonly FakeSpec[]>> = {
+  chat: [
+    { name: 'primary', port: 18081 },
+    { name: 'secondary', port: 18082 },
+    { name: 'tertiary', port: 18083 },
+  ],
+  cross: [
+    { name: 'openai', port: 18084, vendor: { api: 'openai', key: 'sk-demo-openai' } },
+    { name: 'azure', port: 18085, vendor: { api: 'azureopenai', key: 'demo-azure-key', deployment: 'gpt-4o-mini', apiVersion: '2024-10-21' } },
+    { name: 'anthropic', port: 18086, vendor: { api: 'anthropic', key: 'sk-ant-demo' }, streamIntervalMs: STREAM_INTERVAL_MS },
+  ],
+};
+
+function fakesOf(part: Part): readonly FakeSpec[] {
+  return FAKES[part.backend] ?? [];
+}
+
 const XDS_PORT = 18000;
+const AI_EXTENSION_PORT = 18001;
 const METRICS_PORT = 9090;
 const ADMIN_PORT = 9901;
 const GATEWAY_PORT = 10000;
 
 const PORTS: ReadonlyArray<{ port: number; owner: string }> = [
-  ...PROVIDERS.map((name) => ({ port: PROVIDER_PORTS[name], owner: `fake provider ${name}` })),
+  ...PARTS.flatMap((part) => fakesOf(part).map((f) => ({ port: f.port, owner: `fake provider ${f.name} (Backend ai/${part.backend})` }))),
   { port: XDS_PORT, owner: 'controller xDS server' },
+  { port: AI_EXTENSION_PORT, owner: 'AI extension (ext_proc, in the controller process)' },
   { port: METRICS_PORT, owner: 'controller metrics/status server' },
   { port: ADMIN_PORT, owner: 'Envoy admin API' },
   { port: GATEWAY_PORT, owner: 'Envoy listener of Gateway ai/ai-gateway' },
@@ -215,25 +252,129 @@ async function preflight(): Promise<string> {
 // ---------------------------------------------------------------------------------------------
 // The client
 
-function askThroughGateway(client: OpenAI): () => Promise<Answer> {
+const QUESTION = [{ role: 'user' as const, content: 'Which provider are you?' }];
+
+function clientFailure(err: unknown): string {
+  if (err instanceof OpenAI.APIConnectionTimeoutError) return 'client timeout';
+  if (err instanceof OpenAI.APIError) {
+    const status = err.status === undefined ? 'no response' : `HTTP ${err.status}`;
+    return `${status}: ${err.message.replace(/\s+/g, ' ').slice(0, 100)}`;
+  }
+  return describe(err);
+}
+
+/** Why `c` is not a chat completion as OpenAI would send it, or undefined when it is one. */
+function notOpenAiFormat(c: OpenAI.ChatCompletion): string | undefined {
+  // The SDK does not validate: these fields are what a translation could get wrong.
+  const object: string = c.object;
+  if (object !== 'chat.completion') return `object is ${JSON.stringify(object)}`;
+  if (typeof c.id !== 'string' || c.id === '') return 'no id';
+  const choice = c.choices[0];
+  if (choice === undefined) return 'no choices';
+  if (choice.message.role !== 'assistant' || typeof choice.message.content !== 'string') return 'no assistant message with content';
+  if (choice.finish_reason !== 'stop') return `finish_reason is ${JSON.stringify(choice.finish_reason)}`;
+  if (c.usage === undefined || !(c.usage.completion_tokens > 0)) return 'no usage';
+  return undefined;
+}
+
+function askThroughGateway(client: OpenAI, members: readonly string[]): () => Promise<Answer> {
   return async () => {
     try {
-      const completion = await client.chat.completions.create({
-        model: 'gpt-4o',
-        messages: [{ role: 'user', content: 'Which provider are you?' }],
-      });
+      const completion = await client.chat.completions.create({ model: 'gpt-4o', messages: QUESTION });
+      const problem = notOpenAiFormat(completion);
+      if (problem !== undefined) return { failure: `not an OpenAI chat completion: ${problem}` };
       const content = completion.choices[0]?.message.content ?? '';
-      const name = providerNamedIn(content);
+      const name = memberNamedIn(members, content);
       return name !== undefined ? { answeredBy: name } : { failure: `unexpected answer: ${JSON.stringify(content.slice(0, 60))}` };
     } catch (err) {
-      if (err instanceof OpenAI.APIConnectionTimeoutError) return { failure: 'client timeout' };
-      if (err instanceof OpenAI.APIError) {
-        const status = err.status === undefined ? 'no response' : `HTTP ${err.status}`;
-        return { failure: `${status}: ${err.message.replace(/\s+/g, ' ').slice(0, 100)}` };
-      }
-      return { failure: describe(err) };
+      return { failure: clientFailure(err) };
     }
   };
+}
+
+/**
+ * One `stream: true` request: prints each chunk when it arrives and checks the stream is OpenAI's
+ * (chat.completion.chunk objects, a stop, usage) and came chunk by chunk, not in one piece.
+ */
+function streamThroughGateway(client: OpenAI, members: readonly string[], p: Palette, report: (summary: string) => void): (print: (line: string) => void) => Promise<Answer> {
+  return async (print) => {
+    const started = performance.now();
+    const since = (): number => performance.now() - started;
+    const show = (line: string): void => print(p.cyan(`  | ${line}`));
+    show(`stream: ${p.bold('one request with stream: true')}, each chunk printed as it arrives`);
+    const fail = (failure: string): Answer => {
+      show(p.red(`stream failed: ${failure}`));
+      report(`failed: ${failure}`);
+      return { failure: `stream: ${failure}` };
+    };
+    try {
+      const stream = await client.chat.completions.create({ model: 'gpt-4o', messages: QUESTION, stream: true, stream_options: { include_usage: true } });
+      let text = '';
+      let chunks = 0;
+      let firstWordAt: number | undefined;
+      let lastAt = 0;
+      let stopped = false;
+      let usage = false;
+      let problem: string | undefined;
+      for await (const chunk of stream) {
+        chunks++;
+        lastAt = since();
+        const object: string = chunk.object;
+        if (object !== 'chat.completion.chunk') problem ??= `chunk ${chunks} has object ${JSON.stringify(object)}`;
+        const choice = chunk.choices[0];
+        const said: string[] = [];
+        if (choice?.delta.role !== undefined) said.push(`role ${choice.delta.role}`);
+        const content = choice?.delta.content;
+        if (typeof content === 'string' && content !== '') {
+          said.push(`content ${JSON.stringify(content)}`);
+          text += content;
+          firstWordAt ??= lastAt;
+        }
+        if (choice?.finish_reason !== undefined && choice.finish_reason !== null) {
+          said.push(`finish_reason ${choice.finish_reason}`);
+          stopped ||= choice.finish_reason === 'stop';
+        }
+        if (chunk.usage !== undefined && chunk.usage !== null) {
+          said.push(`usage ${chunk.usage.prompt_tokens} in / ${chunk.usage.completion_tokens} out`);
+          usage = true;
+        }
+        show(`${`+${Math.round(lastAt)} ms`.padStart(9)}  chunk ${chunks}: ${said.length > 0 ? said.join(', ') : '(empty)'}`);
+      }
+      const name = memberNamedIn(members, text);
+      const spread = firstWordAt === undefined ? 0 : lastAt - firstWordAt;
+      if (problem !== undefined) return fail(`not an OpenAI stream: ${problem}`);
+      if (!stopped) return fail('no chunk with finish_reason stop');
+      if (!usage) return fail('no usage chunk (stream_options.include_usage)');
+      if (name === undefined) return fail(`unexpected answer: ${JSON.stringify(text.slice(0, 60))}`);
+      // The provider writes its events STREAM_INTERVAL_MS apart: a buffered stream arrives at once.
+      if (spread < 2 * STREAM_INTERVAL_MS) return fail(`the chunks arrived in one piece (${Math.round(spread)} ms from first word to end): buffered`);
+      const summary = `${JSON.stringify(text)} from ${name}, ${chunks} chat.completion.chunk chunks; first word after ${Math.round(firstWordAt ?? 0)} ms, last chunk after ${Math.round(lastAt)} ms`;
+      show(`stream done: ${summary}`);
+      report(summary);
+      return { answeredBy: name };
+    } catch (err) {
+      return fail(clientFailure(err));
+    }
+  };
+}
+
+/** The AI extension's counters for Backend ai/`backend` from the controller's /metrics, in one line. */
+async function extensionCounters(backend: string): Promise<string> {
+  const text = await (await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
+  const series = (metric: string): Array<{ labels: Map<string, string>; value: number }> =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith(`${metric}{`))
+      .map((l) => {
+        const labels = new Map([...l.matchAll(/(\w+)="([^"]*)"/g)].map((m): [string, string] => [m[1] ?? '', m[2] ?? '']));
+        return { labels, value: Number(l.slice(l.lastIndexOf(' ') + 1)) };
+      })
+      .filter((s) => s.labels.get('backend') === `ai/${backend}` && s.value > 0);
+  const requests = series('switchyard_ai_requests_total').map((s) => `${s.labels.get('member') ?? '?'} ${s.value}`);
+  const failovers = series('switchyard_ai_failovers_total').map((s) => `${s.labels.get('from') ?? '?'}->${s.labels.get('to') ?? '?'} ${s.value}`);
+  const tokens = series('switchyard_ai_tokens_total');
+  const sum = (direction: string): number => tokens.filter((s) => s.labels.get('direction') === direction).reduce((n, s) => n + s.value, 0);
+  return `attempts ${requests.join(', ') || 'none'}; failovers ${failovers.join(', ') || 'none'}; tokens in ${sum('in')}, out ${sum('out')}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -241,7 +382,7 @@ function askThroughGateway(client: OpenAI): () => Promise<Answer> {
 
 function phaseSecondsFromEnv(): number {
   const raw = process.env['DEMO_PHASE_SECONDS'];
-  if (raw === undefined || raw === '') return 12;
+  if (raw === undefined || raw === '') return 7;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 2 || n > 600) throw new DemoFailure(`DEMO_PHASE_SECONDS must be a whole number of seconds from 2 to 600, got "${raw}"`);
   return n;
@@ -251,15 +392,16 @@ function holdMessage(p: Palette, logDir: string): string {
   const body = `'{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}'`;
   const tries: Array<[command: string, what: string]> = [
     [`curl -s localhost:${ADMIN_PORT}/clusters`, 'Envoy: hosts per priority, outlier ejections'],
-    [`curl -s localhost:${ADMIN_PORT}/stats | grep backend/ai/chat`, 'Envoy: retries, ejections, per-code counters'],
+    [`curl -s localhost:${ADMIN_PORT}/stats | grep backend/ai/`, 'Envoy: retries, ejections, per-code counters'],
     [`curl -s localhost:${METRICS_PORT}/statusz`, 'controller: object statuses, connected Envoys'],
-    [`curl -s localhost:${METRICS_PORT}/metrics`, 'controller: Prometheus metrics'],
+    [`curl -s localhost:${METRICS_PORT}/metrics | grep switchyard_ai_`, 'AI extension: attempts, failures, failovers, tokens'],
   ];
   const width = Math.max(...tries.map(([command]) => command.length));
   return [
     '',
     p.bold('Everything keeps running (DEMO_HOLD=1). Try:'),
     `  curl -s localhost:${GATEWAY_PORT}/v1/chat/completions -H 'content-type: application/json' -d ${body}`,
+    `  curl -sN localhost:${GATEWAY_PORT}/cross/v1/chat/completions -H 'content-type: application/json' -d '{"stream":true,${body.slice(2)}`,
     ...tries.map(([command, what]) => `  ${command.padEnd(width)}  ${p.dim(`# ${what}`)}`),
     `Logs: ${logDir}`,
     p.dim('Ctrl-C stops the controller, Envoy and the fake providers.'),
@@ -289,25 +431,49 @@ async function main(): Promise<number> {
   const phaseSeconds = phaseSecondsFromEnv();
   const hold = process.env['DEMO_HOLD'] === '1';
   const envoyBin = await preflight();
+  for (const part of PARTS) {
+    const names = fakesOf(part).map((f) => f.name).join(',');
+    if (names !== part.members.join(',')) throw new Error(`run.ts starts fakes ${names} for Backend ${part.backend}, scenario.ts expects ${part.members.join(',')}`);
+  }
 
   const logDir = mkdtempSync(join(tmpdir(), 'switchyard-demo-'));
   say(p.bold('Switchyard failover demo'));
   step(`logs and Envoy bootstrap in ${logDir}`);
 
-  const fakes: Array<{ name: ProviderName; fake: FakeProvider }> = [];
+  /** Per part, its fakes in member order. */
+  const fakes = new Map<Part, FakeProvider[]>();
+  const allFakes = (): FakeProvider[] => [...fakes.values()].flat();
   let outcome = 1;
   try {
-    for (const name of PROVIDERS) fakes.push({ name, fake: await startFakeProvider({ name, host: '127.0.0.1', port: PROVIDER_PORTS[name] }) });
-    step(`fake providers: ${fakes.map(({ name, fake }) => `${name} ${fake.url}`).join(', ')}`);
+    for (const part of PARTS) {
+      const started: FakeProvider[] = [];
+      fakes.set(part, started);
+      for (const spec of fakesOf(part)) {
+        started.push(
+          await startFakeProvider({
+            name: spec.name,
+            host: '127.0.0.1',
+            port: spec.port,
+            ...(spec.vendor !== undefined ? { vendor: spec.vendor } : {}),
+            ...(spec.streamIntervalMs !== undefined ? { streamIntervalMs: spec.streamIntervalMs } : {}),
+          }),
+        );
+      }
+      const vendors = fakesOf(part).some((f) => f.vendor !== undefined) ? ", each checking path, key header and body as its vendor's API would" : '';
+      step(`fake providers for ai/${part.backend}: ${started.map((f) => `${f.name} ${f.url}`).join(', ')}${vendors}`);
+    }
 
     const controller = startChild(
       'controller',
       process.execPath,
-      [CLI, 'serve', '--config', 'examples', '--xds-port', String(XDS_PORT), '--metrics-port', String(METRICS_PORT), '--listener-address', '127.0.0.1', '--log-level', 'warn'],
+      [
+        CLI, 'serve', '--config', 'examples', '--xds-port', String(XDS_PORT), '--metrics-port', String(METRICS_PORT),
+        '--ai-extension-port', String(AI_EXTENSION_PORT), '--listener-address', '127.0.0.1', '--log-level', 'warn',
+      ],
       join(logDir, 'controller.log'),
     );
     await waitUntil(`the controller to be ready (http://127.0.0.1:${METRICS_PORT}/readyz)`, controller, stop.signal, async () => (await fetch(`http://127.0.0.1:${METRICS_PORT}/readyz`)).ok);
-    step(`controller: xDS on :${XDS_PORT}, metrics and /statusz on :${METRICS_PORT} (log ${controller.logPath})`);
+    step(`controller: xDS on :${XDS_PORT}, AI extension (ext_proc) on :${AI_EXTENSION_PORT}, metrics and /statusz on :${METRICS_PORT} (log ${controller.logPath})`);
 
     const bootstrap = await run(process.execPath, [CLI, 'bootstrap', '--xds', `127.0.0.1:${XDS_PORT}`, '--node-id', 'demo', '--admin-port', String(ADMIN_PORT)]);
     if (bootstrap.code !== 0) throw new DemoFailure(`switchyard bootstrap exited with code ${String(bootstrap.code)}:\n${bootstrap.stderr.trim()}`);
@@ -328,11 +494,21 @@ async function main(): Promise<number> {
     });
     step(`Envoy: gateway on :${GATEWAY_PORT}, admin on :${ADMIN_PORT} (log ${envoy.logPath})`);
 
-    const client = new OpenAI({ baseURL: `http://127.0.0.1:${GATEWAY_PORT}/v1`, apiKey: 'sk-demo', maxRetries: 0, timeout: 10_000 });
-    const ask = askThroughGateway(client);
-    const first = await ask();
-    if (!('answeredBy' in first)) throw new DemoFailure(`the first request through the gateway failed: ${first.failure}\n--- last lines of ${envoy.logPath} ---\n${tail(envoy.logPath)}\n---`);
-    step(`first request through the gateway answered by ${first.answeredBy}`);
+    const clients = new Map<Part, OpenAI>();
+    for (const part of PARTS) {
+      // The gateway replaces this key with each member's own; no client retries: every failure shows.
+      const client = new OpenAI({ baseURL: `http://127.0.0.1:${GATEWAY_PORT}${part.path}`, apiKey: 'sk-demo-client', maxRetries: 0, timeout: 10_000 });
+      clients.set(part, client);
+      const first = await askThroughGateway(client, part.members)();
+      if (!('answeredBy' in first)) {
+        const rejected = allFakes().flatMap((f) => f.received().filter((r) => r.rejected !== undefined).map((r) => `${f.name}: ${r.rejected ?? ''}`));
+        throw new DemoFailure(
+          `the first request to ${part.path} failed: ${first.failure}${rejected.length > 0 ? `\nrefused by the fakes: ${rejected.slice(0, 3).join('; ')}` : ''}` +
+            `\n--- last lines of ${envoy.logPath} ---\n${tail(envoy.logPath)}\n---\n--- last lines of ${controller.logPath} ---\n${tail(controller.logPath, 10)}\n---`,
+        );
+      }
+      step(`first request to ${part.path} (Backend ai/${part.backend}) answered by ${first.answeredBy}`);
+    }
 
     // From here a dying child ends the scenario: its numbers would say nothing about failover.
     let died: Child | undefined;
@@ -348,52 +524,81 @@ async function main(): Promise<number> {
     }
 
     const requestsPerSecond = 10;
-    say('');
-    say(
-      `${p.bold('Scenario')}: ${PHASES.length} phases of ${phaseSeconds} s, the OpenAI client sends ${requestsPerSecond} chat requests/s to http://127.0.0.1:${GATEWAY_PORT}/v1 ` +
-        `(no client retries); each column counts the answers of one priority, per second.`,
-    );
-    const result = await runScenario({
-      phases: PHASES,
-      phaseSeconds,
-      requestsPerSecond,
-      maxInFlight: 50,
-      driver: {
-        setModes: async (modes) => {
-          await Promise.all(fakes.map(({ name, fake }) => fake.setMode(modes[name])));
+    const results: Array<{ part: Part; result: ScenarioResult }> = [];
+    let streamSummary: string | undefined;
+    for (const [index, part] of PARTS.entries()) {
+      const partFakes = fakes.get(part) ?? [];
+      const client = clients.get(part);
+      if (client === undefined) throw new Error(`no client for ${part.backend}`);
+      say('');
+      say(p.bold(`Part ${index + 1}/${PARTS.length}: ${part.title}`));
+      say(part.intro);
+      say(
+        `${p.bold('Scenario')}: ${part.phases.length} phases of ${phaseSeconds} s, the OpenAI client sends ${requestsPerSecond} chat requests/s to ` +
+          `http://127.0.0.1:${GATEWAY_PORT}${part.path} (no client retries); each member column counts the answers it gave, per second.`,
+      );
+      const result = await runScenario({
+        part,
+        phaseSeconds,
+        requestsPerSecond,
+        maxInFlight: 50,
+        driver: {
+          setModes: async (phase) => {
+            await Promise.all(partFakes.map((fake) => fake.setMode(modeOf(phase, fake.name))));
+          },
+          send: askThroughGateway(client, part.members),
+          stream: streamThroughGateway(client, part.members, p, (summary) => (streamSummary = summary)),
+          attempts: () => partFakes.map((fake) => fake.received().length),
         },
-        send: ask,
-        attempts: () => {
-          const seen = { primary: 0, secondary: 0, tertiary: 0 };
-          for (const { name, fake } of fakes) seen[name] = fake.received().length;
-          return seen;
-        },
-      },
-      write: say,
-      palette: p,
-      signal: stop.signal,
-    });
-    if (died !== undefined || !result.completed) {
-      const reason: unknown = stop.signal.reason;
-      throw reason instanceof Error ? reason : new DemoFailure('the scenario was stopped');
+        write: say,
+        palette: p,
+        signal: stop.signal,
+      });
+      if (died !== undefined || !result.completed) {
+        const reason: unknown = stop.signal.reason;
+        throw reason instanceof Error ? reason : new DemoFailure('the scenario was stopped');
+      }
+      results.push({ part, result });
     }
 
-    const bad = failuresWhileHealthy(PHASES, result.outcomes);
     say('');
-    say(p.bold('Summary') + p.dim(' (requests counted in the phase they were sent in; latency as the client saw it)'));
-    say(summaryTable(PHASES, result.outcomes, result.attempts, p));
-    if (result.skipped > 0) say(p.yellow(`${result.skipped} sends skipped: 50 requests were already in flight`));
-    if (result.abandoned > 0) say(p.yellow(`${result.abandoned} requests still unanswered at the end, not counted`));
+    say(p.bold('Summary') + p.dim(' (requests counted in the phase they were sent in; latency as the client saw it, the stream not included; s: how long the phase lasted)'));
+    const bad: Array<{ part: Part; outcomes: RequestOutcome[] }> = [];
+    for (const [index, { part, result }] of results.entries()) {
+      say('');
+      say(p.bold(`Part ${index + 1}: Backend ai/${part.backend} via ${part.path}`) + p.dim(` (${part.members.join(' -> ')})`));
+      say(summaryTable(part, result, p));
+      if (part.phases.some((ph) => ph.stream === true)) say(`stream: ${streamSummary ?? 'not sent'}`);
+      const refused = (fakes.get(part) ?? []).flatMap((f) => f.received().filter((r) => r.rejected !== undefined).map((r) => `${f.name}: ${r.rejected ?? ''}`));
+      if (refused.length > 0) say(p.red(`${refused.length} attempts refused by the vendor fakes' checks, e.g. ${refused[0] ?? ''}`));
+      if (fakesOf(part).some((f) => f.vendor !== undefined)) {
+        try {
+          say(`AI extension /metrics: ${await extensionCounters(part.backend)}`);
+        } catch (err) {
+          say(p.yellow(`AI extension /metrics unreadable: ${describe(err)}`));
+        }
+      }
+      if (result.skipped > 0) say(p.yellow(`${result.skipped} sends skipped: 50 requests were already in flight`));
+      if (result.abandoned > 0) say(p.yellow(`${result.abandoned} requests still unanswered at the end, not counted`));
+      bad.push({ part, outcomes: failuresWhileHealthy(part, result.outcomes) });
+    }
     say('');
-    const goal = `failed requests while at least one priority was healthy: ${bad.length} (goal: 0)`;
-    if (bad.length === 0) {
+    const badCount = bad.reduce((n, b) => n + b.outcomes.length, 0);
+    const goal = `failed requests while at least one provider was healthy: ${badCount} (goal: 0; ${bad.map((b) => `ai/${b.part.backend} ${b.outcomes.length}`).join(', ')})`;
+    if (badCount === 0) {
       say(p.bold(p.green(goal)));
       outcome = 0;
     } else {
       say(p.bold(p.red(goal)));
-      for (const { reason, count } of failureReasons(bad).slice(0, 8)) say(`  ${String(count).padStart(5)} x ${reason}`);
-      const byPhase = PHASES.map((ph, i) => ({ label: ph.label, times: bad.filter((o) => o.phase === i).map((o) => (o.sentAt / 1000).toFixed(1)) })).filter((x) => x.times.length > 0);
-      for (const { label, times } of byPhase) say(`  in "${label}", sent at t=${times.slice(0, 12).join(', ')}${times.length > 12 ? ', ...' : ''} s`);
+      for (const { part, outcomes } of bad) {
+        if (outcomes.length === 0) continue;
+        say(`  ai/${part.backend}:`);
+        for (const { reason, count } of failureReasons(outcomes).slice(0, 8)) say(`  ${String(count).padStart(5)} x ${reason}`);
+        const byPhase = part.phases
+          .map((ph, i) => ({ label: ph.label, times: outcomes.filter((o) => o.phase === i).map((o) => (o.sentAt / 1000).toFixed(1)) }))
+          .filter((x) => x.times.length > 0);
+        for (const { label, times } of byPhase) say(`  in "${label}", sent at t=${times.slice(0, 12).join(', ')}${times.length > 12 ? ', ...' : ''} s`);
+      }
       say(p.red('FAILOVER GOAL MISSED: clients saw errors although a healthy provider was available.'));
       outcome = 1;
     }
@@ -413,7 +618,7 @@ async function main(): Promise<number> {
     step('stopping Envoy, the controller and the fake providers');
     // Envoy first, so it stops sending to providers that are about to go away.
     for (const c of [...children].reverse()) await c.stop();
-    await Promise.all(fakes.map(({ fake }) => fake.close()));
+    await Promise.all(allFakes().map((fake) => fake.close()));
     step(`logs kept in ${logDir}`);
   }
   return outcome;
