@@ -18,6 +18,18 @@ const SECRET = 'envoy.extensions.transport_sockets.tls.v3.Secret';
 
 export const AI_EXTENSION_NODE_CLUSTER = 'switchyard-ai-extension';
 
+/**
+ * Where the controller's ADS server is: a TCP address, plaintext unless `credentials` (TLS, see
+ * src/xds/tls.ts), or a Unix socket of this process's own ADS server (serve with xDS TLS).
+ */
+export type XdsTarget = { host: string; port: number; credentials?: grpc.ChannelCredentials } | { socket: string };
+
+/** The target for logs, without credentials. */
+export function describeXdsTarget(xds: XdsTarget): string {
+  if ('socket' in xds) return `unix:${xds.socket}`;
+  return `${xds.host.includes(':') ? `[${xds.host}]` : xds.host}:${xds.port}${xds.credentials ? ' (tls)' : ''}`;
+}
+
 export interface CredentialStoreOptions {
   nodeId: string;
   logger: Logger;
@@ -73,10 +85,11 @@ export class CredentialStore extends EventEmitter<CredentialStoreEvents> {
   }
 
   /** Connects to the controller's ADS server (and keeps reconnecting until stop()). */
-  start(xds: { host: string; port: number }): void {
+  start(xds: XdsTarget): void {
     if (this.client !== undefined) throw new Error('credential store: already started');
-    const { host, port } = xds;
-    this.client = new grpc.Client(`${host.includes(':') ? `[${host}]` : host}:${port}`, grpc.credentials.createInsecure(), {
+    const address = 'socket' in xds ? `unix:${xds.socket}` : `${xds.host.includes(':') ? `[${xds.host}]` : xds.host}:${xds.port}`;
+    const credentials = ('socket' in xds ? undefined : xds.credentials) ?? grpc.credentials.createInsecure();
+    this.client = new grpc.Client(address, credentials, {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.max_receive_message_length': 16 * 1024 * 1024,

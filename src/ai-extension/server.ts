@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { startHealthServer, type HealthServer } from '../observability/health.js';
-import { CredentialStore } from './credentials.js';
+import { CredentialStore, describeXdsTarget, type XdsTarget } from './credentials.js';
 import { AttemptExchange, type ExchangeContext } from './exchange.js';
 import { createAiExtensionMetrics, type AiExtensionMetrics } from './metrics.js';
 import { EXTERNAL_PROCESSOR_SERVICE, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
@@ -14,7 +14,7 @@ export interface AiExtensionOptions {
   port: number;
   host?: string;
   /** The controller's ADS server, for credentials; absent: call connect() once it is known. */
-  xds?: { host: string; port: number };
+  xds?: XdsTarget;
   logger: Logger;
   /** Series go to this registry (the controller's, when both run in one process); else to their own. */
   registry?: Registry;
@@ -32,7 +32,7 @@ export interface RunningAiExtension {
   metrics: AiExtensionMetrics;
   credentials: CredentialStore;
   /** Starts fetching credentials from the controller's ADS server (when `xds` was not given). */
-  connect(xds: { host: string; port: number }): void;
+  connect(xds: XdsTarget): void;
   stop(): Promise<void>;
 }
 
@@ -81,7 +81,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
       throw err;
     }
   }
-  log.info({ port, xds: opts.xds ? `${opts.xds.host}:${opts.xds.port}` : 'later', metricsPort: health?.port }, 'ai-extension: serving ext_proc');
+  log.info({ port, xds: opts.xds ? describeXdsTarget(opts.xds) : 'later', metricsPort: health?.port }, 'ai-extension: serving ext_proc');
 
   return {
     port,

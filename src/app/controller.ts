@@ -8,6 +8,7 @@ import { EventRecorder } from '../status/events.js';
 import { kubeStatusApi } from '../status/kube-api.js';
 import { defaultIdentity, LeaderElector } from '../status/leader.js';
 import { StatusWriter } from '../status/writer.js';
+import type { XdsServerTls } from '../xds/tls.js';
 import { startGatewayRuntime, type RunningGateway, type StatusSink } from './gateway-runtime.js';
 
 const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
@@ -29,6 +30,8 @@ export interface ControllerOptions {
   namespaces: readonly string[];
   xdsPort: number;
   xdsHost: string;
+  /** Serve xDS over TLS (mTLS when it has a CA); plaintext without. */
+  xdsTls?: XdsServerTls;
   metricsPort: number;
   metricsHost: string;
   envoy: Partial<EnvoyOptions>;
@@ -109,6 +112,7 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
       provider,
       xdsPort: opts.xdsPort,
       xdsHost: opts.xdsHost,
+      ...(opts.xdsTls ? { xdsTls: opts.xdsTls } : {}),
       metricsPort: opts.metricsPort,
       metricsHost: opts.metricsHost,
       envoy: opts.envoy,

@@ -11,6 +11,7 @@ import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type ServedA
 import type { ObjectStatus, WarningEvent } from '../translate/status.js';
 import { SnapshotCache } from '../xds/cache.js';
 import { XdsServer } from '../xds/server.js';
+import { xdsServerCredentials, xdsTlsMode, type XdsServerTls } from '../xds/tls.js';
 
 /** Where inputs come from: the file provider or the Kubernetes provider. */
 export interface SnapshotProvider {
@@ -32,6 +33,8 @@ export interface GatewayRuntimeOptions {
   provider: SnapshotProvider;
   xdsPort: number;
   xdsHost: string;
+  /** Serve xDS over TLS (mTLS when it has a CA); plaintext without. */
+  xdsTls?: XdsServerTls;
   metricsPort: number;
   metricsHost: string;
   envoy: Partial<EnvoyOptions>;
@@ -137,7 +140,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   let xdsPort: number;
   let health: HealthServer;
   try {
-    xdsPort = await xds.start({ port: opts.xdsPort, host: opts.xdsHost });
+    xdsPort = await xds.start({ port: opts.xdsPort, host: opts.xdsHost, ...(opts.xdsTls ? { credentials: xdsServerCredentials(opts.xdsTls) } : {}) });
     health = await startHealthServer({
       port: opts.metricsPort,
       host: opts.metricsHost,
@@ -150,7 +153,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     await provider.stop();
     throw err;
   }
-  log.info({ ...opts.origin, xdsPort, metricsPort: health.port }, 'switchyard serving');
+  log.info({ ...opts.origin, xdsPort, xdsTls: xdsTlsMode(opts.xdsTls), metricsPort: health.port }, 'switchyard serving');
 
   return {
     xdsPort,

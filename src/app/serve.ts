@@ -1,14 +1,20 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { registerAiExtensionMetrics } from '../ai-extension/metrics.js';
 import { startAiExtension, type RunningAiExtension } from '../ai-extension/server.js';
 import type { EnvoyOptions } from '../envoy/options.js';
 import { FileProvider } from '../providers/file.js';
+import type { XdsServerTls } from '../xds/tls.js';
 import { startGatewayRuntime, type RunningGateway } from './gateway-runtime.js';
 
 export interface ServeOptions {
   config: string;
   xdsPort: number;
   xdsHost: string;
+  /** Serve xDS over TLS (mTLS when it has a CA); the in-process extension needs nothing for it. */
+  xdsTls?: XdsServerTls;
   metricsPort: number;
   metricsHost: string;
   envoy: Partial<EnvoyOptions>;
@@ -46,9 +52,25 @@ export async function serve(opts: ServeOptions): Promise<RunningServe> {
     await extension?.stop();
     throw err;
   }
+  let socketDir: string | undefined;
   if (extension) {
-    // Credentials come from this process's own ADS server.
-    extension.connect({ host: dialable(servers.xdsHost), port: runtime.xdsPort });
+    // Credentials come from this process's own ADS server. When its port requires TLS, over a
+    // Unix socket in a directory only this user can enter (mkdtemp: mode 0700) instead.
+    try {
+      if (servers.xdsTls) {
+        socketDir = mkdtempSync(join(tmpdir(), 'switchyard-xds-'));
+        const socket = join(socketDir, 'ads.sock');
+        await runtime.xds.listenUnix(socket);
+        extension.connect({ socket });
+      } else {
+        extension.connect({ host: dialable(servers.xdsHost), port: runtime.xdsPort });
+      }
+    } catch (err) {
+      await extension.stop();
+      await runtime.stop();
+      if (socketDir) rmSync(socketDir, { recursive: true, force: true });
+      throw err;
+    }
     registerAiExtensionMetrics(extension.metrics, runtime.metrics.registry);
   }
   const running = extension;
@@ -58,6 +80,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServe> {
     async stop() {
       await running?.stop();
       await runtime.stop();
+      if (socketDir) rmSync(socketDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,3 +1,4 @@
+import { posix } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { startAiExtension } from '../ai-extension/server.js';
@@ -10,6 +11,7 @@ import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
 import { createLogger } from '../observability/logger.js';
 import { runPipeline, translateReport } from '../pipeline.js';
 import { FileProvider } from '../providers/file.js';
+import { CA_FILE, CERT_FILE, KEY_FILE, readXdsClientTls, readXdsServerTls, xdsChannelCredentials } from '../xds/tls.js';
 
 const USAGE = `switchyard: Gateway API and AI Backends to Envoy, over xDS
 
@@ -17,21 +19,31 @@ Usage:
   switchyard serve --config PATH [--xds-port 18000] [--xds-host 0.0.0.0] [--metrics-port 9090]
                    [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0] [--log-level info]
                    [--ai-extension-port 18001] [--ai-extension-address 127.0.0.1] [--no-ai-extension]
+                   [--xds-tls-dir DIR]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
       the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port.
-  switchyard ai-extension --xds HOST:PORT [--port 18001] [--host 0.0.0.0] [--metrics-port 9091] [--log-level info]
-      Run only the AI extension next to Envoy; provider keys come from the controller at --xds.
+  switchyard ai-extension --xds HOST:PORT [--xds-tls-dir DIR] [--port 18001] [--host 0.0.0.0]
+                          [--metrics-port 9091] [--log-level info]
+      Run only the AI extension next to Envoy; provider keys come from the controller at --xds
+      (over TLS with --xds-tls-dir: ca.crt verifies the controller, tls.crt/tls.key if present are
+      the client certificate).
   switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
                         [--ai-extension-address 127.0.0.1] [--ai-extension-port 18001]
-                        [--lease-namespace NS] [--no-leader-election] [--log-level info]
+                        [--lease-namespace NS] [--no-leader-election] [--xds-tls-dir DIR] [--log-level info]
       Watch a Kubernetes API server (--kubeconfig, else $KUBECONFIG, the in-cluster service account,
       ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status. The AI
       extension runs next to Envoy (switchyard ai-extension); --ai-extension-* say where Envoy dials it.
   switchyard translate -f PATH [-o json|yaml]
       Print what would be served (secrets redacted) and every object's status.
-  switchyard bootstrap --xds HOST:PORT --node-id ID [--admin-port 9901] [--delta] [-o json|yaml]
-      Print an Envoy bootstrap that connects a stock Envoy to the controller.
+  switchyard bootstrap --xds HOST:PORT --node-id ID [--admin-port 9901] [--delta] [--xds-tls-dir DIR]
+                       [-o json|yaml]
+      Print an Envoy bootstrap that connects a stock Envoy to the controller; with --xds-tls-dir
+      (as Envoy sees it) over mTLS: ca.crt verifies the controller, tls.crt/tls.key are Envoy's.
+
+  --xds-tls-dir DIR on serve and controller serves xDS over TLS: DIR holds tls.crt and tls.key
+  (like a kubernetes.io/tls Secret) and, optionally, ca.crt: client certificates are then
+  required and verified against it (mTLS).
 `;
 
 class UsageError extends Error {}
@@ -63,9 +75,11 @@ async function runServe(args: string[]): Promise<number> {
       'ai-extension-port': { type: 'string' },
       'ai-extension-address': { type: 'string' },
       'no-ai-extension': { type: 'boolean' },
+      'xds-tls-dir': { type: 'string' },
     },
   });
   if (!values.config) throw new UsageError('serve needs --config PATH (a manifest file or a directory of them)');
+  const xdsTls = values['xds-tls-dir'] !== undefined ? readXdsServerTls(values['xds-tls-dir']) : undefined;
   const extensionPort = int(values['ai-extension-port'], '--ai-extension-port', 18001);
   const extensionAddress = values['ai-extension-address'] ?? '127.0.0.1';
   const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard' });
@@ -73,6 +87,7 @@ async function runServe(args: string[]): Promise<number> {
     config: values.config,
     xdsPort: int(values['xds-port'], '--xds-port', 18000),
     xdsHost: values['xds-host'] ?? '0.0.0.0',
+    ...(xdsTls ? { xdsTls } : {}),
     metricsPort: int(values['metrics-port'], '--metrics-port', 9090),
     metricsHost: values['metrics-host'] ?? '0.0.0.0',
     envoy: {
@@ -105,9 +120,12 @@ async function runAiExtension(args: string[]): Promise<number> {
       'metrics-port': { type: 'string' },
       'metrics-host': { type: 'string' },
       'log-level': { type: 'string' },
+      'xds-tls-dir': { type: 'string' },
     },
   });
-  const xds = hostPort(values.xds, '--xds', "the controller's xDS address, where provider keys come from");
+  const xdsAddress = hostPort(values.xds, '--xds', "the controller's xDS address, where provider keys come from");
+  const tlsDir = values['xds-tls-dir'];
+  const xds = tlsDir !== undefined ? { ...xdsAddress, credentials: xdsChannelCredentials(readXdsClientTls(tlsDir)) } : xdsAddress;
   const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard-ai-extension' });
   const running = await startAiExtension({
     port: int(values.port, '--port', 18001),
@@ -167,8 +185,10 @@ async function runController(args: string[]): Promise<number> {
       'ai-extension-address': { type: 'string' },
       'ai-extension-port': { type: 'string' },
       'log-level': { type: 'string' },
+      'xds-tls-dir': { type: 'string' },
     },
   });
+  const xdsTls = values['xds-tls-dir'] !== undefined ? readXdsServerTls(values['xds-tls-dir']) : undefined;
   const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard' });
   const aiExtension = {
     host: values['ai-extension-address'] ?? DEFAULT_ENVOY_OPTIONS.aiExtension.host,
@@ -179,6 +199,7 @@ async function runController(args: string[]): Promise<number> {
     namespaces: namespaceList(values.namespaces),
     xdsPort: int(values['xds-port'], '--xds-port', 18000),
     xdsHost: values['xds-host'] ?? '0.0.0.0',
+    ...(xdsTls ? { xdsTls } : {}),
     metricsPort: int(values['metrics-port'], '--metrics-port', 9090),
     metricsHost: values['metrics-host'] ?? '0.0.0.0',
     envoy: { ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}), aiExtension },
@@ -210,9 +231,14 @@ async function runBootstrap(args: string[]): Promise<number> {
       'node-cluster': { type: 'string' },
       'admin-port': { type: 'string' },
       delta: { type: 'boolean' },
+      'xds-tls-dir': { type: 'string' },
       output: { type: 'string', short: 'o' },
     },
   });
+  // Paths as Envoy sees them (often another machine or a container): not read here.
+  const tlsDir = values['xds-tls-dir'];
+  if (tlsDir === '') throw new UsageError('--xds-tls-dir must name a directory (as Envoy sees it)');
+
   const target = values.xds ?? '';
   const sep = target.lastIndexOf(':');
   if (sep <= 0) throw new UsageError(`bootstrap needs --xds HOST:PORT (the controller's xDS address), got "${target}"`);
@@ -223,6 +249,7 @@ async function runBootstrap(args: string[]): Promise<number> {
     ...(values['node-cluster'] ? { nodeCluster: values['node-cluster'] } : {}),
     adminPort: int(values['admin-port'], '--admin-port', 9901),
     delta: values.delta ?? false,
+    ...(tlsDir !== undefined ? { xdsTls: { caFile: posix.join(tlsDir, CA_FILE), certFile: posix.join(tlsDir, CERT_FILE), keyFile: posix.join(tlsDir, KEY_FILE) } } : {}),
   });
   process.stdout.write(output(bootstrap, values.output));
   return 0;

@@ -16,6 +16,11 @@ export interface BootstrapOptions {
   adminHost?: string;
   /** Incremental (delta) xDS instead of state-of-the-world. */
   delta?: boolean;
+  /**
+   * Reach the controller over TLS: files as Envoy sees them. The controller is verified with
+   * `caFile` and must be named by `xds.host`; `certFile`/`keyFile` are Envoy's client certificate.
+   */
+  xdsTls?: { caFile: string; certFile: string; keyFile: string };
 }
 
 export const DEFAULT_NODE_CLUSTER = 'switchyard';
@@ -47,7 +52,7 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
       cds_config: adsSource,
     },
     static_resources: {
-      clusters: [xdsCluster(opts.xds.host, opts.xds.port)],
+      clusters: [xdsCluster(opts.xds.host, opts.xds.port, opts.xdsTls)],
     },
     // Without an admin layer Envoy warns at start and /runtime_modify is refused; tests use it.
     layered_runtime: {
@@ -59,7 +64,7 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
   };
 }
 
-function xdsCluster(host: string, port: number): JsonObject {
+function xdsCluster(host: string, port: number, tls: BootstrapOptions['xdsTls']): JsonObject {
   const isAddress = isIP(host) !== 0;
   return {
     name: XDS_CLUSTER_NAME,
@@ -84,6 +89,26 @@ function xdsCluster(host: string, port: number): JsonObject {
     },
     upstream_connection_options: {
       tcp_keepalive: { keepalive_time: 30, keepalive_interval: 5, keepalive_probes: 3 },
+    },
+    ...(tls ? { transport_socket: xdsTransportSocket(host, isAddress, tls) } : {}),
+  };
+}
+
+function xdsTransportSocket(host: string, isAddress: boolean, tls: NonNullable<BootstrapOptions['xdsTls']>): JsonObject {
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+      // SNI carries a name, never an address.
+      ...(isAddress ? {} : { sni: host }),
+      common_tls_context: {
+        tls_certificates: [{ certificate_chain: { filename: tls.certFile }, private_key: { filename: tls.keyFile } }],
+        validation_context: {
+          trusted_ca: { filename: tls.caFile },
+          // As a gRPC client does: the certificate must name the address Envoy dials.
+          match_typed_subject_alt_names: [{ san_type: isAddress ? 'IP_ADDRESS' : 'DNS', matcher: { exact: host } }],
+        },
+      },
     },
   };
 }

@@ -102,8 +102,11 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     this.unwatch = this.cache.watch((change) => this.fanOut(change.changed));
   }
 
-  /** Binds the server and returns the port (useful with port 0). */
-  async start({ port, host = '0.0.0.0' }: { port: number; host?: string }): Promise<number> {
+  /**
+   * Binds the server and returns the port (useful with port 0). `credentials`: TLS or mTLS
+   * (src/xds/tls.ts); plaintext without.
+   */
+  async start({ port, host = '0.0.0.0', credentials }: { port: number; host?: string; credentials?: grpc.ServerCredentials }): Promise<number> {
     if (this.server !== undefined) throw new Error('xds server: already started');
     const server = new grpc.Server({
       // Notice dead Envoys behind NATs; Envoy answers HTTP/2 pings.
@@ -117,11 +120,25 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     });
     const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     const bound = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
+      server.bindAsync(address, credentials ?? grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
     });
     this.server = server;
-    this.logger.info({ address: host, port: bound }, 'xds: server listening');
+    this.logger.info({ address: host, port: bound, tls: credentials !== undefined }, 'xds: server listening');
     return bound;
+  }
+
+  /**
+   * Also serves, in plaintext, on a Unix socket: for a client in this process (the in-process
+   * AI extension) when the TCP port requires TLS. The caller keeps `path` in a directory only
+   * this user can enter.
+   */
+  async listenUnix(path: string): Promise<void> {
+    const server = this.server;
+    if (server === undefined) throw new Error('xds server: start() it first');
+    await new Promise<number>((resolve, reject) => {
+      server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
+    });
+    this.logger.debug({ path }, 'xds: also listening on a Unix socket');
   }
 
   /** Ends every stream and closes the server; the cache stays usable. */

@@ -3,6 +3,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { buildBootstrap } from '../../src/envoy/bootstrap.js';
 import { createNamespace, kubectl, kubectlOk } from '../support/kube.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -29,6 +31,7 @@ describe('helm chart deploy/switchyard', () => {
   it.each([
     { name: 'default', set: [] as string[] },
     { name: 'watch-namespaces-xds-tls', set: ['--set', 'watchNamespaces={team-a,team-b}', '--set', 'xds.tls.enabled=true', '--set', 'xds.tls.secretName=xds-tls', '--set', 'envoy.enabled=false'] },
+    { name: 'xds-tls-envoy', set: ['--set', 'xds.tls.enabled=true', '--set', 'xds.tls.secretName=xds-tls'] },
   ])('renders the $name golden (UPDATE_GOLDEN=1 rewrites it)', async ({ name, set }) => {
     const r = await helm(['template', 'switchyard', CHART, '-n', 'switchyard-system', ...set]);
     expect(r.stderr).toBe('');
@@ -37,6 +40,84 @@ describe('helm chart deploy/switchyard', () => {
     if (process.env.UPDATE_GOLDEN === '1') writeFileSync(file, r.stdout);
     expect(existsSync(file), `missing ${path.relative(root, file)}: run UPDATE_GOLDEN=1 once and review it`).toBe(true);
     expect(r.stdout, `helm template drifted from ${path.relative(root, file)}: run UPDATE_GOLDEN=1 and review the diff`).toBe(readFileSync(file, 'utf8'));
+  });
+});
+
+interface Container {
+  name: string;
+  args?: string[];
+  ports?: { name: string; containerPort: number }[];
+  livenessProbe?: { httpGet?: { path: string; port: string } };
+  readinessProbe?: { httpGet?: { path: string; port: string } };
+  volumeMounts?: { name: string; mountPath: string }[];
+}
+interface Rendered {
+  kind: string;
+  metadata: { name: string };
+  data?: Record<string, string>;
+  spec?: { template?: { spec?: { containers: Container[]; volumes?: { name: string; secret?: { secretName: string } }[] } } };
+}
+
+async function render(...set: string[]): Promise<Rendered[]> {
+  const r = await helm(['template', 'sy', CHART, '-n', 'edge', ...set]);
+  if (r.code !== 0) throw new Error(`helm template failed: ${r.stderr}`);
+  return parseAllDocuments(r.stdout).map((d) => d.toJS() as Rendered).filter((d) => d !== null);
+}
+
+function pod(docs: Rendered[], name: string): { containers: Container[]; volumes: { name: string; secret?: { secretName: string } }[] } {
+  const spec = docs.find((d) => d.kind === 'Deployment' && d.metadata.name === name)?.spec?.template?.spec;
+  if (!spec) throw new Error(`no Deployment ${name}`);
+  return { containers: spec.containers, volumes: spec.volumes ?? [] };
+}
+
+const container = (p: { containers: Container[] }, name: string): Container => {
+  const c = p.containers.find((x) => x.name === name);
+  if (!c) throw new Error(`no container ${name} in ${p.containers.map((x) => x.name).join(', ')}`);
+  return c;
+};
+
+describe('the AI extension and xDS TLS in the chart', () => {
+  it('runs the AI extension next to Envoy, on loopback, and tells the controller where Envoy reaches it', async () => {
+    const docs = await render('--set', 'aiExtension.port=19001', '--set', 'aiExtension.metricsPort=9191');
+    const envoy = pod(docs, 'sy-switchyard-envoy');
+    expect(envoy.containers.map((c) => c.name)).toEqual(['envoy', 'ai-extension']);
+    const ext = container(envoy, 'ai-extension');
+    // The controller's Service name and xDS port, where its credentials come from.
+    expect(ext.args).toEqual(['ai-extension', '--xds=sy-switchyard.edge.svc:18000', '--host=127.0.0.1', '--port=19001', '--metrics-port=9191', '--log-level=info']);
+    expect(ext.ports).toEqual([{ name: 'ai-metrics', containerPort: 9191, protocol: 'TCP' }]);
+    expect(ext.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'ai-metrics' });
+    expect(ext.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'ai-metrics' });
+    const ctl = container(pod(docs, 'sy-switchyard'), 'controller');
+    expect(ctl.args).toEqual(expect.arrayContaining(['--ai-extension-address=127.0.0.1', '--ai-extension-port=19001']));
+  });
+
+  it('leaves the sidecar and the controller flags out when aiExtension.enabled=false', async () => {
+    const docs = await render('--set', 'aiExtension.enabled=false');
+    expect(pod(docs, 'sy-switchyard-envoy').containers.map((c) => c.name)).toEqual(['envoy']);
+    expect(container(pod(docs, 'sy-switchyard'), 'controller').args?.join(' ')).not.toContain('--ai-extension');
+  });
+
+  it('with xds.tls, mounts the Secret where the controller, Envoy and the extension read it, as the code expects', async () => {
+    const docs = await render('--set', 'xds.tls.enabled=true', '--set', 'xds.tls.secretName=xds-certs');
+    const dir = '/etc/switchyard/xds-tls';
+    const ctlPod = pod(docs, 'sy-switchyard');
+    const envoyPod = pod(docs, 'sy-switchyard-envoy');
+    for (const p of [ctlPod, envoyPod]) expect(p.volumes).toContainEqual({ name: 'xds-tls', secret: { secretName: 'xds-certs' } });
+    for (const c of [container(ctlPod, 'controller'), container(envoyPod, 'envoy'), container(envoyPod, 'ai-extension')]) {
+      expect(c.volumeMounts, c.name).toContainEqual({ name: 'xds-tls', mountPath: dir, readOnly: true });
+    }
+    expect(container(ctlPod, 'controller').args).toContain(`--xds-tls-dir=${dir}`);
+    expect(container(envoyPod, 'ai-extension').args).toContain(`--xds-tls-dir=${dir}`);
+    // Envoy's bootstrap reaches the controller over TLS exactly as `switchyard bootstrap --xds-tls-dir` says.
+    const configMap = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'sy-switchyard-envoy');
+    const bootstrap = parseYaml(configMap?.data?.['envoy.yaml'] ?? '') as { static_resources: { clusters: { name: string; transport_socket?: unknown }[] } };
+    const expected = buildBootstrap({
+      xds: { host: 'sy-switchyard.edge.svc', port: 18000 },
+      nodeId: 'n',
+      adminPort: 9901,
+      xdsTls: { caFile: `${dir}/ca.crt`, certFile: `${dir}/tls.crt`, keyFile: `${dir}/tls.key` },
+    }) as unknown as typeof bootstrap;
+    expect(bootstrap.static_resources.clusters[0]?.transport_socket).toEqual(expected.static_resources.clusters[0]?.transport_socket);
   });
 });
 
@@ -77,6 +158,21 @@ describe('helm install into the real API server', () => {
     expect(probes.livenessProbe.httpGet.path).toBe('/healthz');
     expect(probes.readinessProbe.httpGet.path).toBe('/readyz');
     expect(probes.args).toContain('controller');
+    const envoyPod = JSON.parse(await kubectlOk(['get', 'deployment', `${release}-switchyard-envoy`, '-n', ns.name, '-o', 'jsonpath={.spec.template.spec}'])) as { containers: Container[] };
+    expect(envoyPod.containers.map((c) => c.name)).toEqual(['envoy', 'ai-extension']);
+    expect(container(envoyPod, 'ai-extension').args).toContain(`--xds=${release}-switchyard.${ns.name}.svc:18000`);
+  });
+
+  it('accepts the xDS TLS variant (controller, Envoy and extension mounting the Secret) in a server-side dry run', async () => {
+    // Another release name: the objects are new, so the API server validates them whole.
+    const other = `${release}tls`;
+    const r = await helm(['template', other, CHART, '-n', ns.name, '--set', 'envoy.service.type=ClusterIP', '--set', 'xds.tls.enabled=true', '--set', 'xds.tls.secretName=xds-tls']);
+    expect(r.code, r.stderr).toBe(0);
+    const applied = await kubectl(['apply', '--dry-run=server', '-n', ns.name, '-f', '-'], r.stdout);
+    expect(applied.stderr).toBe('');
+    expect(applied.code).toBe(0);
+    expect(applied.stdout).toContain(`deployment.apps/${other}-switchyard-envoy created (server dry run)`);
+    expect(applied.stdout).toContain(`deployment.apps/${other}-switchyard created (server dry run)`);
   });
 
   it('grants the service account what the controller needs', async () => {

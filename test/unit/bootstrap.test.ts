@@ -3,9 +3,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBootstrap, XDS_CLUSTER_NAME } from '../../src/envoy/bootstrap.js';
 import type { JsonObject } from '../../src/envoy/resources.js';
+import { createPki, type Pki } from '../support/certs.js';
 import { envoyBinaryPath, requireEnvoyBinary } from '../support/envoy.js';
 
 const run = promisify(execFile);
@@ -84,6 +85,45 @@ describe('buildBootstrap', () => {
     });
     const options = at(ip, 'typed_extension_protocol_options', 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions');
     expect(at(options, 'explicit_http_config', 'http2_protocol_options')).toBeDefined();
+  });
+
+  describe('with xdsTls', () => {
+    let pki: Pki;
+    let files: { caFile: string; certFile: string; keyFile: string };
+    beforeAll(() => {
+      pki = createPki('bootstrap');
+      const d = pki.issue('envoy', { usage: ['clientAuth'] });
+      files = { caFile: join(d, 'ca.crt'), certFile: join(d, 'tls.crt'), keyFile: join(d, 'tls.key') };
+    });
+    afterAll(() => pki?.remove());
+
+    it.each([
+      ['over an IP', { ...base }],
+      ['over a hostname, delta', { ...base, xds: { host: 'switchyard.switchyard-system.svc', port: 18000 }, delta: true }],
+    ])('is accepted by the real Envoy in validate mode (files exist): %s', async (label, opts) => {
+      const result = await validate(buildBootstrap({ ...opts, xdsTls: files }), `tls-${label.replace(/\W+/g, '-')}.json`);
+      expect(result.output).not.toMatch(/\]\[(warning|error|critical)\]/);
+      expect(result.code, result.output).toBe(0);
+    });
+
+    it('adds only an UpstreamTlsContext to the xDS cluster: SNI and SAN for a hostname, SAN by IP for an address', () => {
+      for (const host of ['127.0.0.1', 'switchyard.svc']) {
+        const plain = buildBootstrap({ ...base, xds: { host, port: 18000 } });
+        const tls = buildBootstrap({ ...base, xds: { host, port: 18000 }, xdsTls: files });
+        const cluster = at(tls, 'static_resources', 'clusters', 0) as JsonObject;
+        const { transport_socket: socket, ...rest } = cluster;
+        expect(rest).toEqual(at(plain, 'static_resources', 'clusters', 0));
+        expect({ ...tls, static_resources: {} }).toEqual({ ...plain, static_resources: {} });
+        const context = at(socket, 'typed_config') as JsonObject;
+        expect(context['sni']).toBe(host === '127.0.0.1' ? undefined : host);
+        expect(at(context, 'common_tls_context', 'validation_context')).toEqual({
+          trusted_ca: { filename: files.caFile },
+          match_typed_subject_alt_names: [{ san_type: host === '127.0.0.1' ? 'IP_ADDRESS' : 'DNS', matcher: { exact: host } }],
+        });
+        expect(at(context, 'common_tls_context', 'tls_certificates')).toEqual([{ certificate_chain: { filename: files.certFile }, private_key: { filename: files.keyFile } }]);
+      }
+      expect(JSON.stringify(buildBootstrap(base))).not.toContain('transport_socket');
+    });
   });
 
   it('rejects values Envoy would refuse, naming the field', () => {

@@ -1,0 +1,133 @@
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+
+/**
+ * xDS over TLS: a directory laid out like a Kubernetes `kubernetes.io/tls` Secret (tls.crt,
+ * tls.key, ca.crt), read once at start. On the server (`serve`, `controller`), tls.crt/tls.key
+ * are its certificate and ca.crt, when present, makes client certificates required and verified
+ * against it (mTLS). On a client (`ai-extension`), ca.crt verifies the controller and
+ * tls.crt/tls.key, when present, are the client certificate.
+ */
+
+export const CERT_FILE = 'tls.crt';
+export const KEY_FILE = 'tls.key';
+export const CA_FILE = 'ca.crt';
+
+/** A missing, unreadable or malformed file, named with the flag that pointed at it. */
+export class XdsTlsError extends Error {}
+
+export interface XdsServerTls {
+  dir: string;
+  cert: Buffer;
+  key: Buffer;
+  /** Present: clients must present a certificate signed by it. */
+  ca?: Buffer;
+}
+
+export interface XdsClientTls {
+  dir: string;
+  ca: Buffer;
+  /** The client certificate and key, both or neither. */
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+/** The server side: tls.crt and tls.key required, ca.crt optional (present = mTLS). */
+export function readXdsServerTls(dir: string, flag = '--xds-tls-dir'): XdsServerTls {
+  const files = new TlsDir(dir, flag);
+  const cert = files.read(CERT_FILE, "the xDS server's certificate chain");
+  const key = files.read(KEY_FILE, "the xDS server's private key");
+  files.keyPair(cert, key);
+  const ca = files.readOptional(CA_FILE, 'the CA that signs client certificates');
+  if (ca) files.certificate(CA_FILE, ca);
+  return { dir, cert, key, ...(ca ? { ca } : {}) };
+}
+
+/** The client side: ca.crt required, tls.crt and tls.key optional but only together. */
+export function readXdsClientTls(dir: string, flag = '--xds-tls-dir'): XdsClientTls {
+  const files = new TlsDir(dir, flag);
+  const ca = files.read(CA_FILE, "the CA that signed the controller's certificate");
+  files.certificate(CA_FILE, ca);
+  const cert = files.readOptional(CERT_FILE, 'the client certificate chain');
+  const key = files.readOptional(KEY_FILE, "the client certificate's private key");
+  if ((cert === undefined) !== (key === undefined)) {
+    const missing = cert === undefined ? CERT_FILE : KEY_FILE;
+    throw new XdsTlsError(`${flag}: ${join(dir, missing)} is missing: a client certificate needs both ${CERT_FILE} and ${KEY_FILE}`);
+  }
+  if (cert && key) files.keyPair(cert, key);
+  return { dir, ca, ...(cert && key ? { cert, key } : {}) };
+}
+
+export function xdsServerCredentials(tls: XdsServerTls): grpc.ServerCredentials {
+  return grpc.ServerCredentials.createSsl(tls.ca ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.ca !== undefined);
+}
+
+export function xdsChannelCredentials(tls: XdsClientTls): grpc.ChannelCredentials {
+  return grpc.credentials.createSsl(tls.ca, tls.key ?? null, tls.cert ?? null);
+}
+
+/** How the xDS server is served, for logs: "mtls", "tls" or "plaintext". */
+export function xdsTlsMode(tls: XdsServerTls | undefined): 'mtls' | 'tls' | 'plaintext' {
+  if (tls === undefined) return 'plaintext';
+  return tls.ca ? 'mtls' : 'tls';
+}
+
+class TlsDir {
+  constructor(
+    private readonly dir: string,
+    private readonly flag: string,
+  ) {}
+
+  read(file: string, what: string): Buffer {
+    const path = join(this.dir, file);
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new XdsTlsError(`${this.flag}: cannot read ${path} (${what}): ${reason(err)}`);
+    }
+  }
+
+  readOptional(file: string, what: string): Buffer | undefined {
+    const path = join(this.dir, file);
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      if (isCode(err, 'ENOENT')) return undefined;
+      throw new XdsTlsError(`${this.flag}: cannot read ${path} (${what}): ${reason(err)}`);
+    }
+  }
+
+  certificate(file: string, pem: Buffer): X509Certificate {
+    try {
+      return new X509Certificate(pem);
+    } catch (err) {
+      throw new XdsTlsError(`${this.flag}: ${join(this.dir, file)} is not a PEM certificate: ${reason(err)}`);
+    }
+  }
+
+  keyPair(certPem: Buffer, keyPem: Buffer): void {
+    const cert = this.certificate(CERT_FILE, certPem);
+    let key: KeyObject;
+    try {
+      key = createPrivateKey(keyPem);
+    } catch (err) {
+      throw new XdsTlsError(`${this.flag}: ${join(this.dir, KEY_FILE)} is not a PEM private key: ${reason(err)}`);
+    }
+    if (!cert.checkPrivateKey(key)) {
+      throw new XdsTlsError(`${this.flag}: ${join(this.dir, KEY_FILE)} is not the private key of ${join(this.dir, CERT_FILE)}`);
+    }
+  }
+}
+
+function isCode(err: unknown, code: string): boolean {
+  return err instanceof Error && 'code' in err && err.code === code;
+}
+
+function reason(err: unknown): string {
+  if (isCode(err, 'ENOENT')) return 'no such file';
+  if (isCode(err, 'EACCES')) return 'permission denied';
+  if (isCode(err, 'EISDIR')) return 'is a directory';
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,317 @@
+import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { startAiExtension, type RunningAiExtension } from '../../src/ai-extension/server.js';
+import { serve, type RunningServe } from '../../src/app/serve.js';
+import { buildBootstrap } from '../../src/envoy/bootstrap.js';
+import { TypeUrl, type JsonObject, type XdsResources } from '../../src/envoy/resources.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { SnapshotCache } from '../../src/xds/cache.js';
+import { XdsServer, type AckEvent, type ClientEvent } from '../../src/xds/server.js';
+import { readXdsClientTls, readXdsServerTls, xdsChannelCredentials, xdsServerCredentials } from '../../src/xds/tls.js';
+import { createPki, type Pki } from '../support/certs.js';
+import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
+import { NAMESPACE, gatewayManifests, httpRoute, secret } from '../support/gateway-fixture.js';
+import { freePort } from '../support/ports.js';
+import { sleep, waitFor } from '../support/wait.js';
+
+/**
+ * xDS over mTLS with certificates made by openssl at test time: the real Envoy connects with a
+ * client certificate and ACKs; an Envoy without one gets no configuration; the AI extension's
+ * xDS client receives a credential over TLS and is refused without its certificate; `serve`
+ * with TLS still feeds its in-process extension.
+ */
+
+const LISTENER = 'tls-http';
+const CREDENTIAL = 'credential/ai/openai-key';
+const KEY = 'sk-tls-test-key-0001';
+
+let pki: Pki;
+let serverDir: string;
+let envoyDir: string;
+let extensionDir: string;
+
+beforeAll(() => {
+  pki = createPki('xds');
+  serverDir = pki.issue('controller', { san: ['IP:127.0.0.1', 'DNS:localhost'], usage: ['serverAuth'] });
+  envoyDir = pki.issue('envoy', { usage: ['clientAuth'] });
+  extensionDir = pki.issue('ai-extension', { usage: ['clientAuth'] });
+});
+afterAll(() => pki?.remove());
+
+function resources(listenerPort: number): XdsResources {
+  return {
+    listeners: [
+      {
+        '@type': TypeUrl.listener,
+        name: LISTENER,
+        address: { socket_address: { address: '127.0.0.1', port_value: listenerPort } },
+        filter_chains: [
+          {
+            filters: [
+              {
+                name: 'envoy.filters.network.http_connection_manager',
+                typed_config: {
+                  '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+                  stat_prefix: 'tls',
+                  route_config: {
+                    name: 'tls-routes',
+                    virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, direct_response: { status: 200, body: { inline_string: 'over mtls' } } }] }],
+                  },
+                  http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
+                },
+              },
+            ],
+          },
+        ],
+      },
+    ],
+    routes: [],
+    clusters: [],
+    endpoints: [],
+    secrets: [{ '@type': TypeUrl.secret, name: CREDENTIAL, generic_secret: { secret: { inline_string: KEY } } }],
+  };
+}
+
+function envoyTls(dir: string): { caFile: string; certFile: string; keyFile: string } {
+  return { caFile: join(dir, 'ca.crt'), certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') };
+}
+
+describe('ADS server over mTLS', () => {
+  const cache = new SnapshotCache();
+  const server = new XdsServer({ cache });
+  const acks: AckEvent[] = [];
+  const connected: ClientEvent[] = [];
+  let xdsPort: number;
+  let listenerPort: number;
+  const envoys: EnvoyProcess[] = [];
+  const extensions: RunningAiExtension[] = [];
+
+  beforeAll(async () => {
+    server.on('ack', (e) => acks.push(e));
+    server.on('connected', (e) => connected.push(e));
+    xdsPort = await server.start({ port: 0, host: '127.0.0.1', credentials: xdsServerCredentials(readXdsServerTls(serverDir)) });
+    listenerPort = await freePort();
+    cache.setResources(resources(listenerPort));
+  });
+  afterAll(async () => {
+    await Promise.all(envoys.map((e) => e.stop()));
+    await Promise.all(extensions.map((e) => e.stop()));
+    await server.stop();
+  });
+
+  it('serves a real Envoy that presents a client certificate: it connects, ACKs and serves the listener', async () => {
+    const envoy = await startEnvoy({
+      id: 'xds-mtls',
+      adminPort: 0,
+      bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: xdsPort }, nodeId: 'xds-mtls', adminPort: 0, xdsTls: envoyTls(envoyDir) }),
+    });
+    envoys.push(envoy);
+    try {
+      await waitFor(() => acks.find((a) => a.nodeId === 'xds-mtls' && a.typeUrl === TypeUrl.listener && a.version === cache.snapshot(TypeUrl.listener)?.version), {
+        what: 'Envoy to ACK the listener over mTLS',
+        timeoutMs: 15_000,
+      });
+      await envoy.waitForListener(LISTENER);
+      const res = await fetch(`http://127.0.0.1:${listenerPort}/`);
+      expect(`${res.status} ${await res.text()}`).toBe('200 over mtls');
+      expect(await envoy.stat('control_plane.connected_state')).toBe(1);
+      // The xDS connection really was TLS.
+      expect(await envoy.stat('cluster.switchyard-xds.ssl.handshake')).toBeGreaterThanOrEqual(1);
+    } catch (err) {
+      envoy.printLogs();
+      throw err;
+    }
+  });
+
+  it('gives an Envoy without a client certificate no configuration', async () => {
+    const bootstrap = buildBootstrap({ xds: { host: '127.0.0.1', port: xdsPort }, nodeId: 'xds-no-cert', adminPort: 0, xdsTls: envoyTls(envoyDir) });
+    const cluster = ((bootstrap['static_resources'] as JsonObject)['clusters'] as JsonObject[])[0] as JsonObject;
+    const context = ((cluster['transport_socket'] as JsonObject)['typed_config'] as JsonObject)['common_tls_context'] as JsonObject;
+    delete context['tls_certificates'];
+    const envoy = await startEnvoy({ id: 'xds-no-cert', adminPort: 0, bootstrap });
+    envoys.push(envoy);
+    // It tries (several connections), and each one is refused.
+    await envoy.waitForStat('cluster.switchyard-xds.upstream_cx_total', (n) => n >= 2, 15_000);
+    await sleep(1_000);
+    expect(connected.filter((c) => c.nodeId === 'xds-no-cert')).toEqual([]);
+    expect(acks.filter((a) => a.nodeId === 'xds-no-cert')).toEqual([]);
+    expect(await envoy.stat('control_plane.connected_state')).toBe(0);
+    expect(await envoy.listeners()).toEqual([]);
+  });
+
+  it("verifies the controller's name: SNI and SAN by hostname, and refuses a certificate that names another host", async () => {
+    const byName = await startEnvoy({
+      id: 'xds-mtls-localhost',
+      adminPort: 0,
+      bootstrap: buildBootstrap({ xds: { host: 'localhost', port: xdsPort }, nodeId: 'xds-mtls-localhost', adminPort: 0, xdsTls: envoyTls(envoyDir) }),
+    });
+    envoys.push(byName);
+    await waitFor(() => acks.find((a) => a.nodeId === 'xds-mtls-localhost' && a.typeUrl === TypeUrl.listener), { what: 'Envoy dialing localhost to ACK', timeoutMs: 15_000 });
+
+    // Another controller whose certificate (same CA) names some other host only.
+    const elsewhere = pki.issue('elsewhere', { san: ['DNS:elsewhere.example'], usage: ['serverAuth'] });
+    const other = new XdsServer({ cache });
+    const otherConnected: ClientEvent[] = [];
+    other.on('connected', (e) => otherConnected.push(e));
+    const otherPort = await other.start({ port: 0, host: '127.0.0.1', credentials: xdsServerCredentials(readXdsServerTls(elsewhere)) });
+    try {
+      const fooled = await startEnvoy({
+        id: 'xds-wrong-name',
+        adminPort: 0,
+        bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: otherPort }, nodeId: 'xds-wrong-name', adminPort: 0, xdsTls: envoyTls(envoyDir) }),
+      });
+      envoys.push(fooled);
+      await fooled.waitForStat('cluster.switchyard-xds.ssl.fail_verify_san', (n) => n >= 1, 15_000);
+      expect(otherConnected).toEqual([]);
+      expect(await fooled.listeners()).toEqual([]);
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it("gives the AI extension's xDS client a credential over TLS with its client certificate", async () => {
+    const extension = await startAiExtension({
+      port: 0,
+      host: '127.0.0.1',
+      logger: createLogger({ level: 'silent' }),
+      xds: { host: '127.0.0.1', port: xdsPort, credentials: xdsChannelCredentials(readXdsClientTls(extensionDir)) },
+      nodeId: 'ai-extension-tls',
+    });
+    extensions.push(extension);
+    expect(await extension.credentials.resolve(CREDENTIAL, 10_000)).toBe(KEY);
+    expect(extension.credentials.connected).toBe(true);
+    expect(connected.some((c) => c.nodeId === 'ai-extension-tls')).toBe(true);
+  });
+
+  it("refuses the AI extension's xDS client without a client certificate, and over plaintext", async () => {
+    // Only ca.crt: it verifies the controller but has nothing to show.
+    const caOnly = mkdtempSync(join(tmpdir(), 'switchyard-ca-only-'));
+    try {
+      copyFileSync(pki.caFile, join(caOnly, 'ca.crt'));
+      const noCert = await startAiExtension({
+        port: 0,
+        host: '127.0.0.1',
+        logger: createLogger({ level: 'silent' }),
+        xds: { host: '127.0.0.1', port: xdsPort, credentials: xdsChannelCredentials(readXdsClientTls(caOnly)) },
+        nodeId: 'ai-extension-no-cert',
+        credentialWaitMs: 100,
+      });
+      extensions.push(noCert);
+      const plain = await startAiExtension({
+        port: 0,
+        host: '127.0.0.1',
+        logger: createLogger({ level: 'silent' }),
+        xds: { host: '127.0.0.1', port: xdsPort },
+        nodeId: 'ai-extension-plaintext',
+      });
+      extensions.push(plain);
+      const [a, b] = await Promise.all([noCert.credentials.resolve(CREDENTIAL, 3_000), plain.credentials.resolve(CREDENTIAL, 3_000)]);
+      expect(a).toBeUndefined();
+      expect(b).toBeUndefined();
+      expect(noCert.credentials.connected).toBe(false);
+      expect(plain.credentials.connected).toBe(false);
+      expect(connected.filter((c) => c.nodeId === 'ai-extension-no-cert' || c.nodeId === 'ai-extension-plaintext')).toEqual([]);
+    } finally {
+      rmSync(caOnly, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('one kubernetes.io/tls Secret for the controller, Envoy and the extension, as the chart mounts it', () => {
+  it('serves both clients, each presenting the same certificate, dialing the name in it', async () => {
+    const shared = pki.issue('shared', { san: ['DNS:localhost'], usage: ['serverAuth', 'clientAuth'] });
+    const cache = new SnapshotCache();
+    const server = new XdsServer({ cache });
+    const acks: AckEvent[] = [];
+    server.on('ack', (e) => acks.push(e));
+    const port = await server.start({ port: 0, host: '127.0.0.1', credentials: xdsServerCredentials(readXdsServerTls(shared)) });
+    const listenerPort = await freePort();
+    cache.setResources(resources(listenerPort));
+    let envoy: EnvoyProcess | undefined;
+    let extension: RunningAiExtension | undefined;
+    try {
+      envoy = await startEnvoy({
+        id: 'xds-shared-secret',
+        adminPort: 0,
+        bootstrap: buildBootstrap({ xds: { host: 'localhost', port }, nodeId: 'xds-shared-secret', adminPort: 0, xdsTls: envoyTls(shared) }),
+      });
+      extension = await startAiExtension({
+        port: 0,
+        host: '127.0.0.1',
+        logger: createLogger({ level: 'silent' }),
+        xds: { host: 'localhost', port, credentials: xdsChannelCredentials(readXdsClientTls(shared)) },
+        nodeId: 'ai-extension-shared-secret',
+      });
+      expect(await extension.credentials.resolve(CREDENTIAL, 10_000)).toBe(KEY);
+      await waitFor(() => acks.find((a) => a.nodeId === 'xds-shared-secret' && a.typeUrl === TypeUrl.listener), { what: 'Envoy to ACK with the shared Secret', timeoutMs: 15_000 });
+      await envoy.waitForListener(LISTENER);
+    } finally {
+      await extension?.stop();
+      await envoy?.stop();
+      await server.stop();
+    }
+  });
+});
+
+describe('serve with --xds-tls-dir', () => {
+  let running: RunningServe | undefined;
+  let configDir: string;
+
+  beforeAll(async () => {
+    configDir = mkdtempSync(join(tmpdir(), 'switchyard-serve-tls-'));
+    const manifests: JsonObject[] = [
+      ...gatewayManifests(await freePort()),
+      secret('openai-key', `Bearer ${KEY}`),
+      {
+        apiVersion: 'switchyard.dev/v1alpha1',
+        kind: 'Backend',
+        metadata: { name: 'chat', namespace: NAMESPACE },
+        spec: {
+          type: 'AI',
+          ai: { llm: { provider: { openai: { model: 'gpt-4o', authToken: { kind: 'SecretRef', secretRef: { name: 'openai-key' } } } } } },
+        },
+      },
+      httpRoute('chat', [{ path: '/v1', backend: 'chat' }]),
+    ];
+    writeFileSync(join(configDir, 'all.yaml'), manifests.map((m) => stringify(m)).join('---\n'));
+    running = await serve({
+      config: configDir,
+      xdsPort: 0,
+      xdsHost: '127.0.0.1',
+      xdsTls: readXdsServerTls(serverDir),
+      metricsPort: 0,
+      metricsHost: '127.0.0.1',
+      envoy: {},
+      logger: createLogger({ level: 'silent' }),
+      aiExtension: { port: 0 },
+    });
+  });
+  afterAll(async () => {
+    await running?.stop();
+    rmSync(configDir, { recursive: true, force: true });
+  });
+
+  it('feeds its in-process AI extension over a private Unix socket, while the TCP port requires mTLS', async () => {
+    const r = running;
+    if (r === undefined || r.aiExtension === undefined) throw new Error('serve did not start its extension');
+    expect(r.cache.snapshot(TypeUrl.secret)?.resources.has(CREDENTIAL) ?? false).toBe(true);
+    expect(await r.aiExtension.credentials.resolve(CREDENTIAL, 10_000)).toBe(KEY);
+    const outsider = await startAiExtension({ port: 0, host: '127.0.0.1', logger: createLogger({ level: 'silent' }), xds: { host: '127.0.0.1', port: r.xdsPort }, nodeId: 'outsider' });
+    try {
+      expect(await outsider.credentials.resolve(CREDENTIAL, 2_000)).toBeUndefined();
+    } finally {
+      await outsider.stop();
+    }
+  });
+
+  it('removes the socket directory when it stops', async () => {
+    const before = readdirSync(tmpdir()).filter((n) => n.startsWith('switchyard-xds-'));
+    await running?.stop();
+    running = undefined;
+    const after = readdirSync(tmpdir()).filter((n) => n.startsWith('switchyard-xds-'));
+    expect(after.length).toBe(before.length - 1);
+  });
+});
