@@ -7,14 +7,17 @@
  *   npm run bench -- --suite translate     one suite
  *   npm run bench -- --sizes 1000,5000     translation sizes
  *   npm run bench -- --runs 5              timed runs per size (median reported)
+ *   npm run bench -- --suite xds-fanout --clients 1,100,1000 --fanout-backends 50
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { runAiExtensionBench } from './ai-extension.js';
 import type { BenchRow, BenchSuite } from './suite.js';
 import { translateSuite } from './translate.js';
+import { xdsFanoutSuite } from './xds-fanout.js';
 
 const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'results');
 
@@ -30,9 +33,21 @@ function log(line: string): void {
   process.stderr.write(`[bench] ${line}\n`);
 }
 
-/** Every suite, in the order they run. Add a suite here (e.g. xDS fan-out in its own process). */
-function suites(opts: { sizes: number[]; runs: number }): BenchSuite[] {
-  return [translateSuite({ sizes: opts.sizes, runs: opts.runs, log })];
+interface SuiteOptions {
+  sizes: number[];
+  runs: number;
+  clients: number[];
+  fanoutBackends: number;
+}
+
+/** Every suite, in the order they run. */
+function suites(opts: SuiteOptions): BenchSuite[] {
+  return [
+    translateSuite({ sizes: opts.sizes, runs: opts.runs, log }),
+    xdsFanoutSuite({ clients: opts.clients, backends: opts.fanoutBackends, runs: opts.runs, log }),
+    // The AI extension's added latency (bench/ai-extension.ts, owned with the extension).
+    { name: 'ai-extension', run: () => runAiExtensionBench({ log }) },
+  ];
 }
 
 function table(rows: readonly BenchRow[]): string {
@@ -57,18 +72,32 @@ function table(rows: readonly BenchRow[]): string {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: process.argv.slice(2),
-    options: { suite: { type: 'string' }, sizes: { type: 'string' }, runs: { type: 'string' } },
+    options: {
+      suite: { type: 'string' },
+      sizes: { type: 'string' },
+      runs: { type: 'string' },
+      clients: { type: 'string' },
+      'fanout-backends': { type: 'string' },
+    },
   });
-  const sizes = values.sizes ? positiveInts(values.sizes, '--sizes') : [1_000, 10_000];
-  const runs = values.runs ? (positiveInts(values.runs, '--runs')[0] ?? 3) : 3;
-  const selected = suites({ sizes, runs }).filter((s) => values.suite === undefined || s.name === values.suite);
-  if (selected.length === 0) throw new Error(`no suite named "${values.suite ?? ''}"; suites: ${suites({ sizes, runs }).map((s) => s.name).join(', ')}`);
+  const opts: SuiteOptions = {
+    sizes: values.sizes ? positiveInts(values.sizes, '--sizes') : [1_000, 10_000],
+    runs: values.runs ? (positiveInts(values.runs, '--runs')[0] ?? 3) : 3,
+    clients: values.clients ? positiveInts(values.clients, '--clients').sort((a, b) => a - b) : [1, 100, 1_000],
+    fanoutBackends: values['fanout-backends'] ? (positiveInts(values['fanout-backends'], '--fanout-backends')[0] ?? 50) : 50,
+  };
+  const all = suites(opts);
+  const selected = all.filter((s) => values.suite === undefined || s.name === values.suite);
+  if (selected.length === 0) throw new Error(`no suite named "${values.suite ?? ''}"; suites: ${all.map((s) => s.name).join(', ')}`);
 
   const startedAt = new Date();
   const loadBefore = loadavg()[0] ?? 0;
   if (loadBefore > cpus().length) log(`load average ${loadBefore.toFixed(1)} on ${cpus().length} CPUs: wall times will be inflated; compare CPU ms`);
   const rows: BenchRow[] = [];
-  for (const suite of selected) rows.push(...(await suite.run()));
+  for (const suite of selected) {
+    log(`suite ${suite.name} (load average ${(loadavg()[0] ?? 0).toFixed(1)})`);
+    rows.push(...(await suite.run()));
+  }
 
   process.stdout.write(`${table(rows)}\n`);
   const report = {

@@ -1,20 +1,20 @@
 /**
  * Translation rows: N multipool Backends (3 priorities × 2 openaiCompatible members, IP
  * hostOverride, SecretRef tokens, one Secret per member) and N HTTPRoutes (one per Backend) on one
- * Gateway. Measures manifest validation, translate() + toXdsResources() (the target), and
- * protobuf encoding of every resource when src/envoy/proto.ts provides `encodeResource`.
+ * Gateway. Measures manifest validation, then translate(), toXdsResources() and protobuf encoding
+ * of every resource (`encodeResource`), each run doing all three in a row; the target is their sum.
  */
 import { parseManifest } from '../src/api/manifest.js';
 import { toXdsResources } from '../src/envoy/index.js';
-import type { EnvoyResource, XdsResources } from '../src/envoy/resources.js';
+import { TypeUrl, type EnvoyResource, type XdsResources } from '../src/envoy/resources.js';
 import { translate } from '../src/translate/index.js';
 import { addToInputs, emptyInputs, type Inputs } from '../src/translate/inputs.js';
-import { heapUsedMB, median, settleHeap, timed, type BenchRow, type BenchSuite } from './suite.js';
+import { heapUsedMB, median, settleHeap, timed, type BenchRow, type BenchSuite, type Timed } from './suite.js';
 
 const PRIORITIES = 3;
 const MEMBERS_PER_POOL = 2;
-/** translate() + toXdsResources() for TARGET_N Backends must take less than this (wall clock). */
-export const TRANSLATE_TARGET_MS = 2_000;
+/** translate() + toXdsResources() + encoding every resource, for TARGET_N Backends, must take less than this (wall clock). */
+export const PIPELINE_TARGET_MS = 2_000;
 const TARGET_N = 10_000;
 const LISTENER_ADDRESS = '0.0.0.0';
 
@@ -99,31 +99,64 @@ export interface TranslateBenchOptions {
   log: (line: string) => void;
 }
 
-function encodeRow(n: number, xds: XdsResources, encode: Encoder): BenchRow {
-  const first = xds.clusters[0] ?? xds.listeners[0];
-  if (first) encode(first); // loads the .proto files outside the timing
+interface StageTime {
+  ms: number;
+  cpuMs: number;
+}
+
+/** One pass over the pipeline: wall and CPU ms of each stage. Results are dropped, so runs do not pile up in the heap. */
+interface PipelineRun {
+  translate: StageTime;
+  xds: StageTime;
+  resources: number;
+  /** Absent without an encoder. */
+  encode?: { ms: number; cpuMs: number; bytes: number; msByKind: Record<string, number> };
+  /** Heap growth (MB) that the run's results keep reachable: IR, statuses, resources, bytes. */
+  heapMB: number;
+}
+
+function runPipeline(inputs: Inputs, encode: Encoder | undefined): PipelineRun {
   settleHeap();
   const before = heapUsedMB();
-  const perKind: string[] = [];
-  let ms = 0;
-  let cpuMs = 0;
-  let bytes = 0;
+  const tr = timed(() => translate(inputs));
+  const xds = timed(() => toXdsResources(tr.value.ir, { listenerAddress: LISTENER_ADDRESS }));
+  let encoded: PipelineRun['encode'];
   // Kept until the heap is read: the encoded bytes are what a cache would hold.
   const kept: Uint8Array[][] = [];
-  for (const kind of KINDS) {
-    const t = timed(() => xds[kind].map(encode));
-    ms += t.ms;
-    cpuMs += t.cpuMs;
-    for (const b of t.value) bytes += b.length;
-    kept.push(t.value);
-    perKind.push(`${kind} ${t.ms.toFixed(0)}`);
+  if (encode) {
+    const msByKind: Record<string, number> = {};
+    encoded = { ms: 0, cpuMs: 0, bytes: 0, msByKind };
+    for (const kind of KINDS) {
+      const t = timed(() => xds.value[kind].map(encode));
+      encoded.ms += t.ms;
+      encoded.cpuMs += t.cpuMs;
+      msByKind[kind] = t.ms;
+      for (const b of t.value) encoded.bytes += b.length;
+      kept.push(t.value);
+    }
   }
+  settleHeap();
   const heapMB = heapUsedMB() - before;
   kept.length = 0;
-  return {
-    suite: 'translate', name: 'encode every resource (protobuf)', n, ms, cpuMs, runs: 1, heapMB,
-    detail: `${resourceCount(xds)} resources, ${(bytes / 1024 / 1024).toFixed(1)} MB; ms by kind: ${perKind.join(', ')}`,
+  const stageTime = (t: Timed<unknown>): StageTime => ({ ms: t.ms, cpuMs: t.cpuMs });
+  return { translate: stageTime(tr), xds: stageTime(xds), resources: resourceCount(xds.value), ...(encoded ? { encode: encoded } : {}), heapMB };
+}
+
+/** Validated inputs for N Backends; the raw documents are dropped once parsed, as a provider does. */
+function parsedInputs(n: number): { inputs: Inputs; row: BenchRow } {
+  const docs = generateManifests(n);
+  settleHeap();
+  const heapBeforeParse = heapUsedMB();
+  const parsed = timed(() => inputsFrom(docs));
+  const row: BenchRow = {
+    suite: 'translate', name: 'validate manifests (parseManifest)', n, ms: parsed.ms, cpuMs: parsed.cpuMs, runs: 1,
+    heapMB: heapUsedMB() - heapBeforeParse, detail: `${docs.length} documents`,
   };
+  return { inputs: parsed.value, row };
+}
+
+function spread(values: readonly number[]): string {
+  return `wall min ${Math.min(...values).toFixed(0)} ms, max ${Math.max(...values).toFixed(0)} ms`;
 }
 
 export function translateSuite(options: TranslateBenchOptions): BenchSuite {
@@ -134,53 +167,55 @@ export function translateSuite(options: TranslateBenchOptions): BenchSuite {
       const encode = await loadEncoder();
       for (const n of options.sizes) {
         options.log(`translate: generating ${n} Backends, ${n} HTTPRoutes, ${n * PRIORITIES * MEMBERS_PER_POOL} Secrets`);
-        const docs = generateManifests(n);
+        const { inputs, row: parseRow } = parsedInputs(n);
+        rows.push(parseRow);
 
-        settleHeap();
-        const heapBeforeParse = heapUsedMB();
-        const parsed = timed(() => inputsFrom(docs));
-        const inputs = parsed.value;
-        rows.push({
-          suite: 'translate', name: 'validate manifests (parseManifest)', n, ms: parsed.ms, cpuMs: parsed.cpuMs, runs: 1,
-          heapMB: heapUsedMB() - heapBeforeParse, detail: `${docs.length} documents`,
-        });
-
-        options.log(`translate: N=${n}, a warm-up run and ${options.runs} timed runs`);
-        toXdsResources(translate(inputs).ir, { listenerAddress: LISTENER_ADDRESS });
-        const samples: { translate: number; translateCpu: number; xds: number; xdsCpu: number }[] = [];
-        let heapMB = 0;
-        let last: XdsResources | undefined;
-        for (let r = 0; r < options.runs; r++) {
-          last = undefined;
-          settleHeap();
-          const before = heapUsedMB();
-          const tr = timed(() => translate(inputs));
-          const xd = timed(() => toXdsResources(tr.value.ir, { listenerAddress: LISTENER_ADDRESS }));
-          // What one translation keeps reachable: IR, statuses and Envoy resources.
-          settleHeap();
-          heapMB = Math.max(heapMB, heapUsedMB() - before);
-          last = xd.value;
-          samples.push({ translate: tr.ms, translateCpu: tr.cpuMs, xds: xd.ms, xdsCpu: xd.cpuMs });
-        }
+        options.log(`translate: N=${n}, a warm-up run and ${options.runs} timed runs of translate → toXdsResources → encode`);
+        encode?.({ '@type': TypeUrl.cluster, name: 'warm-up' }); // loads the .proto files outside the timing
+        // The warm-up run is what a controller pays once at start (JIT still cold); it is reported, not counted.
+        const cold = runPipeline(inputs, encode);
+        const samples: PipelineRun[] = [];
+        for (let r = 0; r < options.runs; r++) samples.push(runPipeline(inputs, encode));
+        const last = samples.at(-1);
         if (!last) throw new Error('no timed run');
-        const totals = samples.map((s) => s.translate + s.xds);
+
+        const stage = (name: string, pick: (s: PipelineRun) => { ms: number; cpuMs: number } | undefined, detail: string): BenchRow => {
+          const picked = samples.map(pick).filter((p) => p !== undefined);
+          return {
+            suite: 'translate', name, n, ms: median(picked.map((p) => p.ms)), cpuMs: median(picked.map((p) => p.cpuMs)),
+            runs: picked.length, heapMB: undefined, detail,
+          };
+        };
+        rows.push(stage('translate()', (s) => s.translate, ''));
+        rows.push(stage('toXdsResources()', (s) => s.xds, `${last.resources} resources`));
+        const translateAndXds = samples.map((s) => s.translate.ms + s.xds.ms);
+        rows.push({
+          suite: 'translate', name: 'translate() + toXdsResources()', n, ms: median(translateAndXds),
+          cpuMs: median(samples.map((s) => s.translate.cpuMs + s.xds.cpuMs)), runs: options.runs, heapMB: undefined,
+          detail: spread(translateAndXds),
+        });
+        if (encode && last.encode && cold.encode) {
+          const byKind = KINDS.map((kind) => `${kind} ${median(samples.map((s) => s.encode?.msByKind[kind] ?? 0)).toFixed(0)}`).join(', ');
+          rows.push(stage('encode every resource (protobuf)', (s) => s.encode,
+            `${last.resources} resources, ${(last.encode.bytes / 1024 / 1024).toFixed(1)} MB; ms by kind: ${byKind}; cold first run ${cold.encode.ms.toFixed(0)} ms`));
+        } else {
+          rows.push({ suite: 'translate', name: 'encode every resource (protobuf)', n, ms: undefined, runs: 0, heapMB: undefined, detail: 'skipped: src/envoy/proto.ts has no encodeResource yet' });
+        }
+
+        // The target (issue 2): translated AND encoded, the whole way from inputs to the bytes the xDS cache serves.
+        const totals = samples.map((s) => s.translate.ms + s.xds.ms + (s.encode?.ms ?? 0));
         const total = median(totals);
-        rows.push({ suite: 'translate', name: 'translate()', n, ms: median(samples.map((s) => s.translate)), cpuMs: median(samples.map((s) => s.translateCpu)), runs: options.runs, heapMB: undefined, detail: '' });
-        rows.push({ suite: 'translate', name: 'toXdsResources()', n, ms: median(samples.map((s) => s.xds)), cpuMs: median(samples.map((s) => s.xdsCpu)), runs: options.runs, heapMB: undefined, detail: `${resourceCount(last)} resources` });
         const row: BenchRow = {
-          suite: 'translate', name: 'translate() + toXdsResources()', n, ms: total,
-          cpuMs: median(samples.map((s) => s.translateCpu + s.xdsCpu)), runs: options.runs, heapMB,
-          detail: `wall min ${Math.min(...totals).toFixed(0)} ms, max ${Math.max(...totals).toFixed(0)} ms`,
+          suite: 'translate', name: 'translate + toXdsResources + encode', n, ms: total,
+          cpuMs: median(samples.map((s) => s.translate.cpuMs + s.xds.cpuMs + (s.encode?.cpuMs ?? 0))), runs: options.runs,
+          heapMB: Math.max(...samples.map((s) => s.heapMB)),
+          detail: `${spread(totals)}; cold first run ${(cold.translate.ms + cold.xds.ms + (cold.encode?.ms ?? 0)).toFixed(0)} ms${encode ? '' : '; encoding skipped'}`,
         };
         if (n === TARGET_N) {
-          row.target = `< ${TRANSLATE_TARGET_MS} ms`;
-          row.verdict = total < TRANSLATE_TARGET_MS ? 'PASS' : 'FAIL';
+          row.target = `< ${PIPELINE_TARGET_MS} ms`;
+          row.verdict = total < PIPELINE_TARGET_MS ? 'PASS' : 'FAIL';
         }
         rows.push(row);
-
-        rows.push(encode
-          ? encodeRow(n, last, encode)
-          : { suite: 'translate', name: 'encode every resource (protobuf)', n, ms: undefined, runs: 0, heapMB: undefined, detail: 'skipped: src/envoy/proto.ts has no encodeResource yet' });
       }
       return rows;
     },

@@ -83,8 +83,7 @@ const SPECIAL: Record<string, Special> = {
 };
 
 interface MessagePlan {
-  readonly type: protobuf.Type;
-  /** Full name without the leading dot, for messages. */
+  /** Full name without the leading dot, for error messages. */
   readonly name: string;
   readonly special: Special | undefined;
   /** By JSON name (the .proto field name: the root is loaded with keepCase). */
@@ -103,7 +102,7 @@ interface FieldPlan {
   readonly presence: boolean;
   /** google.protobuf.Value and NullValue take JSON null as a value; other fields skip it. */
   readonly nullable: boolean;
-  /** Index of its oneof in the message, or -1. */
+  /** Its oneof's bit in a per-message mask (1 << index), or 0. */
   readonly oneof: number;
   readonly oneofName: string;
   /** Group encoding (proto2 groups, editions' DELIMITED): start and end tags instead of a length. */
@@ -186,9 +185,9 @@ export class ProtoJsonEncoder {
     if (plan !== undefined) return plan;
     const fullName = type.fullName;
     const fields = new Map<string, FieldPlan>();
+    // resolve(): resolveAll() at load leaves the fields proto-additions.ts adds unresolved.
     for (const field of type.fieldsArray) fields.set(field.name, compileField(type, field.resolve()));
     plan = {
-      type,
       name: fullName.replace(/^\./, ''),
       special: SPECIAL[fullName] ?? (WRAPPER_TYPES.has(fullName) ? 'wrapper' : undefined),
       fields,
@@ -263,7 +262,6 @@ export class ProtoJsonEncoder {
     const w = this.writer;
     const mark = w.openMessage();
     let oneofs = 0;
-    let moreOneofs: Set<number> | undefined;
     // for-in rather than Object.keys: no array per message; JSON objects have no inherited keys.
     for (const key in json) {
       if (key === skipKey) continue;
@@ -273,19 +271,14 @@ export class ProtoJsonEncoder {
       }
       const value = json[key] as JsonValue;
       if (value === null && !field.nullable) continue;
-      if (field.oneof >= 0) {
-        const bit = field.oneof < 31 ? 1 << field.oneof : 0;
-        const taken = bit !== 0 ? (oneofs & bit) !== 0 : (moreOneofs ??= new Set()).has(field.oneof);
-        if (taken) {
-          const previous = Object.keys(json).find((k) => {
-            const other = k === skipKey ? undefined : plan.fields.get(k);
-            return other !== undefined && other.oneof === field.oneof && (json[k] !== null || other.nullable);
-          });
-          throw at(new Problem(`"${key}" and "${previous ?? '?'}" are members of oneof "${field.oneofName}"; set only one`), `.${key}`);
-        }
-        if (bit !== 0) oneofs |= bit;
-        else moreOneofs?.add(field.oneof);
+      if ((oneofs & field.oneof) !== 0) {
+        const previous = Object.keys(json).find((k) => {
+          const other = k === skipKey ? undefined : plan.fields.get(k);
+          return other !== undefined && other.oneof === field.oneof && (json[k] !== null || other.nullable);
+        });
+        throw at(new Problem(`"${key}" and "${previous ?? '?'}" are members of oneof "${field.oneofName}"; set only one`), `.${key}`);
       }
+      oneofs |= field.oneof;
       try {
         this.writeField(field, value, depth);
       } catch (err) {
@@ -698,6 +691,9 @@ function compileField(type: protobuf.Type, field: protobuf.Field): FieldPlan {
   const shape = isMap ? 'map' : !field.repeated ? 'single' : field.packed && packable ? 'packed' : 'repeated';
   const wire = isMap || shape === 'packed' ? LENGTH_DELIMITED : delimited ? START_GROUP : valueWire;
   const oneof = field.partOf;
+  const oneofIndex = oneof !== null && oneof !== undefined ? type.oneofsArray.indexOf(oneof) : -1;
+  // Envoy's messages have at most a few oneofs; a mask of 31 bits keeps the check allocation-free.
+  if (oneofIndex > 30) throw new Error(`${type.fullName}: more than 31 oneofs are not supported by the JSON encoder`);
   const resolvedName = resolved?.fullName;
   return {
     name: field.name,
@@ -707,7 +703,7 @@ function compileField(type: protobuf.Type, field: protobuf.Field): FieldPlan {
     kind,
     presence: (oneof !== null && oneof !== undefined) || kind === 'message',
     nullable: resolvedName === '.google.protobuf.Value' || resolvedName === '.google.protobuf.NullValue',
-    oneof: oneof !== null && oneof !== undefined ? type.oneofsArray.indexOf(oneof) : -1,
+    oneof: oneofIndex >= 0 ? 1 << oneofIndex : 0,
     oneofName: oneof?.name ?? '',
     delimited,
     messageType: resolved instanceof protobuf.Type ? resolved : undefined,
