@@ -1,41 +1,23 @@
 import { existsSync, readFileSync } from 'node:fs';
-import type { Logger } from 'pino';
-import type { EnvoyOptions } from '../envoy/options.js';
 import { KubeClient } from '../providers/kubernetes/api-client.js';
 import { loadKubeConfig } from '../providers/kubernetes/kubeconfig.js';
 import { KubernetesProvider, type KubernetesProviderOptions } from '../providers/kubernetes/provider.js';
 import { EventRecorder } from '../status/events.js';
 import { kubeStatusApi } from '../status/kube-api.js';
-import { defaultIdentity, LeaderElector } from '../status/leader.js';
+import { defaultIdentity, LeaderElector, type LeaderElectorOptions } from '../status/leader.js';
 import { StatusWriter } from '../status/writer.js';
-import type { XdsServerTls } from '../xds/tls.js';
-import { startGatewayRuntime, type RunningGateway, type StatusSink } from './gateway-runtime.js';
+import { startGatewayRuntime, type RunningGateway, type ServingOptions, type StatusSink } from './gateway-runtime.js';
 
 const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
-export interface LeaderElectionOptions {
-  /** Namespace of the Lease: the controller's own namespace. */
-  namespace: string;
-  name?: string;
-  identity?: string;
-  leaseDurationMs?: number;
-  renewDeadlineMs?: number;
-  retryPeriodMs?: number;
-}
+/** The Lease and its timings, as the leader elector takes them. */
+export type LeaderElectionOptions = Pick<LeaderElectorOptions, 'namespace' | 'name' | 'identity' | 'leaseDurationMs' | 'renewDeadlineMs' | 'retryPeriodMs'>;
 
-export interface ControllerOptions {
+export interface ControllerOptions extends ServingOptions {
   /** A kubeconfig file; absent: $KUBECONFIG, the in-cluster service account, then ~/.kube/config. */
   kubeconfig?: string;
   /** Namespaces to watch; empty: all. */
   namespaces: readonly string[];
-  xdsPort: number;
-  xdsHost: string;
-  /** Serve xDS over TLS (mTLS when it has a CA); plaintext without. */
-  xdsTls?: XdsServerTls;
-  metricsPort: number;
-  metricsHost: string;
-  envoy: Partial<EnvoyOptions>;
-  logger: Logger;
   /** Status writing and Warning Events, by the replica holding the Lease; `false`: serve xDS only. */
   leaderElection: LeaderElectionOptions | false;
   /** Provider tuning (debounce, back-off, watch timeouts), for tests and operators. */

@@ -29,8 +29,8 @@ export interface StatusSink {
   warnings(events: readonly WarningEvent[]): void;
 }
 
-export interface GatewayRuntimeOptions {
-  provider: SnapshotProvider;
+/** Where a command that serves Envoy listens (xDS, metrics), what it tells Envoy, and where it logs. */
+export interface ServingOptions {
   xdsPort: number;
   xdsHost: string;
   /** Serve xDS over TLS (mTLS when it has a CA); plaintext without. */
@@ -39,6 +39,10 @@ export interface GatewayRuntimeOptions {
   metricsHost: string;
   envoy: Partial<EnvoyOptions>;
   logger: Logger;
+}
+
+export interface GatewayRuntimeOptions extends ServingOptions {
+  provider: SnapshotProvider;
   statusSink?: StatusSink;
   /** Logged with the "serving" line: where the configuration comes from. */
   origin: Record<string, string>;

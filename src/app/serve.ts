@@ -1,24 +1,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Logger } from 'pino';
 import { registerAiExtensionMetrics } from '../ai-extension/metrics.js';
 import { startAiExtension, type RunningAiExtension } from '../ai-extension/server.js';
-import type { EnvoyOptions } from '../envoy/options.js';
 import { FileProvider } from '../providers/file.js';
-import type { XdsServerTls } from '../xds/tls.js';
-import { startGatewayRuntime, type RunningGateway } from './gateway-runtime.js';
+import { startGatewayRuntime, type RunningGateway, type ServingOptions } from './gateway-runtime.js';
 
-export interface ServeOptions {
+/** With `xdsTls` the in-process AI extension needs no certificate: it reads its credentials over a private Unix socket. */
+export interface ServeOptions extends ServingOptions {
   config: string;
-  xdsPort: number;
-  xdsHost: string;
-  /** Serve xDS over TLS (mTLS when it has a CA); the in-process extension needs nothing for it. */
-  xdsTls?: XdsServerTls;
-  metricsPort: number;
-  metricsHost: string;
-  envoy: Partial<EnvoyOptions>;
-  logger: Logger;
   /**
    * The AI extension, run in this process unless false (Envoy then expects one at
    * `envoy.aiExtension`). `port` 0 picks a free one; `advertise` is the address Envoy dials

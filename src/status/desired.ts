@@ -63,6 +63,7 @@ export function writtenConditions(next: Condition[], current: unknown, generatio
     const prev = before.find((p) => p.type === c.type);
     const prevTime = prev && prev.status === c.status ? str(prev.lastTransitionTime) : undefined;
     const observedGeneration = c.observedGeneration ?? generation;
+    if (prev && isPendingOverProgrammed(c, prev, observedGeneration)) return prev;
     const message = c.message.length > MAX_MESSAGE ? `${c.message.slice(0, MAX_MESSAGE - 3)}...` : c.message;
     return {
       type: c.type,
@@ -73,6 +74,24 @@ export function writtenConditions(next: Condition[], current: unknown, generatio
       lastTransitionTime: prevTime ?? toRfc3339Seconds(c.lastTransitionTime ?? now),
     };
   });
+}
+
+/**
+ * Programmed=False/Pending says only that no connected Envoy has ACKed yet: right after a
+ * restart (Envoys reconnect with a back-off of up to 30 s), on a replica that has just become
+ * leader, while an ACK is in flight. It is no verdict, so it does not replace Programmed=True
+ * of the same generation: the configuration an Envoy ACKed is still the one served. A NACK
+ * (Rejected), no usable member, or a new generation are written as usual.
+ */
+function isPendingOverProgrammed(c: Condition, prev: Json, observedGeneration: number | undefined): boolean {
+  return (
+    c.type === 'Programmed' &&
+    c.status === 'False' &&
+    c.reason === 'Pending' &&
+    prev.status === 'True' &&
+    observedGeneration !== undefined &&
+    prev.observedGeneration === observedGeneration
+  );
 }
 
 function generationOf(s: ObjectStatus, object: KubeObject): number | undefined {

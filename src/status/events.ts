@@ -3,6 +3,7 @@ import type { CoreV1Event } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { CONTROLLER_NAME } from '../api/gateway.js';
 import type { WarningEvent } from '../translate/status.js';
+import { IdleWaiters, retryDelayMs } from './background.js';
 import { apiVersionOf, describeRef, isStatusKind, STATUS_KINDS, type ObjectRef } from './kinds.js';
 import { isConflict, type EventClient, type StatusClient } from './kube-api.js';
 
@@ -38,6 +39,8 @@ const MAX_MESSAGE = 1024;
 const MEMORY_MS = 60 * 60 * 1000;
 const RETRY_BASE_MS = 1000;
 const RETRY_MAX_MS = 30_000;
+// How much later than another replica's report of the same appearance we may notice it ourselves.
+const SAME_APPEARANCE_MS = 5_000;
 
 interface Tracked {
   warning: WarningEvent;
@@ -47,6 +50,8 @@ interface Tracked {
   pending: number;
   /** Whether this replica has reported it (created, bumped or found it). */
   reported: boolean;
+  /** When this replica saw it appear; undefined when it was there from this replica's first translation on. */
+  appearedAt?: number;
   lastReportAt: number;
   timer?: NodeJS.Timeout;
   /** A report is queued or running. */
@@ -57,6 +62,12 @@ interface Tracked {
 
 function warningKey(w: WarningEvent): string {
   return JSON.stringify([w.object.kind, w.object.namespace, w.object.name, w.reason, w.message]);
+}
+
+function timeOf(v: Date | string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const ms = new Date(v).getTime();
+  return Number.isNaN(ms) ? undefined : ms;
 }
 
 /** A stable name per (object uid, reason, message): the same problem always lands on the same Event. */
@@ -76,9 +87,11 @@ export class EventRecorder {
   private readonly opts: Required<Omit<EventRecorderOptions, 'clock'>> & { clock: () => Date };
   private readonly tracked = new Map<string, Tracked>();
   private leading = false;
+  /** A first set of warnings was recorded: what appears later is new, not inherited from an earlier run. */
+  private primed = false;
   private queue: Promise<void> = Promise.resolve();
   private pendingWork = 0;
-  private idleWaiters: (() => void)[] = [];
+  private readonly idleWaiters = new IdleWaiters(() => this.isIdle());
   private readonly count: EventRecorderCounters = { created: 0, bumped: 0, suppressed: 0, errors: 0 };
 
   constructor(opts: EventRecorderOptions) {
@@ -108,14 +121,16 @@ export class EventRecorder {
         const kind = w.object.kind;
         if (!isStatusKind(kind)) continue;
         const ref: ObjectRef = { kind, namespace: STATUS_KINDS[kind].namespaced ? w.object.namespace : '', name: w.object.name };
-        this.tracked.set(key, { warning: w, ref, present: true, pending: 1, reported: false, lastReportAt: Number.NEGATIVE_INFINITY, queued: false, failures: 0 });
+        this.tracked.set(key, { warning: w, ref, present: true, pending: 1, reported: false, lastReportAt: Number.NEGATIVE_INFINITY, queued: false, failures: 0, ...(this.primed ? { appearedAt: now } : {}) });
       } else {
         t.present = true;
+        t.appearedAt = now;
         t.pending++;
         if (t.reported && now - t.lastReportAt < this.opts.repeatIntervalMs) this.count.suppressed++;
       }
       this.plan(key);
     }
+    this.primed = true;
   }
 
   /** Events are written only while leading; a new leader reports what is present and not yet reported by it. */
@@ -134,8 +149,7 @@ export class EventRecorder {
   }
 
   idle(): Promise<void> {
-    if (this.isIdle()) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    return this.idleWaiters.wait();
   }
 
   async stop(): Promise<void> {
@@ -162,7 +176,7 @@ export class EventRecorder {
     t.timer = setTimeout(() => {
       delete t.timer;
       if (this.tracked.get(key) === t && this.leading && t.pending > 0) this.enqueue(key, t);
-      this.settle();
+      this.idleWaiters.settle();
     }, ms);
   }
 
@@ -179,13 +193,13 @@ export class EventRecorder {
           this.count.errors++;
           t.failures++;
           this.opts.logger.warn({ object: describeRef(t.ref), reason: t.warning.reason, err, attempt: t.failures }, 'could not record Warning Event; retrying');
-          if (this.tracked.get(key) === t && this.leading && !t.timer) this.later(key, t, Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (t.failures - 1)));
+          if (this.tracked.get(key) === t && this.leading && !t.timer) this.later(key, t, retryDelayMs(t.failures, RETRY_BASE_MS, RETRY_MAX_MS));
         },
       )
       .finally(() => {
         t.queued = false;
         this.pendingWork--;
-        this.settle();
+        this.idleWaiters.settle();
       });
   }
 
@@ -229,10 +243,13 @@ export class EventRecorder {
       this.opts.logger.info({ object: describeRef(t.ref), reason: t.warning.reason, event: name }, 'Warning Event recorded');
     } catch (err) {
       if (!isConflict(err)) throw err;
-      // The Event exists: reported by an earlier run or leader, or this problem came back.
+      // The Event exists: reported by an earlier run or leader, or this problem came back. Came
+      // back also when it appeared under our eyes after the Event was last reported (by a leader
+      // before us): not when we inherited it at start, nor when the leader before us reported it.
       const existing = await this.opts.events.get(namespace, name);
       if (!existing) throw err;
-      const comeBack = t.reported;
+      const lastReported = timeOf(existing.lastTimestamp ?? existing.firstTimestamp);
+      const comeBack = t.reported || (t.appearedAt !== undefined && lastReported !== undefined && lastReported < t.appearedAt - SAME_APPEARANCE_MS);
       if (comeBack) {
         await this.opts.events.replace({ ...existing, count: (existing.count ?? 1) + appearances, lastTimestamp: now });
         this.count.bumped++;
@@ -247,12 +264,5 @@ export class EventRecorder {
     if (this.pendingWork > 0) return false;
     for (const t of this.tracked.values()) if (t.timer) return false;
     return true;
-  }
-
-  private settle(): void {
-    if (this.idleWaiters.length === 0 || !this.isIdle()) return;
-    const waiters = this.idleWaiters;
-    this.idleWaiters = [];
-    for (const w of waiters) w();
   }
 }

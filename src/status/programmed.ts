@@ -27,17 +27,21 @@ function objectKey(s: { kind: string; namespace: string; name: string }): string
 
 /**
  * Programmed from xDS feedback: Rejected when an Envoy NACKed a type this object is served as
- * (and the error names one of its resources, or names none at all); True once an Envoy ACKed
- * the current version of each of those types; Pending otherwise.
+ * (and the error names one of its resources, or names none of the type's resources at all);
+ * True once an Envoy ACKed the current version of each of those types; Pending otherwise.
+ * `namesOfType`: every resource name served per type URL, by all objects.
  */
-function programmed(served: { typeUrl: string; names: string[] }[], feedback: XdsFeedback, generation: number | undefined): Condition {
+function programmed(served: { typeUrl: string; names: string[] }[], feedback: XdsFeedback, generation: number | undefined, namesOfType: ReadonlyMap<string, readonly string[]>): Condition {
   const nodes = new Set(feedback.clients.map((c) => c.nodeId));
   for (const s of served) {
     for (const c of feedback.clients) {
       if (c.typeUrl !== s.typeUrl || c.state !== 'rejected') continue;
       const message = c.nackMessage ?? '';
-      // Our resource names all contain "/"; an error that names none of them is charged to every object of the type.
-      if (s.names.some((n) => message.includes(n)) || !message.includes('/')) {
+      // Envoy does not always name the resource it rejects (RE2 errors quote only the pattern,
+      // which may itself contain "/"): an error that names none of the type's resources is
+      // charged to every object served as that type.
+      const namesAny = (namesOfType.get(s.typeUrl) ?? []).some((n) => message.includes(n));
+      if (s.names.some((n) => message.includes(n)) || !namesAny) {
         return condition('Programmed', false, 'Rejected', `Envoy ${c.nodeId} rejected the configuration: ${message}`, generation);
       }
     }
@@ -58,12 +62,16 @@ function programmed(served: { typeUrl: string; names: string[] }[], feedback: Xd
 
 /** Replaces each served object's Pending Programmed condition with what the Envoys said. */
 export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, feedback: XdsFeedback): ObjectStatus[] {
+  const namesOfType = new Map<string, string[]>();
+  for (const served of servedAs.values()) {
+    for (const s of served) namesOfType.set(s.typeUrl, [...(namesOfType.get(s.typeUrl) ?? []), ...s.names]);
+  }
   return statuses.map((s) => {
     const served = servedAs.get(objectKey(s));
     if (!served || served.length === 0 || !('conditions' in s)) return s;
     const current = s.conditions.find((c) => c.type === 'Programmed');
     if (!current || current.reason !== 'Pending') return s;
-    const next = programmed(served, feedback, current.observedGeneration);
+    const next = programmed(served, feedback, current.observedGeneration, namesOfType);
     const replace = (conditions: Condition[]): Condition[] =>
       conditions.map((c) => (c.type === 'Programmed' && c.reason === 'Pending' ? { ...next, ...(c.observedGeneration !== undefined ? { observedGeneration: c.observedGeneration } : {}) } : c));
     if (s.kind === 'Gateway' && 'listeners' in s) {

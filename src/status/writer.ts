@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { CONTROLLER_NAME } from '../api/gateway.js';
 import type { ObjectStatus } from '../translate/status.js';
+import { IdleWaiters, retryDelayMs } from './background.js';
 import { changedFields, sameStatus } from './compare.js';
 import { desiredStatus, toRfc3339Seconds, type StatusIntent } from './desired.js';
 import { describeRef, isStatusKind, refKey, type ObjectRef } from './kinds.js';
@@ -74,7 +75,7 @@ export class StatusWriter {
   private running = 0;
   private leading = false;
   private stopped = false;
-  private idleWaiters: (() => void)[] = [];
+  private readonly idleWaiters = new IdleWaiters(() => this.isIdle());
   private readonly count: StatusWriterCounters = { writes: 0, skipped: 0, conflicts: 0, notFound: 0, errors: 0 };
 
   constructor(opts: StatusWriterOptions) {
@@ -130,7 +131,7 @@ export class StatusWriter {
     }
     this.ready.length = 0;
     this.queued.clear();
-    this.settle();
+    this.idleWaiters.settle();
   }
 
   isLeading(): boolean {
@@ -143,8 +144,7 @@ export class StatusWriter {
 
   /** Resolves once nothing is scheduled, queued or in flight. */
   idle(): Promise<void> {
-    if (this.isIdle()) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    return this.idleWaiters.wait();
   }
 
   /** Stops scheduling; writes in flight finish. */
@@ -172,7 +172,7 @@ export class StatusWriter {
     if (e.timer) clearTimeout(e.timer);
     this.entries.delete(key);
     if (this.queued.delete(key)) this.ready.splice(this.ready.indexOf(key), 1);
-    this.settle();
+    this.idleWaiters.settle();
   }
 
   private schedule(key: string, e: Entry, delayMs?: number): void {
@@ -181,7 +181,7 @@ export class StatusWriter {
     const wait = delayMs ?? Math.max(this.coalesceMs, e.lastWriteAt + this.minIntervalMs - now);
     e.timer = setTimeout(() => {
       delete e.timer;
-      if (!this.leading || this.entries.get(key) !== e) return this.settle();
+      if (!this.leading || this.entries.get(key) !== e) return this.idleWaiters.settle();
       this.ready.push(key);
       this.queued.add(key);
       this.pump();
@@ -217,14 +217,14 @@ export class StatusWriter {
             // Our parent entries are removed; nothing left to keep for this route.
             this.entries.delete(key);
           } else if (this.entries.get(key) === e && e.dirty) {
-            const backoff = e.failures > 0 ? Math.min(this.maxBackoffMs, this.backoffMs * 2 ** (e.failures - 1)) : undefined;
+            const backoff = e.failures > 0 ? retryDelayMs(e.failures, this.backoffMs, this.maxBackoffMs) : undefined;
             this.schedule(key, e, backoff);
           }
           this.pump();
-          this.settle();
+          this.idleWaiters.settle();
         });
     }
-    this.settle();
+    this.idleWaiters.settle();
   }
 
   private async sync(e: Entry): Promise<void> {
@@ -272,12 +272,5 @@ export class StatusWriter {
     if (this.running > 0 || this.ready.length > 0) return false;
     for (const e of this.entries.values()) if (e.timer || e.inFlight) return false;
     return true;
-  }
-
-  private settle(): void {
-    if (this.idleWaiters.length === 0 || !this.isIdle()) return;
-    const waiters = this.idleWaiters;
-    this.idleWaiters = [];
-    for (const w of waiters) w();
   }
 }

@@ -1,8 +1,6 @@
-import type { Logger } from 'pino';
-import { TypeUrl, kindOfTypeUrl, type TypeUrlValue } from '../envoy/resources.js';
-import { versionOfSet, type CachedResource, type SnapshotCache } from './cache.js';
-import type { StreamHooks } from './client-state.js';
-import { ClusterHold, refersToClusters } from './removal-hold.js';
+import { TypeUrl } from '../envoy/resources.js';
+import { AdsStream, type AdsStreamOptions } from './ads-stream.js';
+import { versionOfSet, type CachedResource } from './cache.js';
 import { WILDCARD, allowsLegacyWildcard, assignmentNamesOf } from './subscription.js';
 import { deltaResourceEntry, deltaResponse, type DeltaDiscoveryRequest } from './wire.js';
 
@@ -33,71 +31,38 @@ interface DeltaTypeState {
   rejected: boolean;
 }
 
-export interface DeltaStreamOptions {
-  cache: SnapshotCache;
-  hooks: StreamHooks;
-  send: (message: Buffer) => void;
-  logger: Logger;
-}
+export type DeltaStreamOptions = AdsStreamOptions;
 
 /**
  * One incremental (delta) ADS stream: per-resource versions, subscribe/unsubscribe, removals
  * in removed_resources, and only the resources whose version the client does not hold.
  */
-export class DeltaStream {
-  private readonly types = new Map<string, DeltaTypeState>();
-  /** Removed clusters whose removal waits until the routes that may name them are ACKed (removal-hold.ts). */
-  private readonly held = new ClusterHold<true>();
-  private identified = false;
-  private nonceCounter = 0;
+export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState, true> {
+  /** Both carry removals that waited for the release (mayRemove). */
+  protected readonly heldBack = [TypeUrl.cluster, TypeUrl.endpoint];
 
-  constructor(private readonly options: DeltaStreamOptions) {}
+  protected newState(request: DeltaDiscoveryRequest): DeltaTypeState {
+    return { wildcard: false, names: new Set(), known: new Map(request.initialResourceVersions), outstanding: new Map(), answered: false, rejected: false };
+  }
 
-  onRequest(request: DeltaDiscoveryRequest): void {
+  protected acceptReply(state: DeltaTypeState, request: DeltaDiscoveryRequest): boolean {
     const { hooks, logger } = this.options;
-    if (!this.identified && request.node !== undefined) {
-      this.identified = true;
-      hooks.identify(request.node);
+    // Delta requests that carry a nonce are ACKs or NACKs and nothing else (xDS protocol).
+    const version = state.outstanding.get(request.responseNonce);
+    state.outstanding.delete(request.responseNonce);
+    if (version === undefined) {
+      logger.debug({ typeUrl: request.typeUrl, nonce: request.responseNonce }, 'xds: delta reply to an unknown nonce');
+    } else if (request.errorDetail !== undefined) {
+      state.rejected = true;
+      hooks.nacked(request.typeUrl, version, request.errorDetail);
+    } else {
+      state.rejected = false;
+      hooks.acked(request.typeUrl, version);
     }
-    if (kindOfTypeUrl(request.typeUrl) === undefined) {
-      logger.debug({ typeUrl: request.typeUrl }, 'xds: delta request for a type Switchyard does not serve');
-      return;
-    }
-    let state = this.types.get(request.typeUrl);
-    const first = state === undefined;
-    if (state === undefined) {
-      state = { wildcard: false, names: new Set(), known: new Map(request.initialResourceVersions), outstanding: new Map(), answered: false, rejected: false };
-      this.types.set(request.typeUrl, state);
-    }
-    if (request.responseNonce !== '') {
-      // Delta requests that carry a nonce are ACKs or NACKs and nothing else (xDS protocol).
-      const version = state.outstanding.get(request.responseNonce);
-      state.outstanding.delete(request.responseNonce);
-      if (version === undefined) {
-        logger.debug({ typeUrl: request.typeUrl, nonce: request.responseNonce }, 'xds: delta reply to an unknown nonce');
-      } else if (request.errorDetail !== undefined) {
-        state.rejected = true;
-        hooks.nacked(request.typeUrl, version, request.errorDetail);
-      } else {
-        state.rejected = false;
-        hooks.acked(request.typeUrl, version);
-      }
-    }
-    const changed = this.updateSubscription(state, request, first);
-    if (first || changed) this.push(request.typeUrl, state);
-    if (refersToClusters(request.typeUrl)) this.releaseHeldClusters();
+    return true;
   }
 
-  onCacheChange(changed: readonly TypeUrlValue[]): void {
-    if (changed.includes(TypeUrl.cluster)) this.holdRemovedClusters();
-    for (const typeUrl of changed) {
-      const state = this.types.get(typeUrl);
-      if (state !== undefined) this.push(typeUrl, state);
-    }
-    this.releaseHeldClusters();
-  }
-
-  private updateSubscription(state: DeltaTypeState, request: DeltaDiscoveryRequest, first: boolean): boolean {
+  protected updateSubscription(state: DeltaTypeState, request: DeltaDiscoveryRequest, first: boolean): boolean {
     let changed = false;
     if (first && request.subscribe.length === 0 && allowsLegacyWildcard(request.typeUrl)) {
       state.wildcard = true;
@@ -128,7 +93,7 @@ export class DeltaStream {
     return changed;
   }
 
-  private push(typeUrl: string, state: DeltaTypeState): void {
+  protected push(typeUrl: string, state: DeltaTypeState): void {
     const snapshot = this.options.cache.snapshot(typeUrl);
     if (snapshot === undefined) return;
     const inScope: CachedResource[] = [];
@@ -150,7 +115,7 @@ export class DeltaStream {
     // Held clusters are part of what the client holds, so of the version it acknowledges.
     const held = typeUrl === TypeUrl.cluster ? [...this.held.entries()].map(([name]) => ({ name, version: state.known.get(name) ?? '' })) : [];
     const version = state.wildcard && held.length === 0 ? snapshot.version : versionOfSet([...inScope, ...held]);
-    const nonce = String(++this.nonceCounter);
+    const nonce = this.nextNonce();
     state.outstanding.set(nonce, version);
     if (state.outstanding.size > MAX_OUTSTANDING_NONCES) {
       const oldest = state.outstanding.keys().next().value;
@@ -165,14 +130,8 @@ export class DeltaStream {
     if (typeUrl === TypeUrl.cluster) this.resendAssignments(assignmentNamesOf(updated));
   }
 
-  /** Clusters the client holds that the configuration dropped: their removal waits while routes may name them. */
-  private holdRemovedClusters(): void {
-    const state = this.types.get(TypeUrl.cluster);
-    const current = this.options.cache.snapshot(TypeUrl.cluster)?.resources;
-    if (state === undefined || current === undefined) return;
-    for (const [name] of this.held.entries()) if (current.has(name)) this.held.forget(name);
-    if (!this.servesRoutes()) return;
-    for (const name of state.known.keys()) if (!current.has(name)) this.held.hold(name, true);
+  protected holdGone(clusters: DeltaTypeState, current: ReadonlyMap<string, CachedResource>): void {
+    for (const name of clusters.known.keys()) if (!current.has(name)) this.held.hold(name, true);
   }
 
   /** While any cluster is held, assignment removals wait too: they would empty it. */
@@ -182,27 +141,11 @@ export class DeltaStream {
     return true;
   }
 
-  private servesRoutes(): boolean {
-    return [...this.types.keys()].some(refersToClusters);
+  protected isSettled(state: DeltaTypeState): boolean {
+    return state.outstanding.size === 0 && !state.rejected;
   }
 
-  /** Pushes the held removals once every listener and route response this client was sent is ACKed. */
-  private releaseHeldClusters(): void {
-    if (this.held.size === 0) return;
-    for (const [typeUrl, state] of this.types) {
-      if (refersToClusters(typeUrl) && (state.outstanding.size > 0 || state.rejected)) return;
-    }
-    this.held.clear();
-    for (const typeUrl of [TypeUrl.cluster, TypeUrl.endpoint]) {
-      const state = this.types.get(typeUrl);
-      if (state !== undefined) this.push(typeUrl, state);
-    }
-  }
-
-  private resendAssignments(names: readonly string[]): void {
-    const endpoints = this.types.get(TypeUrl.endpoint);
-    if (endpoints === undefined || names.length === 0) return;
-    for (const name of names) endpoints.known.delete(name);
-    this.push(TypeUrl.endpoint, endpoints);
+  protected forgetSent(state: DeltaTypeState, name: string): void {
+    state.known.delete(name);
   }
 }

@@ -1,8 +1,6 @@
-import type { Logger } from 'pino';
-import { TypeUrl, kindOfTypeUrl, type TypeUrlValue } from '../envoy/resources.js';
-import { versionOfSet, type CachedResource, type SnapshotCache } from './cache.js';
-import type { StreamHooks } from './client-state.js';
-import { ClusterHold, refersToClusters } from './removal-hold.js';
+import { TypeUrl } from '../envoy/resources.js';
+import { AdsStream, type AdsStreamOptions } from './ads-stream.js';
+import { versionOfSet, type CachedResource } from './cache.js';
 import { WILDCARD, absenceMeansRemoval, allowsLegacyWildcard, assignmentNamesOf } from './subscription.js';
 import { sotwResponseBody, withNonce, type DiscoveryRequest } from './wire.js';
 
@@ -45,73 +43,49 @@ interface SotwTypeState {
   settled: boolean;
 }
 
-export interface SotwStreamOptions {
-  cache: SnapshotCache;
+export interface SotwStreamOptions extends AdsStreamOptions {
   bodies: SharedResponseBodies;
-  hooks: StreamHooks;
-  send: (message: Buffer) => void;
-  logger: Logger;
 }
 
 /**
  * One state-of-the-world ADS stream: subscriptions per type, nonces, ACK/NACK, and pushes of
  * the full subscribed set when (and only when) it differs from what this client was sent.
  */
-export class SotwStream {
-  private readonly types = new Map<string, SotwTypeState>();
-  /** Removed clusters still served until the routes that may name them are ACKed (removal-hold.ts). */
-  private readonly held = new ClusterHold<CachedResource>();
-  private identified = false;
-  private nonceCounter = 0;
+export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, CachedResource> {
+  /**
+   * Only the cluster set: once the held clusters go, the assignments served on for them name
+   * nothing, and an EDS set that only shrank is not pushed (absenceMeansRemoval).
+   */
+  protected readonly heldBack = [TypeUrl.cluster];
+  private readonly bodies: SharedResponseBodies;
 
-  constructor(private readonly options: SotwStreamOptions) {}
+  constructor(options: SotwStreamOptions) {
+    super(options);
+    this.bodies = options.bodies;
+  }
 
-  onRequest(request: DiscoveryRequest): void {
+  protected newState(): SotwTypeState {
+    return { wildcard: false, names: new Set(), lastNonce: undefined, lastVersion: undefined, sent: new Map(), settled: true };
+  }
+
+  protected acceptReply(state: SotwTypeState, request: DiscoveryRequest): boolean {
     const { hooks, logger } = this.options;
-    if (!this.identified && request.node !== undefined) {
-      this.identified = true;
-      hooks.identify(request.node);
+    if (request.responseNonce !== state.lastNonce) {
+      // xDS protocol: a request with an older nonce is superseded by the response in flight.
+      logger.debug({ typeUrl: request.typeUrl, nonce: request.responseNonce }, 'xds: stale nonce ignored');
+      return false;
     }
-    if (kindOfTypeUrl(request.typeUrl) === undefined) {
-      logger.debug({ typeUrl: request.typeUrl }, 'xds: request for a type Switchyard does not serve');
-      return;
+    const version = state.lastVersion ?? '';
+    if (request.errorDetail !== undefined) {
+      hooks.nacked(request.typeUrl, version, request.errorDetail);
+    } else {
+      state.settled = true;
+      hooks.acked(request.typeUrl, request.versionInfo);
     }
-    let state = this.types.get(request.typeUrl);
-    const first = state === undefined;
-    if (state === undefined) {
-      state = { wildcard: false, names: new Set(), lastNonce: undefined, lastVersion: undefined, sent: new Map(), settled: true };
-      this.types.set(request.typeUrl, state);
-    }
-    if (request.responseNonce !== '') {
-      if (request.responseNonce !== state.lastNonce) {
-        // xDS protocol: a request with an older nonce is superseded by the response in flight.
-        logger.debug({ typeUrl: request.typeUrl, nonce: request.responseNonce }, 'xds: stale nonce ignored');
-        return;
-      }
-      const version = state.lastVersion ?? '';
-      if (request.errorDetail !== undefined) {
-        hooks.nacked(request.typeUrl, version, request.errorDetail);
-      } else {
-        state.settled = true;
-        hooks.acked(request.typeUrl, request.versionInfo);
-      }
-    }
-    const changed = this.updateSubscription(state, request, first);
-    if (first || changed) this.push(request.typeUrl, state);
-    if (refersToClusters(request.typeUrl)) this.releaseHeldClusters();
+    return true;
   }
 
-  /** Pushes, in the order given (make-before-break), every changed type this client watches. */
-  onCacheChange(changed: readonly TypeUrlValue[]): void {
-    if (changed.includes(TypeUrl.cluster)) this.holdRemovedClusters();
-    for (const typeUrl of changed) {
-      const state = this.types.get(typeUrl);
-      if (state !== undefined) this.push(typeUrl, state);
-    }
-    this.releaseHeldClusters();
-  }
-
-  private updateSubscription(state: SotwTypeState, request: DiscoveryRequest, first: boolean): boolean {
+  protected updateSubscription(state: SotwTypeState, request: DiscoveryRequest, first: boolean): boolean {
     const names = request.resourceNames;
     const wildcard = names.includes(WILDCARD) || (names.length === 0 && allowsLegacyWildcard(request.typeUrl) && (first || state.wildcard));
     const explicit = new Set(names.filter((name) => name !== WILDCARD));
@@ -125,7 +99,7 @@ export class SotwStream {
     return changed;
   }
 
-  private push(typeUrl: string, state: SotwTypeState): void {
+  protected push(typeUrl: string, state: SotwTypeState): void {
     const snapshot = this.options.cache.snapshot(typeUrl);
     if (snapshot === undefined) return;
     const selected: CachedResource[] = [];
@@ -148,8 +122,8 @@ export class SotwStream {
     if (!news && !removals && !unanswered) return;
     // A set that differs from the snapshot gets its own version, and so its own shared body.
     const version = state.wildcard && !holding ? snapshot.version : versionOfSet(selected);
-    const body = this.options.bodies.get(typeUrl, version, selected);
-    const nonce = String(++this.nonceCounter);
+    const body = this.bodies.get(typeUrl, version, selected);
+    const nonce = this.nextNonce();
     state.lastNonce = nonce;
     state.lastVersion = version;
     state.settled = false;
@@ -160,15 +134,10 @@ export class SotwStream {
     if (typeUrl === TypeUrl.cluster) this.resendAssignments(assignmentNamesOf(updated));
   }
 
-  /** Clusters this client holds that the configuration dropped: kept while routes may name them. */
-  private holdRemovedClusters(): void {
-    const state = this.types.get(TypeUrl.cluster);
-    const current = this.options.cache.snapshot(TypeUrl.cluster)?.resources;
-    if (state === undefined || current === undefined) return;
-    for (const [name] of this.held.entries()) if (current.has(name)) this.held.forget(name);
-    if (!this.servesRoutes()) return;
-    for (const [name, resource] of state.sent) {
-      if (!current.has(name) && (state.wildcard || state.names.has(name))) this.held.hold(name, resource);
+  /** Subscribed clusters gone from the configuration are kept, as last sent, while routes may name them. */
+  protected holdGone(clusters: SotwTypeState, current: ReadonlyMap<string, CachedResource>): void {
+    for (const [name, resource] of clusters.sent) {
+      if (!current.has(name) && (clusters.wildcard || clusters.names.has(name))) this.held.hold(name, resource);
     }
   }
 
@@ -183,23 +152,11 @@ export class SotwStream {
     return undefined;
   }
 
-  private servesRoutes(): boolean {
-    return [...this.types.keys()].some(refersToClusters);
+  protected isSettled(state: SotwTypeState): boolean {
+    return state.settled;
   }
 
-  /** Pushes the held removals once every listener and route response this client was sent is ACKed. */
-  private releaseHeldClusters(): void {
-    if (this.held.size === 0) return;
-    for (const [typeUrl, state] of this.types) if (refersToClusters(typeUrl) && !state.settled) return;
-    this.held.clear();
-    const clusters = this.types.get(TypeUrl.cluster);
-    if (clusters !== undefined) this.push(TypeUrl.cluster, clusters);
-  }
-
-  private resendAssignments(names: readonly string[]): void {
-    const endpoints = this.types.get(TypeUrl.endpoint);
-    if (endpoints === undefined || names.length === 0) return;
-    for (const name of names) endpoints.sent.delete(name);
-    this.push(TypeUrl.endpoint, endpoints);
+  protected forgetSent(state: SotwTypeState, name: string): void {
+    state.sent.delete(name);
   }
 }

@@ -1,9 +1,10 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildBootstrap } from '../../src/envoy/bootstrap.js';
-import { TypeUrl, type EnvoyResource, type JsonObject, type JsonValue, type XdsResources } from '../../src/envoy/resources.js';
+import { TypeUrl, type JsonObject, type JsonValue, type XdsResources } from '../../src/envoy/resources.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { XdsServer, type AckEvent, type ClientEvent, type NackEvent } from '../../src/xds/server.js';
+import { httpListener, rdsOverAds } from '../support/envoy-listener.js';
 import { requireEnvoyBinary, startEnvoy, type EnvoyProcess } from '../support/envoy.js';
 import { freePort } from '../support/ports.js';
 import { sleep, waitFor } from '../support/wait.js';
@@ -27,30 +28,8 @@ interface Version {
 }
 
 function resources(listenerPort: number, v: Version): XdsResources {
-  const listener: EnvoyResource = {
-    '@type': TypeUrl.listener,
-    name: LISTENER,
-    address: { socket_address: { address: '127.0.0.1', port_value: listenerPort } },
-    filter_chains: [
-      {
-        filters: [
-          {
-            name: 'envoy.filters.network.http_connection_manager',
-            typed_config: {
-              '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-              stat_prefix: 'local',
-              rds: { route_config_name: ROUTES, config_source: { ads: {}, resource_api_version: 'V3' } },
-              http_filters: [
-                { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } },
-              ],
-            },
-          },
-        ],
-      },
-    ],
-  };
   return {
-    listeners: v.withListener === false ? [] : [listener],
+    listeners: v.withListener === false ? [] : [httpListener(LISTENER, listenerPort, 'local', rdsOverAds(ROUTES))],
     routes: [
       {
         '@type': TypeUrl.route,

@@ -5,6 +5,7 @@ import { buildBootstrap } from '../../src/envoy/bootstrap.js';
 import { TypeUrl, type EnvoyResource, type XdsResources } from '../../src/envoy/resources.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { XdsServer, type AckEvent, type NackEvent } from '../../src/xds/server.js';
+import { httpListener, rdsOverAds } from '../support/envoy-listener.js';
 import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
 import { freePort } from '../support/ports.js';
 import { sleep, waitFor } from '../support/wait.js';
@@ -26,28 +27,7 @@ function upstream(name: string): Promise<{ server: Server; port: number }> {
 
 function resources(listenerPort: number, ports: Record<string, number>, clusters: string[], target: string, regex = '^/.*'): XdsResources {
   return {
-    listeners: [
-      {
-        '@type': TypeUrl.listener,
-        name: LISTENER,
-        address: { socket_address: { address: '127.0.0.1', port_value: listenerPort } },
-        filter_chains: [
-          {
-            filters: [
-              {
-                name: 'envoy.filters.network.http_connection_manager',
-                typed_config: {
-                  '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-                  stat_prefix: 'removal',
-                  rds: { route_config_name: ROUTES, config_source: { ads: {}, resource_api_version: 'V3' } },
-                  http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
-                },
-              },
-            ],
-          },
-        ],
-      },
-    ],
+    listeners: [httpListener(LISTENER, listenerPort, 'removal', rdsOverAds(ROUTES))],
     routes: [
       {
         '@type': TypeUrl.route,

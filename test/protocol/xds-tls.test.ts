@@ -12,6 +12,7 @@ import { SnapshotCache } from '../../src/xds/cache.js';
 import { XdsServer, type AckEvent, type ClientEvent } from '../../src/xds/server.js';
 import { readXdsClientTls, readXdsServerTls, xdsChannelCredentials, xdsServerCredentials } from '../../src/xds/tls.js';
 import { createPki, type Pki } from '../support/certs.js';
+import { httpListener } from '../support/envoy-listener.js';
 import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
 import { NAMESPACE, gatewayManifests, httpRoute, secret } from '../support/gateway-fixture.js';
 import { freePort } from '../support/ports.js';
@@ -44,29 +45,12 @@ afterAll(() => pki?.remove());
 function resources(listenerPort: number): XdsResources {
   return {
     listeners: [
-      {
-        '@type': TypeUrl.listener,
-        name: LISTENER,
-        address: { socket_address: { address: '127.0.0.1', port_value: listenerPort } },
-        filter_chains: [
-          {
-            filters: [
-              {
-                name: 'envoy.filters.network.http_connection_manager',
-                typed_config: {
-                  '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-                  stat_prefix: 'tls',
-                  route_config: {
-                    name: 'tls-routes',
-                    virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, direct_response: { status: 200, body: { inline_string: 'over mtls' } } }] }],
-                  },
-                  http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
-                },
-              },
-            ],
-          },
-        ],
-      },
+      httpListener(LISTENER, listenerPort, 'tls', {
+        route_config: {
+          name: 'tls-routes',
+          virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, direct_response: { status: 200, body: { inline_string: 'over mtls' } } }] }],
+        },
+      }),
     ],
     routes: [],
     clusters: [],

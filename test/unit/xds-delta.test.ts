@@ -1,24 +1,10 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { decodeMessage } from '../../src/envoy/proto.js';
-import { TypeUrl, type EnvoyResource, type JsonObject, type XdsResources } from '../../src/envoy/resources.js';
+import { TypeUrl, type JsonObject } from '../../src/envoy/resources.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
-import type { StreamHooks } from '../../src/xds/client-state.js';
 import { DeltaStream } from '../../src/xds/delta.js';
-
-function cluster(name: string, timeout = '1s'): EnvoyResource {
-  return { '@type': TypeUrl.cluster, name, type: 'EDS', connect_timeout: timeout, eds_cluster_config: { eds_config: { ads: {} } } };
-}
-function assignment(name: string, port = 1000): EnvoyResource {
-  return {
-    '@type': TypeUrl.endpoint,
-    cluster_name: name,
-    endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: port } } } }] }],
-  };
-}
-function resources(overrides: Partial<XdsResources> = {}): XdsResources {
-  return { listeners: [], routes: [], clusters: [cluster('a'), cluster('b')], endpoints: [assignment('a'), assignment('b')], secrets: [], ...overrides };
-}
+import { assignment, cluster, recordingHooks, resources, route } from '../support/xds-stream.js';
 
 interface Response {
   system_version_info: string;
@@ -41,13 +27,7 @@ interface Request {
 function harness() {
   const cache = new SnapshotCache();
   const sent: Response[] = [];
-  const events: string[] = [];
-  const hooks: StreamHooks = {
-    identify: (node) => events.push(`identify ${node.id}`),
-    sent: () => undefined,
-    acked: (typeUrl, version) => events.push(`ack ${typeUrl.split('.').pop()} ${version}`),
-    nacked: (typeUrl, version, detail) => events.push(`nack ${typeUrl.split('.').pop()} ${version} ${detail.message}`),
-  };
+  const { hooks, events } = recordingHooks();
   const stream = new DeltaStream({
     cache,
     hooks,
@@ -176,12 +156,6 @@ describe('DeltaStream', () => {
   });
 
   describe('make-before-break on removal', () => {
-    const route = (cluster: string): EnvoyResource => ({
-      '@type': TypeUrl.route,
-      name: 'r',
-      virtual_hosts: [{ name: 'v', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster } }] }],
-    });
-
     function settledClient() {
       const h = harness();
       h.cache.setResources(resources({ routes: [route('b')] }));

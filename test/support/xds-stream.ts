@@ -1,0 +1,44 @@
+import { TypeUrl, type EnvoyResource, type XdsResources } from '../../src/envoy/resources.js';
+import type { StreamHooks } from '../../src/xds/client-state.js';
+
+/** What the unit tests of one ADS stream (SotW and delta) serve, and how they see what it reports. */
+
+/** An EDS cluster; another `timeout` gives it another version. */
+export function cluster(name: string, timeout = '1s'): EnvoyResource {
+  return { '@type': TypeUrl.cluster, name, type: 'EDS', connect_timeout: timeout, eds_cluster_config: { eds_config: { ads: {} } } };
+}
+
+/** The assignment of cluster `name`; another `port` gives it another version. */
+export function assignment(name: string, port = 1000): EnvoyResource {
+  return {
+    '@type': TypeUrl.endpoint,
+    cluster_name: name,
+    endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: port } } } }] }],
+  };
+}
+
+/** Clusters a and b with their assignments, and nothing else, unless overridden. */
+export function resources(overrides: Partial<XdsResources> = {}): XdsResources {
+  return { listeners: [], routes: [], clusters: [cluster('a'), cluster('b')], endpoints: [assignment('a'), assignment('b')], secrets: [], ...overrides };
+}
+
+/** Route configuration `r`, sending every request to `cluster`. */
+export function route(cluster: string): EnvoyResource {
+  return {
+    '@type': TypeUrl.route,
+    name: 'r',
+    virtual_hosts: [{ name: 'v', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster } }] }],
+  };
+}
+
+/** Hooks that note what a stream reports: `identify <node>`, `ack <Kind> <version>`, `nack <Kind> <version> <message>`. */
+export function recordingHooks(): { hooks: StreamHooks; events: string[] } {
+  const events: string[] = [];
+  const hooks: StreamHooks = {
+    identify: (node) => events.push(`identify ${node.id}`),
+    sent: () => undefined,
+    acked: (typeUrl, version) => events.push(`ack ${typeUrl.split('.').pop()} ${version}`),
+    nacked: (typeUrl, version, detail) => events.push(`nack ${typeUrl.split('.').pop()} ${version} ${detail.message}`),
+  };
+  return { hooks, events };
+}
