@@ -2,10 +2,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { KubeClient } from '../providers/kubernetes/api-client.js';
 import { loadKubeConfig } from '../providers/kubernetes/kubeconfig.js';
 import { KubernetesProvider, type KubernetesProviderOptions } from '../providers/kubernetes/provider.js';
-import { EventRecorder } from '../status/events.js';
+import type { EventRecorder } from '../status/events.js';
 import { kubeStatusApi } from '../status/kube-api.js';
-import { defaultIdentity, LeaderElector, type LeaderElectorOptions } from '../status/leader.js';
-import { StatusWriter } from '../status/writer.js';
+import type { LeaderElector, LeaderElectorOptions } from '../status/leader.js';
+import { StatusReporter } from '../status/reporter.js';
+import type { StatusWriter } from '../status/writer.js';
 import { startGatewayRuntime, type RunningGateway, type ServingOptions, type StatusSink } from './gateway-runtime.js';
 
 const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
@@ -51,40 +52,21 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
   const client = new KubeClient(kube.config);
   const provider = new KubernetesProvider({ ...opts.provider, client, namespaces: opts.namespaces, logger: log });
 
-  let writer: StatusWriter | undefined;
-  let recorder: EventRecorder | undefined;
-  let elector: LeaderElector | undefined;
+  let reporter: StatusReporter | undefined;
   let sink: StatusSink | undefined;
   if (opts.leaderElection) {
-    const api = kubeStatusApi(kube.config);
-    const identity = opts.leaderElection.identity ?? defaultIdentity();
-    const statusWriter = new StatusWriter({ client: api.objects, logger: log.child({ component: 'status-writer' }) });
-    const eventRecorder = new EventRecorder({ events: api.events, objects: api.objects, logger: log.child({ component: 'events' }), instance: identity });
-    const le = opts.leaderElection;
-    elector = new LeaderElector({
-      client: api.leases,
-      namespace: le.namespace,
-      identity,
-      logger: log.child({ component: 'leader-election' }),
-      ...(le.name ? { name: le.name } : {}),
-      ...(le.leaseDurationMs !== undefined ? { leaseDurationMs: le.leaseDurationMs } : {}),
-      ...(le.renewDeadlineMs !== undefined ? { renewDeadlineMs: le.renewDeadlineMs } : {}),
-      ...(le.retryPeriodMs !== undefined ? { retryPeriodMs: le.retryPeriodMs } : {}),
-      onStartedLeading: () => {
-        statusWriter.setLeading(true);
-        eventRecorder.setLeading(true);
-      },
-      onStoppedLeading: async () => {
-        statusWriter.setLeading(false);
-        eventRecorder.setLeading(false);
-        await Promise.all([statusWriter.idle(), eventRecorder.idle()]);
-      },
+    const { namespace, identity, ...election } = opts.leaderElection;
+    const status = new StatusReporter({
+      api: kubeStatusApi(kube.config),
+      namespace,
+      logger: log,
+      ...(identity ? { identity } : {}),
+      election,
     });
-    writer = statusWriter;
-    recorder = eventRecorder;
+    reporter = status;
     sink = {
-      statuses: (all) => statusWriter.update(all),
-      warnings: (events) => eventRecorder.record(events),
+      statuses: (all) => status.writer.update(all),
+      warnings: (events) => status.recorder.record(events),
     };
   }
 
@@ -107,20 +89,17 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
     throw err;
   }
   // Only now: a replica that cannot serve must not take the Lease.
-  elector?.start();
+  reporter?.start();
 
   const running: RunningController = {
     ...runtime,
     provider,
     kubeconfigSource: kube.source,
-    isLeader: () => elector?.isLeader() ?? false,
-    ...(writer ? { writer } : {}),
-    ...(recorder ? { recorder } : {}),
-    ...(elector ? { elector } : {}),
+    isLeader: () => reporter?.isLeader() ?? false,
+    ...(reporter ? { writer: reporter.writer, recorder: reporter.recorder, elector: reporter.elector } : {}),
     async stop() {
       // Hand the Lease over first (after our last status writes), then stop serving.
-      await elector?.stop();
-      await Promise.all([writer?.stop(), recorder?.stop()]);
+      await reporter?.stop();
       await runtime.stop();
       client.close();
     },
