@@ -20,7 +20,9 @@ function httpConnectionManager(l: ListenerIR, ctx: ListenerContext): JsonObject 
       rds: { route_config_name: l.name, config_source: { ...ADS_CONFIG_SOURCE } },
       // Clients send "host:port"; virtual hosts are keyed by hostname only.
       strip_any_host_port: true,
-      http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ANY.router } }],
+      // suppress_envoy_headers: the router would tell each member which Host the previous attempt
+      // went to (x-envoy-original-host) and expose timings; x-envoy-attempt-count stays (a route option).
+      http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ANY.router, suppress_envoy_headers: true } }],
       ...(ctx.aiExtension ? { local_reply_config: aiExtensionLocalReply() } : {}),
     },
   };

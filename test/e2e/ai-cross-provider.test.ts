@@ -147,6 +147,9 @@ describe('each attempt carries its own member\'s host, path, credential and mode
       model: AZURE.deployment,
     });
     expect(azure.received()[0]?.headers['x-envoy-attempt-count']).toBe('2');
+    // Envoy notes the Host it rewrote on every attempt; Azure must not learn the request was OpenAI's first.
+    expect(azure.received()[0]?.headers['x-envoy-original-host']).toBeUndefined();
+    expect(openai.received()[0]?.headers['x-envoy-original-host']).toBeUndefined();
   });
 
   it('OpenAI and Azure 503 → Anthropic: a Messages request with x-api-key, and an OpenAI chat completion back', async () => {

@@ -113,6 +113,8 @@ describe('priority failover', () => {
     expect(p0.received()[0]?.host).toBe(HOSTS.p0);
     expect(p1.received()[0]?.host).toBe(HOSTS.p1);
     expect(p2.received()[0]?.host).toBe(HOSTS.p2);
+    // Envoy's router would name the Host it rewrote (the previous member's) in x-envoy-original-host.
+    expect([p0, p1, p2].map((p) => p.received()[0]?.headers['x-envoy-original-host'])).toEqual([undefined, undefined, undefined]);
   });
 
   it('gives the client the upstream 503 promptly when every priority fails', async () => {
