@@ -64,7 +64,11 @@ function programmed(served: { typeUrl: string; names: string[] }[], feedback: Xd
 export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, feedback: XdsFeedback): ObjectStatus[] {
   const namesOfType = new Map<string, string[]>();
   for (const served of servedAs.values()) {
-    for (const s of served) namesOfType.set(s.typeUrl, [...(namesOfType.get(s.typeUrl) ?? []), ...s.names]);
+    for (const s of served) {
+      const names = namesOfType.get(s.typeUrl) ?? [];
+      names.push(...s.names);
+      namesOfType.set(s.typeUrl, names);
+    }
   }
   return statuses.map((s) => {
     const served = servedAs.get(objectKey(s));

@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { condition } from '../../src/api/conditions.js';
+import { TypeUrl } from '../../src/envoy/resources.js';
+import { applyXdsFeedback, type ClientTypeFeedback, type ServedAs } from '../../src/status/programmed.js';
+import type { GatewayStatus, ObjectStatus } from '../../src/translate/status.js';
+
+/**
+ * Which objects a NACK is charged to. Two Gateways, each served as its own listener and
+ * RouteConfiguration; Envoy NACKs RDS with a message that may or may not name the resource.
+ */
+
+const pending = () => [condition('Accepted', true, 'Accepted', 'ok', 1), condition('Programmed', false, 'Pending', 'not yet', 1)];
+
+function gateway(name: string): GatewayStatus {
+  return { kind: 'Gateway', namespace: 'ai', name, conditions: pending(), listeners: [{ name: 'http', attachedRoutes: 1, supportedKinds: [], conditions: pending() }] };
+}
+
+const servedAs: ServedAs = new Map([
+  ['Gateway/ai/one', [{ typeUrl: TypeUrl.listener, names: ['ai/one/8080'] }, { typeUrl: TypeUrl.route, names: ['ai/one/8080'] }]],
+  ['Gateway/ai/two', [{ typeUrl: TypeUrl.listener, names: ['ai/two/8081'] }, { typeUrl: TypeUrl.route, names: ['ai/two/8081'] }]],
+]);
+
+function feedback(nackMessage: string): { clients: ClientTypeFeedback[]; versions: Record<string, string | undefined> } {
+  return {
+    clients: [
+      { nodeId: 'envoy-1', typeUrl: TypeUrl.listener, state: 'acked', sentVersion: 'l1' },
+      { nodeId: 'envoy-1', typeUrl: TypeUrl.route, state: 'rejected', sentVersion: 'r2', nackMessage },
+    ],
+    versions: { [TypeUrl.listener]: 'l1', [TypeUrl.route]: 'r2' },
+  };
+}
+
+function programmedOf(statuses: ObjectStatus[], name: string): { status?: string; reason?: string; message?: string } {
+  const s = statuses.find((x) => x.name === name);
+  return (s && 'conditions' in s ? s.conditions.find((c) => c.type === 'Programmed') : undefined) ?? {};
+}
+
+describe('applyXdsFeedback: a NACK', () => {
+  it('is charged only to the object whose resource the error names', () => {
+    const out = applyXdsFeedback([gateway('one'), gateway('two')], servedAs, feedback('Error adding/updating route config ai/two/8081: duplicate virtual host'));
+    expect(programmedOf(out, 'two')).toMatchObject({ status: 'False', reason: 'Rejected' });
+    expect(programmedOf(out, 'two').message).toContain('duplicate virtual host');
+    expect(programmedOf(out, 'one')).toMatchObject({ status: 'False', reason: 'Pending' });
+  });
+
+  it('is charged to every object of the type when the error names none of its resources, even when it contains "/"', () => {
+    // Envoy 1.40 passes RE2's error through without the RouteConfiguration's name.
+    const out = applyXdsFeedback([gateway('one'), gateway('two')], servedAs, feedback('missing ): ^/v2/(('));
+    for (const name of ['one', 'two']) {
+      expect(programmedOf(out, name)).toMatchObject({ status: 'False', reason: 'Rejected', message: 'Envoy envoy-1 rejected the configuration: missing ): ^/v2/((' });
+      const listener = (out.find((s) => s.name === name) as GatewayStatus).listeners[0];
+      expect(listener?.conditions.find((c) => c.type === 'Programmed')).toMatchObject({ status: 'False', reason: 'Rejected' });
+    }
+  });
+});
