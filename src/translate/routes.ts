@@ -11,6 +11,7 @@ import { effectiveHostnames } from './hostnames.js';
 import type { ReferenceGrant } from './inputs.js';
 import type { RankedRoute } from './precedence.js';
 import { referencePermitted } from './references.js';
+import { re2Error } from './regex.js';
 import { backendRetryPlan, withRouteRetry } from './retry.js';
 import { serviceRetryPlan, type ServiceBackends } from './services.js';
 import type { HTTPRouteStatus, RouteParentStatus, WarningEvent } from './status.js';
@@ -169,6 +170,37 @@ function listenerAllows(l: ServedListener, route: HTTPRoute, namespaces: Readonl
   return selectorMatches(allowed.selector, namespaceLabels(ns, namespaces.get(ns)));
 }
 
+interface InvalidMatch {
+  rule: number;
+  match: number;
+  message: string;
+}
+
+/**
+ * Matches whose regular expressions RE2 (Envoy's engine) refuses. Served, one would make Envoy
+ * reject the listener's whole RouteConfiguration, freezing every route on that Gateway.
+ */
+function invalidRegexMatches(route: HTTPRoute): InvalidMatch[] {
+  const out: InvalidMatch[] = [];
+  route.spec.rules.forEach((rule, i) => {
+    (rule.matches ?? []).forEach((m, j) => {
+      const field = `spec.rules[${i}].matches[${j}]`;
+      const candidates: { path: string; pattern: string }[] = [];
+      if (m.path?.type === 'RegularExpression' && m.path.value !== undefined) candidates.push({ path: `${field}.path.value`, pattern: m.path.value });
+      (m.headers ?? []).forEach((h, k) => h.type === 'RegularExpression' && candidates.push({ path: `${field}.headers[${k}].value`, pattern: h.value }));
+      (m.queryParams ?? []).forEach((q, k) => q.type === 'RegularExpression' && candidates.push({ path: `${field}.queryParams[${k}].value`, pattern: q.value }));
+      for (const c of candidates) {
+        const error = re2Error(c.pattern);
+        if (error !== undefined) {
+          out.push({ rule: i, match: j, message: `${c.path}: ${JSON.stringify(c.pattern)} is not an RE2 regular expression (${error}); fix the pattern (RE2 syntax, as Envoy uses)` });
+          break;
+        }
+      }
+    });
+  });
+  return out;
+}
+
 export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedRoute {
   const gen = route.metadata.generation;
   const routeKey = `${route.metadata.namespace}/${route.metadata.name}`;
@@ -181,6 +213,18 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
   for (const bad of badRefs) {
     events.push({ object: { kind: 'HTTPRoute', namespace: route.metadata.namespace, name: route.metadata.name }, reason: bad.reason ?? 'BackendNotFound', message: bad.message ?? '' });
   }
+  const invalidMatches = invalidRegexMatches(route);
+  const servedRules = route.spec.rules.map((rule, i) => {
+    const matches = rule.matches && rule.matches.length > 0 ? rule.matches : [undefined];
+    return matches.map((m, j) => ({ m, j })).filter(({ j }) => !invalidMatches.some((p) => p.rule === i && p.match === j));
+  });
+  for (const p of invalidMatches) {
+    events.push({ object: { kind: 'HTTPRoute', namespace: route.metadata.namespace, name: route.metadata.name }, reason: 'UnsupportedValue', message: p.message });
+  }
+  const nothingServed = servedRules.every((matches) => matches.length === 0);
+  const partiallyInvalid: Condition | undefined = invalidMatches.length > 0 && !nothingServed
+    ? condition('PartiallyInvalid', true, 'UnsupportedValue', `${invalidMatches.map((p) => p.message).join('; ')}; the other matches are served`, gen)
+    : undefined;
   const resolved: Condition = badRefs.length === 0
     ? condition('ResolvedRefs', true, 'ResolvedRefs', 'all backendRefs are resolved', gen)
     : condition('ResolvedRefs', false, badRefs[0]?.reason ?? 'BackendNotFound', badRefs.map((r) => r.message).join('; '), gen);
@@ -190,7 +234,11 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
     const key = parentKey(route, parent);
     if (ctx.foreignGateways.has(key)) continue;
     const gw = ctx.gateways.get(key);
-    const status = (accepted: Condition): RouteParentStatus => ({ parentRef: parent, controllerName: CONTROLLER_NAME, conditions: [accepted, resolved] });
+    const status = (accepted: Condition): RouteParentStatus => ({
+      parentRef: parent,
+      controllerName: CONTROLLER_NAME,
+      conditions: [accepted, resolved, ...(partiallyInvalid ? [partiallyInvalid] : [])],
+    });
     if (!gw) {
       parents.push(status(condition('Accepted', false, 'NoMatchingParent', `Gateway ${key} not found`, gen)));
       continue;
@@ -205,6 +253,10 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
       parents.push(status(condition('Accepted', false, 'NotAllowedByListeners', `no listener of Gateway ${key} allows routes from namespace ${route.metadata.namespace}`, gen)));
       continue;
     }
+    if (nothingServed) {
+      parents.push(status(condition('Accepted', false, 'UnsupportedValue', invalidMatches.map((p) => p.message).join('; '), gen)));
+      continue;
+    }
     let attached = 0;
     for (const l of allowed) {
       const hostnames = effectiveHostnames(l.spec.hostname, route.spec.hostnames);
@@ -215,8 +267,7 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
         const action = ruleAction(route, rule, ruleIndex, refsByRule[ruleIndex] ?? []);
         const requestHeaders = toHeaderEdits(filterOf(rule, 'RequestHeaderModifier')?.requestHeaderModifier);
         const responseHeaders = toHeaderEdits(filterOf(rule, 'ResponseHeaderModifier')?.responseHeaderModifier);
-        const matches = rule.matches && rule.matches.length > 0 ? rule.matches : [undefined];
-        matches.forEach((m, matchIndex) => {
+        for (const { m, j: matchIndex } of servedRules[ruleIndex] ?? []) {
           const match = toMatch(m);
           const ir: RouteIR = {
             name: `${routeKey}/rule/${ruleIndex}/match/${matchIndex}`,
@@ -228,7 +279,7 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
           for (const hostname of hostnames) {
             placed.push({ route: ir, match, createdAt: route.metadata.creationTimestamp ?? '', routeKey, ruleIndex, matchIndex, envoyListener: l.envoyListener, hostname });
           }
-        });
+        }
       });
     }
     parents.push(status(attached > 0

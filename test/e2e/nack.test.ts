@@ -1,15 +1,18 @@
+import { createServer, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TypeUrl } from '../../src/envoy/resources.js';
 import type { NackEvent } from '../../src/xds/server.js';
 import { aiBackend, gatewayManifests, GATEWAY, NAMESPACE, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+import { freePort } from '../support/ports.js';
 import { sleep, waitFor } from '../support/wait.js';
 
 /**
- * An edit the translator accepts but Envoy refuses, end to end in file mode: an HTTPRoute path
- * match of type RegularExpression that RE2 cannot compile. Envoy NACKs the RouteConfiguration
- * (RDS) it lands in; the Gateway that configuration belongs to says so (Programmed=False,
- * Rejected, Envoy's words), Envoy keeps serving the routes it had, the controller does not push
- * the rejected version again, and the next valid edit is served and acknowledged.
+ * Configuration Envoy refuses, end to end in file mode. A regular expression RE2 cannot compile
+ * never reaches Envoy: the translator refuses that match (PartiallyInvalid on the HTTPRoute, the
+ * field named) and serves the rest. What only Envoy can find out, a Gateway listener on a port
+ * another process holds, is NACKed: the Gateway says so (Programmed=False, Rejected, Envoy's
+ * words), Envoy keeps serving what it had, the controller does not push the rejected version
+ * again, and the next valid edit is served and acknowledged.
  */
 
 const BROKEN_REGEX = '^/v2/((';
@@ -40,6 +43,20 @@ function routes(v2Regex?: string): Manifest[] {
   ];
 }
 
+/** The fixture's Gateway, with a second listener on `extraPort` when given. */
+function gateway(listenerPort: number, extraPort?: number): Manifest[] {
+  const manifests = gatewayManifests(listenerPort);
+  const gw = manifests.find((m) => m['kind'] === 'Gateway') as { spec: { listeners: Manifest[] } };
+  if (extraPort !== undefined) gw.spec.listeners.push({ name: 'extra', protocol: 'HTTP', port: extraPort, allowedRoutes: { namespaces: { from: 'Same' } } });
+  return manifests;
+}
+
+function routeCondition(type: string): { status?: string; reason?: string; message?: string } {
+  const s = gw.status('HTTPRoute', 'chat');
+  const parent = s && 'parents' in s ? s.parents[0] : undefined;
+  return parent?.conditions.find((c) => c.type === type) ?? {};
+}
+
 function programmed(): { status?: string; reason?: string; message?: string } {
   return gw.condition('Gateway', GATEWAY, 'Programmed') ?? {};
 }
@@ -50,22 +67,26 @@ function listenerProgrammed(): { status?: string; reason?: string; message?: str
   return l?.conditions.find((c) => c.type === 'Programmed') ?? {};
 }
 
-function routeTypeState(): { state?: string; sentVersion?: string | undefined; nackMessage?: string | undefined } {
-  const t = gw.controller.xds.clients().flatMap((c) => c.types).find((x) => x.typeUrl === TypeUrl.route);
+function typeState(typeUrl: string): { state?: string; sentVersion?: string | undefined; nackMessage?: string | undefined } {
+  const t = gw.controller.xds.clients().flatMap((c) => c.types).find((x) => x.typeUrl === typeUrl);
   return t ? { state: t.state, sentVersion: t.sentVersion, nackMessage: t.lastNack?.message } : {};
 }
 
-async function nackCounter(): Promise<number> {
+async function nackCounter(typeUrl: string): Promise<number> {
   const metric = await gw.controller.metrics.xdsNacks.get();
-  return metric.values.filter((v) => v.labels['type_url'] === TypeUrl.route).reduce((sum, v) => sum + v.value, 0);
+  return metric.values.filter((v) => v.labels['type_url'] === typeUrl).reduce((sum, v) => sum + v.value, 0);
 }
+
+let listenerPort = 0;
+let busyPort = 0;
+let squatter: Server;
 
 beforeAll(async () => {
   gw = await startGatewayFixture({
     id: 'nack',
     providers: ['p0', 'p1'],
-    manifests: ({ listenerPort, fakes }) => ({
-      'gateway.yaml': gatewayManifests(listenerPort),
+    manifests: ({ listenerPort: port, fakes }) => ({
+      'gateway.yaml': gateway(port),
       'backends.yaml': [
         aiBackend({ name: 'chat', llm: true, priorities: [[{ fake: fakes['p0']!, hostname: 'chat.llm.test' }]] }),
         aiBackend({ name: 'beta', llm: true, priorities: [[{ fake: fakes['p1']!, hostname: 'beta.llm.test' }]] }),
@@ -75,13 +96,18 @@ beforeAll(async () => {
     waitForBackends: ['chat', 'beta'],
   });
   gw.controller.xds.on('nack', (e) => nacks.push(e));
+  listenerPort = gw.listenerPort;
+  busyPort = await freePort();
+  squatter = createServer();
+  await new Promise<void>((resolve) => squatter.listen(busyPort, '127.0.0.1', resolve));
 });
 
 afterAll(async () => {
   await gw?.stop();
+  await new Promise<void>((resolve) => (squatter ? squatter.close(() => resolve()) : resolve()));
 });
 
-describe('a route Envoy cannot compile', () => {
+describe('configuration Envoy would refuse', () => {
   it('serves and acknowledges the valid configuration first', async () => {
     await waitFor(() => programmed().status === 'True', { what: 'Programmed=True on Gateway ai/ai-gateway', timeoutMs: 10_000 });
     expect(programmed()).toMatchObject({ status: 'True', reason: 'Programmed' });
@@ -89,19 +115,32 @@ describe('a route Envoy cannot compile', () => {
     expect(nacks).toHaveLength(0);
   });
 
-  it('is NACKed once, reported as Programmed=False/Rejected with Envoy\'s message, and the previous routes keep serving', async () => {
-    const ackedVersion = routeTypeState().sentVersion;
-    const countersBefore = await nackCounter();
+  it('refuses a regular expression RE2 cannot compile itself: the field is named, the rest is served, Envoy never sees it', async () => {
+    const routesBefore = gw.controller.cache.snapshot(TypeUrl.route)?.version;
     gw.write('routes.yaml', routes(BROKEN_REGEX));
+    await waitFor(() => routeCondition('PartiallyInvalid').status === 'True', { what: 'PartiallyInvalid=True on HTTPRoute ai/chat', timeoutMs: 5_000 });
+    expect(routeCondition('PartiallyInvalid')).toMatchObject({ reason: 'UnsupportedValue' });
+    expect(routeCondition('PartiallyInvalid').message).toContain('spec.rules[1].matches[0].path.value');
+    expect(routeCondition('PartiallyInvalid').message).toContain('missing )');
+    expect(routeCondition('Accepted')).toMatchObject({ status: 'True' });
+    // Nothing Envoy would reject was served: no new route version, no NACK, /v1 still answers.
+    await sleep(500);
+    expect(gw.controller.cache.snapshot(TypeUrl.route)?.version).toBe(routesBefore);
+    expect(nacks).toHaveLength(0);
+    expect((await gw.chat()).answeredBy).toBe('p0');
+    expect(programmed()).toMatchObject({ status: 'True' });
+  });
 
-    const nack = await waitFor(() => nacks.find((n) => n.typeUrl === TypeUrl.route), { what: 'Envoy to NACK the RouteConfiguration with the invalid regex', timeoutMs: 10_000 });
-    // The translator took the edit: it is a new version of the route configuration, not a file problem.
+  it('is NACKed once when a listener cannot bind, reported as Programmed=False/Rejected with Envoy\'s message, and the previous listeners keep serving', async () => {
+    const ackedVersion = typeState(TypeUrl.listener).sentVersion;
+    const countersBefore = await nackCounter(TypeUrl.listener);
+    gw.write('gateway.yaml', gateway(listenerPort, busyPort));
+
+    const nack = await waitFor(() => nacks.find((n) => n.typeUrl === TypeUrl.listener), { what: `Envoy to NACK the listener on busy port ${busyPort}`, timeoutMs: 10_000 });
     expect(gw.controller.problems()).toEqual([]);
     expect(nack.version).not.toBe(ackedVersion);
-    expect(nack.version).toBe(gw.controller.cache.snapshot(TypeUrl.route)?.version);
-    // RE2's own error, passed through by Envoy.
-    expect(nack.message).toContain('missing )');
-    expect(nack.message).toContain(BROKEN_REGEX);
+    expect(nack.version).toBe(gw.controller.cache.snapshot(TypeUrl.listener)?.version);
+    expect(nack.message).toContain(String(busyPort));
 
     await waitFor(() => programmed().reason === 'Rejected', { what: `Programmed=False/Rejected on Gateway ai/ai-gateway (now ${JSON.stringify(programmed())})`, timeoutMs: 5_000 });
     expect(programmed()).toMatchObject({ status: 'False', reason: 'Rejected' });
@@ -109,30 +148,28 @@ describe('a route Envoy cannot compile', () => {
     expect(listenerProgrammed()).toMatchObject({ status: 'False', reason: 'Rejected' });
     // The Backends' clusters were not part of the rejected update.
     expect(gw.condition('Backend', 'chat', 'Programmed')).toMatchObject({ status: 'True' });
-    expect(gw.condition('Backend', 'beta', 'Programmed')).toMatchObject({ status: 'True' });
-    expect(routeTypeState()).toMatchObject({ state: 'rejected', nackMessage: nack.message });
+    expect(typeState(TypeUrl.listener)).toMatchObject({ state: 'rejected', nackMessage: nack.message });
 
-    // Envoy still routes by the configuration it acknowledged: /v1 answers, /v2 was never added.
-    const answer = await gw.chat();
-    expect(answer).toMatchObject({ content: 'answered by p0', answeredBy: 'p0' });
-    expect((await gw.chatFailure('/v2')).status).toBe(404);
-    expect(gw.fakes['p1']!.received()).toHaveLength(0);
+    // Envoy still serves the listener it had.
+    expect(await gw.chat()).toMatchObject({ content: 'answered by p0', answeredBy: 'p0' });
 
     // No resend loop: the rejected version is not pushed again, so Envoy does not NACK again.
     await sleep(2_000);
-    expect(nacks.filter((n) => n.typeUrl === TypeUrl.route)).toHaveLength(1);
+    expect(nacks.filter((n) => n.typeUrl === TypeUrl.listener)).toHaveLength(1);
     expect(nacks).toHaveLength(1);
-    expect(await nackCounter()).toBe(countersBefore + 1);
+    expect(await nackCounter(TypeUrl.listener)).toBe(countersBefore + 1);
     expect(programmed()).toMatchObject({ status: 'False', reason: 'Rejected' });
   });
 
-  it('is Programmed again once the file is fixed, and the new route serves', async () => {
+  it('is Programmed again once the files are fixed, and the new route serves', async () => {
     const nacksBefore = nacks.length;
+    gw.write('gateway.yaml', gateway(listenerPort));
     gw.write('routes.yaml', routes(FIXED_REGEX));
     await waitFor(() => programmed().status === 'True', { what: `Programmed=True on Gateway ai/ai-gateway again (now ${JSON.stringify(programmed())})`, timeoutMs: 10_000 });
     expect(programmed()).toMatchObject({ status: 'True', reason: 'Programmed' });
     expect(listenerProgrammed()).toMatchObject({ status: 'True', reason: 'Programmed' });
-    expect(routeTypeState()).toMatchObject({ state: 'acked', sentVersion: gw.controller.cache.snapshot(TypeUrl.route)?.version });
+    expect(routeCondition('PartiallyInvalid')).toEqual({});
+    await waitFor(() => typeState(TypeUrl.route).state === 'acked', { what: 'the new routes to be ACKed' });
 
     const answer = await gw.chat('/v2');
     expect(answer).toMatchObject({ content: 'answered by p1', answeredBy: 'p1' });
