@@ -76,6 +76,8 @@ export class CredentialStore extends EventEmitter<CredentialStoreEvents> {
 
   constructor(private readonly options: CredentialStoreOptions) {
     super();
+    // Every attempt waiting in resolve() listens for 'updated': a burst of requests is not a leak.
+    this.setMaxListeners(0);
     this.backoffMs = options.reconnectMs ?? 250;
   }
 

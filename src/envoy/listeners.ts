@@ -49,7 +49,7 @@ export function toEnvoyListener(l: ListenerIR, opts: EnvoyOptions, ctx: Listener
         '@type': ANY.downstreamTls,
         common_tls_context: {
           alpn_protocols: ['h2', 'http/1.1'],
-          tls_certificate_sds_secret_configs: [{ name: t.certificate, sds_config: { ...ADS_CONFIG_SOURCE } }],
+          tls_certificate_sds_secret_configs: t.certificates.map((name) => ({ name, sds_config: { ...ADS_CONFIG_SOURCE } })),
         },
       },
     },

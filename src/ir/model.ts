@@ -18,8 +18,12 @@ export interface ListenerIR {
   gateway: { namespace: string; name: string };
   port: number;
   protocol: 'HTTP' | 'HTTPS';
-  /** HTTPS: one entry per certificate, selected by SNI; empty serverNames = default chain. */
-  tls: { certificate: string; serverNames: string[] }[];
+  /**
+   * HTTPS: one entry per Gateway listener, selected by SNI; empty serverNames = default chain.
+   * All of a listener's certificates go in its one entry: Envoy rejects the whole Listener when
+   * two filter chains have the same match.
+   */
+  tls: { certificates: string[]; serverNames: string[] }[];
   virtualHosts: VirtualHostIR[];
 }
 

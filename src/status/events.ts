@@ -199,6 +199,7 @@ export class EventRecorder {
       .finally(() => {
         t.queued = false;
         this.pendingWork--;
+        if (t.pending > 0) this.plan(key);
         this.idleWaiters.settle();
       });
   }
@@ -256,7 +257,8 @@ export class EventRecorder {
       }
     }
     t.reported = true;
-    t.pending = 0;
+    // Appearances recorded while this report was in flight are for the next one.
+    t.pending = Math.max(0, t.pending - appearances);
     t.lastReportAt = now.getTime();
   }
 

@@ -74,7 +74,7 @@ export function translate(inputs: Inputs): Translation {
         byPort.set(l.spec.port, ir);
         listeners.push(ir);
       }
-      for (const cert of l.certificates) ir.tls.push({ certificate: cert, serverNames: l.spec.hostname ? [l.spec.hostname] : [] });
+      if (l.certificates.length > 0) ir.tls.push({ certificates: [...l.certificates], serverNames: l.spec.hostname ? [l.spec.hostname] : [] });
     }
   }
   for (const l of listeners) l.virtualHosts = virtualHosts(l.name, placed.filter((p) => p.envoyListener === l.name));

@@ -14,6 +14,12 @@ function ms(text: string | undefined): number | undefined {
   return text === undefined ? undefined : parseDuration(text);
 }
 
+/** Envoy rejects a zero base_interval (the whole RouteConfiguration with it): "0s" means "as soon as possible". */
+function backoffBase(text: string | undefined): number | undefined {
+  const value = ms(text);
+  return value === undefined ? undefined : Math.max(1, value);
+}
+
 /**
  * The retry plan of a Backend: DESIGN.md's defaults, then the fields its `retry` sets.
  * With more than one priority a 429 must move to the next priority at once, so Retry-After is
@@ -25,12 +31,13 @@ export function backendRetryPlan(spec: RetrySpec | undefined, priorityCount: num
     attempts: spec?.attempts ?? Math.max(2, priorityCount - 1),
     retryOn: spec?.retryOn ?? [...DEFAULT_RETRY_ON],
     statusCodes: spec?.statusCodes ?? [...DEFAULT_RETRY_CODES],
-    backoff: { baseMs: ms(spec?.backoff?.baseInterval) ?? DEFAULT_BACKOFF_MS },
+    backoff: { baseMs: backoffBase(spec?.backoff?.baseInterval) ?? DEFAULT_BACKOFF_MS },
     avoidPreviousHosts: true,
     hostSelectionAttempts: DEFAULT_HOST_SELECTION_ATTEMPTS,
   };
   const maxBackoff = ms(spec?.backoff?.maxInterval);
-  if (maxBackoff !== undefined) plan.backoff.maxMs = maxBackoff;
+  // Envoy rejects max_interval < base_interval, and with it every route of the listener.
+  if (maxBackoff !== undefined && maxBackoff >= plan.backoff.baseMs) plan.backoff.maxMs = maxBackoff;
   const perTry = ms(spec?.perTryTimeout);
   if (perTry !== undefined) plan.perTryTimeoutMs = perTry;
   if (multi) plan.attemptsPerPriority = spec?.attemptsPerPriority ?? 1;
@@ -56,7 +63,7 @@ export function withRouteRetry(plan: RetryPlan, route: HTTPRouteRetry | undefine
     next.statusCodes = [...route.codes];
     if (!next.retryOn.includes('retriable-status-codes')) next.retryOn.push('retriable-status-codes');
   }
-  const backoff = ms(route?.backoff);
+  const backoff = backoffBase(route?.backoff);
   if (backoff !== undefined) {
     next.backoff.baseMs = backoff;
     if (next.backoff.maxMs !== undefined && next.backoff.maxMs < backoff) delete next.backoff.maxMs;

@@ -222,6 +222,12 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
     events.push({ object: { kind: 'HTTPRoute', namespace: route.metadata.namespace, name: route.metadata.name }, reason: 'UnsupportedValue', message: p.message });
   }
   const nothingServed = servedRules.every((matches) => matches.length === 0);
+  // The same on every listener the route attaches to: built once.
+  const ruleEntries = route.spec.rules.map((rule, ruleIndex) => ({
+    action: ruleAction(route, rule, ruleIndex, refsByRule[ruleIndex] ?? []),
+    requestHeaders: toHeaderEdits(filterOf(rule, 'RequestHeaderModifier')?.requestHeaderModifier),
+    responseHeaders: toHeaderEdits(filterOf(rule, 'ResponseHeaderModifier')?.responseHeaderModifier),
+  }));
   const partiallyInvalid: Condition | undefined = invalidMatches.length > 0 && !nothingServed
     ? condition('PartiallyInvalid', true, 'UnsupportedValue', `${invalidMatches.map((p) => p.message).join('; ')}; the other matches are served`, gen)
     : undefined;
@@ -263,10 +269,7 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
       if (hostnames.length === 0) continue;
       attached++;
       l.attachedRoutes++;
-      route.spec.rules.forEach((rule, ruleIndex) => {
-        const action = ruleAction(route, rule, ruleIndex, refsByRule[ruleIndex] ?? []);
-        const requestHeaders = toHeaderEdits(filterOf(rule, 'RequestHeaderModifier')?.requestHeaderModifier);
-        const responseHeaders = toHeaderEdits(filterOf(rule, 'ResponseHeaderModifier')?.responseHeaderModifier);
+      ruleEntries.forEach(({ action, requestHeaders, responseHeaders }, ruleIndex) => {
         for (const { m, j: matchIndex } of servedRules[ruleIndex] ?? []) {
           const match = toMatch(m);
           const ir: RouteIR = {

@@ -116,4 +116,26 @@ describe('EventRecorder', () => {
     expect(events.creates).toBe(0);
     expect(recorder.counters().errors).toBe(0);
   });
+  it('keeps an appearance that comes while the Event is being written, and bumps the Event for it', async () => {
+    const { events, recorder } = setup({ repeatIntervalMs: 50 });
+    const create = events.create.bind(events);
+    let flapped = false;
+    events.create = async (event) => {
+      if (!flapped) {
+        flapped = true;
+        // The problem goes away and comes back while the first report is in flight.
+        recorder.record([]);
+        recorder.record([missing]);
+      }
+      return create(event);
+    };
+    recorder.setLeading(true);
+    recorder.record([missing]);
+    await recorder.idle();
+    await sleep(100);
+    await recorder.idle();
+    expect(events.creates).toBe(1);
+    expect(events.replaces).toBe(1);
+    expect([...events.events.values()][0]?.count).toBe(2);
+  });
 });

@@ -6,6 +6,16 @@ import { backendRetryPlan, withRouteRetry } from '../../src/translate/retry.js';
 const FAILOVER_CONDITIONS = ['connect-failure', 'refused-stream', 'reset', 'retriable-status-codes'];
 const FAILOVER_CODES = [429, 500, 502, 503, 504];
 
+describe('backendRetryPlan back-off Envoy would reject', () => {
+  it('drops a maxInterval below baseInterval rather than configure max < base', () => {
+    expect(backendRetryPlan({ backoff: { baseInterval: '1s', maxInterval: '100ms' } }, 2).backoff).toEqual({ baseMs: 1_000 });
+  });
+
+  it('turns a zero baseInterval into the smallest base Envoy accepts', () => {
+    expect(backendRetryPlan({ backoff: { baseInterval: '0s' } }, 2).backoff).toEqual({ baseMs: 1 });
+  });
+});
+
 describe('backendRetryPlan defaults (no retry block)', () => {
   it('fails over across priorities: attempts = priorities - 1, at least 2', () => {
     expect([1, 2, 3, 4, 6, 16].map((n) => backendRetryPlan(undefined, n).attempts)).toEqual([2, 2, 2, 3, 5, 15]);
@@ -122,6 +132,10 @@ describe('withRouteRetry (GEP-1731: the HTTPRoute rule overrides only what it se
 
   it('backoff sets the base interval and keeps a maxInterval that is still larger', () => {
     expect(withRouteRetry(base, { backoff: '100ms' }, undefined).backoff).toEqual({ baseMs: 100, maxMs: 2_000 });
+  });
+
+  it('backoff 0s becomes the smallest base Envoy accepts (it rejects a zero base_interval)', () => {
+    expect(withRouteRetry(base, { backoff: '0s' }, undefined).backoff.baseMs).toBe(1);
   });
 
   it('backoff above the Backend maxInterval drops the max rather than configure max < base', () => {
