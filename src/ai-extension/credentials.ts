@@ -140,7 +140,15 @@ export class CredentialStore extends EventEmitter<CredentialStoreEvents> {
     this.version = '';
     this.nonce = '';
     this.sentNode = false;
-    call.on('data', (bytes: Buffer) => this.onResponse(bytes));
+    call.on('data', (bytes: Buffer) => {
+      // A response that does not decode must not take the extension down: drop the stream and reconnect.
+      try {
+        this.onResponse(bytes);
+      } catch (err) {
+        this.options.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'ai-extension: undecodable response from the controller');
+        call.cancel();
+      }
+    });
     const broken = (reason: string): void => {
       if (this.call !== call) return;
       this.call = undefined;

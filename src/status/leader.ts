@@ -184,7 +184,9 @@ export class LeaderElector {
     if (this.stopped) return;
     if (this.deadline) clearTimeout(this.deadline);
     const left = started + this.renewDeadlineMs - performance.now();
-    this.deadline = setTimeout(() => void this.demote(`no renewal for ${this.renewDeadlineMs} ms`), Math.max(0, left));
+    this.deadline = setTimeout(() => {
+      this.demote(`no renewal for ${this.renewDeadlineMs} ms`).catch((err: unknown) => this.log.error({ err }, 'stopping leadership failed'));
+    }, Math.max(0, left));
     if (!this.leading) {
       this.leading = true;
       this.log.info('started leading');
