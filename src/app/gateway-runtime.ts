@@ -13,6 +13,9 @@ import { SnapshotCache } from '../xds/cache.js';
 import { XdsServer } from '../xds/server.js';
 import { xdsServerCredentials, xdsTlsMode, type XdsServerTls } from '../xds/tls.js';
 
+/** How long xDS feedback (ACK, NACK, disconnect) waits to be folded into one status rebuild. */
+export const STATUS_COALESCE_MS = 50;
+
 /** Where inputs come from: the file provider or the Kubernetes provider. */
 export interface SnapshotProvider {
   /** The first snapshot; rejects when the source cannot be read at all. */
@@ -98,6 +101,16 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     if (opts.statusSink && (changed.length > 0 || removed.length > 0)) opts.statusSink.statuses(book.all());
   };
 
+  // ACKs arrive once per Envoy per push: with a fleet, rebuilding every status for each one would
+  // cost fleet size × objects. They are folded into one rebuild per STATUS_COALESCE_MS.
+  let statusTimer: NodeJS.Timeout | undefined;
+  const scheduleStatuses = (): void => {
+    statusTimer ??= setTimeout(() => {
+      statusTimer = undefined;
+      publishStatuses();
+    }, STATUS_COALESCE_MS);
+  };
+
   const apply = (snapshot: Snapshot): void => {
     const started = process.hrtime.bigint();
     problems = snapshot.problems;
@@ -125,11 +138,11 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   apply(await provider.start());
   provider.onChange(apply);
 
-  xds.on('ack', () => publishStatuses());
+  xds.on('ack', scheduleStatuses);
   xds.on('nack', (e) => {
     metrics.xdsNacks.inc({ type_url: e.typeUrl });
     log.warn({ node: e.nodeId, typeUrl: e.typeUrl, version: e.version }, `Envoy rejected configuration: ${e.message}`);
-    publishStatuses();
+    scheduleStatuses();
   });
   xds.on('connected', (e) => {
     metrics.xdsClients.inc({ kind: e.kind });
@@ -138,7 +151,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   xds.on('disconnected', (e) => {
     metrics.xdsClients.dec({ kind: e.kind });
     log.info({ node: e.nodeId, kind: e.kind }, 'Envoy disconnected');
-    publishStatuses();
+    scheduleStatuses();
   });
 
   let xdsPort: number;
@@ -168,6 +181,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     xds,
     metrics,
     async stop() {
+      clearTimeout(statusTimer);
       await provider.stop();
       await xds.stop();
       await health.close();
