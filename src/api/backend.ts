@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DurationString } from './duration.js';
+import { DurationString, parseDuration } from './duration.js';
 import { ObjectMeta, ObjectName } from './meta.js';
 
 export const BACKEND_GROUP = 'switchyard.dev';
@@ -153,7 +153,18 @@ export const RetrySpec = z.strictObject({
   retryOn: z.array(z.enum(RETRY_ON, { message: `retryOn values are Envoy retry conditions: ${RETRY_ON.join(', ')}` })).max(RETRY_ON.length).optional(),
   statusCodes: z.array(z.number().int().min(400, 'retriable status codes are 400-599').max(599, 'retriable status codes are 400-599')).max(50).optional(),
   perTryTimeout: Duration.optional(),
-  backoff: z.strictObject({ baseInterval: Duration, maxInterval: Duration.optional() }).optional(),
+  backoff: z
+    .strictObject({ baseInterval: Duration, maxInterval: Duration.optional() })
+    .superRefine((b, ctx) => {
+      // Envoy refuses both, and a refused route configuration freezes every route of its listener.
+      const base = parseDuration(b.baseInterval);
+      if (base === 0) ctx.addIssue({ code: 'custom', path: ['baseInterval'], message: 'baseInterval must be more than 0, e.g. "25ms"' });
+      const max = b.maxInterval === undefined ? undefined : parseDuration(b.maxInterval);
+      if (base !== undefined && max !== undefined && max < base) {
+        ctx.addIssue({ code: 'custom', path: ['maxInterval'], message: `maxInterval (${b.maxInterval}) must be at least baseInterval (${b.baseInterval})` });
+      }
+    })
+    .optional(),
   rateLimitedBackoff: z
     .strictObject({
       resetHeaders: z.array(z.strictObject({ name: z.string().min(1).max(256), format: z.enum(['Seconds', 'UnixTimestamp']) })).min(1).max(8),

@@ -22,6 +22,10 @@ const PROVIDER_ONE_OF: CelRule = {
 const RULES_BY_PROPERTY: Record<string, CelRule[]> = {
   ai: [{ rule: 'has(self.llm) != has(self.multipool)', message: 'set exactly one of llm (one provider) or multipool (priorities of pools)' }],
   provider: [PROVIDER_ONE_OF],
+  backoff: [
+    { rule: "duration(self.baseInterval) > duration('0s')", message: 'baseInterval must be more than 0, e.g. "25ms"' },
+    { rule: '!has(self.maxInterval) || duration(self.maxInterval) >= duration(self.baseInterval)', message: 'maxInterval must be at least baseInterval' },
+  ],
   authToken: [
     { rule: "self.kind != 'SecretRef' || has(self.secretRef)", message: 'kind SecretRef needs secretRef.name: the Secret (same namespace) that holds key "Authorization"' },
     { rule: "self.kind != 'Inline' || has(self.inline)", message: 'kind Inline needs inline: the token (prefer kind SecretRef)' },

@@ -48,6 +48,8 @@ const CASES: Case[] = [
   { name: 'zero-weight', spec: { ai: { multipool: { priorities: [{ pool: [{ ...member, weight: 0 }] }] } } }, kubectl: [/spec\.ai\.multipool\.priorities\[0\]\.pool\[0\]\.weight/, /greater than or equal to 1/], field: 'spec.ai.multipool.priorities[0].pool[0].weight' },
   { name: 'retriable-code-out-of-range', spec: { ai: { llm: member }, retry: { statusCodes: [99] } }, kubectl: [/spec\.retry\.statusCodes\[0\]/, /greater than or equal to 400/], field: 'spec.retry.statusCodes[0]' },
   { name: 'inline-without-token', spec: { ai: { llm: { provider: { openai: { authToken: { kind: 'Inline' } } } } } }, kubectl: [/authToken/, /kind Inline needs inline/], field: 'spec.ai.llm.provider.openai.authToken.inline' },
+  { name: 'backoff-max-below-base', spec: { ai: { llm: member }, retry: { backoff: { baseInterval: '1s', maxInterval: '100ms' } } }, kubectl: [/spec\.retry\.backoff/, /maxInterval must be at least baseInterval/], field: 'spec.retry.backoff.maxInterval' },
+  { name: 'backoff-zero-base', spec: { ai: { llm: member }, retry: { backoff: { baseInterval: '0s' } } }, kubectl: [/spec\.retry\.backoff/, /baseInterval must be more than 0/], field: 'spec.retry.backoff.baseInterval' },
   { name: 'uppercase-member-name', spec: { ai: { multipool: { priorities: [{ pool: [{ ...member, name: 'Primary' }] }] } } }, kubectl: [/spec\.ai\.multipool\.priorities\[0\]\.pool\[0\]\.name/, /should match/], field: 'spec.ai.multipool.priorities[0].pool[0].name' },
 ];
 
