@@ -278,6 +278,18 @@ describe('failover driven by kubectl', () => {
     await waitFor(async () => (await condition('backend', 'chat', 'ResolvedRefs')).reason === 'SecretNotFound', { what: 'ResolvedRefs=False/SecretNotFound on Backend chat, read with kubectl', timeoutMs: 5_000 });
     expect(await condition('backend', 'chat', 'ResolvedRefs')).toMatchObject({ status: 'False', reason: 'SecretNotFound' });
 
+    // What a user reads: the printer columns of `kubectl get` (by short name and by category too)
+    // and the per-member state in `kubectl describe`.
+    await waitFor(async () => /\bAI\s+True\s+False\s+True\s+1\s+1\b/.test(await kubectlOk(['get', 'backends', 'chat', '-n', ns.name])), { what: 'kubectl get backends to show AI True False True 1 1', timeoutMs: 5_000 });
+    const table = await kubectlOk(['get', 'sybe', 'chat', '-n', ns.name]);
+    expect(table.split('\n')[0]).toMatch(/^NAME\s+TYPE\s+ACCEPTED\s+RESOLVEDREFS\s+PROGRAMMED\s+PRIORITIES\s+USABLE\s+AGE$/);
+    expect(table.split('\n')[1]).toMatch(/^chat\s+AI\s+True\s+False\s+True\s+1\s+1\s+\S+$/);
+    expect(await kubectlOk(['get', 'switchyard', '-n', ns.name, '-o', 'name'])).toContain('backend.switchyard.dev/chat');
+    const described = await kubectlOk(['describe', 'backend', 'chat', '-n', ns.name]);
+    expect(described).toContain('SecretNotFound');
+    expect(described).toMatch(/Secret \S+\/p0-key not found/);
+    expect(described).toMatch(/Usable:\s+false/);
+
     await apply('secrets.yaml', [secret('p0-key', 'Bearer sk-p0')]);
     await waitForHosts(`backend/${ns.name}/chat`, [[p0.port, 0], [p1.port, 1]], 'p0 back after its Secret was re-created');
     expect((await chat()).answeredBy).toBe('p0');
