@@ -119,6 +119,7 @@ function toRoute(r: RouteIR): JsonObject {
   const only = a.clusters.length === 1 ? a.clusters[0] : undefined;
   if (only) action.cluster = only.name;
   else action.weighted_clusters = { clusters: a.clusters.map((c) => ({ name: c.name, weight: c.weight })) };
+  if (a.clusterNotFoundStatus === 500) action.cluster_not_found_response_code = 'INTERNAL_SERVER_ERROR';
   if (a.hostRewrite) action.host_rewrite_literal = a.hostRewrite;
   else if (a.autoHostRewrite) action.auto_host_rewrite = true;
   if (a.pathRewrite?.kind === 'prefix') Object.assign(action, prefixRewrite(r.match, a.pathRewrite.value));
@@ -143,6 +144,9 @@ export function toRouteConfiguration(l: ListenerIR, bodyLimits: BodyLimits = new
   return {
     '@type': TypeUrl.route,
     name: l.name,
+    // Routes may name clusters that do not exist (an invalid backendRef's share, answered 500);
+    // RDS does not validate them by default, and saying so keeps static and RDS use alike.
+    validate_clusters: false,
     virtual_hosts: l.virtualHosts.map((vh) => ({
       name: vh.name,
       domains: [...vh.domains],

@@ -58,6 +58,8 @@ export interface HeaderEdits {
 export interface ForwardAction {
   kind: 'forward';
   clusters: { name: string; weight: number }[];
+  /** Answer for a cluster that does not exist: the share of an invalid backendRef (Gateway API: 500). */
+  clusterNotFoundStatus?: 500;
   /** Undefined: no retries. */
   retry?: RetryPlan;
   /** Whole request, all attempts included; 0 disables. */

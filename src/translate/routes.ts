@@ -137,9 +137,13 @@ function ruleAction(route: HTTPRoute, rule: HTTPRouteRule, ruleIndex: number, re
   const retry = withRouteRetry(base, rule.retry, backendRequestMs);
   const requestMs = rule.timeouts?.request ? parseDuration(rule.timeouts.request) : undefined;
   const rewrite = filterOf(rule, 'URLRewrite')?.urlRewrite;
+  // Gateway API: the share of traffic an invalid backendRef would have taken is answered 500.
+  // Envoy does that for a weighted cluster that does not exist, with cluster_not_found 500.
+  const invalidShare = refs.flatMap((r, i) => (!r.ok && r.weight > 0 ? [{ name: `invalid/${route.metadata.namespace}/${route.metadata.name}/rule/${ruleIndex}/ref/${i}`, weight: r.weight }] : []));
   const action: ForwardAction = {
     kind: 'forward',
-    clusters: serving.map((r) => ({ name: r.target?.cluster?.name ?? '', weight: r.weight })),
+    clusters: [...serving.map((r) => ({ name: r.target?.cluster?.name ?? '', weight: r.weight })), ...invalidShare],
+    ...(invalidShare.length > 0 ? { clusterNotFoundStatus: 500 as const } : {}),
     timeoutMs: requestMs ?? DEFAULT_ROUTE_TIMEOUT_MS,
     // Backend members carry their provider's hostname; a Service keeps the client's Host.
     autoHostRewrite: !rewrite?.hostname && serving.some((r) => r.target?.kind === 'Backend'),
