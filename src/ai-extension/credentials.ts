@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { messageType } from '../envoy/proto.js';
 import { TypeUrl } from '../envoy/resources.js';
+import { AI_EXTENSION_NODE_CLUSTER } from '../xds/access.js';
 
 /**
  * Provider keys, fetched from the controller's ADS server as SDS generic secrets (named in each
@@ -16,7 +17,6 @@ const DISCOVERY_REQUEST = 'envoy.service.discovery.v3.DiscoveryRequest';
 const DISCOVERY_RESPONSE = 'envoy.service.discovery.v3.DiscoveryResponse';
 const SECRET = 'envoy.extensions.transport_sockets.tls.v3.Secret';
 
-export const AI_EXTENSION_NODE_CLUSTER = 'switchyard-ai-extension';
 
 /**
  * Where the controller's ADS server is: a TCP address, plaintext unless `credentials` (TLS, see

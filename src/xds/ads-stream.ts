@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { TypeUrl, kindOfTypeUrl, type TypeUrlValue } from '../envoy/resources.js';
+import { mayReceive } from './access.js';
 import type { CachedResource, SnapshotCache } from './cache.js';
 import type { StreamHooks } from './client-state.js';
 import { ClusterHold, refersToClusters } from './removal-hold.js';
@@ -34,6 +35,8 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   /** The types to push again once the held clusters are released. */
   protected abstract readonly heldBack: readonly TypeUrlValue[];
   private identified = false;
+  private node: NodeInfo | undefined;
+  private readonly refused = new Set<string>();
   private nonceCounter = 0;
 
   constructor(protected readonly options: AdsStreamOptions) {}
@@ -42,6 +45,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
     const { hooks, logger } = this.options;
     if (!this.identified && request.node !== undefined) {
       this.identified = true;
+      this.node = request.node;
       hooks.identify(request.node);
     }
     if (kindOfTypeUrl(request.typeUrl) === undefined) {
@@ -65,6 +69,16 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
     if (changed.includes(TypeUrl.cluster)) this.holdRemovedClusters();
     for (const typeUrl of changed) this.pushIfWatched(typeUrl);
     this.releaseHeldClusters();
+  }
+
+  /** Whether this client may receive `name`; a refusal is logged once per name. */
+  protected permitted(typeUrl: string, name: string): boolean {
+    if (mayReceive(this.node, typeUrl, name)) return true;
+    if (!this.refused.has(name)) {
+      this.refused.add(name);
+      this.options.logger.warn({ node: this.node?.id, nodeCluster: this.node?.cluster, resource: name }, 'xds: refused a provider credential to a client that is not the AI extension');
+    }
+    return false;
   }
 
   protected abstract newState(request: Request): State;

@@ -102,7 +102,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     } else {
       for (const name of state.names) {
         const resource = snapshot.resources.get(name);
-        if (resource !== undefined) inScope.push(resource);
+        if (resource !== undefined && this.permitted(typeUrl, name)) inScope.push(resource);
       }
     }
     const updated = inScope.filter((resource) => state.known.get(resource.name) !== resource.version);

@@ -108,7 +108,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     } else {
       for (const name of state.names) {
         const resource = snapshot.resources.get(name) ?? this.stillServed(typeUrl, state, name);
-        if (resource !== undefined) selected.push(resource);
+        if (resource !== undefined && this.permitted(typeUrl, name)) selected.push(resource);
       }
     }
     const holding = typeUrl === TypeUrl.cluster && state.wildcard && this.held.size > 0;

@@ -153,6 +153,11 @@ describe('helm install into the real API server', () => {
       `service/${release}-switchyard`, `service/${release}-switchyard-envoy`,
       `serviceaccount/${release}-switchyard`, `configmap/${release}-switchyard-envoy`,
     ]));
+    // The xDS port serves provider keys to the AI extension: only the chart's Envoy pods may reach it.
+    const policy = JSON.parse(await kubectlOk(['get', 'networkpolicy', `${release}-switchyard`, '-n', ns.name, '-o', 'json']));
+    expect(policy.spec.podSelector.matchLabels['app.kubernetes.io/component']).toBe('controller');
+    const xdsRule = policy.spec.ingress.find((r: { ports: { port: string }[] }) => r.ports.some((p) => p.port === 'xds'));
+    expect(xdsRule.from).toEqual([{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'switchyard', 'app.kubernetes.io/instance': release, 'app.kubernetes.io/component': 'envoy' } } }]);
     expect(await kubectlOk(['get', 'crd', 'backends.switchyard.dev', '-o', 'jsonpath={.status.conditions[?(@.type=="Established")].status}'])).toBe('True');
     const probes = JSON.parse(await kubectlOk(['get', 'deployment', `${release}-switchyard`, '-n', ns.name, '-o', 'jsonpath={.spec.template.spec.containers[0]}']));
     expect(probes.livenessProbe.httpGet.path).toBe('/healthz');

@@ -1,8 +1,9 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { decodeMessage } from '../../src/envoy/proto.js';
-import { TypeUrl, type JsonObject } from '../../src/envoy/resources.js';
+import { TypeUrl, type EnvoyResource, type JsonObject } from '../../src/envoy/resources.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
+import { AI_EXTENSION_NODE_CLUSTER } from '../../src/xds/access.js';
 import { SharedResponseBodies, SotwStream } from '../../src/xds/sotw.js';
 import type { DiscoveryRequest } from '../../src/xds/wire.js';
 import { assignment, cluster, recordingHooks, resources, route } from '../support/xds-stream.js';
@@ -14,7 +15,7 @@ interface Response {
   names: string[];
 }
 
-function harness() {
+function harness(nodeCluster = 'gw') {
   const cache = new SnapshotCache();
   const sent: Response[] = [];
   const { hooks, events } = recordingHooks();
@@ -42,7 +43,7 @@ function harness() {
   const request = (typeUrl: string, names: string[], ack?: Response, error?: string): void =>
     stream.onRequest({
       versionInfo: ack?.version_info ?? '',
-      node: { id: 'envoy-1', cluster: 'gw', userAgent: 'test' },
+      node: { id: 'envoy-1', cluster: nodeCluster, userAgent: 'test' },
       resourceNames: names,
       typeUrl,
       responseNonce: ack?.nonce ?? '',
@@ -245,5 +246,21 @@ describe('SotwStream', () => {
       expect(last?.names.sort()).toEqual(['a', 'b']);
       expect(last?.version_info).not.toBe(cache.snapshot(TypeUrl.cluster)?.version);
     });
+  });
+
+  it('serves provider credentials to the AI extension only, certificates to anyone who names them', () => {
+    const secrets: EnvoyResource[] = [
+      { '@type': TypeUrl.secret, name: 'credential/ai/openai-key', generic_secret: { secret: { inline_string: 'sk-test' } } },
+      { '@type': TypeUrl.secret, name: 'certificate/ai/tls', tls_certificate: { certificate_chain: { inline_string: 'pem' } } },
+    ];
+    const envoy = harness('gw');
+    envoy.cache.setResources(resources({ secrets }));
+    envoy.request(TypeUrl.secret, ['credential/ai/openai-key', 'certificate/ai/tls']);
+    expect(envoy.sent.at(-1)?.names).toEqual(['certificate/ai/tls']);
+
+    const extension = harness(AI_EXTENSION_NODE_CLUSTER);
+    extension.cache.setResources(resources({ secrets }));
+    extension.request(TypeUrl.secret, ['credential/ai/openai-key']);
+    expect(extension.sent.at(-1)?.names).toEqual(['credential/ai/openai-key']);
   });
 });
