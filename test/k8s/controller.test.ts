@@ -7,10 +7,11 @@ import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'v
 import { stringify } from 'yaml';
 import { startFakeProvider, type FakeProvider } from '../../examples/demo/fake-provider.js';
 import { startAiExtension, type RunningAiExtension } from '../../src/ai-extension/server.js';
-import { controller, type RunningController } from '../../src/app/controller.js';
+import type { RunningController } from '../../src/app/controller.js';
 import { buildBootstrap } from '../../src/envoy/bootstrap.js';
 import type { JsonObject, JsonValue } from '../../src/envoy/resources.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { loopbackController } from '../support/controller-replica.js';
 import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
 import { aiBackend, attempts } from '../support/gateway-fixture.js';
 import { createTestNamespace, randomSuffix, testClient, type TestNamespace } from '../support/kube-cluster.js';
@@ -203,14 +204,9 @@ beforeAll(async () => {
   // As in the chart: the AI extension runs next to Envoy and takes credentials from the controller over ADS.
   extension = await startAiExtension({ port: 0, host: '127.0.0.1', logger: logger.child({ component: 'ai-extension' }) });
 
-  ctl = await controller({
-    kubeconfig: inject('kubeconfig'),
+  ctl = await loopbackController({
     namespaces: [ns.name],
-    xdsPort: 0,
-    xdsHost: '127.0.0.1',
-    metricsPort: 0,
-    metricsHost: '127.0.0.1',
-    envoy: { listenerAddress: '127.0.0.1', aiExtension: { host: '127.0.0.1', port: extension.port } },
+    extensionPort: extension.port,
     logger,
     // A short lease so the test does not wait long for leadership; the Lease lives in the test namespace.
     leaderElection: { namespace: ns.name, identity: `controller-test-${SUFFIX}`, leaseDurationMs: 4_000, renewDeadlineMs: 3_000, retryPeriodMs: 500 },

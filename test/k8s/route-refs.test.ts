@@ -1,16 +1,16 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { startFakeProvider, type FakeProvider } from '../../examples/demo/fake-provider.js';
 import { startAiExtension, type RunningAiExtension } from '../../src/ai-extension/server.js';
 import { CONTROLLER_NAME } from '../../src/api/gateway.js';
-import { controller, type RunningController } from '../../src/app/controller.js';
+import type { RunningController } from '../../src/app/controller.js';
 import type { JsonObject } from '../../src/envoy/resources.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { KubeClient } from '../../src/providers/kubernetes/api-client.js';
-import { removeTestObjects, startEnvoyFor, waitForHosts } from '../support/controller-replica.js';
+import { loopbackController, removeTestObjects, startEnvoyFor, waitForHosts } from '../support/controller-replica.js';
 import type { EnvoyProcess } from '../support/envoy.js';
 import { aiBackend } from '../support/gateway-fixture.js';
 import { createTestNamespace, randomSuffix, testClient, type TestNamespace } from '../support/kube-cluster.js';
@@ -154,14 +154,9 @@ beforeAll(async () => {
   listenerPort = await freePort();
   const logger = createLogger({ level: 'info', name: 'k8s-route-refs' }, { write: (line: string) => void logLines.push(line) });
   extension = await startAiExtension({ port: 0, host: '127.0.0.1', logger: logger.child({ component: 'ai-extension' }) });
-  ctl = await controller({
-    kubeconfig: inject('kubeconfig'),
+  ctl = await loopbackController({
     namespaces: [routesNs.name, modelsNs.name],
-    xdsPort: 0,
-    xdsHost: '127.0.0.1',
-    metricsPort: 0,
-    metricsHost: '127.0.0.1',
-    envoy: { listenerAddress: '127.0.0.1', aiExtension: { host: '127.0.0.1', port: extension.port } },
+    extensionPort: extension.port,
     logger,
     leaderElection: { namespace: routesNs.name, identity: `route-refs-${SUFFIX}`, leaseDurationMs: 4_000, renewDeadlineMs: 3_000, retryPeriodMs: 500 },
   });

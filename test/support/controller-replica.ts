@@ -2,10 +2,10 @@ import { inject } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
 import { startAiExtension, type RunningAiExtension } from '../../src/ai-extension/server.js';
 import { CONTROLLER_NAME } from '../../src/api/gateway.js';
-import { controller, type RunningController } from '../../src/app/controller.js';
+import { controller, type ControllerOptions, type RunningController } from '../../src/app/controller.js';
 import { buildBootstrap } from '../../src/envoy/bootstrap.js';
 import type { JsonObject } from '../../src/envoy/resources.js';
-import { createLogger } from '../../src/observability/logger.js';
+import { createLogger, type Logger } from '../../src/observability/logger.js';
 import { isNotFound, type KubeClient, type RawObject } from '../../src/providers/kubernetes/api-client.js';
 import { startEnvoy, type EnvoyProcess } from './envoy.js';
 import { aiBackend } from './gateway-fixture.js';
@@ -53,6 +53,31 @@ export interface Replica {
   stop(): Promise<void>;
 }
 
+/**
+ * A controller for tests: scoped to `namespaces`, every port on loopback (xDS and metrics on free
+ * ports), Envoy listeners on `listenerAddress`, the AI extension at 127.0.0.1:`extensionPort`.
+ */
+export function loopbackController(o: {
+  namespaces: string[];
+  extensionPort: number;
+  logger: Logger;
+  leaderElection: ControllerOptions['leaderElection'];
+  xdsPort?: number;
+  listenerAddress?: string;
+}): Promise<RunningController> {
+  return controller({
+    kubeconfig: inject('kubeconfig'),
+    namespaces: o.namespaces,
+    xdsPort: o.xdsPort ?? 0,
+    xdsHost: '127.0.0.1',
+    metricsPort: 0,
+    metricsHost: '127.0.0.1',
+    envoy: { listenerAddress: o.listenerAddress ?? '127.0.0.1', aiExtension: { host: '127.0.0.1', port: o.extensionPort } },
+    logger: o.logger,
+    leaderElection: o.leaderElection,
+  });
+}
+
 export async function startReplica(opts: ReplicaOptions): Promise<Replica> {
   const logLines: string[] = [];
   const logger = createLogger({ level: 'info', name: opts.identity }, { write: (line: string) => void logLines.push(line) });
@@ -60,16 +85,13 @@ export async function startReplica(opts: ReplicaOptions): Promise<Replica> {
   const extension = opts.extension ?? (await startAiExtension({ port: 0, host: '127.0.0.1', logger: logger.child({ component: 'ai-extension' }), nodeId: `ai-extension/${opts.identity}` }));
   let ctl: RunningController;
   try {
-    ctl = await controller({
-      kubeconfig: inject('kubeconfig'),
+    ctl = await loopbackController({
       namespaces: [opts.namespace],
-      xdsPort: opts.xdsPort ?? 0,
-      xdsHost: '127.0.0.1',
-      metricsPort: 0,
-      metricsHost: '127.0.0.1',
-      envoy: { listenerAddress: opts.listenerAddress ?? '127.0.0.1', aiExtension: { host: '127.0.0.1', port: extension.port } },
+      extensionPort: extension.port,
       logger,
       leaderElection: { namespace: opts.namespace, identity: opts.identity, ...opts.lease },
+      ...(opts.xdsPort !== undefined ? { xdsPort: opts.xdsPort } : {}),
+      ...(opts.listenerAddress !== undefined ? { listenerAddress: opts.listenerAddress } : {}),
     });
   } catch (err) {
     if (ownExtension) await extension.stop();
