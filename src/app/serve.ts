@@ -6,7 +6,7 @@ import { startAiExtension, type RunningAiExtension } from '../ai-extension/serve
 import { FileProvider } from '../providers/file.js';
 import { startGatewayRuntime, type RunningGateway, type ServingOptions } from './gateway-runtime.js';
 
-/** With `xdsTls` the in-process AI extension needs no certificate: it reads its credentials over a private Unix socket. */
+/** The in-process AI extension needs no certificate: it reads its credentials over a private Unix socket. */
 export interface ServeOptions extends ServingOptions {
   config: string;
   /**
@@ -44,17 +44,14 @@ export async function serve(opts: ServeOptions): Promise<RunningServe> {
   }
   let socketDir: string | undefined;
   if (extension) {
-    // Credentials come from this process's own ADS server. When its port requires TLS, over a
-    // Unix socket in a directory only this user can enter (mkdtemp: mode 0700) instead.
+    // Credentials come from this process's own ADS server over a Unix socket in a directory only
+    // this user can enter (mkdtemp: mode 0700), TLS or not: streams on it are the ai-extension
+    // identity (src/xds/identity.ts), and the TCP port never carries a key.
     try {
-      if (servers.xdsTls) {
-        socketDir = mkdtempSync(join(tmpdir(), 'switchyard-xds-'));
-        const socket = join(socketDir, 'ads.sock');
-        await runtime.xds.listenUnix(socket);
-        extension.connect({ socket });
-      } else {
-        extension.connect({ host: dialable(servers.xdsHost), port: runtime.xdsPort });
-      }
+      socketDir = mkdtempSync(join(tmpdir(), 'switchyard-xds-'));
+      const socket = join(socketDir, 'ads.sock');
+      await runtime.xds.listenUnix(socket);
+      extension.connect({ socket });
     } catch (err) {
       await extension.stop();
       await runtime.stop();
@@ -73,11 +70,4 @@ export async function serve(opts: ServeOptions): Promise<RunningServe> {
       if (socketDir) rmSync(socketDir, { recursive: true, force: true });
     },
   };
-}
-
-/** An address this process can dial for a server bound to `host` (a wildcard means loopback). */
-function dialable(host: string): string {
-  if (host === '0.0.0.0' || host === '') return '127.0.0.1';
-  if (host === '::') return '::1';
-  return host;
 }

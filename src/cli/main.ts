@@ -11,7 +11,7 @@ import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
 import { createLogger } from '../observability/logger.js';
 import { runPipeline, translateReport } from '../pipeline.js';
 import { FileProvider } from '../providers/file.js';
-import { CA_FILE, CERT_FILE, KEY_FILE, readXdsClientTls, readXdsServerTls, xdsChannelCredentials } from '../xds/tls.js';
+import { CA_FILE, CERT_FILE, KEY_FILE, clientCertificateRole, readXdsClientTls, readXdsServerTls, xdsChannelCredentials } from '../xds/tls.js';
 
 const USAGE = `switchyard: Gateway API and AI Backends to Envoy, over xDS
 
@@ -24,9 +24,10 @@ Usage:
       the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port.
   switchyard ai-extension --xds HOST:PORT [--xds-tls-dir DIR] [--port 18001] [--host 0.0.0.0]
                           [--metrics-port 9091] [--log-level info]
-      Run only the AI extension next to Envoy; provider keys come from the controller at --xds
-      (over TLS with --xds-tls-dir: ca.crt verifies the controller, tls.crt/tls.key if present are
-      the client certificate).
+      Run only the AI extension next to Envoy; provider keys come from the controller at --xds,
+      which sends them only over mTLS to a client certificate of role ai-extension (URI SAN
+      spiffe://switchyard.dev/role/ai-extension): --xds-tls-dir holds ca.crt (verifies the
+      controller) and that certificate as tls.crt/tls.key.
   switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
                         [--ai-extension-address 127.0.0.1] [--ai-extension-port 18001]
@@ -125,7 +126,9 @@ async function runAiExtension(args: string[]): Promise<number> {
   });
   const xdsAddress = hostPort(values.xds, '--xds', "the controller's xDS address, where provider keys come from");
   const tlsDir = values['xds-tls-dir'];
-  const xds = tlsDir !== undefined ? { ...xdsAddress, credentials: xdsChannelCredentials(readXdsClientTls(tlsDir)) } : xdsAddress;
+  const tls = tlsDir !== undefined ? readXdsClientTls(tlsDir) : undefined;
+  const role = tls ? clientCertificateRole(tls) : undefined;
+  const xds = tls ? { ...xdsAddress, credentials: xdsChannelCredentials(tls), ...(role ? { certificateRole: role } : {}) } : xdsAddress;
   const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard-ai-extension' });
   const running = await startAiExtension({
     port: int(values.port, '--port', 18001),

@@ -5,6 +5,7 @@ import type { TypeUrlValue } from '../envoy/resources.js';
 import type { SnapshotCache } from './cache.js';
 import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } from './client-state.js';
 import { DeltaStream } from './delta.js';
+import { UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
   decodeDeltaDiscoveryRequest,
@@ -93,6 +94,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly streams = new Map<number, LiveStream>();
   private readonly unwatch: () => void;
   private server: grpc.Server | undefined;
+  private unixServer: grpc.Server | undefined;
   private nextStreamId = 0;
 
   constructor(options: XdsServerOptions) {
@@ -108,16 +110,8 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
    */
   async start({ port, host = '0.0.0.0', credentials }: { port: number; host?: string; credentials?: grpc.ServerCredentials }): Promise<number> {
     if (this.server !== undefined) throw new Error('xds server: already started');
-    const server = new grpc.Server({
-      // Notice dead Envoys behind NATs; Envoy answers HTTP/2 pings.
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
-      'grpc.max_receive_message_length': 16 * 1024 * 1024,
-    });
-    server.addService(adsService, {
-      StreamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>) => this.openSotw(call),
-      DeltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>) => this.openDelta(call),
-    });
+    // A TCP stream is who its verified client certificate says, or anonymous (identity.ts).
+    const server = this.grpcServer((call) => identityOfTcpCall(call.getAuthContext()));
     const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     const bound = await new Promise<number>((resolve, reject) => {
       server.bindAsync(address, credentials ?? grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
@@ -128,36 +122,30 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   }
 
   /**
-   * Also serves, in plaintext, on a Unix socket: for a client in this process (the in-process
-   * AI extension) when the TCP port requires TLS. The caller keeps `path` in a directory only
-   * this user can enter.
+   * Also serves, in plaintext, on a Unix socket, for the AI extension in this process: every
+   * stream on it has the ai-extension identity, so it receives provider keys. The caller keeps
+   * `path` in a directory only this user can enter (mkdtemp, mode 0700). A grpc.Server of its
+   * own: which listener accepted a call is then a fact, not something read off the peer address.
    */
   async listenUnix(path: string): Promise<void> {
-    const server = this.server;
-    if (server === undefined) throw new Error('xds server: start() it first');
+    if (this.server === undefined) throw new Error('xds server: start() it first');
+    if (this.unixServer !== undefined) throw new Error('xds server: already listening on a Unix socket');
+    const server = this.grpcServer(() => UNIX_SOCKET_IDENTITY);
+    this.unixServer = server;
     await new Promise<number>((resolve, reject) => {
       server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
     });
-    this.logger.debug({ path }, 'xds: also listening on a Unix socket');
+    this.logger.debug({ path }, 'xds: also listening on a private Unix socket (ai-extension identity)');
   }
 
   /** Ends every stream and closes the server; the cache stays usable. */
   async stop(): Promise<void> {
     this.unwatch();
-    const server = this.server;
+    const servers = [this.server, this.unixServer].filter((server) => server !== undefined);
     this.server = undefined;
+    this.unixServer = undefined;
     for (const stream of this.streams.values()) stream.call.end();
-    if (server === undefined) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, 2_000);
-      server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await Promise.all(servers.map(shutdown));
   }
 
   /** Every connected stream that named its node: what it was sent, ACKed and NACKed, per type. */
@@ -165,11 +153,26 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     return [...this.streams.values()].filter((stream) => stream.record.identified).map((stream) => stream.record.snapshot());
   }
 
-  private openSotw(call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>): void {
+  private grpcServer(identify: (call: { getAuthContext(): TransportAuth }) => StreamIdentity): grpc.Server {
+    const server = new grpc.Server({
+      // Notice dead Envoys behind NATs; Envoy answers HTTP/2 pings.
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.max_receive_message_length': 16 * 1024 * 1024,
+    });
+    server.addService(adsService, {
+      StreamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>) => this.openSotw(call, identify(call)),
+      DeltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>) => this.openDelta(call, identify(call)),
+    });
+    return server;
+  }
+
+  private openSotw(call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>, identity: StreamIdentity): void {
     const record = new ClientRecord(++this.nextStreamId, 'sotw');
-    const logger = this.logger.child({ stream: record.streamId, kind: 'sotw' });
+    const logger = this.logger.child({ stream: record.streamId, kind: 'sotw', role: identity.role, via: identity.via });
     const protocol = new SotwStream({
       cache: this.cache,
+      identity,
       bodies: this.bodies,
       hooks: this.hooksFor(record, logger),
       send: (message) => call.write(message),
@@ -179,11 +182,12 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     call.on('data', (request: DiscoveryRequest) => this.guard(call, logger, () => protocol.onRequest(request)));
   }
 
-  private openDelta(call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>): void {
+  private openDelta(call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>, identity: StreamIdentity): void {
     const record = new ClientRecord(++this.nextStreamId, 'delta');
-    const logger = this.logger.child({ stream: record.streamId, kind: 'delta' });
+    const logger = this.logger.child({ stream: record.streamId, kind: 'delta', role: identity.role, via: identity.via });
     const protocol = new DeltaStream({
       cache: this.cache,
+      identity,
       hooks: this.hooksFor(record, logger),
       send: (message) => call.write(message),
       logger,
@@ -256,6 +260,19 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       }
     }
   }
+}
+
+function shutdown(server: grpc.Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, 2_000);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 function clientEvent(record: ClientRecord): ClientEvent {

@@ -2,6 +2,7 @@ import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { roleOfSubjectAltName, type Role } from './identity.js';
 
 /**
  * xDS over TLS: a directory laid out like a Kubernetes `kubernetes.io/tls` Secret (tls.crt,
@@ -58,6 +59,12 @@ export function readXdsClientTls(dir: string, flag = '--xds-tls-dir'): XdsClient
   }
   if (cert && key) files.keyPair(cert, key);
   return { dir, ca, ...(cert && key ? { cert, key } : {}) };
+}
+
+/** The role the client certificate names in its URI SAN (identity.ts), if it has one. */
+export function clientCertificateRole(tls: XdsClientTls): Role | undefined {
+  if (tls.cert === undefined) return undefined;
+  return roleOfSubjectAltName(new X509Certificate(tls.cert).subjectAltName);
 }
 
 export function xdsServerCredentials(tls: XdsServerTls): grpc.ServerCredentials {

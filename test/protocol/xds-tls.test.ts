@@ -10,6 +10,7 @@ import { TypeUrl, type JsonObject, type XdsResources } from '../../src/envoy/res
 import { createLogger } from '../../src/observability/logger.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { XdsServer, type AckEvent, type ClientEvent } from '../../src/xds/server.js';
+import { roleUri } from '../../src/xds/identity.js';
 import { readXdsClientTls, readXdsServerTls, xdsChannelCredentials, xdsServerCredentials } from '../../src/xds/tls.js';
 import { createPki, type Pki } from '../support/certs.js';
 import { httpListener } from '../support/envoy-listener.js';
@@ -21,8 +22,9 @@ import { sleep, waitFor } from '../support/wait.js';
 /**
  * xDS over mTLS with certificates made by openssl at test time: the real Envoy connects with a
  * client certificate and ACKs; an Envoy without one gets no configuration; the AI extension's
- * xDS client receives a credential over TLS and is refused without its certificate; `serve`
- * with TLS still feeds its in-process extension.
+ * xDS client receives a credential over TLS with its ai-extension certificate and is refused
+ * without it; `serve` with TLS still feeds its in-process extension. (What other identities
+ * get: test/protocol/xds-adversary.test.ts.)
  */
 
 const LISTENER = 'tls-http';
@@ -37,8 +39,8 @@ let extensionDir: string;
 beforeAll(() => {
   pki = createPki('xds');
   serverDir = pki.issue('controller', { san: ['IP:127.0.0.1', 'DNS:localhost'], usage: ['serverAuth'] });
-  envoyDir = pki.issue('envoy', { usage: ['clientAuth'] });
-  extensionDir = pki.issue('ai-extension', { usage: ['clientAuth'] });
+  envoyDir = pki.issue('envoy', { san: [`URI:${roleUri('envoy')}`], usage: ['clientAuth'] });
+  extensionDir = pki.issue('ai-extension', { san: [`URI:${roleUri('ai-extension')}`], usage: ['clientAuth'] });
 });
 afterAll(() => pki?.remove());
 
@@ -200,42 +202,6 @@ describe('ADS server over mTLS', () => {
       expect(connected.filter((c) => c.nodeId === 'ai-extension-no-cert' || c.nodeId === 'ai-extension-plaintext')).toEqual([]);
     } finally {
       rmSync(caOnly, { recursive: true, force: true });
-    }
-  });
-});
-
-describe('one kubernetes.io/tls Secret for the controller, Envoy and the extension, as the chart mounts it', () => {
-  it('serves both clients, each presenting the same certificate, dialing the name in it', async () => {
-    const shared = pki.issue('shared', { san: ['DNS:localhost'], usage: ['serverAuth', 'clientAuth'] });
-    const cache = new SnapshotCache();
-    const server = new XdsServer({ cache });
-    const acks: AckEvent[] = [];
-    server.on('ack', (e) => acks.push(e));
-    const port = await server.start({ port: 0, host: '127.0.0.1', credentials: xdsServerCredentials(readXdsServerTls(shared)) });
-    const listenerPort = await freePort();
-    cache.setResources(resources(listenerPort));
-    let envoy: EnvoyProcess | undefined;
-    let extension: RunningAiExtension | undefined;
-    try {
-      envoy = await startEnvoy({
-        id: 'xds-shared-secret',
-        adminPort: 0,
-        bootstrap: buildBootstrap({ xds: { host: 'localhost', port }, nodeId: 'xds-shared-secret', adminPort: 0, xdsTls: envoyTls(shared) }),
-      });
-      extension = await startAiExtension({
-        port: 0,
-        host: '127.0.0.1',
-        logger: createLogger({ level: 'silent' }),
-        xds: { host: 'localhost', port, credentials: xdsChannelCredentials(readXdsClientTls(shared)) },
-        nodeId: 'ai-extension-shared-secret',
-      });
-      expect(await extension.credentials.resolve(CREDENTIAL, 10_000)).toBe(KEY);
-      await waitFor(() => acks.find((a) => a.nodeId === 'xds-shared-secret' && a.typeUrl === TypeUrl.listener), { what: 'Envoy to ACK with the shared Secret', timeoutMs: 15_000 });
-      await envoy.waitForListener(LISTENER);
-    } finally {
-      await extension?.stop();
-      await envoy?.stop();
-      await server.stop();
     }
   });
 });

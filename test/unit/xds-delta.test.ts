@@ -30,6 +30,7 @@ function harness() {
   const { hooks, events } = recordingHooks();
   const stream = new DeltaStream({
     cache,
+    identity: { role: 'envoy', via: 'mtls' },
     hooks,
     logger: pino({ level: 'silent' }),
     send: (message) => {
