@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { registerAiExtensionMetrics } from '../ai-extension/metrics.js';
 import { startAiExtension, type RunningAiExtension } from '../ai-extension/server.js';
 import { FileProvider } from '../providers/file.js';
@@ -42,20 +39,15 @@ export async function serve(opts: ServeOptions): Promise<RunningServe> {
     await extension?.stop();
     throw err;
   }
-  let socketDir: string | undefined;
   if (extension) {
-    // Credentials come from this process's own ADS server over a Unix socket in a directory only
-    // this user can enter (mkdtemp: mode 0700), TLS or not: streams on it are the ai-extension
-    // identity (src/xds/identity.ts), and the TCP port never carries a key.
+    // Credentials come from this process's own ADS server over its private Unix socket, TLS or
+    // not: streams on it are the ai-extension identity (src/xds/identity.ts), and the TCP port
+    // never carries a key.
     try {
-      socketDir = mkdtempSync(join(tmpdir(), 'switchyard-xds-'));
-      const socket = join(socketDir, 'ads.sock');
-      await runtime.xds.listenUnix(socket);
-      extension.connect({ socket });
+      extension.connect({ socket: await runtime.xds.privateSocket() });
     } catch (err) {
       await extension.stop();
       await runtime.stop();
-      if (socketDir) rmSync(socketDir, { recursive: true, force: true });
       throw err;
     }
     registerAiExtensionMetrics(extension.metrics, runtime.metrics.registry);
@@ -67,7 +59,6 @@ export async function serve(opts: ServeOptions): Promise<RunningServe> {
     async stop() {
       await running?.stop();
       await runtime.stop();
-      if (socketDir) rmSync(socketDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,4 +1,7 @@
 import { EventEmitter } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import type { TypeUrlValue } from '../envoy/resources.js';
@@ -94,7 +97,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly streams = new Map<number, LiveStream>();
   private readonly unwatch: () => void;
   private server: grpc.Server | undefined;
-  private unixServer: grpc.Server | undefined;
+  private unix: { server: grpc.Server; dir: string | undefined; path: string } | undefined;
   private nextStreamId = 0;
 
   constructor(options: XdsServerOptions) {
@@ -122,30 +125,54 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   }
 
   /**
-   * Also serves, in plaintext, on a Unix socket, for the AI extension in this process: every
-   * stream on it has the ai-extension identity, so it receives provider keys. The caller keeps
-   * `path` in a directory only this user can enter (mkdtemp, mode 0700). A grpc.Server of its
-   * own: which listener accepted a call is then a fact, not something read off the peer address.
+   * Also serves, in plaintext, on a Unix socket for the AI extension in this process, and
+   * returns its path (the same one on every call). Every stream on it has the ai-extension
+   * identity, so it receives provider keys: the socket lives in a directory only this user can
+   * enter (mkdtemp, mode 0700), removed by stop(). A grpc.Server of its own: which listener
+   * accepted a call is then a fact, not something read off the peer address.
    */
-  async listenUnix(path: string): Promise<void> {
+  async privateSocket(): Promise<string> {
+    if (this.unix !== undefined) return this.unix.path;
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-xds-'));
+    try {
+      return await this.listenUnix(join(dir, 'ads.sock'), dir);
+    } catch (err) {
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /**
+   * privateSocket() at a path the caller chose, in a directory the caller keeps private and
+   * removes (a test whose AI extension outlives a controller restart). `ownDir`: removed by stop().
+   */
+  async listenUnix(path: string, ownDir?: string): Promise<string> {
     if (this.server === undefined) throw new Error('xds server: start() it first');
-    if (this.unixServer !== undefined) throw new Error('xds server: already listening on a Unix socket');
+    if (this.unix !== undefined) throw new Error(`xds server: already listening on ${this.unix.path}`);
     const server = this.grpcServer(() => UNIX_SOCKET_IDENTITY);
-    this.unixServer = server;
-    await new Promise<number>((resolve, reject) => {
-      server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
-    });
+    try {
+      await new Promise<number>((resolve, reject) => {
+        server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
+      });
+    } catch (err) {
+      server.forceShutdown();
+      throw err;
+    }
+    this.unix = { server, dir: ownDir, path };
     this.logger.debug({ path }, 'xds: also listening on a private Unix socket (ai-extension identity)');
+    return path;
   }
 
   /** Ends every stream and closes the server; the cache stays usable. */
   async stop(): Promise<void> {
     this.unwatch();
-    const servers = [this.server, this.unixServer].filter((server) => server !== undefined);
+    const servers = [this.server, this.unix?.server].filter((server) => server !== undefined);
+    const socketDir = this.unix?.dir;
     this.server = undefined;
-    this.unixServer = undefined;
+    this.unix = undefined;
     for (const stream of this.streams.values()) stream.call.end();
     await Promise.all(servers.map(shutdown));
+    if (socketDir !== undefined) rmSync(socketDir, { recursive: true, force: true });
   }
 
   /** Every connected stream that named its node: what it was sent, ACKed and NACKed, per type. */

@@ -135,7 +135,7 @@ describe('the AI extension going away', () => {
     expect(openai.received()).toEqual([]);
 
     restarted = await startAiExtension({ port: extension.port, host: '127.0.0.1', logger: createLogger({ level: 'silent' }) });
-    restarted.connect({ host: '127.0.0.1', port: gw.controller.xdsPort });
+    restarted.connect({ socket: await gw.controller.xds.privateSocket() });
     const answer = await waitFor(() => gw.chat().catch(() => undefined), { what: 'traffic to resume through the restarted extension', timeoutMs: 10_000, intervalMs: 100 });
     expect(answer.content).toBe('answered by openai');
     expect(keyOf(openai.received().at(-1)?.headers ?? {})).toBe(NEW_KEY);
