@@ -20,11 +20,53 @@ export const CA_FILE = 'ca.crt';
 export class XdsTlsError extends Error {}
 
 export interface XdsServerTls {
+  /** Where the files are, or what else the certificates come from (for logs and errors). */
   dir: string;
   cert: Buffer;
   key: Buffer;
   /** Present: clients must present a certificate signed by it. */
   ca?: Buffer;
+  /**
+   * With `ca`: where renewed certificates come from while serving. Default: the files in `dir`,
+   * read again every minute (a Kubernetes Secret volume is updated in place).
+   */
+  source?: grpc.experimental.CertificateProvider;
+}
+
+/** How often certificate files are read again: a renewed Secret reaches a pod within a minute or two anyway. */
+const REFRESH_MS = 60_000;
+
+/** Certificates held in memory and replaced by set(): the controller's own, when it manages the Secrets. */
+export class MemoryCertificateProvider implements grpc.experimental.CertificateProvider {
+  private ca: grpc.experimental.CaCertificateUpdate | null = null;
+  private identity: grpc.experimental.IdentityCertificateUpdate | null = null;
+  private readonly caListeners = new Set<grpc.experimental.CaCertificateUpdateListener>();
+  private readonly identityListeners = new Set<grpc.experimental.IdentityCertificateUpdateListener>();
+
+  set({ cert, key, ca }: { cert: Buffer; key: Buffer; ca: Buffer }): void {
+    this.ca = { caCertificate: ca };
+    this.identity = { certificate: cert, privateKey: key };
+    for (const listener of this.caListeners) listener(this.ca);
+    for (const listener of this.identityListeners) listener(this.identity);
+  }
+
+  addCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
+    this.caListeners.add(listener);
+    if (this.ca) listener(this.ca);
+  }
+
+  removeCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
+    this.caListeners.delete(listener);
+  }
+
+  addIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
+    this.identityListeners.add(listener);
+    if (this.identity) listener(this.identity);
+  }
+
+  removeIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
+    this.identityListeners.delete(listener);
+  }
 }
 
 export interface XdsClientTls {
@@ -68,11 +110,25 @@ export function clientCertificateRole(tls: XdsClientTls): Role | undefined {
 }
 
 export function xdsServerCredentials(tls: XdsServerTls): grpc.ServerCredentials {
-  return grpc.ServerCredentials.createSsl(tls.ca ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.ca !== undefined);
+  if (tls.ca === undefined) return grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false);
+  const source = tls.source ?? filesOf(tls.dir);
+  return grpc.experimental.createCertificateProviderServerCredentials(source, source, true);
 }
 
+/** With a client certificate, its files (and ca.crt) are read again every minute, so a renewed one is used. */
 export function xdsChannelCredentials(tls: XdsClientTls): grpc.ChannelCredentials {
-  return grpc.credentials.createSsl(tls.ca, tls.key ?? null, tls.cert ?? null);
+  if (tls.cert === undefined) return grpc.credentials.createSsl(tls.ca);
+  const files = filesOf(tls.dir);
+  return grpc.experimental.createCertificateProviderChannelCredentials(files, files);
+}
+
+function filesOf(dir: string): grpc.experimental.CertificateProvider {
+  return new grpc.experimental.FileWatcherCertificateProvider({
+    certificateFile: join(dir, CERT_FILE),
+    privateKeyFile: join(dir, KEY_FILE),
+    caCertificateFile: join(dir, CA_FILE),
+    refreshIntervalMs: REFRESH_MS,
+  });
 }
 
 /** How the xDS server is served, for logs: "mtls", "tls" or "plaintext". */

@@ -172,6 +172,28 @@ describe('ADS server over mTLS', () => {
     expect(connected.some((c) => c.nodeId === 'ai-extension-tls')).toBe(true);
   });
 
+  it("makes the AI extension's xDS client refuse a controller whose certificate names another host", async () => {
+    const elsewhere = pki.issue('elsewhere-for-extension', { san: ['DNS:elsewhere.example'], usage: ['serverAuth'] });
+    const other = new XdsServer({ cache });
+    const otherConnected: ClientEvent[] = [];
+    other.on('connected', (e) => otherConnected.push(e));
+    const otherPort = await other.start({ port: 0, host: '127.0.0.1', credentials: xdsServerCredentials(readXdsServerTls(elsewhere)) });
+    const extension = await startAiExtension({
+      port: 0,
+      host: '127.0.0.1',
+      logger: createLogger({ level: 'silent' }),
+      xds: { host: '127.0.0.1', port: otherPort, credentials: xdsChannelCredentials(readXdsClientTls(extensionDir)) },
+      nodeId: 'ai-extension-wrong-host',
+    });
+    try {
+      expect(await extension.credentials.resolve(CREDENTIAL, 2_000)).toBeUndefined();
+      expect(otherConnected).toEqual([]);
+    } finally {
+      await extension.stop();
+      await other.stop();
+    }
+  });
+
   it("refuses the AI extension's xDS client without a client certificate, and over plaintext", async () => {
     // Only ca.crt: it verifies the controller but has nothing to show.
     const caOnly = mkdtempSync(join(tmpdir(), 'switchyard-ca-only-'));
