@@ -7,6 +7,7 @@ import { kubeStatusApi } from '../status/kube-api.js';
 import type { LeaderElector, LeaderElectorOptions } from '../status/leader.js';
 import { StatusReporter } from '../status/reporter.js';
 import type { StatusWriter } from '../status/writer.js';
+import { startManagedXdsTls, type ManagedXdsTls, type ManagedXdsTlsOptions } from './xds-pki.js';
 import { startGatewayRuntime, type RunningGateway, type ServingOptions, type StatusSink } from './gateway-runtime.js';
 
 const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
@@ -21,6 +22,12 @@ export interface ControllerOptions extends ServingOptions {
   namespaces: readonly string[];
   /** Status writing and Warning Events, by the replica holding the Lease; `false`: serve xDS only. */
   leaderElection: LeaderElectionOptions | false;
+  /**
+   * Serve xDS over mTLS with certificates the controller issues and renews itself, kept in
+   * Secrets `<prefix>-{ca,controller,envoy,ai-extension}` of `namespace` (src/app/xds-pki.ts).
+   * Replaces `xdsTls`.
+   */
+  managedXdsTls?: Omit<ManagedXdsTlsOptions, 'client' | 'logger'>;
   /** Provider tuning (debounce, back-off, watch timeouts), for tests and operators. */
   provider?: Omit<Partial<KubernetesProviderOptions>, 'client' | 'namespaces' | 'logger'>;
 }
@@ -71,12 +78,15 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
   }
 
   let runtime: RunningGateway;
+  let managed: ManagedXdsTls | undefined;
   try {
+    if (opts.managedXdsTls) managed = await startManagedXdsTls({ ...opts.managedXdsTls, client, logger: log });
+    const xdsTls = managed?.tls ?? opts.xdsTls;
     runtime = await startGatewayRuntime({
       provider,
       xdsPort: opts.xdsPort,
       xdsHost: opts.xdsHost,
-      ...(opts.xdsTls ? { xdsTls: opts.xdsTls } : {}),
+      ...(xdsTls ? { xdsTls } : {}),
       metricsPort: opts.metricsPort,
       metricsHost: opts.metricsHost,
       envoy: opts.envoy,
@@ -85,6 +95,7 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
       origin: { kubeconfig: kube.source, server: kube.server, namespaces: opts.namespaces.length > 0 ? opts.namespaces.join(',') : 'all' },
     });
   } catch (err) {
+    managed?.stop();
     client.close();
     throw err;
   }
@@ -100,6 +111,7 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
     async stop() {
       // Hand the Lease over first (after our last status writes), then stop serving.
       await reporter?.stop();
+      managed?.stop();
       await runtime.stop();
       client.close();
     },

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { isNotFound, KubeApiError, type KubeClient } from '../providers/kubernetes/api-client.js';
 import { issueCa, issueLeaf, needsIssue, type KeyPair } from '../xds/certificates.js';
 import { ROLES, type Role } from '../xds/identity.js';
-import { CA_FILE, CERT_FILE, KEY_FILE } from '../xds/tls.js';
+import { CA_FILE, CERT_FILE, KEY_FILE, MemoryCertificateProvider, type XdsServerTls } from '../xds/tls.js';
 
 /**
  * Keeps the xDS PKI (src/xds/certificates.ts) in a store: a CA entry (ca.crt, ca.key) and one
@@ -194,5 +194,65 @@ export function secretStore(client: KubeClient, namespace: string, labels: Recor
         throw err;
       }
     },
+  };
+}
+
+/** The entry names for a prefix: `<prefix>-ca`, `<prefix>-controller`, `<prefix>-envoy`, `<prefix>-ai-extension` (no prefix: `ca`, ...). */
+export function pkiNames(prefix: string): PkiNames {
+  const name = (suffix: string): string => (prefix === '' ? suffix : `${prefix}-${suffix}`);
+  return { ca: name('ca'), leaf: { controller: name('controller'), envoy: name('envoy'), 'ai-extension': name('ai-extension') } };
+}
+
+export interface ManagedXdsTlsOptions {
+  client: KubeClient;
+  /** Where the Secrets live: the controller's own namespace. */
+  namespace: string;
+  /** Secret names: pkiNames(prefix). */
+  prefix: string;
+  /** The controller's Service names, which Envoy and the extension dial. */
+  dnsNames: readonly string[];
+  logger: Logger;
+  /** How often the Secrets are checked for renewal; default one hour. */
+  checkEveryMs?: number;
+  now?: () => Date;
+}
+
+export interface ManagedXdsTls {
+  /** The controller's own certificate, served from memory (it mounts no Secret) and replaced on renewal. */
+  tls: XdsServerTls;
+  stop(): void;
+}
+
+/**
+ * `controller --xds-tls-secrets PREFIX`: the controller creates and renews the xDS Secrets
+ * itself (no manual step, no install hook), and serves with its own certificate from memory.
+ * Every replica checks; the API server's resourceVersion keeps them from overwriting each other.
+ */
+export async function startManagedXdsTls(opts: ManagedXdsTlsOptions): Promise<ManagedXdsTls> {
+  const now = opts.now ?? (() => new Date());
+  const store = secretStore(opts.client, opts.namespace, { 'app.kubernetes.io/name': 'switchyard', 'app.kubernetes.io/component': 'xds-pki' });
+  const names = pkiNames(opts.prefix);
+  const logger = opts.logger.child({ component: 'xds-pki' });
+  const ensure = (): Promise<PkiState> => ensurePki({ store, names, controllerDnsNames: opts.dnsNames, now: now(), logger });
+  const first = await ensure();
+  const source = new MemoryCertificateProvider();
+  const apply = (state: PkiState): void => {
+    const own = state.leaves.controller;
+    source.set({ cert: Buffer.from(own.cert), key: Buffer.from(own.key), ca: Buffer.from(own.caBundle) });
+  };
+  apply(first);
+  const timer = setInterval(() => {
+    ensure().then(
+      (state) => {
+        if (state.written.length > 0) apply(state);
+      },
+      (err: unknown) => logger.error({ err: err instanceof Error ? err.message : String(err), namespace: opts.namespace }, 'xds-pki: could not check or renew the xDS certificates; retrying at the next check'),
+    );
+  }, opts.checkEveryMs ?? 60 * 60 * 1000);
+  timer.unref();
+  const own = first.leaves.controller;
+  return {
+    tls: { dir: `Secret ${opts.namespace}/${names.leaf.controller}`, cert: Buffer.from(own.cert), key: Buffer.from(own.key), ca: Buffer.from(own.caBundle), source },
+    stop: () => clearInterval(timer),
   };
 }

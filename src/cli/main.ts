@@ -6,6 +6,7 @@ import { formatProblem } from '../api/manifest.js';
 import { controller, defaultLeaseNamespace } from '../app/controller.js';
 import type { RunningGateway } from '../app/gateway-runtime.js';
 import { serve } from '../app/serve.js';
+import { directoryStore, ensurePki, pkiNames } from '../app/xds-pki.js';
 import { buildBootstrap } from '../envoy/bootstrap.js';
 import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
 import { createLogger } from '../observability/logger.js';
@@ -32,9 +33,14 @@ Usage:
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
                         [--ai-extension-address 127.0.0.1] [--ai-extension-port 18001]
                         [--lease-namespace NS] [--no-leader-election] [--xds-tls-dir DIR] [--log-level info]
+                        [--xds-tls-secrets PREFIX --xds-tls-dns NAMES]
       Watch a Kubernetes API server (--kubeconfig, else $KUBECONFIG, the in-cluster service account,
       ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status. The AI
       extension runs next to Envoy (switchyard ai-extension); --ai-extension-* say where Envoy dials it.
+  switchyard certs --out DIR [--dns NAMES]
+      Issue (or renew, when in the last third of their lifetime) an xDS CA and one certificate per
+      role in DIR/{ca,controller,envoy,ai-extension}, each laid out for --xds-tls-dir; NAMES
+      (comma-separated, default localhost) are the names clients dial the controller by.
   switchyard translate -f PATH [-o json|yaml]
       Print what would be served (secrets redacted) and every object's status.
   switchyard bootstrap --xds HOST:PORT --node-id ID [--admin-port 9901] [--delta] [--xds-tls-dir DIR]
@@ -44,7 +50,11 @@ Usage:
 
   --xds-tls-dir DIR on serve and controller serves xDS over TLS: DIR holds tls.crt and tls.key
   (like a kubernetes.io/tls Secret) and, optionally, ca.crt: client certificates are then
-  required and verified against it (mTLS).
+  required and verified against it (mTLS), and each stream's identity is the role in its
+  certificate's URI SAN (spiffe://switchyard.dev/role/{controller,envoy,ai-extension}); provider
+  keys go to the ai-extension role only. --xds-tls-secrets PREFIX (controller): the controller
+  issues and renews the CA and those certificates itself, in Secrets PREFIX-{ca,controller,envoy,
+  ai-extension} of its namespace, its own certificate naming NAMES (--xds-tls-dns).
 `;
 
 class UsageError extends Error {}
@@ -189,9 +199,22 @@ async function runController(args: string[]): Promise<number> {
       'ai-extension-port': { type: 'string' },
       'log-level': { type: 'string' },
       'xds-tls-dir': { type: 'string' },
+      'xds-tls-secrets': { type: 'string' },
+      'xds-tls-dns': { type: 'string' },
     },
   });
+  if (values['xds-tls-dir'] !== undefined && values['xds-tls-secrets'] !== undefined) {
+    throw new UsageError('--xds-tls-dir and --xds-tls-secrets exclude each other: certificates from files, or issued and renewed by the controller');
+  }
   const xdsTls = values['xds-tls-dir'] !== undefined ? readXdsServerTls(values['xds-tls-dir']) : undefined;
+  const secretsPrefix = values['xds-tls-secrets'];
+  if (secretsPrefix !== undefined && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(secretsPrefix)) {
+    throw new UsageError(`--xds-tls-secrets takes a Secret name prefix (lowercase letters, digits, '-'), got "${secretsPrefix}"`);
+  }
+  const dnsNames = (values['xds-tls-dns'] ?? '').split(',').map((n) => n.trim()).filter((n) => n !== '');
+  if (secretsPrefix !== undefined && dnsNames.length === 0) {
+    throw new UsageError('--xds-tls-secrets needs --xds-tls-dns: the names Envoy and the AI extension dial the controller by (its Service, e.g. switchyard.switchyard-system.svc)');
+  }
   const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard' });
   const aiExtension = {
     host: values['ai-extension-address'] ?? DEFAULT_ENVOY_OPTIONS.aiExtension.host,
@@ -203,6 +226,7 @@ async function runController(args: string[]): Promise<number> {
     xdsPort: int(values['xds-port'], '--xds-port', 18000),
     xdsHost: values['xds-host'] ?? '0.0.0.0',
     ...(xdsTls ? { xdsTls } : {}),
+    ...(secretsPrefix !== undefined ? { managedXdsTls: { namespace: defaultLeaseNamespace(), prefix: secretsPrefix, dnsNames } } : {}),
     metricsPort: int(values['metrics-port'], '--metrics-port', 9090),
     metricsHost: values['metrics-host'] ?? '0.0.0.0',
     envoy: { ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}), aiExtension },
@@ -210,6 +234,23 @@ async function runController(args: string[]): Promise<number> {
     logger,
   });
   await untilSignal(running, logger);
+  return 0;
+}
+
+async function runCerts(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { out: { type: 'string' }, dns: { type: 'string' } } });
+  if (!values.out) throw new UsageError('certs needs --out DIR (where the CA and the certificate of each role are written)');
+  const dnsNames = (values.dns ?? 'localhost').split(',').map((n) => n.trim()).filter((n) => n !== '');
+  const state = await ensurePki({ store: directoryStore(values.out), names: pkiNames(''), controllerDnsNames: dnsNames, now: new Date() });
+  const lines = [
+    `xDS certificates in ${values.out} (${state.written.length > 0 ? `written: ${state.written.join(', ')}` : 'all current, nothing written'}):`,
+    `  ca/             the CA (keep ca.key private; it is only needed to issue again)`,
+    `  controller/     serve --xds-tls-dir / controller --xds-tls-dir (names: ${dnsNames.join(', ')})`,
+    `  envoy/          switchyard bootstrap --xds-tls-dir (Envoy gets no provider key)`,
+    `  ai-extension/   ai-extension --xds-tls-dir (the only identity that gets provider keys)`,
+    `Run again to renew what is in the last third of its lifetime.`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
 }
 
@@ -272,6 +313,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runBootstrap(rest);
       case 'ai-extension':
         return await runAiExtension(rest);
+      case 'certs':
+        return await runCerts(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -11,7 +11,8 @@ import { createLogger } from '../../src/observability/logger.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { XdsServer, type AckEvent, type ClientEvent } from '../../src/xds/server.js';
 import { roleUri } from '../../src/xds/identity.js';
-import { readXdsClientTls, readXdsServerTls, xdsChannelCredentials, xdsServerCredentials } from '../../src/xds/tls.js';
+import { clientCertificateRole, readXdsClientTls, readXdsServerTls, xdsChannelCredentials, xdsServerCredentials } from '../../src/xds/tls.js';
+import { main } from '../../src/cli/main.js';
 import { createPki, type Pki } from '../support/certs.js';
 import { httpListener } from '../support/envoy-listener.js';
 import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
@@ -224,6 +225,57 @@ describe('ADS server over mTLS', () => {
       expect(connected.filter((c) => c.nodeId === 'ai-extension-no-cert' || c.nodeId === 'ai-extension-plaintext')).toEqual([]);
     } finally {
       rmSync(caOnly, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('certificates from `switchyard certs`, as Switchyard issues them', () => {
+  it('serve Envoy (which gets its listener, no key) and the AI extension (which gets the key), each by its own certificate', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'switchyard-certs-'));
+    const cache = new SnapshotCache();
+    const server = new XdsServer({ cache });
+    const acks: AckEvent[] = [];
+    server.on('ack', (e) => acks.push(e));
+    let envoy: EnvoyProcess | undefined;
+    const extensions: RunningAiExtension[] = [];
+    try {
+      expect(await main(['certs', '--out', out, '--dns', 'localhost'])).toBe(0);
+      const port = await server.start({ port: 0, host: '127.0.0.1', credentials: xdsServerCredentials(readXdsServerTls(join(out, 'controller'))) });
+      const listenerPort = await freePort();
+      cache.setResources(resources(listenerPort));
+      envoy = await startEnvoy({
+        id: 'xds-issued-certs',
+        adminPort: 0,
+        bootstrap: buildBootstrap({ xds: { host: 'localhost', port }, nodeId: 'xds-issued-certs', adminPort: 0, xdsTls: envoyTls(join(out, 'envoy')) }),
+      });
+      await waitFor(() => acks.find((a) => a.nodeId === 'xds-issued-certs' && a.typeUrl === TypeUrl.listener), { what: 'Envoy with its issued certificate to ACK', timeoutMs: 15_000 });
+      await envoy.waitForListener(LISTENER);
+      const viaCert = async (dir: string, nodeId: string): Promise<RunningAiExtension> => {
+        const tls = readXdsClientTls(dir);
+        const role = clientCertificateRole(tls);
+        const extension = await startAiExtension({
+          port: 0,
+          host: '127.0.0.1',
+          logger: createLogger({ level: 'silent' }),
+          xds: { host: 'localhost', port, credentials: xdsChannelCredentials(tls), ...(role ? { certificateRole: role } : {}) },
+          nodeId,
+          credentialWaitMs: 100,
+        });
+        extensions.push(extension);
+        return extension;
+      };
+      const extension = await viaCert(join(out, 'ai-extension'), 'issued-ai-extension');
+      expect(extension.credentials.keysWithheld).toBeUndefined();
+      expect(await extension.credentials.resolve(CREDENTIAL, 10_000)).toBe(KEY);
+      // The extension's code with Envoy's certificate: no key, and it says why.
+      const impostor = await viaCert(join(out, 'envoy'), 'issued-envoy-as-extension');
+      expect(impostor.credentials.keysWithheld).toMatch(/of role envoy/);
+      expect(await impostor.credentials.resolve(CREDENTIAL, 2_000)).toBeUndefined();
+    } finally {
+      await Promise.all(extensions.map((e) => e.stop()));
+      await envoy?.stop();
+      await server.stop();
+      rmSync(out, { recursive: true, force: true });
     }
   });
 });
