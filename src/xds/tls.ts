@@ -50,9 +50,13 @@ export class MemoryCertificateProvider implements grpc.experimental.CertificateP
     for (const listener of this.identityListeners) listener(this.identity);
   }
 
+  // grpc-js registers the watcher that wants the update only after adding the listener: a
+  // synchronous first update would reach nobody, so it is delivered on the next tick.
   addCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
     this.caListeners.add(listener);
-    if (this.ca) listener(this.ca);
+    queueMicrotask(() => {
+      if (this.ca && this.caListeners.has(listener)) listener(this.ca);
+    });
   }
 
   removeCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
@@ -61,7 +65,9 @@ export class MemoryCertificateProvider implements grpc.experimental.CertificateP
 
   addIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
     this.identityListeners.add(listener);
-    if (this.identity) listener(this.identity);
+    queueMicrotask(() => {
+      if (this.identity && this.identityListeners.has(listener)) listener(this.identity);
+    });
   }
 
   removeIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
