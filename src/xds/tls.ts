@@ -27,8 +27,9 @@ export interface XdsServerTls {
   /** Present: clients must present a certificate signed by it. */
   ca?: Buffer;
   /**
-   * With `ca`: where renewed certificates come from while serving. Default: the files in `dir`,
-   * read again every minute (a Kubernetes Secret volume is updated in place).
+   * With `ca`: where renewed certificates come from while serving. readXdsServerTls: the files
+   * in `dir`, read again every minute (a Kubernetes Secret volume is updated in place); absent:
+   * `cert`, `key` and `ca` as they are.
    */
   source?: grpc.experimental.CertificateProvider;
 }
@@ -91,7 +92,7 @@ export function readXdsServerTls(dir: string, flag = '--xds-tls-dir'): XdsServer
   files.keyPair(cert, key);
   const ca = files.readOptional(CA_FILE, 'the CA that signs client certificates');
   if (ca) files.certificate(CA_FILE, ca);
-  return { dir, cert, key, ...(ca ? { ca } : {}) };
+  return { dir, cert, key, ...(ca ? { ca, source: filesOf(dir) } : {}) };
 }
 
 /** The client side: ca.crt required, tls.crt and tls.key optional but only together. */
@@ -117,7 +118,7 @@ export function clientCertificateRole(tls: XdsClientTls): Role | undefined {
 
 export function xdsServerCredentials(tls: XdsServerTls): grpc.ServerCredentials {
   if (tls.ca === undefined) return grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false);
-  const source = tls.source ?? filesOf(tls.dir);
+  const source = tls.source ?? fixed(tls.cert, tls.key, tls.ca);
   return grpc.experimental.createCertificateProviderServerCredentials(source, source, true);
 }
 
@@ -126,6 +127,12 @@ export function xdsChannelCredentials(tls: XdsClientTls): grpc.ChannelCredential
   if (tls.cert === undefined) return grpc.credentials.createSsl(tls.ca);
   const files = filesOf(tls.dir);
   return grpc.experimental.createCertificateProviderChannelCredentials(files, files);
+}
+
+function fixed(cert: Buffer, key: Buffer, ca: Buffer): grpc.experimental.CertificateProvider {
+  const provider = new MemoryCertificateProvider();
+  provider.set({ cert, key, ca });
+  return provider;
 }
 
 function filesOf(dir: string): grpc.experimental.CertificateProvider {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { pkiNames } from '../../src/app/xds-pki.js';
-import { buildBootstrap } from '../../src/envoy/bootstrap.js';
+import { buildBootstrap, xdsTlsSdsFiles } from '../../src/envoy/bootstrap.js';
 import { createNamespace, kubectl, kubectlOk } from '../support/kube.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -115,16 +115,19 @@ describe('the AI extension and xDS TLS in the chart', () => {
     expect(container(envoyPod, 'envoy').volumeMounts).toContainEqual({ name: 'xds-tls', mountPath: dir, readOnly: true });
     expect(container(envoyPod, 'ai-extension').volumeMounts).toEqual([{ name: 'xds-tls-ai-extension', mountPath: dir, readOnly: true }]);
     expect(container(envoyPod, 'ai-extension').args).toContain(`--xds-tls-dir=${dir}`);
-    // Envoy's bootstrap reaches the controller over TLS exactly as `switchyard bootstrap --xds-tls-dir` says.
+    // Envoy's bootstrap reaches the controller over TLS exactly as buildBootstrap (switchyard bootstrap) writes it.
+    const files = { caFile: `${dir}/ca.crt`, certFile: `${dir}/tls.crt`, keyFile: `${dir}/tls.key`, sdsDir: '/etc/envoy' };
     const configMap = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'sy-switchyard-envoy');
     const bootstrap = parseYaml(configMap?.data?.['envoy.yaml'] ?? '') as { static_resources: { clusters: { name: string; transport_socket?: unknown }[] } };
     const expected = buildBootstrap({
       xds: { host: 'sy-switchyard.edge.svc', port: 18000 },
       nodeId: 'n',
       adminPort: 9901,
-      xdsTls: { caFile: `${dir}/ca.crt`, certFile: `${dir}/tls.crt`, keyFile: `${dir}/tls.key` },
+      xdsTls: files,
     }) as unknown as typeof bootstrap;
     expect(bootstrap.static_resources.clusters[0]?.transport_socket).toEqual(expected.static_resources.clusters[0]?.transport_socket);
+    // The file-based SDS Secrets through which Envoy reads a renewed certificate (test/protocol/xds-envoy-rotation.test.ts).
+    for (const [name, content] of Object.entries(xdsTlsSdsFiles(files))) expect(JSON.parse(configMap?.data?.[name] ?? '{}'), name).toEqual(content);
     // The Secrets' names are the ones the controller writes (src/app/xds-pki.ts pkiNames).
     const names = pkiNames('sy-switchyard-xds');
     const role = docs.find((d) => d.kind === 'Role' && d.metadata.name === 'sy-switchyard-xds-pki') as unknown as { rules: { verbs: string[]; resourceNames?: string[] }[] };
