@@ -89,9 +89,10 @@ async function ensureOnce({ store, names, controllerDnsNames, now, logger }: Ens
     const dnsNames = role === 'controller' ? controllerDnsNames : [];
     const cert = entry?.[CERT_FILE];
     const key = entry?.[KEY_FILE];
-    if (cert === undefined || key === undefined || needsIssue(cert, now, { ca: ca.cert, role, dnsNames }) || entry?.[CA_FILE] !== caBundle) {
-      const stale = cert === undefined || key === undefined || needsIssue(cert, now, { ca: ca.cert, role, dnsNames });
-      const leaf = stale ? issueLeaf({ ca, role, dnsNames, now }) : { cert, key };
+    const stale = cert === undefined || key === undefined || needsIssue(cert, now, { ca: ca.cert, role, dnsNames });
+    // A current leaf is still rewritten when its CA bundle changed (a previous CA expired).
+    if (stale || entry?.[CA_FILE] !== caBundle) {
+      const leaf = stale || cert === undefined || key === undefined ? issueLeaf({ ca, role, dnsNames, now }) : { cert, key };
       await store.write(name, { [CERT_FILE]: leaf.cert, [KEY_FILE]: leaf.key, [CA_FILE]: caBundle }, entry);
       written.push(name);
       logger?.info({ entry: name, role, issued: stale, renewed: cert !== undefined && stale }, 'xds-pki: wrote the certificate of a role');
