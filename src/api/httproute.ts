@@ -72,6 +72,8 @@ export const BackendRef = z.object({
   namespace: z.string().optional(),
   port: z.number().int().min(1).max(65535).optional(),
   weight: z.number().int().min(0).max(1_000_000).optional(),
+  /** Applied only to requests sent to this backend (HTTPBackendRef.filters). */
+  filters: z.array(HTTPRouteFilter).max(16).optional(),
 });
 export type BackendRef = z.infer<typeof BackendRef>;
 
