@@ -243,6 +243,39 @@ function onListener(action: RouteIR['action'], l: ServedListener): RouteIR['acti
   return { ...action, port };
 }
 
+/** Rule filter types Switchyard applies. */
+const RULE_FILTERS: readonly string[] = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'URLRewrite', 'RequestRedirect'];
+
+interface RuleProblem {
+  rule: number;
+  message: string;
+}
+
+/**
+ * Rule filters Switchyard cannot apply. Gateway API: a filter must never be skipped. An
+ * ExtensionRef that cannot be resolved answers the requests it would have processed with an
+ * error (500); any other type is an unsupported value, and its rule is dropped (the
+ * PartiallyInvalid "Dropped Rule" approach) so the route's other rules keep serving.
+ */
+function ruleFilterProblems(route: HTTPRoute): { dropped: RuleProblem[]; unresolved: RuleProblem[] } {
+  const dropped: RuleProblem[] = [];
+  const unresolved: RuleProblem[] = [];
+  route.spec.rules.forEach((rule, i) => {
+    (rule.filters ?? []).forEach((f, k) => {
+      const field = `spec.rules[${i}].filters[${k}]`;
+      if (RULE_FILTERS.includes(f.type)) return;
+      if (f.type === 'ExtensionRef') {
+        const ref = f.extensionRef;
+        const what = ref ? ` ${ref.group ? `${ref.group}/` : ''}${ref.kind} ${ref.name}` : '';
+        unresolved.push({ rule: i, message: `${field}.extensionRef${what} cannot be resolved: Switchyard has no extension filters; remove the filter` });
+      } else if (!dropped.some((d) => d.rule === i)) {
+        dropped.push({ rule: i, message: `Dropped Rule ${i}: ${field}: filter type ${f.type} is not supported (Switchyard applies ${RULE_FILTERS.join(', ')}); remove the filter` });
+      }
+    });
+  });
+  return { dropped, unresolved };
+}
+
 interface InvalidMatch {
   rule: number;
   match: number;
@@ -288,30 +321,45 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
     events.push({ object: { kind: 'HTTPRoute', namespace: route.metadata.namespace, name: route.metadata.name }, reason: bad.reason ?? 'BackendNotFound', message: bad.message ?? '' });
   }
   const invalidMatches = invalidRegexMatches(route);
+  const ruleFilters = ruleFilterProblems(route);
   const servedRules = route.spec.rules.map((rule, i) => {
+    if (ruleFilters.dropped.some((d) => d.rule === i)) return [];
     const matches = rule.matches && rule.matches.length > 0 ? rule.matches : [undefined];
     return matches.map((m, j) => ({ m, j })).filter(({ j }) => !invalidMatches.some((p) => p.rule === i && p.match === j));
   });
-  for (const p of invalidMatches) {
+  for (const p of [...invalidMatches, ...ruleFilters.dropped]) {
     events.push({ object: { kind: 'HTTPRoute', namespace: route.metadata.namespace, name: route.metadata.name }, reason: 'UnsupportedValue', message: p.message });
   }
+  for (const p of ruleFilters.unresolved) {
+    events.push({ object: { kind: 'HTTPRoute', namespace: route.metadata.namespace, name: route.metadata.name }, reason: 'InvalidKind', message: p.message });
+  }
   const nothingServed = servedRules.every((matches) => matches.length === 0);
+  const unservedReason = [...ruleFilters.dropped, ...invalidMatches].map((p) => p.message).join('; ');
   // The same on every listener the route attaches to: built once.
-  const ruleEntries = route.spec.rules.map((rule, ruleIndex) => ({
-    action: ruleAction(route, rule, ruleIndex, refsByRule[ruleIndex] ?? []),
-    requestHeaders: toHeaderEdits(filterOf(rule, 'RequestHeaderModifier')?.requestHeaderModifier),
-    responseHeaders: toHeaderEdits(filterOf(rule, 'ResponseHeaderModifier')?.responseHeaderModifier),
-  }));
-  const partialProblems = [
-    ...(invalidMatches.length > 0 && !nothingServed ? [`${invalidMatches.map((p) => p.message).join('; ')}; the other matches are served`] : []),
+  const ruleEntries = route.spec.rules.map((rule, ruleIndex) => {
+    const unresolved = ruleFilters.unresolved.filter((p) => p.rule === ruleIndex);
+    const where = `HTTPRoute ${routeKey} rule ${ruleIndex}`;
+    return {
+      action: unresolved.length > 0
+        ? { kind: 'direct' as const, status: 500, body: `switchyard: ${where}: ${unresolved.map((p) => p.message).join('; ')}\n` }
+        : ruleAction(route, rule, ruleIndex, refsByRule[ruleIndex] ?? []),
+      requestHeaders: toHeaderEdits(filterOf(rule, 'RequestHeaderModifier')?.requestHeaderModifier),
+      responseHeaders: toHeaderEdits(filterOf(rule, 'ResponseHeaderModifier')?.responseHeaderModifier),
+    };
+  });
+  // Gateway API wants a PartiallyInvalid message that drops rules to start with "Dropped Rule".
+  const partialProblems = nothingServed ? filterProblems : [
+    ...ruleFilters.dropped.map((p) => p.message),
+    ...(invalidMatches.length > 0 ? [`${invalidMatches.map((p) => p.message).join('; ')}; the other matches are served`] : []),
     ...filterProblems,
   ];
   const partiallyInvalid: Condition | undefined = partialProblems.length > 0
     ? condition('PartiallyInvalid', true, 'UnsupportedValue', partialProblems.join('; '), gen)
     : undefined;
-  const resolved: Condition = badRefs.length === 0
+  const refProblems = [...badRefs.map((r) => ({ reason: r.reason ?? 'BackendNotFound', message: r.message ?? '' })), ...ruleFilters.unresolved.map((p) => ({ reason: 'InvalidKind', message: p.message }))];
+  const resolved: Condition = refProblems.length === 0
     ? condition('ResolvedRefs', true, 'ResolvedRefs', 'all backendRefs are resolved', gen)
-    : condition('ResolvedRefs', false, badRefs[0]?.reason ?? 'BackendNotFound', badRefs.map((r) => r.message).join('; '), gen);
+    : condition('ResolvedRefs', false, refProblems[0]?.reason ?? 'BackendNotFound', refProblems.map((r) => r.message).join('; '), gen);
 
   for (const parent of route.spec.parentRefs ?? []) {
     if ((parent.group ?? GATEWAY_GROUP) !== GATEWAY_GROUP || (parent.kind ?? 'Gateway') !== 'Gateway') continue;
@@ -365,7 +413,7 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
       });
     }
     if (nothingServed && attached.length > 0) {
-      parents.push(status(condition('Accepted', false, 'UnsupportedValue', invalidMatches.map((p) => p.message).join('; '), gen)));
+      parents.push(status(condition('Accepted', false, 'UnsupportedValue', unservedReason, gen)));
       continue;
     }
     parents.push(status(attached.length > 0

@@ -332,6 +332,16 @@ describe('route-filters through the real Envoy: what the upstream and the client
     expect(one.seen?.headers['x-backend']).toBe('only');
   });
 
+  it('a rule filter Switchyard cannot apply is never skipped: RequestMirror drops its rule, ExtensionRef answers 500', async () => {
+    const mirrored = await get('/mirrored');
+    expect(mirrored.status).toBe(404);
+    expect(mirrored.seen).toBeUndefined();
+    const extension = await get('/extension');
+    expect(extension.status).toBe(500);
+    expect(extension.body).toContain('spec.rules[14].filters[0].extensionRef example.com/Auth strict cannot be resolved');
+    expect(extension.seen).toBeUndefined();
+  });
+
   it('a backendRef filter Switchyard cannot apply answers 500 naming it, never silently skipped', async () => {
     const answer = await get('/backend-rewrite');
     expect(answer.status).toBe(500);

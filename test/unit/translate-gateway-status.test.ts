@@ -237,6 +237,31 @@ describe('RequestRedirect port (HTTPRequestRedirectFilter.port)', () => {
   });
 });
 
+describe('HTTPRoute filters Switchyard does not apply are reported, never skipped', () => {
+  function routeParent(t: Translation): Condition[] {
+    return t.statuses.find((s): s is HTTPRouteStatus => s.kind === 'HTTPRoute' && 'parents' in s)?.parents[0]?.conditions ?? [];
+  }
+  const gw = gateway('gw', [{ name: 'http', protocol: 'HTTP', port: 80 }]);
+
+  it('a filter type the API added later (CORS) drops its rule: PartiallyInvalid "Dropped Rule", the other rules serve', () => {
+    const t = translate(inputsOf([CLASS, gw, route('r', { parentRefs: [{ name: 'gw' }], rules: [
+      { matches: [{ path: { value: '/cors' } }], filters: [{ type: 'CORS', cors: { allowOrigins: ['*'] } }] },
+      { matches: [{ path: { value: '/ok' } }], filters: [{ type: 'RequestRedirect', requestRedirect: { hostname: 'example.org' } }] },
+    ] })]));
+    expect(cond(routeParent(t), 'Accepted').status).toBe('True');
+    expect(cond(routeParent(t), 'PartiallyInvalid')).toMatchObject({ status: 'True', reason: 'UnsupportedValue', message: expect.stringMatching(/^Dropped Rule 0: spec\.rules\[0\]\.filters\[0\]: filter type CORS is not supported/) });
+    const paths = t.ir.listeners.flatMap((l) => l.virtualHosts.flatMap((vh) => vh.routes.map((r) => r.match.path.value)));
+    expect(paths).toEqual(['/ok']);
+  });
+
+  it('every rule dropped: Accepted False/UnsupportedValue, the route still counts as attached', () => {
+    const t = translate(inputsOf([CLASS, gw, route('r', { parentRefs: [{ name: 'gw' }], rules: [{ filters: [{ type: 'RequestMirror', requestMirror: {} }] }] })]));
+    expect(cond(routeParent(t), 'Accepted')).toMatchObject({ status: 'False', reason: 'UnsupportedValue', message: expect.stringContaining('filter type RequestMirror is not supported') });
+    expect(listener(t, 'gw', 'http').attachedRoutes).toBe(1);
+    expect(t.ir.listeners[0]?.virtualHosts).toEqual([]);
+  });
+});
+
 describe('GatewayClass supportedFeatures and Gateway fields kept for the infrastructure', () => {
   it('publishes the features, sorted by name, in the class status', () => {
     const t = translate(inputsOf([CLASS]));
