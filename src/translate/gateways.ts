@@ -40,6 +40,9 @@ export function certificateName(namespace: string, name: string): string {
   return `certificate/${namespace}/${name}`;
 }
 
+/** Listener Accepted=False reasons that are also Conflicted=True (Gateway API ListenerConditionConflicted). */
+const CONFLICTS: readonly string[] = ['PortUnavailable', 'ProtocolConflict', 'HostnameConflict'];
+
 /** Route kinds Switchyard serves, per listener protocol. */
 const KINDS_BY_PROTOCOL: Record<ServedProtocol, readonly string[]> = { HTTP: ['HTTPRoute'], HTTPS: ['HTTPRoute'] };
 
@@ -80,11 +83,8 @@ function listenerCertificates(
 ): { names: string[]; problems: Problem[] } {
   const names: string[] = [];
   const problems: Problem[] = [];
-  if (l.tls?.mode === 'Passthrough') {
-    problems.push({ reason: 'UnsupportedValue', message: 'tls.mode Passthrough is not supported on HTTPS listeners; use Terminate' });
-  }
   const refs = l.tls?.certificateRefs ?? [];
-  if (refs.length === 0 && problems.length === 0) problems.push({ reason: 'InvalidCertificateRef', message: 'HTTPS listeners need tls.certificateRefs' });
+  if (refs.length === 0) problems.push({ reason: 'InvalidCertificateRef', message: 'HTTPS listeners need tls.certificateRefs' });
   refs.forEach((ref, i) => {
     const field = `tls.certificateRefs[${i}]`;
     const ns = ref.namespace ?? gw.metadata.namespace;
@@ -159,6 +159,9 @@ export function translateGateways(inputs: Inputs): TranslatedGateways {
           invalid = { reason: 'ProtocolConflict', message: `port ${l.port} is used by another listener with protocol ${onPort.protocol}` };
         } else if (onPort?.hostnames.has(hostname)) {
           invalid = { reason: 'HostnameConflict', message: `another listener on port ${l.port} has hostname "${hostname || '*'}"` };
+        } else if (l.protocol === 'HTTPS' && l.tls?.mode === 'Passthrough') {
+          // The CRD refuses it (CEL); file mode gets the same answer here.
+          invalid = { reason: 'UnsupportedValue', message: 'tls.mode Passthrough is not supported on HTTPS listeners; use Terminate' };
         }
         if (l.protocol === 'HTTPS') {
           const resolved = listenerCertificates(gw, l, inputs, secrets, certificates);
@@ -167,7 +170,7 @@ export function translateGateways(inputs: Inputs): TranslatedGateways {
         }
       }
       if (kinds.problem) refProblems.push(kinds.problem);
-      const conflicted = invalid !== undefined && invalid.reason !== 'UnsupportedProtocol';
+      const conflicted = invalid !== undefined && CONFLICTS.includes(invalid.reason);
       const notServed = invalid?.message ?? (l.protocol === 'HTTPS' && certs.length === 0 ? `no usable certificate: ${refProblems.map((p) => p.message).join('; ')}` : undefined);
       const conditions: Condition[] = [
         condition('Accepted', !invalid, invalid ? invalid.reason : 'Accepted', invalid ? invalid.message : 'listener is valid', gen),

@@ -166,6 +166,18 @@ describe('Gateway listeners: one bad listener is reported alone and the rest kee
     expect(cond(parent?.conditions ?? [], 'ResolvedRefs').status).toBe('True');
   });
 
+  it('HTTPS with tls.mode Passthrough (refused by the CRD, possible in file mode): Accepted False/UnsupportedValue', () => {
+    const t = translate(inputsOf([
+      CLASS,
+      gateway('gw', [{ name: 'https', protocol: 'HTTPS', port: 443, tls: { mode: 'Passthrough', certificateRefs: [{ name: 'good' }] } }]),
+      tlsSecret('good', { 'tls.crt': leaf.crt, 'tls.key': leaf.key }),
+    ]));
+    const l = listener(t, 'gw', 'https');
+    expect(cond(l.conditions, 'Accepted')).toMatchObject({ status: 'False', reason: 'UnsupportedValue', message: expect.stringContaining('use Terminate') });
+    expect(cond(l.conditions, 'Conflicted').status).toBe('False');
+    expect(t.ir.listeners).toEqual([]);
+  });
+
   it('allowedRoutes.kinds: unsupported kinds are left out of supportedKinds with ResolvedRefs False/InvalidRouteKinds', () => {
     const t = translate(inputsOf([
       CLASS,
