@@ -302,7 +302,8 @@ describe('sees every kind it reads', () => {
     expect(invalid).toMatchObject({ kind: 'Gateway', namespace: nsA.name, name, servingLastGood: true });
     expect(s.problems).toContainEqual(expect.objectContaining({ object: { kind: 'Gateway', namespace: nsA.name, name }, field: 'spec.listeners[0].allowedRoutes.namespaces.selector.matchExpressions[0].values' }));
     const served = find(s, 'Gateway', nsA.name, name);
-    expect((served?.spec as { listeners: { allowedRoutes?: unknown }[] }).listeners[0]?.allowedRoutes).toBeUndefined();
+    // The last valid version: the API server's default allowedRoutes, not the refused selector.
+    expect((served?.spec as { listeners: { allowedRoutes?: unknown }[] }).listeners[0]?.allowedRoutes).toEqual({ namespaces: { from: 'Same' } });
 
     since = Date.now();
     await patchObject(client, gateway(nsA.name, name, 8080), { spec: { listeners: [{ name: 'http', protocol: 'HTTP', port: 8081 }] } });
