@@ -5,7 +5,7 @@ import type { KnownObject, Problem } from '../api/manifest.js';
 import { parseManifest } from '../api/manifest.js';
 import type { ObjectId } from '../api/meta.js';
 import type { Inputs, InvalidObject } from '../translate/inputs.js';
-import { addToInputs, emptyInputs } from '../translate/inputs.js';
+import { addToInputs, emptyInputs, noteUnknownFields } from '../translate/inputs.js';
 
 /** What a provider hands to the pipeline: the inputs to translate and what is wrong with the sources. */
 export interface Snapshot {
@@ -15,7 +15,7 @@ export interface Snapshot {
 
 /** What one document of a manifest file turned out to be. `source` is "<file>#<index from 0>". */
 export type ManifestDocument =
-  | { state: 'object'; source: string; id: ObjectId; object: KnownObject; content: string; generation?: number }
+  | { state: 'object'; source: string; id: ObjectId; object: KnownObject; content: string; generation?: number; warnings: Problem[] }
   | { state: 'invalid'; source: string; id?: ObjectId; problems: Problem[]; content: string; generation?: number }
   | { state: 'syntax'; source: string; problems: Problem[] }
   | { state: 'ignored'; source: string; id?: ObjectId; reason: string };
@@ -114,7 +114,7 @@ function classify(value: unknown, source: string): ManifestDocument {
   const content = specContent(value);
   const generation = declaredGeneration(value);
   const gen = generation === undefined ? {} : { generation };
-  if (result.ok) return { state: 'object', source, id: result.id, object: result.object, content, ...gen };
+  if (result.ok) return { state: 'object', source, id: result.id, object: result.object, content, warnings: result.warnings, ...gen };
   return { state: 'invalid', source, problems: result.problems, content, ...(result.id ? { id: result.id } : {}), ...gen };
 }
 
@@ -177,9 +177,11 @@ export class ManifestStore {
   private readonly lastGood = new Map<string, Served>();
   private readonly generations = new Map<string, { generation: number; content: string }>();
 
-  /** `files` must be sorted by name: the first definition of an object wins. */
+  /** `files` must be sorted by name: of several definitions of an object, the one served so far wins, else the first. */
   build(files: readonly ManifestFile[]): Snapshot {
     const problems: Problem[] = [];
+    /** Every definition of each object, in file path order, then document order. */
+    const candidates = new Map<string, Definition[]>();
     const definitions = new Map<string, Definition>();
     const broken = new Map<string, Problem[]>();
 
@@ -198,17 +200,23 @@ export class ManifestStore {
         if (doc.state === 'invalid') problems.push(...doc.problems);
         if (!doc.id) continue;
         const key = keyOf(doc.id);
-        const first = definitions.get(key);
-        if (first) {
-          problems.push({
-            source: doc.source,
-            object: doc.id,
-            field: 'metadata.name',
-            message: `${describe(doc.id)} is also defined at ${first.source}; the definition at ${first.source} is used (first by file path, then document index). Remove one of them or give it another name`,
-          });
-          continue;
-        }
-        definitions.set(key, { ...doc, id: doc.id, file: file.name });
+        const list = candidates.get(key) ?? [];
+        list.push({ ...doc, id: doc.id, file: file.name });
+        candidates.set(key, list);
+      }
+    }
+
+    for (const [key, list] of candidates) {
+      const chosen = this.chooseDefinition(key, list);
+      definitions.set(key, chosen.winner);
+      for (const other of list) {
+        if (other === chosen.winner) continue;
+        problems.push({
+          source: other.source,
+          object: other.id,
+          field: 'metadata.name',
+          message: `${describe(other.id)} is defined in both ${other.file} (${other.source}) and ${chosen.winner.file} (${chosen.winner.source}); ${chosen.why}, and this definition is ignored. Remove one of them or give it another name`,
+        });
       }
     }
 
@@ -219,6 +227,8 @@ export class ManifestStore {
     for (const [key, def] of definitions) {
       const generation = this.nextGeneration(key, def.content, def.generation);
       if (def.state === 'object') {
+        problems.push(...def.warnings);
+        noteUnknownFields(inputs, def.id, def.warnings);
         const entry: Served = { id: def.id, object: stamped(def.object, generation), file: def.file, generation };
         served.set(key, entry);
         this.lastGood.set(key, entry);
@@ -247,6 +257,20 @@ export class ManifestStore {
     for (const { object } of ordered) addToInputs(inputs, object);
     inputs.invalid = invalid.sort((a, b) => byCodeUnits(keyOf(a), keyOf(b)));
     return { inputs, problems };
+  }
+
+  /**
+   * Which of several definitions of one object is used. A new file must not take over an object
+   * another file serves (it would change what runs without anyone editing that file): the
+   * definition in the file that serves the object wins; on first sight, the first by file path.
+   */
+  private chooseDefinition(key: string, list: readonly Definition[]): { winner: Definition; why: string } {
+    const first = list[0] as Definition;
+    if (list.length === 1) return { winner: first, why: '' };
+    const servedFrom = this.served.get(key)?.file;
+    const incumbent = servedFrom === undefined ? undefined : list.find((d) => d.file === servedFrom);
+    if (incumbent !== undefined) return { winner: incumbent, why: `the definition at ${incumbent.source} was served first and keeps being served` };
+    return { winner: first, why: `the definition at ${first.source} is used (first by file path, then document index)` };
   }
 
   private nextGeneration(key: string, content: string, declared: number | undefined): number {

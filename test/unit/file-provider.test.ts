@@ -275,6 +275,28 @@ describe('FileProvider on a directory', () => {
     expect(dup?.object).toEqual({ kind: 'Backend', namespace: 'ai', name: 'chat' });
   });
 
+  it('keeps serving an object when a new file that sorts first defines it again, and names both files', async () => {
+    await writeFile(path.join(dir, 'b.yaml'), chatBackend('from-b'));
+    const p = provider(dir);
+    const seen = record(p);
+    expect(modelOf(backend(await p.start(), 'chat'))).toBe('from-b');
+    await writeFile(path.join(dir, 'a.yaml'), chatBackend('from-a'));
+    const snap = await nthChange(seen, 1);
+    expect(modelOf(backend(snap, 'chat'))).toBe('from-b');
+    expect(snap.problems).toHaveLength(1);
+    const [dup] = snap.problems;
+    expect(dup?.source).toBe('a.yaml#0');
+    expect(dup?.message).toMatch(/defined in both a\.yaml .* and b\.yaml .*b\.yaml#0 was served first and keeps being served/);
+  });
+
+  it('serves a Gateway API object with an unknown field and reports the object and the field', async () => {
+    await writeFile(path.join(dir, 'route.yaml'), `${ROUTE}  futureField: {a: 1}\n`);
+    const snap = await provider(dir).start();
+    expect(snap.inputs.httpRoutes.map((r) => r.metadata.name)).toEqual(['chat']);
+    expect(snap.problems).toEqual([expect.objectContaining({ source: 'route.yaml#0', object: { kind: 'HTTPRoute', namespace: 'ai', name: 'chat' }, field: 'spec.futureField' })]);
+    expect(snap.inputs.unknownFields).toEqual([{ kind: 'HTTPRoute', namespace: 'ai', name: 'chat', fields: ['spec.futureField'] }]);
+  });
+
   it('never writes Secret values to the log, even from a broken Secret document', async () => {
     const lines: string[] = [];
     const sink: DestinationStream = { write: (line: string) => void lines.push(line) };
