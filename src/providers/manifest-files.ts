@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { LineCounter, parseAllDocuments } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import type { KnownObject, Problem } from '../api/manifest.js';
 import { parseManifest } from '../api/manifest.js';
 import type { ObjectId } from '../api/meta.js';
@@ -13,8 +14,49 @@ export interface Snapshot {
   problems: Problem[];
 }
 
+/**
+ * How much configuration file mode reads. Defaults:
+ * - a document: 1.5 MiB, what etcd (and so a Kubernetes cluster) accepts for one object by
+ *   default: whatever fits a cluster fits a file, and one runaway document cannot stall a reload;
+ * - a file: 64 MiB: 10,000 multipool Backends (3 priorities x 2 members) with their 60,000
+ *   Secrets and 10,000 HTTPRoutes are 37 MiB of YAML (bench/config-load.ts), so one file holds
+ *   them with room to spare;
+ * - everything under the path: 128 MiB, three and a half times that set. Loading costs a few
+ *   times the input in memory (bench row "config load"), so this bounds the controller's memory.
+ */
+export interface ConfigLimits {
+  documentBytes: number;
+  fileBytes: number;
+  totalBytes: number;
+}
+
+export const DEFAULT_CONFIG_LIMITS: Readonly<ConfigLimits> = {
+  documentBytes: 1.5 * 1024 * 1024,
+  fileBytes: 64 * 1024 * 1024,
+  totalBytes: 128 * 1024 * 1024,
+};
+
+/** The `serve` and `translate` flag that raises each limit, named in every limit error. */
+export const CONFIG_LIMIT_FLAGS: Readonly<Record<keyof ConfigLimits, string>> = {
+  documentBytes: '--max-document-size',
+  fileBytes: '--max-file-size',
+  totalBytes: '--max-config-size',
+};
+
+export function formatBytes(bytes: number): string {
+  if (bytes >= 1024 * 1024) return `${Number((bytes / 1024 / 1024).toFixed(1))} MiB`;
+  if (bytes >= 1024) return `${Number((bytes / 1024).toFixed(1))} KiB`;
+  return `${bytes} bytes`;
+}
+
+/** The message of a limit error: what is too large, by how much, and which flag raises the limit. */
+export function limitMessage(what: string, bytes: number, limit: keyof ConfigLimits, limits: ConfigLimits): string {
+  return `${what} is ${formatBytes(bytes)}, more than the ${formatBytes(limits[limit])} allowed; split it, or raise the limit with ${CONFIG_LIMIT_FLAGS[limit]}`;
+}
+
 /** What one document of a manifest file turned out to be. `source` is "<file>#<index from 0>". */
 export type ManifestDocument =
+  /** `content`: a hash of everything but metadata and status, to tell a spec change (generation bump) from none. */
   | { state: 'object'; source: string; id: ObjectId; object: KnownObject; content: string; generation?: number; warnings: Problem[] }
   | { state: 'invalid'; source: string; id?: ObjectId; problems: Problem[]; content: string; generation?: number }
   | { state: 'syntax'; source: string; problems: Problem[] }
@@ -82,30 +124,107 @@ export function displayName(file: string, base: string): string {
 
 /**
  * Splits a manifest file into documents and validates each one; a broken document never hides the others.
- * JSON files go through the YAML parser too (JSON is YAML 1.2): JSON.parse would quote the broken
- * input in its error message, and that input may be a credential.
+ * Documents are parsed one at a time (see yamlDocuments): a parsed YAML tree costs tens of times
+ * its text, and only one is alive at once.
+ * JSON files are read with JSON.parse, and, when that fails, with the YAML parser (JSON is YAML
+ * 1.2) for the error: JSON.parse quotes the broken input in its message, and that may be a credential.
  */
-export function parseManifestFile(name: string, text: string): ManifestDocument[] {
+export function parseManifestFile(name: string, text: string, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS): ManifestDocument[] {
+  if (/\.json$/i.test(name)) return [parseJsonDocument(`${name}#0`, text, limits)];
+  const out: ManifestDocument[] = [];
+  for (const chunk of yamlDocuments(text)) out.push(parseYamlDocument(`${name}#${out.length}`, chunk, limits));
+  return out;
+}
+
+function tooLarge(source: string, bytes: number, limits: ConfigLimits): ManifestDocument | undefined {
+  if (bytes <= limits.documentBytes) return undefined;
+  return { state: 'syntax', source, problems: [{ source, field: '', message: limitMessage('this document', bytes, 'documentBytes', limits) }] };
+}
+
+function parseJsonDocument(source: string, text: string, limits: ConfigLimits): ManifestDocument {
+  const large = tooLarge(source, Buffer.byteLength(text), limits);
+  if (large) return large;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return parseYamlDocument(source, { text, firstLine: 1 }, limits);
+  }
+  return classify(value, source);
+}
+
+function parseYamlDocument(source: string, chunk: YamlChunk, limits: ConfigLimits): ManifestDocument {
+  const large = tooLarge(source, Buffer.byteLength(chunk.text), limits);
+  if (large) return large;
   const lineCounter = new LineCounter();
   // prettyErrors would append the offending source line to messages, and that line may be a secret.
-  const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false });
-  return docs.map((doc, index): ManifestDocument => {
-    const source = `${name}#${index}`;
-    const [first, ...more] = doc.errors;
-    if (first) {
-      const { line, col } = lineCounter.linePos(first.pos[0]);
-      const extra = more.length > 0 ? ` (and ${more.length} more error${more.length > 1 ? 's' : ''} in this document)` : '';
-      return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML syntax error at line ${line}, column ${col}: ${first.message}${extra}` }] };
+  const doc = parseDocument(chunk.text, { lineCounter, prettyErrors: false });
+  const [first, ...more] = doc.errors;
+  if (first) {
+    const { line, col } = lineCounter.linePos(first.pos[0]);
+    const extra = more.length > 0 ? ` (and ${more.length} more error${more.length > 1 ? 's' : ''} in this document)` : '';
+    return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML syntax error at line ${line + chunk.firstLine - 1}, column ${col}: ${first.message}${extra}` }] };
+  }
+  let value: unknown;
+  try {
+    value = doc.toJS();
+  } catch (err) {
+    // toJS throws on alias bombs ("Excessive alias count") and unresolvable aliases.
+    return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML error: ${err instanceof Error ? err.message : String(err)}` }] };
+  }
+  return classify(value, source);
+}
+
+/** One YAML document's text and the line of the file it starts on (from 1). */
+interface YamlChunk {
+  text: string;
+  firstLine: number;
+}
+
+const DOCUMENT_START = /^---(?:[ \t]|$)/;
+const DOCUMENT_END = /^\.\.\.(?:[ \t]|$)/;
+const NOTHING = /^(?:[ \t]*(?:#.*)?)$/;
+
+/**
+ * Splits YAML text into documents at the marker lines "---" and "..." in column 0, which YAML
+ * forbids inside any scalar (c-forbidden), so a split there never cuts a value. What counts as a
+ * document is what the yaml package's parseAllDocuments counts: text after an explicit "---",
+ * or any text with content; comments and directives alone are not a document.
+ */
+export function* yamlDocuments(text: string): Generator<YamlChunk> {
+  let start = 0;
+  let startLine = 1;
+  let explicit = false;
+  let content = false;
+  let line = 1;
+  let pos = 0;
+  while (pos <= text.length) {
+    const newline = text.indexOf('\n', pos);
+    const end = newline === -1 ? text.length : newline;
+    const current = text.slice(pos, end).replace(/\r$/, '');
+    const next = newline === -1 ? text.length + 1 : newline + 1;
+    if (DOCUMENT_START.test(current)) {
+      if (explicit || content) yield { text: text.slice(start, pos), firstLine: startLine };
+      // Directives (%YAML, %TAG) and comments before the marker belong to this document.
+      if (explicit || content) {
+        start = pos;
+        startLine = line;
+      }
+      explicit = true;
+      content = current.slice(3).trim() !== '' && !current.slice(3).trim().startsWith('#');
+    } else if (DOCUMENT_END.test(current)) {
+      if (explicit || content) yield { text: text.slice(start, Math.min(next, text.length)), firstLine: startLine };
+      start = Math.min(next, text.length);
+      startLine = line + 1;
+      explicit = false;
+      content = false;
+    } else if (!content && !NOTHING.test(current) && !current.startsWith('%')) {
+      content = true;
     }
-    let value: unknown;
-    try {
-      value = doc.toJS();
-    } catch (err) {
-      // toJS throws on alias bombs ("Excessive alias count") and unresolvable aliases.
-      return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML error: ${err instanceof Error ? err.message : String(err)}` }] };
-    }
-    return classify(value, source);
-  });
+    pos = next;
+    line++;
+  }
+  if (explicit || content) yield { text: text.slice(start), firstLine: startLine };
 }
 
 function classify(value: unknown, source: string): ManifestDocument {
@@ -122,11 +241,59 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Everything but metadata and status: what Kubernetes bumps `metadata.generation` for. */
+/** Everything but metadata and status (what Kubernetes bumps `metadata.generation` for), hashed: the text would double the memory a configuration costs. */
 function specContent(value: unknown): string {
-  if (!isRecord(value)) return canonicalJson(value);
-  const { metadata: _metadata, status: _status, ...rest } = value;
-  return canonicalJson(rest);
+  const { metadata: _metadata, status: _status, ...rest } = isRecord(value) ? value : { value };
+  return canonicalDigest(rest);
+}
+
+/**
+ * A hash of canonicalJson(value), computed without building that text: for a whole snapshot it
+ * is as large as the configuration, and a fingerprint must not cost a copy of it.
+ */
+export function canonicalDigest(value: unknown): string {
+  const hash = createHash('sha256');
+  let pending = '';
+  const write = (piece: string): void => {
+    pending += piece;
+    if (pending.length >= 65_536) {
+      hash.update(pending);
+      pending = '';
+    }
+  };
+  const visit = (v: unknown): void => {
+    if (v === null || typeof v !== 'object') {
+      write(JSON.stringify(v) ?? 'null');
+      return;
+    }
+    if (Array.isArray(v)) {
+      write('[');
+      v.forEach((item, i) => {
+        if (i > 0) write(',');
+        visit(item === undefined || typeof item === 'function' ? null : item);
+      });
+      write(']');
+      return;
+    }
+    if (v instanceof Date) {
+      write(JSON.stringify(v));
+      return;
+    }
+    write('{');
+    let first = true;
+    const record = v as Record<string, unknown>;
+    for (const key of Object.keys(record).sort(byCodeUnits)) {
+      const item = record[key];
+      if (item === undefined || typeof item === 'function') continue;
+      write(`${first ? '' : ','}${JSON.stringify(key)}:`);
+      first = false;
+      visit(item);
+    }
+    write('}');
+  };
+  visit(value);
+  hash.update(pending);
+  return hash.digest('base64');
 }
 
 function declaredGeneration(value: unknown): number | undefined {

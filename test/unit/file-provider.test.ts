@@ -315,6 +315,47 @@ describe('FileProvider on a directory', () => {
   });
 });
 
+describe('FileProvider size limits', () => {
+  it('refuses a document over the document limit, naming it and the flag, and serves the rest of the file', async () => {
+    const big = `apiVersion: v1\nkind: Secret\nmetadata: {name: big, namespace: ai}\nstringData: {Authorization: ${'k'.repeat(5_000)}}\n`;
+    await writeFile(path.join(dir, 'all.yaml'), `${STATIC_BACKEND}---\n${big}`);
+    const snap = await provider(dir, { limits: { documentBytes: 4_096 } }).start();
+    expect(snap.inputs.backends.map((b) => b.metadata.name)).toEqual(['legacy']);
+    expect(snap.inputs.secrets).toEqual([]);
+    expect(snap.problems).toHaveLength(1);
+    expect(snap.problems[0]?.source).toBe('all.yaml#1');
+    expect(snap.problems[0]?.message).toMatch(/this document is 5(\.\d)? KiB, more than the 4 KiB allowed; split it, or raise the limit with --max-document-size/);
+  });
+
+  it('refuses a file that grew over the file limit and keeps serving what it held', async () => {
+    await writeFile(path.join(dir, 'backends.yaml'), backends('gpt-4o'));
+    await writeFile(path.join(dir, 'route.yaml'), ROUTE);
+    const p = provider(dir, { limits: { fileBytes: 4_096 } });
+    const seen = record(p);
+    const first = await p.start();
+    expect(first.problems).toEqual([]);
+    await writeFile(path.join(dir, 'backends.yaml'), `${backends('gpt-4o-mini')}# ${'padding '.repeat(1_000)}\n`);
+    const snap = await nthChange(seen, 1);
+    expect(modelOf(backend(snap, 'chat'))).toBe('gpt-4o');
+    expect(snap.inputs.httpRoutes.map((r) => r.metadata.name)).toEqual(['chat']);
+    expect(snap.problems.map((x) => [x.source, x.message])).toEqual([['backends.yaml', expect.stringMatching(/^this file is \d+(\.\d)? KiB, more than the 4 KiB allowed; .*--max-file-size$/)]]);
+  });
+
+  it('refuses to start on a configuration over the total limit, and keeps the last one when it grows over it', async () => {
+    await writeFile(path.join(dir, 'a.yaml'), STATIC_BACKEND);
+    await writeFile(path.join(dir, 'b.yaml'), ROUTE);
+    await expect(provider(dir, { limits: { totalBytes: 300 } }).start()).rejects.toThrow(/the configuration under .* \(2 files\) is \d+ bytes, more than the 300 bytes allowed; .*--max-config-size/);
+
+    const p = provider(dir, { limits: { totalBytes: 1_000 } });
+    const seen = record(p);
+    await p.start();
+    await writeFile(path.join(dir, 'c.yaml'), `${chatBackend('gpt-4o')}# ${'padding '.repeat(100)}\n`);
+    const snap = await nthChange(seen, 1);
+    expect(snap.inputs.backends.map((b) => b.metadata.name)).toEqual(['legacy']);
+    expect(snap.problems[0]?.message).toMatch(/more than the 1000 bytes allowed; split it, or raise the limit with --max-config-size; serving the configuration last loaded/);
+  });
+});
+
 describe('FileProvider on a single file', () => {
   it('follows the file through editor-style replaces', async () => {
     const file = path.join(dir, 'switchyard.yaml');
