@@ -227,13 +227,16 @@ export function* yamlDocuments(text: string): Generator<YamlChunk> {
   if (explicit || content) yield { text: text.slice(start), firstLine: startLine };
 }
 
+/** Shared by every document without warnings: one empty array, not one per document. */
+const NO_PROBLEMS: Problem[] = [];
+
 function classify(value: unknown, source: string): ManifestDocument {
   const result = parseManifest(value, source);
   if (result.ok === 'ignored') return { state: 'ignored', source, reason: result.reason, ...(result.id ? { id: result.id } : {}) };
   const content = specContent(value);
   const generation = declaredGeneration(value);
   const gen = generation === undefined ? {} : { generation };
-  if (result.ok) return { state: 'object', source, id: result.id, object: result.object, content, warnings: result.warnings, ...gen };
+  if (result.ok) return { state: 'object', source, id: result.id, object: result.object, content, warnings: result.warnings.length > 0 ? result.warnings : NO_PROBLEMS, ...gen };
   return { state: 'invalid', source, problems: result.problems, content, ...(result.id ? { id: result.id } : {}), ...gen };
 }
 
@@ -244,7 +247,8 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 /** Everything but metadata and status (what Kubernetes bumps `metadata.generation` for), hashed: the text would double the memory a configuration costs. */
 function specContent(value: unknown): string {
   const { metadata: _metadata, status: _status, ...rest } = isRecord(value) ? value : { value };
-  return canonicalDigest(rest);
+  // 96 bits tell one version of a spec from the next; kept per document, so kept short.
+  return canonicalDigest(rest).slice(0, 16);
 }
 
 /**
