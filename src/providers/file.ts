@@ -207,9 +207,10 @@ export class FileProvider {
         out.push({ name, documents: [], readProblem: { source: name, field: '', message: limitMessage('this file', size, 'fileBytes', this.limits) } });
         continue;
       }
-      let text: string;
+      // Bytes, not a string: documents are decoded one at a time (parseManifestFile).
+      let bytes: Buffer;
       try {
-        text = await readFile(file, 'utf8');
+        bytes = await readFile(file);
       } catch (err) {
         // Deleted between listing and reading: the next event reloads without it.
         if (errorCode(err) === 'ENOENT') continue;
@@ -217,14 +218,14 @@ export class FileProvider {
         continue;
       }
       // Grown since stat: judged by what was read.
-      if (text.length > this.limits.fileBytes) {
-        out.push({ name, documents: [], readProblem: { source: name, field: '', message: limitMessage('this file', Buffer.byteLength(text), 'fileBytes', this.limits) } });
+      if (bytes.length > this.limits.fileBytes) {
+        out.push({ name, documents: [], readProblem: { source: name, field: '', message: limitMessage('this file', bytes.length, 'fileBytes', this.limits) } });
         continue;
       }
-      const digest = createHash('sha256').update(text).digest('base64');
+      const digest = createHash('sha256').update(bytes).digest('base64');
       let entry = this.parsed.get(file);
       if (entry?.digest !== digest) {
-        entry = { digest, documents: parseManifestFile(name, text, this.limits) };
+        entry = { digest, documents: parseManifestFile(name, bytes, this.limits) };
         this.parsed.set(file, entry);
         for (const doc of entry.documents) {
           if (doc.state === 'ignored' && doc.id) this.logger.debug({ source: doc.source, kind: doc.id.kind }, `file provider: ${doc.reason}; ignored`);

@@ -129,10 +129,10 @@ export function displayName(file: string, base: string): string {
  * JSON files are read with JSON.parse, and, when that fails, with the YAML parser (JSON is YAML
  * 1.2) for the error: JSON.parse quotes the broken input in its message, and that may be a credential.
  */
-export function parseManifestFile(name: string, text: string, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS): ManifestDocument[] {
-  if (/\.json$/i.test(name)) return [parseJsonDocument(`${name}#0`, text, limits)];
+export function parseManifestFile(name: string, content: string | Buffer, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS): ManifestDocument[] {
+  if (/\.json$/i.test(name)) return [parseJsonDocument(`${name}#0`, typeof content === 'string' ? content : content.toString('utf8'), limits)];
   const out: ManifestDocument[] = [];
-  for (const chunk of yamlDocuments(text)) out.push(parseYamlDocument(`${name}#${out.length}`, chunk, limits));
+  for (const chunk of yamlDocuments(content)) out.push(parseYamlDocument(`${name}#${out.length}`, chunk, limits));
   return out;
 }
 
@@ -184,47 +184,58 @@ interface YamlChunk {
 const DOCUMENT_START = /^---(?:[ \t]|$)/;
 const DOCUMENT_END = /^\.\.\.(?:[ \t]|$)/;
 const NOTHING = /^(?:[ \t]*(?:#.*)?)$/;
+const NEWLINE = 0x0a;
+const DASH = 0x2d;
+const DOT = 0x2e;
 
 /**
- * Splits YAML text into documents at the marker lines "---" and "..." in column 0, which YAML
+ * Splits YAML into documents at the marker lines "---" and "..." in column 0, which YAML
  * forbids inside any scalar (c-forbidden), so a split there never cuts a value. What counts as a
  * document is what the yaml package's parseAllDocuments counts: text after an explicit "---",
  * or any text with content; comments and directives alone are not a document.
+ * Works on the file's bytes: only each document is decoded to a string, never the whole file.
  */
-export function* yamlDocuments(text: string): Generator<YamlChunk> {
+export function* yamlDocuments(source: string | Buffer): Generator<YamlChunk> {
+  const bytes = typeof source === 'string' ? Buffer.from(source, 'utf8') : source;
   let start = 0;
   let startLine = 1;
   let explicit = false;
   let content = false;
   let line = 1;
   let pos = 0;
-  while (pos <= text.length) {
-    const newline = text.indexOf('\n', pos);
-    const end = newline === -1 ? text.length : newline;
-    const current = text.slice(pos, end).replace(/\r$/, '');
-    const next = newline === -1 ? text.length + 1 : newline + 1;
-    if (DOCUMENT_START.test(current)) {
-      if (explicit || content) yield { text: text.slice(start, pos), firstLine: startLine };
-      // Directives (%YAML, %TAG) and comments before the marker belong to this document.
-      if (explicit || content) {
-        start = pos;
-        startLine = line;
+  const chunk = (from: number, to: number): YamlChunk => ({ text: bytes.toString('utf8', from, to), firstLine: startLine });
+  while (pos <= bytes.length) {
+    const newline = bytes.indexOf(NEWLINE, pos);
+    const end = newline === -1 ? bytes.length : newline;
+    const next = newline === -1 ? bytes.length + 1 : newline + 1;
+    const lead = bytes[pos];
+    // Inside a document only marker lines matter: the rest is not decoded here.
+    if (!content || lead === DASH || lead === DOT) {
+      const current = bytes.toString('latin1', pos, end).replace(/\r$/, '');
+      if (DOCUMENT_START.test(current)) {
+        if (explicit || content) {
+          yield chunk(start, pos);
+          start = pos;
+          startLine = line;
+        }
+        // Otherwise directives (%YAML, %TAG) and comments before the marker belong to this document.
+        explicit = true;
+        const rest = current.slice(3).trim();
+        content = rest !== '' && !rest.startsWith('#');
+      } else if (DOCUMENT_END.test(current)) {
+        if (explicit || content) yield chunk(start, Math.min(next, bytes.length));
+        start = Math.min(next, bytes.length);
+        startLine = line + 1;
+        explicit = false;
+        content = false;
+      } else if (!content && !NOTHING.test(current) && !current.startsWith('%')) {
+        content = true;
       }
-      explicit = true;
-      content = current.slice(3).trim() !== '' && !current.slice(3).trim().startsWith('#');
-    } else if (DOCUMENT_END.test(current)) {
-      if (explicit || content) yield { text: text.slice(start, Math.min(next, text.length)), firstLine: startLine };
-      start = Math.min(next, text.length);
-      startLine = line + 1;
-      explicit = false;
-      content = false;
-    } else if (!content && !NOTHING.test(current) && !current.startsWith('%')) {
-      content = true;
     }
     pos = next;
     line++;
   }
-  if (explicit || content) yield { text: text.slice(start), firstLine: startLine };
+  if (explicit || content) yield chunk(start, bytes.length);
 }
 
 /** Shared by every document without warnings: one empty array, not one per document. */
