@@ -8,7 +8,7 @@ import type { Problem } from '../api/manifest.js';
 import { formatProblem } from '../api/manifest.js';
 import { silentLogger } from '../observability/logger.js';
 import type { ConfigLimits, ManifestFile, ManifestDocument, Snapshot } from './manifest-files.js';
-import { canonicalDigest, DEFAULT_CONFIG_LIMITS, displayName, limitMessage, listManifestTree, ManifestStore, parseManifestFile } from './manifest-files.js';
+import { canonicalDigest, DEFAULT_CONFIG_LIMITS, displayName, limitMessage, listManifestTree, manifestDocuments, ManifestStore } from './manifest-files.js';
 
 export type { Snapshot } from './manifest-files.js';
 
@@ -27,6 +27,9 @@ export interface FileProviderOptions {
   /** Size limits per document, per file and in total (DEFAULT_CONFIG_LIMITS for what is not given). */
   limits?: Partial<ConfigLimits>;
 }
+
+/** How long parsing runs before it lets other work on the event loop run. */
+const PARSE_SLICE_MS = 20;
 
 /** The whole configuration is larger than the total limit: nothing of it is read. */
 class ConfigTooLarge extends Error {
@@ -225,7 +228,7 @@ export class FileProvider {
       const digest = createHash('sha256').update(bytes).digest('base64');
       let entry = this.parsed.get(file);
       if (entry?.digest !== digest) {
-        entry = { digest, documents: parseManifestFile(name, bytes, this.limits) };
+        entry = { digest, documents: await this.parse(name, bytes) };
         this.parsed.set(file, entry);
         for (const doc of entry.documents) {
           if (doc.state === 'ignored' && doc.id) this.logger.debug({ source: doc.source, kind: doc.id.kind }, `file provider: ${doc.reason}; ignored`);
@@ -234,6 +237,24 @@ export class FileProvider {
       out.push({ name, documents: entry.documents });
     }
     return out;
+  }
+
+  /**
+   * Parses a file, yielding to the event loop every few milliseconds: a large file takes seconds
+   * to parse, and meanwhile the xDS server must keep answering (Envoy's keepalive, new streams)
+   * and the health endpoints their probes.
+   */
+  private async parse(name: string, bytes: Buffer): Promise<ManifestDocument[]> {
+    const documents: ManifestDocument[] = [];
+    let since = performance.now();
+    for (const doc of manifestDocuments(name, bytes, this.limits)) {
+      documents.push(doc);
+      if (performance.now() - since > PARSE_SLICE_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        since = performance.now();
+      }
+    }
+    return documents;
   }
 
   private syncWatchers(directories: readonly string[]): void {

@@ -130,10 +130,17 @@ export function displayName(file: string, base: string): string {
  * 1.2) for the error: JSON.parse quotes the broken input in its message, and that may be a credential.
  */
 export function parseManifestFile(name: string, content: string | Buffer, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS): ManifestDocument[] {
-  if (/\.json$/i.test(name)) return [parseJsonDocument(`${name}#0`, typeof content === 'string' ? content : content.toString('utf8'), limits)];
-  const out: ManifestDocument[] = [];
-  for (const chunk of yamlDocuments(content)) out.push(parseYamlDocument(`${name}#${out.length}`, chunk, limits));
-  return out;
+  return [...manifestDocuments(name, content, limits)];
+}
+
+/** parseManifestFile one document at a time, for a caller that yields to the event loop between them. */
+export function* manifestDocuments(name: string, content: string | Buffer, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS): Generator<ManifestDocument> {
+  if (/\.json$/i.test(name)) {
+    yield parseJsonDocument(`${name}#0`, typeof content === 'string' ? content : content.toString('utf8'), limits);
+    return;
+  }
+  let index = 0;
+  for (const chunk of yamlDocuments(content)) yield parseYamlDocument(`${name}#${index++}`, chunk, limits);
 }
 
 function tooLarge(source: string, bytes: number, limits: ConfigLimits): ManifestDocument | undefined {
