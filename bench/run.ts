@@ -8,6 +8,7 @@
  *   npm run bench -- --sizes 1000,5000     translation sizes
  *   npm run bench -- --runs 5              timed runs per size (median reported)
  *   npm run bench -- --suite xds-fanout --clients 1,100,1000 --fanout-backends 50
+ *   BENCH_SLOW_SECONDS=15 npm run bench -- --suite xds-slow-clients
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
@@ -15,9 +16,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runAiExtensionBench } from './ai-extension.js';
+import { configLoadSuite } from './config-load.js';
 import type { BenchRow, BenchSuite } from './suite.js';
 import { translateSuite } from './translate.js';
 import { xdsFanoutSuite } from './xds-fanout.js';
+import { slowClientsOptionsFromEnv, xdsSlowClientsSuite } from './xds-slow-clients.js';
 
 const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'results');
 
@@ -45,6 +48,10 @@ function suites(opts: SuiteOptions): BenchSuite[] {
   return [
     translateSuite({ sizes: opts.sizes, runs: opts.runs, log }),
     xdsFanoutSuite({ clients: opts.clients, backends: opts.fanoutBackends, runs: opts.runs, log }),
+    // Durations and sizes from BENCH_SLOW_* (bench/xds-slow-clients.ts).
+    xdsSlowClientsSuite(slowClientsOptionsFromEnv(log)),
+    // Size from BENCH_CONFIG_BACKENDS (bench/config-load.ts).
+    configLoadSuite(log),
     // The AI extension's added latency (bench/ai-extension.ts, owned with the extension).
     { name: 'ai-extension', run: () => runAiExtensionBench({ log }) },
   ];

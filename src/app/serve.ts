@@ -4,11 +4,14 @@ import { join } from 'node:path';
 import { registerAiExtensionMetrics } from '../ai-extension/metrics.js';
 import { startAiExtension, type RunningAiExtension } from '../ai-extension/server.js';
 import { FileProvider } from '../providers/file.js';
+import type { ConfigLimits } from '../providers/manifest-files.js';
 import { startGatewayRuntime, type RunningGateway, type ServingOptions } from './gateway-runtime.js';
 
 /** With `xdsTls` the in-process AI extension needs no certificate: it reads its credentials over a private Unix socket. */
 export interface ServeOptions extends ServingOptions {
   config: string;
+  /** Size limits of the configuration (DEFAULT_CONFIG_LIMITS for what is not given). */
+  limits?: Partial<ConfigLimits>;
   /**
    * The AI extension, run in this process unless false (Envoy then expects one at
    * `envoy.aiExtension`). `port` 0 picks a free one; `advertise` is the address Envoy dials
@@ -27,7 +30,7 @@ export type RunningServe = RunningGateway & {
  * in the same process, the AI extension that Envoy calls for every attempt on an AI Backend.
  */
 export async function serve(opts: ServeOptions): Promise<RunningServe> {
-  const { config, logger, aiExtension: extensionOptions = { port: 0 }, ...servers } = opts;
+  const { config, limits, logger, aiExtension: extensionOptions = { port: 0 }, ...servers } = opts;
   let extension: RunningAiExtension | undefined;
   let envoy = servers.envoy;
   if (extensionOptions !== false) {
@@ -37,7 +40,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServe> {
   }
   let runtime: RunningGateway;
   try {
-    runtime = await startGatewayRuntime({ ...servers, envoy, logger, provider: new FileProvider({ path: config, logger }), origin: { config } });
+    runtime = await startGatewayRuntime({ ...servers, envoy, logger, provider: new FileProvider({ path: config, logger, ...(limits ? { limits } : {}) }), origin: { config } });
   } catch (err) {
     await extension?.stop();
     throw err;

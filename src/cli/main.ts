@@ -11,6 +11,7 @@ import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
 import { createLogger } from '../observability/logger.js';
 import { runPipeline, translateReport } from '../pipeline.js';
 import { FileProvider } from '../providers/file.js';
+import { CONFIG_LIMIT_FLAGS, DEFAULT_CONFIG_LIMITS, formatBytes, type ConfigLimits } from '../providers/manifest-files.js';
 import { CA_FILE, CERT_FILE, KEY_FILE, readXdsClientTls, readXdsServerTls, xdsChannelCredentials } from '../xds/tls.js';
 
 const USAGE = `switchyard: Gateway API and AI Backends to Envoy, over xDS
@@ -19,9 +20,12 @@ Usage:
   switchyard serve --config PATH [--xds-port 18000] [--xds-host 0.0.0.0] [--metrics-port 9090]
                    [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0] [--log-level info]
                    [--ai-extension-port 18001] [--ai-extension-address 127.0.0.1] [--no-ai-extension]
-                   [--xds-tls-dir DIR]
+                   [--xds-tls-dir DIR] [--max-document-size 1.5Mi] [--max-file-size 64Mi]
+                   [--max-config-size 128Mi]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
       the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port.
+      A document, a file or the whole of PATH over its size limit is refused with an error naming
+      it (sizes in bytes, or with Ki, Mi, Gi); what was served before keeps being served.
   switchyard ai-extension --xds HOST:PORT [--xds-tls-dir DIR] [--port 18001] [--host 0.0.0.0]
                           [--metrics-port 9091] [--log-level info]
       Run only the AI extension next to Envoy; provider keys come from the controller at --xds
@@ -34,7 +38,7 @@ Usage:
       Watch a Kubernetes API server (--kubeconfig, else $KUBECONFIG, the in-cluster service account,
       ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status. The AI
       extension runs next to Envoy (switchyard ai-extension); --ai-extension-* say where Envoy dials it.
-  switchyard translate -f PATH [-o json|yaml]
+  switchyard translate -f PATH [-o json|yaml] [--max-document-size ...] [--max-file-size ...] [--max-config-size ...]
       Print what would be served (secrets redacted) and every object's status.
   switchyard bootstrap --xds HOST:PORT --node-id ID [--admin-port 9901] [--delta] [--xds-tls-dir DIR]
                        [-o json|yaml]
@@ -53,6 +57,39 @@ function int(value: string | undefined, flag: string, fallback: number): number 
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`${flag} must be a port number (0-65535), got "${value}"`);
   return n;
+}
+
+const SIZE = /^(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi)?$/;
+const UNITS: Readonly<Record<string, number>> = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 };
+
+function size(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const m = SIZE.exec(value.trim());
+  const bytes = m ? Math.floor(Number(m[1]) * (UNITS[m[2] ?? ''] ?? 1)) : Number.NaN;
+  if (!Number.isFinite(bytes) || bytes <= 0) throw new UsageError(`${flag} is a size in bytes, or with Ki, Mi or Gi (e.g. 64Mi), got "${value}"`);
+  return bytes;
+}
+
+const LIMIT_OPTIONS = {
+  'max-document-size': { type: 'string' },
+  'max-file-size': { type: 'string' },
+  'max-config-size': { type: 'string' },
+} as const;
+
+/** The size limits of file mode from the flags (CONFIG_LIMIT_FLAGS), defaults for the rest. */
+function configLimits(values: Partial<Record<keyof typeof LIMIT_OPTIONS, string>>): ConfigLimits {
+  const limits: ConfigLimits = { ...DEFAULT_CONFIG_LIMITS };
+  for (const key of Object.keys(CONFIG_LIMIT_FLAGS) as (keyof ConfigLimits)[]) {
+    const flag = CONFIG_LIMIT_FLAGS[key];
+    const bytes = size(values[flag.slice(2) as keyof typeof LIMIT_OPTIONS], flag);
+    if (bytes !== undefined) limits[key] = bytes;
+  }
+  if (limits.documentBytes > limits.fileBytes || limits.fileBytes > limits.totalBytes) {
+    throw new UsageError(
+      `size limits must grow from document to file to configuration, got ${CONFIG_LIMIT_FLAGS.documentBytes} ${formatBytes(limits.documentBytes)}, ${CONFIG_LIMIT_FLAGS.fileBytes} ${formatBytes(limits.fileBytes)}, ${CONFIG_LIMIT_FLAGS.totalBytes} ${formatBytes(limits.totalBytes)}`,
+    );
+  }
+  return limits;
 }
 
 function output(value: unknown, format: string | undefined): string {
@@ -76,15 +113,18 @@ async function runServe(args: string[]): Promise<number> {
       'ai-extension-address': { type: 'string' },
       'no-ai-extension': { type: 'boolean' },
       'xds-tls-dir': { type: 'string' },
+      ...LIMIT_OPTIONS,
     },
   });
   if (!values.config) throw new UsageError('serve needs --config PATH (a manifest file or a directory of them)');
+  const limits = configLimits(values);
   const xdsTls = values['xds-tls-dir'] !== undefined ? readXdsServerTls(values['xds-tls-dir']) : undefined;
   const extensionPort = int(values['ai-extension-port'], '--ai-extension-port', 18001);
   const extensionAddress = values['ai-extension-address'] ?? '127.0.0.1';
   const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard' });
   const running = await serve({
     config: values.config,
+    limits,
     xdsPort: int(values['xds-port'], '--xds-port', 18000),
     xdsHost: values['xds-host'] ?? '0.0.0.0',
     ...(xdsTls ? { xdsTls } : {}),
@@ -211,9 +251,9 @@ async function runController(args: string[]): Promise<number> {
 }
 
 async function runTranslate(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { file: { type: 'string', short: 'f' }, output: { type: 'string', short: 'o' } } });
+  const { values } = parseArgs({ args, options: { file: { type: 'string', short: 'f' }, output: { type: 'string', short: 'o' }, ...LIMIT_OPTIONS } });
   if (!values.file) throw new UsageError('translate needs -f PATH (a manifest file or a directory of them)');
-  const provider = new FileProvider({ path: values.file, resyncIntervalMs: 0 });
+  const provider = new FileProvider({ path: values.file, resyncIntervalMs: 0, limits: configLimits(values) });
   const snapshot = await provider.start();
   await provider.stop();
   const report = translateReport(runPipeline(snapshot.inputs));

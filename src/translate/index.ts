@@ -1,5 +1,5 @@
 import { condition } from '../api/conditions.js';
-import { formatProblem } from '../api/manifest.js';
+import { formatProblem, UNKNOWN_FIELD_HINT } from '../api/manifest.js';
 import type { Namespace } from '../api/namespace.js';
 import type { Secret } from '../api/secret.js';
 import { isServedProtocol, type Gateway } from '../api/gateway.js';
@@ -45,6 +45,9 @@ export function translate(inputs: Inputs): Translation {
   const secrets = new Map<string, Secret>(inputs.secrets.map((s) => [`${s.metadata.namespace}/${s.metadata.name}`, s]));
   const gw = translateGateways(inputs);
   const events: WarningEvent[] = [...gw.events];
+  for (const u of inputs.unknownFields ?? []) {
+    events.push({ object: { kind: u.kind, namespace: u.namespace, name: u.name }, reason: 'UnknownFields', message: `unknown field${u.fields.length > 1 ? 's' : ''} ${u.fields.join(', ')}: ${UNKNOWN_FIELD_HINT}` });
+  }
 
   const backends = new Map<string, TranslatedBackend>();
   for (const b of [...inputs.backends].sort((x, y) => byCodeUnits(key(x.metadata), key(y.metadata)))) {
