@@ -114,11 +114,11 @@ describe('SnapshotBuilder', () => {
   });
 
   it('serves a Gateway with a field Switchyard does not know, reports it, and translation raises a Warning Event for it', () => {
-    const raw = { metadata: { name: 'gw', namespace: 'ai' }, spec: { gatewayClassName: 'c', infrastructure: { labels: { a: 'b' } }, listeners: [{ name: 'l', protocol: 'HTTP', port: 80 }] } };
+    const raw = { metadata: { name: 'gw', namespace: 'ai' }, spec: { gatewayClassName: 'c', allowedListeners: { namespaces: { from: 'Same' } }, listeners: [{ name: 'l', protocol: 'HTTP', port: 80 }] } };
     const s = new SnapshotBuilder().build([{ kind: 'Gateway', object: reduceObject(kind('Gateway'), raw) }]);
     expect(s.inputs.gateways.map((g) => g.metadata.name)).toEqual(['gw']);
-    expect(s.problems).toEqual([expect.objectContaining({ object: { kind: 'Gateway', namespace: 'ai', name: 'gw' }, field: 'spec.infrastructure' })]);
+    expect(s.problems).toEqual([expect.objectContaining({ object: { kind: 'Gateway', namespace: 'ai', name: 'gw' }, field: 'spec.allowedListeners' })]);
     const events = translate(s.inputs).events.filter((e) => e.reason === 'UnknownFields');
-    expect(events).toEqual([{ object: { kind: 'Gateway', namespace: 'ai', name: 'gw' }, reason: 'UnknownFields', message: expect.stringMatching(/^unknown field spec\.infrastructure: /) as unknown }]);
+    expect(events).toEqual([{ object: { kind: 'Gateway', namespace: 'ai', name: 'gw' }, reason: 'UnknownFields', message: expect.stringMatching(/^unknown field spec\.allowedListeners: /) as unknown }]);
   });
 });
