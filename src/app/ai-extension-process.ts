@@ -106,9 +106,9 @@ export async function startAiExtensionProcess(opts: AiExtensionProcessOptions): 
     if (previous.host === opts.host && previous.socket === state.socket && (opts.port === 0 || opts.port === previous.port)) {
       current = previous;
       adopted = true;
-      log.info({ pid: previous.pid, port: previous.port }, 'ai-extension: adopted the extension that kept running while serve was down');
+      log.info({ extensionPid: previous.pid, port: previous.port }, 'ai-extension: adopted the extension that kept running while serve was down');
     } else {
-      log.info({ pid: previous.pid, port: previous.port, wantPort: opts.port, wantHost: opts.host }, 'ai-extension: replacing the running extension: its address differs from the one asked for');
+      log.info({ extensionPid: previous.pid, port: previous.port, wantPort: opts.port, wantHost: opts.host }, 'ai-extension: replacing the running extension: its address differs from the one asked for');
       await terminate(previous.pid);
     }
   } else if (previous !== undefined && isOurs(previous, state)) {
@@ -123,7 +123,7 @@ export async function startAiExtensionProcess(opts: AiExtensionProcessOptions): 
       log.warn({ port: wanted, err: err instanceof Error ? err.message : String(err) }, 'ai-extension: could not take the previous port back; taking a free one');
       return spawnExtension(opts, command, 0);
     });
-    log.info({ pid: current.pid, port: current.port, log: state.extensionLog }, 'ai-extension: started as a child process that outlives serve');
+    log.info({ extensionPid: current.pid, port: current.port, log: state.extensionLog }, 'ai-extension: started as a child process that outlives serve');
   }
 
   const port = current.port;
@@ -134,7 +134,7 @@ export async function startAiExtensionProcess(opts: AiExtensionProcessOptions): 
   const watchdog = setInterval(() => {
     if (stopping || restarting || current === undefined || isAlive(current.pid)) return;
     restarting = true;
-    log.error({ pid: current.pid, port, log: state.extensionLog }, 'ai-extension: the extension process ended; starting a new one on the same port');
+    log.error({ extensionPid: current.pid, port, log: state.extensionLog }, 'ai-extension: the extension process ended; starting a new one on the same port');
     setTimeout(() => {
       if (stopping) return;
       spawnExtension(opts, command, port).then(
@@ -142,7 +142,7 @@ export async function startAiExtensionProcess(opts: AiExtensionProcessOptions): 
           current = record;
           restarting = false;
           restartDelayMs = 500;
-          log.info({ pid: record.pid, port }, 'ai-extension: restarted');
+          log.info({ extensionPid: record.pid, port }, 'ai-extension: restarted');
         },
         (err: unknown) => {
           restarting = false;

@@ -353,6 +353,22 @@ describe('kill -9 of serve under load', () => {
     }
   });
 
+  it('an extension that dies while serve runs is started again on the same port', async () => {
+    const before = extensionRecord();
+    process.kill(before.pid, 'SIGKILL');
+    const after = await waitFor(() => {
+      const record = extensionRecord();
+      return record.pid !== before.pid ? record : undefined;
+    }, { what: 'serve to start a new AI extension', timeoutMs: 60_000, intervalMs: 100 });
+    expect(after.port).toBe(before.port);
+    const res = await waitFor(async () => {
+      const r = await fetch(`http://127.0.0.1:${scene.listenerPort}/ai/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"m","messages":[]}' });
+      return r.ok ? r : undefined;
+    }, { what: 'AI requests to be answered through the new extension', timeoutMs: 10_000, intervalMs: 100 });
+    expect(res.headers.get('x-fake-provider')).toBe('serve-ai');
+    expect(keyOf(scene.ai.received().at(-1)?.headers ?? {})).toBe(NEW_KEY);
+  });
+
   it('a graceful stop of serve stops the extension too', async () => {
     const { pid } = extensionRecord();
     await terminate(second);
