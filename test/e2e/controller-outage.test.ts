@@ -30,6 +30,8 @@ import { sleep, StopWaiting, waitFor } from '../support/wait.js';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const RPS_PER_ROUTE = Number(process.env['OUTAGE_RPS'] ?? '100');
 const OUTAGE_MS = Number(process.env['OUTAGE_MS'] ?? '4000');
+/** Restarts under tsx take seconds on a loaded machine; the outage itself is added. */
+const TEST_TIMEOUT_MS = OUTAGE_MS + 90_000;
 const OLD_KEY = 'sk-outage-old-key-0001';
 const NEW_KEY = 'sk-outage-new-key-0002';
 const AI_HOST = 'llm.outage.test';
@@ -351,7 +353,7 @@ describe('kill -9 of serve under load', () => {
     } finally {
       await load.stop();
     }
-  });
+  }, TEST_TIMEOUT_MS);
 
   it('an extension that dies while serve runs is started again on the same port', async () => {
     const before = extensionRecord();
@@ -485,7 +487,7 @@ describe('kill -9 of the controller in the cluster shape (standalone extension o
     } finally {
       await load.stop();
     }
-  });
+  }, TEST_TIMEOUT_MS);
 });
 
 describe('an orphaned AI extension', () => {
