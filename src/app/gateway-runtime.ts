@@ -49,6 +49,8 @@ export interface GatewayRuntimeOptions extends ServingOptions {
   statusSink?: StatusSink;
   /** Logged with the "serving" line: where the configuration comes from. */
   origin: Record<string, string>;
+  /** Series of another process served on this /metrics too (serve's AI extension). */
+  extraMetrics?: () => Promise<string>;
 }
 
 export interface RunningGateway {
@@ -164,6 +166,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       registry: metrics.registry,
       ready: () => (loaded ? true : { ready: false, reason: 'the configuration has not been translated yet' }),
       statusz: () => ({ statuses: book.all(), problems: problems.map((p) => ({ ...p, text: formatProblem(p) })), clients: xds.clients() }),
+      ...(opts.extraMetrics ? { extraMetrics: opts.extraMetrics } : {}),
     });
   } catch (err) {
     await xds.stop();

@@ -1,8 +1,11 @@
 import { posix } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
+import type { XdsTarget } from '../ai-extension/credentials.js';
 import { startAiExtension } from '../ai-extension/server.js';
+import { DURATION_HINT, parseDuration } from '../api/duration.js';
 import { formatProblem } from '../api/manifest.js';
+import { removeExtensionRecord, writeExtensionRecord } from '../app/ai-extension-process.js';
 import { controller, defaultLeaseNamespace } from '../app/controller.js';
 import type { RunningGateway } from '../app/gateway-runtime.js';
 import { serve } from '../app/serve.js';
@@ -20,17 +23,20 @@ Usage:
   switchyard serve --config PATH [--xds-port 18000] [--xds-host 0.0.0.0] [--metrics-port 9090]
                    [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0] [--log-level info]
                    [--ai-extension-port 18001] [--ai-extension-address 127.0.0.1] [--no-ai-extension]
-                   [--xds-tls-dir DIR] [--max-document-size 1.5Mi] [--max-file-size 64Mi]
-                   [--max-config-size 128Mi]
+                   [--xds-tls-dir DIR] [--state-dir DIR] [--max-document-size 1.5Mi]
+                   [--max-file-size 64Mi] [--max-config-size 128Mi]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
-      the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port.
+      the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port,
+      as a process of its own that keeps serving if serve dies; a restarted serve adopts it through
+      --state-dir (default: per config path, under $XDG_RUNTIME_DIR or a 0700 temp directory).
       A document, a file or the whole of PATH over its size limit is refused with an error naming
       it (sizes in bytes, or with Ki, Mi, Gi); what was served before keeps being served.
-  switchyard ai-extension --xds HOST:PORT [--xds-tls-dir DIR] [--port 18001] [--host 0.0.0.0]
-                          [--metrics-port 9091] [--log-level info]
+  switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH) [--port 18001]
+                          [--host 0.0.0.0] [--metrics-port 9091] [--log-level info] [--orphan-grace 10m]
       Run only the AI extension next to Envoy; provider keys come from the controller at --xds
       (over TLS with --xds-tls-dir: ca.crt verifies the controller, tls.crt/tls.key if present are
-      the client certificate).
+      the client certificate) and are kept while it is away. --orphan-grace: exit once neither the
+      controller nor Envoy has been seen for that long (default: never).
   switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
                         [--ai-extension-address 127.0.0.1] [--ai-extension-port 18001]
@@ -114,6 +120,7 @@ async function runServe(args: string[]): Promise<number> {
       'no-ai-extension': { type: 'boolean' },
       'xds-tls-dir': { type: 'string' },
       ...LIMIT_OPTIONS,
+      'state-dir': { type: 'string' },
     },
   });
   if (!values.config) throw new UsageError('serve needs --config PATH (a manifest file or a directory of them)');
@@ -121,7 +128,9 @@ async function runServe(args: string[]): Promise<number> {
   const xdsTls = values['xds-tls-dir'] !== undefined ? readXdsServerTls(values['xds-tls-dir']) : undefined;
   const extensionPort = int(values['ai-extension-port'], '--ai-extension-port', 18001);
   const extensionAddress = values['ai-extension-address'] ?? '127.0.0.1';
-  const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard' });
+  const level = logLevel(values['log-level']);
+  const logger = createLogger({ level, name: 'switchyard' });
+  const stateDir = values['state-dir'];
   const running = await serve({
     config: values.config,
     limits,
@@ -136,8 +145,16 @@ async function runServe(args: string[]): Promise<number> {
       aiExtension: { host: extensionAddress, port: extensionPort },
     },
     logger,
-    // Bound on all interfaces when Envoy dials it from elsewhere.
-    aiExtension: values['no-ai-extension'] ? false : { port: extensionPort, host: extensionAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', advertise: extensionAddress },
+    // Bound on all interfaces when Envoy dials it from elsewhere. A process of its own, so that
+    // Envoy keeps its AI routes while serve is down (src/app/ai-extension-process.ts).
+    aiExtension: values['no-ai-extension']
+      ? false
+      : {
+          port: extensionPort,
+          host: extensionAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0',
+          advertise: extensionAddress,
+          child: { ...(stateDir !== undefined ? { stateDir } : {}), logLevel: level },
+        },
   });
   await untilSignal(running, logger);
   return 0;
@@ -155,27 +172,61 @@ async function runAiExtension(args: string[]): Promise<number> {
     args,
     options: {
       xds: { type: 'string' },
+      'xds-socket': { type: 'string' },
       port: { type: 'string' },
       host: { type: 'string' },
       'metrics-port': { type: 'string' },
       'metrics-host': { type: 'string' },
       'log-level': { type: 'string' },
       'xds-tls-dir': { type: 'string' },
+      'orphan-grace': { type: 'string' },
+      'state-file': { type: 'string' },
     },
   });
-  const xdsAddress = hostPort(values.xds, '--xds', "the controller's xDS address, where provider keys come from");
-  const tlsDir = values['xds-tls-dir'];
-  const xds = tlsDir !== undefined ? { ...xdsAddress, credentials: xdsChannelCredentials(readXdsClientTls(tlsDir)) } : xdsAddress;
+  const socket = values['xds-socket'];
+  if (socket !== undefined && (values.xds !== undefined || values['xds-tls-dir'] !== undefined)) {
+    throw new UsageError('--xds-socket (serve\'s private Unix socket) excludes --xds and --xds-tls-dir');
+  }
+  let xds: XdsTarget;
+  if (socket !== undefined) {
+    xds = { socket };
+  } else {
+    const xdsAddress = hostPort(values.xds, '--xds', "the controller's xDS address, where provider keys come from");
+    const tlsDir = values['xds-tls-dir'];
+    xds = tlsDir !== undefined ? { ...xdsAddress, credentials: xdsChannelCredentials(readXdsClientTls(tlsDir)) } : xdsAddress;
+  }
+  const graceText = values['orphan-grace'];
+  const orphanGraceMs = graceText === undefined ? undefined : parseDuration(graceText);
+  if (graceText !== undefined && orphanGraceMs === undefined) throw new UsageError(`--orphan-grace: ${DURATION_HINT}, got "${graceText}"`);
+  const host = values.host ?? '0.0.0.0';
   const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard-ai-extension' });
   const running = await startAiExtension({
     port: int(values.port, '--port', 18001),
-    host: values.host ?? '0.0.0.0',
+    host,
     xds,
     metricsPort: int(values['metrics-port'], '--metrics-port', 9091),
     metricsHost: values['metrics-host'] ?? '0.0.0.0',
     logger,
   });
-  await untilSignal(running, logger);
+  const stateFile = values['state-file'];
+  if (stateFile !== undefined) {
+    writeExtensionRecord(stateFile, { pid: process.pid, port: running.port, host, socket: socket ?? '', ...(running.metricsPort !== undefined ? { metricsPort: running.metricsPort } : {}) });
+  }
+  const stopping = untilSignal(running, logger);
+  let orphanCheck: NodeJS.Timeout | undefined;
+  const ended = new Promise<void>((resolve) => {
+    if (orphanGraceMs === undefined) return;
+    orphanCheck = setInterval(() => {
+      const away = running.credentials.disconnectedForMs();
+      const idle = running.idleForMs();
+      if (away < orphanGraceMs || idle < orphanGraceMs) return;
+      logger.warn({ controllerAwayMs: away, idleMs: idle }, 'ai-extension: neither the controller nor Envoy has been here for the orphan grace time; exiting');
+      running.stop().then(resolve, resolve);
+    }, Math.min(1_000, orphanGraceMs));
+  });
+  await Promise.race([stopping, ended]);
+  clearInterval(orphanCheck);
+  if (stateFile !== undefined) removeExtensionRecord(stateFile, process.pid);
   return 0;
 }
 
