@@ -126,7 +126,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
         : { ...snapshot.inputs, httpRoutes: snapshot.inputs.httpRoutes.filter((r) => !excluded.has(`${r.metadata.namespace}/${r.metadata.name}`)) };
       const result = runPipeline(inputs, opts.envoy);
       const change = cache.setResources(result.xds);
-      quarantine.served(cache.snapshot(TypeUrl.route)?.version, result.translation.ir);
+      if (quarantine.served(cache.snapshot(TypeUrl.route)?.version, result.translation.ir)) retranslate();
       metrics.translations.inc();
       metrics.translationDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
       for (const kind of PUSH_ORDER) metrics.resources.set({ type: kind }, result.xds[KIND_FIELD[kind]].length);

@@ -37,6 +37,8 @@ export class RouteQuarantine {
   private pending: string[] = [];
   private specs = new Map<string, string>();
   private current: string | undefined;
+  /** The last translation was asked for to re-admit a suspect. */
+  private admitting = false;
 
   /** Before each translation: forgets culprits whose spec changed or that were deleted. */
   refresh(routes: readonly HTTPRoute[]): void {
@@ -50,12 +52,20 @@ export class RouteQuarantine {
     return new Set([...this.confirmed.keys(), ...this.pending]);
   }
 
-  /** After a push: the route version served and the IR it came from. */
-  served(version: string | undefined, ir: IR): void {
-    if (version === undefined) return;
+  /**
+   * After a push: the route version served and the IR it came from. True when the runtime must
+   * translate again: a re-admitted route that changed nothing (no new version, so no ACK to wait
+   * for) lets the next suspect in at once.
+   */
+  served(version: string | undefined, ir: IR): boolean {
+    if (version === undefined) return false;
+    const unchanged = version === this.current;
     this.current = version;
     if (!this.fingerprints.has(version)) this.fingerprints.set(version, routeFingerprints(ir));
     this.prune();
+    if (!unchanged || !this.admitting || this.pending.length === 0) return false;
+    this.pending.shift();
+    return true;
   }
 
   /** An Envoy ACKed route version `version`; true when the runtime must translate again. */
@@ -64,6 +74,7 @@ export class RouteQuarantine {
     this.prune();
     if (version !== this.current || this.pending.length === 0) return false;
     this.pending.shift();
+    this.admitting = true;
     return true;
   }
 
@@ -76,6 +87,7 @@ export class RouteQuarantine {
     const named = suspects.filter((k) => message.includes(`${k}/rule/`));
     if (named.length > 0) suspects = named;
     if (suspects.length === 0) return false;
+    this.admitting = false;
     if (suspects.length === 1) {
       const key = suspects[0] as string;
       this.confirmed.set(key, { spec: this.specs.get(key) ?? '', node, reason: shortNackReason(message) });

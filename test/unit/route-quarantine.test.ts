@@ -77,6 +77,19 @@ describe('RouteQuarantine', () => {
     expect([...q.excluded()]).toEqual(['ai/b']);
   });
 
+  it('a re-admitted suspect that changes nothing (no new version to ACK) lets the next one in at once', () => {
+    const q = new RouteQuarantine();
+    q.refresh([route('a'), route('b')]);
+    q.served('1', ir({}));
+    q.ack('e', '1');
+    q.served('2', ir({ a: 'a', b: 'b' }));
+    q.nack('e', '2', 'bad');
+    expect(q.served('3', ir({}))).toBe(false);
+    expect(q.ack('e', '3')).toBe(true); // admits a, whose entries are gone meanwhile
+    expect(q.served('3', ir({}))).toBe(true); // same version: admit b without waiting
+    expect([...q.excluded()]).toEqual([]);
+  });
+
   it('a NACK that names a route\'s entry blames that route alone; one with no changed route blames none', () => {
     const q = new RouteQuarantine();
     q.refresh([route('a'), route('b')]);
