@@ -2,29 +2,48 @@ import { createRequire } from 'node:module';
 import { REGEX_PROGRAM_SIZE_LIMIT } from '../api/httproute.js';
 
 // Envoy compiles safe_regex with RE2; JavaScript's RegExp accepts another language, so RE2
-// itself (compiled to WebAssembly, loaded once) judges each pattern before Envoy sees it.
+// itself (compiled to WebAssembly, loaded once) judges each pattern before Envoy sees it. The
+// package's RE2 class is bypassed: it rewrites the pattern as JavaScript syntax first and never
+// frees the compiled program, whose fixed 16 MiB heap then runs out after a few thousand
+// patterns and exits the process. The wrapped C++ object is given the pattern as Envoy gets it
+// and deleted at once.
+interface WrappedRE2 {
+  ok(): boolean;
+  error(): string;
+  delete(): void;
+}
 const require = createRequire(import.meta.url);
-const { RE2 } = require('re2-wasm') as { RE2: new (pattern: string, flags: string) => unknown };
-
+const { WrappedRE2 } = require('re2-wasm/build/wasm/re2.js') as {
+  WrappedRE2: new (pattern: string, ignoreCase: boolean, multiline: boolean, dotAll: boolean) => WrappedRE2;
+};
 
 /** RE2's complaint about `pattern`, or undefined when Envoy will compile it. */
 export function re2Error(pattern: string): string | undefined {
-  try {
-    new RE2(pattern, 'u');
-  } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    // "Invalid regular expression: /<pattern>/u: <RE2's text>": keep RE2's text.
-    return message.replace(/^Invalid regular expression: \/.*\/u: /s, '');
-  }
-  const size = re2ProgramSizeBound(pattern);
-  if (size > REGEX_PROGRAM_SIZE_LIMIT) {
+  // Sized before compiling: re2-wasm has a fixed 16 MiB heap, and a pattern too large for it
+  // aborts the WebAssembly instance for good, which would leave every later pattern unjudged.
+  const size = sizeBound(pattern);
+  if (size !== undefined && size > REGEX_PROGRAM_SIZE_LIMIT) {
     return `its RE2 program has about ${size} instructions, more than the ${REGEX_PROGRAM_SIZE_LIMIT} Envoy accepts; use smaller repetition counts (e.g. [a-z0-9]+ instead of [a-z0-9]{64})`;
   }
-  return undefined;
+  const re = new WrappedRE2(pattern, false, false, false);
+  try {
+    return re.ok() ? undefined : re.error();
+  } finally {
+    re.delete();
+  }
+}
+
+/** The bound, or undefined for a pattern the estimator cannot read (RE2 then explains why). */
+function sizeBound(pattern: string): number | undefined {
+  try {
+    return re2ProgramSizeBound(pattern);
+  } catch {
+    return undefined;
+  }
 }
 
 /*
- * An upper bound of RE2's ProgramSize() for a pattern RE2 has already accepted. re2-wasm does
+ * An upper bound of RE2's ProgramSize() for a valid pattern (an invalid one may throw). re2-wasm does
  * not expose the compiled program, so the instruction count is estimated from the syntax tree
  * the way RE2's compiler spends instructions: one per byte of a literal, one per ASCII range of
  * a class (more for Unicode and negated classes, which RE2 compiles to UTF-8 byte sequences), one
