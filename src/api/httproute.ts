@@ -58,9 +58,10 @@ const PathModifier = z.object({
 });
 
 export const HTTPRouteFilter = z.object({
-  type: z.enum(['RequestHeaderModifier', 'ResponseHeaderModifier', 'URLRewrite', 'RequestRedirect', 'RequestMirror', 'ExtensionRef'], {
-    message: 'filter type is one of RequestHeaderModifier, ResponseHeaderModifier, URLRewrite, RequestRedirect',
-  }),
+  // Any name: Gateway API adds filter types over time (CORS, ExternalAuth) and wants an unknown
+  // one reported on the route (UnsupportedValue), not the route refused as unreadable.
+  type: z.string().min(1),
+  extensionRef: z.object({ group: z.string(), kind: z.string().min(1), name: z.string().min(1) }).optional(),
   requestHeaderModifier: HeaderModifier.optional(),
   responseHeaderModifier: HeaderModifier.optional(),
   urlRewrite: z.object({ hostname: z.string().optional(), path: PathModifier.optional() }).optional(),
@@ -83,6 +84,8 @@ export const BackendRef = z.object({
   namespace: z.string().optional(),
   port: z.number().int().min(1).max(65535).optional(),
   weight: z.number().int().min(0).max(1_000_000).optional(),
+  /** Applied only to requests sent to this backend (HTTPBackendRef.filters). */
+  filters: z.array(HTTPRouteFilter).max(16).optional(),
 });
 export type BackendRef = z.infer<typeof BackendRef>;
 

@@ -125,8 +125,15 @@ function toRoute(r: RouteIR): JsonObject {
   }
   const action: JsonObject = { timeout: toEnvoyDuration(a.timeoutMs) };
   const only = a.clusters.length === 1 ? a.clusters[0] : undefined;
-  if (only) action.cluster = only.name;
-  else action.weighted_clusters = { clusters: a.clusters.map((c) => ({ name: c.name, weight: c.weight })) };
+  // Per-backend header edits (backendRef filters) exist only on weighted cluster entries, where
+  // Envoy applies them once it has picked the cluster; one cluster is then a one-entry list.
+  const perCluster = a.clusters.some((c) => c.requestHeaders || c.responseHeaders);
+  if (only && !perCluster) action.cluster = only.name;
+  else {
+    action.weighted_clusters = {
+      clusters: a.clusters.map((c) => ({ name: c.name, weight: c.weight, ...headerEdits(c.requestHeaders, 'request'), ...headerEdits(c.responseHeaders, 'response') })),
+    };
+  }
   if (a.clusterNotFoundStatus === 500) action.cluster_not_found_response_code = 'INTERNAL_SERVER_ERROR';
   if (a.hostRewrite) action.host_rewrite_literal = a.hostRewrite;
   else if (a.autoHostRewrite) action.auto_host_rewrite = true;

@@ -91,14 +91,14 @@ describe('SnapshotBuilder', () => {
   it('reports an invalid version with its object and field, and serves the last valid one until the object goes away', () => {
     const b = new SnapshotBuilder();
     b.build([{ kind: 'Gateway', object: gateway('HTTP') }]);
-    const s = b.build([{ kind: 'Gateway', object: gateway('TCP') }]);
-    expect(s.problems).toEqual([expect.objectContaining({ object: { kind: 'Gateway', namespace: 'ai', name: 'gw' }, field: 'spec.listeners[0].protocol' })]);
+    const s = b.build([{ kind: 'Gateway', object: gateway('HTTP', 0) }]);
+    expect(s.problems).toEqual([expect.objectContaining({ object: { kind: 'Gateway', namespace: 'ai', name: 'gw' }, field: 'spec.listeners[0].port' })]);
     expect(s.inputs.invalid).toEqual([expect.objectContaining({ kind: 'Gateway', namespace: 'ai', name: 'gw', generation: 3, servingLastGood: true })]);
-    expect(s.inputs.gateways[0]?.spec.listeners[0]?.protocol).toBe('HTTP');
+    expect(s.inputs.gateways[0]?.spec.listeners[0]?.port).toBe(80);
 
     // Deleted, then created again invalid: nothing earlier to fall back on.
     b.build([]);
-    const again = b.build([{ kind: 'Gateway', object: gateway('TCP') }]);
+    const again = b.build([{ kind: 'Gateway', object: gateway('HTTP', 0) }]);
     expect(again.inputs.gateways).toEqual([]);
     expect(again.inputs.invalid).toEqual([expect.objectContaining({ servingLastGood: false })]);
   });

@@ -28,7 +28,7 @@ function route(name: string, spec: object = {}): HTTPRoute {
 /** An IR whose one virtual host holds one entry per named route, `variant` making the entry differ. */
 function ir(entries: Record<string, string>): IR {
   const routes = Object.entries(entries).map(([name, variant]) => ({ name: `ai/${name}/rule/0/match/0`, match: { path: { kind: 'PathPrefix', value: `/${variant}` }, headers: [], queryParams: [] }, action: { kind: 'direct', status: 200, body: '' } }) as RouteIR);
-  return { listeners: [{ name: 'ai/gw/80', gateway: { namespace: 'ai', name: 'gw' }, port: 80, protocol: 'HTTP', tls: [], virtualHosts: [{ name: 'vh', domains: ['*'], routes }] }], clusters: [], credentials: [], certificates: [] };
+  return { gateways: [], listeners: [{ name: 'ai/gw/80', gateway: { namespace: 'ai', name: 'gw' }, port: 80, protocol: 'HTTP', tls: [], virtualHosts: [{ name: 'vh', domains: ['*'], routes }] }], clusters: [], credentials: [], certificates: [] };
 }
 
 function routeStatus(name: string): HTTPRouteStatus {

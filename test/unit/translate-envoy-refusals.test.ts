@@ -95,6 +95,15 @@ describe('route shapes Envoy NACKs are refused by the translator, naming the fie
     expect(conditions['PartiallyInvalid']?.message).toContain('spec.rules[1].matches[0].headers[0].name');
   });
 
+  it('a backendRef header filter is checked like a rule\'s', () => {
+    const { conditions, routes } = translateRoute({
+      matches: [{ path: { type: 'PathPrefix', value: '/bad' } }],
+      backendRefs: [{ ...ECHO[0], filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: ':authority', value: 'x' }] } }] }],
+    });
+    expect(conditions['PartiallyInvalid']?.message).toContain('spec.rules[1].backendRefs[0].filters[0].requestHeaderModifier.set[0].name');
+    expect(routes.map((r) => r.name)).toEqual(['ai/r/rule/0/match/0']);
+  });
+
   it('a rewrite path with a line break', () => {
     refusedRule({ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplaceFullPath', replaceFullPath: '/a\r\nb' } } }, 'spec.rules[1].filters[0].urlRewrite.path.replaceFullPath', /CR, LF or NUL/);
   });
