@@ -4,6 +4,17 @@ import { ObjectMeta, ObjectName } from './meta.js';
 
 const Duration = DurationString;
 
+/**
+ * The RE2 program size Envoy accepts from Switchyard's Envoys. Envoy refuses a regex whose RE2
+ * program has more instructions than the runtime key `re2.max_program_size.error_level`
+ * (source/common/common/regex.cc; default 100, which a 64-character token such as
+ * `/x/[a-z0-9]{64}` already exceeds). `switchyard bootstrap`, `serve`'s Envoys and the chart set
+ * the key to this value; an Envoy bootstrapped by hand keeps 100 and NACKs patterns between the
+ * two, which the runtime's NACK isolation then pins on the HTTPRoute that brought them.
+ * Istio sets the same key far higher (32768); 1000 still keeps a match linear and cheap.
+ */
+export const REGEX_PROGRAM_SIZE_LIMIT = 1000;
+
 export const ParentReference = z.object({
   group: z.string().optional(),
   kind: z.string().optional(),

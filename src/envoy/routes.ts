@@ -79,11 +79,19 @@ export function toRetryPolicy(r: RetryPlan): JsonObject {
   return policy;
 }
 
+/**
+ * Envoy reads header values as substitution formats: "%REQ(x)%" is expanded, a lone "%" makes it
+ * refuse the whole RouteConfiguration. Gateway API values are literal, so every "%" is doubled.
+ */
+function literalHeaderValue(value: string): string {
+  return value.replaceAll('%', '%%');
+}
+
 function headerEdits(h: HeaderEdits | undefined, prefix: 'request' | 'response'): JsonObject {
   if (!h) return {};
   const add: JsonValue[] = [
-    ...h.set.map((x) => ({ header: { key: x.name, value: x.value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })),
-    ...h.add.map((x) => ({ header: { key: x.name, value: x.value }, append_action: 'APPEND_IF_EXISTS_OR_ADD' })),
+    ...h.set.map((x) => ({ header: { key: x.name, value: literalHeaderValue(x.value) }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })),
+    ...h.add.map((x) => ({ header: { key: x.name, value: literalHeaderValue(x.value) }, append_action: 'APPEND_IF_EXISTS_OR_ADD' })),
   ];
   const out: JsonObject = {};
   if (add.length > 0) out[`${prefix}_headers_to_add`] = add;

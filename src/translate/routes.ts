@@ -3,6 +3,7 @@ import { condition, type Condition } from '../api/conditions.js';
 import { parseDuration } from '../api/duration.js';
 import { CONTROLLER_NAME, GATEWAY_GROUP } from '../api/gateway.js';
 import type { BackendRef, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule, HeaderModifier, ParentReference } from '../api/httproute.js';
+import { headerEditProblem, headerNameProblem, headerValueProblem, hostnameProblem, pathProblem, preciseHostnameProblem } from '../api/http-syntax.js';
 import { namespaceLabels, selectorMatches, type Namespace } from '../api/namespace.js';
 import type { ClusterIR, ForwardAction, HeaderEdits, MatchIR, RetryPlan, RouteIR, WeightedCluster } from '../ir/model.js';
 import type { TranslatedBackend } from './backends.js';
@@ -276,35 +277,91 @@ function ruleFilterProblems(route: HTTPRoute): { dropped: RuleProblem[]; unresol
   return { dropped, unresolved };
 }
 
-interface InvalidMatch {
-  rule: number;
-  match: number;
+/**
+ * A part of an HTTPRoute that Envoy would refuse. Served, it would make Envoy reject the
+ * listener's whole RouteConfiguration, freezing every route on that Gateway, so the translator
+ * leaves it out: a match (`match` set), a whole rule (its filters are shared by its matches), or
+ * the whole route (`rule` unset: its hostnames are every rule's virtual hosts).
+ */
+interface RouteProblem {
+  rule?: number;
+  match?: number;
   message: string;
 }
 
-/**
- * Matches whose regular expressions RE2 (Envoy's engine) refuses. Served, one would make Envoy
- * reject the listener's whole RouteConfiguration, freezing every route on that Gateway.
- */
-function invalidRegexMatches(route: HTTPRoute): InvalidMatch[] {
-  const out: InvalidMatch[] = [];
+function problem(field: string, issue: string | undefined, fix: string, at: { rule?: number; match?: number }): RouteProblem[] {
+  return issue === undefined ? [] : [{ ...at, message: `${field}: ${issue}${fix ? `; ${fix}` : ''}` }];
+}
+
+function regexProblems(m: HTTPRouteMatch, field: string, at: { rule: number; match: number }): RouteProblem[] {
+  const candidates: { path: string; pattern: string }[] = [];
+  if (m.path?.type === 'RegularExpression' && m.path.value !== undefined) candidates.push({ path: `${field}.path.value`, pattern: m.path.value });
+  (m.headers ?? []).forEach((h, k) => h.type === 'RegularExpression' && candidates.push({ path: `${field}.headers[${k}].value`, pattern: h.value }));
+  (m.queryParams ?? []).forEach((q, k) => q.type === 'RegularExpression' && candidates.push({ path: `${field}.queryParams[${k}].value`, pattern: q.value }));
+  for (const c of candidates) {
+    const error = re2Error(c.pattern);
+    if (error !== undefined) return [{ ...at, message: `${c.path}: ${JSON.stringify(c.pattern)} is not an RE2 regular expression Envoy accepts (${error}); fix the pattern (RE2 syntax, as Envoy uses)` }];
+  }
+  return [];
+}
+
+function headerModifierProblems(h: HeaderModifier | undefined, field: string, rule: number): RouteProblem[] {
+  if (!h) return [];
+  const out: RouteProblem[] = [];
+  for (const edit of ['set', 'add'] as const) {
+    (h[edit] ?? []).forEach((x, k) => {
+      out.push(...problem(`${field}.${edit}[${k}].name`, headerEditProblem(x.name, edit), '', { rule }));
+      out.push(...problem(`${field}.${edit}[${k}].value`, headerValueProblem(x.value), 'put one value on one line', { rule }));
+    });
+  }
+  (h.remove ?? []).forEach((name, k) => out.push(...problem(`${field}.remove[${k}]`, headerEditProblem(name, 'remove'), '', { rule })));
+  return out;
+}
+
+function pathModifierProblems(p: { replaceFullPath?: string | undefined; replacePrefixMatch?: string | undefined } | undefined, field: string, rule: number): RouteProblem[] {
+  if (!p) return [];
+  return [
+    ...problem(`${field}.replaceFullPath`, p.replaceFullPath === undefined ? undefined : pathProblem(p.replaceFullPath), '', { rule }),
+    ...problem(`${field}.replacePrefixMatch`, p.replacePrefixMatch === undefined ? undefined : pathProblem(p.replacePrefixMatch), '', { rule }),
+  ];
+}
+
+/** Every value of the route that Envoy validates, checked the way Envoy checks it. */
+function routeProblems(route: HTTPRoute): RouteProblem[] {
+  const out: RouteProblem[] = [];
+  (route.spec.hostnames ?? []).forEach((h, k) => out.push(...problem(`spec.hostnames[${k}]`, hostnameProblem(h), '', {})));
   route.spec.rules.forEach((rule, i) => {
     (rule.matches ?? []).forEach((m, j) => {
       const field = `spec.rules[${i}].matches[${j}]`;
-      const candidates: { path: string; pattern: string }[] = [];
-      if (m.path?.type === 'RegularExpression' && m.path.value !== undefined) candidates.push({ path: `${field}.path.value`, pattern: m.path.value });
-      (m.headers ?? []).forEach((h, k) => h.type === 'RegularExpression' && candidates.push({ path: `${field}.headers[${k}].value`, pattern: h.value }));
-      (m.queryParams ?? []).forEach((q, k) => q.type === 'RegularExpression' && candidates.push({ path: `${field}.queryParams[${k}].value`, pattern: q.value }));
-      for (const c of candidates) {
-        const error = re2Error(c.pattern);
-        if (error !== undefined) {
-          out.push({ rule: i, match: j, message: `${c.path}: ${JSON.stringify(c.pattern)} is not an RE2 regular expression (${error}); fix the pattern (RE2 syntax, as Envoy uses)` });
-          break;
-        }
-      }
+      const at = { rule: i, match: j };
+      const names = [
+        ...(m.headers ?? []).map((h, k) => problem(`${field}.headers[${k}].name`, headerNameProblem(h.name), '', at)),
+        ...(m.headers ?? []).map((h, k) => (h.type === 'RegularExpression' ? [] : problem(`${field}.headers[${k}].value`, headerValueProblem(h.value), '', at))),
+      ].flat();
+      out.push(...names, ...regexProblems(m, field, at));
+    });
+    (rule.filters ?? []).forEach((f, k) => {
+      const field = `spec.rules[${i}].filters[${k}]`;
+      out.push(...headerModifierProblems(f.requestHeaderModifier, `${field}.requestHeaderModifier`, i));
+      out.push(...headerModifierProblems(f.responseHeaderModifier, `${field}.responseHeaderModifier`, i));
+      if (f.urlRewrite?.hostname !== undefined) out.push(...problem(`${field}.urlRewrite.hostname`, preciseHostnameProblem(f.urlRewrite.hostname), '', { rule: i }));
+      out.push(...pathModifierProblems(f.urlRewrite?.path, `${field}.urlRewrite.path`, i));
+      if (f.requestRedirect?.hostname !== undefined) out.push(...problem(`${field}.requestRedirect.hostname`, preciseHostnameProblem(f.requestRedirect.hostname), '', { rule: i }));
+      out.push(...pathModifierProblems(f.requestRedirect?.path, `${field}.requestRedirect.path`, i));
+    });
+    (rule.backendRefs ?? []).forEach((ref, j) => {
+      (ref.filters ?? []).forEach((f, k) => {
+        const field = `spec.rules[${i}].backendRefs[${j}].filters[${k}]`;
+        out.push(...headerModifierProblems(f.requestHeaderModifier, `${field}.requestHeaderModifier`, i));
+        out.push(...headerModifierProblems(f.responseHeaderModifier, `${field}.responseHeaderModifier`, i));
+      });
     });
   });
   return out;
+}
+
+function refused(problems: readonly RouteProblem[], rule: number, match: number): boolean {
+  return problems.some((p) => p.rule === undefined || (p.rule === rule && (p.match === undefined || p.match === match)));
 }
 
 export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedRoute {
@@ -320,12 +377,12 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
   for (const bad of refsByRule.flat().filter((r) => !r.ok)) {
     events.push({ object: { kind: 'HTTPRoute', namespace: route.metadata.namespace, name: route.metadata.name }, reason: bad.reason ?? 'BackendNotFound', message: bad.message ?? '' });
   }
-  const invalidMatches = invalidRegexMatches(route);
+  const invalidMatches = routeProblems(route);
   const ruleFilters = ruleFilterProblems(route);
   const servedRules = route.spec.rules.map((rule, i) => {
     if (ruleFilters.dropped.some((d) => d.rule === i)) return [];
     const matches = rule.matches && rule.matches.length > 0 ? rule.matches : [undefined];
-    return matches.map((m, j) => ({ m, j })).filter(({ j }) => !invalidMatches.some((p) => p.rule === i && p.match === j));
+    return matches.map((m, j) => ({ m, j })).filter(({ j }) => !refused(invalidMatches, i, j));
   });
   for (const p of [...invalidMatches, ...ruleFilters.dropped]) {
     events.push({ object: { kind: 'HTTPRoute', namespace: route.metadata.namespace, name: route.metadata.name }, reason: 'UnsupportedValue', message: p.message });
@@ -350,7 +407,7 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
   // Gateway API wants a PartiallyInvalid message that drops rules to start with "Dropped Rule".
   const partialProblems = nothingServed ? filterProblems : [
     ...ruleFilters.dropped.map((p) => p.message),
-    ...(invalidMatches.length > 0 ? [`${invalidMatches.map((p) => p.message).join('; ')}; the other matches are served`] : []),
+    ...(invalidMatches.length > 0 ? [`${invalidMatches.map((p) => p.message).join('; ')}; the rest of the route is served`] : []),
     ...filterProblems,
   ];
   const partiallyInvalid: Condition | undefined = partialProblems.length > 0

@@ -118,6 +118,8 @@ describe('the AI extension and xDS TLS in the chart', () => {
       xdsTls: { caFile: `${dir}/ca.crt`, certFile: `${dir}/tls.crt`, keyFile: `${dir}/tls.key` },
     }) as unknown as typeof bootstrap;
     expect(bootstrap.static_resources.clusters[0]?.transport_socket).toEqual(expected.static_resources.clusters[0]?.transport_socket);
+    // The RE2 program size limit the translator admits regexes up to (REGEX_PROGRAM_SIZE_LIMIT).
+    expect((bootstrap as unknown as { layered_runtime?: unknown }).layered_runtime).toEqual((expected as unknown as { layered_runtime?: unknown }).layered_runtime);
   });
 });
 
