@@ -1,14 +1,23 @@
 # Switchyard: every target installs what it needs.
 SHELL := /bin/bash
 NODE_STAMP := node_modules/.package-lock.json
+# The pinned Node LTS (scripts/ensure-node.sh) runs everything: npm, npx, tsx, vitest, the demo.
+export PATH := $(CURDIR)/.toolchain/bin:$(PATH)
+NODE_BIN := .toolchain/bin/node
 
-.PHONY: deps envoy build lint test test-unit demo bench clean
+.PHONY: deps node envoy build lint test test-unit demo bench clean
 
-$(NODE_STAMP): package.json package-lock.json
+node:
+	@scripts/ensure-node.sh >/dev/null
+
+$(NODE_BIN):
+	@scripts/ensure-node.sh >/dev/null
+
+$(NODE_STAMP): package.json package-lock.json | $(NODE_BIN)
 	npm ci --no-audit --no-fund --foreground-scripts=false
 	@touch $(NODE_STAMP)
 
-deps: $(NODE_STAMP) envoy
+deps: node $(NODE_STAMP) envoy
 
 envoy:
 	@scripts/ensure-envoy.sh >/dev/null

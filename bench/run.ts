@@ -8,6 +8,8 @@
  *   npm run bench -- --sizes 1000,5000     translation sizes
  *   npm run bench -- --runs 5              timed runs per size (median reported)
  *   npm run bench -- --suite xds-fanout --clients 1,100,1000 --fanout-backends 50
+ *   BENCH_SLOW_SECONDS=15 npm run bench -- --suite xds-slow-clients
+ *   npm run bench -- --suite envoy-acceptance --acceptance-runs 500 --seed 1
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
@@ -15,9 +17,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runAiExtensionBench } from './ai-extension.js';
+import { configLoadSuite } from './config-load.js';
+import { envoyAcceptanceSuite } from './envoy-acceptance.js';
 import type { BenchRow, BenchSuite } from './suite.js';
 import { translateSuite } from './translate.js';
 import { xdsFanoutSuite } from './xds-fanout.js';
+import { slowClientsOptionsFromEnv, xdsSlowClientsSuite } from './xds-slow-clients.js';
 
 const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'results');
 
@@ -38,6 +43,8 @@ interface SuiteOptions {
   runs: number;
   clients: number[];
   fanoutBackends: number;
+  acceptanceRuns: number;
+  seed: number;
 }
 
 /** Every suite, in the order they run. */
@@ -45,8 +52,13 @@ function suites(opts: SuiteOptions): BenchSuite[] {
   return [
     translateSuite({ sizes: opts.sizes, runs: opts.runs, log }),
     xdsFanoutSuite({ clients: opts.clients, backends: opts.fanoutBackends, runs: opts.runs, log }),
+    // Durations and sizes from BENCH_SLOW_* (bench/xds-slow-clients.ts).
+    xdsSlowClientsSuite(slowClientsOptionsFromEnv(log)),
+    // Size from BENCH_CONFIG_BACKENDS (bench/config-load.ts).
+    configLoadSuite(log),
     // The AI extension's added latency (bench/ai-extension.ts, owned with the extension).
     { name: 'ai-extension', run: () => runAiExtensionBench({ log }) },
+    envoyAcceptanceSuite({ runs: opts.acceptanceRuns, batch: 50, seed: opts.seed, log }),
   ];
 }
 
@@ -78,6 +90,8 @@ async function main(): Promise<void> {
       runs: { type: 'string' },
       clients: { type: 'string' },
       'fanout-backends': { type: 'string' },
+      'acceptance-runs': { type: 'string' },
+      seed: { type: 'string' },
     },
   });
   const opts: SuiteOptions = {
@@ -85,6 +99,8 @@ async function main(): Promise<void> {
     runs: values.runs ? (positiveInts(values.runs, '--runs')[0] ?? 3) : 3,
     clients: values.clients ? positiveInts(values.clients, '--clients').sort((a, b) => a - b) : [1, 100, 1_000],
     fanoutBackends: values['fanout-backends'] ? (positiveInts(values['fanout-backends'], '--fanout-backends')[0] ?? 50) : 50,
+    acceptanceRuns: values['acceptance-runs'] ? (positiveInts(values['acceptance-runs'], '--acceptance-runs')[0] ?? 500) : 500,
+    seed: values.seed ? (positiveInts(values.seed, '--seed')[0] ?? 1) : 1,
   };
   const all = suites(opts);
   const selected = all.filter((s) => values.suite === undefined || s.name === values.suite);

@@ -16,15 +16,17 @@ import { SnapshotCache } from '../src/xds/cache.js';
 import { XdsServer } from '../src/xds/server.js';
 import { generateManifests, inputsFrom } from './translate.js';
 
-/** Commands from the bench. `clients`: how many ACKs of the new version to wait for. */
-export type FanoutCommand = { type: 'change'; clients: number } | { type: 'stop' };
+/** Commands from the bench. `clients`: how many ACKs of the new version to wait for (0: none). */
+export type FanoutCommand = { type: 'change'; clients: number } | { type: 'memory' } | { type: 'stop' };
 
 export type FanoutReport =
   | { type: 'ready'; port: number; version: string; clusters: number; responseBytes: number }
   /** The change is in the cache and every push is written; applyMs is translate + encode + fan-out. */
   | { type: 'changed'; version: string; applyMs: number }
   /** `at`: process.hrtime.bigint() (as a string) when the last ACK arrived; cpuMs: this process, change to last ACK. */
-  | { type: 'acked'; version: string; at: string; cpuMs: number };
+  | { type: 'acked'; version: string; at: string; cpuMs: number }
+  /** This process's memory and CPU so far; `served`: streams that were sent a CDS response. */
+  | { type: 'memory'; rssBytes: number; heapUsedBytes: number; cpuMs: number; served: number };
 
 const CHANGED_BACKEND = 'chat-0';
 
@@ -71,13 +73,20 @@ async function main(): Promise<void> {
       void server.stop().then(() => process.exit(0));
       return;
     }
+    if (command.type === 'memory') {
+      (globalThis as { gc?: () => void }).gc?.();
+      const cpu = process.cpuUsage();
+      const served = server.clients().filter((c) => c.types.some((t) => t.typeUrl === TypeUrl.cluster && t.sentVersion !== undefined)).length;
+      send({ type: 'memory', rssBytes: process.memoryUsage().rss, heapUsedBytes: process.memoryUsage().heapUsed, cpuMs: (cpu.user + cpu.system) / 1000, served });
+      return;
+    }
     const cpu = process.cpuUsage();
     const start = process.hrtime.bigint();
     applyChange(inputs, ++generation);
     // The ACK listener above runs on later turns of the event loop, after `pending` is set.
     cache.setResources(toXdsResources(translate(inputs).ir));
     const version = cache.snapshot(TypeUrl.cluster)?.version ?? '';
-    pending = { version, clients: command.clients, acked: new Set(), cpu };
+    pending = command.clients > 0 ? { version, clients: command.clients, acked: new Set(), cpu } : undefined;
     send({ type: 'changed', version, applyMs: Number(process.hrtime.bigint() - start) / 1e6 });
   });
 

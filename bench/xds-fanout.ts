@@ -129,7 +129,7 @@ function envelopeReader(): EnvelopeReader {
   };
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
@@ -138,7 +138,7 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 }
 
 /** The server process and its reports, one awaitable at a time per type. */
-class FanoutServer {
+export class FanoutServer {
   private readonly waiting = new Map<FanoutReport['type'], (report: FanoutReport) => void>();
   private readonly exited: Promise<void>;
 
@@ -155,7 +155,8 @@ class FanoutServer {
   static async start(backends: number): Promise<{ server: FanoutServer; ready: Extract<FanoutReport, { type: 'ready' }> }> {
     const child = fork(SERVER_SCRIPT, [String(backends)], {
       cwd: join(HERE, '..'),
-      execArgv: ['--import', 'tsx'],
+      // --expose-gc: memory reports (bench/xds-slow-clients.ts) collect first, so heap figures compare.
+      execArgv: ['--import', 'tsx', '--expose-gc'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     const server = new FanoutServer(child);

@@ -1,7 +1,7 @@
 /**
  * `make demo`: six fake providers (three OpenAI-compatible ones for Backend ai/chat, OpenAI-,
  * Azure- and Anthropic-shaped ones for Backend ai/cross), the real controller (`switchyard serve`
- * on examples/, with the AI extension in-process), the real Envoy bootstrapped by `switchyard
+ * on examples/, with its AI extension as a child process), the real Envoy bootstrapped by `switchyard
  * bootstrap`, and the official OpenAI client sending a steady stream of chat requests through the
  * gateway while scenario.ts makes providers fail, first on ai/chat, then on ai/cross.
  *

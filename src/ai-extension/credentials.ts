@@ -47,8 +47,16 @@ export function describeXdsTarget(xds: XdsTarget): string {
 export interface CredentialStoreOptions {
   nodeId: string;
   logger: Logger;
-  /** First reconnect delay after the stream breaks; doubles up to 5 s. */
+  /** First reconnect delay after the stream breaks; doubles up to `maxReconnectMs`. */
   reconnectMs?: number;
+  /**
+   * Longest wait between two reconnects while the controller is away (default 500 ms): the
+   * extension must be back on its first try within a second of the controller's return, and one
+   * small stream to a local server costs nothing to retry that often.
+   */
+  maxReconnectMs?: number;
+  /** A connection that is not up after this long is abandoned and dialled afresh (a dropped SYN must not hang it). */
+  connectTimeoutMs?: number;
 }
 
 interface DecodedAny {
@@ -85,15 +93,23 @@ export class CredentialStore extends EventEmitter<CredentialStoreEvents> {
   private sentNode = false;
   private stopped = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  private connectTimer: NodeJS.Timeout | undefined;
   private backoffMs: number;
   private streamUp = false;
   private withheld: string | undefined;
+  private target: XdsTarget | undefined;
+  /** Since when no connection to the controller has been up (the start counts as down). */
+  private downSince = Date.now();
 
   constructor(private readonly options: CredentialStoreOptions) {
     super();
     // Every attempt waiting in resolve() listens for 'updated': a burst of requests is not a leak.
     this.setMaxListeners(0);
-    this.backoffMs = options.reconnectMs ?? 250;
+    this.backoffMs = this.firstBackoffMs;
+  }
+
+  private get firstBackoffMs(): number {
+    return this.options.reconnectMs ?? 100;
   }
 
   /** Whether the ADS stream has answered since it was last opened. */
@@ -106,24 +122,27 @@ export class CredentialStore extends EventEmitter<CredentialStoreEvents> {
     return this.withheld;
   }
 
+  /**
+   * How long the controller has been unreachable, in ms; 0 while a connection is up. Credentials
+   * already received stay in use meanwhile.
+   */
+  disconnectedForMs(now = Date.now()): number {
+    return this.downSince === 0 ? 0 : now - this.downSince;
+  }
+
   /** Connects to the controller's ADS server (and keeps reconnecting until stop()). */
   start(xds: XdsTarget): void {
-    if (this.client !== undefined) throw new Error('credential store: already started');
+    if (this.target !== undefined) throw new Error('credential store: already started');
+    this.target = xds;
     this.withheld = keysWithheldReason(xds);
     if (this.withheld !== undefined) this.options.logger.error({ xds: describeXdsTarget(xds) }, `ai-extension: no provider key will arrive: ${this.withheld}`);
-    const address = 'socket' in xds ? `unix:${xds.socket}` : `${xds.host.includes(':') ? `[${xds.host}]` : xds.host}:${xds.port}`;
-    const credentials = ('socket' in xds ? undefined : xds.credentials) ?? grpc.credentials.createInsecure();
-    this.client = new grpc.Client(address, credentials, {
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
-      'grpc.max_receive_message_length': 16 * 1024 * 1024,
-    });
     this.open();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.connectTimer);
     this.call?.cancel();
     this.client?.close();
   }
@@ -155,9 +174,31 @@ export class CredentialStore extends EventEmitter<CredentialStoreEvents> {
     });
   }
 
+  /**
+   * A new channel for every connection: grpc-js keeps a broken channel's own reconnect back-off
+   * (growing to minutes) and shares subchannels between clients of one target, so reusing either
+   * made the extension return 7-26 s after the controller did.
+   */
+  private dial(xds: XdsTarget): grpc.Client {
+    const address = 'socket' in xds ? `unix:${xds.socket}` : `${xds.host.includes(':') ? `[${xds.host}]` : xds.host}:${xds.port}`;
+    const credentials = ('socket' in xds ? undefined : xds.credentials) ?? grpc.credentials.createInsecure();
+    const maxBackoff = this.options.maxReconnectMs ?? 500;
+    return new grpc.Client(address, credentials, {
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.max_receive_message_length': 16 * 1024 * 1024,
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.initial_reconnect_backoff_ms': Math.min(this.firstBackoffMs, maxBackoff),
+      'grpc.max_reconnect_backoff_ms': maxBackoff,
+    });
+  }
+
   private open(): void {
-    if (this.stopped || this.client === undefined) return;
-    const call = this.client.makeBidiStreamRequest(ADS_METHOD, (b: Buffer) => b, (b: Buffer) => b);
+    if (this.stopped || this.target === undefined) return;
+    this.client?.close();
+    const client = this.dial(this.target);
+    this.client = client;
+    const call = client.makeBidiStreamRequest(ADS_METHOD, (b: Buffer) => b, (b: Buffer) => b);
     this.call = call;
     this.version = '';
     this.nonce = '';
@@ -174,17 +215,45 @@ export class CredentialStore extends EventEmitter<CredentialStoreEvents> {
     const broken = (reason: string): void => {
       if (this.call !== call) return;
       this.call = undefined;
+      clearTimeout(this.connectTimer);
+      const wasUp = this.downSince === 0;
+      if (wasUp) this.downSince = Date.now();
       if (this.streamUp) this.emit('disconnected', reason);
       this.streamUp = false;
       if (this.stopped) return;
-      this.options.logger.warn({ reason, retryInMs: this.backoffMs }, 'ai-extension: credential stream to the controller broke; reconnecting');
+      // One line per outage, not one per retry.
+      if (wasUp) this.options.logger.warn({ reason, retryInMs: this.backoffMs }, 'ai-extension: credential stream to the controller broke; reconnecting, keeping the credentials it sent');
+      else this.options.logger.debug({ reason, retryInMs: this.backoffMs }, 'ai-extension: controller still unreachable');
       this.reconnectTimer = setTimeout(() => this.open(), this.backoffMs);
-      this.backoffMs = Math.min(this.backoffMs * 2, 5_000);
+      this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxReconnectMs ?? 500);
     };
+    this.whenReady(client, call);
     call.on('error', (err: Error) => broken(err.message));
     call.on('end', () => broken('the controller ended the stream'));
     // The first request names the node; with no names yet it subscribes to nothing.
     this.sendRequest();
+  }
+
+  /** Marks the controller reachable once the channel is up; abandons a connection that never comes up. */
+  private whenReady(client: grpc.Client, call: grpc.ClientDuplexStream<Buffer, Buffer>): void {
+    const channel = client.getChannel();
+    const connectTimeoutMs = this.options.connectTimeoutMs ?? 5_000;
+    this.connectTimer = setTimeout(() => {
+      if (this.call === call && channel.getConnectivityState(false) !== grpc.connectivityState.READY) call.cancel();
+    }, connectTimeoutMs);
+    const watch = (state: grpc.connectivityState): void => {
+      if (this.call !== call) return;
+      if (state === grpc.connectivityState.READY) {
+        clearTimeout(this.connectTimer);
+        if (this.downSince !== 0) this.options.logger.info({ afterMs: Date.now() - this.downSince }, 'ai-extension: connected to the controller');
+        this.downSince = 0;
+        this.backoffMs = this.firstBackoffMs;
+        return;
+      }
+      if (state === grpc.connectivityState.SHUTDOWN) return;
+      channel.watchConnectivityState(state, Infinity, () => watch(channel.getConnectivityState(false)));
+    };
+    watch(channel.getConnectivityState(false));
   }
 
   private sendRequest(): void {
@@ -221,7 +290,6 @@ export class CredentialStore extends EventEmitter<CredentialStoreEvents> {
     this.nonce = response.nonce ?? '';
     if (!this.streamUp) {
       this.streamUp = true;
-      this.backoffMs = this.options.reconnectMs ?? 250;
       this.emit('connected');
     }
     // ACK: every response is accepted (a secret we cannot use is skipped, not rejected).

@@ -33,6 +33,8 @@ export interface RunningAiExtension {
   credentials: CredentialStore;
   /** Starts fetching credentials from the controller's ADS server (when `xds` was not given). */
   connect(xds: XdsTarget): void;
+  /** How long no attempt has been in progress, in ms; 0 while Envoy has one open. */
+  idleForMs(now?: number): number;
   stop(): Promise<void>;
 }
 
@@ -56,9 +58,21 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     logger: log,
   };
 
+  const activity = { open: 0, lastAt: Date.now() };
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': 64 * 1024 * 1024 });
   server.addService(EXTERNAL_PROCESSOR_SERVICE, {
-    Process: (call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>) => serveAttempt(call, ctx),
+    Process: (call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>) => {
+      activity.open++;
+      let ended = false;
+      const end = (): void => {
+        if (ended) return;
+        ended = true;
+        activity.open--;
+        activity.lastAt = Date.now();
+      };
+      for (const event of ['finish', 'close', 'cancelled', 'error']) call.once(event, end);
+      serveAttempt(call, ctx);
+    },
   });
   const address = (opts.host ?? '0.0.0.0').includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host ?? '0.0.0.0'}:${opts.port}`;
   const port = await new Promise<number>((resolve, reject) => {
@@ -89,6 +103,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     metrics,
     credentials,
     connect: (xds) => credentials.start(xds),
+    idleForMs: (now = Date.now()) => (activity.open > 0 ? 0 : now - activity.lastAt),
     async stop() {
       await credentials.stop();
       // In-flight attempts end with an error Envoy maps to "AI extension unavailable".

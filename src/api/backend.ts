@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DurationString, parseDuration } from './duration.js';
+import { HEADER_NAME_PATTERN, HOST_PATTERN } from './http-syntax.js';
 import { ObjectMeta, ObjectName } from './meta.js';
 
 export const BACKEND_GROUP = 'switchyard.dev';
@@ -7,7 +8,10 @@ export const BACKEND_API_VERSION = 'switchyard.dev/v1alpha1';
 
 const Duration = DurationString;
 const Port = z.number().int().min(1, 'a port is 1-65535').max(65535, 'a port is 1-65535');
-const Host = z.string().min(1, 'give a hostname or IP address').max(253);
+const Host = z.string().min(1, 'give a hostname or IP address').max(253)
+  .regex(HOST_PATTERN, 'give a hostname ("api.example.com") or an IP address, without scheme, port, path or spaces');
+/** A header name Envoy and HTTP accept. */
+const HeaderName = z.string().min(1).max(256).regex(HEADER_NAME_PATTERN, 'give an HTTP header name (RFC 9110 token: letters, digits and !#$%&\'*+-.^_`|~, no spaces or colons)');
 
 export const AuthToken = z
   .strictObject({
@@ -63,7 +67,7 @@ const OpenAICompatible = z.strictObject({
   path: z.string().startsWith('/', 'path must start with "/"').optional(),
   tls: z.boolean().optional(),
   model: z.string().min(1).optional(),
-  authHeader: z.string().min(1).optional(),
+  authHeader: HeaderName.optional(),
   authToken: AuthToken.optional(),
 });
 
@@ -167,7 +171,7 @@ export const RetrySpec = z.strictObject({
     .optional(),
   rateLimitedBackoff: z
     .strictObject({
-      resetHeaders: z.array(z.strictObject({ name: z.string().min(1).max(256), format: z.enum(['Seconds', 'UnixTimestamp']) })).min(1).max(8),
+      resetHeaders: z.array(z.strictObject({ name: HeaderName, format: z.enum(['Seconds', 'UnixTimestamp']) })).min(1).max(8),
       maxInterval: Duration.optional(),
     })
     .optional(),

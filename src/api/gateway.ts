@@ -24,15 +24,29 @@ export const SecretObjectReference = z.object({
   namespace: z.string().optional(),
 });
 
+/** Listener protocols Switchyard serves; any other (TLS, TCP, UDP, a domain-prefixed one) is reported per listener. */
+export const SERVED_PROTOCOLS = ['HTTP', 'HTTPS'] as const;
+export type ServedProtocol = (typeof SERVED_PROTOCOLS)[number];
+
+export function isServedProtocol(protocol: string): protocol is ServedProtocol {
+  return (SERVED_PROTOCOLS as readonly string[]).includes(protocol);
+}
+
+export const RouteGroupKind = z.object({ group: z.string().optional(), kind: z.string().min(1) });
+export type RouteGroupKind = z.infer<typeof RouteGroupKind>;
+
 export const GatewayListener = z.object({
   name: z.string().min(1).max(253),
   hostname: z.string().min(1).optional(),
   port: z.number().int().min(1).max(65535),
-  protocol: z.enum(['HTTP', 'HTTPS'], { message: 'Switchyard serves HTTP and HTTPS listeners' }),
+  // The CRD admits any protocol name (TLS, TCP, UDP, "example.com/x"); a listener Switchyard
+  // does not serve is reported in its own status while the Gateway's other listeners keep serving.
+  protocol: z.string().min(1).max(255),
   tls: z
     .object({
       mode: z.enum(['Terminate', 'Passthrough']).optional(),
       certificateRefs: z.array(SecretObjectReference).optional(),
+      options: z.record(z.string(), z.string()).optional(),
     })
     .optional(),
   allowedRoutes: z
@@ -43,11 +57,26 @@ export const GatewayListener = z.object({
           selector: LabelSelector.optional(),
         })
         .optional(),
-      kinds: z.array(z.object({ group: z.string().optional(), kind: z.string() })).optional(),
+      kinds: z.array(RouteGroupKind).optional(),
     })
     .optional(),
 });
 export type GatewayListener = z.infer<typeof GatewayListener>;
+
+/** spec.addresses: what the infrastructure provider is asked to give the Gateway. */
+export const GatewaySpecAddress = z.object({
+  type: z.string().min(1).max(253).optional(),
+  value: z.string().max(253).optional(),
+});
+export type GatewaySpecAddress = z.infer<typeof GatewaySpecAddress>;
+
+/** spec.infrastructure: labels and annotations for the resources created for the Gateway. */
+export const GatewayInfrastructure = z.object({
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+  parametersRef: z.object({ group: z.string(), kind: z.string().min(1), name: z.string().min(1) }).optional(),
+});
+export type GatewayInfrastructure = z.infer<typeof GatewayInfrastructure>;
 
 export const Gateway = z.object({
   apiVersion: GatewayApiVersion,
@@ -56,6 +85,8 @@ export const Gateway = z.object({
   spec: z.object({
     gatewayClassName: z.string().min(1),
     listeners: z.array(GatewayListener).min(1, 'a Gateway needs at least one listener').max(64),
+    addresses: z.array(GatewaySpecAddress).max(16).optional(),
+    infrastructure: GatewayInfrastructure.optional(),
   }),
 });
 export type Gateway = z.infer<typeof Gateway>;

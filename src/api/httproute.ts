@@ -4,6 +4,17 @@ import { ObjectMeta, ObjectName } from './meta.js';
 
 const Duration = DurationString;
 
+/**
+ * The RE2 program size Envoy accepts from Switchyard's Envoys. Envoy refuses a regex whose RE2
+ * program has more instructions than the runtime key `re2.max_program_size.error_level`
+ * (source/common/common/regex.cc; default 100, which a 64-character token such as
+ * `/x/[a-z0-9]{64}` already exceeds). `switchyard bootstrap`, `serve`'s Envoys and the chart set
+ * the key to this value; an Envoy bootstrapped by hand keeps 100 and NACKs patterns between the
+ * two, which the runtime's NACK isolation then pins on the HTTPRoute that brought them.
+ * Istio sets the same key far higher (32768); 1000 still keeps a match linear and cheap.
+ */
+export const REGEX_PROGRAM_SIZE_LIMIT = 1000;
+
 export const ParentReference = z.object({
   group: z.string().optional(),
   kind: z.string().optional(),
@@ -47,9 +58,10 @@ const PathModifier = z.object({
 });
 
 export const HTTPRouteFilter = z.object({
-  type: z.enum(['RequestHeaderModifier', 'ResponseHeaderModifier', 'URLRewrite', 'RequestRedirect', 'RequestMirror', 'ExtensionRef'], {
-    message: 'filter type is one of RequestHeaderModifier, ResponseHeaderModifier, URLRewrite, RequestRedirect',
-  }),
+  // Any name: Gateway API adds filter types over time (CORS, ExternalAuth) and wants an unknown
+  // one reported on the route (UnsupportedValue), not the route refused as unreadable.
+  type: z.string().min(1),
+  extensionRef: z.object({ group: z.string(), kind: z.string().min(1), name: z.string().min(1) }).optional(),
   requestHeaderModifier: HeaderModifier.optional(),
   responseHeaderModifier: HeaderModifier.optional(),
   urlRewrite: z.object({ hostname: z.string().optional(), path: PathModifier.optional() }).optional(),
@@ -72,6 +84,8 @@ export const BackendRef = z.object({
   namespace: z.string().optional(),
   port: z.number().int().min(1).max(65535).optional(),
   weight: z.number().int().min(0).max(1_000_000).optional(),
+  /** Applied only to requests sent to this backend (HTTPBackendRef.filters). */
+  filters: z.array(HTTPRouteFilter).max(16).optional(),
 });
 export type BackendRef = z.infer<typeof BackendRef>;
 

@@ -48,7 +48,8 @@ export interface Problem {
 }
 
 export type ParseResult =
-  | { ok: true; object: KnownObject; id: ObjectId }
+  /** `warnings`: what is served anyway but the user should know (fields Switchyard ignores). */
+  | { ok: true; object: KnownObject; id: ObjectId; warnings: Problem[] }
   | { ok: false; id?: ObjectId; problems: Problem[] }
   | { ok: 'ignored'; id?: ObjectId; reason: string };
 
@@ -115,5 +116,54 @@ export function parseManifest(doc: unknown, source?: string): ParseResult {
   if (!parsed.success) return { ok: false, ...(id ? { id } : {}), problems: zodProblems(parsed.error, id, source) };
   const value = parsed.data;
   const finalId: ObjectId = { kind, namespace: value.metadata.namespace, name: value.metadata.name };
-  return { ok: true, object: { kind, value } as KnownObject, id: finalId };
+  const warnings = FORWARD_COMPATIBLE_KINDS.has(kind) ? unknownFieldProblems(doc, value, finalId, source) : [];
+  return { ok: true, object: { kind, value } as KnownObject, id: finalId, warnings };
+}
+
+/**
+ * Gateway API kinds: the schemas strip fields they do not know instead of rejecting them, because
+ * Gateway API asks implementations to accept objects written for a newer version of the API
+ * (forward compatibility). The object is served without those fields, and the user is told which
+ * ones: a typo ("backendRef") and an unimplemented feature ("requestMirror") look alike.
+ * Backend is strict instead (our own API: an unknown field is an error).
+ */
+const FORWARD_COMPATIBLE_KINDS: ReadonlySet<string> = new Set(['GatewayClass', 'Gateway', 'HTTPRoute', 'ReferenceGrant']);
+
+/** At most this many unknown fields are named per object; the count says how many more. */
+const MAX_UNKNOWN_FIELDS = 10;
+
+export const UNKNOWN_FIELD_HINT =
+  'Switchyard does not read it and serves the object without it (Gateway API forward compatibility); check the spelling against the Gateway API reference, or remove it if you meant a feature Switchyard does not implement';
+
+function unknownFieldProblems(input: Record<string, unknown>, output: unknown, id: ObjectId, source: string | undefined): Problem[] {
+  const found: (string | number)[][] = [];
+  // metadata is the API server's (managedFields, ownerReferences...) and status is ours to write.
+  for (const key of Object.keys(input)) {
+    if (key === 'metadata' || key === 'status' || key === 'apiVersion' || key === 'kind') continue;
+    collectUnknown(input[key], isRecord(output) ? output[key] : undefined, [key], isRecord(output) && key in output, found);
+  }
+  const named = found.slice(0, MAX_UNKNOWN_FIELDS);
+  const problems = named.map((path): Problem => ({ object: id, field: formatPath(path), message: `unknown field: ${UNKNOWN_FIELD_HINT}`, ...(source ? { source } : {}) }));
+  if (found.length > named.length) {
+    problems.push({ object: id, field: '', message: `${found.length - named.length} more unknown fields not listed`, ...(source ? { source } : {}) });
+  }
+  return problems;
+}
+
+/**
+ * zod drops keys its object schemas do not declare: a key of the input missing from the parsed
+ * output is a field the schema does not know. Records keep every key, so they report nothing.
+ */
+function collectUnknown(input: unknown, output: unknown, path: (string | number)[], present: boolean, found: (string | number)[][]): void {
+  if (!present) {
+    found.push(path);
+    return;
+  }
+  if (Array.isArray(input) && Array.isArray(output)) {
+    input.forEach((item, i) => collectUnknown(item, output[i], [...path, i], i < output.length, found));
+    return;
+  }
+  if (isRecord(input) && isRecord(output)) {
+    for (const key of Object.keys(input)) collectUnknown(input[key], output[key], [...path, key], key in output, found);
+  }
 }

@@ -5,6 +5,7 @@ import { KIND_FIELD, PUSH_ORDER, TypeUrl } from '../envoy/resources.js';
 import { startHealthServer, type HealthServer } from '../observability/health.js';
 import { createMetrics, type SwitchyardMetrics } from '../observability/metrics.js';
 import { runPipeline } from '../pipeline.js';
+import { translate } from '../translate/index.js';
 import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
 import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type ServedAs } from '../status/programmed.js';
@@ -12,6 +13,7 @@ import type { ObjectStatus, WarningEvent } from '../translate/status.js';
 import { SnapshotCache } from '../xds/cache.js';
 import { XdsServer } from '../xds/server.js';
 import { xdsServerCredentials, xdsTlsMode, type XdsServerTls } from '../xds/tls.js';
+import { RouteQuarantine } from './route-quarantine.js';
 
 /** How long xDS feedback (ACK, NACK, disconnect) waits to be folded into one status rebuild. */
 export const STATUS_COALESCE_MS = 50;
@@ -49,6 +51,8 @@ export interface GatewayRuntimeOptions extends ServingOptions {
   statusSink?: StatusSink;
   /** Logged with the "serving" line: where the configuration comes from. */
   origin: Record<string, string>;
+  /** Series of another process served on this /metrics too (serve's AI extension). */
+  extraMetrics?: () => Promise<string>;
 }
 
 export interface RunningGateway {
@@ -111,18 +115,25 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     }, STATUS_COALESCE_MS);
   };
 
-  const apply = (snapshot: Snapshot): void => {
+  const quarantine = new RouteQuarantine();
+  let latest: Snapshot | undefined;
+
+  const translateAndServe = (snapshot: Snapshot): void => {
     const started = process.hrtime.bigint();
-    problems = snapshot.problems;
-    metrics.configProblems.set(problems.length);
-    for (const p of problems) log.warn({ problem: formatProblem(p) }, 'configuration problem');
     try {
-      const result = runPipeline(snapshot.inputs, opts.envoy);
+      quarantine.refresh(snapshot.inputs.httpRoutes);
+      const excluded = quarantine.excluded();
+      const inputs = excluded.size === 0
+        ? snapshot.inputs
+        : { ...snapshot.inputs, httpRoutes: snapshot.inputs.httpRoutes.filter((r) => !excluded.has(`${r.metadata.namespace}/${r.metadata.name}`)) };
+      const result = runPipeline(inputs, opts.envoy);
       const change = cache.setResources(result.xds);
+      if (quarantine.served(cache.snapshot(TypeUrl.route)?.version, result.translation.ir)) retranslate();
       metrics.translations.inc();
       metrics.translationDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
       for (const kind of PUSH_ORDER) metrics.resources.set({ type: kind }, result.xds[KIND_FIELD[kind]].length);
-      translated = result.translation.statuses;
+      // Held-out routes get their status from a translation that includes them, with Accepted=False.
+      translated = excluded.size === 0 ? result.translation.statuses : [...result.translation.statuses, ...quarantine.statuses(translate(snapshot.inputs).statuses)];
       servedAs = servedAsFromIr(result.translation.ir);
       for (const e of result.translation.events) log.warn({ object: `${e.object.kind} ${e.object.namespace}/${e.object.name}`, reason: e.reason }, e.message);
       log.info({ changed: change.changed.map((t) => t.split('.').pop()), clusters: result.xds.clusters.length, listeners: result.xds.listeners.length }, 'configuration translated');
@@ -135,13 +146,35 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     }
   };
 
+  const apply = (snapshot: Snapshot): void => {
+    latest = snapshot;
+    problems = snapshot.problems;
+    metrics.configProblems.set(problems.length);
+    for (const p of problems) log.warn({ problem: formatProblem(p) }, 'configuration problem');
+    translateAndServe(snapshot);
+  };
+
+  // Outside the xDS server's event dispatch: translating again pushes to every stream.
+  const retranslate = (): void => {
+    setImmediate(() => {
+      if (latest) translateAndServe(latest);
+    });
+  };
+
   apply(await provider.start());
   provider.onChange(apply);
 
-  xds.on('ack', scheduleStatuses);
+  xds.on('ack', (e) => {
+    if (e.typeUrl === TypeUrl.route && quarantine.ack(e.nodeId, e.version)) retranslate();
+    scheduleStatuses();
+  });
   xds.on('nack', (e) => {
     metrics.xdsNacks.inc({ type_url: e.typeUrl });
     log.warn({ node: e.nodeId, typeUrl: e.typeUrl, version: e.version }, `Envoy rejected configuration: ${e.message}`);
+    if (e.typeUrl === TypeUrl.route && quarantine.nack(e.nodeId, e.version, e.message)) {
+      log.warn({ node: e.nodeId, held: [...quarantine.excluded()] }, 'leaving the HTTPRoutes Envoy rejected out of the configuration');
+      retranslate();
+    }
     scheduleStatuses();
   });
   xds.on('connected', (e) => {
@@ -164,6 +197,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       registry: metrics.registry,
       ready: () => (loaded ? true : { ready: false, reason: 'the configuration has not been translated yet' }),
       statusz: () => ({ statuses: book.all(), problems: problems.map((p) => ({ ...p, text: formatProblem(p) })), clients: xds.clients() }),
+      ...(opts.extraMetrics ? { extraMetrics: opts.extraMetrics } : {}),
     });
   } catch (err) {
     await xds.stop();

@@ -1,22 +1,44 @@
+import { rmSync } from 'node:fs';
 import { registerAiExtensionMetrics } from '../ai-extension/metrics.js';
 import { startAiExtension, type RunningAiExtension } from '../ai-extension/server.js';
 import { FileProvider } from '../providers/file.js';
+import type { ConfigLimits } from '../providers/manifest-files.js';
+import { startAiExtensionProcess, type AiExtensionProcess } from './ai-extension-process.js';
 import { startGatewayRuntime, type RunningGateway, type ServingOptions } from './gateway-runtime.js';
+import { defaultStateDir, lockStateDir, openStateDir } from './state-dir.js';
 
-/** The in-process AI extension needs no certificate: it reads its credentials over a private Unix socket. */
+/** The AI extension needs no certificate: in process or as a child, it reads its credentials over a private Unix socket. */
 export interface ServeOptions extends ServingOptions {
   config: string;
+  /** Size limits of the configuration (DEFAULT_CONFIG_LIMITS for what is not given). */
+  limits?: Partial<ConfigLimits>;
   /**
    * The AI extension, run in this process unless false (Envoy then expects one at
    * `envoy.aiExtension`). `port` 0 picks a free one; `advertise` is the address Envoy dials
    * (default 127.0.0.1: Envoy on this host). Default: `{port: 0}`.
    */
-  aiExtension?: false | { port: number; host?: string; advertise?: string };
+  aiExtension?: false | { port: number; host?: string; advertise?: string; child?: AiExtensionChildOptions };
+}
+
+/**
+ * The AI extension as a child process that outlives serve (src/app/ai-extension-process.ts): what
+ * the CLI runs, so a crash of serve loses no request. Absent: the extension runs in this process.
+ */
+export interface AiExtensionChildOptions {
+  /** Socket and extension pid/port live here (default: defaultStateDir(config)); a restarted serve must be given the same one. */
+  stateDir?: string;
+  /** argv that runs `switchyard` (default: this Node, its loader flags and the CLI entry). */
+  command?: readonly string[];
+  /** The extension ends itself after this long with neither serve nor Envoy (default 10 min). */
+  orphanGraceMs?: number;
+  logLevel?: string;
 }
 
 export type RunningServe = RunningGateway & {
-  /** The in-process AI extension, unless disabled. */
+  /** The in-process AI extension, unless disabled or run as a child. */
   aiExtension: RunningAiExtension | undefined;
+  /** The AI extension's process, when run as a child. */
+  aiExtensionProcess: AiExtensionProcess | undefined;
 };
 
 /**
@@ -24,7 +46,8 @@ export type RunningServe = RunningGateway & {
  * in the same process, the AI extension that Envoy calls for every attempt on an AI Backend.
  */
 export async function serve(opts: ServeOptions): Promise<RunningServe> {
-  const { config, logger, aiExtension: extensionOptions = { port: 0 }, ...servers } = opts;
+  const { config, limits, logger, aiExtension: extensionOptions = { port: 0 }, ...servers } = opts;
+  if (extensionOptions !== false && extensionOptions.child !== undefined) return serveWithExtensionProcess(opts, extensionOptions.child);
   let extension: RunningAiExtension | undefined;
   let envoy = servers.envoy;
   if (extensionOptions !== false) {
@@ -34,7 +57,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServe> {
   }
   let runtime: RunningGateway;
   try {
-    runtime = await startGatewayRuntime({ ...servers, envoy, logger, provider: new FileProvider({ path: config, logger }), origin: { config } });
+    runtime = await startGatewayRuntime({ ...servers, envoy, logger, provider: new FileProvider({ path: config, logger, ...(limits ? { limits } : {}) }), origin: { config } });
   } catch (err) {
     await extension?.stop();
     throw err;
@@ -56,9 +79,67 @@ export async function serve(opts: ServeOptions): Promise<RunningServe> {
   return {
     ...runtime,
     aiExtension: extension,
+    aiExtensionProcess: undefined,
     async stop() {
       await running?.stop();
       await runtime.stop();
+    },
+  };
+}
+
+/**
+ * serve with its AI extension in a process of its own: the extension first (its port goes into
+ * Envoy's configuration), adopted if one kept running across a crash of serve; then the
+ * pipeline; then the Unix socket the extension reads credentials from, at the same path as before.
+ */
+async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionChildOptions): Promise<RunningServe> {
+  const { config, limits, logger, aiExtension: extensionOptions, ...servers } = opts;
+  if (extensionOptions === false || extensionOptions === undefined) throw new Error('serve: no AI extension options');
+  const state = openStateDir(child.stateDir ?? defaultStateDir(config));
+  const unlock = lockStateDir(state);
+  let extension: AiExtensionProcess | undefined;
+  let runtime: RunningGateway | undefined;
+  try {
+    extension = await startAiExtensionProcess({
+      state,
+      port: extensionOptions.port,
+      host: extensionOptions.host ?? '127.0.0.1',
+      ...(child.command ? { command: child.command } : {}),
+      ...(child.orphanGraceMs !== undefined ? { orphanGraceMs: child.orphanGraceMs } : {}),
+      ...(child.logLevel ? { logLevel: child.logLevel } : {}),
+      logger: logger.child({ component: 'ai-extension' }),
+    });
+    const envoy = { ...servers.envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };
+    const running = extension;
+    runtime = await startGatewayRuntime({
+      ...servers,
+      envoy,
+      logger,
+      provider: new FileProvider({ path: config, logger, ...(limits ? { limits } : {}) }),
+      origin: { config },
+      extraMetrics: () => running.metrics(),
+    });
+    // Left behind by a serve that was killed; the lock says no live serve owns it.
+    rmSync(state.socket, { force: true });
+    await runtime.xds.listenUnix(state.socket);
+  } catch (err) {
+    await extension?.stop();
+    await runtime?.stop();
+    unlock();
+    throw err;
+  }
+  const running = runtime;
+  const extensionProcess = extension;
+  logger.info({ stateDir: state.path, aiExtensionPid: extensionProcess.pid(), aiExtensionPort: extensionProcess.port, adopted: extensionProcess.adopted }, 'serve: the AI extension runs in its own process');
+  return {
+    ...running,
+    aiExtension: undefined,
+    aiExtensionProcess: extensionProcess,
+    async stop() {
+      await extensionProcess.stop();
+      await running.stop();
+      rmSync(state.socket, { force: true });
+      unlock();
     },
   };
 }

@@ -1,8 +1,11 @@
 import { posix } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
+import type { XdsTarget } from '../ai-extension/credentials.js';
 import { startAiExtension } from '../ai-extension/server.js';
+import { DURATION_HINT, parseDuration } from '../api/duration.js';
 import { formatProblem } from '../api/manifest.js';
+import { removeExtensionRecord, writeExtensionRecord } from '../app/ai-extension-process.js';
 import { controller, defaultLeaseNamespace } from '../app/controller.js';
 import type { RunningGateway } from '../app/gateway-runtime.js';
 import { serve } from '../app/serve.js';
@@ -12,6 +15,7 @@ import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
 import { createLogger } from '../observability/logger.js';
 import { runPipeline, translateReport } from '../pipeline.js';
 import { FileProvider } from '../providers/file.js';
+import { CONFIG_LIMIT_FLAGS, DEFAULT_CONFIG_LIMITS, formatBytes, type ConfigLimits } from '../providers/manifest-files.js';
 import { CA_FILE, CERT_FILE, KEY_FILE, clientCertificateRole, readXdsClientTls, readXdsServerTls, xdsChannelCredentials } from '../xds/tls.js';
 
 const USAGE = `switchyard: Gateway API and AI Backends to Envoy, over xDS
@@ -20,15 +24,21 @@ Usage:
   switchyard serve --config PATH [--xds-port 18000] [--xds-host 0.0.0.0] [--metrics-port 9090]
                    [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0] [--log-level info]
                    [--ai-extension-port 18001] [--ai-extension-address 127.0.0.1] [--no-ai-extension]
-                   [--xds-tls-dir DIR]
+                   [--xds-tls-dir DIR] [--state-dir DIR] [--max-document-size 1.5Mi]
+                   [--max-file-size 64Mi] [--max-config-size 128Mi]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
-      the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port.
-  switchyard ai-extension --xds HOST:PORT [--xds-tls-dir DIR] [--port 18001] [--host 0.0.0.0]
-                          [--metrics-port 9091] [--log-level info]
+      the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port,
+      as a process of its own that keeps serving if serve dies; a restarted serve adopts it through
+      --state-dir (default: per config path, under $XDG_RUNTIME_DIR or a 0700 temp directory).
+      A document, a file or the whole of PATH over its size limit is refused with an error naming
+      it (sizes in bytes, or with Ki, Mi, Gi); what was served before keeps being served.
+  switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH) [--port 18001]
+                          [--host 0.0.0.0] [--metrics-port 9091] [--log-level info] [--orphan-grace 10m]
       Run only the AI extension next to Envoy; provider keys come from the controller at --xds,
       which sends them only over mTLS to a client certificate of role ai-extension (URI SAN
       spiffe://switchyard.dev/role/ai-extension): --xds-tls-dir holds ca.crt (verifies the
-      controller) and that certificate as tls.crt/tls.key.
+      controller) and that certificate as tls.crt/tls.key; they are kept while it is away. --orphan-grace: exit once neither the
+      controller nor Envoy has been seen for that long (default: never).
   switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
                         [--ai-extension-address 127.0.0.1] [--ai-extension-port 18001]
@@ -41,7 +51,7 @@ Usage:
       Issue (or renew, when in the last third of their lifetime) an xDS CA and one certificate per
       role in DIR/{ca,controller,envoy,ai-extension}, each laid out for --xds-tls-dir; NAMES
       (comma-separated, default localhost) are the names clients dial the controller by.
-  switchyard translate -f PATH [-o json|yaml]
+  switchyard translate -f PATH [-o json|yaml] [--max-document-size ...] [--max-file-size ...] [--max-config-size ...]
       Print what would be served (secrets redacted) and every object's status.
   switchyard bootstrap --xds HOST:PORT --node-id ID [--admin-port 9901] [--delta] [--xds-tls-dir DIR]
                        [-o json|yaml]
@@ -66,6 +76,39 @@ function int(value: string | undefined, flag: string, fallback: number): number 
   return n;
 }
 
+const SIZE = /^(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi)?$/;
+const UNITS: Readonly<Record<string, number>> = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 };
+
+function size(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const m = SIZE.exec(value.trim());
+  const bytes = m ? Math.floor(Number(m[1]) * (UNITS[m[2] ?? ''] ?? 1)) : Number.NaN;
+  if (!Number.isFinite(bytes) || bytes <= 0) throw new UsageError(`${flag} is a size in bytes, or with Ki, Mi or Gi (e.g. 64Mi), got "${value}"`);
+  return bytes;
+}
+
+const LIMIT_OPTIONS = {
+  'max-document-size': { type: 'string' },
+  'max-file-size': { type: 'string' },
+  'max-config-size': { type: 'string' },
+} as const;
+
+/** The size limits of file mode from the flags (CONFIG_LIMIT_FLAGS), defaults for the rest. */
+function configLimits(values: Partial<Record<keyof typeof LIMIT_OPTIONS, string>>): ConfigLimits {
+  const limits: ConfigLimits = { ...DEFAULT_CONFIG_LIMITS };
+  for (const key of Object.keys(CONFIG_LIMIT_FLAGS) as (keyof ConfigLimits)[]) {
+    const flag = CONFIG_LIMIT_FLAGS[key];
+    const bytes = size(values[flag.slice(2) as keyof typeof LIMIT_OPTIONS], flag);
+    if (bytes !== undefined) limits[key] = bytes;
+  }
+  if (limits.documentBytes > limits.fileBytes || limits.fileBytes > limits.totalBytes) {
+    throw new UsageError(
+      `size limits must grow from document to file to configuration, got ${CONFIG_LIMIT_FLAGS.documentBytes} ${formatBytes(limits.documentBytes)}, ${CONFIG_LIMIT_FLAGS.fileBytes} ${formatBytes(limits.fileBytes)}, ${CONFIG_LIMIT_FLAGS.totalBytes} ${formatBytes(limits.totalBytes)}`,
+    );
+  }
+  return limits;
+}
+
 function output(value: unknown, format: string | undefined): string {
   if (format === undefined || format === 'json') return `${JSON.stringify(value, null, 2)}\n`;
   if (format === 'yaml') return stringify(value, { lineWidth: 0, aliasDuplicateObjects: false });
@@ -87,15 +130,21 @@ async function runServe(args: string[]): Promise<number> {
       'ai-extension-address': { type: 'string' },
       'no-ai-extension': { type: 'boolean' },
       'xds-tls-dir': { type: 'string' },
+      ...LIMIT_OPTIONS,
+      'state-dir': { type: 'string' },
     },
   });
   if (!values.config) throw new UsageError('serve needs --config PATH (a manifest file or a directory of them)');
+  const limits = configLimits(values);
   const xdsTls = values['xds-tls-dir'] !== undefined ? readXdsServerTls(values['xds-tls-dir']) : undefined;
   const extensionPort = int(values['ai-extension-port'], '--ai-extension-port', 18001);
   const extensionAddress = values['ai-extension-address'] ?? '127.0.0.1';
-  const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard' });
+  const level = logLevel(values['log-level']);
+  const logger = createLogger({ level, name: 'switchyard' });
+  const stateDir = values['state-dir'];
   const running = await serve({
     config: values.config,
+    limits,
     xdsPort: int(values['xds-port'], '--xds-port', 18000),
     xdsHost: values['xds-host'] ?? '0.0.0.0',
     ...(xdsTls ? { xdsTls } : {}),
@@ -107,8 +156,16 @@ async function runServe(args: string[]): Promise<number> {
       aiExtension: { host: extensionAddress, port: extensionPort },
     },
     logger,
-    // Bound on all interfaces when Envoy dials it from elsewhere.
-    aiExtension: values['no-ai-extension'] ? false : { port: extensionPort, host: extensionAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', advertise: extensionAddress },
+    // Bound on all interfaces when Envoy dials it from elsewhere. A process of its own, so that
+    // Envoy keeps its AI routes while serve is down (src/app/ai-extension-process.ts).
+    aiExtension: values['no-ai-extension']
+      ? false
+      : {
+          port: extensionPort,
+          host: extensionAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0',
+          advertise: extensionAddress,
+          child: { ...(stateDir !== undefined ? { stateDir } : {}), logLevel: level },
+        },
   });
   await untilSignal(running, logger);
   return 0;
@@ -126,29 +183,63 @@ async function runAiExtension(args: string[]): Promise<number> {
     args,
     options: {
       xds: { type: 'string' },
+      'xds-socket': { type: 'string' },
       port: { type: 'string' },
       host: { type: 'string' },
       'metrics-port': { type: 'string' },
       'metrics-host': { type: 'string' },
       'log-level': { type: 'string' },
       'xds-tls-dir': { type: 'string' },
+      'orphan-grace': { type: 'string' },
+      'state-file': { type: 'string' },
     },
   });
-  const xdsAddress = hostPort(values.xds, '--xds', "the controller's xDS address, where provider keys come from");
-  const tlsDir = values['xds-tls-dir'];
-  const tls = tlsDir !== undefined ? readXdsClientTls(tlsDir) : undefined;
-  const role = tls ? clientCertificateRole(tls) : undefined;
-  const xds = tls ? { ...xdsAddress, credentials: xdsChannelCredentials(tls), ...(role ? { certificateRole: role } : {}) } : xdsAddress;
+  const socket = values['xds-socket'];
+  if (socket !== undefined && (values.xds !== undefined || values['xds-tls-dir'] !== undefined)) {
+    throw new UsageError('--xds-socket (serve\'s private Unix socket) excludes --xds and --xds-tls-dir');
+  }
+  let xds: XdsTarget;
+  if (socket !== undefined) {
+    xds = { socket };
+  } else {
+    const xdsAddress = hostPort(values.xds, '--xds', "the controller's xDS address, where provider keys come from");
+    const tlsDir = values['xds-tls-dir'];
+    const tls = tlsDir !== undefined ? readXdsClientTls(tlsDir) : undefined;
+    const role = tls ? clientCertificateRole(tls) : undefined;
+    xds = tls ? { ...xdsAddress, credentials: xdsChannelCredentials(tls), ...(role ? { certificateRole: role } : {}) } : xdsAddress;
+  }
+  const graceText = values['orphan-grace'];
+  const orphanGraceMs = graceText === undefined ? undefined : parseDuration(graceText);
+  if (graceText !== undefined && orphanGraceMs === undefined) throw new UsageError(`--orphan-grace: ${DURATION_HINT}, got "${graceText}"`);
+  const host = values.host ?? '0.0.0.0';
   const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard-ai-extension' });
   const running = await startAiExtension({
     port: int(values.port, '--port', 18001),
-    host: values.host ?? '0.0.0.0',
+    host,
     xds,
     metricsPort: int(values['metrics-port'], '--metrics-port', 9091),
     metricsHost: values['metrics-host'] ?? '0.0.0.0',
     logger,
   });
-  await untilSignal(running, logger);
+  const stateFile = values['state-file'];
+  if (stateFile !== undefined) {
+    writeExtensionRecord(stateFile, { pid: process.pid, port: running.port, host, socket: socket ?? '', ...(running.metricsPort !== undefined ? { metricsPort: running.metricsPort } : {}) });
+  }
+  const stopping = untilSignal(running, logger);
+  let orphanCheck: NodeJS.Timeout | undefined;
+  const ended = new Promise<void>((resolve) => {
+    if (orphanGraceMs === undefined) return;
+    orphanCheck = setInterval(() => {
+      const away = running.credentials.disconnectedForMs();
+      const idle = running.idleForMs();
+      if (away < orphanGraceMs || idle < orphanGraceMs) return;
+      logger.warn({ controllerAwayMs: away, idleMs: idle }, 'ai-extension: neither the controller nor Envoy has been here for the orphan grace time; exiting');
+      running.stop().then(resolve, resolve);
+    }, Math.min(1_000, orphanGraceMs));
+  });
+  await Promise.race([stopping, ended]);
+  clearInterval(orphanCheck);
+  if (stateFile !== undefined) removeExtensionRecord(stateFile, process.pid);
   return 0;
 }
 
@@ -255,9 +346,9 @@ async function runCerts(args: string[]): Promise<number> {
 }
 
 async function runTranslate(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { file: { type: 'string', short: 'f' }, output: { type: 'string', short: 'o' } } });
+  const { values } = parseArgs({ args, options: { file: { type: 'string', short: 'f' }, output: { type: 'string', short: 'o' }, ...LIMIT_OPTIONS } });
   if (!values.file) throw new UsageError('translate needs -f PATH (a manifest file or a directory of them)');
-  const provider = new FileProvider({ path: values.file, resyncIntervalMs: 0 });
+  const provider = new FileProvider({ path: values.file, resyncIntervalMs: 0, limits: configLimits(values) });
   const snapshot = await provider.start();
   await provider.stop();
   const report = translateReport(runPipeline(snapshot.inputs));

@@ -31,6 +31,8 @@ export const EXT_PROC_ATTRIBUTES = 'envoy.filters.http.ext_proc';
 
 /** How long Envoy waits for each answer of the extension before failing the attempt. */
 const MESSAGE_TIMEOUT = '2s';
+/** Below nghttp2's stream-reset burst (1000) with a wide margin; see aiExtensionCluster. */
+const MAX_STREAMS_PER_CONNECTION = 500;
 
 /** Response code details of a failed ext_proc stream start with this (Envoy 1.40). */
 const EXT_PROC_ERROR_DETAILS = 'ext_proc_error';
@@ -87,6 +89,11 @@ export function aiExtensionCluster(opts: EnvoyOptions): EnvoyResource {
       'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
         '@type': ANY.httpProtocolOptions,
         explicit_http_config: { http2_protocol_options: { connection_keepalive: { interval: '15s', timeout: '5s' } } },
+        // Envoy ends every ext_proc stream with RST_STREAM, and Node's HTTP/2 server (nghttp2's
+        // rapid-reset guard: a burst of 1000, then 33 a second) drops a connection that sends
+        // more: at 100 attempts a second the extension cut Envoy off every ~15 s, failing the
+        // attempts in flight. A fresh connection every 500 streams stays far below the burst.
+        common_http_protocol_options: { max_requests_per_connection: MAX_STREAMS_PER_CONNECTION },
       },
     },
   };

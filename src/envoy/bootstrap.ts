@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { posix } from 'node:path';
+import { REGEX_PROGRAM_SIZE_LIMIT } from '../api/httproute.js';
 import type { JsonObject } from './resources.js';
 
 /** The static cluster through which Envoy reaches Switchyard's ADS server. */
@@ -71,7 +72,9 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
     // Without an admin layer Envoy warns at start and /runtime_modify is refused; tests use it.
     layered_runtime: {
       layers: [
-        { name: 'static', static_layer: {} },
+        // The translator refuses regexes above this RE2 program size; Envoy's default (100) is
+        // lower than a 64-character token pattern needs. See REGEX_PROGRAM_SIZE_LIMIT.
+        { name: 'static', static_layer: { 're2.max_program_size.error_level': REGEX_PROGRAM_SIZE_LIMIT } },
         { name: 'admin', admin_layer: {} },
       ],
     },

@@ -79,11 +79,19 @@ export function toRetryPolicy(r: RetryPlan): JsonObject {
   return policy;
 }
 
+/**
+ * Envoy reads header values as substitution formats: "%REQ(x)%" is expanded, a lone "%" makes it
+ * refuse the whole RouteConfiguration. Gateway API values are literal, so every "%" is doubled.
+ */
+function literalHeaderValue(value: string): string {
+  return value.replaceAll('%', '%%');
+}
+
 function headerEdits(h: HeaderEdits | undefined, prefix: 'request' | 'response'): JsonObject {
   if (!h) return {};
   const add: JsonValue[] = [
-    ...h.set.map((x) => ({ header: { key: x.name, value: x.value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })),
-    ...h.add.map((x) => ({ header: { key: x.name, value: x.value }, append_action: 'APPEND_IF_EXISTS_OR_ADD' })),
+    ...h.set.map((x) => ({ header: { key: x.name, value: literalHeaderValue(x.value) }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })),
+    ...h.add.map((x) => ({ header: { key: x.name, value: literalHeaderValue(x.value) }, append_action: 'APPEND_IF_EXISTS_OR_ADD' })),
   ];
   const out: JsonObject = {};
   if (add.length > 0) out[`${prefix}_headers_to_add`] = add;
@@ -117,8 +125,15 @@ function toRoute(r: RouteIR): JsonObject {
   }
   const action: JsonObject = { timeout: toEnvoyDuration(a.timeoutMs) };
   const only = a.clusters.length === 1 ? a.clusters[0] : undefined;
-  if (only) action.cluster = only.name;
-  else action.weighted_clusters = { clusters: a.clusters.map((c) => ({ name: c.name, weight: c.weight })) };
+  // Per-backend header edits (backendRef filters) exist only on weighted cluster entries, where
+  // Envoy applies them once it has picked the cluster; one cluster is then a one-entry list.
+  const perCluster = a.clusters.some((c) => c.requestHeaders || c.responseHeaders);
+  if (only && !perCluster) action.cluster = only.name;
+  else {
+    action.weighted_clusters = {
+      clusters: a.clusters.map((c) => ({ name: c.name, weight: c.weight, ...headerEdits(c.requestHeaders, 'request'), ...headerEdits(c.responseHeaders, 'response') })),
+    };
+  }
   if (a.clusterNotFoundStatus === 500) action.cluster_not_found_response_code = 'INTERNAL_SERVER_ERROR';
   if (a.hostRewrite) action.host_rewrite_literal = a.hostRewrite;
   else if (a.autoHostRewrite) action.auto_host_rewrite = true;

@@ -4,12 +4,28 @@
  * turns it into xDS resources.
  */
 export interface IR {
+  /** Every Gateway of our classes, served listeners or not: what its infrastructure needs. */
+  gateways: GatewayIR[];
   listeners: ListenerIR[];
   clusters: ClusterIR[];
   /** Provider credentials, by name, for the data path (never placed in Listener/Cluster/Route config). */
   credentials: CredentialIR[];
   /** Serving certificates of HTTPS listeners. */
   certificates: CertificateIR[];
+}
+
+export interface GatewayIR {
+  namespace: string;
+  name: string;
+  className: string;
+  /** spec.addresses as asked (type defaults to IPAddress). */
+  addresses: { type: string; value: string }[];
+  /** spec.infrastructure: labels and annotations for what is created for the Gateway. */
+  infrastructure?: {
+    labels: Record<string, string>;
+    annotations: Record<string, string>;
+    parametersRef?: { group: string; kind: string; name: string };
+  };
 }
 
 export interface ListenerIR {
@@ -55,9 +71,17 @@ export interface HeaderEdits {
   remove: string[];
 }
 
+export interface WeightedCluster {
+  name: string;
+  weight: number;
+  /** Header edits for requests sent to this cluster only, and for its responses (backendRef filters). */
+  requestHeaders?: HeaderEdits;
+  responseHeaders?: HeaderEdits;
+}
+
 export interface ForwardAction {
   kind: 'forward';
-  clusters: { name: string; weight: number }[];
+  clusters: WeightedCluster[];
   /** Answer for a cluster that does not exist: the share of an invalid backendRef (Gateway API: 500). */
   clusterNotFoundStatus?: 500;
   /** Undefined: no retries. */

@@ -14,6 +14,8 @@ export interface HealthServerOptions {
   ready: () => Readiness;
   /** Current object statuses and problems, served as JSON on /statusz. */
   statusz?: () => unknown;
+  /** More series in the text format, appended to /metrics (another process's, e.g. serve's AI extension). */
+  extraMetrics?: () => Promise<string>;
 }
 
 export interface HealthServer {
@@ -64,9 +66,12 @@ async function handle(options: HealthServerOptions, req: IncomingMessage, res: S
       send(res, ready ? 200 : 503, 'text/plain; charset=utf-8', `${ready ? 'ok' : `not ready: ${reason}`}\n`);
       return;
     }
-    case '/metrics':
-      send(res, 200, options.registry.contentType, await options.registry.metrics());
+    case '/metrics': {
+      const own = await options.registry.metrics();
+      const extra = options.extraMetrics ? await options.extraMetrics() : '';
+      send(res, 200, options.registry.contentType, extra === '' ? own : `${own.endsWith('\n') ? own : `${own}\n`}${extra}`);
       return;
+    }
     case '/statusz':
       if (!options.statusz) {
         send(res, 404, 'text/plain; charset=utf-8', 'statusz is not served by this command\n');

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { FSWatcher } from 'node:fs';
 import { watch } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
@@ -6,8 +7,8 @@ import type { Logger } from 'pino';
 import type { Problem } from '../api/manifest.js';
 import { formatProblem } from '../api/manifest.js';
 import { silentLogger } from '../observability/logger.js';
-import type { ManifestFile, ManifestDocument, Snapshot } from './manifest-files.js';
-import { canonicalJson, displayName, listManifestTree, ManifestStore, parseManifestFile } from './manifest-files.js';
+import type { ConfigLimits, ManifestFile, ManifestDocument, Snapshot } from './manifest-files.js';
+import { canonicalDigest, DEFAULT_CONFIG_LIMITS, displayName, limitMessage, listManifestTree, manifestDocuments, ManifestStore } from './manifest-files.js';
 
 export type { Snapshot } from './manifest-files.js';
 
@@ -23,12 +24,23 @@ export interface FileProviderOptions {
   resyncIntervalMs?: number;
   /** File names in problems and logs are relative to this directory (default: the working directory). */
   sourceRoot?: string;
+  /** Size limits per document, per file and in total (DEFAULT_CONFIG_LIMITS for what is not given). */
+  limits?: Partial<ConfigLimits>;
+}
+
+/** How long parsing runs before it lets other work on the event loop run. */
+const PARSE_SLICE_MS = 20;
+
+/** The whole configuration is larger than the total limit: nothing of it is read. */
+class ConfigTooLarge extends Error {
+  override name = 'ConfigTooLarge';
 }
 
 export type SnapshotListener = (snapshot: Snapshot) => void;
 
+/** A file as last parsed; `digest` of its text tells whether it must be parsed again (the text itself is not kept). */
 interface ParsedFile {
-  text: string;
+  digest: string;
   documents: ManifestDocument[];
 }
 
@@ -44,6 +56,7 @@ export class FileProvider {
   private readonly maxDelayMs: number;
   private readonly resyncIntervalMs: number;
   private readonly sourceRoot: string;
+  private readonly limits: ConfigLimits;
   private readonly store = new ManifestStore();
   private readonly parsed = new Map<string, ParsedFile>();
   private readonly watchers = new Map<string, FSWatcher>();
@@ -64,6 +77,7 @@ export class FileProvider {
     this.maxDelayMs = options.maxDelayMs ?? 500;
     this.resyncIntervalMs = options.resyncIntervalMs ?? 30_000;
     this.sourceRoot = options.sourceRoot ?? process.cwd();
+    this.limits = { ...DEFAULT_CONFIG_LIMITS, ...options.limits };
   }
 
   /** Loads the manifests once and starts watching. Rejects when the path does not exist. */
@@ -141,12 +155,15 @@ export class FileProvider {
       next = this.store.build(await this.readFiles(tree.files));
     } catch (err) {
       if (!this.snapshot) throw err;
-      // The path itself is gone (mid-replace, or unmounted): serving nothing would drop every
-      // route, so the last configuration stays until the path is back.
+      // The path itself is gone (mid-replace, or unmounted), or grew past the total limit:
+      // serving nothing would drop every route, so the last configuration stays.
       const problem: Problem = {
         source: displayName(this.root, this.sourceRoot),
         field: '',
-        message: `cannot read the configuration path (${errorCode(err)}); serving the configuration last loaded from it until it is back`,
+        message:
+          err instanceof ConfigTooLarge
+            ? `${err.message}; serving the configuration last loaded until it is back under the limit`
+            : `cannot read the configuration path (${errorCode(err)}); serving the configuration last loaded from it until it is back`,
       };
       next = { inputs: this.snapshot.inputs, problems: [problem] };
       // Watching the parent too notices a directory that comes back under the same name.
@@ -154,7 +171,7 @@ export class FileProvider {
     }
     if (this.stopped) return;
     this.syncWatchers(directories);
-    const fingerprint = canonicalJson(next);
+    const fingerprint = canonicalDigest(next);
     if (fingerprint === this.fingerprint) return;
     const initial = this.snapshot === undefined;
     this.fingerprint = fingerprint;
@@ -174,20 +191,44 @@ export class FileProvider {
     const out: ManifestFile[] = [];
     const present = new Set(files);
     for (const cached of [...this.parsed.keys()]) if (!present.has(cached)) this.parsed.delete(cached);
+    // Sizes first: a configuration over the total limit is not read at all.
+    const sizes = new Map<string, number>();
+    let total = 0;
+    for (const file of files) {
+      const size = await stat(file).then((info) => info.size, () => 0);
+      sizes.set(file, size);
+      total += size;
+    }
+    if (total > this.limits.totalBytes) {
+      throw new ConfigTooLarge(limitMessage(`the configuration under ${displayName(this.root, this.sourceRoot)} (${files.length} files)`, total, 'totalBytes', this.limits));
+    }
     for (const file of files) {
       const name = displayName(file, this.sourceRoot);
-      let text: string;
+      const size = sizes.get(file) ?? 0;
+      if (size > this.limits.fileBytes) {
+        // Not read: a broken file, so the objects last loaded from it keep being served.
+        out.push({ name, documents: [], readProblem: { source: name, field: '', message: limitMessage('this file', size, 'fileBytes', this.limits) } });
+        continue;
+      }
+      // Bytes, not a string: documents are decoded one at a time (parseManifestFile).
+      let bytes: Buffer;
       try {
-        text = await readFile(file, 'utf8');
+        bytes = await readFile(file);
       } catch (err) {
         // Deleted between listing and reading: the next event reloads without it.
         if (errorCode(err) === 'ENOENT') continue;
         out.push({ name, documents: [], readProblem: { source: name, field: '', message: `cannot read the file (${errorCode(err)})` } });
         continue;
       }
+      // Grown since stat: judged by what was read.
+      if (bytes.length > this.limits.fileBytes) {
+        out.push({ name, documents: [], readProblem: { source: name, field: '', message: limitMessage('this file', bytes.length, 'fileBytes', this.limits) } });
+        continue;
+      }
+      const digest = createHash('sha256').update(bytes).digest('base64');
       let entry = this.parsed.get(file);
-      if (entry?.text !== text) {
-        entry = { text, documents: parseManifestFile(name, text) };
+      if (entry?.digest !== digest) {
+        entry = { digest, documents: await this.parse(name, bytes) };
         this.parsed.set(file, entry);
         for (const doc of entry.documents) {
           if (doc.state === 'ignored' && doc.id) this.logger.debug({ source: doc.source, kind: doc.id.kind }, `file provider: ${doc.reason}; ignored`);
@@ -196,6 +237,24 @@ export class FileProvider {
       out.push({ name, documents: entry.documents });
     }
     return out;
+  }
+
+  /**
+   * Parses a file, yielding to the event loop every few milliseconds: a large file takes seconds
+   * to parse, and meanwhile the xDS server must keep answering (Envoy's keepalive, new streams)
+   * and the health endpoints their probes.
+   */
+  private async parse(name: string, bytes: Buffer): Promise<ManifestDocument[]> {
+    const documents: ManifestDocument[] = [];
+    let since = performance.now();
+    for (const doc of manifestDocuments(name, bytes, this.limits)) {
+      documents.push(doc);
+      if (performance.now() - since > PARSE_SLICE_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        since = performance.now();
+      }
+    }
+    return documents;
   }
 
   private syncWatchers(directories: readonly string[]): void {

@@ -1,11 +1,12 @@
+import { createHash } from 'node:crypto';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { LineCounter, parseAllDocuments } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import type { KnownObject, Problem } from '../api/manifest.js';
 import { parseManifest } from '../api/manifest.js';
 import type { ObjectId } from '../api/meta.js';
 import type { Inputs, InvalidObject } from '../translate/inputs.js';
-import { addToInputs, emptyInputs } from '../translate/inputs.js';
+import { addToInputs, emptyInputs, noteUnknownFields } from '../translate/inputs.js';
 
 /** What a provider hands to the pipeline: the inputs to translate and what is wrong with the sources. */
 export interface Snapshot {
@@ -13,9 +14,50 @@ export interface Snapshot {
   problems: Problem[];
 }
 
+/**
+ * How much configuration file mode reads. Defaults:
+ * - a document: 1.5 MiB, what etcd (and so a Kubernetes cluster) accepts for one object by
+ *   default: whatever fits a cluster fits a file, and one runaway document cannot stall a reload;
+ * - a file: 64 MiB: 10,000 multipool Backends (3 priorities x 2 members) with their 60,000
+ *   Secrets and 10,000 HTTPRoutes are 37 MiB of YAML (bench/config-load.ts), so one file holds
+ *   them with room to spare;
+ * - everything under the path: 128 MiB, three and a half times that set. Loading costs a few
+ *   times the input in memory (bench row "config load"), so this bounds the controller's memory.
+ */
+export interface ConfigLimits {
+  documentBytes: number;
+  fileBytes: number;
+  totalBytes: number;
+}
+
+export const DEFAULT_CONFIG_LIMITS: Readonly<ConfigLimits> = {
+  documentBytes: 1.5 * 1024 * 1024,
+  fileBytes: 64 * 1024 * 1024,
+  totalBytes: 128 * 1024 * 1024,
+};
+
+/** The `serve` and `translate` flag that raises each limit, named in every limit error. */
+export const CONFIG_LIMIT_FLAGS: Readonly<Record<keyof ConfigLimits, string>> = {
+  documentBytes: '--max-document-size',
+  fileBytes: '--max-file-size',
+  totalBytes: '--max-config-size',
+};
+
+export function formatBytes(bytes: number): string {
+  if (bytes >= 1024 * 1024) return `${Number((bytes / 1024 / 1024).toFixed(1))} MiB`;
+  if (bytes >= 1024) return `${Number((bytes / 1024).toFixed(1))} KiB`;
+  return `${bytes} bytes`;
+}
+
+/** The message of a limit error: what is too large, by how much, and which flag raises the limit. */
+export function limitMessage(what: string, bytes: number, limit: keyof ConfigLimits, limits: ConfigLimits): string {
+  return `${what} is ${formatBytes(bytes)}, more than the ${formatBytes(limits[limit])} allowed; split it, or raise the limit with ${CONFIG_LIMIT_FLAGS[limit]}`;
+}
+
 /** What one document of a manifest file turned out to be. `source` is "<file>#<index from 0>". */
 export type ManifestDocument =
-  | { state: 'object'; source: string; id: ObjectId; object: KnownObject; content: string; generation?: number }
+  /** `content`: a hash of everything but metadata and status, to tell a spec change (generation bump) from none. */
+  | { state: 'object'; source: string; id: ObjectId; object: KnownObject; content: string; generation?: number; warnings: Problem[] }
   | { state: 'invalid'; source: string; id?: ObjectId; problems: Problem[]; content: string; generation?: number }
   | { state: 'syntax'; source: string; problems: Problem[] }
   | { state: 'ignored'; source: string; id?: ObjectId; reason: string };
@@ -82,31 +124,129 @@ export function displayName(file: string, base: string): string {
 
 /**
  * Splits a manifest file into documents and validates each one; a broken document never hides the others.
- * JSON files go through the YAML parser too (JSON is YAML 1.2): JSON.parse would quote the broken
- * input in its error message, and that input may be a credential.
+ * Documents are parsed one at a time (see yamlDocuments): a parsed YAML tree costs tens of times
+ * its text, and only one is alive at once.
+ * JSON files are read with JSON.parse, and, when that fails, with the YAML parser (JSON is YAML
+ * 1.2) for the error: JSON.parse quotes the broken input in its message, and that may be a credential.
  */
-export function parseManifestFile(name: string, text: string): ManifestDocument[] {
+export function parseManifestFile(name: string, content: string | Buffer, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS): ManifestDocument[] {
+  return [...manifestDocuments(name, content, limits)];
+}
+
+/** parseManifestFile one document at a time, for a caller that yields to the event loop between them. */
+export function* manifestDocuments(name: string, content: string | Buffer, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS): Generator<ManifestDocument> {
+  if (/\.json$/i.test(name)) {
+    yield parseJsonDocument(`${name}#0`, typeof content === 'string' ? content : content.toString('utf8'), limits);
+    return;
+  }
+  let index = 0;
+  for (const chunk of yamlDocuments(content)) yield parseYamlDocument(`${name}#${index++}`, chunk, limits);
+}
+
+function tooLarge(source: string, bytes: number, limits: ConfigLimits): ManifestDocument | undefined {
+  if (bytes <= limits.documentBytes) return undefined;
+  return { state: 'syntax', source, problems: [{ source, field: '', message: limitMessage('this document', bytes, 'documentBytes', limits) }] };
+}
+
+function parseJsonDocument(source: string, text: string, limits: ConfigLimits): ManifestDocument {
+  const large = tooLarge(source, Buffer.byteLength(text), limits);
+  if (large) return large;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return parseYamlDocument(source, { text, firstLine: 1 }, limits);
+  }
+  return classify(value, source);
+}
+
+function parseYamlDocument(source: string, chunk: YamlChunk, limits: ConfigLimits): ManifestDocument {
+  const large = tooLarge(source, Buffer.byteLength(chunk.text), limits);
+  if (large) return large;
   const lineCounter = new LineCounter();
   // prettyErrors would append the offending source line to messages, and that line may be a secret.
-  const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false });
-  return docs.map((doc, index): ManifestDocument => {
-    const source = `${name}#${index}`;
-    const [first, ...more] = doc.errors;
-    if (first) {
-      const { line, col } = lineCounter.linePos(first.pos[0]);
-      const extra = more.length > 0 ? ` (and ${more.length} more error${more.length > 1 ? 's' : ''} in this document)` : '';
-      return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML syntax error at line ${line}, column ${col}: ${first.message}${extra}` }] };
-    }
-    let value: unknown;
-    try {
-      value = doc.toJS();
-    } catch (err) {
-      // toJS throws on alias bombs ("Excessive alias count") and unresolvable aliases.
-      return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML error: ${err instanceof Error ? err.message : String(err)}` }] };
-    }
-    return classify(value, source);
-  });
+  const doc = parseDocument(chunk.text, { lineCounter, prettyErrors: false });
+  const [first, ...more] = doc.errors;
+  if (first) {
+    const { line, col } = lineCounter.linePos(first.pos[0]);
+    const extra = more.length > 0 ? ` (and ${more.length} more error${more.length > 1 ? 's' : ''} in this document)` : '';
+    return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML syntax error at line ${line + chunk.firstLine - 1}, column ${col}: ${first.message}${extra}` }] };
+  }
+  let value: unknown;
+  try {
+    value = doc.toJS();
+  } catch (err) {
+    // toJS throws on alias bombs ("Excessive alias count") and unresolvable aliases.
+    return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML error: ${err instanceof Error ? err.message : String(err)}` }] };
+  }
+  return classify(value, source);
 }
+
+/** One YAML document's text and the line of the file it starts on (from 1). */
+interface YamlChunk {
+  text: string;
+  firstLine: number;
+}
+
+const DOCUMENT_START = /^---(?:[ \t]|$)/;
+const DOCUMENT_END = /^\.\.\.(?:[ \t]|$)/;
+const NOTHING = /^(?:[ \t]*(?:#.*)?)$/;
+const NEWLINE = 0x0a;
+const DASH = 0x2d;
+const DOT = 0x2e;
+
+/**
+ * Splits YAML into documents at the marker lines "---" and "..." in column 0, which YAML
+ * forbids inside any scalar (c-forbidden), so a split there never cuts a value. What counts as a
+ * document is what the yaml package's parseAllDocuments counts: text after an explicit "---",
+ * or any text with content; comments and directives alone are not a document.
+ * Works on the file's bytes: only each document is decoded to a string, never the whole file.
+ */
+export function* yamlDocuments(source: string | Buffer): Generator<YamlChunk> {
+  const bytes = typeof source === 'string' ? Buffer.from(source, 'utf8') : source;
+  let start = 0;
+  let startLine = 1;
+  let explicit = false;
+  let content = false;
+  let line = 1;
+  let pos = 0;
+  const chunk = (from: number, to: number): YamlChunk => ({ text: bytes.toString('utf8', from, to), firstLine: startLine });
+  while (pos <= bytes.length) {
+    const newline = bytes.indexOf(NEWLINE, pos);
+    const end = newline === -1 ? bytes.length : newline;
+    const next = newline === -1 ? bytes.length + 1 : newline + 1;
+    const lead = bytes[pos];
+    // Inside a document only marker lines matter: the rest is not decoded here.
+    if (!content || lead === DASH || lead === DOT) {
+      const current = bytes.toString('latin1', pos, end).replace(/\r$/, '');
+      if (DOCUMENT_START.test(current)) {
+        if (explicit || content) {
+          yield chunk(start, pos);
+          start = pos;
+          startLine = line;
+        }
+        // Otherwise directives (%YAML, %TAG) and comments before the marker belong to this document.
+        explicit = true;
+        const rest = current.slice(3).trim();
+        content = rest !== '' && !rest.startsWith('#');
+      } else if (DOCUMENT_END.test(current)) {
+        if (explicit || content) yield chunk(start, Math.min(next, bytes.length));
+        start = Math.min(next, bytes.length);
+        startLine = line + 1;
+        explicit = false;
+        content = false;
+      } else if (!content && !NOTHING.test(current) && !current.startsWith('%')) {
+        content = true;
+      }
+    }
+    pos = next;
+    line++;
+  }
+  if (explicit || content) yield chunk(start, bytes.length);
+}
+
+/** Shared by every document without warnings: one empty array, not one per document. */
+const NO_PROBLEMS: Problem[] = [];
 
 function classify(value: unknown, source: string): ManifestDocument {
   const result = parseManifest(value, source);
@@ -114,7 +254,7 @@ function classify(value: unknown, source: string): ManifestDocument {
   const content = specContent(value);
   const generation = declaredGeneration(value);
   const gen = generation === undefined ? {} : { generation };
-  if (result.ok) return { state: 'object', source, id: result.id, object: result.object, content, ...gen };
+  if (result.ok) return { state: 'object', source, id: result.id, object: result.object, content, warnings: result.warnings.length > 0 ? result.warnings : NO_PROBLEMS, ...gen };
   return { state: 'invalid', source, problems: result.problems, content, ...(result.id ? { id: result.id } : {}), ...gen };
 }
 
@@ -122,11 +262,60 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Everything but metadata and status: what Kubernetes bumps `metadata.generation` for. */
+/** Everything but metadata and status (what Kubernetes bumps `metadata.generation` for), hashed: the text would double the memory a configuration costs. */
 function specContent(value: unknown): string {
-  if (!isRecord(value)) return canonicalJson(value);
-  const { metadata: _metadata, status: _status, ...rest } = value;
-  return canonicalJson(rest);
+  const { metadata: _metadata, status: _status, ...rest } = isRecord(value) ? value : { value };
+  // 96 bits tell one version of a spec from the next; kept per document, so kept short.
+  return canonicalDigest(rest).slice(0, 16);
+}
+
+/**
+ * A hash of canonicalJson(value), computed without building that text: for a whole snapshot it
+ * is as large as the configuration, and a fingerprint must not cost a copy of it.
+ */
+export function canonicalDigest(value: unknown): string {
+  const hash = createHash('sha256');
+  let pending = '';
+  const write = (piece: string): void => {
+    pending += piece;
+    if (pending.length >= 65_536) {
+      hash.update(pending);
+      pending = '';
+    }
+  };
+  const visit = (v: unknown): void => {
+    if (v === null || typeof v !== 'object') {
+      write(JSON.stringify(v) ?? 'null');
+      return;
+    }
+    if (Array.isArray(v)) {
+      write('[');
+      v.forEach((item, i) => {
+        if (i > 0) write(',');
+        visit(item === undefined || typeof item === 'function' ? null : item);
+      });
+      write(']');
+      return;
+    }
+    if (v instanceof Date) {
+      write(JSON.stringify(v));
+      return;
+    }
+    write('{');
+    let first = true;
+    const record = v as Record<string, unknown>;
+    for (const key of Object.keys(record).sort(byCodeUnits)) {
+      const item = record[key];
+      if (item === undefined || typeof item === 'function') continue;
+      write(`${first ? '' : ','}${JSON.stringify(key)}:`);
+      first = false;
+      visit(item);
+    }
+    write('}');
+  };
+  visit(value);
+  hash.update(pending);
+  return hash.digest('base64');
 }
 
 function declaredGeneration(value: unknown): number | undefined {
@@ -177,9 +366,11 @@ export class ManifestStore {
   private readonly lastGood = new Map<string, Served>();
   private readonly generations = new Map<string, { generation: number; content: string }>();
 
-  /** `files` must be sorted by name: the first definition of an object wins. */
+  /** `files` must be sorted by name: of several definitions of an object, the one served so far wins, else the first. */
   build(files: readonly ManifestFile[]): Snapshot {
     const problems: Problem[] = [];
+    /** Every definition of each object, in file path order, then document order. */
+    const candidates = new Map<string, Definition[]>();
     const definitions = new Map<string, Definition>();
     const broken = new Map<string, Problem[]>();
 
@@ -198,17 +389,23 @@ export class ManifestStore {
         if (doc.state === 'invalid') problems.push(...doc.problems);
         if (!doc.id) continue;
         const key = keyOf(doc.id);
-        const first = definitions.get(key);
-        if (first) {
-          problems.push({
-            source: doc.source,
-            object: doc.id,
-            field: 'metadata.name',
-            message: `${describe(doc.id)} is also defined at ${first.source}; the definition at ${first.source} is used (first by file path, then document index). Remove one of them or give it another name`,
-          });
-          continue;
-        }
-        definitions.set(key, { ...doc, id: doc.id, file: file.name });
+        const list = candidates.get(key) ?? [];
+        list.push({ ...doc, id: doc.id, file: file.name });
+        candidates.set(key, list);
+      }
+    }
+
+    for (const [key, list] of candidates) {
+      const chosen = this.chooseDefinition(key, list);
+      definitions.set(key, chosen.winner);
+      for (const other of list) {
+        if (other === chosen.winner) continue;
+        problems.push({
+          source: other.source,
+          object: other.id,
+          field: 'metadata.name',
+          message: `${describe(other.id)} is defined in both ${other.file} (${other.source}) and ${chosen.winner.file} (${chosen.winner.source}); ${chosen.why}, and this definition is ignored. Remove one of them or give it another name`,
+        });
       }
     }
 
@@ -219,6 +416,8 @@ export class ManifestStore {
     for (const [key, def] of definitions) {
       const generation = this.nextGeneration(key, def.content, def.generation);
       if (def.state === 'object') {
+        problems.push(...def.warnings);
+        noteUnknownFields(inputs, def.id, def.warnings);
         const entry: Served = { id: def.id, object: stamped(def.object, generation), file: def.file, generation };
         served.set(key, entry);
         this.lastGood.set(key, entry);
@@ -247,6 +446,20 @@ export class ManifestStore {
     for (const { object } of ordered) addToInputs(inputs, object);
     inputs.invalid = invalid.sort((a, b) => byCodeUnits(keyOf(a), keyOf(b)));
     return { inputs, problems };
+  }
+
+  /**
+   * Which of several definitions of one object is used. A new file must not take over an object
+   * another file serves (it would change what runs without anyone editing that file): the
+   * definition in the file that serves the object wins; on first sight, the first by file path.
+   */
+  private chooseDefinition(key: string, list: readonly Definition[]): { winner: Definition; why: string } {
+    const first = list[0] as Definition;
+    if (list.length === 1) return { winner: first, why: '' };
+    const servedFrom = this.served.get(key)?.file;
+    const incumbent = servedFrom === undefined ? undefined : list.find((d) => d.file === servedFrom);
+    if (incumbent !== undefined) return { winner: incumbent, why: `the definition at ${incumbent.source} was served first and keeps being served` };
+    return { winner: first, why: `the definition at ${first.source} is used (first by file path, then document index)` };
   }
 
   private nextGeneration(key: string, content: string, declared: number | undefined): number {

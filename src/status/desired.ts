@@ -1,15 +1,15 @@
 import type { Condition } from '../api/conditions.js';
 import { GATEWAY_GROUP } from '../api/gateway.js';
 import type { ParentReference } from '../api/httproute.js';
-import type { BackendStatus, GatewayStatus, HTTPRouteStatus, ObjectStatus, RouteParentStatus } from '../translate/status.js';
+import type { BackendStatus, GatewayClassStatus, GatewayStatus, HTTPRouteStatus, ObjectStatus, RouteParentStatus } from '../translate/status.js';
 import type { KubeObject } from './kube-api.js';
 
 /**
  * Builds the `.status` an object should have from what translation says and what the object has
  * now: conditions keep the object's own lastTransitionTime while their status is unchanged (so
  * a restarted controller does not move them), HTTPRoute entries of other controllers are left
- * exactly as they are, and fields this controller does not own (Gateway addresses, GatewayClass
- * supportedFeatures) are carried over. Pure.
+ * exactly as they are, and fields this controller does not own (Gateway addresses) are carried
+ * over. Pure.
  */
 
 /** What to write for an object that no longer has a translated status: only HTTPRoutes need it, to drop our parent entries. */
@@ -105,6 +105,10 @@ function isBackendStatus(s: StatusIntent): s is BackendStatus {
 
 function isGatewayStatus(s: StatusIntent): s is GatewayStatus {
   return s.kind === 'Gateway' && 'listeners' in s;
+}
+
+function isGatewayClassStatus(s: StatusIntent): s is GatewayClassStatus {
+  return s.kind === 'GatewayClass' && 'supportedFeatures' in s;
 }
 
 function isRouteStatus(s: StatusIntent): s is HTTPRouteStatus {
@@ -217,6 +221,13 @@ export function desiredStatus(s: StatusIntent, object: KubeObject, ctx: DesiredC
   if (isBackendStatus(s)) return backendBody(s, object, ctx);
   if (isGatewayStatus(s)) return gatewayBody(s, object, ctx);
   if (isRouteStatus(s)) return { ...current, parents: routeParents(s.parents, [], object, ctx) };
+  if (isGatewayClassStatus(s)) {
+    return {
+      ...current,
+      conditions: writtenConditions(s.conditions, current.conditions, object.metadata.generation, ctx.now),
+      supportedFeatures: s.supportedFeatures.map((name) => ({ name })),
+    };
+  }
   // GatewayClass, and objects translation could not read at all (InvalidStatus).
   const conditions = 'conditions' in s ? s.conditions : [];
   switch (s.kind) {

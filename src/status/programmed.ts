@@ -21,6 +21,37 @@ export interface XdsFeedback {
 /** Envoy resource names each object is served as, by type URL. */
 export type ServedAs = Map<string, { typeUrl: string; names: string[] }[]>;
 
+const MAX_REASON = 300;
+
+/**
+ * Envoy's NACK error_detail, short enough to read in a status. Schema failures carry a text dump
+ * of the whole resource (Envoy cuts the detail near 4 KB) around "Proto constraint validation
+ * failed (A | caused by B | caused by C)": the last link names the field and the rule broken.
+ * Anything else: its first line.
+ */
+export function shortNackReason(message: string): string {
+  const marker = 'Proto constraint validation failed (';
+  const at = message.indexOf(marker);
+  let s: string;
+  if (at >= 0) {
+    const rest = message.slice(at + marker.length);
+    let depth = 1;
+    let end = rest.length;
+    for (let i = 0; i < rest.length; i++) {
+      if (rest[i] === '(') depth++;
+      if (rest[i] === ')' && --depth === 0) {
+        end = i;
+        break;
+      }
+    }
+    const chain = rest.slice(0, end).split('\n')[0]?.split(' | caused by ') ?? [];
+    s = `invalid configuration: ${(chain.at(-1) ?? '').trim()}`;
+  } else {
+    s = message.split('\n').find((l) => l.trim() !== '')?.trim() ?? '';
+  }
+  return s.length > MAX_REASON ? `${s.slice(0, MAX_REASON - 1)}…` : s;
+}
+
 function objectKey(s: { kind: string; namespace: string; name: string }): string {
   return `${s.kind}/${s.namespace}/${s.name}`;
 }
@@ -42,7 +73,7 @@ function programmed(served: { typeUrl: string; names: string[] }[], feedback: Xd
       // charged to every object served as that type.
       const namesAny = (namesOfType.get(s.typeUrl) ?? []).some((n) => message.includes(n));
       if (s.names.some((n) => message.includes(n)) || !namesAny) {
-        return condition('Programmed', false, 'Rejected', `Envoy ${c.nodeId} rejected the configuration: ${message}`, generation);
+        return condition('Programmed', false, 'Rejected', `Envoy ${c.nodeId} rejected the configuration: ${shortNackReason(message)}`, generation);
       }
     }
   }

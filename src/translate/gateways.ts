@@ -1,19 +1,26 @@
 import { condition, type Condition } from '../api/conditions.js';
-import { CONTROLLER_NAME, GATEWAY_GROUP, type Gateway, type GatewayListener } from '../api/gateway.js';
-import { secretValue, type Secret } from '../api/secret.js';
+import { CONTROLLER_NAME, GATEWAY_GROUP, isServedProtocol, type Gateway, type GatewayListener, type ServedProtocol } from '../api/gateway.js';
+import type { Secret } from '../api/secret.js';
 import type { CertificateIR } from '../ir/model.js';
+import { checkServingCertificate } from './certificates.js';
+import { SUPPORTED_FEATURES } from './features.js';
 import type { Inputs } from './inputs.js';
 import { referencePermitted } from './references.js';
 import type { GatewayClassStatus, GatewayStatus, ListenerStatus, WarningEvent } from './status.js';
 
-/** A Gateway listener Switchyard serves. */
+/** A Gateway listener and what translation decided about it (served or not). */
 export interface ServedListener {
   gateway: Gateway;
   spec: GatewayListener;
   /** Envoy listener this Gateway listener lands on: one per (Gateway, port). */
   envoyListener: string;
   certificates: string[];
+  /** Route kinds this listener takes: allowedRoutes.kinds that Switchyard serves, or the protocol's default. */
+  supportedKinds: { group: string; kind: string }[];
+  /** Routes attached per the Gateway API rule (allowedRoutes and parentRefs), served or not. */
   attachedRoutes: number;
+  /** Set when the listener gets no Envoy configuration: why, for its status and its routes. */
+  notServed?: string;
   conditions: Condition[];
 }
 
@@ -33,6 +40,81 @@ export function certificateName(namespace: string, name: string): string {
   return `certificate/${namespace}/${name}`;
 }
 
+/** Listener Accepted=False reasons that are also Conflicted=True (Gateway API ListenerConditionConflicted). */
+const CONFLICTS: readonly string[] = ['PortUnavailable', 'ProtocolConflict', 'HostnameConflict'];
+
+/** Route kinds Switchyard serves, per listener protocol. */
+const KINDS_BY_PROTOCOL: Record<ServedProtocol, readonly string[]> = { HTTP: ['HTTPRoute'], HTTPS: ['HTTPRoute'] };
+
+interface Problem {
+  reason: string;
+  message: string;
+}
+
+/**
+ * Listener.allowedRoutes.kinds against what the protocol serves. Gateway API: kinds that are not
+ * supported are left out of status.supportedKinds and make ResolvedRefs False/InvalidRouteKinds;
+ * the supported ones stay listed and usable.
+ */
+function routeKinds(l: GatewayListener): { supported: { group: string; kind: string }[]; problem?: Problem } {
+  const served = isServedProtocol(l.protocol) ? KINDS_BY_PROTOCOL[l.protocol] : [];
+  const asked = l.allowedRoutes?.kinds;
+  if (asked === undefined) return { supported: served.map((kind) => ({ group: GATEWAY_GROUP, kind })) };
+  const supported: { group: string; kind: string }[] = [];
+  const refused: string[] = [];
+  for (const k of asked) {
+    const group = k.group ?? GATEWAY_GROUP;
+    if (group === GATEWAY_GROUP && served.includes(k.kind)) {
+      if (!supported.some((s) => s.kind === k.kind)) supported.push({ group, kind: k.kind });
+    } else refused.push(group === GATEWAY_GROUP ? k.kind : `${group}/${k.kind}`);
+  }
+  if (refused.length === 0) return { supported };
+  const offer = served.length > 0 ? `${l.protocol} listeners take ${served.join(', ')}` : `Switchyard serves no route kind on protocol ${l.protocol}`;
+  return { supported, problem: { reason: 'InvalidRouteKinds', message: `allowedRoutes.kinds: ${refused.join(', ')} ${refused.length > 1 ? 'are' : 'is'} not supported; ${offer}` } };
+}
+
+/** tls.certificateRefs of an HTTPS listener, each resolved and checked as Envoy would load it. */
+function listenerCertificates(
+  gw: Gateway,
+  l: GatewayListener,
+  inputs: Inputs,
+  secrets: ReadonlyMap<string, Secret>,
+  certificates: Map<string, CertificateIR>,
+): { names: string[]; problems: Problem[] } {
+  const names: string[] = [];
+  const problems: Problem[] = [];
+  const refs = l.tls?.certificateRefs ?? [];
+  if (refs.length === 0) problems.push({ reason: 'InvalidCertificateRef', message: 'HTTPS listeners need tls.certificateRefs' });
+  refs.forEach((ref, i) => {
+    const field = `tls.certificateRefs[${i}]`;
+    const ns = ref.namespace ?? gw.metadata.namespace;
+    const group = ref.group ?? '';
+    const kind = ref.kind ?? 'Secret';
+    if (group !== '' || kind !== 'Secret') {
+      problems.push({ reason: 'InvalidCertificateRef', message: `${field}: group "${group}" kind "${kind}" is not supported; reference a core Secret (group "", kind Secret)` });
+      return;
+    }
+    if (!referencePermitted(inputs.referenceGrants, { group: GATEWAY_GROUP, kind: 'Gateway', namespace: gw.metadata.namespace }, { group: '', kind: 'Secret', namespace: ns, name: ref.name })) {
+      problems.push({ reason: 'RefNotPermitted', message: `${field}: Secret ${ns}/${ref.name} is in another namespace and no ReferenceGrant in ${ns} allows it` });
+      return;
+    }
+    const secret = secrets.get(`${ns}/${ref.name}`);
+    if (!secret) {
+      problems.push({ reason: 'InvalidCertificateRef', message: `${field}: Secret ${ns}/${ref.name} not found` });
+      return;
+    }
+    const check = checkServingCertificate(secret);
+    if (!check.ok) {
+      problems.push({ reason: 'InvalidCertificateRef', message: `${field}: ${check.message}` });
+      return;
+    }
+    const name = certificateName(ns, ref.name);
+    certificates.set(name, { name, ...check.certificate });
+    names.push(name);
+  });
+  return { names, problems };
+}
+
 export function translateGateways(inputs: Inputs): TranslatedGateways {
   const ours = new Set<string>();
   const classStatuses: GatewayClassStatus[] = [];
@@ -42,6 +124,7 @@ export function translateGateways(inputs: Inputs): TranslatedGateways {
     classStatuses.push({
       kind: 'GatewayClass', namespace: '', name: gc.metadata.name,
       conditions: [condition('Accepted', true, 'Accepted', `handled by ${CONTROLLER_NAME}`, gc.metadata.generation)],
+      supportedFeatures: [...SUPPORTED_FEATURES],
     });
   }
 
@@ -60,61 +143,61 @@ export function translateGateways(inputs: Inputs): TranslatedGateways {
     const listeners: ServedListener[] = [];
     const seen = new Map<number, { protocol: string; hostnames: Set<string> }>();
     for (const l of gw.spec.listeners) {
-      const conditions: Condition[] = [];
-      const owner = portOwner.get(l.port);
-      const onPort = seen.get(l.port);
-      const hostname = l.hostname ?? '';
-      let conflict: { reason: string; message: string } | undefined;
-      if (owner !== undefined && owner !== key) {
-        conflict = { reason: 'PortUnavailable', message: `port ${l.port} is already used by Gateway ${owner}` };
-      } else if (onPort && onPort.protocol !== l.protocol) {
-        conflict = { reason: 'ProtocolConflict', message: `port ${l.port} is used by another listener with protocol ${onPort.protocol}` };
-      } else if (onPort?.hostnames.has(hostname)) {
-        conflict = { reason: 'HostnameConflict', message: `another listener on port ${l.port} has hostname "${hostname || '*'}"` };
-      }
-      const certs: string[] = [];
-      let refProblem: { reason: string; message: string } | undefined;
-      if (l.protocol === 'HTTPS') {
-        if (l.tls?.mode === 'Passthrough') {
-          refProblem = { reason: 'UnsupportedValue', message: 'tls.mode Passthrough is not supported on HTTPS listeners; use Terminate' };
+      const kinds = routeKinds(l);
+      let invalid: Problem | undefined;
+      let certs: string[] = [];
+      const refProblems: Problem[] = [];
+      if (!isServedProtocol(l.protocol)) {
+        invalid = { reason: 'UnsupportedProtocol', message: `protocol ${l.protocol} is not supported; Switchyard serves HTTP and HTTPS listeners` };
+      } else {
+        const owner = portOwner.get(l.port);
+        const onPort = seen.get(l.port);
+        const hostname = l.hostname ?? '';
+        if (owner !== undefined && owner !== key) {
+          invalid = { reason: 'PortUnavailable', message: `port ${l.port} is already used by Gateway ${owner}` };
+        } else if (onPort && onPort.protocol !== l.protocol) {
+          invalid = { reason: 'ProtocolConflict', message: `port ${l.port} is used by another listener with protocol ${onPort.protocol}` };
+        } else if (onPort?.hostnames.has(hostname)) {
+          invalid = { reason: 'HostnameConflict', message: `another listener on port ${l.port} has hostname "${hostname || '*'}"` };
+        } else if (l.protocol === 'HTTPS' && l.tls?.mode === 'Passthrough') {
+          // The CRD refuses it (CEL); file mode gets the same answer here.
+          invalid = { reason: 'UnsupportedValue', message: 'tls.mode Passthrough is not supported on HTTPS listeners; use Terminate' };
         }
-        const refs = l.tls?.certificateRefs ?? [];
-        if (refs.length === 0 && !refProblem) refProblem = { reason: 'InvalidCertificateRef', message: 'HTTPS listeners need tls.certificateRefs' };
-        for (const ref of refs) {
-          const ns = ref.namespace ?? gw.metadata.namespace;
-          if ((ref.group ?? '') !== '' || (ref.kind ?? 'Secret') !== 'Secret') {
-            refProblem = { reason: 'InvalidCertificateRef', message: `certificateRef ${ref.name}: only core Secrets are supported` };
-            continue;
-          }
-          if (!referencePermitted(inputs.referenceGrants, { group: GATEWAY_GROUP, kind: 'Gateway', namespace: gw.metadata.namespace }, { group: '', kind: 'Secret', namespace: ns, name: ref.name })) {
-            refProblem = { reason: 'RefNotPermitted', message: `Secret ${ns}/${ref.name} is in another namespace and no ReferenceGrant allows it` };
-            continue;
-          }
-          const secret = secrets.get(`${ns}/${ref.name}`);
-          const crt = secret ? secretValue(secret, 'tls.crt') : undefined;
-          const keyPem = secret ? secretValue(secret, 'tls.key') : undefined;
-          if (!crt || !keyPem) {
-            refProblem = { reason: 'InvalidCertificateRef', message: secret ? `Secret ${ns}/${ref.name} lacks tls.crt or tls.key` : `Secret ${ns}/${ref.name} not found` };
-            continue;
-          }
-          const name = certificateName(ns, ref.name);
-          certificates.set(name, { name, certificateChain: crt, privateKey: keyPem });
-          certs.push(name);
+        if (l.protocol === 'HTTPS') {
+          const resolved = listenerCertificates(gw, l, inputs, secrets, certificates);
+          certs = resolved.names;
+          refProblems.push(...resolved.problems);
         }
       }
-      const accepted = !conflict && !(l.protocol === 'HTTPS' && certs.length === 0);
-      conditions.push(condition('Accepted', !conflict, conflict ? conflict.reason : 'Accepted', conflict ? conflict.message : 'listener is valid', gen));
-      conditions.push(condition('Conflicted', Boolean(conflict), conflict ? conflict.reason : 'NoConflicts', conflict ? conflict.message : 'no conflicts', gen));
-      conditions.push(condition('ResolvedRefs', !refProblem, refProblem ? refProblem.reason : 'ResolvedRefs', refProblem ? refProblem.message : 'all references are resolved', gen));
-      conditions.push(condition('Programmed', false, accepted ? 'Pending' : 'Invalid', accepted ? 'waiting for a connected Envoy to acknowledge the configuration' : 'this listener is not served', gen));
-      if (refProblem) events.push({ object: { kind: 'Gateway', namespace: gw.metadata.namespace, name: gw.metadata.name }, reason: refProblem.reason, message: `listener ${l.name}: ${refProblem.message}` });
-      if (accepted) {
+      if (kinds.problem) refProblems.push(kinds.problem);
+      const conflicted = invalid !== undefined && CONFLICTS.includes(invalid.reason);
+      const notServed = invalid?.message ?? (l.protocol === 'HTTPS' && certs.length === 0 ? `no usable certificate: ${refProblems.map((p) => p.message).join('; ')}` : undefined);
+      const conditions: Condition[] = [
+        condition('Accepted', !invalid, invalid ? invalid.reason : 'Accepted', invalid ? invalid.message : 'listener is valid', gen),
+        condition('Conflicted', conflicted, conflicted && invalid ? invalid.reason : 'NoConflicts', conflicted && invalid ? invalid.message : 'no conflicts', gen),
+        refProblems.length === 0
+          ? condition('ResolvedRefs', true, 'ResolvedRefs', 'all references are resolved', gen)
+          : condition('ResolvedRefs', false, refProblems[0]?.reason ?? 'InvalidCertificateRef', refProblems.map((p) => p.message).join('; '), gen),
+        condition('Programmed', false, notServed ? 'Invalid' : 'Pending', notServed ? `this listener is not served: ${notServed}` : 'waiting for a connected Envoy to acknowledge the configuration', gen),
+      ];
+      for (const p of refProblems) events.push({ object: { kind: 'Gateway', namespace: gw.metadata.namespace, name: gw.metadata.name }, reason: p.reason, message: `listener ${l.name}: ${p.message}` });
+      if (invalid?.reason === 'UnsupportedProtocol') events.push({ object: { kind: 'Gateway', namespace: gw.metadata.namespace, name: gw.metadata.name }, reason: invalid.reason, message: `listener ${l.name}: ${invalid.message}` });
+      if (!invalid) {
         portOwner.set(l.port, key);
-        const entry = onPort ?? { protocol: l.protocol, hostnames: new Set<string>() };
-        entry.hostnames.add(hostname);
+        const entry = seen.get(l.port) ?? { protocol: l.protocol, hostnames: new Set<string>() };
+        entry.hostnames.add(l.hostname ?? '');
         seen.set(l.port, entry);
       }
-      listeners.push({ gateway: gw, spec: l, envoyListener: envoyListenerName(gw, l.port), certificates: accepted ? certs : [], attachedRoutes: 0, conditions });
+      listeners.push({
+        gateway: gw,
+        spec: l,
+        envoyListener: envoyListenerName(gw, l.port),
+        certificates: notServed ? [] : certs,
+        supportedKinds: kinds.supported,
+        attachedRoutes: 0,
+        ...(notServed ? { notServed } : {}),
+        conditions,
+      });
     }
     gateways.set(key, { gateway: gw, listeners });
   }
@@ -122,26 +205,42 @@ export function translateGateways(inputs: Inputs): TranslatedGateways {
 }
 
 export function isServed(l: ServedListener): boolean {
-  return l.conditions.find((c) => c.type === 'Accepted')?.status === 'True' && (l.spec.protocol === 'HTTP' || l.certificates.length > 0);
+  return l.notServed === undefined;
+}
+
+/** Whether the listener takes routes of this kind (allowedRoutes.kinds, narrowed to what it serves). */
+export function listenerTakesKind(l: ServedListener, kind: string): boolean {
+  return l.supportedKinds.some((k) => k.group === GATEWAY_GROUP && k.kind === kind);
 }
 
 export function gatewayStatus(gw: Gateway, listeners: ServedListener[]): GatewayStatus {
   const gen = gw.metadata.generation;
   const served = listeners.filter(isServed);
+  const unserved = listeners.filter((l) => !isServed(l));
   const listenerStatuses: ListenerStatus[] = listeners.map((l) => ({
     name: l.spec.name,
     attachedRoutes: l.attachedRoutes,
-    supportedKinds: [{ group: GATEWAY_GROUP, kind: 'HTTPRoute' }],
+    supportedKinds: l.supportedKinds.map((k) => ({ ...k })),
     conditions: l.conditions,
   }));
+  const names = unserved.map((l) => l.spec.name).join(', ');
+  const why = `${unserved.length > 1 ? 'listeners' : 'listener'} ${names} ${unserved.length > 1 ? 'are' : 'is'} not served (each listener's conditions say why)`;
+  // The Gateway is ours and taken in charge even when some listeners are not: each listener's
+  // own conditions say why it is not served, and the others keep serving (Gateway API allows
+  // Accepted=True with reason ListenersNotValid).
+  const accepted = unserved.length === 0
+    ? condition('Accepted', true, 'Accepted', 'Gateway is valid', gen)
+    : condition('Accepted', true, 'ListenersNotValid', served.length > 0 ? `${why}; the other listeners are served` : `${why}; no listener of this Gateway is served`, gen);
   return {
     kind: 'Gateway',
     namespace: gw.metadata.namespace,
     name: gw.metadata.name,
     listeners: listenerStatuses,
     conditions: [
-      condition('Accepted', served.length > 0, served.length > 0 ? 'Accepted' : 'ListenersNotValid', served.length > 0 ? 'Gateway is valid' : 'no listener of this Gateway can be served', gen),
-      condition('Programmed', false, served.length > 0 ? 'Pending' : 'Invalid', served.length > 0 ? 'waiting for a connected Envoy to acknowledge the configuration' : 'nothing is served for this Gateway', gen),
+      accepted,
+      served.length > 0
+        ? condition('Programmed', false, 'Pending', 'waiting for a connected Envoy to acknowledge the configuration', gen)
+        : condition('Programmed', false, 'Invalid', `nothing is served for this Gateway: ${why}`, gen),
     ],
   };
 }

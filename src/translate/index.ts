@@ -1,8 +1,9 @@
 import { condition } from '../api/conditions.js';
-import { formatProblem } from '../api/manifest.js';
+import { formatProblem, UNKNOWN_FIELD_HINT } from '../api/manifest.js';
 import type { Namespace } from '../api/namespace.js';
 import type { Secret } from '../api/secret.js';
-import type { CredentialIR, IR, ListenerIR, VirtualHostIR } from '../ir/model.js';
+import { isServedProtocol, type Gateway } from '../api/gateway.js';
+import type { CredentialIR, GatewayIR, IR, ListenerIR, VirtualHostIR } from '../ir/model.js';
 import { translateBackend, type TranslatedBackend } from './backends.js';
 import { gatewayStatus, isServed, translateGateways } from './gateways.js';
 import type { Inputs } from './inputs.js';
@@ -44,6 +45,9 @@ export function translate(inputs: Inputs): Translation {
   const secrets = new Map<string, Secret>(inputs.secrets.map((s) => [`${s.metadata.namespace}/${s.metadata.name}`, s]));
   const gw = translateGateways(inputs);
   const events: WarningEvent[] = [...gw.events];
+  for (const u of inputs.unknownFields ?? []) {
+    events.push({ object: { kind: u.kind, namespace: u.namespace, name: u.name }, reason: 'UnknownFields', message: `unknown field${u.fields.length > 1 ? 's' : ''} ${u.fields.join(', ')}: ${UNKNOWN_FIELD_HINT}` });
+  }
 
   const backends = new Map<string, TranslatedBackend>();
   for (const b of [...inputs.backends].sort((x, y) => byCodeUnits(key(x.metadata), key(y.metadata)))) {
@@ -68,9 +72,11 @@ export function translate(inputs: Inputs): Translation {
   for (const { gateway, listeners: served } of gw.gateways.values()) {
     const byPort = new Map<number, ListenerIR>();
     for (const l of served.filter(isServed)) {
+      const protocol = l.spec.protocol;
+      if (!isServedProtocol(protocol)) continue;
       let ir = byPort.get(l.spec.port);
       if (!ir) {
-        ir = { name: l.envoyListener, gateway: { namespace: gateway.metadata.namespace, name: gateway.metadata.name }, port: l.spec.port, protocol: l.spec.protocol, tls: [], virtualHosts: [] };
+        ir = { name: l.envoyListener, gateway: { namespace: gateway.metadata.namespace, name: gateway.metadata.name }, port: l.spec.port, protocol, tls: [], virtualHosts: [] };
         byPort.set(l.spec.port, ir);
         listeners.push(ir);
       }
@@ -92,6 +98,7 @@ export function translate(inputs: Inputs): Translation {
   noteLastGood(statuses, inputs);
 
   const ir: IR = {
+    gateways: [...gw.gateways.values()].map((g) => gatewayIr(g.gateway)).sort((a, b) => byCodeUnits(key(a), key(b))),
     listeners: listeners.sort((a, b) => byCodeUnits(a.name, b.name)),
     clusters: [
       ...[...backends.values()].flatMap((b) => (b.cluster ? [b.cluster] : [])),
@@ -102,6 +109,26 @@ export function translate(inputs: Inputs): Translation {
     certificates: [...gw.certificates].sort((a, b) => byCodeUnits(a.name, b.name)),
   };
   return { ir, statuses, events };
+}
+
+function gatewayIr(g: Gateway): GatewayIR {
+  const infra = g.spec.infrastructure;
+  return {
+    namespace: g.metadata.namespace,
+    name: g.metadata.name,
+    className: g.spec.gatewayClassName,
+    // An empty value asks for any address of that type (GEP-3130).
+    addresses: (g.spec.addresses ?? []).map((a) => ({ type: a.type ?? 'IPAddress', value: a.value ?? '' })),
+    ...(infra
+      ? {
+          infrastructure: {
+            labels: { ...infra.labels },
+            annotations: { ...infra.annotations },
+            ...(infra.parametersRef ? { parametersRef: { ...infra.parametersRef } } : {}),
+          },
+        }
+      : {}),
+  };
 }
 
 function forwardedClusters(placed: readonly PlacedRoute[]): Set<string> {

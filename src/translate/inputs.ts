@@ -27,6 +27,15 @@ export interface InvalidObject {
   servingLastGood: boolean;
 }
 
+/** An object served without the fields its schema does not know (Gateway API forward compatibility). */
+export interface UnknownFields {
+  kind: string;
+  namespace: string;
+  name: string;
+  /** Field paths, e.g. spec.rules[0].backendRef. */
+  fields: string[];
+}
+
 /** Everything translation reads: a consistent snapshot collected by a provider. */
 export interface Inputs {
   gatewayClasses: GatewayClass[];
@@ -41,6 +50,15 @@ export interface Inputs {
   /** Namespaces, for their labels (listener `allowedRoutes.namespaces.from: Selector`). */
   namespaces: Namespace[];
   invalid: InvalidObject[];
+  /** Served objects that carried fields Switchyard ignores; translation turns them into Warning Events. */
+  unknownFields?: UnknownFields[];
+}
+
+/** Notes the unknown fields of a served object, if any (from parseManifest's warnings). */
+export function noteUnknownFields(inputs: Inputs, id: { kind: string; namespace: string; name: string }, warnings: readonly Problem[]): void {
+  const fields = warnings.map((w) => w.field).filter((f) => f !== '');
+  if (fields.length === 0) return;
+  (inputs.unknownFields ??= []).push({ kind: id.kind, namespace: id.namespace, name: id.name, fields });
 }
 
 export function emptyInputs(): Inputs {

@@ -3,10 +3,11 @@ import { condition, type Condition } from '../api/conditions.js';
 import { parseDuration } from '../api/duration.js';
 import { CONTROLLER_NAME, GATEWAY_GROUP } from '../api/gateway.js';
 import type { BackendRef, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule, HeaderModifier, ParentReference } from '../api/httproute.js';
+import { headerEditProblem, headerNameProblem, headerValueProblem, hostnameProblem, pathProblem, preciseHostnameProblem } from '../api/http-syntax.js';
 import { namespaceLabels, selectorMatches, type Namespace } from '../api/namespace.js';
-import type { ClusterIR, ForwardAction, HeaderEdits, MatchIR, RetryPlan, RouteIR } from '../ir/model.js';
+import type { ClusterIR, ForwardAction, HeaderEdits, MatchIR, RetryPlan, RouteIR, WeightedCluster } from '../ir/model.js';
 import type { TranslatedBackend } from './backends.js';
-import { isServed, type ServedListener } from './gateways.js';
+import { isServed, listenerTakesKind, type ServedListener } from './gateways.js';
 import { effectiveHostnames } from './hostnames.js';
 import type { ReferenceGrant } from './inputs.js';
 import type { RankedRoute } from './precedence.js';
@@ -75,6 +76,8 @@ interface RefResolution {
   ok: boolean;
   reason?: string;
   message?: string;
+  /** Not a reference problem: the backendRef asks for a filter Switchyard does not apply there. */
+  unsupportedFilter?: boolean;
   target?: RefTarget;
   weight: number;
   ref: BackendRef;
@@ -84,7 +87,26 @@ function backendTarget(b: TranslatedBackend): RefTarget {
   return { kind: 'Backend', retry: b.retry, ...(b.cluster ? { cluster: b.cluster } : {}), ...(b.unavailable ? { unavailable: b.unavailable } : {}) };
 }
 
-function resolveBackendRef(route: HTTPRoute, ref: BackendRef, ctx: RouteContext): RefResolution {
+/** Filters Envoy applies per weighted cluster (request and response header edits). */
+const BACKEND_REF_FILTERS: readonly string[] = ['RequestHeaderModifier', 'ResponseHeaderModifier'];
+
+function resolveBackendRef(route: HTTPRoute, ref: BackendRef, ctx: RouteContext, field: string): RefResolution {
+  const resolved = resolveBackendTarget(route, ref, ctx);
+  if (!resolved.ok) return resolved;
+  const unsupported = (ref.filters ?? []).flatMap((f, k) => (BACKEND_REF_FILTERS.includes(f.type) ? [] : [`${field}.filters[${k}]`]));
+  const first = ref.filters?.find((f) => !BACKEND_REF_FILTERS.includes(f.type));
+  if (!first) return resolved;
+  return {
+    ok: false,
+    unsupportedFilter: true,
+    weight: resolved.weight,
+    ref,
+    reason: 'UnsupportedValue',
+    message: `${unsupported.join(', ')}: filter type ${first.type} is not supported on a backendRef (only ${BACKEND_REF_FILTERS.join(' and ')}); move it to the rule's filters. This backendRef's share of requests is answered 500`,
+  };
+}
+
+function resolveBackendTarget(route: HTTPRoute, ref: BackendRef, ctx: RouteContext): RefResolution {
   const group = ref.group ?? '';
   const kind = ref.kind ?? 'Service';
   const namespace = ref.namespace ?? route.metadata.namespace;
@@ -142,7 +164,7 @@ function ruleAction(route: HTTPRoute, rule: HTTPRouteRule, ruleIndex: number, re
   const invalidShare = refs.flatMap((r, i) => (!r.ok && r.weight > 0 ? [{ name: `invalid/${route.metadata.namespace}/${route.metadata.name}/rule/${ruleIndex}/ref/${i}`, weight: r.weight }] : []));
   const action: ForwardAction = {
     kind: 'forward',
-    clusters: [...serving.map((r) => ({ name: r.target?.cluster?.name ?? '', weight: r.weight })), ...invalidShare],
+    clusters: [...serving.map((r) => weightedCluster(r)), ...invalidShare],
     ...(invalidShare.length > 0 ? { clusterNotFoundStatus: 500 as const } : {}),
     timeoutMs: requestMs ?? DEFAULT_ROUTE_TIMEOUT_MS,
     // Backend members carry their provider's hostname; a Service keeps the client's Host.
@@ -157,6 +179,17 @@ function ruleAction(route: HTTPRoute, rule: HTTPRouteRule, ruleIndex: number, re
       : { kind: 'prefix', value: rewrite.path.replacePrefixMatch ?? '/' };
   }
   return action;
+}
+
+function weightedCluster(r: RefResolution): WeightedCluster {
+  const requestHeaders = toHeaderEdits(r.ref.filters?.find((f) => f.type === 'RequestHeaderModifier')?.requestHeaderModifier);
+  const responseHeaders = toHeaderEdits(r.ref.filters?.find((f) => f.type === 'ResponseHeaderModifier')?.responseHeaderModifier);
+  return {
+    name: r.target?.cluster?.name ?? '',
+    weight: r.weight,
+    ...(requestHeaders ? { requestHeaders } : {}),
+    ...(responseHeaders ? { responseHeaders } : {}),
+  };
 }
 
 function parentKey(route: HTTPRoute, p: ParentReference): string {
@@ -174,35 +207,161 @@ function listenerAllows(l: ServedListener, route: HTTPRoute, namespaces: Readonl
   return selectorMatches(allowed.selector, namespaceLabels(ns, namespaces.get(ns)));
 }
 
-interface InvalidMatch {
+function notAllowedMessage(candidates: ServedListener[], route: HTTPRoute, gateway: string, namespaces: ReadonlyMap<string, Namespace>): string {
+  const reasons = candidates.map((l) => {
+    if (!listenerTakesKind(l, 'HTTPRoute')) {
+      const kinds = l.supportedKinds.map((k) => k.kind).join(', ');
+      return `listener ${l.spec.name} takes ${kinds ? `only ${kinds}` : 'no route kind Switchyard serves'}`;
+    }
+    return listenerAllows(l, route, namespaces) ? '' : `listener ${l.spec.name} does not allow routes from namespace ${route.metadata.namespace}`;
+  });
+  return `no listener of Gateway ${gateway} allows this HTTPRoute: ${reasons.filter((r) => r !== '').join('; ')}`;
+}
+
+function attachedMessage(attached: ServedListener[], gateway: string): string {
+  const base = `attached to ${attached.length} listener${attached.length > 1 ? 's' : ''} of Gateway ${gateway}`;
+  const unserved = attached.filter((l) => !isServed(l));
+  if (unserved.length === 0) return base;
+  return `${base}; not served on ${unserved.length > 1 ? 'listeners' : 'listener'} ${unserved.map((l) => l.spec.name).join(', ')} (the Gateway's listener conditions say why)`;
+}
+
+const WELL_KNOWN_PORTS: Record<string, number> = { http: 80, https: 443 };
+
+/**
+ * The redirect port Gateway API prescribes (HTTPRequestRedirectFilter.port): the one asked for,
+ * else the scheme's well-known port when the scheme changes, else the listener's port. The
+ * Location leaves out the port that is the scheme's own (a SHOULD of the same field); Envoy keeps
+ * a port_redirect even then, but drops the request's port whenever host_redirect is set.
+ */
+function onListener(action: RouteIR['action'], l: ServedListener): RouteIR['action'] {
+  if (action.kind !== 'redirect') return action;
+  const scheme = action.scheme ?? (l.spec.protocol === 'HTTPS' ? 'https' : 'http');
+  const port = action.port ?? (action.scheme ? WELL_KNOWN_PORTS[action.scheme] : undefined) ?? l.spec.port;
+  if (port === WELL_KNOWN_PORTS[scheme] && action.hostname) {
+    const { port: _dropped, ...rest } = action;
+    return rest;
+  }
+  return { ...action, port };
+}
+
+/** Rule filter types Switchyard applies. */
+const RULE_FILTERS: readonly string[] = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'URLRewrite', 'RequestRedirect'];
+
+interface RuleProblem {
   rule: number;
-  match: number;
   message: string;
 }
 
 /**
- * Matches whose regular expressions RE2 (Envoy's engine) refuses. Served, one would make Envoy
- * reject the listener's whole RouteConfiguration, freezing every route on that Gateway.
+ * Rule filters Switchyard cannot apply. Gateway API: a filter must never be skipped. An
+ * ExtensionRef that cannot be resolved answers the requests it would have processed with an
+ * error (500); any other type is an unsupported value, and its rule is dropped (the
+ * PartiallyInvalid "Dropped Rule" approach) so the route's other rules keep serving.
  */
-function invalidRegexMatches(route: HTTPRoute): InvalidMatch[] {
-  const out: InvalidMatch[] = [];
+function ruleFilterProblems(route: HTTPRoute): { dropped: RuleProblem[]; unresolved: RuleProblem[] } {
+  const dropped: RuleProblem[] = [];
+  const unresolved: RuleProblem[] = [];
   route.spec.rules.forEach((rule, i) => {
-    (rule.matches ?? []).forEach((m, j) => {
-      const field = `spec.rules[${i}].matches[${j}]`;
-      const candidates: { path: string; pattern: string }[] = [];
-      if (m.path?.type === 'RegularExpression' && m.path.value !== undefined) candidates.push({ path: `${field}.path.value`, pattern: m.path.value });
-      (m.headers ?? []).forEach((h, k) => h.type === 'RegularExpression' && candidates.push({ path: `${field}.headers[${k}].value`, pattern: h.value }));
-      (m.queryParams ?? []).forEach((q, k) => q.type === 'RegularExpression' && candidates.push({ path: `${field}.queryParams[${k}].value`, pattern: q.value }));
-      for (const c of candidates) {
-        const error = re2Error(c.pattern);
-        if (error !== undefined) {
-          out.push({ rule: i, match: j, message: `${c.path}: ${JSON.stringify(c.pattern)} is not an RE2 regular expression (${error}); fix the pattern (RE2 syntax, as Envoy uses)` });
-          break;
-        }
+    (rule.filters ?? []).forEach((f, k) => {
+      const field = `spec.rules[${i}].filters[${k}]`;
+      if (RULE_FILTERS.includes(f.type)) return;
+      if (f.type === 'ExtensionRef') {
+        const ref = f.extensionRef;
+        const what = ref ? ` ${ref.group ? `${ref.group}/` : ''}${ref.kind} ${ref.name}` : '';
+        unresolved.push({ rule: i, message: `${field}.extensionRef${what} cannot be resolved: Switchyard has no extension filters; remove the filter` });
+      } else if (!dropped.some((d) => d.rule === i)) {
+        dropped.push({ rule: i, message: `Dropped Rule ${i}: ${field}: filter type ${f.type} is not supported (Switchyard applies ${RULE_FILTERS.join(', ')}); remove the filter` });
       }
     });
   });
+  return { dropped, unresolved };
+}
+
+/**
+ * A part of an HTTPRoute that Envoy would refuse. Served, it would make Envoy reject the
+ * listener's whole RouteConfiguration, freezing every route on that Gateway, so the translator
+ * leaves it out: a match (`match` set), a whole rule (its filters are shared by its matches), or
+ * the whole route (`rule` unset: its hostnames are every rule's virtual hosts).
+ */
+interface RouteProblem {
+  rule?: number;
+  match?: number;
+  message: string;
+}
+
+function problem(field: string, issue: string | undefined, fix: string, at: { rule?: number; match?: number }): RouteProblem[] {
+  return issue === undefined ? [] : [{ ...at, message: `${field}: ${issue}${fix ? `; ${fix}` : ''}` }];
+}
+
+function regexProblems(m: HTTPRouteMatch, field: string, at: { rule: number; match: number }): RouteProblem[] {
+  const candidates: { path: string; pattern: string }[] = [];
+  if (m.path?.type === 'RegularExpression' && m.path.value !== undefined) candidates.push({ path: `${field}.path.value`, pattern: m.path.value });
+  (m.headers ?? []).forEach((h, k) => h.type === 'RegularExpression' && candidates.push({ path: `${field}.headers[${k}].value`, pattern: h.value }));
+  (m.queryParams ?? []).forEach((q, k) => q.type === 'RegularExpression' && candidates.push({ path: `${field}.queryParams[${k}].value`, pattern: q.value }));
+  for (const c of candidates) {
+    const error = re2Error(c.pattern);
+    if (error !== undefined) return [{ ...at, message: `${c.path}: ${JSON.stringify(c.pattern)} is not an RE2 regular expression Envoy accepts (${error}); fix the pattern (RE2 syntax, as Envoy uses)` }];
+  }
+  return [];
+}
+
+function headerModifierProblems(h: HeaderModifier | undefined, field: string, rule: number): RouteProblem[] {
+  if (!h) return [];
+  const out: RouteProblem[] = [];
+  for (const edit of ['set', 'add'] as const) {
+    (h[edit] ?? []).forEach((x, k) => {
+      out.push(...problem(`${field}.${edit}[${k}].name`, headerEditProblem(x.name, edit), '', { rule }));
+      out.push(...problem(`${field}.${edit}[${k}].value`, headerValueProblem(x.value), 'put one value on one line', { rule }));
+    });
+  }
+  (h.remove ?? []).forEach((name, k) => out.push(...problem(`${field}.remove[${k}]`, headerEditProblem(name, 'remove'), '', { rule })));
   return out;
+}
+
+function pathModifierProblems(p: { replaceFullPath?: string | undefined; replacePrefixMatch?: string | undefined } | undefined, field: string, rule: number): RouteProblem[] {
+  if (!p) return [];
+  return [
+    ...problem(`${field}.replaceFullPath`, p.replaceFullPath === undefined ? undefined : pathProblem(p.replaceFullPath), '', { rule }),
+    ...problem(`${field}.replacePrefixMatch`, p.replacePrefixMatch === undefined ? undefined : pathProblem(p.replacePrefixMatch), '', { rule }),
+  ];
+}
+
+/** Every value of the route that Envoy validates, checked the way Envoy checks it. */
+function routeProblems(route: HTTPRoute): RouteProblem[] {
+  const out: RouteProblem[] = [];
+  (route.spec.hostnames ?? []).forEach((h, k) => out.push(...problem(`spec.hostnames[${k}]`, hostnameProblem(h), '', {})));
+  route.spec.rules.forEach((rule, i) => {
+    (rule.matches ?? []).forEach((m, j) => {
+      const field = `spec.rules[${i}].matches[${j}]`;
+      const at = { rule: i, match: j };
+      const names = [
+        ...(m.headers ?? []).map((h, k) => problem(`${field}.headers[${k}].name`, headerNameProblem(h.name), '', at)),
+        ...(m.headers ?? []).map((h, k) => (h.type === 'RegularExpression' ? [] : problem(`${field}.headers[${k}].value`, headerValueProblem(h.value), '', at))),
+      ].flat();
+      out.push(...names, ...regexProblems(m, field, at));
+    });
+    (rule.filters ?? []).forEach((f, k) => {
+      const field = `spec.rules[${i}].filters[${k}]`;
+      out.push(...headerModifierProblems(f.requestHeaderModifier, `${field}.requestHeaderModifier`, i));
+      out.push(...headerModifierProblems(f.responseHeaderModifier, `${field}.responseHeaderModifier`, i));
+      if (f.urlRewrite?.hostname !== undefined) out.push(...problem(`${field}.urlRewrite.hostname`, preciseHostnameProblem(f.urlRewrite.hostname), '', { rule: i }));
+      out.push(...pathModifierProblems(f.urlRewrite?.path, `${field}.urlRewrite.path`, i));
+      if (f.requestRedirect?.hostname !== undefined) out.push(...problem(`${field}.requestRedirect.hostname`, preciseHostnameProblem(f.requestRedirect.hostname), '', { rule: i }));
+      out.push(...pathModifierProblems(f.requestRedirect?.path, `${field}.requestRedirect.path`, i));
+    });
+    (rule.backendRefs ?? []).forEach((ref, j) => {
+      (ref.filters ?? []).forEach((f, k) => {
+        const field = `spec.rules[${i}].backendRefs[${j}].filters[${k}]`;
+        out.push(...headerModifierProblems(f.requestHeaderModifier, `${field}.requestHeaderModifier`, i));
+        out.push(...headerModifierProblems(f.responseHeaderModifier, `${field}.responseHeaderModifier`, i));
+      });
+    });
+  });
+  return out;
+}
+
+function refused(problems: readonly RouteProblem[], rule: number, match: number): boolean {
+  return problems.some((p) => p.rule === undefined || (p.rule === rule && (p.match === undefined || p.match === match)));
 }
 
 export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedRoute {
@@ -212,32 +371,52 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
   const placed: PlacedRoute[] = [];
   const parents: RouteParentStatus[] = [];
 
-  const refsByRule = route.spec.rules.map((rule) => (rule.backendRefs ?? []).map((ref) => resolveBackendRef(route, ref, ctx)));
-  const badRefs = refsByRule.flat().filter((r) => !r.ok);
-  for (const bad of badRefs) {
+  const refsByRule = route.spec.rules.map((rule, i) => (rule.backendRefs ?? []).map((ref, j) => resolveBackendRef(route, ref, ctx, `spec.rules[${i}].backendRefs[${j}]`)));
+  const badRefs = refsByRule.flat().filter((r) => !r.ok && !r.unsupportedFilter);
+  const filterProblems = refsByRule.flat().filter((r) => r.unsupportedFilter).map((r) => r.message ?? '');
+  for (const bad of refsByRule.flat().filter((r) => !r.ok)) {
     events.push({ object: { kind: 'HTTPRoute', namespace: route.metadata.namespace, name: route.metadata.name }, reason: bad.reason ?? 'BackendNotFound', message: bad.message ?? '' });
   }
-  const invalidMatches = invalidRegexMatches(route);
+  const invalidMatches = routeProblems(route);
+  const ruleFilters = ruleFilterProblems(route);
   const servedRules = route.spec.rules.map((rule, i) => {
+    if (ruleFilters.dropped.some((d) => d.rule === i)) return [];
     const matches = rule.matches && rule.matches.length > 0 ? rule.matches : [undefined];
-    return matches.map((m, j) => ({ m, j })).filter(({ j }) => !invalidMatches.some((p) => p.rule === i && p.match === j));
+    return matches.map((m, j) => ({ m, j })).filter(({ j }) => !refused(invalidMatches, i, j));
   });
-  for (const p of invalidMatches) {
+  for (const p of [...invalidMatches, ...ruleFilters.dropped]) {
     events.push({ object: { kind: 'HTTPRoute', namespace: route.metadata.namespace, name: route.metadata.name }, reason: 'UnsupportedValue', message: p.message });
   }
+  for (const p of ruleFilters.unresolved) {
+    events.push({ object: { kind: 'HTTPRoute', namespace: route.metadata.namespace, name: route.metadata.name }, reason: 'InvalidKind', message: p.message });
+  }
   const nothingServed = servedRules.every((matches) => matches.length === 0);
+  const unservedReason = [...ruleFilters.dropped, ...invalidMatches].map((p) => p.message).join('; ');
   // The same on every listener the route attaches to: built once.
-  const ruleEntries = route.spec.rules.map((rule, ruleIndex) => ({
-    action: ruleAction(route, rule, ruleIndex, refsByRule[ruleIndex] ?? []),
-    requestHeaders: toHeaderEdits(filterOf(rule, 'RequestHeaderModifier')?.requestHeaderModifier),
-    responseHeaders: toHeaderEdits(filterOf(rule, 'ResponseHeaderModifier')?.responseHeaderModifier),
-  }));
-  const partiallyInvalid: Condition | undefined = invalidMatches.length > 0 && !nothingServed
-    ? condition('PartiallyInvalid', true, 'UnsupportedValue', `${invalidMatches.map((p) => p.message).join('; ')}; the other matches are served`, gen)
+  const ruleEntries = route.spec.rules.map((rule, ruleIndex) => {
+    const unresolved = ruleFilters.unresolved.filter((p) => p.rule === ruleIndex);
+    const where = `HTTPRoute ${routeKey} rule ${ruleIndex}`;
+    return {
+      action: unresolved.length > 0
+        ? { kind: 'direct' as const, status: 500, body: `switchyard: ${where}: ${unresolved.map((p) => p.message).join('; ')}\n` }
+        : ruleAction(route, rule, ruleIndex, refsByRule[ruleIndex] ?? []),
+      requestHeaders: toHeaderEdits(filterOf(rule, 'RequestHeaderModifier')?.requestHeaderModifier),
+      responseHeaders: toHeaderEdits(filterOf(rule, 'ResponseHeaderModifier')?.responseHeaderModifier),
+    };
+  });
+  // Gateway API wants a PartiallyInvalid message that drops rules to start with "Dropped Rule".
+  const partialProblems = nothingServed ? filterProblems : [
+    ...ruleFilters.dropped.map((p) => p.message),
+    ...(invalidMatches.length > 0 ? [`${invalidMatches.map((p) => p.message).join('; ')}; the rest of the route is served`] : []),
+    ...filterProblems,
+  ];
+  const partiallyInvalid: Condition | undefined = partialProblems.length > 0
+    ? condition('PartiallyInvalid', true, 'UnsupportedValue', partialProblems.join('; '), gen)
     : undefined;
-  const resolved: Condition = badRefs.length === 0
+  const refProblems = [...badRefs.map((r) => ({ reason: r.reason ?? 'BackendNotFound', message: r.message ?? '' })), ...ruleFilters.unresolved.map((p) => ({ reason: 'InvalidKind', message: p.message }))];
+  const resolved: Condition = refProblems.length === 0
     ? condition('ResolvedRefs', true, 'ResolvedRefs', 'all backendRefs are resolved', gen)
-    : condition('ResolvedRefs', false, badRefs[0]?.reason ?? 'BackendNotFound', badRefs.map((r) => r.message).join('; '), gen);
+    : condition('ResolvedRefs', false, refProblems[0]?.reason ?? 'BackendNotFound', refProblems.map((r) => r.message).join('; '), gen);
 
   for (const parent of route.spec.parentRefs ?? []) {
     if ((parent.group ?? GATEWAY_GROUP) !== GATEWAY_GROUP || (parent.kind ?? 'Gateway') !== 'Gateway') continue;
@@ -258,28 +437,29 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
       parents.push(status(condition('Accepted', false, 'NoMatchingParent', `Gateway ${key} has no listener${parent.sectionName ? ` named ${parent.sectionName}` : ''}${parent.port ? ` on port ${parent.port}` : ''}`, gen)));
       continue;
     }
-    const allowed = candidates.filter((l) => isServed(l) && listenerAllows(l, route, ctx.namespaces));
+    // Gateway API attachment depends only on allowedRoutes (namespaces and kinds) and the
+    // parentRef: a listener that is not served (a conflict, an unusable certificate) still
+    // counts the routes attached to it; only the served ones get them in Envoy.
+    const allowed = candidates.filter((l) => listenerTakesKind(l, 'HTTPRoute') && listenerAllows(l, route, ctx.namespaces));
     if (allowed.length === 0) {
-      parents.push(status(condition('Accepted', false, 'NotAllowedByListeners', `no listener of Gateway ${key} allows routes from namespace ${route.metadata.namespace}`, gen)));
+      parents.push(status(condition('Accepted', false, 'NotAllowedByListeners', notAllowedMessage(candidates, route, key, ctx.namespaces), gen)));
       continue;
     }
-    if (nothingServed) {
-      parents.push(status(condition('Accepted', false, 'UnsupportedValue', invalidMatches.map((p) => p.message).join('; '), gen)));
-      continue;
-    }
-    let attached = 0;
+    const attached: ServedListener[] = [];
     for (const l of allowed) {
       const hostnames = effectiveHostnames(l.spec.hostname, route.spec.hostnames);
       if (hostnames.length === 0) continue;
-      attached++;
+      attached.push(l);
       l.attachedRoutes++;
+      if (!isServed(l) || nothingServed) continue;
       ruleEntries.forEach(({ action, requestHeaders, responseHeaders }, ruleIndex) => {
+        const listenerAction = onListener(action, l);
         for (const { m, j: matchIndex } of servedRules[ruleIndex] ?? []) {
           const match = toMatch(m);
           const ir: RouteIR = {
             name: `${routeKey}/rule/${ruleIndex}/match/${matchIndex}`,
             match,
-            action,
+            action: listenerAction,
             ...(requestHeaders ? { requestHeaders } : {}),
             ...(responseHeaders ? { responseHeaders } : {}),
           };
@@ -289,8 +469,12 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
         }
       });
     }
-    parents.push(status(attached > 0
-      ? condition('Accepted', true, 'Accepted', `attached to ${attached} listener${attached > 1 ? 's' : ''} of Gateway ${key}`, gen)
+    if (nothingServed && attached.length > 0) {
+      parents.push(status(condition('Accepted', false, 'UnsupportedValue', unservedReason, gen)));
+      continue;
+    }
+    parents.push(status(attached.length > 0
+      ? condition('Accepted', true, 'Accepted', attachedMessage(attached, key), gen)
       : condition('Accepted', false, 'NoMatchingListenerHostname', `no listener of Gateway ${key} matches the route's hostnames`, gen)));
   }
 

@@ -50,6 +50,8 @@ export interface GatewayClassStatus {
   namespace: string;
   name: string;
   conditions: Condition[];
+  /** Gateway API feature names (pkg/features), sorted ascending. */
+  supportedFeatures: string[];
 }
 
 export interface RouteParentStatus {

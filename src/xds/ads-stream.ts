@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { TypeUrl, kindOfTypeUrl, type TypeUrlValue } from '../envoy/resources.js';
+import { PUSH_ORDER, TypeUrl, kindOfTypeUrl, type TypeUrlValue } from '../envoy/resources.js';
 import { mayReceive } from './access.js';
 import { versionOfSet, type CachedResource, type SnapshotCache, type TypeSnapshot } from './cache.js';
 import type { StreamHooks } from './client-state.js';
@@ -12,9 +12,17 @@ export interface AdsStreamOptions {
   /** Who the stream authenticated as (identity.ts): decides what it may receive (access.ts). */
   identity: StreamIdentity;
   hooks: StreamHooks;
-  send: (message: Buffer) => void;
+  /**
+   * Writes one response. `flushed` is called once the transport has taken it (for gRPC: written
+   * out within the client's HTTP/2 flow-control window). Returns false when the stream's write
+   * buffer is full: nothing more is written until resume().
+   */
+  send: (message: Buffer, flushed: () => void) => boolean;
   logger: Logger;
 }
+
+/** The order in which due types are pushed (make-before-break), as type URLs. */
+const PUSH_ORDER_URLS: readonly TypeUrlValue[] = PUSH_ORDER.map((kind) => TypeUrl[kind]);
 
 /** What SotW and delta requests both carry: who asks, for which type, replying to which response. */
 interface AdsRequest {
@@ -45,6 +53,19 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   private node: NodeInfo | undefined;
   private readonly refused = new Set<string>();
   private nonceCounter = 0;
+  /**
+   * Back-pressure. A type is `due` when the client should be sent what it lacks of it; the push
+   * happens when the type has no response still waiting in the transport (`inFlight`) and the
+   * write buffer has room (`congested` false). A push computes the response from the cache at
+   * that moment, so a slow client skips the versions it could not take: one pending response per
+   * type at most, and a change costs a congested stream one Set insertion.
+   */
+  private readonly due = new Set<string>();
+  private readonly inFlight = new Set<string>();
+  private congested = false;
+  private flushing = false;
+  /** The cluster set changed since the last cluster push: removed clusters may have to be held. */
+  private clustersChanged = false;
   private readonly cache: SnapshotCache;
   private readonly identity: StreamIdentity;
   protected readonly options: Omit<AdsStreamOptions, 'cache' | 'identity'>;
@@ -74,15 +95,28 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
     }
     if (request.responseNonce !== '' && !this.acceptReply(state, request)) return;
     const changed = this.updateSubscription(state, request, first);
-    if (first || changed) this.push(request.typeUrl, state);
+    if (first || changed) this.schedule(request.typeUrl);
     if (refersToClusters(request.typeUrl)) this.releaseHeldClusters();
   }
 
-  /** Pushes, in the order given (make-before-break), every changed type this client watches. */
+  /** Pushes, in PUSH_ORDER (make-before-break), every changed type this client watches. */
   onCacheChange(changed: readonly TypeUrlValue[]): void {
-    if (changed.includes(TypeUrl.cluster)) this.holdRemovedClusters();
-    for (const typeUrl of changed) this.pushIfWatched(typeUrl);
+    if (changed.includes(TypeUrl.cluster)) this.clustersChanged = true;
+    for (const typeUrl of changed) if (this.types.has(typeUrl)) this.due.add(typeUrl);
+    this.flush();
     this.releaseHeldClusters();
+  }
+
+  /** The transport's write buffer has room again ('drain'): push the newest of what is due. */
+  resume(): void {
+    this.congested = false;
+    this.flush();
+    this.releaseHeldClusters();
+  }
+
+  /** Types with a response waiting in the transport or a push waiting for room; for tests and metrics. */
+  backlog(): { inFlight: readonly string[]; due: readonly string[]; congested: boolean } {
+    return { inFlight: [...this.inFlight], due: [...this.due], congested: this.congested };
   }
 
   /**
@@ -133,9 +167,10 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   protected abstract select(typeUrl: string, state: State, snapshot: TypeSnapshot): CachedResource[];
 
   /**
-   * Sends what the client should hold of `admitted` and does not, if anything. `snapshot` is the
-   * type as this client may see it: without the withheld resources, and then with a version of
-   * its own, so that no response shared by version carries them to this client or others.
+   * Sends (deliver()) what the client should hold of `admitted` and does not, if anything.
+   * `snapshot` is the type as this client may see it: without the withheld resources, and then
+   * with a version of its own, so that no response shared by version carries them to this
+   * client or others.
    */
   protected abstract respond(typeUrl: string, state: State, admitted: CachedResource[], snapshot: TypeSnapshot): void;
 
@@ -147,6 +182,13 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
 
   /** Forgets that the client holds `name`, so that the next push sends it again. */
   protected abstract forgetSent(state: State, name: string): void;
+
+  /** Hands a response of `typeUrl` to the transport; the variants call it from respond(). */
+  protected deliver(typeUrl: string, message: Buffer): void {
+    this.inFlight.add(typeUrl);
+    const room = this.options.send(message, () => this.onFlushed(typeUrl));
+    if (!room) this.congested = true;
+  }
 
   protected nextNonce(): string {
     return String(++this.nonceCounter);
@@ -160,12 +202,43 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
     const endpoints = this.types.get(TypeUrl.endpoint);
     if (endpoints === undefined || names.length === 0) return;
     for (const name of names) this.forgetSent(endpoints, name);
-    this.push(TypeUrl.endpoint, endpoints);
+    this.schedule(TypeUrl.endpoint);
   }
 
-  private pushIfWatched(typeUrl: string): void {
-    const state = this.types.get(typeUrl);
-    if (state !== undefined) this.push(typeUrl, state);
+  private schedule(typeUrl: string): void {
+    this.due.add(typeUrl);
+    this.flush();
+  }
+
+  /**
+   * Pushes the due types in PUSH_ORDER, stopping at the first one that must wait, so that a
+   * later type never overtakes an earlier one (routes never name clusters not yet sent).
+   * Re-entrant calls (a push that makes another type due) are picked up by the running loop.
+   */
+  private flush(): void {
+    if (this.flushing || this.due.size === 0) return;
+    this.flushing = true;
+    try {
+      for (const typeUrl of PUSH_ORDER_URLS) {
+        if (!this.due.has(typeUrl)) continue;
+        if (this.congested || this.inFlight.has(typeUrl)) return;
+        this.due.delete(typeUrl);
+        const state = this.types.get(typeUrl);
+        if (state === undefined) continue;
+        if (typeUrl === TypeUrl.cluster && this.clustersChanged) {
+          this.clustersChanged = false;
+          this.holdRemovedClusters();
+        }
+        this.push(typeUrl, state);
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private onFlushed(typeUrl: string): void {
+    this.inFlight.delete(typeUrl);
+    if (this.due.has(typeUrl)) this.flush();
   }
 
   /** Clusters the client holds that the configuration dropped: their removal waits while routes may name them. */
@@ -182,12 +255,18 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
     return [...this.types.keys()].some(refersToClusters);
   }
 
-  /** Pushes the held removals once every listener and route response this client was sent is ACKed. */
+  /**
+   * Pushes the held removals once every listener and route response this client was sent is
+   * ACKed and none waits to be sent.
+   */
   private releaseHeldClusters(): void {
     if (this.held.size === 0) return;
-    for (const [typeUrl, state] of this.types) if (refersToClusters(typeUrl) && !this.isSettled(state)) return;
+    for (const [typeUrl, state] of this.types) {
+      if (refersToClusters(typeUrl) && (!this.isSettled(state) || this.due.has(typeUrl) || this.inFlight.has(typeUrl))) return;
+    }
     this.held.clear();
-    for (const typeUrl of this.heldBack) this.pushIfWatched(typeUrl);
+    for (const typeUrl of this.heldBack) if (this.types.has(typeUrl)) this.due.add(typeUrl);
+    this.flush();
   }
 }
 

@@ -120,7 +120,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
       const oldest = state.outstanding.keys().next().value;
       if (oldest !== undefined) state.outstanding.delete(oldest);
     }
-    this.options.send(deltaResponse({ typeUrl, systemVersion: version, entries: updated.map(entryOf), removed, nonce }));
+    this.deliver(typeUrl, deltaResponse({ typeUrl, systemVersion: version, entries: updated.map(entryOf), removed, nonce }));
     this.options.hooks.sent(typeUrl, version);
     this.options.logger.debug(
       { typeUrl, version, nonce, updated: updated.length, removed: removed.length },

@@ -52,6 +52,32 @@ export interface XdsServerOptions {
 
 const SERVICE = '/envoy.service.discovery.v3.AggregatedDiscoveryService';
 
+/**
+ * A request that could not be read: the stream is closed with INVALID_ARGUMENT and this reason
+ * (grpc-js would otherwise answer INTERNAL, which says the fault is ours).
+ */
+interface UndecodableRequest {
+  readonly undecodable: string;
+}
+
+function decodeOrReason<T extends { readonly typeUrl: string }>(decode: (bytes: Buffer) => T, what: string): (bytes: Buffer) => T | UndecodableRequest {
+  return (bytes) => {
+    let request: T;
+    try {
+      request = decode(bytes);
+    } catch (err) {
+      return { undecodable: `${what} could not be decoded (${err instanceof Error ? err.message : String(err)}); send a serialized envoy.service.discovery.v3.${what}` };
+    }
+    // On an aggregated stream the type URL is what the request is about (xDS protocol, ADS).
+    if (request.typeUrl === '') return { undecodable: `${what} has no type_url; on an ADS stream every request names the resource type it is for` };
+    return request;
+  };
+}
+
+function isUndecodable(request: object): request is UndecodableRequest {
+  return 'undecodable' in request;
+}
+
 /** Responses are pre-encoded Buffers; requests are decoded into small typed records. */
 const adsService: grpc.ServiceDefinition = {
   StreamAggregatedResources: {
@@ -61,7 +87,7 @@ const adsService: grpc.ServiceDefinition = {
     requestSerialize: (): Buffer => {
       throw new Error('the ADS server never sends requests');
     },
-    requestDeserialize: (bytes: Buffer): DiscoveryRequest => decodeDiscoveryRequest(bytes),
+    requestDeserialize: decodeOrReason(decodeDiscoveryRequest, 'DiscoveryRequest'),
     responseSerialize: (message: Buffer): Buffer => message,
     responseDeserialize: (bytes: Buffer): Buffer => bytes,
     originalName: 'streamAggregatedResources',
@@ -73,17 +99,31 @@ const adsService: grpc.ServiceDefinition = {
     requestSerialize: (): Buffer => {
       throw new Error('the ADS server never sends requests');
     },
-    requestDeserialize: (bytes: Buffer): DeltaDiscoveryRequest => decodeDeltaDiscoveryRequest(bytes),
+    requestDeserialize: decodeOrReason(decodeDeltaDiscoveryRequest, 'DeltaDiscoveryRequest'),
     responseSerialize: (message: Buffer): Buffer => message,
     responseDeserialize: (bytes: Buffer): Buffer => bytes,
     originalName: 'deltaAggregatedResources',
   },
 };
 
+type SotwCall = grpc.ServerDuplexStream<DiscoveryRequest | UndecodableRequest, Buffer>;
+type DeltaCall = grpc.ServerDuplexStream<DeltaDiscoveryRequest | UndecodableRequest, Buffer>;
+
+/**
+ * A response write for an AdsStream: `flushed` once grpc-js has handed it to HTTP/2 (within the
+ * client's flow-control window); false when the call's buffer is full.
+ */
+function writerFor(call: SotwCall | DeltaCall): (message: Buffer, flushed: () => void) => boolean {
+  return (message, flushed) =>
+    call.write(message, (err: Error | null | undefined) => {
+      if (err === null || err === undefined) flushed();
+    });
+}
+
 interface LiveStream {
   readonly record: ClientRecord;
   readonly protocol: SotwStream | DeltaStream;
-  readonly call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer> | grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>;
+  readonly call: SotwCall | DeltaCall;
 }
 
 /**
@@ -188,13 +228,13 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       'grpc.max_receive_message_length': 16 * 1024 * 1024,
     });
     server.addService(adsService, {
-      StreamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>) => this.openSotw(call, identify(call)),
-      DeltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>) => this.openDelta(call, identify(call)),
+      StreamAggregatedResources: (call: SotwCall) => this.openSotw(call, identify(call)),
+      DeltaAggregatedResources: (call: DeltaCall) => this.openDelta(call, identify(call)),
     });
     return server;
   }
 
-  private openSotw(call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>, identity: StreamIdentity): void {
+  private openSotw(call: SotwCall, identity: StreamIdentity): void {
     const record = new ClientRecord(++this.nextStreamId, 'sotw');
     const logger = this.logger.child({ stream: record.streamId, kind: 'sotw', role: identity.role, via: identity.via });
     const protocol = new SotwStream({
@@ -202,25 +242,25 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       identity,
       bodies: this.bodies,
       hooks: this.hooksFor(record, logger),
-      send: (message) => call.write(message),
+      send: writerFor(call),
       logger,
     });
     this.track({ record, protocol, call }, logger);
-    call.on('data', (request: DiscoveryRequest) => this.guard(call, logger, () => protocol.onRequest(request)));
+    call.on('data', (request: DiscoveryRequest | UndecodableRequest) => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request))));
   }
 
-  private openDelta(call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>, identity: StreamIdentity): void {
+  private openDelta(call: DeltaCall, identity: StreamIdentity): void {
     const record = new ClientRecord(++this.nextStreamId, 'delta');
     const logger = this.logger.child({ stream: record.streamId, kind: 'delta', role: identity.role, via: identity.via });
     const protocol = new DeltaStream({
       cache: this.cache,
       identity,
       hooks: this.hooksFor(record, logger),
-      send: (message) => call.write(message),
+      send: writerFor(call),
       logger,
     });
     this.track({ record, protocol, call }, logger);
-    call.on('data', (request: DeltaDiscoveryRequest) => this.guard(call, logger, () => protocol.onRequest(request)));
+    call.on('data', (request: DeltaDiscoveryRequest | UndecodableRequest) => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request))));
   }
 
   private track(stream: LiveStream, logger: Logger): void {
@@ -239,12 +279,21 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       call.end();
     });
     call.on('cancelled', () => close('cancelled'));
+    call.on('drain', () => this.guard(call, logger, () => stream.protocol.resume()));
     call.on('error', (err: Error) => close(`error: ${err.message}`));
     call.on('close', () => close('closed'));
   }
 
+  /** Ends the stream with INVALID_ARGUMENT: a client that sends what it cannot mean gets told, not ignored. */
+  private refuse(call: SotwCall | DeltaCall, logger: Logger, request: UndecodableRequest): void {
+    logger.warn({ reason: request.undecodable }, 'xds: undecodable request; closing the stream');
+    const status: Partial<grpc.StatusObject> = { code: grpc.status.INVALID_ARGUMENT, details: request.undecodable };
+    // grpc-js sends an 'error' emitted on a server call as the call's status.
+    call.emit('error', status);
+  }
+
   /** A bug in one stream's handling must not take the process down: fail that stream only. */
-  private guard(call: grpc.ServerDuplexStream<unknown, Buffer>, logger: Logger, handle: () => void): void {
+  private guard(call: SotwCall | DeltaCall, logger: Logger, handle: () => void): void {
     try {
       handle();
     } catch (err) {

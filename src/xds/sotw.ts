@@ -130,7 +130,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     state.lastVersion = version;
     state.settled = false;
     state.sent = new Map(selected.map((resource) => [resource.name, resource]));
-    this.options.send(withNonce(body, nonce));
+    this.deliver(typeUrl, withNonce(body, nonce));
     this.options.hooks.sent(typeUrl, version);
     this.options.logger.debug({ typeUrl, version, nonce, resources: selected.length }, 'xds: sotw response sent');
     if (typeUrl === TypeUrl.cluster) this.resendAssignments(assignmentNamesOf(updated));

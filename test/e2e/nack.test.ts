@@ -144,7 +144,9 @@ describe('configuration Envoy would refuse', () => {
 
     await waitFor(() => programmed().reason === 'Rejected', { what: `Programmed=False/Rejected on Gateway ai/ai-gateway (now ${JSON.stringify(programmed())})`, timeoutMs: 5_000 });
     expect(programmed()).toMatchObject({ status: 'False', reason: 'Rejected' });
-    expect(programmed().message).toContain(nack.message);
+    // Envoy's words, on one line (its detail ends with a newline).
+    expect(programmed().message).toContain(nack.message.trim());
+    expect(programmed().message).not.toContain('\n');
     expect(listenerProgrammed()).toMatchObject({ status: 'False', reason: 'Rejected' });
     // The Backends' clusters were not part of the rejected update.
     expect(gw.condition('Backend', 'chat', 'Programmed')).toMatchObject({ status: 'True' });

@@ -125,10 +125,12 @@ describe('golden translations (test/golden/*.in.yaml → *.out.yaml)', () => {
   it('prints no secret value: tokens and private keys stay out of the output', () => {
     // The values are in what Envoy receives, so their absence below means redaction, not a missing input.
     const unredacted = JSON.stringify([envoyResources(inputsOf('llm-tokens')), envoyResources(inputsOf('gateway-listeners'))]);
-    for (const value of ['inline-token-value', 'sk-ant-bare', 'dummy-chat-key']) expect(unredacted).toContain(value);
+    // Fragments of the private scalars of gateway-listeners' test keys (chat-cert, apps-cert).
+    const keys = ['s9FKLvqUzcFPo/1S', 'IusjkAXOWAR9mZEq'];
+    for (const value of ['inline-token-value', 'sk-ant-bare', ...keys]) expect(unredacted).toContain(value);
     for (const name of NAMES) {
       const printed = renderTranslateOutput(inputsOf(name));
-      for (const leak of ['sk-', 'dummy-chat-key', 'dummy-apps-key', 'inline-token-value']) {
+      for (const leak of ['sk-', ...keys, 'inline-token-value']) {
         expect(printed, `${name}: printed output holds "${leak}"`).not.toContain(leak);
       }
     }
@@ -223,12 +225,15 @@ describe('route-filters through the real Envoy: what the upstream and the client
     const upstreamPort = await freePort();
     upstream = createServer((req, res) => {
       seen.push({ host: req.headers.host ?? '', path: req.url ?? '', headers: req.headers });
+      // Says which backendRef's edits the request carried, so the client side can be matched to it.
+      const backend = req.headers['x-backend'];
+      if (typeof backend === 'string') res.setHeader('x-upstream-saw', backend);
       res.setHeader('x-upstream-version', '1');
       res.end('ok');
     });
     await new Promise<void>((resolve) => upstream.listen(upstreamPort, '127.0.0.1', resolve));
     // The golden input, with its echo Backend pointed at the local upstream.
-    const text = readFileSync(join(HERE, 'route-filters.in.yaml'), 'utf8').replace('{host: 10.0.0.1, port: 8000}', `{host: 127.0.0.1, port: ${upstreamPort}}`);
+    const text = readFileSync(join(HERE, 'route-filters.in.yaml'), 'utf8').replaceAll('{host: 10.0.0.1, port: 8000}', `{host: 127.0.0.1, port: ${upstreamPort}}`);
     if (!text.includes(`port: ${upstreamPort}`)) throw new Error('route-filters.in.yaml no longer has the echo host this test rewrites');
     const bootstrap = staticBootstrap(envoyResources(snapshotOf([{ name: 'route-filters.in.yaml', text }]).inputs));
     port = await freePort();
@@ -296,8 +301,51 @@ describe('route-filters through the real Envoy: what the upstream and the client
     const docs = await get('/docs/a');
     expect(docs.status).toBe(301);
     expect(docs.headers.location).toBe('https://docs.example.com:8443/manual/a');
+    // No scheme and no port: Gateway API wants the listener's port (10080), which Envoy would drop.
     const login = await get('/login');
     expect(login.status).toBe(302);
-    expect(login.headers.location).toBe('http://api.example.com/auth/login');
+    expect(login.headers.location).toBe('http://api.example.com:10080/auth/login');
+  });
+
+  it('RequestRedirect without a port: the scheme\'s well-known port, left out of Location', async () => {
+    const secure = await get('/to-https/a');
+    expect(secure.status).toBe(302);
+    expect(secure.headers.location).toBe('https://secure.example.com/to-https/a');
+    const plain = await get('/to-port-80');
+    expect(plain.headers.location).toBe('http://plain.example.com/to-port-80');
+  });
+
+  it('backendRef filters edit only the requests and responses of their own backend', async () => {
+    const saw = new Set<string>();
+    for (let i = 0; i < 40 && saw.size < 2; i++) {
+      const answer = await get('/per-backend');
+      expect(answer.status).toBe(200);
+      const backend = answer.seen?.headers['x-backend'];
+      expect(['a', 'b']).toContain(backend);
+      expect(answer.headers['x-upstream-saw']).toBe(backend);
+      // Only backendRef "a" has a ResponseHeaderModifier.
+      expect(answer.headers['x-from-a']).toBe(backend === 'a' ? 'yes' : undefined);
+      saw.add(String(backend));
+    }
+    expect([...saw].sort()).toEqual(['a', 'b']);
+    const one = await get('/one-backend');
+    expect(one.seen?.headers['x-backend']).toBe('only');
+  });
+
+  it('a rule filter Switchyard cannot apply is never skipped: RequestMirror drops its rule, ExtensionRef answers 500', async () => {
+    const mirrored = await get('/mirrored');
+    expect(mirrored.status).toBe(404);
+    expect(mirrored.seen).toBeUndefined();
+    const extension = await get('/extension');
+    expect(extension.status).toBe(500);
+    expect(extension.body).toContain('spec.rules[14].filters[0].extensionRef example.com/Auth strict cannot be resolved');
+    expect(extension.seen).toBeUndefined();
+  });
+
+  it('a backendRef filter Switchyard cannot apply answers 500 naming it, never silently skipped', async () => {
+    const answer = await get('/backend-rewrite');
+    expect(answer.status).toBe(500);
+    expect(answer.body).toContain('spec.rules[11].backendRefs[0].filters[0]: filter type URLRewrite is not supported on a backendRef');
+    expect(answer.seen).toBeUndefined();
   });
 });

@@ -4,6 +4,7 @@
  * route_config, EDS clusters get their ClusterLoadAssignment inline, SDS certificate
  * references point at static secrets.
  */
+import { REGEX_PROGRAM_SIZE_LIMIT } from '../../src/api/httproute.js';
 import type { EnvoyResource, JsonObject, JsonValue, XdsResources } from '../../src/envoy/resources.js';
 
 function isObject(v: JsonValue | undefined): v is JsonObject {
@@ -81,6 +82,8 @@ export function staticBootstrap(xds: XdsResources, pem?: PemPair): JsonObject {
   return {
     node: { id: 'golden', cluster: 'golden' },
     admin: { address: { socket_address: { address: '127.0.0.1', port_value: 0 } } },
+    // As `switchyard bootstrap` sets it: the translator admits regexes up to this RE2 program size.
+    layered_runtime: { layers: [{ name: 'static', static_layer: { 're2.max_program_size.error_level': REGEX_PROGRAM_SIZE_LIMIT } }] },
     static_resources: {
       listeners: xds.listeners.map((l) => staticListener(l, routes)),
       clusters: xds.clusters.map((c) => staticCluster(c, endpoints)),

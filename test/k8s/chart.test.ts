@@ -126,6 +126,8 @@ describe('the AI extension and xDS TLS in the chart', () => {
       xdsTls: files,
     }) as unknown as typeof bootstrap;
     expect(bootstrap.static_resources.clusters[0]?.transport_socket).toEqual(expected.static_resources.clusters[0]?.transport_socket);
+    // The RE2 program size limit the translator admits regexes up to (REGEX_PROGRAM_SIZE_LIMIT).
+    expect((bootstrap as unknown as { layered_runtime?: unknown }).layered_runtime).toEqual((expected as unknown as { layered_runtime?: unknown }).layered_runtime);
     // The file-based SDS Secrets through which Envoy reads a renewed certificate (test/protocol/xds-envoy-rotation.test.ts).
     for (const [name, content] of Object.entries(xdsTlsSdsFiles(files))) expect(JSON.parse(configMap?.data?.[name] ?? '{}'), name).toEqual(content);
     // The Secrets' names are the ones the controller writes (src/app/xds-pki.ts pkiNames).

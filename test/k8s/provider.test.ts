@@ -292,16 +292,18 @@ describe('sees every kind it reads', () => {
     await createObject(client, gateway(nsA.name, name, 8080));
     await snapshotWhere(rec, since, (s) => find(s, 'Gateway', nsA.name, name) !== undefined, `Gateway ${name}`);
 
-    // The Gateway API CRD accepts TCP listeners; Switchyard serves HTTP and HTTPS only.
+    // The Gateway API CRD does not check that operator In comes with values; Switchyard does.
     since = Date.now();
-    await patchObject(client, gateway(nsA.name, name, 8080), { spec: { listeners: [{ name: 'http', protocol: 'TCP', port: 8080 }] } });
+    const selector = { matchExpressions: [{ key: 'team', operator: 'In' }] };
+    await patchObject(client, gateway(nsA.name, name, 8080), { spec: { listeners: [{ name: 'http', protocol: 'HTTP', port: 8080, allowedRoutes: { namespaces: { from: 'Selector', selector } } }] } });
     await snapshotWhere(rec, since, (s) => s.inputs.invalid.some((i) => i.name === name), `Gateway ${name} reported invalid`);
     const s = rec.latest();
     const invalid = s.inputs.invalid.find((i) => i.name === name);
     expect(invalid).toMatchObject({ kind: 'Gateway', namespace: nsA.name, name, servingLastGood: true });
-    expect(s.problems).toContainEqual(expect.objectContaining({ object: { kind: 'Gateway', namespace: nsA.name, name }, field: 'spec.listeners[0].protocol' }));
+    expect(s.problems).toContainEqual(expect.objectContaining({ object: { kind: 'Gateway', namespace: nsA.name, name }, field: 'spec.listeners[0].allowedRoutes.namespaces.selector.matchExpressions[0].values' }));
     const served = find(s, 'Gateway', nsA.name, name);
-    expect((served?.spec as { listeners: { protocol: string }[] }).listeners[0]?.protocol).toBe('HTTP');
+    // The last valid version: the API server's default allowedRoutes, not the refused selector.
+    expect((served?.spec as { listeners: { allowedRoutes?: unknown }[] }).listeners[0]?.allowedRoutes).toEqual({ namespaces: { from: 'Same' } });
 
     since = Date.now();
     await patchObject(client, gateway(nsA.name, name, 8080), { spec: { listeners: [{ name: 'http', protocol: 'HTTP', port: 8081 }] } });

@@ -44,7 +44,6 @@ const FORGED_NODE = { id: 'ai-extension/forged', cluster: AI_EXTENSION_NODE_CLUS
 
 /** Type URLs Switchyard does not serve, some one character away from SDS. */
 const UNKNOWN_TYPES = [
-  '',
   `${SDS} `,
   SDS.toLowerCase(),
   'type.googleapis.com/envoy.api.v2.auth.Secret',
@@ -74,6 +73,8 @@ interface Script {
   run(client: RawAdsClient): Promise<void>;
   /** The script asks for the listener certificate too: an adversary gets it, proof the stream was served. */
   servesCertificate: boolean;
+  /** The server ends the stream instead (a request it cannot take): nothing at all is received. */
+  refused?: true;
 }
 
 /** The server answers a stream in order: once the LDS answer to a later request is in, every earlier answer is too. */
@@ -149,6 +150,26 @@ const SCRIPTS: Script[] = [
       for (const typeUrl of UNKNOWN_TYPES.slice(1)) c.send({ type_url: typeUrl, resource_names: [CREDENTIAL, '*'] });
       c.send({ type_url: TypeUrl.cluster, resource_names: [CREDENTIAL] });
       await sotwBarrier(c);
+    },
+  },
+  {
+    name: 'SotW, no type URL at all, naming the credential',
+    variant: 'sotw',
+    servesCertificate: false,
+    refused: true,
+    async run(c) {
+      c.send({ node: FORGED_NODE, type_url: '', resource_names: [CREDENTIAL, '*'] });
+      await c.waitForFailure();
+    },
+  },
+  {
+    name: 'delta, no type URL at all, subscribing to the credential',
+    variant: 'delta',
+    servesCertificate: false,
+    refused: true,
+    async run(c) {
+      c.send({ node: FORGED_NODE, type_url: '', resource_names_subscribe: [CREDENTIAL, '*'] });
+      await c.waitForFailure();
     },
   },
   {
@@ -291,7 +312,8 @@ describe.each(ADVERSARIES)('an adversary over %s', (_label, target) => {
     const client = open(target, script.variant);
     await script.run(client);
     const bytes = client.bytes();
-    expect(bytes.length).toBeGreaterThan(0);
+    if (script.refused) expect(client.failure?.message).toContain('INVALID_ARGUMENT');
+    else expect(bytes.length).toBeGreaterThan(0);
     expect(containsSecret(bytes, KEY), 'bytes of the key were received').toBe(false);
     expect(containsSecret(bytes, OTHER_KEY), 'bytes of the other key were received').toBe(false);
     const secrets = client.namesReceived(SDS);
@@ -303,7 +325,7 @@ describe.each(ADVERSARIES)('an adversary over %s', (_label, target) => {
 });
 
 describe.each(EXTENSION_IDENTITIES)('the AI extension over %s', (_label, target) => {
-  it.each(SCRIPTS.filter((s) => s.servesCertificate).map((s) => [s.name, s] as const))('%s: receives the keys', async (_name, script) => {
+  it.each(SCRIPTS.filter((s) => s.servesCertificate && !s.refused).map((s) => [s.name, s] as const))('%s: receives the keys', async (_name, script) => {
     const client = open(target, script.variant);
     await script.run(client);
     expect(containsSecret(client.bytes(), KEY)).toBe(true);

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REGEX_PROGRAM_SIZE_LIMIT } from '../../src/api/httproute.js';
 import { buildBootstrap, XDS_CLUSTER_NAME } from '../../src/envoy/bootstrap.js';
 import type { JsonObject } from '../../src/envoy/resources.js';
 import { createPki, type Pki } from '../support/certs.js';
@@ -65,6 +66,10 @@ describe('buildBootstrap', () => {
       expect(at(b, 'dynamic_resources', 'lds_config')).toEqual({ ads: {}, resource_api_version: 'V3' });
       expect(at(b, 'dynamic_resources', 'cds_config')).toEqual({ ads: {}, resource_api_version: 'V3' });
     }
+  });
+
+  it('raises Envoy\'s RE2 program size limit (default 100) to the one the translator admits regexes up to', () => {
+    expect(at(buildBootstrap(base), 'layered_runtime', 'layers', 0, 'static_layer')).toEqual({ 're2.max_program_size.error_level': REGEX_PROGRAM_SIZE_LIMIT });
   });
 
   it('names the node and keeps the admin API on loopback unless told otherwise', () => {

@@ -275,6 +275,28 @@ describe('FileProvider on a directory', () => {
     expect(dup?.object).toEqual({ kind: 'Backend', namespace: 'ai', name: 'chat' });
   });
 
+  it('keeps serving an object when a new file that sorts first defines it again, and names both files', async () => {
+    await writeFile(path.join(dir, 'b.yaml'), chatBackend('from-b'));
+    const p = provider(dir);
+    const seen = record(p);
+    expect(modelOf(backend(await p.start(), 'chat'))).toBe('from-b');
+    await writeFile(path.join(dir, 'a.yaml'), chatBackend('from-a'));
+    const snap = await nthChange(seen, 1);
+    expect(modelOf(backend(snap, 'chat'))).toBe('from-b');
+    expect(snap.problems).toHaveLength(1);
+    const [dup] = snap.problems;
+    expect(dup?.source).toBe('a.yaml#0');
+    expect(dup?.message).toMatch(/defined in both a\.yaml .* and b\.yaml .*b\.yaml#0 was served first and keeps being served/);
+  });
+
+  it('serves a Gateway API object with an unknown field and reports the object and the field', async () => {
+    await writeFile(path.join(dir, 'route.yaml'), `${ROUTE}  futureField: {a: 1}\n`);
+    const snap = await provider(dir).start();
+    expect(snap.inputs.httpRoutes.map((r) => r.metadata.name)).toEqual(['chat']);
+    expect(snap.problems).toEqual([expect.objectContaining({ source: 'route.yaml#0', object: { kind: 'HTTPRoute', namespace: 'ai', name: 'chat' }, field: 'spec.futureField' })]);
+    expect(snap.inputs.unknownFields).toEqual([{ kind: 'HTTPRoute', namespace: 'ai', name: 'chat', fields: ['spec.futureField'] }]);
+  });
+
   it('never writes Secret values to the log, even from a broken Secret document', async () => {
     const lines: string[] = [];
     const sink: DestinationStream = { write: (line: string) => void lines.push(line) };
@@ -290,6 +312,74 @@ describe('FileProvider on a directory', () => {
     await writeFile(path.join(dir, 'secrets.yaml'), 'apiVersion: v1\nkind: Secret\nmetadata: {name: k, namespace: ai}\nstringData:\n  Authorization: "sk-live-do-not-log\n');
     await sleep(300);
     expect(lines.filter((l) => l.includes('"source":"secrets.yaml#0"'))).toHaveLength(1);
+  });
+});
+
+describe('FileProvider size limits', () => {
+  it('refuses a document over the document limit, naming it and the flag, and serves the rest of the file', async () => {
+    const big = `apiVersion: v1\nkind: Secret\nmetadata: {name: big, namespace: ai}\nstringData: {Authorization: ${'k'.repeat(5_000)}}\n`;
+    await writeFile(path.join(dir, 'all.yaml'), `${STATIC_BACKEND}---\n${big}`);
+    const snap = await provider(dir, { limits: { documentBytes: 4_096 } }).start();
+    expect(snap.inputs.backends.map((b) => b.metadata.name)).toEqual(['legacy']);
+    expect(snap.inputs.secrets).toEqual([]);
+    expect(snap.problems).toHaveLength(1);
+    expect(snap.problems[0]?.source).toBe('all.yaml#1');
+    expect(snap.problems[0]?.message).toMatch(/this document is 5(\.\d)? KiB, more than the 4 KiB allowed; split it, or raise the limit with --max-document-size/);
+  });
+
+  it('refuses a file that grew over the file limit and keeps serving what it held', async () => {
+    await writeFile(path.join(dir, 'backends.yaml'), backends('gpt-4o'));
+    await writeFile(path.join(dir, 'route.yaml'), ROUTE);
+    const p = provider(dir, { limits: { fileBytes: 4_096 } });
+    const seen = record(p);
+    const first = await p.start();
+    expect(first.problems).toEqual([]);
+    await writeFile(path.join(dir, 'backends.yaml'), `${backends('gpt-4o-mini')}# ${'padding '.repeat(1_000)}\n`);
+    const snap = await nthChange(seen, 1);
+    expect(modelOf(backend(snap, 'chat'))).toBe('gpt-4o');
+    expect(snap.inputs.httpRoutes.map((r) => r.metadata.name)).toEqual(['chat']);
+    expect(snap.problems.map((x) => [x.source, x.message])).toEqual([['backends.yaml', expect.stringMatching(/^this file is \d+(\.\d)? KiB, more than the 4 KiB allowed; .*--max-file-size$/)]]);
+  });
+
+  it('refuses to start on a configuration over the total limit, and keeps the last one when it grows over it', async () => {
+    await writeFile(path.join(dir, 'a.yaml'), STATIC_BACKEND);
+    await writeFile(path.join(dir, 'b.yaml'), ROUTE);
+    await expect(provider(dir, { limits: { totalBytes: 300 } }).start()).rejects.toThrow(/the configuration under .* \(2 files\) is \d+ bytes, more than the 300 bytes allowed; .*--max-config-size/);
+
+    const p = provider(dir, { limits: { totalBytes: 1_000 } });
+    const seen = record(p);
+    await p.start();
+    await writeFile(path.join(dir, 'c.yaml'), `${chatBackend('gpt-4o')}# ${'padding '.repeat(100)}\n`);
+    const snap = await nthChange(seen, 1);
+    expect(snap.inputs.backends.map((b) => b.metadata.name)).toEqual(['legacy']);
+    expect(snap.problems[0]?.message).toMatch(/more than the 1000 bytes allowed; split it, or raise the limit with --max-config-size; serving the configuration last loaded/);
+  });
+});
+
+describe('FileProvider on a large file', () => {
+  it('keeps the event loop turning while it parses (xDS keepalives and health probes go on)', async () => {
+    const secret = (i: number) => `apiVersion: v1\nkind: Secret\nmetadata: {name: key-${i}, namespace: ai}\nstringData: {Authorization: sk-${i}}\n`;
+    await writeFile(path.join(dir, 'secrets.yaml'), Array.from({ length: 15_000 }, (_, i) => secret(i)).join('---\n'));
+    let last = performance.now();
+    let maxGap = 0;
+    const timer = setInterval(() => {
+      const now = performance.now();
+      maxGap = Math.max(maxGap, now - last);
+      last = now;
+    }, 5);
+    const started = performance.now();
+    try {
+      const snap = await provider(dir).start();
+      expect(snap.inputs.secrets).toHaveLength(15_000);
+    } finally {
+      // The timer runs once more, so a block that lasted until the end is counted too.
+      await sleep(20);
+      clearInterval(timer);
+    }
+    const took = performance.now() - started - 20;
+    // Meaningful only if loading takes several gaps' worth; one long block would fail both.
+    expect(took, `load took ${took.toFixed(0)} ms`).toBeGreaterThan(3 * maxGap);
+    expect(maxGap).toBeLessThan(500);
   });
 });
 

@@ -3,6 +3,7 @@ import type { RawObject } from '../../src/providers/kubernetes/api-client.js';
 import { WATCHED_KINDS, collectionPath, type WatchedKind } from '../../src/providers/kubernetes/kinds.js';
 import { reduceObject } from '../../src/providers/kubernetes/reduce.js';
 import { SnapshotBuilder } from '../../src/providers/kubernetes/snapshot.js';
+import { translate } from '../../src/translate/index.js';
 
 /** What the provider keeps of each object, and how it turns objects into Inputs and Problems. */
 
@@ -91,14 +92,14 @@ describe('SnapshotBuilder', () => {
   it('reports an invalid version with its object and field, and serves the last valid one until the object goes away', () => {
     const b = new SnapshotBuilder();
     b.build([{ kind: 'Gateway', object: gateway('HTTP') }]);
-    const s = b.build([{ kind: 'Gateway', object: gateway('TCP') }]);
-    expect(s.problems).toEqual([expect.objectContaining({ object: { kind: 'Gateway', namespace: 'ai', name: 'gw' }, field: 'spec.listeners[0].protocol' })]);
+    const s = b.build([{ kind: 'Gateway', object: gateway('HTTP', 0) }]);
+    expect(s.problems).toEqual([expect.objectContaining({ object: { kind: 'Gateway', namespace: 'ai', name: 'gw' }, field: 'spec.listeners[0].port' })]);
     expect(s.inputs.invalid).toEqual([expect.objectContaining({ kind: 'Gateway', namespace: 'ai', name: 'gw', generation: 3, servingLastGood: true })]);
-    expect(s.inputs.gateways[0]?.spec.listeners[0]?.protocol).toBe('HTTP');
+    expect(s.inputs.gateways[0]?.spec.listeners[0]?.port).toBe(80);
 
     // Deleted, then created again invalid: nothing earlier to fall back on.
     b.build([]);
-    const again = b.build([{ kind: 'Gateway', object: gateway('TCP') }]);
+    const again = b.build([{ kind: 'Gateway', object: gateway('HTTP', 0) }]);
     expect(again.inputs.gateways).toEqual([]);
     expect(again.inputs.invalid).toEqual([expect.objectContaining({ servingLastGood: false })]);
   });
@@ -110,5 +111,14 @@ describe('SnapshotBuilder', () => {
     const two = new SnapshotBuilder().build([{ kind: 'Service', object: a }, { kind: 'Service', object: z }]);
     expect(JSON.stringify(one)).toBe(JSON.stringify(two));
     expect(one.inputs.services.map((x) => x.metadata.name)).toEqual(['a', 'z']);
+  });
+
+  it('serves a Gateway with a field Switchyard does not know, reports it, and translation raises a Warning Event for it', () => {
+    const raw = { metadata: { name: 'gw', namespace: 'ai' }, spec: { gatewayClassName: 'c', allowedListeners: { namespaces: { from: 'Same' } }, listeners: [{ name: 'l', protocol: 'HTTP', port: 80 }] } };
+    const s = new SnapshotBuilder().build([{ kind: 'Gateway', object: reduceObject(kind('Gateway'), raw) }]);
+    expect(s.inputs.gateways.map((g) => g.metadata.name)).toEqual(['gw']);
+    expect(s.problems).toEqual([expect.objectContaining({ object: { kind: 'Gateway', namespace: 'ai', name: 'gw' }, field: 'spec.allowedListeners' })]);
+    const events = translate(s.inputs).events.filter((e) => e.reason === 'UnknownFields');
+    expect(events).toEqual([{ object: { kind: 'Gateway', namespace: 'ai', name: 'gw' }, reason: 'UnknownFields', message: expect.stringMatching(/^unknown field spec\.allowedListeners: /) as unknown }]);
   });
 });

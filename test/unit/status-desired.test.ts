@@ -152,10 +152,13 @@ describe('desired Gateway and GatewayClass status', () => {
     ]);
   });
 
-  it('writes GatewayClass conditions and keeps supportedFeatures', () => {
-    const s: GatewayClassStatus = { kind: 'GatewayClass', namespace: '', name: 'switchyard', conditions: [condition('Accepted', true, 'Accepted', 'handled', 1)] };
-    const out = desiredStatus(s, { metadata: { name: 'switchyard', generation: 1 }, status: { supportedFeatures: [{ name: 'HTTPRoute' }] } }, ctx);
-    expect(out).toEqual({ supportedFeatures: [{ name: 'HTTPRoute' }], conditions: [{ type: 'Accepted', status: 'True', reason: 'Accepted', message: 'handled', observedGeneration: 1, lastTransitionTime: ctx.now }] });
+  it('writes GatewayClass conditions and the supportedFeatures translation names, replacing older ones', () => {
+    const s: GatewayClassStatus = { kind: 'GatewayClass', namespace: '', name: 'switchyard', conditions: [condition('Accepted', true, 'Accepted', 'handled', 1)], supportedFeatures: ['Gateway', 'HTTPRoute'] };
+    const out = desiredStatus(s, { metadata: { name: 'switchyard', generation: 1 }, status: { supportedFeatures: [{ name: 'TLSRoute' }] } }, ctx);
+    expect(out).toEqual({
+      supportedFeatures: [{ name: 'Gateway' }, { name: 'HTTPRoute' }],
+      conditions: [{ type: 'Accepted', status: 'True', reason: 'Accepted', message: 'handled', observedGeneration: 1, lastTransitionTime: ctx.now }],
+    });
   });
 });
 

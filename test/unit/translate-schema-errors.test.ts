@@ -110,3 +110,36 @@ describe('parseManifest outcomes', () => {
     expect(problems({ metadata: { name: 'x' } })[0]?.field).toBe('kind');
   });
 });
+
+describe('strict input: Secrets and Gateway API objects', () => {
+  const secret = (data: Record<string, string>) => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'openai-key', namespace: 'ai' }, data });
+
+  it('a Secret data value that is not base64 names the Secret and the key, never the value', () => {
+    const p = only(secret({ Authorization: 'sk-live-not base64!', other: 'c2stMQ==' }));
+    expect(p.object).toEqual({ kind: 'Secret', namespace: 'ai', name: 'openai-key' });
+    expect(p.field).toBe('data.Authorization');
+    expect(p.message).toMatch(/not base64.*stringData/);
+    expect(formatProblem(p)).not.toContain('sk-live');
+  });
+
+  it('accepts base64 data with and without padding, and empty values', () => {
+    const r = parseManifest(secret({ a: 'c2stMQ==', b: 'YWJj', c: 'YWI=', d: '' }));
+    expect(r.ok).toBe(true);
+  });
+
+  const route = (spec: Record<string, unknown>) => ({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'chat', namespace: 'ai', managedFields: [{}] }, spec, status: { parents: [] } });
+
+  it('serves a Gateway API object with unknown fields and names each field (forward compatibility)', () => {
+    const r = parseManifest(route({ parentRefs: [{ name: 'edge' }], rules: [{ backendRef: [{ name: 'x' }], backendRefs: [{ name: 'chat', futureKnob: 1 }] }], sessionStuff: {} }), 'routes.yaml#0');
+    if (r.ok !== true) throw new Error(`expected the route to be served, got ${JSON.stringify(r)}`);
+    expect(r.warnings.map((w) => w.field)).toEqual(['spec.rules[0].backendRef', 'spec.rules[0].backendRefs[0].futureKnob', 'spec.sessionStuff']);
+    expect(r.warnings[0]).toMatchObject({ source: 'routes.yaml#0', object: { kind: 'HTTPRoute', namespace: 'ai', name: 'chat' } });
+    expect(r.warnings[0]?.message).toMatch(/serves the object without it/);
+  });
+
+  it('reports nothing for a Gateway API object that uses only known fields, nor for metadata and status', () => {
+    const r = parseManifest(route({ parentRefs: [{ name: 'edge' }], rules: [{ backendRefs: [{ name: 'chat', weight: 1 }] }] }));
+    expect(r.ok === true && r.warnings).toEqual([]);
+  });
+});
+

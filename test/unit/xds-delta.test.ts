@@ -24,7 +24,9 @@ interface Request {
   error?: string;
 }
 
-function harness() {
+/** `transport`: as in xds-sotw.test.ts, `held` keeps responses in flight until `flushAll()`. */
+function harness(transport: 'instant' | 'held' = 'instant') {
+  const waiting: Array<() => void> = [];
   const cache = new SnapshotCache();
   const sent: Response[] = [];
   const { hooks, events } = recordingHooks();
@@ -33,7 +35,7 @@ function harness() {
     identity: { role: 'envoy', via: 'mtls' },
     hooks,
     logger: pino({ level: 'silent' }),
-    send: (message) => {
+    send: (message, flushed) => {
       const json = decodeMessage('envoy.service.discovery.v3.DeltaDiscoveryResponse', message);
       const list = (json['resources'] ?? []) as JsonObject[];
       sent.push({
@@ -47,6 +49,9 @@ function harness() {
         }),
         removed: ((json['removed_resources'] ?? []) as string[]).slice(),
       });
+      if (transport === 'instant') flushed();
+      else waiting.push(flushed);
+      return true;
     },
   });
   cache.watch((change) => stream.onCacheChange(change.changed));
@@ -61,7 +66,10 @@ function harness() {
       errorDetail: r.error === undefined ? undefined : { code: 13, message: r.error },
     });
   const versionOf = (typeUrl: string, name: string): string => cache.snapshot(typeUrl)?.resources.get(name)?.version ?? 'missing';
-  return { cache, sent, events, request, versionOf };
+  const flushAll = (): void => {
+    for (const flushed of waiting.splice(0)) flushed();
+  };
+  return { cache, sent, events, request, versionOf, stream, flushAll };
 }
 
 const names = (response: Response | undefined): string[] => (response?.resources ?? []).map((entry) => entry.split('@')[0] ?? '').sort();
@@ -201,5 +209,25 @@ describe('DeltaStream', () => {
         [TypeUrl.endpoint, ['b']],
       ]);
     });
+  });
+
+  it('keeps one response per type in flight to a client that stops reading, then sends what it lacks at the newest version', () => {
+    const { cache, sent, events, request, versionOf, stream, flushAll } = harness('held');
+    cache.setResources(resources());
+    request({ typeUrl: TypeUrl.cluster });
+    expect(sent).toHaveLength(1);
+    for (let i = 2; i <= 10; i++) cache.setResources(resources({ clusters: [cluster('a', `${i}s`), cluster('b')] }));
+    cache.setResources(resources({ clusters: [cluster('a', '99s')] }));
+    expect(sent).toHaveLength(1);
+    expect(stream.backlog().due).toEqual([TypeUrl.cluster]);
+    flushAll();
+    expect(sent).toHaveLength(2);
+    expect(sent[1]?.resources).toEqual([`a@${versionOf(TypeUrl.cluster, 'a')}`]);
+    expect(sent[1]?.removed).toEqual(['b']);
+    expect(sent[1]?.system_version_info).toBe(cache.snapshot(TypeUrl.cluster)?.version);
+    // Both nonces stay answerable: the client ACKs each response it reads.
+    request({ typeUrl: TypeUrl.cluster, nonce: sent[0]?.nonce });
+    request({ typeUrl: TypeUrl.cluster, nonce: sent[1]?.nonce });
+    expect(events.filter((e) => e.startsWith('ack'))).toHaveLength(2);
   });
 });

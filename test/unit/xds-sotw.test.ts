@@ -15,9 +15,14 @@ interface Response {
   names: string[];
 }
 
+/**
+ * `transport`: `instant` flushes every response at once (a client that reads); `held` keeps
+ * each response in flight until `flushAll()` (a client that stopped reading).
+ */
 const ENVOY: StreamIdentity = { role: 'envoy', via: 'mtls' };
 
-function harness(identity: StreamIdentity = ENVOY, nodeCluster = 'gw') {
+function harness(nodeCluster = 'gw', transport: 'instant' | 'held' = 'instant', identity: StreamIdentity = ENVOY) {
+  const waiting: Array<() => void> = [];
   const cache = new SnapshotCache();
   const sent: Response[] = [];
   const { hooks, events } = recordingHooks();
@@ -28,7 +33,7 @@ function harness(identity: StreamIdentity = ENVOY, nodeCluster = 'gw') {
     bodies,
     hooks,
     logger: pino({ level: 'silent' }),
-    send: (message) => {
+    send: (message, flushed) => {
       const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', message);
       const list = (json['resources'] ?? []) as JsonObject[];
       sent.push({
@@ -37,6 +42,9 @@ function harness(identity: StreamIdentity = ENVOY, nodeCluster = 'gw') {
         type_url: String(json['type_url']),
         names: list.map((resource) => String(resource['name'] ?? resource['cluster_name'])),
       });
+      if (transport === 'instant') flushed();
+      else waiting.push(flushed);
+      return true;
     },
   });
   cache.watch((change) => {
@@ -52,7 +60,10 @@ function harness(identity: StreamIdentity = ENVOY, nodeCluster = 'gw') {
       responseNonce: ack?.nonce ?? '',
       errorDetail: error === undefined ? undefined : { code: 3, message: error },
     } satisfies DiscoveryRequest);
-  return { cache, sent, events, request };
+  const flushAll = (): void => {
+    for (const flushed of waiting.splice(0)) flushed();
+  };
+  return { cache, sent, events, request, stream, flushAll };
 }
 
 describe('SotwStream', () => {
@@ -256,17 +267,17 @@ describe('SotwStream', () => {
       { '@type': TypeUrl.secret, name: 'credential/ai/openai-key', generic_secret: { secret: { inline_string: 'sk-test' } } },
       { '@type': TypeUrl.secret, name: 'certificate/ai/tls', tls_certificate: { certificate_chain: { inline_string: 'pem' } } },
     ];
-    const envoy = harness(ENVOY, 'switchyard-ai-extension');
+    const envoy = harness('switchyard-ai-extension', 'instant', ENVOY);
     envoy.cache.setResources(resources({ secrets }));
     envoy.request(TypeUrl.secret, ['credential/ai/openai-key', 'certificate/ai/tls']);
     expect(envoy.sent.at(-1)?.names).toEqual(['certificate/ai/tls']);
 
-    const anonymous = harness({ role: 'anonymous', via: 'plaintext' }, 'switchyard-ai-extension');
+    const anonymous = harness('switchyard-ai-extension', 'instant', { role: 'anonymous', via: 'plaintext' });
     anonymous.cache.setResources(resources({ secrets }));
     anonymous.request(TypeUrl.secret, ['*']);
     expect(anonymous.sent.at(-1)?.names).toEqual(['certificate/ai/tls']);
 
-    const extension = harness({ role: 'ai-extension', via: 'mtls' });
+    const extension = harness('gw', 'instant', { role: 'ai-extension', via: 'mtls' });
     extension.cache.setResources(resources({ secrets }));
     extension.request(TypeUrl.secret, ['credential/ai/openai-key']);
     expect(extension.sent.at(-1)?.names).toEqual(['credential/ai/openai-key']);
@@ -288,9 +299,11 @@ describe('SotwStream', () => {
         bodies,
         hooks: recordingHooks().hooks,
         logger: pino({ level: 'silent' }),
-        send: (message) => {
+        send: (message, flushed) => {
           const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', message);
           sent.set(identity.role, ((json['resources'] ?? []) as JsonObject[]).map((r) => `${String(r['name'])}@${String(json['version_info'])}`));
+          flushed();
+          return true;
         },
       });
       stream.onRequest({ node: { id: identity.role, cluster: 'x', userAgent: 'test' }, typeUrl: TypeUrl.secret, resourceNames: ['*'], versionInfo: '', responseNonce: '', errorDetail: undefined });
@@ -299,5 +312,81 @@ describe('SotwStream', () => {
     expect(sent.get('ai-extension')?.sort()).toEqual([`certificate/ai/tls@${full}`, `credential/ai/openai-key@${full}`]);
     expect(sent.get('envoy')?.map((n) => n.split('@')[0])).toEqual(['certificate/ai/tls']);
     expect(sent.get('envoy')?.[0]).not.toContain(`@${full}`);
+  });
+
+  describe('a client that stops reading', () => {
+    it('keeps at most one response per type in flight and sends only the newest version once it reads again', () => {
+      const { cache, sent, request, stream, flushAll } = harness('gw', 'held');
+      cache.setResources(resources());
+      request(TypeUrl.cluster, []);
+      request(TypeUrl.endpoint, ['a', 'b']);
+      expect(sent.map((r) => r.type_url)).toEqual([TypeUrl.cluster, TypeUrl.endpoint]);
+      for (let i = 2; i <= 20; i++) cache.setResources(resources({ clusters: [cluster('a', `${i}s`), cluster('b')], endpoints: [assignment('a', 1000 + i), assignment('b')] }));
+      // Nineteen changes, nothing more written: the stream only notes which types are due.
+      expect(sent).toHaveLength(2);
+      expect([...stream.backlog().due].sort()).toEqual([TypeUrl.cluster, TypeUrl.endpoint].sort());
+      flushAll();
+      const newest = cache.snapshot(TypeUrl.cluster)?.version;
+      expect(sent.slice(2).map((r) => r.type_url)).toEqual([TypeUrl.cluster, TypeUrl.endpoint]);
+      expect(sent[2]?.version_info).toBe(newest);
+      expect(sent[3]?.version_info).toBe(cache.snapshot(TypeUrl.endpoint)?.version);
+      // The ACK of the newest version is accepted as the ACK it is.
+      flushAll();
+      request(TypeUrl.cluster, [], sent[2]);
+      expect(stream.backlog()).toEqual({ inFlight: [], due: [], congested: false });
+    });
+
+    it('pushes nothing while the transport reports a full buffer, and the newest version on resume()', () => {
+      const cache = new SnapshotCache();
+      const bodies = new SharedResponseBodies();
+      const sent: string[] = [];
+      let room = true;
+      const stream = new SotwStream({
+        cache,
+        identity: ENVOY,
+        bodies,
+        hooks: recordingHooks().hooks,
+        logger: pino({ level: 'silent' }),
+        send: (message, flushed) => {
+          sent.push(String(decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', message)['version_info']));
+          flushed();
+          return room;
+        },
+      });
+      cache.watch((change) => {
+        bodies.invalidate(change.changed);
+        stream.onCacheChange(change.changed);
+      });
+      room = false;
+      cache.setResources(resources());
+      stream.onRequest({ versionInfo: '', node: { id: 'n', cluster: 'gw', userAgent: 't' }, resourceNames: [], typeUrl: TypeUrl.cluster, responseNonce: '', errorDetail: undefined });
+      expect(sent).toHaveLength(1);
+      for (let i = 2; i <= 5; i++) cache.setResources(resources({ clusters: [cluster('a', `${i}s`), cluster('b')] }));
+      expect(sent).toHaveLength(1);
+      room = true;
+      stream.resume();
+      expect(sent).toEqual([sent[0], cache.snapshot(TypeUrl.cluster)?.version]);
+    });
+
+    it('never lets a later type overtake an earlier one that waits', () => {
+      const { cache, sent, request, flushAll } = harness('gw', 'held');
+      cache.setResources(resources({ routes: [route('a')] }));
+      request(TypeUrl.cluster, []);
+      request(TypeUrl.route, ['r']);
+      expect(sent.map((r) => r.type_url)).toEqual([TypeUrl.cluster, TypeUrl.route]);
+      flushAll();
+      // The cluster response is still in flight when the new cluster and the route naming it come.
+      request(TypeUrl.cluster, [], sent[0]);
+      request(TypeUrl.route, ['r'], sent[1]);
+      cache.setResources(resources({ clusters: [cluster('a'), cluster('b'), cluster('c')], routes: [route('c')] }));
+      expect(sent.slice(2).map((r) => r.type_url)).toEqual([TypeUrl.cluster, TypeUrl.route]);
+      cache.setResources(resources({ clusters: [cluster('a'), cluster('b'), cluster('d')], routes: [route('d')] }));
+      expect(sent).toHaveLength(4);
+      flushAll();
+      expect(sent.slice(4).map((r) => [r.type_url, r.names.sort()])).toEqual([
+        [TypeUrl.cluster, ['a', 'b', 'c', 'd']],
+        [TypeUrl.route, ['r']],
+      ]);
+    });
   });
 });

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { formatProblem } from '../../api/manifest.js';
 import { silentLogger } from '../../observability/logger.js';
-import { canonicalJson, type Snapshot } from '../manifest-files.js';
+import { canonicalDigest, type Snapshot } from '../manifest-files.js';
 import type { KubeClient } from './api-client.js';
 import { Informer, type InformerStats } from './informer.js';
 import { WATCHED_KINDS, type WatchedKind } from './kinds.js';
@@ -152,7 +152,7 @@ export class KubernetesProvider {
   private build(): Snapshot {
     const objects = this.informers.flatMap(({ kind, informer }) => informer.list().map((object) => ({ kind: kind.kind, object })));
     const snapshot = this.builder.build(objects);
-    const fingerprint = canonicalJson(snapshot);
+    const fingerprint = canonicalDigest(snapshot);
     if (fingerprint !== this.fingerprint) {
       this.fingerprint = fingerprint;
       this.snapshot = snapshot;

@@ -1,5 +1,5 @@
 import { parseManifest, type KnownObject, type ParseResult, type Problem } from '../../api/manifest.js';
-import { addToInputs, emptyInputs, type InvalidObject } from '../../translate/inputs.js';
+import { addToInputs, emptyInputs, noteUnknownFields, type InvalidObject } from '../../translate/inputs.js';
 import type { Snapshot } from '../manifest-files.js';
 import type { ReducedObject } from './reduce.js';
 
@@ -39,6 +39,9 @@ export class SnapshotBuilder {
       const r = p.result;
       if (r.ok === true) {
         addToInputs(inputs, r.object);
+        // Served as they are; the problems are logged and become Warning Events (translate).
+        problems.push(...r.warnings);
+        noteUnknownFields(inputs, r.id, r.warnings);
         lastGood.set(key, r.object);
         continue;
       }

@@ -1,0 +1,81 @@
+/**
+ * Config-load row: file mode loading a large valid configuration (N Backends of the translate
+ * bench's shape, with their Secrets and HTTPRoutes, as one YAML file), in a fresh process
+ * (bench/config-load-child.ts). Reports the load's peak RSS growth and the heap the loaded
+ * configuration keeps, each against the size of the input. Target: peak at most 5x the input.
+ *
+ *   BENCH_CONFIG_BACKENDS  Backends in the file (default 10000: about 37 MiB of YAML)
+ */
+import { fork } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import type { ConfigLoadReport } from './config-load-child.js';
+import type { BenchRow, BenchSuite } from './suite.js';
+import { generateManifests } from './translate.js';
+
+export const CONFIG_LOAD_TARGET_RATIO = 5;
+const HERE = dirname(fileURLToPath(import.meta.url));
+
+function backendsFromEnv(): number {
+  const text = process.env['BENCH_CONFIG_BACKENDS'];
+  if (text === undefined || text === '') return 10_000;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`BENCH_CONFIG_BACKENDS must be a positive integer, got "${text}"`);
+  return n;
+}
+
+function load(path: string): Promise<ConfigLoadReport> {
+  return new Promise((resolve, reject) => {
+    const child = fork(join(HERE, 'config-load-child.ts'), [path], {
+      cwd: join(HERE, '..'),
+      execArgv: ['--import', 'tsx', '--expose-gc'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    child.once('message', (report: ConfigLoadReport) => resolve(report));
+    child.once('exit', (code) => reject(new Error(`config-load-child exited (${String(code)}) without a report`)));
+  });
+}
+
+const mb = (bytes: number): number => bytes / 1024 / 1024;
+
+export function configLoadSuite(log: (line: string) => void): BenchSuite {
+  return {
+    name: 'config-load',
+    async run(): Promise<BenchRow[]> {
+      const backends = backendsFromEnv();
+      const dir = mkdtempSync(join(tmpdir(), 'switchyard-config-load-'));
+      try {
+        const file = join(dir, 'config.yaml');
+        writeFileSync(file, generateManifests(backends).map((doc) => stringify(doc)).join('---\n'));
+        const input = statSync(file).size;
+        log(`config-load: ${backends} Backends, ${mb(input).toFixed(1)} MiB of YAML; loading in a fresh process`);
+        const r = await load(file);
+        if (r.backends !== backends || r.problems !== 0) throw new Error(`config-load: expected ${backends} Backends and no problems, got ${r.backends} and ${r.problems}`);
+        const peak = r.peakRssBytes - r.rssBeforeBytes;
+        const kept = r.heapAfterBytes - r.heapBeforeBytes;
+        const ratio = peak / input;
+        return [
+          {
+            suite: 'config-load',
+            name: 'file mode: load one large file (peak RSS growth / input)',
+            n: backends,
+            ms: r.ms,
+            cpuMs: r.cpuMs,
+            runs: 1,
+            heapMB: mb(kept),
+            detail:
+              `input ${mb(input).toFixed(1)} MiB; peak RSS +${mb(peak).toFixed(0)} MiB = ${ratio.toFixed(1)}x input; ` +
+              `heap kept by the loaded configuration ${mb(kept).toFixed(0)} MiB = ${(kept / input).toFixed(1)}x input`,
+            target: `<= ${CONFIG_LOAD_TARGET_RATIO}x input`,
+            verdict: ratio <= CONFIG_LOAD_TARGET_RATIO ? 'PASS' : 'FAIL',
+          },
+        ];
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}

@@ -1,0 +1,273 @@
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { commandLineOf, isAlive, type StateDir } from './state-dir.js';
+
+/**
+ * `serve`'s AI extension as a child process of its own, so that Envoy keeps adapting and
+ * authenticating AI requests while serve is down (a crash, kill -9, an upgrade):
+ *
+ * - It runs detached (its own process group): a kill of serve, or of serve's group, leaves it.
+ * - It reads credentials over serve's Unix socket in the state directory, and keeps the last ones
+ *   it was given while that socket is gone; a restarted serve binds the same path and the
+ *   extension is back within a second (src/ai-extension/credentials.ts).
+ * - It writes its pid and port to the state directory; a restarted serve adopts it when that
+ *   pid is alive, is an extension of this directory and accepts connections on that port, so
+ *   Envoy's configuration (which names the port) and every version stay the same.
+ * - A graceful stop of serve (SIGTERM, SIGINT, stop()) stops it. Left alone, it ends itself once
+ *   both serve and Envoy have been silent for `orphanGraceMs` (default 10 min): a serve that is
+ *   never coming back does not leave it running forever, and it never ends while Envoy still
+ *   sends it requests or during any plausible restart.
+ * - serve restarts it, on the same port, if it dies while serve runs.
+ */
+
+export const DEFAULT_ORPHAN_GRACE_MS = 10 * 60_000;
+
+const ExtensionRecord = z.object({
+  pid: z.number().int().positive(),
+  port: z.number().int().min(1).max(65535),
+  host: z.string(),
+  socket: z.string(),
+  metricsPort: z.number().int().optional(),
+});
+export type ExtensionRecord = z.infer<typeof ExtensionRecord>;
+
+/** Written by the extension once it listens (atomically: a reader never sees half a file). */
+export function writeExtensionRecord(path: string, record: ExtensionRecord): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(record)}\n`, { mode: 0o600 });
+  renameSync(tmp, path);
+}
+
+/** Removes the record if it still names `pid` (a successor's record is left alone). */
+export function removeExtensionRecord(path: string, pid: number): void {
+  if (readExtensionRecord(path)?.pid === pid) rmSync(path, { force: true });
+}
+
+function readExtensionRecord(path: string): ExtensionRecord | undefined {
+  try {
+    const parsed = ExtensionRecord.safeParse(JSON.parse(readFileSync(path, 'utf8')));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * How to run `switchyard` again: this Node with its loader flags (tsx when run from source) and
+ * the CLI entry next to this module (`.ts` in source, `.js` when built).
+ */
+export function defaultSwitchyardCommand(): string[] {
+  const here = fileURLToPath(import.meta.url);
+  const entry = fileURLToPath(new URL(`../cli/main${extname(here)}`, import.meta.url));
+  return [process.execPath, ...process.execArgv, entry];
+}
+
+export interface AiExtensionProcessOptions {
+  state: StateDir;
+  /** The ext_proc port Envoy dials: 0 reuses the last extension's port, or takes a free one. */
+  port: number;
+  host: string;
+  /** argv that runs `switchyard` (default: defaultSwitchyardCommand()). */
+  command?: readonly string[];
+  orphanGraceMs?: number;
+  logLevel?: string;
+  logger: Logger;
+  /** How long a new extension may take to listen (tsx compiles at start). */
+  startTimeoutMs?: number;
+}
+
+export interface AiExtensionProcess {
+  /** The ext_proc port, stable across restarts of serve and of the extension. */
+  readonly port: number;
+  /** The current extension's pid (changes if serve had to restart it). */
+  pid(): number;
+  /** Its series (text format) from its own /metrics on loopback; '' while it cannot be read. */
+  metrics(): Promise<string>;
+  /** Whether this serve found the extension already running and adopted it. */
+  readonly adopted: boolean;
+  /** Stops supervising and ends the extension (SIGTERM, SIGKILL after 5 s). */
+  stop(): Promise<void>;
+}
+
+export async function startAiExtensionProcess(opts: AiExtensionProcessOptions): Promise<AiExtensionProcess> {
+  const log = opts.logger;
+  const { state } = opts;
+  const command = opts.command ?? defaultSwitchyardCommand();
+  const previous = readExtensionRecord(state.extensionRecord);
+
+  let current: ExtensionRecord | undefined;
+  let adopted = false;
+  if (previous !== undefined && isOurs(previous, state) && (await listening(previous.host, previous.port))) {
+    if (previous.host === opts.host && previous.socket === state.socket && (opts.port === 0 || opts.port === previous.port)) {
+      current = previous;
+      adopted = true;
+      log.info({ extensionPid: previous.pid, port: previous.port }, 'ai-extension: adopted the extension that kept running while serve was down');
+    } else {
+      log.info({ extensionPid: previous.pid, port: previous.port, wantPort: opts.port, wantHost: opts.host }, 'ai-extension: replacing the running extension: its address differs from the one asked for');
+      await terminate(previous.pid);
+    }
+  } else if (previous !== undefined && isOurs(previous, state)) {
+    // Alive but not answering: wedged. A fresh one takes its place (and its port).
+    await terminate(previous.pid);
+  }
+  if (current === undefined) {
+    const wanted = opts.port !== 0 ? opts.port : (previous?.port ?? 0);
+    current = await spawnExtension(opts, command, wanted).catch(async (err: unknown) => {
+      // The last extension's port may have been taken meanwhile; a port the user chose may not be swapped.
+      if (opts.port !== 0 || wanted === 0) throw err;
+      log.warn({ port: wanted, err: err instanceof Error ? err.message : String(err) }, 'ai-extension: could not take the previous port back; taking a free one');
+      return spawnExtension(opts, command, 0);
+    });
+    log.info({ extensionPid: current.pid, port: current.port, log: state.extensionLog }, 'ai-extension: started as a child process that outlives serve');
+  }
+
+  const port = current.port;
+  let stopping = false;
+  let restarting = false;
+  let restartDelayMs = 500;
+  // A poll, not the child's 'exit' event: an adopted extension is not our child.
+  const watchdog = setInterval(() => {
+    if (stopping || restarting || current === undefined || isAlive(current.pid)) return;
+    restarting = true;
+    log.error({ extensionPid: current.pid, port, log: state.extensionLog }, 'ai-extension: the extension process ended; starting a new one on the same port');
+    setTimeout(() => {
+      if (stopping) return;
+      spawnExtension(opts, command, port).then(
+        (record) => {
+          current = record;
+          restarting = false;
+          restartDelayMs = 500;
+          log.info({ extensionPid: record.pid, port }, 'ai-extension: restarted');
+        },
+        (err: unknown) => {
+          restarting = false;
+          restartDelayMs = Math.min(restartDelayMs * 2, 30_000);
+          log.error({ err: err instanceof Error ? err.message : String(err), retryInMs: restartDelayMs }, 'ai-extension: could not restart the extension');
+        },
+      );
+    }, restartDelayMs);
+  }, 500);
+  watchdog.unref();
+
+  return {
+    port,
+    adopted,
+    pid: () => current?.pid ?? 0,
+    metrics: async () => {
+      const metricsPort = current?.metricsPort;
+      if (metricsPort === undefined || restarting) return '';
+      try {
+        const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { signal: AbortSignal.timeout(2_000) });
+        return res.ok ? await res.text() : '';
+      } catch {
+        // A scrape during a restart of the extension shows serve's own series only.
+        return '';
+      }
+    },
+    async stop() {
+      stopping = true;
+      clearInterval(watchdog);
+      if (current === undefined) return;
+      await terminate(current.pid);
+      removeExtensionRecord(state.extensionRecord, current.pid);
+    },
+  };
+}
+
+/** Alive, and (where /proc says) an extension started for this state directory: a reused pid is not adopted or killed. */
+function isOurs(record: ExtensionRecord, state: StateDir): boolean {
+  if (!isAlive(record.pid)) return false;
+  const cmd = commandLineOf(record.pid);
+  return cmd === undefined || (cmd.includes('ai-extension') && cmd.includes(state.extensionRecord));
+}
+
+function listening(host: string, port: number): Promise<boolean> {
+  const address = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  return new Promise((resolve) => {
+    const socket = connect({ host: address, port });
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1_000, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+async function terminate(pid: number): Promise<void> {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + 5_000;
+  while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+  if (isAlive(pid)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+}
+
+async function spawnExtension(opts: AiExtensionProcessOptions, command: readonly string[], port: number): Promise<ExtensionRecord> {
+  const { state } = opts;
+  const [file, ...prefix] = command;
+  if (file === undefined) throw new Error('ai-extension: empty command to run switchyard');
+  const args = [
+    ...prefix,
+    'ai-extension',
+    '--xds-socket', state.socket,
+    '--port', String(port),
+    '--host', opts.host,
+    '--metrics-port', '0',
+    '--metrics-host', '127.0.0.1',
+    '--orphan-grace', durationFlag(opts.orphanGraceMs ?? DEFAULT_ORPHAN_GRACE_MS),
+    '--state-file', state.extensionRecord,
+    '--log-level', opts.logLevel ?? 'info',
+  ];
+  rmSync(state.extensionRecord, { force: true });
+  // A file, not a pipe to serve: a pipe breaks when serve dies, and writing to it would end the extension.
+  const out = openSync(state.extensionLog, 'w', 0o600);
+  const child = spawn(file, args, { detached: true, stdio: ['ignore', out, out], env: process.env });
+  closeSync(out);
+  child.unref();
+  let exited: string | undefined;
+  child.once('exit', (code, signal) => {
+    exited = signal !== null ? `killed by ${signal}` : `exited with code ${String(code)}`;
+  });
+  child.once('error', (err) => {
+    exited = `could not be started: ${err.message}`;
+  });
+  const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
+  for (;;) {
+    const record = readExtensionRecord(state.extensionRecord);
+    if (record !== undefined && record.pid === child.pid) return record;
+    if (exited !== undefined || Date.now() > deadline) {
+      if (exited === undefined) child.kill('SIGKILL');
+      throw new Error(`the AI extension (${[file, ...args].join(' ')}) ${exited ?? 'did not start listening in time'}; its log ${state.extensionLog}:\n${tail(state.extensionLog)}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** A duration flag within GEP-2257's five digits per unit. */
+function durationFlag(ms: number): string {
+  const whole = Math.max(1, Math.round(ms));
+  return whole % 1000 === 0 ? `${whole / 1000}s` : `${whole}ms`;
+}
+
+function tail(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').split('\n').slice(-15).join('\n');
+  } catch {
+    return '(empty)';
+  }
+}

@@ -1,0 +1,151 @@
+import { condition } from '../api/conditions.js';
+import type { HTTPRoute } from '../api/httproute.js';
+import type { IR } from '../ir/model.js';
+import { shortNackReason } from '../status/programmed.js';
+import type { ObjectStatus } from '../translate/status.js';
+
+/**
+ * Defence in depth behind the translator's own checks: HTTPRoutes that Envoy still rejects are
+ * left out of the configuration, so one bad route does not freeze its listener.
+ *
+ * Why here and how. Envoy rejects a RouteConfiguration whole and keeps the last one it accepted,
+ * so after one NACK every later route change on that listener is ignored (a new valid route
+ * answers 404) until the bad route is gone. The translator stays pure; the runtime, which sees
+ * ACKs and NACKs, keeps this small state and translates again without the routes it holds out.
+ *
+ * - Each pushed route version is fingerprinted per HTTPRoute (the route entries it contributed).
+ * - On a NACK of version V by an Envoy, the suspects are the HTTPRoutes whose contribution differs
+ *   between V and the last version that Envoy ACKed (everything, if it never ACKed one). One
+ *   suspect, or a suspect Envoy's message names, is the culprit: it is quarantined with Envoy's
+ *   reason in its own status. Several suspects are all held out, and each ACK re-admits the next
+ *   one alone: the NACK that follows a re-admission has exactly one suspect. Probing costs nothing
+ *   to traffic, since Envoy keeps its last good configuration through a NACK.
+ * - A quarantined route is re-admitted when its spec changes (or it is deleted and re-created).
+ *
+ * Only the route type is handled: clusters and listeners are one per Backend or Gateway, which
+ * the Programmed condition already names. An Envoy that rejects what others accept (for example
+ * one bootstrapped by hand with Envoy's default RE2 program size limit) still gets the culprit
+ * quarantined for every Envoy: the controller serves one configuration.
+ */
+export class RouteQuarantine {
+  /** Route key → fingerprint of its route entries, per pushed route version (recent ones only). */
+  private readonly fingerprints = new Map<string, Map<string, string>>();
+  private readonly ackedByNode = new Map<string, string>();
+  /** Culprits: route key → the spec they were rejected with, and why. */
+  private readonly confirmed = new Map<string, { spec: string; node: string; reason: string }>();
+  /** Suspects held out, re-admitted one per ACK. */
+  private pending: string[] = [];
+  private specs = new Map<string, string>();
+  private current: string | undefined;
+  /** The last translation was asked for to re-admit a suspect. */
+  private admitting = false;
+
+  /** Before each translation: forgets culprits whose spec changed or that were deleted. */
+  refresh(routes: readonly HTTPRoute[]): void {
+    this.specs = new Map(routes.map((r) => [routeKey(r), JSON.stringify(r.spec)]));
+    for (const [key, c] of this.confirmed) if (this.specs.get(key) !== c.spec) this.confirmed.delete(key);
+    this.pending = this.pending.filter((k) => this.specs.has(k));
+  }
+
+  /** HTTPRoutes ("namespace/name") to leave out of the next translation. */
+  excluded(): ReadonlySet<string> {
+    return new Set([...this.confirmed.keys(), ...this.pending]);
+  }
+
+  /**
+   * After a push: the route version served and the IR it came from. True when the runtime must
+   * translate again: a re-admitted route that changed nothing (no new version, so no ACK to wait
+   * for) lets the next suspect in at once.
+   */
+  served(version: string | undefined, ir: IR): boolean {
+    if (version === undefined) return false;
+    const unchanged = version === this.current;
+    this.current = version;
+    if (!this.fingerprints.has(version)) this.fingerprints.set(version, routeFingerprints(ir));
+    this.prune();
+    if (!unchanged || !this.admitting || this.pending.length === 0) return false;
+    this.pending.shift();
+    return true;
+  }
+
+  /** An Envoy ACKed route version `version`; true when the runtime must translate again. */
+  ack(node: string, version: string): boolean {
+    this.ackedByNode.set(node, version);
+    this.prune();
+    if (version !== this.current || this.pending.length === 0) return false;
+    this.pending.shift();
+    this.admitting = true;
+    return true;
+  }
+
+  /** An Envoy NACKed route version `version`; true when the runtime must translate again. */
+  nack(node: string, version: string, message: string): boolean {
+    const rejected = this.fingerprints.get(version);
+    if (!rejected) return false;
+    const base = this.fingerprints.get(this.ackedByNode.get(node) ?? '') ?? new Map<string, string>();
+    let suspects = [...rejected.keys()].filter((k) => rejected.get(k) !== base.get(k) && !this.confirmed.has(k));
+    const named = suspects.filter((k) => message.includes(`${k}/rule/`));
+    if (named.length > 0) suspects = named;
+    if (suspects.length === 0) return false;
+    this.admitting = false;
+    if (suspects.length === 1) {
+      const key = suspects[0] as string;
+      this.confirmed.set(key, { spec: this.specs.get(key) ?? '', node, reason: shortNackReason(message) });
+      return true;
+    }
+    this.pending = [...new Set([...this.pending, ...suspects])];
+    return true;
+  }
+
+  /** Statuses of the held-out routes, from a translation that included them: Accepted=False, why. */
+  statuses(full: readonly ObjectStatus[]): ObjectStatus[] {
+    const out: ObjectStatus[] = [];
+    for (const s of full) {
+      if (s.kind !== 'HTTPRoute' || !('parents' in s)) continue;
+      const key = `${s.namespace}/${s.name}`;
+      const culprit = this.confirmed.get(key);
+      const held = this.pending.includes(key);
+      if (!culprit && !held) continue;
+      const accepted = culprit
+        ? { status: false, reason: 'UnsupportedValue', message: `Envoy ${culprit.node} rejected this route: ${culprit.reason}; the route is left out until its spec changes, the rest of the listener is served` }
+        : { status: false, reason: 'Pending', message: 'held out while Switchyard finds which changed route Envoy rejected' };
+      out.push({
+        ...s,
+        parents: s.parents.map((p) => ({
+          ...p,
+          conditions: p.conditions.map((c) => {
+            if (c.type !== 'Accepted') return c;
+            return condition('Accepted', accepted.status, accepted.reason, accepted.message, c.observedGeneration);
+          }),
+        })),
+      });
+    }
+    return out;
+  }
+
+  /** Keeps the fingerprints of the current version, of every version an Envoy last ACKed, and of the 8 newest. */
+  private prune(): void {
+    const keep = new Set([...this.ackedByNode.values(), ...(this.current ? [this.current] : []), ...[...this.fingerprints.keys()].slice(-8)]);
+    for (const v of this.fingerprints.keys()) if (!keep.has(v)) this.fingerprints.delete(v);
+  }
+}
+
+function routeKey(r: HTTPRoute): string {
+  return `${r.metadata.namespace}/${r.metadata.name}`;
+}
+
+/** What each HTTPRoute contributes to the route type: its entries, with where they are placed. */
+export function routeFingerprints(ir: IR): Map<string, string> {
+  const parts = new Map<string, string[]>();
+  for (const l of ir.listeners) {
+    for (const vh of l.virtualHosts) {
+      for (const r of vh.routes) {
+        const key = r.name.split('/rule/')[0] ?? r.name;
+        const list = parts.get(key) ?? [];
+        list.push(`${l.name} ${vh.name} ${JSON.stringify(r)}`);
+        parts.set(key, list);
+      }
+    }
+  }
+  return new Map([...parts].map(([k, v]) => [k, v.join('\n')]));
+}

@@ -1,0 +1,517 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { startFakeProvider, type FakeProvider } from '../../examples/demo/fake-provider.js';
+import { buildBootstrap } from '../../src/envoy/bootstrap.js';
+import { createPki, type Pki } from '../support/certs.js';
+import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
+import { NAMESPACE, aiBackend, gatewayManifests, httpRoute, secret, type Manifest } from '../support/gateway-fixture.js';
+import { freePort } from '../support/ports.js';
+import { sleep, StopWaiting, waitFor } from '../support/wait.js';
+
+/**
+ * kill -9 of the controller under load loses no request, with the real Envoy and the real
+ * `switchyard` processes:
+ * - `serve`: its AI extension is a process of its own that keeps serving with the keys it has; the
+ *   restarted serve adopts it (same pid, same port, so Envoy's configuration versions are the
+ *   same), the extension is back on serve's Unix socket within a second, and a Secret edited
+ *   after the restart reaches the provider within a second or two.
+ * - cluster shape (no Kubernetes): `serve --no-ai-extension` as the controller over mTLS, a
+ *   standalone `switchyard ai-extension` over mTLS TCP, Envoy over mTLS; a Secret rotated while
+ *   the controller is down reaches the provider within a second of its return.
+ * Load: OUTAGE_RPS requests per second per route (default 100, so 200 in all) on an AI route
+ * and a Static route.
+ */
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const RPS_PER_ROUTE = Number(process.env['OUTAGE_RPS'] ?? '100');
+const OUTAGE_MS = Number(process.env['OUTAGE_MS'] ?? '4000');
+/** Restarts under tsx take seconds on a loaded machine; the outage itself is added. */
+const TEST_TIMEOUT_MS = OUTAGE_MS + 90_000;
+const OLD_KEY = 'sk-outage-old-key-0001';
+const NEW_KEY = 'sk-outage-new-key-0002';
+const AI_HOST = 'llm.outage.test';
+
+/** Pino's JSON lines of a process's log file. */
+interface LogLine {
+  time: number;
+  msg: string;
+  [key: string]: unknown;
+}
+
+function logLines(path: string): LogLine[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return [];
+  }
+  const lines: LogLine[] = [];
+  for (const raw of text.split('\n')) {
+    if (!raw.startsWith('{')) continue;
+    try {
+      lines.push(JSON.parse(raw) as LogLine);
+    } catch {
+      // A line cut by kill -9.
+    }
+  }
+  return lines;
+}
+
+/** A `switchyard` command run from source as its own process (what a user runs, not serve() in this worker). */
+interface SwitchyardProcess {
+  child: ChildProcess;
+  logPath: string;
+  exited(): boolean;
+  lines(): LogLine[];
+  tail(): string;
+}
+
+function startSwitchyard(args: string[], logPath: string): SwitchyardProcess {
+  const out = openSync(logPath, 'a');
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], { cwd: ROOT, stdio: ['ignore', out, out] });
+  closeSync(out);
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+  });
+  return {
+    child,
+    logPath,
+    exited: () => exited,
+    lines: () => logLines(logPath),
+    tail: () => readFileSync(logPath, 'utf8').split('\n').slice(-30).join('\n'),
+  };
+}
+
+async function untilReady(p: SwitchyardProcess, metricsPort: number): Promise<void> {
+  await waitFor(
+    async () => {
+      if (p.exited()) throw new StopWaiting(`switchyard exited:\n${p.tail()}`);
+      return (await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).ok;
+    },
+    { what: `switchyard ${p.child.spawnargs.slice(4, 5).join('')} to be ready on :${metricsPort}`, timeoutMs: 90_000, intervalMs: 100 },
+  );
+}
+
+/** SIGTERM and wait; the graceful stop. */
+async function terminate(p: SwitchyardProcess | undefined): Promise<void> {
+  if (p === undefined || p.exited()) return;
+  const gone = new Promise<void>((resolve) => p.child.once('exit', () => resolve()));
+  p.child.kill('SIGTERM');
+  await Promise.race([gone, sleep(10_000)]);
+  if (!p.exited()) p.child.kill('SIGKILL');
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface Outcome {
+  route: string;
+  at: number;
+  status: number;
+  detail: string;
+}
+
+/** A steady stream of requests per route, each one's outcome kept: nothing may fail. */
+class Load {
+  readonly outcomes: Outcome[] = [];
+  private running = true;
+  private readonly loops: Promise<void>[] = [];
+
+  constructor(
+    private readonly port: number,
+    routes: string[],
+  ) {
+    for (const route of routes) this.loops.push(this.drive(route));
+  }
+
+  private async drive(route: string): Promise<void> {
+    const started = performance.now();
+    const inflight = new Set<Promise<void>>();
+    let sent = 0;
+    while (this.running) {
+      const due = Math.floor(((performance.now() - started) / 1000) * RPS_PER_ROUTE);
+      // Paced, not closed-loop: a stall anywhere shows as failures, not as a slower client.
+      while (sent < due && inflight.size < 200) {
+        sent++;
+        const p = this.one(route).finally(() => inflight.delete(p));
+        inflight.add(p);
+      }
+      await sleep(5);
+    }
+    await Promise.all(inflight);
+  }
+
+  private async one(route: string): Promise<void> {
+    const at = Date.now();
+    try {
+      const res = await fetch(`http://127.0.0.1:${this.port}${route}/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer sk-client' },
+        body: JSON.stringify({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }] }),
+        signal: AbortSignal.timeout(15_000),
+      });
+      const body = await res.text();
+      this.outcomes.push({ route, at, status: res.status, detail: res.status === 200 ? '' : body.slice(0, 200) });
+    } catch (err) {
+      this.outcomes.push({ route, at, status: 0, detail: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.loops);
+  }
+
+  count(route: string, from = 0, to = Number.POSITIVE_INFINITY): number {
+    return this.outcomes.filter((o) => o.route === route && o.at >= from && o.at < to).length;
+  }
+
+  failures(): Outcome[] {
+    return this.outcomes.filter((o) => o.status !== 200);
+  }
+}
+
+interface Scene {
+  root: string;
+  config: string;
+  listenerPort: number;
+  ai: FakeProvider;
+  web: FakeProvider;
+  writeSecret(key: string): number;
+}
+
+async function startScene(id: string): Promise<Scene> {
+  const root = mkdtempSync(join(tmpdir(), `switchyard-outage-${id}-`));
+  const config = join(root, 'config');
+  mkdirSync(config);
+  const ai = await startFakeProvider({ name: `${id}-ai` });
+  const web = await startFakeProvider({ name: `${id}-web` });
+  const listenerPort = await freePort();
+  const write = (file: string, docs: Manifest[]): number => {
+    const tmp = join(config, `.${file}.tmp`);
+    writeFileSync(tmp, docs.map((d) => stringify(d)).join('---\n'));
+    renameSync(tmp, join(config, file));
+    return Date.now();
+  };
+  write('gateway.yaml', gatewayManifests(listenerPort));
+  write('backends.yaml', [
+    aiBackend({ name: 'chat', priorities: [[{ fake: ai, hostname: AI_HOST, secret: 'llm-key', model: 'outage-model' }]], llm: true }),
+    {
+      apiVersion: 'switchyard.dev/v1alpha1',
+      kind: 'Backend',
+      metadata: { name: 'web', namespace: NAMESPACE },
+      spec: { type: 'Static', static: { priorities: [{ hosts: [{ host: web.host, port: web.port }] }] } },
+    },
+  ]);
+  write('routes.yaml', [httpRoute('routes', [{ path: '/ai', backend: 'chat', rewritePrefix: '/v1' }, { path: '/static', backend: 'web' }])]);
+  const writeSecret = (key: string): number => write('secrets.yaml', [secret('llm-key', `Bearer ${key}`)]);
+  writeSecret(OLD_KEY);
+  return { root, config, listenerPort, ai, web, writeSecret };
+}
+
+const keyOf = (headers: Record<string, string>): string | undefined => headers['authorization']?.replace(/^Bearer /, '');
+
+/** Envoy's config versions (hashes of the version strings): equal means the restart served the same configuration. */
+async function versions(envoy: EnvoyProcess): Promise<string> {
+  const stats = await envoy.stats();
+  return ['cluster_manager.cds.version', 'listener_manager.lds.version'].map((s) => `${s}=${stats.get(s) ?? 'none'}`).join(' ');
+}
+
+async function waitForTraffic(envoy: EnvoyProcess, listenerPort: number): Promise<void> {
+  await envoy.waitForListener(`${NAMESPACE}/ai-gateway/${listenerPort}`, 60_000);
+  for (const route of ['/ai', '/static']) {
+    await waitFor(
+      async () => (await fetch(`http://127.0.0.1:${listenerPort}${route}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"m","messages":[]}' })).ok,
+      { what: `${route} to answer through Envoy`, timeoutMs: 30_000, intervalMs: 100 },
+    );
+  }
+}
+
+function report(label: string, figures: Record<string, number | string>): void {
+  process.stderr.write(`${label}: ${Object.entries(figures).map(([k, v]) => `${k}=${typeof v === 'number' ? Math.round(v) : v}`).join(' ')}\n`);
+}
+
+describe('kill -9 of serve under load', () => {
+  let scene: Scene;
+  let envoy: EnvoyProcess | undefined;
+  let first: SwitchyardProcess | undefined;
+  let second: SwitchyardProcess | undefined;
+  let stateDir: string;
+  let xdsPort: number;
+  let metricsPort: number;
+
+  const serveArgs = (): string[] => [
+    'serve', '--config', scene.config, '--state-dir', stateDir,
+    '--xds-port', String(xdsPort), '--xds-host', '127.0.0.1', '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1',
+    '--listener-address', '127.0.0.1', '--ai-extension-port', '0',
+  ];
+  const extensionRecord = (): { pid: number; port: number } => JSON.parse(readFileSync(join(stateDir, 'ai-extension.json'), 'utf8')) as { pid: number; port: number };
+
+  beforeAll(async () => {
+    scene = await startScene('serve');
+    stateDir = join(scene.root, 'state');
+    xdsPort = await freePort();
+    metricsPort = await freePort();
+    first = startSwitchyard(serveArgs(), join(scene.root, 'serve-1.log'));
+    await untilReady(first, metricsPort);
+    const adminPort = await freePort();
+    envoy = await startEnvoy({ id: 'outage-serve', adminPort, bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: xdsPort }, nodeId: 'outage-serve', adminPort }) });
+    await waitForTraffic(envoy, scene.listenerPort);
+  });
+
+  afterAll(async () => {
+    await envoy?.stop();
+    await terminate(second);
+    await terminate(first);
+    // Whatever happened above, no extension outlives the test.
+    try {
+      const { pid } = extensionRecord();
+      if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    } catch {
+      // No record: nothing running.
+    }
+    await Promise.all([scene?.ai.close(), scene?.web.close()]);
+    if (scene) rmSync(scene.root, { recursive: true, force: true });
+  });
+
+  it('loses no request on the AI and the Static route; the restarted serve adopts the extension and serves the same versions', async () => {
+    if (envoy === undefined || first === undefined) throw new Error('setup failed');
+    const before = extensionRecord();
+    const versionsBefore = await versions(envoy);
+    scene.ai.clear();
+    const load = new Load(scene.listenerPort, ['/ai', '/static']);
+    try {
+      await sleep(2_000);
+      const killedAt = Date.now();
+      first.child.kill('SIGKILL');
+      await waitFor(() => first?.exited(), { what: 'serve to die' });
+      expect(isAlive(before.pid)).toBe(true);
+      await sleep(OUTAGE_MS);
+      const restartedAt = Date.now();
+      second = startSwitchyard(serveArgs(), join(scene.root, 'serve-2.log'));
+      await untilReady(second, metricsPort);
+      const readyAt = Date.now();
+      await waitFor(async () => (await envoy?.stat('control_plane.connected_state')) === 1, { what: 'Envoy to reconnect to the restarted serve', timeoutMs: 60_000, intervalMs: 100 });
+      await sleep(1_000);
+
+      const writtenAt = scene.writeSecret(NEW_KEY);
+      const firstNew = await waitFor(() => scene.ai.received().find((r) => keyOf(r.headers) === NEW_KEY), { what: 'a request with the rotated key at the provider', timeoutMs: 10_000, intervalMs: 10 });
+      await sleep(1_000);
+      await load.stop();
+
+      const failures = load.failures();
+      const serving = second.lines().find((l) => l.msg === 'switchyard serving');
+      const reconnected = logLines(join(stateDir, 'ai-extension.log')).find((l) => l.msg === 'ai-extension: connected to the controller' && serving !== undefined && l.time >= serving.time);
+      const adoption = second.lines().find((l) => l.msg === 'serve: the AI extension runs in its own process');
+      report('serve kill -9', {
+        rps: RPS_PER_ROUTE * 2,
+        requests: load.outcomes.length,
+        failed: failures.length,
+        aiDuringOutage: load.count('/ai', killedAt, readyAt),
+        staticDuringOutage: load.count('/static', killedAt, readyAt),
+        restartToReadyMs: readyAt - restartedAt,
+        extensionReconnectMs: reconnected && serving ? reconnected.time - serving.time : 'never',
+        rotationMs: firstNew.time - writtenAt,
+        failedAtMsAfterKill: failures.map((f) => f.at - killedAt).join(',') || 'none',
+      });
+
+      if (failures.length > 0) {
+        const stats = await envoy.stats();
+        process.stderr.write(`${[...stats].filter(([k, v]) => v !== 0 && (k.includes('keepalive') || k.includes('cx_destroy') || k.includes('rx_reset') || k.includes('tx_reset') || k.includes('goaway'))).map(([k, v]) => `${k}=${v}`).join('\n')}\n`);
+        envoy.printLogs(60);
+        process.stderr.write(`--- ai-extension log ---\n${readFileSync(join(stateDir, 'ai-extension.log'), 'utf8').split('\n').slice(-20).join('\n')}\n`);
+        process.stderr.write(`--- serve 2 ---\n${second.tail()}\n`);
+      }
+      expect(failures.slice(0, 5)).toEqual([]);
+      // The outage really was under load, on both routes.
+      expect(load.count('/ai', killedAt, readyAt)).toBeGreaterThan(RPS_PER_ROUTE * (OUTAGE_MS / 1000) * 0.5);
+      expect(load.count('/static', killedAt, readyAt)).toBeGreaterThan(RPS_PER_ROUTE * (OUTAGE_MS / 1000) * 0.5);
+      // Every AI request carried a key, the old one until the rotation.
+      expect(scene.ai.received().filter((r) => keyOf(r.headers) !== OLD_KEY && keyOf(r.headers) !== NEW_KEY)).toEqual([]);
+      // Envoy cycled its connections to the extension (every 500 attempts) instead of being cut
+      // off by Node's HTTP/2 rapid-reset guard, which dropped a connection after ~1000 attempts.
+      expect(await envoy.stat('cluster.switchyard/ai-extension.upstream_cx_max_requests')).toBeGreaterThan(0);
+      expect(adoption?.['adopted']).toBe(true);
+      // serve's /metrics still carries the extension's series, read from the adopted process.
+      expect(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()).toMatch(/^switchyard_ai_requests_total\{backend="ai\/chat".* \d+/m);
+      expect(extensionRecord()).toEqual(before);
+      expect(await versions(envoy)).toBe(versionsBefore);
+      expect(reconnected !== undefined && serving !== undefined && reconnected.time - serving.time).toBeLessThan(1_000);
+      expect(firstNew.time - writtenAt).toBeLessThan(2_000);
+    } finally {
+      await load.stop();
+    }
+  }, TEST_TIMEOUT_MS);
+
+  it('an extension that dies while serve runs is started again on the same port', async () => {
+    const before = extensionRecord();
+    process.kill(before.pid, 'SIGKILL');
+    const after = await waitFor(() => {
+      const record = extensionRecord();
+      return record.pid !== before.pid ? record : undefined;
+    }, { what: 'serve to start a new AI extension', timeoutMs: 60_000, intervalMs: 100 });
+    expect(after.port).toBe(before.port);
+    const res = await waitFor(async () => {
+      const r = await fetch(`http://127.0.0.1:${scene.listenerPort}/ai/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"m","messages":[]}' });
+      return r.ok ? r : undefined;
+    }, { what: 'AI requests to be answered through the new extension', timeoutMs: 10_000, intervalMs: 100 });
+    expect(res.headers.get('x-fake-provider')).toBe('serve-ai');
+    expect(keyOf(scene.ai.received().at(-1)?.headers ?? {})).toBe(NEW_KEY);
+  });
+
+  it('a graceful stop of serve stops the extension too', async () => {
+    const { pid } = extensionRecord();
+    await terminate(second);
+    expect(second?.exited()).toBe(true);
+    await waitFor(() => !isAlive(pid), { what: `the AI extension (pid ${pid}) to end with serve`, timeoutMs: 10_000 });
+  });
+});
+
+describe('kill -9 of the controller in the cluster shape (standalone extension over mTLS)', () => {
+  let scene: Scene;
+  let pki: Pki;
+  let envoy: EnvoyProcess | undefined;
+  let controllers: SwitchyardProcess[] = [];
+  let extension: SwitchyardProcess | undefined;
+  let xdsPort: number;
+  let metricsPort: number;
+  let extensionPort: number;
+  let serverDir: string;
+
+  const controllerArgs = (): string[] => [
+    'serve', '--config', scene.config, '--no-ai-extension', '--xds-tls-dir', serverDir,
+    '--xds-port', String(xdsPort), '--xds-host', '127.0.0.1', '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1',
+    '--listener-address', '127.0.0.1', '--ai-extension-port', String(extensionPort),
+  ];
+
+  beforeAll(async () => {
+    scene = await startScene('cluster');
+    pki = createPki('outage');
+    serverDir = pki.issue('controller', { san: ['IP:127.0.0.1'], usage: ['serverAuth'], withCa: true });
+    const envoyDir = pki.issue('envoy', { san: ['URI:spiffe://switchyard.dev/role/envoy'], usage: ['clientAuth'] });
+    const extensionDir = pki.issue('ai-extension', { san: ['URI:spiffe://switchyard.dev/role/ai-extension'], usage: ['clientAuth'] });
+    xdsPort = await freePort();
+    metricsPort = await freePort();
+    extensionPort = await freePort();
+    const extensionMetrics = await freePort();
+    controllers = [startSwitchyard(controllerArgs(), join(scene.root, 'controller-1.log'))];
+    extension = startSwitchyard(
+      ['ai-extension', '--xds', `127.0.0.1:${xdsPort}`, '--xds-tls-dir', extensionDir, '--port', String(extensionPort), '--host', '127.0.0.1', '--metrics-port', String(extensionMetrics), '--metrics-host', '127.0.0.1'],
+      join(scene.root, 'ai-extension.log'),
+    );
+    await untilReady(controllers[0] as SwitchyardProcess, metricsPort);
+    await untilReady(extension, extensionMetrics);
+    const adminPort = await freePort();
+    envoy = await startEnvoy({
+      id: 'outage-cluster',
+      adminPort,
+      bootstrap: buildBootstrap({
+        xds: { host: '127.0.0.1', port: xdsPort },
+        nodeId: 'outage-cluster',
+        adminPort,
+        xdsTls: { caFile: join(envoyDir, 'ca.crt'), certFile: join(envoyDir, 'tls.crt'), keyFile: join(envoyDir, 'tls.key') },
+      }),
+    });
+    await waitForTraffic(envoy, scene.listenerPort);
+  });
+
+  afterAll(async () => {
+    await envoy?.stop();
+    for (const c of controllers) await terminate(c);
+    await terminate(extension);
+    await Promise.all([scene?.ai.close(), scene?.web.close()]);
+    pki?.remove();
+    if (scene) rmSync(scene.root, { recursive: true, force: true });
+  });
+
+  it('loses no request; a Secret rotated during the outage reaches the provider within a second of the return', async () => {
+    if (envoy === undefined || extension === undefined) throw new Error('setup failed');
+    const [firstController] = controllers;
+    if (firstController === undefined) throw new Error('setup failed');
+    const versionsBefore = await versions(envoy);
+    scene.ai.clear();
+    const load = new Load(scene.listenerPort, ['/ai', '/static']);
+    try {
+      await sleep(2_000);
+      const killedAt = Date.now();
+      firstController.child.kill('SIGKILL');
+      await waitFor(() => firstController.exited(), { what: 'the controller to die' });
+      await sleep(OUTAGE_MS / 2);
+      scene.writeSecret(NEW_KEY);
+      await sleep(OUTAGE_MS / 2);
+      const restarted = startSwitchyard(controllerArgs(), join(scene.root, 'controller-2.log'));
+      controllers.push(restarted);
+      await untilReady(restarted, metricsPort);
+      const readyAt = Date.now();
+      const firstNew = await waitFor(() => scene.ai.received().find((r) => keyOf(r.headers) === NEW_KEY), { what: 'a request with the rotated key at the provider', timeoutMs: 30_000, intervalMs: 10 });
+      await waitFor(async () => (await envoy?.stat('control_plane.connected_state')) === 1, { what: 'Envoy to reconnect to the restarted controller', timeoutMs: 60_000, intervalMs: 100 });
+      await sleep(1_000);
+      await load.stop();
+
+      const failures = load.failures();
+      const serving = restarted.lines().find((l) => l.msg === 'switchyard serving');
+      if (serving === undefined) throw new Error(`the restarted controller logged no "switchyard serving":\n${restarted.tail()}`);
+      const reconnected = extension.lines().find((l) => l.msg === 'ai-extension: connected to the controller' && l.time >= serving.time);
+      report('cluster kill -9', {
+        rps: RPS_PER_ROUTE * 2,
+        requests: load.outcomes.length,
+        failed: failures.length,
+        aiDuringOutage: load.count('/ai', killedAt, readyAt),
+        staticDuringOutage: load.count('/static', killedAt, readyAt),
+        extensionReconnectMs: reconnected ? reconnected.time - serving.time : 'never',
+        rotatedKeyAfterReturnMs: firstNew.time - serving.time,
+        failedAtMsAfterKill: failures.map((f) => f.at - killedAt).join(',') || 'none',
+      });
+
+      expect(failures.slice(0, 5)).toEqual([]);
+      expect(load.count('/ai', killedAt, readyAt)).toBeGreaterThan(RPS_PER_ROUTE * (OUTAGE_MS / 1000) * 0.5);
+      expect(load.count('/static', killedAt, readyAt)).toBeGreaterThan(RPS_PER_ROUTE * (OUTAGE_MS / 1000) * 0.5);
+      expect(scene.ai.received().filter((r) => keyOf(r.headers) !== OLD_KEY && keyOf(r.headers) !== NEW_KEY)).toEqual([]);
+      // The outage kept the old key in use: the new one only came with the controller.
+      expect(firstNew.time).toBeGreaterThanOrEqual(serving.time);
+      expect(reconnected !== undefined && reconnected.time - serving.time).toBeLessThan(1_000);
+      expect(firstNew.time - serving.time).toBeLessThan(1_000);
+      expect(await versions(envoy)).toBe(versionsBefore);
+    } finally {
+      await load.stop();
+    }
+  }, TEST_TIMEOUT_MS);
+});
+
+describe('an orphaned AI extension', () => {
+  it('ends itself once neither the controller nor Envoy has been seen for the orphan grace time', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'switchyard-orphan-'));
+    const stateFile = join(root, 'ai-extension.json');
+    const p = startSwitchyard(
+      ['ai-extension', '--xds-socket', join(root, 'nobody.sock'), '--port', '0', '--host', '127.0.0.1', '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--orphan-grace', '2s', '--state-file', stateFile],
+      join(root, 'ai-extension.log'),
+    );
+    try {
+      const record = await waitFor(() => {
+        if (p.exited()) throw new StopWaiting(`the extension exited early:\n${p.tail()}`);
+        return JSON.parse(readFileSync(stateFile, 'utf8')) as { pid: number };
+      }, { what: 'the extension to write its state file', timeoutMs: 60_000 });
+      expect(record.pid).toBe(p.child.pid);
+      const code = await new Promise<number | null>((resolve) => p.child.once('exit', (c) => resolve(c)));
+      expect(code).toBe(0);
+      expect(p.lines().some((l) => l.msg.includes('neither the controller nor Envoy has been here for the orphan grace time'))).toBe(true);
+      // Its record goes with it, so no serve tries to adopt a dead extension.
+      expect(() => readFileSync(stateFile)).toThrow();
+    } finally {
+      if (!p.exited()) p.child.kill('SIGKILL');
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
