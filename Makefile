@@ -73,7 +73,9 @@ k8s-down:
 ## controller, then the suite; writes conformance/reports/<version>/switchyard.yaml and stops
 ## everything. One test: make conformance CONFORMANCE_RUN_TEST=HTTPRouteSimpleSameNamespace
 .PHONY: conformance conformance-down
-conformance: $(NODE_STAMP)
+# Order-only: install when node_modules is missing, but never `npm ci` over a node_modules that is
+# a symlink to a shared install (work trees), which empties the shared copy.
+conformance: | $(NODE_STAMP)
 	@scripts/conformance.sh
 
 ## Stop what `CONFORMANCE_KEEP=1 make conformance` left running.

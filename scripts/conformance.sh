@@ -26,8 +26,10 @@
 # Environment:
 #   CONFORMANCE_RUN_TEST=Name     run one test (the suite's -run-test; bypasses feature gating)
 #   CONFORMANCE_SKIP_TESTS=A,B    the suite's -skip-tests
-#   CONFORMANCE_SUPPORTED_FEATURES=...  the suite's -supported-features (else it reads the
-#                                 GatewayClass status.supportedFeatures)
+#   CONFORMANCE_SUPPORTED_FEATURES=...  the suite's -supported-features. Unset: the suite reads the
+#                                 GatewayClass status.supportedFeatures; when that is empty (the
+#                                 suite would stop at once: "no supported features were
+#                                 determined") the core set Gateway,HTTPRoute is passed instead
 #   CONFORMANCE_TIMEOUT=60m       the go test timeout for the whole suite
 #   CONFORMANCE_DEBUG=1           the suite's -debug (request/response dumps)
 #   CONFORMANCE_KEEP=1            leave everything running for inspection (stop: scripts/conformance-down.sh)
@@ -179,7 +181,12 @@ args=(
 )
 [ -z "${CONFORMANCE_RUN_TEST:-}" ] || args+=(-run-test="$CONFORMANCE_RUN_TEST")
 [ -z "${CONFORMANCE_SKIP_TESTS:-}" ] || args+=(-skip-tests="$CONFORMANCE_SKIP_TESTS")
-[ -z "${CONFORMANCE_SUPPORTED_FEATURES:-}" ] || args+=(-supported-features="$CONFORMANCE_SUPPORTED_FEATURES")
+if [ -n "${CONFORMANCE_SUPPORTED_FEATURES:-}" ]; then
+  args+=(-supported-features="$CONFORMANCE_SUPPORTED_FEATURES")
+elif [ -z "$features" ] && [ -z "${CONFORMANCE_RUN_TEST:-}" ]; then
+  say "WARNING: GatewayClass switchyard publishes no status.supportedFeatures; running the core features only (-supported-features=Gateway,HTTPRoute)"
+  args+=(-supported-features=Gateway,HTTPRoute)
+fi
 [ "${CONFORMANCE_DEBUG:-0}" = 0 ] || args+=(-debug)
 # The full output goes to the log; the terminal gets test starts and results, Setup progress and failures.
 set +e
