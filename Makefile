@@ -66,3 +66,18 @@ k8s-up:
 ## Stop it and remove its state (.k8s/data, .k8s/run); the built tools stay.
 k8s-down:
 	@scripts/k8s-down.sh
+
+## The official Gateway API conformance suite (GATEWAY-HTTP profile) against Switchyard, on this
+## machine without Docker or a kubelet (root only): builds what it needs once, starts a fresh
+## control plane + kube-controller-manager + a node agent that runs pods as local processes, the
+## controller, then the suite; writes conformance/reports/<version>/switchyard.yaml and stops
+## everything. One test: make conformance CONFORMANCE_RUN_TEST=HTTPRouteSimpleSameNamespace
+.PHONY: conformance conformance-down
+# Order-only: install when node_modules is missing, but never `npm ci` over a node_modules that is
+# a symlink to a shared install (work trees), which empties the shared copy.
+conformance: | $(NODE_STAMP)
+	@scripts/conformance.sh
+
+## Stop what `CONFORMANCE_KEEP=1 make conformance` left running.
+conformance-down:
+	@scripts/conformance-down.sh
