@@ -13,9 +13,11 @@ node:
 $(NODE_BIN):
 	@scripts/ensure-node.sh >/dev/null
 
+# A node_modules that is a symlink (a git worktree sharing another checkout's packages) is never
+# reinstalled from here: npm ci would empty the shared copy under every other checkout.
 $(NODE_STAMP): package.json package-lock.json | $(NODE_BIN)
-	npm ci --no-audit --no-fund --foreground-scripts=false
-	@touch $(NODE_STAMP)
+	@if [ -L node_modules ]; then echo "node_modules is a symlink: not reinstalling it here" >&2; \
+	else npm ci --no-audit --no-fund --foreground-scripts=false && touch $(NODE_STAMP); fi
 
 deps: node $(NODE_STAMP) envoy
 
