@@ -183,6 +183,8 @@ export interface GatewayFixtureOptions {
   fakeOptions?: Record<string, Omit<FakeProviderOptions, 'name'>>;
   /** Envoy-stage options on top of the fixture's (e.g. trustedCaFile for TLS fakes). */
   envoy?: Partial<EnvoyOptions>;
+  /** More flags for the Envoy process. */
+  envoyArgs?: string[];
   /** The controller's log lines (JSON), also kept for failure reports. */
   logLines?: string[];
 }
@@ -265,6 +267,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
       bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: controller.xdsPort }, nodeId: opts.id, adminPort }),
       adminPort,
       id: opts.id,
+      ...(opts.envoyArgs ? { extraArgs: opts.envoyArgs } : {}),
     });
     await envoy.waitForListener(`${NAMESPACE}/${GATEWAY}/${listenerPort}`);
 
