@@ -178,7 +178,8 @@ export function backendCrd(): Schema {
               properties: {
                 apiVersion: { type: 'string', description: 'The API version of this object: switchyard.dev/v1alpha1.' },
                 kind: { type: 'string', description: 'The kind of this object: Backend.' },
-                metadata: { type: 'object', description: 'Standard object metadata; HTTPRoutes reference a Backend by name and namespace.' },
+                // The API server refuses anything but `type` here, a description included.
+                metadata: { type: 'object' },
                 spec,
                 status: STATUS,
               },
