@@ -48,7 +48,7 @@ beforeAll(async () => {
           name: 'chat',
           priorities: [
             [{ name: 'primary', fake: fakes['p0']!, hostname: 'primary.llm.test', model: 'model-a', secret: 'primary-key' }],
-            [{ name: 'secondary', fake: fakes['p1']!, hostname: 'secondary.llm.test', model: 'model-b', secret: 'secondary-key' }],
+            [{ name: 'secondary', fake: fakes['p1']!, hostname: 'secondary.llm.test', model: 'model-b', secret: 'secondary-key', path: '/secondary/v1/chat/completions' }],
           ],
           outlierDetection: { enabled: false },
         }),
@@ -80,7 +80,8 @@ describe('access log', () => {
     const r = await recordFor(1);
     expect(r).toMatchObject({
       method: 'POST',
-      path: '/v1/chat/completions',
+      // The AI extension rewrote the path for the member that answered; the log shows that one.
+      path: '/secondary/v1/chat/completions',
       response_code: 200,
       attempts: 2,
       upstream_cluster: 'backend/ai/chat',

@@ -34,6 +34,8 @@ export interface FakeMember {
   model?: string;
   /** Name of the Secret holding its key; absent: no authToken. */
   secret?: string;
+  /** The member's chat completions path (openaiCompatible `path`); absent: the provider default. */
+  path?: string;
 }
 
 export interface BackendOptions {
@@ -60,6 +62,7 @@ function member(m: FakeMember): JsonObject {
     port: 80,
     tls: false,
     ...(m.model ? { model: m.model } : {}),
+    ...(m.path ? { path: m.path } : {}),
     ...(m.secret ? { authToken: { kind: 'SecretRef', secretRef: { name: m.secret } } } : {}),
   };
   return {
