@@ -5,7 +5,7 @@ NODE_STAMP := node_modules/.package-lock.json
 export PATH := $(CURDIR)/.toolchain/bin:$(PATH)
 NODE_BIN := .toolchain/bin/node
 
-.PHONY: deps node envoy build lint test test-unit demo bench clean
+.PHONY: deps node envoy build lint test test-unit demo bench clean crds docs
 
 node:
 	@scripts/ensure-node.sh >/dev/null
@@ -51,9 +51,15 @@ bench: deps build
 clean:
 	rm -rf dist .toolchain
 
-## Regenerate crds/ from the zod schemas (test/unit/crd.test.ts fails when they drift).
+## Regenerate crds/ (and the chart's copy) and docs/api.md from the zod schemas (test/unit/crd.test.ts
+## and test/unit/api-docs.test.ts fail when they drift).
 crds: $(NODE_STAMP)
 	npx tsx scripts/gen-crds.ts
+	npx tsx scripts/gen-api-docs.ts
+
+## Regenerate docs/api.md, the Backend reference, from the same schema as the CRD.
+docs: $(NODE_STAMP)
+	npx tsx scripts/gen-api-docs.ts
 
 ## Kubernetes integration tests: real kube-apiserver, etcd, kubectl and helm built once from the Go
 ## module proxy (hack/k8s/, cached in ${SWITCHYARD_CACHE:-~/.cache/switchyard}/k8s), linked in .k8s/bin.
