@@ -11,6 +11,7 @@ import type { RunningGateway } from '../app/gateway-runtime.js';
 import { serve } from '../app/serve.js';
 import { directoryStore, ensurePki, pkiNames } from '../app/xds-pki.js';
 import { buildBootstrap } from '../envoy/bootstrap.js';
+import { ACCESS_LOG_FORMATS, type AccessLogFormat } from '../envoy/access-log.js';
 import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
 import { createLogger } from '../observability/logger.js';
 import { runPipeline, translateReport } from '../pipeline.js';
@@ -25,7 +26,7 @@ Usage:
                    [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0] [--log-level info]
                    [--ai-extension-port 18001] [--ai-extension-address 127.0.0.1] [--no-ai-extension]
                    [--xds-tls-dir DIR] [--state-dir DIR] [--max-document-size 1.5Mi]
-                   [--max-file-size 64Mi] [--max-config-size 128Mi]
+                   [--max-file-size 64Mi] [--max-config-size 128Mi] [--access-log json|off]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
       the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port,
       as a process of its own that keeps serving if serve dies; a restarted serve adopts it through
@@ -43,7 +44,7 @@ Usage:
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
                         [--ai-extension-address 127.0.0.1] [--ai-extension-port 18001]
                         [--lease-namespace NS] [--no-leader-election] [--xds-tls-dir DIR] [--log-level info]
-                        [--xds-tls-secrets PREFIX --xds-tls-dns NAMES]
+                        [--access-log json|off] [--xds-tls-secrets PREFIX --xds-tls-dns NAMES]
       Watch a Kubernetes API server (--kubeconfig, else $KUBECONFIG, the in-cluster service account,
       ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status. The AI
       extension runs next to Envoy (switchyard ai-extension); --ai-extension-* say where Envoy dials it.
@@ -51,7 +52,8 @@ Usage:
       Issue (or renew, when in the last third of their lifetime) an xDS CA and one certificate per
       role in DIR/{ca,controller,envoy,ai-extension}, each laid out for --xds-tls-dir; NAMES
       (comma-separated, default localhost) are the names clients dial the controller by.
-  switchyard translate -f PATH [-o json|yaml] [--max-document-size ...] [--max-file-size ...] [--max-config-size ...]
+  switchyard translate -f PATH [-o json|yaml] [--access-log json|off] [--max-document-size ...] [--max-file-size ...]
+                       [--max-config-size ...]
       Print what would be served (secrets redacted) and every object's status.
   switchyard bootstrap --xds HOST:PORT --node-id ID [--admin-port 9901] [--delta] [--xds-tls-dir DIR]
                        [-o json|yaml]
@@ -65,9 +67,20 @@ Usage:
   keys go to the ai-extension role only. --xds-tls-secrets PREFIX (controller): the controller
   issues and renews the CA and those certificates itself, in Secrets PREFIX-{ca,controller,envoy,
   ai-extension} of its namespace, its own certificate naming NAMES (--xds-tls-dns).
+  --access-log json (default) makes every Gateway listener write one JSON line per request to
+  Envoy's stdout: method, path (no query), response code and flags, route, Backend, the final
+  attempt's member, priority and host, the attempt count, durations, request id; never a header
+  that can carry a key. --access-log off writes none.
 `;
 
 class UsageError extends Error {}
+
+function accessLog(value: string | undefined): AccessLogFormat {
+  if (value === undefined) return DEFAULT_ENVOY_OPTIONS.accessLog;
+  const known = ACCESS_LOG_FORMATS.find((f) => f === value);
+  if (!known) throw new UsageError(`--access-log must be one of ${ACCESS_LOG_FORMATS.join(', ')}, got "${value}"`);
+  return known;
+}
 
 function int(value: string | undefined, flag: string, fallback: number): number {
   if (value === undefined) return fallback;
@@ -125,6 +138,7 @@ async function runServe(args: string[]): Promise<number> {
       'metrics-port': { type: 'string' },
       'metrics-host': { type: 'string' },
       'listener-address': { type: 'string' },
+      'access-log': { type: 'string' },
       'log-level': { type: 'string' },
       'ai-extension-port': { type: 'string' },
       'ai-extension-address': { type: 'string' },
@@ -152,6 +166,7 @@ async function runServe(args: string[]): Promise<number> {
     metricsHost: values['metrics-host'] ?? '0.0.0.0',
     envoy: {
       ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}),
+      accessLog: accessLog(values['access-log']),
       // Without the in-process extension Envoy still needs to know where one runs.
       aiExtension: { host: extensionAddress, port: extensionPort },
     },
@@ -284,6 +299,7 @@ async function runController(args: string[]): Promise<number> {
       'metrics-port': { type: 'string' },
       'metrics-host': { type: 'string' },
       'listener-address': { type: 'string' },
+      'access-log': { type: 'string' },
       'lease-namespace': { type: 'string' },
       'no-leader-election': { type: 'boolean' },
       'ai-extension-address': { type: 'string' },
@@ -320,7 +336,7 @@ async function runController(args: string[]): Promise<number> {
     ...(secretsPrefix !== undefined ? { managedXdsTls: { namespace: defaultLeaseNamespace(), prefix: secretsPrefix, dnsNames } } : {}),
     metricsPort: int(values['metrics-port'], '--metrics-port', 9090),
     metricsHost: values['metrics-host'] ?? '0.0.0.0',
-    envoy: { ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}), aiExtension },
+    envoy: { ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}), aiExtension, accessLog: accessLog(values['access-log']) },
     leaderElection: values['no-leader-election'] ? false : { namespace: values['lease-namespace'] ?? defaultLeaseNamespace() },
     logger,
   });
@@ -346,12 +362,12 @@ async function runCerts(args: string[]): Promise<number> {
 }
 
 async function runTranslate(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { file: { type: 'string', short: 'f' }, output: { type: 'string', short: 'o' }, ...LIMIT_OPTIONS } });
+  const { values } = parseArgs({ args, options: { file: { type: 'string', short: 'f' }, output: { type: 'string', short: 'o' }, 'access-log': { type: 'string' }, ...LIMIT_OPTIONS } });
   if (!values.file) throw new UsageError('translate needs -f PATH (a manifest file or a directory of them)');
   const provider = new FileProvider({ path: values.file, resyncIntervalMs: 0, limits: configLimits(values) });
   const snapshot = await provider.start();
   await provider.stop();
-  const report = translateReport(runPipeline(snapshot.inputs));
+  const report = translateReport(runPipeline(snapshot.inputs, { accessLog: accessLog(values['access-log']) }));
   process.stdout.write(output(report, values.output));
   for (const p of snapshot.problems) process.stderr.write(`problem: ${formatProblem(p)}\n`);
   return snapshot.problems.length > 0 ? 1 : 0;
