@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { PUSH_ORDER, TypeUrl, kindOfTypeUrl, type TypeUrlValue } from '../envoy/resources.js';
 import { mayReceive } from './access.js';
-import type { CachedResource, SnapshotCache } from './cache.js';
+import type { CacheView, CachedResource, SnapshotCache, TypeSnapshot } from './cache.js';
 import type { StreamHooks } from './client-state.js';
 import { ClusterHold, refersToClusters } from './removal-hold.js';
 import type { NodeInfo } from './wire.js';
@@ -44,6 +44,8 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   protected abstract readonly heldBack: readonly TypeUrlValue[];
   private identified = false;
   private node: NodeInfo | undefined;
+  /** What this client is served from: chosen by its node metadata at its first request. */
+  private view: CacheView | undefined;
   private readonly refused = new Set<string>();
   private nonceCounter = 0;
   /**
@@ -68,6 +70,11 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
       this.identified = true;
       this.node = request.node;
       hooks.identify(request.node);
+    }
+    if (this.view === undefined) {
+      // Envoy names its Gateway in the first request's node (set_node_on_first_message_only).
+      this.view = this.options.cache.view(request.node?.gateway);
+      hooks.selected(this.view);
     }
     if (kindOfTypeUrl(request.typeUrl) === undefined) {
       logger.debug({ typeUrl: request.typeUrl }, 'xds: request for a type Switchyard does not serve');
@@ -103,6 +110,11 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   /** Types with a response waiting in the transport or a push waiting for room; for tests and metrics. */
   backlog(): { inFlight: readonly string[]; due: readonly string[]; congested: boolean } {
     return { inFlight: [...this.inFlight], due: [...this.due], congested: this.congested };
+  }
+
+  /** This client's view of `typeUrl`: its Gateway's resources, or every Gateway's. */
+  protected snapshot(typeUrl: string): TypeSnapshot | undefined {
+    return this.view?.snapshot(typeUrl);
   }
 
   /** Whether this client may receive `name`; a refusal is logged once per name. */
@@ -199,7 +211,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   /** Clusters the client holds that the configuration dropped: their removal waits while routes may name them. */
   private holdRemovedClusters(): void {
     const state = this.types.get(TypeUrl.cluster);
-    const current = this.options.cache.snapshot(TypeUrl.cluster)?.resources;
+    const current = this.snapshot(TypeUrl.cluster)?.resources;
     if (state === undefined || current === undefined) return;
     for (const [name] of this.held.entries()) if (current.has(name)) this.held.forget(name);
     if (!this.servesRoutes()) return;

@@ -94,7 +94,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
   }
 
   protected push(typeUrl: string, state: DeltaTypeState): void {
-    const snapshot = this.options.cache.snapshot(typeUrl);
+    const snapshot = this.snapshot(typeUrl);
     if (snapshot === undefined) return;
     const inScope: CachedResource[] = [];
     if (state.wildcard) {

@@ -100,7 +100,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
   }
 
   protected push(typeUrl: string, state: SotwTypeState): void {
-    const snapshot = this.options.cache.snapshot(typeUrl);
+    const snapshot = this.snapshot(typeUrl);
     if (snapshot === undefined) return;
     const selected: CachedResource[] = [];
     if (state.wildcard) {
