@@ -136,14 +136,14 @@ function programmed(
     const view = views.get(key);
     if (view === undefined) continue;
     for (const c of view.rejected) {
-      const resources = served.resources.find((r) => r.typeUrl === c.typeUrl);
-      if (resources === undefined) continue;
+      const ofType = served.resources.filter((r) => r.typeUrl === c.typeUrl);
+      if (ofType.length === 0) continue;
       const message = c.nackMessage ?? '';
       // Envoy does not always name the resource it rejects (RE2 errors quote only the pattern,
       // which may itself contain "/"): an error that names none of the type's resources is
       // charged to every object served as that type.
       const namesAny = [...(namesOfType.get(c.typeUrl) ?? [])].some((n) => message.includes(n));
-      if (resources.names.some((n) => message.includes(n)) || !namesAny) {
+      if (ofType.some((r) => r.names.some((n) => message.includes(n))) || !namesAny) {
         return condition('Programmed', false, 'Rejected', `Envoy ${c.nodeId} rejected the configuration: ${shortNackReason(message)}`, generation);
       }
     }

@@ -78,6 +78,19 @@ describe('applyXdsFeedback: per Gateway', () => {
     expect(programmedOf(out, 'two')).toMatchObject({ status: 'False', reason: 'Rejected' });
   });
 
+  it('charges a NACK that names the second of a Gateway\'s listeners to that Gateway', () => {
+    const twoListeners: ServedAs = new Map([
+      ['Gateway/ai/one', { views: ['ai/one'], resources: [
+        { typeUrl: TypeUrl.listener, names: ['ai/one/8080'] }, { typeUrl: TypeUrl.route, names: ['ai/one/8080'] },
+        { typeUrl: TypeUrl.listener, names: ['ai/one/9090'] }, { typeUrl: TypeUrl.route, names: ['ai/one/9090'] },
+      ] }],
+      ['Gateway/ai/two', servedAs.get('Gateway/ai/two') ?? { views: [], resources: [] }],
+    ]);
+    const clients = [{ nodeId: 'envoy-one', view: 'ai/one', typeUrl: TypeUrl.listener, state: 'rejected' as const, sentVersion: 'l-x', nackMessage: "error adding listener 'ai/one/9090': cannot bind" }];
+    const out = applyXdsFeedback([gateway('one')], twoListeners, { clients, versions });
+    expect(programmedOf(out, 'one')).toMatchObject({ status: 'False', reason: 'Rejected' });
+  });
+
   it('does not count an Envoy that ACKed an older version of its view', () => {
     const stale = acked('envoy-one', 'ai/one').map((c) => ({ ...c, sentVersion: 'old' }));
     const out = applyXdsFeedback([gateway('one')], servedAs, { clients: stale, versions });
