@@ -120,6 +120,8 @@ interface LiveStream {
   readonly record: ClientRecord;
   readonly protocol: SotwStream | DeltaStream;
   readonly call: SotwCall | DeltaCall;
+  /** Set at the stream's first request. */
+  view?: CacheView;
 }
 
 /**
@@ -248,9 +250,9 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       if (closed) return;
       closed = true;
       this.streams.delete(record.streamId);
-      for (const [view, viewers] of this.viewers) {
-        if (viewers.delete(stream) && viewers.size === 0) this.viewers.delete(view);
-      }
+      const view = stream.view;
+      const viewers = view === undefined ? undefined : this.viewers.get(view);
+      if (view !== undefined && viewers !== undefined && viewers.delete(stream) && viewers.size === 0) this.viewers.delete(view);
       logger.debug({ node: record.nodeId, reason }, 'xds: stream closed');
       if (record.identified) this.emit('disconnected', clientEvent(record));
     };
@@ -301,6 +303,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
           this.viewers.set(view, viewers);
         }
         viewers.add(stream);
+        stream.view = view;
         this.logViewProblems(view);
       },
       sent: (typeUrl, version) => record.recordSent(typeUrl, version),

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { GATEWAY_NODE_METADATA } from '../../src/envoy/bootstrap.js';
 import { encodeMessage, messageType } from '../../src/envoy/proto.js';
@@ -173,5 +174,33 @@ describe('xDS server views', () => {
     expect(envoys.b.received.get(TypeUrl.route)).toEqual([['b/edge/80'], ['b/edge/80']]);
     expect(envoys.b.received.get(TypeUrl.listener)).toHaveLength(1);
     expect(envoys.a.received.get(TypeUrl.route)).toHaveLength(2);
+  });
+});
+
+describe('xDS server, an Envoy naming a Gateway the configuration does not have', () => {
+  it('gets an empty view, is logged once however many streams name it, and fills when the Gateway appears', async () => {
+    const lines: { msg: string; gateway?: string }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line) as { msg: string; gateway?: string }) });
+    const cache = new SnapshotCache();
+    load(cache, BASE);
+    const server = new XdsServer({ cache, logger });
+    const port = await server.start({ port: 0, host: '127.0.0.1' });
+    const clients = [fakeEnvoy(port, 'envoy-c1', 'c/edge', ['c/edge/80']), fakeEnvoy(port, 'envoy-c2', 'c/edge', ['c/edge/80']), fakeEnvoy(port, 'envoy-bad', 'no-namespace', [])];
+    try {
+      await waitFor(() => clients.every((c) => c.received.has(TypeUrl.listener)), { what: 'every client has its first listeners' });
+      expect(clients.map((c) => c.received.get(TypeUrl.listener))).toEqual([[[]], [[]], [[]]]);
+      const about = (gateway: string): string[] => lines.filter((l) => l.gateway === gateway).map((l) => l.msg);
+      expect(about('c/edge')).toEqual(['an Envoy names Gateway "c/edge" in node.metadata["switchyard.dev/gateway"]: Gateway c/edge is not in the configuration (or not of a Switchyard GatewayClass); it gets no listeners until that Gateway exists']);
+      expect(about('no-namespace')).toEqual([expect.stringContaining('a Gateway is named "namespace/name", got "no-namespace"')]);
+      load(cache, { ...BASE, withC: true });
+      await waitFor(() => clients.slice(0, 2).every((c) => c.received.get(TypeUrl.listener)?.length === 2), { what: 'the c/edge clients get their listener' });
+      expect(clients[0]?.received.get(TypeUrl.listener)?.[1]).toEqual(['c/edge/80']);
+    } finally {
+      for (const c of clients) {
+        c.call.end();
+        c.client.close();
+      }
+      await server.stop();
+    }
   });
 });
