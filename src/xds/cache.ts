@@ -87,8 +87,8 @@ class DataPlaneView implements CacheView {
       const previous = this.snapshots.get(typeUrl);
       let snapshot: TypeSnapshot;
       if (shared) {
-        const excluded = planes?.shared.excluded[KIND_FIELD[kind]] ?? [];
-        snapshot = excluded.length === 0 ? full : subset(full, [...full.resources.keys()].filter((name) => !excluded.includes(name)), previous);
+        const excluded = new Set(planes?.shared.excluded[KIND_FIELD[kind]] ?? []);
+        snapshot = excluded.size === 0 ? full : subset(full, [...full.resources.keys()].filter((name) => !excluded.has(name)), previous);
       } else {
         snapshot = subset(full, (selection ?? NONE)[KIND_FIELD[kind]], previous);
       }

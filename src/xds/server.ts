@@ -214,31 +214,27 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private openSotw(call: SotwCall): void {
     const record = new ClientRecord(++this.nextStreamId, 'sotw');
     const logger = this.logger.child({ stream: record.streamId, kind: 'sotw' });
-    const live: { stream?: LiveStream } = {};
     const protocol = new SotwStream({
       cache: this.cache,
       bodies: this.bodies,
-      hooks: this.hooksFor(record, logger, live),
+      hooks: this.hooksFor(record, logger),
       send: writerFor(call),
       logger,
     });
-    live.stream = { record, protocol, call };
-    this.track(live.stream, logger);
+    this.track({ record, protocol, call }, logger);
     call.on('data', (request: DiscoveryRequest | UndecodableRequest) => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request))));
   }
 
   private openDelta(call: DeltaCall): void {
     const record = new ClientRecord(++this.nextStreamId, 'delta');
     const logger = this.logger.child({ stream: record.streamId, kind: 'delta' });
-    const live: { stream?: LiveStream } = {};
     const protocol = new DeltaStream({
       cache: this.cache,
-      hooks: this.hooksFor(record, logger, live),
+      hooks: this.hooksFor(record, logger),
       send: writerFor(call),
       logger,
     });
-    live.stream = { record, protocol, call };
-    this.track(live.stream, logger);
+    this.track({ record, protocol, call }, logger);
     call.on('data', (request: DeltaDiscoveryRequest | UndecodableRequest) => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request))));
   }
 
@@ -284,7 +280,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     }
   }
 
-  private hooksFor(record: ClientRecord, logger: Logger, live: { stream?: LiveStream }): StreamHooks {
+  private hooksFor(record: ClientRecord, logger: Logger): StreamHooks {
     return {
       identify: (node: NodeInfo) => {
         record.nodeId = node.id;
@@ -295,7 +291,8 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
         this.emit('connected', clientEvent(record));
       },
       selected: (view: CacheView) => {
-        const stream = live.stream;
+        // Tracked before its first request is read.
+        const stream = this.streams.get(record.streamId);
         if (stream === undefined) return;
         let viewers = this.viewers.get(view);
         if (viewers === undefined) {
