@@ -53,7 +53,9 @@ export function toDataPlanes(ir: IR, options: Partial<EnvoyOptions> = {}): DataP
   const byGateway = new Map<string, ListenerIR[]>();
   for (const l of ir.listeners) {
     const key = gatewayKey(l.gateway);
-    byGateway.set(key, [...(byGateway.get(key) ?? []), l]);
+    const listeners = byGateway.get(key);
+    if (listeners === undefined) byGateway.set(key, [l]);
+    else listeners.push(l);
   }
 
   const gateways = new Map<string, ResourceNames>();
@@ -92,7 +94,11 @@ export function toDataPlanes(ir: IR, options: Partial<EnvoyOptions> = {}): DataP
     const key = gatewayKey(g);
     for (const l of byGateway.get(key) ?? []) {
       const address = listenerBindAddress(l, opts);
-      const onPort = bound.get(l.port) ?? [];
+      let onPort = bound.get(l.port);
+      if (onPort === undefined) {
+        onPort = [];
+        bound.set(l.port, onPort);
+      }
       const owner = onPort.find((b) => b.gateway !== key && collide(b.address, address));
       if (owner !== undefined) {
         excluded.push(l.name);
@@ -102,7 +108,7 @@ export function toDataPlanes(ir: IR, options: Partial<EnvoyOptions> = {}): DataP
         );
         continue;
       }
-      bound.set(l.port, [...onPort, { address, gateway: key }]);
+      onPort.push({ address, gateway: key });
     }
   }
   return { gateways, shared: { excluded: excluded.length > 0 ? { listeners: excluded, routes: excluded } : {}, problems } };

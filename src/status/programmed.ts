@@ -191,7 +191,11 @@ export function servedAsFromIr(ir: IR, planes: DataPlanes): ServedAs {
   const out: ServedAs = new Map();
   const gatewaysOfCluster = new Map<string, string[]>();
   for (const [gateway, names] of planes.gateways) {
-    for (const cluster of names.clusters) gatewaysOfCluster.set(cluster, [...(gatewaysOfCluster.get(cluster) ?? []), gateway]);
+    for (const cluster of names.clusters) {
+      const gateways = gatewaysOfCluster.get(cluster);
+      if (gateways === undefined) gatewaysOfCluster.set(cluster, [gateway]);
+      else gateways.push(gateway);
+    }
   }
   for (const c of ir.clusters) {
     const resources: ServedObject['resources'] = [{ typeUrl: TypeUrl.cluster, names: [c.name] }];
