@@ -10,7 +10,7 @@ import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
 import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type ServedAs } from '../status/programmed.js';
 import type { ObjectStatus, WarningEvent } from '../translate/status.js';
-import { SnapshotCache } from '../xds/cache.js';
+import { SHARED_VIEW, SnapshotCache } from '../xds/cache.js';
 import { XdsServer } from '../xds/server.js';
 import { xdsServerCredentials, xdsTlsMode, type XdsServerTls } from '../xds/tls.js';
 import { RouteQuarantine } from './route-quarantine.js';
@@ -92,14 +92,20 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     const clients: ClientTypeFeedback[] = xds.clients().flatMap((c) =>
       c.types.map((t) => ({
         nodeId: c.nodeId,
+        view: c.gateway ?? SHARED_VIEW,
         typeUrl: t.typeUrl,
         state: t.state,
         ...(t.sentVersion !== undefined ? { sentVersion: t.sentVersion } : {}),
         ...(t.state === 'rejected' && t.lastNack ? { nackMessage: t.lastNack.message } : {}),
       })),
     );
-    const versions: Record<string, string | undefined> = {};
-    for (const kind of PUSH_ORDER) versions[TypeUrl[kind]] = cache.snapshot(TypeUrl[kind])?.version;
+    const versions = new Map<string, Record<string, string | undefined>>();
+    for (const key of new Set(clients.map((c) => c.view))) {
+      const view = cache.view(key === SHARED_VIEW ? undefined : key);
+      const current: Record<string, string | undefined> = {};
+      for (const kind of PUSH_ORDER) current[TypeUrl[kind]] = view.snapshot(TypeUrl[kind])?.version;
+      versions.set(key, current);
+    }
     const { changed, removed } = book.update(applyXdsFeedback(translated, servedAs, { clients, versions }));
     for (const s of changed) log.info({ object: `${s.kind} ${s.namespace ? `${s.namespace}/` : ''}${s.name}`, conditions: conditionsSummary(s) }, 'status changed');
     if (opts.statusSink && (changed.length > 0 || removed.length > 0)) opts.statusSink.statuses(book.all());
@@ -116,6 +122,24 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   };
 
   const quarantine = new RouteQuarantine();
+  // The quarantine reasons about versions of the whole route set; an Envoy of one Gateway ACKs
+  // and NACKs its view's versions. Each view version maps to the whole set's version of its time.
+  const routeVersionOfView = new Map<string, string>();
+  const noteRouteVersions = (whole: string | undefined): void => {
+    if (whole === undefined) return;
+    for (const view of cache.allViews()) {
+      const version = view.snapshot(TypeUrl.route)?.version;
+      if (version === undefined) continue;
+      routeVersionOfView.delete(version);
+      routeVersionOfView.set(version, whole);
+    }
+    // The newest versions are what Envoys ACK or NACK; older ones are not asked for again.
+    for (const version of routeVersionOfView.keys()) {
+      if (routeVersionOfView.size <= 256) break;
+      routeVersionOfView.delete(version);
+    }
+  };
+  const wholeRouteVersion = (version: string): string => routeVersionOfView.get(version) ?? version;
   let latest: Snapshot | undefined;
 
   const translateAndServe = (snapshot: Snapshot): void => {
@@ -127,14 +151,16 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
         ? snapshot.inputs
         : { ...snapshot.inputs, httpRoutes: snapshot.inputs.httpRoutes.filter((r) => !excluded.has(`${r.metadata.namespace}/${r.metadata.name}`)) };
       const result = runPipeline(inputs, opts.envoy);
-      const change = cache.setResources(result.xds);
-      if (quarantine.served(cache.snapshot(TypeUrl.route)?.version, result.translation.ir)) retranslate();
+      const change = cache.setResources(result.xds, result.planes);
+      const routeVersion = cache.snapshot(TypeUrl.route)?.version;
+      noteRouteVersions(routeVersion);
+      if (quarantine.served(routeVersion, result.translation.ir)) retranslate();
       metrics.translations.inc();
       metrics.translationDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
       for (const kind of PUSH_ORDER) metrics.resources.set({ type: kind }, result.xds[KIND_FIELD[kind]].length);
       // Held-out routes get their status from a translation that includes them, with Accepted=False.
       translated = excluded.size === 0 ? result.translation.statuses : [...result.translation.statuses, ...quarantine.statuses(translate(snapshot.inputs).statuses)];
-      servedAs = servedAsFromIr(result.translation.ir);
+      servedAs = servedAsFromIr(result.translation.ir, result.planes);
       for (const e of result.translation.events) log.warn({ object: `${e.object.kind} ${e.object.namespace}/${e.object.name}`, reason: e.reason }, e.message);
       log.info({ changed: change.changed.map((t) => t.split('.').pop()), clusters: result.xds.clusters.length, listeners: result.xds.listeners.length }, 'configuration translated');
       loaded = true;
@@ -165,13 +191,13 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   provider.onChange(apply);
 
   xds.on('ack', (e) => {
-    if (e.typeUrl === TypeUrl.route && quarantine.ack(e.nodeId, e.version)) retranslate();
+    if (e.typeUrl === TypeUrl.route && quarantine.ack(e.nodeId, wholeRouteVersion(e.version))) retranslate();
     scheduleStatuses();
   });
   xds.on('nack', (e) => {
     metrics.xdsNacks.inc({ type_url: e.typeUrl });
     log.warn({ node: e.nodeId, typeUrl: e.typeUrl, version: e.version }, `Envoy rejected configuration: ${e.message}`);
-    if (e.typeUrl === TypeUrl.route && quarantine.nack(e.nodeId, e.version, e.message)) {
+    if (e.typeUrl === TypeUrl.route && quarantine.nack(e.nodeId, wholeRouteVersion(e.version), e.message)) {
       log.warn({ node: e.nodeId, held: [...quarantine.excluded()] }, 'leaving the HTTPRoutes Envoy rejected out of the configuration');
       retranslate();
     }

@@ -10,7 +10,7 @@ import { controller, defaultLeaseNamespace } from '../app/controller.js';
 import type { RunningGateway } from '../app/gateway-runtime.js';
 import { serve } from '../app/serve.js';
 import { directoryStore, ensurePki, pkiNames } from '../app/xds-pki.js';
-import { buildBootstrap } from '../envoy/bootstrap.js';
+import { buildBootstrap, gatewayKeyProblem } from '../envoy/bootstrap.js';
 import { ACCESS_LOG_FORMATS, type AccessLogFormat } from '../envoy/access-log.js';
 import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
 import { createLogger } from '../observability/logger.js';
@@ -55,10 +55,12 @@ Usage:
   switchyard translate -f PATH [-o json|yaml] [--access-log json|off] [--max-document-size ...] [--max-file-size ...]
                        [--max-config-size ...]
       Print what would be served (secrets redacted) and every object's status.
-  switchyard bootstrap --xds HOST:PORT --node-id ID [--admin-port 9901] [--delta] [--xds-tls-dir DIR]
-                       [-o json|yaml]
+  switchyard bootstrap --xds HOST:PORT --node-id ID [--gateway NS/NAME] [--admin-port 9901] [--delta]
+                       [--xds-tls-dir DIR] [-o json|yaml]
       Print an Envoy bootstrap that connects a stock Envoy to the controller; with --xds-tls-dir
       (as Envoy sees it) over mTLS: ca.crt verifies the controller, tls.crt/tls.key are Envoy's.
+      --gateway: this Envoy is the data plane of that one Gateway and gets only its configuration;
+      without it, it serves every Gateway (a port two Gateways use goes to the older one).
 
   --xds-tls-dir DIR on serve and controller serves xDS over TLS: DIR holds tls.crt and tls.key
   (like a kubernetes.io/tls Secret) and, optionally, ca.crt: client certificates are then
@@ -380,6 +382,7 @@ async function runBootstrap(args: string[]): Promise<number> {
       xds: { type: 'string' },
       'node-id': { type: 'string' },
       'node-cluster': { type: 'string' },
+      gateway: { type: 'string' },
       'admin-port': { type: 'string' },
       delta: { type: 'boolean' },
       'xds-tls-dir': { type: 'string' },
@@ -394,10 +397,13 @@ async function runBootstrap(args: string[]): Promise<number> {
   const sep = target.lastIndexOf(':');
   if (sep <= 0) throw new UsageError(`bootstrap needs --xds HOST:PORT (the controller's xDS address), got "${target}"`);
   if (!values['node-id']) throw new UsageError('bootstrap needs --node-id ID (any name unique per Envoy)');
+  const gatewayProblem = values.gateway === undefined ? undefined : gatewayKeyProblem(values.gateway);
+  if (gatewayProblem !== undefined) throw new UsageError(`--gateway: ${gatewayProblem} (the Gateway this Envoy serves, e.g. --gateway default/edge)`);
   const bootstrap = buildBootstrap({
     xds: { host: target.slice(0, sep).replace(/^\[|\]$/g, ''), port: int(target.slice(sep + 1), '--xds port', 18000) },
     nodeId: values['node-id'],
     ...(values['node-cluster'] ? { nodeCluster: values['node-cluster'] } : {}),
+    ...(values.gateway !== undefined ? { gateway: values.gateway } : {}),
     adminPort: int(values['admin-port'], '--admin-port', 9901),
     delta: values.delta ?? false,
     ...(tlsDir !== undefined ? { xdsTls: { caFile: posix.join(tlsDir, CA_FILE), certFile: posix.join(tlsDir, CERT_FILE), keyFile: posix.join(tlsDir, KEY_FILE) } } : {}),
