@@ -1,11 +1,11 @@
 import { posix } from 'node:path';
-import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import type { XdsTarget } from '../ai-extension/credentials.js';
 import { startAiExtension } from '../ai-extension/server.js';
 import { DURATION_HINT, parseDuration } from '../api/duration.js';
 import { formatProblem } from '../api/manifest.js';
 import { removeExtensionRecord, writeExtensionRecord } from '../app/ai-extension-process.js';
+import { AddressInUseError, assertPortFree, type ServerRole } from '../app/ports.js';
 import { controller, defaultLeaseNamespace } from '../app/controller.js';
 import type { RunningGateway } from '../app/gateway-runtime.js';
 import { serve } from '../app/serve.js';
@@ -16,11 +16,14 @@ import { runPipeline, translateReport } from '../pipeline.js';
 import { FileProvider } from '../providers/file.js';
 import { CONFIG_LIMIT_FLAGS, DEFAULT_CONFIG_LIMITS, formatBytes, type ConfigLimits } from '../providers/manifest-files.js';
 import { CA_FILE, CERT_FILE, KEY_FILE, readXdsClientTls, readXdsServerTls, xdsChannelCredentials } from '../xds/tls.js';
+import { closest, HelpRequested, parseFlags, UsageError } from './flags.js';
+import { runStatus } from './status.js';
+import { badConditions } from './status-view.js';
+import { formatVersion, versionInfo } from './version.js';
 
-const USAGE = `switchyard: Gateway API and AI Backends to Envoy, over xDS
-
-Usage:
-  switchyard serve --config PATH [--xds-port 18000] [--xds-host 0.0.0.0] [--metrics-port 9090]
+/** Each command's usage: printed by `switchyard CMD --help` and after a usage error of CMD. */
+const COMMAND_USAGE: Readonly<Record<string, string>> = {
+  serve: `  switchyard serve --config PATH [--xds-port 18000] [--xds-host 0.0.0.0] [--metrics-port 9090]
                    [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0] [--log-level info]
                    [--ai-extension-port 18001] [--ai-extension-address 127.0.0.1] [--no-ai-extension]
                    [--xds-tls-dir DIR] [--state-dir DIR] [--max-document-size 1.5Mi]
@@ -31,32 +34,67 @@ Usage:
       --state-dir (default: per config path, under $XDG_RUNTIME_DIR or a 0700 temp directory).
       A document, a file or the whole of PATH over its size limit is refused with an error naming
       it (sizes in bytes, or with Ki, Mi, Gi); what was served before keeps being served.
-  switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH) [--port 18001]
+      --xds-tls-dir DIR serves xDS over TLS: DIR holds tls.crt and tls.key (like a kubernetes.io/tls
+      Secret) and, optionally, ca.crt: client certificates are then required and verified (mTLS).
+`,
+  'ai-extension': `  switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH) [--port 18001]
                           [--host 0.0.0.0] [--metrics-port 9091] [--log-level info] [--orphan-grace 10m]
       Run only the AI extension next to Envoy; provider keys come from the controller at --xds
       (over TLS with --xds-tls-dir: ca.crt verifies the controller, tls.crt/tls.key if present are
       the client certificate) and are kept while it is away. --orphan-grace: exit once neither the
       controller nor Envoy has been seen for that long (default: never).
-  switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
+`,
+  controller: `  switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
                         [--ai-extension-address 127.0.0.1] [--ai-extension-port 18001]
                         [--lease-namespace NS] [--no-leader-election] [--xds-tls-dir DIR] [--log-level info]
       Watch a Kubernetes API server (--kubeconfig, else $KUBECONFIG, the in-cluster service account,
-      ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status. The AI
-      extension runs next to Envoy (switchyard ai-extension); --ai-extension-* say where Envoy dials it.
-  switchyard translate -f PATH [-o json|yaml] [--max-document-size ...] [--max-file-size ...] [--max-config-size ...]
-      Print what would be served (secrets redacted) and every object's status.
-  switchyard bootstrap --xds HOST:PORT --node-id ID [--admin-port 9901] [--delta] [--xds-tls-dir DIR]
+      ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status and Events
+      (with --no-leader-election this replica writes them: run only one). The AI extension runs next
+      to Envoy (switchyard ai-extension); --ai-extension-* say where Envoy dials it. --xds-tls-dir as
+      for serve.
+`,
+  translate: `  switchyard translate -f PATH [-o json|yaml] [--allow-problems] [--max-document-size ...]
+                       [--max-file-size ...] [--max-config-size ...]
+      Print what would be served (secrets redacted) and every object's status. Exits 1, naming
+      them on stderr, when an object has a condition that is False or the configuration has
+      problems; --allow-problems exits 0 all the same.
+`,
+  status: `  switchyard status (-f PATH | --from http://HOST:9090 | --kubeconfig PATH) [-o table|json|yaml]
+      Every Gateway, HTTPRoute and Backend with its conditions; for Backends, each priority and
+      member (usable, or why not). -f translates PATH as translate does; --from reads a running
+      serve or controller's /statusz (its --metrics-port); --kubeconfig reads .status from the API
+      server (all namespaces, or --namespaces a,b).
+`,
+  bootstrap: `  switchyard bootstrap --xds HOST:PORT --node-id ID [--admin-port 9901] [--delta] [--xds-tls-dir DIR]
                        [-o json|yaml]
       Print an Envoy bootstrap that connects a stock Envoy to the controller; with --xds-tls-dir
       (as Envoy sees it) over mTLS: ca.crt verifies the controller, tls.crt/tls.key are Envoy's.
+`,
+  version: `  switchyard version [-o json|yaml]   (also: switchyard --version)
+      Print Switchyard's version, the Node version it runs on and the Envoy version it expects.
+`,
+};
 
-  --xds-tls-dir DIR on serve and controller serves xDS over TLS: DIR holds tls.crt and tls.key
-  (like a kubernetes.io/tls Secret) and, optionally, ca.crt: client certificates are then
-  required and verified against it (mTLS).
+const USAGE = `switchyard: Gateway API and AI Backends to Envoy, over xDS
+
+Usage:
+${Object.values(COMMAND_USAGE).join('')}
+Run "switchyard COMMAND --help" for one command's usage.
 `;
 
-class UsageError extends Error {}
+function commandUsage(command: string): string {
+  const usage = COMMAND_USAGE[command];
+  return usage === undefined ? USAGE : `Usage:\n${usage}`;
+}
+
+/** The synopsis of a command (its usage without the description), shown after a usage error. */
+function commandSynopsis(command: string): string {
+  const usage = COMMAND_USAGE[command] ?? '';
+  const lines = usage.split('\n');
+  const end = lines.findIndex((l) => l.startsWith('      '));
+  return `Usage:\n${lines.slice(0, end < 0 ? lines.length : end).join('\n')}\n`;
+}
 
 function int(value: string | undefined, flag: string, fallback: number): number {
   if (value === undefined) return fallback;
@@ -105,7 +143,7 @@ function output(value: unknown, format: string | undefined): string {
 }
 
 async function runServe(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseFlags('serve', {
     args,
     options: {
       config: { type: 'string', short: 'c' },
@@ -168,7 +206,7 @@ function hostPort(value: string | undefined, flag: string, what: string): { host
 }
 
 async function runAiExtension(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseFlags('ai-extension', {
     args,
     options: {
       xds: { type: 'string' },
@@ -200,14 +238,12 @@ async function runAiExtension(args: string[]): Promise<number> {
   if (graceText !== undefined && orphanGraceMs === undefined) throw new UsageError(`--orphan-grace: ${DURATION_HINT}, got "${graceText}"`);
   const host = values.host ?? '0.0.0.0';
   const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard-ai-extension' });
-  const running = await startAiExtension({
-    port: int(values.port, '--port', 18001),
-    host,
-    xds,
-    metricsPort: int(values['metrics-port'], '--metrics-port', 9091),
-    metricsHost: values['metrics-host'] ?? '0.0.0.0',
-    logger,
-  });
+  const port = int(values.port, '--port', 18001);
+  const metricsPort = int(values['metrics-port'], '--metrics-port', 9091);
+  const metricsHost = values['metrics-host'] ?? '0.0.0.0';
+  await assertPortFree('ai-extension', host, port);
+  await assertPortFree('metrics', metricsHost, metricsPort);
+  const running = await startAiExtension({ port, host, xds, metricsPort, metricsHost, logger });
   const stateFile = values['state-file'];
   if (stateFile !== undefined) {
     writeExtensionRecord(stateFile, { pid: process.pid, port: running.port, host, socket: socket ?? '', ...(running.metricsPort !== undefined ? { metricsPort: running.metricsPort } : {}) });
@@ -261,7 +297,7 @@ function namespaceList(value: string | undefined): string[] {
 }
 
 async function runController(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseFlags('controller', {
     args,
     options: {
       kubeconfig: { type: 'string' },
@@ -302,7 +338,7 @@ async function runController(args: string[]): Promise<number> {
 }
 
 async function runTranslate(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { file: { type: 'string', short: 'f' }, output: { type: 'string', short: 'o' }, ...LIMIT_OPTIONS } });
+  const { values } = parseFlags('translate', { args, options: { file: { type: 'string', short: 'f' }, output: { type: 'string', short: 'o' }, 'allow-problems': { type: 'boolean' }, ...LIMIT_OPTIONS } });
   if (!values.file) throw new UsageError('translate needs -f PATH (a manifest file or a directory of them)');
   const provider = new FileProvider({ path: values.file, resyncIntervalMs: 0, limits: configLimits(values) });
   const snapshot = await provider.start();
@@ -310,11 +346,23 @@ async function runTranslate(args: string[]): Promise<number> {
   const report = translateReport(runPipeline(snapshot.inputs));
   process.stdout.write(output(report, values.output));
   for (const p of snapshot.problems) process.stderr.write(`problem: ${formatProblem(p)}\n`);
-  return snapshot.problems.length > 0 ? 1 : 0;
+  const bad = badConditions(report.statuses);
+  for (const b of bad) process.stderr.write(`not ok: ${b}\n`);
+  if (bad.length === 0 && snapshot.problems.length === 0) return 0;
+  process.stderr.write(`switchyard translate: ${summary(bad.length, snapshot.problems.length)}${values['allow-problems'] ? ' (--allow-problems: exit 0)' : '; exit 1 (--allow-problems to exit 0)'}\n`);
+  return values['allow-problems'] ? 0 : 1;
+}
+
+function summary(objects: number, problems: number): string {
+  const parts = [
+    ...(objects > 0 ? [`${objects} object${objects === 1 ? '' : 's'} with a False condition`] : []),
+    ...(problems > 0 ? [`${problems} configuration problem${problems === 1 ? '' : 's'}`] : []),
+  ];
+  return parts.join(' and ');
 }
 
 async function runBootstrap(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseFlags('bootstrap', {
     args,
     options: {
       xds: { type: 'string' },
@@ -346,35 +394,77 @@ async function runBootstrap(args: string[]): Promise<number> {
   return 0;
 }
 
+/** The commands: each parses its own flags (parseFlags) and returns the exit code. */
+const COMMANDS: Readonly<Record<string, (args: string[]) => Promise<number>>> = {
+  serve: runServe,
+  controller: runController,
+  translate: runTranslate,
+  status: runStatus,
+  bootstrap: runBootstrap,
+  'ai-extension': runAiExtension,
+  version: runVersion,
+};
+
+async function runVersion(args: string[]): Promise<number> {
+  const { values } = parseFlags('version', { args, options: { output: { type: 'string', short: 'o' } } });
+  const info = versionInfo();
+  process.stdout.write(values.output === undefined ? formatVersion(info) : output(info, values.output));
+  return 0;
+}
+
+/** Which flag sets the port of each server, per command (for "address in use"). */
+const PORT_FLAGS: Readonly<Record<string, Partial<Record<ServerRole, string>>>> = {
+  serve: { xds: '--xds-port', metrics: '--metrics-port', 'ai-extension': '--ai-extension-port' },
+  controller: { xds: '--xds-port', metrics: '--metrics-port', 'ai-extension': '--ai-extension-port' },
+  'ai-extension': { metrics: '--metrics-port', 'ai-extension': '--port' },
+};
+
+function addressInUseMessage(err: AddressInUseError, command: string): string {
+  const flag = PORT_FLAGS[command]?.[err.role];
+  const what = `address ${err.address} is in use (another switchyard or Envoy?)`;
+  return flag ? `${flag} ${err.port}: ${what}; pick another port with ${flag}` : `the ${err.role} server's ${what}`;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
-      case 'serve':
-        return await runServe(rest);
-      case 'controller':
-        return await runController(rest);
-      case 'translate':
-        return await runTranslate(rest);
-      case 'bootstrap':
-        return await runBootstrap(rest);
-      case 'ai-extension':
-        return await runAiExtension(rest);
       case undefined:
       case 'help':
       case '--help':
-      case '-h':
-        process.stdout.write(USAGE);
+      case '-h': {
+        const topic = rest[0];
+        process.stdout.write(topic !== undefined && COMMAND_USAGE[topic] !== undefined ? commandUsage(topic) : USAGE);
         return command === undefined ? 2 : 0;
-      default:
-        throw new UsageError(`unknown command "${command}"`);
+      }
+      case '--version':
+      case '-v':
+        return await runVersion(rest);
+      default: {
+        const run = COMMANDS[command];
+        if (run !== undefined) return await run(rest);
+        const guess = closest(command, Object.keys(COMMANDS));
+        throw new UsageError(`unknown command "${command}"${guess ? `; did you mean "${guess}"?` : ''}`);
+      }
     }
   } catch (err) {
-    if (err instanceof UsageError || (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
-      process.stderr.write(`switchyard: ${err.message}\n\n${USAGE}`);
+    const known = command !== undefined && COMMANDS[command] !== undefined ? command : undefined;
+    if (err instanceof HelpRequested) {
+      process.stdout.write(commandUsage(err.command));
+      return 0;
+    }
+    if (err instanceof UsageError) {
+      const about = err.command ?? known;
+      const hint = about !== undefined ? `${commandSynopsis(about)}Run "switchyard ${about} --help" for details.\n` : `Run "switchyard --help" for the commands.\n`;
+      process.stderr.write(`switchyard: ${err.message}\n\n${hint}`);
       return 2;
     }
-    throw err;
+    if (err instanceof AddressInUseError) {
+      process.stderr.write(`switchyard: ${addressInUseMessage(err, known ?? '')}\n`);
+      return 1;
+    }
+    process.stderr.write(`switchyard: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
   }
 }
 
