@@ -166,6 +166,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   apply(await provider.start());
   provider.onChange(apply);
 
+  xds.on('sent', (e) => metrics.xdsPushes.inc({ type_url: e.typeUrl }));
   xds.on('ack', (e) => {
     if (e.typeUrl === TypeUrl.route && quarantine.ack(e.nodeId, e.version)) retranslate();
     scheduleStatuses();
