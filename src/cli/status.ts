@@ -1,5 +1,6 @@
 import { stringify } from 'yaml';
 import { z } from 'zod';
+import { CONTROLLER_NAME } from '../api/gateway.js';
 import { formatProblem } from '../api/manifest.js';
 import { runPipeline } from '../pipeline.js';
 import { FileProvider } from '../providers/file.js';
@@ -139,13 +140,11 @@ async function fromKubernetes(kubeconfig: string | undefined, namespaces: readon
 }
 
 /** HTTPRoute parents written by other controllers are theirs to explain: only ours are shown. */
-function ownStatus(kind: string, status: unknown): unknown {
+export function ownStatus(kind: string, status: unknown): unknown {
   if (kind !== 'HTTPRoute' || typeof status !== 'object' || status === null || !('parents' in status) || !Array.isArray(status.parents)) return status;
   const parents: unknown[] = status.parents;
   return { ...status, parents: parents.filter((p) => typeof p === 'object' && p !== null && 'controllerName' in p && p.controllerName === CONTROLLER_NAME) };
 }
-
-const CONTROLLER_NAME = 'switchyard.dev/gateway-controller';
 
 export async function runStatus(args: string[]): Promise<number> {
   const { values } = parseFlags('status', {
