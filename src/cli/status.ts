@@ -114,7 +114,14 @@ async function fromStatusz(base: string): Promise<StatusView> {
 }
 
 async function fromKubernetes(kubeconfig: string | undefined, namespaces: readonly string[]): Promise<StatusView> {
-  const kube = loadKubeConfig(kubeconfig !== undefined ? { kubeconfig } : {});
+  let kube: ReturnType<typeof loadKubeConfig>;
+  try {
+    kube = loadKubeConfig(kubeconfig !== undefined ? { kubeconfig } : {});
+  } catch (err) {
+    // With no source named, the cluster was only a guess: say what else status reads.
+    if (kubeconfig !== undefined) throw err;
+    throw new Error(`${err instanceof Error ? err.message : String(err)}; or read a file with -f PATH, or a running serve with --from http://HOST:METRICS_PORT`, { cause: err });
+  }
   const client = new KubeClient(kube.config);
   const statuses: ObjectStatus[] = [];
   try {

@@ -145,6 +145,25 @@ describe('switchyard status', () => {
     expect(r.stderr).toMatch(/^switchyard: --from http:\/\/127\.0\.0\.1:1: cannot read http:\/\/127\.0\.0\.1:1\/statusz: .*is serve or controller running with --metrics-port 1\?\n$/);
   });
 
+  it('names the kubeconfig it cannot use; with no source at all, says which sources there are', async () => {
+    const [missing, none] = await Promise.all([
+      cli(['status', '--kubeconfig', join(dir, 'no-kubeconfig')]),
+      new Promise<Awaited<ReturnType<typeof cli>>>((resolve, reject) => {
+        // No KUBECONFIG, no cluster, an empty home: nothing to guess from.
+        const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'status'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '', HOME: dir } });
+        let stderr = '';
+        child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+        child.once('error', reject);
+        child.once('close', (code) => resolve({ code, stdout: '', stderr }));
+      }),
+    ]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe(`switchyard: kubeconfig ${join(dir, 'no-kubeconfig')} (from --kubeconfig) does not exist: check the path, or leave --kubeconfig out to use $KUBECONFIG, the in-cluster service account or ~/.kube/config\n`);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('no Kubernetes configuration: pass --kubeconfig PATH');
+    expect(none.stderr).toContain('; or read a file with -f PATH, or a running serve with --from http://HOST:METRICS_PORT');
+  });
+
   it('refuses two sources and an unknown output format', async () => {
     const [two, format] = await Promise.all([cli(['status', '-f', good, '--from', 'http://127.0.0.1:1']), cli(['status', '-f', good, '-o', 'wide'])]);
     expect(two.code).toBe(2);

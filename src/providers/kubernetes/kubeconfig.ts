@@ -26,7 +26,7 @@ export function loadKubeConfig(choice: KubeConfigChoice = {}): LoadedKubeConfig 
   const config = new KubeConfig();
   let source: string;
   if (choice.kubeconfig) {
-    if (!existsSync(choice.kubeconfig)) throw new Error(`kubeconfig ${choice.kubeconfig} does not exist`);
+    if (!existsSync(choice.kubeconfig)) throw new Error(`kubeconfig ${choice.kubeconfig} (from --kubeconfig) does not exist: check the path, or leave --kubeconfig out to use $KUBECONFIG, the in-cluster service account or ~/.kube/config`);
     loadFile(config, choice.kubeconfig, '--kubeconfig');
     source = choice.kubeconfig;
   } else if (env['KUBECONFIG']) {
