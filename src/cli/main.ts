@@ -5,9 +5,9 @@ import { startAiExtension } from '../ai-extension/server.js';
 import { DURATION_HINT, parseDuration } from '../api/duration.js';
 import { formatProblem } from '../api/manifest.js';
 import { removeExtensionRecord, writeExtensionRecord } from '../app/ai-extension-process.js';
-import { AddressInUseError, assertPortFree, type ServerRole } from '../app/ports.js';
 import { controller, defaultLeaseNamespace } from '../app/controller.js';
 import type { RunningGateway } from '../app/gateway-runtime.js';
+import { AddressInUseError, assertPortFree, type ServerRole } from '../app/ports.js';
 import { serve } from '../app/serve.js';
 import { buildBootstrap } from '../envoy/bootstrap.js';
 import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
@@ -60,7 +60,8 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       them on stderr, when an object has a condition that is False or the configuration has
       problems; --allow-problems exits 0 all the same.
 `,
-  status: `  switchyard status (-f PATH | --from http://HOST:9090 | --kubeconfig PATH) [-o table|json|yaml]
+  status: `  switchyard status (-f PATH | --from http://HOST:9090 | --kubeconfig PATH [--namespaces a,b])
+                    [-o table|json|yaml]
       Every Gateway, HTTPRoute and Backend with its conditions; for Backends, each priority and
       member (usable, or why not). -f translates PATH as translate does; --from reads a running
       serve or controller's /statusz (its --metrics-port); --kubeconfig reads .status from the API
@@ -92,7 +93,8 @@ function commandUsage(command: string): string {
 function commandSynopsis(command: string): string {
   const usage = COMMAND_USAGE[command] ?? '';
   const lines = usage.split('\n');
-  const end = lines.findIndex((l) => l.startsWith('      '));
+  // Descriptions are indented six spaces; a synopsis' continuation lines, more.
+  const end = lines.findIndex((l) => /^ {6}\S/.test(l));
   return `Usage:\n${lines.slice(0, end < 0 ? lines.length : end).join('\n')}\n`;
 }
 

@@ -86,7 +86,10 @@ describe('usage errors: exit 2, name the flag, suggest the closest one', () => {
     const r = await cli(['serve', '--xds-prot', '1']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('switchyard: serve: unknown flag --xds-prot; did you mean --xds-port?');
+    // The synopsis, all its lines, without the description.
     expect(r.stderr).toContain('Usage:\n  switchyard serve --config PATH');
+    expect(r.stderr).toContain('[--max-file-size 64Mi] [--max-config-size 128Mi]\nRun');
+    expect(r.stderr).not.toContain('Watch PATH');
     expect(r.stderr).toContain('Run "switchyard serve --help" for details.');
     expect(r.stdout).toBe('');
   });
