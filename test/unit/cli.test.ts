@@ -132,6 +132,20 @@ describe('runtime errors: exit 1, one line naming the flag or file and the fix',
     expect(r.stderr).toBe(`switchyard: --ai-extension-port ${takenPort}: address 0.0.0.0:${takenPort} is in use (another switchyard or Envoy?); pick another port with --ai-extension-port\n`);
   });
 
+  it('controller with a taken --metrics-port, before it talks to the API server', async () => {
+    const kubeconfig = join(dir, 'unreachable-kubeconfig');
+    writeFileSync(kubeconfig, `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]
+users: [{name: u, user: {token: not-a-real-token}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`);
+    const r = await cli(['controller', '--kubeconfig', kubeconfig, '--xds-port', '0', '--metrics-port', String(takenPort)]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`switchyard: --metrics-port ${takenPort}: address 0.0.0.0:${takenPort} is in use (another switchyard or Envoy?); pick another port with --metrics-port\n`);
+  });
+
   it('ai-extension with a taken --port', async () => {
     const r = await cli(['ai-extension', '--xds', '127.0.0.1:1', '--port', String(takenPort)]);
     expect(r.code).toBe(1);
