@@ -13,6 +13,7 @@ import type { ObjectStatus, WarningEvent } from '../translate/status.js';
 import { SHARED_VIEW, SnapshotCache } from '../xds/cache.js';
 import { XdsServer } from '../xds/server.js';
 import { xdsServerCredentials, xdsTlsMode, type XdsServerTls } from '../xds/tls.js';
+import { asAddressInUse, assertServingPortsFree } from './ports.js';
 import { RouteQuarantine } from './route-quarantine.js';
 
 /** How long xDS feedback (ACK, NACK, disconnect) waits to be folded into one status rebuild. */
@@ -77,6 +78,7 @@ function conditionsSummary(s: ObjectStatus): string {
  * or NACK, logged when they change and handed to the status sink.
  */
 export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<RunningGateway> {
+  await assertServingPortsFree(opts);
   const log = opts.logger;
   const metrics = createMetrics({ processMetrics: true });
   const cache = new SnapshotCache();
@@ -190,6 +192,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   apply(await provider.start());
   provider.onChange(apply);
 
+  xds.on('sent', (e) => metrics.xdsPushes.inc({ type_url: e.typeUrl }));
   xds.on('ack', (e) => {
     if (e.typeUrl === TypeUrl.route && quarantine.ack(e.nodeId, wholeRouteVersion(e.version))) retranslate();
     scheduleStatuses();
@@ -216,7 +219,9 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   let xdsPort: number;
   let health: HealthServer;
   try {
-    xdsPort = await xds.start({ port: opts.xdsPort, host: opts.xdsHost, ...(opts.xdsTls ? { credentials: xdsServerCredentials(opts.xdsTls) } : {}) });
+    xdsPort = await xds
+      .start({ port: opts.xdsPort, host: opts.xdsHost, ...(opts.xdsTls ? { credentials: xdsServerCredentials(opts.xdsTls) } : {}) })
+      .catch((err: unknown) => Promise.reject(asAddressInUse(err, 'xds', opts.xdsHost, opts.xdsPort)));
     health = await startHealthServer({
       port: opts.metricsPort,
       host: opts.metricsHost,
@@ -224,7 +229,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       ready: () => (loaded ? true : { ready: false, reason: 'the configuration has not been translated yet' }),
       statusz: () => ({ statuses: book.all(), problems: problems.map((p) => ({ ...p, text: formatProblem(p) })), clients: xds.clients() }),
       ...(opts.extraMetrics ? { extraMetrics: opts.extraMetrics } : {}),
-    });
+    }).catch((err: unknown) => Promise.reject(asAddressInUse(err, 'metrics', opts.metricsHost, opts.metricsPort)));
   } catch (err) {
     await xds.stop();
     await provider.stop();

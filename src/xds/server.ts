@@ -41,6 +41,8 @@ export interface NackEvent extends AckEvent {
 export interface XdsServerEvents {
   connected: [ClientEvent];
   disconnected: [ClientEvent];
+  /** A response went out on a stream (one per response, SotW or delta). */
+  sent: [AckEvent];
   ack: [AckEvent];
   nack: [NackEvent];
 }
@@ -334,7 +336,10 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
         stream.view = view;
         this.logViewProblems(view);
       },
-      sent: (typeUrl, version) => record.recordSent(typeUrl, version),
+      sent: (typeUrl, version) => {
+        record.recordSent(typeUrl, version);
+        this.emit('sent', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version });
+      },
       acked: (typeUrl, version) => {
         record.recordAck(typeUrl, version);
         logger.debug({ node: record.nodeId, typeUrl, version }, 'xds: ACK');
