@@ -152,7 +152,9 @@ function programmed(
   }
   if (nodes === 0) return condition('Programmed', false, 'Pending', 'no Envoy that serves it is connected yet', generation);
   if (acked === 0) return condition('Programmed', false, 'Pending', 'waiting for a connected Envoy to acknowledge the configuration', generation);
-  return condition('Programmed', true, 'Programmed', `acknowledged by ${acked} Envoy${acked > 1 ? 's' : ''}`, generation);
+  // No count in the message: a status that moved with fleet size would be rewritten on every
+  // connect and ACK of every Envoy (issue 9 measured 41,039 rewrites in one 1,000-Envoy run).
+  return condition('Programmed', true, 'Programmed', 'acknowledged by the Envoys that serve it', generation);
 }
 
 /** Replaces each served object's Pending Programmed condition with what the Envoys that serve it said. */

@@ -67,8 +67,14 @@ describe('applyXdsFeedback: per Gateway', () => {
 
   it('counts only the Envoys that serve the Gateway', () => {
     const out = applyXdsFeedback([gateway('one'), gateway('two')], servedAs, { clients: acked('envoy-one', 'ai/one'), versions });
-    expect(programmedOf(out, 'one')).toMatchObject({ status: 'True', reason: 'Programmed', message: 'acknowledged by 1 Envoy' });
+    expect(programmedOf(out, 'one')).toMatchObject({ status: 'True', reason: 'Programmed', message: 'acknowledged by the Envoys that serve it' });
     expect(programmedOf(out, 'two')).toMatchObject({ status: 'False', reason: 'Pending', message: 'no Envoy that serves it is connected yet' });
+  });
+
+  it('does not change with the size of the fleet: another Envoy connecting and ACKing rewrites no status', () => {
+    const one = applyXdsFeedback([gateway('one')], servedAs, { clients: acked('envoy-a', 'ai/one'), versions });
+    const many = applyXdsFeedback([gateway('one')], servedAs, { clients: [...acked('envoy-a', 'ai/one'), ...acked('envoy-b', 'ai/one'), ...acked('envoy-c', 'ai/one')], versions });
+    expect(many).toEqual(one);
   });
 
   it('charges a NACK from one Gateway\'s Envoy to that Gateway only, even when the error names no resource', () => {
