@@ -89,3 +89,15 @@ conformance: | $(NODE_STAMP)
 ## Stop what `CONFORMANCE_KEEP=1 make conformance` left running.
 conformance-down:
 	@scripts/conformance-down.sh
+
+## The controller image without a container engine (scripts/build-image.sh): Debian bookworm runtime
+## packages (deploy/image/debs.lock), the pinned Node and the app, assembled with crane into
+## .build/image/switchyard-<version>.tar (tagged ghcr.io/switchyard-dev/switchyard:<version>);
+## the same commit gives the same digest (.build/image/digest).
+.PHONY: image image-test
+image: | $(NODE_STAMP)
+	@scripts/build-image.sh >/dev/null
+
+## Builds the image, then runs it (root only: namespaces + chroot) with test/image/image.test.ts.
+image-test: image
+	npx vitest run test/image

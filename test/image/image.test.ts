@@ -1,0 +1,122 @@
+/**
+ * The controller image (make image) run as a container runtime would: its layers unpacked in order
+ * into a root filesystem, the process started in new mount and PID namespaces chrooted into it,
+ * with the image config's user, working directory, environment and entrypoint. Proves the image
+ * carries everything the app loads (no host file leaks in) and runs as 65532.
+ * Runs when .build/image holds a built image (make image-test builds it first) and as root
+ * (namespaces and chroot); skipped otherwise.
+ */
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+
+const repo = resolve(import.meta.dirname, '../..');
+const imageDir = process.env.IMAGE_OUT ?? join(repo, '.build/image');
+const packageVersion = (JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { version: string }).version;
+const tarball = join(imageDir, `switchyard-${packageVersion}.tar`);
+const isRoot = process.getuid?.() === 0;
+
+interface DockerManifestEntry { Config: string; RepoTags: string[]; Layers: string[] }
+interface ImageConfig {
+  architecture: string;
+  os: string;
+  config: { User?: string; Entrypoint?: string[]; Cmd?: string[]; Env?: string[]; WorkingDir?: string };
+}
+
+describe.skipIf(!existsSync(tarball) || !isRoot)('the controller image', () => {
+  let scratch = '';
+  let rootfs = '';
+  let config: ImageConfig;
+  let manifest: DockerManifestEntry;
+
+  /** The image's entrypoint with ARGS, as its user, in new mount + PID namespaces chrooted into rootfs. */
+  function run(args: string[], entrypoint = config.config.Entrypoint ?? []): SpawnSyncReturns<string> {
+    const [user, group] = (config.config.User ?? '').split(':');
+    return spawnSync('env', [
+      '-i', ...(config.config.Env ?? []),
+      'unshare', '--mount', '--pid', '--fork', '--kill-child',
+      `--root=${rootfs}`, `--wd=${config.config.WorkingDir ?? '/'}`,
+      `--setuid=${user}`, `--setgid=${group ?? user}`,
+      ...entrypoint, ...args,
+    ], { encoding: 'utf8', timeout: 60_000 });
+  }
+
+  beforeAll(() => {
+    scratch = mkdtempSync(join(tmpdir(), 'switchyard-image-'));
+    const unpacked = join(scratch, 'image');
+    rootfs = join(scratch, 'rootfs');
+    mkdirSync(unpacked);
+    mkdirSync(rootfs);
+    execFileSync('tar', ['-xf', tarball, '-C', unpacked]);
+    const entries = JSON.parse(readFileSync(join(unpacked, 'manifest.json'), 'utf8')) as DockerManifestEntry[];
+    expect(entries).toHaveLength(1);
+    manifest = entries[0]!;
+    config = JSON.parse(readFileSync(join(unpacked, manifest.Config), 'utf8')) as ImageConfig;
+    for (const layer of manifest.Layers) {
+      // Whiteouts would need a runtime's handling; the build never deletes across layers.
+      const names = execFileSync('tar', ['-tzf', join(unpacked, layer)], { encoding: 'utf8', maxBuffer: 64 << 20 });
+      expect(names.split('\n').filter((n) => /(^|\/)\.wh\./.test(n))).toEqual([]);
+      // As root, tar keeps the layer's numeric owners and modes, as a runtime does.
+      execFileSync('tar', ['-xzf', join(unpacked, layer), '-C', rootfs, '--numeric-owner']);
+    }
+    // What a runtime mounts over an image; the image itself ships no /proc or /dev.
+    for (const dir of ['proc', 'dev']) mkdirSync(join(rootfs, dir), { recursive: true });
+  }, 300_000);
+
+  afterAll(() => {
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('is the tagged linux/amd64 image the chart runs: non-root, node entrypoint, controller by default', () => {
+    expect(manifest.RepoTags).toEqual([`ghcr.io/switchyard-dev/switchyard:${packageVersion}`]);
+    expect(config.os).toBe('linux');
+    expect(config.architecture).toBe('amd64');
+    expect(config.config.User).toBe('65532:65532');
+    expect(config.config.Entrypoint).toEqual(['node', '/app/bin/switchyard.js']);
+    expect(config.config.Cmd).toEqual(['controller']);
+    expect(config.config.Env).toContain('NODE_ENV=production');
+  });
+
+  it('holds the app read-only for its user, a home owned by it, the CA bundle, and no shell', () => {
+    expect(statSync(join(rootfs, 'home/nonroot')).uid).toBe(65532);
+    for (const p of ['app', 'app/dist/cli/main.js', 'app/node_modules', 'usr/local/bin/node']) {
+      const st = statSync(join(rootfs, p));
+      expect(st.uid, p).toBe(0);
+      expect(st.mode & 0o022, `${p} is writable by group or others`).toBe(0);
+    }
+    expect(readdirSync(join(rootfs, 'app/crds')).length).toBeGreaterThan(0);
+    const bundle = readFileSync(join(rootfs, 'etc/ssl/certs/ca-certificates.crt'), 'utf8');
+    expect(bundle.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0).toBeGreaterThan(100);
+    expect(existsSync(join(rootfs, 'bin/sh'))).toBe(false);
+    // Nothing the app does not run: the dev dependencies stay out.
+    expect(existsSync(join(rootfs, 'app/node_modules/vitest'))).toBe(false);
+    expect(existsSync(join(rootfs, 'app/node_modules/typescript'))).toBe(false);
+  });
+
+  it('runs the pinned Node from its own libraries, as uid and gid 65532', () => {
+    const probe = run(['-e', 'console.log(JSON.stringify([process.version, process.getuid(), process.getgid(), process.cwd()]))'], ['node']);
+    expect(probe.stderr).toBe('');
+    expect(probe.status).toBe(0);
+    expect(JSON.parse(probe.stdout)).toEqual(['v24.22.3', 65532, 65532, '/app']);
+  });
+
+  it('answers switchyard --help through the entrypoint', () => {
+    const help = run(['--help']);
+    expect(help.status, help.stderr).toBe(0);
+    expect(help.stdout).toContain('switchyard translate -f PATH');
+  });
+
+  it('translates the examples it carries into the same Envoy resources as this tree', () => {
+    const inImage = run(['translate', '-f', '/app/examples', '-o', 'yaml']);
+    expect(inImage.status, inImage.stderr).toBe(0);
+    const out = parse(inImage.stdout) as { xds?: { clusters?: Array<{ name?: string }> } };
+    const clusters = (out.xds?.clusters ?? []).map((c) => c.name);
+    expect(clusters).toContain('backend/ai/chat');
+    const here = execFileSync(join(repo, 'node_modules/.bin/tsx'), ['src/cli/main.ts', 'translate', '-f', 'examples', '-o', 'yaml'],
+      { cwd: repo, encoding: 'utf8' });
+    expect(inImage.stdout, 'the image is older than this tree: run make image').toBe(here);
+  });
+});
