@@ -109,6 +109,12 @@ describe.skipIf(!existsSync(tarball) || !isRoot)('the controller image', () => {
     expect(help.stdout).toContain('switchyard translate -f PATH');
   });
 
+  it('starts the controller by default, which loads the Kubernetes client and says what it lacks', () => {
+    const controller = run(config.config.Cmd ?? []);
+    expect(controller.status).toBe(1);
+    expect(controller.stderr).toContain('no Kubernetes configuration: pass --kubeconfig PATH');
+  });
+
   it('translates the examples it carries into the same Envoy resources as this tree', () => {
     const inImage = run(['translate', '-f', '/app/examples', '-o', 'yaml']);
     expect(inImage.status, inImage.stderr).toBe(0);
