@@ -1,8 +1,9 @@
 /**
  * The controller image (make image) run as a container runtime would: its layers unpacked in order
- * into a root filesystem, the process started in new mount and PID namespaces chrooted into it,
- * with the image config's user, working directory, environment and entrypoint. Proves the image
- * carries everything the app loads (no host file leaks in) and runs as 65532.
+ * into a root filesystem, the process started in new mount and PID namespaces chrooted into a
+ * read-only view of it, with the image config's user, working directory, environment and
+ * entrypoint. Proves the image carries everything the app loads (no host file leaks in) and runs
+ * as 65532 the way the chart runs it.
  * Runs when .build/image holds a built image (make image-test builds it first) and as root
  * (namespaces and chroot); skipped otherwise.
  */
@@ -32,14 +33,18 @@ describe.skipIf(!existsSync(tarball) || !isRoot)('the controller image', () => {
   let config: ImageConfig;
   let manifest: DockerManifestEntry;
 
-  /** The image's entrypoint with ARGS, as its user, in new mount + PID namespaces chrooted into rootfs. */
+  /**
+   * The image's entrypoint with ARGS as its user, in new mount + PID namespaces chrooted into a
+   * read-only view of rootfs (the chart sets readOnlyRootFilesystem).
+   */
   function run(args: string[], entrypoint = config.config.Entrypoint ?? []): SpawnSyncReturns<string> {
     const [user, group] = (config.config.User ?? '').split(':');
+    const inNamespace = 'set -e; root=$1; wd=$2; user=$3; group=$4; shift 4; mount --bind "$root" "$root"; '
+      + 'mount -o remount,bind,ro "$root"; exec unshare --root="$root" --wd="$wd" --setuid="$user" --setgid="$group" "$@"';
     return spawnSync('env', [
       '-i', ...(config.config.Env ?? []),
-      'unshare', '--mount', '--pid', '--fork', '--kill-child',
-      `--root=${rootfs}`, `--wd=${config.config.WorkingDir ?? '/'}`,
-      `--setuid=${user}`, `--setgid=${group ?? user}`,
+      'unshare', '--mount', '--pid', '--fork', '--kill-child', 'sh', '-c', inNamespace, 'sh',
+      rootfs, config.config.WorkingDir ?? '/', user ?? '', group ?? user ?? '',
       ...entrypoint, ...args,
     ], { encoding: 'utf8', timeout: 60_000 });
   }
@@ -97,10 +102,12 @@ describe.skipIf(!existsSync(tarball) || !isRoot)('the controller image', () => {
   });
 
   it('runs the pinned Node from its own libraries, as uid and gid 65532', () => {
-    const probe = run(['-e', 'console.log(JSON.stringify([process.version, process.getuid(), process.getgid(), process.cwd()]))'], ['node']);
+    const script = `let w = 'writable'; try { require('fs').writeFileSync('/app/x', ''); } catch (e) { w = e.code; }
+      console.log(JSON.stringify([process.version, process.getuid(), process.getgid(), process.cwd(), w]))`;
+    const probe = run(['-e', script], ['node']);
     expect(probe.stderr).toBe('');
     expect(probe.status).toBe(0);
-    expect(JSON.parse(probe.stdout)).toEqual(['v24.22.3', 65532, 65532, '/app']);
+    expect(JSON.parse(probe.stdout)).toEqual(['v24.22.3', 65532, 65532, '/app', 'EROFS']);
   });
 
   it('answers switchyard --help through the entrypoint', () => {
