@@ -24,7 +24,19 @@ interface DockerManifestEntry { Config: string; RepoTags: string[]; Layers: stri
 interface ImageConfig {
   architecture: string;
   os: string;
-  config: { User?: string; Entrypoint?: string[]; Cmd?: string[]; Env?: string[]; WorkingDir?: string };
+  config: {
+    User?: string; Entrypoint?: string[]; Cmd?: string[]; Env?: string[]; WorkingDir?: string;
+    ExposedPorts?: Record<string, object>;
+  };
+}
+
+/** The last stage of deploy/Dockerfile: its instructions, continuation lines joined. */
+function dockerfileFinalStage(): Array<{ op: string; arg: string }> {
+  const text = readFileSync(join(repo, 'deploy/Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  const stages = lines.map((l) => /^(\S+)\s+(.*)$/.exec(l)).filter((m) => m !== null).map((m) => ({ op: m[1]!.toUpperCase(), arg: m[2]! }));
+  const from = stages.map((s) => s.op).lastIndexOf('FROM');
+  return stages.slice(from + 1);
 }
 
 describe.skipIf(!existsSync(tarball) || !isRoot)('the controller image', () => {
@@ -83,6 +95,30 @@ describe.skipIf(!existsSync(tarball) || !isRoot)('the controller image', () => {
     expect(config.config.Entrypoint).toEqual(['node', '/app/bin/switchyard.js']);
     expect(config.config.Cmd).toEqual(['controller']);
     expect(config.config.Env).toContain('NODE_ENV=production');
+  });
+
+  it('is what deploy/Dockerfile describes: user, entrypoint, command, environment, ports, files', () => {
+    const stage = dockerfileFinalStage();
+    const one = (op: string): string => {
+      const found = stage.filter((s) => s.op === op).map((s) => s.arg);
+      expect(found, `deploy/Dockerfile's final stage has one ${op}`).toHaveLength(1);
+      return found[0]!;
+    };
+    expect(one('USER')).toBe(config.config.User);
+    expect(JSON.parse(one('ENTRYPOINT'))).toEqual(config.config.Entrypoint);
+    expect(JSON.parse(one('CMD'))).toEqual(config.config.Cmd);
+    expect(one('WORKDIR')).toBe(config.config.WorkingDir);
+    expect(one('EXPOSE').split(/\s+/).map((p) => `${p}/tcp`).sort()).toEqual(Object.keys(config.config.ExposedPorts ?? {}).sort());
+    for (const env of stage.filter((s) => s.op === 'ENV')) expect(config.config.Env).toContain(env.arg);
+    const copied = stage.filter((s) => s.op === 'COPY').map((s) => s.arg.split(/\s+/).at(-1)!);
+    expect(copied.length).toBeGreaterThan(5);
+    for (const dest of copied) {
+      const inImage = dest.startsWith('/') ? dest : join(config.config.WorkingDir ?? '/', dest);
+      expect(existsSync(join(rootfs, inImage)), `${inImage} (COPY in deploy/Dockerfile) is not in the image`).toBe(true);
+    }
+    // And the other way round: nothing in /app that the Dockerfile does not put there.
+    const fromDockerfile = copied.filter((d) => !d.startsWith('/')).flatMap((d) => (d === './' ? ['package.json', 'package-lock.json'] : [d.replace(/^\.\//, '')]));
+    expect(readdirSync(join(rootfs, 'app')).sort()).toEqual([...new Set(fromDockerfile)].sort());
   });
 
   it('holds the app read-only for its user, a home owned by it, the CA bundle, and no shell', () => {
