@@ -24,6 +24,7 @@ VERSION="$(sed -n 's/^  "version": "\(.*\)",$/\1/p' package.json | head -1)"
 IMAGE_TAG="${IMAGE_TAG:-$VERSION}"
 SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || echo 0)}"
 export SOURCE_DATE_EPOCH
+REVISION="$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
 
 say() { echo "image: $*" >&2; }
 die() { echo "image: $*" >&2; exit 1; }
@@ -86,7 +87,11 @@ cp "$node_dir/LICENSE" "$nodefs/usr/local/share/doc/node/LICENSE"
 app="$work/app/app"
 mkdir -p "$app"
 say "compiling src/ -> /app/dist"
-npx tsc -p tsconfig.build.json --outDir "$app/dist"
+# At a fixed place beside src/, whatever OUT is: the source maps hold the path back to src/.
+rm -rf .build/dist
+npx tsc -p tsconfig.build.json --outDir .build/dist
+cp -r .build/dist "$app/dist"
+rm -rf .build/dist
 cp -r bin crds examples package.json package-lock.json "$app/"
 say "installing production node_modules"
 # In the staging copy only: the work tree's node_modules may be another checkout's (a symlink).
@@ -123,7 +128,6 @@ done
 local_ref="127.0.0.1:$port/switchyard:build"
 "$crane" append --oci-empty-base -f "$work/base.tar" -f "$work/node.tar" -f "$work/app.tar" -t "$local_ref" >/dev/null 2>"$work/crane.log" || die "crane append failed: $(cat "$work/crane.log")"
 created="$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)"
-revision="$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
 mkdir -p "$OUT"
 tarball="$OUT/switchyard-$IMAGE_TAG.tar"
 "$crane" mutate "$local_ref" \
@@ -135,7 +139,7 @@ tarball="$OUT/switchyard-$IMAGE_TAG.tar"
   --exposed-ports 18000/tcp,9090/tcp \
   -l org.opencontainers.image.title=switchyard \
   -l "org.opencontainers.image.version=$VERSION" \
-  -l "org.opencontainers.image.revision=$revision" \
+  -l "org.opencontainers.image.revision=$REVISION" \
   -l "org.opencontainers.image.created=$created" \
   -l org.opencontainers.image.licenses=Apache-2.0 \
   -l org.opencontainers.image.source=https://github.com/switchyard-dev/switchyard \
