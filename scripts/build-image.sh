@@ -25,6 +25,9 @@ IMAGE_TAG="${IMAGE_TAG:-$VERSION}"
 SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || echo 0)}"
 export SOURCE_DATE_EPOCH
 REVISION="$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
+# Uncommitted changes to what goes into the image make it no longer that commit's.
+git -C "$root" diff --quiet HEAD -- src bin crds examples package.json package-lock.json tsconfig.json \
+  tsconfig.build.json deploy/image 2>/dev/null || REVISION="$REVISION-dirty"
 
 say() { echo "image: $*" >&2; }
 die() { echo "image: $*" >&2; exit 1; }
