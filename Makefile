@@ -32,7 +32,7 @@ lint: $(NODE_STAMP)
 
 ## The whole suite: typecheck, unit, golden, protocol, real-Envoy end-to-end and real-API-server tests.
 ## The Kubernetes tests use $$KUBECONFIG when set, else start the local control plane (make k8s-up).
-test: deps
+test: deps image
 	npm run lint
 	@[ -n "$$KUBECONFIG" ] || scripts/k8s-up.sh
 	npx vitest run
@@ -89,3 +89,15 @@ conformance: | $(NODE_STAMP)
 ## Stop what `CONFORMANCE_KEEP=1 make conformance` left running.
 conformance-down:
 	@scripts/conformance-down.sh
+
+## The controller image without a container engine (scripts/build-image.sh): Debian bookworm runtime
+## packages (deploy/image/debs.lock), the pinned Node and the app, assembled with crane into
+## .build/image/switchyard-<version>.tar (tagged ghcr.io/switchyard-dev/switchyard:<version>);
+## the same commit gives the same digest (.build/image/digest).
+.PHONY: image image-test
+image: | $(NODE_STAMP)
+	@scripts/build-image.sh >/dev/null
+
+## Builds the image, then runs it (root only: namespaces + chroot) with test/image/image.test.ts.
+image-test: image
+	npx vitest run test/image
