@@ -6,10 +6,19 @@ import type { JsonObject } from './resources.js';
 export const XDS_CLUSTER_NAME = 'switchyard-xds';
 
 export interface BootstrapOptions {
-  /** Where Switchyard's xDS server listens, as seen from Envoy. */
-  xds: { host: string; port: number };
+  /**
+   * Where Switchyard's xDS server listens, as seen from Envoy: an address, or a Unix socket on
+   * Envoy's host (what `serve` gives the Envoys it runs: no port to expose, no TLS to set up).
+   */
+  xds: { host: string; port: number } | { socket: string };
   /** Envoy's node id; the xDS server keys per-node state (ACK/NACK, Programmed) by it. */
   nodeId: string;
+  /**
+   * "namespace/name" of the Gateway this Envoy serves, sent as node metadata
+   * (GATEWAY_NODE_METADATA): the server then gives it only that Gateway's listeners and routes.
+   * Absent: the Envoy serves every Gateway.
+   */
+  gateway?: string;
   /** Envoy's node cluster (the fleet this Envoy belongs to). */
   nodeCluster?: string;
   adminPort: number;
@@ -26,18 +35,29 @@ export interface BootstrapOptions {
 
 export const DEFAULT_NODE_CLUSTER = 'switchyard';
 
+/** Node metadata key naming the Gateway an Envoy serves ("namespace/name"). */
+export const GATEWAY_NODE_METADATA = 'switchyard.dev/gateway';
+
 /**
  * The Envoy v3 bootstrap (proto3 JSON) that connects a stock Envoy to Switchyard: every
  * Listener and Cluster arrives over one ADS stream; only the route to the controller is static.
  */
 export function buildBootstrap(opts: BootstrapOptions): JsonObject {
   if (opts.nodeId === '') throw new Error('bootstrap: nodeId must not be empty (Envoy rejects an empty node.id with ADS)');
-  assertPort('xds.port', opts.xds.port);
+  if ('port' in opts.xds) assertPort('xds.port', opts.xds.port);
+  else if (opts.xds.socket === '') throw new Error('bootstrap: xds.socket must be a Unix socket path');
+  if (opts.gateway !== undefined && !/^[^/]+\/[^/]+$/.test(opts.gateway)) {
+    throw new Error(`bootstrap: gateway must be "namespace/name", got "${opts.gateway}"`);
+  }
   assertPort('adminPort', opts.adminPort, true);
 
   const adsSource = { ads: {}, resource_api_version: 'V3' };
   return {
-    node: { id: opts.nodeId, cluster: opts.nodeCluster ?? DEFAULT_NODE_CLUSTER },
+    node: {
+      id: opts.nodeId,
+      cluster: opts.nodeCluster ?? DEFAULT_NODE_CLUSTER,
+      ...(opts.gateway !== undefined ? { metadata: { [GATEWAY_NODE_METADATA]: opts.gateway } } : {}),
+    },
     admin: {
       address: socketAddress(opts.adminHost ?? '127.0.0.1', opts.adminPort),
     },
@@ -53,7 +73,7 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
       cds_config: adsSource,
     },
     static_resources: {
-      clusters: [xdsCluster(opts.xds.host, opts.xds.port, opts.xdsTls)],
+      clusters: ['socket' in opts.xds ? xdsSocketCluster(opts.xds.socket) : xdsCluster(opts.xds.host, opts.xds.port, opts.xdsTls)],
     },
     // Without an admin layer Envoy warns at start and /runtime_modify is refused; tests use it.
     layered_runtime: {
@@ -64,6 +84,24 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
         { name: 'admin', admin_layer: {} },
       ],
     },
+  };
+}
+
+const HTTP2_ONLY: JsonObject = {
+  'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+    '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+    explicit_http_config: { http2_protocol_options: {} },
+  },
+};
+
+/** A Unix socket on this host: no keepalive needed (a dead server closes it), no TLS (the directory's mode guards it). */
+function xdsSocketCluster(path: string): JsonObject {
+  return {
+    name: XDS_CLUSTER_NAME,
+    type: 'STATIC',
+    connect_timeout: '1s',
+    load_assignment: { cluster_name: XDS_CLUSTER_NAME, endpoints: [{ lb_endpoints: [{ endpoint: { address: { pipe: { path } } } }] }] },
+    typed_extension_protocol_options: HTTP2_ONLY,
   };
 }
 

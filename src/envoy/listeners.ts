@@ -32,7 +32,7 @@ export function toEnvoyListener(l: ListenerIR, opts: EnvoyOptions, ctx: Listener
   const listener: EnvoyResource = {
     '@type': TypeUrl.listener,
     name: l.name,
-    address: { socket_address: { address: opts.listenerAddress, port_value: l.port } },
+    address: { socket_address: { address: opts.gatewayAddresses?.get(`${l.gateway.namespace}/${l.gateway.name}`) ?? opts.listenerAddress, port_value: l.port } },
     filter_chains: [],
   };
   if (l.protocol === 'HTTP') {

@@ -6,6 +6,11 @@ export interface EnvoyOptions {
   trustedCaFile: string;
   /** Where Envoy reaches the AI extension (ext_proc over gRPC) that adapts every attempt on an AI Backend. */
   aiExtension: { host: string; port: number };
+  /**
+   * "namespace/name" of a Gateway -> the IP its listeners bind, for Gateways whose data plane has
+   * an address of its own (the Host infrastructure's loopback addresses); others bind `listenerAddress`.
+   */
+  gatewayAddresses?: ReadonlyMap<string, string>;
 }
 
 export const DEFAULT_ENVOY_OPTIONS: EnvoyOptions = {

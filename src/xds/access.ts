@@ -14,6 +14,17 @@ const CREDENTIAL_PREFIX = 'credential/';
  * network policy on the xDS port (the chart has both).
  */
 export function mayReceive(node: NodeInfo | undefined, typeUrl: string, name: string): boolean {
-  if (typeUrl !== TypeUrl.secret || !name.startsWith(CREDENTIAL_PREFIX)) return true;
-  return node?.cluster === AI_EXTENSION_NODE_CLUSTER;
+  if (typeUrl === TypeUrl.secret && name.startsWith(CREDENTIAL_PREFIX)) return node?.cluster === AI_EXTENSION_NODE_CLUSTER;
+  return servesGateway(node, typeUrl, name);
+}
+
+/**
+ * An Envoy that names its Gateway (node metadata, see buildBootstrap) gets only that Gateway's
+ * listeners and routes, so that Envoys of Gateways on the same port do not bind each other's
+ * addresses. Listener and RouteConfiguration names start with "<namespace>/<gateway>/".
+ * Clusters, endpoints and certificates stay shared: unused ones cost an Envoy nothing.
+ */
+export function servesGateway(node: NodeInfo | undefined, typeUrl: string, name: string): boolean {
+  if (node?.gateway === undefined || (typeUrl !== TypeUrl.listener && typeUrl !== TypeUrl.route)) return true;
+  return name.startsWith(`${node.gateway}/`);
 }

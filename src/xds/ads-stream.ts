@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { PUSH_ORDER, TypeUrl, kindOfTypeUrl, type TypeUrlValue } from '../envoy/resources.js';
-import { mayReceive } from './access.js';
+import { mayReceive, servesGateway } from './access.js';
 import type { CachedResource, SnapshotCache } from './cache.js';
 import type { StreamHooks } from './client-state.js';
 import { ClusterHold, refersToClusters } from './removal-hold.js';
@@ -105,9 +105,24 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
     return { inFlight: [...this.inFlight], due: [...this.due], congested: this.congested };
   }
 
+  /**
+   * The Gateway this client serves ("namespace/name", from its node metadata), if it named one:
+   * it then sees only that Gateway's listeners and routes, wildcard or named.
+   */
+  protected gatewayView(): string | undefined {
+    return this.node?.gateway;
+  }
+
+  /** Whether a resource is in this client's view (servesGateway); no refusal to log. */
+  protected inView(typeUrl: string, name: string): boolean {
+    return servesGateway(this.node, typeUrl, name);
+  }
+
   /** Whether this client may receive `name`; a refusal is logged once per name. */
   protected permitted(typeUrl: string, name: string): boolean {
     if (mayReceive(this.node, typeUrl, name)) return true;
+    // Another Gateway's listener or route is no refusal worth a warning: that Envoy does not serve it.
+    if (!servesGateway(this.node, typeUrl, name)) return false;
     if (!this.refused.has(name)) {
       this.refused.add(name);
       this.options.logger.warn({ node: this.node?.id, nodeCluster: this.node?.cluster, resource: name }, 'xds: refused a provider credential to a client that is not the AI extension');

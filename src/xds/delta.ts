@@ -98,7 +98,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     if (snapshot === undefined) return;
     const inScope: CachedResource[] = [];
     if (state.wildcard) {
-      inScope.push(...snapshot.resources.values());
+      for (const resource of snapshot.resources.values()) if (this.inView(typeUrl, resource.name)) inScope.push(resource);
     } else {
       for (const name of state.names) {
         const resource = snapshot.resources.get(name);

@@ -11,16 +11,17 @@ import { sotwResponseBody, withNonce, type DiscoveryRequest } from './wire.js';
 export class SharedResponseBodies {
   private readonly bodies = new Map<string, Map<string, Uint8Array>>();
 
-  get(typeUrl: string, version: string, resources: readonly CachedResource[]): Uint8Array {
+  /** `key` tells apart bodies of one version with different sets (a Gateway's view). */
+  get(typeUrl: string, version: string, resources: readonly CachedResource[], key = version): Uint8Array {
     let byVersion = this.bodies.get(typeUrl);
     if (byVersion === undefined) {
       byVersion = new Map();
       this.bodies.set(typeUrl, byVersion);
     }
-    let body = byVersion.get(version);
+    let body = byVersion.get(key);
     if (body === undefined) {
       body = sotwResponseBody(typeUrl, version, resources.map((resource) => resource.any));
-      byVersion.set(version, body);
+      byVersion.set(key, body);
     }
     return body;
   }
@@ -103,8 +104,9 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     const snapshot = this.options.cache.snapshot(typeUrl);
     if (snapshot === undefined) return;
     const selected: CachedResource[] = [];
+    const view = this.gatewayView();
     if (state.wildcard) {
-      selected.push(...snapshot.resources.values());
+      for (const resource of snapshot.resources.values()) if (view === undefined || this.inView(typeUrl, resource.name)) selected.push(resource);
     } else {
       for (const name of state.names) {
         const resource = snapshot.resources.get(name) ?? this.stillServed(typeUrl, state, name);
@@ -122,7 +124,9 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     if (!news && !removals && !unanswered) return;
     // A set that differs from the snapshot gets its own version, and so its own shared body.
     const version = state.wildcard && !holding ? snapshot.version : versionOfSet(selected);
-    const body = this.bodies.get(typeUrl, version, selected);
+    // A Gateway's view of a snapshot keeps the snapshot's version (status compares ACKed
+    // versions with the cache's) but is a body of its own.
+    const body = this.bodies.get(typeUrl, version, selected, state.wildcard && !holding && view !== undefined ? `${version}@${view}` : version);
     const nonce = this.nextNonce();
     state.lastNonce = nonce;
     state.lastVersion = version;

@@ -1,4 +1,5 @@
 import protobuf from 'protobufjs';
+import { GATEWAY_NODE_METADATA } from '../envoy/bootstrap.js';
 import { messageType } from '../envoy/proto.js';
 
 /**
@@ -11,6 +12,8 @@ export interface NodeInfo {
   readonly id: string;
   readonly cluster: string;
   readonly userAgent: string;
+  /** node.metadata["switchyard.dev/gateway"]: the Gateway ("namespace/name") this Envoy serves, when it says. */
+  readonly gateway?: string;
 }
 
 export interface ErrorDetail {
@@ -94,7 +97,15 @@ function texts(value: unknown): string[] {
 
 function node(value: unknown): NodeInfo | undefined {
   if (!isFields(value)) return undefined;
-  return { id: text(value['id']), cluster: text(value['cluster']), userAgent: text(value['user_agent_name']) };
+  const gateway = structString(value['metadata'], GATEWAY_NODE_METADATA);
+  return { id: text(value['id']), cluster: text(value['cluster']), userAgent: text(value['user_agent_name']), ...(gateway !== undefined ? { gateway } : {}) };
+}
+
+/** A string field of a google.protobuf.Struct as protobufjs' toObject gives it. */
+function structString(struct: unknown, key: string): string | undefined {
+  if (!isFields(struct) || !isFields(struct['fields'])) return undefined;
+  const value = struct['fields'][key];
+  return isFields(value) && typeof value['stringValue'] === 'string' ? value['stringValue'] : undefined;
 }
 
 function errorDetail(value: unknown): ErrorDetail | undefined {
