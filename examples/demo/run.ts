@@ -469,6 +469,8 @@ async function main(): Promise<number> {
       [
         CLI, 'serve', '--config', 'examples', '--xds-port', String(XDS_PORT), '--metrics-port', String(METRICS_PORT),
         '--ai-extension-port', String(AI_EXTENSION_PORT), '--listener-address', '127.0.0.1', '--log-level', 'warn',
+        // The demo runs its own Envoy, on the ports it prints.
+        '--no-envoy',
       ],
       join(logDir, 'controller.log'),
     );

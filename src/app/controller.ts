@@ -1,4 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { HostInfrastructure, type HostInfrastructureOptions } from '../infrastructure/host.js';
 import { KubeClient } from '../providers/kubernetes/api-client.js';
 import { loadKubeConfig } from '../providers/kubernetes/kubeconfig.js';
 import { KubernetesProvider, type KubernetesProviderOptions } from '../providers/kubernetes/provider.js';
@@ -8,6 +9,7 @@ import type { LeaderElector, LeaderElectorOptions } from '../status/leader.js';
 import { StatusReporter } from '../status/reporter.js';
 import type { StatusWriter } from '../status/writer.js';
 import { startGatewayRuntime, type RunningGateway, type ServingOptions, type StatusSink } from './gateway-runtime.js';
+import { defaultStateDir, lockStateDir, openStateDir, type StateDir } from './state-dir.js';
 
 const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
@@ -23,6 +25,11 @@ export interface ControllerOptions extends ServingOptions {
   leaderElection: LeaderElectionOptions | false;
   /** Provider tuning (debounce, back-off, watch timeouts), for tests and operators. */
   provider?: Omit<Partial<KubernetesProviderOptions>, 'client' | 'namespaces' | 'logger'>;
+  /**
+   * Run one Envoy per Gateway on this machine (src/infrastructure/host.ts); the leader writes
+   * their addresses to status.addresses. `stateDir` default: defaultStateDir("controller").
+   */
+  infrastructure?: Omit<HostInfrastructureOptions, 'logger' | 'stateDir'> & { kind: 'host'; stateDir?: string };
 }
 
 export interface RunningController extends RunningGateway {
@@ -70,6 +77,13 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
     };
   }
 
+  let host: { state: StateDir; unlock: () => void; infrastructure: HostInfrastructure } | undefined;
+  if (opts.infrastructure) {
+    const { kind: _kind, stateDir, ...choice } = opts.infrastructure;
+    const state = openStateDir(stateDir ?? defaultStateDir('controller'));
+    host = { state, unlock: lockStateDir(state), infrastructure: new HostInfrastructure({ ...choice, stateDir: state.path, logger: log.child({ component: 'host-infrastructure' }) }) };
+  }
+
   let runtime: RunningGateway;
   try {
     runtime = await startGatewayRuntime({
@@ -82,9 +96,18 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
       envoy: opts.envoy,
       logger: log,
       ...(sink ? { statusSink: sink } : {}),
+      ...(host ? { infrastructure: host.infrastructure } : {}),
       origin: { kubeconfig: kube.source, server: kube.server, namespaces: opts.namespaces.length > 0 ? opts.namespaces.join(',') : 'all' },
     });
+    if (host) {
+      // The Envoys dial this controller over a Unix socket in its private state directory.
+      rmSync(host.state.socket, { force: true });
+      await runtime.xds.listenUnix(host.state.socket);
+      host.infrastructure.start({ socket: host.state.socket });
+    }
   } catch (err) {
+    await host?.infrastructure.stop();
+    host?.unlock();
     client.close();
     throw err;
   }
@@ -100,8 +123,13 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
     async stop() {
       // Hand the Lease over first (after our last status writes), then stop serving.
       await reporter?.stop();
+      await host?.infrastructure.stop();
       await runtime.stop();
       client.close();
+      if (host) {
+        rmSync(host.state.socket, { force: true });
+        host.unlock();
+      }
     },
   };
   return running;

@@ -4,7 +4,9 @@ import type { EnvoyOptions } from '../envoy/options.js';
 import { KIND_FIELD, PUSH_ORDER, TypeUrl } from '../envoy/resources.js';
 import { startHealthServer, type HealthServer } from '../observability/health.js';
 import { createMetrics, type SwitchyardMetrics } from '../observability/metrics.js';
-import { runPipeline } from '../pipeline.js';
+import { toXdsResources } from '../envoy/index.js';
+import type { GatewayIR } from '../ir/model.js';
+import type { Readiness } from '../observability/health.js';
 import { translate } from '../translate/index.js';
 import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
@@ -46,9 +48,28 @@ export interface ServingOptions {
   logger: Logger;
 }
 
+/**
+ * What runs the Gateways' data planes (src/infrastructure/host.ts): a sibling of the status
+ * writer, fed the Gateways of each translation; it decides their listener addresses before the
+ * Envoy stage and adds what it knows (addresses, readiness) to their status.
+ */
+export interface Infrastructure {
+  /** "namespace/name" -> the address the Gateway's listeners bind (EnvoyOptions.gatewayAddresses). */
+  addresses(gateways: readonly GatewayIR[]): ReadonlyMap<string, string>;
+  /** The snapshot of the last addresses() call is in the cache: start or stop data planes to match. */
+  apply(): void;
+  statuses(all: readonly ObjectStatus[]): ObjectStatus[];
+  /** A data plane changed state: statuses and readiness are to be read again. */
+  onChange(listener: () => void): () => void;
+  readiness(): Readiness;
+  /** Per Gateway, for /statusz. */
+  views(): unknown[];
+}
+
 export interface GatewayRuntimeOptions extends ServingOptions {
   provider: SnapshotProvider;
   statusSink?: StatusSink;
+  infrastructure?: Infrastructure;
   /** Logged with the "serving" line: where the configuration comes from. */
   origin: Record<string, string>;
   /** Series of another process served on this /metrics too (serve's AI extension). */
@@ -100,7 +121,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     );
     const versions: Record<string, string | undefined> = {};
     for (const kind of PUSH_ORDER) versions[TypeUrl[kind]] = cache.snapshot(TypeUrl[kind])?.version;
-    const { changed, removed } = book.update(applyXdsFeedback(translated, servedAs, { clients, versions }));
+    const fed = applyXdsFeedback(translated, servedAs, { clients, versions });
+    const { changed, removed } = book.update(opts.infrastructure ? opts.infrastructure.statuses(fed) : fed);
     for (const s of changed) log.info({ object: `${s.kind} ${s.namespace ? `${s.namespace}/` : ''}${s.name}`, conditions: conditionsSummary(s) }, 'status changed');
     if (opts.statusSink && (changed.length > 0 || removed.length > 0)) opts.statusSink.statuses(book.all());
   };
@@ -126,8 +148,11 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       const inputs = excluded.size === 0
         ? snapshot.inputs
         : { ...snapshot.inputs, httpRoutes: snapshot.inputs.httpRoutes.filter((r) => !excluded.has(`${r.metadata.namespace}/${r.metadata.name}`)) };
-      const result = runPipeline(inputs, opts.envoy);
+      const translation = translate(inputs);
+      const gatewayAddresses = opts.infrastructure?.addresses(translation.ir.gateways);
+      const result = { translation, xds: toXdsResources(translation.ir, gatewayAddresses ? { ...opts.envoy, gatewayAddresses } : opts.envoy) };
       const change = cache.setResources(result.xds);
+      opts.infrastructure?.apply();
       if (quarantine.served(cache.snapshot(TypeUrl.route)?.version, result.translation.ir)) retranslate();
       metrics.translations.inc();
       metrics.translationDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
@@ -163,6 +188,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
 
   apply(await provider.start());
   provider.onChange(apply);
+  opts.infrastructure?.onChange(scheduleStatuses);
 
   xds.on('ack', (e) => {
     if (e.typeUrl === TypeUrl.route && quarantine.ack(e.nodeId, e.version)) retranslate();
@@ -195,8 +221,13 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       port: opts.metricsPort,
       host: opts.metricsHost,
       registry: metrics.registry,
-      ready: () => (loaded ? true : { ready: false, reason: 'the configuration has not been translated yet' }),
-      statusz: () => ({ statuses: book.all(), problems: problems.map((p) => ({ ...p, text: formatProblem(p) })), clients: xds.clients() }),
+      ready: () => (!loaded ? { ready: false, reason: 'the configuration has not been translated yet' } : (opts.infrastructure?.readiness() ?? true)),
+      statusz: () => ({
+        statuses: book.all(),
+        problems: problems.map((p) => ({ ...p, text: formatProblem(p) })),
+        clients: xds.clients(),
+        ...(opts.infrastructure ? { dataPlanes: opts.infrastructure.views() } : {}),
+      }),
       ...(opts.extraMetrics ? { extraMetrics: opts.extraMetrics } : {}),
     });
   } catch (err) {

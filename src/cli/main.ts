@@ -8,7 +8,8 @@ import { formatProblem } from '../api/manifest.js';
 import { removeExtensionRecord, writeExtensionRecord } from '../app/ai-extension-process.js';
 import { controller, defaultLeaseNamespace } from '../app/controller.js';
 import type { RunningGateway } from '../app/gateway-runtime.js';
-import { serve } from '../app/serve.js';
+import { serve, type HostInfrastructureChoice } from '../app/serve.js';
+import { ENVOY_SEARCH, findEnvoyBinary } from '../infrastructure/host.js';
 import { buildBootstrap } from '../envoy/bootstrap.js';
 import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
 import { createLogger } from '../observability/logger.js';
@@ -25,12 +26,18 @@ Usage:
                    [--ai-extension-port 18001] [--ai-extension-address 127.0.0.1] [--no-ai-extension]
                    [--xds-tls-dir DIR] [--state-dir DIR] [--max-document-size 1.5Mi]
                    [--max-file-size 64Mi] [--max-config-size 128Mi]
+                   [--infrastructure host|none | --no-envoy] [--envoy-path PATH] [--envoy-concurrency N]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
       the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port,
       as a process of its own that keeps serving if serve dies; a restarted serve adopts it through
       --state-dir (default: per config path, under $XDG_RUNTIME_DIR or a 0700 temp directory).
       A document, a file or the whole of PATH over its size limit is refused with an error naming
       it (sizes in bytes, or with Ki, Mi, Gi); what was served before keeps being served.
+      --infrastructure host (the default when an Envoy binary is found: --envoy-path, else
+      .toolchain/bin/envoy, else envoy on PATH) runs one Envoy per Gateway, each on a loopback
+      address of its own (spec.addresses in 127.0.0.0/8, else 127.0.10.1 upwards, kept across
+      restarts), restarted when it exits; its address is in the Gateway's status.addresses and
+      its admin URL in /statusz. --no-envoy (--infrastructure none) leaves Envoy to you.
   switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH) [--port 18001]
                           [--host 0.0.0.0] [--metrics-port 9091] [--log-level info] [--orphan-grace 10m]
       Run only the AI extension next to Envoy; provider keys come from the controller at --xds
@@ -41,15 +48,18 @@ Usage:
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
                         [--ai-extension-address 127.0.0.1] [--ai-extension-port 18001]
                         [--lease-namespace NS] [--no-leader-election] [--xds-tls-dir DIR] [--log-level info]
+                        [--infrastructure none|host] [--envoy-path PATH] [--envoy-concurrency N] [--state-dir DIR]
       Watch a Kubernetes API server (--kubeconfig, else $KUBECONFIG, the in-cluster service account,
       ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status. The AI
       extension runs next to Envoy (switchyard ai-extension); --ai-extension-* say where Envoy dials it.
+      --infrastructure host runs one Envoy per Gateway on this machine, as serve does (default none).
   switchyard translate -f PATH [-o json|yaml] [--max-document-size ...] [--max-file-size ...] [--max-config-size ...]
       Print what would be served (secrets redacted) and every object's status.
-  switchyard bootstrap --xds HOST:PORT --node-id ID [--admin-port 9901] [--delta] [--xds-tls-dir DIR]
-                       [-o json|yaml]
+  switchyard bootstrap --xds HOST:PORT --node-id ID [--gateway NS/NAME] [--admin-port 9901] [--delta]
+                       [--xds-tls-dir DIR] [-o json|yaml]
       Print an Envoy bootstrap that connects a stock Envoy to the controller; with --xds-tls-dir
       (as Envoy sees it) over mTLS: ca.crt verifies the controller, tls.crt/tls.key are Envoy's.
+      --gateway: the Envoy serves only that Gateway's listeners (default: every Gateway's).
 
   --xds-tls-dir DIR on serve and controller serves xDS over TLS: DIR holds tls.crt and tls.key
   (like a kubernetes.io/tls Secret) and, optionally, ca.crt: client certificates are then
@@ -121,6 +131,7 @@ async function runServe(args: string[]): Promise<number> {
       'xds-tls-dir': { type: 'string' },
       ...LIMIT_OPTIONS,
       'state-dir': { type: 'string' },
+      ...INFRASTRUCTURE_OPTIONS,
     },
   });
   if (!values.config) throw new UsageError('serve needs --config PATH (a manifest file or a directory of them)');
@@ -131,6 +142,7 @@ async function runServe(args: string[]): Promise<number> {
   const level = logLevel(values['log-level']);
   const logger = createLogger({ level, name: 'switchyard' });
   const stateDir = values['state-dir'];
+  const infrastructure = infrastructureChoice(values, 'auto', logger);
   const running = await serve({
     config: values.config,
     limits,
@@ -155,9 +167,48 @@ async function runServe(args: string[]): Promise<number> {
           advertise: extensionAddress,
           child: { ...(stateDir !== undefined ? { stateDir } : {}), logLevel: level },
         },
+    ...(infrastructure ? { infrastructure: { ...infrastructure, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),
   });
   await untilSignal(running, logger);
   return 0;
+}
+
+const INFRASTRUCTURE_OPTIONS = {
+  infrastructure: { type: 'string' },
+  'no-envoy': { type: 'boolean' },
+  'envoy-path': { type: 'string' },
+  'envoy-concurrency': { type: 'string' },
+} as const;
+
+/**
+ * Whether serve runs the Envoys: `host` when asked (an error naming --envoy-path when no binary is
+ * found), `none` when asked; by default (`auto`) host when a binary is found, else none, said in the log.
+ */
+function infrastructureChoice(
+  values: { infrastructure?: string | undefined; 'no-envoy'?: boolean | undefined; 'envoy-path'?: string | undefined; 'envoy-concurrency'?: string | undefined },
+  fallback: 'auto' | 'none',
+  logger: ReturnType<typeof createLogger>,
+): HostInfrastructureChoice | undefined {
+  const asked = values.infrastructure;
+  if (asked !== undefined && asked !== 'host' && asked !== 'none') throw new UsageError(`--infrastructure must be host or none, got "${asked}"`);
+  if (values['no-envoy'] && asked === 'host') throw new UsageError('--no-envoy contradicts --infrastructure host: give one of them');
+  const mode = values['no-envoy'] ? 'none' : (asked ?? (values['envoy-path'] !== undefined ? 'host' : fallback));
+  if (mode === 'none') return undefined;
+  const concurrencyText = values['envoy-concurrency'];
+  const concurrency = concurrencyText === undefined ? undefined : Number(concurrencyText);
+  if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1)) throw new UsageError(`--envoy-concurrency must be a whole number of worker threads (1 or more), got "${concurrencyText}"`);
+  let envoyPath: string | undefined;
+  try {
+    envoyPath = findEnvoyBinary(values['envoy-path']);
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  if (envoyPath === undefined) {
+    if (mode === 'host') throw new UsageError(`--infrastructure host needs an Envoy binary and found none (${ENVOY_SEARCH.join(', ')}): pass --envoy-path PATH, or run scripts/ensure-envoy.sh`);
+    logger.info(`no Envoy binary found (${ENVOY_SEARCH.join(', ')}): Envoy is left to you (switchyard bootstrap); pass --envoy-path to have serve run one per Gateway`);
+    return undefined;
+  }
+  return { kind: 'host', envoyPath, ...(concurrency !== undefined ? { concurrency } : {}) };
 }
 
 function hostPort(value: string | undefined, flag: string, what: string): { host: string; port: number } {
@@ -277,10 +328,15 @@ async function runController(args: string[]): Promise<number> {
       'ai-extension-port': { type: 'string' },
       'log-level': { type: 'string' },
       'xds-tls-dir': { type: 'string' },
+      'state-dir': { type: 'string' },
+      ...INFRASTRUCTURE_OPTIONS,
     },
   });
   const xdsTls = values['xds-tls-dir'] !== undefined ? readXdsServerTls(values['xds-tls-dir']) : undefined;
   const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard' });
+  // In a cluster Envoy runs in its own pods: the controller runs Envoys only when asked.
+  const infrastructure = infrastructureChoice(values, 'none', logger);
+  const stateDir = values['state-dir'];
   const aiExtension = {
     host: values['ai-extension-address'] ?? DEFAULT_ENVOY_OPTIONS.aiExtension.host,
     port: int(values['ai-extension-port'], '--ai-extension-port', DEFAULT_ENVOY_OPTIONS.aiExtension.port),
@@ -296,6 +352,7 @@ async function runController(args: string[]): Promise<number> {
     envoy: { ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}), aiExtension },
     leaderElection: values['no-leader-election'] ? false : { namespace: values['lease-namespace'] ?? defaultLeaseNamespace() },
     logger,
+    ...(infrastructure ? { infrastructure: { ...infrastructure, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),
   });
   await untilSignal(running, logger);
   return 0;
@@ -320,6 +377,7 @@ async function runBootstrap(args: string[]): Promise<number> {
       xds: { type: 'string' },
       'node-id': { type: 'string' },
       'node-cluster': { type: 'string' },
+      gateway: { type: 'string' },
       'admin-port': { type: 'string' },
       delta: { type: 'boolean' },
       'xds-tls-dir': { type: 'string' },
@@ -338,6 +396,7 @@ async function runBootstrap(args: string[]): Promise<number> {
     xds: { host: target.slice(0, sep).replace(/^\[|\]$/g, ''), port: int(target.slice(sep + 1), '--xds port', 18000) },
     nodeId: values['node-id'],
     ...(values['node-cluster'] ? { nodeCluster: values['node-cluster'] } : {}),
+    ...(values.gateway !== undefined ? { gateway: values.gateway } : {}),
     adminPort: int(values['admin-port'], '--admin-port', 9901),
     delta: values.delta ?? false,
     ...(tlsDir !== undefined ? { xdsTls: { caFile: posix.join(tlsDir, CA_FILE), certFile: posix.join(tlsDir, CERT_FILE), keyFile: posix.join(tlsDir, KEY_FILE) } } : {}),
