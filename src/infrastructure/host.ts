@@ -80,6 +80,8 @@ export class HostInfrastructure {
   private readonly envoysDir: string;
   private placement: { addresses: Map<string, string>; unusable: Map<string, string> } = { addresses: new Map(), unusable: new Map() };
   private readonly running = new Map<string, Running>();
+  /** Gateways whose previous Envoy is still stopping: the next one starts once it is gone (same directory). */
+  private readonly stopping = new Map<string, Promise<void>>();
   private readonly listeners = new Set<() => void>();
   private xds: { socket: string } | undefined;
   private stopped = false;
@@ -108,10 +110,16 @@ export class HostInfrastructure {
       // Envoy cannot move a listener to another address in place: a new process binds the new one.
       this.running.delete(gateway);
       this.opts.logger.info({ gateway, address: run.address }, wanted.has(gateway) ? 'envoy: the Gateway changed address; replacing its Envoy' : 'envoy: the Gateway is gone; stopping its Envoy');
-      void run.envoy.stop().then(() => this.changed());
+      this.stopping.set(
+        gateway,
+        run.envoy.stop().then(() => {
+          this.stopping.delete(gateway);
+          this.apply();
+        }),
+      );
     }
     for (const [gateway, address] of wanted) {
-      if (this.running.has(gateway)) continue;
+      if (this.running.has(gateway) || this.stopping.has(gateway)) continue;
       const envoy = new EnvoyProcess({
         envoyPath: this.opts.envoyPath,
         dir: join(this.envoysDir, dirName(gateway)),
@@ -163,7 +171,7 @@ export class HostInfrastructure {
     this.stopped = true;
     const all = [...this.running.values()];
     this.running.clear();
-    await Promise.all(all.map((r) => r.envoy.stop()));
+    await Promise.all([...all.map((r) => r.envoy.stop()), ...this.stopping.values()]);
   }
 
   private changed(): void {
@@ -196,7 +204,7 @@ export class HostInfrastructure {
 
   /** Directories of Gateways gone while serve was down: their Envoy, if still running, was adopted by nobody. */
   private removeStaleDirs(): void {
-    const wanted = new Set([...this.running.keys()].map(dirName));
+    const wanted = new Set([...this.running.keys(), ...this.stopping.keys()].map(dirName));
     for (const entry of readdirSync(this.envoysDir)) {
       if (wanted.has(entry)) continue;
       const dir = join(this.envoysDir, entry);

@@ -42,13 +42,17 @@ interface Statusz {
   dataPlanes: DataPlane[];
 }
 
-function gatewayDocs(namespace: string, port: number, upstream: { host: string; port: number }): unknown[] {
+function gatewayDocs(namespace: string, port: number, upstream: { host: string; port: number }, address?: string): unknown[] {
   return [
     {
       apiVersion: 'gateway.networking.k8s.io/v1',
       kind: 'Gateway',
       metadata: { name: 'edge', namespace },
-      spec: { gatewayClassName: 'switchyard', listeners: [{ name: 'http', protocol: 'HTTP', port, allowedRoutes: { namespaces: { from: 'Same' } } }] },
+      spec: {
+        gatewayClassName: 'switchyard',
+        ...(address !== undefined ? { addresses: [{ type: 'IPAddress', value: address }] } : {}),
+        listeners: [{ name: 'http', protocol: 'HTTP', port, allowedRoutes: { namespaces: { from: 'Same' } } }],
+      },
     },
     {
       apiVersion: 'switchyard.dev/v1alpha1',
@@ -128,11 +132,11 @@ describe('serve --infrastructure host: one supervised Envoy per Gateway', () => 
   let serveProcess: ChildProcess | undefined;
   let logPath: string;
 
-  const writeConfig = (namespaces: string[]): void => {
+  const writeConfig = (namespaces: string[], addressOfA?: string): void => {
     const docs: unknown[] = [{ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'switchyard' }, spec: { controllerName: 'switchyard.dev/gateway-controller' } }];
     namespaces.forEach((ns) => {
       const upstream = upstreams[ns === 'team-a' ? 0 : 1];
-      if (upstream) docs.push(...gatewayDocs(ns, ns === 'team-a' ? port : port + SAME_PORT_OFFSET, upstream));
+      if (upstream) docs.push(...gatewayDocs(ns, ns === 'team-a' ? port : port + SAME_PORT_OFFSET, upstream, ns === 'team-a' ? addressOfA : undefined));
     });
     const tmp = join(dir, '.config.yaml.tmp');
     writeFileSync(tmp, docs.map((d) => stringify(d)).join('---\n'));
@@ -238,6 +242,7 @@ describe('serve --infrastructure host: one supervised Envoy per Gateway', () => 
   it('restarts an Envoy killed with SIGKILL, on the same address', async () => {
     const before = await plane('team-a/edge');
     if (before?.pid === undefined) throw new Error('no Envoy for team-a/edge');
+    const killedAt = Date.now();
     process.kill(before.pid, 'SIGKILL');
     const after = await waitFor(
       async () => {
@@ -253,12 +258,35 @@ describe('serve --infrastructure host: one supervised Envoy per Gateway', () => 
       const r = await get(`http://${after.address}:${port}/team-a`);
       return 'status' in r && r.status === 200 ? r : undefined;
     }, { what: 'the restarted Envoy to serve team-a again', timeoutMs: 10_000 });
+    console.log(`host: Envoy of team-a/edge serving again ${Date.now() - killedAt} ms after kill -9 (restarts ${after.restarts ?? 0})`);
+  }, TIMEOUT_MS);
+
+  it('moves a Gateway to the loopback address its spec.addresses asks for, with a new Envoy', async () => {
+    const before = await plane('team-a/edge');
+    if (before?.pid === undefined) throw new Error('no Envoy for team-a/edge');
+    writeConfig(['team-a', 'team-b'], '127.0.0.77');
+    const moved = await waitFor(
+      async () => {
+        const p = await plane('team-a/edge');
+        return p?.address === '127.0.0.77' && p.state === 'ready' ? p : undefined;
+      },
+      { what: 'team-a/edge to be served on 127.0.0.77', timeoutMs: 30_000, intervalMs: 100 },
+    );
+    expect(moved.pid).not.toBe(before.pid);
+    expect(alive(before.pid)).toBe(false);
+    expect(await get(`http://127.0.0.77:${port}/team-a`)).toEqual({ status: 200, body: 'answered by team-a' });
+    expect(await get(`http://${before.address}:${port}/team-a`)).toHaveProperty('error');
+    const gw = await waitFor(async () => {
+      const s = (await statusz()).statuses.find((x) => x.kind === 'Gateway' && x.namespace === 'team-a');
+      return s?.addresses?.[0]?.value === '127.0.0.77' ? s : undefined;
+    }, { what: "team-a/edge's status.addresses to say 127.0.0.77", timeoutMs: 10_000 });
+    expect(gw.addresses).toEqual([{ type: 'IPAddress', value: '127.0.0.77' }]);
   }, TIMEOUT_MS);
 
   it('stops the Envoy of a Gateway deleted from the configuration', async () => {
     const b = await plane('team-b/edge');
     if (b?.pid === undefined) throw new Error('no Envoy for team-b/edge');
-    writeConfig(['team-a']);
+    writeConfig(['team-a'], '127.0.0.77');
     await waitFor(async () => ((await plane('team-b/edge')) === undefined && !alive(b.pid ?? 0) ? true : undefined), {
       what: "team-b/edge's Envoy to stop",
       timeoutMs: 20_000,
