@@ -1,16 +1,21 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { condition } from '../../src/api/conditions.js';
 import { CONTROLLER_NAME } from '../../src/api/gateway.js';
 import { buildBootstrap, GATEWAY_NODE_METADATA } from '../../src/envoy/bootstrap.js';
 import { messageType } from '../../src/envoy/proto.js';
 import { TypeUrl } from '../../src/envoy/resources.js';
-import { withDataPlaneStatus, type DataPlaneView } from '../../src/infrastructure/host.js';
+import { findEnvoyBinary, HostInfrastructure, withDataPlaneStatus, type DataPlaneView } from '../../src/infrastructure/host.js';
 import { placeGateways } from '../../src/infrastructure/loopback.js';
 import type { GatewayIR } from '../../src/ir/model.js';
+import { createLogger } from '../../src/observability/logger.js';
 import { desiredStatus } from '../../src/status/desired.js';
 import type { GatewayStatus, ObjectStatus } from '../../src/translate/status.js';
 import { mayReceive } from '../../src/xds/access.js';
 import { decodeDiscoveryRequest } from '../../src/xds/wire.js';
+import { waitFor } from '../support/wait.js';
 
 function gw(namespace: string, name: string, addresses: { type: string; value: string }[] = []): GatewayIR {
   return { namespace, name, className: 'switchyard', addresses };
@@ -112,5 +117,38 @@ describe('an Envoy that names its Gateway', () => {
     expect(mayReceive(node, TypeUrl.cluster, 'backend/b/web')).toBe(true);
     // An Envoy that names no Gateway serves them all, as before.
     expect(mayReceive({ id: 'x', cluster: 'switchyard', userAgent: 'envoy' }, TypeUrl.listener, 'b/edge/8080')).toBe(true);
+  });
+});
+
+describe('supervision of an Envoy that will not stay up', () => {
+  it('restarts it with a growing back-off and says why in readiness and in the Gateway status', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-host-unit-'));
+    // A binary that exits at once stands for an Envoy that crashes at start (a bad flag, a missing library).
+    const infra = new HostInfrastructure({ envoyPath: '/bin/false', stateDir: dir, logger: createLogger({ level: 'silent' }), backoff: { initialMs: 20, maxMs: 160, resetAfterMs: 10_000 } });
+    try {
+      expect([...infra.addresses([gw('a', 'edge')])]).toEqual([['a/edge', '127.0.10.1']]);
+      infra.start({ socket: join(dir, 'ads.sock') });
+      const started = Date.now();
+      const view = await waitFor(() => infra.views().find((v) => (v.restarts ?? 0) >= 6), { what: 'six restarts', timeoutMs: 10_000, intervalMs: 10 });
+      // The sixth exit comes after five back-offs: 20 + 40 + 80 + 160 + 160 ms (capped at maxMs).
+      expect(Date.now() - started).toBeGreaterThanOrEqual(20 + 40 + 80 + 160 + 160);
+      expect(view.lastExit).toBe('exited with code 1');
+      const readiness = infra.readiness();
+      expect(readiness).toMatchObject({ ready: false });
+      expect(typeof readiness === 'object' ? readiness.reason : '').toContain('a/edge');
+      const gateway: GatewayStatus = { kind: 'Gateway', namespace: 'a', name: 'edge', listeners: [], conditions: [condition('Programmed', false, 'Pending', 'waiting', 1)] };
+      const [out] = infra.statuses([gateway]) as GatewayStatus[];
+      expect(out?.addresses).toEqual([]);
+      expect(out?.conditions[0]).toMatchObject({ status: 'False', reason: 'Pending' });
+      expect(out?.conditions[0]?.message).toMatch(/its Envoy on 127\.0\.10\.1 (exited with code 1 and is being restarted|is starting)/);
+      expect(readFileSync(join(dir, 'gateway-addresses.json'), 'utf8')).toContain('"a/edge": "127.0.10.1"');
+    } finally {
+      await infra.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses an --envoy-path that is not an executable, naming the flag', () => {
+    expect(() => findEnvoyBinary('/nonexistent/envoy')).toThrow('--envoy-path /nonexistent/envoy: no executable file there');
   });
 });
