@@ -129,10 +129,18 @@ async function serveInProcess(
       origin: { config },
       ...(host ? { infrastructure: host.infrastructure } : {}),
     });
-    if (host) await startEnvoys(runtime, host, false);
   } catch (err) {
     await extension?.stop();
     throw err;
+  }
+  if (host) {
+    try {
+      await startEnvoys(runtime, host, false);
+    } catch (err) {
+      await extension?.stop();
+      await runtime.stop();
+      throw err;
+    }
   }
   let socketDir: string | undefined;
   if (extension) {
