@@ -10,7 +10,7 @@ import { controller, defaultLeaseNamespace } from '../app/controller.js';
 import type { RunningGateway } from '../app/gateway-runtime.js';
 import { serve, type HostInfrastructureChoice } from '../app/serve.js';
 import { ENVOY_SEARCH, findEnvoyBinary } from '../infrastructure/host.js';
-import { buildBootstrap } from '../envoy/bootstrap.js';
+import { buildBootstrap, gatewayKeyProblem } from '../envoy/bootstrap.js';
 import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
 import { createLogger } from '../observability/logger.js';
 import { runPipeline, translateReport } from '../pipeline.js';
@@ -59,7 +59,8 @@ Usage:
                        [--xds-tls-dir DIR] [-o json|yaml]
       Print an Envoy bootstrap that connects a stock Envoy to the controller; with --xds-tls-dir
       (as Envoy sees it) over mTLS: ca.crt verifies the controller, tls.crt/tls.key are Envoy's.
-      --gateway: the Envoy serves only that Gateway's listeners (default: every Gateway's).
+      --gateway: this Envoy is the data plane of that one Gateway and gets only its configuration;
+      without it, it serves every Gateway (a port two Gateways use goes to the older one).
 
   --xds-tls-dir DIR on serve and controller serves xDS over TLS: DIR holds tls.crt and tls.key
   (like a kubernetes.io/tls Secret) and, optionally, ca.crt: client certificates are then
@@ -392,6 +393,8 @@ async function runBootstrap(args: string[]): Promise<number> {
   const sep = target.lastIndexOf(':');
   if (sep <= 0) throw new UsageError(`bootstrap needs --xds HOST:PORT (the controller's xDS address), got "${target}"`);
   if (!values['node-id']) throw new UsageError('bootstrap needs --node-id ID (any name unique per Envoy)');
+  const gatewayProblem = values.gateway === undefined ? undefined : gatewayKeyProblem(values.gateway);
+  if (gatewayProblem !== undefined) throw new UsageError(`--gateway: ${gatewayProblem} (the Gateway this Envoy serves, e.g. --gateway default/edge)`);
   const bootstrap = buildBootstrap({
     xds: { host: target.slice(0, sep).replace(/^\[|\]$/g, ''), port: int(target.slice(sep + 1), '--xds port', 18000) },
     nodeId: values['node-id'],

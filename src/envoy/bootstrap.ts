@@ -13,17 +13,16 @@ export interface BootstrapOptions {
   xds: { host: string; port: number } | { socket: string };
   /** Envoy's node id; the xDS server keys per-node state (ACK/NACK, Programmed) by it. */
   nodeId: string;
-  /**
-   * "namespace/name" of the Gateway this Envoy serves, sent as node metadata
-   * (GATEWAY_NODE_METADATA): the server then gives it only that Gateway's listeners and routes.
-   * Absent: the Envoy serves every Gateway.
-   */
-  gateway?: string;
   /** Envoy's node cluster (the fleet this Envoy belongs to). */
   nodeCluster?: string;
   adminPort: number;
   /** Loopback by default: the admin API can stop Envoy and dump its config. */
   adminHost?: string;
+  /**
+   * The Gateway ("namespace/name") this Envoy serves: it then receives only that Gateway's
+   * listeners, routes, clusters and certificates. Without it, it serves every Gateway.
+   */
+  gateway?: string;
   /** Incremental (delta) xDS instead of state-of-the-world. */
   delta?: boolean;
   /**
@@ -35,8 +34,15 @@ export interface BootstrapOptions {
 
 export const DEFAULT_NODE_CLUSTER = 'switchyard';
 
-/** Node metadata key naming the Gateway an Envoy serves ("namespace/name"). */
+/** Node metadata key naming the Gateway an Envoy serves; the xDS server selects its view by it. */
 export const GATEWAY_NODE_METADATA = 'switchyard.dev/gateway';
+
+/** "namespace/name" with both parts non-empty, or an error message that says what is wrong. */
+export function gatewayKeyProblem(key: string): string | undefined {
+  const parts = key.split('/');
+  if (parts.length === 2 && parts.every((p) => p !== '')) return undefined;
+  return `a Gateway is named "namespace/name", got "${key}"`;
+}
 
 /**
  * The Envoy v3 bootstrap (proto3 JSON) that connects a stock Envoy to Switchyard: every
@@ -46,10 +52,9 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
   if (opts.nodeId === '') throw new Error('bootstrap: nodeId must not be empty (Envoy rejects an empty node.id with ADS)');
   if ('port' in opts.xds) assertPort('xds.port', opts.xds.port);
   else if (opts.xds.socket === '') throw new Error('bootstrap: xds.socket must be a Unix socket path');
-  if (opts.gateway !== undefined && !/^[^/]+\/[^/]+$/.test(opts.gateway)) {
-    throw new Error(`bootstrap: gateway must be "namespace/name", got "${opts.gateway}"`);
-  }
   assertPort('adminPort', opts.adminPort, true);
+  const gatewayProblem = opts.gateway === undefined ? undefined : gatewayKeyProblem(opts.gateway);
+  if (gatewayProblem !== undefined) throw new Error(`bootstrap: gateway: ${gatewayProblem}`);
 
   const adsSource = { ads: {}, resource_api_version: 'V3' };
   return {
@@ -87,13 +92,6 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
   };
 }
 
-const HTTP2_ONLY: JsonObject = {
-  'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
-    '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
-    explicit_http_config: { http2_protocol_options: {} },
-  },
-};
-
 /** A Unix socket on this host: no keepalive needed (a dead server closes it), no TLS (the directory's mode guards it). */
 function xdsSocketCluster(path: string): JsonObject {
   return {
@@ -101,7 +99,12 @@ function xdsSocketCluster(path: string): JsonObject {
     type: 'STATIC',
     connect_timeout: '1s',
     load_assignment: { cluster_name: XDS_CLUSTER_NAME, endpoints: [{ lb_endpoints: [{ endpoint: { address: { pipe: { path } } } }] }] },
-    typed_extension_protocol_options: HTTP2_ONLY,
+    typed_extension_protocol_options: {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+        '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+        explicit_http_config: { http2_protocol_options: {} },
+      },
+    },
   };
 }
 
