@@ -5,7 +5,7 @@ NODE_STAMP := node_modules/.package-lock.json
 export PATH := $(CURDIR)/.toolchain/bin:$(PATH)
 NODE_BIN := .toolchain/bin/node
 
-.PHONY: deps node envoy build lint test test-unit demo bench clean
+.PHONY: deps node envoy build lint test test-unit demo bench clean crds docs
 
 node:
 	@scripts/ensure-node.sh >/dev/null
@@ -13,9 +13,11 @@ node:
 $(NODE_BIN):
 	@scripts/ensure-node.sh >/dev/null
 
+# A node_modules that is a symlink (a git worktree sharing another checkout's packages) is never
+# reinstalled from here: npm ci would empty the shared copy under every other checkout.
 $(NODE_STAMP): package.json package-lock.json | $(NODE_BIN)
-	npm ci --no-audit --no-fund --foreground-scripts=false
-	@touch $(NODE_STAMP)
+	@if [ -L node_modules ]; then echo "node_modules is a symlink: not reinstalling it here" >&2; \
+	else npm ci --no-audit --no-fund --foreground-scripts=false && touch $(NODE_STAMP); fi
 
 deps: node $(NODE_STAMP) envoy
 
@@ -49,9 +51,15 @@ bench: deps build
 clean:
 	rm -rf dist .toolchain
 
-## Regenerate crds/ from the zod schemas (test/unit/crd.test.ts fails when they drift).
+## Regenerate crds/ (and the chart's copy) and docs/api.md from the zod schemas (test/unit/crd.test.ts
+## and test/unit/api-docs.test.ts fail when they drift).
 crds: $(NODE_STAMP)
 	npx tsx scripts/gen-crds.ts
+	npx tsx scripts/gen-api-docs.ts
+
+## Regenerate docs/api.md, the Backend reference, from the same schema as the CRD.
+docs: $(NODE_STAMP)
+	npx tsx scripts/gen-api-docs.ts
 
 ## Kubernetes integration tests: real kube-apiserver, etcd, kubectl and helm built once from the Go
 ## module proxy (hack/k8s/, cached in ${SWITCHYARD_CACHE:-~/.cache/switchyard}/k8s), linked in .k8s/bin.
@@ -66,3 +74,18 @@ k8s-up:
 ## Stop it and remove its state (.k8s/data, .k8s/run); the built tools stay.
 k8s-down:
 	@scripts/k8s-down.sh
+
+## The official Gateway API conformance suite (GATEWAY-HTTP profile) against Switchyard, on this
+## machine without Docker or a kubelet (root only): builds what it needs once, starts a fresh
+## control plane + kube-controller-manager + a node agent that runs pods as local processes, the
+## controller, then the suite; writes conformance/reports/<version>/switchyard.yaml and stops
+## everything. One test: make conformance CONFORMANCE_RUN_TEST=HTTPRouteSimpleSameNamespace
+.PHONY: conformance conformance-down
+# Order-only: install when node_modules is missing, but never `npm ci` over a node_modules that is
+# a symlink to a shared install (work trees), which empties the shared copy.
+conformance: | $(NODE_STAMP)
+	@scripts/conformance.sh
+
+## Stop what `CONFORMANCE_KEEP=1 make conformance` left running.
+conformance-down:
+	@scripts/conformance-down.sh

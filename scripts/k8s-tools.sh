@@ -6,6 +6,11 @@
 #   .k8s/bin/helm                               helm.sh/helm/v3       (hack/k8s/helm)
 #   .k8s/gateway-api-crds/*.yaml                sigs.k8s.io/gateway-api, experimental channel
 #                                               (hack/k8s/gateway-api; copied, not built)
+# With the argument `conformance` (make conformance), also what the Gateway API conformance suite
+# needs from a cluster and the suite itself:
+#   .k8s/bin/kube-controller-manager            k8s.io/kubernetes     (hack/k8s/kube-controller-manager)
+#   .k8s/bin/conformance.test, echo-basic       sigs.k8s.io/gateway-api/conformance (hack/k8s/conformance)
+#   .k8s/bin/coredns                            github.com/coredns/coredns (hack/k8s/coredns)
 # Versions come from the wrapper modules' go.mod files (one source of truth, checked by go.sum).
 # Results are cached outside the repo in $CACHE/k8s/<tool>-<version>/ together with a stamp of the
 # inputs (go.mod, go.sum, build flags); a warm run only compares stamps and relinks.
@@ -18,6 +23,12 @@ CACHE="${SWITCHYARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/switchyard}"
 kcache="$CACHE/k8s"
 out="$root/.k8s"
 quiet="${K8S_TOOLS_QUIET:-}" # set: no summary line when nothing had to be built
+conformance=""
+case "${1:-}" in
+  "") ;;
+  conformance) conformance=1 ;;
+  *) echo "usage: scripts/k8s-tools.sh [conformance]" >&2; exit 2 ;;
+esac
 
 say() { echo "k8s-tools: $*" >&2; }
 die() { echo "k8s-tools: $*" >&2; exit 1; }
@@ -30,15 +41,26 @@ K8S_VERSION="$(modver kubernetes k8s.io/kubernetes)"
 ETCD_VERSION="$(modver etcd go.etcd.io/etcd/server/v3)"
 HELM_VERSION="$(modver helm helm.sh/helm/v3)"
 GWAPI_VERSION="$(modver gateway-api sigs.k8s.io/gateway-api)"
-for v in K8S_VERSION ETCD_VERSION HELM_VERSION GWAPI_VERSION; do
+KCM_VERSION="$(modver kube-controller-manager k8s.io/kubernetes)"
+CONF_GWAPI_VERSION="$(modver conformance sigs.k8s.io/gateway-api)"
+COREDNS_VERSION="$(modver coredns github.com/coredns/coredns)"
+for v in K8S_VERSION KCM_VERSION ETCD_VERSION HELM_VERSION GWAPI_VERSION CONF_GWAPI_VERSION COREDNS_VERSION; do
   [ -n "${!v}" ] || die "cannot read $v from hack/k8s/*/go.mod"
 done
 
 # k8s.io/kubernetes vX.Y.Z goes with staging modules v0.Y.Z: every replace must agree.
 k8s_minor="${K8S_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
 staging_want="v0.${K8S_VERSION#v1.}"
-bad="$(awk -v want="$staging_want" '$2 == "=>" && $1 ~ /^k8s\.io\// && $4 != want { print $1 " " $4 }' "$hack/kubernetes/go.mod")"
-[ -z "$bad" ] || die "hack/k8s/kubernetes/go.mod: staging replaces must be $staging_want for $K8S_VERSION: $bad"
+for m in kubernetes kube-controller-manager; do
+  bad="$(awk -v want="$staging_want" '$2 == "=>" && $1 ~ /^k8s\.io\// && $4 != want { print $1 " " $4 }' "$hack/$m/go.mod")"
+  [ -z "$bad" ] || die "hack/k8s/$m/go.mod: staging replaces must be $staging_want for $K8S_VERSION: $bad"
+done
+[ "$KCM_VERSION" = "$K8S_VERSION" ] ||
+  die "hack/k8s/kube-controller-manager requires k8s.io/kubernetes $KCM_VERSION, hack/k8s/kubernetes $K8S_VERSION: make them equal"
+
+# The suite refuses CRDs of another bundle version than its own.
+[ "$CONF_GWAPI_VERSION" = "$GWAPI_VERSION" ] ||
+  die "hack/k8s/conformance requires sigs.k8s.io/gateway-api $CONF_GWAPI_VERSION but the CRDs come from $GWAPI_VERSION (hack/k8s/gateway-api): make them equal"
 
 stamp_of() { # stamp_of MODULE_DIR EXTRA... -> hash of the inputs that decide the build
   { cat "$hack/$1/go.mod" "$hack/$1/go.sum"; shift; printf '%s\n' "$@"; } | sha256sum | cut -c1-16
@@ -81,6 +103,37 @@ build_kubernetes() {
   done
   (cd "$hack/kubernetes" && CGO_ENABLED=0 go build -p 2 -trimpath -ldflags "$ldflags" -o "$tmp/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)
+}
+
+# The Go toolchain runs at the lowest priority: these builds share 2 cores with everything else.
+gobuild() { nice -n 19 go "$@"; }
+
+# Same version stamping as kube-apiserver.
+build_kube_controller_manager() {
+  local dir="$1" tmp="$2" build_date
+  build_date="$(cd "$hack/kube-controller-manager" && go list -m -f '{{if .Time}}{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes)" || return 1
+  [ -n "$build_date" ] || build_date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  local ldflags="-s -w" p
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$k8s_minor"
+    ldflags+=" -X $p.gitTreeState=clean -X $p.gitCommit= -X $p.buildDate=$build_date"
+  done
+  (cd "$hack/kube-controller-manager" && CGO_ENABLED=0 gobuild build -p 2 -trimpath -ldflags "$ldflags" -o "$tmp/" \
+    k8s.io/kubernetes/cmd/kube-controller-manager)
+}
+
+# The suite's own test file compiled as it is published (no -run filter baked in).
+build_conformance() {
+  local dir="$1" tmp="$2"
+  (cd "$hack/conformance" && CGO_ENABLED=0 gobuild test -c -p 2 -trimpath -ldflags "-s -w" \
+    -o "$tmp/conformance.test" sigs.k8s.io/gateway-api/conformance &&
+    CGO_ENABLED=0 gobuild build -p 2 -trimpath -ldflags "-s -w" -o "$tmp/echo-basic" \
+    sigs.k8s.io/gateway-api/conformance/echo-basic)
+}
+
+build_coredns() {
+  local dir="$1" tmp="$2"
+  (cd "$hack/coredns" && CGO_ENABLED=0 gobuild build -p 2 -trimpath -ldflags "-s -w" -o "$tmp/coredns" github.com/coredns/coredns)
 }
 
 build_etcd() {
@@ -139,6 +192,16 @@ ensure etcd "$ETCD_VERSION" etcd build_etcd etcd
 ensure helm "$HELM_VERSION" helm build_helm helm
 ensure gateway-api "$GWAPI_VERSION" gateway-api fetch_gateway_api experimental
 
+if [ -n "$conformance" ]; then
+  ensure kube-controller-manager "$K8S_VERSION" kube-controller-manager build_kube_controller_manager kube-controller-manager
+  ensure gateway-api-conformance "$CONF_GWAPI_VERSION" conformance build_conformance conformance.test echo-basic
+  ensure coredns "$COREDNS_VERSION" coredns build_coredns coredns
+  ln -sfn "$kcache/kube-controller-manager-$K8S_VERSION/kube-controller-manager" "$out/bin/kube-controller-manager"
+  ln -sfn "$kcache/gateway-api-conformance-$CONF_GWAPI_VERSION/conformance.test" "$out/bin/conformance.test"
+  ln -sfn "$kcache/gateway-api-conformance-$CONF_GWAPI_VERSION/echo-basic" "$out/bin/echo-basic"
+  ln -sfn "$kcache/coredns-$COREDNS_VERSION/coredns" "$out/bin/coredns"
+fi
+
 ln -sfn "$kcache/kubernetes-$K8S_VERSION/kube-apiserver" "$out/bin/kube-apiserver"
 ln -sfn "$kcache/kubernetes-$K8S_VERSION/kubectl" "$out/bin/kubectl"
 ln -sfn "$kcache/etcd-$ETCD_VERSION/etcd" "$out/bin/etcd"
@@ -149,6 +212,7 @@ KUBERNETES_VERSION=$K8S_VERSION
 ETCD_VERSION=$ETCD_VERSION
 HELM_VERSION=$HELM_VERSION
 GATEWAY_API_VERSION=$GWAPI_VERSION
+COREDNS_VERSION=$COREDNS_VERSION
 EOF
 
 if [ -n "$built_any" ]; then
@@ -156,4 +220,4 @@ if [ -n "$built_any" ]; then
 elif [ -n "$quiet" ]; then
   exit 0
 fi
-say "kube-apiserver/kubectl $K8S_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION, gateway-api $GWAPI_VERSION CRDs -> .k8s/"
+say "kube-apiserver/kubectl $K8S_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION, gateway-api $GWAPI_VERSION CRDs${conformance:+, kube-controller-manager, conformance suite + echo-basic $CONF_GWAPI_VERSION, coredns $COREDNS_VERSION} -> .k8s/"

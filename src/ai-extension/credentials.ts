@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { messageType } from '../envoy/proto.js';
 import { TypeUrl } from '../envoy/resources.js';
-import { AI_EXTENSION_NODE_CLUSTER } from '../xds/access.js';
+import { AI_EXTENSION_NODE_CLUSTER, roleUri, type Role } from '../xds/identity.js';
 
 /**
  * Provider keys, fetched from the controller's ADS server as SDS generic secrets (named in each
@@ -20,9 +20,23 @@ const SECRET = 'envoy.extensions.transport_sockets.tls.v3.Secret';
 
 /**
  * Where the controller's ADS server is: a TCP address, plaintext unless `credentials` (TLS, see
- * src/xds/tls.ts), or a Unix socket of this process's own ADS server (serve with xDS TLS).
+ * src/xds/tls.ts), or the private Unix socket of this process's own ADS server (serve).
+ * `certificateRole`: the role the client certificate in `credentials` names (src/xds/identity.ts).
  */
-export type XdsTarget = { host: string; port: number; credentials?: grpc.ChannelCredentials } | { socket: string };
+export type XdsTarget = { host: string; port: number; credentials?: grpc.ChannelCredentials; certificateRole?: Role } | { socket: string };
+
+/**
+ * Why the controller will send no provider key to a client at `xds`, if it will not: it sends
+ * them only to a stream authenticated as the AI extension (src/xds/access.ts).
+ */
+export function keysWithheldReason(xds: XdsTarget): string | undefined {
+  if ('socket' in xds) return undefined;
+  const fix = `run it with --xds-tls-dir holding a client certificate whose URI SAN is ${roleUri('ai-extension')} (switchyard certs issues one)`;
+  if (xds.credentials === undefined) return `the controller gives provider keys only to an AI extension that authenticates, and this one connects over plaintext TCP: ${fix}`;
+  if (xds.certificateRole === undefined) return `the controller gives provider keys only to an AI extension that authenticates, and this one has no client certificate naming a role: ${fix}`;
+  if (xds.certificateRole !== 'ai-extension') return `the controller gives provider keys only to the ai-extension role, and this client certificate is of role ${xds.certificateRole}: ${fix}`;
+  return undefined;
+}
 
 /** The target for logs, without credentials. */
 export function describeXdsTarget(xds: XdsTarget): string {
@@ -82,6 +96,7 @@ export class CredentialStore extends EventEmitter<CredentialStoreEvents> {
   private connectTimer: NodeJS.Timeout | undefined;
   private backoffMs: number;
   private streamUp = false;
+  private withheld: string | undefined;
   private target: XdsTarget | undefined;
   /** Since when no connection to the controller has been up (the start counts as down). */
   private downSince = Date.now();
@@ -102,6 +117,11 @@ export class CredentialStore extends EventEmitter<CredentialStoreEvents> {
     return this.streamUp;
   }
 
+  /** Why the controller will not send this client any key (keysWithheldReason), once started. */
+  get keysWithheld(): string | undefined {
+    return this.withheld;
+  }
+
   /**
    * How long the controller has been unreachable, in ms; 0 while a connection is up. Credentials
    * already received stay in use meanwhile.
@@ -114,6 +134,8 @@ export class CredentialStore extends EventEmitter<CredentialStoreEvents> {
   start(xds: XdsTarget): void {
     if (this.target !== undefined) throw new Error('credential store: already started');
     this.target = xds;
+    this.withheld = keysWithheldReason(xds);
+    if (this.withheld !== undefined) this.options.logger.error({ xds: describeXdsTarget(xds) }, `ai-extension: no provider key will arrive: ${this.withheld}`);
     this.open();
   }
 

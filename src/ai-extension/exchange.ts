@@ -11,7 +11,7 @@ import { OpenAIUsageReader } from './usage.js';
 
 /** What every attempt shares: credentials, the memory of requests between attempts, metrics. */
 export interface ExchangeContext {
-  credentials: { resolve(name: string, timeoutMs: number): Promise<string | undefined> };
+  credentials: { resolve(name: string, timeoutMs: number): Promise<string | undefined>; readonly keysWithheld?: string | undefined };
   memory: RequestMemory;
   metrics: AiExtensionMetrics;
   /** Credential header names seen in member metadata, beyond the well-known ones (lower-case). */
@@ -86,7 +86,8 @@ export class AttemptExchange {
       if (key === undefined) {
         this.fail('credential_unavailable');
         this.ctx.logger.warn({ backend: target.backend, member: target.member, credential: target.credential }, 'ai-extension: no credential for the attempt');
-        return this.refuse(503, `Switchyard AI extension: the credential ${target.credential ?? '(none named)'} of member ${target.member} (Backend ${target.backend}) is not available; the request was not sent`);
+        const why = this.ctx.credentials.keysWithheld;
+        return this.refuse(503, `Switchyard AI extension: the credential ${target.credential ?? '(none named)'} of member ${target.member} (Backend ${target.backend}) is not available${why ? ` (${why})` : ''}; the request was not sent`);
       }
     }
     this.ctx.metrics.requests.inc({ backend: target.backend, member: target.member, provider: target.provider });

@@ -17,9 +17,11 @@ export const AuthToken = z
   .strictObject({
     kind: z.enum(['SecretRef', 'Inline', 'Passthrough'], {
       message: 'authToken.kind is one of SecretRef, Inline, Passthrough',
-    }),
-    secretRef: z.strictObject({ name: ObjectName.describe('name of a Secret in the Backend namespace') }).optional(),
-    inline: z.string().min(1).optional(),
+    }).describe('Where the key comes from. SecretRef: a Secret in the Backend\'s namespace (recommended). Inline: the key in this object (visible to anyone who can read the Backend; status warns). Passthrough: the client\'s own auth header is forwarded unchanged.'),
+    secretRef: z.strictObject({
+      name: ObjectName.describe('Name of a Secret in the Backend\'s namespace. Its key "Authorization" holds the API key, bare ("sk-...") or as "Bearer sk-...". A missing Secret or key takes only this pool member out of service (status says which); the rest keeps serving. Rotations reach Envoy within a second.'),
+    }).optional().describe('The Secret that holds the key; required with kind SecretRef, refused otherwise.'),
+    inline: z.string().min(1).optional().describe('The key itself; required with kind Inline, refused otherwise. Prefer kind SecretRef: an inline key is readable by anyone who can read the Backend.'),
   })
   .superRefine((t, ctx) => {
     if (t.kind === 'SecretRef' && !t.secretRef) {
@@ -37,38 +39,47 @@ export const AuthToken = z
   });
 export type AuthToken = z.infer<typeof AuthToken>;
 
-const OpenAI = z.strictObject({ model: z.string().min(1).optional(), authToken: AuthToken });
+/** The credential field of a provider whose key travels in `header`. */
+function authTokenOf(header: string): typeof AuthToken {
+  return AuthToken.describe(`The provider's API key, sent ${header} on every attempt that goes to this member (the other providers' auth headers are removed). Keys reach the AI extension over SDS and never appear in Envoy's configuration.`);
+}
+const MODEL_OVERRIDE = 'Model name written into the request body\'s "model" field on every attempt to this member, e.g. "gpt-4o"; unset keeps the client\'s own model.';
+
+const OpenAI = z.strictObject({
+  model: z.string().min(1).optional().describe(MODEL_OVERRIDE),
+  authToken: authTokenOf('as "Authorization: Bearer <key>"'),
+});
 const AzureOpenAI = z.strictObject({
-  endpoint: Host.describe('e.g. my-resource.openai.azure.com'),
-  deploymentName: z.string().min(1, 'deploymentName is the Azure deployment to call'),
-  apiVersion: z.string().min(1, 'apiVersion is the Azure OpenAI API version, e.g. "2024-10-21"'),
-  authToken: AuthToken,
+  endpoint: Host.describe('Hostname of the Azure OpenAI resource, without scheme or path, e.g. "my-resource.openai.azure.com". Envoy connects to it on port 443 with TLS; Host and SNI follow it per attempt.'),
+  deploymentName: z.string().min(1, 'deploymentName is the Azure deployment to call').describe('The Azure deployment to call: requests go to /openai/deployments/<deploymentName>/chat/completions, and its name is written into the body\'s "model" field.'),
+  apiVersion: z.string().min(1, 'apiVersion is the Azure OpenAI API version, e.g. "2024-10-21"').describe('The Azure OpenAI API version, sent as the "api-version" query parameter, e.g. "2024-10-21".'),
+  authToken: authTokenOf('as the "api-key" header'),
 });
 const Anthropic = z.strictObject({
-  model: z.string().min(1).optional(),
-  apiVersion: z.string().min(1).optional(),
-  authToken: AuthToken,
+  model: z.string().min(1).optional().describe('Claude model written into each translated request, e.g. "claude-sonnet-4-5"; unset keeps the client\'s model. OpenAI-style chat requests are translated to the Messages API (/v1/messages on api.anthropic.com) and answers back.'),
+  apiVersion: z.string().min(1).optional().describe('Value of the "anthropic-version" header. Default "2023-06-01".'),
+  authToken: authTokenOf('as the "x-api-key" header'),
 });
 const Gemini = z.strictObject({
-  model: z.string().min(1, 'model is required for gemini, e.g. "gemini-2.0-flash"'),
-  apiVersion: z.string().min(1).optional(),
-  authToken: AuthToken,
+  model: z.string().min(1, 'model is required for gemini, e.g. "gemini-2.0-flash"').describe('Gemini model written into each request, e.g. "gemini-2.0-flash". Requests go to Gemini\'s OpenAI-compatible endpoint on generativelanguage.googleapis.com.'),
+  apiVersion: z.string().min(1).optional().describe('API version in the request path (/<apiVersion>/openai/chat/completions). Default "v1beta".'),
+  authToken: authTokenOf('as "Authorization: Bearer <key>"'),
 });
 const VertexAI = z.strictObject({
-  model: z.string().min(1, 'model is required for vertexai'),
-  projectId: z.string().min(1, 'projectId is the Google Cloud project'),
-  region: z.string().min(1, 'region is the Vertex AI location, e.g. "us-central1"'),
-  publisher: z.string().min(1).optional(),
-  authToken: AuthToken,
+  model: z.string().min(1, 'model is required for vertexai').describe('Model name without publisher, e.g. "gemini-2.0-flash"; sent as "<publisher>/<model>" to Vertex AI\'s OpenAI-compatible endpoint.'),
+  projectId: z.string().min(1, 'projectId is the Google Cloud project').describe('Google Cloud project ID, used in the request path /v1/projects/<projectId>/locations/<region>/endpoints/openapi/chat/completions.'),
+  region: z.string().min(1, 'region is the Vertex AI location, e.g. "us-central1"').describe('Vertex AI location, e.g. "us-central1"; Envoy connects to <region>-aiplatform.googleapis.com.'),
+  publisher: z.string().min(1).optional().describe('Model publisher prefixed to the model name. Default "google".'),
+  authToken: authTokenOf('as "Authorization: Bearer <token>" (an OAuth access token)'),
 });
 const OpenAICompatible = z.strictObject({
-  host: Host,
-  port: Port.optional(),
-  path: z.string().startsWith('/', 'path must start with "/"').optional(),
-  tls: z.boolean().optional(),
-  model: z.string().min(1).optional(),
-  authHeader: HeaderName.optional(),
-  authToken: AuthToken.optional(),
+  host: Host.describe('Hostname or IP address of the OpenAI-style server (vLLM, Ollama, a private gateway), without scheme, port or path, e.g. "vllm.models.svc". Hostnames are resolved by Envoy (STRICT_DNS).'),
+  port: Port.optional().describe('TCP port, 1-65535. Default 443, or 80 when tls is false.'),
+  path: z.string().startsWith('/', 'path must start with "/"').optional().describe('Request path for chat completions, query included, e.g. "/v1/chat/completions" (the default).'),
+  tls: z.boolean().optional().describe('Speak TLS to the server, verifying its certificate for host. Default: true when the port is 443, else false.'),
+  model: z.string().min(1).optional().describe(MODEL_OVERRIDE),
+  authHeader: HeaderName.optional().describe('Header that carries the key, e.g. "x-api-key". Default "Authorization", whose value gets "Bearer " in front of the key.'),
+  authToken: AuthToken.optional().describe('The server\'s API key, sent in authHeader on every attempt to this member. Unset: no credential is sent (and the client\'s own auth headers are removed).'),
 });
 
 export const PROVIDERS = ['openai', 'azureopenai', 'anthropic', 'gemini', 'vertexai', 'openaiCompatible'] as const;
@@ -76,12 +87,12 @@ export type ProviderName = (typeof PROVIDERS)[number];
 
 export const Provider = z
   .strictObject({
-    openai: OpenAI.optional(),
-    azureopenai: AzureOpenAI.optional(),
-    anthropic: Anthropic.optional(),
-    gemini: Gemini.optional(),
-    vertexai: VertexAI.optional(),
-    openaiCompatible: OpenAICompatible.optional(),
+    openai: OpenAI.optional().describe('OpenAI (api.openai.com:443, /v1/chat/completions).'),
+    azureopenai: AzureOpenAI.optional().describe('Azure OpenAI: one deployment of an Azure OpenAI resource.'),
+    anthropic: Anthropic.optional().describe('Anthropic (api.anthropic.com:443, /v1/messages); OpenAI chat requests and answers, streamed or not, are translated.'),
+    gemini: Gemini.optional().describe('Google Gemini API through its OpenAI-compatible endpoint.'),
+    vertexai: VertexAI.optional().describe('Google Vertex AI through its OpenAI-compatible endpoint.'),
+    openaiCompatible: OpenAICompatible.optional().describe('Any server that speaks the OpenAI chat completions API: vLLM, Ollama, LiteLLM, a private gateway.'),
   })
   .superRefine((p, ctx) => {
     const set = PROVIDERS.filter((k) => p[k] !== undefined);
@@ -98,10 +109,9 @@ export const Provider = z
 export type Provider = z.infer<typeof Provider>;
 
 export const HostOverride = z.strictObject({
-  host: Host,
-  port: Port,
-  /** Speak TLS to the override address; default: port 443 means TLS. SNI and Host stay the provider's hostname. */
-  tls: z.boolean().optional(),
+  host: Host.describe('Hostname or IP address to connect to instead of the provider\'s, e.g. a private endpoint "10.0.0.7".'),
+  port: Port.describe('TCP port to connect to, 1-65535.'),
+  tls: z.boolean().optional().describe('Speak TLS to the override address. Default: true when port is 443. SNI, certificate check and Host stay the provider\'s hostname.'),
 });
 
 export const PoolMember = z.strictObject({
@@ -109,25 +119,31 @@ export const PoolMember = z.strictObject({
     .string()
     .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'member names are lowercase DNS labels, e.g. "openai-east"')
     .max(63)
-    .optional(),
-  weight: z.number().int().min(1, 'weight is at least 1').max(128, 'weight is at most 128').optional(),
-  provider: Provider,
-  hostOverride: HostOverride.optional(),
+    .optional()
+    .describe('Member name, a lowercase DNS label unique in the Backend, e.g. "openai-east". It names the member in status, metrics and access logs (switchyard.dev member). Default "p<priority>-<index>-<provider>", e.g. "p0-1-openai".'),
+  weight: z.number().int().min(1, 'weight is at least 1').max(128, 'weight is at most 128').optional()
+    .describe('Share of this pool\'s requests relative to the other members of the same priority (Envoy load_balancing_weight), 1-128. Default 1.'),
+  provider: Provider.describe('The provider to call: set exactly one of openai, azureopenai, anthropic, gemini, vertexai, openaiCompatible.'),
+  hostOverride: HostOverride.optional().describe('Connect to this address instead of the provider\'s own (a proxy, a private endpoint); path, headers and credentials stay the provider\'s.'),
 });
 export type PoolMember = z.infer<typeof PoolMember>;
 
 export const Priority = z.strictObject({
-  pool: z.array(PoolMember).min(1, 'a priority needs at least one pool member: add one or remove the empty priority').max(64, 'at most 64 members per pool'),
+  pool: z.array(PoolMember).min(1, 'a priority needs at least one pool member: add one or remove the empty priority').max(64, 'at most 64 members per pool')
+    .describe('The members of this priority (1-64); requests are spread over them by weight. A member whose Secret is missing is left out, the others keep serving.'),
 });
 
 export const AIBackend = z
   .strictObject({
-    llm: PoolMember.omit({ name: true, weight: true }).optional(),
+    llm: PoolMember.omit({ name: true, weight: true }).optional()
+      .describe('A single provider. Exclusive with multipool.'),
     multipool: z
       .strictObject({
-        priorities: z.array(Priority).min(1, 'multipool needs at least one priority').max(16, 'at most 16 priorities'),
+        priorities: z.array(Priority).min(1, 'multipool needs at least one priority').max(16, 'at most 16 priorities')
+          .describe('Pools in failover order (1-16): index 0 is the primary (Envoy priority 0); a failed attempt is retried on the next priority (previous_priorities), and outlier detection skips a dead pool.'),
       })
-      .optional(),
+      .optional()
+      .describe('Priority pools of providers, tried in order. Exclusive with llm.'),
   })
   .superRefine((ai, ctx) => {
     if ((ai.llm === undefined) === (ai.multipool === undefined)) {
@@ -138,13 +154,24 @@ export const AIBackend = z
     }
   });
 
-export const StaticHost = z.strictObject({ host: Host, port: Port, weight: z.number().int().min(1).max(128).optional() });
+export const StaticHost = z.strictObject({
+  host: Host.describe('Hostname (resolved by Envoy, STRICT_DNS) or IP address, e.g. "api.internal.example".'),
+  port: Port.describe('TCP port, 1-65535. Port 443 means TLS unless spec.static.tls is set (then every host speaks TLS).'),
+  weight: z.number().int().min(1).max(128).optional().describe('Share of this priority\'s requests relative to its other hosts (Envoy load_balancing_weight), 1-128. Default 1.'),
+});
 export const StaticBackend = z.strictObject({
   priorities: z
-    .array(z.strictObject({ hosts: z.array(StaticHost).min(1, 'a priority needs at least one host').max(64, 'at most 64 hosts per priority') }))
+    .array(z.strictObject({
+      hosts: z.array(StaticHost).min(1, 'a priority needs at least one host').max(64, 'at most 64 hosts per priority')
+        .describe('The hosts of this priority (1-64), named "p<priority>-<index>" in status and access logs.'),
+    }))
     .min(1, 'static needs at least one priority')
-    .max(16, 'at most 16 priorities'),
-  tls: z.strictObject({ sni: Host.optional(), insecureSkipVerify: z.boolean().optional() }).optional(),
+    .max(16, 'at most 16 priorities')
+    .describe('Host pools in failover order (1-16): index 0 is the primary (Envoy priority 0).'),
+  tls: z.strictObject({
+    sni: Host.optional().describe('SNI and certificate name for every host. Default: each host\'s own hostname, per attempt (auto_host_sni).'),
+    insecureSkipVerify: z.boolean().optional().describe('Do not verify the hosts\' certificates. Default false: certificates are verified against the system CA bundle.'),
+  }).optional().describe('Speak TLS to every host. Without it, only hosts on port 443 speak TLS.'),
 });
 
 export const RETRY_ON = [
@@ -153,12 +180,19 @@ export const RETRY_ON = [
 ] as const;
 
 export const RetrySpec = z.strictObject({
-  attempts: z.number().int().min(0, 'attempts (retries after the first try) cannot be negative').max(10, 'at most 10 retries').optional(),
-  retryOn: z.array(z.enum(RETRY_ON, { message: `retryOn values are Envoy retry conditions: ${RETRY_ON.join(', ')}` })).max(RETRY_ON.length).optional(),
-  statusCodes: z.array(z.number().int().min(400, 'retriable status codes are 400-599').max(599, 'retriable status codes are 400-599')).max(50).optional(),
-  perTryTimeout: Duration.optional(),
+  attempts: z.number().int().min(0, 'attempts (retries after the first try) cannot be negative').max(10, 'at most 10 retries').optional()
+    .describe('Retries after the first attempt, 0-10 (Envoy num_retries); 0 turns retries off. Default: the number of priorities minus 1, at least 2.'),
+  retryOn: z.array(z.enum(RETRY_ON, { message: `retryOn values are Envoy retry conditions: ${RETRY_ON.join(', ')}` })).max(RETRY_ON.length).optional()
+    .describe(`Failures that are retried (Envoy retry_on conditions): ${RETRY_ON.join(', ')}. Default: connect-failure, refused-stream, reset, retriable-status-codes. retriable-status-codes is added whenever statusCodes is non-empty.`),
+  statusCodes: z.array(z.number().int().min(400, 'retriable status codes are 400-599').max(599, 'retriable status codes are 400-599')).max(50).optional()
+    .describe('HTTP status codes (400-599) that are retried (Envoy retriable_status_codes). Default: 429, 500, 502, 503, 504.'),
+  perTryTimeout: Duration.optional()
+    .describe('Time limit of each attempt, e.g. "30s" (units h, m, s, ms); a timed-out attempt is retried on the next priority. Default: none, each attempt may use the whole route timeout (300s unless the HTTPRoute sets timeouts.request).'),
   backoff: z
-    .strictObject({ baseInterval: Duration, maxInterval: Duration.optional() })
+    .strictObject({
+      baseInterval: Duration.describe('Base interval between retries, more than 0, e.g. "25ms"; Envoy waits a random time up to base*(2^n-1) before retry n. Default "25ms".'),
+      maxInterval: Duration.optional().describe('Longest wait between retries, at least baseInterval. Default: 10 times baseInterval (Envoy).'),
+    })
     .superRefine((b, ctx) => {
       // Envoy refuses both, and a refused route configuration freezes every route of its listener.
       const base = parseDuration(b.baseInterval);
@@ -168,37 +202,44 @@ export const RetrySpec = z.strictObject({
         ctx.addIssue({ code: 'custom', path: ['maxInterval'], message: `maxInterval (${b.maxInterval}) must be at least baseInterval (${b.baseInterval})` });
       }
     })
-    .optional(),
+    .optional()
+    .describe('Exponential back-off between retries (Envoy retry_back_off).'),
   rateLimitedBackoff: z
     .strictObject({
-      resetHeaders: z.array(z.strictObject({ name: HeaderName, format: z.enum(['Seconds', 'UnixTimestamp']) })).min(1).max(8),
-      maxInterval: Duration.optional(),
+      resetHeaders: z.array(z.strictObject({
+        name: HeaderName.describe('Response header that says when to retry, e.g. "Retry-After" or "X-RateLimit-Reset".'),
+        format: z.enum(['Seconds', 'UnixTimestamp']).describe('How the header\'s value is read: Seconds (a delay, "30") or UnixTimestamp (a point in time, "1767225600").'),
+      })).min(1).max(8).describe('Headers read in order (1-8); the first one present sets the delay.'),
+      maxInterval: Duration.optional().describe('Longest delay honoured; a longer one falls back to the normal back-off. Default "30s".'),
     })
-    .optional(),
-  attemptsPerPriority: z.number().int().min(1, 'attemptsPerPriority is at least 1').optional(),
+    .optional()
+    .describe('Wait as long as the server asks (e.g. Retry-After on a 429) before retrying (Envoy rate_limited_retry_back_off). Default: Retry-After in seconds, up to 30s, for Backends with one priority; none with several, so a 429 fails over to the next priority at once. Setting it delays every such retry, even one another priority could answer.'),
+  attemptsPerPriority: z.number().int().min(1, 'attemptsPerPriority is at least 1').optional()
+    .describe('Attempts on a priority before the next one is tried (Envoy previous_priorities update_frequency), at least 1. Default 1: every retry moves to the next priority. Read only when there are several priorities.'),
 });
 export type RetrySpec = z.infer<typeof RetrySpec>;
 
 export const OutlierDetectionSpec = z.strictObject({
-  enabled: z.boolean().optional(),
-  consecutive5xx: z.number().int().min(1).optional(),
-  consecutiveGatewayFailure: z.number().int().min(1).optional(),
-  consecutiveLocalOriginFailure: z.number().int().min(1).optional(),
-  splitExternalLocalOriginErrors: z.boolean().optional(),
-  interval: Duration.optional(),
-  baseEjectionTime: Duration.optional(),
-  maxEjectionTime: Duration.optional(),
-  maxEjectionPercent: z.number().int().min(0).max(100).optional(),
+  enabled: z.boolean().optional().describe('Turn passive health checking on or off. Default: on for a Backend with several priorities or when this block is present, else off.'),
+  consecutive5xx: z.number().int().min(1).optional().describe('Consecutive 5xx answers (and connection failures) after which a member is ejected, at least 1. Default 3.'),
+  consecutiveGatewayFailure: z.number().int().min(1).optional().describe('Consecutive 502, 503, 504 answers (and connection failures) after which a member is ejected, at least 1. Default 3.'),
+  consecutiveLocalOriginFailure: z.number().int().min(1).optional().describe('Consecutive locally seen failures (connect failure, timeout, reset) after which a member is ejected, at least 1; read only with splitExternalLocalOriginErrors. Default: Envoy\'s (5).'),
+  splitExternalLocalOriginErrors: z.boolean().optional().describe('Count locally seen failures (connect, timeout, reset) apart from HTTP answers (Envoy split_external_local_origin_errors). Default false.'),
+  interval: Duration.optional().describe('How often ejections are evaluated, e.g. "2s" (the default).'),
+  baseEjectionTime: Duration.optional().describe('How long a member stays ejected the first time; each further ejection multiplies it. Default "15s".'),
+  maxEjectionTime: Duration.optional().describe('Upper bound of an ejection. Default: Envoy\'s (300s).'),
+  maxEjectionPercent: z.number().int().min(0).max(100).optional().describe('Largest share of a cluster\'s members ejected at once, 0-100. Default 100, so a dead pool is skipped entirely.'),
 });
 export type OutlierDetectionSpec = z.infer<typeof OutlierDetectionSpec>;
 
 export const BackendSpec = z
   .strictObject({
-    type: z.enum(['AI', 'Static'], { message: 'type is AI or Static' }).default('AI'),
-    ai: AIBackend.optional(),
-    static: StaticBackend.optional(),
-    retry: RetrySpec.optional(),
-    outlierDetection: OutlierDetectionSpec.optional(),
+    type: z.enum(['AI', 'Static'], { message: 'type is AI or Static' }).default('AI')
+      .describe('AI: model providers in spec.ai, each attempt adapted by the AI extension (path, Host, auth header, model). Static: plain HTTP hosts in spec.static. Default AI.'),
+    ai: AIBackend.optional().describe('Model providers: exactly one of llm or multipool. Required with type AI.'),
+    static: StaticBackend.optional().describe('Plain HTTP hosts in priority pools, with the same failover. Required with type Static.'),
+    retry: RetrySpec.optional().describe('Retry policy of every route rule that targets this Backend (Envoy route retry_policy). With no block, a multipool Backend still fails over; an HTTPRoute rule\'s own retry overrides the fields it sets.'),
+    outlierDetection: OutlierDetectionSpec.optional().describe('Passive health checking (Envoy outlier_detection): a member that keeps failing is ejected for a while, so requests skip a dead pool instead of paying for a failed attempt.'),
   })
   .superRefine((s, ctx) => {
     if (s.type === 'AI' && !s.ai) ctx.addIssue({ code: 'custom', path: ['ai'], message: 'type AI needs spec.ai' });

@@ -83,6 +83,7 @@ function structural(node: unknown, property?: string): Schema {
 
 const CONDITIONS: Schema = {
   type: 'array',
+  description: 'Accepted (the spec can be served), ResolvedRefs (every referenced Secret is usable) and Programmed (connected Envoys ACKed this generation), as Gateway API conditions.',
   maxItems: 8,
   'x-kubernetes-list-type': 'map',
   'x-kubernetes-list-map-keys': ['type'],
@@ -90,24 +91,25 @@ const CONDITIONS: Schema = {
     type: 'object',
     required: ['type', 'status', 'reason', 'message', 'lastTransitionTime'],
     properties: {
-      type: { type: 'string', maxLength: 316 },
-      status: { type: 'string', enum: ['True', 'False', 'Unknown'] },
-      reason: { type: 'string', maxLength: 1024 },
-      message: { type: 'string', maxLength: 32768 },
-      observedGeneration: { type: 'integer', format: 'int64', minimum: 0 },
-      lastTransitionTime: { type: 'string', format: 'date-time' },
+      type: { type: 'string', maxLength: 316, description: 'Accepted, ResolvedRefs or Programmed.' },
+      status: { type: 'string', enum: ['True', 'False', 'Unknown'], description: 'True, False or Unknown.' },
+      reason: { type: 'string', maxLength: 1024, description: 'Why, in one CamelCase word, e.g. SecretNotFound.' },
+      message: { type: 'string', maxLength: 32768, description: 'Why, for a person: the field and the fix.' },
+      observedGeneration: { type: 'integer', format: 'int64', minimum: 0, description: 'The metadata.generation this condition describes.' },
+      lastTransitionTime: { type: 'string', format: 'date-time', description: 'When status last changed.' },
     },
   },
 };
 
 const STATUS: Schema = {
   type: 'object',
+  description: 'What Switchyard made of the spec, written by the controller.',
   properties: {
-    observedGeneration: { type: 'integer', format: 'int64' },
+    observedGeneration: { type: 'integer', format: 'int64', description: 'The metadata.generation this status describes.' },
     conditions: CONDITIONS,
     servedPriorities: { type: 'integer', description: 'Envoy priority levels in use: pools with at least one usable member.' },
-    usableMembers: { type: 'integer' },
-    totalMembers: { type: 'integer' },
+    usableMembers: { type: 'integer', description: 'Pool members that are served.' },
+    totalMembers: { type: 'integer', description: 'Pool members in the spec.' },
     priorities: {
       type: 'array',
       description: 'Per spec priority: which members are served and why the others are not.',
@@ -115,19 +117,20 @@ const STATUS: Schema = {
         type: 'object',
         required: ['priority', 'members'],
         properties: {
-          priority: { type: 'integer' },
-          envoyPriority: { type: 'integer' },
+          priority: { type: 'integer', description: 'Index in the spec\'s priorities.' },
+          envoyPriority: { type: 'integer', description: 'Envoy priority level it is served at; absent when none of its members is usable (later priorities move up).' },
           members: {
             type: 'array',
+            description: 'One entry per pool member.',
             items: {
               type: 'object',
               required: ['name', 'usable'],
               properties: {
-                name: { type: 'string' },
-                provider: { type: 'string' },
-                usable: { type: 'boolean' },
-                reason: { type: 'string' },
-                message: { type: 'string' },
+                name: { type: 'string', description: 'Member name (spec name, else "p<priority>-<index>-<provider>").' },
+                provider: { type: 'string', description: 'Provider kind, e.g. openai; "static" for static hosts.' },
+                usable: { type: 'boolean', description: 'Whether Envoy sends requests to it.' },
+                reason: { type: 'string', description: 'Why it is not usable, e.g. SecretNotFound.' },
+                message: { type: 'string', description: 'What is wrong and how to fix it.' },
               },
             },
           },
@@ -173,8 +176,9 @@ export function backendCrd(): Schema {
               type: 'object',
               required: ['spec'],
               properties: {
-                apiVersion: { type: 'string' },
-                kind: { type: 'string' },
+                apiVersion: { type: 'string', description: 'The API version of this object: switchyard.dev/v1alpha1.' },
+                kind: { type: 'string', description: 'The kind of this object: Backend.' },
+                // The API server refuses anything but `type` here, a description included.
                 metadata: { type: 'object' },
                 spec,
                 status: STATUS,

@@ -5,6 +5,8 @@
 import { z } from 'zod';
 
 const GEP_2257 = /^([0-9]{1,5}(h|m|s|ms)){1,4}$/;
+/** The pattern in the CRD's OpenAPI schema, by which the API docs recognise a duration. */
+export const DURATION_PATTERN = GEP_2257.source;
 const PART = /([0-9]{1,5})(ms|h|m|s)/g;
 const UNIT_MS: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1_000, ms: 1 };
 

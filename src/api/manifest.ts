@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { backendReferenceLink } from './api-docs.js';
 import { Backend } from './backend.js';
 import { EndpointSlice } from './endpointslice.js';
 import { Gateway, GatewayClass } from './gateway.js';
@@ -69,6 +70,10 @@ export function formatProblem(p: Problem): string {
   return `${where}${what}${field}${p.message}`;
 }
 
+function isPathKey(p: PropertyKey): p is string | number {
+  return typeof p !== 'symbol';
+}
+
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -86,7 +91,8 @@ function zodProblems(error: z.ZodError, id: ObjectId | undefined, source: string
   return error.issues.map((issue) => {
     let message = issue.message;
     if (issue.code === 'unrecognized_keys') {
-      message = `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}: check the spelling against the ${id?.kind ?? 'object'} reference`;
+      const reference = id?.kind === 'Backend' ? `the Backend reference, ${backendReferenceLink(issue.path.filter(isPathKey))}` : `the ${id?.kind ?? 'object'} reference`;
+      message = `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}: check the spelling against ${reference}`;
     } else if (issue.code === 'invalid_type' && issue.input === undefined) {
       message = `required field is missing (${issue.message})`;
     }

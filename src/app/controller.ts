@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { HostInfrastructure, type HostInfrastructureOptions } from '../infrastructure/host.js';
 import { KubeClient } from '../providers/kubernetes/api-client.js';
 import { loadKubeConfig } from '../providers/kubernetes/kubeconfig.js';
@@ -8,6 +8,7 @@ import { kubeStatusApi } from '../status/kube-api.js';
 import type { LeaderElector, LeaderElectorOptions } from '../status/leader.js';
 import { StatusReporter } from '../status/reporter.js';
 import type { StatusWriter } from '../status/writer.js';
+import { startManagedXdsTls, type ManagedXdsTls, type ManagedXdsTlsOptions } from './xds-pki.js';
 import { startGatewayRuntime, type RunningGateway, type ServingOptions, type StatusSink } from './gateway-runtime.js';
 import { defaultStateDir, lockStateDir, openStateDir, type StateDir } from './state-dir.js';
 
@@ -23,6 +24,12 @@ export interface ControllerOptions extends ServingOptions {
   namespaces: readonly string[];
   /** Status writing and Warning Events, by the replica holding the Lease; `false`: serve xDS only. */
   leaderElection: LeaderElectionOptions | false;
+  /**
+   * Serve xDS over mTLS with certificates the controller issues and renews itself, kept in
+   * Secrets `<prefix>-{ca,controller,envoy,ai-extension}` of `namespace` (src/app/xds-pki.ts).
+   * Replaces `xdsTls`.
+   */
+  managedXdsTls?: Omit<ManagedXdsTlsOptions, 'client' | 'logger'>;
   /** Provider tuning (debounce, back-off, watch timeouts), for tests and operators. */
   provider?: Omit<Partial<KubernetesProviderOptions>, 'client' | 'namespaces' | 'logger'>;
   /**
@@ -85,12 +92,15 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
   }
 
   let runtime: RunningGateway;
+  let managed: ManagedXdsTls | undefined;
   try {
+    if (opts.managedXdsTls) managed = await startManagedXdsTls({ ...opts.managedXdsTls, client, logger: log });
+    const xdsTls = managed?.tls ?? opts.xdsTls;
     runtime = await startGatewayRuntime({
       provider,
       xdsPort: opts.xdsPort,
       xdsHost: opts.xdsHost,
-      ...(opts.xdsTls ? { xdsTls: opts.xdsTls } : {}),
+      ...(xdsTls ? { xdsTls } : {}),
       metricsPort: opts.metricsPort,
       metricsHost: opts.metricsHost,
       envoy: opts.envoy,
@@ -100,14 +110,13 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
       origin: { kubeconfig: kube.source, server: kube.server, namespaces: opts.namespaces.length > 0 ? opts.namespaces.join(',') : 'all' },
     });
     if (host) {
-      // The Envoys dial this controller over a Unix socket in its private state directory.
-      rmSync(host.state.socket, { force: true });
-      await runtime.xds.listenUnix(host.state.socket);
-      host.infrastructure.start({ socket: host.state.socket });
+      // The Envoys dial this controller over a Unix socket of their own (envoy identity) in its private state directory.
+      host.infrastructure.start({ socket: await runtime.xds.listenEnvoySocket(host.state.envoySocket) });
     }
   } catch (err) {
     await host?.infrastructure.stop();
     host?.unlock();
+    managed?.stop();
     client.close();
     throw err;
   }
@@ -124,12 +133,10 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
       // Hand the Lease over first (after our last status writes), then stop serving.
       await reporter?.stop();
       await host?.infrastructure.stop();
+      managed?.stop();
       await runtime.stop();
       client.close();
-      if (host) {
-        rmSync(host.state.socket, { force: true });
-        host.unlock();
-      }
+      host?.unlock();
     },
   };
   return running;

@@ -1,6 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { registerAiExtensionMetrics } from '../ai-extension/metrics.js';
 import { startAiExtension, type RunningAiExtension } from '../ai-extension/server.js';
 import { FileProvider } from '../providers/file.js';
@@ -10,7 +8,7 @@ import { startGatewayRuntime, type RunningGateway, type ServingOptions } from '.
 import { HostInfrastructure, type HostInfrastructureOptions } from '../infrastructure/host.js';
 import { defaultStateDir, lockStateDir, openStateDir, type StateDir } from './state-dir.js';
 
-/** With `xdsTls` the in-process AI extension needs no certificate: it reads its credentials over a private Unix socket. */
+/** The AI extension needs no certificate: in process or as a child, it reads its credentials over a private Unix socket. */
 export interface ServeOptions extends ServingOptions {
   config: string;
   /** Size limits of the configuration (DEFAULT_CONFIG_LIMITS for what is not given). */
@@ -96,14 +94,13 @@ function hostInfrastructure(choice: HostInfrastructureChoice, state: StateDir, l
   });
 }
 
-/** The Envoys reach serve's ADS over the state directory's Unix socket: no port to expose, no TLS to set up, and no provider key for them (they are no AI extension). */
-async function startEnvoys(runtime: RunningGateway, host: { state: StateDir; infrastructure: HostInfrastructure }, alreadyListening: boolean): Promise<void> {
-  if (!alreadyListening) {
-    // Left behind by a serve that was killed; the lock says no live serve owns it.
-    rmSync(host.state.socket, { force: true });
-    await runtime.xds.listenUnix(host.state.socket);
-  }
-  host.infrastructure.start({ socket: host.state.socket });
+/**
+ * The Envoys reach serve's ADS over a Unix socket of their own in the state directory: no port
+ * to expose, no TLS to set up, and the envoy identity (never a provider key), unlike the AI
+ * extension's private socket.
+ */
+async function startEnvoys(runtime: RunningGateway, host: { state: StateDir; infrastructure: HostInfrastructure }): Promise<void> {
+  host.infrastructure.start({ socket: await runtime.xds.listenEnvoySocket(host.state.envoySocket) });
 }
 
 async function serveInProcess(
@@ -135,30 +132,22 @@ async function serveInProcess(
   }
   if (host) {
     try {
-      await startEnvoys(runtime, host, false);
+      await startEnvoys(runtime, host);
     } catch (err) {
       await extension?.stop();
       await runtime.stop();
       throw err;
     }
   }
-  let socketDir: string | undefined;
   if (extension) {
-    // Credentials come from this process's own ADS server. When its port requires TLS, over a
-    // Unix socket in a directory only this user can enter (mkdtemp: mode 0700) instead.
+    // Credentials come from this process's own ADS server over its private Unix socket, TLS or
+    // not: streams on it are the ai-extension identity (src/xds/identity.ts), and the TCP port
+    // never carries a key.
     try {
-      if (servers.xdsTls) {
-        socketDir = mkdtempSync(join(tmpdir(), 'switchyard-xds-'));
-        const socket = join(socketDir, 'ads.sock');
-        await runtime.xds.listenUnix(socket);
-        extension.connect({ socket });
-      } else {
-        extension.connect({ host: dialable(servers.xdsHost), port: runtime.xdsPort });
-      }
+      extension.connect({ socket: await runtime.xds.privateSocket() });
     } catch (err) {
       await extension.stop();
       await runtime.stop();
-      if (socketDir) rmSync(socketDir, { recursive: true, force: true });
       throw err;
     }
     registerAiExtensionMetrics(extension.metrics, runtime.metrics.registry);
@@ -173,11 +162,7 @@ async function serveInProcess(
       await host?.infrastructure.stop();
       await running?.stop();
       await runtime.stop();
-      if (socketDir) rmSync(socketDir, { recursive: true, force: true });
-      if (host) {
-        rmSync(host.state.socket, { force: true });
-        host.unlock();
-      }
+      host?.unlock();
     },
   };
 }
@@ -219,7 +204,7 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
     // Left behind by a serve that was killed; the lock says no live serve owns it.
     rmSync(state.socket, { force: true });
     await runtime.xds.listenUnix(state.socket);
-    if (infrastructure) await startEnvoys(runtime, { state, infrastructure }, true);
+    if (infrastructure) await startEnvoys(runtime, { state, infrastructure });
   } catch (err) {
     await infrastructure?.stop();
     await extension?.stop();
@@ -243,11 +228,4 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
       unlock();
     },
   };
-}
-
-/** An address this process can dial for a server bound to `host` (a wildcard means loopback). */
-function dialable(host: string): string {
-  if (host === '0.0.0.0' || host === '') return '127.0.0.1';
-  if (host === '::') return '::1';
-  return host;
 }

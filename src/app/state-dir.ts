@@ -19,6 +19,8 @@ export interface StateDir {
   extensionLog: string;
   /** serve's pid: one serve per directory. */
   lock: string;
+  /** serve's ADS server for the Envoys it runs (infrastructure host): no provider key goes there. */
+  envoySocket: string;
 }
 
 /** Unix socket paths longer than this are refused by the kernel (sun_path is 108 bytes on Linux). */
@@ -48,7 +50,7 @@ export function openStateDir(path: string): StateDir {
   if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
     throw new Error(`state directory ${dir} is too long for a Unix socket path (${socket} exceeds ${MAX_SOCKET_PATH} bytes): pass a shorter --state-dir`);
   }
-  return { path: dir, socket, extensionRecord: join(dir, 'ai-extension.json'), extensionLog: join(dir, 'ai-extension.log'), lock: join(dir, 'serve.pid') };
+  return { path: dir, socket, extensionRecord: join(dir, 'ai-extension.json'), extensionLog: join(dir, 'ai-extension.log'), lock: join(dir, 'serve.pid'), envoySocket: join(dir, 'envoy.sock') };
 }
 
 /** Whether a process with this pid exists (one of another user counts). */

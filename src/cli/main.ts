@@ -9,14 +9,16 @@ import { removeExtensionRecord, writeExtensionRecord } from '../app/ai-extension
 import { controller, defaultLeaseNamespace } from '../app/controller.js';
 import type { RunningGateway } from '../app/gateway-runtime.js';
 import { serve, type HostInfrastructureChoice } from '../app/serve.js';
+import { directoryStore, ensurePki, pkiNames } from '../app/xds-pki.js';
 import { ENVOY_SEARCH, findEnvoyBinary } from '../infrastructure/host.js';
 import { buildBootstrap, gatewayKeyProblem } from '../envoy/bootstrap.js';
+import { ACCESS_LOG_FORMATS, type AccessLogFormat } from '../envoy/access-log.js';
 import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
 import { createLogger } from '../observability/logger.js';
 import { runPipeline, translateReport } from '../pipeline.js';
 import { FileProvider } from '../providers/file.js';
 import { CONFIG_LIMIT_FLAGS, DEFAULT_CONFIG_LIMITS, formatBytes, type ConfigLimits } from '../providers/manifest-files.js';
-import { CA_FILE, CERT_FILE, KEY_FILE, readXdsClientTls, readXdsServerTls, xdsChannelCredentials } from '../xds/tls.js';
+import { CA_FILE, CERT_FILE, KEY_FILE, clientCertificateRole, readXdsClientTls, readXdsServerTls, xdsChannelCredentials } from '../xds/tls.js';
 
 const USAGE = `switchyard: Gateway API and AI Backends to Envoy, over xDS
 
@@ -25,7 +27,7 @@ Usage:
                    [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0] [--log-level info]
                    [--ai-extension-port 18001] [--ai-extension-address 127.0.0.1] [--no-ai-extension]
                    [--xds-tls-dir DIR] [--state-dir DIR] [--max-document-size 1.5Mi]
-                   [--max-file-size 64Mi] [--max-config-size 128Mi]
+                   [--max-file-size 64Mi] [--max-config-size 128Mi] [--access-log json|off]
                    [--infrastructure host|none | --no-envoy] [--envoy-path PATH] [--envoy-concurrency N]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
       the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port,
@@ -40,20 +42,27 @@ Usage:
       its admin URL in /statusz. --no-envoy (--infrastructure none) leaves Envoy to you.
   switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH) [--port 18001]
                           [--host 0.0.0.0] [--metrics-port 9091] [--log-level info] [--orphan-grace 10m]
-      Run only the AI extension next to Envoy; provider keys come from the controller at --xds
-      (over TLS with --xds-tls-dir: ca.crt verifies the controller, tls.crt/tls.key if present are
-      the client certificate) and are kept while it is away. --orphan-grace: exit once neither the
+      Run only the AI extension next to Envoy; provider keys come from the controller at --xds,
+      which sends them only over mTLS to a client certificate of role ai-extension (URI SAN
+      spiffe://switchyard.dev/role/ai-extension): --xds-tls-dir holds ca.crt (verifies the
+      controller) and that certificate as tls.crt/tls.key; they are kept while it is away. --orphan-grace: exit once neither the
       controller nor Envoy has been seen for that long (default: never).
   switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
                         [--ai-extension-address 127.0.0.1] [--ai-extension-port 18001]
                         [--lease-namespace NS] [--no-leader-election] [--xds-tls-dir DIR] [--log-level info]
+                        [--access-log json|off] [--xds-tls-secrets PREFIX --xds-tls-dns NAMES]
                         [--infrastructure none|host] [--envoy-path PATH] [--envoy-concurrency N] [--state-dir DIR]
       Watch a Kubernetes API server (--kubeconfig, else $KUBECONFIG, the in-cluster service account,
       ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status. The AI
       extension runs next to Envoy (switchyard ai-extension); --ai-extension-* say where Envoy dials it.
       --infrastructure host runs one Envoy per Gateway on this machine, as serve does (default none).
-  switchyard translate -f PATH [-o json|yaml] [--max-document-size ...] [--max-file-size ...] [--max-config-size ...]
+  switchyard certs --out DIR [--dns NAMES]
+      Issue (or renew, when in the last third of their lifetime) an xDS CA and one certificate per
+      role in DIR/{ca,controller,envoy,ai-extension}, each laid out for --xds-tls-dir; NAMES
+      (comma-separated, default localhost) are the names clients dial the controller by.
+  switchyard translate -f PATH [-o json|yaml] [--access-log json|off] [--max-document-size ...] [--max-file-size ...]
+                       [--max-config-size ...]
       Print what would be served (secrets redacted) and every object's status.
   switchyard bootstrap --xds HOST:PORT --node-id ID [--gateway NS/NAME] [--admin-port 9901] [--delta]
                        [--xds-tls-dir DIR] [-o json|yaml]
@@ -64,10 +73,25 @@ Usage:
 
   --xds-tls-dir DIR on serve and controller serves xDS over TLS: DIR holds tls.crt and tls.key
   (like a kubernetes.io/tls Secret) and, optionally, ca.crt: client certificates are then
-  required and verified against it (mTLS).
+  required and verified against it (mTLS), and each stream's identity is the role in its
+  certificate's URI SAN (spiffe://switchyard.dev/role/{controller,envoy,ai-extension}); provider
+  keys go to the ai-extension role only. --xds-tls-secrets PREFIX (controller): the controller
+  issues and renews the CA and those certificates itself, in Secrets PREFIX-{ca,controller,envoy,
+  ai-extension} of its namespace, its own certificate naming NAMES (--xds-tls-dns).
+  --access-log json (default) makes every Gateway listener write one JSON line per request to
+  Envoy's stdout: method, path (no query), response code and flags, route, Backend, the final
+  attempt's member, priority and host, the attempt count, durations, request id; never a header
+  that can carry a key. --access-log off writes none.
 `;
 
 class UsageError extends Error {}
+
+function accessLog(value: string | undefined): AccessLogFormat {
+  if (value === undefined) return DEFAULT_ENVOY_OPTIONS.accessLog;
+  const known = ACCESS_LOG_FORMATS.find((f) => f === value);
+  if (!known) throw new UsageError(`--access-log must be one of ${ACCESS_LOG_FORMATS.join(', ')}, got "${value}"`);
+  return known;
+}
 
 function int(value: string | undefined, flag: string, fallback: number): number {
   if (value === undefined) return fallback;
@@ -125,6 +149,7 @@ async function runServe(args: string[]): Promise<number> {
       'metrics-port': { type: 'string' },
       'metrics-host': { type: 'string' },
       'listener-address': { type: 'string' },
+      'access-log': { type: 'string' },
       'log-level': { type: 'string' },
       'ai-extension-port': { type: 'string' },
       'ai-extension-address': { type: 'string' },
@@ -154,6 +179,7 @@ async function runServe(args: string[]): Promise<number> {
     metricsHost: values['metrics-host'] ?? '0.0.0.0',
     envoy: {
       ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}),
+      accessLog: accessLog(values['access-log']),
       // Without the in-process extension Envoy still needs to know where one runs.
       aiExtension: { host: extensionAddress, port: extensionPort },
     },
@@ -245,7 +271,9 @@ async function runAiExtension(args: string[]): Promise<number> {
   } else {
     const xdsAddress = hostPort(values.xds, '--xds', "the controller's xDS address, where provider keys come from");
     const tlsDir = values['xds-tls-dir'];
-    xds = tlsDir !== undefined ? { ...xdsAddress, credentials: xdsChannelCredentials(readXdsClientTls(tlsDir)) } : xdsAddress;
+    const tls = tlsDir !== undefined ? readXdsClientTls(tlsDir) : undefined;
+    const role = tls ? clientCertificateRole(tls) : undefined;
+    xds = tls ? { ...xdsAddress, credentials: xdsChannelCredentials(tls), ...(role ? { certificateRole: role } : {}) } : xdsAddress;
   }
   const graceText = values['orphan-grace'];
   const orphanGraceMs = graceText === undefined ? undefined : parseDuration(graceText);
@@ -323,17 +351,31 @@ async function runController(args: string[]): Promise<number> {
       'metrics-port': { type: 'string' },
       'metrics-host': { type: 'string' },
       'listener-address': { type: 'string' },
+      'access-log': { type: 'string' },
       'lease-namespace': { type: 'string' },
       'no-leader-election': { type: 'boolean' },
       'ai-extension-address': { type: 'string' },
       'ai-extension-port': { type: 'string' },
       'log-level': { type: 'string' },
       'xds-tls-dir': { type: 'string' },
+      'xds-tls-secrets': { type: 'string' },
+      'xds-tls-dns': { type: 'string' },
       'state-dir': { type: 'string' },
       ...INFRASTRUCTURE_OPTIONS,
     },
   });
+  if (values['xds-tls-dir'] !== undefined && values['xds-tls-secrets'] !== undefined) {
+    throw new UsageError('--xds-tls-dir and --xds-tls-secrets exclude each other: certificates from files, or issued and renewed by the controller');
+  }
   const xdsTls = values['xds-tls-dir'] !== undefined ? readXdsServerTls(values['xds-tls-dir']) : undefined;
+  const secretsPrefix = values['xds-tls-secrets'];
+  if (secretsPrefix !== undefined && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(secretsPrefix)) {
+    throw new UsageError(`--xds-tls-secrets takes a Secret name prefix (lowercase letters, digits, '-'), got "${secretsPrefix}"`);
+  }
+  const dnsNames = (values['xds-tls-dns'] ?? '').split(',').map((n) => n.trim()).filter((n) => n !== '');
+  if (secretsPrefix !== undefined && dnsNames.length === 0) {
+    throw new UsageError('--xds-tls-secrets needs --xds-tls-dns: the names Envoy and the AI extension dial the controller by (its Service, e.g. switchyard.switchyard-system.svc)');
+  }
   const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard' });
   // In a cluster Envoy runs in its own pods: the controller runs Envoys only when asked.
   const infrastructure = infrastructureChoice(values, 'none', logger);
@@ -348,9 +390,10 @@ async function runController(args: string[]): Promise<number> {
     xdsPort: int(values['xds-port'], '--xds-port', 18000),
     xdsHost: values['xds-host'] ?? '0.0.0.0',
     ...(xdsTls ? { xdsTls } : {}),
+    ...(secretsPrefix !== undefined ? { managedXdsTls: { namespace: defaultLeaseNamespace(), prefix: secretsPrefix, dnsNames } } : {}),
     metricsPort: int(values['metrics-port'], '--metrics-port', 9090),
     metricsHost: values['metrics-host'] ?? '0.0.0.0',
-    envoy: { ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}), aiExtension },
+    envoy: { ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}), aiExtension, accessLog: accessLog(values['access-log']) },
     leaderElection: values['no-leader-election'] ? false : { namespace: values['lease-namespace'] ?? defaultLeaseNamespace() },
     logger,
     ...(infrastructure ? { infrastructure: { ...infrastructure, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),
@@ -359,13 +402,30 @@ async function runController(args: string[]): Promise<number> {
   return 0;
 }
 
+async function runCerts(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { out: { type: 'string' }, dns: { type: 'string' } } });
+  if (!values.out) throw new UsageError('certs needs --out DIR (where the CA and the certificate of each role are written)');
+  const dnsNames = (values.dns ?? 'localhost').split(',').map((n) => n.trim()).filter((n) => n !== '');
+  const state = await ensurePki({ store: directoryStore(values.out), names: pkiNames(''), controllerDnsNames: dnsNames, now: new Date() });
+  const lines = [
+    `xDS certificates in ${values.out} (${state.written.length > 0 ? `written: ${state.written.join(', ')}` : 'all current, nothing written'}):`,
+    `  ca/             the CA (keep ca.key private; it is only needed to issue again)`,
+    `  controller/     serve --xds-tls-dir / controller --xds-tls-dir (names: ${dnsNames.join(', ')})`,
+    `  envoy/          switchyard bootstrap --xds-tls-dir (Envoy gets no provider key)`,
+    `  ai-extension/   ai-extension --xds-tls-dir (the only identity that gets provider keys)`,
+    `Run again to renew what is in the last third of its lifetime.`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}
+
 async function runTranslate(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { file: { type: 'string', short: 'f' }, output: { type: 'string', short: 'o' }, ...LIMIT_OPTIONS } });
+  const { values } = parseArgs({ args, options: { file: { type: 'string', short: 'f' }, output: { type: 'string', short: 'o' }, 'access-log': { type: 'string' }, ...LIMIT_OPTIONS } });
   if (!values.file) throw new UsageError('translate needs -f PATH (a manifest file or a directory of them)');
   const provider = new FileProvider({ path: values.file, resyncIntervalMs: 0, limits: configLimits(values) });
   const snapshot = await provider.start();
   await provider.stop();
-  const report = translateReport(runPipeline(snapshot.inputs));
+  const report = translateReport(runPipeline(snapshot.inputs, { accessLog: accessLog(values['access-log']) }));
   process.stdout.write(output(report, values.output));
   for (const p of snapshot.problems) process.stderr.write(`problem: ${formatProblem(p)}\n`);
   return snapshot.problems.length > 0 ? 1 : 0;
@@ -422,6 +482,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runBootstrap(rest);
       case 'ai-extension':
         return await runAiExtension(rest);
+      case 'certs':
+        return await runCerts(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { posix } from 'node:path';
 import { REGEX_PROGRAM_SIZE_LIMIT } from '../api/httproute.js';
 import type { JsonObject } from './resources.js';
 
@@ -29,7 +30,20 @@ export interface BootstrapOptions {
    * Reach the controller over TLS: files as Envoy sees them. The controller is verified with
    * `caFile` and must be named by `xds.host`; `certFile`/`keyFile` are Envoy's client certificate.
    */
-  xdsTls?: { caFile: string; certFile: string; keyFile: string };
+  xdsTls?: XdsTlsFiles;
+}
+
+export interface XdsTlsFiles {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  /**
+   * Where the two files of xdsTlsSdsFiles() are, as Envoy sees them: Envoy then reads the
+   * certificate and CA through them (file-based SDS) and reads them again when their directory
+   * changes, so a renewed certificate (a Kubernetes Secret volume swaps its `..data` link) is
+   * used from the next connection on. Absent: read once, at start.
+   */
+  sdsDir?: string;
 }
 
 export const DEFAULT_NODE_CLUSTER = 'switchyard';
@@ -138,22 +152,49 @@ function xdsCluster(host: string, port: number, tls: BootstrapOptions['xdsTls'])
   };
 }
 
-function xdsTransportSocket(host: string, isAddress: boolean, tls: NonNullable<BootstrapOptions['xdsTls']>): JsonObject {
+function xdsTransportSocket(host: string, isAddress: boolean, tls: XdsTlsFiles): JsonObject {
+  // As a gRPC client does: the certificate must name the address Envoy dials.
+  const names = { match_typed_subject_alt_names: [{ san_type: isAddress ? 'IP_ADDRESS' : 'DNS', matcher: { exact: host } }] };
   return {
     name: 'envoy.transport_sockets.tls',
     typed_config: {
       '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
       // SNI carries a name, never an address.
       ...(isAddress ? {} : { sni: host }),
-      common_tls_context: {
+      common_tls_context: tls.sdsDir === undefined ? {
         tls_certificates: [{ certificate_chain: { filename: tls.certFile }, private_key: { filename: tls.keyFile } }],
-        validation_context: {
-          trusted_ca: { filename: tls.caFile },
-          // As a gRPC client does: the certificate must name the address Envoy dials.
-          match_typed_subject_alt_names: [{ san_type: isAddress ? 'IP_ADDRESS' : 'DNS', matcher: { exact: host } }],
+        validation_context: { trusted_ca: { filename: tls.caFile }, ...names },
+      } : {
+        tls_certificate_sds_secret_configs: [{ name: XDS_CLIENT_SECRET, sds_config: fileSource(tls.sdsDir, XDS_CLIENT_SECRET) }],
+        combined_validation_context: {
+          default_validation_context: names,
+          validation_context_sds_secret_config: { name: XDS_CA_SECRET, sds_config: fileSource(tls.sdsDir, XDS_CA_SECRET) },
         },
       },
     },
+  };
+}
+
+const XDS_CLIENT_SECRET = 'xds-client-certificate';
+const XDS_CA_SECRET = 'xds-ca';
+
+function fileSource(dir: string, secret: string): JsonObject {
+  return { path_config_source: { path: posix.join(dir, `${secret}.json`) }, resource_api_version: 'V3' };
+}
+
+/**
+ * The files of XdsTlsFiles.sdsDir, by file name: one SDS Secret each (Envoy wants exactly one
+ * resource per file), naming the certificate files and the directory whose changes make Envoy
+ * read them again (Envoy 1.40 watches file-based certificates only when SDS delivers them).
+ */
+export function xdsTlsSdsFiles(tls: XdsTlsFiles): Record<string, JsonObject> {
+  const secret = (body: JsonObject): JsonObject => ({ resources: [{ '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret', ...body }] });
+  return {
+    [`${XDS_CLIENT_SECRET}.json`]: secret({
+      name: XDS_CLIENT_SECRET,
+      tls_certificate: { certificate_chain: { filename: tls.certFile }, private_key: { filename: tls.keyFile }, watched_directory: { path: posix.dirname(tls.certFile) } },
+    }),
+    [`${XDS_CA_SECRET}.json`]: secret({ name: XDS_CA_SECRET, validation_context: { trusted_ca: { filename: tls.caFile }, watched_directory: { path: posix.dirname(tls.caFile) } } }),
   };
 }
 

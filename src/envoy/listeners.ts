@@ -1,4 +1,5 @@
 import type { ListenerIR } from '../ir/model.js';
+import { listenerAccessLog } from './access-log.js';
 import { aiExtensionLocalReply } from './ai-extension.js';
 import { ADS_CONFIG_SOURCE, ANY, statPrefix } from './names.js';
 import type { EnvoyOptions } from './options.js';
@@ -10,7 +11,8 @@ export interface ListenerContext {
   aiExtension: boolean;
 }
 
-function httpConnectionManager(l: ListenerIR, ctx: ListenerContext): JsonObject {
+function httpConnectionManager(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerContext): JsonObject {
+  const accessLog = listenerAccessLog(opts);
   return {
     name: 'envoy.filters.network.http_connection_manager',
     typed_config: {
@@ -24,6 +26,7 @@ function httpConnectionManager(l: ListenerIR, ctx: ListenerContext): JsonObject 
       // went to (x-envoy-original-host) and expose timings; x-envoy-attempt-count stays (a route option).
       http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ANY.router, suppress_envoy_headers: true } }],
       ...(ctx.aiExtension ? { local_reply_config: aiExtensionLocalReply() } : {}),
+      ...(accessLog.length > 0 ? { access_log: accessLog } : {}),
     },
   };
 }
@@ -36,13 +39,13 @@ export function toEnvoyListener(l: ListenerIR, opts: EnvoyOptions, ctx: Listener
     filter_chains: [],
   };
   if (l.protocol === 'HTTP') {
-    listener.filter_chains = [{ filters: [httpConnectionManager(l, ctx)] }];
+    listener.filter_chains = [{ filters: [httpConnectionManager(l, opts, ctx)] }];
     return listener;
   }
   listener.listener_filters = [{ name: 'envoy.filters.listener.tls_inspector', typed_config: { '@type': ANY.tlsInspector } }];
   listener.filter_chains = l.tls.map((t) => ({
     ...(t.serverNames.length > 0 ? { filter_chain_match: { server_names: [...t.serverNames] } } : {}),
-    filters: [httpConnectionManager(l, ctx)],
+    filters: [httpConnectionManager(l, opts, ctx)],
     transport_socket: {
       name: 'envoy.transport_sockets.tls',
       typed_config: {

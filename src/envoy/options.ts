@@ -1,3 +1,5 @@
+import type { AccessLogFormat } from './access-log.js';
+
 /** Deployment facts the Envoy stage needs that are not part of the user's objects. */
 export interface EnvoyOptions {
   /** Address Envoy listeners bind to, unless gatewayAddresses names one for their Gateway. */
@@ -11,6 +13,8 @@ export interface EnvoyOptions {
   trustedCaFile: string;
   /** Where Envoy reaches the AI extension (ext_proc over gRPC) that adapts every attempt on an AI Backend. */
   aiExtension: { host: string; port: number };
+  /** Per-request records on Envoy's stdout from every Gateway listener: `json` lines, or `off`. */
+  accessLog: AccessLogFormat;
 }
 
 export const DEFAULT_ENVOY_OPTIONS: EnvoyOptions = {
@@ -18,4 +22,5 @@ export const DEFAULT_ENVOY_OPTIONS: EnvoyOptions = {
   trustedCaFile: '/etc/ssl/certs/ca-certificates.crt',
   // Next to Envoy: in the same pod (chart) or the same host (`switchyard serve`).
   aiExtension: { host: '127.0.0.1', port: 18001 },
+  accessLog: 'json',
 };

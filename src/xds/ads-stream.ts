@@ -1,13 +1,16 @@
 import type { Logger } from 'pino';
 import { PUSH_ORDER, TypeUrl, kindOfTypeUrl, type TypeUrlValue } from '../envoy/resources.js';
 import { mayReceive, servesGateway } from './access.js';
-import type { CachedResource, SnapshotCache } from './cache.js';
+import { versionOfSet, type CachedResource, type SnapshotCache, type TypeSnapshot } from './cache.js';
 import type { StreamHooks } from './client-state.js';
+import type { StreamIdentity } from './identity.js';
 import { ClusterHold, refersToClusters } from './removal-hold.js';
 import type { NodeInfo } from './wire.js';
 
 export interface AdsStreamOptions {
   cache: SnapshotCache;
+  /** Who the stream authenticated as (identity.ts): decides what it may receive (access.ts). */
+  identity: StreamIdentity;
   hooks: StreamHooks;
   /**
    * Writes one response. `flushed` is called once the transport has taken it (for gRPC: written
@@ -30,9 +33,13 @@ interface AdsRequest {
 
 /**
  * One ADS stream, whatever its variant (sotw.ts, delta.ts): the client's identity, per-type state,
- * nonces, fan-out of cache changes and the make-before-break hold of removed clusters
- * (removal-hold.ts). The variant decides what a request subscribes to, what an ACK is and what
- * a push sends.
+ * nonces, fan-out of cache changes, access control and the make-before-break hold of removed
+ * clusters (removal-hold.ts). The variant decides what a request subscribes to, what an ACK is,
+ * which resources a push selects and how it responds.
+ *
+ * Every push goes through `push` here: the variant selects (wildcard or named), then what the
+ * stream's identity may not receive (access.ts) is withheld, and only then does the variant see
+ * the resources it may send. The variants never read the cache, so none can skip the check.
  *
  * `State` is the variant's per-type state; `Held` what it keeps of a held cluster to serve it on.
  */
@@ -59,8 +66,15 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   private flushing = false;
   /** The cluster set changed since the last cluster push: removed clusters may have to be held. */
   private clustersChanged = false;
+  private readonly cache: SnapshotCache;
+  private readonly identity: StreamIdentity;
+  protected readonly options: Omit<AdsStreamOptions, 'cache' | 'identity'>;
 
-  constructor(protected readonly options: AdsStreamOptions) {}
+  constructor({ cache, identity, ...options }: AdsStreamOptions) {
+    this.cache = cache;
+    this.identity = identity;
+    this.options = options;
+  }
 
   onRequest(request: Request): void {
     const { hooks, logger } = this.options;
@@ -106,26 +120,47 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   }
 
   /**
-   * The Gateway this client serves ("namespace/name", from its node metadata), if it named one:
-   * it then sees only that Gateway's listeners and routes, wildcard or named.
+   * Sends what the client should hold of `typeUrl` and does not, if anything, out of what its
+   * identity may receive.
    */
+  private push(typeUrl: string, state: State): void {
+    const cached = this.cache.snapshot(typeUrl);
+    if (cached === undefined) return;
+    const snapshot = this.inGatewayView(cached);
+    const selected = this.select(typeUrl, state, snapshot);
+    const admitted: CachedResource[] = [];
+    const withheld = new Set<string>();
+    for (const resource of selected) {
+      if (this.permitted(typeUrl, resource.name)) admitted.push(resource);
+      else withheld.add(resource.name);
+    }
+    this.respond(typeUrl, state, admitted, withheld.size === 0 ? snapshot : without(snapshot, withheld));
+  }
+
+  /** The Gateway this client serves ("namespace/name", its node metadata), if it named one. */
   protected gatewayView(): string | undefined {
     return this.node?.gateway;
   }
 
-  /** Whether a resource is in this client's view (servesGateway); no refusal to log. */
-  protected inView(typeUrl: string, name: string): boolean {
-    return servesGateway(this.node, typeUrl, name);
+  /**
+   * The snapshot as this client sees it (servesGateway): its Gateway's listeners and routes only,
+   * under the snapshot's own version, since status compares ACKed versions with the cache's.
+   */
+  private inGatewayView(snapshot: TypeSnapshot): TypeSnapshot {
+    const node = this.node;
+    if (node?.gateway === undefined || (snapshot.typeUrl !== TypeUrl.listener && snapshot.typeUrl !== TypeUrl.route)) return snapshot;
+    return { ...snapshot, resources: new Map([...snapshot.resources].filter(([name]) => servesGateway(node, snapshot.typeUrl, name))) };
   }
 
-  /** Whether this client may receive `name`; a refusal is logged once per name. */
-  protected permitted(typeUrl: string, name: string): boolean {
-    if (mayReceive(this.node, typeUrl, name)) return true;
-    // Another Gateway's listener or route is no refusal worth a warning: that Envoy does not serve it.
-    if (!servesGateway(this.node, typeUrl, name)) return false;
+  /** Whether this client may receive `name`; a refusal is logged once per name (never the value). */
+  private permitted(typeUrl: string, name: string): boolean {
+    if (mayReceive(this.identity, typeUrl, name)) return true;
     if (!this.refused.has(name)) {
       this.refused.add(name);
-      this.options.logger.warn({ node: this.node?.id, nodeCluster: this.node?.cluster, resource: name }, 'xds: refused a provider credential to a client that is not the AI extension');
+      this.options.logger.warn(
+        { role: this.identity.role, via: this.identity.via, node: this.node?.id, nodeCluster: this.node?.cluster, resource: name },
+        'xds: withheld a provider credential from a stream not authenticated as the AI extension',
+      );
     }
     return false;
   }
@@ -141,8 +176,19 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   /** Applies the request's subscription; true when what the client watches changed. */
   protected abstract updateSubscription(state: State, request: Request, first: boolean): boolean;
 
-  /** Sends what the client should hold of `typeUrl` and does not, if anything. */
-  protected abstract push(typeUrl: string, state: State): void;
+  /**
+   * What the client subscribes to of `typeUrl`, plus anything still served on (held clusters);
+   * access is checked on the result, by the caller.
+   */
+  protected abstract select(typeUrl: string, state: State, snapshot: TypeSnapshot): CachedResource[];
+
+  /**
+   * Sends (deliver()) what the client should hold of `admitted` and does not, if anything.
+   * `snapshot` is the type as this client may see it: without the withheld resources, and then
+   * with a version of its own, so that no response shared by version carries them to this
+   * client or others.
+   */
+  protected abstract respond(typeUrl: string, state: State, admitted: CachedResource[], snapshot: TypeSnapshot): void;
 
   /** Holds the clusters of `clusters` the client holds and `current` no longer has. */
   protected abstract holdGone(clusters: State, current: ReadonlyMap<string, CachedResource>): void;
@@ -153,7 +199,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   /** Forgets that the client holds `name`, so that the next push sends it again. */
   protected abstract forgetSent(state: State, name: string): void;
 
-  /** Hands a response of `typeUrl` to the transport; the variants call it from push(). */
+  /** Hands a response of `typeUrl` to the transport; the variants call it from respond(). */
   protected deliver(typeUrl: string, message: Buffer): void {
     this.inFlight.add(typeUrl);
     const room = this.options.send(message, () => this.onFlushed(typeUrl));
@@ -214,7 +260,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   /** Clusters the client holds that the configuration dropped: their removal waits while routes may name them. */
   private holdRemovedClusters(): void {
     const state = this.types.get(TypeUrl.cluster);
-    const current = this.options.cache.snapshot(TypeUrl.cluster)?.resources;
+    const current = this.cache.snapshot(TypeUrl.cluster)?.resources;
     if (state === undefined || current === undefined) return;
     for (const [name] of this.held.entries()) if (current.has(name)) this.held.forget(name);
     if (!this.servesRoutes()) return;
@@ -238,4 +284,10 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
     for (const typeUrl of this.heldBack) if (this.types.has(typeUrl)) this.due.add(typeUrl);
     this.flush();
   }
+}
+
+/** `snapshot` without the resources named in `withheld`, at the version of what is left. */
+function without(snapshot: TypeSnapshot, withheld: ReadonlySet<string>): TypeSnapshot {
+  const resources = new Map([...snapshot.resources].filter(([name]) => !withheld.has(name)));
+  return { ...snapshot, version: versionOfSet(resources.values()), resources };
 }

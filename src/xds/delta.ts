@@ -1,6 +1,6 @@
 import { TypeUrl } from '../envoy/resources.js';
 import { AdsStream, type AdsStreamOptions } from './ads-stream.js';
-import { versionOfSet, type CachedResource } from './cache.js';
+import { versionOfSet, type CachedResource, type TypeSnapshot } from './cache.js';
 import { WILDCARD, allowsLegacyWildcard, assignmentNamesOf } from './subscription.js';
 import { deltaResourceEntry, deltaResponse, type DeltaDiscoveryRequest } from './wire.js';
 
@@ -93,18 +93,17 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     return changed;
   }
 
-  protected push(typeUrl: string, state: DeltaTypeState): void {
-    const snapshot = this.options.cache.snapshot(typeUrl);
-    if (snapshot === undefined) return;
-    const inScope: CachedResource[] = [];
-    if (state.wildcard) {
-      for (const resource of snapshot.resources.values()) if (this.inView(typeUrl, resource.name)) inScope.push(resource);
-    } else {
-      for (const name of state.names) {
-        const resource = snapshot.resources.get(name);
-        if (resource !== undefined && this.permitted(typeUrl, name)) inScope.push(resource);
-      }
+  protected select(_typeUrl: string, state: DeltaTypeState, snapshot: TypeSnapshot): CachedResource[] {
+    if (state.wildcard) return [...snapshot.resources.values()];
+    const selected: CachedResource[] = [];
+    for (const name of state.names) {
+      const resource = snapshot.resources.get(name);
+      if (resource !== undefined) selected.push(resource);
     }
+    return selected;
+  }
+
+  protected respond(typeUrl: string, state: DeltaTypeState, inScope: CachedResource[], snapshot: TypeSnapshot): void {
     const updated = inScope.filter((resource) => state.known.get(resource.name) !== resource.version);
     const removed = [...state.known.keys()].filter((name) => !snapshot.resources.has(name) && this.mayRemove(typeUrl, name));
     // A wildcard client waits for a first response even when there is nothing to send.

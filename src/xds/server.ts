@@ -1,10 +1,14 @@
 import { EventEmitter } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import type { TypeUrlValue } from '../envoy/resources.js';
 import type { SnapshotCache } from './cache.js';
 import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } from './client-state.js';
 import { DeltaStream } from './delta.js';
+import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
   decodeDeltaDiscoveryRequest,
@@ -133,6 +137,8 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly streams = new Map<number, LiveStream>();
   private readonly unwatch: () => void;
   private server: grpc.Server | undefined;
+  private unix: { server: grpc.Server; dir: string | undefined; path: string } | undefined;
+  private envoySocket: { server: grpc.Server; path: string } | undefined;
   private nextStreamId = 0;
 
   constructor(options: XdsServerOptions) {
@@ -148,16 +154,8 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
    */
   async start({ port, host = '0.0.0.0', credentials }: { port: number; host?: string; credentials?: grpc.ServerCredentials }): Promise<number> {
     if (this.server !== undefined) throw new Error('xds server: already started');
-    const server = new grpc.Server({
-      // Notice dead Envoys behind NATs; Envoy answers HTTP/2 pings.
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
-      'grpc.max_receive_message_length': 16 * 1024 * 1024,
-    });
-    server.addService(adsService, {
-      StreamAggregatedResources: (call: SotwCall) => this.openSotw(call),
-      DeltaAggregatedResources: (call: DeltaCall) => this.openDelta(call),
-    });
+    // A TCP stream is who its verified client certificate says, or anonymous (identity.ts).
+    const server = this.grpcServer((call) => identityOfTcpCall(call.getAuthContext()));
     const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     const bound = await new Promise<number>((resolve, reject) => {
       server.bindAsync(address, credentials ?? grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
@@ -168,36 +166,81 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   }
 
   /**
-   * Also serves, in plaintext, on a Unix socket: for a client in this process (the in-process
-   * AI extension) when the TCP port requires TLS. The caller keeps `path` in a directory only
-   * this user can enter.
+   * Also serves, in plaintext, on a Unix socket for the AI extension in this process, and
+   * returns its path (the same one on every call). Every stream on it has the ai-extension
+   * identity, so it receives provider keys: the socket lives in a directory only this user can
+   * enter (mkdtemp, mode 0700), removed by stop(). A grpc.Server of its own: which listener
+   * accepted a call is then a fact, not something read off the peer address.
    */
-  async listenUnix(path: string): Promise<void> {
-    const server = this.server;
-    if (server === undefined) throw new Error('xds server: start() it first');
-    await new Promise<number>((resolve, reject) => {
-      server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
-    });
-    this.logger.debug({ path }, 'xds: also listening on a Unix socket');
+  async privateSocket(): Promise<string> {
+    if (this.unix !== undefined) return this.unix.path;
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-xds-'));
+    try {
+      return await this.listenUnix(join(dir, 'ads.sock'), dir);
+    } catch (err) {
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /**
+   * privateSocket() at a path the caller chose, in a directory the caller keeps private and
+   * removes (a test whose AI extension outlives a controller restart). `ownDir`: removed by stop().
+   */
+  async listenUnix(path: string, ownDir?: string): Promise<string> {
+    if (this.server === undefined) throw new Error('xds server: start() it first');
+    if (this.unix !== undefined) throw new Error(`xds server: already listening on ${this.unix.path}`);
+    const server = this.grpcServer(() => UNIX_SOCKET_IDENTITY);
+    try {
+      await new Promise<number>((resolve, reject) => {
+        server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
+      });
+    } catch (err) {
+      server.forceShutdown();
+      throw err;
+    }
+    this.unix = { server, dir: ownDir, path };
+    this.logger.debug({ path }, 'xds: also listening on a private Unix socket (ai-extension identity)');
+    return path;
+  }
+
+  /**
+   * Also serves, in plaintext, on a Unix socket for the Envoys this process runs (the Host
+   * infrastructure): every stream on it has the envoy identity, so it never receives a provider
+   * key, unlike the private socket's. The caller keeps its directory private; stop() removes it.
+   */
+  async listenEnvoySocket(path: string): Promise<string> {
+    if (this.server === undefined) throw new Error('xds server: start() it first');
+    if (this.envoySocket !== undefined) throw new Error(`xds server: already listening for Envoys on ${this.envoySocket.path}`);
+    const server = this.grpcServer(() => ENVOY_SOCKET_IDENTITY);
+    try {
+      // One left by a process that was killed: the caller's lock says no live one owns it.
+      rmSync(path, { force: true });
+      await new Promise<number>((resolve, reject) => {
+        server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
+      });
+    } catch (err) {
+      server.forceShutdown();
+      throw err;
+    }
+    this.envoySocket = { server, path };
+    this.logger.debug({ path }, 'xds: also listening on a Unix socket for the Envoys this process runs (envoy identity)');
+    return path;
   }
 
   /** Ends every stream and closes the server; the cache stays usable. */
   async stop(): Promise<void> {
     this.unwatch();
-    const server = this.server;
+    const servers = [this.server, this.unix?.server, this.envoySocket?.server].filter((server) => server !== undefined);
+    const socketDir = this.unix?.dir;
+    const envoySocket = this.envoySocket?.path;
+    this.envoySocket = undefined;
     this.server = undefined;
+    this.unix = undefined;
     for (const stream of this.streams.values()) stream.call.end();
-    if (server === undefined) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, 2_000);
-      server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await Promise.all(servers.map(shutdown));
+    if (envoySocket !== undefined) rmSync(envoySocket, { force: true });
+    if (socketDir !== undefined) rmSync(socketDir, { recursive: true, force: true });
   }
 
   /** Every connected stream that named its node: what it was sent, ACKed and NACKed, per type. */
@@ -205,11 +248,26 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     return [...this.streams.values()].filter((stream) => stream.record.identified).map((stream) => stream.record.snapshot());
   }
 
-  private openSotw(call: SotwCall): void {
+  private grpcServer(identify: (call: { getAuthContext(): TransportAuth }) => StreamIdentity): grpc.Server {
+    const server = new grpc.Server({
+      // Notice dead Envoys behind NATs; Envoy answers HTTP/2 pings.
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.max_receive_message_length': 16 * 1024 * 1024,
+    });
+    server.addService(adsService, {
+      StreamAggregatedResources: (call: SotwCall) => this.openSotw(call, identify(call)),
+      DeltaAggregatedResources: (call: DeltaCall) => this.openDelta(call, identify(call)),
+    });
+    return server;
+  }
+
+  private openSotw(call: SotwCall, identity: StreamIdentity): void {
     const record = new ClientRecord(++this.nextStreamId, 'sotw');
-    const logger = this.logger.child({ stream: record.streamId, kind: 'sotw' });
+    const logger = this.logger.child({ stream: record.streamId, kind: 'sotw', role: identity.role, via: identity.via });
     const protocol = new SotwStream({
       cache: this.cache,
+      identity,
       bodies: this.bodies,
       hooks: this.hooksFor(record, logger),
       send: writerFor(call),
@@ -219,11 +277,12 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     call.on('data', (request: DiscoveryRequest | UndecodableRequest) => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request))));
   }
 
-  private openDelta(call: DeltaCall): void {
+  private openDelta(call: DeltaCall, identity: StreamIdentity): void {
     const record = new ClientRecord(++this.nextStreamId, 'delta');
-    const logger = this.logger.child({ stream: record.streamId, kind: 'delta' });
+    const logger = this.logger.child({ stream: record.streamId, kind: 'delta', role: identity.role, via: identity.via });
     const protocol = new DeltaStream({
       cache: this.cache,
+      identity,
       hooks: this.hooksFor(record, logger),
       send: writerFor(call),
       logger,
@@ -305,6 +364,19 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       }
     }
   }
+}
+
+function shutdown(server: grpc.Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, 2_000);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 function clientEvent(record: ClientRecord): ClientEvent {

@@ -1,6 +1,6 @@
 import { TypeUrl } from '../envoy/resources.js';
 import { AdsStream, type AdsStreamOptions } from './ads-stream.js';
-import { versionOfSet, type CachedResource } from './cache.js';
+import { versionOfSet, type CachedResource, type TypeSnapshot } from './cache.js';
 import { WILDCARD, absenceMeansRemoval, allowsLegacyWildcard, assignmentNamesOf } from './subscription.js';
 import { sotwResponseBody, withNonce, type DiscoveryRequest } from './wire.js';
 
@@ -100,21 +100,22 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     return changed;
   }
 
-  protected push(typeUrl: string, state: SotwTypeState): void {
-    const snapshot = this.options.cache.snapshot(typeUrl);
-    if (snapshot === undefined) return;
+  protected select(typeUrl: string, state: SotwTypeState, snapshot: TypeSnapshot): CachedResource[] {
     const selected: CachedResource[] = [];
-    const view = this.gatewayView();
     if (state.wildcard) {
-      for (const resource of snapshot.resources.values()) if (view === undefined || this.inView(typeUrl, resource.name)) selected.push(resource);
+      selected.push(...snapshot.resources.values());
     } else {
       for (const name of state.names) {
         const resource = snapshot.resources.get(name) ?? this.stillServed(typeUrl, state, name);
-        if (resource !== undefined && this.permitted(typeUrl, name)) selected.push(resource);
+        if (resource !== undefined) selected.push(resource);
       }
     }
-    const holding = typeUrl === TypeUrl.cluster && state.wildcard && this.held.size > 0;
-    if (holding) for (const [, resource] of this.held.entries()) selected.push(resource);
+    if (this.holding(typeUrl, state)) for (const [, resource] of this.held.entries()) selected.push(resource);
+    return selected;
+  }
+
+  protected respond(typeUrl: string, state: SotwTypeState, selected: CachedResource[], snapshot: TypeSnapshot): void {
+    const holding = this.holding(typeUrl, state);
     const updated = selected.filter((resource) => state.sent.get(resource.name)?.version !== resource.version);
     const news = updated.length > 0;
     const removals = absenceMeansRemoval(typeUrl) && selected.length < state.sent.size;
@@ -124,9 +125,9 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     if (!news && !removals && !unanswered) return;
     // A set that differs from the snapshot gets its own version, and so its own shared body.
     const version = state.wildcard && !holding ? snapshot.version : versionOfSet(selected);
-    // A Gateway's view of a snapshot keeps the snapshot's version (status compares ACKed
-    // versions with the cache's) but is a body of its own.
-    const body = this.bodies.get(typeUrl, version, selected, state.wildcard && !holding && view !== undefined ? `${version}@${view}` : version);
+    // A Gateway's view of a snapshot has the snapshot's version but a body of its own.
+    const view = this.gatewayView();
+    const body = this.bodies.get(typeUrl, version, selected, view !== undefined && version === snapshot.version ? `${version}@${view}` : version);
     const nonce = this.nextNonce();
     state.lastNonce = nonce;
     state.lastVersion = version;
@@ -136,6 +137,10 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     this.options.hooks.sent(typeUrl, version);
     this.options.logger.debug({ typeUrl, version, nonce, resources: selected.length }, 'xds: sotw response sent');
     if (typeUrl === TypeUrl.cluster) this.resendAssignments(assignmentNamesOf(updated));
+  }
+
+  private holding(typeUrl: string, state: SotwTypeState): boolean {
+    return typeUrl === TypeUrl.cluster && state.wildcard && this.held.size > 0;
   }
 
   /** Subscribed clusters gone from the configuration are kept, as last sent, while routes may name them. */

@@ -2,6 +2,7 @@ import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { roleOfSubjectAltName, type Role } from './identity.js';
 
 /**
  * xDS over TLS: a directory laid out like a Kubernetes `kubernetes.io/tls` Secret (tls.crt,
@@ -19,11 +20,60 @@ export const CA_FILE = 'ca.crt';
 export class XdsTlsError extends Error {}
 
 export interface XdsServerTls {
+  /** Where the files are, or what else the certificates come from (for logs and errors). */
   dir: string;
   cert: Buffer;
   key: Buffer;
   /** Present: clients must present a certificate signed by it. */
   ca?: Buffer;
+  /**
+   * With `ca`: where renewed certificates come from while serving. readXdsServerTls: the files
+   * in `dir`, read again every minute (a Kubernetes Secret volume is updated in place); absent:
+   * `cert`, `key` and `ca` as they are.
+   */
+  source?: grpc.experimental.CertificateProvider;
+}
+
+/** How often certificate files are read again: a renewed Secret reaches a pod within a minute or two anyway. */
+const REFRESH_MS = 60_000;
+
+/** Certificates held in memory and replaced by set(): the controller's own, when it manages the Secrets. */
+export class MemoryCertificateProvider implements grpc.experimental.CertificateProvider {
+  private ca: grpc.experimental.CaCertificateUpdate | null = null;
+  private identity: grpc.experimental.IdentityCertificateUpdate | null = null;
+  private readonly caListeners = new Set<grpc.experimental.CaCertificateUpdateListener>();
+  private readonly identityListeners = new Set<grpc.experimental.IdentityCertificateUpdateListener>();
+
+  set({ cert, key, ca }: { cert: Buffer; key: Buffer; ca: Buffer }): void {
+    this.ca = { caCertificate: ca };
+    this.identity = { certificate: cert, privateKey: key };
+    for (const listener of this.caListeners) listener(this.ca);
+    for (const listener of this.identityListeners) listener(this.identity);
+  }
+
+  // grpc-js registers the watcher that wants the update only after adding the listener: a
+  // synchronous first update would reach nobody, so it is delivered on the next tick.
+  addCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
+    this.caListeners.add(listener);
+    queueMicrotask(() => {
+      if (this.ca && this.caListeners.has(listener)) listener(this.ca);
+    });
+  }
+
+  removeCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
+    this.caListeners.delete(listener);
+  }
+
+  addIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
+    this.identityListeners.add(listener);
+    queueMicrotask(() => {
+      if (this.identity && this.identityListeners.has(listener)) listener(this.identity);
+    });
+  }
+
+  removeIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
+    this.identityListeners.delete(listener);
+  }
 }
 
 export interface XdsClientTls {
@@ -42,7 +92,7 @@ export function readXdsServerTls(dir: string, flag = '--xds-tls-dir'): XdsServer
   files.keyPair(cert, key);
   const ca = files.readOptional(CA_FILE, 'the CA that signs client certificates');
   if (ca) files.certificate(CA_FILE, ca);
-  return { dir, cert, key, ...(ca ? { ca } : {}) };
+  return { dir, cert, key, ...(ca ? { ca, source: filesOf(dir) } : {}) };
 }
 
 /** The client side: ca.crt required, tls.crt and tls.key optional but only together. */
@@ -60,12 +110,38 @@ export function readXdsClientTls(dir: string, flag = '--xds-tls-dir'): XdsClient
   return { dir, ca, ...(cert && key ? { cert, key } : {}) };
 }
 
-export function xdsServerCredentials(tls: XdsServerTls): grpc.ServerCredentials {
-  return grpc.ServerCredentials.createSsl(tls.ca ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.ca !== undefined);
+/** The role the client certificate names in its URI SAN (identity.ts), if it has one. */
+export function clientCertificateRole(tls: XdsClientTls): Role | undefined {
+  if (tls.cert === undefined) return undefined;
+  return roleOfSubjectAltName(new X509Certificate(tls.cert).subjectAltName);
 }
 
+export function xdsServerCredentials(tls: XdsServerTls): grpc.ServerCredentials {
+  if (tls.ca === undefined) return grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false);
+  const source = tls.source ?? fixed(tls.cert, tls.key, tls.ca);
+  return grpc.experimental.createCertificateProviderServerCredentials(source, source, true);
+}
+
+/** With a client certificate, its files (and ca.crt) are read again every minute, so a renewed one is used. */
 export function xdsChannelCredentials(tls: XdsClientTls): grpc.ChannelCredentials {
-  return grpc.credentials.createSsl(tls.ca, tls.key ?? null, tls.cert ?? null);
+  if (tls.cert === undefined) return grpc.credentials.createSsl(tls.ca);
+  const files = filesOf(tls.dir);
+  return grpc.experimental.createCertificateProviderChannelCredentials(files, files);
+}
+
+function fixed(cert: Buffer, key: Buffer, ca: Buffer): grpc.experimental.CertificateProvider {
+  const provider = new MemoryCertificateProvider();
+  provider.set({ cert, key, ca });
+  return provider;
+}
+
+function filesOf(dir: string): grpc.experimental.CertificateProvider {
+  return new grpc.experimental.FileWatcherCertificateProvider({
+    certificateFile: join(dir, CERT_FILE),
+    privateKeyFile: join(dir, KEY_FILE),
+    caCertificateFile: join(dir, CA_FILE),
+    refreshIntervalMs: REFRESH_MS,
+  });
 }
 
 /** How the xDS server is served, for logs: "mtls", "tls" or "plaintext". */

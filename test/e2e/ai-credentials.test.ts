@@ -134,8 +134,26 @@ describe('the AI extension going away', () => {
     expect(failure.message).toContain('Switchyard AI extension is unavailable');
     expect(openai.received()).toEqual([]);
 
+    // An extension that reaches the controller over plaintext TCP gets no key, and its 503 says why.
+    const unauthenticated = await startAiExtension({
+      port: extension.port,
+      host: '127.0.0.1',
+      logger: createLogger({ level: 'silent' }),
+      xds: { host: '127.0.0.1', port: gw.controller.xdsPort },
+      credentialWaitMs: 300,
+    });
+    try {
+      const refused = await gw.chatFailure();
+      expect(refused.status).toBe(503);
+      expect(refused.message).toContain('is not available (the controller gives provider keys only to an AI extension that authenticates, and this one connects over plaintext TCP');
+      expect(refused.message).toContain('--xds-tls-dir');
+      expect(openai.received()).toEqual([]);
+    } finally {
+      await unauthenticated.stop();
+    }
+
     restarted = await startAiExtension({ port: extension.port, host: '127.0.0.1', logger: createLogger({ level: 'silent' }) });
-    restarted.connect({ host: '127.0.0.1', port: gw.controller.xdsPort });
+    restarted.connect({ socket: await gw.controller.xds.privateSocket() });
     const answer = await waitFor(() => gw.chat().catch(() => undefined), { what: 'traffic to resume through the restarted extension', timeoutMs: 10_000, intervalMs: 100 });
     expect(answer.content).toBe('answered by openai');
     expect(keyOf(openai.received().at(-1)?.headers ?? {})).toBe(NEW_KEY);

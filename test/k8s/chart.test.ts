@@ -4,7 +4,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
-import { buildBootstrap } from '../../src/envoy/bootstrap.js';
+import { pkiNames } from '../../src/app/xds-pki.js';
+import { buildBootstrap, xdsTlsSdsFiles } from '../../src/envoy/bootstrap.js';
 import { createNamespace, kubectl, kubectlOk } from '../support/kube.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -30,8 +31,8 @@ describe('helm chart deploy/switchyard', () => {
 
   it.each([
     { name: 'default', set: [] as string[] },
-    { name: 'watch-namespaces-xds-tls', set: ['--set', 'watchNamespaces={team-a,team-b}', '--set', 'xds.tls.enabled=true', '--set', 'xds.tls.secretName=xds-tls', '--set', 'envoy.enabled=false'] },
-    { name: 'xds-tls-envoy', set: ['--set', 'xds.tls.enabled=true', '--set', 'xds.tls.secretName=xds-tls'] },
+    { name: 'watch-namespaces', set: ['--set', 'watchNamespaces={team-a,team-b}', '--set', 'envoy.enabled=false'] },
+    { name: 'plaintext-xds', set: ['--set', 'xds.tls.enabled=false', '--set', 'aiExtension.enabled=false'] },
   ])('renders the $name golden (UPDATE_GOLDEN=1 rewrites it)', async ({ name, set }) => {
     const r = await helm(['template', 'switchyard', CHART, '-n', 'switchyard-system', ...set]);
     expect(r.stderr).toBe('');
@@ -83,7 +84,7 @@ describe('the AI extension and xDS TLS in the chart', () => {
     expect(envoy.containers.map((c) => c.name)).toEqual(['envoy', 'ai-extension']);
     const ext = container(envoy, 'ai-extension');
     // The controller's Service name and xDS port, where its credentials come from.
-    expect(ext.args).toEqual(['ai-extension', '--xds=sy-switchyard.edge.svc:18000', '--host=127.0.0.1', '--port=19001', '--metrics-port=9191', '--log-level=info']);
+    expect(ext.args).toEqual(['ai-extension', '--xds=sy-switchyard.edge.svc:18000', '--host=127.0.0.1', '--port=19001', '--metrics-port=9191', '--log-level=info', '--xds-tls-dir=/etc/switchyard/xds-tls']);
     expect(ext.ports).toEqual([{ name: 'ai-metrics', containerPort: 9191, protocol: 'TCP' }]);
     expect(ext.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'ai-metrics' });
     expect(ext.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'ai-metrics' });
@@ -97,29 +98,54 @@ describe('the AI extension and xDS TLS in the chart', () => {
     expect(container(pod(docs, 'sy-switchyard'), 'controller').args?.join(' ')).not.toContain('--ai-extension');
   });
 
-  it('with xds.tls, mounts the Secret where the controller, Envoy and the extension read it, as the code expects', async () => {
-    const docs = await render('--set', 'xds.tls.enabled=true', '--set', 'xds.tls.secretName=xds-certs');
+  it('by default, has the controller issue the xDS certificates and mounts each component its own, where the code reads it', async () => {
+    const docs = await render();
     const dir = '/etc/switchyard/xds-tls';
     const ctlPod = pod(docs, 'sy-switchyard');
     const envoyPod = pod(docs, 'sy-switchyard-envoy');
-    for (const p of [ctlPod, envoyPod]) expect(p.volumes).toContainEqual({ name: 'xds-tls', secret: { secretName: 'xds-certs' } });
-    for (const c of [container(ctlPod, 'controller'), container(envoyPod, 'envoy'), container(envoyPod, 'ai-extension')]) {
-      expect(c.volumeMounts, c.name).toContainEqual({ name: 'xds-tls', mountPath: dir, readOnly: true });
-    }
-    expect(container(ctlPod, 'controller').args).toContain(`--xds-tls-dir=${dir}`);
+    // The controller mounts nothing: it issues the Secrets and serves its own certificate from memory.
+    const ctl = container(ctlPod, 'controller');
+    expect(ctlPod.volumes).toEqual([]);
+    expect(ctl.args).toEqual(expect.arrayContaining(['--xds-tls-secrets=sy-switchyard-xds', '--xds-tls-dns=sy-switchyard.edge.svc,sy-switchyard.edge.svc.cluster.local,sy-switchyard.edge,sy-switchyard']));
+    expect(ctl.args?.join(' ')).not.toContain('--xds-tls-dir');
+    expect(envoyPod.volumes).toEqual(expect.arrayContaining([
+      { name: 'xds-tls', secret: { secretName: 'sy-switchyard-xds-envoy' } },
+      { name: 'xds-tls-ai-extension', secret: { secretName: 'sy-switchyard-xds-ai-extension' } },
+    ]));
+    expect(container(envoyPod, 'envoy').volumeMounts).toContainEqual({ name: 'xds-tls', mountPath: dir, readOnly: true });
+    expect(container(envoyPod, 'ai-extension').volumeMounts).toEqual([{ name: 'xds-tls-ai-extension', mountPath: dir, readOnly: true }]);
     expect(container(envoyPod, 'ai-extension').args).toContain(`--xds-tls-dir=${dir}`);
-    // Envoy's bootstrap reaches the controller over TLS exactly as `switchyard bootstrap --xds-tls-dir` says.
+    // Envoy's bootstrap reaches the controller over TLS exactly as buildBootstrap (switchyard bootstrap) writes it.
+    const files = { caFile: `${dir}/ca.crt`, certFile: `${dir}/tls.crt`, keyFile: `${dir}/tls.key`, sdsDir: '/etc/envoy' };
     const configMap = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'sy-switchyard-envoy');
     const bootstrap = parseYaml(configMap?.data?.['envoy.yaml'] ?? '') as { static_resources: { clusters: { name: string; transport_socket?: unknown }[] } };
     const expected = buildBootstrap({
       xds: { host: 'sy-switchyard.edge.svc', port: 18000 },
       nodeId: 'n',
       adminPort: 9901,
-      xdsTls: { caFile: `${dir}/ca.crt`, certFile: `${dir}/tls.crt`, keyFile: `${dir}/tls.key` },
+      xdsTls: files,
     }) as unknown as typeof bootstrap;
     expect(bootstrap.static_resources.clusters[0]?.transport_socket).toEqual(expected.static_resources.clusters[0]?.transport_socket);
     // The RE2 program size limit the translator admits regexes up to (REGEX_PROGRAM_SIZE_LIMIT).
     expect((bootstrap as unknown as { layered_runtime?: unknown }).layered_runtime).toEqual((expected as unknown as { layered_runtime?: unknown }).layered_runtime);
+    // The file-based SDS Secrets through which Envoy reads a renewed certificate (test/protocol/xds-envoy-rotation.test.ts).
+    for (const [name, content] of Object.entries(xdsTlsSdsFiles(files))) expect(JSON.parse(configMap?.data?.[name] ?? '{}'), name).toEqual(content);
+    // The Secrets' names are the ones the controller writes (src/app/xds-pki.ts pkiNames).
+    const names = pkiNames('sy-switchyard-xds');
+    const role = docs.find((d) => d.kind === 'Role' && d.metadata.name === 'sy-switchyard-xds-pki') as unknown as { rules: { verbs: string[]; resourceNames?: string[] }[] };
+    expect(role.rules).toEqual([
+      { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+      { apiGroups: [''], resources: ['secrets'], resourceNames: [names.ca, ...Object.values(names.leaf)], verbs: ['get', 'update'] },
+    ]);
+  });
+
+  it('refuses to render the AI extension over plaintext xDS, where it would get no key', async () => {
+    const r = await helm(['template', 'sy', CHART, '-n', 'edge', '--set', 'xds.tls.enabled=false']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('aiExtension.enabled needs xds.tls.enabled');
+    const docs = await render('--set', 'xds.tls.enabled=false', '--set', 'aiExtension.enabled=false');
+    expect(docs.some((d) => d.metadata.name === 'sy-switchyard-xds-pki')).toBe(false);
+    expect(pod(docs, 'sy-switchyard-envoy').volumes.map((v) => v.name)).toEqual(['bootstrap']);
   });
 });
 
@@ -170,16 +196,30 @@ describe('helm install into the real API server', () => {
     expect(container(envoyPod, 'ai-extension').args).toContain(`--xds=${release}-switchyard.${ns.name}.svc:18000`);
   });
 
-  it('accepts the xDS TLS variant (controller, Envoy and extension mounting the Secret) in a server-side dry run', async () => {
+  it('accepts the plaintext variant (no certificates, no AI extension) in a server-side dry run', async () => {
     // Another release name: the objects are new, so the API server validates them whole.
-    const other = `${release}tls`;
-    const r = await helm(['template', other, CHART, '-n', ns.name, '--set', 'envoy.service.type=ClusterIP', '--set', 'xds.tls.enabled=true', '--set', 'xds.tls.secretName=xds-tls']);
+    const other = `${release}plain`;
+    const r = await helm(['template', other, CHART, '-n', ns.name, '--set', 'envoy.service.type=ClusterIP', '--set', 'xds.tls.enabled=false', '--set', 'aiExtension.enabled=false']);
     expect(r.code, r.stderr).toBe(0);
     const applied = await kubectl(['apply', '--dry-run=server', '-n', ns.name, '-f', '-'], r.stdout);
     expect(applied.stderr).toBe('');
     expect(applied.code).toBe(0);
     expect(applied.stdout).toContain(`deployment.apps/${other}-switchyard-envoy created (server dry run)`);
     expect(applied.stdout).toContain(`deployment.apps/${other}-switchyard created (server dry run)`);
+  });
+
+  it('lets the controller create and renew its four xDS certificate Secrets, and no other Secret', async () => {
+    const prefix = `${release}-switchyard-xds`;
+    const named = async (verb: string, name: string) => (await kubectl(['auth', 'can-i', '--as', sa(), verb, `secrets/${name}`, '-n', ns.name])).stdout.trim();
+    expect(await can('create', 'secrets', '-n', ns.name)).toBe('yes');
+    for (const name of [`${prefix}-ca`, `${prefix}-controller`, `${prefix}-envoy`, `${prefix}-ai-extension`]) {
+      expect(`get ${name}: ${await named('get', name)}`).toBe(`get ${name}: yes`);
+      expect(`update ${name}: ${await named('update', name)}`).toBe(`update ${name}: yes`);
+      expect(`delete ${name}: ${await named('delete', name)}`).toBe(`delete ${name}: no`);
+    }
+    expect(await named('update', 'someone-elses-secret')).toBe('no');
+    expect(await can('update', 'secrets', '-n', ns.name)).toBe('no');
+    expect(await can('create', 'secrets', '-n', teamB.name)).toBe('no');
   });
 
   it('grants the service account what the controller needs', async () => {

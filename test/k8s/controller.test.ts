@@ -211,7 +211,7 @@ beforeAll(async () => {
     // A short lease so the test does not wait long for leadership; the Lease lives in the test namespace.
     leaderElection: { namespace: ns.name, identity: `controller-test-${SUFFIX}`, leaseDurationMs: 4_000, renewDeadlineMs: 3_000, retryPeriodMs: 500 },
   });
-  extension.connect({ host: '127.0.0.1', port: ctl.xdsPort });
+  extension.connect({ socket: await ctl.xds.privateSocket() });
   const adminPort = await freePort();
   envoy = await startEnvoy({ bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: ctl.xdsPort }, nodeId: `controller-${SUFFIX}`, adminPort }), adminPort, id: 'k8s-controller' });
 

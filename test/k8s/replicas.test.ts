@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeProvider, type FakeProvider } from '../../examples/demo/fake-provider.js';
 import { startAiExtension, type RunningAiExtension } from '../../src/ai-extension/server.js';
@@ -49,7 +52,10 @@ interface Member {
   /** The loopback address this Envoy binds the Gateway's listener to, so two Envoys share the port. */
   address: string;
   xdsPort: number;
+  xdsSocket: string;
 }
+
+const socketDirs: string[] = [];
 
 let client: KubeClient;
 let ns: TestNamespace;
@@ -61,23 +67,26 @@ const extensionLog: string[] = [];
 
 async function startMember(name: string, address: string): Promise<Member> {
   const xdsPort = await freePort();
+  // Provider keys go only to the ai-extension identity: a private socket each replica serves.
+  const xdsSocket = join(mkdtempSync(join(tmpdir(), `switchyard-replica-${name}-`)), 'ads.sock');
+  socketDirs.push(dirname(xdsSocket));
   const extension = await startAiExtension({
     port: 0,
     host: '127.0.0.1',
     nodeId: `ai-extension/${name}-${SUFFIX}`,
-    xds: { host: '127.0.0.1', port: xdsPort },
+    xds: { socket: xdsSocket },
     logger: createLogger({ level: 'info', name: `ai-extension-${name}` }, { write: (line: string) => void extensionLog.push(line) }),
   });
-  const replica = await startReplica({ namespace: ns.name, identity: `replica-${name}-${SUFFIX}`, lease: LEASE, xdsPort, listenerAddress: address, extension });
+  const replica = await startReplica({ namespace: ns.name, identity: `replica-${name}-${SUFFIX}`, lease: LEASE, xdsPort, listenerAddress: address, extension, xdsSocket });
   const envoy = await startEnvoyFor(xdsPort, `replicas-${name}-${SUFFIX}`);
-  const m: Member = { name, replica, envoy, extension, address, xdsPort };
+  const m: Member = { name, replica, envoy, extension, address, xdsPort, xdsSocket };
   members.push(m);
   return m;
 }
 
 /** The same member's replica started again (a new process): same xDS port, same Envoy and extension. */
 async function restartReplica(m: Member, name: string): Promise<Member> {
-  const replica = await startReplica({ namespace: ns.name, identity: `replica-${name}-${SUFFIX}`, lease: LEASE, xdsPort: m.xdsPort, listenerAddress: m.address, extension: m.extension });
+  const replica = await startReplica({ namespace: ns.name, identity: `replica-${name}-${SUFFIX}`, lease: LEASE, xdsPort: m.xdsPort, listenerAddress: m.address, extension: m.extension, xdsSocket: m.xdsSocket });
   const restarted: Member = { ...m, name, replica };
   members.push(restarted);
   return restarted;
@@ -121,6 +130,7 @@ afterAll(async () => {
   await Promise.allSettled([...envoys].map((e) => e.stop()));
   await Promise.allSettled(members.map((m) => m.replica.stop()));
   await Promise.allSettled([...extensions].map((e) => e.stop()));
+  for (const dir of socketDirs) rmSync(dir, { recursive: true, force: true });
   await working?.close();
   await waiting?.close();
   if (ns) await removeTestObjects(client, ns.name, CLASS);

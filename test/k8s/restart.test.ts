@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeProvider, type FakeProvider } from '../../examples/demo/fake-provider.js';
 import { startAiExtension, type RunningAiExtension } from '../../src/ai-extension/server.js';
@@ -164,6 +167,9 @@ async function settled(r: Replica): Promise<void> {
   await r.ctl.writer?.idle();
 }
 
+let socketDir: string | undefined;
+let xdsSocket: string;
+
 beforeAll(async () => {
   client = testClient();
   ns = await createTestNamespace(client, 'restart');
@@ -171,17 +177,20 @@ beforeAll(async () => {
   waiting = await startFakeProvider({ name: 'waiting' });
   listenerPort = await freePort();
   xdsPort = await freePort();
+  socketDir = mkdtempSync(join(tmpdir(), 'switchyard-restart-xds-'));
+  xdsSocket = join(socketDir, 'ads.sock');
   // As in the chart: the AI extension lives next to Envoy, so it outlives a controller restart.
   extension = await startAiExtension({
     port: 0,
     host: '127.0.0.1',
     nodeId: `ai-extension/${SUFFIX}`,
-    xds: { host: '127.0.0.1', port: xdsPort },
+    // Provider keys go only to the ai-extension identity: a private socket each replica serves.
+    xds: { socket: xdsSocket },
     logger: createLogger({ level: 'info', name: 'ai-extension' }, { write: (line: string) => void extensionLog.push(line) }),
   });
   for (const o of gatewayObjects({ namespace: ns.name, className: CLASS, listenerPort, working, waiting })) await createObject(client, o);
 
-  first = await startReplica({ namespace: ns.name, identity: IDENTITY, lease: LEASE, xdsPort, extension });
+  first = await startReplica({ namespace: ns.name, identity: IDENTITY, lease: LEASE, xdsPort, extension, xdsSocket });
   envoy = await startEnvoyFor(xdsPort, NODE);
   await envoy.waitForListener(`${ns.name}/${GATEWAY}/${listenerPort}`, 15_000);
   await waitForAnswer('127.0.0.1', listenerPort, 'working', 'the working member to answer through Envoy');
@@ -196,6 +205,7 @@ afterAll(async () => {
   await second?.stop();
   await first?.stop();
   await extension?.stop();
+  if (socketDir) rmSync(socketDir, { recursive: true, force: true });
   await working?.close();
   await waiting?.close();
   if (ns) await removeTestObjects(client, ns.name, CLASS);
@@ -261,7 +271,7 @@ describe('a controller restart', () => {
     // says "no Envoy connected" would be written.
     process.kill(envoy.pid, 'SIGSTOP');
     try {
-      second = await startReplica({ namespace: ns.name, identity: IDENTITY, lease: LEASE, xdsPort, extension });
+      second = await startReplica({ namespace: ns.name, identity: IDENTITY, lease: LEASE, xdsPort, extension, xdsSocket });
       const r = second;
       // Relisted: the same objects give the same content hashes, before any Envoy is back.
       expect(cacheVersions(r)).toEqual(versions);

@@ -160,7 +160,7 @@ beforeAll(async () => {
     logger,
     leaderElection: { namespace: routesNs.name, identity: `route-refs-${SUFFIX}`, leaseDurationMs: 4_000, renewDeadlineMs: 3_000, retryPeriodMs: 500 },
   });
-  extension.connect({ host: '127.0.0.1', port: ctl.xdsPort });
+  extension.connect({ socket: await ctl.xds.privateSocket() });
   envoy = await startEnvoyFor(ctl.xdsPort, `route-refs-${SUFFIX}`);
 
   const backend = aiBackend({ name: 'shared', llm: true, priorities: [[{ fake: shared, hostname: 'shared.llm.test' }]] });

@@ -10,7 +10,9 @@ import { TypeUrl, type JsonObject, type XdsResources } from '../../src/envoy/res
 import { createLogger } from '../../src/observability/logger.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { XdsServer, type AckEvent, type ClientEvent } from '../../src/xds/server.js';
-import { readXdsClientTls, readXdsServerTls, xdsChannelCredentials, xdsServerCredentials } from '../../src/xds/tls.js';
+import { roleUri } from '../../src/xds/identity.js';
+import { clientCertificateRole, readXdsClientTls, readXdsServerTls, xdsChannelCredentials, xdsServerCredentials } from '../../src/xds/tls.js';
+import { main } from '../../src/cli/main.js';
 import { createPki, type Pki } from '../support/certs.js';
 import { httpListener } from '../support/envoy-listener.js';
 import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
@@ -21,8 +23,9 @@ import { sleep, waitFor } from '../support/wait.js';
 /**
  * xDS over mTLS with certificates made by openssl at test time: the real Envoy connects with a
  * client certificate and ACKs; an Envoy without one gets no configuration; the AI extension's
- * xDS client receives a credential over TLS and is refused without its certificate; `serve`
- * with TLS still feeds its in-process extension.
+ * xDS client receives a credential over TLS with its ai-extension certificate and is refused
+ * without it; `serve` with TLS still feeds its in-process extension. (What other identities
+ * get: test/protocol/xds-adversary.test.ts.)
  */
 
 const LISTENER = 'tls-http';
@@ -37,8 +40,8 @@ let extensionDir: string;
 beforeAll(() => {
   pki = createPki('xds');
   serverDir = pki.issue('controller', { san: ['IP:127.0.0.1', 'DNS:localhost'], usage: ['serverAuth'] });
-  envoyDir = pki.issue('envoy', { usage: ['clientAuth'] });
-  extensionDir = pki.issue('ai-extension', { usage: ['clientAuth'] });
+  envoyDir = pki.issue('envoy', { san: [`URI:${roleUri('envoy')}`], usage: ['clientAuth'] });
+  extensionDir = pki.issue('ai-extension', { san: [`URI:${roleUri('ai-extension')}`], usage: ['clientAuth'] });
 });
 afterAll(() => pki?.remove());
 
@@ -170,6 +173,28 @@ describe('ADS server over mTLS', () => {
     expect(connected.some((c) => c.nodeId === 'ai-extension-tls')).toBe(true);
   });
 
+  it("makes the AI extension's xDS client refuse a controller whose certificate names another host", async () => {
+    const elsewhere = pki.issue('elsewhere-for-extension', { san: ['DNS:elsewhere.example'], usage: ['serverAuth'] });
+    const other = new XdsServer({ cache });
+    const otherConnected: ClientEvent[] = [];
+    other.on('connected', (e) => otherConnected.push(e));
+    const otherPort = await other.start({ port: 0, host: '127.0.0.1', credentials: xdsServerCredentials(readXdsServerTls(elsewhere)) });
+    const extension = await startAiExtension({
+      port: 0,
+      host: '127.0.0.1',
+      logger: createLogger({ level: 'silent' }),
+      xds: { host: '127.0.0.1', port: otherPort, credentials: xdsChannelCredentials(readXdsClientTls(extensionDir)) },
+      nodeId: 'ai-extension-wrong-host',
+    });
+    try {
+      expect(await extension.credentials.resolve(CREDENTIAL, 2_000)).toBeUndefined();
+      expect(otherConnected).toEqual([]);
+    } finally {
+      await extension.stop();
+      await other.stop();
+    }
+  });
+
   it("refuses the AI extension's xDS client without a client certificate, and over plaintext", async () => {
     // Only ca.crt: it verifies the controller but has nothing to show.
     const caOnly = mkdtempSync(join(tmpdir(), 'switchyard-ca-only-'));
@@ -204,38 +229,53 @@ describe('ADS server over mTLS', () => {
   });
 });
 
-describe('one kubernetes.io/tls Secret for the controller, Envoy and the extension, as the chart mounts it', () => {
-  it('serves both clients, each presenting the same certificate, dialing the name in it', async () => {
-    const shared = pki.issue('shared', { san: ['DNS:localhost'], usage: ['serverAuth', 'clientAuth'] });
+describe('certificates from `switchyard certs`, as Switchyard issues them', () => {
+  it('serve Envoy (which gets its listener, no key) and the AI extension (which gets the key), each by its own certificate', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'switchyard-certs-'));
     const cache = new SnapshotCache();
     const server = new XdsServer({ cache });
     const acks: AckEvent[] = [];
     server.on('ack', (e) => acks.push(e));
-    const port = await server.start({ port: 0, host: '127.0.0.1', credentials: xdsServerCredentials(readXdsServerTls(shared)) });
-    const listenerPort = await freePort();
-    cache.setResources(resources(listenerPort));
     let envoy: EnvoyProcess | undefined;
-    let extension: RunningAiExtension | undefined;
+    const extensions: RunningAiExtension[] = [];
     try {
+      expect(await main(['certs', '--out', out, '--dns', 'localhost'])).toBe(0);
+      const port = await server.start({ port: 0, host: '127.0.0.1', credentials: xdsServerCredentials(readXdsServerTls(join(out, 'controller'))) });
+      const listenerPort = await freePort();
+      cache.setResources(resources(listenerPort));
       envoy = await startEnvoy({
-        id: 'xds-shared-secret',
+        id: 'xds-issued-certs',
         adminPort: 0,
-        bootstrap: buildBootstrap({ xds: { host: 'localhost', port }, nodeId: 'xds-shared-secret', adminPort: 0, xdsTls: envoyTls(shared) }),
+        bootstrap: buildBootstrap({ xds: { host: 'localhost', port }, nodeId: 'xds-issued-certs', adminPort: 0, xdsTls: envoyTls(join(out, 'envoy')) }),
       });
-      extension = await startAiExtension({
-        port: 0,
-        host: '127.0.0.1',
-        logger: createLogger({ level: 'silent' }),
-        xds: { host: 'localhost', port, credentials: xdsChannelCredentials(readXdsClientTls(shared)) },
-        nodeId: 'ai-extension-shared-secret',
-      });
-      expect(await extension.credentials.resolve(CREDENTIAL, 10_000)).toBe(KEY);
-      await waitFor(() => acks.find((a) => a.nodeId === 'xds-shared-secret' && a.typeUrl === TypeUrl.listener), { what: 'Envoy to ACK with the shared Secret', timeoutMs: 15_000 });
+      await waitFor(() => acks.find((a) => a.nodeId === 'xds-issued-certs' && a.typeUrl === TypeUrl.listener), { what: 'Envoy with its issued certificate to ACK', timeoutMs: 15_000 });
       await envoy.waitForListener(LISTENER);
+      const viaCert = async (dir: string, nodeId: string): Promise<RunningAiExtension> => {
+        const tls = readXdsClientTls(dir);
+        const role = clientCertificateRole(tls);
+        const extension = await startAiExtension({
+          port: 0,
+          host: '127.0.0.1',
+          logger: createLogger({ level: 'silent' }),
+          xds: { host: 'localhost', port, credentials: xdsChannelCredentials(tls), ...(role ? { certificateRole: role } : {}) },
+          nodeId,
+          credentialWaitMs: 100,
+        });
+        extensions.push(extension);
+        return extension;
+      };
+      const extension = await viaCert(join(out, 'ai-extension'), 'issued-ai-extension');
+      expect(extension.credentials.keysWithheld).toBeUndefined();
+      expect(await extension.credentials.resolve(CREDENTIAL, 10_000)).toBe(KEY);
+      // The extension's code with Envoy's certificate: no key, and it says why.
+      const impostor = await viaCert(join(out, 'envoy'), 'issued-envoy-as-extension');
+      expect(impostor.credentials.keysWithheld).toMatch(/of role envoy/);
+      expect(await impostor.credentials.resolve(CREDENTIAL, 2_000)).toBeUndefined();
     } finally {
-      await extension?.stop();
+      await Promise.all(extensions.map((e) => e.stop()));
       await envoy?.stop();
       await server.stop();
+      rmSync(out, { recursive: true, force: true });
     }
   });
 });

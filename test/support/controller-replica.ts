@@ -36,6 +36,12 @@ export interface ReplicaOptions {
   listenerAddress?: string;
   /** An AI extension to point the configuration at; absent: one is started for this replica. */
   extension?: RunningAiExtension;
+  /**
+   * The Unix socket (in a private directory the test owns) where `extension` reads provider keys:
+   * the replica serves it (streams on it are the ai-extension identity), and a restarted replica
+   * serves it again at the same path.
+   */
+  xdsSocket?: string;
 }
 
 export interface Replica {
@@ -97,7 +103,8 @@ export async function startReplica(opts: ReplicaOptions): Promise<Replica> {
     if (ownExtension) await extension.stop();
     throw err;
   }
-  if (ownExtension) extension.connect({ host: '127.0.0.1', port: ctl.xdsPort });
+  if (opts.xdsSocket !== undefined) await ctl.xds.listenUnix(opts.xdsSocket);
+  if (ownExtension) extension.connect({ socket: await ctl.xds.privateSocket() });
   const records = (msg: string): Record<string, unknown>[] =>
     logLines.flatMap((line) => {
       const parsed: unknown = JSON.parse(line);

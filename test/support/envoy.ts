@@ -18,6 +18,8 @@ export interface StartEnvoyOptions {
   /** A label for temp files and error messages, to tell several Envoys of one test apart. */
   id?: string;
   startTimeoutMs?: number;
+  /** More command-line flags, e.g. `--file-flush-interval-msec 100` to see access log lines sooner. */
+  extraArgs?: string[];
 }
 
 export interface ListenerStatus {
@@ -103,6 +105,7 @@ export async function startEnvoy(opts: StartEnvoyOptions): Promise<EnvoyProcess>
     '--log-level', opts.logLevel ?? 'info',
   ];
   if (opts.componentLogLevel !== undefined) args.push('--component-log-level', opts.componentLogLevel);
+  if (opts.extraArgs) args.push(...opts.extraArgs);
 
   // A file, not a pipe: a chatty Envoy must never block on a full pipe the test does not read.
   const logFd = openSync(logPath, 'a');

@@ -34,6 +34,8 @@ export interface FakeMember {
   model?: string;
   /** Name of the Secret holding its key; absent: no authToken. */
   secret?: string;
+  /** The member's chat completions path (openaiCompatible `path`); absent: the provider default. */
+  path?: string;
 }
 
 export interface BackendOptions {
@@ -60,6 +62,7 @@ function member(m: FakeMember): JsonObject {
     port: 80,
     tls: false,
     ...(m.model ? { model: m.model } : {}),
+    ...(m.path ? { path: m.path } : {}),
     ...(m.secret ? { authToken: { kind: 'SecretRef', secretRef: { name: m.secret } } } : {}),
   };
   return {
@@ -183,6 +186,8 @@ export interface GatewayFixtureOptions {
   fakeOptions?: Record<string, Omit<FakeProviderOptions, 'name'>>;
   /** Envoy-stage options on top of the fixture's (e.g. trustedCaFile for TLS fakes). */
   envoy?: Partial<EnvoyOptions>;
+  /** More flags for the Envoy process. */
+  envoyArgs?: string[];
   /** The controller's log lines (JSON), also kept for failure reports. */
   logLines?: string[];
 }
@@ -265,6 +270,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
       bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: controller.xdsPort }, nodeId: opts.id, adminPort }),
       adminPort,
       id: opts.id,
+      ...(opts.envoyArgs ? { extraArgs: opts.envoyArgs } : {}),
     });
     await envoy.waitForListener(`${NAMESPACE}/${GATEWAY}/${listenerPort}`);
 

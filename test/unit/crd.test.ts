@@ -33,6 +33,27 @@ describe('Backend CRD', () => {
     expect(problems).toEqual([]);
   });
 
+  it('describes every field, so kubectl explain and docs/api.md say what each one does', () => {
+    const versions = at(backendCrd(), 'spec', 'versions') as unknown as Node[];
+    const root = at(versions[0], 'schema', 'openAPIV3Schema');
+    const missing: string[] = [];
+    let described = 0;
+    const walk = (n: Node, path: string) => {
+      for (const [k, v] of Object.entries((n.properties as Record<string, Node>) ?? {})) {
+        // The API server refuses a description on metadata ("must not specify anything other than name and generateName").
+        if (`${path}.${k}` === 'backend.metadata') expect(Object.keys(v)).toEqual(['type']);
+        else if (typeof v.description === 'string' && v.description.length >= 10) described++;
+        else missing.push(`${path}.${k}`);
+        walk(v, `${path}.${k}`);
+      }
+      if (n.items) walk(n.items as Node, `${path}[]`);
+    };
+    walk(root, 'backend');
+    expect(missing).toEqual([]);
+    // The walk reached the whole schema (every provider under llm and multipool, status too).
+    expect(described).toBeGreaterThanOrEqual(180);
+  });
+
   it('carries a CEL twin of every cross-field rule of the zod schema', () => {
     const spec = at(backendCrd(), 'spec', 'versions') as unknown as Node[];
     const specSchema = at(spec[0], 'schema', 'openAPIV3Schema', 'properties', 'spec');

@@ -32,6 +32,7 @@ function harness(transport: 'instant' | 'held' = 'instant') {
   const { hooks, events } = recordingHooks();
   const stream = new DeltaStream({
     cache,
+    identity: { role: 'envoy', via: 'mtls' },
     hooks,
     logger: pino({ level: 'silent' }),
     send: (message, flushed) => {

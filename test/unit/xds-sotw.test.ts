@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeMessage } from '../../src/envoy/proto.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from '../../src/envoy/resources.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
-import { AI_EXTENSION_NODE_CLUSTER } from '../../src/xds/access.js';
+import type { StreamIdentity } from '../../src/xds/identity.js';
 import { SharedResponseBodies, SotwStream } from '../../src/xds/sotw.js';
 import type { DiscoveryRequest } from '../../src/xds/wire.js';
 import { assignment, cluster, recordingHooks, resources, route } from '../support/xds-stream.js';
@@ -19,7 +19,9 @@ interface Response {
  * `transport`: `instant` flushes every response at once (a client that reads); `held` keeps
  * each response in flight until `flushAll()` (a client that stopped reading).
  */
-function harness(nodeCluster = 'gw', transport: 'instant' | 'held' = 'instant') {
+const ENVOY: StreamIdentity = { role: 'envoy', via: 'mtls' };
+
+function harness(nodeCluster = 'gw', transport: 'instant' | 'held' = 'instant', identity: StreamIdentity = ENVOY) {
   const waiting: Array<() => void> = [];
   const cache = new SnapshotCache();
   const sent: Response[] = [];
@@ -27,6 +29,7 @@ function harness(nodeCluster = 'gw', transport: 'instant' | 'held' = 'instant') 
   const bodies = new SharedResponseBodies();
   const stream = new SotwStream({
     cache,
+    identity,
     bodies,
     hooks,
     logger: pino({ level: 'silent' }),
@@ -259,20 +262,56 @@ describe('SotwStream', () => {
     });
   });
 
-  it('serves provider credentials to the AI extension only, certificates to anyone who names them', () => {
+  it('serves provider credentials to the ai-extension identity only, whatever the node says; certificates to anyone who names them', () => {
     const secrets: EnvoyResource[] = [
       { '@type': TypeUrl.secret, name: 'credential/ai/openai-key', generic_secret: { secret: { inline_string: 'sk-test' } } },
       { '@type': TypeUrl.secret, name: 'certificate/ai/tls', tls_certificate: { certificate_chain: { inline_string: 'pem' } } },
     ];
-    const envoy = harness('gw');
+    const envoy = harness('switchyard-ai-extension', 'instant', ENVOY);
     envoy.cache.setResources(resources({ secrets }));
     envoy.request(TypeUrl.secret, ['credential/ai/openai-key', 'certificate/ai/tls']);
     expect(envoy.sent.at(-1)?.names).toEqual(['certificate/ai/tls']);
 
-    const extension = harness(AI_EXTENSION_NODE_CLUSTER);
+    const anonymous = harness('switchyard-ai-extension', 'instant', { role: 'anonymous', via: 'plaintext' });
+    anonymous.cache.setResources(resources({ secrets }));
+    anonymous.request(TypeUrl.secret, ['*']);
+    expect(anonymous.sent.at(-1)?.names).toEqual(['certificate/ai/tls']);
+
+    const extension = harness('gw', 'instant', { role: 'ai-extension', via: 'mtls' });
     extension.cache.setResources(resources({ secrets }));
     extension.request(TypeUrl.secret, ['credential/ai/openai-key']);
     expect(extension.sent.at(-1)?.names).toEqual(['credential/ai/openai-key']);
+  });
+
+  it('gives a wildcard set with a credential withheld its own version, never the shared body of the whole set', () => {
+    const secrets: EnvoyResource[] = [
+      { '@type': TypeUrl.secret, name: 'credential/ai/openai-key', generic_secret: { secret: { inline_string: 'sk-test' } } },
+      { '@type': TypeUrl.secret, name: 'certificate/ai/tls', tls_certificate: { certificate_chain: { inline_string: 'pem' } } },
+    ];
+    const cache = new SnapshotCache();
+    cache.setResources(resources({ secrets }));
+    const bodies = new SharedResponseBodies();
+    const sent = new Map<string, string[]>();
+    for (const identity of [{ role: 'ai-extension', via: 'unix-socket' }, { role: 'envoy', via: 'mtls' }] as const) {
+      const stream = new SotwStream({
+        cache,
+        identity,
+        bodies,
+        hooks: recordingHooks().hooks,
+        logger: pino({ level: 'silent' }),
+        send: (message, flushed) => {
+          const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', message);
+          sent.set(identity.role, ((json['resources'] ?? []) as JsonObject[]).map((r) => `${String(r['name'])}@${String(json['version_info'])}`));
+          flushed();
+          return true;
+        },
+      });
+      stream.onRequest({ node: { id: identity.role, cluster: 'x', userAgent: 'test' }, typeUrl: TypeUrl.secret, resourceNames: ['*'], versionInfo: '', responseNonce: '', errorDetail: undefined });
+    }
+    const full = cache.snapshot(TypeUrl.secret)?.version;
+    expect(sent.get('ai-extension')?.sort()).toEqual([`certificate/ai/tls@${full}`, `credential/ai/openai-key@${full}`]);
+    expect(sent.get('envoy')?.map((n) => n.split('@')[0])).toEqual(['certificate/ai/tls']);
+    expect(sent.get('envoy')?.[0]).not.toContain(`@${full}`);
   });
 
   describe('a client that stops reading', () => {
@@ -304,6 +343,7 @@ describe('SotwStream', () => {
       let room = true;
       const stream = new SotwStream({
         cache,
+        identity: ENVOY,
         bodies,
         hooks: recordingHooks().hooks,
         logger: pino({ level: 'silent' }),

@@ -24,6 +24,24 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: envoy
 {{- end -}}
 
+{{- /* Prefix of the xDS certificate Secrets the controller manages: <prefix>-{ca,controller,envoy,ai-extension}. */ -}}
+{{- define "switchyard.xdsSecrets" -}}
+{{ include "switchyard.fullname" . }}-xds
+{{- end -}}
+
+{{- /* The names Envoy and the AI extension dial the controller by: its certificate names each. */ -}}
+{{- define "switchyard.xdsDnsNames" -}}
+{{- $fullname := include "switchyard.fullname" . -}}
+{{ $fullname }}.{{ .Release.Namespace }}.svc,{{ $fullname }}.{{ .Release.Namespace }}.svc.cluster.local,{{ $fullname }}.{{ .Release.Namespace }},{{ $fullname }}
+{{- end -}}
+
+{{- /* Provider keys never cross plaintext xDS: the chart's AI extension needs mTLS. */ -}}
+{{- define "switchyard.checkValues" -}}
+{{- if and .Values.aiExtension.enabled (not .Values.xds.tls.enabled) -}}
+{{- fail "aiExtension.enabled needs xds.tls.enabled: provider keys are served only to an AI extension that authenticates with its mTLS certificate (set xds.tls.enabled=true, or aiExtension.enabled=false and run the extension yourself)" -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "switchyard.image" -}}
 {{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
 {{- end -}}
