@@ -38,7 +38,7 @@ interface DataPlane {
 }
 
 interface Statusz {
-  statuses: { kind: string; namespace: string; name: string; conditions?: { type: string; status: string; reason: string }[]; addresses?: { type: string; value: string }[] }[];
+  statuses: { kind: string; namespace: string; name: string; conditions?: { type: string; status: string; reason: string; message: string }[]; addresses?: { type: string; value: string }[] }[];
   dataPlanes: DataPlane[];
 }
 
@@ -244,6 +244,17 @@ describe('serve --infrastructure host: one supervised Envoy per Gateway', () => 
     if (before?.pid === undefined) throw new Error('no Envoy for team-a/edge');
     const killedAt = Date.now();
     process.kill(before.pid, 'SIGKILL');
+    // While it is down (at least the 0.5 s back-off), the Gateway says so and has no address.
+    const down = await waitFor(
+      async () => {
+        const gw = (await statusz()).statuses.find((x) => x.kind === 'Gateway' && x.namespace === 'team-a');
+        const programmed = gw?.conditions?.find((c) => c.type === 'Programmed');
+        return programmed?.status === 'False' ? { programmed, addresses: gw?.addresses } : undefined;
+      },
+      { what: 'team-a/edge to be reported not Programmed while its Envoy is down', timeoutMs: 5_000, intervalMs: 20 },
+    );
+    expect(down.programmed).toMatchObject({ reason: 'Pending' });
+    expect(down.addresses).toEqual([]);
     const after = await waitFor(
       async () => {
         const p = await plane('team-a/edge');
