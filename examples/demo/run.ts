@@ -522,6 +522,8 @@ async function main(): Promise<number> {
       [
         CLI, 'serve', '--config', demoConfig(logDir), '--xds-port', String(PORT.xds), '--metrics-port', String(PORT.metrics),
         '--ai-extension-port', String(PORT.aiExtension), '--listener-address', '127.0.0.1', '--log-level', 'warn',
+        // The demo runs its own Envoy, on the ports it prints.
+        '--no-envoy',
       ],
       join(logDir, 'controller.log'),
     );

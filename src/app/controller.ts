@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { HostInfrastructure, type HostInfrastructureOptions } from '../infrastructure/host.js';
 import { KubeClient } from '../providers/kubernetes/api-client.js';
 import { loadKubeConfig } from '../providers/kubernetes/kubeconfig.js';
 import { KubernetesProvider, type KubernetesProviderOptions } from '../providers/kubernetes/provider.js';
@@ -9,6 +10,7 @@ import { StatusReporter } from '../status/reporter.js';
 import type { StatusWriter } from '../status/writer.js';
 import { startManagedXdsTls, type ManagedXdsTls, type ManagedXdsTlsOptions } from './xds-pki.js';
 import { startGatewayRuntime, type RunningGateway, type ServingOptions, type StatusSink } from './gateway-runtime.js';
+import { defaultStateDir, lockStateDir, openStateDir, type StateDir } from './state-dir.js';
 
 const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
@@ -33,6 +35,11 @@ export interface ControllerOptions extends ServingOptions {
   managedXdsTls?: Omit<ManagedXdsTlsOptions, 'client' | 'logger'>;
   /** Provider tuning (debounce, back-off, watch timeouts), for tests and operators. */
   provider?: Omit<Partial<KubernetesProviderOptions>, 'client' | 'namespaces' | 'logger'>;
+  /**
+   * Run one Envoy per Gateway on this machine (src/infrastructure/host.ts); the leader writes
+   * their addresses to status.addresses. `stateDir` default: defaultStateDir("controller").
+   */
+  infrastructure?: Omit<HostInfrastructureOptions, 'logger' | 'stateDir'> & { kind: 'host'; stateDir?: string };
 }
 
 export interface RunningController extends RunningGateway {
@@ -77,6 +84,13 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
     warnings: (events) => reporter.recorder.record(events),
   };
 
+  let host: { state: StateDir; unlock: () => void; infrastructure: HostInfrastructure } | undefined;
+  if (opts.infrastructure) {
+    const { kind: _kind, stateDir, ...choice } = opts.infrastructure;
+    const state = openStateDir(stateDir ?? defaultStateDir('controller'));
+    host = { state, unlock: lockStateDir(state), infrastructure: new HostInfrastructure({ ...choice, stateDir: state.path, logger: log.child({ component: 'host-infrastructure' }) }) };
+  }
+
   let runtime: RunningGateway;
   let managed: ManagedXdsTls | undefined;
   try {
@@ -92,9 +106,16 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
       envoy: opts.envoy,
       logger: log,
       statusSink: sink,
+      ...(host ? { infrastructure: host.infrastructure } : {}),
       origin: { kubeconfig: kube.source, server: kube.server, namespaces: opts.namespaces.length > 0 ? opts.namespaces.join(',') : 'all' },
     });
+    if (host) {
+      // The Envoys dial this controller over a Unix socket of their own (envoy identity) in its private state directory.
+      host.infrastructure.start({ socket: await runtime.xds.listenEnvoySocket(host.state.envoySocket) });
+    }
   } catch (err) {
+    await host?.infrastructure.stop();
+    host?.unlock();
     managed?.stop();
     client.close();
     throw err;
@@ -113,9 +134,11 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
     async stop() {
       // Hand the Lease over first (after our last status writes), then stop serving.
       await reporter.stop();
+      await host?.infrastructure.stop();
       managed?.stop();
       await runtime.stop();
       client.close();
+      host?.unlock();
     },
   };
   return running;

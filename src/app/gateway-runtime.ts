@@ -4,7 +4,9 @@ import type { EnvoyOptions } from '../envoy/options.js';
 import { KIND_FIELD, PUSH_ORDER, TypeUrl } from '../envoy/resources.js';
 import { startHealthServer, type HealthServer } from '../observability/health.js';
 import { createMetrics, type SwitchyardMetrics } from '../observability/metrics.js';
-import { runPipeline } from '../pipeline.js';
+import { toDataPlanes, toXdsResources } from '../envoy/index.js';
+import type { GatewayIR } from '../ir/model.js';
+import type { Readiness } from '../observability/health.js';
 import { translate } from '../translate/index.js';
 import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
@@ -47,9 +49,28 @@ export interface ServingOptions {
   logger: Logger;
 }
 
+/**
+ * What runs the Gateways' data planes (src/infrastructure/host.ts): a sibling of the status
+ * writer, fed the Gateways of each translation; it decides their listener addresses before the
+ * Envoy stage and adds what it knows (addresses, readiness) to their status.
+ */
+export interface Infrastructure {
+  /** "namespace/name" -> the address the Gateway's listeners bind (EnvoyOptions.gatewayAddresses). */
+  addresses(gateways: readonly GatewayIR[]): ReadonlyMap<string, string>;
+  /** The snapshot of the last addresses() call is in the cache: start or stop data planes to match. */
+  apply(): void;
+  statuses(all: readonly ObjectStatus[]): ObjectStatus[];
+  /** A data plane changed state: statuses and readiness are to be read again. */
+  onChange(listener: () => void): () => void;
+  readiness(): Readiness;
+  /** Per Gateway, for /statusz. */
+  views(): unknown[];
+}
+
 export interface GatewayRuntimeOptions extends ServingOptions {
   provider: SnapshotProvider;
   statusSink?: StatusSink;
+  infrastructure?: Infrastructure;
   /** Logged with the "serving" line: where the configuration comes from. */
   origin: Record<string, string>;
   /** Series of another process served on this /metrics too (serve's AI extension). */
@@ -108,7 +129,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       for (const kind of PUSH_ORDER) current[TypeUrl[kind]] = view.snapshot(TypeUrl[kind])?.version;
       versions.set(key, current);
     }
-    const { changed, removed } = book.update(applyXdsFeedback(translated, servedAs, { clients, versions }));
+    const fed = applyXdsFeedback(translated, servedAs, { clients, versions });
+    const { changed, removed } = book.update(opts.infrastructure ? opts.infrastructure.statuses(fed) : fed);
     for (const s of changed) log.info({ object: `${s.kind} ${s.namespace ? `${s.namespace}/` : ''}${s.name}`, conditions: conditionsSummary(s) }, 'status changed');
     if (opts.statusSink && (changed.length > 0 || removed.length > 0)) opts.statusSink.statuses(book.all());
   };
@@ -152,8 +174,12 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       const inputs = excluded.size === 0
         ? snapshot.inputs
         : { ...snapshot.inputs, httpRoutes: snapshot.inputs.httpRoutes.filter((r) => !excluded.has(`${r.metadata.namespace}/${r.metadata.name}`)) };
-      const result = runPipeline(inputs, opts.envoy);
+      const translation = translate(inputs);
+      const gatewayAddresses = opts.infrastructure?.addresses(translation.ir.gateways);
+      const envoy = gatewayAddresses ? { ...opts.envoy, gatewayAddresses } : opts.envoy;
+      const result = { translation, xds: toXdsResources(translation.ir, envoy), planes: toDataPlanes(translation.ir, envoy) };
       const change = cache.setResources(result.xds, result.planes);
+      opts.infrastructure?.apply();
       const routeVersion = cache.snapshot(TypeUrl.route)?.version;
       noteRouteVersions(routeVersion);
       if (quarantine.served(routeVersion, result.translation.ir)) retranslate();
@@ -191,6 +217,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
 
   apply(await provider.start());
   provider.onChange(apply);
+  opts.infrastructure?.onChange(scheduleStatuses);
 
   xds.on('sent', (e) => metrics.xdsPushes.inc({ type_url: e.typeUrl }));
   xds.on('ack', (e) => {
@@ -226,8 +253,13 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       port: opts.metricsPort,
       host: opts.metricsHost,
       registry: metrics.registry,
-      ready: () => (loaded ? true : { ready: false, reason: 'the configuration has not been translated yet' }),
-      statusz: () => ({ statuses: book.all(), problems: problems.map((p) => ({ ...p, text: formatProblem(p) })), clients: xds.clients() }),
+      ready: () => (!loaded ? { ready: false, reason: 'the configuration has not been translated yet' } : (opts.infrastructure?.readiness() ?? true)),
+      statusz: () => ({
+        statuses: book.all(),
+        problems: problems.map((p) => ({ ...p, text: formatProblem(p) })),
+        clients: xds.clients(),
+        ...(opts.infrastructure ? { dataPlanes: opts.infrastructure.views() } : {}),
+      }),
       ...(opts.extraMetrics ? { extraMetrics: opts.extraMetrics } : {}),
     }).catch((err: unknown) => Promise.reject(asAddressInUse(err, 'metrics', opts.metricsHost, opts.metricsPort)));
   } catch (err) {

@@ -6,7 +6,8 @@ import type { ConfigLimits } from '../providers/manifest-files.js';
 import { startAiExtensionProcess, type AiExtensionProcess } from './ai-extension-process.js';
 import { assertPortFree, assertServingPortsFree } from './ports.js';
 import { startGatewayRuntime, type RunningGateway, type ServingOptions } from './gateway-runtime.js';
-import { defaultStateDir, lockStateDir, openStateDir } from './state-dir.js';
+import { HostInfrastructure, type HostInfrastructureOptions } from '../infrastructure/host.js';
+import { defaultStateDir, lockStateDir, openStateDir, type StateDir } from './state-dir.js';
 
 /** The AI extension needs no certificate: in process or as a child, it reads its credentials over a private Unix socket. */
 export interface ServeOptions extends ServingOptions {
@@ -19,6 +20,22 @@ export interface ServeOptions extends ServingOptions {
    * (default 127.0.0.1: Envoy on this host). Default: `{port: 0}`.
    */
   aiExtension?: false | { port: number; host?: string; advertise?: string; child?: AiExtensionChildOptions };
+  /**
+   * The Host infrastructure: one Envoy per Gateway, run and supervised by serve
+   * (src/infrastructure/host.ts). Absent: Envoy is left to the user (`switchyard bootstrap`).
+   */
+  infrastructure?: HostInfrastructureChoice;
+}
+
+export interface HostInfrastructureChoice {
+  kind: 'host';
+  envoyPath: string;
+  /** Addresses, Envoy bootstraps, logs and pids (default: the AI extension's, else defaultStateDir(config)). */
+  stateDir?: string;
+  concurrency?: number;
+  envoyLogLevel?: string;
+  backoff?: HostInfrastructureOptions['backoff'];
+  firstAddress?: string;
 }
 
 /**
@@ -36,6 +53,8 @@ export interface AiExtensionChildOptions {
 }
 
 export type RunningServe = RunningGateway & {
+  /** The Envoys serve runs, with infrastructure host. */
+  hostInfrastructure: HostInfrastructure | undefined;
   /** The in-process AI extension, unless disabled or run as a child. */
   aiExtension: RunningAiExtension | undefined;
   /** The AI extension's process, when run as a child. */
@@ -47,11 +66,53 @@ export type RunningServe = RunningGateway & {
  * in the same process, the AI extension that Envoy calls for every attempt on an AI Backend.
  */
 export async function serve(opts: ServeOptions): Promise<RunningServe> {
-  const { config, limits, logger, aiExtension: extensionOptions = { port: 0 }, ...servers } = opts;
+  const { config, limits, logger, aiExtension: extensionOptions = { port: 0 }, infrastructure: hostChoice, ...servers } = opts;
   // Before the AI extension starts: a wrong path or a taken port is then one line, nothing to unwind.
   await assertConfigPathReadable(config);
   await assertServingPortsFree(servers);
   if (extensionOptions !== false && extensionOptions.child !== undefined) return serveWithExtensionProcess(opts, extensionOptions.child);
+  let host: { state: StateDir; unlock: () => void; infrastructure: HostInfrastructure } | undefined;
+  if (hostChoice) {
+    const state = openStateDir(hostChoice.stateDir ?? defaultStateDir(config));
+    const unlock = lockStateDir(state);
+    host = { state, unlock, infrastructure: hostInfrastructure(hostChoice, state, logger) };
+  }
+  try {
+    return await serveInProcess(opts, extensionOptions, host);
+  } catch (err) {
+    await host?.infrastructure.stop();
+    host?.unlock();
+    throw err;
+  }
+}
+
+function hostInfrastructure(choice: HostInfrastructureChoice, state: StateDir, logger: ServeOptions['logger']): HostInfrastructure {
+  return new HostInfrastructure({
+    envoyPath: choice.envoyPath,
+    stateDir: state.path,
+    logger: logger.child({ component: 'host-infrastructure' }),
+    ...(choice.concurrency !== undefined ? { concurrency: choice.concurrency } : {}),
+    ...(choice.envoyLogLevel !== undefined ? { envoyLogLevel: choice.envoyLogLevel } : {}),
+    ...(choice.backoff !== undefined ? { backoff: choice.backoff } : {}),
+    ...(choice.firstAddress !== undefined ? { firstAddress: choice.firstAddress } : {}),
+  });
+}
+
+/**
+ * The Envoys reach serve's ADS over a Unix socket of their own in the state directory: no port
+ * to expose, no TLS to set up, and the envoy identity (never a provider key), unlike the AI
+ * extension's private socket.
+ */
+async function startEnvoys(runtime: RunningGateway, host: { state: StateDir; infrastructure: HostInfrastructure }): Promise<void> {
+  host.infrastructure.start({ socket: await runtime.xds.listenEnvoySocket(host.state.envoySocket) });
+}
+
+async function serveInProcess(
+  opts: ServeOptions,
+  extensionOptions: false | { port: number; host?: string; advertise?: string },
+  host: { state: StateDir; unlock: () => void; infrastructure: HostInfrastructure } | undefined,
+): Promise<RunningServe> {
+  const { config, limits, logger, aiExtension: _extension, infrastructure: _host, ...servers } = opts;
   let extension: RunningAiExtension | undefined;
   let envoy = servers.envoy;
   if (extensionOptions !== false) {
@@ -62,10 +123,26 @@ export async function serve(opts: ServeOptions): Promise<RunningServe> {
   }
   let runtime: RunningGateway;
   try {
-    runtime = await startGatewayRuntime({ ...servers, envoy, logger, provider: new FileProvider({ path: config, logger, ...(limits ? { limits } : {}) }), origin: { config } });
+    runtime = await startGatewayRuntime({
+      ...servers,
+      envoy,
+      logger,
+      provider: new FileProvider({ path: config, logger, ...(limits ? { limits } : {}) }),
+      origin: { config },
+      ...(host ? { infrastructure: host.infrastructure } : {}),
+    });
   } catch (err) {
     await extension?.stop();
     throw err;
+  }
+  if (host) {
+    try {
+      await startEnvoys(runtime, host);
+    } catch (err) {
+      await extension?.stop();
+      await runtime.stop();
+      throw err;
+    }
   }
   if (extension) {
     // Credentials come from this process's own ADS server over its private Unix socket, TLS or
@@ -85,9 +162,12 @@ export async function serve(opts: ServeOptions): Promise<RunningServe> {
     ...runtime,
     aiExtension: extension,
     aiExtensionProcess: undefined,
+    hostInfrastructure: host?.infrastructure,
     async stop() {
+      await host?.infrastructure.stop();
       await running?.stop();
       await runtime.stop();
+      host?.unlock();
     },
   };
 }
@@ -98,12 +178,13 @@ export async function serve(opts: ServeOptions): Promise<RunningServe> {
  * pipeline; then the Unix socket the extension reads credentials from, at the same path as before.
  */
 async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionChildOptions): Promise<RunningServe> {
-  const { config, limits, logger, aiExtension: extensionOptions, ...servers } = opts;
+  const { config, limits, logger, aiExtension: extensionOptions, infrastructure: hostChoice, ...servers } = opts;
   if (extensionOptions === false || extensionOptions === undefined) throw new Error('serve: no AI extension options');
-  const state = openStateDir(child.stateDir ?? defaultStateDir(config));
+  const state = openStateDir(child.stateDir ?? hostChoice?.stateDir ?? defaultStateDir(config));
   const unlock = lockStateDir(state);
   let extension: AiExtensionProcess | undefined;
   let runtime: RunningGateway | undefined;
+  const infrastructure = hostChoice ? hostInfrastructure(hostChoice, state, logger) : undefined;
   try {
     extension = await startAiExtensionProcess({
       state,
@@ -123,11 +204,14 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
       provider: new FileProvider({ path: config, logger, ...(limits ? { limits } : {}) }),
       origin: { config },
       extraMetrics: () => running.metrics(),
+      ...(infrastructure ? { infrastructure } : {}),
     });
     // Left behind by a serve that was killed; the lock says no live serve owns it.
     rmSync(state.socket, { force: true });
     await runtime.xds.listenUnix(state.socket);
+    if (infrastructure) await startEnvoys(runtime, { state, infrastructure });
   } catch (err) {
+    await infrastructure?.stop();
     await extension?.stop();
     await runtime?.stop();
     unlock();
@@ -140,7 +224,9 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
     ...running,
     aiExtension: undefined,
     aiExtensionProcess: extensionProcess,
+    hostInfrastructure: infrastructure,
     async stop() {
+      await infrastructure?.stop();
       await extensionProcess.stop();
       await running.stop();
       rmSync(state.socket, { force: true });

@@ -19,6 +19,8 @@ export interface StateDir {
   extensionLog: string;
   /** serve's pid: one serve per directory. */
   lock: string;
+  /** serve's ADS server for the Envoys it runs (infrastructure host): no provider key goes there. */
+  envoySocket: string;
 }
 
 /** Unix socket paths longer than this are refused by the kernel (sun_path is 108 bytes on Linux). */
@@ -45,10 +47,13 @@ export function openStateDir(path: string): StateDir {
     throw new Error(`state directory ${dir} is open to other users (mode ${(st.mode & 0o777).toString(8)}); the AI extension's credential socket lives there: chmod 700 it, or pass another --state-dir`);
   }
   const socket = join(dir, 'ads.sock');
-  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
-    throw new Error(`state directory ${dir} is too long for a Unix socket path (${socket} exceeds ${MAX_SOCKET_PATH} bytes): pass a shorter --state-dir`);
+  const envoySocket = join(dir, 'envoy.sock');
+  for (const path of [socket, envoySocket]) {
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+      throw new Error(`state directory ${dir} is too long for a Unix socket path (${path} exceeds ${MAX_SOCKET_PATH} bytes): pass a shorter --state-dir`);
+    }
   }
-  return { path: dir, socket, extensionRecord: join(dir, 'ai-extension.json'), extensionLog: join(dir, 'ai-extension.log'), lock: join(dir, 'serve.pid') };
+  return { path: dir, socket, extensionRecord: join(dir, 'ai-extension.json'), extensionLog: join(dir, 'ai-extension.log'), lock: join(dir, 'serve.pid'), envoySocket };
 }
 
 /** Whether a process with this pid exists (one of another user counts). */

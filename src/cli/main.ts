@@ -8,8 +8,9 @@ import { removeExtensionRecord, writeExtensionRecord } from '../app/ai-extension
 import { controller, defaultLeaseNamespace } from '../app/controller.js';
 import type { RunningGateway } from '../app/gateway-runtime.js';
 import { AddressInUseError, assertPortFree, type ServerRole } from '../app/ports.js';
-import { serve } from '../app/serve.js';
+import { serve, type HostInfrastructureChoice } from '../app/serve.js';
 import { directoryStore, ensurePki, pkiNames } from '../app/xds-pki.js';
+import { ENVOY_SEARCH, findEnvoyBinary } from '../infrastructure/host.js';
 import { buildBootstrap, gatewayKeyProblem } from '../envoy/bootstrap.js';
 import { ACCESS_LOG_FORMATS, type AccessLogFormat } from '../envoy/access-log.js';
 import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
@@ -30,12 +31,18 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                    [--ai-extension-port 18001] [--ai-extension-address 127.0.0.1] [--no-ai-extension]
                    [--xds-tls-dir DIR] [--state-dir DIR] [--max-document-size 1.5Mi]
                    [--max-file-size 64Mi] [--max-config-size 128Mi] [--access-log json|off]
+                   [--infrastructure host|none | --no-envoy] [--envoy-path PATH] [--envoy-concurrency N]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
       the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port,
       as a process of its own that keeps serving if serve dies; a restarted serve adopts it through
       --state-dir (default: per config path, under $XDG_RUNTIME_DIR or a 0700 temp directory).
       A document, a file or the whole of PATH over its size limit is refused with an error naming
       it (sizes in bytes, or with Ki, Mi, Gi); what was served before keeps being served.
+      --infrastructure host (the default when an Envoy binary is found: --envoy-path, else
+      .toolchain/bin/envoy, else envoy on PATH) runs one Envoy per Gateway, each on a loopback
+      address of its own (spec.addresses in 127.0.0.0/8, else 127.0.10.1 upwards, kept across
+      restarts), restarted when it exits; its address is in the Gateway's status.addresses and
+      its admin URL in /statusz. --no-envoy (--infrastructure none) leaves Envoy to you.
       --xds-tls-dir DIR serves xDS over TLS: DIR holds tls.crt and tls.key (like a kubernetes.io/tls
       Secret) and, optionally, ca.crt: client certificates are then required and verified (mTLS).
 `,
@@ -52,13 +59,15 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                         [--ai-extension-address 127.0.0.1] [--ai-extension-port 18001]
                         [--lease-namespace NS] [--no-leader-election] [--xds-tls-dir DIR] [--log-level info]
                         [--access-log json|off] [--xds-tls-secrets PREFIX --xds-tls-dns NAMES]
+                        [--infrastructure none|host] [--envoy-path PATH] [--envoy-concurrency N] [--state-dir DIR]
       Watch a Kubernetes API server (--kubeconfig, else $KUBECONFIG, the in-cluster service account,
       ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status and Events
       (with --no-leader-election this replica writes them: run only one). The AI extension runs next
       to Envoy (switchyard ai-extension); --ai-extension-* say where Envoy dials it. --xds-tls-dir as
       for serve; --xds-tls-secrets PREFIX: the controller issues and renews the CA and a certificate
       per role itself, in Secrets PREFIX-{ca,controller,envoy,ai-extension} of its namespace, its
-      own naming NAMES (--xds-tls-dns).
+      own naming NAMES (--xds-tls-dns). --infrastructure host runs one Envoy per Gateway on this
+      machine, as serve does (default none).
 `,
   certs: `  switchyard certs --out DIR [--dns NAMES]
       Issue (or renew, when in the last third of their lifetime) an xDS CA and one certificate per
@@ -192,6 +201,7 @@ async function runServe(args: string[]): Promise<number> {
       'xds-tls-dir': { type: 'string' },
       ...LIMIT_OPTIONS,
       'state-dir': { type: 'string' },
+      ...INFRASTRUCTURE_OPTIONS,
     },
   });
   if (!values.config) throw new UsageError('serve needs --config PATH (a manifest file or a directory of them)');
@@ -202,6 +212,7 @@ async function runServe(args: string[]): Promise<number> {
   const level = logLevel(values['log-level']);
   const logger = createLogger({ level, name: 'switchyard' });
   const stateDir = values['state-dir'];
+  const infrastructure = infrastructureChoice(values, 'auto', logger);
   const running = await serve({
     config: values.config,
     limits,
@@ -227,9 +238,48 @@ async function runServe(args: string[]): Promise<number> {
           advertise: extensionAddress,
           child: { ...(stateDir !== undefined ? { stateDir } : {}), logLevel: level },
         },
+    ...(infrastructure ? { infrastructure: { ...infrastructure, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),
   });
   await untilSignal(running, logger);
   return 0;
+}
+
+const INFRASTRUCTURE_OPTIONS = {
+  infrastructure: { type: 'string' },
+  'no-envoy': { type: 'boolean' },
+  'envoy-path': { type: 'string' },
+  'envoy-concurrency': { type: 'string' },
+} as const;
+
+/**
+ * Whether serve runs the Envoys: `host` when asked (an error naming --envoy-path when no binary is
+ * found), `none` when asked; by default (`auto`) host when a binary is found, else none, said in the log.
+ */
+function infrastructureChoice(
+  values: { infrastructure?: string | undefined; 'no-envoy'?: boolean | undefined; 'envoy-path'?: string | undefined; 'envoy-concurrency'?: string | undefined },
+  fallback: 'auto' | 'none',
+  logger: ReturnType<typeof createLogger>,
+): HostInfrastructureChoice | undefined {
+  const asked = values.infrastructure;
+  if (asked !== undefined && asked !== 'host' && asked !== 'none') throw new UsageError(`--infrastructure must be host or none, got "${asked}"`);
+  if (values['no-envoy'] && asked === 'host') throw new UsageError('--no-envoy contradicts --infrastructure host: give one of them');
+  const mode = values['no-envoy'] ? 'none' : (asked ?? (values['envoy-path'] !== undefined ? 'host' : fallback));
+  if (mode === 'none') return undefined;
+  const concurrencyText = values['envoy-concurrency'];
+  const concurrency = concurrencyText === undefined ? undefined : Number(concurrencyText);
+  if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1)) throw new UsageError(`--envoy-concurrency must be a whole number of worker threads (1 or more), got "${concurrencyText}"`);
+  let envoyPath: string | undefined;
+  try {
+    envoyPath = findEnvoyBinary(values['envoy-path']);
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  if (envoyPath === undefined) {
+    if (mode === 'host') throw new UsageError(`--infrastructure host needs an Envoy binary and found none (${ENVOY_SEARCH.join(', ')}): pass --envoy-path PATH, or run scripts/ensure-envoy.sh`);
+    logger.info(`no Envoy binary found (${ENVOY_SEARCH.join(', ')}): Envoy is left to you (switchyard bootstrap); pass --envoy-path to have serve run one per Gateway`);
+    return undefined;
+  }
+  return { kind: 'host', envoyPath, ...(concurrency !== undefined ? { concurrency } : {}) };
 }
 
 function hostPort(value: string | undefined, flag: string, what: string): { host: string; port: number } {
@@ -352,6 +402,8 @@ async function runController(args: string[]): Promise<number> {
       'xds-tls-dir': { type: 'string' },
       'xds-tls-secrets': { type: 'string' },
       'xds-tls-dns': { type: 'string' },
+      'state-dir': { type: 'string' },
+      ...INFRASTRUCTURE_OPTIONS,
     },
   });
   if (values['xds-tls-dir'] !== undefined && values['xds-tls-secrets'] !== undefined) {
@@ -367,6 +419,9 @@ async function runController(args: string[]): Promise<number> {
     throw new UsageError('--xds-tls-secrets needs --xds-tls-dns: the names Envoy and the AI extension dial the controller by (its Service, e.g. switchyard.switchyard-system.svc)');
   }
   const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard' });
+  // In a cluster Envoy runs in its own pods: the controller runs Envoys only when asked.
+  const infrastructure = infrastructureChoice(values, 'none', logger);
+  const stateDir = values['state-dir'];
   const aiExtension = {
     host: values['ai-extension-address'] ?? DEFAULT_ENVOY_OPTIONS.aiExtension.host,
     port: int(values['ai-extension-port'], '--ai-extension-port', DEFAULT_ENVOY_OPTIONS.aiExtension.port),
@@ -383,6 +438,7 @@ async function runController(args: string[]): Promise<number> {
     envoy: { ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}), aiExtension, accessLog: accessLog(values['access-log']) },
     leaderElection: values['no-leader-election'] ? false : { namespace: values['lease-namespace'] ?? defaultLeaseNamespace() },
     logger,
+    ...(infrastructure ? { infrastructure: { ...infrastructure, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),
   });
   await untilSignal(running, logger);
   return 0;

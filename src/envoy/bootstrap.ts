@@ -7,8 +7,11 @@ import type { JsonObject } from './resources.js';
 export const XDS_CLUSTER_NAME = 'switchyard-xds';
 
 export interface BootstrapOptions {
-  /** Where Switchyard's xDS server listens, as seen from Envoy. */
-  xds: { host: string; port: number };
+  /**
+   * Where Switchyard's xDS server listens, as seen from Envoy: an address, or a Unix socket on
+   * Envoy's host (what `serve` gives the Envoys it runs: no port to expose, no TLS to set up).
+   */
+  xds: { host: string; port: number } | { socket: string };
   /** Envoy's node id; the xDS server keys per-node state (ACK/NACK, Programmed) by it. */
   nodeId: string;
   /** Envoy's node cluster (the fleet this Envoy belongs to). */
@@ -61,7 +64,8 @@ export function gatewayKeyProblem(key: string): string | undefined {
  */
 export function buildBootstrap(opts: BootstrapOptions): JsonObject {
   if (opts.nodeId === '') throw new Error('bootstrap: nodeId must not be empty (Envoy rejects an empty node.id with ADS)');
-  assertPort('xds.port', opts.xds.port);
+  if ('port' in opts.xds) assertPort('xds.port', opts.xds.port);
+  else if (opts.xds.socket === '') throw new Error('bootstrap: xds.socket must be a Unix socket path');
   assertPort('adminPort', opts.adminPort, true);
   const gatewayProblem = opts.gateway === undefined ? undefined : gatewayKeyProblem(opts.gateway);
   if (gatewayProblem !== undefined) throw new Error(`bootstrap: gateway: ${gatewayProblem}`);
@@ -88,7 +92,7 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
       cds_config: adsSource,
     },
     static_resources: {
-      clusters: [xdsCluster(opts.xds.host, opts.xds.port, opts.xdsTls)],
+      clusters: ['socket' in opts.xds ? xdsSocketCluster(opts.xds.socket) : xdsCluster(opts.xds.host, opts.xds.port, opts.xdsTls)],
     },
     // Without an admin layer Envoy warns at start and /runtime_modify is refused; tests use it.
     layered_runtime: {
@@ -98,6 +102,22 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
         { name: 'static', static_layer: { 're2.max_program_size.error_level': REGEX_PROGRAM_SIZE_LIMIT } },
         { name: 'admin', admin_layer: {} },
       ],
+    },
+  };
+}
+
+/** A Unix socket on this host: no keepalive needed (a dead server closes it), no TLS (the directory's mode guards it). */
+function xdsSocketCluster(path: string): JsonObject {
+  return {
+    name: XDS_CLUSTER_NAME,
+    type: 'STATIC',
+    connect_timeout: '1s',
+    load_assignment: { cluster_name: XDS_CLUSTER_NAME, endpoints: [{ lb_endpoints: [{ endpoint: { address: { pipe: { path } } } }] }] },
+    typed_extension_protocol_options: {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+        '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+        explicit_http_config: { http2_protocol_options: {} },
+      },
     },
   };
 }

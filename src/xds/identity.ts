@@ -35,6 +35,9 @@ export interface StreamIdentity {
 
 export const UNIX_SOCKET_IDENTITY: StreamIdentity = { role: 'ai-extension', via: 'unix-socket' };
 
+/** Streams on the socket of the Envoys a process runs itself (XdsServer.listenEnvoySocket): Envoys, never the extension. */
+export const ENVOY_SOCKET_IDENTITY: StreamIdentity = { role: 'envoy', via: 'unix-socket' };
+
 /** What grpc-js tells about a TCP call's transport (`call.getAuthContext()`). */
 export interface TransportAuth {
   readonly transportSecurityType?: string;

@@ -8,7 +8,7 @@ import { GATEWAY_NODE_METADATA, gatewayKeyProblem } from '../envoy/bootstrap.js'
 import { SHARED_VIEW, type CacheChange, type CacheView, type SnapshotCache } from './cache.js';
 import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } from './client-state.js';
 import { DeltaStream } from './delta.js';
-import { UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
+import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
   decodeDeltaDiscoveryRequest,
@@ -146,6 +146,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly unwatch: () => void;
   private server: grpc.Server | undefined;
   private unix: { server: grpc.Server; dir: string | undefined; path: string } | undefined;
+  private envoySocket: { server: grpc.Server; path: string } | undefined;
   private nextStreamId = 0;
 
   constructor(options: XdsServerOptions) {
@@ -211,15 +212,42 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     return path;
   }
 
+  /**
+   * Also serves, in plaintext, on a Unix socket for the Envoys this process runs (the Host
+   * infrastructure): every stream on it has the envoy identity, so it never receives a provider
+   * key, unlike the private socket's. The caller keeps its directory private; stop() removes it.
+   */
+  async listenEnvoySocket(path: string): Promise<string> {
+    if (this.server === undefined) throw new Error('xds server: start() it first');
+    if (this.envoySocket !== undefined) throw new Error(`xds server: already listening for Envoys on ${this.envoySocket.path}`);
+    const server = this.grpcServer(() => ENVOY_SOCKET_IDENTITY);
+    try {
+      // One left by a process that was killed: the caller's lock says no live one owns it.
+      rmSync(path, { force: true });
+      await new Promise<number>((resolve, reject) => {
+        server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
+      });
+    } catch (err) {
+      server.forceShutdown();
+      throw err;
+    }
+    this.envoySocket = { server, path };
+    this.logger.debug({ path }, 'xds: also listening on a Unix socket for the Envoys this process runs (envoy identity)');
+    return path;
+  }
+
   /** Ends every stream and closes the server; the cache stays usable. */
   async stop(): Promise<void> {
     this.unwatch();
-    const servers = [this.server, this.unix?.server].filter((server) => server !== undefined);
+    const servers = [this.server, this.unix?.server, this.envoySocket?.server].filter((server) => server !== undefined);
     const socketDir = this.unix?.dir;
+    const envoySocket = this.envoySocket?.path;
+    this.envoySocket = undefined;
     this.server = undefined;
     this.unix = undefined;
     for (const stream of this.streams.values()) stream.call.end();
     await Promise.all(servers.map(shutdown));
+    if (envoySocket !== undefined) rmSync(envoySocket, { force: true });
     if (socketDir !== undefined) rmSync(socketDir, { recursive: true, force: true });
   }
 

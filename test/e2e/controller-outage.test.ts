@@ -256,6 +256,8 @@ describe('kill -9 of serve under load', () => {
     'serve', '--config', scene.config, '--state-dir', stateDir,
     '--xds-port', String(xdsPort), '--xds-host', '127.0.0.1', '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1',
     '--listener-address', '127.0.0.1', '--ai-extension-port', '0',
+    // This test runs its own Envoy, bootstrapped by hand.
+    '--no-envoy',
   ];
   const extensionRecord = (): { pid: number; port: number } => JSON.parse(readFileSync(join(stateDir, 'ai-extension.json'), 'utf8')) as { pid: number; port: number };
 
@@ -394,6 +396,7 @@ describe('kill -9 of the controller in the cluster shape (standalone extension o
     'serve', '--config', scene.config, '--no-ai-extension', '--xds-tls-dir', serverDir,
     '--xds-port', String(xdsPort), '--xds-host', '127.0.0.1', '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1',
     '--listener-address', '127.0.0.1', '--ai-extension-port', String(extensionPort),
+    '--no-envoy',
   ];
 
   beforeAll(async () => {

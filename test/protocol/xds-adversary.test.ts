@@ -243,6 +243,8 @@ const tlsOnly = new XdsServer({ cache, logger: logger.child({ server: 'tls' }) }
 const connected: ClientEvent[] = [];
 let ports: { plain: number; mtls: number; tlsOnly: number };
 let socket: string;
+let envoySocketDir: string;
+let envoySocket: string;
 const clients: RawAdsClient[] = [];
 
 beforeAll(async () => {
@@ -266,6 +268,8 @@ beforeAll(async () => {
     tlsOnly: await tlsOnly.start({ port: 0, host: '127.0.0.1', credentials: xdsServerCredentials(withoutCa) }),
   };
   socket = await plain.privateSocket();
+  envoySocketDir = mkdtempSync(join(tmpdir(), 'switchyard-envoy-socket-'));
+  envoySocket = await plain.listenEnvoySocket(join(envoySocketDir, 'envoy.sock'));
 });
 
 afterAll(async () => {
@@ -273,6 +277,7 @@ afterAll(async () => {
   await Promise.all([plain.stop(), mtls.stop(), tlsOnly.stop()]);
   pki?.remove();
   otherCa?.remove();
+  rmSync(envoySocketDir, { recursive: true, force: true });
 });
 
 function caPem(): Buffer {
@@ -294,6 +299,8 @@ const ADVERSARIES: [string, Target][] = [
   ["mTLS with the controller's certificate", () => ({ address: `127.0.0.1:${ports.mtls}`, credentials: clientCert('controller') })],
   ['mTLS with a CA-signed certificate without a role (CN and DNS name "ai-extension")', () => ({ address: `127.0.0.1:${ports.mtls}`, credentials: clientCert('no-role') })],
   ['mTLS with a certificate naming two roles', () => ({ address: `127.0.0.1:${ports.mtls}`, credentials: clientCert('two-roles') })],
+  // serve's own Envoys (infrastructure host) dial this socket: same user, never the extension.
+  ['the Unix socket of the Envoys serve runs', () => ({ address: `unix:${envoySocket}` })],
 ];
 
 const EXTENSION_IDENTITIES: [string, Target][] = [

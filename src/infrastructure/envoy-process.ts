@@ -1,0 +1,271 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { commandLineOf, isAlive } from '../app/state-dir.js';
+
+export type EnvoyState = 'starting' | 'ready' | 'restarting' | 'stopped';
+
+export interface EnvoyProcessOptions {
+  /** The Envoy binary. */
+  envoyPath: string;
+  /** This Envoy's own directory: bootstrap, log, admin address, pid record. */
+  dir: string;
+  /** The bootstrap, as JSON text. */
+  bootstrap: string;
+  /** --concurrency; absent: Envoy's default (one worker per core). */
+  concurrency?: number;
+  logLevel?: string;
+  /** Back-off before a restart: doubles from initialMs up to maxMs; reset once Envoy was ready for resetAfterMs. */
+  backoff?: { initialMs: number; maxMs: number; resetAfterMs: number };
+  logger: Logger;
+  /** Called on every change of state(), pid or admin address. */
+  onChange: () => void;
+}
+
+export interface EnvoyProcessView {
+  state: EnvoyState;
+  pid?: number;
+  adminUrl?: string;
+  restarts: number;
+  /** The last exit, while restarting or after. */
+  lastExit?: string;
+  log: string;
+}
+
+const DEFAULT_BACKOFF = { initialMs: 500, maxMs: 30_000, resetAfterMs: 30_000 };
+const POLL_STARTING_MS = 200;
+const POLL_READY_MS = 2_000;
+const STOP_GRACE_MS = 5_000;
+
+/**
+ * One Envoy process, kept running: spawned detached (its own process group, its output in a file)
+ * so that a crash of serve leaves it serving, and adopted by the next serve through the pid record
+ * when it still runs with the same bootstrap. Restarted with back-off when it exits; ready when
+ * its admin /ready says LIVE (it has its listeners from xDS).
+ */
+export class EnvoyProcess {
+  private readonly paths: { bootstrap: string; log: string; adminAddress: string; record: string };
+  private readonly backoff: { initialMs: number; maxMs: number; resetAfterMs: number };
+  private child: ChildProcess | undefined;
+  private pid: number | undefined;
+  private adminUrl: string | undefined;
+  private state: EnvoyState = 'starting';
+  private restarts = 0;
+  private delayMs: number;
+  private readySince: number | undefined;
+  private lastExit: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private exited: (() => void) | undefined;
+
+  constructor(private readonly opts: EnvoyProcessOptions) {
+    mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
+    this.paths = {
+      bootstrap: join(opts.dir, 'bootstrap.json'),
+      log: join(opts.dir, 'envoy.log'),
+      adminAddress: join(opts.dir, 'admin-address'),
+      record: join(opts.dir, 'envoy.pid'),
+    };
+    this.backoff = opts.backoff ?? DEFAULT_BACKOFF;
+    this.delayMs = this.backoff.initialMs;
+  }
+
+  view(): EnvoyProcessView {
+    return {
+      state: this.state,
+      ...(this.pid !== undefined ? { pid: this.pid } : {}),
+      ...(this.adminUrl !== undefined ? { adminUrl: this.adminUrl } : {}),
+      restarts: this.restarts,
+      ...(this.lastExit !== undefined ? { lastExit: this.lastExit } : {}),
+      log: this.paths.log,
+    };
+  }
+
+  /** Adopts the Envoy a previous serve left running with this very bootstrap, else starts one. */
+  start(): void {
+    const adopted = this.adopt();
+    if (adopted !== undefined) {
+      this.pid = adopted;
+      this.opts.logger.info({ pid: adopted, log: this.paths.log }, 'envoy: adopted the Envoy a previous serve left running');
+      this.setState('starting');
+      this.poll();
+      return;
+    }
+    this.spawn();
+  }
+
+  /** SIGTERM, SIGKILL after a grace period; resolves once the process is gone. Idempotent. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.timer);
+    const pid = this.pid;
+    if (pid !== undefined && isAlive(pid)) {
+      const gone = new Promise<void>((resolve) => {
+        this.exited = resolve;
+      });
+      signal(pid, 'SIGTERM');
+      const deadline = Date.now() + STOP_GRACE_MS;
+      // An adopted Envoy is no child of ours: no exit event, so its pid is watched.
+      while (isAlive(pid) && !this.childExited(pid)) {
+        if (Date.now() > deadline) signal(pid, 'SIGKILL');
+        await Promise.race([gone, new Promise((r) => setTimeout(r, 50))]);
+      }
+    }
+    rmSync(this.paths.record, { force: true });
+    this.pid = undefined;
+    this.adminUrl = undefined;
+    this.setState('stopped');
+  }
+
+  private childExited(pid: number): boolean {
+    return this.child?.pid === pid && this.child.exitCode !== null;
+  }
+
+  private adopt(): number | undefined {
+    let pid: number;
+    try {
+      pid = Number.parseInt(readFileSync(this.paths.record, 'utf8'), 10);
+    } catch {
+      return undefined;
+    }
+    if (!Number.isInteger(pid) || !isAlive(pid)) return undefined;
+    const cmd = commandLineOf(pid);
+    // A pid reused by another process, or an Envoy of another bootstrap, is not ours to keep.
+    if (cmd === undefined || !cmd.includes(this.paths.bootstrap)) return undefined;
+    let written = '';
+    try {
+      written = readFileSync(this.paths.bootstrap, 'utf8');
+    } catch {
+      // Gone: not adoptable.
+    }
+    if (written !== this.opts.bootstrap) {
+      this.opts.logger.info({ pid }, 'envoy: the running Envoy has another bootstrap; replacing it');
+      signal(pid, 'SIGTERM');
+      return undefined;
+    }
+    return pid;
+  }
+
+  private spawn(): void {
+    if (this.stopping) return;
+    writeFileSync(this.paths.bootstrap, this.opts.bootstrap, { mode: 0o600 });
+    rmSync(this.paths.adminAddress, { force: true });
+    const args = [
+      '-c', this.paths.bootstrap,
+      '--disable-hot-restart',
+      // No shared memory without hot restart; a dynamic base id still keeps several Envoys apart.
+      '--use-dynamic-base-id',
+      '--admin-address-path', this.paths.adminAddress,
+      '--log-level', this.opts.logLevel ?? 'info',
+      ...(this.opts.concurrency !== undefined ? ['--concurrency', String(this.opts.concurrency)] : []),
+    ];
+    // A file, not a pipe: a pipe to serve would break when serve dies, and Envoy with it.
+    const out = openSync(this.paths.log, 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(this.opts.envoyPath, args, { detached: true, stdio: ['ignore', out, out] });
+    } finally {
+      closeSync(out);
+    }
+    child.unref();
+    this.child = child;
+    this.adminUrl = undefined;
+    this.readySince = undefined;
+    child.once('error', (err) => this.onExit(child, `could not be started: ${err.message}`));
+    child.once('exit', (code, sig) => this.onExit(child, sig !== null ? `killed by ${sig}` : `exited with code ${String(code)}`));
+    if (child.pid !== undefined) {
+      this.pid = child.pid;
+      writeFileSync(this.paths.record, `${child.pid}\n`, { mode: 0o600 });
+      this.opts.logger.info({ pid: child.pid, log: this.paths.log }, 'envoy: started');
+    }
+    this.setState('starting');
+    this.poll();
+  }
+
+  private onExit(child: ChildProcess, how: string): void {
+    if (this.child !== child) return;
+    this.child = undefined;
+    this.exitedNow(how);
+  }
+
+  private exitedNow(how: string): void {
+    this.exited?.();
+    this.exited = undefined;
+    this.pid = undefined;
+    this.adminUrl = undefined;
+    if (this.stopping) return;
+    clearTimeout(this.timer);
+    if (this.readySince !== undefined && Date.now() - this.readySince >= this.backoff.resetAfterMs) this.delayMs = this.backoff.initialMs;
+    this.readySince = undefined;
+    this.lastExit = how;
+    this.restarts++;
+    const delay = this.delayMs;
+    this.delayMs = Math.min(this.delayMs * 2, this.backoff.maxMs);
+    this.opts.logger.warn({ restartInMs: delay, log: this.paths.log }, `envoy: ${how}; restarting`);
+    this.setState('restarting');
+    this.timer = setTimeout(() => this.spawn(), delay);
+  }
+
+  /** Watches admin /ready (and, for an adopted Envoy, that its pid lives). */
+  private poll(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.check().then(
+        () => {
+          if (!this.stopping && this.pid !== undefined) this.poll();
+        },
+        () => undefined,
+      );
+    }, this.state === 'ready' ? POLL_READY_MS : POLL_STARTING_MS);
+  }
+
+  private async check(): Promise<void> {
+    const pid = this.pid;
+    if (pid === undefined || this.stopping) return;
+    if (this.child === undefined && !isAlive(pid)) {
+      this.exitedNow('exited (adopted process)');
+      return;
+    }
+    if (this.adminUrl === undefined) {
+      let text = '';
+      try {
+        text = readFileSync(this.paths.adminAddress, 'utf8').trim();
+      } catch {
+        // Not written yet.
+      }
+      if (text === '') return;
+      this.adminUrl = `http://${text}`;
+      this.opts.onChange();
+    }
+    let ready = false;
+    try {
+      const res = await fetch(`${this.adminUrl}/ready`, { signal: AbortSignal.timeout(1_000) });
+      ready = res.ok;
+      await res.body?.cancel();
+    } catch {
+      ready = false;
+    }
+    if (this.pid !== pid || this.stopping) return;
+    if (ready && this.state !== 'ready') {
+      this.readySince = Date.now();
+      this.setState('ready');
+    } else if (!ready && this.state === 'ready') {
+      this.readySince = undefined;
+      this.setState('starting');
+    }
+  }
+
+  private setState(state: EnvoyState): void {
+    this.state = state;
+    this.opts.onChange();
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // Already gone.
+  }
+}
