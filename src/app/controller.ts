@@ -8,7 +8,23 @@ import type { LeaderElector, LeaderElectorOptions } from '../status/leader.js';
 import { StatusReporter } from '../status/reporter.js';
 import type { StatusWriter } from '../status/writer.js';
 import { startManagedXdsTls, type ManagedXdsTls, type ManagedXdsTlsOptions } from './xds-pki.js';
-import { startGatewayRuntime, type RunningGateway, type ServingOptions, type StatusSink } from './gateway-runtime.js';
+import { startGatewayRuntime, type RunningGateway, type ServingOptions, type StatusOverlay, type StatusSink } from './gateway-runtime.js';
+import { withGatewayAddresses } from '../infrastructure/addresses.js';
+import type { DataPlaneSettings } from '../infrastructure/data-plane-objects.js';
+import { KubernetesInfrastructure } from '../infrastructure/kubernetes.js';
+import type { IR } from '../ir/model.js';
+
+/** Gateway addresses from the data planes' Services, and a status rebuild when they change. */
+function addressOverlay(infrastructure: KubernetesInfrastructure, namespace: string): StatusOverlay {
+  const listeners: (() => void)[] = [];
+  infrastructure.onAddresses(() => {
+    for (const l of listeners) l();
+  });
+  return {
+    apply: (statuses) => withGatewayAddresses(statuses, infrastructure.addresses(), namespace),
+    onChange: (l) => listeners.push(l),
+  };
+}
 
 const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
@@ -28,6 +44,12 @@ export interface ControllerOptions extends ServingOptions {
    * Replaces `xdsTls`.
    */
   managedXdsTls?: Omit<ManagedXdsTlsOptions, 'client' | 'logger'>;
+  /**
+   * Create one Envoy data plane per Gateway (src/infrastructure/): the leader applies them,
+   * every replica reports their Services' addresses in Gateway status. Absent: Envoys are the
+   * user's (`switchyard bootstrap --gateway NS/NAME`).
+   */
+  dataPlane?: DataPlaneSettings;
   /** Provider tuning (debounce, back-off, watch timeouts), for tests and operators. */
   provider?: Omit<Partial<KubernetesProviderOptions>, 'client' | 'namespaces' | 'logger'>;
 }
@@ -40,6 +62,7 @@ export interface RunningController extends RunningGateway {
   writer?: StatusWriter;
   recorder?: EventRecorder;
   elector?: LeaderElector;
+  infrastructure?: KubernetesInfrastructure;
 }
 
 /** The Lease namespace when none is given: $POD_NAMESPACE, the service account's namespace, else "default". */
@@ -59,6 +82,7 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
   const client = new KubeClient(kube.config);
   const provider = new KubernetesProvider({ ...opts.provider, client, namespaces: opts.namespaces, logger: log });
 
+  const infrastructure = opts.dataPlane ? new KubernetesInfrastructure({ client, settings: opts.dataPlane, logger: log }) : undefined;
   let reporter: StatusReporter | undefined;
   let sink: StatusSink | undefined;
   if (opts.leaderElection) {
@@ -69,6 +93,8 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
       logger: log,
       ...(identity ? { identity } : {}),
       election,
+      onStartedLeading: () => infrastructure?.setLeading(true),
+      onStoppedLeading: () => infrastructure?.setLeading(false),
     });
     reporter = status;
     sink = {
@@ -92,14 +118,22 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
       envoy: opts.envoy,
       logger: log,
       ...(sink ? { statusSink: sink } : {}),
+      ...(infrastructure && opts.dataPlane ? {
+        onTranslated: (ir: IR) => infrastructure.update(ir),
+        statusOverlay: addressOverlay(infrastructure, opts.dataPlane.namespace),
+      } : {}),
       origin: { kubeconfig: kube.source, server: kube.server, namespaces: opts.namespaces.length > 0 ? opts.namespaces.join(',') : 'all' },
     });
   } catch (err) {
+    await infrastructure?.stop();
     managed?.stop();
     client.close();
     throw err;
   }
   // Only now: a replica that cannot serve must not take the Lease.
+  infrastructure?.start();
+  // Without leader election this replica is the only one: it creates the data planes itself.
+  if (!reporter) infrastructure?.setLeading(true);
   reporter?.start();
 
   const running: RunningController = {
@@ -108,9 +142,11 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
     kubeconfigSource: kube.source,
     isLeader: () => reporter?.isLeader() ?? false,
     ...(reporter ? { writer: reporter.writer, recorder: reporter.recorder, elector: reporter.elector } : {}),
+    ...(infrastructure ? { infrastructure } : {}),
     async stop() {
       // Hand the Lease over first (after our last status writes), then stop serving.
       await reporter?.stop();
+      await infrastructure?.stop();
       managed?.stop();
       await runtime.stop();
       client.close();

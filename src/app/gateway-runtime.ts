@@ -6,6 +6,7 @@ import { startHealthServer, type HealthServer } from '../observability/health.js
 import { createMetrics, type SwitchyardMetrics } from '../observability/metrics.js';
 import { runPipeline } from '../pipeline.js';
 import { translate } from '../translate/index.js';
+import type { IR } from '../ir/model.js';
 import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
 import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type ServedAs } from '../status/programmed.js';
@@ -34,6 +35,12 @@ export interface StatusSink {
   warnings(events: readonly WarningEvent[]): void;
 }
 
+export interface StatusOverlay {
+  apply(statuses: ObjectStatus[]): ObjectStatus[];
+  /** Registers the runtime's "compute statuses again". */
+  onChange(listener: () => void): void;
+}
+
 /** Where a command that serves Envoy listens (xDS, metrics), what it tells Envoy, and where it logs. */
 export interface ServingOptions {
   xdsPort: number;
@@ -51,6 +58,10 @@ export interface GatewayRuntimeOptions extends ServingOptions {
   statusSink?: StatusSink;
   /** Logged with the "serving" line: where the configuration comes from. */
   origin: Record<string, string>;
+  /** Every translation's IR, after it is served (the infrastructure provider acts on it). */
+  onTranslated?: (ir: IR) => void;
+  /** A last step over statuses (Gateway addresses from the infrastructure), re-run when it says so. */
+  statusOverlay?: StatusOverlay;
   /** Series of another process served on this /metrics too (serve's AI extension). */
   extraMetrics?: () => Promise<string>;
 }
@@ -100,7 +111,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     );
     const versions: Record<string, string | undefined> = {};
     for (const kind of PUSH_ORDER) versions[TypeUrl[kind]] = cache.snapshot(TypeUrl[kind])?.version;
-    const { changed, removed } = book.update(applyXdsFeedback(translated, servedAs, { clients, versions }));
+    const fed = applyXdsFeedback(translated, servedAs, { clients, versions });
+    const { changed, removed } = book.update(opts.statusOverlay ? opts.statusOverlay.apply(fed) : fed);
     for (const s of changed) log.info({ object: `${s.kind} ${s.namespace ? `${s.namespace}/` : ''}${s.name}`, conditions: conditionsSummary(s) }, 'status changed');
     if (opts.statusSink && (changed.length > 0 || removed.length > 0)) opts.statusSink.statuses(book.all());
   };
@@ -139,6 +151,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       log.info({ changed: change.changed.map((t) => t.split('.').pop()), clusters: result.xds.clusters.length, listeners: result.xds.listeners.length }, 'configuration translated');
       loaded = true;
       publishStatuses();
+      opts.onTranslated?.(result.translation.ir);
       opts.statusSink?.warnings(result.translation.events);
     } catch (err) {
       // A translation that cannot be encoded must not replace what Envoy is serving.
@@ -161,6 +174,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     });
   };
 
+  opts.statusOverlay?.onChange(scheduleStatuses);
   apply(await provider.start());
   provider.onChange(apply);
 

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
@@ -13,6 +14,7 @@ import { directoryStore, ensurePki, pkiNames } from '../app/xds-pki.js';
 import { buildBootstrap } from '../envoy/bootstrap.js';
 import { ACCESS_LOG_FORMATS, type AccessLogFormat } from '../envoy/access-log.js';
 import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
+import { parseDataPlaneSettings } from '../infrastructure/data-plane-objects.js';
 import { createLogger } from '../observability/logger.js';
 import { runPipeline, translateReport } from '../pipeline.js';
 import { FileProvider } from '../providers/file.js';
@@ -45,9 +47,13 @@ Usage:
                         [--ai-extension-address 127.0.0.1] [--ai-extension-port 18001]
                         [--lease-namespace NS] [--no-leader-election] [--xds-tls-dir DIR] [--log-level info]
                         [--access-log json|off] [--xds-tls-secrets PREFIX --xds-tls-dns NAMES]
+                        [--data-plane FILE]
       Watch a Kubernetes API server (--kubeconfig, else $KUBECONFIG, the in-cluster service account,
       ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status. The AI
       extension runs next to Envoy (switchyard ai-extension); --ai-extension-* say where Envoy dials it.
+      --data-plane FILE (JSON: namespace, xds, envoy, aiExtension...; the chart writes it): the
+      leader creates an Envoy Deployment, Service, ServiceAccount and ConfigMap per Gateway, and
+      Gateway status.addresses come from that Service.
   switchyard certs --out DIR [--dns NAMES]
       Issue (or renew, when in the last third of their lifetime) an xDS CA and one certificate per
       role in DIR/{ca,controller,envoy,ai-extension}, each laid out for --xds-tls-dir; NAMES
@@ -288,6 +294,20 @@ function namespaceList(value: string | undefined): string[] {
   return [...new Set(names)];
 }
 
+function readJsonFile(file: string, flag: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`${flag} ${file}: cannot read it: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new UsageError(`${flag} ${file}: not JSON: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
 async function runController(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -308,8 +328,11 @@ async function runController(args: string[]): Promise<number> {
       'xds-tls-dir': { type: 'string' },
       'xds-tls-secrets': { type: 'string' },
       'xds-tls-dns': { type: 'string' },
+      'data-plane': { type: 'string' },
     },
   });
+  const dataPlaneFile = values['data-plane'];
+  const dataPlane = dataPlaneFile === undefined ? undefined : parseDataPlaneSettings(readJsonFile(dataPlaneFile, '--data-plane'), dataPlaneFile);
   if (values['xds-tls-dir'] !== undefined && values['xds-tls-secrets'] !== undefined) {
     throw new UsageError('--xds-tls-dir and --xds-tls-secrets exclude each other: certificates from files, or issued and renewed by the controller');
   }
@@ -337,6 +360,7 @@ async function runController(args: string[]): Promise<number> {
     metricsPort: int(values['metrics-port'], '--metrics-port', 9090),
     metricsHost: values['metrics-host'] ?? '0.0.0.0',
     envoy: { ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}), aiExtension, accessLog: accessLog(values['access-log']) },
+    ...(dataPlane ? { dataPlane } : {}),
     leaderElection: values['no-leader-election'] ? false : { namespace: values['lease-namespace'] ?? defaultLeaseNamespace() },
     logger,
   });

@@ -16,6 +16,11 @@ export interface BootstrapOptions {
   adminPort: number;
   /** Loopback by default: the admin API can stop Envoy and dump its config. */
   adminHost?: string;
+  /**
+   * The Gateway ("namespace/name") this Envoy serves: it then receives only that Gateway's
+   * listeners, routes, clusters and certificates. Without it, it serves every Gateway.
+   */
+  gateway?: string;
   /** Incremental (delta) xDS instead of state-of-the-world. */
   delta?: boolean;
   /**
@@ -40,6 +45,16 @@ export interface XdsTlsFiles {
 
 export const DEFAULT_NODE_CLUSTER = 'switchyard';
 
+/** Node metadata key naming the Gateway an Envoy serves; the xDS server selects its view by it. */
+export const GATEWAY_NODE_METADATA = 'switchyard.dev/gateway';
+
+/** "namespace/name" with both parts non-empty, or an error message that says what is wrong. */
+export function gatewayKeyProblem(key: string): string | undefined {
+  const parts = key.split('/');
+  if (parts.length === 2 && parts.every((p) => p !== '')) return undefined;
+  return `a Gateway is named "namespace/name", got "${key}"`;
+}
+
 /**
  * The Envoy v3 bootstrap (proto3 JSON) that connects a stock Envoy to Switchyard: every
  * Listener and Cluster arrives over one ADS stream; only the route to the controller is static.
@@ -48,10 +63,16 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
   if (opts.nodeId === '') throw new Error('bootstrap: nodeId must not be empty (Envoy rejects an empty node.id with ADS)');
   assertPort('xds.port', opts.xds.port);
   assertPort('adminPort', opts.adminPort, true);
+  const gatewayProblem = opts.gateway === undefined ? undefined : gatewayKeyProblem(opts.gateway);
+  if (gatewayProblem !== undefined) throw new Error(`bootstrap: gateway: ${gatewayProblem}`);
 
   const adsSource = { ads: {}, resource_api_version: 'V3' };
   return {
-    node: { id: opts.nodeId, cluster: opts.nodeCluster ?? DEFAULT_NODE_CLUSTER },
+    node: {
+      id: opts.nodeId,
+      cluster: opts.nodeCluster ?? DEFAULT_NODE_CLUSTER,
+      ...(opts.gateway !== undefined ? { metadata: { [GATEWAY_NODE_METADATA]: opts.gateway } } : {}),
+    },
     admin: {
       address: socketAddress(opts.adminHost ?? '127.0.0.1', opts.adminPort),
     },

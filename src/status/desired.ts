@@ -142,6 +142,7 @@ function gatewayBody(s: GatewayStatus, object: KubeObject, ctx: DesiredContext):
   const generation = object.metadata.generation;
   return {
     ...(object.status ?? {}),
+    ...(s.addresses !== undefined ? { addresses: s.addresses.map((a) => ({ type: a.type, value: a.value })) } : {}),
     conditions: writtenConditions(s.conditions, object.status?.conditions, generation, ctx.now),
     listeners: s.listeners.map((l) => ({
       name: l.name,

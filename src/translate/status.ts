@@ -43,6 +43,8 @@ export interface GatewayStatus {
   name: string;
   conditions: Condition[];
   listeners: ListenerStatus[];
+  /** status.addresses, Gateway API shape; absent: left as they are (no infrastructure provider sets them). */
+  addresses?: { type: string; value: string }[];
 }
 
 export interface GatewayClassStatus {
