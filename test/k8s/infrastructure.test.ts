@@ -1,0 +1,155 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { controller, type RunningController } from '../../src/app/controller.js';
+import { dataPlaneName, parseDataPlaneSettings } from '../../src/infrastructure/data-plane-objects.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { isNotFound, type KubeClient, type RawObject } from '../../src/providers/kubernetes/api-client.js';
+import { createObject, createTestNamespace, deleteObject, patchObject, randomSuffix, testClient, type TestNamespace } from '../support/kube-cluster.js';
+import { waitFor } from '../support/wait.js';
+
+/**
+ * The Kubernetes infrastructure provider against the real API server: `switchyard controller`
+ * in-process, leader of its Lease, creating a data plane per Gateway in its own namespace. No
+ * kubelet runs, so the pods never start: the objects are what is tested.
+ */
+
+const SUFFIX = randomSuffix();
+const CLASS = `switchyard-infra-${SUFFIX}`;
+const GATEWAY = 'edge';
+
+let client: KubeClient;
+let gwNs: TestNamespace;
+let cpNs: TestNamespace;
+let ctl: RunningController;
+const logLines: string[] = [];
+
+type Json = Record<string, unknown>;
+const rec = (v: unknown): Json => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : {});
+function at(value: unknown, ...path: (string | number)[]): unknown {
+  let v = value;
+  for (const key of path) v = (Array.isArray(v) && typeof key === 'number' ? v[key] : rec(v)[String(key)]);
+  return v;
+}
+
+const gateway = (listeners: { name: string; port: number }[]): RawObject => ({
+  apiVersion: 'gateway.networking.k8s.io/v1',
+  kind: 'Gateway',
+  metadata: { name: GATEWAY, namespace: gwNs.name },
+  spec: {
+    gatewayClassName: CLASS,
+    infrastructure: { labels: { team: 'payments' }, annotations: { 'example.com/owner': 'alice' } },
+    listeners: listeners.map((l) => ({ ...l, protocol: 'HTTP' })),
+  },
+});
+
+const dpName = (): string => dataPlaneName({ namespace: gwNs.name, name: GATEWAY });
+const paths = (): Record<string, string> => ({
+  ServiceAccount: `/api/v1/namespaces/${cpNs.name}/serviceaccounts/${dpName()}`,
+  ConfigMap: `/api/v1/namespaces/${cpNs.name}/configmaps/${dpName()}`,
+  Service: `/api/v1/namespaces/${cpNs.name}/services/${dpName()}`,
+  Deployment: `/apis/apps/v1/namespaces/${cpNs.name}/deployments/${dpName()}`,
+});
+
+async function get(path: string): Promise<Json | undefined> {
+  try {
+    return rec(await client.request({ path }));
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+async function gatewayStatus(): Promise<Json> {
+  return rec(at(await get(`/apis/gateway.networking.k8s.io/v1/namespaces/${gwNs.name}/gateways/${GATEWAY}`), 'status'));
+}
+
+beforeAll(async () => {
+  client = testClient();
+  gwNs = await createTestNamespace(client, 'infra-gw');
+  cpNs = await createTestNamespace(client, 'infra-cp');
+  await createObject(client, { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: CLASS }, spec: { controllerName: 'switchyard.dev/gateway-controller' } });
+  const logger = createLogger({ level: 'info', name: 'infra' }, { write: (line: string) => void logLines.push(line) });
+  ctl = await controller({
+    kubeconfig: inject('kubeconfig'),
+    namespaces: [gwNs.name],
+    xdsPort: 0,
+    xdsHost: '127.0.0.1',
+    metricsPort: 0,
+    metricsHost: '127.0.0.1',
+    envoy: {},
+    logger,
+    leaderElection: { namespace: cpNs.name, identity: 'infra-test', leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 500 },
+    dataPlane: parseDataPlaneSettings({
+      namespace: cpNs.name,
+      xds: { host: `switchyard.${cpNs.name}.svc`, port: 18000, tlsSecretPrefix: 'switchyard-xds' },
+      envoy: { image: 'envoyproxy/envoy:v1.40.0' },
+      aiExtension: { image: 'ghcr.io/switchyard-dev/switchyard:test', port: 18001, metricsPort: 9091 },
+    }, 'test'),
+  });
+  await waitFor(() => ctl.isLeader(), { what: 'the controller to lead', timeoutMs: 15_000 });
+}, 60_000);
+
+afterAll(async () => {
+  await ctl?.stop();
+  await deleteObject(client, { kind: 'GatewayClass', metadata: { name: CLASS } });
+  await gwNs?.remove();
+  await cpNs?.remove();
+  client?.close();
+});
+
+describe('a data plane per Gateway', () => {
+  it('creates the ServiceAccount, bootstrap ConfigMap, Deployment and Service with spec.infrastructure labels and annotations', async () => {
+    await createObject(client, gateway([{ name: 'http', port: 8080 }]));
+    const objects = await waitFor(async () => {
+      const all = await Promise.all(Object.entries(paths()).map(async ([kind, path]) => [kind, await get(path)] as const));
+      return all.every(([, o]) => o !== undefined) ? Object.fromEntries(all) : undefined;
+    }, { what: 'the four data plane objects', timeoutMs: 20_000 });
+    for (const [kind, o] of Object.entries(objects)) {
+      expect(at(o, 'metadata', 'labels', 'team'), kind).toBe('payments');
+      expect(at(o, 'metadata', 'annotations', 'example.com/owner'), kind).toBe('alice');
+      expect(at(o, 'metadata', 'annotations', 'switchyard.dev/gateway'), kind).toBe(`${gwNs.name}/${GATEWAY}`);
+    }
+    const bootstrap = JSON.parse(String(at(objects['ConfigMap'], 'data', 'envoy.json'))) as Json;
+    expect(at(bootstrap, 'node', 'metadata')).toEqual({ 'switchyard.dev/gateway': `${gwNs.name}/${GATEWAY}` });
+    const pod = at(objects['Deployment'], 'spec', 'template', 'spec');
+    expect(at(pod, 'serviceAccountName')).toBe(dpName());
+    expect((at(pod, 'containers') as Json[]).map((c) => c['name'])).toEqual(['envoy', 'ai-extension']);
+    expect(at(pod, 'volumes')).toContainEqual({ name: 'xds-tls', secret: { secretName: 'switchyard-xds-envoy', defaultMode: 420 } });
+    expect(at(objects['Service'], 'spec', 'type')).toBe('LoadBalancer');
+    expect((at(objects['Service'], 'spec', 'ports') as Json[]).map((p) => p['port'])).toEqual([8080]);
+  });
+
+  it('writes the Service\'s cluster IP to Gateway status.addresses, then its load balancer IP once it has one', async () => {
+    const clusterIP = String(at(await get(paths()['Service'] ?? ''), 'spec', 'clusterIP'));
+    expect(clusterIP).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    await waitFor(async () => JSON.stringify(at(await gatewayStatus(), 'addresses')) === JSON.stringify([{ type: 'IPAddress', value: clusterIP }]), { what: 'status.addresses = the cluster IP', timeoutMs: 15_000 });
+    // No cloud controller here: the load balancer is what a user (or a test) writes to the Service status.
+    await client.request({
+      method: 'PATCH',
+      path: `${paths()['Service'] ?? ''}/status`,
+      body: { status: { loadBalancer: { ingress: [{ ip: '192.0.2.10' }] } } },
+      contentType: 'application/merge-patch+json',
+    });
+    await waitFor(async () => JSON.stringify(at(await gatewayStatus(), 'addresses')) === JSON.stringify([{ type: 'IPAddress', value: '192.0.2.10' }]), { what: 'status.addresses = the load balancer IP', timeoutMs: 15_000 });
+  });
+
+  it('follows listener edits in the Service ports, keeping what a user added to the Service', async () => {
+    await client.request({ method: 'PATCH', path: paths()['Service'] ?? '', body: { metadata: { annotations: { 'user.example/note': 'keep me' } } }, contentType: 'application/merge-patch+json' });
+    await patchObject(client, gateway([]), { spec: { listeners: [{ name: 'http', port: 8080, protocol: 'HTTP' }, { name: 'alt', port: 9080, protocol: 'HTTP' }] } });
+    const service = await waitFor(async () => {
+      const s = await get(paths()['Service'] ?? '');
+      return JSON.stringify((at(s, 'spec', 'ports') as Json[] | undefined)?.map((p) => p['port'])) === '[8080,9080]' ? s : undefined;
+    }, { what: 'the Service to expose 8080 and 9080', timeoutMs: 15_000 });
+    expect(at(service, 'metadata', 'annotations', 'user.example/note')).toBe('keep me');
+    const deployment = await get(paths()['Deployment'] ?? '');
+    expect((at(deployment, 'spec', 'template', 'spec', 'containers', 0, 'ports') as Json[]).map((p) => p['containerPort'])).toEqual([8080, 9080, 19001]);
+  });
+
+  it('deletes every object of the data plane with its Gateway', async () => {
+    await deleteObject(client, gateway([]));
+    await waitFor(async () => {
+      const all = await Promise.all(Object.values(paths()).map((p) => get(p)));
+      return all.every((o) => o === undefined);
+    }, { what: 'the data plane objects to be deleted', timeoutMs: 20_000 });
+    expect(logLines.filter((l) => l.includes('data plane object deleted')).length).toBe(4);
+  });
+});
