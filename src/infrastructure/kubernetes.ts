@@ -40,6 +40,8 @@ export interface KubernetesInfrastructureOptions {
   logger: Logger;
   /** Retry after a failed apply or watch, doubling up to maxMs. */
   backoff?: { initialMs: number; maxMs: number };
+  /** While leading, compare with the API server this often (objects deleted by hand come back). */
+  resyncMs?: number;
 }
 
 /** Field manager of every write: server-side apply owns exactly the fields we set, nothing else. */
@@ -88,6 +90,7 @@ export class KubernetesInfrastructure {
   private watching: Promise<void> | undefined;
   private readonly backoff: { initialMs: number; maxMs: number };
   private readonly addressListeners: (() => void)[] = [];
+  private resyncTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: KubernetesInfrastructureOptions) {
     this.log = opts.logger.child({ component: 'infrastructure' });
@@ -108,6 +111,12 @@ export class KubernetesInfrastructure {
 
   setLeading(leading: boolean): void {
     this.leading = leading;
+    clearInterval(this.resyncTimer);
+    this.resyncTimer = undefined;
+    if (leading && !this.abort.signal.aborted) {
+      this.resyncTimer = setInterval(() => this.schedule(), this.opts.resyncMs ?? 60_000);
+      this.resyncTimer.unref();
+    }
     // A new term starts from what the API server has, not from what an earlier term applied.
     this.applied.clear();
     this.schedule();
@@ -135,6 +144,7 @@ export class KubernetesInfrastructure {
   async stop(): Promise<void> {
     this.leading = false;
     clearTimeout(this.retryTimer);
+    clearInterval(this.resyncTimer);
     this.abort.abort(new Error('infrastructure stopped'));
     await this.idle();
     await this.watching?.catch(() => undefined);
@@ -170,11 +180,20 @@ export class KubernetesInfrastructure {
     }, wait);
   }
 
-  /** One pass: apply every wanted object, delete every one of ours no Gateway wants. True when all went through. */
+  /**
+   * One pass: list what exists, apply every wanted object that is new, changed or missing (deleted
+   * by hand), delete every one of ours no Gateway wants. True when all went through.
+   */
   private async reconcile(): Promise<boolean> {
     const ir = this.ir;
     if (!ir) return true;
     const s = this.opts.settings;
+    const existing = new Set<string>();
+    for (const kind of KINDS) {
+      const names = await this.listNames(kind);
+      if (names === undefined) return false;
+      for (const n of names) existing.add(`${kind.kind}/${n}`);
+    }
     const ports = new Map<string, number[]>();
     for (const l of ir.listeners) {
       const key = gatewayKey(l.gateway);
@@ -189,15 +208,28 @@ export class KubernetesInfrastructure {
       for (const o of [objects.serviceAccount, objects.configMap, objects.deployment, ...(objects.service ? [objects.service] : [])]) {
         const id = `${String(o['kind'])}/${String(rec(o['metadata'])['name'])}`;
         wanted.add(id);
+        if (!existing.has(id)) this.applied.delete(id);
         if (!this.leading) return true;
         ok = (await this.apply(o, id, gatewayKey(g))) && ok;
       }
     }
-    for (const kind of KINDS) {
+    for (const id of existing) {
       if (!this.leading) return true;
-      ok = (await this.deleteUnwanted(kind, wanted)) && ok;
+      if (!wanted.has(id)) ok = (await this.deleteObject(id)) && ok;
     }
     return ok;
+  }
+
+  private async listNames(kind: (typeof KINDS)[number]): Promise<string[] | undefined> {
+    const ns = this.opts.settings.namespace;
+    try {
+      const list = rec(await this.opts.client.request({ path: collection(kind, ns), query: { labelSelector: SELECTOR }, signal: this.abort.signal }));
+      const items = Array.isArray(list['items']) ? list['items'] : [];
+      return items.map((i) => rec(rec(i)['metadata'])['name']).filter((n): n is string => typeof n === 'string' && n !== '');
+    } catch (err) {
+      if (!this.abort.signal.aborted) this.log.error({ err: errorText(err) }, `cannot list the ${kind.plural} of data planes in ${ns}; retrying`);
+      return undefined;
+    }
   }
 
   private async apply(object: JsonObject, id: string, gateway: string): Promise<boolean> {
@@ -219,45 +251,31 @@ export class KubernetesInfrastructure {
         signal: this.abort.signal,
       });
       this.applied.set(id, hash);
-      this.log.info({ gateway, object: `${id}` }, 'data plane object applied');
+      this.log.info({ gateway, object: id }, 'data plane object applied');
       return true;
     } catch (err) {
       this.applied.delete(id);
       if (this.abort.signal.aborted) return true;
-      this.log.error({ gateway, object: id, err: errorText(err) }, `cannot apply ${object['kind'] as string} ${this.opts.settings.namespace}/${name} for Gateway ${gateway}; retrying`);
+      this.log.error({ gateway, object: id, err: errorText(err) }, `cannot apply ${kind.kind} ${this.opts.settings.namespace}/${name} for Gateway ${gateway}; retrying`);
       return false;
     }
   }
 
-  private async deleteUnwanted(kind: (typeof KINDS)[number], wanted: ReadonlySet<string>): Promise<boolean> {
+  private async deleteObject(id: string): Promise<boolean> {
+    const [kindName = '', name = ''] = id.split('/');
+    const kind = KINDS.find((k) => k.kind === kindName);
+    if (!kind) return true;
     const ns = this.opts.settings.namespace;
-    let items: unknown[];
+    this.applied.delete(id);
     try {
-      const list = rec(await this.opts.client.request({ path: collection(kind, ns), query: { labelSelector: SELECTOR }, signal: this.abort.signal }));
-      items = Array.isArray(list['items']) ? list['items'] : [];
+      await this.opts.client.request({ method: 'DELETE', path: `${collection(kind, ns)}/${name}`, query: { propagationPolicy: 'Background' }, signal: this.abort.signal });
+      this.log.info({ object: id }, 'data plane object deleted: its Gateway is gone');
+      return true;
     } catch (err) {
-      if (this.abort.signal.aborted) return true;
-      this.log.error({ err: errorText(err) }, `cannot list the ${kind.plural} of data planes in ${ns}; retrying`);
+      if (statusCode(err) === 404 || this.abort.signal.aborted) return true;
+      this.log.error({ object: id, err: errorText(err) }, `cannot delete ${kind.kind} ${ns}/${name}; retrying`);
       return false;
     }
-    let ok = true;
-    for (const item of items) {
-      const meta = rec(rec(item)['metadata']);
-      const name = typeof meta['name'] === 'string' ? meta['name'] : '';
-      const id = `${kind.kind}/${name}`;
-      if (name === '' || wanted.has(id)) continue;
-      const gateway = rec(meta['annotations'])[GATEWAY_ANNOTATION];
-      try {
-        await this.opts.client.request({ method: 'DELETE', path: `${collection(kind, ns)}/${name}`, query: { propagationPolicy: 'Background' }, signal: this.abort.signal });
-        this.log.info({ gateway, object: id }, 'data plane object deleted: its Gateway is gone');
-      } catch (err) {
-        if (statusCode(err) === 404 || this.abort.signal.aborted) continue;
-        this.log.error({ gateway, object: id, err: errorText(err) }, `cannot delete ${kind.kind} ${ns}/${name}; retrying`);
-        ok = false;
-      }
-      this.applied.delete(id);
-    }
-    return ok;
   }
 
   /** List, then watch from the list's version; on any failure, start over after a back-off. */
@@ -305,6 +323,8 @@ export class KubernetesInfrastructure {
     if (type === 'DELETED') {
       this.gatewayOfService.delete(name);
       this.addressesByGateway.delete(key);
+      // Deleted with its Gateway, or by hand: the next pass tells which, and puts it back if wanted.
+      this.schedule();
     } else {
       this.gatewayOfService.set(name, key);
       this.addressesByGateway.set(key, serviceAddresses(service));

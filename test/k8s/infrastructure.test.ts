@@ -20,6 +20,8 @@ let client: KubeClient;
 let gwNs: TestNamespace;
 let cpNs: TestNamespace;
 let ctl: RunningController;
+let follower: RunningController;
+let followerNs: TestNamespace;
 const logLines: string[] = [];
 
 type Json = Record<string, unknown>;
@@ -66,9 +68,10 @@ beforeAll(async () => {
   client = testClient();
   gwNs = await createTestNamespace(client, 'infra-gw');
   cpNs = await createTestNamespace(client, 'infra-cp');
+  followerNs = await createTestNamespace(client, 'infra-follower');
   await createObject(client, { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: CLASS }, spec: { controllerName: 'switchyard.dev/gateway-controller' } });
   const logger = createLogger({ level: 'info', name: 'infra' }, { write: (line: string) => void logLines.push(line) });
-  ctl = await controller({
+  const start = (identity: string, dataPlaneNamespace: string): Promise<RunningController> => controller({
     kubeconfig: inject('kubeconfig'),
     namespaces: [gwNs.name],
     xdsPort: 0,
@@ -76,23 +79,28 @@ beforeAll(async () => {
     metricsPort: 0,
     metricsHost: '127.0.0.1',
     envoy: {},
-    logger,
-    leaderElection: { namespace: cpNs.name, identity: 'infra-test', leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 500 },
+    logger: identity === 'infra-test' ? logger : createLogger({ level: 'warn', name: identity }, { write: () => undefined }),
+    leaderElection: { namespace: cpNs.name, identity, leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 500 },
     dataPlane: parseDataPlaneSettings({
-      namespace: cpNs.name,
+      namespace: dataPlaneNamespace,
       xds: { host: `switchyard.${cpNs.name}.svc`, port: 18000, tlsSecretPrefix: 'switchyard-xds' },
       envoy: { image: 'envoyproxy/envoy:v1.40.0' },
       aiExtension: { image: 'ghcr.io/switchyard-dev/switchyard:test', port: 18001, metricsPort: 9091 },
     }, 'test'),
   });
+  ctl = await start('infra-test', cpNs.name);
   await waitFor(() => ctl.isLeader(), { what: 'the controller to lead', timeoutMs: 15_000 });
+  // A second replica of the same Lease, told to put data planes elsewhere: it must create none.
+  follower = await start('infra-follower', followerNs.name);
 }, 60_000);
 
 afterAll(async () => {
+  await follower?.stop();
   await ctl?.stop();
   await deleteObject(client, { kind: 'GatewayClass', metadata: { name: CLASS } });
   await gwNs?.remove();
   await cpNs?.remove();
+  await followerNs?.remove();
   client?.close();
 });
 
@@ -118,10 +126,33 @@ describe('a data plane per Gateway', () => {
     expect((at(objects['Service'], 'spec', 'ports') as Json[]).map((p) => p['port'])).toEqual([8080]);
   });
 
+  it('is the leader\'s work only: a replica that does not hold the Lease creates nothing', async () => {
+    await waitFor(() => follower.statuses().some((st) => st.kind === 'Gateway' && st.name === GATEWAY && st.namespace === gwNs.name), { what: 'the follower to have translated the Gateway' });
+    expect(follower.isLeader()).toBe(false);
+    await follower.infrastructure?.idle();
+    for (const kind of ['deployments', 'services', 'serviceaccounts', 'configmaps']) {
+      const group = kind === 'deployments' ? '/apis/apps/v1' : '/api/v1';
+      const list = await client.request({ path: `${group}/namespaces/${followerNs.name}/${kind}`, query: { labelSelector: 'app.kubernetes.io/managed-by=switchyard' } });
+      expect(at(list, 'items'), kind).toEqual([]);
+    }
+  });
+
+  it('puts back a Service deleted by hand', async () => {
+    const before = String(at(await get(paths()['Service'] ?? ''), 'metadata', 'uid'));
+    await client.request({ method: 'DELETE', path: paths()['Service'] ?? '' });
+    await waitFor(async () => {
+      const uid = at(await get(paths()['Service'] ?? ''), 'metadata', 'uid');
+      return typeof uid === 'string' && uid !== before;
+    }, { what: 'the Service to be created again', timeoutMs: 15_000 });
+  });
+
   it('writes the Service\'s cluster IP to Gateway status.addresses, then its load balancer IP once it has one', async () => {
     const clusterIP = String(at(await get(paths()['Service'] ?? ''), 'spec', 'clusterIP'));
     expect(clusterIP).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
     await waitFor(async () => JSON.stringify(at(await gatewayStatus(), 'addresses')) === JSON.stringify([{ type: 'IPAddress', value: clusterIP }]), { what: 'status.addresses = the cluster IP', timeoutMs: 15_000 });
+    // It has an address; what it waits for now is an Envoy (no kubelet runs the pods here).
+    const programmed = (at(await gatewayStatus(), 'conditions') as Json[]).find((c) => c['type'] === 'Programmed');
+    expect(programmed).toMatchObject({ status: 'False', reason: 'Pending' });
     // No cloud controller here: the load balancer is what a user (or a test) writes to the Service status.
     await client.request({
       method: 'PATCH',
