@@ -174,6 +174,8 @@ export function dataPlaneObjects(g: GatewayIR, ports: readonly number[], s: Data
   const problems: string[] = [];
   const listenerPorts = uniquePorts(ports);
   const files = bootstrapFiles(g, s);
+  const params = g.infrastructure?.parametersRef;
+  if (params) problems.push(`Gateway ${gatewayKey(g)}: spec.infrastructure.parametersRef (${params.kind} ${params.name}) is not read by Switchyard's Kubernetes data plane; set the Service type with spec.infrastructure.annotations["${SERVICE_TYPE_ANNOTATION}"] and remove parametersRef`);
   const bootstrapHash = createHash('sha256').update(JSON.stringify(files)).digest('hex').slice(0, 16);
 
   const serviceAccount: JsonObject = { apiVersion: 'v1', kind: 'ServiceAccount', metadata: metadata(g, name, ns), automountServiceAccountToken: false };

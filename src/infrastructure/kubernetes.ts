@@ -91,6 +91,7 @@ export class KubernetesInfrastructure {
   private readonly backoff: { initialMs: number; maxMs: number };
   private readonly addressListeners: (() => void)[] = [];
   private resyncTimer: NodeJS.Timeout | undefined;
+  private readonly problems = new Map<string, string>();
 
   constructor(private readonly opts: KubernetesInfrastructureOptions) {
     this.log = opts.logger.child({ component: 'infrastructure' });
@@ -203,7 +204,7 @@ export class KubernetesInfrastructure {
     let ok = true;
     for (const g of ir.gateways) {
       const objects = dataPlaneObjects(g, ports.get(gatewayKey(g)) ?? [], s);
-      for (const p of objects.problems) this.log.warn({ gateway: gatewayKey(g) }, p);
+      this.reportProblems(gatewayKey(g), objects.problems);
       // The ServiceAccount and ConfigMap first: the pods need both to start.
       for (const o of [objects.serviceAccount, objects.configMap, objects.deployment, ...(objects.service ? [objects.service] : [])]) {
         const id = `${String(o['kind'])}/${String(rec(o['metadata'])['name'])}`;
@@ -213,11 +214,21 @@ export class KubernetesInfrastructure {
         ok = (await this.apply(o, id, gatewayKey(g))) && ok;
       }
     }
+    const gateways = new Set(ir.gateways.map(gatewayKey));
+    for (const key of this.problems.keys()) if (!gateways.has(key)) this.problems.delete(key);
     for (const id of existing) {
       if (!this.leading) return true;
       if (!wanted.has(id)) ok = (await this.deleteObject(id)) && ok;
     }
     return ok;
+  }
+
+  /** Each Gateway's problems are logged when they change, not on every pass. */
+  private reportProblems(gateway: string, problems: string[]): void {
+    const text = problems.join('\n');
+    if ((this.problems.get(gateway) ?? '') === text) return;
+    this.problems.set(gateway, text);
+    for (const p of problems) this.log.warn({ gateway }, p);
   }
 
   private async listNames(kind: (typeof KINDS)[number]): Promise<string[] | undefined> {

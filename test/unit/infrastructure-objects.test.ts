@@ -122,6 +122,13 @@ describe('dataPlaneObjects', () => {
     expect(at(dataPlaneObjects(typed('NodePort'), [80], settings()).service, 'spec', 'externalIPs')).toEqual(['10.96.0.50']);
   });
 
+  it('says that spec.infrastructure.parametersRef is not read, and what to use instead', () => {
+    const g = gateway({ infrastructure: { labels: {}, annotations: {}, parametersRef: { group: '', kind: 'ConfigMap', name: 'edge-params' } } });
+    expect(dataPlaneObjects(g, [80], settings()).problems).toEqual([
+      'Gateway team-a/edge: spec.infrastructure.parametersRef (ConfigMap edge-params) is not read by Switchyard\'s Kubernetes data plane; set the Service type with spec.infrastructure.annotations["switchyard.dev/service-type"] and remove parametersRef',
+    ]);
+  });
+
   it('has no Service while the Gateway serves no listener (a Service needs a port)', () => {
     expect(dataPlaneObjects(gateway(), [], settings()).service).toBeUndefined();
   });
