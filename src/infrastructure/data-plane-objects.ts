@@ -310,7 +310,8 @@ export function serviceAddresses(service: unknown): { type: 'IPAddress' | 'Hostn
       else if (typeof e['hostname'] === 'string' && e['hostname'] !== '') out.push({ type: 'Hostname', value: e['hostname'] });
     }
   }
-  if (out.length > 0) return out;
+  // Gateway status.addresses holds at most 16.
+  if (out.length > 0) return out.slice(0, 16);
   const clusterIP = spec['clusterIP'];
   if (typeof clusterIP === 'string' && clusterIP !== '' && clusterIP !== 'None') return [{ type: 'IPAddress', value: clusterIP }];
   return [];
