@@ -1,4 +1,4 @@
-import { toXdsResources } from './envoy/index.js';
+import { toDataPlanes, toXdsResources, type DataPlanes } from './envoy/index.js';
 import type { EnvoyOptions } from './envoy/options.js';
 import type { XdsResources } from './envoy/resources.js';
 import { redactSecrets } from './envoy/secrets.js';
@@ -10,11 +10,13 @@ import type { ObjectStatus } from './translate/status.js';
 export interface PipelineResult {
   translation: Translation;
   xds: XdsResources;
+  /** Which of those resources each data plane (a Gateway's Envoys, or the shared one) receives. */
+  planes: DataPlanes;
 }
 
 export function runPipeline(inputs: Inputs, envoy: Partial<EnvoyOptions> = {}): PipelineResult {
   const translation = translate(inputs);
-  return { translation, xds: toXdsResources(translation.ir, envoy) };
+  return { translation, xds: toXdsResources(translation.ir, envoy), planes: toDataPlanes(translation.ir, envoy) };
 }
 
 /** What `switchyard translate` prints: exactly what would be served (secrets redacted) and every status. */

@@ -8,9 +8,11 @@
  *   DEMO_PHASE_SECONDS=4   shorter phases (default 7)
  *   DEMO_HOLD=1            keep everything running after the scenario, until Ctrl-C
  *   ENVOY_BIN=/path        the Envoy binary (default .toolchain/bin/envoy, from `make envoy`)
+ *   DEMO_LISTENER_PORT, DEMO_XDS_PORT, DEMO_METRICS_PORT, DEMO_AI_EXTENSION_PORT, DEMO_ADMIN_PORT
+ *                          other ports than 10000, 18000, 9090, 18001, 9901 (0: any free one)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, closeSync, constants, cpSync, existsSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -69,20 +71,70 @@ function fakesOf(part: Part): readonly FakeSpec[] {
   return FAKES[part.backend] ?? [];
 }
 
-const XDS_PORT = 18000;
-const AI_EXTENSION_PORT = 18001;
-const METRICS_PORT = 9090;
-const ADMIN_PORT = 9901;
-const GATEWAY_PORT = 10000;
+/**
+ * The demo's own ports, each overridable from the environment (0: a free one, picked at start):
+ * DEMO_LISTENER_PORT (Envoy's listener of Gateway ai/ai-gateway), DEMO_XDS_PORT, DEMO_METRICS_PORT,
+ * DEMO_AI_EXTENSION_PORT, DEMO_ADMIN_PORT (Envoy's admin API). The fake providers keep theirs:
+ * examples/ points the Backends at them.
+ */
+const PORT_SETTINGS = {
+  gateway: { env: 'DEMO_LISTENER_PORT', port: 10000, owner: 'Envoy listener of Gateway ai/ai-gateway' },
+  xds: { env: 'DEMO_XDS_PORT', port: 18000, owner: 'controller xDS server' },
+  metrics: { env: 'DEMO_METRICS_PORT', port: 9090, owner: 'controller metrics/status server' },
+  aiExtension: { env: 'DEMO_AI_EXTENSION_PORT', port: 18001, owner: 'AI extension (ext_proc, in the controller process)' },
+  admin: { env: 'DEMO_ADMIN_PORT', port: 9901, owner: 'Envoy admin API' },
+} as const;
+type PortName = keyof typeof PORT_SETTINGS;
 
-const PORTS: ReadonlyArray<{ port: number; owner: string }> = [
-  ...PARTS.flatMap((part) => fakesOf(part).map((f) => ({ port: f.port, owner: `fake provider ${f.name} (Backend ai/${part.backend})` }))),
-  { port: XDS_PORT, owner: 'controller xDS server' },
-  { port: AI_EXTENSION_PORT, owner: 'AI extension (ext_proc, in the controller process)' },
-  { port: METRICS_PORT, owner: 'controller metrics/status server' },
-  { port: ADMIN_PORT, owner: 'Envoy admin API' },
-  { port: GATEWAY_PORT, owner: 'Envoy listener of Gateway ai/ai-gateway' },
-];
+/** The ports in use, once resolvePorts() has read the environment. */
+const PORT: Record<PortName, number> = { gateway: 10000, xds: 18000, metrics: 9090, aiExtension: 18001, admin: 9901 };
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen({ port: 0, host: '127.0.0.1', exclusive: true }, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function resolvePorts(): Promise<void> {
+  for (const [name, setting] of Object.entries(PORT_SETTINGS) as [PortName, (typeof PORT_SETTINGS)[PortName]][]) {
+    const text = process.env[setting.env];
+    if (text === undefined || text === '') {
+      PORT[name] = setting.port;
+      continue;
+    }
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new DemoFailure(`${setting.env} must be a port number (0 for a free one), got "${text}"`);
+    PORT[name] = n === 0 ? await freePort() : n;
+  }
+}
+
+function demoPorts(): ReadonlyArray<{ port: number; owner: string; env?: string }> {
+  return [
+    ...PARTS.flatMap((part) => fakesOf(part).map((f) => ({ port: f.port, owner: `fake provider ${f.name} (Backend ai/${part.backend})` }))),
+    ...(Object.entries(PORT_SETTINGS) as [PortName, (typeof PORT_SETTINGS)[PortName]][]).map(([name, s]) => ({ port: PORT[name], owner: s.owner, env: s.env })),
+  ];
+}
+
+/**
+ * examples/ as is, or a copy whose Gateway listens on DEMO_LISTENER_PORT (Envoy opens the
+ * listener at the port the Gateway names).
+ */
+function demoConfig(dir: string): string {
+  if (PORT.gateway === PORT_SETTINGS.gateway.port) return 'examples';
+  const copy = join(dir, 'config');
+  cpSync(join(ROOT, 'examples'), copy, { recursive: true, filter: (src) => !src.includes(`${join('examples', 'demo')}`) });
+  const gateway = join(copy, 'gateway.yaml');
+  const text = readFileSync(gateway, 'utf8');
+  if (!text.includes(`port: ${PORT_SETTINGS.gateway.port}`)) throw new Error(`examples/gateway.yaml no longer listens on ${PORT_SETTINGS.gateway.port}: update demoConfig()`);
+  writeFileSync(gateway, text.replace(`port: ${PORT_SETTINGS.gateway.port}`, `port: ${PORT.gateway}`));
+  return copy;
+}
 
 /** A failure the user can act on: printed without a stack trace. */
 class DemoFailure extends Error {
@@ -239,11 +291,12 @@ async function preflight(): Promise<string> {
   }
   if (!existsSync(COMPILED_CLI)) throw new DemoFailure(`the controller is not built (${COMPILED_CLI} is missing): run \`npm run build\` or \`make demo\``);
 
+  await resolvePorts();
   const taken: string[] = [];
-  for (const { port, owner } of PORTS) if (!(await portIsFree(port))) taken.push(`  ${String(port).padStart(5)}  ${owner}`);
+  for (const { port, owner, env } of demoPorts()) if (!(await portIsFree(port))) taken.push(`  ${String(port).padStart(5)}  ${owner}${env ? ` (${env})` : ''}`);
   if (taken.length > 0) {
     throw new DemoFailure(
-      `the demo needs these ports, already in use:\n${taken.join('\n')}\nIs another demo still running? See who holds them: ss -ltnp`,
+      `the demo needs these ports, already in use:\n${taken.join('\n')}\nIs another demo still running? See who holds them: ss -ltnp; or pick others (0: any free one), e.g. DEMO_LISTENER_PORT=0 DEMO_XDS_PORT=0 DEMO_METRICS_PORT=0 make demo`,
     );
   }
   return envoy;
@@ -360,7 +413,7 @@ function streamThroughGateway(client: OpenAI, members: readonly string[], p: Pal
 
 /** The AI extension's counters for Backend ai/`backend` from the controller's /metrics, in one line. */
 async function extensionCounters(backend: string): Promise<string> {
-  const text = await (await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
+  const text = await (await fetch(`http://127.0.0.1:${PORT.metrics}/metrics`)).text();
   const series = (metric: string): Array<{ labels: Map<string, string>; value: number }> =>
     text
       .split('\n')
@@ -391,17 +444,17 @@ function phaseSecondsFromEnv(): number {
 function holdMessage(p: Palette, logDir: string): string {
   const body = `'{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}'`;
   const tries: Array<[command: string, what: string]> = [
-    [`curl -s localhost:${ADMIN_PORT}/clusters`, 'Envoy: hosts per priority, outlier ejections'],
-    [`curl -s localhost:${ADMIN_PORT}/stats | grep backend/ai/`, 'Envoy: retries, ejections, per-code counters'],
-    [`curl -s localhost:${METRICS_PORT}/statusz`, 'controller: object statuses, connected Envoys'],
-    [`curl -s localhost:${METRICS_PORT}/metrics | grep switchyard_ai_`, 'AI extension: attempts, failures, failovers, tokens'],
+    [`curl -s localhost:${PORT.admin}/clusters`, 'Envoy: hosts per priority, outlier ejections'],
+    [`curl -s localhost:${PORT.admin}/stats | grep backend/ai/`, 'Envoy: retries, ejections, per-code counters'],
+    [`curl -s localhost:${PORT.metrics}/statusz`, 'controller: object statuses, connected Envoys'],
+    [`curl -s localhost:${PORT.metrics}/metrics | grep switchyard_ai_`, 'AI extension: attempts, failures, failovers, tokens'],
   ];
   const width = Math.max(...tries.map(([command]) => command.length));
   return [
     '',
     p.bold('Everything keeps running (DEMO_HOLD=1). Try:'),
-    `  curl -s localhost:${GATEWAY_PORT}/v1/chat/completions -H 'content-type: application/json' -d ${body}`,
-    `  curl -sN localhost:${GATEWAY_PORT}/cross/v1/chat/completions -H 'content-type: application/json' -d '{"stream":true,${body.slice(2)}`,
+    `  curl -s localhost:${PORT.gateway}/v1/chat/completions -H 'content-type: application/json' -d ${body}`,
+    `  curl -sN localhost:${PORT.gateway}/cross/v1/chat/completions -H 'content-type: application/json' -d '{"stream":true,${body.slice(2)}`,
     ...tries.map(([command, what]) => `  ${command.padEnd(width)}  ${p.dim(`# ${what}`)}`),
     `Logs: ${logDir}`,
     p.dim('Ctrl-C stops the controller, Envoy and the fake providers.'),
@@ -467,15 +520,15 @@ async function main(): Promise<number> {
       'controller',
       process.execPath,
       [
-        CLI, 'serve', '--config', 'examples', '--xds-port', String(XDS_PORT), '--metrics-port', String(METRICS_PORT),
-        '--ai-extension-port', String(AI_EXTENSION_PORT), '--listener-address', '127.0.0.1', '--log-level', 'warn',
+        CLI, 'serve', '--config', demoConfig(logDir), '--xds-port', String(PORT.xds), '--metrics-port', String(PORT.metrics),
+        '--ai-extension-port', String(PORT.aiExtension), '--listener-address', '127.0.0.1', '--log-level', 'warn',
       ],
       join(logDir, 'controller.log'),
     );
-    await waitUntil(`the controller to be ready (http://127.0.0.1:${METRICS_PORT}/readyz)`, controller, stop.signal, async () => (await fetch(`http://127.0.0.1:${METRICS_PORT}/readyz`)).ok);
-    step(`controller: xDS on :${XDS_PORT}, AI extension (ext_proc) on :${AI_EXTENSION_PORT}, metrics and /statusz on :${METRICS_PORT} (log ${controller.logPath})`);
+    await waitUntil(`the controller to be ready (http://127.0.0.1:${PORT.metrics}/readyz)`, controller, stop.signal, async () => (await fetch(`http://127.0.0.1:${PORT.metrics}/readyz`)).ok);
+    step(`controller: xDS on :${PORT.xds}, AI extension (ext_proc) on :${PORT.aiExtension}, metrics and /statusz on :${PORT.metrics} (log ${controller.logPath})`);
 
-    const bootstrap = await run(process.execPath, [CLI, 'bootstrap', '--xds', `127.0.0.1:${XDS_PORT}`, '--node-id', 'demo', '--admin-port', String(ADMIN_PORT)]);
+    const bootstrap = await run(process.execPath, [CLI, 'bootstrap', '--xds', `127.0.0.1:${PORT.xds}`, '--node-id', 'demo', '--admin-port', String(PORT.admin)]);
     if (bootstrap.code !== 0) throw new DemoFailure(`switchyard bootstrap exited with code ${String(bootstrap.code)}:\n${bootstrap.stderr.trim()}`);
     const bootstrapPath = join(logDir, 'envoy-bootstrap.json');
     writeFileSync(bootstrapPath, bootstrap.stdout);
@@ -487,17 +540,17 @@ async function main(): Promise<number> {
       join(logDir, 'envoy.log'),
     );
     // /ready answers 200 once Envoy has its initial configuration from the controller.
-    await waitUntil(`Envoy to be ready (http://127.0.0.1:${ADMIN_PORT}/ready)`, envoy, stop.signal, async () => (await fetch(`http://127.0.0.1:${ADMIN_PORT}/ready`)).ok);
-    await waitUntil(`Envoy's listener on :${GATEWAY_PORT} to answer`, envoy, stop.signal, async () => {
-      await fetch(`http://127.0.0.1:${GATEWAY_PORT}/`);
+    await waitUntil(`Envoy to be ready (http://127.0.0.1:${PORT.admin}/ready)`, envoy, stop.signal, async () => (await fetch(`http://127.0.0.1:${PORT.admin}/ready`)).ok);
+    await waitUntil(`Envoy's listener on :${PORT.gateway} to answer`, envoy, stop.signal, async () => {
+      await fetch(`http://127.0.0.1:${PORT.gateway}/`);
       return true;
     });
-    step(`Envoy: gateway on :${GATEWAY_PORT}, admin on :${ADMIN_PORT} (log ${envoy.logPath})`);
+    step(`Envoy: gateway on :${PORT.gateway}, admin on :${PORT.admin} (log ${envoy.logPath})`);
 
     const clients = new Map<Part, OpenAI>();
     for (const part of PARTS) {
       // The gateway replaces this key with each member's own; no client retries: every failure shows.
-      const client = new OpenAI({ baseURL: `http://127.0.0.1:${GATEWAY_PORT}${part.path}`, apiKey: 'sk-demo-client', maxRetries: 0, timeout: 10_000 });
+      const client = new OpenAI({ baseURL: `http://127.0.0.1:${PORT.gateway}${part.path}`, apiKey: 'sk-demo-client', maxRetries: 0, timeout: 10_000 });
       clients.set(part, client);
       const first = await askThroughGateway(client, part.members)();
       if (!('answeredBy' in first)) {
@@ -535,7 +588,7 @@ async function main(): Promise<number> {
       say(part.intro);
       say(
         `${p.bold('Scenario')}: ${part.phases.length} phases of ${phaseSeconds} s, the OpenAI client sends ${requestsPerSecond} chat requests/s to ` +
-          `http://127.0.0.1:${GATEWAY_PORT}${part.path} (no client retries); each member column counts the answers it gave, per second.`,
+          `http://127.0.0.1:${PORT.gateway}${part.path} (no client retries); each member column counts the answers it gave, per second.`,
       );
       const result = await runScenario({
         part,

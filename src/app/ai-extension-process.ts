@@ -5,6 +5,7 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { assertPortFree } from './ports.js';
 import { commandLineOf, isAlive, type StateDir } from './state-dir.js';
 
 /**
@@ -117,6 +118,7 @@ export async function startAiExtensionProcess(opts: AiExtensionProcessOptions): 
   }
   if (current === undefined) {
     const wanted = opts.port !== 0 ? opts.port : (previous?.port ?? 0);
+    if (opts.port !== 0) await assertPortFree('ai-extension', opts.host, opts.port);
     current = await spawnExtension(opts, command, wanted).catch(async (err: unknown) => {
       // The last extension's port may have been taken meanwhile; a port the user chose may not be swapped.
       if (opts.port !== 0 || wanted === 0) throw err;

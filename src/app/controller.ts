@@ -36,7 +36,10 @@ export interface ControllerOptions extends ServingOptions {
   kubeconfig?: string;
   /** Namespaces to watch; empty: all. */
   namespaces: readonly string[];
-  /** Status writing and Warning Events, by the replica holding the Lease; `false`: serve xDS only. */
+  /**
+   * Status writing and Warning Events, by the replica holding the Lease; `false`: no Lease, this
+   * replica writes them (controller-runtime's convention: without election a replica acts as leader).
+   */
   leaderElection: LeaderElectionOptions | false;
   /**
    * Serve xDS over mTLS with certificates the controller issues and renews itself, kept in
@@ -83,25 +86,23 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
   const provider = new KubernetesProvider({ ...opts.provider, client, namespaces: opts.namespaces, logger: log });
 
   const infrastructure = opts.dataPlane ? new KubernetesInfrastructure({ client, settings: opts.dataPlane, logger: log }) : undefined;
-  let reporter: StatusReporter | undefined;
-  let sink: StatusSink | undefined;
-  if (opts.leaderElection) {
-    const { namespace, identity, ...election } = opts.leaderElection;
-    const status = new StatusReporter({
-      api: kubeStatusApi(kube.config),
-      namespace,
-      logger: log,
-      ...(identity ? { identity } : {}),
-      election,
-      onStartedLeading: () => infrastructure?.setLeading(true),
-      onStoppedLeading: () => infrastructure?.setLeading(false),
-    });
-    reporter = status;
-    sink = {
-      statuses: (all) => status.writer.update(all),
-      warnings: (events) => status.recorder.record(events),
-    };
-  }
+  // Without leader election this replica is the leader (controller-runtime's convention): it
+  // writes status and Events from the start, and nobody else should run.
+  const election = opts.leaderElection;
+  const reporter = new StatusReporter({
+    api: kubeStatusApi(kube.config),
+    namespace: election === false ? defaultLeaseNamespace() : election.namespace,
+    logger: log,
+    ...(election !== false && election.identity ? { identity: election.identity } : {}),
+    election: election === false ? false : { ...pick(election, ['name', 'leaseDurationMs', 'renewDeadlineMs', 'retryPeriodMs']) },
+    // The data planes are the leader's to create, like status.
+    onStartedLeading: () => infrastructure?.setLeading(true),
+    onStoppedLeading: () => infrastructure?.setLeading(false),
+  });
+  const sink: StatusSink = {
+    statuses: (all) => reporter.writer.update(all),
+    warnings: (events) => reporter.recorder.record(events),
+  };
 
   let runtime: RunningGateway;
   let managed: ManagedXdsTls | undefined;
@@ -117,7 +118,7 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
       metricsHost: opts.metricsHost,
       envoy: opts.envoy,
       logger: log,
-      ...(sink ? { statusSink: sink } : {}),
+      statusSink: sink,
       ...(infrastructure && opts.dataPlane ? {
         onTranslated: (ir: IR) => infrastructure.update(ir),
         statusOverlay: addressOverlay(infrastructure, opts.dataPlane.namespace),
@@ -132,20 +133,20 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
   }
   // Only now: a replica that cannot serve must not take the Lease.
   infrastructure?.start();
-  // Without leader election this replica is the only one: it creates the data planes itself.
-  if (!reporter) infrastructure?.setLeading(true);
-  reporter?.start();
+  reporter.start();
 
   const running: RunningController = {
     ...runtime,
     provider,
     kubeconfigSource: kube.source,
-    isLeader: () => reporter?.isLeader() ?? false,
-    ...(reporter ? { writer: reporter.writer, recorder: reporter.recorder, elector: reporter.elector } : {}),
+    isLeader: () => reporter.isLeader(),
+    writer: reporter.writer,
+    recorder: reporter.recorder,
+    ...(reporter.elector ? { elector: reporter.elector } : {}),
     ...(infrastructure ? { infrastructure } : {}),
     async stop() {
       // Hand the Lease over first (after our last status writes), then stop serving.
-      await reporter?.stop();
+      await reporter.stop();
       await infrastructure?.stop();
       managed?.stop();
       await runtime.stop();
@@ -153,4 +154,11 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
     },
   };
   return running;
+}
+
+/** The fields of `o` named in `keys` that are set (exactOptionalPropertyTypes: no explicit undefined). */
+function pick<T extends object, K extends keyof T>(o: T, keys: readonly K[]): Partial<Pick<T, K>> {
+  const out: Partial<Pick<T, K>> = {};
+  for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
+  return out;
 }

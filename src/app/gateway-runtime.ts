@@ -11,9 +11,10 @@ import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
 import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type ServedAs } from '../status/programmed.js';
 import type { ObjectStatus, WarningEvent } from '../translate/status.js';
-import { SnapshotCache } from '../xds/cache.js';
+import { SHARED_VIEW, SnapshotCache } from '../xds/cache.js';
 import { XdsServer } from '../xds/server.js';
 import { xdsServerCredentials, xdsTlsMode, type XdsServerTls } from '../xds/tls.js';
+import { asAddressInUse, assertServingPortsFree } from './ports.js';
 import { RouteQuarantine } from './route-quarantine.js';
 
 /** How long xDS feedback (ACK, NACK, disconnect) waits to be folded into one status rebuild. */
@@ -88,6 +89,7 @@ function conditionsSummary(s: ObjectStatus): string {
  * or NACK, logged when they change and handed to the status sink.
  */
 export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<RunningGateway> {
+  await assertServingPortsFree(opts);
   const log = opts.logger;
   const metrics = createMetrics({ processMetrics: true });
   const cache = new SnapshotCache();
@@ -103,14 +105,20 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     const clients: ClientTypeFeedback[] = xds.clients().flatMap((c) =>
       c.types.map((t) => ({
         nodeId: c.nodeId,
+        view: c.gateway ?? SHARED_VIEW,
         typeUrl: t.typeUrl,
         state: t.state,
         ...(t.sentVersion !== undefined ? { sentVersion: t.sentVersion } : {}),
         ...(t.state === 'rejected' && t.lastNack ? { nackMessage: t.lastNack.message } : {}),
       })),
     );
-    const versions: Record<string, string | undefined> = {};
-    for (const kind of PUSH_ORDER) versions[TypeUrl[kind]] = cache.snapshot(TypeUrl[kind])?.version;
+    const versions = new Map<string, Record<string, string | undefined>>();
+    for (const key of new Set(clients.map((c) => c.view))) {
+      const view = cache.view(key === SHARED_VIEW ? undefined : key);
+      const current: Record<string, string | undefined> = {};
+      for (const kind of PUSH_ORDER) current[TypeUrl[kind]] = view.snapshot(TypeUrl[kind])?.version;
+      versions.set(key, current);
+    }
     const fed = applyXdsFeedback(translated, servedAs, { clients, versions });
     const { changed, removed } = book.update(opts.statusOverlay ? opts.statusOverlay.apply(fed) : fed);
     for (const s of changed) log.info({ object: `${s.kind} ${s.namespace ? `${s.namespace}/` : ''}${s.name}`, conditions: conditionsSummary(s) }, 'status changed');
@@ -128,6 +136,24 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   };
 
   const quarantine = new RouteQuarantine();
+  // The quarantine reasons about versions of the whole route set; an Envoy of one Gateway ACKs
+  // and NACKs its view's versions. Each view version maps to the whole set's version of its time.
+  const routeVersionOfView = new Map<string, string>();
+  const noteRouteVersions = (whole: string | undefined): void => {
+    if (whole === undefined) return;
+    for (const view of cache.allViews()) {
+      const version = view.snapshot(TypeUrl.route)?.version;
+      if (version === undefined) continue;
+      routeVersionOfView.delete(version);
+      routeVersionOfView.set(version, whole);
+    }
+    // The newest versions are what Envoys ACK or NACK; older ones are not asked for again.
+    for (const version of routeVersionOfView.keys()) {
+      if (routeVersionOfView.size <= 256) break;
+      routeVersionOfView.delete(version);
+    }
+  };
+  const wholeRouteVersion = (version: string): string => routeVersionOfView.get(version) ?? version;
   let latest: Snapshot | undefined;
 
   const translateAndServe = (snapshot: Snapshot): void => {
@@ -139,14 +165,16 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
         ? snapshot.inputs
         : { ...snapshot.inputs, httpRoutes: snapshot.inputs.httpRoutes.filter((r) => !excluded.has(`${r.metadata.namespace}/${r.metadata.name}`)) };
       const result = runPipeline(inputs, opts.envoy);
-      const change = cache.setResources(result.xds);
-      if (quarantine.served(cache.snapshot(TypeUrl.route)?.version, result.translation.ir)) retranslate();
+      const change = cache.setResources(result.xds, result.planes);
+      const routeVersion = cache.snapshot(TypeUrl.route)?.version;
+      noteRouteVersions(routeVersion);
+      if (quarantine.served(routeVersion, result.translation.ir)) retranslate();
       metrics.translations.inc();
       metrics.translationDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
       for (const kind of PUSH_ORDER) metrics.resources.set({ type: kind }, result.xds[KIND_FIELD[kind]].length);
       // Held-out routes get their status from a translation that includes them, with Accepted=False.
       translated = excluded.size === 0 ? result.translation.statuses : [...result.translation.statuses, ...quarantine.statuses(translate(snapshot.inputs).statuses)];
-      servedAs = servedAsFromIr(result.translation.ir);
+      servedAs = servedAsFromIr(result.translation.ir, result.planes);
       for (const e of result.translation.events) log.warn({ object: `${e.object.kind} ${e.object.namespace}/${e.object.name}`, reason: e.reason }, e.message);
       log.info({ changed: change.changed.map((t) => t.split('.').pop()), clusters: result.xds.clusters.length, listeners: result.xds.listeners.length }, 'configuration translated');
       loaded = true;
@@ -178,14 +206,15 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   apply(await provider.start());
   provider.onChange(apply);
 
+  xds.on('sent', (e) => metrics.xdsPushes.inc({ type_url: e.typeUrl }));
   xds.on('ack', (e) => {
-    if (e.typeUrl === TypeUrl.route && quarantine.ack(e.nodeId, e.version)) retranslate();
+    if (e.typeUrl === TypeUrl.route && quarantine.ack(e.nodeId, wholeRouteVersion(e.version))) retranslate();
     scheduleStatuses();
   });
   xds.on('nack', (e) => {
     metrics.xdsNacks.inc({ type_url: e.typeUrl });
     log.warn({ node: e.nodeId, typeUrl: e.typeUrl, version: e.version }, `Envoy rejected configuration: ${e.message}`);
-    if (e.typeUrl === TypeUrl.route && quarantine.nack(e.nodeId, e.version, e.message)) {
+    if (e.typeUrl === TypeUrl.route && quarantine.nack(e.nodeId, wholeRouteVersion(e.version), e.message)) {
       log.warn({ node: e.nodeId, held: [...quarantine.excluded()] }, 'leaving the HTTPRoutes Envoy rejected out of the configuration');
       retranslate();
     }
@@ -204,7 +233,9 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   let xdsPort: number;
   let health: HealthServer;
   try {
-    xdsPort = await xds.start({ port: opts.xdsPort, host: opts.xdsHost, ...(opts.xdsTls ? { credentials: xdsServerCredentials(opts.xdsTls) } : {}) });
+    xdsPort = await xds
+      .start({ port: opts.xdsPort, host: opts.xdsHost, ...(opts.xdsTls ? { credentials: xdsServerCredentials(opts.xdsTls) } : {}) })
+      .catch((err: unknown) => Promise.reject(asAddressInUse(err, 'xds', opts.xdsHost, opts.xdsPort)));
     health = await startHealthServer({
       port: opts.metricsPort,
       host: opts.metricsHost,
@@ -212,7 +243,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       ready: () => (loaded ? true : { ready: false, reason: 'the configuration has not been translated yet' }),
       statusz: () => ({ statuses: book.all(), problems: problems.map((p) => ({ ...p, text: formatProblem(p) })), clients: xds.clients() }),
       ...(opts.extraMetrics ? { extraMetrics: opts.extraMetrics } : {}),
-    });
+    }).catch((err: unknown) => Promise.reject(asAddressInUse(err, 'metrics', opts.metricsHost, opts.metricsPort)));
   } catch (err) {
     await xds.stop();
     await provider.stop();

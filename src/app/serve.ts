@@ -1,9 +1,10 @@
 import { rmSync } from 'node:fs';
 import { registerAiExtensionMetrics } from '../ai-extension/metrics.js';
 import { startAiExtension, type RunningAiExtension } from '../ai-extension/server.js';
-import { FileProvider } from '../providers/file.js';
+import { assertConfigPathReadable, FileProvider } from '../providers/file.js';
 import type { ConfigLimits } from '../providers/manifest-files.js';
 import { startAiExtensionProcess, type AiExtensionProcess } from './ai-extension-process.js';
+import { assertPortFree, assertServingPortsFree } from './ports.js';
 import { startGatewayRuntime, type RunningGateway, type ServingOptions } from './gateway-runtime.js';
 import { defaultStateDir, lockStateDir, openStateDir } from './state-dir.js';
 
@@ -47,11 +48,15 @@ export type RunningServe = RunningGateway & {
  */
 export async function serve(opts: ServeOptions): Promise<RunningServe> {
   const { config, limits, logger, aiExtension: extensionOptions = { port: 0 }, ...servers } = opts;
+  // Before the AI extension starts: a wrong path or a taken port is then one line, nothing to unwind.
+  await assertConfigPathReadable(config);
+  await assertServingPortsFree(servers);
   if (extensionOptions !== false && extensionOptions.child !== undefined) return serveWithExtensionProcess(opts, extensionOptions.child);
   let extension: RunningAiExtension | undefined;
   let envoy = servers.envoy;
   if (extensionOptions !== false) {
     // Bound first: its port goes into the configuration Envoy receives.
+    await assertPortFree('ai-extension', extensionOptions.host ?? '127.0.0.1', extensionOptions.port);
     extension = await startAiExtension({ port: extensionOptions.port, host: extensionOptions.host ?? '127.0.0.1', logger: logger.child({ component: 'ai-extension' }) });
     envoy = { ...envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };
   }

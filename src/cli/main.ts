@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { posix } from 'node:path';
-import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import type { XdsTarget } from '../ai-extension/credentials.js';
 import { startAiExtension } from '../ai-extension/server.js';
@@ -9,9 +8,10 @@ import { formatProblem } from '../api/manifest.js';
 import { removeExtensionRecord, writeExtensionRecord } from '../app/ai-extension-process.js';
 import { controller, defaultLeaseNamespace } from '../app/controller.js';
 import type { RunningGateway } from '../app/gateway-runtime.js';
+import { AddressInUseError, assertPortFree, type ServerRole } from '../app/ports.js';
 import { serve } from '../app/serve.js';
 import { directoryStore, ensurePki, pkiNames } from '../app/xds-pki.js';
-import { buildBootstrap } from '../envoy/bootstrap.js';
+import { buildBootstrap, gatewayKeyProblem } from '../envoy/bootstrap.js';
 import { ACCESS_LOG_FORMATS, type AccessLogFormat } from '../envoy/access-log.js';
 import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
 import { parseDataPlaneSettings } from '../infrastructure/data-plane-objects.js';
@@ -20,11 +20,14 @@ import { runPipeline, translateReport } from '../pipeline.js';
 import { FileProvider } from '../providers/file.js';
 import { CONFIG_LIMIT_FLAGS, DEFAULT_CONFIG_LIMITS, formatBytes, type ConfigLimits } from '../providers/manifest-files.js';
 import { CA_FILE, CERT_FILE, KEY_FILE, clientCertificateRole, readXdsClientTls, readXdsServerTls, xdsChannelCredentials } from '../xds/tls.js';
+import { closest, HelpRequested, parseFlags, UsageError } from './flags.js';
+import { runStatus } from './status.js';
+import { badConditions } from './status-view.js';
+import { formatVersion, versionInfo } from './version.js';
 
-const USAGE = `switchyard: Gateway API and AI Backends to Envoy, over xDS
-
-Usage:
-  switchyard serve --config PATH [--xds-port 18000] [--xds-host 0.0.0.0] [--metrics-port 9090]
+/** Each command's usage: printed by `switchyard CMD --help` and after a usage error of CMD. */
+const COMMAND_USAGE: Readonly<Record<string, string>> = {
+  serve: `  switchyard serve --config PATH [--xds-port 18000] [--xds-host 0.0.0.0] [--metrics-port 9090]
                    [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0] [--log-level info]
                    [--ai-extension-port 18001] [--ai-extension-address 127.0.0.1] [--no-ai-extension]
                    [--xds-tls-dir DIR] [--state-dir DIR] [--max-document-size 1.5Mi]
@@ -35,51 +38,93 @@ Usage:
       --state-dir (default: per config path, under $XDG_RUNTIME_DIR or a 0700 temp directory).
       A document, a file or the whole of PATH over its size limit is refused with an error naming
       it (sizes in bytes, or with Ki, Mi, Gi); what was served before keeps being served.
-  switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH) [--port 18001]
+      --xds-tls-dir DIR serves xDS over TLS: DIR holds tls.crt and tls.key (like a kubernetes.io/tls
+      Secret) and, optionally, ca.crt: client certificates are then required and verified (mTLS).
+`,
+  'ai-extension': `  switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH) [--port 18001]
                           [--host 0.0.0.0] [--metrics-port 9091] [--log-level info] [--orphan-grace 10m]
       Run only the AI extension next to Envoy; provider keys come from the controller at --xds,
       which sends them only over mTLS to a client certificate of role ai-extension (URI SAN
       spiffe://switchyard.dev/role/ai-extension): --xds-tls-dir holds ca.crt (verifies the
       controller) and that certificate as tls.crt/tls.key; they are kept while it is away. --orphan-grace: exit once neither the
       controller nor Envoy has been seen for that long (default: never).
-  switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
+`,
+  controller: `  switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
                         [--ai-extension-address 127.0.0.1] [--ai-extension-port 18001]
                         [--lease-namespace NS] [--no-leader-election] [--xds-tls-dir DIR] [--log-level info]
                         [--access-log json|off] [--xds-tls-secrets PREFIX --xds-tls-dns NAMES]
                         [--data-plane FILE]
       Watch a Kubernetes API server (--kubeconfig, else $KUBECONFIG, the in-cluster service account,
-      ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status. The AI
-      extension runs next to Envoy (switchyard ai-extension); --ai-extension-* say where Envoy dials it.
-      --data-plane FILE (JSON: namespace, xds, envoy, aiExtension...; the chart writes it): the
-      leader creates an Envoy Deployment, Service, ServiceAccount and ConfigMap per Gateway, and
-      Gateway status.addresses come from that Service.
-  switchyard certs --out DIR [--dns NAMES]
+      ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status and Events
+      (with --no-leader-election this replica writes them: run only one). The AI extension runs next
+      to Envoy (switchyard ai-extension); --ai-extension-* say where Envoy dials it. --xds-tls-dir as
+      for serve; --xds-tls-secrets PREFIX: the controller issues and renews the CA and a certificate
+      per role itself, in Secrets PREFIX-{ca,controller,envoy,ai-extension} of its namespace, its
+      own naming NAMES (--xds-tls-dns). --data-plane FILE (JSON: namespace, xds, envoy, aiExtension;
+      the chart writes it): the leader creates an Envoy Deployment, Service, ServiceAccount and
+      ConfigMap per Gateway, and Gateway status.addresses come from that Service.
+`,
+  certs: `  switchyard certs --out DIR [--dns NAMES]
       Issue (or renew, when in the last third of their lifetime) an xDS CA and one certificate per
       role in DIR/{ca,controller,envoy,ai-extension}, each laid out for --xds-tls-dir; NAMES
       (comma-separated, default localhost) are the names clients dial the controller by.
-  switchyard translate -f PATH [-o json|yaml] [--access-log json|off] [--max-document-size ...] [--max-file-size ...]
-                       [--max-config-size ...]
-      Print what would be served (secrets redacted) and every object's status.
-  switchyard bootstrap --xds HOST:PORT --node-id ID [--admin-port 9901] [--delta] [--xds-tls-dir DIR]
-                       [-o json|yaml]
+`,
+  translate: `  switchyard translate -f PATH [-o json|yaml] [--allow-problems] [--access-log json|off]
+                       [--max-document-size ...] [--max-file-size ...] [--max-config-size ...]
+      Print what would be served (secrets redacted) and every object's status. Exits 1, naming
+      them on stderr, when an object has a condition that is False or the configuration has
+      problems; --allow-problems exits 0 all the same.
+`,
+  status: `  switchyard status (-f PATH | --from http://HOST:9090 | --kubeconfig PATH [--namespaces a,b])
+                    [-o table|json|yaml]
+      Every Gateway, HTTPRoute and Backend with its conditions; for Backends, each priority and
+      member (usable, or why not). -f translates PATH as translate does; --from reads a running
+      serve or controller's /statusz (its --metrics-port); --kubeconfig reads .status from the API
+      server (all namespaces, or --namespaces a,b).
+`,
+  bootstrap: `  switchyard bootstrap --xds HOST:PORT --node-id ID [--gateway NS/NAME] [--admin-port 9901] [--delta]
+                       [--xds-tls-dir DIR] [-o json|yaml]
       Print an Envoy bootstrap that connects a stock Envoy to the controller; with --xds-tls-dir
       (as Envoy sees it) over mTLS: ca.crt verifies the controller, tls.crt/tls.key are Envoy's.
+      --gateway: this Envoy is the data plane of that one Gateway and gets only its configuration;
+      without it, it serves every Gateway (a port two Gateways use goes to the older one).
+`,
+  version: `  switchyard version [-o json|yaml]   (also: switchyard --version)
+      Print Switchyard's version, the Node version it runs on and the Envoy version it expects.
+`,
+};
 
+const USAGE = `switchyard: Gateway API and AI Backends to Envoy, over xDS
+
+Usage:
+${Object.values(COMMAND_USAGE).join('')}
   --xds-tls-dir DIR on serve and controller serves xDS over TLS: DIR holds tls.crt and tls.key
   (like a kubernetes.io/tls Secret) and, optionally, ca.crt: client certificates are then
   required and verified against it (mTLS), and each stream's identity is the role in its
   certificate's URI SAN (spiffe://switchyard.dev/role/{controller,envoy,ai-extension}); provider
-  keys go to the ai-extension role only. --xds-tls-secrets PREFIX (controller): the controller
-  issues and renews the CA and those certificates itself, in Secrets PREFIX-{ca,controller,envoy,
-  ai-extension} of its namespace, its own certificate naming NAMES (--xds-tls-dns).
+  keys go to the ai-extension role only.
   --access-log json (default) makes every Gateway listener write one JSON line per request to
   Envoy's stdout: method, path (no query), response code and flags, route, Backend, the final
   attempt's member, priority and host, the attempt count, durations, request id; never a header
   that can carry a key. --access-log off writes none.
+
+Run "switchyard COMMAND --help" for one command's usage.
 `;
 
-class UsageError extends Error {}
+function commandUsage(command: string): string {
+  const usage = COMMAND_USAGE[command];
+  return usage === undefined ? USAGE : `Usage:\n${usage}`;
+}
+
+/** The synopsis of a command (its usage without the description), shown after a usage error. */
+function commandSynopsis(command: string): string {
+  const usage = COMMAND_USAGE[command] ?? '';
+  const lines = usage.split('\n');
+  // Descriptions are indented six spaces; a synopsis' continuation lines, more.
+  const end = lines.findIndex((l) => /^ {6}\S/.test(l));
+  return `Usage:\n${lines.slice(0, end < 0 ? lines.length : end).join('\n')}\n`;
+}
 
 function accessLog(value: string | undefined): AccessLogFormat {
   if (value === undefined) return DEFAULT_ENVOY_OPTIONS.accessLog;
@@ -135,7 +180,7 @@ function output(value: unknown, format: string | undefined): string {
 }
 
 async function runServe(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseFlags('serve', {
     args,
     options: {
       config: { type: 'string', short: 'c' },
@@ -200,7 +245,7 @@ function hostPort(value: string | undefined, flag: string, what: string): { host
 }
 
 async function runAiExtension(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseFlags('ai-extension', {
     args,
     options: {
       xds: { type: 'string' },
@@ -234,14 +279,12 @@ async function runAiExtension(args: string[]): Promise<number> {
   if (graceText !== undefined && orphanGraceMs === undefined) throw new UsageError(`--orphan-grace: ${DURATION_HINT}, got "${graceText}"`);
   const host = values.host ?? '0.0.0.0';
   const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard-ai-extension' });
-  const running = await startAiExtension({
-    port: int(values.port, '--port', 18001),
-    host,
-    xds,
-    metricsPort: int(values['metrics-port'], '--metrics-port', 9091),
-    metricsHost: values['metrics-host'] ?? '0.0.0.0',
-    logger,
-  });
+  const port = int(values.port, '--port', 18001);
+  const metricsPort = int(values['metrics-port'], '--metrics-port', 9091);
+  const metricsHost = values['metrics-host'] ?? '0.0.0.0';
+  await assertPortFree('ai-extension', host, port);
+  await assertPortFree('metrics', metricsHost, metricsPort);
+  const running = await startAiExtension({ port, host, xds, metricsPort, metricsHost, logger });
   const stateFile = values['state-file'];
   if (stateFile !== undefined) {
     writeExtensionRecord(stateFile, { pid: process.pid, port: running.port, host, socket: socket ?? '', ...(running.metricsPort !== undefined ? { metricsPort: running.metricsPort } : {}) });
@@ -309,7 +352,7 @@ function readJsonFile(file: string, flag: string): unknown {
 }
 
 async function runController(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseFlags('controller', {
     args,
     options: {
       kubeconfig: { type: 'string' },
@@ -369,7 +412,7 @@ async function runController(args: string[]): Promise<number> {
 }
 
 async function runCerts(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { out: { type: 'string' }, dns: { type: 'string' } } });
+  const { values } = parseFlags('certs', { args, options: { out: { type: 'string' }, dns: { type: 'string' } } });
   if (!values.out) throw new UsageError('certs needs --out DIR (where the CA and the certificate of each role are written)');
   const dnsNames = (values.dns ?? 'localhost').split(',').map((n) => n.trim()).filter((n) => n !== '');
   const state = await ensurePki({ store: directoryStore(values.out), names: pkiNames(''), controllerDnsNames: dnsNames, now: new Date() });
@@ -386,7 +429,7 @@ async function runCerts(args: string[]): Promise<number> {
 }
 
 async function runTranslate(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { file: { type: 'string', short: 'f' }, output: { type: 'string', short: 'o' }, 'access-log': { type: 'string' }, ...LIMIT_OPTIONS } });
+  const { values } = parseFlags('translate', { args, options: { file: { type: 'string', short: 'f' }, output: { type: 'string', short: 'o' }, 'allow-problems': { type: 'boolean' }, 'access-log': { type: 'string' }, ...LIMIT_OPTIONS } });
   if (!values.file) throw new UsageError('translate needs -f PATH (a manifest file or a directory of them)');
   const provider = new FileProvider({ path: values.file, resyncIntervalMs: 0, limits: configLimits(values) });
   const snapshot = await provider.start();
@@ -394,16 +437,29 @@ async function runTranslate(args: string[]): Promise<number> {
   const report = translateReport(runPipeline(snapshot.inputs, { accessLog: accessLog(values['access-log']) }));
   process.stdout.write(output(report, values.output));
   for (const p of snapshot.problems) process.stderr.write(`problem: ${formatProblem(p)}\n`);
-  return snapshot.problems.length > 0 ? 1 : 0;
+  const bad = badConditions(report.statuses);
+  for (const b of bad) process.stderr.write(`not ok: ${b}\n`);
+  if (bad.length === 0 && snapshot.problems.length === 0) return 0;
+  process.stderr.write(`switchyard translate: ${summary(bad.length, snapshot.problems.length)}${values['allow-problems'] ? ' (--allow-problems: exit 0)' : '; exit 1 (--allow-problems to exit 0)'}\n`);
+  return values['allow-problems'] ? 0 : 1;
+}
+
+function summary(objects: number, problems: number): string {
+  const parts = [
+    ...(objects > 0 ? [`${objects} object${objects === 1 ? '' : 's'} with a False condition`] : []),
+    ...(problems > 0 ? [`${problems} configuration problem${problems === 1 ? '' : 's'}`] : []),
+  ];
+  return parts.join(' and ');
 }
 
 async function runBootstrap(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseFlags('bootstrap', {
     args,
     options: {
       xds: { type: 'string' },
       'node-id': { type: 'string' },
       'node-cluster': { type: 'string' },
+      gateway: { type: 'string' },
       'admin-port': { type: 'string' },
       delta: { type: 'boolean' },
       'xds-tls-dir': { type: 'string' },
@@ -418,10 +474,13 @@ async function runBootstrap(args: string[]): Promise<number> {
   const sep = target.lastIndexOf(':');
   if (sep <= 0) throw new UsageError(`bootstrap needs --xds HOST:PORT (the controller's xDS address), got "${target}"`);
   if (!values['node-id']) throw new UsageError('bootstrap needs --node-id ID (any name unique per Envoy)');
+  const gatewayProblem = values.gateway === undefined ? undefined : gatewayKeyProblem(values.gateway);
+  if (gatewayProblem !== undefined) throw new UsageError(`--gateway: ${gatewayProblem} (the Gateway this Envoy serves, e.g. --gateway default/edge)`);
   const bootstrap = buildBootstrap({
     xds: { host: target.slice(0, sep).replace(/^\[|\]$/g, ''), port: int(target.slice(sep + 1), '--xds port', 18000) },
     nodeId: values['node-id'],
     ...(values['node-cluster'] ? { nodeCluster: values['node-cluster'] } : {}),
+    ...(values.gateway !== undefined ? { gateway: values.gateway } : {}),
     adminPort: int(values['admin-port'], '--admin-port', 9901),
     delta: values.delta ?? false,
     ...(tlsDir !== undefined ? { xdsTls: { caFile: posix.join(tlsDir, CA_FILE), certFile: posix.join(tlsDir, CERT_FILE), keyFile: posix.join(tlsDir, KEY_FILE) } } : {}),
@@ -430,37 +489,78 @@ async function runBootstrap(args: string[]): Promise<number> {
   return 0;
 }
 
+/** The commands: each parses its own flags (parseFlags) and returns the exit code. */
+const COMMANDS: Readonly<Record<string, (args: string[]) => Promise<number>>> = {
+  serve: runServe,
+  controller: runController,
+  translate: runTranslate,
+  status: runStatus,
+  bootstrap: runBootstrap,
+  'ai-extension': runAiExtension,
+  certs: runCerts,
+  version: runVersion,
+};
+
+async function runVersion(args: string[]): Promise<number> {
+  const { values } = parseFlags('version', { args, options: { output: { type: 'string', short: 'o' } } });
+  const info = versionInfo();
+  process.stdout.write(values.output === undefined ? formatVersion(info) : output(info, values.output));
+  return 0;
+}
+
+/** Which flag sets the port of each server, per command (for "address in use"). */
+const PORT_FLAGS: Readonly<Record<string, Partial<Record<ServerRole, string>>>> = {
+  serve: { xds: '--xds-port', metrics: '--metrics-port', 'ai-extension': '--ai-extension-port' },
+  controller: { xds: '--xds-port', metrics: '--metrics-port', 'ai-extension': '--ai-extension-port' },
+  'ai-extension': { metrics: '--metrics-port', 'ai-extension': '--port' },
+};
+
+function addressInUseMessage(err: AddressInUseError, command: string): string {
+  const flag = PORT_FLAGS[command]?.[err.role];
+  const what = `address ${err.address} is in use (another switchyard or Envoy?)`;
+  return flag ? `${flag} ${err.port}: ${what}; pick another port with ${flag}` : `the ${err.role} server's ${what}`;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
-      case 'serve':
-        return await runServe(rest);
-      case 'controller':
-        return await runController(rest);
-      case 'translate':
-        return await runTranslate(rest);
-      case 'bootstrap':
-        return await runBootstrap(rest);
-      case 'ai-extension':
-        return await runAiExtension(rest);
-      case 'certs':
-        return await runCerts(rest);
       case undefined:
       case 'help':
       case '--help':
-      case '-h':
-        process.stdout.write(USAGE);
+      case '-h': {
+        const topic = rest[0];
+        process.stdout.write(topic !== undefined && COMMAND_USAGE[topic] !== undefined ? commandUsage(topic) : USAGE);
         return command === undefined ? 2 : 0;
-      default:
-        throw new UsageError(`unknown command "${command}"`);
+      }
+      case '--version':
+      case '-v':
+        return await runVersion(rest);
+      default: {
+        const run = COMMANDS[command];
+        if (run !== undefined) return await run(rest);
+        const guess = closest(command, Object.keys(COMMANDS));
+        throw new UsageError(`unknown command "${command}"${guess ? `; did you mean "${guess}"?` : ''}`);
+      }
     }
   } catch (err) {
-    if (err instanceof UsageError || (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
-      process.stderr.write(`switchyard: ${err.message}\n\n${USAGE}`);
+    const known = command !== undefined && COMMANDS[command] !== undefined ? command : undefined;
+    if (err instanceof HelpRequested) {
+      process.stdout.write(commandUsage(err.command));
+      return 0;
+    }
+    if (err instanceof UsageError) {
+      const about = err.command ?? known;
+      const hint = about !== undefined ? `${commandSynopsis(about)}Run "switchyard ${about} --help" for details.\n` : `Run "switchyard --help" for the commands.\n`;
+      process.stderr.write(`switchyard: ${err.message}\n\n${hint}`);
       return 2;
     }
-    throw err;
+    if (err instanceof AddressInUseError) {
+      process.stderr.write(`switchyard: ${addressInUseMessage(err, known ?? '')}\n`);
+      return 1;
+    }
+    process.stderr.write(`switchyard: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
   }
 }
 

@@ -7,6 +7,8 @@ import type { XdsResources } from './resources.js';
 import { toRouteConfiguration } from './routes.js';
 import { toCertificateSecret, toCredentialSecret } from './secrets.js';
 
+export { toDataPlanes, type DataPlanes, type ResourceNames } from './data-planes.js';
+
 /** IR → the five xDS resource lists. Pure and deterministic: the same IR gives the same JSON. */
 export function toXdsResources(ir: IR, options: Partial<EnvoyOptions> = {}): XdsResources {
   const opts = { ...DEFAULT_ENVOY_OPTIONS, ...options };

@@ -31,11 +31,16 @@ function httpConnectionManager(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerC
   };
 }
 
+/** Where a listener binds: its Gateway's own address, or the common listener address. */
+export function listenerBindAddress(l: ListenerIR, opts: EnvoyOptions): string {
+  return opts.gatewayAddresses?.get(`${l.gateway.namespace}/${l.gateway.name}`) ?? opts.listenerAddress;
+}
+
 export function toEnvoyListener(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerContext = { aiExtension: false }): EnvoyResource {
   const listener: EnvoyResource = {
     '@type': TypeUrl.listener,
     name: l.name,
-    address: { socket_address: { address: opts.listenerAddress, port_value: l.port } },
+    address: { socket_address: { address: listenerBindAddress(l, opts), port_value: l.port } },
     filter_chains: [],
   };
   if (l.protocol === 'HTTP') {

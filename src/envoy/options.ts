@@ -2,8 +2,13 @@ import type { AccessLogFormat } from './access-log.js';
 
 /** Deployment facts the Envoy stage needs that are not part of the user's objects. */
 export interface EnvoyOptions {
-  /** Address Envoy listeners bind to. */
+  /** Address Envoy listeners bind to, unless gatewayAddresses names one for their Gateway. */
   listenerAddress: string;
+  /**
+   * "namespace/name" → the address that Gateway's listeners bind to: each Gateway's own Envoy on
+   * its own IP (the Host infrastructure runs one per Gateway on a loopback address).
+   */
+  gatewayAddresses?: ReadonlyMap<string, string>;
   /** CA bundle, on Envoy's filesystem, used to verify provider certificates. */
   trustedCaFile: string;
   /** Where Envoy reaches the AI extension (ext_proc over gRPC) that adapts every attempt on an AI Backend. */

@@ -18,6 +18,11 @@ export interface GatewayIR {
   namespace: string;
   name: string;
   className: string;
+  /**
+   * metadata.creationTimestamp: on a data plane shared by every Gateway, the older Gateway keeps
+   * a port two of them want.
+   */
+  createdAt?: string;
   /** spec.addresses as asked (type defaults to IPAddress). */
   addresses: { type: string; value: string }[];
   /** spec.infrastructure: labels and annotations for what is created for the Gateway. */

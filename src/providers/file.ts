@@ -49,6 +49,17 @@ interface ParsedFile {
  * Directories, not files, are watched: editors and Kubernetes ConfigMap mounts replace files by
  * rename, which ends a watch on the file itself, while the directory sees the new entry.
  */
+/** Rejects with an error naming the path and the fix when the configuration path cannot be read. */
+export async function assertConfigPathReadable(root: string): Promise<void> {
+  try {
+    await stat(root);
+  } catch (err) {
+    const code = errorCode(err);
+    const what = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'cannot be read (permission denied)' : `cannot be read (${code})`;
+    throw new Error(`configuration path ${root} ${what}: give a manifest file or a directory of them`, { cause: err });
+  }
+}
+
 export class FileProvider {
   private readonly root: string;
   private readonly logger: Logger;
@@ -82,11 +93,7 @@ export class FileProvider {
 
   /** Loads the manifests once and starts watching. Rejects when the path does not exist. */
   async start(): Promise<Snapshot> {
-    try {
-      await stat(this.root);
-    } catch (err) {
-      throw new Error(`configuration path ${this.root} cannot be read (${errorCode(err)}): give a manifest file or a directory of them`, { cause: err });
-    }
+    await assertConfigPathReadable(this.root);
     this.stopped = false;
     await this.reload();
     if (this.resyncIntervalMs > 0) {

@@ -132,8 +132,9 @@ export function translateGateways(inputs: Inputs): TranslatedGateways {
   const certificates = new Map<string, CertificateIR>();
   const events: WarningEvent[] = [];
   const gateways = new Map<string, { gateway: Gateway; listeners: ServedListener[] }>();
-  /** port → owning Gateway: two Gateways cannot share an Envoy port. */
-  const portOwner = new Map<number, string>();
+  // Each Gateway is its own data plane (Gateway API), so two Gateways on one port do not
+  // conflict; an Envoy that serves every Gateway leaves the younger one's listener out
+  // (src/envoy/data-planes.ts), which is no fault of the Gateway.
 
   const sorted = [...inputs.gateways].sort(byAgeThenName);
   for (const gw of sorted) {
@@ -150,12 +151,9 @@ export function translateGateways(inputs: Inputs): TranslatedGateways {
       if (!isServedProtocol(l.protocol)) {
         invalid = { reason: 'UnsupportedProtocol', message: `protocol ${l.protocol} is not supported; Switchyard serves HTTP and HTTPS listeners` };
       } else {
-        const owner = portOwner.get(l.port);
         const onPort = seen.get(l.port);
         const hostname = l.hostname ?? '';
-        if (owner !== undefined && owner !== key) {
-          invalid = { reason: 'PortUnavailable', message: `port ${l.port} is already used by Gateway ${owner}` };
-        } else if (onPort && onPort.protocol !== l.protocol) {
+        if (onPort && onPort.protocol !== l.protocol) {
           invalid = { reason: 'ProtocolConflict', message: `port ${l.port} is used by another listener with protocol ${onPort.protocol}` };
         } else if (onPort?.hostnames.has(hostname)) {
           invalid = { reason: 'HostnameConflict', message: `another listener on port ${l.port} has hostname "${hostname || '*'}"` };
@@ -183,7 +181,6 @@ export function translateGateways(inputs: Inputs): TranslatedGateways {
       for (const p of refProblems) events.push({ object: { kind: 'Gateway', namespace: gw.metadata.namespace, name: gw.metadata.name }, reason: p.reason, message: `listener ${l.name}: ${p.message}` });
       if (invalid?.reason === 'UnsupportedProtocol') events.push({ object: { kind: 'Gateway', namespace: gw.metadata.namespace, name: gw.metadata.name }, reason: invalid.reason, message: `listener ${l.name}: ${invalid.message}` });
       if (!invalid) {
-        portOwner.set(l.port, key);
         const entry = seen.get(l.port) ?? { protocol: l.protocol, hostnames: new Set<string>() };
         entry.hostnames.add(l.hostname ?? '');
         seen.set(l.port, entry);

@@ -117,6 +117,7 @@ function gatewayIr(g: Gateway): GatewayIR {
     namespace: g.metadata.namespace,
     name: g.metadata.name,
     className: g.spec.gatewayClassName,
+    ...(g.metadata.creationTimestamp !== undefined ? { createdAt: g.metadata.creationTimestamp } : {}),
     // An empty value asks for any address of that type (GEP-3130).
     addresses: (g.spec.addresses ?? []).map((a) => ({ type: a.type ?? 'IPAddress', value: a.value ?? '' })),
     ...(infra

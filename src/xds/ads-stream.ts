@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { PUSH_ORDER, TypeUrl, kindOfTypeUrl, type TypeUrlValue } from '../envoy/resources.js';
 import { mayReceive } from './access.js';
-import { versionOfSet, type CachedResource, type SnapshotCache, type TypeSnapshot } from './cache.js';
+import { versionOfSet, type CacheView, type CachedResource, type SnapshotCache, type TypeSnapshot } from './cache.js';
 import type { StreamHooks } from './client-state.js';
 import type { StreamIdentity } from './identity.js';
 import { ClusterHold, refersToClusters } from './removal-hold.js';
@@ -51,6 +51,8 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   protected abstract readonly heldBack: readonly TypeUrlValue[];
   private identified = false;
   private node: NodeInfo | undefined;
+  /** What this client is served from: chosen by its node metadata at its first request. */
+  private view: CacheView | undefined;
   private readonly refused = new Set<string>();
   private nonceCounter = 0;
   /**
@@ -82,6 +84,11 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
       this.identified = true;
       this.node = request.node;
       hooks.identify(request.node);
+    }
+    if (this.view === undefined) {
+      // Envoy names its Gateway in the first request's node (set_node_on_first_message_only).
+      this.view = this.cache.view(request.node?.gateway);
+      hooks.selected(this.view);
     }
     if (kindOfTypeUrl(request.typeUrl) === undefined) {
       logger.debug({ typeUrl: request.typeUrl }, 'xds: request for a type Switchyard does not serve');
@@ -119,12 +126,17 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
     return { inFlight: [...this.inFlight], due: [...this.due], congested: this.congested };
   }
 
+  /** This client's view of `typeUrl`: its Gateway's resources, or every Gateway's. */
+  private snapshot(typeUrl: string): TypeSnapshot | undefined {
+    return this.view?.snapshot(typeUrl);
+  }
+
   /**
    * Sends what the client should hold of `typeUrl` and does not, if anything, out of what its
    * identity may receive.
    */
   private push(typeUrl: string, state: State): void {
-    const snapshot = this.cache.snapshot(typeUrl);
+    const snapshot = this.snapshot(typeUrl);
     if (snapshot === undefined) return;
     const selected = this.select(typeUrl, state, snapshot);
     const admitted: CachedResource[] = [];
@@ -244,7 +256,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   /** Clusters the client holds that the configuration dropped: their removal waits while routes may name them. */
   private holdRemovedClusters(): void {
     const state = this.types.get(TypeUrl.cluster);
-    const current = this.cache.snapshot(TypeUrl.cluster)?.resources;
+    const current = this.snapshot(TypeUrl.cluster)?.resources;
     if (state === undefined || current === undefined) return;
     for (const [name] of this.held.entries()) if (current.has(name)) this.held.forget(name);
     if (!this.servesRoutes()) return;

@@ -1,3 +1,4 @@
+import type { CacheView } from './cache.js';
 import type { ErrorDetail, NodeInfo } from './wire.js';
 
 export type StreamKind = 'sotw' | 'delta';
@@ -27,6 +28,8 @@ export interface ClientSnapshot {
   readonly streamId: number;
   readonly nodeId: string;
   readonly nodeCluster: string;
+  /** The Gateway this client serves, as its node metadata names it; undefined: every Gateway. */
+  readonly gateway: string | undefined;
   readonly kind: StreamKind;
   readonly connectedAt: Date;
   readonly types: readonly TypeStatus[];
@@ -36,6 +39,8 @@ export interface ClientSnapshot {
 export interface StreamHooks {
   /** The first request of the stream named its node. */
   identify(node: NodeInfo): void;
+  /** The view this stream is served from, chosen at its first request. */
+  selected(view: CacheView): void;
   sent(typeUrl: string, version: string): void;
   acked(typeUrl: string, version: string): void;
   nacked(typeUrl: string, version: string, detail: ErrorDetail): void;
@@ -52,6 +57,7 @@ interface MutableTypeStatus {
 export class ClientRecord {
   nodeId = '';
   nodeCluster = '';
+  gateway: string | undefined;
   identified = false;
   readonly connectedAt = new Date();
   private readonly types = new Map<string, MutableTypeStatus>();
@@ -84,6 +90,7 @@ export class ClientRecord {
       streamId: this.streamId,
       nodeId: this.nodeId,
       nodeCluster: this.nodeCluster,
+      gateway: this.gateway,
       kind: this.kind,
       connectedAt: this.connectedAt,
       types: [...this.types.entries()].map(([typeUrl, status]) => ({

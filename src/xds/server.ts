@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
-import type { TypeUrlValue } from '../envoy/resources.js';
-import type { SnapshotCache } from './cache.js';
+import { GATEWAY_NODE_METADATA, gatewayKeyProblem } from '../envoy/bootstrap.js';
+import { SHARED_VIEW, type CacheChange, type CacheView, type SnapshotCache } from './cache.js';
 import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } from './client-state.js';
 import { DeltaStream } from './delta.js';
 import { UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
@@ -41,6 +41,8 @@ export interface NackEvent extends AckEvent {
 export interface XdsServerEvents {
   connected: [ClientEvent];
   disconnected: [ClientEvent];
+  /** A response went out on a stream (one per response, SotW or delta). */
+  sent: [AckEvent];
   ack: [AckEvent];
   nack: [NackEvent];
 }
@@ -124,6 +126,8 @@ interface LiveStream {
   readonly record: ClientRecord;
   readonly protocol: SotwStream | DeltaStream;
   readonly call: SotwCall | DeltaCall;
+  /** Set at the stream's first request. */
+  view?: CacheView;
 }
 
 /**
@@ -135,6 +139,10 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly logger: Logger;
   private readonly bodies = new SharedResponseBodies();
   private readonly streams = new Map<number, LiveStream>();
+  /** Streams by the view they are served from: a change reaches only the streams of the views it changed. */
+  private readonly viewers = new Map<CacheView, Set<LiveStream>>();
+  /** Problems of views already logged (unknown Gateways, listeners left out of the shared view): once each. */
+  private readonly loggedViewProblems = new Set<string>();
   private readonly unwatch: () => void;
   private server: grpc.Server | undefined;
   private unix: { server: grpc.Server; dir: string | undefined; path: string } | undefined;
@@ -144,7 +152,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     super();
     this.cache = options.cache;
     this.logger = options.logger ?? pino({ level: 'silent' });
-    this.unwatch = this.cache.watch((change) => this.fanOut(change.changed));
+    this.unwatch = this.cache.watch((change) => this.fanOut(change));
   }
 
   /**
@@ -271,6 +279,9 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       if (closed) return;
       closed = true;
       this.streams.delete(record.streamId);
+      const view = stream.view;
+      const viewers = view === undefined ? undefined : this.viewers.get(view);
+      if (view !== undefined && viewers !== undefined && viewers.delete(stream) && viewers.size === 0) this.viewers.delete(view);
       logger.debug({ node: record.nodeId, reason }, 'xds: stream closed');
       if (record.identified) this.emit('disconnected', clientEvent(record));
     };
@@ -307,11 +318,28 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       identify: (node: NodeInfo) => {
         record.nodeId = node.id;
         record.nodeCluster = node.cluster;
+        record.gateway = node.gateway;
         record.identified = true;
-        logger.info({ node: node.id, cluster: node.cluster, userAgent: node.userAgent }, 'xds: client connected');
+        logger.info({ node: node.id, cluster: node.cluster, gateway: node.gateway, userAgent: node.userAgent }, 'xds: client connected');
         this.emit('connected', clientEvent(record));
       },
-      sent: (typeUrl, version) => record.recordSent(typeUrl, version),
+      selected: (view: CacheView) => {
+        // Tracked before its first request is read.
+        const stream = this.streams.get(record.streamId);
+        if (stream === undefined) return;
+        let viewers = this.viewers.get(view);
+        if (viewers === undefined) {
+          viewers = new Set();
+          this.viewers.set(view, viewers);
+        }
+        viewers.add(stream);
+        stream.view = view;
+        this.logViewProblems(view);
+      },
+      sent: (typeUrl, version) => {
+        record.recordSent(typeUrl, version);
+        this.emit('sent', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version });
+      },
       acked: (typeUrl, version) => {
         record.recordAck(typeUrl, version);
         logger.debug({ node: record.nodeId, typeUrl, version }, 'xds: ACK');
@@ -325,15 +353,38 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     };
   }
 
-  private fanOut(changed: readonly TypeUrlValue[]): void {
-    this.bodies.invalidate(changed);
-    for (const stream of this.streams.values()) {
-      try {
-        stream.protocol.onCacheChange(changed);
-      } catch (err) {
-        this.logger.error({ err, stream: stream.record.streamId }, 'xds: failed to push a change; closing the stream');
-        stream.call.destroy(err instanceof Error ? err : new Error(String(err)));
+  /** Pushes each changed view's changed types to the streams of that view, and to no other. */
+  private fanOut(change: CacheChange): void {
+    this.bodies.invalidate([...new Set([...change.changed, ...[...change.views.values()].flat()])]);
+    for (const [view, changed] of change.views) {
+      const viewers = this.viewers.get(view);
+      if (viewers === undefined) continue;
+      this.logViewProblems(view);
+      for (const stream of [...viewers]) {
+        try {
+          stream.protocol.onCacheChange(changed);
+        } catch (err) {
+          this.logger.error({ err, stream: stream.record.streamId }, 'xds: failed to push a change; closing the stream');
+          stream.call.destroy(err instanceof Error ? err : new Error(String(err)));
+        }
       }
+    }
+  }
+
+  /** Says once why a view served to some Envoy is empty or lacks listeners. */
+  private logViewProblems(view: CacheView): void {
+    if (view.key !== SHARED_VIEW && !view.known) {
+      const problem = gatewayKeyProblem(view.key) ?? `Gateway ${view.key} is not in the configuration (or not of a Switchyard GatewayClass)`;
+      const text = `an Envoy names Gateway "${view.key}" in node.metadata["${GATEWAY_NODE_METADATA}"]: ${problem}; it gets no listeners until that Gateway exists`;
+      if (!this.loggedViewProblems.has(text)) {
+        this.loggedViewProblems.add(text);
+        this.logger.warn({ gateway: view.key }, text);
+      }
+    }
+    for (const text of view.problems) {
+      if (this.loggedViewProblems.has(text)) continue;
+      this.loggedViewProblems.add(text);
+      this.logger.warn({ view: 'shared' }, text);
     }
   }
 }

@@ -1,4 +1,5 @@
 import protobuf from 'protobufjs';
+import { GATEWAY_NODE_METADATA } from '../envoy/bootstrap.js';
 import { messageType } from '../envoy/proto.js';
 
 /**
@@ -11,7 +12,10 @@ export interface NodeInfo {
   readonly id: string;
   readonly cluster: string;
   readonly userAgent: string;
+  /** node.metadata[GATEWAY_NODE_METADATA]: the Gateway ("namespace/name") this Envoy serves, if it names one. */
+  readonly gateway?: string;
 }
+
 
 export interface ErrorDetail {
   readonly code: number;
@@ -94,7 +98,18 @@ function texts(value: unknown): string[] {
 
 function node(value: unknown): NodeInfo | undefined {
   if (!isFields(value)) return undefined;
-  return { id: text(value['id']), cluster: text(value['cluster']), userAgent: text(value['user_agent_name']) };
+  const gateway = metadataText(value['metadata'], GATEWAY_NODE_METADATA);
+  return { id: text(value['id']), cluster: text(value['cluster']), userAgent: text(value['user_agent_name']), ...(gateway !== undefined ? { gateway } : {}) };
+}
+
+/** A string field of a google.protobuf.Struct as protobufjs decodes it (`fields` → Value). */
+function metadataText(struct: unknown, key: string): string | undefined {
+  if (!isFields(struct) || !isFields(struct['fields'])) return undefined;
+  const value = struct['fields'][key];
+  if (!isFields(value)) return undefined;
+  // protobufjs' bundled struct.proto names Value's fields in camelCase whatever keepCase says.
+  const found = value['string_value'] ?? value['stringValue'];
+  return typeof found === 'string' ? found : undefined;
 }
 
 function errorDetail(value: unknown): ErrorDetail | undefined {

@@ -29,7 +29,14 @@ export function renderTranslateOutput(inputs: Inputs): string {
   return stringify(report, { lineWidth: 0, aliasDuplicateObjects: false });
 }
 
-/** The Envoy resources as Envoy receives them (secret values included): for validation, never for printing. */
+/**
+ * The Envoy resources as an Envoy that serves every Gateway receives them (secret values
+ * included; without the listeners of a port an older Gateway holds): for validation, never for
+ * printing.
+ */
 export function envoyResources(inputs: Inputs): XdsResources {
-  return runPipeline(inputs, { listenerAddress: PRINTED_LISTENER_ADDRESS }).xds;
+  const { xds, planes } = runPipeline(inputs, { listenerAddress: PRINTED_LISTENER_ADDRESS });
+  const leftOut = (field: keyof XdsResources): ReadonlySet<string> => new Set(planes.shared.excluded[field] ?? []);
+  const keep = (field: keyof XdsResources): XdsResources[typeof field] => xds[field].filter((r) => !leftOut(field).has(String(r['name'])));
+  return { listeners: keep('listeners'), routes: keep('routes'), clusters: xds.clusters, endpoints: xds.endpoints, secrets: xds.secrets };
 }

@@ -336,9 +336,10 @@ describe('status', () => {
 
 describe('the switchyard controller command', () => {
   it('starts against the API server from --kubeconfig, serves, and exits 0 on SIGTERM', async () => {
+    // Standby on the Lease ctl holds: without leader election it would write status over ctl's.
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', 'src/cli/main.ts', 'controller', '--kubeconfig', inject('kubeconfig'), '--namespaces', ns.name, '--xds-port', '0', '--xds-host', '127.0.0.1', '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--no-leader-election'],
+      ['--import', 'tsx', 'src/cli/main.ts', 'controller', '--kubeconfig', inject('kubeconfig'), '--namespaces', ns.name, '--xds-port', '0', '--xds-host', '127.0.0.1', '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--lease-namespace', ns.name],
       { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, KUBECONFIG: '/nonexistent/kubeconfig' } },
     );
     let stderr = '';

@@ -190,6 +190,8 @@ export interface GatewayFixtureOptions {
   envoyArgs?: string[];
   /** The controller's log lines (JSON), also kept for failure reports. */
   logLines?: string[];
+  /** Bootstrap Envoy as the data plane of Gateway ai/ai-gateway only (--gateway); default: every Gateway. */
+  ownGateway?: boolean;
 }
 
 export interface GatewayFixture {
@@ -267,7 +269,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
 
     const adminPort = await freePort();
     envoy = await startEnvoy({
-      bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: controller.xdsPort }, nodeId: opts.id, adminPort }),
+      bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: controller.xdsPort }, nodeId: opts.id, adminPort, ...(opts.ownGateway === true ? { gateway: `${NAMESPACE}/${GATEWAY}` } : {}) }),
       adminPort,
       id: opts.id,
       ...(opts.envoyArgs ? { extraArgs: opts.envoyArgs } : {}),

@@ -36,6 +36,7 @@ export function recordingHooks(): { hooks: StreamHooks; events: string[] } {
   const events: string[] = [];
   const hooks: StreamHooks = {
     identify: (node) => events.push(`identify ${node.id}`),
+    selected: () => undefined,
     sent: () => undefined,
     acked: (typeUrl, version) => events.push(`ack ${typeUrl.split('.').pop()} ${version}`),
     nacked: (typeUrl, version, detail) => events.push(`nack ${typeUrl.split('.').pop()} ${version} ${detail.message}`),

@@ -42,6 +42,7 @@ describe('buildBootstrap', () => {
     ['delta over an IP', { ...base, delta: true }],
     ['SotW over a hostname', { ...base, xds: { host: 'localhost', port: 18000 } }],
     ['delta over a hostname', { ...base, xds: { host: 'switchyard.switchyard-system.svc', port: 18000 }, delta: true }],
+    ['naming the Gateway it serves', { ...base, gateway: 'ai/edge' }],
   ])('is accepted by the real Envoy in validate mode: %s', async (label, opts) => {
     const result = await validate(buildBootstrap(opts), `${label.replace(/\W+/g, '-')}.json`);
     expect(result.output).not.toMatch(/\]\[(warning|error|critical)\]/);
@@ -77,6 +78,12 @@ describe('buildBootstrap', () => {
     expect(b['node']).toEqual({ id: 'gw-1', cluster: 'edge' });
     expect(at(b, 'admin', 'address', 'socket_address')).toEqual({ address: '127.0.0.1', port_value: 19000 });
     expect(at(buildBootstrap({ ...base, adminHost: '0.0.0.0' }), 'admin', 'address', 'socket_address', 'address')).toBe('0.0.0.0');
+  });
+
+  it('names the Gateway the Envoy serves in node metadata', () => {
+    expect(buildBootstrap({ ...base, gateway: 'ai/edge' })['node']).toEqual({ id: 'gw-1', cluster: 'switchyard', metadata: { 'switchyard.dev/gateway': 'ai/edge' } });
+    expect(() => buildBootstrap({ ...base, gateway: 'edge' })).toThrow(/gateway: a Gateway is named "namespace\/name", got "edge"/);
+    expect(() => buildBootstrap({ ...base, gateway: 'ai/' })).toThrow(/gateway/);
   });
 
   it('resolves a hostname controller with STRICT_DNS and an IP with STATIC, over HTTP/2', () => {

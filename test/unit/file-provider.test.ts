@@ -431,6 +431,6 @@ describe('FileProvider on a single file', () => {
   });
 
   it('rejects a path that does not exist', async () => {
-    await expect(provider(path.join(dir, 'missing.yaml')).start()).rejects.toThrow(/missing\.yaml cannot be read \(ENOENT\)/);
+    await expect(provider(path.join(dir, 'missing.yaml')).start()).rejects.toThrow(/missing\.yaml does not exist: give a manifest file/);
   });
 });

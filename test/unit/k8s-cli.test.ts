@@ -30,7 +30,9 @@ describe('switchyard controller flags', () => {
   });
 
   it('fails with what to do when no kubeconfig can be found', async () => {
-    await expect(main(['controller', '--kubeconfig', '/nonexistent/kubeconfig', '--log-level', 'silent'])).rejects.toThrow('kubeconfig /nonexistent/kubeconfig does not exist');
+    const r = await run(['controller', '--kubeconfig', '/nonexistent/kubeconfig', '--log-level', 'silent']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('switchyard: kubeconfig /nonexistent/kubeconfig (from --kubeconfig) does not exist: check the path, or leave --kubeconfig out to use $KUBECONFIG, the in-cluster service account or ~/.kube/config\n');
   });
 
   it('is listed in the usage', async () => {

@@ -56,7 +56,7 @@ describe('loadKubeConfig', () => {
 
   it('says what to do when there is nothing to load', () => {
     expect(() => loadKubeConfig({ env: {}, home: join(dir, 'nobody') })).toThrow(/no Kubernetes configuration: pass --kubeconfig PATH, set KUBECONFIG/);
-    expect(() => loadKubeConfig({ kubeconfig: join(dir, 'missing.yaml'), env: {} })).toThrow(/kubeconfig .*missing\.yaml does not exist/);
+    expect(() => loadKubeConfig({ kubeconfig: join(dir, 'missing.yaml'), env: {} })).toThrow(/kubeconfig .*missing\.yaml \(from --kubeconfig\) does not exist: check the path/);
     expect(() => loadKubeConfig({ env: { KUBECONFIG: join(dir, 'missing.yaml') }, home })).toThrow(/KUBECONFIG names .*missing\.yaml, and none of them exists/);
   });
 });

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { condition } from '../../src/api/conditions.js';
 import { TypeUrl } from '../../src/envoy/resources.js';
-import { applyXdsFeedback, type ClientTypeFeedback, type ServedAs } from '../../src/status/programmed.js';
+import { applyXdsFeedback, type ServedAs, type XdsFeedback } from '../../src/status/programmed.js';
 import type { GatewayStatus, ObjectStatus } from '../../src/translate/status.js';
+import { SHARED_VIEW } from '../../src/xds/cache.js';
 
 /**
  * Which objects a NACK is charged to. Two Gateways, each served as its own listener and
@@ -16,17 +17,17 @@ function gateway(name: string): GatewayStatus {
 }
 
 const servedAs: ServedAs = new Map([
-  ['Gateway/ai/one', [{ typeUrl: TypeUrl.listener, names: ['ai/one/8080'] }, { typeUrl: TypeUrl.route, names: ['ai/one/8080'] }]],
-  ['Gateway/ai/two', [{ typeUrl: TypeUrl.listener, names: ['ai/two/8081'] }, { typeUrl: TypeUrl.route, names: ['ai/two/8081'] }]],
+  ['Gateway/ai/one', { views: ['ai/one', SHARED_VIEW], resources: [{ typeUrl: TypeUrl.listener, names: ['ai/one/8080'] }, { typeUrl: TypeUrl.route, names: ['ai/one/8080'] }] }],
+  ['Gateway/ai/two', { views: ['ai/two', SHARED_VIEW], resources: [{ typeUrl: TypeUrl.listener, names: ['ai/two/8081'] }, { typeUrl: TypeUrl.route, names: ['ai/two/8081'] }] }],
 ]);
 
-function feedback(nackMessage: string): { clients: ClientTypeFeedback[]; versions: Record<string, string | undefined> } {
+function feedback(nackMessage: string): XdsFeedback {
   return {
     clients: [
-      { nodeId: 'envoy-1', typeUrl: TypeUrl.listener, state: 'acked', sentVersion: 'l1' },
-      { nodeId: 'envoy-1', typeUrl: TypeUrl.route, state: 'rejected', sentVersion: 'r2', nackMessage },
+      { nodeId: 'envoy-1', view: SHARED_VIEW, typeUrl: TypeUrl.listener, state: 'acked', sentVersion: 'l1' },
+      { nodeId: 'envoy-1', view: SHARED_VIEW, typeUrl: TypeUrl.route, state: 'rejected', sentVersion: 'r2', nackMessage },
     ],
-    versions: { [TypeUrl.listener]: 'l1', [TypeUrl.route]: 'r2' },
+    versions: new Map([[SHARED_VIEW, { [TypeUrl.listener]: 'l1', [TypeUrl.route]: 'r2' }]]),
   };
 }
 
@@ -51,5 +52,54 @@ describe('applyXdsFeedback: a NACK', () => {
       const listener = (out.find((s) => s.name === name) as GatewayStatus).listeners[0];
       expect(listener?.conditions.find((c) => c.type === 'Programmed')).toMatchObject({ status: 'False', reason: 'Rejected' });
     }
+  });
+});
+
+describe('applyXdsFeedback: per Gateway', () => {
+  const acked = (nodeId: string, view: string): XdsFeedback['clients'] => [
+    { nodeId, view, typeUrl: TypeUrl.listener, state: 'acked', sentVersion: `l-${view}` },
+    { nodeId, view, typeUrl: TypeUrl.route, state: 'acked', sentVersion: `r-${view}` },
+  ];
+  const versions = new Map([
+    ['ai/one', { [TypeUrl.listener]: 'l-ai/one', [TypeUrl.route]: 'r-ai/one' }],
+    ['ai/two', { [TypeUrl.listener]: 'l-ai/two', [TypeUrl.route]: 'r-ai/two' }],
+  ]);
+
+  it('counts only the Envoys that serve the Gateway', () => {
+    const out = applyXdsFeedback([gateway('one'), gateway('two')], servedAs, { clients: acked('envoy-one', 'ai/one'), versions });
+    expect(programmedOf(out, 'one')).toMatchObject({ status: 'True', reason: 'Programmed', message: 'acknowledged by the Envoys that serve it' });
+    expect(programmedOf(out, 'two')).toMatchObject({ status: 'False', reason: 'Pending', message: 'no Envoy that serves it is connected yet' });
+  });
+
+  it('does not change with the size of the fleet: another Envoy connecting and ACKing rewrites no status', () => {
+    const one = applyXdsFeedback([gateway('one')], servedAs, { clients: acked('envoy-a', 'ai/one'), versions });
+    const many = applyXdsFeedback([gateway('one')], servedAs, { clients: [...acked('envoy-a', 'ai/one'), ...acked('envoy-b', 'ai/one'), ...acked('envoy-c', 'ai/one')], versions });
+    expect(many).toEqual(one);
+  });
+
+  it('charges a NACK from one Gateway\'s Envoy to that Gateway only, even when the error names no resource', () => {
+    const clients = [...acked('envoy-one', 'ai/one'), { nodeId: 'envoy-two', view: 'ai/two', typeUrl: TypeUrl.route, state: 'rejected' as const, sentVersion: 'r-x', nackMessage: 'missing ): ^/v2/((' }];
+    const out = applyXdsFeedback([gateway('one'), gateway('two')], servedAs, { clients, versions });
+    expect(programmedOf(out, 'one')).toMatchObject({ status: 'True' });
+    expect(programmedOf(out, 'two')).toMatchObject({ status: 'False', reason: 'Rejected' });
+  });
+
+  it('charges a NACK that names the second of a Gateway\'s listeners to that Gateway', () => {
+    const twoListeners: ServedAs = new Map([
+      ['Gateway/ai/one', { views: ['ai/one'], resources: [
+        { typeUrl: TypeUrl.listener, names: ['ai/one/8080'] }, { typeUrl: TypeUrl.route, names: ['ai/one/8080'] },
+        { typeUrl: TypeUrl.listener, names: ['ai/one/9090'] }, { typeUrl: TypeUrl.route, names: ['ai/one/9090'] },
+      ] }],
+      ['Gateway/ai/two', servedAs.get('Gateway/ai/two') ?? { views: [], resources: [] }],
+    ]);
+    const clients = [{ nodeId: 'envoy-one', view: 'ai/one', typeUrl: TypeUrl.listener, state: 'rejected' as const, sentVersion: 'l-x', nackMessage: "error adding listener 'ai/one/9090': cannot bind" }];
+    const out = applyXdsFeedback([gateway('one')], twoListeners, { clients, versions });
+    expect(programmedOf(out, 'one')).toMatchObject({ status: 'False', reason: 'Rejected' });
+  });
+
+  it('does not count an Envoy that ACKed an older version of its view', () => {
+    const stale = acked('envoy-one', 'ai/one').map((c) => ({ ...c, sentVersion: 'old' }));
+    const out = applyXdsFeedback([gateway('one')], servedAs, { clients: stale, versions });
+    expect(programmedOf(out, 'one')).toMatchObject({ status: 'False', reason: 'Pending' });
   });
 });

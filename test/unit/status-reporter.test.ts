@@ -47,4 +47,42 @@ describe('StatusReporter', () => {
     const conditions = objects.read({ kind: 'Backend', namespace: 'ai', name: 'chat' })?.status?.conditions as { message: string }[];
     expect(conditions[0]?.message).toBe('second');
   });
+
+  it('without leader election acts as the leader: writes statuses and Events with no Lease at all', async () => {
+    const objects = new FakeObjects();
+    objects.put({ kind: 'Backend', namespace: 'ai', name: 'chat' }, {});
+    // An API server where every Lease call fails: nothing may depend on it.
+    const leases = new FakeLeases();
+    leases.down = true;
+    const events = new FakeEvents();
+    const solo = new StatusReporter({ api: { objects, leases, events }, namespace: 'sys', identity: 'solo', logger: quietLogger, election: false });
+    reporters.push(solo);
+    expect(solo.isLeader()).toBe(false);
+    solo.start();
+    expect(solo.isLeader()).toBe(true);
+    expect(solo.elector).toBeUndefined();
+    solo.publish([status('written without a Lease')], [warning]);
+    await waitFor(() => solo.writer.counters().writes === 1 && events.creates === 1, { what: 'the status write and the Event' });
+    const conditions = objects.read({ kind: 'Backend', namespace: 'ai', name: 'chat' })?.status?.conditions as { message: string }[];
+    expect(conditions[0]?.message).toBe('written without a Lease');
+    expect([...events.events.values()][0]?.reason).toBe('SecretNotFound');
+    await solo.stop();
+    expect(solo.isLeader()).toBe(false);
+  });
+
+  it('with leader election and no reachable Lease writes nothing (the contrast to the case above)', async () => {
+    const objects = new FakeObjects();
+    objects.put({ kind: 'Backend', namespace: 'ai', name: 'chat' }, {});
+    const leases = new FakeLeases();
+    leases.down = true;
+    const events = new FakeEvents();
+    const elected = new StatusReporter({ api: { objects, leases, events }, namespace: 'sys', identity: 'e', logger: quietLogger, election: { leaseDurationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 50 } });
+    reporters.push(elected);
+    elected.start();
+    elected.publish([status('never')], [warning]);
+    await sleep(300);
+    expect(elected.isLeader()).toBe(false);
+    expect(elected.writer.counters().writes).toBe(0);
+    expect(events.creates).toBe(0);
+  });
 });

@@ -106,17 +106,20 @@ describe('--xds-tls-dir on the commands', () => {
   it('serve and controller fail at start, naming the file and the flag, before touching anything else', async () => {
     const noKey = dir({ 'tls.crt': file(good, 'tls.crt') });
     const serve = await run(['serve', '--config', '/nonexistent/config', '--xds-tls-dir', noKey, '--log-level', 'silent']);
-    expect(serve.result).toBeInstanceOf(Error);
-    expect(String(serve.result)).toContain(`--xds-tls-dir: cannot read ${join(noKey, 'tls.key')}`);
+    // A run-time failure: exit code 1, one line on stderr.
+    expect(serve.result).toBe(1);
+    expect(serve.stderr).toContain(`--xds-tls-dir: cannot read ${join(noKey, 'tls.key')}`);
     // The kubeconfig does not exist either: the TLS files are checked first.
     const ctl = await run(['controller', '--kubeconfig', '/nonexistent/kubeconfig', '--xds-tls-dir', noKey, '--log-level', 'silent']);
-    expect(String(ctl.result)).toContain(`--xds-tls-dir: cannot read ${join(noKey, 'tls.key')}`);
+    expect(ctl.result).toBe(1);
+    expect(ctl.stderr).toContain(`--xds-tls-dir: cannot read ${join(noKey, 'tls.key')}`);
   });
 
   it('ai-extension fails at start without ca.crt', async () => {
     const noCa = dir({ 'tls.crt': file(good, 'tls.crt'), 'tls.key': file(good, 'tls.key') });
     const r = await run(['ai-extension', '--xds', '127.0.0.1:18000', '--xds-tls-dir', noCa, '--port', '0', '--metrics-port', '0', '--log-level', 'silent']);
-    expect(String(r.result)).toContain(`--xds-tls-dir: cannot read ${join(noCa, 'ca.crt')}`);
+    expect(r.result).toBe(1);
+    expect(r.stderr).toContain(`--xds-tls-dir: cannot read ${join(noCa, 'ca.crt')}`);
   });
 
   it('bootstrap writes the paths as Envoy sees them, without reading them', async () => {
