@@ -4,6 +4,8 @@ import { dataPlaneName, parseDataPlaneSettings } from '../../src/infrastructure/
 import { createLogger } from '../../src/observability/logger.js';
 import { isNotFound, type KubeClient, type RawObject } from '../../src/providers/kubernetes/api-client.js';
 import { createObject, createTestNamespace, deleteObject, patchObject, randomSuffix, testClient, type TestNamespace } from '../support/kube-cluster.js';
+import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
+import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -23,6 +25,9 @@ let ctl: RunningController;
 let follower: RunningController;
 let followerNs: TestNamespace;
 const logLines: string[] = [];
+let envoy: EnvoyProcess | undefined;
+/** Listener ports, the leader's xDS port, and the admin and readiness ports of the Envoy run here. */
+const port = { p1: 0, p2: 0, xds: 0, admin: 0, ready: 0 };
 
 type Json = Record<string, unknown>;
 const rec = (v: unknown): Json => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : {});
@@ -66,6 +71,7 @@ async function gatewayStatus(): Promise<Json> {
 
 beforeAll(async () => {
   client = testClient();
+  for (const k of Object.keys(port) as (keyof typeof port)[]) port[k] = await freePort();
   gwNs = await createTestNamespace(client, 'infra-gw');
   cpNs = await createTestNamespace(client, 'infra-cp');
   followerNs = await createTestNamespace(client, 'infra-follower');
@@ -74,17 +80,19 @@ beforeAll(async () => {
   const start = (identity: string, dataPlaneNamespace: string): Promise<RunningController> => controller({
     kubeconfig: inject('kubeconfig'),
     namespaces: [gwNs.name],
-    xdsPort: 0,
+    xdsPort: identity === 'infra-test' ? port.xds : 0,
     xdsHost: '127.0.0.1',
     metricsPort: 0,
     metricsHost: '127.0.0.1',
-    envoy: {},
+    envoy: { listenerAddress: '127.0.0.1' },
     logger: identity === 'infra-test' ? logger : createLogger({ level: 'warn', name: identity }, { write: () => undefined }),
     leaderElection: { namespace: cpNs.name, identity, leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 500 },
     dataPlane: parseDataPlaneSettings({
       namespace: dataPlaneNamespace,
-      xds: { host: `switchyard.${cpNs.name}.svc`, port: 18000, tlsSecretPrefix: 'switchyard-xds' },
-      envoy: { image: 'envoyproxy/envoy:v1.40.0' },
+      // Plaintext to this in-process controller, so the test can run the bootstrap with a real Envoy
+      // (the certificate Secrets and their mounts are in test/unit/infrastructure-objects.test.ts).
+      xds: { host: '127.0.0.1', port: port.xds },
+      envoy: { image: 'envoyproxy/envoy:v1.40.0', adminPort: port.admin, readyPort: port.ready },
       aiExtension: { image: 'ghcr.io/switchyard-dev/switchyard:test', port: 18001, metricsPort: 9091 },
     }, 'test'),
   });
@@ -95,6 +103,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
+  await envoy?.stop();
   await follower?.stop();
   await ctl?.stop();
   await deleteObject(client, { kind: 'GatewayClass', metadata: { name: CLASS } });
@@ -106,7 +115,7 @@ afterAll(async () => {
 
 describe('a data plane per Gateway', () => {
   it('creates the ServiceAccount, bootstrap ConfigMap, Deployment and Service with spec.infrastructure labels and annotations', async () => {
-    await createObject(client, gateway([{ name: 'http', port: 8080 }]));
+    await createObject(client, gateway([{ name: 'http', port: port.p1 }]));
     const objects = await waitFor(async () => {
       const all = await Promise.all(Object.entries(paths()).map(async ([kind, path]) => [kind, await get(path)] as const));
       return all.every(([, o]) => o !== undefined) ? Object.fromEntries(all) : undefined;
@@ -121,9 +130,9 @@ describe('a data plane per Gateway', () => {
     const pod = at(objects['Deployment'], 'spec', 'template', 'spec');
     expect(at(pod, 'serviceAccountName')).toBe(dpName());
     expect((at(pod, 'containers') as Json[]).map((c) => c['name'])).toEqual(['envoy', 'ai-extension']);
-    expect(at(pod, 'volumes')).toContainEqual({ name: 'xds-tls', secret: { secretName: 'switchyard-xds-envoy', defaultMode: 420 } });
+    expect(at(pod, 'volumes')).toContainEqual({ name: 'bootstrap', configMap: { name: dpName(), defaultMode: 420 } });
     expect(at(objects['Service'], 'spec', 'type')).toBe('LoadBalancer');
-    expect((at(objects['Service'], 'spec', 'ports') as Json[]).map((p) => p['port'])).toEqual([8080]);
+    expect((at(objects['Service'], 'spec', 'ports') as Json[]).map((p) => p['port'])).toEqual([port.p1]);
   });
 
   it('is the leader\'s work only: a replica that does not hold the Lease creates nothing', async () => {
@@ -165,14 +174,32 @@ describe('a data plane per Gateway', () => {
 
   it('follows listener edits in the Service ports, keeping what a user added to the Service', async () => {
     await client.request({ method: 'PATCH', path: paths()['Service'] ?? '', body: { metadata: { annotations: { 'user.example/note': 'keep me' } } }, contentType: 'application/merge-patch+json' });
-    await patchObject(client, gateway([]), { spec: { listeners: [{ name: 'http', port: 8080, protocol: 'HTTP' }, { name: 'alt', port: 9080, protocol: 'HTTP' }] } });
+    await patchObject(client, gateway([]), { spec: { listeners: [{ name: 'http', port: port.p1, protocol: 'HTTP' }, { name: 'alt', port: port.p2, protocol: 'HTTP' }] } });
     const service = await waitFor(async () => {
       const s = await get(paths()['Service'] ?? '');
-      return JSON.stringify((at(s, 'spec', 'ports') as Json[] | undefined)?.map((p) => p['port'])) === '[8080,9080]' ? s : undefined;
-    }, { what: 'the Service to expose 8080 and 9080', timeoutMs: 15_000 });
+      return JSON.stringify((at(s, 'spec', 'ports') as Json[] | undefined)?.map((p) => p['port'])) === JSON.stringify([port.p1, port.p2].sort((a, b) => a - b)) ? s : undefined;
+    }, { what: 'the Service to expose both listener ports', timeoutMs: 15_000 });
     expect(at(service, 'metadata', 'annotations', 'user.example/note')).toBe('keep me');
     const deployment = await get(paths()['Deployment'] ?? '');
-    expect((at(deployment, 'spec', 'template', 'spec', 'containers', 0, 'ports') as Json[]).map((p) => p['containerPort'])).toEqual([8080, 9080, 19001]);
+    expect((at(deployment, 'spec', 'template', 'spec', 'containers', 0, 'ports') as Json[]).map((p) => p['containerPort'])).toEqual([...[port.p1, port.p2].sort((a, b) => a - b), port.ready]);
+  });
+
+  it('bootstraps a real Envoy that gets this Gateway\'s listeners, turns ready, and makes the Gateway Programmed', async () => {
+    const bootstrap = JSON.parse(String(at(await get(paths()['ConfigMap'] ?? ''), 'data', 'envoy.json'))) as Record<string, never>;
+    envoy = await startEnvoy({ bootstrap, adminPort: port.admin, id: 'k8s-data-plane', extraArgs: ['--service-node', 'data-plane-pod-1'] });
+    const listeners = await waitFor(async () => {
+      const l = await envoy?.listeners();
+      return l && l.filter((x) => x.port === port.p1 || x.port === port.p2).length === 2 ? l : undefined;
+    }, { what: 'Envoy to get both listeners of the Gateway', timeoutMs: 20_000 });
+    expect(listeners.map((l) => l.name).sort()).toEqual(expect.arrayContaining(['switchyard-readiness']));
+    // The pod name (--service-node) is its node id; the bootstrap's node metadata chose its Gateway.
+    expect(ctl.xds.clients().filter((c) => c.nodeId === 'data-plane-pod-1').map((c) => c.gateway)).toEqual([`${gwNs.name}/${GATEWAY}`]);
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${port.ready}/ready`).then((r) => r.status, () => 0)) === 200, { what: 'the readiness probe to pass', timeoutMs: 20_000 });
+    await waitFor(async () => {
+      const c = (at(await gatewayStatus(), 'conditions') as Json[] | undefined)?.find((x) => x['type'] === 'Programmed');
+      return c?.['status'] === 'True';
+    }, { what: 'the Gateway to be Programmed', timeoutMs: 20_000 });
+    expect(at(await gatewayStatus(), 'addresses')).toEqual([{ type: 'IPAddress', value: '192.0.2.10' }]);
   });
 
   it('deletes every object of the data plane with its Gateway', async () => {
