@@ -1,7 +1,6 @@
 import { condition } from '../api/conditions.js';
-import type { GatewayStatus, ObjectStatus } from '../translate/status.js';
+import type { GatewayAddress, GatewayStatus, ObjectStatus } from '../translate/status.js';
 import { dataPlaneName, gatewayKey } from './data-plane-objects.js';
-import type { GatewayAddress } from './kubernetes.js';
 
 function isGatewayStatus(s: ObjectStatus): s is GatewayStatus {
   return s.kind === 'Gateway' && 'listeners' in s;

@@ -5,6 +5,7 @@ import { buildBootstrap, xdsTlsSdsFiles, type XdsTlsFiles } from '../envoy/boots
 import { readinessResources } from '../envoy/readiness.js';
 import type { JsonObject } from '../envoy/resources.js';
 import type { GatewayIR } from '../ir/model.js';
+import type { GatewayAddress } from '../translate/status.js';
 
 /**
  * The Kubernetes objects of one Gateway's data plane (ServiceAccount, bootstrap ConfigMap,
@@ -298,11 +299,11 @@ function addressFields(g: GatewayIR, type: ServiceType, problems: string[]): Jso
 }
 
 /** The Gateway API addresses a data plane's Service has: load balancer ingress, else its cluster IP. */
-export function serviceAddresses(service: unknown): { type: 'IPAddress' | 'Hostname'; value: string }[] {
+export function serviceAddresses(service: unknown): GatewayAddress[] {
   const rec = (v: unknown): Record<string, unknown> => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
   const spec = rec(rec(service)['spec']);
   const ingress = rec(rec(rec(service)['status'])['loadBalancer'])['ingress'];
-  const out: { type: 'IPAddress' | 'Hostname'; value: string }[] = [];
+  const out: GatewayAddress[] = [];
   if (Array.isArray(ingress)) {
     for (const i of ingress) {
       const e = rec(i);

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { JsonObject } from '../envoy/resources.js';
 import type { IR } from '../ir/model.js';
+import type { GatewayAddress } from '../translate/status.js';
 import {
   DATA_PLANE_LABEL,
   GATEWAY_ANNOTATION,
@@ -32,7 +33,7 @@ export interface InfrastructureClient {
   }): Promise<void>;
 }
 
-export type GatewayAddress = { type: 'IPAddress' | 'Hostname'; value: string };
+export type { GatewayAddress } from '../translate/status.js';
 
 export interface KubernetesInfrastructureOptions {
   client: InfrastructureClient;

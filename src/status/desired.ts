@@ -140,9 +140,12 @@ function backendBody(s: BackendStatus, object: KubeObject, ctx: DesiredContext):
 function gatewayBody(s: GatewayStatus, object: KubeObject, ctx: DesiredContext): Json {
   const before = records(object.status?.listeners);
   const generation = object.metadata.generation;
+  const { addresses: kept, ...current } = object.status ?? {};
+  // Addresses are carried over unless the infrastructure that runs this Gateway says otherwise.
+  const addresses = s.addresses === undefined ? kept : s.addresses.length > 0 ? s.addresses.map((a) => ({ type: a.type, value: a.value })) : undefined;
   return {
-    ...(object.status ?? {}),
-    ...(s.addresses !== undefined ? { addresses: s.addresses.map((a) => ({ type: a.type, value: a.value })) } : {}),
+    ...current,
+    ...(addresses !== undefined ? { addresses } : {}),
     conditions: writtenConditions(s.conditions, object.status?.conditions, generation, ctx.now),
     listeners: s.listeners.map((l) => ({
       name: l.name,

@@ -43,8 +43,16 @@ export interface GatewayStatus {
   name: string;
   conditions: Condition[];
   listeners: ListenerStatus[];
-  /** status.addresses, Gateway API shape; absent: left as they are (no infrastructure provider sets them). */
-  addresses?: { type: string; value: string }[];
+  /**
+   * status.addresses, set by the infrastructure that runs the Gateway's data plane (never by
+   * translation). Absent: not ours to say, the object's own are kept; empty: none (yet).
+   */
+  addresses?: GatewayAddress[];
+}
+
+export interface GatewayAddress {
+  type: 'IPAddress' | 'Hostname';
+  value: string;
 }
 
 export interface GatewayClassStatus {
