@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { JsonObject } from '../envoy/resources.js';
 import type { IR } from '../ir/model.js';
@@ -163,6 +164,10 @@ export class KubernetesInfrastructure {
         if (ok) this.retryMs = this.backoff.initialMs;
         else this.retryLater();
       })
+      .catch((err: unknown) => {
+        this.log.error({ err: errorText(err) }, 'data plane reconcile failed; retrying');
+        this.retryLater();
+      })
       .finally(() => {
         this.running = undefined;
         if (this.dirty) {
@@ -317,7 +322,7 @@ export class KubernetesInfrastructure {
       } catch (err) {
         if (this.abort.signal.aborted) return;
         this.log.warn({ err: errorText(err) }, 'watch of data plane Services failed; listing again');
-        await new Promise((resolve) => setTimeout(resolve, wait));
+        await sleep(wait, undefined, { signal: this.abort.signal }).catch(() => undefined);
         wait = Math.min(wait * 2, this.backoff.maxMs);
       }
     }

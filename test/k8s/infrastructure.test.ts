@@ -184,7 +184,11 @@ describe('a data plane per Gateway', () => {
     expect((at(deployment, 'spec', 'template', 'spec', 'containers', 0, 'ports') as Json[]).map((p) => p['containerPort'])).toEqual([...[port.p1, port.p2].sort((a, b) => a - b), port.ready]);
   });
 
-  it('bootstraps a real Envoy that gets this Gateway\'s listeners, turns ready, and makes the Gateway Programmed', async () => {
+  it('bootstraps a real Envoy that gets this Gateway\'s listeners, turns ready, and makes the Gateway Programmed', async (ctx) => {
+    ctx.onTestFailed(() => {
+      envoy?.printLogs(40);
+      process.stderr.write(`controller log (last 30):\n${logLines.slice(-30).join('')}\n`);
+    });
     const bootstrap = JSON.parse(String(at(await get(paths()['ConfigMap'] ?? ''), 'data', 'envoy.json'))) as Record<string, never>;
     envoy = await startEnvoy({ bootstrap, adminPort: port.admin, id: 'k8s-data-plane', extraArgs: ['--service-node', 'data-plane-pod-1'] });
     const listeners = await waitFor(async () => {
