@@ -9,8 +9,24 @@ import type { LeaderElector, LeaderElectorOptions } from '../status/leader.js';
 import { StatusReporter } from '../status/reporter.js';
 import type { StatusWriter } from '../status/writer.js';
 import { startManagedXdsTls, type ManagedXdsTls, type ManagedXdsTlsOptions } from './xds-pki.js';
-import { startGatewayRuntime, type RunningGateway, type ServingOptions, type StatusSink } from './gateway-runtime.js';
+import { startGatewayRuntime, type RunningGateway, type ServingOptions, type StatusOverlay, type StatusSink } from './gateway-runtime.js';
 import { defaultStateDir, lockStateDir, openStateDir, type StateDir } from './state-dir.js';
+import { withGatewayAddresses } from '../infrastructure/addresses.js';
+import type { DataPlaneSettings } from '../infrastructure/data-plane-objects.js';
+import { KubernetesInfrastructure } from '../infrastructure/kubernetes.js';
+import type { IR } from '../ir/model.js';
+
+/** Gateway addresses from the data planes' Services, and a status rebuild when they change. */
+function addressOverlay(infrastructure: KubernetesInfrastructure, namespace: string): StatusOverlay {
+  const listeners: (() => void)[] = [];
+  infrastructure.onAddresses(() => {
+    for (const l of listeners) l();
+  });
+  return {
+    apply: (statuses) => withGatewayAddresses(statuses, infrastructure.addresses(), namespace),
+    onChange: (l) => listeners.push(l),
+  };
+}
 
 const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
@@ -33,6 +49,12 @@ export interface ControllerOptions extends ServingOptions {
    * Replaces `xdsTls`.
    */
   managedXdsTls?: Omit<ManagedXdsTlsOptions, 'client' | 'logger'>;
+  /**
+   * Create one Envoy data plane per Gateway (src/infrastructure/): the leader applies them,
+   * every replica reports their Services' addresses in Gateway status. Absent: Envoys are the
+   * user's (`switchyard bootstrap --gateway NS/NAME`).
+   */
+  dataPlane?: DataPlaneSettings;
   /** Provider tuning (debounce, back-off, watch timeouts), for tests and operators. */
   provider?: Omit<Partial<KubernetesProviderOptions>, 'client' | 'namespaces' | 'logger'>;
   /**
@@ -50,6 +72,7 @@ export interface RunningController extends RunningGateway {
   writer?: StatusWriter;
   recorder?: EventRecorder;
   elector?: LeaderElector;
+  infrastructure?: KubernetesInfrastructure;
 }
 
 /** The Lease namespace when none is given: $POD_NAMESPACE, the service account's namespace, else "default". */
@@ -69,6 +92,7 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
   const client = new KubeClient(kube.config);
   const provider = new KubernetesProvider({ ...opts.provider, client, namespaces: opts.namespaces, logger: log });
 
+  const infrastructure = opts.dataPlane ? new KubernetesInfrastructure({ client, settings: opts.dataPlane, logger: log }) : undefined;
   // Without leader election this replica is the leader (controller-runtime's convention): it
   // writes status and Events from the start, and nobody else should run.
   const election = opts.leaderElection;
@@ -78,6 +102,9 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
     logger: log,
     ...(election !== false && election.identity ? { identity: election.identity } : {}),
     election: election === false ? false : { ...pick(election, ['name', 'leaseDurationMs', 'renewDeadlineMs', 'retryPeriodMs']) },
+    // The data planes are the leader's to create, like status.
+    onStartedLeading: () => infrastructure?.setLeading(true),
+    onStoppedLeading: () => infrastructure?.setLeading(false),
   });
   const sink: StatusSink = {
     statuses: (all) => reporter.writer.update(all),
@@ -107,6 +134,10 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
       logger: log,
       statusSink: sink,
       ...(host ? { infrastructure: host.infrastructure } : {}),
+      ...(infrastructure && opts.dataPlane ? {
+        onTranslated: (ir: IR) => infrastructure.update(ir),
+        statusOverlay: addressOverlay(infrastructure, opts.dataPlane.namespace),
+      } : {}),
       origin: { kubeconfig: kube.source, server: kube.server, namespaces: opts.namespaces.length > 0 ? opts.namespaces.join(',') : 'all' },
     });
     if (host) {
@@ -115,12 +146,14 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
     }
   } catch (err) {
     await host?.infrastructure.stop();
+    await infrastructure?.stop();
     host?.unlock();
     managed?.stop();
     client.close();
     throw err;
   }
   // Only now: a replica that cannot serve must not take the Lease.
+  infrastructure?.start();
   reporter.start();
 
   const running: RunningController = {
@@ -131,10 +164,12 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
     writer: reporter.writer,
     recorder: reporter.recorder,
     ...(reporter.elector ? { elector: reporter.elector } : {}),
+    ...(infrastructure ? { infrastructure } : {}),
     async stop() {
       // Hand the Lease over first (after our last status writes), then stop serving.
       await reporter.stop();
       await host?.infrastructure.stop();
+      await infrastructure?.stop();
       managed?.stop();
       await runtime.stop();
       client.close();

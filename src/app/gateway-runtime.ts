@@ -8,6 +8,7 @@ import { toDataPlanes, toXdsResources } from '../envoy/index.js';
 import type { GatewayIR } from '../ir/model.js';
 import type { Readiness } from '../observability/health.js';
 import { translate } from '../translate/index.js';
+import type { IR } from '../ir/model.js';
 import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
 import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type ServedAs } from '../status/programmed.js';
@@ -35,6 +36,12 @@ export interface StatusSink {
   statuses(all: readonly ObjectStatus[]): void;
   /** The warnings of the latest translation, all of them. */
   warnings(events: readonly WarningEvent[]): void;
+}
+
+export interface StatusOverlay {
+  apply(statuses: ObjectStatus[]): ObjectStatus[];
+  /** Registers the runtime's "compute statuses again". */
+  onChange(listener: () => void): void;
 }
 
 /** Where a command that serves Envoy listens (xDS, metrics), what it tells Envoy, and where it logs. */
@@ -73,6 +80,10 @@ export interface GatewayRuntimeOptions extends ServingOptions {
   infrastructure?: Infrastructure;
   /** Logged with the "serving" line: where the configuration comes from. */
   origin: Record<string, string>;
+  /** Every translation's IR, after it is served (the infrastructure provider acts on it). */
+  onTranslated?: (ir: IR) => void;
+  /** A last step over statuses (Gateway addresses from the infrastructure), re-run when it says so. */
+  statusOverlay?: StatusOverlay;
   /** Series of another process served on this /metrics too (serve's AI extension). */
   extraMetrics?: () => Promise<string>;
 }
@@ -130,7 +141,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       versions.set(key, current);
     }
     const fed = applyXdsFeedback(translated, servedAs, { clients, versions });
-    const { changed, removed } = book.update(opts.infrastructure ? opts.infrastructure.statuses(fed) : fed);
+    const hosted = opts.infrastructure ? opts.infrastructure.statuses(fed) : fed;
+    const { changed, removed } = book.update(opts.statusOverlay ? opts.statusOverlay.apply(hosted) : hosted);
     for (const s of changed) log.info({ object: `${s.kind} ${s.namespace ? `${s.namespace}/` : ''}${s.name}`, conditions: conditionsSummary(s) }, 'status changed');
     if (opts.statusSink && (changed.length > 0 || removed.length > 0)) opts.statusSink.statuses(book.all());
   };
@@ -193,6 +205,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       log.info({ changed: change.changed.map((t) => t.split('.').pop()), clusters: result.xds.clusters.length, listeners: result.xds.listeners.length }, 'configuration translated');
       loaded = true;
       publishStatuses();
+      opts.onTranslated?.(result.translation.ir);
       opts.statusSink?.warnings(result.translation.events);
     } catch (err) {
       // A translation that cannot be encoded must not replace what Envoy is serving.
@@ -215,6 +228,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     });
   };
 
+  opts.statusOverlay?.onChange(scheduleStatuses);
   apply(await provider.start());
   provider.onChange(apply);
   opts.infrastructure?.onChange(scheduleStatuses);

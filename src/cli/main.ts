@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import { stringify } from 'yaml';
 import type { XdsTarget } from '../ai-extension/credentials.js';
@@ -14,6 +15,7 @@ import { ENVOY_SEARCH, findEnvoyBinary } from '../infrastructure/host.js';
 import { buildBootstrap, gatewayKeyProblem } from '../envoy/bootstrap.js';
 import { ACCESS_LOG_FORMATS, type AccessLogFormat } from '../envoy/access-log.js';
 import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
+import { parseDataPlaneSettings } from '../infrastructure/data-plane-objects.js';
 import { createLogger } from '../observability/logger.js';
 import { runPipeline, translateReport } from '../pipeline.js';
 import { FileProvider } from '../providers/file.js';
@@ -60,6 +62,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                         [--lease-namespace NS] [--no-leader-election] [--xds-tls-dir DIR] [--log-level info]
                         [--access-log json|off] [--xds-tls-secrets PREFIX --xds-tls-dns NAMES]
                         [--infrastructure none|host] [--envoy-path PATH] [--envoy-concurrency N] [--state-dir DIR]
+                        [--data-plane FILE]
       Watch a Kubernetes API server (--kubeconfig, else $KUBECONFIG, the in-cluster service account,
       ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status and Events
       (with --no-leader-election this replica writes them: run only one). The AI extension runs next
@@ -67,7 +70,9 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       for serve; --xds-tls-secrets PREFIX: the controller issues and renews the CA and a certificate
       per role itself, in Secrets PREFIX-{ca,controller,envoy,ai-extension} of its namespace, its
       own naming NAMES (--xds-tls-dns). --infrastructure host runs one Envoy per Gateway on this
-      machine, as serve does (default none).
+      machine, as serve does (default none). --data-plane FILE (JSON: namespace, xds, envoy,
+      aiExtension; the chart writes it): the leader creates an Envoy Deployment, Service,
+      ServiceAccount and ConfigMap per Gateway, and Gateway status.addresses come from that Service.
 `,
   certs: `  switchyard certs --out DIR [--dns NAMES]
       Issue (or renew, when in the last third of their lifetime) an xDS CA and one certificate per
@@ -382,6 +387,20 @@ function namespaceList(value: string | undefined): string[] {
   return [...new Set(names)];
 }
 
+function readJsonFile(file: string, flag: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`${flag} ${file}: cannot read it: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new UsageError(`${flag} ${file}: not JSON: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
 async function runController(args: string[]): Promise<number> {
   const { values } = parseFlags('controller', {
     args,
@@ -404,8 +423,11 @@ async function runController(args: string[]): Promise<number> {
       'xds-tls-dns': { type: 'string' },
       'state-dir': { type: 'string' },
       ...INFRASTRUCTURE_OPTIONS,
+      'data-plane': { type: 'string' },
     },
   });
+  const dataPlaneFile = values['data-plane'];
+  const dataPlane = dataPlaneFile === undefined ? undefined : parseDataPlaneSettings(readJsonFile(dataPlaneFile, '--data-plane'), dataPlaneFile);
   if (values['xds-tls-dir'] !== undefined && values['xds-tls-secrets'] !== undefined) {
     throw new UsageError('--xds-tls-dir and --xds-tls-secrets exclude each other: certificates from files, or issued and renewed by the controller');
   }
@@ -436,6 +458,7 @@ async function runController(args: string[]): Promise<number> {
     metricsPort: int(values['metrics-port'], '--metrics-port', 9090),
     metricsHost: values['metrics-host'] ?? '0.0.0.0',
     envoy: { ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}), aiExtension, accessLog: accessLog(values['access-log']) },
+    ...(dataPlane ? { dataPlane } : {}),
     leaderElection: values['no-leader-election'] ? false : { namespace: values['lease-namespace'] ?? defaultLeaseNamespace() },
     logger,
     ...(infrastructure ? { infrastructure: { ...infrastructure, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),

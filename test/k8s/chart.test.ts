@@ -5,7 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { pkiNames } from '../../src/app/xds-pki.js';
+import { CONTROLLER_NAME } from '../../src/api/gateway.js';
 import { buildBootstrap, xdsTlsSdsFiles } from '../../src/envoy/bootstrap.js';
+import { readinessResources } from '../../src/envoy/readiness.js';
+import { parseDataPlaneSettings } from '../../src/infrastructure/data-plane-objects.js';
 import { createNamespace, kubectl, kubectlOk } from '../support/kube.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -31,7 +34,8 @@ describe('helm chart deploy/switchyard', () => {
 
   it.each([
     { name: 'default', set: [] as string[] },
-    { name: 'watch-namespaces', set: ['--set', 'watchNamespaces={team-a,team-b}', '--set', 'envoy.enabled=false'] },
+    { name: 'watch-namespaces', set: ['--set', 'watchNamespaces={team-a,team-b}', '--set', 'envoy.provision=false'] },
+    { name: 'fixed-envoy', set: ['--set', 'envoy.provision=false', '--set', 'envoy.fixed.enabled=true'] },
     { name: 'plaintext-xds', set: ['--set', 'xds.tls.enabled=false', '--set', 'aiExtension.enabled=false'] },
   ])('renders the $name golden (UPDATE_GOLDEN=1 rewrites it)', async ({ name, set }) => {
     const r = await helm(['template', 'switchyard', CHART, '-n', 'switchyard-system', ...set]);
@@ -79,33 +83,33 @@ const container = (p: { containers: Container[] }, name: string): Container => {
 
 describe('the AI extension and xDS TLS in the chart', () => {
   it('runs the AI extension next to Envoy, on loopback, and tells the controller where Envoy reaches it', async () => {
-    const docs = await render('--set', 'aiExtension.port=19001', '--set', 'aiExtension.metricsPort=9191');
+    const docs = await render('--set', 'envoy.fixed.enabled=true', '--set', 'aiExtension.port=18101', '--set', 'aiExtension.metricsPort=9191');
     const envoy = pod(docs, 'sy-switchyard-envoy');
     expect(envoy.containers.map((c) => c.name)).toEqual(['envoy', 'ai-extension']);
     const ext = container(envoy, 'ai-extension');
     // The controller's Service name and xDS port, where its credentials come from.
-    expect(ext.args).toEqual(['ai-extension', '--xds=sy-switchyard.edge.svc:18000', '--host=127.0.0.1', '--port=19001', '--metrics-port=9191', '--log-level=info', '--xds-tls-dir=/etc/switchyard/xds-tls']);
+    expect(ext.args).toEqual(['ai-extension', '--xds=sy-switchyard.edge.svc:18000', '--host=127.0.0.1', '--port=18101', '--metrics-port=9191', '--log-level=info', '--xds-tls-dir=/etc/switchyard/xds-tls']);
     expect(ext.ports).toEqual([{ name: 'ai-metrics', containerPort: 9191, protocol: 'TCP' }]);
     expect(ext.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'ai-metrics' });
     expect(ext.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'ai-metrics' });
     const ctl = container(pod(docs, 'sy-switchyard'), 'controller');
-    expect(ctl.args).toEqual(expect.arrayContaining(['--ai-extension-address=127.0.0.1', '--ai-extension-port=19001']));
+    expect(ctl.args).toEqual(expect.arrayContaining(['--ai-extension-address=127.0.0.1', '--ai-extension-port=18101']));
   });
 
   it('leaves the sidecar and the controller flags out when aiExtension.enabled=false', async () => {
-    const docs = await render('--set', 'aiExtension.enabled=false');
+    const docs = await render('--set', 'envoy.fixed.enabled=true', '--set', 'aiExtension.enabled=false');
     expect(pod(docs, 'sy-switchyard-envoy').containers.map((c) => c.name)).toEqual(['envoy']);
     expect(container(pod(docs, 'sy-switchyard'), 'controller').args?.join(' ')).not.toContain('--ai-extension');
   });
 
   it('by default, has the controller issue the xDS certificates and mounts each component its own, where the code reads it', async () => {
-    const docs = await render();
+    const docs = await render('--set', 'envoy.fixed.enabled=true');
     const dir = '/etc/switchyard/xds-tls';
     const ctlPod = pod(docs, 'sy-switchyard');
     const envoyPod = pod(docs, 'sy-switchyard-envoy');
-    // The controller mounts nothing: it issues the Secrets and serves its own certificate from memory.
+    // The controller mounts no certificate: it issues the Secrets and serves its own certificate from memory.
     const ctl = container(ctlPod, 'controller');
-    expect(ctlPod.volumes).toEqual([]);
+    expect(ctlPod.volumes).toEqual([{ name: 'data-plane', configMap: { name: 'sy-switchyard-data-plane' } }]);
     expect(ctl.args).toEqual(expect.arrayContaining(['--xds-tls-secrets=sy-switchyard-xds', '--xds-tls-dns=sy-switchyard.edge.svc,sy-switchyard.edge.svc.cluster.local,sy-switchyard.edge,sy-switchyard']));
     expect(ctl.args?.join(' ')).not.toContain('--xds-tls-dir');
     expect(envoyPod.volumes).toEqual(expect.arrayContaining([
@@ -122,10 +126,11 @@ describe('the AI extension and xDS TLS in the chart', () => {
     const expected = buildBootstrap({
       xds: { host: 'sy-switchyard.edge.svc', port: 18000 },
       nodeId: 'n',
-      adminPort: 9901,
+      adminPort: 19000,
       xdsTls: files,
     }) as unknown as typeof bootstrap;
-    expect(bootstrap.static_resources.clusters[0]?.transport_socket).toEqual(expected.static_resources.clusters[0]?.transport_socket);
+    const xdsCluster = bootstrap.static_resources.clusters.find((c) => c.name === 'switchyard-xds');
+    expect(xdsCluster?.transport_socket).toEqual(expected.static_resources.clusters[0]?.transport_socket);
     // The RE2 program size limit the translator admits regexes up to (REGEX_PROGRAM_SIZE_LIMIT).
     expect((bootstrap as unknown as { layered_runtime?: unknown }).layered_runtime).toEqual((expected as unknown as { layered_runtime?: unknown }).layered_runtime);
     // The file-based SDS Secrets through which Envoy reads a renewed certificate (test/protocol/xds-envoy-rotation.test.ts).
@@ -143,9 +148,59 @@ describe('the AI extension and xDS TLS in the chart', () => {
     const r = await helm(['template', 'sy', CHART, '-n', 'edge', '--set', 'xds.tls.enabled=false']);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('aiExtension.enabled needs xds.tls.enabled');
-    const docs = await render('--set', 'xds.tls.enabled=false', '--set', 'aiExtension.enabled=false');
+    const docs = await render('--set', 'xds.tls.enabled=false', '--set', 'aiExtension.enabled=false', '--set', 'envoy.fixed.enabled=true');
     expect(docs.some((d) => d.metadata.name === 'sy-switchyard-xds-pki')).toBe(false);
     expect(pod(docs, 'sy-switchyard-envoy').volumes.map((v) => v.name)).toEqual(['bootstrap']);
+  });
+});
+
+describe('per-Gateway data planes in the chart', () => {
+  it('tells the controller, in settings its own parser accepts, to create Envoys that reach it as the fixed one does', async () => {
+    const docs = await render();
+    expect(docs.some((d) => d.kind === 'Deployment' && d.metadata.name === 'sy-switchyard-envoy')).toBe(false);
+    const configMap = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'sy-switchyard-data-plane');
+    const settings = parseDataPlaneSettings(JSON.parse(configMap?.data?.['settings.json'] ?? 'null'), 'chart');
+    expect(settings.namespace).toBe('edge');
+    expect(settings.xds).toEqual({ host: 'sy-switchyard.edge.svc', port: 18000, tlsSecretPrefix: 'sy-switchyard-xds' });
+    expect(Object.values(pkiNames(settings.xds.tlsSecretPrefix ?? '').leaf)).toEqual(expect.arrayContaining([`${settings.xds.tlsSecretPrefix}-envoy`, `${settings.xds.tlsSecretPrefix}-ai-extension`]));
+    expect(settings.aiExtension).toMatchObject({ image: 'ghcr.io/switchyard-dev/switchyard:0.1.0', port: 18001, metricsPort: 9091 });
+    const ctl = container(pod(docs, 'sy-switchyard'), 'controller');
+    expect(ctl.args).toContain('--data-plane=/etc/switchyard/data-plane/settings.json');
+    expect(ctl.volumeMounts).toEqual([{ name: 'data-plane', mountPath: '/etc/switchyard/data-plane', readOnly: true }]);
+    const gc = docs.find((d) => d.kind === 'GatewayClass') as unknown as { metadata: { name: string }; spec: { controllerName: string } };
+    expect(gc.metadata.name).toBe('switchyard');
+    expect(gc.spec.controllerName).toBe(CONTROLLER_NAME);
+  });
+
+  it('turns off with envoy.provision=false: no settings, no flag, no Role for data planes', async () => {
+    const docs = await render('--set', 'envoy.provision=false');
+    expect(docs.some((d) => d.metadata.name === 'sy-switchyard-data-plane')).toBe(false);
+    expect(container(pod(docs, 'sy-switchyard'), 'controller').args?.join(' ')).not.toContain('--data-plane');
+  });
+
+  it('gives the fixed Envoy a readiness probe on admin /ready through its readiness port, not a listener port', async () => {
+    const docs = await render('--set', 'envoy.fixed.enabled=true');
+    const envoy = container(pod(docs, 'sy-switchyard-envoy'), 'envoy');
+    expect(envoy.readinessProbe?.httpGet).toEqual({ path: '/ready', port: 'ready' });
+    expect(envoy.ports).toContainEqual({ name: 'ready', containerPort: 19001, protocol: 'TCP' });
+    const configMap = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'sy-switchyard-envoy');
+    const bootstrap = parseYaml(configMap?.data?.['envoy.yaml'] ?? '') as { static_resources: { listeners: unknown[]; clusters: { name: string }[] } };
+    const ready = readinessResources(19000, 19001);
+    expect(bootstrap.static_resources.listeners).toEqual([ready.listener]);
+    expect(bootstrap.static_resources.clusters.find((c) => c.name === 'switchyard-admin')).toEqual(ready.cluster);
+  });
+
+  it('refuses a mistyped or wrongly typed value (values.schema.json) and pod ports that collide', async () => {
+    for (const [set, message] of [
+      ['envoy.provison=false', "additional properties 'provison' not allowed"],
+      ['replicas=two', 'got string, want integer'],
+      ['envoy.fixed.service.type=Ingress', 'envoy/fixed/service/type'],
+      ['aiExtension.port=19001', 'must differ'],
+    ] as const) {
+      const r = await helm(['template', 'sy', CHART, '-n', 'edge', '--set', set]);
+      expect(r.code, set).not.toBe(0);
+      expect(r.stderr, set).toContain(message);
+    }
   });
 });
 
@@ -166,7 +221,7 @@ describe('helm install into the real API server', () => {
     ns = await createNamespace('chart');
     teamA = await createNamespace('team-a');
     teamB = await createNamespace('team-b');
-    const r = await helm(['install', release, CHART, '-n', ns.name, '--set', 'envoy.service.type=ClusterIP', '--set', `watchNamespaces={${teamA.name},${ns.name}}`]);
+    const r = await helm(['install', release, CHART, '-n', ns.name, '--set', 'envoy.fixed.enabled=true', '--set', 'envoy.fixed.service.type=ClusterIP', '--set', `gatewayClass.name=${release}`, '--set', `watchNamespaces={${teamA.name},${ns.name}}`]);
     if (r.code !== 0) throw new Error(`helm install failed: ${r.stderr}`);
   });
   afterAll(async () => {
@@ -185,7 +240,11 @@ describe('helm install into the real API server', () => {
     const policy = JSON.parse(await kubectlOk(['get', 'networkpolicy', `${release}-switchyard`, '-n', ns.name, '-o', 'json']));
     expect(policy.spec.podSelector.matchLabels['app.kubernetes.io/component']).toBe('controller');
     const xdsRule = policy.spec.ingress.find((r: { ports: { port: string }[] }) => r.ports.some((p) => p.port === 'xds'));
-    expect(xdsRule.from).toEqual([{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'switchyard', 'app.kubernetes.io/instance': release, 'app.kubernetes.io/component': 'envoy' } } }]);
+    expect(xdsRule.from).toEqual([
+      { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'switchyard', 'app.kubernetes.io/instance': release, 'app.kubernetes.io/component': 'envoy' } } },
+      { podSelector: { matchLabels: { 'app.kubernetes.io/managed-by': 'switchyard', 'app.kubernetes.io/component': 'data-plane' } } },
+    ]);
+    expect(await kubectlOk(['get', 'gatewayclass', release, '-o', 'jsonpath={.spec.controllerName}'])).toBe('switchyard.dev/gateway-controller');
     expect(await kubectlOk(['get', 'crd', 'backends.switchyard.dev', '-o', 'jsonpath={.status.conditions[?(@.type=="Established")].status}'])).toBe('True');
     const probes = JSON.parse(await kubectlOk(['get', 'deployment', `${release}-switchyard`, '-n', ns.name, '-o', 'jsonpath={.spec.template.spec.containers[0]}']));
     expect(probes.livenessProbe.httpGet.path).toBe('/healthz');
@@ -199,7 +258,7 @@ describe('helm install into the real API server', () => {
   it('accepts the plaintext variant (no certificates, no AI extension) in a server-side dry run', async () => {
     // Another release name: the objects are new, so the API server validates them whole.
     const other = `${release}plain`;
-    const r = await helm(['template', other, CHART, '-n', ns.name, '--set', 'envoy.service.type=ClusterIP', '--set', 'xds.tls.enabled=false', '--set', 'aiExtension.enabled=false']);
+    const r = await helm(['template', other, CHART, '-n', ns.name, '--set', 'envoy.fixed.enabled=true', '--set', 'envoy.fixed.service.type=ClusterIP', '--set', `gatewayClass.name=${other}`, '--set', 'xds.tls.enabled=false', '--set', 'aiExtension.enabled=false']);
     expect(r.code, r.stderr).toBe(0);
     const applied = await kubectl(['apply', '--dry-run=server', '-n', ns.name, '-f', '-'], r.stdout);
     expect(applied.stderr).toBe('');
@@ -229,6 +288,9 @@ describe('helm install into the real API server', () => {
       ['update', 'gateways.gateway.networking.k8s.io/status', teamA.name], ['list', 'secrets', teamA.name], ['list', 'endpointslices.discovery.k8s.io', teamA.name],
       ['list', 'referencegrants.gateway.networking.k8s.io', teamA.name], ['create', 'events', teamA.name], ['list', 'services', ns.name],
       ['update', 'leases.coordination.k8s.io', ns.name], ['create', 'leases.coordination.k8s.io', ns.name],
+      // The data planes, in the release namespace (src/infrastructure/kubernetes.ts).
+      ...(['deployments.apps', 'services', 'serviceaccounts', 'configmaps'] as const).flatMap((r) =>
+        (['get', 'list', 'watch', 'create', 'patch', 'delete'] as const).map((v) => [v, r, ns.name] as const)),
     ] as const) {
       expect(`${verb} ${resource} -n ${where}: ${await can(verb, resource, '-n', where)}`).toBe(`${verb} ${resource} -n ${where}: yes`);
     }
@@ -243,7 +305,10 @@ describe('helm install into the real API server', () => {
       ['create', 'secrets', teamA.name], ['update', 'secrets', teamA.name], ['delete', 'backends.switchyard.dev', teamA.name],
       ['update', 'backends.switchyard.dev', teamA.name], ['create', 'httproutes.gateway.networking.k8s.io', teamA.name],
       ['list', 'pods', teamA.name], ['create', 'leases.coordination.k8s.io', teamA.name], ['delete', 'leases.coordination.k8s.io', ns.name],
-      ['list', 'configmaps', ns.name], ['patch', 'backends.switchyard.dev/status', teamB.name],
+      ['list', 'configmaps', teamA.name], ['patch', 'backends.switchyard.dev/status', teamB.name],
+      // Data planes only in the release namespace; pods are the Deployment controller's.
+      ['create', 'deployments.apps', teamA.name], ['patch', 'services', teamA.name], ['create', 'serviceaccounts', teamA.name],
+      ['create', 'pods', ns.name], ['delete', 'pods', ns.name], ['update', 'deployments.apps', ns.name], ['create', 'roles.rbac.authorization.k8s.io', ns.name],
     ] as const) {
       expect(`${verb} ${resource} -n ${where}: ${await can(verb, resource, '-n', where)}`).toBe(`${verb} ${resource} -n ${where}: no`);
     }
