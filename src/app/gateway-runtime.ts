@@ -8,9 +8,12 @@ import { runPipeline } from '../pipeline.js';
 import { translate } from '../translate/index.js';
 import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
+import { applyFleetHealth, fleetHealthView, LoadWindow, type FleetHealthView } from '../status/fleet-health.js';
 import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type ServedAs } from '../status/programmed.js';
+import type { IR } from '../ir/model.js';
 import type { ObjectStatus, WarningEvent } from '../translate/status.js';
 import { SnapshotCache } from '../xds/cache.js';
+import { loadReportingService } from '../xds/lrs.js';
 import { XdsServer } from '../xds/server.js';
 import { xdsServerCredentials, xdsTlsMode, type XdsServerTls } from '../xds/tls.js';
 import { RouteQuarantine } from './route-quarantine.js';
@@ -44,7 +47,20 @@ export interface ServingOptions {
   metricsHost: string;
   envoy: Partial<EnvoyOptions>;
   logger: Logger;
+  /** Envoys' load reports (LRS) → member figures and Degraded in Backend status. */
+  loadReporting?: Partial<LoadReportingSettings>;
 }
+
+export interface LoadReportingSettings {
+  /** How often each Envoy reports (LoadStatsResponse.load_reporting_interval). */
+  intervalMs: number;
+  /** The sliding window figures and Degraded describe. */
+  windowMs: number;
+  /** Figures and Degraded are recomputed at most this often, so status does not churn. */
+  refreshMs: number;
+}
+
+export const DEFAULT_LOAD_REPORTING: LoadReportingSettings = { intervalMs: 2_000, windowMs: 60_000, refreshMs: 10_000 };
 
 export interface GatewayRuntimeOptions extends ServingOptions {
   provider: SnapshotProvider;
@@ -80,11 +96,16 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   const log = opts.logger;
   const metrics = createMetrics({ processMetrics: true });
   const cache = new SnapshotCache();
-  const xds = new XdsServer({ cache, logger: log.child({ component: 'xds' }) });
+  const lrs = { ...DEFAULT_LOAD_REPORTING, ...opts.loadReporting };
+  const loadWindow = new LoadWindow(lrs.windowMs);
+  const loadReports = loadReportingService({ intervalMs: lrs.intervalMs, onReport: (r) => loadWindow.record(r), logger: log.child({ component: 'lrs' }) });
+  const xds = new XdsServer({ cache, logger: log.child({ component: 'xds' }), services: [loadReports] });
   const book = new StatusBook();
   const provider = opts.provider;
   let translated: ObjectStatus[] = [];
   let servedAs: ServedAs = new Map();
+  let ir: IR | undefined;
+  let fleetHealth: FleetHealthView = new Map();
   let problems: Problem[] = [];
   let loaded = false;
 
@@ -100,7 +121,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     );
     const versions: Record<string, string | undefined> = {};
     for (const kind of PUSH_ORDER) versions[TypeUrl[kind]] = cache.snapshot(TypeUrl[kind])?.version;
-    const { changed, removed } = book.update(applyXdsFeedback(translated, servedAs, { clients, versions }));
+    const { changed, removed } = book.update(applyFleetHealth(applyXdsFeedback(translated, servedAs, { clients, versions }), fleetHealth, lrs.windowMs));
     for (const s of changed) log.info({ object: `${s.kind} ${s.namespace ? `${s.namespace}/` : ''}${s.name}`, conditions: conditionsSummary(s) }, 'status changed');
     if (opts.statusSink && (changed.length > 0 || removed.length > 0)) opts.statusSink.statuses(book.all());
   };
@@ -114,6 +135,30 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       publishStatuses();
     }, STATUS_COALESCE_MS);
   };
+
+  const refreshHealth = (): void => {
+    if (!ir) return;
+    fleetHealth = fleetHealthView(ir, loadWindow);
+    metrics.memberRequests.reset();
+    metrics.memberErrors.reset();
+    metrics.backendDegraded.reset();
+    for (const [key, entry] of fleetHealth) {
+      const backend = key.slice('Backend/'.length);
+      if (!entry.reporting) continue;
+      metrics.backendDegraded.set({ backend }, entry.health.some((h) => h.failing) ? 1 : 0);
+      for (const h of entry.health) {
+        const labels = { backend, member: h.name, priority: String(h.priority) };
+        metrics.memberRequests.set(labels, h.figures.requests);
+        metrics.memberErrors.set(labels, h.figures.errors);
+      }
+    }
+  };
+  // Load reports arrive all the time; status follows them at this pace only.
+  const healthTimer = setInterval(() => {
+    refreshHealth();
+    publishStatuses();
+  }, lrs.refreshMs);
+  healthTimer.unref();
 
   const quarantine = new RouteQuarantine();
   let latest: Snapshot | undefined;
@@ -135,6 +180,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       // Held-out routes get their status from a translation that includes them, with Accepted=False.
       translated = excluded.size === 0 ? result.translation.statuses : [...result.translation.statuses, ...quarantine.statuses(translate(snapshot.inputs).statuses)];
       servedAs = servedAsFromIr(result.translation.ir);
+      ir = result.translation.ir;
+      refreshHealth();
       for (const e of result.translation.events) log.warn({ object: `${e.object.kind} ${e.object.namespace}/${e.object.name}`, reason: e.reason }, e.message);
       log.info({ changed: change.changed.map((t) => t.split('.').pop()), clusters: result.xds.clusters.length, listeners: result.xds.listeners.length }, 'configuration translated');
       loaded = true;
@@ -200,6 +247,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       ...(opts.extraMetrics ? { extraMetrics: opts.extraMetrics } : {}),
     });
   } catch (err) {
+    clearInterval(healthTimer);
     await xds.stop();
     await provider.stop();
     throw err;
@@ -216,6 +264,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     metrics,
     async stop() {
       clearTimeout(statusTimer);
+      clearInterval(healthTimer);
       await provider.stop();
       await xds.stop();
       await health.close();

@@ -22,6 +22,11 @@ export interface BootstrapOptions {
    * `caFile` and must be named by `xds.host`; `certFile`/`keyFile` are Envoy's client certificate.
    */
   xdsTls?: { caFile: string; certFile: string; keyFile: string };
+  /**
+   * Report per-endpoint load to the controller over LRS (default true): what Backend status
+   * reports as each member's requests and errors, and its Degraded condition.
+   */
+  loadReporting?: boolean;
 }
 
 export const DEFAULT_NODE_CLUSTER = 'switchyard';
@@ -52,6 +57,18 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
       lds_config: adsSource,
       cds_config: adsSource,
     },
+    ...(opts.loadReporting === false
+      ? {}
+      : {
+          cluster_manager: {
+            load_stats_config: {
+              api_type: 'GRPC',
+              transport_api_version: 'V3',
+              grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER_NAME } }],
+              set_node_on_first_message_only: true,
+            },
+          },
+        }),
     static_resources: {
       clusters: [xdsCluster(opts.xds.host, opts.xds.port, opts.xdsTls)],
     },

@@ -129,6 +129,8 @@ function backendBody(s: BackendStatus, object: KubeObject, ctx: DesiredContext):
         usable: m.usable,
         ...(m.reason !== undefined ? { reason: m.reason } : {}),
         ...(m.message !== undefined ? { message: m.message } : {}),
+        ...(m.requests !== undefined ? { requests: m.requests } : {}),
+        ...(m.errors !== undefined ? { errors: m.errors } : {}),
       })),
     })),
     usableMembers: s.usableMembers,

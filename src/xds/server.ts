@@ -5,6 +5,7 @@ import type { TypeUrlValue } from '../envoy/resources.js';
 import type { SnapshotCache } from './cache.js';
 import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } from './client-state.js';
 import { DeltaStream } from './delta.js';
+import type { GrpcService } from './lrs.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
   decodeDeltaDiscoveryRequest,
@@ -44,6 +45,8 @@ export interface XdsServerEvents {
 export interface XdsServerOptions {
   cache: SnapshotCache;
   logger?: Logger;
+  /** More services on the same port and credentials (load reporting, src/xds/lrs.ts). */
+  services?: readonly GrpcService[];
 }
 
 const SERVICE = '/envoy.service.discovery.v3.AggregatedDiscoveryService';
@@ -132,6 +135,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly bodies = new SharedResponseBodies();
   private readonly streams = new Map<number, LiveStream>();
   private readonly unwatch: () => void;
+  private readonly services: readonly GrpcService[];
   private server: grpc.Server | undefined;
   private nextStreamId = 0;
 
@@ -139,6 +143,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     super();
     this.cache = options.cache;
     this.logger = options.logger ?? pino({ level: 'silent' });
+    this.services = options.services ?? [];
     this.unwatch = this.cache.watch((change) => this.fanOut(change.changed));
   }
 
@@ -158,6 +163,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       StreamAggregatedResources: (call: SotwCall) => this.openSotw(call),
       DeltaAggregatedResources: (call: DeltaCall) => this.openDelta(call),
     });
+    for (const service of this.services) server.addService(service.definition, service.implementation);
     const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     const bound = await new Promise<number>((resolve, reject) => {
       server.bindAsync(address, credentials ?? grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));

@@ -1,0 +1,241 @@
+import { condition, type Condition } from '../api/conditions.js';
+import type { ClusterIR, IR, MemberIR } from '../ir/model.js';
+import type { BackendStatus, ObjectStatus } from '../translate/status.js';
+
+/**
+ * Fleet health from Envoy's load reports (LRS): per Backend, what each member did over a sliding
+ * window, and a Degraded condition when a member has been failing.
+ *
+ * What LRS covers: attempts per endpoint (an Envoy host, i.e. a resolved address) that finished
+ * with success or with an error (5xx, and attempts that failed to connect or were reset).
+ * What it does not: outlier ejections and active health, DNS results, and anything about a member
+ * Envoy has no host for. A member whose hostname does not resolve has no host, so it never
+ * appears in a report; it is told apart from an idle member by where the traffic went instead:
+ * it got no request while a later priority, or a sibling in its pool, served the Backend.
+ */
+
+/** One endpoint's figures from one report. */
+export interface LoadSample {
+  readonly at: number;
+  /** The reporting Envoy; a fleet sums over nodes (authentication of the node is the stream's job). */
+  readonly nodeId: string;
+  readonly cluster: string;
+  readonly priority: number;
+  readonly address: string;
+  readonly requests: number;
+  readonly errors: number;
+}
+
+export interface LoadReportLike {
+  readonly nodeId: string;
+  readonly clusters: readonly {
+    readonly cluster: string;
+    readonly localities: readonly {
+      readonly priority: number;
+      readonly succeeded: number;
+      readonly failed: number;
+      readonly endpoints: readonly { readonly address: string; readonly succeeded: number; readonly failed: number }[];
+    }[];
+  }[];
+}
+
+/** Requests and errors over the window. */
+export interface LoadFigures {
+  requests: number;
+  errors: number;
+}
+
+/**
+ * The last `windowMs` of load reports from every Envoy, kept as samples and summed on read.
+ * Samples are coarse (one per endpoint per report interval), so a fleet of a few hundred Envoys
+ * with a few thousand endpoints stays in the low millions of numbers at most.
+ */
+export class LoadWindow {
+  private samples: LoadSample[] = [];
+  private readonly lastReport = new Map<string, number>();
+
+  constructor(
+    readonly windowMs: number,
+    private readonly clock: () => number = Date.now,
+  ) {
+    if (!(windowMs > 0)) throw new Error(`load window: windowMs must be positive, got ${String(windowMs)}`);
+  }
+
+  record(report: LoadReportLike): void {
+    const at = this.clock();
+    this.lastReport.set(report.nodeId, at);
+    for (const c of report.clusters) {
+      for (const l of c.localities) {
+        let attributed = { requests: 0, errors: 0 };
+        for (const e of l.endpoints) {
+          const requests = e.succeeded + e.failed;
+          if (requests === 0) continue;
+          this.samples.push({ at, nodeId: report.nodeId, cluster: c.cluster, priority: l.priority, address: e.address, requests, errors: e.failed });
+          attributed = { requests: attributed.requests + requests, errors: attributed.errors + e.failed };
+        }
+        // Without endpoint granularity the locality still counts, for its pool as a whole.
+        const rest = { requests: l.succeeded + l.failed - attributed.requests, errors: l.failed - attributed.errors };
+        if (rest.requests > 0) this.samples.push({ at, nodeId: report.nodeId, cluster: c.cluster, priority: l.priority, address: '', requests: rest.requests, errors: Math.max(0, rest.errors) });
+      }
+    }
+    this.prune(at);
+  }
+
+  /** Envoys that reported within the window. */
+  reporters(): string[] {
+    const since = this.clock() - this.windowMs;
+    return [...this.lastReport].filter(([, at]) => at > since).map(([node]) => node).sort();
+  }
+
+  /** Per priority, per endpoint address ('' = not broken down by endpoint): figures over the window. */
+  cluster(name: string): Map<number, Map<string, LoadFigures>> {
+    const now = this.clock();
+    this.prune(now);
+    const out = new Map<number, Map<string, LoadFigures>>();
+    for (const s of this.samples) {
+      if (s.cluster !== name) continue;
+      const pool = out.get(s.priority) ?? new Map<string, LoadFigures>();
+      const f = pool.get(s.address) ?? { requests: 0, errors: 0 };
+      pool.set(s.address, { requests: f.requests + s.requests, errors: f.errors + s.errors });
+      out.set(s.priority, pool);
+    }
+    return out;
+  }
+
+  private prune(now: number): void {
+    const since = now - this.windowMs;
+    if (this.samples.length > 0 && this.samples[0]!.at <= since) this.samples = this.samples.filter((s) => s.at > since);
+    for (const [node, at] of this.lastReport) if (at <= since) this.lastReport.delete(node);
+  }
+}
+
+export interface FleetHealthOptions {
+  /** Attempts a member must have had before "every attempt failed" makes it Degraded. */
+  minRequests: number;
+  /** Requests a Backend must have served before a member that got none of them counts as unreachable. */
+  minTrafficForUnreachable: number;
+}
+
+export const DEFAULT_FLEET_HEALTH: FleetHealthOptions = { minRequests: 3, minTrafficForUnreachable: 5 };
+
+/** A member's verdict over the window. */
+export interface MemberHealth {
+  name: string;
+  /** Envoy priority level. */
+  priority: number;
+  figures: LoadFigures;
+  failing?: { reason: 'MemberFailing' | 'MemberUnreachable'; message: string };
+}
+
+/**
+ * Which reported endpoint is which member: by address and port (IP members, hostOverride to an
+ * IP); else, for a member behind a hostname (STRICT_DNS), the one member of that pool with that
+ * port. An endpoint that matches no member (several DNS members on one port) counts for its pool only.
+ */
+function memberOf(pool: readonly MemberIR[], address: string): MemberIR | undefined {
+  const exact = pool.find((m) => `${m.address.includes(':') ? `[${m.address}]` : m.address}:${m.port}` === address);
+  if (exact) return exact;
+  const port = Number(address.slice(address.lastIndexOf(':') + 1));
+  const byPort = pool.filter((m) => m.port === port);
+  return byPort.length === 1 ? byPort[0] : undefined;
+}
+
+function windowText(windowMs: number): string {
+  return windowMs % 60_000 === 0 ? `${windowMs / 60_000} min` : `${Math.round(windowMs / 1000)} s`;
+}
+
+/** Each member's figures and verdict for one cluster. Pure. */
+export function memberHealth(c: ClusterIR, load: Map<number, Map<string, LoadFigures>>, windowMs: number, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH): MemberHealth[] {
+  const out: MemberHealth[] = [];
+  const poolTotal = new Map<number, LoadFigures>();
+  for (const [priority, endpoints] of load) {
+    let t = { requests: 0, errors: 0 };
+    for (const f of endpoints.values()) t = { requests: t.requests + f.requests, errors: t.errors + f.errors };
+    poolTotal.set(priority, t);
+  }
+  const span = windowText(windowMs);
+  for (const p of c.priorities) {
+    const endpoints = load.get(p.level) ?? new Map<string, LoadFigures>();
+    const figures = new Map<string, LoadFigures>(p.members.map((m) => [m.name, { requests: 0, errors: 0 }]));
+    for (const [address, f] of endpoints) {
+      const m = address === '' ? undefined : memberOf(p.members, address);
+      if (!m) continue;
+      const before = figures.get(m.name)!;
+      figures.set(m.name, { requests: before.requests + f.requests, errors: before.errors + f.errors });
+    }
+    // Traffic that went past this pool: a later priority only gets requests when this one could not take them.
+    let later = 0;
+    for (const [level, t] of poolTotal) if (level > p.level) later += t.requests;
+    const pool = poolTotal.get(p.level) ?? { requests: 0, errors: 0 };
+    for (const m of p.members) {
+      const f = figures.get(m.name)!;
+      const health: MemberHealth = { name: m.name, priority: p.level, figures: f };
+      if (f.requests >= opts.minRequests && f.errors === f.requests) {
+        health.failing = { reason: 'MemberFailing', message: `member ${m.name} (priority ${p.level}, ${m.address}): every attempt failed in the last ${span} (5xx answers or failed connections)` };
+      } else if (f.requests === 0 && m.weight > 0 && (later >= opts.minTrafficForUnreachable || pool.requests >= opts.minTrafficForUnreachable)) {
+        const where = later >= opts.minTrafficForUnreachable ? 'later priorities served the Backend' : 'the rest of its pool served the Backend';
+        health.failing = {
+          reason: 'MemberUnreachable',
+          message: `member ${m.name} (priority ${p.level}): got no request in the last ${span} while ${where}; Envoy has no usable endpoint for ${m.address}:${m.port} (the host does not resolve, or it is ejected as unhealthy)`,
+        };
+      }
+      out.push(health);
+    }
+  }
+  return out;
+}
+
+function clusterKey(c: ClusterIR): string {
+  return `${c.backend.kind ?? 'Backend'}/${c.backend.namespace}/${c.backend.name}`;
+}
+
+/** A figure as shown in status: exact up to 100, then to two significant digits, so status does not change with every request. */
+export function roundFigure(n: number): number {
+  if (n < 100) return n;
+  const scale = 10 ** (Math.floor(Math.log10(n)) - 1);
+  return Math.round(n / scale) * scale;
+}
+
+/** Per Backend: the member verdicts to fold into status. */
+export type FleetHealthView = Map<string, { health: MemberHealth[]; reporting: boolean }>;
+
+export function fleetHealthView(ir: IR, window: LoadWindow, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH): FleetHealthView {
+  const reporting = window.reporters().length > 0;
+  const view: FleetHealthView = new Map();
+  for (const c of ir.clusters) {
+    if ((c.backend.kind ?? 'Backend') !== 'Backend') continue;
+    view.set(clusterKey(c), { health: reporting ? memberHealth(c, window.cluster(c.name), window.windowMs, opts) : [], reporting });
+  }
+  return view;
+}
+
+function degraded(health: MemberHealth[], reporting: boolean, windowMs: number, generation: number | undefined): Condition {
+  if (!reporting) return condition('Degraded', 'Unknown', 'NoLoadReports', `no Envoy has reported load in the last ${windowText(windowMs)}; Envoy reports over LRS when its bootstrap has cluster_manager.load_stats_config (switchyard bootstrap adds it)`, generation);
+  const failing = health.filter((h) => h.failing !== undefined);
+  if (failing.length === 0) return condition('Degraded', false, 'Healthy', `no member has been failing in the last ${windowText(windowMs)}`, generation);
+  const reason = failing.every((h) => h.failing!.reason === 'MemberUnreachable') ? 'MemberUnreachable' : 'MemberFailing';
+  const more = ' Run kubectl describe backend for each member\'s requests and errors.';
+  return condition('Degraded', true, reason, `${failing.map((h) => h.failing!.message).join('; ')}.${more}`, generation);
+}
+
+/**
+ * Adds Degraded and each member's figures to Backend statuses. Backends that serve nothing
+ * (no cluster) are left alone: their Accepted/ResolvedRefs conditions already say why.
+ */
+export function applyFleetHealth(statuses: ObjectStatus[], view: FleetHealthView, windowMs: number): ObjectStatus[] {
+  return statuses.map((s) => {
+    if (s.kind !== 'Backend' || !('priorities' in s)) return s;
+    const entry = view.get(`Backend/${s.namespace}/${s.name}`);
+    if (!entry) return s;
+    const b: BackendStatus = s;
+    const generation = b.conditions.find((c) => c.observedGeneration !== undefined)?.observedGeneration;
+    const priorities = b.priorities.map((p) => ({
+      ...p,
+      members: p.members.map((m) => {
+        const h = p.envoyPriority === undefined ? undefined : entry.health.find((x) => x.priority === p.envoyPriority && x.name === m.name);
+        return h ? { ...m, requests: roundFigure(h.figures.requests), errors: roundFigure(h.figures.errors) } : m;
+      }),
+    }));
+    return { ...b, conditions: [...b.conditions.filter((c) => c.type !== 'Degraded'), degraded(entry.health, entry.reporting, windowMs, generation)], priorities };
+  });
+}
