@@ -8,6 +8,7 @@ import { runPipeline } from '../pipeline.js';
 import { translate } from '../translate/index.js';
 import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
+import { DnsProbe } from '../status/dns-probe.js';
 import { applyFleetHealth, fleetHealthView, LoadWindow, type FleetHealthView } from '../status/fleet-health.js';
 import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type ServedAs } from '../status/programmed.js';
 import type { IR } from '../ir/model.js';
@@ -98,6 +99,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   const cache = new SnapshotCache();
   const lrs = { ...DEFAULT_LOAD_REPORTING, ...opts.loadReporting };
   const loadWindow = new LoadWindow(lrs.windowMs);
+  const dnsProbe = new DnsProbe();
   const loadReports = loadReportingService({ intervalMs: lrs.intervalMs, onReport: (r) => loadWindow.record(r), logger: log.child({ component: 'lrs' }) });
   const xds = new XdsServer({ cache, logger: log.child({ component: 'xds' }), services: [loadReports] });
   const book = new StatusBook();
@@ -138,7 +140,9 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
 
   const refreshHealth = (): void => {
     if (!ir) return;
-    fleetHealth = fleetHealthView(ir, loadWindow);
+    fleetHealth = fleetHealthView(ir, loadWindow, undefined, (host) => dnsProbe.resolution(host));
+    // Answers are used at the next refresh: status never waits on DNS.
+    void dnsProbe.refresh(ir.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
     metrics.memberRequests.reset();
     metrics.memberErrors.reset();
     metrics.backendDegraded.reset();

@@ -11,7 +11,9 @@ import type { BackendStatus, ObjectStatus } from '../translate/status.js';
  * What it does not: outlier ejections and active health, DNS results, and anything about a member
  * Envoy has no host for. A member whose hostname does not resolve has no host, so it never
  * appears in a report; it is told apart from an idle member by where the traffic went instead:
- * it got no request while a later priority, or a sibling in its pool, served the Backend.
+ * it got no request while a later priority, or a sibling in its pool, served the Backend; and,
+ * for hostnames, by the controller's own DNS lookup (src/status/dns-probe.ts), which also covers
+ * a Backend whose every member is unresolved and which therefore serves no request at all.
  */
 
 /** One endpoint's figures from one report. */
@@ -110,13 +112,15 @@ export class LoadWindow {
 }
 
 export interface FleetHealthOptions {
-  /** Attempts a member must have had before "every attempt failed" makes it Degraded. */
+  /** Failed attempts a member must have had before it counts as failing. */
   minRequests: number;
+  /** Share of a member's attempts that must have failed for it to count as failing. */
+  failureRatio: number;
   /** Requests a Backend must have served before a member that got none of them counts as unreachable. */
   minTrafficForUnreachable: number;
 }
 
-export const DEFAULT_FLEET_HEALTH: FleetHealthOptions = { minRequests: 3, minTrafficForUnreachable: 5 };
+export const DEFAULT_FLEET_HEALTH: FleetHealthOptions = { minRequests: 3, failureRatio: 0.5, minTrafficForUnreachable: 5 };
 
 /** A member's verdict over the window. */
 export interface MemberHealth {
@@ -124,8 +128,13 @@ export interface MemberHealth {
   /** Envoy priority level. */
   priority: number;
   figures: LoadFigures;
-  failing?: { reason: 'MemberFailing' | 'MemberUnreachable'; message: string };
+  failing?: { reason: DegradedReason; message: string };
 }
+
+export type DegradedReason = 'HostNotResolved' | 'MemberFailing' | 'MemberUnreachable';
+
+/** The controller's own DNS answer for a hostname (src/status/dns-probe.ts); undefined: not known. */
+export type ResolvesFn = (host: string) => { resolves: boolean; code?: string } | undefined;
 
 /**
  * Which reported endpoint is which member: by address and port (IP members, hostOverride to an
@@ -145,7 +154,7 @@ function windowText(windowMs: number): string {
 }
 
 /** Each member's figures and verdict for one cluster. Pure. */
-export function memberHealth(c: ClusterIR, load: Map<number, Map<string, LoadFigures>>, windowMs: number, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH): MemberHealth[] {
+export function memberHealth(c: ClusterIR, load: Map<number, Map<string, LoadFigures>>, windowMs: number, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH, resolves: ResolvesFn = () => undefined): MemberHealth[] {
   const out: MemberHealth[] = [];
   const poolTotal = new Map<number, LoadFigures>();
   for (const [priority, endpoints] of load) {
@@ -170,8 +179,16 @@ export function memberHealth(c: ClusterIR, load: Map<number, Map<string, LoadFig
     for (const m of p.members) {
       const f = figures.get(m.name)!;
       const health: MemberHealth = { name: m.name, priority: p.level, figures: f };
-      if (f.requests >= opts.minRequests && f.errors === f.requests) {
-        health.failing = { reason: 'MemberFailing', message: `member ${m.name} (priority ${p.level}, ${m.address}): every attempt failed in the last ${span} (5xx answers or failed connections)` };
+      const dns = c.discovery === 'dns' && f.requests === 0 ? resolves(m.address) : undefined;
+      if (dns && !dns.resolves) {
+        health.failing = {
+          reason: 'HostNotResolved',
+          message: `member ${m.name} (priority ${p.level}): its host ${m.address} does not resolve (${dns.code ?? 'not found'}, from the controller), so Envoy has no endpoint for it; fix the member's host or hostOverride, or its DNS record`,
+        };
+      } else if (f.errors >= opts.minRequests && f.errors >= opts.failureRatio * f.requests) {
+        // No counts in the message: it would change with every report and churn the status.
+        const share = f.errors === f.requests ? 'every attempt' : `${f.errors >= 0.9 * f.requests ? 'over 90%' : `over ${Math.floor(opts.failureRatio * 100)}%`} of its attempts`;
+        health.failing = { reason: 'MemberFailing', message: `member ${m.name} (priority ${p.level}, ${m.address}): ${share} failed in the last ${span} (5xx answers, failed or reset connections)` };
       } else if (f.requests === 0 && m.weight > 0 && (later >= opts.minTrafficForUnreachable || pool.requests >= opts.minTrafficForUnreachable)) {
         const where = later >= opts.minTrafficForUnreachable ? 'later priorities served the Backend' : 'the rest of its pool served the Backend';
         health.failing = {
@@ -199,12 +216,12 @@ export function roundFigure(n: number): number {
 /** Per Backend: the member verdicts to fold into status. */
 export type FleetHealthView = Map<string, { health: MemberHealth[]; reporting: boolean }>;
 
-export function fleetHealthView(ir: IR, window: LoadWindow, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH): FleetHealthView {
+export function fleetHealthView(ir: IR, window: LoadWindow, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH, resolves: ResolvesFn = () => undefined): FleetHealthView {
   const reporting = window.reporters().length > 0;
   const view: FleetHealthView = new Map();
   for (const c of ir.clusters) {
     if ((c.backend.kind ?? 'Backend') !== 'Backend') continue;
-    view.set(clusterKey(c), { health: reporting ? memberHealth(c, window.cluster(c.name), window.windowMs, opts) : [], reporting });
+    view.set(clusterKey(c), { health: reporting ? memberHealth(c, window.cluster(c.name), window.windowMs, opts, resolves) : [], reporting });
   }
   return view;
 }
@@ -213,7 +230,9 @@ function degraded(health: MemberHealth[], reporting: boolean, windowMs: number, 
   if (!reporting) return condition('Degraded', 'Unknown', 'NoLoadReports', `no Envoy has reported load in the last ${windowText(windowMs)}; Envoy reports over LRS when its bootstrap has cluster_manager.load_stats_config (switchyard bootstrap adds it)`, generation);
   const failing = health.filter((h) => h.failing !== undefined);
   if (failing.length === 0) return condition('Degraded', false, 'Healthy', `no member has been failing in the last ${windowText(windowMs)}`, generation);
-  const reason = failing.every((h) => h.failing!.reason === 'MemberUnreachable') ? 'MemberUnreachable' : 'MemberFailing';
+  // The most certain cause names the condition: a DNS answer, then failed attempts, then absent traffic.
+  const order: DegradedReason[] = ['HostNotResolved', 'MemberFailing', 'MemberUnreachable'];
+  const reason = order.find((r) => failing.some((h) => h.failing!.reason === r))!;
   const more = ' Run kubectl describe backend for each member\'s requests and errors.';
   return condition('Degraded', true, reason, `${failing.map((h) => h.failing!.message).join('; ')}.${more}`, generation);
 }
