@@ -187,7 +187,7 @@ export function memberHealth(c: ClusterIR, load: Map<number, Map<string, LoadFig
         };
       } else if (f.errors >= opts.minRequests && f.errors >= opts.failureRatio * f.requests) {
         // No counts in the message: it would change with every report and churn the status.
-        const share = f.errors === f.requests ? 'every attempt' : `${f.errors >= 0.9 * f.requests ? 'over 90%' : `over ${Math.floor(opts.failureRatio * 100)}%`} of its attempts`;
+        const share = f.errors === f.requests ? 'every attempt' : `${Math.floor(opts.failureRatio * 100)}% or more of its attempts`;
         health.failing = { reason: 'MemberFailing', message: `member ${m.name} (priority ${p.level}, ${m.address}): ${share} failed in the last ${span} (5xx answers, failed or reset connections)` };
       } else if (f.requests === 0 && m.weight > 0 && (later >= opts.minTrafficForUnreachable || pool.requests >= opts.minTrafficForUnreachable)) {
         const where = later >= opts.minTrafficForUnreachable ? 'later priorities served the Backend' : 'the rest of its pool served the Backend';

@@ -153,7 +153,7 @@ it('reports a member whose attempts fail, in status and /metrics, until the wind
     },
     { what: 'Degraded=True (MemberFailing) on Backend chat', timeoutMs: 10_000, intervalMs: 50 },
   );
-  expect(failing.message).toMatch(/member primary \(priority 0, 127\.0\.0\.1\): (every attempt|over \d+% of its attempts) failed in the last 4 s/);
+  expect(failing.message).toMatch(/member primary \(priority 0, 127\.0\.0\.1\): (every attempt|\d+% or more of its attempts) failed in the last 4 s/);
   expect(failing.message).not.toContain('secondary');
   // Outlier detection ejects the primary after 3 failures in a row: Envoy tried it that often.
   const tried = p0.received().length;

@@ -1,0 +1,210 @@
+import { describe, expect, it } from 'vitest';
+import { condition } from '../../src/api/conditions.js';
+import type { ClusterIR, IR, MemberIR } from '../../src/ir/model.js';
+import { StatusBook } from '../../src/status/book.js';
+import { DnsProbe } from '../../src/status/dns-probe.js';
+import { applyFleetHealth, fleetHealthView, LoadWindow, roundFigure, type LoadReportLike, type ResolvesFn } from '../../src/status/fleet-health.js';
+import type { BackendStatus, ObjectStatus } from '../../src/translate/status.js';
+
+/**
+ * Backend ai/chat: priority 0 "primary" (10.0.0.1:443), priority 1 "secondary" (10.0.0.2:443).
+ * Load reports are fed in on a hand-driven clock; statuses go through the StatusBook as in serve.
+ */
+
+const WINDOW = 60_000;
+
+function member(name: string, address: string, level: number): MemberIR {
+  return { name, address, port: 443, hostname: `${name}.example`, weight: 1, tls: true, metadata: { backend: 'ai/chat', member: name, priority: level } };
+}
+
+function cluster(primaryAddress = '10.0.0.1', discovery: 'eds' | 'dns' = 'eds'): ClusterIR {
+  return {
+    name: 'backend/ai/chat',
+    backend: { namespace: 'ai', name: 'chat' },
+    discovery,
+    connectTimeoutMs: 1000,
+    priorities: [
+      { level: 0, members: [member('primary', primaryAddress, 0)] },
+      { level: 1, members: [member('secondary', '10.0.0.2', 1)] },
+    ],
+  };
+}
+
+function ir(c: ClusterIR = cluster()): IR {
+  return { gateways: [], listeners: [], clusters: [c], credentials: [], certificates: [] };
+}
+
+function backendStatus(): BackendStatus {
+  return {
+    kind: 'Backend',
+    namespace: 'ai',
+    name: 'chat',
+    conditions: [condition('Accepted', true, 'Accepted', 'Backend is valid', 3)],
+    priorities: [
+      { priority: 0, envoyPriority: 0, members: [{ name: 'primary', provider: 'openai', usable: true }] },
+      { priority: 1, envoyPriority: 1, members: [{ name: 'secondary', provider: 'openai', usable: true }] },
+    ],
+    servedPriorities: 2,
+    usableMembers: 2,
+    totalMembers: 2,
+  };
+}
+
+/** One report from `node`: per priority, per endpoint address, [succeeded, failed]. */
+function report(node: string, byPriority: Record<number, Record<string, [number, number]>>): LoadReportLike {
+  return {
+    nodeId: node,
+    clusters: [
+      {
+        cluster: 'backend/ai/chat',
+        localities: Object.entries(byPriority).map(([priority, endpoints]) => {
+          const list = Object.entries(endpoints).map(([address, [succeeded, failed]]) => ({ address, succeeded, failed }));
+          return { priority: Number(priority), succeeded: list.reduce((n, e) => n + e.succeeded, 0), failed: list.reduce((n, e) => n + e.failed, 0), endpoints: list };
+        }),
+      },
+    ],
+  };
+}
+
+function harness(c: ClusterIR = cluster(), resolves?: ResolvesFn) {
+  let now = 1_000_000;
+  const window = new LoadWindow(WINDOW, () => now);
+  const book = new StatusBook(() => new Date(now).toISOString());
+  const publish = (): BackendStatus => {
+    book.update(applyFleetHealth([backendStatus()] as ObjectStatus[], fleetHealthView(ir(c), window, undefined, resolves), WINDOW));
+    return book.get('Backend', 'ai', 'chat') as BackendStatus;
+  };
+  return {
+    window,
+    publish,
+    advance: (ms: number) => {
+      now += ms;
+    },
+    now: () => now,
+  };
+}
+
+function degraded(s: BackendStatus) {
+  return s.conditions.find((c) => c.type === 'Degraded');
+}
+
+function figures(s: BackendStatus, name: string) {
+  const m = s.priorities.flatMap((p) => p.members).find((x) => x.name === name);
+  return { requests: m?.requests, errors: m?.errors };
+}
+
+describe('LoadWindow', () => {
+  it('sums every Envoy\'s reports over the window and forgets what is older', () => {
+    const h = harness();
+    h.window.record(report('envoy-a', { 0: { '10.0.0.1:443': [5, 1] } }));
+    h.advance(20_000);
+    h.window.record(report('envoy-b', { 0: { '10.0.0.1:443': [3, 0] } }));
+    expect(h.window.cluster('backend/ai/chat').get(0)?.get('10.0.0.1:443')).toEqual({ requests: 9, errors: 1 });
+    expect(h.window.reporters()).toEqual(['envoy-a', 'envoy-b']);
+    h.advance(40_000); // envoy-a's report is now exactly a window old
+    expect(h.window.cluster('backend/ai/chat').get(0)?.get('10.0.0.1:443')).toEqual({ requests: 3, errors: 0 });
+    expect(h.window.reporters()).toEqual(['envoy-b']);
+    h.advance(20_000);
+    expect(h.window.cluster('backend/ai/chat').size).toBe(0);
+    expect(h.window.reporters()).toEqual([]);
+  });
+
+  it('keeps a locality\'s load that is not broken down by endpoint for the pool only', () => {
+    const h = harness();
+    h.window.record({ nodeId: 'e', clusters: [{ cluster: 'backend/ai/chat', localities: [{ priority: 1, succeeded: 4, failed: 2, endpoints: [] }] }] });
+    expect(h.window.cluster('backend/ai/chat').get(1)?.get('')).toEqual({ requests: 6, errors: 2 });
+  });
+});
+
+describe('Degraded', () => {
+  it('is Unknown until an Envoy reports, then False with each member\'s figures', () => {
+    const h = harness();
+    expect(degraded(h.publish())).toMatchObject({ status: 'Unknown', reason: 'NoLoadReports' });
+    h.window.record(report('e', { 0: { '10.0.0.1:443': [12, 1] } }));
+    const s = h.publish();
+    expect(degraded(s)).toMatchObject({ status: 'False', reason: 'Healthy', observedGeneration: 3 });
+    expect(figures(s, 'primary')).toEqual({ requests: 13, errors: 1 });
+    expect(figures(s, 'secondary')).toEqual({ requests: 0, errors: 0 });
+  });
+
+  it('names a member most of whose attempts fail, and clears once the failures leave the window, keeping transition times', () => {
+    const h = harness();
+    h.window.record(report('e', { 0: { '10.0.0.1:443': [1, 0] } }));
+    const healthySince = degraded(h.publish())?.lastTransitionTime;
+    h.advance(1_000);
+    h.window.record(report('e', { 0: { '10.0.0.1:443': [0, 4] }, 1: { '10.0.0.2:443': [4, 0] } }));
+    const s = h.publish();
+    const d = degraded(s);
+    expect(d).toMatchObject({ status: 'True', reason: 'MemberFailing' });
+    expect(d?.message).toContain('member primary (priority 0, 10.0.0.1): 50% or more of its attempts failed in the last 1 min');
+    expect(d?.message).not.toContain('secondary');
+    expect(d?.lastTransitionTime).not.toBe(healthySince);
+    const failingSince = d?.lastTransitionTime;
+
+    // More failures: same verdict, same message, same transition time (no churn).
+    h.advance(5_000);
+    h.window.record(report('e', { 0: { '10.0.0.1:443': [0, 3] }, 1: { '10.0.0.2:443': [3, 0] } }));
+    expect(degraded(h.publish())).toEqual(d);
+
+    // Below the threshold, nothing is named: 2 failures of 2 are not enough to call it failing.
+    h.advance(WINDOW);
+    h.window.record(report('e', { 0: { '10.0.0.1:443': [0, 2] } }));
+    const quiet = degraded(h.publish());
+    expect(quiet).toMatchObject({ status: 'False', reason: 'Healthy' });
+    expect(Date.parse(quiet?.lastTransitionTime ?? '')).toBeGreaterThan(Date.parse(failingSince ?? ''));
+  });
+
+  it('names a priority 0 member that got no request while priority 1 served the Backend (a host Envoy has no endpoint for)', () => {
+    const h = harness(cluster('primary.example', 'dns'));
+    h.window.record(report('e', { 1: { '10.0.0.2:443': [6, 0] } }));
+    const d = degraded(h.publish());
+    expect(d).toMatchObject({ status: 'True', reason: 'MemberUnreachable' });
+    expect(d?.message).toContain('member primary (priority 0): got no request in the last 1 min while later priorities served the Backend');
+    expect(d?.message).toContain('primary.example:443');
+  });
+
+  it('does not call an idle member unreachable when there was too little traffic to tell', () => {
+    const h = harness(cluster('primary.example', 'dns'));
+    h.window.record(report('e', { 1: { '10.0.0.2:443': [2, 0] } }));
+    expect(degraded(h.publish())).toMatchObject({ status: 'False' });
+  });
+
+  it('says a host does not resolve when the controller\'s lookup finds no such name, even without any traffic', () => {
+    const h = harness(cluster('does-not-exist.invalid', 'dns'), (host) => (host === 'does-not-exist.invalid' ? { resolves: false, code: 'ENOTFOUND' } : undefined));
+    h.window.record({ nodeId: 'e', clusters: [] });
+    const d = degraded(h.publish());
+    expect(d).toMatchObject({ status: 'True', reason: 'HostNotResolved' });
+    expect(d?.message).toContain('member primary (priority 0): its host does-not-exist.invalid does not resolve (ENOTFOUND, from the controller)');
+  });
+
+  it('maps a DNS member\'s resolved address to it by port when it is the only one of its pool on that port', () => {
+    const h = harness(cluster('primary.example', 'dns'));
+    h.window.record(report('e', { 0: { '93.184.216.34:443': [7, 0] } }));
+    expect(figures(h.publish(), 'primary')).toEqual({ requests: 7, errors: 0 });
+  });
+});
+
+describe('figures', () => {
+  it('are exact up to 100 and rounded to two significant digits above, so status does not change with every request', () => {
+    expect([0, 7, 99, 100, 123, 1_234, 98_765].map(roundFigure)).toEqual([0, 7, 99, 100, 120, 1_200, 99_000]);
+  });
+});
+
+describe('DnsProbe', () => {
+  it('remembers names that do not exist, forgets inconclusive answers, and skips IP addresses', async () => {
+    const asked: string[] = [];
+    const probe = new DnsProbe(async (host) => {
+      asked.push(host);
+      if (host === 'gone.invalid') throw Object.assign(new Error('nope'), { code: 'ENOTFOUND' });
+      if (host === 'flaky.example') throw Object.assign(new Error('timeout'), { code: 'EAI_AGAIN' });
+      return { address: '10.0.0.1' };
+    });
+    await probe.refresh(['gone.invalid', 'flaky.example', 'ok.example', '10.0.0.9']);
+    expect(asked.sort()).toEqual(['flaky.example', 'gone.invalid', 'ok.example']);
+    expect(probe.resolution('gone.invalid')).toEqual({ resolves: false, code: 'ENOTFOUND' });
+    expect(probe.resolution('flaky.example')).toBeUndefined();
+    expect(probe.resolution('ok.example')).toEqual({ resolves: true });
+    await probe.refresh(['ok.example']);
+    expect(probe.resolution('gone.invalid')).toBeUndefined();
+  });
+});
