@@ -80,6 +80,7 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
       metricsPort: opts.metricsPort,
       metricsHost: opts.metricsHost,
       envoy: opts.envoy,
+      ...(opts.loadReporting ? { loadReporting: opts.loadReporting } : {}),
       logger: log,
       ...(sink ? { statusSink: sink } : {}),
       origin: { kubeconfig: kube.source, server: kube.server, namespaces: opts.namespaces.length > 0 ? opts.namespaces.join(',') : 'all' },

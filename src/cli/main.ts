@@ -7,7 +7,7 @@ import { DURATION_HINT, parseDuration } from '../api/duration.js';
 import { formatProblem } from '../api/manifest.js';
 import { removeExtensionRecord, writeExtensionRecord } from '../app/ai-extension-process.js';
 import { controller, defaultLeaseNamespace } from '../app/controller.js';
-import type { RunningGateway } from '../app/gateway-runtime.js';
+import { DEFAULT_LOAD_REPORTING, type LoadReportingSettings, type RunningGateway } from '../app/gateway-runtime.js';
 import { serve } from '../app/serve.js';
 import { buildBootstrap } from '../envoy/bootstrap.js';
 import { ACCESS_LOG_FORMATS, type AccessLogFormat } from '../envoy/access-log.js';
@@ -26,6 +26,7 @@ Usage:
                    [--ai-extension-port 18001] [--ai-extension-address 127.0.0.1] [--no-ai-extension]
                    [--xds-tls-dir DIR] [--state-dir DIR] [--max-document-size 1.5Mi]
                    [--max-file-size 64Mi] [--max-config-size 128Mi] [--access-log json|off]
+                   [--load-report-interval 2s] [--health-window 1m]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
       the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port,
       as a process of its own that keeps serving if serve dies; a restarted serve adopts it through
@@ -42,7 +43,7 @@ Usage:
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
                         [--ai-extension-address 127.0.0.1] [--ai-extension-port 18001]
                         [--lease-namespace NS] [--no-leader-election] [--xds-tls-dir DIR] [--log-level info]
-                        [--access-log json|off]
+                        [--access-log json|off] [--load-report-interval 2s] [--health-window 1m]
       Watch a Kubernetes API server (--kubeconfig, else $KUBECONFIG, the in-cluster service account,
       ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status. The AI
       extension runs next to Envoy (switchyard ai-extension); --ai-extension-* say where Envoy dials it.
@@ -50,7 +51,7 @@ Usage:
                        [--max-config-size ...]
       Print what would be served (secrets redacted) and every object's status.
   switchyard bootstrap --xds HOST:PORT --node-id ID [--admin-port 9901] [--delta] [--xds-tls-dir DIR]
-                       [-o json|yaml]
+                       [--no-load-reporting] [-o json|yaml]
       Print an Envoy bootstrap that connects a stock Envoy to the controller; with --xds-tls-dir
       (as Envoy sees it) over mTLS: ca.crt verifies the controller, tls.crt/tls.key are Envoy's.
 
@@ -61,9 +62,28 @@ Usage:
   Envoy's stdout: method, path (no query), response code and flags, route, Backend, the final
   attempt's member, priority and host, the attempt count, durations, request id; never a header
   that can carry a key. --access-log off writes none.
+  --load-report-interval: how often each Envoy reports its per-endpoint load (LRS; the bootstrap
+  enables it unless --no-load-reporting). --health-window: the sliding window over which Backend
+  status counts each member's requests and errors and decides Degraded; status follows it at most
+  every sixth of the window (10 s by default).
 `;
 
 class UsageError extends Error {}
+
+function durationFlag(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = parseDuration(value);
+  if (ms === undefined) throw new UsageError(`${flag}: ${DURATION_HINT}, got "${value}"`);
+  return ms;
+}
+
+function loadReporting(interval: string | undefined, window: string | undefined): LoadReportingSettings {
+  const intervalMs = durationFlag(interval, '--load-report-interval') ?? DEFAULT_LOAD_REPORTING.intervalMs;
+  const windowMs = durationFlag(window, '--health-window') ?? DEFAULT_LOAD_REPORTING.windowMs;
+  if (intervalMs < 100) throw new UsageError(`--load-report-interval must be at least 100ms, got "${interval ?? ''}"`);
+  if (windowMs < 2 * intervalMs) throw new UsageError(`--health-window must hold at least two load reports (twice --load-report-interval, ${intervalMs} ms), got "${window ?? ''}"`);
+  return { intervalMs, windowMs, refreshMs: Math.max(intervalMs, Math.round(windowMs / 6)) };
+}
 
 function accessLog(value: string | undefined): AccessLogFormat {
   if (value === undefined) return DEFAULT_ENVOY_OPTIONS.accessLog;
@@ -129,6 +149,8 @@ async function runServe(args: string[]): Promise<number> {
       'metrics-host': { type: 'string' },
       'listener-address': { type: 'string' },
       'access-log': { type: 'string' },
+      'load-report-interval': { type: 'string' },
+      'health-window': { type: 'string' },
       'log-level': { type: 'string' },
       'ai-extension-port': { type: 'string' },
       'ai-extension-address': { type: 'string' },
@@ -160,6 +182,7 @@ async function runServe(args: string[]): Promise<number> {
       // Without the in-process extension Envoy still needs to know where one runs.
       aiExtension: { host: extensionAddress, port: extensionPort },
     },
+    loadReporting: loadReporting(values['load-report-interval'], values['health-window']),
     logger,
     // Bound on all interfaces when Envoy dials it from elsewhere. A process of its own, so that
     // Envoy keeps its AI routes while serve is down (src/app/ai-extension-process.ts).
@@ -288,6 +311,8 @@ async function runController(args: string[]): Promise<number> {
       'metrics-host': { type: 'string' },
       'listener-address': { type: 'string' },
       'access-log': { type: 'string' },
+      'load-report-interval': { type: 'string' },
+      'health-window': { type: 'string' },
       'lease-namespace': { type: 'string' },
       'no-leader-election': { type: 'boolean' },
       'ai-extension-address': { type: 'string' },
@@ -311,6 +336,7 @@ async function runController(args: string[]): Promise<number> {
     metricsPort: int(values['metrics-port'], '--metrics-port', 9090),
     metricsHost: values['metrics-host'] ?? '0.0.0.0',
     envoy: { ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}), aiExtension, accessLog: accessLog(values['access-log']) },
+    loadReporting: loadReporting(values['load-report-interval'], values['health-window']),
     leaderElection: values['no-leader-election'] ? false : { namespace: values['lease-namespace'] ?? defaultLeaseNamespace() },
     logger,
   });
@@ -339,6 +365,7 @@ async function runBootstrap(args: string[]): Promise<number> {
       'node-cluster': { type: 'string' },
       'admin-port': { type: 'string' },
       delta: { type: 'boolean' },
+      'no-load-reporting': { type: 'boolean' },
       'xds-tls-dir': { type: 'string' },
       output: { type: 'string', short: 'o' },
     },
@@ -357,6 +384,7 @@ async function runBootstrap(args: string[]): Promise<number> {
     ...(values['node-cluster'] ? { nodeCluster: values['node-cluster'] } : {}),
     adminPort: int(values['admin-port'], '--admin-port', 9901),
     delta: values.delta ?? false,
+    loadReporting: values['no-load-reporting'] !== true,
     ...(tlsDir !== undefined ? { xdsTls: { caFile: posix.join(tlsDir, CA_FILE), certFile: posix.join(tlsDir, CERT_FILE), keyFile: posix.join(tlsDir, KEY_FILE) } } : {}),
   });
   process.stdout.write(output(bootstrap, values.output));
