@@ -11,6 +11,7 @@ import {
   type GatewayFixture,
   type Manifest,
 } from '../support/gateway-fixture.js';
+import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -26,7 +27,7 @@ let p0: FakeProvider;
 let p1: FakeProvider;
 
 /** The chat Backend; `primaryHost` is where its priority 0 member's traffic goes. */
-function chatBackend(primaryHost: string | undefined): Manifest {
+function chatBackend(primaryHost: string | undefined, primaryPort?: number): Manifest {
   const backend = aiBackend({
     name: 'chat',
     priorities: [
@@ -37,7 +38,7 @@ function chatBackend(primaryHost: string | undefined): Manifest {
   if (primaryHost !== undefined) {
     const pools = (((backend['spec'] as JsonObject)['ai'] as JsonObject)['multipool'] as JsonObject)['priorities'] as JsonObject[];
     const primary = (pools[0]!['pool'] as JsonObject[])[0]!;
-    primary['hostOverride'] = { host: primaryHost, port: p0.port };
+    primary['hostOverride'] = { host: primaryHost, port: primaryPort ?? p0.port };
   }
   return backend;
 }
@@ -49,10 +50,10 @@ function deadOnly(): Manifest {
   return backend;
 }
 
-function manifests(listenerPort: number, primaryHost: string): Record<string, Manifest[]> {
+function manifests(listenerPort: number, primaryHost: string, primaryPort?: number): Record<string, Manifest[]> {
   return {
     'gateway.yaml': gatewayManifests(listenerPort),
-    'chat.yaml': [chatBackend(primaryHost), deadOnly(), httpRoute('chat', [{ path: '/v1', backend: 'chat' }, { path: '/dead', backend: 'dead', rewritePrefix: '/v1' }])],
+    'chat.yaml': [chatBackend(primaryHost, primaryPort), deadOnly(), httpRoute('chat', [{ path: '/v1', backend: 'chat' }, { path: '/dead', backend: 'dead', rewritePrefix: '/v1' }])],
   };
 }
 
@@ -103,6 +104,11 @@ it('names the member whose host does not resolve in Degraded, with each member\'
   expect(member('secondary')?.requests).toBeGreaterThanOrEqual(8);
   expect(member('secondary')?.errors).toBe(0);
   expect(member('primary')?.requests).toBe(0);
+  // /statusz serves the same statuses.
+  const statusz = (await (await fetch(`http://127.0.0.1:${gw.controller.metricsPort}/statusz`)).json()) as { statuses: BackendStatus[] };
+  const served = statusz.statuses.find((s) => s.kind === 'Backend' && s.name === 'chat');
+  expect(served?.conditions.find((c) => c.type === 'Degraded')?.message).toContain('member primary');
+  expect(served?.priorities[1]?.members[0]?.requests).toBeGreaterThanOrEqual(8);
 
   // A Backend whose only member's host does not resolve serves nothing, so no load report
   // mentions it: the controller's own DNS lookup says why.
@@ -175,4 +181,22 @@ it('reports a member whose attempts fail, in status and /metrics, until the wind
   const clearedAfterMs = Date.now() - quietSince;
   expect(clearedAfterMs).toBeGreaterThan(WINDOW_MS - 1_500);
   process.stdout.write(`fleet-health: MemberFailing cleared ${clearedAfterMs} ms after the last failure (window ${WINDOW_MS} ms)\n`);
+});
+
+it('counts attempts that cannot connect as errors of their member', async () => {
+  await waitFor(() => member('primary')?.requests === 0 && member('secondary')?.requests === 0, { what: 'the window to empty', timeoutMs: WINDOW_MS + 5_000, intervalMs: 50 });
+  // A port nothing listens on: every attempt to the primary fails to connect.
+  const closed = await freePort();
+  gw.write('chat.yaml', manifests(listenerPort, '127.0.0.1', closed)['chat.yaml']!);
+  await gw.waitForHosts('chat', new Map([[closed, 0], [p1.port, 1]]));
+  for (let i = 0; i < 4; i++) expect((await gw.chat()).answeredBy).toBe('p1');
+  const failing = await waitFor(
+    () => {
+      const c = gw.condition('Backend', 'chat', 'Degraded');
+      return c?.status === 'True' && c.reason === 'MemberFailing' ? c : undefined;
+    },
+    { what: 'Degraded=True (MemberFailing) for connection failures', timeoutMs: 10_000, intervalMs: 50 },
+  );
+  expect(failing.message).toContain('member primary (priority 0, 127.0.0.1): every attempt failed');
+  expect(member('primary')?.errors).toBe(member('primary')?.requests);
 });
