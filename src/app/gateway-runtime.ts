@@ -123,7 +123,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     );
     const versions: Record<string, string | undefined> = {};
     for (const kind of PUSH_ORDER) versions[TypeUrl[kind]] = cache.snapshot(TypeUrl[kind])?.version;
-    const { changed, removed } = book.update(applyFleetHealth(applyXdsFeedback(translated, servedAs, { clients, versions }), fleetHealth, lrs.windowMs));
+    const { changed, removed } = book.update(applyFleetHealth(applyXdsFeedback(translated, servedAs, { clients, versions }), fleetHealth, lrs.windowMs, (namespace, name) => book.get('Backend', namespace, name)));
     for (const s of changed) log.info({ object: `${s.kind} ${s.namespace ? `${s.namespace}/` : ''}${s.name}`, conditions: conditionsSummary(s) }, 'status changed');
     if (opts.statusSink && (changed.length > 0 || removed.length > 0)) opts.statusSink.statuses(book.all());
   };

@@ -213,6 +213,17 @@ export function roundFigure(n: number): number {
   return Math.round(n / scale) * scale;
 }
 
+/**
+ * The figure to publish: the one already published while the new one is within 10% of it (steady
+ * traffic jitters; each change is a status write per Backend), else the new one, rounded. Zero
+ * and non-zero always differ: traffic starting or stopping is news.
+ */
+export function steady(published: number | undefined, next: number): number {
+  const rounded = roundFigure(next);
+  if (published === undefined || published === 0 || rounded === 0) return rounded;
+  return Math.abs(rounded - published) <= 0.1 * published ? published : rounded;
+}
+
 /** Per Backend: the member verdicts to fold into status. */
 export type FleetHealthView = Map<string, { health: MemberHealth[]; reporting: boolean }>;
 
@@ -241,18 +252,22 @@ function degraded(health: MemberHealth[], reporting: boolean, windowMs: number, 
  * Adds Degraded and each member's figures to Backend statuses. Backends that serve nothing
  * (no cluster) are left alone: their Accepted/ResolvedRefs conditions already say why.
  */
-export function applyFleetHealth(statuses: ObjectStatus[], view: FleetHealthView, windowMs: number): ObjectStatus[] {
+export function applyFleetHealth(statuses: ObjectStatus[], view: FleetHealthView, windowMs: number, published: (namespace: string, name: string) => ObjectStatus | undefined = () => undefined): ObjectStatus[] {
   return statuses.map((s) => {
     if (s.kind !== 'Backend' || !('priorities' in s)) return s;
     const entry = view.get(`Backend/${s.namespace}/${s.name}`);
     if (!entry) return s;
     const b: BackendStatus = s;
+    const before = published(b.namespace, b.name);
+    const previous = before && before.kind === 'Backend' && 'priorities' in before ? before.priorities : [];
     const generation = b.conditions.find((c) => c.observedGeneration !== undefined)?.observedGeneration;
     const priorities = b.priorities.map((p) => ({
       ...p,
       members: p.members.map((m) => {
         const h = p.envoyPriority === undefined ? undefined : entry.health.find((x) => x.priority === p.envoyPriority && x.name === m.name);
-        return h ? { ...m, requests: roundFigure(h.figures.requests), errors: roundFigure(h.figures.errors) } : m;
+        if (!h) return m;
+        const was = previous.find((x) => x.priority === p.priority)?.members.find((x) => x.name === m.name);
+        return { ...m, requests: steady(was?.requests, h.figures.requests), errors: steady(was?.errors, h.figures.errors) };
       }),
     }));
     return { ...b, conditions: [...b.conditions.filter((c) => c.type !== 'Degraded'), degraded(entry.health, entry.reporting, windowMs, generation)], priorities };

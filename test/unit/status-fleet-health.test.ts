@@ -3,7 +3,7 @@ import { condition } from '../../src/api/conditions.js';
 import type { ClusterIR, IR, MemberIR } from '../../src/ir/model.js';
 import { StatusBook } from '../../src/status/book.js';
 import { DnsProbe } from '../../src/status/dns-probe.js';
-import { applyFleetHealth, fleetHealthView, LoadWindow, roundFigure, type LoadReportLike, type ResolvesFn } from '../../src/status/fleet-health.js';
+import { applyFleetHealth, fleetHealthView, LoadWindow, roundFigure, steady, type LoadReportLike, type ResolvesFn } from '../../src/status/fleet-health.js';
 import type { BackendStatus, ObjectStatus } from '../../src/translate/status.js';
 
 /**
@@ -71,7 +71,7 @@ function harness(c: ClusterIR = cluster(), resolves?: ResolvesFn) {
   const window = new LoadWindow(WINDOW, () => now);
   const book = new StatusBook(() => new Date(now).toISOString());
   const publish = (): BackendStatus => {
-    book.update(applyFleetHealth([backendStatus()] as ObjectStatus[], fleetHealthView(ir(c), window, undefined, resolves), WINDOW));
+    book.update(applyFleetHealth([backendStatus()] as ObjectStatus[], fleetHealthView(ir(c), window, undefined, resolves), WINDOW, (ns, name) => book.get('Backend', ns, name)));
     return book.get('Backend', 'ai', 'chat') as BackendStatus;
   };
   return {
@@ -187,6 +187,26 @@ describe('Degraded', () => {
 describe('figures', () => {
   it('are exact up to 100 and rounded to two significant digits above, so status does not change with every request', () => {
     expect([0, 7, 99, 100, 123, 1_234, 98_765].map(roundFigure)).toEqual([0, 7, 99, 100, 120, 1_200, 99_000]);
+  });
+
+  it('keep the published value while the new one is within 10% of it, and always show traffic starting or stopping', () => {
+    expect(steady(undefined, 57)).toBe(57);
+    expect(steady(50, 54)).toBe(50);
+    expect(steady(50, 56)).toBe(56);
+    expect(steady(1_200, 1_234)).toBe(1_200);
+    expect(steady(3, 0)).toBe(0);
+    expect(steady(0, 1)).toBe(1);
+  });
+
+  it('do not rewrite the status of a Backend whose traffic only jitters', () => {
+    const h = harness();
+    h.window.record(report('e', { 0: { '10.0.0.1:443': [50, 0] } }));
+    expect(figures(h.publish(), 'primary')).toEqual({ requests: 50, errors: 0 });
+    h.advance(1_000);
+    h.window.record(report('e', { 0: { '10.0.0.1:443': [3, 0] } }));
+    expect(figures(h.publish(), 'primary')).toEqual({ requests: 50, errors: 0 });
+    h.window.record(report('e', { 0: { '10.0.0.1:443': [5, 1] } }));
+    expect(figures(h.publish(), 'primary')).toEqual({ requests: 59, errors: 1 });
   });
 });
 
