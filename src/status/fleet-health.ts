@@ -176,6 +176,7 @@ export function memberHealth(c: ClusterIR, load: Map<number, Map<string, LoadFig
     let later = 0;
     for (const [level, t] of poolTotal) if (level > p.level) later += t.requests;
     const pool = poolTotal.get(p.level) ?? { requests: 0, errors: 0 };
+    const weights = p.members.reduce((n, m) => n + m.weight, 0);
     for (const m of p.members) {
       const f = figures.get(m.name)!;
       const health: MemberHealth = { name: m.name, priority: p.level, figures: f };
@@ -189,7 +190,9 @@ export function memberHealth(c: ClusterIR, load: Map<number, Map<string, LoadFig
         // No counts in the message: it would change with every report and churn the status.
         const share = f.errors === f.requests ? 'every attempt' : `${Math.floor(opts.failureRatio * 100)}% or more of its attempts`;
         health.failing = { reason: 'MemberFailing', message: `member ${m.name} (priority ${p.level}, ${m.address}): ${share} failed in the last ${span} (5xx answers, failed or reset connections)` };
-      } else if (f.requests === 0 && m.weight > 0 && (later >= opts.minTrafficForUnreachable || pool.requests >= opts.minTrafficForUnreachable)) {
+      } else if (f.requests === 0 && m.weight > 0 && (later >= opts.minTrafficForUnreachable || (pool.requests * m.weight) / weights >= opts.minTrafficForUnreachable)) {
+        // Its share of its pool's requests, by weight, is what it would have got; a light member
+        // of a quiet pool may rightly have got none.
         const where = later >= opts.minTrafficForUnreachable ? 'later priorities served the Backend' : 'the rest of its pool served the Backend';
         health.failing = {
           reason: 'MemberUnreachable',

@@ -163,6 +163,23 @@ describe('Degraded', () => {
     expect(d?.message).toContain('primary.example:443');
   });
 
+  it('names a pool member that got none of its weight\'s share of its pool\'s requests, not a light one that rightly got none', () => {
+    const pool = (heavy: number): ClusterIR => ({
+      ...cluster(),
+      priorities: [{ level: 0, members: [member('a', '10.0.0.1', 0), { ...member('b', 'b.example', 0), weight: heavy }, { ...member('c', '10.0.0.3', 0), weight: 99 }] }],
+    });
+    const busy = harness(pool(50));
+    busy.window.record(report('e', { 0: { '10.0.0.1:443': [3, 0], '10.0.0.3:443': [297, 0] } }));
+    const d = degraded(busy.publish());
+    expect(d).toMatchObject({ status: 'True', reason: 'MemberUnreachable' });
+    expect(d?.message).toContain('member b (priority 0): got no request in the last 1 min while the rest of its pool served the Backend');
+    expect(d?.message).not.toContain('member a ');
+
+    const quiet = harness(pool(1));
+    quiet.window.record(report('e', { 0: { '10.0.0.3:443': [100, 0] } }));
+    expect(degraded(quiet.publish())).toMatchObject({ status: 'False' });
+  });
+
   it('does not call an idle member unreachable when there was too little traffic to tell', () => {
     const h = harness(cluster('primary.example', 'dns'));
     h.window.record(report('e', { 1: { '10.0.0.2:443': [2, 0] } }));
