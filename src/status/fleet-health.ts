@@ -16,18 +16,6 @@ import type { BackendStatus, ObjectStatus } from '../translate/status.js';
  * a Backend whose every member is unresolved and which therefore serves no request at all.
  */
 
-/** One endpoint's figures from one report. */
-export interface LoadSample {
-  readonly at: number;
-  /** The reporting Envoy; a fleet sums over nodes (authentication of the node is the stream's job). */
-  readonly nodeId: string;
-  readonly cluster: string;
-  readonly priority: number;
-  readonly address: string;
-  readonly requests: number;
-  readonly errors: number;
-}
-
 export interface LoadReportLike {
   readonly nodeId: string;
   readonly clusters: readonly {
@@ -47,40 +35,48 @@ export interface LoadFigures {
   errors: number;
 }
 
+/** Slots per window: figures move in steps of a twelfth of the window (5 s of a minute). */
+const SLOTS = 12;
+
 /**
- * The last `windowMs` of load reports from every Envoy, kept as samples and summed on read.
- * Samples are coarse (one per endpoint per report interval), so a fleet of a few hundred Envoys
- * with a few thousand endpoints stays in the low millions of numbers at most.
+ * The last `windowMs` of load reports from every Envoy, summed per cluster, per time slot, per
+ * endpoint: memory grows with the endpoints that had traffic, not with Envoys or reports. A slot
+ * counts while its start is inside the window, so the window is between 11 and 12 slots long.
  */
 export class LoadWindow {
-  private samples: LoadSample[] = [];
+  private readonly slotMs: number;
+  /** cluster → slot → "priority address" → figures. */
+  private readonly clusters = new Map<string, Map<number, Map<string, LoadFigures>>>();
   private readonly lastReport = new Map<string, number>();
+  private sweptSlot = 0;
 
   constructor(
     readonly windowMs: number,
     private readonly clock: () => number = Date.now,
   ) {
     if (!(windowMs > 0)) throw new Error(`load window: windowMs must be positive, got ${String(windowMs)}`);
+    this.slotMs = windowMs / SLOTS;
   }
 
   record(report: LoadReportLike): void {
     const at = this.clock();
     this.lastReport.set(report.nodeId, at);
+    const slot = Math.floor(at / this.slotMs);
     for (const c of report.clusters) {
       for (const l of c.localities) {
         let attributed = { requests: 0, errors: 0 };
         for (const e of l.endpoints) {
           const requests = e.succeeded + e.failed;
           if (requests === 0) continue;
-          this.samples.push({ at, nodeId: report.nodeId, cluster: c.cluster, priority: l.priority, address: e.address, requests, errors: e.failed });
+          this.add(c.cluster, slot, l.priority, e.address, requests, e.failed);
           attributed = { requests: attributed.requests + requests, errors: attributed.errors + e.failed };
         }
         // Without endpoint granularity the locality still counts, for its pool as a whole.
-        const rest = { requests: l.succeeded + l.failed - attributed.requests, errors: l.failed - attributed.errors };
-        if (rest.requests > 0) this.samples.push({ at, nodeId: report.nodeId, cluster: c.cluster, priority: l.priority, address: '', requests: rest.requests, errors: Math.max(0, rest.errors) });
+        const rest = l.succeeded + l.failed - attributed.requests;
+        if (rest > 0) this.add(c.cluster, slot, l.priority, '', rest, Math.max(0, l.failed - attributed.errors));
       }
     }
-    this.prune(at);
+    this.sweep(at);
   }
 
   /** Envoys that reported within the window. */
@@ -91,22 +87,48 @@ export class LoadWindow {
 
   /** Per priority, per endpoint address ('' = not broken down by endpoint): figures over the window. */
   cluster(name: string): Map<number, Map<string, LoadFigures>> {
-    const now = this.clock();
-    this.prune(now);
+    const first = this.firstSlot(this.clock());
     const out = new Map<number, Map<string, LoadFigures>>();
-    for (const s of this.samples) {
-      if (s.cluster !== name) continue;
-      const pool = out.get(s.priority) ?? new Map<string, LoadFigures>();
-      const f = pool.get(s.address) ?? { requests: 0, errors: 0 };
-      pool.set(s.address, { requests: f.requests + s.requests, errors: f.errors + s.errors });
-      out.set(s.priority, pool);
+    for (const [slot, endpoints] of this.clusters.get(name) ?? []) {
+      if (slot < first) continue;
+      for (const [key, f] of endpoints) {
+        const space = key.indexOf(' ');
+        const priority = Number(key.slice(0, space));
+        const address = key.slice(space + 1);
+        const pool = out.get(priority) ?? new Map<string, LoadFigures>();
+        const sum = pool.get(address) ?? { requests: 0, errors: 0 };
+        pool.set(address, { requests: sum.requests + f.requests, errors: sum.errors + f.errors });
+        out.set(priority, pool);
+      }
     }
     return out;
   }
 
-  private prune(now: number): void {
+  private add(cluster: string, slot: number, priority: number, address: string, requests: number, errors: number): void {
+    let slots = this.clusters.get(cluster);
+    if (!slots) this.clusters.set(cluster, (slots = new Map()));
+    let endpoints = slots.get(slot);
+    if (!endpoints) slots.set(slot, (endpoints = new Map()));
+    const key = `${priority} ${address}`;
+    const f = endpoints.get(key) ?? { requests: 0, errors: 0 };
+    endpoints.set(key, { requests: f.requests + requests, errors: f.errors + errors });
+  }
+
+  /** The oldest slot whose start is inside the window. */
+  private firstSlot(now: number): number {
+    return Math.floor((now - this.windowMs) / this.slotMs) + 1;
+  }
+
+  /** Drops slots that left the window, once per slot: a full pass costs one step per cluster. */
+  private sweep(now: number): void {
+    const first = this.firstSlot(now);
+    if (first <= this.sweptSlot) return;
+    this.sweptSlot = first;
+    for (const [cluster, slots] of this.clusters) {
+      for (const slot of slots.keys()) if (slot < first) slots.delete(slot);
+      if (slots.size === 0) this.clusters.delete(cluster);
+    }
     const since = now - this.windowMs;
-    if (this.samples.length > 0 && this.samples[0]!.at <= since) this.samples = this.samples.filter((s) => s.at > since);
     for (const [node, at] of this.lastReport) if (at <= since) this.lastReport.delete(node);
   }
 }
