@@ -99,7 +99,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   const cache = new SnapshotCache();
   const lrs = { ...DEFAULT_LOAD_REPORTING, ...opts.loadReporting };
   const loadWindow = new LoadWindow(lrs.windowMs);
-  const dnsProbe = new DnsProbe();
+  const dnsProbe = new DnsProbe(undefined, undefined, lrs.refreshMs);
   const loadReports = loadReportingService({ intervalMs: lrs.intervalMs, onReport: (r) => loadWindow.record(r), logger: log.child({ component: 'lrs' }) });
   const xds = new XdsServer({ cache, logger: log.child({ component: 'xds' }), services: [loadReports] });
   const book = new StatusBook();

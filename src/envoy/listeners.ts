@@ -1,6 +1,6 @@
 import type { ListenerIR } from '../ir/model.js';
 import { listenerAccessLog } from './access-log.js';
-import { aiExtensionLocalReply } from './ai-extension.js';
+import { aiExtensionReplyMapper } from './ai-extension.js';
 import { ADS_CONFIG_SOURCE, ANY, statPrefix } from './names.js';
 import type { EnvoyOptions } from './options.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
@@ -25,7 +25,7 @@ function httpConnectionManager(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerC
       // suppress_envoy_headers: the router would tell each member which Host the previous attempt
       // went to (x-envoy-original-host) and expose timings; x-envoy-attempt-count stays (a route option).
       http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ANY.router, suppress_envoy_headers: true } }],
-      local_reply_config: { mappers: [...(ctx.aiExtension ? aiExtensionLocalReply().mappers as JsonObject[] : []), noHealthyUpstreamReply()] },
+      local_reply_config: { mappers: [...(ctx.aiExtension ? [aiExtensionReplyMapper()] : []), noHealthyUpstreamReply()] },
       ...(accessLog.length > 0 ? { access_log: accessLog } : {}),
     },
   };

@@ -20,11 +20,17 @@ export class DnsProbe {
   private readonly inFlight = new Set<string>();
   private queue: string[] = [];
   private running: Promise<void> | undefined;
+  private readonly probedAt = new Map<string, number>();
 
-  /** `concurrency`: getaddrinfo runs on libuv's small thread pool, which file I/O shares. */
+  /**
+   * `concurrency`: getaddrinfo runs on libuv's small thread pool, which file I/O shares.
+   * `minIntervalMs`: a host is looked up again at most this often, however often refresh is called.
+   */
   constructor(
     private readonly lookup: Lookup = (host) => dns.lookup(host),
     private readonly concurrency = 4,
+    private readonly minIntervalMs = 0,
+    private readonly clock: () => number = Date.now,
   ) {}
 
   /** What is known about `host` (undefined until probed, or when the answer was inconclusive). */
@@ -36,7 +42,9 @@ export class DnsProbe {
   refresh(hosts: Iterable<string>): Promise<void> {
     const wanted = new Set([...hosts].filter((h) => isIP(h) === 0 && h !== ''));
     for (const h of this.known.keys()) if (!wanted.has(h)) this.known.delete(h);
-    this.queue = [...wanted].filter((h) => !this.inFlight.has(h));
+    for (const h of this.probedAt.keys()) if (!wanted.has(h)) this.probedAt.delete(h);
+    const now = this.clock();
+    this.queue = [...wanted].filter((h) => !this.inFlight.has(h) && !(now - (this.probedAt.get(h) ?? -Infinity) < this.minIntervalMs));
     // A round still running takes the new queue: never more than `concurrency` lookups at once.
     if (this.running) return this.running;
     const workers: Promise<void>[] = [];
@@ -50,6 +58,7 @@ export class DnsProbe {
   private async work(): Promise<void> {
     for (let host = this.queue.shift(); host !== undefined; host = this.queue.shift()) {
       this.inFlight.add(host);
+      this.probedAt.set(host, this.clock());
       try {
         await this.lookup(host);
         this.known.set(host, { resolves: true });

@@ -244,4 +244,17 @@ describe('DnsProbe', () => {
     await probe.refresh(['ok.example']);
     expect(probe.resolution('gone.invalid')).toBeUndefined();
   });
+
+  it('looks a host up again at most every minIntervalMs', async () => {
+    let now = 0;
+    let lookups = 0;
+    const probe = new DnsProbe(async () => void lookups++, 4, 10_000, () => now);
+    await probe.refresh(['a.example']);
+    now = 9_999;
+    await probe.refresh(['a.example']);
+    expect(lookups).toBe(1);
+    now = 10_000;
+    await probe.refresh(['a.example']);
+    expect(lookups).toBe(2);
+  });
 });
