@@ -100,6 +100,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   const lrs = { ...DEFAULT_LOAD_REPORTING, ...opts.loadReporting };
   const loadWindow = new LoadWindow(lrs.windowMs);
   const dnsProbe = new DnsProbe(undefined, undefined, lrs.refreshMs);
+  const startedAt = Date.now();
   const loadReports = loadReportingService({ intervalMs: lrs.intervalMs, onReport: (r) => loadWindow.record(r), logger: log.child({ component: 'lrs' }) });
   const xds = new XdsServer({ cache, logger: log.child({ component: 'xds' }), services: [loadReports] });
   const book = new StatusBook();
@@ -140,7 +141,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
 
   const refreshHealth = (): void => {
     if (!ir) return;
-    fleetHealth = fleetHealthView(ir, loadWindow, undefined, (host) => dnsProbe.resolution(host));
+    fleetHealth = fleetHealthView(ir, loadWindow, undefined, (host) => dnsProbe.resolution(host), Date.now() - startedAt < lrs.windowMs);
     // Answers are used at the next refresh: status never waits on DNS.
     void dnsProbe.refresh(ir.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
     metrics.memberRequests.reset();
@@ -148,8 +149,9 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     metrics.backendDegraded.reset();
     for (const [key, entry] of fleetHealth) {
       const backend = key.slice('Backend/'.length);
-      if (!entry.reporting) continue;
-      metrics.backendDegraded.set({ backend }, entry.health.some((h) => h.failing) ? 1 : 0);
+      const failing = entry.health.some((h) => h.failing);
+      if (entry.reporting === 'yes' || failing) metrics.backendDegraded.set({ backend }, failing ? 1 : 0);
+      if (entry.reporting !== 'yes') continue;
       for (const h of entry.health) {
         const labels = { backend, member: h.name, priority: String(h.priority) };
         metrics.memberRequests.set(labels, h.figures.requests);

@@ -250,21 +250,30 @@ export function steady(published: number | undefined, next: number): number {
 }
 
 /** Per Backend: the member verdicts to fold into status. */
-export type FleetHealthView = Map<string, { health: MemberHealth[]; reporting: boolean }>;
+export type FleetHealthView = Map<string, { health: MemberHealth[]; reporting: Reporting }>;
 
-export function fleetHealthView(ir: IR, window: LoadWindow, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH, resolves: ResolvesFn = () => undefined): FleetHealthView {
-  const reporting = window.reporters().length > 0;
+/** yes: an Envoy reported in the window; starting: none yet, and the controller is younger than a window; no: none. */
+export type Reporting = 'yes' | 'starting' | 'no';
+
+export function fleetHealthView(ir: IR, window: LoadWindow, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH, resolves: ResolvesFn = () => undefined, starting = false): FleetHealthView {
+  const reporting: Reporting = window.reporters().length > 0 ? 'yes' : starting ? 'starting' : 'no';
   const view: FleetHealthView = new Map();
   for (const c of ir.clusters) {
     if ((c.backend.kind ?? 'Backend') !== 'Backend') continue;
-    view.set(clusterKey(c), { health: reporting ? memberHealth(c, window.cluster(c.name), window.windowMs, opts, resolves) : [], reporting });
+    // Without reports the DNS verdict still holds: it needs no traffic.
+    view.set(clusterKey(c), { health: memberHealth(c, reporting === 'yes' ? window.cluster(c.name) : new Map(), window.windowMs, opts, resolves), reporting });
   }
   return view;
 }
 
-function degraded(health: MemberHealth[], reporting: boolean, windowMs: number, generation: number | undefined): Condition {
-  if (!reporting) return condition('Degraded', 'Unknown', 'NoLoadReports', `no Envoy has reported load in the last ${windowText(windowMs)}; Envoy reports over LRS when its bootstrap has cluster_manager.load_stats_config (switchyard bootstrap adds it)`, generation);
+function degraded(health: MemberHealth[], reporting: Reporting, windowMs: number, generation: number | undefined): Condition {
   const failing = health.filter((h) => h.failing !== undefined);
+  if (failing.length === 0 && reporting === 'starting') {
+    return condition('Degraded', 'Unknown', 'AwaitingLoadReports', `the controller started less than ${windowText(windowMs)} ago and no Envoy has reported load yet`, generation);
+  }
+  if (failing.length === 0 && reporting === 'no') {
+    return condition('Degraded', 'Unknown', 'NoLoadReports', `no Envoy has reported load in the last ${windowText(windowMs)}; Envoy reports over LRS when its bootstrap has cluster_manager.load_stats_config (switchyard bootstrap adds it)`, generation);
+  }
   if (failing.length === 0) return condition('Degraded', false, 'Healthy', `no member has been failing in the last ${windowText(windowMs)}`, generation);
   // The most certain cause names the condition: a DNS answer, then failed attempts, then absent traffic.
   const order: DegradedReason[] = ['HostNotResolved', 'MemberFailing', 'MemberUnreachable'];
@@ -290,7 +299,7 @@ export function applyFleetHealth(statuses: ObjectStatus[], view: FleetHealthView
       ...p,
       members: p.members.map((m) => {
         const h = p.envoyPriority === undefined ? undefined : entry.health.find((x) => x.priority === p.envoyPriority && x.name === m.name);
-        if (!h) return m;
+        if (!h || entry.reporting !== 'yes') return m;
         const was = previous.find((x) => x.priority === p.priority)?.members.find((x) => x.name === m.name);
         return { ...m, requests: steady(was?.requests, h.figures.requests), errors: steady(was?.errors, h.figures.errors) };
       }),

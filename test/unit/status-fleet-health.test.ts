@@ -186,6 +186,23 @@ describe('Degraded', () => {
     expect(degraded(h.publish())).toMatchObject({ status: 'False' });
   });
 
+  it('awaits reports for a window after the controller starts, then says none came', () => {
+    let now = 0;
+    const window = new LoadWindow(WINDOW, () => now);
+    const view = (starting: boolean) => applyFleetHealth([backendStatus()] as ObjectStatus[], fleetHealthView(ir(), window, undefined, undefined, starting), WINDOW)[0] as BackendStatus;
+    expect(degraded(view(true))).toMatchObject({ status: 'Unknown', reason: 'AwaitingLoadReports' });
+    expect(figures(view(true), 'primary')).toEqual({ requests: undefined, errors: undefined });
+    now = WINDOW;
+    expect(degraded(view(false))).toMatchObject({ status: 'Unknown', reason: 'NoLoadReports' });
+  });
+
+  it('says a host does not resolve from the DNS answer alone, when no Envoy reports load', () => {
+    const window = new LoadWindow(WINDOW, () => 0);
+    const c = cluster('does-not-exist.invalid', 'dns');
+    const s = applyFleetHealth([backendStatus()] as ObjectStatus[], fleetHealthView(ir(c), window, undefined, () => ({ resolves: false, code: 'ENOTFOUND' })), WINDOW)[0] as BackendStatus;
+    expect(degraded(s)).toMatchObject({ status: 'True', reason: 'HostNotResolved' });
+  });
+
   it('says a host does not resolve when the controller\'s lookup finds no such name, even without any traffic', () => {
     const h = harness(cluster('does-not-exist.invalid', 'dns'), (host) => (host === 'does-not-exist.invalid' ? { resolves: false, code: 'ENOTFOUND' } : undefined));
     h.window.record({ nodeId: 'e', clusters: [] });
