@@ -150,6 +150,9 @@ it('reports a member whose attempts fail, in status and /metrics, until the wind
   await waitFor(() => member('primary')?.requests === 0 && member('secondary')?.requests === 0, { what: 'the window to empty', timeoutMs: WINDOW_MS + 5_000, intervalMs: 50 });
   p0.clear();
   await p0.setMode({ kind: 'status', status: 503 });
+  // The failures are reported after this instant: they must count for a whole window (less one
+  // slot, a twelfth of it) from here.
+  const failingFrom = Date.now();
   for (let i = 0; i < 4; i++) expect((await gw.chat()).answeredBy).toBe('p1');
   const failing = await waitFor(
     () => {
@@ -173,14 +176,13 @@ it('reports a member whose attempts fail, in status and /metrics, until the wind
 
   // No more traffic: the failures age out of the window and nothing is failing any more.
   await p0.setMode('ok');
-  const quietSince = Date.now();
   await waitFor(
     () => gw.condition('Backend', 'chat', 'Degraded')?.status === 'False',
     { what: 'Degraded to clear once the failures left the window', timeoutMs: WINDOW_MS + 5_000, intervalMs: 50 },
   );
-  const clearedAfterMs = Date.now() - quietSince;
-  expect(clearedAfterMs).toBeGreaterThan(WINDOW_MS - 1_500);
-  process.stdout.write(`fleet-health: MemberFailing cleared ${clearedAfterMs} ms after the last failure (window ${WINDOW_MS} ms)\n`);
+  const clearedAfterMs = Date.now() - failingFrom;
+  expect(clearedAfterMs).toBeGreaterThanOrEqual(WINDOW_MS - WINDOW_MS / 12);
+  process.stdout.write(`fleet-health: MemberFailing cleared ${clearedAfterMs} ms after the failures began (window ${WINDOW_MS} ms)\n`);
 });
 
 it('counts attempts that cannot connect as errors of their member', async () => {
