@@ -8,12 +8,13 @@ import { isIP } from 'node:net';
  * Envoy's only when both use the same DNS (the cluster DNS in Kubernetes, the host's outside):
  * status says "from the controller" for that reason.
  */
-export type Resolution = { resolves: true } | { resolves: false; code: string };
+export type Resolution = { resolves: true; addresses: readonly string[] } | { resolves: false; code: string };
 
 /** Answers that say the name does not exist; anything else (timeouts, SERVFAIL) says nothing about it. */
 const NOT_FOUND = new Set(['ENOTFOUND', 'ENODATA', 'EAI_NONAME', 'EAI_NODATA']);
 
-export type Lookup = (host: string) => Promise<unknown>;
+/** Every address of `host`, as getaddrinfo answers. */
+export type Lookup = (host: string) => Promise<readonly string[]>;
 
 export class DnsProbe {
   private readonly known = new Map<string, Resolution>();
@@ -27,7 +28,7 @@ export class DnsProbe {
    * `minIntervalMs`: a host is looked up again at most this often, however often refresh is called.
    */
   constructor(
-    private readonly lookup: Lookup = (host) => dns.lookup(host),
+    private readonly lookup: Lookup = async (host) => (await dns.lookup(host, { all: true })).map((a) => a.address),
     private readonly concurrency = 4,
     private readonly minIntervalMs = 0,
     private readonly clock: () => number = Date.now,
@@ -60,8 +61,7 @@ export class DnsProbe {
       this.inFlight.add(host);
       this.probedAt.set(host, this.clock());
       try {
-        await this.lookup(host);
-        this.known.set(host, { resolves: true });
+        this.known.set(host, { resolves: true, addresses: await this.lookup(host) });
       } catch (err) {
         const code = typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : '';
         if (NOT_FOUND.has(code)) this.known.set(host, { resolves: false, code });

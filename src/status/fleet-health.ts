@@ -156,16 +156,20 @@ export interface MemberHealth {
 export type DegradedReason = 'HostNotResolved' | 'MemberFailing' | 'MemberUnreachable';
 
 /** The controller's own DNS answer for a hostname (src/status/dns-probe.ts); undefined: not known. */
-export type ResolvesFn = (host: string) => { resolves: boolean; code?: string } | undefined;
+export type ResolvesFn = (host: string) => { resolves: boolean; code?: string; addresses?: readonly string[] } | undefined;
 
 /**
  * Which reported endpoint is which member: by address and port (IP members, hostOverride to an
  * IP); else, for a member behind a hostname (STRICT_DNS), the one member of that pool with that
  * port. An endpoint that matches no member (several DNS members on one port) counts for its pool only.
  */
-function memberOf(pool: readonly MemberIR[], address: string): MemberIR | undefined {
-  const exact = pool.find((m) => `${m.address.includes(':') ? `[${m.address}]` : m.address}:${m.port}` === address);
+function memberOf(pool: readonly MemberIR[], address: string, resolves: ResolvesFn): MemberIR | undefined {
+  const hostPort = (host: string, port: number): string => `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const exact = pool.find((m) => hostPort(m.address, m.port) === address);
   if (exact) return exact;
+  // What the controller's resolver answered for the member's host, when Envoy got the same.
+  const resolved = pool.filter((m) => (resolves(m.address)?.addresses ?? []).some((a) => hostPort(a, m.port) === address));
+  if (resolved.length === 1) return resolved[0];
   const port = Number(address.slice(address.lastIndexOf(':') + 1));
   const byPort = pool.filter((m) => m.port === port);
   return byPort.length === 1 ? byPort[0] : undefined;
@@ -188,9 +192,15 @@ export function memberHealth(c: ClusterIR, load: Map<number, Map<string, LoadFig
   for (const p of c.priorities) {
     const endpoints = load.get(p.level) ?? new Map<string, LoadFigures>();
     const figures = new Map<string, LoadFigures>(p.members.map((m) => [m.name, { requests: 0, errors: 0 }]));
+    // Load Envoy reported for this pool that no member could be matched with: then a member
+    // showing none may have had it, and the pool's traffic says nothing about it.
+    let unattributed = false;
     for (const [address, f] of endpoints) {
-      const m = address === '' ? undefined : memberOf(p.members, address);
-      if (!m) continue;
+      const m = address === '' ? undefined : memberOf(p.members, address, resolves);
+      if (!m) {
+        unattributed = true;
+        continue;
+      }
       const before = figures.get(m.name)!;
       figures.set(m.name, { requests: before.requests + f.requests, errors: before.errors + f.errors });
     }
@@ -212,7 +222,7 @@ export function memberHealth(c: ClusterIR, load: Map<number, Map<string, LoadFig
         // No counts in the message: it would change with every report and churn the status.
         const share = f.errors === f.requests ? 'every attempt' : `${Math.floor(opts.failureRatio * 100)}% or more of its attempts`;
         health.failing = { reason: 'MemberFailing', message: `member ${m.name} (priority ${p.level}, ${m.address}): ${share} failed in the last ${span} (5xx answers, failed or reset connections)` };
-      } else if (f.requests === 0 && m.weight > 0 && (later >= opts.minTrafficForUnreachable || (pool.requests * m.weight) / weights >= opts.minTrafficForUnreachable)) {
+      } else if (f.requests === 0 && m.weight > 0 && (later >= opts.minTrafficForUnreachable || (!unattributed && (pool.requests * m.weight) / weights >= opts.minTrafficForUnreachable))) {
         // Its share of its pool's requests, by weight, is what it would have got; a light member
         // of a quiet pool may rightly have got none.
         const where = later >= opts.minTrafficForUnreachable ? 'later priorities served the Backend' : 'the rest of its pool served the Backend';

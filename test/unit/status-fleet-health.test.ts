@@ -34,19 +34,17 @@ function ir(c: ClusterIR = cluster()): IR {
   return { gateways: [], listeners: [], clusters: [c], credentials: [], certificates: [] };
 }
 
-function backendStatus(): BackendStatus {
+function backendStatus(c: ClusterIR = cluster()): BackendStatus {
+  const members = c.priorities.reduce((n, p) => n + p.members.length, 0);
   return {
     kind: 'Backend',
     namespace: 'ai',
     name: 'chat',
     conditions: [condition('Accepted', true, 'Accepted', 'Backend is valid', 3)],
-    priorities: [
-      { priority: 0, envoyPriority: 0, members: [{ name: 'primary', provider: 'openai', usable: true }] },
-      { priority: 1, envoyPriority: 1, members: [{ name: 'secondary', provider: 'openai', usable: true }] },
-    ],
-    servedPriorities: 2,
-    usableMembers: 2,
-    totalMembers: 2,
+    priorities: c.priorities.map((p) => ({ priority: p.level, envoyPriority: p.level, members: p.members.map((m) => ({ name: m.name, provider: 'openai', usable: true })) })),
+    servedPriorities: c.priorities.length,
+    usableMembers: members,
+    totalMembers: members,
   };
 }
 
@@ -71,7 +69,7 @@ function harness(c: ClusterIR = cluster(), resolves?: ResolvesFn) {
   const window = new LoadWindow(WINDOW, () => now);
   const book = new StatusBook(() => new Date(now).toISOString());
   const publish = (): BackendStatus => {
-    book.update(applyFleetHealth([backendStatus()] as ObjectStatus[], fleetHealthView(ir(c), window, undefined, resolves), WINDOW, (ns, name) => book.get('Backend', ns, name)));
+    book.update(applyFleetHealth([backendStatus(c)] as ObjectStatus[], fleetHealthView(ir(c), window, undefined, resolves), WINDOW, (ns, name) => book.get('Backend', ns, name)));
     return book.get('Backend', 'ai', 'chat') as BackendStatus;
   };
   return {
@@ -199,7 +197,7 @@ describe('Degraded', () => {
   it('says a host does not resolve from the DNS answer alone, when no Envoy reports load', () => {
     const window = new LoadWindow(WINDOW, () => 0);
     const c = cluster('does-not-exist.invalid', 'dns');
-    const s = applyFleetHealth([backendStatus()] as ObjectStatus[], fleetHealthView(ir(c), window, undefined, () => ({ resolves: false, code: 'ENOTFOUND' })), WINDOW)[0] as BackendStatus;
+    const s = applyFleetHealth([backendStatus(c)] as ObjectStatus[], fleetHealthView(ir(c), window, undefined, () => ({ resolves: false, code: 'ENOTFOUND' })), WINDOW)[0] as BackendStatus;
     expect(degraded(s)).toMatchObject({ status: 'True', reason: 'HostNotResolved' });
   });
 
@@ -209,6 +207,23 @@ describe('Degraded', () => {
     const d = degraded(h.publish());
     expect(d).toMatchObject({ status: 'True', reason: 'HostNotResolved' });
     expect(d?.message).toContain('member primary (priority 0): its host does-not-exist.invalid does not resolve (ENOTFOUND, from the controller)');
+  });
+
+  it('maps DNS members sharing a port by the controller\'s own answer, and calls none unreachable when it cannot tell them apart', () => {
+    const pool: ClusterIR = { ...cluster(), discovery: 'dns', priorities: [{ level: 0, members: [member('a', 'a.example', 0), member('b', 'b.example', 0)] }] };
+    const load = { 0: { '10.9.0.1:443': [20, 0] as [number, number] } };
+    const unknown = harness(pool);
+    unknown.window.record(report('e', load));
+    const blind = unknown.publish();
+    expect(degraded(blind)).toMatchObject({ status: 'False' });
+    expect(figures(blind, 'a')).toEqual({ requests: 0, errors: 0 });
+
+    const known = harness(pool, (host) => (host === 'a.example' ? { resolves: true, addresses: ['10.9.0.1'] } : host === 'b.example' ? { resolves: true, addresses: ['10.9.0.2'] } : undefined));
+    known.window.record(report('e', load));
+    const seen = known.publish();
+    expect(figures(seen, 'a')).toEqual({ requests: 20, errors: 0 });
+    expect(degraded(seen)).toMatchObject({ status: 'True', reason: 'MemberUnreachable' });
+    expect(degraded(seen)?.message).toContain('member b (priority 0)');
   });
 
   it('maps a DNS member\'s resolved address to it by port when it is the only one of its pool on that port', () => {
@@ -251,13 +266,13 @@ describe('DnsProbe', () => {
       asked.push(host);
       if (host === 'gone.invalid') throw Object.assign(new Error('nope'), { code: 'ENOTFOUND' });
       if (host === 'flaky.example') throw Object.assign(new Error('timeout'), { code: 'EAI_AGAIN' });
-      return { address: '10.0.0.1' };
+      return ['10.0.0.1'];
     });
     await probe.refresh(['gone.invalid', 'flaky.example', 'ok.example', '10.0.0.9']);
     expect(asked.sort()).toEqual(['flaky.example', 'gone.invalid', 'ok.example']);
     expect(probe.resolution('gone.invalid')).toEqual({ resolves: false, code: 'ENOTFOUND' });
     expect(probe.resolution('flaky.example')).toBeUndefined();
-    expect(probe.resolution('ok.example')).toEqual({ resolves: true });
+    expect(probe.resolution('ok.example')).toEqual({ resolves: true, addresses: ['10.0.0.1'] });
     await probe.refresh(['ok.example']);
     expect(probe.resolution('gone.invalid')).toBeUndefined();
   });
@@ -265,7 +280,10 @@ describe('DnsProbe', () => {
   it('looks a host up again at most every minIntervalMs', async () => {
     let now = 0;
     let lookups = 0;
-    const probe = new DnsProbe(async () => void lookups++, 4, 10_000, () => now);
+    const probe = new DnsProbe(async () => {
+      lookups++;
+      return ['10.0.0.1'];
+    }, 4, 10_000, () => now);
     await probe.refresh(['a.example']);
     now = 9_999;
     await probe.refresh(['a.example']);
