@@ -83,7 +83,7 @@ function structural(node: unknown, property?: string): Schema {
 
 const CONDITIONS: Schema = {
   type: 'array',
-  description: 'Accepted (the spec can be served), ResolvedRefs (every referenced Secret is usable) and Programmed (connected Envoys ACKed this generation), as Gateway API conditions.',
+  description: 'Accepted (the spec can be served), ResolvedRefs (every referenced Secret is usable) and Programmed (connected Envoys ACKed this generation), as Gateway API conditions; Degraded (a member has been failing or getting no traffic over the last minute, from the Envoys\' load reports).',
   maxItems: 8,
   'x-kubernetes-list-type': 'map',
   'x-kubernetes-list-map-keys': ['type'],
@@ -131,6 +131,8 @@ const STATUS: Schema = {
                 usable: { type: 'boolean', description: 'Whether Envoy sends requests to it.' },
                 reason: { type: 'string', description: 'Why it is not usable, e.g. SecretNotFound.' },
                 message: { type: 'string', description: 'What is wrong and how to fix it.' },
+                requests: { type: 'integer', description: 'Attempts the Envoys sent it in the last minute (load reports), rounded to two significant digits above 100.' },
+                errors: { type: 'integer', description: 'Of those, attempts that failed: 5xx answers, failed or reset connections.' },
               },
             },
           },
@@ -169,6 +171,7 @@ export function backendCrd(): Schema {
             conditionColumn('Programmed'),
             { name: 'Priorities', type: 'integer', jsonPath: '.status.servedPriorities' },
             { name: 'Usable', type: 'integer', jsonPath: '.status.usableMembers' },
+            conditionColumn('Degraded'),
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
           ],
           schema: {

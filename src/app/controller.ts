@@ -131,6 +131,7 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
       metricsPort: opts.metricsPort,
       metricsHost: opts.metricsHost,
       envoy: opts.envoy,
+      ...(opts.loadReporting ? { loadReporting: opts.loadReporting } : {}),
       logger: log,
       statusSink: sink,
       ...(host ? { infrastructure: host.infrastructure } : {}),

@@ -11,9 +11,12 @@ import { translate } from '../translate/index.js';
 import type { IR } from '../ir/model.js';
 import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
+import { DnsProbe } from '../status/dns-probe.js';
+import { applyFleetHealth, fleetHealthView, LoadWindow, type FleetHealthView } from '../status/fleet-health.js';
 import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type ServedAs } from '../status/programmed.js';
 import type { ObjectStatus, WarningEvent } from '../translate/status.js';
 import { SHARED_VIEW, SnapshotCache } from '../xds/cache.js';
+import { loadReportingService } from '../xds/lrs.js';
 import { XdsServer } from '../xds/server.js';
 import { xdsServerCredentials, xdsTlsMode, type XdsServerTls } from '../xds/tls.js';
 import { asAddressInUse, assertServingPortsFree } from './ports.js';
@@ -54,6 +57,8 @@ export interface ServingOptions {
   metricsHost: string;
   envoy: Partial<EnvoyOptions>;
   logger: Logger;
+  /** Envoys' load reports (LRS) → member figures and Degraded in Backend status. */
+  loadReporting?: Partial<LoadReportingSettings>;
 }
 
 /**
@@ -73,6 +78,18 @@ export interface Infrastructure {
   /** Per Gateway, for /statusz. */
   views(): unknown[];
 }
+
+
+export interface LoadReportingSettings {
+  /** How often each Envoy reports (LoadStatsResponse.load_reporting_interval). */
+  intervalMs: number;
+  /** The sliding window figures and Degraded describe. */
+  windowMs: number;
+  /** Figures and Degraded are recomputed at most this often, so status does not churn. */
+  refreshMs: number;
+}
+
+export const DEFAULT_LOAD_REPORTING: LoadReportingSettings = { intervalMs: 2_000, windowMs: 60_000, refreshMs: 10_000 };
 
 export interface GatewayRuntimeOptions extends ServingOptions {
   provider: SnapshotProvider;
@@ -114,11 +131,18 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   const log = opts.logger;
   const metrics = createMetrics({ processMetrics: true });
   const cache = new SnapshotCache();
-  const xds = new XdsServer({ cache, logger: log.child({ component: 'xds' }) });
+  const lrs = { ...DEFAULT_LOAD_REPORTING, ...opts.loadReporting };
+  const loadWindow = new LoadWindow(lrs.windowMs);
+  const dnsProbe = new DnsProbe(undefined, undefined, lrs.refreshMs);
+  const startedAt = Date.now();
+  const loadReports = loadReportingService({ intervalMs: lrs.intervalMs, onReport: (r) => loadWindow.record(r), logger: log.child({ component: 'lrs' }) });
+  const xds = new XdsServer({ cache, logger: log.child({ component: 'xds' }), services: [loadReports] });
   const book = new StatusBook();
   const provider = opts.provider;
   let translated: ObjectStatus[] = [];
   let servedAs: ServedAs = new Map();
+  let ir: IR | undefined;
+  let fleetHealth: FleetHealthView = new Map();
   let problems: Problem[] = [];
   let loaded = false;
 
@@ -142,7 +166,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     }
     const fed = applyXdsFeedback(translated, servedAs, { clients, versions });
     const hosted = opts.infrastructure ? opts.infrastructure.statuses(fed) : fed;
-    const { changed, removed } = book.update(opts.statusOverlay ? opts.statusOverlay.apply(hosted) : hosted);
+    const overlaid = opts.statusOverlay ? opts.statusOverlay.apply(hosted) : hosted;
+    const { changed, removed } = book.update(applyFleetHealth(overlaid, fleetHealth, lrs.windowMs, (namespace, name) => book.get('Backend', namespace, name)));
     for (const s of changed) log.info({ object: `${s.kind} ${s.namespace ? `${s.namespace}/` : ''}${s.name}`, conditions: conditionsSummary(s) }, 'status changed');
     if (opts.statusSink && (changed.length > 0 || removed.length > 0)) opts.statusSink.statuses(book.all());
   };
@@ -156,6 +181,33 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       publishStatuses();
     }, STATUS_COALESCE_MS);
   };
+
+  const refreshHealth = (): void => {
+    if (!ir) return;
+    fleetHealth = fleetHealthView(ir, loadWindow, undefined, (host) => dnsProbe.resolution(host), Date.now() - startedAt < lrs.windowMs);
+    // Answers are used at the next refresh: status never waits on DNS.
+    void dnsProbe.refresh(ir.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
+    metrics.memberRequests.reset();
+    metrics.memberErrors.reset();
+    metrics.backendDegraded.reset();
+    for (const [key, entry] of fleetHealth) {
+      const backend = key.slice('Backend/'.length);
+      const failing = entry.health.some((h) => h.failing);
+      if (entry.reporting === 'yes' || failing) metrics.backendDegraded.set({ backend }, failing ? 1 : 0);
+      if (entry.reporting !== 'yes') continue;
+      for (const h of entry.health) {
+        const labels = { backend, member: h.name, priority: String(h.priority) };
+        metrics.memberRequests.set(labels, h.figures.requests);
+        metrics.memberErrors.set(labels, h.figures.errors);
+      }
+    }
+  };
+  // Load reports arrive all the time; status follows them at this pace only.
+  const healthTimer = setInterval(() => {
+    refreshHealth();
+    publishStatuses();
+  }, lrs.refreshMs);
+  healthTimer.unref();
 
   const quarantine = new RouteQuarantine();
   // The quarantine reasons about versions of the whole route set; an Envoy of one Gateway ACKs
@@ -201,6 +253,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       // Held-out routes get their status from a translation that includes them, with Accepted=False.
       translated = excluded.size === 0 ? result.translation.statuses : [...result.translation.statuses, ...quarantine.statuses(translate(snapshot.inputs).statuses)];
       servedAs = servedAsFromIr(result.translation.ir, result.planes);
+      ir = result.translation.ir;
+      refreshHealth();
       for (const e of result.translation.events) log.warn({ object: `${e.object.kind} ${e.object.namespace}/${e.object.name}`, reason: e.reason }, e.message);
       log.info({ changed: change.changed.map((t) => t.split('.').pop()), clusters: result.xds.clusters.length, listeners: result.xds.listeners.length }, 'configuration translated');
       loaded = true;
@@ -277,6 +331,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       ...(opts.extraMetrics ? { extraMetrics: opts.extraMetrics } : {}),
     }).catch((err: unknown) => Promise.reject(asAddressInUse(err, 'metrics', opts.metricsHost, opts.metricsPort)));
   } catch (err) {
+    clearInterval(healthTimer);
     await xds.stop();
     await provider.stop();
     throw err;
@@ -293,6 +348,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     metrics,
     async stop() {
       clearTimeout(statusTimer);
+      clearInterval(healthTimer);
       await provider.stop();
       await xds.stop();
       await health.close();

@@ -7,7 +7,7 @@ import { DURATION_HINT, parseDuration } from '../api/duration.js';
 import { formatProblem } from '../api/manifest.js';
 import { removeExtensionRecord, writeExtensionRecord } from '../app/ai-extension-process.js';
 import { controller, defaultLeaseNamespace } from '../app/controller.js';
-import type { RunningGateway } from '../app/gateway-runtime.js';
+import { DEFAULT_LOAD_REPORTING, type LoadReportingSettings, type RunningGateway } from '../app/gateway-runtime.js';
 import { AddressInUseError, assertPortFree, type ServerRole } from '../app/ports.js';
 import { serve, type HostInfrastructureChoice } from '../app/serve.js';
 import { directoryStore, ensurePki, pkiNames } from '../app/xds-pki.js';
@@ -34,6 +34,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                    [--xds-tls-dir DIR] [--state-dir DIR] [--max-document-size 1.5Mi]
                    [--max-file-size 64Mi] [--max-config-size 128Mi] [--access-log json|off]
                    [--infrastructure host|none | --no-envoy] [--envoy-path PATH] [--envoy-concurrency N]
+                   [--load-report-interval 2s] [--health-window 1m]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
       the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port,
       as a process of its own that keeps serving if serve dies; a restarted serve adopts it through
@@ -62,7 +63,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                         [--lease-namespace NS] [--no-leader-election] [--xds-tls-dir DIR] [--log-level info]
                         [--access-log json|off] [--xds-tls-secrets PREFIX --xds-tls-dns NAMES]
                         [--infrastructure none|host] [--envoy-path PATH] [--envoy-concurrency N] [--state-dir DIR]
-                        [--data-plane FILE]
+                        [--data-plane FILE] [--load-report-interval 2s] [--health-window 1m]
       Watch a Kubernetes API server (--kubeconfig, else $KUBECONFIG, the in-cluster service account,
       ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status and Events
       (with --no-leader-election this replica writes them: run only one). The AI extension runs next
@@ -93,7 +94,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       server (all namespaces, or --namespaces a,b).
 `,
   bootstrap: `  switchyard bootstrap --xds HOST:PORT --node-id ID [--gateway NS/NAME] [--admin-port 9901] [--delta]
-                       [--xds-tls-dir DIR] [-o json|yaml]
+                       [--xds-tls-dir DIR] [--no-load-reporting] [-o json|yaml]
       Print an Envoy bootstrap that connects a stock Envoy to the controller; with --xds-tls-dir
       (as Envoy sees it) over mTLS: ca.crt verifies the controller, tls.crt/tls.key are Envoy's.
       --gateway: this Envoy is the data plane of that one Gateway and gets only its configuration;
@@ -117,6 +118,10 @@ ${Object.values(COMMAND_USAGE).join('')}
   Envoy's stdout: method, path (no query), response code and flags, route, Backend, the final
   attempt's member, priority and host, the attempt count, durations, request id; never a header
   that can carry a key. --access-log off writes none.
+  --load-report-interval: how often each Envoy reports its per-endpoint load (LRS; the bootstrap
+  enables it unless --no-load-reporting). --health-window: the sliding window over which Backend
+  status counts each member's requests and errors and decides Degraded; status follows it at most
+  every sixth of the window (10 s by default).
 
 Run "switchyard COMMAND --help" for one command's usage.
 `;
@@ -133,6 +138,21 @@ function commandSynopsis(command: string): string {
   // Descriptions are indented six spaces; a synopsis' continuation lines, more.
   const end = lines.findIndex((l) => /^ {6}\S/.test(l));
   return `Usage:\n${lines.slice(0, end < 0 ? lines.length : end).join('\n')}\n`;
+}
+
+function durationFlag(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = parseDuration(value);
+  if (ms === undefined) throw new UsageError(`${flag}: ${DURATION_HINT}, got "${value}"`);
+  return ms;
+}
+
+function loadReporting(interval: string | undefined, window: string | undefined): LoadReportingSettings {
+  const intervalMs = durationFlag(interval, '--load-report-interval') ?? DEFAULT_LOAD_REPORTING.intervalMs;
+  const windowMs = durationFlag(window, '--health-window') ?? DEFAULT_LOAD_REPORTING.windowMs;
+  if (intervalMs < 100) throw new UsageError(`--load-report-interval must be at least 100ms, got "${interval ?? ''}"`);
+  if (windowMs < 2 * intervalMs) throw new UsageError(`--health-window must hold at least two load reports (twice --load-report-interval, ${intervalMs} ms), got "${window ?? ''}"`);
+  return { intervalMs, windowMs, refreshMs: Math.max(intervalMs, Math.round(windowMs / 6)) };
 }
 
 function accessLog(value: string | undefined): AccessLogFormat {
@@ -199,6 +219,8 @@ async function runServe(args: string[]): Promise<number> {
       'metrics-host': { type: 'string' },
       'listener-address': { type: 'string' },
       'access-log': { type: 'string' },
+      'load-report-interval': { type: 'string' },
+      'health-window': { type: 'string' },
       'log-level': { type: 'string' },
       'ai-extension-port': { type: 'string' },
       'ai-extension-address': { type: 'string' },
@@ -232,6 +254,7 @@ async function runServe(args: string[]): Promise<number> {
       // Without the in-process extension Envoy still needs to know where one runs.
       aiExtension: { host: extensionAddress, port: extensionPort },
     },
+    loadReporting: loadReporting(values['load-report-interval'], values['health-window']),
     logger,
     // Bound on all interfaces when Envoy dials it from elsewhere. A process of its own, so that
     // Envoy keeps its AI routes while serve is down (src/app/ai-extension-process.ts).
@@ -413,6 +436,8 @@ async function runController(args: string[]): Promise<number> {
       'metrics-host': { type: 'string' },
       'listener-address': { type: 'string' },
       'access-log': { type: 'string' },
+      'load-report-interval': { type: 'string' },
+      'health-window': { type: 'string' },
       'lease-namespace': { type: 'string' },
       'no-leader-election': { type: 'boolean' },
       'ai-extension-address': { type: 'string' },
@@ -459,6 +484,7 @@ async function runController(args: string[]): Promise<number> {
     metricsHost: values['metrics-host'] ?? '0.0.0.0',
     envoy: { ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}), aiExtension, accessLog: accessLog(values['access-log']) },
     ...(dataPlane ? { dataPlane } : {}),
+    loadReporting: loadReporting(values['load-report-interval'], values['health-window']),
     leaderElection: values['no-leader-election'] ? false : { namespace: values['lease-namespace'] ?? defaultLeaseNamespace() },
     logger,
     ...(infrastructure ? { infrastructure: { ...infrastructure, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),
@@ -518,6 +544,7 @@ async function runBootstrap(args: string[]): Promise<number> {
       gateway: { type: 'string' },
       'admin-port': { type: 'string' },
       delta: { type: 'boolean' },
+      'no-load-reporting': { type: 'boolean' },
       'xds-tls-dir': { type: 'string' },
       output: { type: 'string', short: 'o' },
     },
@@ -539,6 +566,7 @@ async function runBootstrap(args: string[]): Promise<number> {
     ...(values.gateway !== undefined ? { gateway: values.gateway } : {}),
     adminPort: int(values['admin-port'], '--admin-port', 9901),
     delta: values.delta ?? false,
+    loadReporting: values['no-load-reporting'] !== true,
     ...(tlsDir !== undefined ? { xdsTls: { caFile: posix.join(tlsDir, CA_FILE), certFile: posix.join(tlsDir, CERT_FILE), keyFile: posix.join(tlsDir, KEY_FILE) } } : {}),
   });
   process.stdout.write(output(bootstrap, values.output));

@@ -103,22 +103,18 @@ export function aiExtensionCluster(opts: EnvoyOptions): EnvoyResource {
  * A failed extension stream ends in a local reply from the upstream filter; this maps it to a 503
  * whose body (OpenAI's error shape, which OpenAI SDKs print) says what is wrong.
  */
-export function aiExtensionLocalReply(): JsonObject {
+export function aiExtensionReplyMapper(): JsonObject {
   return {
-    mappers: [
-      {
-        filter: {
-          extension_filter: {
-            name: 'envoy.access_loggers.extension_filters.cel',
-            typed_config: { '@type': ANY.celFilter, expression: `response.code_details.startsWith('${EXT_PROC_ERROR_DETAILS}')` },
-          },
-        },
-        status_code: 503,
-        body: { inline_string: AI_EXTENSION_UNAVAILABLE },
-        body_format_override: {
-          json_format: { error: { message: '%LOCAL_REPLY_BODY%', type: 'ai_extension_unavailable', code: 'ai_extension_unavailable' } },
-        },
+    filter: {
+      extension_filter: {
+        name: 'envoy.access_loggers.extension_filters.cel',
+        typed_config: { '@type': ANY.celFilter, expression: `response.code_details.startsWith('${EXT_PROC_ERROR_DETAILS}')` },
       },
-    ],
+    },
+    status_code: 503,
+    body: { inline_string: AI_EXTENSION_UNAVAILABLE },
+    body_format_override: {
+      json_format: { error: { message: '%LOCAL_REPLY_BODY%', type: 'ai_extension_unavailable', code: 'ai_extension_unavailable' } },
+    },
   };
 }

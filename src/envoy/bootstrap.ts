@@ -31,6 +31,11 @@ export interface BootstrapOptions {
    * `caFile` and must be named by `xds.host`; `certFile`/`keyFile` are Envoy's client certificate.
    */
   xdsTls?: XdsTlsFiles;
+  /**
+   * Report per-endpoint load to the controller over LRS (default true): what Backend status
+   * reports as each member's requests and errors, and its Degraded condition.
+   */
+  loadReporting?: boolean;
 }
 
 export interface XdsTlsFiles {
@@ -91,6 +96,18 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
       lds_config: adsSource,
       cds_config: adsSource,
     },
+    ...(opts.loadReporting === false
+      ? {}
+      : {
+          cluster_manager: {
+            load_stats_config: {
+              api_type: 'GRPC',
+              transport_api_version: 'V3',
+              grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER_NAME } }],
+              set_node_on_first_message_only: true,
+            },
+          },
+        }),
     static_resources: {
       clusters: ['socket' in opts.xds ? xdsSocketCluster(opts.xds.socket) : xdsCluster(opts.xds.host, opts.xds.port, opts.xdsTls)],
     },

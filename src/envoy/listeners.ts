@@ -1,6 +1,6 @@
 import type { ListenerIR } from '../ir/model.js';
 import { listenerAccessLog } from './access-log.js';
-import { aiExtensionLocalReply } from './ai-extension.js';
+import { aiExtensionReplyMapper } from './ai-extension.js';
 import { ADS_CONFIG_SOURCE, ANY, statPrefix } from './names.js';
 import type { EnvoyOptions } from './options.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
@@ -25,7 +25,7 @@ function httpConnectionManager(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerC
       // suppress_envoy_headers: the router would tell each member which Host the previous attempt
       // went to (x-envoy-original-host) and expose timings; x-envoy-attempt-count stays (a route option).
       http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ANY.router, suppress_envoy_headers: true } }],
-      ...(ctx.aiExtension ? { local_reply_config: aiExtensionLocalReply() } : {}),
+      local_reply_config: { mappers: [...(ctx.aiExtension ? [aiExtensionReplyMapper()] : []), noHealthyUpstreamReply()] },
       ...(accessLog.length > 0 ? { access_log: accessLog } : {}),
     },
   };
@@ -34,6 +34,27 @@ function httpConnectionManager(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerC
 /** Where a listener binds: its Gateway's own address, or the common listener address. */
 export function listenerBindAddress(l: ListenerIR, opts: EnvoyOptions): string {
   return opts.gatewayAddresses?.get(`${l.gateway.namespace}/${l.gateway.name}`) ?? opts.listenerAddress;
+}
+
+/**
+ * Envoy's own "no healthy upstream" (response flag UH: the cluster has no usable host, e.g. no
+ * member's host resolved) says nothing of which Backend or why. This names the cluster, which is
+ * "backend/<namespace>/<name>", and where the cause is reported. JSON in OpenAI's error shape,
+ * which the SDKs print.
+ */
+export function noHealthyUpstreamReply(): JsonObject {
+  return {
+    filter: { response_flag_filter: { flags: ['UH'] } },
+    body_format_override: {
+      json_format: {
+        error: {
+          message: 'no healthy upstream in %UPSTREAM_CLUSTER%: Envoy has no usable endpoint for any of its members (host not resolved, ejected, or unhealthy); the Backend\'s Degraded condition names the member and the cause: kubectl describe backend <name> -n <namespace>',
+          type: 'no_healthy_upstream',
+          code: 'no_healthy_upstream',
+        },
+      },
+    },
+  };
 }
 
 export function toEnvoyListener(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerContext = { aiExtension: false }): EnvoyResource {

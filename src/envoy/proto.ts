@@ -17,6 +17,8 @@ export const ENTRY_PROTOS: readonly string[] = [
   'envoy/service/discovery/v3/ads.proto',
   'envoy/service/discovery/v3/discovery.proto',
   'envoy/service/secret/v3/sds.proto',
+  // load reports (LRS) from Envoy
+  'envoy/service/load_stats/v3/lrs.proto',
   // the five resource kinds and the bootstrap
   'envoy/config/bootstrap/v3/bootstrap.proto',
   'envoy/config/listener/v3/listener.proto',

@@ -13,6 +13,10 @@ export interface SwitchyardMetrics {
   xdsPushes: Counter<'type_url'>;
   xdsNacks: Counter<'type_url'>;
   resources: Gauge<'type'>;
+  /** From Envoys' load reports over the last window, per Backend member (src/status/fleet-health.ts). */
+  memberRequests: Gauge<'backend' | 'member' | 'priority'>;
+  memberErrors: Gauge<'backend' | 'member' | 'priority'>;
+  backendDegraded: Gauge<'backend'>;
 }
 
 export interface MetricsOptions {
@@ -64,6 +68,24 @@ export function createMetrics(options: MetricsOptions = {}): SwitchyardMetrics {
       name: 'switchyard_resources',
       help: 'Resources in the current snapshot, by type.',
       labelNames: ['type'],
+      registers,
+    }),
+    memberRequests: new Gauge({
+      name: 'switchyard_backend_member_requests',
+      help: 'Attempts the Envoys sent to a Backend member over the load window (LRS reports, all Envoys).',
+      labelNames: ['backend', 'member', 'priority'],
+      registers,
+    }),
+    memberErrors: new Gauge({
+      name: 'switchyard_backend_member_errors',
+      help: 'Attempts to a Backend member that failed (5xx, failed or reset connections) over the load window.',
+      labelNames: ['backend', 'member', 'priority'],
+      registers,
+    }),
+    backendDegraded: new Gauge({
+      name: 'switchyard_backend_degraded',
+      help: '1 when a Backend is Degraded (a member failing or unreachable over the load window), 0 when not, absent without load reports.',
+      labelNames: ['backend'],
       registers,
     }),
   };

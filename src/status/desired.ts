@@ -64,6 +64,8 @@ export function writtenConditions(next: Condition[], current: unknown, generatio
     const prevTime = prev && prev.status === c.status ? str(prev.lastTransitionTime) : undefined;
     const observedGeneration = c.observedGeneration ?? generation;
     if (prev && isPendingOverProgrammed(c, prev, observedGeneration)) return prev;
+    // A restarted controller or a new leader has no load reports yet: what was written stands.
+    if (prev && c.type === 'Degraded' && c.reason === 'AwaitingLoadReports') return prev;
     const message = c.message.length > MAX_MESSAGE ? `${c.message.slice(0, MAX_MESSAGE - 3)}...` : c.message;
     return {
       type: c.type,
@@ -129,6 +131,8 @@ function backendBody(s: BackendStatus, object: KubeObject, ctx: DesiredContext):
         usable: m.usable,
         ...(m.reason !== undefined ? { reason: m.reason } : {}),
         ...(m.message !== undefined ? { message: m.message } : {}),
+        ...(m.requests !== undefined ? { requests: m.requests } : {}),
+        ...(m.errors !== undefined ? { errors: m.errors } : {}),
       })),
     })),
     usableMembers: s.usableMembers,

@@ -8,6 +8,10 @@ export interface MemberStatus {
   /** Why the member is out, e.g. SecretNotFound; absent when usable. */
   reason?: string;
   message?: string;
+  /** Attempts Envoy made to it over the last load window (LRS), all Envoys together; rounded. */
+  requests?: number;
+  /** Of those, the ones that failed (5xx, failed connections). */
+  errors?: number;
 }
 
 export interface PriorityStatus {

@@ -9,6 +9,7 @@ import { SHARED_VIEW, type CacheChange, type CacheView, type SnapshotCache } fro
 import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } from './client-state.js';
 import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
+import type { GrpcService } from './lrs.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
   decodeDeltaDiscoveryRequest,
@@ -50,6 +51,8 @@ export interface XdsServerEvents {
 export interface XdsServerOptions {
   cache: SnapshotCache;
   logger?: Logger;
+  /** More services on the same port and credentials (load reporting, src/xds/lrs.ts). */
+  services?: readonly GrpcService[];
 }
 
 const SERVICE = '/envoy.service.discovery.v3.AggregatedDiscoveryService';
@@ -144,6 +147,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   /** Problems of views already logged (unknown Gateways, listeners left out of the shared view): once each. */
   private readonly loggedViewProblems = new Set<string>();
   private readonly unwatch: () => void;
+  private readonly services: readonly GrpcService[];
   private server: grpc.Server | undefined;
   private unix: { server: grpc.Server; dir: string | undefined; path: string } | undefined;
   private envoySocket: { server: grpc.Server; path: string } | undefined;
@@ -153,6 +157,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     super();
     this.cache = options.cache;
     this.logger = options.logger ?? pino({ level: 'silent' });
+    this.services = options.services ?? [];
     this.unwatch = this.cache.watch((change) => this.fanOut(change));
   }
 
@@ -267,6 +272,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       StreamAggregatedResources: (call: SotwCall) => this.openSotw(call, identify(call)),
       DeltaAggregatedResources: (call: DeltaCall) => this.openDelta(call, identify(call)),
     });
+    for (const service of this.services) server.addService(service.definition, service.implementation);
     return server;
   }
 

@@ -5,6 +5,7 @@ import OpenAI, { APIError } from 'openai';
 import { stringify } from 'yaml';
 import { startFakeProvider, type FakeProvider, type FakeProviderOptions, type ReceivedRequest } from '../../examples/demo/fake-provider.js';
 import type { Condition } from '../../src/api/conditions.js';
+import type { ServingOptions } from '../../src/app/gateway-runtime.js';
 import { serve, type RunningServe } from '../../src/app/serve.js';
 import { buildBootstrap } from '../../src/envoy/bootstrap.js';
 import type { EnvoyOptions } from '../../src/envoy/options.js';
@@ -192,6 +193,8 @@ export interface GatewayFixtureOptions {
   logLines?: string[];
   /** Bootstrap Envoy as the data plane of Gateway ai/ai-gateway only (--gateway); default: every Gateway. */
   ownGateway?: boolean;
+  /** Load reporting pace (short in tests that watch member health). */
+  loadReporting?: ServingOptions['loadReporting'];
 }
 
 export interface GatewayFixture {
@@ -260,6 +263,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
       metricsPort: 0,
       metricsHost: '127.0.0.1',
       envoy: { listenerAddress: '127.0.0.1', ...opts.envoy },
+      ...(opts.loadReporting ? { loadReporting: opts.loadReporting } : {}),
       logger: createLogger({ level: 'info', name: opts.id }, { write: (line: string) => void logLines.push(line) }),
     });
     const problems = controller.problems();

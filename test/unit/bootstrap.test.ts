@@ -57,6 +57,16 @@ describe('buildBootstrap', () => {
     expect(result.output).toContain('GRPC_SOMETHING');
   });
 
+  it('reports load (LRS) to the controller over the xDS cluster unless told not to', () => {
+    expect(at(buildBootstrap(base), 'cluster_manager', 'load_stats_config')).toEqual({
+      api_type: 'GRPC',
+      transport_api_version: 'V3',
+      grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER_NAME } }],
+      set_node_on_first_message_only: true,
+    });
+    expect(buildBootstrap({ ...base, loadReporting: false })['cluster_manager']).toBeUndefined();
+  });
+
   it('selects SotW or delta ADS and sources LDS and CDS from ADS', () => {
     const sotw = buildBootstrap(base);
     const delta = buildBootstrap({ ...base, delta: true });

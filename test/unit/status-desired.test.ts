@@ -67,6 +67,23 @@ describe('desired Backend status', () => {
     expect(times).toEqual({ Accepted: T1, ResolvedRefs: '2026-06-06T12:34:56Z' });
   });
 
+  it('writes member figures and Degraded; a restarted controller awaiting load reports leaves the written Degraded as it is', () => {
+    const s = backend(true);
+    s.priorities[1]!.members[0] = { ...s.priorities[1]!.members[0]!, requests: 120, errors: 0 };
+    s.conditions.push({ ...condition('Degraded', true, 'MemberFailing', 'member openai failed', 3), lastTransitionTime: STAMP });
+    const written = desiredStatus(s, object(), ctx);
+    expect((written.priorities as { members: { requests?: number; errors?: number }[] }[])[1]!.members[0]).toMatchObject({ requests: 120, errors: 0 });
+    const degradedOf = (out: Record<string, unknown>) => (out.conditions as { type: string }[]).find((c) => c.type === 'Degraded');
+    expect(degradedOf(written)).toMatchObject({ status: 'True', reason: 'MemberFailing', lastTransitionTime: '2026-06-06T12:34:56Z' });
+
+    const restarted = backend(true);
+    restarted.conditions.push(condition('Degraded', 'Unknown', 'AwaitingLoadReports', 'no report yet', 3));
+    expect(degradedOf(desiredStatus(restarted, object(written), ctx))).toEqual(degradedOf(written));
+    const gone = backend(true);
+    gone.conditions.push(condition('Degraded', 'Unknown', 'NoLoadReports', 'no Envoy reported', 3));
+    expect(degradedOf(desiredStatus(gone, object(written), ctx))).toMatchObject({ status: 'Unknown', reason: 'NoLoadReports' });
+  });
+
   it('is the same status as the object has when only the time formatting differs (a restarted controller writes nothing)', () => {
     const first = desiredStatus(backend(true), object(), ctx);
     // What the API server hands back, times printed another way; a new process stamps later times.

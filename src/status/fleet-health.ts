@@ -1,0 +1,319 @@
+import { condition, type Condition } from '../api/conditions.js';
+import type { ClusterIR, IR, MemberIR } from '../ir/model.js';
+import type { BackendStatus, ObjectStatus } from '../translate/status.js';
+
+/**
+ * Fleet health from Envoy's load reports (LRS): per Backend, what each member did over a sliding
+ * window, and a Degraded condition when a member has been failing.
+ *
+ * What LRS covers: attempts per endpoint (an Envoy host, i.e. a resolved address) that finished
+ * with success or with an error (5xx, and attempts that failed to connect or were reset).
+ * What it does not: outlier ejections and active health, DNS results, and anything about a member
+ * Envoy has no host for. A member whose hostname does not resolve has no host, so it never
+ * appears in a report; it is told apart from an idle member by where the traffic went instead:
+ * it got no request while a later priority, or a sibling in its pool, served the Backend; and,
+ * for hostnames, by the controller's own DNS lookup (src/status/dns-probe.ts), which also covers
+ * a Backend whose every member is unresolved and which therefore serves no request at all.
+ */
+
+export interface LoadReportLike {
+  readonly nodeId: string;
+  readonly clusters: readonly {
+    readonly cluster: string;
+    readonly localities: readonly {
+      readonly priority: number;
+      readonly succeeded: number;
+      readonly failed: number;
+      readonly endpoints: readonly { readonly address: string; readonly succeeded: number; readonly failed: number }[];
+    }[];
+  }[];
+}
+
+/** Requests and errors over the window. */
+export interface LoadFigures {
+  requests: number;
+  errors: number;
+}
+
+/** Slots per window: figures move in steps of a twelfth of the window (5 s of a minute). */
+const SLOTS = 12;
+
+/**
+ * The last `windowMs` of load reports from every Envoy, summed per cluster, per time slot, per
+ * endpoint: memory grows with the endpoints that had traffic, not with Envoys or reports. A slot
+ * counts while its start is inside the window, so the window is between 11 and 12 slots long.
+ */
+export class LoadWindow {
+  private readonly slotMs: number;
+  /** cluster → slot → "priority address" → figures. */
+  private readonly clusters = new Map<string, Map<number, Map<string, LoadFigures>>>();
+  private readonly lastReport = new Map<string, number>();
+  private sweptSlot = 0;
+
+  constructor(
+    readonly windowMs: number,
+    private readonly clock: () => number = Date.now,
+  ) {
+    if (!(windowMs > 0)) throw new Error(`load window: windowMs must be positive, got ${String(windowMs)}`);
+    this.slotMs = windowMs / SLOTS;
+  }
+
+  record(report: LoadReportLike): void {
+    const at = this.clock();
+    this.lastReport.set(report.nodeId, at);
+    const slot = Math.floor(at / this.slotMs);
+    for (const c of report.clusters) {
+      for (const l of c.localities) {
+        let attributed = { requests: 0, errors: 0 };
+        for (const e of l.endpoints) {
+          const requests = e.succeeded + e.failed;
+          if (requests === 0) continue;
+          this.add(c.cluster, slot, l.priority, e.address, requests, e.failed);
+          attributed = { requests: attributed.requests + requests, errors: attributed.errors + e.failed };
+        }
+        // Without endpoint granularity the locality still counts, for its pool as a whole.
+        const rest = l.succeeded + l.failed - attributed.requests;
+        if (rest > 0) this.add(c.cluster, slot, l.priority, '', rest, Math.max(0, l.failed - attributed.errors));
+      }
+    }
+    this.sweep(at);
+  }
+
+  /** Envoys that reported within the window. */
+  reporters(): string[] {
+    const since = this.clock() - this.windowMs;
+    return [...this.lastReport].filter(([, at]) => at > since).map(([node]) => node).sort();
+  }
+
+  /** Per priority, per endpoint address ('' = not broken down by endpoint): figures over the window. */
+  cluster(name: string): Map<number, Map<string, LoadFigures>> {
+    const first = this.firstSlot(this.clock());
+    const out = new Map<number, Map<string, LoadFigures>>();
+    for (const [slot, endpoints] of this.clusters.get(name) ?? []) {
+      if (slot < first) continue;
+      for (const [key, f] of endpoints) {
+        const space = key.indexOf(' ');
+        const priority = Number(key.slice(0, space));
+        const address = key.slice(space + 1);
+        const pool = out.get(priority) ?? new Map<string, LoadFigures>();
+        const sum = pool.get(address) ?? { requests: 0, errors: 0 };
+        pool.set(address, { requests: sum.requests + f.requests, errors: sum.errors + f.errors });
+        out.set(priority, pool);
+      }
+    }
+    return out;
+  }
+
+  private add(cluster: string, slot: number, priority: number, address: string, requests: number, errors: number): void {
+    let slots = this.clusters.get(cluster);
+    if (!slots) this.clusters.set(cluster, (slots = new Map()));
+    let endpoints = slots.get(slot);
+    if (!endpoints) slots.set(slot, (endpoints = new Map()));
+    const key = `${priority} ${address}`;
+    const f = endpoints.get(key) ?? { requests: 0, errors: 0 };
+    endpoints.set(key, { requests: f.requests + requests, errors: f.errors + errors });
+  }
+
+  /** The oldest slot whose start is inside the window. */
+  private firstSlot(now: number): number {
+    return Math.floor((now - this.windowMs) / this.slotMs) + 1;
+  }
+
+  /** Drops slots that left the window, once per slot: a full pass costs one step per cluster. */
+  private sweep(now: number): void {
+    const first = this.firstSlot(now);
+    if (first <= this.sweptSlot) return;
+    this.sweptSlot = first;
+    for (const [cluster, slots] of this.clusters) {
+      for (const slot of slots.keys()) if (slot < first) slots.delete(slot);
+      if (slots.size === 0) this.clusters.delete(cluster);
+    }
+    const since = now - this.windowMs;
+    for (const [node, at] of this.lastReport) if (at <= since) this.lastReport.delete(node);
+  }
+}
+
+export interface FleetHealthOptions {
+  /** Failed attempts a member must have had before it counts as failing. */
+  minRequests: number;
+  /** Share of a member's attempts that must have failed for it to count as failing. */
+  failureRatio: number;
+  /** Requests a Backend must have served before a member that got none of them counts as unreachable. */
+  minTrafficForUnreachable: number;
+}
+
+export const DEFAULT_FLEET_HEALTH: FleetHealthOptions = { minRequests: 3, failureRatio: 0.5, minTrafficForUnreachable: 5 };
+
+/** A member's verdict over the window. */
+export interface MemberHealth {
+  name: string;
+  /** Envoy priority level. */
+  priority: number;
+  figures: LoadFigures;
+  failing?: { reason: DegradedReason; message: string };
+}
+
+export type DegradedReason = 'HostNotResolved' | 'MemberFailing' | 'MemberUnreachable';
+
+/** The controller's own DNS answer for a hostname (src/status/dns-probe.ts); undefined: not known. */
+export type ResolvesFn = (host: string) => { resolves: boolean; code?: string; addresses?: readonly string[] } | undefined;
+
+/**
+ * Which reported endpoint is which member: by address and port (IP members, hostOverride to an
+ * IP); else, for a member behind a hostname (STRICT_DNS), the one member of that pool with that
+ * port. An endpoint that matches no member (several DNS members on one port) counts for its pool only.
+ */
+function memberOf(pool: readonly MemberIR[], address: string, resolves: ResolvesFn): MemberIR | undefined {
+  const hostPort = (host: string, port: number): string => `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const exact = pool.find((m) => hostPort(m.address, m.port) === address);
+  if (exact) return exact;
+  // What the controller's resolver answered for the member's host, when Envoy got the same.
+  const resolved = pool.filter((m) => (resolves(m.address)?.addresses ?? []).some((a) => hostPort(a, m.port) === address));
+  if (resolved.length === 1) return resolved[0];
+  const port = Number(address.slice(address.lastIndexOf(':') + 1));
+  const byPort = pool.filter((m) => m.port === port);
+  return byPort.length === 1 ? byPort[0] : undefined;
+}
+
+function windowText(windowMs: number): string {
+  return windowMs % 60_000 === 0 ? `${windowMs / 60_000} min` : `${Math.round(windowMs / 1000)} s`;
+}
+
+/** Each member's figures and verdict for one cluster. Pure. */
+export function memberHealth(c: ClusterIR, load: Map<number, Map<string, LoadFigures>>, windowMs: number, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH, resolves: ResolvesFn = () => undefined): MemberHealth[] {
+  const out: MemberHealth[] = [];
+  const poolTotal = new Map<number, LoadFigures>();
+  for (const [priority, endpoints] of load) {
+    let t = { requests: 0, errors: 0 };
+    for (const f of endpoints.values()) t = { requests: t.requests + f.requests, errors: t.errors + f.errors };
+    poolTotal.set(priority, t);
+  }
+  const span = windowText(windowMs);
+  for (const p of c.priorities) {
+    const endpoints = load.get(p.level) ?? new Map<string, LoadFigures>();
+    const figures = new Map<string, LoadFigures>(p.members.map((m) => [m.name, { requests: 0, errors: 0 }]));
+    // Load Envoy reported for this pool that no member could be matched with: then a member
+    // showing none may have had it, and the pool's traffic says nothing about it.
+    let unattributed = false;
+    for (const [address, f] of endpoints) {
+      const m = address === '' ? undefined : memberOf(p.members, address, resolves);
+      if (!m) {
+        unattributed = true;
+        continue;
+      }
+      const before = figures.get(m.name)!;
+      figures.set(m.name, { requests: before.requests + f.requests, errors: before.errors + f.errors });
+    }
+    // Traffic that went past this pool: a later priority only gets requests when this one could not take them.
+    let later = 0;
+    for (const [level, t] of poolTotal) if (level > p.level) later += t.requests;
+    const pool = poolTotal.get(p.level) ?? { requests: 0, errors: 0 };
+    const weights = p.members.reduce((n, m) => n + m.weight, 0);
+    for (const m of p.members) {
+      const f = figures.get(m.name)!;
+      const health: MemberHealth = { name: m.name, priority: p.level, figures: f };
+      const dns = c.discovery === 'dns' && f.requests === 0 ? resolves(m.address) : undefined;
+      if (dns && !dns.resolves) {
+        health.failing = {
+          reason: 'HostNotResolved',
+          message: `member ${m.name} (priority ${p.level}): its host ${m.address} does not resolve (${dns.code ?? 'not found'}, from the controller), so Envoy has no endpoint for it; fix the member's host or hostOverride, or its DNS record`,
+        };
+      } else if (f.errors >= opts.minRequests && f.errors >= opts.failureRatio * f.requests) {
+        // No counts in the message: it would change with every report and churn the status.
+        const share = f.errors === f.requests ? 'every attempt' : `${Math.floor(opts.failureRatio * 100)}% or more of its attempts`;
+        health.failing = { reason: 'MemberFailing', message: `member ${m.name} (priority ${p.level}, ${m.address}): ${share} failed in the last ${span} (5xx answers, failed or reset connections)` };
+      } else if (f.requests === 0 && m.weight > 0 && (later >= opts.minTrafficForUnreachable || (!unattributed && (pool.requests * m.weight) / weights >= opts.minTrafficForUnreachable))) {
+        // Its share of its pool's requests, by weight, is what it would have got; a light member
+        // of a quiet pool may rightly have got none.
+        const where = later >= opts.minTrafficForUnreachable ? 'later priorities served the Backend' : 'the rest of its pool served the Backend';
+        health.failing = {
+          reason: 'MemberUnreachable',
+          message: `member ${m.name} (priority ${p.level}): got no request in the last ${span} while ${where}; Envoy has no usable endpoint for ${m.address}:${m.port} (the host does not resolve, or it is ejected as unhealthy)`,
+        };
+      }
+      out.push(health);
+    }
+  }
+  return out;
+}
+
+function clusterKey(c: ClusterIR): string {
+  return `${c.backend.kind ?? 'Backend'}/${c.backend.namespace}/${c.backend.name}`;
+}
+
+/** A figure as shown in status: exact up to 100, then to two significant digits, so status does not change with every request. */
+export function roundFigure(n: number): number {
+  if (n < 100) return n;
+  const scale = 10 ** (Math.floor(Math.log10(n)) - 1);
+  return Math.round(n / scale) * scale;
+}
+
+/**
+ * The figure to publish: the one already published while the new one is within 10% of it (steady
+ * traffic jitters; each change is a status write per Backend), else the new one, rounded. Zero
+ * and non-zero always differ: traffic starting or stopping is news.
+ */
+export function steady(published: number | undefined, next: number): number {
+  const rounded = roundFigure(next);
+  if (published === undefined || published === 0 || rounded === 0) return rounded;
+  return Math.abs(rounded - published) <= 0.1 * published ? published : rounded;
+}
+
+/** Per Backend: the member verdicts to fold into status. */
+export type FleetHealthView = Map<string, { health: MemberHealth[]; reporting: Reporting }>;
+
+/** yes: an Envoy reported in the window; starting: none yet, and the controller is younger than a window; no: none. */
+export type Reporting = 'yes' | 'starting' | 'no';
+
+export function fleetHealthView(ir: IR, window: LoadWindow, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH, resolves: ResolvesFn = () => undefined, starting = false): FleetHealthView {
+  const reporting: Reporting = window.reporters().length > 0 ? 'yes' : starting ? 'starting' : 'no';
+  const view: FleetHealthView = new Map();
+  for (const c of ir.clusters) {
+    if ((c.backend.kind ?? 'Backend') !== 'Backend') continue;
+    // Without reports the DNS verdict still holds: it needs no traffic.
+    view.set(clusterKey(c), { health: memberHealth(c, reporting === 'yes' ? window.cluster(c.name) : new Map(), window.windowMs, opts, resolves), reporting });
+  }
+  return view;
+}
+
+function degraded(health: MemberHealth[], reporting: Reporting, windowMs: number, generation: number | undefined): Condition {
+  const failing = health.filter((h) => h.failing !== undefined);
+  if (failing.length === 0 && reporting === 'starting') {
+    return condition('Degraded', 'Unknown', 'AwaitingLoadReports', `the controller started less than ${windowText(windowMs)} ago and no Envoy has reported load yet`, generation);
+  }
+  if (failing.length === 0 && reporting === 'no') {
+    return condition('Degraded', 'Unknown', 'NoLoadReports', `no Envoy has reported load in the last ${windowText(windowMs)}; Envoy reports over LRS when its bootstrap has cluster_manager.load_stats_config (switchyard bootstrap adds it)`, generation);
+  }
+  if (failing.length === 0) return condition('Degraded', false, 'Healthy', `no member has been failing in the last ${windowText(windowMs)}`, generation);
+  // The most certain cause names the condition: a DNS answer, then failed attempts, then absent traffic.
+  const order: DegradedReason[] = ['HostNotResolved', 'MemberFailing', 'MemberUnreachable'];
+  const reason = order.find((r) => failing.some((h) => h.failing!.reason === r))!;
+  const more = ' Run kubectl describe backend for each member\'s requests and errors.';
+  return condition('Degraded', true, reason, `${failing.map((h) => h.failing!.message).join('; ')}.${more}`, generation);
+}
+
+/**
+ * Adds Degraded and each member's figures to Backend statuses. Backends that serve nothing
+ * (no cluster) are left alone: their Accepted/ResolvedRefs conditions already say why.
+ */
+export function applyFleetHealth(statuses: ObjectStatus[], view: FleetHealthView, windowMs: number, published: (namespace: string, name: string) => ObjectStatus | undefined = () => undefined): ObjectStatus[] {
+  return statuses.map((s) => {
+    if (s.kind !== 'Backend' || !('priorities' in s)) return s;
+    const entry = view.get(`Backend/${s.namespace}/${s.name}`);
+    if (!entry) return s;
+    const b: BackendStatus = s;
+    const before = published(b.namespace, b.name);
+    const previous = before && before.kind === 'Backend' && 'priorities' in before ? before.priorities : [];
+    const generation = b.conditions.find((c) => c.observedGeneration !== undefined)?.observedGeneration;
+    const priorities = b.priorities.map((p) => ({
+      ...p,
+      members: p.members.map((m) => {
+        const h = p.envoyPriority === undefined ? undefined : entry.health.find((x) => x.priority === p.envoyPriority && x.name === m.name);
+        if (!h || entry.reporting !== 'yes') return m;
+        const was = previous.find((x) => x.priority === p.priority)?.members.find((x) => x.name === m.name);
+        return { ...m, requests: steady(was?.requests, h.figures.requests), errors: steady(was?.errors, h.figures.errors) };
+      }),
+    }));
+    return { ...b, conditions: [...b.conditions.filter((c) => c.type !== 'Degraded'), degraded(entry.health, entry.reporting, windowMs, generation)], priorities };
+  });
+}
