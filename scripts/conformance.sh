@@ -150,7 +150,8 @@ xds_port="${CONFORMANCE_XDS_PORT:-28000}"
 metrics_port="${CONFORMANCE_METRICS_PORT:-28090}"
 start_bg controller "$root/node_modules/.bin/tsx" src/cli/main.ts controller \
   --kubeconfig "$kubeconfig" --lease-namespace default \
-  --xds-port "$xds_port" --metrics-port "$metrics_port" --metrics-host 127.0.0.1
+  --xds-port "$xds_port" --metrics-port "$metrics_port" --metrics-host 127.0.0.1 \
+  --infrastructure host --envoy-path "$root/.toolchain/bin/envoy" --state-dir "$state/switchyard"
 kubectl apply -f - >/dev/null <<'EOF'
 apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
