@@ -271,17 +271,17 @@ describe('failover driven by kubectl', () => {
     expect(answer.answeredBy).toBe('p1');
     expect(attempts(p1.received())).toEqual([1]);
     expect(p0.received()).toHaveLength(0);
-    await waitFor(async () => (await condition('backend', 'chat', 'ResolvedRefs')).reason === 'SecretNotFound', { what: 'ResolvedRefs=False/SecretNotFound on Backend chat, read with kubectl', timeoutMs: 5_000 });
-    expect(await condition('backend', 'chat', 'ResolvedRefs')).toMatchObject({ status: 'False', reason: 'SecretNotFound' });
+    await waitFor(async () => (await condition('backends.switchyard.dev', 'chat', 'ResolvedRefs')).reason === 'SecretNotFound', { what: 'ResolvedRefs=False/SecretNotFound on Backend chat, read with kubectl', timeoutMs: 5_000 });
+    expect(await condition('backends.switchyard.dev', 'chat', 'ResolvedRefs')).toMatchObject({ status: 'False', reason: 'SecretNotFound' });
 
     // What a user reads: the printer columns of `kubectl get` (by short name and by category too)
     // and the per-member state in `kubectl describe`.
-    await waitFor(async () => /\bAI\s+True\s+False\s+True\s+1\s+1\b/.test(await kubectlOk(['get', 'backends', 'chat', '-n', ns.name])), { what: 'kubectl get backends to show AI True False True 1 1', timeoutMs: 5_000 });
+    await waitFor(async () => /\bAI\s+True\s+False\s+True\s+1\s+1\b/.test(await kubectlOk(['get', 'backends.switchyard.dev', 'chat', '-n', ns.name])), { what: 'kubectl get backends to show AI True False True 1 1', timeoutMs: 5_000 });
     const table = await kubectlOk(['get', 'sybe', 'chat', '-n', ns.name]);
-    expect(table.split('\n')[0]).toMatch(/^NAME\s+TYPE\s+ACCEPTED\s+RESOLVEDREFS\s+PROGRAMMED\s+PRIORITIES\s+USABLE\s+AGE$/);
-    expect(table.split('\n')[1]).toMatch(/^chat\s+AI\s+True\s+False\s+True\s+1\s+1\s+\S+$/);
+    expect(table.split('\n')[0]).toMatch(/^NAME\s+TYPE\s+ACCEPTED\s+RESOLVEDREFS\s+PROGRAMMED\s+PRIORITIES\s+USABLE\s+DEGRADED\s+AGE$/);
+    expect(table.split('\n')[1]).toMatch(/^chat\s+AI\s+True\s+False\s+True\s+1\s+1\s+(?:Unknown|False|True)\s+\S+$/);
     expect(await kubectlOk(['get', 'switchyard', '-n', ns.name, '-o', 'name'])).toContain('backend.switchyard.dev/chat');
-    const described = await kubectlOk(['describe', 'backend', 'chat', '-n', ns.name]);
+    const described = await kubectlOk(['describe', 'backends.switchyard.dev', 'chat', '-n', ns.name]);
     expect(described).toContain('SecretNotFound');
     expect(described).toMatch(/Secret \S+\/p0-key not found/);
     expect(described).toMatch(/Usable:\s+false/);
@@ -289,7 +289,7 @@ describe('failover driven by kubectl', () => {
     await apply('secrets.yaml', [secret('p0-key', 'Bearer sk-p0')]);
     await waitForHosts(`backend/${ns.name}/chat`, [[p0.port, 0], [p1.port, 1]], 'p0 back after its Secret was re-created');
     expect((await chat()).answeredBy).toBe('p0');
-    await waitFor(async () => (await condition('backend', 'chat', 'ResolvedRefs')).status === 'True', { what: 'ResolvedRefs=True on Backend chat again', timeoutMs: 5_000 });
+    await waitFor(async () => (await condition('backends.switchyard.dev', 'chat', 'ResolvedRefs')).status === 'True', { what: 'ResolvedRefs=True on Backend chat again', timeoutMs: 5_000 });
   });
 });
 
@@ -326,8 +326,8 @@ describe('a core Service backendRef', () => {
 describe('status', () => {
   it('is written by the replica holding the Lease and read back with kubectl', async () => {
     await waitFor(() => ctl.isLeader(), { what: 'the controller to hold the Lease', timeoutMs: 10_000 });
-    await waitFor(async () => (await condition('backend', 'chat', 'Programmed')).status === 'True', { what: 'Programmed=True on Backend chat', timeoutMs: 10_000 });
-    expect(await condition('backend', 'chat', 'Accepted')).toMatchObject({ status: 'True' });
+    await waitFor(async () => (await condition('backends.switchyard.dev', 'chat', 'Programmed')).status === 'True', { what: 'Programmed=True on Backend chat', timeoutMs: 10_000 });
+    expect(await condition('backends.switchyard.dev', 'chat', 'Accepted')).toMatchObject({ status: 'True' });
     expect(await condition('gateway', GATEWAY, 'Programmed')).toMatchObject({ status: 'True' });
     const lease = JSON.parse(await kubectlOk(['get', 'lease', '-n', ns.name, '-o', 'json'])) as { items: { spec?: { holderIdentity?: string } }[] };
     expect(lease.items.map((l) => l.spec?.holderIdentity)).toContain(`controller-test-${SUFFIX}`);

@@ -28,7 +28,8 @@ async function explain(path: string): Promise<string> {
   let out = '';
   // The API server publishes a CRD's OpenAPI a moment after the CRD is established.
   await waitFor(async () => {
-    const r = await kubectl(['explain', `backend.${path}`]);
+    // Group-qualified: another CRD of kind Backend (Envoy Gateway's, kgateway's, a test's) may exist.
+    const r = await kubectl(['explain', `backends.${path}`, '--api-version=switchyard.dev/v1alpha1']);
     out = r.stdout;
     return r.code === 0 && out.includes('DESCRIPTION:');
   }, { what: `kubectl explain backend.${path} to answer`, timeoutMs: 20_000 });

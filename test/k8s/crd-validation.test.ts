@@ -71,7 +71,7 @@ describe('kubectl apply of an invalid Backend is refused with the field named', 
     const applied = await kubectl(['apply', '-f', '-'], stringify(manifest));
     expect(applied.stderr).toBe('');
     expect(applied.code).toBe(0);
-    const got = await kubectl(['get', 'backend', 'valid', '-n', ns.name, '-o', 'jsonpath={.spec.type}']);
+    const got = await kubectl(['get', 'backends.switchyard.dev', 'valid', '-n', ns.name, '-o', 'jsonpath={.spec.type}']);
     expect(got.stdout).toBe('AI');
     expect(parseManifest(manifest).ok).toBe(true);
   });

@@ -136,7 +136,10 @@ export async function startReplica(opts: ReplicaOptions): Promise<Replica> {
 /** An Envoy whose bootstrap points at one replica's xDS port. */
 export async function startEnvoyFor(xdsPort: number, id: string): Promise<EnvoyProcess> {
   const adminPort = await freePort();
-  return startEnvoy({ bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: xdsPort }, nodeId: id, adminPort }), adminPort, id });
+  // No load reports: each replica counts only its own Envoys' load (fleet-wide sums are not built
+  // yet), so with reports on, a new leader would rightly rewrite Degraded and member figures from
+  // its own Envoy's view; these tests are about who writes, not about fleet health.
+  return startEnvoy({ bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: xdsPort }, nodeId: id, adminPort, loadReporting: false }), adminPort, id });
 }
 
 export interface GatewayObjects {
