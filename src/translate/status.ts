@@ -78,6 +78,12 @@ export interface HTTPRouteStatus {
   kind: 'HTTPRoute';
   namespace: string;
   name: string;
+  /**
+   * metadata.uid of the route translated: a route deleted and created again under its name (the
+   * conformance suite does so within milliseconds) translates to the same parents, yet has no
+   * status; a new uid makes the status writer write it again.
+   */
+  uid?: string;
   parents: RouteParentStatus[];
 }
 
