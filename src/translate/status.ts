@@ -45,6 +45,8 @@ export interface GatewayStatus {
   kind: 'Gateway';
   namespace: string;
   name: string;
+  /** metadata.uid: a Gateway created again under its name gets its status written (see HTTPRouteStatus.uid). */
+  uid?: string;
   conditions: Condition[];
   listeners: ListenerStatus[];
   /**
