@@ -20,8 +20,6 @@ function httpConnectionManager(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerC
       stat_prefix: statPrefix(l.name),
       codec_type: 'AUTO',
       rds: { route_config_name: l.name, config_source: { ...ADS_CONFIG_SOURCE } },
-      // Clients send "host:port"; virtual hosts are keyed by hostname only.
-      strip_any_host_port: true,
       // suppress_envoy_headers: the router would tell each member which Host the previous attempt
       // went to (x-envoy-original-host) and expose timings; x-envoy-attempt-count stays (a route option).
       http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ANY.router, suppress_envoy_headers: true } }],

@@ -162,6 +162,9 @@ export function toRouteConfiguration(l: ListenerIR, bodyLimits: BodyLimits = new
     // Routes may name clusters that do not exist (an invalid backendRef's share, answered 500);
     // RDS does not validate them by default, and saying so keeps static and RDS use alike.
     validate_clusters: false,
+    // Gateway API matches hostnames without the port ("very.specific.com:1234" is very.specific.com),
+    // yet the backend must see the Host the client sent: HCM's strip_any_host_port would rewrite it.
+    ignore_port_in_host_matching: true,
     virtual_hosts: l.virtualHosts.map((vh) => ({
       name: vh.name,
       domains: [...vh.domains],

@@ -232,6 +232,7 @@ export function gatewayStatus(gw: Gateway, listeners: ServedListener[]): Gateway
     kind: 'Gateway',
     namespace: gw.metadata.namespace,
     name: gw.metadata.name,
+    ...(gw.metadata.uid !== undefined ? { uid: gw.metadata.uid } : {}),
     listeners: listenerStatuses,
     conditions: [
       accepted,

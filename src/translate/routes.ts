@@ -478,5 +478,6 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
       : condition('Accepted', false, 'NoMatchingListenerHostname', `no listener of Gateway ${key} matches the route's hostnames`, gen)));
   }
 
-  return { status: { kind: 'HTTPRoute', namespace: route.metadata.namespace, name: route.metadata.name, parents }, placed, events };
+  const { namespace, name, uid } = route.metadata;
+  return { status: { kind: 'HTTPRoute', namespace, name, ...(uid !== undefined ? { uid } : {}), parents }, placed, events };
 }

@@ -45,6 +45,8 @@ export interface GatewayStatus {
   kind: 'Gateway';
   namespace: string;
   name: string;
+  /** metadata.uid: a Gateway created again under its name gets its status written (see HTTPRouteStatus.uid). */
+  uid?: string;
   conditions: Condition[];
   listeners: ListenerStatus[];
   /**
@@ -78,6 +80,12 @@ export interface HTTPRouteStatus {
   kind: 'HTTPRoute';
   namespace: string;
   name: string;
+  /**
+   * metadata.uid of the route translated: a route deleted and created again under its name (the
+   * conformance suite does so within milliseconds) translates to the same parents, yet has no
+   * status; a new uid makes the status writer write it again.
+   */
+  uid?: string;
   parents: RouteParentStatus[];
 }
 

@@ -233,8 +233,13 @@ describe('route-filters through the real Envoy: what the upstream and the client
     });
     await new Promise<void>((resolve) => upstream.listen(upstreamPort, '127.0.0.1', resolve));
     // The golden input, with its echo Backend pointed at the local upstream.
-    const text = readFileSync(join(HERE, 'route-filters.in.yaml'), 'utf8').replaceAll('{host: 10.0.0.1, port: 8000}', `{host: 127.0.0.1, port: ${upstreamPort}}`);
-    if (!text.includes(`port: ${upstreamPort}`)) throw new Error('route-filters.in.yaml no longer has the echo host this test rewrites');
+    const text = readFileSync(join(HERE, 'route-filters.in.yaml'), 'utf8')
+      .replaceAll('{host: 10.0.0.1, port: 8000}', `{host: 127.0.0.1, port: ${upstreamPort}}`)
+      .replaceAll('{name: http, port: 8000, protocol: TCP}', `{name: http, port: ${upstreamPort}, protocol: TCP}`)
+      .replaceAll('addresses: [10.0.0.1]', 'addresses: [127.0.0.1]');
+    if (!text.includes(`{host: 127.0.0.1, port: ${upstreamPort}}`) || !text.includes(`{name: http, port: ${upstreamPort}, protocol: TCP}`) || !text.includes('addresses: [127.0.0.1]')) {
+      throw new Error('route-filters.in.yaml no longer has the echo host, Service port or endpoint address this test rewrites');
+    }
     const bootstrap = staticBootstrap(envoyResources(snapshotOf([{ name: 'route-filters.in.yaml', text }]).inputs));
     port = await freePort();
     const listener = (bootstrap.static_resources as { listeners: JsonObject[] }).listeners[0];
@@ -330,6 +335,23 @@ describe('route-filters through the real Envoy: what the upstream and the client
     expect([...saw].sort()).toEqual(['a', 'b']);
     const one = await get('/one-backend');
     expect(one.seen?.headers['x-backend']).toBe('only');
+  });
+
+  it('a Host with a port is matched by its hostname alone and reaches the upstream unchanged', async () => {
+    // Gateway API: hostnames match without the port; the backend still sees the Host the client sent.
+    const answer = await get('/service', { host: 'api.example.com:1234' });
+    expect(answer.status).toBe(200);
+    expect(answer.seen?.host).toBe('api.example.com:1234');
+    const other = await get('/service', { host: 'other.example.com:1234' });
+    expect(other.status).toBe(404);
+    expect(other.seen).toBeUndefined();
+  });
+
+  it('a redirect from a Host with a port keeps the Gateway API port rules', async () => {
+    expect((await get('/docs/a', { host: 'api.example.com:1234' })).headers.location).toBe('https://docs.example.com:8443/manual/a');
+    expect((await get('/login', { host: 'api.example.com:1234' })).headers.location).toBe('http://api.example.com:10080/auth/login');
+    expect((await get('/to-https/a', { host: 'api.example.com:1234' })).headers.location).toBe('https://secure.example.com/to-https/a');
+    expect((await get('/to-port-80', { host: 'api.example.com:1234' })).headers.location).toBe('http://plain.example.com/to-port-80');
   });
 
   it('a rule filter Switchyard cannot apply is never skipped: RequestMirror drops its rule, ExtensionRef answers 500', async () => {

@@ -5,6 +5,8 @@ import { StatusBook } from '../../src/status/book.js';
 import type { ObjectRef } from '../../src/status/kinds.js';
 import { StatusWriter, type StatusWriterOptions } from '../../src/status/writer.js';
 import type { BackendStatus, HTTPRouteStatus, ObjectStatus } from '../../src/translate/status.js';
+import { translate } from '../../src/translate/index.js';
+import { snapshotOf } from '../golden/render.js';
 import { sleep } from '../support/wait.js';
 import { FakeObjects, quietLogger } from './status-fakes.js';
 
@@ -156,6 +158,61 @@ describe('StatusWriter', () => {
     await sleep(150);
     await w.idle();
     expect(objects.read(route)?.status?.parents).toEqual([{ parentRef: { group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'other' }, controllerName: 'example.com/other', conditions: [] }]);
+  });
+
+  it('writes the status of a route or Gateway deleted and created again under the same name, even when translation says the same', async () => {
+    // The conformance suite deletes HTTPRoute request-header-modifier and creates a new one of that
+    // name 15 ms later; both translate to the same parents, but the new object has no status yet.
+    const manifests = (uid: string, gatewayUid = 'gw-first'): string => `
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: switchyard}
+spec: {controllerName: ${CONTROLLER_NAME}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: ai, generation: 1, uid: ${gatewayUid}}
+spec:
+  gatewayClassName: switchyard
+  listeners: [{name: http, protocol: HTTP, port: 10080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: ai, generation: 1, uid: ${uid}}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /}}]}]
+`;
+    const routeStatuses = (uid: string): ObjectStatus[] =>
+      translate(snapshotOf([{ name: 'r.yaml', text: manifests(uid) }]).inputs).statuses.filter((s) => s.kind === 'HTTPRoute');
+    const objects = new FakeObjects();
+    objects.put(route, { metadata: { uid: 'first' } });
+    const w = writer(objects);
+    w.setLeading(true);
+    w.update(routeStatuses('first'));
+    await sleep(30);
+    await w.idle();
+    expect(objects.read(route)?.status?.parents).toHaveLength(1);
+    objects.put(route, { metadata: { uid: 'second' } });
+    expect(objects.read(route)?.status).toBeUndefined();
+    w.update(routeStatuses('second'));
+    await sleep(150);
+    await w.idle();
+    expect(objects.read(route)?.status?.parents).toHaveLength(1);
+
+    const gateway: ObjectRef = { kind: 'Gateway', namespace: 'ai', name: 'gw' };
+    const gatewayStatuses = (gatewayUid: string): ObjectStatus[] =>
+      translate(snapshotOf([{ name: 'r.yaml', text: manifests('second', gatewayUid) }]).inputs).statuses.filter((s) => s.kind === 'Gateway');
+    objects.put(gateway, { metadata: { uid: 'gw-first' } });
+    w.update(gatewayStatuses('gw-first'));
+    await sleep(150);
+    await w.idle();
+    expect(conditionOf(objects, gateway, 'Accepted')).toMatchObject({ status: 'True' });
+    objects.put(gateway, { metadata: { uid: 'gw-second' } });
+    w.update(gatewayStatuses('gw-second'));
+    await sleep(150);
+    await w.idle();
+    expect(conditionOf(objects, gateway, 'Accepted')).toMatchObject({ status: 'True' });
   });
 
   it('counts an object deleted before its write as notFound, without an error', async () => {
