@@ -264,10 +264,18 @@ describe('kill -9 of serve under load', () => {
   beforeAll(async () => {
     scene = await startScene('serve');
     stateDir = join(scene.root, 'state');
-    xdsPort = await freePort();
-    metricsPort = await freePort();
-    first = startSwitchyard(serveArgs(), join(scene.root, 'serve-1.log'));
-    await untilReady(first, metricsPort);
+    // A port picked free can be taken by a parallel test before serve binds it: pick again then.
+    for (let attempt = 1; ; attempt++) {
+      xdsPort = await freePort();
+      metricsPort = await freePort();
+      first = startSwitchyard(serveArgs(), join(scene.root, `serve-1.${attempt}.log`));
+      try {
+        await untilReady(first, metricsPort);
+        break;
+      } catch (err) {
+        if (attempt >= 3 || !/is in use/.test(first.tail())) throw err;
+      }
+    }
     const adminPort = await freePort();
     envoy = await startEnvoy({ id: 'outage-serve', adminPort, bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: xdsPort }, nodeId: 'outage-serve', adminPort }) });
     await waitForTraffic(envoy, scene.listenerPort);
