@@ -131,8 +131,9 @@ function duplicateNames(pools: Candidate[][]): string[] {
 }
 
 export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, Secret>): TranslatedBackend {
-  const { namespace, name, generation } = backend.metadata;
+  const { namespace, name, generation, uid } = backend.metadata;
   const key = `${namespace}/${name}`;
+  const identity = uid !== undefined ? { uid } : {};
   const pools = backend.spec.type === 'AI' ? aiCandidates(backend) : staticCandidates(backend);
   const multi = pools.length > 1;
   const retry = backendRetryPlan(backend.spec.retry, pools.length);
@@ -147,7 +148,7 @@ export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, 
     return {
       key, retry, credentials: [], events: [], unavailable: `Backend ${key} is invalid: ${message}`,
       status: {
-        kind: 'Backend', namespace, name, priorities: [], servedPriorities: 0, usableMembers: 0, totalMembers: pools.flat().length,
+        kind: 'Backend', namespace, name, ...identity, priorities: [], servedPriorities: 0, usableMembers: 0, totalMembers: pools.flat().length,
         conditions: [
           condition('Accepted', false, 'Invalid', message, generation),
           condition('ResolvedRefs', 'Unknown', 'Invalid', 'references are not checked until the spec is valid', generation),
@@ -234,6 +235,6 @@ export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, 
     events,
     ...(cluster ? { cluster } : {}),
     ...(unavailable ? { unavailable } : {}),
-    status: { kind: 'Backend', namespace, name, conditions, priorities: priorityStatus, servedPriorities: priorities.length, usableMembers: usable, totalMembers: all.length },
+    status: { kind: 'Backend', namespace, name, ...identity, conditions, priorities: priorityStatus, servedPriorities: priorities.length, usableMembers: usable, totalMembers: all.length },
   };
 }

@@ -26,6 +26,8 @@ export interface BackendStatus {
   kind: 'Backend';
   namespace: string;
   name: string;
+  /** metadata.uid: a Backend created again under its name gets its status written (see HTTPRouteStatus.uid). */
+  uid?: string;
   conditions: Condition[];
   priorities: PriorityStatus[];
   /** Envoy priority levels in use (pools with at least one usable member). */

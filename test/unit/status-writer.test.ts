@@ -213,6 +213,26 @@ spec:
     await sleep(150);
     await w.idle();
     expect(conditionOf(objects, gateway, 'Accepted')).toMatchObject({ status: 'True' });
+
+    const chat: ObjectRef = { kind: 'Backend', namespace: 'ai', name: 'chat' };
+    const backendStatuses = (uid: string): ObjectStatus[] =>
+      translate(snapshotOf([{ name: 'b.yaml', text: `
+apiVersion: switchyard.dev/v1alpha1
+kind: Backend
+metadata: {name: chat, namespace: ai, generation: 1, uid: ${uid}}
+spec: {type: Static, static: {priorities: [{hosts: [{host: 10.0.0.1, port: 8080}]}]}}
+` }]).inputs).statuses.filter((s) => s.kind === 'Backend');
+    objects.put(chat, { metadata: { uid: 'b-first' } });
+    w.update(backendStatuses('b-first'));
+    await sleep(150);
+    await w.idle();
+    expect(conditionOf(objects, chat, 'Accepted')).toMatchObject({ status: 'True' });
+    objects.put(chat, { metadata: { uid: 'b-second' } });
+    expect(objects.read(chat)?.status).toBeUndefined();
+    w.update(backendStatuses('b-second'));
+    await sleep(150);
+    await w.idle();
+    expect(conditionOf(objects, chat, 'Accepted')).toMatchObject({ status: 'True' });
   });
 
   it('counts an object deleted before its write as notFound, without an error', async () => {
