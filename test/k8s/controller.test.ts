@@ -303,8 +303,9 @@ describe('a core Service backendRef', () => {
     expect(answer).toMatchObject({ content: 'answered by svc', answeredBy: 'svc' });
     const [received] = svc.received();
     expect(received?.path).toBe('/v1/chat/completions');
-    // The client's Host (the listener strips its port), not the endpoint's address.
-    expect(received?.host).toBe('127.0.0.1');
+    // The client's Host as sent, port included (Gateway API; hostnames match without it), not the
+    // endpoint's address.
+    expect(received?.host).toBe(`127.0.0.1:${listenerPort}`);
     // No retries for a Service unless the route asks for them.
     expect(attempts(svc.received())).toEqual([1]);
   });
