@@ -5,7 +5,7 @@ import { assertConfigPathReadable, FileProvider } from '../providers/file.js';
 import type { ConfigLimits } from '../providers/manifest-files.js';
 import { startAiExtensionProcess, type AiExtensionProcess } from './ai-extension-process.js';
 import { assertPortFree, assertServingPortsFree } from './ports.js';
-import { startGatewayRuntime, type RunningGateway, type ServingOptions } from './gateway-runtime.js';
+import { startGatewayRuntime, type GatewayRuntimeOptions, type RunningGateway, type ServingOptions } from './gateway-runtime.js';
 import { HostInfrastructure, type HostInfrastructureOptions } from '../infrastructure/host.js';
 import { defaultStateDir, lockStateDir, openStateDir, type StateDir } from './state-dir.js';
 
@@ -107,14 +107,31 @@ async function startEnvoys(runtime: RunningGateway, host: { state: StateDir; inf
   host.infrastructure.start({ socket: await runtime.xds.listenEnvoySocket(host.state.envoySocket) });
 }
 
+/** The shared pipeline (gateway-runtime.ts) fed by the file provider watching `opts.config`. */
+function startFileRuntime(
+  opts: ServeOptions,
+  envoy: ServingOptions['envoy'],
+  extra: Pick<GatewayRuntimeOptions, 'infrastructure' | 'extraMetrics'>,
+): Promise<RunningGateway> {
+  const { config, limits, logger, aiExtension: _extension, infrastructure: _host, ...servers } = opts;
+  return startGatewayRuntime({
+    ...servers,
+    envoy,
+    logger,
+    provider: new FileProvider({ path: config, logger, ...(limits ? { limits } : {}) }),
+    origin: { config },
+    ...extra,
+  });
+}
+
 async function serveInProcess(
   opts: ServeOptions,
   extensionOptions: false | { port: number; host?: string; advertise?: string },
   host: { state: StateDir; unlock: () => void; infrastructure: HostInfrastructure } | undefined,
 ): Promise<RunningServe> {
-  const { config, limits, logger, aiExtension: _extension, infrastructure: _host, ...servers } = opts;
+  const { logger } = opts;
   let extension: RunningAiExtension | undefined;
-  let envoy = servers.envoy;
+  let envoy = opts.envoy;
   if (extensionOptions !== false) {
     // Bound first: its port goes into the configuration Envoy receives.
     await assertPortFree('ai-extension', extensionOptions.host ?? '127.0.0.1', extensionOptions.port);
@@ -123,14 +140,7 @@ async function serveInProcess(
   }
   let runtime: RunningGateway;
   try {
-    runtime = await startGatewayRuntime({
-      ...servers,
-      envoy,
-      logger,
-      provider: new FileProvider({ path: config, logger, ...(limits ? { limits } : {}) }),
-      origin: { config },
-      ...(host ? { infrastructure: host.infrastructure } : {}),
-    });
+    runtime = await startFileRuntime(opts, envoy, host ? { infrastructure: host.infrastructure } : {});
   } catch (err) {
     await extension?.stop();
     throw err;
@@ -178,7 +188,7 @@ async function serveInProcess(
  * pipeline; then the Unix socket the extension reads credentials from, at the same path as before.
  */
 async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionChildOptions): Promise<RunningServe> {
-  const { config, limits, logger, aiExtension: extensionOptions, infrastructure: hostChoice, ...servers } = opts;
+  const { config, logger, aiExtension: extensionOptions, infrastructure: hostChoice } = opts;
   if (extensionOptions === false || extensionOptions === undefined) throw new Error('serve: no AI extension options');
   const state = openStateDir(child.stateDir ?? hostChoice?.stateDir ?? defaultStateDir(config));
   const unlock = lockStateDir(state);
@@ -195,17 +205,9 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
       ...(child.logLevel ? { logLevel: child.logLevel } : {}),
       logger: logger.child({ component: 'ai-extension' }),
     });
-    const envoy = { ...servers.envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };
+    const envoy = { ...opts.envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };
     const running = extension;
-    runtime = await startGatewayRuntime({
-      ...servers,
-      envoy,
-      logger,
-      provider: new FileProvider({ path: config, logger, ...(limits ? { limits } : {}) }),
-      origin: { config },
-      extraMetrics: () => running.metrics(),
-      ...(infrastructure ? { infrastructure } : {}),
-    });
+    runtime = await startFileRuntime(opts, envoy, { extraMetrics: () => running.metrics(), ...(infrastructure ? { infrastructure } : {}) });
     // Left behind by a serve that was killed; the lock says no live serve owns it.
     rmSync(state.socket, { force: true });
     await runtime.xds.listenUnix(state.socket);

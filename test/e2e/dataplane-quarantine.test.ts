@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TypeUrl } from '../../src/envoy/resources.js';
 import type { NackEvent } from '../../src/xds/server.js';
-import { aiBackend, gatewayManifests, GATEWAY, httpRoute, NAMESPACE, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+import { aiBackend, gatewayManifests, GATEWAY, httpRoute, NAMESPACE, regexRoute, routeAccepted, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -25,20 +25,7 @@ function otherGateway(port: number): Manifest[] {
   ];
 }
 
-function regexRoute(name: string, regex: string): Manifest {
-  return {
-    apiVersion: 'gateway.networking.k8s.io/v1',
-    kind: 'HTTPRoute',
-    metadata: { name, namespace: NAMESPACE },
-    spec: { parentRefs: [{ name: GATEWAY }], rules: [{ matches: [{ path: { type: 'RegularExpression', value: regex } }], backendRefs: [{ group: 'switchyard.dev', kind: 'Backend', name: 'chat' }] }] },
-  };
-}
 
-function accepted(route: string): { status?: string; reason?: string; message?: string } {
-  const s = gw.status('HTTPRoute', route);
-  const parent = s && 'parents' in s ? s.parents[0] : undefined;
-  return parent?.conditions.find((c) => c.type === 'Accepted') ?? {};
-}
 
 beforeAll(async () => {
   gw = await startGatewayFixture({
@@ -74,12 +61,12 @@ describe('an Envoy of one Gateway', () => {
 
   it('gets the route it rejects isolated and named; a new valid route on its listener answers', async () => {
     await waitFor(async () => (await gw.chat('/v1')).answeredBy === 'p0', { what: '/v1 to be answered by p0' });
-    gw.write('routes.yaml', [httpRoute('chat', [{ path: '/v1', backend: 'chat' }]), regexRoute('tokens', TOKEN_REGEX)]);
+    gw.write('routes.yaml', [httpRoute('chat', [{ path: '/v1', backend: 'chat' }]), regexRoute('tokens', TOKEN_REGEX, 'chat')]);
     await waitFor(() => nacks.length > 0, { what: 'Envoy to NACK the route with the token regex', timeoutMs: 10_000 });
-    await waitFor(() => accepted('tokens').status === 'False', { what: `Accepted=False on HTTPRoute ai/tokens (now ${JSON.stringify(accepted('tokens'))})`, timeoutMs: 10_000 });
-    expect(accepted('tokens')).toMatchObject({ reason: 'UnsupportedValue' });
-    expect(accepted('tokens').message).toContain('RE2 program size of');
-    gw.write('routes.yaml', [httpRoute('chat', [{ path: '/v1', backend: 'chat' }]), regexRoute('tokens', TOKEN_REGEX), httpRoute('fresh', [{ path: '/v3', backend: 'chat' }])]);
+    await waitFor(() => routeAccepted(gw, 'tokens').status === 'False', { what: `Accepted=False on HTTPRoute ai/tokens (now ${JSON.stringify(routeAccepted(gw, 'tokens'))})`, timeoutMs: 10_000 });
+    expect(routeAccepted(gw, 'tokens')).toMatchObject({ reason: 'UnsupportedValue' });
+    expect(routeAccepted(gw, 'tokens').message).toContain('RE2 program size of');
+    gw.write('routes.yaml', [httpRoute('chat', [{ path: '/v1', backend: 'chat' }]), regexRoute('tokens', TOKEN_REGEX, 'chat'), httpRoute('fresh', [{ path: '/v3', backend: 'chat' }])]);
     await waitFor(async () => (await gw.chat('/v3').catch(() => ({ answeredBy: null }))).answeredBy === 'p0', { what: '/v3 (a new valid route) to be answered', timeoutMs: 10_000 });
     await waitFor(() => gw.condition('Gateway', GATEWAY, 'Programmed')?.status === 'True', { what: 'Programmed=True on the Gateway once the rest is ACKed', timeoutMs: 10_000 });
     // No Envoy serves the other Gateway: it waits, whatever this Envoy ACKed.

@@ -144,6 +144,23 @@ export function httpRoute(name: string, rules: RouteRule[]): Manifest {
   };
 }
 
+/** An HTTPRoute on the fixture's Gateway matching one RegularExpression path, to `backend`. */
+export function regexRoute(name: string, regex: string, backend: string): Manifest {
+  return {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { name, namespace: NAMESPACE },
+    spec: { parentRefs: [{ name: GATEWAY }], rules: [{ matches: [{ path: { type: 'RegularExpression', value: regex } }], backendRefs: [{ group: 'switchyard.dev', kind: 'Backend', name: backend }] }] },
+  };
+}
+
+/** A route's Accepted condition on its first parent, as the fixture's controller reports it. */
+export function routeAccepted(gw: GatewayFixture, route: string): { status?: string; reason?: string; message?: string } {
+  const s = gw.status('HTTPRoute', route);
+  const parent = s && 'parents' in s ? s.parents[0] : undefined;
+  return parent?.conditions.find((c) => c.type === 'Accepted') ?? {};
+}
+
 export function clusterName(backend: string): string {
   return `backend/${NAMESPACE}/${backend}`;
 }
