@@ -238,6 +238,7 @@ async function runServe(args: string[]): Promise<number> {
   const extensionAddress = values['ai-extension-address'] ?? '127.0.0.1';
   const level = logLevel(values['log-level']);
   const logger = createLogger({ level, name: 'switchyard' });
+  const signals = watchSignals(logger);
   const stateDir = values['state-dir'];
   const infrastructure = infrastructureChoice(values, 'auto', logger);
   const running = await serve({
@@ -268,7 +269,7 @@ async function runServe(args: string[]): Promise<number> {
         },
     ...(infrastructure ? { infrastructure: { ...infrastructure, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),
   });
-  await untilSignal(running, logger);
+  await signals.until(running);
   return 0;
 }
 
@@ -352,6 +353,7 @@ async function runAiExtension(args: string[]): Promise<number> {
   if (graceText !== undefined && orphanGraceMs === undefined) throw new UsageError(`--orphan-grace: ${DURATION_HINT}, got "${graceText}"`);
   const host = values.host ?? '0.0.0.0';
   const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard-ai-extension' });
+  const signals = watchSignals(logger);
   const port = int(values.port, '--port', 18001);
   const metricsPort = int(values['metrics-port'], '--metrics-port', 9091);
   const metricsHost = values['metrics-host'] ?? '0.0.0.0';
@@ -362,7 +364,7 @@ async function runAiExtension(args: string[]): Promise<number> {
   if (stateFile !== undefined) {
     writeExtensionRecord(stateFile, { pid: process.pid, port: running.port, host, socket: socket ?? '', ...(running.metricsPort !== undefined ? { metricsPort: running.metricsPort } : {}) });
   }
-  const stopping = untilSignal(running, logger);
+  const stopping = signals.until(running);
   let orphanCheck: NodeJS.Timeout | undefined;
   const ended = new Promise<void>((resolve) => {
     if (orphanGraceMs === undefined) return;
@@ -390,16 +392,33 @@ function logLevel(value: string | undefined): LogLevel {
   return known;
 }
 
-/** Serves until SIGINT or SIGTERM, then stops cleanly. */
-function untilSignal(running: Pick<RunningGateway, 'stop'>, logger: ReturnType<typeof createLogger>): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const shutdown = (signal: string) => {
-      logger.info({ signal }, 'shutting down');
-      running.stop().then(resolve, resolve);
-    };
-    process.once('SIGINT', () => shutdown('SIGINT'));
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-  });
+/**
+ * Listens for SIGINT and SIGTERM from before a command starts serving: a signal that arrives
+ * while it starts (after its first log lines, say) would otherwise find no handler and kill the
+ * process outright. `until(running)` serves until a signal, then stops cleanly; a signal that came
+ * during start-up stops it as soon as it is up.
+ */
+function watchSignals(logger: ReturnType<typeof createLogger>): { until(running: Pick<RunningGateway, 'stop'>): Promise<void> } {
+  let received: string | undefined;
+  let onSignal: ((signal: string) => void) | undefined;
+  const take = (signal: string): void => {
+    if (received !== undefined) return;
+    received = signal;
+    onSignal?.(signal);
+  };
+  process.once('SIGINT', () => take('SIGINT'));
+  process.once('SIGTERM', () => take('SIGTERM'));
+  return {
+    until: (running) =>
+      new Promise<void>((resolve) => {
+        const shutdown = (signal: string): void => {
+          logger.info({ signal }, 'shutting down');
+          running.stop().then(resolve, resolve);
+        };
+        if (received !== undefined) shutdown(received);
+        else onSignal = shutdown;
+      }),
+  };
 }
 
 function namespaceList(value: string | undefined): string[] {
@@ -466,6 +485,7 @@ async function runController(args: string[]): Promise<number> {
     throw new UsageError('--xds-tls-secrets needs --xds-tls-dns: the names Envoy and the AI extension dial the controller by (its Service, e.g. switchyard.switchyard-system.svc)');
   }
   const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard' });
+  const signals = watchSignals(logger);
   // In a cluster Envoy runs in its own pods: the controller runs Envoys only when asked.
   const infrastructure = infrastructureChoice(values, 'none', logger);
   const stateDir = values['state-dir'];
@@ -489,7 +509,7 @@ async function runController(args: string[]): Promise<number> {
     logger,
     ...(infrastructure ? { infrastructure: { ...infrastructure, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),
   });
-  await untilSignal(running, logger);
+  await signals.until(running);
   return 0;
 }
 

@@ -177,3 +177,23 @@ current-context: x
     expect(noContext.stderr).toContain(`kubeconfig ${empty} has no current-context: set one (kubectl config use-context NAME)`);
   });
 });
+
+describe('signals', () => {
+  it('a SIGTERM that arrives while serve is still starting stops it cleanly (exit 0), not by the signal', async () => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'serve', '--config', join(ROOT, 'examples'), '--no-envoy', '--no-ai-extension',
+        '--xds-port', '0', '--xds-host', '127.0.0.1', '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'signal-state')],
+      { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let stderr = '';
+    // The first log line comes before serve is up: the signal lands during start-up.
+    child.stderr.once('data', () => child.kill('SIGTERM'));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('close', (c, s) => resolve([c, s])));
+    clearTimeout(timer);
+    expect({ code, signal }, stderr.slice(-1_000)).toEqual({ code: 0, signal: null });
+    expect(stderr).toContain('"msg":"shutting down"');
+  });
+});
