@@ -13,7 +13,7 @@ import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
 import { DnsProbe } from '../status/dns-probe.js';
 import { applyFleetHealth, fleetHealthView, LoadWindow, type FleetHealthView } from '../status/fleet-health.js';
-import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type ServedAs } from '../status/programmed.js';
+import { applyXdsFeedback, servedAsFromIr, type ServedAs } from '../status/programmed.js';
 import type { ObjectStatus, WarningEvent } from '../translate/status.js';
 import { SHARED_VIEW, SnapshotCache } from '../xds/cache.js';
 import { loadReportingService } from '../xds/lrs.js';
@@ -145,26 +145,12 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   let fleetHealth: FleetHealthView = new Map();
   let problems: Problem[] = [];
   let loaded = false;
+  /** xds.fleetChanges when statuses were last computed: ACKs that changed nothing cost nothing. */
+  let publishedFleet = -1;
 
   const publishStatuses = (): void => {
-    const clients: ClientTypeFeedback[] = xds.clients().flatMap((c) =>
-      c.types.map((t) => ({
-        nodeId: c.nodeId,
-        view: c.gateway ?? SHARED_VIEW,
-        typeUrl: t.typeUrl,
-        state: t.state,
-        ...(t.sentVersion !== undefined ? { sentVersion: t.sentVersion } : {}),
-        ...(t.state === 'rejected' && t.lastNack ? { nackMessage: t.lastNack.message } : {}),
-      })),
-    );
-    const versions = new Map<string, Record<string, string | undefined>>();
-    for (const key of new Set(clients.map((c) => c.view))) {
-      const view = cache.view(key === SHARED_VIEW ? undefined : key);
-      const current: Record<string, string | undefined> = {};
-      for (const kind of PUSH_ORDER) current[TypeUrl[kind]] = view.snapshot(TypeUrl[kind])?.version;
-      versions.set(key, current);
-    }
-    const fed = applyXdsFeedback(translated, servedAs, { clients, versions });
+    publishedFleet = xds.fleetChanges;
+    const fed = applyXdsFeedback(translated, servedAs, { views: xds.fleet() });
     const hosted = opts.infrastructure ? opts.infrastructure.statuses(fed) : fed;
     const overlaid = opts.statusOverlay ? opts.statusOverlay.apply(hosted) : hosted;
     const { changed, removed } = book.update(applyFleetHealth(overlaid, fleetHealth, lrs.windowMs, (namespace, name) => book.get('Backend', namespace, name)));
@@ -180,6 +166,10 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       statusTimer = undefined;
       publishStatuses();
     }, STATUS_COALESCE_MS);
+  };
+
+  const scheduleFleetStatuses = (): void => {
+    if (xds.fleetChanges !== publishedFleet) scheduleStatuses();
   };
 
   const refreshHealth = (): void => {
@@ -290,8 +280,9 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   xds.on('sent', (e) => metrics.xdsPushes.inc({ type_url: e.typeUrl }));
   xds.on('ack', (e) => {
     if (e.typeUrl === TypeUrl.route && quarantine.ack(e.nodeId, wholeRouteVersion(e.version))) retranslate();
-    scheduleStatuses();
   });
+  // Status follows the fleet's ACK state per version, not each ACK, connect or disconnect.
+  xds.on('fleet', scheduleFleetStatuses);
   xds.on('nack', (e) => {
     metrics.xdsNacks.inc({ type_url: e.typeUrl });
     log.warn({ node: e.nodeId, typeUrl: e.typeUrl, version: e.version }, `Envoy rejected configuration: ${e.message}`);
@@ -299,7 +290,6 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       log.warn({ node: e.nodeId, held: [...quarantine.excluded()] }, 'leaving the HTTPRoutes Envoy rejected out of the configuration');
       retranslate();
     }
-    scheduleStatuses();
   });
   xds.on('connected', (e) => {
     metrics.xdsClients.inc({ kind: e.kind });
@@ -308,7 +298,6 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   xds.on('disconnected', (e) => {
     metrics.xdsClients.dec({ kind: e.kind });
     log.info({ node: e.nodeId, kind: e.kind }, 'Envoy disconnected');
-    scheduleStatuses();
   });
 
   let xdsPort: number;

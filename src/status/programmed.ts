@@ -5,21 +5,15 @@ import type { IR } from '../ir/model.js';
 import type { ObjectStatus } from '../translate/status.js';
 import { SHARED_VIEW } from '../xds/cache.js';
 
-/** What the xDS server knows about one client for one type, reduced to what status needs. */
-export interface ClientTypeFeedback {
-  nodeId: string;
-  /** The Gateway ("namespace/name") the client serves, or SHARED_VIEW. */
-  view: string;
-  typeUrl: string;
-  state: 'pending' | 'acked' | 'rejected';
-  sentVersion?: string;
-  nackMessage?: string;
+/** What the fleet did with one view's current version of one type (src/xds/ack-ledger.ts). */
+export interface FleetTypeFeedback {
+  acked: boolean;
+  rejected: readonly { nodeId: string; message: string }[];
 }
 
 export interface XdsFeedback {
-  clients: ClientTypeFeedback[];
-  /** Current version per type, per view that has clients. */
-  versions: ReadonlyMap<string, Readonly<Record<string, string | undefined>>>;
+  /** Per view (Gateway key or SHARED_VIEW) some Envoy was served from, per type URL. */
+  views: ReadonlyMap<string, ReadonlyMap<string, FleetTypeFeedback>>;
 }
 
 /** Envoy resources an object is served as, and the views (data planes) that serve them. */
@@ -67,93 +61,44 @@ function objectKey(s: { kind: string; namespace: string; name: string }): string
   return `${s.kind}/${s.namespace}/${s.name}`;
 }
 
-/** One view's clients, grouped once per status rebuild. */
-interface ViewFeedback {
-  /** nodeId → typeUrl → feedback. */
-  nodes: Map<string, Map<string, ClientTypeFeedback>>;
-  rejected: ClientTypeFeedback[];
-  /** Memo: served type set → how many nodes ACKed the view's current version of each. */
-  ackedBy: Map<string, number>;
-}
-
-function groupByView(feedback: XdsFeedback): Map<string, ViewFeedback> {
-  const views = new Map<string, ViewFeedback>();
-  for (const c of feedback.clients) {
-    let view = views.get(c.view);
-    if (view === undefined) {
-      view = { nodes: new Map(), rejected: [], ackedBy: new Map() };
-      views.set(c.view, view);
-    }
-    let types = view.nodes.get(c.nodeId);
-    if (types === undefined) {
-      types = new Map();
-      view.nodes.set(c.nodeId, types);
-    }
-    types.set(c.typeUrl, c);
-    if (c.state === 'rejected') view.rejected.push(c);
-  }
-  return views;
-}
-
-/** Nodes of `view` that ACKed the view's current version of every type in `typeUrls`. */
-function ackedCount(view: string, feedback: ViewFeedback, typeUrls: readonly string[], versions: XdsFeedback['versions']): number {
-  const memoKey = typeUrls.join(' ');
-  const memo = feedback.ackedBy.get(memoKey);
-  if (memo !== undefined) return memo;
-  const current = versions.get(view) ?? {};
-  let count = 0;
-  for (const types of feedback.nodes.values()) {
-    const ok = typeUrls.every((typeUrl) => {
-      const c = types.get(typeUrl);
-      // Wildcard types carry the view's version; named subsets have their own.
-      return c !== undefined && c.state === 'acked' && (typeUrl !== TypeUrl.cluster && typeUrl !== TypeUrl.listener ? true : c.sentVersion === current[typeUrl]);
-    });
-    if (ok) count++;
-  }
-  feedback.ackedBy.set(memoKey, count);
-  return count;
-}
-
 /**
- * Programmed from the Envoys that serve the object (its Gateway's own, or those that serve
- * every Gateway): Rejected when one of them NACKed a type this object is served as (and the
- * error names one of its resources, or names none of the type's resources at all); True once
- * one ACKed the current version of each of those types; Pending otherwise. The cost is the
- * object's views (ACK counts are kept per view and type set), not the number of clients.
+ * Programmed from what the Envoys that serve the object (its Gateway's own, or those that serve
+ * every Gateway) did with the current version of each type it is served as: Rejected when one of
+ * them NACKed such a type (and the error names one of its resources, or names none of the type's
+ * resources at all); True once, in one view, each of those types was ACKed; Pending otherwise.
+ * Nothing here depends on how many Envoys there are or on whether they are connected now: an
+ * Envoy keeps serving what it ACKed, and a fleet that reconnects rewrites no status.
  * `namesOfType`: every resource name served per type URL, by all objects.
  */
 function programmed(
   served: ServedObject,
-  views: ReadonlyMap<string, ViewFeedback>,
-  versions: XdsFeedback['versions'],
+  feedback: XdsFeedback,
   generation: number | undefined,
   namesOfType: ReadonlyMap<string, ReadonlySet<string>>,
 ): Condition {
-  let nodes = 0;
-  let acked = 0;
-  const typeUrls = [...new Set(served.resources.map((r) => r.typeUrl))].sort();
+  let acked = false;
+  const typeUrls = [...new Set(served.resources.map((r) => r.typeUrl))];
   for (const key of served.views) {
-    const view = views.get(key);
+    const view = feedback.views.get(key);
     if (view === undefined) continue;
-    for (const c of view.rejected) {
-      const ofType = served.resources.filter((r) => r.typeUrl === c.typeUrl);
-      if (ofType.length === 0) continue;
-      const message = c.nackMessage ?? '';
-      // Envoy does not always name the resource it rejects (RE2 errors quote only the pattern,
-      // which may itself contain "/"): an error that names none of the type's resources is
-      // charged to every object served as that type.
-      const namesAny = [...(namesOfType.get(c.typeUrl) ?? [])].some((n) => message.includes(n));
-      if (ofType.some((r) => r.names.some((n) => message.includes(n))) || !namesAny) {
-        return condition('Programmed', false, 'Rejected', `Envoy ${c.nodeId} rejected the configuration: ${shortNackReason(message)}`, generation);
+    for (const typeUrl of typeUrls) {
+      const ofType = served.resources.filter((r) => r.typeUrl === typeUrl);
+      for (const nack of view.get(typeUrl)?.rejected ?? []) {
+        // Envoy does not always name the resource it rejects (RE2 errors quote only the pattern,
+        // which may itself contain "/"): an error that names none of the type's resources is
+        // charged to every object served as that type.
+        const namesAny = [...(namesOfType.get(typeUrl) ?? [])].some((n) => nack.message.includes(n));
+        if (ofType.some((r) => r.names.some((n) => nack.message.includes(n))) || !namesAny) {
+          return condition('Programmed', false, 'Rejected', `Envoy ${nack.nodeId} rejected the configuration: ${shortNackReason(nack.message)}`, generation);
+        }
       }
     }
-    nodes += view.nodes.size;
-    acked += ackedCount(key, view, typeUrls, versions);
+    if (typeUrls.every((typeUrl) => view.get(typeUrl)?.acked === true)) acked = true;
   }
-  if (nodes === 0) return condition('Programmed', false, 'Pending', 'no Envoy that serves it is connected yet', generation);
-  if (acked === 0) return condition('Programmed', false, 'Pending', 'waiting for a connected Envoy to acknowledge the configuration', generation);
-  // No count in the message: a status that moved with fleet size would be rewritten on every
-  // connect and ACK of every Envoy (issue 9 measured 41,039 rewrites in one 1,000-Envoy run).
+  // The message of translation's own Pending: a status that moved with the fleet (no Envoy
+  // connected, N of M ACKed) would be rewritten on every connect and ACK (issue 9 measured
+  // 41,039 rewrites in one 1,000-Envoy run).
+  if (!acked) return condition('Programmed', false, 'Pending', 'waiting for a connected Envoy to acknowledge the configuration', generation);
   return condition('Programmed', true, 'Programmed', 'acknowledged by the Envoys that serve it', generation);
 }
 
@@ -167,13 +112,12 @@ export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, f
       namesOfType.set(r.typeUrl, names);
     }
   }
-  const views = groupByView(feedback);
   return statuses.map((s) => {
     const served = servedAs.get(objectKey(s));
     if (!served || served.resources.length === 0 || !('conditions' in s)) return s;
     const current = s.conditions.find((c) => c.type === 'Programmed');
     if (!current || current.reason !== 'Pending') return s;
-    const next = programmed(served, views, feedback.versions, current.observedGeneration, namesOfType);
+    const next = programmed(served, feedback, current.observedGeneration, namesOfType);
     const replace = (conditions: Condition[]): Condition[] =>
       conditions.map((c) => (c.type === 'Programmed' && c.reason === 'Pending' ? { ...next, ...(c.observedGeneration !== undefined ? { observedGeneration: c.observedGeneration } : {}) } : c));
     if (s.kind === 'Gateway' && 'listeners' in s) {

@@ -145,7 +145,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
       if (this.permitted(typeUrl, resource.name)) admitted.push(resource);
       else withheld.add(resource.name);
     }
-    this.respond(typeUrl, state, admitted, withheld.size === 0 ? snapshot : without(snapshot, withheld));
+    this.respond(typeUrl, state, admitted, withheld.size === 0 ? snapshot : without(snapshot, withheld), snapshot.version);
   }
 
   /** Whether this client may receive `name`; a refusal is logged once per name (never the value). */
@@ -182,9 +182,10 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
    * Sends (deliver()) what the client should hold of `admitted` and does not, if anything.
    * `snapshot` is the type as this client may see it: without the withheld resources, and then
    * with a version of its own, so that no response shared by version carries them to this
-   * client or others.
+   * client or others. `viewVersion`: the view's version of the type, which the response (or,
+   * when nothing is to be sent, what the client already holds) stands for.
    */
-  protected abstract respond(typeUrl: string, state: State, admitted: CachedResource[], snapshot: TypeSnapshot): void;
+  protected abstract respond(typeUrl: string, state: State, admitted: CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void;
 
   /** Holds the clusters of `clusters` the client holds and `current` no longer has. */
   protected abstract holdGone(clusters: State, current: ReadonlyMap<string, CachedResource>): void;

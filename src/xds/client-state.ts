@@ -42,8 +42,17 @@ export interface StreamHooks {
   /** The view this stream is served from, chosen at its first request. */
   selected(view: CacheView): void;
   sent(typeUrl: string, version: string): void;
-  acked(typeUrl: string, version: string): void;
-  nacked(typeUrl: string, version: string, detail: ErrorDetail): void;
+  /**
+   * `viewVersion`: the version of the stream's view the ACKed response stood for (what the
+   * fleet's ACK state is kept by, ack-ledger.ts); `version` is the client's own.
+   */
+  acked(typeUrl: string, version: string, viewVersion: string): void;
+  nacked(typeUrl: string, version: string, viewVersion: string, detail: ErrorDetail): void;
+  /**
+   * The view moved to `viewVersion` of `typeUrl` and this client, having ACKed its last response,
+   * needs nothing of it: it holds that version as far as it is concerned.
+   */
+  holds(typeUrl: string, viewVersion: string): void;
 }
 
 interface MutableTypeStatus {

@@ -24,8 +24,8 @@ interface DeltaTypeState {
   names: Set<string>;
   /** What the client holds: name → version (from initial_resource_versions, then what we sent). */
   known: Map<string, string>;
-  /** nonce → system version of that response, until ACKed or NACKed. */
-  outstanding: Map<string, string>;
+  /** nonce → system version of that response and the view's version it stands for, until ACKed or NACKed. */
+  outstanding: Map<string, { version: string; viewVersion: string }>;
   answered: boolean;
   /** The last reply was a NACK: the client still serves an older version. */
   rejected: boolean;
@@ -48,16 +48,16 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
   protected acceptReply(state: DeltaTypeState, request: DeltaDiscoveryRequest): boolean {
     const { hooks, logger } = this.options;
     // Delta requests that carry a nonce are ACKs or NACKs and nothing else (xDS protocol).
-    const version = state.outstanding.get(request.responseNonce);
+    const sent = state.outstanding.get(request.responseNonce);
     state.outstanding.delete(request.responseNonce);
-    if (version === undefined) {
+    if (sent === undefined) {
       logger.debug({ typeUrl: request.typeUrl, nonce: request.responseNonce }, 'xds: delta reply to an unknown nonce');
     } else if (request.errorDetail !== undefined) {
       state.rejected = true;
-      hooks.nacked(request.typeUrl, version, request.errorDetail);
+      hooks.nacked(request.typeUrl, sent.version, sent.viewVersion, request.errorDetail);
     } else {
       state.rejected = false;
-      hooks.acked(request.typeUrl, version);
+      hooks.acked(request.typeUrl, sent.version, sent.viewVersion);
     }
     return true;
   }
@@ -103,11 +103,17 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     return selected;
   }
 
-  protected respond(typeUrl: string, state: DeltaTypeState, inScope: CachedResource[], snapshot: TypeSnapshot): void {
+  protected respond(typeUrl: string, state: DeltaTypeState, inScope: CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void {
     const updated = inScope.filter((resource) => state.known.get(resource.name) !== resource.version);
     const removed = [...state.known.keys()].filter((name) => !snapshot.resources.has(name) && this.mayRemove(typeUrl, name));
     // A wildcard client waits for a first response even when there is nothing to send.
-    if (updated.length === 0 && removed.length === 0 && !(state.wildcard && !state.answered)) return;
+    if (updated.length === 0 && removed.length === 0 && !(state.wildcard && !state.answered)) {
+      // Once the responses in flight are ACKed the client holds what the view's new version means for it.
+      const last = [...state.outstanding.values()].at(-1);
+      if (last !== undefined) last.viewVersion = viewVersion;
+      else if (state.answered && !state.rejected) this.options.hooks.holds(typeUrl, viewVersion);
+      return;
+    }
     state.answered = true;
     for (const resource of updated) state.known.set(resource.name, resource.version);
     for (const name of removed) state.known.delete(name);
@@ -115,7 +121,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     const held = typeUrl === TypeUrl.cluster ? [...this.held.entries()].map(([name]) => ({ name, version: state.known.get(name) ?? '' })) : [];
     const version = state.wildcard && held.length === 0 ? snapshot.version : versionOfSet([...inScope, ...held]);
     const nonce = this.nextNonce();
-    state.outstanding.set(nonce, version);
+    state.outstanding.set(nonce, { version, viewVersion });
     if (state.outstanding.size > MAX_OUTSTANDING_NONCES) {
       const oldest = state.outstanding.keys().next().value;
       if (oldest !== undefined) state.outstanding.delete(oldest);

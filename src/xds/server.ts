@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import { GATEWAY_NODE_METADATA, gatewayKeyProblem } from '../envoy/bootstrap.js';
+import { AckLedger, type FleetTypeState } from './ack-ledger.js';
 import { SHARED_VIEW, type CacheChange, type CacheView, type SnapshotCache } from './cache.js';
 import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } from './client-state.js';
 import { DeltaStream } from './delta.js';
@@ -46,6 +47,8 @@ export interface XdsServerEvents {
   sent: [AckEvent];
   ack: [AckEvent];
   nack: [NackEvent];
+  /** The fleet's ACK state (fleet()) changed. */
+  fleet: [];
 }
 
 export interface XdsServerOptions {
@@ -141,6 +144,8 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly cache: SnapshotCache;
   private readonly logger: Logger;
   private readonly bodies = new SharedResponseBodies();
+  /** The fleet's ACK state per view version, for status (ack-ledger.ts). */
+  private readonly ledger = new AckLedger();
   private readonly streams = new Map<number, LiveStream>();
   /** Streams by the view they are served from: a change reaches only the streams of the views it changed. */
   private readonly viewers = new Map<CacheView, Set<LiveStream>>();
@@ -256,6 +261,29 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     if (socketDir !== undefined) rmSync(socketDir, { recursive: true, force: true });
   }
 
+  /**
+   * Per view some Envoy was served from, per type it asked for: whether the view's current
+   * version was ACKed, and the NACKs standing. Costs views × types, whatever the fleet's size.
+   */
+  fleet(): Map<string, Map<string, FleetTypeState>> {
+    const out = new Map<string, Map<string, FleetTypeState>>();
+    for (const [key, types] of this.ledger.views()) {
+      const view = this.cache.view(key === SHARED_VIEW ? undefined : key);
+      const states = new Map<string, FleetTypeState>();
+      for (const typeUrl of types.keys()) {
+        const state = this.ledger.state(key, typeUrl, view.snapshot(typeUrl)?.version);
+        if (state !== undefined) states.set(typeUrl, state);
+      }
+      out.set(key, states);
+    }
+    return out;
+  }
+
+  /** Grows whenever fleet() would answer differently because of an ACK or NACK. */
+  get fleetChanges(): number {
+    return this.ledger.changes;
+  }
+
   /** Every connected stream that named its node: what it was sent, ACKed and NACKed, per type. */
   clients(): ClientSnapshot[] {
     return [...this.streams.values()].filter((stream) => stream.record.identified).map((stream) => stream.record.snapshot());
@@ -348,6 +376,9 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   }
 
   private hooksFor(record: ClientRecord, logger: Logger): StreamHooks {
+    let view: CacheView | undefined;
+    /** The view still serves `viewVersion` of the type: an ACK of an older one says nothing about what is served now. */
+    const current = (typeUrl: string, viewVersion: string): string | undefined => (view !== undefined && view.snapshot(typeUrl)?.version === viewVersion ? view.key : undefined);
     return {
       identify: (node: NodeInfo) => {
         record.nodeId = node.id;
@@ -357,34 +388,49 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
         logger.info({ node: node.id, cluster: node.cluster, gateway: node.gateway, userAgent: node.userAgent }, 'xds: client connected');
         this.emit('connected', clientEvent(record));
       },
-      selected: (view: CacheView) => {
+      selected: (selected: CacheView) => {
+        view = selected;
         // Tracked before its first request is read.
         const stream = this.streams.get(record.streamId);
         if (stream === undefined) return;
-        let viewers = this.viewers.get(view);
+        let viewers = this.viewers.get(selected);
         if (viewers === undefined) {
           viewers = new Set();
-          this.viewers.set(view, viewers);
+          this.viewers.set(selected, viewers);
         }
         viewers.add(stream);
-        stream.view = view;
-        this.logViewProblems(view);
+        stream.view = selected;
+        this.logViewProblems(selected);
       },
       sent: (typeUrl, version) => {
         record.recordSent(typeUrl, version);
         this.emit('sent', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version });
       },
-      acked: (typeUrl, version) => {
+      acked: (typeUrl, version, viewVersion) => {
         record.recordAck(typeUrl, version);
+        const key = current(typeUrl, viewVersion);
+        if (key !== undefined) this.noteFleet(() => this.ledger.ack(key, typeUrl, viewVersion, record.nodeId));
         logger.debug({ node: record.nodeId, typeUrl, version }, 'xds: ACK');
         this.emit('ack', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version });
       },
-      nacked: (typeUrl, version, detail) => {
+      holds: (typeUrl, viewVersion) => {
+        const key = current(typeUrl, viewVersion);
+        if (key !== undefined) this.noteFleet(() => this.ledger.ack(key, typeUrl, viewVersion, record.nodeId));
+      },
+      nacked: (typeUrl, version, viewVersion, detail) => {
         record.recordNack(typeUrl, { version, code: detail.code, message: detail.message, at: new Date() });
+        const key = current(typeUrl, viewVersion);
+        if (key !== undefined) this.noteFleet(() => this.ledger.nack(key, typeUrl, viewVersion, record.nodeId, detail.message));
         logger.warn({ node: record.nodeId, typeUrl, version, error: detail.message }, 'xds: NACK');
         this.emit('nack', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version, code: detail.code, message: detail.message });
       },
     };
+  }
+
+  private noteFleet(update: () => void): void {
+    const before = this.ledger.changes;
+    update();
+    if (this.ledger.changes !== before) this.emit('fleet');
   }
 
   /** Pushes each changed view's changed types to the streams of that view, and to no other. */
@@ -392,6 +438,8 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     this.bodies.invalidate([...new Set([...change.changed, ...[...change.views.values()].flat()])]);
     for (const [view, changed] of change.views) {
       const viewers = this.viewers.get(view);
+      const connected = (nodeId: string): boolean => [...(viewers ?? [])].some((stream) => stream.record.nodeId === nodeId);
+      for (const typeUrl of changed) this.ledger.moved(view.key, typeUrl, view.snapshot(typeUrl)?.version ?? '', connected);
       if (viewers === undefined) continue;
       this.logViewProblems(view);
       for (const stream of [...viewers]) {

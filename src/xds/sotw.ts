@@ -37,6 +37,8 @@ interface SotwTypeState {
   /** Nonce of the last response: only a request carrying it is an ACK/NACK; older ones are stale. */
   lastNonce: string | undefined;
   lastVersion: string | undefined;
+  /** The view's version the last response stands for (client-state.ts StreamHooks.acked). */
+  lastViewVersion: string;
   /** What the client was last sent, by name. */
   sent: Map<string, CachedResource>;
   /** The last response was ACKed (or none was sent yet). */
@@ -65,7 +67,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
   }
 
   protected newState(): SotwTypeState {
-    return { wildcard: false, names: new Set(), lastNonce: undefined, lastVersion: undefined, sent: new Map(), settled: true };
+    return { wildcard: false, names: new Set(), lastNonce: undefined, lastVersion: undefined, lastViewVersion: '', sent: new Map(), settled: true };
   }
 
   protected acceptReply(state: SotwTypeState, request: DiscoveryRequest): boolean {
@@ -77,10 +79,10 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     }
     const version = state.lastVersion ?? '';
     if (request.errorDetail !== undefined) {
-      hooks.nacked(request.typeUrl, version, request.errorDetail);
+      hooks.nacked(request.typeUrl, version, state.lastViewVersion, request.errorDetail);
     } else {
       state.settled = true;
-      hooks.acked(request.typeUrl, request.versionInfo);
+      hooks.acked(request.typeUrl, request.versionInfo, state.lastViewVersion);
     }
     return true;
   }
@@ -113,7 +115,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     return selected;
   }
 
-  protected respond(typeUrl: string, state: SotwTypeState, selected: CachedResource[], snapshot: TypeSnapshot): void {
+  protected respond(typeUrl: string, state: SotwTypeState, selected: CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void {
     const holding = this.holding(typeUrl, state);
     const updated = selected.filter((resource) => state.sent.get(resource.name)?.version !== resource.version);
     const news = updated.length > 0;
@@ -121,13 +123,19 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     // A wildcard client waits for its first response even when the set is empty (Envoy's
     // initialization blocks on the first CDS and LDS responses).
     const unanswered = state.wildcard && state.lastNonce === undefined;
-    if (!news && !removals && !unanswered) return;
+    if (!news && !removals && !unanswered) {
+      // What the client was sent is what the view's new version means for it.
+      state.lastViewVersion = viewVersion;
+      if (state.settled && state.lastNonce !== undefined) this.options.hooks.holds(typeUrl, viewVersion);
+      return;
+    }
     // A set that differs from the snapshot gets its own version, and so its own shared body.
     const version = state.wildcard && !holding ? snapshot.version : versionOfSet(selected);
     const body = this.bodies.get(typeUrl, version, selected);
     const nonce = this.nextNonce();
     state.lastNonce = nonce;
     state.lastVersion = version;
+    state.lastViewVersion = viewVersion;
     state.settled = false;
     state.sent = new Map(selected.map((resource) => [resource.name, resource]));
     this.deliver(typeUrl, withNonce(body, nonce));

@@ -39,7 +39,8 @@ export function recordingHooks(): { hooks: StreamHooks; events: string[] } {
     selected: () => undefined,
     sent: () => undefined,
     acked: (typeUrl, version) => events.push(`ack ${typeUrl.split('.').pop()} ${version}`),
-    nacked: (typeUrl, version, detail) => events.push(`nack ${typeUrl.split('.').pop()} ${version} ${detail.message}`),
+    holds: () => undefined,
+    nacked: (typeUrl, version, _viewVersion, detail) => events.push(`nack ${typeUrl.split('.').pop()} ${version} ${detail.message}`),
   };
   return { hooks, events };
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { condition } from '../../src/api/conditions.js';
 import { TypeUrl } from '../../src/envoy/resources.js';
-import { applyXdsFeedback, type ServedAs, type XdsFeedback } from '../../src/status/programmed.js';
+import { applyXdsFeedback, type FleetTypeFeedback, type ServedAs, type XdsFeedback } from '../../src/status/programmed.js';
 import type { GatewayStatus, ObjectStatus } from '../../src/translate/status.js';
 import { SHARED_VIEW } from '../../src/xds/cache.js';
 
@@ -23,11 +23,10 @@ const servedAs: ServedAs = new Map([
 
 function feedback(nackMessage: string): XdsFeedback {
   return {
-    clients: [
-      { nodeId: 'envoy-1', view: SHARED_VIEW, typeUrl: TypeUrl.listener, state: 'acked', sentVersion: 'l1' },
-      { nodeId: 'envoy-1', view: SHARED_VIEW, typeUrl: TypeUrl.route, state: 'rejected', sentVersion: 'r2', nackMessage },
-    ],
-    versions: new Map([[SHARED_VIEW, { [TypeUrl.listener]: 'l1', [TypeUrl.route]: 'r2' }]]),
+    views: new Map([[SHARED_VIEW, new Map([
+      [TypeUrl.listener, { acked: true, rejected: [] }],
+      [TypeUrl.route, { acked: false, rejected: [{ nodeId: 'envoy-1', message: nackMessage }] }],
+    ])]]),
   };
 }
 
@@ -56,30 +55,20 @@ describe('applyXdsFeedback: a NACK', () => {
 });
 
 describe('applyXdsFeedback: per Gateway', () => {
-  const acked = (nodeId: string, view: string): XdsFeedback['clients'] => [
-    { nodeId, view, typeUrl: TypeUrl.listener, state: 'acked', sentVersion: `l-${view}` },
-    { nodeId, view, typeUrl: TypeUrl.route, state: 'acked', sentVersion: `r-${view}` },
-  ];
-  const versions = new Map([
-    ['ai/one', { [TypeUrl.listener]: 'l-ai/one', [TypeUrl.route]: 'r-ai/one' }],
-    ['ai/two', { [TypeUrl.listener]: 'l-ai/two', [TypeUrl.route]: 'r-ai/two' }],
-  ]);
+  const acked = (view: string): [string, Map<string, FleetTypeFeedback>] => [view, new Map([
+    [TypeUrl.listener, { acked: true, rejected: [] }],
+    [TypeUrl.route, { acked: true, rejected: [] }],
+  ])];
 
   it('counts only the Envoys that serve the Gateway', () => {
-    const out = applyXdsFeedback([gateway('one'), gateway('two')], servedAs, { clients: acked('envoy-one', 'ai/one'), versions });
+    const out = applyXdsFeedback([gateway('one'), gateway('two')], servedAs, { views: new Map([acked('ai/one')]) });
     expect(programmedOf(out, 'one')).toMatchObject({ status: 'True', reason: 'Programmed', message: 'acknowledged by the Envoys that serve it' });
-    expect(programmedOf(out, 'two')).toMatchObject({ status: 'False', reason: 'Pending', message: 'no Envoy that serves it is connected yet' });
-  });
-
-  it('does not change with the size of the fleet: another Envoy connecting and ACKing rewrites no status', () => {
-    const one = applyXdsFeedback([gateway('one')], servedAs, { clients: acked('envoy-a', 'ai/one'), versions });
-    const many = applyXdsFeedback([gateway('one')], servedAs, { clients: [...acked('envoy-a', 'ai/one'), ...acked('envoy-b', 'ai/one'), ...acked('envoy-c', 'ai/one')], versions });
-    expect(many).toEqual(one);
+    expect(programmedOf(out, 'two')).toMatchObject({ status: 'False', reason: 'Pending', message: 'waiting for a connected Envoy to acknowledge the configuration' });
   });
 
   it('charges a NACK from one Gateway\'s Envoy to that Gateway only, even when the error names no resource', () => {
-    const clients = [...acked('envoy-one', 'ai/one'), { nodeId: 'envoy-two', view: 'ai/two', typeUrl: TypeUrl.route, state: 'rejected' as const, sentVersion: 'r-x', nackMessage: 'missing ): ^/v2/((' }];
-    const out = applyXdsFeedback([gateway('one'), gateway('two')], servedAs, { clients, versions });
+    const two: [string, Map<string, FleetTypeFeedback>] = ['ai/two', new Map([[TypeUrl.route, { acked: false, rejected: [{ nodeId: 'envoy-two', message: 'missing ): ^/v2/((' }] }]])];
+    const out = applyXdsFeedback([gateway('one'), gateway('two')], servedAs, { views: new Map([acked('ai/one'), two]) });
     expect(programmedOf(out, 'one')).toMatchObject({ status: 'True' });
     expect(programmedOf(out, 'two')).toMatchObject({ status: 'False', reason: 'Rejected' });
   });
@@ -92,14 +81,14 @@ describe('applyXdsFeedback: per Gateway', () => {
       ] }],
       ['Gateway/ai/two', servedAs.get('Gateway/ai/two') ?? { views: [], resources: [] }],
     ]);
-    const clients = [{ nodeId: 'envoy-one', view: 'ai/one', typeUrl: TypeUrl.listener, state: 'rejected' as const, sentVersion: 'l-x', nackMessage: "error adding listener 'ai/one/9090': cannot bind" }];
-    const out = applyXdsFeedback([gateway('one')], twoListeners, { clients, versions });
+    const views = new Map([['ai/one', new Map([[TypeUrl.listener, { acked: false, rejected: [{ nodeId: 'envoy-one', message: "error adding listener 'ai/one/9090': cannot bind" }] }]])]]);
+    const out = applyXdsFeedback([gateway('one')], twoListeners, { views });
     expect(programmedOf(out, 'one')).toMatchObject({ status: 'False', reason: 'Rejected' });
   });
 
-  it('does not count an Envoy that ACKed an older version of its view', () => {
-    const stale = acked('envoy-one', 'ai/one').map((c) => ({ ...c, sentVersion: 'old' }));
-    const out = applyXdsFeedback([gateway('one')], servedAs, { clients: stale, versions });
+  it('is Pending while one of the types the object is served as is not ACKed in the view', () => {
+    const views = new Map([['ai/one', new Map([[TypeUrl.listener, { acked: true, rejected: [] }], [TypeUrl.route, { acked: false, rejected: [] }]])]]);
+    const out = applyXdsFeedback([gateway('one')], servedAs, { views });
     expect(programmedOf(out, 'one')).toMatchObject({ status: 'False', reason: 'Pending' });
   });
 });

@@ -1,0 +1,104 @@
+/**
+ * What the fleet has done with each view's current version of each type, kept up to date one
+ * ACK or NACK at a time (O(1) each), so that status reads it once per batch instead of scanning
+ * every client. It outlives streams on purpose: an Envoy that disconnects keeps serving what it
+ * ACKed, so a fleet that reconnects to the same versions changes nothing here, and no status.
+ */
+
+export interface FleetNack {
+  readonly nodeId: string;
+  /** Envoy's error_detail.message, verbatim. */
+  readonly message: string;
+}
+
+/** One type of one view, as status reads it. */
+export interface FleetTypeState {
+  /** Some Envoy of the view ACKed the view's current version of the type (or holds what it means for it). */
+  readonly acked: boolean;
+  /** Envoys whose last reply for the type was a NACK, oldest first. */
+  readonly rejected: readonly FleetNack[];
+}
+
+interface Entry {
+  /** The view's version of the type this entry's `acked` is about. */
+  version: string;
+  acked: boolean;
+  /** nodeId → message: cleared by that node's next ACK of the type, not by its disconnecting. */
+  nacks: Map<string, string>;
+}
+
+export class AckLedger {
+  /** view key → type URL → entry. */
+  private readonly entries = new Map<string, Map<string, Entry>>();
+  private revision = 0;
+
+  /** Grows by one whenever what status reads changed: nothing to recompute while it stays put. */
+  get changes(): number {
+    return this.revision;
+  }
+
+  /** `nodeId` ACKed (or holds) `version`, the view's current version of `typeUrl`. */
+  ack(view: string, typeUrl: string, version: string, nodeId: string): void {
+    const entry = this.at(view, typeUrl, version);
+    let changed = !entry.acked;
+    entry.acked = true;
+    if (entry.nacks.delete(nodeId)) changed = true;
+    if (changed) this.revision++;
+  }
+
+  /** `nodeId` NACKed a response of `typeUrl` sent while the view's version was `version`. */
+  nack(view: string, typeUrl: string, version: string, nodeId: string, message: string): void {
+    const entry = this.at(view, typeUrl, version);
+    if (entry.nacks.get(nodeId) === message) return;
+    // Re-inserted so that the newest NACK is last.
+    entry.nacks.delete(nodeId);
+    entry.nacks.set(nodeId, message);
+    this.revision++;
+  }
+
+  /**
+   * The view moved to `version` of `typeUrl`: nobody has ACKed it yet. NACKs of nodes still
+   * connected stay until they ACK (a named subscription is not pushed again when only other
+   * resources changed); those of nodes gone can never be cleared and go.
+   */
+  moved(view: string, typeUrl: string, version: string, connected: (nodeId: string) => boolean): void {
+    const entry = this.entries.get(view)?.get(typeUrl);
+    if (entry === undefined || entry.version === version) return;
+    entry.version = version;
+    entry.acked = false;
+    for (const nodeId of [...entry.nacks.keys()]) if (!connected(nodeId)) entry.nacks.delete(nodeId);
+    this.revision++;
+  }
+
+  /** The fleet's state of `typeUrl` in `view`, judged against the view's `current` version. */
+  state(view: string, typeUrl: string, current: string | undefined): FleetTypeState | undefined {
+    const entry = this.entries.get(view)?.get(typeUrl);
+    if (entry === undefined) return undefined;
+    return {
+      acked: entry.acked && entry.version === current,
+      rejected: [...entry.nacks].map(([nodeId, message]) => ({ nodeId, message })),
+    };
+  }
+
+  /** Every view some Envoy was ever served from, with the types it asked for. */
+  views(): IterableIterator<[string, ReadonlyMap<string, unknown>]> {
+    return this.entries.entries();
+  }
+
+  private at(view: string, typeUrl: string, version: string): Entry {
+    let types = this.entries.get(view);
+    if (types === undefined) {
+      types = new Map();
+      this.entries.set(view, types);
+    }
+    let entry = types.get(typeUrl);
+    if (entry === undefined) {
+      entry = { version, acked: false, nacks: new Map() };
+      types.set(typeUrl, entry);
+    } else if (entry.version !== version) {
+      entry.version = version;
+      entry.acked = false;
+    }
+    return entry;
+  }
+}

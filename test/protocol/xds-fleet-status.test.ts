@@ -1,0 +1,114 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeMessage, messageType } from '../../src/envoy/proto.js';
+import { TypeUrl } from '../../src/envoy/resources.js';
+import { STATUS_COALESCE_MS, startGatewayRuntime, type RunningGateway } from '../../src/app/gateway-runtime.js';
+import { FileProvider } from '../../src/providers/file.js';
+import type { ObjectStatus } from '../../src/translate/status.js';
+import { waitFor } from '../support/wait.js';
+
+/**
+ * Status follows the fleet's ACK state per version, not its connections: a fleet that
+ * disconnects and reconnects to the versions it had ACKed makes the status writer write nothing.
+ * The real pipeline (file provider on examples/, translation, cache, xDS server) with raw gRPC
+ * ADS clients that ACK like Envoy; the status sink counts the writes the writer would make.
+ */
+
+const FLEET = 20;
+const ADS_PATH = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
+const request = (json: Parameters<typeof encodeMessage>[1]): Buffer => Buffer.from(encodeMessage('envoy.service.discovery.v3.DiscoveryRequest', json));
+
+interface FakeEnvoy {
+  readonly client: grpc.Client;
+  readonly call: grpc.ClientDuplexStream<Buffer, Buffer>;
+  /** Type URL → the version last received and ACKed. */
+  readonly acked: Map<string, string>;
+}
+
+/** CDS and EDS wildcard, ACKing every response as Envoy does. */
+function connect(port: number, nodeId: string): FakeEnvoy {
+  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+  const call = client.makeBidiStreamRequest<Buffer, Buffer>(ADS_PATH, (b) => b, (b) => b);
+  const envoy: FakeEnvoy = { client, call, acked: new Map() };
+  call.on('data', (bytes: Buffer) => {
+    const response = messageType('envoy.service.discovery.v3.DiscoveryResponse').decode(bytes).toJSON();
+    const typeUrl = String(response['type_url']);
+    const version = String(response['version_info']);
+    call.write(request({ version_info: version, response_nonce: String(response['nonce']), type_url: typeUrl, resource_names: ['*'] }));
+    envoy.acked.set(typeUrl, version);
+  });
+  call.on('error', () => undefined);
+  call.write(request({ node: { id: nodeId }, type_url: TypeUrl.cluster, resource_names: ['*'] }));
+  call.write(request({ type_url: TypeUrl.endpoint, resource_names: ['*'] }));
+  return envoy;
+}
+
+function close(envoy: FakeEnvoy): void {
+  envoy.call.cancel();
+  envoy.client.close();
+}
+
+const programmedTrue = (statuses: readonly ObjectStatus[]): string[] =>
+  statuses.filter((s) => 'conditions' in s && s.conditions.some((c) => c.type === 'Programmed' && c.status === 'True')).map((s) => `${s.kind}/${s.namespace}/${s.name}`);
+
+describe('status across a fleet reconnect', () => {
+  let runtime: RunningGateway;
+  let writes = 0;
+  let latest: readonly ObjectStatus[] = [];
+
+  beforeAll(async () => {
+    runtime = await startGatewayRuntime({
+      provider: new FileProvider({ path: 'examples', logger: pino({ level: 'silent' }) }),
+      statusSink: {
+        statuses: (all) => {
+          writes++;
+          latest = all;
+        },
+        warnings: () => undefined,
+      },
+      origin: { config: 'examples' },
+      xdsPort: 0,
+      xdsHost: '127.0.0.1',
+      metricsPort: 0,
+      metricsHost: '127.0.0.1',
+      envoy: {},
+      logger: pino({ level: 'silent' }),
+      // Load-report figures are refreshed on their own clock; none arrive here, keep them out of the window.
+      loadReporting: { refreshMs: 600_000 },
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await runtime?.stop();
+  });
+
+  it('writes status when the fleet first ACKs, and none when every Envoy disconnects and reconnects to the same versions', async () => {
+    const current = (): Map<string, string | undefined> =>
+      new Map([TypeUrl.cluster, TypeUrl.endpoint].map((typeUrl) => [typeUrl, runtime.cache.view(undefined).snapshot(typeUrl)?.version]));
+    const allAcked = (fleet: FakeEnvoy[]): boolean => fleet.every((envoy) => [...current()].every(([typeUrl, version]) => envoy.acked.get(typeUrl) === version));
+
+    const before = writes;
+    let fleet = Array.from({ length: FLEET }, (_, i) => connect(runtime.xdsPort, `envoy-${i}`));
+    await waitFor(() => allAcked(fleet), { what: `${FLEET} clients to ACK CDS and EDS`, timeoutMs: 30_000 });
+    const programmed = await waitFor(() => (programmedTrue(latest).some((key) => key.startsWith('Backend/')) ? programmedTrue(latest) : undefined), {
+      what: 'a Backend to be Programmed=True in a status write',
+      timeoutMs: 10_000,
+    });
+    expect(writes).toBeGreaterThan(before);
+    const settled = writes;
+
+    for (const envoy of fleet) close(envoy);
+    await waitFor(() => runtime.xds.clients().length === 0, { what: 'every stream to close on the server', timeoutMs: 10_000 });
+    // Nothing to wait on for an absence: give a coalesced status rebuild several times its delay to happen.
+    await sleep(STATUS_COALESCE_MS * 6);
+    fleet = Array.from({ length: FLEET }, (_, i) => connect(runtime.xdsPort, `envoy-${i}`));
+    await waitFor(() => allAcked(fleet) && runtime.xds.clients().length === FLEET, { what: `${FLEET} reconnected clients to ACK CDS and EDS`, timeoutMs: 30_000 });
+    await sleep(STATUS_COALESCE_MS * 6);
+
+    expect(writes).toBe(settled);
+    expect(programmedTrue(runtime.statuses())).toEqual(programmed);
+    for (const envoy of fleet) close(envoy);
+  }, 90_000);
+});

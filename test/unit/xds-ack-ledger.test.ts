@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { TypeUrl } from '../../src/envoy/resources.js';
+import { AckLedger } from '../../src/xds/ack-ledger.js';
+
+const CDS = TypeUrl.cluster;
+const everyone = (): boolean => true;
+const nobody = (): boolean => false;
+
+describe('AckLedger: the fleet\'s ACK state per view version', () => {
+  it('is ACKed once one Envoy ACKs the view\'s current version, and no longer once the view moves on', () => {
+    const ledger = new AckLedger();
+    ledger.ack('ai/gw', CDS, 'v1', 'envoy-a');
+    expect(ledger.state('ai/gw', CDS, 'v1')).toEqual({ acked: true, rejected: [] });
+    expect(ledger.state('ai/gw', CDS, 'v2')?.acked).toBe(false);
+    ledger.moved('ai/gw', CDS, 'v2', everyone);
+    expect(ledger.state('ai/gw', CDS, 'v2')?.acked).toBe(false);
+    ledger.ack('ai/gw', CDS, 'v2', 'envoy-b');
+    expect(ledger.state('ai/gw', CDS, 'v2')?.acked).toBe(true);
+    expect(ledger.state('other', CDS, 'v2')).toBeUndefined();
+  });
+
+  it('counts a change only when what status reads changes: a thousand ACKs of one version are one', () => {
+    const ledger = new AckLedger();
+    for (let i = 0; i < 1000; i++) ledger.ack('', CDS, 'v1', `envoy-${i}`);
+    expect(ledger.changes).toBe(1);
+  });
+
+  it('keeps a NACK until that Envoy ACKs, through other versions, and drops it when the view moves on without that Envoy', () => {
+    const ledger = new AckLedger();
+    ledger.nack('', CDS, 'v1', 'envoy-a', 'bad cluster');
+    ledger.ack('', CDS, 'v1', 'envoy-b');
+    expect(ledger.state('', CDS, 'v1')).toEqual({ acked: true, rejected: [{ nodeId: 'envoy-a', message: 'bad cluster' }] });
+    ledger.moved('', CDS, 'v2', everyone);
+    expect(ledger.state('', CDS, 'v2')?.rejected).toHaveLength(1);
+    ledger.ack('', CDS, 'v2', 'envoy-a');
+    expect(ledger.state('', CDS, 'v2')?.rejected).toEqual([]);
+    ledger.nack('', CDS, 'v2', 'envoy-a', 'bad again');
+    ledger.moved('', CDS, 'v3', nobody);
+    expect(ledger.state('', CDS, 'v3')?.rejected).toEqual([]);
+  });
+});
