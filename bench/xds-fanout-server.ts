@@ -26,7 +26,7 @@ export type FanoutReport =
   /** `at`: process.hrtime.bigint() (as a string) when the last ACK arrived; cpuMs: this process, change to last ACK. */
   | { type: 'acked'; version: string; at: string; cpuMs: number }
   /** This process's memory and CPU so far; `served`: streams that were sent a CDS response. */
-  | { type: 'memory'; rssBytes: number; heapUsedBytes: number; cpuMs: number; served: number };
+  | { type: 'memory'; rssBytes: number; heapUsedBytes: number; cpuMs: number; served: number; longestPushSliceMs: number };
 
 const CHANGED_BACKEND = 'chat-0';
 
@@ -77,7 +77,7 @@ async function main(): Promise<void> {
       (globalThis as { gc?: () => void }).gc?.();
       const cpu = process.cpuUsage();
       const served = server.clients().filter((c) => c.types.some((t) => t.typeUrl === TypeUrl.cluster && t.sentVersion !== undefined)).length;
-      send({ type: 'memory', rssBytes: process.memoryUsage().rss, heapUsedBytes: process.memoryUsage().heapUsed, cpuMs: (cpu.user + cpu.system) / 1000, served });
+      send({ type: 'memory', rssBytes: process.memoryUsage().rss, heapUsedBytes: process.memoryUsage().heapUsed, cpuMs: (cpu.user + cpu.system) / 1000, served, longestPushSliceMs: server.longestPushSliceMs });
       return;
     }
     const cpu = process.cpuUsage();

@@ -21,6 +21,8 @@ import type { FanoutCommand, FanoutReport } from './xds-fanout-server.js';
 
 /** One change must reach every client (received and ACKed) in less than this, wall clock. */
 export const FANOUT_TARGET_MS = 2_000;
+/** Issue 9: 1,000 connections accepted and served in under 3 s. */
+const CONNECT_TARGET_MS_PER_1000 = 3_000;
 const HERE = dirname(fileURLToPath(import.meta.url));
 const SERVER_SCRIPT = join(HERE, 'xds-fanout-server.ts');
 const ADS_PATH = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
@@ -244,10 +246,20 @@ export function xdsFanoutSuite(options: FanoutBenchOptions): BenchSuite {
       try {
         for (const count of options.clients) {
           options.log(`xds-fanout: connecting clients ${clients.length + 1}..${count}`);
+          const newClients = count - clients.length;
+          const connectStart = process.hrtime.bigint();
           while (clients.length < count) clients.push(new FanoutClient(ready.port, clients.length, arrivals, envelope));
           // Every client has the current version before a change is timed: initial responses done.
           await arrivals.reach(served, count, CONNECT_TIMEOUT_MS, `${count} clients to receive the initial CDS response`);
+          const connectMs = ms(connectStart, process.hrtime.bigint());
           options.log(`xds-fanout: ${count} clients connected; ${options.runs} timed pushes`);
+          rows.push({
+            suite: 'xds-fanout', name: 'new connections accepted and served (initial CDS)', n: newClients, ms: connectMs, cpuMs: undefined,
+            runs: 1, heapMB: undefined,
+            detail: `clients ${count - newClients + 1}..${count}, each on its own connection; ${(ready.responseBytes / 1024).toFixed(0)} KB per response`,
+            target: `< ${CONNECT_TARGET_MS_PER_1000 * Math.max(1, newClients / 1000)} ms`,
+            verdict: connectMs < CONNECT_TARGET_MS_PER_1000 * Math.max(1, newClients / 1000) ? 'PASS' : 'FAIL',
+          });
           const samples: PushSample[] = [];
           for (let r = 0; r < options.runs; r++) {
             const sample = await pushOnce(server, arrivals, count);
@@ -267,6 +279,14 @@ export function xdsFanoutSuite(options: FanoutBenchOptions): BenchSuite {
               `CPU ms: server (row), clients ${m((s) => s.clientCpuMs).toFixed(0)}`,
             target: `< ${FANOUT_TARGET_MS} ms`,
             verdict: total < FANOUT_TARGET_MS ? 'PASS' : 'FAIL',
+          });
+          const memory = server.next('memory');
+          server.send({ type: 'memory' });
+          const used = await withTimeout(memory, CHANGE_TIMEOUT_MS, 'the server\'s memory report');
+          rows.push({
+            suite: 'xds-fanout', name: 'server RSS after the pushes', n: count, ms: undefined, cpuMs: undefined, runs: 1,
+            heapMB: used.heapUsedBytes / 2 ** 20,
+            detail: `RSS ${(used.rssBytes / 2 ** 20).toFixed(0)} MB; longest push slice ${used.longestPushSliceMs.toFixed(1)} ms (event loop held by pushing)`,
           });
         }
       } finally {

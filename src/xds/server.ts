@@ -5,12 +5,14 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import { GATEWAY_NODE_METADATA, gatewayKeyProblem } from '../envoy/bootstrap.js';
+import type { TypeUrlValue } from '../envoy/resources.js';
 import { AckLedger, type FleetTypeState } from './ack-ledger.js';
 import { SHARED_VIEW, type CacheChange, type CacheView, type SnapshotCache } from './cache.js';
 import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } from './client-state.js';
 import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
 import type { GrpcService } from './lrs.js';
+import { PacedFanOut } from './push-pacer.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
   decodeDeltaDiscoveryRequest,
@@ -144,6 +146,8 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly cache: SnapshotCache;
   private readonly logger: Logger;
   private readonly bodies = new SharedResponseBodies();
+  /** Pushes of a change to many streams run in slices, so that ACKs, new streams and keepalives are served in between. */
+  private readonly fanOutQueue = new PacedFanOut<LiveStream, TypeUrlValue>((stream, changed) => this.pushChange(stream, changed));
   /** The fleet's ACK state per view version, for status (ack-ledger.ts). */
   private readonly ledger = new AckLedger();
   private readonly streams = new Map<number, LiveStream>();
@@ -341,6 +345,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       if (closed) return;
       closed = true;
       this.streams.delete(record.streamId);
+      this.fanOutQueue.forget(stream);
       const view = stream.view;
       const viewers = view === undefined ? undefined : this.viewers.get(view);
       if (view !== undefined && viewers !== undefined && viewers.delete(stream) && viewers.size === 0) this.viewers.delete(view);
@@ -373,6 +378,11 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       logger.error({ err }, 'xds: failed to handle a request; closing the stream');
       call.destroy(err instanceof Error ? err : new Error(String(err)));
     }
+  }
+
+  /** The longest time, in ms, fanning a change out held the event loop in one go (push-pacer.ts). */
+  get longestPushSliceMs(): number {
+    return this.fanOutQueue.longestSliceMs;
   }
 
   private hooksFor(record: ClientRecord, logger: Logger): StreamHooks {
@@ -442,14 +452,17 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       for (const typeUrl of changed) this.ledger.moved(view.key, typeUrl, view.snapshot(typeUrl)?.version ?? '', connected);
       if (viewers === undefined) continue;
       this.logViewProblems(view);
-      for (const stream of [...viewers]) {
-        try {
-          stream.protocol.onCacheChange(changed);
-        } catch (err) {
-          this.logger.error({ err, stream: stream.record.streamId }, 'xds: failed to push a change; closing the stream');
-          stream.call.destroy(err instanceof Error ? err : new Error(String(err)));
-        }
-      }
+      for (const stream of viewers) this.fanOutQueue.add(stream, changed);
+    }
+    this.fanOutQueue.run();
+  }
+
+  private pushChange(stream: LiveStream, changed: readonly TypeUrlValue[]): void {
+    try {
+      stream.protocol.onCacheChange(changed);
+    } catch (err) {
+      this.logger.error({ err, stream: stream.record.streamId }, 'xds: failed to push a change; closing the stream');
+      stream.call.destroy(err instanceof Error ? err : new Error(String(err)));
     }
   }
 

@@ -4,28 +4,42 @@ import { versionOfSet, type CachedResource, type TypeSnapshot } from './cache.js
 import { WILDCARD, absenceMeansRemoval, allowsLegacyWildcard, assignmentNamesOf } from './subscription.js';
 import { sotwResponseBody, withNonce, type DiscoveryRequest } from './wire.js';
 
+/** One SotW response as every stream that gets this exact set can send it. */
+export interface SharedResponse {
+  /** The DiscoveryResponse without a nonce. */
+  readonly body: Uint8Array;
+  /** The body with a nonce of its own: the very bytes written to every stream it suits. */
+  readonly message: Buffer;
+  readonly nonce: string;
+}
+
 /**
- * Response bodies (DiscoveryResponse without nonce) shared by every SotW stream of the server,
- * keyed by type and set version: a thousand wildcard clients cost one encode per change.
+ * Responses shared by every SotW stream of the server, keyed by type and set version: a thousand
+ * wildcard clients cost one encode per change, and the same Buffer goes to each of them (a nonce
+ * need only differ from the stream's previous one, so one nonce serves every stream).
  */
 export class SharedResponseBodies {
-  private readonly bodies = new Map<string, Map<string, Uint8Array>>();
+  private readonly bodies = new Map<string, Map<string, SharedResponse>>();
+  private sequence = 0;
 
-  get(typeUrl: string, version: string, resources: readonly CachedResource[]): Uint8Array {
+  get(typeUrl: string, version: string, resources: readonly CachedResource[]): SharedResponse {
     let byVersion = this.bodies.get(typeUrl);
     if (byVersion === undefined) {
       byVersion = new Map();
       this.bodies.set(typeUrl, byVersion);
     }
-    let body = byVersion.get(version);
-    if (body === undefined) {
-      body = sotwResponseBody(typeUrl, version, resources.map((resource) => resource.any));
-      byVersion.set(version, body);
+    let shared = byVersion.get(version);
+    if (shared === undefined) {
+      const body = sotwResponseBody(typeUrl, version, resources.map((resource) => resource.any));
+      // Not a stream's own counter: those are decimal, this one never collides with them.
+      const nonce = `s${(++this.sequence).toString(36)}`;
+      shared = { body, message: withNonce(body, nonce), nonce };
+      byVersion.set(version, shared);
     }
-    return body;
+    return shared;
   }
 
-  /** Drops the bodies of types that changed; the subsets of the old version are not asked for again. */
+  /** Drops the responses of types that changed; the subsets of the old version are not asked for again. */
   invalidate(typeUrls: readonly string[]): void {
     for (const typeUrl of typeUrls) this.bodies.delete(typeUrl);
   }
@@ -131,14 +145,16 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     }
     // A set that differs from the snapshot gets its own version, and so its own shared body.
     const version = state.wildcard && !holding ? snapshot.version : versionOfSet(selected);
-    const body = this.bodies.get(typeUrl, version, selected);
-    const nonce = this.nextNonce();
+    const shared = this.bodies.get(typeUrl, version, selected);
+    // The same response again (assignments re-sent, a subscription back): a nonce of its own, so an ACK of the first is not one of this.
+    const own = state.lastNonce === shared.nonce;
+    const nonce = own ? this.nextNonce() : shared.nonce;
     state.lastNonce = nonce;
     state.lastVersion = version;
     state.lastViewVersion = viewVersion;
     state.settled = false;
     state.sent = new Map(selected.map((resource) => [resource.name, resource]));
-    this.deliver(typeUrl, withNonce(body, nonce));
+    this.deliver(typeUrl, own ? withNonce(shared.body, nonce) : shared.message);
     this.options.hooks.sent(typeUrl, version);
     this.options.logger.debug({ typeUrl, version, nonce, resources: selected.length }, 'xds: sotw response sent');
     if (typeUrl === TypeUrl.cluster) this.resendAssignments(assignmentNamesOf(updated));

@@ -1,0 +1,64 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { TypeUrl } from '../../src/envoy/resources.js';
+import { SnapshotCache } from '../../src/xds/cache.js';
+import { PacedFanOut } from '../../src/xds/push-pacer.js';
+import { SharedResponseBodies, SotwStream } from '../../src/xds/sotw.js';
+import { recordingHooks, resources } from '../support/xds-stream.js';
+
+describe('PacedFanOut', () => {
+  it('pushes for one slice, the rest in later turns of the event loop, each stream once for every change it waited for', async () => {
+    let now = 0;
+    const pushed: string[] = [];
+    const fanOut = new PacedFanOut<string, string>((stream, changed) => {
+      pushed.push(`${stream}:${changed.join('+')}`);
+      now += 6; // two pushes fit in a slice of 10 ms
+    }, 10, () => now);
+    for (const stream of ['a', 'b', 'c', 'd', 'e']) fanOut.add(stream, ['cds']);
+    fanOut.run();
+    expect(pushed).toEqual(['a:cds', 'b:cds']);
+    // A second change before d and e had their turn: one push each, for both.
+    for (const stream of ['a', 'd', 'e']) fanOut.add(stream, ['lds']);
+    fanOut.forget('e');
+    await nextTurn();
+    expect(pushed).toEqual(['a:cds', 'b:cds', 'c:cds', 'd:cds+lds']);
+    await nextTurn();
+    expect(pushed).toEqual(['a:cds', 'b:cds', 'c:cds', 'd:cds+lds', 'a:lds']);
+    expect(fanOut.longestSliceMs).toBe(12);
+  });
+});
+
+describe('SotW fan-out', () => {
+  it('writes the very same bytes to every stream that gets the same response', () => {
+    const cache = new SnapshotCache();
+    const bodies = new SharedResponseBodies();
+    const written: Buffer[][] = [];
+    const streams = Array.from({ length: 3 }, (_, i) => {
+      const out: Buffer[] = [];
+      written.push(out);
+      const stream = new SotwStream({
+        cache,
+        identity: { role: 'envoy', via: 'mtls' },
+        bodies,
+        hooks: recordingHooks().hooks,
+        logger: pino({ level: 'silent' }),
+        send: (message, flushed) => {
+          out.push(message);
+          flushed();
+          return true;
+        },
+      });
+      stream.onRequest({ versionInfo: '', node: { id: `envoy-${i}`, cluster: 'gw', userAgent: 'test' }, resourceNames: [], typeUrl: TypeUrl.cluster, responseNonce: '', errorDetail: undefined });
+      return stream;
+    });
+    cache.watch((change) => {
+      bodies.invalidate(change.changed);
+      for (const stream of streams) stream.onCacheChange(change.changed);
+    });
+    cache.setResources(resources());
+    expect(written.map((out) => out.length)).toEqual([1, 1, 1]);
+    expect(written[1]?.[0]).toBe(written[0]?.[0]);
+    expect(written[2]?.[0]).toBe(written[0]?.[0]);
+  });
+});
