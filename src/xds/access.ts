@@ -13,6 +13,11 @@ export const CREDENTIAL_PREFIX = 'credential/';
  * an anonymous plaintext one: a user-run Envoy of `serve` without `--xds-tls-dir` connects that
  * way and needs them. Serving xDS over mTLS (the chart's default) keeps anonymous streams out.
  */
+/** Whether mayReceive can refuse anything of `typeUrl`: for other types a push need not ask per resource. */
+export function mayWithhold(typeUrl: string): boolean {
+  return typeUrl === TypeUrl.secret;
+}
+
 export function mayReceive(identity: StreamIdentity, typeUrl: string, name: string): boolean {
   if (typeUrl !== TypeUrl.secret || !name.startsWith(CREDENTIAL_PREFIX)) return true;
   return identity.role === 'ai-extension';

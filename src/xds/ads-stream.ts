@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { PUSH_ORDER, TypeUrl, kindOfTypeUrl, type TypeUrlValue } from '../envoy/resources.js';
-import { mayReceive } from './access.js';
+import { mayReceive, mayWithhold } from './access.js';
 import { versionOfSet, type CacheView, type CachedResource, type SnapshotCache, type TypeSnapshot } from './cache.js';
 import type { StreamHooks } from './client-state.js';
 import type { StreamIdentity } from './identity.js';
@@ -139,6 +139,10 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
     const snapshot = this.snapshot(typeUrl);
     if (snapshot === undefined) return;
     const selected = this.select(typeUrl, state, snapshot);
+    if (!mayWithhold(typeUrl)) {
+      this.respond(typeUrl, state, selected, snapshot, snapshot.version);
+      return;
+    }
     const admitted: CachedResource[] = [];
     const withheld = new Set<string>();
     for (const resource of selected) {

@@ -12,6 +12,7 @@ import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } 
 import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
 import type { GrpcService } from './lrs.js';
+import { framed, sharedFraming } from './grpc-framing.js';
 import { PacedFanOut } from './push-pacer.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
@@ -124,8 +125,10 @@ type DeltaCall = grpc.ServerDuplexStream<DeltaDiscoveryRequest | UndecodableRequ
  * client's flow-control window); false when the call's buffer is full.
  */
 function writerFor(call: SotwCall | DeltaCall): (message: Buffer, flushed: () => void) => boolean {
+  // A response shared by many streams is framed once and the same bytes go to each (grpc-framing.ts).
+  const frame = sharedFraming() ? framed : (message: Buffer): Buffer => message;
   return (message, flushed) =>
-    call.write(message, (err: Error | null | undefined) => {
+    call.write(frame(message), (err: Error | null | undefined) => {
       if (err === null || err === undefined) flushed();
     });
 }

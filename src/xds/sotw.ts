@@ -53,8 +53,12 @@ interface SotwTypeState {
   lastVersion: string | undefined;
   /** The view's version the last response stands for (client-state.ts StreamHooks.acked). */
   lastViewVersion: string;
-  /** What the client was last sent, by name. */
-  sent: Map<string, CachedResource>;
+  /**
+   * What the client was last sent, by name: for a wildcard client, the very map of the snapshot
+   * it was sent (shared by every such stream; copied before this stream changes it, see ownSent).
+   */
+  sent: ReadonlyMap<string, CachedResource>;
+  sentShared: boolean;
   /** The last response was ACKed (or none was sent yet). */
   settled: boolean;
 }
@@ -81,7 +85,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
   }
 
   protected newState(): SotwTypeState {
-    return { wildcard: false, names: new Set(), lastNonce: undefined, lastVersion: undefined, lastViewVersion: '', sent: new Map(), settled: true };
+    return { wildcard: false, names: new Set(), lastNonce: undefined, lastVersion: undefined, lastViewVersion: '', sent: new Map(), sentShared: false, settled: true };
   }
 
   protected acceptReply(state: SotwTypeState, request: DiscoveryRequest): boolean {
@@ -110,7 +114,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     state.names = explicit;
     // A client drops what it unsubscribes from; if it asks again it must be sent again.
     if (!wildcard) {
-      for (const name of state.sent.keys()) if (!explicit.has(name)) state.sent.delete(name);
+      for (const name of state.sent.keys()) if (!explicit.has(name)) ownSent(state).delete(name);
     }
     return changed;
   }
@@ -118,7 +122,9 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
   protected select(typeUrl: string, state: SotwTypeState, snapshot: TypeSnapshot): CachedResource[] {
     const selected: CachedResource[] = [];
     if (state.wildcard) {
-      selected.push(...snapshot.resources.values());
+      const all = everyResource(snapshot.resources);
+      if (!this.holding(typeUrl, state)) return all;
+      selected.push(...all);
     } else {
       for (const name of state.names) {
         const resource = snapshot.resources.get(name) ?? this.stillServed(typeUrl, state, name);
@@ -131,7 +137,8 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
 
   protected respond(typeUrl: string, state: SotwTypeState, selected: CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void {
     const holding = this.holding(typeUrl, state);
-    const updated = selected.filter((resource) => state.sent.get(resource.name)?.version !== resource.version);
+    const whole = state.wildcard && !holding && selected.length === snapshot.resources.size;
+    const updated = whole && state.sentShared ? changedBetween(state.sent, snapshot.resources) : selected.filter((resource) => state.sent.get(resource.name)?.version !== resource.version);
     const news = updated.length > 0;
     const removals = absenceMeansRemoval(typeUrl) && selected.length < state.sent.size;
     // A wildcard client waits for its first response even when the set is empty (Envoy's
@@ -153,7 +160,8 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     state.lastVersion = version;
     state.lastViewVersion = viewVersion;
     state.settled = false;
-    state.sent = new Map(selected.map((resource) => [resource.name, resource]));
+    state.sent = whole ? snapshot.resources : new Map(selected.map((resource) => [resource.name, resource]));
+    state.sentShared = whole;
     this.deliver(typeUrl, own ? withNonce(shared.body, nonce) : shared.message);
     this.options.hooks.sent(typeUrl, version);
     this.options.logger.debug({ typeUrl, version, nonce, resources: selected.length }, 'xds: sotw response sent');
@@ -187,6 +195,42 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
   }
 
   protected forgetSent(state: SotwTypeState, name: string): void {
-    state.sent.delete(name);
+    if (state.sent.has(name)) ownSent(state).delete(name);
   }
+}
+
+/** `state.sent`, made this stream's own (a copy of the shared snapshot map) before it is changed. */
+function ownSent(state: SotwTypeState): Map<string, CachedResource> {
+  if (state.sentShared || !(state.sent instanceof Map)) {
+    state.sent = new Map(state.sent);
+    state.sentShared = false;
+  }
+  return state.sent as Map<string, CachedResource>;
+}
+
+/** Every resource of a snapshot as an array, built once per snapshot for all the streams that take it whole. */
+const wholeSets = new WeakMap<ReadonlyMap<string, CachedResource>, CachedResource[]>();
+function everyResource(resources: ReadonlyMap<string, CachedResource>): CachedResource[] {
+  let all = wholeSets.get(resources);
+  if (all === undefined) {
+    all = [...resources.values()];
+    wholeSets.set(resources, all);
+  }
+  return all;
+}
+
+/** What is new or changed in `next` since `previous`, computed once per pair of snapshots, not per stream. */
+const changes = new WeakMap<ReadonlyMap<string, CachedResource>, WeakMap<ReadonlyMap<string, CachedResource>, CachedResource[]>>();
+function changedBetween(previous: ReadonlyMap<string, CachedResource>, next: ReadonlyMap<string, CachedResource>): CachedResource[] {
+  let byNext = changes.get(previous);
+  if (byNext === undefined) {
+    byNext = new WeakMap();
+    changes.set(previous, byNext);
+  }
+  let changed = byNext.get(next);
+  if (changed === undefined) {
+    changed = everyResource(next).filter((resource) => previous.get(resource.name)?.version !== resource.version);
+    byNext.set(next, changed);
+  }
+  return changed;
 }
