@@ -32,15 +32,20 @@ export function route(cluster: string): EnvoyResource {
 }
 
 /** Hooks that note what a stream reports: `identify <node>`, `ack <Kind> <version>`, `nack <Kind> <version> <message>`. */
-export function recordingHooks(): { hooks: StreamHooks; events: string[] } {
+export function recordingHooks(): { hooks: StreamHooks; events: string[]; fleet: string[] } {
   const events: string[] = [];
+  /** What the stream tells the fleet's ACK ledger: `ack|holds <Kind> <view version>`. */
+  const fleet: string[] = [];
   const hooks: StreamHooks = {
     identify: (node) => events.push(`identify ${node.id}`),
     selected: () => undefined,
     sent: () => undefined,
-    acked: (typeUrl, version) => events.push(`ack ${typeUrl.split('.').pop()} ${version}`),
-    holds: () => undefined,
+    acked: (typeUrl, version, viewVersion) => {
+      events.push(`ack ${typeUrl.split('.').pop()} ${version}`);
+      fleet.push(`ack ${typeUrl.split('.').pop()} ${viewVersion}`);
+    },
+    holds: (typeUrl, viewVersion) => fleet.push(`holds ${typeUrl.split('.').pop()} ${viewVersion}`),
     nacked: (typeUrl, version, _viewVersion, detail) => events.push(`nack ${typeUrl.split('.').pop()} ${version} ${detail.message}`),
   };
-  return { hooks, events };
+  return { hooks, events, fleet };
 }

@@ -25,7 +25,7 @@ function harness(nodeCluster = 'gw', transport: 'instant' | 'held' = 'instant', 
   const waiting: Array<() => void> = [];
   const cache = new SnapshotCache();
   const sent: Response[] = [];
-  const { hooks, events } = recordingHooks();
+  const { hooks, events, fleet } = recordingHooks();
   const bodies = new SharedResponseBodies();
   const stream = new SotwStream({
     cache,
@@ -63,7 +63,7 @@ function harness(nodeCluster = 'gw', transport: 'instant' | 'held' = 'instant', 
   const flushAll = (): void => {
     for (const flushed of waiting.splice(0)) flushed();
   };
-  return { cache, sent, events, request, stream, flushAll };
+  return { cache, sent, events, fleet, request, stream, flushAll };
 }
 
 describe('SotwStream', () => {
@@ -109,6 +109,20 @@ describe('SotwStream', () => {
     cache.setResources(resources({ endpoints: [assignment('a', 3000), assignment('b', 2000)] }));
     expect(sent).toHaveLength(2);
     expect(sent[1]?.nonce).not.toBe(sent[0]?.nonce);
+  });
+
+  it('tells the fleet ledger which view version an ACK stands for, and that a settled named client holds a new version that changed nothing it watches', () => {
+    const { cache, sent, fleet, request } = harness();
+    cache.setResources(resources());
+    const first = cache.view(undefined).snapshot(TypeUrl.endpoint)?.version;
+    request(TypeUrl.endpoint, ['a']);
+    request(TypeUrl.endpoint, ['a'], sent[0]);
+    expect(fleet).toEqual([`ack ClusterLoadAssignment ${first}`]);
+    cache.setResources(resources({ endpoints: [assignment('a'), assignment('b', 2000)] }));
+    const second = cache.view(undefined).snapshot(TypeUrl.endpoint)?.version;
+    expect(second).not.toBe(first);
+    expect(sent).toHaveLength(1);
+    expect(fleet).toEqual([`ack ClusterLoadAssignment ${first}`, `holds ClusterLoadAssignment ${second}`]);
   });
 
   it('sends a named resource when it appears, and a newly subscribed one at once', () => {
