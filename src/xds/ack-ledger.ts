@@ -23,8 +23,11 @@ interface Entry {
   /** The view's version of the type this entry's `acked` is about. */
   version: string;
   acked: boolean;
-  /** nodeId → message: cleared by that node's next ACK of the type, not by its disconnecting. */
-  nacks: Map<string, string>;
+  /**
+   * nodeId → what it rejected (its own version of the type) and why: cleared by that node's next
+   * ACK of the type or by its being sent another version, not by its disconnecting.
+   */
+  nacks: Map<string, { version: string; message: string }>;
 }
 
 export class AckLedger {
@@ -46,13 +49,30 @@ export class AckLedger {
     if (changed) this.revision++;
   }
 
-  /** `nodeId` NACKed a response of `typeUrl` sent while the view's version was `version`. */
-  nack(view: string, typeUrl: string, version: string, nodeId: string, message: string): void {
+  /**
+   * `nodeId` NACKed `clientVersion` of `typeUrl` (its own version), sent while the view's version
+   * was `version`.
+   */
+  nack(view: string, typeUrl: string, version: string, nodeId: string, message: string, clientVersion: string): void {
     const entry = this.at(view, typeUrl, version);
-    if (entry.nacks.get(nodeId) === message) return;
+    const standing = entry.nacks.get(nodeId);
+    if (standing?.message === message && standing.version === clientVersion) return;
     // Re-inserted so that the newest NACK is last.
     entry.nacks.delete(nodeId);
-    entry.nacks.set(nodeId, message);
+    entry.nacks.set(nodeId, { version: clientVersion, message });
+    this.revision++;
+  }
+
+  /**
+   * `nodeId` was sent `clientVersion` of `typeUrl`: a NACK of another version no longer stands
+   * (it is pending again, as go-control-plane sees it); the very version it rejected, sent again
+   * after a reconnect, keeps it.
+   */
+  sent(view: string, typeUrl: string, nodeId: string, clientVersion: string): void {
+    const entry = this.entries.get(view)?.get(typeUrl);
+    const standing = entry?.nacks.get(nodeId);
+    if (entry === undefined || standing === undefined || standing.version === clientVersion) return;
+    entry.nacks.delete(nodeId);
     this.revision++;
   }
 
@@ -76,7 +96,7 @@ export class AckLedger {
     if (entry === undefined) return undefined;
     return {
       acked: entry.acked && entry.version === current,
-      rejected: [...entry.nacks].map(([nodeId, message]) => ({ nodeId, message })),
+      rejected: [...entry.nacks].map(([nodeId, { message }]) => ({ nodeId, message })),
     };
   }
 

@@ -417,6 +417,10 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       },
       sent: (typeUrl, version) => {
         record.recordSent(typeUrl, version);
+        if (view !== undefined) {
+          const key = view.key;
+          this.noteFleet(() => this.ledger.sent(key, typeUrl, record.nodeId, version));
+        }
         this.emit('sent', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version });
       },
       acked: (typeUrl, version, viewVersion) => {
@@ -433,7 +437,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       nacked: (typeUrl, version, viewVersion, detail) => {
         record.recordNack(typeUrl, { version, code: detail.code, message: detail.message, at: new Date() });
         const key = current(typeUrl, viewVersion);
-        if (key !== undefined) this.noteFleet(() => this.ledger.nack(key, typeUrl, viewVersion, record.nodeId, detail.message));
+        if (key !== undefined) this.noteFleet(() => this.ledger.nack(key, typeUrl, viewVersion, record.nodeId, detail.message, version));
         logger.warn({ node: record.nodeId, typeUrl, version, error: detail.message }, 'xds: NACK');
         this.emit('nack', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version, code: detail.code, message: detail.message });
       },

@@ -27,15 +27,24 @@ describe('AckLedger: the fleet\'s ACK state per view version', () => {
 
   it('keeps a NACK until that Envoy ACKs, through other versions, and drops it when the view moves on without that Envoy', () => {
     const ledger = new AckLedger();
-    ledger.nack('', CDS, 'v1', 'envoy-a', 'bad cluster');
+    ledger.nack('', CDS, 'v1', 'envoy-a', 'bad cluster', 'a1');
     ledger.ack('', CDS, 'v1', 'envoy-b');
     expect(ledger.state('', CDS, 'v1')).toEqual({ acked: true, rejected: [{ nodeId: 'envoy-a', message: 'bad cluster' }] });
     ledger.moved('', CDS, 'v2', everyone);
     expect(ledger.state('', CDS, 'v2')?.rejected).toHaveLength(1);
     ledger.ack('', CDS, 'v2', 'envoy-a');
     expect(ledger.state('', CDS, 'v2')?.rejected).toEqual([]);
-    ledger.nack('', CDS, 'v2', 'envoy-a', 'bad again');
+    ledger.nack('', CDS, 'v2', 'envoy-a', 'bad again', 'a2');
     ledger.moved('', CDS, 'v3', nobody);
     expect(ledger.state('', CDS, 'v3')?.rejected).toEqual([]);
+  });
+
+  it('keeps a NACK while that Envoy is sent the very version it rejected again (a reconnect), and drops it once it is sent another', () => {
+    const ledger = new AckLedger();
+    ledger.nack('', CDS, 'v1', 'envoy-a', 'bad cluster', 'a1');
+    ledger.sent('', CDS, 'envoy-a', 'a1');
+    expect(ledger.state('', CDS, 'v1')?.rejected).toEqual([{ nodeId: 'envoy-a', message: 'bad cluster' }]);
+    ledger.sent('', CDS, 'envoy-a', 'a2');
+    expect(ledger.state('', CDS, 'v1')?.rejected).toEqual([]);
   });
 });
