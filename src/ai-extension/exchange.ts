@@ -3,10 +3,11 @@ import type { Logger } from 'pino';
 import { AnthropicStreamTranslator, fromAnthropicResponse, toAnthropicRequest, toOpenAIError } from './anthropic.js';
 import { attemptTarget, type AttemptTarget } from './attempt.js';
 import { isRecord, parseObject, type Usage } from './json.js';
-import { failureCause, type AiExtensionMetrics, type FailureCause } from './metrics.js';
+import { failureCause, type AiExtensionMetrics, type FailureCause, type MemberLabel } from './metrics.js';
 import { headerMap, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
 import { WELL_KNOWN_CREDENTIAL_HEADERS, isChatCompletions, requestHeaderMutation } from './request-headers.js';
 import type { RequestMemory, RequestRecord } from './request-memory.js';
+import { AttemptSpan, parseTraceparent, type SpanSink } from './tracing.js';
 import { OpenAIUsageReader } from './usage.js';
 
 /** What every attempt shares: credentials, the memory of requests between attempts, metrics. */
@@ -19,6 +20,8 @@ export interface ExchangeContext {
   /** How long an attempt waits for a credential the controller has not sent yet. */
   credentialWaitMs: number;
   logger: Logger;
+  /** Where attempt spans go when tracing is on (--otlp-endpoint); absent: none are made. */
+  spans?: SpanSink;
 }
 
 type ResponseMode = 'observe' | 'anthropic-stream' | 'anthropic-json' | 'none';
@@ -41,8 +44,17 @@ export class AttemptExchange {
   private json = '';
   private usageReader: OpenAIUsageReader | undefined;
   private failed = false;
+  private span: AttemptSpan | undefined;
+  private labels: Record<MemberLabel, string> | undefined;
+  private attemptStartedAt = 0;
+  private requestStartedAt = 0;
+  private firstByteSeen = false;
 
-  constructor(private readonly ctx: ExchangeContext) {}
+  /** `traceparent`: the trace context Envoy sent with this ext_proc stream's gRPC metadata. */
+  constructor(
+    private readonly ctx: ExchangeContext,
+    private readonly streamTraceparent?: string,
+  ) {}
 
   async handle(message: ProcessingRequest): Promise<ProcessingResponse> {
     if (message.request_headers) return this.requestHeaders(message);
@@ -55,12 +67,14 @@ export class AttemptExchange {
   /** Envoy closed the stream: an attempt that never got an answer failed without one (reset, refused, timed out). */
   close(): void {
     if (this.target !== undefined && this.status === undefined && !this.failed) this.fail('reset');
+    this.span?.end();
   }
 
   private fail(cause: FailureCause): void {
     if (this.target === undefined) return;
     this.failed = true;
     this.ctx.metrics.failures.inc({ backend: this.target.backend, member: this.target.member, cause });
+    this.span?.fail(cause);
   }
 
   private refuse(status: number, text: string): ProcessingResponse {
@@ -77,8 +91,17 @@ export class AttemptExchange {
     if (target.authHeader !== undefined) this.ctx.credentialHeaders.add(target.authHeader.toLowerCase());
 
     this.requestId = headers.get('x-request-id');
+    this.attemptStartedAt = performance.now();
     const record = this.rememberRequest(headers, target);
     this.clientPath = record.path;
+    this.requestStartedAt = record.startedAt;
+    this.labels = { backend: target.backend, priority: String(target.priority), member: target.member, model: target.model ?? '' };
+    if (this.ctx.spans !== undefined) {
+      // The attempt's own context (Envoy injects it per attempt) first, else the one of the
+      // ext_proc stream, which is a child of the same attempt.
+      const parent = parseTraceparent(headers.get('traceparent')) ?? parseTraceparent(this.streamTraceparent);
+      if (parent === undefined || parent.sampled) this.span = new AttemptSpan(this.ctx.spans, parent, target, record.attempts);
+    }
 
     let key: string | undefined;
     if (target.authKind === 'SecretRef' || target.authKind === 'Inline') {
@@ -111,6 +134,7 @@ export class AttemptExchange {
       }
       known.lastMember = target.member;
       known.lastBackend = target.backend;
+      known.attempts++;
       return known;
     }
     const clientCredentials = new Map<string, string>();
@@ -118,7 +142,7 @@ export class AttemptExchange {
       const value = headers.get(name);
       if (value !== undefined) clientCredentials.set(name, value);
     }
-    const record = { clientCredentials, path: headers.get(':path') ?? '/', lastMember: target.member, lastBackend: target.backend };
+    const record = { clientCredentials, path: headers.get(':path') ?? '/', lastMember: target.member, lastBackend: target.backend, startedAt: this.attemptStartedAt, attempts: 1 };
     return id === undefined ? { ...record, expires: 0 } : this.ctx.memory.remember(id, record);
   }
 
@@ -132,6 +156,8 @@ export class AttemptExchange {
       this.clientStreaming = chat['stream'] === true;
       const options = chat['stream_options'];
       this.includeUsage = isRecord(options) && options['include_usage'] === true;
+      const asked = chat['model'];
+      if (typeof asked === 'string') this.span?.requestModel(asked);
       if (target.provider === 'anthropic') {
         replacement = Buffer.from(JSON.stringify(toAnthropicRequest(chat, target.model)));
       } else if (target.model !== undefined && chat['model'] !== target.model) {
@@ -149,6 +175,7 @@ export class AttemptExchange {
     const headers = headerMap(message.response_headers);
     const status = Number(headers.get(':status') ?? '0');
     this.status = status;
+    this.span?.status(status);
     if (target === undefined) return { phase: 'response_headers' };
     const cause = failureCause(status);
     if (cause !== undefined) this.fail(cause);
@@ -170,6 +197,28 @@ export class AttemptExchange {
   }
 
   private responseBody(bytes: Uint8Array, end: boolean): ProcessingResponse {
+    const response = this.adaptResponseBody(bytes, end);
+    this.observeAnswer(bytes.length > 0, end);
+    return response;
+  }
+
+  /** Time to first token on the first bytes of a success; duration and the span at the end. */
+  private observeAnswer(hasBytes: boolean, end: boolean): void {
+    const labels = this.labels;
+    if (labels === undefined) return;
+    const now = performance.now();
+    if (hasBytes && !this.firstByteSeen && (this.status ?? 0) < 300) {
+      this.firstByteSeen = true;
+      this.ctx.metrics.timeToFirstToken.observe(labels, (now - this.attemptStartedAt) / 1000);
+    }
+    if (!end) return;
+    this.ctx.metrics.requestDuration.observe(labels, (now - this.requestStartedAt) / 1000);
+    const model = this.usageReader?.model;
+    if (model !== undefined) this.span?.responseModel(model);
+    this.span?.end();
+  }
+
+  private adaptResponseBody(bytes: Uint8Array, end: boolean): ProcessingResponse {
     const text = this.decoder.write(Buffer.from(bytes)) + (end ? this.decoder.end() : '');
     switch (this.mode) {
       case 'anthropic-stream': {
@@ -187,6 +236,8 @@ export class AttemptExchange {
         if (status < 300 && parsed !== undefined) {
           const { completion, usage } = fromAnthropicResponse(parsed);
           this.countTokens(usage);
+          const model = completion['model'];
+          if (typeof model === 'string' && model !== '') this.span?.responseModel(model);
           return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(completion)) } };
         }
         return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(toOpenAIError(parsed, status))) } };
@@ -208,5 +259,10 @@ export class AttemptExchange {
     if (t === undefined) return;
     if (usage.input > 0) this.ctx.metrics.tokens.inc({ backend: t.backend, member: t.member, direction: 'in' }, usage.input);
     if (usage.output > 0) this.ctx.metrics.tokens.inc({ backend: t.backend, member: t.member, direction: 'out' }, usage.output);
+    if (this.labels !== undefined) {
+      this.ctx.metrics.requestTokens.observe({ ...this.labels, type: 'input' }, usage.input);
+      this.ctx.metrics.requestTokens.observe({ ...this.labels, type: 'output' }, usage.output);
+    }
+    this.span?.usage(usage.input, usage.output);
   }
 }

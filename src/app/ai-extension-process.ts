@@ -5,6 +5,7 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { otlpUrl, type OtlpEndpoint } from '../envoy/tracing.js';
 import { assertPortFree } from './ports.js';
 import { commandLineOf, isAlive, type StateDir } from './state-dir.js';
 
@@ -77,6 +78,8 @@ export interface AiExtensionProcessOptions {
   command?: readonly string[];
   orphanGraceMs?: number;
   logLevel?: string;
+  /** Where the extension sends its spans (tracing off when absent). */
+  otlp?: OtlpEndpoint;
   logger: Logger;
   /** How long a new extension may take to listen (tsx compiles at start). */
   startTimeoutMs?: number;
@@ -234,6 +237,7 @@ async function spawnExtension(opts: AiExtensionProcessOptions, command: readonly
     '--orphan-grace', durationFlag(opts.orphanGraceMs ?? DEFAULT_ORPHAN_GRACE_MS),
     '--state-file', state.extensionRecord,
     '--log-level', opts.logLevel ?? 'info',
+    ...(opts.otlp !== undefined ? ['--otlp-endpoint', otlpUrl(opts.otlp)] : []),
   ];
   rmSync(state.extensionRecord, { force: true });
   // A file, not a pipe to serve: a pipe breaks when serve dies, and writing to it would end the extension.

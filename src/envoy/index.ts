@@ -6,6 +6,7 @@ import { DEFAULT_ENVOY_OPTIONS, type EnvoyOptions } from './options.js';
 import type { XdsResources } from './resources.js';
 import { toRouteConfiguration } from './routes.js';
 import { toCertificateSecret, toCredentialSecret } from './secrets.js';
+import { otlpCluster } from './tracing.js';
 
 export { toDataPlanes, type DataPlanes, type ResourceNames } from './data-planes.js';
 
@@ -17,7 +18,11 @@ export function toXdsResources(ir: IR, options: Partial<EnvoyOptions> = {}): Xds
   return {
     listeners: ir.listeners.map((l) => toEnvoyListener(l, opts, { aiExtension: ai.length > 0 })),
     routes: ir.listeners.map((l) => toRouteConfiguration(l, bodyLimits)),
-    clusters: [...ir.clusters.map((c) => toEnvoyCluster(c, opts)), ...(ai.length > 0 ? [aiExtensionCluster(opts)] : [])],
+    clusters: [
+      ...ir.clusters.map((c) => toEnvoyCluster(c, opts)),
+      ...(ai.length > 0 ? [aiExtensionCluster(opts)] : []),
+      ...(opts.otlp !== undefined && ir.listeners.length > 0 ? [otlpCluster(opts.otlp, opts)] : []),
+    ],
     endpoints: ir.clusters.filter((c) => c.discovery === 'eds').map(toClusterLoadAssignment),
     secrets: [...ir.certificates.map(toCertificateSecret), ...ir.credentials.map(toCredentialSecret)],
   };

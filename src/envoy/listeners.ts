@@ -4,6 +4,7 @@ import { aiExtensionReplyMapper } from './ai-extension.js';
 import { ADS_CONFIG_SOURCE, ANY, statPrefix } from './names.js';
 import type { EnvoyOptions } from './options.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
+import { listenerTracing } from './tracing.js';
 
 /** What the listeners need to know about the rest of the configuration. */
 export interface ListenerContext {
@@ -13,6 +14,7 @@ export interface ListenerContext {
 
 function httpConnectionManager(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerContext): JsonObject {
   const accessLog = listenerAccessLog(opts);
+  const tracing = listenerTracing(opts);
   return {
     name: 'envoy.filters.network.http_connection_manager',
     typed_config: {
@@ -25,6 +27,7 @@ function httpConnectionManager(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerC
       http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ANY.router, suppress_envoy_headers: true } }],
       local_reply_config: { mappers: [...(ctx.aiExtension ? [aiExtensionReplyMapper()] : []), noHealthyUpstreamReply()] },
       ...(accessLog.length > 0 ? { access_log: accessLog } : {}),
+      ...(tracing !== undefined ? { tracing } : {}),
     },
   };
 }

@@ -48,6 +48,8 @@ export const ENTRY_PROTOS: readonly string[] = [
   'envoy/extensions/access_loggers/file/v3/file.proto',
   'envoy/extensions/access_loggers/filters/cel/v3/cel.proto',
   'envoy/extensions/regex_engines/v3/google_re2.proto',
+  // tracing (OpenTelemetry, OTLP over gRPC)
+  'envoy/config/trace/v3/opentelemetry.proto',
   // the AI extension's ext_proc service
   'envoy/service/ext_proc/v3/external_processor.proto',
   // generic typed config

@@ -89,7 +89,7 @@ describe('RequestMemory', () => {
   it('forgets a request after its time to live and keeps a bounded number of them', () => {
     let now = 0;
     const memory = new RequestMemory({ ttlMs: 100, maxEntries: 2, now: () => now });
-    const record = { clientCredentials: new Map<string, string>(), path: '/', lastMember: 'a', lastBackend: 'b' };
+    const record = { clientCredentials: new Map<string, string>(), path: '/', lastMember: 'a', lastBackend: 'b', startedAt: 0, attempts: 1 };
     memory.remember('1', record);
     memory.remember('2', record);
     memory.remember('3', record);
