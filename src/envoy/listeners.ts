@@ -13,7 +13,7 @@ export interface ListenerContext {
 }
 
 function httpConnectionManager(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerContext): JsonObject {
-  const accessLog = listenerAccessLog(opts);
+  const accessLog = listenerAccessLog(l, opts);
   const tracing = listenerTracing(opts);
   return {
     name: 'envoy.filters.network.http_connection_manager',

@@ -1,4 +1,4 @@
-import type { AccessLogFormat } from './access-log.js';
+import type { AccessLogFormat } from '../api/gateway.js';
 import type { OtlpEndpoint } from './tracing.js';
 
 /** Deployment facts the Envoy stage needs that are not part of the user's objects. */

@@ -39,6 +39,8 @@ export interface ListenerIR {
   gateway: { namespace: string; name: string };
   port: number;
   protocol: 'HTTP' | 'HTTPS';
+  /** Per-request records as its Gateway asks (annotation); absent: the command's default. */
+  accessLog?: 'json' | 'off';
   /**
    * HTTPS: one entry per Gateway listener, selected by SNI; empty serverNames = default chain.
    * All of a listener's certificates go in its one entry: Envoy rejects the whole Listener when

@@ -5,7 +5,7 @@ import type { Secret } from '../api/secret.js';
 import { isServedProtocol, type Gateway } from '../api/gateway.js';
 import type { CredentialIR, GatewayIR, IR, ListenerIR, VirtualHostIR } from '../ir/model.js';
 import { translateBackend, type TranslatedBackend } from './backends.js';
-import { gatewayStatus, isServed, translateGateways } from './gateways.js';
+import { gatewayAccessLog, gatewayStatus, isServed, translateGateways } from './gateways.js';
 import type { Inputs } from './inputs.js';
 import { compareRoutes } from './precedence.js';
 import { translateRoute, type PlacedRoute } from './routes.js';
@@ -69,14 +69,22 @@ export function translate(inputs: Inputs): Translation {
   }
 
   const listeners: ListenerIR[] = [];
-  for (const { gateway, listeners: served } of gw.gateways.values()) {
+  for (const { gateway, listeners: served, accessLog } of gw.gateways.values()) {
     const byPort = new Map<number, ListenerIR>();
     for (const l of served.filter(isServed)) {
       const protocol = l.spec.protocol;
       if (!isServedProtocol(protocol)) continue;
       let ir = byPort.get(l.spec.port);
       if (!ir) {
-        ir = { name: l.envoyListener, gateway: { namespace: gateway.metadata.namespace, name: gateway.metadata.name }, port: l.spec.port, protocol, tls: [], virtualHosts: [] };
+        ir = {
+          name: l.envoyListener,
+          gateway: { namespace: gateway.metadata.namespace, name: gateway.metadata.name },
+          port: l.spec.port,
+          protocol,
+          ...(accessLog !== undefined ? { accessLog } : {}),
+          tls: [],
+          virtualHosts: [],
+        };
         byPort.set(l.spec.port, ir);
         listeners.push(ir);
       }
@@ -90,7 +98,10 @@ export function translate(inputs: Inputs): Translation {
 
   const statuses: ObjectStatus[] = [
     ...gw.classStatuses,
-    ...[...gw.gateways.values()].map((g) => gatewayStatus(g.gateway, g.listeners)),
+    ...[...gw.gateways.values()].map((g) => {
+      const accessLog = gatewayAccessLog(g.gateway);
+      return gatewayStatus(g.gateway, g.listeners, 'error' in accessLog ? accessLog.error : undefined);
+    }),
     ...routeStatuses,
     ...[...backends.values()].map((b) => b.status),
     ...invalidStatuses(inputs),
