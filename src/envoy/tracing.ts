@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { ANY } from './names.js';
+import { ANY, METADATA_NAMESPACE } from './names.js';
 import type { EnvoyOptions } from './options.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
 
@@ -65,8 +65,22 @@ export function listenerTracing(opts: Pick<EnvoyOptions, 'otlp'>): JsonObject | 
     // One span per attempt besides the request's: a failover shows as sibling attempt spans,
     // and the traceparent each attempt carries names its own span.
     spawn_upstream_span: true,
+    custom_tags: FINAL_MEMBER_TAGS.map(([tag, key]) => ({
+      tag,
+      // The host of the final attempt: the member that gave the client its answer.
+      metadata: { kind: { host: {} }, metadata_key: { key: METADATA_NAMESPACE, path: [{ key }] } },
+    })),
   };
 }
+
+/** Tags of every Envoy span from the picked member's endpoint metadata (translate/backends.ts). */
+const FINAL_MEMBER_TAGS: readonly (readonly [string, string])[] = [
+  ['switchyard.backend', 'backend'],
+  ['switchyard.member', 'member'],
+  ['switchyard.priority', 'priority'],
+  ['switchyard.provider', 'provider'],
+  ['gen_ai.request.model', 'model'],
+];
 
 /** The cluster through which Envoy reaches the OTLP receiver (gRPC, so HTTP/2). */
 export function otlpCluster(endpoint: OtlpEndpoint, opts: Pick<EnvoyOptions, 'trustedCaFile'>): EnvoyResource {

@@ -74,6 +74,8 @@ describe('tracing', () => {
 
     const server = trace.find((s) => s.service === 'switchyard-gateway' && s.kind === SpanKind.server);
     expect(server?.parentSpanId).toBe('');
+    // The request's span names the member that answered in the end (its host's metadata).
+    expect(server?.attributes).toMatchObject({ 'switchyard.backend': 'ai/chat', 'switchyard.member': 'secondary', 'switchyard.priority': '1', 'gen_ai.request.model': 'model-b' });
     const envoyAttempts = trace.filter((s) => s.service === 'switchyard-gateway' && s.kind === SpanKind.client);
     expect(envoyAttempts.length).toBeGreaterThanOrEqual(2);
     const attempts = trace.filter((s) => s.service === 'switchyard-ai-extension').sort((a, b) => Number(a.attributes['switchyard.attempt']) - Number(b.attributes['switchyard.attempt']));
