@@ -1,5 +1,11 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
+import { serve } from '../../src/app/serve.js';
+import { commandLineOf } from '../../src/app/state-dir.js';
+import { createLogger } from '../../src/observability/logger.js';
 import { SpanKind } from '../../src/observability/otlp.js';
 import { aiBackend, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
 import { startOtlpReceiver, type OtlpReceiver } from '../support/otlp-receiver.js';
@@ -140,5 +146,29 @@ describe('tracing', () => {
       for (const key of [PRIMARY_KEY, SECONDARY_KEY, 'sk-client']) expect(bytes.includes(Buffer.from(key))).toBe(false);
     }
     for (const s of receiver.spans()) expect(Object.keys(s.attributes).filter((k) => /authorization|api[-_]?key|secret|credential/i.test(k))).toEqual([]);
+  });
+});
+
+describe('serve with its AI extension in a process of its own', () => {
+  it('hands the OTLP endpoint to that process, as --otlp-endpoint', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'switchyard-tracing-state-'));
+    const running = await serve({
+      config: join(import.meta.dirname, '../../examples'),
+      xdsPort: 0,
+      xdsHost: '127.0.0.1',
+      metricsPort: 0,
+      metricsHost: '127.0.0.1',
+      envoy: { listenerAddress: '127.0.0.1', otlp: { host: '127.0.0.1', port: receiver.port, tls: false } },
+      aiExtension: { port: 0, host: '127.0.0.1', child: { stateDir, command: [process.execPath, '--import', 'tsx', join(import.meta.dirname, '../../src/cli/main.ts')] } },
+      logger: createLogger({ level: 'warn', name: 'tracing-child' }, { write: () => undefined }),
+    });
+    try {
+      const pid = running.aiExtensionProcess?.pid();
+      expect(pid).toBeDefined();
+      expect(commandLineOf(pid ?? 0)).toContain(`--otlp-endpoint http://127.0.0.1:${receiver.port}`);
+    } finally {
+      await running.stop();
+      rmSync(stateDir, { recursive: true, force: true });
+    }
   });
 });

@@ -108,6 +108,18 @@ describe('usage errors: exit 2, name the flag, suggest the closest one', () => {
     expect(stray.stderr).toContain('translate: unexpected argument "examples"');
   });
 
+  it('an --otlp-endpoint that is not an http(s) URL is named with the fix, on every command that takes it', async () => {
+    const runs = await Promise.all([
+      cli(['serve', '--config', join(ROOT, 'examples'), '--otlp-endpoint', 'collector:4317']),
+      cli(['controller', '--otlp-endpoint', 'grpc://collector:4317']),
+      cli(['ai-extension', '--xds', '127.0.0.1:1', '--otlp-endpoint', 'http://collector:4318/v1/traces']),
+    ]);
+    for (const r of runs) expect(r.code).toBe(2);
+    expect(runs[0]?.stderr).toContain('--otlp-endpoint "collector:4317": the scheme must be http or https (OTLP over gRPC)');
+    expect(runs[1]?.stderr).toContain('--otlp-endpoint "grpc://collector:4317": the scheme must be http or https');
+    expect(runs[2]?.stderr).toContain('OTLP/gRPC takes no path; give only http://HOST:PORT');
+  });
+
   it('suggests nothing for a word far from every flag', () => {
     expect(closest('--colour-scheme', ['--xds-port', '--config'])).toBeUndefined();
     expect(closest('--metric-port', ['--xds-port', '--metrics-port'])).toBe('--metrics-port');
