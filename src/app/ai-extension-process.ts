@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { otlpUrl, type OtlpEndpoint } from '../envoy/tracing.js';
 import { assertPortFree } from './ports.js';
-import { commandLineOf, isAlive, type StateDir } from './state-dir.js';
+import { commandArgsOf, commandLineOf, isAlive, type StateDir } from './state-dir.js';
 
 /**
  * `serve`'s AI extension as a child process of its own, so that Envoy keeps adapting and
@@ -107,12 +107,13 @@ export async function startAiExtensionProcess(opts: AiExtensionProcessOptions): 
   let current: ExtensionRecord | undefined;
   let adopted = false;
   if (previous !== undefined && isOurs(previous, state) && (await listening(previous.host, previous.port))) {
-    if (previous.host === opts.host && previous.socket === state.socket && (opts.port === 0 || opts.port === previous.port)) {
+    const sameAddress = previous.host === opts.host && previous.socket === state.socket && (opts.port === 0 || opts.port === previous.port);
+    if (sameAddress && tracesTo(previous.pid) === (opts.otlp !== undefined ? otlpUrl(opts.otlp) : undefined)) {
       current = previous;
       adopted = true;
       log.info({ extensionPid: previous.pid, port: previous.port }, 'ai-extension: adopted the extension that kept running while serve was down');
     } else {
-      log.info({ extensionPid: previous.pid, port: previous.port, wantPort: opts.port, wantHost: opts.host }, 'ai-extension: replacing the running extension: its address differs from the one asked for');
+      log.info({ extensionPid: previous.pid, port: previous.port, wantPort: opts.port, wantHost: opts.host }, 'ai-extension: replacing the running extension: its address or its --otlp-endpoint differs from the one asked for');
       await terminate(previous.pid);
     }
   } else if (previous !== undefined && isOurs(previous, state)) {
@@ -220,6 +221,13 @@ async function terminate(pid: number): Promise<void> {
       // Gone meanwhile.
     }
   }
+}
+
+/** The --otlp-endpoint a running extension was started with (undefined: tracing off). */
+function tracesTo(pid: number): string | undefined {
+  const args = commandArgsOf(pid) ?? [];
+  const at = args.indexOf('--otlp-endpoint');
+  return at < 0 ? undefined : args[at + 1];
 }
 
 async function spawnExtension(opts: AiExtensionProcessOptions, command: readonly string[], port: number): Promise<ExtensionRecord> {

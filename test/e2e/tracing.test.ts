@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
+import { startAiExtensionProcess } from '../../src/app/ai-extension-process.js';
 import { serve } from '../../src/app/serve.js';
-import { commandLineOf } from '../../src/app/state-dir.js';
+import { commandLineOf, openStateDir } from '../../src/app/state-dir.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { SpanKind } from '../../src/observability/otlp.js';
 import { aiBackend, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
@@ -169,6 +170,29 @@ describe('serve with its AI extension in a process of its own', () => {
     } finally {
       await running.stop();
       rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('adopts a running extension only when it traces to the same endpoint', async () => {
+    const state = openStateDir(mkdtempSync(join(tmpdir(), 'switchyard-tracing-adopt-')));
+    const logger = createLogger({ level: 'warn', name: 'tracing-adopt' }, { write: () => undefined });
+    const base = { state, port: 0, host: '127.0.0.1', logger, command: [process.execPath, '--import', 'tsx', join(import.meta.dirname, '../../src/cli/main.ts')] };
+    const traced = { ...base, otlp: { host: '127.0.0.1', port: receiver.port, tls: false } };
+    const first = await startAiExtensionProcess(traced);
+    const stops = [first];
+    try {
+      // As a serve restarted after a crash: the extension kept running.
+      const again = await startAiExtensionProcess(traced);
+      expect(again.adopted).toBe(true);
+      expect(again.pid()).toBe(first.pid());
+      const untraced = await startAiExtensionProcess(base);
+      stops.push(untraced);
+      expect(untraced.adopted).toBe(false);
+      expect(untraced.pid()).not.toBe(first.pid());
+      expect(commandLineOf(untraced.pid())).not.toContain('--otlp-endpoint');
+    } finally {
+      for (const p of stops.reverse()) await p.stop().catch(() => undefined);
+      rmSync(state.path, { recursive: true, force: true });
     }
   });
 });
