@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import { GATEWAY_NODE_METADATA, gatewayKeyProblem } from '../envoy/bootstrap.js';
-import { SHARED_VIEW, type CacheChange, type CacheView, type SnapshotCache } from './cache.js';
+import { SHARED_VIEW, type CachedResource, type CacheChange, type CacheView, type SnapshotCache } from './cache.js';
 import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } from './client-state.js';
 import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
@@ -26,11 +26,16 @@ export interface ClientEvent {
   readonly kind: StreamKind;
 }
 
-export interface AckEvent {
+export interface SentEvent {
   readonly streamId: number;
   readonly nodeId: string;
   readonly typeUrl: string;
   readonly version: string;
+}
+
+export interface AckEvent extends SentEvent {
+  /** What the acknowledged (or rejected) response carried: SotW, the client's whole set; delta, the resources it updated. */
+  readonly resources: readonly CachedResource[];
 }
 
 export interface NackEvent extends AckEvent {
@@ -43,7 +48,7 @@ export interface XdsServerEvents {
   connected: [ClientEvent];
   disconnected: [ClientEvent];
   /** A response went out on a stream (one per response, SotW or delta). */
-  sent: [AckEvent];
+  sent: [SentEvent];
   ack: [AckEvent];
   nack: [NackEvent];
 }
@@ -374,15 +379,15 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
         record.recordSent(typeUrl, version);
         this.emit('sent', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version });
       },
-      acked: (typeUrl, version) => {
+      acked: (typeUrl, version, resources) => {
         record.recordAck(typeUrl, version);
         logger.debug({ node: record.nodeId, typeUrl, version }, 'xds: ACK');
-        this.emit('ack', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version });
+        this.emit('ack', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version, resources });
       },
-      nacked: (typeUrl, version, detail) => {
+      nacked: (typeUrl, version, detail, resources) => {
         record.recordNack(typeUrl, { version, code: detail.code, message: detail.message, at: new Date() });
         logger.warn({ node: record.nodeId, typeUrl, version, error: detail.message }, 'xds: NACK');
-        this.emit('nack', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version, code: detail.code, message: detail.message });
+        this.emit('nack', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version, code: detail.code, message: detail.message, resources });
       },
     };
   }

@@ -212,6 +212,8 @@ export interface GatewayFixtureOptions {
   ownGateway?: boolean;
   /** Load reporting pace (short in tests that watch member health). */
   loadReporting?: ServingOptions['loadReporting'];
+  /** The runtime's test seam: rewrites translation output before the quarantine (make Envoy reject what translation accepts). */
+  testOnlyRewrite?: ServingOptions['testOnlyRewrite'];
 }
 
 export interface GatewayFixture {
@@ -281,6 +283,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
       metricsHost: '127.0.0.1',
       envoy: { listenerAddress: '127.0.0.1', ...opts.envoy },
       ...(opts.loadReporting ? { loadReporting: opts.loadReporting } : {}),
+      ...(opts.testOnlyRewrite ? { testOnlyRewrite: opts.testOnlyRewrite } : {}),
       logger: createLogger({ level: 'info', name: opts.id }, { write: (line: string) => void logLines.push(line) }),
     });
     const problems = controller.problems();
