@@ -14,7 +14,8 @@ import { waitFor } from '../support/wait.js';
  * rejected, so the test rewrites translation output through the runtime's test seam (no input
  * reaches it): the Backend's cluster gets an LB policy Envoy refuses for its cluster type, and the
  * Gateway's certificate becomes a 1024-bit RSA one, which Envoy refuses (it wants 2048 bits or
- * more). Each culprit is named in its own status with Envoy's reason in a line, Envoy keeps the
+ * more). That certificate was a real input translation let through; it now refuses it in the
+ * Secret (test/golden/gateway-status), so only the seam serves it here. Each culprit is named in its own status with Envoy's reason in a line, Envoy keeps the
  * version it accepted, a new valid Backend added after the NACK answers, and the culprit recovers
  * once its object changes and Envoy accepts it.
  */
