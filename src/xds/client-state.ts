@@ -7,7 +7,7 @@ export interface NackRecord {
   /** The version the client rejected (the one sent with the NACKed nonce). */
   readonly version: string;
   readonly code: number;
-  /** Envoy's error_detail.message, verbatim. */
+  /** Envoy's error_detail.message, with the secret values it may quote redacted. */
   readonly message: string;
   readonly at: Date;
 }

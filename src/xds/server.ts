@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import { GATEWAY_NODE_METADATA, gatewayKeyProblem } from '../envoy/bootstrap.js';
+import { redactSecretText } from '../envoy/secrets.js';
 import { SHARED_VIEW, type CachedResource, type CacheChange, type CacheView, type SnapshotCache } from './cache.js';
 import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } from './client-state.js';
 import { DeltaStream } from './delta.js';
@@ -40,7 +41,7 @@ export interface AckEvent extends SentEvent {
 
 export interface NackEvent extends AckEvent {
   readonly code: number;
-  /** Envoy's error_detail.message, verbatim. */
+  /** Envoy's error_detail.message, with the secret values it may quote redacted (redactSecretText). */
   readonly message: string;
 }
 
@@ -385,9 +386,11 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
         this.emit('ack', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version, resources });
       },
       nacked: (typeUrl, version, detail, resources) => {
-        record.recordNack(typeUrl, { version, code: detail.code, message: detail.message, at: new Date() });
-        logger.warn({ node: record.nodeId, typeUrl, version, error: detail.message }, 'xds: NACK');
-        this.emit('nack', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version, code: detail.code, message: detail.message, resources });
+        // Kept, logged and handed on only without the secret values Envoy may quote.
+        const message = redactSecretText(detail.message);
+        record.recordNack(typeUrl, { version, code: detail.code, message, at: new Date() });
+        logger.warn({ node: record.nodeId, typeUrl, version, error: message }, 'xds: NACK');
+        this.emit('nack', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version, code: detail.code, message, resources });
       },
     };
   }

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TypeUrl } from '../../src/envoy/resources.js';
 import type { NackEvent } from '../../src/xds/server.js';
 import { aiBackend, gatewayManifests, GATEWAY, NAMESPACE, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+import { LDS_DETAIL } from '../support/envoy-nack-details.js';
 import { freePort } from '../support/ports.js';
 import { sleep, waitFor } from '../support/wait.js';
 
@@ -141,7 +142,7 @@ describe('configuration Envoy would refuse', () => {
     expect(gw.controller.problems()).toEqual([]);
     expect(nack.version).not.toBe(ackedVersion);
     expect(nack.message).toContain(String(busyPort));
-    process.stdout.write(`LDS error_detail: ${JSON.stringify(nack.message)}\n`);
+    expect(nack.message).toBe(LDS_DETAIL.replaceAll('33573', String(busyPort)));
 
     await waitFor(() => programmed().reason === 'Rejected', { what: `Programmed=False/Rejected on Gateway ai/ai-gateway (now ${JSON.stringify(programmed())})`, timeoutMs: 5_000 });
     expect(programmed()).toMatchObject({ status: 'False', reason: 'Rejected' });

@@ -3,18 +3,29 @@ import { namesResource } from '../../src/app/culprit-search.js';
 import { ResourceQuarantine } from '../../src/app/resource-quarantine.js';
 import { condition } from '../../src/api/conditions.js';
 import { TypeUrl, type EnvoyResource, type XdsResources } from '../../src/envoy/resources.js';
+import { redactSecretText } from '../../src/envoy/secrets.js';
+import { shortNackReason } from '../../src/status/programmed.js';
+import { CDS_DETAIL, LDS_DETAIL, SDS_DETAIL, SDS_SCHEMA_DETAIL } from '../support/envoy-nack-details.js';
 import type { ServedAs } from '../../src/status/programmed.js';
 import type { ObjectStatus } from '../../src/translate/status.js';
 import { SHARED_VIEW, SnapshotCache, type CachedResource } from '../../src/xds/cache.js';
 
-/**
- * Envoy 1.40's error_detail for rejected resources, captured from the real Envoy in
- * test/e2e/resource-quarantine.test.ts and test/e2e/nack.test.ts (printed there as
- * "CDS/SDS/LDS error_detail").
- */
-const CDS_DETAIL = "Error adding/updating cluster(s) backend/ai/beta: cluster manager: cluster provided LB specified but cluster 'backend/ai/beta' did not provide one. Check cluster documentation.";
-const SDS_DETAIL = 'Failed to load certificate chain from <inline>, only RSA certificates with 2048-bit or larger keys are supported';
-const LDS_DETAIL = "Error adding/updating listener(s) ai/ai-gateway/33573: cannot bind '127.0.0.1:33573': Address already in use\n";
+describe('redactSecretText: Envoy\'s detail without the secret values it quotes', () => {
+  it('takes the private key out of a Secret\'s schema failure and keeps the reason', () => {
+    const redacted = redactSecretText(SDS_SCHEMA_DETAIL);
+    expect(redacted).not.toContain('SECRETKEYMATERIAL');
+    expect(redacted).not.toContain('PRIVATE KEY');
+    expect(redacted).toContain('inline_string: "[redacted]"');
+    expect(shortNackReason(redacted)).toBe('invalid configuration: field: "specifier", reason: is required');
+  });
+
+  it('takes out a credential cut off by Envoy\'s 4 KB limit and a bare PEM block, and leaves other details alone', () => {
+    expect(redactSecretText('generic_secret {\n  secret {\n    inline_string: "sk-live-abcdef')).toBe('generic_secret {\n  secret {\n    inline_string: "[redacted]"');
+    expect(redactSecretText('bad key -----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY----- here')).toBe('bad key [redacted] here');
+    expect(redactSecretText(CDS_DETAIL)).toBe(CDS_DETAIL);
+    expect(redactSecretText(SDS_DETAIL)).toBe(SDS_DETAIL);
+  });
+});
 
 describe('namesResource: which resource Envoy\'s error_detail names', () => {
   it('finds the cluster and the listener a CDS or LDS rejection names, as whole names only', () => {
