@@ -25,10 +25,13 @@ export class CulpritSearch {
   /** The last change was made to re-admit a pending unit. */
   private admittingUnit = false;
 
-  /** Before each serve, with every unit's current content: culprits that changed or left are let in again. */
-  refresh(fingerprints: ReadonlyMap<string, string>): void {
-    for (const [key, c] of this.culprits) if (fingerprints.get(key) !== c.fingerprint) this.culprits.delete(key);
-    this.pending = this.pending.filter((k) => fingerprints.has(k));
+  /**
+   * Before each serve, with each unit's current content (undefined: gone): culprits that changed
+   * or left are let in again. Only held units are asked for.
+   */
+  refresh(fingerprint: (key: string) => string | undefined): void {
+    for (const [key, c] of this.culprits) if (fingerprint(key) !== c.fingerprint) this.culprits.delete(key);
+    this.pending = this.pending.filter((k) => fingerprint(k) !== undefined);
   }
 
   /** Culprits and pending suspects: what is not served as translated. */

@@ -4,6 +4,7 @@ import { KIND_FIELD, resourceName, TypeUrl, type EnvoyResource, type ResourceKin
 import type { ServedAs } from '../status/programmed.js';
 import type { ObjectStatus } from '../translate/status.js';
 import { contentVersion, type CachedResource } from '../xds/cache.js';
+import type { StreamKind } from '../xds/client-state.js';
 import { CulpritSearch, namesResource } from './culprit-search.js';
 
 /** The types whose resources are quarantined one by one (routes are quarantined per HTTPRoute: route-quarantine.ts). */
@@ -20,6 +21,7 @@ const LABEL: Record<string, string> = {
 export interface Reply {
   streamId: number;
   nodeId: string;
+  kind: StreamKind;
   typeUrl: string;
   resources: readonly CachedResource[];
 }
@@ -35,7 +37,7 @@ export interface Reply {
  * the cache, with its state here in the app layer, keeps the pipeline stages pure.
  *
  * The unit is the resource name. On a NACK the suspects are the resources of the rejected response
- * whose content differs from what that Envoy last accepted; Envoy's error_detail usually names
+ * whose content differs from what that Envoy last accepted (delta: every resource of the response); Envoy's error_detail usually names
  * the culprit (CDS and LDS: "Error adding/updating cluster(s) NAME: ..."); if it does not and
  * several changed, all are held at their accepted version and let in again one per ACK
  * (culprit-search.ts). A culprit is let in again when translation produces different content
@@ -45,10 +47,13 @@ export class ResourceQuarantine {
   private readonly searches = new Map<string, CulpritSearch>(GUARDED_KINDS.map((k) => [TypeUrl[k], new CulpritSearch()]));
   /** Per type: name → the last content of it that an Envoy accepted. */
   private readonly accepted = new Map<string, Map<string, { version: string; resource: EnvoyResource }>>();
-  /** Per stream, per type: name → the content version that stream last accepted. */
-  private readonly heldByStream = new Map<number, Map<string, Map<string, string>>>();
-  /** Per type: name → content version as served after the last filter. */
-  private served = new Map<string, Map<string, string>>();
+  /**
+   * Per SotW stream and type: the set it last ACKed (the response's own array, so a fleet costs
+   * one reference per stream). A delta NACK needs none: it carries only what changed.
+   */
+  private readonly ackedSets = new Map<number, Map<string, readonly CachedResource[]>>();
+  /** Per type: what the last filter served. */
+  private readonly served = new Map<string, readonly EnvoyResource[]>();
 
   /** Translation output → what is served: held resources at their accepted content, or left out. */
   filter(xds: XdsResources): XdsResources {
@@ -57,9 +62,14 @@ export class ResourceQuarantine {
       const typeUrl = TypeUrl[kind];
       const field = KIND_FIELD[kind];
       const search = this.search(typeUrl);
-      search.refresh(new Map(xds[field].map((r) => [resourceName(r), contentVersion(r)])));
-      const held = search.held();
-      if (held.size > 0) {
+      // Nothing held (the usual case): no fingerprints to compute, the translation is served as is.
+      if (search.held().size > 0) {
+        const byName = new Map(xds[field].map((r) => [resourceName(r), r]));
+        search.refresh((name) => {
+          const r = byName.get(name);
+          return r === undefined ? undefined : contentVersion(r);
+        });
+        const held = search.held();
         const accepted = this.accepted.get(typeUrl);
         out[field] = xds[field].flatMap((r) => {
           const name = resourceName(r);
@@ -68,7 +78,7 @@ export class ResourceQuarantine {
           return last ? [last.resource] : [];
         });
       }
-      this.served.set(typeUrl, new Map(out[field].map((r) => [resourceName(r), contentVersion(r)])));
+      this.served.set(typeUrl, out[field]);
     }
     return out;
   }
@@ -90,21 +100,23 @@ export class ResourceQuarantine {
   ack(reply: Reply): boolean {
     const search = this.searches.get(reply.typeUrl);
     if (search === undefined) return false;
-    const mine = this.streamTypes(reply.streamId, reply.typeUrl);
+    if (reply.kind === 'sotw') this.streamSets(reply.streamId).set(reply.typeUrl, reply.resources);
     let accepted = this.accepted.get(reply.typeUrl);
     if (accepted === undefined) {
       accepted = new Map();
       this.accepted.set(reply.typeUrl, accepted);
     }
     for (const r of reply.resources) {
-      mine.set(r.name, r.version);
-      accepted.set(r.name, { version: r.version, resource: r.resource });
+      if (accepted.get(r.name)?.version !== r.version) accepted.set(r.name, { version: r.version, resource: r.resource });
     }
     this.pruneAccepted(reply.typeUrl);
     if (!search.searching) return false;
     // Only an ACK of what is served now means the resources held out so far are not the problem.
-    const served = this.served.get(reply.typeUrl);
-    const current = reply.resources.every((r) => served?.get(r.name) === undefined || served.get(r.name) === r.version);
+    const served = new Map((this.served.get(reply.typeUrl) ?? []).map((r) => [resourceName(r), r]));
+    const current = reply.resources.every((r) => {
+      const now = served.get(r.name);
+      return now === undefined || contentVersion(now) === r.version;
+    });
     return current && search.admitNext();
   }
 
@@ -112,14 +124,18 @@ export class ResourceQuarantine {
   nack(reply: Reply & { message: string }): boolean {
     const search = this.searches.get(reply.typeUrl);
     if (search === undefined) return false;
-    const mine = this.streamTypes(reply.streamId, reply.typeUrl);
-    const suspects = new Map(reply.resources.filter((r) => mine.get(r.name) !== r.version).map((r) => [r.name, r.version]));
+    let changed = reply.resources;
+    if (reply.kind === 'sotw') {
+      const base = new Map((this.ackedSets.get(reply.streamId)?.get(reply.typeUrl) ?? []).map((r) => [r.name, r.version]));
+      changed = reply.resources.filter((r) => base.get(r.name) !== r.version);
+    }
+    const suspects = new Map(changed.map((r) => [r.name, r.version]));
     return search.rejected(reply.nodeId, suspects, reply.message, (name) => namesResource(reply.message, name));
   }
 
   /** A stream ended: what it accepted no longer decides suspects. */
   forget(streamId: number): void {
-    this.heldByStream.delete(streamId);
+    this.ackedSets.delete(streamId);
   }
 
   /** "type name" of every culprit and pending suspect, for the log. */
@@ -133,6 +149,7 @@ export class ResourceQuarantine {
    * the resource is theirs (their port's Listener, or a Secret they name as certificate).
    */
   statuses(all: readonly ObjectStatus[], servedAs: ServedAs, gateways: readonly Gateway[]): ObjectStatus[] {
+    if ([...this.searches.values()].every((s) => s.held().size === 0)) return [...all];
     const marks = new Map<string, { condition: Omit<Condition, 'observedGeneration'>; resources: { typeUrl: string; name: string }[] }>();
     for (const [key, served] of servedAs) {
       for (const r of served.resources) {
@@ -181,26 +198,22 @@ export class ResourceQuarantine {
     return search;
   }
 
-  private streamTypes(streamId: number, typeUrl: string): Map<string, string> {
-    let types = this.heldByStream.get(streamId);
-    if (types === undefined) {
-      types = new Map();
-      this.heldByStream.set(streamId, types);
+  private streamSets(streamId: number): Map<string, readonly CachedResource[]> {
+    let sets = this.ackedSets.get(streamId);
+    if (sets === undefined) {
+      sets = new Map();
+      this.ackedSets.set(streamId, sets);
     }
-    let names = types.get(typeUrl);
-    if (names === undefined) {
-      names = new Map();
-      types.set(typeUrl, names);
-    }
-    return names;
+    return sets;
   }
 
   /** Accepted content is kept only for names still served: memory follows the configuration. */
   private pruneAccepted(typeUrl: string): void {
     const accepted = this.accepted.get(typeUrl);
     const served = this.served.get(typeUrl);
-    if (accepted === undefined || served === undefined || accepted.size <= served.size * 2) return;
-    for (const name of accepted.keys()) if (!served.has(name)) accepted.delete(name);
+    if (accepted === undefined || served === undefined || accepted.size <= served.length * 2 + 16) return;
+    const names = new Set(served.map(resourceName));
+    for (const name of accepted.keys()) if (!names.has(name)) accepted.delete(name);
   }
 }
 

@@ -42,7 +42,7 @@ export class RouteQuarantine {
   /** Before each translation: forgets culprits whose spec changed or that were deleted. */
   refresh(routes: readonly HTTPRoute[]): void {
     this.specs = new Map(routes.map((r) => [routeKey(r), JSON.stringify(r.spec)]));
-    this.search.refresh(this.specs);
+    this.search.refresh((key) => this.specs.get(key));
   }
 
   /** HTTPRoutes ("namespace/name") to leave out of the next translation. */

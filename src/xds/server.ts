@@ -35,6 +35,7 @@ export interface SentEvent {
 }
 
 export interface AckEvent extends SentEvent {
+  readonly kind: StreamKind;
   /** What the acknowledged (or rejected) response carried: SotW, the client's whole set; delta, the resources it updated. */
   readonly resources: readonly CachedResource[];
 }
@@ -383,14 +384,14 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       acked: (typeUrl, version, resources) => {
         record.recordAck(typeUrl, version);
         logger.debug({ node: record.nodeId, typeUrl, version }, 'xds: ACK');
-        this.emit('ack', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version, resources });
+        this.emit('ack', { streamId: record.streamId, nodeId: record.nodeId, kind: record.kind, typeUrl, version, resources });
       },
       nacked: (typeUrl, version, detail, resources) => {
         // Kept, logged and handed on only without the secret values Envoy may quote.
         const message = redactSecretText(detail.message);
         record.recordNack(typeUrl, { version, code: detail.code, message, at: new Date() });
         logger.warn({ node: record.nodeId, typeUrl, version, error: message }, 'xds: NACK');
-        this.emit('nack', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version, code: detail.code, message, resources });
+        this.emit('nack', { streamId: record.streamId, nodeId: record.nodeId, kind: record.kind, typeUrl, version, code: detail.code, message, resources });
       },
     };
   }

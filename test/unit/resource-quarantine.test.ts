@@ -72,7 +72,7 @@ class Harness {
   }
 }
 
-const reply = (typeUrl: string, resources: CachedResource[]) => ({ streamId: 1, nodeId: 'envoy-1', typeUrl, resources });
+const reply = (typeUrl: string, resources: CachedResource[]) => ({ streamId: 1, nodeId: 'envoy-1', kind: 'sotw' as const, typeUrl, resources });
 
 describe('ResourceQuarantine', () => {
   it('a cluster Envoy names is held at the version it accepted; the other changed cluster is served; a change of the culprit lets it in again', () => {
@@ -133,6 +133,18 @@ describe('ResourceQuarantine', () => {
     expect(h.q.held()).toEqual(['secret certificate/ai/b']);
     expect(h.content(TypeUrl.secret, 'certificate/ai/a')).toMatchObject({ generic_secret: { secret: { inline_string: 'a2' } } });
     expect(h.content(TypeUrl.secret, 'certificate/ai/b')).toMatchObject({ generic_secret: { secret: { inline_string: 'b1' } } });
+  });
+
+  it('a delta NACK carries only what changed: its one resource is the culprit, whatever the stream ACKed before', () => {
+    const h = new Harness();
+    h.serve(xds([cluster('c/a'), cluster('c/b')]));
+    h.q.ack({ ...reply(TypeUrl.cluster, h.sent(TypeUrl.cluster)), kind: 'delta' });
+    const translated = xds([cluster('c/a'), cluster('c/b', '2s')]);
+    h.serve(translated);
+    expect(h.q.nack({ ...reply(TypeUrl.cluster, h.sent(TypeUrl.cluster, ['c/b'])), kind: 'delta', streamId: 7, message: 'an error that names no cluster' })).toBe(true);
+    h.serve(translated);
+    expect(h.q.held()).toEqual(['cluster c/b']);
+    expect(h.content(TypeUrl.cluster, 'c/b')).toMatchObject({ connect_timeout: '1s' });
   });
 
   it('an ACK of an older version does not let the next suspect in', () => {
