@@ -100,124 +100,134 @@ let backends: (model: string) => Manifest[];
 const routes = (extra: Manifest[] = []): Manifest[] => [httpRoute('chat', [{ path: '/v1', backend: 'chat' }, { path: '/v2', backend: 'beta' }]), ...extra];
 const first = selfSigned(2048, 'first');
 
-beforeAll(async () => {
-  httpsPort = await freePort();
-  gw = await startGatewayFixture({
-    id: 'resource-quarantine',
-    providers: ['p0', 'p1', 'p2'],
-    testOnlyRewrite: rewrite,
-    logLines,
-    manifests: ({ listenerPort, fakes }) => {
-      backends = (model: string) => [
-        aiBackend({ name: 'chat', llm: true, priorities: [[{ fake: fakes['p0']!, hostname: 'chat.llm.test' }]] }),
-        aiBackend({ name: 'beta', llm: true, priorities: [[{ fake: fakes['p1']!, hostname: 'beta.llm.test', model }]] }),
-      ];
-      return { 'gateway.yaml': [...gateway(listenerPort), tlsSecret(first)], 'backends.yaml': backends('m1'), 'routes.yaml': routes() };
-    },
-    waitForBackends: ['chat', 'beta'],
-  });
-  gw.controller.xds.on('nack', (e) => nacks.push(e));
-});
-
-afterAll(async () => {
-  await gw?.stop();
-});
-
-describe('a Cluster Envoy rejects', () => {
-  it('is held at the version Envoy accepted and named in its Backend\'s status; a new valid Backend answers; the culprit recovers once fixed', async () => {
-    await waitFor(() => programmed('Backend', 'beta').status === 'True', { what: 'Programmed=True on Backend ai/beta', timeoutMs: 10_000 });
-    badCluster = clusterName('beta');
-    gw.write('backends.yaml', backends('m2'));
-    const nack = await waitFor(() => nacks.find((n) => n.typeUrl === TypeUrl.cluster), { what: 'Envoy to NACK the cluster of Backend ai/beta', timeoutMs: 10_000 });
-    // Exactly what the unit tests of culprit naming read.
-    expect(nack.message).toBe(CDS_DETAIL);
-    await waitFor(() => programmed('Backend', 'beta').reason === 'Rejected', { what: `Programmed=False/Rejected on Backend ai/beta (now ${JSON.stringify(programmed('Backend', 'beta'))})`, timeoutMs: 10_000 });
-    const culprit = programmed('Backend', 'beta');
-    expect(culprit.status).toBe('False');
-    expect(culprit.message).toContain(`cluster ${clusterName('beta')}`);
-    expect(culprit.message).toContain('cluster provided LB specified but cluster');
-    expect(culprit.message).not.toContain('Error adding/updating');
-    expect(culprit.message).toContain('the version it last accepted is served');
-    expect(culprit.message).not.toContain('\n');
-    // The other Backend's cluster was served on: once Envoy ACKs the set without the culprit, it is programmed.
-    await waitFor(() => programmed('Backend', 'chat').status === 'True', { what: `Programmed=True on Backend ai/chat (now ${JSON.stringify(programmed('Backend', 'chat'))})`, timeoutMs: 10_000 });
-    // Envoy still holds the cluster it accepted: beta answers.
-    expect((await gw.chat('/v2')).answeredBy).toBe('p1');
-
-    // A new Backend and route after the NACK reach Envoy and answer; the culprit stays named.
-    const fakes = gw.fakes;
-    gw.write('backends.yaml', [...backends('m2'), aiBackend({ name: 'gamma', llm: true, priorities: [[{ fake: fakes['p2']!, hostname: 'gamma.llm.test' }]] })]);
-    gw.write('routes.yaml', routes([httpRoute('gamma', [{ path: '/v3', backend: 'gamma' }])]));
-    await waitFor(async () => (await gw.chat('/v3').catch(() => ({ answeredBy: null }))).answeredBy === 'p2', { what: '/v3 (a new Backend after the NACK) to be answered by p2', timeoutMs: 10_000 });
-    await waitFor(() => programmed('Backend', 'gamma').status === 'True', { what: 'Programmed=True on the new Backend ai/gamma', timeoutMs: 10_000 });
-    expect(programmed('Backend', 'beta')).toMatchObject({ status: 'False', reason: 'Rejected' });
-    // The rejected content is not pushed again and again.
-    expect(nacks.filter((n) => n.typeUrl === TypeUrl.cluster)).toHaveLength(1);
-
-    // The fix: the Backend changes and its cluster is one Envoy accepts.
+// The same with an Envoy on state-of-the-world and on incremental xDS: a delta NACK carries only what changed.
+describe.each(['sotw', 'delta'] as const)('%s Envoy', (mode) => {
+  beforeAll(async () => {
+    httpsPort = await freePort();
+    nacks.length = 0;
+    logLines.length = 0;
     badCluster = undefined;
-    gw.write('backends.yaml', [...backends('m3'), aiBackend({ name: 'gamma', llm: true, priorities: [[{ fake: fakes['p2']!, hostname: 'gamma.llm.test' }]] })]);
-    await waitFor(() => programmed('Backend', 'beta').status === 'True', { what: `Programmed=True on the fixed Backend ai/beta (now ${JSON.stringify(programmed('Backend', 'beta'))})`, timeoutMs: 10_000 });
-    await waitFor(async () => (await gw.chat('/v2')).answeredBy === 'p1' && (fakes['p1']!.received().at(-1)?.body as { model?: string } | undefined)?.model === 'm3', { what: 'beta to answer with its fixed model m3', timeoutMs: 10_000 });
-  });
-});
-
-describe('a Secret Envoy rejects', () => {
-  it('keeps the certificate Envoy accepted, names the Gateway listener with Envoy\'s reason, lets other changes through, and recovers once fixed', async () => {
-    await waitFor(async () => (await servedCertificate().catch(() => '')) === 'first', { what: 'the HTTPS listener to present certificate "first"', timeoutMs: 10_000 });
-    await waitFor(() => programmed('Gateway', GATEWAY).status === 'True', { what: 'Programmed=True on the Gateway', timeoutMs: 10_000 });
-    const before = nacks.length;
-    weakCertificate = selfSigned(1024, 'weak');
-    gw.write('gateway.yaml', [...gateway(gw.listenerPort), tlsSecret(selfSigned(2048, 'second'))]);
-    const nack = await waitFor(() => nacks.slice(before).find((n) => n.typeUrl === TypeUrl.secret), { what: 'Envoy to NACK the certificate', timeoutMs: 10_000 });
-    expect(nack.message).toBe(SDS_DETAIL);
-    await waitFor(() => programmed('Gateway', GATEWAY).reason === 'Rejected', { what: `Programmed=False/Rejected on the Gateway (now ${JSON.stringify(programmed('Gateway', GATEWAY))})`, timeoutMs: 10_000 });
-    expect(programmed('Gateway', GATEWAY).message).toContain(`secret certificate/${NAMESPACE}/tls`);
-    expect(programmed('Gateway', GATEWAY).message).toContain('only RSA certificates with 2048-bit or larger keys are supported');
-    expect(programmed('Gateway', GATEWAY).message).not.toContain('PRIVATE KEY');
-    expect(listenerProgrammed('https')).toMatchObject({ status: 'False', reason: 'Rejected' });
-    expect(listenerProgrammed('http')).toMatchObject({ status: 'True' });
-    expect(await servedCertificate()).toBe('first');
-
-    // Another change goes through while the certificate is held.
-    gw.write('routes.yaml', routes([httpRoute('gamma', [{ path: '/v3', backend: 'gamma' }]), httpRoute('late', [{ path: '/v4', backend: 'chat' }])]));
-    await waitFor(async () => (await gw.chat('/v4').catch(() => ({ answeredBy: null }))).answeredBy === 'p0', { what: '/v4 (a route added after the NACK) to be answered by p0', timeoutMs: 10_000 });
-    expect(programmed('Gateway', GATEWAY)).toMatchObject({ status: 'False', reason: 'Rejected' });
-
-    // The fix: a certificate Envoy accepts.
     weakCertificate = undefined;
-    gw.write('gateway.yaml', [...gateway(gw.listenerPort), tlsSecret(selfSigned(2048, 'third'))]);
-    await waitFor(async () => (await servedCertificate().catch(() => '')) === 'third', { what: 'the HTTPS listener to present the fixed certificate "third"', timeoutMs: 10_000 });
-    await waitFor(() => programmed('Gateway', GATEWAY).status === 'True', { what: `Programmed=True on the Gateway again (now ${JSON.stringify(programmed('Gateway', GATEWAY))})`, timeoutMs: 10_000 });
-    expect(listenerProgrammed('https')).toMatchObject({ status: 'True' });
+    emptyChain = false;
+    gw = await startGatewayFixture({
+      id: `resource-quarantine-${mode}`,
+      delta: mode === 'delta',
+      providers: ['p0', 'p1', 'p2'],
+      testOnlyRewrite: rewrite,
+      logLines,
+      manifests: ({ listenerPort, fakes }) => {
+        backends = (model: string) => [
+          aiBackend({ name: 'chat', llm: true, priorities: [[{ fake: fakes['p0']!, hostname: 'chat.llm.test' }]] }),
+          aiBackend({ name: 'beta', llm: true, priorities: [[{ fake: fakes['p1']!, hostname: 'beta.llm.test', model }]] }),
+        ];
+        return { 'gateway.yaml': [...gateway(listenerPort), tlsSecret(first)], 'backends.yaml': backends('m1'), 'routes.yaml': routes() };
+      },
+      waitForBackends: ['chat', 'beta'],
+    });
+    gw.controller.xds.on('nack', (e) => nacks.push(e));
+    expect(gw.controller.xds.clients().map((c) => c.kind)).toContain(mode);
   });
 
-  it('a Secret whose NACK quotes its private key: the key reaches no log, no client record and no status', async () => {
-    const before = nacks.length;
-    const fourth = selfSigned(2048, 'fourth');
-    const keyLine = fourth.key.split('\n')[1] ?? '';
-    expect(keyLine.length).toBeGreaterThan(20);
-    emptyChain = true;
-    gw.write('gateway.yaml', [...gateway(gw.listenerPort), tlsSecret(fourth)]);
-    const nack = await waitFor(() => nacks.slice(before).find((n) => n.typeUrl === TypeUrl.secret), { what: 'Envoy to NACK the certificate with an empty chain', timeoutMs: 10_000 });
-    expect(nack.message).toContain('[redacted]');
-    // Envoy's dump before the reason starts with a marker protobuf varies; the rest is what the unit tests read.
-    expect(nack.message.slice(nack.message.indexOf('\n'))).toBe(redactSecretText(SDS_SCHEMA_DETAIL).slice(SDS_SCHEMA_DETAIL.indexOf('\n')));
-    await waitFor(() => programmed('Gateway', GATEWAY).reason === 'Rejected', { what: `Programmed=False/Rejected on the Gateway (now ${JSON.stringify(programmed('Gateway', GATEWAY))})`, timeoutMs: 10_000 });
-    expect(programmed('Gateway', GATEWAY).message).toContain('reason: is required');
-    const everywhere = [
-      ...logLines,
-      JSON.stringify(gw.controller.xds.clients()),
-      JSON.stringify(gw.controller.statuses()),
-      await (await fetch(`http://127.0.0.1:${gw.controller.metricsPort}/statusz`)).text(),
-    ].join('\n');
-    expect(everywhere).toContain('Proto constraint validation failed');
-    expect(everywhere).not.toContain(keyLine);
-    expect(await servedCertificate()).toBe('third');
+  afterAll(async () => {
+    await gw?.stop();
+  });
 
-    emptyChain = false;
-    gw.write('gateway.yaml', [...gateway(gw.listenerPort), tlsSecret(selfSigned(2048, 'fifth'))]);
-    await waitFor(async () => (await servedCertificate().catch(() => '')) === 'fifth', { what: 'the HTTPS listener to present certificate "fifth"', timeoutMs: 10_000 });
-    await waitFor(() => programmed('Gateway', GATEWAY).status === 'True', { what: 'Programmed=True on the Gateway again', timeoutMs: 10_000 });
+  describe('a Cluster Envoy rejects', () => {
+    it('is held at the version Envoy accepted and named in its Backend\'s status; a new valid Backend answers; the culprit recovers once fixed', async () => {
+      await waitFor(() => programmed('Backend', 'beta').status === 'True', { what: 'Programmed=True on Backend ai/beta', timeoutMs: 10_000 });
+      badCluster = clusterName('beta');
+      gw.write('backends.yaml', backends('m2'));
+      const nack = await waitFor(() => nacks.find((n) => n.typeUrl === TypeUrl.cluster), { what: 'Envoy to NACK the cluster of Backend ai/beta', timeoutMs: 10_000 });
+      // Exactly what the unit tests of culprit naming read.
+      expect(nack.message).toBe(CDS_DETAIL);
+      await waitFor(() => programmed('Backend', 'beta').reason === 'Rejected', { what: `Programmed=False/Rejected on Backend ai/beta (now ${JSON.stringify(programmed('Backend', 'beta'))})`, timeoutMs: 10_000 });
+      const culprit = programmed('Backend', 'beta');
+      expect(culprit.status).toBe('False');
+      expect(culprit.message).toContain(`cluster ${clusterName('beta')}`);
+      expect(culprit.message).toContain('cluster provided LB specified but cluster');
+      expect(culprit.message).not.toContain('Error adding/updating');
+      expect(culprit.message).toContain('the version it last accepted is served');
+      expect(culprit.message).not.toContain('\n');
+      // The other Backend's cluster was served on: once Envoy ACKs the set without the culprit, it is programmed.
+      await waitFor(() => programmed('Backend', 'chat').status === 'True', { what: `Programmed=True on Backend ai/chat (now ${JSON.stringify(programmed('Backend', 'chat'))})`, timeoutMs: 10_000 });
+      // Envoy still holds the cluster it accepted: beta answers.
+      expect((await gw.chat('/v2')).answeredBy).toBe('p1');
+
+      // A new Backend and route after the NACK reach Envoy and answer; the culprit stays named.
+      const fakes = gw.fakes;
+      gw.write('backends.yaml', [...backends('m2'), aiBackend({ name: 'gamma', llm: true, priorities: [[{ fake: fakes['p2']!, hostname: 'gamma.llm.test' }]] })]);
+      gw.write('routes.yaml', routes([httpRoute('gamma', [{ path: '/v3', backend: 'gamma' }])]));
+      await waitFor(async () => (await gw.chat('/v3').catch(() => ({ answeredBy: null }))).answeredBy === 'p2', { what: '/v3 (a new Backend after the NACK) to be answered by p2', timeoutMs: 10_000 });
+      await waitFor(() => programmed('Backend', 'gamma').status === 'True', { what: 'Programmed=True on the new Backend ai/gamma', timeoutMs: 10_000 });
+      expect(programmed('Backend', 'beta')).toMatchObject({ status: 'False', reason: 'Rejected' });
+      // The rejected content is not pushed again and again.
+      expect(nacks.filter((n) => n.typeUrl === TypeUrl.cluster)).toHaveLength(1);
+
+      // The fix: the Backend changes and its cluster is one Envoy accepts.
+      badCluster = undefined;
+      gw.write('backends.yaml', [...backends('m3'), aiBackend({ name: 'gamma', llm: true, priorities: [[{ fake: fakes['p2']!, hostname: 'gamma.llm.test' }]] })]);
+      await waitFor(() => programmed('Backend', 'beta').status === 'True', { what: `Programmed=True on the fixed Backend ai/beta (now ${JSON.stringify(programmed('Backend', 'beta'))})`, timeoutMs: 10_000 });
+      await waitFor(async () => (await gw.chat('/v2')).answeredBy === 'p1' && (fakes['p1']!.received().at(-1)?.body as { model?: string } | undefined)?.model === 'm3', { what: 'beta to answer with its fixed model m3', timeoutMs: 10_000 });
+    });
+  });
+
+  describe('a Secret Envoy rejects', () => {
+    it('keeps the certificate Envoy accepted, names the Gateway listener with Envoy\'s reason, lets other changes through, and recovers once fixed', async () => {
+      await waitFor(async () => (await servedCertificate().catch(() => '')) === 'first', { what: 'the HTTPS listener to present certificate "first"', timeoutMs: 10_000 });
+      await waitFor(() => programmed('Gateway', GATEWAY).status === 'True', { what: 'Programmed=True on the Gateway', timeoutMs: 10_000 });
+      const before = nacks.length;
+      weakCertificate = selfSigned(1024, 'weak');
+      gw.write('gateway.yaml', [...gateway(gw.listenerPort), tlsSecret(selfSigned(2048, 'second'))]);
+      const nack = await waitFor(() => nacks.slice(before).find((n) => n.typeUrl === TypeUrl.secret), { what: 'Envoy to NACK the certificate', timeoutMs: 10_000 });
+      expect(nack.message).toBe(SDS_DETAIL);
+      await waitFor(() => programmed('Gateway', GATEWAY).reason === 'Rejected', { what: `Programmed=False/Rejected on the Gateway (now ${JSON.stringify(programmed('Gateway', GATEWAY))})`, timeoutMs: 10_000 });
+      expect(programmed('Gateway', GATEWAY).message).toContain(`secret certificate/${NAMESPACE}/tls`);
+      expect(programmed('Gateway', GATEWAY).message).toContain('only RSA certificates with 2048-bit or larger keys are supported');
+      expect(programmed('Gateway', GATEWAY).message).not.toContain('PRIVATE KEY');
+      expect(listenerProgrammed('https')).toMatchObject({ status: 'False', reason: 'Rejected' });
+      expect(listenerProgrammed('http')).toMatchObject({ status: 'True' });
+      expect(await servedCertificate()).toBe('first');
+
+      // Another change goes through while the certificate is held.
+      gw.write('routes.yaml', routes([httpRoute('gamma', [{ path: '/v3', backend: 'gamma' }]), httpRoute('late', [{ path: '/v4', backend: 'chat' }])]));
+      await waitFor(async () => (await gw.chat('/v4').catch(() => ({ answeredBy: null }))).answeredBy === 'p0', { what: '/v4 (a route added after the NACK) to be answered by p0', timeoutMs: 10_000 });
+      expect(programmed('Gateway', GATEWAY)).toMatchObject({ status: 'False', reason: 'Rejected' });
+
+      // The fix: a certificate Envoy accepts.
+      weakCertificate = undefined;
+      gw.write('gateway.yaml', [...gateway(gw.listenerPort), tlsSecret(selfSigned(2048, 'third'))]);
+      await waitFor(async () => (await servedCertificate().catch(() => '')) === 'third', { what: 'the HTTPS listener to present the fixed certificate "third"', timeoutMs: 10_000 });
+      await waitFor(() => programmed('Gateway', GATEWAY).status === 'True', { what: `Programmed=True on the Gateway again (now ${JSON.stringify(programmed('Gateway', GATEWAY))})`, timeoutMs: 10_000 });
+      expect(listenerProgrammed('https')).toMatchObject({ status: 'True' });
+    });
+
+    it('a Secret whose NACK quotes its private key: the key reaches no log, no client record and no status', async () => {
+      const before = nacks.length;
+      const fourth = selfSigned(2048, 'fourth');
+      const keyLine = fourth.key.split('\n')[1] ?? '';
+      expect(keyLine.length).toBeGreaterThan(20);
+      emptyChain = true;
+      gw.write('gateway.yaml', [...gateway(gw.listenerPort), tlsSecret(fourth)]);
+      const nack = await waitFor(() => nacks.slice(before).find((n) => n.typeUrl === TypeUrl.secret), { what: 'Envoy to NACK the certificate with an empty chain', timeoutMs: 10_000 });
+      expect(nack.message).toContain('[redacted]');
+      // Envoy's dump before the reason starts with a marker protobuf varies; the rest is what the unit tests read.
+      expect(nack.message.slice(nack.message.indexOf('\n'))).toBe(redactSecretText(SDS_SCHEMA_DETAIL).slice(SDS_SCHEMA_DETAIL.indexOf('\n')));
+      await waitFor(() => programmed('Gateway', GATEWAY).reason === 'Rejected', { what: `Programmed=False/Rejected on the Gateway (now ${JSON.stringify(programmed('Gateway', GATEWAY))})`, timeoutMs: 10_000 });
+      expect(programmed('Gateway', GATEWAY).message).toContain('reason: is required');
+      const everywhere = [
+        ...logLines,
+        JSON.stringify(gw.controller.xds.clients()),
+        JSON.stringify(gw.controller.statuses()),
+        await (await fetch(`http://127.0.0.1:${gw.controller.metricsPort}/statusz`)).text(),
+      ].join('\n');
+      expect(everywhere).toContain('Proto constraint validation failed');
+      expect(everywhere).not.toContain(keyLine);
+      expect(await servedCertificate()).toBe('third');
+
+      emptyChain = false;
+      gw.write('gateway.yaml', [...gateway(gw.listenerPort), tlsSecret(selfSigned(2048, 'fifth'))]);
+      await waitFor(async () => (await servedCertificate().catch(() => '')) === 'fifth', { what: 'the HTTPS listener to present certificate "fifth"', timeoutMs: 10_000 });
+      await waitFor(() => programmed('Gateway', GATEWAY).status === 'True', { what: 'Programmed=True on the Gateway again', timeoutMs: 10_000 });
+    });
   });
 });

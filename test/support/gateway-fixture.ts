@@ -212,6 +212,8 @@ export interface GatewayFixtureOptions {
   ownGateway?: boolean;
   /** Load reporting pace (short in tests that watch member health). */
   loadReporting?: ServingOptions['loadReporting'];
+  /** Envoy speaks incremental (delta) xDS instead of state-of-the-world. */
+  delta?: boolean;
   /** The runtime's test seam: rewrites translation output before the quarantine (make Envoy reject what translation accepts). */
   testOnlyRewrite?: ServingOptions['testOnlyRewrite'];
 }
@@ -293,7 +295,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
 
     const adminPort = await freePort();
     envoy = await startEnvoy({
-      bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: controller.xdsPort }, nodeId: opts.id, adminPort, ...(opts.ownGateway === true ? { gateway: `${NAMESPACE}/${GATEWAY}` } : {}) }),
+      bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: controller.xdsPort }, nodeId: opts.id, adminPort, ...(opts.ownGateway === true ? { gateway: `${NAMESPACE}/${GATEWAY}` } : {}), ...(opts.delta === true ? { delta: true } : {}) }),
       adminPort,
       id: opts.id,
       ...(opts.envoyArgs ? { extraArgs: opts.envoyArgs } : {}),
