@@ -256,7 +256,9 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       opts.infrastructure?.apply();
       const routeVersion = cache.snapshot(TypeUrl.route)?.version;
       noteRouteVersions(routeVersion);
-      if (quarantine.served(routeVersion, result.translation.ir) || resourceQuarantine.afterServe(changedTypes)) retranslate();
+      const routesAgain = quarantine.served(routeVersion, result.translation.ir);
+      const resourcesAgain = resourceQuarantine.afterServe(changedTypes);
+      if (routesAgain || resourcesAgain) retranslate();
       metrics.translations.inc();
       metrics.translationDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
       for (const kind of PUSH_ORDER) metrics.resources.set({ type: kind }, result.xds[KIND_FIELD[kind]].length);
