@@ -23,8 +23,14 @@ import { waitFor } from '../support/wait.js';
  */
 
 const HOST = 'secure.llm.test';
+const HOST2 = 'secure2.llm.test';
 let gw: GatewayFixture;
 let httpsPort = 0;
+let httpsPort2 = 0;
+/** The certificate of the second HTTPS listener (Secret tls2), written with every change of gateway.yaml. */
+let tls2Pair: { cert: string; key: string };
+/** Which Secret the test seam makes weak. */
+let weakSecret = `certificate/${NAMESPACE}/tls`;
 const nacks: NackEvent[] = [];
 let badCluster: string | undefined;
 let weakCertificate: { cert: string; key: string } | undefined;
@@ -48,9 +54,9 @@ function selfSigned(bits: number, commonName: string): { cert: string; key: stri
   return { cert: forge.pki.certificateToPem(cert), key };
 }
 
-function tlsSecret(pair: { cert: string; key: string }): Manifest {
+function tlsSecret(pair: { cert: string; key: string }, name = 'tls'): Manifest {
   return {
-    apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: 'tls', namespace: NAMESPACE },
+    apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name, namespace: NAMESPACE },
     data: { 'tls.crt': Buffer.from(pair.cert).toString('base64'), 'tls.key': Buffer.from(pair.key).toString('base64') },
   };
 }
@@ -59,14 +65,15 @@ function gateway(listenerPort: number): Manifest[] {
   const manifests = gatewayManifests(listenerPort);
   const g = manifests.find((m) => m['kind'] === 'Gateway') as { spec: { listeners: Manifest[] } };
   g.spec.listeners.push({ name: 'https', protocol: 'HTTPS', port: httpsPort, hostname: HOST, tls: { mode: 'Terminate', certificateRefs: [{ name: 'tls' }] }, allowedRoutes: { namespaces: { from: 'Same' } } });
-  return manifests;
+  g.spec.listeners.push({ name: 'https2', protocol: 'HTTPS', port: httpsPort2, hostname: HOST2, tls: { mode: 'Terminate', certificateRefs: [{ name: 'tls2' }] }, allowedRoutes: { namespaces: { from: 'Same' } } });
+  return [...manifests, tlsSecret(tls2Pair, 'tls2')];
 }
 
 /** What the test seam does to translation output: the chosen cluster and the certificate made unacceptable to Envoy. */
 function rewrite(xds: XdsResources): XdsResources {
   const clusters = xds.clusters.map((c): EnvoyResource => (c['name'] === badCluster ? { ...c, lb_policy: 'CLUSTER_PROVIDED' } : c));
   const secrets = xds.secrets.map((s): EnvoyResource => {
-    if (s['name'] !== `certificate/${NAMESPACE}/tls`) return s;
+    if (s['name'] !== weakSecret) return s;
     if (emptyChain) return { ...s, tls_certificate: { ...(s['tls_certificate'] as object), certificate_chain: {} } };
     if (weakCertificate === undefined) return s;
     return { ...s, tls_certificate: { certificate_chain: { inline_string: weakCertificate.cert }, private_key: { inline_string: weakCertificate.key } } };
@@ -75,9 +82,9 @@ function rewrite(xds: XdsResources): XdsResources {
 }
 
 /** The subject CN of the certificate Envoy presents on the HTTPS listener. */
-function servedCertificate(): Promise<string> {
+function servedCertificate(second = false): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port: httpsPort, servername: HOST, rejectUnauthorized: false }, () => {
+    const socket = connect({ host: '127.0.0.1', port: second ? httpsPort2 : httpsPort, servername: second ? HOST2 : HOST, rejectUnauthorized: false }, () => {
       const cn = socket.getPeerCertificate().subject?.CN;
       socket.destroy();
       resolve(Array.isArray(cn) ? cn.join(',') : (cn ?? ''));
@@ -104,6 +111,9 @@ const first = selfSigned(2048, 'first');
 describe.each(['sotw', 'delta'] as const)('%s Envoy', (mode) => {
   beforeAll(async () => {
     httpsPort = await freePort();
+    httpsPort2 = await freePort();
+    tls2Pair = selfSigned(2048, 'b-first');
+    weakSecret = `certificate/${NAMESPACE}/tls`;
     nacks.length = 0;
     logLines.length = 0;
     badCluster = undefined;
@@ -228,6 +238,32 @@ describe.each(['sotw', 'delta'] as const)('%s Envoy', (mode) => {
       gw.write('gateway.yaml', [...gateway(gw.listenerPort), tlsSecret(selfSigned(2048, 'fifth'))]);
       await waitFor(async () => (await servedCertificate().catch(() => '')) === 'fifth', { what: 'the HTTPS listener to present certificate "fifth"', timeoutMs: 10_000 });
       await waitFor(() => programmed('Gateway', GATEWAY).status === 'True', { what: 'Programmed=True on the Gateway again', timeoutMs: 10_000 });
+    });
+
+    it('when Envoy names neither of two changed certificates, each is let in alone: the good one is served, the bad one named', async () => {
+      await waitFor(async () => (await servedCertificate(true).catch(() => '')) === 'b-first', { what: 'the second HTTPS listener to present certificate "b-first"', timeoutMs: 10_000 });
+      const before = nacks.length;
+      weakSecret = `certificate/${NAMESPACE}/tls2`;
+      weakCertificate = selfSigned(1024, 'b-weak');
+      tls2Pair = selfSigned(2048, 'b-second');
+      gw.write('gateway.yaml', [...gateway(gw.listenerPort), tlsSecret(selfSigned(2048, 'sixth'))]);
+      await waitFor(() => programmed('Gateway', GATEWAY).message?.includes(`secret certificate/${NAMESPACE}/tls2:`) === true, { what: `the Gateway to name Secret tls2 (now ${JSON.stringify(programmed('Gateway', GATEWAY))})`, timeoutMs: 15_000 });
+      await waitFor(async () => (await servedCertificate().catch(() => '')) === 'sixth', { what: 'the first HTTPS listener to present "sixth", changed together with the bad one', timeoutMs: 10_000 });
+      const secretNacks = nacks.slice(before).filter((n) => n.typeUrl === TypeUrl.secret);
+      expect(secretNacks.every((n) => n.message === SDS_DETAIL)).toBe(true);
+      // The first rejection carried both changed certificates and named neither: a search, not a guess.
+      expect(secretNacks[0]?.resources.map((r) => r.name).sort()).toEqual([`certificate/${NAMESPACE}/tls`, `certificate/${NAMESPACE}/tls2`]);
+      expect(programmed('Gateway', GATEWAY)).toMatchObject({ status: 'False', reason: 'Rejected' });
+      expect(programmed('Gateway', GATEWAY).message).toContain('only RSA certificates with 2048-bit or larger keys are supported');
+      expect(listenerProgrammed('https2')).toMatchObject({ status: 'False', reason: 'Rejected' });
+      await waitFor(() => listenerProgrammed('https').status === 'True', { what: `Programmed=True on listener https (now ${JSON.stringify(listenerProgrammed('https'))})`, timeoutMs: 10_000 });
+      expect(await servedCertificate(true)).toBe('b-first');
+
+      weakCertificate = undefined;
+      tls2Pair = selfSigned(2048, 'b-third');
+      gw.write('gateway.yaml', [...gateway(gw.listenerPort), tlsSecret(selfSigned(2048, 'sixth'))]);
+      await waitFor(async () => (await servedCertificate(true).catch(() => '')) === 'b-third', { what: 'the second HTTPS listener to present the fixed "b-third"', timeoutMs: 10_000 });
+      await waitFor(() => programmed('Gateway', GATEWAY).status === 'True', { what: `Programmed=True on the Gateway again (now ${JSON.stringify(programmed('Gateway', GATEWAY))})`, timeoutMs: 10_000 });
     });
   });
 });
