@@ -2,6 +2,7 @@ import { condition, type Condition } from '../api/conditions.js';
 import type { Gateway } from '../api/gateway.js';
 import { KIND_FIELD, resourceName, TypeUrl, type EnvoyResource, type ResourceKind, type XdsResources } from '../envoy/resources.js';
 import type { ServedAs } from '../status/programmed.js';
+import { certificateName, envoyListenerName } from '../translate/gateways.js';
 import type { ObjectStatus } from '../translate/status.js';
 import { contentVersion, type CachedResource } from '../xds/cache.js';
 import type { StreamKind } from '../xds/client-state.js';
@@ -36,9 +37,10 @@ export interface Reply {
  * and every later version would carry the bad resource again. A filter between translation and
  * the cache, with its state here in the app layer, keeps the pipeline stages pure.
  *
- * The unit is the resource name. On a NACK the suspects are the resources of the rejected response
- * whose content differs from what that Envoy last accepted (delta: every resource of the response); Envoy's error_detail usually names
- * the culprit (CDS and LDS: "Error adding/updating cluster(s) NAME: ..."); if it does not and
+ * The unit is the resource name. On a NACK the suspects are the resources of the rejected
+ * response whose content differs from what that Envoy last accepted (delta: every resource of the
+ * response, which carries only changes); Envoy's error_detail usually names the culprit (CDS and
+ * LDS: "Error adding/updating cluster(s) NAME: ..."; SDS names none); if it does not and
  * several changed, all are held at their accepted version and let in again one per ACK
  * (culprit-search.ts). A culprit is let in again when translation produces different content
  * for it (its object changed); the status clears once Envoy accepts it.
@@ -228,9 +230,9 @@ function withoutEnvoyPrefix(reason: string, name: string): string {
 function sectionsOf(gateway: Gateway | undefined, r: { typeUrl: string; name: string }): string[] {
   if (gateway === undefined) return [];
   const ns = gateway.metadata.namespace;
-  if (r.typeUrl === TypeUrl.listener) return gateway.spec.listeners.filter((l) => r.name === `${ns}/${gateway.metadata.name}/${l.port}`).map((l) => l.name);
+  if (r.typeUrl === TypeUrl.listener) return gateway.spec.listeners.filter((l) => r.name === envoyListenerName(gateway, l.port)).map((l) => l.name);
   if (r.typeUrl === TypeUrl.secret) {
-    return gateway.spec.listeners.filter((l) => (l.tls?.certificateRefs ?? []).some((c) => r.name === `certificate/${c.namespace ?? ns}/${c.name}`)).map((l) => l.name);
+    return gateway.spec.listeners.filter((l) => (l.tls?.certificateRefs ?? []).some((c) => r.name === certificateName(c.namespace ?? ns, c.name))).map((l) => l.name);
   }
   return [];
 }
