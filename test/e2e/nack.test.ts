@@ -45,11 +45,12 @@ function routes(v2Regex?: string): Manifest[] {
   ];
 }
 
-/** The fixture's Gateway, with a second listener on `extraPort` when given. */
-function gateway(listenerPort: number, extraPort?: number): Manifest[] {
+/** The fixture's Gateway, with a second listener on `extraPort` and a third on `laterPort` when given. */
+function gateway(listenerPort: number, extraPort?: number, laterPort?: number): Manifest[] {
   const manifests = gatewayManifests(listenerPort);
   const gw = manifests.find((m) => m['kind'] === 'Gateway') as { spec: { listeners: Manifest[] } };
   if (extraPort !== undefined) gw.spec.listeners.push({ name: 'extra', protocol: 'HTTP', port: extraPort, allowedRoutes: { namespaces: { from: 'Same' } } });
+  if (laterPort !== undefined) gw.spec.listeners.push({ name: 'later', protocol: 'HTTP', port: laterPort, allowedRoutes: { namespaces: { from: 'Same' } } });
   return manifests;
 }
 
@@ -169,6 +170,14 @@ describe('configuration Envoy would refuse', () => {
     expect(nacks).toHaveLength(1);
     expect(await nackCounter(TypeUrl.listener)).toBe(countersBefore + 1);
     expect(programmed()).toMatchObject({ status: 'False', reason: 'Rejected' });
+
+    // A listener added after the rejection reaches Envoy; the rejected one is not sent with it.
+    const laterPort = await freePort();
+    gw.write('gateway.yaml', gateway(listenerPort, busyPort, laterPort));
+    await gw.envoy.waitForListener(`${NAMESPACE}/${GATEWAY}/${laterPort}`);
+    await waitFor(() => listenerProgrammed('later').status === 'True', { what: `Programmed=True on listener later (now ${JSON.stringify(listenerProgrammed('later'))})` });
+    expect(nacks).toHaveLength(1);
+    expect(listenerProgrammed('extra')).toMatchObject({ status: 'False', reason: 'Rejected' });
   });
 
   it('is Programmed again once the files are fixed, and the new route serves', async () => {
