@@ -235,7 +235,20 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       routeVersionOfView.delete(version);
     }
   };
-  const wholeRouteVersion = (version: string): string => routeVersionOfView.get(version) ?? version;
+  const wholeRouteVersion = (version: string): string => {
+    const known = routeVersionOfView.get(version);
+    if (known !== undefined) return known;
+    // A view is created when its first Envoy connects, after the translation that noted versions:
+    // its current version is the current whole configuration's. Without this, that Envoy's first
+    // ACK would match no fingerprints and its next NACK would suspect every route.
+    for (const view of cache.allViews()) {
+      if (view.snapshot(TypeUrl.route)?.version !== version) continue;
+      const whole = cache.snapshot(TypeUrl.route)?.version;
+      if (whole !== undefined) routeVersionOfView.set(version, whole);
+      return whole ?? version;
+    }
+    return version;
+  };
   let latest: Snapshot | undefined;
 
   const translateAndServe = (snapshot: Snapshot): void => {
