@@ -194,4 +194,28 @@ describe('ResourceQuarantine', () => {
     });
     expect(out && 'listeners' in out ? out.listeners.map((l) => `${l.name}=${l.conditions[0]?.status}`) : []).toEqual(['http=True', 'extra=False']);
   });
+
+  it('endpoints Envoy rejects are charged to the Backend whose EDS cluster they feed; other Backends keep their condition', () => {
+    const h = new Harness();
+    const assignment = (name: string, port: number): EnvoyResource => ({ '@type': TypeUrl.endpoint, cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '10.0.0.1', port_value: port } } } }] }] });
+    const withEndpoints = (a: number, b: number): XdsResources => ({ ...xds([]), endpoints: [assignment('service/ai/a', a), assignment('service/ai/b', b)] });
+    h.serve(withEndpoints(80, 80));
+    h.q.ack(reply(TypeUrl.endpoint, h.sent(TypeUrl.endpoint)));
+    h.serve(withEndpoints(80, 81));
+    h.q.nack({ ...reply(TypeUrl.endpoint, h.sent(TypeUrl.endpoint)), message: 'an error that names no assignment' });
+    h.serve(withEndpoints(80, 81));
+    expect(h.q.held()).toEqual(['endpoints of cluster service/ai/b']);
+
+    const programmed = condition('Programmed', true, 'Programmed', 'acknowledged by the Envoys that serve it', 2);
+    const backend = (name: string): ObjectStatus => ({ kind: 'Backend', namespace: 'ai', name, conditions: [programmed] }) as unknown as ObjectStatus;
+    const servedAs: ServedAs = new Map(['a', 'b'].map((n) => [`Backend/ai/${n}`, { views: [SHARED_VIEW], resources: [{ typeUrl: TypeUrl.cluster, names: [`service/ai/${n}`] }, { typeUrl: TypeUrl.endpoint, names: [`service/ai/${n}`] }] }]));
+    const out = h.q.statuses([backend('a'), backend('b')], servedAs, []);
+    const conditionOf = (name: string) => {
+      const s = out.find((x) => x.name === name);
+      return s && 'conditions' in s ? s.conditions[0] : undefined;
+    };
+    expect(conditionOf('a')).toMatchObject({ status: 'True', reason: 'Programmed' });
+    expect(conditionOf('b')).toMatchObject({ status: 'False', reason: 'Rejected', observedGeneration: 2 });
+    expect(conditionOf('b')?.message).toBe('Envoy envoy-1 rejected endpoints of cluster service/ai/b: an error that names no assignment; the version it last accepted is served until this object changes');
+  });
 });
