@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { formatProblem, type Problem } from '../api/manifest.js';
 import type { EnvoyOptions } from '../envoy/options.js';
-import { KIND_FIELD, PUSH_ORDER, TypeUrl } from '../envoy/resources.js';
+import { KIND_FIELD, PUSH_ORDER, TypeUrl, type XdsResources } from '../envoy/resources.js';
 import { startHealthServer, type HealthServer } from '../observability/health.js';
 import { createMetrics, type SwitchyardMetrics } from '../observability/metrics.js';
 import { toDataPlanes, toXdsResources } from '../envoy/index.js';
@@ -20,6 +20,7 @@ import { loadReportingService } from '../xds/lrs.js';
 import { XdsServer } from '../xds/server.js';
 import { xdsServerCredentials, xdsTlsMode, type XdsServerTls } from '../xds/tls.js';
 import { asAddressInUse, assertServingPortsFree } from './ports.js';
+import { ResourceQuarantine } from './resource-quarantine.js';
 import { RouteQuarantine } from './route-quarantine.js';
 
 /** How long xDS feedback (ACK, NACK, disconnect) waits to be folded into one status rebuild. */
@@ -59,6 +60,11 @@ export interface ServingOptions {
   logger: Logger;
   /** Envoys' load reports (LRS) → member figures and Degraded in Backend status. */
   loadReporting?: Partial<LoadReportingSettings>;
+  /**
+   * Test seam, set by no command line flag and no input: rewrites translation output before the
+   * quarantine, so a test can make the real Envoy reject what translation accepts.
+   */
+  testOnlyRewrite?: (xds: XdsResources) => XdsResources;
 }
 
 /**
@@ -165,7 +171,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       versions.set(key, current);
     }
     const fed = applyXdsFeedback(translated, servedAs, { clients, versions });
-    const hosted = opts.infrastructure ? opts.infrastructure.statuses(fed) : fed;
+    const isolated = resourceQuarantine.statuses(fed, servedAs, latest?.inputs.gateways ?? []);
+    const hosted = opts.infrastructure ? opts.infrastructure.statuses(isolated) : isolated;
     const overlaid = opts.statusOverlay ? opts.statusOverlay.apply(hosted) : hosted;
     const { changed, removed } = book.update(applyFleetHealth(overlaid, fleetHealth, lrs.windowMs, (namespace, name) => book.get('Backend', namespace, name)));
     for (const s of changed) log.info({ object: `${s.kind} ${s.namespace ? `${s.namespace}/` : ''}${s.name}`, conditions: conditionsSummary(s) }, 'status changed');
@@ -210,6 +217,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   healthTimer.unref();
 
   const quarantine = new RouteQuarantine();
+  const resourceQuarantine = new ResourceQuarantine();
   // The quarantine reasons about versions of the whole route set; an Envoy of one Gateway ACKs
   // and NACKs its view's versions. Each view version maps to the whole set's version of its time.
   const routeVersionOfView = new Map<string, string>();
@@ -227,7 +235,20 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       routeVersionOfView.delete(version);
     }
   };
-  const wholeRouteVersion = (version: string): string => routeVersionOfView.get(version) ?? version;
+  const wholeRouteVersion = (version: string): string => {
+    const known = routeVersionOfView.get(version);
+    if (known !== undefined) return known;
+    // A view is created when its first Envoy connects, after the translation that noted versions:
+    // its current version is the current whole configuration's. Without this, that Envoy's first
+    // ACK would match no fingerprints and its next NACK would suspect every route.
+    for (const view of cache.allViews()) {
+      if (view.snapshot(TypeUrl.route)?.version !== version) continue;
+      const whole = cache.snapshot(TypeUrl.route)?.version;
+      if (whole !== undefined) routeVersionOfView.set(version, whole);
+      return whole ?? version;
+    }
+    return version;
+  };
   let latest: Snapshot | undefined;
 
   const translateAndServe = (snapshot: Snapshot): void => {
@@ -241,12 +262,16 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       const translation = translate(inputs);
       const gatewayAddresses = opts.infrastructure?.addresses(translation.ir.gateways);
       const envoy = gatewayAddresses ? { ...opts.envoy, gatewayAddresses } : opts.envoy;
-      const result = { translation, xds: toXdsResources(translation.ir, envoy), planes: toDataPlanes(translation.ir, envoy) };
+      const translatedXds = toXdsResources(translation.ir, envoy);
+      const result = { translation, xds: resourceQuarantine.filter(opts.testOnlyRewrite ? opts.testOnlyRewrite(translatedXds) : translatedXds), planes: toDataPlanes(translation.ir, envoy) };
       const change = cache.setResources(result.xds, result.planes);
+      const changedTypes = new Set<string>([...change.changed, ...[...change.views.values()].flat()]);
       opts.infrastructure?.apply();
       const routeVersion = cache.snapshot(TypeUrl.route)?.version;
       noteRouteVersions(routeVersion);
-      if (quarantine.served(routeVersion, result.translation.ir)) retranslate();
+      const routesAgain = quarantine.served(routeVersion, result.translation.ir);
+      const resourcesAgain = resourceQuarantine.afterServe(changedTypes);
+      if (routesAgain || resourcesAgain) retranslate();
       metrics.translations.inc();
       metrics.translationDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
       for (const kind of PUSH_ORDER) metrics.resources.set({ type: kind }, result.xds[KIND_FIELD[kind]].length);
@@ -290,6 +315,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   xds.on('sent', (e) => metrics.xdsPushes.inc({ type_url: e.typeUrl }));
   xds.on('ack', (e) => {
     if (e.typeUrl === TypeUrl.route && quarantine.ack(e.nodeId, wholeRouteVersion(e.version))) retranslate();
+    if (resourceQuarantine.ack(e)) retranslate();
     scheduleStatuses();
   });
   xds.on('nack', (e) => {
@@ -297,6 +323,10 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     log.warn({ node: e.nodeId, typeUrl: e.typeUrl, version: e.version }, `Envoy rejected configuration: ${e.message}`);
     if (e.typeUrl === TypeUrl.route && quarantine.nack(e.nodeId, wholeRouteVersion(e.version), e.message)) {
       log.warn({ node: e.nodeId, held: [...quarantine.excluded()] }, 'leaving the HTTPRoutes Envoy rejected out of the configuration');
+      retranslate();
+    }
+    if (resourceQuarantine.nack(e)) {
+      log.warn({ node: e.nodeId, held: resourceQuarantine.held() }, 'holding the resources Envoy rejected at their last accepted version');
       retranslate();
     }
     scheduleStatuses();
@@ -307,6 +337,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   });
   xds.on('disconnected', (e) => {
     metrics.xdsClients.dec({ kind: e.kind });
+    resourceQuarantine.forget(e.streamId);
     log.info({ node: e.nodeId, kind: e.kind }, 'Envoy disconnected');
     scheduleStatuses();
   });

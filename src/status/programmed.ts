@@ -211,6 +211,8 @@ export function servedAsFromIr(ir: IR, planes: DataPlanes): ServedAs {
     const served = out.get(key) ?? { views: [gateway, SHARED_VIEW], resources: [] };
     if (leftOut.has(l.name)) served.views = [gateway];
     served.resources.push({ typeUrl: TypeUrl.listener, names: [l.name] }, { typeUrl: TypeUrl.route, names: [l.name] });
+    const certificates = l.tls.flatMap((t) => t.certificates);
+    if (certificates.length > 0) served.resources.push({ typeUrl: TypeUrl.secret, names: certificates });
     out.set(key, served);
   }
   return out;

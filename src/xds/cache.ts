@@ -127,6 +127,11 @@ function hash(text: string): string {
   return createHash('sha256').update(text).digest('base64url').slice(0, 16);
 }
 
+/** A resource's content version: a hash of its JSON, as the cache versions it. */
+export function contentVersion(resource: EnvoyResource): string {
+  return hash(canonicalJson(resource));
+}
+
 /** JSON with object keys sorted, so key order in the translator's output does not change versions. */
 function canonicalJson(value: JsonValue): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value);
@@ -232,7 +237,7 @@ export class SnapshotCache {
       }
       const name = resourceName(resource);
       if (resources.has(name)) throw new Error(`${KIND_FIELD[kind]}[${name}]: two resources share this name`);
-      const version = hash(canonicalJson(resource));
+      const version = contentVersion(resource);
       const old = previous?.resources.get(name);
       resources.set(name, old !== undefined && old.version === version ? old : this.encode(typeUrl, name, version, resource));
     }

@@ -1,4 +1,4 @@
-import type { CacheView } from './cache.js';
+import type { CachedResource, CacheView } from './cache.js';
 import type { ErrorDetail, NodeInfo } from './wire.js';
 
 export type StreamKind = 'sotw' | 'delta';
@@ -7,7 +7,7 @@ export interface NackRecord {
   /** The version the client rejected (the one sent with the NACKed nonce). */
   readonly version: string;
   readonly code: number;
-  /** Envoy's error_detail.message, verbatim. */
+  /** Envoy's error_detail.message, with the secret values it may quote redacted. */
   readonly message: string;
   readonly at: Date;
 }
@@ -42,8 +42,12 @@ export interface StreamHooks {
   /** The view this stream is served from, chosen at its first request. */
   selected(view: CacheView): void;
   sent(typeUrl: string, version: string): void;
-  acked(typeUrl: string, version: string): void;
-  nacked(typeUrl: string, version: string, detail: ErrorDetail): void;
+  /**
+   * `resources`: what the acknowledged or rejected response carried (SotW: the client's whole
+   * set; delta: the resources it updated), so a NACK can be charged to the resources that changed.
+   */
+  acked(typeUrl: string, version: string, resources: readonly CachedResource[]): void;
+  nacked(typeUrl: string, version: string, detail: ErrorDetail, resources: readonly CachedResource[]): void;
 }
 
 interface MutableTypeStatus {

@@ -24,8 +24,8 @@ interface DeltaTypeState {
   names: Set<string>;
   /** What the client holds: name → version (from initial_resource_versions, then what we sent). */
   known: Map<string, string>;
-  /** nonce → system version of that response, until ACKed or NACKed. */
-  outstanding: Map<string, string>;
+  /** nonce → system version of that response and the resources it updated, until ACKed or NACKed. */
+  outstanding: Map<string, { version: string; updated: CachedResource[] }>;
   answered: boolean;
   /** The last reply was a NACK: the client still serves an older version. */
   rejected: boolean;
@@ -48,16 +48,16 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
   protected acceptReply(state: DeltaTypeState, request: DeltaDiscoveryRequest): boolean {
     const { hooks, logger } = this.options;
     // Delta requests that carry a nonce are ACKs or NACKs and nothing else (xDS protocol).
-    const version = state.outstanding.get(request.responseNonce);
+    const response = state.outstanding.get(request.responseNonce);
     state.outstanding.delete(request.responseNonce);
-    if (version === undefined) {
+    if (response === undefined) {
       logger.debug({ typeUrl: request.typeUrl, nonce: request.responseNonce }, 'xds: delta reply to an unknown nonce');
     } else if (request.errorDetail !== undefined) {
       state.rejected = true;
-      hooks.nacked(request.typeUrl, version, request.errorDetail);
+      hooks.nacked(request.typeUrl, response.version, request.errorDetail, response.updated);
     } else {
       state.rejected = false;
-      hooks.acked(request.typeUrl, version);
+      hooks.acked(request.typeUrl, response.version, response.updated);
     }
     return true;
   }
@@ -115,7 +115,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     const held = typeUrl === TypeUrl.cluster ? [...this.held.entries()].map(([name]) => ({ name, version: state.known.get(name) ?? '' })) : [];
     const version = state.wildcard && held.length === 0 ? snapshot.version : versionOfSet([...inScope, ...held]);
     const nonce = this.nextNonce();
-    state.outstanding.set(nonce, version);
+    state.outstanding.set(nonce, { version, updated });
     if (state.outstanding.size > MAX_OUTSTANDING_NONCES) {
       const oldest = state.outstanding.keys().next().value;
       if (oldest !== undefined) state.outstanding.delete(oldest);

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import { GATEWAY_NODE_METADATA, gatewayKeyProblem } from '../envoy/bootstrap.js';
-import { SHARED_VIEW, type CacheChange, type CacheView, type SnapshotCache } from './cache.js';
+import { redactSecretText } from '../envoy/secrets.js';
+import { SHARED_VIEW, type CachedResource, type CacheChange, type CacheView, type SnapshotCache } from './cache.js';
 import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } from './client-state.js';
 import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
@@ -26,16 +27,22 @@ export interface ClientEvent {
   readonly kind: StreamKind;
 }
 
-export interface AckEvent {
+export interface SentEvent {
   readonly streamId: number;
   readonly nodeId: string;
   readonly typeUrl: string;
   readonly version: string;
 }
 
+export interface AckEvent extends SentEvent {
+  readonly kind: StreamKind;
+  /** What the acknowledged (or rejected) response carried: SotW, the client's whole set; delta, the resources it updated. */
+  readonly resources: readonly CachedResource[];
+}
+
 export interface NackEvent extends AckEvent {
   readonly code: number;
-  /** Envoy's error_detail.message, verbatim. */
+  /** Envoy's error_detail.message, with the secret values it may quote redacted (redactSecretText). */
   readonly message: string;
 }
 
@@ -43,7 +50,7 @@ export interface XdsServerEvents {
   connected: [ClientEvent];
   disconnected: [ClientEvent];
   /** A response went out on a stream (one per response, SotW or delta). */
-  sent: [AckEvent];
+  sent: [SentEvent];
   ack: [AckEvent];
   nack: [NackEvent];
 }
@@ -374,15 +381,17 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
         record.recordSent(typeUrl, version);
         this.emit('sent', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version });
       },
-      acked: (typeUrl, version) => {
+      acked: (typeUrl, version, resources) => {
         record.recordAck(typeUrl, version);
         logger.debug({ node: record.nodeId, typeUrl, version }, 'xds: ACK');
-        this.emit('ack', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version });
+        this.emit('ack', { streamId: record.streamId, nodeId: record.nodeId, kind: record.kind, typeUrl, version, resources });
       },
-      nacked: (typeUrl, version, detail) => {
-        record.recordNack(typeUrl, { version, code: detail.code, message: detail.message, at: new Date() });
-        logger.warn({ node: record.nodeId, typeUrl, version, error: detail.message }, 'xds: NACK');
-        this.emit('nack', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version, code: detail.code, message: detail.message });
+      nacked: (typeUrl, version, detail, resources) => {
+        // Kept, logged and handed on only without the secret values Envoy may quote.
+        const message = redactSecretText(detail.message);
+        record.recordNack(typeUrl, { version, code: detail.code, message, at: new Date() });
+        logger.warn({ node: record.nodeId, typeUrl, version, error: message }, 'xds: NACK');
+        this.emit('nack', { streamId: record.streamId, nodeId: record.nodeId, kind: record.kind, typeUrl, version, code: detail.code, message, resources });
       },
     };
   }

@@ -77,10 +77,10 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     }
     const version = state.lastVersion ?? '';
     if (request.errorDetail !== undefined) {
-      hooks.nacked(request.typeUrl, version, request.errorDetail);
+      hooks.nacked(request.typeUrl, version, request.errorDetail, [...state.sent.values()]);
     } else {
       state.settled = true;
-      hooks.acked(request.typeUrl, request.versionInfo);
+      hooks.acked(request.typeUrl, request.versionInfo, [...state.sent.values()]);
     }
     return true;
   }
