@@ -6,7 +6,10 @@ import type { AddressInfo } from 'node:net';
  * How the provider treats the next requests. `status` and `ratelimit` answer with an OpenAI-style
  * error body; `reset` drops the connection after reading the request; `refuse` stops listening
  * (connection refused) and closes open connections; `stall` keeps requests waiting until the mode
- * changes (they are then served by the new mode) or the client goes away.
+ * changes (they are then served by the new mode) or the client goes away; `silent` answers 200 at
+ * once but then sends only keep-alives (SSE comments and a role-only chunk for a streamed request,
+ * blank lines for a JSON one, every `keepAliveMs`, default 250) and never any content, until the
+ * client goes away: the provider that hangs after its headers.
  */
 export type FakeProviderMode =
   | { kind: 'ok' }
@@ -14,7 +17,8 @@ export type FakeProviderMode =
   | { kind: 'ratelimit'; retryAfterSeconds?: number }
   | { kind: 'reset' }
   | { kind: 'refuse' }
-  | { kind: 'stall' };
+  | { kind: 'stall' }
+  | { kind: 'silent'; keepAliveMs?: number };
 
 export type FakeProviderModeKind = FakeProviderMode['kind'];
 
@@ -91,6 +95,7 @@ const DEFAULTS: Record<FakeProviderModeKind, FakeProviderMode> = {
   reset: { kind: 'reset' },
   refuse: { kind: 'refuse' },
   stall: { kind: 'stall' },
+  silent: { kind: 'silent' },
 };
 
 function normalize(mode: FakeProviderMode | FakeProviderModeKind): FakeProviderMode {
@@ -175,7 +180,26 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
         stalled.add(p);
         p.res.once('close', () => stalled.delete(p));
         return;
+      case 'silent':
+        answerSilently(p, mode.keepAliveMs ?? 250);
+        return;
     }
+  }
+
+  function answerSilently({ record, res }: Pending, keepAliveMs: number): void {
+    const body = isRecord(record.body) ? record.body : {};
+    const streamed = body['stream'] === true;
+    const anthropic = opts.vendor?.api === 'anthropic';
+    res.writeHead(200, { 'content-type': streamed ? 'text/event-stream' : 'application/json', 'cache-control': 'no-cache', 'x-fake-provider': name });
+    if (streamed) {
+      const model = typeof body['model'] === 'string' ? body['model'] : name;
+      res.write(': keep-alive\n\n');
+      res.write(anthropic
+        ? `event: message_start\ndata: ${JSON.stringify({ type: 'message_start', message: { id: `msg_${name}_${++sequence}`, type: 'message', role: 'assistant', model, content: [], stop_reason: null, usage: { input_tokens: 1, output_tokens: 0 } } })}\n\n`
+        : `data: ${JSON.stringify({ id: `chatcmpl-${name}-${++sequence}`, object: 'chat.completion.chunk', created: Math.floor(record.time / 1000), model, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] })}\n\n`);
+    }
+    const timer = setInterval(() => res.write(streamed ? (anthropic ? 'event: ping\ndata: {"type": "ping"}\n\n' : ': keep-alive\n\n') : '\n'), keepAliveMs);
+    res.once('close', () => clearInterval(timer));
   }
 
   function answerOk({ record, res }: Pending): void {
@@ -207,12 +231,12 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
           ...(usage === undefined ? {} : { usage }),
         })}\n\n`;
       const words = content.split(' ');
-      let out = chunk({ role: 'assistant', content: '', refusal: null }, null);
-      words.forEach((w, i) => (out += chunk({ content: i === 0 ? w : ` ${w}` }, null)));
-      out += chunk({}, 'stop');
-      if (includeUsage) out += chunk({}, null, usageFor(record.rawBody, content));
-      out += 'data: [DONE]\n\n';
-      res.end(out);
+      const events = [chunk({ role: 'assistant', content: '', refusal: null }, null)];
+      words.forEach((w, i) => events.push(chunk({ content: i === 0 ? w : ` ${w}` }, null)));
+      events.push(chunk({}, 'stop'));
+      if (includeUsage) events.push(chunk({}, null, usageFor(record.rawBody, content)));
+      events.push('data: [DONE]\n\n');
+      writeEvents(res, events);
       return;
     }
     sendJson(
@@ -356,7 +380,7 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
 }
 
 function zeroCounts(): Record<FakeProviderOutcome, number> {
-  return { ok: 0, status: 0, ratelimit: 0, reset: 0, stall: 0 };
+  return { ok: 0, status: 0, ratelimit: 0, reset: 0, stall: 0, silent: 0 };
 }
 
 function outcomeOf(mode: FakeProviderMode): FakeProviderOutcome {

@@ -23,6 +23,8 @@ export interface AttemptTarget {
   credential?: string;
   apiVersion?: string;
   deployment?: string;
+  /** Time from the attempt's start to its first content token, after which it is abandoned. */
+  firstTokenTimeoutMs?: number;
 }
 
 const AUTH_KINDS: readonly string[] = ['SecretRef', 'Inline', 'Passthrough', 'None'];
@@ -58,5 +60,7 @@ export function attemptTarget(attributes: Record<string, DecodedStruct> | undefi
     const value = get(key);
     if (value !== undefined) target[key] = value;
   }
+  const deadline = Number(get('firstTokenTimeoutMs'));
+  if (Number.isFinite(deadline) && deadline > 0) target.firstTokenTimeoutMs = deadline;
   return target;
 }

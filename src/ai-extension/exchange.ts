@@ -2,6 +2,8 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import { AnthropicStreamTranslator, fromAnthropicResponse, toAnthropicRequest, toOpenAIError } from './anthropic.js';
 import { attemptTarget, type AttemptTarget } from './attempt.js';
+import { ABANDONED_HEADER } from '../envoy/ai-extension.js';
+import { FirstTokenWatch } from './first-token.js';
 import { isRecord, parseObject, type Usage } from './json.js';
 import { failureCause, type AiExtensionMetrics, type FailureCause } from './metrics.js';
 import { headerMap, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
@@ -21,7 +23,18 @@ export interface ExchangeContext {
   logger: Logger;
 }
 
-type ResponseMode = 'observe' | 'anthropic-stream' | 'anthropic-json' | 'none';
+type ResponseMode = 'observe' | 'anthropic-stream' | 'anthropic-json' | 'abandoned' | 'none';
+
+/** Extra time Envoy is asked to wait beyond the deadline, so the extension's own timer decides. */
+const DEADLINE_MARGIN_MS = 1_000;
+
+/** The wait for an answer's first content token, while its headers are held back from Envoy. */
+interface FirstTokenGate {
+  watch: FirstTokenWatch;
+  outcome: Promise<'content' | 'timeout'>;
+  settle(outcome: 'content' | 'timeout'): void;
+  remainingMs: number;
+}
 
 /**
  * One ext_proc stream, which Envoy opens for each attempt: the picked member's target comes with
@@ -41,8 +54,54 @@ export class AttemptExchange {
   private json = '';
   private usageReader: OpenAIUsageReader | undefined;
   private failed = false;
+  private startedAt = 0;
+  private gate: FirstTokenGate | undefined;
+  private heldMs = 0;
 
-  constructor(private readonly ctx: ExchangeContext) {}
+  /** `send` writes a message to Envoy out of turn (a request to wait longer). */
+  constructor(private readonly ctx: ExchangeContext, private readonly send: (r: ProcessingResponse) => void = () => undefined) {}
+
+  /** How long the last answer waited for a first token (then forgotten): not the extension's own latency. */
+  takeHeldMs(): number {
+    const held = this.heldMs;
+    this.heldMs = 0;
+    return held;
+  }
+
+  /**
+   * Sees every message as it arrives, before earlier ones are answered: response body chunks reach
+   * the extension while it holds the headers back, and the first content token among them
+   * releases the headers (first-token deadline).
+   */
+  observe(message: ProcessingRequest): void {
+    if (message.response_headers) {
+      this.openGate(headerMap(message.response_headers));
+      return;
+    }
+    const gate = this.gate;
+    if (message.response_body && gate) {
+      const end = message.response_body.end_of_stream === true;
+      if (gate.watch.push(message.response_body.body ?? new Uint8Array(0)) || end) gate.settle('content');
+    }
+  }
+
+  private openGate(headers: Map<string, string>): void {
+    const deadline = this.target?.firstTokenTimeoutMs;
+    const status = Number(headers.get(':status') ?? '0');
+    // Only a successful answer is waited on: an error goes to the client (or the retry) as it is.
+    if (deadline === undefined || status < 200 || status >= 300 || this.gate) return;
+    const eventStream = (headers.get('content-type') ?? '').includes('text/event-stream');
+    const remainingMs = Math.max(0, deadline - (performance.now() - this.startedAt));
+    let settle: (o: 'content' | 'timeout') => void = () => undefined;
+    const outcome = new Promise<'content' | 'timeout'>((resolve) => {
+      const timer = setTimeout(() => resolve('timeout'), remainingMs);
+      settle = (o) => {
+        clearTimeout(timer);
+        resolve(o);
+      };
+    });
+    this.gate = { watch: new FirstTokenWatch(eventStream), outcome, settle, remainingMs };
+  }
 
   async handle(message: ProcessingRequest): Promise<ProcessingResponse> {
     if (message.request_headers) return this.requestHeaders(message);
@@ -54,6 +113,8 @@ export class AttemptExchange {
 
   /** Envoy closed the stream: an attempt that never got an answer failed without one (reset, refused, timed out). */
   close(): void {
+    // Envoy gave up on the attempt (a retry, the client left): nothing waits for the token now.
+    this.gate?.settle('content');
     if (this.target !== undefined && this.status === undefined && !this.failed) this.fail('reset');
   }
 
@@ -73,6 +134,7 @@ export class AttemptExchange {
     if ('error' in found) return this.refuse(503, `Switchyard AI extension: ${found.error}`);
     const target = found;
     this.target = target;
+    this.startedAt = performance.now();
     const headers = headerMap(message.request_headers);
     if (target.authHeader !== undefined) this.ctx.credentialHeaders.add(target.authHeader.toLowerCase());
 
@@ -144,12 +206,20 @@ export class AttemptExchange {
     return replacement === undefined ? { phase: 'request_body', headers } : { phase: 'request_body', headers, body: { body: replacement } };
   }
 
-  private responseHeaders(message: ProcessingRequest): ProcessingResponse {
+  private async responseHeaders(message: ProcessingRequest): Promise<ProcessingResponse> {
     const target = this.target;
     const headers = headerMap(message.response_headers);
     const status = Number(headers.get(':status') ?? '0');
     this.status = status;
     if (target === undefined) return { phase: 'response_headers' };
+    const gate = this.gate;
+    if (gate !== undefined && !gate.watch.arrived) {
+      this.send({ phase: 'wait', ms: Math.ceil(gate.remainingMs) + DEADLINE_MARGIN_MS });
+      const holding = performance.now();
+      const outcome = await gate.outcome;
+      this.heldMs = performance.now() - holding;
+      if (outcome === 'timeout') return this.abandon(target);
+    }
     const cause = failureCause(status);
     if (cause !== undefined) this.fail(cause);
     // Success ends the request: no later attempt will need what was remembered.
@@ -169,7 +239,32 @@ export class AttemptExchange {
     return { phase: 'response_headers' };
   }
 
+  /**
+   * No content token in time: the answer's headers become a 504 that the route's retry policy
+   * retries (ABANDONED_HEADER) on the next priority; the client has received nothing yet.
+   */
+  private abandon(target: AttemptTarget): ProcessingResponse {
+    this.fail('first_token_timeout');
+    this.mode = 'abandoned';
+    this.status = 504;
+    this.ctx.logger.warn(
+      { backend: target.backend, member: target.member, priority: target.priority, firstTokenTimeoutMs: target.firstTokenTimeoutMs, waitedMs: Math.round(performance.now() - this.startedAt), cause: 'first_token_timeout' },
+      'ai-extension: no content token within firstTokenTimeout; attempt abandoned',
+    );
+    return {
+      phase: 'response_headers',
+      headers: {
+        set: [
+          { key: ':status', value: '504' },
+          { key: ABANDONED_HEADER, value: 'first_token_timeout' },
+        ],
+        remove: ['content-length'],
+      },
+    };
+  }
+
   private responseBody(bytes: Uint8Array, end: boolean): ProcessingResponse {
+    if (this.mode === 'abandoned') return this.abandonedBody();
     const text = this.decoder.write(Buffer.from(bytes)) + (end ? this.decoder.end() : '');
     switch (this.mode) {
       case 'anthropic-stream': {
@@ -201,6 +296,19 @@ export class AttemptExchange {
       default:
         return { phase: 'response_body' };
     }
+  }
+
+  private abandonedSent = false;
+
+  /**
+   * A body chunk after the abandoned headers means Envoy did not retry (no attempt or retry budget
+   * left) and the 504's headers went to the client. The stream is ended at once (an immediate
+   * response now resets it), never left open on a provider that says nothing. A complete error
+   * body would be nicer, but the client would reuse its connection while Envoy still held the
+   * stream, and its next request would be reset (seen with the official client).
+   */
+  private abandonedBody(): ProcessingResponse {
+    return this.refuse(504, 'first token deadline passed');
   }
 
   private countTokens(usage: Usage): void {

@@ -42,8 +42,10 @@ function aiCandidates(backend: Backend): Candidate[][] {
   if (!ai) return [];
   const pools: PoolMember[][] = ai.multipool ? ai.multipool.priorities.map((p) => p.pool) : ai.llm ? [[ai.llm]] : [];
   const key = `${backend.metadata.namespace}/${backend.metadata.name}`;
+  const deadlines = pools.map((_, p) => parseDuration(ai.multipool?.priorities[p]?.firstTokenTimeout ?? ai.firstTokenTimeout ?? ''));
   return pools.map((pool, p) =>
     pool.map((m, i) => {
+      const firstTokenTimeoutMs = deadlines[p];
       const target = providerTarget(m.provider);
       const provider = providerName(m.provider);
       const name = m.name ?? `p${p}-${i}-${provider.toLowerCase()}`;
@@ -70,6 +72,7 @@ function aiCandidates(backend: Backend): Candidate[][] {
             ...(target.model ? { model: target.model } : {}),
             ...(target.apiVersion ? { apiVersion: target.apiVersion } : {}),
             ...(target.deployment ? { deployment: target.deployment } : {}),
+            ...(firstTokenTimeoutMs !== undefined ? { firstTokenTimeoutMs } : {}),
           },
         },
       };
@@ -136,7 +139,9 @@ export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, 
   const identity = uid !== undefined ? { uid } : {};
   const pools = backend.spec.type === 'AI' ? aiCandidates(backend) : staticCandidates(backend);
   const multi = pools.length > 1;
-  const retry = backendRetryPlan(backend.spec.retry, pools.length);
+  const ai = backend.spec.ai;
+  const abandons = ai?.firstTokenTimeout !== undefined || (ai?.multipool?.priorities.some((p) => p.firstTokenTimeout !== undefined) ?? false);
+  const retry = backendRetryPlan(backend.spec.retry, pools.length, backend.spec.type === 'AI' && abandons);
   const events: WarningEvent[] = [];
   const credentials = new Map<string, CredentialIR>();
   const warnings: string[] = [];
