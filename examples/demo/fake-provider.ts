@@ -9,7 +9,8 @@ import type { AddressInfo } from 'node:net';
  * changes (they are then served by the new mode) or the client goes away; `silent` answers 200 at
  * once but then sends only keep-alives (SSE comments and a role-only chunk for a streamed request,
  * blank lines for a JSON one, every `keepAliveMs`, default 250) and never any content, until the
- * client goes away: the provider that hangs after its headers.
+ * client goes away: the provider that hangs after its headers; `refusal` answers 400 the way the
+ * vendor refuses a request over its context window or its content policy (or an ordinary 400).
  */
 export type FakeProviderMode =
   | { kind: 'ok' }
@@ -18,7 +19,14 @@ export type FakeProviderMode =
   | { kind: 'reset' }
   | { kind: 'refuse' }
   | { kind: 'stall' }
-  | { kind: 'silent'; keepAliveMs?: number };
+  | { kind: 'silent'; keepAliveMs?: number }
+  | { kind: 'refusal'; refusal: FakeRefusal; api?: FakeVendor['api'] };
+
+/**
+ * A 400 as the vendor (the fake's own, else `api`, else OpenAI) words it: the request is over the
+ * model's context window, refused by its content policy, or otherwise invalid.
+ */
+export type FakeRefusal = 'context_length' | 'content_policy' | 'invalid';
 
 export type FakeProviderModeKind = FakeProviderMode['kind'];
 
@@ -96,6 +104,7 @@ const DEFAULTS: Record<FakeProviderModeKind, FakeProviderMode> = {
   refuse: { kind: 'refuse' },
   stall: { kind: 'stall' },
   silent: { kind: 'silent' },
+  refusal: { kind: 'refusal', refusal: 'context_length' },
 };
 
 function normalize(mode: FakeProviderMode | FakeProviderModeKind): FakeProviderMode {
@@ -182,6 +191,9 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
         return;
       case 'silent':
         answerSilently(p, mode.keepAliveMs ?? 250);
+        return;
+      case 'refusal':
+        sendJson(p.res, 400, refusalBody(opts.vendor?.api ?? mode.api ?? 'openai', mode.refusal), { 'x-fake-provider': name });
         return;
     }
   }
@@ -380,7 +392,7 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
 }
 
 function zeroCounts(): Record<FakeProviderOutcome, number> {
-  return { ok: 0, status: 0, ratelimit: 0, reset: 0, stall: 0, silent: 0 };
+  return { ok: 0, status: 0, ratelimit: 0, reset: 0, stall: 0, silent: 0, refusal: 0 };
 }
 
 function outcomeOf(mode: FakeProviderMode): FakeProviderOutcome {
@@ -430,8 +442,27 @@ function vendorError(api: FakeVendor['api'], message: string, status: number): o
   return errorBody(message, status >= 500 ? 'server_error' : 'invalid_request_error', null);
 }
 
-function errorBody(message: string, type: string, code: string | null): object {
-  return { error: { message, type, param: null, code } };
+/** The vendors' own words (from their API references and error reports) for these refusals. */
+function refusalBody(api: FakeVendor['api'], refusal: FakeRefusal): object {
+  if (api === 'anthropic') {
+    const message = refusal === 'context_length' ? 'prompt is too long: 250001 tokens > 200000 maximum' : 'messages: text content blocks must be non-empty';
+    return { type: 'error', error: { type: 'invalid_request_error', message } };
+  }
+  if (refusal === 'context_length') {
+    return errorBody('This model\'s maximum context length is 8192 tokens. However, your messages resulted in 9001 tokens. Please reduce the length of the messages.', 'invalid_request_error', 'context_length_exceeded', 'messages');
+  }
+  if (refusal === 'content_policy') {
+    const message = 'The response was filtered due to the prompt triggering the content management policy. Please modify your prompt and retry.';
+    if (api === 'azureopenai') {
+      return { error: { message, type: null, param: 'prompt', code: 'content_filter', status: 400, innererror: { code: 'ResponsibleAIPolicyViolation', content_filter_result: { hate: { filtered: true, severity: 'high' } } } } };
+    }
+    return errorBody(message, 'invalid_request_error', 'content_filter', 'prompt');
+  }
+  return errorBody('Invalid value for \'temperature\': must be between 0 and 2.', 'invalid_request_error', 'invalid_value', 'temperature');
+}
+
+function errorBody(message: string, type: string, code: string | null, param: string | null = null): object {
+  return { error: { message, type, param, code } };
 }
 
 function usageFor(requestBody: string, content: string): object {

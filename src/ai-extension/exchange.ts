@@ -4,9 +4,10 @@ import { AnthropicStreamTranslator, fromAnthropicResponse, toAnthropicRequest, t
 import { attemptTarget, type AttemptTarget } from './attempt.js';
 import { ABANDONED_HEADER } from '../envoy/ai-extension.js';
 import { FirstTokenWatch } from './first-token.js';
+import { MAX_REFUSAL_BODY, refusalCause } from './refusals.js';
 import { isRecord, parseObject, type Usage } from './json.js';
 import { failureCause, type AiExtensionMetrics, type FailureCause } from './metrics.js';
-import { headerMap, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
+import { headerMap, type HeaderSet, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
 import { WELL_KNOWN_CREDENTIAL_HEADERS, isChatCompletions, requestHeaderMutation } from './request-headers.js';
 import type { RequestMemory, RequestRecord } from './request-memory.js';
 import { OpenAIUsageReader } from './usage.js';
@@ -28,13 +29,42 @@ type ResponseMode = 'observe' | 'anthropic-stream' | 'anthropic-json' | 'abandon
 /** Extra time Envoy is asked to wait beyond the deadline, so the extension's own timer decides. */
 const DEADLINE_MARGIN_MS = 1_000;
 
-/** The wait for an answer's first content token, while its headers are held back from Envoy. */
-interface FirstTokenGate {
-  watch: FirstTokenWatch;
-  outcome: Promise<'content' | 'timeout'>;
-  settle(outcome: 'content' | 'timeout'): void;
+/** Held answer headers: until a first content token (deadline), or until an error body is read (refusal). */
+interface HeldHeaders {
+  kind: 'first-token' | 'refusal';
+  /** Feeds a body chunk; true once the headers can be answered. */
+  push(bytes: Uint8Array, end: boolean): boolean;
+  outcome: Promise<'release' | 'timeout'>;
+  settle(outcome: 'release' | 'timeout'): void;
   remainingMs: number;
+  released: boolean;
+  /** The error body read so far (refusal). */
+  body: Buffer[];
 }
+
+function held(kind: HeldHeaders['kind'], remainingMs: number, push: (bytes: Uint8Array, end: boolean, gate: HeldHeaders) => boolean): HeldHeaders {
+  let resolve: (o: 'release' | 'timeout') => void = () => undefined;
+  const outcome = new Promise<'release' | 'timeout'>((r) => (resolve = r));
+  const timer = setTimeout(() => gate.settle('timeout'), remainingMs);
+  const gate: HeldHeaders = {
+    kind,
+    outcome,
+    remainingMs,
+    released: false,
+    body: [],
+    push: (bytes, end) => push(bytes, end, gate),
+    settle: (o) => {
+      if (gate.released) return;
+      gate.released = true;
+      clearTimeout(timer);
+      resolve(o);
+    },
+  };
+  return gate;
+}
+
+/** How long a 400's headers are held for its body when the pool has a fallback for some refusals. */
+const REFUSAL_WAIT_MS = 5_000;
 
 /**
  * One ext_proc stream, which Envoy opens for each attempt: the picked member's target comes with
@@ -55,7 +85,7 @@ export class AttemptExchange {
   private usageReader: OpenAIUsageReader | undefined;
   private failed = false;
   private startedAt = 0;
-  private gate: FirstTokenGate | undefined;
+  private gate: HeldHeaders | undefined;
   private heldMs = 0;
 
   /** `send` writes a message to Envoy out of turn (a request to wait longer). */
@@ -75,32 +105,36 @@ export class AttemptExchange {
    */
   observe(message: ProcessingRequest): void {
     if (message.response_headers) {
-      this.openGate(headerMap(message.response_headers));
+      this.gate ??= this.holdHeaders(headerMap(message.response_headers));
       return;
     }
     const gate = this.gate;
-    if (message.response_body && gate) {
-      const end = message.response_body.end_of_stream === true;
-      if (gate.watch.push(message.response_body.body ?? new Uint8Array(0)) || end) gate.settle('content');
+    if (message.response_body && gate && !gate.released) {
+      if (gate.push(message.response_body.body ?? new Uint8Array(0), message.response_body.end_of_stream === true)) gate.settle('release');
     }
   }
 
-  private openGate(headers: Map<string, string>): void {
-    const deadline = this.target?.firstTokenTimeoutMs;
+  private holdHeaders(headers: Map<string, string>): HeldHeaders | undefined {
+    const target = this.target;
     const status = Number(headers.get(':status') ?? '0');
-    // Only a successful answer is waited on: an error goes to the client (or the retry) as it is.
-    if (deadline === undefined || status < 200 || status >= 300 || this.gate) return;
-    const eventStream = (headers.get('content-type') ?? '').includes('text/event-stream');
-    const remainingMs = Math.max(0, deadline - (performance.now() - this.startedAt));
-    let settle: (o: 'content' | 'timeout') => void = () => undefined;
-    const outcome = new Promise<'content' | 'timeout'>((resolve) => {
-      const timer = setTimeout(() => resolve('timeout'), remainingMs);
-      settle = (o) => {
-        clearTimeout(timer);
-        resolve(o);
-      };
-    });
-    this.gate = { watch: new FirstTokenWatch(eventStream), outcome, settle, remainingMs };
+    if (target === undefined) return undefined;
+    const deadline = target.firstTokenTimeoutMs;
+    // A successful answer is held until its first token; an error goes on as it is...
+    if (deadline !== undefined && status >= 200 && status < 300) {
+      const watch = new FirstTokenWatch((headers.get('content-type') ?? '').includes('text/event-stream'));
+      const remainingMs = Math.max(0, deadline - (performance.now() - this.startedAt));
+      return held('first-token', remainingMs, (bytes, end) => watch.push(bytes) || end);
+    }
+    // ...unless it may be a refusal this pool hands on: then its body says which.
+    if (status === 400 && target.fallbacks !== undefined) {
+      let size = 0;
+      return held('refusal', REFUSAL_WAIT_MS, (bytes, end, gate) => {
+        size += bytes.length;
+        if (size <= MAX_REFUSAL_BODY) gate.body.push(Buffer.from(bytes));
+        return end || size > MAX_REFUSAL_BODY;
+      });
+    }
+    return undefined;
   }
 
   async handle(message: ProcessingRequest): Promise<ProcessingResponse> {
@@ -114,7 +148,7 @@ export class AttemptExchange {
   /** Envoy closed the stream: an attempt that never got an answer failed without one (reset, refused, timed out). */
   close(): void {
     // Envoy gave up on the attempt (a retry, the client left): nothing waits for the token now.
-    this.gate?.settle('content');
+    this.gate?.settle('release');
     if (this.target !== undefined && this.status === undefined && !this.failed) this.fail('reset');
   }
 
@@ -213,14 +247,22 @@ export class AttemptExchange {
     this.status = status;
     if (target === undefined) return { phase: 'response_headers' };
     const gate = this.gate;
-    if (gate !== undefined && !gate.watch.arrived) {
-      this.send({ phase: 'wait', ms: Math.ceil(gate.remainingMs) + DEADLINE_MARGIN_MS });
+    const extra: HeaderSet[] = [];
+    let cause: FailureCause | undefined = failureCause(status);
+    if (gate !== undefined) {
+      if (!gate.released) this.send({ phase: 'wait', ms: Math.ceil(gate.remainingMs) + DEADLINE_MARGIN_MS });
       const holding = performance.now();
       const outcome = await gate.outcome;
       this.heldMs = performance.now() - holding;
-      if (outcome === 'timeout') return this.abandon(target);
+      if (gate.kind === 'first-token' && outcome === 'timeout') return this.abandon(target);
+      const refusal = gate.kind === 'refusal' ? refusalCause(status, Buffer.concat(gate.body).toString('utf8')) : undefined;
+      if (refusal !== undefined && target.fallbacks?.includes(refusal)) {
+        // The route retries an answer with this header on the next priority (retriable-headers).
+        extra.push({ key: ABANDONED_HEADER, value: refusal });
+        cause = refusal;
+        this.ctx.logger.info({ backend: target.backend, member: target.member, priority: target.priority, cause: refusal }, 'ai-extension: refusal handed to the next pool');
+      }
     }
-    const cause = failureCause(status);
     if (cause !== undefined) this.fail(cause);
     // Success ends the request: no later attempt will need what was remembered.
     if (status < 300 && this.requestId !== undefined) this.ctx.memory.forget(this.requestId);
@@ -230,13 +272,13 @@ export class AttemptExchange {
       this.mode = status < 300 && eventStream ? 'anthropic-stream' : 'anthropic-json';
       if (this.mode === 'anthropic-stream') this.translator = new AnthropicStreamTranslator(this.includeUsage);
       const contentType = this.mode === 'anthropic-stream' ? 'text/event-stream' : 'application/json';
-      return { phase: 'response_headers', headers: { set: [{ key: 'content-type', value: contentType }], remove: ['content-length'] } };
+      return { phase: 'response_headers', headers: { set: [{ key: 'content-type', value: contentType }, ...extra], remove: ['content-length'] } };
     }
     if (status < 300) {
       this.mode = 'observe';
       this.usageReader = new OpenAIUsageReader(eventStream || this.clientStreaming);
     }
-    return { phase: 'response_headers' };
+    return extra.length > 0 ? { phase: 'response_headers', headers: { set: extra } } : { phase: 'response_headers' };
   }
 
   /**

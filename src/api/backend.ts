@@ -135,12 +135,22 @@ const FirstTokenTimeout = Duration.refine((d) => {
   return ms !== undefined && ms > 0 && ms <= MAX_FIRST_TOKEN_TIMEOUT_MS;
 }, { message: 'firstTokenTimeout must be more than 0 and at most 30m, e.g. "10s"' });
 
+/** What a pool does with a refusal that another pool's model may not give. */
+export const FALLBACKS = ['NextPool'] as const;
+const Fallback = z.enum(FALLBACKS, { message: `the only fallback is ${FALLBACKS.join(', ')} (the next priority takes the request)` });
+
 export const Priority = z.strictObject({
   firstTokenTimeout: FirstTokenTimeout.optional()
     .describe('First-token deadline of this pool\'s members, overriding spec.ai.firstTokenTimeout, e.g. "5s" for a pool of slower models.'),
+  contextWindowFallback: Fallback.optional()
+    .describe('What to do when a member of this pool answers that the request exceeds its context window (HTTP 400: OpenAI and Azure OpenAI error code context_length_exceeded, Anthropic "prompt is too long", Gemini "input token count ... exceeds the maximum"). NextPool: retry on the next priority (order the pools so it has members with a larger context). Unset: the 400 goes to the client. Any other 400 is never retried.'),
+  contentPolicyFallback: Fallback.optional()
+    .describe('What to do when a member of this pool refuses the request under its content policy (HTTP 400: OpenAI and Azure OpenAI error code content_filter or content_policy_violation). NextPool: retry on the next priority. Unset: the 400 goes to the client. Any other 400 is never retried.'),
   pool: z.array(PoolMember).min(1, 'a priority needs at least one pool member: add one or remove the empty priority').max(64, 'at most 64 members per pool')
     .describe('The members of this priority (1-64); requests are spread over them by weight. A member whose Secret is missing is left out, the others keep serving.'),
 });
+
+export type Priority = z.infer<typeof Priority>;
 
 export const AIBackend = z
   .strictObject({

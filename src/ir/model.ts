@@ -196,6 +196,8 @@ export interface MemberMetadata {
   hostname?: string;
   /** First-token deadline of an attempt on this member (the pool's, else the Backend's). */
   firstTokenTimeoutMs?: number;
+  /** Refusals retried on the next priority, comma-separated: context_length_exceeded, content_policy. */
+  fallbacks?: string;
 }
 
 export interface OutlierPlan {
