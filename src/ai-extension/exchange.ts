@@ -105,7 +105,8 @@ export class AttemptExchange {
    */
   observe(message: ProcessingRequest): void {
     if (message.response_headers) {
-      this.gate ??= this.holdHeaders(headerMap(message.response_headers));
+      // An answer without a body has nothing to wait for.
+      if (message.response_headers.end_of_stream !== true) this.gate ??= this.holdHeaders(headerMap(message.response_headers));
       return;
     }
     const gate = this.gate;
