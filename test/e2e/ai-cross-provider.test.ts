@@ -85,6 +85,8 @@ beforeAll(async () => {
           withFirstPool(backend('openai-then-claude', [[m.openai], [m.anthropic]]), { contextWindowFallback: 'NextPool' }),
           withFirstPool(backend('azure-then-claude', [[m.azure], [m.anthropic]]), { contentPolicyFallback: 'NextPool' }),
           withFirstPool(backend('claude-then-openai', [[m.anthropic], [m.openai]]), { contextWindowFallback: 'NextPool' }),
+          // Anthropic's keep-alives (message_start, ping) are no first token either.
+          withFirstPool(backend('slow-claude', [[m.anthropic], [m.openai]]), { firstTokenTimeout: '1s' }),
           // A self-hosted model that takes the client's own key.
           backend('mine', [
             [m.openai],
@@ -99,11 +101,12 @@ beforeAll(async () => {
             { path: '/openai-then-claude/v1', rewritePrefix: '/v1', backend: 'openai-then-claude' },
             { path: '/azure-then-claude/v1', rewritePrefix: '/v1', backend: 'azure-then-claude' },
             { path: '/claude-then-openai/v1', rewritePrefix: '/v1', backend: 'claude-then-openai' },
+            { path: '/slow-claude/v1', rewritePrefix: '/v1', backend: 'slow-claude' },
           ]),
         ],
       };
     },
-    waitForBackends: ['chat', 'claude', 'openai-then-claude', 'azure-then-claude', 'claude-then-openai'],
+    waitForBackends: ['chat', 'claude', 'openai-then-claude', 'azure-then-claude', 'claude-then-openai', 'slow-claude'],
   });
   ({ openai, azure, anthropic, own } = gw.fakes as Record<'openai' | 'azure' | 'anthropic' | 'own', FakeProvider>);
 });
@@ -292,6 +295,26 @@ describe('context-window and content-policy fallback across vendors', () => {
     expect(failure.status).toBe(400);
     expect(failure.message).toContain('maximum context length');
     expect(anthropic.received()).toHaveLength(0);
+  });
+});
+
+describe('first-token deadline on an Anthropic member', () => {
+  it('a stream of message_start and pings but no text is abandoned after 1 s; OpenAI answers the streamed request', async () => {
+    await anthropic.setMode({ kind: 'silent', keepAliveMs: 200 });
+    const started = performance.now();
+    const stream = await gw.client('/slow-claude/v1').chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }], stream: true });
+    let text = '';
+    let first = -1;
+    for await (const chunk of stream) {
+      const content = chunk.choices[0]?.delta.content ?? '';
+      if (content !== '' && first < 0) first = performance.now() - started;
+      text += content;
+    }
+    expect(text).toBe('answered by openai');
+    expect(first).toBeGreaterThanOrEqual(950);
+    expect(first).toBeLessThan(2_000);
+    expect(anthropic.received()).toHaveLength(1);
+    expect(anthropic.received()[0]?.body).toMatchObject({ stream: true });
   });
 });
 
