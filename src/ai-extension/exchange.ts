@@ -1,8 +1,8 @@
 import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import { AnthropicStreamTranslator, fromAnthropicResponse, toAnthropicRequest, toOpenAIError } from './anthropic.js';
-import { attemptTarget, type AttemptTarget } from './attempt.js';
 import { ABANDONED_HEADER } from '../envoy/ai-extension.js';
+import { attemptTarget, type AttemptTarget } from './attempt.js';
 import { FirstTokenWatch } from './first-token.js';
 import { MAX_REFUSAL_BODY, refusalCause } from './refusals.js';
 import { isRecord, parseObject, type Usage } from './json.js';
@@ -340,8 +340,6 @@ export class AttemptExchange {
         return { phase: 'response_body' };
     }
   }
-
-  private abandonedSent = false;
 
   /**
    * A body chunk after the abandoned headers means Envoy did not retry (no attempt or retry budget
