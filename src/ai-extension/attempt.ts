@@ -1,5 +1,6 @@
 import { ATTEMPT_KEYS, EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../envoy/ai-extension.js';
 import type { DecodedStruct, DecodedValue } from './protocol.js';
+import { REFUSAL_CAUSES, type RefusalCause } from './refusals.js';
 
 export type AuthKind = 'SecretRef' | 'Inline' | 'Passthrough' | 'None';
 
@@ -23,6 +24,10 @@ export interface AttemptTarget {
   credential?: string;
   apiVersion?: string;
   deployment?: string;
+  /** Time from the attempt's start to its first content token, after which it is abandoned. */
+  firstTokenTimeoutMs?: number;
+  /** Refusals this member's pool hands to the next priority (context_length_exceeded, content_policy). */
+  fallbacks?: readonly RefusalCause[];
 }
 
 const AUTH_KINDS: readonly string[] = ['SecretRef', 'Inline', 'Passthrough', 'None'];
@@ -58,5 +63,9 @@ export function attemptTarget(attributes: Record<string, DecodedStruct> | undefi
     const value = get(key);
     if (value !== undefined) target[key] = value;
   }
+  const fallbacks = (get('fallbacks') ?? '').split(',').filter((c): c is RefusalCause => (REFUSAL_CAUSES as readonly string[]).includes(c));
+  if (fallbacks.length > 0) target.fallbacks = fallbacks;
+  const deadline = Number(get('firstTokenTimeoutMs'));
+  if (Number.isFinite(deadline) && deadline > 0) target.firstTokenTimeoutMs = deadline;
   return target;
 }

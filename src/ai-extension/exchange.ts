@@ -1,10 +1,13 @@
 import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import { AnthropicStreamTranslator, fromAnthropicResponse, toAnthropicRequest, toOpenAIError } from './anthropic.js';
+import { ABANDONED_HEADER } from '../envoy/ai-extension.js';
 import { attemptTarget, type AttemptTarget } from './attempt.js';
+import { FirstTokenWatch } from './first-token.js';
+import { MAX_REFUSAL_BODY, refusalCause } from './refusals.js';
 import { isRecord, parseObject, type Usage } from './json.js';
 import { failureCause, type AiExtensionMetrics, type FailureCause, type MemberLabel } from './metrics.js';
-import { headerMap, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
+import { headerMap, type HeaderSet, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
 import { WELL_KNOWN_CREDENTIAL_HEADERS, isChatCompletions, requestHeaderMutation } from './request-headers.js';
 import type { RequestMemory, RequestRecord } from './request-memory.js';
 import { AttemptSpan, parseTraceparent, type SpanSink } from './tracing.js';
@@ -24,7 +27,47 @@ export interface ExchangeContext {
   spans?: SpanSink;
 }
 
-type ResponseMode = 'observe' | 'anthropic-stream' | 'anthropic-json' | 'none';
+type ResponseMode = 'observe' | 'anthropic-stream' | 'anthropic-json' | 'abandoned' | 'none';
+
+/** Extra time Envoy is asked to wait beyond the deadline, so the extension's own timer decides. */
+const DEADLINE_MARGIN_MS = 1_000;
+
+/** Held answer headers: until a first content token (deadline), or until an error body is read (refusal). */
+interface HeldHeaders {
+  kind: 'first-token' | 'refusal';
+  /** Feeds a body chunk; true once the headers can be answered. */
+  push(bytes: Uint8Array, end: boolean): boolean;
+  outcome: Promise<'release' | 'timeout'>;
+  settle(outcome: 'release' | 'timeout'): void;
+  remainingMs: number;
+  released: boolean;
+  /** The error body read so far (refusal). */
+  body: Buffer[];
+}
+
+function held(kind: HeldHeaders['kind'], remainingMs: number, push: (bytes: Uint8Array, end: boolean, gate: HeldHeaders) => boolean): HeldHeaders {
+  let resolve: (o: 'release' | 'timeout') => void = () => undefined;
+  const outcome = new Promise<'release' | 'timeout'>((r) => (resolve = r));
+  const timer = setTimeout(() => gate.settle('timeout'), remainingMs);
+  const gate: HeldHeaders = {
+    kind,
+    outcome,
+    remainingMs,
+    released: false,
+    body: [],
+    push: (bytes, end) => push(bytes, end, gate),
+    settle: (o) => {
+      if (gate.released) return;
+      gate.released = true;
+      clearTimeout(timer);
+      resolve(o);
+    },
+  };
+  return gate;
+}
+
+/** How long a 400's headers are held for its body when the pool has a fallback for some refusals. */
+const REFUSAL_WAIT_MS = 5_000;
 
 /**
  * One ext_proc stream, which Envoy opens for each attempt: the picked member's target comes with
@@ -50,11 +93,65 @@ export class AttemptExchange {
   private requestStartedAt = 0;
   private firstByteSeen = false;
 
-  /** `traceparent`: the trace context Envoy sent with this ext_proc stream's gRPC metadata. */
+  private gate: HeldHeaders | undefined;
+  private heldMs = 0;
+
+  /**
+   * `send` writes a message to Envoy out of turn (a request to wait longer); `traceparent` is the
+   * trace context Envoy sent with this ext_proc stream's gRPC metadata.
+   */
   constructor(
     private readonly ctx: ExchangeContext,
+    private readonly send: (r: ProcessingResponse) => void = () => undefined,
     private readonly streamTraceparent?: string,
   ) {}
+
+  /** How long the last answer waited for a first token (then forgotten): not the extension's own latency. */
+  takeHeldMs(): number {
+    const held = this.heldMs;
+    this.heldMs = 0;
+    return held;
+  }
+
+  /**
+   * Sees every message as it arrives, before earlier ones are answered: response body chunks reach
+   * the extension while it holds the headers back, and the first content token among them
+   * releases the headers (first-token deadline).
+   */
+  observe(message: ProcessingRequest): void {
+    if (message.response_headers) {
+      // An answer without a body has nothing to wait for.
+      if (message.response_headers.end_of_stream !== true) this.gate ??= this.holdHeaders(headerMap(message.response_headers));
+      return;
+    }
+    const gate = this.gate;
+    if (message.response_body && gate && !gate.released) {
+      if (gate.push(message.response_body.body ?? new Uint8Array(0), message.response_body.end_of_stream === true)) gate.settle('release');
+    }
+  }
+
+  private holdHeaders(headers: Map<string, string>): HeldHeaders | undefined {
+    const target = this.target;
+    const status = Number(headers.get(':status') ?? '0');
+    if (target === undefined) return undefined;
+    const deadline = target.firstTokenTimeoutMs;
+    // A successful answer is held until its first token; an error goes on as it is...
+    if (deadline !== undefined && status >= 200 && status < 300) {
+      const watch = new FirstTokenWatch((headers.get('content-type') ?? '').includes('text/event-stream'));
+      const remainingMs = Math.max(0, deadline - (performance.now() - this.attemptStartedAt));
+      return held('first-token', remainingMs, (bytes, end) => watch.push(bytes) || end);
+    }
+    // ...unless it may be a refusal this pool hands on: then its body says which.
+    if (status === 400 && target.fallbacks !== undefined) {
+      let size = 0;
+      return held('refusal', REFUSAL_WAIT_MS, (bytes, end, gate) => {
+        size += bytes.length;
+        if (size <= MAX_REFUSAL_BODY) gate.body.push(Buffer.from(bytes));
+        return end || size > MAX_REFUSAL_BODY;
+      });
+    }
+    return undefined;
+  }
 
   async handle(message: ProcessingRequest): Promise<ProcessingResponse> {
     if (message.request_headers) return this.requestHeaders(message);
@@ -66,6 +163,8 @@ export class AttemptExchange {
 
   /** Envoy closed the stream: an attempt that never got an answer failed without one (reset, refused, timed out). */
   close(): void {
+    // Envoy gave up on the attempt (a retry, the client left): nothing waits for the token now.
+    this.gate?.settle('release');
     if (this.target !== undefined && this.status === undefined && !this.failed) this.fail('reset');
     this.span?.end();
   }
@@ -87,11 +186,11 @@ export class AttemptExchange {
     if ('error' in found) return this.refuse(503, `Switchyard AI extension: ${found.error}`);
     const target = found;
     this.target = target;
+    this.attemptStartedAt = performance.now();
     const headers = headerMap(message.request_headers);
     if (target.authHeader !== undefined) this.ctx.credentialHeaders.add(target.authHeader.toLowerCase());
 
     this.requestId = headers.get('x-request-id');
-    this.attemptStartedAt = performance.now();
     const record = this.rememberRequest(headers, target);
     this.clientPath = record.path;
     this.requestStartedAt = record.startedAt;
@@ -170,14 +269,30 @@ export class AttemptExchange {
     return replacement === undefined ? { phase: 'request_body', headers } : { phase: 'request_body', headers, body: { body: replacement } };
   }
 
-  private responseHeaders(message: ProcessingRequest): ProcessingResponse {
+  private async responseHeaders(message: ProcessingRequest): Promise<ProcessingResponse> {
     const target = this.target;
     const headers = headerMap(message.response_headers);
     const status = Number(headers.get(':status') ?? '0');
     this.status = status;
     this.span?.status(status);
     if (target === undefined) return { phase: 'response_headers' };
-    const cause = failureCause(status);
+    const gate = this.gate;
+    const extra: HeaderSet[] = [];
+    let cause: FailureCause | undefined = failureCause(status);
+    if (gate !== undefined) {
+      if (!gate.released) this.send({ phase: 'wait', ms: Math.ceil(gate.remainingMs) + DEADLINE_MARGIN_MS });
+      const holding = performance.now();
+      const outcome = await gate.outcome;
+      this.heldMs = performance.now() - holding;
+      if (gate.kind === 'first-token' && outcome === 'timeout') return this.abandon(target);
+      const refusal = gate.kind === 'refusal' ? refusalCause(status, Buffer.concat(gate.body).toString('utf8')) : undefined;
+      if (refusal !== undefined && target.fallbacks?.includes(refusal)) {
+        // The route retries an answer with this header on the next priority (retriable-headers).
+        extra.push({ key: ABANDONED_HEADER, value: refusal });
+        cause = refusal;
+        this.ctx.logger.info({ backend: target.backend, member: target.member, priority: target.priority, cause: refusal }, 'ai-extension: refusal handed to the next pool');
+      }
+    }
     if (cause !== undefined) this.fail(cause);
     // Success ends the request: no later attempt will need what was remembered.
     if (status < 300 && this.requestId !== undefined) this.ctx.memory.forget(this.requestId);
@@ -187,16 +302,41 @@ export class AttemptExchange {
       this.mode = status < 300 && eventStream ? 'anthropic-stream' : 'anthropic-json';
       if (this.mode === 'anthropic-stream') this.translator = new AnthropicStreamTranslator(this.includeUsage);
       const contentType = this.mode === 'anthropic-stream' ? 'text/event-stream' : 'application/json';
-      return { phase: 'response_headers', headers: { set: [{ key: 'content-type', value: contentType }], remove: ['content-length'] } };
+      return { phase: 'response_headers', headers: { set: [{ key: 'content-type', value: contentType }, ...extra], remove: ['content-length'] } };
     }
     if (status < 300) {
       this.mode = 'observe';
       this.usageReader = new OpenAIUsageReader(eventStream || this.clientStreaming);
     }
-    return { phase: 'response_headers' };
+    return extra.length > 0 ? { phase: 'response_headers', headers: { set: extra } } : { phase: 'response_headers' };
+  }
+
+  /**
+   * No content token in time: the answer's headers become a 504 that the route's retry policy
+   * retries (ABANDONED_HEADER) on the next priority; the client has received nothing yet.
+   */
+  private abandon(target: AttemptTarget): ProcessingResponse {
+    this.fail('first_token_timeout');
+    this.mode = 'abandoned';
+    this.status = 504;
+    this.ctx.logger.warn(
+      { backend: target.backend, member: target.member, priority: target.priority, firstTokenTimeoutMs: target.firstTokenTimeoutMs, waitedMs: Math.round(performance.now() - this.attemptStartedAt), cause: 'first_token_timeout' },
+      'ai-extension: no content token within firstTokenTimeout; attempt abandoned',
+    );
+    return {
+      phase: 'response_headers',
+      headers: {
+        set: [
+          { key: ':status', value: '504' },
+          { key: ABANDONED_HEADER, value: 'first_token_timeout' },
+        ],
+        remove: ['content-length'],
+      },
+    };
   }
 
   private responseBody(bytes: Uint8Array, end: boolean): ProcessingResponse {
+    if (this.mode === 'abandoned') return this.abandonedBody();
     const response = this.adaptResponseBody(bytes, end);
     this.observeAnswer(bytes.length > 0, end);
     return response;
@@ -252,6 +392,17 @@ export class AttemptExchange {
       default:
         return { phase: 'response_body' };
     }
+  }
+
+  /**
+   * A body chunk after the abandoned headers means Envoy did not retry (no attempt or retry budget
+   * left) and the 504's headers went to the client. The stream is ended at once (an immediate
+   * response now resets it), never left open on a provider that says nothing. A complete error
+   * body would be nicer, but the client would reuse its connection while Envoy still held the
+   * stream, and its next request would be reset (seen with the official client).
+   */
+  private abandonedBody(): ProcessingResponse {
+    return this.refuse(504, 'first token deadline passed');
   }
 
   private countTokens(usage: Usage): void {

@@ -1,7 +1,7 @@
 import { Counter, Histogram, Registry } from 'prom-client';
 
 /** Why an attempt on a member failed, as the extension saw it. */
-export type FailureCause = 'status_4xx' | 'status_5xx' | 'ratelimited' | 'timeout' | 'reset' | 'credential_unavailable';
+export type FailureCause = 'status_4xx' | 'status_5xx' | 'ratelimited' | 'timeout' | 'reset' | 'credential_unavailable' | 'first_token_timeout' | 'context_length_exceeded' | 'content_policy';
 
 export interface AiExtensionMetrics {
   registry: Registry;
@@ -41,7 +41,7 @@ export function createAiExtensionMetrics(registry = new Registry()): AiExtension
     }),
     failures: new Counter({
       name: 'switchyard_ai_failures_total',
-      help: 'Failed attempts by member and cause: status_4xx, status_5xx, ratelimited (429), timeout (408/504), reset (no answer: refused, reset or timed out), credential_unavailable.',
+      help: 'Failed attempts by member and cause: status_4xx, status_5xx, ratelimited (429), timeout (408/504), reset (no answer: refused, reset or timed out), credential_unavailable, first_token_timeout (no content token within the member\'s firstTokenTimeout; the attempt was abandoned before the client got a byte), context_length_exceeded and content_policy (a 400 refusal the pool hands to the next priority).',
       labelNames: ['backend', 'member', 'cause'],
       registers,
     }),

@@ -133,7 +133,13 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
 
 /** One ext_proc stream: messages are answered strictly in order, each after the previous one. */
 function serveAttempt(call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>, ctx: ExchangeContext, traceparent: string | undefined): void {
-  const exchange = new AttemptExchange(ctx, traceparent);
+  const exchange = new AttemptExchange(
+    ctx,
+    (r) => {
+      if (!call.destroyed && call.writable) call.write(r);
+    },
+    traceparent,
+  );
   let queue: Promise<void> = Promise.resolve();
   let closed = false;
   const close = (): void => {
@@ -142,9 +148,10 @@ function serveAttempt(call: grpc.ServerDuplexStream<ProcessingRequest, Processin
     exchange.close();
   };
   call.on('data', (message: ProcessingRequest) => {
+    exchange.observe(message);
     queue = queue.then(async () => {
       const phase = Object.keys(message).find((k) => k.endsWith('_headers') || k.endsWith('_body') || k.endsWith('_trailers')) ?? 'unknown';
-      const timer = ctx.metrics.processing.startTimer({ phase });
+      const started = performance.now();
       try {
         const response = await exchange.handle(message);
         if (!call.destroyed && call.writable) call.write(response);
@@ -154,7 +161,8 @@ function serveAttempt(call: grpc.ServerDuplexStream<ProcessingRequest, Processin
           call.write({ phase: 'immediate', status: 500, body: JSON.stringify({ error: { message: `Switchyard AI extension failed: ${err instanceof Error ? err.message : String(err)}`, type: 'ai_extension_error', param: null, code: 'ai_extension_error' } }) });
         }
       } finally {
-        timer();
+        // Time spent holding an answer's headers for its first token is the provider's, not ours.
+        ctx.metrics.processing.observe({ phase }, Math.max(0, performance.now() - started - exchange.takeHeldMs()) / 1000);
       }
     });
   });

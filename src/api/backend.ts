@@ -128,13 +128,34 @@ export const PoolMember = z.strictObject({
 });
 export type PoolMember = z.infer<typeof PoolMember>;
 
+/** Durations Envoy is asked to wait for (override_message_timeout) are bounded: see MAX_FIRST_TOKEN_TIMEOUT. */
+const MAX_FIRST_TOKEN_TIMEOUT_MS = 30 * 60_000;
+const FirstTokenTimeout = Duration.refine((d) => {
+  const ms = parseDuration(d);
+  return ms !== undefined && ms > 0 && ms <= MAX_FIRST_TOKEN_TIMEOUT_MS;
+}, { message: 'firstTokenTimeout must be more than 0 and at most 30m, e.g. "10s"' });
+
+/** What a pool does with a refusal that another pool's model may not give. */
+export const FALLBACKS = ['NextPool'] as const;
+const Fallback = z.enum(FALLBACKS, { message: `the only fallback is ${FALLBACKS.join(', ')} (the next priority takes the request)` });
+
 export const Priority = z.strictObject({
+  firstTokenTimeout: FirstTokenTimeout.optional()
+    .describe('First-token deadline of this pool\'s members, overriding spec.ai.firstTokenTimeout, e.g. "5s" for a pool of slower models.'),
+  contextWindowFallback: Fallback.optional()
+    .describe('What to do when a member of this pool answers that the request exceeds its context window (HTTP 400: OpenAI and Azure OpenAI error code context_length_exceeded, Anthropic "prompt is too long", Gemini "input token count ... exceeds the maximum"). NextPool: retry on the next priority (order the pools so it has members with a larger context). Unset: the 400 goes to the client. Any other 400 is never retried.'),
+  contentPolicyFallback: Fallback.optional()
+    .describe('What to do when a member of this pool refuses the request under its content policy (HTTP 400: OpenAI and Azure OpenAI error code content_filter or content_policy_violation). NextPool: retry on the next priority. Unset: the 400 goes to the client. Any other 400 is never retried.'),
   pool: z.array(PoolMember).min(1, 'a priority needs at least one pool member: add one or remove the empty priority').max(64, 'at most 64 members per pool')
     .describe('The members of this priority (1-64); requests are spread over them by weight. A member whose Secret is missing is left out, the others keep serving.'),
 });
 
+export type Priority = z.infer<typeof Priority>;
+
 export const AIBackend = z
   .strictObject({
+    firstTokenTimeout: FirstTokenTimeout.optional()
+      .describe('First-token deadline of every attempt, e.g. "2s" (more than 0, at most 30m): an attempt whose provider has sent no content token by then (keep-alives, SSE comments and role-only or empty deltas do not count) is abandoned before the client receives a byte and retried on the next priority; counted as cause first_token_timeout in switchyard_ai_failures_total and logged. Streamed and non-streamed requests alike: the answer\'s headers are held back until its first content. A pool\'s own firstTokenTimeout overrides it. Default: none.'),
     llm: PoolMember.omit({ name: true, weight: true }).optional()
       .describe('A single provider. Exclusive with multipool.'),
     multipool: z

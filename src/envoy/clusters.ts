@@ -85,6 +85,12 @@ export function toEnvoyCluster(c: ClusterIR, opts: EnvoyOptions): EnvoyResource 
     cluster.load_assignment = toClusterLoadAssignment(c);
     delete (cluster.load_assignment as JsonObject)['@type'];
   }
+  if (c.backend.kind !== 'Service') {
+    // Envoy allows 3 retries in flight per cluster by default: with a pool down, the 4th
+    // concurrent request would not fail over (upstream_rq_retry_overflow). A request retries one
+    // attempt at a time, so its requests limit (Envoy's default, 1024) bounds retries already.
+    cluster.circuit_breakers = { thresholds: [{ priority: 'DEFAULT', max_retries: 1024 }] };
+  }
   if (c.outlierDetection) {
     cluster.outlier_detection = outlierDetection(c.outlierDetection);
     // Envoy batches host-set changes for 1 s by default; an ejection that follows an un-ejection

@@ -59,6 +59,7 @@ export function toRetryPolicy(r: RetryPlan): JsonObject {
     },
   };
   if (r.statusCodes.length > 0) policy.retriable_status_codes = [...r.statusCodes];
+  if (r.retriableHeaders && r.retriableHeaders.length > 0) policy.retriable_headers = r.retriableHeaders.map((name) => ({ name, present_match: true }));
   if (r.perTryTimeoutMs !== undefined) policy.per_try_timeout = toEnvoyDuration(r.perTryTimeoutMs);
   if (r.rateLimited) {
     policy.rate_limited_retry_back_off = {

@@ -116,11 +116,19 @@ export interface RedirectAction {
   statusCode: number;
 }
 
+/**
+ * Response header the AI extension sets on an attempt it abandons (value: the cause, e.g.
+ * first_token_timeout); routes to a Backend that may abandon attempts retry on it.
+ */
+export const ABANDONED_HEADER = 'x-switchyard-abandoned';
+
 export interface RetryPlan {
   /** Retries after the first attempt. */
   attempts: number;
   retryOn: string[];
   statusCodes: number[];
+  /** Response headers whose presence makes an attempt retriable (retriable-headers), e.g. an attempt the AI extension abandoned. */
+  retriableHeaders?: string[];
   perTryTimeoutMs?: number;
   backoff: { baseMs: number; maxMs?: number };
   /** Honour a server's Retry-After style header (only where no other priority can answer). */
@@ -188,6 +196,10 @@ export interface MemberMetadata {
   deployment?: string;
   /** The provider's hostname (the attempt's :authority); the address may be a hostOverride. */
   hostname?: string;
+  /** First-token deadline of an attempt on this member (the pool's, else the Backend's). */
+  firstTokenTimeoutMs?: number;
+  /** Refusals retried on the next priority, comma-separated: context_length_exceeded, content_policy. */
+  fallbacks?: string;
 }
 
 export interface OutlierPlan {

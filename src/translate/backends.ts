@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import type { AuthToken, Backend, OutlierDetectionSpec, PoolMember } from '../api/backend.js';
+import type { AuthToken, Backend, OutlierDetectionSpec, PoolMember, Priority } from '../api/backend.js';
 import { condition, type Condition } from '../api/conditions.js';
 import { parseDuration } from '../api/duration.js';
 import { providerName, providerTarget } from '../api/providers.js';
@@ -42,8 +42,12 @@ function aiCandidates(backend: Backend): Candidate[][] {
   if (!ai) return [];
   const pools: PoolMember[][] = ai.multipool ? ai.multipool.priorities.map((p) => p.pool) : ai.llm ? [[ai.llm]] : [];
   const key = `${backend.metadata.namespace}/${backend.metadata.name}`;
+  const deadlines = pools.map((_, p) => parseDuration(ai.multipool?.priorities[p]?.firstTokenTimeout ?? ai.firstTokenTimeout ?? ''));
+  const fallbacks = pools.map((_, p) => poolFallbacks(ai.multipool?.priorities[p]));
   return pools.map((pool, p) =>
     pool.map((m, i) => {
+      const firstTokenTimeoutMs = deadlines[p];
+      const fallback = fallbacks[p];
       const target = providerTarget(m.provider);
       const provider = providerName(m.provider);
       const name = m.name ?? `p${p}-${i}-${provider.toLowerCase()}`;
@@ -70,6 +74,8 @@ function aiCandidates(backend: Backend): Candidate[][] {
             ...(target.model ? { model: target.model } : {}),
             ...(target.apiVersion ? { apiVersion: target.apiVersion } : {}),
             ...(target.deployment ? { deployment: target.deployment } : {}),
+            ...(firstTokenTimeoutMs !== undefined ? { firstTokenTimeoutMs } : {}),
+            ...(fallback !== undefined ? { fallbacks: fallback } : {}),
           },
         },
       };
@@ -77,6 +83,22 @@ function aiCandidates(backend: Backend): Candidate[][] {
       return c;
     }),
   );
+}
+
+/** The refusals a pool hands to the next priority, as the AI extension reads them (endpoint metadata). */
+function poolFallbacks(p: Priority | undefined): string | undefined {
+  const causes: string[] = [];
+  if (p?.contextWindowFallback === 'NextPool') causes.push('context_length_exceeded');
+  if (p?.contentPolicyFallback === 'NextPool') causes.push('content_policy');
+  return causes.length > 0 ? causes.join(',') : undefined;
+}
+
+/** Whether the AI extension may abandon an attempt of this Backend, which its routes must then retry. */
+function mayAbandon(backend: Backend): boolean {
+  const ai = backend.spec.ai;
+  if (backend.spec.type !== 'AI' || ai === undefined) return false;
+  if (ai.firstTokenTimeout !== undefined) return true;
+  return ai.multipool?.priorities.some((p) => p.firstTokenTimeout !== undefined || poolFallbacks(p) !== undefined) ?? false;
 }
 
 function staticCandidates(backend: Backend): Candidate[][] {
@@ -136,7 +158,7 @@ export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, 
   const identity = uid !== undefined ? { uid } : {};
   const pools = backend.spec.type === 'AI' ? aiCandidates(backend) : staticCandidates(backend);
   const multi = pools.length > 1;
-  const retry = backendRetryPlan(backend.spec.retry, pools.length);
+  const retry = backendRetryPlan(backend.spec.retry, pools.length, mayAbandon(backend));
   const events: WarningEvent[] = [];
   const credentials = new Map<string, CredentialIR>();
   const warnings: string[] = [];

@@ -80,7 +80,7 @@ describe('a streamed attempt', () => {
   it('makes no span for an unsampled trace, and still counts', async () => {
     const spans: SpanRecord[] = [];
     const ctx = context(spans);
-    const exchange = new AttemptExchange(ctx, '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00');
+    const exchange = new AttemptExchange(ctx, undefined, '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00');
     await exchange.handle({ request_headers: headers({ ':path': '/v1/chat/completions' }), attributes: attributes({ backend: 'ai/chat', member: 'm', provider: 'openai' }) });
     await exchange.handle({ response_headers: headers({ ':status': '503' }) });
     exchange.close();
