@@ -85,6 +85,7 @@ export class ReplicaShareExchange implements FleetExchange {
   private lastHeartbeatAt = -Infinity;
   private fresh = '';
   private stopped = false;
+  private failingSince: number | undefined;
   private readonly counters = { writes: 0, skipped: 0, failures: 0 };
 
   constructor(opts: ReplicaShareOptions) {
@@ -217,6 +218,8 @@ export class ReplicaShareExchange implements FleetExchange {
         timeoutMs: 10_000,
       });
       this.counters.writes++;
+      if (this.failingSince !== undefined) this.log.info('this replica\'s share is written again');
+      this.failingSince = undefined;
       this.lastWritten = text;
       this.lastWriteAt = started;
       this.lastHeartbeatAt = started;
@@ -224,7 +227,10 @@ export class ReplicaShareExchange implements FleetExchange {
       if (this.stopped) return;
       this.counters.failures++;
       this.lastWritten = '';
-      this.log.warn({ reason: describeKubeError(err) }, `could not write this replica's share; the leader counts its Envoys again once it is written (RBAC: configmaps create/patch in ${this.opts.namespace})`);
+      // Once per outage at warn: a refused write is retried at every change and heartbeat.
+      const level = this.failingSince === undefined ? 'warn' : 'debug';
+      this.failingSince ??= Date.now();
+      this.log[level]({ reason: describeKubeError(err) }, `could not write this replica's share; the leader counts its Envoys again once it is written (RBAC: configmaps create/patch in ${this.opts.namespace})`);
     }
   }
 
