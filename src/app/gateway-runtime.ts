@@ -347,6 +347,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
         statuses: book.all(),
         problems: problems.map((p) => ({ ...p, text: formatProblem(p) })),
         clients: xds.clients(),
+        ...(fleet ? { replicaShares: fleet.stats() } : {}),
         ...(opts.infrastructure ? { dataPlanes: opts.infrastructure.views() } : {}),
       }),
       ...(opts.extraMetrics ? { extraMetrics: opts.extraMetrics } : {}),

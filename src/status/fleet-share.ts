@@ -200,4 +200,6 @@ export interface FleetExchange {
   attach(local: () => LocalShare): void;
   /** This replica's share may have changed: write it soon (coalesced, at a bounded rate, only if it did). */
   localChanged(): void;
+  /** For /statusz: whose shares count now, and how writing this one's went. */
+  stats(): { writes: number; skipped: number; failures: number; remotes: string[] };
 }

@@ -171,6 +171,8 @@ describe('status from the whole fleet of two replicas', () => {
     expect(leader.writesTo(backendRef())).toBeGreaterThanOrEqual(1);
     expect(follower.writesTo(backendRef())).toBe(0);
     expect(leader.ctl.share?.stats().remotes).toEqual([follower.identity]);
+    const statusz = (await (await fetch(`http://127.0.0.1:${leader.ctl.metricsPort}/statusz`)).json()) as { replicaShares?: { remotes: string[] } };
+    expect(statusz.replicaShares?.remotes).toEqual([follower.identity]);
 
     // One ConfigMap per replica, named after it, that says no secret value.
     const maps = (await client.request({ path: `/api/v1/namespaces/${ns.name}/configmaps`, query: { labelSelector: `${SHARE_LABEL}=switchyard-controller` } })) as { items: RawObject[] };
@@ -209,9 +211,17 @@ describe('status from the whole fleet of two replicas', () => {
     // Written by the leader, whose own Envoys reported nothing.
     expect(leader.writesTo(backendRef())).toBeGreaterThanOrEqual(2);
     expect(follower.writesTo(backendRef())).toBe(0);
+    // Quiet traffic: the shares go on beating (at their heartbeat, not faster), the status stays as written.
+    const writes = leader.ctl.writer?.counters().writes;
+    const shareWrites = follower.ctl.share?.stats().writes ?? 0;
+    await sleep(3_000);
+    expect(leader.ctl.writer?.counters().writes, 'status writes with nothing changed').toBe(writes);
+    const beats = (follower.ctl.share?.stats().writes ?? 0) - shareWrites;
+    expect(beats).toBeGreaterThanOrEqual(3);
+    expect(beats).toBeLessThanOrEqual(3_000 / SHARE.heartbeatMs + 2);
     const metrics = await (await fetch(`http://127.0.0.1:${leader.ctl.metricsPort}/metrics`)).text();
     expect(Number(/switchyard_backend_member_requests\{backend="[^"]+\/chat",member="secondary",priority="1"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(8);
-  }, 30_000);
+  }, 40_000);
 
   it('after a leader change, writes Programmed for a new generation only the old leader\'s Envoy ACKed, and keeps it while that replica\'s share lives', async () => {
     // Only the leader's Envoy now: the follower's goes away.
