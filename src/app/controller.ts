@@ -66,9 +66,10 @@ export interface ControllerOptions extends ServingOptions {
   /**
    * With leader election: each replica shares its Envoys' ACK/NACK state and load reports in a
    * ConfigMap of its own, and every replica merges the others' into status (src/app/replica-share.ts).
-   * Timings for tests and operators; `false`: each replica counts only its own Envoys.
+   * Timings for tests and operators, and the owning Pod (default: $POD_NAME and $POD_UID when
+   * POD_NAME is the replica's identity); `false`: each replica counts only its own Envoys.
    */
-  replicaShare?: Partial<Pick<ReplicaShareOptions, 'heartbeatMs' | 'expireMs' | 'minIntervalMs'>> | false;
+  replicaShare?: Partial<Pick<ReplicaShareOptions, 'heartbeatMs' | 'expireMs' | 'minIntervalMs' | 'owner'>> | false;
 }
 
 export interface RunningController extends RunningGateway {
@@ -122,12 +123,12 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
 
   // Only replicas that elect a leader have peers to share with.
   const share = election === false || opts.replicaShare === false ? undefined : new ReplicaShareExchange({
+    ...podOwner(election.identity ?? defaultIdentity()),
     ...(opts.replicaShare ?? {}),
     client,
     namespace: election.namespace,
     identity: election.identity ?? defaultIdentity(),
     group: election.name ?? DEFAULT_LEASE_NAME,
-    ...podOwner(election.identity ?? defaultIdentity()),
     logger: log,
   });
 

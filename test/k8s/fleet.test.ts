@@ -53,7 +53,7 @@ let socketDir: string;
 const replicas: Replica[] = [];
 const envoys: EnvoyProcess[] = [];
 
-async function replica(name: string, xdsPort = 0, xdsSocket?: string): Promise<Replica> {
+async function replica(name: string, xdsPort = 0, xdsSocket?: string, owner?: { name: string; uid: string }): Promise<Replica> {
   const r = await startReplica({
     namespace: ns.name,
     identity: `fleet-${name}-${SUFFIX}`,
@@ -62,7 +62,7 @@ async function replica(name: string, xdsPort = 0, xdsSocket?: string): Promise<R
     listenerAddress: '127.0.0.1',
     extension,
     ...(xdsSocket ? { xdsSocket } : {}),
-    replicaShare: SHARE,
+    replicaShare: { ...SHARE, ...(owner ? { owner } : {}) },
     loadReporting: LOAD,
   });
   replicas.push(r);
@@ -154,8 +154,14 @@ describe('status from the whole fleet of two replicas', () => {
   let followerEnvoy: EnvoyProcess;
 
   it('writes Programmed=True from an Envoy connected only to the replica that does not lead', async () => {
-    // The first replica takes the Lease before the second starts: the roles are known.
-    leader = await replica('a');
+    // The first replica takes the Lease before the second starts: the roles are known. It runs "in" a
+    // Pod (an object only: no kubelet here), which owns its share.
+    const pod = (await client.request({
+      method: 'POST',
+      path: `/api/v1/namespaces/${ns.name}/pods`,
+      body: { apiVersion: 'v1', kind: 'Pod', metadata: { name: `fleet-a-${SUFFIX}` }, spec: { containers: [{ name: 'controller', image: 'switchyard:test' }] } },
+    })) as { metadata: { name: string; uid: string } };
+    leader = await replica('a', 0, undefined, { name: pod.metadata.name, uid: pod.metadata.uid });
     await waitFor(() => leader.ctl.isLeader(), { what: 'replica a to lead', timeoutMs: 10_000 });
     follower = await replica('b', 0, join(socketDir, 'ads.sock'));
     followerEnvoy = await envoyOf(follower, 'b');
@@ -178,6 +184,8 @@ describe('status from the whole fleet of two replicas', () => {
     const maps = (await client.request({ path: `/api/v1/namespaces/${ns.name}/configmaps`, query: { labelSelector: `${SHARE_LABEL}=switchyard-controller` } })) as { items: RawObject[] };
     const byReplica = new Map(maps.items.map((m) => [String(((m['metadata'] as JsonObject)['annotations'] as JsonObject)['switchyard.dev/replica']), m]));
     expect([...byReplica.keys()].sort()).toEqual([leader.identity, follower.identity].sort());
+    expect((byReplica.get(leader.identity)?.['metadata'] as JsonObject)['ownerReferences']).toEqual([{ apiVersion: 'v1', kind: 'Pod', name: pod.metadata.name, uid: pod.metadata.uid }]);
+    expect((byReplica.get(follower.identity)?.['metadata'] as JsonObject)['ownerReferences']).toBeUndefined();
     const shared = String((byReplica.get(follower.identity)?.['data'] as JsonObject)[SHARE_KEY]);
     expect(shared).toContain(followerEnvoy.id);
     expect(shared).not.toContain('sk-fleet');
