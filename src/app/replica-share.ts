@@ -71,6 +71,8 @@ export class ReplicaShareExchange implements FleetExchange {
   private readonly timing: typeof DEFAULT_SHARE_TIMING;
   private readonly log: Logger;
   private readonly remoteShares = new Map<string, Remote>();
+  /** Shares that could not be read, by object name: their text, so one is reported once, not at each heartbeat. */
+  private readonly unreadable = new Map<string, string>();
   private readonly listeners: (() => void)[] = [];
   private readonly abort = new AbortController();
   private readonly backoff = new Backoff(500, 15_000);
@@ -247,6 +249,7 @@ export class ReplicaShareExchange implements FleetExchange {
           const names = new Set<string>();
           for (const item of items) names.add(this.take(item));
           for (const name of [...this.remoteShares.keys()]) if (!names.has(name)) this.remoteShares.delete(name);
+          for (const name of [...this.unreadable.keys()]) if (!names.has(name)) this.unreadable.delete(name);
           const meta = isRecord(list['metadata']) ? list['metadata'] : {};
           this.resourceVersion = typeof meta['resourceVersion'] === 'string' ? meta['resourceVersion'] : '';
           this.notifyIfFreshChanged();
@@ -280,7 +283,10 @@ export class ReplicaShareExchange implements FleetExchange {
     if (typeof meta['resourceVersion'] === 'string') this.resourceVersion = meta['resourceVersion'];
     if (e.type === 'BOOKMARK') return;
     if (e.type === 'DELETED') {
-      if (typeof meta['name'] === 'string') this.remoteShares.delete(meta['name']);
+      if (typeof meta['name'] === 'string') {
+        this.remoteShares.delete(meta['name']);
+        this.unreadable.delete(meta['name']);
+      }
     } else {
       this.take(e.object);
     }
@@ -299,15 +305,18 @@ export class ReplicaShareExchange implements FleetExchange {
     const text = typeof data[SHARE_KEY] === 'string' ? data[SHARE_KEY] : '';
     const heartbeat = typeof data['heartbeat'] === 'string' ? Date.parse(data['heartbeat']) : NaN;
     const writtenAt = Number.isNaN(heartbeat) ? Date.now() : heartbeat;
+    if (this.unreadable.get(name) === text) return name;
     if (known && known.text === text) {
       this.remoteShares.set(name, { ...known, resourceVersion, seenAt: performance.now(), writtenAt });
       return name;
     }
     try {
       const share = parseReplicaShare(text, `ConfigMap ${this.opts.namespace}/${name}`);
+      this.unreadable.delete(name);
       this.remoteShares.set(name, { share, text, revision: (known?.revision ?? 0) + 1, resourceVersion, seenAt: performance.now(), writtenAt });
     } catch (err) {
       this.remoteShares.delete(name);
+      this.unreadable.set(name, text);
       this.log.warn({ reason: err instanceof Error ? err.message : String(err) }, 'ignoring a replica share that cannot be read');
     }
     return name;
