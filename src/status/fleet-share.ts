@@ -203,3 +203,55 @@ export interface FleetExchange {
   /** For /statusz: whose shares count now, and how writing this one's went. */
   stats(): { writes: number; skipped: number; failures: number; remotes: string[] };
 }
+
+/** What the other replicas' Envoys did with one view's current version of one type. */
+export interface RemoteTypeFeedback {
+  acked: boolean;
+  rejected: { nodeId: string; message: string }[];
+}
+
+/**
+ * The other replicas' Envoys per view and type, judged against this replica's current versions
+ * (`current(view, typeUrl)`): acked when some Envoy ACKed that version (for the named types,
+ * routes, endpoints and secrets, whose versions are per subscription, any ACK, as for this
+ * replica's own Envoys), with every NACK. The shape of a per-view fleet ledger, so it can be
+ * OR-ed into one (mergeFleetViews) where Programmed is computed per view rather than per client.
+ */
+export function remoteFeedback(shares: readonly ReplicaShare[], current: (view: string, typeUrl: string) => string | undefined): Map<string, Map<string, RemoteTypeFeedback>> {
+  const out = new Map<string, Map<string, RemoteTypeFeedback>>();
+  for (const share of shares) {
+    for (const [view, groups] of Object.entries(share.views)) {
+      let types = out.get(view);
+      if (!types) out.set(view, (types = new Map()));
+      for (const g of groups) {
+        for (const [typeUrl, t] of Object.entries(g.types)) {
+          let f = types.get(typeUrl);
+          if (!f) types.set(typeUrl, (f = { acked: false, rejected: [] }));
+          const versioned = typeUrl === TypeUrl.cluster || typeUrl === TypeUrl.listener;
+          if (t.state === 'acked' && (!versioned || t.version === current(view, typeUrl))) f.acked = true;
+          if (t.state === 'rejected') f.rejected.push({ nodeId: g.node, message: t.reason ?? '' });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** This replica's per-view feedback with the others' folded in: acked if acked anywhere, every NACK. */
+export function mergeFleetViews<T extends RemoteTypeFeedback>(
+  own: ReadonlyMap<string, ReadonlyMap<string, T>>,
+  remote: ReadonlyMap<string, ReadonlyMap<string, RemoteTypeFeedback>>,
+): Map<string, Map<string, RemoteTypeFeedback>> {
+  const out = new Map<string, Map<string, RemoteTypeFeedback>>();
+  for (const source of [own, remote]) {
+    for (const [view, types] of source) {
+      let merged = out.get(view);
+      if (!merged) out.set(view, (merged = new Map()));
+      for (const [typeUrl, f] of types) {
+        const m = merged.get(typeUrl) ?? { acked: false, rejected: [] };
+        merged.set(typeUrl, { acked: m.acked || f.acked, rejected: [...m.rejected, ...f.rejected] });
+      }
+    }
+  }
+  return out;
+}

@@ -4,7 +4,7 @@ import { TypeUrl } from '../../src/envoy/resources.js';
 import type { ClusterIR, IR } from '../../src/ir/model.js';
 import { shareObjectName } from '../../src/app/replica-share.js';
 import { applyFleetHealth, fleetHealthView, LoadWindow } from '../../src/status/fleet-health.js';
-import { FleetLoad, parseReplicaShare, remoteClients, SHARE_FORMAT, shareOfClients, shareOfLoad, type ReplicaShare } from '../../src/status/fleet-share.js';
+import { FleetLoad, mergeFleetViews, parseReplicaShare, remoteClients, remoteFeedback, SHARE_FORMAT, shareOfClients, shareOfLoad, type ReplicaShare } from '../../src/status/fleet-share.js';
 import { applyXdsFeedback, type ClientTypeFeedback, type ServedAs } from '../../src/status/programmed.js';
 import type { BackendStatus, ObjectStatus } from '../../src/translate/status.js';
 import { SHARED_VIEW } from '../../src/xds/cache.js';
@@ -152,5 +152,24 @@ describe('shareObjectName', () => {
     const odd = shareObjectName('switchyard-controller', 'Host_1234');
     expect(odd).toMatch(/^switchyard-controller-replica-host-1234-[0-9a-f]{8}$/);
     expect(odd).not.toBe(shareObjectName('switchyard-controller', 'host-1234'));
+  });
+});
+
+describe('remoteFeedback and mergeFleetViews (the per-view ledger shape)', () => {
+  const current = (_view: string, typeUrl: string): string | undefined => (typeUrl === TypeUrl.cluster ? 'c-2' : typeUrl === TypeUrl.listener ? 'l-1' : undefined);
+
+  it('is acked for a type only where another replica\'s Envoy ACKed the version current here, with every NACK', () => {
+    const feedback = remoteFeedback([share('b', envoy('e-b', 'acked', 'c-2')), share('c', envoy('e-c', 'rejected', 'c-2', 'cluster backend/ai/chat: bad'))], current);
+    expect(feedback.get(SHARED_VIEW)?.get(TypeUrl.cluster)).toEqual({ acked: true, rejected: [{ nodeId: 'e-c', message: 'cluster backend/ai/chat: bad' }] });
+    const stale = remoteFeedback([share('b', envoy('e-b', 'acked', 'c-1'))], current);
+    expect(stale.get(SHARED_VIEW)?.get(TypeUrl.cluster)).toEqual({ acked: false, rejected: [] });
+    expect(stale.get(SHARED_VIEW)?.get(TypeUrl.listener)).toEqual({ acked: true, rejected: [] });
+  });
+
+  it('ORs the others\' into this replica\'s own', () => {
+    const own = new Map([[SHARED_VIEW, new Map([[TypeUrl.cluster, { acked: false, rejected: [{ nodeId: 'e-a', message: 'x' }] }]])]]);
+    const merged = mergeFleetViews(own, remoteFeedback([share('b', envoy('e-b', 'acked', 'c-2'))], current));
+    expect(merged.get(SHARED_VIEW)?.get(TypeUrl.cluster)).toEqual({ acked: true, rejected: [{ nodeId: 'e-a', message: 'x' }] });
+    expect(merged.get(SHARED_VIEW)?.get(TypeUrl.listener)).toEqual({ acked: true, rejected: [] });
   });
 });
