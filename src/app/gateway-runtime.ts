@@ -12,7 +12,8 @@ import type { IR } from '../ir/model.js';
 import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
 import { DnsProbe } from '../status/dns-probe.js';
-import { applyFleetHealth, fleetHealthView, LoadWindow, type FleetHealthView } from '../status/fleet-health.js';
+import { applyFleetHealth, fleetHealthView, LoadWindow, type FleetHealthView, type LoadSource } from '../status/fleet-health.js';
+import { FleetLoad, remoteClients, shareOfClients, shareOfLoad, type FleetExchange } from '../status/fleet-share.js';
 import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type ServedAs } from '../status/programmed.js';
 import type { ObjectStatus, WarningEvent } from '../translate/status.js';
 import { SHARED_VIEW, SnapshotCache } from '../xds/cache.js';
@@ -109,6 +110,11 @@ export interface GatewayRuntimeOptions extends ServingOptions {
   statusOverlay?: StatusOverlay;
   /** Series of another process served on this /metrics too (serve's AI extension). */
   extraMetrics?: () => Promise<string>;
+  /**
+   * The other controller replicas: what their Envoys ACKed, rejected and reported is merged with
+   * this replica's own before statuses are computed, and this replica's is handed to them.
+   */
+  fleet?: FleetExchange;
 }
 
 export interface RunningGateway {
@@ -147,13 +153,14 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   const provider = opts.provider;
   let translated: ObjectStatus[] = [];
   let servedAs: ServedAs = new Map();
+  let servedViews = new Set<string>();
   let ir: IR | undefined;
   let fleetHealth: FleetHealthView = new Map();
   let problems: Problem[] = [];
   let loaded = false;
 
-  const publishStatuses = (): void => {
-    const clients: ClientTypeFeedback[] = xds.clients().flatMap((c) =>
+  const localClients = (): ClientTypeFeedback[] =>
+    xds.clients().flatMap((c) =>
       c.types.map((t) => ({
         nodeId: c.nodeId,
         view: c.gateway ?? SHARED_VIEW,
@@ -163,8 +170,20 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
         ...(t.state === 'rejected' && t.lastNack ? { nackMessage: t.lastNack.message } : {}),
       })),
     );
+  const fleet = opts.fleet;
+  // The whole fleet's load when replicas share it, this replica's own otherwise.
+  const fleetLoad: LoadSource = fleet ? new FleetLoad(loadWindow, () => fleet.remotes().map((r) => r.load)) : loadWindow;
+  fleet?.attach(() => ({ views: shareOfClients(localClients()), load: shareOfLoad(loadWindow, ir?.clusters.map((c) => c.name) ?? []) }));
+
+  const publishStatuses = (): void => {
+    const local = localClients();
+    // Local entries last: where an Envoy is still in the share of the replica it left, what it says here wins.
+    const clients = fleet ? [...remoteClients(fleet.remotes(), new Set(local.map((c) => c.nodeId))), ...local] : local;
+    fleet?.localChanged();
     const versions = new Map<string, Record<string, string | undefined>>();
     for (const key of new Set(clients.map((c) => c.view))) {
+      // Only views some object is served by count; a view a replica names that no object has here is not made up.
+      if (!servedViews.has(key)) continue;
       const view = cache.view(key === SHARED_VIEW ? undefined : key);
       const current: Record<string, string | undefined> = {};
       for (const kind of PUSH_ORDER) current[TypeUrl[kind]] = view.snapshot(TypeUrl[kind])?.version;
@@ -191,7 +210,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
 
   const refreshHealth = (): void => {
     if (!ir) return;
-    fleetHealth = fleetHealthView(ir, loadWindow, undefined, (host) => dnsProbe.resolution(host), Date.now() - startedAt < lrs.windowMs);
+    fleetHealth = fleetHealthView(ir, fleetLoad, undefined, (host) => dnsProbe.resolution(host), Date.now() - startedAt < lrs.windowMs);
     // Answers are used at the next refresh: status never waits on DNS.
     void dnsProbe.refresh(ir.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
     metrics.memberRequests.reset();
@@ -278,6 +297,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       // Held-out routes get their status from a translation that includes them, with Accepted=False.
       translated = excluded.size === 0 ? result.translation.statuses : [...result.translation.statuses, ...quarantine.statuses(translate(snapshot.inputs).statuses)];
       servedAs = servedAsFromIr(result.translation.ir, result.planes);
+      servedViews = new Set([...servedAs.values()].flatMap((o) => o.views));
       ir = result.translation.ir;
       refreshHealth();
       for (const e of result.translation.events) log.warn({ object: `${e.object.kind} ${e.object.namespace}/${e.object.name}`, reason: e.reason }, e.message);
@@ -308,6 +328,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   };
 
   opts.statusOverlay?.onChange(scheduleStatuses);
+  fleet?.onChange(scheduleStatuses);
   apply(await provider.start());
   provider.onChange(apply);
   opts.infrastructure?.onChange(scheduleStatuses);
@@ -357,6 +378,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
         statuses: book.all(),
         problems: problems.map((p) => ({ ...p, text: formatProblem(p) })),
         clients: xds.clients(),
+        ...(fleet ? { replicaShares: fleet.stats() } : {}),
         ...(opts.infrastructure ? { dataPlanes: opts.infrastructure.views() } : {}),
       }),
       ...(opts.extraMetrics ? { extraMetrics: opts.extraMetrics } : {}),

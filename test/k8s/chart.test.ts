@@ -291,6 +291,8 @@ describe('helm install into the real API server', () => {
       ['update', 'gateways.gateway.networking.k8s.io/status', teamA.name], ['list', 'secrets', teamA.name], ['list', 'endpointslices.discovery.k8s.io', teamA.name],
       ['list', 'referencegrants.gateway.networking.k8s.io', teamA.name], ['create', 'events', teamA.name], ['list', 'services', ns.name],
       ['update', 'leases.coordination.k8s.io', ns.name], ['create', 'leases.coordination.k8s.io', ns.name],
+      // Each replica's share of its Envoys' state, read by the others (src/app/replica-share.ts).
+      ...(['get', 'list', 'watch', 'create', 'patch'] as const).map((v) => [v, 'configmaps', ns.name] as const),
       // The data planes, in the release namespace (src/infrastructure/kubernetes.ts).
       ...(['deployments.apps', 'services', 'serviceaccounts', 'configmaps'] as const).flatMap((r) =>
         (['get', 'list', 'watch', 'create', 'patch', 'delete'] as const).map((v) => [v, r, ns.name] as const)),
