@@ -1,0 +1,136 @@
+// Command server is go-control-plane's SnapshotCache and xDS server (ADS, SotW and delta)
+// serving the resources of a `switchyard translate -o json` report. Control on stdin, one
+// command a line; answers on stdout, one JSON object a line:
+//
+//	load PATH   set PATH's resources as the next snapshot version (every node gets it)
+//	stats       this process's CPU ms and RSS
+//	quit
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+
+	"switchyard.dev/bench/gcp/internal/resources"
+)
+
+// everyNode puts every node on one snapshot: the bench serves one configuration to a fleet.
+type everyNode struct{}
+
+func (everyNode) ID(*corev3.Node) string { return "fleet" }
+
+func emit(v map[string]any) {
+	b, _ := json.Marshal(v)
+	fmt.Println(string(b))
+}
+
+func usage() (cpuMs float64, rssBytes int64) {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	cpuMs = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e6
+	if status, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(line, "VmRSS:") {
+				fields := strings.Fields(line)
+				if len(fields) >= 2 {
+					kb, _ := strconv.ParseInt(fields[1], 10, 64)
+					rssBytes = kb * 1024
+				}
+			}
+		}
+	}
+	return
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	initial := flag.String("resources", "", "translate report to serve as version 1")
+	flag.Parse()
+
+	ctx := context.Background()
+	snapshots := cache.NewSnapshotCache(true, everyNode{}, nil)
+	version := 0
+	load := func(path string) error {
+		start := time.Now()
+		res, count, err := resources.Load(path)
+		if err != nil {
+			return err
+		}
+		version++
+		snap, err := cache.NewSnapshot(strconv.Itoa(version), res)
+		if err != nil {
+			return err
+		}
+		if err := snapshots.SetSnapshot(ctx, "fleet", snap); err != nil {
+			return err
+		}
+		emit(map[string]any{"event": "loaded", "version": strconv.Itoa(version), "resources": count, "ms": float64(time.Since(start).Microseconds()) / 1000})
+		return nil
+	}
+	if *initial != "" {
+		if err := load(*initial); err != nil {
+			fmt.Fprintf(os.Stderr, "server: %v\n", err)
+			os.Exit(1)
+		}
+	}
+
+	// The settings of go-control-plane's example server: what its users start from.
+	grpcServer := grpc.NewServer(
+		grpc.MaxConcurrentStreams(1000000),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 5 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 30 * time.Second, PermitWithoutStream: true}),
+	)
+	xds := serverv3.NewServer(ctx, snapshots, nil)
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(grpcServer, xds)
+	lis, err := net.Listen("tcp", *addr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "server: %v\n", err)
+		os.Exit(1)
+	}
+	go func() { _ = grpcServer.Serve(lis) }()
+	emit(map[string]any{"event": "ready", "port": lis.Addr().(*net.TCPAddr).Port})
+
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		fields := strings.Fields(in.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		switch fields[0] {
+		case "load":
+			if len(fields) != 2 {
+				emit(map[string]any{"event": "error", "message": "load takes one PATH"})
+				continue
+			}
+			if err := load(fields[1]); err != nil {
+				emit(map[string]any{"event": "error", "message": err.Error()})
+			}
+		case "stats":
+			cpuMs, rss := usage()
+			emit(map[string]any{"event": "stats", "cpuMs": cpuMs, "rssBytes": rss})
+		case "quit":
+			grpcServer.Stop()
+			return
+		default:
+			emit(map[string]any{"event": "error", "message": "unknown command " + fields[0] + " (load PATH | stats | quit)"})
+		}
+	}
+	grpcServer.Stop()
+}
