@@ -606,6 +606,10 @@ func main() {
 			if f.current != nil {
 				done = f.current.done
 			}
+			if f.ready == len(f.streams) && f.current == nil {
+				f.mu.Unlock()
+				continue
+			}
 			fmt.Fprintf(os.Stderr, "loadclient: %d/%d streams ready, mark done %d, %d ACKs, %d stream errors\n", f.ready, len(f.streams), done, acked.Load(), f.errors())
 			f.mu.Unlock()
 		case cmd, ok := <-commands:
