@@ -57,6 +57,15 @@ func emit(v map[string]any) {
 
 var out sync.Mutex
 
+// verbose: every response and request on stderr (-v), to see why a wait does not end.
+var verbose bool
+
+func trace(format string, args ...any) {
+	if verbose {
+		fmt.Fprintf(os.Stderr, "loadclient: "+format+"\n", args...)
+	}
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // refs are the names one resource makes Envoy subscribe to.
@@ -174,6 +183,7 @@ type fleet struct {
 	current  *mark
 	ready    int
 	reported bool
+	finished map[string]bool
 }
 
 func (f *fleet) onAck(s *stream) {
@@ -303,6 +313,7 @@ func (f *fleet) sotwStream(ctx context.Context, s *stream, client discoveryv3.Ag
 		if s.firstAt.IsZero() {
 			s.firstAt = now
 		}
+		trace("stream %d: sotw %s: version %s, %d resources, nonce %s", s.id, resp.GetTypeUrl(), resp.GetVersionInfo(), len(resp.GetResources()), resp.GetNonce())
 		t := s.types[resp.GetTypeUrl()]
 		if t == nil {
 			s.mu.Unlock()
@@ -379,6 +390,7 @@ func (f *fleet) deltaStream(ctx context.Context, s *stream, client discoveryv3.A
 		if s.firstAt.IsZero() {
 			s.firstAt = now
 		}
+		trace("stream %d: delta %s: %d resources, %d removed, nonce %s", s.id, resp.GetTypeUrl(), len(resp.GetResources()), len(resp.GetRemovedResources()), resp.GetNonce())
 		t := s.types[resp.GetTypeUrl()]
 		if t == nil {
 			s.mu.Unlock()
@@ -489,6 +501,7 @@ func (f *fleet) report() {
 	if m != nil && m.done == len(f.streams) {
 		sort.Slice(m.doneAt, func(i, j int) bool { return m.doneAt[i] < m.doneAt[j] })
 		emit(map[string]any{"event": "done", "id": m.id, "ms": ms(m.doneAt[len(m.doneAt)-1]), "p50Ms": ms(m.doneAt[len(m.doneAt)/2]), "firstMs": ms(m.first.Sub(m.at)), "errors": f.errors()})
+		f.finished[m.id] = true
 		f.current = nil
 	}
 }
@@ -533,12 +546,13 @@ func main() {
 	conns := flag.Int("conns", 0, "HTTP/2 connections shared by the streams (0: one per stream, as a fleet of Envoys)")
 	mode := flag.String("mode", "sotw", "sotw or delta")
 	gateway := flag.String("gateway", "", "node.metadata[switchyard.dev/gateway]: the Gateway every stream serves")
+	flag.BoolVar(&verbose, "v", false, "trace every response on stderr")
 	flag.Parse()
 	if *mode != "sotw" && *mode != "delta" {
 		fmt.Fprintln(os.Stderr, "loadclient: -mode is sotw or delta")
 		os.Exit(2)
 	}
-	f := &fleet{delta: *mode == "delta", start: time.Now(), events: make(chan int, 1<<16)}
+	f := &fleet{delta: *mode == "delta", start: time.Now(), events: make(chan int, 1<<16), finished: map[string]bool{}}
 	f.node = func(i int) *corev3.Node {
 		node := &corev3.Node{Id: fmt.Sprintf("bench-envoy-%d", i), Cluster: "bench"}
 		if *gateway != "" {
@@ -631,6 +645,8 @@ func main() {
 				done := 0
 				if f.current != nil && f.current.id == cmd[1] {
 					done = f.current.done
+				} else if f.finished[cmd[1]] {
+					done = len(f.streams)
 				}
 				emit(map[string]any{"event": "status", "id": cmd[1], "ready": f.ready, "done": done, "streams": len(f.streams), "errors": f.errors()})
 			default:
