@@ -140,7 +140,7 @@ export interface LoadClientOptions {
 }
 
 export function startLoadClient(bin: GoBinaries, opts: LoadClientOptions): LineChild {
-  const args = ['-addr', `127.0.0.1:${opts.port}`, '-n', String(opts.streams), '-mode', opts.mode];
+  const args = ['-addr', `127.0.0.1:${opts.port}`, '-n', String(opts.streams), '-mode', opts.mode, '-name', opts.name];
   if (opts.gateway !== undefined) args.push('-gateway', opts.gateway);
   // Every response on stderr: for finding out why a wait does not end.
   if (process.env['BENCH_LOADCLIENT_TRACE'] === '1') args.push('-v');

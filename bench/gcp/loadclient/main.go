@@ -57,12 +57,15 @@ func emit(v map[string]any) {
 
 var out sync.Mutex
 
+// name prefixes every stderr line, so two fleets' lines can be told apart.
+var name = "loadclient"
+
 // verbose: every response and request on stderr (-v), to see why a wait does not end.
 var verbose bool
 
 func trace(format string, args ...any) {
 	if verbose {
-		fmt.Fprintf(os.Stderr, "loadclient: "+format+"\n", args...)
+		fmt.Fprintf(os.Stderr, name+": "+format+"\n", args...)
 	}
 }
 
@@ -76,8 +79,12 @@ type refs struct {
 }
 
 // refCache keys on the serialized resource: every stream gets the same bytes, so each
-// distinct resource is decoded once for the whole fleet, not once per stream.
-var refCache sync.Map
+// distinct resource is decoded once for the whole fleet, not once per stream. A plain map
+// under a lock: looking up m[string(bytes)] does not copy the bytes.
+var (
+	refMu    sync.RWMutex
+	refCache = map[string]map[string]refs{}
+)
 
 func sdsNames(ctx *tlsv3.CommonTlsContext) []string {
 	if ctx == nil {
@@ -94,11 +101,12 @@ func sdsNames(ctx *tlsv3.CommonTlsContext) []string {
 }
 
 func refsOf(any *anypb.Any) refs {
-	key := any.GetTypeUrl() + string(any.GetValue())
-	if r, ok := refCache.Load(key); ok {
-		return r.(refs)
+	refMu.RLock()
+	r, ok := refCache[any.GetTypeUrl()][string(any.GetValue())]
+	refMu.RUnlock()
+	if ok {
+		return r
 	}
-	var r refs
 	switch any.GetTypeUrl() {
 	case resource.ClusterType:
 		var c clusterv3.Cluster
@@ -136,7 +144,14 @@ func refsOf(any *anypb.Any) refs {
 			}
 		}
 	}
-	refCache.Store(key, r)
+	refMu.Lock()
+	byType := refCache[any.GetTypeUrl()]
+	if byType == nil {
+		byType = map[string]refs{}
+		refCache[any.GetTypeUrl()] = byType
+	}
+	byType[string(any.GetValue())] = r
+	refMu.Unlock()
 	return r
 }
 
@@ -266,7 +281,7 @@ func (f *fleet) run(ctx context.Context, s *stream, conn *grpc.ClientConn) {
 		s.types = newTypes()
 		s.mu.Unlock()
 		if s.errors <= 3 || s.errors%100 == 0 {
-			fmt.Fprintf(os.Stderr, "loadclient: stream %d: %v (reconnecting in 500 ms, as Envoy's back-off starts)\n", s.id, err)
+			fmt.Fprintf(os.Stderr, "%s: stream %d: %v (reconnecting in 500 ms, as Envoy's back-off starts)\n", name, s.id, err)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -547,6 +562,7 @@ func main() {
 	mode := flag.String("mode", "sotw", "sotw or delta")
 	gateway := flag.String("gateway", "", "node.metadata[switchyard.dev/gateway]: the Gateway every stream serves")
 	flag.BoolVar(&verbose, "v", false, "trace every response on stderr")
+	flag.StringVar(&name, "name", name, "prefix of this fleet's lines on stderr")
 	flag.Parse()
 	if *mode != "sotw" && *mode != "delta" {
 		fmt.Fprintln(os.Stderr, "loadclient: -mode is sotw or delta")
@@ -624,7 +640,7 @@ func main() {
 				f.mu.Unlock()
 				continue
 			}
-			fmt.Fprintf(os.Stderr, "loadclient: %d/%d streams ready, mark done %d, %d ACKs, %d stream errors\n", f.ready, len(f.streams), done, acked.Load(), f.errors())
+			fmt.Fprintf(os.Stderr, "%s: %d/%d streams ready, mark done %d, %d ACKs, %d stream errors\n", name, f.ready, len(f.streams), done, acked.Load(), f.errors())
 			f.mu.Unlock()
 		case cmd, ok := <-commands:
 			if !ok || (len(cmd) > 0 && cmd[0] == "quit") {

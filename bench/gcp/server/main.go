@@ -2,8 +2,11 @@
 // serving the resources of a `switchyard translate -o json` report. Control on stdin, one
 // command a line; answers on stdout, one JSON object a line:
 //
-//	load PATH   set PATH's resources as the next snapshot version (every node gets it)
-//	stats       this process's CPU ms and RSS
+//	load PATH     set PATH's resources as the next snapshot version (every node gets it)
+//	prepare PATH  decode PATH into the next snapshot without serving it ("prepared")
+//	commit        serve the prepared snapshot ("committed"): SetSnapshot alone, so a bench can
+//	              time the push apart from protojson decoding
+//	stats         this process's CPU ms and RSS
 //	quit
 package main
 
@@ -67,21 +70,35 @@ func main() {
 	ctx := context.Background()
 	snapshots := cache.NewSnapshotCache(true, everyNode{}, nil)
 	version := 0
-	load := func(path string) error {
-		start := time.Now()
+	var pending *cache.Snapshot
+	prepare := func(path string) (int, error) {
 		res, count, err := resources.Load(path)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		version++
-		snap, err := cache.NewSnapshot(strconv.Itoa(version), res)
+		pending, err = cache.NewSnapshot(strconv.Itoa(version), res)
+		return count, err
+	}
+	commit := func() error {
+		if pending == nil {
+			return fmt.Errorf("commit: nothing prepared (prepare PATH first)")
+		}
+		snap := pending
+		pending = nil
+		return snapshots.SetSnapshot(ctx, "fleet", snap)
+	}
+	elapsed := func(start time.Time) float64 { return float64(time.Since(start).Microseconds()) / 1000 }
+	load := func(path string) error {
+		start := time.Now()
+		count, err := prepare(path)
 		if err != nil {
 			return err
 		}
-		if err := snapshots.SetSnapshot(ctx, "fleet", snap); err != nil {
+		if err := commit(); err != nil {
 			return err
 		}
-		emit(map[string]any{"event": "loaded", "version": strconv.Itoa(version), "resources": count, "ms": float64(time.Since(start).Microseconds()) / 1000})
+		emit(map[string]any{"event": "loaded", "version": strconv.Itoa(version), "resources": count, "ms": elapsed(start)})
 		return nil
 	}
 	if *initial != "" {
@@ -122,6 +139,25 @@ func main() {
 			if err := load(fields[1]); err != nil {
 				emit(map[string]any{"event": "error", "message": err.Error()})
 			}
+		case "prepare":
+			if len(fields) != 2 {
+				emit(map[string]any{"event": "error", "message": "prepare takes one PATH"})
+				continue
+			}
+			start := time.Now()
+			count, err := prepare(fields[1])
+			if err != nil {
+				emit(map[string]any{"event": "error", "message": err.Error()})
+				continue
+			}
+			emit(map[string]any{"event": "prepared", "version": strconv.Itoa(version), "resources": count, "ms": elapsed(start)})
+		case "commit":
+			start := time.Now()
+			if err := commit(); err != nil {
+				emit(map[string]any{"event": "error", "message": err.Error()})
+				continue
+			}
+			emit(map[string]any{"event": "committed", "version": strconv.Itoa(version), "ms": elapsed(start)})
 		case "stats":
 			cpuMs, rss := usage()
 			emit(map[string]any{"event": "stats", "cpuMs": cpuMs, "rssBytes": rss})
@@ -129,7 +165,7 @@ func main() {
 			grpcServer.Stop()
 			return
 		default:
-			emit(map[string]any{"event": "error", "message": "unknown command " + fields[0] + " (load PATH | stats | quit)"})
+			emit(map[string]any{"event": "error", "message": "unknown command " + fields[0] + " (load PATH | prepare PATH | commit | stats | quit)"})
 		}
 	}
 	grpcServer.Stop()
