@@ -308,6 +308,8 @@ async function runSize(bin: GoBinaries, size: E2eSize, mode: E2eMode, opts: E2eO
       syReady = await fleetReady(syFleet, timeoutMs, `${size.clients} streams to ACK their initial configuration`);
     } catch (err) {
       rows.push(timedOutRow(`${mode}: ${fmt(size.clients)} streams connect and ACK the initial configuration (switchyard, ${fmt(size.backends)} Backends)`, size.clients, err));
+      // A fleet still retrying would load the machine while go-control-plane is timed.
+      await syFleet.stop();
     }
     const serveWithFleet = processUsage(serve.pid);
 
@@ -349,6 +351,7 @@ async function runSize(bin: GoBinaries, size: E2eSize, mode: E2eMode, opts: E2eO
         } catch (err) {
           syFailure = err;
           config.edit(index, round);
+          await syFleet.stop();
         }
       } else {
         config.edit(index, round);
