@@ -1,5 +1,7 @@
 // Command server is go-control-plane's SnapshotCache and xDS server (ADS, SotW and delta)
-// serving the resources of a `switchyard translate -o json` report. Control on stdin, one
+// serving the resources of a `switchyard translate -o json` report. By default each type's
+// version is a hash of its content (-versions per-type), so SotW clients get only the types
+// that changed, as a careful go-control-plane user would set it up. Control on stdin, one
 // command a line; answers on stdout, one JSON object a line:
 //
 //	load PATH     set PATH's resources as the next snapshot version (every node gets it)
@@ -13,11 +15,14 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,14 +30,42 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 
 	"switchyard.dev/bench/gcp/internal/resources"
 )
+
+// contentVersions builds a snapshot whose every type carries a hash of its own content as
+// version, so a SotW client is sent only the types that changed (with one version for the whole
+// snapshot, every type would be re-sent on every change).
+func contentVersions(res map[resource.Type][]types.Resource) (*cache.Snapshot, error) {
+	snap := &cache.Snapshot{}
+	marshal := proto.MarshalOptions{Deterministic: true}
+	for typeURL, items := range res {
+		index := cache.GetResponseType(typeURL)
+		if index == types.UnknownType {
+			return nil, fmt.Errorf("unknown resource type %s", typeURL)
+		}
+		sort.Slice(items, func(i, j int) bool { return cache.GetResourceName(items[i]) < cache.GetResourceName(items[j]) })
+		hash := sha256.New()
+		for _, item := range items {
+			b, err := marshal.Marshal(item)
+			if err != nil {
+				return nil, err
+			}
+			hash.Write(b)
+		}
+		snap.Resources[index] = cache.NewResources(hex.EncodeToString(hash.Sum(nil))[:16], items)
+	}
+	return snap, nil
+}
 
 // everyNode puts every node on one snapshot: the bench serves one configuration to a fleet.
 type everyNode struct{}
@@ -65,7 +98,12 @@ func usage() (cpuMs float64, rssBytes int64) {
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	initial := flag.String("resources", "", "translate report to serve as version 1")
+	versions := flag.String("versions", "per-type", "per-type (a content hash per type: only changed types are pushed) or snapshot (one version for every type)")
 	flag.Parse()
+	if *versions != "per-type" && *versions != "snapshot" {
+		fmt.Fprintln(os.Stderr, "server: -versions is per-type or snapshot")
+		os.Exit(2)
+	}
 
 	ctx := context.Background()
 	snapshots := cache.NewSnapshotCache(true, everyNode{}, nil)
@@ -77,7 +115,11 @@ func main() {
 			return 0, err
 		}
 		version++
-		pending, err = cache.NewSnapshot(strconv.Itoa(version), res)
+		if *versions == "per-type" {
+			pending, err = contentVersions(res)
+		} else {
+			pending, err = cache.NewSnapshot(strconv.Itoa(version), res)
+		}
 		return count, err
 	}
 	commit := func() error {
