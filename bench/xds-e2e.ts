@@ -207,6 +207,8 @@ interface Turn {
   firstMs: number;
   p50Ms: number;
   cpuMs: number;
+  /** The load client's own CPU: shows whether the yardstick, not the server, was the limit. */
+  clientCpuMs: number;
   /** Streams the server broke so far (the load client reconnects them, as Envoy does). */
   errors: number;
 }
@@ -215,9 +217,13 @@ interface Turn {
 async function timedChange(fleet: LineChild, pid: number, id: string, types: string[], change: () => void, timeoutMs: number): Promise<Turn> {
   fleet.send(`mark ${id} ${types.join(',')}`);
   const before = processUsage(pid).cpuMs;
+  const clientBefore = processUsage(fleet.child.pid ?? -1).cpuMs;
   change();
   const done = await waitDone(fleet, id, timeoutMs);
-  return { ms: Number(done['ms']), firstMs: Number(done['firstMs']), p50Ms: Number(done['p50Ms']), cpuMs: processUsage(pid).cpuMs - before, errors: Number(done['errors']) };
+  return {
+    ms: Number(done['ms']), firstMs: Number(done['firstMs']), p50Ms: Number(done['p50Ms']), cpuMs: processUsage(pid).cpuMs - before,
+    clientCpuMs: processUsage(fleet.child.pid ?? -1).cpuMs - clientBefore, errors: Number(done['errors']),
+  };
 }
 
 async function waitDone(fleet: LineChild, id: string, timeoutMs: number): Promise<GoEvent> {
@@ -384,7 +390,7 @@ async function runSize(bin: GoBinaries, size: E2eSize, mode: E2eMode, opts: E2eO
       const syCpu = m(sy, (t) => t.cpuMs);
       rows.push({
         suite: SUITE, name: `${changeName} (switchyard)`, n: size.backends, ms: syMs, cpuMs: syCpu, runs: sy.length, heapMB: undefined,
-        detail: `ratio ${ratio(syMs, gcpMs)}, CPU ratio ${ratio(syCpu, gcpCpu)} to go-control-plane; first byte ${m(sy, (t) => t.firstMs).toFixed(0)} ms, p50 stream ${m(sy, (t) => t.p50Ms).toFixed(0)} ms; RSS ${mb(serveEnd.rssBytes)} MB; streams broken by the server ${sy.at(-1)?.errors ?? 0}`,
+        detail: `ratio ${ratio(syMs, gcpMs)}, CPU ratio ${ratio(syCpu, gcpCpu)} to go-control-plane; first byte ${m(sy, (t) => t.firstMs).toFixed(0)} ms, p50 stream ${m(sy, (t) => t.p50Ms).toFixed(0)} ms; RSS ${mb(serveEnd.rssBytes)} MB; streams broken by the server ${sy.at(-1)?.errors ?? 0}; load client CPU ${m(sy, (t) => t.clientCpuMs).toFixed(0)} ms`,
         ...(target ? { target: target.text, verdict: target.pass(syMs, gcpMs, syCpu, gcpCpu) ? 'PASS' as const : 'FAIL' as const } : {}),
       });
       if (size.backends === 10_000) {
@@ -398,7 +404,7 @@ async function runSize(bin: GoBinaries, size: E2eSize, mode: E2eMode, opts: E2eO
     }
     rows.push({
       suite: SUITE, name: `${changeName} (go-control-plane)`, n: size.backends, ms: gcpMs, cpuMs: gcpCpu, runs: gc.length, heapMB: undefined,
-      detail: `SetSnapshot to all ACKed (decoding the report before it: ${median(gcpDecodeMs).toFixed(0)} ms, not counted); first byte ${m(gc, (t) => t.firstMs).toFixed(0)} ms, p50 stream ${m(gc, (t) => t.p50Ms).toFixed(0)} ms; RSS ${mb(gcpEnd.rssBytes)} MB; streams broken by the server ${gc.at(-1)?.errors ?? 0}`,
+      detail: `SetSnapshot to all ACKed (decoding the report before it: ${median(gcpDecodeMs).toFixed(0)} ms, not counted); first byte ${m(gc, (t) => t.firstMs).toFixed(0)} ms, p50 stream ${m(gc, (t) => t.p50Ms).toFixed(0)} ms; RSS ${mb(gcpEnd.rssBytes)} MB; streams broken by the server ${gc.at(-1)?.errors ?? 0}; load client CPU ${m(gc, (t) => t.clientCpuMs).toFixed(0)} ms`,
     });
     rows.push({
       suite: SUITE, name: `${mode}: longest event-loop stall in serve, ${sizeName(size)}`, n: size.backends, ms: stallMs, runs: 1, heapMB: undefined,
