@@ -17,10 +17,10 @@
  * scrape before the fleet connects and read once at the end).
  *
  * Env: BENCH_E2E_SIZES (e.g. "50x1000,1000x100"), BENCH_E2E_MODES ("sotw,delta"),
- * BENCH_E2E_ROUNDS (3), BENCH_E2E_TIMEOUT_S (per wait; 180).
+ * BENCH_E2E_ROUNDS (3), BENCH_E2E_TIMEOUT_S (per wait; 180), BENCH_E2E_BUILT=1 (serve from dist/).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -148,6 +148,17 @@ function changedTypes(before: string, after: string): string[] {
   return changed;
 }
 
+/**
+ * How serve is started: from src under tsx (the default: always today's code, but its start
+ * includes compiling src on the fly), or with BENCH_E2E_BUILT=1 from dist/ as users run it
+ * (run `npm run build` first; a stale dist/ measures stale code).
+ */
+function serveEntry(): string[] {
+  if (process.env['BENCH_E2E_BUILT'] !== '1') return ['--import', 'tsx', 'src/cli/main.ts'];
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) throw new Error('BENCH_E2E_BUILT=1 needs dist/ (npm run build)');
+  return [join(ROOT, 'bin', 'switchyard.js')];
+}
+
 /** `switchyard serve` in file mode without Envoy, its log in a file (as a service manager keeps it). */
 class Serve {
   private readonly exited: Promise<void>;
@@ -161,7 +172,7 @@ class Serve {
     const fd = openSync(logFile, 'w');
     const startedAt = process.hrtime.bigint();
     const child = spawn(process.execPath, [
-      '--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', config, '--no-envoy', '--no-ai-extension',
+      ...serveEntry(), 'serve', '--config', config, '--no-envoy', '--no-ai-extension',
       '--xds-port', '0', '--xds-host', '127.0.0.1', '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'state'),
     ], { cwd: ROOT, stdio: ['ignore', fd, fd] });
     closeSync(fd);
@@ -295,7 +306,7 @@ async function runSize(bin: GoBinaries, size: E2eSize, mode: E2eMode, opts: E2eO
     if (withStartupRows) {
       rows.push({
         suite: SUITE, name: `serve start -> first response to a client (${fmt(size.backends)} Backends)`, n: size.backends, ms: initialMs, runs: 1, heapMB: undefined,
-        detail: `xDS listening after ${(Number(probeStart - serve.startedAt) / 1e6).toFixed(0)} ms; whole initial configuration ACKed after ${(Number(probeStart - serve.startedAt) / 1e6 + Number(probeReady['readyMs'])).toFixed(0)} ms`,
+        detail: `${process.env['BENCH_E2E_BUILT'] === '1' ? 'serve from dist/' : 'serve under tsx (compiles src at start; BENCH_E2E_BUILT=1 runs dist/)'}; xDS listening after ${(Number(probeStart - serve.startedAt) / 1e6).toFixed(0)} ms; whole initial configuration ACKed after ${(Number(probeStart - serve.startedAt) / 1e6 + Number(probeReady['readyMs'])).toFixed(0)} ms`,
         ...(size.backends === 10_000 ? { target: `< ${fmt(INITIAL_LOAD_TARGET_MS)} ms`, verdict: initialMs < INITIAL_LOAD_TARGET_MS ? 'PASS' as const : 'FAIL' as const } : {}),
       });
     }
