@@ -1,4 +1,5 @@
 import { ATTEMPT_KEYS, EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../envoy/ai-extension.js';
+import { parseModelAliases } from './models.js';
 import type { DecodedStruct, DecodedValue } from './protocol.js';
 
 export type AuthKind = 'SecretRef' | 'Inline' | 'Passthrough' | 'None';
@@ -23,6 +24,8 @@ export interface AttemptTarget {
   credential?: string;
   apiVersion?: string;
   deployment?: string;
+  /** Client model (alias) → the model this member is sent. */
+  modelAliases?: Record<string, string>;
 }
 
 const AUTH_KINDS: readonly string[] = ['SecretRef', 'Inline', 'Passthrough', 'None'];
@@ -58,5 +61,7 @@ export function attemptTarget(attributes: Record<string, DecodedStruct> | undefi
     const value = get(key);
     if (value !== undefined) target[key] = value;
   }
+  const aliases = parseModelAliases(get('modelAliases'));
+  if (aliases !== undefined) target.modelAliases = aliases;
   return target;
 }

@@ -1,6 +1,7 @@
 import type { ListenerIR } from '../ir/model.js';
 import { listenerAccessLog } from './access-log.js';
 import { aiExtensionReplyMapper } from './ai-extension.js';
+import { modelHeaderFilters, modelHeaderRemoval, unknownModelReply, usesModelRouting } from './model-routing.js';
 import { ADS_CONFIG_SOURCE, ANY, statPrefix } from './names.js';
 import type { EnvoyOptions } from './options.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
@@ -15,6 +16,7 @@ export interface ListenerContext {
 function httpConnectionManager(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerContext): JsonObject {
   const accessLog = listenerAccessLog(l, opts);
   const tracing = listenerTracing(opts);
+  const byModel = usesModelRouting(l);
   return {
     name: 'envoy.filters.network.http_connection_manager',
     typed_config: {
@@ -22,10 +24,14 @@ function httpConnectionManager(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerC
       stat_prefix: statPrefix(l.name),
       codec_type: 'AUTO',
       rds: { route_config_name: l.name, config_source: { ...ADS_CONFIG_SOURCE } },
+      ...(byModel ? { early_header_mutation_extensions: [modelHeaderRemoval()] } : {}),
       // suppress_envoy_headers: the router would tell each member which Host the previous attempt
       // went to (x-envoy-original-host) and expose timings; x-envoy-attempt-count stays (a route option).
-      http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ANY.router, suppress_envoy_headers: true } }],
-      local_reply_config: { mappers: [...(ctx.aiExtension ? [aiExtensionReplyMapper()] : []), noHealthyUpstreamReply()] },
+      http_filters: [
+        ...(byModel ? modelHeaderFilters() : []),
+        { name: 'envoy.filters.http.router', typed_config: { '@type': ANY.router, suppress_envoy_headers: true } },
+      ],
+      local_reply_config: { mappers: [...(ctx.aiExtension ? [aiExtensionReplyMapper()] : []), ...(byModel ? [unknownModelReply()] : []), noHealthyUpstreamReply()] },
       ...(accessLog.length > 0 ? { access_log: accessLog } : {}),
       ...(tracing !== undefined ? { tracing } : {}),
     },

@@ -110,7 +110,7 @@ function toRoute(r: RouteIR): JsonObject {
     route.direct_response = { status: a.status, body: { inline_string: a.body } };
     // Added to the rule's own ResponseHeaderModifier edits, not instead of them.
     const edits = Array.isArray(route.response_headers_to_add) ? route.response_headers_to_add : [];
-    route.response_headers_to_add = [...edits, { header: { key: 'content-type', value: 'text/plain; charset=utf-8' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }];
+    route.response_headers_to_add = [...edits, { header: { key: 'content-type', value: a.contentType ?? 'text/plain; charset=utf-8' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }];
     return route;
   }
   if (a.kind === 'redirect') {

@@ -105,6 +105,8 @@ export interface DirectResponseAction {
   kind: 'direct';
   status: number;
   body: string;
+  /** Default text/plain; charset=utf-8. */
+  contentType?: string;
 }
 
 export interface RedirectAction {
@@ -188,6 +190,8 @@ export interface MemberMetadata {
   deployment?: string;
   /** The provider's hostname (the attempt's :authority); the address may be a hostOverride. */
   hostname?: string;
+  /** Client model (alias) → the model this member is sent; absent when the member has none. */
+  modelAliases?: Record<string, string>;
 }
 
 export interface OutlierPlan {
