@@ -1,0 +1,146 @@
+import OpenAI, { NotFoundError } from 'openai';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { FakeProvider } from '../../examples/demo/fake-provider.js';
+import { GATEWAY, NAMESPACE, gatewayManifests, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+
+/**
+ * Routing by the request's model through the real Envoy, with the official OpenAI client: two
+ * rules of one HTTPRoute send `gpt-4o` and the `fast` alias (or any `llama-*`) to two Backends by a
+ * headers match on x-switchyard-model, which the Gateway sets from the JSON body. Each attempt's
+ * member gets its own model for the alias, failover included; GET /v1/models lists what the
+ * Gateway serves; an unknown model is OpenAI's 404.
+ */
+
+let gw: GatewayFixture;
+let gpt: FakeProvider;
+let vllm: FakeProvider;
+let backup: FakeProvider;
+
+function member(name: string, hostname: string, fake: FakeProvider | undefined, extra: Manifest = {}): Manifest {
+  return {
+    name,
+    provider: { openaiCompatible: { host: hostname, port: 80, tls: false, ...extra } },
+    hostOverride: { host: fake?.host ?? '', port: fake?.port ?? 0 },
+  };
+}
+
+function backend(name: string, ai: Manifest): Manifest {
+  return { apiVersion: 'switchyard.dev/v1alpha1', kind: 'Backend', metadata: { name, namespace: NAMESPACE }, spec: { type: 'AI', ai, outlierDetection: { enabled: false } } };
+}
+
+function modelRule(header: Manifest, backendName: string): Manifest {
+  return {
+    matches: [{ path: { type: 'PathPrefix', value: '/v1' }, headers: [{ name: 'x-switchyard-model', ...header }] }],
+    backendRefs: [{ group: 'switchyard.dev', kind: 'Backend', name: backendName }],
+  };
+}
+
+beforeAll(async () => {
+  gw = await startGatewayFixture({
+    id: 'ai-models',
+    providers: ['gpt', 'vllm', 'backup'],
+    manifests: ({ listenerPort, fakes }) => ({
+      'gateway.yaml': gatewayManifests(listenerPort),
+      'backends.yaml': [
+        backend('gpt', { llm: { provider: { openaiCompatible: { host: 'gpt.models.test', port: 80, tls: false, model: 'gpt-4o' } }, hostOverride: { host: fakes['gpt']?.host ?? '', port: fakes['gpt']?.port ?? 0 } } }),
+        backend('local', {
+          // The alias for members that take the client's model; the backup names its own.
+          models: { fast: 'llama-3.1-8b' },
+          multipool: {
+            priorities: [
+              { pool: [member('vllm', 'vllm.models.test', fakes['vllm'])] },
+              { pool: [{ ...member('backup', 'backup.models.test', fakes['backup']), models: { fast: 'qwen2.5-7b' } }] },
+            ],
+          },
+        }),
+      ],
+      'routes.yaml': [{
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'HTTPRoute',
+        metadata: { name: 'by-model', namespace: NAMESPACE },
+        spec: {
+          parentRefs: [{ name: GATEWAY }],
+          rules: [modelRule({ value: 'gpt-4o' }, 'gpt'), modelRule({ type: 'RegularExpression', value: 'fast|llama-.*' }, 'local')],
+        },
+      }],
+    }),
+    waitForBackends: ['gpt', 'local'],
+  });
+  gpt = gw.fakes['gpt'] as FakeProvider;
+  vllm = gw.fakes['vllm'] as FakeProvider;
+  backup = gw.fakes['backup'] as FakeProvider;
+});
+
+afterAll(async () => {
+  await gw?.stop();
+});
+
+beforeEach(async () => {
+  await gw.resetFakes();
+});
+
+async function ask(model: string, client: OpenAI = gw.client()): Promise<{ answeredBy: string | null; content: string }> {
+  const { data, response } = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hello' }] }).withResponse();
+  return { answeredBy: response.headers.get('x-fake-provider'), content: data.choices[0]?.message.content ?? '' };
+}
+
+const modelsSent = (f: FakeProvider): unknown[] => f.received().map((r) => (r.body as { model?: unknown } | undefined)?.model);
+
+describe('routing by model', () => {
+  it('sends each model to the Backend whose rule matches it', async () => {
+    expect((await ask('gpt-4o')).answeredBy).toBe('gpt');
+    expect((await ask('fast')).answeredBy).toBe('vllm');
+    expect((await ask('llama-3.1-70b')).answeredBy).toBe('vllm');
+    expect(modelsSent(gpt)).toEqual(['gpt-4o']);
+    // The alias becomes the member's model; a model that is no alias passes unchanged.
+    expect(modelsSent(vllm)).toEqual(['llama-3.1-8b', 'llama-3.1-70b']);
+    expect(modelsSent(backup)).toEqual([]);
+  });
+
+  it('gives each attempt its member\'s model for the alias: the failover target is sent its own', async () => {
+    await vllm.setMode({ kind: 'status', status: 503 });
+    const answer = await ask('fast');
+    expect(answer.answeredBy).toBe('backup');
+    expect(modelsSent(vllm)).toEqual(['llama-3.1-8b']);
+    expect(modelsSent(backup)).toEqual(['qwen2.5-7b']);
+  });
+
+  it('routes by the body, not by a header the client sends itself', async () => {
+    const spoofing = new OpenAI({ baseURL: `http://127.0.0.1:${gw.listenerPort}/v1`, apiKey: 'sk-client', maxRetries: 0, timeout: 20_000, defaultHeaders: { 'x-switchyard-model': 'gpt-4o' } });
+    expect((await ask('fast', spoofing)).answeredBy).toBe('vllm');
+    // With no model in the body, the client's header is removed before any route is chosen.
+    const noModel = await fetch(`http://127.0.0.1:${gw.listenerPort}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-switchyard-model': 'gpt-4o' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'hello' }] }),
+    });
+    expect(noModel.status).toBe(404);
+    expect(gpt.received()).toEqual([]);
+  });
+
+  it('answers an unknown model with OpenAI\'s 404 model_not_found, calling no provider', async () => {
+    const failure = await ask('gpt-5').then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(failure).toBeInstanceOf(NotFoundError);
+    const notFound = failure as NotFoundError;
+    expect(notFound.status).toBe(404);
+    expect(notFound.code).toBe('model_not_found');
+    expect(notFound.type).toBe('invalid_request_error');
+    expect(notFound.message).toContain('`gpt-5` does not exist or is not served by this gateway');
+    for (const f of [gpt, vllm, backup]) expect(f.received()).toEqual([]);
+  });
+});
+
+describe('GET /v1/models', () => {
+  it('lists the models and aliases the Gateway routes, in OpenAI\'s format', async () => {
+    const models = [];
+    for await (const m of gw.client().models.list()) models.push(m);
+    expect(models).toEqual([
+      { id: 'fast', object: 'model', created: 0, owned_by: `${NAMESPACE}/local` },
+      { id: 'gpt-4o', object: 'model', created: 0, owned_by: `${NAMESPACE}/gpt` },
+    ]);
+    for (const f of [gpt, vllm, backup]) expect(f.received()).toEqual([]);
+  });
+});
