@@ -1,7 +1,8 @@
 import type { ListenerIR } from '../ir/model.js';
 import { listenerAccessLog } from './access-log.js';
 import { aiExtensionReplyMapper } from './ai-extension.js';
-import { modelHeaderFilters, modelHeaderRemoval, unknownModelReply, usesModelRouting } from './model-routing.js';
+import { modelHeaderFilters, modelHeaderRemoval, modelRoutingBufferLimit, unknownModelReply, usesModelRouting } from './model-routing.js';
+import type { BodyLimits } from './routes.js';
 import { ADS_CONFIG_SOURCE, ANY, statPrefix } from './names.js';
 import type { EnvoyOptions } from './options.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
@@ -11,6 +12,8 @@ import { listenerTracing } from './tracing.js';
 export interface ListenerContext {
   /** Some cluster goes through the AI extension, whose failures need a readable local reply. */
   aiExtension: boolean;
+  /** Request body limits of AI clusters, by cluster name. */
+  bodyLimits?: BodyLimits;
 }
 
 function httpConnectionManager(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerContext): JsonObject {
@@ -71,6 +74,8 @@ export function toEnvoyListener(l: ListenerIR, opts: EnvoyOptions, ctx: Listener
     address: { socket_address: { address: listenerBindAddress(l, opts), port_value: l.port } },
     filter_chains: [],
   };
+  const bufferLimit = modelRoutingBufferLimit(l, ctx.bodyLimits);
+  if (bufferLimit !== undefined) listener.per_connection_buffer_limit_bytes = bufferLimit;
   if (l.protocol === 'HTTP') {
     listener.filter_chains = [{ filters: [httpConnectionManager(l, opts, ctx)] }];
     return listener;

@@ -14,6 +14,21 @@ import type { JsonObject } from './resources.js';
 
 const MODEL_METADATA_KEY = 'model';
 
+/**
+ * json_to_metadata buffers the body under the limit of the route Envoy picked from the headers
+ * alone, and with MODEL_HEADER removed no model rule matches then: the listener's own limit
+ * (1 MiB by default) applied, and a larger chat request answered 413 before its model was read.
+ * A model-routing listener gets the largest limit of the AI clusters its routes reach.
+ */
+export function modelRoutingBufferLimit(l: ListenerIR, bodyLimits: ReadonlyMap<string, number> | undefined): number | undefined {
+  if (!usesModelRouting(l) || bodyLimits === undefined) return undefined;
+  let limit = 0;
+  for (const vh of l.virtualHosts) {
+    for (const r of vh.routes) if (r.action.kind === 'forward') for (const c of r.action.clusters) limit = Math.max(limit, bodyLimits.get(c.name) ?? 0);
+  }
+  return limit > 0 ? limit : undefined;
+}
+
 export function usesModelRouting(l: ListenerIR): boolean {
   return l.virtualHosts.some((vh) => vh.routes.some((r) => r.match.headers.some((h) => h.name === MODEL_HEADER)));
 }

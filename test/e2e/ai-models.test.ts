@@ -105,6 +105,12 @@ describe('routing by model', () => {
     expect(modelsSent(backup)).toEqual(['qwen2.5-7b']);
   });
 
+  it('routes a request larger than Envoy\'s 1 MiB default buffer by its model', async () => {
+    const { response } = await gw.client().chat.completions.create({ model: 'fast', messages: [{ role: 'user', content: 'x'.repeat(3 * 1024 * 1024) }] }).withResponse();
+    expect(response.headers.get('x-fake-provider')).toBe('vllm');
+    expect(modelsSent(vllm)).toEqual(['llama-3.1-8b']);
+  });
+
   it('routes by the body, not by a header the client sends itself', async () => {
     const spoofing = new OpenAI({ baseURL: `http://127.0.0.1:${gw.listenerPort}/v1`, apiKey: 'sk-client', maxRetries: 0, timeout: 20_000, defaultHeaders: { 'x-switchyard-model': 'gpt-4o' } });
     expect((await ask('fast', spoofing)).answeredBy).toBe('vllm');
