@@ -49,8 +49,9 @@ export function modelHeaderFilters(): JsonObject[] {
         '@type': ANY.jsonToMetadata,
         request_rules: {
           rules: [{ selectors: [{ key: MODEL_METADATA_KEY }], on_present: { metadata_namespace: METADATA_NAMESPACE, key: MODEL_METADATA_KEY, type: 'STRING' } }],
-          // OpenAI SDKs send application/json; a charset parameter or none at all is common from curl and proxies.
-          allow_content_types: ['application/json', 'application/json; charset=utf-8'],
+          // allow_content_types compares the whole header: "application/json; charset=utf-8" (many
+          // clients) would not be read. The regex must match all of it; no content-type at all is read too.
+          allow_content_types_regex: { regex: '(?i)application/json\\s*(;.*)?' },
           allow_empty_content_type: true,
         },
       },

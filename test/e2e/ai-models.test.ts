@@ -122,6 +122,13 @@ describe('routing by model', () => {
     });
     expect(noModel.status).toBe(404);
     expect(gpt.received()).toEqual([]);
+    // A content-type with parameters (many clients send a charset) is read too.
+    const charset = await fetch(`http://127.0.0.1:${gw.listenerPort}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'Application/JSON; charset=UTF-8' },
+      body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hello' }] }),
+    });
+    expect(charset.headers.get('x-fake-provider')).toBe('gpt');
   });
 
   it('answers an unknown model with OpenAI\'s 404 model_not_found, calling no provider', async () => {
