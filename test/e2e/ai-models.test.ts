@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import OpenAI, { NotFoundError } from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
@@ -10,6 +11,9 @@ import { GATEWAY, NAMESPACE, gatewayManifests, startGatewayFixture, type Gateway
  * member gets its own model for the alias, failover included; GET /v1/models lists what the
  * Gateway serves; an unknown model is OpenAI's 404.
  */
+
+const MANY_HOST = 'many.models.test';
+const MANY_ALIASES = Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`team-${String(i).padStart(2, '0')}-assistant`, 'llama-3.1-8b']));
 
 let gw: GatewayFixture;
 let gpt: FakeProvider;
@@ -28,6 +32,10 @@ function backend(name: string, ai: Manifest): Manifest {
   return { apiVersion: 'switchyard.dev/v1alpha1', kind: 'Backend', metadata: { name, namespace: NAMESPACE }, spec: { type: 'AI', ai, outlierDetection: { enabled: false } } };
 }
 
+function route(name: string, spec: Manifest): Manifest {
+  return { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name, namespace: NAMESPACE }, spec: { parentRefs: [{ name: GATEWAY }], ...spec } };
+}
+
 function modelRule(header: Manifest, backendName: string): Manifest {
   return {
     matches: [{ path: { type: 'PathPrefix', value: '/v1' }, headers: [{ name: 'x-switchyard-model', ...header }] }],
@@ -43,6 +51,7 @@ beforeAll(async () => {
       'gateway.yaml': gatewayManifests(listenerPort),
       'backends.yaml': [
         backend('gpt', { llm: { provider: { openaiCompatible: { host: 'gpt.models.test', port: 80, tls: false, model: 'gpt-4o' } }, hostOverride: { host: fakes['gpt']?.host ?? '', port: fakes['gpt']?.port ?? 0 } } }),
+        backend('many', { models: MANY_ALIASES, llm: { provider: { openaiCompatible: { host: 'many.models.test', port: 80, tls: false } }, hostOverride: { host: fakes['vllm']?.host ?? '', port: fakes['vllm']?.port ?? 0 } } }),
         backend('local', {
           // The alias for members that take the client's model; the backup names its own.
           models: { fast: 'llama-3.1-8b' },
@@ -54,17 +63,13 @@ beforeAll(async () => {
           },
         }),
       ],
-      'routes.yaml': [{
-        apiVersion: 'gateway.networking.k8s.io/v1',
-        kind: 'HTTPRoute',
-        metadata: { name: 'by-model', namespace: NAMESPACE },
-        spec: {
-          parentRefs: [{ name: GATEWAY }],
-          rules: [modelRule({ value: 'gpt-4o' }, 'gpt'), modelRule({ type: 'RegularExpression', value: 'fast|llama-.*' }, 'local')],
-        },
-      }],
+      'routes.yaml': [
+        route('by-model', { rules: [modelRule({ value: 'gpt-4o' }, 'gpt'), modelRule({ type: 'RegularExpression', value: 'fast|llama-.*' }, 'local')] }),
+        // Another host, whose model list outgrows Envoy's default 4 KiB direct response body.
+        route('many', { hostnames: [MANY_HOST], rules: [{ backendRefs: [{ group: 'switchyard.dev', kind: 'Backend', name: 'many' }] }] }),
+      ],
     }),
-    waitForBackends: ['gpt', 'local'],
+    waitForBackends: ['gpt', 'local', 'many'],
   });
   gpt = gw.fakes['gpt'] as FakeProvider;
   vllm = gw.fakes['vllm'] as FakeProvider;
@@ -143,6 +148,19 @@ describe('routing by model', () => {
     expect(notFound.type).toBe('invalid_request_error');
     expect(notFound.message).toContain('`gpt-5` does not exist or is not served by this gateway');
     for (const f of [gpt, vllm, backup]) expect(f.received()).toEqual([]);
+  });
+
+  it('lists every model of a host, past Envoy\'s 4 KiB default for a direct response', async () => {
+    const body = await new Promise<string>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: gw.listenerPort, path: '/v1/models', headers: { host: MANY_HOST } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (c: string) => (text += c)).on('end', () => resolve(text));
+      });
+      req.on('error', reject).end();
+    });
+    expect(body.length).toBeGreaterThan(4096);
+    const ids = (JSON.parse(body) as { data: { id: string }[] }).data.map((m) => m.id);
+    expect(ids).toEqual(Object.keys(MANY_ALIASES).sort());
   });
 });
 
