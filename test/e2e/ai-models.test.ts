@@ -110,6 +110,14 @@ describe('routing by model', () => {
     expect(modelsSent(backup)).toEqual(['qwen2.5-7b']);
   });
 
+  it('routes a streamed request by its model and streams the answer back', async () => {
+    const stream = await gw.client().chat.completions.create({ model: 'fast', stream: true, messages: [{ role: 'user', content: 'hello' }] });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    expect(text).toBe('answered by vllm');
+    expect(modelsSent(vllm)).toEqual(['llama-3.1-8b']);
+  });
+
   it('routes a request larger than Envoy\'s 1 MiB default buffer by its model', async () => {
     const { response } = await gw.client().chat.completions.create({ model: 'fast', messages: [{ role: 'user', content: 'x'.repeat(3 * 1024 * 1024) }] }).withResponse();
     expect(response.headers.get('x-fake-provider')).toBe('vllm');
