@@ -6,7 +6,7 @@ import { GATEWAY, NAMESPACE, gatewayManifests, startGatewayFixture, type Gateway
 
 /**
  * Routing by the request's model through the real Envoy, with the official OpenAI client: two
- * rules of one HTTPRoute send `gpt-4o` and the `fast` alias (or any `llama-*`) to two Backends by a
+ * HTTPRoutes send `gpt-4o` and the `fast` alias (or any `llama-*`) to two Backends by a
  * headers match on x-switchyard-model, which the Gateway sets from the JSON body. Each attempt's
  * member gets its own model for the alias, failover included; GET /v1/models lists what the
  * Gateway serves; an unknown model is OpenAI's 404.
@@ -64,7 +64,8 @@ beforeAll(async () => {
         }),
       ],
       'routes.yaml': [
-        route('by-model', { rules: [modelRule({ value: 'gpt-4o' }, 'gpt'), modelRule({ type: 'RegularExpression', value: 'fast|llama-.*' }, 'local')] }),
+        route('gpt', { rules: [modelRule({ value: 'gpt-4o' }, 'gpt')] }),
+        route('local', { rules: [modelRule({ type: 'RegularExpression', value: 'fast|llama-.*' }, 'local')] }),
         // Another host, whose model list outgrows Envoy's default 4 KiB direct response body.
         route('many', { hostnames: [MANY_HOST], rules: [{ backendRefs: [{ group: 'switchyard.dev', kind: 'Backend', name: 'many' }] }] }),
       ],
