@@ -101,6 +101,8 @@ describe('routing by model', () => {
     // The alias becomes the member's model; a model that is no alias passes unchanged.
     expect(modelsSent(vllm)).toEqual(['llama-3.1-8b', 'llama-3.1-70b']);
     expect(modelsSent(backup)).toEqual([]);
+    // The routing header is the Gateway's own: no provider receives it.
+    for (const f of [gpt, vllm]) expect(f.received().map((r) => r.headers['x-switchyard-model'])).toEqual(f.received().map(() => undefined));
   });
 
   it('gives each attempt its member\'s model for the alias: the failover target is sent its own', async () => {
