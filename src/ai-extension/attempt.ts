@@ -1,4 +1,5 @@
 import { ATTEMPT_KEYS, EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../envoy/ai-extension.js';
+import { parseModelAliases } from './models.js';
 import type { DecodedStruct, DecodedValue } from './protocol.js';
 import { REFUSAL_CAUSES, type RefusalCause } from './refusals.js';
 
@@ -28,6 +29,8 @@ export interface AttemptTarget {
   firstTokenTimeoutMs?: number;
   /** Refusals this member's pool hands to the next priority (context_length_exceeded, content_policy). */
   fallbacks?: readonly RefusalCause[];
+  /** Client model (alias) → the model this member is sent. */
+  modelAliases?: Record<string, string>;
 }
 
 const AUTH_KINDS: readonly string[] = ['SecretRef', 'Inline', 'Passthrough', 'None'];
@@ -67,5 +70,7 @@ export function attemptTarget(attributes: Record<string, DecodedStruct> | undefi
   if (fallbacks.length > 0) target.fallbacks = fallbacks;
   const deadline = Number(get('firstTokenTimeoutMs'));
   if (Number.isFinite(deadline) && deadline > 0) target.firstTokenTimeoutMs = deadline;
+  const aliases = parseModelAliases(get('modelAliases'));
+  if (aliases !== undefined) target.modelAliases = aliases;
   return target;
 }

@@ -7,6 +7,7 @@ import { FirstTokenWatch } from './first-token.js';
 import { MAX_REFUSAL_BODY, refusalCause } from './refusals.js';
 import { isRecord, parseObject, type Usage } from './json.js';
 import { failureCause, type AiExtensionMetrics, type FailureCause, type MemberLabel } from './metrics.js';
+import { modelForAttempt } from './models.js';
 import { headerMap, type HeaderSet, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
 import { WELL_KNOWN_CREDENTIAL_HEADERS, isChatCompletions, requestHeaderMutation } from './request-headers.js';
 import type { RequestMemory, RequestRecord } from './request-memory.js';
@@ -257,10 +258,11 @@ export class AttemptExchange {
       this.includeUsage = isRecord(options) && options['include_usage'] === true;
       const asked = chat['model'];
       if (typeof asked === 'string') this.span?.requestModel(asked);
+      const model = modelForAttempt(target, asked);
       if (target.provider === 'anthropic') {
-        replacement = Buffer.from(JSON.stringify(toAnthropicRequest(chat, target.model)));
-      } else if (target.model !== undefined && chat['model'] !== target.model) {
-        replacement = Buffer.from(JSON.stringify({ ...chat, model: target.model }));
+        replacement = Buffer.from(JSON.stringify(toAnthropicRequest(chat, model)));
+      } else if (model !== undefined && asked !== model) {
+        replacement = Buffer.from(JSON.stringify({ ...chat, model }));
       }
     }
     const sent = replacement ?? original;

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DurationString, parseDuration } from './duration.js';
 import { HEADER_NAME_PATTERN, HOST_PATTERN } from './http-syntax.js';
 import { ObjectMeta, ObjectName } from './meta.js';
+import { modelAliasesOf } from './models.js';
 
 export const BACKEND_GROUP = 'switchyard.dev';
 export const BACKEND_API_VERSION = 'switchyard.dev/v1alpha1';
@@ -125,6 +126,7 @@ export const PoolMember = z.strictObject({
     .describe('Share of this pool\'s requests relative to the other members of the same priority (Envoy load_balancing_weight), 1-128. Default 1.'),
   provider: Provider.describe('The provider to call: set exactly one of openai, azureopenai, anthropic, gemini, vertexai, openaiCompatible.'),
   hostOverride: HostOverride.optional().describe('Connect to this address instead of the provider\'s own (a proxy, a private endpoint); path, headers and credentials stay the provider\'s.'),
+  models: modelAliasesOf('Model aliases for this member only: a client\'s model (key, e.g. "fast") → the model name this member is sent (value, e.g. "claude-haiku-4-5"). Overrides spec.ai.models and the provider\'s own model for that alias, so one alias can name a different model at each provider. Keys are listed by GET /v1/models.').optional(),
 });
 export type PoolMember = z.infer<typeof PoolMember>;
 
@@ -156,7 +158,7 @@ export const AIBackend = z
   .strictObject({
     firstTokenTimeout: FirstTokenTimeout.optional()
       .describe('First-token deadline of every attempt, e.g. "2s" (more than 0, at most 30m): an attempt whose provider has sent no content token by then (keep-alives, SSE comments and role-only or empty deltas do not count) is abandoned before the client receives a byte and retried on the next priority; counted as cause first_token_timeout in switchyard_ai_failures_total and logged. Streamed and non-streamed requests alike: the answer\'s headers are held back until its first content. A pool\'s own firstTokenTimeout overrides it. Default: none.'),
-    llm: PoolMember.omit({ name: true, weight: true }).optional()
+    llm: PoolMember.omit({ name: true, weight: true, models: true }).optional()
       .describe('A single provider. Exclusive with multipool.'),
     multipool: z
       .strictObject({
@@ -165,6 +167,7 @@ export const AIBackend = z
       })
       .optional()
       .describe('Priority pools of providers, tried in order. Exclusive with llm.'),
+    models: modelAliasesOf('Model aliases: a model name a client may send (key, e.g. "fast") → the model each member is sent instead (value, e.g. "gpt-4o-mini"), for members whose provider sets no model of its own; a member\'s own models map overrides it. Route by the alias with an HTTPRoute headers match on x-switchyard-model; GET /v1/models lists the aliases.').optional(),
   })
   .superRefine((ai, ctx) => {
     if ((ai.llm === undefined) === (ai.multipool === undefined)) {

@@ -125,6 +125,8 @@ export function routeFingerprints(ir: IR): Map<string, string> {
   for (const l of ir.listeners) {
     for (const vh of l.virtualHosts) {
       for (const r of vh.routes) {
+        // Entries of no HTTPRoute (GET /v1/models, written from the others) cannot be held out.
+        if (!r.name.includes('/rule/')) continue;
         const key = r.name.split('/rule/')[0] ?? r.name;
         const list = parts.get(key) ?? [];
         list.push(`${l.name} ${vh.name} ${JSON.stringify(r)}`);

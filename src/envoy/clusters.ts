@@ -6,7 +6,10 @@ import type { EnvoyOptions } from './options.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
 
 function lbEndpoint(m: MemberIR): JsonObject {
-  const metadata: JsonObject = { [METADATA_NAMESPACE]: { ...m.metadata } as JsonObject };
+  const { modelAliases, ...facts } = m.metadata;
+  // The extension reads each key through one CEL expression, and a map arrives as the string
+  // "CelMap value" (src/ai-extension/README.md): the aliases travel as one JSON string.
+  const metadata: JsonObject = { [METADATA_NAMESPACE]: { ...facts, ...(modelAliases ? { modelAliases: JSON.stringify(modelAliases) } : {}) } as JsonObject };
   if (m.tls) metadata[TRANSPORT_SOCKET_MATCH] = { tls: true };
   return {
     endpoint: {

@@ -16,7 +16,7 @@ export function toXdsResources(ir: IR, options: Partial<EnvoyOptions> = {}): Xds
   const ai = ir.clusters.filter((c) => c.ai !== undefined);
   const bodyLimits = new Map(ai.map((c) => [c.name, c.ai?.requestBodyLimitBytes ?? 0]));
   return {
-    listeners: ir.listeners.map((l) => toEnvoyListener(l, opts, { aiExtension: ai.length > 0 })),
+    listeners: ir.listeners.map((l) => toEnvoyListener(l, opts, { aiExtension: ai.length > 0, bodyLimits })),
     routes: ir.listeners.map((l) => toRouteConfiguration(l, bodyLimits)),
     clusters: [
       ...ir.clusters.map((c) => toEnvoyCluster(c, opts)),

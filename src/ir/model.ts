@@ -105,6 +105,8 @@ export interface DirectResponseAction {
   kind: 'direct';
   status: number;
   body: string;
+  /** Default text/plain; charset=utf-8. */
+  contentType?: string;
 }
 
 export interface RedirectAction {
@@ -200,6 +202,8 @@ export interface MemberMetadata {
   firstTokenTimeoutMs?: number;
   /** Refusals retried on the next priority, comma-separated: context_length_exceeded, content_policy. */
   fallbacks?: string;
+  /** Client model (alias) → the model this member is sent; absent when the member has none. */
+  modelAliases?: Record<string, string>;
 }
 
 export interface OutlierPlan {

@@ -6,6 +6,7 @@ import { providerName, providerTarget } from '../api/providers.js';
 import type { Secret } from '../api/secret.js';
 import type { ClusterIR, CredentialIR, MemberIR, OutlierPlan, PriorityIR, RetryPlan } from '../ir/model.js';
 import { resolveCredential } from './credentials.js';
+import { memberModelAliases, servedModels, type ServedModels } from './models.js';
 import { backendRetryPlan } from './retry.js';
 import type { BackendStatus, MemberStatus, PriorityStatus, WarningEvent } from './status.js';
 
@@ -19,6 +20,8 @@ export interface TranslatedBackend {
   /** Absent when no member is usable: routes then answer 503 with `unavailable`. */
   cluster?: ClusterIR;
   unavailable?: string;
+  /** AI Backends with a usable member: the model names a client may send. */
+  models?: ServedModels;
   retry: RetryPlan;
   credentials: CredentialIR[];
   status: BackendStatus;
@@ -52,6 +55,7 @@ function aiCandidates(backend: Backend): Candidate[][] {
       const provider = providerName(m.provider);
       const name = m.name ?? `p${p}-${i}-${provider.toLowerCase()}`;
       const address = m.hostOverride?.host ?? target.host;
+      const modelAliases = memberModelAliases(ai.models, m, target.model);
       const port = m.hostOverride?.port ?? target.port;
       const c: Candidate = {
         name,
@@ -76,6 +80,7 @@ function aiCandidates(backend: Backend): Candidate[][] {
             ...(target.deployment ? { deployment: target.deployment } : {}),
             ...(firstTokenTimeoutMs !== undefined ? { firstTokenTimeoutMs } : {}),
             ...(fallback !== undefined ? { fallbacks: fallback } : {}),
+            ...(modelAliases ? { modelAliases } : {}),
           },
         },
       };
@@ -256,6 +261,7 @@ export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, 
     credentials: [...credentials.values()],
     events,
     ...(cluster ? { cluster } : {}),
+    ...(cluster && backend.spec.type === 'AI' ? { models: servedModels(backend, cluster) } : {}),
     ...(unavailable ? { unavailable } : {}),
     status: { kind: 'Backend', namespace, name, ...identity, conditions, priorities: priorityStatus, servedPriorities: priorities.length, usableMembers: usable, totalMembers: all.length },
   };

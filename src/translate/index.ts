@@ -8,6 +8,7 @@ import { translateBackend, type TranslatedBackend } from './backends.js';
 import { gatewayAccessLog, gatewayStatus, isServed, translateGateways } from './gateways.js';
 import type { Inputs } from './inputs.js';
 import { compareRoutes } from './precedence.js';
+import { modelsRoute, type ServedModels } from './models.js';
 import { translateRoute, type PlacedRoute } from './routes.js';
 import { ServiceBackends } from './services.js';
 import type { InvalidStatus, ObjectStatus, WarningEvent } from './status.js';
@@ -91,7 +92,9 @@ export function translate(inputs: Inputs): Translation {
       if (l.certificates.length > 0) ir.tls.push({ certificates: [...l.certificates], serverNames: l.spec.hostname ? [l.spec.hostname] : [] });
     }
   }
-  for (const l of listeners) l.virtualHosts = virtualHosts(l.name, placed.filter((p) => p.envoyListener === l.name));
+  const modelsByCluster = new Map<string, ServedModels>();
+  for (const b of backends.values()) if (b.cluster && b.models) modelsByCluster.set(b.cluster.name, b.models);
+  for (const l of listeners) l.virtualHosts = virtualHosts(l.name, placed.filter((p) => p.envoyListener === l.name), modelsByCluster);
 
   const credentials = new Map<string, CredentialIR>();
   for (const b of backends.values()) for (const c of b.credentials) credentials.set(c.name, c);
@@ -149,7 +152,7 @@ function forwardedClusters(placed: readonly PlacedRoute[]): Set<string> {
   return names;
 }
 
-function virtualHosts(listener: string, placed: PlacedRoute[]): VirtualHostIR[] {
+function virtualHosts(listener: string, placed: PlacedRoute[], modelsByCluster: ReadonlyMap<string, ServedModels>): VirtualHostIR[] {
   const byHost = new Map<string, PlacedRoute[]>();
   for (const p of placed) {
     const routes = byHost.get(p.hostname);
@@ -158,11 +161,12 @@ function virtualHosts(listener: string, placed: PlacedRoute[]): VirtualHostIR[] 
   }
   return [...byHost.entries()]
     .sort(([a], [b]) => (a === '*' ? 1 : b === '*' ? -1 : byCodeUnits(a, b)))
-    .map(([hostname, routes]) => ({
-      name: `${listener}/${hostname}`,
-      domains: [hostname],
-      routes: [...routes].sort(compareRoutes).map((r) => r.route),
-    }));
+    .map(([hostname, placedRoutes]) => {
+      const name = `${listener}/${hostname}`;
+      const routes = [...placedRoutes].sort(compareRoutes).map((r) => r.route);
+      const models = modelsRoute(routes, modelsByCluster, name);
+      return { name, domains: [hostname], routes: models ? [models, ...routes] : routes };
+    });
 }
 
 /** Code-unit order: the same on every runtime (localeCompare follows the ICU build and locale) and far cheaper. */
