@@ -1,7 +1,7 @@
 import { ATTEMPT_KEYS, EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../envoy/ai-extension.js';
 import type { DecodedStruct, DecodedValue } from './protocol.js';
 
-export type AuthKind = 'SecretRef' | 'Inline' | 'Passthrough' | 'None';
+export type AuthKind = 'SecretRef' | 'Inline' | 'Passthrough' | 'None' | 'ServiceAccountKey' | 'AwsKeys';
 
 /**
  * The member Envoy picked for one attempt, as its endpoint metadata describes it (written by the
@@ -25,7 +25,7 @@ export interface AttemptTarget {
   deployment?: string;
 }
 
-const AUTH_KINDS: readonly string[] = ['SecretRef', 'Inline', 'Passthrough', 'None'];
+const AUTH_KINDS: readonly string[] = ['SecretRef', 'Inline', 'Passthrough', 'None', 'ServiceAccountKey', 'AwsKeys'];
 
 function text(v: DecodedValue | undefined): string | undefined {
   if (v === undefined) return undefined;

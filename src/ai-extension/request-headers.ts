@@ -5,7 +5,7 @@ import type { HeaderMutation, HeaderSet } from './protocol.js';
 export const WELL_KNOWN_CREDENTIAL_HEADERS: readonly string[] = ['authorization', 'api-key', 'x-api-key', 'x-goog-api-key'];
 
 /** Headers of one vendor's protocol, wrong for every other vendor. */
-const VENDOR_HEADERS: readonly string[] = ['anthropic-version'];
+const VENDOR_HEADERS: readonly string[] = ['anthropic-version', 'x-amz-date', 'x-amz-security-token', 'x-amz-content-sha256'];
 
 /** Chat completions, the one operation adapted per provider; other paths pass as the client sent them. */
 export function isChatCompletions(path: string): boolean {
