@@ -138,7 +138,10 @@ export class ServiceAccountTokens {
     }
     const lifetimeMs = (isRecord(body) && typeof body['expires_in'] === 'number' ? body['expires_in'] : 3600) * 1000;
     const margin = Math.min(this.options.renewBeforeMs ?? 300_000, lifetimeMs / 2);
-    this.cache.set(id, { token, expiresAt: started + lifetimeMs - 10_000, renewAt: started + lifetimeMs - margin });
+    for (const [other, cached] of this.cache) if (cached.expiresAt <= started) this.cache.delete(other);
+    // Stop using a token a little before its end (clock skew, time in flight), never after.
+    const skew = Math.min(10_000, lifetimeMs / 10);
+    this.cache.set(id, { token, expiresAt: started + lifetimeMs - skew, renewAt: started + lifetimeMs - Math.max(margin, skew) });
     return token;
   }
 }

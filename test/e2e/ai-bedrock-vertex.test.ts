@@ -82,12 +82,22 @@ beforeEach(async () => {
   vertex.clear();
 });
 
-async function chat(stream: boolean): Promise<{ content: string; finish: string | null | undefined; usage: number | undefined; model: string | undefined; chunks: number }> {
+interface Answer {
+  content: string;
+  finish: string | null | undefined;
+  usage: number | undefined;
+  model: string | undefined;
+  chunks: number;
+  /** Streaming: ms from the first content chunk to the last chunk. */
+  spreadMs: number;
+}
+
+async function chat(stream: boolean): Promise<Answer> {
   const messages = [{ role: 'system' as const, content: 'be brief' }, { role: 'user' as const, content: 'hello' }];
   if (!stream) {
     const data = await gw.client().chat.completions.create({ model: 'client-model', messages, max_tokens: 64 });
     expect(data.object).toBe('chat.completion');
-    return { content: data.choices[0]?.message.content ?? '', finish: data.choices[0]?.finish_reason, usage: data.usage?.total_tokens, model: data.model, chunks: 0 };
+    return { content: data.choices[0]?.message.content ?? '', finish: data.choices[0]?.finish_reason, usage: data.usage?.total_tokens, model: data.model, chunks: 0, spreadMs: 0 };
   }
   const s = await gw.client().chat.completions.create({ model: 'client-model', messages, max_tokens: 64, stream: true, stream_options: { include_usage: true } });
   let content = '';
@@ -95,7 +105,11 @@ async function chat(stream: boolean): Promise<{ content: string; finish: string 
   let usage: number | undefined;
   let model: string | undefined;
   let chunks = 0;
+  let firstContentAt: number | undefined;
+  let lastAt = 0;
   for await (const chunk of s) {
+    lastAt = performance.now();
+    if (firstContentAt === undefined && (chunk.choices[0]?.delta.content ?? '') !== '') firstContentAt = lastAt;
     expect(chunk.object).toBe('chat.completion.chunk');
     chunks++;
     content += chunk.choices[0]?.delta.content ?? '';
@@ -103,7 +117,7 @@ async function chat(stream: boolean): Promise<{ content: string; finish: string 
     usage = chunk.usage?.total_tokens ?? usage;
     model = chunk.model;
   }
-  return { content, finish, usage, model, chunks };
+  return { content, finish, usage, model, chunks, spreadMs: lastAt - (firstContentAt ?? lastAt) };
 }
 
 describe('OpenAI 503 → Bedrock answers', () => {
@@ -132,6 +146,8 @@ describe('OpenAI 503 → Bedrock answers', () => {
     expect(answer).toMatchObject({ content: 'answered by bedrock', finish: 'stop', model: AWS.model });
     expect(answer.usage).toBeGreaterThan(0);
     expect(answer.chunks).toBeGreaterThanOrEqual(5);
+    // Event by event: the fake writes one every 40 ms, so a buffered answer would arrive at once.
+    expect(answer.spreadMs).toBeGreaterThan(100);
     const request = bedrock.received()[0];
     expect(request?.rejected).toBeUndefined();
     expect(request?.path).toBe(`/model/${encodeURIComponent(AWS.model)}/converse-stream`);
