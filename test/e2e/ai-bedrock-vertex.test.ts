@@ -1,7 +1,9 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
 import { startFakeBedrock, type FakeBedrock } from '../support/fake-bedrock.js';
 import { startFakeVertex, type FakeVertex } from '../support/fake-vertex.js';
+import { waitFor } from '../support/wait.js';
 import { NAMESPACE, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
 
 /**
@@ -19,11 +21,17 @@ let gw: GatewayFixture;
 let openai: FakeProvider;
 let bedrock: FakeBedrock;
 let vertex: FakeVertex;
+/** Issues tokens that live 3 s: the extension must renew them before they run out. */
+let shortLived: FakeVertex;
 const logLines: string[] = [];
 
 beforeAll(async () => {
   bedrock = await startFakeBedrock({ name: 'bedrock', ...AWS, streamIntervalMs: 40 });
   vertex = await startFakeVertex({ name: 'vertex', project: VERTEX.project, region: VERTEX.region, model: `google/${VERTEX.model}` });
+  shortLived = await startFakeVertex({ name: 'vertex-short', project: VERTEX.project, region: VERTEX.region, model: `google/${VERTEX.model}`, tokenLifetimeS: 3 });
+  // A key the token endpoint does not know: same account and token URI, another private key.
+  const { privateKey: strangerKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const wrongKeyFile = JSON.stringify({ ...(JSON.parse(vertex.keyFile) as Record<string, unknown>), private_key: strangerKey.export({ type: 'pkcs8', format: 'pem' }).toString() });
   gw = await startGatewayFixture({
     id: 'ai-bedrock-vertex',
     providers: ['openai'],
@@ -40,6 +48,10 @@ beforeAll(async () => {
         provider: { bedrock: { model: AWS.model, region: AWS.region, credentials: { secretRef: { name: 'aws-keys' } } } },
         hostOverride: { host: bedrock.host, port: bedrock.port, tls: false },
       };
+      const vertexLlm = (secretName: string, fake: FakeVertex): Manifest => ({
+        provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, serviceAccountKey: { secretRef: { name: secretName } } } },
+        hostOverride: { host: fake.host, port: fake.port, tls: false },
+      });
       const vertexMember: Manifest = {
         name: 'vertex',
         provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, serviceAccountKey: { secretRef: { name: 'vertex-sa' } } } },
@@ -55,15 +67,30 @@ beforeAll(async () => {
         secret('openai-key', OPENAI_KEY),
         { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'aws-keys', namespace: NAMESPACE }, stringData: { accessKey: AWS.accessKey, secretKey: AWS.secretKey, sessionToken: AWS.sessionToken } },
         { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vertex-sa', namespace: NAMESPACE }, data: { 'key.json': Buffer.from(vertex.keyFile).toString('base64') } },
+        { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vertex-short-sa', namespace: NAMESPACE }, stringData: { 'key.json': shortLived.keyFile } },
+        { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vertex-wrong-sa', namespace: NAMESPACE }, stringData: { 'key.json': wrongKeyFile } },
       ];
+      const llm = (name: string, member: Manifest): Manifest => ({
+        apiVersion: 'switchyard.dev/v1alpha1', kind: 'Backend', metadata: { name, namespace: NAMESPACE }, spec: { type: 'AI', ai: { llm: member } },
+      });
       return {
         'gateway.yaml': gatewayManifests(listenerPort),
         'secrets.yaml': secrets,
-        'backends.yaml': [backend('chat', [[openaiMember], [bedrockMember], [vertexMember]])],
-        'routes.yaml': [httpRoute('chat', [{ path: '/v1', backend: 'chat' }])],
+        'backends.yaml': [
+          backend('chat', [[openaiMember], [bedrockMember], [vertexMember]]),
+          llm('gemini-short', vertexLlm('vertex-short-sa', shortLived)),
+          llm('gemini-wrong-key', vertexLlm('vertex-wrong-sa', vertex)),
+        ],
+        'routes.yaml': [
+          httpRoute('chat', [
+            { path: '/v1', backend: 'chat' },
+            { path: '/short/v1', rewritePrefix: '/v1', backend: 'gemini-short' },
+            { path: '/wrong/v1', rewritePrefix: '/v1', backend: 'gemini-wrong-key' },
+          ]),
+        ],
       };
     },
-    waitForBackends: ['chat'],
+    waitForBackends: ['chat', 'gemini-short', 'gemini-wrong-key'],
   });
   openai = gw.fakes['openai'] as FakeProvider;
 });
@@ -72,6 +99,7 @@ afterAll(async () => {
   await gw?.stop();
   await bedrock?.close();
   await vertex?.close();
+  await shortLived?.close();
 });
 
 beforeEach(async () => {
@@ -204,6 +232,41 @@ describe('OpenAI 503, Bedrock 503 → Vertex AI answers', () => {
     for (let i = 0; i < 4; i++) expect((await chat(false)).content).toBe('answered by vertex');
     expect(vertex.tokenRequests()).toEqual([]);
     expect(new Set(vertex.received().map((r) => r.headers['authorization'])).size).toBe(1);
+  });
+});
+
+describe('Vertex AI access tokens', () => {
+  it('are renewed before they expire: requests go on being answered across several token lifetimes', async () => {
+    shortLived.clear();
+    const used = new Set<string>();
+    let answered = 0;
+    const failures: string[] = [];
+    await waitFor(
+      async () => {
+        // waitFor retries a probe that throws: failures are counted here instead.
+        const answer = await gw.chat('/short/v1').catch((err: unknown) => {
+          failures.push(err instanceof Error ? err.message : String(err));
+          return undefined;
+        });
+        if (answer?.content === 'answered by vertex-short') answered++;
+        for (const r of shortLived.received()) used.add(r.headers['authorization'] ?? '');
+        return used.size >= 3;
+      },
+      { what: 'requests to carry a third access token', timeoutMs: 15_000, intervalMs: 100 },
+    );
+    expect(failures).toEqual([]);
+    expect(shortLived.received().map((r) => r.rejected).filter((r) => r !== undefined)).toEqual([]);
+    expect(shortLived.tokenRequests().every((g) => g.ok)).toBe(true);
+    expect(answered).toBeGreaterThan(3);
+  });
+
+  it('a key the token endpoint refuses gives a 503 naming the member and the endpoint\'s reason, and nothing reaches Vertex', async () => {
+    const failure = await gw.chatFailure('/wrong/v1');
+    expect(failure.status).toBe(503);
+    expect(failure.message).toContain('member p0-0-vertexai (Backend ai/gemini-wrong-key) has no usable credential');
+    expect(failure.message).toContain('invalid_grant: Invalid JWT Signature.');
+    expect(vertex.received()).toEqual([]);
+    expect(vertex.tokenRequests()).toEqual([{ ok: false, reason: 'Invalid JWT Signature.' }]);
   });
 });
 
