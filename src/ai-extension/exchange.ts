@@ -2,6 +2,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import { AnthropicStreamTranslator, fromAnthropicResponse, toAnthropicRequest, toOpenAIError } from './anthropic.js';
 import { attemptTarget, type AttemptTarget } from './attempt.js';
+import { GeminiStreamTranslator, fromGenerateContentResponse, geminiErrorToOpenAI, toGenerateContentRequest } from './gemini.js';
 import { ConverseStreamTranslator, bedrockErrorToOpenAI, fromConverseResponse, toConverseRequest } from './bedrock.js';
 import { isRecord, parseObject, type Usage } from './json.js';
 import { failureCause, type AiExtensionMetrics, type FailureCause, type MemberLabel } from './metrics.js';
@@ -35,7 +36,12 @@ const SHARED_TOKENS = new ServiceAccountTokens();
 /** Bedrock's service name in SigV4 scopes. */
 const BEDROCK_SERVICE = 'bedrock';
 
-type ResponseMode = 'observe' | 'anthropic-stream' | 'anthropic-json' | 'bedrock-stream' | 'bedrock-json' | 'none';
+type ResponseMode = 'observe' | 'anthropic-stream' | 'anthropic-json' | 'bedrock-stream' | 'bedrock-json' | 'gemini-stream' | 'gemini-json' | 'none';
+
+/** A Vertex AI member on the native API (its path ends in :generateContent). */
+function isGenerateContent(target: AttemptTarget): boolean {
+  return target.provider === 'vertexai' && (target.path ?? '').endsWith(':generateContent');
+}
 
 /**
  * One ext_proc stream, which Envoy opens for each attempt: the picked member's target comes with
@@ -53,6 +59,7 @@ export class AttemptExchange {
   private readonly decoder = new StringDecoder('utf8');
   private translator: AnthropicStreamTranslator | undefined;
   private converse: ConverseStreamTranslator | undefined;
+  private gemini: GeminiStreamTranslator | undefined;
   /** The AWS keys of a Bedrock member: the request is signed once its body is known. */
   private awsKeys: AwsCredentials | undefined;
   private bedrockErrorType: string | undefined;
@@ -207,6 +214,12 @@ export class AttemptExchange {
         replacement = Buffer.from(JSON.stringify(toAnthropicRequest(chat, target.model)));
       } else if (target.provider === 'bedrock') {
         return this.bedrockRequest(target, Buffer.from(JSON.stringify(toConverseRequest(chat))));
+      } else if (isGenerateContent(target)) {
+        const body = Buffer.from(JSON.stringify(toGenerateContentRequest(chat)));
+        const base = target.path ?? '/';
+        // The path is known with the headers, whether the client streams only with the body.
+        const path = this.clientStreaming ? `${base.slice(0, -':generateContent'.length)}:streamGenerateContent?alt=sse` : base;
+        return { phase: 'request_body', headers: { set: [{ key: 'content-length', value: String(body.length) }, { key: ':path', value: path }] }, body: { body } };
       } else if (target.model !== undefined && chat['model'] !== target.model) {
         replacement = Buffer.from(JSON.stringify({ ...chat, model: target.model }));
       }
@@ -259,6 +272,12 @@ export class AttemptExchange {
       if (this.mode === 'bedrock-stream') this.converse = new ConverseStreamTranslator(target.model ?? '', this.includeUsage);
       this.bedrockErrorType = headers.get('x-amzn-errortype');
       const contentType = this.mode === 'bedrock-stream' ? 'text/event-stream' : 'application/json';
+      return { phase: 'response_headers', headers: { set: [{ key: 'content-type', value: contentType }], remove: ['content-length'] } };
+    }
+    if (isGenerateContent(target) && chat) {
+      this.mode = status < 300 && eventStream ? 'gemini-stream' : 'gemini-json';
+      if (this.mode === 'gemini-stream') this.gemini = new GeminiStreamTranslator(target.model ?? '', this.includeUsage);
+      const contentType = this.mode === 'gemini-stream' ? 'text/event-stream' : 'application/json';
       return { phase: 'response_headers', headers: { set: [{ key: 'content-type', value: contentType }], remove: ['content-length'] } };
     }
     if (target.provider === 'anthropic' && chat) {
@@ -327,6 +346,31 @@ export class AttemptExchange {
           return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(completion)) } };
         }
         return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(toOpenAIError(parsed, status))) } };
+      }
+      case 'gemini-stream': {
+        const translator = this.gemini;
+        if (translator === undefined) return { phase: 'response_body' };
+        const out = translator.push(text) + (end ? translator.end() : '');
+        if (end) this.countTokens(translator.tokens);
+        return { phase: 'response_body', body: out === '' ? { clear: true } : { body: Buffer.from(out) } };
+      }
+      case 'gemini-json': {
+        this.json += text;
+        if (!end) return { phase: 'response_body', body: { clear: true } };
+        const status = this.status ?? 0;
+        const parsed = parseObject(this.json);
+        if (status < 300 && parsed !== undefined) {
+          const { completion, usage } = fromGenerateContentResponse(parsed, this.target?.model ?? '');
+          this.countTokens(usage);
+          return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(completion)) } };
+        }
+        let body: unknown;
+        try {
+          body = JSON.parse(this.json) as unknown;
+        } catch {
+          body = undefined;
+        }
+        return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(geminiErrorToOpenAI(body, status))) } };
       }
       case 'bedrock-json': {
         this.json += text;

@@ -76,6 +76,8 @@ const VertexAI = z.strictObject({
   projectId: z.string().min(1, 'projectId is the Google Cloud project').describe('Google Cloud project ID, used in the request path /v1/projects/<projectId>/locations/<region>/endpoints/openapi/chat/completions.'),
   region: z.string().min(1, 'region is the Vertex AI location, e.g. "us-central1"').describe('Vertex AI location, e.g. "us-central1"; Envoy connects to <region>-aiplatform.googleapis.com.'),
   publisher: z.string().min(1).optional().describe('Model publisher prefixed to the model name. Default "google".'),
+  api: z.enum(['OpenAI', 'GenerateContent'], { message: 'api is OpenAI or GenerateContent' }).optional()
+    .describe('Which Vertex AI API is called. OpenAI (the default): the OpenAI-compatible endpoint .../endpoints/openapi/chat/completions, the body passed on with "model" set. GenerateContent: the native .../publishers/<publisher>/models/<model>:generateContent (streamGenerateContent?alt=sse when the client streams); OpenAI chat requests and answers are translated.'),
   authToken: AuthToken.optional().describe('An OAuth access token that you keep fresh, sent as "Authorization: Bearer <token>" on every attempt to this member. Exclusive with serviceAccountKey, which lets the AI extension obtain and renew tokens itself.'),
   serviceAccountKey: z.strictObject({
     secretRef: z.strictObject({

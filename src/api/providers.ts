@@ -63,7 +63,9 @@ export function providerTarget(p: Provider): ProviderTarget {
     const v = p.vertexai;
     return {
       provider: 'vertexai', host: `${v.region}-aiplatform.googleapis.com`, port: 443, tls: true,
-      path: `/v1/projects/${encodeURIComponent(v.projectId)}/locations/${encodeURIComponent(v.region)}/endpoints/openapi/chat/completions`,
+      path: v.api === 'GenerateContent'
+        ? `/v1/projects/${encodeURIComponent(v.projectId)}/locations/${encodeURIComponent(v.region)}/publishers/${encodeURIComponent(v.publisher ?? 'google')}/models/${encodeURIComponent(v.model)}:generateContent`
+        : `/v1/projects/${encodeURIComponent(v.projectId)}/locations/${encodeURIComponent(v.region)}/endpoints/openapi/chat/completions`,
       authHeader: 'Authorization', model: `${v.publisher ?? 'google'}/${v.model}`,
       ...(v.authToken ? { authToken: v.authToken } : {}),
       ...(v.serviceAccountKey ? { vendorCredential: { kind: 'ServiceAccountKey', secretName: v.serviceAccountKey.secretRef.name } } : {}),

@@ -79,6 +79,11 @@ beforeAll(async () => {
         'backends.yaml': [
           backend('chat', [[openaiMember], [bedrockMember], [vertexMember]]),
           llm('gemini-short', vertexLlm('vertex-short-sa', shortLived)),
+          backend('gemini-native', [[openaiMember], [{
+            name: 'vertex-native',
+            provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, api: 'GenerateContent', serviceAccountKey: { secretRef: { name: 'vertex-sa' } } } },
+            hostOverride: { host: vertex.host, port: vertex.port, tls: false },
+          }]]),
           llm('gemini-wrong-key', vertexLlm('vertex-wrong-sa', vertex)),
         ],
         'routes.yaml': [
@@ -86,11 +91,12 @@ beforeAll(async () => {
             { path: '/v1', backend: 'chat' },
             { path: '/short/v1', rewritePrefix: '/v1', backend: 'gemini-short' },
             { path: '/wrong/v1', rewritePrefix: '/v1', backend: 'gemini-wrong-key' },
+            { path: '/native/v1', rewritePrefix: '/v1', backend: 'gemini-native' },
           ]),
         ],
       };
     },
-    waitForBackends: ['chat', 'gemini-short', 'gemini-wrong-key'],
+    waitForBackends: ['chat', 'gemini-short', 'gemini-wrong-key', 'gemini-native'],
   });
   openai = gw.fakes['openai'] as FakeProvider;
 });
@@ -120,14 +126,14 @@ interface Answer {
   spreadMs: number;
 }
 
-async function chat(stream: boolean): Promise<Answer> {
+async function chat(stream: boolean, prefix = '/v1'): Promise<Answer> {
   const messages = [{ role: 'system' as const, content: 'be brief' }, { role: 'user' as const, content: 'hello' }];
   if (!stream) {
-    const data = await gw.client().chat.completions.create({ model: 'client-model', messages, max_tokens: 64 });
+    const data = await gw.client(prefix).chat.completions.create({ model: 'client-model', messages, max_tokens: 64 });
     expect(data.object).toBe('chat.completion');
     return { content: data.choices[0]?.message.content ?? '', finish: data.choices[0]?.finish_reason, usage: data.usage?.total_tokens, model: data.model, chunks: 0, spreadMs: 0 };
   }
-  const s = await gw.client().chat.completions.create({ model: 'client-model', messages, max_tokens: 64, stream: true, stream_options: { include_usage: true } });
+  const s = await gw.client(prefix).chat.completions.create({ model: 'client-model', messages, max_tokens: 64, stream: true, stream_options: { include_usage: true } });
   let content = '';
   let finish: string | null | undefined;
   let usage: number | undefined;
@@ -232,6 +238,31 @@ describe('OpenAI 503, Bedrock 503 → Vertex AI answers', () => {
     for (let i = 0; i < 4; i++) expect((await chat(false)).content).toBe('answered by vertex');
     expect(vertex.tokenRequests()).toEqual([]);
     expect(new Set(vertex.received().map((r) => r.headers['authorization'])).size).toBe(1);
+  });
+});
+
+describe('OpenAI 503 → Vertex AI\'s native generateContent', () => {
+  const base = `/v1/projects/${VERTEX.project}/locations/${VERTEX.region}/publishers/google/models/${VERTEX.model}`;
+
+  it('non-streaming: contents and systemInstruction out, an OpenAI chat completion back', async () => {
+    await openai.setMode({ kind: 'status', status: 503 });
+    const answer = await chat(false, '/native/v1');
+    expect(answer).toMatchObject({ content: 'answered by vertex', finish: 'stop', usage: 9 });
+    const request = vertex.received()[0];
+    expect(request?.rejected).toBeUndefined();
+    expect(request?.path).toBe(`${base}:generateContent`);
+    expect(request?.body).toEqual({
+      contents: [{ role: 'user', parts: [{ text: 'hello' }] }],
+      systemInstruction: { parts: [{ text: 'be brief' }] },
+      generationConfig: { maxOutputTokens: 64 },
+    });
+  });
+
+  it('streaming: streamGenerateContent?alt=sse becomes OpenAI chunks', async () => {
+    await openai.setMode({ kind: 'status', status: 503 });
+    const answer = await chat(true, '/native/v1');
+    expect(answer).toMatchObject({ content: 'answered by vertex', finish: 'stop', usage: 9 });
+    expect(vertex.received().map((r) => [r.path, r.rejected])).toEqual([[`${base}:streamGenerateContent?alt=sse`, undefined]]);
   });
 });
 

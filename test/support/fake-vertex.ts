@@ -52,6 +52,8 @@ const OTHER_VENDOR_HEADERS = ['api-key', 'x-api-key', 'x-goog-api-key', 'anthrop
 export async function startFakeVertex(o: FakeVertexOptions): Promise<FakeVertex> {
   const hostname = `${o.region}-aiplatform.googleapis.com`;
   const chatPath = `/v1/projects/${o.project}/locations/${o.region}/endpoints/openapi/chat/completions`;
+  const [publisher = '', modelName = ''] = o.model.split('/');
+  const nativeBase = `/v1/projects/${o.project}/locations/${o.region}/publishers/${publisher}/models/${modelName}`;
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const clientEmail = `switchyard-test@${o.project}.iam.gserviceaccount.com`;
   const tokens = new Map<string, number>();
@@ -75,7 +77,8 @@ export async function startFakeVertex(o: FakeVertexOptions): Promise<FakeVertex>
   };
 
   const onChat = (req: IncomingMessage, r: VertexRequest, res: ServerResponse): void => {
-    const refusal = chatProblem(r, hostname, chatPath, o.model, tokens);
+    const native = r.path === `${nativeBase}:generateContent` || r.path === `${nativeBase}:streamGenerateContent?alt=sse`;
+    const refusal = native ? nativeProblem(r, hostname, tokens) : chatProblem(r, hostname, chatPath, o.model, tokens);
     if (refusal !== undefined) {
       r.rejected = refusal.message;
       sendJson(res, refusal.status, [{ error: { code: refusal.status, message: refusal.message, status: refusal.status === 401 ? 'UNAUTHENTICATED' : 'INVALID_ARGUMENT' } }]);
@@ -85,7 +88,8 @@ export async function startFakeVertex(o: FakeVertexOptions): Promise<FakeVertex>
       sendJson(res, mode.status, [{ error: { code: mode.status, message: `${o.name} is failing with ${mode.status}`, status: 'UNAVAILABLE' } }]);
       return;
     }
-    answer(o, r, res);
+    if (native) answerNative(o, r, res);
+    else answer(o, r, res);
     void req;
   };
 
@@ -154,6 +158,51 @@ function grantProblem(form: URLSearchParams, publicKey: import('node:crypto').Ke
   const exp = Number(claims['exp']);
   if (!(iat <= now + 60) || !(exp > now) || exp - iat > 3600) return 'Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.';
   return undefined;
+}
+
+function authProblem(r: VertexRequest, hostname: string, tokens: Map<string, number>): { status: number; message: string } | undefined {
+  if (r.host !== hostname) return { status: 404, message: `Host is ${r.host ?? 'missing'}, expected ${hostname}` };
+  for (const h of OTHER_VENDOR_HEADERS) if (r.headers[h] !== undefined) return { status: 400, message: `unexpected ${h} header (another vendor's)` };
+  const token = /^Bearer (.+)$/.exec(r.headers['authorization'] ?? '')?.[1];
+  const expires = token === undefined ? undefined : tokens.get(token);
+  if (expires === undefined) return { status: 401, message: 'Request had invalid authentication credentials. Expected OAuth 2 access token.' };
+  if (expires <= Date.now()) return { status: 401, message: 'Request had invalid authentication credentials: the access token expired.' };
+  return undefined;
+}
+
+/** generateContent's request shape: contents of user/model turns with parts; no OpenAI fields. */
+function nativeProblem(r: VertexRequest, hostname: string, tokens: Map<string, number>): { status: number; message: string } | undefined {
+  const auth = authProblem(r, hostname, tokens);
+  if (auth !== undefined) return auth;
+  const body = r.body as Record<string, unknown> | undefined;
+  if (body === undefined) return { status: 400, message: 'the body is not JSON' };
+  for (const field of ['messages', 'model', 'stream', 'max_tokens']) {
+    if (body[field] !== undefined) return { status: 400, message: `Invalid JSON payload received. Unknown name "${field}": Cannot find field.` };
+  }
+  const contents = body['contents'];
+  if (!Array.isArray(contents) || contents.length === 0) return { status: 400, message: 'contents is not specified' };
+  for (const c of contents as Record<string, unknown>[]) {
+    if (c['role'] !== 'user' && c['role'] !== 'model') return { status: 400, message: 'Please use a valid role: user, model.' };
+    if (!Array.isArray(c['parts']) || c['parts'].length === 0) return { status: 400, message: 'contents.parts must not be empty' };
+  }
+  return undefined;
+}
+
+function answerNative(o: FakeVertexOptions, r: VertexRequest, res: ServerResponse): void {
+  const words = `answered by ${o.name}`.split(' ');
+  const usageMetadata = { promptTokenCount: 6, candidatesTokenCount: words.length, totalTokenCount: 6 + words.length };
+  const modelVersion = o.model.split('/')[1] ?? o.model;
+  if (r.path.includes(':streamGenerateContent')) {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'x-fake-provider': o.name });
+    const events = words.map((w, i) => {
+      const last = i === words.length - 1;
+      const event = { candidates: [{ content: { role: 'model', parts: [{ text: i === 0 ? w : ` ${w}` }] }, ...(last ? { finishReason: 'STOP' } : {}) }], modelVersion, ...(last ? { usageMetadata } : {}) };
+      return `data: ${JSON.stringify(event)}\r\n\r\n`;
+    });
+    res.end(events.join(''));
+    return;
+  }
+  sendJson(res, 200, { candidates: [{ content: { role: 'model', parts: [{ text: words.join(' ') }] }, finishReason: 'STOP' }], usageMetadata, modelVersion, responseId: 'resp-1' }, { 'x-fake-provider': o.name });
 }
 
 function chatProblem(r: VertexRequest, hostname: string, chatPath: string, model: string, tokens: Map<string, number>): { status: number; message: string } | undefined {
