@@ -79,6 +79,7 @@ beforeAll(async () => {
         'backends.yaml': [
           backend('chat', [[openaiMember], [bedrockMember], [vertexMember]]),
           llm('gemini-short', vertexLlm('vertex-short-sa', shortLived)),
+          llm('bedrock-only', { provider: bedrockMember['provider'] ?? {}, hostOverride: bedrockMember['hostOverride'] ?? {} }),
           backend('gemini-native', [[openaiMember], [{
             name: 'vertex-native',
             provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, api: 'GenerateContent', serviceAccountKey: { secretRef: { name: 'vertex-sa' } } } },
@@ -92,11 +93,12 @@ beforeAll(async () => {
             { path: '/short/v1', rewritePrefix: '/v1', backend: 'gemini-short' },
             { path: '/wrong/v1', rewritePrefix: '/v1', backend: 'gemini-wrong-key' },
             { path: '/native/v1', rewritePrefix: '/v1', backend: 'gemini-native' },
+            { path: '/bedrock/v1', rewritePrefix: '/v1', backend: 'bedrock-only' },
           ]),
         ],
       };
     },
-    waitForBackends: ['chat', 'gemini-short', 'gemini-wrong-key', 'gemini-native'],
+    waitForBackends: ['chat', 'gemini-short', 'gemini-wrong-key', 'gemini-native', 'bedrock-only'],
   });
   openai = gw.fakes['openai'] as FakeProvider;
 });
@@ -185,6 +187,15 @@ describe('OpenAI 503 → Bedrock answers', () => {
     const request = bedrock.received()[0];
     expect(request?.rejected).toBeUndefined();
     expect(request?.path).toBe(`/model/${encodeURIComponent(AWS.model)}/converse-stream`);
+  });
+
+  it('Bedrock\'s own error reaches the client in OpenAI\'s shape', async () => {
+    bedrock.setMode({ kind: 'status', status: 400 });
+    const failure = await gw.chatFailure('/bedrock/v1');
+    expect(failure.status).toBe(400);
+    // The SDK quotes error.message: it could only find it in OpenAI's shape.
+    expect(failure.message).toBe('400 bedrock is failing with 400');
+    expect(bedrock.received().map((r) => r.rejected)).toEqual([undefined]);
   });
 
   it('a wrong signature is refused by the fake (the check can fail)', async () => {

@@ -62,7 +62,8 @@ export async function startFakeBedrock(o: FakeBedrockOptions): Promise<FakeBedro
         return;
       }
       if (mode.kind === 'status') {
-        sendError(res, mode.status, mode.status === 429 ? 'ThrottlingException' : 'ServiceUnavailableException', `${o.name} is failing with ${mode.status}`);
+        const type = mode.status === 429 ? 'ThrottlingException' : mode.status < 500 ? 'ValidationException' : 'ServiceUnavailableException';
+        sendError(res, mode.status, type, `${o.name} is failing with ${mode.status}`);
         return;
       }
       answer(o, record, res);
