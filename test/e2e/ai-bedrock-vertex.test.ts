@@ -246,7 +246,10 @@ describe('OpenAI 503, Bedrock 503 → Vertex AI answers', () => {
   it('the access token is obtained once and reused across requests', async () => {
     await openai.setMode({ kind: 'status', status: 503 });
     bedrock.setMode({ kind: 'status', status: 503 });
+    expect((await chat(false)).content).toBe('answered by vertex');
+    vertex.clear();
     for (let i = 0; i < 4; i++) expect((await chat(false)).content).toBe('answered by vertex');
+    expect(vertex.received()).toHaveLength(4);
     expect(vertex.tokenRequests()).toEqual([]);
     expect(new Set(vertex.received().map((r) => r.headers['authorization'])).size).toBe(1);
   });
