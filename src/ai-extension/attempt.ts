@@ -3,7 +3,7 @@ import { parseModelAliases } from './models.js';
 import type { DecodedStruct, DecodedValue } from './protocol.js';
 import { REFUSAL_CAUSES, type RefusalCause } from './refusals.js';
 
-export type AuthKind = 'SecretRef' | 'Inline' | 'Passthrough' | 'None';
+export type AuthKind = 'SecretRef' | 'Inline' | 'Passthrough' | 'None' | 'ServiceAccountKey' | 'AwsKeys';
 
 /**
  * The member Envoy picked for one attempt, as its endpoint metadata describes it (written by the
@@ -33,7 +33,7 @@ export interface AttemptTarget {
   modelAliases?: Record<string, string>;
 }
 
-const AUTH_KINDS: readonly string[] = ['SecretRef', 'Inline', 'Passthrough', 'None'];
+const AUTH_KINDS: readonly string[] = ['SecretRef', 'Inline', 'Passthrough', 'None', 'ServiceAccountKey', 'AwsKeys'];
 
 function text(v: DecodedValue | undefined): string | undefined {
   if (v === undefined) return undefined;

@@ -5,6 +5,8 @@ import { ABANDONED_HEADER } from '../envoy/ai-extension.js';
 import { attemptTarget, type AttemptTarget } from './attempt.js';
 import { FirstTokenWatch } from './first-token.js';
 import { MAX_REFUSAL_BODY, refusalCause } from './refusals.js';
+import { GeminiStreamTranslator, fromGenerateContentResponse, geminiErrorToOpenAI, toGenerateContentRequest } from './gemini.js';
+import { ConverseStreamTranslator, bedrockErrorToOpenAI, fromConverseResponse, toConverseRequest } from './bedrock.js';
 import { isRecord, parseObject, type Usage } from './json.js';
 import { failureCause, type AiExtensionMetrics, type FailureCause, type MemberLabel } from './metrics.js';
 import { modelForAttempt } from './models.js';
@@ -13,6 +15,8 @@ import { WELL_KNOWN_CREDENTIAL_HEADERS, isChatCompletions, requestHeaderMutation
 import type { RequestMemory, RequestRecord } from './request-memory.js';
 import { AttemptSpan, parseTraceparent, type SpanSink } from './tracing.js';
 import { OpenAIUsageReader } from './usage.js';
+import { signRequest, type AwsCredentials } from './sigv4.js';
+import { ServiceAccountTokens } from './vertex.js';
 
 /** What every attempt shares: credentials, the memory of requests between attempts, metrics. */
 export interface ExchangeContext {
@@ -26,9 +30,11 @@ export interface ExchangeContext {
   logger: Logger;
   /** Where attempt spans go when tracing is on (--otlp-endpoint); absent: none are made. */
   spans?: SpanSink;
+  /** Access tokens of Vertex AI members with a service-account key (one cache per extension). */
+  vendorTokens?: ServiceAccountTokens;
 }
 
-type ResponseMode = 'observe' | 'anthropic-stream' | 'anthropic-json' | 'abandoned' | 'none';
+type ResponseMode = 'observe' | 'anthropic-stream' | 'anthropic-json' | 'bedrock-stream' | 'bedrock-json' | 'gemini-stream' | 'gemini-json' | 'abandoned' | 'none';
 
 /** Extra time Envoy is asked to wait beyond the deadline, so the extension's own timer decides. */
 const DEADLINE_MARGIN_MS = 1_000;
@@ -70,6 +76,17 @@ function held(kind: HeldHeaders['kind'], remainingMs: number, push: (bytes: Uint
 /** How long a 400's headers are held for its body when the pool has a fallback for some refusals. */
 const REFUSAL_WAIT_MS = 5_000;
 
+/** For contexts built without one (tests): tokens are still cached across attempts. */
+const SHARED_TOKENS = new ServiceAccountTokens();
+
+/** Bedrock's service name in SigV4 scopes. */
+const BEDROCK_SERVICE = 'bedrock';
+
+/** A Vertex AI member on the native API (its path ends in :generateContent). */
+function isGenerateContent(target: AttemptTarget): boolean {
+  return target.provider === 'vertexai' && (target.path ?? '').endsWith(':generateContent');
+}
+
 /**
  * One ext_proc stream, which Envoy opens for each attempt: the picked member's target comes with
  * the request headers; the request is adapted to it, and the answer read (usage, outcome) or
@@ -85,6 +102,11 @@ export class AttemptExchange {
   private mode: ResponseMode = 'none';
   private readonly decoder = new StringDecoder('utf8');
   private translator: AnthropicStreamTranslator | undefined;
+  private converse: ConverseStreamTranslator | undefined;
+  private gemini: GeminiStreamTranslator | undefined;
+  /** The AWS keys of a Bedrock member: the request is signed once its body is known. */
+  private awsKeys: AwsCredentials | undefined;
+  private bedrockErrorType: string | undefined;
   private json = '';
   private usageReader: OpenAIUsageReader | undefined;
   private failed = false;
@@ -204,7 +226,7 @@ export class AttemptExchange {
     }
 
     let key: string | undefined;
-    if (target.authKind === 'SecretRef' || target.authKind === 'Inline') {
+    if (target.authKind !== 'Passthrough' && target.authKind !== 'None') {
       key = target.credential === undefined ? undefined : await this.ctx.credentials.resolve(target.credential, this.ctx.credentialWaitMs);
       if (key === undefined) {
         this.fail('credential_unavailable');
@@ -212,6 +234,15 @@ export class AttemptExchange {
         const why = this.ctx.credentials.keysWithheld;
         return this.refuse(503, `Switchyard AI extension: the credential ${target.credential ?? '(none named)'} of member ${target.member} (Backend ${target.backend}) is not available${why ? ` (${why})` : ''}; the request was not sent`);
       }
+    }
+    if (target.authKind === 'ServiceAccountKey' || target.authKind === 'AwsKeys') {
+      const vendor = await this.vendorCredential(target, key ?? '');
+      if ('error' in vendor) {
+        this.fail('credential_unavailable');
+        this.ctx.logger.warn({ backend: target.backend, member: target.member, credential: target.credential, error: vendor.error }, 'ai-extension: no usable credential for the attempt');
+        return this.refuse(503, `Switchyard AI extension: member ${target.member} (Backend ${target.backend}) has no usable credential: ${vendor.error}; the request was not sent`);
+      }
+      key = vendor.key;
     }
     this.ctx.metrics.requests.inc({ backend: target.backend, member: target.member, provider: target.provider });
     const mutation = requestHeaderMutation({
@@ -222,6 +253,27 @@ export class AttemptExchange {
       credentialHeaders: [...WELL_KNOWN_CREDENTIAL_HEADERS, ...this.ctx.credentialHeaders],
     });
     return { phase: 'request_headers', headers: mutation };
+  }
+
+  /**
+   * A Vertex AI member's access token (from its service-account key), or a Bedrock member's AWS
+   * keys kept for signing the body: no header carries them yet.
+   */
+  private async vendorCredential(target: AttemptTarget, value: string): Promise<{ key: string | undefined } | { error: string }> {
+    if (target.authKind === 'ServiceAccountKey') {
+      try {
+        return { key: await (this.ctx.vendorTokens ?? SHARED_TOKENS).accessToken(value) };
+      } catch (err) {
+        return { error: err instanceof Error ? err.message : 'the access token could not be obtained' };
+      }
+    }
+    const keys = parseObject(value);
+    const accessKeyId = keys?.['accessKey'];
+    const secretAccessKey = keys?.['secretKey'];
+    const sessionToken = keys?.['sessionToken'];
+    if (typeof accessKeyId !== 'string' || typeof secretAccessKey !== 'string') return { error: 'the AWS credential lacks accessKey or secretKey' };
+    this.awsKeys = { accessKeyId, secretAccessKey, ...(typeof sessionToken === 'string' ? { sessionToken } : {}) };
+    return { key: undefined };
   }
 
   /** The first attempt records what the client sent; later attempts count a failover when the member changed. */
@@ -261,6 +313,14 @@ export class AttemptExchange {
       const model = modelForAttempt(target, asked);
       if (target.provider === 'anthropic') {
         replacement = Buffer.from(JSON.stringify(toAnthropicRequest(chat, model)));
+      } else if (target.provider === 'bedrock') {
+        return this.bedrockRequest(target, Buffer.from(JSON.stringify(toConverseRequest(chat))));
+      } else if (isGenerateContent(target)) {
+        const body = Buffer.from(JSON.stringify(toGenerateContentRequest(chat)));
+        const base = target.path ?? '/';
+        // The path is known with the headers, whether the client streams only with the body.
+        const path = this.clientStreaming ? `${base.slice(0, -':generateContent'.length)}:streamGenerateContent?alt=sse` : base;
+        return { phase: 'request_body', headers: { set: [{ key: 'content-length', value: String(body.length) }, { key: ':path', value: path }] }, body: { body } };
       } else if (model !== undefined && asked !== model) {
         replacement = Buffer.from(JSON.stringify({ ...chat, model }));
       }
@@ -269,6 +329,29 @@ export class AttemptExchange {
     // content-length is shared by all attempts: an earlier attempt may have set another length.
     const headers = { set: [{ key: 'content-length', value: String(sent.length) }] };
     return replacement === undefined ? { phase: 'request_body', headers } : { phase: 'request_body', headers, body: { body: replacement } };
+  }
+
+  /**
+   * Converse (or converse-stream when the client streams), signed for this attempt: the
+   * signature covers the body, so it is made here rather than with the headers.
+   */
+  private bedrockRequest(target: AttemptTarget, body: Buffer): ProcessingResponse {
+    const base = target.path ?? '/';
+    const path = this.clientStreaming ? base.replace(/\/converse$/, '/converse-stream') : base;
+    const host = target.hostname ?? '';
+    const set = [
+      { key: 'content-length', value: String(body.length) },
+      { key: 'content-type', value: 'application/json' },
+      { key: ':path', value: path },
+    ];
+    const keys = this.awsKeys;
+    if (keys !== undefined) {
+      // Bedrock's endpoint is bedrock-runtime.<region>.amazonaws.com: the region is in the host.
+      const region = /^bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\./.exec(host)?.[1] ?? '';
+      const signed = signRequest({ method: 'POST', host, path, headers: { 'content-type': 'application/json' }, body, region, service: BEDROCK_SERVICE, now: new Date() }, keys);
+      for (const [k, value] of Object.entries(signed)) set.push({ key: k, value });
+    }
+    return { phase: 'request_body', headers: { set }, body: { body } };
   }
 
   private async responseHeaders(message: ProcessingRequest): Promise<ProcessingResponse> {
@@ -300,6 +383,20 @@ export class AttemptExchange {
     if (status < 300 && this.requestId !== undefined) this.ctx.memory.forget(this.requestId);
     const eventStream = (headers.get('content-type') ?? '').includes('text/event-stream');
     const chat = isChatCompletions(this.clientPath);
+    if (target.provider === 'bedrock' && chat) {
+      const binary = (headers.get('content-type') ?? '').includes('application/vnd.amazon.eventstream');
+      this.mode = status < 300 && binary ? 'bedrock-stream' : 'bedrock-json';
+      if (this.mode === 'bedrock-stream') this.converse = new ConverseStreamTranslator(target.model ?? '', this.includeUsage);
+      this.bedrockErrorType = headers.get('x-amzn-errortype');
+      const contentType = this.mode === 'bedrock-stream' ? 'text/event-stream' : 'application/json';
+      return { phase: 'response_headers', headers: { set: [{ key: 'content-type', value: contentType }], remove: ['content-length'] } };
+    }
+    if (isGenerateContent(target) && chat) {
+      this.mode = status < 300 && eventStream ? 'gemini-stream' : 'gemini-json';
+      if (this.mode === 'gemini-stream') this.gemini = new GeminiStreamTranslator(target.model ?? '', this.includeUsage);
+      const contentType = this.mode === 'gemini-stream' ? 'text/event-stream' : 'application/json';
+      return { phase: 'response_headers', headers: { set: [{ key: 'content-type', value: contentType }], remove: ['content-length'] } };
+    }
     if (target.provider === 'anthropic' && chat) {
       this.mode = status < 300 && eventStream ? 'anthropic-stream' : 'anthropic-json';
       if (this.mode === 'anthropic-stream') this.translator = new AnthropicStreamTranslator(this.includeUsage);
@@ -361,6 +458,14 @@ export class AttemptExchange {
   }
 
   private adaptResponseBody(bytes: Uint8Array, end: boolean): ProcessingResponse {
+    if (this.mode === 'bedrock-stream') {
+      // Binary framing: never through the UTF-8 decoder.
+      const translator = this.converse;
+      if (translator === undefined) return { phase: 'response_body' };
+      const out = translator.push(bytes) + (end ? translator.end() : '');
+      if (end) this.countTokens(translator.tokens);
+      return { phase: 'response_body', body: out === '' ? { clear: true } : { body: Buffer.from(out) } };
+    }
     const text = this.decoder.write(Buffer.from(bytes)) + (end ? this.decoder.end() : '');
     switch (this.mode) {
       case 'anthropic-stream': {
@@ -383,6 +488,44 @@ export class AttemptExchange {
           return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(completion)) } };
         }
         return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(toOpenAIError(parsed, status))) } };
+      }
+      case 'gemini-stream': {
+        const translator = this.gemini;
+        if (translator === undefined) return { phase: 'response_body' };
+        const out = translator.push(text) + (end ? translator.end() : '');
+        if (end) this.countTokens(translator.tokens);
+        return { phase: 'response_body', body: out === '' ? { clear: true } : { body: Buffer.from(out) } };
+      }
+      case 'gemini-json': {
+        this.json += text;
+        if (!end) return { phase: 'response_body', body: { clear: true } };
+        const status = this.status ?? 0;
+        const parsed = parseObject(this.json);
+        if (status < 300 && parsed !== undefined) {
+          const { completion, usage } = fromGenerateContentResponse(parsed, this.target?.model ?? '');
+          this.countTokens(usage);
+          return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(completion)) } };
+        }
+        let body: unknown;
+        try {
+          body = JSON.parse(this.json) as unknown;
+        } catch {
+          body = undefined;
+        }
+        return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(geminiErrorToOpenAI(body, status))) } };
+      }
+      case 'bedrock-json': {
+        this.json += text;
+        if (!end) return { phase: 'response_body', body: { clear: true } };
+        const parsed = parseObject(this.json);
+        const status = this.status ?? 0;
+        if (status < 300 && parsed !== undefined) {
+          const { completion, usage } = fromConverseResponse(parsed, this.target?.model ?? '');
+          this.countTokens(usage);
+          this.span?.responseModel(this.target?.model ?? '');
+          return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(completion)) } };
+        }
+        return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(bedrockErrorToOpenAI(parsed, this.bedrockErrorType, status))) } };
       }
       case 'observe':
         this.usageReader?.push(text);

@@ -9,7 +9,7 @@ export const WELL_KNOWN_CREDENTIAL_HEADERS: readonly string[] = ['authorization'
  * Headers of one vendor's protocol, wrong for every other vendor; and the Gateway's own model
  * routing header (the client's model, perhaps an alias), which is no provider's business.
  */
-const VENDOR_HEADERS: readonly string[] = ['anthropic-version', MODEL_HEADER];
+const VENDOR_HEADERS: readonly string[] = ['anthropic-version', 'x-amz-date', 'x-amz-security-token', 'x-amz-content-sha256', MODEL_HEADER];
 
 /** Chat completions, the one operation adapted per provider; other paths pass as the client sent them. */
 export function isChatCompletions(path: string): boolean {

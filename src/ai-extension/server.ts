@@ -5,6 +5,7 @@ import type { Registry } from 'prom-client';
 import { startHealthServer, type HealthServer } from '../observability/health.js';
 import { CredentialStore, describeXdsTarget, type XdsTarget } from './credentials.js';
 import { AttemptExchange, type ExchangeContext } from './exchange.js';
+import { ServiceAccountTokens } from './vertex.js';
 import { createAiExtensionMetrics, type AiExtensionMetrics } from './metrics.js';
 import { EXTERNAL_PROCESSOR_SERVICE, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
 import { RequestMemory } from './request-memory.js';
@@ -68,6 +69,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     credentialHeaders: new Set(),
     credentialWaitMs: opts.credentialWaitMs ?? 1_000,
     logger: log,
+    vendorTokens: new ServiceAccountTokens(),
     ...(traces !== undefined ? { spans: traces } : {}),
   };
 

@@ -36,6 +36,7 @@ const PROVIDER_NAMES: Readonly<Record<string, string>> = {
   anthropic: 'anthropic',
   gemini: 'gcp.gemini',
   vertexai: 'gcp.vertex_ai',
+  bedrock: 'aws.bedrock',
   openaiCompatible: 'openai',
 };
 

@@ -46,6 +46,12 @@ function authTokenOf(header: string): typeof AuthToken {
 }
 const MODEL_OVERRIDE = 'Model name written into the request body\'s "model" field on every attempt to this member, e.g. "gpt-4o"; unset keeps the client\'s own model.';
 
+/** Secret keys read by the vendor-credential members (vertexai serviceAccountKey, bedrock). */
+export const SERVICE_ACCOUNT_KEY = 'key.json';
+export const AWS_ACCESS_KEY = 'accessKey';
+export const AWS_SECRET_KEY = 'secretKey';
+export const AWS_SESSION_TOKEN = 'sessionToken';
+
 const OpenAI = z.strictObject({
   model: z.string().min(1).optional().describe(MODEL_OVERRIDE),
   authToken: authTokenOf('as "Authorization: Bearer <key>"'),
@@ -71,7 +77,30 @@ const VertexAI = z.strictObject({
   projectId: z.string().min(1, 'projectId is the Google Cloud project').describe('Google Cloud project ID, used in the request path /v1/projects/<projectId>/locations/<region>/endpoints/openapi/chat/completions.'),
   region: z.string().min(1, 'region is the Vertex AI location, e.g. "us-central1"').describe('Vertex AI location, e.g. "us-central1"; Envoy connects to <region>-aiplatform.googleapis.com.'),
   publisher: z.string().min(1).optional().describe('Model publisher prefixed to the model name. Default "google".'),
-  authToken: authTokenOf('as "Authorization: Bearer <token>" (an OAuth access token)'),
+  api: z.enum(['OpenAI', 'GenerateContent'], { message: 'api is OpenAI or GenerateContent' }).optional()
+    .describe('Which Vertex AI API is called. OpenAI (the default): the OpenAI-compatible endpoint .../endpoints/openapi/chat/completions, the body passed on with "model" set. GenerateContent: the native .../publishers/<publisher>/models/<model>:generateContent (streamGenerateContent?alt=sse when the client streams); OpenAI chat requests and answers are translated.'),
+  authToken: AuthToken.optional().describe('An OAuth access token that you keep fresh, sent as "Authorization: Bearer <token>" on every attempt to this member. Exclusive with serviceAccountKey, which lets the AI extension obtain and renew tokens itself.'),
+  serviceAccountKey: z.strictObject({
+    secretRef: z.strictObject({
+      name: ObjectName.describe(`Name of a Secret in the Backend's namespace whose key "${SERVICE_ACCOUNT_KEY}" holds a Google service-account JSON key (as "gcloud iam service-accounts keys create" writes it).`),
+    }).describe('The Secret that holds the service-account key.'),
+  }).optional().describe('A service-account key from which the AI extension obtains OAuth access tokens itself (a JWT signed with the key, RS256, exchanged at the key\'s token_uri), caches them and renews them before they expire. Exclusive with authToken; set exactly one.'),
+}).superRefine((v, ctx) => {
+  if ((v.authToken === undefined) === (v.serviceAccountKey === undefined)) {
+    ctx.addIssue({ code: 'custom', message: 'vertexai needs exactly one of authToken (an access token) or serviceAccountKey (a Secret with a service-account JSON key, recommended)' });
+  }
+});
+/** AWS regions look like "us-east-1", "eu-central-2", "us-gov-west-1". */
+const AWS_REGION = /^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$/;
+const Bedrock = z.strictObject({
+  model: z.string().min(1, 'model is the Bedrock model ID, e.g. "anthropic.claude-3-5-haiku-20241022-v1:0"').max(2048)
+    .describe('Bedrock model ID or inference profile ID/ARN, e.g. "anthropic.claude-3-5-haiku-20241022-v1:0" or "us.amazon.nova-lite-v1:0"; requests go to /model/<model>/converse (converse-stream when the client streams).'),
+  region: z.string().regex(AWS_REGION, 'region is an AWS region, e.g. "us-east-1"').describe('AWS region, e.g. "us-east-1": Envoy connects to bedrock-runtime.<region>.amazonaws.com and requests are signed for it.'),
+  credentials: z.strictObject({
+    secretRef: z.strictObject({
+      name: ObjectName.describe(`Name of a Secret in the Backend's namespace with keys "${AWS_ACCESS_KEY}" (access key ID), "${AWS_SECRET_KEY}" (secret access key) and optionally "${AWS_SESSION_TOKEN}" (for temporary credentials). A missing Secret or key takes only this member out of service.`),
+    }).describe('The Secret that holds the AWS credentials.'),
+  }).describe('AWS credentials: every attempt is signed with them (Signature Version 4, service "bedrock"); they reach the AI extension over SDS and never appear in Envoy\'s configuration.'),
 });
 const OpenAICompatible = z.strictObject({
   host: Host.describe('Hostname or IP address of the OpenAI-style server (vLLM, Ollama, a private gateway), without scheme, port or path, e.g. "vllm.models.svc". Hostnames are resolved by Envoy (STRICT_DNS).'),
@@ -83,7 +112,7 @@ const OpenAICompatible = z.strictObject({
   authToken: AuthToken.optional().describe('The server\'s API key, sent in authHeader on every attempt to this member. Unset: no credential is sent (and the client\'s own auth headers are removed).'),
 });
 
-export const PROVIDERS = ['openai', 'azureopenai', 'anthropic', 'gemini', 'vertexai', 'openaiCompatible'] as const;
+export const PROVIDERS = ['openai', 'azureopenai', 'anthropic', 'gemini', 'vertexai', 'bedrock', 'openaiCompatible'] as const;
 export type ProviderName = (typeof PROVIDERS)[number];
 
 export const Provider = z
@@ -92,7 +121,8 @@ export const Provider = z
     azureopenai: AzureOpenAI.optional().describe('Azure OpenAI: one deployment of an Azure OpenAI resource.'),
     anthropic: Anthropic.optional().describe('Anthropic (api.anthropic.com:443, /v1/messages); OpenAI chat requests and answers, streamed or not, are translated.'),
     gemini: Gemini.optional().describe('Google Gemini API through its OpenAI-compatible endpoint.'),
-    vertexai: VertexAI.optional().describe('Google Vertex AI through its OpenAI-compatible endpoint.'),
+    vertexai: VertexAI.optional().describe('Google Vertex AI through its OpenAI-compatible endpoint, with an access token or a service-account key.'),
+    bedrock: Bedrock.optional().describe('AWS Bedrock through the Converse API: OpenAI chat requests and answers, streamed or not, are translated, and each attempt is signed (SigV4).'),
     openaiCompatible: OpenAICompatible.optional().describe('Any server that speaks the OpenAI chat completions API: vLLM, Ollama, LiteLLM, a private gateway.'),
   })
   .superRefine((p, ctx) => {
@@ -124,7 +154,7 @@ export const PoolMember = z.strictObject({
     .describe('Member name, a lowercase DNS label unique in the Backend, e.g. "openai-east". It names the member in status, metrics and access logs (switchyard.dev member). Default "p<priority>-<index>-<provider>", e.g. "p0-1-openai".'),
   weight: z.number().int().min(1, 'weight is at least 1').max(128, 'weight is at most 128').optional()
     .describe('Share of this pool\'s requests relative to the other members of the same priority (Envoy load_balancing_weight), 1-128. Default 1.'),
-  provider: Provider.describe('The provider to call: set exactly one of openai, azureopenai, anthropic, gemini, vertexai, openaiCompatible.'),
+  provider: Provider.describe('The provider to call: set exactly one of openai, azureopenai, anthropic, gemini, vertexai, bedrock, openaiCompatible.'),
   hostOverride: HostOverride.optional().describe('Connect to this address instead of the provider\'s own (a proxy, a private endpoint); path, headers and credentials stay the provider\'s.'),
   models: modelAliasesOf('Model aliases for this member only: a client\'s model (key, e.g. "fast") → the model name this member is sent (value, e.g. "claude-haiku-4-5"). Overrides spec.ai.models and the provider\'s own model for that alias, so one alias can name a different model at each provider. Keys are listed by GET /v1/models.').optional(),
 });

@@ -24,6 +24,7 @@ const RULES_BY_PROPERTY: Record<string, CelRule[]> = {
   provider: [PROVIDER_ONE_OF],
   // Kubernetes schemas have no propertyNames: the alias length is checked here.
   models: [{ rule: 'self.all(alias, size(alias) >= 1 && size(alias) <= 256)', message: 'a model alias is 1-256 characters' }],
+  vertexai: [{ rule: 'has(self.authToken) != has(self.serviceAccountKey)', message: 'vertexai needs exactly one of authToken (an access token) or serviceAccountKey (a Secret with a service-account JSON key, recommended)' }],
   backoff: [
     { rule: "duration(self.baseInterval) > duration('0s')", message: 'baseInterval must be more than 0, e.g. "25ms"' },
     { rule: '!has(self.maxInterval) || duration(self.maxInterval) >= duration(self.baseInterval)', message: 'maxInterval must be at least baseInterval' },

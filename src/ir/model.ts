@@ -189,7 +189,8 @@ export interface MemberMetadata {
   model?: string;
   path?: string;
   authHeader?: string;
-  authKind?: 'SecretRef' | 'Inline' | 'Passthrough' | 'None';
+  /** ServiceAccountKey and AwsKeys: the credential is a JSON object of a vendor's keys (translate/credentials.ts). */
+  authKind?: 'SecretRef' | 'Inline' | 'Passthrough' | 'None' | 'ServiceAccountKey' | 'AwsKeys';
   /** Name of the credential resource (SDS) that holds this member's key. */
   credential?: string;
   /** The Kubernetes Secret's name, for operators. */

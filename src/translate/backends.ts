@@ -2,10 +2,10 @@ import { isIP } from 'node:net';
 import type { AuthToken, Backend, OutlierDetectionSpec, PoolMember, Priority } from '../api/backend.js';
 import { condition, type Condition } from '../api/conditions.js';
 import { parseDuration } from '../api/duration.js';
-import { providerName, providerTarget } from '../api/providers.js';
+import { providerName, providerTarget, type VendorCredential } from '../api/providers.js';
 import type { Secret } from '../api/secret.js';
 import type { ClusterIR, CredentialIR, MemberIR, OutlierPlan, PriorityIR, RetryPlan } from '../ir/model.js';
-import { resolveCredential } from './credentials.js';
+import { resolveCredential, resolveVendorCredential } from './credentials.js';
 import { memberModelAliases, servedModels, type ServedModels } from './models.js';
 import { backendRetryPlan } from './retry.js';
 import type { BackendStatus, MemberStatus, PriorityStatus, WarningEvent } from './status.js';
@@ -38,6 +38,7 @@ interface Candidate {
   provider: string;
   member: Omit<MemberIR, 'metadata'> & { metadata: Omit<MemberIR['metadata'], 'priority'> };
   token?: AuthToken;
+  vendorCredential?: VendorCredential;
 }
 
 function aiCandidates(backend: Backend): Candidate[][] {
@@ -85,6 +86,7 @@ function aiCandidates(backend: Backend): Candidate[][] {
         },
       };
       if (target.authToken) c.token = target.authToken;
+      if (target.vendorCredential) c.vendorCredential = target.vendorCredential;
       return c;
     }),
   );
@@ -191,7 +193,9 @@ export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, 
     const members: MemberIR[] = [];
     const memberStatus: MemberStatus[] = [];
     for (const c of pool) {
-      const res = resolveCredential(c.token, { namespace, backend: name, member: c.name, secrets });
+      const res = c.vendorCredential
+        ? resolveVendorCredential(c.vendorCredential, { namespace, member: c.name, secrets })
+        : resolveCredential(c.token, { namespace, backend: name, member: c.name, secrets });
       if (!res.ok) {
         memberStatus.push({ name: c.name, provider: c.provider, usable: false, reason: res.reason, message: res.message });
         refProblems.push({ reason: res.reason, message: res.message });
@@ -202,7 +206,7 @@ export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, 
       // properties gave every member's metadata a hidden class of its own, which cost a third of
       // translate() at 10k Backends. The key order (priority after the provider's keys) is unchanged.
       const metadata: MemberIR['metadata'] = Object.assign(c.member.metadata, { priority: priorities.length });
-      if (c.provider !== 'static') metadata.authKind = res.kind;
+      if (c.provider !== 'static') metadata.authKind = c.vendorCredential?.kind ?? res.kind;
       if (res.kind === 'SecretRef' || res.kind === 'Inline') {
         credentials.set(res.credential.name, res.credential);
         metadata.credential = res.credential.name;

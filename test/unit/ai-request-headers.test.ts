@@ -31,7 +31,7 @@ describe('requestHeaderMutation', () => {
       credentialHeaders: [...WELL_KNOWN_CREDENTIAL_HEADERS, 'x-custom-key'],
     });
     expect(set(m)).toEqual({ ':path': azure.path, ':authority': 'east.openai.azure.com', 'api-key': 'az-key' });
-    expect(m.remove?.sort()).toEqual(['accept-encoding', 'anthropic-version', 'authorization', 'x-api-key', 'x-custom-key', 'x-goog-api-key', 'x-switchyard-model']);
+    expect(m.remove?.sort()).toEqual(['accept-encoding', 'anthropic-version', 'authorization', 'x-amz-content-sha256', 'x-amz-date', 'x-amz-security-token', 'x-api-key', 'x-custom-key', 'x-goog-api-key', 'x-switchyard-model']);
   });
 
   it('writes Authorization as a bearer token and Anthropic\'s version header', () => {
