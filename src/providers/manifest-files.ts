@@ -350,6 +350,10 @@ function describe(id: ObjectId): string {
 interface Served {
   id: ObjectId;
   object: KnownObject;
+  /** The parsed object `object` was stamped from: while a file is unchanged, it is the same object, and so is `object`. */
+  from: KnownObject;
+  /** Its spec's hash (ManifestDocument content). */
+  content: string;
   file: string;
   generation: number;
 }
@@ -418,7 +422,12 @@ export class ManifestStore {
       if (def.state === 'object') {
         problems.push(...def.warnings);
         noteUnknownFields(inputs, def.id, def.warnings);
-        const entry: Served = { id: def.id, object: stamped(def.object, generation), file: def.file, generation };
+        // The same object as last time when nothing changed, so translation can skip it by reference.
+        const before = this.served.get(key);
+        const entry: Served =
+          before !== undefined && before.generation === generation && before.file === def.file && sameObject(before, def)
+            ? before
+            : { id: def.id, object: stamped(def.object, generation), from: def.object, content: def.content, file: def.file, generation };
         served.set(key, entry);
         this.lastGood.set(key, entry);
         continue;
@@ -471,6 +480,16 @@ export class ManifestStore {
     this.generations.set(key, { generation, content });
     return generation;
   }
+}
+
+/**
+ * Whether a definition is the object already served: the very object (its file was not read
+ * again), or one equal to it (its file was, for an edit elsewhere in it). Equal objects stay the
+ * same object, so translation skips them.
+ */
+function sameObject(before: Served, def: Extract<ManifestDocument, { state: 'object' }>): boolean {
+  if (before.from === def.object) return true;
+  return before.content === def.content && before.from.kind === def.object.kind && canonicalJson(before.from.value.metadata) === canonicalJson(def.object.value.metadata);
 }
 
 function stamp<T extends { metadata: { generation?: number | undefined } }>(value: T, generation: number): T {

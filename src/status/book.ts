@@ -32,22 +32,33 @@ function stamp(next: ObjectStatus, prev: ObjectStatus | undefined, now: string):
  */
 export class StatusBook {
   private current = new Map<string, ObjectStatus>();
+  /** The status each published one was stamped from: handed the same object again, the book has nothing to compare. */
+  private given = new Map<string, ObjectStatus>();
 
   constructor(private readonly clock: () => string = () => new Date().toISOString()) {}
 
   update(statuses: ObjectStatus[]): { changed: ObjectStatus[]; removed: string[] } {
     const now = this.clock();
     const next = new Map<string, ObjectStatus>();
+    const given = new Map<string, ObjectStatus>();
     const changed: ObjectStatus[] = [];
     for (const s of statuses) {
       const k = key(s);
       const prev = this.current.get(k);
+      given.set(k, s);
+      // Translation hands over the same status object for an object that did not change.
+      if (prev !== undefined && this.given.get(k) === s) {
+        next.set(k, prev);
+        continue;
+      }
       const stamped = stamp(s, prev, now);
       next.set(k, stamped);
       if (!prev || JSON.stringify(prev) !== JSON.stringify(stamped)) changed.push(stamped);
     }
-    const removed = [...this.current.keys()].filter((k) => !next.has(k));
+    const removed: string[] = [];
+    for (const k of this.current.keys()) if (!next.has(k)) removed.push(k);
     this.current = next;
+    this.given = given;
     return { changed, removed };
   }
 

@@ -20,10 +20,13 @@ function bareKey(value: string): string {
   return value.trim().replace(/^bearer(?:\s+|$)/i, '').trim();
 }
 
+/** Where Secrets are looked up: a Map, or a recorder of what translation read (src/translate/index.ts). */
+export type SecretLookup = Pick<ReadonlyMap<string, Secret>, 'get'>;
+
 /** Resolves one member's authToken against the Secrets of the Backend's namespace. */
 export function resolveCredential(
   token: AuthToken | undefined,
-  ctx: { namespace: string; backend: string; member: string; secrets: ReadonlyMap<string, Secret> },
+  ctx: { namespace: string; backend: string; member: string; secrets: SecretLookup },
 ): CredentialResolution {
   if (!token) return { ok: true, kind: 'None' };
   if (token.kind === 'Passthrough') return { ok: true, kind: 'Passthrough' };

@@ -232,8 +232,13 @@ export class SnapshotCache {
       }
       const name = resourceName(resource);
       if (resources.has(name)) throw new Error(`${KIND_FIELD[kind]}[${name}]: two resources share this name`);
-      const version = hash(canonicalJson(resource));
       const old = previous?.resources.get(name);
+      // The translator hands over the very object it built last time for what did not change.
+      if (old !== undefined && old.resource === resource) {
+        resources.set(name, old);
+        continue;
+      }
+      const version = hash(canonicalJson(resource));
       resources.set(name, old !== undefined && old.version === version ? old : this.encode(typeUrl, name, version, resource));
     }
     return { typeUrl, kind, version: versionOfSet(resources.values()), resources };
