@@ -59,7 +59,7 @@ async function main(): Promise<void> {
   const write = (file: string): void => writeFileSync(join(dir, file), (files.get(file) ?? []).map((d) => stringify(d)).join('---\n'));
   for (const file of files.keys()) write(file);
 
-  const logger = createLogger({ level: 'info', name: 'switchyard' }, { write: () => undefined } as never);
+  const logger = process.env['BENCH_LOG'] ? createLogger({ level: 'debug', name: 'switchyard' }) : createLogger({ level: 'info', name: 'switchyard' }, { write: () => undefined } as never);
   const t0 = performance.now();
   const running = await serve({ config: dir, xdsPort: 0, xdsHost: '127.0.0.1', metricsPort: 0, metricsHost: '127.0.0.1', envoy: {}, logger, aiExtension: false });
   const tServing = performance.now();
@@ -88,10 +88,11 @@ async function main(): Promise<void> {
 
   const samples: number[] = [];
   for (let i = 0; i < edits; i++) {
-    const target = 7 + i * 13;
+    const target = (7 + i * 13) % backends;
     const backend = (files.get(`backends-${String(Math.floor(target / perFile)).padStart(4, '0')}.yaml`) ?? []).find((d) => d.kind === 'Backend' && d.metadata.name === `chat-${target}`);
     if (!backend) throw new Error(`no Backend chat-${target}`);
-    (backend['spec'] as Record<string, unknown>)['outlierDetection'] = { consecutive5xx: 3 + i };
+    // Not 3: that is the default, and would change nothing.
+    (backend['spec'] as Record<string, unknown>)['outlierDetection'] = { consecutive5xx: 11 + i };
     const file = `backends-${String(Math.floor(target / perFile)).padStart(4, '0')}.yaml`;
     const text = (files.get(file) ?? []).map((d) => stringify(d)).join('---\n');
     const changed = new Promise<number>((resolve) => (waiter = { since: 0, seen: clusterVersion, resolve }));
