@@ -61,6 +61,7 @@ async function main(): Promise<void> {
 
   const logger = process.env['BENCH_LOG'] ? createLogger({ level: 'debug', name: 'switchyard' }) : createLogger({ level: 'info', name: 'switchyard' }, { write: () => undefined } as never);
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const running = await serve({ config: dir, xdsPort: 0, xdsHost: '127.0.0.1', metricsPort: 0, metricsHost: '127.0.0.1', envoy: {}, logger, aiExtension: false });
   const tServing = performance.now();
   const client = new grpc.Client(`127.0.0.1:${running.xdsPort}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
@@ -83,7 +84,8 @@ async function main(): Promise<void> {
   const first = new Promise<number>((resolve) => (waiter = { since: t0, seen: '', resolve }));
   call.write(request({ node: { id: 'bench-envoy' }, type_url: TypeUrl.cluster }));
   const firstMs = await first;
-  console.log(`backends ${backends} files ${fileCount}: serve() resolved in ${(tServing - t0).toFixed(0)} ms; first CDS response ${firstMs.toFixed(0)} ms after start`);
+  const startCpu = process.cpuUsage(cpu0);
+  console.log(`backends ${backends} files ${fileCount}: serve() resolved in ${(tServing - t0).toFixed(0)} ms; first CDS response ${firstMs.toFixed(0)} ms after start (${((startCpu.user + startCpu.system) / 1000).toFixed(0)} CPU-ms)`);
   await new Promise((r) => setTimeout(r, 1_000));
 
   const samples: number[] = [];
@@ -96,11 +98,13 @@ async function main(): Promise<void> {
     const file = `backends-${String(Math.floor(target / perFile)).padStart(4, '0')}.yaml`;
     const text = (files.get(file) ?? []).map((d) => stringify(d)).join('---\n');
     const changed = new Promise<number>((resolve) => (waiter = { since: 0, seen: clusterVersion, resolve }));
+    const cpu = process.cpuUsage();
     writeFileSync(join(dir, file), text);
     if (waiter) waiter.since = performance.now();
     const ms = await changed;
+    const used = process.cpuUsage(cpu);
     samples.push(ms);
-    console.log(`edit ${i + 1}: chat-${target} in ${file}: write -> first CDS response ${ms.toFixed(1)} ms`);
+    console.log(`edit ${i + 1}: chat-${target} in ${file}: write -> first CDS response ${ms.toFixed(1)} ms (${((used.user + used.system) / 1000).toFixed(0)} CPU-ms)`);
     await new Promise((r) => setTimeout(r, 500));
   }
   samples.sort((a, b) => a - b);

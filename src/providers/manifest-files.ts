@@ -451,8 +451,9 @@ export class ManifestStore {
     for (const key of [...this.generations.keys()]) if (!served.has(key) && !definitions.has(key)) this.generations.delete(key);
     this.served = served;
 
-    const ordered = [...served.values()].sort((a, b) => byCodeUnits(keyOf(a.id), keyOf(b.id)));
-    for (const { object } of ordered) addToInputs(inputs, object);
+    // Sorted by the map's keys (keyOf of each id): no key is built again per comparison.
+    const ordered = [...served.entries()].sort(([a], [b]) => byCodeUnits(a, b));
+    for (const [, { object }] of ordered) addToInputs(inputs, object);
     inputs.invalid = invalid.sort((a, b) => byCodeUnits(keyOf(a), keyOf(b)));
     return { inputs, problems };
   }
