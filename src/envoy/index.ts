@@ -1,4 +1,4 @@
-import type { CertificateIR, ClusterIR, CredentialIR, IR, ListenerIR } from '../ir/model.js';
+import type { ClusterIR, IR, ListenerIR } from '../ir/model.js';
 import { aiExtensionCluster } from './ai-extension.js';
 import { toClusterLoadAssignment, toEnvoyCluster } from './clusters.js';
 import { toEnvoyListener } from './listeners.js';
@@ -37,8 +37,9 @@ export interface EnvoyState {
   /** By the listener without its routes (listenerShape): a route edit leaves the Listener as it was. */
   readonly listeners: ReadonlyMap<string, EnvoyResource>;
   readonly routes: ReadonlyMap<ListenerIR, EnvoyResource>;
-  readonly credentials: ReadonlyMap<CredentialIR, EnvoyResource>;
-  readonly certificates: ReadonlyMap<CertificateIR, EnvoyResource>;
+  /** By content: a Backend translated again yields equal credentials, and their Secrets stay the same objects. */
+  readonly credentials: ContentMemo;
+  readonly certificates: ContentMemo;
   readonly aiCluster: EnvoyResource | undefined;
 }
 
@@ -46,6 +47,27 @@ export interface EnvoyState {
 function listenerShape(l: ListenerIR): string {
   const { virtualHosts: _routes, ...rest } = l;
   return JSON.stringify(rest);
+}
+
+/** Resources by the IR object they were built from, and by its JSON for an equal IR object built again. */
+interface ContentMemo {
+  readonly byObject: Map<object, { json: string; value: EnvoyResource }>;
+  readonly byJson: Map<string, EnvoyResource>;
+}
+
+function newContentMemo(): ContentMemo {
+  return { byObject: new Map(), byJson: new Map() };
+}
+
+function byContent<T extends object>(previous: ContentMemo | undefined, next: ContentMemo, ir: T, build: (ir: T) => EnvoyResource): EnvoyResource {
+  let entry = previous?.byObject.get(ir);
+  if (entry === undefined) {
+    const json = JSON.stringify(ir);
+    entry = { json, value: previous?.byJson.get(json) ?? build(ir) };
+  }
+  next.byObject.set(ir, entry);
+  next.byJson.set(entry.json, entry.value);
+  return entry.value;
 }
 
 function optionsKey(opts: EnvoyOptions): string {
@@ -77,8 +99,8 @@ export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, pr
     endpoints: new Map<ClusterIR, EnvoyResource>(),
     listeners: new Map<string, EnvoyResource>(),
     routes: new Map<ListenerIR, EnvoyResource>(),
-    credentials: new Map<CredentialIR, EnvoyResource>(),
-    certificates: new Map<CertificateIR, EnvoyResource>(),
+    credentials: newContentMemo(),
+    certificates: newContentMemo(),
     aiCluster: aiExtension ? (same?.aiCluster ?? aiExtensionCluster(opts)) : undefined,
   };
   const xds: XdsResources = {
@@ -87,8 +109,8 @@ export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, pr
     clusters: [...ir.clusters.map((c) => reuse(same?.clusters, state.clusters, c, (x) => toEnvoyCluster(x, opts))), ...(state.aiCluster ? [state.aiCluster] : [])],
     endpoints: ir.clusters.filter((c) => c.discovery === 'eds').map((c) => reuse(previous?.endpoints, state.endpoints, c, toClusterLoadAssignment)),
     secrets: [
-      ...ir.certificates.map((c) => reuse(previous?.certificates, state.certificates, c, toCertificateSecret)),
-      ...ir.credentials.map((c) => reuse(previous?.credentials, state.credentials, c, toCredentialSecret)),
+      ...ir.certificates.map((c) => byContent(previous?.certificates, state.certificates, c, toCertificateSecret)),
+      ...ir.credentials.map((c) => byContent(previous?.credentials, state.credentials, c, toCredentialSecret)),
     ],
   };
   return { xds, state };

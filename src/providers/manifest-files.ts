@@ -369,6 +369,10 @@ export class ManifestStore {
   private served = new Map<string, Served>();
   private readonly lastGood = new Map<string, Served>();
   private readonly generations = new Map<string, { generation: number; content: string }>();
+  /** The keys of `served`, sorted. */
+  private order: string[] = [];
+  /** Each document's Definition, kept while it comes from the same file: a build that reads one file allocates for that file only. */
+  private readonly definitionOf = new WeakMap<ManifestDocument, Definition>();
 
   /** `files` must be sorted by name: of several definitions of an object, the one served so far wins, else the first. */
   build(files: readonly ManifestFile[]): Snapshot {
@@ -393,9 +397,14 @@ export class ManifestStore {
         if (doc.state === 'invalid') problems.push(...doc.problems);
         if (!doc.id) continue;
         const key = keyOf(doc.id);
-        const list = candidates.get(key) ?? [];
-        list.push({ ...doc, id: doc.id, file: file.name });
-        candidates.set(key, list);
+        let def = this.definitionOf.get(doc);
+        if (def === undefined || def.file !== file.name) {
+          def = { ...doc, id: doc.id, file: file.name };
+          this.definitionOf.set(doc, def);
+        }
+        const list = candidates.get(key);
+        if (list === undefined) candidates.set(key, [def]);
+        else list.push(def);
       }
     }
 
@@ -451,9 +460,10 @@ export class ManifestStore {
     for (const key of [...this.generations.keys()]) if (!served.has(key) && !definitions.has(key)) this.generations.delete(key);
     this.served = served;
 
-    // Sorted by the map's keys (keyOf of each id): no key is built again per comparison.
-    const ordered = [...served.entries()].sort(([a], [b]) => byCodeUnits(a, b));
-    for (const [, { object }] of ordered) addToInputs(inputs, object);
+    // The order of the last build holds while the same objects are served (an edit, not an
+    // addition or removal): sorting tens of thousands of keys costs more than checking them.
+    if (this.order.length !== served.size || !this.order.every((k) => served.has(k))) this.order = [...served.keys()].sort(byCodeUnits);
+    for (const k of this.order) addToInputs(inputs, (served.get(k) as Served).object);
     inputs.invalid = invalid.sort((a, b) => byCodeUnits(keyOf(a), keyOf(b)));
     return { inputs, problems };
   }
@@ -478,7 +488,7 @@ export class ManifestStore {
     if (declared !== undefined) generation = declared;
     else if (!prev) generation = 1;
     else generation = prev.content === content ? prev.generation : prev.generation + 1;
-    this.generations.set(key, { generation, content });
+    if (prev?.generation !== generation || prev.content !== content) this.generations.set(key, { generation, content });
     return generation;
   }
 }

@@ -75,6 +75,7 @@ interface ListenerMemo {
  * object, down to the IR, so the Envoy stage and the cache can skip it by reference.
  */
 export interface TranslationState {
+  readonly secrets: { list: readonly Secret[]; byKey: ReadonlyMap<string, Secret> } | undefined;
   readonly gateways: GatewayStage | undefined;
   readonly services: ServiceStage | undefined;
   readonly backends: ReadonlyMap<string, BackendMemo>;
@@ -82,7 +83,7 @@ export interface TranslationState {
   readonly listeners: ReadonlyMap<string, ListenerMemo>;
 }
 
-const EMPTY_STATE: TranslationState = { gateways: undefined, services: undefined, backends: new Map(), routes: new Map(), listeners: new Map() };
+const EMPTY_STATE: TranslationState = { secrets: undefined, gateways: undefined, services: undefined, backends: new Map(), routes: new Map(), listeners: new Map() };
 
 function invalidStatuses(inputs: Inputs): InvalidStatus[] {
   return inputs.invalid
@@ -115,8 +116,16 @@ function noteLastGood(statuses: ObjectStatus[], inputs: Inputs): ObjectStatus[] 
 
 /** What translateRoute reads of a Backend (routes.ts backendTarget): its retry plan, its cluster's name, why it is unavailable. */
 function routeView(b: TranslatedBackend): string {
-  return JSON.stringify([b.retry, b.cluster?.name ?? null, b.unavailable ?? null]);
+  let view = routeViews.get(b);
+  if (view === undefined) {
+    view = JSON.stringify([b.retry, b.cluster?.name ?? null, b.unavailable ?? null]);
+    routeViews.set(b, view);
+  }
+  return view;
 }
+
+/** routeView of each TranslatedBackend (never changed once built), computed once. */
+const routeViews = new WeakMap<TranslatedBackend, string>();
 
 /** Same length, same objects in the same order. */
 function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
@@ -160,7 +169,10 @@ function sortedByKey<T extends { metadata: { namespace: string; name: string } }
  * translated again: the output is equal, byte for byte, to translating from scratch.
  */
 export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STATE): Translation {
-  const secrets = new Map<string, Secret>(inputs.secrets.map((s) => [`${s.metadata.namespace}/${s.metadata.name}`, s]));
+  const secrets =
+    previous.secrets !== undefined && sameItems(previous.secrets.list, inputs.secrets)
+      ? previous.secrets.byKey
+      : new Map<string, Secret>(inputs.secrets.map((s) => [`${s.metadata.namespace}/${s.metadata.name}`, s]));
 
   let gwStage = previous.gateways;
   let gwReused = false;
@@ -315,7 +327,7 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
     credentials: [...credentials.values()].sort((a, b) => byCodeUnits(a.name, b.name)),
     certificates: [...gw.certificates].sort((a, b) => byCodeUnits(a.name, b.name)),
   };
-  return { ir, statuses, events, state: { gateways: gwStage, services: serviceStage, backends: backendMemos, routes: routeMemos, listeners: listenerMemos } };
+  return { ir, statuses, events, state: { secrets: { list: inputs.secrets, byKey: secrets }, gateways: gwStage, services: serviceStage, backends: backendMemos, routes: routeMemos, listeners: listenerMemos } };
 }
 
 function gatewayIr(g: Gateway): GatewayIR {
