@@ -4,10 +4,10 @@ import type { EnvoyOptions } from '../envoy/options.js';
 import { KIND_FIELD, PUSH_ORDER, TypeUrl, type XdsResources } from '../envoy/resources.js';
 import { startHealthServer, type HealthServer } from '../observability/health.js';
 import { createMetrics, type SwitchyardMetrics } from '../observability/metrics.js';
-import { toDataPlanes, toXdsResources } from '../envoy/index.js';
+import { toDataPlanes, toXdsResourcesReusing, type EnvoyState } from '../envoy/index.js';
 import type { GatewayIR } from '../ir/model.js';
 import type { Readiness } from '../observability/health.js';
-import { translate } from '../translate/index.js';
+import { translate, type TranslationState } from '../translate/index.js';
 import type { IR } from '../ir/model.js';
 import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
@@ -269,6 +269,9 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     return version;
   };
   let latest: Snapshot | undefined;
+  // What the last translation and Envoy stage built, per object: an edit redoes only what it touches.
+  let translationState: TranslationState | undefined;
+  let envoyState: EnvoyState | undefined;
 
   const translateAndServe = (snapshot: Snapshot): void => {
     const started = process.hrtime.bigint();
@@ -278,13 +281,16 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       const inputs = excluded.size === 0
         ? snapshot.inputs
         : { ...snapshot.inputs, httpRoutes: snapshot.inputs.httpRoutes.filter((r) => !excluded.has(`${r.metadata.namespace}/${r.metadata.name}`)) };
-      const translation = translate(inputs);
+      const translation = translate(inputs, translationState);
       const gatewayAddresses = opts.infrastructure?.addresses(translation.ir.gateways);
       const envoy = gatewayAddresses ? { ...opts.envoy, gatewayAddresses } : opts.envoy;
-      const translatedXds = toXdsResources(translation.ir, envoy);
+      const built = toXdsResourcesReusing(translation.ir, envoy, envoyState);
+      const translatedXds = built.xds;
       const result = { translation, xds: resourceQuarantine.filter(opts.testOnlyRewrite ? opts.testOnlyRewrite(translatedXds) : translatedXds), planes: toDataPlanes(translation.ir, envoy) };
       const change = cache.setResources(result.xds, result.planes);
       const changedTypes = new Set<string>([...change.changed, ...[...change.views.values()].flat()]);
+      translationState = translation.state;
+      envoyState = built.state;
       opts.infrastructure?.apply();
       const routeVersion = cache.snapshot(TypeUrl.route)?.version;
       noteRouteVersions(routeVersion);

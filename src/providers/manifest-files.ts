@@ -395,6 +395,10 @@ function describe(id: ObjectId): string {
 interface Served {
   id: ObjectId;
   object: KnownObject;
+  /** The parsed object `object` was stamped from: while a file is unchanged, it is the same object, and so is `object`. */
+  from: KnownObject;
+  /** Its spec's hash (ManifestDocument content). */
+  content: string;
   file: string;
   generation: number;
 }
@@ -415,6 +419,10 @@ export class ManifestStore {
   private served = new Map<string, Served>();
   private readonly lastGood = new Map<string, Served>();
   private readonly generations = new Map<string, { generation: number; content: string }>();
+  /** The keys of `served`, sorted. */
+  private order: string[] = [];
+  /** Each document's Definition, kept while it comes from the same file: a build that reads one file allocates for that file only. */
+  private readonly definitionOf = new WeakMap<ManifestDocument, Definition>();
 
   /** `files` must be sorted by name: of several definitions of an object, the one served so far wins, else the first. */
   build(files: readonly ManifestFile[]): Snapshot {
@@ -438,7 +446,11 @@ export class ManifestStore {
         if (doc.state === 'invalid') problems.push(...doc.problems);
         if (!doc.id) continue;
         const key = keyOf(doc.id);
-        const definition: Definition = { doc, id: doc.id, file: file.name };
+        let definition = this.definitionOf.get(doc);
+        if (definition === undefined || definition.file !== file.name) {
+          definition = { doc, id: doc.id, file: file.name };
+          this.definitionOf.set(doc, definition);
+        }
         const earlier = definitions.get(key);
         if (earlier === undefined) definitions.set(key, definition);
         else if (Array.isArray(earlier)) earlier.push(definition);
@@ -472,7 +484,12 @@ export class ManifestStore {
       if (def.state === 'object') {
         problems.push(...def.warnings);
         noteUnknownFields(inputs, id, def.warnings);
-        const entry: Served = { id, object: stamped(def.object, generation), file, generation };
+        // The same object as last time when nothing changed, so translation can skip it by reference.
+        const before = this.served.get(key);
+        const entry: Served =
+          before !== undefined && before.generation === generation && before.file === file && sameObject(before, def)
+            ? before
+            : { id, object: stamped(def.object, generation), from: def.object, content: def.content, file, generation };
         served.set(key, entry);
         this.lastGood.set(key, entry);
         continue;
@@ -496,8 +513,10 @@ export class ManifestStore {
     for (const key of [...this.generations.keys()]) if (!served.has(key) && !definitions.has(key)) this.generations.delete(key);
     this.served = served;
 
-    const ordered = [...served].sort((a, b) => byCodeUnits(a[0], b[0]));
-    for (const [, { object }] of ordered) addToInputs(inputs, object);
+    // The order of the last build holds while the same objects are served (an edit, not an
+    // addition or removal): sorting tens of thousands of keys costs more than checking them.
+    if (this.order.length !== served.size || !this.order.every((k) => served.has(k))) this.order = [...served.keys()].sort(byCodeUnits);
+    for (const k of this.order) addToInputs(inputs, (served.get(k) as Served).object);
     inputs.invalid = invalid.sort((a, b) => byCodeUnits(keyOf(a), keyOf(b)));
     return { inputs, problems };
   }
@@ -522,9 +541,29 @@ export class ManifestStore {
     if (declared !== undefined) generation = declared;
     else if (!prev) generation = 1;
     else generation = prev.content === content ? prev.generation : prev.generation + 1;
-    this.generations.set(key, { generation, content });
+    if (prev?.generation !== generation || prev.content !== content) this.generations.set(key, { generation, content });
     return generation;
   }
+}
+
+/**
+ * Whether a definition is the object already served: the very object (its file was not read
+ * again), or one equal to it (its file was, for an edit elsewhere in it). Equal objects stay the
+ * same object, so translation skips them.
+ */
+function sameObject(before: Served, def: Extract<ManifestDocument, { state: 'object' }>): boolean {
+  if (before.from === def.object) return true;
+  return before.content === def.content && before.from.kind === def.object.kind && sameMetadata(before.from.value.metadata, def.object.value.metadata);
+}
+
+/**
+ * Metadata equal but for `generation`: stamping sets it in place on a parsed object that had none
+ * (stamped), and the generations were compared already.
+ */
+function sameMetadata(a: { generation?: number | undefined }, b: { generation?: number | undefined }): boolean {
+  const { generation: _a, ...restA } = a;
+  const { generation: _b, ...restB } = b;
+  return canonicalJson(restA) === canonicalJson(restB);
 }
 
 function stamp<T extends { metadata: { generation?: number | undefined } }>(value: T, generation: number): T {

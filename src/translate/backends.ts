@@ -5,7 +5,7 @@ import { parseDuration } from '../api/duration.js';
 import { providerName, providerTarget, type VendorCredential } from '../api/providers.js';
 import type { Secret } from '../api/secret.js';
 import type { ClusterIR, CredentialIR, MemberIR, OutlierPlan, PriorityIR, RetryPlan } from '../ir/model.js';
-import { resolveCredential, resolveVendorCredential } from './credentials.js';
+import { resolveCredential, resolveVendorCredential, type SecretLookup } from './credentials.js';
 import { memberModelAliases, servedModels, type ServedModels } from './models.js';
 import { backendRetryPlan } from './retry.js';
 import type { BackendStatus, MemberStatus, PriorityStatus, WarningEvent } from './status.js';
@@ -159,7 +159,7 @@ function duplicateNames(pools: Candidate[][]): string[] {
   return [...dup];
 }
 
-export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, Secret>): TranslatedBackend {
+export function translateBackend(backend: Backend, secrets: SecretLookup): TranslatedBackend {
   const { namespace, name, generation, uid } = backend.metadata;
   const key = `${namespace}/${name}`;
   const identity = uid !== undefined ? { uid } : {};

@@ -21,10 +21,13 @@ function bareKey(value: string): string {
   return value.trim().replace(/^bearer(?:\s+|$)/i, '').trim();
 }
 
+/** Where Secrets are looked up: a Map, or a recorder of what translation read (src/translate/index.ts). */
+export type SecretLookup = Pick<ReadonlyMap<string, Secret>, 'get'>;
+
 /** Resolves one member's authToken against the Secrets of the Backend's namespace. */
 export function resolveCredential(
   token: AuthToken | undefined,
-  ctx: { namespace: string; backend: string; member: string; secrets: ReadonlyMap<string, Secret> },
+  ctx: { namespace: string; backend: string; member: string; secrets: SecretLookup },
 ): CredentialResolution {
   if (!token) return { ok: true, kind: 'None' };
   if (token.kind === 'Passthrough') return { ok: true, kind: 'Passthrough' };
@@ -80,7 +83,7 @@ export function vendorCredentialName(namespace: string, secret: string, kind: Ve
  */
 export function resolveVendorCredential(
   ref: VendorCredential,
-  ctx: { namespace: string; member: string; secrets: ReadonlyMap<string, Secret> },
+  ctx: { namespace: string; member: string; secrets: SecretLookup },
 ): CredentialResolution {
   const secret = ctx.secrets.get(`${ctx.namespace}/${ref.secretName}`);
   const keys = VENDOR_KEYS[ref.kind];

@@ -1,6 +1,7 @@
 import { condition, type Condition } from '../api/conditions.js';
 import { ACCESS_LOG_ANNOTATION, ACCESS_LOG_FORMATS, CONTROLLER_NAME, GATEWAY_GROUP, isServedProtocol, type AccessLogFormat, type Gateway, type GatewayListener, type ServedProtocol } from '../api/gateway.js';
 import type { Secret } from '../api/secret.js';
+import type { SecretLookup } from './credentials.js';
 import type { CertificateIR } from '../ir/model.js';
 import { checkServingCertificate } from './certificates.js';
 import { SUPPORTED_FEATURES } from './features.js';
@@ -78,7 +79,7 @@ function listenerCertificates(
   gw: Gateway,
   l: GatewayListener,
   inputs: Inputs,
-  secrets: ReadonlyMap<string, Secret>,
+  secrets: SecretLookup,
   certificates: Map<string, CertificateIR>,
 ): { names: string[]; problems: Problem[] } {
   const names: string[] = [];
@@ -115,7 +116,7 @@ function listenerCertificates(
   return { names, problems };
 }
 
-export function translateGateways(inputs: Inputs): TranslatedGateways {
+export function translateGateways(inputs: Inputs, secretLookup?: SecretLookup): TranslatedGateways {
   const ours = new Set<string>();
   const classStatuses: GatewayClassStatus[] = [];
   for (const gc of inputs.gatewayClasses) {
@@ -128,7 +129,7 @@ export function translateGateways(inputs: Inputs): TranslatedGateways {
     });
   }
 
-  const secrets = new Map<string, Secret>(inputs.secrets.map((s) => [`${s.metadata.namespace}/${s.metadata.name}`, s]));
+  const secrets = secretLookup ?? new Map<string, Secret>(inputs.secrets.map((s) => [`${s.metadata.namespace}/${s.metadata.name}`, s]));
   const certificates = new Map<string, CertificateIR>();
   const events: WarningEvent[] = [];
   const gateways = new Map<string, { gateway: Gateway; listeners: ServedListener[]; accessLog?: AccessLogFormat }>();

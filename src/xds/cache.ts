@@ -231,16 +231,24 @@ export class SnapshotCache {
     const typeUrl = TypeUrl[kind];
     const previous = this.snapshots.get(typeUrl);
     const resources = new Map<string, CachedResource>();
+    let reused = 0;
     for (const [index, resource] of list.entries()) {
       if (resource['@type'] !== typeUrl) {
         throw new Error(`${KIND_FIELD[kind]}[${index}]: @type is ${String(resource['@type'])}, expected ${typeUrl}`);
       }
       const name = resourceName(resource);
       if (resources.has(name)) throw new Error(`${KIND_FIELD[kind]}[${name}]: two resources share this name`);
-      const version = contentVersion(resource);
       const old = previous?.resources.get(name);
+      // The translator hands over the very object it built last time for what did not change.
+      if (old !== undefined && old.resource === resource) {
+        resources.set(name, old);
+        reused++;
+        continue;
+      }
+      const version = contentVersion(resource);
       resources.set(name, old !== undefined && old.version === version ? old : this.encode(typeUrl, name, version, resource));
     }
+    if (previous !== undefined && reused === resources.size && reused === previous.resources.size) return previous;
     return { typeUrl, kind, version: versionOfSet(resources.values()), resources };
   }
 
