@@ -5,7 +5,7 @@ NODE_STAMP := node_modules/.package-lock.json
 export PATH := $(CURDIR)/.toolchain/bin:$(PATH)
 NODE_BIN := .toolchain/bin/node
 
-.PHONY: deps node envoy build lint test test-unit demo bench clean crds docs
+.PHONY: deps node envoy build lint test test-unit demo bench bench-tools clean crds docs
 
 node:
 	@scripts/ensure-node.sh >/dev/null
@@ -32,7 +32,7 @@ lint: $(NODE_STAMP)
 
 ## The whole suite: typecheck, unit, golden, protocol, real-Envoy end-to-end and real-API-server tests.
 ## The Kubernetes tests use $$KUBECONFIG when set, else start the local control plane (make k8s-up).
-test: deps image
+test: deps image bench-tools
 	npm run lint
 	@[ -n "$$KUBECONFIG" ] || scripts/k8s-up.sh
 	npx vitest run
@@ -47,6 +47,11 @@ demo: deps build
 
 bench: deps build
 	npm run bench
+
+## go-control-plane's server and the Go ADS load client of the xds-e2e bench (bench/gcp), built once with
+## the machine's Go into $${SWITCHYARD_CACHE:-~/.cache/switchyard}/bench-gcp-<hash>; a protocol test uses the client.
+bench-tools: $(NODE_STAMP)
+	npx tsx -e "import('./bench/gcp.ts').then((m) => m.buildGoBench((l) => console.error(l)))"
 
 clean:
 	rm -rf dist .toolchain

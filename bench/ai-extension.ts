@@ -3,11 +3,12 @@
  * extension, the real Envoy and one fake provider reached two ways — through an AI Backend (every
  * attempt goes through the extension: credential, path, model, usage) and through a Static
  * Backend (no extension) — at a steady open-loop rate. Added latency = p50(AI) − p50(Static),
- * phases alternated so both see the same machine load. The extension's own time per message
+ * phases alternated so both see the same machine load. A third path, an AI Backend with a
+ * firstTokenTimeout, measures what holding each answer's headers for its first token adds. The extension's own time per message
  * (its processing histogram) is reported alongside.
  */
 import { Agent, request } from 'node:http';
-import { NAMESPACE, aiBackend, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture } from '../test/support/gateway-fixture.js';
+import { NAMESPACE, aiBackend, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture, type Manifest } from '../test/support/gateway-fixture.js';
 import type { BenchRow } from './suite.js';
 
 export const AI_EXTENSION_TARGET_MS = 2;
@@ -21,6 +22,11 @@ export interface AiExtensionBenchOptions {
 }
 
 const BODY = JSON.stringify({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }] });
+
+function withDeadline(backend: Manifest): Manifest {
+  (backend['spec'] as { ai: { firstTokenTimeout?: string } }).ai.firstTokenTimeout = '10s';
+  return backend;
+}
 
 function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
@@ -86,6 +92,8 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
           'backends.yaml': [
             secret('bench-key', 'Bearer sk-bench-provider'),
             aiBackend({ name: 'ai', llm: true, priorities: [[{ fake, hostname: 'provider.bench', model: 'gpt-4o', secret: 'bench-key' }]] }),
+            // The same with a first-token deadline: each answer's headers wait for its first content.
+            withDeadline(aiBackend({ name: 'deadline', llm: true, priorities: [[{ fake, hostname: 'provider.bench', model: 'gpt-4o', secret: 'bench-key' }]] })),
             {
               apiVersion: 'switchyard.dev/v1alpha1',
               kind: 'Backend',
@@ -97,20 +105,22 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
             httpRoute('bench', [
               { path: '/ai/v1', rewritePrefix: '/v1', backend: 'ai' },
               { path: '/static/v1', rewritePrefix: '/v1', backend: 'static' },
+              { path: '/deadline/v1', rewritePrefix: '/v1', backend: 'deadline' },
             ]),
           ],
         };
       },
-      waitForBackends: ['ai', 'static'],
+      waitForBackends: ['ai', 'static', 'deadline'],
     });
     const port = gw.listenerPort;
     // Warm both paths (connections, JIT) before measuring.
     await phase(agent, port, '/static/v1/chat/completions', rps, 1);
     await phase(agent, port, '/ai/v1/chat/completions', rps, 1);
-    const results = { static: [] as number[], ai: [] as number[] };
+    await phase(agent, port, '/deadline/v1/chat/completions', rps, 1);
+    const results = { static: [] as number[], ai: [] as number[], deadline: [] as number[] };
     let failures = 0;
     for (let round = 0; round < 2; round++) {
-      for (const kind of ['static', 'ai'] as const) {
+      for (const kind of ['static', 'ai', 'deadline'] as const) {
         log(`ai-extension: ${kind} path, ${rps} rps for ${seconds} s (round ${round + 1}/2)`);
         const r = await phase(agent, port, `/${kind}/v1/chat/completions`, rps, seconds);
         results[kind].push(...r.latencies);
@@ -120,6 +130,7 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
     const processing = meanProcessingMs(await (await fetch(`http://127.0.0.1:${gw.controller.metricsPort}/metrics`)).text());
     const s = results.static.sort((a, b) => a - b);
     const a = results.ai.sort((a2, b) => a2 - b);
+    const d = results.deadline.sort((a2, b) => a2 - b);
     const added = percentile(a, 50) - percentile(s, 50);
     const row = (name: string, ms: number, detail: string, target?: boolean): BenchRow => ({
       suite: 'ai-extension',
@@ -142,6 +153,11 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
         'added latency p99',
         percentile(a, 99) - percentile(s, 99),
         `p99 ${percentile(a, 99).toFixed(2)} ms vs ${percentile(s, 99).toFixed(2)} ms; p90 ${percentile(a, 90).toFixed(2)} ms vs ${percentile(s, 90).toFixed(2)} ms (the tail follows machine load: controller, extension, fake and load generator share this process)`,
+      ),
+      row(
+        'added latency p50, firstTokenTimeout set',
+        percentile(d, 50) - percentile(s, 50),
+        `p50 ${percentile(d, 50).toFixed(2)} ms with the answer's headers held for its first token vs ${percentile(s, 50).toFixed(2)} ms without the extension; p99 ${percentile(d, 99).toFixed(2)} ms`,
       ),
       row('extension time per message', processing, 'mean time the extension spent answering one ext_proc message (4 per request: request headers and body, response headers and body), warm-up included'),
     ];

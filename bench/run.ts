@@ -10,6 +10,7 @@
  *   npm run bench -- --suite xds-fanout --clients 1,100,1000 --fanout-backends 50
  *   BENCH_SLOW_SECONDS=15 npm run bench -- --suite xds-slow-clients
  *   npm run bench -- --suite envoy-acceptance --acceptance-runs 500 --seed 1
+ *   BENCH_E2E_SIZES=50x1000,1000x100 BENCH_E2E_MODES=sotw npm run bench -- --suite xds-e2e
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
@@ -22,6 +23,7 @@ import { envoyAcceptanceSuite } from './envoy-acceptance.js';
 import type { BenchRow, BenchSuite } from './suite.js';
 import { translateSuite } from './translate.js';
 import { xdsFanoutSuite } from './xds-fanout.js';
+import { e2eOptionsFromEnv, xdsE2eSuite } from './xds-e2e.js';
 import { slowClientsOptionsFromEnv, xdsSlowClientsSuite } from './xds-slow-clients.js';
 
 const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'results');
@@ -59,6 +61,8 @@ function suites(opts: SuiteOptions): BenchSuite[] {
     // The AI extension's added latency (bench/ai-extension.ts, owned with the extension).
     { name: 'ai-extension', run: () => runAiExtensionBench({ log }) },
     envoyAcceptanceSuite({ runs: opts.acceptanceRuns, batch: 50, seed: opts.seed, log }),
+    // Side by side with go-control-plane; sizes, modes, rounds from BENCH_E2E_* (bench/xds-e2e.ts).
+    xdsE2eSuite(e2eOptionsFromEnv(log)),
   ];
 }
 

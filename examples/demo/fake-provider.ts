@@ -6,7 +6,11 @@ import type { AddressInfo } from 'node:net';
  * How the provider treats the next requests. `status` and `ratelimit` answer with an OpenAI-style
  * error body; `reset` drops the connection after reading the request; `refuse` stops listening
  * (connection refused) and closes open connections; `stall` keeps requests waiting until the mode
- * changes (they are then served by the new mode) or the client goes away.
+ * changes (they are then served by the new mode) or the client goes away; `silent` answers 200 at
+ * once but then sends only keep-alives (SSE comments and a role-only chunk for a streamed request,
+ * blank lines for a JSON one, every `keepAliveMs`, default 250) and never any content, until the
+ * client goes away: the provider that hangs after its headers; `refusal` answers 400 the way the
+ * vendor refuses a request over its context window or its content policy (or an ordinary 400).
  */
 export type FakeProviderMode =
   | { kind: 'ok' }
@@ -14,7 +18,15 @@ export type FakeProviderMode =
   | { kind: 'ratelimit'; retryAfterSeconds?: number }
   | { kind: 'reset' }
   | { kind: 'refuse' }
-  | { kind: 'stall' };
+  | { kind: 'stall' }
+  | { kind: 'silent'; keepAliveMs?: number }
+  | { kind: 'refusal'; refusal: FakeRefusal; api?: FakeVendor['api'] };
+
+/**
+ * A 400 as the vendor (the fake's own, else `api`, else OpenAI) words it: the request is over the
+ * model's context window, refused by its content policy, or otherwise invalid.
+ */
+export type FakeRefusal = 'context_length' | 'content_policy' | 'invalid';
 
 export type FakeProviderModeKind = FakeProviderMode['kind'];
 
@@ -91,6 +103,8 @@ const DEFAULTS: Record<FakeProviderModeKind, FakeProviderMode> = {
   reset: { kind: 'reset' },
   refuse: { kind: 'refuse' },
   stall: { kind: 'stall' },
+  silent: { kind: 'silent' },
+  refusal: { kind: 'refusal', refusal: 'context_length' },
 };
 
 function normalize(mode: FakeProviderMode | FakeProviderModeKind): FakeProviderMode {
@@ -175,7 +189,29 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
         stalled.add(p);
         p.res.once('close', () => stalled.delete(p));
         return;
+      case 'silent':
+        answerSilently(p, mode.keepAliveMs ?? 250);
+        return;
+      case 'refusal':
+        sendJson(p.res, 400, refusalBody(opts.vendor?.api ?? mode.api ?? 'openai', mode.refusal), { 'x-fake-provider': name });
+        return;
     }
+  }
+
+  function answerSilently({ record, res }: Pending, keepAliveMs: number): void {
+    const body = isRecord(record.body) ? record.body : {};
+    const streamed = body['stream'] === true;
+    const anthropic = opts.vendor?.api === 'anthropic';
+    res.writeHead(200, { 'content-type': streamed ? 'text/event-stream' : 'application/json', 'cache-control': 'no-cache', 'x-fake-provider': name });
+    if (streamed) {
+      const model = typeof body['model'] === 'string' ? body['model'] : name;
+      res.write(': keep-alive\n\n');
+      res.write(anthropic
+        ? `event: message_start\ndata: ${JSON.stringify({ type: 'message_start', message: { id: `msg_${name}_${++sequence}`, type: 'message', role: 'assistant', model, content: [], stop_reason: null, usage: { input_tokens: 1, output_tokens: 0 } } })}\n\n`
+        : `data: ${JSON.stringify({ id: `chatcmpl-${name}-${++sequence}`, object: 'chat.completion.chunk', created: Math.floor(record.time / 1000), model, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] })}\n\n`);
+    }
+    const timer = setInterval(() => res.write(streamed ? (anthropic ? 'event: ping\ndata: {"type": "ping"}\n\n' : ': keep-alive\n\n') : '\n'), keepAliveMs);
+    res.once('close', () => clearInterval(timer));
   }
 
   function answerOk({ record, res }: Pending): void {
@@ -207,12 +243,12 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
           ...(usage === undefined ? {} : { usage }),
         })}\n\n`;
       const words = content.split(' ');
-      let out = chunk({ role: 'assistant', content: '', refusal: null }, null);
-      words.forEach((w, i) => (out += chunk({ content: i === 0 ? w : ` ${w}` }, null)));
-      out += chunk({}, 'stop');
-      if (includeUsage) out += chunk({}, null, usageFor(record.rawBody, content));
-      out += 'data: [DONE]\n\n';
-      res.end(out);
+      const events = [chunk({ role: 'assistant', content: '', refusal: null }, null)];
+      words.forEach((w, i) => events.push(chunk({ content: i === 0 ? w : ` ${w}` }, null)));
+      events.push(chunk({}, 'stop'));
+      if (includeUsage) events.push(chunk({}, null, usageFor(record.rawBody, content)));
+      events.push('data: [DONE]\n\n');
+      writeEvents(res, events);
       return;
     }
     sendJson(
@@ -356,7 +392,7 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
 }
 
 function zeroCounts(): Record<FakeProviderOutcome, number> {
-  return { ok: 0, status: 0, ratelimit: 0, reset: 0, stall: 0 };
+  return { ok: 0, status: 0, ratelimit: 0, reset: 0, stall: 0, silent: 0, refusal: 0 };
 }
 
 function outcomeOf(mode: FakeProviderMode): FakeProviderOutcome {
@@ -406,8 +442,27 @@ function vendorError(api: FakeVendor['api'], message: string, status: number): o
   return errorBody(message, status >= 500 ? 'server_error' : 'invalid_request_error', null);
 }
 
-function errorBody(message: string, type: string, code: string | null): object {
-  return { error: { message, type, param: null, code } };
+/** The vendors' own words (from their API references and error reports) for these refusals. */
+function refusalBody(api: FakeVendor['api'], refusal: FakeRefusal): object {
+  if (api === 'anthropic') {
+    const message = refusal === 'context_length' ? 'prompt is too long: 250001 tokens > 200000 maximum' : 'messages: text content blocks must be non-empty';
+    return { type: 'error', error: { type: 'invalid_request_error', message } };
+  }
+  if (refusal === 'context_length') {
+    return errorBody('This model\'s maximum context length is 8192 tokens. However, your messages resulted in 9001 tokens. Please reduce the length of the messages.', 'invalid_request_error', 'context_length_exceeded', 'messages');
+  }
+  if (refusal === 'content_policy') {
+    const message = 'The response was filtered due to the prompt triggering the content management policy. Please modify your prompt and retry.';
+    if (api === 'azureopenai') {
+      return { error: { message, type: null, param: 'prompt', code: 'content_filter', status: 400, innererror: { code: 'ResponsibleAIPolicyViolation', content_filter_result: { hate: { filtered: true, severity: 'high' } } } } };
+    }
+    return errorBody(message, 'invalid_request_error', 'content_filter', 'prompt');
+  }
+  return errorBody('Invalid value for \'temperature\': must be between 0 and 2.', 'invalid_request_error', 'invalid_value', 'temperature');
+}
+
+function errorBody(message: string, type: string, code: string | null, param: string | null = null): object {
+  return { error: { message, type, param, code } };
 }
 
 function usageFor(requestBody: string, content: string): object {

@@ -1,7 +1,9 @@
 import { ATTEMPT_KEYS, EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../envoy/ai-extension.js';
+import { parseModelAliases } from './models.js';
 import type { DecodedStruct, DecodedValue } from './protocol.js';
+import { REFUSAL_CAUSES, type RefusalCause } from './refusals.js';
 
-export type AuthKind = 'SecretRef' | 'Inline' | 'Passthrough' | 'None';
+export type AuthKind = 'SecretRef' | 'Inline' | 'Passthrough' | 'None' | 'ServiceAccountKey' | 'AwsKeys';
 
 /**
  * The member Envoy picked for one attempt, as its endpoint metadata describes it (written by the
@@ -23,9 +25,15 @@ export interface AttemptTarget {
   credential?: string;
   apiVersion?: string;
   deployment?: string;
+  /** Time from the attempt's start to its first content token, after which it is abandoned. */
+  firstTokenTimeoutMs?: number;
+  /** Refusals this member's pool hands to the next priority (context_length_exceeded, content_policy). */
+  fallbacks?: readonly RefusalCause[];
+  /** Client model (alias) → the model this member is sent. */
+  modelAliases?: Record<string, string>;
 }
 
-const AUTH_KINDS: readonly string[] = ['SecretRef', 'Inline', 'Passthrough', 'None'];
+const AUTH_KINDS: readonly string[] = ['SecretRef', 'Inline', 'Passthrough', 'None', 'ServiceAccountKey', 'AwsKeys'];
 
 function text(v: DecodedValue | undefined): string | undefined {
   if (v === undefined) return undefined;
@@ -58,5 +66,11 @@ export function attemptTarget(attributes: Record<string, DecodedStruct> | undefi
     const value = get(key);
     if (value !== undefined) target[key] = value;
   }
+  const fallbacks = (get('fallbacks') ?? '').split(',').filter((c): c is RefusalCause => (REFUSAL_CAUSES as readonly string[]).includes(c));
+  if (fallbacks.length > 0) target.fallbacks = fallbacks;
+  const deadline = Number(get('firstTokenTimeoutMs'));
+  if (Number.isFinite(deadline) && deadline > 0) target.firstTokenTimeoutMs = deadline;
+  const aliases = parseModelAliases(get('modelAliases'));
+  if (aliases !== undefined) target.modelAliases = aliases;
   return target;
 }

@@ -1,13 +1,22 @@
 import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import { AnthropicStreamTranslator, fromAnthropicResponse, toAnthropicRequest, toOpenAIError } from './anthropic.js';
+import { ABANDONED_HEADER } from '../envoy/ai-extension.js';
 import { attemptTarget, type AttemptTarget } from './attempt.js';
+import { FirstTokenWatch } from './first-token.js';
+import { MAX_REFUSAL_BODY, refusalCause } from './refusals.js';
+import { GeminiStreamTranslator, fromGenerateContentResponse, geminiErrorToOpenAI, toGenerateContentRequest } from './gemini.js';
+import { ConverseStreamTranslator, bedrockErrorToOpenAI, fromConverseResponse, toConverseRequest } from './bedrock.js';
 import { isRecord, parseObject, type Usage } from './json.js';
-import { failureCause, type AiExtensionMetrics, type FailureCause } from './metrics.js';
-import { headerMap, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
+import { failureCause, type AiExtensionMetrics, type FailureCause, type MemberLabel } from './metrics.js';
+import { modelForAttempt } from './models.js';
+import { headerMap, type HeaderSet, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
 import { WELL_KNOWN_CREDENTIAL_HEADERS, isChatCompletions, requestHeaderMutation } from './request-headers.js';
 import type { RequestMemory, RequestRecord } from './request-memory.js';
+import { AttemptSpan, parseTraceparent, type SpanSink } from './tracing.js';
 import { OpenAIUsageReader } from './usage.js';
+import { signRequest, type AwsCredentials } from './sigv4.js';
+import { ServiceAccountTokens } from './vertex.js';
 
 /** What every attempt shares: credentials, the memory of requests between attempts, metrics. */
 export interface ExchangeContext {
@@ -19,9 +28,64 @@ export interface ExchangeContext {
   /** How long an attempt waits for a credential the controller has not sent yet. */
   credentialWaitMs: number;
   logger: Logger;
+  /** Where attempt spans go when tracing is on (--otlp-endpoint); absent: none are made. */
+  spans?: SpanSink;
+  /** Access tokens of Vertex AI members with a service-account key (one cache per extension). */
+  vendorTokens?: ServiceAccountTokens;
 }
 
-type ResponseMode = 'observe' | 'anthropic-stream' | 'anthropic-json' | 'none';
+type ResponseMode = 'observe' | 'anthropic-stream' | 'anthropic-json' | 'bedrock-stream' | 'bedrock-json' | 'gemini-stream' | 'gemini-json' | 'abandoned' | 'none';
+
+/** Extra time Envoy is asked to wait beyond the deadline, so the extension's own timer decides. */
+const DEADLINE_MARGIN_MS = 1_000;
+
+/** Held answer headers: until a first content token (deadline), or until an error body is read (refusal). */
+interface HeldHeaders {
+  kind: 'first-token' | 'refusal';
+  /** Feeds a body chunk; true once the headers can be answered. */
+  push(bytes: Uint8Array, end: boolean): boolean;
+  outcome: Promise<'release' | 'timeout'>;
+  settle(outcome: 'release' | 'timeout'): void;
+  remainingMs: number;
+  released: boolean;
+  /** The error body read so far (refusal). */
+  body: Buffer[];
+}
+
+function held(kind: HeldHeaders['kind'], remainingMs: number, push: (bytes: Uint8Array, end: boolean, gate: HeldHeaders) => boolean): HeldHeaders {
+  let resolve: (o: 'release' | 'timeout') => void = () => undefined;
+  const outcome = new Promise<'release' | 'timeout'>((r) => (resolve = r));
+  const timer = setTimeout(() => gate.settle('timeout'), remainingMs);
+  const gate: HeldHeaders = {
+    kind,
+    outcome,
+    remainingMs,
+    released: false,
+    body: [],
+    push: (bytes, end) => push(bytes, end, gate),
+    settle: (o) => {
+      if (gate.released) return;
+      gate.released = true;
+      clearTimeout(timer);
+      resolve(o);
+    },
+  };
+  return gate;
+}
+
+/** How long a 400's headers are held for its body when the pool has a fallback for some refusals. */
+const REFUSAL_WAIT_MS = 5_000;
+
+/** For contexts built without one (tests): tokens are still cached across attempts. */
+const SHARED_TOKENS = new ServiceAccountTokens();
+
+/** Bedrock's service name in SigV4 scopes. */
+const BEDROCK_SERVICE = 'bedrock';
+
+/** A Vertex AI member on the native API (its path ends in :generateContent). */
+function isGenerateContent(target: AttemptTarget): boolean {
+  return target.provider === 'vertexai' && (target.path ?? '').endsWith(':generateContent');
+}
 
 /**
  * One ext_proc stream, which Envoy opens for each attempt: the picked member's target comes with
@@ -38,11 +102,79 @@ export class AttemptExchange {
   private mode: ResponseMode = 'none';
   private readonly decoder = new StringDecoder('utf8');
   private translator: AnthropicStreamTranslator | undefined;
+  private converse: ConverseStreamTranslator | undefined;
+  private gemini: GeminiStreamTranslator | undefined;
+  /** The AWS keys of a Bedrock member: the request is signed once its body is known. */
+  private awsKeys: AwsCredentials | undefined;
+  private bedrockErrorType: string | undefined;
   private json = '';
   private usageReader: OpenAIUsageReader | undefined;
   private failed = false;
+  private span: AttemptSpan | undefined;
+  private labels: Record<MemberLabel, string> | undefined;
+  private attemptStartedAt = 0;
+  private requestStartedAt = 0;
+  private firstByteSeen = false;
 
-  constructor(private readonly ctx: ExchangeContext) {}
+  private gate: HeldHeaders | undefined;
+  private heldMs = 0;
+
+  /**
+   * `send` writes a message to Envoy out of turn (a request to wait longer); `traceparent` is the
+   * trace context Envoy sent with this ext_proc stream's gRPC metadata.
+   */
+  constructor(
+    private readonly ctx: ExchangeContext,
+    private readonly send: (r: ProcessingResponse) => void = () => undefined,
+    private readonly streamTraceparent?: string,
+  ) {}
+
+  /** How long the last answer waited for a first token (then forgotten): not the extension's own latency. */
+  takeHeldMs(): number {
+    const held = this.heldMs;
+    this.heldMs = 0;
+    return held;
+  }
+
+  /**
+   * Sees every message as it arrives, before earlier ones are answered: response body chunks reach
+   * the extension while it holds the headers back, and the first content token among them
+   * releases the headers (first-token deadline).
+   */
+  observe(message: ProcessingRequest): void {
+    if (message.response_headers) {
+      // An answer without a body has nothing to wait for.
+      if (message.response_headers.end_of_stream !== true) this.gate ??= this.holdHeaders(headerMap(message.response_headers));
+      return;
+    }
+    const gate = this.gate;
+    if (message.response_body && gate && !gate.released) {
+      if (gate.push(message.response_body.body ?? new Uint8Array(0), message.response_body.end_of_stream === true)) gate.settle('release');
+    }
+  }
+
+  private holdHeaders(headers: Map<string, string>): HeldHeaders | undefined {
+    const target = this.target;
+    const status = Number(headers.get(':status') ?? '0');
+    if (target === undefined) return undefined;
+    const deadline = target.firstTokenTimeoutMs;
+    // A successful answer is held until its first token; an error goes on as it is...
+    if (deadline !== undefined && status >= 200 && status < 300) {
+      const watch = new FirstTokenWatch((headers.get('content-type') ?? '').includes('text/event-stream'));
+      const remainingMs = Math.max(0, deadline - (performance.now() - this.attemptStartedAt));
+      return held('first-token', remainingMs, (bytes, end) => watch.push(bytes) || end);
+    }
+    // ...unless it may be a refusal this pool hands on: then its body says which.
+    if (status === 400 && target.fallbacks !== undefined) {
+      let size = 0;
+      return held('refusal', REFUSAL_WAIT_MS, (bytes, end, gate) => {
+        size += bytes.length;
+        if (size <= MAX_REFUSAL_BODY) gate.body.push(Buffer.from(bytes));
+        return end || size > MAX_REFUSAL_BODY;
+      });
+    }
+    return undefined;
+  }
 
   async handle(message: ProcessingRequest): Promise<ProcessingResponse> {
     if (message.request_headers) return this.requestHeaders(message);
@@ -54,13 +186,17 @@ export class AttemptExchange {
 
   /** Envoy closed the stream: an attempt that never got an answer failed without one (reset, refused, timed out). */
   close(): void {
+    // Envoy gave up on the attempt (a retry, the client left): nothing waits for the token now.
+    this.gate?.settle('release');
     if (this.target !== undefined && this.status === undefined && !this.failed) this.fail('reset');
+    this.span?.end();
   }
 
   private fail(cause: FailureCause): void {
     if (this.target === undefined) return;
     this.failed = true;
     this.ctx.metrics.failures.inc({ backend: this.target.backend, member: this.target.member, cause });
+    this.span?.fail(cause);
   }
 
   private refuse(status: number, text: string): ProcessingResponse {
@@ -73,15 +209,24 @@ export class AttemptExchange {
     if ('error' in found) return this.refuse(503, `Switchyard AI extension: ${found.error}`);
     const target = found;
     this.target = target;
+    this.attemptStartedAt = performance.now();
     const headers = headerMap(message.request_headers);
     if (target.authHeader !== undefined) this.ctx.credentialHeaders.add(target.authHeader.toLowerCase());
 
     this.requestId = headers.get('x-request-id');
     const record = this.rememberRequest(headers, target);
     this.clientPath = record.path;
+    this.requestStartedAt = record.startedAt;
+    this.labels = { backend: target.backend, priority: String(target.priority), member: target.member, model: target.model ?? '' };
+    if (this.ctx.spans !== undefined) {
+      // The attempt's own context (Envoy injects it per attempt) first, else the one of the
+      // ext_proc stream, which is a child of the same attempt.
+      const parent = parseTraceparent(headers.get('traceparent')) ?? parseTraceparent(this.streamTraceparent);
+      if (parent === undefined || parent.sampled) this.span = new AttemptSpan(this.ctx.spans, parent, target, record.attempts);
+    }
 
     let key: string | undefined;
-    if (target.authKind === 'SecretRef' || target.authKind === 'Inline') {
+    if (target.authKind !== 'Passthrough' && target.authKind !== 'None') {
       key = target.credential === undefined ? undefined : await this.ctx.credentials.resolve(target.credential, this.ctx.credentialWaitMs);
       if (key === undefined) {
         this.fail('credential_unavailable');
@@ -89,6 +234,15 @@ export class AttemptExchange {
         const why = this.ctx.credentials.keysWithheld;
         return this.refuse(503, `Switchyard AI extension: the credential ${target.credential ?? '(none named)'} of member ${target.member} (Backend ${target.backend}) is not available${why ? ` (${why})` : ''}; the request was not sent`);
       }
+    }
+    if (target.authKind === 'ServiceAccountKey' || target.authKind === 'AwsKeys') {
+      const vendor = await this.vendorCredential(target, key ?? '');
+      if ('error' in vendor) {
+        this.fail('credential_unavailable');
+        this.ctx.logger.warn({ backend: target.backend, member: target.member, credential: target.credential, error: vendor.error }, 'ai-extension: no usable credential for the attempt');
+        return this.refuse(503, `Switchyard AI extension: member ${target.member} (Backend ${target.backend}) has no usable credential: ${vendor.error}; the request was not sent`);
+      }
+      key = vendor.key;
     }
     this.ctx.metrics.requests.inc({ backend: target.backend, member: target.member, provider: target.provider });
     const mutation = requestHeaderMutation({
@@ -101,6 +255,27 @@ export class AttemptExchange {
     return { phase: 'request_headers', headers: mutation };
   }
 
+  /**
+   * A Vertex AI member's access token (from its service-account key), or a Bedrock member's AWS
+   * keys kept for signing the body: no header carries them yet.
+   */
+  private async vendorCredential(target: AttemptTarget, value: string): Promise<{ key: string | undefined } | { error: string }> {
+    if (target.authKind === 'ServiceAccountKey') {
+      try {
+        return { key: await (this.ctx.vendorTokens ?? SHARED_TOKENS).accessToken(value) };
+      } catch (err) {
+        return { error: err instanceof Error ? err.message : 'the access token could not be obtained' };
+      }
+    }
+    const keys = parseObject(value);
+    const accessKeyId = keys?.['accessKey'];
+    const secretAccessKey = keys?.['secretKey'];
+    const sessionToken = keys?.['sessionToken'];
+    if (typeof accessKeyId !== 'string' || typeof secretAccessKey !== 'string') return { error: 'the AWS credential lacks accessKey or secretKey' };
+    this.awsKeys = { accessKeyId, secretAccessKey, ...(typeof sessionToken === 'string' ? { sessionToken } : {}) };
+    return { key: undefined };
+  }
+
   /** The first attempt records what the client sent; later attempts count a failover when the member changed. */
   private rememberRequest(headers: Map<string, string>, target: AttemptTarget): RequestRecord {
     const id = this.requestId;
@@ -111,6 +286,7 @@ export class AttemptExchange {
       }
       known.lastMember = target.member;
       known.lastBackend = target.backend;
+      known.attempts++;
       return known;
     }
     const clientCredentials = new Map<string, string>();
@@ -118,7 +294,7 @@ export class AttemptExchange {
       const value = headers.get(name);
       if (value !== undefined) clientCredentials.set(name, value);
     }
-    const record = { clientCredentials, path: headers.get(':path') ?? '/', lastMember: target.member, lastBackend: target.backend };
+    const record = { clientCredentials, path: headers.get(':path') ?? '/', lastMember: target.member, lastBackend: target.backend, startedAt: this.attemptStartedAt, attempts: 1 };
     return id === undefined ? { ...record, expires: 0 } : this.ctx.memory.remember(id, record);
   }
 
@@ -132,10 +308,21 @@ export class AttemptExchange {
       this.clientStreaming = chat['stream'] === true;
       const options = chat['stream_options'];
       this.includeUsage = isRecord(options) && options['include_usage'] === true;
+      const asked = chat['model'];
+      if (typeof asked === 'string') this.span?.requestModel(asked);
+      const model = modelForAttempt(target, asked);
       if (target.provider === 'anthropic') {
-        replacement = Buffer.from(JSON.stringify(toAnthropicRequest(chat, target.model)));
-      } else if (target.model !== undefined && chat['model'] !== target.model) {
-        replacement = Buffer.from(JSON.stringify({ ...chat, model: target.model }));
+        replacement = Buffer.from(JSON.stringify(toAnthropicRequest(chat, model)));
+      } else if (target.provider === 'bedrock') {
+        return this.bedrockRequest(target, Buffer.from(JSON.stringify(toConverseRequest(chat))));
+      } else if (isGenerateContent(target)) {
+        const body = Buffer.from(JSON.stringify(toGenerateContentRequest(chat)));
+        const base = target.path ?? '/';
+        // The path is known with the headers, whether the client streams only with the body.
+        const path = this.clientStreaming ? `${base.slice(0, -':generateContent'.length)}:streamGenerateContent?alt=sse` : base;
+        return { phase: 'request_body', headers: { set: [{ key: 'content-length', value: String(body.length) }, { key: ':path', value: path }] }, body: { body } };
+      } else if (model !== undefined && asked !== model) {
+        replacement = Buffer.from(JSON.stringify({ ...chat, model }));
       }
     }
     const sent = replacement ?? original;
@@ -144,32 +331,141 @@ export class AttemptExchange {
     return replacement === undefined ? { phase: 'request_body', headers } : { phase: 'request_body', headers, body: { body: replacement } };
   }
 
-  private responseHeaders(message: ProcessingRequest): ProcessingResponse {
+  /**
+   * Converse (or converse-stream when the client streams), signed for this attempt: the
+   * signature covers the body, so it is made here rather than with the headers.
+   */
+  private bedrockRequest(target: AttemptTarget, body: Buffer): ProcessingResponse {
+    const base = target.path ?? '/';
+    const path = this.clientStreaming ? base.replace(/\/converse$/, '/converse-stream') : base;
+    const host = target.hostname ?? '';
+    const set = [
+      { key: 'content-length', value: String(body.length) },
+      { key: 'content-type', value: 'application/json' },
+      { key: ':path', value: path },
+    ];
+    const keys = this.awsKeys;
+    if (keys !== undefined) {
+      // Bedrock's endpoint is bedrock-runtime.<region>.amazonaws.com: the region is in the host.
+      const region = /^bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\./.exec(host)?.[1] ?? '';
+      const signed = signRequest({ method: 'POST', host, path, headers: { 'content-type': 'application/json' }, body, region, service: BEDROCK_SERVICE, now: new Date() }, keys);
+      for (const [k, value] of Object.entries(signed)) set.push({ key: k, value });
+    }
+    return { phase: 'request_body', headers: { set }, body: { body } };
+  }
+
+  private async responseHeaders(message: ProcessingRequest): Promise<ProcessingResponse> {
     const target = this.target;
     const headers = headerMap(message.response_headers);
     const status = Number(headers.get(':status') ?? '0');
     this.status = status;
+    this.span?.status(status);
     if (target === undefined) return { phase: 'response_headers' };
-    const cause = failureCause(status);
+    const gate = this.gate;
+    const extra: HeaderSet[] = [];
+    let cause: FailureCause | undefined = failureCause(status);
+    if (gate !== undefined) {
+      if (!gate.released) this.send({ phase: 'wait', ms: Math.ceil(gate.remainingMs) + DEADLINE_MARGIN_MS });
+      const holding = performance.now();
+      const outcome = await gate.outcome;
+      this.heldMs = performance.now() - holding;
+      if (gate.kind === 'first-token' && outcome === 'timeout') return this.abandon(target);
+      const refusal = gate.kind === 'refusal' ? refusalCause(status, Buffer.concat(gate.body).toString('utf8')) : undefined;
+      if (refusal !== undefined && target.fallbacks?.includes(refusal)) {
+        // The route retries an answer with this header on the next priority (retriable-headers).
+        extra.push({ key: ABANDONED_HEADER, value: refusal });
+        cause = refusal;
+        this.ctx.logger.info({ backend: target.backend, member: target.member, priority: target.priority, cause: refusal }, 'ai-extension: refusal handed to the next pool');
+      }
+    }
     if (cause !== undefined) this.fail(cause);
     // Success ends the request: no later attempt will need what was remembered.
     if (status < 300 && this.requestId !== undefined) this.ctx.memory.forget(this.requestId);
     const eventStream = (headers.get('content-type') ?? '').includes('text/event-stream');
     const chat = isChatCompletions(this.clientPath);
+    if (target.provider === 'bedrock' && chat) {
+      const binary = (headers.get('content-type') ?? '').includes('application/vnd.amazon.eventstream');
+      this.mode = status < 300 && binary ? 'bedrock-stream' : 'bedrock-json';
+      if (this.mode === 'bedrock-stream') this.converse = new ConverseStreamTranslator(target.model ?? '', this.includeUsage);
+      this.bedrockErrorType = headers.get('x-amzn-errortype');
+      const contentType = this.mode === 'bedrock-stream' ? 'text/event-stream' : 'application/json';
+      return { phase: 'response_headers', headers: { set: [{ key: 'content-type', value: contentType }], remove: ['content-length'] } };
+    }
+    if (isGenerateContent(target) && chat) {
+      this.mode = status < 300 && eventStream ? 'gemini-stream' : 'gemini-json';
+      if (this.mode === 'gemini-stream') this.gemini = new GeminiStreamTranslator(target.model ?? '', this.includeUsage);
+      const contentType = this.mode === 'gemini-stream' ? 'text/event-stream' : 'application/json';
+      return { phase: 'response_headers', headers: { set: [{ key: 'content-type', value: contentType }], remove: ['content-length'] } };
+    }
     if (target.provider === 'anthropic' && chat) {
       this.mode = status < 300 && eventStream ? 'anthropic-stream' : 'anthropic-json';
       if (this.mode === 'anthropic-stream') this.translator = new AnthropicStreamTranslator(this.includeUsage);
       const contentType = this.mode === 'anthropic-stream' ? 'text/event-stream' : 'application/json';
-      return { phase: 'response_headers', headers: { set: [{ key: 'content-type', value: contentType }], remove: ['content-length'] } };
+      return { phase: 'response_headers', headers: { set: [{ key: 'content-type', value: contentType }, ...extra], remove: ['content-length'] } };
     }
     if (status < 300) {
       this.mode = 'observe';
       this.usageReader = new OpenAIUsageReader(eventStream || this.clientStreaming);
     }
-    return { phase: 'response_headers' };
+    return extra.length > 0 ? { phase: 'response_headers', headers: { set: extra } } : { phase: 'response_headers' };
+  }
+
+  /**
+   * No content token in time: the answer's headers become a 504 that the route's retry policy
+   * retries (ABANDONED_HEADER) on the next priority; the client has received nothing yet.
+   */
+  private abandon(target: AttemptTarget): ProcessingResponse {
+    this.fail('first_token_timeout');
+    this.mode = 'abandoned';
+    this.status = 504;
+    this.ctx.logger.warn(
+      { backend: target.backend, member: target.member, priority: target.priority, firstTokenTimeoutMs: target.firstTokenTimeoutMs, waitedMs: Math.round(performance.now() - this.attemptStartedAt), cause: 'first_token_timeout' },
+      'ai-extension: no content token within firstTokenTimeout; attempt abandoned',
+    );
+    return {
+      phase: 'response_headers',
+      headers: {
+        set: [
+          { key: ':status', value: '504' },
+          { key: ABANDONED_HEADER, value: 'first_token_timeout' },
+        ],
+        remove: ['content-length'],
+      },
+    };
   }
 
   private responseBody(bytes: Uint8Array, end: boolean): ProcessingResponse {
+    if (this.mode === 'abandoned') return this.abandonedBody();
+    const response = this.adaptResponseBody(bytes, end);
+    this.observeAnswer(bytes.length > 0, end);
+    return response;
+  }
+
+  /** Time to first token on the first bytes of a success; duration and the span at the end. */
+  private observeAnswer(hasBytes: boolean, end: boolean): void {
+    const labels = this.labels;
+    if (labels === undefined) return;
+    const now = performance.now();
+    if (hasBytes && !this.firstByteSeen && (this.status ?? 0) < 300) {
+      this.firstByteSeen = true;
+      this.ctx.metrics.timeToFirstToken.observe(labels, (now - this.attemptStartedAt) / 1000);
+    }
+    if (!end) return;
+    this.ctx.metrics.requestDuration.observe(labels, (now - this.requestStartedAt) / 1000);
+    const model = this.usageReader?.model;
+    if (model !== undefined) this.span?.responseModel(model);
+    this.span?.end();
+  }
+
+  private adaptResponseBody(bytes: Uint8Array, end: boolean): ProcessingResponse {
+    if (this.mode === 'bedrock-stream') {
+      // Binary framing: never through the UTF-8 decoder.
+      const translator = this.converse;
+      if (translator === undefined) return { phase: 'response_body' };
+      const out = translator.push(bytes) + (end ? translator.end() : '');
+      if (end) this.countTokens(translator.tokens);
+      return { phase: 'response_body', body: out === '' ? { clear: true } : { body: Buffer.from(out) } };
+    }
     const text = this.decoder.write(Buffer.from(bytes)) + (end ? this.decoder.end() : '');
     switch (this.mode) {
       case 'anthropic-stream': {
@@ -187,9 +483,49 @@ export class AttemptExchange {
         if (status < 300 && parsed !== undefined) {
           const { completion, usage } = fromAnthropicResponse(parsed);
           this.countTokens(usage);
+          const model = completion['model'];
+          if (typeof model === 'string' && model !== '') this.span?.responseModel(model);
           return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(completion)) } };
         }
         return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(toOpenAIError(parsed, status))) } };
+      }
+      case 'gemini-stream': {
+        const translator = this.gemini;
+        if (translator === undefined) return { phase: 'response_body' };
+        const out = translator.push(text) + (end ? translator.end() : '');
+        if (end) this.countTokens(translator.tokens);
+        return { phase: 'response_body', body: out === '' ? { clear: true } : { body: Buffer.from(out) } };
+      }
+      case 'gemini-json': {
+        this.json += text;
+        if (!end) return { phase: 'response_body', body: { clear: true } };
+        const status = this.status ?? 0;
+        const parsed = parseObject(this.json);
+        if (status < 300 && parsed !== undefined) {
+          const { completion, usage } = fromGenerateContentResponse(parsed, this.target?.model ?? '');
+          this.countTokens(usage);
+          return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(completion)) } };
+        }
+        let body: unknown;
+        try {
+          body = JSON.parse(this.json) as unknown;
+        } catch {
+          body = undefined;
+        }
+        return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(geminiErrorToOpenAI(body, status))) } };
+      }
+      case 'bedrock-json': {
+        this.json += text;
+        if (!end) return { phase: 'response_body', body: { clear: true } };
+        const parsed = parseObject(this.json);
+        const status = this.status ?? 0;
+        if (status < 300 && parsed !== undefined) {
+          const { completion, usage } = fromConverseResponse(parsed, this.target?.model ?? '');
+          this.countTokens(usage);
+          this.span?.responseModel(this.target?.model ?? '');
+          return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(completion)) } };
+        }
+        return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(bedrockErrorToOpenAI(parsed, this.bedrockErrorType, status))) } };
       }
       case 'observe':
         this.usageReader?.push(text);
@@ -203,10 +539,26 @@ export class AttemptExchange {
     }
   }
 
+  /**
+   * A body chunk after the abandoned headers means Envoy did not retry (no attempt or retry budget
+   * left) and the 504's headers went to the client. The stream is ended at once (an immediate
+   * response now resets it), never left open on a provider that says nothing. A complete error
+   * body would be nicer, but the client would reuse its connection while Envoy still held the
+   * stream, and its next request would be reset (seen with the official client).
+   */
+  private abandonedBody(): ProcessingResponse {
+    return this.refuse(504, 'first token deadline passed');
+  }
+
   private countTokens(usage: Usage): void {
     const t = this.target;
     if (t === undefined) return;
     if (usage.input > 0) this.ctx.metrics.tokens.inc({ backend: t.backend, member: t.member, direction: 'in' }, usage.input);
     if (usage.output > 0) this.ctx.metrics.tokens.inc({ backend: t.backend, member: t.member, direction: 'out' }, usage.output);
+    if (this.labels !== undefined) {
+      this.ctx.metrics.requestTokens.observe({ ...this.labels, type: 'input' }, usage.input);
+      this.ctx.metrics.requestTokens.observe({ ...this.labels, type: 'output' }, usage.output);
+    }
+    this.span?.usage(usage.input, usage.output);
   }
 }

@@ -1,7 +1,7 @@
 import { Counter, Histogram, Registry } from 'prom-client';
 
 /** Why an attempt on a member failed, as the extension saw it. */
-export type FailureCause = 'status_4xx' | 'status_5xx' | 'ratelimited' | 'timeout' | 'reset' | 'credential_unavailable';
+export type FailureCause = 'status_4xx' | 'status_5xx' | 'ratelimited' | 'timeout' | 'reset' | 'credential_unavailable' | 'first_token_timeout' | 'context_length_exceeded' | 'content_policy';
 
 export interface AiExtensionMetrics {
   registry: Registry;
@@ -13,7 +13,20 @@ export interface AiExtensionMetrics {
   tokens: Counter<'backend' | 'member' | 'direction'>;
   /** Time the extension spends answering Envoy for one message (its own added latency). */
   processing: Histogram<'phase'>;
+  /** From an attempt reaching the extension to the first bytes of its member's successful answer. */
+  timeToFirstToken: Histogram<MemberLabel>;
+  /** From the request's first attempt to the end of the answer the client got (failover included). */
+  requestDuration: Histogram<MemberLabel>;
+  /** Tokens of one answer, by the member that gave it; type input or output. */
+  requestTokens: Histogram<MemberLabel | 'type'>;
 }
+
+/**
+ * Labels of the per-member histograms. Bounded by configuration: `model` is the member's
+ * configured model (empty when it takes the client's), never a value a client sends.
+ */
+export type MemberLabel = 'backend' | 'priority' | 'member' | 'model';
+const MEMBER_LABELS: MemberLabel[] = ['backend', 'priority', 'member', 'model'];
 
 /** The extension's series, in `registry` (its own, or the controller's when both run in one process). */
 export function createAiExtensionMetrics(registry = new Registry()): AiExtensionMetrics {
@@ -28,7 +41,7 @@ export function createAiExtensionMetrics(registry = new Registry()): AiExtension
     }),
     failures: new Counter({
       name: 'switchyard_ai_failures_total',
-      help: 'Failed attempts by member and cause: status_4xx, status_5xx, ratelimited (429), timeout (408/504), reset (no answer: refused, reset or timed out), credential_unavailable.',
+      help: 'Failed attempts by member and cause: status_4xx, status_5xx, ratelimited (429), timeout (408/504), reset (no answer: refused, reset or timed out), credential_unavailable, first_token_timeout (no content token within the member\'s firstTokenTimeout; the attempt was abandoned before the client got a byte), context_length_exceeded and content_policy (a 400 refusal the pool hands to the next priority).',
       labelNames: ['backend', 'member', 'cause'],
       registers,
     }),
@@ -52,6 +65,27 @@ export function createAiExtensionMetrics(registry = new Registry()): AiExtension
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1],
       registers,
     }),
+    timeToFirstToken: new Histogram({
+      name: 'switchyard_ai_time_to_first_token_seconds',
+      help: 'Time from an attempt reaching the AI extension to the first bytes of its successful answer (streamed: the first chunk), by Backend, priority, member and configured model.',
+      labelNames: MEMBER_LABELS,
+      buckets: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    requestDuration: new Histogram({
+      name: 'switchyard_ai_request_duration_seconds',
+      help: 'Time from a request\'s first attempt to the end of the answer the client got (failed attempts included), by the member that answered.',
+      labelNames: MEMBER_LABELS,
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers,
+    }),
+    requestTokens: new Histogram({
+      name: 'switchyard_ai_request_tokens',
+      help: 'Tokens of one answer as its provider reported them (type input: prompt, output: completion), by member.',
+      labelNames: [...MEMBER_LABELS, 'type'],
+      buckets: [16, 64, 256, 1024, 4096, 16384, 65536, 262144],
+      registers,
+    }),
   };
 }
 
@@ -62,6 +96,9 @@ export function registerAiExtensionMetrics(metrics: AiExtensionMetrics, registry
   registry.registerMetric(metrics.failovers);
   registry.registerMetric(metrics.tokens);
   registry.registerMetric(metrics.processing);
+  registry.registerMetric(metrics.timeToFirstToken);
+  registry.registerMetric(metrics.requestDuration);
+  registry.registerMetric(metrics.requestTokens);
 }
 
 export function failureCause(status: number): FailureCause | undefined {

@@ -77,8 +77,14 @@ export interface TrailersResponse {
   phase: 'request_trailers' | 'response_trailers';
 }
 
+/** Not an answer: asks Envoy to wait this long for the answer it is waiting for (override_message_timeout). */
+export interface WaitLonger {
+  phase: 'wait';
+  ms: number;
+}
+
 /** What the extension answers to one phase. */
-export type ProcessingResponse = PhaseResponse | ImmediateResponse | TrailersResponse;
+export type ProcessingResponse = PhaseResponse | ImmediateResponse | TrailersResponse | WaitLonger;
 
 export function decodeProcessingRequest(bytes: Buffer): ProcessingRequest {
   // protobufjs' decoded message is a plain object with exactly these (snake_case) fields.
@@ -109,6 +115,8 @@ function responseMessage(r: ProcessingResponse): Plain {
     case 'request_trailers':
     case 'response_trailers':
       return { [r.phase]: {} };
+    case 'wait':
+      return { override_message_timeout: { seconds: Math.floor(r.ms / 1000), nanos: (r.ms % 1000) * 1_000_000 } };
     default: {
       const common: Plain = {};
       if (r.headers) common['header_mutation'] = headerMutation(r.headers);

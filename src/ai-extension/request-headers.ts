@@ -1,11 +1,15 @@
+import { MODEL_HEADER } from '../api/models.js';
 import type { AttemptTarget } from './attempt.js';
 import type { HeaderMutation, HeaderSet } from './protocol.js';
 
 /** Where providers read credentials (DESIGN.md); an openaiCompatible member may add its own. */
 export const WELL_KNOWN_CREDENTIAL_HEADERS: readonly string[] = ['authorization', 'api-key', 'x-api-key', 'x-goog-api-key'];
 
-/** Headers of one vendor's protocol, wrong for every other vendor. */
-const VENDOR_HEADERS: readonly string[] = ['anthropic-version'];
+/**
+ * Headers of one vendor's protocol, wrong for every other vendor; and the Gateway's own model
+ * routing header (the client's model, perhaps an alias), which is no provider's business.
+ */
+const VENDOR_HEADERS: readonly string[] = ['anthropic-version', 'x-amz-date', 'x-amz-security-token', 'x-amz-content-sha256', MODEL_HEADER];
 
 /** Chat completions, the one operation adapted per provider; other paths pass as the client sent them. */
 export function isChatCompletions(path: string): boolean {

@@ -12,6 +12,10 @@ export interface RequestRecord {
   /** Member of the latest attempt: the next attempt on another member is a failover. */
   lastMember: string;
   lastBackend: string;
+  /** When the first attempt reached the extension (ms, performance.now()). */
+  startedAt: number;
+  /** Attempts seen so far, this one included. */
+  attempts: number;
   expires: number;
 }
 

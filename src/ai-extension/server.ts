@@ -5,9 +5,15 @@ import type { Registry } from 'prom-client';
 import { startHealthServer, type HealthServer } from '../observability/health.js';
 import { CredentialStore, describeXdsTarget, type XdsTarget } from './credentials.js';
 import { AttemptExchange, type ExchangeContext } from './exchange.js';
+import { ServiceAccountTokens } from './vertex.js';
 import { createAiExtensionMetrics, type AiExtensionMetrics } from './metrics.js';
 import { EXTERNAL_PROCESSOR_SERVICE, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
 import { RequestMemory } from './request-memory.js';
+import type { OtlpEndpoint } from '../envoy/tracing.js';
+import { OtlpTraceExporter } from '../observability/otlp.js';
+
+/** service.name of the extension's spans. */
+export const AI_EXTENSION_SERVICE_NAME = 'switchyard-ai-extension';
 
 export interface AiExtensionOptions {
   /** gRPC (ext_proc) port Envoy calls; 0 picks a free one. */
@@ -24,6 +30,8 @@ export interface AiExtensionOptions {
   /** How long an attempt waits for a credential the controller has not sent yet. */
   credentialWaitMs?: number;
   nodeId?: string;
+  /** OTLP/gRPC receiver for per-attempt spans; absent: tracing is off. */
+  otlp?: OtlpEndpoint;
 }
 
 export interface RunningAiExtension {
@@ -31,6 +39,8 @@ export interface RunningAiExtension {
   metricsPort: number | undefined;
   metrics: AiExtensionMetrics;
   credentials: CredentialStore;
+  /** Present when tracing is on. */
+  traces: OtlpTraceExporter | undefined;
   /** Starts fetching credentials from the controller's ADS server (when `xds` was not given). */
   connect(xds: XdsTarget): void;
   /** How long no attempt has been in progress, in ms; 0 while Envoy has one open. */
@@ -49,6 +59,9 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     nodeId: opts.nodeId ?? `ai-extension/${hostname()}/${process.pid}`,
     logger: log,
   });
+  const traces = opts.otlp === undefined
+    ? undefined
+    : new OtlpTraceExporter({ endpoint: opts.otlp, service: { name: AI_EXTENSION_SERVICE_NAME, scope: 'switchyard.dev/ai-extension', version: '' }, logger: log });
   const ctx: ExchangeContext = {
     credentials,
     memory: new RequestMemory(),
@@ -56,6 +69,8 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     credentialHeaders: new Set(),
     credentialWaitMs: opts.credentialWaitMs ?? 1_000,
     logger: log,
+    vendorTokens: new ServiceAccountTokens(),
+    ...(traces !== undefined ? { spans: traces } : {}),
   };
 
   const activity = { open: 0, lastAt: Date.now() };
@@ -71,7 +86,8 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
         activity.lastAt = Date.now();
       };
       for (const event of ['finish', 'close', 'cancelled', 'error']) call.once(event, end);
-      serveAttempt(call, ctx);
+      const traceparent = call.metadata.get('traceparent')[0];
+      serveAttempt(call, ctx, typeof traceparent === 'string' ? traceparent : undefined);
     },
   });
   const address = (opts.host ?? '0.0.0.0').includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host ?? '0.0.0.0'}:${opts.port}`;
@@ -92,30 +108,40 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     } catch (err) {
       server.forceShutdown();
       await credentials.stop();
+      await traces?.stop();
       throw err;
     }
   }
-  log.info({ port, xds: opts.xds ? describeXdsTarget(opts.xds) : 'later', metricsPort: health?.port }, 'ai-extension: serving ext_proc');
+  log.info({ port, xds: opts.xds ? describeXdsTarget(opts.xds) : 'later', metricsPort: health?.port, otlp: opts.otlp ? `${opts.otlp.host}:${opts.otlp.port}` : 'off' }, 'ai-extension: serving ext_proc');
 
   return {
     port,
     metricsPort: health?.port,
     metrics,
     credentials,
+    traces,
     connect: (xds) => credentials.start(xds),
     idleForMs: (now = Date.now()) => (activity.open > 0 ? 0 : now - activity.lastAt),
     async stop() {
       await credentials.stop();
       // In-flight attempts end with an error Envoy maps to "AI extension unavailable".
       server.forceShutdown();
+      // The spans of the last attempts still go out.
+      await traces?.stop();
       await health?.close();
     },
   };
 }
 
 /** One ext_proc stream: messages are answered strictly in order, each after the previous one. */
-function serveAttempt(call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>, ctx: ExchangeContext): void {
-  const exchange = new AttemptExchange(ctx);
+function serveAttempt(call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>, ctx: ExchangeContext, traceparent: string | undefined): void {
+  const exchange = new AttemptExchange(
+    ctx,
+    (r) => {
+      if (!call.destroyed && call.writable) call.write(r);
+    },
+    traceparent,
+  );
   let queue: Promise<void> = Promise.resolve();
   let closed = false;
   const close = (): void => {
@@ -124,9 +150,10 @@ function serveAttempt(call: grpc.ServerDuplexStream<ProcessingRequest, Processin
     exchange.close();
   };
   call.on('data', (message: ProcessingRequest) => {
+    exchange.observe(message);
     queue = queue.then(async () => {
       const phase = Object.keys(message).find((k) => k.endsWith('_headers') || k.endsWith('_body') || k.endsWith('_trailers')) ?? 'unknown';
-      const timer = ctx.metrics.processing.startTimer({ phase });
+      const started = performance.now();
       try {
         const response = await exchange.handle(message);
         if (!call.destroyed && call.writable) call.write(response);
@@ -136,7 +163,8 @@ function serveAttempt(call: grpc.ServerDuplexStream<ProcessingRequest, Processin
           call.write({ phase: 'immediate', status: 500, body: JSON.stringify({ error: { message: `Switchyard AI extension failed: ${err instanceof Error ? err.message : String(err)}`, type: 'ai_extension_error', param: null, code: 'ai_extension_error' } }) });
         }
       } finally {
-        timer();
+        // Time spent holding an answer's headers for its first token is the provider's, not ours.
+        ctx.metrics.processing.observe({ phase }, Math.max(0, performance.now() - started - exchange.takeHeldMs()) / 1000);
       }
     });
   });

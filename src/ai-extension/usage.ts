@@ -1,4 +1,4 @@
-import { isRecord, num, parseObject, type Usage } from './json.js';
+import { isRecord, num, parseObject, str, type Usage } from './json.js';
 
 /** Past this many bytes a JSON answer is not kept for its usage field: counting stops, traffic does not. */
 const MAX_JSON_BYTES = 4 * 1024 * 1024;
@@ -20,6 +20,8 @@ export class OpenAIUsageReader {
   private pending = '';
   private tooLarge = false;
   private found: Usage | undefined;
+  /** The answer's `model` (the provider's name for what answered: gen_ai.response.model). */
+  model: string | undefined;
 
   constructor(private readonly streaming: boolean) {}
 
@@ -30,7 +32,11 @@ export class OpenAIUsageReader {
       if (last < 0) return;
       const complete = this.pending.slice(0, last);
       this.pending = this.pending.slice(last + 2);
-      // Only the chunk with usage is parsed; the others are skipped unread.
+      // The first event names the model; after it only the chunk with usage is parsed.
+      if (this.model === undefined) {
+        const first = complete.split('\n').find((line) => line.startsWith('data:') && line.includes('"model"'));
+        if (first !== undefined) this.model = str(parseObject(first.slice(5).trim())?.['model']);
+      }
       if (!complete.includes('"usage"')) return;
       for (const line of complete.split('\n')) {
         if (!line.startsWith('data:') || !line.includes('"usage"')) continue;
@@ -49,7 +55,11 @@ export class OpenAIUsageReader {
   }
 
   end(): Usage | undefined {
-    if (!this.streaming && !this.tooLarge && this.json !== '') this.found = fromOpenAI(parseObject(this.json)?.['usage']);
+    if (!this.streaming && !this.tooLarge && this.json !== '') {
+      const answer = parseObject(this.json);
+      this.found = fromOpenAI(answer?.['usage']);
+      this.model = str(answer?.['model']);
+    }
     return this.found;
   }
 }

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DurationString, parseDuration } from './duration.js';
 import { HEADER_NAME_PATTERN, HOST_PATTERN } from './http-syntax.js';
 import { ObjectMeta, ObjectName } from './meta.js';
+import { modelAliasesOf } from './models.js';
 
 export const BACKEND_GROUP = 'switchyard.dev';
 export const BACKEND_API_VERSION = 'switchyard.dev/v1alpha1';
@@ -45,6 +46,12 @@ function authTokenOf(header: string): typeof AuthToken {
 }
 const MODEL_OVERRIDE = 'Model name written into the request body\'s "model" field on every attempt to this member, e.g. "gpt-4o"; unset keeps the client\'s own model.';
 
+/** Secret keys read by the vendor-credential members (vertexai serviceAccountKey, bedrock). */
+export const SERVICE_ACCOUNT_KEY = 'key.json';
+export const AWS_ACCESS_KEY = 'accessKey';
+export const AWS_SECRET_KEY = 'secretKey';
+export const AWS_SESSION_TOKEN = 'sessionToken';
+
 const OpenAI = z.strictObject({
   model: z.string().min(1).optional().describe(MODEL_OVERRIDE),
   authToken: authTokenOf('as "Authorization: Bearer <key>"'),
@@ -70,7 +77,30 @@ const VertexAI = z.strictObject({
   projectId: z.string().min(1, 'projectId is the Google Cloud project').describe('Google Cloud project ID, used in the request path /v1/projects/<projectId>/locations/<region>/endpoints/openapi/chat/completions.'),
   region: z.string().min(1, 'region is the Vertex AI location, e.g. "us-central1"').describe('Vertex AI location, e.g. "us-central1"; Envoy connects to <region>-aiplatform.googleapis.com.'),
   publisher: z.string().min(1).optional().describe('Model publisher prefixed to the model name. Default "google".'),
-  authToken: authTokenOf('as "Authorization: Bearer <token>" (an OAuth access token)'),
+  api: z.enum(['OpenAI', 'GenerateContent'], { message: 'api is OpenAI or GenerateContent' }).optional()
+    .describe('Which Vertex AI API is called. OpenAI (the default): the OpenAI-compatible endpoint .../endpoints/openapi/chat/completions, the body passed on with "model" set. GenerateContent: the native .../publishers/<publisher>/models/<model>:generateContent (streamGenerateContent?alt=sse when the client streams); OpenAI chat requests and answers are translated.'),
+  authToken: AuthToken.optional().describe('An OAuth access token that you keep fresh, sent as "Authorization: Bearer <token>" on every attempt to this member. Exclusive with serviceAccountKey, which lets the AI extension obtain and renew tokens itself.'),
+  serviceAccountKey: z.strictObject({
+    secretRef: z.strictObject({
+      name: ObjectName.describe(`Name of a Secret in the Backend's namespace whose key "${SERVICE_ACCOUNT_KEY}" holds a Google service-account JSON key (as "gcloud iam service-accounts keys create" writes it).`),
+    }).describe('The Secret that holds the service-account key.'),
+  }).optional().describe('A service-account key from which the AI extension obtains OAuth access tokens itself (a JWT signed with the key, RS256, exchanged at the key\'s token_uri), caches them and renews them before they expire. Exclusive with authToken; set exactly one.'),
+}).superRefine((v, ctx) => {
+  if ((v.authToken === undefined) === (v.serviceAccountKey === undefined)) {
+    ctx.addIssue({ code: 'custom', message: 'vertexai needs exactly one of authToken (an access token) or serviceAccountKey (a Secret with a service-account JSON key, recommended)' });
+  }
+});
+/** AWS regions look like "us-east-1", "eu-central-2", "us-gov-west-1". */
+const AWS_REGION = /^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$/;
+const Bedrock = z.strictObject({
+  model: z.string().min(1, 'model is the Bedrock model ID, e.g. "anthropic.claude-3-5-haiku-20241022-v1:0"').max(2048)
+    .describe('Bedrock model ID or inference profile ID/ARN, e.g. "anthropic.claude-3-5-haiku-20241022-v1:0" or "us.amazon.nova-lite-v1:0"; requests go to /model/<model>/converse (converse-stream when the client streams).'),
+  region: z.string().regex(AWS_REGION, 'region is an AWS region, e.g. "us-east-1"').describe('AWS region, e.g. "us-east-1": Envoy connects to bedrock-runtime.<region>.amazonaws.com and requests are signed for it.'),
+  credentials: z.strictObject({
+    secretRef: z.strictObject({
+      name: ObjectName.describe(`Name of a Secret in the Backend's namespace with keys "${AWS_ACCESS_KEY}" (access key ID), "${AWS_SECRET_KEY}" (secret access key) and optionally "${AWS_SESSION_TOKEN}" (for temporary credentials). A missing Secret or key takes only this member out of service.`),
+    }).describe('The Secret that holds the AWS credentials.'),
+  }).describe('AWS credentials: every attempt is signed with them (Signature Version 4, service "bedrock"); they reach the AI extension over SDS and never appear in Envoy\'s configuration.'),
 });
 const OpenAICompatible = z.strictObject({
   host: Host.describe('Hostname or IP address of the OpenAI-style server (vLLM, Ollama, a private gateway), without scheme, port or path, e.g. "vllm.models.svc". Hostnames are resolved by Envoy (STRICT_DNS).'),
@@ -82,7 +112,7 @@ const OpenAICompatible = z.strictObject({
   authToken: AuthToken.optional().describe('The server\'s API key, sent in authHeader on every attempt to this member. Unset: no credential is sent (and the client\'s own auth headers are removed).'),
 });
 
-export const PROVIDERS = ['openai', 'azureopenai', 'anthropic', 'gemini', 'vertexai', 'openaiCompatible'] as const;
+export const PROVIDERS = ['openai', 'azureopenai', 'anthropic', 'gemini', 'vertexai', 'bedrock', 'openaiCompatible'] as const;
 export type ProviderName = (typeof PROVIDERS)[number];
 
 export const Provider = z
@@ -91,7 +121,8 @@ export const Provider = z
     azureopenai: AzureOpenAI.optional().describe('Azure OpenAI: one deployment of an Azure OpenAI resource.'),
     anthropic: Anthropic.optional().describe('Anthropic (api.anthropic.com:443, /v1/messages); OpenAI chat requests and answers, streamed or not, are translated.'),
     gemini: Gemini.optional().describe('Google Gemini API through its OpenAI-compatible endpoint.'),
-    vertexai: VertexAI.optional().describe('Google Vertex AI through its OpenAI-compatible endpoint.'),
+    vertexai: VertexAI.optional().describe('Google Vertex AI through its OpenAI-compatible endpoint, with an access token or a service-account key.'),
+    bedrock: Bedrock.optional().describe('AWS Bedrock through the Converse API: OpenAI chat requests and answers, streamed or not, are translated, and each attempt is signed (SigV4).'),
     openaiCompatible: OpenAICompatible.optional().describe('Any server that speaks the OpenAI chat completions API: vLLM, Ollama, LiteLLM, a private gateway.'),
   })
   .superRefine((p, ctx) => {
@@ -123,19 +154,41 @@ export const PoolMember = z.strictObject({
     .describe('Member name, a lowercase DNS label unique in the Backend, e.g. "openai-east". It names the member in status, metrics and access logs (switchyard.dev member). Default "p<priority>-<index>-<provider>", e.g. "p0-1-openai".'),
   weight: z.number().int().min(1, 'weight is at least 1').max(128, 'weight is at most 128').optional()
     .describe('Share of this pool\'s requests relative to the other members of the same priority (Envoy load_balancing_weight), 1-128. Default 1.'),
-  provider: Provider.describe('The provider to call: set exactly one of openai, azureopenai, anthropic, gemini, vertexai, openaiCompatible.'),
+  provider: Provider.describe('The provider to call: set exactly one of openai, azureopenai, anthropic, gemini, vertexai, bedrock, openaiCompatible.'),
   hostOverride: HostOverride.optional().describe('Connect to this address instead of the provider\'s own (a proxy, a private endpoint); path, headers and credentials stay the provider\'s.'),
+  models: modelAliasesOf('Model aliases for this member only: a client\'s model (key, e.g. "fast") → the model name this member is sent (value, e.g. "claude-haiku-4-5"). Overrides spec.ai.models and the provider\'s own model for that alias, so one alias can name a different model at each provider. Keys are listed by GET /v1/models.').optional(),
 });
 export type PoolMember = z.infer<typeof PoolMember>;
 
+/** Durations Envoy is asked to wait for (override_message_timeout) are bounded: see MAX_FIRST_TOKEN_TIMEOUT. */
+const MAX_FIRST_TOKEN_TIMEOUT_MS = 30 * 60_000;
+const FirstTokenTimeout = Duration.refine((d) => {
+  const ms = parseDuration(d);
+  return ms !== undefined && ms > 0 && ms <= MAX_FIRST_TOKEN_TIMEOUT_MS;
+}, { message: 'firstTokenTimeout must be more than 0 and at most 30m, e.g. "10s"' });
+
+/** What a pool does with a refusal that another pool's model may not give. */
+export const FALLBACKS = ['NextPool'] as const;
+const Fallback = z.enum(FALLBACKS, { message: `the only fallback is ${FALLBACKS.join(', ')} (the next priority takes the request)` });
+
 export const Priority = z.strictObject({
+  firstTokenTimeout: FirstTokenTimeout.optional()
+    .describe('First-token deadline of this pool\'s members, overriding spec.ai.firstTokenTimeout, e.g. "5s" for a pool of slower models.'),
+  contextWindowFallback: Fallback.optional()
+    .describe('What to do when a member of this pool answers that the request exceeds its context window (HTTP 400: OpenAI and Azure OpenAI error code context_length_exceeded, Anthropic "prompt is too long", Gemini "input token count ... exceeds the maximum"). NextPool: retry on the next priority (order the pools so it has members with a larger context). Unset: the 400 goes to the client. Any other 400 is never retried.'),
+  contentPolicyFallback: Fallback.optional()
+    .describe('What to do when a member of this pool refuses the request under its content policy (HTTP 400: OpenAI and Azure OpenAI error code content_filter or content_policy_violation). NextPool: retry on the next priority. Unset: the 400 goes to the client. Any other 400 is never retried.'),
   pool: z.array(PoolMember).min(1, 'a priority needs at least one pool member: add one or remove the empty priority').max(64, 'at most 64 members per pool')
     .describe('The members of this priority (1-64); requests are spread over them by weight. A member whose Secret is missing is left out, the others keep serving.'),
 });
 
+export type Priority = z.infer<typeof Priority>;
+
 export const AIBackend = z
   .strictObject({
-    llm: PoolMember.omit({ name: true, weight: true }).optional()
+    firstTokenTimeout: FirstTokenTimeout.optional()
+      .describe('First-token deadline of every attempt, e.g. "2s" (more than 0, at most 30m): an attempt whose provider has sent no content token by then (keep-alives, SSE comments and role-only or empty deltas do not count) is abandoned before the client receives a byte and retried on the next priority; counted as cause first_token_timeout in switchyard_ai_failures_total and logged. Streamed and non-streamed requests alike: the answer\'s headers are held back until its first content. A pool\'s own firstTokenTimeout overrides it. Default: none.'),
+    llm: PoolMember.omit({ name: true, weight: true, models: true }).optional()
       .describe('A single provider. Exclusive with multipool.'),
     multipool: z
       .strictObject({
@@ -144,6 +197,7 @@ export const AIBackend = z
       })
       .optional()
       .describe('Priority pools of providers, tried in order. Exclusive with llm.'),
+    models: modelAliasesOf('Model aliases: a model name a client may send (key, e.g. "fast") → the model each member is sent instead (value, e.g. "gpt-4o-mini"), for members whose provider sets no model of its own; a member\'s own models map overrides it. Route by the alias with an HTTPRoute headers match on x-switchyard-model; GET /v1/models lists the aliases.').optional(),
   })
   .superRefine((ai, ctx) => {
     if ((ai.llm === undefined) === (ai.multipool === undefined)) {

@@ -22,6 +22,9 @@ const PROVIDER_ONE_OF: CelRule = {
 const RULES_BY_PROPERTY: Record<string, CelRule[]> = {
   ai: [{ rule: 'has(self.llm) != has(self.multipool)', message: 'set exactly one of llm (one provider) or multipool (priorities of pools)' }],
   provider: [PROVIDER_ONE_OF],
+  // Kubernetes schemas have no propertyNames: the alias length is checked here.
+  models: [{ rule: 'self.all(alias, size(alias) >= 1 && size(alias) <= 256)', message: 'a model alias is 1-256 characters' }],
+  vertexai: [{ rule: 'has(self.authToken) != has(self.serviceAccountKey)', message: 'vertexai needs exactly one of authToken (an access token) or serviceAccountKey (a Secret with a service-account JSON key, recommended)' }],
   backoff: [
     { rule: "duration(self.baseInterval) > duration('0s')", message: 'baseInterval must be more than 0, e.g. "25ms"' },
     { rule: '!has(self.maxInterval) || duration(self.maxInterval) >= duration(self.baseInterval)', message: 'maxInterval must be at least baseInterval' },
@@ -61,6 +64,8 @@ function structural(node: unknown, property?: string): Schema {
         break;
       case 'items':
         out.items = structural(value);
+        break;
+      case 'propertyNames':
         break;
       case 'minimum':
         if (value !== -SAFE_INTEGER) out.minimum = value;

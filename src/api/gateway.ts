@@ -70,6 +70,15 @@ export const GatewaySpecAddress = z.object({
 });
 export type GatewaySpecAddress = z.infer<typeof GatewaySpecAddress>;
 
+/**
+ * Gateway metadata.annotations["switchyard.dev/access-log"]: `json` or `off` for this Gateway's
+ * listeners, over the command's --access-log. An annotation, like switchyard.dev/service-type:
+ * Gateway API has no field for it, and a GatewayClass-wide parametersRef would not be per Gateway.
+ */
+export const ACCESS_LOG_ANNOTATION = 'switchyard.dev/access-log';
+export const ACCESS_LOG_FORMATS = ['json', 'off'] as const;
+export type AccessLogFormat = (typeof ACCESS_LOG_FORMATS)[number];
+
 /** spec.infrastructure: labels and annotations for the resources created for the Gateway. */
 export const GatewayInfrastructure = z.object({
   labels: z.record(z.string(), z.string()).optional(),

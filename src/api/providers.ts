@@ -15,6 +15,23 @@ export interface ProviderTarget {
   apiVersion?: string;
   deployment?: string;
   authToken?: AuthToken;
+  /** A credential of the vendor's own kind, resolved from several keys of one Secret (see VendorCredentialKind). */
+  vendorCredential?: VendorCredential;
+}
+
+/**
+ * Credentials that are not a key sent as-is: a Google service-account key the extension trades
+ * for access tokens, or AWS keys the extension signs each attempt with.
+ */
+export type VendorCredentialKind = 'ServiceAccountKey' | 'AwsKeys';
+export interface VendorCredential {
+  kind: VendorCredentialKind;
+  secretName: string;
+}
+
+/** Bedrock's runtime endpoint of a region (the host every request is signed for). */
+export function bedrockHost(region: string): string {
+  return `bedrock-runtime.${region}.amazonaws.com`;
 }
 
 export function providerName(p: Provider): ProviderName {
@@ -46,8 +63,20 @@ export function providerTarget(p: Provider): ProviderTarget {
     const v = p.vertexai;
     return {
       provider: 'vertexai', host: `${v.region}-aiplatform.googleapis.com`, port: 443, tls: true,
-      path: `/v1/projects/${encodeURIComponent(v.projectId)}/locations/${encodeURIComponent(v.region)}/endpoints/openapi/chat/completions`,
-      authHeader: 'Authorization', model: `${v.publisher ?? 'google'}/${v.model}`, authToken: v.authToken,
+      path: v.api === 'GenerateContent'
+        ? `/v1/projects/${encodeURIComponent(v.projectId)}/locations/${encodeURIComponent(v.region)}/publishers/${encodeURIComponent(v.publisher ?? 'google')}/models/${encodeURIComponent(v.model)}:generateContent`
+        : `/v1/projects/${encodeURIComponent(v.projectId)}/locations/${encodeURIComponent(v.region)}/endpoints/openapi/chat/completions`,
+      authHeader: 'Authorization', model: `${v.publisher ?? 'google'}/${v.model}`,
+      ...(v.authToken ? { authToken: v.authToken } : {}),
+      ...(v.serviceAccountKey ? { vendorCredential: { kind: 'ServiceAccountKey', secretName: v.serviceAccountKey.secretRef.name } } : {}),
+    };
+  }
+  if (p.bedrock) {
+    const b = p.bedrock;
+    // The model ID goes in the path (its ":" encoded, as AWS's SDKs send it); the body names no model.
+    return {
+      provider: 'bedrock', host: bedrockHost(b.region), port: 443, tls: true, path: `/model/${encodeURIComponent(b.model)}/converse`,
+      authHeader: 'Authorization', model: b.model, vendorCredential: { kind: 'AwsKeys', secretName: b.credentials.secretRef.name },
     };
   }
   const c = p.openaiCompatible;

@@ -5,8 +5,9 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { otlpUrl, type OtlpEndpoint } from '../envoy/tracing.js';
 import { assertPortFree } from './ports.js';
-import { commandLineOf, isAlive, type StateDir } from './state-dir.js';
+import { commandArgsOf, commandLineOf, isAlive, type StateDir } from './state-dir.js';
 
 /**
  * `serve`'s AI extension as a child process of its own, so that Envoy keeps adapting and
@@ -77,6 +78,8 @@ export interface AiExtensionProcessOptions {
   command?: readonly string[];
   orphanGraceMs?: number;
   logLevel?: string;
+  /** Where the extension sends its spans (tracing off when absent). */
+  otlp?: OtlpEndpoint;
   logger: Logger;
   /** How long a new extension may take to listen (tsx compiles at start). */
   startTimeoutMs?: number;
@@ -104,12 +107,13 @@ export async function startAiExtensionProcess(opts: AiExtensionProcessOptions): 
   let current: ExtensionRecord | undefined;
   let adopted = false;
   if (previous !== undefined && isOurs(previous, state) && (await listening(previous.host, previous.port))) {
-    if (previous.host === opts.host && previous.socket === state.socket && (opts.port === 0 || opts.port === previous.port)) {
+    const sameAddress = previous.host === opts.host && previous.socket === state.socket && (opts.port === 0 || opts.port === previous.port);
+    if (sameAddress && tracesTo(previous.pid) === (opts.otlp !== undefined ? otlpUrl(opts.otlp) : undefined)) {
       current = previous;
       adopted = true;
       log.info({ extensionPid: previous.pid, port: previous.port }, 'ai-extension: adopted the extension that kept running while serve was down');
     } else {
-      log.info({ extensionPid: previous.pid, port: previous.port, wantPort: opts.port, wantHost: opts.host }, 'ai-extension: replacing the running extension: its address differs from the one asked for');
+      log.info({ extensionPid: previous.pid, port: previous.port, wantPort: opts.port, wantHost: opts.host }, 'ai-extension: replacing the running extension: its address or its --otlp-endpoint differs from the one asked for');
       await terminate(previous.pid);
     }
   } else if (previous !== undefined && isOurs(previous, state)) {
@@ -219,6 +223,13 @@ async function terminate(pid: number): Promise<void> {
   }
 }
 
+/** The --otlp-endpoint a running extension was started with (undefined: tracing off). */
+function tracesTo(pid: number): string | undefined {
+  const args = commandArgsOf(pid) ?? [];
+  const at = args.indexOf('--otlp-endpoint');
+  return at < 0 ? undefined : args[at + 1];
+}
+
 async function spawnExtension(opts: AiExtensionProcessOptions, command: readonly string[], port: number): Promise<ExtensionRecord> {
   const { state } = opts;
   const [file, ...prefix] = command;
@@ -234,6 +245,7 @@ async function spawnExtension(opts: AiExtensionProcessOptions, command: readonly
     '--orphan-grace', durationFlag(opts.orphanGraceMs ?? DEFAULT_ORPHAN_GRACE_MS),
     '--state-file', state.extensionRecord,
     '--log-level', opts.logLevel ?? 'info',
+    ...(opts.otlp !== undefined ? ['--otlp-endpoint', otlpUrl(opts.otlp)] : []),
   ];
   rmSync(state.extensionRecord, { force: true });
   // A file, not a pipe to serve: a pipe breaks when serve dies, and writing to it would end the extension.

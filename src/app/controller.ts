@@ -5,12 +5,13 @@ import { loadKubeConfig } from '../providers/kubernetes/kubeconfig.js';
 import { KubernetesProvider, type KubernetesProviderOptions } from '../providers/kubernetes/provider.js';
 import type { EventRecorder } from '../status/events.js';
 import { kubeStatusApi } from '../status/kube-api.js';
-import type { LeaderElector, LeaderElectorOptions } from '../status/leader.js';
+import { DEFAULT_LEASE_NAME, defaultIdentity, type LeaderElector, type LeaderElectorOptions } from '../status/leader.js';
 import { StatusReporter } from '../status/reporter.js';
 import type { StatusWriter } from '../status/writer.js';
 import { startManagedXdsTls, type ManagedXdsTls, type ManagedXdsTlsOptions } from './xds-pki.js';
 import { startGatewayRuntime, type RunningGateway, type ServingOptions, type StatusOverlay, type StatusSink } from './gateway-runtime.js';
 import { defaultStateDir, lockStateDir, openStateDir, type StateDir } from './state-dir.js';
+import { ReplicaShareExchange, type ReplicaShareOptions } from './replica-share.js';
 import { withGatewayAddresses } from '../infrastructure/addresses.js';
 import type { DataPlaneSettings } from '../infrastructure/data-plane-objects.js';
 import { KubernetesInfrastructure } from '../infrastructure/kubernetes.js';
@@ -62,6 +63,13 @@ export interface ControllerOptions extends ServingOptions {
    * their addresses to status.addresses. `stateDir` default: defaultStateDir("controller").
    */
   infrastructure?: Omit<HostInfrastructureOptions, 'logger' | 'stateDir'> & { kind: 'host'; stateDir?: string };
+  /**
+   * With leader election: each replica shares its Envoys' ACK/NACK state and load reports in a
+   * ConfigMap of its own, and every replica merges the others' into status (src/app/replica-share.ts).
+   * Timings for tests and operators, and the owning Pod (default: $POD_NAME and $POD_UID when
+   * POD_NAME is the replica's identity); `false`: each replica counts only its own Envoys.
+   */
+  replicaShare?: Partial<Pick<ReplicaShareOptions, 'heartbeatMs' | 'expireMs' | 'minIntervalMs' | 'owner'>> | false;
 }
 
 export interface RunningController extends RunningGateway {
@@ -73,6 +81,8 @@ export interface RunningController extends RunningGateway {
   recorder?: EventRecorder;
   elector?: LeaderElector;
   infrastructure?: KubernetesInfrastructure;
+  /** Absent without leader election (one replica) or with replicaShare false. */
+  share?: ReplicaShareExchange;
 }
 
 /** The Lease namespace when none is given: $POD_NAMESPACE, the service account's namespace, else "default". */
@@ -111,6 +121,17 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
     warnings: (events) => reporter.recorder.record(events),
   };
 
+  // Only replicas that elect a leader have peers to share with.
+  const share = election === false || opts.replicaShare === false ? undefined : new ReplicaShareExchange({
+    ...podOwner(election.identity ?? defaultIdentity()),
+    ...(opts.replicaShare ?? {}),
+    client,
+    namespace: election.namespace,
+    identity: election.identity ?? defaultIdentity(),
+    group: election.name ?? DEFAULT_LEASE_NAME,
+    logger: log,
+  });
+
   let host: { state: StateDir; unlock: () => void; infrastructure: HostInfrastructure } | undefined;
   if (opts.infrastructure) {
     const { kind: _kind, stateDir, ...choice } = opts.infrastructure;
@@ -134,6 +155,7 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
       ...(opts.loadReporting ? { loadReporting: opts.loadReporting } : {}),
       logger: log,
       statusSink: sink,
+      ...(share ? { fleet: share } : {}),
       ...(host ? { infrastructure: host.infrastructure } : {}),
       ...(infrastructure && opts.dataPlane ? {
         onTranslated: (ir: IR) => infrastructure.update(ir),
@@ -155,6 +177,7 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
   }
   // Only now: a replica that cannot serve must not take the Lease.
   infrastructure?.start();
+  share?.start();
   reporter.start();
 
   const running: RunningController = {
@@ -166,9 +189,11 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
     recorder: reporter.recorder,
     ...(reporter.elector ? { elector: reporter.elector } : {}),
     ...(infrastructure ? { infrastructure } : {}),
+    ...(share ? { share } : {}),
     async stop() {
       // Hand the Lease over first (after our last status writes), then stop serving.
       await reporter.stop();
+      await share?.stop();
       await host?.infrastructure.stop();
       await infrastructure?.stop();
       managed?.stop();
@@ -178,6 +203,13 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
     },
   };
   return running;
+}
+
+/** The Pod this replica runs in ($POD_NAME, $POD_UID from the downward API), when it is the replica's identity. */
+function podOwner(identity: string, env: NodeJS.ProcessEnv = process.env): { owner?: { name: string; uid: string } } {
+  const name = env['POD_NAME'];
+  const uid = env['POD_UID'];
+  return name && uid && name === identity ? { owner: { name, uid } } : {};
 }
 
 /** The fields of `o` named in `keys` that are set (exactOptionalPropertyTypes: no explicit undefined). */

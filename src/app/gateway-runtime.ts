@@ -1,25 +1,27 @@
 import type { Logger } from 'pino';
 import { formatProblem, type Problem } from '../api/manifest.js';
 import type { EnvoyOptions } from '../envoy/options.js';
-import { KIND_FIELD, PUSH_ORDER, TypeUrl } from '../envoy/resources.js';
+import { KIND_FIELD, PUSH_ORDER, TypeUrl, type XdsResources } from '../envoy/resources.js';
 import { startHealthServer, type HealthServer } from '../observability/health.js';
 import { createMetrics, type SwitchyardMetrics } from '../observability/metrics.js';
-import { toDataPlanes, toXdsResources } from '../envoy/index.js';
+import { toDataPlanes, toXdsResourcesReusing, type EnvoyState } from '../envoy/index.js';
 import type { GatewayIR } from '../ir/model.js';
 import type { Readiness } from '../observability/health.js';
-import { translate } from '../translate/index.js';
+import { translate, type TranslationState } from '../translate/index.js';
 import type { IR } from '../ir/model.js';
 import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
 import { DnsProbe } from '../status/dns-probe.js';
-import { applyFleetHealth, fleetHealthView, LoadWindow, type FleetHealthView } from '../status/fleet-health.js';
-import { applyXdsFeedback, servedAsFromIr, type ServedAs } from '../status/programmed.js';
+import { applyFleetHealth, fleetHealthView, LoadWindow, type FleetHealthView, type LoadSource } from '../status/fleet-health.js';
+import { FleetLoad, mergeFleetViews, remoteFeedback, shareOfClients, shareOfLoad, type FleetExchange } from '../status/fleet-share.js';
+import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type FleetTypeFeedback, type ServedAs } from '../status/programmed.js';
 import type { ObjectStatus, WarningEvent } from '../translate/status.js';
 import { SHARED_VIEW, SnapshotCache } from '../xds/cache.js';
 import { loadReportingService } from '../xds/lrs.js';
 import { XdsServer } from '../xds/server.js';
 import { xdsServerCredentials, xdsTlsMode, type XdsServerTls } from '../xds/tls.js';
 import { asAddressInUse, assertServingPortsFree } from './ports.js';
+import { ResourceQuarantine } from './resource-quarantine.js';
 import { RouteQuarantine } from './route-quarantine.js';
 
 /** How long xDS feedback (ACK, NACK, disconnect) waits to be folded into one status rebuild. */
@@ -59,6 +61,11 @@ export interface ServingOptions {
   logger: Logger;
   /** Envoys' load reports (LRS) → member figures and Degraded in Backend status. */
   loadReporting?: Partial<LoadReportingSettings>;
+  /**
+   * Test seam, set by no command line flag and no input: rewrites translation output before the
+   * quarantine, so a test can make the real Envoy reject what translation accepts.
+   */
+  testOnlyRewrite?: (xds: XdsResources) => XdsResources;
 }
 
 /**
@@ -103,6 +110,11 @@ export interface GatewayRuntimeOptions extends ServingOptions {
   statusOverlay?: StatusOverlay;
   /** Series of another process served on this /metrics too (serve's AI extension). */
   extraMetrics?: () => Promise<string>;
+  /**
+   * The other controller replicas: what their Envoys ACKed, rejected and reported is merged with
+   * this replica's own before statuses are computed, and this replica's is handed to them.
+   */
+  fleet?: FleetExchange;
 }
 
 export interface RunningGateway {
@@ -141,6 +153,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   const provider = opts.provider;
   let translated: ObjectStatus[] = [];
   let servedAs: ServedAs = new Map();
+  let servedViews = new Set<string>();
   let ir: IR | undefined;
   let fleetHealth: FleetHealthView = new Map();
   let problems: Problem[] = [];
@@ -148,10 +161,37 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   /** xds.fleetChanges when statuses were last computed: ACKs that changed nothing cost nothing. */
   let publishedFleet = -1;
 
+  const localClients = (): ClientTypeFeedback[] =>
+    xds.clients().flatMap((c) =>
+      c.types.map((t) => ({
+        nodeId: c.nodeId,
+        view: c.gateway ?? SHARED_VIEW,
+        typeUrl: t.typeUrl,
+        state: t.state,
+        ...(t.sentVersion !== undefined ? { sentVersion: t.sentVersion } : {}),
+        ...(t.state === 'rejected' && t.lastNack ? { nackMessage: t.lastNack.message } : {}),
+      })),
+    );
+  const fleet = opts.fleet;
+  // The whole fleet's load when replicas share it, this replica's own otherwise.
+  const fleetLoad: LoadSource = fleet ? new FleetLoad(loadWindow, () => fleet.remotes().map((r) => r.load)) : loadWindow;
+  fleet?.attach(() => ({ views: shareOfClients(localClients()), load: shareOfLoad(loadWindow, ir?.clusters.map((c) => c.name) ?? []) }));
+  // Only views some object is served by count; a view a replica names that no object has here is not made up.
+  const currentVersion = (view: string, typeUrl: string): string | undefined =>
+    servedViews.has(view) ? cache.view(view === SHARED_VIEW ? undefined : view).snapshot(typeUrl)?.version : undefined;
+
   const publishStatuses = (): void => {
     publishedFleet = xds.fleetChanges;
-    const fed = applyXdsFeedback(translated, servedAs, { views: xds.fleet() });
-    const hosted = opts.infrastructure ? opts.infrastructure.statuses(fed) : fed;
+    fleet?.localChanged();
+    // This replica's per-view ledger, with what the other replicas' Envoys did OR-ed in.
+    const own = xds.fleet();
+    const merged: ReadonlyMap<string, ReadonlyMap<string, FleetTypeFeedback>> = fleet
+      ? mergeFleetViews(own, remoteFeedback(fleet.remotes(), currentVersion, new Set(xds.clients().map((c) => c.nodeId))))
+      : own;
+    const views = new Map([...merged].filter(([view]) => servedViews.has(view)));
+    const fed = applyXdsFeedback(translated, servedAs, { views });
+    const isolated = resourceQuarantine.statuses(fed, servedAs, latest?.inputs.gateways ?? []);
+    const hosted = opts.infrastructure ? opts.infrastructure.statuses(isolated) : isolated;
     const overlaid = opts.statusOverlay ? opts.statusOverlay.apply(hosted) : hosted;
     const { changed, removed } = book.update(applyFleetHealth(overlaid, fleetHealth, lrs.windowMs, (namespace, name) => book.get('Backend', namespace, name)));
     for (const s of changed) log.info({ object: `${s.kind} ${s.namespace ? `${s.namespace}/` : ''}${s.name}`, conditions: conditionsSummary(s) }, 'status changed');
@@ -174,7 +214,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
 
   const refreshHealth = (): void => {
     if (!ir) return;
-    fleetHealth = fleetHealthView(ir, loadWindow, undefined, (host) => dnsProbe.resolution(host), Date.now() - startedAt < lrs.windowMs);
+    fleetHealth = fleetHealthView(ir, fleetLoad, undefined, (host) => dnsProbe.resolution(host), Date.now() - startedAt < lrs.windowMs);
     // Answers are used at the next refresh: status never waits on DNS.
     void dnsProbe.refresh(ir.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
     metrics.memberRequests.reset();
@@ -200,6 +240,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   healthTimer.unref();
 
   const quarantine = new RouteQuarantine();
+  const resourceQuarantine = new ResourceQuarantine();
   // The quarantine reasons about versions of the whole route set; an Envoy of one Gateway ACKs
   // and NACKs its view's versions. Each view version maps to the whole set's version of its time.
   const routeVersionOfView = new Map<string, string>();
@@ -217,8 +258,24 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       routeVersionOfView.delete(version);
     }
   };
-  const wholeRouteVersion = (version: string): string => routeVersionOfView.get(version) ?? version;
+  const wholeRouteVersion = (version: string): string => {
+    const known = routeVersionOfView.get(version);
+    if (known !== undefined) return known;
+    // A view is created when its first Envoy connects, after the translation that noted versions:
+    // its current version is the current whole configuration's. Without this, that Envoy's first
+    // ACK would match no fingerprints and its next NACK would suspect every route.
+    for (const view of cache.allViews()) {
+      if (view.snapshot(TypeUrl.route)?.version !== version) continue;
+      const whole = cache.snapshot(TypeUrl.route)?.version;
+      if (whole !== undefined) routeVersionOfView.set(version, whole);
+      return whole ?? version;
+    }
+    return version;
+  };
   let latest: Snapshot | undefined;
+  // What the last translation and Envoy stage built, per object: an edit redoes only what it touches.
+  let translationState: TranslationState | undefined;
+  let envoyState: EnvoyState | undefined;
 
   const translateAndServe = (snapshot: Snapshot): void => {
     const started = process.hrtime.bigint();
@@ -228,21 +285,29 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       const inputs = excluded.size === 0
         ? snapshot.inputs
         : { ...snapshot.inputs, httpRoutes: snapshot.inputs.httpRoutes.filter((r) => !excluded.has(`${r.metadata.namespace}/${r.metadata.name}`)) };
-      const translation = translate(inputs);
+      const translation = translate(inputs, translationState);
       const gatewayAddresses = opts.infrastructure?.addresses(translation.ir.gateways);
       const envoy = gatewayAddresses ? { ...opts.envoy, gatewayAddresses } : opts.envoy;
-      const result = { translation, xds: toXdsResources(translation.ir, envoy), planes: toDataPlanes(translation.ir, envoy) };
+      const built = toXdsResourcesReusing(translation.ir, envoy, envoyState);
+      const translatedXds = built.xds;
+      const result = { translation, xds: resourceQuarantine.filter(opts.testOnlyRewrite ? opts.testOnlyRewrite(translatedXds) : translatedXds), planes: toDataPlanes(translation.ir, envoy) };
       const change = cache.setResources(result.xds, result.planes);
+      const changedTypes = new Set<string>([...change.changed, ...[...change.views.values()].flat()]);
+      translationState = translation.state;
+      envoyState = built.state;
       opts.infrastructure?.apply();
       const routeVersion = cache.snapshot(TypeUrl.route)?.version;
       noteRouteVersions(routeVersion);
-      if (quarantine.served(routeVersion, result.translation.ir)) retranslate();
+      const routesAgain = quarantine.served(routeVersion, result.translation.ir);
+      const resourcesAgain = resourceQuarantine.afterServe(changedTypes);
+      if (routesAgain || resourcesAgain) retranslate();
       metrics.translations.inc();
       metrics.translationDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
       for (const kind of PUSH_ORDER) metrics.resources.set({ type: kind }, result.xds[KIND_FIELD[kind]].length);
       // Held-out routes get their status from a translation that includes them, with Accepted=False.
       translated = excluded.size === 0 ? result.translation.statuses : [...result.translation.statuses, ...quarantine.statuses(translate(snapshot.inputs).statuses)];
       servedAs = servedAsFromIr(result.translation.ir, result.planes);
+      servedViews = new Set([...servedAs.values()].flatMap((o) => o.views));
       ir = result.translation.ir;
       refreshHealth();
       for (const e of result.translation.events) log.warn({ object: `${e.object.kind} ${e.object.namespace}/${e.object.name}`, reason: e.reason }, e.message);
@@ -273,6 +338,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   };
 
   opts.statusOverlay?.onChange(scheduleStatuses);
+  fleet?.onChange(scheduleStatuses);
   apply(await provider.start());
   provider.onChange(apply);
   opts.infrastructure?.onChange(scheduleStatuses);
@@ -280,6 +346,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   xds.on('sent', (e) => metrics.xdsPushes.inc({ type_url: e.typeUrl }));
   xds.on('ack', (e) => {
     if (e.typeUrl === TypeUrl.route && quarantine.ack(e.nodeId, wholeRouteVersion(e.version))) retranslate();
+    if (resourceQuarantine.ack(e)) retranslate();
   });
   // Status follows the fleet's ACK state per version, not each ACK, connect or disconnect.
   xds.on('fleet', scheduleFleetStatuses);
@@ -290,6 +357,12 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       log.warn({ node: e.nodeId, held: [...quarantine.excluded()] }, 'leaving the HTTPRoutes Envoy rejected out of the configuration');
       retranslate();
     }
+    if (resourceQuarantine.nack(e)) {
+      log.warn({ node: e.nodeId, held: resourceQuarantine.held() }, 'holding the resources Envoy rejected at their last accepted version');
+      retranslate();
+    }
+    // A NACK the fleet ledger already had changes no status, but what the quarantine holds may.
+    scheduleStatuses();
   });
   xds.on('connected', (e) => {
     metrics.xdsClients.inc({ kind: e.kind });
@@ -297,6 +370,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   });
   xds.on('disconnected', (e) => {
     metrics.xdsClients.dec({ kind: e.kind });
+    resourceQuarantine.forget(e.streamId);
     log.info({ node: e.nodeId, kind: e.kind }, 'Envoy disconnected');
   });
 
@@ -315,6 +389,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
         statuses: book.all(),
         problems: problems.map((p) => ({ ...p, text: formatProblem(p) })),
         clients: xds.clients(),
+        ...(fleet ? { replicaShares: fleet.stats() } : {}),
         ...(opts.infrastructure ? { dataPlanes: opts.infrastructure.views() } : {}),
       }),
       ...(opts.extraMetrics ? { extraMetrics: opts.extraMetrics } : {}),

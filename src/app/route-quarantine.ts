@@ -1,8 +1,8 @@
 import { condition } from '../api/conditions.js';
 import type { HTTPRoute } from '../api/httproute.js';
 import type { IR } from '../ir/model.js';
-import { shortNackReason } from '../status/programmed.js';
 import type { ObjectStatus } from '../translate/status.js';
+import { CulpritSearch } from './culprit-search.js';
 
 /**
  * Defence in depth behind the translator's own checks: HTTPRoutes that Envoy still rejects are
@@ -13,6 +13,10 @@ import type { ObjectStatus } from '../translate/status.js';
  * answers 404) until the bad route is gone. The translator stays pure; the runtime, which sees
  * ACKs and NACKs, keeps this small state and translates again without the routes it holds out.
  *
+ * The search itself (culprit-search.ts) is shared with the quarantine of the other types
+ * (resource-quarantine.ts); what differs is the unit: here an HTTPRoute, since one
+ * RouteConfiguration holds every route of a listener.
+ *
  * - Each pushed route version is fingerprinted per HTTPRoute (the route entries it contributed).
  * - On a NACK of version V by an Envoy, the suspects are the HTTPRoutes whose contribution differs
  *   between V and the last version that Envoy ACKed (everything, if it never ACKed one). One
@@ -22,8 +26,7 @@ import type { ObjectStatus } from '../translate/status.js';
  *   to traffic, since Envoy keeps its last good configuration through a NACK.
  * - A quarantined route is re-admitted when its spec changes (or it is deleted and re-created).
  *
- * Only the route type is handled: clusters and listeners are one per Backend or Gateway, which
- * the Programmed condition already names. An Envoy that rejects what others accept (for example
+ * An Envoy that rejects what others accept (for example
  * one bootstrapped by hand with Envoy's default RE2 program size limit) still gets the culprit
  * quarantined for every Envoy: the controller serves one configuration.
  */
@@ -31,25 +34,20 @@ export class RouteQuarantine {
   /** Route key → fingerprint of its route entries, per pushed route version (recent ones only). */
   private readonly fingerprints = new Map<string, Map<string, string>>();
   private readonly ackedByNode = new Map<string, string>();
-  /** Culprits: route key → the spec they were rejected with, and why. */
-  private readonly confirmed = new Map<string, { spec: string; node: string; reason: string }>();
-  /** Suspects held out, re-admitted one per ACK. */
-  private pending: string[] = [];
+  /** Culprits are keyed by HTTPRoute, with the spec they were rejected with as their fingerprint. */
+  private readonly search = new CulpritSearch();
   private specs = new Map<string, string>();
   private current: string | undefined;
-  /** The last translation was asked for to re-admit a suspect. */
-  private admitting = false;
 
   /** Before each translation: forgets culprits whose spec changed or that were deleted. */
   refresh(routes: readonly HTTPRoute[]): void {
     this.specs = new Map(routes.map((r) => [routeKey(r), JSON.stringify(r.spec)]));
-    for (const [key, c] of this.confirmed) if (this.specs.get(key) !== c.spec) this.confirmed.delete(key);
-    this.pending = this.pending.filter((k) => this.specs.has(k));
+    this.search.refresh((key) => this.specs.get(key));
   }
 
   /** HTTPRoutes ("namespace/name") to leave out of the next translation. */
   excluded(): ReadonlySet<string> {
-    return new Set([...this.confirmed.keys(), ...this.pending]);
+    return this.search.held();
   }
 
   /**
@@ -63,19 +61,16 @@ export class RouteQuarantine {
     this.current = version;
     if (!this.fingerprints.has(version)) this.fingerprints.set(version, routeFingerprints(ir));
     this.prune();
-    if (!unchanged || !this.admitting || this.pending.length === 0) return false;
-    this.pending.shift();
-    return true;
+    if (!unchanged || !this.search.admitting) return false;
+    return this.search.admitNext();
   }
 
   /** An Envoy ACKed route version `version`; true when the runtime must translate again. */
   ack(node: string, version: string): boolean {
     this.ackedByNode.set(node, version);
     this.prune();
-    if (version !== this.current || this.pending.length === 0) return false;
-    this.pending.shift();
-    this.admitting = true;
-    return true;
+    if (version !== this.current) return false;
+    return this.search.admitNext();
   }
 
   /** An Envoy NACKed route version `version`; true when the runtime must translate again. */
@@ -83,18 +78,8 @@ export class RouteQuarantine {
     const rejected = this.fingerprints.get(version);
     if (!rejected) return false;
     const base = this.fingerprints.get(this.ackedByNode.get(node) ?? '') ?? new Map<string, string>();
-    let suspects = [...rejected.keys()].filter((k) => rejected.get(k) !== base.get(k) && !this.confirmed.has(k));
-    const named = suspects.filter((k) => message.includes(`${k}/rule/`));
-    if (named.length > 0) suspects = named;
-    if (suspects.length === 0) return false;
-    this.admitting = false;
-    if (suspects.length === 1) {
-      const key = suspects[0] as string;
-      this.confirmed.set(key, { spec: this.specs.get(key) ?? '', node, reason: shortNackReason(message) });
-      return true;
-    }
-    this.pending = [...new Set([...this.pending, ...suspects])];
-    return true;
+    const suspects = new Map([...rejected.keys()].filter((k) => rejected.get(k) !== base.get(k)).map((k) => [k, this.specs.get(k) ?? '']));
+    return this.search.rejected(node, suspects, message, (k) => message.includes(`${k}/rule/`));
   }
 
   /** Statuses of the held-out routes, from a translation that included them: Accepted=False, why. */
@@ -103,8 +88,8 @@ export class RouteQuarantine {
     for (const s of full) {
       if (s.kind !== 'HTTPRoute' || !('parents' in s)) continue;
       const key = `${s.namespace}/${s.name}`;
-      const culprit = this.confirmed.get(key);
-      const held = this.pending.includes(key);
+      const culprit = this.search.culprit(key);
+      const held = this.search.isPending(key);
       if (!culprit && !held) continue;
       const accepted = culprit
         ? { status: false, reason: 'UnsupportedValue', message: `Envoy ${culprit.node} rejected this route: ${culprit.reason}; the route is left out until its spec changes, the rest of the listener is served` }
@@ -140,6 +125,8 @@ export function routeFingerprints(ir: IR): Map<string, string> {
   for (const l of ir.listeners) {
     for (const vh of l.virtualHosts) {
       for (const r of vh.routes) {
+        // Entries of no HTTPRoute (GET /v1/models, written from the others) cannot be held out.
+        if (!r.name.includes('/rule/')) continue;
         const key = r.name.split('/rule/')[0] ?? r.name;
         const list = parts.get(key) ?? [];
         list.push(`${l.name} ${vh.name} ${JSON.stringify(r)}`);

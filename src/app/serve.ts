@@ -135,7 +135,12 @@ async function serveInProcess(
   if (extensionOptions !== false) {
     // Bound first: its port goes into the configuration Envoy receives.
     await assertPortFree('ai-extension', extensionOptions.host ?? '127.0.0.1', extensionOptions.port);
-    extension = await startAiExtension({ port: extensionOptions.port, host: extensionOptions.host ?? '127.0.0.1', logger: logger.child({ component: 'ai-extension' }) });
+    extension = await startAiExtension({
+      port: extensionOptions.port,
+      host: extensionOptions.host ?? '127.0.0.1',
+      logger: logger.child({ component: 'ai-extension' }),
+      ...(opts.envoy.otlp !== undefined ? { otlp: opts.envoy.otlp } : {}),
+    });
     envoy = { ...envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };
   }
   let runtime: RunningGateway;
@@ -203,6 +208,7 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
       ...(child.command ? { command: child.command } : {}),
       ...(child.orphanGraceMs !== undefined ? { orphanGraceMs: child.orphanGraceMs } : {}),
       ...(child.logLevel ? { logLevel: child.logLevel } : {}),
+      ...(opts.envoy.otlp !== undefined ? { otlp: opts.envoy.otlp } : {}),
       logger: logger.child({ component: 'ai-extension' }),
     });
     const envoy = { ...opts.envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };

@@ -68,8 +68,13 @@ export function isAlive(pid: number): boolean {
 
 /** The process's command line, where /proc tells it; undefined elsewhere or when it is gone. */
 export function commandLineOf(pid: number): string | undefined {
+  return commandArgsOf(pid)?.join(' ');
+}
+
+/** A live process's argv, or undefined when it is gone (or not visible). */
+export function commandArgsOf(pid: number): string[] | undefined {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
   } catch {
     return undefined;
   }

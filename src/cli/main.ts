@@ -14,6 +14,7 @@ import { directoryStore, ensurePki, pkiNames } from '../app/xds-pki.js';
 import { ENVOY_SEARCH, findEnvoyBinary } from '../infrastructure/host.js';
 import { buildBootstrap, gatewayKeyProblem } from '../envoy/bootstrap.js';
 import { ACCESS_LOG_FORMATS, type AccessLogFormat } from '../envoy/access-log.js';
+import { parseOtlpEndpoint, type OtlpEndpoint } from '../envoy/tracing.js';
 import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
 import { parseDataPlaneSettings } from '../infrastructure/data-plane-objects.js';
 import { createLogger } from '../observability/logger.js';
@@ -34,7 +35,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                    [--xds-tls-dir DIR] [--state-dir DIR] [--max-document-size 1.5Mi]
                    [--max-file-size 64Mi] [--max-config-size 128Mi] [--access-log json|off]
                    [--infrastructure host|none | --no-envoy] [--envoy-path PATH] [--envoy-concurrency N]
-                   [--load-report-interval 2s] [--health-window 1m]
+                   [--load-report-interval 2s] [--health-window 1m] [--otlp-endpoint URL]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
       the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port,
       as a process of its own that keeps serving if serve dies; a restarted serve adopts it through
@@ -51,6 +52,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
 `,
   'ai-extension': `  switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH) [--port 18001]
                           [--host 0.0.0.0] [--metrics-port 9091] [--log-level info] [--orphan-grace 10m]
+                          [--otlp-endpoint URL]
       Run only the AI extension next to Envoy; provider keys come from the controller at --xds,
       which sends them only over mTLS to a client certificate of role ai-extension (URI SAN
       spiffe://switchyard.dev/role/ai-extension): --xds-tls-dir holds ca.crt (verifies the
@@ -64,6 +66,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                         [--access-log json|off] [--xds-tls-secrets PREFIX --xds-tls-dns NAMES]
                         [--infrastructure none|host] [--envoy-path PATH] [--envoy-concurrency N] [--state-dir DIR]
                         [--data-plane FILE] [--load-report-interval 2s] [--health-window 1m]
+                        [--otlp-endpoint URL]
       Watch a Kubernetes API server (--kubeconfig, else $KUBECONFIG, the in-cluster service account,
       ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status and Events
       (with --no-leader-election this replica writes them: run only one). The AI extension runs next
@@ -118,6 +121,11 @@ ${Object.values(COMMAND_USAGE).join('')}
   Envoy's stdout: method, path (no query), response code and flags, route, Backend, the final
   attempt's member, priority and host, the attempt count, durations, request id; never a header
   that can carry a key. --access-log off writes none.
+  --otlp-endpoint URL (serve, controller, ai-extension; default: off) turns tracing on: every
+  Gateway listener's Envoy and the AI extension send OpenTelemetry spans over OTLP/gRPC to URL
+  (http://HOST:4317, or https:// for TLS verified against the system CAs): Envoy one span per
+  request and per attempt, the extension one GenAI span per attempt (member, priority, models,
+  tokens, failure cause), all in the request's trace. No header or key is ever put in a span.
   --load-report-interval: how often each Envoy reports its per-endpoint load (LRS; the bootstrap
   enables it unless --no-load-reporting). --health-window: the sliding window over which Backend
   status counts each member's requests and errors and decides Degraded; status follows it at most
@@ -160,6 +168,13 @@ function accessLog(value: string | undefined): AccessLogFormat {
   const known = ACCESS_LOG_FORMATS.find((f) => f === value);
   if (!known) throw new UsageError(`--access-log must be one of ${ACCESS_LOG_FORMATS.join(', ')}, got "${value}"`);
   return known;
+}
+
+function otlpEndpoint(value: string | undefined): OtlpEndpoint | undefined {
+  if (value === undefined) return undefined;
+  const parsed = parseOtlpEndpoint(value);
+  if ('error' in parsed) throw new UsageError(parsed.error);
+  return parsed;
 }
 
 function int(value: string | undefined, flag: string, fallback: number): number {
@@ -221,6 +236,7 @@ async function runServe(args: string[]): Promise<number> {
       'access-log': { type: 'string' },
       'load-report-interval': { type: 'string' },
       'health-window': { type: 'string' },
+      'otlp-endpoint': { type: 'string' },
       'log-level': { type: 'string' },
       'ai-extension-port': { type: 'string' },
       'ai-extension-address': { type: 'string' },
@@ -241,6 +257,7 @@ async function runServe(args: string[]): Promise<number> {
   const signals = watchSignals(logger);
   const stateDir = values['state-dir'];
   const infrastructure = infrastructureChoice(values, 'auto', logger);
+  const otlp = otlpEndpoint(values['otlp-endpoint']);
   const running = await serve({
     config: values.config,
     limits,
@@ -252,6 +269,7 @@ async function runServe(args: string[]): Promise<number> {
     envoy: {
       ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}),
       accessLog: accessLog(values['access-log']),
+      ...(otlp !== undefined ? { otlp } : {}),
       // Without the in-process extension Envoy still needs to know where one runs.
       aiExtension: { host: extensionAddress, port: extensionPort },
     },
@@ -332,6 +350,7 @@ async function runAiExtension(args: string[]): Promise<number> {
       'xds-tls-dir': { type: 'string' },
       'orphan-grace': { type: 'string' },
       'state-file': { type: 'string' },
+      'otlp-endpoint': { type: 'string' },
     },
   });
   const socket = values['xds-socket'];
@@ -359,7 +378,8 @@ async function runAiExtension(args: string[]): Promise<number> {
   const metricsHost = values['metrics-host'] ?? '0.0.0.0';
   await assertPortFree('ai-extension', host, port);
   await assertPortFree('metrics', metricsHost, metricsPort);
-  const running = await startAiExtension({ port, host, xds, metricsPort, metricsHost, logger });
+  const otlp = otlpEndpoint(values['otlp-endpoint']);
+  const running = await startAiExtension({ port, host, xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}) });
   const stateFile = values['state-file'];
   if (stateFile !== undefined) {
     writeExtensionRecord(stateFile, { pid: process.pid, port: running.port, host, socket: socket ?? '', ...(running.metricsPort !== undefined ? { metricsPort: running.metricsPort } : {}) });
@@ -457,6 +477,7 @@ async function runController(args: string[]): Promise<number> {
       'access-log': { type: 'string' },
       'load-report-interval': { type: 'string' },
       'health-window': { type: 'string' },
+      'otlp-endpoint': { type: 'string' },
       'lease-namespace': { type: 'string' },
       'no-leader-election': { type: 'boolean' },
       'ai-extension-address': { type: 'string' },
@@ -489,6 +510,7 @@ async function runController(args: string[]): Promise<number> {
   // In a cluster Envoy runs in its own pods: the controller runs Envoys only when asked.
   const infrastructure = infrastructureChoice(values, 'none', logger);
   const stateDir = values['state-dir'];
+  const otlp = otlpEndpoint(values['otlp-endpoint']);
   const aiExtension = {
     host: values['ai-extension-address'] ?? DEFAULT_ENVOY_OPTIONS.aiExtension.host,
     port: int(values['ai-extension-port'], '--ai-extension-port', DEFAULT_ENVOY_OPTIONS.aiExtension.port),
@@ -502,7 +524,12 @@ async function runController(args: string[]): Promise<number> {
     ...(secretsPrefix !== undefined ? { managedXdsTls: { namespace: defaultLeaseNamespace(), prefix: secretsPrefix, dnsNames } } : {}),
     metricsPort: int(values['metrics-port'], '--metrics-port', 9090),
     metricsHost: values['metrics-host'] ?? '0.0.0.0',
-    envoy: { ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}), aiExtension, accessLog: accessLog(values['access-log']) },
+    envoy: {
+      ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}),
+      aiExtension,
+      accessLog: accessLog(values['access-log']),
+      ...(otlp !== undefined ? { otlp } : {}),
+    },
     ...(dataPlane ? { dataPlane } : {}),
     loadReporting: loadReporting(values['load-report-interval'], values['health-window']),
     leaderElection: values['no-leader-election'] ? false : { namespace: values['lease-namespace'] ?? defaultLeaseNamespace() },

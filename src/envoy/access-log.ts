@@ -1,9 +1,9 @@
 import { METADATA_NAMESPACE } from './names.js';
+import type { AccessLogFormat } from '../api/gateway.js';
 import type { EnvoyOptions } from './options.js';
 import type { JsonObject } from './resources.js';
 
-export const ACCESS_LOG_FORMATS = ['json', 'off'] as const;
-export type AccessLogFormat = (typeof ACCESS_LOG_FORMATS)[number];
+export { ACCESS_LOG_FORMATS, type AccessLogFormat } from '../api/gateway.js';
 
 const member = (key: string): string => `%UPSTREAM_METADATA(${METADATA_NAMESPACE}:${key})%`;
 
@@ -46,9 +46,12 @@ export const ACCESS_LOG_FIELDS: Readonly<Record<string, string>> = {
 
 const STDOUT_ACCESS_LOG = 'type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog';
 
-/** The `access_log` of a Gateway listener's HTTP connection manager; empty when turned off. */
-export function listenerAccessLog(opts: Pick<EnvoyOptions, 'accessLog'>): JsonObject[] {
-  if (opts.accessLog === 'off') return [];
+/**
+ * The `access_log` of a Gateway listener's HTTP connection manager: its Gateway's choice
+ * (annotation), else the command's; empty when turned off.
+ */
+export function listenerAccessLog(l: { accessLog?: AccessLogFormat }, opts: Pick<EnvoyOptions, 'accessLog'>): JsonObject[] {
+  if ((l.accessLog ?? opts.accessLog) === 'off') return [];
   return [
     {
       name: 'envoy.access_loggers.stdout',

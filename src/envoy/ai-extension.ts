@@ -14,7 +14,7 @@ export const AI_EXTENSION_CLUSTER = 'switchyard/ai-extension';
 /** Endpoint metadata keys (namespace switchyard.dev) the extension reads for each attempt. */
 export const ATTEMPT_KEYS = [
   'backend', 'member', 'priority', 'provider', 'model', 'path', 'hostname',
-  'authHeader', 'authKind', 'credential', 'apiVersion', 'deployment',
+  'authHeader', 'authKind', 'credential', 'apiVersion', 'deployment', 'firstTokenTimeoutMs', 'fallbacks', 'modelAliases',
 ] as const;
 export type AttemptKey = (typeof ATTEMPT_KEYS)[number];
 
@@ -31,6 +31,13 @@ export const EXT_PROC_ATTRIBUTES = 'envoy.filters.http.ext_proc';
 
 /** How long Envoy waits for each answer of the extension before failing the attempt. */
 const MESSAGE_TIMEOUT = '2s';
+/**
+ * Longest wait the extension may ask for (override_message_timeout) while it holds an answer's
+ * headers back until the first content token: the longest firstTokenTimeout plus a margin.
+ */
+export const MAX_FIRST_TOKEN_TIMEOUT_MS = 30 * 60_000;
+const MAX_MESSAGE_TIMEOUT = '1860s';
+export { ABANDONED_HEADER } from '../ir/model.js';
 /** Below nghttp2's stream-reset burst (1000) with a wide margin; see aiExtensionCluster. */
 const MAX_STREAMS_PER_CONNECTION = 500;
 
@@ -64,6 +71,9 @@ export function aiExtensionFilter(): JsonObject {
       // :authority follows the member; ext_proc ignores changes to it otherwise.
       mutation_rules: { allow_all_routing: true },
       message_timeout: MESSAGE_TIMEOUT,
+      max_message_timeout: MAX_MESSAGE_TIMEOUT,
+      // Body chunks reach the extension while it holds the headers back (first-token deadline).
+      send_body_without_waiting_for_header_response: true,
       stat_prefix: 'switchyard_ai',
     },
   };

@@ -6,7 +6,10 @@ import type { EnvoyOptions } from './options.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
 
 function lbEndpoint(m: MemberIR): JsonObject {
-  const metadata: JsonObject = { [METADATA_NAMESPACE]: { ...m.metadata } as JsonObject };
+  const { modelAliases, ...facts } = m.metadata;
+  // The extension reads each key through one CEL expression, and a map arrives as the string
+  // "CelMap value" (src/ai-extension/README.md): the aliases travel as one JSON string.
+  const metadata: JsonObject = { [METADATA_NAMESPACE]: { ...facts, ...(modelAliases ? { modelAliases: JSON.stringify(modelAliases) } : {}) } as JsonObject };
   if (m.tls) metadata[TRANSPORT_SOCKET_MATCH] = { tls: true };
   return {
     endpoint: {
@@ -84,6 +87,12 @@ export function toEnvoyCluster(c: ClusterIR, opts: EnvoyOptions): EnvoyResource 
     cluster.dns_lookup_family = 'V4_PREFERRED';
     cluster.load_assignment = toClusterLoadAssignment(c);
     delete (cluster.load_assignment as JsonObject)['@type'];
+  }
+  if (c.backend.kind !== 'Service') {
+    // Envoy allows 3 retries in flight per cluster by default: with a pool down, the 4th
+    // concurrent request would not fail over (upstream_rq_retry_overflow). A request retries one
+    // attempt at a time, so its requests limit (Envoy's default, 1024) bounds retries already.
+    cluster.circuit_breakers = { thresholds: [{ priority: 'DEFAULT', max_retries: 1024 }] };
   }
   if (c.outlierDetection) {
     cluster.outlier_detection = outlierDetection(c.outlierDetection);

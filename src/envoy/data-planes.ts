@@ -1,5 +1,6 @@
 import type { IR, ListenerIR } from '../ir/model.js';
 import { AI_EXTENSION_CLUSTER } from './ai-extension.js';
+import { OTLP_CLUSTER } from './tracing.js';
 import { listenerBindAddress } from './listeners.js';
 import { DEFAULT_ENVOY_OPTIONS, type EnvoyOptions } from './options.js';
 import type { XdsResources } from './resources.js';
@@ -71,7 +72,12 @@ export function toDataPlanes(ir: IR, options: Partial<EnvoyOptions> = {}): DataP
       listeners: listeners.map((l) => l.name),
       // toRouteConfiguration names a listener's routes after the listener.
       routes: listeners.map((l) => l.name),
-      clusters: [...selected.map((c) => c.name), ...(selected.some((c) => c.ai !== undefined) ? [AI_EXTENSION_CLUSTER] : [])],
+      clusters: [
+        ...selected.map((c) => c.name),
+        ...(selected.some((c) => c.ai !== undefined) ? [AI_EXTENSION_CLUSTER] : []),
+        // Every listener's tracer exports through it.
+        ...(opts.otlp !== undefined && listeners.length > 0 ? [OTLP_CLUSTER] : []),
+      ],
       endpoints: selected.filter((c) => c.discovery === 'eds').map((c) => c.name),
       secrets: [...new Set(listeners.flatMap((l) => l.tls.flatMap((t) => t.certificates)))].sort(),
     });

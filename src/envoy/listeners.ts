@@ -1,18 +1,25 @@
 import type { ListenerIR } from '../ir/model.js';
 import { listenerAccessLog } from './access-log.js';
 import { aiExtensionReplyMapper } from './ai-extension.js';
+import { modelHeaderFilters, modelHeaderRemoval, modelRoutingBufferLimit, unknownModelReply, usesModelRouting } from './model-routing.js';
+import type { BodyLimits } from './routes.js';
 import { ADS_CONFIG_SOURCE, ANY, statPrefix } from './names.js';
 import type { EnvoyOptions } from './options.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
+import { listenerTracing } from './tracing.js';
 
 /** What the listeners need to know about the rest of the configuration. */
 export interface ListenerContext {
   /** Some cluster goes through the AI extension, whose failures need a readable local reply. */
   aiExtension: boolean;
+  /** Request body limits of AI clusters, by cluster name. */
+  bodyLimits?: BodyLimits;
 }
 
 function httpConnectionManager(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerContext): JsonObject {
-  const accessLog = listenerAccessLog(opts);
+  const accessLog = listenerAccessLog(l, opts);
+  const tracing = listenerTracing(opts);
+  const byModel = usesModelRouting(l);
   return {
     name: 'envoy.filters.network.http_connection_manager',
     typed_config: {
@@ -20,11 +27,16 @@ function httpConnectionManager(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerC
       stat_prefix: statPrefix(l.name),
       codec_type: 'AUTO',
       rds: { route_config_name: l.name, config_source: { ...ADS_CONFIG_SOURCE } },
+      ...(byModel ? { early_header_mutation_extensions: [modelHeaderRemoval()] } : {}),
       // suppress_envoy_headers: the router would tell each member which Host the previous attempt
       // went to (x-envoy-original-host) and expose timings; x-envoy-attempt-count stays (a route option).
-      http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ANY.router, suppress_envoy_headers: true } }],
-      local_reply_config: { mappers: [...(ctx.aiExtension ? [aiExtensionReplyMapper()] : []), noHealthyUpstreamReply()] },
+      http_filters: [
+        ...(byModel ? modelHeaderFilters() : []),
+        { name: 'envoy.filters.http.router', typed_config: { '@type': ANY.router, suppress_envoy_headers: true } },
+      ],
+      local_reply_config: { mappers: [...(ctx.aiExtension ? [aiExtensionReplyMapper()] : []), ...(byModel ? [unknownModelReply()] : []), noHealthyUpstreamReply()] },
       ...(accessLog.length > 0 ? { access_log: accessLog } : {}),
+      ...(tracing !== undefined ? { tracing } : {}),
     },
   };
 }
@@ -62,6 +74,8 @@ export function toEnvoyListener(l: ListenerIR, opts: EnvoyOptions, ctx: Listener
     address: { socket_address: { address: listenerBindAddress(l, opts), port_value: l.port } },
     filter_chains: [],
   };
+  const bufferLimit = modelRoutingBufferLimit(l, ctx.bodyLimits);
+  if (bufferLimit !== undefined) listener.per_connection_buffer_limit_bytes = bufferLimit;
   if (l.protocol === 'HTTP') {
     listener.filter_chains = [{ filters: [httpConnectionManager(l, opts, ctx)] }];
     return listener;

@@ -1,4 +1,5 @@
-import type { AccessLogFormat } from './access-log.js';
+import type { AccessLogFormat } from '../api/gateway.js';
+import type { OtlpEndpoint } from './tracing.js';
 
 /** Deployment facts the Envoy stage needs that are not part of the user's objects. */
 export interface EnvoyOptions {
@@ -15,6 +16,8 @@ export interface EnvoyOptions {
   aiExtension: { host: string; port: number };
   /** Per-request records on Envoy's stdout from every Gateway listener: `json` lines, or `off`. */
   accessLog: AccessLogFormat;
+  /** OTLP/gRPC receiver for traces; absent: Envoy traces nothing. */
+  otlp?: OtlpEndpoint;
 }
 
 export const DEFAULT_ENVOY_OPTIONS: EnvoyOptions = {

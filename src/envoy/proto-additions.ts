@@ -16,4 +16,7 @@ export const PROTO_FIELD_ADDITIONS: readonly ProtoFieldAddition[] = [
   { message: 'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', field: 'auto_sni_san_validation', id: 7, type: 'bool' },
   // Replaces the deprecated per_request_buffer_limit_bytes (Envoy 1.40 warns about that one).
   { message: 'envoy.config.route.v3.Route', field: 'request_body_buffer_limit', id: 20, type: 'google.protobuf.UInt64Value' },
+  // Response body chunks reach the AI extension while it holds the response headers back, so it
+  // can wait for the first content token before anything goes downstream (first-token deadline).
+  { message: 'envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor', field: 'send_body_without_waiting_for_header_response', id: 21, type: 'bool' },
 ];

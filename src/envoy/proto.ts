@@ -36,6 +36,8 @@ export const ENTRY_PROTOS: readonly string[] = [
   'envoy/extensions/filters/http/upstream_codec/v3/upstream_codec.proto',
   'envoy/extensions/filters/http/ext_proc/v3/ext_proc.proto',
   'envoy/extensions/filters/http/header_mutation/v3/header_mutation.proto',
+  'envoy/extensions/filters/http/json_to_metadata/v3/json_to_metadata.proto',
+  'envoy/extensions/http/early_header_mutation/header_mutation/v3/header_mutation.proto',
   'envoy/extensions/filters/http/buffer/v3/buffer.proto',
   'envoy/extensions/filters/http/set_metadata/v3/set_metadata.proto',
   'envoy/extensions/filters/http/credential_injector/v3/credential_injector.proto',
@@ -48,6 +50,8 @@ export const ENTRY_PROTOS: readonly string[] = [
   'envoy/extensions/access_loggers/file/v3/file.proto',
   'envoy/extensions/access_loggers/filters/cel/v3/cel.proto',
   'envoy/extensions/regex_engines/v3/google_re2.proto',
+  // tracing (OpenTelemetry, OTLP over gRPC)
+  'envoy/config/trace/v3/opentelemetry.proto',
   // the AI extension's ext_proc service
   'envoy/service/ext_proc/v3/external_processor.proto',
   // generic typed config

@@ -59,6 +59,7 @@ export function toRetryPolicy(r: RetryPlan): JsonObject {
     },
   };
   if (r.statusCodes.length > 0) policy.retriable_status_codes = [...r.statusCodes];
+  if (r.retriableHeaders && r.retriableHeaders.length > 0) policy.retriable_headers = r.retriableHeaders.map((name) => ({ name, present_match: true }));
   if (r.perTryTimeoutMs !== undefined) policy.per_try_timeout = toEnvoyDuration(r.perTryTimeoutMs);
   if (r.rateLimited) {
     policy.rate_limited_retry_back_off = {
@@ -110,7 +111,7 @@ function toRoute(r: RouteIR): JsonObject {
     route.direct_response = { status: a.status, body: { inline_string: a.body } };
     // Added to the rule's own ResponseHeaderModifier edits, not instead of them.
     const edits = Array.isArray(route.response_headers_to_add) ? route.response_headers_to_add : [];
-    route.response_headers_to_add = [...edits, { header: { key: 'content-type', value: 'text/plain; charset=utf-8' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }];
+    route.response_headers_to_add = [...edits, { header: { key: 'content-type', value: a.contentType ?? 'text/plain; charset=utf-8' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }];
     return route;
   }
   if (a.kind === 'redirect') {
@@ -155,10 +156,22 @@ function withBodyLimit(route: JsonObject, r: RouteIR, limits: BodyLimits): JsonO
   return route;
 }
 
+/** Envoy refuses a whole RouteConfiguration with a larger direct_response body unless told more. */
+const ENVOY_DIRECT_RESPONSE_BODY_LIMIT = 4096;
+
+function directResponseBodyLimit(l: ListenerIR): number | undefined {
+  let largest = 0;
+  for (const vh of l.virtualHosts) for (const r of vh.routes) if (r.action.kind === 'direct') largest = Math.max(largest, Buffer.byteLength(r.action.body));
+  return largest > ENVOY_DIRECT_RESPONSE_BODY_LIMIT ? largest : undefined;
+}
+
 export function toRouteConfiguration(l: ListenerIR, bodyLimits: BodyLimits = new Map()): EnvoyResource {
+  const directLimit = directResponseBodyLimit(l);
   return {
     '@type': TypeUrl.route,
     name: l.name,
+    // GET /v1/models lists every model a host serves: past ~50 models its body outgrows the default.
+    ...(directLimit !== undefined ? { max_direct_response_body_size_bytes: directLimit } : {}),
     // Routes may name clusters that do not exist (an invalid backendRef's share, answered 500);
     // RDS does not validate them by default, and saying so keeps static and RDS use alike.
     validate_clusters: false,

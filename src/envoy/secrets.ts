@@ -30,3 +30,16 @@ export function redactSecrets(xds: XdsResources): XdsResources {
     }),
   };
 }
+
+// Envoy cuts its detail near 4 KB: a value may lack its closing quote.
+const DUMPED_VALUE = /\b(inline_string|inline_bytes)(\s*:\s*)"(?:[^"\\]|\\.)*(?:"|$)/g;
+const PEM_BLOCK = /-----BEGIN [A-Z0-9 ]+-----[\s\S]*?(?:-----END [A-Z0-9 ]+-----|$)/g;
+
+/**
+ * Envoy's error_detail with secret values taken out. A Secret that fails Envoy's schema is
+ * NACKed with a text dump of the whole resource, private key and credential included
+ * ("private_key { inline_string: ... }"), and that text reaches logs, /statusz and status.
+ */
+export function redactSecretText(text: string): string {
+  return text.replace(DUMPED_VALUE, `$1$2"${REDACTED}"`).replace(PEM_BLOCK, REDACTED);
+}

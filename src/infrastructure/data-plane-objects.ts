@@ -52,6 +52,8 @@ export const DataPlaneSettingsSchema = z.strictObject({
     metricsPort: port,
     logLevel: z.string().default('info'),
     resources: jsonRecord.optional(),
+    /** OTLP/gRPC receiver for its spans (--otlp-endpoint); absent: tracing off. */
+    otlpEndpoint: z.string().url().optional(),
   }).optional(),
   podSecurityContext: jsonRecord.optional(),
   securityContext: jsonRecord.optional(),
@@ -212,6 +214,7 @@ export function dataPlaneObjects(g: GatewayIR, ports: readonly number[], s: Data
       // Loopback only: its answers carry provider keys.
       args: [
         'ai-extension', `--xds=${s.xds.host}:${s.xds.port}`, '--host=127.0.0.1', `--port=${ai.port}`, `--metrics-port=${ai.metricsPort}`, `--log-level=${ai.logLevel}`,
+        ...(ai.otlpEndpoint !== undefined ? [`--otlp-endpoint=${ai.otlpEndpoint}`] : []),
         ...(tlsPrefix !== undefined ? [`--xds-tls-dir=${TLS_MOUNT}`] : []),
       ],
       ports: [{ name: 'ai-metrics', containerPort: ai.metricsPort, protocol: 'TCP' }],

@@ -39,6 +39,8 @@ export interface ListenerIR {
   gateway: { namespace: string; name: string };
   port: number;
   protocol: 'HTTP' | 'HTTPS';
+  /** Per-request records as its Gateway asks (annotation); absent: the command's default. */
+  accessLog?: 'json' | 'off';
   /**
    * HTTPS: one entry per Gateway listener, selected by SNI; empty serverNames = default chain.
    * All of a listener's certificates go in its one entry: Envoy rejects the whole Listener when
@@ -103,6 +105,8 @@ export interface DirectResponseAction {
   kind: 'direct';
   status: number;
   body: string;
+  /** Default text/plain; charset=utf-8. */
+  contentType?: string;
 }
 
 export interface RedirectAction {
@@ -114,11 +118,19 @@ export interface RedirectAction {
   statusCode: number;
 }
 
+/**
+ * Response header the AI extension sets on an attempt it abandons (value: the cause, e.g.
+ * first_token_timeout); routes to a Backend that may abandon attempts retry on it.
+ */
+export const ABANDONED_HEADER = 'x-switchyard-abandoned';
+
 export interface RetryPlan {
   /** Retries after the first attempt. */
   attempts: number;
   retryOn: string[];
   statusCodes: number[];
+  /** Response headers whose presence makes an attempt retriable (retriable-headers), e.g. an attempt the AI extension abandoned. */
+  retriableHeaders?: string[];
   perTryTimeoutMs?: number;
   backoff: { baseMs: number; maxMs?: number };
   /** Honour a server's Retry-After style header (only where no other priority can answer). */
@@ -177,7 +189,8 @@ export interface MemberMetadata {
   model?: string;
   path?: string;
   authHeader?: string;
-  authKind?: 'SecretRef' | 'Inline' | 'Passthrough' | 'None';
+  /** ServiceAccountKey and AwsKeys: the credential is a JSON object of a vendor's keys (translate/credentials.ts). */
+  authKind?: 'SecretRef' | 'Inline' | 'Passthrough' | 'None' | 'ServiceAccountKey' | 'AwsKeys';
   /** Name of the credential resource (SDS) that holds this member's key. */
   credential?: string;
   /** The Kubernetes Secret's name, for operators. */
@@ -186,6 +199,12 @@ export interface MemberMetadata {
   deployment?: string;
   /** The provider's hostname (the attempt's :authority); the address may be a hostOverride. */
   hostname?: string;
+  /** First-token deadline of an attempt on this member (the pool's, else the Backend's). */
+  firstTokenTimeoutMs?: number;
+  /** Refusals retried on the next priority, comma-separated: context_length_exceeded, content_policy. */
+  fallbacks?: string;
+  /** Client model (alias) → the model this member is sent; absent when the member has none. */
+  modelAliases?: Record<string, string>;
 }
 
 export interface OutlierPlan {

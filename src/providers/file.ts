@@ -3,6 +3,7 @@ import type { FSWatcher } from 'node:fs';
 import { watch } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { setFlagsFromString } from 'node:v8';
 import type { Logger } from 'pino';
 import type { Problem } from '../api/manifest.js';
 import { formatProblem } from '../api/manifest.js';
@@ -28,6 +29,9 @@ export interface FileProviderOptions {
   limits?: Partial<ConfigLimits>;
 }
 
+/** A file modified this close to when it was read is read again at the next reload (see readFiles). */
+const RACY_MS = 50;
+
 /** How long parsing runs before it lets other work on the event loop run. */
 const PARSE_SLICE_MS = 20;
 
@@ -38,10 +42,43 @@ class ConfigTooLarge extends Error {
 
 export type SnapshotListener = (snapshot: Snapshot) => void;
 
-/** A file as last parsed; `digest` of its text tells whether it must be parsed again (the text itself is not kept). */
+/**
+ * V8 doubles its young generation whenever enough objects survive it, up to 64 MiB per
+ * semi-space (128 MiB resident, without pointer compression as Node ships). Everything a load
+ * keeps survives, so any large load pushed it to that maximum: 3.4x a 37.7 MiB file on top of the
+ * configuration itself, most of the load's peak (bench row config-load). While a configuration
+ * loads, the young generation keeps the size it has; it grows again once loading is done.
+ * semi_space_growth_factor is read each time V8 grows the space, so setting it at run time takes
+ * effect; an operator's own setting of it is left alone.
+ */
+const OPERATOR_SET_GROWTH = [...process.execArgv, process.env['NODE_OPTIONS'] ?? ''].some((arg) => arg.includes('semi-space-growth-factor') || arg.includes('semi_space_growth_factor'));
+let loadsInProgress = 0;
+
+function holdYoungGeneration(): () => void {
+  if (OPERATOR_SET_GROWTH) return () => undefined;
+  if (loadsInProgress++ === 0) setFlagsFromString('--semi-space-growth-factor=1');
+  return () => {
+    // V8's default factor.
+    if (--loadsInProgress === 0) setFlagsFromString('--semi-space-growth-factor=2');
+  };
+}
+
+/**
+ * A file as last parsed. Its stat (`stamp`) tells whether it must be read again; the `digest` of
+ * its bytes whether it must be parsed again (the text itself is not kept).
+ */
 interface ParsedFile {
+  stamp: string;
+  /** Whether the file may have changed since without its stamp changing (see readFiles). */
+  racy: boolean;
   digest: string;
   documents: ManifestDocument[];
+}
+
+/** What a reload read: the files, and a fingerprint of their bytes that tells whether anything changed. */
+interface ReadResult {
+  files: ManifestFile[];
+  fingerprint: string;
 }
 
 /**
@@ -84,8 +121,11 @@ export class FileProvider {
   constructor(options: FileProviderOptions) {
     this.root = options.path;
     this.logger = (options.logger ?? silentLogger()).child({ component: 'file-provider' });
-    this.debounceMs = options.debounceMs ?? 75;
-    this.maxDelayMs = options.maxDelayMs ?? 500;
+    // An editor's save is a few events within a millisecond or two (truncate, write, rename): a
+    // short quiet time coalesces them; the cap keeps a file rewritten without pause from waiting
+    // long. One write reaches translation in about 20 ms, a stream of writes every 80 ms at most.
+    this.debounceMs = options.debounceMs ?? 20;
+    this.maxDelayMs = options.maxDelayMs ?? Math.max(80, 4 * this.debounceMs);
     this.resyncIntervalMs = options.resyncIntervalMs ?? 30_000;
     this.sourceRoot = options.sourceRoot ?? process.cwd();
     this.limits = { ...DEFAULT_CONFIG_LIMITS, ...options.limits };
@@ -154,12 +194,28 @@ export class FileProvider {
   }
 
   private async reload(): Promise<void> {
+    const release = holdYoungGeneration();
+    try {
+      await this.reloadHeld();
+    } finally {
+      release();
+    }
+  }
+
+  private async reloadHeld(): Promise<void> {
     let next: Snapshot;
     let directories: string[];
+    let fingerprint: string;
     try {
       const tree = await listManifestTree(this.root);
       directories = tree.directories;
-      next = this.store.build(await this.readFiles(tree.files));
+      const read = await this.readFiles(tree.files);
+      fingerprint = read.fingerprint;
+      if (fingerprint === this.fingerprint) {
+        if (!this.stopped) this.syncWatchers(directories);
+        return;
+      }
+      next = this.store.build(read.files);
     } catch (err) {
       if (!this.snapshot) throw err;
       // The path itself is gone (mid-replace, or unmounted), or grew past the total limit:
@@ -175,10 +231,10 @@ export class FileProvider {
       next = { inputs: this.snapshot.inputs, problems: [problem] };
       // Watching the parent too notices a directory that comes back under the same name.
       directories = [...this.watchers.keys(), path.dirname(path.resolve(this.root))];
+      fingerprint = `unreadable:${canonicalDigest(problem)}`;
     }
     if (this.stopped) return;
     this.syncWatchers(directories);
-    const fingerprint = canonicalDigest(next);
     if (fingerprint === this.fingerprint) return;
     const initial = this.snapshot === undefined;
     this.fingerprint = fingerprint;
@@ -194,18 +250,32 @@ export class FileProvider {
     }
   }
 
-  private async readFiles(files: readonly string[]): Promise<ManifestFile[]> {
+  /**
+   * Reads what changed since the last reload: a file whose stat (size, mtime, ctime, inode) is
+   * the same is not read again; one that was read but has the same bytes is not parsed again.
+   */
+  private async readFiles(files: readonly string[]): Promise<ReadResult> {
     const out: ManifestFile[] = [];
+    const fingerprint = createHash('sha256');
     const present = new Set(files);
     for (const cached of [...this.parsed.keys()]) if (!present.has(cached)) this.parsed.delete(cached);
     // Sizes first: a configuration over the total limit is not read at all.
     const sizes = new Map<string, number>();
+    const stamps = new Map<string, { stamp: string; racy: boolean }>();
+    // File times are kernel ticks, coarser than a nanosecond: a file modified in the tick it was
+    // read in may change again in that tick with the same size and stamp, so it is read again
+    // next time (the "racy clean" rule of git's index).
+    const statedAt = Date.now();
     let total = 0;
-    for (const file of files) {
-      const size = await stat(file).then((info) => info.size, () => 0);
-      sizes.set(file, size);
-      total += size;
-    }
+    await Promise.all(
+      files.map(async (file) => {
+        const info = await stat(file, { bigint: true }).catch(() => undefined);
+        const size = info === undefined ? 0 : Number(info.size);
+        sizes.set(file, size);
+        if (info !== undefined) stamps.set(file, { stamp: `${info.size}/${info.mtimeNs}/${info.ctimeNs}/${info.ino}`, racy: Number(info.mtimeNs / 1_000_000n) >= statedAt - RACY_MS || Number(info.ctimeNs / 1_000_000n) >= statedAt - RACY_MS });
+        total += size;
+      }),
+    );
     if (total > this.limits.totalBytes) {
       throw new ConfigTooLarge(limitMessage(`the configuration under ${displayName(this.root, this.sourceRoot)} (${files.length} files)`, total, 'totalBytes', this.limits));
     }
@@ -214,7 +284,16 @@ export class FileProvider {
       const size = sizes.get(file) ?? 0;
       if (size > this.limits.fileBytes) {
         // Not read: a broken file, so the objects last loaded from it keep being served.
-        out.push({ name, documents: [], readProblem: { source: name, field: '', message: limitMessage('this file', size, 'fileBytes', this.limits) } });
+        const message = limitMessage('this file', size, 'fileBytes', this.limits);
+        fingerprint.update(`${name}\0problem\0${message}\n`);
+        out.push({ name, documents: [], readProblem: { source: name, field: '', message } });
+        continue;
+      }
+      const stamp = stamps.get(file);
+      const known = this.parsed.get(file);
+      if (stamp !== undefined && known !== undefined && !known.racy && known.stamp === stamp.stamp) {
+        fingerprint.update(`${name}\0${known.digest}\n`);
+        out.push({ name, documents: known.documents });
         continue;
       }
       // Bytes, not a string: documents are decoded one at a time (parseManifestFile).
@@ -224,26 +303,34 @@ export class FileProvider {
       } catch (err) {
         // Deleted between listing and reading: the next event reloads without it.
         if (errorCode(err) === 'ENOENT') continue;
-        out.push({ name, documents: [], readProblem: { source: name, field: '', message: `cannot read the file (${errorCode(err)})` } });
+        const message = `cannot read the file (${errorCode(err)})`;
+        fingerprint.update(`${name}\0problem\0${message}\n`);
+        out.push({ name, documents: [], readProblem: { source: name, field: '', message } });
         continue;
       }
       // Grown since stat: judged by what was read.
       if (bytes.length > this.limits.fileBytes) {
-        out.push({ name, documents: [], readProblem: { source: name, field: '', message: limitMessage('this file', bytes.length, 'fileBytes', this.limits) } });
+        const message = limitMessage('this file', bytes.length, 'fileBytes', this.limits);
+        fingerprint.update(`${name}\0problem\0${message}\n`);
+        out.push({ name, documents: [], readProblem: { source: name, field: '', message } });
         continue;
       }
       const digest = createHash('sha256').update(bytes).digest('base64');
-      let entry = this.parsed.get(file);
+      let entry = known;
       if (entry?.digest !== digest) {
-        entry = { digest, documents: await this.parse(name, bytes) };
-        this.parsed.set(file, entry);
+        entry = { stamp: stamp?.stamp ?? '', racy: stamp?.racy ?? true, digest, documents: await this.parse(name, bytes) };
         for (const doc of entry.documents) {
           if (doc.state === 'ignored' && doc.id) this.logger.debug({ source: doc.source, kind: doc.id.kind }, `file provider: ${doc.reason}; ignored`);
         }
+      } else {
+        entry = { ...entry, stamp: stamp?.stamp ?? '', racy: stamp?.racy ?? true };
       }
+      this.parsed.set(file, entry);
+      fingerprint.update(`${name}\0${digest}\n`);
+      releaseNow(bytes);
       out.push({ name, documents: entry.documents });
     }
-    return out;
+    return { files: out, fingerprint: fingerprint.digest('base64') };
   }
 
   /**
@@ -308,6 +395,19 @@ export class FileProvider {
     // Problem messages name fields and files, never values, so a broken Secret stays secret.
     for (const p of problems) this.logger.warn({ source: p.source, field: p.field }, formatProblem(p));
   }
+}
+
+/**
+ * Frees a large file's bytes at once (every document decoded from them is a copy). Unreachable
+ * bytes are otherwise freed by the next full garbage collection, which during a large load comes
+ * after the snapshot is built: the whole file again on top of the load's peak. Only a buffer
+ * that owns its memory alone is released; small ones share Node's pool with other buffers.
+ */
+function releaseNow(bytes: Buffer): void {
+  const owner = bytes.buffer;
+  if (bytes.length < 1024 * 1024 || bytes.byteOffset !== 0 || owner.byteLength !== bytes.length || !(owner instanceof ArrayBuffer)) return;
+  // ArrayBuffer.prototype.transfer (ES2024, Node 21+) detaches the buffer and frees its memory; our TypeScript lib predates it.
+  (owner as ArrayBuffer & { transfer?: (length: number) => ArrayBuffer }).transfer?.(0);
 }
 
 function errorCode(err: unknown): string {

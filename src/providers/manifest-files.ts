@@ -1,3 +1,4 @@
+import type { Hash } from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -136,11 +137,11 @@ export function parseManifestFile(name: string, content: string | Buffer, limits
 /** parseManifestFile one document at a time, for a caller that yields to the event loop between them. */
 export function* manifestDocuments(name: string, content: string | Buffer, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS): Generator<ManifestDocument> {
   if (/\.json$/i.test(name)) {
-    yield parseJsonDocument(`${name}#0`, typeof content === 'string' ? content : content.toString('utf8'), limits);
+    yield parseJsonDocument(interned(`${name}#0`), typeof content === 'string' ? content : content.toString('utf8'), limits);
     return;
   }
   let index = 0;
-  for (const chunk of yamlDocuments(content)) yield parseYamlDocument(`${name}#${index++}`, chunk, limits);
+  for (const chunk of yamlDocuments(content)) yield parseYamlDocument(interned(`${name}#${index++}`), chunk, limits);
 }
 
 function tooLarge(source: string, bytes: number, limits: ConfigLimits): ManifestDocument | undefined {
@@ -245,6 +246,39 @@ export function* yamlDocuments(source: string | Buffer): Generator<YamlChunk> {
   if (explicit || content) yield chunk(start, bytes.length);
 }
 
+/**
+ * The internalized copy of `text`: V8 keeps one copy of each such string for the whole process.
+ * The yaml package's scalars are slices of their document's text, and a slice keeps that whole
+ * text alive: without this, a loaded configuration would keep its entire source in memory, and
+ * one copy per document of every repeated value (namespace, apiVersion, kind, provider names).
+ * A property key is always internalized, and Object.keys hands it back. The object has no
+ * prototype, so V8 keeps it as a dictionary: a literal `{ [text]: 0 }` would create a hidden
+ * class per distinct key, garbage that raised the load's peak by a tenth.
+ */
+function interned(text: string): string {
+  const holder: Record<string, number> = Object.create(null) as Record<string, number>;
+  holder[text] = 0;
+  return Object.keys(holder)[0] ?? text;
+}
+
+/** Replaces, in place, every string of a freshly validated object by its internalized copy (see interned). */
+function internStrings(value: unknown): void {
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      if (typeof item === 'string') value[i] = interned(item);
+      else internStrings(item);
+    }
+    return;
+  }
+  if (!isRecord(value)) return;
+  for (const key of Object.keys(value)) {
+    const item = value[key];
+    if (typeof item === 'string') value[key] = interned(item);
+    else internStrings(item);
+  }
+}
+
 /** Shared by every document without warnings: one empty array, not one per document. */
 const NO_PROBLEMS: Problem[] = [];
 
@@ -254,7 +288,12 @@ function classify(value: unknown, source: string): ManifestDocument {
   const content = specContent(value);
   const generation = declaredGeneration(value);
   const gen = generation === undefined ? {} : { generation };
-  if (result.ok) return { state: 'object', source, id: result.id, object: result.object, content, warnings: result.warnings.length > 0 ? result.warnings : NO_PROBLEMS, ...gen };
+  if (result.ok) {
+    internStrings(result.object.value);
+    const { kind, namespace, name } = result.id;
+    const id: ObjectId = { kind: interned(kind), namespace: interned(namespace), name: interned(name) };
+    return { state: 'object', source, id, object: result.object, content, warnings: result.warnings.length > 0 ? result.warnings : NO_PROBLEMS, ...gen };
+  }
   return { state: 'invalid', source, problems: result.problems, content, ...(result.id ? { id: result.id } : {}), ...gen };
 }
 
@@ -265,8 +304,9 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 /** Everything but metadata and status (what Kubernetes bumps `metadata.generation` for), hashed: the text would double the memory a configuration costs. */
 function specContent(value: unknown): string {
   const { metadata: _metadata, status: _status, ...rest } = isRecord(value) ? value : { value };
-  // 96 bits tell one version of a spec from the next; kept per document, so kept short.
-  return canonicalDigest(rest).slice(0, 16);
+  // 96 bits tell one version of a spec from the next; kept per document, so kept short (and
+  // encoded from those bytes alone: a slice of the full digest would keep the full digest alive).
+  return canonicalHash(rest).digest().toString('base64', 0, 12);
 }
 
 /**
@@ -274,6 +314,10 @@ function specContent(value: unknown): string {
  * is as large as the configuration, and a fingerprint must not cost a copy of it.
  */
 export function canonicalDigest(value: unknown): string {
+  return canonicalHash(value).digest('base64');
+}
+
+function canonicalHash(value: unknown): Hash {
   const hash = createHash('sha256');
   let pending = '';
   const write = (piece: string): void => {
@@ -315,7 +359,7 @@ export function canonicalDigest(value: unknown): string {
   };
   visit(value);
   hash.update(pending);
-  return hash.digest('base64');
+  return hash;
 }
 
 function declaredGeneration(value: unknown): number | undefined {
@@ -338,8 +382,9 @@ function byCodeUnits(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** Interned: the key is kept in three maps per object, and a concatenation would keep its pieces too. */
 function keyOf(id: ObjectId): string {
-  return `${id.kind}/${id.namespace}/${id.name}`;
+  return interned(`${id.kind}/${id.namespace}/${id.name}`);
 }
 
 function describe(id: ObjectId): string {
@@ -350,11 +395,20 @@ function describe(id: ObjectId): string {
 interface Served {
   id: ObjectId;
   object: KnownObject;
+  /** The parsed object `object` was stamped from: while a file is unchanged, it is the same object, and so is `object`. */
+  from: KnownObject;
+  /** Its spec's hash (ManifestDocument content). */
+  content: string;
   file: string;
   generation: number;
 }
 
-type Definition = Extract<ManifestDocument, { state: 'object' | 'invalid' }> & { id: ObjectId; file: string };
+/** A document that defines an object, and the file it is in (the document itself is not copied: there is one per object). */
+interface Definition {
+  doc: Extract<ManifestDocument, { state: 'object' | 'invalid' }>;
+  id: ObjectId;
+  file: string;
+}
 
 /**
  * Turns successive reads of the manifest files into Inputs snapshots. It remembers, across reads,
@@ -365,13 +419,16 @@ export class ManifestStore {
   private served = new Map<string, Served>();
   private readonly lastGood = new Map<string, Served>();
   private readonly generations = new Map<string, { generation: number; content: string }>();
+  /** The keys of `served`, sorted. */
+  private order: string[] = [];
+  /** Each document's Definition, kept while it comes from the same file: a build that reads one file allocates for that file only. */
+  private readonly definitionOf = new WeakMap<ManifestDocument, Definition>();
 
   /** `files` must be sorted by name: of several definitions of an object, the one served so far wins, else the first. */
   build(files: readonly ManifestFile[]): Snapshot {
     const problems: Problem[] = [];
-    /** Every definition of each object, in file path order, then document order. */
-    const candidates = new Map<string, Definition[]>();
-    const definitions = new Map<string, Definition>();
+    /** Every definition of each object, in file path order, then document order; then only the one used. */
+    const definitions = new Map<string, Definition | Definition[]>();
     const broken = new Map<string, Problem[]>();
 
     for (const file of files) {
@@ -389,22 +446,29 @@ export class ManifestStore {
         if (doc.state === 'invalid') problems.push(...doc.problems);
         if (!doc.id) continue;
         const key = keyOf(doc.id);
-        const list = candidates.get(key) ?? [];
-        list.push({ ...doc, id: doc.id, file: file.name });
-        candidates.set(key, list);
+        let definition = this.definitionOf.get(doc);
+        if (definition === undefined || definition.file !== file.name) {
+          definition = { doc, id: doc.id, file: file.name };
+          this.definitionOf.set(doc, definition);
+        }
+        const earlier = definitions.get(key);
+        if (earlier === undefined) definitions.set(key, definition);
+        else if (Array.isArray(earlier)) earlier.push(definition);
+        else definitions.set(key, [earlier, definition]);
       }
     }
 
-    for (const [key, list] of candidates) {
+    for (const [key, list] of definitions) {
+      if (!Array.isArray(list)) continue;
       const chosen = this.chooseDefinition(key, list);
       definitions.set(key, chosen.winner);
       for (const other of list) {
         if (other === chosen.winner) continue;
         problems.push({
-          source: other.source,
+          source: other.doc.source,
           object: other.id,
           field: 'metadata.name',
-          message: `${describe(other.id)} is defined in both ${other.file} (${other.source}) and ${chosen.winner.file} (${chosen.winner.source}); ${chosen.why}, and this definition is ignored. Remove one of them or give it another name`,
+          message: `${describe(other.id)} is defined in both ${other.file} (${other.doc.source}) and ${chosen.winner.file} (${chosen.winner.doc.source}); ${chosen.why}, and this definition is ignored. Remove one of them or give it another name`,
         });
       }
     }
@@ -413,19 +477,26 @@ export class ManifestStore {
     const invalid: InvalidObject[] = [];
     const served = new Map<string, Served>();
 
-    for (const [key, def] of definitions) {
+    for (const [key, chosen] of definitions) {
+      if (Array.isArray(chosen)) continue; // not reached: every list was replaced by its winner above
+      const { doc: def, file, id } = chosen;
       const generation = this.nextGeneration(key, def.content, def.generation);
       if (def.state === 'object') {
         problems.push(...def.warnings);
-        noteUnknownFields(inputs, def.id, def.warnings);
-        const entry: Served = { id: def.id, object: stamped(def.object, generation), file: def.file, generation };
+        noteUnknownFields(inputs, id, def.warnings);
+        // The same object as last time when nothing changed, so translation can skip it by reference.
+        const before = this.served.get(key);
+        const entry: Served =
+          before !== undefined && before.generation === generation && before.file === file && sameObject(before, def)
+            ? before
+            : { id, object: stamped(def.object, generation), from: def.object, content: def.content, file, generation };
         served.set(key, entry);
         this.lastGood.set(key, entry);
         continue;
       }
       const good = this.lastGood.get(key);
       if (good) served.set(key, good);
-      invalid.push({ ...def.id, generation, problems: def.problems, servingLastGood: good !== undefined });
+      invalid.push({ ...id, generation, problems: def.problems, servingLastGood: good !== undefined });
     }
 
     // A syntax error can hide which objects a document defines. Objects last loaded from a file
@@ -442,8 +513,10 @@ export class ManifestStore {
     for (const key of [...this.generations.keys()]) if (!served.has(key) && !definitions.has(key)) this.generations.delete(key);
     this.served = served;
 
-    const ordered = [...served.values()].sort((a, b) => byCodeUnits(keyOf(a.id), keyOf(b.id)));
-    for (const { object } of ordered) addToInputs(inputs, object);
+    // The order of the last build holds while the same objects are served (an edit, not an
+    // addition or removal): sorting tens of thousands of keys costs more than checking them.
+    if (this.order.length !== served.size || !this.order.every((k) => served.has(k))) this.order = [...served.keys()].sort(byCodeUnits);
+    for (const k of this.order) addToInputs(inputs, (served.get(k) as Served).object);
     inputs.invalid = invalid.sort((a, b) => byCodeUnits(keyOf(a), keyOf(b)));
     return { inputs, problems };
   }
@@ -458,8 +531,8 @@ export class ManifestStore {
     if (list.length === 1) return { winner: first, why: '' };
     const servedFrom = this.served.get(key)?.file;
     const incumbent = servedFrom === undefined ? undefined : list.find((d) => d.file === servedFrom);
-    if (incumbent !== undefined) return { winner: incumbent, why: `the definition at ${incumbent.source} was served first and keeps being served` };
-    return { winner: first, why: `the definition at ${first.source} is used (first by file path, then document index)` };
+    if (incumbent !== undefined) return { winner: incumbent, why: `the definition at ${incumbent.doc.source} was served first and keeps being served` };
+    return { winner: first, why: `the definition at ${first.doc.source} is used (first by file path, then document index)` };
   }
 
   private nextGeneration(key: string, content: string, declared: number | undefined): number {
@@ -468,16 +541,48 @@ export class ManifestStore {
     if (declared !== undefined) generation = declared;
     else if (!prev) generation = 1;
     else generation = prev.content === content ? prev.generation : prev.generation + 1;
-    this.generations.set(key, { generation, content });
+    if (prev?.generation !== generation || prev.content !== content) this.generations.set(key, { generation, content });
     return generation;
   }
+}
+
+/**
+ * Whether a definition is the object already served: the very object (its file was not read
+ * again), or one equal to it (its file was, for an edit elsewhere in it). Equal objects stay the
+ * same object, so translation skips them.
+ */
+function sameObject(before: Served, def: Extract<ManifestDocument, { state: 'object' }>): boolean {
+  if (before.from === def.object) return true;
+  return before.content === def.content && before.from.kind === def.object.kind && sameMetadata(before.from.value.metadata, def.object.value.metadata);
+}
+
+/**
+ * Metadata equal but for `generation`: stamping sets it in place on a parsed object that had none
+ * (stamped), and the generations were compared already.
+ */
+function sameMetadata(a: { generation?: number | undefined }, b: { generation?: number | undefined }): boolean {
+  const { generation: _a, ...restA } = a;
+  const { generation: _b, ...restB } = b;
+  return canonicalJson(restA) === canonicalJson(restB);
 }
 
 function stamp<T extends { metadata: { generation?: number | undefined } }>(value: T, generation: number): T {
   return { ...value, metadata: { ...value.metadata, generation } };
 }
 
+/**
+ * The object with its generation. A parsed object no snapshot has seen yet (no generation) is
+ * stamped in place, and one that has it already is served as it is: a copy per object would cost
+ * a tenth of what the configuration keeps in memory. An object served before under another
+ * generation is copied, so the snapshots that hold it do not change.
+ */
 function stamped(o: KnownObject, generation: number): KnownObject {
+  const current = o.value.metadata.generation;
+  if (current === generation) return o;
+  if (current === undefined) {
+    o.value.metadata.generation = generation;
+    return o;
+  }
   switch (o.kind) {
     case 'GatewayClass':
       return { kind: o.kind, value: stamp(o.value, generation) };

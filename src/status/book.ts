@@ -27,27 +27,63 @@ function stamp(next: ObjectStatus, prev: ObjectStatus | undefined, now: string):
 }
 
 /**
+ * Whether two values have the same JSON, key order aside. Parts that are the same object (a
+ * status's member list, kept from a translation that reused it) are not walked, so comparing a
+ * status whose conditions alone were rebuilt costs its conditions.
+ */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameJson(a[i] ?? null, b[i] ?? null)) return false;
+    return true;
+  }
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  let count = 0;
+  for (const k of Object.keys(x)) {
+    if (x[k] === undefined) continue;
+    count++;
+    if (!sameJson(x[k], y[k])) return false;
+  }
+  for (const k of Object.keys(y)) if (y[k] !== undefined) count--;
+  return count === 0;
+}
+
+/**
  * The statuses last published, with Gateway API transition-time semantics: a condition keeps
  * its lastTransitionTime while its status stays the same. `update` reports which objects changed.
  */
 export class StatusBook {
   private current = new Map<string, ObjectStatus>();
+  /** The status each published one was stamped from: handed the same object again, the book has nothing to compare. */
+  private given = new Map<string, ObjectStatus>();
 
   constructor(private readonly clock: () => string = () => new Date().toISOString()) {}
 
   update(statuses: ObjectStatus[]): { changed: ObjectStatus[]; removed: string[] } {
     const now = this.clock();
     const next = new Map<string, ObjectStatus>();
+    const given = new Map<string, ObjectStatus>();
     const changed: ObjectStatus[] = [];
     for (const s of statuses) {
       const k = key(s);
       const prev = this.current.get(k);
+      given.set(k, s);
+      // Translation hands over the same status object for an object that did not change.
+      if (prev !== undefined && this.given.get(k) === s) {
+        next.set(k, prev);
+        continue;
+      }
       const stamped = stamp(s, prev, now);
       next.set(k, stamped);
-      if (!prev || JSON.stringify(prev) !== JSON.stringify(stamped)) changed.push(stamped);
+      if (!prev || !sameJson(prev, stamped)) changed.push(stamped);
     }
-    const removed = [...this.current.keys()].filter((k) => !next.has(k));
+    const removed: string[] = [];
+    for (const k of this.current.keys()) if (!next.has(k)) removed.push(k);
     this.current = next;
+    this.given = given;
     return { changed, removed };
   }
 

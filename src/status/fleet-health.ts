@@ -35,6 +35,15 @@ export interface LoadFigures {
   errors: number;
 }
 
+/** Load over a sliding window: one replica's own (LoadWindow), or the fleet's (src/status/fleet-share.ts). */
+export interface LoadSource {
+  readonly windowMs: number;
+  /** Envoys that reported within the window. */
+  reporterCount(): number;
+  /** Per priority, per endpoint address ('' = not broken down by endpoint): figures over the window. */
+  cluster(name: string): Map<number, Map<string, LoadFigures>>;
+}
+
 /** Slots per window: figures move in steps of a twelfth of the window (5 s of a minute). */
 const SLOTS = 12;
 
@@ -43,7 +52,7 @@ const SLOTS = 12;
  * endpoint: memory grows with the endpoints that had traffic, not with Envoys or reports. A slot
  * counts while its start is inside the window, so the window is between 11 and 12 slots long.
  */
-export class LoadWindow {
+export class LoadWindow implements LoadSource {
   private readonly slotMs: number;
   /** cluster → slot → "priority address" → figures. */
   private readonly clusters = new Map<string, Map<number, Map<string, LoadFigures>>>();
@@ -83,6 +92,10 @@ export class LoadWindow {
   reporters(): string[] {
     const since = this.clock() - this.windowMs;
     return [...this.lastReport].filter(([, at]) => at > since).map(([node]) => node).sort();
+  }
+
+  reporterCount(): number {
+    return this.reporters().length;
   }
 
   /** Per priority, per endpoint address ('' = not broken down by endpoint): figures over the window. */
@@ -265,8 +278,8 @@ export type FleetHealthView = Map<string, { health: MemberHealth[]; reporting: R
 /** yes: an Envoy reported in the window; starting: none yet, and the controller is younger than a window; no: none. */
 export type Reporting = 'yes' | 'starting' | 'no';
 
-export function fleetHealthView(ir: IR, window: LoadWindow, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH, resolves: ResolvesFn = () => undefined, starting = false): FleetHealthView {
-  const reporting: Reporting = window.reporters().length > 0 ? 'yes' : starting ? 'starting' : 'no';
+export function fleetHealthView(ir: IR, window: LoadSource, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH, resolves: ResolvesFn = () => undefined, starting = false): FleetHealthView {
+  const reporting: Reporting = window.reporterCount() > 0 ? 'yes' : starting ? 'starting' : 'no';
   const view: FleetHealthView = new Map();
   for (const c of ir.clusters) {
     if ((c.backend.kind ?? 'Backend') !== 'Backend') continue;

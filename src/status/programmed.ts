@@ -5,6 +5,17 @@ import type { IR } from '../ir/model.js';
 import type { ObjectStatus } from '../translate/status.js';
 import { SHARED_VIEW } from '../xds/cache.js';
 
+/** What the xDS server knows about one client for one type: what a replica shares with the others (fleet-share.ts). */
+export interface ClientTypeFeedback {
+  nodeId: string;
+  /** The Gateway ("namespace/name") the client serves, or SHARED_VIEW. */
+  view: string;
+  typeUrl: string;
+  state: 'pending' | 'acked' | 'rejected';
+  sentVersion?: string;
+  nackMessage?: string;
+}
+
 /** What the fleet did with one view's current version of one type (src/xds/ack-ledger.ts). */
 export interface FleetTypeFeedback {
   acked: boolean;
@@ -155,6 +166,8 @@ export function servedAsFromIr(ir: IR, planes: DataPlanes): ServedAs {
     const served = out.get(key) ?? { views: [gateway, SHARED_VIEW], resources: [] };
     if (leftOut.has(l.name)) served.views = [gateway];
     served.resources.push({ typeUrl: TypeUrl.listener, names: [l.name] }, { typeUrl: TypeUrl.route, names: [l.name] });
+    const certificates = l.tls.flatMap((t) => t.certificates);
+    if (certificates.length > 0) served.resources.push({ typeUrl: TypeUrl.secret, names: certificates });
     out.set(key, served);
   }
   return out;

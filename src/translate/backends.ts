@@ -1,11 +1,12 @@
 import { isIP } from 'node:net';
-import type { AuthToken, Backend, OutlierDetectionSpec, PoolMember } from '../api/backend.js';
+import type { AuthToken, Backend, OutlierDetectionSpec, PoolMember, Priority } from '../api/backend.js';
 import { condition, type Condition } from '../api/conditions.js';
 import { parseDuration } from '../api/duration.js';
-import { providerName, providerTarget } from '../api/providers.js';
+import { providerName, providerTarget, type VendorCredential } from '../api/providers.js';
 import type { Secret } from '../api/secret.js';
 import type { ClusterIR, CredentialIR, MemberIR, OutlierPlan, PriorityIR, RetryPlan } from '../ir/model.js';
-import { resolveCredential } from './credentials.js';
+import { resolveCredential, resolveVendorCredential, type SecretLookup } from './credentials.js';
+import { memberModelAliases, servedModels, type ServedModels } from './models.js';
 import { backendRetryPlan } from './retry.js';
 import type { BackendStatus, MemberStatus, PriorityStatus, WarningEvent } from './status.js';
 
@@ -19,6 +20,8 @@ export interface TranslatedBackend {
   /** Absent when no member is usable: routes then answer 503 with `unavailable`. */
   cluster?: ClusterIR;
   unavailable?: string;
+  /** AI Backends with a usable member: the model names a client may send. */
+  models?: ServedModels;
   retry: RetryPlan;
   credentials: CredentialIR[];
   status: BackendStatus;
@@ -35,6 +38,7 @@ interface Candidate {
   provider: string;
   member: Omit<MemberIR, 'metadata'> & { metadata: Omit<MemberIR['metadata'], 'priority'> };
   token?: AuthToken;
+  vendorCredential?: VendorCredential;
 }
 
 function aiCandidates(backend: Backend): Candidate[][] {
@@ -42,12 +46,17 @@ function aiCandidates(backend: Backend): Candidate[][] {
   if (!ai) return [];
   const pools: PoolMember[][] = ai.multipool ? ai.multipool.priorities.map((p) => p.pool) : ai.llm ? [[ai.llm]] : [];
   const key = `${backend.metadata.namespace}/${backend.metadata.name}`;
+  const deadlines = pools.map((_, p) => parseDuration(ai.multipool?.priorities[p]?.firstTokenTimeout ?? ai.firstTokenTimeout ?? ''));
+  const fallbacks = pools.map((_, p) => poolFallbacks(ai.multipool?.priorities[p]));
   return pools.map((pool, p) =>
     pool.map((m, i) => {
+      const firstTokenTimeoutMs = deadlines[p];
+      const fallback = fallbacks[p];
       const target = providerTarget(m.provider);
       const provider = providerName(m.provider);
       const name = m.name ?? `p${p}-${i}-${provider.toLowerCase()}`;
       const address = m.hostOverride?.host ?? target.host;
+      const modelAliases = memberModelAliases(ai.models, m, target.model);
       const port = m.hostOverride?.port ?? target.port;
       const c: Candidate = {
         name,
@@ -70,13 +79,33 @@ function aiCandidates(backend: Backend): Candidate[][] {
             ...(target.model ? { model: target.model } : {}),
             ...(target.apiVersion ? { apiVersion: target.apiVersion } : {}),
             ...(target.deployment ? { deployment: target.deployment } : {}),
+            ...(firstTokenTimeoutMs !== undefined ? { firstTokenTimeoutMs } : {}),
+            ...(fallback !== undefined ? { fallbacks: fallback } : {}),
+            ...(modelAliases ? { modelAliases } : {}),
           },
         },
       };
       if (target.authToken) c.token = target.authToken;
+      if (target.vendorCredential) c.vendorCredential = target.vendorCredential;
       return c;
     }),
   );
+}
+
+/** The refusals a pool hands to the next priority, as the AI extension reads them (endpoint metadata). */
+function poolFallbacks(p: Priority | undefined): string | undefined {
+  const causes: string[] = [];
+  if (p?.contextWindowFallback === 'NextPool') causes.push('context_length_exceeded');
+  if (p?.contentPolicyFallback === 'NextPool') causes.push('content_policy');
+  return causes.length > 0 ? causes.join(',') : undefined;
+}
+
+/** Whether the AI extension may abandon an attempt of this Backend, which its routes must then retry. */
+function mayAbandon(backend: Backend): boolean {
+  const ai = backend.spec.ai;
+  if (backend.spec.type !== 'AI' || ai === undefined) return false;
+  if (ai.firstTokenTimeout !== undefined) return true;
+  return ai.multipool?.priorities.some((p) => p.firstTokenTimeout !== undefined || poolFallbacks(p) !== undefined) ?? false;
 }
 
 function staticCandidates(backend: Backend): Candidate[][] {
@@ -130,13 +159,13 @@ function duplicateNames(pools: Candidate[][]): string[] {
   return [...dup];
 }
 
-export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, Secret>): TranslatedBackend {
+export function translateBackend(backend: Backend, secrets: SecretLookup): TranslatedBackend {
   const { namespace, name, generation, uid } = backend.metadata;
   const key = `${namespace}/${name}`;
   const identity = uid !== undefined ? { uid } : {};
   const pools = backend.spec.type === 'AI' ? aiCandidates(backend) : staticCandidates(backend);
   const multi = pools.length > 1;
-  const retry = backendRetryPlan(backend.spec.retry, pools.length);
+  const retry = backendRetryPlan(backend.spec.retry, pools.length, mayAbandon(backend));
   const events: WarningEvent[] = [];
   const credentials = new Map<string, CredentialIR>();
   const warnings: string[] = [];
@@ -164,7 +193,9 @@ export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, 
     const members: MemberIR[] = [];
     const memberStatus: MemberStatus[] = [];
     for (const c of pool) {
-      const res = resolveCredential(c.token, { namespace, backend: name, member: c.name, secrets });
+      const res = c.vendorCredential
+        ? resolveVendorCredential(c.vendorCredential, { namespace, member: c.name, secrets })
+        : resolveCredential(c.token, { namespace, backend: name, member: c.name, secrets });
       if (!res.ok) {
         memberStatus.push({ name: c.name, provider: c.provider, usable: false, reason: res.reason, message: res.message });
         refProblems.push({ reason: res.reason, message: res.message });
@@ -175,7 +206,7 @@ export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, 
       // properties gave every member's metadata a hidden class of its own, which cost a third of
       // translate() at 10k Backends. The key order (priority after the provider's keys) is unchanged.
       const metadata: MemberIR['metadata'] = Object.assign(c.member.metadata, { priority: priorities.length });
-      if (c.provider !== 'static') metadata.authKind = res.kind;
+      if (c.provider !== 'static') metadata.authKind = c.vendorCredential?.kind ?? res.kind;
       if (res.kind === 'SecretRef' || res.kind === 'Inline') {
         credentials.set(res.credential.name, res.credential);
         metadata.credential = res.credential.name;
@@ -234,6 +265,7 @@ export function translateBackend(backend: Backend, secrets: ReadonlyMap<string, 
     credentials: [...credentials.values()],
     events,
     ...(cluster ? { cluster } : {}),
+    ...(cluster && backend.spec.type === 'AI' ? { models: servedModels(backend, cluster) } : {}),
     ...(unavailable ? { unavailable } : {}),
     status: { kind: 'Backend', namespace, name, ...identity, conditions, priorities: priorityStatus, servedPriorities: priorities.length, usableMembers: usable, totalMembers: all.length },
   };

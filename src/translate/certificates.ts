@@ -51,5 +51,27 @@ export function checkServingCertificate(secret: Secret): CertificateCheck {
   if (!leaf || !leaf.checkPrivateKey(key)) {
     return { ok: false, message: `${where}: tls.key is not the private key of the first certificate in tls.crt; put the matching key (or put the leaf certificate first)` };
   }
+  const unservable = unservableKey(leaf);
+  if (unservable !== undefined) return { ok: false, message: `${where}: ${unservable}` };
   return { ok: true, certificate: { certificateChain: chain, privateKey: keyPem } };
+}
+
+/** Curves Envoy serves ECDSA certificates on (its TLS context: "only P-256, P-384 or P-521 ECDSA certificates are supported"). */
+const ENVOY_CURVES: Readonly<Record<string, string>> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521' };
+const MIN_RSA_BITS = 2048;
+
+/**
+ * Envoy refuses to serve a leaf whose key is an RSA key under 2048 bits or an ECDSA key on
+ * another curve than P-256, P-384 or P-521; Node parses both without a word.
+ */
+function unservableKey(leaf: X509Certificate): string | undefined {
+  const key = leaf.publicKey;
+  const details = key.asymmetricKeyDetails;
+  if ((key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss') && details?.modulusLength !== undefined && details.modulusLength < MIN_RSA_BITS) {
+    return `the first certificate in tls.crt has a ${details.modulusLength}-bit RSA key and Envoy serves only RSA keys of ${MIN_RSA_BITS} bits or more; issue the certificate with a key of ${MIN_RSA_BITS} bits or more`;
+  }
+  if (key.asymmetricKeyType === 'ec' && details?.namedCurve !== undefined && ENVOY_CURVES[details.namedCurve] === undefined) {
+    return `the first certificate in tls.crt has an ECDSA key on curve ${details.namedCurve} and Envoy serves only P-256, P-384 or P-521; issue the certificate with a key on one of those curves`;
+  }
+  return undefined;
 }

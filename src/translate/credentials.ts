@@ -1,4 +1,5 @@
-import type { AuthToken } from '../api/backend.js';
+import { AWS_ACCESS_KEY, AWS_SECRET_KEY, AWS_SESSION_TOKEN, SERVICE_ACCOUNT_KEY, type AuthToken } from '../api/backend.js';
+import type { VendorCredential, VendorCredentialKind } from '../api/providers.js';
 import type { Secret } from '../api/secret.js';
 import { secretValue } from '../api/secret.js';
 import type { CredentialIR } from '../ir/model.js';
@@ -20,10 +21,13 @@ function bareKey(value: string): string {
   return value.trim().replace(/^bearer(?:\s+|$)/i, '').trim();
 }
 
+/** Where Secrets are looked up: a Map, or a recorder of what translation read (src/translate/index.ts). */
+export type SecretLookup = Pick<ReadonlyMap<string, Secret>, 'get'>;
+
 /** Resolves one member's authToken against the Secrets of the Backend's namespace. */
 export function resolveCredential(
   token: AuthToken | undefined,
-  ctx: { namespace: string; backend: string; member: string; secrets: ReadonlyMap<string, Secret> },
+  ctx: { namespace: string; backend: string; member: string; secrets: SecretLookup },
 ): CredentialResolution {
   if (!token) return { ok: true, kind: 'None' };
   if (token.kind === 'Passthrough') return { ok: true, kind: 'Passthrough' };
@@ -57,4 +61,79 @@ export function resolveCredential(
     };
   }
   return { ok: true, kind: 'SecretRef', secret: secretName, credential: { name: credentialName(ctx.namespace, secretName), value } };
+}
+
+/** The Secret keys each vendor credential is read from: [key, required]. */
+const VENDOR_KEYS: Record<VendorCredentialKind, readonly (readonly [string, boolean])[]> = {
+  ServiceAccountKey: [[SERVICE_ACCOUNT_KEY, true]],
+  AwsKeys: [[AWS_ACCESS_KEY, true], [AWS_SECRET_KEY, true], [AWS_SESSION_TOKEN, false]],
+};
+
+/**
+ * SDS name of a vendor credential. A ":" cannot occur in a Kubernetes name, so it never meets the
+ * name of a plain key from the same Secret or of an inline token.
+ */
+export function vendorCredentialName(namespace: string, secret: string, kind: VendorCredentialKind): string {
+  return `${credentialName(namespace, secret)}:${kind === 'AwsKeys' ? 'aws' : 'service-account'}`;
+}
+
+/**
+ * Resolves a credential made of several keys of one Secret. The value handed to the extension is
+ * a JSON object of those keys (what each vendor module reads), never shown anywhere else.
+ */
+export function resolveVendorCredential(
+  ref: VendorCredential,
+  ctx: { namespace: string; member: string; secrets: SecretLookup },
+): CredentialResolution {
+  const secret = ctx.secrets.get(`${ctx.namespace}/${ref.secretName}`);
+  const keys = VENDOR_KEYS[ref.kind];
+  const required = keys.filter(([, r]) => r).map(([k]) => `"${k}"`).join(' and ');
+  if (!secret) {
+    return {
+      ok: false, reason: 'SecretNotFound', secret: ref.secretName,
+      message: `member ${ctx.member}: Secret ${ctx.namespace}/${ref.secretName} not found; create it with key${keys.length > 1 ? 's' : ''} ${required}`,
+    };
+  }
+  const value: Record<string, string> = {};
+  const missing: string[] = [];
+  for (const [key, isRequired] of keys) {
+    const v = secretValue(secret, key)?.trim() ?? '';
+    if (v !== '') value[key] = v;
+    else if (isRequired) missing.push(`"${key}"`);
+  }
+  if (missing.length > 0) {
+    return {
+      ok: false, reason: 'SecretKeyMissing', secret: ref.secretName,
+      message: `member ${ctx.member}: Secret ${ctx.namespace}/${ref.secretName} has no non-empty key ${missing.join(' or ')}; add ${missing.length > 1 ? 'them' : 'it'}`,
+    };
+  }
+  if (ref.kind === 'ServiceAccountKey') {
+    const problem = serviceAccountKeyProblem(value[SERVICE_ACCOUNT_KEY] ?? '');
+    if (problem !== undefined) {
+      return {
+        ok: false, reason: 'SecretKeyMissing', secret: ref.secretName,
+        message: `member ${ctx.member}: Secret ${ctx.namespace}/${ref.secretName} key "${SERVICE_ACCOUNT_KEY}" is not a usable service-account key: ${problem}; put the JSON key file there as downloaded`,
+      };
+    }
+  }
+  return {
+    ok: true, kind: 'SecretRef', secret: ref.secretName,
+    credential: { name: vendorCredentialName(ctx.namespace, ref.secretName, ref.kind), value: JSON.stringify(value) },
+  };
+}
+
+/** What is wrong with a service-account JSON key, without quoting any of it. */
+function serviceAccountKeyProblem(text: string): string | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return 'it is not JSON';
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return 'it is not a JSON object';
+  const key = parsed as Record<string, unknown>;
+  for (const field of ['client_email', 'private_key', 'token_uri']) {
+    if (typeof key[field] !== 'string' || key[field] === '') return `field ${field} is missing`;
+  }
+  return undefined;
 }

@@ -1,6 +1,7 @@
 import { condition, type Condition } from '../api/conditions.js';
-import { CONTROLLER_NAME, GATEWAY_GROUP, isServedProtocol, type Gateway, type GatewayListener, type ServedProtocol } from '../api/gateway.js';
+import { ACCESS_LOG_ANNOTATION, ACCESS_LOG_FORMATS, CONTROLLER_NAME, GATEWAY_GROUP, isServedProtocol, type AccessLogFormat, type Gateway, type GatewayListener, type ServedProtocol } from '../api/gateway.js';
 import type { Secret } from '../api/secret.js';
+import type { SecretLookup } from './credentials.js';
 import type { CertificateIR } from '../ir/model.js';
 import { checkServingCertificate } from './certificates.js';
 import { SUPPORTED_FEATURES } from './features.js';
@@ -27,7 +28,7 @@ export interface ServedListener {
 export interface TranslatedGateways {
   classStatuses: GatewayClassStatus[];
   /** Gateways of our classes, keyed "ns/name". */
-  gateways: Map<string, { gateway: Gateway; listeners: ServedListener[] }>;
+  gateways: Map<string, { gateway: Gateway; listeners: ServedListener[]; accessLog?: AccessLogFormat }>;
   certificates: CertificateIR[];
   events: WarningEvent[];
 }
@@ -78,7 +79,7 @@ function listenerCertificates(
   gw: Gateway,
   l: GatewayListener,
   inputs: Inputs,
-  secrets: ReadonlyMap<string, Secret>,
+  secrets: SecretLookup,
   certificates: Map<string, CertificateIR>,
 ): { names: string[]; problems: Problem[] } {
   const names: string[] = [];
@@ -115,7 +116,7 @@ function listenerCertificates(
   return { names, problems };
 }
 
-export function translateGateways(inputs: Inputs): TranslatedGateways {
+export function translateGateways(inputs: Inputs, secretLookup?: SecretLookup): TranslatedGateways {
   const ours = new Set<string>();
   const classStatuses: GatewayClassStatus[] = [];
   for (const gc of inputs.gatewayClasses) {
@@ -128,10 +129,10 @@ export function translateGateways(inputs: Inputs): TranslatedGateways {
     });
   }
 
-  const secrets = new Map<string, Secret>(inputs.secrets.map((s) => [`${s.metadata.namespace}/${s.metadata.name}`, s]));
+  const secrets = secretLookup ?? new Map<string, Secret>(inputs.secrets.map((s) => [`${s.metadata.namespace}/${s.metadata.name}`, s]));
   const certificates = new Map<string, CertificateIR>();
   const events: WarningEvent[] = [];
-  const gateways = new Map<string, { gateway: Gateway; listeners: ServedListener[] }>();
+  const gateways = new Map<string, { gateway: Gateway; listeners: ServedListener[]; accessLog?: AccessLogFormat }>();
   // Each Gateway is its own data plane (Gateway API), so two Gateways on one port do not
   // conflict; an Envoy that serves every Gateway leaves the younger one's listener out
   // (src/envoy/data-planes.ts), which is no fault of the Gateway.
@@ -196,9 +197,23 @@ export function translateGateways(inputs: Inputs): TranslatedGateways {
         conditions,
       });
     }
-    gateways.set(key, { gateway: gw, listeners });
+    const accessLog = gatewayAccessLog(gw);
+    if ('error' in accessLog) events.push({ object: { kind: 'Gateway', namespace: gw.metadata.namespace, name: gw.metadata.name }, reason: 'InvalidAnnotation', message: accessLog.error });
+    gateways.set(key, { gateway: gw, listeners, ...('format' in accessLog && accessLog.format !== undefined ? { accessLog: accessLog.format } : {}) });
   }
   return { classStatuses, gateways, certificates: [...certificates.values()], events };
+}
+
+/**
+ * The Gateway's access-log annotation: a format, none (the command's default), or an error naming
+ * the field and the fix; with an error the listeners keep the default and keep serving.
+ */
+export function gatewayAccessLog(gw: Gateway): { format?: AccessLogFormat } | { error: string } {
+  const asked = gw.metadata.annotations?.[ACCESS_LOG_ANNOTATION];
+  if (asked === undefined) return {};
+  const format = ACCESS_LOG_FORMATS.find((f) => f === asked.trim());
+  if (format !== undefined) return { format };
+  return { error: `metadata.annotations["${ACCESS_LOG_ANNOTATION}"] is "${asked}"; use one of ${ACCESS_LOG_FORMATS.join(', ')} (the listeners keep the default access log meanwhile)` };
 }
 
 export function isServed(l: ServedListener): boolean {
@@ -210,7 +225,8 @@ export function listenerTakesKind(l: ServedListener, kind: string): boolean {
   return l.supportedKinds.some((k) => k.group === GATEWAY_GROUP && k.kind === kind);
 }
 
-export function gatewayStatus(gw: Gateway, listeners: ServedListener[]): GatewayStatus {
+/** `annotationProblem`: an annotation that could not be used, said in Accepted (still True: the Gateway serves). */
+export function gatewayStatus(gw: Gateway, listeners: ServedListener[], annotationProblem?: string): GatewayStatus {
   const gen = gw.metadata.generation;
   const served = listeners.filter(isServed);
   const unserved = listeners.filter((l) => !isServed(l));
@@ -225,9 +241,10 @@ export function gatewayStatus(gw: Gateway, listeners: ServedListener[]): Gateway
   // The Gateway is ours and taken in charge even when some listeners are not: each listener's
   // own conditions say why it is not served, and the others keep serving (Gateway API allows
   // Accepted=True with reason ListenersNotValid).
+  const note = annotationProblem === undefined ? '' : `; ${annotationProblem}`;
   const accepted = unserved.length === 0
-    ? condition('Accepted', true, 'Accepted', 'Gateway is valid', gen)
-    : condition('Accepted', true, 'ListenersNotValid', served.length > 0 ? `${why}; the other listeners are served` : `${why}; no listener of this Gateway is served`, gen);
+    ? condition('Accepted', true, 'Accepted', `Gateway is valid${note}`, gen)
+    : condition('Accepted', true, 'ListenersNotValid', `${served.length > 0 ? `${why}; the other listeners are served` : `${why}; no listener of this Gateway is served`}${note}`, gen);
   return {
     kind: 'Gateway',
     namespace: gw.metadata.namespace,

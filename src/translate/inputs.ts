@@ -56,6 +56,7 @@ export interface Inputs {
 
 /** Notes the unknown fields of a served object, if any (from parseManifest's warnings). */
 export function noteUnknownFields(inputs: Inputs, id: { kind: string; namespace: string; name: string }, warnings: readonly Problem[]): void {
+  if (warnings.length === 0) return;
   const fields = warnings.map((w) => w.field).filter((f) => f !== '');
   if (fields.length === 0) return;
   (inputs.unknownFields ??= []).push({ kind: id.kind, namespace: id.namespace, name: id.name, fields });

@@ -1,7 +1,7 @@
 import type { RetrySpec } from '../api/backend.js';
 import { parseDuration } from '../api/duration.js';
 import type { HTTPRouteRetry } from '../api/httproute.js';
-import type { RetryPlan } from '../ir/model.js';
+import { ABANDONED_HEADER, type RetryPlan } from '../ir/model.js';
 
 export const DEFAULT_RETRY_ON = ['connect-failure', 'refused-stream', 'reset', 'retriable-status-codes'];
 export const DEFAULT_RETRY_CODES = [429, 500, 502, 503, 504];
@@ -25,7 +25,7 @@ function backoffBase(text: string | undefined): number | undefined {
  * With more than one priority a 429 must move to the next priority at once, so Retry-After is
  * only honoured by default when there is no other priority to go to.
  */
-export function backendRetryPlan(spec: RetrySpec | undefined, priorityCount: number): RetryPlan {
+export function backendRetryPlan(spec: RetrySpec | undefined, priorityCount: number, abandons = false): RetryPlan {
   const multi = priorityCount > 1;
   const plan: RetryPlan = {
     attempts: spec?.attempts ?? Math.max(2, priorityCount - 1),
@@ -52,12 +52,18 @@ export function backendRetryPlan(spec: RetrySpec | undefined, priorityCount: num
   if (plan.statusCodes.length > 0 && !plan.retryOn.includes('retriable-status-codes')) {
     plan.retryOn = [...plan.retryOn, 'retriable-status-codes'];
   }
+  // An attempt the AI extension abandons (first-token deadline) is retried whatever statusCodes says.
+  if (abandons) {
+    plan.retriableHeaders = [ABANDONED_HEADER];
+    if (!plan.retryOn.includes('retriable-headers')) plan.retryOn = [...plan.retryOn, 'retriable-headers'];
+  }
   return plan;
 }
 
 /** GEP-1731: an HTTPRoute rule's `retry` overrides only the fields it sets. */
 export function withRouteRetry(plan: RetryPlan, route: HTTPRouteRetry | undefined, backendRequestMs: number | undefined): RetryPlan {
   const next: RetryPlan = { ...plan, backoff: { ...plan.backoff }, retryOn: [...plan.retryOn], statusCodes: [...plan.statusCodes] };
+  if (plan.retriableHeaders) next.retriableHeaders = [...plan.retriableHeaders];
   if (route?.attempts !== undefined) next.attempts = route.attempts;
   if (route?.codes !== undefined) {
     next.statusCodes = [...route.codes];

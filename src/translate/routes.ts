@@ -30,14 +30,16 @@ export interface TranslatedRoute {
   status: HTTPRouteStatus;
   placed: PlacedRoute[];
   events: WarningEvent[];
+  /** The listeners whose attachedRoutes this route counted, once per attachment (replayed when the result is reused). */
+  attachedTo: ServedListener[];
 }
 
 interface RouteContext {
   gateways: ReadonlyMap<string, { listeners: ServedListener[] }>;
   /** Gateways that exist but belong to another controller: their parentRefs are not ours to report. */
   foreignGateways: ReadonlySet<string>;
-  backends: ReadonlyMap<string, TranslatedBackend>;
-  services: ServiceBackends;
+  backends: Pick<ReadonlyMap<string, TranslatedBackend>, 'get'>;
+  services: Pick<ServiceBackends, 'resolve'>;
   /** Namespaces by name, for listeners that select route namespaces by label. */
   namespaces: ReadonlyMap<string, Namespace>;
   grants: readonly ReferenceGrant[];
@@ -370,6 +372,7 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
   const events: WarningEvent[] = [];
   const placed: PlacedRoute[] = [];
   const parents: RouteParentStatus[] = [];
+  const attachedTo: ServedListener[] = [];
 
   const refsByRule = route.spec.rules.map((rule, i) => (rule.backendRefs ?? []).map((ref, j) => resolveBackendRef(route, ref, ctx, `spec.rules[${i}].backendRefs[${j}]`)));
   const badRefs = refsByRule.flat().filter((r) => !r.ok && !r.unsupportedFilter);
@@ -450,6 +453,7 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
       const hostnames = effectiveHostnames(l.spec.hostname, route.spec.hostnames);
       if (hostnames.length === 0) continue;
       attached.push(l);
+      attachedTo.push(l);
       l.attachedRoutes++;
       if (!isServed(l) || nothingServed) continue;
       ruleEntries.forEach(({ action, requestHeaders, responseHeaders }, ruleIndex) => {
@@ -479,5 +483,5 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
   }
 
   const { namespace, name, uid } = route.metadata;
-  return { status: { kind: 'HTTPRoute', namespace, name, ...(uid !== undefined ? { uid } : {}), parents }, placed, events };
+  return { status: { kind: 'HTTPRoute', namespace, name, ...(uid !== undefined ? { uid } : {}), parents }, placed, events, attachedTo };
 }

@@ -7,7 +7,7 @@
 
 export interface FleetNack {
   readonly nodeId: string;
-  /** Envoy's error_detail.message, verbatim. */
+  /** Envoy's error_detail.message, with the secret values it may quote redacted. */
   readonly message: string;
 }
 
@@ -16,13 +16,20 @@ export interface FleetTypeState {
   /** Some Envoy of the view ACKed the view's current version of the type (or holds what it means for it). */
   readonly acked: boolean;
   /** Envoys whose last reply for the type was a NACK, oldest first. */
-  readonly rejected: readonly FleetNack[];
+  readonly rejected: FleetNack[];
 }
 
 interface Entry {
   /** The view's version of the type this entry's `acked` is about. */
   version: string;
   acked: boolean;
+  /**
+   * The newest version of the type some Envoy of the view ACKed. An Envoy that NACKs the next one
+   * keeps running it, so when the view goes back to it (the resource quarantine serving the
+   * content Envoy accepted in place of what it rejected) it is programmed before the re-push is
+   * ACKed: the other objects of that type are not held back by the rejected one.
+   */
+  lastAcked: string | undefined;
   /**
    * nodeId → what it rejected (its own version of the type) and why: cleared by that node's next
    * ACK of the type or by its being sent another version, not by its disconnecting.
@@ -45,6 +52,7 @@ export class AckLedger {
     const entry = this.at(view, typeUrl, version);
     let changed = !entry.acked;
     entry.acked = true;
+    entry.lastAcked = version;
     if (entry.nacks.delete(nodeId)) changed = true;
     if (changed) this.revision++;
   }
@@ -77,7 +85,8 @@ export class AckLedger {
   }
 
   /**
-   * The view moved to `version` of `typeUrl`: nobody has ACKed it yet. NACKs of nodes still
+   * The view moved to `version` of `typeUrl`: nobody has ACKed it yet, unless it is the version the
+   * fleet last ACKed (it went back to it). NACKs of nodes still
    * connected stay until they ACK (a named subscription is not pushed again when only other
    * resources changed); those of nodes gone can never be cleared and go.
    */
@@ -85,7 +94,7 @@ export class AckLedger {
     const entry = this.entries.get(view)?.get(typeUrl);
     if (entry === undefined || entry.version === version) return;
     entry.version = version;
-    entry.acked = false;
+    entry.acked = version === entry.lastAcked;
     for (const nodeId of [...entry.nacks.keys()]) if (!connected(nodeId)) entry.nacks.delete(nodeId);
     this.revision++;
   }
@@ -113,11 +122,11 @@ export class AckLedger {
     }
     let entry = types.get(typeUrl);
     if (entry === undefined) {
-      entry = { version, acked: false, nacks: new Map() };
+      entry = { version, acked: false, lastAcked: undefined, nacks: new Map() };
       types.set(typeUrl, entry);
     } else if (entry.version !== version) {
       entry.version = version;
-      entry.acked = false;
+      entry.acked = version === entry.lastAcked;
     }
     return entry;
   }

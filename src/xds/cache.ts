@@ -127,6 +127,11 @@ function hash(text: string): string {
   return createHash('sha256').update(text).digest('base64url').slice(0, 16);
 }
 
+/** A resource's content version: a hash of its JSON, as the cache versions it. */
+export function contentVersion(resource: EnvoyResource): string {
+  return hash(canonicalJson(resource));
+}
+
 /** JSON with object keys sorted, so key order in the translator's output does not change versions. */
 function canonicalJson(value: JsonValue): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value);
@@ -226,6 +231,7 @@ export class SnapshotCache {
     const typeUrl = TypeUrl[kind];
     const previous = this.snapshots.get(typeUrl);
     const resources = new Map<string, CachedResource>();
+    let reused = 0;
     for (const [index, resource] of list.entries()) {
       if (resource['@type'] !== typeUrl) {
         throw new Error(`${KIND_FIELD[kind]}[${index}]: @type is ${String(resource['@type'])}, expected ${typeUrl}`);
@@ -233,14 +239,16 @@ export class SnapshotCache {
       const name = resourceName(resource);
       if (resources.has(name)) throw new Error(`${KIND_FIELD[kind]}[${name}]: two resources share this name`);
       const old = previous?.resources.get(name);
-      // Translation hands back the very object it served before for what did not change: no hash, no encode.
+      // The translator hands over the very object it built last time for what did not change.
       if (old !== undefined && old.resource === resource) {
         resources.set(name, old);
+        reused++;
         continue;
       }
-      const version = hash(canonicalJson(resource));
+      const version = contentVersion(resource);
       resources.set(name, old !== undefined && old.version === version ? old : this.encode(typeUrl, name, version, resource));
     }
+    if (previous !== undefined && reused === resources.size && reused === previous.resources.size) return previous;
     return { typeUrl, kind, version: versionOfSet(resources.values()), resources };
   }
 

@@ -1,4 +1,4 @@
-import type { CacheView } from './cache.js';
+import type { CachedResource, CacheView } from './cache.js';
 import type { ErrorDetail, NodeInfo } from './wire.js';
 
 export type StreamKind = 'sotw' | 'delta';
@@ -7,7 +7,7 @@ export interface NackRecord {
   /** The version the client rejected (the one sent with the NACKed nonce). */
   readonly version: string;
   readonly code: number;
-  /** Envoy's error_detail.message, verbatim. */
+  /** Envoy's error_detail.message, with the secret values it may quote redacted. */
   readonly message: string;
   readonly at: Date;
 }
@@ -43,11 +43,14 @@ export interface StreamHooks {
   selected(view: CacheView): void;
   sent(typeUrl: string, version: string): void;
   /**
+  /**
    * `viewVersion`: the version of the stream's view the ACKed response stood for (what the
-   * fleet's ACK state is kept by, ack-ledger.ts); `version` is the client's own.
+   * fleet's ACK state is kept by, ack-ledger.ts); `version` is the client's own. `resources`: what
+   * the acknowledged or rejected response carried (SotW: the client's whole set; delta: the
+   * resources it updated), so a NACK can be charged to the resources that changed.
    */
-  acked(typeUrl: string, version: string, viewVersion: string): void;
-  nacked(typeUrl: string, version: string, viewVersion: string, detail: ErrorDetail): void;
+  acked(typeUrl: string, version: string, viewVersion: string, resources: readonly CachedResource[]): void;
+  nacked(typeUrl: string, version: string, viewVersion: string, detail: ErrorDetail, resources: readonly CachedResource[]): void;
   /**
    * The view moved to `viewVersion` of `typeUrl` and this client, having ACKed its last response,
    * needs nothing of it: it holds that version as far as it is concerned.

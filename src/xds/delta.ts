@@ -24,8 +24,8 @@ interface DeltaTypeState {
   names: Set<string>;
   /** What the client holds: name → version (from initial_resource_versions, then what we sent). */
   known: Map<string, string>;
-  /** nonce → system version of that response and the view's version it stands for, until ACKed or NACKed. */
-  outstanding: Map<string, { version: string; viewVersion: string }>;
+  /** nonce → system version of that response, the view's version it stands for and the resources it updated, until ACKed or NACKed. */
+  outstanding: Map<string, { version: string; viewVersion: string; updated: CachedResource[] }>;
   answered: boolean;
   /** The last reply was a NACK: the client still serves an older version. */
   rejected: boolean;
@@ -54,10 +54,10 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
       logger.debug({ typeUrl: request.typeUrl, nonce: request.responseNonce }, 'xds: delta reply to an unknown nonce');
     } else if (request.errorDetail !== undefined) {
       state.rejected = true;
-      hooks.nacked(request.typeUrl, sent.version, sent.viewVersion, request.errorDetail);
+      hooks.nacked(request.typeUrl, sent.version, sent.viewVersion, request.errorDetail, sent.updated);
     } else {
       state.rejected = false;
-      hooks.acked(request.typeUrl, sent.version, sent.viewVersion);
+      hooks.acked(request.typeUrl, sent.version, sent.viewVersion, sent.updated);
     }
     return true;
   }
@@ -121,7 +121,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     const held = typeUrl === TypeUrl.cluster ? [...this.held.entries()].map(([name]) => ({ name, version: state.known.get(name) ?? '' })) : [];
     const version = state.wildcard && held.length === 0 ? snapshot.version : versionOfSet([...inScope, ...held]);
     const nonce = this.nextNonce();
-    state.outstanding.set(nonce, { version, viewVersion });
+    state.outstanding.set(nonce, { version, viewVersion, updated });
     if (state.outstanding.size > MAX_OUTSTANDING_NONCES) {
       const oldest = state.outstanding.keys().next().value;
       if (oldest !== undefined) state.outstanding.delete(oldest);

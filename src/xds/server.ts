@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import { GATEWAY_NODE_METADATA, gatewayKeyProblem } from '../envoy/bootstrap.js';
+import { redactSecretText } from '../envoy/secrets.js';
 import type { TypeUrlValue } from '../envoy/resources.js';
 import { AckLedger, type FleetTypeState } from './ack-ledger.js';
-import { SHARED_VIEW, type CacheChange, type CacheView, type SnapshotCache } from './cache.js';
+import { SHARED_VIEW, type CachedResource, type CacheChange, type CacheView, type SnapshotCache } from './cache.js';
 import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } from './client-state.js';
 import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
@@ -30,16 +31,22 @@ export interface ClientEvent {
   readonly kind: StreamKind;
 }
 
-export interface AckEvent {
+export interface SentEvent {
   readonly streamId: number;
   readonly nodeId: string;
   readonly typeUrl: string;
   readonly version: string;
 }
 
+export interface AckEvent extends SentEvent {
+  readonly kind: StreamKind;
+  /** What the acknowledged (or rejected) response carried: SotW, the client's whole set; delta, the resources it updated. */
+  readonly resources: readonly CachedResource[];
+}
+
 export interface NackEvent extends AckEvent {
   readonly code: number;
-  /** Envoy's error_detail.message, verbatim. */
+  /** Envoy's error_detail.message, with the secret values it may quote redacted (redactSecretText). */
   readonly message: string;
 }
 
@@ -47,7 +54,7 @@ export interface XdsServerEvents {
   connected: [ClientEvent];
   disconnected: [ClientEvent];
   /** A response went out on a stream (one per response, SotW or delta). */
-  sent: [AckEvent];
+  sent: [SentEvent];
   ack: [AckEvent];
   nack: [NackEvent];
   /** The fleet's ACK state (fleet()) changed. */
@@ -423,23 +430,25 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
         }
         this.emit('sent', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version });
       },
-      acked: (typeUrl, version, viewVersion) => {
+      acked: (typeUrl, version, viewVersion, resources) => {
         record.recordAck(typeUrl, version);
         const key = current(typeUrl, viewVersion);
         if (key !== undefined) this.noteFleet(() => this.ledger.ack(key, typeUrl, viewVersion, record.nodeId));
         logger.debug({ node: record.nodeId, typeUrl, version }, 'xds: ACK');
-        this.emit('ack', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version });
+        this.emit('ack', { streamId: record.streamId, nodeId: record.nodeId, kind: record.kind, typeUrl, version, resources });
       },
       holds: (typeUrl, viewVersion) => {
         const key = current(typeUrl, viewVersion);
         if (key !== undefined) this.noteFleet(() => this.ledger.ack(key, typeUrl, viewVersion, record.nodeId));
       },
-      nacked: (typeUrl, version, viewVersion, detail) => {
-        record.recordNack(typeUrl, { version, code: detail.code, message: detail.message, at: new Date() });
+      nacked: (typeUrl, version, viewVersion, detail, resources) => {
+        // Kept, logged, put in the ledger and handed on only without the secret values Envoy may quote.
+        const message = redactSecretText(detail.message);
+        record.recordNack(typeUrl, { version, code: detail.code, message, at: new Date() });
         const key = current(typeUrl, viewVersion);
-        if (key !== undefined) this.noteFleet(() => this.ledger.nack(key, typeUrl, viewVersion, record.nodeId, detail.message, version));
-        logger.warn({ node: record.nodeId, typeUrl, version, error: detail.message }, 'xds: NACK');
-        this.emit('nack', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version, code: detail.code, message: detail.message });
+        if (key !== undefined) this.noteFleet(() => this.ledger.nack(key, typeUrl, viewVersion, record.nodeId, message, version));
+        logger.warn({ node: record.nodeId, typeUrl, version, error: message }, 'xds: NACK');
+        this.emit('nack', { streamId: record.streamId, nodeId: record.nodeId, kind: record.kind, typeUrl, version, code: detail.code, message, resources });
       },
     };
   }

@@ -97,10 +97,10 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     }
     const version = state.lastVersion ?? '';
     if (request.errorDetail !== undefined) {
-      hooks.nacked(request.typeUrl, version, state.lastViewVersion, request.errorDetail);
+      hooks.nacked(request.typeUrl, version, state.lastViewVersion, request.errorDetail, sentList(state));
     } else {
       state.settled = true;
-      hooks.acked(request.typeUrl, request.versionInfo, state.lastViewVersion);
+      hooks.acked(request.typeUrl, request.versionInfo, state.lastViewVersion, sentList(state));
     }
     return true;
   }
@@ -206,6 +206,11 @@ function ownSent(state: SotwTypeState): Map<string, CachedResource> {
     state.sentShared = false;
   }
   return state.sent as Map<string, CachedResource>;
+}
+
+/** What the client was last sent, as a list: the snapshot's own shared array when it took the snapshot whole. */
+function sentList(state: SotwTypeState): readonly CachedResource[] {
+  return state.sentShared ? everyResource(state.sent) : [...state.sent.values()];
 }
 
 /** Every resource of a snapshot as an array, built once per snapshot for all the streams that take it whole. */

@@ -54,6 +54,12 @@ function backend(name: string, pools: Manifest[][]): Manifest {
   };
 }
 
+function withFirstPool(b: Manifest, fields: Record<string, string>): Manifest {
+  const spec = b['spec'] as { ai: { multipool: { priorities: Record<string, unknown>[] } } };
+  Object.assign(spec.ai.multipool.priorities[0] ?? {}, fields);
+  return b;
+}
+
 beforeAll(async () => {
   tls = createFakeTls(Object.values(HOSTS));
   const cert = { cert: tls.cert, key: tls.key };
@@ -75,6 +81,12 @@ beforeAll(async () => {
         'backends.yaml': [
           backend('chat', [[m.openai], [m.azure], [m.anthropic]]),
           backend('claude', [[m.openai], [m.anthropic]]),
+          // Refusals handed to the next vendor, each in its own vendor's words.
+          withFirstPool(backend('openai-then-claude', [[m.openai], [m.anthropic]]), { contextWindowFallback: 'NextPool' }),
+          withFirstPool(backend('azure-then-claude', [[m.azure], [m.anthropic]]), { contentPolicyFallback: 'NextPool' }),
+          withFirstPool(backend('claude-then-openai', [[m.anthropic], [m.openai]]), { contextWindowFallback: 'NextPool' }),
+          // Anthropic's keep-alives (message_start, ping) are no first token either.
+          withFirstPool(backend('slow-claude', [[m.anthropic], [m.openai]]), { firstTokenTimeout: '1s' }),
           // A self-hosted model that takes the client's own key.
           backend('mine', [
             [m.openai],
@@ -86,11 +98,15 @@ beforeAll(async () => {
             { path: '/v1', backend: 'chat' },
             { path: '/claude/v1', rewritePrefix: '/v1', backend: 'claude' },
             { path: '/mine/v1', rewritePrefix: '/v1', backend: 'mine' },
+            { path: '/openai-then-claude/v1', rewritePrefix: '/v1', backend: 'openai-then-claude' },
+            { path: '/azure-then-claude/v1', rewritePrefix: '/v1', backend: 'azure-then-claude' },
+            { path: '/claude-then-openai/v1', rewritePrefix: '/v1', backend: 'claude-then-openai' },
+            { path: '/slow-claude/v1', rewritePrefix: '/v1', backend: 'slow-claude' },
           ]),
         ],
       };
     },
-    waitForBackends: ['chat', 'claude'],
+    waitForBackends: ['chat', 'claude', 'openai-then-claude', 'azure-then-claude', 'claude-then-openai', 'slow-claude'],
   });
   ({ openai, azure, anthropic, own } = gw.fakes as Record<'openai' | 'azure' | 'anthropic' | 'own', FakeProvider>);
 });
@@ -242,6 +258,62 @@ describe('OpenAI 503 → Anthropic, streaming', () => {
     const firstWord = arrivals.find((a) => a.content !== '');
     expect((arrivals.at(-1)?.at ?? 0) - (firstWord?.at ?? 0)).toBeGreaterThan(200);
     expect(seen(anthropic.received()[0]).xApiKey).toBe(KEYS.anthropic);
+    expect(anthropic.received()[0]?.body).toMatchObject({ stream: true });
+  });
+});
+
+describe('context-window and content-policy fallback across vendors', () => {
+  it('OpenAI context_length_exceeded → Anthropic, with the pool\'s contextWindowFallback', async () => {
+    await openai.setMode({ kind: 'refusal', refusal: 'context_length' });
+    const answer = await gw.chat('/openai-then-claude/v1');
+    expect(answer.content).toBe('answered by anthropic');
+    expect(openai.received()).toHaveLength(1);
+    expect(seen(anthropic.received()[0]).xApiKey).toBe(KEYS.anthropic);
+  });
+
+  it('Azure OpenAI content_filter → Anthropic, with the pool\'s contentPolicyFallback', async () => {
+    await azure.setMode({ kind: 'refusal', refusal: 'content_policy' });
+    const answer = await gw.chat('/azure-then-claude/v1');
+    expect(answer.content).toBe('answered by anthropic');
+    expect(azure.received()).toHaveLength(1);
+  });
+
+  it('Anthropic "prompt is too long" → OpenAI; another Anthropic 400 reaches the client in OpenAI\'s shape', async () => {
+    await anthropic.setMode({ kind: 'refusal', refusal: 'context_length' });
+    expect((await gw.chat('/claude-then-openai/v1')).content).toBe('answered by openai');
+    await gw.resetFakes();
+    await anthropic.setMode({ kind: 'refusal', refusal: 'invalid' });
+    const failure = await gw.chatFailure('/claude-then-openai/v1');
+    expect(failure.status).toBe(400);
+    expect(failure.message).toContain('text content blocks must be non-empty');
+    expect(openai.received()).toHaveLength(0);
+  });
+
+  it('a pool without the fallback passes the refusal on: Azure\'s context_length_exceeded is not retried by contentPolicyFallback', async () => {
+    await azure.setMode({ kind: 'refusal', refusal: 'context_length' });
+    const failure = await gw.chatFailure('/azure-then-claude/v1');
+    expect(failure.status).toBe(400);
+    expect(failure.message).toContain('maximum context length');
+    expect(anthropic.received()).toHaveLength(0);
+  });
+});
+
+describe('first-token deadline on an Anthropic member', () => {
+  it('a stream of message_start and pings but no text is abandoned after 1 s; OpenAI answers the streamed request', async () => {
+    await anthropic.setMode({ kind: 'silent', keepAliveMs: 200 });
+    const started = performance.now();
+    const stream = await gw.client('/slow-claude/v1').chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }], stream: true });
+    let text = '';
+    let first = -1;
+    for await (const chunk of stream) {
+      const content = chunk.choices[0]?.delta.content ?? '';
+      if (content !== '' && first < 0) first = performance.now() - started;
+      text += content;
+    }
+    expect(text).toBe('answered by openai');
+    expect(first).toBeGreaterThanOrEqual(950);
+    expect(first).toBeLessThan(2_000);
+    expect(anthropic.received()).toHaveLength(1);
     expect(anthropic.received()[0]?.body).toMatchObject({ stream: true });
   });
 });

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TypeUrl } from '../../src/envoy/resources.js';
 import type { NackEvent } from '../../src/xds/server.js';
 import { aiBackend, gatewayManifests, GATEWAY, NAMESPACE, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+import { LDS_DETAIL } from '../support/envoy-nack-details.js';
 import { freePort } from '../support/ports.js';
 import { sleep, waitFor } from '../support/wait.js';
 
@@ -10,9 +11,10 @@ import { sleep, waitFor } from '../support/wait.js';
  * Configuration Envoy refuses, end to end in file mode. A regular expression RE2 cannot compile
  * never reaches Envoy: the translator refuses that match (PartiallyInvalid on the HTTPRoute, the
  * field named) and serves the rest. What only Envoy can find out, a Gateway listener on a port
- * another process holds, is NACKed: the Gateway says so (Programmed=False, Rejected, Envoy's
- * words), Envoy keeps serving what it had, the controller does not push the rejected version
- * again, and the next valid edit is served and acknowledged.
+ * another process holds, is NACKed: that listener is left out (the quarantine of
+ * resource-quarantine.ts), the Gateway and that listener section say so (Programmed=False,
+ * Rejected, Envoy's reason), Envoy keeps serving what it had, the controller does not push the
+ * rejected listener again, and the next valid edit is served and acknowledged.
  */
 
 const BROKEN_REGEX = '^/v2/((';
@@ -43,11 +45,12 @@ function routes(v2Regex?: string): Manifest[] {
   ];
 }
 
-/** The fixture's Gateway, with a second listener on `extraPort` when given. */
-function gateway(listenerPort: number, extraPort?: number): Manifest[] {
+/** The fixture's Gateway, with a second listener on `extraPort` and a third on `laterPort` when given. */
+function gateway(listenerPort: number, extraPort?: number, laterPort?: number): Manifest[] {
   const manifests = gatewayManifests(listenerPort);
   const gw = manifests.find((m) => m['kind'] === 'Gateway') as { spec: { listeners: Manifest[] } };
   if (extraPort !== undefined) gw.spec.listeners.push({ name: 'extra', protocol: 'HTTP', port: extraPort, allowedRoutes: { namespaces: { from: 'Same' } } });
+  if (laterPort !== undefined) gw.spec.listeners.push({ name: 'later', protocol: 'HTTP', port: laterPort, allowedRoutes: { namespaces: { from: 'Same' } } });
   return manifests;
 }
 
@@ -61,9 +64,9 @@ function programmed(): { status?: string; reason?: string; message?: string } {
   return gw.condition('Gateway', GATEWAY, 'Programmed') ?? {};
 }
 
-function listenerProgrammed(): { status?: string; reason?: string; message?: string } {
+function listenerProgrammed(section = 'http'): { status?: string; reason?: string; message?: string } {
   const s = gw.status('Gateway', GATEWAY);
-  const l = s && 'listeners' in s ? s.listeners.find((x) => x.name === 'http') : undefined;
+  const l = s && 'listeners' in s ? s.listeners.find((x) => x.name === section) : undefined;
   return l?.conditions.find((c) => c.type === 'Programmed') ?? {};
 }
 
@@ -131,7 +134,7 @@ describe('configuration Envoy would refuse', () => {
     expect(programmed()).toMatchObject({ status: 'True' });
   });
 
-  it('is NACKed once when a listener cannot bind, reported as Programmed=False/Rejected with Envoy\'s message, and the previous listeners keep serving', async () => {
+  it('is NACKed once when a listener cannot bind: that listener alone is left out and named Programmed=False/Rejected with Envoy\'s reason, the rest is served and acknowledged', async () => {
     const ackedVersion = typeState(TypeUrl.listener).sentVersion;
     const countersBefore = await nackCounter(TypeUrl.listener);
     gw.write('gateway.yaml', gateway(listenerPort, busyPort));
@@ -139,28 +142,42 @@ describe('configuration Envoy would refuse', () => {
     const nack = await waitFor(() => nacks.find((n) => n.typeUrl === TypeUrl.listener), { what: `Envoy to NACK the listener on busy port ${busyPort}`, timeoutMs: 10_000 });
     expect(gw.controller.problems()).toEqual([]);
     expect(nack.version).not.toBe(ackedVersion);
-    expect(nack.version).toBe(gw.controller.cache.snapshot(TypeUrl.listener)?.version);
     expect(nack.message).toContain(String(busyPort));
+    expect(nack.message).toBe(LDS_DETAIL.replaceAll('33573', String(busyPort)));
 
     await waitFor(() => programmed().reason === 'Rejected', { what: `Programmed=False/Rejected on Gateway ai/ai-gateway (now ${JSON.stringify(programmed())})`, timeoutMs: 5_000 });
     expect(programmed()).toMatchObject({ status: 'False', reason: 'Rejected' });
-    // Envoy's words, on one line (its detail ends with a newline).
-    expect(programmed().message).toContain(nack.message.trim());
+    // Envoy's reason, on one line, naming the listener.
+    expect(programmed().message).toContain(`listener ${NAMESPACE}/${GATEWAY}/${busyPort}`);
+    expect(programmed().message).toContain(`cannot bind '127.0.0.1:${busyPort}'`);
+    expect(programmed().message).toContain('it is left out until this object changes');
     expect(programmed().message).not.toContain('\n');
-    expect(listenerProgrammed()).toMatchObject({ status: 'False', reason: 'Rejected' });
+    // Only the listener section on the busy port is rejected; the other keeps serving.
+    expect(listenerProgrammed('extra')).toMatchObject({ status: 'False', reason: 'Rejected' });
     // The Backends' clusters were not part of the rejected update.
     expect(gw.condition('Backend', 'chat', 'Programmed')).toMatchObject({ status: 'True' });
-    expect(typeState(TypeUrl.listener)).toMatchObject({ state: 'rejected', nackMessage: nack.message });
+    // The listener set without the culprit, which Envoy already had, is served again and acknowledged.
+    await waitFor(() => typeState(TypeUrl.listener).state === 'acked', { what: 'the listeners without the culprit to be ACKed' });
+    expect(typeState(TypeUrl.listener).sentVersion).toBe(ackedVersion);
+    await waitFor(() => listenerProgrammed('http').status === 'True', { what: `Programmed=True on listener http (now ${JSON.stringify(listenerProgrammed('http'))})` });
 
     // Envoy still serves the listener it had.
     expect(await gw.chat()).toMatchObject({ content: 'answered by p0', answeredBy: 'p0' });
 
-    // No resend loop: the rejected version is not pushed again, so Envoy does not NACK again.
+    // No resend loop: the rejected listener is not pushed again, so Envoy does not NACK again.
     await sleep(2_000);
     expect(nacks.filter((n) => n.typeUrl === TypeUrl.listener)).toHaveLength(1);
     expect(nacks).toHaveLength(1);
     expect(await nackCounter(TypeUrl.listener)).toBe(countersBefore + 1);
     expect(programmed()).toMatchObject({ status: 'False', reason: 'Rejected' });
+
+    // A listener added after the rejection reaches Envoy; the rejected one is not sent with it.
+    const laterPort = await freePort();
+    gw.write('gateway.yaml', gateway(listenerPort, busyPort, laterPort));
+    await gw.envoy.waitForListener(`${NAMESPACE}/${GATEWAY}/${laterPort}`);
+    await waitFor(() => listenerProgrammed('later').status === 'True', { what: `Programmed=True on listener later (now ${JSON.stringify(listenerProgrammed('later'))})` });
+    expect(nacks).toHaveLength(1);
+    expect(listenerProgrammed('extra')).toMatchObject({ status: 'False', reason: 'Rejected' });
   });
 
   it('is Programmed again once the files are fixed, and the new route serves', async () => {

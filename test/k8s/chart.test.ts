@@ -8,7 +8,9 @@ import { pkiNames } from '../../src/app/xds-pki.js';
 import { CONTROLLER_NAME } from '../../src/api/gateway.js';
 import { buildBootstrap, xdsTlsSdsFiles } from '../../src/envoy/bootstrap.js';
 import { readinessResources } from '../../src/envoy/readiness.js';
+import { createAiExtensionMetrics } from '../../src/ai-extension/metrics.js';
 import { parseDataPlaneSettings } from '../../src/infrastructure/data-plane-objects.js';
+import { createMetrics } from '../../src/observability/metrics.js';
 import { createNamespace, kubectl, kubectlOk } from '../support/kube.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -37,6 +39,7 @@ describe('helm chart deploy/switchyard', () => {
     { name: 'watch-namespaces', set: ['--set', 'watchNamespaces={team-a,team-b}', '--set', 'envoy.provision=false'] },
     { name: 'fixed-envoy', set: ['--set', 'envoy.provision=false', '--set', 'envoy.fixed.enabled=true'] },
     { name: 'plaintext-xds', set: ['--set', 'xds.tls.enabled=false', '--set', 'aiExtension.enabled=false'] },
+    { name: 'observability', set: ['--set', 'metrics.serviceMonitor.enabled=true', '--set', 'metrics.dashboard.enabled=true', '--set', 'tracing.otlpEndpoint=http://otel-collector.observability:4317', '--set', 'envoy.fixed.enabled=true'] },
   ])('renders the $name golden (UPDATE_GOLDEN=1 rewrites it)', async ({ name, set }) => {
     const r = await helm(['template', 'switchyard', CHART, '-n', 'switchyard-system', ...set]);
     expect(r.stderr).toBe('');
@@ -58,7 +61,7 @@ interface Container {
 }
 interface Rendered {
   kind: string;
-  metadata: { name: string };
+  metadata: { name: string; labels?: Record<string, string> };
   data?: Record<string, string>;
   spec?: { template?: { spec?: { containers: Container[]; volumes?: { name: string; secret?: { secretName: string } }[] } } };
 }
@@ -288,6 +291,8 @@ describe('helm install into the real API server', () => {
       ['update', 'gateways.gateway.networking.k8s.io/status', teamA.name], ['list', 'secrets', teamA.name], ['list', 'endpointslices.discovery.k8s.io', teamA.name],
       ['list', 'referencegrants.gateway.networking.k8s.io', teamA.name], ['create', 'events', teamA.name], ['list', 'services', ns.name],
       ['update', 'leases.coordination.k8s.io', ns.name], ['create', 'leases.coordination.k8s.io', ns.name],
+      // Each replica's share of its Envoys' state, read by the others (src/app/replica-share.ts).
+      ...(['get', 'list', 'watch', 'create', 'patch'] as const).map((v) => [v, 'configmaps', ns.name] as const),
       // The data planes, in the release namespace (src/infrastructure/kubernetes.ts).
       ...(['deployments.apps', 'services', 'serviceaccounts', 'configmaps'] as const).flatMap((r) =>
         (['get', 'list', 'watch', 'create', 'patch', 'delete'] as const).map((v) => [v, r, ns.name] as const)),
@@ -314,5 +319,59 @@ describe('helm install into the real API server', () => {
     }
     expect(await can('create', 'customresourcedefinitions.apiextensions.k8s.io')).toBe('no');
     expect(await can('delete', 'gatewayclasses.gateway.networking.k8s.io')).toBe('no');
+  });
+});
+
+describe('monitoring and tracing in the chart', () => {
+  const MONITORING = ['--set', 'metrics.serviceMonitor.enabled=true', '--set', 'metrics.dashboard.enabled=true', '--set', 'envoy.fixed.enabled=true'];
+
+  it('has no ServiceMonitor, PodMonitor, dashboard or OTLP endpoint by default', async () => {
+    const docs = await render('--set', 'envoy.fixed.enabled=true');
+    expect(docs.filter((d) => ['ServiceMonitor', 'PodMonitor'].includes(d.kind) || d.metadata.name.endsWith('-dashboard'))).toEqual([]);
+    for (const d of docs) expect(JSON.stringify(d)).not.toContain('--otlp-endpoint');
+  });
+
+  it('scrapes the controller Service by its labels and port name, and the AI extension beside each Envoy', async () => {
+    const docs = await render(...MONITORING, '--set', 'metrics.serviceMonitor.labels.release=prom');
+    const monitor = docs.find((d) => d.kind === 'ServiceMonitor') as unknown as { metadata: { labels: Record<string, string> }; spec: { selector: { matchLabels: Record<string, string> }; endpoints: { port: string }[] } };
+    const service = docs.find((d) => d.kind === 'Service' && d.metadata.name === 'sy-switchyard') as unknown as { metadata: { labels: Record<string, string> }; spec: { ports: { name: string }[] } };
+    expect(monitor.metadata.labels['release']).toBe('prom');
+    for (const [k, v] of Object.entries(monitor.spec.selector.matchLabels)) expect(service.metadata.labels[k], k).toBe(v);
+    expect(service.spec.ports.map((p) => p.name)).toContain(monitor.spec.endpoints[0]?.port);
+    const podMonitor = docs.find((d) => d.kind === 'PodMonitor') as unknown as { spec: { podMetricsEndpoints: { port: string }[] } };
+    const ext = container(pod(docs, 'sy-switchyard-envoy'), 'ai-extension');
+    expect(ext.ports?.map((p) => p.name)).toContain(podMonitor.spec.podMetricsEndpoints[0]?.port);
+  });
+
+  it('ships a Grafana dashboard whose queries name only series Switchyard exports', async () => {
+    const docs = await render(...MONITORING);
+    const cm = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'sy-switchyard-dashboard');
+    expect(cm?.metadata.labels?.['grafana_dashboard']).toBe('1');
+    const dashboard = JSON.parse(cm?.data?.['switchyard.json'] ?? '{}') as { uid: string; panels: { targets: { expr: string }[] }[] };
+    expect(dashboard.uid).toBe('switchyard-ai');
+    const exported = new Set<string>();
+    for (const registry of [createMetrics({ processMetrics: false }).registry, createAiExtensionMetrics().registry]) {
+      for (const m of registry.getMetricsAsArray()) for (const suffix of ['', '_total', '_bucket', '_sum', '_count']) exported.add(`${m.name}${suffix}`);
+    }
+    const used = dashboard.panels.flatMap((p) => p.targets.flatMap((t) => t.expr.match(/switchyard_[a-z_]+/g) ?? []));
+    expect(used.length).toBeGreaterThan(10);
+    expect(used.filter((name) => !exported.has(name))).toEqual([]);
+    for (const name of ['switchyard_ai_time_to_first_token_seconds_bucket', 'switchyard_ai_request_duration_seconds_bucket', 'switchyard_ai_request_tokens_bucket']) expect(used).toContain(name);
+  });
+
+  it('gives the controller and every AI extension the OTLP endpoint, in settings the controller parses', async () => {
+    const endpoint = 'http://otel-collector.observability:4317';
+    const docs = await render('--set', `tracing.otlpEndpoint=${endpoint}`, '--set', 'envoy.fixed.enabled=true');
+    expect(container(pod(docs, 'sy-switchyard'), 'controller').args).toContain(`--otlp-endpoint=${endpoint}`);
+    expect(container(pod(docs, 'sy-switchyard-envoy'), 'ai-extension').args).toContain(`--otlp-endpoint=${endpoint}`);
+    const configMap = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'sy-switchyard-data-plane');
+    const settings = parseDataPlaneSettings(JSON.parse(configMap?.data?.['settings.json'] ?? 'null'), 'chart');
+    expect(settings.aiExtension?.otlpEndpoint).toBe(endpoint);
+  });
+
+  it('refuses an OTLP endpoint that is not an http(s) URL', async () => {
+    const r = await helm(['template', 'sy', CHART, '-n', 'edge', '--set', 'tracing.otlpEndpoint=otel-collector:4317']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('tracing/otlpEndpoint');
   });
 });

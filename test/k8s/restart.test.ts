@@ -191,7 +191,7 @@ beforeAll(async () => {
   for (const o of gatewayObjects({ namespace: ns.name, className: CLASS, listenerPort, working, waiting })) await createObject(client, o);
 
   first = await startReplica({ namespace: ns.name, identity: IDENTITY, lease: LEASE, xdsPort, extension, xdsSocket });
-  envoy = await startEnvoyFor(xdsPort, NODE);
+  envoy = await startEnvoyFor(xdsPort, NODE, { loadReporting: false });
   await envoy.waitForListener(`${ns.name}/${GATEWAY}/${listenerPort}`, 15_000);
   await waitForAnswer('127.0.0.1', listenerPort, 'working', 'the working member to answer through Envoy');
   await settled(first);

@@ -161,7 +161,7 @@ beforeAll(async () => {
     leaderElection: { namespace: routesNs.name, identity: `route-refs-${SUFFIX}`, leaseDurationMs: 4_000, renewDeadlineMs: 3_000, retryPeriodMs: 500 },
   });
   extension.connect({ socket: await ctl.xds.privateSocket() });
-  envoy = await startEnvoyFor(ctl.xdsPort, `route-refs-${SUFFIX}`);
+  envoy = await startEnvoyFor(ctl.xdsPort, `route-refs-${SUFFIX}`, { loadReporting: false });
 
   const backend = aiBackend({ name: 'shared', llm: true, priorities: [[{ fake: shared, hostname: 'shared.llm.test' }]] });
   await apply('gateway.yaml', [

@@ -42,6 +42,10 @@ export interface ReplicaOptions {
    * serves it again at the same path.
    */
   xdsSocket?: string;
+  /** Timings of the replica's share (heartbeat, expiry, rate); absent: the defaults. */
+  replicaShare?: ControllerOptions['replicaShare'];
+  /** Load reporting tuning (report interval, window, refresh); absent: the defaults. */
+  loadReporting?: ControllerOptions['loadReporting'];
 }
 
 export interface Replica {
@@ -70,6 +74,8 @@ export function loopbackController(o: {
   leaderElection: ControllerOptions['leaderElection'];
   xdsPort?: number;
   listenerAddress?: string;
+  replicaShare?: ControllerOptions['replicaShare'];
+  loadReporting?: ControllerOptions['loadReporting'];
 }): Promise<RunningController> {
   return controller({
     kubeconfig: inject('kubeconfig'),
@@ -81,6 +87,8 @@ export function loopbackController(o: {
     envoy: { listenerAddress: o.listenerAddress ?? '127.0.0.1', aiExtension: { host: '127.0.0.1', port: o.extensionPort } },
     logger: o.logger,
     leaderElection: o.leaderElection,
+    ...(o.replicaShare !== undefined ? { replicaShare: o.replicaShare } : {}),
+    ...(o.loadReporting !== undefined ? { loadReporting: o.loadReporting } : {}),
   });
 }
 
@@ -98,6 +106,8 @@ export async function startReplica(opts: ReplicaOptions): Promise<Replica> {
       leaderElection: { namespace: opts.namespace, identity: opts.identity, ...opts.lease },
       ...(opts.xdsPort !== undefined ? { xdsPort: opts.xdsPort } : {}),
       ...(opts.listenerAddress !== undefined ? { listenerAddress: opts.listenerAddress } : {}),
+      ...(opts.replicaShare !== undefined ? { replicaShare: opts.replicaShare } : {}),
+      ...(opts.loadReporting !== undefined ? { loadReporting: opts.loadReporting } : {}),
     });
   } catch (err) {
     if (ownExtension) await extension.stop();
@@ -133,13 +143,14 @@ export async function startReplica(opts: ReplicaOptions): Promise<Replica> {
   };
 }
 
-/** An Envoy whose bootstrap points at one replica's xDS port. */
-export async function startEnvoyFor(xdsPort: number, id: string): Promise<EnvoyProcess> {
+/**
+ * An Envoy whose bootstrap points at one replica's xDS port; it reports load (LRS) to that
+ * replica unless `loadReporting` is false (a test of one controller restarting: a new process
+ * starts from an empty load window and rightly rewrites Degraded, which such a test is not about).
+ */
+export async function startEnvoyFor(xdsPort: number, id: string, opts: { loadReporting?: boolean } = {}): Promise<EnvoyProcess> {
   const adminPort = await freePort();
-  // No load reports: each replica counts only its own Envoys' load (fleet-wide sums are not built
-  // yet), so with reports on, a new leader would rightly rewrite Degraded and member figures from
-  // its own Envoy's view; these tests are about who writes, not about fleet health.
-  return startEnvoy({ bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: xdsPort }, nodeId: id, adminPort, loadReporting: false }), adminPort, id });
+  return startEnvoy({ bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: xdsPort }, nodeId: id, adminPort, loadReporting: opts.loadReporting ?? true }), adminPort, id });
 }
 
 export interface GatewayObjects {

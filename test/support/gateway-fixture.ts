@@ -212,6 +212,10 @@ export interface GatewayFixtureOptions {
   ownGateway?: boolean;
   /** Load reporting pace (short in tests that watch member health). */
   loadReporting?: ServingOptions['loadReporting'];
+  /** Envoy speaks incremental (delta) xDS instead of state-of-the-world. */
+  delta?: boolean;
+  /** The runtime's test seam: rewrites translation output before the quarantine (make Envoy reject what translation accepts). */
+  testOnlyRewrite?: ServingOptions['testOnlyRewrite'];
 }
 
 export interface GatewayFixture {
@@ -281,6 +285,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
       metricsHost: '127.0.0.1',
       envoy: { listenerAddress: '127.0.0.1', ...opts.envoy },
       ...(opts.loadReporting ? { loadReporting: opts.loadReporting } : {}),
+      ...(opts.testOnlyRewrite ? { testOnlyRewrite: opts.testOnlyRewrite } : {}),
       logger: createLogger({ level: 'info', name: opts.id }, { write: (line: string) => void logLines.push(line) }),
     });
     const problems = controller.problems();
@@ -290,7 +295,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
 
     const adminPort = await freePort();
     envoy = await startEnvoy({
-      bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: controller.xdsPort }, nodeId: opts.id, adminPort, ...(opts.ownGateway === true ? { gateway: `${NAMESPACE}/${GATEWAY}` } : {}) }),
+      bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: controller.xdsPort }, nodeId: opts.id, adminPort, ...(opts.ownGateway === true ? { gateway: `${NAMESPACE}/${GATEWAY}` } : {}), ...(opts.delta === true ? { delta: true } : {}) }),
       adminPort,
       id: opts.id,
       ...(opts.envoyArgs ? { extraArgs: opts.envoyArgs } : {}),

@@ -31,7 +31,7 @@ describe('requestHeaderMutation', () => {
       credentialHeaders: [...WELL_KNOWN_CREDENTIAL_HEADERS, 'x-custom-key'],
     });
     expect(set(m)).toEqual({ ':path': azure.path, ':authority': 'east.openai.azure.com', 'api-key': 'az-key' });
-    expect(m.remove?.sort()).toEqual(['accept-encoding', 'anthropic-version', 'authorization', 'x-api-key', 'x-custom-key', 'x-goog-api-key']);
+    expect(m.remove?.sort()).toEqual(['accept-encoding', 'anthropic-version', 'authorization', 'x-amz-content-sha256', 'x-amz-date', 'x-amz-security-token', 'x-api-key', 'x-custom-key', 'x-goog-api-key', 'x-switchyard-model']);
   });
 
   it('writes Authorization as a bearer token and Anthropic\'s version header', () => {
@@ -89,7 +89,7 @@ describe('RequestMemory', () => {
   it('forgets a request after its time to live and keeps a bounded number of them', () => {
     let now = 0;
     const memory = new RequestMemory({ ttlMs: 100, maxEntries: 2, now: () => now });
-    const record = { clientCredentials: new Map<string, string>(), path: '/', lastMember: 'a', lastBackend: 'b' };
+    const record = { clientCredentials: new Map<string, string>(), path: '/', lastMember: 'a', lastBackend: 'b', startedAt: 0, attempts: 1 };
     memory.remember('1', record);
     memory.remember('2', record);
     memory.remember('3', record);

@@ -88,7 +88,7 @@ describe('usage errors: exit 2, name the flag, suggest the closest one', () => {
     expect(r.stderr).toContain('switchyard: serve: unknown flag --xds-prot; did you mean --xds-port?');
     // The synopsis, all its lines, without the description.
     expect(r.stderr).toContain('Usage:\n  switchyard serve --config PATH');
-    expect(r.stderr).toContain('[--load-report-interval 2s] [--health-window 1m]\nRun');
+    expect(r.stderr).toContain('[--load-report-interval 2s] [--health-window 1m] [--otlp-endpoint URL]\nRun');
     expect(r.stderr).not.toContain('Watch PATH');
     expect(r.stderr).toContain('Run "switchyard serve --help" for details.');
     expect(r.stdout).toBe('');
@@ -106,6 +106,18 @@ describe('usage errors: exit 2, name the flag, suggest the closest one', () => {
     expect(missing.stderr).toContain('bootstrap: --xds needs a value');
     expect(stray.code).toBe(2);
     expect(stray.stderr).toContain('translate: unexpected argument "examples"');
+  });
+
+  it('an --otlp-endpoint that is not an http(s) URL is named with the fix, on every command that takes it', async () => {
+    const runs = await Promise.all([
+      cli(['serve', '--config', join(ROOT, 'examples'), '--otlp-endpoint', 'collector:4317']),
+      cli(['controller', '--otlp-endpoint', 'grpc://collector:4317']),
+      cli(['ai-extension', '--xds', '127.0.0.1:1', '--otlp-endpoint', 'http://collector:4318/v1/traces']),
+    ]);
+    for (const r of runs) expect(r.code).toBe(2);
+    expect(runs[0]?.stderr).toContain('--otlp-endpoint "collector:4317": the scheme must be http or https (OTLP over gRPC)');
+    expect(runs[1]?.stderr).toContain('--otlp-endpoint "grpc://collector:4317": the scheme must be http or https');
+    expect(runs[2]?.stderr).toContain('OTLP/gRPC takes no path; give only http://HOST:PORT');
   });
 
   it('suggests nothing for a word far from every flag', () => {

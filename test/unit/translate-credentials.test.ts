@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { AuthToken } from '../../src/api/backend.js';
 import type { Secret } from '../../src/api/secret.js';
-import { resolveCredential } from '../../src/translate/credentials.js';
+import { resolveCredential, resolveVendorCredential } from '../../src/translate/credentials.js';
 
 function secret(namespace: string, name: string, content: { stringData?: Record<string, string>; data?: Record<string, string> }): [string, Secret] {
   return [`${namespace}/${name}`, { apiVersion: 'v1', kind: 'Secret', metadata: { namespace, name }, ...content }];
@@ -78,5 +78,35 @@ describe('resolveCredential', () => {
   it('needs no credential for Passthrough or no authToken', () => {
     expect(resolveCredential({ kind: 'Passthrough' }, ctx([]))).toEqual({ ok: true, kind: 'Passthrough' });
     expect(resolveCredential(undefined, ctx([]))).toEqual({ ok: true, kind: 'None' });
+  });
+});
+
+describe('resolveVendorCredential (bedrock, vertexai serviceAccountKey)', () => {
+  const aws = { kind: 'AwsKeys', secretName: 'aws' } as const;
+  const sa = { kind: 'ServiceAccountKey', secretName: 'sa' } as const;
+  const vctx = (secrets: [string, Secret][]) => ({ namespace: 'ai', member: 'bedrock', secrets: new Map(secrets) });
+
+  it('hands the extension the Secret\'s keys as JSON under a name of its own', () => {
+    const r = resolveVendorCredential(aws, vctx([secret('ai', 'aws', { stringData: { accessKey: 'AKIA1', secretKey: 's3cret', sessionToken: 'tok' } })]));
+    expect(r).toMatchObject({ ok: true, kind: 'SecretRef', secret: 'aws', credential: { name: 'credential/ai/aws:aws' } });
+    if (!r.ok || !('credential' in r)) throw new Error('expected a credential');
+    expect(JSON.parse(r.credential.value)).toEqual({ accessKey: 'AKIA1', secretKey: 's3cret', sessionToken: 'tok' });
+  });
+
+  it('a missing Secret names the keys to create; a missing key names it, never a value', () => {
+    expect(resolveVendorCredential(aws, vctx([]))).toMatchObject({
+      ok: false, reason: 'SecretNotFound', message: 'member bedrock: Secret ai/aws not found; create it with keys "accessKey" and "secretKey"',
+    });
+    const r = resolveVendorCredential(aws, vctx([secret('ai', 'aws', { stringData: { accessKey: 'AKIA1' } })]));
+    expect(r).toMatchObject({ ok: false, reason: 'SecretKeyMissing', message: 'member bedrock: Secret ai/aws has no non-empty key "secretKey"; add it' });
+    expect(JSON.stringify(r)).not.toContain('AKIA1');
+  });
+
+  it('a key.json that is not a service-account key is named, without quoting it', () => {
+    const r = resolveVendorCredential(sa, vctx([secret('ai', 'sa', { stringData: { 'key.json': '{"private_key":"PEM-SECRET"}' } })]));
+    expect(r).toMatchObject({ ok: false, reason: 'SecretKeyMissing' });
+    if (r.ok) throw new Error('expected a problem');
+    expect(r.message).toBe('member bedrock: Secret ai/sa key "key.json" is not a usable service-account key: field client_email is missing; put the JSON key file there as downloaded');
+    expect(r.message).not.toContain('PEM-SECRET');
   });
 });

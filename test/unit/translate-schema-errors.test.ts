@@ -68,6 +68,19 @@ describe('parseManifest error messages: the field path and how to fix it', () =>
     expect(p.message).toMatch(/secretRef\.name.*"Authorization"/);
   });
 
+  it('vertexai with both an access token and a service-account key: set exactly one', () => {
+    const vertex = { model: 'gemini-2.0-flash', projectId: 'p', region: 'us-central1', authToken: passthrough, serviceAccountKey: { secretRef: { name: 'sa' } } };
+    const p = only(backend({ type: 'AI', ai: { llm: { provider: { vertexai: vertex } } } }));
+    expect(p.field).toBe('spec.ai.llm.provider.vertexai');
+    expect(p.message).toContain('exactly one of authToken (an access token) or serviceAccountKey');
+  });
+
+  it('a bedrock region that is not an AWS region shows one', () => {
+    const p = only(backend({ type: 'AI', ai: { llm: { provider: { bedrock: { model: 'amazon.nova-lite-v1:0', region: 'US East', credentials: { secretRef: { name: 'aws' } } } } } } }));
+    expect(p.field).toBe('spec.ai.llm.provider.bedrock.region');
+    expect(p.message).toContain('e.g. "us-east-1"');
+  });
+
   it('a missing required field is called missing', () => {
     const p = only(backend({ type: 'AI', ai: { llm: { provider: { gemini: { authToken: passthrough } } } } }));
     expect(p.field).toBe('spec.ai.llm.provider.gemini.model');

@@ -47,4 +47,22 @@ describe('AckLedger: the fleet\'s ACK state per view version', () => {
     ledger.sent('', CDS, 'envoy-a', 'a2');
     expect(ledger.state('', CDS, 'v1')?.rejected).toEqual([]);
   });
+
+  it('is ACKed at once when the view goes back to the version the fleet last ACKed (the quarantine holding back a rejected change), and not for an older one', () => {
+    const ledger = new AckLedger();
+    const SDS = TypeUrl.secret;
+    ledger.ack('ai/gw', SDS, 'v1', 'envoy-a');
+    ledger.moved('ai/gw', SDS, 'v2', everyone);
+    ledger.nack('ai/gw', SDS, 'v2', 'envoy-a', 'weak key', 'a2');
+    expect(ledger.state('ai/gw', SDS, 'v2')).toEqual({ acked: false, rejected: [{ nodeId: 'envoy-a', message: 'weak key' }] });
+    const before = ledger.changes;
+    ledger.moved('ai/gw', SDS, 'v1', everyone);
+    expect(ledger.state('ai/gw', SDS, 'v1')?.acked).toBe(true);
+    expect(ledger.changes).toBe(before + 1);
+    // The Envoy moved on to v3 after all: v1 is no longer what it runs.
+    ledger.moved('ai/gw', SDS, 'v3', everyone);
+    ledger.ack('ai/gw', SDS, 'v3', 'envoy-a');
+    ledger.moved('ai/gw', SDS, 'v1', everyone);
+    expect(ledger.state('ai/gw', SDS, 'v1')?.acked).toBe(false);
+  });
 });

@@ -1,0 +1,118 @@
+/**
+ * File-mode rows as users live them: `serve` (in this process, no Envoy, no AI extension)
+ * started on N Backends spread over F files, timed from the call to the first CDS response on a
+ * raw ADS stream; then one Backend edited in one file, timed from the end of the write to the
+ * first response carrying a new version (its first byte here).
+ *
+ *   node --import tsx bench/edit-latency.ts [backends=10000] [files=100] [edits=5]
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import protobuf from 'protobufjs';
+import { stringify } from 'yaml';
+import { serve } from '../src/app/serve.js';
+import { encodeMessage, messageType } from '../src/envoy/proto.js';
+import { TypeUrl } from '../src/envoy/resources.js';
+import { createLogger } from '../src/observability/logger.js';
+import { generateManifests } from './translate.js';
+
+const ADS_PATH = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
+
+function request(json: Parameters<typeof encodeMessage>[1]): Buffer {
+  return Buffer.from(encodeMessage('envoy.service.discovery.v3.DiscoveryRequest', json));
+}
+
+function envelope(bytes: Uint8Array): { version: string; nonce: string; typeUrl: string } {
+  const fields = messageType('envoy.service.discovery.v3.DiscoveryResponse').fields;
+  const reader = protobuf.Reader.create(bytes);
+  let version = '';
+  let nonce = '';
+  let typeUrl = '';
+  while (reader.pos < reader.len) {
+    const tag = reader.uint32();
+    const id = tag >>> 3;
+    if (id === fields['version_info']?.id) version = reader.string();
+    else if (id === fields['nonce']?.id) nonce = reader.string();
+    else if (id === fields['type_url']?.id) typeUrl = reader.string();
+    else reader.skipType(tag & 7);
+  }
+  return { version, nonce, typeUrl };
+}
+
+type Doc = { kind: string; metadata: { name: string } } & Record<string, unknown>;
+
+async function main(): Promise<void> {
+  const backends = Number(process.argv[2] ?? 10_000);
+  const fileCount = Number(process.argv[3] ?? 100);
+  const edits = Number(process.argv[4] ?? 5);
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-edit-latency-'));
+  const docs = generateManifests(backends) as Doc[];
+  const files = new Map<string, Doc[]>();
+  const perFile = Math.ceil(backends / fileCount);
+  for (const doc of docs) {
+    const match = /^chat-(\d+)/.exec(doc.metadata.name);
+    const file = match ? `backends-${String(Math.floor(Number(match[1]) / perFile)).padStart(4, '0')}.yaml` : 'gateway.yaml';
+    files.set(file, [...(files.get(file) ?? []), doc]);
+  }
+  const write = (file: string): void => writeFileSync(join(dir, file), (files.get(file) ?? []).map((d) => stringify(d)).join('---\n'));
+  for (const file of files.keys()) write(file);
+
+  const logger = process.env['BENCH_LOG'] ? createLogger({ level: 'debug', name: 'switchyard' }) : createLogger({ level: 'info', name: 'switchyard' }, { write: () => undefined } as never);
+  const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
+  const running = await serve({ config: dir, xdsPort: 0, xdsHost: '127.0.0.1', metricsPort: 0, metricsHost: '127.0.0.1', envoy: {}, logger, aiExtension: false });
+  const tServing = performance.now();
+  const client = new grpc.Client(`127.0.0.1:${running.xdsPort}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
+  const call = client.makeBidiStreamRequest<Buffer, Buffer>(ADS_PATH, (b) => b, (b) => b);
+  let waiter: { since: number; seen: string; resolve: (ms: number) => void } | undefined;
+  let clusterVersion = '';
+  call.on('data', (bytes: Buffer) => {
+    const at = performance.now();
+    const e = envelope(bytes);
+    if (e.typeUrl === TypeUrl.cluster) {
+      if (waiter && e.version !== waiter.seen) {
+        waiter.resolve(at - waiter.since);
+        waiter = undefined;
+      }
+      clusterVersion = e.version;
+    }
+    call.write(request({ version_info: e.version, response_nonce: e.nonce, type_url: e.typeUrl }));
+  });
+  call.on('error', () => undefined);
+  const first = new Promise<number>((resolve) => (waiter = { since: t0, seen: '', resolve }));
+  call.write(request({ node: { id: 'bench-envoy' }, type_url: TypeUrl.cluster }));
+  const firstMs = await first;
+  const startCpu = process.cpuUsage(cpu0);
+  console.log(`backends ${backends} files ${fileCount}: serve() resolved in ${(tServing - t0).toFixed(0)} ms; first CDS response ${firstMs.toFixed(0)} ms after start (${((startCpu.user + startCpu.system) / 1000).toFixed(0)} CPU-ms)`);
+  await new Promise((r) => setTimeout(r, 1_000));
+
+  const samples: number[] = [];
+  for (let i = 0; i < edits; i++) {
+    const target = (7 + i * 13) % backends;
+    const backend = (files.get(`backends-${String(Math.floor(target / perFile)).padStart(4, '0')}.yaml`) ?? []).find((d) => d.kind === 'Backend' && d.metadata.name === `chat-${target}`);
+    if (!backend) throw new Error(`no Backend chat-${target}`);
+    // Not 3: that is the default, and would change nothing.
+    (backend['spec'] as Record<string, unknown>)['outlierDetection'] = { consecutive5xx: 11 + i };
+    const file = `backends-${String(Math.floor(target / perFile)).padStart(4, '0')}.yaml`;
+    const text = (files.get(file) ?? []).map((d) => stringify(d)).join('---\n');
+    const changed = new Promise<number>((resolve) => (waiter = { since: 0, seen: clusterVersion, resolve }));
+    const cpu = process.cpuUsage();
+    writeFileSync(join(dir, file), text);
+    if (waiter) waiter.since = performance.now();
+    const ms = await changed;
+    const used = process.cpuUsage(cpu);
+    samples.push(ms);
+    console.log(`edit ${i + 1}: chat-${target} in ${file}: write -> first CDS response ${ms.toFixed(1)} ms (${((used.user + used.system) / 1000).toFixed(0)} CPU-ms)`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  samples.sort((a, b) => a - b);
+  console.log(`edit median ${samples[Math.floor(samples.length / 2)]?.toFixed(1)} ms, max ${samples.at(-1)?.toFixed(1)} ms`);
+  call.cancel();
+  client.close();
+  await running.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+main().then(() => process.exit(0), (err: unknown) => { console.error(err); process.exit(1); });

@@ -1,0 +1,674 @@
+// Command loadclient is a fleet of fake Envoys for the bench: N ADS streams (SotW or delta),
+// each subscribing as Envoy does (CDS and LDS wildcard, then EDS for the EDS clusters, RDS for
+// the listeners' route configurations, SDS for the TLS secrets they name), ACKing every
+// response at once. Commands on stdin, one a line; events on stdout, one JSON object a line:
+//
+//	mark ID TYPES   TYPES: comma-separated cds,eds,lds,rds,sds; answers "done" once every stream
+//	                has ACKed a new version of each (SotW: a version_info other than the one it
+//	                had ACKed at the mark; delta: a response with changes), timed from the mark
+//	status ID       how many streams have completed mark ID, and the stream errors so far
+//	quit
+//
+// "ready" is printed once every stream has ACKed its whole initial configuration.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+)
+
+var shortTypes = map[string]string{
+	"cds": resource.ClusterType,
+	"eds": resource.EndpointType,
+	"lds": resource.ListenerType,
+	"rds": resource.RouteType,
+	"sds": resource.SecretType,
+}
+
+func emit(v map[string]any) {
+	b, _ := json.Marshal(v)
+	out.Lock()
+	fmt.Println(string(b))
+	out.Unlock()
+}
+
+var out sync.Mutex
+
+// name prefixes every stderr line, so two fleets' lines can be told apart.
+var name = "loadclient"
+
+// verbose: every response and request on stderr (-v), to see why a wait does not end.
+var verbose bool
+
+func trace(format string, args ...any) {
+	if verbose {
+		fmt.Fprintf(os.Stderr, name+": "+format+"\n", args...)
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// refs are the names one resource makes Envoy subscribe to.
+type refs struct {
+	eds []string
+	rds []string
+	sds []string
+}
+
+// refCache keys on the serialized resource: every stream gets the same bytes, so each
+// distinct resource is decoded once for the whole fleet, not once per stream. A plain map
+// under a lock: looking up m[string(bytes)] does not copy the bytes.
+var (
+	refMu    sync.RWMutex
+	refCache = map[string]map[string]refs{}
+)
+
+func sdsNames(ctx *tlsv3.CommonTlsContext) []string {
+	if ctx == nil {
+		return nil
+	}
+	var names []string
+	for _, c := range ctx.GetTlsCertificateSdsSecretConfigs() {
+		names = append(names, c.GetName())
+	}
+	if v := ctx.GetValidationContextSdsSecretConfig(); v != nil {
+		names = append(names, v.GetName())
+	}
+	return names
+}
+
+func refsOf(any *anypb.Any) refs {
+	refMu.RLock()
+	r, ok := refCache[any.GetTypeUrl()][string(any.GetValue())]
+	refMu.RUnlock()
+	if ok {
+		return r
+	}
+	switch any.GetTypeUrl() {
+	case resource.ClusterType:
+		var c clusterv3.Cluster
+		if proto.Unmarshal(any.GetValue(), &c) == nil {
+			if c.GetType() == clusterv3.Cluster_EDS {
+				name := c.GetEdsClusterConfig().GetServiceName()
+				if name == "" {
+					name = c.GetName()
+				}
+				r.eds = append(r.eds, name)
+			}
+			if ts := c.GetTransportSocket(); ts != nil && ts.GetTypedConfig() != nil {
+				var up tlsv3.UpstreamTlsContext
+				if ts.GetTypedConfig().UnmarshalTo(&up) == nil {
+					r.sds = append(r.sds, sdsNames(up.GetCommonTlsContext())...)
+				}
+			}
+		}
+	case resource.ListenerType:
+		var l listenerv3.Listener
+		if proto.Unmarshal(any.GetValue(), &l) == nil {
+			for _, fc := range l.GetFilterChains() {
+				for _, f := range fc.GetFilters() {
+					var hcm hcmv3.HttpConnectionManager
+					if f.GetTypedConfig() != nil && f.GetTypedConfig().UnmarshalTo(&hcm) == nil && hcm.GetRds() != nil {
+						r.rds = append(r.rds, hcm.GetRds().GetRouteConfigName())
+					}
+				}
+				if ts := fc.GetTransportSocket(); ts != nil && ts.GetTypedConfig() != nil {
+					var down tlsv3.DownstreamTlsContext
+					if ts.GetTypedConfig().UnmarshalTo(&down) == nil {
+						r.sds = append(r.sds, sdsNames(down.GetCommonTlsContext())...)
+					}
+				}
+			}
+		}
+	}
+	refMu.Lock()
+	byType := refCache[any.GetTypeUrl()]
+	if byType == nil {
+		byType = map[string]refs{}
+		refCache[any.GetTypeUrl()] = byType
+	}
+	byType[string(any.GetValue())] = r
+	refMu.Unlock()
+	return r
+}
+
+// typeState is one stream's view of one resource type.
+type typeState struct {
+	subscribed bool
+	names      []string // sorted, for EDS/RDS/SDS
+	version    string   // SotW: last ACKed version_info
+	nonce      string
+	changes    int64 // ACKed responses that carried resources or removals
+	resources  map[string]*anypb.Any
+}
+
+type stream struct {
+	id          int
+	mu          sync.Mutex
+	types       map[string]*typeState
+	connectedAt time.Time
+	firstAt     time.Time
+	readyAt     time.Time
+	// Per mark: when this stream first received, and completed, the marked change.
+	markFirst time.Time
+	markDone  time.Time
+	errors    int
+}
+
+type mark struct {
+	id       string
+	types    []string
+	at       time.Time
+	baseline map[int]map[string]typeState
+	done     int
+	first    time.Time
+	doneAt   []time.Duration
+}
+
+type fleet struct {
+	delta    bool
+	node     func(int) *corev3.Node
+	start    time.Time
+	streams  []*stream
+	events   chan int // a stream id that ACKed something
+	mu       sync.Mutex
+	current  *mark
+	ready    int
+	reported bool
+	finished map[string]bool
+}
+
+func (f *fleet) onAck(s *stream) {
+	select {
+	case f.events <- s.id:
+	default:
+		// The coordinator is behind; it rescans every stream on its next tick.
+	}
+}
+
+func sortedKeys(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// wanted derives the EDS/RDS/SDS names a stream must subscribe to from its CDS and LDS resources.
+func wanted(types map[string]*typeState) map[string][]string {
+	eds, rds, sds := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for _, t := range []string{resource.ClusterType, resource.ListenerType} {
+		for _, any := range types[t].resources {
+			r := refsOf(any)
+			for _, n := range r.eds {
+				eds[n] = true
+			}
+			for _, n := range r.rds {
+				rds[n] = true
+			}
+			for _, n := range r.sds {
+				sds[n] = true
+			}
+		}
+	}
+	return map[string][]string{resource.EndpointType: sortedKeys(eds), resource.RouteType: sortedKeys(rds), resource.SecretType: sortedKeys(sds)}
+}
+
+func (s *stream) readyNow() bool {
+	for _, t := range s.types {
+		if t.subscribed && t.nonce == "" && (len(t.names) > 0 || t.names == nil) {
+			return false
+		}
+	}
+	return true
+}
+
+func newTypes() map[string]*typeState {
+	types := map[string]*typeState{}
+	for _, t := range shortTypes {
+		types[t] = &typeState{resources: map[string]*anypb.Any{}}
+	}
+	// Wildcard: names stay nil.
+	types[resource.ClusterType].subscribed = true
+	types[resource.ListenerType].subscribed = true
+	return types
+}
+
+func (f *fleet) run(ctx context.Context, s *stream, conn *grpc.ClientConn) {
+	for ctx.Err() == nil {
+		err := f.once(ctx, s, conn)
+		if ctx.Err() != nil {
+			return
+		}
+		s.mu.Lock()
+		s.errors++
+		s.types = newTypes()
+		s.mu.Unlock()
+		if s.errors <= 3 || s.errors%100 == 0 {
+			fmt.Fprintf(os.Stderr, "%s: stream %d: %v (reconnecting in 500 ms, as Envoy's back-off starts)\n", name, s.id, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func (f *fleet) once(ctx context.Context, s *stream, conn *grpc.ClientConn) error {
+	client := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	if f.delta {
+		return f.deltaStream(ctx, s, client)
+	}
+	return f.sotwStream(ctx, s, client)
+}
+
+func (f *fleet) sotwStream(ctx context.Context, s *stream, client discoveryv3.AggregatedDiscoveryServiceClient) error {
+	call, err := client.StreamAggregatedResources(ctx)
+	if err != nil {
+		return err
+	}
+	node := f.node(s.id)
+	send := func(req *discoveryv3.DiscoveryRequest) error {
+		if node != nil {
+			req.Node = node
+			node = nil
+		}
+		return call.Send(req)
+	}
+	s.mu.Lock()
+	if s.connectedAt.IsZero() {
+		s.connectedAt = time.Now()
+	}
+	s.mu.Unlock()
+	for _, t := range []string{resource.ClusterType, resource.ListenerType} {
+		if err := send(&discoveryv3.DiscoveryRequest{TypeUrl: t}); err != nil {
+			return err
+		}
+	}
+	for {
+		resp, err := call.Recv()
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		s.mu.Lock()
+		if s.firstAt.IsZero() {
+			s.firstAt = now
+		}
+		trace("stream %d: sotw %s: version %s, %d resources, nonce %s", s.id, resp.GetTypeUrl(), resp.GetVersionInfo(), len(resp.GetResources()), resp.GetNonce())
+		t := s.types[resp.GetTypeUrl()]
+		if t == nil {
+			s.mu.Unlock()
+			continue
+		}
+		if s.markFirst.IsZero() {
+			s.markFirst = now
+		}
+		t.resources = make(map[string]*anypb.Any, len(resp.GetResources()))
+		for _, r := range resp.GetResources() {
+			t.resources[fmt.Sprint(len(t.resources))] = r
+		}
+		t.version = resp.GetVersionInfo()
+		t.nonce = resp.GetNonce()
+		t.changes++
+		reqs := []*discoveryv3.DiscoveryRequest{{TypeUrl: resp.GetTypeUrl(), VersionInfo: t.version, ResponseNonce: t.nonce, ResourceNames: t.names}}
+		if resp.GetTypeUrl() == resource.ClusterType || resp.GetTypeUrl() == resource.ListenerType {
+			for typeURL, names := range wanted(s.types) {
+				dep := s.types[typeURL]
+				if (typeURL == resource.EndpointType) != (resp.GetTypeUrl() == resource.ClusterType) && typeURL != resource.SecretType {
+					continue
+				}
+				if dep.subscribed && equal(dep.names, names) {
+					continue
+				}
+				if !dep.subscribed && len(names) == 0 {
+					continue
+				}
+				dep.subscribed = true
+				dep.names = names
+				reqs = append(reqs, &discoveryv3.DiscoveryRequest{TypeUrl: typeURL, VersionInfo: dep.version, ResponseNonce: dep.nonce, ResourceNames: names})
+			}
+		}
+		s.mu.Unlock()
+		for _, req := range reqs {
+			if err := send(req); err != nil {
+				return err
+			}
+		}
+		f.onAck(s)
+	}
+}
+
+func (f *fleet) deltaStream(ctx context.Context, s *stream, client discoveryv3.AggregatedDiscoveryServiceClient) error {
+	call, err := client.DeltaAggregatedResources(ctx)
+	if err != nil {
+		return err
+	}
+	node := f.node(s.id)
+	send := func(req *discoveryv3.DeltaDiscoveryRequest) error {
+		if node != nil {
+			req.Node = node
+			node = nil
+		}
+		return call.Send(req)
+	}
+	s.mu.Lock()
+	if s.connectedAt.IsZero() {
+		s.connectedAt = time.Now()
+	}
+	s.mu.Unlock()
+	for _, t := range []string{resource.ClusterType, resource.ListenerType} {
+		if err := send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: t}); err != nil {
+			return err
+		}
+	}
+	for {
+		resp, err := call.Recv()
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		s.mu.Lock()
+		if s.firstAt.IsZero() {
+			s.firstAt = now
+		}
+		trace("stream %d: delta %s: %d resources, %d removed, nonce %s", s.id, resp.GetTypeUrl(), len(resp.GetResources()), len(resp.GetRemovedResources()), resp.GetNonce())
+		t := s.types[resp.GetTypeUrl()]
+		if t == nil {
+			s.mu.Unlock()
+			continue
+		}
+		if s.markFirst.IsZero() {
+			s.markFirst = now
+		}
+		for _, r := range resp.GetResources() {
+			t.resources[r.GetName()] = r.GetResource()
+		}
+		for _, name := range resp.GetRemovedResources() {
+			delete(t.resources, name)
+		}
+		t.nonce = resp.GetNonce()
+		t.version = resp.GetSystemVersionInfo()
+		if len(resp.GetResources())+len(resp.GetRemovedResources()) > 0 {
+			t.changes++
+		}
+		reqs := []*discoveryv3.DeltaDiscoveryRequest{{TypeUrl: resp.GetTypeUrl(), ResponseNonce: t.nonce}}
+		if resp.GetTypeUrl() == resource.ClusterType || resp.GetTypeUrl() == resource.ListenerType {
+			for typeURL, names := range wanted(s.types) {
+				dep := s.types[typeURL]
+				if (typeURL == resource.EndpointType) != (resp.GetTypeUrl() == resource.ClusterType) && typeURL != resource.SecretType {
+					continue
+				}
+				if dep.subscribed && equal(dep.names, names) {
+					continue
+				}
+				if !dep.subscribed && len(names) == 0 {
+					continue
+				}
+				have := map[string]bool{}
+				for _, n := range dep.names {
+					have[n] = true
+				}
+				req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typeURL}
+				for _, n := range names {
+					if !have[n] {
+						req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, n)
+					}
+					delete(have, n)
+				}
+				req.ResourceNamesUnsubscribe = sortedKeys(have)
+				dep.subscribed = true
+				dep.names = names
+				reqs = append(reqs, req)
+			}
+		}
+		s.mu.Unlock()
+		for _, req := range reqs {
+			if err := send(req); err != nil {
+				return err
+			}
+		}
+		f.onAck(s)
+	}
+}
+
+// check updates the fleet's progress for one stream; the caller holds f.mu.
+func (f *fleet) check(s *stream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.readyAt.IsZero() && s.readyNow() && !s.firstAt.IsZero() {
+		s.readyAt = time.Now()
+		f.ready++
+	}
+	m := f.current
+	if m == nil || !s.markDone.IsZero() {
+		return
+	}
+	base := m.baseline[s.id]
+	for _, typeURL := range m.types {
+		t := s.types[typeURL]
+		b := base[typeURL]
+		if f.delta {
+			if t.changes <= b.changes {
+				return
+			}
+		} else if t.nonce == "" || t.version == b.version {
+			return
+		}
+	}
+	s.markDone = time.Now()
+	m.done++
+	m.doneAt = append(m.doneAt, s.markDone.Sub(m.at))
+	if m.first.IsZero() || s.markFirst.Before(m.first) {
+		m.first = s.markFirst
+	}
+}
+
+func (f *fleet) report() {
+	if !f.reported && f.ready == len(f.streams) {
+		f.reported = true
+		var connectMax, firstMax, readyMax time.Duration
+		firstMin := time.Duration(1 << 62)
+		for _, s := range f.streams {
+			s.mu.Lock()
+			connectMax = max(connectMax, s.connectedAt.Sub(f.start))
+			firstMax = max(firstMax, s.firstAt.Sub(f.start))
+			firstMin = min(firstMin, s.firstAt.Sub(f.start))
+			readyMax = max(readyMax, s.readyAt.Sub(f.start))
+			s.mu.Unlock()
+		}
+		emit(map[string]any{"event": "ready", "streams": len(f.streams), "connectMaxMs": ms(connectMax), "firstResponseMinMs": ms(firstMin), "firstResponseMaxMs": ms(firstMax), "readyMs": ms(readyMax)})
+	}
+	m := f.current
+	if m != nil && m.done == len(f.streams) {
+		sort.Slice(m.doneAt, func(i, j int) bool { return m.doneAt[i] < m.doneAt[j] })
+		emit(map[string]any{"event": "done", "id": m.id, "ms": ms(m.doneAt[len(m.doneAt)-1]), "p50Ms": ms(m.doneAt[len(m.doneAt)/2]), "firstMs": ms(m.first.Sub(m.at)), "errors": f.errors()})
+		f.finished[m.id] = true
+		f.current = nil
+	}
+}
+
+func (f *fleet) errors() int {
+	n := 0
+	for _, s := range f.streams {
+		s.mu.Lock()
+		n += s.errors
+		s.mu.Unlock()
+	}
+	return n
+}
+
+func (f *fleet) mark(id string, short string) {
+	m := &mark{id: id, at: time.Now(), baseline: map[int]map[string]typeState{}}
+	for _, name := range strings.Split(short, ",") {
+		typeURL, ok := shortTypes[name]
+		if !ok {
+			emit(map[string]any{"event": "error", "message": "mark: unknown type " + name + " (cds,eds,lds,rds,sds)"})
+			return
+		}
+		m.types = append(m.types, typeURL)
+	}
+	for _, s := range f.streams {
+		s.mu.Lock()
+		base := map[string]typeState{}
+		for _, typeURL := range m.types {
+			base[typeURL] = typeState{version: s.types[typeURL].version, changes: s.types[typeURL].changes}
+		}
+		m.baseline[s.id] = base
+		s.markFirst = time.Time{}
+		s.markDone = time.Time{}
+		s.mu.Unlock()
+	}
+	f.current = m
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:18000", "xDS server address")
+	n := flag.Int("n", 10, "ADS streams")
+	conns := flag.Int("conns", 0, "HTTP/2 connections shared by the streams (0: one per stream, as a fleet of Envoys)")
+	mode := flag.String("mode", "sotw", "sotw or delta")
+	gateway := flag.String("gateway", "", "node.metadata[switchyard.dev/gateway]: the Gateway every stream serves")
+	flag.BoolVar(&verbose, "v", false, "trace every response on stderr")
+	flag.StringVar(&name, "name", name, "prefix of this fleet's lines on stderr")
+	flag.Parse()
+	if *mode != "sotw" && *mode != "delta" {
+		fmt.Fprintln(os.Stderr, "loadclient: -mode is sotw or delta")
+		os.Exit(2)
+	}
+	f := &fleet{delta: *mode == "delta", start: time.Now(), events: make(chan int, 1<<16), finished: map[string]bool{}}
+	f.node = func(i int) *corev3.Node {
+		node := &corev3.Node{Id: fmt.Sprintf("bench-envoy-%d", i), Cluster: "bench"}
+		if *gateway != "" {
+			node.Metadata = &structpb.Struct{Fields: map[string]*structpb.Value{"switchyard.dev/gateway": structpb.NewStringValue(*gateway)}}
+		}
+		return node
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	shared := make([]*grpc.ClientConn, *conns)
+	dial := func() *grpc.ClientConn {
+		conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "loadclient: %v\n", err)
+			os.Exit(1)
+		}
+		return conn
+	}
+	for i := range shared {
+		shared[i] = dial()
+	}
+	for i := 0; i < *n; i++ {
+		s := &stream{id: i, types: newTypes()}
+		f.streams = append(f.streams, s)
+		conn := dial
+		var c *grpc.ClientConn
+		if *conns > 0 {
+			c = shared[i%*conns]
+		} else {
+			c = conn()
+		}
+		go f.run(ctx, s, c)
+	}
+
+	commands := make(chan []string)
+	go func() {
+		in := bufio.NewScanner(os.Stdin)
+		for in.Scan() {
+			commands <- strings.Fields(in.Text())
+		}
+		close(commands)
+	}()
+	var acked atomic.Int64
+	tick := time.NewTicker(50 * time.Millisecond)
+	progress := time.NewTicker(5 * time.Second)
+	for {
+		select {
+		case id := <-f.events:
+			acked.Add(1)
+			f.mu.Lock()
+			f.check(f.streams[id])
+			f.report()
+			f.mu.Unlock()
+		case <-tick.C:
+			// Catches ACKs whose event was dropped while the channel was full.
+			f.mu.Lock()
+			for _, s := range f.streams {
+				f.check(s)
+			}
+			f.report()
+			f.mu.Unlock()
+		case <-progress.C:
+			f.mu.Lock()
+			done := -1
+			if f.current != nil {
+				done = f.current.done
+			}
+			if f.ready == len(f.streams) && f.current == nil {
+				f.mu.Unlock()
+				continue
+			}
+			fmt.Fprintf(os.Stderr, "%s: %d/%d streams ready, mark done %d, %d ACKs, %d stream errors\n", name, f.ready, len(f.streams), done, acked.Load(), f.errors())
+			f.mu.Unlock()
+		case cmd, ok := <-commands:
+			if !ok || (len(cmd) > 0 && cmd[0] == "quit") {
+				return
+			}
+			if len(cmd) == 0 {
+				continue
+			}
+			f.mu.Lock()
+			switch {
+			case cmd[0] == "mark" && len(cmd) == 3:
+				f.mark(cmd[1], cmd[2])
+				for _, s := range f.streams {
+					f.check(s)
+				}
+				f.report()
+			case cmd[0] == "status" && len(cmd) == 2:
+				done := 0
+				if f.current != nil && f.current.id == cmd[1] {
+					done = f.current.done
+				} else if f.finished[cmd[1]] {
+					done = len(f.streams)
+				}
+				emit(map[string]any{"event": "status", "id": cmd[1], "ready": f.ready, "done": done, "streams": len(f.streams), "errors": f.errors()})
+			default:
+				emit(map[string]any{"event": "error", "message": "unknown command (mark ID TYPES | status ID | quit)"})
+			}
+			f.mu.Unlock()
+		}
+	}
+}

@@ -1,0 +1,238 @@
+import { randomUUID } from 'node:crypto';
+import { isRecord, num, parseObject, records, str, type JsonRecord, type Usage } from './json.js';
+
+/**
+ * OpenAI Chat Completions ⇄ Gemini generateContent (Vertex AI's native API): the request becomes
+ * `contents` and `systemInstruction`, and the answer (JSON, or streamGenerateContent's SSE with
+ * alt=sse) comes back in OpenAI's shape.
+ */
+
+function textOf(content: unknown): string {
+  if (typeof content === 'string') return content;
+  return records(content).map((p) => (p['type'] === 'text' ? (str(p['text']) ?? '') : '')).filter((t) => t !== '').join('\n');
+}
+
+function parts(content: unknown): JsonRecord[] {
+  if (typeof content === 'string') return content === '' ? [] : [{ text: content }];
+  const out: JsonRecord[] = [];
+  for (const part of records(content)) {
+    if (part['type'] === 'text' && typeof part['text'] === 'string' && part['text'] !== '') out.push({ text: part['text'] });
+    else if (part['type'] === 'image_url') {
+      const image = part['image_url'];
+      const url = isRecord(image) ? str(image['url']) : str(image);
+      const data = url === undefined ? null : /^data:([^;,]+);base64,(.*)$/s.exec(url);
+      if (data) out.push({ inlineData: { mimeType: data[1], data: data[2] } });
+      else if (url !== undefined) out.push({ fileData: { fileUri: url, mimeType: 'image/*' } });
+    }
+  }
+  return out;
+}
+
+/** An OpenAI chat completion request → a generateContent request. */
+export function toGenerateContentRequest(body: JsonRecord): JsonRecord {
+  const system: string[] = [];
+  const contents: { role: 'user' | 'model'; parts: JsonRecord[] }[] = [];
+  // Gemini answers a function by name; OpenAI's tool message names only the call's id.
+  const callNames = new Map<string, string>();
+  const push = (role: 'user' | 'model', p: JsonRecord[]): void => {
+    if (p.length === 0) return;
+    const last = contents.at(-1);
+    if (last && last.role === role) last.parts.push(...p);
+    else contents.push({ role, parts: [...p] });
+  };
+  for (const m of records(body['messages'])) {
+    const role = m['role'];
+    if (role === 'system' || role === 'developer') {
+      const text = textOf(m['content']);
+      if (text !== '') system.push(text);
+    } else if (role === 'user') {
+      push('user', parts(m['content']));
+    } else if (role === 'assistant') {
+      const p = parts(m['content']);
+      for (const call of records(m['tool_calls'])) {
+        const fn = isRecord(call['function']) ? call['function'] : {};
+        const name = str(fn['name']) ?? '';
+        callNames.set(str(call['id']) ?? '', name);
+        p.push({ functionCall: { name, args: parseObject(str(fn['arguments']) ?? '') ?? {} } });
+      }
+      push('model', p);
+    } else if (role === 'tool') {
+      const text = textOf(m['content']);
+      const name = callNames.get(str(m['tool_call_id']) ?? '') ?? '';
+      push('user', [{ functionResponse: { name, response: parseObject(text) ?? { content: text } } }]);
+    }
+  }
+  const out: JsonRecord = { contents };
+  if (system.length > 0) out['systemInstruction'] = { parts: [{ text: system.join('\n\n') }] };
+  const config: JsonRecord = {};
+  const maxTokens = num(body['max_completion_tokens']) ?? num(body['max_tokens']);
+  if (maxTokens !== undefined) config['maxOutputTokens'] = maxTokens;
+  const temperature = num(body['temperature']);
+  if (temperature !== undefined) config['temperature'] = temperature;
+  const topP = num(body['top_p']);
+  if (topP !== undefined) config['topP'] = topP;
+  const stop = body['stop'];
+  if (typeof stop === 'string') config['stopSequences'] = [stop];
+  else if (Array.isArray(stop)) config['stopSequences'] = stop.filter((s): s is string => typeof s === 'string');
+  if (Object.keys(config).length > 0) out['generationConfig'] = config;
+  const declarations = records(body['tools'])
+    .map((t) => (isRecord(t['function']) ? t['function'] : undefined))
+    .filter((f): f is JsonRecord => f !== undefined)
+    .map((f) => ({ name: str(f['name']) ?? '', ...(str(f['description']) !== undefined ? { description: f['description'] } : {}), ...(isRecord(f['parameters']) ? { parameters: f['parameters'] } : {}) }));
+  if (declarations.length > 0) {
+    out['tools'] = [{ functionDeclarations: declarations }];
+    const choice = body['tool_choice'];
+    const mode = choice === 'none' ? 'NONE' : choice === 'required' || isRecord(choice) ? 'ANY' : choice === 'auto' ? 'AUTO' : undefined;
+    const only = isRecord(choice) && isRecord(choice['function']) ? str(choice['function']['name']) : undefined;
+    if (mode !== undefined) out['toolConfig'] = { functionCallingConfig: { mode, ...(only ? { allowedFunctionNames: [only] } : {}) } };
+  }
+  return out;
+}
+
+const FINISH: Record<string, string> = {
+  STOP: 'stop',
+  MAX_TOKENS: 'length',
+  SAFETY: 'content_filter',
+  RECITATION: 'content_filter',
+  BLOCKLIST: 'content_filter',
+  PROHIBITED_CONTENT: 'content_filter',
+  SPII: 'content_filter',
+};
+
+export function geminiUsage(usage: unknown): Usage {
+  const u = isRecord(usage) ? usage : {};
+  return { input: num(u['promptTokenCount']) ?? 0, output: num(u['candidatesTokenCount']) ?? 0 };
+}
+
+function openaiUsage(u: Usage): JsonRecord {
+  return { prompt_tokens: u.input, completion_tokens: u.output, total_tokens: u.input + u.output };
+}
+
+interface CandidateView {
+  text: string;
+  calls: { name: string; args: unknown }[];
+  finish: string | undefined;
+}
+
+function candidate(answer: JsonRecord): CandidateView {
+  const first = records(answer['candidates'])[0] ?? {};
+  const content = isRecord(first['content']) ? first['content'] : {};
+  const ps = records(content['parts']);
+  const calls = ps.map((p) => (isRecord(p['functionCall']) ? p['functionCall'] : undefined)).filter((c): c is JsonRecord => c !== undefined);
+  const reason = str(first['finishReason']);
+  return {
+    // Parts marked thought are the model's reasoning, not its answer.
+    text: ps.filter((p) => p['thought'] !== true).map((p) => str(p['text']) ?? '').join(''),
+    calls: calls.map((c) => ({ name: str(c['name']) ?? '', args: c['args'] ?? {} })),
+    finish: reason === undefined ? undefined : calls.length > 0 ? 'tool_calls' : (FINISH[reason] ?? 'stop'),
+  };
+}
+
+/** A generateContent answer → an OpenAI chat.completion. */
+export function fromGenerateContentResponse(answer: JsonRecord, model: string): { completion: JsonRecord; usage: Usage } {
+  const c = candidate(answer);
+  const usage = geminiUsage(answer['usageMetadata']);
+  const toolCalls = c.calls.map((call, i) => ({ id: `call_${i}_${randomUUID().slice(0, 8)}`, type: 'function', function: { name: call.name, arguments: JSON.stringify(call.args) } }));
+  return {
+    usage,
+    completion: {
+      id: str(answer['responseId']) ?? `chatcmpl-${randomUUID()}`,
+      object: 'chat.completion',
+      created: Math.floor(Date.now() / 1000),
+      model: str(answer['modelVersion']) ?? model,
+      system_fingerprint: null,
+      choices: [{
+        index: 0,
+        message: { role: 'assistant', content: toolCalls.length > 0 && c.text === '' ? null : c.text, refusal: null, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
+        logprobs: null,
+        finish_reason: c.finish ?? 'stop',
+      }],
+      usage: openaiUsage(usage),
+    },
+  };
+}
+
+/** Google's error ({"error": {code, message, status}}, sometimes inside an array) in OpenAI's shape. */
+export function geminiErrorToOpenAI(body: unknown, status: number): JsonRecord {
+  const outer = Array.isArray(body) ? body[0] : body;
+  const error = isRecord(outer) && isRecord(outer['error']) ? outer['error'] : {};
+  const type = str(error['status']) ?? 'vertex_error';
+  return { error: { message: str(error['message']) ?? `Vertex AI answered ${status}`, type, param: null, code: type } };
+}
+
+/** streamGenerateContent?alt=sse → OpenAI chat.completion.chunk events, as they arrive. */
+export class GeminiStreamTranslator {
+  private pending = '';
+  private readonly id = `chatcmpl-${randomUUID()}`;
+  private readonly created = Math.floor(Date.now() / 1000);
+  private usage: Usage = { input: 0, output: 0 };
+  private started = false;
+  private finished = false;
+  private errored = false;
+  private calls = 0;
+
+  constructor(private model: string, private readonly includeUsage: boolean) {}
+
+  get tokens(): Usage {
+    return { ...this.usage };
+  }
+
+  push(chunk: string): string {
+    this.pending += chunk;
+    let out = '';
+    for (;;) {
+      const end = this.pending.search(/\r?\n\r?\n/);
+      if (end < 0) break;
+      const event = this.pending.slice(0, end);
+      this.pending = this.pending.slice(end).replace(/^\r?\n\r?\n/, '');
+      out += this.translate(event);
+    }
+    return out;
+  }
+
+  end(): string {
+    const rest = this.pending.trim();
+    this.pending = '';
+    let out = rest === '' ? '' : this.translate(rest);
+    if (this.errored) return out;
+    if (!this.finished) out += this.chunk({}, 'stop');
+    if (this.includeUsage) {
+      out += `data: ${JSON.stringify({ id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.model, system_fingerprint: null, choices: [], usage: openaiUsage(this.usage) })}\n\n`;
+    }
+    return `${out}data: [DONE]\n\n`;
+  }
+
+  private chunk(delta: JsonRecord, finish: string | null = null): string {
+    return `data: ${JSON.stringify({ id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.model, system_fingerprint: null, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
+  }
+
+  private translate(event: string): string {
+    const data = event.split(/\r?\n/).filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
+    const answer = parseObject(data);
+    if (answer === undefined) return '';
+    if (this.errored) return '';
+    if (isRecord(answer['error'])) {
+      this.finished = true;
+      this.errored = true;
+      return `data: ${JSON.stringify(geminiErrorToOpenAI(answer, 500))}\n\n`;
+    }
+    this.model = str(answer['modelVersion']) ?? this.model;
+    if (answer['usageMetadata'] !== undefined) this.usage = geminiUsage(answer['usageMetadata']);
+    const c = candidate(answer);
+    let out = '';
+    if (!this.started) {
+      this.started = true;
+      out += this.chunk({ role: 'assistant', content: '', refusal: null });
+    }
+    if (c.text !== '') out += this.chunk({ content: c.text });
+    for (const call of c.calls) {
+      out += this.chunk({ tool_calls: [{ index: this.calls, id: `call_${this.calls}_${randomUUID().slice(0, 8)}`, type: 'function', function: { name: call.name, arguments: JSON.stringify(call.args) } }] });
+      this.calls++;
+    }
+    if (c.finish !== undefined && !this.finished) {
+      this.finished = true;
+      out += this.chunk({}, this.calls > 0 ? 'tool_calls' : c.finish);
+    }
+    return out;
+  }
+}

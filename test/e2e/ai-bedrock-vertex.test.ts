@@ -1,0 +1,336 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { FakeProvider } from '../../examples/demo/fake-provider.js';
+import { startFakeBedrock, type FakeBedrock } from '../support/fake-bedrock.js';
+import { startFakeVertex, type FakeVertex } from '../support/fake-vertex.js';
+import { waitFor } from '../support/wait.js';
+import { NAMESPACE, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+
+/**
+ * Cross-vendor failover OpenAI → AWS Bedrock → Vertex AI through the real Envoy and the AI
+ * extension, with the official OpenAI client. The Bedrock fake verifies each attempt's SigV4
+ * signature itself; the Vertex fake issues tokens only for a JWT signed with the service
+ * account's key and accepts only tokens it issued.
+ */
+
+const OPENAI_KEY = 'sk-openai-cross-vendor-1';
+const AWS = { region: 'us-east-1', model: 'anthropic.claude-3-5-haiku-20241022-v1:0', accessKey: 'AKIAFAKEBEDROCK01', secretKey: 'bedrock-secret-VALUE-never-shown/+1', sessionToken: 'bedrock-session-TOKEN-never-shown' } as const;
+const VERTEX = { project: 'switchyard-test', region: 'europe-west4', model: 'gemini-2.0-flash' } as const;
+
+let gw: GatewayFixture;
+let openai: FakeProvider;
+let bedrock: FakeBedrock;
+let vertex: FakeVertex;
+/** Issues tokens that live 3 s: the extension must renew them before they run out. */
+let shortLived: FakeVertex;
+const logLines: string[] = [];
+
+beforeAll(async () => {
+  bedrock = await startFakeBedrock({ name: 'bedrock', ...AWS, streamIntervalMs: 40 });
+  vertex = await startFakeVertex({ name: 'vertex', project: VERTEX.project, region: VERTEX.region, model: `google/${VERTEX.model}` });
+  shortLived = await startFakeVertex({ name: 'vertex-short', project: VERTEX.project, region: VERTEX.region, model: `google/${VERTEX.model}`, tokenLifetimeS: 3 });
+  // A key the token endpoint does not know: same account and token URI, another private key.
+  const { privateKey: strangerKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const wrongKeyFile = JSON.stringify({ ...(JSON.parse(vertex.keyFile) as Record<string, unknown>), private_key: strangerKey.export({ type: 'pkcs8', format: 'pem' }).toString() });
+  gw = await startGatewayFixture({
+    id: 'ai-bedrock-vertex',
+    providers: ['openai'],
+    fakeOptions: { openai: { vendor: { api: 'openai', key: OPENAI_KEY } } },
+    logLines,
+    manifests: ({ listenerPort, fakes }) => {
+      const openaiMember: Manifest = {
+        name: 'openai',
+        provider: { openai: { model: 'gpt-4o', authToken: { kind: 'SecretRef', secretRef: { name: 'openai-key' } } } },
+        hostOverride: { host: fakes['openai']?.host ?? '', port: fakes['openai']?.port ?? 0, tls: false },
+      };
+      const bedrockMember: Manifest = {
+        name: 'bedrock',
+        provider: { bedrock: { model: AWS.model, region: AWS.region, credentials: { secretRef: { name: 'aws-keys' } } } },
+        hostOverride: { host: bedrock.host, port: bedrock.port, tls: false },
+      };
+      const vertexLlm = (secretName: string, fake: FakeVertex): Manifest => ({
+        provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, serviceAccountKey: { secretRef: { name: secretName } } } },
+        hostOverride: { host: fake.host, port: fake.port, tls: false },
+      });
+      const vertexMember: Manifest = {
+        name: 'vertex',
+        provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, serviceAccountKey: { secretRef: { name: 'vertex-sa' } } } },
+        hostOverride: { host: vertex.host, port: vertex.port, tls: false },
+      };
+      const backend = (name: string, pools: Manifest[][]): Manifest => ({
+        apiVersion: 'switchyard.dev/v1alpha1',
+        kind: 'Backend',
+        metadata: { name, namespace: NAMESPACE },
+        spec: { type: 'AI', ai: { multipool: { priorities: pools.map((pool) => ({ pool })) } }, outlierDetection: { enabled: false } },
+      });
+      const secrets: Manifest[] = [
+        secret('openai-key', OPENAI_KEY),
+        { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'aws-keys', namespace: NAMESPACE }, stringData: { accessKey: AWS.accessKey, secretKey: AWS.secretKey, sessionToken: AWS.sessionToken } },
+        { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vertex-sa', namespace: NAMESPACE }, data: { 'key.json': Buffer.from(vertex.keyFile).toString('base64') } },
+        { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vertex-short-sa', namespace: NAMESPACE }, stringData: { 'key.json': shortLived.keyFile } },
+        { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vertex-wrong-sa', namespace: NAMESPACE }, stringData: { 'key.json': wrongKeyFile } },
+      ];
+      const llm = (name: string, member: Manifest): Manifest => ({
+        apiVersion: 'switchyard.dev/v1alpha1', kind: 'Backend', metadata: { name, namespace: NAMESPACE }, spec: { type: 'AI', ai: { llm: member } },
+      });
+      return {
+        'gateway.yaml': gatewayManifests(listenerPort),
+        'secrets.yaml': secrets,
+        'backends.yaml': [
+          backend('chat', [[openaiMember], [bedrockMember], [vertexMember]]),
+          llm('gemini-short', vertexLlm('vertex-short-sa', shortLived)),
+          llm('bedrock-only', { provider: bedrockMember['provider'] ?? {}, hostOverride: bedrockMember['hostOverride'] ?? {} }),
+          backend('gemini-native', [[openaiMember], [{
+            name: 'vertex-native',
+            provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, api: 'GenerateContent', serviceAccountKey: { secretRef: { name: 'vertex-sa' } } } },
+            hostOverride: { host: vertex.host, port: vertex.port, tls: false },
+          }]]),
+          llm('gemini-wrong-key', vertexLlm('vertex-wrong-sa', vertex)),
+        ],
+        'routes.yaml': [
+          httpRoute('chat', [
+            { path: '/v1', backend: 'chat' },
+            { path: '/short/v1', rewritePrefix: '/v1', backend: 'gemini-short' },
+            { path: '/wrong/v1', rewritePrefix: '/v1', backend: 'gemini-wrong-key' },
+            { path: '/native/v1', rewritePrefix: '/v1', backend: 'gemini-native' },
+            { path: '/bedrock/v1', rewritePrefix: '/v1', backend: 'bedrock-only' },
+          ]),
+        ],
+      };
+    },
+    waitForBackends: ['chat', 'gemini-short', 'gemini-wrong-key', 'gemini-native', 'bedrock-only'],
+  });
+  openai = gw.fakes['openai'] as FakeProvider;
+});
+
+afterAll(async () => {
+  await gw?.stop();
+  await bedrock?.close();
+  await vertex?.close();
+  await shortLived?.close();
+});
+
+beforeEach(async () => {
+  await gw.resetFakes();
+  bedrock.setMode({ kind: 'ok' });
+  vertex.setMode({ kind: 'ok' });
+  bedrock.clear();
+  vertex.clear();
+});
+
+interface Answer {
+  content: string;
+  finish: string | null | undefined;
+  usage: number | undefined;
+  model: string | undefined;
+  chunks: number;
+  /** Streaming: ms from the first content chunk to the last chunk. */
+  spreadMs: number;
+}
+
+async function chat(stream: boolean, prefix = '/v1'): Promise<Answer> {
+  const messages = [{ role: 'system' as const, content: 'be brief' }, { role: 'user' as const, content: 'hello' }];
+  if (!stream) {
+    const data = await gw.client(prefix).chat.completions.create({ model: 'client-model', messages, max_tokens: 64 });
+    expect(data.object).toBe('chat.completion');
+    return { content: data.choices[0]?.message.content ?? '', finish: data.choices[0]?.finish_reason, usage: data.usage?.total_tokens, model: data.model, chunks: 0, spreadMs: 0 };
+  }
+  const s = await gw.client(prefix).chat.completions.create({ model: 'client-model', messages, max_tokens: 64, stream: true, stream_options: { include_usage: true } });
+  let content = '';
+  let finish: string | null | undefined;
+  let usage: number | undefined;
+  let model: string | undefined;
+  let chunks = 0;
+  let firstContentAt: number | undefined;
+  let lastAt = 0;
+  for await (const chunk of s) {
+    lastAt = performance.now();
+    if (firstContentAt === undefined && (chunk.choices[0]?.delta.content ?? '') !== '') firstContentAt = lastAt;
+    expect(chunk.object).toBe('chat.completion.chunk');
+    chunks++;
+    content += chunk.choices[0]?.delta.content ?? '';
+    finish = chunk.choices[0]?.finish_reason ?? finish;
+    usage = chunk.usage?.total_tokens ?? usage;
+    model = chunk.model;
+  }
+  return { content, finish, usage, model, chunks, spreadMs: lastAt - (firstContentAt ?? lastAt) };
+}
+
+describe('OpenAI 503 → Bedrock answers', () => {
+  it('non-streaming: a signed Converse request, an OpenAI chat completion back with usage', async () => {
+    await openai.setMode({ kind: 'status', status: 503 });
+    const answer = await chat(false);
+    expect(answer).toMatchObject({ content: 'answered by bedrock', finish: 'stop', model: AWS.model });
+    expect(answer.usage).toBeGreaterThan(0);
+    const [request, ...more] = bedrock.received();
+    expect(more).toEqual([]);
+    expect(request?.rejected).toBeUndefined();
+    expect(request?.path).toBe(`/model/${encodeURIComponent(AWS.model)}/converse`);
+    expect(request?.host).toBe(`bedrock-runtime.${AWS.region}.amazonaws.com`);
+    expect(request?.headers['authorization']).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIAFAKEBEDROCK01\/\d{8}\/us-east-1\/bedrock\/aws4_request/);
+    expect(request?.body).toEqual({
+      messages: [{ role: 'user', content: [{ text: 'hello' }] }],
+      system: [{ text: 'be brief' }],
+      inferenceConfig: { maxTokens: 64 },
+    });
+    expect(request?.headers['x-envoy-attempt-count']).toBe('2');
+  });
+
+  it('streaming: converse-stream\'s binary event stream reaches the client as OpenAI SSE chunks', async () => {
+    await openai.setMode({ kind: 'status', status: 503 });
+    const answer = await chat(true);
+    expect(answer).toMatchObject({ content: 'answered by bedrock', finish: 'stop', model: AWS.model });
+    expect(answer.usage).toBeGreaterThan(0);
+    expect(answer.chunks).toBeGreaterThanOrEqual(5);
+    // Event by event: the fake writes one every 40 ms, so a buffered answer would arrive at once.
+    expect(answer.spreadMs).toBeGreaterThan(100);
+    const request = bedrock.received()[0];
+    expect(request?.rejected).toBeUndefined();
+    expect(request?.path).toBe(`/model/${encodeURIComponent(AWS.model)}/converse-stream`);
+  });
+
+  it('Bedrock\'s own error reaches the client in OpenAI\'s shape', async () => {
+    bedrock.setMode({ kind: 'status', status: 400 });
+    const failure = await gw.chatFailure('/bedrock/v1');
+    expect(failure.status).toBe(400);
+    // The SDK quotes error.message: it could only find it in OpenAI's shape.
+    expect(failure.message).toBe('400 bedrock is failing with 400');
+    expect(bedrock.received().map((r) => r.rejected)).toEqual([undefined]);
+  });
+
+  it('a wrong signature is refused by the fake (the check can fail)', async () => {
+    // The request is signed for the body it had; a proxy that altered it would be caught.
+    const response = await fetch(`http://${bedrock.host}:${bedrock.port}/model/${encodeURIComponent(AWS.model)}/converse`, {
+      method: 'POST',
+      headers: {
+        host: bedrock.hostname,
+        'x-amz-date': new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, ''),
+        'x-amz-security-token': AWS.sessionToken,
+        authorization: `AWS4-HMAC-SHA256 Credential=${AWS.accessKey}/20260101/us-east-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date;x-amz-security-token, Signature=${'0'.repeat(64)}`,
+      },
+      body: JSON.stringify({ messages: [{ role: 'user', content: [{ text: 'x' }] }] }),
+    });
+    expect(response.status).toBe(403);
+  });
+});
+
+describe('OpenAI 503, Bedrock 503 → Vertex AI answers', () => {
+  it('non-streaming: a bearer token obtained with the service-account key, Vertex\'s path and model', async () => {
+    await openai.setMode({ kind: 'status', status: 503 });
+    bedrock.setMode({ kind: 'status', status: 503 });
+    const answer = await chat(false);
+    expect(answer).toMatchObject({ content: 'answered by vertex', finish: 'stop' });
+    expect(bedrock.received().map((r) => r.rejected)).toEqual([undefined]);
+    const request = vertex.received()[0];
+    expect(request?.rejected).toBeUndefined();
+    expect(request?.path).toBe(`/v1/projects/${VERTEX.project}/locations/${VERTEX.region}/endpoints/openapi/chat/completions`);
+    expect(request?.host).toBe(`${VERTEX.region}-aiplatform.googleapis.com`);
+    expect(vertex.issuedTokens().map((t) => `Bearer ${t}`)).toContain(request?.headers['authorization']);
+    // Nothing Bedrock's attempt set is left in the shared header map.
+    expect(request?.headers['x-amz-date']).toBeUndefined();
+    expect(request?.headers['x-amz-security-token']).toBeUndefined();
+    expect((request?.body as { model?: string }).model).toBe(`google/${VERTEX.model}`);
+    expect(request?.headers['x-envoy-attempt-count']).toBe('3');
+  });
+
+  it('streaming: Vertex\'s SSE stream reaches the client', async () => {
+    await openai.setMode({ kind: 'status', status: 503 });
+    bedrock.setMode({ kind: 'status', status: 503 });
+    const answer = await chat(true);
+    expect(answer).toMatchObject({ content: 'answered by vertex', finish: 'stop' });
+    expect(answer.usage).toBe(8);
+    expect(vertex.received().map((r) => r.rejected)).toEqual([undefined]);
+    expect(bedrock.received().map((r) => r.path)).toEqual([`/model/${encodeURIComponent(AWS.model)}/converse-stream`]);
+  });
+
+  it('the access token is obtained once and reused across requests', async () => {
+    await openai.setMode({ kind: 'status', status: 503 });
+    bedrock.setMode({ kind: 'status', status: 503 });
+    expect((await chat(false)).content).toBe('answered by vertex');
+    vertex.clear();
+    for (let i = 0; i < 4; i++) expect((await chat(false)).content).toBe('answered by vertex');
+    expect(vertex.received()).toHaveLength(4);
+    expect(vertex.tokenRequests()).toEqual([]);
+    expect(new Set(vertex.received().map((r) => r.headers['authorization'])).size).toBe(1);
+  });
+});
+
+describe('OpenAI 503 → Vertex AI\'s native generateContent', () => {
+  const base = `/v1/projects/${VERTEX.project}/locations/${VERTEX.region}/publishers/google/models/${VERTEX.model}`;
+
+  it('non-streaming: contents and systemInstruction out, an OpenAI chat completion back', async () => {
+    await openai.setMode({ kind: 'status', status: 503 });
+    const answer = await chat(false, '/native/v1');
+    expect(answer).toMatchObject({ content: 'answered by vertex', finish: 'stop', usage: 9 });
+    const request = vertex.received()[0];
+    expect(request?.rejected).toBeUndefined();
+    expect(request?.path).toBe(`${base}:generateContent`);
+    expect(request?.body).toEqual({
+      contents: [{ role: 'user', parts: [{ text: 'hello' }] }],
+      systemInstruction: { parts: [{ text: 'be brief' }] },
+      generationConfig: { maxOutputTokens: 64 },
+    });
+  });
+
+  it('streaming: streamGenerateContent?alt=sse becomes OpenAI chunks', async () => {
+    await openai.setMode({ kind: 'status', status: 503 });
+    const answer = await chat(true, '/native/v1');
+    expect(answer).toMatchObject({ content: 'answered by vertex', finish: 'stop', usage: 9 });
+    expect(vertex.received().map((r) => [r.path, r.rejected])).toEqual([[`${base}:streamGenerateContent?alt=sse`, undefined]]);
+  });
+});
+
+describe('Vertex AI access tokens', () => {
+  it('are renewed before they expire: requests go on being answered across several token lifetimes', async () => {
+    shortLived.clear();
+    const used = new Set<string>();
+    let answered = 0;
+    const failures: string[] = [];
+    await waitFor(
+      async () => {
+        // waitFor retries a probe that throws: failures are counted here instead.
+        const answer = await gw.chat('/short/v1').catch((err: unknown) => {
+          failures.push(err instanceof Error ? err.message : String(err));
+          return undefined;
+        });
+        if (answer?.content === 'answered by vertex-short') answered++;
+        for (const r of shortLived.received()) used.add(r.headers['authorization'] ?? '');
+        return used.size >= 3;
+      },
+      { what: 'requests to carry a third access token', timeoutMs: 15_000, intervalMs: 100 },
+    );
+    expect(failures).toEqual([]);
+    expect(shortLived.received().map((r) => r.rejected).filter((r) => r !== undefined)).toEqual([]);
+    expect(shortLived.tokenRequests().every((g) => g.ok)).toBe(true);
+    expect(answered).toBeGreaterThan(3);
+  });
+
+  it('a key the token endpoint refuses gives a 503 naming the member and the endpoint\'s reason, and nothing reaches Vertex', async () => {
+    const failure = await gw.chatFailure('/wrong/v1');
+    expect(failure.status).toBe(503);
+    expect(failure.message).toContain('member p0-0-vertexai (Backend ai/gemini-wrong-key) has no usable credential');
+    expect(failure.message).toContain('invalid_grant: Invalid JWT Signature.');
+    expect(vertex.received()).toEqual([]);
+    expect(vertex.tokenRequests()).toEqual([{ ok: false, reason: 'Invalid JWT Signature.' }]);
+  });
+});
+
+describe('secrets stay out of Envoy and the logs', () => {
+  it('no AWS secret key, session token, service-account private key or access token in /config_dump or any log', async () => {
+    await openai.setMode({ kind: 'status', status: 503 });
+    bedrock.setMode({ kind: 'status', status: 503 });
+    await chat(false);
+    const dump = JSON.stringify(await gw.envoy.configDump({ includeEds: true }));
+    expect(dump).toContain('credential/ai/aws-keys:aws');
+    expect(dump).toContain('credential/ai/vertex-sa:service-account');
+    const privateKeyLine = (JSON.parse(vertex.keyFile) as { private_key: string }).private_key.split('\n')[1] ?? '';
+    expect(privateKeyLine.length).toBeGreaterThan(40);
+    const secrets = [AWS.secretKey, AWS.sessionToken, privateKeyLine, OPENAI_KEY, ...vertex.issuedTokens()];
+    expect(vertex.issuedTokens().length).toBeGreaterThan(0);
+    for (const s of secrets) {
+      expect(dump).not.toContain(s);
+      expect(logLines.filter((l) => l.includes(s))).toEqual([]);
+      expect(gw.envoy.logs()).not.toContain(s);
+    }
+  });
+});

@@ -1,0 +1,90 @@
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { AttemptExchange, type ExchangeContext } from '../../src/ai-extension/exchange.js';
+import { createAiExtensionMetrics } from '../../src/ai-extension/metrics.js';
+import type { ProcessingRequest } from '../../src/ai-extension/protocol.js';
+import { RequestMemory } from '../../src/ai-extension/request-memory.js';
+import { EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../../src/envoy/ai-extension.js';
+import type { SpanRecord } from '../../src/observability/otlp.js';
+
+/**
+ * What one streamed attempt leaves behind, message by message as Envoy sends them: its time to
+ * first token (on the first chunk, not the last), its duration, its tokens per member and a GenAI
+ * span with the models and usage read from the SSE chunks.
+ */
+
+const KEY = 'sk-member-3e2d1c';
+
+function attributes(values: Partial<Record<AttemptKey, string>>): ProcessingRequest['attributes'] {
+  const fields = Object.fromEntries(Object.entries(values).map(([k, v]) => [attemptAttribute(k as AttemptKey), { stringValue: v }]));
+  return { [EXT_PROC_ATTRIBUTES]: { fields } };
+}
+
+const headers = (h: Record<string, string>) => ({ headers: { headers: Object.entries(h).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) } });
+
+function context(spans: SpanRecord[]): ExchangeContext {
+  return {
+    credentials: { resolve: () => Promise.resolve(KEY) },
+    memory: new RequestMemory(),
+    metrics: createAiExtensionMetrics(),
+    credentialHeaders: new Set(),
+    credentialWaitMs: 10,
+    logger: pino({ level: 'silent' }),
+    spans: { export: (s) => spans.push(s) },
+  };
+}
+
+const sse = (o: object): string => `data: ${JSON.stringify(o)}\n\n`;
+
+describe('a streamed attempt', () => {
+  it('observes time to first token on the first chunk, then duration, tokens and a span with the response model', async () => {
+    const spans: SpanRecord[] = [];
+    const ctx = context(spans);
+    const exchange = new AttemptExchange(ctx);
+    await exchange.handle({
+      request_headers: headers({ ':path': '/v1/chat/completions', 'x-request-id': 'r1', traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', authorization: 'Bearer sk-client' }),
+      attributes: attributes({ backend: 'ai/chat', member: 'fast', priority: '0', provider: 'openai', authKind: 'SecretRef', credential: 'credential/ai/k', authHeader: 'Authorization' }),
+    });
+    await exchange.handle({ request_body: { body: Buffer.from(JSON.stringify({ model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [] })), end_of_stream: true } });
+    await exchange.handle({ response_headers: headers({ ':status': '200', 'content-type': 'text/event-stream' }) });
+    const ttft = async (): Promise<number> => (await ctx.metrics.timeToFirstToken.get()).values.find((v) => v.metricName === 'switchyard_ai_time_to_first_token_seconds_count')?.value ?? 0;
+    expect(await ttft()).toBe(0);
+    await exchange.handle({ response_body: { body: Buffer.from(sse({ model: 'gpt-4o-mini-2024-07-18', choices: [{ delta: { content: 'Hi' } }] })) } });
+    expect(await ttft()).toBe(1);
+    expect(spans).toHaveLength(0);
+    await exchange.handle({ response_body: { body: Buffer.from(sse({ model: 'gpt-4o-mini-2024-07-18', choices: [], usage: { prompt_tokens: 12, completion_tokens: 30 } }) + 'data: [DONE]\n\n'), end_of_stream: true } });
+    expect(await ttft()).toBe(1);
+
+    const labels = { backend: 'ai/chat', priority: '0', member: 'fast', model: '' };
+    const duration = (await ctx.metrics.requestDuration.get()).values.find((v) => v.metricName === 'switchyard_ai_request_duration_seconds_count');
+    expect(duration).toMatchObject({ labels, value: 1 });
+    const tokens = (await ctx.metrics.requestTokens.get()).values.filter((v) => v.metricName === 'switchyard_ai_request_tokens_sum');
+    expect(tokens).toEqual(expect.arrayContaining([expect.objectContaining({ labels: { ...labels, type: 'input' }, value: 12 }), expect.objectContaining({ labels: { ...labels, type: 'output' }, value: 30 })]));
+
+    expect(spans).toHaveLength(1);
+    expect(spans[0]).toMatchObject({
+      traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+      parentSpanId: '00f067aa0ba902b7',
+      name: 'chat gpt-4o-mini',
+      attributes: {
+        'gen_ai.request.model': 'gpt-4o-mini',
+        'gen_ai.response.model': 'gpt-4o-mini-2024-07-18',
+        'gen_ai.usage.input_tokens': 12,
+        'gen_ai.usage.output_tokens': 30,
+        'switchyard.attempt': 1,
+      },
+    });
+    expect(JSON.stringify(spans, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).not.toMatch(/sk-member|sk-client/);
+  });
+
+  it('makes no span for an unsampled trace, and still counts', async () => {
+    const spans: SpanRecord[] = [];
+    const ctx = context(spans);
+    const exchange = new AttemptExchange(ctx, undefined, '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00');
+    await exchange.handle({ request_headers: headers({ ':path': '/v1/chat/completions' }), attributes: attributes({ backend: 'ai/chat', member: 'm', provider: 'openai' }) });
+    await exchange.handle({ response_headers: headers({ ':status': '503' }) });
+    exchange.close();
+    expect(spans).toEqual([]);
+    expect((await ctx.metrics.failures.get()).values[0]).toMatchObject({ labels: { member: 'm', cause: 'status_5xx' }, value: 1 });
+  });
+});

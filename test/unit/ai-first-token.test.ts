@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { FirstTokenWatch } from '../../src/ai-extension/first-token.js';
+
+const sse = (data: object | string): string => `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
+const openaiChunk = (delta: object, finish: string | null = null): string => sse({ object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: finish }] });
+
+function feed(eventStream: boolean, ...chunks: string[]): boolean[] {
+  const watch = new FirstTokenWatch(eventStream);
+  return chunks.map((c) => watch.push(Buffer.from(c)));
+}
+
+describe('FirstTokenWatch, OpenAI SSE', () => {
+  it('ignores comments, role-only and empty deltas, and a usage-only chunk', () => {
+    expect(feed(true, ': keep-alive\n\n', openaiChunk({ role: 'assistant', content: '', refusal: null }), openaiChunk({ content: '' }), sse({ choices: [], usage: { total_tokens: 3 } }), '\n\n')).toEqual([false, false, false, false, false]);
+  });
+
+  it('fires on the first non-empty content, tool call or refusal', () => {
+    expect(feed(true, openaiChunk({ role: 'assistant' }), openaiChunk({ content: 'Hi' }))).toEqual([false, true]);
+    expect(feed(true, openaiChunk({ tool_calls: [{ index: 0, id: 'call_1', function: { name: 'f', arguments: '' } }] }))).toEqual([true]);
+    expect(feed(true, openaiChunk({ refusal: 'no' }))).toEqual([true]);
+  });
+
+  it('fires on the end of an empty answer (finish_reason, [DONE]) and on an error event', () => {
+    expect(feed(true, openaiChunk({}, 'stop'))).toEqual([true]);
+    expect(feed(true, sse('[DONE]'))).toEqual([true]);
+    expect(feed(true, sse({ error: { message: 'overloaded' } }))).toEqual([true]);
+  });
+
+  it('reads events split across chunks and CRLF line ends', () => {
+    const event = openaiChunk({ content: 'Hello' }).replace(/\n/g, '\r\n');
+    expect(feed(true, event.slice(0, 20), event.slice(20, 40), event.slice(40))).toEqual([false, false, true]);
+  });
+
+  it('reads a multi-byte character split across chunks', () => {
+    const bytes = Buffer.from(openaiChunk({ content: 'é' }));
+    const at = bytes.indexOf(0xc3) + 1;
+    const watch = new FirstTokenWatch(true);
+    expect(watch.push(bytes.subarray(0, at))).toBe(false);
+    expect(watch.push(bytes.subarray(at))).toBe(true);
+  });
+});
+
+describe('FirstTokenWatch, Anthropic SSE', () => {
+  const event = (type: string, rest: object): string => `event: ${type}\n${sse({ type, ...rest })}`;
+  it('ignores message_start, ping and an empty text block; fires on text', () => {
+    expect(feed(true,
+      event('message_start', { message: { role: 'assistant', content: [] } }),
+      event('ping', {}),
+      event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
+      event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: 'Hi' } }),
+    )).toEqual([false, false, false, true]);
+  });
+
+  it('fires on a tool_use block', () => {
+    expect(feed(true, event('content_block_start', { index: 0, content_block: { type: 'tool_use', id: 't', name: 'f', input: {} } }))).toEqual([true]);
+  });
+});
+
+describe('FirstTokenWatch, JSON answers', () => {
+  it('ignores blank keep-alive lines and fires on the first byte of the body', () => {
+    expect(feed(false, '\n', '  \n', '{"id":')).toEqual([false, false, true]);
+  });
+});
