@@ -200,6 +200,8 @@ export interface MemberMetadata {
   firstTokenTimeoutMs?: number;
   /** Refusals retried on the next priority, comma-separated: context_length_exceeded, content_policy. */
   fallbacks?: string;
+  /** SDS name of the Backend's drill key (spec.drill); absent: the extension ignores drill headers. */
+  drillKey?: string;
 }
 
 export interface OutlierPlan {

@@ -1,4 +1,4 @@
-import type { AuthToken } from '../api/backend.js';
+import { DRILL_KEY, type AuthToken, type DrillSpec } from '../api/backend.js';
 import type { Secret } from '../api/secret.js';
 import { secretValue } from '../api/secret.js';
 import type { CredentialIR } from '../ir/model.js';
@@ -57,4 +57,29 @@ export function resolveCredential(
     };
   }
   return { ok: true, kind: 'SecretRef', secret: secretName, credential: { name: credentialName(ctx.namespace, secretName), value } };
+}
+
+/** Shortest drill key accepted: an HMAC key that a guess cannot reach. */
+export const MIN_DRILL_KEY_LENGTH = 32;
+
+/**
+ * The drill key of a Backend (spec.drill.keySecretRef). A problem only disables drills: the
+ * Backend keeps serving, and ResolvedRefs says what to fix.
+ */
+export function resolveDrillKey(
+  drill: DrillSpec,
+  ctx: { namespace: string; secrets: ReadonlyMap<string, Secret> },
+): { ok: true; credential: CredentialIR } | { ok: false; reason: 'SecretNotFound' | 'SecretKeyMissing'; message: string } {
+  const secretName = drill.keySecretRef.name;
+  const secret = ctx.secrets.get(`${ctx.namespace}/${secretName}`);
+  const field = 'spec.drill.keySecretRef';
+  if (!secret) {
+    return { ok: false, reason: 'SecretNotFound', message: `${field}: Secret ${ctx.namespace}/${secretName} not found; create it with key "${DRILL_KEY}" (drills are ignored until then; serving is unaffected)` };
+  }
+  const value = (secretValue(secret, DRILL_KEY) ?? '').trim();
+  if (value.length < MIN_DRILL_KEY_LENGTH) {
+    return { ok: false, reason: 'SecretKeyMissing', message: `${field}: Secret ${ctx.namespace}/${secretName} has no key "${DRILL_KEY}" of at least ${MIN_DRILL_KEY_LENGTH} characters; set one (e.g. openssl rand -hex 32) (drills are ignored until then; serving is unaffected)` };
+  }
+  // '#' cannot occur in Kubernetes names, so this never meets a provider key's SDS name.
+  return { ok: true, credential: { name: `${credentialName(ctx.namespace, secretName)}#drill`, value } };
 }
