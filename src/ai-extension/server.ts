@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { startHealthServer, type HealthServer } from '../observability/health.js';
 import { CredentialStore, describeXdsTarget, type XdsTarget } from './credentials.js';
+import { DrillNonces, DrillRejectionLog } from './drill.js';
 import { AttemptExchange, type ExchangeContext } from './exchange.js';
 import { createAiExtensionMetrics, type AiExtensionMetrics } from './metrics.js';
 import { EXTERNAL_PROCESSOR_SERVICE, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
@@ -68,6 +69,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     credentialHeaders: new Set(),
     credentialWaitMs: opts.credentialWaitMs ?? 1_000,
     logger: log,
+    drill: { nonces: new DrillNonces(), rejections: new DrillRejectionLog() },
     ...(traces !== undefined ? { spans: traces } : {}),
   };
 
