@@ -21,6 +21,7 @@ const logLines: string[] = [];
 let gw: GatewayFixture;
 let p0: FakeProvider;
 let p1: FakeProvider;
+let p2: FakeProvider;
 let keyFile: string;
 let wrongKeyFile: string;
 
@@ -56,19 +57,28 @@ beforeAll(async () => {
   writeFileSync(wrongKeyFile, 'another-key-0123456789abcdef0123456789ab');
   gw = await startGatewayFixture({
     id: 'drill',
-    providers: ['p0', 'p1'],
+    providers: ['p0', 'p1', 'p2'],
     logLines,
     manifests: ({ listenerPort, fakes }) => ({
       'gateway.yaml': gatewayManifests(listenerPort),
       'backends.yaml': [
         withDrill(aiBackend({ name: 'chat', priorities: [[{ name: 'primary', fake: fakes['p0']!, hostname: 'p0.llm.test' }], [{ name: 'secondary', fake: fakes['p1']!, hostname: 'p1.llm.test' }]] })),
+        // Three pools: drilling priority 1 fails priorities 0 and 1 (traffic reaches 1 only through 0).
+        withDrill(aiBackend({
+          name: 'three',
+          priorities: [
+            [{ name: 'first', fake: fakes['p0']!, hostname: 'p0.llm.test' }],
+            [{ name: 'second', fake: fakes['p1']!, hostname: 'p1.llm.test' }],
+            [{ name: 'third', fake: fakes['p2']!, hostname: 'p2.llm.test' }],
+          ],
+        })),
         { apiVersion: 'v1', kind: 'Secret', metadata: { name: KEY_SECRET, namespace: NAMESPACE }, stringData: { key: KEY } },
       ],
-      'routes.yaml': [httpRoute('chat', [{ path: '/v1', backend: 'chat' }])],
+      'routes.yaml': [httpRoute('chat', [{ path: '/v1', backend: 'chat' }, { path: '/three/v1', rewritePrefix: '/v1', backend: 'three' }])],
     }),
-    waitForBackends: ['chat'],
+    waitForBackends: ['chat', 'three'],
   });
-  ({ p0, p1 } = gw.fakes as Record<'p0' | 'p1', FakeProvider>);
+  ({ p0, p1, p2 } = gw.fakes as Record<'p0' | 'p1' | 'p2', FakeProvider>);
   // Steady state: Envoy's first connections are not what the drill measures.
   await gw.chat();
   await gw.resetFakes();
@@ -119,6 +129,25 @@ describe('switchyard drill --priority 0 --requests 5', () => {
   });
 });
 
+describe('switchyard drill --priority 1 on three pools', () => {
+  it('fails priorities 0 and 1, and priority 2 answers', async () => {
+    await gw.resetFakes();
+    let out = '';
+    const code = await runDrill(
+      ['--backend', 'ai/three', '--priority', '1', '--requests', '3', '--gateway', `http://127.0.0.1:${gw.listenerPort}/three/v1`, '--key-file', keyFile, '--from', statusz()],
+      (t) => (out += t),
+    );
+    expect(out).toMatch(/Summary: 3 requests, 3 failed over, 0 errors/);
+    expect(out.split('\n').filter((l) => /^\d+\s+200\s+priority 2 \/ third\s/.test(l))).toHaveLength(3);
+    expect(code).toBe(0);
+    expect(p0.received()).toHaveLength(0);
+    expect(p1.received()).toHaveLength(0);
+    expect(p2.received()).toHaveLength(3);
+    expect(await metric(/^switchyard_ai_drill_failures_total\{backend="ai\/three",member="second",priority="1"\}/)).toBe(3);
+    await gw.resetFakes();
+  });
+});
+
 describe('a drill header the extension must ignore', () => {
   const cases: [string, () => string][] = [
     ['unsigned', () => 'v1;ts=1;nonce=00112233445566778899aabb;backend=ai/chat;priority=0'],
@@ -165,7 +194,7 @@ describe('switchyard drill errors', () => {
 
   it('names an unknown Backend and where to list them', async () => {
     await expect(runDrill(['--backend', 'ai/nope', '--gateway', gatewayUrl(), '--key-file', keyFile, '--from', statusz()], () => undefined))
-      .rejects.toThrow(/--backend ai\/nope: no such Backend at .*\(it has ai\/chat\); switchyard status --from .* lists them/);
+      .rejects.toThrow(/--backend ai\/nope: no such Backend at .*\(it has ai\/chat, ai\/three\); switchyard status --from .* lists them/);
   });
 
   it('names a priority with nothing after it', async () => {
