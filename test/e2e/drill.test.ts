@@ -101,6 +101,7 @@ describe('switchyard drill --priority 0 --requests 5', () => {
     for (const row of rows) expect(row).toMatch(/^\d+\s+200\s+priority 1 \/ secondary\s+\d+ ms\s+\d+ ms\s+yes$/);
     expect(out).toMatch(/Summary: 5 requests, 5 failed over, 0 errors; added latency p50 \d+ ms, p95 \d+ ms/);
     expect(code).toBe(0);
+    console.log(out);
 
     expect(p0.received()).toHaveLength(0);
     expect(p1.received()).toHaveLength(5);
