@@ -92,38 +92,54 @@ export function parseDrillHeader(value: string): (DrillOrder & { sig: string }) 
 }
 
 /**
- * Nonces already honoured, each bound to the request (x-request-id) that used it: every attempt
- * of that request carries the same header, any other request with it is a replay.
+ * Nonces already honoured, each bound to the request (x-request-id) that used it and to the
+ * attempts Envoy made of it (x-envoy-attempt-count). Every attempt of that request carries the
+ * same header (or none, once an attempt took it off), and each comes with a higher attempt count;
+ * anything else is a replay, even with the same request id (a client may send its own).
  */
 export class DrillNonces {
-  private readonly seen = new Map<string, { requestId: string; firstSeen: number; expires: number }>();
-  /** Verified drills by request id: the header is taken off before a provider is called, so later attempts find it here. */
-  private readonly requests = new Map<string, { drill: VerifiedDrill; expires: number }>();
+  private readonly seen = new Map<string, NonceUse>();
+  /** Request id to its nonce's use: later attempts no longer carry the header. */
+  private readonly requests = new Map<string, NonceUse>();
 
   constructor(private readonly windowMs = DRILL_WINDOW_MS) {}
 
   /**
-   * When `nonce` was first seen (ms), if it is new or was first used by `requestId`; undefined
-   * for a replay by another request.
+   * When `nonce` was first seen (ms), if it is new, or was first used by `requestId` and this is
+   * a later attempt of it; undefined for a replay.
    */
-  claim(nonce: string, requestId: string, now: number): number | undefined {
+  claim(nonce: string, requestId: string, attempt: number, now: number): number | undefined {
     this.sweep(now);
     const known = this.seen.get(nonce);
-    if (known !== undefined) return known.requestId === requestId ? known.firstSeen : undefined;
-    // A nonce must outlive every timestamp the window still accepts.
-    this.seen.set(nonce, { requestId, firstSeen: now, expires: now + 2 * this.windowMs });
-    return now;
+    if (known === undefined) {
+      // A nonce must outlive every timestamp the window still accepts.
+      const use: NonceUse = { requestId, firstSeen: now, lastAttempt: attempt, expires: now + 2 * this.windowMs };
+      this.seen.set(nonce, use);
+      return now;
+    }
+    return this.nextAttempt(known, requestId, attempt);
   }
 
   /** Remembers a verified drill for the request's later attempts. */
-  remember(requestId: string, drill: VerifiedDrill, now: number): void {
-    this.requests.set(requestId, { drill, expires: now + 2 * this.windowMs });
+  remember(requestId: string, nonce: string, drill: VerifiedDrill): void {
+    const use = this.seen.get(nonce);
+    if (use === undefined) return;
+    use.drill = drill;
+    this.requests.set(requestId, use);
   }
 
-  /** The verified drill of this request, if an earlier attempt brought one. */
-  forRequest(requestId: string, now: number): VerifiedDrill | undefined {
+  /** The verified drill of this request, if an earlier attempt brought one and this is a later attempt. */
+  forRequest(requestId: string, attempt: number, now: number): VerifiedDrill | undefined {
     this.sweep(now);
-    return this.requests.get(requestId)?.drill;
+    const use = this.requests.get(requestId);
+    if (use === undefined || this.nextAttempt(use, requestId, attempt) === undefined) return undefined;
+    return use.drill;
+  }
+
+  private nextAttempt(use: NonceUse, requestId: string, attempt: number): number | undefined {
+    if (use.requestId !== requestId || attempt <= use.lastAttempt) return undefined;
+    use.lastAttempt = attempt;
+    return use.firstSeen;
   }
 
   private sweep(now: number): void {
@@ -139,6 +155,14 @@ export class DrillNonces {
   }
 }
 
+interface NonceUse {
+  requestId: string;
+  firstSeen: number;
+  lastAttempt: number;
+  expires: number;
+  drill?: VerifiedDrill;
+}
+
 /**
  * Checks a drill header for the attempt's Backend: the signature with that Backend's drill key
  * (undefined: the Backend names none, or it has not arrived), the timestamp within the window,
@@ -146,7 +170,7 @@ export class DrillNonces {
  */
 export function verifyDrillHeader(
   value: string,
-  input: { backend: string; key: string | undefined; requestId: string; nowMs: number; nonces: DrillNonces; windowMs?: number },
+  input: { backend: string; key: string | undefined; requestId: string; attempt: number; nowMs: number; nonces: DrillNonces; windowMs?: number },
 ): VerifiedDrill | { rejected: DrillRejection } {
   const order = parseDrillHeader(value);
   if (order === undefined) return { rejected: 'malformed' };
@@ -158,7 +182,7 @@ export function verifyDrillHeader(
   if (Math.abs(input.nowMs - order.ts * 1000) > (input.windowMs ?? DRILL_WINDOW_MS)) return { rejected: 'stale' };
   // Without a request id every attempt would look like a replay of the first.
   if (input.requestId === '') return { rejected: 'malformed' };
-  const firstSeenMs = input.nonces.claim(order.nonce, input.requestId, input.nowMs);
+  const firstSeenMs = input.nonces.claim(order.nonce, input.requestId, input.attempt, input.nowMs);
   if (firstSeenMs === undefined) return { rejected: 'replayed' };
   return { backend: order.backend, priority: order.priority, ts: order.ts, nonce: order.nonce, firstSeenMs };
 }

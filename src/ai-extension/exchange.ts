@@ -199,7 +199,7 @@ export class AttemptExchange {
     if (target.authHeader !== undefined) this.ctx.credentialHeaders.add(target.authHeader.toLowerCase());
 
     this.requestId = headers.get('x-request-id');
-    const drilled = await this.drillAttempt(headers.get(DRILL_HEADER), target);
+    const drilled = await this.drillAttempt(headers.get(DRILL_HEADER), Number(headers.get('x-envoy-attempt-count') ?? '1') || 1, target);
     if (drilled !== undefined) return drilled;
     const record = this.rememberRequest(headers, target);
     this.clientPath = record.path;
@@ -240,18 +240,18 @@ export class AttemptExchange {
    * priority, and the provider is never called; on another priority the attempt goes on as usual
    * and its answer says who answered.
    */
-  private async drillAttempt(header: string | undefined, target: AttemptTarget): Promise<ProcessingResponse | undefined> {
+  private async drillAttempt(header: string | undefined, attempt: number, target: AttemptTarget): Promise<ProcessingResponse | undefined> {
     const now = Date.now();
     const requestId = this.requestId ?? '';
     let verdict: VerifiedDrill | undefined;
     if (header === undefined) {
-      verdict = requestId === '' ? undefined : this.ctx.drill.nonces.forRequest(requestId, now);
+      verdict = requestId === '' ? undefined : this.ctx.drill.nonces.forRequest(requestId, attempt, now);
       if (verdict?.backend !== target.backend) return undefined;
     } else {
       // The header never reaches a provider, honoured or not.
       this.stripDrillHeader = true;
       const key = target.drillKey === undefined ? undefined : await this.ctx.credentials.resolve(target.drillKey, this.ctx.credentialWaitMs);
-      const checked = verifyDrillHeader(header, { backend: target.backend, key, requestId, nowMs: now, nonces: this.ctx.drill.nonces });
+      const checked = verifyDrillHeader(header, { backend: target.backend, key, requestId, attempt, nowMs: now, nonces: this.ctx.drill.nonces });
       if ('rejected' in checked) {
         if (this.ctx.drill.rejections.first(target.backend, checked.rejected)) {
           this.ctx.logger.warn({ backend: target.backend, reason: checked.rejected, drill: true }, 'ai-extension: drill header ignored, the request is served normally (logged once per Backend and reason)');
@@ -259,7 +259,7 @@ export class AttemptExchange {
         return undefined;
       }
       verdict = checked;
-      this.ctx.drill.nonces.remember(requestId, checked, now);
+      this.ctx.drill.nonces.remember(requestId, checked.nonce, checked);
     }
     this.drill = verdict;
     // Traffic reaches priority N only through the priorities before it: they are down in the drill too.

@@ -180,6 +180,23 @@ describe('a drill header the extension must ignore', () => {
     expect(replay.headers.get('x-fake-provider')).toBe('p0');
     expect(p0.received()).toHaveLength(1);
   });
+
+  it('is not honoured again by reusing the request id of the request that used it', async () => {
+    await gw.resetFakes();
+    const header = signDrillHeader(KEY, 'ai/chat', 0);
+    const id = `drill-${Date.now()}`;
+    const first = await chatWith({ [DRILL_HEADER]: header, 'x-request-id': id });
+    expect(first.headers.get('x-fake-provider')).toBe('p1');
+    // Same id, same header: a replay. Same id, no header: an ordinary request.
+    const replay = await chatWith({ [DRILL_HEADER]: header, 'x-request-id': id });
+    expect(replay.headers.get('x-fake-provider')).toBe('p0');
+    const plain = await chatWith({ 'x-request-id': id });
+    expect(plain.headers.get('x-fake-provider')).toBe('p0');
+    expect(plain.headers.get(DRILL_ANSWER_HEADER)).toBeNull();
+    expect(p0.received()).toHaveLength(2);
+    // Envoy kept the client's id, so the extension really saw the same id again.
+    expect(p0.received().map((r) => r.headers['x-request-id'])).toEqual([id, id]);
+  });
 });
 
 describe('switchyard drill errors', () => {

@@ -6,8 +6,8 @@ import { UsageError } from '../../src/cli/flags.js';
 const KEY = 'drill-key-0123456789abcdef0123456789abcdef';
 const NOW = Date.UTC(2026, 11, 5, 3, 0, 0);
 
-function verify(header: string, o: { backend?: string; key?: string; requestId?: string; nowMs?: number; nonces?: DrillNonces } = {}) {
-  return verifyDrillHeader(header, { backend: o.backend ?? 'ai/chat', key: 'key' in o ? o.key : KEY, requestId: o.requestId ?? 'req-1', nowMs: o.nowMs ?? NOW, nonces: o.nonces ?? new DrillNonces() });
+function verify(header: string, o: { backend?: string; key?: string; requestId?: string; attempt?: number; nowMs?: number; nonces?: DrillNonces } = {}) {
+  return verifyDrillHeader(header, { backend: o.backend ?? 'ai/chat', key: 'key' in o ? o.key : KEY, requestId: o.requestId ?? 'req-1', attempt: o.attempt ?? 1, nowMs: o.nowMs ?? NOW, nonces: o.nonces ?? new DrillNonces() });
 }
 
 describe('drill header', () => {
@@ -31,12 +31,25 @@ describe('drill header', () => {
     expect(verify(signDrillHeader(KEY, 'ai/chat', 0, NOW - 59_000))).toMatchObject({ priority: 0 });
   });
 
-  it('honours a nonce for the attempts of one request only', () => {
+  it('honours a nonce for the later attempts of one request only', () => {
     const nonces = new DrillNonces();
     const header = signDrillHeader(KEY, 'ai/chat', 0, NOW);
     expect(verify(header, { nonces, requestId: 'a' })).toMatchObject({ firstSeenMs: NOW });
-    expect(verify(header, { nonces, requestId: 'a', nowMs: NOW + 30 })).toMatchObject({ firstSeenMs: NOW });
-    expect(verify(header, { nonces, requestId: 'b', nowMs: NOW + 40 })).toEqual({ rejected: 'replayed' });
+    expect(verify(header, { nonces, requestId: 'a', attempt: 2, nowMs: NOW + 30 })).toMatchObject({ firstSeenMs: NOW });
+    expect(verify(header, { nonces, requestId: 'b', attempt: 3, nowMs: NOW + 40 })).toEqual({ rejected: 'replayed' });
+    // A client that sends its own x-request-id cannot replay the header under it: attempts start at 1 again.
+    expect(verify(header, { nonces, requestId: 'a', attempt: 1, nowMs: NOW + 50 })).toEqual({ rejected: 'replayed' });
+  });
+
+  it('finds the drill of a later attempt that no longer carries the header, never of a new request', () => {
+    const nonces = new DrillNonces();
+    const verified = verify(signDrillHeader(KEY, 'ai/chat', 0, NOW, '00112233445566778899aabb'), { nonces, requestId: 'a' });
+    if ('rejected' in verified) throw new Error('not verified');
+    nonces.remember('a', verified.nonce, verified);
+    expect(nonces.forRequest('a', 2, NOW + 10)).toEqual(verified);
+    expect(nonces.forRequest('a', 1, NOW + 20)).toBeUndefined();
+    expect(nonces.forRequest('b', 2, NOW + 20)).toBeUndefined();
+    expect(nonces.forRequest('a', 3, NOW + 3 * 60_000)).toBeUndefined();
   });
 
   it('refuses malformed headers and requests without an id', () => {
