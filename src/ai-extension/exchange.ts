@@ -102,6 +102,7 @@ export class AttemptExchange {
   /** This attempt was failed for a drill: not a failure of its member. */
   private drilled = false;
   private stripDrillHeader = false;
+  private drillAddedMs = 0;
   private heldMs = 0;
 
   /**
@@ -262,6 +263,8 @@ export class AttemptExchange {
       this.ctx.drill.nonces.remember(requestId, checked.nonce, checked);
     }
     this.drill = verdict;
+    // What failing over cost: from the first (drilled) attempt to this one, the provider's own time excluded.
+    this.drillAddedMs = now - verdict.firstSeenMs;
     // Traffic reaches priority N only through the priorities before it: they are down in the drill too.
     if (target.priority > verdict.priority) return undefined;
     this.drilled = true;
@@ -273,7 +276,6 @@ export class AttemptExchange {
       headers: [
         { key: ':status', value: String(DRILL_FAILED_STATUS) },
         { key: ABANDONED_HEADER, value: 'drill' },
-        { key: 'content-type', value: 'application/json' },
       ],
     };
   }
@@ -371,7 +373,7 @@ export class AttemptExchange {
   private answerDrill(target: AttemptTarget, status: number, extra: HeaderSet[]): void {
     const drill = this.drill;
     if (drill === undefined) return;
-    const addedMs = Date.now() - drill.firstSeenMs;
+    const addedMs = this.drillAddedMs;
     const outcome = status < 300 ? 'answered' : 'error';
     extra.push({ key: DRILL_ANSWER_HEADER, value: drillAnswerHeader(target.priority, target.member, addedMs) });
     this.ctx.metrics.drillAnswers.inc({ backend: target.backend, priority: String(target.priority), member: target.member, outcome });
