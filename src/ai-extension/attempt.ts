@@ -27,6 +27,8 @@ export interface AttemptTarget {
   deployment?: string;
   /** Time from the attempt's start to its first content token, after which it is abandoned. */
   firstTokenTimeoutMs?: number;
+  /** SDS name of the Backend's drill key (`credential/<namespace>/<secret>`); absent: drills are ignored. */
+  drillKey?: string;
   /** Refusals this member's pool hands to the next priority (context_length_exceeded, content_policy). */
   fallbacks?: readonly RefusalCause[];
   /** Client model (alias) → the model this member is sent. */
@@ -61,7 +63,7 @@ export function attemptTarget(attributes: Record<string, DecodedStruct> | undefi
     priority: Number(get('priority') ?? 0),
     authKind: AUTH_KINDS.includes(kind) ? (kind as AuthKind) : 'None',
   };
-  const optional = ['path', 'hostname', 'model', 'authHeader', 'credential', 'apiVersion', 'deployment'] as const;
+  const optional = ['path', 'hostname', 'model', 'authHeader', 'credential', 'apiVersion', 'deployment', 'drillKey'] as const;
   for (const key of optional) {
     const value = get(key);
     if (value !== undefined) target[key] = value;

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { AnthropicStreamTranslator, fromAnthropicResponse, toAnthropicRequest, toOpenAIError } from './anthropic.js';
 import { ABANDONED_HEADER } from '../envoy/ai-extension.js';
 import { attemptTarget, type AttemptTarget } from './attempt.js';
+import { DRILL_ANSWER_HEADER, DRILL_FAILED_STATUS, DRILL_HEADER, drillAnswerHeader, verifyDrillHeader, type DrillNonces, type DrillRejectionLog, type VerifiedDrill } from './drill.js';
 import { FirstTokenWatch } from './first-token.js';
 import { MAX_REFUSAL_BODY, refusalCause } from './refusals.js';
 import { GeminiStreamTranslator, fromGenerateContentResponse, geminiErrorToOpenAI, toGenerateContentRequest } from './gemini.js';
@@ -28,6 +29,8 @@ export interface ExchangeContext {
   /** How long an attempt waits for a credential the controller has not sent yet. */
   credentialWaitMs: number;
   logger: Logger;
+  /** Drill headers: nonces honoured, rejections logged. */
+  drill: { nonces: DrillNonces; rejections: DrillRejectionLog };
   /** Where attempt spans go when tracing is on (--otlp-endpoint); absent: none are made. */
   spans?: SpanSink;
   /** Access tokens of Vertex AI members with a service-account key (one cache per extension). */
@@ -117,6 +120,12 @@ export class AttemptExchange {
   private firstByteSeen = false;
 
   private gate: HeldHeaders | undefined;
+  /** The verified drill order this request carries, if any. */
+  private drill: VerifiedDrill | undefined;
+  /** This attempt was failed for a drill: not a failure of its member. */
+  private drilled = false;
+  private stripDrillHeader = false;
+  private drillAddedMs = 0;
   private heldMs = 0;
 
   /**
@@ -188,7 +197,7 @@ export class AttemptExchange {
   close(): void {
     // Envoy gave up on the attempt (a retry, the client left): nothing waits for the token now.
     this.gate?.settle('release');
-    if (this.target !== undefined && this.status === undefined && !this.failed) this.fail('reset');
+    if (this.target !== undefined && this.status === undefined && !this.failed && !this.drilled) this.fail('reset');
     this.span?.end();
   }
 
@@ -214,6 +223,8 @@ export class AttemptExchange {
     if (target.authHeader !== undefined) this.ctx.credentialHeaders.add(target.authHeader.toLowerCase());
 
     this.requestId = headers.get('x-request-id');
+    const drilled = await this.drillAttempt(headers.get(DRILL_HEADER), Number(headers.get('x-envoy-attempt-count') ?? '1') || 1, target);
+    if (drilled !== undefined) return drilled;
     const record = this.rememberRequest(headers, target);
     this.clientPath = record.path;
     this.requestStartedAt = record.startedAt;
@@ -252,6 +263,7 @@ export class AttemptExchange {
       clientCredentials: record.clientCredentials,
       credentialHeaders: [...WELL_KNOWN_CREDENTIAL_HEADERS, ...this.ctx.credentialHeaders],
     });
+    if (this.stripDrillHeader) mutation.remove = [...(mutation.remove ?? []), DRILL_HEADER];
     return { phase: 'request_headers', headers: mutation };
   }
 
@@ -274,6 +286,51 @@ export class AttemptExchange {
     if (typeof accessKeyId !== 'string' || typeof secretAccessKey !== 'string') return { error: 'the AWS credential lacks accessKey or secretKey' };
     this.awsKeys = { accessKeyId, secretAccessKey, ...(typeof sessionToken === 'string' ? { sessionToken } : {}) };
     return { key: undefined };
+  }
+
+  /**
+   * A drill header on this attempt: verified against the Backend's drill key. When it names this
+   * attempt's priority, the extension stands in an answer that the route retries on the next
+   * priority, and the provider is never called; on another priority the attempt goes on as usual
+   * and its answer says who answered.
+   */
+  private async drillAttempt(header: string | undefined, attempt: number, target: AttemptTarget): Promise<ProcessingResponse | undefined> {
+    const now = Date.now();
+    const requestId = this.requestId ?? '';
+    let verdict: VerifiedDrill | undefined;
+    if (header === undefined) {
+      verdict = requestId === '' ? undefined : this.ctx.drill.nonces.forRequest(requestId, attempt, now);
+      if (verdict?.backend !== target.backend) return undefined;
+    } else {
+      // The header never reaches a provider, honoured or not.
+      this.stripDrillHeader = true;
+      const key = target.drillKey === undefined ? undefined : await this.ctx.credentials.resolve(target.drillKey, this.ctx.credentialWaitMs);
+      const checked = verifyDrillHeader(header, { backend: target.backend, key, requestId, attempt, nowMs: now, nonces: this.ctx.drill.nonces });
+      if ('rejected' in checked) {
+        if (this.ctx.drill.rejections.first(target.backend, checked.rejected)) {
+          this.ctx.logger.warn({ backend: target.backend, reason: checked.rejected, drill: true }, 'ai-extension: drill header ignored, the request is served normally (logged once per Backend and reason)');
+        }
+        return undefined;
+      }
+      verdict = checked;
+      this.ctx.drill.nonces.remember(requestId, checked.nonce, checked);
+    }
+    this.drill = verdict;
+    // What failing over cost: from the first (drilled) attempt to this one, the provider's own time excluded.
+    this.drillAddedMs = now - verdict.firstSeenMs;
+    // Traffic reaches priority N only through the priorities before it: they are down in the drill too.
+    if (target.priority > verdict.priority) return undefined;
+    this.drilled = true;
+    this.status = DRILL_FAILED_STATUS;
+    this.ctx.metrics.drillFailures.inc({ backend: target.backend, member: target.member, priority: String(target.priority) });
+    this.ctx.logger.info({ backend: target.backend, member: target.member, priority: target.priority, drill: true, requestId: this.requestId }, 'ai-extension: drill failed this attempt without calling its provider');
+    return {
+      phase: 'stand-in',
+      headers: [
+        { key: ':status', value: String(DRILL_FAILED_STATUS) },
+        { key: ABANDONED_HEADER, value: 'drill' },
+      ],
+    };
   }
 
   /** The first attempt records what the client sent; later attempts count a failover when the member changed. */
@@ -379,6 +436,7 @@ export class AttemptExchange {
       }
     }
     if (cause !== undefined) this.fail(cause);
+    if (this.drill !== undefined) this.answerDrill(target, status, extra);
     // Success ends the request: no later attempt will need what was remembered.
     if (status < 300 && this.requestId !== undefined) this.ctx.memory.forget(this.requestId);
     const eventStream = (headers.get('content-type') ?? '').includes('text/event-stream');
@@ -408,6 +466,17 @@ export class AttemptExchange {
       this.usageReader = new OpenAIUsageReader(eventStream || this.clientStreaming);
     }
     return extra.length > 0 ? { phase: 'response_headers', headers: { set: extra } } : { phase: 'response_headers' };
+  }
+
+  /** The answer to a drill request names the priority and member that gave it, and what failing over cost. */
+  private answerDrill(target: AttemptTarget, status: number, extra: HeaderSet[]): void {
+    const drill = this.drill;
+    if (drill === undefined) return;
+    const addedMs = this.drillAddedMs;
+    const outcome = status < 300 ? 'answered' : 'error';
+    extra.push({ key: DRILL_ANSWER_HEADER, value: drillAnswerHeader(target.priority, target.member, addedMs) });
+    this.ctx.metrics.drillAnswers.inc({ backend: target.backend, priority: String(target.priority), member: target.member, outcome });
+    this.ctx.logger.info({ backend: target.backend, member: target.member, priority: target.priority, drilledPriority: drill.priority, status, addedMs, drill: true, requestId: this.requestId }, 'ai-extension: drill request answered');
   }
 
   /**

@@ -11,6 +11,10 @@ export interface AiExtensionMetrics {
   /** Attempts that followed a failed attempt of the same request on another member. */
   failovers: Counter<'backend' | 'from' | 'to'>;
   tokens: Counter<'backend' | 'member' | 'direction'>;
+  /** Attempts a signed drill header made the extension fail without calling the provider. */
+  drillFailures: Counter<'backend' | 'member' | 'priority'>;
+  /** Answers to drill requests, by the member that gave them; outcome answered or error. */
+  drillAnswers: Counter<'backend' | 'priority' | 'member' | 'outcome'>;
   /** Time the extension spends answering Envoy for one message (its own added latency). */
   processing: Histogram<'phase'>;
   /** From an attempt reaching the extension to the first bytes of its member's successful answer. */
@@ -57,6 +61,18 @@ export function createAiExtensionMetrics(registry = new Registry()): AiExtension
       labelNames: ['backend', 'member', 'direction'],
       registers,
     }),
+    drillFailures: new Counter({
+      name: 'switchyard_ai_drill_failures_total',
+      help: 'Attempts failed by the AI extension for a signed failover drill (switchyard drill), by Backend, member and priority; the provider was not called. Drill traffic is counted here, never in switchyard_ai_failures_total.',
+      labelNames: ['backend', 'member', 'priority'],
+      registers,
+    }),
+    drillAnswers: new Counter({
+      name: 'switchyard_ai_drill_answers_total',
+      help: 'Answers to failover drill requests (switchyard drill), by Backend and the priority and member that gave them; outcome answered (2xx) or error.',
+      labelNames: ['backend', 'priority', 'member', 'outcome'],
+      registers,
+    }),
     processing: new Histogram({
       name: 'switchyard_ai_extension_processing_seconds',
       help: 'Time the AI extension took to answer one ext_proc message, by phase.',
@@ -95,6 +111,8 @@ export function registerAiExtensionMetrics(metrics: AiExtensionMetrics, registry
   registry.registerMetric(metrics.failures);
   registry.registerMetric(metrics.failovers);
   registry.registerMetric(metrics.tokens);
+  registry.registerMetric(metrics.drillFailures);
+  registry.registerMetric(metrics.drillAnswers);
   registry.registerMetric(metrics.processing);
   registry.registerMetric(metrics.timeToFirstToken);
   registry.registerMetric(metrics.requestDuration);

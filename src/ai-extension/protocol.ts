@@ -73,6 +73,15 @@ export interface ImmediateResponse {
   headers?: HeaderSet[];
 }
 
+/**
+ * An answer made up by the extension that Envoy treats as the upstream's (streamed_immediate_response):
+ * the router applies the retry policy to it. No provider is called.
+ */
+export interface StandInResponse {
+  phase: 'stand-in';
+  headers: HeaderSet[];
+}
+
 export interface TrailersResponse {
   phase: 'request_trailers' | 'response_trailers';
 }
@@ -84,7 +93,7 @@ export interface WaitLonger {
 }
 
 /** What the extension answers to one phase. */
-export type ProcessingResponse = PhaseResponse | ImmediateResponse | TrailersResponse | WaitLonger;
+export type ProcessingResponse = PhaseResponse | ImmediateResponse | StandInResponse | TrailersResponse | WaitLonger;
 
 export function decodeProcessingRequest(bytes: Buffer): ProcessingRequest {
   // protobufjs' decoded message is a plain object with exactly these (snake_case) fields.
@@ -112,6 +121,8 @@ function responseMessage(r: ProcessingResponse): Plain {
   switch (r.phase) {
     case 'immediate':
       return { immediate_response: { status: { code: r.status }, body: Buffer.from(r.body), headers: headerMutation({ set: r.headers ?? [] }) } };
+    case 'stand-in':
+      return { streamed_immediate_response: { headers_response: { headers: { headers: r.headers.map((h) => ({ key: h.key, raw_value: Buffer.from(h.value) })) }, end_of_stream: true } } };
     case 'request_trailers':
     case 'response_trailers':
       return { [r.phase]: {} };

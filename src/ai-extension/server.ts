@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { startHealthServer, type HealthServer } from '../observability/health.js';
 import { CredentialStore, describeXdsTarget, type XdsTarget } from './credentials.js';
+import { DrillNonces, DrillRejectionLog } from './drill.js';
 import { AttemptExchange, type ExchangeContext } from './exchange.js';
 import { ServiceAccountTokens } from './vertex.js';
 import { createAiExtensionMetrics, type AiExtensionMetrics } from './metrics.js';
@@ -70,6 +71,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     credentialWaitMs: opts.credentialWaitMs ?? 1_000,
     logger: log,
     vendorTokens: new ServiceAccountTokens(),
+    drill: { nonces: new DrillNonces(), rejections: new DrillRejectionLog() },
     ...(traces !== undefined ? { spans: traces } : {}),
   };
 

@@ -286,6 +286,16 @@ export const OutlierDetectionSpec = z.strictObject({
 });
 export type OutlierDetectionSpec = z.infer<typeof OutlierDetectionSpec>;
 
+/** The data key of the drill key Secret. */
+export const DRILL_KEY = 'key';
+
+export const DrillSpec = z.strictObject({
+  keySecretRef: z.strictObject({
+    name: ObjectName.describe(`Name of a Secret in the Backend's namespace whose key "${DRILL_KEY}" holds the drill key (at least 32 characters; e.g. \`openssl rand -hex 32\`). It reaches only the AI extension (SDS over its authenticated channel), never Envoy's configuration.`),
+  }).describe('The Secret holding the key that signs drill headers.'),
+}).describe('Failover drills (switchyard drill): a request whose x-switchyard-drill header is signed with this key, fresh (60 s) and not replayed, has the attempts of the priority it names failed by the AI extension without calling their provider, so the route fails over to the next priority. Without this block drill headers are ignored.');
+export type DrillSpec = z.infer<typeof DrillSpec>;
+
 export const BackendSpec = z
   .strictObject({
     type: z.enum(['AI', 'Static'], { message: 'type is AI or Static' }).default('AI')
@@ -294,8 +304,10 @@ export const BackendSpec = z
     static: StaticBackend.optional().describe('Plain HTTP hosts in priority pools, with the same failover. Required with type Static.'),
     retry: RetrySpec.optional().describe('Retry policy of every route rule that targets this Backend (Envoy route retry_policy). With no block, a multipool Backend still fails over; an HTTPRoute rule\'s own retry overrides the fields it sets.'),
     outlierDetection: OutlierDetectionSpec.optional().describe('Passive health checking (Envoy outlier_detection): a member that keeps failing is ejected for a while, so requests skip a dead pool instead of paying for a failed attempt.'),
+    drill: DrillSpec.optional(),
   })
   .superRefine((s, ctx) => {
+    if (s.type === 'Static' && s.drill) ctx.addIssue({ code: 'custom', path: ['drill'], message: 'spec.drill needs type AI (the AI extension fails the drilled attempts); remove it' });
     if (s.type === 'AI' && !s.ai) ctx.addIssue({ code: 'custom', path: ['ai'], message: 'type AI needs spec.ai' });
     if (s.type === 'Static' && !s.static) ctx.addIssue({ code: 'custom', path: ['static'], message: 'type Static needs spec.static' });
     if (s.type === 'AI' && s.static) ctx.addIssue({ code: 'custom', path: ['static'], message: 'spec.static is only read with type Static; remove it' });

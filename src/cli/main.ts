@@ -23,6 +23,7 @@ import { FileProvider } from '../providers/file.js';
 import { CONFIG_LIMIT_FLAGS, DEFAULT_CONFIG_LIMITS, formatBytes, type ConfigLimits } from '../providers/manifest-files.js';
 import { CA_FILE, CERT_FILE, KEY_FILE, clientCertificateRole, readXdsClientTls, readXdsServerTls, xdsChannelCredentials } from '../xds/tls.js';
 import { closest, HelpRequested, parseFlags, UsageError } from './flags.js';
+import { DRILL_USAGE, runDrill } from './drill.js';
 import { runStatus } from './status.js';
 import { badConditions } from './status-view.js';
 import { formatVersion, versionInfo } from './version.js';
@@ -96,6 +97,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       serve or controller's /statusz (its --metrics-port); --kubeconfig reads .status from the API
       server (all namespaces, or --namespaces a,b).
 `,
+  drill: DRILL_USAGE,
   bootstrap: `  switchyard bootstrap --xds HOST:PORT --node-id ID [--gateway NS/NAME] [--admin-port 9901] [--delta]
                        [--xds-tls-dir DIR] [--no-load-reporting] [-o json|yaml]
       Print an Envoy bootstrap that connects a stock Envoy to the controller; with --xds-tls-dir
@@ -626,6 +628,7 @@ const COMMANDS: Readonly<Record<string, (args: string[]) => Promise<number>>> = 
   controller: runController,
   translate: runTranslate,
   status: runStatus,
+  drill: runDrill,
   bootstrap: runBootstrap,
   'ai-extension': runAiExtension,
   certs: runCerts,

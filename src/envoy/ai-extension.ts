@@ -14,7 +14,7 @@ export const AI_EXTENSION_CLUSTER = 'switchyard/ai-extension';
 /** Endpoint metadata keys (namespace switchyard.dev) the extension reads for each attempt. */
 export const ATTEMPT_KEYS = [
   'backend', 'member', 'priority', 'provider', 'model', 'path', 'hostname',
-  'authHeader', 'authKind', 'credential', 'apiVersion', 'deployment', 'firstTokenTimeoutMs', 'fallbacks', 'modelAliases',
+  'authHeader', 'authKind', 'credential', 'apiVersion', 'deployment', 'firstTokenTimeoutMs', 'fallbacks', 'modelAliases', 'drillKey',
 ] as const;
 export type AttemptKey = (typeof ATTEMPT_KEYS)[number];
 

@@ -12,20 +12,8 @@ export { toDataPlanes, type DataPlanes, type ResourceNames } from './data-planes
 
 /** IR → the five xDS resource lists. Pure and deterministic: the same IR gives the same JSON. */
 export function toXdsResources(ir: IR, options: Partial<EnvoyOptions> = {}): XdsResources {
-  const opts = { ...DEFAULT_ENVOY_OPTIONS, ...options };
-  const ai = ir.clusters.filter((c) => c.ai !== undefined);
-  const bodyLimits = new Map(ai.map((c) => [c.name, c.ai?.requestBodyLimitBytes ?? 0]));
-  return {
-    listeners: ir.listeners.map((l) => toEnvoyListener(l, opts, { aiExtension: ai.length > 0, bodyLimits })),
-    routes: ir.listeners.map((l) => toRouteConfiguration(l, bodyLimits)),
-    clusters: [
-      ...ir.clusters.map((c) => toEnvoyCluster(c, opts)),
-      ...(ai.length > 0 ? [aiExtensionCluster(opts)] : []),
-      ...(opts.otlp !== undefined && ir.listeners.length > 0 ? [otlpCluster(opts.otlp, opts)] : []),
-    ],
-    endpoints: ir.clusters.filter((c) => c.discovery === 'eds').map(toClusterLoadAssignment),
-    secrets: [...ir.certificates.map(toCertificateSecret), ...ir.credentials.map(toCredentialSecret)],
-  };
+  // One builder for both: a full build is a reusing build with nothing to reuse.
+  return toXdsResourcesReusing(ir, options, undefined).xds;
 }
 
 /**
@@ -46,6 +34,7 @@ export interface EnvoyState {
   readonly credentials: ContentMemo;
   readonly certificates: ContentMemo;
   readonly aiCluster: EnvoyResource | undefined;
+  readonly otlpCluster: EnvoyResource | undefined;
 }
 
 /** A Listener is built from everything of its IR but the routes (they go out over RDS). */
@@ -94,7 +83,8 @@ export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, pr
   const limitsKey = JSON.stringify([...bodyLimits]);
   const aiExtension = ai.length > 0;
   const same = previous !== undefined && previous.options === key ? previous : undefined;
-  const sameListeners = same !== undefined && same.aiExtension === aiExtension ? same : undefined;
+  // A Listener's body buffer follows its AI Backends' limits when it routes by model.
+  const sameListeners = same !== undefined && same.aiExtension === aiExtension && same.bodyLimits === limitsKey ? same : undefined;
   const sameRoutes = same !== undefined && same.bodyLimits === limitsKey ? same : undefined;
   const state = {
     options: key,
@@ -107,11 +97,12 @@ export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, pr
     credentials: newContentMemo(),
     certificates: newContentMemo(),
     aiCluster: aiExtension ? (same?.aiCluster ?? aiExtensionCluster(opts)) : undefined,
+    otlpCluster: opts.otlp !== undefined && ir.listeners.length > 0 ? (same?.otlpCluster ?? otlpCluster(opts.otlp, opts)) : undefined,
   };
   const xds: XdsResources = {
-    listeners: ir.listeners.map((l) => reuse(sameListeners?.listeners, state.listeners, listenerShape(l), () => toEnvoyListener(l, opts, { aiExtension }))),
+    listeners: ir.listeners.map((l) => reuse(sameListeners?.listeners, state.listeners, listenerShape(l), () => toEnvoyListener(l, opts, { aiExtension, bodyLimits }))),
     routes: ir.listeners.map((l) => reuse(sameRoutes?.routes, state.routes, l, (x) => toRouteConfiguration(x, bodyLimits))),
-    clusters: [...ir.clusters.map((c) => reuse(same?.clusters, state.clusters, c, (x) => toEnvoyCluster(x, opts))), ...(state.aiCluster ? [state.aiCluster] : [])],
+    clusters: [...ir.clusters.map((c) => reuse(same?.clusters, state.clusters, c, (x) => toEnvoyCluster(x, opts))), ...(state.aiCluster ? [state.aiCluster] : []), ...(state.otlpCluster ? [state.otlpCluster] : [])],
     endpoints: ir.clusters.filter((c) => c.discovery === 'eds').map((c) => reuse(previous?.endpoints, state.endpoints, c, toClusterLoadAssignment)),
     secrets: [
       ...ir.certificates.map((c) => byContent(previous?.certificates, state.certificates, c, toCertificateSecret)),

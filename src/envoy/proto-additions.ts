@@ -10,6 +10,20 @@ export interface ProtoFieldAddition {
   type: string;
 }
 
+/** A message type newer than the bundled snapshot, created before the fields that use it. */
+export interface ProtoMessageAddition {
+  /** Full name, package included. */
+  message: string;
+  fields: { field: string; id: number; type: string }[];
+}
+
+export const PROTO_MESSAGE_ADDITIONS: readonly ProtoMessageAddition[] = [
+  // An answer the extension makes up in place of the upstream's (failover drills): Envoy's
+  // upstream filter chain hands it to the router like an upstream response, so the route's
+  // retry policy applies to it (an immediate_response is a local reply and is never retried).
+  { message: 'envoy.service.ext_proc.v3.StreamedImmediateResponse', fields: [{ field: 'headers_response', id: 1, type: 'HttpHeaders' }] },
+];
+
 export const PROTO_FIELD_ADDITIONS: readonly ProtoFieldAddition[] = [
   // Per-endpoint SNI from the endpoint hostname, checked per attempt (Envoy PR 36903).
   { message: 'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', field: 'auto_host_sni', id: 6, type: 'bool' },
@@ -19,4 +33,5 @@ export const PROTO_FIELD_ADDITIONS: readonly ProtoFieldAddition[] = [
   // Response body chunks reach the AI extension while it holds the response headers back, so it
   // can wait for the first content token before anything goes downstream (first-token deadline).
   { message: 'envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor', field: 'send_body_without_waiting_for_header_response', id: 21, type: 'bool' },
+  { message: 'envoy.service.ext_proc.v3.ProcessingResponse', field: 'streamed_immediate_response', id: 11, type: 'StreamedImmediateResponse' },
 ];

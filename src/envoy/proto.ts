@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import protobuf from 'protobufjs';
-import { PROTO_FIELD_ADDITIONS } from './proto-additions.js';
+import { PROTO_FIELD_ADDITIONS, PROTO_MESSAGE_ADDITIONS } from './proto-additions.js';
 import { INT64_TYPES, ProtoJsonEncoder, WRAPPER_TYPES } from './proto-encoder.js';
 import { KIND_FIELD, kindOfTypeUrl, type EnvoyResource, type JsonObject, type JsonValue } from './resources.js';
 
@@ -97,6 +97,16 @@ function loadRoot(): protobuf.Root {
 }
 
 function addNewerFields(root: protobuf.Root): void {
+  for (const addition of PROTO_MESSAGE_ADDITIONS) {
+    // The bundled protos caught up: the addition is no longer needed.
+    if (root.lookup(addition.message) !== null) continue;
+    const dot = addition.message.lastIndexOf('.');
+    const type = new protobuf.Type(addition.message.slice(dot + 1));
+    for (const f of addition.fields) type.add(new protobuf.Field(f.field, f.id, f.type));
+    const namespace = root.lookup(addition.message.slice(0, dot));
+    if (!(namespace instanceof protobuf.Namespace)) throw new Error(`proto addition ${addition.message}: no package ${addition.message.slice(0, dot)}`);
+    namespace.add(type);
+  }
   for (const addition of PROTO_FIELD_ADDITIONS) {
     const type = root.lookupType(addition.message);
     const taken = type.fieldsById[addition.id];

@@ -205,6 +205,8 @@ export interface MemberMetadata {
   fallbacks?: string;
   /** Client model (alias) → the model this member is sent; absent when the member has none. */
   modelAliases?: Record<string, string>;
+  /** SDS name of the Backend's drill key (spec.drill); absent: the extension ignores drill headers. */
+  drillKey?: string;
 }
 
 export interface OutlierPlan {

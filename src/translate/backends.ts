@@ -5,7 +5,7 @@ import { parseDuration } from '../api/duration.js';
 import { providerName, providerTarget, type VendorCredential } from '../api/providers.js';
 import type { Secret } from '../api/secret.js';
 import type { ClusterIR, CredentialIR, MemberIR, OutlierPlan, PriorityIR, RetryPlan } from '../ir/model.js';
-import { resolveCredential, resolveVendorCredential, type SecretLookup } from './credentials.js';
+import { resolveCredential, resolveVendorCredential, resolveDrillKey, type SecretLookup } from './credentials.js';
 import { memberModelAliases, servedModels, type ServedModels } from './models.js';
 import { backendRetryPlan } from './retry.js';
 import type { BackendStatus, MemberStatus, PriorityStatus, WarningEvent } from './status.js';
@@ -104,7 +104,7 @@ function poolFallbacks(p: Priority | undefined): string | undefined {
 function mayAbandon(backend: Backend): boolean {
   const ai = backend.spec.ai;
   if (backend.spec.type !== 'AI' || ai === undefined) return false;
-  if (ai.firstTokenTimeout !== undefined) return true;
+  if (ai.firstTokenTimeout !== undefined || backend.spec.drill !== undefined) return true;
   return ai.multipool?.priorities.some((p) => p.firstTokenTimeout !== undefined || poolFallbacks(p) !== undefined) ?? false;
 }
 
@@ -187,6 +187,14 @@ export function translateBackend(backend: Backend, secrets: SecretLookup): Trans
     };
   }
 
+  const drill = backend.spec.type === 'AI' && backend.spec.drill ? resolveDrillKey(backend.spec.drill, { namespace, secrets }) : undefined;
+  if (drill !== undefined && !drill.ok) {
+    refProblems.push({ reason: drill.reason, message: drill.message });
+    events.push({ object: { kind: 'Backend', namespace, name }, reason: drill.reason, message: drill.message });
+  } else if (drill !== undefined) {
+    credentials.set(drill.credential.name, drill.credential);
+  }
+
   const priorities: PriorityIR[] = [];
   const priorityStatus: PriorityStatus[] = [];
   pools.forEach((pool, p) => {
@@ -207,6 +215,7 @@ export function translateBackend(backend: Backend, secrets: SecretLookup): Trans
       // translate() at 10k Backends. The key order (priority after the provider's keys) is unchanged.
       const metadata: MemberIR['metadata'] = Object.assign(c.member.metadata, { priority: priorities.length });
       if (c.provider !== 'static') metadata.authKind = c.vendorCredential?.kind ?? res.kind;
+      if (drill?.ok === true) metadata.drillKey = drill.credential.name;
       if (res.kind === 'SecretRef' || res.kind === 'Inline') {
         credentials.set(res.credential.name, res.credential);
         metadata.credential = res.credential.name;

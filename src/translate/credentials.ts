@@ -1,4 +1,4 @@
-import { AWS_ACCESS_KEY, AWS_SECRET_KEY, AWS_SESSION_TOKEN, SERVICE_ACCOUNT_KEY, type AuthToken } from '../api/backend.js';
+import { AWS_ACCESS_KEY, AWS_SECRET_KEY, AWS_SESSION_TOKEN, SERVICE_ACCOUNT_KEY, DRILL_KEY, type AuthToken, type DrillSpec } from '../api/backend.js';
 import type { VendorCredential, VendorCredentialKind } from '../api/providers.js';
 import type { Secret } from '../api/secret.js';
 import { secretValue } from '../api/secret.js';
@@ -136,4 +136,29 @@ function serviceAccountKeyProblem(text: string): string | undefined {
     if (typeof key[field] !== 'string' || key[field] === '') return `field ${field} is missing`;
   }
   return undefined;
+}
+
+/** Shortest drill key accepted: an HMAC key that a guess cannot reach. */
+export const MIN_DRILL_KEY_LENGTH = 32;
+
+/**
+ * The drill key of a Backend (spec.drill.keySecretRef). A problem only disables drills: the
+ * Backend keeps serving, and ResolvedRefs says what to fix.
+ */
+export function resolveDrillKey(
+  drill: DrillSpec,
+  ctx: { namespace: string; secrets: SecretLookup },
+): { ok: true; credential: CredentialIR } | { ok: false; reason: 'SecretNotFound' | 'SecretKeyMissing'; message: string } {
+  const secretName = drill.keySecretRef.name;
+  const secret = ctx.secrets.get(`${ctx.namespace}/${secretName}`);
+  const field = 'spec.drill.keySecretRef';
+  if (!secret) {
+    return { ok: false, reason: 'SecretNotFound', message: `${field}: Secret ${ctx.namespace}/${secretName} not found; create it with key "${DRILL_KEY}" (drills are ignored until then; serving is unaffected)` };
+  }
+  const value = (secretValue(secret, DRILL_KEY) ?? '').trim();
+  if (value.length < MIN_DRILL_KEY_LENGTH) {
+    return { ok: false, reason: 'SecretKeyMissing', message: `${field}: Secret ${ctx.namespace}/${secretName} has no key "${DRILL_KEY}" of at least ${MIN_DRILL_KEY_LENGTH} characters; set one (e.g. openssl rand -hex 32) (drills are ignored until then; serving is unaffected)` };
+  }
+  // '#' cannot occur in Kubernetes names, so this never meets a provider key's SDS name.
+  return { ok: true, credential: { name: `${credentialName(ctx.namespace, secretName)}#drill`, value } };
 }

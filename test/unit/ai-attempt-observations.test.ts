@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { AttemptExchange, type ExchangeContext } from '../../src/ai-extension/exchange.js';
 import { createAiExtensionMetrics } from '../../src/ai-extension/metrics.js';
 import type { ProcessingRequest } from '../../src/ai-extension/protocol.js';
+import { DrillNonces, DrillRejectionLog } from '../../src/ai-extension/drill.js';
 import { RequestMemory } from '../../src/ai-extension/request-memory.js';
 import { EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../../src/envoy/ai-extension.js';
 import type { SpanRecord } from '../../src/observability/otlp.js';
@@ -30,6 +31,7 @@ function context(spans: SpanRecord[]): ExchangeContext {
     credentialHeaders: new Set(),
     credentialWaitMs: 10,
     logger: pino({ level: 'silent' }),
+    drill: { nonces: new DrillNonces(), rejections: new DrillRejectionLog() },
     spans: { export: (s) => spans.push(s) },
   };
 }
