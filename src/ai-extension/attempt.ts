@@ -1,5 +1,6 @@
 import { ATTEMPT_KEYS, EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../envoy/ai-extension.js';
 import type { DecodedStruct, DecodedValue } from './protocol.js';
+import type { MemberLimits } from './limits.js';
 import { REFUSAL_CAUSES, type RefusalCause } from './refusals.js';
 
 export type AuthKind = 'SecretRef' | 'Inline' | 'Passthrough' | 'None';
@@ -28,6 +29,8 @@ export interface AttemptTarget {
   firstTokenTimeoutMs?: number;
   /** Refusals this member's pool hands to the next priority (context_length_exceeded, content_policy). */
   fallbacks?: readonly RefusalCause[];
+  /** Per-minute limits of the member (src/ai-extension/limits.ts). */
+  limits?: MemberLimits;
 }
 
 const AUTH_KINDS: readonly string[] = ['SecretRef', 'Inline', 'Passthrough', 'None'];
@@ -67,5 +70,8 @@ export function attemptTarget(attributes: Record<string, DecodedStruct> | undefi
   if (fallbacks.length > 0) target.fallbacks = fallbacks;
   const deadline = Number(get('firstTokenTimeoutMs'));
   if (Number.isFinite(deadline) && deadline > 0) target.firstTokenTimeoutMs = deadline;
+  const rpm = Number(get('requestsPerMinute'));
+  const tpm = Number(get('tokensPerMinute'));
+  if (rpm > 0 || tpm > 0) target.limits = { ...(rpm > 0 ? { requestsPerMinute: rpm } : {}), ...(tpm > 0 ? { tokensPerMinute: tpm } : {}) };
   return target;
 }

@@ -4,6 +4,7 @@ import { AnthropicStreamTranslator, fromAnthropicResponse, toAnthropicRequest, t
 import { ABANDONED_HEADER } from '../envoy/ai-extension.js';
 import { attemptTarget, type AttemptTarget } from './attempt.js';
 import { FirstTokenWatch } from './first-token.js';
+import type { MemberLimitsRuntime } from './limits-health.js';
 import { MAX_REFUSAL_BODY, refusalCause } from './refusals.js';
 import { isRecord, parseObject, type Usage } from './json.js';
 import { failureCause, type AiExtensionMetrics, type FailureCause, type MemberLabel } from './metrics.js';
@@ -25,6 +26,8 @@ export interface ExchangeContext {
   logger: Logger;
   /** Where attempt spans go when tracing is on (--otlp-endpoint); absent: none are made. */
   spans?: SpanSink;
+  /** Per-member limit counts (src/ai-extension/limits-health.ts); absent: not counted. */
+  limits?: Pick<MemberLimitsRuntime, 'admit' | 'spend'>;
 }
 
 type ResponseMode = 'observe' | 'anthropic-stream' | 'anthropic-json' | 'abandoned' | 'none';
@@ -213,6 +216,7 @@ export class AttemptExchange {
       }
     }
     this.ctx.metrics.requests.inc({ backend: target.backend, member: target.member, provider: target.provider });
+    if (target.limits !== undefined) this.ctx.limits?.admit(target.backend, target.member, target.limits);
     const mutation = requestHeaderMutation({
       target,
       clientPath: record.path,
@@ -415,5 +419,6 @@ export class AttemptExchange {
       this.ctx.metrics.requestTokens.observe({ ...this.labels, type: 'output' }, usage.output);
     }
     this.span?.usage(usage.input, usage.output);
+    if (t.limits !== undefined) this.ctx.limits?.spend(t.backend, t.member, t.limits, usage.input + usage.output);
   }
 }

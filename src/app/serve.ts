@@ -1,4 +1,5 @@
 import { rmSync } from 'node:fs';
+import { registerLimitMetrics } from '../ai-extension/limits-health.js';
 import { registerAiExtensionMetrics } from '../ai-extension/metrics.js';
 import { startAiExtension, type RunningAiExtension } from '../ai-extension/server.js';
 import { assertConfigPathReadable, FileProvider } from '../providers/file.js';
@@ -19,7 +20,7 @@ export interface ServeOptions extends ServingOptions {
    * `envoy.aiExtension`). `port` 0 picks a free one; `advertise` is the address Envoy dials
    * (default 127.0.0.1: Envoy on this host). Default: `{port: 0}`.
    */
-  aiExtension?: false | { port: number; host?: string; advertise?: string; child?: AiExtensionChildOptions };
+  aiExtension?: false | { port: number; host?: string; advertise?: string; child?: AiExtensionChildOptions; limitsRedis?: string };
   /**
    * The Host infrastructure: one Envoy per Gateway, run and supervised by serve
    * (src/infrastructure/host.ts). Absent: Envoy is left to the user (`switchyard bootstrap`).
@@ -126,7 +127,7 @@ function startFileRuntime(
 
 async function serveInProcess(
   opts: ServeOptions,
-  extensionOptions: false | { port: number; host?: string; advertise?: string },
+  extensionOptions: false | { port: number; host?: string; advertise?: string; limitsRedis?: string },
   host: { state: StateDir; unlock: () => void; infrastructure: HostInfrastructure } | undefined,
 ): Promise<RunningServe> {
   const { logger } = opts;
@@ -140,6 +141,7 @@ async function serveInProcess(
       host: extensionOptions.host ?? '127.0.0.1',
       logger: logger.child({ component: 'ai-extension' }),
       ...(opts.envoy.otlp !== undefined ? { otlp: opts.envoy.otlp } : {}),
+      ...(extensionOptions.limitsRedis !== undefined ? { limitsRedis: extensionOptions.limitsRedis } : {}),
     });
     envoy = { ...envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };
   }
@@ -171,6 +173,7 @@ async function serveInProcess(
       throw err;
     }
     registerAiExtensionMetrics(extension.metrics, runtime.metrics.registry);
+    registerLimitMetrics(extension.limitMetrics, runtime.metrics.registry);
   }
   const running = extension;
   return {

@@ -52,12 +52,14 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
 `,
   'ai-extension': `  switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH) [--port 18001]
                           [--host 0.0.0.0] [--metrics-port 9091] [--log-level info] [--orphan-grace 10m]
-                          [--otlp-endpoint URL]
+                          [--otlp-endpoint URL] [--limits-redis redis://HOST:PORT]
       Run only the AI extension next to Envoy; provider keys come from the controller at --xds,
       which sends them only over mTLS to a client certificate of role ai-extension (URI SAN
       spiffe://switchyard.dev/role/ai-extension): --xds-tls-dir holds ca.crt (verifies the
       controller) and that certificate as tls.crt/tls.key; they are kept while it is away. --orphan-grace: exit once neither the
-      controller nor Envoy has been seen for that long (default: never).
+      controller nor Envoy has been seen for that long (default: never). --limits-redis: the Redis
+      where every extension (every Envoy replica) shares members' per-minute limit counts (default:
+      counted in this process only); while it is unreachable limits are not enforced (fail open).
 `,
   controller: `  switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
@@ -351,6 +353,7 @@ async function runAiExtension(args: string[]): Promise<number> {
       'orphan-grace': { type: 'string' },
       'state-file': { type: 'string' },
       'otlp-endpoint': { type: 'string' },
+      'limits-redis': { type: 'string' },
     },
   });
   const socket = values['xds-socket'];
@@ -379,7 +382,9 @@ async function runAiExtension(args: string[]): Promise<number> {
   await assertPortFree('ai-extension', host, port);
   await assertPortFree('metrics', metricsHost, metricsPort);
   const otlp = otlpEndpoint(values['otlp-endpoint']);
-  const running = await startAiExtension({ port, host, xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}) });
+  const limitsRedis = values['limits-redis'];
+  if (limitsRedis !== undefined && !/^redis:\/\/[^/\s]+/.test(limitsRedis)) throw new UsageError(`--limits-redis: give redis://HOST:PORT, e.g. redis://127.0.0.1:6379, got "${limitsRedis}"`);
+  const running = await startAiExtension({ port, host, xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}), ...(limitsRedis !== undefined ? { limitsRedis } : {}) });
   const stateFile = values['state-file'];
   if (stateFile !== undefined) {
     writeExtensionRecord(stateFile, { pid: process.pid, port: running.port, host, socket: socket ?? '', ...(running.metricsPort !== undefined ? { metricsPort: running.metricsPort } : {}) });

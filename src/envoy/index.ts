@@ -23,7 +23,7 @@ export function toXdsResources(ir: IR, options: Partial<EnvoyOptions> = {}): Xds
       ...(ai.length > 0 ? [aiExtensionCluster(opts)] : []),
       ...(opts.otlp !== undefined && ir.listeners.length > 0 ? [otlpCluster(opts.otlp, opts)] : []),
     ],
-    endpoints: ir.clusters.filter((c) => c.discovery === 'eds').map(toClusterLoadAssignment),
+    endpoints: ir.clusters.filter((c) => c.discovery === 'eds').map((c) => toClusterLoadAssignment(c, opts)),
     secrets: [...ir.certificates.map(toCertificateSecret), ...ir.credentials.map(toCredentialSecret)],
   };
 }

@@ -200,6 +200,9 @@ export interface MemberMetadata {
   firstTokenTimeoutMs?: number;
   /** Refusals retried on the next priority, comma-separated: context_length_exceeded, content_policy. */
   fallbacks?: string;
+  /** Per-minute limits of this member, shared by every AI extension (src/ai-extension/limits.ts). */
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
 }
 
 export interface OutlierPlan {

@@ -76,6 +76,8 @@ function aiCandidates(backend: Backend): Candidate[][] {
             ...(target.deployment ? { deployment: target.deployment } : {}),
             ...(firstTokenTimeoutMs !== undefined ? { firstTokenTimeoutMs } : {}),
             ...(fallback !== undefined ? { fallbacks: fallback } : {}),
+            ...(m.limits?.requestsPerMinute !== undefined ? { requestsPerMinute: m.limits.requestsPerMinute } : {}),
+            ...(m.limits?.tokensPerMinute !== undefined ? { tokensPerMinute: m.limits.tokensPerMinute } : {}),
           },
         },
       };
