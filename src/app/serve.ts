@@ -212,6 +212,7 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
       ...(child.orphanGraceMs !== undefined ? { orphanGraceMs: child.orphanGraceMs } : {}),
       ...(child.logLevel ? { logLevel: child.logLevel } : {}),
       ...(opts.envoy.otlp !== undefined ? { otlp: opts.envoy.otlp } : {}),
+      ...(extensionOptions.limitsRedis !== undefined ? { limitsRedis: extensionOptions.limitsRedis } : {}),
       logger: logger.child({ component: 'ai-extension' }),
     });
     const envoy = { ...opts.envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };

@@ -36,6 +36,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                    [--max-file-size 64Mi] [--max-config-size 128Mi] [--access-log json|off]
                    [--infrastructure host|none | --no-envoy] [--envoy-path PATH] [--envoy-concurrency N]
                    [--load-report-interval 2s] [--health-window 1m] [--otlp-endpoint URL]
+                   [--limits-redis redis://HOST:PORT]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
       the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port,
       as a process of its own that keeps serving if serve dies; a restarted serve adopts it through
@@ -172,6 +173,12 @@ function accessLog(value: string | undefined): AccessLogFormat {
   return known;
 }
 
+/** --limits-redis: where the AI extensions share member limit counts. */
+function limitsRedisUrl(value: string | undefined): string | undefined {
+  if (value !== undefined && !/^redis:\/\/[^/\s]+/.test(value)) throw new UsageError(`--limits-redis: give redis://HOST:PORT, e.g. redis://127.0.0.1:6379, got "${value}"`);
+  return value;
+}
+
 function otlpEndpoint(value: string | undefined): OtlpEndpoint | undefined {
   if (value === undefined) return undefined;
   const parsed = parseOtlpEndpoint(value);
@@ -239,6 +246,7 @@ async function runServe(args: string[]): Promise<number> {
       'load-report-interval': { type: 'string' },
       'health-window': { type: 'string' },
       'otlp-endpoint': { type: 'string' },
+      'limits-redis': { type: 'string' },
       'log-level': { type: 'string' },
       'ai-extension-port': { type: 'string' },
       'ai-extension-address': { type: 'string' },
@@ -260,6 +268,7 @@ async function runServe(args: string[]): Promise<number> {
   const stateDir = values['state-dir'];
   const infrastructure = infrastructureChoice(values, 'auto', logger);
   const otlp = otlpEndpoint(values['otlp-endpoint']);
+  const limitsRedis = limitsRedisUrl(values['limits-redis']);
   const running = await serve({
     config: values.config,
     limits,
@@ -286,6 +295,7 @@ async function runServe(args: string[]): Promise<number> {
           host: extensionAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0',
           advertise: extensionAddress,
           child: { ...(stateDir !== undefined ? { stateDir } : {}), logLevel: level },
+          ...(limitsRedis !== undefined ? { limitsRedis } : {}),
         },
     ...(infrastructure ? { infrastructure: { ...infrastructure, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),
   });
@@ -382,8 +392,7 @@ async function runAiExtension(args: string[]): Promise<number> {
   await assertPortFree('ai-extension', host, port);
   await assertPortFree('metrics', metricsHost, metricsPort);
   const otlp = otlpEndpoint(values['otlp-endpoint']);
-  const limitsRedis = values['limits-redis'];
-  if (limitsRedis !== undefined && !/^redis:\/\/[^/\s]+/.test(limitsRedis)) throw new UsageError(`--limits-redis: give redis://HOST:PORT, e.g. redis://127.0.0.1:6379, got "${limitsRedis}"`);
+  const limitsRedis = limitsRedisUrl(values['limits-redis']);
   const running = await startAiExtension({ port, host, xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}), ...(limitsRedis !== undefined ? { limitsRedis } : {}) });
   const stateFile = values['state-file'];
   if (stateFile !== undefined) {

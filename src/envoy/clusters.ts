@@ -117,6 +117,9 @@ export function toEnvoyCluster(c: ClusterIR, opts: EnvoyOptions): EnvoyResource 
   if (hasMemberLimits(c)) {
     // A member at its limit fails this check and Envoy stops picking it (src/envoy/member-limits.ts).
     cluster.health_checks = [memberLimitsHealthCheck()];
+    // A member back under its limit (a new minute) would wait for the batched update otherwise:
+    // seen with Envoy 1.40, the healthy flag was in /clusters while workers still skipped it.
+    cluster.common_lb_config = { update_merge_window: '0s' };
   }
   if (c.tls) {
     cluster.transport_socket_matches = [

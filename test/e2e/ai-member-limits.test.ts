@@ -18,6 +18,7 @@ let redis: ChildProcess;
 let a: GatewayFixture;
 let b: GatewayFixture;
 let limited: FakeProvider;
+const logsA: string[] = [];
 let spare: FakeProvider;
 
 function redisServer(): string {
@@ -49,7 +50,7 @@ async function limitedFlags(gw: GatewayFixture): Promise<string[]> {
 
 async function metric(gw: GatewayFixture, name: string, labels: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${gw.controller.metricsPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && labels.split(',').every((p) => l.includes(p)));
+  const line = text.split('\n').find((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && labels.split(',').every((p) => l.includes(p)));
   return line === undefined ? 0 : Number(line.split(' ').at(-1));
 }
 
@@ -70,6 +71,7 @@ beforeAll(async () => {
   a = await startGatewayFixture({
     id: 'ai-limits-a',
     providers: ['limited', 'spare'],
+    logLines: logsA,
     limitsRedis: `redis://127.0.0.1:${redisPort}`,
     manifests: ({ listenerPort, fakes }) => manifests(fakes)({ listenerPort }),
     waitForBackends: ['chat'],
@@ -127,5 +129,24 @@ describe('requestsPerMinute shared by two Envoys through Redis', () => {
     expect(await metric(a, 'switchyard_ai_member_limited_total', 'member="limited",limit="requests"')).toBe(1);
     expect(await metric(b, 'switchyard_ai_member_limited_total', 'member="limited",limit="requests"')).toBe(1);
     expect(await metric(a, 'switchyard_ai_member_limit_overruns_total', 'member="limited"') + await metric(b, 'switchyard_ai_member_limit_overruns_total', 'member="limited"')).toBe(0);
+  });
+
+  it('Redis gone: limits fail open (every request served, the limited member back in), with a warning and a metric', async () => {
+    redis.kill('SIGKILL');
+    await new Promise((r) => redis.once('exit', r));
+    // The member is still at its limit in the window, but the count cannot be read: it serves.
+    for (const g of [a, b]) {
+      await waitFor(async () => (await limitedFlags(g)).length === 0, { what: 'the limited member back in once its count cannot be read', timeoutMs: 5_000, intervalMs: 20 });
+    }
+    limited.clear();
+    spare.clear();
+    const answeredBy = [(await a.chat()).answeredBy, (await b.chat()).answeredBy];
+    expect(answeredBy).toEqual(['limited', 'limited']);
+    expect(await metric(a, 'switchyard_ai_member_limits_store_failures_total', '')).toBeGreaterThan(0);
+    expect(await metric(b, 'switchyard_ai_member_limits_store_failures_total', '')).toBeGreaterThan(0);
+    const warnings = logsA.filter((l) => l.includes('member limit store unreachable'));
+    // One warning per outage, not one per failed call.
+    expect(warnings.length).toBe(1);
+    expect(warnings[0]).toContain('"level":40');
   });
 });
