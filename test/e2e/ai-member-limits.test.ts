@@ -20,6 +20,9 @@ let b: GatewayFixture;
 let limited: FakeProvider;
 const logsA: string[] = [];
 let spare: FakeProvider;
+let thrifty: FakeProvider;
+/** The thrifty member's tokensPerMinute: a few answers' worth. */
+const TOKENS_PER_MINUTE = 40;
 
 function redisServer(): string {
   // scripts/ensure-redis.sh (make test) installs it; missing, the test fails here rather than skip.
@@ -62,28 +65,35 @@ beforeAll(async () => {
       [{ name: 'limited', fake: fakes['limited']!, hostname: HOSTS.limited, limits: { requestsPerMinute: 3 } }],
       [{ name: 'spare', fake: fakes['spare']!, hostname: HOSTS.spare }],
     ];
+    const tokenPools: FakeMember[][] = [
+      [{ name: 'thrifty', fake: fakes['thrifty']!, hostname: 'thrifty.llm.test', limits: { tokensPerMinute: TOKENS_PER_MINUTE } }],
+      [{ name: 'spare', fake: fakes['spare']!, hostname: HOSTS.spare }],
+    ];
     return {
       'gateway.yaml': gatewayManifests(listenerPort),
-      'backends.yaml': [aiBackend({ name: 'chat', priorities: pools, outlierDetection: { enabled: false } })],
-      'routes.yaml': [httpRoute('chat', [{ path: '/v1', backend: 'chat' }])],
+      'backends.yaml': [
+        aiBackend({ name: 'chat', priorities: pools, outlierDetection: { enabled: false } }),
+        aiBackend({ name: 'tokens', priorities: tokenPools, outlierDetection: { enabled: false } }),
+      ],
+      'routes.yaml': [httpRoute('chat', [{ path: '/v1', backend: 'chat' }, { path: '/tokens/v1', rewritePrefix: '/v1', backend: 'tokens' }])],
     };
   };
   a = await startGatewayFixture({
     id: 'ai-limits-a',
-    providers: ['limited', 'spare'],
+    providers: ['limited', 'spare', 'thrifty'],
     logLines: logsA,
     limitsRedis: `redis://127.0.0.1:${redisPort}`,
     manifests: ({ listenerPort, fakes }) => manifests(fakes)({ listenerPort }),
-    waitForBackends: ['chat'],
+    waitForBackends: ['chat', 'tokens'],
   });
-  ({ limited, spare } = a.fakes as Record<'limited' | 'spare', FakeProvider>);
+  ({ limited, spare, thrifty } = a.fakes as Record<'limited' | 'spare' | 'thrifty', FakeProvider>);
   // The second replica's members are the first one's fakes: one provider, two gateways.
   b = await startGatewayFixture({
     id: 'ai-limits-b',
     providers: [],
     limitsRedis: `redis://127.0.0.1:${redisPort}`,
     manifests: ({ listenerPort }) => manifests(a.fakes)({ listenerPort }),
-    waitForBackends: ['chat'],
+    waitForBackends: ['chat', 'tokens'],
   });
   // Both Envoys have health-checked the members once (the extension said SERVING).
   for (const gw of [a, b]) {
@@ -129,6 +139,33 @@ describe('requestsPerMinute shared by two Envoys through Redis', () => {
     expect(await metric(a, 'switchyard_ai_member_limited_total', 'member="limited",limit="requests"')).toBe(1);
     expect(await metric(b, 'switchyard_ai_member_limited_total', 'member="limited",limit="requests"')).toBe(1);
     expect(await metric(a, 'switchyard_ai_member_limit_overruns_total', 'member="limited"') + await metric(b, 'switchyard_ai_member_limit_overruns_total', 'member="limited"')).toBe(0);
+  });
+
+  it('tokensPerMinute: the tokens of the answers (their usage) take the member out once they reach the limit', async () => {
+    const intoMinute = Date.now() % 60_000;
+    if (intoMinute > 45_000) await new Promise((r) => setTimeout(r, 60_000 - intoMinute + 200));
+    thrifty.clear();
+    spare.clear();
+    let spent = 0;
+    const thriftyFlags = async (gw: GatewayFixture): Promise<string[]> => (await gw.hosts('tokens')).find((h) => h.port === thrifty.port)?.healthFlags ?? ['absent'];
+    const answeredBy: string[] = [];
+    for (let i = 0; i < 12 && spent < TOKENS_PER_MINUTE; i++) {
+      const gw = i % 2 === 0 ? a : b;
+      const { data, response } = await gw.client('/tokens/v1').chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }] }).withResponse();
+      answeredBy.push(response.headers.get('x-fake-provider') ?? '');
+      spent += data.usage?.total_tokens ?? 0;
+    }
+    expect(spent).toBeGreaterThanOrEqual(TOKENS_PER_MINUTE);
+    // Every answer so far came from the thrifty member, which is now at its limit on both Envoys.
+    expect(answeredBy.every((n) => n === 'thrifty')).toBe(true);
+    for (const g of [a, b]) {
+      await waitFor(async () => (await thriftyFlags(g)).includes('failed_active_health_check'), { what: 'the thrifty member taken out once its tokens reached the limit', timeoutMs: 5_000, intervalMs: 20 });
+    }
+    const before = thrifty.received().length;
+    const next = [(await a.chat('/tokens/v1')).answeredBy, (await b.chat('/tokens/v1')).answeredBy];
+    expect(next).toEqual(['spare', 'spare']);
+    expect(thrifty.received().length).toBe(before);
+    expect(await metric(a, 'switchyard_ai_member_limited_total', 'member="thrifty",limit="tokens"') + await metric(b, 'switchyard_ai_member_limited_total', 'member="thrifty",limit="tokens"')).toBeGreaterThanOrEqual(1);
   });
 
   it('Redis gone: limits fail open (every request served, the limited member back in), with a warning and a metric', async () => {

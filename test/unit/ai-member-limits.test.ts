@@ -1,6 +1,9 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseLimitsAuthority } from '../../src/ai-extension/limits-health.js';
+import { memberLimitsAuthority } from '../../src/envoy/member-limits.js';
+import type { MemberIR } from '../../src/ir/model.js';
 import {
   InProcessLimitStore, MemberLimiter, RedisLimitStore, WINDOW_MS, parseResp, reachedLimit, windowEnd, windowOf,
   type LimitEvents, type LimitKind,
@@ -59,6 +62,15 @@ describe('member limit windows', () => {
     expect(await limiter.state('m', limits)).toBeUndefined();
     await limiter.spend('m', 40, limits);
     expect(await limiter.state('m', limits)).toBe('tokens');
+  });
+
+  it('the member identity Envoy sends as :authority carries the member and its limits, and nothing else parses', () => {
+    const m = { metadata: { backend: 'ai/chat.v2', member: 'openai-east', requestsPerMinute: 60, tokensPerMinute: 1000 } } as unknown as MemberIR;
+    const authority = memberLimitsAuthority(m);
+    expect(authority).toMatch(/^r60\.t1000\.[A-Za-z0-9_-]+$/);
+    expect(parseLimitsAuthority(authority)).toEqual({ key: 'ai/chat.v2/openai-east', limits: { requestsPerMinute: 60, tokensPerMinute: 1000 } });
+    expect(parseLimitsAuthority('switchyard-ai-extension')).toBeUndefined();
+    expect(parseLimitsAuthority('127.0.0.1:18001')).toBeUndefined();
   });
 
   it('parses RESP replies, partial ones included', () => {
