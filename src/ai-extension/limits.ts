@@ -222,14 +222,16 @@ export class RedisLimitStore implements LimitStore {
     if (this.ready !== undefined) return this.ready;
     this.ready = new Promise<Socket>((resolve, reject) => {
       const socket = connect({ host: this.host, port: this.port });
+      this.socket = socket;
       socket.setNoDelay(true);
       const timer = setTimeout(() => socket.destroy(new Error(`${this.describe}: no connection within ${this.timeoutMs} ms`)), this.timeoutMs);
-      socket.on('data', (d: Buffer) => this.onData(d));
-      socket.on('error', (err) => { clearTimeout(timer); this.drop(err); reject(err); });
-      socket.on('close', () => this.drop(new Error(`${this.describe} closed the connection`)));
+      // A socket already replaced (dropped after a timeout) must not drop its successor.
+      const current = (): boolean => this.socket === socket;
+      socket.on('data', (d: Buffer) => { if (current()) this.onData(d); });
+      socket.on('error', (err) => { clearTimeout(timer); if (current()) this.drop(err); reject(err); });
+      socket.on('close', () => { if (current()) this.drop(new Error(`${this.describe} closed the connection`)); });
       socket.once('connect', () => {
         clearTimeout(timer);
-        this.socket = socket;
         const setup: Promise<RespValue>[] = [];
         if (this.auth !== undefined) setup.push(this.send(socket, ['AUTH', ...this.auth]));
         if (this.db !== 0) setup.push(this.send(socket, ['SELECT', this.db]));
