@@ -1,5 +1,7 @@
 import { rmSync } from 'node:fs';
 import { registerLimitMetrics } from '../ai-extension/limits-health.js';
+import type { IR } from '../ir/model.js';
+import { OutlierEventTail, ejectionReporter } from '../observability/outlier-events.js';
 import { registerAiExtensionMetrics } from '../ai-extension/metrics.js';
 import { startAiExtension, type RunningAiExtension } from '../ai-extension/server.js';
 import { assertConfigPathReadable, FileProvider } from '../providers/file.js';
@@ -26,6 +28,11 @@ export interface ServeOptions extends ServingOptions {
    * (src/infrastructure/host.ts). Absent: Envoy is left to the user (`switchyard bootstrap`).
    */
   infrastructure?: HostInfrastructureChoice;
+  /**
+   * Outlier event logs of Envoys this serve does not run (bootstrap outlierEventLog): each
+   * member's ejections are logged and counted (the Envoys serve runs are followed anyway).
+   */
+  outlierEventLogs?: readonly string[];
 }
 
 export interface HostInfrastructureChoice {
@@ -109,20 +116,35 @@ async function startEnvoys(runtime: RunningGateway, host: { state: StateDir; inf
 }
 
 /** The shared pipeline (gateway-runtime.ts) fed by the file provider watching `opts.config`. */
-function startFileRuntime(
+async function startFileRuntime(
   opts: ServeOptions,
   envoy: ServingOptions['envoy'],
   extra: Pick<GatewayRuntimeOptions, 'infrastructure' | 'extraMetrics'>,
 ): Promise<RunningGateway> {
-  const { config, limits, logger, aiExtension: _extension, infrastructure: _host, ...servers } = opts;
-  return startGatewayRuntime({
+  const { config, limits, logger, aiExtension: _extension, infrastructure: _host, outlierEventLogs = [], ...servers } = opts;
+  let ir: IR | undefined;
+  const runtime = await startGatewayRuntime({
     ...servers,
     envoy,
     logger,
     provider: new FileProvider({ path: config, logger, ...(limits ? { limits } : {}) }),
     origin: { config },
+    onTranslated: (latest) => {
+      ir = latest;
+    },
     ...extra,
   });
+  if (outlierEventLogs.length === 0) return runtime;
+  const report = ejectionReporter({ logger: logger.child({ component: 'outlier-events' }), registry: runtime.metrics.registry, ir: () => ir });
+  const tails = outlierEventLogs.map((path) => new OutlierEventTail(path, report));
+  for (const t of tails) t.start();
+  return {
+    ...runtime,
+    stop: async () => {
+      for (const t of tails) t.stop();
+      await runtime.stop();
+    },
+  };
 }
 
 async function serveInProcess(
