@@ -134,8 +134,11 @@ async function startFileRuntime(
     },
     ...extra,
   });
-  if (outlierEventLogs.length === 0) return runtime;
+  const host = extra.infrastructure instanceof HostInfrastructure ? extra.infrastructure : undefined;
+  if (outlierEventLogs.length === 0 && host === undefined) return runtime;
   const report = ejectionReporter({ logger: logger.child({ component: 'outlier-events' }), registry: runtime.metrics.registry, ir: () => ir });
+  // The Envoys serve runs write their ejections where it follows them (src/infrastructure/host.ts).
+  host?.onOutlierEvent(report);
   const tails = outlierEventLogs.map((path) => new OutlierEventTail(path, report));
   for (const t of tails) t.start();
   return {
