@@ -5,7 +5,7 @@ NODE_STAMP := node_modules/.package-lock.json
 export PATH := $(CURDIR)/.toolchain/bin:$(PATH)
 NODE_BIN := .toolchain/bin/node
 
-.PHONY: deps node envoy build lint test test-unit demo bench bench-tools clean crds docs
+.PHONY: deps node envoy redis build lint test test-unit demo bench bench-tools clean crds docs
 
 node:
 	@scripts/ensure-node.sh >/dev/null
@@ -24,6 +24,10 @@ deps: node $(NODE_STAMP) envoy
 envoy:
 	@scripts/ensure-envoy.sh >/dev/null
 
+## Debian's redis-server, for the member-limit tests (installed with apt-get when missing).
+redis:
+	@scripts/ensure-redis.sh >/dev/null
+
 build: $(NODE_STAMP)
 	npm run build
 
@@ -32,7 +36,7 @@ lint: $(NODE_STAMP)
 
 ## The whole suite: typecheck, unit, golden, protocol, real-Envoy end-to-end and real-API-server tests.
 ## The Kubernetes tests use $$KUBECONFIG when set, else start the local control plane (make k8s-up).
-test: deps image bench-tools
+test: deps redis image bench-tools
 	npm run lint
 	@[ -n "$$KUBECONFIG" ] || scripts/k8s-up.sh
 	npx vitest run

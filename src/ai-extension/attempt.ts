@@ -1,6 +1,7 @@
 import { ATTEMPT_KEYS, EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../envoy/ai-extension.js';
 import { parseModelAliases } from './models.js';
 import type { DecodedStruct, DecodedValue } from './protocol.js';
+import type { MemberLimits } from './limits.js';
 import { REFUSAL_CAUSES, type RefusalCause } from './refusals.js';
 
 export type AuthKind = 'SecretRef' | 'Inline' | 'Passthrough' | 'None' | 'ServiceAccountKey' | 'AwsKeys';
@@ -33,6 +34,8 @@ export interface AttemptTarget {
   fallbacks?: readonly RefusalCause[];
   /** Client model (alias) → the model this member is sent. */
   modelAliases?: Record<string, string>;
+  /** Per-minute limits of the member (src/ai-extension/limits.ts). */
+  limits?: MemberLimits;
 }
 
 const AUTH_KINDS: readonly string[] = ['SecretRef', 'Inline', 'Passthrough', 'None', 'ServiceAccountKey', 'AwsKeys'];
@@ -74,5 +77,8 @@ export function attemptTarget(attributes: Record<string, DecodedStruct> | undefi
   if (Number.isFinite(deadline) && deadline > 0) target.firstTokenTimeoutMs = deadline;
   const aliases = parseModelAliases(get('modelAliases'));
   if (aliases !== undefined) target.modelAliases = aliases;
+  const rpm = Number(get('requestsPerMinute'));
+  const tpm = Number(get('tokensPerMinute'));
+  if (rpm > 0 || tpm > 0) target.limits = { ...(rpm > 0 ? { requestsPerMinute: rpm } : {}), ...(tpm > 0 ? { tokensPerMinute: tpm } : {}) };
   return target;
 }

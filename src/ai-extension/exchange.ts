@@ -5,6 +5,7 @@ import { ABANDONED_HEADER } from '../envoy/ai-extension.js';
 import { attemptTarget, type AttemptTarget } from './attempt.js';
 import { DRILL_ANSWER_HEADER, DRILL_FAILED_STATUS, DRILL_HEADER, drillAnswerHeader, verifyDrillHeader, type DrillNonces, type DrillRejectionLog, type VerifiedDrill } from './drill.js';
 import { FirstTokenWatch } from './first-token.js';
+import type { MemberLimitsRuntime } from './limits-health.js';
 import { MAX_REFUSAL_BODY, refusalCause } from './refusals.js';
 import { GeminiStreamTranslator, fromGenerateContentResponse, geminiErrorToOpenAI, toGenerateContentRequest } from './gemini.js';
 import { ConverseStreamTranslator, bedrockErrorToOpenAI, fromConverseResponse, toConverseRequest } from './bedrock.js';
@@ -35,6 +36,8 @@ export interface ExchangeContext {
   spans?: SpanSink;
   /** Access tokens of Vertex AI members with a service-account key (one cache per extension). */
   vendorTokens?: ServiceAccountTokens;
+  /** Per-member limit counts (src/ai-extension/limits-health.ts); absent: not counted. */
+  limits?: Pick<MemberLimitsRuntime, 'admit' | 'spend'>;
 }
 
 type ResponseMode = 'observe' | 'anthropic-stream' | 'anthropic-json' | 'bedrock-stream' | 'bedrock-json' | 'gemini-stream' | 'gemini-json' | 'abandoned' | 'none';
@@ -256,6 +259,7 @@ export class AttemptExchange {
       key = vendor.key;
     }
     this.ctx.metrics.requests.inc({ backend: target.backend, member: target.member, provider: target.provider });
+    if (target.limits !== undefined) this.ctx.limits?.admit(target.backend, target.member, target.limits);
     const mutation = requestHeaderMutation({
       target,
       clientPath: record.path,
@@ -629,5 +633,6 @@ export class AttemptExchange {
       this.ctx.metrics.requestTokens.observe({ ...this.labels, type: 'output' }, usage.output);
     }
     this.span?.usage(usage.input, usage.output);
+    if (t.limits !== undefined) this.ctx.limits?.spend(t.backend, t.member, t.limits, usage.input + usage.output);
   }
 }

@@ -9,6 +9,7 @@ import { AttemptExchange, type ExchangeContext } from './exchange.js';
 import { ServiceAccountTokens } from './vertex.js';
 import { createAiExtensionMetrics, type AiExtensionMetrics } from './metrics.js';
 import { EXTERNAL_PROCESSOR_SERVICE, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
+import { HEALTH_SERVICE_DEFINITION, startMemberLimits, type LimitMetrics } from './limits-health.js';
 import { RequestMemory } from './request-memory.js';
 import type { OtlpEndpoint } from '../envoy/tracing.js';
 import { OtlpTraceExporter } from '../observability/otlp.js';
@@ -33,12 +34,15 @@ export interface AiExtensionOptions {
   nodeId?: string;
   /** OTLP/gRPC receiver for per-attempt spans; absent: tracing is off. */
   otlp?: OtlpEndpoint;
+  /** redis://HOST:PORT where every extension shares member limit counts; absent: in this process. */
+  limitsRedis?: string;
 }
 
 export interface RunningAiExtension {
   port: number;
   metricsPort: number | undefined;
   metrics: AiExtensionMetrics;
+  limitMetrics: LimitMetrics;
   credentials: CredentialStore;
   /** Present when tracing is on. */
   traces: OtlpTraceExporter | undefined;
@@ -63,7 +67,9 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
   const traces = opts.otlp === undefined
     ? undefined
     : new OtlpTraceExporter({ endpoint: opts.otlp, service: { name: AI_EXTENSION_SERVICE_NAME, scope: 'switchyard.dev/ai-extension', version: '' }, logger: log });
+  const limits = startMemberLimits({ registry: metrics.registry, logger: log, ...(opts.limitsRedis !== undefined ? { limitsRedis: opts.limitsRedis } : {}) });
   const ctx: ExchangeContext = {
+    limits,
     credentials,
     memory: new RequestMemory(),
     metrics,
@@ -92,6 +98,8 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
       serveAttempt(call, ctx, typeof traceparent === 'string' ? traceparent : undefined);
     },
   });
+  // Envoy health-checks each member with limits here (src/envoy/member-limits.ts).
+  server.addService(HEALTH_SERVICE_DEFINITION, limits.healthService);
   const address = (opts.host ?? '0.0.0.0').includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host ?? '0.0.0.0'}:${opts.port}`;
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
@@ -111,6 +119,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
       server.forceShutdown();
       await credentials.stop();
       await traces?.stop();
+      await limits.close();
       throw err;
     }
   }
@@ -120,6 +129,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     port,
     metricsPort: health?.port,
     metrics,
+    limitMetrics: limits.metrics,
     credentials,
     traces,
     connect: (xds) => credentials.start(xds),
@@ -131,6 +141,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
       // The spans of the last attempts still go out.
       await traces?.stop();
       await health?.close();
+      await limits.close();
     },
   };
 }

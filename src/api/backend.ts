@@ -145,6 +145,16 @@ export const HostOverride = z.strictObject({
   tls: z.boolean().optional().describe('Speak TLS to the override address. Default: true when port is 443. SNI, certificate check and Host stay the provider\'s hostname.'),
 });
 
+export const MemberLimits = z.strictObject({
+  requestsPerMinute: z.number().int().min(1, 'requestsPerMinute is at least 1').max(1_000_000_000).optional()
+    .describe('Requests this member may take per minute, counted across every Envoy replica (the AI extensions share counts: --limits-redis). Past it the member is not attempted until the minute is over: another member of its pool or the next priority serves. Default: no limit.'),
+  tokensPerMinute: z.number().int().min(1, 'tokensPerMinute is at least 1').max(1_000_000_000_000).optional()
+    .describe('Tokens (prompt plus completion, from the provider\'s usage) this member may use per minute, counted like requestsPerMinute. Past it the member is not attempted until the minute is over. Default: no limit.'),
+}).refine((l) => l.requestsPerMinute !== undefined || l.tokensPerMinute !== undefined, {
+  message: 'limits needs requestsPerMinute or tokensPerMinute, e.g. {requestsPerMinute: 60}; remove limits for none',
+});
+export type MemberLimits = z.infer<typeof MemberLimits>;
+
 export const PoolMember = z.strictObject({
   name: z
     .string()
@@ -157,6 +167,7 @@ export const PoolMember = z.strictObject({
   provider: Provider.describe('The provider to call: set exactly one of openai, azureopenai, anthropic, gemini, vertexai, bedrock, openaiCompatible.'),
   hostOverride: HostOverride.optional().describe('Connect to this address instead of the provider\'s own (a proxy, a private endpoint); path, headers and credentials stay the provider\'s.'),
   models: modelAliasesOf('Model aliases for this member only: a client\'s model (key, e.g. "fast") → the model name this member is sent (value, e.g. "claude-haiku-4-5"). Overrides spec.ai.models and the provider\'s own model for that alias, so one alias can name a different model at each provider. Keys are listed by GET /v1/models.').optional(),
+  limits: MemberLimits.optional().describe('Per-minute limits of this member (fixed one-minute windows), shared by every Envoy replica; a member over a limit is skipped, not called. Counted in switchyard_ai_member_limited_total.'),
 });
 export type PoolMember = z.infer<typeof PoolMember>;
 
@@ -188,7 +199,7 @@ export const AIBackend = z
   .strictObject({
     firstTokenTimeout: FirstTokenTimeout.optional()
       .describe('First-token deadline of every attempt, e.g. "2s" (more than 0, at most 30m): an attempt whose provider has sent no content token by then (keep-alives, SSE comments and role-only or empty deltas do not count) is abandoned before the client receives a byte and retried on the next priority; counted as cause first_token_timeout in switchyard_ai_failures_total and logged. Streamed and non-streamed requests alike: the answer\'s headers are held back until its first content. A pool\'s own firstTokenTimeout overrides it. Default: none.'),
-    llm: PoolMember.omit({ name: true, weight: true, models: true }).optional()
+    llm: PoolMember.omit({ name: true, weight: true, models: true, limits: true }).optional()
       .describe('A single provider. Exclusive with multipool.'),
     multipool: z
       .strictObject({

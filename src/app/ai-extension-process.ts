@@ -80,6 +80,8 @@ export interface AiExtensionProcessOptions {
   logLevel?: string;
   /** Where the extension sends its spans (tracing off when absent). */
   otlp?: OtlpEndpoint;
+  /** Where extensions share member limit counts (--limits-redis); absent: in the extension only. */
+  limitsRedis?: string;
   logger: Logger;
   /** How long a new extension may take to listen (tsx compiles at start). */
   startTimeoutMs?: number;
@@ -246,6 +248,7 @@ async function spawnExtension(opts: AiExtensionProcessOptions, command: readonly
     '--state-file', state.extensionRecord,
     '--log-level', opts.logLevel ?? 'info',
     ...(opts.otlp !== undefined ? ['--otlp-endpoint', otlpUrl(opts.otlp)] : []),
+    ...(opts.limitsRedis !== undefined ? ['--limits-redis', opts.limitsRedis] : []),
   ];
   rmSync(state.extensionRecord, { force: true });
   // A file, not a pipe to serve: a pipe breaks when serve dies, and writing to it would end the extension.

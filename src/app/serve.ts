@@ -1,4 +1,7 @@
 import { rmSync } from 'node:fs';
+import { registerLimitMetrics } from '../ai-extension/limits-health.js';
+import type { IR } from '../ir/model.js';
+import { OutlierEventTail, ejectionReporter } from '../observability/outlier-events.js';
 import { registerAiExtensionMetrics } from '../ai-extension/metrics.js';
 import { startAiExtension, type RunningAiExtension } from '../ai-extension/server.js';
 import { assertConfigPathReadable, FileProvider } from '../providers/file.js';
@@ -19,12 +22,17 @@ export interface ServeOptions extends ServingOptions {
    * `envoy.aiExtension`). `port` 0 picks a free one; `advertise` is the address Envoy dials
    * (default 127.0.0.1: Envoy on this host). Default: `{port: 0}`.
    */
-  aiExtension?: false | { port: number; host?: string; advertise?: string; child?: AiExtensionChildOptions };
+  aiExtension?: false | { port: number; host?: string; advertise?: string; child?: AiExtensionChildOptions; limitsRedis?: string };
   /**
    * The Host infrastructure: one Envoy per Gateway, run and supervised by serve
    * (src/infrastructure/host.ts). Absent: Envoy is left to the user (`switchyard bootstrap`).
    */
   infrastructure?: HostInfrastructureChoice;
+  /**
+   * Outlier event logs of Envoys this serve does not run (bootstrap outlierEventLog): each
+   * member's ejections are logged and counted (the Envoys serve runs are followed anyway).
+   */
+  outlierEventLogs?: readonly string[];
 }
 
 export interface HostInfrastructureChoice {
@@ -108,25 +116,43 @@ async function startEnvoys(runtime: RunningGateway, host: { state: StateDir; inf
 }
 
 /** The shared pipeline (gateway-runtime.ts) fed by the file provider watching `opts.config`. */
-function startFileRuntime(
+async function startFileRuntime(
   opts: ServeOptions,
   envoy: ServingOptions['envoy'],
   extra: Pick<GatewayRuntimeOptions, 'infrastructure' | 'extraMetrics'>,
 ): Promise<RunningGateway> {
-  const { config, limits, logger, aiExtension: _extension, infrastructure: _host, ...servers } = opts;
-  return startGatewayRuntime({
+  const { config, limits, logger, aiExtension: _extension, infrastructure: _host, outlierEventLogs = [], ...servers } = opts;
+  let ir: IR | undefined;
+  const runtime = await startGatewayRuntime({
     ...servers,
     envoy,
     logger,
     provider: new FileProvider({ path: config, logger, ...(limits ? { limits } : {}) }),
     origin: { config },
+    onTranslated: (latest) => {
+      ir = latest;
+    },
     ...extra,
   });
+  const host = extra.infrastructure instanceof HostInfrastructure ? extra.infrastructure : undefined;
+  if (outlierEventLogs.length === 0 && host === undefined) return runtime;
+  const report = ejectionReporter({ logger: logger.child({ component: 'outlier-events' }), registry: runtime.metrics.registry, ir: () => ir });
+  // The Envoys serve runs write their ejections where it follows them (src/infrastructure/host.ts).
+  host?.onOutlierEvent(report);
+  const tails = outlierEventLogs.map((path) => new OutlierEventTail(path, report));
+  for (const t of tails) t.start();
+  return {
+    ...runtime,
+    stop: async () => {
+      for (const t of tails) t.stop();
+      await runtime.stop();
+    },
+  };
 }
 
 async function serveInProcess(
   opts: ServeOptions,
-  extensionOptions: false | { port: number; host?: string; advertise?: string },
+  extensionOptions: false | { port: number; host?: string; advertise?: string; limitsRedis?: string },
   host: { state: StateDir; unlock: () => void; infrastructure: HostInfrastructure } | undefined,
 ): Promise<RunningServe> {
   const { logger } = opts;
@@ -140,6 +166,7 @@ async function serveInProcess(
       host: extensionOptions.host ?? '127.0.0.1',
       logger: logger.child({ component: 'ai-extension' }),
       ...(opts.envoy.otlp !== undefined ? { otlp: opts.envoy.otlp } : {}),
+      ...(extensionOptions.limitsRedis !== undefined ? { limitsRedis: extensionOptions.limitsRedis } : {}),
     });
     envoy = { ...envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };
   }
@@ -171,6 +198,7 @@ async function serveInProcess(
       throw err;
     }
     registerAiExtensionMetrics(extension.metrics, runtime.metrics.registry);
+    registerLimitMetrics(extension.limitMetrics, runtime.metrics.registry);
   }
   const running = extension;
   return {
@@ -209,6 +237,7 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
       ...(child.orphanGraceMs !== undefined ? { orphanGraceMs: child.orphanGraceMs } : {}),
       ...(child.logLevel ? { logLevel: child.logLevel } : {}),
       ...(opts.envoy.otlp !== undefined ? { otlp: opts.envoy.otlp } : {}),
+      ...(extensionOptions.limitsRedis !== undefined ? { limitsRedis: extensionOptions.limitsRedis } : {}),
       logger: logger.child({ component: 'ai-extension' }),
     });
     const envoy = { ...opts.envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };

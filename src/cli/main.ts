@@ -37,6 +37,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                    [--max-file-size 64Mi] [--max-config-size 128Mi] [--access-log json|off]
                    [--infrastructure host|none | --no-envoy] [--envoy-path PATH] [--envoy-concurrency N]
                    [--load-report-interval 2s] [--health-window 1m] [--otlp-endpoint URL]
+                   [--limits-redis redis://HOST:PORT]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
       the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port,
       as a process of its own that keeps serving if serve dies; a restarted serve adopts it through
@@ -53,12 +54,14 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
 `,
   'ai-extension': `  switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH) [--port 18001]
                           [--host 0.0.0.0] [--metrics-port 9091] [--log-level info] [--orphan-grace 10m]
-                          [--otlp-endpoint URL]
+                          [--otlp-endpoint URL] [--limits-redis redis://HOST:PORT]
       Run only the AI extension next to Envoy; provider keys come from the controller at --xds,
       which sends them only over mTLS to a client certificate of role ai-extension (URI SAN
       spiffe://switchyard.dev/role/ai-extension): --xds-tls-dir holds ca.crt (verifies the
       controller) and that certificate as tls.crt/tls.key; they are kept while it is away. --orphan-grace: exit once neither the
-      controller nor Envoy has been seen for that long (default: never).
+      controller nor Envoy has been seen for that long (default: never). --limits-redis: the Redis
+      where every extension (every Envoy replica) shares members' per-minute limit counts (default:
+      counted in this process only); while it is unreachable limits are not enforced (fail open).
 `,
   controller: `  switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
@@ -172,6 +175,12 @@ function accessLog(value: string | undefined): AccessLogFormat {
   return known;
 }
 
+/** --limits-redis: where the AI extensions share member limit counts. */
+function limitsRedisUrl(value: string | undefined): string | undefined {
+  if (value !== undefined && !/^redis:\/\/[^/\s]+/.test(value)) throw new UsageError(`--limits-redis: give redis://HOST:PORT, e.g. redis://127.0.0.1:6379, got "${value}"`);
+  return value;
+}
+
 function otlpEndpoint(value: string | undefined): OtlpEndpoint | undefined {
   if (value === undefined) return undefined;
   const parsed = parseOtlpEndpoint(value);
@@ -239,6 +248,7 @@ async function runServe(args: string[]): Promise<number> {
       'load-report-interval': { type: 'string' },
       'health-window': { type: 'string' },
       'otlp-endpoint': { type: 'string' },
+      'limits-redis': { type: 'string' },
       'log-level': { type: 'string' },
       'ai-extension-port': { type: 'string' },
       'ai-extension-address': { type: 'string' },
@@ -260,6 +270,7 @@ async function runServe(args: string[]): Promise<number> {
   const stateDir = values['state-dir'];
   const infrastructure = infrastructureChoice(values, 'auto', logger);
   const otlp = otlpEndpoint(values['otlp-endpoint']);
+  const limitsRedis = limitsRedisUrl(values['limits-redis']);
   const running = await serve({
     config: values.config,
     limits,
@@ -286,6 +297,7 @@ async function runServe(args: string[]): Promise<number> {
           host: extensionAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0',
           advertise: extensionAddress,
           child: { ...(stateDir !== undefined ? { stateDir } : {}), logLevel: level },
+          ...(limitsRedis !== undefined ? { limitsRedis } : {}),
         },
     ...(infrastructure ? { infrastructure: { ...infrastructure, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),
   });
@@ -353,6 +365,7 @@ async function runAiExtension(args: string[]): Promise<number> {
       'orphan-grace': { type: 'string' },
       'state-file': { type: 'string' },
       'otlp-endpoint': { type: 'string' },
+      'limits-redis': { type: 'string' },
     },
   });
   const socket = values['xds-socket'];
@@ -381,7 +394,8 @@ async function runAiExtension(args: string[]): Promise<number> {
   await assertPortFree('ai-extension', host, port);
   await assertPortFree('metrics', metricsHost, metricsPort);
   const otlp = otlpEndpoint(values['otlp-endpoint']);
-  const running = await startAiExtension({ port, host, xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}) });
+  const limitsRedis = limitsRedisUrl(values['limits-redis']);
+  const running = await startAiExtension({ port, host, xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}), ...(limitsRedis !== undefined ? { limitsRedis } : {}) });
   const stateFile = values['state-file'];
   if (stateFile !== undefined) {
     writeExtensionRecord(stateFile, { pid: process.pid, port: running.port, host, socket: socket ?? '', ...(running.metricsPort !== undefined ? { metricsPort: running.metricsPort } : {}) });

@@ -16,7 +16,9 @@ export const ATTEMPT_KEYS = [
   'backend', 'member', 'priority', 'provider', 'model', 'path', 'hostname',
   'authHeader', 'authKind', 'credential', 'apiVersion', 'deployment', 'firstTokenTimeoutMs', 'fallbacks', 'modelAliases', 'drillKey',
 ] as const;
-export type AttemptKey = (typeof ATTEMPT_KEYS)[number];
+/** The member's per-minute limits (src/ai-extension/limits.ts), asked for beside ATTEMPT_KEYS. */
+export const LIMIT_KEYS = ['requestsPerMinute', 'tokensPerMinute'] as const;
+export type AttemptKey = (typeof ATTEMPT_KEYS)[number] | (typeof LIMIT_KEYS)[number];
 
 /**
  * The CEL expression Envoy evaluates against the host picked for the attempt. One per key: a
@@ -67,7 +69,7 @@ export function aiExtensionFilter(): JsonObject {
         response_body_mode: 'STREAMED',
         response_trailer_mode: 'SKIP',
       },
-      request_attributes: ATTEMPT_KEYS.map(attemptAttribute),
+      request_attributes: [...ATTEMPT_KEYS, ...LIMIT_KEYS].map(attemptAttribute),
       // :authority follows the member; ext_proc ignores changes to it otherwise.
       mutation_rules: { allow_all_routing: true },
       message_timeout: MESSAGE_TIMEOUT,

@@ -36,6 +36,11 @@ export interface BootstrapOptions {
    * reports as each member's requests and errors, and its Degraded condition.
    */
   loadReporting?: boolean;
+  /**
+   * A file where Envoy writes one JSON line per outlier ejection and un-ejection (a member's
+   * cool-down), on Envoy's filesystem; followed by src/observability/outlier-events.ts.
+   */
+  outlierEventLog?: string;
 }
 
 export interface XdsTlsFiles {
@@ -96,16 +101,21 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
       lds_config: adsSource,
       cds_config: adsSource,
     },
-    ...(opts.loadReporting === false
+    ...(opts.loadReporting === false && opts.outlierEventLog === undefined
       ? {}
       : {
           cluster_manager: {
-            load_stats_config: {
-              api_type: 'GRPC',
-              transport_api_version: 'V3',
-              grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER_NAME } }],
-              set_node_on_first_message_only: true,
-            },
+            ...(opts.loadReporting === false
+              ? {}
+              : {
+                  load_stats_config: {
+                    api_type: 'GRPC',
+                    transport_api_version: 'V3',
+                    grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER_NAME } }],
+                    set_node_on_first_message_only: true,
+                  },
+                }),
+            ...(opts.outlierEventLog !== undefined ? { outlier_detection: { event_log_path: opts.outlierEventLog } } : {}),
           },
         }),
     static_resources: {

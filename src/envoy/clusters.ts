@@ -1,11 +1,12 @@
 import { toEnvoyDuration } from '../api/duration.js';
 import type { ClusterIR, MemberIR, OutlierPlan } from '../ir/model.js';
 import { aiExtensionFilter } from './ai-extension.js';
+import { hasMemberLimits, memberLimitsCheckTarget, memberLimitsHealthCheck } from './member-limits.js';
 import { ADS_CONFIG_SOURCE, ANY, METADATA_NAMESPACE, TRANSPORT_SOCKET_MATCH } from './names.js';
 import type { EnvoyOptions } from './options.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
 
-function lbEndpoint(m: MemberIR): JsonObject {
+function lbEndpoint(m: MemberIR, limitsCheck: EnvoyOptions | undefined): JsonObject {
   const { modelAliases, ...facts } = m.metadata;
   // The extension reads each key through one CEL expression, and a map arrives as the string
   // "CelMap value" (src/ai-extension/README.md): the aliases travel as one JSON string.
@@ -16,20 +17,24 @@ function lbEndpoint(m: MemberIR): JsonObject {
       address: { socket_address: { address: m.address, port_value: m.port } },
       // Envoy rewrites Host (auto_host_rewrite) and SNI (auto_host_sni) from this per attempt.
       hostname: m.hostname,
+      ...(limitsCheck !== undefined ? { health_check_config: memberLimitsCheckTarget(m, limitsCheck) } : {}),
     },
     load_balancing_weight: m.weight,
     metadata: { filter_metadata: metadata },
   };
 }
 
-export function toClusterLoadAssignment(c: ClusterIR): EnvoyResource {
+/** `opts` is needed when a member has limits: their health checks go to the AI extension. */
+export function toClusterLoadAssignment(c: ClusterIR, opts?: EnvoyOptions): EnvoyResource {
+  const limitsCheck = hasMemberLimits(c) ? opts : undefined;
+  if (hasMemberLimits(c) && opts === undefined) throw new Error(`cluster ${c.name}: members with limits need the AI extension's address`);
   return {
     '@type': TypeUrl.endpoint,
     cluster_name: c.name,
     endpoints: c.priorities.map((p) => ({
       locality: { sub_zone: `priority-${p.level}` },
       priority: p.level,
-      lb_endpoints: p.members.map(lbEndpoint),
+      lb_endpoints: p.members.map((m) => lbEndpoint(m, limitsCheck)),
     })),
   };
 }
@@ -85,7 +90,7 @@ export function toEnvoyCluster(c: ClusterIR, opts: EnvoyOptions): EnvoyResource 
   } else {
     cluster.type = 'STRICT_DNS';
     cluster.dns_lookup_family = 'V4_PREFERRED';
-    cluster.load_assignment = toClusterLoadAssignment(c);
+    cluster.load_assignment = toClusterLoadAssignment(c, opts);
     delete (cluster.load_assignment as JsonObject)['@type'];
   }
   if (c.backend.kind !== 'Service') {
@@ -111,6 +116,13 @@ export function toEnvoyCluster(c: ClusterIR, opts: EnvoyOptions): EnvoyResource 
         http_filters: [aiExtensionFilter(), { name: 'envoy.filters.http.upstream_codec', typed_config: { '@type': ANY.upstreamCodec } }],
       },
     };
+  }
+  if (hasMemberLimits(c)) {
+    // A member at its limit fails this check and Envoy stops picking it (src/envoy/member-limits.ts).
+    cluster.health_checks = [memberLimitsHealthCheck()];
+    // A member back under its limit (a new minute) would wait for the batched update otherwise:
+    // seen with Envoy 1.40, the healthy flag was in /clusters while workers still skipped it.
+    cluster.common_lb_config = { update_merge_window: '0s' };
   }
   if (c.tls) {
     cluster.transport_socket_matches = [

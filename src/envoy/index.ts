@@ -103,7 +103,7 @@ export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, pr
     listeners: ir.listeners.map((l) => reuse(sameListeners?.listeners, state.listeners, listenerShape(l), () => toEnvoyListener(l, opts, { aiExtension, bodyLimits }))),
     routes: ir.listeners.map((l) => reuse(sameRoutes?.routes, state.routes, l, (x) => toRouteConfiguration(x, bodyLimits))),
     clusters: [...ir.clusters.map((c) => reuse(same?.clusters, state.clusters, c, (x) => toEnvoyCluster(x, opts))), ...(state.aiCluster ? [state.aiCluster] : []), ...(state.otlpCluster ? [state.otlpCluster] : [])],
-    endpoints: ir.clusters.filter((c) => c.discovery === 'eds').map((c) => reuse(previous?.endpoints, state.endpoints, c, toClusterLoadAssignment)),
+    endpoints: ir.clusters.filter((c) => c.discovery === 'eds').map((c) => reuse(same?.endpoints, state.endpoints, c, (x) => toClusterLoadAssignment(x, opts))),
     secrets: [
       ...ir.certificates.map((c) => byContent(previous?.certificates, state.certificates, c, toCertificateSecret)),
       ...ir.credentials.map((c) => byContent(previous?.credentials, state.credentials, c, toCredentialSecret)),

@@ -158,6 +158,8 @@ export class EnvoyProcess {
       '--use-dynamic-base-id',
       '--admin-address-path', this.paths.adminAddress,
       '--log-level', this.opts.logLevel ?? 'info',
+      // Files (the outlier event log) are written at this pace; Envoy's default is 10 s.
+      '--file-flush-interval-msec', '1000',
       ...(this.opts.concurrency !== undefined ? ['--concurrency', String(this.opts.concurrency)] : []),
     ];
     // A file, not a pipe: a pipe to serve would break when serve dies, and Envoy with it.

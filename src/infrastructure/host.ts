@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { condition } from '../api/conditions.js';
 import { buildBootstrap } from '../envoy/bootstrap.js';
+import { OutlierEventTail, type OutlierEvent } from '../observability/outlier-events.js';
 import type { GatewayIR } from '../ir/model.js';
 import type { Readiness } from '../observability/health.js';
 import type { GatewayStatus, ObjectStatus } from '../translate/status.js';
@@ -73,6 +74,8 @@ export interface DataPlaneView extends Partial<EnvoyProcessView> {
 interface Running {
   address: string;
   envoy: EnvoyProcess;
+  /** Follows its outlier event log (a member's cool-down). */
+  ejections: OutlierEventTail;
 }
 
 export class HostInfrastructure {
@@ -85,6 +88,7 @@ export class HostInfrastructure {
   private readonly listeners = new Set<() => void>();
   private xds: { socket: string } | undefined;
   private stopped = false;
+  private outlierSink: ((e: OutlierEvent) => void) | undefined;
 
   constructor(private readonly opts: HostInfrastructureOptions) {
     this.addressFile = join(opts.stateDir, 'gateway-addresses.json');
@@ -109,6 +113,7 @@ export class HostInfrastructure {
       if (wanted.get(gateway) === run.address) continue;
       // Envoy cannot move a listener to another address in place: a new process binds the new one.
       this.running.delete(gateway);
+      run.ejections.stop();
       this.opts.logger.info({ gateway, address: run.address }, wanted.has(gateway) ? 'envoy: the Gateway changed address; replacing its Envoy' : 'envoy: the Gateway is gone; stopping its Envoy');
       this.stopping.set(
         gateway,
@@ -120,18 +125,22 @@ export class HostInfrastructure {
     }
     for (const [gateway, address] of wanted) {
       if (this.running.has(gateway) || this.stopping.has(gateway)) continue;
+      const dir = join(this.envoysDir, dirName(gateway));
+      const eventLog = join(dir, 'outlier-events.log');
       const envoy = new EnvoyProcess({
         envoyPath: this.opts.envoyPath,
-        dir: join(this.envoysDir, dirName(gateway)),
-        bootstrap: `${JSON.stringify(buildBootstrap({ xds: this.xds, nodeId: `host/${gateway}`, gateway, adminPort: 0 }), null, 2)}\n`,
+        dir,
+        bootstrap: `${JSON.stringify(buildBootstrap({ xds: this.xds, nodeId: `host/${gateway}`, gateway, adminPort: 0, outlierEventLog: eventLog }), null, 2)}\n`,
         ...(this.opts.concurrency !== undefined ? { concurrency: this.opts.concurrency } : {}),
         ...(this.opts.envoyLogLevel !== undefined ? { logLevel: this.opts.envoyLogLevel } : {}),
         ...(this.opts.backoff !== undefined ? { backoff: this.opts.backoff } : {}),
         logger: this.opts.logger.child({ gateway, address }),
         onChange: () => this.changed(),
       });
-      this.running.set(gateway, { address, envoy });
+      const ejections = new OutlierEventTail(eventLog, (e) => this.outlierSink?.(e));
+      this.running.set(gateway, { address, envoy, ejections });
       envoy.start();
+      ejections.start();
     }
     this.removeStaleDirs();
     this.changed();
@@ -141,6 +150,11 @@ export class HostInfrastructure {
   start(xds: { socket: string }): void {
     this.xds = xds;
     this.apply();
+  }
+
+  /** Where the Envoys' outlier events (members ejected and back) go. */
+  onOutlierEvent(sink: (e: OutlierEvent) => void): void {
+    this.outlierSink = sink;
   }
 
   onChange(listener: () => void): () => void {
@@ -171,6 +185,7 @@ export class HostInfrastructure {
     this.stopped = true;
     const all = [...this.running.values()];
     this.running.clear();
+    for (const r of all) r.ejections.stop();
     await Promise.all([...all.map((r) => r.envoy.stop()), ...this.stopping.values()]);
   }
 

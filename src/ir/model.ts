@@ -207,6 +207,9 @@ export interface MemberMetadata {
   modelAliases?: Record<string, string>;
   /** SDS name of the Backend's drill key (spec.drill); absent: the extension ignores drill headers. */
   drillKey?: string;
+  /** Per-minute limits of this member, shared by every AI extension (src/ai-extension/limits.ts). */
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
 }
 
 export interface OutlierPlan {

@@ -166,7 +166,7 @@ export interface MemberHealth {
   failing?: { reason: DegradedReason; message: string };
 }
 
-export type DegradedReason = 'HostNotResolved' | 'MemberFailing' | 'MemberUnreachable';
+export type DegradedReason = 'HostNotResolved' | 'MemberFailing' | 'MemberUnreachable' | 'MemberLimited';
 
 /** The controller's own DNS answer for a hostname (src/status/dns-probe.ts); undefined: not known. */
 export type ResolvesFn = (host: string) => { resolves: boolean; code?: string; addresses?: readonly string[] } | undefined;
@@ -239,10 +239,21 @@ export function memberHealth(c: ClusterIR, load: Map<number, Map<string, LoadFig
         // Its share of its pool's requests, by weight, is what it would have got; a light member
         // of a quiet pool may rightly have got none.
         const where = later >= opts.minTrafficForUnreachable ? 'later priorities served the Backend' : 'the rest of its pool served the Backend';
-        health.failing = {
-          reason: 'MemberUnreachable',
-          message: `member ${m.name} (priority ${p.level}): got no request in the last ${span} while ${where}; Envoy has no usable endpoint for ${m.address}:${m.port} (the host does not resolve, or it is ejected as unhealthy)`,
-        };
+        const limits = [
+          ...(m.metadata.requestsPerMinute !== undefined ? [`requestsPerMinute ${m.metadata.requestsPerMinute}`] : []),
+          ...(m.metadata.tokensPerMinute !== undefined ? [`tokensPerMinute ${m.metadata.tokensPerMinute}`] : []),
+        ];
+        // Load reports carry no health-check results: a member with limits that Envoy skipped is
+        // most likely at its limit, which the AI extension logs and counts, not dead.
+        health.failing = limits.length > 0
+          ? {
+            reason: 'MemberLimited',
+            message: `member ${m.name} (priority ${p.level}): got no request in the last ${span} while ${where}; most likely it was at its per-minute limit (${limits.join(', ')}; see switchyard_ai_member_limited_total), else Envoy has no usable endpoint for ${m.address}:${m.port}`,
+          }
+          : {
+            reason: 'MemberUnreachable',
+            message: `member ${m.name} (priority ${p.level}): got no request in the last ${span} while ${where}; Envoy has no usable endpoint for ${m.address}:${m.port} (the host does not resolve, or it is ejected as unhealthy)`,
+          };
       }
       out.push(health);
     }
@@ -299,7 +310,7 @@ function degraded(health: MemberHealth[], reporting: Reporting, windowMs: number
   }
   if (failing.length === 0) return condition('Degraded', false, 'Healthy', `no member has been failing in the last ${windowText(windowMs)}`, generation);
   // The most certain cause names the condition: a DNS answer, then failed attempts, then absent traffic.
-  const order: DegradedReason[] = ['HostNotResolved', 'MemberFailing', 'MemberUnreachable'];
+  const order: DegradedReason[] = ['HostNotResolved', 'MemberFailing', 'MemberUnreachable', 'MemberLimited'];
   const reason = order.find((r) => failing.some((h) => h.failing!.reason === r))!;
   const more = ' Run kubectl describe backend for each member\'s requests and errors.';
   return condition('Degraded', true, reason, `${failing.map((h) => h.failing!.message).join('; ')}.${more}`, generation);

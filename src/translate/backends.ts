@@ -82,6 +82,8 @@ function aiCandidates(backend: Backend): Candidate[][] {
             ...(firstTokenTimeoutMs !== undefined ? { firstTokenTimeoutMs } : {}),
             ...(fallback !== undefined ? { fallbacks: fallback } : {}),
             ...(modelAliases ? { modelAliases } : {}),
+            ...(m.limits?.requestsPerMinute !== undefined ? { requestsPerMinute: m.limits.requestsPerMinute } : {}),
+            ...(m.limits?.tokensPerMinute !== undefined ? { tokensPerMinute: m.limits.tokensPerMinute } : {}),
           },
         },
       };

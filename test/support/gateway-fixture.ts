@@ -37,6 +37,8 @@ export interface FakeMember {
   secret?: string;
   /** The member's chat completions path (openaiCompatible `path`); absent: the provider default. */
   path?: string;
+  /** The member's `limits` (requestsPerMinute, tokensPerMinute). */
+  limits?: JsonObject;
 }
 
 export interface BackendOptions {
@@ -70,6 +72,7 @@ function member(m: FakeMember): JsonObject {
     ...(m.name ? { name: m.name } : {}),
     provider: { openaiCompatible: provider },
     hostOverride: { host: m.fake.host, port: m.fake.port },
+    ...(m.limits ? { limits: m.limits } : {}),
   };
 }
 
@@ -216,6 +219,10 @@ export interface GatewayFixtureOptions {
   delta?: boolean;
   /** The runtime's test seam: rewrites translation output before the quarantine (make Envoy reject what translation accepts). */
   testOnlyRewrite?: ServingOptions['testOnlyRewrite'];
+  /** The in-process AI extension shares member limit counts through this Redis. */
+  limitsRedis?: string;
+  /** Envoy writes its outlier ejections to a file that serve follows (per-member cool-down logs and metrics). */
+  outlierEventLog?: boolean;
 }
 
 export interface GatewayFixture {
@@ -284,6 +291,8 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
       metricsPort: 0,
       metricsHost: '127.0.0.1',
       envoy: { listenerAddress: '127.0.0.1', ...opts.envoy },
+      ...(opts.limitsRedis !== undefined ? { aiExtension: { port: 0, limitsRedis: opts.limitsRedis } } : {}),
+      ...(opts.outlierEventLog === true ? { outlierEventLogs: [join(dir, 'outlier-events.log')] } : {}),
       ...(opts.loadReporting ? { loadReporting: opts.loadReporting } : {}),
       ...(opts.testOnlyRewrite ? { testOnlyRewrite: opts.testOnlyRewrite } : {}),
       logger: createLogger({ level: 'info', name: opts.id }, { write: (line: string) => void logLines.push(line) }),
@@ -295,7 +304,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
 
     const adminPort = await freePort();
     envoy = await startEnvoy({
-      bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: controller.xdsPort }, nodeId: opts.id, adminPort, ...(opts.ownGateway === true ? { gateway: `${NAMESPACE}/${GATEWAY}` } : {}), ...(opts.delta === true ? { delta: true } : {}) }),
+      bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: controller.xdsPort }, nodeId: opts.id, adminPort, ...(opts.outlierEventLog === true ? { outlierEventLog: join(dir, 'outlier-events.log') } : {}), ...(opts.ownGateway === true ? { gateway: `${NAMESPACE}/${GATEWAY}` } : {}), ...(opts.delta === true ? { delta: true } : {}) }),
       adminPort,
       id: opts.id,
       ...(opts.envoyArgs ? { extraArgs: opts.envoyArgs } : {}),

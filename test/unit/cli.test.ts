@@ -88,7 +88,8 @@ describe('usage errors: exit 2, name the flag, suggest the closest one', () => {
     expect(r.stderr).toContain('switchyard: serve: unknown flag --xds-prot; did you mean --xds-port?');
     // The synopsis, all its lines, without the description.
     expect(r.stderr).toContain('Usage:\n  switchyard serve --config PATH');
-    expect(r.stderr).toContain('[--load-report-interval 2s] [--health-window 1m] [--otlp-endpoint URL]\nRun');
+    expect(r.stderr).toContain('[--load-report-interval 2s] [--health-window 1m] [--otlp-endpoint URL]\n');
+    expect(r.stderr).toContain('[--limits-redis redis://HOST:PORT]\nRun');
     expect(r.stderr).not.toContain('Watch PATH');
     expect(r.stderr).toContain('Run "switchyard serve --help" for details.');
     expect(r.stdout).toBe('');

@@ -161,6 +161,17 @@ describe('Degraded', () => {
     expect(d?.message).toContain('primary.example:443');
   });
 
+  it('says a member with limits that got no request while priority 1 served is most likely at its limit', () => {
+    const c = cluster('primary.example', 'dns');
+    const primary = c.priorities[0]!.members[0]!;
+    primary.metadata.requestsPerMinute = 3;
+    const h = harness(c);
+    h.window.record(report('e', { 1: { '10.0.0.2:443': [6, 0] } }));
+    const d = degraded(h.publish());
+    expect(d).toMatchObject({ status: 'True', reason: 'MemberLimited' });
+    expect(d?.message).toContain('member primary (priority 0): got no request in the last 1 min while later priorities served the Backend; most likely it was at its per-minute limit (requestsPerMinute 3');
+  });
+
   it('names a pool member that got none of its weight\'s share of its pool\'s requests, not a light one that rightly got none', () => {
     const pool = (heavy: number): ClusterIR => ({
       ...cluster(),

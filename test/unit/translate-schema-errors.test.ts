@@ -28,6 +28,12 @@ describe('parseManifest error messages: the field path and how to fix it', () =>
     expect(p.message).toMatch(/at least one pool member.*add one or remove the empty priority/);
   });
 
+  it('member limits with neither limit say what to set', () => {
+    const p = only(backend({ type: 'AI', ai: { multipool: { priorities: [{ pool: [{ ...openai, limits: {} }] }] } } }));
+    expect(p.field).toBe('spec.ai.multipool.priorities[0].pool[0].limits');
+    expect(p.message).toMatch(/requestsPerMinute or tokensPerMinute, e\.g\. \{requestsPerMinute: 60\}/);
+  });
+
   it('both llm and multipool', () => {
     const p = only(backend({ type: 'AI', ai: { llm: openai, multipool: { priorities: [{ pool: [openai] }] } } }));
     expect(p.field).toBe('spec.ai');
