@@ -122,8 +122,10 @@ describe('Redis limit store (a real redis-server)', () => {
   });
 
   it('two stores (two extensions) share one member count', async () => {
-    const a = new RedisLimitStore({ url: `redis://127.0.0.1:${port}`, keyPrefix: `t${Date.now()}:` });
-    const b = new RedisLimitStore({ url: `redis://127.0.0.1:${port}`, keyPrefix: `t${Date.now()}:` });
+    // One prefix for both: two Date.now() calls may fall in different milliseconds.
+    const keyPrefix = `t${Date.now()}:`;
+    const a = new RedisLimitStore({ url: `redis://127.0.0.1:${port}`, keyPrefix });
+    const b = new RedisLimitStore({ url: `redis://127.0.0.1:${port}`, keyPrefix });
     const la = new MemberLimiter(a, recorder(), () => 0);
     const lb = new MemberLimiter(b, recorder(), () => 0);
     const limits = { requestsPerMinute: 3 };
