@@ -219,7 +219,19 @@ describe('status from the whole fleet of two replicas', () => {
     // Written by the leader, whose own Envoys reported nothing.
     expect(leader.writesTo(backendRef())).toBeGreaterThanOrEqual(2);
     expect(follower.writesTo(backendRef())).toBe(0);
-    // Quiet traffic: the shares go on beating (at their heartbeat, not faster), the status stays as written.
+    // Quiet traffic: the shares go on beating (at their heartbeat, not faster), the status stays as
+    // written. Reports of the last requests may still be on their way (one load-report interval):
+    // first wait for the status to settle, then no write may come while nothing changes.
+    let settled = leader.ctl.writer?.counters().writes;
+    await waitFor(
+      async () => {
+        const before = settled;
+        await sleep(1_500);
+        settled = leader.ctl.writer?.counters().writes;
+        return settled === before;
+      },
+      { what: 'the leader\'s status writes to settle after the traffic', timeoutMs: 15_000, intervalMs: 0 },
+    );
     const writes = leader.ctl.writer?.counters().writes;
     const shareWrites = follower.ctl.share?.stats().writes ?? 0;
     await sleep(3_000);
