@@ -39,7 +39,11 @@ const LEASE = { leaseDurationMs: LEASE_MS, renewDeadlineMs: 2_000, retryPeriodMs
 /** A dead replica's share counts this long: longer than a Lease takeover, as in production. */
 const EXPIRE_MS = 9_000;
 const SHARE = { heartbeatMs: 500, expireMs: EXPIRE_MS, minIntervalMs: 100 };
-const LOAD = { intervalMs: 500, windowMs: 20_000, refreshMs: 250 };
+/**
+ * Member figures cover the last windowMs: longer than this file runs, so the figures of its
+ * requests never age out during it (that is a real change, and a status write, mid-test).
+ */
+const LOAD = { intervalMs: 500, windowMs: 300_000, refreshMs: 250 };
 const GATEWAY = 'gw';
 const BACKEND = 'chat';
 const SECRET = 'chat-key';
