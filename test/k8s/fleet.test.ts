@@ -226,20 +226,23 @@ describe('status from the whole fleet of two replicas', () => {
     // Quiet traffic: the shares go on beating (at their heartbeat, not faster), the status stays as
     // written. Reports of the last requests may still be on their way (one load-report interval):
     // first wait for the status to settle, then no write may come while nothing changes.
-    let settled = leader.ctl.writer?.counters().writes;
+    // Only this file's objects: the controllers also see what other test files create meanwhile.
+    const writesHere = (): string[] =>
+      leader.records('status written').map((r) => `${String(r['object'])} ${JSON.stringify(r['fields'])}`).filter((o) => o.includes(` ${ns.name}/`) || o.includes(CLASS));
+    let settled = writesHere().length;
     await waitFor(
       async () => {
         const before = settled;
         await sleep(1_500);
-        settled = leader.ctl.writer?.counters().writes;
+        settled = writesHere().length;
         return settled === before;
       },
       { what: 'the leader\'s status writes to settle after the traffic', timeoutMs: 15_000, intervalMs: 0 },
     );
-    const writes = leader.ctl.writer?.counters().writes;
+    const writes = writesHere();
     const shareWrites = follower.ctl.share?.stats().writes ?? 0;
     await sleep(3_000);
-    expect(leader.ctl.writer?.counters().writes, 'status writes with nothing changed').toBe(writes);
+    expect(writesHere().slice(writes.length), 'status writes with nothing changed').toEqual([]);
     const beats = (follower.ctl.share?.stats().writes ?? 0) - shareWrites;
     expect(beats).toBeGreaterThanOrEqual(3);
     expect(beats).toBeLessThanOrEqual(3_000 / SHARE.heartbeatMs + 2);
