@@ -1,4 +1,5 @@
 import { isRecord, num, records, str, type JsonRecord, type Usage } from './json.js';
+import { openaiCompletion, openaiUsage } from './openai-shapes.js';
 
 /**
  * OpenAI Chat Completions ⇄ Anthropic Messages: the request a client wrote for OpenAI becomes a
@@ -145,10 +146,6 @@ export function anthropicUsage(usage: unknown): Usage {
   return { input, output: num(u['output_tokens']) ?? 0 };
 }
 
-function openaiUsage(u: Usage): JsonRecord {
-  return { prompt_tokens: u.input, completion_tokens: u.output, total_tokens: u.input + u.output };
-}
-
 const now = (): number => Math.floor(Date.now() / 1000);
 
 /** An Anthropic Messages answer → an OpenAI chat.completion. */
@@ -159,22 +156,15 @@ export function fromAnthropicResponse(message: JsonRecord): { completion: JsonRe
     .filter((b) => b['type'] === 'tool_use')
     .map((b) => ({ id: str(b['id']) ?? '', type: 'function', function: { name: str(b['name']) ?? '', arguments: JSON.stringify(b['input'] ?? {}) } }));
   const usage = anthropicUsage(message['usage']);
-  const completion: JsonRecord = {
+  const completion = openaiCompletion({
     id: str(message['id']) ?? `chatcmpl-${Date.now()}`,
-    object: 'chat.completion',
     created: now(),
     model: str(message['model']) ?? '',
-    system_fingerprint: null,
-    choices: [
-      {
-        index: 0,
-        message: { role: 'assistant', content: toolCalls.length > 0 && text === '' ? null : text, refusal: null, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
-        logprobs: null,
-        finish_reason: finishReason(message['stop_reason']),
-      },
-    ],
-    usage: openaiUsage(usage),
-  };
+    text,
+    toolCalls,
+    finishReason: finishReason(message['stop_reason']),
+    usage,
+  });
   return { completion, usage };
 }
 

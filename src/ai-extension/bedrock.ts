@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventStreamDecoder } from './eventstream.js';
 import { isRecord, num, parseObject, records, str, type JsonRecord, type Usage } from './json.js';
+import { openaiCompletion, openaiUsage } from './openai-shapes.js';
 
 /**
  * OpenAI Chat Completions ⇄ Bedrock Converse: the request an OpenAI client wrote becomes a
@@ -135,10 +136,6 @@ export function converseUsage(usage: unknown): Usage {
   return { input: num(u['inputTokens']) ?? 0, output: num(u['outputTokens']) ?? 0 };
 }
 
-function openaiUsage(u: Usage): JsonRecord {
-  return { prompt_tokens: u.input, completion_tokens: u.output, total_tokens: u.input + u.output };
-}
-
 const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 const completionId = (): string => `chatcmpl-${randomUUID()}`;
 
@@ -153,22 +150,7 @@ export function fromConverseResponse(answer: JsonRecord, model: string): { compl
     .filter((t): t is JsonRecord => t !== undefined)
     .map((t) => ({ id: str(t['toolUseId']) ?? '', type: 'function', function: { name: str(t['name']) ?? '', arguments: JSON.stringify(t['input'] ?? {}) } }));
   const usage = converseUsage(answer['usage']);
-  const completion: JsonRecord = {
-    id: completionId(),
-    object: 'chat.completion',
-    created: nowSeconds(),
-    model,
-    system_fingerprint: null,
-    choices: [
-      {
-        index: 0,
-        message: { role: 'assistant', content: toolCalls.length > 0 && text === '' ? null : text, refusal: null, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
-        logprobs: null,
-        finish_reason: finishReason(answer['stopReason']),
-      },
-    ],
-    usage: openaiUsage(usage),
-  };
+  const completion = openaiCompletion({ id: completionId(), created: nowSeconds(), model, text, toolCalls, finishReason: finishReason(answer['stopReason']), usage });
   return { completion, usage };
 }
 

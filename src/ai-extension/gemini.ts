@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { isRecord, num, parseObject, records, str, type JsonRecord, type Usage } from './json.js';
+import { openaiCompletion, openaiUsage } from './openai-shapes.js';
 
 /**
  * OpenAI Chat Completions ⇄ Gemini generateContent (Vertex AI's native API): the request becomes
@@ -104,10 +105,6 @@ export function geminiUsage(usage: unknown): Usage {
   return { input: num(u['promptTokenCount']) ?? 0, output: num(u['candidatesTokenCount']) ?? 0 };
 }
 
-function openaiUsage(u: Usage): JsonRecord {
-  return { prompt_tokens: u.input, completion_tokens: u.output, total_tokens: u.input + u.output };
-}
-
 interface CandidateView {
   text: string;
   calls: { name: string; args: unknown }[];
@@ -135,20 +132,15 @@ export function fromGenerateContentResponse(answer: JsonRecord, model: string): 
   const toolCalls = c.calls.map((call, i) => ({ id: `call_${i}_${randomUUID().slice(0, 8)}`, type: 'function', function: { name: call.name, arguments: JSON.stringify(call.args) } }));
   return {
     usage,
-    completion: {
+    completion: openaiCompletion({
       id: str(answer['responseId']) ?? `chatcmpl-${randomUUID()}`,
-      object: 'chat.completion',
       created: Math.floor(Date.now() / 1000),
       model: str(answer['modelVersion']) ?? model,
-      system_fingerprint: null,
-      choices: [{
-        index: 0,
-        message: { role: 'assistant', content: toolCalls.length > 0 && c.text === '' ? null : c.text, refusal: null, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
-        logprobs: null,
-        finish_reason: c.finish ?? 'stop',
-      }],
-      usage: openaiUsage(usage),
-    },
+      text: c.text,
+      toolCalls,
+      finishReason: c.finish ?? 'stop',
+      usage,
+    }),
   };
 }
 
