@@ -1,5 +1,6 @@
 import { isRecord, num, records, str, type JsonRecord, type Usage } from './json.js';
 import { openaiCompletion, openaiUsage } from './openai-shapes.js';
+import { SseEvents } from './sse-events.js';
 
 /**
  * OpenAI Chat Completions ⇄ Anthropic Messages: the request a client wrote for OpenAI becomes a
@@ -186,7 +187,7 @@ export function toOpenAIError(body: JsonRecord | undefined, status: number): Jso
  * an event anywhere; output holds only complete events, so each piece can be sent on at once.
  */
 export class AnthropicStreamTranslator {
-  private pending = '';
+  private readonly events = new SseEvents();
   private id = `chatcmpl-${Date.now()}`;
   private model = '';
   private readonly created = now();
@@ -201,22 +202,12 @@ export class AnthropicStreamTranslator {
   }
 
   push(chunk: string): string {
-    this.pending += chunk;
-    let out = '';
-    for (;;) {
-      const end = this.pending.search(/\r?\n\r?\n/);
-      if (end < 0) break;
-      const event = this.pending.slice(0, end);
-      this.pending = this.pending.slice(end).replace(/^\r?\n\r?\n/, '');
-      out += this.translate(event);
-    }
-    return out;
+    return this.events.push(chunk).map((event) => this.translate(event)).join('');
   }
 
   /** The provider closed the stream: whatever a complete last event still holds. */
   end(): string {
-    const rest = this.pending.trim();
-    this.pending = '';
+    const rest = this.events.rest();
     return rest === '' ? '' : this.translate(rest);
   }
 

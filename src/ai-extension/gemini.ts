@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isRecord, num, parseObject, records, str, type JsonRecord, type Usage } from './json.js';
 import { openaiCompletion, openaiUsage } from './openai-shapes.js';
+import { SseEvents } from './sse-events.js';
 
 /**
  * OpenAI Chat Completions ⇄ Gemini generateContent (Vertex AI's native API): the request becomes
@@ -154,7 +155,7 @@ export function geminiErrorToOpenAI(body: unknown, status: number): JsonRecord {
 
 /** streamGenerateContent?alt=sse → OpenAI chat.completion.chunk events, as they arrive. */
 export class GeminiStreamTranslator {
-  private pending = '';
+  private readonly events = new SseEvents();
   private readonly id = `chatcmpl-${randomUUID()}`;
   private readonly created = Math.floor(Date.now() / 1000);
   private usage: Usage = { input: 0, output: 0 };
@@ -170,21 +171,11 @@ export class GeminiStreamTranslator {
   }
 
   push(chunk: string): string {
-    this.pending += chunk;
-    let out = '';
-    for (;;) {
-      const end = this.pending.search(/\r?\n\r?\n/);
-      if (end < 0) break;
-      const event = this.pending.slice(0, end);
-      this.pending = this.pending.slice(end).replace(/^\r?\n\r?\n/, '');
-      out += this.translate(event);
-    }
-    return out;
+    return this.events.push(chunk).map((event) => this.translate(event)).join('');
   }
 
   end(): string {
-    const rest = this.pending.trim();
-    this.pending = '';
+    const rest = this.events.rest();
     let out = rest === '' ? '' : this.translate(rest);
     if (this.errored) return out;
     if (!this.finished) out += this.chunk({}, 'stop');
