@@ -10,7 +10,10 @@ import type { AddressInfo } from 'node:net';
  * once but then sends only keep-alives (SSE comments and a role-only chunk for a streamed request,
  * blank lines for a JSON one, every `keepAliveMs`, default 250) and never any content, until the
  * client goes away: the provider that hangs after its headers; `refusal` answers 400 the way the
- * vendor refuses a request over its context window or its content policy (or an ordinary 400).
+ * vendor refuses a request over its context window or its content policy (or an ordinary 400);
+ * `filtered` answers 200 and refuses under the content policy before any content, as the vendor
+ * does in a successful answer (OpenAI and Azure OpenAI: finish_reason content_filter and no
+ * content; Anthropic: stop_reason refusal), streamed when the request streams.
  */
 export type FakeProviderMode =
   | { kind: 'ok' }
@@ -20,7 +23,8 @@ export type FakeProviderMode =
   | { kind: 'refuse' }
   | { kind: 'stall' }
   | { kind: 'silent'; keepAliveMs?: number }
-  | { kind: 'refusal'; refusal: FakeRefusal; api?: FakeVendor['api'] };
+  | { kind: 'refusal'; refusal: FakeRefusal; api?: FakeVendor['api'] }
+  | { kind: 'filtered'; api?: FakeVendor['api'] };
 
 /**
  * A 400 as the vendor (the fake's own, else `api`, else OpenAI) words it: the request is over the
@@ -105,6 +109,7 @@ const DEFAULTS: Record<FakeProviderModeKind, FakeProviderMode> = {
   stall: { kind: 'stall' },
   silent: { kind: 'silent' },
   refusal: { kind: 'refusal', refusal: 'context_length' },
+  filtered: { kind: 'filtered' },
 };
 
 function normalize(mode: FakeProviderMode | FakeProviderModeKind): FakeProviderMode {
@@ -195,7 +200,55 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
       case 'refusal':
         sendJson(p.res, 400, refusalBody(opts.vendor?.api ?? mode.api ?? 'openai', mode.refusal), { 'x-fake-provider': name });
         return;
+      case 'filtered':
+        answerFiltered(p, opts.vendor?.api ?? mode.api ?? 'openai');
+        return;
     }
+  }
+
+  /** A 200 whose answer is a content-policy refusal, in the vendor's shape (see FakeProviderMode). */
+  function answerFiltered({ record, res }: Pending, api: FakeVendor['api']): void {
+    const body = isRecord(record.body) ? record.body : {};
+    const model = typeof body['model'] === 'string' ? body['model'] : name;
+    const streamed = body['stream'] === true;
+    const created = Math.floor(record.time / 1000);
+    if (api === 'anthropic') {
+      const id = `msg_${name}_${++sequence}`;
+      const usage = { input_tokens: 12, output_tokens: 0 };
+      const stopDetails = { type: 'refusal', category: 'cyber', explanation: 'This request was declined because it could enable cyber harm.' };
+      if (!streamed) {
+        sendJson(res, 200, { id, type: 'message', role: 'assistant', model, content: [], stop_reason: 'refusal', stop_details: stopDetails, stop_sequence: null, usage });
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-fake-provider': name });
+      const event = (type: string, data: object): string => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+      writeEvents(res, [
+        event('message_start', { message: { id, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage } }),
+        event('ping', {}),
+        event('message_delta', { delta: { stop_reason: 'refusal', stop_sequence: null, stop_details: stopDetails }, usage: { output_tokens: 0 } }),
+        event('message_stop', {}),
+      ]);
+      return;
+    }
+    const id = `chatcmpl-${name}-${++sequence}`;
+    // Azure says which filter refused, per choice (and, first in a stream, for the prompt).
+    const filterResults = api === 'azureopenai' ? { content_filter_results: { hate: { filtered: false, severity: 'safe' }, violence: { filtered: true, severity: 'high' } } } : {};
+    if (!streamed) {
+      sendJson(res, 200, {
+        id, object: 'chat.completion', created, model, system_fingerprint: null,
+        choices: [{ index: 0, message: { role: 'assistant', content: null, refusal: null }, logprobs: null, finish_reason: 'content_filter', ...filterResults }],
+        usage: usageFor(record.rawBody, ''),
+      });
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-fake-provider': name });
+    const chunk = (choices: object[], extra: object = {}): string => `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, system_fingerprint: null, choices, ...extra })}\n\n`;
+    writeEvents(res, [
+      ...(api === 'azureopenai' ? [chunk([], { prompt_filter_results: [{ prompt_index: 0, content_filter_results: { hate: { filtered: false, severity: 'safe' } } }] })] : []),
+      chunk([{ index: 0, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }]),
+      chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: 'content_filter', ...filterResults }]),
+      'data: [DONE]\n\n',
+    ]);
   }
 
   function answerSilently({ record, res }: Pending, keepAliveMs: number): void {
@@ -392,7 +445,7 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
 }
 
 function zeroCounts(): Record<FakeProviderOutcome, number> {
-  return { ok: 0, status: 0, ratelimit: 0, reset: 0, stall: 0, silent: 0, refusal: 0 };
+  return { ok: 0, status: 0, ratelimit: 0, reset: 0, stall: 0, silent: 0, refusal: 0, filtered: 0 };
 }
 
 function outcomeOf(mode: FakeProviderMode): FakeProviderOutcome {

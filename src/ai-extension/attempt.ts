@@ -30,8 +30,10 @@ export interface AttemptTarget {
   firstTokenTimeoutMs?: number;
   /** SDS name of the Backend's drill key (`credential/<namespace>/<secret>`); absent: drills are ignored. */
   drillKey?: string;
-  /** Refusals this member's pool hands to the next priority (context_length_exceeded, content_policy). */
+  /** Refusals this member's pool hands on (context_length_exceeded, content_policy). */
   fallbacks?: readonly RefusalCause[];
+  /** The Envoy priority a refusal goes to when its pool names one (else the next priority). */
+  fallbackLevels?: Partial<Record<RefusalCause, number>>;
   /** Client model (alias) → the model this member is sent. */
   modelAliases?: Record<string, string>;
   /** Per-minute limits of the member (src/ai-extension/limits.ts). */
@@ -71,7 +73,15 @@ export function attemptTarget(attributes: Record<string, DecodedStruct> | undefi
     const value = get(key);
     if (value !== undefined) target[key] = value;
   }
-  const fallbacks = (get('fallbacks') ?? '').split(',').filter((c): c is RefusalCause => (REFUSAL_CAUSES as readonly string[]).includes(c));
+  // "cause" (the next priority) or "cause>level" (a named pool, served at that Envoy priority).
+  const fallbacks: RefusalCause[] = [];
+  for (const entry of (get('fallbacks') ?? '').split(',')) {
+    const [cause = '', to] = entry.split('>');
+    if (!(REFUSAL_CAUSES as readonly string[]).includes(cause)) continue;
+    fallbacks.push(cause as RefusalCause);
+    const level = Number(to);
+    if (to !== undefined && Number.isInteger(level) && level >= 0) (target.fallbackLevels ??= {})[cause as RefusalCause] = level;
+  }
   if (fallbacks.length > 0) target.fallbacks = fallbacks;
   const deadline = Number(get('firstTokenTimeoutMs'));
   if (Number.isFinite(deadline) && deadline > 0) target.firstTokenTimeoutMs = deadline;

@@ -6,7 +6,8 @@ import { attemptTarget, type AttemptTarget } from './attempt.js';
 import { DRILL_ANSWER_HEADER, DRILL_FAILED_STATUS, DRILL_HEADER, drillAnswerHeader, verifyDrillHeader, type DrillNonces, type DrillRejectionLog, type VerifiedDrill } from './drill.js';
 import { FirstTokenWatch } from './first-token.js';
 import type { MemberLimitsRuntime } from './limits-health.js';
-import { MAX_REFUSAL_BODY, refusalCause } from './refusals.js';
+import { MAX_REFUSAL_BODY, refusalCause, type RefusalCause } from './refusals.js';
+import { StreamRefusalWatch, isRefusalAnswer, type AnswerFormat } from './answer-refusals.js';
 import { GeminiStreamTranslator, fromGenerateContentResponse, geminiErrorToOpenAI, toGenerateContentRequest } from './gemini.js';
 import { ConverseStreamTranslator, bedrockErrorToOpenAI, fromConverseResponse, toConverseRequest } from './bedrock.js';
 import { isRecord, parseObject, type Usage } from './json.js';
@@ -45,9 +46,12 @@ type ResponseMode = 'observe' | 'anthropic-stream' | 'anthropic-json' | 'bedrock
 /** Extra time Envoy is asked to wait beyond the deadline, so the extension's own timer decides. */
 const DEADLINE_MARGIN_MS = 1_000;
 
-/** Held answer headers: until a first content token (deadline), or until an error body is read (refusal). */
+/**
+ * Held answer headers: until a first content token (deadline), until an error body is read
+ * (refusal), or until a successful answer shows content or a content-policy refusal (answer).
+ */
 interface HeldHeaders {
-  kind: 'first-token' | 'refusal';
+  kind: 'first-token' | 'refusal' | 'answer';
   /** Feeds a body chunk; true once the headers can be answered. */
   push(bytes: Uint8Array, end: boolean): boolean;
   outcome: Promise<'release' | 'timeout'>;
@@ -56,6 +60,8 @@ interface HeldHeaders {
   released: boolean;
   /** The error body read so far (refusal). */
   body: Buffer[];
+  /** A successful answer that turned out to be a content-policy refusal. */
+  refused?: boolean;
 }
 
 function held(kind: HeldHeaders['kind'], remainingMs: number, push: (bytes: Uint8Array, end: boolean, gate: HeldHeaders) => boolean): HeldHeaders {
@@ -81,6 +87,18 @@ function held(kind: HeldHeaders['kind'], remainingMs: number, push: (bytes: Uint
 
 /** How long a 400's headers are held for its body when the pool has a fallback for some refusals. */
 const REFUSAL_WAIT_MS = 5_000;
+/**
+ * How long a successful answer's headers are held for its first content (or a refusal) when the
+ * pool has a contentPolicyFallback and no first-token deadline: the default route timeout. After
+ * it the answer goes on as it is.
+ */
+const ANSWER_WAIT_MS = 300_000;
+
+/**
+ * The answer of a skipped attempt (a refusal sent the request to a later pool). Not a 5xx, for the
+ * reason drills use it: outlier detection must not eject a pool that was never asked.
+ */
+const SKIPPED_STATUS = DRILL_FAILED_STATUS;
 
 /** For contexts built without one (tests): tokens are still cached across attempts. */
 const SHARED_TOKENS = new ServiceAccountTokens();
@@ -127,6 +145,8 @@ export class AttemptExchange {
   private drill: VerifiedDrill | undefined;
   /** This attempt was failed for a drill: not a failure of its member. */
   private drilled = false;
+  /** This attempt was skipped: an earlier pool's refusal named a later pool. */
+  private skipped = false;
   private stripDrillHeader = false;
   private drillAddedMs = 0;
   private heldMs = 0;
@@ -170,11 +190,19 @@ export class AttemptExchange {
     const status = Number(headers.get(':status') ?? '0');
     if (target === undefined) return undefined;
     const deadline = target.firstTokenTimeoutMs;
-    // A successful answer is held until its first token; an error goes on as it is...
-    if (deadline !== undefined && status >= 200 && status < 300) {
+    const refusals = status >= 200 && status < 300 && target.fallbacks?.includes('content_policy') === true ? this.answerRefusalWatch(target, headers) : undefined;
+    // A successful answer is held until its first token (or its refusal); an error goes on as it is...
+    if (status >= 200 && status < 300 && (deadline !== undefined || refusals !== undefined)) {
       const watch = new FirstTokenWatch((headers.get('content-type') ?? '').includes('text/event-stream'));
-      const remainingMs = Math.max(0, deadline - (performance.now() - this.attemptStartedAt));
-      return held('first-token', remainingMs, (bytes, end) => watch.push(bytes) || end);
+      const remainingMs = deadline === undefined ? ANSWER_WAIT_MS : Math.max(0, deadline - (performance.now() - this.attemptStartedAt));
+      return held(deadline === undefined ? 'answer' : 'first-token', remainingMs, (bytes, end, gate) => {
+        const verdict = refusals?.(bytes, end);
+        if (verdict === 'refusal') gate.refused = true;
+        if (verdict !== undefined) return true;
+        // A JSON answer is read whole for its refusal, a binary event stream until its verdict; an
+        // SSE stream until its first content, which the first-token watch may see first.
+        return end || ((refusals === undefined || refusals.reads === 'events') && watch.push(bytes));
+      });
     }
     // ...unless it may be a refusal this pool hands on: then its body says which.
     if (status === 400 && target.fallbacks !== undefined) {
@@ -186,6 +214,30 @@ export class AttemptExchange {
       });
     }
     return undefined;
+  }
+
+  /**
+   * Reads a successful answer for a content-policy refusal in its provider's own shape: a streamed
+   * one event by event until its first content, a JSON one whole (up to MAX_REFUSAL_BODY).
+   */
+  private answerRefusalWatch(target: AttemptTarget, headers: Map<string, string>): (((bytes: Uint8Array, end: boolean) => 'refusal' | 'content' | undefined) & { reads: 'whole' | 'events' | 'frames' }) | undefined {
+    if (!isChatCompletions(this.clientPath)) return undefined;
+    const format: AnswerFormat = target.provider === 'anthropic' ? 'anthropic' : target.provider === 'bedrock' ? 'bedrock' : isGenerateContent(target) ? 'gemini' : 'openai';
+    const type = headers.get('content-type') ?? '';
+    const frames = type.includes('application/vnd.amazon.eventstream');
+    if (frames || type.includes('text/event-stream')) {
+      const watch = new StreamRefusalWatch(format);
+      return Object.assign((bytes: Uint8Array) => watch.push(bytes), { reads: frames ? 'frames' as const : 'events' as const });
+    }
+    const body: Buffer[] = [];
+    let size = 0;
+    return Object.assign((bytes: Uint8Array, end: boolean) => {
+      size += bytes.length;
+      if (size > MAX_REFUSAL_BODY) return 'content' as const;
+      body.push(Buffer.from(bytes));
+      if (!end) return undefined;
+      return isRefusalAnswer(format, Buffer.concat(body).toString('utf8')) ? 'refusal' as const : 'content' as const;
+    }, { reads: 'whole' as const });
   }
 
   async handle(message: ProcessingRequest): Promise<ProcessingResponse> {
@@ -200,7 +252,7 @@ export class AttemptExchange {
   close(): void {
     // Envoy gave up on the attempt (a retry, the client left): nothing waits for the token now.
     this.gate?.settle('release');
-    if (this.target !== undefined && this.status === undefined && !this.failed && !this.drilled) this.fail('reset');
+    if (this.target !== undefined && this.status === undefined && !this.failed && !this.drilled && !this.skipped) this.fail('reset');
     this.span?.end();
   }
 
@@ -228,6 +280,8 @@ export class AttemptExchange {
     this.requestId = headers.get('x-request-id');
     const drilled = await this.drillAttempt(headers.get(DRILL_HEADER), Number(headers.get('x-envoy-attempt-count') ?? '1') || 1, target);
     if (drilled !== undefined) return drilled;
+    const skipped = this.skipForFallback(target);
+    if (skipped !== undefined) return skipped;
     const record = this.rememberRequest(headers, target);
     this.clientPath = record.path;
     this.requestStartedAt = record.startedAt;
@@ -337,6 +391,22 @@ export class AttemptExchange {
     };
   }
 
+  /**
+   * An earlier attempt's refusal sent this request to a named pool: the attempts Envoy makes on
+   * the priorities before it (previous_priorities moves one priority per retry) are failed here
+   * with a stand-in answer the route retries, and their providers are never called.
+   */
+  private skipForFallback(target: AttemptTarget): ProcessingResponse | undefined {
+    const record = this.requestId === undefined ? undefined : this.ctx.memory.get(this.requestId);
+    const to = record?.fallbackTo;
+    if (to === undefined || record?.lastBackend !== target.backend || target.priority >= to.level) return undefined;
+    this.skipped = true;
+    this.status = SKIPPED_STATUS;
+    this.ctx.metrics.failures.inc({ backend: target.backend, member: target.member, cause: 'skipped_by_fallback' });
+    this.ctx.logger.debug({ backend: target.backend, member: target.member, priority: target.priority, fallbackPriority: to.level, cause: to.cause, requestId: this.requestId }, 'ai-extension: attempt skipped on the way to the pool a refusal named');
+    return { phase: 'stand-in', headers: [{ key: ':status', value: String(SKIPPED_STATUS) }, { key: ABANDONED_HEADER, value: 'skipped_by_fallback' }] };
+  }
+
   /** The first attempt records what the client sent; later attempts count a failover when the member changed. */
   private rememberRequest(headers: Map<string, string>, target: AttemptTarget): RequestRecord {
     const id = this.requestId;
@@ -425,24 +495,28 @@ export class AttemptExchange {
     const gate = this.gate;
     const extra: HeaderSet[] = [];
     let cause: FailureCause | undefined = failureCause(status);
+    let handedOn: RefusalCause | undefined;
     if (gate !== undefined) {
       if (!gate.released) this.send({ phase: 'wait', ms: Math.ceil(gate.remainingMs) + DEADLINE_MARGIN_MS });
       const holding = performance.now();
       const outcome = await gate.outcome;
       this.heldMs = performance.now() - holding;
-      if (gate.kind === 'first-token' && outcome === 'timeout') return this.abandon(target);
+      if (gate.refused === true) {
+        handedOn = this.handOn(target, 'content_policy', extra);
+        cause = handedOn;
+      } else if (gate.kind === 'first-token' && outcome === 'timeout') {
+        return this.abandon(target);
+      }
       const refusal = gate.kind === 'refusal' ? refusalCause(status, Buffer.concat(gate.body).toString('utf8')) : undefined;
       if (refusal !== undefined && target.fallbacks?.includes(refusal)) {
-        // The route retries an answer with this header on the next priority (retriable-headers).
-        extra.push({ key: ABANDONED_HEADER, value: refusal });
-        cause = refusal;
-        this.ctx.logger.info({ backend: target.backend, member: target.member, priority: target.priority, cause: refusal }, 'ai-extension: refusal handed to the next pool');
+        handedOn = this.handOn(target, refusal, extra);
+        cause = handedOn;
       }
     }
     if (cause !== undefined) this.fail(cause);
     if (this.drill !== undefined) this.answerDrill(target, status, extra);
     // Success ends the request: no later attempt will need what was remembered.
-    if (status < 300 && this.requestId !== undefined) this.ctx.memory.forget(this.requestId);
+    if (status < 300 && handedOn === undefined && this.requestId !== undefined) this.ctx.memory.forget(this.requestId);
     const eventStream = (headers.get('content-type') ?? '').includes('text/event-stream');
     const chat = isChatCompletions(this.clientPath);
     if (target.provider === 'bedrock' && chat) {
@@ -451,13 +525,13 @@ export class AttemptExchange {
       if (this.mode === 'bedrock-stream') this.converse = new ConverseStreamTranslator(target.model ?? '', this.includeUsage);
       this.bedrockErrorType = headers.get('x-amzn-errortype');
       const contentType = this.mode === 'bedrock-stream' ? 'text/event-stream' : 'application/json';
-      return { phase: 'response_headers', headers: { set: [{ key: 'content-type', value: contentType }], remove: ['content-length'] } };
+      return { phase: 'response_headers', headers: { set: [{ key: 'content-type', value: contentType }, ...extra], remove: ['content-length'] } };
     }
     if (isGenerateContent(target) && chat) {
       this.mode = status < 300 && eventStream ? 'gemini-stream' : 'gemini-json';
       if (this.mode === 'gemini-stream') this.gemini = new GeminiStreamTranslator(target.model ?? '', this.includeUsage);
       const contentType = this.mode === 'gemini-stream' ? 'text/event-stream' : 'application/json';
-      return { phase: 'response_headers', headers: { set: [{ key: 'content-type', value: contentType }], remove: ['content-length'] } };
+      return { phase: 'response_headers', headers: { set: [{ key: 'content-type', value: contentType }, ...extra], remove: ['content-length'] } };
     }
     if (target.provider === 'anthropic' && chat) {
       this.mode = status < 300 && eventStream ? 'anthropic-stream' : 'anthropic-json';
@@ -470,6 +544,27 @@ export class AttemptExchange {
       this.usageReader = new OpenAIUsageReader(eventStream || this.clientStreaming);
     }
     return extra.length > 0 ? { phase: 'response_headers', headers: { set: extra } } : { phase: 'response_headers' };
+  }
+
+  /**
+   * A refusal this pool hands on: the route retries an answer carrying ABANDONED_HEADER
+   * (retriable-headers) on the next priority; when the pool names a later one, the request's
+   * memory says so and the attempts before it are skipped (skipForFallback). The answer itself is
+   * left as the provider gave it, so a client whose retries are spent still gets it.
+   */
+  private handOn(target: AttemptTarget, refusal: RefusalCause, extra: HeaderSet[]): RefusalCause {
+    extra.push({ key: ABANDONED_HEADER, value: refusal });
+    const level = target.fallbackLevels?.[refusal];
+    const record = this.requestId === undefined ? undefined : this.ctx.memory.get(this.requestId);
+    if (record !== undefined) {
+      if (level !== undefined && level > target.priority) record.fallbackTo = { level, cause: refusal };
+      else delete record.fallbackTo;
+    }
+    this.ctx.logger.info(
+      { backend: target.backend, member: target.member, priority: target.priority, cause: refusal, ...(level !== undefined ? { fallbackPriority: level } : {}) },
+      level !== undefined ? 'ai-extension: refusal handed to the pool the fallback names' : 'ai-extension: refusal handed to the next pool',
+    );
+    return refusal;
   }
 
   /** The answer to a drill request names the priority and member that gave it, and what failing over cost. */

@@ -1,7 +1,7 @@
 import { Counter, Histogram, Registry } from 'prom-client';
 
 /** Why an attempt on a member failed, as the extension saw it. */
-export type FailureCause = 'status_4xx' | 'status_5xx' | 'ratelimited' | 'timeout' | 'reset' | 'credential_unavailable' | 'first_token_timeout' | 'context_length_exceeded' | 'content_policy';
+export type FailureCause = 'status_4xx' | 'status_5xx' | 'ratelimited' | 'timeout' | 'reset' | 'credential_unavailable' | 'first_token_timeout' | 'context_length_exceeded' | 'content_policy' | 'skipped_by_fallback';
 
 export interface AiExtensionMetrics {
   registry: Registry;
@@ -45,7 +45,7 @@ export function createAiExtensionMetrics(registry = new Registry()): AiExtension
     }),
     failures: new Counter({
       name: 'switchyard_ai_failures_total',
-      help: 'Failed attempts by member and cause: status_4xx, status_5xx, ratelimited (429), timeout (408/504), reset (no answer: refused, reset or timed out), credential_unavailable, first_token_timeout (no content token within the member\'s firstTokenTimeout; the attempt was abandoned before the client got a byte), context_length_exceeded and content_policy (a 400 refusal the pool hands to the next priority).',
+      help: 'Failed attempts by member and cause: status_4xx, status_5xx, ratelimited (429), timeout (408/504), reset (no answer: refused, reset or timed out), credential_unavailable, first_token_timeout (no content token within the member\'s firstTokenTimeout; the attempt was abandoned before the client got a byte), context_length_exceeded and content_policy (a refusal the pool hands on: a 400, or a 200 refused before any content), skipped_by_fallback (an attempt failed by the extension, its provider never called, because a refusal named a later pool).',
       labelNames: ['backend', 'member', 'cause'],
       registers,
     }),

@@ -16,6 +16,8 @@ export interface RequestRecord {
   startedAt: number;
   /** Attempts seen so far, this one included. */
   attempts: number;
+  /** A refusal sent the request to the pool at this Envoy priority: attempts before it are skipped. */
+  fallbackTo?: { level: number; cause: string };
   expires: number;
 }
 

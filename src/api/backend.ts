@@ -178,22 +178,56 @@ const FirstTokenTimeout = Duration.refine((d) => {
   return ms !== undefined && ms > 0 && ms <= MAX_FIRST_TOKEN_TIMEOUT_MS;
 }, { message: 'firstTokenTimeout must be more than 0 and at most 30m, e.g. "10s"' });
 
-/** What a pool does with a refusal that another pool's model may not give. */
-export const FALLBACKS = ['NextPool'] as const;
-const Fallback = z.enum(FALLBACKS, { message: `the only fallback is ${FALLBACKS.join(', ')} (the next priority takes the request)` });
+/** What a pool does with a refusal that another pool's model may not give: the next priority, or a later pool by name. */
+export const NEXT_POOL = 'NextPool';
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const Fallback = z.string().max(63).regex(/^(NextPool|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$/, 'a fallback is NextPool (the next priority takes the request) or the name of a later pool (spec.ai.multipool.priorities[].name), e.g. "large-context"');
 
 export const Priority = z.strictObject({
+  name: z.string().max(63).regex(DNS_LABEL, 'pool names are lowercase DNS labels, e.g. "large-context"').optional()
+    .describe('Pool name, a lowercase DNS label unique in the Backend, e.g. "large-context". A pool\'s contextWindowFallback or contentPolicyFallback may name a later pool to skip to. Default: none.'),
   firstTokenTimeout: FirstTokenTimeout.optional()
     .describe('First-token deadline of this pool\'s members, overriding spec.ai.firstTokenTimeout, e.g. "5s" for a pool of slower models.'),
   contextWindowFallback: Fallback.optional()
-    .describe('What to do when a member of this pool answers that the request exceeds its context window (HTTP 400: OpenAI and Azure OpenAI error code context_length_exceeded, Anthropic "prompt is too long", Gemini "input token count ... exceeds the maximum"). NextPool: retry on the next priority (order the pools so it has members with a larger context). Unset: the 400 goes to the client. Any other 400 is never retried.'),
+    .describe('What to do when a member of this pool answers that the request exceeds its context window (HTTP 400: OpenAI and Azure OpenAI error code context_length_exceeded, Anthropic "prompt is too long", Gemini "input token count ... exceeds the maximum"). NextPool: retry on the next priority. The name of a later pool (priorities[].name): retry there, the pools in between are skipped without calling their providers (order the pools so it has members with a larger context). Unset: the 400 goes to the client. Any other 400 is never retried.'),
   contentPolicyFallback: Fallback.optional()
-    .describe('What to do when a member of this pool refuses the request under its content policy (HTTP 400: OpenAI and Azure OpenAI error code content_filter or content_policy_violation). NextPool: retry on the next priority. Unset: the 400 goes to the client. Any other 400 is never retried.'),
+    .describe('What to do when a member of this pool refuses the request under its content policy: HTTP 400 (OpenAI and Azure OpenAI error code content_filter or content_policy_violation), or HTTP 200 before any content (OpenAI and Azure OpenAI finish_reason content_filter, Anthropic stop_reason refusal, Gemini finishReason SAFETY or PROHIBITED_CONTENT or promptFeedback.blockReason, Bedrock stopReason content_filtered or guardrail_intervened). NextPool: retry on the next priority. The name of a later pool (priorities[].name): retry there, skipping the pools in between without calling their providers. Unset: the refusal goes to the client as the provider gave it. Any other 400 is never retried.'),
   pool: z.array(PoolMember).min(1, 'a priority needs at least one pool member: add one or remove the empty priority').max(64, 'at most 64 members per pool')
     .describe('The members of this priority (1-64); requests are spread over them by weight. A member whose Secret is missing is left out, the others keep serving.'),
 });
 
 export type Priority = z.infer<typeof Priority>;
+
+/**
+ * Pool names are unique, and a fallback names a later pool: Envoy's retries only move down the
+ * priorities (previous_priorities), so an earlier pool could never be reached again.
+ */
+function checkPoolFallbacks(priorities: readonly Priority[], ctx: z.RefinementCtx): void {
+  const index = new Map<string, number>();
+  priorities.forEach((p, i) => {
+    if (p.name === undefined) return;
+    const first = index.get(p.name);
+    if (first !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['multipool', 'priorities', i, 'name'], message: `pool name "${p.name}" is already used by priorities[${first}]: give every pool a unique name` });
+    } else {
+      index.set(p.name, i);
+    }
+  });
+  priorities.forEach((p, i) => {
+    for (const field of ['contextWindowFallback', 'contentPolicyFallback'] as const) {
+      const to = p[field];
+      if (to === undefined || to === NEXT_POOL) continue;
+      const target = index.get(to);
+      const path = ['multipool', 'priorities', i, field];
+      if (target === undefined) {
+        const names = [...index.keys()];
+        ctx.addIssue({ code: 'custom', path, message: `no pool is named "${to}": use NextPool or the name of a later pool (${names.length > 0 ? `named pools: ${names.join(', ')}` : 'give the pool a name in priorities[].name'})` });
+      } else if (target <= i) {
+        ctx.addIssue({ code: 'custom', path, message: `pool "${to}" is priorities[${target}], not after this pool (priorities[${i}]): a fallback can only name a later pool, since retries move down the priorities` });
+      }
+    }
+  });
+}
 
 export const AIBackend = z
   .strictObject({
@@ -211,6 +245,7 @@ export const AIBackend = z
     models: modelAliasesOf('Model aliases: a model name a client may send (key, e.g. "fast") → the model each member is sent instead (value, e.g. "gpt-4o-mini"), for members whose provider sets no model of its own; a member\'s own models map overrides it. Route by the alias with an HTTPRoute headers match on x-switchyard-model; GET /v1/models lists the aliases.').optional(),
   })
   .superRefine((ai, ctx) => {
+    if (ai.multipool !== undefined) checkPoolFallbacks(ai.multipool.priorities, ctx);
     if ((ai.llm === undefined) === (ai.multipool === undefined)) {
       ctx.addIssue({
         code: 'custom',

@@ -22,6 +22,15 @@ const PROVIDER_ONE_OF: CelRule = {
 const RULES_BY_PROPERTY: Record<string, CelRule[]> = {
   ai: [{ rule: 'has(self.llm) != has(self.multipool)', message: 'set exactly one of llm (one provider) or multipool (priorities of pools)' }],
   provider: [PROVIDER_ONE_OF],
+  // A fallback naming an earlier pool is left to the controller (Accepted False): CEL has no list
+  // index, and comparing whole pools for one would cost more than the API server's budget allows.
+  multipool: [
+    { rule: 'self.priorities.all(p, !has(p.name) || self.priorities.filter(q, has(q.name) && q.name == p.name).size() == 1)', message: 'pool names (priorities[].name) must be unique in the Backend: give every pool a unique name' },
+    {
+      rule: "self.priorities.all(p, [has(p.contextWindowFallback) ? p.contextWindowFallback : 'NextPool', has(p.contentPolicyFallback) ? p.contentPolicyFallback : 'NextPool'].all(f, f == 'NextPool' || self.priorities.exists(q, has(q.name) && q.name == f)))",
+      message: 'contextWindowFallback and contentPolicyFallback are NextPool or the name of a later pool (priorities[].name): name that pool or use NextPool',
+    },
+  ],
   // Kubernetes schemas have no propertyNames: the alias length is checked here.
   models: [{ rule: 'self.all(alias, size(alias) >= 1 && size(alias) <= 256)', message: 'a model alias is 1-256 characters' }],
   vertexai: [{ rule: 'has(self.authToken) != has(self.serviceAccountKey)', message: 'vertexai needs exactly one of authToken (an access token) or serviceAccountKey (a Secret with a service-account JSON key, recommended)' }],

@@ -201,7 +201,7 @@ export interface MemberMetadata {
   hostname?: string;
   /** First-token deadline of an attempt on this member (the pool's, else the Backend's). */
   firstTokenTimeoutMs?: number;
-  /** Refusals retried on the next priority, comma-separated: context_length_exceeded, content_policy. */
+  /** Refusals retried elsewhere, comma-separated: `cause` on the next priority, `cause>level` on that Envoy priority (a named pool); causes context_length_exceeded, content_policy. */
   fallbacks?: string;
   /** Client model (alias) → the model this member is sent; absent when the member has none. */
   modelAliases?: Record<string, string>;

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import type { AuthToken, Backend, OutlierDetectionSpec, PoolMember, Priority } from '../api/backend.js';
+import { NEXT_POOL, type AuthToken, type Backend, type OutlierDetectionSpec, type PoolMember, type Priority } from '../api/backend.js';
 import { condition, type Condition } from '../api/conditions.js';
 import { parseDuration } from '../api/duration.js';
 import { providerName, providerTarget, type VendorCredential } from '../api/providers.js';
@@ -94,12 +94,53 @@ function aiCandidates(backend: Backend): Candidate[][] {
   );
 }
 
-/** The refusals a pool hands to the next priority, as the AI extension reads them (endpoint metadata). */
+/**
+ * The refusals a pool hands on, as the AI extension reads them (endpoint metadata): `cause` for
+ * the next priority, `cause>name` for a named pool until translateBackend turns the name into the
+ * Envoy priority it is served at (`cause>level`).
+ */
 function poolFallbacks(p: Priority | undefined): string | undefined {
   const causes: string[] = [];
-  if (p?.contextWindowFallback === 'NextPool') causes.push('context_length_exceeded');
-  if (p?.contentPolicyFallback === 'NextPool') causes.push('content_policy');
+  const entry = (cause: string, to: string | undefined): void => {
+    if (to !== undefined) causes.push(to === NEXT_POOL ? cause : `${cause}>${to}`);
+  };
+  entry('context_length_exceeded', p?.contextWindowFallback);
+  entry('content_policy', p?.contentPolicyFallback);
   return causes.length > 0 ? causes.join(',') : undefined;
+}
+
+/**
+ * Named pools become Envoy priorities: the level the named pool is served at, or the next served
+ * one when none of its members is usable. With no served pool at or after it, the refusal goes to
+ * the client (the entry is dropped), as it would without a fallback.
+ */
+function resolveNamedFallbacks(fallbacks: string, levelOfPool: ReadonlyMap<string, number>): string | undefined {
+  const entries = fallbacks.split(',').flatMap((entry) => {
+    const [cause = '', to] = entry.split('>');
+    if (to === undefined) return [cause];
+    const level = levelOfPool.get(to);
+    return level === undefined ? [] : [`${cause}>${level}`];
+  });
+  return entries.length > 0 ? entries.join(',') : undefined;
+}
+
+/**
+ * Retries a named fallback needs: every pool between the refusing one and the named one is
+ * skipped by an attempt of its own (attemptsPerPriority each), and the named pool may sit behind
+ * pools that failed ordinarily before the refusal. Returns the most any fallback needs, and which.
+ */
+function namedFallbackRetries(backend: Backend, attemptsPerPriority: number): { retries: number; pool: string } | undefined {
+  const priorities = backend.spec.ai?.multipool?.priorities ?? [];
+  let most: { retries: number; pool: string } | undefined;
+  for (const p of priorities) {
+    for (const to of [p.contextWindowFallback, p.contentPolicyFallback]) {
+      if (to === undefined || to === NEXT_POOL) continue;
+      const index = priorities.findIndex((q) => q.name === to);
+      const retries = attemptsPerPriority * index;
+      if (index > 0 && (most === undefined || retries > most.retries)) most = { retries, pool: to };
+    }
+  }
+  return most;
 }
 
 /** Whether the AI extension may abandon an attempt of this Backend, which its routes must then retry. */
@@ -197,9 +238,23 @@ export function translateBackend(backend: Backend, secrets: SecretLookup): Trans
     credentials.set(drill.credential.name, drill.credential);
   }
 
+  const named = backend.spec.type === 'AI' ? namedFallbackRetries(backend, retry.attemptsPerPriority ?? 1) : undefined;
+  if (named !== undefined && retry.attempts < named.retries) {
+    if (backend.spec.retry?.attempts === undefined) {
+      retry.attempts = named.retries;
+    } else {
+      warnings.push(`spec.retry.attempts (${retry.attempts}) is below the ${named.retries} retries a fallback to pool "${named.pool}" may need (each skipped pool takes an attempt, without calling its provider): raise it to ${named.retries} or remove it`);
+    }
+  }
+
   const priorities: PriorityIR[] = [];
   const priorityStatus: PriorityStatus[] = [];
+  /** Pool name → the Envoy priority a fallback naming it goes to. */
+  const levelOfPool = new Map<string, number>();
+  const specPriorities = backend.spec.ai?.multipool?.priorities ?? [];
   pools.forEach((pool, p) => {
+    const poolName = specPriorities[p]?.name;
+    if (poolName !== undefined) levelOfPool.set(poolName, priorities.length);
     const members: MemberIR[] = [];
     const memberStatus: MemberStatus[] = [];
     for (const c of pool) {
@@ -234,6 +289,15 @@ export function translateBackend(backend: Backend, secrets: SecretLookup): Trans
     }
     priorityStatus.push(status);
   });
+
+  for (const [name, level] of levelOfPool) if (level >= priorities.length) levelOfPool.delete(name);
+  for (const member of priorities.flatMap((p) => p.members)) {
+    const fallbacks = member.metadata.fallbacks;
+    if (fallbacks === undefined || !fallbacks.includes('>')) continue;
+    const resolved = resolveNamedFallbacks(fallbacks, levelOfPool);
+    if (resolved === undefined) delete member.metadata.fallbacks;
+    else member.metadata.fallbacks = resolved;
+  }
 
   const all = pools.flat();
   const usable = priorities.reduce((n, p) => n + p.members.length, 0);

@@ -85,6 +85,7 @@ beforeAll(async () => {
           withFirstPool(backend('openai-then-claude', [[m.openai], [m.anthropic]]), { contextWindowFallback: 'NextPool' }),
           withFirstPool(backend('azure-then-claude', [[m.azure], [m.anthropic]]), { contentPolicyFallback: 'NextPool' }),
           withFirstPool(backend('claude-then-openai', [[m.anthropic], [m.openai]]), { contextWindowFallback: 'NextPool' }),
+          withFirstPool(backend('careful-claude', [[m.anthropic], [m.openai]]), { contentPolicyFallback: 'NextPool' }),
           // Anthropic's keep-alives (message_start, ping) are no first token either.
           withFirstPool(backend('slow-claude', [[m.anthropic], [m.openai]]), { firstTokenTimeout: '1s' }),
           // A self-hosted model that takes the client's own key.
@@ -101,12 +102,13 @@ beforeAll(async () => {
             { path: '/openai-then-claude/v1', rewritePrefix: '/v1', backend: 'openai-then-claude' },
             { path: '/azure-then-claude/v1', rewritePrefix: '/v1', backend: 'azure-then-claude' },
             { path: '/claude-then-openai/v1', rewritePrefix: '/v1', backend: 'claude-then-openai' },
+            { path: '/careful-claude/v1', rewritePrefix: '/v1', backend: 'careful-claude' },
             { path: '/slow-claude/v1', rewritePrefix: '/v1', backend: 'slow-claude' },
           ]),
         ],
       };
     },
-    waitForBackends: ['chat', 'claude', 'openai-then-claude', 'azure-then-claude', 'claude-then-openai', 'slow-claude'],
+    waitForBackends: ['chat', 'claude', 'openai-then-claude', 'azure-then-claude', 'claude-then-openai', 'slow-claude', 'careful-claude'],
   });
   ({ openai, azure, anthropic, own } = gw.fakes as Record<'openai' | 'azure' | 'anthropic' | 'own', FakeProvider>);
 });
@@ -295,6 +297,39 @@ describe('context-window and content-policy fallback across vendors', () => {
     expect(failure.status).toBe(400);
     expect(failure.message).toContain('maximum context length');
     expect(anthropic.received()).toHaveLength(0);
+  });
+});
+
+describe('Anthropic refusals answered 200 (stop_reason refusal), with contentPolicyFallback', () => {
+  it('a non-streamed refusal goes to OpenAI', async () => {
+    await anthropic.setMode({ kind: 'filtered' });
+    expect((await gw.chat('/careful-claude/v1')).content).toBe('answered by openai');
+    expect(anthropic.received()).toHaveLength(1);
+  });
+
+  it('a streamed refusal (message_start, ping, message_delta with stop_reason refusal) goes to OpenAI', async () => {
+    await anthropic.setMode({ kind: 'filtered' });
+    const stream = await gw.client('/careful-claude/v1').chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }], stream: true });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    expect(text).toBe('answered by openai');
+    expect(anthropic.received()).toHaveLength(1);
+  });
+
+  it('Anthropic\'s own streamed answer still reaches the client event by event', async () => {
+    const started = performance.now();
+    const stream = await gw.client('/careful-claude/v1').chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }], stream: true });
+    const arrivals: number[] = [];
+    let text = '';
+    for await (const chunk of stream) {
+      const content = chunk.choices[0]?.delta.content ?? '';
+      if (content !== '') arrivals.push(performance.now() - started);
+      text += content;
+    }
+    expect(text).toBe('answered by anthropic');
+    expect(openai.received()).toHaveLength(0);
+    // 60 ms between events: held only until the first word, not buffered whole.
+    expect((arrivals.at(-1) ?? 0) - (arrivals[0] ?? 0)).toBeGreaterThan(80);
   });
 });
 

@@ -9,11 +9,19 @@ import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type Gatew
  * 400 reaches the client and nothing else is called. The official OpenAI client talks to the gateway.
  */
 
-const HOSTS = { p0: 'small.llm.test', p1: 'large.llm.test' } as const;
+const HOSTS = { p0: 'small.llm.test', p1: 'large.llm.test', p2: 'huge.llm.test' } as const;
 
 let gw: GatewayFixture;
 let p0: FakeProvider;
 let p1: FakeProvider;
+let p2: FakeProvider;
+
+/** Names each pool, and sets the first pool's fallbacks. */
+function named(backend: Manifest, names: string[], first: Record<string, string>): Manifest {
+  const spec = backend['spec'] as { ai: { multipool: { priorities: Record<string, unknown>[] } } };
+  spec.ai.multipool.priorities.forEach((p, i) => Object.assign(p, { name: names[i] }));
+  return withFallbacks(backend, first);
+}
 
 function withFallbacks(backend: Manifest, first: Record<string, string>): Manifest {
   const spec = backend['spec'] as { ai: { multipool: { priorities: Record<string, unknown>[] } } };
@@ -24,26 +32,29 @@ function withFallbacks(backend: Manifest, first: Record<string, string>): Manife
 beforeAll(async () => {
   gw = await startGatewayFixture({
     id: 'ai-fallbacks',
-    providers: ['p0', 'p1'],
+    providers: ['p0', 'p1', 'p2'],
     manifests: ({ listenerPort, fakes }) => {
       const pools = [[{ name: 'small', fake: fakes['p0']!, hostname: HOSTS.p0 }], [{ name: 'large', fake: fakes['p1']!, hostname: HOSTS.p1 }]];
+      const three = [...pools, [{ name: 'huge', fake: fakes['p2']!, hostname: HOSTS.p2 }]];
       return {
         'gateway.yaml': gatewayManifests(listenerPort),
         'backends.yaml': [
           withFallbacks(aiBackend({ name: 'chat', priorities: pools, outlierDetection: { enabled: false } }), { contextWindowFallback: 'NextPool', contentPolicyFallback: 'NextPool' }),
           withFallbacks(aiBackend({ name: 'context-only', priorities: pools, outlierDetection: { enabled: false } }), { contextWindowFallback: 'NextPool' }),
+          named(aiBackend({ name: 'skip', priorities: three, outlierDetection: { enabled: false } }), ['small-pool', 'large-pool', 'huge-pool'], { contextWindowFallback: 'huge-pool', contentPolicyFallback: 'huge-pool' }),
         ],
         'routes.yaml': [
           httpRoute('chat', [
             { path: '/v1', backend: 'chat' },
             { path: '/context-only/v1', rewritePrefix: '/v1', backend: 'context-only' },
+            { path: '/skip/v1', rewritePrefix: '/v1', backend: 'skip' },
           ]),
         ],
       };
     },
-    waitForBackends: ['chat', 'context-only'],
+    waitForBackends: ['chat', 'context-only', 'skip'],
   });
-  ({ p0, p1 } = gw.fakes as Record<'p0' | 'p1', FakeProvider>);
+  ({ p0, p1, p2 } = gw.fakes as Record<'p0' | 'p1' | 'p2', FakeProvider>);
 });
 
 afterAll(async () => {
@@ -123,5 +134,84 @@ describe('a pool without the fallback', () => {
     expect(failure.message).toContain('maximum context length is 8192 tokens');
     expect(p0.received()).toHaveLength(1);
     expect(p1.received()).toHaveLength(1);
+  });
+});
+
+describe('a fallback that names a later pool', () => {
+  it('sends a context-window refusal to the named pool; the pool in between is skipped without a call and counted', async () => {
+    const skippedBefore = await failures('large', 'skipped_by_fallback');
+    const fourXxBefore = await failures('large', 'status_4xx');
+    await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    const answer = await gw.chat('/skip/v1');
+    expect(answer.content).toBe('answered by p2');
+    expect(p0.received()).toHaveLength(1);
+    expect(p1.received()).toHaveLength(0);
+    // Attempt 2 was the skipped one on the middle pool.
+    expect(p2.received()[0]?.headers['x-envoy-attempt-count']).toBe('3');
+    expect(await failures('large', 'skipped_by_fallback')).toBe(skippedBefore + 1);
+    // The stand-in answer is not the member's own failure.
+    expect(await failures('large', 'status_4xx')).toBe(fourXxBefore);
+  });
+
+  it('does so for a streamed content-policy refusal answered 200 (Azure OpenAI: finish_reason content_filter, no content)', async () => {
+    await p0.setMode({ kind: 'filtered', api: 'azureopenai' });
+    const stream = await gw.client('/skip/v1').chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }], stream: true });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    expect(text).toBe('answered by p2');
+    expect(p0.received()).toHaveLength(1);
+    expect(p1.received()).toHaveLength(0);
+  });
+
+  it('leaves ordinary failures to the next priority: a 503 on the first pool is answered by the middle one', async () => {
+    await p0.setMode({ kind: 'status', status: 503 });
+    expect((await gw.chat('/skip/v1')).content).toBe('answered by p1');
+    expect(p2.received()).toHaveLength(0);
+  });
+
+  it('a 503 after the refusal goes on down the priorities from the named pool', async () => {
+    await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    await p2.setMode({ kind: 'status', status: 503 });
+    // No pool after the named one: its 503 reaches the client, and the skipped pool is never called.
+    const failure = await gw.chatFailure('/skip/v1');
+    expect(failure.status).toBe(503);
+    expect(p1.received()).toHaveLength(0);
+  });
+});
+
+describe('content-policy refusals answered 200, with contentPolicyFallback: NextPool', () => {
+  for (const api of ['openai', 'azureopenai'] as const) {
+    it(`hands ${api}'s non-streamed refusal to the next priority`, async () => {
+      const before = await failures('small', 'content_policy');
+      await p0.setMode({ kind: 'filtered', api });
+      expect((await gw.chat()).content).toBe('answered by p1');
+      expect(p0.received()).toHaveLength(1);
+      expect(await failures('small', 'content_policy')).toBe(before + 1);
+    });
+
+    it(`hands ${api}'s streamed refusal, sent before any content, to the next priority`, async () => {
+      await p0.setMode({ kind: 'filtered', api });
+      const stream = await gw.client().chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }], stream: true });
+      let text = '';
+      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+      expect(text).toBe('answered by p1');
+      expect(p0.received()).toHaveLength(1);
+    });
+  }
+
+  it('an answer with content is not held back as a refusal: the client gets the first pool\'s answer', async () => {
+    const stream = await gw.client().chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }], stream: true });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    expect(text).toBe('answered by p0');
+    expect(p1.received()).toHaveLength(0);
+  });
+
+  it('without the fallback the client gets the provider\'s 200 refusal as it was', async () => {
+    await p0.setMode({ kind: 'filtered', api: 'openai' });
+    const completion = await gw.client('/context-only/v1').chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }] });
+    expect(completion.choices[0]?.finish_reason).toBe('content_filter');
+    expect(completion.choices[0]?.message.content).toBeNull();
+    expect(p1.received()).toHaveLength(0);
   });
 });

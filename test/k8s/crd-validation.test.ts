@@ -50,6 +50,8 @@ const CASES: Case[] = [
   { name: 'inline-without-token', spec: { ai: { llm: { provider: { openai: { authToken: { kind: 'Inline' } } } } } }, kubectl: [/authToken/, /kind Inline needs inline/], field: 'spec.ai.llm.provider.openai.authToken.inline' },
   { name: 'backoff-max-below-base', spec: { ai: { llm: member }, retry: { backoff: { baseInterval: '1s', maxInterval: '100ms' } } }, kubectl: [/spec\.retry\.backoff/, /maxInterval must be at least baseInterval/], field: 'spec.retry.backoff.maxInterval' },
   { name: 'backoff-zero-base', spec: { ai: { llm: member }, retry: { backoff: { baseInterval: '0s' } } }, kubectl: [/spec\.retry\.backoff/, /baseInterval must be more than 0/], field: 'spec.retry.backoff.baseInterval' },
+  { name: 'pool-name-twice', spec: { ai: { multipool: { priorities: [{ name: 'small', pool: [member] }, { name: 'small', pool: [member] }] } } }, kubectl: [/spec\.ai\.multipool/, /pool names \(priorities\[\]\.name\) must be unique/], field: 'spec.ai.multipool.priorities[1].name' },
+  { name: 'fallback-to-unknown-pool', spec: { ai: { multipool: { priorities: [{ contextWindowFallback: 'large', pool: [member] }, { name: 'big', pool: [member] }] } } }, kubectl: [/spec\.ai\.multipool/, /NextPool or the name of a later pool/], field: 'spec.ai.multipool.priorities[0].contextWindowFallback' },
   { name: 'uppercase-member-name', spec: { ai: { multipool: { priorities: [{ pool: [{ ...member, name: 'Primary' }] }] } } }, kubectl: [/spec\.ai\.multipool\.priorities\[0\]\.pool\[0\]\.name/, /should match/], field: 'spec.ai.multipool.priorities[0].pool[0].name' },
 ];
 
@@ -67,7 +69,7 @@ describe('kubectl apply of an invalid Backend is refused with the field named', 
   });
 
   it('accepts a valid multipool Backend and defaults its type to AI', async () => {
-    const manifest = backend('valid', { ai: { multipool: { priorities: [{ pool: [member] }, { pool: [{ ...member, name: 'second', weight: 2 }] }] } }, retry: { attempts: 3, perTryTimeout: '10s' } });
+    const manifest = backend('valid', { ai: { multipool: { priorities: [{ contentPolicyFallback: 'large', contextWindowFallback: 'NextPool', pool: [member] }, { pool: [{ ...member, name: 'second', weight: 2 }] }, { name: 'large', pool: [{ ...member, name: 'third' }] }] } }, retry: { attempts: 3, perTryTimeout: '10s' } });
     const applied = await kubectl(['apply', '-f', '-'], stringify(manifest));
     expect(applied.stderr).toBe('');
     expect(applied.code).toBe(0);

@@ -80,6 +80,16 @@ describe('attemptTarget', () => {
     });
   });
 
+  it('reads the pool\'s fallbacks: the next priority, or the Envoy priority of a named pool', () => {
+    const target = attemptTarget(attributes({ backend: 'ai/chat', member: 'm', provider: 'openai', fallbacks: 'context_length_exceeded>2,content_policy' }));
+    expect(target).toMatchObject({ fallbacks: ['context_length_exceeded', 'content_policy'], fallbackLevels: { context_length_exceeded: 2 } });
+    expect(target).not.toHaveProperty('fallbackLevels.content_policy');
+    // Unknown causes and malformed levels are ignored, not guessed at.
+    const odd = attemptTarget(attributes({ backend: 'ai/chat', member: 'm', provider: 'openai', fallbacks: 'rate_limit>1,content_policy>x' }));
+    expect(odd).toMatchObject({ fallbacks: ['content_policy'] });
+    expect(odd).not.toHaveProperty('fallbackLevels');
+  });
+
   it('says what is missing when the endpoint carries no member metadata', () => {
     expect(attemptTarget(attributes({ member: 'x' }))).toEqual({ error: expect.stringContaining('backend, provider missing') });
   });
