@@ -70,6 +70,11 @@ beforeAll(async () => {
         { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vertex-short-sa', namespace: NAMESPACE }, stringData: { 'key.json': shortLived.keyFile } },
         { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vertex-wrong-sa', namespace: NAMESPACE }, stringData: { 'key.json': wrongKeyFile } },
       ];
+      const careful = (b: Manifest): Manifest => {
+        const spec = b['spec'] as { ai: { multipool: { priorities: Record<string, unknown>[] } } };
+        Object.assign(spec.ai.multipool.priorities[0] ?? {}, { contentPolicyFallback: 'NextPool' });
+        return b;
+      };
       const llm = (name: string, member: Manifest): Manifest => ({
         apiVersion: 'switchyard.dev/v1alpha1', kind: 'Backend', metadata: { name, namespace: NAMESPACE }, spec: { type: 'AI', ai: { llm: member } },
       });
@@ -86,6 +91,13 @@ beforeAll(async () => {
             hostOverride: { host: vertex.host, port: vertex.port, tls: false },
           }]]),
           llm('gemini-wrong-key', vertexLlm('vertex-wrong-sa', vertex)),
+          // Refusals answered 200 in Bedrock's and Gemini's own shapes go to OpenAI.
+          careful(backend('careful-bedrock', [[bedrockMember], [openaiMember]])),
+          careful(backend('careful-gemini', [[{
+            name: 'vertex-careful',
+            provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, api: 'GenerateContent', serviceAccountKey: { secretRef: { name: 'vertex-sa' } } } },
+            hostOverride: { host: vertex.host, port: vertex.port, tls: false },
+          }], [openaiMember]])),
         ],
         'routes.yaml': [
           httpRoute('chat', [
@@ -94,11 +106,13 @@ beforeAll(async () => {
             { path: '/wrong/v1', rewritePrefix: '/v1', backend: 'gemini-wrong-key' },
             { path: '/native/v1', rewritePrefix: '/v1', backend: 'gemini-native' },
             { path: '/bedrock/v1', rewritePrefix: '/v1', backend: 'bedrock-only' },
+            { path: '/careful-bedrock/v1', rewritePrefix: '/v1', backend: 'careful-bedrock' },
+            { path: '/careful-gemini/v1', rewritePrefix: '/v1', backend: 'careful-gemini' },
           ]),
         ],
       };
     },
-    waitForBackends: ['chat', 'gemini-short', 'gemini-wrong-key', 'gemini-native', 'bedrock-only'],
+    waitForBackends: ['chat', 'gemini-short', 'gemini-wrong-key', 'gemini-native', 'bedrock-only', 'careful-bedrock', 'careful-gemini'],
   });
   openai = gw.fakes['openai'] as FakeProvider;
 });
@@ -332,5 +346,40 @@ describe('secrets stay out of Envoy and the logs', () => {
       expect(logLines.filter((l) => l.includes(s))).toEqual([]);
       expect(gw.envoy.logs()).not.toContain(s);
     }
+  });
+});
+
+describe('content-policy refusals answered 200 by Bedrock and Gemini, with contentPolicyFallback', () => {
+  for (const stopReason of ['content_filtered', 'guardrail_intervened'] as const) {
+    for (const stream of [false, true]) {
+      it(`Bedrock stopReason ${stopReason}, ${stream ? 'streamed' : 'not streamed'}: OpenAI answers`, async () => {
+        bedrock.setMode({ kind: 'filtered', stopReason });
+        const answer = await chat(stream, '/careful-bedrock/v1');
+        expect(answer.content).toBe('answered by openai');
+        expect(bedrock.received()).toHaveLength(1);
+        expect(bedrock.received()[0]?.rejected).toBeUndefined();
+      });
+    }
+  }
+
+  for (const where of ['prompt', 'answer'] as const) {
+    for (const stream of [false, true]) {
+      it(`Gemini ${where === 'prompt' ? 'promptFeedback.blockReason' : 'finishReason SAFETY'}, ${stream ? 'streamed' : 'not streamed'}: OpenAI answers`, async () => {
+        vertex.setMode({ kind: 'blocked', where });
+        const answer = await chat(stream, '/careful-gemini/v1');
+        expect(answer.content).toBe('answered by openai');
+        expect(vertex.received()).toHaveLength(1);
+        expect(vertex.received()[0]?.rejected).toBeUndefined();
+      });
+    }
+  }
+
+  it('their own answers still reach the client, Bedrock\'s streamed event by event', async () => {
+    expect((await chat(false, '/careful-gemini/v1')).content).toBe('answered by vertex');
+    const streamed = await chat(true, '/careful-bedrock/v1');
+    expect(streamed.content).toBe('answered by bedrock');
+    // 40 ms between Bedrock's events: held only until the first text, not buffered whole.
+    expect(streamed.spreadMs).toBeGreaterThan(40);
+    expect(openai.received()).toHaveLength(0);
   });
 });

@@ -30,7 +30,12 @@ export interface BedrockRequest {
   rejected?: string;
 }
 
-export type FakeBedrockMode = { kind: 'ok' } | { kind: 'status'; status: number };
+/**
+ * `filtered`: a 200 whose answer Bedrock stopped under its content filters or a guardrail
+ * (stopReason content_filtered or guardrail_intervened), with no content; streamed, messageStart
+ * then messageStop with that stopReason.
+ */
+export type FakeBedrockMode = { kind: 'ok' } | { kind: 'status'; status: number } | { kind: 'filtered'; stopReason: 'content_filtered' | 'guardrail_intervened' };
 
 export interface FakeBedrock {
   readonly host: string;
@@ -66,7 +71,7 @@ export async function startFakeBedrock(o: FakeBedrockOptions): Promise<FakeBedro
         sendError(res, mode.status, type, `${o.name} is failing with ${mode.status}`);
         return;
       }
-      answer(o, record, res);
+      answer(o, record, res, mode.kind === 'filtered' ? mode.stopReason : undefined);
     });
   });
   server.keepAliveTimeout = 300_000;
@@ -154,12 +159,13 @@ function verifySignature(o: FakeBedrockOptions, req: IncomingMessage, r: Bedrock
   return undefined;
 }
 
-function answer(o: FakeBedrockOptions, r: BedrockRequest, res: ServerResponse): void {
-  const words = `answered by ${o.name}`.split(' ');
+function answer(o: FakeBedrockOptions, r: BedrockRequest, res: ServerResponse, filtered?: string): void {
+  const words = filtered === undefined ? `answered by ${o.name}`.split(' ') : [];
   const input = Math.max(1, Math.ceil(JSON.stringify(r.body).length / 4));
   const usage = { inputTokens: input, outputTokens: words.length, totalTokens: input + words.length };
   if (!r.path.endsWith('/converse-stream')) {
-    const body = JSON.stringify({ output: { message: { role: 'assistant', content: [{ text: words.join(' ') }] } }, stopReason: 'end_turn', usage, metrics: { latencyMs: 12 } });
+    const content = filtered === undefined ? [{ text: words.join(' ') }] : [];
+    const body = JSON.stringify({ output: { message: { role: 'assistant', content } }, stopReason: filtered ?? 'end_turn', usage, metrics: { latencyMs: 12 } });
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-amzn-requestid': 'fake-1', 'x-fake-provider': o.name });
     res.end(body);
     return;
@@ -168,8 +174,8 @@ function answer(o: FakeBedrockOptions, r: BedrockRequest, res: ServerResponse): 
   const events: Buffer[] = [
     eventMessage('messageStart', { role: 'assistant' }),
     ...words.map((w, i) => eventMessage('contentBlockDelta', { contentBlockIndex: 0, delta: { text: i === 0 ? w : ` ${w}` } })),
-    eventMessage('contentBlockStop', { contentBlockIndex: 0 }),
-    eventMessage('messageStop', { stopReason: 'end_turn' }),
+    ...(filtered === undefined ? [eventMessage('contentBlockStop', { contentBlockIndex: 0 })] : []),
+    eventMessage('messageStop', { stopReason: filtered ?? 'end_turn' }),
     eventMessage('metadata', { usage, metrics: { latencyMs: 12 } }),
   ];
   const interval = o.streamIntervalMs ?? 0;

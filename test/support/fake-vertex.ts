@@ -28,7 +28,12 @@ export interface VertexRequest {
   rejected?: string;
 }
 
-export type FakeVertexMode = { kind: 'ok' } | { kind: 'status'; status: number };
+/**
+ * `blocked` (generateContent only): a 200 whose answer Gemini's filters blocked, with no text:
+ * `prompt`, the prompt was blocked (promptFeedback.blockReason PROHIBITED_CONTENT, no candidates);
+ * `answer`, the candidate was (finishReason SAFETY, no content).
+ */
+export type FakeVertexMode = { kind: 'ok' } | { kind: 'status'; status: number } | { kind: 'blocked'; where: 'prompt' | 'answer' };
 
 export interface FakeVertex {
   readonly host: string;
@@ -88,7 +93,8 @@ export async function startFakeVertex(o: FakeVertexOptions): Promise<FakeVertex>
       sendJson(res, mode.status, [{ error: { code: mode.status, message: `${o.name} is failing with ${mode.status}`, status: 'UNAVAILABLE' } }]);
       return;
     }
-    if (native) answerNative(o, r, res);
+    if (native && mode.kind === 'blocked') answerBlocked(o, r, res, mode.where);
+    else if (native) answerNative(o, r, res);
     else answer(o, r, res);
     void req;
   };
@@ -203,6 +209,20 @@ function answerNative(o: FakeVertexOptions, r: VertexRequest, res: ServerRespons
     return;
   }
   sendJson(res, 200, { candidates: [{ content: { role: 'model', parts: [{ text: words.join(' ') }] }, finishReason: 'STOP' }], usageMetadata, modelVersion, responseId: 'resp-1' }, { 'x-fake-provider': o.name });
+}
+
+function answerBlocked(o: FakeVertexOptions, r: VertexRequest, res: ServerResponse, where: 'prompt' | 'answer'): void {
+  const modelVersion = o.model.split('/')[1] ?? o.model;
+  const usageMetadata = { promptTokenCount: 6, totalTokenCount: 6 };
+  const answer = where === 'prompt'
+    ? { promptFeedback: { blockReason: 'PROHIBITED_CONTENT' }, usageMetadata, modelVersion }
+    : { candidates: [{ finishReason: 'SAFETY', safetyRatings: [{ category: 'HARM_CATEGORY_DANGEROUS_CONTENT', probability: 'HIGH', blocked: true }] }], usageMetadata, modelVersion };
+  if (r.path.includes(':streamGenerateContent')) {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'x-fake-provider': o.name });
+    res.end(`data: ${JSON.stringify(answer)}\r\n\r\n`);
+    return;
+  }
+  sendJson(res, 200, answer, { 'x-fake-provider': o.name });
 }
 
 function chatProblem(r: VertexRequest, hostname: string, chatPath: string, model: string, tokens: Map<string, number>): { status: number; message: string } | undefined {
