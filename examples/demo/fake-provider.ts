@@ -13,7 +13,8 @@ import type { AddressInfo } from 'node:net';
  * vendor refuses a request over its context window or its content policy (or an ordinary 400);
  * `filtered` answers 200 and refuses under the content policy before any content, as the vendor
  * does in a successful answer (OpenAI and Azure OpenAI: finish_reason content_filter and no
- * content; Anthropic: stop_reason refusal), streamed when the request streams.
+ * content; Anthropic: stop_reason refusal), streamed when the request streams; with
+ * `afterContent` (OpenAI shapes, streamed) the filter stops a stream that has begun.
  */
 export type FakeProviderMode =
   | { kind: 'ok' }
@@ -24,7 +25,7 @@ export type FakeProviderMode =
   | { kind: 'stall' }
   | { kind: 'silent'; keepAliveMs?: number }
   | { kind: 'refusal'; refusal: FakeRefusal; api?: FakeVendor['api'] }
-  | { kind: 'filtered'; api?: FakeVendor['api'] };
+  | { kind: 'filtered'; api?: FakeVendor['api']; afterContent?: boolean };
 
 /**
  * A 400 as the vendor (the fake's own, else `api`, else OpenAI) words it: the request is over the
@@ -201,13 +202,13 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
         sendJson(p.res, 400, refusalBody(opts.vendor?.api ?? mode.api ?? 'openai', mode.refusal), { 'x-fake-provider': name });
         return;
       case 'filtered':
-        answerFiltered(p, opts.vendor?.api ?? mode.api ?? 'openai');
+        answerFiltered(p, opts.vendor?.api ?? mode.api ?? 'openai', mode.afterContent === true);
         return;
     }
   }
 
   /** A 200 whose answer is a content-policy refusal, in the vendor's shape (see FakeProviderMode). */
-  function answerFiltered({ record, res }: Pending, api: FakeVendor['api']): void {
+  function answerFiltered({ record, res }: Pending, api: FakeVendor['api'], afterContent: boolean): void {
     const body = isRecord(record.body) ? record.body : {};
     const model = typeof body['model'] === 'string' ? body['model'] : name;
     const streamed = body['stream'] === true;
@@ -246,6 +247,7 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
     writeEvents(res, [
       ...(api === 'azureopenai' ? [chunk([], { prompt_filter_results: [{ prompt_index: 0, content_filter_results: { hate: { filtered: false, severity: 'safe' } } }] })] : []),
       chunk([{ index: 0, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }]),
+      ...(afterContent ? [chunk([{ index: 0, delta: { content: `begun by ${name}` }, logprobs: null, finish_reason: null }])] : []),
       chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: 'content_filter', ...filterResults }]),
       'data: [DONE]\n\n',
     ]);

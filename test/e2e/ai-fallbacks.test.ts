@@ -199,6 +199,20 @@ describe('content-policy refusals answered 200, with contentPolicyFallback: Next
     });
   }
 
+  it('a filter that stops a stream after its first content is not retried: the client already reads it', async () => {
+    await p0.setMode({ kind: 'filtered', api: 'azureopenai', afterContent: true });
+    const stream = await gw.client().chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }], stream: true });
+    let text = '';
+    let finish: string | null | undefined;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? '';
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    expect(text).toBe('begun by p0');
+    expect(finish).toBe('content_filter');
+    expect(p1.received()).toHaveLength(0);
+  });
+
   it('an answer with content is not held back as a refusal: the client gets the first pool\'s answer', async () => {
     const stream = await gw.client().chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }], stream: true });
     let text = '';
