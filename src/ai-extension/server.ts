@@ -82,7 +82,13 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
   };
 
   const activity = { open: 0, lastAt: Date.now() };
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': 64 * 1024 * 1024 });
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    'grpc.max_send_message_length': 64 * 1024 * 1024,
+    // Every attempt is a call: channelz would track each one (call and message counters, traces)
+    // for a debugging service nobody serves here.
+    'grpc.enable_channelz': 0,
+  });
   server.addService(EXTERNAL_PROCESSOR_SERVICE, {
     Process: (call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>) => {
       activity.open++;
