@@ -1,4 +1,4 @@
-import { ATTEMPT_KEYS, EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../envoy/ai-extension.js';
+import { ATTEMPT_KEYS, EXT_PROC_ATTRIBUTES, LIMIT_KEYS, attemptAttribute, type AttemptKey } from '../envoy/ai-extension.js';
 import { parseModelAliases } from './models.js';
 import type { DecodedStruct, DecodedValue } from './protocol.js';
 import type { MemberLimits } from './limits.js';
@@ -40,6 +40,9 @@ export interface AttemptTarget {
   limits?: MemberLimits;
 }
 
+/** Each key's CEL expression, as Envoy names the field: built once, read on every attempt. */
+const ATTRIBUTE_NAMES = Object.fromEntries([...ATTEMPT_KEYS, ...LIMIT_KEYS].map((key) => [key, attemptAttribute(key)])) as Record<AttemptKey, string>;
+
 const AUTH_KINDS: readonly string[] = ['SecretRef', 'Inline', 'Passthrough', 'None', 'ServiceAccountKey', 'AwsKeys'];
 
 function text(v: DecodedValue | undefined): string | undefined {
@@ -52,7 +55,7 @@ function text(v: DecodedValue | undefined): string | undefined {
 /** Reads the attempt's target from ProcessingRequest.attributes; an error string says what is missing. */
 export function attemptTarget(attributes: Record<string, DecodedStruct> | undefined): AttemptTarget | { error: string } {
   const fields = attributes?.[EXT_PROC_ATTRIBUTES]?.fields ?? {};
-  const get = (key: AttemptKey): string | undefined => text(fields[attemptAttribute(key)]);
+  const get = (key: AttemptKey): string | undefined => text(fields[ATTRIBUTE_NAMES[key]]);
   const backend = get('backend');
   const member = get('member');
   const provider = get('provider');

@@ -13,7 +13,7 @@ import { ConverseStreamTranslator, bedrockErrorToOpenAI, fromConverseResponse, t
 import { isRecord, parseObject, type Usage } from './json.js';
 import { failureCause, type AiExtensionMetrics, type FailureCause, type MemberLabel } from './metrics.js';
 import { modelForAttempt } from './models.js';
-import { headerMap, type HeaderSet, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
+import { asBuffer, headerMap, type HeaderSet, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
 import { WELL_KNOWN_CREDENTIAL_HEADERS, isChatCompletions, requestHeaderMutation } from './request-headers.js';
 import type { RequestMemory, RequestRecord } from './request-memory.js';
 import { AttemptSpan, parseTraceparent, type SpanSink } from './tracing.js';
@@ -176,13 +176,18 @@ export class AttemptExchange {
   observe(message: ProcessingRequest): void {
     if (message.response_headers) {
       // An answer without a body has nothing to wait for.
-      if (message.response_headers.end_of_stream !== true) this.gate ??= this.holdHeaders(headerMap(message.response_headers));
+      if (message.response_headers.end_of_stream !== true && this.mayHold()) this.gate ??= this.holdHeaders(headerMap(message.response_headers));
       return;
     }
     const gate = this.gate;
     if (message.response_body && gate && !gate.released) {
       if (gate.push(message.response_body.body ?? new Uint8Array(0), message.response_body.end_of_stream === true)) gate.settle('release');
     }
+  }
+
+  /** Only a member with a first-token deadline or refusal fallbacks ever holds an answer's headers. */
+  private mayHold(): boolean {
+    return this.target !== undefined && (this.target.firstTokenTimeoutMs !== undefined || this.target.fallbacks !== undefined);
   }
 
   private holdHeaders(headers: Map<string, string>): HeldHeaders | undefined {
@@ -432,7 +437,7 @@ export class AttemptExchange {
   private requestBody(bytes: Uint8Array): ProcessingResponse {
     const target = this.target;
     if (target === undefined) return { phase: 'request_body' };
-    const original = Buffer.from(bytes);
+    const original = asBuffer(bytes);
     let replacement: Buffer | undefined;
     const chat = isChatCompletions(this.clientPath) ? parseObject(original.toString('utf8')) : undefined;
     if (chat !== undefined) {
@@ -634,7 +639,7 @@ export class AttemptExchange {
       if (end) this.countTokens(translator.tokens);
       return { phase: 'response_body', body: out === '' ? { clear: true } : { body: Buffer.from(out) } };
     }
-    const text = this.decoder.write(Buffer.from(bytes)) + (end ? this.decoder.end() : '');
+    const text = this.decoder.write(asBuffer(bytes)) + (end ? this.decoder.end() : '');
     switch (this.mode) {
       case 'anthropic-stream': {
         const translator = this.translator;

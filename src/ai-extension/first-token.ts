@@ -1,5 +1,6 @@
 import { StringDecoder } from 'node:string_decoder';
 import { isRecord } from './json.js';
+import { asBuffer } from './protocol.js';
 
 /**
  * Reads a provider's answer as it arrives and says when the first content-bearing token is there.
@@ -23,7 +24,7 @@ export class FirstTokenWatch {
   /** Feeds the next chunk; true once a content token (or anything the client must get) has arrived. */
   push(bytes: Uint8Array): boolean {
     if (this.seen) return true;
-    const text = this.decoder.write(Buffer.from(bytes));
+    const text = this.decoder.write(asBuffer(bytes));
     if (!this.eventStream) {
       if (text.trim() !== '') this.seen = true;
       return this.seen;

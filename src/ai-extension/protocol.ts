@@ -102,19 +102,42 @@ export function decodeProcessingRequest(bytes: Buffer): ProcessingRequest {
 
 type Plain = Record<string, unknown>;
 
+/** HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD (envoy/config/core/v3/base.proto). */
+const OVERWRITE_IF_EXISTS_OR_ADD = 2;
+
 function headerMutation(m: HeaderMutation): Plain {
   return {
     set_headers: (m.set ?? []).map((h) => ({
       header: { key: h.key, raw_value: Buffer.from(h.value) },
-      append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+      append_action: OVERWRITE_IF_EXISTS_OR_ADD,
     })),
     remove_headers: m.remove ?? [],
   };
 }
 
+/** Answers that change nothing, the most frequent ones, are the same bytes every time. */
+const unchanged = new Map<PhaseResponse['phase'], Buffer>();
+
+/**
+ * The plain objects built below already have the wire shape (enum numbers, bytes as Uint8Array),
+ * so they go straight to the encoder: fromObject would copy every one of them first.
+ */
 export function encodeProcessingResponse(r: ProcessingResponse): Buffer {
   const type = messageType(RESPONSE);
-  return Buffer.from(type.encode(type.fromObject(responseMessage(r))).finish());
+  if (isUnchanged(r)) {
+    let bytes = unchanged.get(r.phase);
+    if (bytes === undefined) {
+      bytes = Buffer.from(type.encode(responseMessage(r)).finish());
+      unchanged.set(r.phase, bytes);
+    }
+    return bytes;
+  }
+  const bytes = type.encode(responseMessage(r)).finish();
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function isUnchanged(r: ProcessingResponse): r is PhaseResponse {
+  return (r.phase === 'request_headers' || r.phase === 'response_headers' || r.phase === 'request_body' || r.phase === 'response_body') && r.headers === undefined && r.body === undefined;
 }
 
 function responseMessage(r: ProcessingResponse): Plain {
@@ -155,9 +178,16 @@ export const EXTERNAL_PROCESSOR_SERVICE: grpc.ServiceDefinition = {
   },
 };
 
+/** The same bytes as a Buffer, without a copy (decoded bytes fields are views of the message already). */
+export function asBuffer(bytes: Uint8Array): Buffer {
+  if (Buffer.isBuffer(bytes)) return bytes;
+  // An absent bytes field (Envoy's empty end-of-stream chunk) decodes to protobufjs' default, a plain empty array.
+  return bytes instanceof Uint8Array ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) : Buffer.from(bytes);
+}
+
 /** Header values arrive in raw_value (bytes) from Envoy 1.40; `value` is the older form. */
 export function headerValue(h: DecodedHeader): string {
-  if (h.raw_value !== undefined && h.raw_value.length > 0) return Buffer.from(h.raw_value).toString('utf8');
+  if (h.raw_value !== undefined && h.raw_value.length > 0) return asBuffer(h.raw_value).toString('utf8');
   return h.value ?? '';
 }
 

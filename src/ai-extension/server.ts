@@ -82,7 +82,13 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
   };
 
   const activity = { open: 0, lastAt: Date.now() };
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': 64 * 1024 * 1024 });
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    'grpc.max_send_message_length': 64 * 1024 * 1024,
+    // Every attempt is a call: channelz would track each one (call and message counters, traces)
+    // for a debugging service nobody serves here.
+    'grpc.enable_channelz': 0,
+  });
   server.addService(EXTERNAL_PROCESSOR_SERVICE, {
     Process: (call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>) => {
       activity.open++;
@@ -165,7 +171,7 @@ function serveAttempt(call: grpc.ServerDuplexStream<ProcessingRequest, Processin
   call.on('data', (message: ProcessingRequest) => {
     exchange.observe(message);
     queue = queue.then(async () => {
-      const phase = Object.keys(message).find((k) => k.endsWith('_headers') || k.endsWith('_body') || k.endsWith('_trailers')) ?? 'unknown';
+      const phase = phaseOf(message);
       const started = performance.now();
       try {
         const response = await exchange.handle(message);
@@ -189,4 +195,15 @@ function serveAttempt(call: grpc.ServerDuplexStream<ProcessingRequest, Processin
   });
   call.on('cancelled', close);
   call.on('error', close);
+}
+
+/** The phase label of a message (exactly one is set), without walking its keys. */
+function phaseOf(message: ProcessingRequest): string {
+  if (message.request_headers) return 'request_headers';
+  if (message.request_body) return 'request_body';
+  if (message.response_headers) return 'response_headers';
+  if (message.response_body) return 'response_body';
+  if (message.request_trailers) return 'request_trailers';
+  if (message.response_trailers) return 'response_trailers';
+  return 'unknown';
 }

@@ -28,7 +28,8 @@ export type Manifest = JsonObject;
 
 /** A pool member played by a fake provider, reached through hostOverride under its own hostname. */
 export interface FakeMember {
-  fake: FakeProvider;
+  /** Only its address is used: a fake in another process (the ai-extension bench) will do. */
+  fake: Pick<FakeProvider, 'host' | 'port'>;
   /** Host header (and SNI) the member must see. */
   hostname: string;
   name?: string;
