@@ -76,7 +76,9 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     credentialHeaders: new Set(),
     credentialWaitMs: opts.credentialWaitMs ?? 1_000,
     logger: log,
-    vendorTokens: new ServiceAccountTokens(),
+    vendorTokens: new ServiceAccountTokens({
+      onRenewalFailure: (message) => log.warn({ error: message }, 'ai-extension: an access token could not be renewed; the one held serves until it expires, then attempts go to the next member'),
+    }),
     drill: { nonces: new DrillNonces(), rejections: new DrillRejectionLog() },
     ...(traces !== undefined ? { spans: traces } : {}),
   };
@@ -103,6 +105,13 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
   const address = (opts.host ?? '0.0.0.0').includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host ?? '0.0.0.0'}:${opts.port}`;
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+  });
+  // A rotated service-account key gets its token now, not on the next attempt's time.
+  credentials.on('updated', (names) => {
+    for (const name of names) {
+      const value = credentials.get(name);
+      if (value !== undefined && ctx.vendorTokens?.keeps(name)) ctx.vendorTokens.keep(name, value);
+    }
   });
   if (opts.xds) credentials.start(opts.xds);
 
@@ -135,6 +144,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     connect: (xds) => credentials.start(xds),
     idleForMs: (now = Date.now()) => (activity.open > 0 ? 0 : now - activity.lastAt),
     async stop() {
+      ctx.vendorTokens?.stop();
       await credentials.stop();
       // In-flight attempts end with an error Envoy maps to "AI extension unavailable".
       server.forceShutdown();

@@ -1,4 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
+import { APIError } from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
 import { startFakeBedrock, type FakeBedrock } from '../support/fake-bedrock.js';
@@ -306,11 +307,17 @@ describe('Vertex AI access tokens', () => {
   });
 
   it('a key the token endpoint refuses gives a 503 naming the member and the endpoint\'s reason, and nothing reaches Vertex', async () => {
-    const failure = await gw.chatFailure('/wrong/v1');
+    const err = await gw.client('/wrong/v1').chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(APIError);
+    const failure = err as APIError;
     expect(failure.status).toBe(503);
-    expect(failure.message).toContain('member p0-0-vertexai (Backend ai/gemini-wrong-key) has no usable credential');
-    expect(failure.message).toContain('invalid_grant: Invalid JWT Signature.');
+    // A retriable stand-in answer (the next member would have been tried): the reason is in its header.
+    const reason = failure.headers?.get('x-switchyard-error') ?? '';
+    expect(reason).toContain('member p0-0-vertexai (Backend ai/gemini-wrong-key) has no usable credential');
+    expect(reason).toContain('invalid_grant: Invalid JWT Signature.');
+    expect(failure.headers?.get('x-switchyard-abandoned')).toBe('credential_unavailable');
     expect(vertex.received()).toEqual([]);
+    // The route's retries found the refusal within its back-off: the endpoint was asked once.
     expect(vertex.tokenRequests()).toEqual([{ ok: false, reason: 'Invalid JWT Signature.' }]);
   });
 });

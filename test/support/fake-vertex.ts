@@ -29,6 +29,8 @@ export interface VertexRequest {
 }
 
 export type FakeVertexMode = { kind: 'ok' } | { kind: 'status'; status: number };
+/** The token endpoint: answering at once, after `delayMs`, or failing with `status` (a grant that is otherwise good). */
+export type FakeTokenMode = { kind: 'ok' } | { kind: 'slow'; delayMs: number } | { kind: 'status'; status: number };
 
 export interface FakeVertex {
   readonly host: string;
@@ -42,6 +44,7 @@ export interface FakeVertex {
   issuedTokens(): readonly string[];
   received(): readonly VertexRequest[];
   setMode(mode: FakeVertexMode): void;
+  setTokenMode(mode: FakeTokenMode): void;
   clear(): void;
   close(): Promise<void>;
 }
@@ -61,6 +64,7 @@ export async function startFakeVertex(o: FakeVertexOptions): Promise<FakeVertex>
   let records: VertexRequest[] = [];
   let mode: FakeVertexMode = { kind: 'ok' };
   let tokenUri = '';
+  let tokenMode: FakeTokenMode = { kind: 'ok' };
 
   const onToken = (raw: string, res: ServerResponse): void => {
     const form = new URLSearchParams(raw);
@@ -70,10 +74,16 @@ export async function startFakeVertex(o: FakeVertexOptions): Promise<FakeVertex>
       sendJson(res, 400, { error: 'invalid_grant', error_description: reason });
       return;
     }
-    const token = `ya29.fake-${randomBytes(12).toString('hex')}`;
-    const lifetime = o.tokenLifetimeS ?? 3600;
-    tokens.set(token, Date.now() + lifetime * 1000);
-    sendJson(res, 200, { access_token: token, expires_in: lifetime, token_type: 'Bearer' });
+    const issue = (): void => {
+      const token = `ya29.fake-${randomBytes(12).toString('hex')}`;
+      const lifetime = o.tokenLifetimeS ?? 3600;
+      tokens.set(token, Date.now() + lifetime * 1000);
+      sendJson(res, 200, { access_token: token, expires_in: lifetime, token_type: 'Bearer' });
+    };
+    const m = tokenMode;
+    if (m.kind === 'status') sendJson(res, m.status, { error: 'internal_failure', error_description: `${o.name}'s token endpoint is failing with ${m.status}` });
+    else if (m.kind === 'slow') setTimeout(() => (res.destroyed ? undefined : issue()), m.delayMs);
+    else issue();
   };
 
   const onChat = (req: IncomingMessage, r: VertexRequest, res: ServerResponse): void => {
@@ -130,6 +140,7 @@ export async function startFakeVertex(o: FakeVertexOptions): Promise<FakeVertex>
     issuedTokens: () => [...tokens.keys()],
     received: () => records,
     setMode: (m) => (mode = m),
+    setTokenMode: (m) => (tokenMode = m),
     clear: () => {
       records = [];
       grants = [];

@@ -1,0 +1,142 @@
+import { APIError } from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FakeProvider } from '../../examples/demo/fake-provider.js';
+import { startFakeVertex, type FakeVertex } from '../support/fake-vertex.js';
+import { waitFor } from '../support/wait.js';
+import { NAMESPACE, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+
+/**
+ * A Vertex AI member whose token endpoint is slow (longer than Envoy's 2 s ext_proc message
+ * timeout) or failing, in front of an OpenAI member, through the real Envoy and the AI extension
+ * of a freshly started serve (cold token cache). The attempt must not wait past its bound nor end
+ * the request: it is handed to the next priority, counted as credential_unavailable; the token
+ * is fetched on meanwhile, and serves the next requests without their waiting for it.
+ */
+
+const OPENAI_KEY = 'sk-openai-vertex-tokens-1';
+const VERTEX = { project: 'switchyard-test', region: 'europe-west4', model: 'gemini-2.0-flash' } as const;
+/** Longer than Envoy's ext_proc message timeout (2 s): an attempt waiting for it would end in a local reply. */
+const SLOW_TOKEN_MS = 3_000;
+
+let gw: GatewayFixture;
+let openai: FakeProvider;
+let slow: FakeVertex;
+let failing: FakeVertex;
+const logLines: string[] = [];
+
+beforeAll(async () => {
+  slow = await startFakeVertex({ name: 'vertex-slow', project: VERTEX.project, region: VERTEX.region, model: `google/${VERTEX.model}` });
+  failing = await startFakeVertex({ name: 'vertex-failing', project: VERTEX.project, region: VERTEX.region, model: `google/${VERTEX.model}` });
+  slow.setTokenMode({ kind: 'slow', delayMs: SLOW_TOKEN_MS });
+  failing.setTokenMode({ kind: 'status', status: 500 });
+  gw = await startGatewayFixture({
+    id: 'ai-vertex-tokens',
+    providers: ['openai'],
+    fakeOptions: { openai: { vendor: { api: 'openai', key: OPENAI_KEY } } },
+    logLines,
+    manifests: ({ listenerPort, fakes }) => {
+      const openaiMember: Manifest = {
+        name: 'openai',
+        provider: { openai: { model: 'gpt-4o', authToken: { kind: 'SecretRef', secretRef: { name: 'openai-key' } } } },
+        hostOverride: { host: fakes['openai']?.host ?? '', port: fakes['openai']?.port ?? 0, tls: false },
+      };
+      const vertexMember = (name: string, fake: FakeVertex): Manifest => ({
+        name,
+        provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, serviceAccountKey: { secretRef: { name: `${name}-sa` } } } },
+        hostOverride: { host: fake.host, port: fake.port, tls: false },
+      });
+      const backend = (name: string, pools: Manifest[][]): Manifest => ({
+        apiVersion: 'switchyard.dev/v1alpha1',
+        kind: 'Backend',
+        metadata: { name, namespace: NAMESPACE },
+        // statusCodes without 503: the hand-over must not depend on the route retrying 503s.
+        spec: { type: 'AI', ai: { multipool: { priorities: pools.map((pool) => ({ pool })) } }, outlierDetection: { enabled: false }, retry: { statusCodes: [429] } },
+      });
+      const saSecret = (name: string, fake: FakeVertex): Manifest => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: NAMESPACE }, stringData: { 'key.json': fake.keyFile } });
+      return {
+        'gateway.yaml': gatewayManifests(listenerPort),
+        'secrets.yaml': [secret('openai-key', OPENAI_KEY), saSecret('vertex-slow-sa', slow), saSecret('vertex-failing-sa', failing)],
+        'backends.yaml': [
+          backend('slow-token', [[vertexMember('vertex-slow', slow)], [openaiMember]]),
+          backend('failing-token', [[vertexMember('vertex-failing', failing)], [openaiMember]]),
+        ],
+        'routes.yaml': [
+          httpRoute('chat', [
+            { path: '/slow/v1', rewritePrefix: '/v1', backend: 'slow-token' },
+            { path: '/failing/v1', rewritePrefix: '/v1', backend: 'failing-token' },
+          ]),
+        ],
+      };
+    },
+    waitForBackends: ['slow-token', 'failing-token'],
+  });
+  openai = gw.fakes['openai'] as FakeProvider;
+});
+
+afterAll(async () => {
+  await gw?.stop();
+  await slow?.close();
+  await failing?.close();
+});
+
+async function failures(member: string, cause: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${gw.controller.metricsPort}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('switchyard_ai_failures_total{') && l.includes(`member="${member}"`) && l.includes(`cause="${cause}"`));
+  return line === undefined ? 0 : Number(line.split(' ').at(-1));
+}
+
+describe('a Vertex AI token endpoint slower than the ext_proc message timeout', () => {
+  it('the first request after start is answered by the next priority within the bound, and the token then serves without a wait', async () => {
+    expect(slow.tokenRequests()).toEqual([]);
+    const first = await gw.chat('/slow/v1');
+    expect(first.answeredBy).toBe('openai');
+    // 1.5 s bound on the credential wait plus the retry; not the token endpoint's 3 s, nor a 2 s ext_proc timeout.
+    expect(first.elapsedMs).toBeLessThan(2_000);
+    expect(slow.received()).toEqual([]);
+    expect(await failures('vertex-slow', 'credential_unavailable')).toBe(1);
+    expect(await failures('vertex-slow', 'status_5xx')).toBe(0);
+
+    // The token request went on after the attempt gave up; once it is answered, Vertex serves at once.
+    await waitFor(() => slow.issuedTokens().length === 1, { what: 'the slow token endpoint to issue its token', timeoutMs: SLOW_TOKEN_MS + 5_000 });
+    const openaiBefore = openai.received().length;
+    const second = await gw.chat('/slow/v1');
+    expect(second.content).toBe('answered by vertex-slow');
+    expect(second.elapsedMs).toBeLessThan(1_000);
+    expect(openai.received()).toHaveLength(openaiBefore);
+    expect(slow.tokenRequests()).toEqual([{ ok: true }]);
+    expect(slow.received().map((r) => r.rejected)).toEqual([undefined]);
+  });
+});
+
+describe('a Vertex AI token endpoint that fails', () => {
+  it('hands every attempt to the next priority at once, asks the endpoint again only after a back-off, and the last attempt names the reason', async () => {
+    const before = await failures('vertex-failing', 'credential_unavailable');
+    for (let i = 0; i < 5; i++) {
+      const answer = await gw.chat('/failing/v1');
+      expect(answer.answeredBy).toBe('openai');
+      expect(answer.elapsedMs).toBeLessThan(1_500);
+    }
+    expect(failing.received()).toEqual([]);
+    expect(await failures('vertex-failing', 'credential_unavailable')).toBe(before + 5);
+    // One request, then the back-off (1 s, doubling) serves the refusal without asking again.
+    expect(failing.tokenRequests().length).toBeGreaterThanOrEqual(1);
+    expect(failing.tokenRequests().length).toBeLessThanOrEqual(3);
+
+    // With the other priority failing too, the client gets the stand-in 503 and why, never a key.
+    await openai.setMode({ kind: 'status', status: 503 });
+    try {
+      const err = await gw.client('/failing/v1').chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(APIError);
+      const apiError = err as APIError;
+      expect(apiError.status).toBe(503);
+      // Envoy's retries are spent on the openai member (503), and the vertex attempt came first.
+      expect(failing.received()).toEqual([]);
+    } finally {
+      await openai.setMode('ok');
+    }
+    const privateKeyLine = (JSON.parse(failing.keyFile) as { private_key: string }).private_key.split('\n')[1] ?? '';
+    expect(privateKeyLine.length).toBeGreaterThan(40);
+    expect(logLines.some((l) => l.includes('no usable credential') && l.includes('vertex-failing') && l.includes('failing with 500'))).toBe(true);
+    for (const l of logLines) expect(l).not.toContain(privateKeyLine);
+  });
+});
