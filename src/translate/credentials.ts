@@ -63,6 +63,12 @@ export function resolveCredential(
   return { ok: true, kind: 'SecretRef', secret: secretName, credential: { name: credentialName(ctx.namespace, secretName), value } };
 }
 
+/**
+ * Every key translation reads from a credential or drill Secret: what a provider that keeps only
+ * some keys of a Secret in memory (the Kubernetes one) must keep.
+ */
+export const CREDENTIAL_SECRET_KEYS: readonly string[] = [CREDENTIAL_KEY, SERVICE_ACCOUNT_KEY, AWS_ACCESS_KEY, AWS_SECRET_KEY, AWS_SESSION_TOKEN, DRILL_KEY];
+
 /** The Secret keys each vendor credential is read from: [key, required]. */
 const VENDOR_KEYS: Record<VendorCredentialKind, readonly (readonly [string, boolean])[]> = {
   ServiceAccountKey: [[SERVICE_ACCOUNT_KEY, true]],
