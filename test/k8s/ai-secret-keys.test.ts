@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { stringify } from 'yaml';
+import OpenAI from 'openai';
 import { startFakeProvider, type FakeProvider } from '../../examples/demo/fake-provider.js';
 import { startAiExtension, type RunningAiExtension } from '../../src/ai-extension/server.js';
 import type { RunningController } from '../../src/app/controller.js';
@@ -12,6 +13,8 @@ import type { JsonObject } from '../../src/envoy/resources.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { loopbackController } from '../support/controller-replica.js';
 import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
+import { startFakeBedrock, type FakeBedrock } from '../support/fake-bedrock.js';
+import { startFakeVertex, type FakeVertex } from '../support/fake-vertex.js';
 import { aiBackend } from '../support/gateway-fixture.js';
 import { createTestNamespace, randomSuffix, testClient, type TestNamespace } from '../support/kube-cluster.js';
 import { kubectlOk } from '../support/kube.js';
@@ -19,7 +22,10 @@ import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 
 /**
- * `switchyard drill --key-secret NS/NAME` against a real API server: the drill key is read from
+ * Keys read from Secrets through a real API server, beyond a provider's `Authorization`: a
+ * Vertex AI service-account key and Bedrock's AWS keys reach the AI extension (a real Envoy's
+ * attempts are answered by the vendor fakes, which check the token and the signature), and
+ * `switchyard drill --key-secret NS/NAME` reads the drill key from
  * the Secret the Backend's spec.drill.keySecretRef names, the same Secret the controller (in
  * process, watching this namespace) hands to the AI extension, so a real Envoy fails priority 0
  * over to priority 1 without calling priority 0's provider. A Secret that is not the Backend's,
@@ -31,12 +37,16 @@ const CLASS = `switchyard-drill-${SUFFIX}`;
 const GATEWAY = 'ai-gateway';
 const KEY = 'drill-key-k8s-0123456789abcdef0123456789';
 const ROTATED = 'drill-key-k8s-rotated-fedcba9876543210fedcba';
+const AWS = { region: 'us-east-1', model: 'anthropic.claude-3-5-haiku-20241022-v1:0', accessKey: 'AKIAK8SBEDROCK0001', secretKey: 'k8s-bedrock-secret-VALUE/+1', sessionToken: 'k8s-bedrock-session-TOKEN' } as const;
+const VERTEX = { project: 'switchyard-k8s', region: 'europe-west4', model: 'gemini-2.0-flash' } as const;
 
 let ns: TestNamespace;
 let dir: string;
 let listenerPort: number;
 let p0: FakeProvider;
 let p1: FakeProvider;
+let vertex: FakeVertex;
+let bedrock: FakeBedrock;
 let ctl: RunningController;
 let extension: RunningAiExtension;
 let envoy: EnvoyProcess;
@@ -68,11 +78,31 @@ function manifests(): JsonObject[] {
     inNamespace(withDrill(aiBackend({ name: 'chat', priorities: pools, outlierDetection: { enabled: false } }), 'chat-drill-key')),
     inNamespace(withDrill(aiBackend({ name: 'missing', priorities: pools, outlierDetection: { enabled: false } }), 'no-such-secret')),
     inNamespace(withDrill(aiBackend({ name: 'keyless', priorities: pools, outlierDetection: { enabled: false } }), 'keyless-drill-key')),
+    secret('vertex-sa', { 'key.json': vertex.keyFile }),
+    secret('aws-keys', { accessKey: AWS.accessKey, secretKey: AWS.secretKey, sessionToken: AWS.sessionToken }),
+    inNamespace({ apiVersion: 'switchyard.dev/v1alpha1', kind: 'Backend', metadata: { name: 'vertex' }, spec: { type: 'AI', ai: { llm: {
+      provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, serviceAccountKey: { secretRef: { name: 'vertex-sa' } } } },
+      hostOverride: { host: vertex.host, port: vertex.port, tls: false },
+    } } } }),
+    inNamespace({ apiVersion: 'switchyard.dev/v1alpha1', kind: 'Backend', metadata: { name: 'bedrock' }, spec: { type: 'AI', ai: { llm: {
+      provider: { bedrock: { model: AWS.model, region: AWS.region, credentials: { secretRef: { name: 'aws-keys' } } } },
+      hostOverride: { host: bedrock.host, port: bedrock.port, tls: false },
+    } } } }),
     inNamespace({
       apiVersion: 'gateway.networking.k8s.io/v1',
       kind: 'HTTPRoute',
       metadata: { name: 'chat' },
-      spec: { parentRefs: [{ name: GATEWAY }], rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/v1' } }], backendRefs: [{ group: 'switchyard.dev', kind: 'Backend', name: 'chat' }] }] },
+      spec: {
+        parentRefs: [{ name: GATEWAY }],
+        rules: [
+          { matches: [{ path: { type: 'PathPrefix', value: '/v1' } }], backendRefs: [{ group: 'switchyard.dev', kind: 'Backend', name: 'chat' }] },
+          ...['vertex', 'bedrock'].map((name) => ({
+            matches: [{ path: { type: 'PathPrefix', value: `/${name}/v1` } }],
+            filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/v1' } } }],
+            backendRefs: [{ group: 'switchyard.dev', kind: 'Backend', name }],
+          })),
+        ],
+      },
     }),
   ];
 }
@@ -111,6 +141,8 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'switchyard-k8s-drill-'));
   p0 = await startFakeProvider({ name: 'p0' });
   p1 = await startFakeProvider({ name: 'p1' });
+  vertex = await startFakeVertex({ name: 'vertex', project: VERTEX.project, region: VERTEX.region, model: `google/${VERTEX.model}` });
+  bedrock = await startFakeBedrock({ name: 'bedrock', ...AWS });
   listenerPort = await freePort();
   const logger = createLogger({ level: 'info', name: 'k8s-drill' }, { write: (line: string) => void logLines.push(line) });
   extension = await startAiExtension({ port: 0, host: '127.0.0.1', logger: logger.child({ component: 'ai-extension' }) });
@@ -139,9 +171,30 @@ afterAll(async () => {
   await extension?.stop();
   await ctl?.stop();
   for (const f of [p0, p1]) await f?.close();
+  await vertex?.close();
+  await bedrock?.close();
   await ns?.remove();
   await kubectlOk(['delete', 'gatewayclass', CLASS, '--ignore-not-found']).catch(() => undefined);
   if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('vendor credentials from Secrets on a real API server', () => {
+  it('a Vertex AI member gets tokens for its service-account key, a Bedrock member signs with its AWS keys', async () => {
+    const client = (prefix: string): OpenAI => new OpenAI({ baseURL: `http://127.0.0.1:${listenerPort}${prefix}`, apiKey: 'sk-client', maxRetries: 0, timeout: 20_000 });
+    const ask = async (prefix: string): Promise<string> =>
+      (await client(prefix).chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }] })).choices[0]?.message.content ?? '';
+    // The route and clusters may reach Envoy a moment after the listener.
+    await waitFor(async () => (await ask('/vertex/v1').catch(() => '')) === 'answered by vertex', { what: 'the Vertex AI Backend to answer', timeoutMs: 15_000 });
+    expect(vertex.tokenRequests().filter((g) => g.ok)).toHaveLength(1);
+    expect(vertex.received().every((r) => r.rejected === undefined)).toBe(true);
+    await waitFor(async () => (await ask('/bedrock/v1').catch(() => '')) !== '', { what: 'the Bedrock Backend to answer', timeoutMs: 15_000 });
+    expect(bedrock.received().length).toBeGreaterThan(0);
+    expect(bedrock.received().every((r) => r.rejected === undefined)).toBe(true);
+    for (const l of logLines) {
+      expect(l).not.toContain(AWS.secretKey);
+      expect(l).not.toContain(AWS.sessionToken);
+    }
+  });
 });
 
 describe('switchyard drill --key-secret NS/NAME on a real API server', () => {
