@@ -238,10 +238,10 @@ export class ServiceAccountTokens {
     state.timer.unref();
   }
 
-  /** Forgets keys nobody keeps whose token has expired (a rotated key's predecessor). */
+  /** Forgets keys nobody keeps whose token has expired and whose back-off is over (a rotated key's predecessor). */
   private prune(now: number): void {
     for (const [id, state] of this.keys) {
-      if (state.keptBy.size === 0 && state.inFlight === undefined && (state.token === undefined || state.token.expiresAt <= now) && state.failure === undefined) this.keys.delete(id);
+      if (state.keptBy.size === 0 && state.inFlight === undefined && (state.token === undefined || state.token.expiresAt <= now) && state.retryAt <= now) this.keys.delete(id);
     }
   }
 
