@@ -310,7 +310,7 @@ export class AttemptExchange {
   private noVendorCredential(target: AttemptTarget, error: string): ProcessingResponse {
     this.fail('credential_unavailable');
     this.status = 503;
-    this.ctx.logger.warn({ backend: target.backend, member: target.member, credential: target.credential, error }, 'ai-extension: no usable credential for the attempt; handed to the next member');
+    this.ctx.logger.warn({ backend: target.backend, member: target.member, credential: target.credential, cause: 'credential_unavailable', error }, 'ai-extension: no usable credential for the attempt; handed to the next member');
     const reason = `Switchyard AI extension: member ${target.member} (Backend ${target.backend}) has no usable credential: ${error}; the request was not sent`;
     return {
       phase: 'stand-in',
