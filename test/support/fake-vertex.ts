@@ -29,8 +29,11 @@ export interface VertexRequest {
 }
 
 export type FakeVertexMode = { kind: 'ok' } | { kind: 'status'; status: number };
-/** The token endpoint: answering at once, after `delayMs`, or failing with `status` (a grant that is otherwise good). */
-export type FakeTokenMode = { kind: 'ok' } | { kind: 'slow'; delayMs: number } | { kind: 'status'; status: number };
+/**
+ * The token endpoint: answering at once, after `delayMs`, failing with `status` (a grant that is
+ * otherwise good), or holding every request until the mode is set to another, which answers them.
+ */
+export type FakeTokenMode = { kind: 'ok' } | { kind: 'slow'; delayMs: number } | { kind: 'status'; status: number } | { kind: 'hold' };
 
 export interface FakeVertex {
   readonly host: string;
@@ -65,11 +68,13 @@ export async function startFakeVertex(o: FakeVertexOptions): Promise<FakeVertex>
   let mode: FakeVertexMode = { kind: 'ok' };
   let tokenUri = '';
   let tokenMode: FakeTokenMode = { kind: 'ok' };
+  const held: (() => void)[] = [];
 
-  const onToken = (raw: string, res: ServerResponse): void => {
+  const onToken = (raw: string, res: ServerResponse, arrived = true): void => {
+    if (res.destroyed) return;
     const form = new URLSearchParams(raw);
     const reason = grantProblem(form, publicKey, clientEmail, tokenUri);
-    grants.push(reason === undefined ? { ok: true } : { ok: false, reason });
+    if (arrived) grants.push(reason === undefined ? { ok: true } : { ok: false, reason });
     if (reason !== undefined) {
       sendJson(res, 400, { error: 'invalid_grant', error_description: reason });
       return;
@@ -81,7 +86,8 @@ export async function startFakeVertex(o: FakeVertexOptions): Promise<FakeVertex>
       sendJson(res, 200, { access_token: token, expires_in: lifetime, token_type: 'Bearer' });
     };
     const m = tokenMode;
-    if (m.kind === 'status') sendJson(res, m.status, { error: 'internal_failure', error_description: `${o.name}'s token endpoint is failing with ${m.status}` });
+    if (m.kind === 'hold') held.push(() => onToken(raw, res, false));
+    else if (m.kind === 'status') sendJson(res, m.status, { error: 'internal_failure', error_description: `${o.name}'s token endpoint is failing with ${m.status}` });
     else if (m.kind === 'slow') setTimeout(() => (res.destroyed ? undefined : issue()), m.delayMs);
     else issue();
   };
@@ -140,7 +146,10 @@ export async function startFakeVertex(o: FakeVertexOptions): Promise<FakeVertex>
     issuedTokens: () => [...tokens.keys()],
     received: () => records,
     setMode: (m) => (mode = m),
-    setTokenMode: (m) => (tokenMode = m),
+    setTokenMode: (m) => {
+      tokenMode = m;
+      if (m.kind !== 'hold') for (const answer of held.splice(0)) answer();
+    },
     clear: () => {
       records = [];
       grants = [];
