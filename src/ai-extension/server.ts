@@ -69,6 +69,9 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     ? undefined
     : new OtlpTraceExporter({ endpoint: opts.otlp, service: { name: AI_EXTENSION_SERVICE_NAME, scope: 'switchyard.dev/ai-extension', version: '' }, logger: log });
   const limits = startMemberLimits({ registry: metrics.registry, logger: log, ...(opts.limitsRedis !== undefined ? { limitsRedis: opts.limitsRedis } : {}) });
+  const vendorTokens = new ServiceAccountTokens({
+    onRenewalFailure: (message) => log.warn({ error: message }, 'ai-extension: an access token could not be renewed; the one held serves until it expires, then attempts go to the next member'),
+  });
   const ctx: ExchangeContext = {
     limits,
     credentials,
@@ -77,9 +80,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     credentialHeaders: new Set(),
     credentialWaitMs: opts.credentialWaitMs ?? 1_000,
     logger: log,
-    vendorTokens: new ServiceAccountTokens({
-      onRenewalFailure: (message) => log.warn({ error: message }, 'ai-extension: an access token could not be renewed; the one held serves until it expires, then attempts go to the next member'),
-    }),
+    vendorTokens,
     drill: { nonces: new DrillNonces(), rejections: new DrillRejectionLog() },
     ...(traces !== undefined ? { spans: traces } : {}),
   };
@@ -107,7 +108,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
   });
-  warmServiceAccountTokens(credentials, ctx.vendorTokens ?? new ServiceAccountTokens(), log);
+  warmServiceAccountTokens(credentials, vendorTokens, log);
   if (opts.xds) credentials.start(opts.xds);
 
   let health: HealthServer | undefined;
@@ -139,7 +140,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     connect: (xds) => credentials.start(xds),
     idleForMs: (now = Date.now()) => (activity.open > 0 ? 0 : now - activity.lastAt),
     async stop() {
-      ctx.vendorTokens?.stop();
+      vendorTokens.stop();
       await credentials.stop();
       // In-flight attempts end with an error Envoy maps to "AI extension unavailable".
       server.forceShutdown();
