@@ -100,6 +100,16 @@ const ANSWER_WAIT_MS = 300_000;
  */
 const SKIPPED_STATUS = DRILL_FAILED_STATUS;
 
+/**
+ * How long, from an attempt's start, its request headers may wait for credentials: the answer must
+ * reach Envoy within the filter's 2 s message timeout, or the request ends with a local reply
+ * that is never retried.
+ */
+const CREDENTIAL_BUDGET_MS = 1_500;
+
+/** On a stand-in 503 for a member without a usable credential: why, for the client of the last attempt. */
+export const CREDENTIAL_ERROR_HEADER = 'x-switchyard-error';
+
 /** For contexts built without one (tests): tokens are still cached across attempts. */
 const SHARED_TOKENS = new ServiceAccountTokens();
 
@@ -310,11 +320,7 @@ export class AttemptExchange {
     }
     if (target.authKind === 'ServiceAccountKey' || target.authKind === 'AwsKeys') {
       const vendor = await this.vendorCredential(target, key ?? '');
-      if ('error' in vendor) {
-        this.fail('credential_unavailable');
-        this.ctx.logger.warn({ backend: target.backend, member: target.member, credential: target.credential, error: vendor.error }, 'ai-extension: no usable credential for the attempt');
-        return this.refuse(503, `Switchyard AI extension: member ${target.member} (Backend ${target.backend}) has no usable credential: ${vendor.error}; the request was not sent`);
-      }
+      if ('error' in vendor) return this.noVendorCredential(target, vendor.error);
       key = vendor.key;
     }
     this.ctx.metrics.requests.inc({ backend: target.backend, member: target.member, provider: target.provider });
@@ -336,8 +342,11 @@ export class AttemptExchange {
    */
   private async vendorCredential(target: AttemptTarget, value: string): Promise<{ key: string | undefined } | { error: string }> {
     if (target.authKind === 'ServiceAccountKey') {
+      const tokens = this.ctx.vendorTokens ?? SHARED_TOKENS;
+      // From now on the token is fetched ahead and renewed before it expires, not on an attempt's time.
+      if (target.credential !== undefined) tokens.keep(target.credential, value);
       try {
-        return { key: await (this.ctx.vendorTokens ?? SHARED_TOKENS).accessToken(value) };
+        return { key: await tokens.accessToken(value, Math.max(0, CREDENTIAL_BUDGET_MS - (performance.now() - this.attemptStartedAt))) };
       } catch (err) {
         return { error: err instanceof Error ? err.message : 'the access token could not be obtained' };
       }
@@ -349,6 +358,28 @@ export class AttemptExchange {
     if (typeof accessKeyId !== 'string' || typeof secretAccessKey !== 'string') return { error: 'the AWS credential lacks accessKey or secretKey' };
     this.awsKeys = { accessKeyId, secretAccessKey, ...(typeof sessionToken === 'string' ? { sessionToken } : {}) };
     return { key: undefined };
+  }
+
+  /**
+   * A member whose vendor credential cannot be had now (token endpoint slow or refusing, AWS keys
+   * unusable): the extension stands in a 503 that the route retries on the next member or
+   * priority, as it would an unreachable provider's, instead of ending the request; the provider
+   * is never called. The last attempt's 503 goes to the client, the reason in its header.
+   */
+  private noVendorCredential(target: AttemptTarget, error: string): ProcessingResponse {
+    this.fail('credential_unavailable');
+    this.status = 503;
+    this.ctx.logger.warn({ backend: target.backend, member: target.member, credential: target.credential, cause: 'credential_unavailable', error }, 'ai-extension: no usable credential for the attempt; handed to the next member');
+    const reason = `Switchyard AI extension: member ${target.member} (Backend ${target.backend}) has no usable credential: ${error}; the request was not sent`;
+    return {
+      phase: 'stand-in',
+      headers: [
+        { key: ':status', value: '503' },
+        { key: ABANDONED_HEADER, value: 'credential_unavailable' },
+        // Envoy refuses a header value holding CR, LF or NUL.
+        { key: CREDENTIAL_ERROR_HEADER, value: reason.replace(/[\r\n\0]/g, ' ') },
+      ],
+    };
   }
 
   /**

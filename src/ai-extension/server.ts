@@ -7,6 +7,7 @@ import { CredentialStore, describeXdsTarget, type XdsTarget } from './credential
 import { DrillNonces, DrillRejectionLog } from './drill.js';
 import { AttemptExchange, type ExchangeContext } from './exchange.js';
 import { ServiceAccountTokens } from './vertex.js';
+import { SERVICE_ACCOUNT_INDEX } from '../envoy/ai-extension.js';
 import { createAiExtensionMetrics, type AiExtensionMetrics } from './metrics.js';
 import { EXTERNAL_PROCESSOR_SERVICE, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
 import { HEALTH_SERVICE_DEFINITION, startMemberLimits, type LimitMetrics } from './limits-health.js';
@@ -68,6 +69,9 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     ? undefined
     : new OtlpTraceExporter({ endpoint: opts.otlp, service: { name: AI_EXTENSION_SERVICE_NAME, scope: 'switchyard.dev/ai-extension', version: '' }, logger: log });
   const limits = startMemberLimits({ registry: metrics.registry, logger: log, ...(opts.limitsRedis !== undefined ? { limitsRedis: opts.limitsRedis } : {}) });
+  const vendorTokens = new ServiceAccountTokens({
+    onRenewalFailure: (message) => log.warn({ error: message }, 'ai-extension: an access token could not be renewed; the one held serves until it expires, then attempts go to the next member'),
+  });
   const ctx: ExchangeContext = {
     limits,
     credentials,
@@ -76,7 +80,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     credentialHeaders: new Set(),
     credentialWaitMs: opts.credentialWaitMs ?? 1_000,
     logger: log,
-    vendorTokens: new ServiceAccountTokens(),
+    vendorTokens,
     drill: { nonces: new DrillNonces(), rejections: new DrillRejectionLog() },
     ...(traces !== undefined ? { spans: traces } : {}),
   };
@@ -110,6 +114,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
   });
+  warmServiceAccountTokens(credentials, vendorTokens, log);
   if (opts.xds) credentials.start(opts.xds);
 
   let health: HealthServer | undefined;
@@ -141,6 +146,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     connect: (xds) => credentials.start(xds),
     idleForMs: (now = Date.now()) => (activity.open > 0 ? 0 : now - activity.lastAt),
     async stop() {
+      vendorTokens.stop();
       await credentials.stop();
       // In-flight attempts end with an error Envoy maps to "AI extension unavailable".
       server.forceShutdown();
@@ -206,4 +212,53 @@ function phaseOf(message: ProcessingRequest): string {
   if (message.request_trailers) return 'request_trailers';
   if (message.response_trailers) return 'response_trailers';
   return 'unknown';
+}
+
+/**
+ * Vertex AI access tokens fetched as soon as the configuration names their keys, not on a first
+ * attempt's time: the controller lists every service-account credential (SERVICE_ACCOUNT_INDEX);
+ * each listed key is subscribed to and its token kept fresh (a rotated key's at once).
+ */
+function warmServiceAccountTokens(credentials: CredentialStore, tokens: ServiceAccountTokens, log: Logger): void {
+  const listed = new Set<string>();
+  const keep = (name: string): void => {
+    const value = credentials.get(name);
+    if (value !== undefined) tokens.keep(name, value);
+  };
+  credentials.on('updated', (names) => {
+    for (const name of names) {
+      if (name === SERVICE_ACCOUNT_INDEX) {
+        const now = new Set(parseIndex(credentials.get(name), log));
+        // A key no Backend names any more is no longer renewed.
+        for (const gone of [...listed].filter((n) => !now.has(n))) {
+          listed.delete(gone);
+          tokens.forget(gone);
+        }
+        for (const listedName of now) {
+          if (listed.has(listedName)) continue;
+          listed.add(listedName);
+          // Subscribes; the key arrives as an 'updated' event of its own (below), or is here already.
+          if (credentials.get(listedName) !== undefined) keep(listedName);
+          else void credentials.resolve(listedName, 0);
+        }
+      } else if (listed.has(name) || tokens.keeps(name)) {
+        keep(name);
+      }
+    }
+  });
+  void credentials.resolve(SERVICE_ACCOUNT_INDEX, 0);
+}
+
+function parseIndex(text: string | undefined, log: Logger): string[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text ?? '[]');
+  } catch {
+    parsed = undefined;
+  }
+  if (!Array.isArray(parsed) || !parsed.every((n) => typeof n === 'string')) {
+    log.warn({ credential: SERVICE_ACCOUNT_INDEX }, 'ai-extension: the list of service-account credentials is not a JSON array of names; tokens are fetched on first use');
+    return [];
+  }
+  return parsed as string[];
 }

@@ -39,7 +39,7 @@ const MESSAGE_TIMEOUT = '2s';
  */
 export const MAX_FIRST_TOKEN_TIMEOUT_MS = 30 * 60_000;
 const MAX_MESSAGE_TIMEOUT = '1860s';
-export { ABANDONED_HEADER } from '../ir/model.js';
+export { ABANDONED_HEADER, SERVICE_ACCOUNT_INDEX, SERVICE_ACCOUNT_SUFFIX } from '../ir/model.js';
 /** Below nghttp2's stream-reset burst (1000) with a wide margin; see aiExtensionCluster. */
 const MAX_STREAMS_PER_CONNECTION = 500;
 

@@ -54,6 +54,11 @@ export const DataPlaneSettingsSchema = z.strictObject({
     resources: jsonRecord.optional(),
     /** OTLP/gRPC receiver for its spans (--otlp-endpoint); absent: tracing off. */
     otlpEndpoint: z.string().url().optional(),
+    /**
+     * redis://HOST:PORT where every extension of every data plane counts pool members' limits
+     * (--limits-redis); absent: each pod counts alone, so a Backend's limit holds per pod.
+     */
+    limitsRedis: z.string().regex(/^redis:\/\/[^/\s]+/, 'redis://HOST:PORT, e.g. redis://redis.switchyard-system:6379').optional(),
   }).optional(),
   podSecurityContext: jsonRecord.optional(),
   securityContext: jsonRecord.optional(),
@@ -215,6 +220,7 @@ export function dataPlaneObjects(g: GatewayIR, ports: readonly number[], s: Data
       args: [
         'ai-extension', `--xds=${s.xds.host}:${s.xds.port}`, '--host=127.0.0.1', `--port=${ai.port}`, `--metrics-port=${ai.metricsPort}`, `--log-level=${ai.logLevel}`,
         ...(ai.otlpEndpoint !== undefined ? [`--otlp-endpoint=${ai.otlpEndpoint}`] : []),
+        ...(ai.limitsRedis !== undefined ? [`--limits-redis=${ai.limitsRedis}`] : []),
         ...(tlsPrefix !== undefined ? [`--xds-tls-dir=${TLS_MOUNT}`] : []),
       ],
       ports: [{ name: 'ai-metrics', containerPort: ai.metricsPort, protocol: 'TCP' }],

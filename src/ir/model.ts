@@ -124,6 +124,15 @@ export interface RedirectAction {
  */
 export const ABANDONED_HEADER = 'x-switchyard-abandoned';
 
+/** Suffix of a Vertex AI service-account credential's SDS name (translate/credentials.ts). */
+export const SERVICE_ACCOUNT_SUFFIX = ':service-account';
+/**
+ * SDS credential listing the names of every service-account credential (a JSON array, no value),
+ * so the AI extension fetches their access tokens as soon as the configuration has them, before
+ * any attempt needs one. A ":" never occurs in a Kubernetes name: no Secret's credential takes it.
+ */
+export const SERVICE_ACCOUNT_INDEX = 'credential/:service-accounts';
+
 export interface RetryPlan {
   /** Retries after the first attempt. */
   attempts: number;

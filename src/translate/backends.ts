@@ -148,6 +148,10 @@ function mayAbandon(backend: Backend): boolean {
   const ai = backend.spec.ai;
   if (backend.spec.type !== 'AI' || ai === undefined) return false;
   if (ai.firstTokenTimeout !== undefined || backend.spec.drill !== undefined) return true;
+  // A member whose credential the extension obtains (a Vertex AI token, Bedrock's keys) can find
+  // none at an attempt's time: that attempt is handed to the next member whatever statusCodes says.
+  const members = ai.multipool ? ai.multipool.priorities.flatMap((p) => p.pool) : ai.llm ? [ai.llm] : [];
+  if (members.some((m) => m.provider.vertexai?.serviceAccountKey !== undefined || m.provider.bedrock !== undefined)) return true;
   return ai.multipool?.priorities.some((p) => p.firstTokenTimeout !== undefined || poolFallbacks(p) !== undefined) ?? false;
 }
 

@@ -2,7 +2,7 @@ import { AWS_ACCESS_KEY, AWS_SECRET_KEY, AWS_SESSION_TOKEN, SERVICE_ACCOUNT_KEY,
 import type { VendorCredential, VendorCredentialKind } from '../api/providers.js';
 import type { Secret } from '../api/secret.js';
 import { secretValue } from '../api/secret.js';
-import type { CredentialIR } from '../ir/model.js';
+import { SERVICE_ACCOUNT_INDEX, SERVICE_ACCOUNT_SUFFIX, type CredentialIR } from '../ir/model.js';
 
 /** The key a credential Secret must hold (DESIGN.md: a bare key or "Bearer <key>"). */
 export const CREDENTIAL_KEY = 'Authorization';
@@ -63,6 +63,12 @@ export function resolveCredential(
   return { ok: true, kind: 'SecretRef', secret: secretName, credential: { name: credentialName(ctx.namespace, secretName), value } };
 }
 
+/**
+ * Every key translation reads from a credential or drill Secret: what a provider that keeps only
+ * some keys of a Secret in memory (the Kubernetes one) must keep.
+ */
+export const CREDENTIAL_SECRET_KEYS: readonly string[] = [CREDENTIAL_KEY, SERVICE_ACCOUNT_KEY, AWS_ACCESS_KEY, AWS_SECRET_KEY, AWS_SESSION_TOKEN, DRILL_KEY];
+
 /** The Secret keys each vendor credential is read from: [key, required]. */
 const VENDOR_KEYS: Record<VendorCredentialKind, readonly (readonly [string, boolean])[]> = {
   ServiceAccountKey: [[SERVICE_ACCOUNT_KEY, true]],
@@ -74,7 +80,7 @@ const VENDOR_KEYS: Record<VendorCredentialKind, readonly (readonly [string, bool
  * name of a plain key from the same Secret or of an inline token.
  */
 export function vendorCredentialName(namespace: string, secret: string, kind: VendorCredentialKind): string {
-  return `${credentialName(namespace, secret)}:${kind === 'AwsKeys' ? 'aws' : 'service-account'}`;
+  return `${credentialName(namespace, secret)}${kind === 'AwsKeys' ? ':aws' : SERVICE_ACCOUNT_SUFFIX}`;
 }
 
 /**
@@ -161,4 +167,10 @@ export function resolveDrillKey(
   }
   // '#' cannot occur in Kubernetes names, so this never meets a provider key's SDS name.
   return { ok: true, credential: { name: `${credentialName(ctx.namespace, secretName)}#drill`, value } };
+}
+
+/** The list of service-account credentials for the AI extension (SERVICE_ACCOUNT_INDEX); none without one. */
+export function serviceAccountIndex(credentials: Iterable<CredentialIR>): CredentialIR | undefined {
+  const names = [...credentials].map((c) => c.name).filter((n) => n.endsWith(SERVICE_ACCOUNT_SUFFIX)).sort();
+  return names.length === 0 ? undefined : { name: SERVICE_ACCOUNT_INDEX, value: JSON.stringify(names) };
 }

@@ -16,6 +16,7 @@ import { modelsRoute, type ServedModels } from './models.js';
 import { translateRoute, type PlacedRoute, type TranslatedRoute } from './routes.js';
 import { ServiceBackends } from './services.js';
 import type { InvalidStatus, ObjectStatus, WarningEvent } from './status.js';
+import { serviceAccountIndex } from './credentials.js';
 
 export interface Translation {
   ir: IR;
@@ -317,6 +318,8 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
 
   const credentials = new Map<string, CredentialIR>();
   for (const b of backends.values()) for (const c of b.credentials) credentials.set(c.name, c);
+  const index = serviceAccountIndex(credentials.values());
+  if (index !== undefined) credentials.set(index.name, index);
 
   const statuses = noteLastGood(
     [

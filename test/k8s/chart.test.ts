@@ -175,6 +175,18 @@ describe('per-Gateway data planes in the chart', () => {
     expect(gc.spec.controllerName).toBe(CONTROLLER_NAME);
   });
 
+  it('hands aiExtension.limitsRedis to the AI extension of every per-Gateway data plane, as to the fixed Envoy\'s', async () => {
+    const url = 'redis://redis.edge.svc:6379';
+    const docs = await render('--set', `aiExtension.limitsRedis=${url}`, '--set', 'envoy.fixed.enabled=true');
+    const configMap = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'sy-switchyard-data-plane');
+    const settings = parseDataPlaneSettings(JSON.parse(configMap?.data?.['settings.json'] ?? 'null'), 'chart');
+    expect(settings.aiExtension?.limitsRedis).toBe(url);
+    expect(container(pod(docs, 'sy-switchyard-envoy'), 'ai-extension').args).toContain(`--limits-redis=${url}`);
+    const unset = await render();
+    const plain = parseDataPlaneSettings(JSON.parse(unset.find((d) => d.metadata.name === 'sy-switchyard-data-plane')?.data?.['settings.json'] ?? 'null'), 'chart');
+    expect(plain.aiExtension?.limitsRedis).toBeUndefined();
+  });
+
   it('turns off with envoy.provision=false: no settings, no flag, no Role for data planes', async () => {
     const docs = await render('--set', 'envoy.provision=false');
     expect(docs.some((d) => d.metadata.name === 'sy-switchyard-data-plane')).toBe(false);

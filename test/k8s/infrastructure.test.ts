@@ -93,7 +93,7 @@ beforeAll(async () => {
       // (the certificate Secrets and their mounts are in test/unit/infrastructure-objects.test.ts).
       xds: { host: '127.0.0.1', port: port.xds },
       envoy: { image: 'envoyproxy/envoy:v1.40.0', adminPort: port.admin, readyPort: port.ready },
-      aiExtension: { image: 'ghcr.io/switchyard-dev/switchyard:test', port: 18001, metricsPort: 9091 },
+      aiExtension: { image: 'ghcr.io/switchyard-dev/switchyard:test', port: 18001, metricsPort: 9091, limitsRedis: 'redis://redis.limits.svc:6379' },
     }, 'test'),
   });
   ctl = await start('infra-test', cpNs.name);
@@ -130,6 +130,8 @@ describe('a data plane per Gateway', () => {
     const pod = at(objects['Deployment'], 'spec', 'template', 'spec');
     expect(at(pod, 'serviceAccountName')).toBe(dpName());
     expect((at(pod, 'containers') as Json[]).map((c) => c['name'])).toEqual(['envoy', 'ai-extension']);
+    // Member limits count across every data plane's pods only if each extension reaches the same store.
+    expect(at((at(pod, 'containers') as Json[])[1], 'args')).toContain('--limits-redis=redis://redis.limits.svc:6379');
     expect(at(pod, 'volumes')).toContainEqual({ name: 'bootstrap', configMap: { name: dpName(), defaultMode: 420 } });
     expect(at(objects['Service'], 'spec', 'type')).toBe('LoadBalancer');
     expect((at(objects['Service'], 'spec', 'ports') as Json[]).map((p) => p['port'])).toEqual([port.p1]);

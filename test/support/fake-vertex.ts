@@ -34,6 +34,11 @@ export interface VertexRequest {
  * `answer`, the candidate was (finishReason SAFETY, no content).
  */
 export type FakeVertexMode = { kind: 'ok' } | { kind: 'status'; status: number } | { kind: 'blocked'; where: 'prompt' | 'answer' };
+/**
+ * The token endpoint: answering at once, after `delayMs`, failing with `status` (a grant that is
+ * otherwise good), or holding every request until the mode is set to another, which answers them.
+ */
+export type FakeTokenMode = { kind: 'ok' } | { kind: 'slow'; delayMs: number } | { kind: 'status'; status: number } | { kind: 'hold' };
 
 export interface FakeVertex {
   readonly host: string;
@@ -47,6 +52,7 @@ export interface FakeVertex {
   issuedTokens(): readonly string[];
   received(): readonly VertexRequest[];
   setMode(mode: FakeVertexMode): void;
+  setTokenMode(mode: FakeTokenMode): void;
   clear(): void;
   close(): Promise<void>;
 }
@@ -66,19 +72,29 @@ export async function startFakeVertex(o: FakeVertexOptions): Promise<FakeVertex>
   let records: VertexRequest[] = [];
   let mode: FakeVertexMode = { kind: 'ok' };
   let tokenUri = '';
+  let tokenMode: FakeTokenMode = { kind: 'ok' };
+  const held: (() => void)[] = [];
 
-  const onToken = (raw: string, res: ServerResponse): void => {
+  const onToken = (raw: string, res: ServerResponse, arrived = true): void => {
+    if (res.destroyed) return;
     const form = new URLSearchParams(raw);
     const reason = grantProblem(form, publicKey, clientEmail, tokenUri);
-    grants.push(reason === undefined ? { ok: true } : { ok: false, reason });
+    if (arrived) grants.push(reason === undefined ? { ok: true } : { ok: false, reason });
     if (reason !== undefined) {
       sendJson(res, 400, { error: 'invalid_grant', error_description: reason });
       return;
     }
-    const token = `ya29.fake-${randomBytes(12).toString('hex')}`;
-    const lifetime = o.tokenLifetimeS ?? 3600;
-    tokens.set(token, Date.now() + lifetime * 1000);
-    sendJson(res, 200, { access_token: token, expires_in: lifetime, token_type: 'Bearer' });
+    const issue = (): void => {
+      const token = `ya29.fake-${randomBytes(12).toString('hex')}`;
+      const lifetime = o.tokenLifetimeS ?? 3600;
+      tokens.set(token, Date.now() + lifetime * 1000);
+      sendJson(res, 200, { access_token: token, expires_in: lifetime, token_type: 'Bearer' });
+    };
+    const m = tokenMode;
+    if (m.kind === 'hold') held.push(() => onToken(raw, res, false));
+    else if (m.kind === 'status') sendJson(res, m.status, { error: 'internal_failure', error_description: `${o.name}'s token endpoint is failing with ${m.status}` });
+    else if (m.kind === 'slow') setTimeout(() => (res.destroyed ? undefined : issue()), m.delayMs);
+    else issue();
   };
 
   const onChat = (req: IncomingMessage, r: VertexRequest, res: ServerResponse): void => {
@@ -136,6 +152,10 @@ export async function startFakeVertex(o: FakeVertexOptions): Promise<FakeVertex>
     issuedTokens: () => [...tokens.keys()],
     received: () => records,
     setMode: (m) => (mode = m),
+    setTokenMode: (m) => {
+      tokenMode = m;
+      if (m.kind !== 'hold') for (const answer of held.splice(0)) answer();
+    },
     clear: () => {
       records = [];
       grants = [];

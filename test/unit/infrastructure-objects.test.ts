@@ -56,6 +56,19 @@ describe('data plane names', () => {
 });
 
 describe('dataPlaneObjects', () => {
+  it('gives every Gateway\'s AI extension the shared limit store, so a member limit holds across the data planes\' pods', () => {
+    const shared = settings({ aiExtension: { image: 'i', port: 18001, metricsPort: 9091, limitsRedis: 'redis://redis.switchyard-system:6379' } });
+    for (const g of [gateway(), gateway({ namespace: 'team-b', name: 'other' })]) {
+      const containers = at(dataPlaneObjects(g, [80], shared).deployment, 'spec', 'template', 'spec', 'containers') as JsonObject[];
+      const ai = containers.find((c) => c['name'] === 'ai-extension');
+      expect(at(ai, 'args')).toContain('--limits-redis=redis://redis.switchyard-system:6379');
+      expect((at(containers.find((c) => c['name'] === 'envoy'), 'args') as string[]).join(' ')).not.toContain('redis');
+    }
+    expect(() => settings({ aiExtension: { image: 'i', port: 18001, metricsPort: 9091, limitsRedis: 'http://redis:6379' } }))
+      .toThrow(/test: invalid data plane settings: aiExtension\.limitsRedis: redis:\/\/HOST:PORT/);
+  });
+
+
   it('puts spec.infrastructure labels and annotations on every object and on the pods', () => {
     const o = dataPlaneObjects(gateway(), [80], settings());
     for (const obj of [o.serviceAccount, o.configMap, o.deployment, o.service]) {
@@ -99,6 +112,7 @@ describe('dataPlaneObjects', () => {
       { name: 'listener-80', port: 80, targetPort: 80, protocol: 'TCP' },
       { name: 'listener-443', port: 443, targetPort: 443, protocol: 'TCP' },
     ]);
+    expect((at(containers[1], 'args') as string[]).join(' ')).not.toContain('--limits-redis');
     const without = dataPlaneObjects(gateway(), [80], settings({ aiExtension: undefined, xds: { host: 'x', port: 1 } }));
     expect((at(without.deployment, 'spec', 'template', 'spec', 'containers') as JsonObject[]).map((c) => c['name'])).toEqual(['envoy']);
     expect(at(without.deployment, 'spec', 'template', 'spec', 'volumes')).toEqual([{ name: 'bootstrap', configMap: { name: dataPlaneName(gateway()) } }]);

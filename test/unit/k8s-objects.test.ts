@@ -34,6 +34,13 @@ describe('reduceObject', () => {
     expect(r.content).not.toContain('hunter2');
   });
 
+  it('keeps the keys of a Vertex AI service-account key, Bedrock\'s AWS keys and a drill key, which translation reads too', () => {
+    const data = { 'key.json': 'e30=', accessKey: 'QUtJQQ==', secretKey: 'c2Vj', sessionToken: 'dG9r', key: 'ZHJpbGw=', password: 'aHVudGVyMg==' };
+    const r = reduceObject(kind('Secret'), { metadata: { name: 'vendor', namespace: 'ai' }, data });
+    const { password: _dropped, ...kept } = data;
+    expect(r.object['data']).toEqual(kept);
+  });
+
   it('drops status, resourceVersion, managedFields and the last-applied copy, so status writes are not changes', () => {
     const base: RawObject = {
       apiVersion: 'gateway.networking.k8s.io/v1',

@@ -1,13 +1,14 @@
 import { canonicalJson } from '../manifest-files.js';
-import { CREDENTIAL_KEY } from '../../translate/credentials.js';
+import { CREDENTIAL_SECRET_KEYS } from '../../translate/credentials.js';
 import type { RawObject } from './api-client.js';
 import type { WatchedKind } from './kinds.js';
 
 /**
- * Secret keys translation reads: provider credentials, and the certificate and key of an HTTPS
+ * Secret keys translation reads: provider credentials (an API key, a Vertex AI service-account
+ * key, Bedrock's AWS keys), a Backend's drill key, and the certificate and key of an HTTPS
  * listener (the keys of a kubernetes.io/tls Secret). Nothing else of a Secret is kept in memory.
  */
-export const SECRET_KEYS_READ: readonly string[] = [CREDENTIAL_KEY, 'tls.crt', 'tls.key'];
+export const SECRET_KEYS_READ: readonly string[] = [...CREDENTIAL_SECRET_KEYS, 'tls.crt', 'tls.key'];
 
 /** Written by `kubectl apply`: a full copy of the applied object, which for a Secret holds its values. */
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
