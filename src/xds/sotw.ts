@@ -1,6 +1,7 @@
 import { TypeUrl } from '../envoy/resources.js';
 import { AdsStream, type AdsStreamOptions } from './ads-stream.js';
 import { versionOfSet, type CachedResource, type TypeSnapshot } from './cache.js';
+import { changedBetween, everyResource, goneBetween } from './snapshot-diff.js';
 import { WILDCARD, absenceMeansRemoval, allowsLegacyWildcard, assignmentNamesOf } from './subscription.js';
 import { sotwResponseBody, withNonce, type DiscoveryRequest } from './wire.js';
 
@@ -286,47 +287,4 @@ function sentAfter(state: SotwTypeState, selected: readonly CachedResource[], up
     if (sent.size === selected.length) return sent;
   }
   return new Map(selected.map((resource) => [resource.name, resource]));
-}
-
-/** Every resource of a snapshot as an array, built once per snapshot for all the streams that take it whole. */
-const wholeSets = new WeakMap<ReadonlyMap<string, CachedResource>, CachedResource[]>();
-function everyResource(resources: ReadonlyMap<string, CachedResource>): CachedResource[] {
-  let all = wholeSets.get(resources);
-  if (all === undefined) {
-    all = [...resources.values()];
-    wholeSets.set(resources, all);
-  }
-  return all;
-}
-
-/** What is new or changed in `next` since `previous`, computed once per pair of snapshots, not per stream. */
-const changes = new WeakMap<ReadonlyMap<string, CachedResource>, WeakMap<ReadonlyMap<string, CachedResource>, CachedResource[]>>();
-function changedBetween(previous: ReadonlyMap<string, CachedResource>, next: ReadonlyMap<string, CachedResource>): CachedResource[] {
-  let byNext = changes.get(previous);
-  if (byNext === undefined) {
-    byNext = new WeakMap();
-    changes.set(previous, byNext);
-  }
-  let changed = byNext.get(next);
-  if (changed === undefined) {
-    changed = everyResource(next).filter((resource) => previous.get(resource.name)?.version !== resource.version);
-    byNext.set(next, changed);
-  }
-  return changed;
-}
-
-/** What `previous` has and `next` does not, computed once per pair of snapshots. */
-const gones = new WeakMap<ReadonlyMap<string, CachedResource>, WeakMap<ReadonlyMap<string, CachedResource>, Map<string, CachedResource>>>();
-function goneBetween(previous: ReadonlyMap<string, CachedResource>, next: ReadonlyMap<string, CachedResource>): ReadonlyMap<string, CachedResource> {
-  let byNext = gones.get(previous);
-  if (byNext === undefined) {
-    byNext = new WeakMap();
-    gones.set(previous, byNext);
-  }
-  let gone = byNext.get(next);
-  if (gone === undefined) {
-    gone = new Map([...previous].filter(([name]) => !next.has(name)));
-    byNext.set(next, gone);
-  }
-  return gone;
 }
