@@ -58,6 +58,24 @@ class KnownVersions {
     else this.overlay.delete(name);
   }
 
+  /**
+   * When the client holds `resources` but for the overlay (a resource to send again after an
+   * update of its cluster): what it lacks and what it holds that `resources` has not, read off
+   * the overlay alone. Undefined otherwise.
+   */
+  lacking(resources: ReadonlyMap<string, CachedResource>): { updated: CachedResource[]; gone: string[] } | undefined {
+    if (this.base !== resources) return undefined;
+    const updated: CachedResource[] = [];
+    const gone: string[] = [];
+    for (const [name, version] of this.overlay) {
+      const resource = resources.get(name);
+      if (resource === undefined) {
+        if (version !== undefined) gone.push(name);
+      } else if (resource.version !== version) updated.push(resource);
+    }
+    return { updated, gone };
+  }
+
   *names(): IterableIterator<string> {
     for (const name of this.base.keys()) if (!this.overlay.has(name) || this.overlay.get(name) !== undefined) yield name;
     for (const [name, version] of this.overlay) if (version !== undefined && !this.base.has(name)) yield name;
@@ -188,8 +206,13 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     // sent, and holds afterwards, depends only on the snapshot it held and this one.
     const whole = inScope.length === snapshot.resources.size && this.held.size === 0;
     const from = whole ? state.known.at : undefined;
-    const updated = from !== undefined ? changedBetween(from, snapshot.resources) : inScope.filter((resource) => state.known.get(resource.name) !== resource.version);
-    const removed = from !== undefined ? [...goneBetween(from, snapshot.resources).keys()] : [...state.known.names()].filter((name) => !snapshot.resources.has(name) && this.mayRemove(typeUrl, name));
+    const near = whole && from === undefined ? state.known.lacking(snapshot.resources) : undefined;
+    const updated =
+      from !== undefined ? changedBetween(from, snapshot.resources) : (near?.updated ?? inScope.filter((resource) => state.known.get(resource.name) !== resource.version));
+    const removed =
+      from !== undefined
+        ? [...goneBetween(from, snapshot.resources).keys()]
+        : (near?.gone ?? [...state.known.names()].filter((name) => !snapshot.resources.has(name) && this.mayRemove(typeUrl, name)));
     // A wildcard client waits for a first response even when there is nothing to send.
     if (updated.length === 0 && removed.length === 0 && !(state.wildcard && !state.answered)) {
       if (whole && from === undefined) state.known.adopt(snapshot.resources);
@@ -210,7 +233,8 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     for (const name of removed) state.known.delete(name);
     // Held clusters are part of what the client holds, so of the version it acknowledges.
     const held = typeUrl === TypeUrl.cluster ? [...this.held.entries()].map(([name]) => ({ name, version: state.known.get(name) ?? '' })) : [];
-    const version = state.wildcard && held.length === 0 ? snapshot.version : versionOfSet([...inScope, ...held]);
+    // Every resource of the snapshot and nothing else: the snapshot's version, without a hash per stream.
+    const version = (state.wildcard || whole) && held.length === 0 ? snapshot.version : versionOfSet([...inScope, ...held]);
     // It holds the whole snapshot now (removals were all made): later changes take the shared way.
     if (whole) state.known.adopt(snapshot.resources);
     const nonce = this.nextNonce();
