@@ -244,7 +244,8 @@ async function waitDone(fleet: LineChild, id: string, timeoutMs: number): Promis
     if (!(err instanceof Timeout)) throw err;
     fleet.send(`status ${id}`);
     const status = await fleet.next((e) => e.event === 'status' && e['id'] === id, 10_000, 'a status').catch(() => undefined);
-    throw new Timeout(`${err.message}${status ? ` (${String(status['done'])} of ${String(status['streams'])} streams had it; ${String(status['errors'])} stream errors)` : ''}`);
+    const missing = status && Array.isArray(status['missing']) && status['missing'].length > 0 ? `; streams without it, as they stand: ${JSON.stringify(status['missing'])}` : '';
+    throw new Timeout(`${err.message}${status ? ` (${String(status['done'])} of ${String(status['streams'])} streams had it; ${String(status['errors'])} stream errors${missing})` : ''}`);
   }
 }
 

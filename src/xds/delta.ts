@@ -1,6 +1,7 @@
 import { TypeUrl } from '../envoy/resources.js';
 import { AdsStream, type AdsStreamOptions } from './ads-stream.js';
 import { versionOfSet, type CachedResource, type TypeSnapshot } from './cache.js';
+import { NO_RESOURCES, changedBetween, everyResource, goneBetween } from './snapshot-diff.js';
 import { WILDCARD, allowsLegacyWildcard, assignmentNamesOf } from './subscription.js';
 import { deltaResourceEntry, deltaResponse, type DeltaDiscoveryRequest } from './wire.js';
 
@@ -16,6 +17,102 @@ function entryOf(resource: CachedResource): Uint8Array {
   return entry;
 }
 
+/**
+ * What a client holds of one type, name → version. While it holds exactly a snapshot's resources
+ * (the usual case: a wildcard or whole subscription that took every response), that is the
+ * snapshot's own map, shared by every such stream; changes made to it afterwards (a resource to
+ * send again, an unsubscription) go in an overlay, so a stream never copies a thousand entries.
+ */
+class KnownVersions {
+  /** The snapshot map the client holds, before `overlay`. */
+  private base: ReadonlyMap<string, CachedResource> = NO_RESOURCES;
+  /** name → version, or undefined when the client no longer holds it (as far as we know). */
+  private overlay = new Map<string, string | undefined>();
+
+  constructor(initial: Iterable<[string, string]>) {
+    for (const [name, version] of initial) this.overlay.set(name, version);
+  }
+
+  /** The snapshot the client holds exactly, if it does. */
+  get at(): ReadonlyMap<string, CachedResource> | undefined {
+    return this.overlay.size === 0 ? this.base : undefined;
+  }
+
+  /** The client now holds exactly `resources`. */
+  adopt(resources: ReadonlyMap<string, CachedResource>): void {
+    this.base = resources;
+    this.overlay = new Map();
+  }
+
+  get(name: string): string | undefined {
+    return this.overlay.has(name) ? this.overlay.get(name) : this.base.get(name)?.version;
+  }
+
+  set(name: string, version: string): void {
+    if (this.base.get(name)?.version === version) this.overlay.delete(name);
+    else this.overlay.set(name, version);
+  }
+
+  delete(name: string): void {
+    if (this.base.has(name)) this.overlay.set(name, undefined);
+    else this.overlay.delete(name);
+  }
+
+  /**
+   * When the client holds `resources` but for the overlay (a resource to send again after an
+   * update of its cluster): what it lacks and what it holds that `resources` has not, read off
+   * the overlay alone. Undefined otherwise.
+   */
+  lacking(resources: ReadonlyMap<string, CachedResource>): { updated: CachedResource[]; gone: string[] } | undefined {
+    if (this.base !== resources) return undefined;
+    const updated: CachedResource[] = [];
+    const gone: string[] = [];
+    for (const [name, version] of this.overlay) {
+      const resource = resources.get(name);
+      if (resource === undefined) {
+        if (version !== undefined) gone.push(name);
+      } else if (resource.version !== version) updated.push(resource);
+    }
+    return { updated, gone };
+  }
+
+  *names(): IterableIterator<string> {
+    for (const name of this.base.keys()) if (!this.overlay.has(name) || this.overlay.get(name) !== undefined) yield name;
+    for (const [name, version] of this.overlay) if (version !== undefined && !this.base.has(name)) yield name;
+  }
+}
+
+/** One delta response as every stream that goes from one snapshot to the next can send it. */
+interface SharedDelta {
+  readonly message: Buffer;
+  readonly nonce: string;
+  readonly updated: CachedResource[];
+}
+
+/**
+ * Delta responses shared by streams, keyed by the snapshot each stream held and the one it is
+ * brought to: a thousand wildcard streams cost one encode per change and write the same
+ * bytes (a nonce need only be unique within a stream, so one serves them all).
+ */
+const sharedDeltas = new WeakMap<ReadonlyMap<string, CachedResource>, WeakMap<ReadonlyMap<string, CachedResource>, SharedDelta>>();
+let sharedSequence = 0;
+
+function sharedDelta(typeUrl: string, from: ReadonlyMap<string, CachedResource>, to: TypeSnapshot, updated: CachedResource[], removed: readonly string[]): SharedDelta {
+  let byTo = sharedDeltas.get(from);
+  if (byTo === undefined) {
+    byTo = new WeakMap();
+    sharedDeltas.set(from, byTo);
+  }
+  let shared = byTo.get(to.resources);
+  if (shared === undefined) {
+    // Not a stream's own counter: those are decimal, this one never collides with them.
+    const nonce = `d${(++sharedSequence).toString(36)}`;
+    shared = { message: deltaResponse({ typeUrl, systemVersion: to.version, entries: updated.map(entryOf), removed, nonce }), nonce, updated };
+    byTo.set(to.resources, shared);
+  }
+  return shared;
+}
+
 /** Unanswered nonces kept per type; Envoy ACKs each delta response, usually at once. */
 const MAX_OUTSTANDING_NONCES = 64;
 
@@ -23,7 +120,7 @@ interface DeltaTypeState {
   wildcard: boolean;
   names: Set<string>;
   /** What the client holds: name → version (from initial_resource_versions, then what we sent). */
-  known: Map<string, string>;
+  known: KnownVersions;
   /** nonce → system version of that response, the view's version it stands for and the resources it updated, until ACKed or NACKed. */
   outstanding: Map<string, { version: string; viewVersion: string; updated: CachedResource[] }>;
   answered: boolean;
@@ -42,7 +139,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
   protected readonly heldBack = [TypeUrl.cluster, TypeUrl.endpoint];
 
   protected newState(request: DeltaDiscoveryRequest): DeltaTypeState {
-    return { wildcard: false, names: new Set(), known: new Map(request.initialResourceVersions), outstanding: new Map(), answered: false, rejected: false };
+    return { wildcard: false, names: new Set(), known: new KnownVersions(request.initialResourceVersions), outstanding: new Map(), answered: false, rejected: false };
   }
 
   protected acceptReply(state: DeltaTypeState, request: DeltaDiscoveryRequest): boolean {
@@ -87,14 +184,15 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
       // Still wanted through the wildcard: the client keeps it, so we must keep tracking it.
       if (!state.wildcard) state.known.delete(name);
     }
-    if (!state.wildcard) {
-      for (const name of state.known.keys()) if (!state.names.has(name)) state.known.delete(name);
+    // Only a request that changes the subscription can leave the client holding what it no longer watches.
+    if (!state.wildcard && (first || request.unsubscribe.length > 0 || changed)) {
+      for (const name of [...state.known.names()]) if (!state.names.has(name)) state.known.delete(name);
     }
     return changed;
   }
 
   protected select(_typeUrl: string, state: DeltaTypeState, snapshot: TypeSnapshot): CachedResource[] {
-    if (state.wildcard) return [...snapshot.resources.values()];
+    if (state.wildcard) return everyResource(snapshot.resources);
     const selected: CachedResource[] = [];
     for (const name of state.names) {
       const resource = snapshot.resources.get(name);
@@ -104,10 +202,20 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
   }
 
   protected respond(typeUrl: string, state: DeltaTypeState, inScope: CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void {
-    const updated = inScope.filter((resource) => state.known.get(resource.name) !== resource.version);
-    const removed = [...state.known.keys()].filter((name) => !snapshot.resources.has(name) && this.mayRemove(typeUrl, name));
+    // Every resource of the snapshot is in scope and nothing is held back: what the client is
+    // sent, and holds afterwards, depends only on the snapshot it held and this one.
+    const whole = inScope.length === snapshot.resources.size && this.held.size === 0;
+    const from = whole ? state.known.at : undefined;
+    const near = whole && from === undefined ? state.known.lacking(snapshot.resources) : undefined;
+    const updated =
+      from !== undefined ? changedBetween(from, snapshot.resources) : (near?.updated ?? inScope.filter((resource) => state.known.get(resource.name) !== resource.version));
+    const removed =
+      from !== undefined
+        ? [...goneBetween(from, snapshot.resources).keys()]
+        : (near?.gone ?? [...state.known.names()].filter((name) => !snapshot.resources.has(name) && this.mayRemove(typeUrl, name)));
     // A wildcard client waits for a first response even when there is nothing to send.
     if (updated.length === 0 && removed.length === 0 && !(state.wildcard && !state.answered)) {
+      if (whole && from === undefined) state.known.adopt(snapshot.resources);
       // Once the responses in flight are ACKed the client holds what the view's new version means for it.
       const last = [...state.outstanding.values()].at(-1);
       if (last !== undefined) last.viewVersion = viewVersion;
@@ -115,28 +223,40 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
       return;
     }
     state.answered = true;
+    const shared = from !== undefined ? sharedDelta(typeUrl, from, snapshot, updated, removed) : undefined;
+    if (shared !== undefined && !state.outstanding.has(shared.nonce)) {
+      state.known.adopt(snapshot.resources);
+      this.sendResponse(typeUrl, state, snapshot.version, viewVersion, shared.updated, removed.length, shared.nonce, shared.message);
+      return;
+    }
     for (const resource of updated) state.known.set(resource.name, resource.version);
     for (const name of removed) state.known.delete(name);
     // Held clusters are part of what the client holds, so of the version it acknowledges.
     const held = typeUrl === TypeUrl.cluster ? [...this.held.entries()].map(([name]) => ({ name, version: state.known.get(name) ?? '' })) : [];
-    const version = state.wildcard && held.length === 0 ? snapshot.version : versionOfSet([...inScope, ...held]);
+    // Every resource of the snapshot and nothing else: the snapshot's version, without a hash per stream.
+    const version = (state.wildcard || whole) && held.length === 0 ? snapshot.version : versionOfSet([...inScope, ...held]);
+    // It holds the whole snapshot now (removals were all made): later changes take the shared way.
+    if (whole) state.known.adopt(snapshot.resources);
     const nonce = this.nextNonce();
+    this.sendResponse(typeUrl, state, version, viewVersion, updated, removed.length, nonce, deltaResponse({ typeUrl, systemVersion: version, entries: updated.map(entryOf), removed, nonce }));
+  }
+
+  private sendResponse(typeUrl: string, state: DeltaTypeState, version: string, viewVersion: string, updated: CachedResource[], removed: number, nonce: string, message: Buffer): void {
     state.outstanding.set(nonce, { version, viewVersion, updated });
     if (state.outstanding.size > MAX_OUTSTANDING_NONCES) {
       const oldest = state.outstanding.keys().next().value;
       if (oldest !== undefined) state.outstanding.delete(oldest);
     }
-    this.deliver(typeUrl, deltaResponse({ typeUrl, systemVersion: version, entries: updated.map(entryOf), removed, nonce }));
+    this.deliver(typeUrl, message);
     this.options.hooks.sent(typeUrl, version);
-    this.options.logger.debug(
-      { typeUrl, version, nonce, updated: updated.length, removed: removed.length },
-      'xds: delta response sent',
-    );
+    this.options.logger.debug({ typeUrl, version, nonce, updated: updated.length, removed }, 'xds: delta response sent');
     if (typeUrl === TypeUrl.cluster) this.resendAssignments(assignmentNamesOf(updated));
   }
 
   protected holdGone(clusters: DeltaTypeState, current: ReadonlyMap<string, CachedResource>): void {
-    for (const name of clusters.known.keys()) if (!current.has(name)) this.held.hold(name, true);
+    const at = clusters.known.at;
+    const gone = at !== undefined ? goneBetween(at, current).keys() : [...clusters.known.names()].filter((name) => !current.has(name));
+    for (const name of gone) this.held.hold(name, true);
   }
 
   /** While any cluster is held, assignment removals wait too: they would empty it. */

@@ -305,9 +305,11 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
 
   private grpcServer(identify: (call: { getAuthContext(): TransportAuth }) => StreamIdentity): grpc.Server {
     const server = new grpc.Server({
-      // Notice dead Envoys behind NATs; Envoy answers HTTP/2 pings.
+      // Notice dead Envoys behind NATs; Envoy answers HTTP/2 pings. A ping waits behind the
+      // responses queued before it (a thousand Clusters are megabytes) and a busy client reads
+      // them first: a short timeout cuts live clients exactly when configuration is moving.
       'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 20_000,
       'grpc.max_receive_message_length': 16 * 1024 * 1024,
     });
     server.addService(adsService, {

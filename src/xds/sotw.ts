@@ -1,6 +1,7 @@
 import { TypeUrl } from '../envoy/resources.js';
 import { AdsStream, type AdsStreamOptions } from './ads-stream.js';
 import { versionOfSet, type CachedResource, type TypeSnapshot } from './cache.js';
+import { changedBetween, everyResource, goneBetween } from './snapshot-diff.js';
 import { WILDCARD, absenceMeansRemoval, allowsLegacyWildcard, assignmentNamesOf } from './subscription.js';
 import { sotwResponseBody, withNonce, type DiscoveryRequest } from './wire.js';
 
@@ -13,35 +14,71 @@ export interface SharedResponse {
   readonly nonce: string;
 }
 
+/** The same response under two shared nonces, for a stream that is sent it twice in a row. */
+interface SharedPair {
+  readonly first: SharedResponse;
+  second: SharedResponse | undefined;
+}
+
 /**
- * Responses shared by every SotW stream of the server, keyed by type and set version: a thousand
- * wildcard clients cost one encode per change, and the same Buffer goes to each of them (a nonce
- * need only differ from the stream's previous one, so one nonce serves every stream).
+ * Partial responses (the assignments re-sent after CDS, see respond) kept per type of a version
+ * that stays put while another type changes: a bound on what a long run of edits leaves here.
+ */
+const MAX_PARTIAL_BODIES = 256;
+/** Separates a partial response's key from its version. */
+const PARTIAL = '\u0000';
+
+/**
+ * Responses shared by every SotW stream of the server, keyed by type and content: a thousand
+ * clients cost one encode per change, and the same Buffer goes to each of them (a nonce need
+ * only differ from the stream's previous one, so one nonce serves every stream, and a second one
+ * every stream sent the same response twice in a row).
  */
 export class SharedResponseBodies {
-  private readonly bodies = new Map<string, Map<string, SharedResponse>>();
+  private readonly bodies = new Map<string, Map<string, SharedPair>>();
+  private readonly partials = new Map<string, number>();
   private sequence = 0;
 
-  get(typeUrl: string, version: string, resources: readonly CachedResource[]): SharedResponse {
-    let byVersion = this.bodies.get(typeUrl);
-    if (byVersion === undefined) {
-      byVersion = new Map();
-      this.bodies.set(typeUrl, byVersion);
+  /**
+   * The response of `version` carrying `resources`; `key` tells it from other responses of the
+   * same version (a partial one); `previousNonce`: the stream's last nonce, which this one must not repeat.
+   */
+  get(typeUrl: string, version: string, resources: readonly CachedResource[], key = version, previousNonce?: string): SharedResponse {
+    let byKey = this.bodies.get(typeUrl);
+    if (byKey === undefined) {
+      byKey = new Map();
+      this.bodies.set(typeUrl, byKey);
     }
-    let shared = byVersion.get(version);
-    if (shared === undefined) {
-      const body = sotwResponseBody(typeUrl, version, resources.map((resource) => resource.any));
-      // Not a stream's own counter: those are decimal, this one never collides with them.
-      const nonce = `s${(++this.sequence).toString(36)}`;
-      shared = { body, message: withNonce(body, nonce), nonce };
-      byVersion.set(version, shared);
+    let pair = byKey.get(key);
+    if (pair === undefined) {
+      if (key !== version) {
+        const partials = (this.partials.get(typeUrl) ?? 0) + 1;
+        this.partials.set(typeUrl, partials);
+        if (partials > MAX_PARTIAL_BODIES) {
+          for (const k of [...byKey.keys()]) if (k.includes(PARTIAL)) byKey.delete(k);
+          this.partials.set(typeUrl, 1);
+        }
+      }
+      pair = { first: this.encode(sotwResponseBody(typeUrl, version, resources.map((resource) => resource.any))), second: undefined };
+      byKey.set(key, pair);
     }
-    return shared;
+    if (previousNonce !== pair.first.nonce) return pair.first;
+    pair.second ??= this.encode(pair.first.body);
+    return pair.second;
   }
 
   /** Drops the responses of types that changed; the subsets of the old version are not asked for again. */
   invalidate(typeUrls: readonly string[]): void {
-    for (const typeUrl of typeUrls) this.bodies.delete(typeUrl);
+    for (const typeUrl of typeUrls) {
+      this.bodies.delete(typeUrl);
+      this.partials.delete(typeUrl);
+    }
+  }
+
+  private encode(body: Uint8Array): SharedResponse {
+    // Not a stream's own counter: those are decimal, this one never collides with them.
+    const nonce = `s${(++this.sequence).toString(36)}`;
+    return { body, message: withNonce(body, nonce), nonce };
   }
 }
 
@@ -59,6 +96,10 @@ interface SotwTypeState {
    */
   sent: ReadonlyMap<string, CachedResource>;
   sentShared: boolean;
+  /** `sent` as a list, for ACK and NACK events: built once per response, not per reply. */
+  sentList: readonly CachedResource[];
+  /** The resource names of the last request, as sent: an ACK that names the same ones changes nothing. */
+  requested: readonly string[] | undefined;
   /** The last response was ACKed (or none was sent yet). */
   settled: boolean;
 }
@@ -85,7 +126,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
   }
 
   protected newState(): SotwTypeState {
-    return { wildcard: false, names: new Set(), lastNonce: undefined, lastVersion: undefined, lastViewVersion: '', sent: new Map(), sentShared: false, settled: true };
+    return { wildcard: false, names: new Set(), lastNonce: undefined, lastVersion: undefined, lastViewVersion: '', sent: new Map(), sentShared: false, sentList: [], requested: undefined, settled: true };
   }
 
   protected acceptReply(state: SotwTypeState, request: DiscoveryRequest): boolean {
@@ -97,16 +138,19 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     }
     const version = state.lastVersion ?? '';
     if (request.errorDetail !== undefined) {
-      hooks.nacked(request.typeUrl, version, state.lastViewVersion, request.errorDetail, sentList(state));
+      hooks.nacked(request.typeUrl, version, state.lastViewVersion, request.errorDetail, state.sentList);
     } else {
       state.settled = true;
-      hooks.acked(request.typeUrl, request.versionInfo, state.lastViewVersion, sentList(state));
+      hooks.acked(request.typeUrl, request.versionInfo, state.lastViewVersion, state.sentList);
     }
     return true;
   }
 
   protected updateSubscription(state: SotwTypeState, request: DiscoveryRequest, first: boolean): boolean {
     const names = request.resourceNames;
+    // Every ACK repeats the subscription: a thousand assignment names a stream, a thousand streams.
+    if (!first && sameNames(names, state.requested)) return false;
+    state.requested = names;
     const wildcard = names.includes(WILDCARD) || (names.length === 0 && allowsLegacyWildcard(request.typeUrl) && (first || state.wildcard));
     const explicit = new Set(names.filter((name) => name !== WILDCARD));
     const changed = wildcard !== state.wildcard || explicit.size !== state.names.size || [...explicit].some((name) => !state.names.has(name));
@@ -151,20 +195,29 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
       return;
     }
     // A set that differs from the snapshot gets its own version, and so its own shared body.
-    const version = state.wildcard && !holding ? snapshot.version : versionOfSet(selected);
-    const shared = this.bodies.get(typeUrl, version, selected);
-    // The same response again (assignments re-sent, a subscription back): a nonce of its own, so an ACK of the first is not one of this.
-    const own = state.lastNonce === shared.nonce;
-    const nonce = own ? this.nextNonce() : shared.nonce;
-    state.lastNonce = nonce;
+    const version = state.wildcard && !holding ? snapshot.version : versionOfSelection(selected, snapshot);
+    // Only LDS and CDS responses must carry every resource the client holds (xDS protocol,
+    // "Resource types and state of the world"); the others carry what it lacks: the assignments
+    // re-sent after a cluster update are a handful, not every one, and the same few for every stream.
+    const partial = !absenceMeansRemoval(typeUrl) && state.lastNonce !== undefined && updated.length < selected.length;
+    const shared = partial
+      ? this.bodies.get(typeUrl, version, updated, `${version}${PARTIAL}${versionOfSet(updated)}`, state.lastNonce)
+      : this.bodies.get(typeUrl, version, selected, version, state.lastNonce);
+    state.lastNonce = shared.nonce;
     state.lastVersion = version;
     state.lastViewVersion = viewVersion;
     state.settled = false;
-    state.sent = whole ? snapshot.resources : new Map(selected.map((resource) => [resource.name, resource]));
+    if (whole) {
+      state.sent = snapshot.resources;
+      state.sentList = everyResource(snapshot.resources);
+    } else {
+      state.sent = sentAfter(state, selected, updated);
+      state.sentList = selected;
+    }
     state.sentShared = whole;
-    this.deliver(typeUrl, own ? withNonce(shared.body, nonce) : shared.message);
+    this.deliver(typeUrl, shared.message);
     this.options.hooks.sent(typeUrl, version);
-    this.options.logger.debug({ typeUrl, version, nonce, resources: selected.length }, 'xds: sotw response sent');
+    this.options.logger.debug({ typeUrl, version, nonce: shared.nonce, resources: partial ? updated.length : selected.length }, 'xds: sotw response sent');
     if (typeUrl === TypeUrl.cluster) this.resendAssignments(assignmentNamesOf(updated));
   }
 
@@ -174,7 +227,8 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
 
   /** Subscribed clusters gone from the configuration are kept, as last sent, while routes may name them. */
   protected holdGone(clusters: SotwTypeState, current: ReadonlyMap<string, CachedResource>): void {
-    for (const [name, resource] of clusters.sent) {
+    const gone = clusters.sentShared ? goneBetween(clusters.sent, current) : clusters.sent;
+    for (const [name, resource] of gone) {
       if (!current.has(name) && (clusters.wildcard || clusters.names.has(name))) this.held.hold(name, resource);
     }
   }
@@ -208,34 +262,29 @@ function ownSent(state: SotwTypeState): Map<string, CachedResource> {
   return state.sent as Map<string, CachedResource>;
 }
 
-/** What the client was last sent, as a list: the snapshot's own shared array when it took the snapshot whole. */
-function sentList(state: SotwTypeState): readonly CachedResource[] {
-  return state.sentShared ? everyResource(state.sent) : [...state.sent.values()];
+/** Whether a request names the same resources, in the same order, as the previous one. */
+function sameNames(names: readonly string[], previous: readonly string[] | undefined): boolean {
+  if (previous === undefined || names.length !== previous.length) return false;
+  for (let i = 0; i < names.length; i++) if (names[i] !== previous[i]) return false;
+  return true;
 }
 
-/** Every resource of a snapshot as an array, built once per snapshot for all the streams that take it whole. */
-const wholeSets = new WeakMap<ReadonlyMap<string, CachedResource>, CachedResource[]>();
-function everyResource(resources: ReadonlyMap<string, CachedResource>): CachedResource[] {
-  let all = wholeSets.get(resources);
-  if (all === undefined) {
-    all = [...resources.values()];
-    wholeSets.set(resources, all);
-  }
-  return all;
+/**
+ * The version of `selected`: the snapshot's own when it is the whole snapshot (a named
+ * subscription to every assignment, the usual EDS case), saving a sort and a hash per stream.
+ */
+function versionOfSelection(selected: readonly CachedResource[], snapshot: TypeSnapshot): string {
+  if (selected.length === snapshot.resources.size && selected.every((resource) => snapshot.resources.get(resource.name) === resource)) return snapshot.version;
+  return versionOfSet(selected);
 }
 
-/** What is new or changed in `next` since `previous`, computed once per pair of snapshots, not per stream. */
-const changes = new WeakMap<ReadonlyMap<string, CachedResource>, WeakMap<ReadonlyMap<string, CachedResource>, CachedResource[]>>();
-function changedBetween(previous: ReadonlyMap<string, CachedResource>, next: ReadonlyMap<string, CachedResource>): CachedResource[] {
-  let byNext = changes.get(previous);
-  if (byNext === undefined) {
-    byNext = new WeakMap();
-    changes.set(previous, byNext);
+/** What a stream holds once sent `updated` out of `selected`: its map updated in place when that gives the same set. */
+function sentAfter(state: SotwTypeState, selected: readonly CachedResource[], updated: readonly CachedResource[]): ReadonlyMap<string, CachedResource> {
+  if (!state.sentShared && state.sent.size + updated.length >= selected.length) {
+    const sent = ownSent(state);
+    for (const resource of updated) sent.set(resource.name, resource);
+    // Every selected resource is in it now; the same size means nothing else is.
+    if (sent.size === selected.length) return sent;
   }
-  let changed = byNext.get(next);
-  if (changed === undefined) {
-    changed = everyResource(next).filter((resource) => previous.get(resource.name)?.version !== resource.version);
-    byNext.set(next, changed);
-  }
-  return changed;
+  return new Map(selected.map((resource) => [resource.name, resource]));
 }

@@ -664,7 +664,25 @@ func main() {
 				} else if f.finished[cmd[1]] {
 					done = len(f.streams)
 				}
-				emit(map[string]any{"event": "status", "id": cmd[1], "ready": f.ready, "done": done, "streams": len(f.streams), "errors": f.errors()})
+				// A wait that times out says which streams lack the change and what they hold of
+				// the marked types, so that a server that does not deliver can be told from a
+				// client that does not notice.
+				var missing []map[string]any
+				if m := f.current; m != nil && m.id == cmd[1] {
+					for _, s := range f.streams {
+						s.mu.Lock()
+						if s.markDone.IsZero() && len(missing) < 5 {
+							held := map[string]any{}
+							for _, typeURL := range m.types {
+								t := s.types[typeURL]
+								held[typeURL] = map[string]any{"nonce": t.nonce, "version": t.version, "changes": t.changes, "changesAtMark": m.baseline[s.id][typeURL].changes, "resources": len(t.resources)}
+							}
+							missing = append(missing, map[string]any{"stream": s.id, "receivedSinceMark": !s.markFirst.IsZero(), "types": held})
+						}
+						s.mu.Unlock()
+					}
+				}
+				emit(map[string]any{"event": "status", "id": cmd[1], "ready": f.ready, "done": done, "streams": len(f.streams), "errors": f.errors(), "missing": missing})
 			default:
 				emit(map[string]any{"event": "error", "message": "unknown command (mark ID TYPES | status ID | quit)"})
 			}
