@@ -1,8 +1,9 @@
 import type { Hash } from 'node:crypto';
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
+import type { Document } from 'yaml';
+import { Composer, LineCounter, Parser, parseDocument } from 'yaml';
 import type { KnownObject, Problem } from '../api/manifest.js';
 import { parseManifest } from '../api/manifest.js';
 import type { ObjectId } from '../api/meta.js';
@@ -55,13 +56,17 @@ export function limitMessage(what: string, bytes: number, limit: keyof ConfigLim
   return `${what} is ${formatBytes(bytes)}, more than the ${formatBytes(limits[limit])} allowed; split it, or raise the limit with ${CONFIG_LIMIT_FLAGS[limit]}`;
 }
 
-/** What one document of a manifest file turned out to be. `source` is "<file>#<index from 0>". */
+/**
+ * What one document of a manifest file turned out to be. `source` is "<file>#<index from 0>".
+ * `text`: a hash of the document's text, so the next parse of its file reuses this document
+ * when its text is the same (see manifestDocuments); absent when it must be parsed again.
+ */
 export type ManifestDocument =
   /** `content`: a hash of everything but metadata and status, to tell a spec change (generation bump) from none. */
-  | { state: 'object'; source: string; id: ObjectId; object: KnownObject; content: string; generation?: number; warnings: Problem[] }
-  | { state: 'invalid'; source: string; id?: ObjectId; problems: Problem[]; content: string; generation?: number }
+  | { state: 'object'; source: string; id: ObjectId; object: KnownObject; content: string; generation?: number; warnings: Problem[]; text?: string }
+  | { state: 'invalid'; source: string; id?: ObjectId; problems: Problem[]; content: string; generation?: number; text?: string }
   | { state: 'syntax'; source: string; problems: Problem[] }
-  | { state: 'ignored'; source: string; id?: ObjectId; reason: string };
+  | { state: 'ignored'; source: string; id?: ObjectId; reason: string; text?: string };
 
 /** One manifest file as read: `name` is how it is shown to users and the order duplicates are judged by. */
 export interface ManifestFile {
@@ -130,18 +135,94 @@ export function displayName(file: string, base: string): string {
  * JSON files are read with JSON.parse, and, when that fails, with the YAML parser (JSON is YAML
  * 1.2) for the error: JSON.parse quotes the broken input in its message, and that may be a credential.
  */
-export function parseManifestFile(name: string, content: string | Buffer, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS): ManifestDocument[] {
-  return [...manifestDocuments(name, content, limits)];
+export function parseManifestFile(name: string, content: string | Buffer, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS, previous?: readonly ManifestDocument[]): ManifestDocument[] {
+  return [...manifestDocuments(name, content, limits, previous)];
 }
 
-/** parseManifestFile one document at a time, for a caller that yields to the event loop between them. */
-export function* manifestDocuments(name: string, content: string | Buffer, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS): Generator<ManifestDocument> {
+/**
+ * parseManifestFile one document at a time, for a caller that yields to the event loop between them.
+ * `previous`: the documents of the file's last parse. A document whose text is unchanged is not
+ * parsed again: the previous document is given back (the very object when it kept its index, else
+ * a copy naming its new index that holds the same validated object), so an edit to one document
+ * of a large file parses that document alone, and translation sees the others unchanged.
+ */
+export function* manifestDocuments(name: string, content: string | Buffer, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS, previous?: readonly ManifestDocument[]): Generator<ManifestDocument> {
   if (/\.json$/i.test(name)) {
     yield parseJsonDocument(interned(`${name}#0`), typeof content === 'string' ? content : content.toString('utf8'), limits);
     return;
   }
+  const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
+  const split = splitYaml(bytes);
+  if (split.unsure) {
+    yield* wholeFileDocuments(name, bytes, limits);
+    return;
+  }
+  const byText = reusableDocuments(previous);
   let index = 0;
-  for (const chunk of yamlDocuments(content)) yield parseYamlDocument(interned(`${name}#${index++}`), chunk, limits);
+  for (const { from, to, firstLine } of split.chunks) {
+    const source = interned(`${name}#${index}`);
+    const text = hash('sha256', bytes.subarray(from, to), 'base64');
+    const before = previous?.[index];
+    index++;
+    if (before !== undefined && before.state !== 'syntax' && before.text === text && before.source === source) {
+      yield before;
+      continue;
+    }
+    const moved = byText?.get(text);
+    if (moved !== undefined) {
+      yield relocated(moved, source);
+      continue;
+    }
+    const doc = parseYamlDocument(source, { text: bytes.toString('utf8', from, to), firstLine }, limits);
+    if (doc.state === 'syntax' && to - from <= limits.documentBytes) {
+      // A document that does not parse may be one the split cut wrong (a quote left open across
+      // a marker line): from its start, the yaml package reads the rest of the file itself.
+      yield* wholeFileDocuments(name, bytes.subarray(from), limits, index - 1, firstLine);
+      return;
+    }
+    if (doc.state !== 'syntax') doc.text = text;
+    yield doc;
+  }
+}
+
+/** The documents of a previous parse that may be reused, by the hash of their text. */
+function reusableDocuments(previous: readonly ManifestDocument[] | undefined): Map<string, ReusableDocument> | undefined {
+  if (previous === undefined || previous.length === 0) return undefined;
+  const byText = new Map<string, ReusableDocument>();
+  for (const doc of previous) if (doc.state !== 'syntax' && doc.text !== undefined && !byText.has(doc.text)) byText.set(doc.text, doc);
+  return byText;
+}
+
+type ReusableDocument = Exclude<ManifestDocument, { state: 'syntax' }>;
+
+/** A reused document at another index: the same validated object, its problems naming the new index. */
+function relocated(doc: ReusableDocument, source: string): ManifestDocument {
+  const at = (p: Problem): Problem => (p.source === doc.source ? { ...p, source } : p);
+  switch (doc.state) {
+    case 'object':
+      return { ...doc, source, warnings: doc.warnings.length > 0 ? doc.warnings.map(at) : doc.warnings };
+    case 'invalid':
+      return { ...doc, source, problems: doc.problems.map(at) };
+    case 'ignored':
+      return { ...doc, source };
+  }
+}
+
+/**
+ * The yaml package's own reading of a file (`bytes`: from a document start on, which is
+ * document `index` and line `firstLine` of the file), one document at a time: for the files
+ * whose document boundaries the text split cannot vouch for. Slower, never wrong.
+ */
+function* wholeFileDocuments(name: string, bytes: Buffer, limits: ConfigLimits, index = 0, firstLine = 1): Generator<ManifestDocument> {
+  const text = bytes.toString('utf8');
+  const lineCounter = new LineCounter();
+  const composer = new Composer({ prettyErrors: false });
+  for (const doc of composer.compose(new Parser(lineCounter.addNewLine).parse(text))) {
+    const source = interned(`${name}#${index++}`);
+    const [start = 0, , end = text.length] = doc.range;
+    const large = tooLarge(source, Buffer.byteLength(text.slice(start, end)), limits);
+    yield large ?? documentFrom(source, doc, lineCounter, firstLine);
+  }
 }
 
 function tooLarge(source: string, bytes: number, limits: ConfigLimits): ManifestDocument | undefined {
@@ -167,11 +248,16 @@ function parseYamlDocument(source: string, chunk: YamlChunk, limits: ConfigLimit
   const lineCounter = new LineCounter();
   // prettyErrors would append the offending source line to messages, and that line may be a secret.
   const doc = parseDocument(chunk.text, { lineCounter, prettyErrors: false });
+  return documentFrom(source, doc, lineCounter, chunk.firstLine);
+}
+
+/** A document as the yaml package parsed it; `firstLine`: the line of the file its text starts on. */
+function documentFrom(source: string, doc: Document.Parsed, lineCounter: LineCounter, firstLine: number): ManifestDocument {
   const [first, ...more] = doc.errors;
   if (first) {
     const { line, col } = lineCounter.linePos(first.pos[0]);
     const extra = more.length > 0 ? ` (and ${more.length} more error${more.length > 1 ? 's' : ''} in this document)` : '';
-    return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML syntax error at line ${line + chunk.firstLine - 1}, column ${col}: ${first.message}${extra}` }] };
+    return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML syntax error at line ${line + firstLine - 1}, column ${col}: ${first.message}${extra}` }] };
   }
   let value: unknown;
   try {
@@ -196,23 +282,40 @@ const NEWLINE = 0x0a;
 const DASH = 0x2d;
 const DOT = 0x2e;
 
+/** Where one document of a file is: byte offsets, and the line it starts on (from 1). */
+interface ChunkBounds {
+  from: number;
+  to: number;
+  firstLine: number;
+}
+
+const BYTE_ORDER_MARK = Buffer.from([0xef, 0xbb, 0xbf]);
+const CARRIAGE_RETURN = 0x0d;
+
 /**
  * Splits YAML into documents at the marker lines "---" and "..." in column 0, which YAML
  * forbids inside any scalar (c-forbidden), so a split there never cuts a value. What counts as a
  * document is what the yaml package's parseAllDocuments counts: text after an explicit "---",
  * or any text with content; comments and directives alone are not a document.
  * Works on the file's bytes: only each document is decoded to a string, never the whole file.
+ * `unsure`: the text holds what this line model does not follow the yaml package's lexer on
+ * (a byte order mark, which it skips at a document's start; a carriage return alone, which ends
+ * a line for it; "..." outside a document, which opens an empty one): the caller parses the
+ * whole file with the yaml package instead.
  */
-export function* yamlDocuments(source: string | Buffer): Generator<YamlChunk> {
-  const bytes = typeof source === 'string' ? Buffer.from(source, 'utf8') : source;
+export function splitYaml(bytes: Buffer): { chunks: ChunkBounds[]; unsure: boolean } {
+  const chunks: ChunkBounds[] = [];
+  let unsure = bytes.includes(BYTE_ORDER_MARK);
+  for (let cr = bytes.indexOf(CARRIAGE_RETURN); cr !== -1 && !unsure; cr = bytes.indexOf(CARRIAGE_RETURN, cr + 1)) {
+    if (bytes[cr + 1] !== NEWLINE) unsure = true;
+  }
   let start = 0;
   let startLine = 1;
   let explicit = false;
   let content = false;
   let line = 1;
   let pos = 0;
-  const chunk = (from: number, to: number): YamlChunk => ({ text: bytes.toString('utf8', from, to), firstLine: startLine });
-  while (pos <= bytes.length) {
+  while (pos <= bytes.length && !unsure) {
     const newline = bytes.indexOf(NEWLINE, pos);
     const end = newline === -1 ? bytes.length : newline;
     const next = newline === -1 ? bytes.length + 1 : newline + 1;
@@ -222,7 +325,7 @@ export function* yamlDocuments(source: string | Buffer): Generator<YamlChunk> {
       const current = bytes.toString('latin1', pos, end).replace(/\r$/, '');
       if (DOCUMENT_START.test(current)) {
         if (explicit || content) {
-          yield chunk(start, pos);
+          chunks.push({ from: start, to: pos, firstLine: startLine });
           start = pos;
           startLine = line;
         }
@@ -231,7 +334,8 @@ export function* yamlDocuments(source: string | Buffer): Generator<YamlChunk> {
         const rest = current.slice(3).trim();
         content = rest !== '' && !rest.startsWith('#');
       } else if (DOCUMENT_END.test(current)) {
-        if (explicit || content) yield chunk(start, Math.min(next, bytes.length));
+        if (!explicit && !content) unsure = true;
+        else chunks.push({ from: start, to: Math.min(next, bytes.length), firstLine: startLine });
         start = Math.min(next, bytes.length);
         startLine = line + 1;
         explicit = false;
@@ -243,7 +347,14 @@ export function* yamlDocuments(source: string | Buffer): Generator<YamlChunk> {
     pos = next;
     line++;
   }
-  if (explicit || content) yield chunk(start, bytes.length);
+  if (explicit || content) chunks.push({ from: start, to: bytes.length, firstLine: startLine });
+  return { chunks, unsure };
+}
+
+/** splitYaml's documents as text (for a file it is unsure of, its best guess). */
+export function* yamlDocuments(source: string | Buffer): Generator<YamlChunk> {
+  const bytes = typeof source === 'string' ? Buffer.from(source, 'utf8') : source;
+  for (const { from, to, firstLine } of splitYaml(bytes).chunks) yield { text: bytes.toString('utf8', from, to), firstLine };
 }
 
 /**
