@@ -514,65 +514,161 @@ interface Served {
   generation: number;
 }
 
-/** A document that defines an object, and the file it is in (the document itself is not copied: there is one per object). */
+/** A document that defines an object, the file it is in and its index there (the document itself is not copied: there is one per object). */
 interface Definition {
   doc: Extract<ManifestDocument, { state: 'object' | 'invalid' }>;
   id: ObjectId;
+  key: string;
   file: string;
+  index: number;
 }
+
+/** What one file contributes to a snapshot, kept while the file is the same (its documents the same array). */
+interface FileContribution {
+  documents: readonly ManifestDocument[];
+  readProblem: Problem | undefined;
+  /** Its read problem, syntax errors and invalid documents, in document order. */
+  problems: Problem[];
+  /** Set when the file is broken (unreadable, or a document with a syntax error): what is wrong with it. */
+  broken: Problem[] | undefined;
+  definitions: Definition[];
+}
+
+/** The Inputs list of each kind. */
+type ObjectLists = Omit<Inputs, 'invalid' | 'unknownFields'>;
 
 /**
  * Turns successive reads of the manifest files into Inputs snapshots. It remembers, across reads,
  * the last valid version of every object (so a bad edit does not take a working Backend offline)
  * and each object's generation (so statuses can carry observedGeneration).
+ * A build costs what changed: the files whose documents are not the same array as last time
+ * are compared document by document, and only the objects they define, or defined, are decided
+ * again; the rest of the snapshot is the last one's.
  */
 export class ManifestStore {
-  private served = new Map<string, Served>();
+  private readonly served = new Map<string, Served>();
   private readonly lastGood = new Map<string, Served>();
   private readonly generations = new Map<string, { generation: number; content: string }>();
-  /** The keys of `served`, sorted. */
+  private readonly files = new Map<string, FileContribution>();
+  /** Every definition of each object, in no particular order (see definitionsOf). */
+  private readonly definitions = new Map<string, Definition[]>();
+  /** Objects served from a broken file that defines them no more (see decide). */
+  private readonly held = new Set<string>();
+  private readonly invalid = new Map<string, InvalidObject>();
+  /** The problems of the definitions that lost to another, by object. */
+  private readonly duplicates = new Map<string, Problem[]>();
+  /** The unknown-field warnings of the served definition, by object. */
+  private readonly warnings = new Map<string, { id: ObjectId; warnings: Problem[] }>();
+  /** The keys of `served`, sorted; each one's index in the list of its kind. */
   private order: string[] = [];
-  /** Each document's Definition, kept while it comes from the same file: a build that reads one file allocates for that file only. */
-  private readonly definitionOf = new WeakMap<ManifestDocument, Definition>();
+  private readonly indexInList = new Map<string, number>();
+  private lists: ObjectLists = emptyInputs();
+  private invalidList: InvalidObject[] = [];
 
   /** `files` must be sorted by name: of several definitions of an object, the one served so far wins, else the first. */
   build(files: readonly ManifestFile[]): Snapshot {
-    const problems: Problem[] = [];
-    /** Every definition of each object, in file path order, then document order; then only the one used. */
-    const definitions = new Map<string, Definition | Definition[]>();
-    const broken = new Map<string, Problem[]>();
-
+    const position = new Map<string, number>();
+    files.forEach((file, i) => position.set(file.name, i));
+    const affected = new Set<string>();
+    for (const [name, contribution] of this.files) {
+      if (position.has(name)) continue;
+      this.files.delete(name);
+      this.forget(name, contribution.definitions, new Set(), affected);
+    }
     for (const file of files) {
-      if (file.readProblem) {
-        problems.push(file.readProblem);
-        broken.set(file.name, [file.readProblem]);
-      }
-      for (const doc of file.documents) {
-        if (doc.state === 'ignored') continue;
-        if (doc.state === 'syntax') {
-          problems.push(...doc.problems);
-          broken.set(file.name, [...(broken.get(file.name) ?? []), ...doc.problems]);
+      const before = this.files.get(file.name);
+      if (before !== undefined && before.documents === file.documents && before.readProblem === file.readProblem) continue;
+      const contribution = contributionOf(file, before);
+      this.files.set(file.name, contribution);
+      const kept = new Set<ManifestDocument>();
+      const previous = new Set(before?.definitions);
+      for (const definition of contribution.definitions) {
+        if (previous.has(definition)) {
+          kept.add(definition.doc);
           continue;
         }
-        if (doc.state === 'invalid') problems.push(...doc.problems);
-        if (!doc.id) continue;
-        const key = keyOf(doc.id);
-        let definition = this.definitionOf.get(doc);
-        if (definition === undefined || definition.file !== file.name) {
-          definition = { doc, id: doc.id, file: file.name };
-          this.definitionOf.set(doc, definition);
-        }
-        const earlier = definitions.get(key);
-        if (earlier === undefined) definitions.set(key, definition);
-        else if (Array.isArray(earlier)) earlier.push(definition);
-        else definitions.set(key, [earlier, definition]);
+        let list = this.definitions.get(definition.key);
+        if (list === undefined) this.definitions.set(definition.key, (list = []));
+        list.push(definition);
+        affected.add(definition.key);
       }
+      this.forget(file.name, before?.definitions ?? [], kept, affected);
     }
 
-    for (const [key, list] of definitions) {
-      if (!Array.isArray(list)) continue;
-      const chosen = this.chooseDefinition(key, list);
-      definitions.set(key, chosen.winner);
+    const replaced: string[] = [];
+    let membershipChanged = false;
+    const invalidBefore = this.invalid.size;
+    let invalidChanged = false;
+    for (const key of affected) {
+      const was = this.served.get(key);
+      const wasInvalid = this.invalid.get(key);
+      this.decide(key, position);
+      const now = this.served.get(key);
+      if ((was === undefined) !== (now === undefined)) membershipChanged = true;
+      else if (was !== undefined && now !== undefined && was.object !== now.object) replaced.push(key);
+      if (wasInvalid !== this.invalid.get(key)) invalidChanged = true;
+    }
+    if (invalidChanged || invalidBefore !== this.invalid.size) this.invalidList = [...this.invalid.keys()].sort(byCodeUnits).map((k) => this.invalid.get(k) as InvalidObject);
+
+    if (membershipChanged) this.relist(affected);
+    else if (replaced.length > 0) {
+      const lists = copyLists(this.lists);
+      for (const key of replaced) setInList(lists, (this.served.get(key) as Served).object, this.indexInList.get(key) as number);
+      this.lists = lists;
+    }
+
+    const inputs: Inputs = { ...copyLists(this.lists), invalid: [...this.invalidList] };
+    const problems: Problem[] = [];
+    for (const file of files) problems.push(...(this.files.get(file.name) as FileContribution).problems);
+    for (const key of this.byFirstDefinition(this.duplicates.keys(), position)) problems.push(...(this.duplicates.get(key) as Problem[]));
+    for (const key of this.byFirstDefinition(this.warnings.keys(), position)) {
+      const { id, warnings } = this.warnings.get(key) as { id: ObjectId; warnings: Problem[] };
+      problems.push(...warnings);
+      noteUnknownFields(inputs, id, warnings);
+    }
+    return { inputs, problems };
+  }
+
+  /** Drops a file's definitions but those `kept`; what they defined, and what the file served without defining it, is decided again. */
+  private forget(file: string, definitions: readonly Definition[], kept: ReadonlySet<ManifestDocument>, affected: Set<string>): void {
+    for (const definition of definitions) {
+      if (kept.has(definition.doc)) continue;
+      const list = this.definitions.get(definition.key);
+      const rest = list?.filter((d) => d !== definition) ?? [];
+      if (rest.length > 0) this.definitions.set(definition.key, rest);
+      else this.definitions.delete(definition.key);
+      affected.add(definition.key);
+    }
+    for (const key of this.held) if (this.served.get(key)?.file === file) affected.add(key);
+  }
+
+  /** What is served for one object, and what is said about it, from its definitions. */
+  private decide(key: string, position: ReadonlyMap<string, number>): void {
+    const list = this.definitionsOf(key, position);
+    if (list.length === 0) {
+      this.duplicates.delete(key);
+      this.warnings.delete(key);
+      // A syntax error can hide which objects a document defines. Objects last loaded from a file
+      // that is now broken keep being served: a half-saved file must not take routes offline.
+      const prev = this.served.get(key);
+      const broken = prev === undefined ? undefined : this.files.get(prev.file)?.broken;
+      if (prev !== undefined && broken !== undefined) {
+        this.held.add(key);
+        this.invalid.set(key, { ...prev.id, generation: prev.generation, problems: broken, servingLastGood: true });
+        return;
+      }
+      // Objects no file defines any more are gone: a later object of the same name starts afresh.
+      this.held.delete(key);
+      this.served.delete(key);
+      this.lastGood.delete(key);
+      this.generations.delete(key);
+      this.invalid.delete(key);
+      return;
+    }
+    this.held.delete(key);
+    const chosen = this.chooseDefinition(key, list);
+    if (list.length > 1) {
+      const problems: Problem[] = [];
       for (const other of list) {
         if (other === chosen.winner) continue;
         problems.push({
@@ -582,54 +678,73 @@ export class ManifestStore {
           message: `${describe(other.id)} is defined in both ${other.file} (${other.doc.source}) and ${chosen.winner.file} (${chosen.winner.doc.source}); ${chosen.why}, and this definition is ignored. Remove one of them or give it another name`,
         });
       }
+      this.duplicates.set(key, problems);
+    } else this.duplicates.delete(key);
+
+    const { doc: def, file, id } = chosen.winner;
+    const generation = this.nextGeneration(key, def.content, def.generation);
+    if (def.state === 'object') {
+      if (def.warnings.length > 0) this.warnings.set(key, { id, warnings: def.warnings });
+      else this.warnings.delete(key);
+      // The same object as last time when nothing changed, so translation can skip it by reference.
+      const before = this.served.get(key);
+      const entry: Served =
+        before !== undefined && before.generation === generation && before.file === file && sameObject(before, def)
+          ? before
+          : { id, object: stamped(def.object, generation), from: def.object, content: def.content, file, generation };
+      this.served.set(key, entry);
+      this.lastGood.set(key, entry);
+      this.invalid.delete(key);
+      return;
     }
-
-    const inputs = emptyInputs();
-    const invalid: InvalidObject[] = [];
-    const served = new Map<string, Served>();
-
-    for (const [key, chosen] of definitions) {
-      if (Array.isArray(chosen)) continue; // not reached: every list was replaced by its winner above
-      const { doc: def, file, id } = chosen;
-      const generation = this.nextGeneration(key, def.content, def.generation);
-      if (def.state === 'object') {
-        problems.push(...def.warnings);
-        noteUnknownFields(inputs, id, def.warnings);
-        // The same object as last time when nothing changed, so translation can skip it by reference.
-        const before = this.served.get(key);
-        const entry: Served =
-          before !== undefined && before.generation === generation && before.file === file && sameObject(before, def)
-            ? before
-            : { id, object: stamped(def.object, generation), from: def.object, content: def.content, file, generation };
-        served.set(key, entry);
-        this.lastGood.set(key, entry);
-        continue;
-      }
-      const good = this.lastGood.get(key);
-      if (good) served.set(key, good);
-      invalid.push({ ...id, generation, problems: def.problems, servingLastGood: good !== undefined });
+    this.warnings.delete(key);
+    const good = this.lastGood.get(key);
+    if (good) this.served.set(key, good);
+    else this.served.delete(key);
+    const previous = this.invalid.get(key);
+    // The same record when nothing changed, so the sorted list is not rebuilt for nothing.
+    if (previous === undefined || previous.generation !== generation || previous.problems !== def.problems || previous.servingLastGood !== (good !== undefined)) {
+      this.invalid.set(key, { ...id, generation, problems: def.problems, servingLastGood: good !== undefined });
     }
+  }
 
-    // A syntax error can hide which objects a document defines. Objects last loaded from a file
-    // that is now broken keep being served: a half-saved file must not take routes offline.
-    for (const [key, prev] of this.served) {
-      const fileProblems = broken.get(prev.file);
-      if (!fileProblems || definitions.has(key)) continue;
-      served.set(key, prev);
-      invalid.push({ ...prev.id, generation: prev.generation, problems: fileProblems, servingLastGood: true });
+  /** An object's definitions in file path order, then document order. */
+  private definitionsOf(key: string, position: ReadonlyMap<string, number>): Definition[] {
+    const list = this.definitions.get(key) ?? [];
+    if (list.length > 1) list.sort((a, b) => (position.get(a.file) ?? 0) - (position.get(b.file) ?? 0) || a.index - b.index);
+    return list;
+  }
+
+  /** Keys in the order their first definitions come in the files (how problems were always listed). */
+  private byFirstDefinition(keys: Iterable<string>, position: ReadonlyMap<string, number>): string[] {
+    const first = (key: string): Definition | undefined => this.definitionsOf(key, position)[0];
+    return [...keys].sort((a, b) => {
+      const da = first(a);
+      const db = first(b);
+      if (da === undefined || db === undefined) return byCodeUnits(a, b);
+      return (position.get(da.file) ?? 0) - (position.get(db.file) ?? 0) || da.index - db.index;
+    });
+  }
+
+  /** Rebuilds the lists of every kind, after objects came or went. */
+  private relist(affected: ReadonlySet<string>): void {
+    const gone = this.order.filter((k) => !this.served.has(k));
+    const added = [...affected].filter((k) => this.served.has(k) && !this.indexInList.has(k));
+    // A few objects more or less are put in place; many are sorted with the rest.
+    if (gone.length + added.length > 64) this.order = [...this.served.keys()].sort(byCodeUnits);
+    else {
+      const order = gone.length > 0 ? this.order.filter((k) => this.served.has(k)) : [...this.order];
+      for (const key of added) order.splice(sortedIndex(order, key), 0, key);
+      this.order = order;
     }
-
-    // Objects no file defines any more are gone: a later object of the same name starts afresh.
-    for (const key of [...this.lastGood.keys()]) if (!served.has(key)) this.lastGood.delete(key);
-    for (const key of [...this.generations.keys()]) if (!served.has(key) && !definitions.has(key)) this.generations.delete(key);
-    this.served = served;
-
-    // The order of the last build holds while the same objects are served (an edit, not an
-    // addition or removal): sorting tens of thousands of keys costs more than checking them.
-    if (this.order.length !== served.size || !this.order.every((k) => served.has(k))) this.order = [...served.keys()].sort(byCodeUnits);
-    for (const k of this.order) addToInputs(inputs, (served.get(k) as Served).object);
-    inputs.invalid = invalid.sort((a, b) => byCodeUnits(keyOf(a), keyOf(b)));
-    return { inputs, problems };
+    const lists = emptyInputs();
+    this.indexInList.clear();
+    for (const key of this.order) {
+      const { object } = this.served.get(key) as Served;
+      this.indexInList.set(key, listOf(lists, object).length);
+      addToInputs(lists, object);
+    }
+    this.lists = lists;
   }
 
   /**
@@ -655,6 +770,114 @@ export class ManifestStore {
     if (prev?.generation !== generation || prev.content !== content) this.generations.set(key, { generation, content });
     return generation;
   }
+}
+
+/** A file's definitions and problems; a document defined before keeps its Definition, so it is recognised as unchanged. */
+function contributionOf(file: ManifestFile, before: FileContribution | undefined): FileContribution {
+  const known = new Map<ManifestDocument, Definition>();
+  for (const d of before?.definitions ?? []) known.set(d.doc, d);
+  const problems: Problem[] = [];
+  let broken: Problem[] | undefined;
+  if (file.readProblem) {
+    problems.push(file.readProblem);
+    broken = [file.readProblem];
+  }
+  const definitions: Definition[] = [];
+  file.documents.forEach((doc, index) => {
+    if (doc.state === 'ignored') return;
+    if (doc.state === 'syntax') {
+      problems.push(...doc.problems);
+      broken = [...(broken ?? []), ...doc.problems];
+      return;
+    }
+    if (doc.state === 'invalid') problems.push(...doc.problems);
+    if (!doc.id) return;
+    definitions.push(known.get(doc) ?? { doc, id: doc.id, key: keyOf(doc.id), file: file.name, index });
+  });
+  return { documents: file.documents, readProblem: file.readProblem, problems, broken, definitions };
+}
+
+function copyLists(lists: ObjectLists): ObjectLists {
+  return {
+    gatewayClasses: [...lists.gatewayClasses],
+    gateways: [...lists.gateways],
+    httpRoutes: [...lists.httpRoutes],
+    backends: [...lists.backends],
+    secrets: [...lists.secrets],
+    referenceGrants: [...lists.referenceGrants],
+    services: [...lists.services],
+    endpointSlices: [...lists.endpointSlices],
+    namespaces: [...lists.namespaces],
+  };
+}
+
+/** The list an object of this kind is filed in (addToInputs). */
+function listOf(lists: ObjectLists, o: KnownObject): readonly unknown[] {
+  switch (o.kind) {
+    case 'GatewayClass':
+      return lists.gatewayClasses;
+    case 'Gateway':
+      return lists.gateways;
+    case 'HTTPRoute':
+      return lists.httpRoutes;
+    case 'Backend':
+      return lists.backends;
+    case 'Secret':
+      return lists.secrets;
+    case 'ReferenceGrant':
+      return lists.referenceGrants;
+    case 'Service':
+      return lists.services;
+    case 'EndpointSlice':
+      return lists.endpointSlices;
+    case 'Namespace':
+      return lists.namespaces;
+  }
+}
+
+/** Puts a new version of an object where its previous version was in its kind's list. */
+function setInList(lists: ObjectLists, o: KnownObject, index: number): void {
+  switch (o.kind) {
+    case 'GatewayClass':
+      lists.gatewayClasses[index] = o.value;
+      return;
+    case 'Gateway':
+      lists.gateways[index] = o.value;
+      return;
+    case 'HTTPRoute':
+      lists.httpRoutes[index] = o.value;
+      return;
+    case 'Backend':
+      lists.backends[index] = o.value;
+      return;
+    case 'Secret':
+      lists.secrets[index] = o.value;
+      return;
+    case 'ReferenceGrant':
+      lists.referenceGrants[index] = o.value;
+      return;
+    case 'Service':
+      lists.services[index] = o.value;
+      return;
+    case 'EndpointSlice':
+      lists.endpointSlices[index] = o.value;
+      return;
+    case 'Namespace':
+      lists.namespaces[index] = o.value;
+      return;
+  }
+}
+
+/** Where `key` goes in the sorted `order`. */
+function sortedIndex(order: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = order.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((order[mid] as string) < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /**
