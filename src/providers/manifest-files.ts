@@ -2,6 +2,7 @@ import type { Hash } from 'node:crypto';
 import { createHash, hash } from 'node:crypto';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { CORE_SCHEMA, load as loadYaml } from 'js-yaml';
 import type { Document } from 'yaml';
 import { Composer, LineCounter, Parser, parseDocument } from 'yaml';
 import type { KnownObject, Problem } from '../api/manifest.js';
@@ -245,6 +246,8 @@ function parseJsonDocument(source: string, text: string, limits: ConfigLimits): 
 function parseYamlDocument(source: string, chunk: YamlChunk, limits: ConfigLimits): ManifestDocument {
   const large = tooLarge(source, Buffer.byteLength(chunk.text), limits);
   if (large) return large;
+  const quick = quickYamlValue(chunk.text);
+  if (quick !== undefined) return classify(quick.value, source);
   const lineCounter = new LineCounter();
   // prettyErrors would append the offending source line to messages, and that line may be a secret.
   const doc = parseDocument(chunk.text, { lineCounter, prettyErrors: false });
@@ -267,6 +270,35 @@ function documentFrom(source: string, doc: Document.Parsed, lineCounter: LineCou
     return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML error: ${err instanceof Error ? err.message : String(err)}` }] };
   }
   return classify(value, source);
+}
+
+/**
+ * A document's value read by js-yaml, several times faster than the yaml package, or undefined
+ * when the yaml package must read it: whatever js-yaml refuses (syntax errors, aliases, deep
+ * nesting), so that errors keep the yaml package's wording and line numbers, and what the two
+ * read differently: tags and directives (%YAML 1.1 changes the schema), null keys (the yaml
+ * package makes them "", js-yaml "null") and "__proto__" keys. Both read YAML 1.2's core schema otherwise; the unit
+ * test manifest-yaml-readers compares them on generated documents.
+ */
+export function quickYamlValue(text: string): { value: unknown } | undefined {
+  if (text.includes('!') || DIRECTIVE.test(text)) return undefined;
+  let value: unknown;
+  try {
+    value = loadYaml(text, { schema: CORE_SCHEMA, maxAliases: 0 });
+  } catch {
+    return undefined;
+  }
+  if (value === undefined || hasNullKey(value)) return undefined;
+  return { value };
+}
+
+const DIRECTIVE = /^%/m;
+
+function hasNullKey(value: unknown): boolean {
+  if (Array.isArray(value)) return value.some(hasNullKey);
+  if (!isRecord(value)) return false;
+  for (const key of Object.keys(value)) if (key === 'null' || key === '__proto__' || hasNullKey(value[key])) return true;
+  return false;
 }
 
 /** One YAML document's text and the line of the file it starts on (from 1). */
