@@ -627,6 +627,10 @@ export class ManifestStore {
       this.forget(file.name, before?.definitions ?? [], kept, affected);
     }
 
+    // Why a duplicate's winner wins depends on what was served at the last build ("served first"
+    // once it has been): objects defined twice are decided at every build. They are few.
+    for (const key of this.duplicates.keys()) affected.add(key);
+
     const replaced: string[] = [];
     let membershipChanged = false;
     const invalidBefore = this.invalid.size;
