@@ -278,8 +278,8 @@ function documentFrom(source: string, doc: Document.Parsed, lineCounter: LineCou
  * when the yaml package must read it: whatever js-yaml refuses (syntax errors, aliases, deep
  * nesting), so that errors keep the yaml package's wording and line numbers, and what the two
  * read differently: tags and directives (%YAML 1.1 changes the schema), null keys (the yaml
- * package makes them "", js-yaml "null") and "__proto__" keys. Both read YAML 1.2's core schema otherwise; the unit
- * test manifest-yaml-readers compares them on generated documents.
+ * package makes them "", js-yaml "null") and "__proto__" keys. Both read YAML 1.2's core schema
+ * otherwise; the unit test manifest-yaml-readers compares them on generated documents.
  */
 export function quickYamlValue(text: string): { value: unknown } | undefined {
   if (text.includes('!') || DIRECTIVE.test(text)) return undefined;
@@ -332,22 +332,24 @@ const CARRIAGE_RETURN = 0x0d;
  * or any text with content; comments and directives alone are not a document.
  * Works on the file's bytes: only each document is decoded to a string, never the whole file.
  * `unsure`: the text holds what this line model does not follow the yaml package's lexer on
- * (a byte order mark, which it skips at a document's start; a carriage return alone, which ends
- * a line for it; "..." outside a document, which opens an empty one): the caller parses the
- * whole file with the yaml package instead.
+ * (a byte order mark past the file's start, which it skips at a document's start; a carriage
+ * return alone, which ends a line for it; "..." outside a document, which opens an empty one):
+ * the caller parses the whole file with the yaml package instead.
  */
 export function splitYaml(bytes: Buffer): { chunks: ChunkBounds[]; unsure: boolean } {
   const chunks: ChunkBounds[] = [];
-  let unsure = bytes.includes(BYTE_ORDER_MARK);
+  // The byte order mark editors put at the start of a file is dropped, as the yaml package does.
+  const bom = bytes.subarray(0, 3).equals(BYTE_ORDER_MARK) ? 3 : 0;
+  let unsure = bytes.includes(BYTE_ORDER_MARK, bom);
   for (let cr = bytes.indexOf(CARRIAGE_RETURN); cr !== -1 && !unsure; cr = bytes.indexOf(CARRIAGE_RETURN, cr + 1)) {
     if (bytes[cr + 1] !== NEWLINE) unsure = true;
   }
-  let start = 0;
+  let start = bom;
   let startLine = 1;
   let explicit = false;
   let content = false;
   let line = 1;
-  let pos = 0;
+  let pos = bom;
   while (pos <= bytes.length && !unsure) {
     const newline = bytes.indexOf(NEWLINE, pos);
     const end = newline === -1 ? bytes.length : newline;

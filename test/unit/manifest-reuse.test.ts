@@ -90,6 +90,8 @@ describe('document boundaries', () => {
   const cases: Record<string, string> = {
     'a byte order mark before a comment and a marker': '\uFEFF# header\n---\na: 1\n',
     'a byte order mark then a marker': '\uFEFF---\na: 1\n---\nb: 2\n',
+    'a byte order mark before a later document': 'a: 1\n---\n\uFEFF# c\n---\nb: 2\n',
+    'a byte order mark before a bare document': '\uFEFFa: 1\n---\nb: 2\n',
     'an end marker outside a document': 'a: 1\n...\n...\nb: 2\n',
     'carriage returns alone': 'a: 1\r---\rb: 2\r',
     'a document start marker inside a top-level block scalar': '--- |\nfoo\n--- bar\n',
