@@ -1,8 +1,8 @@
 /**
  * Per-stage CPU time of one edit among N Backends (100 per file), in memory, no server: the
  * manifest store, translation, the Envoy stage, the cache and the status book, each given its
- * previous state as serve does; "parse one file" is the edited file parsed again (with the YAML
- * text generated for it). Complements bench/edit-latency.ts, which times the real serve.
+ * previous state as serve does; "parse one file" is the edited file parsed again, given its
+ * previous documents as the file provider does (the YAML text is generated before timing). Complements bench/edit-latency.ts, which times the real serve.
  *
  *   node --import tsx bench/edit-stages.ts [backends=10000]
  */
@@ -39,7 +39,7 @@ step('initial');
 for (let i = 0; i < 3; i++) {
   const target = 7 + 13 * i; const f = `f${String(Math.floor(target / perFile)).padStart(4, '0')}.yaml`;
   const l = groups.get(f) ?? []; const edited = l.find((d) => d.kind === 'Backend' && d.metadata.name === `chat-${target}`); if (!edited) throw new Error(`no Backend chat-${target}`); edited.spec['outlierDetection'] = { consecutive5xx: 20 + i };
-  const c0 = cpu(); files.set(f, { name: f, documents: parseManifestFile(f, l.map((d) => stringify(d)).join('---\n')) }); const parseMs = Math.round(cpu() - c0);
+  const text = l.map((d) => stringify(d)).join('---\n'); const c0 = cpu(); files.set(f, { name: f, documents: parseManifestFile(f, text, undefined, files.get(f)?.documents) }); const parseMs = Math.round(cpu() - c0);
   console.log('parse one file', parseMs, 'encodes', cache.encodedCount);
   step(`edit ${i}`);
 }

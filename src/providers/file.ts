@@ -318,7 +318,7 @@ export class FileProvider {
       const digest = createHash('sha256').update(bytes).digest('base64');
       let entry = known;
       if (entry?.digest !== digest) {
-        entry = { stamp: stamp?.stamp ?? '', racy: stamp?.racy ?? true, digest, documents: await this.parse(name, bytes) };
+        entry = { stamp: stamp?.stamp ?? '', racy: stamp?.racy ?? true, digest, documents: await this.parse(name, bytes, known?.documents) };
         for (const doc of entry.documents) {
           if (doc.state === 'ignored' && doc.id) this.logger.debug({ source: doc.source, kind: doc.id.kind }, `file provider: ${doc.reason}; ignored`);
         }
@@ -334,14 +334,14 @@ export class FileProvider {
   }
 
   /**
-   * Parses a file, yielding to the event loop every few milliseconds: a large file takes seconds
+   * Parses a file (only the documents whose text changed since `previous`), yielding to the event loop every few milliseconds: a large file takes seconds
    * to parse, and meanwhile the xDS server must keep answering (Envoy's keepalive, new streams)
    * and the health endpoints their probes.
    */
-  private async parse(name: string, bytes: Buffer): Promise<ManifestDocument[]> {
+  private async parse(name: string, bytes: Buffer, previous: readonly ManifestDocument[] | undefined): Promise<ManifestDocument[]> {
     const documents: ManifestDocument[] = [];
     let since = performance.now();
-    for (const doc of manifestDocuments(name, bytes, this.limits)) {
+    for (const doc of manifestDocuments(name, bytes, this.limits, previous)) {
       documents.push(doc);
       if (performance.now() - since > PARSE_SLICE_MS) {
         await new Promise((resolve) => setImmediate(resolve));

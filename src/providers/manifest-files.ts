@@ -1,8 +1,10 @@
 import type { Hash } from 'node:crypto';
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
+import { CORE_SCHEMA, load as loadYaml } from 'js-yaml';
+import type { Document } from 'yaml';
+import { Composer, LineCounter, Parser, parseDocument } from 'yaml';
 import type { KnownObject, Problem } from '../api/manifest.js';
 import { parseManifest } from '../api/manifest.js';
 import type { ObjectId } from '../api/meta.js';
@@ -55,13 +57,17 @@ export function limitMessage(what: string, bytes: number, limit: keyof ConfigLim
   return `${what} is ${formatBytes(bytes)}, more than the ${formatBytes(limits[limit])} allowed; split it, or raise the limit with ${CONFIG_LIMIT_FLAGS[limit]}`;
 }
 
-/** What one document of a manifest file turned out to be. `source` is "<file>#<index from 0>". */
+/**
+ * What one document of a manifest file turned out to be. `source` is "<file>#<index from 0>".
+ * `text`: a hash of the document's text, so the next parse of its file reuses this document
+ * when its text is the same (see manifestDocuments); absent when it must be parsed again.
+ */
 export type ManifestDocument =
   /** `content`: a hash of everything but metadata and status, to tell a spec change (generation bump) from none. */
-  | { state: 'object'; source: string; id: ObjectId; object: KnownObject; content: string; generation?: number; warnings: Problem[] }
-  | { state: 'invalid'; source: string; id?: ObjectId; problems: Problem[]; content: string; generation?: number }
+  | { state: 'object'; source: string; id: ObjectId; object: KnownObject; content: string; generation?: number; warnings: Problem[]; text?: string }
+  | { state: 'invalid'; source: string; id?: ObjectId; problems: Problem[]; content: string; generation?: number; text?: string }
   | { state: 'syntax'; source: string; problems: Problem[] }
-  | { state: 'ignored'; source: string; id?: ObjectId; reason: string };
+  | { state: 'ignored'; source: string; id?: ObjectId; reason: string; text?: string };
 
 /** One manifest file as read: `name` is how it is shown to users and the order duplicates are judged by. */
 export interface ManifestFile {
@@ -130,18 +136,95 @@ export function displayName(file: string, base: string): string {
  * JSON files are read with JSON.parse, and, when that fails, with the YAML parser (JSON is YAML
  * 1.2) for the error: JSON.parse quotes the broken input in its message, and that may be a credential.
  */
-export function parseManifestFile(name: string, content: string | Buffer, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS): ManifestDocument[] {
-  return [...manifestDocuments(name, content, limits)];
+export function parseManifestFile(name: string, content: string | Buffer, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS, previous?: readonly ManifestDocument[]): ManifestDocument[] {
+  return [...manifestDocuments(name, content, limits, previous)];
 }
 
-/** parseManifestFile one document at a time, for a caller that yields to the event loop between them. */
-export function* manifestDocuments(name: string, content: string | Buffer, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS): Generator<ManifestDocument> {
+/**
+ * parseManifestFile one document at a time, for a caller that yields to the event loop between them.
+ * `previous`: the documents of the file's last parse. A document whose text is unchanged is not
+ * parsed again: the previous document is given back (the very object when it kept its index, else
+ * a copy naming its new index that holds the same validated object), so an edit to one document
+ * of a large file parses that document alone, and translation sees the others unchanged.
+ */
+export function* manifestDocuments(name: string, content: string | Buffer, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS, previous?: readonly ManifestDocument[]): Generator<ManifestDocument> {
   if (/\.json$/i.test(name)) {
     yield parseJsonDocument(interned(`${name}#0`), typeof content === 'string' ? content : content.toString('utf8'), limits);
     return;
   }
+  const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
+  const split = splitYaml(bytes);
+  if (split.unsure) {
+    yield* wholeFileDocuments(name, bytes, limits);
+    return;
+  }
+  const byText = reusableDocuments(previous);
   let index = 0;
-  for (const chunk of yamlDocuments(content)) yield parseYamlDocument(interned(`${name}#${index++}`), chunk, limits);
+  for (const { from, to, firstLine } of split.chunks) {
+    const source = interned(`${name}#${index}`);
+    // 128 bits tell texts apart; kept per document, so kept short.
+    const text = hash('sha256', bytes.subarray(from, to), 'buffer').toString('base64', 0, 16);
+    const before = previous?.[index];
+    index++;
+    if (before !== undefined && before.state !== 'syntax' && before.text === text && before.source === source) {
+      yield before;
+      continue;
+    }
+    const moved = byText?.get(text);
+    if (moved !== undefined) {
+      yield relocated(moved, source);
+      continue;
+    }
+    const doc = parseYamlDocument(source, { text: bytes.toString('utf8', from, to), firstLine }, limits);
+    if (doc.state === 'syntax' && to - from <= limits.documentBytes) {
+      // A document that does not parse may be one the split cut wrong (a quote left open across
+      // a marker line): from its start, the yaml package reads the rest of the file itself.
+      yield* wholeFileDocuments(name, bytes.subarray(from), limits, index - 1, firstLine);
+      return;
+    }
+    if (doc.state !== 'syntax') doc.text = text;
+    yield doc;
+  }
+}
+
+/** The documents of a previous parse that may be reused, by the hash of their text. */
+function reusableDocuments(previous: readonly ManifestDocument[] | undefined): Map<string, ReusableDocument> | undefined {
+  if (previous === undefined || previous.length === 0) return undefined;
+  const byText = new Map<string, ReusableDocument>();
+  for (const doc of previous) if (doc.state !== 'syntax' && doc.text !== undefined && !byText.has(doc.text)) byText.set(doc.text, doc);
+  return byText;
+}
+
+type ReusableDocument = Exclude<ManifestDocument, { state: 'syntax' }>;
+
+/** A reused document at another index: the same validated object, its problems naming the new index. */
+function relocated(doc: ReusableDocument, source: string): ManifestDocument {
+  const at = (p: Problem): Problem => (p.source === doc.source ? { ...p, source } : p);
+  switch (doc.state) {
+    case 'object':
+      return { ...doc, source, warnings: doc.warnings.length > 0 ? doc.warnings.map(at) : doc.warnings };
+    case 'invalid':
+      return { ...doc, source, problems: doc.problems.map(at) };
+    case 'ignored':
+      return { ...doc, source };
+  }
+}
+
+/**
+ * The yaml package's own reading of a file (`bytes`: from a document start on, which is
+ * document `index` and line `firstLine` of the file), one document at a time: for the files
+ * whose document boundaries the text split cannot vouch for. Slower, never wrong.
+ */
+function* wholeFileDocuments(name: string, bytes: Buffer, limits: ConfigLimits, index = 0, firstLine = 1): Generator<ManifestDocument> {
+  const text = bytes.toString('utf8');
+  const lineCounter = new LineCounter();
+  const composer = new Composer({ prettyErrors: false });
+  for (const doc of composer.compose(new Parser(lineCounter.addNewLine).parse(text))) {
+    const source = interned(`${name}#${index++}`);
+    const [start = 0, , end = text.length] = doc.range;
+    const large = tooLarge(source, Buffer.byteLength(text.slice(start, end)), limits);
+    yield large ?? documentFrom(source, doc, lineCounter, firstLine);
+  }
 }
 
 function tooLarge(source: string, bytes: number, limits: ConfigLimits): ManifestDocument | undefined {
@@ -164,14 +247,21 @@ function parseJsonDocument(source: string, text: string, limits: ConfigLimits): 
 function parseYamlDocument(source: string, chunk: YamlChunk, limits: ConfigLimits): ManifestDocument {
   const large = tooLarge(source, Buffer.byteLength(chunk.text), limits);
   if (large) return large;
+  const quick = quickYamlValue(chunk.text);
+  if (quick !== undefined) return classify(quick.value, source);
   const lineCounter = new LineCounter();
   // prettyErrors would append the offending source line to messages, and that line may be a secret.
   const doc = parseDocument(chunk.text, { lineCounter, prettyErrors: false });
+  return documentFrom(source, doc, lineCounter, chunk.firstLine);
+}
+
+/** A document as the yaml package parsed it; `firstLine`: the line of the file its text starts on. */
+function documentFrom(source: string, doc: Document.Parsed, lineCounter: LineCounter, firstLine: number): ManifestDocument {
   const [first, ...more] = doc.errors;
   if (first) {
     const { line, col } = lineCounter.linePos(first.pos[0]);
     const extra = more.length > 0 ? ` (and ${more.length} more error${more.length > 1 ? 's' : ''} in this document)` : '';
-    return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML syntax error at line ${line + chunk.firstLine - 1}, column ${col}: ${first.message}${extra}` }] };
+    return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML syntax error at line ${line + firstLine - 1}, column ${col}: ${first.message}${extra}` }] };
   }
   let value: unknown;
   try {
@@ -181,6 +271,35 @@ function parseYamlDocument(source: string, chunk: YamlChunk, limits: ConfigLimit
     return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML error: ${err instanceof Error ? err.message : String(err)}` }] };
   }
   return classify(value, source);
+}
+
+/**
+ * A document's value read by js-yaml, several times faster than the yaml package, or undefined
+ * when the yaml package must read it: whatever js-yaml refuses (syntax errors, aliases, deep
+ * nesting), so that errors keep the yaml package's wording and line numbers, and what the two
+ * read differently: tags and directives (%YAML 1.1 changes the schema), null keys (the yaml
+ * package makes them "", js-yaml "null") and "__proto__" keys. Both read YAML 1.2's core schema
+ * otherwise; the unit test manifest-yaml-readers compares them on generated documents.
+ */
+export function quickYamlValue(text: string): { value: unknown } | undefined {
+  if (text.includes('!') || DIRECTIVE.test(text)) return undefined;
+  let value: unknown;
+  try {
+    value = loadYaml(text, { schema: CORE_SCHEMA, maxAliases: 0 });
+  } catch {
+    return undefined;
+  }
+  if (value === undefined || hasNullKey(value)) return undefined;
+  return { value };
+}
+
+const DIRECTIVE = /^%/m;
+
+function hasNullKey(value: unknown): boolean {
+  if (Array.isArray(value)) return value.some(hasNullKey);
+  if (!isRecord(value)) return false;
+  for (const key of Object.keys(value)) if (key === 'null' || key === '__proto__' || hasNullKey(value[key])) return true;
+  return false;
 }
 
 /** One YAML document's text and the line of the file it starts on (from 1). */
@@ -196,23 +315,42 @@ const NEWLINE = 0x0a;
 const DASH = 0x2d;
 const DOT = 0x2e;
 
+/** Where one document of a file is: byte offsets, and the line it starts on (from 1). */
+interface ChunkBounds {
+  from: number;
+  to: number;
+  firstLine: number;
+}
+
+const BYTE_ORDER_MARK = Buffer.from([0xef, 0xbb, 0xbf]);
+const CARRIAGE_RETURN = 0x0d;
+
 /**
  * Splits YAML into documents at the marker lines "---" and "..." in column 0, which YAML
  * forbids inside any scalar (c-forbidden), so a split there never cuts a value. What counts as a
  * document is what the yaml package's parseAllDocuments counts: text after an explicit "---",
  * or any text with content; comments and directives alone are not a document.
  * Works on the file's bytes: only each document is decoded to a string, never the whole file.
+ * `unsure`: the text holds what this line model does not follow the yaml package's lexer on
+ * (a byte order mark past the file's start, which it skips at a document's start; a carriage
+ * return alone, which ends a line for it; "..." outside a document, which opens an empty one):
+ * the caller parses the whole file with the yaml package instead.
  */
-export function* yamlDocuments(source: string | Buffer): Generator<YamlChunk> {
-  const bytes = typeof source === 'string' ? Buffer.from(source, 'utf8') : source;
-  let start = 0;
+export function splitYaml(bytes: Buffer): { chunks: ChunkBounds[]; unsure: boolean } {
+  const chunks: ChunkBounds[] = [];
+  // The byte order mark editors put at the start of a file is dropped, as the yaml package does.
+  const bom = bytes.subarray(0, 3).equals(BYTE_ORDER_MARK) ? 3 : 0;
+  let unsure = bytes.includes(BYTE_ORDER_MARK, bom);
+  for (let cr = bytes.indexOf(CARRIAGE_RETURN); cr !== -1 && !unsure; cr = bytes.indexOf(CARRIAGE_RETURN, cr + 1)) {
+    if (bytes[cr + 1] !== NEWLINE) unsure = true;
+  }
+  let start = bom;
   let startLine = 1;
   let explicit = false;
   let content = false;
   let line = 1;
-  let pos = 0;
-  const chunk = (from: number, to: number): YamlChunk => ({ text: bytes.toString('utf8', from, to), firstLine: startLine });
-  while (pos <= bytes.length) {
+  let pos = bom;
+  while (pos <= bytes.length && !unsure) {
     const newline = bytes.indexOf(NEWLINE, pos);
     const end = newline === -1 ? bytes.length : newline;
     const next = newline === -1 ? bytes.length + 1 : newline + 1;
@@ -222,7 +360,7 @@ export function* yamlDocuments(source: string | Buffer): Generator<YamlChunk> {
       const current = bytes.toString('latin1', pos, end).replace(/\r$/, '');
       if (DOCUMENT_START.test(current)) {
         if (explicit || content) {
-          yield chunk(start, pos);
+          chunks.push({ from: start, to: pos, firstLine: startLine });
           start = pos;
           startLine = line;
         }
@@ -231,7 +369,8 @@ export function* yamlDocuments(source: string | Buffer): Generator<YamlChunk> {
         const rest = current.slice(3).trim();
         content = rest !== '' && !rest.startsWith('#');
       } else if (DOCUMENT_END.test(current)) {
-        if (explicit || content) yield chunk(start, Math.min(next, bytes.length));
+        if (!explicit && !content) unsure = true;
+        else chunks.push({ from: start, to: Math.min(next, bytes.length), firstLine: startLine });
         start = Math.min(next, bytes.length);
         startLine = line + 1;
         explicit = false;
@@ -243,7 +382,14 @@ export function* yamlDocuments(source: string | Buffer): Generator<YamlChunk> {
     pos = next;
     line++;
   }
-  if (explicit || content) yield chunk(start, bytes.length);
+  if (explicit || content) chunks.push({ from: start, to: bytes.length, firstLine: startLine });
+  return { chunks, unsure };
+}
+
+/** splitYaml's documents as text (for a file it is unsure of, its best guess). */
+export function* yamlDocuments(source: string | Buffer): Generator<YamlChunk> {
+  const bytes = typeof source === 'string' ? Buffer.from(source, 'utf8') : source;
+  for (const { from, to, firstLine } of splitYaml(bytes).chunks) yield { text: bytes.toString('utf8', from, to), firstLine };
 }
 
 /**
@@ -306,7 +452,9 @@ function specContent(value: unknown): string {
   const { metadata: _metadata, status: _status, ...rest } = isRecord(value) ? value : { value };
   // 96 bits tell one version of a spec from the next; kept per document, so kept short (and
   // encoded from those bytes alone: a slice of the full digest would keep the full digest alive).
-  return canonicalHash(rest).digest().toString('base64', 0, 12);
+  // One document's canonical text is small: built whole and hashed once, it costs half of
+  // canonicalHash's piecewise writes (the same bytes are hashed either way).
+  return createHash('sha256').update(canonicalJson(rest)).digest().toString('base64', 0, 12);
 }
 
 /**
@@ -403,65 +551,165 @@ interface Served {
   generation: number;
 }
 
-/** A document that defines an object, and the file it is in (the document itself is not copied: there is one per object). */
+/** A document that defines an object, the file it is in and its index there (the document itself is not copied: there is one per object). */
 interface Definition {
   doc: Extract<ManifestDocument, { state: 'object' | 'invalid' }>;
   id: ObjectId;
+  key: string;
   file: string;
+  index: number;
 }
+
+/** What one file contributes to a snapshot, kept while the file is the same (its documents the same array). */
+interface FileContribution {
+  documents: readonly ManifestDocument[];
+  readProblem: Problem | undefined;
+  /** Its read problem, syntax errors and invalid documents, in document order. */
+  problems: Problem[];
+  /** Set when the file is broken (unreadable, or a document with a syntax error): what is wrong with it. */
+  broken: Problem[] | undefined;
+  definitions: Definition[];
+}
+
+/** The Inputs list of each kind. */
+type ObjectLists = Omit<Inputs, 'invalid' | 'unknownFields'>;
 
 /**
  * Turns successive reads of the manifest files into Inputs snapshots. It remembers, across reads,
  * the last valid version of every object (so a bad edit does not take a working Backend offline)
  * and each object's generation (so statuses can carry observedGeneration).
+ * A build costs what changed: the files whose documents are not the same array as last time
+ * are compared document by document, and only the objects they define, or defined, are decided
+ * again; the rest of the snapshot is the last one's.
  */
 export class ManifestStore {
-  private served = new Map<string, Served>();
+  private readonly served = new Map<string, Served>();
   private readonly lastGood = new Map<string, Served>();
   private readonly generations = new Map<string, { generation: number; content: string }>();
-  /** The keys of `served`, sorted. */
+  private readonly files = new Map<string, FileContribution>();
+  /** Every definition of each object, in no particular order (see definitionsOf). */
+  private readonly definitions = new Map<string, Definition[]>();
+  /** Objects served from a broken file that defines them no more (see decide). */
+  private readonly held = new Set<string>();
+  private readonly invalid = new Map<string, InvalidObject>();
+  /** The problems of the definitions that lost to another, by object. */
+  private readonly duplicates = new Map<string, Problem[]>();
+  /** The unknown-field warnings of the served definition, by object. */
+  private readonly warnings = new Map<string, { id: ObjectId; warnings: Problem[] }>();
+  /** The keys of `served`, sorted; each one's index in the list of its kind. */
   private order: string[] = [];
-  /** Each document's Definition, kept while it comes from the same file: a build that reads one file allocates for that file only. */
-  private readonly definitionOf = new WeakMap<ManifestDocument, Definition>();
+  private readonly indexInList = new Map<string, number>();
+  private lists: ObjectLists = emptyInputs();
+  private invalidList: InvalidObject[] = [];
 
   /** `files` must be sorted by name: of several definitions of an object, the one served so far wins, else the first. */
   build(files: readonly ManifestFile[]): Snapshot {
-    const problems: Problem[] = [];
-    /** Every definition of each object, in file path order, then document order; then only the one used. */
-    const definitions = new Map<string, Definition | Definition[]>();
-    const broken = new Map<string, Problem[]>();
-
+    const position = new Map<string, number>();
+    files.forEach((file, i) => position.set(file.name, i));
+    const affected = new Set<string>();
+    for (const [name, contribution] of this.files) {
+      if (position.has(name)) continue;
+      this.files.delete(name);
+      this.forget(name, contribution.definitions, new Set(), affected);
+    }
     for (const file of files) {
-      if (file.readProblem) {
-        problems.push(file.readProblem);
-        broken.set(file.name, [file.readProblem]);
-      }
-      for (const doc of file.documents) {
-        if (doc.state === 'ignored') continue;
-        if (doc.state === 'syntax') {
-          problems.push(...doc.problems);
-          broken.set(file.name, [...(broken.get(file.name) ?? []), ...doc.problems]);
+      const before = this.files.get(file.name);
+      if (before !== undefined && before.documents === file.documents && before.readProblem === file.readProblem) continue;
+      const contribution = contributionOf(file, before);
+      this.files.set(file.name, contribution);
+      const kept = new Set<ManifestDocument>();
+      const previous = new Set(before?.definitions);
+      for (const definition of contribution.definitions) {
+        if (previous.has(definition)) {
+          kept.add(definition.doc);
           continue;
         }
-        if (doc.state === 'invalid') problems.push(...doc.problems);
-        if (!doc.id) continue;
-        const key = keyOf(doc.id);
-        let definition = this.definitionOf.get(doc);
-        if (definition === undefined || definition.file !== file.name) {
-          definition = { doc, id: doc.id, file: file.name };
-          this.definitionOf.set(doc, definition);
-        }
-        const earlier = definitions.get(key);
-        if (earlier === undefined) definitions.set(key, definition);
-        else if (Array.isArray(earlier)) earlier.push(definition);
-        else definitions.set(key, [earlier, definition]);
+        let list = this.definitions.get(definition.key);
+        if (list === undefined) this.definitions.set(definition.key, (list = []));
+        list.push(definition);
+        affected.add(definition.key);
       }
+      this.forget(file.name, before?.definitions ?? [], kept, affected);
     }
 
-    for (const [key, list] of definitions) {
-      if (!Array.isArray(list)) continue;
-      const chosen = this.chooseDefinition(key, list);
-      definitions.set(key, chosen.winner);
+    // Why a duplicate's winner wins depends on what was served at the last build ("served first"
+    // once it has been): objects defined twice are decided at every build. They are few.
+    for (const key of this.duplicates.keys()) affected.add(key);
+
+    const replaced: string[] = [];
+    let membershipChanged = false;
+    const invalidBefore = this.invalid.size;
+    let invalidChanged = false;
+    for (const key of affected) {
+      const was = this.served.get(key);
+      const wasInvalid = this.invalid.get(key);
+      this.decide(key, position);
+      const now = this.served.get(key);
+      if ((was === undefined) !== (now === undefined)) membershipChanged = true;
+      else if (was !== undefined && now !== undefined && was.object !== now.object) replaced.push(key);
+      if (wasInvalid !== this.invalid.get(key)) invalidChanged = true;
+    }
+    if (invalidChanged || invalidBefore !== this.invalid.size) this.invalidList = [...this.invalid.keys()].sort(byCodeUnits).map((k) => this.invalid.get(k) as InvalidObject);
+
+    if (membershipChanged) this.relist(affected);
+    else if (replaced.length > 0) {
+      const lists = copyLists(this.lists);
+      for (const key of replaced) setInList(lists, (this.served.get(key) as Served).object, this.indexInList.get(key) as number);
+      this.lists = lists;
+    }
+
+    const inputs: Inputs = { ...copyLists(this.lists), invalid: [...this.invalidList] };
+    const problems: Problem[] = [];
+    for (const file of files) problems.push(...(this.files.get(file.name) as FileContribution).problems);
+    for (const key of this.byFirstDefinition(this.duplicates.keys(), position)) problems.push(...(this.duplicates.get(key) as Problem[]));
+    for (const key of this.byFirstDefinition(this.warnings.keys(), position)) {
+      const { id, warnings } = this.warnings.get(key) as { id: ObjectId; warnings: Problem[] };
+      problems.push(...warnings);
+      noteUnknownFields(inputs, id, warnings);
+    }
+    return { inputs, problems };
+  }
+
+  /** Drops a file's definitions but those `kept`; what they defined, and what the file served without defining it, is decided again. */
+  private forget(file: string, definitions: readonly Definition[], kept: ReadonlySet<ManifestDocument>, affected: Set<string>): void {
+    for (const definition of definitions) {
+      if (kept.has(definition.doc)) continue;
+      const list = this.definitions.get(definition.key);
+      const rest = list?.filter((d) => d !== definition) ?? [];
+      if (rest.length > 0) this.definitions.set(definition.key, rest);
+      else this.definitions.delete(definition.key);
+      affected.add(definition.key);
+    }
+    for (const key of this.held) if (this.served.get(key)?.file === file) affected.add(key);
+  }
+
+  /** What is served for one object, and what is said about it, from its definitions. */
+  private decide(key: string, position: ReadonlyMap<string, number>): void {
+    const list = this.definitionsOf(key, position);
+    if (list.length === 0) {
+      this.duplicates.delete(key);
+      this.warnings.delete(key);
+      // A syntax error can hide which objects a document defines. Objects last loaded from a file
+      // that is now broken keep being served: a half-saved file must not take routes offline.
+      const prev = this.served.get(key);
+      const broken = prev === undefined ? undefined : this.files.get(prev.file)?.broken;
+      if (prev !== undefined && broken !== undefined) {
+        this.held.add(key);
+        this.invalid.set(key, { ...prev.id, generation: prev.generation, problems: broken, servingLastGood: true });
+        return;
+      }
+      // Objects no file defines any more are gone: a later object of the same name starts afresh.
+      this.held.delete(key);
+      this.served.delete(key);
+      this.lastGood.delete(key);
+      this.generations.delete(key);
+      this.invalid.delete(key);
+      return;
+    }
+    this.held.delete(key);
+    const chosen = this.chooseDefinition(key, list);
+    if (list.length > 1) {
+      const problems: Problem[] = [];
       for (const other of list) {
         if (other === chosen.winner) continue;
         problems.push({
@@ -471,54 +719,73 @@ export class ManifestStore {
           message: `${describe(other.id)} is defined in both ${other.file} (${other.doc.source}) and ${chosen.winner.file} (${chosen.winner.doc.source}); ${chosen.why}, and this definition is ignored. Remove one of them or give it another name`,
         });
       }
+      this.duplicates.set(key, problems);
+    } else this.duplicates.delete(key);
+
+    const { doc: def, file, id } = chosen.winner;
+    const generation = this.nextGeneration(key, def.content, def.generation);
+    if (def.state === 'object') {
+      if (def.warnings.length > 0) this.warnings.set(key, { id, warnings: def.warnings });
+      else this.warnings.delete(key);
+      // The same object as last time when nothing changed, so translation can skip it by reference.
+      const before = this.served.get(key);
+      const entry: Served =
+        before !== undefined && before.generation === generation && before.file === file && sameObject(before, def)
+          ? before
+          : { id, object: stamped(def.object, generation), from: def.object, content: def.content, file, generation };
+      this.served.set(key, entry);
+      this.lastGood.set(key, entry);
+      this.invalid.delete(key);
+      return;
     }
-
-    const inputs = emptyInputs();
-    const invalid: InvalidObject[] = [];
-    const served = new Map<string, Served>();
-
-    for (const [key, chosen] of definitions) {
-      if (Array.isArray(chosen)) continue; // not reached: every list was replaced by its winner above
-      const { doc: def, file, id } = chosen;
-      const generation = this.nextGeneration(key, def.content, def.generation);
-      if (def.state === 'object') {
-        problems.push(...def.warnings);
-        noteUnknownFields(inputs, id, def.warnings);
-        // The same object as last time when nothing changed, so translation can skip it by reference.
-        const before = this.served.get(key);
-        const entry: Served =
-          before !== undefined && before.generation === generation && before.file === file && sameObject(before, def)
-            ? before
-            : { id, object: stamped(def.object, generation), from: def.object, content: def.content, file, generation };
-        served.set(key, entry);
-        this.lastGood.set(key, entry);
-        continue;
-      }
-      const good = this.lastGood.get(key);
-      if (good) served.set(key, good);
-      invalid.push({ ...id, generation, problems: def.problems, servingLastGood: good !== undefined });
+    this.warnings.delete(key);
+    const good = this.lastGood.get(key);
+    if (good) this.served.set(key, good);
+    else this.served.delete(key);
+    const previous = this.invalid.get(key);
+    // The same record when nothing changed, so the sorted list is not rebuilt for nothing.
+    if (previous === undefined || previous.generation !== generation || previous.problems !== def.problems || previous.servingLastGood !== (good !== undefined)) {
+      this.invalid.set(key, { ...id, generation, problems: def.problems, servingLastGood: good !== undefined });
     }
+  }
 
-    // A syntax error can hide which objects a document defines. Objects last loaded from a file
-    // that is now broken keep being served: a half-saved file must not take routes offline.
-    for (const [key, prev] of this.served) {
-      const fileProblems = broken.get(prev.file);
-      if (!fileProblems || definitions.has(key)) continue;
-      served.set(key, prev);
-      invalid.push({ ...prev.id, generation: prev.generation, problems: fileProblems, servingLastGood: true });
+  /** An object's definitions in file path order, then document order. */
+  private definitionsOf(key: string, position: ReadonlyMap<string, number>): Definition[] {
+    const list = this.definitions.get(key) ?? [];
+    if (list.length > 1) list.sort((a, b) => (position.get(a.file) ?? 0) - (position.get(b.file) ?? 0) || a.index - b.index);
+    return list;
+  }
+
+  /** Keys in the order their first definitions come in the files (how problems were always listed). */
+  private byFirstDefinition(keys: Iterable<string>, position: ReadonlyMap<string, number>): string[] {
+    const first = (key: string): Definition | undefined => this.definitionsOf(key, position)[0];
+    return [...keys].sort((a, b) => {
+      const da = first(a);
+      const db = first(b);
+      if (da === undefined || db === undefined) return byCodeUnits(a, b);
+      return (position.get(da.file) ?? 0) - (position.get(db.file) ?? 0) || da.index - db.index;
+    });
+  }
+
+  /** Rebuilds the lists of every kind, after objects came or went. */
+  private relist(affected: ReadonlySet<string>): void {
+    const gone = this.order.filter((k) => !this.served.has(k));
+    const added = [...affected].filter((k) => this.served.has(k) && !this.indexInList.has(k));
+    // A few objects more or less are put in place; many are sorted with the rest.
+    if (gone.length + added.length > 64) this.order = [...this.served.keys()].sort(byCodeUnits);
+    else {
+      const order = gone.length > 0 ? this.order.filter((k) => this.served.has(k)) : [...this.order];
+      for (const key of added) order.splice(sortedIndex(order, key), 0, key);
+      this.order = order;
     }
-
-    // Objects no file defines any more are gone: a later object of the same name starts afresh.
-    for (const key of [...this.lastGood.keys()]) if (!served.has(key)) this.lastGood.delete(key);
-    for (const key of [...this.generations.keys()]) if (!served.has(key) && !definitions.has(key)) this.generations.delete(key);
-    this.served = served;
-
-    // The order of the last build holds while the same objects are served (an edit, not an
-    // addition or removal): sorting tens of thousands of keys costs more than checking them.
-    if (this.order.length !== served.size || !this.order.every((k) => served.has(k))) this.order = [...served.keys()].sort(byCodeUnits);
-    for (const k of this.order) addToInputs(inputs, (served.get(k) as Served).object);
-    inputs.invalid = invalid.sort((a, b) => byCodeUnits(keyOf(a), keyOf(b)));
-    return { inputs, problems };
+    const lists = emptyInputs();
+    this.indexInList.clear();
+    for (const key of this.order) {
+      const { object } = this.served.get(key) as Served;
+      this.indexInList.set(key, listOf(lists, object).length);
+      addToInputs(lists, object);
+    }
+    this.lists = lists;
   }
 
   /**
@@ -544,6 +811,114 @@ export class ManifestStore {
     if (prev?.generation !== generation || prev.content !== content) this.generations.set(key, { generation, content });
     return generation;
   }
+}
+
+/** A file's definitions and problems; a document defined before keeps its Definition, so it is recognised as unchanged. */
+function contributionOf(file: ManifestFile, before: FileContribution | undefined): FileContribution {
+  const known = new Map<ManifestDocument, Definition>();
+  for (const d of before?.definitions ?? []) known.set(d.doc, d);
+  const problems: Problem[] = [];
+  let broken: Problem[] | undefined;
+  if (file.readProblem) {
+    problems.push(file.readProblem);
+    broken = [file.readProblem];
+  }
+  const definitions: Definition[] = [];
+  file.documents.forEach((doc, index) => {
+    if (doc.state === 'ignored') return;
+    if (doc.state === 'syntax') {
+      problems.push(...doc.problems);
+      broken = [...(broken ?? []), ...doc.problems];
+      return;
+    }
+    if (doc.state === 'invalid') problems.push(...doc.problems);
+    if (!doc.id) return;
+    definitions.push(known.get(doc) ?? { doc, id: doc.id, key: keyOf(doc.id), file: file.name, index });
+  });
+  return { documents: file.documents, readProblem: file.readProblem, problems, broken, definitions };
+}
+
+function copyLists(lists: ObjectLists): ObjectLists {
+  return {
+    gatewayClasses: [...lists.gatewayClasses],
+    gateways: [...lists.gateways],
+    httpRoutes: [...lists.httpRoutes],
+    backends: [...lists.backends],
+    secrets: [...lists.secrets],
+    referenceGrants: [...lists.referenceGrants],
+    services: [...lists.services],
+    endpointSlices: [...lists.endpointSlices],
+    namespaces: [...lists.namespaces],
+  };
+}
+
+/** The list an object of this kind is filed in (addToInputs). */
+function listOf(lists: ObjectLists, o: KnownObject): readonly unknown[] {
+  switch (o.kind) {
+    case 'GatewayClass':
+      return lists.gatewayClasses;
+    case 'Gateway':
+      return lists.gateways;
+    case 'HTTPRoute':
+      return lists.httpRoutes;
+    case 'Backend':
+      return lists.backends;
+    case 'Secret':
+      return lists.secrets;
+    case 'ReferenceGrant':
+      return lists.referenceGrants;
+    case 'Service':
+      return lists.services;
+    case 'EndpointSlice':
+      return lists.endpointSlices;
+    case 'Namespace':
+      return lists.namespaces;
+  }
+}
+
+/** Puts a new version of an object where its previous version was in its kind's list. */
+function setInList(lists: ObjectLists, o: KnownObject, index: number): void {
+  switch (o.kind) {
+    case 'GatewayClass':
+      lists.gatewayClasses[index] = o.value;
+      return;
+    case 'Gateway':
+      lists.gateways[index] = o.value;
+      return;
+    case 'HTTPRoute':
+      lists.httpRoutes[index] = o.value;
+      return;
+    case 'Backend':
+      lists.backends[index] = o.value;
+      return;
+    case 'Secret':
+      lists.secrets[index] = o.value;
+      return;
+    case 'ReferenceGrant':
+      lists.referenceGrants[index] = o.value;
+      return;
+    case 'Service':
+      lists.services[index] = o.value;
+      return;
+    case 'EndpointSlice':
+      lists.endpointSlices[index] = o.value;
+      return;
+    case 'Namespace':
+      lists.namespaces[index] = o.value;
+      return;
+  }
+}
+
+/** Where `key` goes in the sorted `order`. */
+function sortedIndex(order: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = order.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((order[mid] as string) < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /**
