@@ -5,6 +5,7 @@ import { ABANDONED_HEADER } from '../envoy/ai-extension.js';
 import { attemptTarget, type AttemptTarget } from './attempt.js';
 import { DRILL_ANSWER_HEADER, DRILL_FAILED_STATUS, DRILL_HEADER, drillAnswerHeader, verifyDrillHeader, type DrillNonces, type DrillRejectionLog, type VerifiedDrill } from './drill.js';
 import { FirstTokenWatch } from './first-token.js';
+import { memberVerdicts } from './member-verdicts.js';
 import type { MemberLimitsRuntime } from './limits-health.js';
 import { MAX_REFUSAL_BODY, refusalCause, type RefusalCause } from './refusals.js';
 import { StreamRefusalWatch, isRefusalAnswer, type AnswerFormat } from './answer-refusals.js';
@@ -96,9 +97,11 @@ const ANSWER_WAIT_MS = 300_000;
 
 /**
  * The answer of a skipped attempt (a refusal sent the request to a later pool). Not a 5xx, for the
- * reason drills use it: outlier detection must not eject a pool that was never asked.
+ * reason drills use it: outlier detection must not eject a pool that was never asked...
  */
 const SKIPPED_STATUS = DRILL_FAILED_STATUS;
+/** ...unless the member's last real answer was a failure, which a non-5xx would hide (member-verdicts.ts). */
+const SKIPPED_FAILING_STATUS = 503;
 
 /** For contexts built without one (tests): tokens are still cached across attempts. */
 const SHARED_TOKENS = new ServiceAccountTokens();
@@ -252,7 +255,10 @@ export class AttemptExchange {
   close(): void {
     // Envoy gave up on the attempt (a retry, the client left): nothing waits for the token now.
     this.gate?.settle('release');
-    if (this.target !== undefined && this.status === undefined && !this.failed && !this.drilled && !this.skipped) this.fail('reset');
+    if (this.target !== undefined && this.status === undefined && !this.failed && !this.drilled && !this.skipped) {
+      this.fail('reset');
+      memberVerdicts(this.ctx).note(this.target.backend, this.target.member, true);
+    }
     this.span?.end();
   }
 
@@ -401,10 +407,11 @@ export class AttemptExchange {
     const to = record?.fallbackTo;
     if (to === undefined || record?.lastBackend !== target.backend || target.priority >= to.level) return undefined;
     this.skipped = true;
-    this.status = SKIPPED_STATUS;
+    const status = memberVerdicts(this.ctx).lastFailed(target.backend, target.member) ? SKIPPED_FAILING_STATUS : SKIPPED_STATUS;
+    this.status = status;
     this.ctx.metrics.failures.inc({ backend: target.backend, member: target.member, cause: 'skipped_by_fallback' });
     this.ctx.logger.debug({ backend: target.backend, member: target.member, priority: target.priority, fallbackPriority: to.level, cause: to.cause, requestId: this.requestId }, 'ai-extension: attempt skipped on the way to the pool a refusal named');
-    return { phase: 'stand-in', headers: [{ key: ':status', value: String(SKIPPED_STATUS) }, { key: ABANDONED_HEADER, value: 'skipped_by_fallback' }] };
+    return { phase: 'stand-in', headers: [{ key: ':status', value: String(status) }, { key: ABANDONED_HEADER, value: 'skipped_by_fallback' }] };
   }
 
   /** The first attempt records what the client sent; later attempts count a failover when the member changed. */
@@ -514,6 +521,7 @@ export class AttemptExchange {
       }
     }
     if (cause !== undefined) this.fail(cause);
+    memberVerdicts(this.ctx).note(target.backend, target.member, status >= 500);
     if (this.drill !== undefined) this.answerDrill(target, status, extra);
     // Success ends the request: no later attempt will need what was remembered.
     if (status < 300 && handedOn === undefined && this.requestId !== undefined) this.ctx.memory.forget(this.requestId);
@@ -584,6 +592,8 @@ export class AttemptExchange {
    */
   private abandon(target: AttemptTarget): ProcessingResponse {
     this.fail('first_token_timeout');
+    // Envoy counts the 504 against the member: so does the skip of a later request.
+    memberVerdicts(this.ctx).note(target.backend, target.member, true);
     this.mode = 'abandoned';
     this.status = 504;
     this.ctx.logger.warn(
