@@ -2,6 +2,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import { AnthropicStreamTranslator, fromAnthropicResponse, toAnthropicRequest, toOpenAIError } from './anthropic.js';
 import { ABANDONED_HEADER } from '../envoy/ai-extension.js';
+import { ROUTE_RETRIES_HEADER } from '../ir/model.js';
 import { attemptTarget, type AttemptTarget } from './attempt.js';
 import { DRILL_ANSWER_HEADER, DRILL_FAILED_STATUS, DRILL_HEADER, drillAnswerHeader, verifyDrillHeader, type DrillNonces, type DrillRejectionLog, type VerifiedDrill } from './drill.js';
 import { FirstTokenWatch } from './first-token.js';
@@ -122,6 +123,8 @@ function isGenerateContent(target: AttemptTarget): boolean {
 export class AttemptExchange {
   private target: AttemptTarget | undefined;
   private requestId: string | undefined;
+  /** x-envoy-attempt-count of this attempt. */
+  private attempt = 1;
   private clientPath = '/';
   private clientStreaming = false;
   private includeUsage = false;
@@ -284,7 +287,8 @@ export class AttemptExchange {
     if (target.authHeader !== undefined) this.ctx.credentialHeaders.add(target.authHeader.toLowerCase());
 
     this.requestId = headers.get('x-request-id');
-    const drilled = await this.drillAttempt(headers.get(DRILL_HEADER), Number(headers.get('x-envoy-attempt-count') ?? '1') || 1, target);
+    this.attempt = Number(headers.get('x-envoy-attempt-count') ?? '1') || 1;
+    const drilled = await this.drillAttempt(headers.get(DRILL_HEADER), this.attempt, target);
     if (drilled !== undefined) return drilled;
     const skipped = this.skipForFallback(target);
     if (skipped !== undefined) return skipped;
@@ -328,6 +332,8 @@ export class AttemptExchange {
       credentialHeaders: [...WELL_KNOWN_CREDENTIAL_HEADERS, ...this.ctx.credentialHeaders],
     });
     if (this.stripDrillHeader) mutation.remove = [...(mutation.remove ?? []), DRILL_HEADER];
+    // Meant for the extension only (kept in the request's record for later attempts).
+    if (headers.has(ROUTE_RETRIES_HEADER)) mutation.remove = [...(mutation.remove ?? []), ROUTE_RETRIES_HEADER];
     return { phase: 'request_headers', headers: mutation };
   }
 
@@ -432,7 +438,8 @@ export class AttemptExchange {
       const value = headers.get(name);
       if (value !== undefined) clientCredentials.set(name, value);
     }
-    const record = { clientCredentials, path: headers.get(':path') ?? '/', lastMember: target.member, lastBackend: target.backend, startedAt: this.attemptStartedAt, attempts: 1 };
+    const routeRetries = parseRouteRetries(headers.get(ROUTE_RETRIES_HEADER));
+    const record = { clientCredentials, path: headers.get(':path') ?? '/', lastMember: target.member, lastBackend: target.backend, startedAt: this.attemptStartedAt, attempts: 1, ...(routeRetries !== undefined ? { routeRetries } : {}) };
     return id === undefined ? { ...record, expires: 0 } : this.ctx.memory.remember(id, record);
   }
 
@@ -510,14 +517,14 @@ export class AttemptExchange {
       this.heldMs = performance.now() - holding;
       if (gate.refused === true) {
         handedOn = this.handOn(target, 'content_policy', extra);
-        cause = handedOn;
+        cause = 'content_policy';
       } else if (gate.kind === 'first-token' && outcome === 'timeout') {
         return this.abandon(target);
       }
       const refusal = gate.kind === 'refusal' ? refusalCause(status, Buffer.concat(gate.body).toString('utf8')) : undefined;
       if (refusal !== undefined && target.fallbacks?.includes(refusal)) {
         handedOn = this.handOn(target, refusal, extra);
-        cause = handedOn;
+        cause = refusal;
       }
     }
     if (cause !== undefined) this.fail(cause);
@@ -560,10 +567,24 @@ export class AttemptExchange {
    * memory says so and the attempts before it are skipped (skipForFallback). The answer itself is
    * left as the provider gave it, so a client whose retries are spent still gets it.
    */
-  private handOn(target: AttemptTarget, refusal: RefusalCause, extra: HeaderSet[]): RefusalCause {
-    extra.push({ key: ABANDONED_HEADER, value: refusal });
+  private handOn(target: AttemptTarget, refusal: RefusalCause, extra: HeaderSet[]): RefusalCause | undefined {
     const level = target.fallbackLevels?.[refusal];
     const record = this.requestId === undefined ? undefined : this.ctx.memory.get(this.requestId);
+    const budget = record?.routeRetries;
+    if (level !== undefined && level > target.priority && budget !== undefined) {
+      const left = budget.retries + 1 - this.attempt;
+      const needed = (level - target.priority) * budget.perPriority;
+      if (left < needed) {
+        // The skips would spend the retries before the named pool: the client would get a stand-in
+        // with no body. It gets this refusal, as the provider gave it, instead.
+        this.ctx.logger.warn(
+          { backend: target.backend, member: target.member, priority: target.priority, cause: refusal, fallbackPriority: level, retriesLeft: left, retriesNeeded: needed, requestId: this.requestId },
+          'ai-extension: the pool the fallback names is beyond the route\'s retries; the refusal goes to the client (raise the route\'s retry attempts)',
+        );
+        return undefined;
+      }
+    }
+    extra.push({ key: ABANDONED_HEADER, value: refusal });
     if (record !== undefined) {
       if (level !== undefined && level > target.priority) record.fallbackTo = { level, cause: refusal };
       else delete record.fallbackTo;
@@ -740,4 +761,11 @@ export class AttemptExchange {
     this.span?.usage(usage.input, usage.output);
     if (t.limits !== undefined) this.ctx.limits?.spend(t.backend, t.member, t.limits, usage.input + usage.output);
   }
+}
+
+/** ROUTE_RETRIES_HEADER: "<num_retries>/<attempts per priority>"; anything else is ignored. */
+function parseRouteRetries(value: string | undefined): { retries: number; perPriority: number } | undefined {
+  const m = value === undefined ? null : /^(\d{1,4})\/(\d{1,4})$/.exec(value);
+  if (m === null) return undefined;
+  return { retries: Number(m[1]), perPriority: Math.max(1, Number(m[2])) };
 }

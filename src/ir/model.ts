@@ -124,6 +124,13 @@ export interface RedirectAction {
  */
 export const ABANDONED_HEADER = 'x-switchyard-abandoned';
 
+/**
+ * Request header a route sets for the AI extension when its Backend has a fallback naming a later
+ * pool: "<num_retries>/<attempts per priority>". Each pool skipped on the way takes a retry, so a
+ * refusal whose named pool the retries left cannot reach goes to the client instead.
+ */
+export const ROUTE_RETRIES_HEADER = 'x-switchyard-route-retries';
+
 export interface RetryPlan {
   /** Retries after the first attempt. */
   attempts: number;
@@ -140,6 +147,8 @@ export interface RetryPlan {
   /** Do not re-pick a host that already failed this request (previous_hosts). */
   avoidPreviousHosts: boolean;
   hostSelectionAttempts: number;
+  /** A fallback names a later pool: the route tells the AI extension its retries (ROUTE_RETRIES_HEADER). */
+  namedFallback?: { retries: number; pool: string };
 }
 
 export interface ClusterIR {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
 import { waitFor } from '../support/wait.js';
-import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+import { GATEWAY, NAMESPACE, aiBackend, gatewayManifests, httpRoute, routeAccepted, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
 
 /**
  * Context-window and content-policy fallback through the real Envoy and the AI extension: a pool
@@ -54,6 +54,21 @@ beforeAll(async () => {
             { path: '/skip/v1', rewritePrefix: '/v1', backend: 'skip' },
             { path: '/guarded/v1', rewritePrefix: '/v1', backend: 'guarded' },
           ]),
+          // The rule's own retry.attempts (1) is below the 2 the skip Backend's fallback needs.
+          {
+            apiVersion: 'gateway.networking.k8s.io/v1',
+            kind: 'HTTPRoute',
+            metadata: { name: 'short-retries', namespace: NAMESPACE },
+            spec: {
+              parentRefs: [{ name: GATEWAY }],
+              rules: [{
+                matches: [{ path: { type: 'PathPrefix', value: '/short/v1' } }],
+                filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/v1' } } }],
+                backendRefs: [{ group: 'switchyard.dev', kind: 'Backend', name: 'skip' }],
+                retry: { attempts: 1 },
+              }],
+            },
+          },
         ],
       };
     },
@@ -181,6 +196,37 @@ describe('a fallback that names a later pool', () => {
     const failure = await gw.chatFailure('/skip/v1');
     expect(failure.status).toBe(503);
     expect(p1.received()).toHaveLength(0);
+  });
+});
+
+describe('a route whose own retries cannot reach the named pool', () => {
+  it('says so in its status', () => {
+    const accepted = routeAccepted(gw, 'short-retries');
+    expect(accepted.status).toBe('True');
+    expect(accepted.message).toContain('spec.rules[0].retry.attempts (1) is below the 2 retries');
+    expect(accepted.message).toContain('pool "huge-pool"');
+  });
+
+  it('gives the client the provider\'s own refusal, not an empty stand-in, and calls no other pool', async () => {
+    await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    const failure = await gw.chatFailure('/short/v1');
+    expect(failure.status).toBe(400);
+    expect(failure.message).toContain('maximum context length is 8192 tokens');
+    expect(p0.received()).toHaveLength(1);
+    expect(p1.received()).toHaveLength(0);
+    expect(p2.received()).toHaveLength(0);
+  });
+
+  it('a content-policy refusal answered 200 reaches the client as the provider gave it', async () => {
+    await p0.setMode({ kind: 'filtered', api: 'azureopenai' });
+    const completion = await gw.client('/short/v1').chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }] });
+    expect(completion.choices[0]?.finish_reason).toBe('content_filter');
+    expect(p2.received()).toHaveLength(0);
+  });
+
+  it('the same refusal through the Backend\'s own retries still reaches the named pool', async () => {
+    await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    expect((await gw.chat('/skip/v1')).content).toBe('answered by p2');
   });
 });
 
