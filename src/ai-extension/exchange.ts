@@ -101,7 +101,7 @@ const ANSWER_WAIT_MS = 300_000;
  * reason drills use it: outlier detection must not eject a pool that was never asked...
  */
 const SKIPPED_STATUS = DRILL_FAILED_STATUS;
-/** ...unless the member's last real answer was a failure, which a non-5xx would hide (member-verdicts.ts). */
+/** ...unless the member's last real answer was a failure, which a non-5xx would hide (member-verdicts.ts); drills too. */
 const SKIPPED_FAILING_STATUS = 503;
 
 /** For contexts built without one (tests): tokens are still cached across attempts. */
@@ -391,13 +391,15 @@ export class AttemptExchange {
     // Traffic reaches priority N only through the priorities before it: they are down in the drill too.
     if (target.priority > verdict.priority) return undefined;
     this.drilled = true;
-    this.status = DRILL_FAILED_STATUS;
+    // Like a skip: a drilled member that was failing must not have its failures reset by the drill.
+    const status = memberVerdicts(this.ctx).lastFailed(target.backend, target.member) ? SKIPPED_FAILING_STATUS : DRILL_FAILED_STATUS;
+    this.status = status;
     this.ctx.metrics.drillFailures.inc({ backend: target.backend, member: target.member, priority: String(target.priority) });
     this.ctx.logger.info({ backend: target.backend, member: target.member, priority: target.priority, drill: true, requestId: this.requestId }, 'ai-extension: drill failed this attempt without calling its provider');
     return {
       phase: 'stand-in',
       headers: [
-        { key: ':status', value: String(DRILL_FAILED_STATUS) },
+        { key: ':status', value: String(status) },
         { key: ABANDONED_HEADER, value: 'drill' },
       ],
     };

@@ -1,6 +1,6 @@
 /**
  * The last real outcome of each member this extension has seen (its own answers and resets, never
- * a stand-in), so that a skipped attempt can carry it to Envoy's outlier detection.
+ * a stand-in), so that a skipped (or drilled) attempt can carry it to Envoy's outlier detection.
  *
  * Envoy hands a stand-in's status to the picked host's outlier detector like any upstream answer,
  * and every non-5xx resets its consecutive_5xx and consecutive_gateway_failure counters (seen with
