@@ -227,6 +227,9 @@ describe('a route whose own retries cannot reach the named pool', () => {
   it('the same refusal through the Backend\'s own retries still reaches the named pool', async () => {
     await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
     expect((await gw.chat('/skip/v1')).content).toBe('answered by p2');
+    // The route's retries are for the extension: no provider sees them.
+    expect(p0.received()[0]?.headers['x-switchyard-route-retries']).toBeUndefined();
+    expect(p2.received()[0]?.headers['x-switchyard-route-retries']).toBeUndefined();
   });
 });
 
