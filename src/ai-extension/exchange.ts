@@ -2,9 +2,11 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import { AnthropicStreamTranslator, fromAnthropicResponse, toAnthropicRequest, toOpenAIError } from './anthropic.js';
 import { ABANDONED_HEADER } from '../envoy/ai-extension.js';
+import { ROUTE_RETRIES_HEADER } from '../ir/model.js';
 import { attemptTarget, type AttemptTarget } from './attempt.js';
 import { DRILL_ANSWER_HEADER, DRILL_FAILED_STATUS, DRILL_HEADER, drillAnswerHeader, verifyDrillHeader, type DrillNonces, type DrillRejectionLog, type VerifiedDrill } from './drill.js';
 import { FirstTokenWatch } from './first-token.js';
+import { memberVerdicts } from './member-verdicts.js';
 import type { MemberLimitsRuntime } from './limits-health.js';
 import { MAX_REFUSAL_BODY, refusalCause, type RefusalCause } from './refusals.js';
 import { StreamRefusalWatch, isRefusalAnswer, type AnswerFormat } from './answer-refusals.js';
@@ -96,9 +98,11 @@ const ANSWER_WAIT_MS = 300_000;
 
 /**
  * The answer of a skipped attempt (a refusal sent the request to a later pool). Not a 5xx, for the
- * reason drills use it: outlier detection must not eject a pool that was never asked.
+ * reason drills use it: outlier detection must not eject a pool that was never asked...
  */
 const SKIPPED_STATUS = DRILL_FAILED_STATUS;
+/** ...unless the member's last real answer was a failure, which a non-5xx would hide (member-verdicts.ts); drills too. */
+const SKIPPED_FAILING_STATUS = 503;
 
 /**
  * How long, from an attempt's start, its request headers may wait for credentials: the answer must
@@ -129,6 +133,8 @@ function isGenerateContent(target: AttemptTarget): boolean {
 export class AttemptExchange {
   private target: AttemptTarget | undefined;
   private requestId: string | undefined;
+  /** x-envoy-attempt-count of this attempt. */
+  private attempt = 1;
   private clientPath = '/';
   private clientStreaming = false;
   private includeUsage = false;
@@ -267,7 +273,10 @@ export class AttemptExchange {
   close(): void {
     // Envoy gave up on the attempt (a retry, the client left): nothing waits for the token now.
     this.gate?.settle('release');
-    if (this.target !== undefined && this.status === undefined && !this.failed && !this.drilled && !this.skipped) this.fail('reset');
+    if (this.target !== undefined && this.status === undefined && !this.failed && !this.drilled && !this.skipped) {
+      this.fail('reset');
+      memberVerdicts(this.ctx).note(this.target.backend, this.target.member, true);
+    }
     this.span?.end();
   }
 
@@ -293,7 +302,8 @@ export class AttemptExchange {
     if (target.authHeader !== undefined) this.ctx.credentialHeaders.add(target.authHeader.toLowerCase());
 
     this.requestId = headers.get('x-request-id');
-    const drilled = await this.drillAttempt(headers.get(DRILL_HEADER), Number(headers.get('x-envoy-attempt-count') ?? '1') || 1, target);
+    this.attempt = Number(headers.get('x-envoy-attempt-count') ?? '1') || 1;
+    const drilled = await this.drillAttempt(headers.get(DRILL_HEADER), this.attempt, target);
     if (drilled !== undefined) return drilled;
     const skipped = this.skipForFallback(target);
     if (skipped !== undefined) return skipped;
@@ -333,6 +343,8 @@ export class AttemptExchange {
       credentialHeaders: [...WELL_KNOWN_CREDENTIAL_HEADERS, ...this.ctx.credentialHeaders],
     });
     if (this.stripDrillHeader) mutation.remove = [...(mutation.remove ?? []), DRILL_HEADER];
+    // Meant for the extension only (kept in the request's record for later attempts).
+    if (headers.has(ROUTE_RETRIES_HEADER)) mutation.remove = [...(mutation.remove ?? []), ROUTE_RETRIES_HEADER];
     return { phase: 'request_headers', headers: mutation };
   }
 
@@ -415,13 +427,15 @@ export class AttemptExchange {
     // Traffic reaches priority N only through the priorities before it: they are down in the drill too.
     if (target.priority > verdict.priority) return undefined;
     this.drilled = true;
-    this.status = DRILL_FAILED_STATUS;
+    // Like a skip: a drilled member that was failing must not have its failures reset by the drill.
+    const status = memberVerdicts(this.ctx).lastFailed(target.backend, target.member) ? SKIPPED_FAILING_STATUS : DRILL_FAILED_STATUS;
+    this.status = status;
     this.ctx.metrics.drillFailures.inc({ backend: target.backend, member: target.member, priority: String(target.priority) });
     this.ctx.logger.info({ backend: target.backend, member: target.member, priority: target.priority, drill: true, requestId: this.requestId }, 'ai-extension: drill failed this attempt without calling its provider');
     return {
       phase: 'stand-in',
       headers: [
-        { key: ':status', value: String(DRILL_FAILED_STATUS) },
+        { key: ':status', value: String(status) },
         { key: ABANDONED_HEADER, value: 'drill' },
       ],
     };
@@ -437,10 +451,11 @@ export class AttemptExchange {
     const to = record?.fallbackTo;
     if (to === undefined || record?.lastBackend !== target.backend || target.priority >= to.level) return undefined;
     this.skipped = true;
-    this.status = SKIPPED_STATUS;
+    const status = memberVerdicts(this.ctx).lastFailed(target.backend, target.member) ? SKIPPED_FAILING_STATUS : SKIPPED_STATUS;
+    this.status = status;
     this.ctx.metrics.failures.inc({ backend: target.backend, member: target.member, cause: 'skipped_by_fallback' });
     this.ctx.logger.debug({ backend: target.backend, member: target.member, priority: target.priority, fallbackPriority: to.level, cause: to.cause, requestId: this.requestId }, 'ai-extension: attempt skipped on the way to the pool a refusal named');
-    return { phase: 'stand-in', headers: [{ key: ':status', value: String(SKIPPED_STATUS) }, { key: ABANDONED_HEADER, value: 'skipped_by_fallback' }] };
+    return { phase: 'stand-in', headers: [{ key: ':status', value: String(status) }, { key: ABANDONED_HEADER, value: 'skipped_by_fallback' }] };
   }
 
   /** The first attempt records what the client sent; later attempts count a failover when the member changed. */
@@ -461,7 +476,8 @@ export class AttemptExchange {
       const value = headers.get(name);
       if (value !== undefined) clientCredentials.set(name, value);
     }
-    const record = { clientCredentials, path: headers.get(':path') ?? '/', lastMember: target.member, lastBackend: target.backend, startedAt: this.attemptStartedAt, attempts: 1 };
+    const routeRetries = parseRouteRetries(headers.get(ROUTE_RETRIES_HEADER));
+    const record = { clientCredentials, path: headers.get(':path') ?? '/', lastMember: target.member, lastBackend: target.backend, startedAt: this.attemptStartedAt, attempts: 1, ...(routeRetries !== undefined ? { routeRetries } : {}) };
     return id === undefined ? { ...record, expires: 0 } : this.ctx.memory.remember(id, record);
   }
 
@@ -539,17 +555,18 @@ export class AttemptExchange {
       this.heldMs = performance.now() - holding;
       if (gate.refused === true) {
         handedOn = this.handOn(target, 'content_policy', extra);
-        cause = handedOn;
+        cause = 'content_policy';
       } else if (gate.kind === 'first-token' && outcome === 'timeout') {
         return this.abandon(target);
       }
       const refusal = gate.kind === 'refusal' ? refusalCause(status, Buffer.concat(gate.body).toString('utf8')) : undefined;
       if (refusal !== undefined && target.fallbacks?.includes(refusal)) {
         handedOn = this.handOn(target, refusal, extra);
-        cause = handedOn;
+        cause = refusal;
       }
     }
     if (cause !== undefined) this.fail(cause);
+    memberVerdicts(this.ctx).note(target.backend, target.member, status >= 500);
     if (this.drill !== undefined) this.answerDrill(target, status, extra);
     // Success ends the request: no later attempt will need what was remembered.
     if (status < 300 && handedOn === undefined && this.requestId !== undefined) this.ctx.memory.forget(this.requestId);
@@ -588,10 +605,24 @@ export class AttemptExchange {
    * memory says so and the attempts before it are skipped (skipForFallback). The answer itself is
    * left as the provider gave it, so a client whose retries are spent still gets it.
    */
-  private handOn(target: AttemptTarget, refusal: RefusalCause, extra: HeaderSet[]): RefusalCause {
-    extra.push({ key: ABANDONED_HEADER, value: refusal });
+  private handOn(target: AttemptTarget, refusal: RefusalCause, extra: HeaderSet[]): RefusalCause | undefined {
     const level = target.fallbackLevels?.[refusal];
     const record = this.requestId === undefined ? undefined : this.ctx.memory.get(this.requestId);
+    const budget = record?.routeRetries;
+    if (level !== undefined && level > target.priority && budget !== undefined) {
+      const left = budget.retries + 1 - this.attempt;
+      const needed = (level - target.priority) * budget.perPriority;
+      if (left < needed) {
+        // The skips would spend the retries before the named pool: the client would get a stand-in
+        // with no body. It gets this refusal, as the provider gave it, instead.
+        this.ctx.logger.warn(
+          { backend: target.backend, member: target.member, priority: target.priority, cause: refusal, fallbackPriority: level, retriesLeft: left, retriesNeeded: needed, requestId: this.requestId },
+          'ai-extension: the pool the fallback names is beyond the route\'s retries; the refusal goes to the client (raise the route\'s retry attempts)',
+        );
+        return undefined;
+      }
+    }
+    extra.push({ key: ABANDONED_HEADER, value: refusal });
     if (record !== undefined) {
       if (level !== undefined && level > target.priority) record.fallbackTo = { level, cause: refusal };
       else delete record.fallbackTo;
@@ -620,6 +651,8 @@ export class AttemptExchange {
    */
   private abandon(target: AttemptTarget): ProcessingResponse {
     this.fail('first_token_timeout');
+    // Envoy counts the 504 against the member: so does the skip of a later request.
+    memberVerdicts(this.ctx).note(target.backend, target.member, true);
     this.mode = 'abandoned';
     this.status = 504;
     this.ctx.logger.warn(
@@ -766,4 +799,11 @@ export class AttemptExchange {
     this.span?.usage(usage.input, usage.output);
     if (t.limits !== undefined) this.ctx.limits?.spend(t.backend, t.member, t.limits, usage.input + usage.output);
   }
+}
+
+/** ROUTE_RETRIES_HEADER: "<num_retries>/<attempts per priority>"; anything else is ignored. */
+function parseRouteRetries(value: string | undefined): { retries: number; perPriority: number } | undefined {
+  const m = value === undefined ? null : /^(\d{1,4})\/(\d{1,4})$/.exec(value);
+  if (m === null) return undefined;
+  return { retries: Number(m[1]), perPriority: Math.max(1, Number(m[2])) };
 }

@@ -6,7 +6,8 @@ import { asBuffer } from './protocol.js';
  * Reads a provider's answer as it arrives and says when the first content-bearing token is there.
  * Keep-alives do not count: SSE comments (": keep-alive"), events without data, OpenAI chunks whose
  * deltas carry only a role or empty content, Anthropic's message_start / ping / content_block_start
- * of text, and whitespace before a JSON body. Anything that ends the wait otherwise (an error
+ * of text, Gemini events whose candidates have no text or call yet, and whitespace before a JSON
+ * body. Anything that ends the wait otherwise (an error
  * event, a finish_reason, [DONE], a non-JSON event) counts too: the client must get it now.
  */
 export class FirstTokenWatch {
@@ -58,6 +59,7 @@ function eventHasContent(event: string): boolean {
   if (!isRecord(parsed)) return true;
   if (parsed['error'] !== undefined) return true;
   if (typeof parsed['type'] === 'string') return anthropicEventHasContent(parsed);
+  if (parsed['candidates'] !== undefined || parsed['promptFeedback'] !== undefined) return geminiEventHasContent(parsed);
   const choices = parsed['choices'];
   if (!Array.isArray(choices)) return false;
   return choices.some((choice) => {
@@ -91,6 +93,29 @@ function anthropicEventHasContent(event: Record<string, unknown>): boolean {
       // message_delta (stop reason), message_stop, error: the answer is ending, let it through.
       return true;
   }
+}
+
+/** Part kinds that carry content besides text (a thought flag or signature alone does not). */
+const GEMINI_CONTENT_PARTS = ['functionCall', 'inlineData', 'fileData', 'executableCode', 'codeExecutionResult'] as const;
+
+/**
+ * Gemini's streamGenerateContent (native Vertex AI path): each event is a whole
+ * GenerateContentResponse, its content in candidates[].content.parts[] (text, thought text,
+ * functionCall, inline data...). A finishReason or a blocked prompt ends the answer.
+ */
+function geminiEventHasContent(event: Record<string, unknown>): boolean {
+  const feedback = event['promptFeedback'];
+  if (isRecord(feedback) && feedback['blockReason'] !== undefined) return true;
+  const candidates = event['candidates'];
+  if (!Array.isArray(candidates)) return false;
+  return candidates.some((candidate) => {
+    if (!isRecord(candidate)) return false;
+    if (candidate['finishReason'] !== undefined && candidate['finishReason'] !== null) return true;
+    const content = candidate['content'];
+    const parts = isRecord(content) ? content['parts'] : undefined;
+    if (!Array.isArray(parts)) return false;
+    return parts.some((part) => isRecord(part) && (nonEmpty(part['text']) || GEMINI_CONTENT_PARTS.some((key) => part[key] !== undefined && part[key] !== null)));
+  });
 }
 
 function nonEmpty(v: unknown): boolean {

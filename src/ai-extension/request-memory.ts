@@ -18,6 +18,8 @@ export interface RequestRecord {
   attempts: number;
   /** A refusal sent the request to the pool at this Envoy priority: attempts before it are skipped. */
   fallbackTo?: { level: number; cause: string };
+  /** The route's num_retries and attempts per priority (ROUTE_RETRIES_HEADER), read on the first attempt. */
+  routeRetries?: { retries: number; perPriority: number };
   expires: number;
 }
 

@@ -1,5 +1,5 @@
 import { toEnvoyDuration } from '../api/duration.js';
-import type { HeaderEdits, ListenerIR, MatchIR, RetryPlan, RouteIR } from '../ir/model.js';
+import { ROUTE_RETRIES_HEADER, type HeaderEdits, type ListenerIR, type MatchIR, type RetryPlan, type RouteIR } from '../ir/model.js';
 import { ANY } from './names.js';
 import { TypeUrl, type EnvoyResource, type JsonObject, type JsonValue } from './resources.js';
 
@@ -141,6 +141,12 @@ function toRoute(r: RouteIR): JsonObject {
   if (a.pathRewrite?.kind === 'prefix') Object.assign(action, prefixRewrite(r.match, a.pathRewrite.value));
   if (a.pathRewrite?.kind === 'full') action.regex_rewrite = { pattern: { regex: '^/.*$' }, substitution: a.pathRewrite.value };
   if (a.retry) action.retry_policy = toRetryPolicy(a.retry);
+  if (a.retry?.namedFallback) {
+    // Evaluated once per request, before host selection: a constant of the route is all it carries.
+    const edits = Array.isArray(route.request_headers_to_add) ? route.request_headers_to_add : [];
+    const value = `${a.retry.attempts}/${a.retry.attemptsPerPriority ?? 1}`;
+    route.request_headers_to_add = [...edits, { header: { key: ROUTE_RETRIES_HEADER, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }];
+  }
   route.route = action;
   return route;
 }

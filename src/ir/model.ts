@@ -132,6 +132,12 @@ export const SERVICE_ACCOUNT_SUFFIX = ':service-account';
  * any attempt needs one. A ":" never occurs in a Kubernetes name: no Secret's credential takes it.
  */
 export const SERVICE_ACCOUNT_INDEX = 'credential/:service-accounts';
+/**
+ * Request header a route sets for the AI extension when its Backend has a fallback naming a later
+ * pool: "<num_retries>/<attempts per priority>". Each pool skipped on the way takes a retry, so a
+ * refusal whose named pool the retries left cannot reach goes to the client instead.
+ */
+export const ROUTE_RETRIES_HEADER = 'x-switchyard-route-retries';
 
 export interface RetryPlan {
   /** Retries after the first attempt. */
@@ -149,6 +155,8 @@ export interface RetryPlan {
   /** Do not re-pick a host that already failed this request (previous_hosts). */
   avoidPreviousHosts: boolean;
   hostSelectionAttempts: number;
+  /** A fallback names a later pool: the route tells the AI extension its retries (ROUTE_RETRIES_HEADER). */
+  namedFallback?: { retries: number; pool: string };
 }
 
 export interface ClusterIR {

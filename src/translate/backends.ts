@@ -243,6 +243,7 @@ export function translateBackend(backend: Backend, secrets: SecretLookup): Trans
   }
 
   const named = backend.spec.type === 'AI' ? namedFallbackRetries(backend, retry.attemptsPerPriority ?? 1) : undefined;
+  if (named !== undefined) retry.namedFallback = named;
   if (named !== undefined && retry.attempts < named.retries) {
     if (backend.spec.retry?.attempts === undefined) {
       retry.attempts = named.retries;

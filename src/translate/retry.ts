@@ -64,6 +64,7 @@ export function backendRetryPlan(spec: RetrySpec | undefined, priorityCount: num
 export function withRouteRetry(plan: RetryPlan, route: HTTPRouteRetry | undefined, backendRequestMs: number | undefined): RetryPlan {
   const next: RetryPlan = { ...plan, backoff: { ...plan.backoff }, retryOn: [...plan.retryOn], statusCodes: [...plan.statusCodes] };
   if (plan.retriableHeaders) next.retriableHeaders = [...plan.retriableHeaders];
+  if (plan.namedFallback) next.namedFallback = { ...plan.namedFallback };
   if (route?.attempts !== undefined) next.attempts = route.attempts;
   if (route?.codes !== undefined) {
     next.statusCodes = [...route.codes];

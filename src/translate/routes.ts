@@ -407,6 +407,18 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
       responseHeaders: toHeaderEdits(filterOf(rule, 'ResponseHeaderModifier')?.responseHeaderModifier),
     };
   });
+  // A rule's own retry.attempts may leave a Backend's named fallback out of reach: the extension
+  // then gives the client the refusal itself, and the route says why here.
+  const retryWarnings = ruleEntries.flatMap(({ action }, ruleIndex) => {
+    const retry = action.kind === 'forward' ? action.retry : undefined;
+    const named = retry?.namedFallback;
+    const asked = route.spec.rules[ruleIndex]?.retry?.attempts;
+    if (named === undefined || asked === undefined || asked >= named.retries) return [];
+    return [`spec.rules[${ruleIndex}].retry.attempts (${asked}) is below the ${named.retries} retries its Backend's fallback to pool "${named.pool}" may need (each skipped pool takes an attempt, without calling its provider): such a refusal goes to the client instead; raise it to ${named.retries} or remove it`];
+  });
+  for (const message of retryWarnings) {
+    events.push({ object: { kind: 'HTTPRoute', namespace: route.metadata.namespace, name: route.metadata.name }, reason: 'RetriesBelowFallback', message });
+  }
   // Gateway API wants a PartiallyInvalid message that drops rules to start with "Dropped Rule".
   const partialProblems = nothingServed ? filterProblems : [
     ...ruleFilters.dropped.map((p) => p.message),
@@ -478,7 +490,7 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
       continue;
     }
     parents.push(status(attached.length > 0
-      ? condition('Accepted', true, 'Accepted', attachedMessage(attached, key), gen)
+      ? condition('Accepted', true, 'Accepted', `${attachedMessage(attached, key)}${retryWarnings.length > 0 ? `; warning: ${retryWarnings.join('; ')}` : ''}`, gen)
       : condition('Accepted', false, 'NoMatchingListenerHostname', `no listener of Gateway ${key} matches the route's hostnames`, gen)));
   }
 

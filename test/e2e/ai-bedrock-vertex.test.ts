@@ -24,12 +24,15 @@ let bedrock: FakeBedrock;
 let vertex: FakeVertex;
 /** Issues tokens that live 3 s: the extension must renew them before they run out. */
 let shortLived: FakeVertex;
+/** Streams its native events 1.5 s apart, the first at once: first token long before the last. */
+let slowVertex: FakeVertex;
 const logLines: string[] = [];
 
 beforeAll(async () => {
   bedrock = await startFakeBedrock({ name: 'bedrock', ...AWS, streamIntervalMs: 40 });
   vertex = await startFakeVertex({ name: 'vertex', project: VERTEX.project, region: VERTEX.region, model: `google/${VERTEX.model}` });
   shortLived = await startFakeVertex({ name: 'vertex-short', project: VERTEX.project, region: VERTEX.region, model: `google/${VERTEX.model}`, tokenLifetimeS: 3 });
+  slowVertex = await startFakeVertex({ name: 'vertex-slow', project: VERTEX.project, region: VERTEX.region, model: `google/${VERTEX.model}`, streamIntervalMs: 1_500 });
   // A key the token endpoint does not know: same account and token URI, another private key.
   const { privateKey: strangerKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const wrongKeyFile = JSON.stringify({ ...(JSON.parse(vertex.keyFile) as Record<string, unknown>), private_key: strangerKey.export({ type: 'pkcs8', format: 'pem' }).toString() });
@@ -70,10 +73,15 @@ beforeAll(async () => {
         { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vertex-sa', namespace: NAMESPACE }, data: { 'key.json': Buffer.from(vertex.keyFile).toString('base64') } },
         { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vertex-short-sa', namespace: NAMESPACE }, stringData: { 'key.json': shortLived.keyFile } },
         { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vertex-wrong-sa', namespace: NAMESPACE }, stringData: { 'key.json': wrongKeyFile } },
+        { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vertex-slow-sa', namespace: NAMESPACE }, stringData: { 'key.json': slowVertex.keyFile } },
       ];
       const careful = (b: Manifest): Manifest => {
         const spec = b['spec'] as { ai: { multipool: { priorities: Record<string, unknown>[] } } };
         Object.assign(spec.ai.multipool.priorities[0] ?? {}, { contentPolicyFallback: 'NextPool' });
+        return b;
+      };
+      const withFirstTokenTimeout = (b: Manifest, deadline: string): Manifest => {
+        (b['spec'] as { ai: { firstTokenTimeout?: string } }).ai.firstTokenTimeout = deadline;
         return b;
       };
       const llm = (name: string, member: Manifest): Manifest => ({
@@ -92,6 +100,12 @@ beforeAll(async () => {
             hostOverride: { host: vertex.host, port: vertex.port, tls: false },
           }]]),
           llm('gemini-wrong-key', vertexLlm('vertex-wrong-sa', vertex)),
+          // A 2 s first-token deadline on the native path, OpenAI behind it.
+          withFirstTokenTimeout(backend('gemini-deadline', [[{
+            name: 'vertex-slow',
+            provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, api: 'GenerateContent', serviceAccountKey: { secretRef: { name: 'vertex-slow-sa' } } } },
+            hostOverride: { host: slowVertex.host, port: slowVertex.port, tls: false },
+          }], [openaiMember]]), '2s'),
           // Refusals answered 200 in Bedrock's and Gemini's own shapes go to OpenAI.
           careful(backend('careful-bedrock', [[bedrockMember], [openaiMember]])),
           careful(backend('careful-gemini', [[{
@@ -106,6 +120,7 @@ beforeAll(async () => {
             { path: '/short/v1', rewritePrefix: '/v1', backend: 'gemini-short' },
             { path: '/wrong/v1', rewritePrefix: '/v1', backend: 'gemini-wrong-key' },
             { path: '/native/v1', rewritePrefix: '/v1', backend: 'gemini-native' },
+            { path: '/deadline/v1', rewritePrefix: '/v1', backend: 'gemini-deadline' },
             { path: '/bedrock/v1', rewritePrefix: '/v1', backend: 'bedrock-only' },
             { path: '/careful-bedrock/v1', rewritePrefix: '/v1', backend: 'careful-bedrock' },
             { path: '/careful-gemini/v1', rewritePrefix: '/v1', backend: 'careful-gemini' },
@@ -113,7 +128,7 @@ beforeAll(async () => {
         ],
       };
     },
-    waitForBackends: ['chat', 'gemini-short', 'gemini-wrong-key', 'gemini-native', 'bedrock-only', 'careful-bedrock', 'careful-gemini'],
+    waitForBackends: ['chat', 'gemini-deadline', 'gemini-short', 'gemini-wrong-key', 'gemini-native', 'bedrock-only', 'careful-bedrock', 'careful-gemini'],
   });
   openai = gw.fakes['openai'] as FakeProvider;
 });
@@ -123,6 +138,7 @@ afterAll(async () => {
   await bedrock?.close();
   await vertex?.close();
   await shortLived?.close();
+  await slowVertex?.close();
 });
 
 beforeEach(async () => {
@@ -141,6 +157,8 @@ interface Answer {
   chunks: number;
   /** Streaming: ms from the first content chunk to the last chunk. */
   spreadMs: number;
+  /** Streaming: ms from the request to the first content chunk. */
+  firstContentMs: number;
 }
 
 async function chat(stream: boolean, prefix = '/v1'): Promise<Answer> {
@@ -148,8 +166,9 @@ async function chat(stream: boolean, prefix = '/v1'): Promise<Answer> {
   if (!stream) {
     const data = await gw.client(prefix).chat.completions.create({ model: 'client-model', messages, max_tokens: 64 });
     expect(data.object).toBe('chat.completion');
-    return { content: data.choices[0]?.message.content ?? '', finish: data.choices[0]?.finish_reason, usage: data.usage?.total_tokens, model: data.model, chunks: 0, spreadMs: 0 };
+    return { content: data.choices[0]?.message.content ?? '', finish: data.choices[0]?.finish_reason, usage: data.usage?.total_tokens, model: data.model, chunks: 0, spreadMs: 0, firstContentMs: 0 };
   }
+  const startedAt = performance.now();
   const s = await gw.client(prefix).chat.completions.create({ model: 'client-model', messages, max_tokens: 64, stream: true, stream_options: { include_usage: true } });
   let content = '';
   let finish: string | null | undefined;
@@ -168,7 +187,7 @@ async function chat(stream: boolean, prefix = '/v1'): Promise<Answer> {
     usage = chunk.usage?.total_tokens ?? usage;
     model = chunk.model;
   }
-  return { content, finish, usage, model, chunks, spreadMs: lastAt - (firstContentAt ?? lastAt) };
+  return { content, finish, usage, model, chunks, spreadMs: lastAt - (firstContentAt ?? lastAt), firstContentMs: (firstContentAt ?? lastAt) - startedAt };
 }
 
 describe('OpenAI 503 → Bedrock answers', () => {
@@ -293,6 +312,20 @@ describe('OpenAI 503 → Vertex AI\'s native generateContent', () => {
     const answer = await chat(true, '/native/v1');
     expect(answer).toMatchObject({ content: 'answered by vertex', finish: 'stop', usage: 9 });
     expect(vertex.received().map((r) => [r.path, r.rejected])).toEqual([[`${base}:streamGenerateContent?alt=sse`, undefined]]);
+  });
+});
+
+describe('first-token deadline on Vertex AI\'s native streamGenerateContent', () => {
+  it('Gemini\'s first text event releases the answer at once: the client\'s first token long before the 2 s deadline, no failover', async () => {
+    slowVertex.clear();
+    const answer = await chat(true, '/deadline/v1');
+    // Before the watcher knew Gemini events, the answer was held for 2 s and then abandoned to OpenAI.
+    expect(answer.content).toBe('answered by vertex-slow');
+    expect(answer.firstContentMs).toBeLessThan(1_000);
+    // The other two events come 1.5 s apart: streamed through, not held to the end.
+    expect(answer.spreadMs).toBeGreaterThan(2_500);
+    expect(openai.received()).toHaveLength(0);
+    expect(slowVertex.received().map((r) => r.rejected)).toEqual([undefined]);
   });
 });
 

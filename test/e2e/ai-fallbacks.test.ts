@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
-import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+import { waitFor } from '../support/wait.js';
+import { GATEWAY, NAMESPACE, aiBackend, gatewayManifests, httpRoute, routeAccepted, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
 
 /**
  * Context-window and content-policy fallback through the real Envoy and the AI extension: a pool
@@ -42,17 +43,36 @@ beforeAll(async () => {
           withFallbacks(aiBackend({ name: 'chat', priorities: pools, outlierDetection: { enabled: false } }), { contextWindowFallback: 'NextPool', contentPolicyFallback: 'NextPool' }),
           withFallbacks(aiBackend({ name: 'context-only', priorities: pools, outlierDetection: { enabled: false } }), { contextWindowFallback: 'NextPool' }),
           named(aiBackend({ name: 'skip', priorities: three, outlierDetection: { enabled: false } }), ['small-pool', 'large-pool', 'huge-pool'], { contextWindowFallback: 'huge-pool', contentPolicyFallback: 'huge-pool' }),
+          // A context-window refusal tries the middle pool, a content-policy one skips it: the
+          // middle pool's own 503s and the skips interleave on its one host.
+          named(aiBackend({ name: 'guarded', priorities: three, outlierDetection: { consecutive5xx: 2, baseEjectionTime: '30s', interval: '250ms' } }), ['small-pool', 'large-pool', 'huge-pool'], { contextWindowFallback: 'NextPool', contentPolicyFallback: 'huge-pool' }),
         ],
         'routes.yaml': [
           httpRoute('chat', [
             { path: '/v1', backend: 'chat' },
             { path: '/context-only/v1', rewritePrefix: '/v1', backend: 'context-only' },
             { path: '/skip/v1', rewritePrefix: '/v1', backend: 'skip' },
+            { path: '/guarded/v1', rewritePrefix: '/v1', backend: 'guarded' },
           ]),
+          // The rule's own retry.attempts (1) is below the 2 the skip Backend's fallback needs.
+          {
+            apiVersion: 'gateway.networking.k8s.io/v1',
+            kind: 'HTTPRoute',
+            metadata: { name: 'short-retries', namespace: NAMESPACE },
+            spec: {
+              parentRefs: [{ name: GATEWAY }],
+              rules: [{
+                matches: [{ path: { type: 'PathPrefix', value: '/short/v1' } }],
+                filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/v1' } } }],
+                backendRefs: [{ group: 'switchyard.dev', kind: 'Backend', name: 'skip' }],
+                retry: { attempts: 1 },
+              }],
+            },
+          },
         ],
       };
     },
-    waitForBackends: ['chat', 'context-only', 'skip'],
+    waitForBackends: ['chat', 'context-only', 'skip', 'guarded'],
   });
   ({ p0, p1, p2 } = gw.fakes as Record<'p0' | 'p1' | 'p2', FakeProvider>);
 });
@@ -176,6 +196,79 @@ describe('a fallback that names a later pool', () => {
     const failure = await gw.chatFailure('/skip/v1');
     expect(failure.status).toBe(503);
     expect(p1.received()).toHaveLength(0);
+  });
+});
+
+describe('a route whose own retries cannot reach the named pool', () => {
+  it('says so in its status', () => {
+    const accepted = routeAccepted(gw, 'short-retries');
+    expect(accepted.status).toBe('True');
+    expect(accepted.message).toContain('spec.rules[0].retry.attempts (1) is below the 2 retries');
+    expect(accepted.message).toContain('pool "huge-pool"');
+  });
+
+  it('gives the client the provider\'s own refusal, not an empty stand-in, and calls no other pool', async () => {
+    await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    const failure = await gw.chatFailure('/short/v1');
+    expect(failure.status).toBe(400);
+    expect(failure.message).toContain('maximum context length is 8192 tokens');
+    expect(p0.received()).toHaveLength(1);
+    expect(p1.received()).toHaveLength(0);
+    expect(p2.received()).toHaveLength(0);
+  });
+
+  it('a content-policy refusal answered 200 reaches the client as the provider gave it', async () => {
+    await p0.setMode({ kind: 'filtered', api: 'azureopenai' });
+    const completion = await gw.client('/short/v1').chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }] });
+    expect(completion.choices[0]?.finish_reason).toBe('content_filter');
+    expect(p2.received()).toHaveLength(0);
+  });
+
+  it('the same refusal through the Backend\'s own retries still reaches the named pool', async () => {
+    await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    expect((await gw.chat('/skip/v1')).content).toBe('answered by p2');
+    // The route's retries are for the extension: no provider sees them.
+    expect(p0.received()[0]?.headers['x-switchyard-route-retries']).toBeUndefined();
+    expect(p2.received()[0]?.headers['x-switchyard-route-retries']).toBeUndefined();
+  });
+});
+
+describe('outlier detection and skipped pools', () => {
+  const ejections = async (): Promise<number> => gw.clusterStat('guarded', 'outlier_detection.ejections_enforced_consecutive_5xx');
+  const contextRefused = async (): Promise<string> => {
+    await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    return (await gw.chat('/guarded/v1')).content;
+  };
+  const policyRefused = async (): Promise<string> => {
+    await p0.setMode({ kind: 'refusal', refusal: 'content_policy', api: 'azureopenai' });
+    return (await gw.chat('/guarded/v1')).content;
+  };
+
+  it('skips of a member whose last answer was good do not count against it (consecutive5xx 2, four skips)', async () => {
+    expect(await contextRefused()).toBe('answered by p1');
+    for (let i = 0; i < 4; i++) expect(await policyRefused()).toBe('answered by p2');
+    expect(p1.received()).toHaveLength(1);
+    expect(await ejections()).toBe(0);
+  });
+
+  it('a failing member of a skipped pool is still ejected when its 503s and the skips interleave', async () => {
+    await p1.setMode({ kind: 'status', status: 503 });
+    const answeredBy: string[] = [];
+    // consecutive5xx 2: each context-window refusal reaches the middle pool (503), each
+    // content-policy refusal skips it; one real 503 per round, a skip between them. A skip
+    // answered 424 reset Envoy's count every time: 3 rounds, 3 real 503s, no ejection.
+    for (let round = 0; round < 3 && (await ejections()) === 0; round++) {
+      answeredBy.push(await contextRefused());
+      answeredBy.push(await policyRefused());
+    }
+    expect(answeredBy.every((a) => a === 'answered by p2')).toBe(true);
+    await waitFor(async () => ((await ejections()) > 0 ? true : undefined), { what: 'Envoy to eject the failing middle pool', timeoutMs: 3_000, intervalMs: 20 });
+    const host = (await gw.hosts('guarded')).find((h) => h.port === p1.port);
+    expect(host?.healthFlags).toContain('failed_outlier_check');
+    // Ejected: a context-window refusal now goes past the middle pool without calling it.
+    const calls = p1.received().length;
+    expect(await contextRefused()).toBe('answered by p2');
+    expect(p1.received()).toHaveLength(calls);
   });
 });
 

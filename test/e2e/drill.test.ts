@@ -7,6 +7,7 @@ import { DRILL_ANSWER_HEADER, DRILL_HEADER, signDrillHeader } from '../../src/ai
 import { runDrill } from '../../src/cli/drill.js';
 import { UsageError } from '../../src/cli/flags.js';
 import { aiBackend, gatewayManifests, httpRoute, NAMESPACE, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+import { waitFor } from '../support/wait.js';
 
 /**
  * `switchyard drill` through the real Envoy and the AI extension (serve with fake providers): the
@@ -237,5 +238,22 @@ describe('ignored drill headers in the log', () => {
     expect(ignored.filter((l) => l.includes('"reason":"stale"'))).toHaveLength(1);
     expect(ignored.filter((l) => l.includes('"reason":"replayed"'))).toHaveLength(1);
     expect(logLines.some((l) => l.includes(KEY))).toBe(false);
+  });
+});
+
+// Last: it ejects the primary of ai/chat for the rest of the file.
+describe('a drill of a member that was failing', () => {
+  it('does not reset its failure count: its real 503 and two drilled attempts eject it (consecutive 5xx and gateway failures: 3)', async () => {
+    const ejections = async (): Promise<number> => gw.clusterStat('chat', 'outlier_detection.ejections_enforced_total');
+    await gw.resetFakes();
+    expect(await ejections()).toBe(0);
+    await p0.setMode({ kind: 'status', status: 503 });
+    expect((await gw.chat()).answeredBy).toBe('p1');
+    await p0.setMode('ok');
+    const code = await runDrill(['--backend', 'ai/chat', '--priority', '0', '--requests', '2', '--gateway', gatewayUrl(), '--key-file', keyFile, '--from', statusz()], () => undefined);
+    expect(code).toBe(0);
+    // A drill answered 424 reset the count to 0: the primary stayed in (seen before the change).
+    await waitFor(async () => ((await ejections()) > 0 ? true : undefined), { what: 'Envoy to eject the failing primary', timeoutMs: 3_000, intervalMs: 20 });
+    expect(p0.received()).toHaveLength(1);
   });
 });

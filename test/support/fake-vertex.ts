@@ -18,6 +18,8 @@ export interface FakeVertexOptions {
   model: string;
   /** Seconds each issued token lives. */
   tokenLifetimeS?: number;
+  /** streamGenerateContent: ms between events (the first is written at once); default all at once. */
+  streamIntervalMs?: number;
 }
 
 export interface VertexRequest {
@@ -225,7 +227,21 @@ function answerNative(o: FakeVertexOptions, r: VertexRequest, res: ServerRespons
       const event = { candidates: [{ content: { role: 'model', parts: [{ text: i === 0 ? w : ` ${w}` }] }, ...(last ? { finishReason: 'STOP' } : {}) }], modelVersion, ...(last ? { usageMetadata } : {}) };
       return `data: ${JSON.stringify(event)}\r\n\r\n`;
     });
-    res.end(events.join(''));
+    const interval = o.streamIntervalMs ?? 0;
+    if (interval === 0) {
+      res.end(events.join(''));
+      return;
+    }
+    const write = (i: number): void => {
+      if (res.destroyed) return;
+      if (i === events.length) {
+        res.end();
+        return;
+      }
+      res.write(events[i]);
+      setTimeout(() => write(i + 1), interval);
+    };
+    write(0);
     return;
   }
   sendJson(res, 200, { candidates: [{ content: { role: 'model', parts: [{ text: words.join(' ') }] }, finishReason: 'STOP' }], usageMetadata, modelVersion, responseId: 'resp-1' }, { 'x-fake-provider': o.name });

@@ -61,3 +61,22 @@ describe('FirstTokenWatch, JSON answers', () => {
     expect(feed(false, '\n', '  \n', '{"id":')).toEqual([false, false, true]);
   });
 });
+
+describe('FirstTokenWatch, Gemini streamGenerateContent (native Vertex AI path)', () => {
+  const gemini = (candidate: object | undefined, extra: object = {}): string => sse({ ...(candidate === undefined ? {} : { candidates: [candidate] }), modelVersion: 'gemini-2.0-flash', ...extra });
+
+  it('fires on the first text or function call of a candidate', () => {
+    expect(feed(true, gemini({ content: { role: 'model', parts: [{ text: 'Hi' }] } }))).toEqual([true]);
+    expect(feed(true, gemini({ content: { role: 'model', parts: [{ functionCall: { name: 'f', args: {} } }] } }))).toEqual([true]);
+  });
+
+  it('ignores empty text, a thought signature alone and a usage-only event', () => {
+    expect(feed(true, gemini({ content: { role: 'model', parts: [{ text: '' }] } }), gemini({ content: { role: 'model', parts: [{ thoughtSignature: 'c2ln' }] } }), gemini(undefined, { usageMetadata: { promptTokenCount: 3 } }), gemini({ content: { role: 'model', parts: [{ text: 'ok' }] } })))
+      .toEqual([false, false, false, true]);
+  });
+
+  it('fires on the end of an answer (finishReason) and on a blocked prompt', () => {
+    expect(feed(true, gemini({ finishReason: 'SAFETY' }))).toEqual([true]);
+    expect(feed(true, sse({ promptFeedback: { blockReason: 'PROHIBITED_CONTENT' } }))).toEqual([true]);
+  });
+});
