@@ -1,13 +1,12 @@
-import { createHash } from 'node:crypto';
+import { hash as digestOf } from 'node:crypto';
 import type { DataPlanes, ResourceNames } from '../envoy/data-planes.js';
-import { encodeResource, messageType } from '../envoy/proto.js';
+import { encodeResourceAny, keepLastEncoded } from '../envoy/proto.js';
 import {
   KIND_FIELD,
   PUSH_ORDER,
   TypeUrl,
   resourceName,
   type EnvoyResource,
-  type JsonValue,
   type ResourceKind,
   type TypeUrlValue,
   type XdsResources,
@@ -17,7 +16,7 @@ import {
 export interface CachedResource {
   readonly typeUrl: TypeUrlValue;
   readonly name: string;
-  /** A hash of the resource's JSON: equal content gives an equal version, across restarts too. */
+  /** A hash of the resource's encoded bytes: equal content gives an equal version, across restarts too. */
   readonly version: string;
   readonly resource: EnvoyResource;
   /** The resource wrapped in a google.protobuf.Any, ready to be spliced into any response. */
@@ -100,44 +99,117 @@ class DataPlaneView implements CacheView {
   }
 }
 
-/** The resources of `full` named in `names` (absent names are skipped); `previous` is reused when it holds exactly those. */
+/**
+ * The resources of `full` named in `names` (absent names are skipped); `previous` is reused when
+ * it holds exactly those. Its version follows from `previous`'s by what was added and removed.
+ */
 function subset(full: TypeSnapshot, names: readonly string[], previous: TypeSnapshot | undefined): TypeSnapshot {
   const resources = new Map<string, CachedResource>();
+  const before = previous?.resources;
+  let sum = previous === undefined ? 0n : sumOf(previous);
+  let same = 0;
+  let changed = false;
   for (const name of names) {
     const resource = full.resources.get(name);
-    if (resource !== undefined) resources.set(name, resource);
+    if (resource === undefined || resources.has(name)) continue;
+    resources.set(name, resource);
+    const old = before?.get(name);
+    if (old === resource) {
+      same++;
+      continue;
+    }
+    changed = true;
+    sum += pairDigest(resource);
+    if (old !== undefined) {
+      same++;
+      sum -= pairDigest(old);
+    }
   }
-  if (previous !== undefined && previous.resources.size === resources.size && [...resources].every(([name, r]) => previous.resources.get(name) === r)) return previous;
-  return { typeUrl: full.typeUrl, kind: full.kind, version: versionOfSet(resources.values()), resources };
+  if (previous !== undefined && !changed && same === previous.resources.size) return previous;
+  if (before !== undefined && same < before.size) {
+    for (const [name, old] of before) if (!resources.has(name)) sum -= pairDigest(old);
+  }
+  return snapshotOf(full.typeUrl, full.kind, resources, sum);
 }
 
 export type CacheListener = (change: CacheChange) => void;
 
 /**
- * The version of a set of resources: a hash over the sorted (name, resource version) pairs.
- * The server computes it for a client's subscribed subset with the same formula, so a wildcard
- * client's version is the type's version.
+ * The version of a set of resources: a hash of the sum (mod 2^128) of one digest per (name,
+ * resource version) pair. A sum needs no sorting and follows an edit by adding and subtracting
+ * the pairs it changed, so the cache keeps a type's version in step with work proportional to
+ * the change. The server computes it for a client's subscribed subset with the same function,
+ * so a wildcard client's version is the type's version.
  */
 export function versionOfSet(resources: Iterable<Pick<CachedResource, 'name' | 'version'>>): string {
-  const pairs = [...resources].map((resource) => `${resource.name}\u0000${resource.version}`).sort();
-  return hash(pairs.join('\n'));
+  let sum = 0n;
+  let count = 0;
+  for (const resource of resources) {
+    sum += pairDigest(resource);
+    count++;
+  }
+  return setVersion(sum, count);
 }
 
-function hash(text: string): string {
-  return createHash('sha256').update(text).digest('base64url').slice(0, 16);
+function setVersion(sum: bigint, count: number): string {
+  return digestOf('sha256', `${count}:${BigInt.asUintN(128, sum).toString(16)}`, 'base64url').slice(0, 16);
 }
 
-/** A resource's content version: a hash of its JSON, as the cache versions it. */
+/** Per member object: its pair's digest (members are immutable; the cache's and server's objects are hashed once). */
+const pairDigests = new WeakMap<object, bigint>();
+
+function pairDigest(resource: Pick<CachedResource, 'name' | 'version'>): bigint {
+  let digest = pairDigests.get(resource);
+  if (digest === undefined) {
+    digest = BigInt(`0x${digestOf('sha256', `${resource.name}\u0000${resource.version}`, 'hex').slice(0, 32)}`);
+    pairDigests.set(resource, digest);
+  }
+  return digest;
+}
+
+/** Per snapshot: the unreduced sum of its pair digests, the start of the next version's sum. */
+const setSums = new WeakMap<TypeSnapshot, bigint>();
+
+function sumOf(snapshot: TypeSnapshot): bigint {
+  let sum = setSums.get(snapshot);
+  if (sum === undefined) {
+    sum = 0n;
+    for (const resource of snapshot.resources.values()) sum += pairDigest(resource);
+    setSums.set(snapshot, sum);
+  }
+  return sum;
+}
+
+function snapshotOf(typeUrl: TypeUrlValue, kind: ResourceKind, resources: ReadonlyMap<string, CachedResource>, sum: bigint): TypeSnapshot {
+  const snapshot: TypeSnapshot = { typeUrl, kind, version: setVersion(sum, resources.size), resources };
+  setSums.set(snapshot, sum);
+  return snapshot;
+}
+
+/** The version of `any`, a resource's encoded bytes. */
+function bytesVersion(any: Uint8Array): string {
+  return digestOf('sha256', any, 'base64url').slice(0, 16);
+}
+
+/**
+ * A resource's content version, as the cache versions it: a hash of its encoded bytes (which
+ * the encoder writes in field order whatever the JSON's key order).
+ */
 export function contentVersion(resource: EnvoyResource): string {
-  return hash(canonicalJson(resource));
+  return bytesVersion(encodeResourceAny(resource, false));
 }
 
-/** JSON with object keys sorted, so key order in the translator's output does not change versions. */
-function canonicalJson(value: JsonValue): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const keys = Object.keys(value).sort();
-  return `{${keys.map((key) => `${JSON.stringify(key)}:${canonicalJson(value[key] ?? null)}`).join(',')}}`;
+/** The cache's own resource record: `resource` follows the newest equal JSON so identity keeps matching. */
+class Entry implements CachedResource {
+  /** The setResources pass that last met this entry's name (duplicate and removal checks). */
+  pass = 0;
+  constructor(
+    readonly typeUrl: TypeUrlValue,
+    readonly name: string,
+    readonly version: string,
+    public resource: EnvoyResource,
+    readonly any: Uint8Array,
+  ) {}
 }
 
 /**
@@ -151,8 +223,12 @@ export class SnapshotCache {
   private readonly views = new Map<string, DataPlaneView>();
   private planes: DataPlanes | undefined;
   private encodes = 0;
+  private passes = 0;
 
-  /** How many resources have been encoded since the cache was created. */
+  /**
+   * How many resources have been encoded into new bytes since the cache was created. A rebuilt
+   * resource equal to the one served is encoded to compare, not counted, and keeps its bytes.
+   */
   get encodedCount(): number {
     return this.encodes;
   }
@@ -227,35 +303,66 @@ export class SnapshotCache {
     };
   }
 
+  /**
+   * The type's next snapshot: `previous` itself when nothing changed. Work beyond one lookup per
+   * resource is proportional to what changed: only a JSON object the translator has not handed
+   * over before is encoded, and the set's version moves by the pairs that changed.
+   */
   private buildSnapshot(kind: ResourceKind, list: readonly EnvoyResource[]): TypeSnapshot {
     const typeUrl = TypeUrl[kind];
     const previous = this.snapshots.get(typeUrl);
-    const resources = new Map<string, CachedResource>();
-    let reused = 0;
-    for (const [index, resource] of list.entries()) {
+    const before = previous?.resources as ReadonlyMap<string, Entry> | undefined;
+    const pass = ++this.passes;
+    const duplicate = (name: string): Error => new Error(`${KIND_FIELD[kind]}[${name}]: two resources share this name`);
+    // New or changed names, with their entries (the old entry back when the bytes are equal).
+    const updates = new Map<string, Entry>();
+    let met = 0;
+    for (let index = 0; index < list.length; index++) {
+      const resource = list[index] as EnvoyResource;
       if (resource['@type'] !== typeUrl) {
         throw new Error(`${KIND_FIELD[kind]}[${index}]: @type is ${String(resource['@type'])}, expected ${typeUrl}`);
       }
       const name = resourceName(resource);
-      if (resources.has(name)) throw new Error(`${KIND_FIELD[kind]}[${name}]: two resources share this name`);
-      const old = previous?.resources.get(name);
-      // The translator hands over the very object it built last time for what did not change.
-      if (old !== undefined && old.resource === resource) {
-        resources.set(name, old);
-        reused++;
+      const old = before?.get(name);
+      if (old !== undefined) {
+        if (old.pass === pass) throw duplicate(name);
+        old.pass = pass;
+        met++;
+        // The translator hands over the very object it built last time for what did not change.
+        if (old.resource === resource) continue;
+      } else if (updates.has(name)) {
+        throw duplicate(name);
+      }
+      // Encoded in scratch memory to compare: a rebuilt resource equal to the served one keeps its bytes.
+      const version = bytesVersion(encodeResourceAny(resource, false));
+      if (old !== undefined && old.version === version) {
+        old.resource = resource;
         continue;
       }
-      const version = contentVersion(resource);
-      resources.set(name, old !== undefined && old.version === version ? old : this.encode(typeUrl, name, version, resource));
+      this.encodes++;
+      updates.set(name, new Entry(typeUrl, name, version, resource, keepLastEncoded()));
     }
-    if (previous !== undefined && reused === resources.size && reused === previous.resources.size) return previous;
-    return { typeUrl, kind, version: versionOfSet(resources.values()), resources };
-  }
-
-  private encode(typeUrl: TypeUrlValue, name: string, version: string, resource: EnvoyResource): CachedResource {
-    const body = encodeResource(resource);
-    this.encodes++;
-    const any = messageType('google.protobuf.Any').encode({ type_url: typeUrl, value: body }).finish();
-    return { typeUrl, name, version, resource, any };
+    if (previous !== undefined && before !== undefined) {
+      if (updates.size === 0 && met === before.size) return previous;
+      let sum = sumOf(previous);
+      const resources = new Map(before);
+      if (met < before.size) {
+        for (const [name, old] of before) {
+          if (old.pass === pass) continue;
+          resources.delete(name);
+          sum -= pairDigest(old);
+        }
+      }
+      for (const [name, entry] of updates) {
+        const old = before.get(name);
+        if (old !== undefined) sum -= pairDigest(old);
+        sum += pairDigest(entry);
+        resources.set(name, entry);
+      }
+      return snapshotOf(typeUrl, kind, resources, sum);
+    }
+    let sum = 0n;
+    for (const entry of updates.values()) sum += pairDigest(entry);
+    return snapshotOf(typeUrl, kind, updates, sum);
   }
 }
