@@ -114,6 +114,34 @@ describe('SnapshotCache', () => {
     expect(seen.size).toBeGreaterThan(20);
   });
 
+  it('keeps every name and version right over hundreds of edits, each changing a few of a thousand resources', () => {
+    const cache = new SnapshotCache();
+    const gateway = 'ns/gw';
+    const view = cache.view(gateway);
+    const list = Array.from({ length: 1000 }, (_, i) => cluster(`c${i}`));
+    const names = list.map((r) => r['name'] as string);
+    const planes = {
+      gateways: new Map([[gateway, { listeners: [], routes: [], clusters: names.slice(0, 600), endpoints: [], secrets: [] }]]),
+      shared: { excluded: { listeners: [], routes: [], clusters: [], endpoints: [], secrets: [] }, problems: [] },
+    };
+    for (let step = 1; step <= 400; step++) {
+      for (const i of [(step * 7) % 1000, (step * 13 + 1) % 1000, (step * 31 + 2) % 1000]) list[i] = cluster(`c${i}`, `${step}s`);
+      const current = step % 50 === 25 ? list.slice(0, 990) : list.slice();
+      cache.setResources(config({ clusters: current, endpoints: [] }), planes);
+      if (step % 25 !== 0) continue;
+      const full = cache.snapshot(TypeUrl.cluster);
+      const fresh = new SnapshotCache();
+      fresh.setResources(config({ clusters: current, endpoints: [] }));
+      expect(full?.resources.size).toBe(current.length);
+      expect([...(full?.resources.keys() ?? [])].sort()).toEqual([...(fresh.snapshot(TypeUrl.cluster)?.resources.keys() ?? [])].sort());
+      expect(full?.version).toBe(fresh.snapshot(TypeUrl.cluster)?.version);
+      for (const r of current) expect(full?.resources.get(r['name'] as string)?.version).toBe(fresh.snapshot(TypeUrl.cluster)?.resources.get(r['name'] as string)?.version);
+      const mine = view.snapshot(TypeUrl.cluster);
+      expect(mine?.resources.size).toBe(600);
+      expect(mine?.version).toBe(versionOfSet(names.slice(0, 600).map((name) => fresh.snapshot(TypeUrl.cluster)?.resources.get(name) ?? { name: '', version: '' })));
+    }
+  });
+
   it('wraps each resource in an Any that decodes to the resource', () => {
     const cache = new SnapshotCache();
     cache.setResources(config());
