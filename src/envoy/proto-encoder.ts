@@ -139,24 +139,61 @@ export class ProtoJsonEncoder {
     return this.encode(this.planOfUrl(resource['@type']), resource, rootPath, '@type');
   }
 
+  /**
+   * A resource wrapped in a google.protobuf.Any ({type_url: its @type, value: its bytes}, as
+   * protobufjs encodes that Any), written in one pass with no body copied in between. `kept`:
+   * the bytes are kept while the resource is served (ProtoWriter.finishKept); otherwise they
+   * are the writer's own, valid only until the next encode (to hash them, say).
+   */
+  encodeResourceAny(resource: JsonObject & { '@type': string }, rootPath: () => string, kept: boolean): Uint8Array {
+    const plan = this.planOfUrl(resource['@type']);
+    const any = this.wellKnown().any;
+    const w = this.writer;
+    w.reset();
+    try {
+      w.varint32(this.wkt(any, 'type_url').tag);
+      w.string(resource['@type']);
+      w.varint32(this.wkt(any, 'value').tag);
+      const length = w.beginLength();
+      this.writeTop(plan, resource, '@type');
+      w.endLength(length);
+    } catch (err) {
+      throw this.located(err, rootPath);
+    }
+    return kept ? w.finishKept() : w.written();
+  }
+
+  /** The bytes of the last encode, valid until the next, copied to kept memory (ProtoWriter.finishKept). */
+  keepLast(): Uint8Array {
+    return this.writer.finishKept();
+  }
+
   private encode(plan: MessagePlan, json: JsonObject, rootPath: string | (() => string), skipKey: string | undefined): Buffer {
     const w = this.writer;
     w.reset();
     try {
-      if (plan.special === undefined) {
-        this.writeFields(plan, json, skipKey, 0);
-      } else {
-        // A special type at the top (never an Envoy resource): its JSON form without the skipped key.
-        const rest: JsonObject = {};
-        for (const key of Object.keys(json)) if (key !== skipKey) rest[key] = json[key] as JsonValue;
-        this.writeBody(plan, rest, 0);
-      }
+      this.writeTop(plan, json, skipKey);
     } catch (err) {
-      if (!(err instanceof Problem)) throw err;
-      const root = typeof rootPath === 'string' ? rootPath : rootPath();
-      throw new EncodeError(root + err.segments.reverse().join(''), err.problem);
+      throw this.located(err, rootPath);
     }
     return w.finish();
+  }
+
+  private writeTop(plan: MessagePlan, json: JsonObject, skipKey: string | undefined): void {
+    if (plan.special === undefined) {
+      this.writeFields(plan, json, skipKey, 0);
+    } else {
+      // A special type at the top (never an Envoy resource): its JSON form without the skipped key.
+      const rest: JsonObject = {};
+      for (const key of Object.keys(json)) if (key !== skipKey) rest[key] = json[key] as JsonValue;
+      this.writeBody(plan, rest, 0);
+    }
+  }
+
+  private located(err: unknown, rootPath: string | (() => string)): unknown {
+    if (!(err instanceof Problem)) return err;
+    const root = typeof rootPath === 'string' ? rootPath : rootPath();
+    return new EncodeError(root + err.segments.reverse().join(''), err.problem);
   }
 
   // -- plans -----------------------------------------------------------------------------------

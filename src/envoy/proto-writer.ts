@@ -16,6 +16,8 @@ export class ProtoWriter {
   private readonly fieldStarts: number[] = [];
   private fieldTop = 0;
   private readonly order: number[] = [];
+  private keptSlab: Buffer | undefined;
+  private keptUsed = 0;
 
   /** Starts a new top-level message, dropping whatever an aborted encode left behind. */
   reset(): void {
@@ -28,6 +30,34 @@ export class ProtoWriter {
     const out = Buffer.allocUnsafe(this.pos);
     out.set(this.buf.subarray(0, this.pos));
     return out;
+  }
+
+  /**
+   * A copy of the bytes written since reset, for bytes kept as long as a configuration is
+   * served: packed into slabs that hold only such copies, so a short-lived buffer allocated in
+   * between (Node's shared pool mixes them) never pins a slab, nor a kept copy a dead one.
+   */
+  finishKept(): Buffer {
+    const length = this.pos;
+    if (length > KEPT_SLAB_BYTES / 4) {
+      const own = Buffer.allocUnsafeSlow(length);
+      this.buf.copy(own, 0, 0, length);
+      return own;
+    }
+    if (this.keptSlab === undefined || this.keptUsed + length > this.keptSlab.length) {
+      this.keptSlab = Buffer.allocUnsafeSlow(KEPT_SLAB_BYTES);
+      this.keptUsed = 0;
+    }
+    const out = this.keptSlab.subarray(this.keptUsed, this.keptUsed + length);
+    this.buf.copy(out, 0, 0, length);
+    // 8-byte aligned, as Node aligns its pool.
+    this.keptUsed += (length + 7) & ~7;
+    return out;
+  }
+
+  /** The bytes written since reset, without a copy: valid until the next write. */
+  written(): Uint8Array {
+    return this.buf.subarray(0, this.pos);
   }
 
   // -- message structure ---------------------------------------------------------------------
@@ -248,6 +278,9 @@ export class ProtoWriter {
     this.buf = grown;
   }
 }
+
+/** Slab size for finishKept: Node's own pool size, so a few survivors of an edit pin as little. */
+const KEPT_SLAB_BYTES = 8 * 1024;
 
 function varintSize(value: number): number {
   if (value < 1 << 7) return 1;

@@ -159,6 +159,24 @@ export function encodeResource(resource: EnvoyResource): Uint8Array {
   return encoder().encodeResource(resource, () => rootPath(resource));
 }
 
+/**
+ * Encodes a resource wrapped in a google.protobuf.Any, the bytes a discovery response carries,
+ * equal to protobufjs' Any of encodeResource's bytes. `kept`: for bytes held while the resource
+ * is served; otherwise they are only valid until the next encode.
+ */
+export function encodeResourceAny(resource: EnvoyResource, kept = true): Uint8Array {
+  if (typeof resource['@type'] !== 'string') throw new Error('Envoy resource has no @type');
+  return encoder().encodeResourceAny(resource, () => rootPath(resource), kept);
+}
+
+/**
+ * The bytes of the last encodeResourceAny(resource, false), kept: so that a caller can hash the
+ * scratch bytes first and copy only those it keeps. Valid only before any other encode.
+ */
+export function keepLastEncoded(): Uint8Array {
+  return encoder().keepLast();
+}
+
 /** Encodes any loaded message from proto3 JSON (no `@type` at the top), as strictly as encodeResource. */
 export function encodeMessage(typeName: string, json: JsonObject, jsonPath = typeName): Uint8Array {
   return encoder().encodeMessage(typeName, json, jsonPath);

@@ -1,13 +1,12 @@
-import { createHash } from 'node:crypto';
+import { hash as digestOf } from 'node:crypto';
 import type { DataPlanes, ResourceNames } from '../envoy/data-planes.js';
-import { encodeResource, messageType } from '../envoy/proto.js';
+import { encodeResourceAny, keepLastEncoded } from '../envoy/proto.js';
 import {
   KIND_FIELD,
   PUSH_ORDER,
   TypeUrl,
   resourceName,
   type EnvoyResource,
-  type JsonValue,
   type ResourceKind,
   type TypeUrlValue,
   type XdsResources,
@@ -17,7 +16,7 @@ import {
 export interface CachedResource {
   readonly typeUrl: TypeUrlValue;
   readonly name: string;
-  /** A hash of the resource's JSON: equal content gives an equal version, across restarts too. */
+  /** A hash of the resource's encoded bytes: equal content gives an equal version, across restarts too. */
   readonly version: string;
   readonly resource: EnvoyResource;
   /** The resource wrapped in a google.protobuf.Any, ready to be spliced into any response. */
@@ -65,6 +64,8 @@ class DataPlaneView implements CacheView {
   known = false;
   problems: readonly string[] = [];
   private snapshots = new Map<TypeUrlValue, TypeSnapshot>();
+  /** Per type: the names this view was last asked to select, and the same as a set. */
+  private readonly selections = new Map<TypeUrlValue, { names: readonly string[]; set: ReadonlySet<string> }>();
 
   constructor(readonly key: string) {}
 
@@ -72,8 +73,12 @@ class DataPlaneView implements CacheView {
     return this.snapshots.get(typeUrl as TypeUrlValue);
   }
 
-  /** Selects this view's subset of `all`; returns the types whose version changed. */
-  rebuild(all: ReadonlyMap<TypeUrlValue, TypeSnapshot>, planes: DataPlanes | undefined): TypeUrlValue[] {
+  /**
+   * Selects this view's subset of `all`; returns the types whose version changed. `deltas`: per
+   * type, the names whose resource changed in `all` since the last rebuild (absent: unknown), so
+   * that a view whose selection did not change follows only those.
+   */
+  rebuild(all: ReadonlyMap<TypeUrlValue, TypeSnapshot>, planes: DataPlanes | undefined, deltas: ReadonlyMap<TypeUrlValue, ReadonlySet<string>>): TypeUrlValue[] {
     const shared = this.key === SHARED_VIEW;
     const selection = shared ? undefined : planes?.gateways.get(this.key);
     this.known = shared || selection !== undefined;
@@ -90,7 +95,15 @@ class DataPlaneView implements CacheView {
         const excluded = new Set(planes?.shared.excluded[KIND_FIELD[kind]] ?? []);
         snapshot = excluded.size === 0 ? full : subset(full, [...full.resources.keys()].filter((name) => !excluded.has(name)), previous);
       } else {
-        snapshot = subset(full, (selection ?? NONE)[KIND_FIELD[kind]], previous);
+        const names = (selection ?? NONE)[KIND_FIELD[kind]];
+        const last = this.selections.get(typeUrl);
+        const delta = deltas.get(typeUrl);
+        if (previous !== undefined && last !== undefined && delta !== undefined && sameNames(last.names, names)) {
+          snapshot = patched(full, previous, last.set, delta);
+        } else {
+          snapshot = subset(full, names, previous);
+        }
+        if (last?.names !== names) this.selections.set(typeUrl, { names, set: last !== undefined && sameNames(last.names, names) ? last.set : new Set(names) });
       }
       next.set(typeUrl, snapshot);
       if (previous?.version !== snapshot.version) changed.push(typeUrl);
@@ -100,44 +113,218 @@ class DataPlaneView implements CacheView {
   }
 }
 
-/** The resources of `full` named in `names` (absent names are skipped); `previous` is reused when it holds exactly those. */
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** `previous` (the subset of `selected` in the last full snapshot) brought up to `full`, visiting only the `changed` names. */
+function patched(full: TypeSnapshot, previous: TypeSnapshot, selected: ReadonlySet<string>, changed: ReadonlySet<string>): TypeSnapshot {
+  const changes = new Map<string, CachedResource | undefined>();
+  let sum = 0n;
+  for (const name of changed) {
+    if (!selected.has(name)) continue;
+    const now = full.resources.get(name);
+    const old = previous.resources.get(name);
+    if (now === old) continue;
+    if (changes.size === 0) sum = sumOf(previous);
+    if (old !== undefined) sum -= pairDigest(old);
+    if (now !== undefined) sum += pairDigest(now);
+    changes.set(name, now);
+  }
+  return changes.size === 0 ? previous : snapshotOf(full.typeUrl, full.kind, withChanges(previous.resources, changes), sum);
+}
+
+/** How many changed names a snapshot's map carries over its base before it is copied whole. */
+const MAX_OVERLAY = 512;
+
+/**
+ * A snapshot's resources as its predecessor's map and the few names changed since: an edit
+ * costs what it changed, not a copy of every name of the type. Both parts are never changed
+ * after construction, so older snapshots that streams still hold stay as they were.
+ */
+class LayeredMap<V> implements ReadonlyMap<string, V> {
+  readonly size: number;
+
+  constructor(
+    readonly base: ReadonlyMap<string, V>,
+    /** undefined: removed. */
+    readonly overlay: ReadonlyMap<string, V | undefined>,
+  ) {
+    let size = base.size;
+    for (const [name, value] of overlay) {
+      const had = base.has(name);
+      if (value === undefined && had) size--;
+      else if (value !== undefined && !had) size++;
+    }
+    this.size = size;
+  }
+
+  get(name: string): V | undefined {
+    return this.overlay.has(name) ? this.overlay.get(name) : this.base.get(name);
+  }
+
+  has(name: string): boolean {
+    return this.get(name) !== undefined;
+  }
+
+  *entries(): MapIterator<[string, V]> {
+    for (const [name, value] of this.base) {
+      if (!this.overlay.has(name)) {
+        yield [name, value];
+        continue;
+      }
+      const now = this.overlay.get(name);
+      if (now !== undefined) yield [name, now];
+    }
+    for (const [name, value] of this.overlay) if (value !== undefined && !this.base.has(name)) yield [name, value];
+  }
+
+  *keys(): MapIterator<string> {
+    for (const [name] of this.entries()) yield name;
+  }
+
+  *values(): MapIterator<V> {
+    for (const [, value] of this.entries()) yield value;
+  }
+
+  [Symbol.iterator](): MapIterator<[string, V]> {
+    return this.entries();
+  }
+
+  forEach(callback: (value: V, key: string, map: ReadonlyMap<string, V>) => void, thisArg?: unknown): void {
+    for (const [name, value] of this.entries()) callback.call(thisArg, value, name, this);
+  }
+}
+
+/** `base` with `changes` applied (undefined: removed), sharing `base` until the changes add up. */
+function withChanges<V>(base: ReadonlyMap<string, V>, changes: ReadonlyMap<string, V | undefined>): ReadonlyMap<string, V> {
+  let root = base;
+  let overlay: Map<string, V | undefined> = new Map(changes);
+  if (base instanceof LayeredMap) {
+    root = base.base as ReadonlyMap<string, V>;
+    overlay = new Map(base.overlay as ReadonlyMap<string, V | undefined>);
+    for (const [name, value] of changes) overlay.set(name, value);
+  }
+  if (overlay.size <= MAX_OVERLAY) return new LayeredMap(root, overlay);
+  const flat = new Map<string, V>();
+  for (const [name, value] of new LayeredMap(root, overlay)) flat.set(name, value);
+  return flat;
+}
+
+/**
+ * The resources of `full` named in `names` (absent names are skipped); `previous` is reused when
+ * it holds exactly those. Its version follows from `previous`'s by what was added and removed.
+ */
 function subset(full: TypeSnapshot, names: readonly string[], previous: TypeSnapshot | undefined): TypeSnapshot {
   const resources = new Map<string, CachedResource>();
+  const before = previous?.resources;
+  let sum = previous === undefined ? 0n : sumOf(previous);
+  let same = 0;
+  let changed = false;
   for (const name of names) {
     const resource = full.resources.get(name);
-    if (resource !== undefined) resources.set(name, resource);
+    if (resource === undefined || resources.has(name)) continue;
+    resources.set(name, resource);
+    const old = before?.get(name);
+    if (old === resource) {
+      same++;
+      continue;
+    }
+    changed = true;
+    sum += pairDigest(resource);
+    if (old !== undefined) {
+      same++;
+      sum -= pairDigest(old);
+    }
   }
-  if (previous !== undefined && previous.resources.size === resources.size && [...resources].every(([name, r]) => previous.resources.get(name) === r)) return previous;
-  return { typeUrl: full.typeUrl, kind: full.kind, version: versionOfSet(resources.values()), resources };
+  if (previous !== undefined && !changed && same === previous.resources.size) return previous;
+  if (before !== undefined && same < before.size) {
+    for (const [name, old] of before) if (!resources.has(name)) sum -= pairDigest(old);
+  }
+  return snapshotOf(full.typeUrl, full.kind, resources, sum);
 }
 
 export type CacheListener = (change: CacheChange) => void;
 
 /**
- * The version of a set of resources: a hash over the sorted (name, resource version) pairs.
- * The server computes it for a client's subscribed subset with the same formula, so a wildcard
- * client's version is the type's version.
+ * The version of a set of resources: a hash of the sum (mod 2^128) of one digest per (name,
+ * resource version) pair. A sum needs no sorting and follows an edit by adding and subtracting
+ * the pairs it changed, so the cache keeps a type's version in step with work proportional to
+ * the change. The server computes it for a client's subscribed subset with the same function,
+ * so a wildcard client's version is the type's version.
  */
 export function versionOfSet(resources: Iterable<Pick<CachedResource, 'name' | 'version'>>): string {
-  const pairs = [...resources].map((resource) => `${resource.name}\u0000${resource.version}`).sort();
-  return hash(pairs.join('\n'));
+  let sum = 0n;
+  let count = 0;
+  for (const resource of resources) {
+    sum += pairDigest(resource);
+    count++;
+  }
+  return setVersion(sum, count);
 }
 
-function hash(text: string): string {
-  return createHash('sha256').update(text).digest('base64url').slice(0, 16);
+function setVersion(sum: bigint, count: number): string {
+  return digestOf('sha256', `${count}:${BigInt.asUintN(128, sum).toString(16)}`, 'base64url').slice(0, 16);
 }
 
-/** A resource's content version: a hash of its JSON, as the cache versions it. */
+/** Per member object: its pair's digest (members are immutable; the cache's and server's objects are hashed once). */
+const pairDigests = new WeakMap<object, bigint>();
+
+function pairDigest(resource: Pick<CachedResource, 'name' | 'version'>): bigint {
+  let digest = pairDigests.get(resource);
+  if (digest === undefined) {
+    digest = BigInt(`0x${digestOf('sha256', `${resource.name}\u0000${resource.version}`, 'hex').slice(0, 32)}`);
+    pairDigests.set(resource, digest);
+  }
+  return digest;
+}
+
+/** Per snapshot: the unreduced sum of its pair digests, the start of the next version's sum. */
+const setSums = new WeakMap<TypeSnapshot, bigint>();
+
+function sumOf(snapshot: TypeSnapshot): bigint {
+  let sum = setSums.get(snapshot);
+  if (sum === undefined) {
+    sum = 0n;
+    for (const resource of snapshot.resources.values()) sum += pairDigest(resource);
+    setSums.set(snapshot, sum);
+  }
+  return sum;
+}
+
+function snapshotOf(typeUrl: TypeUrlValue, kind: ResourceKind, resources: ReadonlyMap<string, CachedResource>, sum: bigint): TypeSnapshot {
+  const snapshot: TypeSnapshot = { typeUrl, kind, version: setVersion(sum, resources.size), resources };
+  setSums.set(snapshot, sum);
+  return snapshot;
+}
+
+/** The version of `any`, a resource's encoded bytes. */
+function bytesVersion(any: Uint8Array): string {
+  return digestOf('sha256', any, 'base64url').slice(0, 16);
+}
+
+/**
+ * A resource's content version, as the cache versions it: a hash of its encoded bytes (which
+ * the encoder writes in field order whatever the JSON's key order).
+ */
 export function contentVersion(resource: EnvoyResource): string {
-  return hash(canonicalJson(resource));
+  return bytesVersion(encodeResourceAny(resource, false));
 }
 
-/** JSON with object keys sorted, so key order in the translator's output does not change versions. */
-function canonicalJson(value: JsonValue): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const keys = Object.keys(value).sort();
-  return `{${keys.map((key) => `${JSON.stringify(key)}:${canonicalJson(value[key] ?? null)}`).join(',')}}`;
+/** The cache's own resource record: `resource` follows the newest equal JSON so identity keeps matching. */
+class Entry implements CachedResource {
+  /** The setResources pass that last met this entry's name (duplicate and removal checks). */
+  pass = 0;
+  constructor(
+    readonly typeUrl: TypeUrlValue,
+    readonly name: string,
+    readonly version: string,
+    public resource: EnvoyResource,
+    readonly any: Uint8Array,
+  ) {}
 }
 
 /**
@@ -151,8 +338,14 @@ export class SnapshotCache {
   private readonly views = new Map<string, DataPlaneView>();
   private planes: DataPlanes | undefined;
   private encodes = 0;
+  private passes = 0;
+  /** Per type: the list last handed over and the entry of each of its positions. */
+  private readonly listed = new Map<TypeUrlValue, Listed>();
 
-  /** How many resources have been encoded since the cache was created. */
+  /**
+   * How many resources have been encoded into new bytes since the cache was created. A rebuilt
+   * resource equal to the one served is encoded to compare, not counted, and keeps its bytes.
+   */
   get encodedCount(): number {
     return this.encodes;
   }
@@ -177,7 +370,7 @@ export class SnapshotCache {
     let view = this.views.get(key);
     if (view === undefined) {
       view = new DataPlaneView(key);
-      view.rebuild(this.snapshots, this.planes);
+      view.rebuild(this.snapshots, this.planes, new Map());
       this.views.set(key, view);
     }
     return view;
@@ -190,21 +383,25 @@ export class SnapshotCache {
    * Watchers hear of the changed types and views, and nothing at all when nothing changed.
    */
   setResources(resources: XdsResources, planes?: DataPlanes): CacheChange {
-    const next = new Map<TypeUrlValue, TypeSnapshot>();
-    for (const kind of PUSH_ORDER) {
-      next.set(TypeUrl[kind], this.buildSnapshot(kind, resources[KIND_FIELD[kind]]));
-    }
-    const changed = PUSH_ORDER.map((kind) => TypeUrl[kind]).filter(
-      (typeUrl) => this.snapshots.get(typeUrl)?.version !== next.get(typeUrl)?.version,
-    );
-    for (const typeUrl of changed) {
-      const snapshot = next.get(typeUrl);
-      if (snapshot !== undefined) this.snapshots.set(typeUrl, snapshot);
+    const built = PUSH_ORDER.map((kind) => this.buildSnapshot(kind, resources[KIND_FIELD[kind]]));
+    // Nothing is replaced before every type was built: an invalid resource throws above.
+    const changed: TypeUrlValue[] = [];
+    const deltas = new Map<TypeUrlValue, ReadonlySet<string>>();
+    for (const { snapshot, delta, listed } of built) {
+      const typeUrl = snapshot.typeUrl;
+      this.listed.set(typeUrl, listed);
+      if (this.snapshots.get(typeUrl)?.version === snapshot.version) {
+        deltas.set(typeUrl, NO_NAMES);
+        continue;
+      }
+      changed.push(typeUrl);
+      this.snapshots.set(typeUrl, snapshot);
+      if (delta !== undefined) deltas.set(typeUrl, delta);
     }
     this.planes = planes;
     const views = new Map<CacheView, readonly TypeUrlValue[]>();
     for (const view of this.views.values()) {
-      const viewChanged = view.rebuild(this.snapshots, planes);
+      const viewChanged = view.rebuild(this.snapshots, planes, deltas);
       if (viewChanged.length > 0) views.set(view, viewChanged);
     }
     const change: CacheChange = { changed, views };
@@ -227,35 +424,97 @@ export class SnapshotCache {
     };
   }
 
-  private buildSnapshot(kind: ResourceKind, list: readonly EnvoyResource[]): TypeSnapshot {
+  /**
+   * The type's next snapshot (`previous` itself when nothing changed), the names that changed
+   * (undefined when there was no previous), and the list as handed over. Work beyond one
+   * comparison per position is proportional to what changed: the translator hands over the very
+   * object it built last time, at the same position, for what did not change; only an object
+   * not seen before is encoded; the set's version moves by the pairs that changed.
+   */
+  private buildSnapshot(kind: ResourceKind, list: readonly EnvoyResource[]): Built {
     const typeUrl = TypeUrl[kind];
     const previous = this.snapshots.get(typeUrl);
-    const resources = new Map<string, CachedResource>();
-    let reused = 0;
-    for (const [index, resource] of list.entries()) {
+    const before = previous?.resources as ReadonlyMap<string, Entry> | undefined;
+    const last = this.listed.get(typeUrl);
+    const aligned = last !== undefined && last.list.length === list.length ? last : undefined;
+    const pass = ++this.passes;
+    const duplicate = (name: string): Error => new Error(`${KIND_FIELD[kind]}[${name}]: two resources share this name`);
+    const entries: Entry[] = aligned !== undefined ? aligned.entries.slice() : new Array<Entry>(list.length);
+    // New or changed names, with their entries.
+    const updates = new Map<string, Entry>();
+    let met = 0;
+    for (let index = 0; index < list.length; index++) {
+      const resource = list[index] as EnvoyResource;
+      if (aligned !== undefined && aligned.list[index] === resource) {
+        const entry = aligned.entries[index] as Entry;
+        if (entry.pass === pass) throw duplicate(entry.name);
+        entry.pass = pass;
+        met++;
+        continue;
+      }
       if (resource['@type'] !== typeUrl) {
         throw new Error(`${KIND_FIELD[kind]}[${index}]: @type is ${String(resource['@type'])}, expected ${typeUrl}`);
       }
       const name = resourceName(resource);
-      if (resources.has(name)) throw new Error(`${KIND_FIELD[kind]}[${name}]: two resources share this name`);
-      const old = previous?.resources.get(name);
-      // The translator hands over the very object it built last time for what did not change.
-      if (old !== undefined && old.resource === resource) {
-        resources.set(name, old);
-        reused++;
+      const old = before?.get(name);
+      if (old !== undefined) {
+        if (old.pass === pass) throw duplicate(name);
+        old.pass = pass;
+        met++;
+        if (old.resource === resource) {
+          entries[index] = old;
+          continue;
+        }
+      } else if (updates.has(name)) {
+        throw duplicate(name);
+      }
+      // Encoded in scratch memory to compare: a rebuilt resource equal to the served one keeps its bytes.
+      const version = bytesVersion(encodeResourceAny(resource, false));
+      if (old !== undefined && old.version === version) {
+        old.resource = resource;
+        entries[index] = old;
         continue;
       }
-      const version = contentVersion(resource);
-      resources.set(name, old !== undefined && old.version === version ? old : this.encode(typeUrl, name, version, resource));
+      this.encodes++;
+      const entry = new Entry(typeUrl, name, version, resource, keepLastEncoded());
+      updates.set(name, entry);
+      entries[index] = entry;
     }
-    if (previous !== undefined && reused === resources.size && reused === previous.resources.size) return previous;
-    return { typeUrl, kind, version: versionOfSet(resources.values()), resources };
-  }
-
-  private encode(typeUrl: TypeUrlValue, name: string, version: string, resource: EnvoyResource): CachedResource {
-    const body = encodeResource(resource);
-    this.encodes++;
-    const any = messageType('google.protobuf.Any').encode({ type_url: typeUrl, value: body }).finish();
-    return { typeUrl, name, version, resource, any };
+    const listed: Listed = { list, entries };
+    if (previous === undefined || before === undefined) {
+      let sum = 0n;
+      for (const entry of updates.values()) sum += pairDigest(entry);
+      return { snapshot: snapshotOf(typeUrl, kind, updates, sum), delta: undefined, listed };
+    }
+    if (updates.size === 0 && met === before.size) return { snapshot: previous, delta: NO_NAMES, listed };
+    let sum = sumOf(previous);
+    const changes = new Map<string, Entry | undefined>();
+    if (met < before.size) {
+      for (const [name, old] of before) {
+        if (old.pass === pass) continue;
+        changes.set(name, undefined);
+        sum -= pairDigest(old);
+      }
+    }
+    for (const [name, entry] of updates) {
+      const old = before.get(name);
+      if (old !== undefined) sum -= pairDigest(old);
+      sum += pairDigest(entry);
+      changes.set(name, entry);
+    }
+    return { snapshot: snapshotOf(typeUrl, kind, withChanges(before, changes), sum), delta: new Set(changes.keys()), listed };
   }
 }
+
+interface Listed {
+  readonly list: readonly EnvoyResource[];
+  readonly entries: readonly Entry[];
+}
+
+interface Built {
+  readonly snapshot: TypeSnapshot;
+  readonly delta: ReadonlySet<string> | undefined;
+  readonly listed: Listed;
+}
+
+const NO_NAMES: ReadonlySet<string> = new Set();

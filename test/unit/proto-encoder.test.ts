@@ -12,7 +12,7 @@ import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { generateManifests, inputsFrom } from '../../bench/translate.js';
 import { toXdsResources } from '../../src/envoy/index.js';
-import { encodeResource, messageType, typeNameOfUrl } from '../../src/envoy/proto.js';
+import { encodeResource, encodeResourceAny, messageType, typeNameOfUrl } from '../../src/envoy/proto.js';
 import { TypeUrl, type EnvoyResource, type JsonObject, type JsonValue, type XdsResources } from '../../src/envoy/resources.js';
 import { translate } from '../../src/translate/index.js';
 import { envoyResources, snapshotOf } from '../golden/render.js';
@@ -238,6 +238,18 @@ describe('compiled encoder = protobufjs encoder', () => {
       expect(JSON.stringify(reversed)).not.toEqual(JSON.stringify(resource));
       expect(Buffer.from(encodeResource(reversed))).toEqual(Buffer.from(encodeResource(resource)));
     }
+  });
+
+  it('wraps resources in the Any protobufjs writes, each kept copy intact once all the others are written', () => {
+    const resources = [...goldenResources(), ...benchResources(), ...edgeResources()];
+    const Any = messageType('google.protobuf.Any');
+    const expected = resources.map((r) => Buffer.from(Any.encode({ type_url: r['@type'], value: protobufjsBytes(r) }).finish()));
+    // Kept copies share slabs: every one must still hold its own bytes once all are written.
+    const kept = resources.map((r) => encodeResourceAny(r));
+    const scratch = resources.map((r) => Buffer.from(encodeResourceAny(r, false)));
+    expect(resources.length).toBeGreaterThan(150);
+    expect(kept.map((bytes, i) => Buffer.from(bytes).equals(expected[i] as Buffer)).filter((same) => !same)).toEqual([]);
+    expect(scratch.map((bytes, i) => bytes.equals(expected[i] as Buffer)).filter((same) => !same)).toEqual([]);
   });
 
   it('encodes correctly after a resource it rejected half-way', () => {
