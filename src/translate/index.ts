@@ -9,7 +9,7 @@ import type { Secret } from '../api/secret.js';
 import { isServedProtocol, type Gateway, type GatewayClass } from '../api/gateway.js';
 import type { ClusterIR, CredentialIR, GatewayIR, IR, ListenerIR, VirtualHostIR } from '../ir/model.js';
 import { translateBackend, type TranslatedBackend } from './backends.js';
-import { gatewayAccessLog, gatewayStatus, isServed, translateGateways, type TranslatedGateways } from './gateways.js';
+import { gatewayAccessLog, gatewayStatus, isServed, translateGateways, type ServedListener, type TranslatedGateways } from './gateways.js';
 import type { Inputs, InvalidObject, ReferenceGrant } from './inputs.js';
 import { compareRoutes } from './precedence.js';
 import { modelsRoute, type ServedModels } from './models.js';
@@ -95,6 +95,20 @@ export interface TranslationState {
   readonly grants: readonly ReferenceGrant[] | undefined;
   readonly backends: MemoList<Backend, BackendMemo>;
   readonly routes: MemoList<HTTPRoute, RouteMemo>;
+  /** The Backends' Warning Events, statuses and clusters, in Backend order. */
+  readonly backendEvents: readonly WarningEvent[];
+  readonly backendStatuses: readonly ObjectStatus[];
+  /** With, by Backend index, the index of its cluster in the list (-1: none). */
+  readonly backendClusters: { list: readonly ClusterIR[]; at: Int32Array } | undefined;
+  /**
+   * Backend key → indexes of the routes that may read it (a superset: an entry outlives the read
+   * when a route is translated again in place, which costs one look).
+   */
+  readonly routesByBackend: Map<string, number[]> | undefined;
+  /** attachedRoutes of every served listener, in Gateway order, once every route was counted. */
+  readonly attached: readonly number[];
+  readonly routeEvents: readonly WarningEvent[];
+  readonly routeStatuses: readonly ObjectStatus[];
   readonly placedBy: ReadonlyMap<string, PlacedRoute[]> | undefined;
   readonly serviceClusters: readonly ClusterIR[];
   readonly models: { byCluster: ReadonlyMap<string, ServedModels>; key: string } | undefined;
@@ -110,6 +124,13 @@ const EMPTY_STATE: TranslationState = {
   grants: undefined,
   backends: { items: [], memos: [] },
   routes: { items: [], memos: [] },
+  backendEvents: [],
+  backendStatuses: [],
+  backendClusters: undefined,
+  routesByBackend: undefined,
+  attached: [],
+  routeEvents: [],
+  routeStatuses: [],
   placedBy: undefined,
   serviceClusters: [],
   models: undefined,
@@ -256,6 +277,12 @@ interface BackendChanges {
   views: Set<string> | undefined;
   models: boolean;
   credentials: boolean;
+  /** Indexes translated again (undefined: the list could not be lined up with the last one). */
+  rebuilt: number[] | undefined;
+  /** A Backend translated again gained or lost its cluster. */
+  clusters: boolean;
+  /** A Backend translated again had or has Warning Events. */
+  events: boolean;
 }
 
 function translateBackends(items: readonly Backend[], previous: MemoList<Backend, BackendMemo>, secrets: ReadonlyMap<string, Secret>, changedSecrets: ReadonlySet<string> | undefined): { memos: BackendMemo[]; changes: BackendChanges } {
@@ -270,19 +297,25 @@ function translateBackends(items: readonly Backend[], previous: MemoList<Backend
       const memo = byKey.get(key(b.metadata));
       return memo !== undefined && memo.backend === b && readsHold(memo.secrets, secrets, changedSecrets) ? memo : build(b);
     });
-    return { memos, changes: { views: undefined, models: true, credentials: true } };
+    return { memos, changes: { views: undefined, models: true, credentials: true, rebuilt: undefined, clusters: true, events: true } };
   }
-  const memos = previous.memos.slice();
-  const changes: BackendChanges = { views: new Set(), models: false, credentials: false };
+  const memos = at.length > 0 || changedSecrets === undefined || changedSecrets.size > 0 ? previous.memos.slice() : (previous.memos as BackendMemo[]);
+  const rebuilt: number[] = [];
+  const changes: BackendChanges = { views: new Set(), models: false, credentials: false, rebuilt, clusters: false, events: false };
   const secretsMoved = changedSecrets === undefined || changedSecrets.size > 0;
-  for (let i = 0; i < items.length; i++) {
+  // Secrets as they were: only the Backends replaced need a look.
+  const candidates: Iterable<number> = secretsMoved ? items.keys() : at;
+  for (const i of candidates) {
     const old = memos[i] as BackendMemo;
     const b = items[i] as Backend;
     if (old.backend === b && (!secretsMoved || readsHold(old.secrets, secrets, changedSecrets))) continue;
     const memo = build(b);
     memos[i] = memo;
+    rebuilt.push(i);
     const was = old.result;
     const now = memo.result;
+    if (was.events.length > 0 || now.events.length > 0) changes.events = true;
+    if ((was.cluster === undefined) !== (now.cluster === undefined)) changes.clusters = true;
     if (was.key !== now.key) {
       changes.views?.add(was.key).add(now.key);
       changes.models = true;
@@ -314,13 +347,13 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
     readsHold(gwStage.secrets, secrets, changedSecrets)
   ) {
     gwReused = true;
-    // Counted again below, route by route.
-    for (const { listeners } of gwStage.result.gateways.values()) for (const l of listeners) l.attachedRoutes = 0;
   } else {
     const rec = recording(secrets);
     gwStage = { gatewayClasses: inputs.gatewayClasses, gateways: inputs.gateways, grants: inputs.referenceGrants, secrets: rec.reads, result: translateGateways(inputs, rec.lookup) };
   }
   const gw = gwStage.result;
+  const servedListeners: ServedListener[] = [];
+  for (const { listeners } of gw.gateways.values()) for (const l of listeners) servedListeners.push(l);
   const events: WarningEvent[] = [...gw.events];
   for (const u of inputs.unknownFields ?? []) {
     events.push({ object: { kind: u.kind, namespace: u.namespace, name: u.name }, reason: 'UnknownFields', message: `unknown field${u.fields.length > 1 ? 's' : ''} ${u.fields.join(', ')}: ${UNKNOWN_FIELD_HINT}` });
@@ -328,7 +361,37 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
 
   const backendItems = sortedByKey(inputs.backends, previous.backends.items);
   const { memos: backendMemos, changes } = translateBackends(backendItems, previous.backends, secrets, changedSecrets);
-  for (const m of backendMemos) if (m.result.events.length > 0) events.push(...m.result.events);
+  const rebuiltBackends = changes.rebuilt;
+  const backendsAsBefore = rebuiltBackends !== undefined && rebuiltBackends.length === 0;
+  let backendEvents = previous.backendEvents;
+  if (changes.events || (rebuiltBackends === undefined && previous.backends.memos !== backendMemos)) {
+    const all: WarningEvent[] = [];
+    for (const m of backendMemos) if (m.result.events.length > 0) all.push(...m.result.events);
+    backendEvents = all;
+  }
+  let backendStatuses: ObjectStatus[];
+  if (backendsAsBefore) backendStatuses = previous.backendStatuses as ObjectStatus[];
+  else if (rebuiltBackends !== undefined) {
+    backendStatuses = previous.backendStatuses.slice();
+    for (const i of rebuiltBackends) backendStatuses[i] = (backendMemos[i] as BackendMemo).result.status;
+  } else backendStatuses = backendMemos.map((m) => m.result.status);
+  let backendClusters = previous.backendClusters;
+  if (backendClusters === undefined || rebuiltBackends === undefined || changes.clusters) {
+    const list: ClusterIR[] = [];
+    const at = new Int32Array(backendMemos.length).fill(-1);
+    backendMemos.forEach(({ result: b }, i) => {
+      if (b.cluster) at[i] = list.push(b.cluster) - 1;
+    });
+    backendClusters = { list, at };
+  } else if (rebuiltBackends.length > 0) {
+    const list = backendClusters.list.slice();
+    for (const i of rebuiltBackends) {
+      const c = (backendMemos[i] as BackendMemo).result.cluster;
+      const j = backendClusters.at[i] ?? -1;
+      if (c !== undefined && j >= 0) list[j] = c;
+    }
+    backendClusters = { list, at: backendClusters.at };
+  }
   // Only a route translated again looks Backends up by key.
   let backends: Map<string, TranslatedBackend> | undefined;
   const backendsByKey = (): Map<string, TranslatedBackend> => (backends ??= new Map(backendMemos.map((m) => [m.result.key, m.result])));
@@ -369,37 +432,82 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
   let foreignGateways: Set<string> | undefined;
   const routeItems = sortedByKey(inputs.httpRoutes, previous.routes.items);
   const routeAt = replacedAt(previous.routes.items, routeItems);
-  const previousRouteByKey = routeAt === undefined ? new Map(previous.routes.memos.map((m) => [key(m.route.metadata), m])) : undefined;
   let routesChanged = routeAt === undefined;
-  const routeMemos: RouteMemo[] = new Array<RouteMemo>(routeItems.length);
-  for (let i = 0; i < routeItems.length; i++) {
-    const route = routeItems[i] as HTTPRoute;
-    let memo = previousRouteByKey === undefined ? previous.routes.memos[i] : previousRouteByKey.get(key(route.metadata));
-    const reusable = routesMayHold && memo !== undefined && memo.route === route && (memo.services === undefined || servicesSame) && viewsHold(memo.backends);
-    if (memo !== undefined && reusable) {
-      for (const l of memo.result.attachedTo) l.attachedRoutes++;
-    } else {
-      routesChanged = true;
-      namespaces ??= new Map<string, Namespace>(inputs.namespaces.map((n) => [n.metadata.name, n]));
-      foreignGateways ??= new Set(inputs.gateways.map((g) => key(g.metadata)).filter((k) => !gw.gateways.has(k)));
-      const rec = recording(backendsByKey());
-      const viewed = rec.reads;
-      let usedServices = false;
-      const resolver = {
-        resolve: (namespace: string, name: string, port: number | undefined) => {
-          usedServices = true;
-          return services.resolve(namespace, name, port);
-        },
-      };
-      const result = translateRoute(route, { gateways: gw.gateways, foreignGateways, backends: rec.lookup, services: resolver, namespaces, grants: inputs.referenceGrants });
-      memo = { route, services: usedServices ? services : undefined, backends: viewed.map(([k]) => [k, backendViews.get(k)] as const), result };
+  const translateAt = (route: HTTPRoute): RouteMemo => {
+    routesChanged = true;
+    namespaces ??= new Map<string, Namespace>(inputs.namespaces.map((n) => [n.metadata.name, n]));
+    foreignGateways ??= new Set(inputs.gateways.map((g) => key(g.metadata)).filter((k) => !gw.gateways.has(k)));
+    const rec = recording(backendsByKey());
+    const viewed = rec.reads;
+    let usedServices = false;
+    const resolver = {
+      resolve: (namespace: string, name: string, port: number | undefined) => {
+        usedServices = true;
+        return services.resolve(namespace, name, port);
+      },
+    };
+    const result = translateRoute(route, { gateways: gw.gateways, foreignGateways, backends: rec.lookup, services: resolver, namespaces, grants: inputs.referenceGrants });
+    return { route, services: usedServices ? services : undefined, backends: viewed.map(([k]) => [k, backendViews.get(k)] as const), result };
+  };
+  let routeMemos: RouteMemo[];
+  let routesByBackend = previous.routesByBackend;
+  const attachedBefore = previous.attached;
+  if (routesMayHold && servicesSame && routeAt !== undefined && changedViews !== undefined && routesByBackend !== undefined && attachedBefore.length === servedListeners.length) {
+    // Lined up with the last translation, Gateways as they were: only the routes replaced and
+    // those that read a Backend whose view changed need a look; the listeners' route counts are
+    // the last ones, corrected for the routes translated again.
+    servedListeners.forEach((l, i) => (l.attachedRoutes = attachedBefore[i] ?? 0));
+    const look = new Set<number>(routeAt);
+    for (const k of changedViews ?? []) for (const i of routesByBackend.get(k) ?? []) look.add(i);
+    routeMemos = look.size > 0 ? previous.routes.memos.slice() : (previous.routes.memos as RouteMemo[]);
+    for (const i of look) {
+      const route = routeItems[i] as HTTPRoute;
+      const old = routeMemos[i] as RouteMemo;
+      if (old.route === route && viewsHold(old.backends)) continue;
+      for (const l of old.result.attachedTo) l.attachedRoutes--;
+      const memo = translateAt(route);
+      routeMemos[i] = memo;
+      // Stale entries only cost a look: the index lists every Backend a route at i may read.
+      for (const [k] of memo.backends) {
+        const list = routesByBackend.get(k);
+        if (list === undefined) routesByBackend.set(k, [i]);
+        else if (!list.includes(i)) list.push(i);
+      }
     }
-    routeMemos[i] = memo;
+  } else {
+    for (const l of servedListeners) l.attachedRoutes = 0;
+    const previousRouteByKey = routeAt === undefined ? new Map(previous.routes.memos.map((m) => [key(m.route.metadata), m])) : undefined;
+    routeMemos = new Array<RouteMemo>(routeItems.length);
+    for (let i = 0; i < routeItems.length; i++) {
+      const route = routeItems[i] as HTTPRoute;
+      const memo = previousRouteByKey === undefined ? previous.routes.memos[i] : previousRouteByKey.get(key(route.metadata));
+      const reusable = routesMayHold && memo !== undefined && memo.route === route && (memo.services === undefined || servicesSame) && viewsHold(memo.backends);
+      if (memo !== undefined && reusable) {
+        for (const l of memo.result.attachedTo) l.attachedRoutes++;
+        routeMemos[i] = memo;
+      } else routeMemos[i] = translateAt(route);
+    }
+    routesByBackend = new Map();
+    routeMemos.forEach((m, i) => {
+      for (const [k] of m.backends) {
+        const list = routesByBackend?.get(k);
+        if (list === undefined) routesByBackend?.set(k, [i]);
+        else list.push(i);
+      }
+    });
   }
-  const routeStatuses: ObjectStatus[] = [];
-  for (const { result: t } of routeMemos) {
-    if (t.events.length > 0) events.push(...t.events);
-    if (t.status.parents.length > 0) routeStatuses.push(t.status);
+  const attached = servedListeners.map((l) => l.attachedRoutes);
+  let routeEvents = previous.routeEvents;
+  let routeStatuses = previous.routeStatuses;
+  if (routesChanged) {
+    const allEvents: WarningEvent[] = [];
+    const allStatuses: ObjectStatus[] = [];
+    for (const { result: t } of routeMemos) {
+      if (t.events.length > 0) allEvents.push(...t.events);
+      if (t.status.parents.length > 0) allStatuses.push(t.status);
+    }
+    routeEvents = allEvents;
+    routeStatuses = allStatuses;
   }
 
   // Every route result the same as last time: so is where they are placed.
@@ -468,26 +576,15 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
     credentials = [...byName.values()].sort((a, b) => byCodeUnits(a.name, b.name));
   }
 
-  const backendStatuses: ObjectStatus[] = backendMemos.map((m) => m.result.status);
-  const statuses = noteLastGood(
-    [
-      ...gw.classStatuses,
-      ...[...gw.gateways.values()].map((g) => {
-        const accessLog = gatewayAccessLog(g.gateway);
-        return gatewayStatus(g.gateway, g.listeners, 'error' in accessLog ? accessLog.error : undefined);
-      }),
-      ...routeStatuses,
-      ...backendStatuses,
-      ...invalidStatuses(inputs),
-    ],
-    inputs,
-  );
+  const gatewayStatuses: ObjectStatus[] = [...gw.gateways.values()].map((g) => {
+    const accessLog = gatewayAccessLog(g.gateway);
+    return gatewayStatus(g.gateway, g.listeners, 'error' in accessLog ? accessLog.error : undefined);
+  });
+  const statuses = noteLastGood((gw.classStatuses as ObjectStatus[]).concat(gatewayStatuses, routeStatuses, backendStatuses, invalidStatuses(inputs)), inputs);
 
   // A Service port becomes a cluster only when a served route sends traffic to it.
   const serviceClusters = !routesChanged && servicesSame ? previous.serviceClusters : services.clustersNamed(forwardedClusters(placedBy)).sort((a, b) => byCodeUnits(a.name, b.name));
-  const clusters: ClusterIR[] = [];
-  for (const { result: b } of backendMemos) if (b.cluster) clusters.push(b.cluster);
-  for (const c of serviceClusters) clusters.push(c);
+  const clusters = backendClusters.list.concat(serviceClusters);
   const ir: IR = {
     gateways: [...gw.gateways.values()].map((g) => gatewayIr(g.gateway)).sort((a, b) => byCodeUnits(key(a), key(b))),
     listeners: listenerIrs.sort((a, b) => byCodeUnits(a.name, b.name)),
@@ -498,7 +595,7 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
   return {
     ir,
     statuses,
-    events,
+    events: events.concat(backendEvents, routeEvents),
     state: {
       secrets: { list: inputs.secrets, byKey: secrets },
       gateways: gwStage,
@@ -507,6 +604,13 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
       grants: inputs.referenceGrants,
       backends: { items: backendItems, memos: backendMemos },
       routes: { items: routeItems, memos: routeMemos },
+      backendEvents,
+      backendStatuses,
+      backendClusters,
+      routesByBackend,
+      attached,
+      routeEvents,
+      routeStatuses,
       placedBy,
       serviceClusters,
       models,
