@@ -44,6 +44,7 @@ export interface EnvoyState {
   readonly bodyLimitsByCluster: ReadonlyMap<string, number>;
   readonly aiExtension: boolean;
   readonly clusters: Built<ClusterIR>;
+  readonly eds: EdsList;
   readonly endpoints: Built<ClusterIR>;
   /** By the listener without its routes (listenerShape): a route edit leaves the Listener as it was. */
   readonly listeners: ReadonlyMap<string, EnvoyResource>;
@@ -135,6 +136,35 @@ function bodyLimitsOf(clusters: readonly ClusterIR[], previous: EnvoyState | und
   return { key: JSON.stringify([...byCluster]), byCluster, ai: ai.length > 0 };
 }
 
+/** The EDS clusters among a cluster list, with, by cluster index, the index of each in `list` (-1: not EDS). */
+interface EdsList {
+  readonly list: readonly ClusterIR[];
+  readonly at: Int32Array;
+}
+
+/** The EDS clusters among `clusters`, from the last ones when the clusters replaced are EDS as the ones before them were. */
+function edsClustersOf(clusters: readonly ClusterIR[], previous: EnvoyState | undefined): EdsList {
+  const at = previous === undefined ? undefined : replacedAt(previous.clusters.irs, clusters);
+  if (previous !== undefined && at !== undefined) {
+    const before = previous.eds;
+    if (at.length === 0) return before;
+    if (at.every((i) => ((clusters[i] as ClusterIR).discovery === 'eds') === (before.at[i] !== -1))) {
+      const list = before.list.slice();
+      for (const i of at) {
+        const j = before.at[i] ?? -1;
+        if (j >= 0) list[j] = clusters[i] as ClusterIR;
+      }
+      return { list, at: before.at };
+    }
+  }
+  const list: ClusterIR[] = [];
+  const where = new Int32Array(clusters.length).fill(-1);
+  clusters.forEach((c, i) => {
+    if (c.discovery === 'eds') where[i] = list.push(c) - 1;
+  });
+  return { list, at: where };
+}
+
 /** toXdsResources, equal in every byte, building only the resources of IR objects `previous` has not seen; and toDataPlanes of the same IR. */
 export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, previous: EnvoyState | undefined): { xds: XdsResources; planes: DataPlanes; state: EnvoyState } {
   const opts = { ...DEFAULT_ENVOY_OPTIONS, ...options };
@@ -149,8 +179,8 @@ export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, pr
   const listeners = new Map<string, EnvoyResource>();
   const routes = new Map<ListenerIR, EnvoyResource>();
   const clusters = buildList(same?.clusters, ir.clusters, (x) => toEnvoyCluster(x, opts));
-  const edsClusters = ir.clusters.filter((c) => c.discovery === 'eds');
-  const endpoints = buildList(same?.endpoints, edsClusters, (x) => toClusterLoadAssignment(x, opts));
+  const eds = edsClustersOf(ir.clusters, same);
+  const endpoints = buildList(same?.endpoints, eds.list, (x) => toClusterLoadAssignment(x, opts));
   const certificates = buildByContent(previous?.certificates ?? NOTHING_BUILT, ir.certificates, toCertificateSecret);
   const credentials = buildByContent(previous?.credentials ?? NOTHING_BUILT, ir.credentials, toCredentialSecret);
   const aiCluster = aiExtension ? (same?.aiCluster ?? aiExtensionCluster(opts)) : undefined;
@@ -158,9 +188,10 @@ export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, pr
   const xds: XdsResources = {
     listeners: ir.listeners.map((l) => reuse(sameListeners?.listeners, listeners, listenerShape(l), () => toEnvoyListener(l, opts, { aiExtension, bodyLimits }))),
     routes: ir.listeners.map((l) => reuse(sameRoutes?.routes, routes, l, (x) => toRouteConfiguration(x, bodyLimits))),
-    clusters: [...clusters.out, ...(aiCluster ? [aiCluster] : []), ...(otlp ? [otlp] : [])],
-    endpoints: endpoints.out as EnvoyResource[],
-    secrets: [...certificates.out, ...credentials.out],
+    // concat copies the lists whole; a spread walks them item by item.
+    clusters: clusters.out.concat(aiCluster ? [aiCluster] : [], otlp ? [otlp] : []),
+    endpoints: endpoints.out.slice(),
+    secrets: certificates.out.concat(credentials.out),
   };
   const planes = toDataPlanesReusing(ir, opts, key, same?.planes);
   const state: EnvoyState = {
@@ -169,6 +200,7 @@ export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, pr
     bodyLimitsByCluster: bodyLimits,
     aiExtension,
     clusters,
+    eds,
     endpoints,
     listeners,
     routes,
