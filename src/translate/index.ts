@@ -95,6 +95,8 @@ export interface TranslationState {
   readonly grants: readonly ReferenceGrant[] | undefined;
   readonly backends: MemoList<Backend, BackendMemo>;
   readonly routes: MemoList<HTTPRoute, RouteMemo>;
+  /** Secret key → indexes of the Backends that may read it (a superset, as routesByBackend). */
+  readonly backendsBySecret: Map<string, number[]> | undefined;
   /** The Backends' Warning Events, statuses and clusters, in Backend order. */
   readonly backendEvents: readonly WarningEvent[];
   readonly backendStatuses: readonly ObjectStatus[];
@@ -124,6 +126,7 @@ const EMPTY_STATE: TranslationState = {
   grants: undefined,
   backends: { items: [], memos: [] },
   routes: { items: [], memos: [] },
+  backendsBySecret: undefined,
   backendEvents: [],
   backendStatuses: [],
   backendClusters: undefined,
@@ -285,7 +288,30 @@ interface BackendChanges {
   events: boolean;
 }
 
-function translateBackends(items: readonly Backend[], previous: MemoList<Backend, BackendMemo>, secrets: ReadonlyMap<string, Secret>, changedSecrets: ReadonlySet<string> | undefined): { memos: BackendMemo[]; changes: BackendChanges } {
+/** Key → indexes of the objects that may read it; a superset, as TranslationState.routesByBackend. */
+type ReadersIndex = Map<string, number[]>;
+
+function readersOf(memos: readonly { secrets: Reads<unknown> }[]): ReadersIndex {
+  const index: ReadersIndex = new Map();
+  memos.forEach((m, i) => addReader(index, m.secrets, i));
+  return index;
+}
+
+function addReader(index: ReadersIndex, reads: Reads<unknown>, i: number): void {
+  for (const [k] of reads) {
+    const list = index.get(k);
+    if (list === undefined) index.set(k, [i]);
+    else if (list[list.length - 1] !== i && !list.includes(i)) list.push(i);
+  }
+}
+
+function translateBackends(
+  items: readonly Backend[],
+  previous: MemoList<Backend, BackendMemo>,
+  previousReaders: ReadersIndex | undefined,
+  secrets: ReadonlyMap<string, Secret>,
+  changedSecrets: ReadonlySet<string> | undefined,
+): { memos: BackendMemo[]; changes: BackendChanges; readers: ReadersIndex } {
   const build = (b: Backend): BackendMemo => {
     const rec = recording(secrets);
     return { backend: b, result: translateBackend(b, rec.lookup), secrets: rec.reads };
@@ -297,14 +323,21 @@ function translateBackends(items: readonly Backend[], previous: MemoList<Backend
       const memo = byKey.get(key(b.metadata));
       return memo !== undefined && memo.backend === b && readsHold(memo.secrets, secrets, changedSecrets) ? memo : build(b);
     });
-    return { memos, changes: { views: undefined, models: true, credentials: true, rebuilt: undefined, clusters: true, events: true } };
+    return { memos, changes: { views: undefined, models: true, credentials: true, rebuilt: undefined, clusters: true, events: true }, readers: readersOf(memos) };
   }
   const memos = at.length > 0 || changedSecrets === undefined || changedSecrets.size > 0 ? previous.memos.slice() : (previous.memos as BackendMemo[]);
   const rebuilt: number[] = [];
   const changes: BackendChanges = { views: new Set(), models: false, credentials: false, rebuilt, clusters: false, events: false };
   const secretsMoved = changedSecrets === undefined || changedSecrets.size > 0;
-  // Secrets as they were: only the Backends replaced need a look.
-  const candidates: Iterable<number> = secretsMoved ? items.keys() : at;
+  // Only the Backends replaced, and those that read a Secret that changed, need a look.
+  const readers = previousReaders ?? readersOf(previous.memos);
+  let candidates: Iterable<number> = at;
+  if (changedSecrets === undefined) candidates = items.keys();
+  else if (changedSecrets.size > 0) {
+    const look = new Set<number>(at);
+    for (const k of changedSecrets) for (const i of readers.get(k) ?? []) look.add(i);
+    candidates = look;
+  }
   for (const i of candidates) {
     const old = memos[i] as BackendMemo;
     const b = items[i] as Backend;
@@ -312,6 +345,8 @@ function translateBackends(items: readonly Backend[], previous: MemoList<Backend
     const memo = build(b);
     memos[i] = memo;
     rebuilt.push(i);
+    // Stale entries only cost a look.
+    addReader(readers, memo.secrets, i);
     const was = old.result;
     const now = memo.result;
     if (was.events.length > 0 || now.events.length > 0) changes.events = true;
@@ -326,7 +361,7 @@ function translateBackends(items: readonly Backend[], previous: MemoList<Backend
     if (!changes.models && modelsView(was) !== modelsView(now)) changes.models = true;
     if (!changes.credentials && JSON.stringify(was.credentials) !== JSON.stringify(now.credentials)) changes.credentials = true;
   }
-  return { memos, changes };
+  return { memos, changes, readers };
 }
 
 /**
@@ -360,7 +395,7 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
   }
 
   const backendItems = sortedByKey(inputs.backends, previous.backends.items);
-  const { memos: backendMemos, changes } = translateBackends(backendItems, previous.backends, secrets, changedSecrets);
+  const { memos: backendMemos, changes, readers: backendsBySecret } = translateBackends(backendItems, previous.backends, previous.backendsBySecret, secrets, changedSecrets);
   const rebuiltBackends = changes.rebuilt;
   const backendsAsBefore = rebuiltBackends !== undefined && rebuiltBackends.length === 0;
   let backendEvents = previous.backendEvents;
@@ -604,6 +639,7 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
       grants: inputs.referenceGrants,
       backends: { items: backendItems, memos: backendMemos },
       routes: { items: routeItems, memos: routeMemos },
+      backendsBySecret,
       backendEvents,
       backendStatuses,
       backendClusters,
