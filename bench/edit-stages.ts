@@ -7,7 +7,7 @@
  *   node --import tsx bench/edit-stages.ts [backends=10000]
  */
 import { stringify } from 'yaml';
-import { toXdsResourcesReusing, toDataPlanes, type EnvoyState } from '../src/envoy/index.js';
+import { toXdsResourcesReusing, type EnvoyState } from '../src/envoy/index.js';
 import { ManifestStore, parseManifestFile, type ManifestFile } from '../src/providers/manifest-files.js';
 import { translate, type TranslationState } from '../src/translate/index.js';
 import { SnapshotCache } from '../src/xds/cache.js';
@@ -29,8 +29,8 @@ function step(label: string) {
   const lap = (k: string) => { const x = cpu(); t[k] = Math.round(x - c); c = x; };
   const { inputs } = store.build([...files.values()].sort((a, b) => (a.name < b.name ? -1 : 1))); lap('build');
   const tr = translate(inputs, ts); lap('translate');
-  const b = toXdsResourcesReusing(tr.ir, {}, es); const planes = toDataPlanes(tr.ir, {}); lap('envoy');
-  cache.setResources(b.xds, planes); lap('cache');
+  const b = toXdsResourcesReusing(tr.ir, {}, es); lap('envoy');
+  cache.setResources(b.xds, b.planes); lap('cache');
   book.update(tr.statuses); lap('book');
   ts = tr.state; es = b.state;
   console.log(label, JSON.stringify(t));

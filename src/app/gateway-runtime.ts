@@ -4,7 +4,7 @@ import type { EnvoyOptions } from '../envoy/options.js';
 import { KIND_FIELD, PUSH_ORDER, TypeUrl, type XdsResources } from '../envoy/resources.js';
 import { startHealthServer, type HealthServer } from '../observability/health.js';
 import { createMetrics, type SwitchyardMetrics } from '../observability/metrics.js';
-import { toDataPlanes, toXdsResourcesReusing, type EnvoyState } from '../envoy/index.js';
+import { toXdsResourcesReusing, type EnvoyState } from '../envoy/index.js';
 import type { GatewayIR } from '../ir/model.js';
 import type { Readiness } from '../observability/health.js';
 import { translate, type TranslationState } from '../translate/index.js';
@@ -290,7 +290,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       const envoy = gatewayAddresses ? { ...opts.envoy, gatewayAddresses } : opts.envoy;
       const built = toXdsResourcesReusing(translation.ir, envoy, envoyState);
       const translatedXds = built.xds;
-      const result = { translation, xds: resourceQuarantine.filter(opts.testOnlyRewrite ? opts.testOnlyRewrite(translatedXds) : translatedXds), planes: toDataPlanes(translation.ir, envoy) };
+      const result = { translation, xds: resourceQuarantine.filter(opts.testOnlyRewrite ? opts.testOnlyRewrite(translatedXds) : translatedXds), planes: built.planes };
       const change = cache.setResources(result.xds, result.planes);
       const changedTypes = new Set<string>([...change.changed, ...[...change.views.values()].flat()]);
       translationState = translation.state;

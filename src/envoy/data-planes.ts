@@ -1,4 +1,5 @@
-import type { IR, ListenerIR } from '../ir/model.js';
+import type { ClusterIR, IR, ListenerIR } from '../ir/model.js';
+import { replacedAt, sameItems } from '../ir/delta.js';
 import { AI_EXTENSION_CLUSTER } from './ai-extension.js';
 import { OTLP_CLUSTER } from './tracing.js';
 import { listenerBindAddress } from './listeners.js';
@@ -118,4 +119,35 @@ export function toDataPlanes(ir: IR, options: Partial<EnvoyOptions> = {}): DataP
     }
   }
   return { gateways, shared: { excluded: excluded.length > 0 ? { listeners: excluded, routes: excluded } : {}, problems } };
+}
+
+/** What toDataPlanesReusing needs to tell that the data planes are as they were. */
+export interface PlanesMemo {
+  readonly options: string;
+  readonly gateways: string;
+  readonly listeners: readonly ListenerIR[];
+  readonly clusters: readonly ClusterIR[];
+  readonly planes: DataPlanes;
+}
+
+/** What toDataPlanes reads of a cluster. */
+function clusterFacts(c: ClusterIR): string {
+  return `${c.name}\0${c.ai !== undefined}\0${c.discovery}`;
+}
+
+/**
+ * toDataPlanes, giving back the last result when the Gateways, the Listeners (the same objects)
+ * and what it reads of each cluster are as they were: an edit of one Backend's members leaves
+ * every data plane as it was, without walking every route again.
+ */
+export function toDataPlanesReusing(ir: IR, options: EnvoyOptions, optionsKey: string, previous: PlanesMemo | undefined): { planes: DataPlanes; memo: PlanesMemo } {
+  const gateways = JSON.stringify(ir.gateways);
+  if (previous !== undefined && previous.options === optionsKey && previous.gateways === gateways && sameItems(previous.listeners, ir.listeners)) {
+    const at = replacedAt(previous.clusters, ir.clusters);
+    if (at !== undefined && at.every((i) => clusterFacts(ir.clusters[i] as ClusterIR) === clusterFacts(previous.clusters[i] as ClusterIR))) {
+      return { planes: previous.planes, memo: { ...previous, clusters: ir.clusters } };
+    }
+  }
+  const planes = toDataPlanes(ir, options);
+  return { planes, memo: { options: optionsKey, gateways, listeners: ir.listeners, clusters: ir.clusters, planes } };
 }

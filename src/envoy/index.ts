@@ -1,4 +1,5 @@
-import type { ClusterIR, IR, ListenerIR } from '../ir/model.js';
+import type { CertificateIR, ClusterIR, CredentialIR, IR, ListenerIR } from '../ir/model.js';
+import { replacedAt } from '../ir/delta.js';
 import { aiExtensionCluster } from './ai-extension.js';
 import { toClusterLoadAssignment, toEnvoyCluster } from './clusters.js';
 import { toEnvoyListener } from './listeners.js';
@@ -8,6 +9,8 @@ import { toRouteConfiguration } from './routes.js';
 import { toCertificateSecret, toCredentialSecret } from './secrets.js';
 import { otlpCluster } from './tracing.js';
 
+import { toDataPlanesReusing, type DataPlanes, type PlanesMemo } from './data-planes.js';
+
 export { toDataPlanes, type DataPlanes, type ResourceNames } from './data-planes.js';
 
 /** IR → the five xDS resource lists. Pure and deterministic: the same IR gives the same JSON. */
@@ -16,25 +19,41 @@ export function toXdsResources(ir: IR, options: Partial<EnvoyOptions> = {}): Xds
   return toXdsResourcesReusing(ir, options, undefined).xds;
 }
 
+/** Resources built from a list of IR objects, at the same index as the object each was built from. */
+interface Built<T> {
+  readonly irs: readonly T[];
+  readonly out: readonly EnvoyResource[];
+}
+
+/** Built from content: an equal IR object built again (a Backend translated again) gives the same resource. */
+interface BuiltByContent<T> extends Built<T> {
+  /** JSON of each IR object, at the same index. */
+  readonly json: readonly string[];
+}
+
 /**
  * The resources of the last toXdsResourcesReusing call, by the IR object each was built from.
  * Translation hands over the same IR object for what did not change, so its resource is the
- * same object again, which the cache recognises without hashing or encoding it.
+ * same object again, which the cache recognises without hashing or encoding it. IR lists are
+ * compared item by item with the last ones: an edit replaces objects in place, so what is
+ * built again is found without a lookup per object.
  */
 export interface EnvoyState {
   readonly options: string;
   readonly bodyLimits: string;
+  readonly bodyLimitsByCluster: ReadonlyMap<string, number>;
   readonly aiExtension: boolean;
-  readonly clusters: ReadonlyMap<ClusterIR, EnvoyResource>;
-  readonly endpoints: ReadonlyMap<ClusterIR, EnvoyResource>;
+  readonly clusters: Built<ClusterIR>;
+  readonly eds: EdsList;
+  readonly endpoints: Built<ClusterIR>;
   /** By the listener without its routes (listenerShape): a route edit leaves the Listener as it was. */
   readonly listeners: ReadonlyMap<string, EnvoyResource>;
   readonly routes: ReadonlyMap<ListenerIR, EnvoyResource>;
-  /** By content: a Backend translated again yields equal credentials, and their Secrets stay the same objects. */
-  readonly credentials: ContentMemo;
-  readonly certificates: ContentMemo;
+  readonly credentials: BuiltByContent<CredentialIR>;
+  readonly certificates: BuiltByContent<CertificateIR>;
   readonly aiCluster: EnvoyResource | undefined;
   readonly otlpCluster: EnvoyResource | undefined;
+  readonly planes: PlanesMemo | undefined;
 }
 
 /** A Listener is built from everything of its IR but the routes (they go out over RDS). */
@@ -43,25 +62,52 @@ function listenerShape(l: ListenerIR): string {
   return JSON.stringify(rest);
 }
 
-/** Resources by the IR object they were built from, and by its JSON for an equal IR object built again. */
-interface ContentMemo {
-  readonly byObject: Map<object, { json: string; value: EnvoyResource }>;
-  readonly byJson: Map<string, EnvoyResource>;
-}
+const NOTHING_BUILT: BuiltByContent<never> = { irs: [], out: [], json: [] };
 
-function newContentMemo(): ContentMemo {
-  return { byObject: new Map(), byJson: new Map() };
-}
-
-function byContent<T extends object>(previous: ContentMemo | undefined, next: ContentMemo, ir: T, build: (ir: T) => EnvoyResource): EnvoyResource {
-  let entry = previous?.byObject.get(ir);
-  if (entry === undefined) {
-    const json = JSON.stringify(ir);
-    entry = { json, value: previous?.byJson.get(json) ?? build(ir) };
+/** Resources for `irs`, reusing those `previous` built from the same object. */
+function buildList<T extends object>(previous: Built<T> | undefined, irs: readonly T[], build: (ir: T) => EnvoyResource): Built<T> {
+  if (previous === undefined) return { irs, out: irs.map(build) };
+  const at = replacedAt(previous.irs, irs);
+  if (at !== undefined) {
+    if (at.length === 0) return { irs, out: previous.out };
+    const out = previous.out.slice();
+    for (const i of at) out[i] = build(irs[i] as T);
+    return { irs, out };
   }
-  next.byObject.set(ir, entry);
-  next.byJson.set(entry.json, entry.value);
-  return entry.value;
+  const byObject = new Map<T, EnvoyResource>();
+  previous.irs.forEach((ir, i) => byObject.set(ir, previous.out[i] as EnvoyResource));
+  return { irs, out: irs.map((ir) => byObject.get(ir) ?? build(ir)) };
+}
+
+/** buildList, also reusing the resource of an equal IR object (by JSON). */
+function buildByContent<T extends object>(previous: BuiltByContent<T>, irs: readonly T[], build: (ir: T) => EnvoyResource): BuiltByContent<T> {
+  if (previous.irs === irs) return previous;
+  const at = replacedAt(previous.irs, irs);
+  const out: EnvoyResource[] = at !== undefined ? previous.out.slice() : new Array<EnvoyResource>(irs.length);
+  const json: string[] = at !== undefined ? previous.json.slice() : new Array<string>(irs.length);
+  let byJson: Map<string, EnvoyResource> | undefined;
+  const byObject = at === undefined ? new Map(previous.irs.map((ir, i) => [ir, i])) : undefined;
+  const place = (i: number): void => {
+    const ir = irs[i] as T;
+    const was = byObject?.get(ir);
+    if (was !== undefined) {
+      out[i] = previous.out[was] as EnvoyResource;
+      json[i] = previous.json[was] as string;
+      return;
+    }
+    const j = JSON.stringify(ir);
+    json[i] = j;
+    if (at !== undefined) {
+      // Replaced in place: equal to what it replaced, or new.
+      if (previous.json[i] !== j) out[i] = build(ir);
+      return;
+    }
+    byJson ??= new Map(previous.json.map((k, n) => [k, previous.out[n] as EnvoyResource]));
+    out[i] = byJson.get(j) ?? build(ir);
+  };
+  if (at !== undefined) for (const i of at) place(i);
+  else for (let i = 0; i < irs.length; i++) place(i);
+  return { irs, out, json };
 }
 
 function optionsKey(opts: EnvoyOptions): string {
@@ -74,40 +120,95 @@ function reuse<K, V>(previous: ReadonlyMap<K, V> | undefined, next: Map<K, V>, k
   return value;
 }
 
-/** toXdsResources, equal in every byte, building only the resources of IR objects `previous` has not seen. */
-export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, previous: EnvoyState | undefined): { xds: XdsResources; state: EnvoyState } {
+/** What a cluster gives the Listeners and routes: its request body limit, when it is an AI cluster. */
+function bodyLimitOf(c: ClusterIR): string {
+  return c.ai === undefined ? '' : `${c.name}\0${c.ai.requestBodyLimitBytes ?? 0}`;
+}
+
+/** The request body limits of the AI clusters, from the last ones when only other clusters' other fields changed. */
+function bodyLimitsOf(clusters: readonly ClusterIR[], previous: EnvoyState | undefined): { key: string; byCluster: ReadonlyMap<string, number>; ai: boolean } {
+  const at = previous === undefined ? undefined : replacedAt(previous.clusters.irs, clusters);
+  if (previous !== undefined && at !== undefined && at.every((i) => bodyLimitOf(clusters[i] as ClusterIR) === bodyLimitOf(previous.clusters.irs[i] as ClusterIR))) {
+    return { key: previous.bodyLimits, byCluster: previous.bodyLimitsByCluster, ai: previous.aiExtension };
+  }
+  const ai = clusters.filter((c) => c.ai !== undefined);
+  const byCluster = new Map(ai.map((c) => [c.name, c.ai?.requestBodyLimitBytes ?? 0]));
+  return { key: JSON.stringify([...byCluster]), byCluster, ai: ai.length > 0 };
+}
+
+/** The EDS clusters among a cluster list, with, by cluster index, the index of each in `list` (-1: not EDS). */
+interface EdsList {
+  readonly list: readonly ClusterIR[];
+  readonly at: Int32Array;
+}
+
+/** The EDS clusters among `clusters`, from the last ones when the clusters replaced are EDS as the ones before them were. */
+function edsClustersOf(clusters: readonly ClusterIR[], previous: EnvoyState | undefined): EdsList {
+  const at = previous === undefined ? undefined : replacedAt(previous.clusters.irs, clusters);
+  if (previous !== undefined && at !== undefined) {
+    const before = previous.eds;
+    if (at.length === 0) return before;
+    if (at.every((i) => ((clusters[i] as ClusterIR).discovery === 'eds') === (before.at[i] !== -1))) {
+      const list = before.list.slice();
+      for (const i of at) {
+        const j = before.at[i] ?? -1;
+        if (j >= 0) list[j] = clusters[i] as ClusterIR;
+      }
+      return { list, at: before.at };
+    }
+  }
+  const list: ClusterIR[] = [];
+  const where = new Int32Array(clusters.length).fill(-1);
+  clusters.forEach((c, i) => {
+    if (c.discovery === 'eds') where[i] = list.push(c) - 1;
+  });
+  return { list, at: where };
+}
+
+/** toXdsResources, equal in every byte, building only the resources of IR objects `previous` has not seen; and toDataPlanes of the same IR. */
+export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, previous: EnvoyState | undefined): { xds: XdsResources; planes: DataPlanes; state: EnvoyState } {
   const opts = { ...DEFAULT_ENVOY_OPTIONS, ...options };
-  const ai = ir.clusters.filter((c) => c.ai !== undefined);
-  const bodyLimits = new Map(ai.map((c) => [c.name, c.ai?.requestBodyLimitBytes ?? 0]));
   const key = optionsKey(opts);
-  const limitsKey = JSON.stringify([...bodyLimits]);
-  const aiExtension = ai.length > 0;
   const same = previous !== undefined && previous.options === key ? previous : undefined;
+  const limits = bodyLimitsOf(ir.clusters, same);
+  const bodyLimits = limits.byCluster;
+  const aiExtension = limits.ai;
   // A Listener's body buffer follows its AI Backends' limits when it routes by model.
-  const sameListeners = same !== undefined && same.aiExtension === aiExtension && same.bodyLimits === limitsKey ? same : undefined;
-  const sameRoutes = same !== undefined && same.bodyLimits === limitsKey ? same : undefined;
-  const state = {
-    options: key,
-    bodyLimits: limitsKey,
-    aiExtension,
-    clusters: new Map<ClusterIR, EnvoyResource>(),
-    endpoints: new Map<ClusterIR, EnvoyResource>(),
-    listeners: new Map<string, EnvoyResource>(),
-    routes: new Map<ListenerIR, EnvoyResource>(),
-    credentials: newContentMemo(),
-    certificates: newContentMemo(),
-    aiCluster: aiExtension ? (same?.aiCluster ?? aiExtensionCluster(opts)) : undefined,
-    otlpCluster: opts.otlp !== undefined && ir.listeners.length > 0 ? (same?.otlpCluster ?? otlpCluster(opts.otlp, opts)) : undefined,
-  };
+  const sameListeners = same !== undefined && same.aiExtension === aiExtension && same.bodyLimits === limits.key ? same : undefined;
+  const sameRoutes = same !== undefined && same.bodyLimits === limits.key ? same : undefined;
+  const listeners = new Map<string, EnvoyResource>();
+  const routes = new Map<ListenerIR, EnvoyResource>();
+  const clusters = buildList(same?.clusters, ir.clusters, (x) => toEnvoyCluster(x, opts));
+  const eds = edsClustersOf(ir.clusters, same);
+  const endpoints = buildList(same?.endpoints, eds.list, (x) => toClusterLoadAssignment(x, opts));
+  const certificates = buildByContent(previous?.certificates ?? NOTHING_BUILT, ir.certificates, toCertificateSecret);
+  const credentials = buildByContent(previous?.credentials ?? NOTHING_BUILT, ir.credentials, toCredentialSecret);
+  const aiCluster = aiExtension ? (same?.aiCluster ?? aiExtensionCluster(opts)) : undefined;
+  const otlp = opts.otlp !== undefined && ir.listeners.length > 0 ? (same?.otlpCluster ?? otlpCluster(opts.otlp, opts)) : undefined;
   const xds: XdsResources = {
-    listeners: ir.listeners.map((l) => reuse(sameListeners?.listeners, state.listeners, listenerShape(l), () => toEnvoyListener(l, opts, { aiExtension, bodyLimits }))),
-    routes: ir.listeners.map((l) => reuse(sameRoutes?.routes, state.routes, l, (x) => toRouteConfiguration(x, bodyLimits))),
-    clusters: [...ir.clusters.map((c) => reuse(same?.clusters, state.clusters, c, (x) => toEnvoyCluster(x, opts))), ...(state.aiCluster ? [state.aiCluster] : []), ...(state.otlpCluster ? [state.otlpCluster] : [])],
-    endpoints: ir.clusters.filter((c) => c.discovery === 'eds').map((c) => reuse(same?.endpoints, state.endpoints, c, (x) => toClusterLoadAssignment(x, opts))),
-    secrets: [
-      ...ir.certificates.map((c) => byContent(previous?.certificates, state.certificates, c, toCertificateSecret)),
-      ...ir.credentials.map((c) => byContent(previous?.credentials, state.credentials, c, toCredentialSecret)),
-    ],
+    listeners: ir.listeners.map((l) => reuse(sameListeners?.listeners, listeners, listenerShape(l), () => toEnvoyListener(l, opts, { aiExtension, bodyLimits }))),
+    routes: ir.listeners.map((l) => reuse(sameRoutes?.routes, routes, l, (x) => toRouteConfiguration(x, bodyLimits))),
+    // concat copies the lists whole; a spread walks them item by item.
+    clusters: clusters.out.concat(aiCluster ? [aiCluster] : [], otlp ? [otlp] : []),
+    endpoints: endpoints.out.slice(),
+    secrets: certificates.out.concat(credentials.out),
   };
-  return { xds, state };
+  const planes = toDataPlanesReusing(ir, opts, key, same?.planes);
+  const state: EnvoyState = {
+    options: key,
+    bodyLimits: limits.key,
+    bodyLimitsByCluster: bodyLimits,
+    aiExtension,
+    clusters,
+    eds,
+    endpoints,
+    listeners,
+    routes,
+    credentials,
+    certificates,
+    aiCluster,
+    otlpCluster: otlp,
+    planes: planes.memo,
+  };
+  return { xds, planes: planes.planes, state };
 }

@@ -1,4 +1,5 @@
 import { withTransitionTimes, type Condition } from '../api/conditions.js';
+import { replacedAt } from '../ir/delta.js';
 import type { ObjectStatus } from '../translate/status.js';
 
 function key(s: { kind: string; namespace: string; name: string }): string {
@@ -57,33 +58,54 @@ function sameJson(a: unknown, b: unknown): boolean {
  */
 export class StatusBook {
   private current = new Map<string, ObjectStatus>();
-  /** The status each published one was stamped from: handed the same object again, the book has nothing to compare. */
-  private given = new Map<string, ObjectStatus>();
+  /** The statuses last handed to update, and at the same index what each was published as. */
+  private given: readonly ObjectStatus[] = [];
+  private published: ObjectStatus[] = [];
 
   constructor(private readonly clock: () => string = () => new Date().toISOString()) {}
 
   update(statuses: ObjectStatus[]): { changed: ObjectStatus[]; removed: string[] } {
     const now = this.clock();
-    const next = new Map<string, ObjectStatus>();
-    const given = new Map<string, ObjectStatus>();
     const changed: ObjectStatus[] = [];
+    // Translation hands over the same status object for an object that did not change, in the
+    // same order: only the statuses replaced in place have anything to compare.
+    const at = replacedAt(this.given, statuses);
+    if (at !== undefined && at.every((i) => key(statuses[i] as ObjectStatus) === key(this.given[i] as ObjectStatus))) {
+      const published = at.length > 0 ? this.published.slice() : this.published;
+      for (const i of at) {
+        const s = statuses[i] as ObjectStatus;
+        const prev = published[i] as ObjectStatus;
+        const stamped = stamp(s, prev, now);
+        published[i] = stamped;
+        this.current.set(key(s), stamped);
+        if (!sameJson(prev, stamped)) changed.push(stamped);
+      }
+      this.given = statuses;
+      this.published = published;
+      return { changed, removed: [] };
+    }
+    const givenBefore = new Map<string, ObjectStatus>();
+    for (const s of this.given) givenBefore.set(key(s), s);
+    const next = new Map<string, ObjectStatus>();
+    const published: ObjectStatus[] = [];
     for (const s of statuses) {
       const k = key(s);
       const prev = this.current.get(k);
-      given.set(k, s);
-      // Translation hands over the same status object for an object that did not change.
-      if (prev !== undefined && this.given.get(k) === s) {
+      if (prev !== undefined && givenBefore.get(k) === s) {
         next.set(k, prev);
+        published.push(prev);
         continue;
       }
       const stamped = stamp(s, prev, now);
       next.set(k, stamped);
+      published.push(stamped);
       if (!prev || !sameJson(prev, stamped)) changed.push(stamped);
     }
     const removed: string[] = [];
     for (const k of this.current.keys()) if (!next.has(k)) removed.push(k);
     this.current = next;
-    this.given = given;
+    this.given = statuses;
+    this.published = published;
     return { changed, removed };
   }
 

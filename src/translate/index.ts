@@ -7,13 +7,14 @@ import type { Namespace } from '../api/namespace.js';
 import type { Service } from '../api/service.js';
 import type { Secret } from '../api/secret.js';
 import { isServedProtocol, type Gateway, type GatewayClass } from '../api/gateway.js';
-import type { CredentialIR, GatewayIR, IR, ListenerIR, VirtualHostIR } from '../ir/model.js';
+import type { ClusterIR, CredentialIR, GatewayIR, IR, ListenerIR, VirtualHostIR } from '../ir/model.js';
 import { translateBackend, type TranslatedBackend } from './backends.js';
-import { gatewayAccessLog, gatewayStatus, isServed, translateGateways, type TranslatedGateways } from './gateways.js';
+import { gatewayAccessLog, gatewayStatus, isServed, translateGateways, type ServedListener, type TranslatedGateways } from './gateways.js';
 import type { Inputs, InvalidObject, ReferenceGrant } from './inputs.js';
 import { compareRoutes } from './precedence.js';
 import { modelsRoute, type ServedModels } from './models.js';
 import { translateRoute, type PlacedRoute, type TranslatedRoute } from './routes.js';
+import { replacedAt, sameItems } from '../ir/delta.js';
 import { ServiceBackends } from './services.js';
 import type { InvalidStatus, ObjectStatus, WarningEvent } from './status.js';
 import { serviceAccountIndex } from './credentials.js';
@@ -49,11 +50,13 @@ interface ServiceStage {
   result: ServiceBackends;
 }
 
+/**
+ * A route's result holds while the route, the Gateways, Namespaces and ReferenceGrants (checked
+ * once for all routes: every memo of a state was translated or checked with that state's lists),
+ * the Services it used and the Backends it looked up are what they were.
+ */
 interface RouteMemo {
   route: HTTPRoute;
-  gateways: TranslatedGateways;
-  namespaces: readonly Namespace[];
-  grants: readonly ReferenceGrant[];
   /** The ServiceBackends it resolved Services with, if it resolved any. */
   services: ServiceBackends | undefined;
   /** The Backends it looked up, as what a route reads of one (routeView). */
@@ -68,24 +71,76 @@ interface ListenerMemo {
   ir: ListenerIR;
 }
 
+/** Objects of one kind in key order, and at the same index what translating each gave. */
+interface MemoList<I, M> {
+  readonly items: readonly I[];
+  readonly memos: readonly M[];
+}
+
 /**
  * Per-object results of one translation and what each read (the dependency index): a Backend's
  * result depends on the Backend and the Secrets it looked up; a route's on the route, the
  * Gateways, Namespaces, ReferenceGrants, the Services if it used any, and the Backends it looked
  * up. Objects are compared by identity: providers hand over the same object while it is
- * unchanged, so the change set is what is not the same object. A result reused is the same
- * object, down to the IR, so the Envoy stage and the cache can skip it by reference.
+ * unchanged, so the change set is what is not the same object, found by walking the key-ordered
+ * lists side by side (an edit replaces objects in place). A result reused is the same object,
+ * down to the IR, so the Envoy stage and the cache can skip it by reference. What is derived from
+ * all Backends or all routes (route placement, models, credentials) is kept and reused while the
+ * results it came from are.
  */
 export interface TranslationState {
   readonly secrets: { list: readonly Secret[]; byKey: ReadonlyMap<string, Secret> } | undefined;
   readonly gateways: GatewayStage | undefined;
   readonly services: ServiceStage | undefined;
-  readonly backends: ReadonlyMap<string, BackendMemo>;
-  readonly routes: ReadonlyMap<string, RouteMemo>;
+  readonly namespaces: readonly Namespace[] | undefined;
+  readonly grants: readonly ReferenceGrant[] | undefined;
+  readonly backends: MemoList<Backend, BackendMemo>;
+  readonly routes: MemoList<HTTPRoute, RouteMemo>;
+  /** Secret key → indexes of the Backends that may read it (a superset, as routesByBackend). */
+  readonly backendsBySecret: Map<string, number[]> | undefined;
+  /** The Backends' Warning Events, statuses and clusters, in Backend order. */
+  readonly backendEvents: readonly WarningEvent[];
+  readonly backendStatuses: readonly ObjectStatus[];
+  /** With, by Backend index, the index of its cluster in the list (-1: none). */
+  readonly backendClusters: { list: readonly ClusterIR[]; at: Int32Array } | undefined;
+  /**
+   * Backend key → indexes of the routes that may read it (a superset: an entry outlives the read
+   * when a route is translated again in place, which costs one look).
+   */
+  readonly routesByBackend: Map<string, number[]> | undefined;
+  /** attachedRoutes of every served listener, in Gateway order, once every route was counted. */
+  readonly attached: readonly number[];
+  readonly routeEvents: readonly WarningEvent[];
+  readonly routeStatuses: readonly ObjectStatus[];
+  readonly placedBy: ReadonlyMap<string, PlacedRoute[]> | undefined;
+  readonly serviceClusters: readonly ClusterIR[];
+  readonly models: { byCluster: ReadonlyMap<string, ServedModels>; key: string } | undefined;
+  readonly credentials: readonly CredentialIR[] | undefined;
   readonly listeners: ReadonlyMap<string, ListenerMemo>;
 }
 
-const EMPTY_STATE: TranslationState = { secrets: undefined, gateways: undefined, services: undefined, backends: new Map(), routes: new Map(), listeners: new Map() };
+const EMPTY_STATE: TranslationState = {
+  secrets: undefined,
+  gateways: undefined,
+  services: undefined,
+  namespaces: undefined,
+  grants: undefined,
+  backends: { items: [], memos: [] },
+  routes: { items: [], memos: [] },
+  backendsBySecret: undefined,
+  backendEvents: [],
+  backendStatuses: [],
+  backendClusters: undefined,
+  routesByBackend: undefined,
+  attached: [],
+  routeEvents: [],
+  routeStatuses: [],
+  placedBy: undefined,
+  serviceClusters: [],
+  models: undefined,
+  credentials: undefined,
+  listeners: new Map(),
+};
 
 function invalidStatuses(inputs: Inputs): InvalidStatus[] {
   return inputs.invalid
@@ -129,17 +184,33 @@ function routeView(b: TranslatedBackend): string {
 /** routeView of each TranslatedBackend (never changed once built), computed once. */
 const routeViews = new WeakMap<TranslatedBackend, string>();
 
-/** Same length, same objects in the same order. */
-function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+/** What a listener's /v1/models answer reads of a Backend. */
+function modelsView(b: TranslatedBackend): string {
+  return b.cluster && b.models ? JSON.stringify([b.cluster.name, b.models]) : '';
 }
 
 function unchanged<V>(reads: Reads<V>, lookup: Pick<ReadonlyMap<string, V>, 'get'>): boolean {
   for (const [k, v] of reads) if (lookup.get(k) !== v) return false;
   return true;
+}
+
+/**
+ * unchanged(), knowing which keys may have changed: `changed` undefined means any may have; a
+ * read of a key not in `changed` found what it finds now.
+ */
+function readsHold<V>(reads: Reads<V>, lookup: Pick<ReadonlyMap<string, V>, 'get'>, changed: ReadonlySet<string> | undefined): boolean {
+  if (changed !== undefined) {
+    if (changed.size === 0) return true;
+    let touched = false;
+    for (const [k] of reads) {
+      if (changed.has(k)) {
+        touched = true;
+        break;
+      }
+    }
+    if (!touched) return true;
+  }
+  return unchanged(reads, lookup);
 }
 
 /** A lookup that records what was asked and found. */
@@ -157,12 +228,141 @@ function recording<V>(from: Pick<ReadonlyMap<string, V>, 'get'>): { lookup: Pick
   };
 }
 
-function sortedByKey<T extends { metadata: { namespace: string; name: string } }>(items: readonly T[]): readonly T[] {
-  // Providers hand over objects in key order already: checking costs less than sorting.
-  for (let i = 1; i < items.length; i++) {
-    if (byCodeUnits(key((items[i - 1] as T).metadata), key((items[i] as T).metadata)) > 0) return [...items].sort((x, y) => byCodeUnits(key(x.metadata), key(y.metadata)));
+type Keyed = { metadata: { namespace: string; name: string } };
+
+/**
+ * Items in key order. Providers hand them over in key order already, so checking costs less than
+ * sorting; where an item is the one at the same index of the last (sorted) list, so is its
+ * neighbour's order, and only the pairs around replaced items are compared.
+ */
+function sortedByKey<T extends Keyed>(items: readonly T[], previous: readonly T[]): readonly T[] {
+  const at = replacedAt(previous, items);
+  const inOrder = (i: number): boolean => byCodeUnits(key((items[i - 1] as T).metadata), key((items[i] as T).metadata)) <= 0;
+  let sorted = true;
+  if (at !== undefined) {
+    for (const i of at) if ((i > 0 && !inOrder(i)) || (i + 1 < items.length && !inOrder(i + 1))) sorted = false;
+  } else {
+    for (let i = 1; i < items.length && sorted; i++) sorted = inOrder(i);
   }
-  return items;
+  return sorted ? items : [...items].sort((x, y) => byCodeUnits(key(x.metadata), key(y.metadata)));
+}
+
+/**
+ * The Secrets by key, and which keys may differ from the last translation's (undefined: any).
+ * Secrets replaced in place change only their own entries.
+ */
+function secretsByKey(list: readonly Secret[], previous: TranslationState['secrets']): { byKey: ReadonlyMap<string, Secret>; changed: ReadonlySet<string> | undefined } {
+  const at = previous === undefined ? undefined : replacedAt(previous.list, list);
+  if (previous !== undefined && at !== undefined) {
+    if (at.length === 0) return { byKey: previous.byKey, changed: new Set() };
+    // The entry replaced must be the one the map held (no other Secret of that key in the list).
+    const inPlace = at.every((i) => {
+      const k = key((list[i] as Secret).metadata);
+      return k === key((previous.list[i] as Secret).metadata) && previous.byKey.get(k) === previous.list[i];
+    });
+    if (inPlace) {
+      const byKey = new Map(previous.byKey);
+      const changed = new Set<string>();
+      for (const i of at) {
+        const s = list[i] as Secret;
+        const k = key(s.metadata);
+        byKey.set(k, s);
+        changed.add(k);
+      }
+      return { byKey, changed };
+    }
+  }
+  return { byKey: new Map<string, Secret>(list.map((s) => [key(s.metadata), s])), changed: undefined };
+}
+
+/** What changed among the Backends' results, for what depends on all of them. */
+interface BackendChanges {
+  /** Keys whose routeView changed (undefined: any may have). */
+  views: Set<string> | undefined;
+  models: boolean;
+  credentials: boolean;
+  /** Indexes translated again (undefined: the list could not be lined up with the last one). */
+  rebuilt: number[] | undefined;
+  /** A Backend translated again gained or lost its cluster. */
+  clusters: boolean;
+  /** A Backend translated again had or has Warning Events. */
+  events: boolean;
+}
+
+/** Key → indexes of the objects that may read it; a superset, as TranslationState.routesByBackend. */
+type ReadersIndex = Map<string, number[]>;
+
+function readersOf(memos: readonly { secrets: Reads<unknown> }[]): ReadersIndex {
+  const index: ReadersIndex = new Map();
+  memos.forEach((m, i) => addReader(index, m.secrets, i));
+  return index;
+}
+
+function addReader(index: ReadersIndex, reads: Reads<unknown>, i: number): void {
+  for (const [k] of reads) {
+    const list = index.get(k);
+    if (list === undefined) index.set(k, [i]);
+    else if (list[list.length - 1] !== i && !list.includes(i)) list.push(i);
+  }
+}
+
+function translateBackends(
+  items: readonly Backend[],
+  previous: MemoList<Backend, BackendMemo>,
+  previousReaders: ReadersIndex | undefined,
+  secrets: ReadonlyMap<string, Secret>,
+  changedSecrets: ReadonlySet<string> | undefined,
+): { memos: BackendMemo[]; changes: BackendChanges; readers: ReadersIndex } {
+  const build = (b: Backend): BackendMemo => {
+    const rec = recording(secrets);
+    return { backend: b, result: translateBackend(b, rec.lookup), secrets: rec.reads };
+  };
+  const at = replacedAt(previous.items, items);
+  if (at === undefined) {
+    const byKey = new Map(previous.memos.map((m) => [m.result.key, m]));
+    const memos = items.map((b) => {
+      const memo = byKey.get(key(b.metadata));
+      return memo !== undefined && memo.backend === b && readsHold(memo.secrets, secrets, changedSecrets) ? memo : build(b);
+    });
+    return { memos, changes: { views: undefined, models: true, credentials: true, rebuilt: undefined, clusters: true, events: true }, readers: readersOf(memos) };
+  }
+  const memos = at.length > 0 || changedSecrets === undefined || changedSecrets.size > 0 ? previous.memos.slice() : (previous.memos as BackendMemo[]);
+  const rebuilt: number[] = [];
+  const changes: BackendChanges = { views: new Set(), models: false, credentials: false, rebuilt, clusters: false, events: false };
+  const secretsMoved = changedSecrets === undefined || changedSecrets.size > 0;
+  // Only the Backends replaced, and those that read a Secret that changed, need a look.
+  const readers = previousReaders ?? readersOf(previous.memos);
+  let candidates: Iterable<number> = at;
+  if (changedSecrets === undefined) candidates = items.keys();
+  else if (changedSecrets.size > 0) {
+    const look = new Set<number>(at);
+    for (const k of changedSecrets) for (const i of readers.get(k) ?? []) look.add(i);
+    candidates = look;
+  }
+  for (const i of candidates) {
+    const old = memos[i] as BackendMemo;
+    const b = items[i] as Backend;
+    if (old.backend === b && (!secretsMoved || readsHold(old.secrets, secrets, changedSecrets))) continue;
+    const memo = build(b);
+    memos[i] = memo;
+    rebuilt.push(i);
+    // Stale entries only cost a look.
+    addReader(readers, memo.secrets, i);
+    const was = old.result;
+    const now = memo.result;
+    if (was.events.length > 0 || now.events.length > 0) changes.events = true;
+    if ((was.cluster === undefined) !== (now.cluster === undefined)) changes.clusters = true;
+    if (was.key !== now.key) {
+      changes.views?.add(was.key).add(now.key);
+      changes.models = true;
+      changes.credentials = true;
+      continue;
+    }
+    if (routeView(was) !== routeView(now)) changes.views?.add(now.key);
+    if (!changes.models && modelsView(was) !== modelsView(now)) changes.models = true;
+    if (!changes.credentials && JSON.stringify(was.credentials) !== JSON.stringify(now.credentials)) changes.credentials = true;
+  }
+  return { memos, changes, readers };
 }
 
 /**
@@ -171,10 +371,7 @@ function sortedByKey<T extends { metadata: { namespace: string; name: string } }
  * translated again: the output is equal, byte for byte, to translating from scratch.
  */
 export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STATE): Translation {
-  const secrets =
-    previous.secrets !== undefined && sameItems(previous.secrets.list, inputs.secrets)
-      ? previous.secrets.byKey
-      : new Map<string, Secret>(inputs.secrets.map((s) => [`${s.metadata.namespace}/${s.metadata.name}`, s]));
+  const { byKey: secrets, changed: changedSecrets } = secretsByKey(inputs.secrets, previous.secrets);
 
   let gwStage = previous.gateways;
   let gwReused = false;
@@ -183,34 +380,57 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
     sameItems(gwStage.gatewayClasses, inputs.gatewayClasses) &&
     sameItems(gwStage.gateways, inputs.gateways) &&
     sameItems(gwStage.grants, inputs.referenceGrants) &&
-    unchanged(gwStage.secrets, secrets)
+    readsHold(gwStage.secrets, secrets, changedSecrets)
   ) {
     gwReused = true;
-    // Counted again below, route by route.
-    for (const { listeners } of gwStage.result.gateways.values()) for (const l of listeners) l.attachedRoutes = 0;
   } else {
     const rec = recording(secrets);
     gwStage = { gatewayClasses: inputs.gatewayClasses, gateways: inputs.gateways, grants: inputs.referenceGrants, secrets: rec.reads, result: translateGateways(inputs, rec.lookup) };
   }
   const gw = gwStage.result;
+  const servedListeners: ServedListener[] = [];
+  for (const { listeners } of gw.gateways.values()) for (const l of listeners) servedListeners.push(l);
   const events: WarningEvent[] = [...gw.events];
   for (const u of inputs.unknownFields ?? []) {
     events.push({ object: { kind: u.kind, namespace: u.namespace, name: u.name }, reason: 'UnknownFields', message: `unknown field${u.fields.length > 1 ? 's' : ''} ${u.fields.join(', ')}: ${UNKNOWN_FIELD_HINT}` });
   }
 
-  const backends = new Map<string, TranslatedBackend>();
-  const backendMemos = new Map<string, BackendMemo>();
-  for (const b of sortedByKey(inputs.backends)) {
-    const k = key(b.metadata);
-    let memo = previous.backends.get(k);
-    if (memo === undefined || memo.backend !== b || !unchanged(memo.secrets, secrets)) {
-      const rec = recording(secrets);
-      memo = { backend: b, result: translateBackend(b, rec.lookup), secrets: rec.reads };
-    }
-    backendMemos.set(k, memo);
-    backends.set(memo.result.key, memo.result);
-    events.push(...memo.result.events);
+  const backendItems = sortedByKey(inputs.backends, previous.backends.items);
+  const { memos: backendMemos, changes, readers: backendsBySecret } = translateBackends(backendItems, previous.backends, previous.backendsBySecret, secrets, changedSecrets);
+  const rebuiltBackends = changes.rebuilt;
+  const backendsAsBefore = rebuiltBackends !== undefined && rebuiltBackends.length === 0;
+  let backendEvents = previous.backendEvents;
+  if (changes.events || (rebuiltBackends === undefined && previous.backends.memos !== backendMemos)) {
+    const all: WarningEvent[] = [];
+    for (const m of backendMemos) if (m.result.events.length > 0) all.push(...m.result.events);
+    backendEvents = all;
   }
+  let backendStatuses: ObjectStatus[];
+  if (backendsAsBefore) backendStatuses = previous.backendStatuses as ObjectStatus[];
+  else if (rebuiltBackends !== undefined) {
+    backendStatuses = previous.backendStatuses.slice();
+    for (const i of rebuiltBackends) backendStatuses[i] = (backendMemos[i] as BackendMemo).result.status;
+  } else backendStatuses = backendMemos.map((m) => m.result.status);
+  let backendClusters = previous.backendClusters;
+  if (backendClusters === undefined || rebuiltBackends === undefined || changes.clusters) {
+    const list: ClusterIR[] = [];
+    const at = new Int32Array(backendMemos.length).fill(-1);
+    backendMemos.forEach(({ result: b }, i) => {
+      if (b.cluster) at[i] = list.push(b.cluster) - 1;
+    });
+    backendClusters = { list, at };
+  } else if (rebuiltBackends.length > 0) {
+    const list = backendClusters.list.slice();
+    for (const i of rebuiltBackends) {
+      const c = (backendMemos[i] as BackendMemo).result.cluster;
+      const j = backendClusters.at[i] ?? -1;
+      if (c !== undefined && j >= 0) list[j] = c;
+    }
+    backendClusters = { list, at: backendClusters.at };
+  }
+  // Only a route translated again looks Backends up by key.
+  let backends: Map<string, TranslatedBackend> | undefined;
+  const backendsByKey = (): Map<string, TranslatedBackend> => (backends ??= new Map(backendMemos.map((m) => [m.result.key, m.result])));
 
   // A route reads of a Backend only what routeView keeps: a change elsewhere in the Backend
   // (its members, outlier detection) leaves its routes as they were.
@@ -218,11 +438,18 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
   const backendViews = {
     get(k: string): string | undefined {
       if (viewCache.has(k)) return viewCache.get(k);
-      const b = backends.get(k);
+      const b = backendsByKey().get(k);
       const view = b === undefined ? undefined : routeView(b);
       viewCache.set(k, view);
       return view;
     },
+  };
+  const changedViews = changes.views;
+  const viewsHold = (reads: Reads<string>): boolean => {
+    if (changedViews === undefined) return unchanged(reads, backendViews);
+    if (changedViews.size === 0) return true;
+    for (const [k] of reads) if (changedViews.has(k)) return unchanged(reads, backendViews);
+    return true;
   };
 
   let serviceStage = previous.services;
@@ -230,43 +457,107 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
     serviceStage = { services: inputs.services, endpointSlices: inputs.endpointSlices, result: new ServiceBackends(inputs.services, inputs.endpointSlices) };
   }
   const services = serviceStage.result;
-  const namespaces = new Map<string, Namespace>(inputs.namespaces.map((n) => [n.metadata.name, n]));
-  const foreignGateways = new Set(inputs.gateways.map((g) => key(g.metadata)).filter((k) => !gw.gateways.has(k)));
-  const placed: PlacedRoute[] = [];
-  const routeStatuses: ObjectStatus[] = [];
-  const routeMemos = new Map<string, RouteMemo>();
-  for (const route of sortedByKey(inputs.httpRoutes)) {
-    const k = key(route.metadata);
-    let memo = previous.routes.get(k);
-    const reusable =
-      gwReused &&
-      memo !== undefined &&
-      memo.route === route &&
-      memo.gateways === gw &&
-      (memo.services === undefined || memo.services === services) &&
-      sameItems(memo.namespaces, inputs.namespaces) &&
-      sameItems(memo.grants, inputs.referenceGrants) &&
-      unchanged(memo.backends, backendViews);
-    if (memo !== undefined && reusable) {
-      for (const l of memo.result.attachedTo) l.attachedRoutes++;
-    } else {
-      const rec = recording(backends);
-      const viewed = rec.reads;
-      let usedServices = false;
-      const resolver = {
-        resolve: (namespace: string, name: string, port: number | undefined) => {
-          usedServices = true;
-          return services.resolve(namespace, name, port);
-        },
-      };
-      const result = translateRoute(route, { gateways: gw.gateways, foreignGateways, backends: rec.lookup, services: resolver, namespaces, grants: inputs.referenceGrants });
-      memo = { route, gateways: gw, namespaces: inputs.namespaces, grants: inputs.referenceGrants, services: usedServices ? services : undefined, backends: viewed.map(([k]) => [k, backendViews.get(k)] as const), result };
+  const servicesSame = serviceStage === previous.services;
+  const routesMayHold =
+    gwReused &&
+    previous.namespaces !== undefined &&
+    sameItems(previous.namespaces, inputs.namespaces) &&
+    previous.grants !== undefined &&
+    sameItems(previous.grants, inputs.referenceGrants);
+  let namespaces: Map<string, Namespace> | undefined;
+  let foreignGateways: Set<string> | undefined;
+  const routeItems = sortedByKey(inputs.httpRoutes, previous.routes.items);
+  const routeAt = replacedAt(previous.routes.items, routeItems);
+  let routesChanged = routeAt === undefined;
+  const translateAt = (route: HTTPRoute): RouteMemo => {
+    routesChanged = true;
+    namespaces ??= new Map<string, Namespace>(inputs.namespaces.map((n) => [n.metadata.name, n]));
+    foreignGateways ??= new Set(inputs.gateways.map((g) => key(g.metadata)).filter((k) => !gw.gateways.has(k)));
+    const rec = recording(backendsByKey());
+    const viewed = rec.reads;
+    let usedServices = false;
+    const resolver = {
+      resolve: (namespace: string, name: string, port: number | undefined) => {
+        usedServices = true;
+        return services.resolve(namespace, name, port);
+      },
+    };
+    const result = translateRoute(route, { gateways: gw.gateways, foreignGateways, backends: rec.lookup, services: resolver, namespaces, grants: inputs.referenceGrants });
+    return { route, services: usedServices ? services : undefined, backends: viewed.map(([k]) => [k, backendViews.get(k)] as const), result };
+  };
+  let routeMemos: RouteMemo[];
+  let routesByBackend = previous.routesByBackend;
+  const attachedBefore = previous.attached;
+  if (routesMayHold && servicesSame && routeAt !== undefined && changedViews !== undefined && routesByBackend !== undefined && attachedBefore.length === servedListeners.length) {
+    // Lined up with the last translation, Gateways as they were: only the routes replaced and
+    // those that read a Backend whose view changed need a look; the listeners' route counts are
+    // the last ones, corrected for the routes translated again.
+    servedListeners.forEach((l, i) => (l.attachedRoutes = attachedBefore[i] ?? 0));
+    const look = new Set<number>(routeAt);
+    for (const k of changedViews ?? []) for (const i of routesByBackend.get(k) ?? []) look.add(i);
+    routeMemos = look.size > 0 ? previous.routes.memos.slice() : (previous.routes.memos as RouteMemo[]);
+    for (const i of look) {
+      const route = routeItems[i] as HTTPRoute;
+      const old = routeMemos[i] as RouteMemo;
+      if (old.route === route && viewsHold(old.backends)) continue;
+      for (const l of old.result.attachedTo) l.attachedRoutes--;
+      const memo = translateAt(route);
+      routeMemos[i] = memo;
+      // Stale entries only cost a look: the index lists every Backend a route at i may read.
+      for (const [k] of memo.backends) {
+        const list = routesByBackend.get(k);
+        if (list === undefined) routesByBackend.set(k, [i]);
+        else if (!list.includes(i)) list.push(i);
+      }
     }
-    routeMemos.set(k, memo);
-    const t = memo.result;
-    placed.push(...t.placed);
-    events.push(...t.events);
-    if (t.status.parents.length > 0) routeStatuses.push(t.status);
+  } else {
+    for (const l of servedListeners) l.attachedRoutes = 0;
+    const previousRouteByKey = routeAt === undefined ? new Map(previous.routes.memos.map((m) => [key(m.route.metadata), m])) : undefined;
+    routeMemos = new Array<RouteMemo>(routeItems.length);
+    for (let i = 0; i < routeItems.length; i++) {
+      const route = routeItems[i] as HTTPRoute;
+      const memo = previousRouteByKey === undefined ? previous.routes.memos[i] : previousRouteByKey.get(key(route.metadata));
+      const reusable = routesMayHold && memo !== undefined && memo.route === route && (memo.services === undefined || servicesSame) && viewsHold(memo.backends);
+      if (memo !== undefined && reusable) {
+        for (const l of memo.result.attachedTo) l.attachedRoutes++;
+        routeMemos[i] = memo;
+      } else routeMemos[i] = translateAt(route);
+    }
+    routesByBackend = new Map();
+    routeMemos.forEach((m, i) => {
+      for (const [k] of m.backends) {
+        const list = routesByBackend?.get(k);
+        if (list === undefined) routesByBackend?.set(k, [i]);
+        else list.push(i);
+      }
+    });
+  }
+  const attached = servedListeners.map((l) => l.attachedRoutes);
+  let routeEvents = previous.routeEvents;
+  let routeStatuses = previous.routeStatuses;
+  if (routesChanged) {
+    const allEvents: WarningEvent[] = [];
+    const allStatuses: ObjectStatus[] = [];
+    for (const { result: t } of routeMemos) {
+      if (t.events.length > 0) allEvents.push(...t.events);
+      if (t.status.parents.length > 0) allStatuses.push(t.status);
+    }
+    routeEvents = allEvents;
+    routeStatuses = allStatuses;
+  }
+
+  // Every route result the same as last time: so is where they are placed.
+  let placedBy = previous.placedBy;
+  if (routesChanged || placedBy === undefined) {
+    const grouped = new Map<string, PlacedRoute[]>();
+    for (const { result } of routeMemos) {
+      for (const p of result.placed) {
+        const list = grouped.get(p.envoyListener);
+        if (list) list.push(p);
+        else grouped.set(p.envoyListener, [p]);
+      }
+    }
+    placedBy = grouped;
   }
 
   const listeners: ListenerIR[] = [];
@@ -292,20 +583,18 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
       if (l.certificates.length > 0) ir.tls.push({ certificates: [...l.certificates], serverNames: l.spec.hostname ? [l.spec.hostname] : [] });
     }
   }
-  const modelsByCluster = new Map<string, ServedModels>();
-  for (const b of backends.values()) if (b.cluster && b.models) modelsByCluster.set(b.cluster.name, b.models);
-  // The /v1/models answer of a listener depends on its Backends' models, not only on its routes.
-  const modelsKey = JSON.stringify([...modelsByCluster]);
-  const placedBy = new Map<string, PlacedRoute[]>();
-  for (const p of placed) {
-    const list = placedBy.get(p.envoyListener);
-    if (list) list.push(p);
-    else placedBy.set(p.envoyListener, [p]);
+  let models = previous.models;
+  if (changes.models || models === undefined) {
+    const byCluster = new Map<string, ServedModels>();
+    for (const { result: b } of backendMemos) if (b.cluster && b.models) byCluster.set(b.cluster.name, b.models);
+    // The /v1/models answer of a listener depends on its Backends' models, not only on its routes.
+    models = { byCluster, key: JSON.stringify([...byCluster]) };
   }
+  const modelsByCluster = models.byCluster;
   const listenerMemos = new Map<string, ListenerMemo>();
   const listenerIrs = listeners.map((l) => {
     const mine = placedBy.get(l.name) ?? [];
-    const shape = `${JSON.stringify(l)}\0${modelsKey}`;
+    const shape = `${JSON.stringify(l)}\0${models.key}`;
     const memo = previous.listeners.get(l.name);
     if (memo !== undefined && memo.shape === shape && sameItems(memo.placed, mine)) {
       listenerMemos.set(l.name, memo);
@@ -316,37 +605,58 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
     return l;
   });
 
-  const credentials = new Map<string, CredentialIR>();
-  for (const b of backends.values()) for (const c of b.credentials) credentials.set(c.name, c);
-  const index = serviceAccountIndex(credentials.values());
-  if (index !== undefined) credentials.set(index.name, index);
+  let credentials = previous.credentials;
+  if (changes.credentials || credentials === undefined) {
+    const byName = new Map<string, CredentialIR>();
+    for (const { result: b } of backendMemos) for (const c of b.credentials) byName.set(c.name, c);
+    const index = serviceAccountIndex(byName.values());
+    if (index !== undefined) byName.set(index.name, index);
+    credentials = [...byName.values()].sort((a, b) => byCodeUnits(a.name, b.name));
+  }
 
-  const statuses = noteLastGood(
-    [
-      ...gw.classStatuses,
-      ...[...gw.gateways.values()].map((g) => {
-        const accessLog = gatewayAccessLog(g.gateway);
-        return gatewayStatus(g.gateway, g.listeners, 'error' in accessLog ? accessLog.error : undefined);
-      }),
-      ...routeStatuses,
-      ...[...backends.values()].map((b) => b.status),
-      ...invalidStatuses(inputs),
-    ],
-    inputs,
-  );
+  const gatewayStatuses: ObjectStatus[] = [...gw.gateways.values()].map((g) => {
+    const accessLog = gatewayAccessLog(g.gateway);
+    return gatewayStatus(g.gateway, g.listeners, 'error' in accessLog ? accessLog.error : undefined);
+  });
+  const statuses = noteLastGood((gw.classStatuses as ObjectStatus[]).concat(gatewayStatuses, routeStatuses, backendStatuses, invalidStatuses(inputs)), inputs);
 
+  // A Service port becomes a cluster only when a served route sends traffic to it.
+  const serviceClusters = !routesChanged && servicesSame ? previous.serviceClusters : services.clustersNamed(forwardedClusters(placedBy)).sort((a, b) => byCodeUnits(a.name, b.name));
+  const clusters = backendClusters.list.concat(serviceClusters);
   const ir: IR = {
     gateways: [...gw.gateways.values()].map((g) => gatewayIr(g.gateway)).sort((a, b) => byCodeUnits(key(a), key(b))),
     listeners: listenerIrs.sort((a, b) => byCodeUnits(a.name, b.name)),
-    clusters: [
-      ...[...backends.values()].flatMap((b) => (b.cluster ? [b.cluster] : [])),
-      // A Service port becomes a cluster only when a served route sends traffic to it.
-      ...services.clustersNamed(forwardedClusters(placed)).sort((a, b) => byCodeUnits(a.name, b.name)),
-    ],
-    credentials: [...credentials.values()].sort((a, b) => byCodeUnits(a.name, b.name)),
+    clusters,
+    credentials: credentials as CredentialIR[],
     certificates: [...gw.certificates].sort((a, b) => byCodeUnits(a.name, b.name)),
   };
-  return { ir, statuses, events, state: { secrets: { list: inputs.secrets, byKey: secrets }, gateways: gwStage, services: serviceStage, backends: backendMemos, routes: routeMemos, listeners: listenerMemos } };
+  return {
+    ir,
+    statuses,
+    events: events.concat(backendEvents, routeEvents),
+    state: {
+      secrets: { list: inputs.secrets, byKey: secrets },
+      gateways: gwStage,
+      services: serviceStage,
+      namespaces: inputs.namespaces,
+      grants: inputs.referenceGrants,
+      backends: { items: backendItems, memos: backendMemos },
+      routes: { items: routeItems, memos: routeMemos },
+      backendsBySecret,
+      backendEvents,
+      backendStatuses,
+      backendClusters,
+      routesByBackend,
+      attached,
+      routeEvents,
+      routeStatuses,
+      placedBy,
+      serviceClusters,
+      models,
+      credentials,
+      listeners: listenerMemos,
+    },
+  };
 }
 
 function gatewayIr(g: Gateway): GatewayIR {
@@ -370,9 +680,9 @@ function gatewayIr(g: Gateway): GatewayIR {
   };
 }
 
-function forwardedClusters(placed: readonly PlacedRoute[]): Set<string> {
+function forwardedClusters(placedBy: ReadonlyMap<string, readonly PlacedRoute[]>): Set<string> {
   const names = new Set<string>();
-  for (const p of placed) if (p.route.action.kind === 'forward') for (const c of p.route.action.clusters) names.add(c.name);
+  for (const placed of placedBy.values()) for (const p of placed) if (p.route.action.kind === 'forward') for (const c of p.route.action.clusters) names.add(c.name);
   return names;
 }
 

@@ -9,7 +9,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { toXdsResources, toXdsResourcesReusing, type EnvoyState } from '../../src/envoy/index.js';
+import { toDataPlanes, toXdsResources, toXdsResourcesReusing, type EnvoyState } from '../../src/envoy/index.js';
 import { encodeResource } from '../../src/envoy/proto.js';
 import { KIND_FIELD, PUSH_ORDER, resourceName, TypeUrl, type XdsResources } from '../../src/envoy/resources.js';
 import { ManifestStore, parseManifestFile, type ManifestDocument, type ManifestFile } from '../../src/providers/manifest-files.js';
@@ -18,6 +18,8 @@ import { SnapshotCache } from '../../src/xds/cache.js';
 
 const NS = 'ai';
 const FILES = ['a.yaml', 'b.yaml', 'c.yaml'];
+/** Never edited: an edit of another file leaves the GatewayClass the same object, as a file provider does. */
+const CLASS_FILE = 'class.yaml';
 const BACKENDS = ['b0', 'b1', 'b2', 'b3'];
 const SECRETS = ['s0', 's1', 's2'];
 const ROUTES = ['r0', 'r1', 'r2'];
@@ -32,10 +34,11 @@ const secretArb = (name: string): fc.Arbitrary<Doc> =>
   }));
 
 const memberArb = (i: number): fc.Arbitrary<unknown> =>
-  fc.record({ secret: fc.constantFrom(...SECRETS, 'missing'), model: fc.constantFrom('m1', 'm2'), ip: fc.integer({ min: 1, max: 3 }) }).map(({ secret, model, ip }) => ({
+  // ip 0: no hostOverride, so a hostname (a STRICT_DNS cluster instead of EDS when every member has one).
+  fc.record({ secret: fc.constantFrom(...SECRETS, 'missing'), model: fc.constantFrom('m1', 'm2'), ip: fc.integer({ min: 0, max: 3 }) }).map(({ secret, model, ip }) => ({
     name: `m${i}`,
     provider: { openaiCompatible: { host: `m${i}.llm.internal`, port: 443, model, authToken: { kind: 'SecretRef', secretRef: { name: secret } } } },
-    hostOverride: { host: `10.0.0.${ip}`, port: 8443 },
+    ...(ip > 0 ? { hostOverride: { host: `10.0.0.${ip}`, port: 8443 } } : {}),
   }));
 
 const backendArb = (name: string): fc.Arbitrary<Doc> =>
@@ -43,13 +46,15 @@ const backendArb = (name: string): fc.Arbitrary<Doc> =>
     priorities: fc.array(fc.array(fc.nat(5), { minLength: 1, maxLength: 2 }), { minLength: 1, maxLength: 3 }),
     members: fc.tuple(memberArb(0), memberArb(1), memberArb(2), memberArb(3), memberArb(4), memberArb(5)),
     outlier: fc.option(fc.integer({ min: 1, max: 9 }), { nil: undefined }),
-  }).map(({ priorities, members, outlier }) => {
+    // What its routes read of it: a change here re-translates the routes that name it.
+    attempts: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined }),
+  }).map(({ priorities, members, outlier, attempts }) => {
     let next = 0;
     // Member names are unique per Backend: each pool slot takes the next member.
     const pools = priorities.map((pool) => ({ pool: pool.map(() => members[next++ % members.length]) }));
     return {
       apiVersion: 'switchyard.dev/v1alpha1', kind: 'Backend', metadata: { name, namespace: NS },
-      spec: { type: 'AI', ai: { multipool: { priorities: pools } }, ...(outlier !== undefined ? { outlierDetection: { consecutive5xx: outlier } } : {}) },
+      spec: { type: 'AI', ai: { multipool: { priorities: pools } }, ...(outlier !== undefined ? { outlierDetection: { consecutive5xx: outlier } } : {}), ...(attempts !== undefined ? { retry: { attempts } } : {}) },
     };
   });
 
@@ -149,7 +154,7 @@ describe('incremental translation', () => {
   it('gives, after every edit of a random sequence, exactly what a translation from scratch gives', () => {
     fc.assert(
       fc.property(fc.array(editArb, { minLength: 1, maxLength: 25 }), (edits) => {
-        const files = new Map<string, Doc[] | string>([['a.yaml', [GATEWAY_CLASS]], ['b.yaml', []], ['c.yaml', []]]);
+        const files = new Map<string, Doc[] | string>([[CLASS_FILE, [GATEWAY_CLASS]], ['a.yaml', []], ['b.yaml', []], ['c.yaml', []]]);
         const parsed = new Map<string, { text: string; documents: ManifestDocument[] }>();
         const store = new ManifestStore();
         const cache = new SnapshotCache();
@@ -158,7 +163,7 @@ describe('incremental translation', () => {
         for (const edit of edits) {
           applyEdit(files, edit);
           // As the file provider does: a file whose text did not change is not parsed again.
-          const manifests: ManifestFile[] = FILES.map((name) => {
+          const manifests: ManifestFile[] = [CLASS_FILE, ...FILES].map((name) => {
             const t = text(files.get(name) ?? []);
             let entry = parsed.get(name);
             if (entry?.text !== t) {
@@ -178,6 +183,8 @@ describe('incremental translation', () => {
           const full = translate(inputs);
           const fullXds = toXdsResources(full.ir);
           expect(encoded(built.xds)).toEqual(encoded(fullXds));
+          // Which Gateway's Envoys get which resources: reused only while it would come out the same.
+          expect(built.planes).toEqual(toDataPlanes(full.ir));
           expect(JSON.stringify(incremental.statuses)).toBe(JSON.stringify(full.statuses));
           expect(JSON.stringify(incremental.events)).toBe(JSON.stringify(full.events));
           // The cache serves what a fresh cache would: same resources, same versions.
@@ -186,7 +193,7 @@ describe('incremental translation', () => {
           for (const kind of PUSH_ORDER) expect(cache.snapshot(TypeUrl[kind])?.version, `${kind} version`).toBe(fresh.snapshot(TypeUrl[kind])?.version);
         }
       }),
-      { numRuns: 60 },
+      { numRuns: 150 },
     );
   });
 });

@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { toXdsResourcesReusing, type EnvoyState } from '../../src/envoy/index.js';
+import { toDataPlanes, toXdsResourcesReusing, type DataPlanes, type EnvoyState } from '../../src/envoy/index.js';
+import type { IR } from '../../src/ir/model.js';
 import { TypeUrl, resourceName, type EnvoyResource, type XdsResources } from '../../src/envoy/resources.js';
 import { ManifestStore, parseManifestFile, type ManifestFile } from '../../src/providers/manifest-files.js';
 import { StatusBook } from '../../src/status/book.js';
@@ -14,13 +15,14 @@ import { SnapshotCache } from '../../src/xds/cache.js';
 
 const N = 40;
 
-function backend(i: number, outlier?: number): unknown {
+/** `dns`: members by hostname only (a STRICT_DNS cluster), not by IP (EDS). */
+function backend(i: number, outlier?: number, dns = false): unknown {
   return {
     apiVersion: 'switchyard.dev/v1alpha1', kind: 'Backend', metadata: { name: `chat-${i}`, namespace: 'ai' },
     spec: {
       type: 'AI',
       ...(outlier !== undefined ? { outlierDetection: { consecutive5xx: outlier } } : {}),
-      ai: { multipool: { priorities: [0, 1].map((p) => ({ pool: [{ name: `p${p}`, provider: { openaiCompatible: { host: `p${p}.llm.internal`, port: 443, model: 'm', authToken: { kind: 'SecretRef', secretRef: { name: `key-${i}-${p}` } } } }, hostOverride: { host: `10.${p}.0.${i + 1}`, port: 8443 } }] })) } },
+      ai: { multipool: { priorities: [0, 1].map((p) => ({ pool: [{ name: `p${p}`, provider: { openaiCompatible: { host: `p${p}.llm.internal`, port: 443, model: 'm', authToken: { kind: 'SecretRef', secretRef: { name: `key-${i}-${p}` } } } }, ...(dns ? {} : { hostOverride: { host: `10.${p}.0.${i + 1}`, port: 8443 } }) }] })) } },
     },
   };
 }
@@ -50,6 +52,8 @@ class Pipeline {
   private translation: TranslationState | undefined;
   private envoy: EnvoyState | undefined;
   xds: XdsResources | undefined;
+  planes: DataPlanes | undefined;
+  ir: IR | undefined;
 
   write(name: string, docs: unknown[]): void {
     this.files.set(name, { name, documents: parseManifestFile(name, docs.map((d) => stringify(d)).join('---\n')) });
@@ -62,6 +66,8 @@ class Pipeline {
     this.translation = t.state;
     this.envoy = built.state;
     this.xds = built.xds;
+    this.planes = built.planes;
+    this.ir = t.ir;
     this.cache.setResources(built.xds);
     return { changedStatuses: this.book.update(t.statuses).changed.map((s) => `${s.kind}/${s.name}`) };
   }
@@ -86,6 +92,23 @@ function setUp(): Pipeline {
 }
 
 describe('incremental translation', () => {
+  it('takes a Backend whose members lose their IP addresses out of its Gateway\'s EDS names, as a full build does', () => {
+    const p = setUp();
+    const planesBefore = p.planes;
+    expect(planesBefore?.gateways.get('ai/edge')?.endpoints).toContain('backend/ai/chat-7');
+    p.write('chat-007.yaml', [backend(7, undefined, true), secret(7, 0, 'sk-7-0'), secret(7, 1, 'sk-7-1'), route(7)]);
+    p.run();
+    expect(p.planes?.gateways.get('ai/edge')?.endpoints).not.toContain('backend/ai/chat-7');
+    expect(p.planes?.gateways.get('ai/edge')?.clusters).toContain('backend/ai/chat-7');
+    expect(p.xds?.endpoints.map(resourceName)).not.toContain('backend/ai/chat-7');
+    expect(p.planes).toEqual(toDataPlanes(p.ir as IR));
+    // An edit that leaves every cluster's name and kind as they were leaves the data planes as they were.
+    const planes = p.planes;
+    p.write('chat-008.yaml', [backend(8, 5), secret(8, 0, 'sk-8-0'), secret(8, 1, 'sk-8-1'), route(8)]);
+    p.run();
+    expect(p.planes).toBe(planes);
+  });
+
   it('rebuilds and encodes only the Cluster of the one Backend edited among many, and changes only its status', () => {
     const p = setUp();
     const before = p.xds as XdsResources;
