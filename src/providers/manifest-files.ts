@@ -153,14 +153,19 @@ export function* manifestDocuments(name: string, content: string | Buffer, limit
     return;
   }
   const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
-  const split = splitYaml(bytes);
-  if (split.unsure) {
+  const state = { unsure: unsureBytes(bytes) };
+  // The documents are split off as they are read, so a caller that pauses between documents
+  // never waits for the split of a whole large file (a tenth of a second for 37 MiB). Only a
+  // "..." line can make the split unsure past its start: a file with one is split in full first.
+  let chunks: Iterable<ChunkBounds> = state.unsure ? [] : yamlChunkBounds(bytes, state);
+  if (!state.unsure && hasDocumentEndLine(bytes)) chunks = [...chunks];
+  if (state.unsure) {
     yield* wholeFileDocuments(name, bytes, limits);
     return;
   }
   const byText = reusableDocuments(previous);
   let index = 0;
-  for (const { from, to, firstLine } of split.chunks) {
+  for (const { from, to, firstLine } of chunks) {
     const source = interned(`${name}#${index}`);
     // 128 bits tell texts apart; kept per document, so kept short.
     const text = hash('sha256', bytes.subarray(from, to), 'buffer').toString('base64', 0, 16);
@@ -337,13 +342,40 @@ const CARRIAGE_RETURN = 0x0d;
  * the caller parses the whole file with the yaml package instead.
  */
 export function splitYaml(bytes: Buffer): { chunks: ChunkBounds[]; unsure: boolean } {
-  const chunks: ChunkBounds[] = [];
-  // The byte order mark editors put at the start of a file is dropped, as the yaml package does.
-  const bom = bytes.subarray(0, 3).equals(BYTE_ORDER_MARK) ? 3 : 0;
-  let unsure = bytes.includes(BYTE_ORDER_MARK, bom);
-  for (let cr = bytes.indexOf(CARRIAGE_RETURN); cr !== -1 && !unsure; cr = bytes.indexOf(CARRIAGE_RETURN, cr + 1)) {
-    if (bytes[cr + 1] !== NEWLINE) unsure = true;
+  const state = { unsure: unsureBytes(bytes) };
+  const chunks = state.unsure ? [] : [...yamlChunkBounds(bytes, state)];
+  return { chunks, unsure: state.unsure };
+}
+
+/** The byte order mark editors put at the start of a file is dropped, as the yaml package does. */
+function byteOrderMarkLength(bytes: Buffer): number {
+  return bytes.subarray(0, 3).equals(BYTE_ORDER_MARK) ? 3 : 0;
+}
+
+/** What makes splitYaml unsure of a file before it reads a line: a byte order mark past the start, a carriage return alone. */
+function unsureBytes(bytes: Buffer): boolean {
+  if (bytes.includes(BYTE_ORDER_MARK, byteOrderMarkLength(bytes))) return true;
+  for (let cr = bytes.indexOf(CARRIAGE_RETURN); cr !== -1; cr = bytes.indexOf(CARRIAGE_RETURN, cr + 1)) {
+    if (bytes[cr + 1] !== NEWLINE) return true;
   }
+  return false;
+}
+
+const DOCUMENT_END_LINE = Buffer.from('\n...');
+
+/** Whether a line starts with "...", the one thing that can make splitYaml unsure once it has started. */
+function hasDocumentEndLine(bytes: Buffer): boolean {
+  const bom = byteOrderMarkLength(bytes);
+  return bytes.includes(DOCUMENT_END_LINE) || (bytes[bom] === DOT && bytes[bom + 1] === DOT && bytes[bom + 2] === DOT);
+}
+
+/**
+ * splitYaml's documents, one at a time, for bytes unsureBytes passed; stops, setting
+ * `state.unsure`, at a "..." line outside a document.
+ */
+function* yamlChunkBounds(bytes: Buffer, state: { unsure: boolean }): Generator<ChunkBounds> {
+  const bom = byteOrderMarkLength(bytes);
+  let unsure = false;
   let start = bom;
   let startLine = 1;
   let explicit = false;
@@ -360,7 +392,7 @@ export function splitYaml(bytes: Buffer): { chunks: ChunkBounds[]; unsure: boole
       const current = bytes.toString('latin1', pos, end).replace(/\r$/, '');
       if (DOCUMENT_START.test(current)) {
         if (explicit || content) {
-          chunks.push({ from: start, to: pos, firstLine: startLine });
+          yield { from: start, to: pos, firstLine: startLine };
           start = pos;
           startLine = line;
         }
@@ -369,8 +401,10 @@ export function splitYaml(bytes: Buffer): { chunks: ChunkBounds[]; unsure: boole
         const rest = current.slice(3).trim();
         content = rest !== '' && !rest.startsWith('#');
       } else if (DOCUMENT_END.test(current)) {
-        if (!explicit && !content) unsure = true;
-        else chunks.push({ from: start, to: Math.min(next, bytes.length), firstLine: startLine });
+        if (!explicit && !content) {
+          unsure = true;
+          state.unsure = true;
+        } else yield { from: start, to: Math.min(next, bytes.length), firstLine: startLine };
         start = Math.min(next, bytes.length);
         startLine = line + 1;
         explicit = false;
@@ -382,8 +416,7 @@ export function splitYaml(bytes: Buffer): { chunks: ChunkBounds[]; unsure: boole
     pos = next;
     line++;
   }
-  if (explicit || content) chunks.push({ from: start, to: bytes.length, firstLine: startLine });
-  return { chunks, unsure };
+  if (explicit || content) yield { from: start, to: bytes.length, firstLine: startLine };
 }
 
 /** splitYaml's documents as text (for a file it is unsure of, its best guess). */
