@@ -684,7 +684,7 @@ export class ManifestStore {
     for (const file of files) {
       const before = this.files.get(file.name);
       if (before !== undefined && before.documents === file.documents && before.readProblem === file.readProblem) continue;
-      const contribution = contributionOf(file, before);
+      const contribution = yield* contributionOf(file, before);
       this.files.set(file.name, contribution);
       const kept = new Set<ManifestDocument>();
       const previous = new Set(before?.definitions);
@@ -843,7 +843,11 @@ export class ManifestStore {
     const gone = this.order.filter((k) => !this.served.has(k));
     const added = [...affected].filter((k) => this.served.has(k) && !this.indexInList.has(k));
     // A few objects more or less are put in place; many are sorted with the rest.
-    if (gone.length + added.length > 64) this.order = [...this.served.keys()].sort(byCodeUnits);
+    if (gone.length + added.length > 64) {
+      yield;
+      this.order = [...this.served.keys()].sort(byCodeUnits);
+      yield;
+    }
     else {
       const order = gone.length > 0 ? this.order.filter((k) => this.served.has(k)) : [...this.order];
       for (const key of added) order.splice(sortedIndex(order, key), 0, key);
@@ -892,7 +896,7 @@ const BUILD_STEP = 1024;
 const BUILD_SLICE_MS = 20;
 
 /** A file's definitions and problems; a document defined before keeps its Definition, so it is recognised as unchanged. */
-function contributionOf(file: ManifestFile, before: FileContribution | undefined): FileContribution {
+function* contributionOf(file: ManifestFile, before: FileContribution | undefined): Generator<void, FileContribution> {
   const known = new Map<ManifestDocument, Definition>();
   for (const d of before?.definitions ?? []) known.set(d.doc, d);
   const problems: Problem[] = [];
@@ -902,17 +906,19 @@ function contributionOf(file: ManifestFile, before: FileContribution | undefined
     broken = [file.readProblem];
   }
   const definitions: Definition[] = [];
-  file.documents.forEach((doc, index) => {
-    if (doc.state === 'ignored') return;
+  for (let index = 0; index < file.documents.length; index++) {
+    if ((index + 1) % BUILD_STEP === 0) yield;
+    const doc = file.documents[index] as ManifestDocument;
+    if (doc.state === 'ignored') continue;
     if (doc.state === 'syntax') {
       problems.push(...doc.problems);
       broken = [...(broken ?? []), ...doc.problems];
-      return;
+      continue;
     }
     if (doc.state === 'invalid') problems.push(...doc.problems);
-    if (!doc.id) return;
+    if (!doc.id) continue;
     definitions.push(known.get(doc) ?? { doc, id: doc.id, key: keyOf(doc.id), file: file.name, index });
-  });
+  }
   return { documents: file.documents, readProblem: file.readProblem, problems, broken, definitions };
 }
 
