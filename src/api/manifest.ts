@@ -7,7 +7,7 @@ import { HTTPRoute } from './httproute.js';
 import type { ObjectId } from './meta.js';
 import { Namespace } from './namespace.js';
 import { ReferenceGrant } from './referencegrant.js';
-import { Secret } from './secret.js';
+import { commonSecret, Secret } from './secret.js';
 import { Service } from './service.js';
 
 /** Every kind Switchyard reads, with the schema that validates it. */
@@ -117,6 +117,9 @@ export function parseManifest(doc: unknown, source?: string): ParseResult {
   if (!(kind in SCHEMAS)) {
     return { ok: 'ignored', ...(id ? { id } : {}), reason: `kind ${kind} is not read by Switchyard` };
   }
+  // Most documents of a large configuration are Secrets of one plain shape: checked without zod.
+  const common = kind === 'Secret' ? commonSecret(doc) : undefined;
+  if (common !== undefined) return { ok: true, object: { kind: 'Secret', value: common }, id: { kind, namespace: common.metadata.namespace, name: common.metadata.name }, warnings: [] };
   const schema = SCHEMAS[kind as KnownKind];
   const parsed = schema.safeParse(doc);
   if (!parsed.success) return { ok: false, ...(id ? { id } : {}), problems: zodProblems(parsed.error, id, source) };

@@ -215,7 +215,7 @@ export class FileProvider {
         if (!this.stopped) this.syncWatchers(directories);
         return;
       }
-      next = this.store.build(read.files);
+      next = await this.store.buildYielding(read.files);
     } catch (err) {
       if (!this.snapshot) throw err;
       // The path itself is gone (mid-replace, or unmounted), or grew past the total limit:
