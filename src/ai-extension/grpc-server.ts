@@ -127,9 +127,9 @@ function trailersOnly(stream: http2.ServerHttp2Stream, status: number, message: 
   respondEnd(stream, { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(status), 'grpc-message': encodeGrpcMessage(message) });
 }
 
-/** grpc-message is percent-encoded (gRPC over HTTP/2, "Responses"). */
+/** grpc-message: bytes outside printable ASCII, and '%', are percent-encoded (gRPC over HTTP/2, "Responses"). */
 function encodeGrpcMessage(message: string): string {
-  return encodeURIComponent(message);
+  return message.replace(/[^\x20-\x24\x26-\x7e]+/gu, (run) => [...Buffer.from(run)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''));
 }
 
 const RESPONSE_HEADERS = { ':status': 200, 'content-type': 'application/grpc' } as const;
@@ -214,6 +214,8 @@ function serveBidi(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
   let halfCloseListener: (() => void) | undefined;
   let messageListener: ((m: Buffer) => void) | undefined;
   let trailers: http2.OutgoingHttpHeaders | undefined;
+  /** Set when the call ends before the client is done sending: what it still sends is unwanted. */
+  let resetAfterTrailers = false;
   const markClosed = (): void => {
     if (closed) return;
     closed = true;
@@ -227,6 +229,9 @@ function serveBidi(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
   stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
   stream.once('wantTrailers', () => {
     stream.sendTrailers(trailers ?? { 'grpc-status': '0' });
+    // RST_STREAM NO_ERROR after the trailers have gone, never before: a reset drops what is still
+    // queued, and 'wantTrailers' is emitted from inside nghttp2's send loop.
+    if (resetAfterTrailers) setImmediate(() => stream.close(http2.constants.NGHTTP2_NO_ERROR));
   });
   const end = (status: number = GrpcStatus.OK, message?: string): void => {
     if (closed || stream.writableEnded) return;
@@ -268,9 +273,9 @@ function serveBidi(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
     if (closed) return;
     const broken = reader.push(chunk);
     if (broken !== undefined) {
-      end(broken.status, broken.message);
       // Stop the client's upload: its remaining bytes would only be read to be thrown away.
-      stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      resetAfterTrailers = true;
+      end(broken.status, broken.message);
     }
   });
   stream.once('end', () => {
@@ -293,7 +298,6 @@ function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttp
     if (broken !== undefined) {
       failed = true;
       trailersOnly(stream, broken.status, broken.message);
-      stream.close(http2.constants.NGHTTP2_NO_ERROR);
     }
   });
   stream.once('end', () => {
