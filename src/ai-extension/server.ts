@@ -190,10 +190,19 @@ function serveAttempt(call: BidiCall, ctx: ExchangeContext, traceparent: string 
       }
     });
   });
+  let closed = false;
+  const close = (): void => {
+    if (closed) return;
+    closed = true;
+    exchange.close();
+  };
+  // Envoy half-closes a stream (EXT_PROC_GRACEFUL_CLOSE) or resets it once it is done with it,
+  // after the last answer or when it gives the attempt up: nothing waits for an answer any more.
   call.onHalfClose(() => {
+    close();
     void queue.then(() => call.end());
   });
-  call.onClose(() => exchange.close());
+  call.onClose(close);
 }
 
 /** The phase label of a message (exactly one is set), without walking its keys. */
