@@ -1,4 +1,3 @@
-import type * as grpc from '@grpc/grpc-js';
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import {
@@ -60,7 +59,8 @@ export interface MemberLimitsRuntime {
   admit(backend: string, member: string, limits: MemberLimits): void;
   /** Counts an answer's tokens. */
   spend(backend: string, member: string, limits: MemberLimits, tokens: number): void;
-  healthService: grpc.UntypedServiceImplementation;
+  /** grpc.health.v1.Health/Check: the encoded HealthCheckResponse for a check sent with this :authority. */
+  checkHealth(authority: string): Promise<Buffer>;
   close(): Promise<void>;
 }
 
@@ -87,16 +87,15 @@ export function startMemberLimits(opts: { limitsRedis?: string; registry: Regist
     spend(backend, member, limits, tokens) {
       void limiter.spend(`${backend}/${member}`, tokens, limits);
     },
-    healthService: {
-      Check: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-        const target = parseLimitsAuthority(call.getHost());
-        // Not a member check (another client, a health probe): the extension itself is serving.
-        if (target === undefined) return callback(null, healthResponse(true));
-        limiter.state(target.key, target.limits).then(
-          (reached) => callback(null, healthResponse(reached === undefined)),
-          () => callback(null, healthResponse(true)),
-        );
-      },
+    async checkHealth(authority) {
+      const target = parseLimitsAuthority(authority);
+      // Not a member check (another client, a health probe): the extension itself is serving.
+      if (target === undefined) return healthResponse(true);
+      try {
+        return healthResponse((await limiter.state(target.key, target.limits)) === undefined);
+      } catch {
+        return healthResponse(true);
+      }
     },
     close: () => limiter.close(),
   };
@@ -118,15 +117,5 @@ function healthResponse(serving: boolean): Buffer {
   return Buffer.from([0x08, serving ? 1 : 2]);
 }
 
-/** grpc.health.v1.Health with raw (already encoded) messages: Envoy's check sends an empty request. */
-export const HEALTH_SERVICE_DEFINITION: grpc.ServiceDefinition = {
-  Check: {
-    path: '/grpc.health.v1.Health/Check',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: (b: Buffer) => b,
-    requestDeserialize: (b: Buffer) => b,
-    responseSerialize: (b: Buffer) => b,
-    responseDeserialize: (b: Buffer) => b,
-  },
-};
+/** Where Envoy's member checks go (src/envoy/member-limits.ts sends an empty HealthCheckRequest). */
+export const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';

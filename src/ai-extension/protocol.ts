@@ -1,4 +1,3 @@
-import type * as grpc from '@grpc/grpc-js';
 import { messageType } from '../envoy/proto.js';
 
 /**
@@ -160,23 +159,7 @@ function responseMessage(r: ProcessingResponse): Plain {
   }
 }
 
-/** The service definition grpc-js serves; (de)serialization is ours. */
-export const EXTERNAL_PROCESSOR_SERVICE: grpc.ServiceDefinition = {
-  Process: {
-    path: '/envoy.service.ext_proc.v3.ExternalProcessor/Process',
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: (): Buffer => {
-      throw new Error('the AI extension never sends ProcessingRequests');
-    },
-    requestDeserialize: decodeProcessingRequest,
-    responseSerialize: encodeProcessingResponse,
-    responseDeserialize: (): ProcessingResponse => {
-      throw new Error('the AI extension never reads ProcessingResponses');
-    },
-    originalName: 'process',
-  },
-};
+export const PROCESS_PATH = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
 
 /** The same bytes as a Buffer, without a copy (decoded bytes fields are views of the message already). */
 export function asBuffer(bytes: Uint8Array): Buffer {

@@ -1,5 +1,4 @@
 import { hostname } from 'node:os';
-import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { startHealthServer, type HealthServer } from '../observability/health.js';
@@ -9,11 +8,15 @@ import { AttemptExchange, type ExchangeContext } from './exchange.js';
 import { ServiceAccountTokens } from './vertex.js';
 import { SERVICE_ACCOUNT_INDEX } from '../envoy/ai-extension.js';
 import { createAiExtensionMetrics, type AiExtensionMetrics } from './metrics.js';
-import { EXTERNAL_PROCESSOR_SERVICE, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
-import { HEALTH_SERVICE_DEFINITION, startMemberLimits, type LimitMetrics } from './limits-health.js';
+import { PROCESS_PATH, decodeProcessingRequest, encodeProcessingResponse, type ProcessingRequest } from './protocol.js';
+import { HEALTH_CHECK_PATH, startMemberLimits, type LimitMetrics } from './limits-health.js';
+import { GrpcStatus, startGrpcServer, type BidiCall, type GrpcMethod } from './grpc-server.js';
 import { RequestMemory } from './request-memory.js';
 import type { OtlpEndpoint } from '../envoy/tracing.js';
 import { OtlpTraceExporter } from '../observability/otlp.js';
+
+/** Envoy buffers request bodies up to the cluster's limit; larger messages end the attempt. */
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 /** service.name of the extension's spans. */
 export const AI_EXTENSION_SERVICE_NAME = 'switchyard-ai-extension';
@@ -86,34 +89,29 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
   };
 
   const activity = { open: 0, lastAt: Date.now() };
-  const server = new grpc.Server({
-    'grpc.max_receive_message_length': 64 * 1024 * 1024,
-    'grpc.max_send_message_length': 64 * 1024 * 1024,
-    // Every attempt is a call: channelz would track each one (call and message counters, traces)
-    // for a debugging service nobody serves here.
-    'grpc.enable_channelz': 0,
+  const methods = new Map<string, GrpcMethod>([
+    [PROCESS_PATH, {
+      kind: 'bidi',
+      handle: (call) => {
+        activity.open++;
+        call.onClose(() => {
+          activity.open--;
+          activity.lastAt = Date.now();
+        });
+        serveAttempt(call, ctx, call.header('traceparent'));
+      },
+    }],
+    // Envoy health-checks each member with limits here (src/envoy/member-limits.ts).
+    [HEALTH_CHECK_PATH, { kind: 'unary', handle: (_request, authority) => limits.checkHealth(authority) }],
+  ]);
+  const server = await startGrpcServer({
+    host: opts.host ?? '0.0.0.0',
+    port: opts.port,
+    methods,
+    maxMessageBytes: MAX_MESSAGE_BYTES,
+    onError: (err) => log.error({ err }, 'ai-extension: a gRPC call failed'),
   });
-  server.addService(EXTERNAL_PROCESSOR_SERVICE, {
-    Process: (call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>) => {
-      activity.open++;
-      let ended = false;
-      const end = (): void => {
-        if (ended) return;
-        ended = true;
-        activity.open--;
-        activity.lastAt = Date.now();
-      };
-      for (const event of ['finish', 'close', 'cancelled', 'error']) call.once(event, end);
-      const traceparent = call.metadata.get('traceparent')[0];
-      serveAttempt(call, ctx, typeof traceparent === 'string' ? traceparent : undefined);
-    },
-  });
-  // Envoy health-checks each member with limits here (src/envoy/member-limits.ts).
-  server.addService(HEALTH_SERVICE_DEFINITION, limits.healthService);
-  const address = (opts.host ?? '0.0.0.0').includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host ?? '0.0.0.0'}:${opts.port}`;
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
-  });
+  const port = server.port;
   warmServiceAccountTokens(credentials, vendorTokens, log);
   if (opts.xds) credentials.start(opts.xds);
 
@@ -127,7 +125,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
         ready: () => true,
       });
     } catch (err) {
-      server.forceShutdown();
+      await server.close();
       await credentials.stop();
       await traces?.stop();
       await limits.close();
@@ -149,7 +147,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
       vendorTokens.stop();
       await credentials.stop();
       // In-flight attempts end with an error Envoy maps to "AI extension unavailable".
-      server.forceShutdown();
+      await server.close();
       // The spans of the last attempts still go out.
       await traces?.stop();
       await health?.close();
@@ -159,48 +157,52 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
 }
 
 /** One ext_proc stream: messages are answered strictly in order, each after the previous one. */
-function serveAttempt(call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>, ctx: ExchangeContext, traceparent: string | undefined): void {
+function serveAttempt(call: BidiCall, ctx: ExchangeContext, traceparent: string | undefined): void {
   const exchange = new AttemptExchange(
     ctx,
     (r) => {
-      if (!call.destroyed && call.writable) call.write(r);
+      call.write(encodeProcessingResponse(r));
     },
     traceparent,
   );
   let queue: Promise<void> = Promise.resolve();
-  let closed = false;
-  const close = (): void => {
-    if (closed) return;
-    closed = true;
-    exchange.close();
-  };
-  call.on('data', (message: ProcessingRequest) => {
+  call.onMessage((bytes) => {
+    let message: ProcessingRequest;
+    try {
+      message = decodeProcessingRequest(bytes);
+    } catch (err) {
+      call.end(GrpcStatus.INTERNAL, `not a ProcessingRequest: ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
     exchange.observe(message);
     queue = queue.then(async () => {
       const phase = phaseOf(message);
       const started = performance.now();
       try {
         const response = await exchange.handle(message);
-        if (!call.destroyed && call.writable) call.write(response);
+        call.write(encodeProcessingResponse(response));
       } catch (err) {
         ctx.logger.error({ err }, 'ai-extension: failed to process an attempt');
-        if (!call.destroyed && call.writable) {
-          call.write({ phase: 'immediate', status: 500, body: JSON.stringify({ error: { message: `Switchyard AI extension failed: ${err instanceof Error ? err.message : String(err)}`, type: 'ai_extension_error', param: null, code: 'ai_extension_error' } }) });
-        }
+        call.write(encodeProcessingResponse({ phase: 'immediate', status: 500, body: JSON.stringify({ error: { message: `Switchyard AI extension failed: ${err instanceof Error ? err.message : String(err)}`, type: 'ai_extension_error', param: null, code: 'ai_extension_error' } }) }));
       } finally {
         // Time spent holding an answer's headers for its first token is the provider's, not ours.
         ctx.metrics.processing.observe({ phase }, Math.max(0, performance.now() - started - exchange.takeHeldMs()) / 1000);
       }
     });
   });
-  call.on('end', () => {
-    void queue.then(() => {
-      close();
-      call.end();
-    });
+  let closed = false;
+  const close = (): void => {
+    if (closed) return;
+    closed = true;
+    exchange.close();
+  };
+  // Envoy half-closes a stream (EXT_PROC_GRACEFUL_CLOSE) or resets it once it is done with it,
+  // after the last answer or when it gives the attempt up: nothing waits for an answer any more.
+  call.onHalfClose(() => {
+    close();
+    void queue.then(() => call.end());
   });
-  call.on('cancelled', close);
-  call.on('error', close);
+  call.onClose(close);
 }
 
 /** The phase label of a message (exactly one is set), without walking its keys. */

@@ -126,12 +126,19 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
       layers: [
         // The translator refuses regexes above this RE2 program size; Envoy's default (100) is
         // lower than a 64-character token pattern needs. See REGEX_PROGRAM_SIZE_LIMIT.
-        { name: 'static', static_layer: { 're2.max_program_size.error_level': REGEX_PROGRAM_SIZE_LIMIT } },
+        { name: 'static', static_layer: { 're2.max_program_size.error_level': REGEX_PROGRAM_SIZE_LIMIT, [EXT_PROC_GRACEFUL_CLOSE]: true } },
         { name: 'admin', admin_layer: {} },
       ],
     },
   };
 }
+
+/**
+ * Envoy ends each ext_proc stream by half-closing it and waiting for the extension's status,
+ * instead of resetting it (RST_STREAM INTERNAL_ERROR, one per attempt): Node turns every reset
+ * into an Error with a stack, and its HTTP/2 server counts resets against its rapid-reset guard.
+ */
+export const EXT_PROC_GRACEFUL_CLOSE = 'envoy.reloadable_features.ext_proc_graceful_grpc_close';
 
 /** A Unix socket on this host: no keepalive needed (a dead server closes it), no TLS (the directory's mode guards it). */
 function xdsSocketCluster(path: string): JsonObject {

@@ -370,3 +370,12 @@ describe('metrics on /metrics', () => {
     expect(value('switchyard_ai_tokens_total', 'member="anthropic",direction="out"')).toBeGreaterThan(0);
   });
 });
+
+describe('the ext_proc streams of every attempt above', () => {
+  it('were ended by Envoy with a half-close the extension answered, not with RST_STREAM (EXT_PROC_GRACEFUL_CLOSE)', async () => {
+    const streams = await gw.envoy.stat('cluster.switchyard/ai-extension.upstream_rq_total');
+    expect(streams).toBeGreaterThan(20);
+    expect(await gw.envoy.stat('cluster.switchyard/ai-extension.http2.tx_reset')).toBe(0);
+    expect(await gw.envoy.stat('cluster.switchyard/ai-extension.upstream_rq_200')).toBe(streams);
+  });
+});

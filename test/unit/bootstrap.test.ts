@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REGEX_PROGRAM_SIZE_LIMIT } from '../../src/api/httproute.js';
-import { buildBootstrap, XDS_CLUSTER_NAME } from '../../src/envoy/bootstrap.js';
+import { buildBootstrap, EXT_PROC_GRACEFUL_CLOSE, XDS_CLUSTER_NAME } from '../../src/envoy/bootstrap.js';
 import type { JsonObject } from '../../src/envoy/resources.js';
 import { createPki, type Pki } from '../support/certs.js';
 import { envoyBinaryPath, requireEnvoyBinary } from '../support/envoy.js';
@@ -80,7 +80,11 @@ describe('buildBootstrap', () => {
   });
 
   it('raises Envoy\'s RE2 program size limit (default 100) to the one the translator admits regexes up to', () => {
-    expect(at(buildBootstrap(base), 'layered_runtime', 'layers', 0, 'static_layer')).toEqual({ 're2.max_program_size.error_level': REGEX_PROGRAM_SIZE_LIMIT });
+    expect(at(buildBootstrap(base), 'layered_runtime', 'layers', 0, 'static_layer', 're2.max_program_size.error_level')).toBe(REGEX_PROGRAM_SIZE_LIMIT);
+  });
+
+  it('makes Envoy half-close each ext_proc stream instead of resetting it (the AI extension answers with its status)', () => {
+    expect(at(buildBootstrap(base), 'layered_runtime', 'layers', 0, 'static_layer', EXT_PROC_GRACEFUL_CLOSE)).toBe(true);
   });
 
   it('names the node and keeps the admin API on loopback unless told otherwise', () => {

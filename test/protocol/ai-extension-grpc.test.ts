@@ -1,0 +1,189 @@
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGrpcServer, type BidiCall, type RunningGrpcServer } from '../../src/ai-extension/grpc-server.js';
+import { startAiExtension, type RunningAiExtension } from '../../src/ai-extension/server.js';
+import { PROCESS_PATH } from '../../src/ai-extension/protocol.js';
+import { HEALTH_CHECK_PATH } from '../../src/ai-extension/limits-health.js';
+import { messageType } from '../../src/envoy/proto.js';
+import { createLogger } from '../../src/observability/logger.js';
+
+/**
+ * The extension's gRPC server (node:http2, no grpc-js on the server side) against a real grpc-js
+ * client: what Envoy relies on (messages both ways in order, half-close, reset) and what a client
+ * that breaks the rules gets (a status that names the problem).
+ */
+
+const identity = (b: Buffer): Buffer => b;
+const MAX = 1024;
+
+interface Echo {
+  server: RunningGrpcServer;
+  client: grpc.Client;
+  closedCalls: number[];
+}
+
+/** A bidi method that answers each message with "n:<message>" and ends when the client half-closes. */
+async function startEcho(): Promise<Echo> {
+  const closedCalls: number[] = [];
+  let calls = 0;
+  const server = await startGrpcServer({
+    host: '127.0.0.1',
+    port: 0,
+    maxMessageBytes: MAX,
+    methods: new Map([
+      ['/test.Echo/Chat', {
+        kind: 'bidi',
+        handle: (call: BidiCall) => {
+          const id = ++calls;
+          let n = 0;
+          call.onMessage((m) => {
+            n++;
+            call.write(Buffer.concat([Buffer.from(`${n}:${call.header('x-tag') ?? ''}:`), m]));
+          });
+          call.onHalfClose(() => call.end());
+          call.onClose(() => closedCalls.push(id));
+        },
+      }],
+      ['/test.Echo/Once', { kind: 'unary', handle: async (request: Buffer, authority: string) => Buffer.concat([Buffer.from(`${authority}|`), request]) }],
+    ]),
+  });
+  const client = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+  return { server, client, closedCalls };
+}
+
+function chat(client: grpc.Client, metadata = new grpc.Metadata()): grpc.ClientDuplexStream<Buffer, Buffer> {
+  return client.makeBidiStreamRequest('/test.Echo/Chat', identity, identity, metadata);
+}
+
+/** Every message and the final status of a call. */
+function collect(call: grpc.ClientDuplexStream<Buffer, Buffer> | grpc.ClientReadableStream<Buffer>): Promise<{ messages: string[]; status: grpc.StatusObject }> {
+  const messages: string[] = [];
+  call.on('data', (m: Buffer) => messages.push(m.toString()));
+  call.on('error', () => undefined);
+  return new Promise((resolve) => call.on('status', (status: grpc.StatusObject) => resolve({ messages, status })));
+}
+
+describe('the AI extension gRPC server (node:http2) with a grpc-js client', () => {
+  let echo: Echo;
+  beforeAll(async () => {
+    echo = await startEcho();
+  });
+  afterAll(async () => {
+    echo.client.close();
+    await echo.server.close();
+  });
+
+  it('answers several messages in order, each after its own, reads metadata, and ends with OK after the client half-closes', async () => {
+    const metadata = new grpc.Metadata();
+    metadata.set('x-tag', 'attempt-7');
+    const call = chat(echo.client, metadata);
+    const done = collect(call);
+    const answers: string[] = [];
+    for (const word of ['alpha', 'beta', 'gamma']) {
+      const answer = new Promise<string>((resolve) => call.once('data', (m: Buffer) => resolve(m.toString())));
+      call.write(Buffer.from(word));
+      answers.push(await answer);
+    }
+    call.end();
+    const { messages, status } = await done;
+    expect(answers).toEqual(['1:attempt-7:alpha', '2:attempt-7:beta', '3:attempt-7:gamma']);
+    expect(messages).toEqual(answers);
+    expect(status.code).toBe(grpc.status.OK);
+  });
+
+  it('splits messages written back to back and keeps an empty message', async () => {
+    const call = chat(echo.client);
+    const done = collect(call);
+    call.write(Buffer.from('one'));
+    call.write(Buffer.alloc(0));
+    call.write(Buffer.alloc(MAX, 'x'));
+    call.end();
+    const { messages, status } = await done;
+    expect(status.code).toBe(grpc.status.OK);
+    expect(messages.slice(0, 2)).toEqual(['1::one', '2::']);
+    expect(messages[2]).toBe(`3::${'x'.repeat(MAX)}`);
+  });
+
+  it('sees a cancel by the client as the end of the call, and keeps serving other calls', async () => {
+    const before = echo.closedCalls.length;
+    const call = chat(echo.client);
+    const done = collect(call);
+    await new Promise<void>((resolve) => {
+      call.once('data', () => resolve());
+      call.write(Buffer.from('hello'));
+    });
+    call.cancel();
+    expect((await done).status.code).toBe(grpc.status.CANCELLED);
+    await expect.poll(() => echo.closedCalls.length).toBe(before + 1);
+
+    const next = chat(echo.client);
+    const nextDone = collect(next);
+    next.write(Buffer.from('still here'));
+    next.end();
+    expect((await nextDone).messages).toEqual(['1::still here']);
+  });
+
+  it('ends a call whose message is over the limit with RESOURCE_EXHAUSTED naming both sizes', async () => {
+    const call = chat(echo.client);
+    const done = collect(call);
+    call.write(Buffer.from('fits'));
+    call.write(Buffer.alloc(MAX + 1, 'y'));
+    const { messages, status } = await done;
+    expect(messages).toEqual(['1::fits']);
+    expect(status.code, status.details).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(status.details).toContain(`${MAX + 1} bytes`);
+    expect(status.details).toContain(`limit of ${MAX} bytes`);
+  });
+
+  it('answers an unknown method with UNIMPLEMENTED naming the methods it serves', async () => {
+    const call = echo.client.makeBidiStreamRequest('/test.Echo/Nope', identity, identity);
+    const done = collect(call);
+    call.end();
+    const { status } = await done;
+    expect(status.code).toBe(grpc.status.UNIMPLEMENTED);
+    expect(status.details).toContain('/test.Echo/Nope');
+    expect(status.details).toContain('/test.Echo/Chat');
+  });
+
+  it('serves a unary call with the request :authority', async () => {
+    const answer = await new Promise<string>((resolve, reject) => {
+      echo.client.makeUnaryRequest('/test.Echo/Once', identity, identity, Buffer.from('ping'), (err, value) => (err ? reject(err) : resolve(value?.toString() ?? '')));
+    });
+    expect(answer).toBe(`127.0.0.1:${echo.server.port}|ping`);
+  });
+});
+
+describe('the AI extension over its own gRPC server', () => {
+  let extension: RunningAiExtension;
+  let client: grpc.Client;
+  beforeAll(async () => {
+    extension = await startAiExtension({ port: 0, host: '127.0.0.1', logger: createLogger({ level: 'silent' }), credentialWaitMs: 50 });
+    client = new grpc.Client(`127.0.0.1:${extension.port}`, grpc.credentials.createInsecure());
+  });
+  afterAll(async () => {
+    client.close();
+    await extension.stop();
+  });
+
+  it('answers grpc.health.v1.Health/Check with SERVING for a probe that names no member', async () => {
+    const answer = await new Promise<Buffer>((resolve, reject) => {
+      client.makeUnaryRequest(HEALTH_CHECK_PATH, identity, identity, Buffer.alloc(0), (err, value) => (err || value === undefined ? reject(err ?? new Error('no answer')) : resolve(value)));
+    });
+    expect([...answer]).toEqual([0x08, 0x01]);
+  });
+
+  it('answers ext_proc messages with ProcessingResponses for the same phase, and tells the attempt is open', async () => {
+    const REQUEST = messageType('envoy.service.ext_proc.v3.ProcessingRequest');
+    const RESPONSE = messageType('envoy.service.ext_proc.v3.ProcessingResponse');
+    const call = client.makeBidiStreamRequest(PROCESS_PATH, identity, identity);
+    const done = collect(call);
+    const first = new Promise<Buffer>((resolve) => call.once('data', resolve));
+    call.write(Buffer.from(REQUEST.encode({ response_headers: { headers: { headers: [{ key: ':status', raw_value: Buffer.from('200') }] } } }).finish()));
+    const answer = RESPONSE.toObject(RESPONSE.decode(await first), { defaults: false });
+    expect(Object.keys(answer)).toEqual(['response_headers']);
+    expect(extension.idleForMs()).toBe(0);
+    call.end();
+    expect((await done).status.code).toBe(grpc.status.OK);
+    await expect.poll(() => extension.idleForMs()).toBeGreaterThan(0);
+  });
+});
