@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -168,6 +169,8 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly unwatch: () => void;
   private readonly services: readonly GrpcService[];
   private server: grpc.Server | undefined;
+  /** The TCP listener whose connections are handed to `server` (see start()). */
+  private listener: { net: NetServer; injector: grpc.ConnectionInjector } | undefined;
   private unix: { server: grpc.Server; dir: string | undefined; path: string } | undefined;
   private envoySocket: { server: grpc.Server; path: string } | undefined;
   private nextStreamId = 0;
@@ -188,11 +191,31 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     if (this.server !== undefined) throw new Error('xds server: already started');
     // A TCP stream is who its verified client certificate says, or anonymous (identity.ts).
     const server = this.grpcServer((call) => identityOfTcpCall(call.getAuthContext()));
-    const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-    const bound = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(address, credentials ?? grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
-    });
+    // grpc-js listens with Node's default accept queue (511): a fleet of a thousand Envoys that
+    // connects at once (a restart, a rollout) overflows it, the kernel drops the handshakes past
+    // it and those Envoys wait for TCP's SYN retransmissions (1, 3, 7, 15 s) while serve idles.
+    // So the listener is ours, with the deepest queue the kernel allows (net.core.somaxconn caps
+    // it), and grpc-js serves the sockets it accepts (TLS included: the injector's server wraps them).
+    const injector = server.createConnectionInjector(credentials ?? grpc.ServerCredentials.createInsecure());
+    const listener = createServer({ noDelay: true }, (socket) => injector.injectConnection(socket));
+    let bound: number;
+    try {
+      bound = await new Promise<number>((resolve, reject) => {
+        listener.once('error', reject);
+        listener.listen({ host, port, backlog: ACCEPT_BACKLOG }, () => {
+          listener.off('error', reject);
+          const address = listener.address();
+          resolve(typeof address === 'object' && address !== null ? address.port : port);
+        });
+      });
+    } catch (err) {
+      injector.destroy();
+      server.forceShutdown();
+      throw err;
+    }
+    listener.on('error', (err) => this.logger.error({ err }, 'xds: TCP listener failed'));
     this.server = server;
+    this.listener = { net: listener, injector };
     this.logger.info({ address: host, port: bound, tls: credentials !== undefined }, 'xds: server listening');
     return bound;
   }
@@ -264,6 +287,10 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   async stop(): Promise<void> {
     this.unwatch();
     const servers = [this.server, this.unix?.server, this.envoySocket?.server].filter((server) => server !== undefined);
+    const listener = this.listener;
+    this.listener = undefined;
+    // No new connections; those accepted end with their gRPC server below.
+    listener?.net.close();
     const socketDir = this.unix?.dir;
     const envoySocket = this.envoySocket?.path;
     this.envoySocket = undefined;
@@ -501,6 +528,12 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     }
   }
 }
+
+/**
+ * The accept queue asked of the kernel for the TCP listener: a whole fleet connecting at once fits
+ * (Linux caps it at net.core.somaxconn, 4096 by default since 5.4).
+ */
+const ACCEPT_BACKLOG = 65_535;
 
 function shutdown(server: grpc.Server): Promise<void> {
   return new Promise<void>((resolve) => {
