@@ -15,7 +15,7 @@ import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
 import type { GrpcService } from './lrs.js';
 import { framed, sharedFraming } from './grpc-framing.js';
-import { PacedFanOut } from './push-pacer.js';
+import { PacedFanOut, SlicedWork } from './push-pacer.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
   decodeDeltaDiscoveryRequest,
@@ -159,6 +159,11 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly bodies = new SharedResponseBodies();
   /** Pushes of a change to many streams run in slices, so that ACKs, new streams and keepalives are served in between. */
   private readonly fanOutQueue = new PacedFanOut<LiveStream, TypeUrlValue>((stream, changed) => this.pushChange(stream, changed));
+  /**
+   * Requests are handled in slices too: a thousand streams whose first requests arrive in one
+   * read would otherwise each select and answer a whole configuration in one stretch of the loop.
+   */
+  private readonly requestQueue = new SlicedWork();
   /** The fleet's ACK state per view version, for status (ack-ledger.ts). */
   private readonly ledger = new AckLedger();
   private readonly streams = new Map<number, LiveStream>();
@@ -359,7 +364,9 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       logger,
     });
     this.track({ record, protocol, call }, logger);
-    call.on('data', (request: DiscoveryRequest | UndecodableRequest) => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request))));
+    call.on('data', (request: DiscoveryRequest | UndecodableRequest) =>
+      this.handle(record, () => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request)))),
+    );
   }
 
   private openDelta(call: DeltaCall, identity: StreamIdentity): void {
@@ -373,7 +380,9 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       logger,
     });
     this.track({ record, protocol, call }, logger);
-    call.on('data', (request: DeltaDiscoveryRequest | UndecodableRequest) => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request))));
+    call.on('data', (request: DeltaDiscoveryRequest | UndecodableRequest) =>
+      this.handle(record, () => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request)))),
+    );
   }
 
   private track(stream: LiveStream, logger: Logger): void {
@@ -401,6 +410,13 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     call.on('close', () => close('closed'));
   }
 
+  /** Handles a stream's request in its turn (requestQueue); not once the stream is gone. */
+  private handle(record: ClientRecord, request: () => void): void {
+    this.requestQueue.add(() => {
+      if (this.streams.has(record.streamId)) request();
+    });
+  }
+
   /** Ends the stream with INVALID_ARGUMENT: a client that sends what it cannot mean gets told, not ignored. */
   private refuse(call: SotwCall | DeltaCall, logger: Logger, request: UndecodableRequest): void {
     logger.warn({ reason: request.undecodable }, 'xds: undecodable request; closing the stream');
@@ -419,9 +435,9 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     }
   }
 
-  /** The longest time, in ms, fanning a change out held the event loop in one go (push-pacer.ts). */
+  /** The longest time, in ms, fanning a change out or answering requests held the event loop in one go (push-pacer.ts). */
   get longestPushSliceMs(): number {
-    return this.fanOutQueue.longestSliceMs;
+    return Math.max(this.fanOutQueue.longestSliceMs, this.requestQueue.longestSliceMs);
   }
 
   private hooksFor(record: ClientRecord, logger: Logger): StreamHooks {
