@@ -17,7 +17,8 @@
  * scrape before the fleet connects and read once at the end).
  *
  * Env: BENCH_E2E_SIZES (e.g. "50x1000,1000x100"), BENCH_E2E_MODES ("sotw,delta"),
- * BENCH_E2E_ROUNDS (3), BENCH_E2E_TIMEOUT_S (per wait; 180), BENCH_E2E_BUILT=1 (serve from dist/).
+ * BENCH_E2E_ROUNDS (3), BENCH_E2E_TIMEOUT_S (per wait; 180), BENCH_E2E_BUILT=1 (serve from dist/),
+ * BENCH_E2E_WINDOW (the load clients' HTTP/2 receive window in bytes, e.g. Envoy's 268435456).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -52,6 +53,8 @@ export interface E2eOptions {
   sizes: E2eSize[];
   modes: E2eMode[];
   rounds: number;
+  /** The load clients' fixed HTTP/2 receive window (BENCH_E2E_WINDOW, bytes; 268435456 is Envoy's default); gRPC's growing default without. */
+  window?: number;
   timeoutMs: number;
   log: (line: string) => void;
 }
@@ -78,6 +81,7 @@ export function e2eOptionsFromEnv(log: (line: string) => void): E2eOptions {
     modes: modes as E2eMode[],
     rounds: positive('BENCH_E2E_ROUNDS', 3),
     timeoutMs: positive('BENCH_E2E_TIMEOUT_S', 180) * 1000,
+    ...(env['BENCH_E2E_WINDOW'] !== undefined ? { window: positive('BENCH_E2E_WINDOW', 0) } : {}),
     log,
   };
 }
@@ -283,7 +287,7 @@ function changeTarget(size: E2eSize): { text: string; pass: (sy: number, gcp: nu
 
 async function runSize(bin: GoBinaries, size: E2eSize, mode: E2eMode, opts: E2eOptions, withStartupRows: boolean): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
-  const { log, timeoutMs } = opts;
+  const { log, timeoutMs, window } = opts;
   const label = `${mode}, ${sizeName(size)}`;
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-e2e-'));
   const stops: (() => Promise<void>)[] = [];
@@ -299,7 +303,7 @@ async function runSize(bin: GoBinaries, size: E2eSize, mode: E2eMode, opts: E2eO
     const ports = await serve.ports(timeoutMs);
     // A single client right away: when does a fleet that is already waiting get its first byte?
     const probeStart = process.hrtime.bigint();
-    const probe = startLoadClient(bin, { port: ports.xds, streams: 1, mode, gateway: GATEWAY, name: 'probe' });
+    const probe = startLoadClient(bin, { port: ports.xds, streams: 1, mode, gateway: GATEWAY, name: 'probe', ...(window !== undefined ? { window } : {}) });
     stops.push(() => probe.stop());
     const probeReady = await fleetReady(probe, timeoutMs, 'the first client to get its configuration');
     await probe.stop();
@@ -319,7 +323,7 @@ async function runSize(bin: GoBinaries, size: E2eSize, mode: E2eMode, opts: E2eO
     const gcpBefore = processUsage(gcp.child.pid ?? -1);
 
     log(`xds-e2e: ${label}: connecting ${fmt(size.clients)} streams to serve`);
-    const syFleet = startLoadClient(bin, { port: ports.xds, streams: size.clients, mode, gateway: GATEWAY, name: 'fleet-switchyard' });
+    const syFleet = startLoadClient(bin, { port: ports.xds, streams: size.clients, mode, gateway: GATEWAY, name: 'fleet-switchyard', ...(window !== undefined ? { window } : {}) });
     stops.push(() => syFleet.stop());
     let syReady: GoEvent | undefined;
     try {
@@ -332,7 +336,7 @@ async function runSize(bin: GoBinaries, size: E2eSize, mode: E2eMode, opts: E2eO
     const serveWithFleet = processUsage(serve.pid);
 
     log(`xds-e2e: ${label}: connecting ${fmt(size.clients)} streams to go-control-plane`);
-    const gcpFleet = startLoadClient(bin, { port: gcpPort, streams: size.clients, mode, gateway: GATEWAY, name: 'fleet-gcp' });
+    const gcpFleet = startLoadClient(bin, { port: gcpPort, streams: size.clients, mode, gateway: GATEWAY, name: 'fleet-gcp', ...(window !== undefined ? { window } : {}) });
     stops.push(() => gcpFleet.stop());
     const gcpReady = await fleetReady(gcpFleet, timeoutMs, `${size.clients} streams to ACK their initial configuration from go-control-plane`);
     const gcpWithFleet = processUsage(gcp.child.pid ?? -1);

@@ -12,7 +12,7 @@ import type { IR } from '../ir/model.js';
 import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
 import { DnsProbe } from '../status/dns-probe.js';
-import { applyFleetHealth, fleetHealthView, LoadWindow, type FleetHealthView, type LoadSource } from '../status/fleet-health.js';
+import { applyFleetHealth, fleetHealthView, LoadWindow, sameFleetHealth, type FleetHealthView, type LoadSource } from '../status/fleet-health.js';
 import { FleetLoad, mergeFleetViews, remoteFeedback, shareOfClients, shareOfLoad, type FleetExchange } from '../status/fleet-share.js';
 import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type FleetTypeFeedback, type ServedAs } from '../status/programmed.js';
 import type { ObjectStatus, WarningEvent } from '../translate/status.js';
@@ -212,8 +212,10 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     if (xds.fleetChanges !== publishedFleet) scheduleStatuses();
   };
 
-  const refreshHealth = (): void => {
-    if (!ir) return;
+  /** Recomputes the members' health; true when it differs from what statuses were last built with. */
+  const refreshHealth = (): boolean => {
+    if (!ir) return false;
+    const previous = fleetHealth;
     fleetHealth = fleetHealthView(ir, fleetLoad, undefined, (host) => dnsProbe.resolution(host), Date.now() - startedAt < lrs.windowMs);
     // Answers are used at the next refresh: status never waits on DNS.
     void dnsProbe.refresh(ir.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
@@ -231,11 +233,14 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
         metrics.memberErrors.set(labels, h.figures.errors);
       }
     }
+    return !sameFleetHealth(previous, fleetHealth);
   };
-  // Load reports arrive all the time; status follows them at this pace only.
+  // Load reports arrive all the time; status follows them at this pace only, and only when the
+  // health they give changed: rebuilding every status (hundreds of ms at a thousand Backends, in
+  // one stretch of the event loop) for nothing would stall the xDS streams every refresh.
+  // Replicas share their load, which may move while this replica's view stays: they always publish.
   const healthTimer = setInterval(() => {
-    refreshHealth();
-    publishStatuses();
+    if (refreshHealth() || fleet !== undefined) publishStatuses();
   }, lrs.refreshMs);
   healthTimer.unref();
 

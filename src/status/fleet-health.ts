@@ -300,6 +300,24 @@ export function fleetHealthView(ir: IR, window: LoadSource, opts: FleetHealthOpt
   return view;
 }
 
+/** Whether two views give every Backend the same verdicts and figures (what statuses are built from). */
+export function sameFleetHealth(a: FleetHealthView, b: FleetHealthView): boolean {
+  if (a.size !== b.size) return false;
+  for (const [key, left] of a) {
+    const right = b.get(key);
+    if (right === undefined || right.reporting !== left.reporting || right.health.length !== left.health.length) return false;
+    for (let i = 0; i < left.health.length; i++) if (!sameMemberHealth(left.health[i]!, right.health[i]!)) return false;
+  }
+  return true;
+}
+
+function sameMemberHealth(a: MemberHealth, b: MemberHealth): boolean {
+  return (
+    a.name === b.name && a.priority === b.priority && JSON.stringify(a.figures) === JSON.stringify(b.figures) &&
+    a.failing?.reason === b.failing?.reason && a.failing?.message === b.failing?.message
+  );
+}
+
 function degraded(health: MemberHealth[], reporting: Reporting, windowMs: number, generation: number | undefined): Condition {
   const failing = health.filter((h) => h.failing !== undefined);
   if (failing.length === 0 && reporting === 'starting') {

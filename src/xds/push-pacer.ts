@@ -50,3 +50,65 @@ export class PacedFanOut<Stream, Change> {
 
 /** Long enough to push to dozens of streams; far below gRPC keepalive timeouts (seconds). */
 export const PUSH_SLICE_MS = 10;
+
+/**
+ * Runs work that arrives in bursts (the first requests of a fleet that connects at once: each
+ * selects and answers a whole configuration) in slices of at most `sliceMs` per turn of the
+ * event loop, in arrival order. A request that finds the current slice spent waits for the next
+ * turn, so that connections are accepted, responses written and keepalives answered between
+ * slices. One at a time, work runs at once, as without the queue.
+ */
+export class SlicedWork {
+  private readonly queue: (() => void)[] = [];
+  private head = 0;
+  /** A slice is open until the next turn of the loop; it began at `sliceStart`. */
+  private sliceOpen = false;
+  private sliceStart = 0;
+  /** The longest time one slice held the event loop, in ms. */
+  longestSliceMs = 0;
+
+  constructor(
+    private readonly sliceMs = PUSH_SLICE_MS,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Runs `task` now when the slice has room and nothing waits; else after what waits. */
+  add(task: () => void): void {
+    if (!this.sliceOpen) this.open();
+    if (this.head === this.queue.length && this.now() - this.sliceStart < this.sliceMs) {
+      task();
+      this.longestSliceMs = Math.max(this.longestSliceMs, this.now() - this.sliceStart);
+      return;
+    }
+    this.queue.push(task);
+  }
+
+  /** Tasks waiting for a later turn. */
+  get waiting(): number {
+    return this.queue.length - this.head;
+  }
+
+  private open(): void {
+    this.sliceOpen = true;
+    this.sliceStart = this.now();
+    setImmediate(() => this.turn());
+  }
+
+  private turn(): void {
+    this.sliceOpen = false;
+    if (this.head === this.queue.length) return;
+    this.open();
+    while (this.head < this.queue.length && this.now() - this.sliceStart < this.sliceMs) {
+      const task = this.queue[this.head]!;
+      this.queue[this.head++] = noop;
+      task();
+    }
+    this.longestSliceMs = Math.max(this.longestSliceMs, this.now() - this.sliceStart);
+    if (this.head === this.queue.length) {
+      this.queue.length = 0;
+      this.head = 0;
+    }
+  }
+}
+
+function noop(): void {}

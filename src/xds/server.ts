@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -14,7 +15,7 @@ import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
 import type { GrpcService } from './lrs.js';
 import { framed, sharedFraming } from './grpc-framing.js';
-import { PacedFanOut } from './push-pacer.js';
+import { PacedFanOut, SlicedWork } from './push-pacer.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
   decodeDeltaDiscoveryRequest,
@@ -158,6 +159,11 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly bodies = new SharedResponseBodies();
   /** Pushes of a change to many streams run in slices, so that ACKs, new streams and keepalives are served in between. */
   private readonly fanOutQueue = new PacedFanOut<LiveStream, TypeUrlValue>((stream, changed) => this.pushChange(stream, changed));
+  /**
+   * Requests are handled in slices too: a thousand streams whose first requests arrive in one
+   * read would otherwise each select and answer a whole configuration in one stretch of the loop.
+   */
+  private readonly requestQueue = new SlicedWork();
   /** The fleet's ACK state per view version, for status (ack-ledger.ts). */
   private readonly ledger = new AckLedger();
   private readonly streams = new Map<number, LiveStream>();
@@ -168,6 +174,8 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly unwatch: () => void;
   private readonly services: readonly GrpcService[];
   private server: grpc.Server | undefined;
+  /** The TCP listener whose connections are handed to `server` (see start()). */
+  private listener: { net: NetServer; injector: grpc.ConnectionInjector } | undefined;
   private unix: { server: grpc.Server; dir: string | undefined; path: string } | undefined;
   private envoySocket: { server: grpc.Server; path: string } | undefined;
   private nextStreamId = 0;
@@ -188,11 +196,31 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     if (this.server !== undefined) throw new Error('xds server: already started');
     // A TCP stream is who its verified client certificate says, or anonymous (identity.ts).
     const server = this.grpcServer((call) => identityOfTcpCall(call.getAuthContext()));
-    const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-    const bound = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(address, credentials ?? grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
-    });
+    // grpc-js listens with Node's default accept queue (511): a fleet of a thousand Envoys that
+    // connects at once (a restart, a rollout) overflows it, the kernel drops the handshakes past
+    // it and those Envoys wait for TCP's SYN retransmissions (1, 3, 7, 15 s) while serve idles.
+    // So the listener is ours, with the deepest queue the kernel allows (net.core.somaxconn caps
+    // it), and grpc-js serves the sockets it accepts (TLS included: the injector's server wraps them).
+    const injector = server.createConnectionInjector(credentials ?? grpc.ServerCredentials.createInsecure());
+    const listener = createServer({ noDelay: true }, (socket) => injector.injectConnection(socket));
+    let bound: number;
+    try {
+      bound = await new Promise<number>((resolve, reject) => {
+        listener.once('error', reject);
+        listener.listen({ host, port, backlog: ACCEPT_BACKLOG }, () => {
+          listener.off('error', reject);
+          const address = listener.address();
+          resolve(typeof address === 'object' && address !== null ? address.port : port);
+        });
+      });
+    } catch (err) {
+      injector.destroy();
+      server.forceShutdown();
+      throw err;
+    }
+    listener.on('error', (err) => this.logger.error({ err }, 'xds: TCP listener failed'));
     this.server = server;
+    this.listener = { net: listener, injector };
     this.logger.info({ address: host, port: bound, tls: credentials !== undefined }, 'xds: server listening');
     return bound;
   }
@@ -264,6 +292,10 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   async stop(): Promise<void> {
     this.unwatch();
     const servers = [this.server, this.unix?.server, this.envoySocket?.server].filter((server) => server !== undefined);
+    const listener = this.listener;
+    this.listener = undefined;
+    // No new connections; those accepted end with their gRPC server below.
+    listener?.net.close();
     const socketDir = this.unix?.dir;
     const envoySocket = this.envoySocket?.path;
     this.envoySocket = undefined;
@@ -332,7 +364,9 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       logger,
     });
     this.track({ record, protocol, call }, logger);
-    call.on('data', (request: DiscoveryRequest | UndecodableRequest) => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request))));
+    call.on('data', (request: DiscoveryRequest | UndecodableRequest) =>
+      this.handle(record, () => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request)))),
+    );
   }
 
   private openDelta(call: DeltaCall, identity: StreamIdentity): void {
@@ -346,7 +380,9 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       logger,
     });
     this.track({ record, protocol, call }, logger);
-    call.on('data', (request: DeltaDiscoveryRequest | UndecodableRequest) => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request))));
+    call.on('data', (request: DeltaDiscoveryRequest | UndecodableRequest) =>
+      this.handle(record, () => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request)))),
+    );
   }
 
   private track(stream: LiveStream, logger: Logger): void {
@@ -374,6 +410,13 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     call.on('close', () => close('closed'));
   }
 
+  /** Handles a stream's request in its turn (requestQueue); not once the stream is gone. */
+  private handle(record: ClientRecord, request: () => void): void {
+    this.requestQueue.add(() => {
+      if (this.streams.has(record.streamId)) request();
+    });
+  }
+
   /** Ends the stream with INVALID_ARGUMENT: a client that sends what it cannot mean gets told, not ignored. */
   private refuse(call: SotwCall | DeltaCall, logger: Logger, request: UndecodableRequest): void {
     logger.warn({ reason: request.undecodable }, 'xds: undecodable request; closing the stream');
@@ -392,9 +435,9 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     }
   }
 
-  /** The longest time, in ms, fanning a change out held the event loop in one go (push-pacer.ts). */
+  /** The longest time, in ms, fanning a change out or answering requests held the event loop in one go (push-pacer.ts). */
   get longestPushSliceMs(): number {
-    return this.fanOutQueue.longestSliceMs;
+    return Math.max(this.fanOutQueue.longestSliceMs, this.requestQueue.longestSliceMs);
   }
 
   private hooksFor(record: ClientRecord, logger: Logger): StreamHooks {
@@ -501,6 +544,12 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     }
   }
 }
+
+/**
+ * The accept queue asked of the kernel for the TCP listener: a whole fleet connecting at once fits
+ * (Linux caps it at net.core.somaxconn, 4096 by default since 5.4).
+ */
+const ACCEPT_BACKLOG = 65_535;
 
 function shutdown(server: grpc.Server): Promise<void> {
   return new Promise<void>((resolve) => {

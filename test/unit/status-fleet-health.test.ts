@@ -3,7 +3,7 @@ import { condition } from '../../src/api/conditions.js';
 import type { ClusterIR, IR, MemberIR } from '../../src/ir/model.js';
 import { StatusBook } from '../../src/status/book.js';
 import { DnsProbe } from '../../src/status/dns-probe.js';
-import { applyFleetHealth, fleetHealthView, LoadWindow, roundFigure, steady, type LoadReportLike, type ResolvesFn } from '../../src/status/fleet-health.js';
+import { applyFleetHealth, fleetHealthView, LoadWindow, roundFigure, sameFleetHealth, steady, type LoadReportLike, type ResolvesFn } from '../../src/status/fleet-health.js';
 import type { BackendStatus, ObjectStatus } from '../../src/translate/status.js';
 
 /**
@@ -302,5 +302,23 @@ describe('DnsProbe', () => {
     now = 10_000;
     await probe.refresh(['a.example']);
     expect(lookups).toBe(2);
+  });
+});
+
+describe('sameFleetHealth: whether a refresh has anything for status (serve rebuilds statuses only then)', () => {
+  it('is true for a recomputed view of the same reports, false once a report, the start window or a DNS answer moves it', () => {
+    const h = harness();
+    const view = (starting = false, resolves?: ResolvesFn) => fleetHealthView(ir(), h.window, undefined, resolves, starting);
+    expect(sameFleetHealth(view(true), view(true))).toBe(true);
+    expect(sameFleetHealth(view(true), view(false))).toBe(false);
+    h.window.record(report('envoy-a', { 0: { '10.0.0.1:443': [5, 0] } }));
+    const reported = view();
+    expect(sameFleetHealth(reported, view())).toBe(true);
+    h.window.record(report('envoy-a', { 0: { '10.0.0.1:443': [0, 5] } }));
+    expect(sameFleetHealth(reported, view())).toBe(false);
+    const dnsCluster = cluster('primary.example', 'dns');
+    const unresolved: ResolvesFn = () => ({ resolves: false, code: 'ENOTFOUND' });
+    expect(sameFleetHealth(fleetHealthView(ir(dnsCluster), h.window), fleetHealthView(ir(dnsCluster), h.window, undefined, unresolved))).toBe(false);
+    expect(sameFleetHealth(new Map(), view())).toBe(false);
   });
 });

@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { TypeUrl } from '../../src/envoy/resources.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
-import { PacedFanOut } from '../../src/xds/push-pacer.js';
+import { PacedFanOut, SlicedWork } from '../../src/xds/push-pacer.js';
 import { SharedResponseBodies, SotwStream } from '../../src/xds/sotw.js';
 import { recordingHooks, resources } from '../support/xds-stream.js';
 
@@ -60,5 +60,33 @@ describe('SotW fan-out', () => {
     expect(written.map((out) => out.length)).toEqual([1, 1, 1]);
     expect(written[1]?.[0]).toBe(written[0]?.[0]);
     expect(written[2]?.[0]).toBe(written[0]?.[0]);
+  });
+});
+
+describe('SlicedWork: a burst of requests in one read is answered in slices', () => {
+  it('runs a lone task at once, defers what exceeds the slice to later turns in order, and lets the loop turn between slices', async () => {
+    let clock = 0;
+    const work = new SlicedWork(10, () => clock);
+    const ran: number[] = [];
+    work.add(() => ran.push(0));
+    expect(ran).toEqual([0]);
+    // Each task costs 4 ms: three fit a slice of 10 ms (the slice began at 0).
+    for (let i = 1; i <= 7; i++) {
+      work.add(() => {
+        ran.push(i);
+        clock += 4;
+      });
+    }
+    expect(ran).toEqual([0, 1, 2, 3]);
+    expect(work.waiting).toBe(4);
+    await nextTurn();
+    expect(ran).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    await nextTurn();
+    expect(ran).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(work.waiting).toBe(0);
+    expect(work.longestSliceMs).toBeLessThanOrEqual(12);
+    // A later lone task runs at once again.
+    work.add(() => ran.push(8));
+    expect(ran.at(-1)).toBe(8);
   });
 });

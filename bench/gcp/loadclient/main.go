@@ -561,6 +561,7 @@ func main() {
 	conns := flag.Int("conns", 0, "HTTP/2 connections shared by the streams (0: one per stream, as a fleet of Envoys)")
 	mode := flag.String("mode", "sotw", "sotw or delta")
 	gateway := flag.String("gateway", "", "node.metadata[switchyard.dev/gateway]: the Gateway every stream serves")
+	window := flag.Int("window", 0, "HTTP/2 receive window of each stream and connection in bytes, fixed (0: gRPC's default, 64 KiB growing with its bandwidth estimate); Envoy's default is 268435456 (256 MiB)")
 	flag.BoolVar(&verbose, "v", false, "trace every response on stderr")
 	flag.StringVar(&name, "name", name, "prefix of this fleet's lines on stderr")
 	flag.Parse()
@@ -580,7 +581,13 @@ func main() {
 	defer cancel()
 	shared := make([]*grpc.ClientConn, *conns)
 	dial := func() *grpc.ClientConn {
-		conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
+		options := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1 << 30))}
+		if *window > 0 {
+			// As Envoy's initial_stream_window_size and initial_connection_window_size: a server
+			// may send that much to a stream before the client reads any of it.
+			options = append(options, grpc.WithInitialWindowSize(int32(*window)), grpc.WithInitialConnWindowSize(int32(*window)))
+		}
+		conn, err := grpc.NewClient(*addr, options...)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "loadclient: %v\n", err)
 			os.Exit(1)
