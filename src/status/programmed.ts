@@ -209,7 +209,9 @@ export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, f
     if (!current || current.reason !== 'Pending') return s;
     const next = verdicts === undefined ? programmed(served, feedback, current.observedGeneration, names) : programmedWithoutNacks(served, feedback, current.observedGeneration, answers);
     if (last !== undefined && sameCondition(last.programmed, next)) {
-      memo?.set(s, { ...last, served, feedback: verdicts });
+      // Updated in place: a fleet change that moves no verdict costs no allocation per object.
+      last.served = served;
+      last.feedback = verdicts;
       return last.out;
     }
     const replace = (conditions: Condition[]): Condition[] =>
