@@ -9,6 +9,7 @@ import type { GatewayIR } from '../ir/model.js';
 import type { Readiness } from '../observability/health.js';
 import { translate, type TranslationState } from '../translate/index.js';
 import type { IR } from '../ir/model.js';
+import { replacedAt } from '../ir/delta.js';
 import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
 import { DnsProbe } from '../status/dns-probe.js';
@@ -129,6 +130,13 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
+/** The same entry objects under the same keys: nothing of fleet health moved. */
+function sameEntries(a: FleetHealthView, b: FleetHealthView): boolean {
+  if (a.size !== b.size) return false;
+  for (const [key, entry] of b) if (a.get(key) !== entry) return false;
+  return true;
+}
+
 function conditionsSummary(s: ObjectStatus): string {
   return ('conditions' in s ? s.conditions : []).map((c) => `${c.type}=${c.status}${c.status === 'True' ? '' : `(${c.reason})`}`).join(' ');
 }
@@ -157,8 +165,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   let servedAsMemo: ServedAsMemo | undefined;
   let ir: IR | undefined;
   let fleetHealth: FleetHealthView = new Map();
-  /** The cluster objects fleetHealth was computed from: an edit recomputes only the others. */
-  let healthClusters = new Set<IR['clusters'][number]>();
+  /** The cluster list fleetHealth was computed from: an edit recomputes only the clusters it replaced. */
+  let healthClusters: IR['clusters'] = [];
   // Each status stage hands on the object it made last time when nothing it reads moved, so one
   // edit among many objects reaches the status book as a few replaced objects, not all of them.
   const programmedMemo: ProgrammedMemo = new WeakMap();
@@ -223,10 +231,21 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   const refreshHealth = (edit = false): void => {
     if (!ir) return;
     const reuse = edit ? { view: fleetHealth, clusters: healthClusters } : undefined;
+    const before = fleetHealth;
+    const clustersBefore = healthClusters;
     fleetHealth = fleetHealthView(ir, fleetLoad, undefined, (host) => dnsProbe.resolution(host), Date.now() - startedAt < lrs.windowMs, reuse, fleetHealth);
-    healthClusters = new Set(ir.clusters);
-    // Answers are used at the next refresh: status never waits on DNS.
-    void dnsProbe.refresh(ir.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
+    healthClusters = ir.clusters;
+    if (edit) {
+      // An edit that left every entry as it was changes no figure; one that replaced no DNS
+      // cluster asks for no other hostname (the timer probes them again anyway).
+      const replaced = replacedAt(clustersBefore, ir.clusters);
+      const dnsTouched = replaced === undefined || replaced.some((i) => ir?.clusters[i]?.discovery === 'dns' || clustersBefore[i]?.discovery === 'dns');
+      if (dnsTouched) void dnsProbe.refresh(ir.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
+      if (sameEntries(before, fleetHealth)) return;
+    } else {
+      // Answers are used at the next refresh: status never waits on DNS.
+      void dnsProbe.refresh(ir.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
+    }
     metrics.memberRequests.reset();
     metrics.memberErrors.reset();
     metrics.backendDegraded.reset();

@@ -296,8 +296,8 @@ export type Reporting = 'yes' | 'starting' | 'no';
 /** What a view was built from: an edit keeps the entries of the clusters it did not replace. */
 export interface FleetHealthReuse {
   view: FleetHealthView;
-  /** The cluster objects `view` was computed from (the IR keeps an unchanged Backend's cluster object). */
-  clusters: ReadonlySet<ClusterIR>;
+  /** The cluster list `view` was computed from (the IR keeps an unchanged Backend's cluster object). */
+  clusters: readonly ClusterIR[];
 }
 
 function sameHealth(a: readonly MemberHealth[], b: readonly MemberHealth[]): boolean {
@@ -320,10 +320,14 @@ function sameHealth(a: readonly MemberHealth[], b: readonly MemberHealth[]): boo
 export function fleetHealthView(ir: IR, window: LoadSource, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH, resolves: ResolvesFn = () => undefined, starting = false, reuse?: FleetHealthReuse, previous?: FleetHealthView): FleetHealthView {
   const reporting: Reporting = window.reporterCount() > 0 ? 'yes' : starting ? 'starting' : 'no';
   const view: FleetHealthView = new Map();
-  for (const c of ir.clusters) {
+  // Lined up by position when the list kept its length (an edit in place), else looked up.
+  const aligned = reuse !== undefined && reuse.clusters.length === ir.clusters.length;
+  const known = reuse !== undefined && !aligned ? new Set(reuse.clusters) : undefined;
+  for (let i = 0; i < ir.clusters.length; i++) {
+    const c = ir.clusters[i]!;
     if ((c.backend.kind ?? 'Backend') !== 'Backend') continue;
     const key = clusterKey(c);
-    const kept = reuse?.clusters.has(c) ? reuse.view.get(key) : undefined;
+    const kept = reuse !== undefined && (aligned ? reuse.clusters[i] === c : known?.has(c) === true) ? reuse.view.get(key) : undefined;
     if (kept !== undefined && kept.reporting === reporting) {
       view.set(key, kept);
       continue;

@@ -164,3 +164,22 @@ describe('applyFleetHealth with a memo', () => {
     expect(moved.given).not.toBe(jitter.given);
   });
 });
+
+describe('fleetHealthView after an edit', () => {
+  it('keeps the entries of the clusters the IR kept, and computes the replaced one as a full view does', () => {
+    const window = new LoadWindow(60_000, () => 1_000_000);
+    const resolves = (host: string) => (host === 'gone.example' ? { resolves: false, code: 'ENOTFOUND' } : undefined);
+    const before = [0, 1, 2].map((i) => cluster(i));
+    const first = fleetHealthView(ir(before), window, undefined, resolves);
+    const dns: ClusterIR = { ...cluster(1, 'gone.example'), discovery: 'dns' };
+    const after = [before[0]!, dns, before[2]!];
+    const edited = fleetHealthView(ir(after), window, undefined, resolves, false, { view: first, clusters: before }, first);
+    expect(edited.get('Backend/ai/chat-0')).toBe(first.get('Backend/ai/chat-0'));
+    expect(edited.get('Backend/ai/chat-1')).toEqual(fleetHealthView(ir(after), window, undefined, resolves).get('Backend/ai/chat-1'));
+    expect(edited.get('Backend/ai/chat-1')?.health.some((h) => h.failing?.reason === 'HostNotResolved')).toBe(true);
+    // A list that lost a cluster is matched by object, not by position.
+    const shorter = fleetHealthView(ir([before[0]!, before[2]!]), window, undefined, resolves, false, { view: first, clusters: before }, first);
+    expect(shorter.get('Backend/ai/chat-2')).toBe(first.get('Backend/ai/chat-2'));
+    expect(shorter.has('Backend/ai/chat-1')).toBe(false);
+  });
+});
