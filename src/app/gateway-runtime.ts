@@ -15,7 +15,7 @@ import { StatusBook } from '../status/book.js';
 import { DnsProbe } from '../status/dns-probe.js';
 import { applyFleetHealth, fleetHealthView, LoadWindow, type FleetHealthMemo, type FleetHealthView, type LoadSource } from '../status/fleet-health.js';
 import { FleetLoad, mergeFleetViews, remoteFeedback, shareOfClients, shareOfLoad, type FleetExchange } from '../status/fleet-share.js';
-import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type FleetTypeFeedback, type ProgrammedMemo, type ServedAs, type ServedAsMemo } from '../status/programmed.js';
+import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type FleetTypeFeedback, ProgrammedMemo, type ServedAs, type ServedAsMemo } from '../status/programmed.js';
 import type { ObjectStatus, WarningEvent } from '../translate/status.js';
 import { SHARED_VIEW, SnapshotCache } from '../xds/cache.js';
 import { loadReportingService } from '../xds/lrs.js';
@@ -169,7 +169,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   let healthClusters: IR['clusters'] = [];
   // Each status stage hands on the object it made last time when nothing it reads moved, so one
   // edit among many objects reaches the status book as a few replaced objects, not all of them.
-  const programmedMemo: ProgrammedMemo = new WeakMap();
+  const programmedMemo = new ProgrammedMemo();
   const healthMemo: FleetHealthMemo = new WeakMap();
   let problems: Problem[] = [];
   let loaded = false;

@@ -150,7 +150,24 @@ function programmedWithoutNacks(served: ServedObject, feedback: XdsFeedback, gen
 }
 
 /** applyXdsFeedback's last result per input status (weakly held, so replaced statuses are let go). */
-export type ProgrammedMemo = WeakMap<ObjectStatus, { key: string; served: ServedObject; feedback: string | undefined; programmed: Condition; out: ObjectStatus }>;
+interface ProgrammedEntry {
+  key: string;
+  served: ServedObject;
+  feedback: string | undefined;
+  programmed: Condition;
+  out: ObjectStatus;
+}
+
+/**
+ * applyXdsFeedback's last results: by position in the last list (translation keeps an unchanged
+ * object's status at its place, so most are found without hashing), else by status object
+ * (weakly held, so replaced statuses are let go).
+ */
+export class ProgrammedMemo {
+  given: readonly ObjectStatus[] = [];
+  atPosition: (ProgrammedEntry | undefined)[] = [];
+  readonly byStatus = new WeakMap<ObjectStatus, ProgrammedEntry>();
+}
 
 function sameCondition(a: Condition, b: Condition): boolean {
   return a.status === b.status && a.reason === b.reason && a.message === b.message && a.observedGeneration === b.observedGeneration;
@@ -194,8 +211,11 @@ export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, f
   };
   const verdicts = feedbackKey(feedback);
   const answers = new Map<string, boolean>();
-  return statuses.map((s) => {
-    const last = memo?.get(s);
+  const lined = memo !== undefined && memo.given.length === statuses.length;
+  const atPosition: (ProgrammedEntry | undefined)[] = memo === undefined ? [] : new Array<ProgrammedEntry | undefined>(statuses.length);
+  const out = statuses.map((s, i) => {
+    const last = memo === undefined ? undefined : lined && memo.given[i] === s ? memo.atPosition[i] : memo.byStatus.get(s);
+    atPosition[i] = last;
     const key = last?.key ?? objectKey(s);
     const served = servedAs.get(key);
     // Without a NACK anywhere, an object served as the very same resources (servedAsFromIr keeps
@@ -220,9 +240,16 @@ export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, f
     const out = s.kind === 'Gateway' && 'listeners' in s
       ? { ...s, conditions: replace(s.conditions), listeners: s.listeners.map((l) => ({ ...l, conditions: replace(l.conditions) })) }
       : ({ ...s, conditions: replace(s.conditions) } as ObjectStatus);
-    memo?.set(s, { key, served, feedback: verdicts, programmed: next, out });
+    const entry = { key, served, feedback: verdicts, programmed: next, out };
+    memo?.byStatus.set(s, entry);
+    atPosition[i] = entry;
     return out;
   });
+  if (memo !== undefined) {
+    memo.given = statuses;
+    memo.atPosition = atPosition;
+  }
+  return out;
 }
 
 /** What servedAsFromIr was last given and made: an edit that keeps the data planes redoes only the clusters it replaced. */

@@ -5,7 +5,7 @@ import { TypeUrl } from '../../src/envoy/resources.js';
 import type { ClusterIR, IR } from '../../src/ir/model.js';
 import { StatusBook } from '../../src/status/book.js';
 import { applyFleetHealth, fleetHealthView, LoadWindow, type FleetHealthMemo, type FleetHealthView, type LoadReportLike } from '../../src/status/fleet-health.js';
-import { applyXdsFeedback, servedAsFromIr, type ProgrammedMemo, type ServedAs, type XdsFeedback } from '../../src/status/programmed.js';
+import { applyXdsFeedback, ProgrammedMemo, servedAsFromIr, type ServedAs, type XdsFeedback } from '../../src/status/programmed.js';
 import type { BackendStatus, ObjectStatus } from '../../src/translate/status.js';
 import { SHARED_VIEW } from '../../src/xds/cache.js';
 
@@ -94,7 +94,7 @@ describe('applyXdsFeedback with a memo', () => {
   const served: ServedAs = servedAsFromIr(ir(clusters), p);
 
   it('hands the same objects on while nothing they read moved, with the results of a call without memo', () => {
-    const memo: ProgrammedMemo = new WeakMap();
+    const memo = new ProgrammedMemo();
     const one = applyXdsFeedback(statuses, served, feedback(true), memo);
     expect(one).toEqual(applyXdsFeedback(statuses, served, feedback(true)));
     expect(programmedOf(one, 'chat-1')).toMatchObject({ status: 'True' });
@@ -103,7 +103,7 @@ describe('applyXdsFeedback with a memo', () => {
   });
 
   it('keeps True for an object served as the same resources while a new version waits for its ACK; what the edit replaced goes Pending', () => {
-    const memo: ProgrammedMemo = new WeakMap();
+    const memo = new ProgrammedMemo();
     applyXdsFeedback(statuses, served, feedback(true), memo);
     // The edit replaced chat-2's cluster (and its status); the new CDS version is not ACKed yet.
     const edited = clusters.map((c, i) => (i === 2 ? cluster(2, '10.0.0.9') : c));
@@ -118,7 +118,7 @@ describe('applyXdsFeedback with a memo', () => {
   });
 
   it('charges a NACK as a call without memo does, to objects kept True too', () => {
-    const memo: ProgrammedMemo = new WeakMap();
+    const memo = new ProgrammedMemo();
     applyXdsFeedback(statuses, served, feedback(true), memo);
     const nacked = applyXdsFeedback(statuses, served, feedback(false, 'cluster backend/ai/chat-1: bad'), memo);
     expect(nacked).toEqual(applyXdsFeedback(statuses, served, feedback(false, 'cluster backend/ai/chat-1: bad')));
