@@ -9,12 +9,13 @@ import type { GatewayIR } from '../ir/model.js';
 import type { Readiness } from '../observability/health.js';
 import { translate, type TranslationState } from '../translate/index.js';
 import type { IR } from '../ir/model.js';
+import { replacedAt } from '../ir/delta.js';
 import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
 import { DnsProbe } from '../status/dns-probe.js';
-import { applyFleetHealth, fleetHealthView, LoadWindow, sameFleetHealth, type FleetHealthView, type LoadSource } from '../status/fleet-health.js';
+import { applyFleetHealth, fleetHealthView, LoadWindow, sameFleetHealth, type FleetHealthMemo, type FleetHealthView, type LoadSource } from '../status/fleet-health.js';
 import { FleetLoad, mergeFleetViews, remoteFeedback, shareOfClients, shareOfLoad, type FleetExchange } from '../status/fleet-share.js';
-import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type FleetTypeFeedback, type ServedAs } from '../status/programmed.js';
+import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type FleetTypeFeedback, ProgrammedMemo, type ServedAs, type ServedAsMemo } from '../status/programmed.js';
 import type { ObjectStatus, WarningEvent } from '../translate/status.js';
 import { SHARED_VIEW, SnapshotCache } from '../xds/cache.js';
 import { loadReportingService } from '../xds/lrs.js';
@@ -129,6 +130,13 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
+/** The same entry objects under the same keys: nothing of fleet health moved. */
+function sameEntries(a: FleetHealthView, b: FleetHealthView): boolean {
+  if (a.size !== b.size) return false;
+  for (const [key, entry] of b) if (a.get(key) !== entry) return false;
+  return true;
+}
+
 function conditionsSummary(s: ObjectStatus): string {
   return ('conditions' in s ? s.conditions : []).map((c) => `${c.type}=${c.status}${c.status === 'True' ? '' : `(${c.reason})`}`).join(' ');
 }
@@ -154,8 +162,15 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   let translated: ObjectStatus[] = [];
   let servedAs: ServedAs = new Map();
   let servedViews = new Set<string>();
+  let servedAsMemo: ServedAsMemo | undefined;
   let ir: IR | undefined;
   let fleetHealth: FleetHealthView = new Map();
+  /** The cluster list fleetHealth was computed from: an edit recomputes only the clusters it replaced. */
+  let healthClusters: IR['clusters'] = [];
+  // Each status stage hands on the object it made last time when nothing it reads moved, so one
+  // edit among many objects reaches the status book as a few replaced objects, not all of them.
+  const programmedMemo = new ProgrammedMemo();
+  const healthMemo: FleetHealthMemo = new WeakMap();
   let problems: Problem[] = [];
   let loaded = false;
   /** xds.fleetChanges when statuses were last computed: ACKs that changed nothing cost nothing. */
@@ -189,11 +204,11 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       ? mergeFleetViews(own, remoteFeedback(fleet.remotes(), currentVersion, new Set(xds.clients().map((c) => c.nodeId))))
       : own;
     const views = new Map([...merged].filter(([view]) => servedViews.has(view)));
-    const fed = applyXdsFeedback(translated, servedAs, { views });
+    const fed = applyXdsFeedback(translated, servedAs, { views }, programmedMemo);
     const isolated = resourceQuarantine.statuses(fed, servedAs, latest?.inputs.gateways ?? []);
     const hosted = opts.infrastructure ? opts.infrastructure.statuses(isolated) : isolated;
     const overlaid = opts.statusOverlay ? opts.statusOverlay.apply(hosted) : hosted;
-    const { changed, removed } = book.update(applyFleetHealth(overlaid, fleetHealth, lrs.windowMs, (namespace, name) => book.get('Backend', namespace, name)));
+    const { changed, removed } = book.update(applyFleetHealth(overlaid, fleetHealth, lrs.windowMs, (namespace, name) => book.get('Backend', namespace, name), healthMemo));
     for (const s of changed) log.info({ object: `${s.kind} ${s.namespace ? `${s.namespace}/` : ''}${s.name}`, conditions: conditionsSummary(s) }, 'status changed');
     if (opts.statusSink && (changed.length > 0 || removed.length > 0)) opts.statusSink.statuses(book.all());
   };
@@ -212,13 +227,26 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     if (xds.fleetChanges !== publishedFleet) scheduleStatuses();
   };
 
-  /** Recomputes the members' health; true when it differs from what statuses were last built with. */
-  const refreshHealth = (): boolean => {
+  /** `edit`: only the clusters a translation replaced are computed again; the timer does them all. */
+  /** Returns true when the members' health differs from what statuses were last built with. */
+  const refreshHealth = (edit = false): boolean => {
     if (!ir) return false;
-    const previous = fleetHealth;
-    fleetHealth = fleetHealthView(ir, fleetLoad, undefined, (host) => dnsProbe.resolution(host), Date.now() - startedAt < lrs.windowMs);
-    // Answers are used at the next refresh: status never waits on DNS.
-    void dnsProbe.refresh(ir.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
+    const reuse = edit ? { view: fleetHealth, clusters: healthClusters } : undefined;
+    const before = fleetHealth;
+    const clustersBefore = healthClusters;
+    fleetHealth = fleetHealthView(ir, fleetLoad, undefined, (host) => dnsProbe.resolution(host), Date.now() - startedAt < lrs.windowMs, reuse, fleetHealth);
+    healthClusters = ir.clusters;
+    if (edit) {
+      // An edit that left every entry as it was changes no figure; one that replaced no DNS
+      // cluster asks for no other hostname (the timer probes them again anyway).
+      const replaced = replacedAt(clustersBefore, ir.clusters);
+      const dnsTouched = replaced === undefined || replaced.some((i) => ir?.clusters[i]?.discovery === 'dns' || clustersBefore[i]?.discovery === 'dns');
+      if (dnsTouched) void dnsProbe.refresh(ir.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
+      if (sameEntries(before, fleetHealth)) return false;
+    } else {
+      // Answers are used at the next refresh: status never waits on DNS.
+      void dnsProbe.refresh(ir.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
+    }
     metrics.memberRequests.reset();
     metrics.memberErrors.reset();
     metrics.backendDegraded.reset();
@@ -233,7 +261,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
         metrics.memberErrors.set(labels, h.figures.errors);
       }
     }
-    return !sameFleetHealth(previous, fleetHealth);
+    return !sameFleetHealth(before, fleetHealth);
   };
   // Load reports arrive all the time; status follows them at this pace only, and only when the
   // health they give changed: rebuilding every status (hundreds of ms at a thousand Backends, in
@@ -311,10 +339,13 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       for (const kind of PUSH_ORDER) metrics.resources.set({ type: kind }, result.xds[KIND_FIELD[kind]].length);
       // Held-out routes get their status from a translation that includes them, with Accepted=False.
       translated = excluded.size === 0 ? result.translation.statuses : [...result.translation.statuses, ...quarantine.statuses(translate(snapshot.inputs).statuses)];
-      servedAs = servedAsFromIr(result.translation.ir, result.planes);
-      servedViews = new Set([...servedAs.values()].flatMap((o) => o.views));
+      const servedBefore = servedAsMemo;
+      servedAs = servedAsFromIr(result.translation.ir, result.planes, servedAsMemo);
+      servedAsMemo = { ir: result.translation.ir, planes: result.planes, servedAs };
+      // Views come from data planes, which an edit that keeps them does not change.
+      if (servedBefore?.planes !== result.planes) servedViews = new Set([...servedAs.values()].flatMap((o) => o.views));
       ir = result.translation.ir;
-      refreshHealth();
+      refreshHealth(true);
       for (const e of result.translation.events) log.warn({ object: `${e.object.kind} ${e.object.namespace}/${e.object.name}`, reason: e.reason }, e.message);
       log.info({ changed: change.changed.map((t) => t.split('.').pop()), clusters: result.xds.clusters.length, listeners: result.xds.listeners.length }, 'configuration translated');
       loaded = true;

@@ -30,19 +30,38 @@ import { CulpritSearch } from './culprit-search.js';
  * one bootstrapped by hand with Envoy's default RE2 program size limit) still gets the culprit
  * quarantined for every Envoy: the controller serves one configuration.
  */
+/** A route's spec as JSON, per route object: the provider keeps an unchanged route's object. */
+const specJson = new WeakMap<HTTPRoute, string>();
+
 export class RouteQuarantine {
   /** Route key → fingerprint of its route entries, per pushed route version (recent ones only). */
   private readonly fingerprints = new Map<string, Map<string, string>>();
   private readonly ackedByNode = new Map<string, string>();
   /** Culprits are keyed by HTTPRoute, with the spec they were rejected with as their fingerprint. */
   private readonly search = new CulpritSearch();
-  private specs = new Map<string, string>();
+  /** The routes of the last translation; keyed and stringified only when a culprit or NACK asks. */
+  private routes: readonly HTTPRoute[] = [];
+  private byKey: Map<string, HTTPRoute> | undefined;
   private current: string | undefined;
+
+  private spec(key: string): string | undefined {
+    this.byKey ??= new Map(this.routes.map((r) => [routeKey(r), r]));
+    const route = this.byKey.get(key);
+    if (route === undefined) return undefined;
+    let json = specJson.get(route);
+    if (json === undefined) {
+      json = JSON.stringify(route.spec);
+      specJson.set(route, json);
+    }
+    return json;
+  }
 
   /** Before each translation: forgets culprits whose spec changed or that were deleted. */
   refresh(routes: readonly HTTPRoute[]): void {
-    this.specs = new Map(routes.map((r) => [routeKey(r), JSON.stringify(r.spec)]));
-    this.search.refresh((key) => this.specs.get(key));
+    this.routes = routes;
+    this.byKey = undefined;
+    // With nothing held there is nothing to forget: an edit among many routes costs no pass over them.
+    if (this.search.held().size > 0) this.search.refresh((key) => this.spec(key));
   }
 
   /** HTTPRoutes ("namespace/name") to leave out of the next translation. */
@@ -78,7 +97,7 @@ export class RouteQuarantine {
     const rejected = this.fingerprints.get(version);
     if (!rejected) return false;
     const base = this.fingerprints.get(this.ackedByNode.get(node) ?? '') ?? new Map<string, string>();
-    const suspects = new Map([...rejected.keys()].filter((k) => rejected.get(k) !== base.get(k)).map((k) => [k, this.specs.get(k) ?? '']));
+    const suspects = new Map([...rejected.keys()].filter((k) => rejected.get(k) !== base.get(k)).map((k) => [k, this.spec(k) ?? '']));
     return this.search.rejected(node, suspects, message, (k) => message.includes(`${k}/rule/`));
   }
 

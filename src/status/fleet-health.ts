@@ -284,18 +284,58 @@ export function steady(published: number | undefined, next: number): number {
 }
 
 /** Per Backend: the member verdicts to fold into status. */
-export type FleetHealthView = Map<string, { health: MemberHealth[]; reporting: Reporting }>;
+export interface FleetHealthEntry {
+  health: MemberHealth[];
+  reporting: Reporting;
+}
+export type FleetHealthView = Map<string, FleetHealthEntry>;
 
 /** yes: an Envoy reported in the window; starting: none yet, and the controller is younger than a window; no: none. */
 export type Reporting = 'yes' | 'starting' | 'no';
 
-export function fleetHealthView(ir: IR, window: LoadSource, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH, resolves: ResolvesFn = () => undefined, starting = false): FleetHealthView {
+/** What a view was built from: an edit keeps the entries of the clusters it did not replace. */
+export interface FleetHealthReuse {
+  view: FleetHealthView;
+  /** The cluster list `view` was computed from (the IR keeps an unchanged Backend's cluster object). */
+  clusters: readonly ClusterIR[];
+}
+
+function sameHealth(a: readonly MemberHealth[], b: readonly MemberHealth[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.name !== y.name || x.priority !== y.priority || x.figures.requests !== y.figures.requests || x.figures.errors !== y.figures.errors) return false;
+    if (x.failing?.reason !== y.failing?.reason || x.failing?.message !== y.failing?.message) return false;
+  }
+  return true;
+}
+
+/**
+ * Per Backend, its members' health. With `reuse` from an edit, the clusters the edit did not
+ * replace keep their entries as they are (figures move on the refresh timer, not per edit); with
+ * `previous`, an entry equal to its predecessor is the predecessor object, so applyFleetHealth
+ * hands the status book the same status and the book compares nothing.
+ */
+export function fleetHealthView(ir: IR, window: LoadSource, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH, resolves: ResolvesFn = () => undefined, starting = false, reuse?: FleetHealthReuse, previous?: FleetHealthView): FleetHealthView {
   const reporting: Reporting = window.reporterCount() > 0 ? 'yes' : starting ? 'starting' : 'no';
   const view: FleetHealthView = new Map();
-  for (const c of ir.clusters) {
+  // Lined up by position when the list kept its length (an edit in place), else looked up.
+  const aligned = reuse !== undefined && reuse.clusters.length === ir.clusters.length;
+  const known = reuse !== undefined && !aligned ? new Set(reuse.clusters) : undefined;
+  for (let i = 0; i < ir.clusters.length; i++) {
+    const c = ir.clusters[i]!;
     if ((c.backend.kind ?? 'Backend') !== 'Backend') continue;
+    const key = clusterKey(c);
+    const kept = reuse !== undefined && (aligned ? reuse.clusters[i] === c : known?.has(c) === true) ? reuse.view.get(key) : undefined;
+    if (kept !== undefined && kept.reporting === reporting) {
+      view.set(key, kept);
+      continue;
+    }
     // Without reports the DNS verdict still holds: it needs no traffic.
-    view.set(clusterKey(c), { health: memberHealth(c, reporting === 'yes' ? window.cluster(c.name) : new Map(), window.windowMs, opts, resolves), reporting });
+    const health = memberHealth(c, reporting === 'yes' ? window.cluster(c.name) : new Map(), window.windowMs, opts, resolves);
+    const before = previous?.get(key);
+    view.set(key, before !== undefined && before.reporting === reporting && sameHealth(before.health, health) ? before : { health, reporting });
   }
   return view;
 }
@@ -338,14 +378,26 @@ function degraded(health: MemberHealth[], reporting: Reporting, windowMs: number
  * Adds Degraded and each member's figures to Backend statuses. Backends that serve nothing
  * (no cluster) are left alone: their Accepted/ResolvedRefs conditions already say why.
  */
-export function applyFleetHealth(statuses: ObjectStatus[], view: FleetHealthView, windowMs: number, published: (namespace: string, name: string) => ObjectStatus | undefined = () => undefined): ObjectStatus[] {
+export function applyFleetHealth(statuses: ObjectStatus[], view: FleetHealthView, windowMs: number, published: (namespace: string, name: string) => ObjectStatus | undefined = () => undefined, memo?: FleetHealthMemo): ObjectStatus[] {
+  const prioritiesOf = (b: BackendStatus): BackendStatus['priorities'] | undefined => {
+    const before = published(b.namespace, b.name);
+    return before && before.kind === 'Backend' && 'priorities' in before ? before.priorities : undefined;
+  };
   return statuses.map((s) => {
     if (s.kind !== 'Backend' || !('priorities' in s)) return s;
-    const entry = view.get(`Backend/${s.namespace}/${s.name}`);
+    // The same status and health entry give the same result: the object made last time is handed
+    // on, so an edit elsewhere costs this Backend a lookup, not a rebuild. Figures also read the
+    // published ones (steady): those are the same when they are what was read last time, or what
+    // was made then (steady of its own output is that output).
+    const last = memo?.get(s);
+    const key = last?.key ?? `Backend/${s.namespace}/${s.name}`;
+    const entry = view.get(key);
     if (!entry) return s;
     const b: BackendStatus = s;
-    const before = published(b.namespace, b.name);
-    const previous = before && before.kind === 'Backend' && 'priorities' in before ? before.priorities : [];
+    if (last !== undefined && last.entry === entry && entry.reporting !== 'yes') return last.out;
+    const publishedPriorities = prioritiesOf(b);
+    if (last !== undefined && last.entry === entry && (publishedPriorities === last.read || publishedPriorities === last.out.priorities)) return last.out;
+    const previous = publishedPriorities ?? [];
     const generation = b.conditions.find((c) => c.observedGeneration !== undefined)?.observedGeneration;
     const priorities = b.priorities.map((p) => ({
       ...p,
@@ -356,6 +408,11 @@ export function applyFleetHealth(statuses: ObjectStatus[], view: FleetHealthView
         return { ...m, requests: steady(was?.requests, h.figures.requests), errors: steady(was?.errors, h.figures.errors) };
       }),
     }));
-    return { ...b, conditions: [...b.conditions.filter((c) => c.type !== 'Degraded'), degraded(entry.health, entry.reporting, windowMs, generation)], priorities };
+    const out = { ...b, conditions: [...b.conditions.filter((c) => c.type !== 'Degraded'), degraded(entry.health, entry.reporting, windowMs, generation)], priorities };
+    memo?.set(s, { key, entry, read: publishedPriorities, out });
+    return out;
   });
 }
+
+/** applyFleetHealth's last result per input status (weakly held: a replaced status lets go of its entry). */
+export type FleetHealthMemo = WeakMap<ObjectStatus, { key: string; entry: FleetHealthEntry; read: BackendStatus['priorities'] | undefined; out: BackendStatus }>;

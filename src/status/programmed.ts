@@ -2,6 +2,7 @@ import { condition, type Condition } from '../api/conditions.js';
 import { TypeUrl } from '../envoy/resources.js';
 import type { DataPlanes } from '../envoy/data-planes.js';
 import type { IR } from '../ir/model.js';
+import { replacedAt } from '../ir/delta.js';
 import type { ObjectStatus } from '../translate/status.js';
 import { SHARED_VIEW } from '../xds/cache.js';
 
@@ -85,7 +86,7 @@ function programmed(
   served: ServedObject,
   feedback: XdsFeedback,
   generation: number | undefined,
-  namesOfType: ReadonlyMap<string, ReadonlySet<string>>,
+  namesOfType: () => ReadonlyMap<string, ReadonlySet<string>>,
 ): Condition {
   let acked = false;
   const typeUrls = [...new Set(served.resources.map((r) => r.typeUrl))];
@@ -98,7 +99,7 @@ function programmed(
         // Envoy does not always name the resource it rejects (RE2 errors quote only the pattern,
         // which may itself contain "/"): an error that names none of the type's resources is
         // charged to every object served as that type.
-        const namesAny = [...(namesOfType.get(typeUrl) ?? [])].some((n) => nack.message.includes(n));
+        const namesAny = [...(namesOfType().get(typeUrl) ?? [])].some((n) => nack.message.includes(n));
         if (ofType.some((r) => r.names.some((n) => nack.message.includes(n))) || !namesAny) {
           return condition('Programmed', false, 'Rejected', `Envoy ${nack.nodeId} rejected the configuration: ${shortNackReason(nack.message)}`, generation);
         }
@@ -109,56 +110,166 @@ function programmed(
   // The message of translation's own Pending: a status that moved with the fleet (no Envoy
   // connected, N of M ACKed) would be rewritten on every connect and ACK (issue 9 measured
   // 41,039 rewrites in one 1,000-Envoy run).
+  return ackedCondition(acked, generation);
+}
+
+function ackedCondition(acked: boolean, generation: number | undefined): Condition {
   if (!acked) return condition('Programmed', false, 'Pending', 'waiting for a connected Envoy to acknowledge the configuration', generation);
   return condition('Programmed', true, 'Programmed', 'acknowledged by the Envoys that serve it', generation);
 }
 
-/** Replaces each served object's Pending Programmed condition with what the Envoys that serve it said. */
-export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, feedback: XdsFeedback): ObjectStatus[] {
-  const namesOfType = new Map<string, Set<string>>();
-  for (const served of servedAs.values()) {
-    for (const r of served.resources) {
-      const names = namesOfType.get(r.typeUrl) ?? new Set<string>();
-      for (const n of r.names) names.add(n);
-      namesOfType.set(r.typeUrl, names);
-    }
+/** Per served object (kept across edits by servedAsFromIr): its type URLs, and views plus types in one string. */
+const shapes = new WeakMap<ServedObject, { typeUrls: string[]; shape: string }>();
+
+function shapeOf(served: ServedObject): { typeUrls: string[]; shape: string } {
+  let known = shapes.get(served);
+  if (known === undefined) {
+    const typeUrls = [...new Set(served.resources.map((r) => r.typeUrl))];
+    known = { typeUrls, shape: `${served.views.join('\u0000')}\u0001${typeUrls.join('\u0000')}` };
+    shapes.set(served, known);
   }
-  return statuses.map((s) => {
-    const served = servedAs.get(objectKey(s));
-    if (!served || served.resources.length === 0 || !('conditions' in s)) return s;
-    const current = s.conditions.find((c) => c.type === 'Programmed');
-    if (!current || current.reason !== 'Pending') return s;
-    const next = programmed(served, feedback, current.observedGeneration, namesOfType);
-    const replace = (conditions: Condition[]): Condition[] =>
-      conditions.map((c) => (c.type === 'Programmed' && c.reason === 'Pending' ? { ...next, ...(c.observedGeneration !== undefined ? { observedGeneration: c.observedGeneration } : {}) } : c));
-    if (s.kind === 'Gateway' && 'listeners' in s) {
-      // A served listener is programmed exactly when its Gateway's Envoy listeners are.
-      return { ...s, conditions: replace(s.conditions), listeners: s.listeners.map((l) => ({ ...l, conditions: replace(l.conditions) })) };
-    }
-    return { ...s, conditions: replace(s.conditions) } as ObjectStatus;
-  });
+  return known;
 }
 
 /**
- * Which Envoy resources each object is served as, from the IR, and by which data planes
- * (`planes`): a Gateway by its own Envoys and by the shared ones unless they leave one of its
- * listeners out; a Backend by every Gateway whose routes reach it and by the shared ones.
+ * programmed() when no Envoy NACKed anything: then only whether one of the object's views ACKed
+ * all its types counts, and objects of one shape (views and types) share the answer, worked out
+ * once per call in `answers`.
  */
-export function servedAsFromIr(ir: IR, planes: DataPlanes): ServedAs {
-  const out: ServedAs = new Map();
-  const gatewaysOfCluster = new Map<string, string[]>();
-  for (const [gateway, names] of planes.gateways) {
-    for (const cluster of names.clusters) {
-      const gateways = gatewaysOfCluster.get(cluster);
-      if (gateways === undefined) gatewaysOfCluster.set(cluster, [gateway]);
-      else gateways.push(gateway);
+function programmedWithoutNacks(served: ServedObject, feedback: XdsFeedback, generation: number | undefined, answers: Map<string, boolean>): Condition {
+  const { typeUrls, shape } = shapeOf(served);
+  let acked = answers.get(shape);
+  if (acked === undefined) {
+    acked = served.views.some((key) => {
+      const view = feedback.views.get(key);
+      return view !== undefined && typeUrls.every((typeUrl) => view.get(typeUrl)?.acked === true);
+    });
+    answers.set(shape, acked);
+  }
+  return ackedCondition(acked, generation);
+}
+
+/** applyXdsFeedback's last result per input status (weakly held, so replaced statuses are let go). */
+interface ProgrammedEntry {
+  key: string;
+  served: ServedObject;
+  feedback: string | undefined;
+  programmed: Condition;
+  out: ObjectStatus;
+}
+
+/**
+ * applyXdsFeedback's last results: by position in the last list (translation keeps an unchanged
+ * object's status at its place, so most are found without hashing), else by status object
+ * (weakly held, so replaced statuses are let go).
+ */
+export class ProgrammedMemo {
+  given: readonly ObjectStatus[] = [];
+  atPosition: (ProgrammedEntry | undefined)[] = [];
+  readonly byStatus = new WeakMap<ObjectStatus, ProgrammedEntry>();
+}
+
+function sameCondition(a: Condition, b: Condition): boolean {
+  return a.status === b.status && a.reason === b.reason && a.message === b.message && a.observedGeneration === b.observedGeneration;
+}
+
+/**
+ * The fleet's verdicts in one string, once per call: an object served as it was, under the same
+ * verdicts, keeps its Programmed without a look at its views. Undefined when some Envoy NACKed:
+ * then whether a NACK concerns an object depends on every served name, and each is looked at.
+ */
+function feedbackKey(feedback: XdsFeedback): string | undefined {
+  const parts: string[] = [];
+  for (const [view, types] of feedback.views) {
+    for (const [typeUrl, f] of types) {
+      if (f.rejected.length > 0) return undefined;
+      parts.push(`${view}\u0000${typeUrl}\u0000${f.acked ? 1 : 0}`);
     }
   }
-  for (const c of ir.clusters) {
-    const resources: ServedObject['resources'] = [{ typeUrl: TypeUrl.cluster, names: [c.name] }];
-    if (c.discovery === 'eds') resources.push({ typeUrl: TypeUrl.endpoint, names: [c.name] });
-    out.set(`${c.backend.kind ?? 'Backend'}/${c.backend.namespace}/${c.backend.name}`, { views: [SHARED_VIEW, ...(gatewaysOfCluster.get(c.name) ?? [])], resources });
+  return parts.join('\u0001');
+}
+
+/**
+ * Replaces each served object's Pending Programmed condition with what the Envoys that serve it
+ * said. With `memo`, an object whose status and verdict are those of the last call is handed on
+ * as the same object, so the status book sees only the objects whose Programmed moved.
+ */
+export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, feedback: XdsFeedback, memo?: ProgrammedMemo): ObjectStatus[] {
+  // Only a NACK reads every served name; without one (the usual case) nothing is collected.
+  let namesOfType: Map<string, Set<string>> | undefined;
+  const names = (): ReadonlyMap<string, ReadonlySet<string>> => {
+    if (namesOfType !== undefined) return namesOfType;
+    namesOfType = new Map();
+    for (const served of servedAs.values()) {
+      for (const r of served.resources) {
+        const ofType = namesOfType.get(r.typeUrl) ?? new Set<string>();
+        for (const n of r.names) ofType.add(n);
+        namesOfType.set(r.typeUrl, ofType);
+      }
+    }
+    return namesOfType;
+  };
+  const verdicts = feedbackKey(feedback);
+  const answers = new Map<string, boolean>();
+  const lined = memo !== undefined && memo.given.length === statuses.length;
+  const atPosition: (ProgrammedEntry | undefined)[] = memo === undefined ? [] : new Array<ProgrammedEntry | undefined>(statuses.length);
+  const out = statuses.map((s, i) => {
+    const last = memo === undefined ? undefined : lined && memo.given[i] === s ? memo.atPosition[i] : memo.byStatus.get(s);
+    atPosition[i] = last;
+    const key = last?.key ?? objectKey(s);
+    const served = servedAs.get(key);
+    // Without a NACK anywhere, an object served as the very same resources (servedAsFromIr keeps
+    // the entry of a cluster the IR kept, so its Envoy resource is byte for byte what it was)
+    // keeps a True Programmed while the view's new version waits for its ACK: the Envoys run the
+    // version they ACKed, which holds it. Only what an edit touched goes Pending, so an edit among
+    // 10,000 Backends rewrites a few statuses, not all of them twice.
+    if (last !== undefined && verdicts !== undefined && last.served === served && (last.feedback === verdicts || last.programmed.status === 'True')) return last.out;
+    if (!served || served.resources.length === 0 || !('conditions' in s)) return s;
+    const current = s.conditions.find((c) => c.type === 'Programmed');
+    if (!current || current.reason !== 'Pending') return s;
+    const next = verdicts === undefined ? programmed(served, feedback, current.observedGeneration, names) : programmedWithoutNacks(served, feedback, current.observedGeneration, answers);
+    if (last !== undefined && sameCondition(last.programmed, next)) {
+      // Updated in place: a fleet change that moves no verdict costs no allocation per object.
+      last.served = served;
+      last.feedback = verdicts;
+      return last.out;
+    }
+    const replace = (conditions: Condition[]): Condition[] =>
+      conditions.map((c) => (c.type === 'Programmed' && c.reason === 'Pending' ? { ...next, ...(c.observedGeneration !== undefined ? { observedGeneration: c.observedGeneration } : {}) } : c));
+    // A served listener is programmed exactly when its Gateway's Envoy listeners are.
+    const out = s.kind === 'Gateway' && 'listeners' in s
+      ? { ...s, conditions: replace(s.conditions), listeners: s.listeners.map((l) => ({ ...l, conditions: replace(l.conditions) })) }
+      : ({ ...s, conditions: replace(s.conditions) } as ObjectStatus);
+    const entry = { key, served, feedback: verdicts, programmed: next, out };
+    memo?.byStatus.set(s, entry);
+    atPosition[i] = entry;
+    return out;
+  });
+  if (memo !== undefined) {
+    memo.given = statuses;
+    memo.atPosition = atPosition;
   }
+  return out;
+}
+
+/** What servedAsFromIr was last given and made: an edit that keeps the data planes redoes only the clusters it replaced. */
+export interface ServedAsMemo {
+  ir: IR;
+  planes: DataPlanes;
+  servedAs: ServedAs;
+}
+
+function clusterObjectKey(c: IR['clusters'][number]): string {
+  return `${c.backend.kind ?? 'Backend'}/${c.backend.namespace}/${c.backend.name}`;
+}
+
+function clusterServedAs(c: IR['clusters'][number], gateways: readonly string[]): [string, ServedObject] {
+  const resources: ServedObject['resources'] = [{ typeUrl: TypeUrl.cluster, names: [c.name] }];
+  if (c.discovery === 'eds') resources.push({ typeUrl: TypeUrl.endpoint, names: [c.name] });
+  return [clusterObjectKey(c), { views: [SHARED_VIEW, ...gateways], resources }];
+}
+
+function addListeners(out: ServedAs, ir: IR, planes: DataPlanes): void {
   const leftOut = new Set(planes.shared.excluded.listeners ?? []);
   for (const l of ir.listeners) {
     const gateway = `${l.gateway.namespace}/${l.gateway.name}`;
@@ -170,5 +281,46 @@ export function servedAsFromIr(ir: IR, planes: DataPlanes): ServedAs {
     if (certificates.length > 0) served.resources.push({ typeUrl: TypeUrl.secret, names: certificates });
     out.set(key, served);
   }
+}
+
+/**
+ * Which Envoy resources each object is served as, from the IR, and by which data planes
+ * (`planes`): a Gateway by its own Envoys and by the shared ones unless they leave one of its
+ * listeners out; a Backend by every Gateway whose routes reach it and by the shared ones.
+ * With `previous` and the same data planes, a cluster object the IR kept keeps its entry (the
+ * same object, so applyXdsFeedback can hand its status on) and only replaced clusters are done again.
+ */
+export function servedAsFromIr(ir: IR, planes: DataPlanes, previous?: ServedAsMemo): ServedAs {
+  const at = previous !== undefined && previous.planes === planes ? replacedAt(previous.ir.clusters, ir.clusters) : undefined;
+  const gatewayKeys = new Set(previous?.ir.listeners.map((l) => `Gateway/${l.gateway.namespace}/${l.gateway.name}`));
+  // Two clusters of one object (the last one counts) cannot be followed entry by entry.
+  if (previous !== undefined && at !== undefined && previous.servedAs.size === previous.ir.clusters.length + gatewayKeys.size) {
+    const out: ServedAs = new Map(previous.servedAs);
+    // Gateways are few: their entries are made again (listeners need not line up).
+    for (const key of gatewayKeys) out.delete(key);
+    for (const i of at) out.delete(clusterObjectKey(previous.ir.clusters[i]!));
+    for (const i of at) {
+      const c = ir.clusters[i]!;
+      const gateways = [...planes.gateways].filter(([, names]) => names.clusters.includes(c.name)).map(([gateway]) => gateway);
+      const [key, served] = clusterServedAs(c, gateways);
+      out.set(key, served);
+    }
+    addListeners(out, ir, planes);
+    return out;
+  }
+  const out: ServedAs = new Map();
+  const gatewaysOfCluster = new Map<string, string[]>();
+  for (const [gateway, names] of planes.gateways) {
+    for (const cluster of names.clusters) {
+      const gateways = gatewaysOfCluster.get(cluster);
+      if (gateways === undefined) gatewaysOfCluster.set(cluster, [gateway]);
+      else gateways.push(gateway);
+    }
+  }
+  for (const c of ir.clusters) {
+    const [key, served] = clusterServedAs(c, gatewaysOfCluster.get(c.name) ?? []);
+    out.set(key, served);
+  }
+  addListeners(out, ir, planes);
   return out;
 }
