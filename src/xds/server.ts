@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server as NetServer } from 'node:net';
+import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -175,7 +175,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly services: readonly GrpcService[];
   private server: grpc.Server | undefined;
   /** The TCP listener whose connections are handed to `server` (see start()). */
-  private listener: { net: NetServer; injector: grpc.ConnectionInjector } | undefined;
+  private listener: { net: NetServer; injector: grpc.ConnectionInjector; sockets: Set<Socket> } | undefined;
   private unix: { server: grpc.Server; dir: string | undefined; path: string } | undefined;
   private envoySocket: { server: grpc.Server; path: string } | undefined;
   private nextStreamId = 0;
@@ -202,7 +202,14 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     // So the listener is ours, with the deepest queue the kernel allows (net.core.somaxconn caps
     // it), and grpc-js serves the sockets it accepts (TLS included: the injector's server wraps them).
     const injector = server.createConnectionInjector(credentials ?? grpc.ServerCredentials.createInsecure());
-    const listener = createServer({ noDelay: true }, (socket) => injector.injectConnection(socket));
+    // The accepted sockets, so that stop() can end them: grpc-js's shutdown does not always reach
+    // connections handed to it by an injector, and an open one keeps the process alive.
+    const sockets = new Set<Socket>();
+    const listener = createServer({ noDelay: true }, (socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+      injector.injectConnection(socket);
+    });
     let bound: number;
     try {
       bound = await new Promise<number>((resolve, reject) => {
@@ -220,7 +227,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     }
     listener.on('error', (err) => this.logger.error({ err }, 'xds: TCP listener failed'));
     this.server = server;
-    this.listener = { net: listener, injector };
+    this.listener = { net: listener, injector, sockets };
     this.logger.info({ address: host, port: bound, tls: credentials !== undefined }, 'xds: server listening');
     return bound;
   }
@@ -303,6 +310,10 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     this.unix = undefined;
     for (const stream of this.streams.values()) stream.call.end();
     await Promise.all(servers.map(shutdown));
+    if (listener !== undefined) {
+      listener.injector.destroy();
+      for (const socket of listener.sockets) socket.destroy();
+    }
     if (envoySocket !== undefined) rmSync(envoySocket, { force: true });
     if (socketDir !== undefined) rmSync(socketDir, { recursive: true, force: true });
   }
