@@ -344,8 +344,11 @@ describe('status writing against the API server', () => {
     const routeStatus = await waitFor(async () => {
       const o = await getObject('httproutes', 'r', GW, 'v1');
       const parents = isJson(o.status) && Array.isArray(o.status.parents) ? o.status.parents.filter(isJson) : [];
-      return parents.some((p) => p.controllerName === CONTROLLER_NAME) ? parents : undefined;
-    }, { what: 'our parent entry on HTTPRoute r', timeoutMs: 5000 });
+      // Until the informer has Gateway "theirs" (another class), r's parentRef to it names a
+      // Gateway not found, and that entry is ours: wait for the settled status, one entry each.
+      const ours = parents.filter((p) => p.controllerName === CONTROLLER_NAME);
+      return ours.length === 1 && isJson(ours[0]?.parentRef) && ours[0].parentRef.name === 'gw' && parents.length === 2 ? parents : undefined;
+    }, { what: 'our one parent entry (Gateway gw) beside theirs on HTTPRoute r', timeoutMs: 5000 });
     expect(routeStatus).toHaveLength(2);
     expect(routeStatus[0]).toEqual(theirs);
     expect(routeStatus[1]).toMatchObject({ parentRef: { group: GW, kind: 'Gateway', name: 'gw' }, controllerName: CONTROLLER_NAME });
