@@ -208,6 +208,9 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     const listener = createServer({ noDelay: true }, (socket) => {
       sockets.add(socket);
       socket.once('close', () => sockets.delete(socket));
+      // A peer's reset once its HTTP/2 session is gone (or before it exists) would otherwise be an
+      // uncaught 'error' event and end the process: a client hanging up is no fault of ours.
+      socket.on('error', (err) => this.logger.debug({ err }, 'xds: connection ended by an error'));
       injector.injectConnection(socket);
     });
     let bound: number;
@@ -312,7 +315,11 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     await Promise.all(servers.map(shutdown));
     if (listener !== undefined) {
       listener.injector.destroy();
-      for (const socket of listener.sockets) socket.destroy();
+      // Ended, so a peer that reads sees a clean close; one that stops reading is cut after a grace.
+      for (const socket of listener.sockets) {
+        socket.end();
+        setTimeout(() => socket.destroy(), 1_000).unref();
+      }
     }
     if (envoySocket !== undefined) rmSync(envoySocket, { force: true });
     if (socketDir !== undefined) rmSync(socketDir, { recursive: true, force: true });
