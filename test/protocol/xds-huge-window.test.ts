@@ -8,6 +8,7 @@ import { TypeUrl, type EnvoyResource, type XdsResources } from '../../src/envoy/
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { XdsServer } from '../../src/xds/server.js';
 import { waitFor } from '../support/wait.js';
+import { grpcFrame, paddedClusters } from '../support/xds-stream.js';
 
 /**
  * Envoy's default HTTP/2 windows are 256 MiB per stream and connection: the server may send that
@@ -28,23 +29,8 @@ const MB = 1024 * 1024;
 const RESPONSE_MB = 1.3;
 
 /** About 1.3 MB of Clusters: past any socket buffer, so most of each response stays with the sender. */
-function clusters(generation: number): XdsResources {
-  const list: EnvoyResource[] = Array.from({ length: 10_000 }, (_, i) => ({
-    '@type': TypeUrl.cluster,
-    name: `pool-${i}-${'x'.repeat(60)}`,
-    type: 'EDS',
-    connect_timeout: i === 0 ? `${generation}s` : '1s',
-    eds_cluster_config: { eds_config: { ads: {} } },
-  }));
-  return { listeners: [], routes: [], clusters: list, endpoints: [], secrets: [] };
-}
+const clusters = (generation: number): XdsResources => paddedClusters(generation, 10000, 60);
 
-function grpcFrame(message: Uint8Array): Buffer {
-  const frame = Buffer.alloc(5 + message.length);
-  frame.writeUInt32BE(message.length, 1);
-  frame.set(message, 5);
-  return frame;
-}
 
 function h2Frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
   const header = Buffer.alloc(9);

@@ -6,6 +6,7 @@ import { TypeUrl, type EnvoyResource, type XdsResources } from '../../src/envoy/
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { XdsServer } from '../../src/xds/server.js';
 import { waitFor } from '../support/wait.js';
+import { grpcFrame, paddedClusters } from '../support/xds-stream.js';
 
 /**
  * Slow and broken clients against the real server over real HTTP/2. A client that stops reading
@@ -20,23 +21,8 @@ const DELTA_PATH = `${SERVICE}/DeltaAggregatedResources`;
 const CHANGES = 10;
 
 /** Enough Clusters that one response exceeds the client's 64 KiB HTTP/2 window many times over. */
-function clusters(generation: number): XdsResources {
-  const list: EnvoyResource[] = Array.from({ length: 1_500 }, (_, i) => ({
-    '@type': TypeUrl.cluster,
-    name: `pool-${i}-${'x'.repeat(40)}`,
-    type: 'EDS',
-    connect_timeout: i === 0 ? `${generation}s` : '1s',
-    eds_cluster_config: { eds_config: { ads: {} } },
-  }));
-  return { listeners: [], routes: [], clusters: list, endpoints: [], secrets: [] };
-}
+const clusters = (generation: number): XdsResources => paddedClusters(generation, 1500, 40);
 
-function grpcFrame(message: Uint8Array): Buffer {
-  const frame = Buffer.alloc(5 + message.length);
-  frame.writeUInt32BE(message.length, 1);
-  frame.set(message, 5);
-  return frame;
-}
 
 /** Splits a gRPC response byte stream into messages. */
 class FrameReader {

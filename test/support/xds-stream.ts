@@ -49,3 +49,26 @@ export function recordingHooks(): { hooks: StreamHooks; events: string[]; fleet:
   };
   return { hooks, events, fleet };
 }
+
+/**
+ * `count` EDS Clusters whose names are padded with `pad` characters, one of them carrying
+ * `generation` in its timeout: a large CDS response that changes with the generation.
+ */
+export function paddedClusters(generation: number, count: number, pad: number): XdsResources {
+  const list: EnvoyResource[] = Array.from({ length: count }, (_, i) => ({
+    '@type': TypeUrl.cluster,
+    name: `pool-${i}-${'x'.repeat(pad)}`,
+    type: 'EDS',
+    connect_timeout: i === 0 ? `${generation}s` : '1s',
+    eds_cluster_config: { eds_config: { ads: {} } },
+  }));
+  return { listeners: [], routes: [], clusters: list, endpoints: [], secrets: [] };
+}
+
+/** One gRPC message frame: no compression flag, 4-byte length, the message. */
+export function grpcFrame(message: Uint8Array): Buffer {
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  frame.set(message, 5);
+  return frame;
+}
