@@ -131,12 +131,6 @@ export interface RunningGateway {
 }
 
 /** The same entry objects under the same keys: nothing of fleet health moved. */
-function sameEntries(a: FleetHealthView, b: FleetHealthView): boolean {
-  if (a.size !== b.size) return false;
-  for (const [key, entry] of b) if (a.get(key) !== entry) return false;
-  return true;
-}
-
 function conditionsSummary(s: ObjectStatus): string {
   return ('conditions' in s ? s.conditions : []).map((c) => `${c.type}=${c.status}${c.status === 'True' ? '' : `(${c.reason})`}`).join(' ');
 }
@@ -227,8 +221,10 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     if (xds.fleetChanges !== publishedFleet) scheduleStatuses();
   };
 
-  /** `edit`: only the clusters a translation replaced are computed again; the timer does them all. */
-  /** Returns true when the members' health differs from what statuses were last built with. */
+  /**
+   * `edit`: only the clusters a translation replaced are computed again; the timer does them all.
+   * Returns true when the members' health differs from what statuses were last built with.
+   */
   const refreshHealth = (edit = false): boolean => {
     if (!ir) return false;
     const reuse = edit ? { view: fleetHealth, clusters: healthClusters } : undefined;
@@ -236,17 +232,14 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     const clustersBefore = healthClusters;
     fleetHealth = fleetHealthView(ir, fleetLoad, undefined, (host) => dnsProbe.resolution(host), Date.now() - startedAt < lrs.windowMs, reuse, fleetHealth);
     healthClusters = ir.clusters;
-    if (edit) {
-      // An edit that left every entry as it was changes no figure; one that replaced no DNS
-      // cluster asks for no other hostname (the timer probes them again anyway).
-      const replaced = replacedAt(clustersBefore, ir.clusters);
-      const dnsTouched = replaced === undefined || replaced.some((i) => ir?.clusters[i]?.discovery === 'dns' || clustersBefore[i]?.discovery === 'dns');
-      if (dnsTouched) void dnsProbe.refresh(ir.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
-      if (sameEntries(before, fleetHealth)) return false;
-    } else {
-      // Answers are used at the next refresh: status never waits on DNS.
-      void dnsProbe.refresh(ir.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
-    }
+    // An edit that replaced no DNS cluster asks for no other hostname (the timer probes them again
+    // anyway). Answers are used at the next refresh: status never waits on DNS.
+    const replaced = edit ? replacedAt(clustersBefore, ir.clusters) : undefined;
+    const dnsTouched = replaced === undefined || replaced.some((i) => ir?.clusters[i]?.discovery === 'dns' || clustersBefore[i]?.discovery === 'dns');
+    if (dnsTouched) void dnsProbe.refresh(ir.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
+    const changed = !sameFleetHealth(before, fleetHealth);
+    // An edit that left every figure as it was has nothing to publish; the timer refreshes metrics.
+    if (edit && !changed) return false;
     metrics.memberRequests.reset();
     metrics.memberErrors.reset();
     metrics.backendDegraded.reset();
@@ -261,7 +254,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
         metrics.memberErrors.set(labels, h.figures.errors);
       }
     }
-    return !sameFleetHealth(before, fleetHealth);
+    return changed;
   };
   // Load reports arrive all the time; status follows them at this pace only, and only when the
   // health they give changed: rebuilding every status (hundreds of ms at a thousand Backends, in

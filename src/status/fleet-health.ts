@@ -345,6 +345,8 @@ export function sameFleetHealth(a: FleetHealthView, b: FleetHealthView): boolean
   if (a.size !== b.size) return false;
   for (const [key, left] of a) {
     const right = b.get(key);
+    // Entries an edit did not touch are the very same objects (fleetHealthView's reuse).
+    if (right === left) continue;
     if (right === undefined || right.reporting !== left.reporting || right.health.length !== left.health.length) return false;
     for (let i = 0; i < left.health.length; i++) if (!sameMemberHealth(left.health[i]!, right.health[i]!)) return false;
   }
