@@ -180,6 +180,9 @@ export interface FleetExchange {
 /** What the other replicas' Envoys did with one view's current version of one type. */
 export interface RemoteTypeFeedback {
   acked: boolean;
+  /** FleetTypeFeedback.version and .held. */
+  version?: string;
+  held?: ReadonlySet<string>;
   rejected: { nodeId: string; message: string }[];
 }
 
@@ -205,10 +208,15 @@ export function remoteFeedback(
         // A group of one is that Envoy alone; in a larger group the others still count.
         if (localNodes.has(g.node) && g.nodes === 1) continue;
         for (const [typeUrl, t] of Object.entries(g.types)) {
+          const now = current(view, typeUrl);
           let f = types.get(typeUrl);
-          if (!f) types.set(typeUrl, (f = { acked: false, rejected: [] }));
+          if (!f) types.set(typeUrl, (f = { acked: false, ...(now !== undefined ? { version: now } : {}), held: new Set<string>(), rejected: [] }));
           const versioned = typeUrl === TypeUrl.cluster || typeUrl === TypeUrl.listener;
-          if (t.state === 'acked' && (!versioned || t.version === current(view, typeUrl))) f.acked = true;
+          if (t.state === 'acked' && (!versioned || t.version === now)) f.acked = true;
+          // What it runs: the version it ACKed (for the types whose versions are compared, else the current one).
+          const held = f.held as Set<string>;
+          if (t.state === 'acked' && versioned && t.version !== undefined) held.add(t.version);
+          if (t.state === 'acked' && !versioned && now !== undefined) held.add(now);
           if (t.state === 'rejected') f.rejected.push({ nodeId: g.node, message: t.reason ?? '' });
         }
       }
@@ -229,7 +237,13 @@ export function mergeFleetViews<T extends RemoteTypeFeedback>(
       if (!merged) out.set(view, (merged = new Map()));
       for (const [typeUrl, f] of types) {
         const m = merged.get(typeUrl) ?? { acked: false, rejected: [] };
-        merged.set(typeUrl, { acked: m.acked || f.acked, rejected: [...m.rejected, ...f.rejected] });
+        const version = m.version ?? f.version;
+        merged.set(typeUrl, {
+          acked: m.acked || f.acked,
+          ...(version !== undefined ? { version } : {}),
+          held: new Set([...(m.held ?? []), ...(f.held ?? [])]),
+          rejected: [...m.rejected, ...f.rejected],
+        });
       }
     }
   }

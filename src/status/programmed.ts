@@ -20,6 +20,14 @@ export interface ClientTypeFeedback {
 /** What the fleet did with one view's current version of one type (src/xds/ack-ledger.ts). */
 export interface FleetTypeFeedback {
   acked: boolean;
+  /** The view's current version of the type, the one `acked` is about. */
+  version?: string;
+  /**
+   * Versions of the type some Envoy of the view ACKed and runs (the current one or older): an
+   * object served as the same resources stays programmed while the version that programmed it is
+   * held, and the view's next version waits for its ACK.
+   */
+  held?: ReadonlySet<string>;
   rejected: readonly { nodeId: string; message: string }[];
 }
 
@@ -149,12 +157,43 @@ function programmedWithoutNacks(served: ServedObject, feedback: XdsFeedback, gen
   return ackedCondition(acked, generation);
 }
 
+/** Where a True Programmed came from: per type, the view and the version its Envoys ACKed. */
+type HeldAt = readonly { view: string; typeUrl: string; version: string }[];
+
+/** The first of the object's views whose Envoys ACKed each of its types, with those versions. */
+function heldAtOf(served: ServedObject, feedback: XdsFeedback): HeldAt | undefined {
+  const { typeUrls } = shapeOf(served);
+  for (const key of served.views) {
+    const view = feedback.views.get(key);
+    if (view === undefined) continue;
+    const at: { view: string; typeUrl: string; version: string }[] = [];
+    for (const typeUrl of typeUrls) {
+      const f = view.get(typeUrl);
+      if (f?.acked !== true || f.version === undefined) break;
+      at.push({ view: key, typeUrl, version: f.version });
+    }
+    if (at.length === typeUrls.length) return at;
+  }
+  return undefined;
+}
+
+/**
+ * Some Envoy still runs each version that made the object programmed. Not so once a replica's
+ * share expired (its Envoys no longer count), nor once the versions the remaining Envoys run
+ * predate the object's resources.
+ */
+function stillHeld(at: HeldAt | undefined, feedback: XdsFeedback): boolean {
+  return at !== undefined && at.every((h) => feedback.views.get(h.view)?.get(h.typeUrl)?.held?.has(h.version) === true);
+}
+
 /** applyXdsFeedback's last result per input status (weakly held, so replaced statuses are let go). */
 interface ProgrammedEntry {
   key: string;
   served: ServedObject;
   feedback: string | undefined;
   programmed: Condition;
+  /** For a True `programmed`: what holds it (see stillHeld). */
+  heldAt: HeldAt | undefined;
   out: ObjectStatus;
 }
 
@@ -222,16 +261,20 @@ export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, f
     // the entry of a cluster the IR kept, so its Envoy resource is byte for byte what it was)
     // keeps a True Programmed while the view's new version waits for its ACK: the Envoys run the
     // version they ACKed, which holds it. Only what an edit touched goes Pending, so an edit among
-    // 10,000 Backends rewrites a few statuses, not all of them twice.
-    if (last !== undefined && verdicts !== undefined && last.served === served && (last.feedback === verdicts || last.programmed.status === 'True')) return last.out;
+    // 10,000 Backends rewrites a few statuses, not all of them twice. Only while an Envoy still
+    // runs the version that programmed it, though: not after the Envoys that ACKed it left the
+    // fleet (a replica's share expired), leaving only Envoys that run older versions.
+    if (last !== undefined && verdicts !== undefined && last.served === served && (last.feedback === verdicts || (last.programmed.status === 'True' && stillHeld(last.heldAt, feedback)))) return last.out;
     if (!served || served.resources.length === 0 || !('conditions' in s)) return s;
     const current = s.conditions.find((c) => c.type === 'Programmed');
     if (!current || current.reason !== 'Pending') return s;
     const next = verdicts === undefined ? programmed(served, feedback, current.observedGeneration, names) : programmedWithoutNacks(served, feedback, current.observedGeneration, answers);
+    const heldAt = next.status === 'True' ? heldAtOf(served, feedback) : undefined;
     if (last !== undefined && sameCondition(last.programmed, next)) {
       // Updated in place: a fleet change that moves no verdict costs no allocation per object.
       last.served = served;
       last.feedback = verdicts;
+      last.heldAt = heldAt;
       return last.out;
     }
     const replace = (conditions: Condition[]): Condition[] =>
@@ -240,7 +283,7 @@ export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, f
     const out = s.kind === 'Gateway' && 'listeners' in s
       ? { ...s, conditions: replace(s.conditions), listeners: s.listeners.map((l) => ({ ...l, conditions: replace(l.conditions) })) }
       : ({ ...s, conditions: replace(s.conditions) } as ObjectStatus);
-    const entry = { key, served, feedback: verdicts, programmed: next, out };
+    const entry = { key, served, feedback: verdicts, programmed: next, heldAt, out };
     memo?.byStatus.set(s, entry);
     atPosition[i] = entry;
     return out;

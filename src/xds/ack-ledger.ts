@@ -15,6 +15,10 @@ export interface FleetNack {
 export interface FleetTypeState {
   /** Some Envoy of the view ACKed the view's current version of the type (or holds what it means for it). */
   readonly acked: boolean;
+  /** The view's current version of the type, the one `acked` is about. */
+  readonly version?: string;
+  /** The version of the type the fleet last ACKed, which its Envoys run (ack() keeps the newest). */
+  readonly held: ReadonlySet<string>;
   /** Envoys whose last reply for the type was a NACK, oldest first. */
   readonly rejected: FleetNack[];
 }
@@ -105,6 +109,8 @@ export class AckLedger {
     if (entry === undefined) return undefined;
     return {
       acked: entry.acked && entry.version === current,
+      ...(current !== undefined ? { version: current } : {}),
+      held: new Set(entry.lastAcked !== undefined ? [entry.lastAcked] : []),
       rejected: [...entry.nacks].map(([nodeId, { message }]) => ({ nodeId, message })),
     };
   }

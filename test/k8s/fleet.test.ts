@@ -178,6 +178,8 @@ describe('status from the whole fleet of two replicas', () => {
     // The leader has no Envoy of its own: what it wrote came from the follower's share.
     expect(leader.ctl.xds.clients().map((c) => c.nodeId)).toEqual([]);
     expect(follower.ctl.xds.clients().map((c) => c.nodeId)).toContain(followerEnvoy.id);
+    // The API server can answer a read with the new status before the writer has its PUT's answer (and logs it).
+    await leader.ctl.writer?.idle();
     expect(leader.writesTo(backendRef())).toBeGreaterThanOrEqual(1);
     expect(follower.writesTo(backendRef())).toBe(0);
     expect(leader.ctl.share?.stats().remotes).toEqual([follower.identity]);
@@ -221,6 +223,7 @@ describe('status from the whole fleet of two replicas', () => {
     expect(seen.members.get('secondary')).toMatchObject({ errors: 0 });
     expect(seen.members.get('primary')).toMatchObject({ requests: 0 });
     // Written by the leader, whose own Envoys reported nothing.
+    await leader.ctl.writer?.idle();
     expect(leader.writesTo(backendRef())).toBeGreaterThanOrEqual(2);
     expect(follower.writesTo(backendRef())).toBe(0);
     // Quiet traffic: the shares go on beating (at their heartbeat, not faster), the status stays as
@@ -275,6 +278,7 @@ describe('status from the whole fleet of two replicas', () => {
       },
       { what: 'Programmed=True for the new generation, written by the new leader', timeoutMs: 15_000, intervalMs: 100 },
     );
+    await newLeader.ctl.writer?.idle();
     expect(newLeader.writesTo(backendRef())).toBeGreaterThan(writesBefore);
     expect(oldLeader.ctl.writer?.counters().writes).toBe(oldLeaderWrites);
 

@@ -224,6 +224,8 @@ describe('two controller replicas', () => {
     // The next change is the new leader's to write.
     await createObject(client, secretObject(ns.name, MISSING_SECRET, 'Bearer sk-waiting'));
     await waitFor(async () => (await backendCondition('ResolvedRefs')).status === 'True', { what: 'ResolvedRefs=True on the Backend, written by the new leader', timeoutMs: 5_000 });
+    // The API server can answer a read with the new status before the writer has its PUT's answer (and logs it).
+    await follower.replica.ctl.writer?.idle();
     expect(follower.replica.writesTo(backendRef())).toBeGreaterThanOrEqual(1);
     await waitForHosts(follower.envoy, cluster(), [[working.port, 0], [waiting.port, 1]], 'the member whose Secret arrived, in the new leader\'s Envoy');
     // The dead replica's Envoy keeps serving what it had.
@@ -263,6 +265,7 @@ describe('two controller replicas', () => {
 
     await deleteObject(client, secretObject(ns.name, MISSING_SECRET, ''));
     await waitFor(async () => (await backendCondition('ResolvedRefs')).reason === 'SecretNotFound', { what: 'ResolvedRefs=False/SecretNotFound again, written by the successor', timeoutMs: 5_000 });
+    await successor.replica.ctl.writer?.idle();
     expect(successor.replica.writesTo(backendRef())).toBeGreaterThanOrEqual(1);
     // The problem is back: the successor bumps the Event the first leader created for it.
     await waitFor(async () => (await warningEvents(client, ns.name, 'Backend', BACKEND))['SecretNotFound'] === 2, { what: 'the SecretNotFound Event counted twice', timeoutMs: 5_000 });

@@ -168,16 +168,17 @@ describe('shareObjectName', () => {
 describe('remoteFeedback and mergeFleetViews (the per-view ledger shape)', () => {
   it('is acked for a type only where another replica\'s Envoy ACKed the version current here, with every NACK', () => {
     const feedback = remoteFeedback([share('b', envoy('e-b', 'acked', 'c-2')), share('c', envoy('e-c', 'rejected', 'c-2', 'cluster backend/ai/chat: bad'))], current);
-    expect(feedback.get(SHARED_VIEW)?.get(TypeUrl.cluster)).toEqual({ acked: true, rejected: [{ nodeId: 'e-c', message: 'cluster backend/ai/chat: bad' }] });
+    expect(feedback.get(SHARED_VIEW)?.get(TypeUrl.cluster)).toEqual({ acked: true, version: 'c-2', held: new Set(['c-2']), rejected: [{ nodeId: 'e-c', message: 'cluster backend/ai/chat: bad' }] });
+    // An Envoy that ACKed an older version is not acked for this one, but runs that one.
     const stale = remoteFeedback([share('b', envoy('e-b', 'acked', 'c-1'))], current);
-    expect(stale.get(SHARED_VIEW)?.get(TypeUrl.cluster)).toEqual({ acked: false, rejected: [] });
-    expect(stale.get(SHARED_VIEW)?.get(TypeUrl.listener)).toEqual({ acked: true, rejected: [] });
+    expect(stale.get(SHARED_VIEW)?.get(TypeUrl.cluster)).toEqual({ acked: false, version: 'c-2', held: new Set(['c-1']), rejected: [] });
+    expect(stale.get(SHARED_VIEW)?.get(TypeUrl.listener)).toEqual({ acked: true, version: 'l-1', held: new Set(['l-1']), rejected: [] });
   });
 
   it('ORs the others\' into this replica\'s own', () => {
-    const own = new Map([[SHARED_VIEW, new Map([[TypeUrl.cluster, { acked: false, rejected: [{ nodeId: 'e-a', message: 'x' }] }]])]]);
+    const own = new Map([[SHARED_VIEW, new Map([[TypeUrl.cluster, { acked: false, version: 'c-2', held: new Set(['c-1']), rejected: [{ nodeId: 'e-a', message: 'x' }] }]])]]);
     const merged = mergeFleetViews(own, remoteFeedback([share('b', envoy('e-b', 'acked', 'c-2'))], current));
-    expect(merged.get(SHARED_VIEW)?.get(TypeUrl.cluster)).toEqual({ acked: true, rejected: [{ nodeId: 'e-a', message: 'x' }] });
-    expect(merged.get(SHARED_VIEW)?.get(TypeUrl.listener)).toEqual({ acked: true, rejected: [] });
+    expect(merged.get(SHARED_VIEW)?.get(TypeUrl.cluster)).toEqual({ acked: true, version: 'c-2', held: new Set(['c-1', 'c-2']), rejected: [{ nodeId: 'e-a', message: 'x' }] });
+    expect(merged.get(SHARED_VIEW)?.get(TypeUrl.listener)).toEqual({ acked: true, version: 'l-1', held: new Set(['l-1']), rejected: [] });
   });
 });

@@ -50,11 +50,14 @@ function backendStatus(i: number, generation = 1): BackendStatus {
   };
 }
 
-function feedback(acked: boolean, nack?: string): XdsFeedback {
+/** CDS at `version` (ACKed or not), the Envoys running `held`; EDS ACKed. */
+function feedback(acked: boolean, nack?: string, cds: { version?: string; held?: string[] } = {}): XdsFeedback {
+  const version = cds.version ?? 'c1';
+  const held = cds.held ?? (acked ? [version] : []);
   return {
     views: new Map([[SHARED_VIEW, new Map([
-      [TypeUrl.cluster, { acked, rejected: nack === undefined ? [] : [{ nodeId: 'envoy-1', message: nack }] }],
-      [TypeUrl.endpoint, { acked: true, rejected: [] }],
+      [TypeUrl.cluster, { acked, version, held: new Set(held), rejected: nack === undefined ? [] : [{ nodeId: 'envoy-1', message: nack }] }],
+      [TypeUrl.endpoint, { acked: true, version: 'e1', held: new Set(['e1']), rejected: [] }],
     ])]]),
   };
 }
@@ -109,12 +112,25 @@ describe('applyXdsFeedback with a memo', () => {
     const edited = clusters.map((c, i) => (i === 2 ? cluster(2, '10.0.0.9') : c));
     const servedAfter = servedAsFromIr(ir(edited), p, { ir: ir(clusters), planes: p, servedAs: served });
     const statusesAfter = statuses.map((s, i) => (i === 2 ? backendStatus(2, 2) : s));
-    const waiting = applyXdsFeedback(statusesAfter, servedAfter, feedback(false), memo);
+    // The Envoys still run c1, which programmed chat-0.
+    const waiting = applyXdsFeedback(statusesAfter, servedAfter, feedback(false, undefined, { version: 'c2', held: ['c1'] }), memo);
     expect(programmedOf(waiting, 'chat-0')).toMatchObject({ status: 'True' });
     expect(programmedOf(waiting, 'chat-2')).toMatchObject({ status: 'False', reason: 'Pending' });
-    const acked = applyXdsFeedback(statusesAfter, servedAfter, feedback(true), memo);
-    expect(acked).toEqual(applyXdsFeedback(statusesAfter, servedAfter, feedback(true)));
+    const acked = applyXdsFeedback(statusesAfter, servedAfter, feedback(true, undefined, { version: 'c2' }), memo);
+    expect(acked).toEqual(applyXdsFeedback(statusesAfter, servedAfter, feedback(true, undefined, { version: 'c2' })));
     expect(acked[0]).toBe(waiting[0]);
+  });
+
+  it('lets an unchanged object go Pending once no Envoy runs the version that programmed it (the Envoys that ACKed it left the fleet)', () => {
+    const memo = new ProgrammedMemo();
+    // c2 was ACKed by another replica's Envoys; this replica's own ran only c1.
+    applyXdsFeedback(statuses, served, feedback(true, undefined, { version: 'c2', held: ['c1', 'c2'] }), memo);
+    const kept = applyXdsFeedback(statuses, served, feedback(false, undefined, { version: 'c3', held: ['c1', 'c2'] }), memo);
+    expect(programmedOf(kept, 'chat-0')).toMatchObject({ status: 'True' });
+    // That replica's share expired: only c1, which predates these statuses, is still run.
+    const gone = applyXdsFeedback(statuses, served, feedback(false, undefined, { version: 'c2', held: ['c1'] }), memo);
+    expect(gone).toEqual(applyXdsFeedback(statuses, served, feedback(false, undefined, { version: 'c2', held: ['c1'] })));
+    expect(programmedOf(gone, 'chat-0')).toMatchObject({ status: 'False', reason: 'Pending' });
   });
 
   it('charges a NACK as a call without memo does, to objects kept True too', () => {

@@ -10,12 +10,15 @@ describe('AckLedger: the fleet\'s ACK state per view version', () => {
   it('is ACKed once one Envoy ACKs the view\'s current version, and no longer once the view moves on', () => {
     const ledger = new AckLedger();
     ledger.ack('ai/gw', CDS, 'v1', 'envoy-a');
-    expect(ledger.state('ai/gw', CDS, 'v1')).toEqual({ acked: true, rejected: [] });
+    expect(ledger.state('ai/gw', CDS, 'v1')).toEqual({ acked: true, version: 'v1', held: new Set(['v1']), rejected: [] });
     expect(ledger.state('ai/gw', CDS, 'v2')?.acked).toBe(false);
     ledger.moved('ai/gw', CDS, 'v2', everyone);
     expect(ledger.state('ai/gw', CDS, 'v2')?.acked).toBe(false);
+    // Its Envoys run v1 meanwhile.
+    expect(ledger.state('ai/gw', CDS, 'v2')?.held).toEqual(new Set(['v1']));
     ledger.ack('ai/gw', CDS, 'v2', 'envoy-b');
     expect(ledger.state('ai/gw', CDS, 'v2')?.acked).toBe(true);
+    expect(ledger.state('ai/gw', CDS, 'v2')?.held).toEqual(new Set(['v2']));
     expect(ledger.state('other', CDS, 'v2')).toBeUndefined();
   });
 
@@ -29,7 +32,7 @@ describe('AckLedger: the fleet\'s ACK state per view version', () => {
     const ledger = new AckLedger();
     ledger.nack('', CDS, 'v1', 'envoy-a', 'bad cluster', 'a1');
     ledger.ack('', CDS, 'v1', 'envoy-b');
-    expect(ledger.state('', CDS, 'v1')).toEqual({ acked: true, rejected: [{ nodeId: 'envoy-a', message: 'bad cluster' }] });
+    expect(ledger.state('', CDS, 'v1')).toEqual({ acked: true, version: 'v1', held: new Set(['v1']), rejected: [{ nodeId: 'envoy-a', message: 'bad cluster' }] });
     ledger.moved('', CDS, 'v2', everyone);
     expect(ledger.state('', CDS, 'v2')?.rejected).toHaveLength(1);
     ledger.ack('', CDS, 'v2', 'envoy-a');
@@ -54,7 +57,7 @@ describe('AckLedger: the fleet\'s ACK state per view version', () => {
     ledger.ack('ai/gw', SDS, 'v1', 'envoy-a');
     ledger.moved('ai/gw', SDS, 'v2', everyone);
     ledger.nack('ai/gw', SDS, 'v2', 'envoy-a', 'weak key', 'a2');
-    expect(ledger.state('ai/gw', SDS, 'v2')).toEqual({ acked: false, rejected: [{ nodeId: 'envoy-a', message: 'weak key' }] });
+    expect(ledger.state('ai/gw', SDS, 'v2')).toEqual({ acked: false, version: 'v2', held: new Set(['v1']), rejected: [{ nodeId: 'envoy-a', message: 'weak key' }] });
     const before = ledger.changes;
     ledger.moved('ai/gw', SDS, 'v1', everyone);
     expect(ledger.state('ai/gw', SDS, 'v1')?.acked).toBe(true);
