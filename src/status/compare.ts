@@ -26,6 +26,27 @@ export function sameStatus(current: unknown, desired: unknown): boolean {
   return JSON.stringify(canonical(current ?? {})) === JSON.stringify(canonical(desired ?? {}));
 }
 
+/**
+ * The condition types whose status, reason or message differ (added or removed ones too), for
+ * logs: "conditions" alone does not say whether Programmed or Degraded moved.
+ */
+export function changedConditions(current: Record<string, unknown> | undefined, desired: Record<string, unknown>): string[] {
+  const byType = (s: Record<string, unknown> | undefined): Map<string, string> => {
+    const out = new Map<string, string>();
+    const list = s?.['conditions'];
+    if (!Array.isArray(list)) return out;
+    for (const c of list as unknown[]) {
+      if (typeof c !== 'object' || c === null) continue;
+      const { type, status, reason, message } = c as Record<string, unknown>;
+      if (typeof type === 'string') out.set(type, JSON.stringify([status, reason, message]));
+    }
+    return out;
+  };
+  const before = byType(current);
+  const after = byType(desired);
+  return [...new Set([...before.keys(), ...after.keys()])].filter((t) => before.get(t) !== after.get(t)).sort();
+}
+
 /** Dotted paths of the top-level status fields that differ, for logs ("conditions", "parents"). */
 export function changedFields(current: Record<string, unknown> | undefined, desired: Record<string, unknown>): string[] {
   const keys = new Set([...Object.keys(current ?? {}), ...Object.keys(desired)]);

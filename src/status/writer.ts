@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { CONTROLLER_NAME } from '../api/gateway.js';
 import type { ObjectStatus } from '../translate/status.js';
 import { IdleWaiters, retryDelayMs } from './background.js';
-import { changedFields, sameStatus } from './compare.js';
+import { changedConditions, changedFields, sameStatus } from './compare.js';
 import { desiredStatus, toRfc3339Seconds, type StatusIntent } from './desired.js';
 import { describeRef, isStatusKind, refKey, type ObjectRef } from './kinds.js';
 import { isConflict, isNotFound, type StatusClient } from './kube-api.js';
@@ -252,7 +252,9 @@ export class StatusWriter {
         await this.client.replaceStatus(e.ref, { ...object, status });
         this.count.writes++;
         e.lastWriteAt = Date.now();
-        this.log.info({ object: describeRef(e.ref), fields: changedFields(object.status, status) }, 'status written');
+        const fields = changedFields(object.status, status);
+        const conditionTypes = fields.includes('conditions') ? changedConditions(object.status, status) : [];
+        this.log.info({ object: describeRef(e.ref), fields, ...(conditionTypes.length > 0 ? { conditionTypes } : {}) }, 'status written');
         return;
       } catch (err) {
         if (isConflict(err)) {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { condition } from '../../src/api/conditions.js';
 import { CONTROLLER_NAME } from '../../src/api/gateway.js';
-import { changedFields, sameStatus } from '../../src/status/compare.js';
+import { changedConditions, changedFields, sameStatus } from '../../src/status/compare.js';
 import { desiredStatus, toRfc3339Seconds } from '../../src/status/desired.js';
 import type { KubeObject } from '../../src/status/kube-api.js';
 import type { BackendStatus, GatewayClassStatus, GatewayStatus, HTTPRouteStatus } from '../../src/translate/status.js';
@@ -101,6 +101,9 @@ describe('desired Backend status', () => {
     s.conditions[1] = { ...s.conditions[1]!, message: 'Secret ai/other not found' };
     expect(sameStatus(before, desiredStatus(s, object(before), ctx))).toBe(false);
     expect(changedFields(before, desiredStatus(backend(true), object(before), ctx))).toEqual(['conditions', 'priorities', 'servedPriorities', 'usableMembers']);
+    // Which conditions: the message change only, not the time of those that stayed.
+    expect(changedConditions(before, desiredStatus(s, object(before), ctx))).toEqual([String(s.conditions[1]?.type)]);
+    expect(changedConditions(before, before)).toEqual([]);
   });
 });
 
