@@ -169,6 +169,8 @@ describe('requestsPerMinute shared by two Envoys through Redis', () => {
   });
 
   it('Redis gone: limits fail open (every request served, the limited member back in), with a warning and a metric', async () => {
+    // A store call that timed out earlier (a loaded machine) was an outage of its own, warned once.
+    const logsBefore = logsA.length;
     redis.kill('SIGKILL');
     await new Promise((r) => redis.once('exit', r));
     // The member is still at its limit in the window, but the count cannot be read: it serves.
@@ -181,7 +183,7 @@ describe('requestsPerMinute shared by two Envoys through Redis', () => {
     expect(answeredBy).toEqual(['limited', 'limited']);
     expect(await metric(a, 'switchyard_ai_member_limits_store_failures_total', '')).toBeGreaterThan(0);
     expect(await metric(b, 'switchyard_ai_member_limits_store_failures_total', '')).toBeGreaterThan(0);
-    const warnings = logsA.filter((l) => l.includes('member limit store unreachable'));
+    const warnings = logsA.slice(logsBefore).filter((l) => l.includes('member limit store unreachable'));
     // One warning per outage, not one per failed call.
     expect(warnings.length).toBe(1);
     expect(warnings[0]).toContain('"level":40');
