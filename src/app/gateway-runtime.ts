@@ -149,7 +149,10 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   const loadWindow = new LoadWindow(lrs.windowMs);
   const dnsProbe = new DnsProbe(undefined, undefined, lrs.refreshMs);
   const startedAt = Date.now();
-  const loadReports = loadReportingService({ intervalMs: lrs.intervalMs, onReport: (r) => loadWindow.record(r), logger: log.child({ component: 'lrs' }) });
+  const loadReports = loadReportingService({ intervalMs: lrs.intervalMs, onReport: (r) => {
+      loadWindow.record(r);
+      refreshOnFirstReport();
+    }, logger: log.child({ component: 'lrs' }) });
   const xds = new XdsServer({ cache, logger: log.child({ component: 'xds' }), services: [loadReports] });
   const book = new StatusBook();
   const provider = opts.provider;
@@ -159,6 +162,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   let servedAsMemo: ServedAsMemo | undefined;
   let ir: IR | undefined;
   let fleetHealth: FleetHealthView = new Map();
+  /** Whether some Envoy had reported load when fleetHealth was last computed. */
+  let reportedAtRefresh = false;
   /** The cluster list fleetHealth was computed from: an edit recomputes only the clusters it replaced. */
   let healthClusters: IR['clusters'] = [];
   // Each status stage hands on the object it made last time when nothing it reads moved, so one
@@ -227,6 +232,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
    */
   const refreshHealth = (edit = false): boolean => {
     if (!ir) return false;
+    reportedAtRefresh = fleetLoad.reporterCount() > 0;
     const reuse = edit ? { view: fleetHealth, clusters: healthClusters } : undefined;
     const before = fleetHealth;
     const clustersBefore = healthClusters;
@@ -256,6 +262,17 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     }
     return changed;
   };
+  // The first load report (no Envoy reported before) ends Degraded=Unknown/AwaitingLoadReports at
+  // once rather than at the next tick: replicas tick out of phase, and a leader that died before
+  // its tick would leave a status its successor, already past its own, has to rewrite.
+  let reportingCheck: NodeJS.Immediate | undefined;
+  function refreshOnFirstReport(): void {
+    if (reportedAtRefresh) return;
+    reportingCheck ??= setImmediate(() => {
+      reportingCheck = undefined;
+      if (!reportedAtRefresh && fleetLoad.reporterCount() > 0 && refreshHealth()) publishStatuses();
+    });
+  }
   // Load reports arrive all the time; status follows them at this pace only, and only when the
   // health they give changed: rebuilding every status (hundreds of ms at a thousand Backends, in
   // one stretch of the event loop) for nothing would stall the xDS streams every refresh.
@@ -367,7 +384,10 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   };
 
   opts.statusOverlay?.onChange(scheduleStatuses);
-  fleet?.onChange(scheduleStatuses);
+  fleet?.onChange(() => {
+    scheduleStatuses();
+    refreshOnFirstReport();
+  });
   apply(await provider.start());
   provider.onChange(apply);
   opts.infrastructure?.onChange(scheduleStatuses);
@@ -441,6 +461,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     metrics,
     async stop() {
       clearTimeout(statusTimer);
+      clearImmediate(reportingCheck);
       clearInterval(healthTimer);
       await provider.stop();
       await xds.stop();

@@ -219,7 +219,8 @@ describe('two controller replicas', () => {
       { what: 'the new leader to sync every object once', timeoutMs: 5_000 },
     );
     await follower.replica.ctl.writer?.idle();
-    for (const o of statusObjects()) expect(conditionWrites(follower.replica, o), `${follower.name} rewrites ${o} on taking over: ${JSON.stringify(follower.replica.records('status written'))}`).toEqual([]);
+    const viewOf = (r: Replica): unknown => r.ctl.statuses().find((s) => s.kind === 'Backend' && s.name === BACKEND);
+    for (const o of statusObjects()) expect(conditionWrites(follower.replica, o), `${follower.name} rewrites ${o} on taking over: ${JSON.stringify(follower.replica.records('status written'))}; its view ${JSON.stringify(viewOf(follower.replica))}; the dead leader's ${JSON.stringify(viewOf(leader.replica))}`).toEqual([]);
 
     // The next change is the new leader's to write.
     await createObject(client, secretObject(ns.name, MISSING_SECRET, 'Bearer sk-waiting'));

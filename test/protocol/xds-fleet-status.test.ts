@@ -112,3 +112,59 @@ describe('status across a fleet reconnect', () => {
     for (const envoy of fleet) close(envoy);
   }, 90_000);
 });
+
+describe('the first load report', () => {
+  let runtime: RunningGateway;
+
+  beforeAll(async () => {
+    runtime = await startGatewayRuntime({
+      provider: new FileProvider({ path: 'examples', logger: pino({ level: 'silent' }) }),
+      origin: { config: 'examples' },
+      xdsPort: 0,
+      xdsHost: '127.0.0.1',
+      metricsPort: 0,
+      metricsHost: '127.0.0.1',
+      envoy: {},
+      logger: pino({ level: 'silent' }),
+      // The health tick is far away: only the first report itself can end AwaitingLoadReports in time.
+      loadReporting: { intervalMs: 1_000, refreshMs: 600_000 },
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await runtime?.stop();
+  });
+
+  it('ends Degraded=Unknown/AwaitingLoadReports at once, not at the next health tick', async () => {
+    const degradedReasons = (): string[] =>
+      runtime.statuses().flatMap((s) => (s.kind === 'Backend' && 'conditions' in s ? s.conditions.filter((c) => c.type === 'Degraded').map((c) => String(c.reason)) : []));
+    expect(degradedReasons().length).toBeGreaterThan(0);
+    expect(new Set(degradedReasons())).toEqual(new Set(['AwaitingLoadReports']));
+    const cluster = [...(runtime.cache.snapshot(TypeUrl.cluster)?.resources.keys() ?? [])].find((n) => n.startsWith('backend/'));
+    expect(cluster).toBeDefined();
+
+    const client = new grpc.Client(`127.0.0.1:${runtime.xdsPort}`, grpc.credentials.createInsecure());
+    const call = client.makeBidiStreamRequest<Buffer, Buffer>('/envoy.service.load_stats.v3.LoadReportingService/StreamLoadStats', (b) => b, (b) => b);
+    call.on('error', () => undefined);
+    call.on('data', () => undefined);
+    const lrs = (json: Parameters<typeof encodeMessage>[1]): Buffer => Buffer.from(encodeMessage('envoy.service.load_stats.v3.LoadStatsRequest', json));
+    call.write(lrs({ node: { id: 'edge-1' } }));
+    call.write(
+      lrs({
+        cluster_stats: [
+          {
+            cluster_name: String(cluster),
+            load_report_interval: '1s',
+            upstream_locality_stats: [{ locality: { sub_zone: 'priority-0' }, priority: 0, total_successful_requests: 3, total_issued_requests: 3 }],
+          },
+        ],
+      }),
+    );
+    try {
+      await waitFor(() => !degradedReasons().includes('AwaitingLoadReports'), { what: 'Degraded to leave AwaitingLoadReports after the first report', timeoutMs: 5_000 });
+    } finally {
+      call.cancel();
+      client.close();
+    }
+  }, 30_000);
+});
