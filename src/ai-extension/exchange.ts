@@ -450,6 +450,18 @@ export class AttemptExchange {
     const record = this.requestId === undefined ? undefined : this.ctx.memory.get(this.requestId);
     const to = record?.fallbackTo;
     if (to === undefined || record?.lastBackend !== target.backend || target.priority >= to.level) return undefined;
+    const budget = record.routeRetries;
+    if (budget !== undefined && this.attempt > budget.retries) {
+      // The route allows no attempt after this one: a stand-in would reach the client as an
+      // empty answer. This pool is asked instead, so the client gets a provider's own answer.
+      // Seen when the named pool has no healthy member: previous_priorities, with every healthy
+      // priority tried, starts again from the first one.
+      this.ctx.logger.warn(
+        { backend: target.backend, member: target.member, priority: target.priority, fallbackPriority: to.level, cause: to.cause, attempt: this.attempt, requestId: this.requestId },
+        'ai-extension: the route\'s last attempt did not reach the pool the fallback names (is it unhealthy or ejected?); this pool answers instead of a skip',
+      );
+      return undefined;
+    }
     this.skipped = true;
     const status = memberVerdicts(this.ctx).lastFailed(target.backend, target.member) ? SKIPPED_FAILING_STATUS : SKIPPED_STATUS;
     this.status = status;

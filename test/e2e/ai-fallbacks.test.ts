@@ -46,6 +46,8 @@ beforeAll(async () => {
           // A context-window refusal tries the middle pool, a content-policy one skips it: the
           // middle pool's own 503s and the skips interleave on its one host.
           named(aiBackend({ name: 'guarded', priorities: three, outlierDetection: { consecutive5xx: 2, baseEjectionTime: '30s', interval: '250ms' } }), ['small-pool', 'large-pool', 'huge-pool'], { contextWindowFallback: 'NextPool', contentPolicyFallback: 'huge-pool' }),
+          // Its named pool is ejected at its first 503.
+          named(aiBackend({ name: 'fragile', priorities: three, outlierDetection: { consecutive5xx: 1, baseEjectionTime: '30s', interval: '250ms' } }), ['small-pool', 'large-pool', 'huge-pool'], { contextWindowFallback: 'huge-pool' }),
         ],
         'routes.yaml': [
           httpRoute('chat', [
@@ -53,6 +55,7 @@ beforeAll(async () => {
             { path: '/context-only/v1', rewritePrefix: '/v1', backend: 'context-only' },
             { path: '/skip/v1', rewritePrefix: '/v1', backend: 'skip' },
             { path: '/guarded/v1', rewritePrefix: '/v1', backend: 'guarded' },
+            { path: '/fragile/v1', rewritePrefix: '/v1', backend: 'fragile' },
           ]),
           // The rule's own retry.attempts (1) is below the 2 the skip Backend's fallback needs.
           {
@@ -72,7 +75,7 @@ beforeAll(async () => {
         ],
       };
     },
-    waitForBackends: ['chat', 'context-only', 'skip', 'guarded'],
+    waitForBackends: ['chat', 'context-only', 'skip', 'guarded', 'fragile'],
   });
   ({ p0, p1, p2 } = gw.fakes as Record<'p0' | 'p1' | 'p2', FakeProvider>);
 });
@@ -269,6 +272,25 @@ describe('outlier detection and skipped pools', () => {
     const calls = p1.received().length;
     expect(await contextRefused()).toBe('answered by p2');
     expect(p1.received()).toHaveLength(calls);
+  });
+});
+
+describe('a named pool that is ejected', () => {
+  it('the route\'s last attempt is not spent on a skip: the client gets a provider\'s answer, never the empty stand-in', async () => {
+    await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    await p2.setMode({ kind: 'status', status: 503 });
+    expect((await gw.chatFailure('/fragile/v1')).status).toBe(503);
+    await waitFor(async () => ((await gw.hosts('fragile')).find((h) => h.port === p2.port)?.healthFlags.includes('failed_outlier_check') === true ? true : undefined), { what: 'Envoy to eject the named pool', timeoutMs: 3_000, intervalMs: 20 });
+    await gw.resetFakes();
+    await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    // Attempt 2 skips the middle pool; with the named pool ejected, previous_priorities starts
+    // again from the first pool for attempt 3, the route's last (2 retries): that pool is asked.
+    const failure = await gw.chatFailure('/fragile/v1');
+    expect(failure.status).toBe(400);
+    expect(failure.message).toContain('maximum context length is 8192 tokens');
+    expect(p0.received()).toHaveLength(2);
+    expect(p1.received()).toHaveLength(0);
+    expect(p2.received()).toHaveLength(0);
   });
 });
 
