@@ -5,7 +5,7 @@ import { ABANDONED_HEADER } from '../envoy/ai-extension.js';
 import { ROUTE_RETRIES_HEADER } from '../ir/model.js';
 import { attemptTarget, type AttemptTarget } from './attempt.js';
 import { DRILL_ANSWER_HEADER, DRILL_FAILED_STATUS, DRILL_HEADER, drillAnswerHeader, verifyDrillHeader, type DrillNonces, type DrillRejectionLog, type VerifiedDrill } from './drill.js';
-import { FirstTokenWatch } from './first-token.js';
+import { FirstTokenWatch, answerFraming } from './first-token.js';
 import { memberVerdicts } from './member-verdicts.js';
 import type { MemberLimitsRuntime } from './limits-health.js';
 import { MAX_REFUSAL_BODY, refusalCause, type RefusalCause } from './refusals.js';
@@ -214,7 +214,7 @@ export class AttemptExchange {
     const refusals = status >= 200 && status < 300 && target.fallbacks?.includes('content_policy') === true ? this.answerRefusalWatch(target, headers) : undefined;
     // A successful answer is held until its first token (or its refusal); an error goes on as it is...
     if (status >= 200 && status < 300 && (deadline !== undefined || refusals !== undefined)) {
-      const watch = new FirstTokenWatch((headers.get('content-type') ?? '').includes('text/event-stream'));
+      const watch = new FirstTokenWatch(answerFraming(headers.get('content-type') ?? ''));
       const remainingMs = deadline === undefined ? ANSWER_WAIT_MS : Math.max(0, deadline - (performance.now() - this.attemptStartedAt));
       return held(deadline === undefined ? 'answer' : 'first-token', remainingMs, (bytes, end, gate) => {
         const verdict = refusals?.(bytes, end);
