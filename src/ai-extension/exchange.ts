@@ -2,9 +2,9 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import { AnthropicStreamTranslator, fromAnthropicResponse, toAnthropicRequest, toOpenAIError } from './anthropic.js';
 import { ABANDONED_HEADER } from '../envoy/ai-extension.js';
-import { ROUTE_RETRIES_HEADER } from '../ir/model.js';
-import { attemptTarget, type AttemptTarget } from './attempt.js';
-import { DRILL_ANSWER_HEADER, DRILL_FAILED_STATUS, DRILL_HEADER, drillAnswerHeader, verifyDrillHeader, type DrillNonces, type DrillRejectionLog, type VerifiedDrill } from './drill.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, ROUTE_RETRIES_HEADER } from '../ir/model.js';
+import { attemptTarget, connectionReady, type AttemptTarget } from './attempt.js';
+import { DRILL_ANSWER_HEADER, DRILL_FAILED_STATUS, DRILL_HEADER, DRILL_NOT_READY_HEADER, drillAnswerHeader, verifyDrillHeader, type DrillNonces, type DrillRejectionLog, type VerifiedDrill } from './drill.js';
 import { FirstTokenWatch, answerFraming } from './first-token.js';
 import { memberVerdicts } from './member-verdicts.js';
 import type { MemberLimitsRuntime } from './limits-health.js';
@@ -111,6 +111,14 @@ const SKIPPED_FAILING_STATUS = 503;
  */
 const CREDENTIAL_BUDGET_MS = 1_500;
 
+/**
+ * How long after an attempt began a stand-in is safe when Envoy had no connection to its member
+ * ready: by the cluster's connect timeout Envoy has one or has failed the attempt itself (the
+ * answer is then dropped with the stream). Counted from the extension's first message, which
+ * comes after Envoy asked its pool; the margin covers the timer's granularity.
+ */
+const STAND_IN_SAFE_AFTER_MS = DEFAULT_CONNECT_TIMEOUT_MS + 100;
+
 /** On a stand-in 503 for a member without a usable credential: why, for the client of the last attempt. */
 export const CREDENTIAL_ERROR_HEADER = 'x-switchyard-error';
 
@@ -164,6 +172,12 @@ export class AttemptExchange {
   /** This attempt was skipped: an earlier pool's refusal named a later pool. */
   private skipped = false;
   private stripDrillHeader = false;
+  /**
+   * Envoy had a connection to the picked member ready as the attempt began. Without one, no
+   * stand-in answer may be given: Envoy 1.40 crashes when the router gets upstream headers before
+   * the connection pool is ready (src/ai-extension/README.md, "Standing in for the upstream").
+   */
+  private connectionReady = false;
   private drillAddedMs = 0;
   private heldMs = 0;
 
@@ -287,9 +301,9 @@ export class AttemptExchange {
     this.span?.fail(cause);
   }
 
-  private refuse(status: number, text: string): ProcessingResponse {
+  private refuse(status: number, text: string, extra: HeaderSet[] = []): ProcessingResponse {
     const body = JSON.stringify({ error: { message: text, type: 'ai_extension_error', param: null, code: 'ai_extension_error' } });
-    return { phase: 'immediate', status, body, headers: [{ key: 'content-type', value: 'application/json' }] };
+    return { phase: 'immediate', status, body, headers: [{ key: 'content-type', value: 'application/json' }, ...extra] };
   }
 
   private async requestHeaders(message: ProcessingRequest): Promise<ProcessingResponse> {
@@ -297,6 +311,7 @@ export class AttemptExchange {
     if ('error' in found) return this.refuse(503, `Switchyard AI extension: ${found.error}`);
     const target = found;
     this.target = target;
+    this.connectionReady = connectionReady(message.attributes);
     this.attemptStartedAt = performance.now();
     const headers = headerMap(message.request_headers);
     if (target.authHeader !== undefined) this.ctx.credentialHeaders.add(target.authHeader.toLowerCase());
@@ -305,7 +320,7 @@ export class AttemptExchange {
     this.attempt = Number(headers.get('x-envoy-attempt-count') ?? '1') || 1;
     const drilled = await this.drillAttempt(headers.get(DRILL_HEADER), this.attempt, target);
     if (drilled !== undefined) return drilled;
-    const skipped = this.skipForFallback(target);
+    const skipped = await this.skipForFallback(target);
     if (skipped !== undefined) return skipped;
     const record = this.rememberRequest(headers, target);
     this.clientPath = record.path;
@@ -330,7 +345,7 @@ export class AttemptExchange {
     }
     if (target.authKind === 'ServiceAccountKey' || target.authKind === 'AwsKeys') {
       const vendor = await this.vendorCredential(target, key ?? '');
-      if ('error' in vendor) return this.noVendorCredential(target, vendor.error);
+      if ('error' in vendor) return await this.noVendorCredential(target, vendor.error);
       key = vendor.key;
     }
     this.ctx.metrics.requests.inc({ backend: target.backend, member: target.member, provider: target.provider });
@@ -378,11 +393,12 @@ export class AttemptExchange {
    * priority, as it would an unreachable provider's, instead of ending the request; the provider
    * is never called. The last attempt's 503 goes to the client, the reason in its header.
    */
-  private noVendorCredential(target: AttemptTarget, error: string): ProcessingResponse {
+  private async noVendorCredential(target: AttemptTarget, error: string): Promise<ProcessingResponse> {
     this.fail('credential_unavailable');
     this.status = 503;
     this.ctx.logger.warn({ backend: target.backend, member: target.member, credential: target.credential, cause: 'credential_unavailable', error }, 'ai-extension: no usable credential for the attempt; handed to the next member');
     const reason = `Switchyard AI extension: member ${target.member} (Backend ${target.backend}) has no usable credential: ${error}; the request was not sent`;
+    await this.untilStandInSafe(target, 'credential_unavailable');
     return {
       phase: 'stand-in',
       headers: [
@@ -426,6 +442,15 @@ export class AttemptExchange {
     this.drillAddedMs = now - verdict.firstSeenMs;
     // Traffic reaches priority N only through the priorities before it: they are down in the drill too.
     if (target.priority > verdict.priority) return undefined;
+    if (!this.connectionReady) {
+      // A stand-in now would crash Envoy; calling the provider would break the drill's promise.
+      this.ctx.logger.warn({ backend: target.backend, member: target.member, priority: target.priority, drill: true, requestId: this.requestId }, 'ai-extension: drill request ended: Envoy had no connection to the drilled member ready, and failing the attempt over needs one');
+      return this.refuse(
+        503,
+        `Switchyard drill: the attempt on member ${target.member} (priority ${target.priority}, Backend ${target.backend}) could not be failed over: Envoy had no connection to it ready yet (Envoy 1.40 cannot take a stand-in answer then); its provider was not called. Send the drill again: the connection is being made now.`,
+        [{ key: DRILL_NOT_READY_HEADER, value: target.member }],
+      );
+    }
     this.drilled = true;
     // Like a skip: a drilled member that was failing must not have its failures reset by the drill.
     const status = memberVerdicts(this.ctx).lastFailed(target.backend, target.member) ? SKIPPED_FAILING_STATUS : DRILL_FAILED_STATUS;
@@ -446,7 +471,7 @@ export class AttemptExchange {
    * the priorities before it (previous_priorities moves one priority per retry) are failed here
    * with a stand-in answer the route retries, and their providers are never called.
    */
-  private skipForFallback(target: AttemptTarget): ProcessingResponse | undefined {
+  private async skipForFallback(target: AttemptTarget): Promise<ProcessingResponse | undefined> {
     const record = this.requestId === undefined ? undefined : this.ctx.memory.get(this.requestId);
     const to = record?.fallbackTo;
     if (to === undefined || record?.lastBackend !== target.backend || target.priority >= to.level) return undefined;
@@ -467,7 +492,23 @@ export class AttemptExchange {
     this.status = status;
     this.ctx.metrics.failures.inc({ backend: target.backend, member: target.member, cause: 'skipped_by_fallback' });
     this.ctx.logger.debug({ backend: target.backend, member: target.member, priority: target.priority, fallbackPriority: to.level, cause: to.cause, requestId: this.requestId }, 'ai-extension: attempt skipped on the way to the pool a refusal named');
+    await this.untilStandInSafe(target, 'skipped_by_fallback');
     return { phase: 'stand-in', headers: [{ key: ':status', value: String(status) }, { key: ABANDONED_HEADER, value: 'skipped_by_fallback' }] };
+  }
+
+  /**
+   * A stand-in answer reaching Envoy's router before the connection to the attempt's member is
+   * ready crashes Envoy 1.40 (the router reads the upstream host, set only once the pool is
+   * ready). Without a connection ready at the attempt's start, the answer waits until Envoy has
+   * one or has failed the attempt itself (STAND_IN_SAFE_AFTER_MS); Envoy is asked to wait too.
+   */
+  private async untilStandInSafe(target: AttemptTarget, cause: string): Promise<void> {
+    if (this.connectionReady) return;
+    const waitMs = STAND_IN_SAFE_AFTER_MS - (performance.now() - this.attemptStartedAt);
+    if (waitMs <= 0) return;
+    this.ctx.logger.info({ backend: target.backend, member: target.member, priority: target.priority, cause, waitMs: Math.round(waitMs), requestId: this.requestId }, 'ai-extension: no connection to the member was ready; the stand-in waits for Envoy to connect or give up (Envoy 1.40 crashes on a stand-in before that)');
+    this.send({ phase: 'wait', ms: Math.ceil(waitMs) + DEADLINE_MARGIN_MS });
+    await new Promise((resolve) => setTimeout(resolve, waitMs));
   }
 
   /** The first attempt records what the client sent; later attempts count a failover when the member changed. */

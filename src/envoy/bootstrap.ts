@@ -135,10 +135,11 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
 
 /**
  * Not set: with it Envoy half-closes each ext_proc stream instead of resetting it (cheaper for the
- * extension), but Envoy 1.40 left its listener twice in CI runs with it on, on attempts the
- * extension answered with a stand-in (drill, credential hand-over): an off-by-default path of
- * Envoy's we do not depend on until that is understood. Resets are absorbed by the extension's
- * raised rapid-reset guard and max_requests_per_connection instead.
+ * extension). Envoy 1.40 crashed twice in CI runs with it on, on attempts the extension answered
+ * with a stand-in; that crash was a stand-in answered before Envoy's connection to the member was
+ * ready, with or without the flag (src/ai-extension/README.md, "Standing in for the upstream"),
+ * and the extension no longer gives one then. Resets are absorbed by the extension's raised
+ * rapid-reset guard and max_requests_per_connection.
  */
 export const EXT_PROC_GRACEFUL_CLOSE = 'envoy.reloadable_features.ext_proc_graceful_grpc_close';
 

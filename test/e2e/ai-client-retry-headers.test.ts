@@ -79,6 +79,11 @@ afterAll(async () => {
 
 beforeEach(async () => {
   await gw.resetFakes();
+  // One real failover to the middle pool: the extension skips a member only when Envoy has a
+  // connection to it ready (a stand-in before it crashes Envoy 1.40).
+  await p0.setMode({ kind: 'status', status: 503 });
+  expect((await post('/v1', {})).answeredBy).toBe('p1');
+  await gw.resetFakes();
 });
 
 async function post(prefix: string, headers: Record<string, string>): Promise<{ status: number; body: string; answeredBy: string | null }> {
