@@ -398,15 +398,18 @@ export class AttemptExchange {
     this.status = 503;
     this.ctx.logger.warn({ backend: target.backend, member: target.member, credential: target.credential, cause: 'credential_unavailable', error }, 'ai-extension: no usable credential for the attempt; handed to the next member');
     const reason = `Switchyard AI extension: member ${target.member} (Backend ${target.backend}) has no usable credential: ${error}; the request was not sent`;
+    const marks = [
+      { key: ABANDONED_HEADER, value: 'credential_unavailable' },
+      // Envoy refuses a header value holding CR, LF or NUL.
+      { key: CREDENTIAL_ERROR_HEADER, value: reason.replace(/[\r\n\0]/g, ' ') },
+    ];
+    // Nothing is retried after the route's last attempt: the client gets the reason in OpenAI's
+    // error shape (a local reply), not a stand-in's empty body.
+    if (this.isLastAttempt()) return this.refuse(503, reason, marks);
     await this.untilStandInSafe(target, 'credential_unavailable');
     return {
       phase: 'stand-in',
-      headers: [
-        { key: ':status', value: '503' },
-        { key: ABANDONED_HEADER, value: 'credential_unavailable' },
-        // Envoy refuses a header value holding CR, LF or NUL.
-        { key: CREDENTIAL_ERROR_HEADER, value: reason.replace(/[\r\n\0]/g, ' ') },
-      ],
+      headers: [{ key: ':status', value: '503' }, ...marks],
     };
   }
 
@@ -475,8 +478,7 @@ export class AttemptExchange {
     const record = this.requestId === undefined ? undefined : this.ctx.memory.get(this.requestId);
     const to = record?.fallbackTo;
     if (to === undefined || record?.lastBackend !== target.backend || target.priority >= to.level) return undefined;
-    const budget = record.routeRetries;
-    if (budget !== undefined && this.attempt > budget.retries) {
+    if (this.isLastAttempt(record)) {
       // The route allows no attempt after this one: a stand-in would reach the client as an
       // empty answer. This pool is asked instead, so the client gets a provider's own answer.
       // Seen when the named pool has no healthy member: previous_priorities, with every healthy
@@ -494,6 +496,12 @@ export class AttemptExchange {
     this.ctx.logger.debug({ backend: target.backend, member: target.member, priority: target.priority, fallbackPriority: to.level, cause: to.cause, requestId: this.requestId }, 'ai-extension: attempt skipped on the way to the pool a refusal named');
     await this.untilStandInSafe(target, 'skipped_by_fallback');
     return { phase: 'stand-in', headers: [{ key: ':status', value: String(status) }, { key: ABANDONED_HEADER, value: 'skipped_by_fallback' }] };
+  }
+
+  /** The route allows no attempt after this one (its retries, x-switchyard-route-retries, read on the first attempt). */
+  private isLastAttempt(record: RequestRecord | undefined = this.requestId === undefined ? undefined : this.ctx.memory.get(this.requestId)): boolean {
+    const budget = record?.routeRetries;
+    return budget !== undefined && this.attempt > budget.retries;
   }
 
   /**

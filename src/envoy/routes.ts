@@ -148,7 +148,8 @@ function toRoute(r: RouteIR): JsonObject {
   if (a.pathRewrite?.kind === 'prefix') Object.assign(action, prefixRewrite(r.match, a.pathRewrite.value));
   if (a.pathRewrite?.kind === 'full') action.regex_rewrite = { pattern: { regex: '^/.*$' }, substitution: a.pathRewrite.value };
   if (a.retry) action.retry_policy = toRetryPolicy(a.retry);
-  if (a.retry?.retriableHeaders?.includes(ABANDONED_HEADER) === true) {
+  const standsIn = a.retry?.retriableHeaders?.includes(ABANDONED_HEADER) === true;
+  if (standsIn) {
     // Envoy applies the route's header removals before it reads the retry headers (router
     // decodeHeaders: finalizeRequestHeaders, then createRetryState), whether or not the HCM
     // trusts the client: on a route where the AI extension stands in answers, a client's own
@@ -156,8 +157,10 @@ function toRoute(r: RouteIR): JsonObject {
     const removals = Array.isArray(route.request_headers_to_remove) ? route.request_headers_to_remove : [];
     route.request_headers_to_remove = [...removals, ...CLIENT_RETRY_HEADERS.filter((h) => !removals.includes(h))];
   }
-  if (a.retry?.namedFallback) {
-    // Evaluated once per request, before host selection: a constant of the route is all it carries.
+  if (a.retry !== undefined && (a.retry.namedFallback !== undefined || standsIn)) {
+    // The extension's stand-ins need the route's retries: a skip must not spend the last one, and
+    // the last attempt's failure is answered with a body. Evaluated once per request, before host
+    // selection: a constant of the route is all it carries.
     const edits = Array.isArray(route.request_headers_to_add) ? route.request_headers_to_add : [];
     const value = `${a.retry.attempts}/${a.retry.attemptsPerPriority ?? 1}`;
     route.request_headers_to_add = [...edits, { header: { key: ROUTE_RETRIES_HEADER, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }];
