@@ -506,8 +506,8 @@ export class AttemptExchange {
 
   /**
    * A stand-in answer reaching Envoy's router before the connection to the attempt's member is
-   * ready crashes Envoy 1.40 (the router reads the upstream host, set only once the pool is
-   * ready). Without a connection ready at the attempt's start, the answer waits until Envoy has
+   * ready crashes Envoy 1.40 (most likely the router reading an upstream host set only once the
+   * pool is ready). Without a connection ready at the attempt's start, the answer waits until Envoy has
    * one or has failed the attempt itself (STAND_IN_SAFE_AFTER_MS); Envoy is asked to wait too.
    */
   private async untilStandInSafe(target: AttemptTarget, cause: string): Promise<void> {
