@@ -13,7 +13,7 @@ import { AttemptExchange, type ExchangeContext } from '../src/ai-extension/excha
 import { createAiExtensionMetrics } from '../src/ai-extension/metrics.js';
 import { decodeProcessingRequest, encodeProcessingResponse } from '../src/ai-extension/protocol.js';
 import { RequestMemory } from '../src/ai-extension/request-memory.js';
-import { EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../src/envoy/ai-extension.js';
+import { CONNECTION_READY_ATTRIBUTE, EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../src/envoy/ai-extension.js';
 import { messageType } from '../src/envoy/proto.js';
 
 const REQUEST = messageType('envoy.service.ext_proc.v3.ProcessingRequest');
@@ -28,7 +28,8 @@ const member: Partial<Record<AttemptKey, string>> = {
   backend: 'ai/ai', member: 'ai-0-0', priority: '0', provider: 'openaiCompatible', model: 'gpt-4o', path: '/v1/chat/completions', hostname: 'provider.bench',
   authHeader: 'Authorization', authKind: 'SecretRef', credential: 'credential/ai/bench-key',
 };
-const attributes = { [EXT_PROC_ATTRIBUTES]: { fields: Object.fromEntries(Object.entries(member).map(([k, v]) => [attemptAttribute(k as AttemptKey), { stringValue: v }])) } };
+// Envoy also says, per attempt, that a connection was ready (a pooled one: the usual case).
+const attributes = { [EXT_PROC_ATTRIBUTES]: { fields: { ...Object.fromEntries(Object.entries(member).map(([k, v]) => [attemptAttribute(k as AttemptKey), { stringValue: v }])), [CONNECTION_READY_ATTRIBUTE]: { stringValue: '23.132us' } } } };
 const requestBody = JSON.stringify({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }] });
 const responseBody = JSON.stringify({
   id: 'chatcmpl-1', object: 'chat.completion', created: 1_700_000_000, model: 'gpt-4o',

@@ -1,4 +1,4 @@
-import { ATTEMPT_KEYS, EXT_PROC_ATTRIBUTES, LIMIT_KEYS, attemptAttribute, type AttemptKey } from '../envoy/ai-extension.js';
+import { ATTEMPT_KEYS, CONNECTION_READY_ATTRIBUTE, EXT_PROC_ATTRIBUTES, LIMIT_KEYS, attemptAttribute, type AttemptKey } from '../envoy/ai-extension.js';
 import { parseModelAliases } from './models.js';
 import type { DecodedStruct, DecodedValue } from './protocol.js';
 import type { MemberLimits } from './limits.js';
@@ -94,4 +94,9 @@ export function attemptTarget(attributes: Record<string, DecodedStruct> | undefi
   const tpm = Number(get('tokensPerMinute'));
   if (rpm > 0 || tpm > 0) target.limits = { ...(rpm > 0 ? { requestsPerMinute: rpm } : {}), ...(tpm > 0 ? { tokensPerMinute: tpm } : {}) };
   return target;
+}
+
+/** Whether Envoy had a connection to the picked host ready when the attempt began (CONNECTION_READY_ATTRIBUTE). */
+export function connectionReady(attributes: Record<string, DecodedStruct> | undefined): boolean {
+  return attributes?.[EXT_PROC_ATTRIBUTES]?.fields?.[CONNECTION_READY_ATTRIBUTE] !== undefined;
 }

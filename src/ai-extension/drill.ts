@@ -16,6 +16,12 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 export const DRILL_HEADER = 'x-switchyard-drill';
 /** Set on a drill's answer: which priority and member answered, for the CLI's table. */
 export const DRILL_ANSWER_HEADER = 'x-switchyard-drill-answer';
+/**
+ * On the answer to a drill request that could not be failed over because Envoy had no connection
+ * to the drilled member ready (a stand-in then crashes Envoy 1.40): the drill sends it again, as
+ * the connection is being made.
+ */
+export const DRILL_NOT_READY_HEADER = 'x-switchyard-drill-not-ready';
 const VERSION = 'v1';
 const CONTEXT = 'switchyard-drill-v1';
 /** How far a drill header's timestamp may be from the extension's clock. */

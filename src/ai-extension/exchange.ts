@@ -2,10 +2,10 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import { AnthropicStreamTranslator, fromAnthropicResponse, toAnthropicRequest, toOpenAIError } from './anthropic.js';
 import { ABANDONED_HEADER } from '../envoy/ai-extension.js';
-import { ROUTE_RETRIES_HEADER } from '../ir/model.js';
-import { attemptTarget, type AttemptTarget } from './attempt.js';
-import { DRILL_ANSWER_HEADER, DRILL_FAILED_STATUS, DRILL_HEADER, drillAnswerHeader, verifyDrillHeader, type DrillNonces, type DrillRejectionLog, type VerifiedDrill } from './drill.js';
-import { FirstTokenWatch } from './first-token.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, ROUTE_RETRIES_HEADER } from '../ir/model.js';
+import { attemptTarget, connectionReady, type AttemptTarget } from './attempt.js';
+import { DRILL_ANSWER_HEADER, DRILL_FAILED_STATUS, DRILL_HEADER, DRILL_NOT_READY_HEADER, drillAnswerHeader, verifyDrillHeader, type DrillNonces, type DrillRejectionLog, type VerifiedDrill } from './drill.js';
+import { FirstTokenWatch, answerFraming } from './first-token.js';
 import { memberVerdicts } from './member-verdicts.js';
 import type { MemberLimitsRuntime } from './limits-health.js';
 import { MAX_REFUSAL_BODY, refusalCause, type RefusalCause } from './refusals.js';
@@ -111,6 +111,14 @@ const SKIPPED_FAILING_STATUS = 503;
  */
 const CREDENTIAL_BUDGET_MS = 1_500;
 
+/**
+ * How long after an attempt began a stand-in is safe when Envoy had no connection to its member
+ * ready: by the cluster's connect timeout Envoy has one or has failed the attempt itself (the
+ * answer is then dropped with the stream). Counted from the extension's first message, which
+ * comes after Envoy asked its pool; the margin covers the timer's granularity.
+ */
+const STAND_IN_SAFE_AFTER_MS = DEFAULT_CONNECT_TIMEOUT_MS + 100;
+
 /** On a stand-in 503 for a member without a usable credential: why, for the client of the last attempt. */
 export const CREDENTIAL_ERROR_HEADER = 'x-switchyard-error';
 
@@ -164,6 +172,12 @@ export class AttemptExchange {
   /** This attempt was skipped: an earlier pool's refusal named a later pool. */
   private skipped = false;
   private stripDrillHeader = false;
+  /**
+   * Envoy had a connection to the picked member ready as the attempt began. Without one, no
+   * stand-in answer may be given: Envoy 1.40 crashes when the router gets upstream headers before
+   * the connection pool is ready (src/ai-extension/README.md, "Standing in for the upstream").
+   */
+  private connectionReady = false;
   private drillAddedMs = 0;
   private heldMs = 0;
 
@@ -214,7 +228,7 @@ export class AttemptExchange {
     const refusals = status >= 200 && status < 300 && target.fallbacks?.includes('content_policy') === true ? this.answerRefusalWatch(target, headers) : undefined;
     // A successful answer is held until its first token (or its refusal); an error goes on as it is...
     if (status >= 200 && status < 300 && (deadline !== undefined || refusals !== undefined)) {
-      const watch = new FirstTokenWatch((headers.get('content-type') ?? '').includes('text/event-stream'));
+      const watch = new FirstTokenWatch(answerFraming(headers.get('content-type') ?? ''));
       const remainingMs = deadline === undefined ? ANSWER_WAIT_MS : Math.max(0, deadline - (performance.now() - this.attemptStartedAt));
       return held(deadline === undefined ? 'answer' : 'first-token', remainingMs, (bytes, end, gate) => {
         const verdict = refusals?.(bytes, end);
@@ -287,9 +301,9 @@ export class AttemptExchange {
     this.span?.fail(cause);
   }
 
-  private refuse(status: number, text: string): ProcessingResponse {
+  private refuse(status: number, text: string, extra: HeaderSet[] = []): ProcessingResponse {
     const body = JSON.stringify({ error: { message: text, type: 'ai_extension_error', param: null, code: 'ai_extension_error' } });
-    return { phase: 'immediate', status, body, headers: [{ key: 'content-type', value: 'application/json' }] };
+    return { phase: 'immediate', status, body, headers: [{ key: 'content-type', value: 'application/json' }, ...extra] };
   }
 
   private async requestHeaders(message: ProcessingRequest): Promise<ProcessingResponse> {
@@ -297,6 +311,7 @@ export class AttemptExchange {
     if ('error' in found) return this.refuse(503, `Switchyard AI extension: ${found.error}`);
     const target = found;
     this.target = target;
+    this.connectionReady = connectionReady(message.attributes);
     this.attemptStartedAt = performance.now();
     const headers = headerMap(message.request_headers);
     if (target.authHeader !== undefined) this.ctx.credentialHeaders.add(target.authHeader.toLowerCase());
@@ -305,7 +320,7 @@ export class AttemptExchange {
     this.attempt = Number(headers.get('x-envoy-attempt-count') ?? '1') || 1;
     const drilled = await this.drillAttempt(headers.get(DRILL_HEADER), this.attempt, target);
     if (drilled !== undefined) return drilled;
-    const skipped = this.skipForFallback(target);
+    const skipped = await this.skipForFallback(target);
     if (skipped !== undefined) return skipped;
     const record = this.rememberRequest(headers, target);
     this.clientPath = record.path;
@@ -330,7 +345,7 @@ export class AttemptExchange {
     }
     if (target.authKind === 'ServiceAccountKey' || target.authKind === 'AwsKeys') {
       const vendor = await this.vendorCredential(target, key ?? '');
-      if ('error' in vendor) return this.noVendorCredential(target, vendor.error);
+      if ('error' in vendor) return await this.noVendorCredential(target, vendor.error);
       key = vendor.key;
     }
     this.ctx.metrics.requests.inc({ backend: target.backend, member: target.member, provider: target.provider });
@@ -378,19 +393,23 @@ export class AttemptExchange {
    * priority, as it would an unreachable provider's, instead of ending the request; the provider
    * is never called. The last attempt's 503 goes to the client, the reason in its header.
    */
-  private noVendorCredential(target: AttemptTarget, error: string): ProcessingResponse {
+  private async noVendorCredential(target: AttemptTarget, error: string): Promise<ProcessingResponse> {
     this.fail('credential_unavailable');
     this.status = 503;
     this.ctx.logger.warn({ backend: target.backend, member: target.member, credential: target.credential, cause: 'credential_unavailable', error }, 'ai-extension: no usable credential for the attempt; handed to the next member');
     const reason = `Switchyard AI extension: member ${target.member} (Backend ${target.backend}) has no usable credential: ${error}; the request was not sent`;
+    const marks = [
+      { key: ABANDONED_HEADER, value: 'credential_unavailable' },
+      // Envoy refuses a header value holding CR, LF or NUL.
+      { key: CREDENTIAL_ERROR_HEADER, value: reason.replace(/[\r\n\0]/g, ' ') },
+    ];
+    // Nothing is retried after the route's last attempt: the client gets the reason in OpenAI's
+    // error shape (a local reply), not a stand-in's empty body.
+    if (this.isLastAttempt()) return this.refuse(503, reason, marks);
+    await this.untilStandInSafe(target, 'credential_unavailable');
     return {
       phase: 'stand-in',
-      headers: [
-        { key: ':status', value: '503' },
-        { key: ABANDONED_HEADER, value: 'credential_unavailable' },
-        // Envoy refuses a header value holding CR, LF or NUL.
-        { key: CREDENTIAL_ERROR_HEADER, value: reason.replace(/[\r\n\0]/g, ' ') },
-      ],
+      headers: [{ key: ':status', value: '503' }, ...marks],
     };
   }
 
@@ -426,6 +445,15 @@ export class AttemptExchange {
     this.drillAddedMs = now - verdict.firstSeenMs;
     // Traffic reaches priority N only through the priorities before it: they are down in the drill too.
     if (target.priority > verdict.priority) return undefined;
+    if (!this.connectionReady) {
+      // A stand-in now would crash Envoy; calling the provider would break the drill's promise.
+      this.ctx.logger.warn({ backend: target.backend, member: target.member, priority: target.priority, drill: true, requestId: this.requestId }, 'ai-extension: drill request ended: Envoy had no connection to the drilled member ready, and failing the attempt over needs one');
+      return this.refuse(
+        503,
+        `Switchyard drill: the attempt on member ${target.member} (priority ${target.priority}, Backend ${target.backend}) could not be failed over: Envoy had no connection to it ready yet (Envoy 1.40 cannot take a stand-in answer then); its provider was not called. Send the drill again: the connection is being made now.`,
+        [{ key: DRILL_NOT_READY_HEADER, value: target.member }],
+      );
+    }
     this.drilled = true;
     // Like a skip: a drilled member that was failing must not have its failures reset by the drill.
     const status = memberVerdicts(this.ctx).lastFailed(target.backend, target.member) ? SKIPPED_FAILING_STATUS : DRILL_FAILED_STATUS;
@@ -446,16 +474,49 @@ export class AttemptExchange {
    * the priorities before it (previous_priorities moves one priority per retry) are failed here
    * with a stand-in answer the route retries, and their providers are never called.
    */
-  private skipForFallback(target: AttemptTarget): ProcessingResponse | undefined {
+  private async skipForFallback(target: AttemptTarget): Promise<ProcessingResponse | undefined> {
     const record = this.requestId === undefined ? undefined : this.ctx.memory.get(this.requestId);
     const to = record?.fallbackTo;
     if (to === undefined || record?.lastBackend !== target.backend || target.priority >= to.level) return undefined;
+    if (this.isLastAttempt(record)) {
+      // The route allows no attempt after this one: a stand-in would reach the client as an
+      // empty answer. This pool is asked instead, so the client gets a provider's own answer.
+      // Seen when the named pool has no healthy member: previous_priorities, with every healthy
+      // priority tried, starts again from the first one.
+      this.ctx.logger.warn(
+        { backend: target.backend, member: target.member, priority: target.priority, fallbackPriority: to.level, cause: to.cause, attempt: this.attempt, requestId: this.requestId },
+        'ai-extension: the route\'s last attempt did not reach the pool the fallback names (is it unhealthy or ejected?); this pool answers instead of a skip',
+      );
+      return undefined;
+    }
     this.skipped = true;
     const status = memberVerdicts(this.ctx).lastFailed(target.backend, target.member) ? SKIPPED_FAILING_STATUS : SKIPPED_STATUS;
     this.status = status;
     this.ctx.metrics.failures.inc({ backend: target.backend, member: target.member, cause: 'skipped_by_fallback' });
     this.ctx.logger.debug({ backend: target.backend, member: target.member, priority: target.priority, fallbackPriority: to.level, cause: to.cause, requestId: this.requestId }, 'ai-extension: attempt skipped on the way to the pool a refusal named');
+    await this.untilStandInSafe(target, 'skipped_by_fallback');
     return { phase: 'stand-in', headers: [{ key: ':status', value: String(status) }, { key: ABANDONED_HEADER, value: 'skipped_by_fallback' }] };
+  }
+
+  /** The route allows no attempt after this one (its retries, x-switchyard-route-retries, read on the first attempt). */
+  private isLastAttempt(record: RequestRecord | undefined = this.requestId === undefined ? undefined : this.ctx.memory.get(this.requestId)): boolean {
+    const budget = record?.routeRetries;
+    return budget !== undefined && this.attempt > budget.retries;
+  }
+
+  /**
+   * A stand-in answer reaching Envoy's router before the connection to the attempt's member is
+   * ready crashes Envoy 1.40 (most likely the router reading an upstream host set only once the
+   * pool is ready). Without a connection ready at the attempt's start, the answer waits until Envoy has
+   * one or has failed the attempt itself (STAND_IN_SAFE_AFTER_MS); Envoy is asked to wait too.
+   */
+  private async untilStandInSafe(target: AttemptTarget, cause: string): Promise<void> {
+    if (this.connectionReady) return;
+    const waitMs = STAND_IN_SAFE_AFTER_MS - (performance.now() - this.attemptStartedAt);
+    if (waitMs <= 0) return;
+    this.ctx.logger.info({ backend: target.backend, member: target.member, priority: target.priority, cause, waitMs: Math.round(waitMs), requestId: this.requestId }, 'ai-extension: no connection to the member was ready; the stand-in waits for Envoy to connect or give up (Envoy 1.40 crashes on a stand-in before that)');
+    this.send({ phase: 'wait', ms: Math.ceil(waitMs) + DEADLINE_MARGIN_MS });
+    await new Promise((resolve) => setTimeout(resolve, waitMs));
   }
 
   /** The first attempt records what the client sent; later attempts count a failover when the member changed. */

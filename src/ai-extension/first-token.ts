@@ -1,22 +1,34 @@
 import { StringDecoder } from 'node:string_decoder';
-import { isRecord } from './json.js';
+import { EventStreamDecoder } from './eventstream.js';
+import { isRecord, parseObject } from './json.js';
 import { asBuffer } from './protocol.js';
+
+/** How an answer's body is framed: SSE events, AWS binary event-stream messages (Bedrock), or one JSON body. */
+export type AnswerFraming = 'sse' | 'eventstream' | 'json';
+
+/** The framing a provider's answer headers announce. */
+export function answerFraming(contentType: string): AnswerFraming {
+  if (contentType.includes('text/event-stream')) return 'sse';
+  return contentType.includes('application/vnd.amazon.eventstream') ? 'eventstream' : 'json';
+}
 
 /**
  * Reads a provider's answer as it arrives and says when the first content-bearing token is there.
  * Keep-alives do not count: SSE comments (": keep-alive"), events without data, OpenAI chunks whose
  * deltas carry only a role or empty content, Anthropic's message_start / ping / content_block_start
- * of text, Gemini events whose candidates have no text or call yet, and whitespace before a JSON
- * body. Anything that ends the wait otherwise (an error
- * event, a finish_reason, [DONE], a non-JSON event) counts too: the client must get it now.
+ * of text, Gemini events whose candidates have no text or call yet, Bedrock's messageStart and
+ * empty text deltas, and whitespace before a JSON body. Anything that ends the wait otherwise (an
+ * error event, a finish_reason, [DONE], a non-JSON event, a corrupt event stream) counts too: the
+ * client must get it now.
  */
 export class FirstTokenWatch {
   private readonly decoder = new StringDecoder('utf8');
+  private frames: EventStreamDecoder | undefined;
   private pending = '';
   private seen = false;
 
-  /** `eventStream`: the answer is SSE; else a JSON body, whose first non-blank byte counts. */
-  constructor(private readonly eventStream: boolean) {}
+  /** A JSON body's first non-blank byte counts; SSE and event-stream answers are read event by event. */
+  constructor(private readonly framing: AnswerFraming) {}
 
   get arrived(): boolean {
     return this.seen;
@@ -25,8 +37,9 @@ export class FirstTokenWatch {
   /** Feeds the next chunk; true once a content token (or anything the client must get) has arrived. */
   push(bytes: Uint8Array): boolean {
     if (this.seen) return true;
+    if (this.framing === 'eventstream') return this.pushFrames(bytes);
     const text = this.decoder.write(asBuffer(bytes));
-    if (!this.eventStream) {
+    if (this.framing === 'json') {
       if (text.trim() !== '') this.seen = true;
       return this.seen;
     }
@@ -39,6 +52,45 @@ export class FirstTokenWatch {
       end = this.pending.indexOf('\n\n');
     }
     return this.seen;
+  }
+
+  private pushFrames(bytes: Uint8Array): boolean {
+    const frames = (this.frames ??= new EventStreamDecoder());
+    for (const frame of frames.push(bytes)) {
+      if (converseEventHasContent(frame.headers, frame.payload)) {
+        this.seen = true;
+        break;
+      }
+    }
+    // A stream that cannot be decoded any more is translated into an error chunk: let it through.
+    if (frames.error !== undefined) this.seen = true;
+    return this.seen;
+  }
+}
+
+/**
+ * Bedrock's converse-stream: text and tool input come in contentBlockDelta, a tool call starts
+ * with contentBlockStart; messageStop and metadata end the answer, an exception ends it too.
+ */
+function converseEventHasContent(headers: Record<string, string>, payload: Buffer): boolean {
+  if (headers[':message-type'] !== undefined && headers[':message-type'] !== 'event') return true;
+  const body = parseObject(payload.toString('utf8'));
+  switch (headers[':event-type']) {
+    case 'messageStart':
+    case 'contentBlockStop':
+      return false;
+    case 'contentBlockStart': {
+      const start = body?.['start'];
+      return isRecord(start) && isRecord(start['toolUse']);
+    }
+    case 'contentBlockDelta': {
+      const delta = body?.['delta'];
+      if (!isRecord(delta)) return false;
+      return nonEmpty(delta['text']) || isRecord(delta['toolUse']) || isRecord(delta['reasoningContent']);
+    }
+    default:
+      // messageStop, metadata, or an event this reader does not know: let the answer go on.
+      return true;
   }
 }
 

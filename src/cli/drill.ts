@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { DRILL_KEY } from '../api/backend.js';
-import { DRILL_ANSWER_HEADER, DRILL_HEADER, parseDrillAnswer, signDrillHeader } from '../ai-extension/drill.js';
+import { DRILL_ANSWER_HEADER, DRILL_HEADER, DRILL_NOT_READY_HEADER, parseDrillAnswer, signDrillHeader } from '../ai-extension/drill.js';
 import { KubeClient, isNotFound } from '../providers/kubernetes/api-client.js';
 import { loadKubeConfig } from '../providers/kubernetes/kubeconfig.js';
 import { MIN_DRILL_KEY_LENGTH } from '../translate/credentials.js';
@@ -206,20 +206,34 @@ async function checkFromStatusz(base: string, plan: DrillPlan): Promise<void> {
   if (!served.some((p) => p > plan.priority)) throw new Error(`--priority ${plan.priority}: Backend ${plan.backend} has no priority after ${plan.priority} to fail over to; drill an earlier priority`);
 }
 
+/** How often a drill request is sent again when Envoy had no connection to the drilled member ready. */
+const NOT_READY_RESENDS = 3;
+const NOT_READY_PAUSE_MS = 100;
+
 /** Sends the drill's requests one after the other. */
 export async function runDrillRequests(plan: DrillPlan, key: string, fetchImpl: typeof fetch = fetch): Promise<DrillResult[]> {
   const url = new URL(`${plan.gateway.pathname.replace(/\/+$/, '')}/chat/completions`, plan.gateway);
   const results: DrillResult[] = [];
+  const send = async (): Promise<Response> => {
+    const res = await fetchImpl(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', [DRILL_HEADER]: signDrillHeader(key, plan.backend, plan.priority) },
+      body: JSON.stringify({ model: plan.model, max_tokens: 1, messages: [{ role: 'user', content: 'switchyard failover drill: answer with one token' }] }),
+      signal: AbortSignal.timeout(60_000),
+    });
+    await res.arrayBuffer();
+    return res;
+  };
   for (let i = 1; i <= plan.requests; i++) {
     const started = performance.now();
     try {
-      const res = await fetchImpl(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', [DRILL_HEADER]: signDrillHeader(key, plan.backend, plan.priority) },
-        body: JSON.stringify({ model: plan.model, max_tokens: 1, messages: [{ role: 'user', content: 'switchyard failover drill: answer with one token' }] }),
-        signal: AbortSignal.timeout(60_000),
-      });
-      await res.arrayBuffer();
+      let res = await send();
+      // Envoy was still connecting to the drilled member (the extension cannot fail the attempt
+      // then, and did not call its provider): the connection is there a moment later.
+      for (let again = 0; again < NOT_READY_RESENDS && res.headers.get(DRILL_NOT_READY_HEADER) !== null; again++) {
+        await new Promise((resolve) => setTimeout(resolve, NOT_READY_PAUSE_MS));
+        res = await send();
+      }
       const header = res.headers.get(DRILL_ANSWER_HEADER);
       const answer = header === null ? undefined : parseDrillAnswer(header);
       const ok = res.status >= 200 && res.status < 300;

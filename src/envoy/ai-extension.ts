@@ -28,6 +28,14 @@ export function attemptAttribute(key: AttemptKey): string {
   return `xds.upstream_host_metadata.filter_metadata['${METADATA_NAMESPACE}'].${key}`;
 }
 
+/**
+ * Present in an attempt's attributes only when Envoy's connection pool had a connection ready for
+ * the picked host as the attempt began (set in the upstream request's onPoolReady). Without one,
+ * the upstream filters run while the connection is still being made, and a stand-in answer then
+ * crashes Envoy 1.40 (src/ai-extension/README.md, "Standing in for the upstream").
+ */
+export const CONNECTION_READY_ATTRIBUTE = 'upstream.cx_pool_ready_duration';
+
 /** Where Envoy puts the evaluated request_attributes in ProcessingRequest.attributes. */
 export const EXT_PROC_ATTRIBUTES = 'envoy.filters.http.ext_proc';
 
@@ -69,7 +77,7 @@ export function aiExtensionFilter(): JsonObject {
         response_body_mode: 'STREAMED',
         response_trailer_mode: 'SKIP',
       },
-      request_attributes: [...ATTEMPT_KEYS, ...LIMIT_KEYS].map(attemptAttribute),
+      request_attributes: [...[...ATTEMPT_KEYS, ...LIMIT_KEYS].map(attemptAttribute), CONNECTION_READY_ATTRIBUTE],
       // :authority follows the member; ext_proc ignores changes to it otherwise.
       mutation_rules: { allow_all_routing: true },
       message_timeout: MESSAGE_TIMEOUT,

@@ -126,7 +126,7 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
       layers: [
         // The translator refuses regexes above this RE2 program size; Envoy's default (100) is
         // lower than a 64-character token pattern needs. See REGEX_PROGRAM_SIZE_LIMIT.
-        { name: 'static', static_layer: { 're2.max_program_size.error_level': REGEX_PROGRAM_SIZE_LIMIT } },
+        { name: 'static', static_layer: { 're2.max_program_size.error_level': REGEX_PROGRAM_SIZE_LIMIT, [EXT_PROC_GRACEFUL_CLOSE]: true } },
         { name: 'admin', admin_layer: {} },
       ],
     },
@@ -134,11 +134,12 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
 }
 
 /**
- * Not set: with it Envoy half-closes each ext_proc stream instead of resetting it (cheaper for the
- * extension), but Envoy 1.40 left its listener twice in CI runs with it on, on attempts the
- * extension answered with a stand-in (drill, credential hand-over): an off-by-default path of
- * Envoy's we do not depend on until that is understood. Resets are absorbed by the extension's
- * raised rapid-reset guard and max_requests_per_connection instead.
+ * Envoy ends each ext_proc stream by half-closing it and waiting for the extension's status,
+ * instead of resetting it (RST_STREAM INTERNAL_ERROR, one per attempt): Node turns every reset
+ * into an Error with a stack, and its HTTP/2 server counts resets against its rapid-reset guard.
+ * Envoy 1.40 crashed twice in CI with it on: a stand-in answered before Envoy's connection to the
+ * member was ready, which crashes Envoy with the flag off too and which the extension no longer
+ * gives (src/ai-extension/README.md, "Standing in for the upstream").
  */
 export const EXT_PROC_GRACEFUL_CLOSE = 'envoy.reloadable_features.ext_proc_graceful_grpc_close';
 

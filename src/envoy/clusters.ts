@@ -116,6 +116,10 @@ export function toEnvoyCluster(c: ClusterIR, opts: EnvoyOptions): EnvoyResource 
         http_filters: [aiExtensionFilter(), { name: 'envoy.filters.http.upstream_codec', typed_config: { '@type': ANY.upstreamCodec } }],
       },
     };
+    // The extension may stand in an answer only while the member has a connection ready (Envoy
+    // 1.40 crashes otherwise), and a stand-in closes its HTTP/1.1 connection: each attempt opens
+    // a spare one, so the member's next attempt finds it ready (src/ai-extension/README.md).
+    cluster.preconnect_policy = { per_upstream_preconnect_ratio: 2 };
   }
   if (hasMemberLimits(c)) {
     // A member at its limit fails this check and Envoy stops picking it (src/envoy/member-limits.ts).

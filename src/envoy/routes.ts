@@ -1,5 +1,5 @@
 import { toEnvoyDuration } from '../api/duration.js';
-import { ROUTE_RETRIES_HEADER, type HeaderEdits, type ListenerIR, type MatchIR, type RetryPlan, type RouteIR } from '../ir/model.js';
+import { ABANDONED_HEADER, ROUTE_RETRIES_HEADER, type HeaderEdits, type ListenerIR, type MatchIR, type RetryPlan, type RouteIR } from '../ir/model.js';
 import { ANY } from './names.js';
 import { TypeUrl, type EnvoyResource, type JsonObject, type JsonValue } from './resources.js';
 
@@ -100,6 +100,13 @@ function headerEdits(h: HeaderEdits | undefined, prefix: 'request' | 'response')
   return out;
 }
 
+/**
+ * Headers by which a client Envoy trusts (an internal address) overrides or widens the route's
+ * retry policy. Each retry's pool follows the policy (previous_priorities, the extension's skips),
+ * so the Backend's plan must be the only one.
+ */
+export const CLIENT_RETRY_HEADERS = ['x-envoy-max-retries', 'x-envoy-retry-on', 'x-envoy-retry-grpc-on', 'x-envoy-retriable-status-codes', 'x-envoy-retriable-header-names'];
+
 const REDIRECT_CODES: Record<number, string> = {
   301: 'MOVED_PERMANENTLY', 302: 'FOUND', 303: 'SEE_OTHER', 307: 'TEMPORARY_REDIRECT', 308: 'PERMANENT_REDIRECT',
 };
@@ -141,8 +148,19 @@ function toRoute(r: RouteIR): JsonObject {
   if (a.pathRewrite?.kind === 'prefix') Object.assign(action, prefixRewrite(r.match, a.pathRewrite.value));
   if (a.pathRewrite?.kind === 'full') action.regex_rewrite = { pattern: { regex: '^/.*$' }, substitution: a.pathRewrite.value };
   if (a.retry) action.retry_policy = toRetryPolicy(a.retry);
-  if (a.retry?.namedFallback) {
-    // Evaluated once per request, before host selection: a constant of the route is all it carries.
+  const standsIn = a.retry?.retriableHeaders?.includes(ABANDONED_HEADER) === true;
+  if (standsIn) {
+    // Envoy applies the route's header removals before it reads the retry headers (router
+    // decodeHeaders: finalizeRequestHeaders, then createRetryState), whether or not the HCM
+    // trusts the client: on a route where the AI extension stands in answers, a client's own
+    // retry count could end the request on a stand-in with no body.
+    const removals = Array.isArray(route.request_headers_to_remove) ? route.request_headers_to_remove : [];
+    route.request_headers_to_remove = [...removals, ...CLIENT_RETRY_HEADERS.filter((h) => !removals.includes(h))];
+  }
+  if (a.retry !== undefined && (a.retry.namedFallback !== undefined || standsIn)) {
+    // The extension's stand-ins need the route's retries: a skip must not spend the last one, and
+    // the last attempt's failure is answered with a body. Evaluated once per request, before host
+    // selection: a constant of the route is all it carries.
     const edits = Array.isArray(route.request_headers_to_add) ? route.request_headers_to_add : [];
     const value = `${a.retry.attempts}/${a.retry.attemptsPerPriority ?? 1}`;
     route.request_headers_to_add = [...edits, { header: { key: ROUTE_RETRIES_HEADER, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }];

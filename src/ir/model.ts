@@ -124,6 +124,12 @@ export interface RedirectAction {
  */
 export const ABANDONED_HEADER = 'x-switchyard-abandoned';
 
+/**
+ * Connect timeout of every Backend and Service cluster. The AI extension relies on it: by then
+ * Envoy has a connection to an attempt's member or has failed the attempt itself.
+ */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+
 /** Suffix of a Vertex AI service-account credential's SDS name (translate/credentials.ts). */
 export const SERVICE_ACCOUNT_SUFFIX = ':service-account';
 /**

@@ -106,6 +106,8 @@ beforeAll(async () => {
             provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, api: 'GenerateContent', serviceAccountKey: { secretRef: { name: 'vertex-slow-sa' } } } },
             hostOverride: { host: slowVertex.host, port: slowVertex.port, tls: false },
           }], [openaiMember]]), '2s'),
+          // A 2 s first-token deadline on Bedrock's binary event stream, OpenAI behind it.
+          withFirstTokenTimeout(backend('bedrock-deadline', [[bedrockMember], [openaiMember]]), '2s'),
           // Refusals answered 200 in Bedrock's and Gemini's own shapes go to OpenAI.
           careful(backend('careful-bedrock', [[bedrockMember], [openaiMember]])),
           careful(backend('careful-gemini', [[{
@@ -123,12 +125,13 @@ beforeAll(async () => {
             { path: '/deadline/v1', rewritePrefix: '/v1', backend: 'gemini-deadline' },
             { path: '/bedrock/v1', rewritePrefix: '/v1', backend: 'bedrock-only' },
             { path: '/careful-bedrock/v1', rewritePrefix: '/v1', backend: 'careful-bedrock' },
+            { path: '/bedrock-deadline/v1', rewritePrefix: '/v1', backend: 'bedrock-deadline' },
             { path: '/careful-gemini/v1', rewritePrefix: '/v1', backend: 'careful-gemini' },
           ]),
         ],
       };
     },
-    waitForBackends: ['chat', 'gemini-deadline', 'gemini-short', 'gemini-wrong-key', 'gemini-native', 'bedrock-only', 'careful-bedrock', 'careful-gemini'],
+    waitForBackends: ['chat', 'gemini-deadline', 'gemini-short', 'gemini-wrong-key', 'gemini-native', 'bedrock-only', 'careful-bedrock', 'careful-gemini', 'bedrock-deadline'],
   });
   openai = gw.fakes['openai'] as FakeProvider;
 });
@@ -315,6 +318,73 @@ describe('OpenAI 503 → Vertex AI\'s native generateContent', () => {
   });
 });
 
+/** A gate for the fake's stream: opened by the test, or after 5 s so that a held answer fails an assertion, not the test's timeout. */
+function streamGate(): { release: () => void; released: Promise<void>; isReleased: () => boolean } {
+  let open = (): void => undefined;
+  let done = false;
+  const released = new Promise<void>((resolve) => (open = resolve));
+  const timer = setTimeout(() => release(), 5_000);
+  const release = (): void => {
+    done = true;
+    clearTimeout(timer);
+    open();
+  };
+  return { release, released, isReleased: () => done };
+}
+
+/** Streams a chat completion; the gate opens when the first content chunk reaches the client. */
+async function gatedChat(prefix: string, gate: ReturnType<typeof streamGate>): Promise<{ content: string; firstBeforeRelease: boolean | undefined; elapsedMs: number }> {
+  const started = performance.now();
+  let content = '';
+  let firstBeforeRelease: boolean | undefined;
+  try {
+    const s = await gw.client(prefix).chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }], stream: true });
+    for await (const chunk of s) {
+      const text = chunk.choices[0]?.delta.content ?? '';
+      if (text !== '' && firstBeforeRelease === undefined) {
+        firstBeforeRelease = !gate.isReleased();
+        gate.release();
+      }
+      content += text;
+    }
+  } finally {
+    gate.release();
+  }
+  return { content, firstBeforeRelease, elapsedMs: performance.now() - started };
+}
+
+describe('Bedrock streaming: the first token is not held for later events', () => {
+  it('the client reads the first content chunk while Bedrock still holds back the rest of its stream', async () => {
+    const gate = streamGate();
+    // messageStart and the first contentBlockDelta, then nothing until the client has that text.
+    bedrock.setMode({ kind: 'gated', events: 2, release: gate.released });
+    const answer = await gatedChat('/bedrock/v1', gate);
+    expect(answer.firstBeforeRelease).toBe(true);
+    expect(answer.content).toBe('answered by bedrock');
+  });
+
+  it('with a first-token deadline, the first content event releases the held answer at once', async () => {
+    const gate = streamGate();
+    bedrock.setMode({ kind: 'gated', events: 2, release: gate.released });
+    const answer = await gatedChat('/bedrock-deadline/v1', gate);
+    expect(answer.firstBeforeRelease).toBe(true);
+    expect(answer.content).toBe('answered by bedrock');
+    expect(openai.received()).toHaveLength(0);
+  });
+
+  it('with a first-token deadline, messageStart alone is no token: past the deadline OpenAI answers', async () => {
+    const gate = streamGate();
+    bedrock.setMode({ kind: 'gated', events: 1, release: gate.released });
+    const answer = await gatedChat('/bedrock-deadline/v1', gate);
+    // Before the watcher read Bedrock's frames, messageStart's first byte released the answer and
+    // the client waited for Bedrock's text however long it took.
+    expect(answer.content).toBe('answered by openai');
+    expect(answer.elapsedMs).toBeLessThan(4_000);
+    expect(bedrock.received()).toHaveLength(1);
+    expect(openai.received()).toHaveLength(1);
+  });
+});
+
 describe('first-token deadline on Vertex AI\'s native streamGenerateContent', () => {
   it('Gemini\'s first text event releases the answer at once: the client\'s first token long before the 2 s deadline, no failover', async () => {
     slowVertex.clear();
@@ -359,7 +429,8 @@ describe('Vertex AI access tokens', () => {
     expect(err).toBeInstanceOf(APIError);
     const failure = err as APIError;
     expect(failure.status).toBe(503);
-    // A retriable stand-in answer (the next member would have been tried): the reason is in its header.
+    // The route's last attempt: the reason in OpenAI's error shape (the SDK quotes it), and in a header.
+    expect(failure.message).toContain('member p0-0-vertexai (Backend ai/gemini-wrong-key) has no usable credential');
     const reason = failure.headers?.get('x-switchyard-error') ?? '';
     expect(reason).toContain('member p0-0-vertexai (Backend ai/gemini-wrong-key) has no usable credential');
     expect(reason).toContain('invalid_grant: Invalid JWT Signature.');
@@ -367,7 +438,9 @@ describe('Vertex AI access tokens', () => {
     expect(vertex.received()).toEqual([]);
     // The key was refused when the configuration named it (above: the endpoint's reason); the
     // route's three attempts found the refusal within its back-off and did not ask again each.
-    expect(vertex.tokenRequests().length).toBeLessThanOrEqual(1);
+    // The first attempt's stand-in waited for Envoy's first connection to Vertex (5 s): the
+    // timer's own retries (1 s, then 2 s) fall in that wait.
+    expect(vertex.tokenRequests().length).toBeLessThanOrEqual(3);
     expect(vertex.tokenRequests().every((g) => !g.ok && g.reason === 'Invalid JWT Signature.')).toBe(true);
   });
 });

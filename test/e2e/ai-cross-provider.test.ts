@@ -372,9 +372,10 @@ describe('metrics on /metrics', () => {
 });
 
 describe('the ext_proc streams of every attempt above', () => {
-  it('were all answered by the extension, whatever way Envoy ends them (reset, without EXT_PROC_GRACEFUL_CLOSE)', async () => {
+  it('were ended by Envoy with a half-close the extension answered, not with RST_STREAM (EXT_PROC_GRACEFUL_CLOSE)', async () => {
     const streams = await gw.envoy.stat('cluster.switchyard/ai-extension.upstream_rq_total');
     expect(streams).toBeGreaterThan(20);
+    expect(await gw.envoy.stat('cluster.switchyard/ai-extension.http2.tx_reset')).toBe(0);
     expect(await gw.envoy.stat('cluster.switchyard/ai-extension.upstream_rq_200')).toBe(streams);
   });
 });

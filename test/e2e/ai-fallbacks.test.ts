@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
 import { waitFor } from '../support/wait.js';
@@ -30,7 +31,24 @@ function withFallbacks(backend: Manifest, first: Record<string, string>): Manife
   return backend;
 }
 
+/** Accepts connections and never writes: a TLS handshake with it never completes. */
+const silent = createServer((socket) => {
+  silentSockets.push(socket);
+  socket.on('error', () => undefined);
+});
+const silentSockets: Socket[] = [];
+const silentPort = (): number => (silent.address() as AddressInfo).port;
+
+/** The middle member of a Backend speaks TLS. */
+function stalledTls(backend: Manifest): Manifest {
+  const spec = backend['spec'] as { ai: { multipool: { priorities: { pool: { provider: { openaiCompatible: Record<string, unknown> } }[] }[] } } };
+  const member = spec.ai.multipool.priorities[1]?.pool[0];
+  if (member !== undefined) member.provider.openaiCompatible['tls'] = true;
+  return backend;
+}
+
 beforeAll(async () => {
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
   gw = await startGatewayFixture({
     id: 'ai-fallbacks',
     providers: ['p0', 'p1', 'p2'],
@@ -46,6 +64,11 @@ beforeAll(async () => {
           // A context-window refusal tries the middle pool, a content-policy one skips it: the
           // middle pool's own 503s and the skips interleave on its one host.
           named(aiBackend({ name: 'guarded', priorities: three, outlierDetection: { consecutive5xx: 2, baseEjectionTime: '30s', interval: '250ms' } }), ['small-pool', 'large-pool', 'huge-pool'], { contextWindowFallback: 'NextPool', contentPolicyFallback: 'huge-pool' }),
+          named(aiBackend({ name: 'cold', priorities: three, outlierDetection: { enabled: false } }), ['small-pool', 'large-pool', 'huge-pool'], { contextWindowFallback: 'huge-pool' }),
+          // Its middle member speaks TLS to a server that accepts and never answers.
+          stalledTls(named(aiBackend({ name: 'stalled', priorities: [pools[0]!, [{ name: 'stalled', fake: { host: '127.0.0.1', port: silentPort() }, hostname: 'stalled.llm.test' }], three[2]!], outlierDetection: { enabled: false } }), ['small-pool', 'large-pool', 'huge-pool'], { contextWindowFallback: 'huge-pool' })),
+          // Its named pool is ejected at its first 503.
+          named(aiBackend({ name: 'fragile', priorities: three, outlierDetection: { consecutive5xx: 1, baseEjectionTime: '30s', interval: '250ms' } }), ['small-pool', 'large-pool', 'huge-pool'], { contextWindowFallback: 'huge-pool' }),
         ],
         'routes.yaml': [
           httpRoute('chat', [
@@ -53,6 +76,9 @@ beforeAll(async () => {
             { path: '/context-only/v1', rewritePrefix: '/v1', backend: 'context-only' },
             { path: '/skip/v1', rewritePrefix: '/v1', backend: 'skip' },
             { path: '/guarded/v1', rewritePrefix: '/v1', backend: 'guarded' },
+            { path: '/fragile/v1', rewritePrefix: '/v1', backend: 'fragile' },
+            { path: '/cold/v1', rewritePrefix: '/v1', backend: 'cold' },
+            { path: '/stalled/v1', rewritePrefix: '/v1', backend: 'stalled' },
           ]),
           // The rule's own retry.attempts (1) is below the 2 the skip Backend's fallback needs.
           {
@@ -72,13 +98,15 @@ beforeAll(async () => {
         ],
       };
     },
-    waitForBackends: ['chat', 'context-only', 'skip', 'guarded'],
+    waitForBackends: ['chat', 'context-only', 'skip', 'guarded', 'fragile', 'cold', 'stalled'],
   });
   ({ p0, p1, p2 } = gw.fakes as Record<'p0' | 'p1' | 'p2', FakeProvider>);
 });
 
 afterAll(async () => {
   await gw?.stop();
+  for (const socket of silentSockets) socket.destroy();
+  await new Promise((resolve) => silent.close(resolve));
 });
 
 beforeEach(async () => {
@@ -157,7 +185,22 @@ describe('a pool without the fallback', () => {
   });
 });
 
+/**
+ * One real failover to the middle pool, so that Envoy has a connection to it ready: a skip
+ * without one waits for Envoy's connect timeout (a stand-in before the connection is up crashes
+ * Envoy 1.40).
+ */
+async function connectMiddle(prefix: string, status = 503): Promise<void> {
+  await p0.setMode({ kind: 'status', status });
+  expect((await gw.chat(prefix)).content).toBe('answered by p1');
+  await gw.resetFakes();
+}
+
 describe('a fallback that names a later pool', () => {
+  beforeEach(async () => {
+    await connectMiddle('/skip/v1');
+  });
+
   it('sends a context-window refusal to the named pool; the pool in between is skipped without a call and counted', async () => {
     const skippedBefore = await failures('large', 'skipped_by_fallback');
     const fourXxBefore = await failures('large', 'status_4xx');
@@ -225,6 +268,7 @@ describe('a route whose own retries cannot reach the named pool', () => {
   });
 
   it('the same refusal through the Backend\'s own retries still reaches the named pool', async () => {
+    await connectMiddle('/skip/v1');
     await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
     expect((await gw.chat('/skip/v1')).content).toBe('answered by p2');
     // The route's retries are for the extension: no provider sees them.
@@ -269,6 +313,50 @@ describe('outlier detection and skipped pools', () => {
     const calls = p1.received().length;
     expect(await contextRefused()).toBe('answered by p2');
     expect(p1.received()).toHaveLength(calls);
+  });
+});
+
+describe('a named pool that is ejected', () => {
+  it('the route\'s last attempt is not spent on a skip: the client gets a provider\'s answer, never the empty stand-in', async () => {
+    // A 429 moves on without counting against the first pool (consecutive5xx: 1).
+    await connectMiddle('/fragile/v1', 429);
+    await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    await p2.setMode({ kind: 'status', status: 503 });
+    expect((await gw.chatFailure('/fragile/v1')).status).toBe(503);
+    await waitFor(async () => ((await gw.hosts('fragile')).find((h) => h.port === p2.port)?.healthFlags.includes('failed_outlier_check') === true ? true : undefined), { what: 'Envoy to eject the named pool', timeoutMs: 3_000, intervalMs: 20 });
+    await gw.resetFakes();
+    await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    // Attempt 2 skips the middle pool; with the named pool ejected, previous_priorities starts
+    // again from the first pool for attempt 3, the route's last (2 retries): that pool is asked.
+    const failure = await gw.chatFailure('/fragile/v1');
+    expect(failure.status).toBe(400);
+    expect(failure.message).toContain('maximum context length is 8192 tokens');
+    expect(p0.received()).toHaveLength(2);
+    expect(p1.received()).toHaveLength(0);
+    expect(p2.received()).toHaveLength(0);
+  });
+});
+
+describe('a skip with no connection to the skipped member ready', () => {
+  it('waits for Envoy to connect, then skips: the middle pool is never called', async () => {
+    await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    // The 'cold' Backend's middle pool has had no request: Envoy connects to it for this attempt.
+    const answer = await gw.chat('/cold/v1');
+    expect(answer.content).toBe('answered by p2');
+    expect(p1.received()).toHaveLength(0);
+    // The stand-in waited for Envoy's connect timeout (5 s): by then Envoy has the connection.
+    expect(answer.elapsedMs).toBeGreaterThan(5_000);
+    expect(gw.envoy.running()).toBe(true);
+  });
+
+  it('a member whose TLS handshake never completes: Envoy fails the attempt at its connect timeout and the named pool answers; Envoy keeps serving', async () => {
+    // Before the wait, the skip's stand-in reached Envoy's router while it was still connecting,
+    // and Envoy 1.40 crashed (segmentation fault, every time).
+    await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    const answer = await gw.chat('/stalled/v1');
+    expect(answer.content).toBe('answered by p2');
+    expect(gw.envoy.running()).toBe(true);
+    expect(await gw.clusterStat('stalled', 'upstream_cx_connect_timeout')).toBeGreaterThan(0);
   });
 });
 

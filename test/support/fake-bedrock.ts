@@ -35,7 +35,18 @@ export interface BedrockRequest {
  * (stopReason content_filtered or guardrail_intervened), with no content; streamed, messageStart
  * then messageStop with that stopReason.
  */
-export type FakeBedrockMode = { kind: 'ok' } | { kind: 'status'; status: number } | { kind: 'filtered'; stopReason: 'content_filtered' | 'guardrail_intervened' };
+export type FakeBedrockMode = { kind: 'ok' } | { kind: 'status'; status: number } | { kind: 'filtered'; stopReason: 'content_filtered' | 'guardrail_intervened' } | GatedStream;
+
+/**
+ * A streamed answer that stops after its first `events` messages until `release` settles, then
+ * goes on at the fake's pace: what the client holds before the release was sent on before
+ * Bedrock sent the rest.
+ */
+export interface GatedStream {
+  kind: 'gated';
+  events: number;
+  release: Promise<void>;
+}
 
 export interface FakeBedrock {
   readonly host: string;
@@ -71,7 +82,7 @@ export async function startFakeBedrock(o: FakeBedrockOptions): Promise<FakeBedro
         sendError(res, mode.status, type, `${o.name} is failing with ${mode.status}`);
         return;
       }
-      answer(o, record, res, mode.kind === 'filtered' ? mode.stopReason : undefined);
+      answer(o, record, res, mode.kind === 'filtered' ? mode.stopReason : undefined, mode.kind === 'gated' ? mode : undefined);
     });
   });
   server.keepAliveTimeout = 300_000;
@@ -159,7 +170,7 @@ function verifySignature(o: FakeBedrockOptions, req: IncomingMessage, r: Bedrock
   return undefined;
 }
 
-function answer(o: FakeBedrockOptions, r: BedrockRequest, res: ServerResponse, filtered?: string): void {
+function answer(o: FakeBedrockOptions, r: BedrockRequest, res: ServerResponse, filtered?: string, gate?: GatedStream): void {
   const words = filtered === undefined ? `answered by ${o.name}`.split(' ') : [];
   const input = Math.max(1, Math.ceil(JSON.stringify(r.body).length / 4));
   const usage = { inputTokens: input, outputTokens: words.length, totalTokens: input + words.length };
@@ -179,6 +190,15 @@ function answer(o: FakeBedrockOptions, r: BedrockRequest, res: ServerResponse, f
     eventMessage('metadata', { usage, metrics: { latencyMs: 12 } }),
   ];
   const interval = o.streamIntervalMs ?? 0;
+  if (gate !== undefined) {
+    for (const e of events.slice(0, gate.events)) res.write(e);
+    void gate.release.then(() => {
+      if (res.destroyed) return;
+      for (const e of events.slice(gate.events)) res.write(e);
+      res.end();
+    });
+    return;
+  }
   if (interval <= 0) {
     res.end(Buffer.concat(events));
     return;

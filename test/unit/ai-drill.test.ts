@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DrillNonces, DrillRejectionLog, drillAnswerHeader, parseDrillAnswer, parseDrillHeader, signDrillHeader, verifyDrillHeader } from '../../src/ai-extension/drill.js';
-import { parseDrillArgs, summarizeDrill, drillReport, type DrillResult } from '../../src/cli/drill.js';
+import { DRILL_ANSWER_HEADER, DRILL_NOT_READY_HEADER, DrillNonces, DrillRejectionLog, drillAnswerHeader, parseDrillAnswer, parseDrillHeader, signDrillHeader, verifyDrillHeader } from '../../src/ai-extension/drill.js';
+import { parseDrillArgs, runDrillRequests, summarizeDrill, drillReport, type DrillResult } from '../../src/cli/drill.js';
 import { UsageError } from '../../src/cli/flags.js';
 
 const KEY = 'drill-key-0123456789abcdef0123456789abcdef';
@@ -107,5 +107,34 @@ describe('drill report', () => {
     expect(text).toMatch(/^3\s+503\s+-\s+-\s+4 ms\s+no$/m);
     expect(text).toMatch(/Summary: 3 requests, 2 failed over, 1 errors/);
     expect(text).toMatch(/Failover not proven: 1 request ended in an error \(status 503\)/);
+  });
+});
+
+describe('drill requests', () => {
+  const plan = { backend: 'ai/chat', priority: 0, requests: 2, gateway: new URL('http://gw.test/v1'), model: 'm', output: 'table' as const };
+
+  it('sends a request again when Envoy had no connection to the drilled member ready, and counts only its last answer', async () => {
+    const answers = [
+      new Response('{}', { status: 503, headers: { [DRILL_NOT_READY_HEADER]: 'primary' } }),
+      new Response('{}', { status: 200, headers: { [DRILL_ANSWER_HEADER]: drillAnswerHeader(1, 'secondary', 12) } }),
+      new Response('{}', { status: 200, headers: { [DRILL_ANSWER_HEADER]: drillAnswerHeader(1, 'secondary', 9) } }),
+    ];
+    let calls = 0;
+    const fetchImpl = (async () => answers[calls++] ?? new Response('', { status: 500 })) as unknown as typeof fetch;
+    const results = await runDrillRequests(plan, 'k'.repeat(32), fetchImpl);
+    expect(calls).toBe(3);
+    expect(results.map((r) => [r.status, r.failedOver])).toEqual([[200, true], [200, true]]);
+  });
+
+  it('gives up after three more tries and reports the error', async () => {
+    let calls = 0;
+    const fetchImpl = (async () => {
+      calls++;
+      return new Response('{}', { status: 503, headers: { [DRILL_NOT_READY_HEADER]: 'primary' } });
+    }) as unknown as typeof fetch;
+    const results = await runDrillRequests({ ...plan, requests: 1 }, 'k'.repeat(32), fetchImpl);
+    expect(calls).toBe(4);
+    expect(results[0]?.status).toBe(503);
+    expect(results[0]?.failedOver).toBe(false);
   });
 });

@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { FirstTokenWatch } from '../../src/ai-extension/first-token.js';
+import { eventMessage } from '../support/fake-bedrock.js';
 
 const sse = (data: object | string): string => `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
 const openaiChunk = (delta: object, finish: string | null = null): string => sse({ object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: finish }] });
 
 function feed(eventStream: boolean, ...chunks: string[]): boolean[] {
-  const watch = new FirstTokenWatch(eventStream);
+  const watch = new FirstTokenWatch(eventStream ? 'sse' : 'json');
   return chunks.map((c) => watch.push(Buffer.from(c)));
 }
 
@@ -34,7 +35,7 @@ describe('FirstTokenWatch, OpenAI SSE', () => {
   it('reads a multi-byte character split across chunks', () => {
     const bytes = Buffer.from(openaiChunk({ content: 'é' }));
     const at = bytes.indexOf(0xc3) + 1;
-    const watch = new FirstTokenWatch(true);
+    const watch = new FirstTokenWatch('sse');
     expect(watch.push(bytes.subarray(0, at))).toBe(false);
     expect(watch.push(bytes.subarray(at))).toBe(true);
   });
@@ -78,5 +79,39 @@ describe('FirstTokenWatch, Gemini streamGenerateContent (native Vertex AI path)'
   it('fires on the end of an answer (finishReason) and on a blocked prompt', () => {
     expect(feed(true, gemini({ finishReason: 'SAFETY' }))).toEqual([true]);
     expect(feed(true, sse({ promptFeedback: { blockReason: 'PROHIBITED_CONTENT' } }))).toEqual([true]);
+  });
+});
+
+describe('FirstTokenWatch, Bedrock converse-stream (binary event stream)', () => {
+  const frames = (...messages: Buffer[]): boolean[] => {
+    const watch = new FirstTokenWatch('eventstream');
+    return messages.map((m) => watch.push(m));
+  };
+
+  it('ignores messageStart and an empty text delta; fires on the first text', () => {
+    expect(frames(
+      eventMessage('messageStart', { role: 'assistant' }),
+      eventMessage('contentBlockDelta', { contentBlockIndex: 0, delta: { text: '' } }),
+      eventMessage('contentBlockDelta', { contentBlockIndex: 0, delta: { text: 'Hi' } }),
+    )).toEqual([false, false, true]);
+  });
+
+  it('reads a message cut anywhere, and two messages in one chunk', () => {
+    const start = eventMessage('messageStart', { role: 'assistant' });
+    const text = eventMessage('contentBlockDelta', { contentBlockIndex: 0, delta: { text: 'Hi' } });
+    const both = Buffer.concat([start, text]);
+    expect(frames(both.subarray(0, 5), both.subarray(5, start.length + 7), both.subarray(start.length + 7))).toEqual([false, false, true]);
+  });
+
+  it('fires on a tool call, the end of an empty answer, and an exception', () => {
+    expect(frames(eventMessage('contentBlockStart', { contentBlockIndex: 0, start: { toolUse: { toolUseId: 't', name: 'f' } } }))).toEqual([true]);
+    expect(frames(eventMessage('messageStop', { stopReason: 'end_turn' }))).toEqual([true]);
+    expect(frames(eventMessage('throttlingException', { message: 'slow down' }, 'exception'))).toEqual([true]);
+  });
+
+  it('fires on a corrupt stream: its error chunk must reach the client now', () => {
+    const bad = eventMessage('messageStart', { role: 'assistant' });
+    bad.writeUInt32BE((bad.readUInt32BE(8) ^ 1) >>> 0, 8);
+    expect(frames(bad)).toEqual([true]);
   });
 });

@@ -84,7 +84,7 @@ describe('buildBootstrap', () => {
   });
 
   it('makes Envoy half-close each ext_proc stream instead of resetting it (the AI extension answers with its status)', () => {
-    expect(at(buildBootstrap(base), 'layered_runtime', 'layers', 0, 'static_layer', EXT_PROC_GRACEFUL_CLOSE)).toBeUndefined();
+    expect(at(buildBootstrap(base), 'layered_runtime', 'layers', 0, 'static_layer', EXT_PROC_GRACEFUL_CLOSE)).toBe(true);
   });
 
   it('names the node and keeps the admin API on loopback unless told otherwise', () => {
