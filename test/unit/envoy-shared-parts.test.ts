@@ -81,6 +81,16 @@ describe('shared parts of Envoy resources', () => {
     expect(policies.map((p) => p['num_retries']).sort()).toEqual([2, 2, 5]);
   });
 
+  it('puts each member\'s IR metadata in its endpoint as it is, and one locality object per priority level', () => {
+    const { xds, translation } = pipeline();
+    const members = translation.ir.clusters.flatMap((c) => c.priorities.flatMap((p) => p.members));
+    const endpoints = xds.endpoints.flatMap((cla) => (cla['endpoints'] as JsonObject[]).flatMap((e) => e['lb_endpoints'] as JsonObject[]));
+    expect(endpoints).toHaveLength(members.length);
+    endpoints.forEach((e, i) => expect(field(e, 'metadata', 'filter_metadata', 'switchyard.dev')).toBe(members[i]?.metadata));
+    const localities = xds.endpoints.flatMap((cla) => (cla['endpoints'] as JsonObject[]).map((e) => e['locality']));
+    expect(new Set(localities).size).toBe(2);
+  });
+
   it('encodes every resource to the bytes of an unshared copy of it', () => {
     const { xds } = pipeline();
     for (const list of Object.values(xds)) {
