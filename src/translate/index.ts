@@ -14,6 +14,7 @@ import type { Inputs, InvalidObject, ReferenceGrant } from './inputs.js';
 import { compareRoutes } from './precedence.js';
 import { modelsRoute, type ServedModels } from './models.js';
 import { translateRoute, type PlacedRoute, type TranslatedRoute } from './routes.js';
+import { compact } from '../ir/compact.js';
 import { contentKey, replacedAt, sameItems } from '../ir/delta.js';
 import { ServiceBackends } from './services.js';
 import type { InvalidStatus, ObjectStatus, WarningEvent } from './status.js';
@@ -318,7 +319,7 @@ function translateBackends(
 ): { memos: BackendMemo[]; changes: BackendChanges; readers: ReadersIndex } {
   const build = (b: Backend): BackendMemo => {
     const rec = recording(secrets);
-    return { backend: b, result: translateBackend(b, rec.lookup), secrets: rec.reads };
+    return { backend: b, result: translateBackend(b, rec.lookup), secrets: compact(rec.reads) };
   };
   const at = replacedAt(previous.items, items);
   if (at === undefined) {
