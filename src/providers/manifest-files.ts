@@ -698,9 +698,11 @@ export class ManifestStore {
           kept.add(definition.doc);
           continue;
         }
-        let list = this.definitions.get(definition.key);
-        if (list === undefined) this.definitions.set(definition.key, (list = []));
-        list.push(definition);
+        const list = this.definitions.get(definition.key);
+        // A literal of one: nearly every object has one definition, and a list grown by push from
+        // empty keeps room for 17 (about 14 MiB over 80,000 objects).
+        if (list === undefined) this.definitions.set(definition.key, [definition]);
+        else list.push(definition);
         affected.add(definition.key);
       }
       this.forget(file.name, before?.definitions ?? [], kept, affected);
