@@ -1,5 +1,5 @@
 import type { CertificateIR, ClusterIR, CredentialIR, IR, ListenerIR } from '../ir/model.js';
-import { replacedAt } from '../ir/delta.js';
+import { contentKey, replacedAt } from '../ir/delta.js';
 import { aiExtensionCluster } from './ai-extension.js';
 import { toClusterLoadAssignment, toEnvoyCluster } from './clusters.js';
 import { toEnvoyListener } from './listeners.js';
@@ -27,7 +27,7 @@ interface Built<T> {
 
 /** Built from content: an equal IR object built again (a Backend translated again) gives the same resource. */
 interface BuiltByContent<T> extends Built<T> {
-  /** JSON of each IR object, at the same index. */
+  /** contentKey of the JSON of each IR object, at the same index. */
   readonly json: readonly string[];
 }
 
@@ -95,7 +95,7 @@ function buildByContent<T extends object>(previous: BuiltByContent<T>, irs: read
       json[i] = previous.json[was] as string;
       return;
     }
-    const j = JSON.stringify(ir);
+    const j = contentKey(JSON.stringify(ir));
     json[i] = j;
     if (at !== undefined) {
       // Replaced in place: equal to what it replaced, or new.

@@ -9,7 +9,7 @@
  *   in field-number order when their message closes, as protobuf encoders write them.
  */
 export class ProtoWriter {
-  private buf = Buffer.allocUnsafeSlow(64 * 1024);
+  private buf = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
   private pos = 0;
   /** Field number and start offset of every field of the open messages (a stack, innermost on top). */
   private readonly fieldIds: number[] = [];
@@ -23,12 +23,26 @@ export class ProtoWriter {
   reset(): void {
     this.pos = 0;
     this.fieldTop = 0;
+    this.shrink();
+  }
+
+  /**
+   * Lets go of a buffer one large message grew: a RouteConfiguration of 10,000 routes grows it to
+   * 16 MiB (twice the message, to put its fields in order), which would otherwise stay allocated
+   * for as long as the process runs, for messages that are almost all a few KiB.
+   */
+  private shrink(): void {
+    if (this.buf.length <= LARGE_SCRATCH_BYTES) return;
+    this.buf = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+    // Nothing written is left: a later written() or finish gives no bytes, never stale memory.
+    this.pos = 0;
   }
 
   /** A copy of the bytes written since reset (pooled like protobufjs' Buffer results). */
   finish(): Buffer {
     const out = Buffer.allocUnsafe(this.pos);
     out.set(this.buf.subarray(0, this.pos));
+    this.shrink();
     return out;
   }
 
@@ -42,6 +56,7 @@ export class ProtoWriter {
     if (length > KEPT_SLAB_BYTES / 4) {
       const own = Buffer.allocUnsafeSlow(length);
       this.buf.copy(own, 0, 0, length);
+      this.shrink();
       return own;
     }
     if (this.keptSlab === undefined || this.keptUsed + length > this.keptSlab.length) {
@@ -55,7 +70,12 @@ export class ProtoWriter {
     return out;
   }
 
-  /** The bytes written since reset, without a copy: valid until the next write. */
+  /** How many bytes the writer holds for the next message (what shrink bounds). */
+  get scratchBytes(): number {
+    return this.buf.length;
+  }
+
+  /** The bytes written since reset, without a copy: valid until the next write or finish. */
   written(): Uint8Array {
     return this.buf.subarray(0, this.pos);
   }
@@ -278,6 +298,10 @@ export class ProtoWriter {
     this.buf = grown;
   }
 }
+
+/** The buffer every message is written into, and the size past which it is let go once used (shrink). */
+const SCRATCH_BYTES = 64 * 1024;
+const LARGE_SCRATCH_BYTES = 1024 * 1024;
 
 /** Slab size for finishKept: Node's own pool size, so a few survivors of an edit pin as little. */
 const KEPT_SLAB_BYTES = 8 * 1024;

@@ -55,3 +55,16 @@ export function resourceName(resource: EnvoyResource): string {
   }
   return name;
 }
+
+/**
+ * `value`, frozen through and through: for a part that many resources share by reference
+ * (built once instead of once per resource), so that an edit meant for one resource throws
+ * instead of changing them all.
+ */
+export function deepFrozen<T extends JsonValue>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const item of Object.values(value)) deepFrozen(item);
+    Object.freeze(value);
+  }
+  return value;
+}

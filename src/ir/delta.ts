@@ -4,6 +4,8 @@
  * comparing two lists item by item tells what changed at the cost of a pointer comparison each.
  */
 
+import { hash } from 'node:crypto';
+
 /** More replaced items than this and a keyed rebuild costs no more than following the changes. */
 const MAX_REPLACED = 512;
 
@@ -31,4 +33,14 @@ export function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/**
+ * A short fingerprint of `text` (the JSON of an object), for telling a changed object from an
+ * equal one later: 128 bits tell versions apart, and kept per object it costs 22 characters
+ * instead of the whole text (which, for a credential, is also its secret value).
+ */
+export function contentKey(text: string): string {
+  // Encoded from the first 16 bytes: a slice of the whole digest's text would keep that text alive.
+  return hash('sha256', text, 'buffer').toString('base64url', 0, 16);
 }

@@ -9,6 +9,7 @@ import { resolveCredential, resolveVendorCredential, resolveDrillKey, type Secre
 import { memberModelAliases, servedModels, type ServedModels } from './models.js';
 import { backendRetryPlan } from './retry.js';
 import type { BackendStatus, MemberStatus, PriorityStatus, WarningEvent } from './status.js';
+import { compact } from '../ir/compact.js';
 
 export { DEFAULT_CONNECT_TIMEOUT_MS };
 /** Room for long conversations and inline images; the extension and retries buffer the body. */
@@ -287,10 +288,10 @@ export function translateBackend(backend: Backend, secrets: SecretLookup): Trans
       members.push(Object.assign(c.member, { metadata }));
       memberStatus.push({ name: c.name, provider: c.provider, usable: true });
     }
-    const status: PriorityStatus = { priority: p, members: memberStatus };
+    const status: PriorityStatus = { priority: p, members: compact(memberStatus) };
     if (members.length > 0) {
       status.envoyPriority = priorities.length;
-      priorities.push({ level: priorities.length, members });
+      priorities.push({ level: priorities.length, members: compact(members) });
     }
     priorityStatus.push(status);
   });
@@ -327,7 +328,7 @@ export function translateBackend(backend: Backend, secrets: SecretLookup): Trans
       backend: { namespace, name },
       discovery: everyIp ? 'eds' : 'dns',
       connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
-      priorities,
+      priorities: compact(priorities),
     };
     if (backend.spec.type === 'AI') cluster.ai = { requestBodyLimitBytes: DEFAULT_AI_REQUEST_BODY_LIMIT };
     const outlier = outlierPlan(backend.spec.outlierDetection, multi);
@@ -342,11 +343,11 @@ export function translateBackend(backend: Backend, secrets: SecretLookup): Trans
   return {
     key,
     retry,
-    credentials: [...credentials.values()],
+    credentials: compact([...credentials.values()]),
     events,
     ...(cluster ? { cluster } : {}),
     ...(cluster && backend.spec.type === 'AI' ? { models: servedModels(backend, cluster) } : {}),
     ...(unavailable ? { unavailable } : {}),
-    status: { kind: 'Backend', namespace, name, ...identity, conditions, priorities: priorityStatus, servedPriorities: priorities.length, usableMembers: usable, totalMembers: all.length },
+    status: { kind: 'Backend', namespace, name, ...identity, conditions: compact(conditions), priorities: compact(priorityStatus), servedPriorities: priorities.length, usableMembers: usable, totalMembers: all.length },
   };
 }

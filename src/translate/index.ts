@@ -14,7 +14,8 @@ import type { Inputs, InvalidObject, ReferenceGrant } from './inputs.js';
 import { compareRoutes } from './precedence.js';
 import { modelsRoute, type ServedModels } from './models.js';
 import { translateRoute, type PlacedRoute, type TranslatedRoute } from './routes.js';
-import { replacedAt, sameItems } from '../ir/delta.js';
+import { compact } from '../ir/compact.js';
+import { contentKey, replacedAt, sameItems } from '../ir/delta.js';
 import { ServiceBackends } from './services.js';
 import type { InvalidStatus, ObjectStatus, WarningEvent } from './status.js';
 import { serviceAccountIndex } from './credentials.js';
@@ -171,11 +172,14 @@ function noteLastGood(statuses: ObjectStatus[], inputs: Inputs): ObjectStatus[] 
   });
 }
 
-/** What translateRoute reads of a Backend (routes.ts backendTarget): its retry plan, its cluster's name, why it is unavailable. */
+/**
+ * What translateRoute reads of a Backend (routes.ts backendTarget): its retry plan, its cluster's
+ * name, why it is unavailable; as a contentKey, since every route memo keeps the ones it read.
+ */
 function routeView(b: TranslatedBackend): string {
   let view = routeViews.get(b);
   if (view === undefined) {
-    view = JSON.stringify([b.retry, b.cluster?.name ?? null, b.unavailable ?? null]);
+    view = contentKey(JSON.stringify([b.retry, b.cluster?.name ?? null, b.unavailable ?? null]));
     routeViews.set(b, view);
   }
   return view;
@@ -315,7 +319,7 @@ function translateBackends(
 ): { memos: BackendMemo[]; changes: BackendChanges; readers: ReadersIndex } {
   const build = (b: Backend): BackendMemo => {
     const rec = recording(secrets);
-    return { backend: b, result: translateBackend(b, rec.lookup), secrets: rec.reads };
+    return { backend: b, result: translateBackend(b, rec.lookup), secrets: compact(rec.reads) };
   };
   const at = replacedAt(previous.items, items);
   if (at === undefined) {

@@ -16,6 +16,7 @@ import { re2Error } from './regex.js';
 import { backendRetryPlan, withRouteRetry } from './retry.js';
 import { serviceRetryPlan, type ServiceBackends } from './services.js';
 import type { HTTPRouteStatus, RouteParentStatus, WarningEvent } from './status.js';
+import { compact } from '../ir/compact.js';
 
 /** Whole-request timeout when the HTTPRoute sets none: LLM answers take far longer than Envoy's 15 s default. */
 export const DEFAULT_ROUTE_TIMEOUT_MS = 300_000;
@@ -495,5 +496,5 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
   }
 
   const { namespace, name, uid } = route.metadata;
-  return { status: { kind: 'HTTPRoute', namespace, name, ...(uid !== undefined ? { uid } : {}), parents }, placed, events, attachedTo };
+  return { status: { kind: 'HTTPRoute', namespace, name, ...(uid !== undefined ? { uid } : {}), parents: compact(parents) }, placed: compact(placed), events, attachedTo: compact(attachedTo) };
 }

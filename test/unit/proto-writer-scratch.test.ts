@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { ProtoWriter } from '../../src/envoy/proto-writer.js';
+
+/** A message of one bytes field (number 1) of `size` bytes, each byte `fill`. */
+function writeBytes(w: ProtoWriter, size: number, fill: number): void {
+  w.reset();
+  w.varint32((1 << 3) | 2);
+  w.bytes(new Uint8Array(size).fill(fill));
+}
+
+describe('ProtoWriter scratch memory', () => {
+  it('lets go of the buffer a large message grew once that message is copied out, and gives its bytes intact', () => {
+    const w = new ProtoWriter();
+    const small = w.scratchBytes;
+    writeBytes(w, 8 * 1024 * 1024, 7);
+    expect(w.scratchBytes).toBeGreaterThan(8 * 1024 * 1024);
+    const kept = w.finishKept();
+    expect(kept.length).toBeGreaterThan(8 * 1024 * 1024);
+    expect(kept[kept.length - 1]).toBe(7);
+    expect(w.scratchBytes).toBe(small);
+    // Nothing of the large message is left to hand out again.
+    expect(w.written().length).toBe(0);
+  });
+
+  it('keeps the large buffer while a written message is only read (hashed), until the next message starts', () => {
+    const w = new ProtoWriter();
+    writeBytes(w, 4 * 1024 * 1024, 3);
+    const view = w.written();
+    expect(view[view.length - 1]).toBe(3);
+    expect(w.scratchBytes).toBeGreaterThan(4 * 1024 * 1024);
+    writeBytes(w, 10, 5);
+    expect(w.scratchBytes).toBeLessThanOrEqual(1024 * 1024);
+    expect([...w.finish()]).toEqual([(1 << 3) | 2, 10, ...new Array<number>(10).fill(5)]);
+  });
+});
