@@ -5,7 +5,7 @@ import { versionOfSet, type CacheView, type CachedResource, type SnapshotCache, 
 import type { StreamHooks } from './client-state.js';
 import type { StreamIdentity } from './identity.js';
 import { ClusterHold, refersToClusters } from './removal-hold.js';
-import type { NodeInfo } from './wire.js';
+import type { NodeInfo, WireMessage } from './wire.js';
 
 export interface AdsStreamOptions {
   cache: SnapshotCache;
@@ -17,7 +17,7 @@ export interface AdsStreamOptions {
    * out within the client's HTTP/2 flow-control window). Returns false when the stream's write
    * buffer is full: nothing more is written until resume().
    */
-  send: (message: Buffer, flushed: () => void) => boolean;
+  send: (message: WireMessage, flushed: () => void) => boolean;
   logger: Logger;
 }
 
@@ -201,7 +201,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   protected abstract forgetSent(state: State, name: string): void;
 
   /** Hands a response of `typeUrl` to the transport; the variants call it from respond(). */
-  protected deliver(typeUrl: string, message: Buffer): void {
+  protected deliver(typeUrl: string, message: WireMessage): void {
     this.inFlight.add(typeUrl);
     const room = this.options.send(message, () => this.onFlushed(typeUrl));
     if (!room) this.congested = true;

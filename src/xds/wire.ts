@@ -161,18 +161,138 @@ function tags(): Tags {
   return cachedTags;
 }
 
-/** A DiscoveryResponse without its nonce; shareable by every stream that gets this exact set. */
-export function sotwResponseBody(typeUrl: string, version: string, anys: Iterable<Uint8Array>): Uint8Array {
+/**
+ * A protobuf message held as pieces whose concatenation is its bytes. Pieces are shared between
+ * messages and written one after the other, never copied together: a response of 10,000
+ * Clusters that differs from the last one in a single Cluster costs one new piece, not 20 MB.
+ */
+export interface WireMessage {
+  readonly pieces: readonly Buffer[];
+  readonly byteLength: number;
+}
+
+/** A message's bytes in one Buffer (a copy unless it is one piece). */
+export function wireBytes(message: WireMessage): Buffer {
+  return message.pieces.length === 1 ? (message.pieces[0] as Buffer) : Buffer.concat(message.pieces as Buffer[], message.byteLength);
+}
+
+/** What a SotW response carries of a resource: its Any, encoded once. Its identity keys the reuse of pieces. */
+export interface WireResource {
+  readonly name: string;
+  readonly any: Uint8Array;
+}
+
+/**
+ * A DiscoveryResponse without its nonce; shareable by every stream that gets this exact set.
+ * Fields in field-number order (version_info, resources, type_url, then withNonce's nonce), as
+ * protobufjs writes them: the bytes equal its encoding of the same response.
+ */
+export function sotwResponseBody(typeUrl: string, version: string, resources: readonly WireResource[]): WireMessage {
   const t = tags();
-  const writer = protobuf.Writer.create().uint32(t.sotwVersion).string(version);
-  for (const any of anys) writer.uint32(t.sotwResources).bytes(any);
-  return writer.uint32(t.sotwTypeUrl).string(typeUrl).finish();
+  const head = protobuf.Writer.create().uint32(t.sotwVersion).string(version).finish() as Buffer;
+  const tail = protobuf.Writer.create().uint32(t.sotwTypeUrl).string(typeUrl).finish() as Buffer;
+  const pieces: Buffer[] = [head];
+  let byteLength = head.length + tail.length;
+  for (const segment of resourceSegments(resources, t.sotwResources)) {
+    pieces.push(segment);
+    byteLength += segment.length;
+  }
+  pieces.push(tail);
+  return { pieces, byteLength };
 }
 
 /** A shared response body plus this stream's nonce: a complete DiscoveryResponse. */
-export function withNonce(body: Uint8Array, nonce: string): Buffer {
-  const nonceField = protobuf.Writer.create().uint32(tags().sotwNonce).string(nonce).finish();
-  return Buffer.concat([body, nonceField]);
+export function withNonce(body: WireMessage, nonce: string): WireMessage {
+  const nonceField = protobuf.Writer.create().uint32(tags().sotwNonce).string(nonce).finish() as Buffer;
+  return { pieces: [...body.pieces, nonceField], byteLength: body.byteLength + nonceField.length };
+}
+
+/**
+ * Consecutive resource fields (tag, length, Any) copied into one Buffer, kept for as long as its
+ * first resource lives and reused by every later response that has the same resources in the
+ * same run. Runs end after a resource whose name hashes to a boundary (content-defined, so an
+ * added or removed resource moves no boundary but its own) or at MAX_SEGMENT_BYTES.
+ */
+interface Segment {
+  readonly tag: number;
+  readonly members: readonly WireResource[];
+  readonly bytes: Buffer;
+}
+
+const segments = new WeakMap<WireResource, Segment>();
+
+/** One run in SEGMENT_SPREAD resources ends on average: a 10,000-resource response is about 160 pieces. */
+const SEGMENT_SPREAD = 64;
+/** A run also ends once this long, so that a change copies at most about this much. */
+const MAX_SEGMENT_BYTES = 512 * 1024;
+
+function resourceSegments(resources: readonly WireResource[], tag: number): Buffer[] {
+  const out: Buffer[] = [];
+  let start = 0;
+  while (start < resources.length) {
+    let end = start;
+    let bytes = 0;
+    for (;;) {
+      const resource = resources[end++] as WireResource;
+      bytes += fieldLength(tag, resource.any.length);
+      if (end === resources.length || bytes >= MAX_SEGMENT_BYTES || endsRun(resource.name)) break;
+    }
+    out.push(segmentOf(resources, start, end, bytes, tag));
+    start = end;
+  }
+  return out;
+}
+
+function segmentOf(resources: readonly WireResource[], start: number, end: number, bytes: number, tag: number): Buffer {
+  const first = resources[start] as WireResource;
+  const known = segments.get(first);
+  if (known !== undefined && known.tag === tag && known.members.length === end - start && known.bytes.length === bytes) {
+    let same = true;
+    for (let i = start + 1; i < end && same; i++) same = known.members[i - start] === resources[i];
+    if (same) return known.bytes;
+  }
+  // Outside Node's shared pool: a kept segment must not pin the pool's other, short-lived slices.
+  const out = Buffer.allocUnsafeSlow(bytes);
+  let at = 0;
+  for (let i = start; i < end; i++) {
+    const any = (resources[i] as WireResource).any;
+    at = writeVarint(out, at, tag);
+    at = writeVarint(out, at, any.length);
+    out.set(any, at);
+    at += any.length;
+  }
+  segments.set(first, { tag, members: resources.slice(start, end), bytes: out });
+  return out;
+}
+
+/** The size of a length-delimited field of `length` bytes. */
+function fieldLength(tag: number, length: number): number {
+  return varintLength(tag) + varintLength(length) + length;
+}
+
+function varintLength(value: number): number {
+  let n = 1;
+  while (value >= 0x80) {
+    value >>>= 7;
+    n++;
+  }
+  return n;
+}
+
+function writeVarint(out: Buffer, at: number, value: number): number {
+  while (value >= 0x80) {
+    out[at++] = (value & 0x7f) | 0x80;
+    value >>>= 7;
+  }
+  out[at++] = value;
+  return at;
+}
+
+/** FNV-1a of the name: whether a run of resources ends after this one. */
+function endsRun(name: string): boolean {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193);
+  return (hash >>> 0) % SEGMENT_SPREAD === 0;
 }
 
 /** A delta `Resource` entry (name, version, Any); the same bytes serve every delta client. */
@@ -196,12 +316,12 @@ export interface DeltaResponse {
   readonly nonce: string;
 }
 
-export function deltaResponse(response: DeltaResponse): Buffer {
+export function deltaResponse(response: DeltaResponse): WireMessage {
   const t = tags();
   const writer = protobuf.Writer.create().uint32(t.deltaVersion).string(response.systemVersion);
   for (const entry of response.entries) writer.uint32(t.deltaResources).bytes(entry);
   writer.uint32(t.deltaTypeUrl).string(response.typeUrl);
   for (const name of response.removed) writer.uint32(t.deltaRemoved).string(name);
   const bytes = writer.uint32(t.deltaNonce).string(response.nonce).finish();
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return { pieces: [Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)], byteLength: bytes.byteLength };
 }
