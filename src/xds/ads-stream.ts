@@ -180,7 +180,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
    * What the client subscribes to of `typeUrl`, plus anything still served on (held clusters);
    * access is checked on the result, by the caller.
    */
-  protected abstract select(typeUrl: string, state: State, snapshot: TypeSnapshot): CachedResource[];
+  protected abstract select(typeUrl: string, state: State, snapshot: TypeSnapshot): readonly CachedResource[];
 
   /**
    * Sends (deliver()) what the client should hold of `admitted` and does not, if anything.
@@ -189,7 +189,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
    * client or others. `viewVersion`: the view's version of the type, which the response (or,
    * when nothing is to be sent, what the client already holds) stands for.
    */
-  protected abstract respond(typeUrl: string, state: State, admitted: CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void;
+  protected abstract respond(typeUrl: string, state: State, admitted: readonly CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void;
 
   /** Holds the clusters of `clusters` the client holds and `current` no longer has. */
   protected abstract holdGone(clusters: State, current: ReadonlyMap<string, CachedResource>): void;

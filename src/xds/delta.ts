@@ -191,7 +191,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     return changed;
   }
 
-  protected select(_typeUrl: string, state: DeltaTypeState, snapshot: TypeSnapshot): CachedResource[] {
+  protected select(_typeUrl: string, state: DeltaTypeState, snapshot: TypeSnapshot): readonly CachedResource[] {
     if (state.wildcard) return everyResource(snapshot.resources);
     const selected: CachedResource[] = [];
     for (const name of state.names) {
@@ -201,7 +201,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     return selected;
   }
 
-  protected respond(typeUrl: string, state: DeltaTypeState, inScope: CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void {
+  protected respond(typeUrl: string, state: DeltaTypeState, inScope: readonly CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void {
     // Every resource of the snapshot is in scope and nothing is held back: what the client is
     // sent, and holds afterwards, depends only on the snapshot it held and this one.
     const whole = inScope.length === snapshot.resources.size && this.held.size === 0;

@@ -163,7 +163,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     return changed;
   }
 
-  protected select(typeUrl: string, state: SotwTypeState, snapshot: TypeSnapshot): CachedResource[] {
+  protected select(typeUrl: string, state: SotwTypeState, snapshot: TypeSnapshot): readonly CachedResource[] {
     const selected: CachedResource[] = [];
     if (state.wildcard) {
       const all = everyResource(snapshot.resources);
@@ -179,7 +179,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     return selected;
   }
 
-  protected respond(typeUrl: string, state: SotwTypeState, selected: CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void {
+  protected respond(typeUrl: string, state: SotwTypeState, selected: readonly CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void {
     const holding = this.holding(typeUrl, state);
     const whole = state.wildcard && !holding && selected.length === snapshot.resources.size;
     const updated = whole && state.sentShared ? changedBetween(state.sent, snapshot.resources) : selected.filter((resource) => state.sent.get(resource.name)?.version !== resource.version);
