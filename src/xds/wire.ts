@@ -211,12 +211,15 @@ export function withNonce(body: WireMessage, nonce: string): WireMessage {
  * Consecutive resource fields (tag, length, Any) copied into one Buffer, kept for as long as its
  * first resource lives and reused by every later response that has the same resources in the
  * same run. Runs end after a resource whose name hashes to a boundary (content-defined, so an
- * added or removed resource moves no boundary but its own) or at MAX_SEGMENT_BYTES.
+ * added or removed resource moves no boundary but its own) or at MAX_SEGMENT_BYTES. A resource
+ * of STANDALONE_BYTES or more is a run of its own and is not copied: its field's tag and length
+ * are a piece, its Any the next (a RouteConfiguration of 10,000 routes is megabytes).
  */
 interface Segment {
   readonly tag: number;
   readonly members: readonly WireResource[];
-  readonly bytes: Buffer;
+  readonly pieces: readonly Buffer[];
+  readonly byteLength: number;
 }
 
 const segments = new WeakMap<WireResource, Segment>();
@@ -225,6 +228,7 @@ const segments = new WeakMap<WireResource, Segment>();
 const SEGMENT_SPREAD = 64;
 /** A run also ends once this long, so that a change copies at most about this much. */
 const MAX_SEGMENT_BYTES = 512 * 1024;
+const STANDALONE_BYTES = 64 * 1024;
 
 function resourceSegments(resources: readonly WireResource[], tag: number): Buffer[] {
   const out: Buffer[] = [];
@@ -233,36 +237,47 @@ function resourceSegments(resources: readonly WireResource[], tag: number): Buff
     let end = start;
     let bytes = 0;
     for (;;) {
-      const resource = resources[end++] as WireResource;
+      const resource = resources[end] as WireResource;
+      const standalone = resource.any.length >= STANDALONE_BYTES;
+      if (standalone && end > start) break;
+      end++;
       bytes += fieldLength(tag, resource.any.length);
-      if (end === resources.length || bytes >= MAX_SEGMENT_BYTES || endsRun(resource.name)) break;
+      if (standalone || end === resources.length || bytes >= MAX_SEGMENT_BYTES || endsRun(resource.name)) break;
     }
-    out.push(segmentOf(resources, start, end, bytes, tag));
+    for (const piece of segmentOf(resources, start, end, bytes, tag).pieces) out.push(piece);
     start = end;
   }
   return out;
 }
 
-function segmentOf(resources: readonly WireResource[], start: number, end: number, bytes: number, tag: number): Buffer {
+function segmentOf(resources: readonly WireResource[], start: number, end: number, bytes: number, tag: number): Segment {
   const first = resources[start] as WireResource;
   const known = segments.get(first);
-  if (known !== undefined && known.tag === tag && known.members.length === end - start && known.bytes.length === bytes) {
+  if (known !== undefined && known.tag === tag && known.members.length === end - start && known.byteLength === bytes) {
     let same = true;
     for (let i = start + 1; i < end && same; i++) same = known.members[i - start] === resources[i];
-    if (same) return known.bytes;
+    if (same) return known;
   }
-  // Outside Node's shared pool: a kept segment must not pin the pool's other, short-lived slices.
-  const out = Buffer.allocUnsafeSlow(bytes);
-  let at = 0;
-  for (let i = start; i < end; i++) {
-    const any = (resources[i] as WireResource).any;
-    at = writeVarint(out, at, tag);
-    at = writeVarint(out, at, any.length);
-    out.set(any, at);
-    at += any.length;
+  let segment: Segment;
+  if (end - start === 1 && first.any.length >= STANDALONE_BYTES) {
+    const prefix = Buffer.allocUnsafeSlow(bytes - first.any.length);
+    writeVarint(prefix, writeVarint(prefix, 0, tag), first.any.length);
+    segment = { tag, members: [first], pieces: [prefix, Buffer.from(first.any.buffer, first.any.byteOffset, first.any.byteLength)], byteLength: bytes };
+  } else {
+    // Outside Node's shared pool: a kept segment must not pin the pool's other, short-lived slices.
+    const out = Buffer.allocUnsafeSlow(bytes);
+    let at = 0;
+    for (let i = start; i < end; i++) {
+      const any = (resources[i] as WireResource).any;
+      at = writeVarint(out, at, tag);
+      at = writeVarint(out, at, any.length);
+      out.set(any, at);
+      at += any.length;
+    }
+    segment = { tag, members: resources.slice(start, end), pieces: [out], byteLength: bytes };
   }
-  segments.set(first, { tag, members: resources.slice(start, end), bytes: out });
-  return out;
+  segments.set(first, segment);
+  return segment;
 }
 
 /** The size of a length-delimited field of `length` bytes. */

@@ -39,7 +39,12 @@ function reference(typeUrl: string, version: string, resources: readonly EnvoyRe
 const clusterArb = fc.record({
   name: fc.string({ minLength: 1, maxLength: 40, unit: 'grapheme' }),
   timeout: fc.integer({ min: 1, max: 600 }),
-  pad: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 300 }), fc.integer({ min: 16_000, max: 20_000 })),
+  pad: fc.oneof(
+    { arbitrary: fc.constant(0), weight: 3 },
+    { arbitrary: fc.integer({ min: 1, max: 300 }), weight: 3 },
+    { arbitrary: fc.integer({ min: 16_000, max: 20_000 }), weight: 2 },
+    { arbitrary: fc.integer({ min: 64 * 1024 - 100, max: 70_000 }), weight: 1 },
+  ),
 });
 
 type Edit = { kind: 'replace' | 'retime' | 'insert' | 'remove'; at: number; cluster: { name: string; timeout: number; pad: number } };
@@ -98,6 +103,14 @@ describe('SotW response assembly', () => {
     // A run is a small part of the response: the edit copied kilobytes, not the whole.
     expect(runs[0]?.length).toBeLessThan(after.byteLength / 20);
     expect(before.pieces.length).toBeGreaterThan(20);
+  });
+
+  it('writes a large resource from its own bytes, not a copy', () => {
+    const large = served(clusterOf('routes', 1, 300_000));
+    const body = sotwResponseBody(TypeUrl.cluster, 'v1', [served(clusterOf('a', 1, 0)), large, served(clusterOf('b', 1, 0))]);
+    const own = body.pieces.find((piece) => piece.length === large.any.length);
+    expect(own?.buffer).toBe(large.any.buffer);
+    expect(own?.byteOffset).toBe(large.any.byteOffset);
   });
 
   it('answers an added Cluster with one new run too: the runs after it are not shifted', () => {
