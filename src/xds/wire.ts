@@ -222,7 +222,10 @@ interface Segment {
   readonly byteLength: number;
 }
 
-const segments = new WeakMap<WireResource, Segment>();
+/** By first resource: the runs it starts, newest first (views of several Gateways that share it each have theirs). */
+const segments = new WeakMap<WireResource, Segment[]>();
+/** Runs kept per first resource. */
+const RUNS_PER_RESOURCE = 4;
 
 /** One run in SEGMENT_SPREAD resources ends on average: a 10,000-resource response is about 160 pieces. */
 const SEGMENT_SPREAD = 64;
@@ -252,12 +255,8 @@ function resourceSegments(resources: readonly WireResource[], tag: number): Buff
 
 function segmentOf(resources: readonly WireResource[], start: number, end: number, bytes: number, tag: number): Segment {
   const first = resources[start] as WireResource;
-  const known = segments.get(first);
-  if (known !== undefined && known.tag === tag && known.members.length === end - start && known.byteLength === bytes) {
-    let same = true;
-    for (let i = start + 1; i < end && same; i++) same = known.members[i - start] === resources[i];
-    if (same) return known;
-  }
+  const known = segments.get(first) ?? [];
+  for (const candidate of known) if (candidate.tag === tag && candidate.byteLength === bytes && sameMembers(candidate.members, resources, start, end)) return candidate;
   let segment: Segment;
   if (end - start === 1 && first.any.length >= STANDALONE_BYTES) {
     const prefix = Buffer.allocUnsafeSlow(bytes - first.any.length);
@@ -276,8 +275,17 @@ function segmentOf(resources: readonly WireResource[], start: number, end: numbe
     }
     segment = { tag, members: resources.slice(start, end), pieces: [out], byteLength: bytes };
   }
-  segments.set(first, segment);
+  // The run this one replaces (same length, same last name: an edit inside it) is let go; the runs of other views stay.
+  const lastName = segment.members[segment.members.length - 1]?.name;
+  const others = known.filter((run) => run.members.length !== segment.members.length || run.members[run.members.length - 1]?.name !== lastName);
+  segments.set(first, [segment, ...others.slice(0, RUNS_PER_RESOURCE - 1)]);
   return segment;
+}
+
+function sameMembers(members: readonly WireResource[], resources: readonly WireResource[], start: number, end: number): boolean {
+  if (members.length !== end - start) return false;
+  for (let i = start + 1; i < end; i++) if (members[i - start] !== resources[i]) return false;
+  return true;
 }
 
 /** The size of a length-delimited field of `length` bytes. */

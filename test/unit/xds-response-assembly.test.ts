@@ -105,6 +105,22 @@ describe('SotW response assembly', () => {
     expect(before.pieces.length).toBeGreaterThan(20);
   });
 
+  it('keeps the runs of two views that share resources, and lets go of a run once an edit replaced it', () => {
+    const wire = Array.from({ length: 3_000 }, (_, i) => served(clusterOf(`pool-${i}`, 1, 100)));
+    // A Gateway's view: every third Cluster left out.
+    const gateway = wire.filter((_, i) => i % 3 !== 0);
+    const whole1 = sotwResponseBody(TypeUrl.cluster, 'v1', wire);
+    const view1 = sotwResponseBody(TypeUrl.cluster, 'g1', gateway);
+    // Served in turn, neither view rebuilds a run.
+    expect(freshPieces(whole1, sotwResponseBody(TypeUrl.cluster, 'v2', wire))).toHaveLength(2);
+    expect(freshPieces(view1, sotwResponseBody(TypeUrl.cluster, 'g2', gateway))).toHaveLength(2);
+    const edited = spliced(wire, 1_500, 1, served(clusterOf('pool-1500', 7, 100)));
+    const whole2 = sotwResponseBody(TypeUrl.cluster, 'v3', edited);
+    expect(freshPieces(whole1, whole2)).toHaveLength(3);
+    // The run the edit replaced is not kept: the list from before the edit needs it built again.
+    expect(freshPieces(whole1, sotwResponseBody(TypeUrl.cluster, 'v4', wire))).toHaveLength(3);
+  });
+
   it('writes a large resource from its own bytes, not a copy', () => {
     const large = served(clusterOf('routes', 1, 300_000));
     const body = sotwResponseBody(TypeUrl.cluster, 'v1', [served(clusterOf('a', 1, 0)), large, served(clusterOf('b', 1, 0))]);
