@@ -267,8 +267,20 @@ class Entry implements CachedResource {
     readonly name: string,
     readonly version: string,
     public resource: EnvoyResource,
-    readonly any: Uint8Array,
+    private bytes: Uint8Array,
   ) {}
+
+  get any(): Uint8Array {
+    return this.bytes;
+  }
+
+  /**
+   * The same bytes, copied into a run of a SotW response (wire.ts): kept there, this entry's own
+   * copy is let go, so that a served resource's bytes are held once, not twice (20 MB at 10,000 Backends).
+   */
+  keepIn(bytes: Uint8Array): void {
+    if (bytes.length === this.bytes.length) this.bytes = bytes;
+  }
 }
 
 /**

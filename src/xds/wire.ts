@@ -180,6 +180,8 @@ export function wireBytes(message: WireMessage): Buffer {
 export interface WireResource {
   readonly name: string;
   readonly any: Uint8Array;
+  /** Offered its Any's bytes as copied into a run: a resource that keeps those instead of its own holds them once. */
+  keepIn?(bytes: Uint8Array): void;
 }
 
 /**
@@ -267,10 +269,12 @@ function segmentOf(resources: readonly WireResource[], start: number, end: numbe
     const out = Buffer.allocUnsafeSlow(bytes);
     let at = 0;
     for (let i = start; i < end; i++) {
-      const any = (resources[i] as WireResource).any;
+      const resource = resources[i] as WireResource;
+      const any = resource.any;
       at = writeVarint(out, at, tag);
       at = writeVarint(out, at, any.length);
       out.set(any, at);
+      resource.keepIn?.(out.subarray(at, at + any.length));
       at += any.length;
     }
     segment = { tag, members: resources.slice(start, end), pieces: [out], byteLength: bytes };

@@ -2,6 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeResource, encodeResourceAny, messageType } from '../../src/envoy/proto.js';
 import { TypeUrl, type EnvoyResource } from '../../src/envoy/resources.js';
+import { SnapshotCache, type CachedResource } from '../../src/xds/cache.js';
+import { everyResource } from '../../src/xds/snapshot-diff.js';
 import { sotwResponseBody, wireBytes, withNonce, type WireMessage, type WireResource } from '../../src/xds/wire.js';
 
 /**
@@ -119,6 +121,25 @@ describe('SotW response assembly', () => {
     expect(freshPieces(whole1, whole2)).toHaveLength(3);
     // The run the edit replaced is not kept: the list from before the edit needs it built again.
     expect(freshPieces(whole1, sotwResponseBody(TypeUrl.cluster, 'v4', wire))).toHaveLength(3);
+  });
+
+  it('leaves the cache\'s resources holding their bytes in the runs (once, not twice), and the responses still exact', () => {
+    const cache = new SnapshotCache();
+    let list = Array.from({ length: 1_000 }, (_, i) => clusterOf(`pool-${i}`, 1, 50));
+    const serve = (): readonly CachedResource[] => {
+      cache.setResources({ listeners: [], routes: [], clusters: list, endpoints: [], secrets: [] });
+      return everyResource(cache.snapshot(TypeUrl.cluster)?.resources ?? new Map());
+    };
+    for (const step of [1, 2]) {
+      const served = serve();
+      const body = sotwResponseBody(TypeUrl.cluster, `v${step}`, served);
+      const runs = new Set(body.pieces.map((piece) => piece.buffer));
+      expect(served.every((resource) => runs.has(resource.any.buffer as ArrayBuffer))).toBe(true);
+      const order = served.map((resource) => resource.resource);
+      expect(Buffer.compare(wireBytes(withNonce(body, 'n')), Buffer.from(reference(TypeUrl.cluster, `v${step}`, order, 'n')))).toBe(0);
+      for (const resource of served) expect(Buffer.from(resource.any)).toEqual(Buffer.from(encodeResourceAny(resource.resource, false)));
+      list = spliced(list, 500, 1, clusterOf('pool-500', 1 + step, 50));
+    }
   });
 
   it('writes a large resource from its own bytes, not a copy', () => {
