@@ -5,7 +5,7 @@ import { versionOfSet, type CacheView, type CachedResource, type SnapshotCache, 
 import type { StreamHooks } from './client-state.js';
 import type { StreamIdentity } from './identity.js';
 import { ClusterHold, refersToClusters } from './removal-hold.js';
-import type { NodeInfo } from './wire.js';
+import type { NodeInfo, WireMessage } from './wire.js';
 
 export interface AdsStreamOptions {
   cache: SnapshotCache;
@@ -17,7 +17,7 @@ export interface AdsStreamOptions {
    * out within the client's HTTP/2 flow-control window). Returns false when the stream's write
    * buffer is full: nothing more is written until resume().
    */
-  send: (message: Buffer, flushed: () => void) => boolean;
+  send: (message: WireMessage, flushed: () => void) => boolean;
   logger: Logger;
 }
 
@@ -180,7 +180,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
    * What the client subscribes to of `typeUrl`, plus anything still served on (held clusters);
    * access is checked on the result, by the caller.
    */
-  protected abstract select(typeUrl: string, state: State, snapshot: TypeSnapshot): CachedResource[];
+  protected abstract select(typeUrl: string, state: State, snapshot: TypeSnapshot): readonly CachedResource[];
 
   /**
    * Sends (deliver()) what the client should hold of `admitted` and does not, if anything.
@@ -189,7 +189,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
    * client or others. `viewVersion`: the view's version of the type, which the response (or,
    * when nothing is to be sent, what the client already holds) stands for.
    */
-  protected abstract respond(typeUrl: string, state: State, admitted: CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void;
+  protected abstract respond(typeUrl: string, state: State, admitted: readonly CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void;
 
   /** Holds the clusters of `clusters` the client holds and `current` no longer has. */
   protected abstract holdGone(clusters: State, current: ReadonlyMap<string, CachedResource>): void;
@@ -201,7 +201,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   protected abstract forgetSent(state: State, name: string): void;
 
   /** Hands a response of `typeUrl` to the transport; the variants call it from respond(). */
-  protected deliver(typeUrl: string, message: Buffer): void {
+  protected deliver(typeUrl: string, message: WireMessage): void {
     this.inFlight.add(typeUrl);
     const room = this.options.send(message, () => this.onFlushed(typeUrl));
     if (!room) this.congested = true;

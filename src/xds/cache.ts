@@ -1,6 +1,8 @@
 import { hash as digestOf } from 'node:crypto';
 import type { DataPlanes, ResourceNames } from '../envoy/data-planes.js';
 import { encodeResourceAny, keepLastEncoded } from '../envoy/proto.js';
+import { withChanges } from './layered-map.js';
+import { knownEveryResource, rememberEveryResource } from './snapshot-diff.js';
 import {
   KIND_FIELD,
   PUSH_ORDER,
@@ -134,84 +136,26 @@ function patched(full: TypeSnapshot, previous: TypeSnapshot, selected: ReadonlyS
     if (now !== undefined) sum += pairDigest(now);
     changes.set(name, now);
   }
-  return changes.size === 0 ? previous : snapshotOf(full.typeUrl, full.kind, withChanges(previous.resources, changes), sum);
+  if (changes.size === 0) return previous;
+  const snapshot = snapshotOf(full.typeUrl, full.kind, withChanges(previous.resources, changes), sum);
+  // Streams of this view send every resource: their list follows from the last one by the changes, without a pass over the map.
+  const before = knownEveryResource(previous.resources);
+  if (before !== undefined) rememberEveryResource(snapshot.resources, patchedList(before, previous.resources, changes));
+  return snapshot;
 }
 
-/** How many changed names a snapshot's map carries over its base before it is copied whole. */
-const MAX_OVERLAY = 512;
-
-/**
- * A snapshot's resources as its predecessor's map and the few names changed since: an edit
- * costs what it changed, not a copy of every name of the type. Both parts are never changed
- * after construction, so older snapshots that streams still hold stay as they were.
- */
-class LayeredMap<V> implements ReadonlyMap<string, V> {
-  readonly size: number;
-
-  constructor(
-    readonly base: ReadonlyMap<string, V>,
-    /** undefined: removed. */
-    readonly overlay: ReadonlyMap<string, V | undefined>,
-  ) {
-    let size = base.size;
-    for (const [name, value] of overlay) {
-      const had = base.has(name);
-      if (value === undefined && had) size--;
-      else if (value !== undefined && !had) size++;
+/** `before` (the list of `had`) with `changes` applied: changed resources in place, removed ones left out, added ones at the end. */
+function patchedList(before: readonly CachedResource[], had: ReadonlyMap<string, CachedResource>, changes: ReadonlyMap<string, CachedResource | undefined>): CachedResource[] {
+  const list: CachedResource[] = [];
+  for (const resource of before) {
+    if (!changes.has(resource.name)) list.push(resource);
+    else {
+      const now = changes.get(resource.name);
+      if (now !== undefined) list.push(now);
     }
-    this.size = size;
   }
-
-  get(name: string): V | undefined {
-    return this.overlay.has(name) ? this.overlay.get(name) : this.base.get(name);
-  }
-
-  has(name: string): boolean {
-    return this.get(name) !== undefined;
-  }
-
-  *entries(): MapIterator<[string, V]> {
-    for (const [name, value] of this.base) {
-      if (!this.overlay.has(name)) {
-        yield [name, value];
-        continue;
-      }
-      const now = this.overlay.get(name);
-      if (now !== undefined) yield [name, now];
-    }
-    for (const [name, value] of this.overlay) if (value !== undefined && !this.base.has(name)) yield [name, value];
-  }
-
-  *keys(): MapIterator<string> {
-    for (const [name] of this.entries()) yield name;
-  }
-
-  *values(): MapIterator<V> {
-    for (const [, value] of this.entries()) yield value;
-  }
-
-  [Symbol.iterator](): MapIterator<[string, V]> {
-    return this.entries();
-  }
-
-  forEach(callback: (value: V, key: string, map: ReadonlyMap<string, V>) => void, thisArg?: unknown): void {
-    for (const [name, value] of this.entries()) callback.call(thisArg, value, name, this);
-  }
-}
-
-/** `base` with `changes` applied (undefined: removed), sharing `base` until the changes add up. */
-function withChanges<V>(base: ReadonlyMap<string, V>, changes: ReadonlyMap<string, V | undefined>): ReadonlyMap<string, V> {
-  let root = base;
-  let overlay: Map<string, V | undefined> = new Map(changes);
-  if (base instanceof LayeredMap) {
-    root = base.base as ReadonlyMap<string, V>;
-    overlay = new Map(base.overlay as ReadonlyMap<string, V | undefined>);
-    for (const [name, value] of changes) overlay.set(name, value);
-  }
-  if (overlay.size <= MAX_OVERLAY) return new LayeredMap(root, overlay);
-  const flat = new Map<string, V>();
-  for (const [name, value] of new LayeredMap(root, overlay)) flat.set(name, value);
-  return flat;
+  for (const [name, now] of changes) if (now !== undefined && !had.has(name)) list.push(now);
+  return list;
 }
 
 /**
@@ -323,8 +267,20 @@ class Entry implements CachedResource {
     readonly name: string,
     readonly version: string,
     public resource: EnvoyResource,
-    readonly any: Uint8Array,
+    private bytes: Uint8Array,
   ) {}
+
+  get any(): Uint8Array {
+    return this.bytes;
+  }
+
+  /**
+   * The same bytes, copied into a run of a SotW response (wire.ts): kept there, this entry's own
+   * copy is let go, so that a served resource's bytes are held once, not twice (20 MB at 10,000 Backends).
+   */
+  keepIn(bytes: Uint8Array): void {
+    if (bytes.length === this.bytes.length) this.bytes = bytes;
+  }
 }
 
 /**
@@ -484,7 +440,9 @@ export class SnapshotCache {
     if (previous === undefined || before === undefined) {
       let sum = 0n;
       for (const entry of updates.values()) sum += pairDigest(entry);
-      return { snapshot: snapshotOf(typeUrl, kind, updates, sum), delta: undefined, listed };
+      const snapshot = snapshotOf(typeUrl, kind, updates, sum);
+      rememberEveryResource(snapshot.resources, entries);
+      return { snapshot, delta: undefined, listed };
     }
     if (updates.size === 0 && met === before.size) return { snapshot: previous, delta: NO_NAMES, listed };
     let sum = sumOf(previous);
@@ -502,7 +460,10 @@ export class SnapshotCache {
       sum += pairDigest(entry);
       changes.set(name, entry);
     }
-    return { snapshot: snapshotOf(typeUrl, kind, withChanges(before, changes), sum), delta: new Set(changes.keys()), listed };
+    const snapshot = snapshotOf(typeUrl, kind, withChanges(before, changes), sum);
+    // The list as handed over holds exactly the snapshot's resources: streams that send them all need no pass over the map.
+    rememberEveryResource(snapshot.resources, entries);
+    return { snapshot, delta: new Set(changes.keys()), listed };
   }
 }
 

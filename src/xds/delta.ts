@@ -3,7 +3,7 @@ import { AdsStream, type AdsStreamOptions } from './ads-stream.js';
 import { versionOfSet, type CachedResource, type TypeSnapshot } from './cache.js';
 import { NO_RESOURCES, changedBetween, everyResource, goneBetween } from './snapshot-diff.js';
 import { WILDCARD, allowsLegacyWildcard, assignmentNamesOf } from './subscription.js';
-import { deltaResourceEntry, deltaResponse, type DeltaDiscoveryRequest } from './wire.js';
+import { deltaResourceEntry, deltaResponse, type DeltaDiscoveryRequest, type WireMessage } from './wire.js';
 
 /** Delta `Resource` entries are the same for every client; encode each once per resource version. */
 const entries = new WeakMap<CachedResource, Uint8Array>();
@@ -84,7 +84,7 @@ class KnownVersions {
 
 /** One delta response as every stream that goes from one snapshot to the next can send it. */
 interface SharedDelta {
-  readonly message: Buffer;
+  readonly message: WireMessage;
   readonly nonce: string;
   readonly updated: CachedResource[];
 }
@@ -191,7 +191,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     return changed;
   }
 
-  protected select(_typeUrl: string, state: DeltaTypeState, snapshot: TypeSnapshot): CachedResource[] {
+  protected select(_typeUrl: string, state: DeltaTypeState, snapshot: TypeSnapshot): readonly CachedResource[] {
     if (state.wildcard) return everyResource(snapshot.resources);
     const selected: CachedResource[] = [];
     for (const name of state.names) {
@@ -201,7 +201,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     return selected;
   }
 
-  protected respond(typeUrl: string, state: DeltaTypeState, inScope: CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void {
+  protected respond(typeUrl: string, state: DeltaTypeState, inScope: readonly CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void {
     // Every resource of the snapshot is in scope and nothing is held back: what the client is
     // sent, and holds afterwards, depends only on the snapshot it held and this one.
     const whole = inScope.length === snapshot.resources.size && this.held.size === 0;
@@ -241,7 +241,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     this.sendResponse(typeUrl, state, version, viewVersion, updated, removed.length, nonce, deltaResponse({ typeUrl, systemVersion: version, entries: updated.map(entryOf), removed, nonce }));
   }
 
-  private sendResponse(typeUrl: string, state: DeltaTypeState, version: string, viewVersion: string, updated: CachedResource[], removed: number, nonce: string, message: Buffer): void {
+  private sendResponse(typeUrl: string, state: DeltaTypeState, version: string, viewVersion: string, updated: CachedResource[], removed: number, nonce: string, message: WireMessage): void {
     state.outstanding.set(nonce, { version, viewVersion, updated });
     if (state.outstanding.size > MAX_OUTSTANDING_NONCES) {
       const oldest = state.outstanding.keys().next().value;

@@ -1,31 +1,58 @@
 import { createRequire } from 'node:module';
+import type { WireMessage } from './wire.js';
 
 /**
- * One gRPC frame per shared response, written as is to every stream.
+ * One gRPC frame per shared response, written as is to every stream, in pieces.
  *
  * grpc-js frames each message it sends into a new Buffer (5-byte prefix + a copy of the body,
  * BaseServerInterceptingCall.serializeMessage), so a response shared by a thousand streams
  * would still cost a thousand copies, held until each client has read its own: at 10,000
- * Backends, 15 MB per client (issue 9). Node's HTTP/2 writes a Buffer without copying it, so a
- * message framed once here, and marked as framed, is passed through untouched instead.
+ * Backends, 15 MB per client (issue 9). And a response assembled once into one Buffer still
+ * costs a copy of every resource per change: at 10,000 Backends 20 MB of fresh memory per edit,
+ * enough to make V8 collect the whole heap each time (external memory drives its full GCs).
+ * So a message framed here is a list of shared pieces (the gRPC prefix, the response's pieces,
+ * wire.ts), and grpc-js, taught to recognize it, writes the pieces to the HTTP/2 stream one
+ * after the other (corked: one writev), without copying them. Node's HTTP/2 writes a Buffer
+ * without copying it.
  */
 
-/** On a Buffer: it already holds the gRPC length prefix. Global, so every copy of this module agrees. */
+/** On a framed message: it already holds the gRPC length prefix. Global, so every copy of this module agrees. */
 const FRAMED = Symbol.for('switchyard.dev/grpc-framed-message');
 const INSTALLED = Symbol.for('switchyard.dev/grpc-framing-installed');
 
-type Serialize = (this: unknown, value: unknown) => Buffer;
+/** A gRPC length-prefixed message as pieces, recognized by the patched grpc-js (sharedFraming). */
+export interface FramedMessage {
+  readonly [FRAMED]: true;
+  /** The 5-byte gRPC prefix, then the message's pieces. */
+  readonly pieces: readonly Buffer[];
+  readonly byteLength: number;
+}
+
+/** What grpc-js's BaseServerInterceptingCall has that the patch uses; checked before each use. */
+interface ServerCall {
+  stream?: { write?: unknown; cork?: unknown; uncork?: unknown };
+  maybeSendMetadata?: unknown;
+}
+
+type Serialize = (this: ServerCall, value: unknown) => Buffer;
 interface CallPrototype {
   serializeMessage?: Serialize;
+  maybeSendMetadata?: unknown;
   [INSTALLED]?: true;
+}
+
+interface PieceStream {
+  write(chunk: Buffer, callback: (err?: Error | null) => void): boolean;
+  cork(): void;
+  uncork(): void;
 }
 
 let active: boolean | undefined;
 
 /**
- * Teaches grpc-js to pass framed messages through, once per process. False when this grpc-js
- * has no such hook (another major version): messages are then sent unframed, copied per
- * stream as grpc-js does by default.
+ * Teaches grpc-js to write framed messages as they are, once per process. False when this
+ * grpc-js has no such hook (another major version): messages are then sent as one Buffer,
+ * copied per stream as grpc-js does by default.
  */
 export function sharedFraming(): boolean {
   if (active !== undefined) return active;
@@ -39,8 +66,8 @@ export function sharedFraming(): boolean {
       return active;
     }
     if (proto[INSTALLED] !== true) {
-      proto.serializeMessage = function serializeMessage(this: unknown, value: unknown): Buffer {
-        if (value instanceof Buffer && (value as Buffer & { [FRAMED]?: true })[FRAMED] === true) return value;
+      proto.serializeMessage = function serializeMessage(this: ServerCall, value: unknown): Buffer {
+        if (isFramed(value)) return writeLeading(this, value);
         return original.call(this, value);
       };
       proto[INSTALLED] = true;
@@ -52,21 +79,66 @@ export function sharedFraming(): boolean {
   return active;
 }
 
-const framedOnce = new WeakMap<Buffer, Buffer>();
+function isFramed(value: unknown): value is FramedMessage {
+  return typeof value === 'object' && value !== null && (value as { [FRAMED]?: unknown })[FRAMED] === true;
+}
+
+/**
+ * Called by grpc-js's sendMessage, which then checks the size of what this returns and writes
+ * it to the HTTP/2 stream with the message's callback: so every piece but the last is written
+ * here first (after the response headers, which must lead), and the last is returned. A call
+ * that does not look as expected gets the pieces joined into one Buffer instead.
+ */
+function writeLeading(call: ServerCall, message: FramedMessage): Buffer {
+  const { pieces } = message;
+  const stream = call.stream;
+  const usable =
+    stream !== undefined && typeof stream.write === 'function' && typeof stream.cork === 'function' && typeof stream.uncork === 'function' && typeof call.maybeSendMetadata === 'function';
+  if (pieces.length === 1) return pieces[0] as Buffer;
+  if (!usable) return Buffer.concat(pieces as Buffer[], message.byteLength);
+  (call.maybeSendMetadata as () => void).call(call);
+  const out = stream as unknown as PieceStream;
+  // Corked until the last piece (written by grpc-js right after this returns) is queued too: one writev.
+  out.cork();
+  process.nextTick(() => out.uncork());
+  // A failed write fails the last one too, whose callback grpc-js turns into the call's status.
+  for (let i = 0; i < pieces.length - 1; i++) out.write(pieces[i] as Buffer, ignore);
+  return pieces[pieces.length - 1] as Buffer;
+}
+
+function ignore(): void {}
+
+/** A message this small is framed into one Buffer: one write per stream beats a few. */
+const JOIN_BELOW_BYTES = 16 * 1024;
+
+const framedOnce = new WeakMap<WireMessage, FramedMessage>();
 
 /**
  * `message` as one gRPC frame (uncompressed, length-prefixed: gRPC over HTTP/2,
- * "Length-Prefixed-Message"), the same Buffer for the same message for as long as it lives.
+ * "Length-Prefixed-Message"), the same object for the same message for as long as it lives.
  */
-export function framed(message: Buffer): Buffer {
+export function framed(message: WireMessage): FramedMessage {
   let frame = framedOnce.get(message);
   if (frame === undefined) {
-    frame = Buffer.allocUnsafe(message.length + 5);
-    frame.writeUInt8(0, 0);
-    frame.writeUInt32BE(message.length, 1);
-    message.copy(frame, 5);
-    Object.defineProperty(frame, FRAMED, { value: true });
+    const prefix = Buffer.allocUnsafe(5);
+    prefix.writeUInt8(0, 0);
+    prefix.writeUInt32BE(message.byteLength, 1);
+    const byteLength = message.byteLength + 5;
+    const pieces = byteLength < JOIN_BELOW_BYTES ? [Buffer.concat([prefix, ...message.pieces], byteLength)] : [prefix, ...message.pieces];
+    frame = { [FRAMED]: true, pieces, byteLength };
     framedOnce.set(message, frame);
   }
   return frame;
 }
+
+/** A framed message as one Buffer, for a grpc-js without the hook (copied once per message, then per stream by grpc-js). */
+export function joined(message: WireMessage): Buffer {
+  let bytes = joinedOnce.get(message);
+  if (bytes === undefined) {
+    bytes = message.pieces.length === 1 ? (message.pieces[0] as Buffer) : Buffer.concat(message.pieces as Buffer[], message.byteLength);
+    joinedOnce.set(message, bytes);
+  }
+  return bytes;
+}
+
+const joinedOnce = new WeakMap<WireMessage, Buffer>();

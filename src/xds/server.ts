@@ -14,7 +14,7 @@ import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } 
 import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
 import type { GrpcService } from './lrs.js';
-import { framed, sharedFraming } from './grpc-framing.js';
+import { framed, joined, sharedFraming, type FramedMessage } from './grpc-framing.js';
 import { PacedFanOut, SlicedWork } from './push-pacer.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
@@ -23,6 +23,7 @@ import {
   type DeltaDiscoveryRequest,
   type DiscoveryRequest,
   type NodeInfo,
+  type WireMessage,
 } from './wire.js';
 
 export interface ClientEvent {
@@ -125,16 +126,18 @@ const adsService: grpc.ServiceDefinition = {
   },
 };
 
-type SotwCall = grpc.ServerDuplexStream<DiscoveryRequest | UndecodableRequest, Buffer>;
-type DeltaCall = grpc.ServerDuplexStream<DeltaDiscoveryRequest | UndecodableRequest, Buffer>;
+/** A framed message when grpc-js was taught to write those (grpc-framing.ts), else the message's bytes. */
+type Outgoing = FramedMessage | Buffer;
+type SotwCall = grpc.ServerDuplexStream<DiscoveryRequest | UndecodableRequest, Outgoing>;
+type DeltaCall = grpc.ServerDuplexStream<DeltaDiscoveryRequest | UndecodableRequest, Outgoing>;
 
 /**
  * A response write for an AdsStream: `flushed` once grpc-js has handed it to HTTP/2 (within the
  * client's flow-control window); false when the call's buffer is full.
  */
-function writerFor(call: SotwCall | DeltaCall): (message: Buffer, flushed: () => void) => boolean {
-  // A response shared by many streams is framed once and the same bytes go to each (grpc-framing.ts).
-  const frame = sharedFraming() ? framed : (message: Buffer): Buffer => message;
+function writerFor(call: SotwCall | DeltaCall): (message: WireMessage, flushed: () => void) => boolean {
+  // A response shared by many streams is framed once and the same pieces go to each (grpc-framing.ts).
+  const frame: (message: WireMessage) => Outgoing = sharedFraming() ? framed : joined;
   return (message, flushed) =>
     call.write(frame(message), (err: Error | null | undefined) => {
       if (err === null || err === undefined) flushed();

@@ -1,4 +1,5 @@
 import type { CachedResource } from './cache.js';
+import { namesThatMayDiffer } from './layered-map.js';
 
 /**
  * Differences between two snapshots of one type, computed once per pair of snapshots and
@@ -8,14 +9,24 @@ import type { CachedResource } from './cache.js';
 type Resources = ReadonlyMap<string, CachedResource>;
 
 /** Every resource of a snapshot as an array, built once per snapshot. */
-const wholeSets = new WeakMap<Resources, CachedResource[]>();
-export function everyResource(resources: Resources): CachedResource[] {
+const wholeSets = new WeakMap<Resources, readonly CachedResource[]>();
+export function everyResource(resources: Resources): readonly CachedResource[] {
   let all = wholeSets.get(resources);
   if (all === undefined) {
     all = [...resources.values()];
     wholeSets.set(resources, all);
   }
   return all;
+}
+
+/** Says that `list` holds exactly the resources of `resources` (the cache has it at hand when it builds a snapshot). */
+export function rememberEveryResource(resources: Resources, list: readonly CachedResource[]): void {
+  wholeSets.set(resources, list);
+}
+
+/** The list of `resources` if some stream asked for it already. */
+export function knownEveryResource(resources: Resources): readonly CachedResource[] | undefined {
+  return wholeSets.get(resources);
 }
 
 function memo<T>(cache: WeakMap<Resources, WeakMap<Resources, T>>, previous: Resources, next: Resources, compute: () => T): T {
@@ -33,15 +44,33 @@ function memo<T>(cache: WeakMap<Resources, WeakMap<Resources, T>>, previous: Res
 }
 
 const changes = new WeakMap<Resources, WeakMap<Resources, CachedResource[]>>();
-/** What is new or changed in `next` since `previous`. */
+/** What is new or changed in `next` since `previous`: only the names that may differ are looked at when the two share a base. */
 export function changedBetween(previous: Resources, next: Resources): CachedResource[] {
-  return memo(changes, previous, next, () => everyResource(next).filter((resource) => previous.get(resource.name)?.version !== resource.version));
+  return memo(changes, previous, next, () => {
+    const candidates = namesThatMayDiffer(previous, next);
+    if (candidates === undefined) return everyResource(next).filter((resource) => previous.get(resource.name)?.version !== resource.version);
+    const changed: CachedResource[] = [];
+    for (const name of candidates) {
+      const resource = next.get(name);
+      if (resource !== undefined && previous.get(name)?.version !== resource.version) changed.push(resource);
+    }
+    return changed;
+  });
 }
 
 const gones = new WeakMap<Resources, WeakMap<Resources, Map<string, CachedResource>>>();
 /** What `previous` has and `next` does not. */
 export function goneBetween(previous: Resources, next: Resources): ReadonlyMap<string, CachedResource> {
-  return memo(gones, previous, next, () => new Map([...previous].filter(([name]) => !next.has(name))));
+  return memo(gones, previous, next, () => {
+    const candidates = namesThatMayDiffer(previous, next);
+    if (candidates === undefined) return new Map([...previous].filter(([name]) => !next.has(name)));
+    const gone = new Map<string, CachedResource>();
+    for (const name of candidates) {
+      const resource = previous.get(name);
+      if (resource !== undefined && !next.has(name)) gone.set(name, resource);
+    }
+    return gone;
+  });
 }
 
 /** No resources: where a new stream starts from. */

@@ -3,14 +3,14 @@ import { AdsStream, type AdsStreamOptions } from './ads-stream.js';
 import { versionOfSet, type CachedResource, type TypeSnapshot } from './cache.js';
 import { changedBetween, everyResource, goneBetween } from './snapshot-diff.js';
 import { WILDCARD, absenceMeansRemoval, allowsLegacyWildcard, assignmentNamesOf } from './subscription.js';
-import { sotwResponseBody, withNonce, type DiscoveryRequest } from './wire.js';
+import { sotwResponseBody, withNonce, type DiscoveryRequest, type WireMessage } from './wire.js';
 
 /** One SotW response as every stream that gets this exact set can send it. */
 export interface SharedResponse {
   /** The DiscoveryResponse without a nonce. */
-  readonly body: Uint8Array;
-  /** The body with a nonce of its own: the very bytes written to every stream it suits. */
-  readonly message: Buffer;
+  readonly body: WireMessage;
+  /** The body with a nonce of its own: the very pieces written to every stream it suits. */
+  readonly message: WireMessage;
   readonly nonce: string;
 }
 
@@ -59,7 +59,7 @@ export class SharedResponseBodies {
           this.partials.set(typeUrl, 1);
         }
       }
-      pair = { first: this.encode(sotwResponseBody(typeUrl, version, resources.map((resource) => resource.any))), second: undefined };
+      pair = { first: this.encode(sotwResponseBody(typeUrl, version, resources)), second: undefined };
       byKey.set(key, pair);
     }
     if (previousNonce !== pair.first.nonce) return pair.first;
@@ -75,7 +75,7 @@ export class SharedResponseBodies {
     }
   }
 
-  private encode(body: Uint8Array): SharedResponse {
+  private encode(body: WireMessage): SharedResponse {
     // Not a stream's own counter: those are decimal, this one never collides with them.
     const nonce = `s${(++this.sequence).toString(36)}`;
     return { body, message: withNonce(body, nonce), nonce };
@@ -163,7 +163,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     return changed;
   }
 
-  protected select(typeUrl: string, state: SotwTypeState, snapshot: TypeSnapshot): CachedResource[] {
+  protected select(typeUrl: string, state: SotwTypeState, snapshot: TypeSnapshot): readonly CachedResource[] {
     const selected: CachedResource[] = [];
     if (state.wildcard) {
       const all = everyResource(snapshot.resources);
@@ -179,7 +179,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     return selected;
   }
 
-  protected respond(typeUrl: string, state: SotwTypeState, selected: CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void {
+  protected respond(typeUrl: string, state: SotwTypeState, selected: readonly CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void {
     const holding = this.holding(typeUrl, state);
     const whole = state.wildcard && !holding && selected.length === snapshot.resources.size;
     const updated = whole && state.sentShared ? changedBetween(state.sent, snapshot.resources) : selected.filter((resource) => state.sent.get(resource.name)?.version !== resource.version);

@@ -161,18 +161,165 @@ function tags(): Tags {
   return cachedTags;
 }
 
-/** A DiscoveryResponse without its nonce; shareable by every stream that gets this exact set. */
-export function sotwResponseBody(typeUrl: string, version: string, anys: Iterable<Uint8Array>): Uint8Array {
+/**
+ * A protobuf message held as pieces whose concatenation is its bytes. Pieces are shared between
+ * messages and written one after the other, never copied together: a response of 10,000
+ * Clusters that differs from the last one in a single Cluster costs one new piece, not 20 MB.
+ */
+export interface WireMessage {
+  readonly pieces: readonly Buffer[];
+  readonly byteLength: number;
+}
+
+/** A message's bytes in one Buffer (a copy unless it is one piece). */
+export function wireBytes(message: WireMessage): Buffer {
+  return message.pieces.length === 1 ? (message.pieces[0] as Buffer) : Buffer.concat(message.pieces as Buffer[], message.byteLength);
+}
+
+/** What a SotW response carries of a resource: its Any, encoded once. Its identity keys the reuse of pieces. */
+export interface WireResource {
+  readonly name: string;
+  readonly any: Uint8Array;
+  /** Offered its Any's bytes as copied into a run: a resource that keeps those instead of its own holds them once. */
+  keepIn?(bytes: Uint8Array): void;
+}
+
+/**
+ * A DiscoveryResponse without its nonce; shareable by every stream that gets this exact set.
+ * Fields in field-number order (version_info, resources, type_url, then withNonce's nonce), as
+ * protobufjs writes them: the bytes equal its encoding of the same response.
+ */
+export function sotwResponseBody(typeUrl: string, version: string, resources: readonly WireResource[]): WireMessage {
   const t = tags();
-  const writer = protobuf.Writer.create().uint32(t.sotwVersion).string(version);
-  for (const any of anys) writer.uint32(t.sotwResources).bytes(any);
-  return writer.uint32(t.sotwTypeUrl).string(typeUrl).finish();
+  const head = protobuf.Writer.create().uint32(t.sotwVersion).string(version).finish() as Buffer;
+  const tail = protobuf.Writer.create().uint32(t.sotwTypeUrl).string(typeUrl).finish() as Buffer;
+  const pieces: Buffer[] = [head];
+  let byteLength = head.length + tail.length;
+  for (const segment of resourceSegments(resources, t.sotwResources)) {
+    pieces.push(segment);
+    byteLength += segment.length;
+  }
+  pieces.push(tail);
+  return { pieces, byteLength };
 }
 
 /** A shared response body plus this stream's nonce: a complete DiscoveryResponse. */
-export function withNonce(body: Uint8Array, nonce: string): Buffer {
-  const nonceField = protobuf.Writer.create().uint32(tags().sotwNonce).string(nonce).finish();
-  return Buffer.concat([body, nonceField]);
+export function withNonce(body: WireMessage, nonce: string): WireMessage {
+  const nonceField = protobuf.Writer.create().uint32(tags().sotwNonce).string(nonce).finish() as Buffer;
+  return { pieces: [...body.pieces, nonceField], byteLength: body.byteLength + nonceField.length };
+}
+
+/**
+ * Consecutive resource fields (tag, length, Any) copied into one Buffer, kept for as long as its
+ * first resource lives and reused by every later response that has the same resources in the
+ * same run. Runs end after a resource whose name hashes to a boundary (content-defined, so an
+ * added or removed resource moves no boundary but its own) or at MAX_SEGMENT_BYTES. A resource
+ * of STANDALONE_BYTES or more is a run of its own and is not copied: its field's tag and length
+ * are a piece, its Any the next (a RouteConfiguration of 10,000 routes is megabytes).
+ */
+interface Segment {
+  readonly tag: number;
+  readonly members: readonly WireResource[];
+  readonly pieces: readonly Buffer[];
+  readonly byteLength: number;
+}
+
+/** By first resource: the runs it starts, newest first (views of several Gateways that share it each have theirs). */
+const segments = new WeakMap<WireResource, Segment[]>();
+/** Runs kept per first resource. */
+const RUNS_PER_RESOURCE = 4;
+
+/** One run in SEGMENT_SPREAD resources ends on average: a 10,000-resource response is about 160 pieces. */
+const SEGMENT_SPREAD = 64;
+/** A run also ends once this long, so that a change copies at most about this much. */
+const MAX_SEGMENT_BYTES = 512 * 1024;
+const STANDALONE_BYTES = 64 * 1024;
+
+function resourceSegments(resources: readonly WireResource[], tag: number): Buffer[] {
+  const out: Buffer[] = [];
+  let start = 0;
+  while (start < resources.length) {
+    let end = start;
+    let bytes = 0;
+    for (;;) {
+      const resource = resources[end] as WireResource;
+      const standalone = resource.any.length >= STANDALONE_BYTES;
+      if (standalone && end > start) break;
+      end++;
+      bytes += fieldLength(tag, resource.any.length);
+      if (standalone || end === resources.length || bytes >= MAX_SEGMENT_BYTES || endsRun(resource.name)) break;
+    }
+    for (const piece of segmentOf(resources, start, end, bytes, tag).pieces) out.push(piece);
+    start = end;
+  }
+  return out;
+}
+
+function segmentOf(resources: readonly WireResource[], start: number, end: number, bytes: number, tag: number): Segment {
+  const first = resources[start] as WireResource;
+  const known = segments.get(first) ?? [];
+  for (const candidate of known) if (candidate.tag === tag && candidate.byteLength === bytes && sameMembers(candidate.members, resources, start, end)) return candidate;
+  let segment: Segment;
+  if (end - start === 1 && first.any.length >= STANDALONE_BYTES) {
+    const prefix = Buffer.allocUnsafeSlow(bytes - first.any.length);
+    writeVarint(prefix, writeVarint(prefix, 0, tag), first.any.length);
+    segment = { tag, members: [first], pieces: [prefix, Buffer.from(first.any.buffer, first.any.byteOffset, first.any.byteLength)], byteLength: bytes };
+  } else {
+    // Outside Node's shared pool: a kept segment must not pin the pool's other, short-lived slices.
+    const out = Buffer.allocUnsafeSlow(bytes);
+    let at = 0;
+    for (let i = start; i < end; i++) {
+      const resource = resources[i] as WireResource;
+      const any = resource.any;
+      at = writeVarint(out, at, tag);
+      at = writeVarint(out, at, any.length);
+      out.set(any, at);
+      resource.keepIn?.(out.subarray(at, at + any.length));
+      at += any.length;
+    }
+    segment = { tag, members: resources.slice(start, end), pieces: [out], byteLength: bytes };
+  }
+  // The run this one replaces (same length, same last name: an edit inside it) is let go; the runs of other views stay.
+  const lastName = segment.members[segment.members.length - 1]?.name;
+  const others = known.filter((run) => run.members.length !== segment.members.length || run.members[run.members.length - 1]?.name !== lastName);
+  segments.set(first, [segment, ...others.slice(0, RUNS_PER_RESOURCE - 1)]);
+  return segment;
+}
+
+function sameMembers(members: readonly WireResource[], resources: readonly WireResource[], start: number, end: number): boolean {
+  if (members.length !== end - start) return false;
+  for (let i = start + 1; i < end; i++) if (members[i - start] !== resources[i]) return false;
+  return true;
+}
+
+/** The size of a length-delimited field of `length` bytes. */
+function fieldLength(tag: number, length: number): number {
+  return varintLength(tag) + varintLength(length) + length;
+}
+
+function varintLength(value: number): number {
+  let n = 1;
+  while (value >= 0x80) {
+    value >>>= 7;
+    n++;
+  }
+  return n;
+}
+
+function writeVarint(out: Buffer, at: number, value: number): number {
+  while (value >= 0x80) {
+    out[at++] = (value & 0x7f) | 0x80;
+    value >>>= 7;
+  }
+  out[at++] = value;
+  return at;
+}
+
+/** FNV-1a of the name: whether a run of resources ends after this one. */
+function endsRun(name: string): boolean {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193);
+  return (hash >>> 0) % SEGMENT_SPREAD === 0;
 }
 
 /** A delta `Resource` entry (name, version, Any); the same bytes serve every delta client. */
@@ -196,12 +343,12 @@ export interface DeltaResponse {
   readonly nonce: string;
 }
 
-export function deltaResponse(response: DeltaResponse): Buffer {
+export function deltaResponse(response: DeltaResponse): WireMessage {
   const t = tags();
   const writer = protobuf.Writer.create().uint32(t.deltaVersion).string(response.systemVersion);
   for (const entry of response.entries) writer.uint32(t.deltaResources).bytes(entry);
   writer.uint32(t.deltaTypeUrl).string(response.typeUrl);
   for (const name of response.removed) writer.uint32(t.deltaRemoved).string(name);
   const bytes = writer.uint32(t.deltaNonce).string(response.nonce).finish();
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return { pieces: [Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)], byteLength: bytes.byteLength };
 }

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { decodeMessage } from '../../src/envoy/proto.js';
 import { TypeUrl, type EnvoyResource, type XdsResources } from '../../src/envoy/resources.js';
-import { SnapshotCache, versionOfSet, type CacheChange } from '../../src/xds/cache.js';
+import { SnapshotCache, versionOfSet, type CacheChange, type CachedResource } from '../../src/xds/cache.js';
+import { changedBetween, everyResource, goneBetween } from '../../src/xds/snapshot-diff.js';
 
 function cluster(name: string, connectTimeout = '1s'): EnvoyResource {
   return { '@type': TypeUrl.cluster, name, type: 'EDS', connect_timeout: connectTimeout, eds_cluster_config: { eds_config: { ads: {} } } };
@@ -79,7 +80,7 @@ describe('SnapshotCache', () => {
     let seed = 7;
     const random = (n: number): number => {
       seed = (seed * 1103515245 + 12345) % 2147483648;
-      return seed % n;
+      return Math.floor(seed / 65_536) % n;
     };
     let clusters = new Map<string, EnvoyResource>();
     const seen = new Set<string>();
@@ -139,6 +140,52 @@ describe('SnapshotCache', () => {
       const mine = view.snapshot(TypeUrl.cluster);
       expect(mine?.resources.size).toBe(600);
       expect(mine?.version).toBe(versionOfSet(names.slice(0, 600).map((name) => fresh.snapshot(TypeUrl.cluster)?.resources.get(name) ?? { name: '', version: '' })));
+    }
+  });
+
+  it('gives streams every resource, and what changed or went between two snapshots, as a full pass over the maps would, over edits that add, change and remove', () => {
+    const cache = new SnapshotCache();
+    const gateway = 'ns/gw';
+    const view = cache.view(gateway);
+    let list = Array.from({ length: 800 }, (_, i) => cluster(`c${i}`));
+    const selected = list.filter((_, i) => i % 3 !== 0).map((r) => r['name'] as string);
+    const planes = {
+      gateways: new Map([[gateway, { listeners: [], routes: [], clusters: selected, endpoints: [], secrets: [] }]]),
+      shared: { excluded: { listeners: [], routes: [], clusters: [], endpoints: [], secrets: [] }, problems: [] },
+    };
+    let seed = 7;
+    const random = (n: number): number => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return Math.floor(seed / 65_536) % n;
+    };
+    const pairs = (resources: Iterable<CachedResource>): string[] => [...resources].map((r) => `${r.name}@${r.version}`).sort();
+    let before: { full: ReadonlyMap<string, CachedResource>; mine: ReadonlyMap<string, CachedResource> } | undefined;
+    for (let step = 1; step <= 160; step++) {
+      list = list.slice();
+      for (let k = 0; k < 5; k++) {
+        const at = random(list.length);
+        const roll = random(4);
+        if (roll === 0) list.splice(at, 1);
+        else if (roll === 1) list.splice(at, 0, cluster(`c${random(1000)}`, `${step}s`));
+        else list[at] = cluster(list[at]?.['name'] as string, `${step}s`);
+      }
+      // Names added twice are kept once, as translation would hand them over.
+      const seen = new Set<string>();
+      list = list.filter((r) => !seen.has(r['name'] as string) && seen.add(r['name'] as string) !== undefined);
+      cache.setResources(config({ clusters: list, endpoints: [] }), planes);
+      const full = cache.snapshot(TypeUrl.cluster)?.resources ?? new Map<string, CachedResource>();
+      const mine = view.snapshot(TypeUrl.cluster)?.resources ?? new Map<string, CachedResource>();
+      for (const resources of [full, mine]) {
+        expect(everyResource(resources)).toHaveLength(resources.size);
+        expect(pairs(everyResource(resources))).toEqual(pairs(resources.values()));
+      }
+      if (before !== undefined) {
+        for (const [previous, next] of [[before.full, full], [before.mine, mine]] as const) {
+          expect(pairs(changedBetween(previous, next))).toEqual(pairs([...next.values()].filter((r) => previous.get(r.name)?.version !== r.version)));
+          expect([...goneBetween(previous, next).keys()].sort()).toEqual([...previous.keys()].filter((name) => !next.has(name)).sort());
+        }
+      }
+      before = { full, mine };
     }
   });
 

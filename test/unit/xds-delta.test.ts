@@ -4,6 +4,7 @@ import { decodeMessage } from '../../src/envoy/proto.js';
 import { TypeUrl, type JsonObject } from '../../src/envoy/resources.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { DeltaStream } from '../../src/xds/delta.js';
+import { wireBytes } from '../../src/xds/wire.js';
 import { assignment, cluster, recordingHooks, resources, route } from '../support/xds-stream.js';
 
 interface Response {
@@ -36,7 +37,7 @@ function harness(transport: 'instant' | 'held' = 'instant') {
     hooks,
     logger: pino({ level: 'silent' }),
     send: (message, flushed) => {
-      const json = decodeMessage('envoy.service.discovery.v3.DeltaDiscoveryResponse', message);
+      const json = decodeMessage('envoy.service.discovery.v3.DeltaDiscoveryResponse', wireBytes(message));
       const list = (json['resources'] ?? []) as JsonObject[];
       sent.push({
         system_version_info: String(json['system_version_info'] ?? ''),

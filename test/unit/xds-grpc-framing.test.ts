@@ -1,17 +1,84 @@
+import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { framed, sharedFraming } from '../../src/xds/grpc-framing.js';
+import { framed, sharedFraming, type FramedMessage } from '../../src/xds/grpc-framing.js';
+import { wireBytes, type WireMessage } from '../../src/xds/wire.js';
+
+/** A message of `count` pieces of `size` bytes each, every piece filled with its own byte. */
+function piecesMessage(count: number, size: number): WireMessage {
+  const pieces = Array.from({ length: count }, (_, i) => Buffer.alloc(size, i % 251));
+  return { pieces, byteLength: count * size };
+}
+
+const PATH = '/test.Pieces/Stream';
+
+/** A real grpc-js server whose stream writes `messages`, framed, and a real client that reads them back. */
+async function roundTrip(messages: readonly WireMessage[]): Promise<Buffer[]> {
+  expect(sharedFraming()).toBe(true);
+  const server = new grpc.Server();
+  const service: grpc.ServiceDefinition = {
+    Stream: {
+      path: PATH,
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: (b: Buffer) => b,
+      requestDeserialize: (b: Buffer) => b,
+      responseSerialize: (b: Buffer) => b,
+      responseDeserialize: (b: Buffer) => b,
+    },
+  };
+  server.addService(service, {
+    Stream: (call: grpc.ServerDuplexStream<Buffer, FramedMessage>) => {
+      call.once('data', () => {
+        for (const message of messages) call.write(framed(message));
+      });
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
+  try {
+    const call = client.makeBidiStreamRequest<Buffer, Buffer>(PATH, (b) => b, (b) => b);
+    const received: Buffer[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      call.on('data', (b: Buffer) => {
+        received.push(b);
+        if (received.length === messages.length) resolve();
+      });
+      call.on('error', reject);
+    });
+    call.write(Buffer.from('go'));
+    await done;
+    call.cancel();
+    return received;
+  } finally {
+    client.close();
+    server.forceShutdown();
+  }
+}
 
 describe('shared gRPC framing', () => {
-  it('is active with the grpc-js this project pins (a grpc-js without the hook would copy every response per stream)', () => {
-    expect(sharedFraming()).toBe(true);
+  it('frames a message once, with the gRPC length prefix, and hands back the same pieces for it every time', () => {
+    const message = piecesMessage(40, 1_000);
+    const frame = framed(message);
+    const bytes = Buffer.concat(frame.pieces as Buffer[]);
+    expect(bytes.subarray(0, 5)).toEqual(Buffer.from([0, 0, 0, 40_000 >> 8, 40_000 & 0xff]));
+    expect(bytes.subarray(5)).toEqual(wireBytes(message));
+    // The message's own pieces, not copies of them.
+    expect(frame.pieces.slice(1)).toEqual(message.pieces);
+    expect(frame.pieces[1]).toBe(message.pieces[0]);
+    expect(framed(message)).toBe(frame);
+    expect(framed(piecesMessage(40, 1_000))).not.toBe(frame);
   });
 
-  it('frames a message once, with the gRPC length prefix, and hands back the same Buffer for it every time', () => {
-    const message = Buffer.from('a response body');
-    const frame = framed(message);
-    expect(frame.subarray(0, 5)).toEqual(Buffer.from([0, 0, 0, 0, message.length]));
-    expect(frame.subarray(5)).toEqual(message);
-    expect(framed(message)).toBe(frame);
-    expect(framed(Buffer.from('a response body'))).not.toBe(frame);
+  it('joins a small message into one piece: one write per stream', () => {
+    const frame = framed(piecesMessage(3, 10));
+    expect(frame.pieces).toHaveLength(1);
+    expect(frame.byteLength).toBe(35);
+  });
+
+  it('delivers messages written in pieces through a real grpc-js server and client, byte for byte and in order', async () => {
+    const messages = [piecesMessage(300, 700), piecesMessage(2, 5), piecesMessage(1, 3_000_000), piecesMessage(1_000, 64)];
+    const received = await roundTrip(messages);
+    expect(received.map((b) => b.length)).toEqual(messages.map((m) => m.byteLength));
+    received.forEach((bytes, i) => expect(Buffer.compare(bytes, wireBytes(messages[i] as WireMessage))).toBe(0));
   });
 });

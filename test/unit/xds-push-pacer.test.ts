@@ -5,6 +5,7 @@ import { TypeUrl } from '../../src/envoy/resources.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { PacedFanOut, SlicedWork } from '../../src/xds/push-pacer.js';
 import { SharedResponseBodies, SotwStream } from '../../src/xds/sotw.js';
+import type { WireMessage } from '../../src/xds/wire.js';
 import { recordingHooks, resources } from '../support/xds-stream.js';
 
 describe('PacedFanOut', () => {
@@ -33,9 +34,9 @@ describe('SotW fan-out', () => {
   it('writes the very same bytes to every stream that gets the same response', () => {
     const cache = new SnapshotCache();
     const bodies = new SharedResponseBodies();
-    const written: Buffer[][] = [];
+    const written: WireMessage[][] = [];
     const streams = Array.from({ length: 3 }, (_, i) => {
-      const out: Buffer[] = [];
+      const out: WireMessage[] = [];
       written.push(out);
       const stream = new SotwStream({
         cache,

@@ -5,7 +5,7 @@ import { TypeUrl, type EnvoyResource, type JsonObject } from '../../src/envoy/re
 import { SnapshotCache } from '../../src/xds/cache.js';
 import type { StreamIdentity } from '../../src/xds/identity.js';
 import { SharedResponseBodies, SotwStream } from '../../src/xds/sotw.js';
-import type { DiscoveryRequest } from '../../src/xds/wire.js';
+import { wireBytes, type DiscoveryRequest } from '../../src/xds/wire.js';
 import { assignment, cluster, recordingHooks, resources, route } from '../support/xds-stream.js';
 
 interface Response {
@@ -34,7 +34,7 @@ function harness(nodeCluster = 'gw', transport: 'instant' | 'held' = 'instant', 
     hooks,
     logger: pino({ level: 'silent' }),
     send: (message, flushed) => {
-      const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', message);
+      const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message));
       const list = (json['resources'] ?? []) as JsonObject[];
       sent.push({
         version_info: String(json['version_info'] ?? ''),
@@ -314,7 +314,7 @@ describe('SotwStream', () => {
         hooks: recordingHooks().hooks,
         logger: pino({ level: 'silent' }),
         send: (message, flushed) => {
-          const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', message);
+          const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message));
           sent.set(identity.role, ((json['resources'] ?? []) as JsonObject[]).map((r) => `${String(r['name'])}@${String(json['version_info'])}`));
           flushed();
           return true;
@@ -362,7 +362,7 @@ describe('SotwStream', () => {
         hooks: recordingHooks().hooks,
         logger: pino({ level: 'silent' }),
         send: (message, flushed) => {
-          sent.push(String(decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', message)['version_info']));
+          sent.push(String(decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message))['version_info']));
           flushed();
           return room;
         },

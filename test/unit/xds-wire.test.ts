@@ -7,6 +7,7 @@ import {
   deltaResourceEntry,
   deltaResponse,
   sotwResponseBody,
+  wireBytes,
   withNonce,
 } from '../../src/xds/wire.js';
 
@@ -50,8 +51,8 @@ describe('xDS wire messages', () => {
   });
 
   it('builds a DiscoveryResponse from a shared body and a per-stream nonce', () => {
-    const body = sotwResponseBody(TypeUrl.cluster, 'v2', [anyOf(cluster)]);
-    expect(decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', withNonce(body, '42'))).toEqual({
+    const body = sotwResponseBody(TypeUrl.cluster, 'v2', [{ name: 'a', any: anyOf(cluster) }]);
+    expect(decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(withNonce(body, '42')))).toEqual({
       version_info: 'v2',
       resources: [cluster],
       type_url: TypeUrl.cluster,
@@ -67,7 +68,7 @@ describe('xDS wire messages', () => {
       removed: ['gone'],
       nonce: '5',
     });
-    expect(decodeMessage('envoy.service.discovery.v3.DeltaDiscoveryResponse', message)).toEqual({
+    expect(decodeMessage('envoy.service.discovery.v3.DeltaDiscoveryResponse', wireBytes(message))).toEqual({
       system_version_info: 'v3',
       resources: [{ name: 'a', version: 'r1', resource: cluster }],
       type_url: TypeUrl.cluster,
