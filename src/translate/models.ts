@@ -35,8 +35,20 @@ export function servedModels(backend: Backend, cluster: ClusterIR): ServedModels
   return { owner: `${backend.metadata.namespace}/${backend.metadata.name}`, ids: [...ids] };
 }
 
+/** routeModels of a route entry, while the models by cluster are the same map: a host's answer is built again after an edit of one of its routes. */
+const modelsOfRoute = new WeakMap<RouteIR, { byCluster: ReadonlyMap<string, ServedModels>; models: readonly { id: string; owner: string }[] }>();
+
+function routeModels(route: RouteIR, byCluster: ReadonlyMap<string, ServedModels>): readonly { id: string; owner: string }[] {
+  const known = modelsOfRoute.get(route);
+  if (known !== undefined && known.byCluster === byCluster) return known.models;
+  const models = modelsOf(route, byCluster);
+  // Routes to no AI Backend are answered at once: only the others are worth an entry.
+  if (models.length > 0) modelsOfRoute.set(route, { byCluster, models });
+  return models;
+}
+
 /** The model names one route entry accepts: its own x-switchyard-model match, else its Backends'. */
-function routeModels(route: RouteIR, byCluster: ReadonlyMap<string, ServedModels>): { id: string; owner: string }[] {
+function modelsOf(route: RouteIR, byCluster: ReadonlyMap<string, ServedModels>): { id: string; owner: string }[] {
   if (route.action.kind !== 'forward') return [];
   const served = route.action.clusters.flatMap((c) => {
     const s = byCluster.get(c.name);
