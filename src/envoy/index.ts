@@ -5,7 +5,7 @@ import { toClusterLoadAssignment, toEnvoyCluster } from './clusters.js';
 import { toEnvoyListener } from './listeners.js';
 import { DEFAULT_ENVOY_OPTIONS, type EnvoyOptions } from './options.js';
 import type { EnvoyResource, XdsResources } from './resources.js';
-import { toRouteConfiguration } from './routes.js';
+import { RoutePieces, toRouteConfiguration } from './routes.js';
 import { toCertificateSecret, toCredentialSecret } from './secrets.js';
 import { otlpCluster } from './tracing.js';
 
@@ -49,6 +49,8 @@ export interface EnvoyState {
   /** By the listener without its routes (listenerShape): a route edit leaves the Listener as it was. */
   readonly listeners: ReadonlyMap<string, EnvoyResource>;
   readonly routes: ReadonlyMap<ListenerIR, EnvoyResource>;
+  /** The route entries and virtual hosts built for these body limits, by IR object. */
+  readonly routePieces: RoutePieces;
   readonly credentials: BuiltByContent<CredentialIR>;
   readonly certificates: BuiltByContent<CertificateIR>;
   readonly aiCluster: EnvoyResource | undefined;
@@ -185,9 +187,10 @@ export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, pr
   const credentials = buildByContent(previous?.credentials ?? NOTHING_BUILT, ir.credentials, toCredentialSecret);
   const aiCluster = aiExtension ? (same?.aiCluster ?? aiExtensionCluster(opts)) : undefined;
   const otlp = opts.otlp !== undefined && ir.listeners.length > 0 ? (same?.otlpCluster ?? otlpCluster(opts.otlp, opts)) : undefined;
+  const routePieces = sameRoutes?.routePieces ?? new RoutePieces(bodyLimits);
   const xds: XdsResources = {
     listeners: ir.listeners.map((l) => reuse(sameListeners?.listeners, listeners, listenerShape(l), () => toEnvoyListener(l, opts, { aiExtension, bodyLimits }))),
-    routes: ir.listeners.map((l) => reuse(sameRoutes?.routes, routes, l, (x) => toRouteConfiguration(x, bodyLimits))),
+    routes: ir.listeners.map((l) => reuse(sameRoutes?.routes, routes, l, (x) => toRouteConfiguration(x, bodyLimits, routePieces))),
     // concat copies the lists whole; a spread walks them item by item.
     clusters: clusters.out.concat(aiCluster ? [aiCluster] : [], otlp ? [otlp] : []),
     endpoints: endpoints.out.slice(),
@@ -204,6 +207,7 @@ export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, pr
     endpoints,
     listeners,
     routes,
+    routePieces,
     credentials,
     certificates,
     aiCluster,

@@ -38,10 +38,25 @@ export class ProtoWriter {
    * between (Node's shared pool mixes them) never pins a slab, nor a kept copy a dead one.
    */
   finishKept(): Buffer {
-    const length = this.pos;
+    return this.keptRange(0);
+  }
+
+  /** The bytes written since reset, without a copy: valid until the next write. */
+  written(): Uint8Array {
+    return this.buf.subarray(0, this.pos);
+  }
+
+  /** Where the next byte goes (an offset for keptRange). */
+  get position(): number {
+    return this.pos;
+  }
+
+  /** A kept copy (as finishKept's) of the bytes written from `start` to now. */
+  keptRange(start: number): Buffer {
+    const length = this.pos - start;
     if (length > KEPT_SLAB_BYTES / 4) {
       const own = Buffer.allocUnsafeSlow(length);
-      this.buf.copy(own, 0, 0, length);
+      this.buf.copy(own, 0, start, this.pos);
       return own;
     }
     if (this.keptSlab === undefined || this.keptUsed + length > this.keptSlab.length) {
@@ -49,15 +64,17 @@ export class ProtoWriter {
       this.keptUsed = 0;
     }
     const out = this.keptSlab.subarray(this.keptUsed, this.keptUsed + length);
-    this.buf.copy(out, 0, 0, length);
+    this.buf.copy(out, 0, start, this.pos);
     // 8-byte aligned, as Node aligns its pool.
     this.keptUsed += (length + 7) & ~7;
     return out;
   }
 
-  /** The bytes written since reset, without a copy: valid until the next write. */
-  written(): Uint8Array {
-    return this.buf.subarray(0, this.pos);
+  /** Bytes encoded before, as they are. */
+  raw(bytes: Uint8Array): void {
+    this.ensure(bytes.length);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
   }
 
   // -- message structure ---------------------------------------------------------------------
