@@ -13,7 +13,7 @@ import { gatewayAccessLog, gatewayStatus, isServed, translateGateways, type Serv
 import type { Inputs, InvalidObject, ReferenceGrant } from './inputs.js';
 import type { ServedModels } from './models.js';
 import { translateRoute, type PlacedRoute, type TranslatedRoute } from './routes.js';
-import { listenerHosts, NO_PLACEMENTS_MOVED, placementDelta, type ListenerHosts, type PlacementDelta } from './virtual-hosts.js';
+import { listenerHosts, NO_PLACEMENTS_MOVED, placementDelta, type ListenerHosts } from './virtual-hosts.js';
 import { replacedAt, sameItems } from '../ir/delta.js';
 import { ServiceBackends } from './services.js';
 import type { InvalidStatus, ObjectStatus, WarningEvent } from './status.js';
@@ -113,7 +113,8 @@ export interface TranslationState {
   readonly routeEvents: readonly WarningEvent[];
   readonly routeStatuses: readonly ObjectStatus[];
   readonly serviceClusters: readonly ClusterIR[];
-  readonly models: { byCluster: ReadonlyMap<string, ServedModels>; key: string } | undefined;
+  /** The models of the AI Backends' clusters; a listener's /v1/models answers are built again when this is another map. */
+  readonly models: { byCluster: ReadonlyMap<string, ServedModels> } | undefined;
   readonly credentials: readonly CredentialIR[] | undefined;
   readonly listeners: ReadonlyMap<string, ListenerMemo>;
 }
@@ -583,7 +584,7 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
     const byCluster = new Map<string, ServedModels>();
     for (const { result: b } of backendMemos) if (b.cluster && b.models) byCluster.set(b.cluster.name, b.models);
     // The /v1/models answer of a listener depends on its Backends' models, not only on its routes.
-    models = { byCluster, key: JSON.stringify([...byCluster]) };
+    models = { byCluster };
   }
   const modelsByCluster = models.byCluster;
   const moved = replaced === undefined ? undefined : placementDelta(replaced.before.map((m) => m.result), replaced.after.map((m) => m.result));
