@@ -96,6 +96,8 @@ export interface TranslationState {
   readonly grants: readonly ReferenceGrant[] | undefined;
   readonly backends: MemoList<Backend, BackendMemo>;
   readonly routes: MemoList<HTTPRoute, RouteMemo>;
+  /** The Backends' results by key, as built for this list of results (only when a route looked them up). */
+  readonly backendsByKey: { memos: readonly BackendMemo[]; byKey: ReadonlyMap<string, TranslatedBackend> } | undefined;
   /** Secret key → indexes of the Backends that may read it (a superset, as routesByBackend). */
   readonly backendsBySecret: Map<string, number[]> | undefined;
   /** The Backends' Warning Events, statuses and clusters, in Backend order. */
@@ -128,6 +130,7 @@ const EMPTY_STATE: TranslationState = {
   backends: { items: [], memos: [] },
   routes: { items: [], memos: [] },
   backendsBySecret: undefined,
+  backendsByKey: undefined,
   backendEvents: [],
   backendStatuses: [],
   backendClusters: undefined,
@@ -428,8 +431,10 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
     backendClusters = { list, at: backendClusters.at };
   }
   // Only a route translated again looks Backends up by key.
-  let backends: Map<string, TranslatedBackend> | undefined;
-  const backendsByKey = (): Map<string, TranslatedBackend> => (backends ??= new Map(backendMemos.map((m) => [m.result.key, m.result])));
+  // The last translation's map while every Backend's result is the same: an edit of a route among
+  // 10,000 Backends then costs no map of them.
+  let backends: ReadonlyMap<string, TranslatedBackend> | undefined = previous.backendsByKey?.memos === backendMemos ? previous.backendsByKey.byKey : undefined;
+  const backendsByKey = (): ReadonlyMap<string, TranslatedBackend> => (backends ??= new Map(backendMemos.map((m) => [m.result.key, m.result])));
 
   // A route reads of a Backend only what routeView keeps: a change elsewhere in the Backend
   // (its members, outlier detection) leaves its routes as they were.
@@ -653,6 +658,7 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
       backends: { items: backendItems, memos: backendMemos },
       routes: { items: routeItems, memos: routeMemos },
       backendsBySecret,
+      backendsByKey: backends === undefined ? undefined : { memos: backendMemos, byKey: backends },
       backendEvents,
       backendStatuses,
       backendClusters,
