@@ -6,7 +6,8 @@
  * `route` edits one HTTPRoute's path match instead of a Backend; `gateways` spreads the routes
  * over that many Gateways (route i on Gateway i mod gateways).
  *
- * EDIT_STAGES_PROFILE=FILE writes a CPU profile of the edits (not of the initial load) to FILE.
+ * EDIT_STAGES_PROFILE=FILE writes a CPU profile of the edits (not of the initial load) to FILE;
+ * with --expose-gc the heap kept at the end is printed.
  *
  *   node --import tsx bench/edit-stages.ts [backends=10000] [backend|route] [gateways=1]
  */
@@ -70,4 +71,7 @@ for (let i = 0; i < 3; i++) {
   step(`edit ${i}`);
 }
 console.log('encodes', cache.encodedCount);
+// With --expose-gc: what the pipeline's states and the cache keep, after a full collection.
+const gc = (globalThis as { gc?: () => void }).gc;
+if (gc) { gc(); console.log('heap kept MB', Math.round(process.memoryUsage().heapUsed / 1e6), 'external MB', Math.round(process.memoryUsage().external / 1e6)); }
 if (session && profileFile) { const { profile } = await session.post('Profiler.stop'); writeFileSync(profileFile, JSON.stringify(profile)); }
