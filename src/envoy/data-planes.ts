@@ -1,4 +1,4 @@
-import type { ClusterIR, IR, ListenerIR } from '../ir/model.js';
+import type { ClusterIR, GatewayIR, IR, ListenerIR, VirtualHostIR } from '../ir/model.js';
 import { replacedAt, sameItems } from '../ir/delta.js';
 import { AI_EXTENSION_CLUSTER } from './ai-extension.js';
 import { OTLP_CLUSTER } from './tracing.js';
@@ -32,13 +32,61 @@ function gatewayKey(g: { namespace: string; name: string }): string {
   return `${g.namespace}/${g.name}`;
 }
 
-/** The clusters a listener's routes send traffic to. */
-function forwardedClusters(l: ListenerIR): Set<string> {
-  const names = new Set<string>();
-  for (const vh of l.virtualHosts) {
-    for (const r of vh.routes) if (r.action.kind === 'forward') for (const c of r.action.clusters) names.add(c.name);
+/** The clusters of each virtual host, by IR object (never changed once built): an edit of one route walks its host's routes only. */
+const hostClusters = new WeakMap<VirtualHostIR, ReadonlySet<string>>();
+
+function forwardedByHost(vh: VirtualHostIR): ReadonlySet<string> {
+  let names = hostClusters.get(vh);
+  if (names === undefined) {
+    const found = new Set<string>();
+    for (const r of vh.routes) if (r.action.kind === 'forward') for (const c of r.action.clusters) found.add(c.name);
+    hostClusters.set(vh, found);
+    names = found;
   }
   return names;
+}
+
+/** The clusters some listener's routes send traffic to. */
+function forwardedClusters(listeners: readonly ListenerIR[]): ReadonlySet<string> {
+  const only = listeners.length === 1 && listeners[0]?.virtualHosts.length === 1 ? listeners[0].virtualHosts[0] : undefined;
+  if (only !== undefined) return forwardedByHost(only);
+  const names = new Set<string>();
+  for (const l of listeners) for (const vh of l.virtualHosts) for (const name of forwardedByHost(vh)) names.add(name);
+  return names;
+}
+
+/** What one Gateway's data plane receives, given the clusters its routes send traffic to. */
+function gatewayNames(listeners: readonly ListenerIR[], forwarded: ReadonlySet<string>, clusters: ReadonlyMap<string, ClusterIR>, opts: EnvoyOptions): ResourceNames {
+  const clusterNames: string[] = [];
+  for (const name of forwarded) if (clusters.has(name)) clusterNames.push(name);
+  const selected = clusterNames.sort().flatMap((name) => {
+    const c = clusters.get(name);
+    return c === undefined ? [] : [c];
+  });
+  return {
+    listeners: listeners.map((l) => l.name),
+    // toRouteConfiguration names a listener's routes after the listener.
+    routes: listeners.map((l) => l.name),
+    clusters: [
+      ...selected.map((c) => c.name),
+      ...(selected.some((c) => c.ai !== undefined) ? [AI_EXTENSION_CLUSTER] : []),
+      // Every listener's tracer exports through it.
+      ...(opts.otlp !== undefined && listeners.length > 0 ? [OTLP_CLUSTER] : []),
+    ],
+    endpoints: selected.filter((c) => c.discovery === 'eds').map((c) => c.name),
+    secrets: [...new Set(listeners.flatMap((l) => l.tls.flatMap((t) => t.certificates)))].sort(),
+  };
+}
+
+function listenersByGateway(ir: IR): Map<string, ListenerIR[]> {
+  const byGateway = new Map<string, ListenerIR[]>();
+  for (const l of ir.listeners) {
+    const key = gatewayKey(l.gateway);
+    const listeners = byGateway.get(key);
+    if (listeners === undefined) byGateway.set(key, [l]);
+    else listeners.push(l);
+  }
+  return byGateway;
 }
 
 const UNSPECIFIED = new Set(['0.0.0.0', '::', '']);
@@ -50,43 +98,64 @@ function collide(a: string, b: string): boolean {
 
 /** IR → what each data plane receives. Pure; names match toXdsResources' resources. */
 export function toDataPlanes(ir: IR, options: Partial<EnvoyOptions> = {}): DataPlanes {
-  const opts = { ...DEFAULT_ENVOY_OPTIONS, ...options };
-  const clusters = new Map(ir.clusters.map((c) => [c.name, c]));
-  const byGateway = new Map<string, ListenerIR[]>();
-  for (const l of ir.listeners) {
-    const key = gatewayKey(l.gateway);
-    const listeners = byGateway.get(key);
-    if (listeners === undefined) byGateway.set(key, [l]);
-    else listeners.push(l);
-  }
+  return planesOf(ir, { ...DEFAULT_ENVOY_OPTIONS, ...options }, undefined).planes;
+}
 
+/** One Gateway's part of the data planes, with what it was computed from. */
+interface GatewayPlane {
+  readonly listeners: readonly ListenerIR[];
+  readonly forwarded: ReadonlySet<string>;
+  readonly names: ResourceNames;
+}
+
+/**
+ * The data planes; a Gateway whose listeners are the same objects as in `previous`, or send
+ * traffic to the same clusters from listeners of the same names and certificates, keeps its
+ * names (the caller vouches that what is read of each cluster is as it was).
+ */
+function planesOf(ir: IR, opts: EnvoyOptions, previous: ReadonlyMap<string, GatewayPlane> | undefined): { planes: DataPlanes; byGateway: Map<string, GatewayPlane> } {
+  let clusters: Map<string, ClusterIR> | undefined;
+  const byGateway = listenersByGateway(ir);
+  const planes = new Map<string, GatewayPlane>();
   const gateways = new Map<string, ResourceNames>();
   for (const g of ir.gateways) {
-    const listeners = byGateway.get(gatewayKey(g)) ?? [];
-    const clusterNames = new Set<string>();
-    for (const l of listeners) for (const name of forwardedClusters(l)) if (clusters.has(name)) clusterNames.add(name);
-    const selected = [...clusterNames].sort().flatMap((name) => {
-      const c = clusters.get(name);
-      return c === undefined ? [] : [c];
-    });
-    gateways.set(gatewayKey(g), {
-      listeners: listeners.map((l) => l.name),
-      // toRouteConfiguration names a listener's routes after the listener.
-      routes: listeners.map((l) => l.name),
-      clusters: [
-        ...selected.map((c) => c.name),
-        ...(selected.some((c) => c.ai !== undefined) ? [AI_EXTENSION_CLUSTER] : []),
-        // Every listener's tracer exports through it.
-        ...(opts.otlp !== undefined && listeners.length > 0 ? [OTLP_CLUSTER] : []),
-      ],
-      endpoints: selected.filter((c) => c.discovery === 'eds').map((c) => c.name),
-      secrets: [...new Set(listeners.flatMap((l) => l.tls.flatMap((t) => t.certificates)))].sort(),
-    });
+    const key = gatewayKey(g);
+    const listeners = byGateway.get(key) ?? [];
+    const before = previous?.get(key);
+    let plane: GatewayPlane;
+    if (before !== undefined && sameItems(before.listeners, listeners)) plane = before;
+    else {
+      const forwarded = forwardedClusters(listeners);
+      if (before !== undefined && sameShape(before.listeners, listeners) && sameSet(before.forwarded, forwarded)) plane = { listeners, forwarded, names: before.names };
+      else {
+        clusters ??= new Map(ir.clusters.map((c) => [c.name, c]));
+        plane = { listeners, forwarded, names: gatewayNames(listeners, forwarded, clusters, opts) };
+      }
+    }
+    planes.set(key, plane);
+    gateways.set(key, plane.names);
   }
+  return { planes: { gateways, shared: sharedPlane(ir.gateways, byGateway, opts) }, byGateway: planes };
+}
 
+/** Listeners of the same names and certificates: what a Gateway's names read of them besides their routes. */
+function sameShape(a: readonly ListenerIR[], b: readonly ListenerIR[]): boolean {
+  if (a.length !== b.length) return false;
+  return a.every((l, i) => l.name === b[i]?.name && JSON.stringify(l.tls) === JSON.stringify(b[i]?.tls));
+}
+
+function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a === b) return true;
+  if (a.size !== b.size) return false;
+  for (const name of a) if (!b.has(name)) return false;
+  return true;
+}
+
+/** The shared data plane: every Gateway's listeners but those on a port an older Gateway holds. */
+function sharedPlane(gateways: readonly GatewayIR[], byGateway: ReadonlyMap<string, readonly ListenerIR[]>, opts: EnvoyOptions): DataPlanes['shared'] {
   // Oldest Gateway first (then by name): it keeps a contested port on the shared data plane,
   // so which Gateway loses it does not change when another one is edited.
-  const order = [...ir.gateways].sort((a, b) => {
+  const order = [...gateways].sort((a, b) => {
     const ta = a.createdAt ?? '';
     const tb = b.createdAt ?? '';
     if (ta !== tb) return ta < tb ? -1 : 1;
@@ -118,7 +187,7 @@ export function toDataPlanes(ir: IR, options: Partial<EnvoyOptions> = {}): DataP
       onPort.push({ address, gateway: key });
     }
   }
-  return { gateways, shared: { excluded: excluded.length > 0 ? { listeners: excluded, routes: excluded } : {}, problems } };
+  return { excluded: excluded.length > 0 ? { listeners: excluded, routes: excluded } : {}, problems };
 }
 
 /** What toDataPlanesReusing needs to tell that the data planes are as they were. */
@@ -128,6 +197,7 @@ export interface PlanesMemo {
   readonly listeners: readonly ListenerIR[];
   readonly clusters: readonly ClusterIR[];
   readonly planes: DataPlanes;
+  readonly byGateway: ReadonlyMap<string, GatewayPlane>;
 }
 
 /** What toDataPlanes reads of a cluster. */
@@ -142,12 +212,13 @@ function clusterFacts(c: ClusterIR): string {
  */
 export function toDataPlanesReusing(ir: IR, options: EnvoyOptions, optionsKey: string, previous: PlanesMemo | undefined): { planes: DataPlanes; memo: PlanesMemo } {
   const gateways = JSON.stringify(ir.gateways);
-  if (previous !== undefined && previous.options === optionsKey && previous.gateways === gateways && sameItems(previous.listeners, ir.listeners)) {
+  let same: PlanesMemo | undefined;
+  if (previous !== undefined && previous.options === optionsKey && previous.gateways === gateways) {
     const at = replacedAt(previous.clusters, ir.clusters);
-    if (at !== undefined && at.every((i) => clusterFacts(ir.clusters[i] as ClusterIR) === clusterFacts(previous.clusters[i] as ClusterIR))) {
-      return { planes: previous.planes, memo: { ...previous, clusters: ir.clusters } };
-    }
+    if (at !== undefined && at.every((i) => clusterFacts(ir.clusters[i] as ClusterIR) === clusterFacts(previous.clusters[i] as ClusterIR))) same = previous;
   }
-  const planes = toDataPlanes(ir, options);
-  return { planes, memo: { options: optionsKey, gateways, listeners: ir.listeners, clusters: ir.clusters, planes } };
+  if (same !== undefined && sameItems(same.listeners, ir.listeners)) return { planes: same.planes, memo: { ...same, clusters: ir.clusters } };
+  // A route edit: only the Gateway whose listener changed looks at its routes again.
+  const { planes, byGateway } = planesOf(ir, options, same?.byGateway);
+  return { planes, memo: { options: optionsKey, gateways, listeners: ir.listeners, clusters: ir.clusters, planes, byGateway } };
 }

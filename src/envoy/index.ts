@@ -3,9 +3,10 @@ import { contentKey, replacedAt } from '../ir/delta.js';
 import { aiExtensionCluster } from './ai-extension.js';
 import { toClusterLoadAssignment, toEnvoyCluster } from './clusters.js';
 import { toEnvoyListener } from './listeners.js';
+import { modelRoutingBufferLimit, usesModelRouting } from './model-routing.js';
 import { DEFAULT_ENVOY_OPTIONS, type EnvoyOptions } from './options.js';
 import type { EnvoyResource, XdsResources } from './resources.js';
-import { toRouteConfiguration } from './routes.js';
+import { RoutePieces, toRouteConfiguration, type BodyLimits } from './routes.js';
 import { toCertificateSecret, toCredentialSecret } from './secrets.js';
 import { otlpCluster } from './tracing.js';
 
@@ -46,9 +47,13 @@ export interface EnvoyState {
   readonly clusters: Built<ClusterIR>;
   readonly eds: EdsList;
   readonly endpoints: Built<ClusterIR>;
-  /** By the listener without its routes (listenerShape): a route edit leaves the Listener as it was. */
+  /** By listenerKey: a route edit leaves the Listener as it was unless it changes what the Listener reads of the routes. */
   readonly listeners: ReadonlyMap<string, EnvoyResource>;
+  /** By IR object, with its listenerKey: an unchanged listener is not looked at again. */
+  readonly listenerKeys: WeakMap<ListenerIR, string>;
   readonly routes: ReadonlyMap<ListenerIR, EnvoyResource>;
+  /** The route entries and virtual hosts built for these body limits, by IR object. */
+  readonly routePieces: RoutePieces;
   readonly credentials: BuiltByContent<CredentialIR>;
   readonly certificates: BuiltByContent<CertificateIR>;
   readonly aiCluster: EnvoyResource | undefined;
@@ -56,10 +61,15 @@ export interface EnvoyState {
   readonly planes: PlanesMemo | undefined;
 }
 
-/** A Listener is built from everything of its IR but the routes (they go out over RDS). */
-function listenerShape(l: ListenerIR): string {
+/**
+ * A Listener is built from everything of its IR but the routes (they go out over RDS), except
+ * whether a route matches on the model header (the listener then reads the model from the body)
+ * and the body limit of the AI clusters those routes reach.
+ */
+function listenerKey(l: ListenerIR, bodyLimits: BodyLimits): string {
   const { virtualHosts: _routes, ...rest } = l;
-  return JSON.stringify(rest);
+  const byModel = usesModelRouting(l);
+  return `${JSON.stringify(rest)}\0${byModel ? 1 : 0}\0${byModel ? (modelRoutingBufferLimit(l, bodyLimits) ?? '') : ''}`;
 }
 
 const NOTHING_BUILT: BuiltByContent<never> = { irs: [], out: [], json: [] };
@@ -177,6 +187,12 @@ export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, pr
   const sameListeners = same !== undefined && same.aiExtension === aiExtension && same.bodyLimits === limits.key ? same : undefined;
   const sameRoutes = same !== undefined && same.bodyLimits === limits.key ? same : undefined;
   const listeners = new Map<string, EnvoyResource>();
+  const listenerKeys = sameListeners?.listenerKeys ?? new WeakMap<ListenerIR, string>();
+  const keyOf = (l: ListenerIR): string => {
+    let k = listenerKeys.get(l);
+    if (k === undefined) listenerKeys.set(l, (k = listenerKey(l, bodyLimits)));
+    return k;
+  };
   const routes = new Map<ListenerIR, EnvoyResource>();
   const clusters = buildList(same?.clusters, ir.clusters, (x) => toEnvoyCluster(x, opts));
   const eds = edsClustersOf(ir.clusters, same);
@@ -185,9 +201,10 @@ export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, pr
   const credentials = buildByContent(previous?.credentials ?? NOTHING_BUILT, ir.credentials, toCredentialSecret);
   const aiCluster = aiExtension ? (same?.aiCluster ?? aiExtensionCluster(opts)) : undefined;
   const otlp = opts.otlp !== undefined && ir.listeners.length > 0 ? (same?.otlpCluster ?? otlpCluster(opts.otlp, opts)) : undefined;
+  const routePieces = sameRoutes?.routePieces ?? new RoutePieces(bodyLimits);
   const xds: XdsResources = {
-    listeners: ir.listeners.map((l) => reuse(sameListeners?.listeners, listeners, listenerShape(l), () => toEnvoyListener(l, opts, { aiExtension, bodyLimits }))),
-    routes: ir.listeners.map((l) => reuse(sameRoutes?.routes, routes, l, (x) => toRouteConfiguration(x, bodyLimits))),
+    listeners: ir.listeners.map((l) => reuse(sameListeners?.listeners, listeners, keyOf(l), () => toEnvoyListener(l, opts, { aiExtension, bodyLimits }))),
+    routes: ir.listeners.map((l) => reuse(sameRoutes?.routes, routes, l, (x) => toRouteConfiguration(x, bodyLimits, routePieces))),
     // concat copies the lists whole; a spread walks them item by item.
     clusters: clusters.out.concat(aiCluster ? [aiCluster] : [], otlp ? [otlp] : []),
     endpoints: endpoints.out.slice(),
@@ -203,7 +220,9 @@ export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, pr
     eds,
     endpoints,
     listeners,
+    listenerKeys,
     routes,
+    routePieces,
     credentials,
     certificates,
     aiCluster,

@@ -85,6 +85,8 @@ const SPECIAL: Record<string, Special> = {
 interface MessagePlan {
   /** Full name without the leading dot, for error messages. */
   readonly name: string;
+  /** Values of this type may be pieces (reusePieces): looked up before they are encoded. */
+  piecesOf: boolean;
   readonly special: Special | undefined;
   /** By JSON name (the .proto field name: the root is loaded with keepCase). */
   readonly fields: ReadonlyMap<string, FieldPlan>;
@@ -122,6 +124,10 @@ export class ProtoJsonEncoder {
   private readonly enumValues = new Map<protobuf.Enum, ReadonlyMap<string, number>>();
   private wellKnownPlans: WellKnownPlans | undefined;
   private readonly durations = new Map<string, readonly [seconds: number, nanos: number]>();
+  /** Pieces (reusePieces) and, once encoded, their bytes. */
+  private readonly pieces = new WeakMap<object, Uint8Array | null>();
+  /** Full names (no leading dot) of the types pieces were declared of. */
+  private readonly pieceTypes = new Set<string>();
 
   /** `lookup` resolves a full message type name or throws (proto.ts' messageType). */
   constructor(private readonly lookup: (typeName: string) => protobuf.Type) {}
@@ -161,6 +167,21 @@ export class ProtoJsonEncoder {
       throw this.located(err, rootPath);
     }
     return kept ? w.finishKept() : w.written();
+  }
+
+  /**
+   * Declares `values` (message values of type `typeName`, never changed once built) pieces: the
+   * first encode of each keeps its bytes, and every later encode that meets the same object
+   * writes them as they are. A large resource assembled mostly from pieces met before (the
+   * route entries of a RouteConfiguration) then costs a copy of each, not an encode.
+   */
+  reusePieces(typeName: string, values: readonly object[]): void {
+    if (!this.pieceTypes.has(typeName)) {
+      // By name, without loading the type: the .proto files load on the first encode.
+      this.pieceTypes.add(typeName);
+      for (const plan of this.plans.values()) if (plan.name === typeName) plan.piecesOf = true;
+    }
+    for (const v of values) if (!this.pieces.has(v)) this.pieces.set(v, null);
   }
 
   /** The bytes of the last encode, valid until the next, copied to kept memory (ProtoWriter.finishKept). */
@@ -224,8 +245,10 @@ export class ProtoJsonEncoder {
     const fields = new Map<string, FieldPlan>();
     // resolve(): resolveAll() at load leaves the fields proto-additions.ts adds unresolved.
     for (const field of type.fieldsArray) fields.set(field.name, compileField(type, field.resolve()));
+    const name = fullName.replace(/^\./, '');
     plan = {
-      name: fullName.replace(/^\./, ''),
+      name,
+      piecesOf: this.pieceTypes.has(name),
       special: SPECIAL[fullName] ?? (WRAPPER_TYPES.has(fullName) ? 'wrapper' : undefined),
       fields,
     };
@@ -375,8 +398,17 @@ export class ProtoJsonEncoder {
       w.varint32((field.id << 3) | END_GROUP);
       return;
     }
+    const piece = plan.piecesOf && isObject(value) ? this.pieces.get(value) : undefined;
+    if (piece) {
+      w.varint32(piece.length);
+      w.raw(piece);
+      return;
+    }
     const length = w.beginLength();
+    const start = w.position;
     this.writeBody(plan, value, depth);
+    // Taken before endLength, which may move the body to make room for a longer length.
+    if (piece === null) this.pieces.set(value as object, w.keptRange(start));
     w.endLength(length);
   }
 

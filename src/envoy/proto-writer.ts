@@ -52,11 +52,29 @@ export class ProtoWriter {
    * between (Node's shared pool mixes them) never pins a slab, nor a kept copy a dead one.
    */
   finishKept(): Buffer {
-    const length = this.pos;
+    const out = this.keptRange(0);
+    // The message is done: a scratch buffer one large message grew is let go (keptRange alone
+    // copies a piece out of a message still being written, and must not).
+    this.shrink();
+    return out;
+  }
+
+  /** The bytes written since reset, without a copy: valid until the next write or finish. */
+  written(): Uint8Array {
+    return this.buf.subarray(0, this.pos);
+  }
+
+  /** Where the next byte goes (an offset for keptRange). */
+  get position(): number {
+    return this.pos;
+  }
+
+  /** A kept copy (as finishKept's) of the bytes written from `start` to now. */
+  keptRange(start: number): Buffer {
+    const length = this.pos - start;
     if (length > KEPT_SLAB_BYTES / 4) {
       const own = Buffer.allocUnsafeSlow(length);
-      this.buf.copy(own, 0, 0, length);
-      this.shrink();
+      this.buf.copy(own, 0, start, this.pos);
       return own;
     }
     if (this.keptSlab === undefined || this.keptUsed + length > this.keptSlab.length) {
@@ -64,7 +82,7 @@ export class ProtoWriter {
       this.keptUsed = 0;
     }
     const out = this.keptSlab.subarray(this.keptUsed, this.keptUsed + length);
-    this.buf.copy(out, 0, 0, length);
+    this.buf.copy(out, 0, start, this.pos);
     // 8-byte aligned, as Node aligns its pool.
     this.keptUsed += (length + 7) & ~7;
     return out;
@@ -75,9 +93,11 @@ export class ProtoWriter {
     return this.buf.length;
   }
 
-  /** The bytes written since reset, without a copy: valid until the next write or finish. */
-  written(): Uint8Array {
-    return this.buf.subarray(0, this.pos);
+  /** Bytes encoded before, as they are. */
+  raw(bytes: Uint8Array): void {
+    this.ensure(bytes.length);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
   }
 
   // -- message structure ---------------------------------------------------------------------

@@ -177,6 +177,15 @@ export function keepLastEncoded(): Uint8Array {
   return encoder().keepLast();
 }
 
+/**
+ * Declares `values`, message values of type `typeName` that are never changed once built,
+ * pieces whose bytes are kept from their first encode and copied into every later one
+ * (ProtoJsonEncoder.reusePieces).
+ */
+export function reuseEncodedPieces(typeName: string, values: readonly object[]): void {
+  encoder().reusePieces(typeName, values);
+}
+
 /** Encodes any loaded message from proto3 JSON (no `@type` at the top), as strictly as encodeResource. */
 export function encodeMessage(typeName: string, json: JsonObject, jsonPath = typeName): Uint8Array {
   return encoder().encodeMessage(typeName, json, jsonPath);

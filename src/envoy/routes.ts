@@ -1,6 +1,7 @@
 import { toEnvoyDuration } from '../api/duration.js';
-import { ABANDONED_HEADER, ROUTE_RETRIES_HEADER, type HeaderEdits, type ListenerIR, type MatchIR, type RetryPlan, type RouteIR } from '../ir/model.js';
+import { ABANDONED_HEADER, ROUTE_RETRIES_HEADER, type HeaderEdits, type ListenerIR, type MatchIR, type RetryPlan, type RouteIR, type VirtualHostIR } from '../ir/model.js';
 import { ANY } from './names.js';
+import { reuseEncodedPieces } from './proto.js';
 import { TypeUrl, deepFrozen, type EnvoyResource, type JsonObject, type JsonValue } from './resources.js';
 
 /** A PathPrefix without its trailing "/" ("/" stays "/"). */
@@ -204,15 +205,64 @@ function withBodyLimit(route: JsonObject, r: RouteIR, limits: BodyLimits): JsonO
 /** Envoy refuses a whole RouteConfiguration with a larger direct_response body unless told more. */
 const ENVOY_DIRECT_RESPONSE_BODY_LIMIT = 4096;
 
-function directResponseBodyLimit(l: ListenerIR): number | undefined {
-  let largest = 0;
-  for (const vh of l.virtualHosts) for (const r of vh.routes) if (r.action.kind === 'direct') largest = Math.max(largest, Buffer.byteLength(r.action.body));
-  return largest > ENVOY_DIRECT_RESPONSE_BODY_LIMIT ? largest : undefined;
+/** A virtual host as built: its JSON, and the largest direct response body among its routes. */
+interface BuiltHost {
+  readonly json: JsonObject;
+  readonly largestDirect: number;
 }
 
-export function toRouteConfiguration(l: ListenerIR, bodyLimits: BodyLimits = new Map()): EnvoyResource {
-  const directLimit = directResponseBodyLimit(l);
+/**
+ * The route entries and virtual hosts built for one set of body limits, by the IR object each
+ * was built from. Translation hands over the same IR objects for the routes and virtual hosts
+ * an edit did not touch, so a RouteConfiguration is assembled from the JSON built before, and
+ * the encoder copies the bytes of each route entry it encoded before (reuseEncodedPieces):
+ * an edit of one route among thousands builds and encodes that route.
+ */
+export class RoutePieces {
+  readonly routes = new WeakMap<RouteIR, JsonObject>();
+  readonly hosts = new WeakMap<VirtualHostIR, BuiltHost>();
+  constructor(readonly bodyLimits: BodyLimits) {}
+}
+
+const ROUTE_TYPE = 'envoy.config.route.v3.Route';
+
+function toVirtualHost(vh: VirtualHostIR, pieces: RoutePieces, policies: RetryPolicies): BuiltHost {
+  const known = pieces.hosts.get(vh);
+  if (known !== undefined) return known;
+  const fresh: JsonObject[] = [];
+  let largestDirect = 0;
+  const routes = vh.routes.map((r) => {
+    if (r.action.kind === 'direct') largestDirect = Math.max(largestDirect, Buffer.byteLength(r.action.body));
+    let json = pieces.routes.get(r);
+    if (json === undefined) {
+      json = withBodyLimit(toRoute(r, policies), r, pieces.bodyLimits);
+      pieces.routes.set(r, json);
+      fresh.push(json);
+    }
+    return json;
+  });
+  if (fresh.length > 0) reuseEncodedPieces(ROUTE_TYPE, fresh);
+  const built: BuiltHost = {
+    json: {
+      name: vh.name,
+      domains: [...vh.domains],
+      routes,
+      // Lets upstreams (and tests) see which attempt of a request they serve.
+      include_request_attempt_count: true,
+    },
+    largestDirect,
+  };
+  pieces.hosts.set(vh, built);
+  return built;
+}
+
+/** `pieces`: what was built before for the same body limits (a new set when omitted). */
+export function toRouteConfiguration(l: ListenerIR, bodyLimits: BodyLimits = new Map(), pieces: RoutePieces = new RoutePieces(bodyLimits)): EnvoyResource {
+  // Routes built in this call share retry policies; those built before keep theirs.
   const policies = new RetryPolicies();
+  const hosts = l.virtualHosts.map((vh) => toVirtualHost(vh, pieces, policies));
+  const largest = Math.max(0, ...hosts.map((h) => h.largestDirect));
+  const directLimit = largest > ENVOY_DIRECT_RESPONSE_BODY_LIMIT ? largest : undefined;
   return {
     '@type': TypeUrl.route,
     name: l.name,
@@ -224,12 +274,6 @@ export function toRouteConfiguration(l: ListenerIR, bodyLimits: BodyLimits = new
     // Gateway API matches hostnames without the port ("very.specific.com:1234" is very.specific.com),
     // yet the backend must see the Host the client sent: HCM's strip_any_host_port would rewrite it.
     ignore_port_in_host_matching: true,
-    virtual_hosts: l.virtualHosts.map((vh) => ({
-      name: vh.name,
-      domains: [...vh.domains],
-      routes: vh.routes.map((r) => withBodyLimit(toRoute(r, policies), r, bodyLimits)),
-      // Lets upstreams (and tests) see which attempt of a request they serve.
-      include_request_attempt_count: true,
-    })),
+    virtual_hosts: hosts.map((h) => h.json),
   };
 }

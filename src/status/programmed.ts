@@ -2,7 +2,7 @@ import { condition, type Condition } from '../api/conditions.js';
 import { TypeUrl } from '../envoy/resources.js';
 import type { DataPlanes } from '../envoy/data-planes.js';
 import type { IR } from '../ir/model.js';
-import { replacedAt } from '../ir/delta.js';
+import { replacedAt, sameItems } from '../ir/delta.js';
 import type { ObjectStatus } from '../translate/status.js';
 import { SHARED_VIEW } from '../xds/cache.js';
 
@@ -206,6 +206,12 @@ export class ProgrammedMemo {
   given: readonly ObjectStatus[] = [];
   atPosition: (ProgrammedEntry | undefined)[] = [];
   readonly byStatus = new WeakMap<ObjectStatus, ProgrammedEntry>();
+  /** The last call's verdicts (feedbackKey): an equal string is replaced by this one, so each object compares pointers. */
+  verdicts: string | undefined;
+  /** The last call's servedAs, whole feedback (fleetState) and result. */
+  servedAs: ServedAs | undefined;
+  fleet: string | undefined;
+  out: ObjectStatus[] = [];
 }
 
 function sameCondition(a: Condition, b: Condition): boolean {
@@ -223,6 +229,21 @@ function feedbackKey(feedback: XdsFeedback): string | undefined {
     for (const [typeUrl, f] of types) {
       if (f.rejected.length > 0) return undefined;
       parts.push(`${view}\u0000${typeUrl}\u0000${f.acked ? 1 : 0}`);
+    }
+  }
+  return parts.join('\u0001');
+}
+
+/**
+ * Everything applyXdsFeedback reads of the fleet, versions and held versions included, in one
+ * string (a few entries per view); undefined when some Envoy NACKed.
+ */
+function fleetState(feedback: XdsFeedback): string | undefined {
+  const parts: string[] = [];
+  for (const [view, types] of feedback.views) {
+    for (const [typeUrl, f] of types) {
+      if (f.rejected.length > 0) return undefined;
+      parts.push(`${view}\u0000${typeUrl}\u0000${f.acked ? 1 : 0}\u0000${f.version ?? ''}\u0000${[...(f.held ?? [])].join('\u0000')}`);
     }
   }
   return parts.join('\u0001');
@@ -248,15 +269,22 @@ export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, f
     }
     return namesOfType;
   };
-  const verdicts = feedbackKey(feedback);
+  // An ACK that leaves the fleet as it was (same versions ACKed, same versions held) over the same
+  // statuses gives the last result: no pass over the objects.
+  const fleet = memo === undefined ? undefined : fleetState(feedback);
+  if (memo !== undefined && fleet !== undefined && fleet === memo.fleet && memo.servedAs === servedAs && sameItems(memo.given, statuses)) return memo.out;
+  let verdicts = feedbackKey(feedback);
+  if (memo !== undefined && verdicts !== undefined && verdicts === memo.verdicts) verdicts = memo.verdicts;
   const answers = new Map<string, boolean>();
   const lined = memo !== undefined && memo.given.length === statuses.length;
+  // The same map as last time: an entry's served object is what the map holds for its key.
+  const sameServed = memo !== undefined && memo.servedAs === servedAs;
   const atPosition: (ProgrammedEntry | undefined)[] = memo === undefined ? [] : new Array<ProgrammedEntry | undefined>(statuses.length);
   const out = statuses.map((s, i) => {
     const last = memo === undefined ? undefined : lined && memo.given[i] === s ? memo.atPosition[i] : memo.byStatus.get(s);
     atPosition[i] = last;
     const key = last?.key ?? objectKey(s);
-    const served = servedAs.get(key);
+    const served = sameServed && last !== undefined ? last.served : servedAs.get(key);
     // Without a NACK anywhere, an object served as the very same resources (servedAsFromIr keeps
     // the entry of a cluster the IR kept, so its Envoy resource is byte for byte what it was)
     // keeps a True Programmed while the view's new version waits for its ACK: the Envoys run the
@@ -291,6 +319,10 @@ export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, f
   if (memo !== undefined) {
     memo.given = statuses;
     memo.atPosition = atPosition;
+    memo.verdicts = verdicts;
+    memo.servedAs = servedAs;
+    memo.fleet = fleet;
+    memo.out = out;
   }
   return out;
 }

@@ -11,10 +11,10 @@ import type { ClusterIR, CredentialIR, GatewayIR, IR, ListenerIR, VirtualHostIR 
 import { translateBackend, type TranslatedBackend } from './backends.js';
 import { gatewayAccessLog, gatewayStatus, isServed, translateGateways, type ServedListener, type TranslatedGateways } from './gateways.js';
 import type { Inputs, InvalidObject, ReferenceGrant } from './inputs.js';
-import { compareRoutes } from './precedence.js';
-import { modelsRoute, type ServedModels } from './models.js';
+import type { ServedModels } from './models.js';
 import { translateRoute, type PlacedRoute, type TranslatedRoute } from './routes.js';
 import { compact } from '../ir/compact.js';
+import { listenerHosts, NO_PLACEMENTS_MOVED, placementDelta, type ListenerHosts } from './virtual-hosts.js';
 import { contentKey, replacedAt, sameItems } from '../ir/delta.js';
 import { ServiceBackends } from './services.js';
 import type { InvalidStatus, ObjectStatus, WarningEvent } from './status.js';
@@ -68,7 +68,7 @@ interface RouteMemo {
 interface ListenerMemo {
   /** Everything of the listener but its routes, as JSON. */
   shape: string;
-  placed: readonly PlacedRoute[];
+  hosts: ListenerHosts;
   ir: ListenerIR;
 }
 
@@ -97,6 +97,8 @@ export interface TranslationState {
   readonly grants: readonly ReferenceGrant[] | undefined;
   readonly backends: MemoList<Backend, BackendMemo>;
   readonly routes: MemoList<HTTPRoute, RouteMemo>;
+  /** The Backends' results by key, as built for this list of results (only when a route looked them up). */
+  readonly backendsByKey: { memos: readonly BackendMemo[]; byKey: ReadonlyMap<string, TranslatedBackend> } | undefined;
   /** Secret key → indexes of the Backends that may read it (a superset, as routesByBackend). */
   readonly backendsBySecret: Map<string, number[]> | undefined;
   /** The Backends' Warning Events, statuses and clusters, in Backend order. */
@@ -113,9 +115,9 @@ export interface TranslationState {
   readonly attached: readonly number[];
   readonly routeEvents: readonly WarningEvent[];
   readonly routeStatuses: readonly ObjectStatus[];
-  readonly placedBy: ReadonlyMap<string, PlacedRoute[]> | undefined;
   readonly serviceClusters: readonly ClusterIR[];
-  readonly models: { byCluster: ReadonlyMap<string, ServedModels>; key: string } | undefined;
+  /** The models of the AI Backends' clusters; a listener's /v1/models answers are built again when this is another map. */
+  readonly models: { byCluster: ReadonlyMap<string, ServedModels> } | undefined;
   readonly credentials: readonly CredentialIR[] | undefined;
   readonly listeners: ReadonlyMap<string, ListenerMemo>;
 }
@@ -129,6 +131,7 @@ const EMPTY_STATE: TranslationState = {
   backends: { items: [], memos: [] },
   routes: { items: [], memos: [] },
   backendsBySecret: undefined,
+  backendsByKey: undefined,
   backendEvents: [],
   backendStatuses: [],
   backendClusters: undefined,
@@ -136,7 +139,6 @@ const EMPTY_STATE: TranslationState = {
   attached: [],
   routeEvents: [],
   routeStatuses: [],
-  placedBy: undefined,
   serviceClusters: [],
   models: undefined,
   credentials: undefined,
@@ -433,8 +435,10 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
     backendClusters = { list, at: backendClusters.at };
   }
   // Only a route translated again looks Backends up by key.
-  let backends: Map<string, TranslatedBackend> | undefined;
-  const backendsByKey = (): Map<string, TranslatedBackend> => (backends ??= new Map(backendMemos.map((m) => [m.result.key, m.result])));
+  // The last translation's map while every Backend's result is the same: an edit of a route among
+  // 10,000 Backends then costs no map of them.
+  let backends: ReadonlyMap<string, TranslatedBackend> | undefined = previous.backendsByKey?.memos === backendMemos ? previous.backendsByKey.byKey : undefined;
+  const backendsByKey = (): ReadonlyMap<string, TranslatedBackend> => (backends ??= new Map(backendMemos.map((m) => [m.result.key, m.result])));
 
   // A route reads of a Backend only what routeView keeps: a change elsewhere in the Backend
   // (its members, outlier detection) leaves its routes as they were.
@@ -490,6 +494,8 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
     return { route, services: usedServices ? services : undefined, backends: viewed.map(([k]) => [k, backendViews.get(k)] as const), result };
   };
   let routeMemos: RouteMemo[];
+  /** The route results replaced, and what replaced them; undefined: not followed (every listener is built again). */
+  let replaced: { before: RouteMemo[]; after: RouteMemo[] } | undefined;
   let routesByBackend = previous.routesByBackend;
   const attachedBefore = previous.attached;
   if (routesMayHold && servicesSame && routeAt !== undefined && changedViews !== undefined && routesByBackend !== undefined && attachedBefore.length === servedListeners.length) {
@@ -500,6 +506,7 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
     const look = new Set<number>(routeAt);
     for (const k of changedViews ?? []) for (const i of routesByBackend.get(k) ?? []) look.add(i);
     routeMemos = look.size > 0 ? previous.routes.memos.slice() : (previous.routes.memos as RouteMemo[]);
+    replaced = { before: [], after: [] };
     for (const i of look) {
       const route = routeItems[i] as HTTPRoute;
       const old = routeMemos[i] as RouteMemo;
@@ -507,6 +514,8 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
       for (const l of old.result.attachedTo) l.attachedRoutes--;
       const memo = translateAt(route);
       routeMemos[i] = memo;
+      replaced.before.push(old);
+      replaced.after.push(memo);
       // Stale entries only cost a look: the index lists every Backend a route at i may read.
       for (const [k] of memo.backends) {
         const list = routesByBackend.get(k);
@@ -526,6 +535,12 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
         for (const l of memo.result.attachedTo) l.attachedRoutes++;
         routeMemos[i] = memo;
       } else routeMemos[i] = translateAt(route);
+    }
+    if (routesMayHold) {
+      // Routes added or removed: what left and what joined, by identity of the results.
+      const now = new Set(routeMemos);
+      const was = new Set(previous.routes.memos);
+      replaced = { before: previous.routes.memos.filter((m) => !now.has(m)), after: routeMemos.filter((m) => !was.has(m)) };
     }
     routesByBackend = new Map();
     routeMemos.forEach((m, i) => {
@@ -548,20 +563,6 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
     }
     routeEvents = allEvents;
     routeStatuses = allStatuses;
-  }
-
-  // Every route result the same as last time: so is where they are placed.
-  let placedBy = previous.placedBy;
-  if (routesChanged || placedBy === undefined) {
-    const grouped = new Map<string, PlacedRoute[]>();
-    for (const { result } of routeMemos) {
-      for (const p of result.placed) {
-        const list = grouped.get(p.envoyListener);
-        if (list) list.push(p);
-        else grouped.set(p.envoyListener, [p]);
-      }
-    }
-    placedBy = grouped;
   }
 
   const listeners: ListenerIR[] = [];
@@ -592,20 +593,32 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
     const byCluster = new Map<string, ServedModels>();
     for (const { result: b } of backendMemos) if (b.cluster && b.models) byCluster.set(b.cluster.name, b.models);
     // The /v1/models answer of a listener depends on its Backends' models, not only on its routes.
-    models = { byCluster, key: JSON.stringify([...byCluster]) };
+    models = { byCluster };
   }
   const modelsByCluster = models.byCluster;
+  const moved = replaced === undefined ? undefined : placementDelta(replaced.before.map((m) => m.result), replaced.after.map((m) => m.result));
+  // Every placement by listener, in route order: only for a listener built from scratch.
+  let placedBy: Map<string, PlacedRoute[]> | undefined;
+  const placedOn = (listener: string): readonly PlacedRoute[] => {
+    placedBy ??= groupPlacements(routeMemos);
+    return placedBy.get(listener) ?? [];
+  };
   const listenerMemos = new Map<string, ListenerMemo>();
   const listenerIrs = listeners.map((l) => {
-    const mine = placedBy.get(l.name) ?? [];
-    const shape = `${JSON.stringify(l)}\0${models.key}`;
+    const shape = JSON.stringify(l);
     const memo = previous.listeners.get(l.name);
-    if (memo !== undefined && memo.shape === shape && sameItems(memo.placed, mine)) {
-      listenerMemos.set(l.name, memo);
-      return memo.ir;
+    const before = memo !== undefined && memo.shape === shape ? memo : undefined;
+    const hosts = listenerHosts(l.name, before?.hosts, moved === undefined ? 'unknown' : (moved.get(l.name) ?? NO_PLACEMENTS_MOVED), () => placedOn(l.name), modelsByCluster);
+    if (before !== undefined && before.hosts.virtualHosts === hosts.virtualHosts) {
+      listenerMemos.set(l.name, before);
+      return before.ir;
     }
-    l.virtualHosts = virtualHosts(l.name, mine, modelsByCluster);
-    listenerMemos.set(l.name, { shape, placed: mine, ir: l });
+    if (before !== undefined && sameItems(before.hosts.virtualHosts, hosts.virtualHosts)) {
+      listenerMemos.set(l.name, { shape, hosts, ir: before.ir });
+      return before.ir;
+    }
+    l.virtualHosts = hosts.virtualHosts as VirtualHostIR[];
+    listenerMemos.set(l.name, { shape, hosts, ir: l });
     return l;
   });
 
@@ -624,8 +637,10 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
   });
   const statuses = noteLastGood((gw.classStatuses as ObjectStatus[]).concat(gatewayStatuses, routeStatuses, backendStatuses, invalidStatuses(inputs)), inputs);
 
-  // A Service port becomes a cluster only when a served route sends traffic to it.
-  const serviceClusters = !routesChanged && servicesSame ? previous.serviceClusters : services.clustersNamed(forwardedClusters(placedBy)).sort((a, b) => byCodeUnits(a.name, b.name));
+  // A Service port becomes a cluster only when a served route sends traffic to it; a route
+  // result that resolved no Service sends traffic to none.
+  const servicesMoved = replaced === undefined || replaced.before.concat(replaced.after).some((m) => m.services !== undefined);
+  const serviceClusters = servicesSame && (!routesChanged || !servicesMoved) ? previous.serviceClusters : services.clustersNamed(forwardedClusters(routeMemos)).sort((a, b) => byCodeUnits(a.name, b.name));
   const clusters = backendClusters.list.concat(serviceClusters);
   const ir: IR = {
     gateways: [...gw.gateways.values()].map((g) => gatewayIr(g.gateway)).sort((a, b) => byCodeUnits(key(a), key(b))),
@@ -647,6 +662,7 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
       backends: { items: backendItems, memos: backendMemos },
       routes: { items: routeItems, memos: routeMemos },
       backendsBySecret,
+      backendsByKey: backends === undefined ? undefined : { memos: backendMemos, byKey: backends },
       backendEvents,
       backendStatuses,
       backendClusters,
@@ -654,7 +670,6 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
       attached,
       routeEvents,
       routeStatuses,
-      placedBy,
       serviceClusters,
       models,
       credentials,
@@ -684,27 +699,22 @@ function gatewayIr(g: Gateway): GatewayIR {
   };
 }
 
-function forwardedClusters(placedBy: ReadonlyMap<string, readonly PlacedRoute[]>): Set<string> {
+function forwardedClusters(memos: readonly RouteMemo[]): Set<string> {
   const names = new Set<string>();
-  for (const placed of placedBy.values()) for (const p of placed) if (p.route.action.kind === 'forward') for (const c of p.route.action.clusters) names.add(c.name);
+  for (const { result } of memos) for (const p of result.placed) if (p.route.action.kind === 'forward') for (const c of p.route.action.clusters) names.add(c.name);
   return names;
 }
 
-function virtualHosts(listener: string, placed: PlacedRoute[], modelsByCluster: ReadonlyMap<string, ServedModels>): VirtualHostIR[] {
-  const byHost = new Map<string, PlacedRoute[]>();
-  for (const p of placed) {
-    const routes = byHost.get(p.hostname);
-    if (routes) routes.push(p);
-    else byHost.set(p.hostname, [p]);
+function groupPlacements(memos: readonly RouteMemo[]): Map<string, PlacedRoute[]> {
+  const grouped = new Map<string, PlacedRoute[]>();
+  for (const { result } of memos) {
+    for (const p of result.placed) {
+      const list = grouped.get(p.envoyListener);
+      if (list) list.push(p);
+      else grouped.set(p.envoyListener, [p]);
+    }
   }
-  return [...byHost.entries()]
-    .sort(([a], [b]) => (a === '*' ? 1 : b === '*' ? -1 : byCodeUnits(a, b)))
-    .map(([hostname, placedRoutes]) => {
-      const name = `${listener}/${hostname}`;
-      const routes = [...placedRoutes].sort(compareRoutes).map((r) => r.route);
-      const models = modelsRoute(routes, modelsByCluster, name);
-      return { name, domains: [hostname], routes: models ? [models, ...routes] : routes };
-    });
+  return grouped;
 }
 
 /** Code-unit order: the same on every runtime (localeCompare follows the ICU build and locale) and far cheaper. */

@@ -35,8 +35,32 @@ export function servedModels(backend: Backend, cluster: ClusterIR): ServedModels
   return { owner: `${backend.metadata.namespace}/${backend.metadata.name}`, ids: [...ids] };
 }
 
+/** What a host's /v1/models answer reads of one route entry, for one map of models by cluster. */
+interface RouteModels {
+  readonly byCluster: ReadonlyMap<string, ServedModels>;
+  /** It forwards to an AI Backend's cluster. */
+  readonly reachesAi: boolean;
+  readonly models: readonly { id: string; owner: string }[];
+}
+
+/** RouteModels of each route entry, while the models by cluster are the same map: a host's answer is built again after an edit of one of its routes. */
+const modelsOfRoute = new WeakMap<RouteIR, RouteModels>();
+
+const NO_MODELS: readonly { id: string; owner: string }[] = [];
+
+function routeModels(route: RouteIR, byCluster: ReadonlyMap<string, ServedModels>): RouteModels {
+  const known = modelsOfRoute.get(route);
+  if (known !== undefined && known.byCluster === byCluster) return known;
+  const reachesAi = route.action.kind === 'forward' && route.action.clusters.some((c) => byCluster.has(c.name));
+  const models = reachesAi ? modelsOf(route, byCluster) : NO_MODELS;
+  const entry = { byCluster, reachesAi, models };
+  // Routes to no AI Backend are answered at once: only the others are worth an entry.
+  if (reachesAi) modelsOfRoute.set(route, entry);
+  return entry;
+}
+
 /** The model names one route entry accepts: its own x-switchyard-model match, else its Backends'. */
-function routeModels(route: RouteIR, byCluster: ReadonlyMap<string, ServedModels>): { id: string; owner: string }[] {
+function modelsOf(route: RouteIR, byCluster: ReadonlyMap<string, ServedModels>): { id: string; owner: string }[] {
   if (route.action.kind !== 'forward') return [];
   const served = route.action.clusters.flatMap((c) => {
     const s = byCluster.get(c.name);
@@ -64,11 +88,16 @@ function fullMatch(re2: string): RegExp | undefined {
  * claims the exact path itself (its own answer wins). Sorted by id, each id once.
  */
 export function modelsRoute(routes: readonly RouteIR[], byCluster: ReadonlyMap<string, ServedModels>, virtualHost: string): RouteIR | undefined {
-  if (routes.some((r) => r.match.path.kind === 'Exact' && r.match.path.value === MODELS_PATH)) return undefined;
-  const reachesAi = routes.some((r) => r.action.kind === 'forward' && r.action.clusters.some((c) => byCluster.has(c.name)));
-  if (!reachesAi) return undefined;
+  let reachesAi = false;
   const owners = new Map<string, string>();
-  for (const r of routes) for (const m of routeModels(r, byCluster)) if (!owners.has(m.id)) owners.set(m.id, m.owner);
+  for (const r of routes) {
+    if (r.match.path.kind === 'Exact' && r.match.path.value === MODELS_PATH) return undefined;
+    const served = routeModels(r, byCluster);
+    if (!served.reachesAi) continue;
+    reachesAi = true;
+    for (const m of served.models) if (!owners.has(m.id)) owners.set(m.id, m.owner);
+  }
+  if (!reachesAi) return undefined;
   const data = [...owners.keys()].sort(byCodeUnits).map((id) => ({ id, object: 'model', created: 0, owned_by: owners.get(id) ?? '' }));
   return {
     name: `${virtualHost}/models`,

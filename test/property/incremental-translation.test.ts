@@ -150,50 +150,134 @@ function encoded(xds: XdsResources): Record<string, string> {
   return out;
 }
 
+/** Runs `edits` through the provider's path and the pipeline, incrementally and from scratch, and compares every step. */
+function checkSequence(edits: readonly Edit[], files = new Map<string, Doc[] | string>([[CLASS_FILE, [GATEWAY_CLASS]], ['a.yaml', []], ['b.yaml', []], ['c.yaml', []]])): void {
+  const parsed = new Map<string, { text: string; documents: ManifestDocument[] }>();
+  const store = new ManifestStore();
+  const cache = new SnapshotCache();
+  let translationState: TranslationState | undefined;
+  let envoyState: EnvoyState | undefined;
+  for (const edit of [undefined, ...edits]) {
+    if (edit !== undefined) applyEdit(files, edit);
+    // As the file provider does: a file whose text did not change is not parsed again.
+    const manifests: ManifestFile[] = [CLASS_FILE, ...FILES].map((name) => {
+      const t = text(files.get(name) ?? []);
+      let entry = parsed.get(name);
+      if (entry?.text !== t) {
+        entry = { text: t, documents: parseManifestFile(name, t) };
+        parsed.set(name, entry);
+      }
+      return { name, documents: entry.documents };
+    });
+    const { inputs } = store.build(manifests);
+
+    const incremental = translate(inputs, translationState);
+    const built = toXdsResourcesReusing(incremental.ir, {}, envoyState);
+    cache.setResources(built.xds);
+    translationState = incremental.state;
+    envoyState = built.state;
+
+    const full = translate(inputs);
+    const fullXds = toXdsResources(full.ir);
+    expect(encoded(built.xds)).toEqual(encoded(fullXds));
+    // Which Gateway's Envoys get which resources: reused only while it would come out the same.
+    expect(built.planes).toEqual(toDataPlanes(full.ir));
+    expect(JSON.stringify(incremental.statuses)).toBe(JSON.stringify(full.statuses));
+    expect(JSON.stringify(incremental.events)).toBe(JSON.stringify(full.events));
+    // The cache serves what a fresh cache would: same resources, same versions, the same bytes.
+    const fresh = new SnapshotCache();
+    fresh.setResources(fullXds);
+    for (const kind of PUSH_ORDER) {
+      const mine = cache.snapshot(TypeUrl[kind]);
+      const theirs = fresh.snapshot(TypeUrl[kind]);
+      expect(mine?.version, `${kind} version`).toBe(theirs?.version);
+      for (const [name, r] of theirs?.resources ?? []) expect(Buffer.from(mine?.resources.get(name)?.any ?? []).equals(Buffer.from(r.any)), `${kind}/${name} bytes`).toBe(true);
+    }
+  }
+}
+
+/**
+ * Route edits among many routes: HTTPRoutes with several rules and matches of every kind,
+ * hostnames, two parentRefs to one Gateway (a route placed twice), equal paths in several
+ * routes (precedence decided by name and rule order), on Gateways with hostname listeners. Most
+ * edits replace a route in place, as an edit of a file does; some add, delete or move one.
+ */
+const MANY_ROUTES = Array.from({ length: 14 }, (_, i) => `route-${String(i).padStart(2, '0')}`);
+
+const matchArb: fc.Arbitrary<unknown> = fc.record({
+  kind: fc.constantFrom('PathPrefix', 'PathPrefix', 'Exact', 'RegularExpression'),
+  path: fc.constantFrom('/', '/v1', '/v1/chat', '/v2', '/models', '/v1/models'),
+  method: fc.option(fc.constantFrom('GET', 'POST'), { nil: undefined }),
+  header: fc.option(fc.constantFrom('a', 'b'), { nil: undefined }),
+  model: fc.option(fc.constantFrom('m1', 'm.*'), { nil: undefined }),
+}).map(({ kind, path, method, header, model }) => ({
+  path: { type: kind, value: kind === 'RegularExpression' ? `${path}/[a-z]+` : path },
+  ...(method !== undefined ? { method } : {}),
+  ...(header !== undefined || model !== undefined
+    ? { headers: [...(header !== undefined ? [{ name: 'x-team', value: header }] : []), ...(model !== undefined ? [{ name: 'x-switchyard-model', value: model, ...(model.includes('*') ? { type: 'RegularExpression' } : {}) }] : [])] }
+    : {}),
+}));
+
+const manyRouteArb = (name: string): fc.Arbitrary<Doc> =>
+  fc.record({
+    parents: fc.constantFrom(['g0'], ['g1'], ['g0', 'g1'], ['g0', 'g0']),
+    hostnames: fc.constantFrom([], ['chat.example.com'], ['a.example.com', 'chat.example.com'], ['*.example.com']),
+    rules: fc.array(
+      fc.record({ matches: fc.array(matchArb, { minLength: 0, maxLength: 3 }), target: fc.constantFrom(...BACKENDS, 'svc', 'missing'), direct: fc.boolean() }),
+      { minLength: 1, maxLength: 3 },
+    ),
+  }).map(({ parents, hostnames, rules }) => ({
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name, namespace: NS },
+    spec: {
+      parentRefs: parents.map((p) => ({ name: p })),
+      ...(hostnames.length > 0 ? { hostnames } : {}),
+      rules: rules.map(({ matches, target, direct }) => ({
+        ...(matches.length > 0 ? { matches } : {}),
+        ...(direct
+          ? { filters: [{ type: 'RequestRedirect', requestRedirect: { statusCode: 302, hostname: 'elsewhere.example.com' } }] }
+          : { backendRefs: [target === 'svc' ? { name: 'svc', port: 80 } : { group: 'switchyard.dev', kind: 'Backend', name: target }] }),
+      })),
+    },
+  }));
+
+const hostnameGateway = (name: string): Doc => ({
+  apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name, namespace: NS },
+  spec: {
+    gatewayClassName: 'switchyard',
+    listeners: [{ name: 'http', protocol: 'HTTP', port: 10080 }, { name: 'chat', protocol: 'HTTP', port: 10090, hostname: 'chat.example.com' }, { name: 'any', protocol: 'HTTP', port: 10090, hostname: '*.example.com' }],
+  },
+});
+
+const routeEditArb: fc.Arbitrary<Edit> = fc.oneof(
+  // In place: the route stays in its file.
+  { weight: 8, arbitrary: fc.constantFrom(...MANY_ROUTES).chain((name) => manyRouteArb(name).map((doc): Edit => ({ op: 'put', file: FILES[MANY_ROUTES.indexOf(name) % FILES.length] as string, docs: [doc] }))) },
+  { weight: 1, arbitrary: fc.record({ file: fc.constantFrom(...FILES), doc: fc.constantFrom(...MANY_ROUTES).chain(manyRouteArb) }).map(({ file, doc }): Edit => ({ op: 'put', file, docs: [doc] })) },
+  { weight: 1, arbitrary: fc.constantFrom(...MANY_ROUTES).map((name): Edit => ({ op: 'delete', kind: 'HTTPRoute', name })) },
+  { weight: 1, arbitrary: fc.record({ file: fc.constantFrom(...FILES), doc: fc.constantFrom(...BACKENDS).chain(backendArb) }).map(({ file, doc }): Edit => ({ op: 'put', file, docs: [doc] })) },
+);
+
 describe('incremental translation', () => {
   it('gives, after every edit of a random sequence, exactly what a translation from scratch gives', () => {
     fc.assert(
-      fc.property(fc.array(editArb, { minLength: 1, maxLength: 25 }), (edits) => {
-        const files = new Map<string, Doc[] | string>([[CLASS_FILE, [GATEWAY_CLASS]], ['a.yaml', []], ['b.yaml', []], ['c.yaml', []]]);
-        const parsed = new Map<string, { text: string; documents: ManifestDocument[] }>();
-        const store = new ManifestStore();
-        const cache = new SnapshotCache();
-        let translationState: TranslationState | undefined;
-        let envoyState: EnvoyState | undefined;
-        for (const edit of edits) {
-          applyEdit(files, edit);
-          // As the file provider does: a file whose text did not change is not parsed again.
-          const manifests: ManifestFile[] = [CLASS_FILE, ...FILES].map((name) => {
-            const t = text(files.get(name) ?? []);
-            let entry = parsed.get(name);
-            if (entry?.text !== t) {
-              entry = { text: t, documents: parseManifestFile(name, t) };
-              parsed.set(name, entry);
-            }
-            return { name, documents: entry.documents };
-          });
-          const { inputs } = store.build(manifests);
-
-          const incremental = translate(inputs, translationState);
-          const built = toXdsResourcesReusing(incremental.ir, {}, envoyState);
-          cache.setResources(built.xds);
-          translationState = incremental.state;
-          envoyState = built.state;
-
-          const full = translate(inputs);
-          const fullXds = toXdsResources(full.ir);
-          expect(encoded(built.xds)).toEqual(encoded(fullXds));
-          // Which Gateway's Envoys get which resources: reused only while it would come out the same.
-          expect(built.planes).toEqual(toDataPlanes(full.ir));
-          expect(JSON.stringify(incremental.statuses)).toBe(JSON.stringify(full.statuses));
-          expect(JSON.stringify(incremental.events)).toBe(JSON.stringify(full.events));
-          // The cache serves what a fresh cache would: same resources, same versions.
-          const fresh = new SnapshotCache();
-          fresh.setResources(fullXds);
-          for (const kind of PUSH_ORDER) expect(cache.snapshot(TypeUrl[kind])?.version, `${kind} version`).toBe(fresh.snapshot(TypeUrl[kind])?.version);
-        }
-      }),
+      fc.property(fc.array(editArb, { minLength: 1, maxLength: 25 }), (edits) => checkSequence(edits)),
       { numRuns: 150 },
     );
   });
+
+  it('gives, after every route edit among many routes, exactly what a translation from scratch gives', () => {
+    fc.assert(
+      fc.property(
+        fc.tuple(...MANY_ROUTES.map((name) => manyRouteArb(name)), ...BACKENDS.map((name) => backendArb(name)), serviceArb),
+        fc.array(routeEditArb, { minLength: 1, maxLength: 12 }),
+        (initial, edits) => {
+          const docs = initial.flat();
+          const files = new Map<string, Doc[] | string>([[CLASS_FILE, [GATEWAY_CLASS, hostnameGateway('g0'), hostnameGateway('g1')]], ['a.yaml', []], ['b.yaml', []], ['c.yaml', []]]);
+          docs.forEach((d, i) => (files.get(FILES[i % FILES.length] as string) as Doc[]).push(d));
+          checkSequence(edits, files);
+        },
+      ),
+      { numRuns: 30 },
+    );
+    // Each step translates twice and encodes everything twice: slow on a busy 2-core machine.
+  }, 180_000);
 });

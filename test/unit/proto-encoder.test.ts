@@ -12,7 +12,7 @@ import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { generateManifests, inputsFrom } from '../../bench/translate.js';
 import { toXdsResources } from '../../src/envoy/index.js';
-import { encodeResource, encodeResourceAny, messageType, typeNameOfUrl } from '../../src/envoy/proto.js';
+import { encodeResource, encodeResourceAny, messageType, reuseEncodedPieces, typeNameOfUrl } from '../../src/envoy/proto.js';
 import { TypeUrl, type EnvoyResource, type JsonObject, type JsonValue, type XdsResources } from '../../src/envoy/resources.js';
 import { translate } from '../../src/translate/index.js';
 import { envoyResources, snapshotOf } from '../golden/render.js';
@@ -259,5 +259,27 @@ describe('compiled encoder = protobufjs encoder', () => {
     const bad = { ...good, metadata: { filter_metadata: { x: { ok: 1 } } }, outlier_detection: { interval: 'soon' } };
     expect(() => encodeResource(bad)).toThrow(/outlier_detection\.interval: expected a duration/);
     expect(Buffer.from(encodeResource(good))).toEqual(expected);
+  });
+
+  it('copies the bytes of a piece it encoded before, wherever the same object comes again, as protobufjs encodes it', () => {
+    const route = (i: number, long: boolean): JsonObject => ({
+      name: `ai/chat-${i}/rule/0/match/0`,
+      match: { path_separated_prefix: `/chat-${i}` },
+      // Over 127 bytes: the piece's length takes two bytes.
+      route: { cluster: long ? `backend/ai/${'x'.repeat(200)}` : `backend/ai/chat-${i}`, timeout: '0s' },
+    });
+    const routes = [route(0, false), route(1, true), route(2, false)];
+    reuseEncodedPieces('envoy.config.route.v3.Route', routes);
+    const config = (list: JsonObject[]): EnvoyResource => ({ '@type': TypeUrl.route, name: 'l', virtual_hosts: [{ name: 'l/*', domains: ['*'], routes: list }] });
+    expect(mismatches([config(routes)])).toEqual([]);
+    // Now from the kept pieces, in another order, another host and beside a route never declared a piece.
+    const again = config([routes[2] as JsonObject, route(3, true), routes[1] as JsonObject, routes[0] as JsonObject]);
+    expect(mismatches([again])).toEqual([]);
+    const Any = messageType('google.protobuf.Any');
+    expect(Buffer.from(encodeResourceAny(again))).toEqual(Buffer.from(Any.encode({ type_url: TypeUrl.route, value: protobufjsBytes(again) }).finish()));
+    // A piece is bytes of its type only: the same object met as another type is encoded as that type.
+    const asHost = { name: 'ai/chat-0/rule/0/match/0', domains: [] as string[] };
+    reuseEncodedPieces('envoy.config.route.v3.Route', [asHost]);
+    expect(mismatches([{ '@type': TypeUrl.route, name: 'l', virtual_hosts: [asHost] }])).toEqual([]);
   });
 });

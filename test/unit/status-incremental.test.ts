@@ -133,6 +133,19 @@ describe('applyXdsFeedback with a memo', () => {
     expect(programmedOf(gone, 'chat-0')).toMatchObject({ status: 'False', reason: 'Pending' });
   });
 
+  it('answers an ACK that leaves the fleet as it was with the last result, and still follows a change of the versions held alone', () => {
+    const memo = new ProgrammedMemo();
+    applyXdsFeedback(statuses, served, feedback(true, undefined, { version: 'c2', held: ['c1', 'c2'] }), memo);
+    const waiting = applyXdsFeedback(statuses, served, feedback(false, undefined, { version: 'c3', held: ['c1', 'c2'] }), memo);
+    // The same fleet state, handed over as new objects (as the xDS server does for every ACK).
+    expect(applyXdsFeedback(statuses, served, feedback(false, undefined, { version: 'c3', held: ['c1', 'c2'] }), memo)).toBe(waiting);
+    expect(programmedOf(waiting, 'chat-0')).toMatchObject({ status: 'True' });
+    // Nothing ACKed or NACKed differently, only c2 is no longer run: chat-0 goes Pending.
+    const gone = applyXdsFeedback(statuses, served, feedback(false, undefined, { version: 'c3', held: ['c1'] }), memo);
+    expect(gone).toEqual(applyXdsFeedback(statuses, served, feedback(false, undefined, { version: 'c3', held: ['c1'] })));
+    expect(programmedOf(gone, 'chat-0')).toMatchObject({ status: 'False', reason: 'Pending' });
+  });
+
   it('charges a NACK as a call without memo does, to objects kept True too', () => {
     const memo = new ProgrammedMemo();
     applyXdsFeedback(statuses, served, feedback(true), memo);
@@ -178,6 +191,25 @@ describe('applyFleetHealth with a memo', () => {
     const moved = publish();
     expect(moved.memoized).toEqual(moved.plain);
     expect(moved.given).not.toBe(jitter.given);
+  });
+});
+
+describe('applyFleetHealth over the same statuses and health', () => {
+  it('gives the last result again, and a new one once the health view or a status changes', () => {
+    const clusters = [0, 1].map((i) => cluster(i));
+    const statuses = clusters.map((_, i) => backendStatus(i));
+    const memo: FleetHealthMemo = new WeakMap();
+    const view = fleetHealthView(ir(clusters), new LoadWindow(60_000));
+    const first = applyFleetHealth(statuses, view, 60_000, undefined, memo);
+    // A copy of the same statuses (as the quarantine hands them on): the same result.
+    expect(applyFleetHealth([...statuses], view, 60_000, undefined, memo)).toBe(first);
+    // The controller just started: Degraded says it awaits load reports.
+    const dead = fleetHealthView(ir(clusters), new LoadWindow(60_000), undefined, undefined, true);
+    const after = applyFleetHealth([...statuses], dead, 60_000, undefined, memo);
+    expect(after).toEqual(applyFleetHealth([...statuses], dead, 60_000));
+    expect(after).not.toEqual(first);
+    const edited = [statuses[0] as BackendStatus, backendStatus(1, 2)];
+    expect(applyFleetHealth(edited, dead, 60_000, undefined, memo)).toEqual(applyFleetHealth(edited, dead, 60_000));
   });
 });
 

@@ -158,4 +158,24 @@ describe('incremental translation', () => {
     // Its generation moved: observedGeneration in its status.
     expect(changedStatuses).toEqual(['HTTPRoute/chat-3']);
   });
+
+  it('gives the Listener its model routing when an edited route is the first to match on the model, as a full build does', () => {
+    const p = setUp();
+    const before = p.xds as XdsResources;
+    const edited = route(3) as { spec: { rules: { matches: Record<string, unknown>[] }[] } };
+    (edited.spec.rules[0] as { matches: Record<string, unknown>[] }).matches[0]!['headers'] = [{ name: 'x-switchyard-model', value: 'm' }];
+    p.write('chat-003.yaml', [backend(3), secret(3, 0, 'sk-3-0'), secret(3, 1, 'sk-3-1'), edited]);
+    p.run();
+    const after = p.xds as XdsResources;
+    expect(rebuilt(before.listeners, after.listeners)).toEqual(['ai/edge/10080']);
+    expect(JSON.stringify(after.listeners)).toContain('envoy.filters.http.json_to_metadata');
+    expect(after.listeners).toEqual(toXdsResourcesReusing(p.ir as IR, {}, undefined).xds.listeners);
+    // Another route edit that leaves the model matches as they were leaves the Listener as it was.
+    const listeners = after.listeners;
+    const moved = route(5) as { spec: { rules: { matches: { path: { value: string } }[] }[] } };
+    (moved.spec.rules[0] as { matches: { path: { value: string } }[] }).matches[0]!.path.value = '/moved';
+    p.write('chat-005.yaml', [backend(5), secret(5, 0, 'sk-5-0'), secret(5, 1, 'sk-5-1'), moved]);
+    p.run();
+    expect(rebuilt(listeners, (p.xds as XdsResources).listeners)).toEqual([]);
+  });
 });
