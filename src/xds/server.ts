@@ -162,8 +162,9 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   /**
    * Requests are handled in slices too: a thousand streams whose first requests arrive in one
    * read would otherwise each select and answer a whole configuration in one stretch of the loop.
+   * While a change is being pushed they wait: the push reaches every stream first.
    */
-  private readonly requestQueue = new SlicedWork();
+  private readonly requestQueue = new SlicedWork(undefined, undefined, () => this.fanOutQueue.busy);
   /** The fleet's ACK state per view version, for status (ack-ledger.ts). */
   private readonly ledger = new AckLedger();
   private readonly streams = new Map<number, LiveStream>();
