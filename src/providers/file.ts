@@ -149,7 +149,8 @@ export class FileProvider {
     this.logger = (options.logger ?? silentLogger()).child({ component: 'file-provider' });
     // An editor's save is a few events within a millisecond or two (truncate, write, rename): a
     // short quiet time coalesces them; the cap keeps a file rewritten without pause from waiting
-    // long. One write reaches translation in about 20 ms, a stream of writes every 80 ms at most.
+    // long. A whole save reaches translation at once (leadingEdge), one caught half done in about
+    // 20 ms, a stream of writes every 80 ms at most.
     this.debounceMs = options.debounceMs ?? 20;
     this.maxDelayMs = options.maxDelayMs ?? Math.max(80, 4 * this.debounceMs);
     this.leadingEdge = options.leadingEdge ?? true;
