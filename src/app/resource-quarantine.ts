@@ -56,6 +56,12 @@ export class ResourceQuarantine {
   private readonly ackedSets = new Map<number, Map<string, readonly CachedResource[]>>();
   /** Per type: what the last filter served. */
   private readonly served = new Map<string, readonly EnvoyResource[]>();
+  /**
+   * Per type: the resources of the last ACK folded into `accepted`. A fleet ACKs one shared
+   * response a thousand times (the same array): it is folded once, not a thousand times over
+   * every resource of a whole configuration.
+   */
+  private readonly lastFolded = new Map<string, readonly CachedResource[]>();
 
   /** Translation output → what is served: held resources at their accepted content, or left out. */
   filter(xds: XdsResources): XdsResources {
@@ -108,10 +114,13 @@ export class ResourceQuarantine {
       accepted = new Map();
       this.accepted.set(reply.typeUrl, accepted);
     }
-    for (const r of reply.resources) {
-      if (accepted.get(r.name)?.version !== r.version) accepted.set(r.name, { version: r.version, resource: r.resource });
+    if (this.lastFolded.get(reply.typeUrl) !== reply.resources) {
+      for (const r of reply.resources) {
+        if (accepted.get(r.name)?.version !== r.version) accepted.set(r.name, { version: r.version, resource: r.resource });
+      }
+      this.lastFolded.set(reply.typeUrl, reply.resources);
+      this.pruneAccepted(reply.typeUrl);
     }
-    this.pruneAccepted(reply.typeUrl);
     if (!search.searching) return false;
     // Only an ACK of what is served now means the resources held out so far are not the problem.
     const served = new Map((this.served.get(reply.typeUrl) ?? []).map((r) => [resourceName(r), r]));

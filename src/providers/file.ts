@@ -17,8 +17,17 @@ export interface FileProviderOptions {
   /** A manifest file, or a directory searched recursively for *.yaml, *.yml and *.json. */
   path: string;
   logger?: Logger;
-  /** Quiet time after the last file event before reloading, so a burst of writes gives one snapshot. */
+  /**
+   * Quiet time after the last file event before reloading, so a burst of writes gives one
+   * snapshot. The first event after a quiet time is acted on at once (see `leadingEdge`).
+   */
   debounceMs?: number;
+  /**
+   * Reads the first change after `debounceMs` without one at once instead of after the quiet
+   * time, and publishes it when it is a whole edit (see leadingEditProblem); the events that
+   * follow within the window give one more pass at its end. Default true.
+   */
+  leadingEdge?: boolean;
   /** Upper bound on that wait, so a file rewritten without pause is still picked up. */
   maxDelayMs?: number;
   /** Full re-read at this interval in case the kernel dropped events (inotify queue overflow); 0 disables. */
@@ -79,6 +88,20 @@ interface ParsedFile {
 interface ReadResult {
   files: ManifestFile[];
   fingerprint: string;
+  /** The files read again whose documents changed, with what they held before (undefined: new). */
+  changed: ChangedFile[];
+  /** Files read before that are gone. */
+  removed: number;
+}
+
+interface ChangedFile {
+  path: string;
+  name: string;
+  /** The stat the read was judged by; a file still being written has another one afterwards. */
+  stamp: string | undefined;
+  before: readonly ManifestDocument[] | undefined;
+  after: readonly ManifestDocument[];
+  readProblem: Problem | undefined;
 }
 
 /**
@@ -111,9 +134,12 @@ export class FileProvider {
   private readonly listeners = new Set<SnapshotListener>();
   private snapshot: Snapshot | undefined;
   private fingerprint = '';
+  private readonly leadingEdge: boolean;
   private timer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private firstEventAt: number | undefined;
+  /** When the last pass that found a change ended: an event within debounceMs of it waits for the trailing pass. */
+  private lastChangeAt = Number.NEGATIVE_INFINITY;
   private loading: Promise<void> | undefined;
   private reloadRequested = false;
   private stopped = false;
@@ -123,9 +149,11 @@ export class FileProvider {
     this.logger = (options.logger ?? silentLogger()).child({ component: 'file-provider' });
     // An editor's save is a few events within a millisecond or two (truncate, write, rename): a
     // short quiet time coalesces them; the cap keeps a file rewritten without pause from waiting
-    // long. One write reaches translation in about 20 ms, a stream of writes every 80 ms at most.
+    // long. A whole save reaches translation at once (leadingEdge), one caught half done in about
+    // 20 ms, a stream of writes every 80 ms at most.
     this.debounceMs = options.debounceMs ?? 20;
     this.maxDelayMs = options.maxDelayMs ?? Math.max(80, 4 * this.debounceMs);
+    this.leadingEdge = options.leadingEdge ?? true;
     this.resyncIntervalMs = options.resyncIntervalMs ?? 30_000;
     this.sourceRoot = options.sourceRoot ?? process.cwd();
     this.limits = { ...DEFAULT_CONFIG_LIMITS, ...options.limits };
@@ -165,16 +193,31 @@ export class FileProvider {
     await this.loading;
   }
 
+  /**
+   * A file event. The first after a quiet time (no pass found a change for debounceMs, none is
+   * running or waiting) is read at once: a single save reaches translation without waiting out
+   * the debounce. The events after it wait for one trailing pass, debounced as before.
+   */
   private requestReload(): void {
+    if (this.stopped) return;
+    const now = Date.now();
+    if (this.leadingEdge && this.timer === undefined && this.loading === undefined && now - this.lastChangeAt >= this.debounceMs) {
+      this.runReload(true);
+      return;
+    }
+    this.scheduleTrailing();
+  }
+
+  private scheduleTrailing(): void {
     if (this.stopped) return;
     const now = Date.now();
     this.firstEventAt ??= now;
     clearTimeout(this.timer);
     const wait = Math.max(0, Math.min(this.debounceMs, this.firstEventAt + this.maxDelayMs - now));
-    this.timer = setTimeout(() => this.runReload(), wait);
+    this.timer = setTimeout(() => this.runReload(false), wait);
   }
 
-  private runReload(): void {
+  private runReload(leading: boolean): void {
     this.timer = undefined;
     this.firstEventAt = undefined;
     // Reloads never overlap: an event during a reload asks for one more afterwards.
@@ -182,27 +225,40 @@ export class FileProvider {
       this.reloadRequested = true;
       return;
     }
-    this.loading = this.reload()
+    this.loading = this.reload(leading)
+      .then((outcome) => {
+        if (outcome === 'unchanged') return;
+        this.lastChangeAt = Date.now();
+        // What the leading pass saw was not a whole edit: the trailing pass decides, even if no event comes.
+        if (outcome === 'deferred') this.reloadRequested = true;
+      })
       .catch((err: unknown) => this.logger.error({ err }, 'file provider: reload failed; keeping the previous configuration'))
       .finally(() => {
         this.loading = undefined;
         if (this.reloadRequested) {
           this.reloadRequested = false;
-          this.requestReload();
+          this.scheduleTrailing();
         }
       });
   }
 
-  private async reload(): Promise<void> {
+  private async reload(leading = false): Promise<ReloadOutcome> {
     const release = holdYoungGeneration();
     try {
-      await this.reloadHeld();
+      return await this.reloadHeld(leading);
     } finally {
       release();
     }
   }
 
-  private async reloadHeld(): Promise<void> {
+  /**
+   * `leading`: the pass right after the first event of a burst, which may catch an editor's save
+   * half done (a file truncated and not yet written, renamed away and not yet replaced, a document
+   * cut short). It publishes only a whole edit (leadingEditProblem) and otherwise leaves the files
+   * to the trailing pass, without touching the store: what was served, its last good versions and
+   * generations stay as they were.
+   */
+  private async reloadHeld(leading: boolean): Promise<ReloadOutcome> {
     let next: Snapshot;
     let directories: string[];
     let fingerprint: string;
@@ -213,10 +269,20 @@ export class FileProvider {
       fingerprint = read.fingerprint;
       if (fingerprint === this.fingerprint) {
         if (!this.stopped) this.syncWatchers(directories);
-        return;
+        return 'unchanged';
+      }
+      if (leading) {
+        const problem = await leadingEditProblem(read);
+        if (problem !== undefined) {
+          this.logger.debug({ reason: problem }, 'file provider: a change is not a whole edit yet; reading it again after the debounce');
+          if (!this.stopped) this.syncWatchers(directories);
+          return 'deferred';
+        }
       }
       next = await this.store.buildYielding(read.files);
     } catch (err) {
+      // The path itself is gone at the first event: an editor replacing it, most likely.
+      if (leading) return 'deferred';
       if (!this.snapshot) throw err;
       // The path itself is gone (mid-replace, or unmounted), or grew past the total limit:
       // serving nothing would drop every route, so the last configuration stays.
@@ -233,14 +299,14 @@ export class FileProvider {
       directories = [...this.watchers.keys(), path.dirname(path.resolve(this.root))];
       fingerprint = `unreadable:${canonicalDigest(problem)}`;
     }
-    if (this.stopped) return;
+    if (this.stopped) return 'unchanged';
     this.syncWatchers(directories);
-    if (fingerprint === this.fingerprint) return;
+    if (fingerprint === this.fingerprint) return 'unchanged';
     const initial = this.snapshot === undefined;
     this.fingerprint = fingerprint;
     this.snapshot = next;
     this.report(next);
-    if (initial) return;
+    if (initial) return 'published';
     for (const listener of this.listeners) {
       try {
         listener(next);
@@ -248,6 +314,7 @@ export class FileProvider {
         this.logger.error({ err }, 'file provider: a change listener threw');
       }
     }
+    return 'published';
   }
 
   /**
@@ -256,9 +323,15 @@ export class FileProvider {
    */
   private async readFiles(files: readonly string[]): Promise<ReadResult> {
     const out: ManifestFile[] = [];
+    const changed: ChangedFile[] = [];
+    let removed = 0;
     const fingerprint = createHash('sha256');
     const present = new Set(files);
-    for (const cached of [...this.parsed.keys()]) if (!present.has(cached)) this.parsed.delete(cached);
+    for (const cached of [...this.parsed.keys()]) {
+      if (present.has(cached)) continue;
+      this.parsed.delete(cached);
+      removed++;
+    }
     // Sizes first: a configuration over the total limit is not read at all.
     const sizes = new Map<string, number>();
     const stamps = new Map<string, { stamp: string; racy: boolean }>();
@@ -286,7 +359,9 @@ export class FileProvider {
         // Not read: a broken file, so the objects last loaded from it keep being served.
         const message = limitMessage('this file', size, 'fileBytes', this.limits);
         fingerprint.update(`${name}\0problem\0${message}\n`);
-        out.push({ name, documents: [], readProblem: { source: name, field: '', message } });
+        const readProblem = { source: name, field: '', message };
+        out.push({ name, documents: [], readProblem });
+        changed.push({ path: file, name, stamp: undefined, before: this.parsed.get(file)?.documents, after: [], readProblem });
         continue;
       }
       const stamp = stamps.get(file);
@@ -302,17 +377,24 @@ export class FileProvider {
         bytes = await readFile(file);
       } catch (err) {
         // Deleted between listing and reading: the next event reloads without it.
-        if (errorCode(err) === 'ENOENT') continue;
+        if (errorCode(err) === 'ENOENT') {
+          removed++;
+          continue;
+        }
         const message = `cannot read the file (${errorCode(err)})`;
         fingerprint.update(`${name}\0problem\0${message}\n`);
-        out.push({ name, documents: [], readProblem: { source: name, field: '', message } });
+        const readProblem = { source: name, field: '', message };
+        out.push({ name, documents: [], readProblem });
+        changed.push({ path: file, name, stamp: undefined, before: known?.documents, after: [], readProblem });
         continue;
       }
       // Grown since stat: judged by what was read.
       if (bytes.length > this.limits.fileBytes) {
         const message = limitMessage('this file', bytes.length, 'fileBytes', this.limits);
         fingerprint.update(`${name}\0problem\0${message}\n`);
-        out.push({ name, documents: [], readProblem: { source: name, field: '', message } });
+        const readProblem = { source: name, field: '', message };
+        out.push({ name, documents: [], readProblem });
+        changed.push({ path: file, name, stamp: undefined, before: known?.documents, after: [], readProblem });
         continue;
       }
       const digest = createHash('sha256').update(bytes).digest('base64');
@@ -325,12 +407,13 @@ export class FileProvider {
       } else {
         entry = { ...entry, stamp: stamp?.stamp ?? '', racy: stamp?.racy ?? true };
       }
+      if (entry.documents !== known?.documents) changed.push({ path: file, name, stamp: stamp?.stamp, before: known?.documents, after: entry.documents, readProblem: undefined });
       this.parsed.set(file, entry);
       fingerprint.update(`${name}\0${digest}\n`);
       releaseNow(bytes);
       out.push({ name, documents: entry.documents });
     }
-    return { files: out, fingerprint: fingerprint.digest('base64') };
+    return { files: out, fingerprint: fingerprint.digest('base64'), changed, removed };
   }
 
   /**
@@ -395,6 +478,44 @@ export class FileProvider {
     // Problem messages name fields and files, never values, so a broken Secret stays secret.
     for (const p of problems) this.logger.warn({ source: p.source, field: p.field }, formatProblem(p));
   }
+}
+
+type ReloadOutcome = 'unchanged' | 'published' | 'deferred';
+
+/**
+ * Why what a leading pass read may be an edit caught half done, or undefined when it is a whole
+ * one: the same files as before, and each changed file read cleanly (no read problem, syntax
+ * error or invalid document), defining the same objects in the same order as before and not
+ * written to since it was read. A file truncated and not yet written, renamed away and not yet
+ * replaced, or cut inside a document fails one of these. So does a real change of that kind
+ * (a new object, a file added or removed, a bad edit): the trailing pass takes those, as every
+ * change before the leading pass existed.
+ */
+async function leadingEditProblem(read: ReadResult): Promise<string | undefined> {
+  if (read.removed > 0) return 'a file was removed';
+  for (const file of read.changed) {
+    if (file.before === undefined) return `${file.name} is new`;
+    if (file.readProblem !== undefined) return `${file.name}: ${file.readProblem.message}`;
+    if (file.after.length !== file.before.length) return `${file.name} has ${file.after.length} documents instead of ${file.before.length}`;
+    for (let i = 0; i < file.after.length; i++) {
+      const now = file.after[i] as ManifestDocument;
+      if (now.state === 'syntax' || now.state === 'invalid') return `${now.source} is not valid`;
+      if (!sameObject(now, file.before[i] as ManifestDocument)) return `${now.source} defines another object than before`;
+    }
+  }
+  // A writer between two writes leaves a prefix that can parse; its next write changes the stat.
+  for (const file of read.changed) {
+    const info = await stat(file.path, { bigint: true }).catch(() => undefined);
+    if (info === undefined || `${info.size}/${info.mtimeNs}/${info.ctimeNs}/${info.ino}` !== file.stamp) return `${file.name} changed while it was read`;
+  }
+  return undefined;
+}
+
+function sameObject(a: ManifestDocument, b: ManifestDocument): boolean {
+  if (a.state === 'syntax' || b.state === 'syntax') return false;
+  // An empty document, or one of no kind Switchyard reads, defines nothing either way.
+  if (a.id === undefined || b.id === undefined) return a.state === 'ignored' && b.state === 'ignored' && a.id === b.id;
+  return a.id.kind === b.id.kind && a.id.namespace === b.id.namespace && a.id.name === b.id.name;
 }
 
 /**

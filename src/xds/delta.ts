@@ -113,6 +113,33 @@ function sharedDelta(typeUrl: string, from: ReadonlyMap<string, CachedResource>,
   return shared;
 }
 
+/**
+ * Responses that send a few resources of a snapshot again to streams that hold the rest of it
+ * (the assignments of updated EDS clusters, which Envoy waits for: see assignmentNamesOf), by
+ * snapshot and names. Such a resend follows every cluster edit on every stream; shared, it is
+ * one encode and the same bytes for the fleet, as the change that caused it. A snapshot keeps a
+ * few name sets only: an assignment snapshot outlives many cluster edits.
+ */
+const sharedResends = new WeakMap<ReadonlyMap<string, CachedResource>, Map<string, SharedDelta>>();
+const RESENDS_KEPT = 16;
+
+function sharedResend(typeUrl: string, to: TypeSnapshot, updated: CachedResource[]): SharedDelta {
+  let byNames = sharedResends.get(to.resources);
+  if (byNames === undefined) {
+    byNames = new Map();
+    sharedResends.set(to.resources, byNames);
+  }
+  const key = updated.map((resource) => resource.name).sort().join('\n');
+  let shared = byNames.get(key);
+  if (shared === undefined) {
+    const nonce = `d${(++sharedSequence).toString(36)}`;
+    shared = { message: deltaResponse({ typeUrl, systemVersion: to.version, entries: updated.map(entryOf), removed: [], nonce }), nonce, updated };
+    byNames.set(key, shared);
+    if (byNames.size > RESENDS_KEPT) byNames.delete(byNames.keys().next().value as string);
+  }
+  return shared;
+}
+
 /** Unanswered nonces kept per type; Envoy ACKs each delta response, usually at once. */
 const MAX_OUTSTANDING_NONCES = 64;
 
@@ -223,7 +250,13 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
       return;
     }
     state.answered = true;
-    const shared = from !== undefined ? sharedDelta(typeUrl, from, snapshot, updated, removed) : undefined;
+    // Both leave the client holding exactly the snapshot, at its version, whatever the stream.
+    const shared =
+      from !== undefined
+        ? sharedDelta(typeUrl, from, snapshot, updated, removed)
+        : near !== undefined && near.gone.length === 0 && removed.length === 0
+          ? sharedResend(typeUrl, snapshot, near.updated)
+          : undefined;
     if (shared !== undefined && !state.outstanding.has(shared.nonce)) {
       state.known.adopt(snapshot.resources);
       this.sendResponse(typeUrl, state, snapshot.version, viewVersion, shared.updated, removed.length, shared.nonce, shared.message);

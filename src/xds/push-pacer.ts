@@ -17,6 +17,11 @@ export class PacedFanOut<Stream, Change> {
     private readonly now: () => number = () => performance.now(),
   ) {}
 
+  /** Streams a change still has to be pushed to. */
+  get busy(): boolean {
+    return this.waiting.size > 0;
+  }
+
   /** Queues `changed` for `stream`; run() pushes. */
   add(stream: Stream, changed: readonly Change[]): void {
     const queued = this.waiting.get(stream);
@@ -57,6 +62,10 @@ export const PUSH_SLICE_MS = 10;
  * event loop, in arrival order. A request that finds the current slice spent waits for the next
  * turn, so that connections are accepted, responses written and keepalives answered between
  * slices. One at a time, work runs at once, as without the queue.
+ *
+ * While `yieldTo()` says other work goes first (a change being pushed to the fleet), tasks wait
+ * for a turn when it no longer does: the ACKs of the first streams pushed to would otherwise
+ * be handled between the slices of the push, and the last streams get the change that much later.
  */
 export class SlicedWork {
   private readonly queue: (() => void)[] = [];
@@ -70,12 +79,13 @@ export class SlicedWork {
   constructor(
     private readonly sliceMs = PUSH_SLICE_MS,
     private readonly now: () => number = () => performance.now(),
+    private readonly yieldTo: () => boolean = () => false,
   ) {}
 
   /** Runs `task` now when the slice has room and nothing waits; else after what waits. */
   add(task: () => void): void {
     if (!this.sliceOpen) this.open();
-    if (this.head === this.queue.length && this.now() - this.sliceStart < this.sliceMs) {
+    if (this.head === this.queue.length && this.now() - this.sliceStart < this.sliceMs && !this.yieldTo()) {
       task();
       this.longestSliceMs = Math.max(this.longestSliceMs, this.now() - this.sliceStart);
       return;
@@ -98,6 +108,8 @@ export class SlicedWork {
     this.sliceOpen = false;
     if (this.head === this.queue.length) return;
     this.open();
+    // Looked at again next turn; whatever it yields to takes turns of its own meanwhile.
+    if (this.yieldTo()) return;
     while (this.head < this.queue.length && this.now() - this.sliceStart < this.sliceMs) {
       const task = this.queue[this.head]!;
       this.queue[this.head++] = noop;

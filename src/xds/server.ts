@@ -81,7 +81,10 @@ interface UndecodableRequest {
 }
 
 function decodeOrReason<T extends { readonly typeUrl: string }>(decode: (bytes: Buffer) => T, what: string): (bytes: Buffer) => T | UndecodableRequest {
+  const recent = new RecentRequests<T>();
   return (bytes) => {
+    const known = recent.get(bytes);
+    if (known !== undefined) return known;
     let request: T;
     try {
       request = decode(bytes);
@@ -90,9 +93,37 @@ function decodeOrReason<T extends { readonly typeUrl: string }>(decode: (bytes: 
     }
     // On an aggregated stream the type URL is what the request is about (xDS protocol, ADS).
     if (request.typeUrl === '') return { undecodable: `${what} has no type_url; on an ADS stream every request names the resource type it is for` };
+    recent.set(bytes, request);
     return request;
   };
 }
+
+/**
+ * The last large requests decoded, by their bytes. A fleet that connects asks for the same
+ * assignments in the same bytes on every stream: a thousand names cost about a millisecond to
+ * decode and then to put in a stream's subscription (every name a new string, hashed anew), and
+ * the same request object, with the same strings, is decoded once and hashed once instead.
+ * Decoded requests are read only, so streams may share one.
+ */
+export class RecentRequests<T> {
+  private readonly entries: { bytes: Buffer; request: T }[] = [];
+
+  get(bytes: Buffer): T | undefined {
+    if (bytes.length < SHARED_DECODE_MIN_BYTES) return undefined;
+    for (const entry of this.entries) if (entry.bytes.length === bytes.length && entry.bytes.equals(bytes)) return entry.request;
+    return undefined;
+  }
+
+  set(bytes: Buffer, request: T): void {
+    if (bytes.length < SHARED_DECODE_MIN_BYTES) return;
+    this.entries.unshift({ bytes, request });
+    if (this.entries.length > SHARED_DECODES_KEPT) this.entries.pop();
+  }
+}
+
+/** Below this, decoding costs less than looking for an equal request. */
+const SHARED_DECODE_MIN_BYTES = 1024;
+const SHARED_DECODES_KEPT = 8;
 
 function isUndecodable(request: object): request is UndecodableRequest {
   return 'undecodable' in request;
@@ -165,8 +196,9 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   /**
    * Requests are handled in slices too: a thousand streams whose first requests arrive in one
    * read would otherwise each select and answer a whole configuration in one stretch of the loop.
+   * While a change is being pushed they wait: the push reaches every stream first.
    */
-  private readonly requestQueue = new SlicedWork();
+  private readonly requestQueue = new SlicedWork(undefined, undefined, () => this.fanOutQueue.busy);
   /** The fleet's ACK state per view version, for status (ack-ledger.ts). */
   private readonly ledger = new AckLedger();
   private readonly streams = new Map<number, LiveStream>();

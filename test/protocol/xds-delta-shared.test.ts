@@ -17,7 +17,7 @@ const CLUSTERS = 100;
 const DELTA_PATH = '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources';
 const names = Array.from({ length: CLUSTERS }, (_, i) => `pool-${i}`);
 
-function configuration(edited: readonly number[], generation: number): XdsResources {
+function configuration(edited: readonly number[], generation: number, endpointsEdited = true): XdsResources {
   const clusters: EnvoyResource[] = names.map((name, i) => ({
     '@type': TypeUrl.cluster,
     name,
@@ -28,7 +28,7 @@ function configuration(edited: readonly number[], generation: number): XdsResour
   const endpoints: EnvoyResource[] = names.map((name, i) => ({
     '@type': TypeUrl.endpoint,
     cluster_name: name,
-    endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '10.0.0.1', port_value: edited.includes(i) ? 9000 + generation : 8080 } } } }] }],
+    endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '10.0.0.1', port_value: endpointsEdited && edited.includes(i) ? 9000 + generation : 8080 } } } }] }],
   }));
   const listeners: EnvoyResource[] = [{ '@type': TypeUrl.listener, name: 'l', address: { socket_address: { address: '0.0.0.0', port_value: 10000 } } }];
   return { listeners, routes: [], clusters, endpoints, secrets: [] };
@@ -99,9 +99,9 @@ describe(`delta: ${STREAMS} streams x ${CLUSTERS} clusters share their responses
   });
 
   /** Applies an edit of `edited` and returns, per stream, what it was sent because of it. */
-  async function edit(edited: readonly number[]): Promise<Received[][]> {
+  async function edit(edited: readonly number[], endpointsEdited = true): Promise<Received[][]> {
     const before = clients.map((c) => c.received.length);
-    cache.setResources(configuration(edited, ++generation));
+    cache.setResources(configuration(edited, ++generation, endpointsEdited));
     await waitFor(() => clients.every((c, i) => c.received.slice(before[i]).some((r) => r.typeUrl === TypeUrl.endpoint && r.names.length > 0)), {
       what: 'every stream to be sent the edited assignments',
       timeoutMs: 30_000,
@@ -143,5 +143,19 @@ describe(`delta: ${STREAMS} streams x ${CLUSTERS} clusters share their responses
     odd.send({ type_url: TypeUrl.endpoint, resource_names_subscribe: ['pool-5'] });
     await waitFor(() => odd.received.slice(before).some((r) => r.typeUrl === TypeUrl.endpoint), { what: 'pool-5 to be sent again' });
     expect(odd.received.slice(before).map((r) => r.names)).toEqual([['pool-5']]);
+  });
+
+  it('sends the unchanged assignment that an edited cluster waits for in the same bytes to every stream', async () => {
+    // Puts the assignments edited before back as they were, so the next edits change clusters only.
+    await edit([7], false);
+    const sent = await edit([7], false);
+    const resent = sent.map((responses) => responses.filter((r) => r.typeUrl === TypeUrl.endpoint));
+    // Envoy keeps an updated EDS cluster warming until its assignment comes again (assignmentNamesOf).
+    for (const responses of resent) expect(responses.map((r) => r.names)).toEqual([['pool-7']]);
+    const bytes = resent.map((responses) => responses[0]?.bytes.toString('base64'));
+    expect(new Set(bytes).size).toBe(1);
+    // A second edit of the same cluster resends it again, to streams that ACKed the first resend.
+    const again = await edit([7], false);
+    for (const responses of again) expect(responses.filter((r) => r.typeUrl === TypeUrl.endpoint).map((r) => r.names)).toEqual([['pool-7']]);
   });
 });

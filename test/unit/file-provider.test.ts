@@ -144,28 +144,78 @@ describe('FileProvider on a directory', () => {
     expect(all.map((o) => o.metadata.generation)).toEqual([1, 1, 1, 1, 1, 1]);
   });
 
-  it('sees an edit to one Backend within a second as exactly one change, and bumps only its generation', async () => {
+  it('sees a burst of edits to one Backend as its first save at once and one change for the rest, and bumps only its generation', async () => {
     await writeTree();
     // A debounce well above the gaps between writes, so a loaded CI machine cannot split the burst.
     const p = provider(dir, { debounceMs: 200 });
     const before = await p.start();
     const seen = record(p);
 
-    // A burst of saves with different content, 25 ms apart: only the last one is worth a snapshot.
+    // A burst of saves with different content, 25 ms apart: the first is served at once, then
+    // only the last one is worth a snapshot.
     const file = path.join(dir, 'backends.yaml');
     for (const model of ['gpt-4.1-draft1', 'gpt-4.1-draft2', 'gpt-4.1']) {
       await writeFile(file, backends(model));
       await sleep(25);
     }
-    const after = await nthChange(seen, 1);
+    const first = await nthChange(seen, 1);
+    const after = await nthChange(seen, 2);
     await sleep(400);
-    expect(seen).toHaveLength(1);
+    expect(seen).toHaveLength(2);
 
+    expect(modelOf(backend(first, 'chat'))).toBe('gpt-4.1-draft1');
     expect(modelOf(backend(after, 'chat'))).toBe('gpt-4.1');
-    expect(backend(after, 'chat')?.metadata.generation).toBe(2);
+    expect(backend(after, 'chat')?.metadata.generation).toBe(3);
     expect(backend(after, 'legacy')?.metadata.generation).toBe(1);
     expect(after.inputs.gateways).toEqual(before.inputs.gateways);
     expect(after.inputs.httpRoutes).toEqual(before.inputs.httpRoutes);
+  });
+
+  it('serves a single save at once, without waiting out the debounce', async () => {
+    await writeTree();
+    const p = provider(dir, { debounceMs: 5_000 });
+    await p.start();
+    const seen = record(p);
+    const saved = Date.now();
+    await writeFile(path.join(dir, 'backends.yaml'), backends('gpt-4.1'));
+    // nthChange gives up after a second, far below the debounce.
+    const after = await nthChange(seen, 1);
+    expect(modelOf(backend(after, 'chat'))).toBe('gpt-4.1');
+    expect(Date.now() - saved).toBeLessThan(1_000);
+  });
+
+  it('never publishes a save caught half done (truncated, cut inside a document, renamed away): the debounced pass takes it whole', async () => {
+    await writeTree();
+    const debounceMs = 400;
+    const p = provider(dir, { debounceMs });
+    await p.start();
+    const seen = record(p);
+    const file = path.join(dir, 'backends.yaml');
+    const whole = backends('gpt-4.1');
+    // Each first step leaves the file as an editor or a slow writer may between two system calls;
+    // the second completes the save after the leading pass has read the first.
+    const halfDone: [string, () => Promise<void>][] = [
+      ['truncated, not yet written', () => writeFile(file, '')],
+      ['cut inside its second document', () => writeFile(file, whole.slice(0, whole.indexOf('static:') + 'static:'.length))],
+      ['cut inside its first document', () => writeFile(file, whole.slice(0, whole.indexOf('multipool:')))],
+      ['renamed away, not yet replaced', () => rename(file, `${file}.bak`)],
+    ];
+    let n = 0;
+    for (const [what, firstStep] of halfDone) {
+      await firstStep();
+      await sleep(150);
+      expect(seen, `nothing is published while the file is ${what}`).toHaveLength(n);
+      await writeFile(file, backends(`model-${n}`));
+      const snap = await waitFor(() => seen[n], { what: `the save completed after the file was ${what}`, timeoutMs: 3_000, intervalMs: 10 });
+      n++;
+      expect(modelOf(backend(snap, 'chat'))).toBe(`model-${n - 1}`);
+      expect(backend(snap, 'legacy')?.metadata.generation, `legacy stays generation 1 after the file was ${what}`).toBe(1);
+      expect(backend(snap, 'chat')?.metadata.generation).toBe(n + 1);
+      expect(snap.problems).toEqual([]);
+      // Quiet again, so the next first step gets a leading pass of its own.
+      await sleep(debounceMs + 100);
+      expect(seen).toHaveLength(n);
+    }
   });
 
   it('does not report a change when a file is rewritten with the same content', async () => {

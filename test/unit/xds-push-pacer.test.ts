@@ -90,4 +90,36 @@ describe('SlicedWork: a burst of requests in one read is answered in slices', ()
     work.add(() => ran.push(8));
     expect(ran.at(-1)).toBe(8);
   });
+
+  it('holds tasks while the work it yields to (a push to the fleet) is under way, then runs them in order', async () => {
+    let pushing = true;
+    const work = new SlicedWork(10, () => 0, () => pushing);
+    const ran: number[] = [];
+    for (let i = 0; i < 3; i++) work.add(() => ran.push(i));
+    expect(ran).toEqual([]);
+    await nextTurn();
+    await nextTurn();
+    expect(ran).toEqual([]);
+    expect(work.waiting).toBe(3);
+    pushing = false;
+    await nextTurn();
+    expect(ran).toEqual([0, 1, 2]);
+    work.add(() => ran.push(3));
+    expect(ran.at(-1)).toBe(3);
+  });
+});
+
+describe('PacedFanOut.busy', () => {
+  it('says whether streams still wait for a push', async () => {
+    let clock = 0;
+    const fanOut = new PacedFanOut<string, string>(() => {
+      clock += 6;
+    }, 10, () => clock);
+    expect(fanOut.busy).toBe(false);
+    for (const s of ['a', 'b', 'c']) fanOut.add(s, ['x']);
+    fanOut.run();
+    expect(fanOut.busy).toBe(true);
+    await nextTurn();
+    expect(fanOut.busy).toBe(false);
+  });
 });
