@@ -1,3 +1,4 @@
+import { conversation, dataUrl, type BlockShapes } from './chat-turns.js';
 import { isRecord, num, records, str, type JsonRecord, type Usage } from './json.js';
 import { openaiCompletion, openaiUsage } from './openai-shapes.js';
 import { SseEvents } from './sse-events.js';
@@ -11,80 +12,17 @@ import { SseEvents } from './sse-events.js';
 /** Anthropic requires max_tokens; OpenAI clients often leave it out. */
 export const DEFAULT_MAX_TOKENS = 4096;
 
-type Block = JsonRecord;
-
-function textOf(content: unknown): string {
-  if (typeof content === 'string') return content;
-  return records(content)
-    .map((part) => (part['type'] === 'text' ? (str(part['text']) ?? '') : ''))
-    .filter((t) => t !== '')
-    .join('\n');
-}
-
-/** data:image/png;base64,AAAA → Anthropic's base64 source; other URLs stay URLs. */
-function imageBlock(part: JsonRecord): Block | undefined {
-  const image = part['image_url'];
-  const url = isRecord(image) ? str(image['url']) : str(image);
-  if (url === undefined) return undefined;
-  const data = /^data:([^;,]+);base64,(.*)$/s.exec(url);
-  if (data) return { type: 'image', source: { type: 'base64', media_type: data[1], data: data[2] } };
-  return { type: 'image', source: { type: 'url', url } };
-}
-
-function contentBlocks(content: unknown): Block[] {
-  if (typeof content === 'string') return content === '' ? [] : [{ type: 'text', text: content }];
-  const blocks: Block[] = [];
-  for (const part of records(content)) {
-    if (part['type'] === 'text' && typeof part['text'] === 'string') blocks.push({ type: 'text', text: part['text'] });
-    else if (part['type'] === 'image_url') {
-      const block = imageBlock(part);
-      if (block) blocks.push(block);
-    }
-  }
-  return blocks;
-}
-
-function parseArguments(text: unknown): JsonRecord {
-  if (typeof text !== 'string' || text === '') return {};
-  try {
-    const value: unknown = JSON.parse(text);
-    return isRecord(value) ? value : {};
-  } catch {
-    return {};
-  }
-}
-
-/** OpenAI messages → Anthropic system text and alternating user/assistant turns. */
-function conversation(messages: JsonRecord[]): { system: string[]; turns: { role: 'user' | 'assistant'; content: Block[] }[] } {
-  const system: string[] = [];
-  const turns: { role: 'user' | 'assistant'; content: Block[] }[] = [];
-  const push = (role: 'user' | 'assistant', blocks: Block[]): void => {
-    if (blocks.length === 0) return;
-    const last = turns.at(-1);
-    // Consecutive turns of one role (e.g. several tool results) become one turn.
-    if (last && last.role === role) last.content.push(...blocks);
-    else turns.push({ role, content: [...blocks] });
-  };
-  for (const m of messages) {
-    const role = m['role'];
-    if (role === 'system' || role === 'developer') {
-      const text = textOf(m['content']);
-      if (text !== '') system.push(text);
-    } else if (role === 'user') {
-      push('user', contentBlocks(m['content']));
-    } else if (role === 'assistant') {
-      const blocks = contentBlocks(m['content']);
-      for (const call of records(m['tool_calls'])) {
-        const fn = isRecord(call['function']) ? call['function'] : {};
-        blocks.push({ type: 'tool_use', id: str(call['id']) ?? '', name: str(fn['name']) ?? '', input: parseArguments(fn['arguments']) });
-      }
-      push('assistant', blocks);
-    } else if (role === 'tool') {
-      push('user', [{ type: 'tool_result', tool_use_id: str(m['tool_call_id']) ?? '', content: textOf(m['content']) }]);
-    }
-  }
-  return { system, turns };
-}
+/** data: URLs become Anthropic's base64 source; other URLs stay URLs. */
+const MESSAGES_BLOCKS: BlockShapes = {
+  text: (text) => ({ type: 'text', text }),
+  keepsEmptyTextParts: true,
+  image: (url) => {
+    const data = dataUrl(url);
+    return { type: 'image', source: data ? { type: 'base64', media_type: data.mediaType, data: data.data } : { type: 'url', url } };
+  },
+  toolUse: (id, name, input) => ({ type: 'tool_use', id, name, input }),
+  toolResult: (id, _name, text) => ({ type: 'tool_result', tool_use_id: id, content: text }),
+};
 
 function toolChoice(choice: unknown): JsonRecord | undefined {
   if (choice === 'auto') return { type: 'auto' };
@@ -96,7 +34,7 @@ function toolChoice(choice: unknown): JsonRecord | undefined {
 
 /** An OpenAI chat completion request → an Anthropic Messages request for `model`. */
 export function toAnthropicRequest(body: JsonRecord, model: string | undefined): JsonRecord {
-  const { system, turns } = conversation(records(body['messages']));
+  const { system, turns } = conversation(records(body['messages']), MESSAGES_BLOCKS);
   const out: JsonRecord = {
     model: model ?? str(body['model']) ?? '',
     max_tokens: num(body['max_completion_tokens']) ?? num(body['max_tokens']) ?? DEFAULT_MAX_TOKENS,

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { conversation, dataUrl, type BlockShapes } from './chat-turns.js';
 import { EventStreamDecoder } from './eventstream.js';
 import { isRecord, num, parseObject, records, str, type JsonRecord, type Usage } from './json.js';
 import { openaiCompletion, openaiUsage } from './openai-shapes.js';
@@ -9,72 +10,18 @@ import { openaiCompletion, openaiUsage } from './openai-shapes.js';
  * converse-stream event stream) comes back as OpenAI's chat.completion or its SSE chunks.
  */
 
-type Block = JsonRecord;
-type Role = 'user' | 'assistant';
-
-function textOf(content: unknown): string {
-  if (typeof content === 'string') return content;
-  return records(content).map((p) => (p['type'] === 'text' ? (str(p['text']) ?? '') : '')).filter((t) => t !== '').join('\n');
-}
-
 /** Converse takes images as bytes only: data URLs are passed, remote URLs cannot be. */
-function imageBlock(part: JsonRecord): Block | undefined {
-  const image = part['image_url'];
-  const url = isRecord(image) ? str(image['url']) : str(image);
-  const data = url === undefined ? null : /^data:image\/(png|jpeg|gif|webp);base64,(.*)$/s.exec(url);
-  if (!data) return undefined;
-  return { image: { format: data[1], source: { bytes: data[2] } } };
-}
-
-function contentBlocks(content: unknown): Block[] {
-  if (typeof content === 'string') return content === '' ? [] : [{ text: content }];
-  const blocks: Block[] = [];
-  for (const part of records(content)) {
-    if (part['type'] === 'text' && typeof part['text'] === 'string' && part['text'] !== '') blocks.push({ text: part['text'] });
-    else if (part['type'] === 'image_url') {
-      const block = imageBlock(part);
-      if (block) blocks.push(block);
-    }
-  }
-  return blocks;
-}
-
-function parseArguments(text: unknown): JsonRecord {
-  if (typeof text !== 'string' || text === '') return {};
-  return parseObject(text) ?? {};
-}
-
-/** OpenAI messages → Converse system blocks and alternating user/assistant turns. */
-function conversation(messages: JsonRecord[]): { system: Block[]; turns: { role: Role; content: Block[] }[] } {
-  const system: Block[] = [];
-  const turns: { role: Role; content: Block[] }[] = [];
-  const push = (role: Role, blocks: Block[]): void => {
-    if (blocks.length === 0) return;
-    const last = turns.at(-1);
-    // Converse refuses two turns of one role in a row (several tool results, for one).
-    if (last && last.role === role) last.content.push(...blocks);
-    else turns.push({ role, content: [...blocks] });
-  };
-  for (const m of messages) {
-    const role = m['role'];
-    if (role === 'system' || role === 'developer') {
-      const text = textOf(m['content']);
-      if (text !== '') system.push({ text });
-    } else if (role === 'user') {
-      push('user', contentBlocks(m['content']));
-    } else if (role === 'assistant') {
-      const blocks = contentBlocks(m['content']);
-      for (const call of records(m['tool_calls'])) {
-        const fn = isRecord(call['function']) ? call['function'] : {};
-        blocks.push({ toolUse: { toolUseId: str(call['id']) ?? '', name: str(fn['name']) ?? '', input: parseArguments(fn['arguments']) } });
-      }
-      push('assistant', blocks);
-    } else if (role === 'tool') {
-      push('user', [{ toolResult: { toolUseId: str(m['tool_call_id']) ?? '', content: [{ text: textOf(m['content']) }] } }]);
-    }
-  }
-  return { system, turns };
-}
+const CONVERSE_BLOCKS: BlockShapes = {
+  text: (text) => ({ text }),
+  keepsEmptyTextParts: false,
+  image: (url) => {
+    const data = dataUrl(url);
+    const format = data === undefined ? null : /^image\/(png|jpeg|gif|webp)$/.exec(data.mediaType);
+    return data && format ? { image: { format: format[1], source: { bytes: data.data } } } : undefined;
+  },
+  toolUse: (toolUseId, name, input) => ({ toolUse: { toolUseId, name, input } }),
+  toolResult: (toolUseId, _name, text) => ({ toolResult: { toolUseId, content: [{ text }] } }),
+};
 
 function toolChoice(choice: unknown): JsonRecord | undefined {
   if (choice === 'auto') return { auto: {} };
@@ -85,9 +32,9 @@ function toolChoice(choice: unknown): JsonRecord | undefined {
 
 /** An OpenAI chat completion request → a Converse request body. */
 export function toConverseRequest(body: JsonRecord): JsonRecord {
-  const { system, turns } = conversation(records(body['messages']));
+  const { system, turns } = conversation(records(body['messages']), CONVERSE_BLOCKS);
   const out: JsonRecord = { messages: turns };
-  if (system.length > 0) out['system'] = system;
+  if (system.length > 0) out['system'] = system.map((text) => ({ text }));
   const inference: JsonRecord = {};
   const maxTokens = num(body['max_completion_tokens']) ?? num(body['max_tokens']);
   if (maxTokens !== undefined) inference['maxTokens'] = maxTokens;

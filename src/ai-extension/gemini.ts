@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { conversation, dataUrl, type BlockShapes } from './chat-turns.js';
 import { isRecord, num, parseObject, records, str, type JsonRecord, type Usage } from './json.js';
 import { openaiCompletion, openaiUsage } from './openai-shapes.js';
 import { SseEvents } from './sse-events.js';
@@ -9,61 +10,22 @@ import { SseEvents } from './sse-events.js';
  * alt=sse) comes back in OpenAI's shape.
  */
 
-function textOf(content: unknown): string {
-  if (typeof content === 'string') return content;
-  return records(content).map((p) => (p['type'] === 'text' ? (str(p['text']) ?? '') : '')).filter((t) => t !== '').join('\n');
-}
-
-function parts(content: unknown): JsonRecord[] {
-  if (typeof content === 'string') return content === '' ? [] : [{ text: content }];
-  const out: JsonRecord[] = [];
-  for (const part of records(content)) {
-    if (part['type'] === 'text' && typeof part['text'] === 'string' && part['text'] !== '') out.push({ text: part['text'] });
-    else if (part['type'] === 'image_url') {
-      const image = part['image_url'];
-      const url = isRecord(image) ? str(image['url']) : str(image);
-      const data = url === undefined ? null : /^data:([^;,]+);base64,(.*)$/s.exec(url);
-      if (data) out.push({ inlineData: { mimeType: data[1], data: data[2] } });
-      else if (url !== undefined) out.push({ fileData: { fileUri: url, mimeType: 'image/*' } });
-    }
-  }
-  return out;
-}
+/** data: URLs go inline; other URLs as file data, which Gemini fetches itself. */
+const GEMINI_PARTS: BlockShapes = {
+  text: (text) => ({ text }),
+  keepsEmptyTextParts: false,
+  image: (url) => {
+    const data = dataUrl(url);
+    return data ? { inlineData: { mimeType: data.mediaType, data: data.data } } : { fileData: { fileUri: url, mimeType: 'image/*' } };
+  },
+  toolUse: (_id, name, args) => ({ functionCall: { name, args } }),
+  toolResult: (_id, name, text) => ({ functionResponse: { name, response: parseObject(text) ?? { content: text } } }),
+};
 
 /** An OpenAI chat completion request → a generateContent request. */
 export function toGenerateContentRequest(body: JsonRecord): JsonRecord {
-  const system: string[] = [];
-  const contents: { role: 'user' | 'model'; parts: JsonRecord[] }[] = [];
-  // Gemini answers a function by name; OpenAI's tool message names only the call's id.
-  const callNames = new Map<string, string>();
-  const push = (role: 'user' | 'model', p: JsonRecord[]): void => {
-    if (p.length === 0) return;
-    const last = contents.at(-1);
-    if (last && last.role === role) last.parts.push(...p);
-    else contents.push({ role, parts: [...p] });
-  };
-  for (const m of records(body['messages'])) {
-    const role = m['role'];
-    if (role === 'system' || role === 'developer') {
-      const text = textOf(m['content']);
-      if (text !== '') system.push(text);
-    } else if (role === 'user') {
-      push('user', parts(m['content']));
-    } else if (role === 'assistant') {
-      const p = parts(m['content']);
-      for (const call of records(m['tool_calls'])) {
-        const fn = isRecord(call['function']) ? call['function'] : {};
-        const name = str(fn['name']) ?? '';
-        callNames.set(str(call['id']) ?? '', name);
-        p.push({ functionCall: { name, args: parseObject(str(fn['arguments']) ?? '') ?? {} } });
-      }
-      push('model', p);
-    } else if (role === 'tool') {
-      const text = textOf(m['content']);
-      const name = callNames.get(str(m['tool_call_id']) ?? '') ?? '';
-      push('user', [{ functionResponse: { name, response: parseObject(text) ?? { content: text } } }]);
-    }
-  }
+  const { system, turns } = conversation(records(body['messages']), GEMINI_PARTS);
+  const contents = turns.map((t) => ({ role: t.role === 'assistant' ? 'model' : 'user', parts: t.content }));
   const out: JsonRecord = { contents };
   if (system.length > 0) out['systemInstruction'] = { parts: [{ text: system.join('\n\n') }] };
   const config: JsonRecord = {};

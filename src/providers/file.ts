@@ -140,7 +140,7 @@ export class FileProvider {
   private firstEventAt: number | undefined;
   /** When the last pass that found a change ended: an event within debounceMs of it waits for the trailing pass. */
   private lastChangeAt = Number.NEGATIVE_INFINITY;
-  private loading: Promise<void> | undefined;
+  private loading: Promise<unknown> | undefined;
   private reloadRequested = false;
   private stopped = false;
 
@@ -161,9 +161,18 @@ export class FileProvider {
 
   /** Loads the manifests once and starts watching. Rejects when the path does not exist. */
   async start(): Promise<Snapshot> {
-    await assertConfigPathReadable(this.root);
+    // Before the first await: a stop() while the path is checked or first read must win, or the
+    // watchers made after it would keep the provider (and its store) alive with nothing to stop them.
     this.stopped = false;
-    await this.reload();
+    await assertConfigPathReadable(this.root);
+    const first = this.reload();
+    this.loading = first;
+    try {
+      await first;
+    } finally {
+      if (this.loading === first) this.loading = undefined;
+    }
+    if (this.stopped) throw new Error(`file provider for ${this.root} was stopped while it was starting; start it again to serve it`);
     if (this.resyncIntervalMs > 0) {
       this.resyncTimer = setInterval(() => this.requestReload(), this.resyncIntervalMs);
       this.resyncTimer.unref();
@@ -188,7 +197,11 @@ export class FileProvider {
     clearInterval(this.resyncTimer);
     this.timer = undefined;
     this.resyncTimer = undefined;
-    for (const w of this.watchers.values()) w.close();
+    for (const w of this.watchers.values()) {
+      w.close();
+      // Their listeners hold this provider: a closed watcher still referenced elsewhere must not keep it.
+      w.removeAllListeners();
+    }
     this.watchers.clear();
     await this.loading;
   }

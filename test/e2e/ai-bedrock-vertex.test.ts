@@ -3,9 +3,10 @@ import { APIError } from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
 import { startFakeBedrock, type FakeBedrock } from '../support/fake-bedrock.js';
-import { startFakeVertex, type FakeVertex } from '../support/fake-vertex.js';
+import type { FakeVertex } from '../support/fake-vertex.js';
 import { waitFor } from '../support/wait.js';
 import { NAMESPACE, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+import { VERTEX, llmBackend, multipoolBackend, openaiMember, serviceAccountSecret, startVertexFake, vertexMember } from '../support/vendor-members.js';
 
 /**
  * Cross-vendor failover OpenAI → AWS Bedrock → Vertex AI through the real Envoy and the AI
@@ -16,7 +17,6 @@ import { NAMESPACE, gatewayManifests, httpRoute, secret, startGatewayFixture, ty
 
 const OPENAI_KEY = 'sk-openai-cross-vendor-1';
 const AWS = { region: 'us-east-1', model: 'anthropic.claude-3-5-haiku-20241022-v1:0', accessKey: 'AKIAFAKEBEDROCK01', secretKey: 'bedrock-secret-VALUE-never-shown/+1', sessionToken: 'bedrock-session-TOKEN-never-shown' } as const;
-const VERTEX = { project: 'switchyard-test', region: 'europe-west4', model: 'gemini-2.0-flash' } as const;
 
 let gw: GatewayFixture;
 let openai: FakeProvider;
@@ -30,9 +30,9 @@ const logLines: string[] = [];
 
 beforeAll(async () => {
   bedrock = await startFakeBedrock({ name: 'bedrock', ...AWS, streamIntervalMs: 40 });
-  vertex = await startFakeVertex({ name: 'vertex', project: VERTEX.project, region: VERTEX.region, model: `google/${VERTEX.model}` });
-  shortLived = await startFakeVertex({ name: 'vertex-short', project: VERTEX.project, region: VERTEX.region, model: `google/${VERTEX.model}`, tokenLifetimeS: 3 });
-  slowVertex = await startFakeVertex({ name: 'vertex-slow', project: VERTEX.project, region: VERTEX.region, model: `google/${VERTEX.model}`, streamIntervalMs: 1_500 });
+  vertex = await startVertexFake('vertex');
+  shortLived = await startVertexFake('vertex-short', { tokenLifetimeS: 3 });
+  slowVertex = await startVertexFake('vertex-slow', { streamIntervalMs: 1_500 });
   // A key the token endpoint does not know: same account and token URI, another private key.
   const { privateKey: strangerKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const wrongKeyFile = JSON.stringify({ ...(JSON.parse(vertex.keyFile) as Record<string, unknown>), private_key: strangerKey.export({ type: 'pkcs8', format: 'pem' }).toString() });
@@ -42,38 +42,19 @@ beforeAll(async () => {
     fakeOptions: { openai: { vendor: { api: 'openai', key: OPENAI_KEY } } },
     logLines,
     manifests: ({ listenerPort, fakes }) => {
-      const openaiMember: Manifest = {
-        name: 'openai',
-        provider: { openai: { model: 'gpt-4o', authToken: { kind: 'SecretRef', secretRef: { name: 'openai-key' } } } },
-        hostOverride: { host: fakes['openai']?.host ?? '', port: fakes['openai']?.port ?? 0, tls: false },
-      };
+      const fallback = openaiMember(fakes['openai']);
       const bedrockMember: Manifest = {
         name: 'bedrock',
         provider: { bedrock: { model: AWS.model, region: AWS.region, credentials: { secretRef: { name: 'aws-keys' } } } },
         hostOverride: { host: bedrock.host, port: bedrock.port, tls: false },
       };
-      const vertexLlm = (secretName: string, fake: FakeVertex): Manifest => ({
-        provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, serviceAccountKey: { secretRef: { name: secretName } } } },
-        hostOverride: { host: fake.host, port: fake.port, tls: false },
-      });
-      const vertexMember: Manifest = {
-        name: 'vertex',
-        provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, serviceAccountKey: { secretRef: { name: 'vertex-sa' } } } },
-        hostOverride: { host: vertex.host, port: vertex.port, tls: false },
-      };
-      const backend = (name: string, pools: Manifest[][]): Manifest => ({
-        apiVersion: 'switchyard.dev/v1alpha1',
-        kind: 'Backend',
-        metadata: { name, namespace: NAMESPACE },
-        spec: { type: 'AI', ai: { multipool: { priorities: pools.map((pool) => ({ pool })) } }, outlierDetection: { enabled: false } },
-      });
       const secrets: Manifest[] = [
         secret('openai-key', OPENAI_KEY),
         { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'aws-keys', namespace: NAMESPACE }, stringData: { accessKey: AWS.accessKey, secretKey: AWS.secretKey, sessionToken: AWS.sessionToken } },
         { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vertex-sa', namespace: NAMESPACE }, data: { 'key.json': Buffer.from(vertex.keyFile).toString('base64') } },
-        { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vertex-short-sa', namespace: NAMESPACE }, stringData: { 'key.json': shortLived.keyFile } },
-        { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vertex-wrong-sa', namespace: NAMESPACE }, stringData: { 'key.json': wrongKeyFile } },
-        { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'vertex-slow-sa', namespace: NAMESPACE }, stringData: { 'key.json': slowVertex.keyFile } },
+        serviceAccountSecret('vertex-short-sa', shortLived.keyFile),
+        serviceAccountSecret('vertex-wrong-sa', wrongKeyFile),
+        serviceAccountSecret('vertex-slow-sa', slowVertex.keyFile),
       ];
       const careful = (b: Manifest): Manifest => {
         const spec = b['spec'] as { ai: { multipool: { priorities: Record<string, unknown>[] } } };
@@ -84,37 +65,22 @@ beforeAll(async () => {
         (b['spec'] as { ai: { firstTokenTimeout?: string } }).ai.firstTokenTimeout = deadline;
         return b;
       };
-      const llm = (name: string, member: Manifest): Manifest => ({
-        apiVersion: 'switchyard.dev/v1alpha1', kind: 'Backend', metadata: { name, namespace: NAMESPACE }, spec: { type: 'AI', ai: { llm: member } },
-      });
       return {
         'gateway.yaml': gatewayManifests(listenerPort),
         'secrets.yaml': secrets,
         'backends.yaml': [
-          backend('chat', [[openaiMember], [bedrockMember], [vertexMember]]),
-          llm('gemini-short', vertexLlm('vertex-short-sa', shortLived)),
-          llm('bedrock-only', { provider: bedrockMember['provider'] ?? {}, hostOverride: bedrockMember['hostOverride'] ?? {} }),
-          backend('gemini-native', [[openaiMember], [{
-            name: 'vertex-native',
-            provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, api: 'GenerateContent', serviceAccountKey: { secretRef: { name: 'vertex-sa' } } } },
-            hostOverride: { host: vertex.host, port: vertex.port, tls: false },
-          }]]),
-          llm('gemini-wrong-key', vertexLlm('vertex-wrong-sa', vertex)),
+          multipoolBackend('chat', [[fallback], [bedrockMember], [vertexMember(vertex, { name: 'vertex', secret: 'vertex-sa' })]]),
+          llmBackend('gemini-short', vertexMember(shortLived, { secret: 'vertex-short-sa' })),
+          llmBackend('bedrock-only', { provider: bedrockMember['provider'] ?? {}, hostOverride: bedrockMember['hostOverride'] ?? {} }),
+          multipoolBackend('gemini-native', [[fallback], [vertexMember(vertex, { name: 'vertex-native', secret: 'vertex-sa', api: 'GenerateContent' })]]),
+          llmBackend('gemini-wrong-key', vertexMember(vertex, { secret: 'vertex-wrong-sa' })),
           // A 2 s first-token deadline on the native path, OpenAI behind it.
-          withFirstTokenTimeout(backend('gemini-deadline', [[{
-            name: 'vertex-slow',
-            provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, api: 'GenerateContent', serviceAccountKey: { secretRef: { name: 'vertex-slow-sa' } } } },
-            hostOverride: { host: slowVertex.host, port: slowVertex.port, tls: false },
-          }], [openaiMember]]), '2s'),
+          withFirstTokenTimeout(multipoolBackend('gemini-deadline', [[vertexMember(slowVertex, { name: 'vertex-slow', secret: 'vertex-slow-sa', api: 'GenerateContent' })], [fallback]]), '2s'),
           // A 2 s first-token deadline on Bedrock's binary event stream, OpenAI behind it.
-          withFirstTokenTimeout(backend('bedrock-deadline', [[bedrockMember], [openaiMember]]), '2s'),
+          withFirstTokenTimeout(multipoolBackend('bedrock-deadline', [[bedrockMember], [fallback]]), '2s'),
           // Refusals answered 200 in Bedrock's and Gemini's own shapes go to OpenAI.
-          careful(backend('careful-bedrock', [[bedrockMember], [openaiMember]])),
-          careful(backend('careful-gemini', [[{
-            name: 'vertex-careful',
-            provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, api: 'GenerateContent', serviceAccountKey: { secretRef: { name: 'vertex-sa' } } } },
-            hostOverride: { host: vertex.host, port: vertex.port, tls: false },
-          }], [openaiMember]])),
+          careful(multipoolBackend('careful-bedrock', [[bedrockMember], [fallback]])),
+          careful(multipoolBackend('careful-gemini', [[vertexMember(vertex, { name: 'vertex-careful', secret: 'vertex-sa', api: 'GenerateContent' })], [fallback]])),
         ],
         'routes.yaml': [
           httpRoute('chat', [

@@ -1,9 +1,10 @@
 import { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
-import { startFakeVertex, type FakeVertex } from '../support/fake-vertex.js';
+import type { FakeVertex } from '../support/fake-vertex.js';
 import { waitFor } from '../support/wait.js';
-import { NAMESPACE, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+import { gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+import { multipoolBackend, openaiMember, serviceAccountSecret, startVertexFake, vertexMember } from '../support/vendor-members.js';
 
 /**
  * Vertex AI members in front of an OpenAI member, through the real Envoy and the AI extension of
@@ -15,7 +16,6 @@ import { NAMESPACE, gatewayManifests, httpRoute, secret, startGatewayFixture, ty
  */
 
 const OPENAI_KEY = 'sk-openai-vertex-tokens-1';
-const VERTEX = { project: 'switchyard-test', region: 'europe-west4', model: 'gemini-2.0-flash' } as const;
 
 let gw: GatewayFixture;
 let openai: FakeProvider;
@@ -25,9 +25,9 @@ let warm: FakeVertex;
 const logLines: string[] = [];
 
 beforeAll(async () => {
-  slow = await startFakeVertex({ name: 'vertex-slow', project: VERTEX.project, region: VERTEX.region, model: `google/${VERTEX.model}` });
-  failing = await startFakeVertex({ name: 'vertex-failing', project: VERTEX.project, region: VERTEX.region, model: `google/${VERTEX.model}` });
-  warm = await startFakeVertex({ name: 'vertex-warm', project: VERTEX.project, region: VERTEX.region, model: `google/${VERTEX.model}` });
+  slow = await startVertexFake('vertex-slow');
+  failing = await startVertexFake('vertex-failing');
+  warm = await startVertexFake('vertex-warm');
   // Not answered until the test lets it: an attempt waiting for it would pass Envoy's 2 s message timeout.
   slow.setTokenMode({ kind: 'hold' });
   failing.setTokenMode({ kind: 'status', status: 500 });
@@ -37,31 +37,17 @@ beforeAll(async () => {
     fakeOptions: { openai: { vendor: { api: 'openai', key: OPENAI_KEY } } },
     logLines,
     manifests: ({ listenerPort, fakes }) => {
-      const openaiMember: Manifest = {
-        name: 'openai',
-        provider: { openai: { model: 'gpt-4o', authToken: { kind: 'SecretRef', secretRef: { name: 'openai-key' } } } },
-        hostOverride: { host: fakes['openai']?.host ?? '', port: fakes['openai']?.port ?? 0, tls: false },
-      };
-      const vertexMember = (name: string, fake: FakeVertex): Manifest => ({
-        name,
-        provider: { vertexai: { model: VERTEX.model, projectId: VERTEX.project, region: VERTEX.region, serviceAccountKey: { secretRef: { name: `${name}-sa` } } } },
-        hostOverride: { host: fake.host, port: fake.port, tls: false },
-      });
-      const backend = (name: string, pools: Manifest[][]): Manifest => ({
-        apiVersion: 'switchyard.dev/v1alpha1',
-        kind: 'Backend',
-        metadata: { name, namespace: NAMESPACE },
-        // statusCodes without 503: the hand-over must not depend on the route retrying 503s.
-        spec: { type: 'AI', ai: { multipool: { priorities: pools.map((pool) => ({ pool })) } }, outlierDetection: { enabled: false }, retry: { statusCodes: [429] } },
-      });
-      const saSecret = (name: string, fake: FakeVertex): Manifest => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: NAMESPACE }, stringData: { 'key.json': fake.keyFile } });
+      const fallback = openaiMember(fakes['openai']);
+      const vertex = (name: string, fake: FakeVertex): Manifest => vertexMember(fake, { name, secret: `${name}-sa` });
+      // statusCodes without 503: the hand-over must not depend on the route retrying 503s.
+      const backend = (name: string, pools: Manifest[][]): Manifest => multipoolBackend(name, pools, { retry: { statusCodes: [429] } });
       return {
         'gateway.yaml': gatewayManifests(listenerPort),
-        'secrets.yaml': [secret('openai-key', OPENAI_KEY), saSecret('vertex-slow-sa', slow), saSecret('vertex-failing-sa', failing), saSecret('vertex-warm-sa', warm)],
+        'secrets.yaml': [secret('openai-key', OPENAI_KEY), serviceAccountSecret('vertex-slow-sa', slow.keyFile), serviceAccountSecret('vertex-failing-sa', failing.keyFile), serviceAccountSecret('vertex-warm-sa', warm.keyFile)],
         'backends.yaml': [
-          backend('slow-token', [[vertexMember('vertex-slow', slow)], [openaiMember]]),
-          backend('failing-token', [[vertexMember('vertex-failing', failing)], [openaiMember]]),
-          backend('warm-token', [[vertexMember('vertex-warm', warm)], [openaiMember]]),
+          backend('slow-token', [[vertex('vertex-slow', slow)], [fallback]]),
+          backend('failing-token', [[vertex('vertex-failing', failing)], [fallback]]),
+          backend('warm-token', [[vertex('vertex-warm', warm)], [fallback]]),
         ],
         'routes.yaml': [
           httpRoute('chat', [

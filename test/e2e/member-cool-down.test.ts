@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
-import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import type { GatewayFixture } from '../support/gateway-fixture.js';
+import { chatUntilEjected, startTwoPriorities } from '../support/two-priorities.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -14,30 +15,14 @@ let p0: FakeProvider;
 const logLines: string[] = [];
 
 beforeAll(async () => {
-  gw = await startGatewayFixture({
+  ({ gw, p0 } = await startTwoPriorities({
     id: 'cool-down',
-    providers: ['p0', 'p1'],
+    baseEjectionTime: '1s',
     logLines,
     outlierEventLog: true,
     // Envoy writes the event log through its file flush (10 s by default).
     envoyArgs: ['--file-flush-interval-msec', '100'],
-    manifests: ({ listenerPort, fakes }) => ({
-      'gateway.yaml': gatewayManifests(listenerPort),
-      'chat.yaml': [
-        aiBackend({
-          name: 'chat',
-          priorities: [
-            [{ name: 'primary', fake: fakes['p0']!, hostname: 'primary.llm.test' }],
-            [{ name: 'secondary', fake: fakes['p1']!, hostname: 'secondary.llm.test' }],
-          ],
-          outlierDetection: { consecutive5xx: 3, baseEjectionTime: '1s', interval: '250ms' },
-        }),
-        httpRoute('chat', [{ path: '/v1', backend: 'chat' }]),
-      ],
-    }),
-    waitForBackends: ['chat'],
-  });
-  ({ p0 } = gw.fakes as Record<'p0', FakeProvider>);
+  }));
 });
 
 afterAll(async () => {
@@ -55,15 +40,7 @@ const logged = (msg: string): Record<string, unknown>[] =>
 
 it('an ejected member is logged and counted by name, and logged back after its cool-down', async () => {
   await p0.setMode({ kind: 'status', status: 503 });
-  let sent = 0;
-  await waitFor(
-    async () => {
-      if ((await gw.clusterStat('chat', 'outlier_detection.ejections_enforced_total')) > 0) return true;
-      if (sent++ < 6) await gw.chat();
-      return false;
-    },
-    { what: 'Envoy to eject the primary', timeoutMs: 5_000, intervalMs: 10 },
-  );
+  await chatUntilEjected(gw);
   const ejected = await waitFor(() => logged('pool member ejected')[0], { what: 'the ejection in serve\'s log', timeoutMs: 3_000 });
   // A 503 is both a 5xx and a gateway failure: Envoy 1.40 named CONSECUTIVE_GATEWAY_FAILURE.
   expect(ejected).toMatchObject({ level: 40, backend: 'ai/chat', member: 'primary', priority: 0 });

@@ -1,13 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
-import {
-  aiBackend,
-  attempts,
-  gatewayManifests,
-  httpRoute,
-  startGatewayFixture,
-  type GatewayFixture,
-} from '../support/gateway-fixture.js';
+import { attempts, type GatewayFixture } from '../support/gateway-fixture.js';
+import { chatUntilEjected, startTwoPriorities } from '../support/two-priorities.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -22,27 +16,7 @@ let p0: FakeProvider;
 let p1: FakeProvider;
 
 beforeAll(async () => {
-  gw = await startGatewayFixture({
-    id: 'outlier',
-    providers: ['p0', 'p1'],
-    manifests: ({ listenerPort, fakes }) => ({
-      'gateway.yaml': gatewayManifests(listenerPort),
-      'chat.yaml': [
-        aiBackend({
-          name: 'chat',
-          priorities: [
-            [{ name: 'primary', fake: fakes['p0']!, hostname: 'primary.llm.test' }],
-            [{ name: 'secondary', fake: fakes['p1']!, hostname: 'secondary.llm.test' }],
-          ],
-          // The interval is how often Envoy looks for hosts to bring back; short keeps the test short.
-          outlierDetection: { consecutive5xx: 3, baseEjectionTime: '2s', interval: '250ms' },
-        }),
-        httpRoute('chat', [{ path: '/v1', backend: 'chat' }]),
-      ],
-    }),
-    waitForBackends: ['chat'],
-  });
-  ({ p0, p1 } = gw.fakes as Record<'p0' | 'p1', FakeProvider>);
+  ({ gw, p0, p1 } = await startTwoPriorities({ id: 'outlier', baseEjectionTime: `${BASE_EJECTION_MS / 1000}s` }));
 });
 
 afterAll(async () => {
@@ -59,16 +33,7 @@ it('ejects a failing priority 0, sends later requests straight to priority 1, an
   expect(await gw.clusterStat('chat', 'outlier_detection.ejections_enforced_total')).toBe(0);
   await p0.setMode({ kind: 'status', status: 503 });
 
-  // Failing requests, one at a time, until Envoy ejects priority 0 (it decides on its main thread, a moment after the 3rd failure).
-  const answeredBy: (string | null)[] = [];
-  const ejectedAt = await waitFor(
-    async () => {
-      if ((await gw.clusterStat('chat', 'outlier_detection.ejections_enforced_total')) > 0) return Date.now();
-      if (answeredBy.length < 6) answeredBy.push((await gw.chat()).answeredBy);
-      return undefined;
-    },
-    { what: 'Envoy to eject priority 0', timeoutMs: 5_000, intervalMs: 10 },
-  );
+  const { ejectedAt, answeredBy } = await chatUntilEjected(gw);
   expect(answeredBy.every((name) => name === 'p1')).toBe(true);
   expect(p0.received().length).toBeGreaterThanOrEqual(3);
   expect(p0.received().length).toBeLessThanOrEqual(4);

@@ -1,10 +1,11 @@
-import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeMessage, messageType } from '../../src/envoy/proto.js';
+import type { encodeMessage } from '../../src/envoy/proto.js';
 import { TypeUrl, type EnvoyResource, type XdsResources } from '../../src/envoy/resources.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { XdsServer } from '../../src/xds/server.js';
+import { closeAdsStream, deltaRequest, deltaResponse, openAdsStream, type AdsConnection } from '../support/ads-client.js';
 import { waitFor } from '../support/wait.js';
+import { assignment, cluster } from '../support/xds-stream.js';
 
 /**
  * Delta streams that hold the same snapshot are sent one response, encoded once: the same bytes
@@ -14,22 +15,11 @@ import { waitFor } from '../support/wait.js';
 
 const STREAMS = 40;
 const CLUSTERS = 100;
-const DELTA_PATH = '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources';
 const names = Array.from({ length: CLUSTERS }, (_, i) => `pool-${i}`);
 
 function configuration(edited: readonly number[], generation: number, endpointsEdited = true): XdsResources {
-  const clusters: EnvoyResource[] = names.map((name, i) => ({
-    '@type': TypeUrl.cluster,
-    name,
-    type: 'EDS',
-    connect_timeout: edited.includes(i) ? `${generation + 1}s` : '1s',
-    eds_cluster_config: { eds_config: { ads: {} } },
-  }));
-  const endpoints: EnvoyResource[] = names.map((name, i) => ({
-    '@type': TypeUrl.endpoint,
-    cluster_name: name,
-    endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '10.0.0.1', port_value: endpointsEdited && edited.includes(i) ? 9000 + generation : 8080 } } } }] }],
-  }));
+  const clusters = names.map((name, i) => cluster(name, edited.includes(i) ? `${generation + 1}s` : '1s'));
+  const endpoints = names.map((name, i) => assignment(name, endpointsEdited && edited.includes(i) ? 9000 + generation : 8080));
   const listeners: EnvoyResource[] = [{ '@type': TypeUrl.listener, name: 'l', address: { socket_address: { address: '0.0.0.0', port_value: 10000 } } }];
   return { listeners, routes: [], clusters, endpoints, secrets: [] };
 }
@@ -42,9 +32,7 @@ interface Received {
   readonly bytes: Buffer;
 }
 
-interface DeltaClient {
-  readonly client: grpc.Client;
-  readonly call: grpc.ClientDuplexStream<Buffer, Buffer>;
+interface DeltaClient extends AdsConnection {
   readonly received: Received[];
   send(json: Parameters<typeof encodeMessage>[1]): void;
 }
@@ -62,14 +50,13 @@ describe(`delta: ${STREAMS} streams x ${CLUSTERS} clusters share their responses
     cache.setResources(configuration([], 0));
     const port = await server.start({ port: 0, host: '127.0.0.1' });
     for (let i = 0; i < STREAMS; i++) {
-      const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
-      const call = client.makeBidiStreamRequest<Buffer, Buffer>(DELTA_PATH, (b) => b, (b) => b);
+      const { client, call } = openAdsStream(port, 'delta');
       const send = (json: Parameters<typeof encodeMessage>[1]): void => {
-        call.write(Buffer.from(encodeMessage('envoy.service.discovery.v3.DeltaDiscoveryRequest', json)));
+        call.write(deltaRequest(json));
       };
       const received: Received[] = [];
       call.on('data', (bytes: Buffer) => {
-        const response = messageType('envoy.service.discovery.v3.DeltaDiscoveryResponse').decode(bytes).toJSON();
+        const response = deltaResponse(bytes);
         const resources = (response['resources'] ?? []) as { name: string }[];
         const typeUrl = String(response['type_url']);
         const nonce = String(response['nonce']);
@@ -91,10 +78,7 @@ describe(`delta: ${STREAMS} streams x ${CLUSTERS} clusters share their responses
   }, 120_000);
 
   afterAll(async () => {
-    for (const c of clients) {
-      c.call.cancel();
-      c.client.close();
-    }
+    clients.forEach(closeAdsStream);
     await server.stop();
   });
 

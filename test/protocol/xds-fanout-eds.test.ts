@@ -1,10 +1,10 @@
-import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeMessage, messageType } from '../../src/envoy/proto.js';
-import { TypeUrl, type EnvoyResource, type XdsResources } from '../../src/envoy/resources.js';
+import { TypeUrl, type XdsResources } from '../../src/envoy/resources.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { XdsServer } from '../../src/xds/server.js';
+import { closeAdsStream, openAdsStream, sotwRequest as request, sotwResponse, type AdsConnection } from '../support/ads-client.js';
 import { waitFor } from '../support/wait.js';
+import { assignment, cluster } from '../support/xds-stream.js';
 
 /**
  * Many SotW streams x many EDS clusters, subscribed as Envoy is (CDS wildcard, then EDS by name
@@ -17,21 +17,11 @@ import { waitFor } from '../support/wait.js';
 
 const CLIENTS = 200;
 const CLUSTERS = 200;
-const ADS_PATH = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
+const EDS_NAMES = Array.from({ length: CLUSTERS }, (_, i) => `pool-${i}`);
 
 function configuration(timeoutOfFirst: string): XdsResources {
-  const clusters: EnvoyResource[] = Array.from({ length: CLUSTERS }, (_, i) => ({
-    '@type': TypeUrl.cluster,
-    name: `pool-${i}`,
-    type: 'EDS',
-    connect_timeout: i === 0 ? timeoutOfFirst : '1s',
-    eds_cluster_config: { eds_config: { ads: {} } },
-  }));
-  const endpoints: EnvoyResource[] = Array.from({ length: CLUSTERS }, (_, i) => ({
-    '@type': TypeUrl.endpoint,
-    cluster_name: `pool-${i}`,
-    endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: `10.0.${Math.floor(i / 250)}.${i % 250}`, port_value: 8080 } } } }] }],
-  }));
+  const clusters = EDS_NAMES.map((name, i) => cluster(name, i === 0 ? timeoutOfFirst : '1s'));
+  const endpoints = EDS_NAMES.map((name) => assignment(name, 8080));
   return { listeners: [], routes: [], clusters, endpoints, secrets: [] };
 }
 
@@ -43,15 +33,11 @@ interface Received {
   readonly bytes: Buffer;
 }
 
-interface FakeEnvoy {
-  readonly client: grpc.Client;
-  readonly call: grpc.ClientDuplexStream<Buffer, Buffer>;
+interface FakeEnvoy extends AdsConnection {
   readonly received: Received[];
   errors: number;
 }
 
-const request = (json: Parameters<typeof encodeMessage>[1]): Buffer => Buffer.from(encodeMessage('envoy.service.discovery.v3.DiscoveryRequest', json));
-const EDS_NAMES = Array.from({ length: CLUSTERS }, (_, i) => `pool-${i}`);
 
 describe(`SotW: ${CLIENTS} streams x ${CLUSTERS} EDS clusters, one cluster edited`, () => {
   const cache = new SnapshotCache();
@@ -62,11 +48,10 @@ describe(`SotW: ${CLIENTS} streams x ${CLUSTERS} EDS clusters, one cluster edite
     cache.setResources(configuration('1s'));
     const port = await server.start({ port: 0, host: '127.0.0.1' });
     for (let i = 0; i < CLIENTS; i++) {
-      const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
-      const call = client.makeBidiStreamRequest<Buffer, Buffer>(ADS_PATH, (b) => b, (b) => b);
+      const { client, call } = openAdsStream(port);
       const envoy: FakeEnvoy = { client, call, received: [], errors: 0 };
       call.on('data', (bytes: Buffer) => {
-        const response = messageType('envoy.service.discovery.v3.DiscoveryResponse').decode(bytes).toJSON();
+        const response = sotwResponse(bytes);
         const typeUrl = String(response['type_url']);
         const version = String(response['version_info']);
         const nonce = String(response['nonce']);
@@ -93,10 +78,7 @@ describe(`SotW: ${CLIENTS} streams x ${CLUSTERS} EDS clusters, one cluster edite
   }, 120_000);
 
   afterAll(async () => {
-    for (const envoy of envoys) {
-      envoy.call.cancel();
-      envoy.client.close();
-    }
+    envoys.forEach(closeAdsStream);
     await server.stop();
   });
 

@@ -1,10 +1,10 @@
-import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeMessage, messageType } from '../../src/envoy/proto.js';
-import { TypeUrl, type EnvoyResource, type XdsResources } from '../../src/envoy/resources.js';
+import { TypeUrl, type XdsResources } from '../../src/envoy/resources.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { XdsServer } from '../../src/xds/server.js';
+import { closeAdsStream, openAdsStream, sotwRequest as request, sotwResponse, type AdsConnection } from '../support/ads-client.js';
 import { waitFor } from '../support/wait.js';
+import { cluster } from '../support/xds-stream.js';
 
 /**
  * A thousand SotW ADS clients, each on its own HTTP/2 connection as a fleet of Envoys would
@@ -12,27 +12,15 @@ import { waitFor } from '../support/wait.js';
  */
 
 const CLIENTS = 1_000;
-const ADS_PATH = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
 
 function clusters(timeout: string): XdsResources {
-  const list: EnvoyResource[] = Array.from({ length: 50 }, (_, i) => ({
-    '@type': TypeUrl.cluster,
-    name: `pool-${i}`,
-    type: 'EDS',
-    connect_timeout: i === 0 ? timeout : '1s',
-    eds_cluster_config: { eds_config: { ads: {} } },
-  }));
+  const list = Array.from({ length: 50 }, (_, i) => cluster(`pool-${i}`, i === 0 ? timeout : '1s'));
   return { listeners: [], routes: [], clusters: list, endpoints: [], secrets: [] };
 }
 
-interface FakeEnvoy {
-  readonly client: grpc.Client;
-  readonly call: grpc.ClientDuplexStream<Buffer, Buffer>;
+interface FakeEnvoy extends AdsConnection {
   versions: string[];
 }
-
-const request = (json: Parameters<typeof encodeMessage>[1]): Buffer =>
-  Buffer.from(encodeMessage('envoy.service.discovery.v3.DiscoveryRequest', json));
 
 describe(`xDS fan-out to ${CLIENTS} SotW clients`, () => {
   const cache = new SnapshotCache();
@@ -43,13 +31,10 @@ describe(`xDS fan-out to ${CLIENTS} SotW clients`, () => {
     cache.setResources(clusters('1s'));
     const port = await server.start({ port: 0, host: '127.0.0.1' });
     for (let i = 0; i < CLIENTS; i++) {
-      // A local subchannel pool gives every client its own connection instead of a shared one.
-      const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
-      const call = client.makeBidiStreamRequest<Buffer, Buffer>(ADS_PATH, (b) => b, (b) => b);
+      const { client, call } = openAdsStream(port);
       const envoy: FakeEnvoy = { client, call, versions: [] };
       call.on('data', (bytes: Buffer) => {
-        // Like Envoy, the fake reads the envelope; the clusters stay undecoded Any bytes.
-        const response = messageType('envoy.service.discovery.v3.DiscoveryResponse').decode(bytes).toJSON();
+        const response = sotwResponse(bytes);
         const version = String(response['version_info']);
         envoy.versions.push(version);
         call.write(request({ version_info: version, response_nonce: String(response['nonce']), type_url: TypeUrl.cluster }));
@@ -71,10 +56,7 @@ describe(`xDS fan-out to ${CLIENTS} SotW clients`, () => {
   }, 120_000);
 
   afterAll(async () => {
-    for (const envoy of envoys) {
-      envoy.call.cancel();
-      envoy.client.close();
-    }
+    envoys.forEach(closeAdsStream);
     await server.stop();
   });
 

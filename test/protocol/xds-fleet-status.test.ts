@@ -2,11 +2,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeMessage, messageType } from '../../src/envoy/proto.js';
+import { encodeMessage } from '../../src/envoy/proto.js';
 import { TypeUrl } from '../../src/envoy/resources.js';
 import { STATUS_COALESCE_MS, startGatewayRuntime, type RunningGateway } from '../../src/app/gateway-runtime.js';
 import { FileProvider } from '../../src/providers/file.js';
 import type { ObjectStatus } from '../../src/translate/status.js';
+import { closeAdsStream, openAdsStream, sotwRequest as request, sotwResponse, type AdsConnection } from '../support/ads-client.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -17,23 +18,18 @@ import { waitFor } from '../support/wait.js';
  */
 
 const FLEET = 20;
-const ADS_PATH = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
-const request = (json: Parameters<typeof encodeMessage>[1]): Buffer => Buffer.from(encodeMessage('envoy.service.discovery.v3.DiscoveryRequest', json));
 
-interface FakeEnvoy {
-  readonly client: grpc.Client;
-  readonly call: grpc.ClientDuplexStream<Buffer, Buffer>;
+interface FakeEnvoy extends AdsConnection {
   /** Type URL → the version last received and ACKed. */
   readonly acked: Map<string, string>;
 }
 
 /** CDS and EDS wildcard, ACKing every response as Envoy does. */
 function connect(port: number, nodeId: string): FakeEnvoy {
-  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
-  const call = client.makeBidiStreamRequest<Buffer, Buffer>(ADS_PATH, (b) => b, (b) => b);
+  const { client, call } = openAdsStream(port);
   const envoy: FakeEnvoy = { client, call, acked: new Map() };
   call.on('data', (bytes: Buffer) => {
-    const response = messageType('envoy.service.discovery.v3.DiscoveryResponse').decode(bytes).toJSON();
+    const response = sotwResponse(bytes);
     const typeUrl = String(response['type_url']);
     const version = String(response['version_info']);
     call.write(request({ version_info: version, response_nonce: String(response['nonce']), type_url: typeUrl, resource_names: ['*'] }));
@@ -43,11 +39,6 @@ function connect(port: number, nodeId: string): FakeEnvoy {
   call.write(request({ node: { id: nodeId }, type_url: TypeUrl.cluster, resource_names: ['*'] }));
   call.write(request({ type_url: TypeUrl.endpoint, resource_names: ['*'] }));
   return envoy;
-}
-
-function close(envoy: FakeEnvoy): void {
-  envoy.call.cancel();
-  envoy.client.close();
 }
 
 const programmedTrue = (statuses: readonly ObjectStatus[]): string[] =>
@@ -99,7 +90,7 @@ describe('status across a fleet reconnect', () => {
     expect(writes).toBeGreaterThan(before);
     const settled = writes;
 
-    for (const envoy of fleet) close(envoy);
+    fleet.forEach(closeAdsStream);
     await waitFor(() => runtime.xds.clients().length === 0, { what: 'every stream to close on the server', timeoutMs: 10_000 });
     // Nothing to wait on for an absence: give a coalesced status rebuild several times its delay to happen.
     await sleep(STATUS_COALESCE_MS * 6);
@@ -109,7 +100,7 @@ describe('status across a fleet reconnect', () => {
 
     expect(writes).toBe(settled);
     expect(programmedTrue(runtime.statuses())).toEqual(programmed);
-    for (const envoy of fleet) close(envoy);
+    fleet.forEach(closeAdsStream);
   }, 90_000);
 });
 

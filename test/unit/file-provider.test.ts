@@ -484,3 +484,38 @@ describe('FileProvider on a single file', () => {
     await expect(provider(path.join(dir, 'missing.yaml')).start()).rejects.toThrow(/missing\.yaml does not exist: give a manifest file/);
   });
 });
+
+describe('FileProvider stop', () => {
+  /** The fs watchers a provider holds: what keeps it (and its store) reachable while they live. */
+  const watchers = (p: FileProvider): Map<string, import('node:fs').FSWatcher> => p['watchers'];
+
+  it('closes every watcher and takes its listeners off, so nothing left holds the provider', async () => {
+    await writeTree();
+    const p = provider(dir);
+    await p.start();
+    const open = [...watchers(p).values()];
+    expect(open.length).toBe(2);
+    expect(open.every((w) => w.listenerCount('change') === 1 && w.listenerCount('error') === 1)).toBe(true);
+    await p.stop();
+    expect(watchers(p).size).toBe(0);
+    expect(open.map((w) => w.listenerCount('change') + w.listenerCount('error'))).toEqual([0, 0]);
+  });
+
+  it('a stop while it is starting wins: start fails saying so, nothing is watched, a later edit is not reported', async () => {
+    await writeTree();
+    const p = provider(dir);
+    const seen = record(p);
+    const starting = p.start();
+    await p.stop();
+    await expect(starting).rejects.toThrow(/was stopped while it was starting; start it again to serve it/);
+    expect(watchers(p).size).toBe(0);
+    // A provider that is not stopped sees the edit: once it has, the stopped one would have too.
+    const marker = provider(dir);
+    const markerSeen = record(marker);
+    await marker.start();
+    await writeFile(path.join(dir, 'backends.yaml'), backends('gpt-4.1'));
+    await nthChange(markerSeen, 1);
+    await sleep(100);
+    expect(seen).toEqual([]);
+  });
+});

@@ -1,13 +1,13 @@
-import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { GATEWAY_NODE_METADATA } from '../../src/envoy/bootstrap.js';
-import { encodeMessage, messageType } from '../../src/envoy/proto.js';
+import { messageType } from '../../src/envoy/proto.js';
 import { PUSH_ORDER, TypeUrl, type TypeUrlValue } from '../../src/envoy/resources.js';
 import { AdsStream } from '../../src/xds/ads-stream.js';
 import { SnapshotCache, type CacheView } from '../../src/xds/cache.js';
 import { XdsServer } from '../../src/xds/server.js';
 import { twoGateways, type TwoGateways } from '../support/two-gateways.js';
+import { openAdsStream, sotwRequest as request, type AdsConnection } from '../support/ads-client.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -97,21 +97,14 @@ describe('cache views per Gateway', () => {
   });
 });
 
-const ADS_PATH = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
-
-interface FakeEnvoy {
-  readonly client: grpc.Client;
-  readonly call: grpc.ClientDuplexStream<Buffer, Buffer>;
+interface FakeEnvoy extends AdsConnection {
   /** Resource names of each response received, by type. */
   readonly received: Map<string, string[][]>;
 }
 
-const request = (json: Parameters<typeof encodeMessage>[1]): Buffer => Buffer.from(encodeMessage('envoy.service.discovery.v3.DiscoveryRequest', json));
-
 /** A SotW client that names its Gateway in node metadata, ACKs everything, and asks for LDS (wildcard) and its Gateway's routes. */
 function fakeEnvoy(port: number, id: string, gateway: string | undefined, routes: string[]): FakeEnvoy {
-  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
-  const call = client.makeBidiStreamRequest<Buffer, Buffer>(ADS_PATH, (b) => b, (b) => b);
+  const { client, call } = openAdsStream(port);
   const received = new Map<string, string[][]>();
   call.on('data', (bytes: Buffer) => {
     // Protos are loaded with keepCase: the decoded message has the proto's field names.

@@ -295,6 +295,62 @@ func (f *fleet) once(ctx context.Context, s *stream, conn *grpc.ClientConn) erro
 	return f.sotwStream(ctx, s, client)
 }
 
+// connected notes when the stream first reached the server.
+func (s *stream) connected() {
+	s.mu.Lock()
+	if s.connectedAt.IsZero() {
+		s.connectedAt = time.Now()
+	}
+	s.mu.Unlock()
+}
+
+// received notes a response of typeURL and returns that type's state, nil for a type the stream
+// does not track; the caller holds s.mu.
+func (s *stream) received(typeURL string) *typeState {
+	now := time.Now()
+	if s.firstAt.IsZero() {
+		s.firstAt = now
+	}
+	t := s.types[typeURL]
+	if t != nil && s.markFirst.IsZero() {
+		s.markFirst = now
+	}
+	return t
+}
+
+// resubscribe follows a CDS or LDS response (respType) with the EDS, or RDS, and SDS
+// subscriptions its resources now call for: request is called for each type whose names changed,
+// with that type's state as it was, before it records the new names. The caller holds s.mu.
+func (s *stream) resubscribe(respType string, request func(typeURL string, dep *typeState, names []string)) {
+	if respType != resource.ClusterType && respType != resource.ListenerType {
+		return
+	}
+	for typeURL, names := range wanted(s.types) {
+		dep := s.types[typeURL]
+		if (typeURL == resource.EndpointType) != (respType == resource.ClusterType) && typeURL != resource.SecretType {
+			continue
+		}
+		if dep.subscribed && equal(dep.names, names) {
+			continue
+		}
+		if !dep.subscribed && len(names) == 0 {
+			continue
+		}
+		request(typeURL, dep, names)
+		dep.subscribed = true
+		dep.names = names
+	}
+}
+
+func sendAll[R any](reqs []R, send func(R) error) error {
+	for _, req := range reqs {
+		if err := send(req); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (f *fleet) sotwStream(ctx context.Context, s *stream, client discoveryv3.AggregatedDiscoveryServiceClient) error {
 	call, err := client.StreamAggregatedResources(ctx)
 	if err != nil {
@@ -308,11 +364,7 @@ func (f *fleet) sotwStream(ctx context.Context, s *stream, client discoveryv3.Ag
 		}
 		return call.Send(req)
 	}
-	s.mu.Lock()
-	if s.connectedAt.IsZero() {
-		s.connectedAt = time.Now()
-	}
-	s.mu.Unlock()
+	s.connected()
 	for _, t := range []string{resource.ClusterType, resource.ListenerType} {
 		if err := send(&discoveryv3.DiscoveryRequest{TypeUrl: t}); err != nil {
 			return err
@@ -323,19 +375,12 @@ func (f *fleet) sotwStream(ctx context.Context, s *stream, client discoveryv3.Ag
 		if err != nil {
 			return err
 		}
-		now := time.Now()
-		s.mu.Lock()
-		if s.firstAt.IsZero() {
-			s.firstAt = now
-		}
 		trace("stream %d: sotw %s: version %s, %d resources, nonce %s", s.id, resp.GetTypeUrl(), resp.GetVersionInfo(), len(resp.GetResources()), resp.GetNonce())
-		t := s.types[resp.GetTypeUrl()]
+		s.mu.Lock()
+		t := s.received(resp.GetTypeUrl())
 		if t == nil {
 			s.mu.Unlock()
 			continue
-		}
-		if s.markFirst.IsZero() {
-			s.markFirst = now
 		}
 		t.resources = make(map[string]*anypb.Any, len(resp.GetResources()))
 		for _, r := range resp.GetResources() {
@@ -345,28 +390,12 @@ func (f *fleet) sotwStream(ctx context.Context, s *stream, client discoveryv3.Ag
 		t.nonce = resp.GetNonce()
 		t.changes++
 		reqs := []*discoveryv3.DiscoveryRequest{{TypeUrl: resp.GetTypeUrl(), VersionInfo: t.version, ResponseNonce: t.nonce, ResourceNames: t.names}}
-		if resp.GetTypeUrl() == resource.ClusterType || resp.GetTypeUrl() == resource.ListenerType {
-			for typeURL, names := range wanted(s.types) {
-				dep := s.types[typeURL]
-				if (typeURL == resource.EndpointType) != (resp.GetTypeUrl() == resource.ClusterType) && typeURL != resource.SecretType {
-					continue
-				}
-				if dep.subscribed && equal(dep.names, names) {
-					continue
-				}
-				if !dep.subscribed && len(names) == 0 {
-					continue
-				}
-				dep.subscribed = true
-				dep.names = names
-				reqs = append(reqs, &discoveryv3.DiscoveryRequest{TypeUrl: typeURL, VersionInfo: dep.version, ResponseNonce: dep.nonce, ResourceNames: names})
-			}
-		}
+		s.resubscribe(resp.GetTypeUrl(), func(typeURL string, dep *typeState, names []string) {
+			reqs = append(reqs, &discoveryv3.DiscoveryRequest{TypeUrl: typeURL, VersionInfo: dep.version, ResponseNonce: dep.nonce, ResourceNames: names})
+		})
 		s.mu.Unlock()
-		for _, req := range reqs {
-			if err := send(req); err != nil {
-				return err
-			}
+		if err := sendAll(reqs, send); err != nil {
+			return err
 		}
 		f.onAck(s)
 	}
@@ -385,11 +414,7 @@ func (f *fleet) deltaStream(ctx context.Context, s *stream, client discoveryv3.A
 		}
 		return call.Send(req)
 	}
-	s.mu.Lock()
-	if s.connectedAt.IsZero() {
-		s.connectedAt = time.Now()
-	}
-	s.mu.Unlock()
+	s.connected()
 	for _, t := range []string{resource.ClusterType, resource.ListenerType} {
 		if err := send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: t}); err != nil {
 			return err
@@ -400,19 +425,12 @@ func (f *fleet) deltaStream(ctx context.Context, s *stream, client discoveryv3.A
 		if err != nil {
 			return err
 		}
-		now := time.Now()
-		s.mu.Lock()
-		if s.firstAt.IsZero() {
-			s.firstAt = now
-		}
 		trace("stream %d: delta %s: %d resources, %d removed, nonce %s", s.id, resp.GetTypeUrl(), len(resp.GetResources()), len(resp.GetRemovedResources()), resp.GetNonce())
-		t := s.types[resp.GetTypeUrl()]
+		s.mu.Lock()
+		t := s.received(resp.GetTypeUrl())
 		if t == nil {
 			s.mu.Unlock()
 			continue
-		}
-		if s.markFirst.IsZero() {
-			s.markFirst = now
 		}
 		for _, r := range resp.GetResources() {
 			t.resources[r.GetName()] = r.GetResource()
@@ -426,40 +444,24 @@ func (f *fleet) deltaStream(ctx context.Context, s *stream, client discoveryv3.A
 			t.changes++
 		}
 		reqs := []*discoveryv3.DeltaDiscoveryRequest{{TypeUrl: resp.GetTypeUrl(), ResponseNonce: t.nonce}}
-		if resp.GetTypeUrl() == resource.ClusterType || resp.GetTypeUrl() == resource.ListenerType {
-			for typeURL, names := range wanted(s.types) {
-				dep := s.types[typeURL]
-				if (typeURL == resource.EndpointType) != (resp.GetTypeUrl() == resource.ClusterType) && typeURL != resource.SecretType {
-					continue
-				}
-				if dep.subscribed && equal(dep.names, names) {
-					continue
-				}
-				if !dep.subscribed && len(names) == 0 {
-					continue
-				}
-				have := map[string]bool{}
-				for _, n := range dep.names {
-					have[n] = true
-				}
-				req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typeURL}
-				for _, n := range names {
-					if !have[n] {
-						req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, n)
-					}
-					delete(have, n)
-				}
-				req.ResourceNamesUnsubscribe = sortedKeys(have)
-				dep.subscribed = true
-				dep.names = names
-				reqs = append(reqs, req)
+		s.resubscribe(resp.GetTypeUrl(), func(typeURL string, dep *typeState, names []string) {
+			have := map[string]bool{}
+			for _, n := range dep.names {
+				have[n] = true
 			}
-		}
+			req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typeURL}
+			for _, n := range names {
+				if !have[n] {
+					req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, n)
+				}
+				delete(have, n)
+			}
+			req.ResourceNamesUnsubscribe = sortedKeys(have)
+			reqs = append(reqs, req)
+		})
 		s.mu.Unlock()
-		for _, req := range reqs {
-			if err := send(req); err != nil {
-				return err
-			}
+		if err := sendAll(reqs, send); err != nil {
+			return err
 		}
 		f.onAck(s)
 	}

@@ -1,0 +1,65 @@
+import type { FakeProvider } from '../../examples/demo/fake-provider.js';
+import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture, type GatewayFixtureOptions } from './gateway-fixture.js';
+import { waitFor } from './wait.js';
+
+/**
+ * The gateway the outlier-detection suites share: one Backend `chat` on /v1 with member
+ * "primary" (fake p0) at priority 0 and "secondary" (fake p1) at priority 1, ejecting a member
+ * after 3 consecutive 5xx.
+ */
+
+export interface TwoPriorities {
+  gw: GatewayFixture;
+  p0: FakeProvider;
+  p1: FakeProvider;
+}
+
+export interface TwoPrioritiesOptions extends Pick<GatewayFixtureOptions, 'logLines' | 'outlierEventLog' | 'envoyArgs'> {
+  id: string;
+  /** How long an ejected member stays out (a Gateway API duration, e.g. `2s`). */
+  baseEjectionTime: string;
+}
+
+export async function startTwoPriorities(o: TwoPrioritiesOptions): Promise<TwoPriorities> {
+  const { baseEjectionTime, ...fixture } = o;
+  const gw = await startGatewayFixture({
+    ...fixture,
+    providers: ['p0', 'p1'],
+    manifests: ({ listenerPort, fakes }) => ({
+      'gateway.yaml': gatewayManifests(listenerPort),
+      'chat.yaml': [
+        aiBackend({
+          name: 'chat',
+          priorities: [
+            [{ name: 'primary', fake: fakes['p0']!, hostname: 'primary.llm.test' }],
+            [{ name: 'secondary', fake: fakes['p1']!, hostname: 'secondary.llm.test' }],
+          ],
+          // The interval is how often Envoy looks for hosts to bring back; short keeps the test short.
+          outlierDetection: { consecutive5xx: 3, baseEjectionTime, interval: '250ms' },
+        }),
+        httpRoute('chat', [{ path: '/v1', backend: 'chat' }]),
+      ],
+    }),
+    waitForBackends: ['chat'],
+  });
+  const { p0, p1 } = gw.fakes as Record<'p0' | 'p1', FakeProvider>;
+  return { gw, p0, p1 };
+}
+
+/**
+ * Chat requests one at a time (six at most) until Envoy has ejected a member of `chat`: it
+ * decides on its main thread, a moment after the 3rd failure. Returns when it was seen ejected
+ * and which fake answered each request sent.
+ */
+export async function chatUntilEjected(gw: GatewayFixture): Promise<{ ejectedAt: number; answeredBy: (string | null)[] }> {
+  const answeredBy: (string | null)[] = [];
+  const ejectedAt = await waitFor(
+    async () => {
+      if ((await gw.clusterStat('chat', 'outlier_detection.ejections_enforced_total')) > 0) return Date.now();
+      if (answeredBy.length < 6) answeredBy.push((await gw.chat()).answeredBy);
+      return undefined;
+    },
+    { what: 'Envoy to eject the primary of chat', timeoutMs: 5_000, intervalMs: 10 },
+  );
+  return { ejectedAt, answeredBy };
+}
