@@ -320,6 +320,22 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   let translationState: TranslationState | undefined;
   let envoyState: EnvoyState | undefined;
 
+  // Status after a translation waits for the next turn of the event loop: the responses the cache
+  // just queued reach the sockets only once this turn ends, and Programmed and fleet health over
+  // 10,000 objects (tens of ms) would hold them back. Several translations in one turn make one pass.
+  let statusAfterServe: NodeJS.Immediate | undefined;
+  const scheduleStatusesAfterServe = (): void => {
+    statusAfterServe ??= setImmediate(() => {
+      statusAfterServe = undefined;
+      try {
+        refreshHealth(true);
+        publishStatuses();
+      } catch (err) {
+        log.error({ err }, 'status after a translation failed; the next change or health tick tries again');
+      }
+    });
+  };
+
   const translateAndServe = (snapshot: Snapshot): void => {
     const started = process.hrtime.bigint();
     try {
@@ -355,11 +371,15 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       // Views come from data planes, which an edit that keeps them does not change.
       if (servedBefore?.planes !== result.planes) servedViews = new Set([...servedAs.values()].flatMap((o) => o.views));
       ir = result.translation.ir;
-      refreshHealth(true);
       for (const e of result.translation.events) log.warn({ object: `${e.object.kind} ${e.object.namespace}/${e.object.name}`, reason: e.reason }, e.message);
       log.info({ changed: change.changed.map((t) => t.split('.').pop()), clusters: result.xds.clusters.length, listeners: result.xds.listeners.length }, 'configuration translated');
+      // The first translation's statuses are there when the runtime is handed out.
+      if (loaded) scheduleStatusesAfterServe();
+      else {
+        refreshHealth(true);
+        publishStatuses();
+      }
       loaded = true;
-      publishStatuses();
       opts.onTranslated?.(result.translation.ir);
       opts.statusSink?.warnings(result.translation.events);
     } catch (err) {
@@ -461,6 +481,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     metrics,
     async stop() {
       clearTimeout(statusTimer);
+      clearImmediate(statusAfterServe);
       clearImmediate(reportingCheck);
       clearInterval(healthTimer);
       await provider.stop();
