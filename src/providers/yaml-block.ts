@@ -9,7 +9,7 @@
  * reads (YAML 1.2, core schema); test/unit/manifest-yaml-readers compares them.
  */
 
-/** Returned through the reader when the text is not in its subset. */
+/** Thrown through the reader when the text is not in its subset. */
 class NotBlockYaml extends Error {}
 
 const GIVE_UP = new NotBlockYaml();
@@ -32,7 +32,6 @@ const DASH = 0x2d;
 const COLON = 0x3a;
 const DOUBLE_QUOTE = 0x22;
 const SINGLE_QUOTE = 0x27;
-const BACKSLASH = 0x5c;
 const PERCENT = 0x25;
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
@@ -54,7 +53,8 @@ export function readBlockYaml(text: string): { value: Record<string, unknown> } 
     const value = reader.mapping(0);
     return reader.at === reader.count ? { value } : undefined;
   } catch (err) {
-    if (err === GIVE_UP) return undefined;
+    // A stack overflow on absurdly deep nesting is the general readers' to report too.
+    if (err === GIVE_UP || err instanceof RangeError) return undefined;
     throw err;
   }
 }
