@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import { backendReferenceLink } from './api-docs.js';
 import { Backend } from './backend.js';
+import { commonBackend } from './backend-common.js';
 import { EndpointSlice } from './endpointslice.js';
 import { Gateway, GatewayClass } from './gateway.js';
 import { HTTPRoute } from './httproute.js';
@@ -117,9 +118,11 @@ export function parseManifest(doc: unknown, source?: string): ParseResult {
   if (!(kind in SCHEMAS)) {
     return { ok: 'ignored', ...(id ? { id } : {}), reason: `kind ${kind} is not read by Switchyard` };
   }
-  // Most documents of a large configuration are Secrets of one plain shape: checked without zod.
+  // Most documents of a large configuration are Secrets and Backends of a few plain shapes: checked without zod.
   const common = kind === 'Secret' ? commonSecret(doc) : undefined;
   if (common !== undefined) return { ok: true, object: { kind: 'Secret', value: common }, id: { kind, namespace: common.metadata.namespace, name: common.metadata.name }, warnings: [] };
+  const backend = kind === 'Backend' ? commonBackend(doc) : undefined;
+  if (backend !== undefined) return { ok: true, object: { kind: 'Backend', value: backend }, id: { kind, namespace: backend.metadata.namespace, name: backend.metadata.name }, warnings: [] };
   const schema = SCHEMAS[kind as KnownKind];
   const parsed = schema.safeParse(doc);
   if (!parsed.success) return { ok: false, ...(id ? { id } : {}), problems: zodProblems(parsed.error, id, source) };

@@ -1,0 +1,264 @@
+/**
+ * A reader for the YAML that manifests are almost always written in: block mappings and
+ * sequences, keys that are plain words, values on one line (plain, or quoted without escapes),
+ * comments. It reads such a document several times faster than js-yaml, which reads it a
+ * character at a time through a general state machine. Anything else (flow collections, block
+ * scalars, anchors, tags, escapes, numbers other than plain integers, multi-line values, tabs,
+ * control characters, duplicate keys) makes it give up, and the general readers decide: so
+ * it needs to be right only on what it accepts, where it must read what the yaml package
+ * reads (YAML 1.2, core schema); test/unit/manifest-yaml-readers compares them.
+ */
+
+/** Thrown through the reader when the text is not in its subset. */
+class NotBlockYaml extends Error {}
+
+const GIVE_UP = new NotBlockYaml();
+
+/** Characters no document in the subset holds: controls (the yaml package refuses most), tabs, a byte order mark, carriage returns. */
+const OUTSIDE_SUBSET = /[\x00-\x09\x0B-\x1F\x7F-\x9F\uFEFF\uFFFE\uFFFF]/;
+
+/** A key in the subset: a word (labels and annotations keys included), never one the core schema reads as null or a boolean. */
+const KEY = /^[A-Za-z_][A-Za-z0-9_./-]*$/;
+const NOT_A_STRING_KEY = /^(?:[Nn]ull|NULL|[Tt]rue|TRUE|[Ff]alse|FALSE)$/;
+
+/** Integers read exactly as the same number by every reader. */
+const PLAIN_INT = /^(?:0|[1-9][0-9]{0,14})$/;
+/** The core schema's other numbers (yaml's schema/core int.js and float.js): left to the general readers. */
+const OTHER_NUMBER = /^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/;
+
+const SPACE = 0x20;
+const HASH = 0x23;
+const DASH = 0x2d;
+const COLON = 0x3a;
+const DOUBLE_QUOTE = 0x22;
+const SINGLE_QUOTE = 0x27;
+const PERCENT = 0x25;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+
+/** Characters a plain scalar must not start with (YAML c-indicator), and "-", "." and "+" handled apart. */
+const INDICATORS = new Set([...'-?:,[]{}#&*!|>%@`'].map((c) => c.charCodeAt(0)));
+
+/**
+ * The document's value when `text` (one document) is in the subset and its top level is a
+ * mapping; undefined otherwise.
+ */
+export function readBlockYaml(text: string): { value: Record<string, unknown> } | undefined {
+  if (OUTSIDE_SUBSET.test(text)) return undefined;
+  try {
+    const reader = new BlockReader(text);
+    if (reader.count === 0 || reader.indents[0] !== 0) return undefined;
+    const value = reader.mapping(0);
+    return reader.at === reader.count ? { value } : undefined;
+  } catch (err) {
+    // A stack overflow on absurdly deep nesting is the general readers' to report too.
+    if (err === GIVE_UP || err instanceof RangeError) return undefined;
+    throw err;
+  }
+}
+
+/** The document's lines with content (not blank, not comments alone): their indentation and where their content starts and ends. */
+class BlockReader {
+  readonly indents: number[] = [];
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
+  count = 0;
+  /** The line being read. */
+  at = 0;
+
+  constructor(private readonly text: string) {
+    let first = true;
+    for (let lineStart = 0; lineStart <= text.length; ) {
+      let end = text.indexOf('\n', lineStart);
+      if (end === -1) end = text.length;
+      let start = lineStart;
+      while (start < end && text.charCodeAt(start) === SPACE) start++;
+      const indent = start - lineStart;
+      lineStart = end + 1;
+      if (start === end || text.charCodeAt(start) === HASH) continue;
+      if (indent === 0 && (text.startsWith('---', start) || text.startsWith('...', start) || text.charCodeAt(start) === PERCENT)) {
+        // A "---" opening the document, alone or before a comment, is the only marker line in the subset.
+        if (!first || !text.startsWith('---', start) || !isBlankOrComment(text, start + 3, end)) throw GIVE_UP;
+        first = false;
+        continue;
+      }
+      first = false;
+      this.indents.push(indent);
+      this.starts.push(start);
+      this.ends.push(end);
+      this.count++;
+    }
+  }
+
+  /** A block mapping whose keys are at `indent`, from the current line on. */
+  mapping(indent: number): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    while (this.at < this.count && this.indents[this.at] === indent) {
+      const start = this.starts[this.at] as number;
+      const end = this.ends[this.at] as number;
+      if (isSequenceItem(this.text, start, end)) throw GIVE_UP;
+      const colon = this.text.indexOf(':', start);
+      if (colon === -1 || colon >= end) throw GIVE_UP;
+      const key = this.text.slice(start, colon);
+      if (!KEY.test(key) || NOT_A_STRING_KEY.test(key) || key === '__proto__' || Object.hasOwn(out, key)) throw GIVE_UP;
+      const after = colon + 1;
+      if (after < end && this.text.charCodeAt(after) !== SPACE) throw GIVE_UP;
+      out[key] = this.valueAfter(indent, after, end, false);
+    }
+    if (this.at < this.count && (this.indents[this.at] as number) > indent) throw GIVE_UP;
+    return out;
+  }
+
+  /** A block sequence whose "-" are at `indent`, from the current line on. */
+  private sequence(indent: number): unknown[] {
+    const out: unknown[] = [];
+    while (this.at < this.count && this.indents[this.at] === indent) {
+      const start = this.starts[this.at] as number;
+      const end = this.ends[this.at] as number;
+      if (!isSequenceItem(this.text, start, end)) break;
+      let content = start + 1;
+      while (content < end && this.text.charCodeAt(content) === SPACE) content++;
+      if (content === end || this.text.charCodeAt(content) === HASH) {
+        out.push(this.valueAfter(indent, content, end, true));
+        continue;
+      }
+      if (isSequenceItem(this.text, content, end)) throw GIVE_UP;
+      if (startsWithKey(this.text, content, end)) {
+        // "- key: value": a mapping whose keys are at the column of this first key.
+        const column = indent + (content - start);
+        this.indents[this.at] = column;
+        this.starts[this.at] = content;
+        out.push(this.mapping(column));
+        continue;
+      }
+      out.push(this.scalar(content, end));
+      this.at++;
+      if (this.at < this.count && (this.indents[this.at] as number) > indent) throw GIVE_UP;
+    }
+    if (this.at < this.count && (this.indents[this.at] as number) > indent) throw GIVE_UP;
+    return out;
+  }
+
+  /**
+   * The value after a key's ":" or a "-" (`item`) at `indent`: on the same line, or the block
+   * below it (null when there is none).
+   */
+  private valueAfter(indent: number, from: number, end: number, item: boolean): unknown {
+    let pos = from;
+    while (pos < end && this.text.charCodeAt(pos) === SPACE) pos++;
+    if (pos < end && this.text.charCodeAt(pos) !== HASH) {
+      const value = this.scalar(pos, end);
+      this.at++;
+      if (this.at < this.count && (this.indents[this.at] as number) > indent) throw GIVE_UP;
+      return value;
+    }
+    this.at++;
+    if (this.at === this.count) return null;
+    const next = this.indents[this.at] as number;
+    const start = this.starts[this.at] as number;
+    const lineEnd = this.ends[this.at] as number;
+    if (next > indent) return isSequenceItem(this.text, start, lineEnd) ? this.sequence(next) : this.mapping(next);
+    // "key:" followed by "- item" lines at the key's own indentation; after an item's "-", such a line is the next item.
+    if (next === indent && !item && isSequenceItem(this.text, start, lineEnd)) return this.sequence(indent);
+    return null;
+  }
+
+  /** A scalar from `start` to the end of its line (less a comment), or GIVE_UP. */
+  private scalar(start: number, end: number): unknown {
+    const text = this.text;
+    const first = text.charCodeAt(start);
+    if (first === DOUBLE_QUOTE) {
+      const close = text.indexOf('"', start + 1);
+      if (close === -1 || close >= end) throw GIVE_UP;
+      const slash = text.indexOf('\\', start + 1);
+      if (slash !== -1 && slash < close) throw GIVE_UP;
+      if (!isBlankOrComment(text, close + 1, end)) throw GIVE_UP;
+      return text.slice(start + 1, close);
+    }
+    if (first === SINGLE_QUOTE) {
+      let pos = start + 1;
+      let doubled = false;
+      for (;;) {
+        const quote = text.indexOf("'", pos);
+        if (quote === -1 || quote >= end) throw GIVE_UP;
+        if (text.charCodeAt(quote + 1) === SINGLE_QUOTE && quote + 1 < end) {
+          doubled = true;
+          pos = quote + 2;
+          continue;
+        }
+        if (!isBlankOrComment(text, quote + 1, end)) throw GIVE_UP;
+        const inner = text.slice(start + 1, quote);
+        return doubled ? inner.replaceAll("''", "'") : inner;
+      }
+    }
+    if (first === OPEN_BRACKET || first === OPEN_BRACE) {
+      // Of flow collections, the subset has the empty ones ("filters: []"), which tools write for nothing.
+      const close = text.charCodeAt(start + 1);
+      if (close !== (first === OPEN_BRACKET ? CLOSE_BRACKET : CLOSE_BRACE) || !isBlankOrComment(text, start + 2, end)) throw GIVE_UP;
+      return first === OPEN_BRACKET ? [] : {};
+    }
+    if (INDICATORS.has(first)) throw GIVE_UP;
+    let stop = end;
+    for (let pos = start + 1; pos < end; pos++) {
+      const c = text.charCodeAt(pos);
+      if (c === HASH && text.charCodeAt(pos - 1) === SPACE) {
+        stop = pos;
+        break;
+      }
+      // ": " (or ":" ending the value) would make it a mapping, or an error.
+      if (c === COLON && (pos + 1 === end || text.charCodeAt(pos + 1) === SPACE)) throw GIVE_UP;
+    }
+    while (stop > start && text.charCodeAt(stop - 1) === SPACE) stop--;
+    const plain = text.slice(start, stop);
+    if (plain.endsWith(':')) throw GIVE_UP;
+    return plainValue(plain);
+  }
+}
+
+/** What the core schema makes of a plain scalar, for the values the subset reads. */
+function plainValue(s: string): unknown {
+  switch (s) {
+    case '~':
+    case 'null':
+    case 'Null':
+    case 'NULL':
+      return null;
+    case 'true':
+    case 'True':
+    case 'TRUE':
+      return true;
+    case 'false':
+    case 'False':
+    case 'FALSE':
+      return false;
+  }
+  const c = s.charCodeAt(0);
+  if ((c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2b) {
+    if (PLAIN_INT.test(s)) return Number(s);
+    if (OTHER_NUMBER.test(s)) throw GIVE_UP;
+  }
+  return s;
+}
+
+/** Whether a line's content is a sequence item: "-" followed by a space or nothing. */
+function isSequenceItem(text: string, start: number, end: number): boolean {
+  return text.charCodeAt(start) === DASH && (start + 1 === end || text.charCodeAt(start + 1) === SPACE);
+}
+
+/** Whether content starts with a key and its ":" (then the line is a mapping entry). */
+function startsWithKey(text: string, start: number, end: number): boolean {
+  const colon = text.indexOf(':', start);
+  if (colon === -1 || colon >= end) return false;
+  if (colon + 1 < end && text.charCodeAt(colon + 1) !== SPACE) return false;
+  return KEY.test(text.slice(start, colon));
+}
+
+/** Whether text[from, end) is blank or a comment (a "#" after a space). */
+function isBlankOrComment(text: string, from: number, end: number): boolean {
+  let pos = from;
+  while (pos < end && text.charCodeAt(pos) === SPACE) pos++;
+  if (pos === end) return true;
+  return text.charCodeAt(pos) === HASH && pos > from;
+}

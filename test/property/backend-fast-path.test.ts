@@ -1,0 +1,141 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { generateManifests } from '../../bench/translate.js';
+import { Backend } from '../../src/api/backend.js';
+import { commonBackend } from '../../src/api/backend-common.js';
+import { parseManifest } from '../../src/api/manifest.js';
+
+/**
+ * parseManifest takes a Backend of the common shape without zod (commonBackend). Over Backends
+ * near that shape, valid or not, whatever commonBackend accepts the schema accepts too, with the
+ * same value down to the order of keys; whatever the schema refuses commonBackend leaves to it,
+ * so every error message is still the schema's.
+ */
+
+const odd = fc.oneof(
+  fc.integer({ min: -2, max: 70_000 }),
+  fc.constantFrom(null, undefined, true, 2.5, Number.NaN, 0, 65536, 129, '', 'Bad', '-x', 'has space', 'http://x', 'x:80', 'v1', 'h'.repeat(254), 'm'.repeat(64), 'AI', 'Static', 'Inline', 'Passthrough', 'SecretRef'),
+  fc.string({ maxLength: 4 }),
+  fc.array(fc.string(), { maxLength: 2 }),
+  fc.constant(0).map(() => ({})),
+);
+
+/** Mostly `valid`, now and then a value just outside what the schema allows there. */
+const near = <T>(valid: fc.Arbitrary<T>, ...invalid: unknown[]): fc.Arbitrary<unknown> => fc.oneof({ weight: 40, arbitrary: valid }, { weight: 1, arbitrary: fc.constantFrom(...invalid) });
+
+/** Backends of the common shape, a few of their values just outside it. */
+const names = near(fc.oneof(fc.stringMatching(/^[a-z0-9]([-a-z0-9.]{0,10}[a-z0-9])?$/), fc.constantFrom('chat', 'a', 'a.b', 'b'.repeat(253))), 'b'.repeat(254), 'A', '-x', 'x_y', '', 1);
+const labels = near(fc.oneof(fc.stringMatching(/^[a-z0-9]([-a-z0-9]{0,8}[a-z0-9])?$/), fc.constant('d'.repeat(63))), 'd'.repeat(64), 'a.b', 'X', '', null);
+const hosts = near(fc.constantFrom('api.example.com', '10.0.0.7', 'p0-m0.chat-7.llm.internal', '[::1]', 'host_1', 'a.', 'UPPER.Case', 'h'.repeat(253)), 'h'.repeat(254), '', 'has space', 'http://x', 'x:80', 'a..b', 7);
+const ports = near(fc.integer({ min: 1, max: 65535 }), 0, 65536, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, '443');
+const tokens = fc.oneof(
+  { weight: 8, arbitrary: names.map((name) => ({ kind: 'SecretRef', secretRef: { name } })) },
+  { weight: 2, arbitrary: fc.constantFrom({ kind: 'Passthrough' }, { kind: 'Inline', inline: 'sk-1' }) },
+  { weight: 1, arbitrary: fc.constantFrom({ kind: 'Passthrough', secretRef: { name: 'k' } }, { kind: 'SecretRef' }, { kind: 'SecretRef', secretRef: { name: 'k' }, inline: 'x' }, { kind: 'Inline' }, { kind: 'Other' }, { kind: 'SecretRef', secretRef: {} }, { kind: 'SecretRef', secretRef: { name: 'k', key: 'x' } }) },
+);
+const compatible = fc.record(
+  {
+    host: hosts,
+    port: ports,
+    path: near(fc.constantFrom('/v1/chat/completions', '/'), 'v1', '', 1),
+    tls: near(fc.boolean(), 'true', 1),
+    model: near(fc.constantFrom('model-0', 'gpt-4o'), '', 0),
+    authHeader: near(fc.constantFrom('x-api-key', 'Authorization'), '', 'bad header', 'h'.repeat(257), 'x:y'),
+    authToken: tokens,
+  },
+  { requiredKeys: ['host'] },
+);
+const openai = fc.record({ model: near(fc.constantFrom('gpt-4o', 'o3'), '', 5), authToken: tokens }, { requiredKeys: ['authToken'] });
+const provider = fc.oneof(
+  { weight: 4, arbitrary: compatible.map((c) => ({ openaiCompatible: c })) },
+  { weight: 2, arbitrary: openai.map((o) => ({ openai: o })) },
+  { weight: 1, arbitrary: fc.record({ anthropic: fc.record({ authToken: tokens }) }) },
+);
+const member = fc.record(
+  {
+    name: labels,
+    weight: near(fc.integer({ min: 1, max: 128 }), 0, 129, 2.5, '1'),
+    provider: near(provider, {}, { openai: { authToken: { kind: 'Passthrough' } }, openaiCompatible: { host: 'h' } }, { openai: undefined }),
+    hostOverride: fc.record({ host: hosts, port: ports, tls: near(fc.boolean(), 'no') }, { requiredKeys: ['host', 'port'] }),
+  },
+  { requiredKeys: ['provider'] },
+);
+const priority = fc.record({ pool: near(fc.array(member, { minLength: 1, maxLength: 3 }), [], {}) });
+const validDoc = fc.record({
+  apiVersion: fc.constant('switchyard.dev/v1alpha1'),
+  kind: fc.constant('Backend'),
+  metadata: fc.record({ name: names, namespace: labels }, { requiredKeys: ['name'] }),
+  spec: fc.oneof(
+    { weight: 8, arbitrary: fc.record({ type: near(fc.constant('AI'), 'Static', 'ai', undefined), ai: fc.record({ multipool: fc.record({ priorities: near(fc.array(priority, { minLength: 1, maxLength: 3 }), [], Array.from({ length: 17 }, () => ({ pool: [{ provider: { openai: { authToken: { kind: 'Passthrough' } } } }] }))) }) }) }, { requiredKeys: ['ai'] }) },
+    { weight: 1, arbitrary: fc.record({ ai: fc.record({ llm: fc.record({ provider }) }) }) },
+  ),
+});
+
+/** Every place in a value: [parent, key] pairs, depth first. */
+function places(value: unknown, out: [Record<string, unknown> | unknown[], string | number][] = []): [Record<string, unknown> | unknown[], string | number][] {
+  if (Array.isArray(value)) value.forEach((item, i) => { out.push([value, i]); places(item, out); });
+  else if (typeof value === 'object' && value !== null) for (const [k, v] of Object.entries(value)) { out.push([value as Record<string, unknown>, k]); places(v, out); }
+  return out;
+}
+
+/** A valid Backend, or one with a field replaced, removed, or added where the common shape has none. */
+const backendDoc = fc.tuple(validDoc, fc.nat(3), fc.nat(), odd, fc.constantFrom('status', 'retry', 'limits', 'name', 'labels', 'models', 'inline', 'extra', 'secretRef', 'kind', 'host', 'port', 'tls', 'openai', 'llm', 'multipool', 'type')).map(([generated, how, at, value, key]) => {
+  // Generated values may share objects (constantFrom): a mutation must not reach the next run.
+  const doc = structuredClone(generated);
+  if (how === 0) return doc;
+  const all = places(doc);
+  const [parent, field] = all[at % all.length] as [Record<string, unknown>, string];
+  if (how === 1) parent[field] = value;
+  else if (how === 2) delete parent[field];
+  else {
+    const target = parent[field];
+    if (typeof target === 'object' && target !== null && !Array.isArray(target)) (target as Record<string, unknown>)[key] = value;
+  }
+  return doc;
+});
+
+describe('commonBackend', () => {
+  it('accepts only what the Backend schema accepts, with the value the schema gives, key order included', () => {
+    let taken = 0;
+    let valid = 0;
+    fc.assert(
+      fc.property(backendDoc, (doc) => {
+        const fast = commonBackend(doc as Record<string, unknown>);
+        const parsed = Backend.safeParse(structuredClone(doc));
+        if (parsed.success) valid++;
+        if (fast === undefined) return;
+        taken++;
+        expect(parsed.success, JSON.stringify(doc)).toBe(true);
+        expect(fast).toStrictEqual(parsed.data);
+        expect(JSON.stringify(fast)).toBe(JSON.stringify(parsed.data));
+      }),
+      { numRuns: 6000 },
+    );
+    // Both sides must come up often enough for the comparison to mean something.
+    expect(taken).toBeGreaterThan(300);
+    expect(valid - taken).toBeGreaterThan(100);
+  });
+
+  it("takes the bench configuration's Backends, and parseManifest gives what the schema gives", () => {
+    const docs = generateManifests(20).filter((d) => (d as { kind?: string }).kind === 'Backend') as Record<string, unknown>[];
+    expect(docs.length).toBe(20);
+    for (const doc of docs) {
+      expect(commonBackend(doc)).toBeDefined();
+      const result = parseManifest(structuredClone(doc), 'x.yaml#0');
+      expect(result.ok).toBe(true);
+      if (result.ok !== true) return;
+      expect(JSON.stringify(result.object.value)).toBe(JSON.stringify(Backend.parse(doc)));
+      expect(stringify(result.object.value)).toBe(stringify(Backend.parse(doc)));
+    }
+  });
+
+  it('leaves a Backend the schema refuses to the schema, whose message names the field', () => {
+    const doc = { apiVersion: 'switchyard.dev/v1alpha1', kind: 'Backend', metadata: { name: 'chat', namespace: 'ai' }, spec: { ai: { multipool: { priorities: [{ pool: [{ provider: { openaiCompatible: { host: 'h', port: 0 } } }] }] } } } };
+    expect(commonBackend(doc)).toBeUndefined();
+    const result = parseManifest(doc, 'x.yaml#0');
+    expect(result.ok).toBe(false);
+    if (result.ok !== false) return;
+    expect(result.problems.map((p) => p.field)).toEqual(['spec.ai.multipool.priorities[0].pool[0].provider.openaiCompatible.port']);
+  });
+});
