@@ -131,6 +131,42 @@ export interface RunningGateway {
 }
 
 /** The same entry objects under the same keys: nothing of fleet health moved. */
+/** Beyond this many status changes in one publication (a first load, a fleet's first ACK), one line sums them up. */
+const STATUS_LINES_MAX = 100;
+
+/** A condition that says something is wrong, not only that it is not done yet. */
+function troubled(s: ObjectStatus): boolean {
+  return 'conditions' in s && s.conditions.some((c) => c.status === 'False' && c.reason !== 'Pending');
+}
+
+/**
+ * Status changes in the log: one line per object, or, when there are many, one line per object
+ * that has a problem and one summary (20,000 lines at a first load of 10,000 Backends were 8% of
+ * serve's start).
+ */
+export function logStatusChanges(log: Logger, changed: readonly ObjectStatus[]): void {
+  const line = (s: ObjectStatus): void => log.info({ object: `${s.kind} ${s.namespace ? `${s.namespace}/` : ''}${s.name}`, conditions: conditionsSummary(s) }, 'status changed');
+  if (changed.length <= STATUS_LINES_MAX) {
+    for (const s of changed) line(s);
+    return;
+  }
+  const byKind: Record<string, number> = {};
+  const tally: Record<string, number> = {};
+  let problems = 0;
+  for (const s of changed) {
+    byKind[s.kind] = (byKind[s.kind] ?? 0) + 1;
+    for (const c of 'conditions' in s ? s.conditions : []) {
+      const key = `${c.type}=${c.status}${c.status === 'True' ? '' : `(${c.reason})`}`;
+      tally[key] = (tally[key] ?? 0) + 1;
+    }
+    if (troubled(s)) {
+      problems++;
+      line(s);
+    }
+  }
+  log.info({ objects: changed.length, byKind, conditions: tally, withProblems: problems }, 'statuses changed (objects with a problem are logged one by one)');
+}
+
 function conditionsSummary(s: ObjectStatus): string {
   return ('conditions' in s ? s.conditions : []).map((c) => `${c.type}=${c.status}${c.status === 'True' ? '' : `(${c.reason})`}`).join(' ');
 }
@@ -208,7 +244,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     const hosted = opts.infrastructure ? opts.infrastructure.statuses(isolated) : isolated;
     const overlaid = opts.statusOverlay ? opts.statusOverlay.apply(hosted) : hosted;
     const { changed, removed } = book.update(applyFleetHealth(overlaid, fleetHealth, lrs.windowMs, (namespace, name) => book.get('Backend', namespace, name), healthMemo));
-    for (const s of changed) log.info({ object: `${s.kind} ${s.namespace ? `${s.namespace}/` : ''}${s.name}`, conditions: conditionsSummary(s) }, 'status changed');
+    logStatusChanges(log, changed);
     if (opts.statusSink && (changed.length > 0 || removed.length > 0)) opts.statusSink.statuses(book.all());
   };
 
