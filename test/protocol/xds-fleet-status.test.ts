@@ -41,6 +41,21 @@ function connect(port: number, nodeId: string): FakeEnvoy {
   return envoy;
 }
 
+/** The real pipeline on examples/, every port on loopback. */
+function examplesRuntime(extra: Pick<Parameters<typeof startGatewayRuntime>[0], 'statusSink' | 'loadReporting'>): Promise<RunningGateway> {
+  return startGatewayRuntime({
+    provider: new FileProvider({ path: 'examples', logger: pino({ level: 'silent' }) }),
+    origin: { config: 'examples' },
+    xdsPort: 0,
+    xdsHost: '127.0.0.1',
+    metricsPort: 0,
+    metricsHost: '127.0.0.1',
+    envoy: {},
+    logger: pino({ level: 'silent' }),
+    ...extra,
+  });
+}
+
 const programmedTrue = (statuses: readonly ObjectStatus[]): string[] =>
   statuses.filter((s) => 'conditions' in s && s.conditions.some((c) => c.type === 'Programmed' && c.status === 'True')).map((s) => `${s.kind}/${s.namespace}/${s.name}`);
 
@@ -50,8 +65,7 @@ describe('status across a fleet reconnect', () => {
   let latest: readonly ObjectStatus[] = [];
 
   beforeAll(async () => {
-    runtime = await startGatewayRuntime({
-      provider: new FileProvider({ path: 'examples', logger: pino({ level: 'silent' }) }),
+    runtime = await examplesRuntime({
       statusSink: {
         statuses: (all) => {
           writes++;
@@ -59,13 +73,6 @@ describe('status across a fleet reconnect', () => {
         },
         warnings: () => undefined,
       },
-      origin: { config: 'examples' },
-      xdsPort: 0,
-      xdsHost: '127.0.0.1',
-      metricsPort: 0,
-      metricsHost: '127.0.0.1',
-      envoy: {},
-      logger: pino({ level: 'silent' }),
       // Load-report figures are refreshed on their own clock; none arrive here, keep them out of the window.
       loadReporting: { refreshMs: 600_000 },
     });
@@ -108,18 +115,8 @@ describe('the first load report', () => {
   let runtime: RunningGateway;
 
   beforeAll(async () => {
-    runtime = await startGatewayRuntime({
-      provider: new FileProvider({ path: 'examples', logger: pino({ level: 'silent' }) }),
-      origin: { config: 'examples' },
-      xdsPort: 0,
-      xdsHost: '127.0.0.1',
-      metricsPort: 0,
-      metricsHost: '127.0.0.1',
-      envoy: {},
-      logger: pino({ level: 'silent' }),
-      // The health tick is far away: only the first report itself can end AwaitingLoadReports in time.
-      loadReporting: { intervalMs: 1_000, refreshMs: 600_000 },
-    });
+    // The health tick is far away: only the first report itself can end AwaitingLoadReports in time.
+    runtime = await examplesRuntime({ loadReporting: { intervalMs: 1_000, refreshMs: 600_000 } });
   }, 60_000);
 
   afterAll(async () => {
