@@ -130,7 +130,6 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
-/** The same entry objects under the same keys: nothing of fleet health moved. */
 /** Beyond this many status changes in one publication (a first load, a fleet's first ACK), one line sums them up. */
 const STATUS_LINES_MAX = 100;
 
@@ -156,7 +155,7 @@ export function logStatusChanges(log: Logger, changed: readonly ObjectStatus[]):
   for (const s of changed) {
     byKind[s.kind] = (byKind[s.kind] ?? 0) + 1;
     for (const c of 'conditions' in s ? s.conditions : []) {
-      const key = `${c.type}=${c.status}${c.status === 'True' ? '' : `(${c.reason})`}`;
+      const key = conditionText(c);
       tally[key] = (tally[key] ?? 0) + 1;
     }
     if (troubled(s)) {
@@ -167,8 +166,13 @@ export function logStatusChanges(log: Logger, changed: readonly ObjectStatus[]):
   log.info({ objects: changed.length, byKind, conditions: tally, withProblems: problems }, 'statuses changed (objects with a problem are logged one by one)');
 }
 
+/** "Programmed=True", "ResolvedRefs=False(SecretNotFound)". */
+function conditionText(c: { type: string; status: string; reason: string }): string {
+  return `${c.type}=${c.status}${c.status === 'True' ? '' : `(${c.reason})`}`;
+}
+
 function conditionsSummary(s: ObjectStatus): string {
-  return ('conditions' in s ? s.conditions : []).map((c) => `${c.type}=${c.status}${c.status === 'True' ? '' : `(${c.reason})`}`).join(' ');
+  return ('conditions' in s ? s.conditions : []).map(conditionText).join(' ');
 }
 
 /**
@@ -185,10 +189,11 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   const loadWindow = new LoadWindow(lrs.windowMs);
   const dnsProbe = new DnsProbe(undefined, undefined, lrs.refreshMs);
   const startedAt = Date.now();
-  const loadReports = loadReportingService({ intervalMs: lrs.intervalMs, onReport: (r) => {
-      loadWindow.record(r);
-      refreshOnFirstReport();
-    }, logger: log.child({ component: 'lrs' }) });
+  const onReport = (r: Parameters<typeof loadWindow.record>[0]): void => {
+    loadWindow.record(r);
+    refreshOnFirstReport();
+  };
+  const loadReports = loadReportingService({ intervalMs: lrs.intervalMs, onReport, logger: log.child({ component: 'lrs' }) });
   const xds = new XdsServer({ cache, logger: log.child({ component: 'xds' }), services: [loadReports] });
   const book = new StatusBook();
   const provider = opts.provider;

@@ -206,9 +206,9 @@ export class ProgrammedMemo {
   given: readonly ObjectStatus[] = [];
   atPosition: (ProgrammedEntry | undefined)[] = [];
   readonly byStatus = new WeakMap<ObjectStatus, ProgrammedEntry>();
-  /** The last call's verdicts (feedbackKey): an equal string is replaced by this one, so each object compares pointers. */
+  /** The last call's verdicts (fleetKeys): an equal string is replaced by this one, so each object compares pointers. */
   verdicts: string | undefined;
-  /** The last call's servedAs, whole feedback (fleetState) and result. */
+  /** The last call's servedAs, whole feedback (fleetKeys' state) and result. */
   servedAs: ServedAs | undefined;
   fleet: string | undefined;
   out: ObjectStatus[] = [];
@@ -219,34 +219,25 @@ function sameCondition(a: Condition, b: Condition): boolean {
 }
 
 /**
- * The fleet's verdicts in one string, once per call: an object served as it was, under the same
- * verdicts, keeps its Programmed without a look at its views. Undefined when some Envoy NACKed:
- * then whether a NACK concerns an object depends on every served name, and each is looked at.
+ * The fleet in two strings, in one pass, both undefined when some Envoy NACKed (then whether a NACK
+ * concerns an object depends on every served name, and each is looked at):
+ * - `verdicts`, the ACK flags per view and type: an object served as it was, under the same
+ *   verdicts, keeps its Programmed without a look at its views;
+ * - `state`, everything applyXdsFeedback reads of the fleet, versions and held versions included:
+ *   the same state, statuses and servedAs give the last result whole.
  */
-function feedbackKey(feedback: XdsFeedback): string | undefined {
-  const parts: string[] = [];
+function fleetKeys(feedback: XdsFeedback): { verdicts: string | undefined; state: string | undefined } {
+  const verdicts: string[] = [];
+  const state: string[] = [];
   for (const [view, types] of feedback.views) {
     for (const [typeUrl, f] of types) {
-      if (f.rejected.length > 0) return undefined;
-      parts.push(`${view}\u0000${typeUrl}\u0000${f.acked ? 1 : 0}`);
+      if (f.rejected.length > 0) return { verdicts: undefined, state: undefined };
+      const verdict = `${view}\u0000${typeUrl}\u0000${f.acked ? 1 : 0}`;
+      verdicts.push(verdict);
+      state.push(`${verdict}\u0000${f.version ?? ''}\u0000${[...(f.held ?? [])].join('\u0000')}`);
     }
   }
-  return parts.join('\u0001');
-}
-
-/**
- * Everything applyXdsFeedback reads of the fleet, versions and held versions included, in one
- * string (a few entries per view); undefined when some Envoy NACKed.
- */
-function fleetState(feedback: XdsFeedback): string | undefined {
-  const parts: string[] = [];
-  for (const [view, types] of feedback.views) {
-    for (const [typeUrl, f] of types) {
-      if (f.rejected.length > 0) return undefined;
-      parts.push(`${view}\u0000${typeUrl}\u0000${f.acked ? 1 : 0}\u0000${f.version ?? ''}\u0000${[...(f.held ?? [])].join('\u0000')}`);
-    }
-  }
-  return parts.join('\u0001');
+  return { verdicts: verdicts.join('\u0001'), state: state.join('\u0001') };
 }
 
 /**
@@ -271,9 +262,10 @@ export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, f
   };
   // An ACK that leaves the fleet as it was (same versions ACKed, same versions held) over the same
   // statuses gives the last result: no pass over the objects.
-  const fleet = memo === undefined ? undefined : fleetState(feedback);
+  const keys = fleetKeys(feedback);
+  const fleet = memo === undefined ? undefined : keys.state;
   if (memo !== undefined && fleet !== undefined && fleet === memo.fleet && memo.servedAs === servedAs && sameItems(memo.given, statuses)) return memo.out;
-  let verdicts = feedbackKey(feedback);
+  let verdicts = keys.verdicts;
   if (memo !== undefined && verdicts !== undefined && verdicts === memo.verdicts) verdicts = memo.verdicts;
   const answers = new Map<string, boolean>();
   const lined = memo !== undefined && memo.given.length === statuses.length;
