@@ -18,6 +18,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runAiExtensionBench } from './ai-extension.js';
+import { aiFirstTokenSuite } from './ai-first-token.js';
 import { configLoadSuite } from './config-load.js';
 import { envoyAcceptanceSuite } from './envoy-acceptance.js';
 import type { BenchRow, BenchSuite } from './suite.js';
@@ -60,6 +61,8 @@ function suites(opts: SuiteOptions): BenchSuite[] {
     configLoadSuite(log),
     // The AI extension's added latency (bench/ai-extension.ts, owned with the extension).
     { name: 'ai-extension', run: () => runAiExtensionBench({ log }) },
+    // Issue 11's first-token failover bound, through the real Envoy (bench/ai-first-token.ts).
+    aiFirstTokenSuite(log),
     envoyAcceptanceSuite({ runs: opts.acceptanceRuns, batch: 50, seed: opts.seed, log }),
     // Side by side with go-control-plane; sizes, modes, rounds from BENCH_E2E_* (bench/xds-e2e.ts).
     xdsE2eSuite(e2eOptionsFromEnv(log)),
