@@ -235,7 +235,21 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   const currentVersion = (view: string, typeUrl: string): string | undefined =>
     servedViews.has(view) ? cache.view(view === SHARED_VIEW ? undefined : view).snapshot(typeUrl)?.version : undefined;
 
+  /** The translation servedAs is yet to be worked out for: at the next status publication, not before Envoy's responses leave. */
+  let servedPending: { ir: IR; planes: Parameters<typeof servedAsFromIr>[1] } | undefined;
+  const settleServedAs = (): void => {
+    if (servedPending === undefined) return;
+    const { ir: latestIr, planes } = servedPending;
+    servedPending = undefined;
+    const servedBefore = servedAsMemo;
+    servedAs = servedAsFromIr(latestIr, planes, servedAsMemo);
+    servedAsMemo = { ir: latestIr, planes, servedAs };
+    // Views come from data planes, which an edit that keeps them does not change.
+    if (servedBefore?.planes !== planes) servedViews = new Set([...servedAs.values()].flatMap((o) => o.views));
+  };
+
   const publishStatuses = (): void => {
+    settleServedAs();
     publishedFleet = xds.fleetChanges;
     fleet?.localChanged();
     // This replica's per-view ledger, with what the other replicas' Envoys did OR-ed in.
@@ -419,11 +433,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       for (const kind of PUSH_ORDER) metrics.resources.set({ type: kind }, result.xds[KIND_FIELD[kind]].length);
       // Held-out routes get their status from a translation that includes them, with Accepted=False.
       translated = excluded.size === 0 ? result.translation.statuses : [...result.translation.statuses, ...quarantine.statuses(translate(snapshot.inputs).statuses)];
-      const servedBefore = servedAsMemo;
-      servedAs = servedAsFromIr(result.translation.ir, result.planes, servedAsMemo);
-      servedAsMemo = { ir: result.translation.ir, planes: result.planes, servedAs };
-      // Views come from data planes, which an edit that keeps them does not change.
-      if (servedBefore?.planes !== result.planes) servedViews = new Set([...servedAs.values()].flatMap((o) => o.views));
+      servedPending = { ir: result.translation.ir, planes: result.planes };
       ir = result.translation.ir;
       for (const e of result.translation.events) log.warn({ object: `${e.object.kind} ${e.object.namespace}/${e.object.name}`, reason: e.reason }, e.message);
       log.info({ changed: change.changed.map((t) => t.split('.').pop()), clusters: result.xds.clusters.length, listeners: result.xds.listeners.length }, 'configuration translated');
