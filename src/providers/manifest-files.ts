@@ -1,3 +1,4 @@
+import { isAscii } from 'node:buffer';
 import type { Hash } from 'node:crypto';
 import { createHash, hash } from 'node:crypto';
 import { readdir, realpath, stat } from 'node:fs/promises';
@@ -180,7 +181,7 @@ export function* manifestDocuments(name: string, content: string | Buffer, limit
       yield relocated(moved, source);
       continue;
     }
-    const doc = parseYamlDocument(source, { text: bytes.toString('utf8', from, to), firstLine }, limits);
+    const doc = parseYamlDocument(source, yamlChunk(bytes, from, to, firstLine), limits);
     if (doc.state === 'syntax' && to - from <= limits.documentBytes) {
       // A document that does not parse may be one the split cut wrong (a quote left open across
       // a marker line): from its start, the yaml package reads the rest of the file itself.
@@ -252,8 +253,8 @@ function parseJsonDocument(source: string, text: string, limits: ConfigLimits): 
 function parseYamlDocument(source: string, chunk: YamlChunk, limits: ConfigLimits): ManifestDocument {
   const large = tooLarge(source, Buffer.byteLength(chunk.text), limits);
   if (large) return large;
-  const quick = quickYamlValue(chunk.text);
-  if (quick !== undefined) return classify(quick.value, source);
+  const quick = quickYamlValue(chunk.text, chunk.bytes);
+  if (quick !== undefined) return classify(quick.value, source, quick.detached === true);
   const lineCounter = new LineCounter();
   // prettyErrors would append the offending source line to messages, and that line may be a secret.
   const doc = parseDocument(chunk.text, { lineCounter, prettyErrors: false });
@@ -287,10 +288,10 @@ function documentFrom(source: string, doc: Document.Parsed, lineCounter: LineCou
  * package makes them "", js-yaml "null") and "__proto__" keys. Both read YAML 1.2's core schema
  * otherwise; the unit test manifest-yaml-readers compares them on generated documents.
  */
-export function quickYamlValue(text: string): { value: unknown } | undefined {
+export function quickYamlValue(text: string, bytes?: Buffer): { value: unknown; detached?: boolean } | undefined {
   if (text.includes('!') || DIRECTIVE.test(text)) return undefined;
-  const block = readBlockYaml(text);
-  if (block !== undefined) return block;
+  const block = readBlockYaml(text, bytes);
+  if (block !== undefined) return bytes === undefined ? block : { value: block.value, detached: true };
   if (INDENTED_MARKER.test(text)) return undefined;
   let value: unknown;
   try {
@@ -319,10 +320,21 @@ function hasNullKey(value: unknown): boolean {
   return false;
 }
 
-/** One YAML document's text and the line of the file it starts on (from 1). */
+/**
+ * One YAML document's text and the line of the file it starts on (from 1); `bytes`, when the
+ * text is ASCII: its bytes, one per character, which the block reader decodes its strings from.
+ */
 interface YamlChunk {
   text: string;
   firstLine: number;
+  bytes?: Buffer;
+}
+
+function yamlChunk(bytes: Buffer, from: number, to: number, firstLine: number): YamlChunk {
+  const own = bytes.subarray(from, to);
+  // A byte past ASCII may start a character of several bytes, or be invalid UTF-8 (read as U+FFFD).
+  if (isAscii(own)) return { text: bytes.toString('latin1', from, to), firstLine, bytes: own };
+  return { text: bytes.toString('utf8', from, to), firstLine };
 }
 
 const DOCUMENT_START = /^---(?:[ \t]|$)/;
@@ -454,26 +466,47 @@ function interned(text: string): string {
 }
 
 /**
+ * `text` or an equal string met lately: for strings that keep no document text alive (the block
+ * reader decodes them from the file's bytes), the repeats of a configuration (namespaces, kinds,
+ * models, a Secret's name in the Backend after it) are what interning would save, and adding each
+ * new string to V8's table of internalized strings was a sixth of the first load's CPU.
+ */
+function deduplicated(text: string): string {
+  const length = text.length;
+  const slot = length === 0 ? 0 : (length * 31 + text.charCodeAt(0) * 7 + text.charCodeAt(length >> 1) * 3 + text.charCodeAt(length - 1)) & (RECENT_STRINGS.length - 1);
+  const recent = RECENT_STRINGS[slot];
+  if (recent === text) return recent;
+  RECENT_STRINGS[slot] = text;
+  return text;
+}
+
+/** Strings deduplicated lately, by a hash of their length and three of their characters. */
+const RECENT_STRINGS: (string | undefined)[] = new Array<string | undefined>(4096).fill(undefined);
+
+/**
  * The one holder interned uses, empty between calls: a new dictionary per string cost a third of
  * the provider's CPU at the first load of 10,000 Backends (2.4 million strings).
  */
 const INTERNING: Record<string, number> = Object.create(null) as Record<string, number>;
 
-/** Replaces, in place, every string of a freshly validated object by its internalized copy (see interned). */
-function internStrings(value: unknown): void {
+/**
+ * Replaces, in place, every string of a freshly validated object by its internalized copy (see
+ * interned), or, for strings that hold no document text (`detached`), by an equal one met lately.
+ */
+function internStrings(value: unknown, detached = false): void {
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
       const item: unknown = value[i];
-      if (typeof item === 'string') value[i] = interned(item);
-      else internStrings(item);
+      if (typeof item === 'string') value[i] = detached ? deduplicated(item) : interned(item);
+      else internStrings(item, detached);
     }
     return;
   }
   if (!isRecord(value)) return;
   for (const key of Object.keys(value)) {
     const item = value[key];
-    if (typeof item === 'string') value[key] = interned(item);
-    else internStrings(item);
+    if (typeof item === 'string') value[key] = detached ? deduplicated(item) : interned(item);
+    else internStrings(item, detached);
   }
 }
 
@@ -487,14 +520,15 @@ function internedKind(kind: string): string {
 /** Shared by every document without warnings: one empty array, not one per document. */
 const NO_PROBLEMS: Problem[] = [];
 
-function classify(value: unknown, source: string): ManifestDocument {
+/** `detached`: the value's strings hold no document text (see YamlChunk). */
+function classify(value: unknown, source: string, detached = false): ManifestDocument {
   const result = parseManifest(value, source);
   if (result.ok === 'ignored') return { state: 'ignored', source, reason: result.reason, ...(result.id ? { id: result.id } : {}) };
   const content = specContent(value);
   const generation = declaredGeneration(value);
   const gen = generation === undefined ? {} : { generation };
   if (result.ok) {
-    internStrings(result.object.value);
+    internStrings(result.object.value, detached);
     // The id's namespace and name are the object's own, interned just now; its kind one of a few.
     const { metadata } = result.object.value;
     const id: ObjectId = { kind: internedKind(result.id.kind), namespace: metadata.namespace, name: metadata.name };
