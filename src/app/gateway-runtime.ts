@@ -235,7 +235,21 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   const currentVersion = (view: string, typeUrl: string): string | undefined =>
     servedViews.has(view) ? cache.view(view === SHARED_VIEW ? undefined : view).snapshot(typeUrl)?.version : undefined;
 
+  /** The translation servedAs is yet to be worked out for: at the next status publication, not before Envoy's responses leave. */
+  let servedPending: { ir: IR; planes: Parameters<typeof servedAsFromIr>[1] } | undefined;
+  const settleServedAs = (): void => {
+    if (servedPending === undefined) return;
+    const { ir: latestIr, planes } = servedPending;
+    servedPending = undefined;
+    const servedBefore = servedAsMemo;
+    servedAs = servedAsFromIr(latestIr, planes, servedAsMemo);
+    servedAsMemo = { ir: latestIr, planes, servedAs };
+    // Views come from data planes, which an edit that keeps them does not change.
+    if (servedBefore?.planes !== planes) servedViews = new Set([...servedAs.values()].flatMap((o) => o.views));
+  };
+
   const publishStatuses = (): void => {
+    settleServedAs();
     publishedFleet = xds.fleetChanges;
     fleet?.localChanged();
     // This replica's per-view ledger, with what the other replicas' Envoys did OR-ed in.
@@ -364,17 +378,30 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   // Status after a translation waits for the next turn of the event loop: the responses the cache
   // just queued reach the sockets only once this turn ends, and Programmed and fleet health over
   // 10,000 objects (tens of ms) would hold them back. Several translations in one turn make one pass.
+  // The first translation's wait until the servers listen: at a first load of 10,000 Backends
+  // they are half a second that Envoy's first response would otherwise wait behind.
   let statusAfterServe: NodeJS.Immediate | undefined;
+  let firstStatusesPending = false;
+  const statusesAfterServe = (): void => {
+    statusAfterServe = undefined;
+    firstStatusesPending = false;
+    try {
+      refreshHealth(true);
+      publishStatuses();
+    } catch (err) {
+      log.error({ err }, 'status after a translation failed; the next change or health tick tries again');
+    }
+  };
   const scheduleStatusesAfterServe = (): void => {
-    statusAfterServe ??= setImmediate(() => {
-      statusAfterServe = undefined;
-      try {
-        refreshHealth(true);
-        publishStatuses();
-      } catch (err) {
-        log.error({ err }, 'status after a translation failed; the next change or health tick tries again');
-      }
-    });
+    statusAfterServe ??= setImmediate(statusesAfterServe);
+  };
+  /** Whoever reads statuses (statuses(), /statusz) gets those of the latest translation, not the ones before it. */
+  const currentStatuses = (): ObjectStatus[] => {
+    if (statusAfterServe !== undefined || firstStatusesPending) {
+      clearImmediate(statusAfterServe);
+      statusesAfterServe();
+    }
+    return book.all();
   };
 
   const translateAndServe = (snapshot: Snapshot): void => {
@@ -406,20 +433,12 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       for (const kind of PUSH_ORDER) metrics.resources.set({ type: kind }, result.xds[KIND_FIELD[kind]].length);
       // Held-out routes get their status from a translation that includes them, with Accepted=False.
       translated = excluded.size === 0 ? result.translation.statuses : [...result.translation.statuses, ...quarantine.statuses(translate(snapshot.inputs).statuses)];
-      const servedBefore = servedAsMemo;
-      servedAs = servedAsFromIr(result.translation.ir, result.planes, servedAsMemo);
-      servedAsMemo = { ir: result.translation.ir, planes: result.planes, servedAs };
-      // Views come from data planes, which an edit that keeps them does not change.
-      if (servedBefore?.planes !== result.planes) servedViews = new Set([...servedAs.values()].flatMap((o) => o.views));
+      servedPending = { ir: result.translation.ir, planes: result.planes };
       ir = result.translation.ir;
       for (const e of result.translation.events) log.warn({ object: `${e.object.kind} ${e.object.namespace}/${e.object.name}`, reason: e.reason }, e.message);
       log.info({ changed: change.changed.map((t) => t.split('.').pop()), clusters: result.xds.clusters.length, listeners: result.xds.listeners.length }, 'configuration translated');
-      // The first translation's statuses are there when the runtime is handed out.
       if (loaded) scheduleStatusesAfterServe();
-      else {
-        refreshHealth(true);
-        publishStatuses();
-      }
+      else firstStatusesPending = true;
       loaded = true;
       opts.onTranslated?.(result.translation.ir);
       opts.statusSink?.warnings(result.translation.events);
@@ -496,7 +515,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       registry: metrics.registry,
       ready: () => (!loaded ? { ready: false, reason: 'the configuration has not been translated yet' } : (opts.infrastructure?.readiness() ?? true)),
       statusz: () => ({
-        statuses: book.all(),
+        statuses: currentStatuses(),
         problems: problems.map((p) => ({ ...p, text: formatProblem(p) })),
         clients: xds.clients(),
         ...(fleet ? { replicaShares: fleet.stats() } : {}),
@@ -506,16 +525,19 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     }).catch((err: unknown) => Promise.reject(asAddressInUse(err, 'metrics', opts.metricsHost, opts.metricsPort)));
   } catch (err) {
     clearInterval(healthTimer);
+    clearImmediate(statusAfterServe);
+    firstStatusesPending = false;
     await xds.stop();
     await provider.stop();
     throw err;
   }
   log.info({ ...opts.origin, xdsPort, xdsTls: xdsTlsMode(opts.xdsTls), metricsPort: health.port }, 'switchyard serving');
+  if (firstStatusesPending) scheduleStatusesAfterServe();
 
   return {
     xdsPort,
     metricsPort: health.port,
-    statuses: () => book.all(),
+    statuses: currentStatuses,
     problems: () => problems,
     cache,
     xds,

@@ -1,3 +1,4 @@
+import { isAscii } from 'node:buffer';
 import type { Hash } from 'node:crypto';
 import { createHash, hash } from 'node:crypto';
 import { readdir, realpath, stat } from 'node:fs/promises';
@@ -6,7 +7,7 @@ import { CORE_SCHEMA, load as loadYaml } from 'js-yaml';
 import type { Document } from 'yaml';
 import { Composer, LineCounter, Parser, parseDocument } from 'yaml';
 import type { KnownObject, Problem } from '../api/manifest.js';
-import { parseManifest } from '../api/manifest.js';
+import { parseManifest, SCHEMAS } from '../api/manifest.js';
 import type { ObjectId } from '../api/meta.js';
 import type { Inputs, InvalidObject } from '../translate/inputs.js';
 import { addToInputs, emptyInputs, noteUnknownFields } from '../translate/inputs.js';
@@ -168,8 +169,7 @@ export function* manifestDocuments(name: string, content: string | Buffer, limit
   let index = 0;
   for (const { from, to, firstLine } of chunks) {
     const source = interned(`${name}#${index}`);
-    // 128 bits tell texts apart; kept per document, so kept short.
-    const text = hash('sha256', bytes.subarray(from, to), 'buffer').toString('base64', 0, 16);
+    const text = documentDigest(bytes.subarray(from, to));
     const before = previous?.[index];
     index++;
     if (before !== undefined && before.state !== 'syntax' && before.text === text && before.source === source) {
@@ -181,7 +181,7 @@ export function* manifestDocuments(name: string, content: string | Buffer, limit
       yield relocated(moved, source);
       continue;
     }
-    const doc = parseYamlDocument(source, { text: bytes.toString('utf8', from, to), firstLine }, limits);
+    const doc = parseYamlDocument(source, yamlChunk(bytes, from, to, firstLine), limits);
     if (doc.state === 'syntax' && to - from <= limits.documentBytes) {
       // A document that does not parse may be one the split cut wrong (a quote left open across
       // a marker line): from its start, the yaml package reads the rest of the file itself.
@@ -253,8 +253,8 @@ function parseJsonDocument(source: string, text: string, limits: ConfigLimits): 
 function parseYamlDocument(source: string, chunk: YamlChunk, limits: ConfigLimits): ManifestDocument {
   const large = tooLarge(source, Buffer.byteLength(chunk.text), limits);
   if (large) return large;
-  const quick = quickYamlValue(chunk.text);
-  if (quick !== undefined) return classify(quick.value, source);
+  const quick = quickYamlValue(chunk.text, chunk.bytes);
+  if (quick !== undefined) return classify(quick.value, source, quick.detached === true);
   const lineCounter = new LineCounter();
   // prettyErrors would append the offending source line to messages, and that line may be a secret.
   const doc = parseDocument(chunk.text, { lineCounter, prettyErrors: false });
@@ -288,10 +288,10 @@ function documentFrom(source: string, doc: Document.Parsed, lineCounter: LineCou
  * package makes them "", js-yaml "null") and "__proto__" keys. Both read YAML 1.2's core schema
  * otherwise; the unit test manifest-yaml-readers compares them on generated documents.
  */
-export function quickYamlValue(text: string): { value: unknown } | undefined {
+export function quickYamlValue(text: string, bytes?: Buffer): { value: unknown; detached?: boolean } | undefined {
   if (text.includes('!') || DIRECTIVE.test(text)) return undefined;
-  const block = readBlockYaml(text);
-  if (block !== undefined) return block;
+  const block = readBlockYaml(text, bytes);
+  if (block !== undefined) return bytes === undefined ? block : { value: block.value, detached: true };
   if (INDENTED_MARKER.test(text)) return undefined;
   let value: unknown;
   try {
@@ -320,10 +320,21 @@ function hasNullKey(value: unknown): boolean {
   return false;
 }
 
-/** One YAML document's text and the line of the file it starts on (from 1). */
+/**
+ * One YAML document's text and the line of the file it starts on (from 1); `bytes`, when the
+ * text is ASCII: its bytes, one per character, which the block reader decodes its strings from.
+ */
 interface YamlChunk {
   text: string;
   firstLine: number;
+  bytes?: Buffer;
+}
+
+function yamlChunk(bytes: Buffer, from: number, to: number, firstLine: number): YamlChunk {
+  const own = bytes.subarray(from, to);
+  // A byte past ASCII may start a character of several bytes, or be invalid UTF-8 (read as U+FFFD).
+  if (isAscii(own)) return { text: bytes.toString('latin1', from, to), firstLine, bytes: own };
+  return { text: bytes.toString('utf8', from, to), firstLine };
 }
 
 const DOCUMENT_START = /^---(?:[ \t]|$)/;
@@ -455,42 +466,72 @@ function interned(text: string): string {
 }
 
 /**
+ * `text` or an equal string met lately: for strings that keep no document text alive (the block
+ * reader decodes them from the file's bytes), the repeats of a configuration (namespaces, kinds,
+ * models, a Secret's name in the Backend after it) are what interning would save, and adding each
+ * new string to V8's table of internalized strings was a sixth of the first load's CPU.
+ */
+function deduplicated(text: string): string {
+  const length = text.length;
+  const slot = length === 0 ? 0 : (length * 31 + text.charCodeAt(0) * 7 + text.charCodeAt(length >> 1) * 3 + text.charCodeAt(length - 1)) & (RECENT_STRINGS.length - 1);
+  const recent = RECENT_STRINGS[slot];
+  if (recent === text) return recent;
+  RECENT_STRINGS[slot] = text;
+  return text;
+}
+
+/** Strings deduplicated lately, by a hash of their length and three of their characters. */
+const RECENT_STRINGS: (string | undefined)[] = new Array<string | undefined>(4096).fill(undefined);
+
+/**
  * The one holder interned uses, empty between calls: a new dictionary per string cost a third of
  * the provider's CPU at the first load of 10,000 Backends (2.4 million strings).
  */
 const INTERNING: Record<string, number> = Object.create(null) as Record<string, number>;
 
-/** Replaces, in place, every string of a freshly validated object by its internalized copy (see interned). */
-function internStrings(value: unknown): void {
+/**
+ * Replaces, in place, every string of a freshly validated object by its internalized copy (see
+ * interned), or, for strings that hold no document text (`detached`), by an equal one met lately.
+ */
+function internStrings(value: unknown, detached = false): void {
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
       const item: unknown = value[i];
-      if (typeof item === 'string') value[i] = interned(item);
-      else internStrings(item);
+      if (typeof item === 'string') value[i] = detached ? deduplicated(item) : interned(item);
+      else internStrings(item, detached);
     }
     return;
   }
   if (!isRecord(value)) return;
   for (const key of Object.keys(value)) {
     const item = value[key];
-    if (typeof item === 'string') value[key] = interned(item);
-    else internStrings(item);
+    if (typeof item === 'string') value[key] = detached ? deduplicated(item) : interned(item);
+    else internStrings(item, detached);
   }
+}
+
+/** The kinds' names as the schemas' keys spell them: property keys, interned already. */
+const KIND_NAMES: ReadonlyMap<string, string> = new Map(Object.keys(SCHEMAS).map((k) => [k, k]));
+
+function internedKind(kind: string): string {
+  return KIND_NAMES.get(kind) ?? interned(kind);
 }
 
 /** Shared by every document without warnings: one empty array, not one per document. */
 const NO_PROBLEMS: Problem[] = [];
 
-function classify(value: unknown, source: string): ManifestDocument {
+/** `detached`: the value's strings hold no document text (see YamlChunk). */
+function classify(value: unknown, source: string, detached = false): ManifestDocument {
   const result = parseManifest(value, source);
   if (result.ok === 'ignored') return { state: 'ignored', source, reason: result.reason, ...(result.id ? { id: result.id } : {}) };
   const content = specContent(value);
   const generation = declaredGeneration(value);
   const gen = generation === undefined ? {} : { generation };
   if (result.ok) {
-    internStrings(result.object.value);
-    const { kind, namespace, name } = result.id;
-    const id: ObjectId = { kind: interned(kind), namespace: interned(namespace), name: interned(name) };
+    internStrings(result.object.value, detached);
+    // The id's namespace and name are the object's own, interned just now; its kind one of a few.
+    const { metadata } = result.object.value;
+    const id: ObjectId = { kind: internedKind(result.id.kind), namespace: metadata.namespace, name: metadata.name };
     return { state: 'object', source, id, object: result.object, content, warnings: result.warnings.length > 0 ? result.warnings : NO_PROBLEMS, ...gen };
   }
   return { state: 'invalid', source, problems: result.problems, content, ...(result.id ? { id: result.id } : {}), ...gen };
@@ -502,11 +543,21 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 /** Everything but metadata and status (what Kubernetes bumps `metadata.generation` for), hashed: the text would double the memory a configuration costs. */
 function specContent(value: unknown): string {
-  // 96 bits tell one version of a spec from the next; kept per document, so kept short (and
-  // encoded from those bytes alone: a slice of the full digest would keep the full digest alive).
   // One document's canonical text is small: built whole and hashed once, it costs half of
   // canonicalHash's piecewise writes (the same bytes are hashed either way).
-  return hash('sha256', canonicalJson(specOf(value)), 'buffer').toString('base64', 0, 12);
+  return documentDigest(canonicalJson(specOf(value)));
+}
+
+/**
+ * What tells one version of a document's text, or of its spec, from another: kept per document,
+ * so kept short. SHA-1's 160 bits, in base64 straight from the hash (28 characters, the size
+ * of a 128-bit digest's string in V8's heap): a digest cut from a Buffer costs a Buffer per
+ * call, and a slice of a longer string keeps it alive; at 80,000 documents the Buffers were a
+ * tenth of a first load's hashing and parsing. The texts are the user's own files: what is
+ * needed is no accidental collision, not resistance to an attacker (who could edit the file).
+ */
+function documentDigest(data: Buffer | string): string {
+  return hash('sha1', data, 'base64');
 }
 
 /** A document without metadata and status; the keys are not copied when there are none to drop. */

@@ -45,10 +45,10 @@ const INDICATORS = new Set([...'-?:,[]{}#&*!|>%@`'].map((c) => c.charCodeAt(0)))
  * The document's value when `text` (one document) is in the subset and its top level is a
  * mapping; undefined otherwise.
  */
-export function readBlockYaml(text: string): { value: Record<string, unknown> } | undefined {
+export function readBlockYaml(text: string, bytes?: Buffer): { value: Record<string, unknown> } | undefined {
   if (OUTSIDE_SUBSET.test(text)) return undefined;
   try {
-    const reader = new BlockReader(text);
+    const reader = new BlockReader(text, bytes);
     if (reader.count === 0 || reader.indents[0] !== 0) return undefined;
     const value = reader.mapping(0);
     return reader.at === reader.count ? { value } : undefined;
@@ -59,7 +59,11 @@ export function readBlockYaml(text: string): { value: Record<string, unknown> } 
   }
 }
 
-/** The document's lines with content (not blank, not comments alone): their indentation and where their content starts and ends. */
+/**
+ * The document's lines with content (not blank, not comments alone): their indentation and where their content starts and ends.
+ * `bytes`: the document's bytes, one per character of `text` (ASCII), given when its strings are to
+ * be decoded from them: a slice of `text` would keep the whole document's text alive.
+ */
 class BlockReader {
   readonly indents: number[] = [];
   private readonly starts: number[] = [];
@@ -68,7 +72,10 @@ class BlockReader {
   /** The line being read. */
   at = 0;
 
-  constructor(private readonly text: string) {
+  constructor(
+    private readonly text: string,
+    private readonly bytes?: Buffer,
+  ) {
     let first = true;
     for (let lineStart = 0; lineStart <= text.length; ) {
       let end = text.indexOf('\n', lineStart);
@@ -101,8 +108,8 @@ class BlockReader {
       if (isSequenceItem(this.text, start, end)) throw GIVE_UP;
       const colon = this.text.indexOf(':', start);
       if (colon === -1 || colon >= end) throw GIVE_UP;
-      const key = this.text.slice(start, colon);
-      if (!KEY.test(key) || NOT_A_STRING_KEY.test(key) || key === '__proto__' || Object.hasOwn(out, key)) throw GIVE_UP;
+      const key = keyAt(this.text, start, colon);
+      if (Object.hasOwn(out, key)) throw GIVE_UP;
       const after = colon + 1;
       if (after < end && this.text.charCodeAt(after) !== SPACE) throw GIVE_UP;
       out[key] = this.valueAfter(indent, after, end, false);
@@ -165,6 +172,11 @@ class BlockReader {
     return null;
   }
 
+  /** text[start, end) as a string of its own (see bytes). */
+  private cut(start: number, end: number): string {
+    return this.bytes === undefined ? this.text.slice(start, end) : this.bytes.toString('latin1', start, end);
+  }
+
   /** A scalar from `start` to the end of its line (less a comment), or GIVE_UP. */
   private scalar(start: number, end: number): unknown {
     const text = this.text;
@@ -175,7 +187,7 @@ class BlockReader {
       const slash = text.indexOf('\\', start + 1);
       if (slash !== -1 && slash < close) throw GIVE_UP;
       if (!isBlankOrComment(text, close + 1, end)) throw GIVE_UP;
-      return text.slice(start + 1, close);
+      return this.cut(start + 1, close);
     }
     if (first === SINGLE_QUOTE) {
       let pos = start + 1;
@@ -189,7 +201,7 @@ class BlockReader {
           continue;
         }
         if (!isBlankOrComment(text, quote + 1, end)) throw GIVE_UP;
-        const inner = text.slice(start + 1, quote);
+        const inner = this.cut(start + 1, quote);
         return doubled ? inner.replaceAll("''", "'") : inner;
       }
     }
@@ -211,9 +223,8 @@ class BlockReader {
       if (c === COLON && (pos + 1 === end || text.charCodeAt(pos + 1) === SPACE)) throw GIVE_UP;
     }
     while (stop > start && text.charCodeAt(stop - 1) === SPACE) stop--;
-    const plain = text.slice(start, stop);
-    if (plain.endsWith(':')) throw GIVE_UP;
-    return plainValue(plain);
+    if (text.charCodeAt(stop - 1) === COLON) throw GIVE_UP;
+    return plainValue(this.cut(start, stop));
   }
 }
 
@@ -241,6 +252,25 @@ function plainValue(s: string): unknown {
   }
   return s;
 }
+
+/**
+ * The key text[start, end), checked against KEY. Manifests repeat a few dozen keys over and over
+ * (80,000 documents at 10,000 Backends hold over a million keys): a key seen lately is handed back
+ * from a small table, compared in place, so it is neither cut out of the text nor checked again.
+ */
+function keyAt(text: string, start: number, end: number): string {
+  const length = end - start;
+  const slot = (length * 31 + text.charCodeAt(start) * 7 + text.charCodeAt(end - 1)) & (RECENT_KEYS.length - 1);
+  const recent = RECENT_KEYS[slot];
+  if (recent !== undefined && recent.length === length && text.startsWith(recent, start)) return recent;
+  const key = text.slice(start, end);
+  if (!KEY.test(key) || NOT_A_STRING_KEY.test(key) || key === '__proto__') throw GIVE_UP;
+  RECENT_KEYS[slot] = key;
+  return key;
+}
+
+/** Keys that passed keyAt's checks, by a hash of their length and first and last characters. */
+const RECENT_KEYS: (string | undefined)[] = new Array<string | undefined>(512).fill(undefined);
 
 /** Whether a line's content is a sequence item: "-" followed by a space or nothing. */
 function isSequenceItem(text: string, start: number, end: number): boolean {

@@ -59,6 +59,17 @@ function aiCandidates(backend: Backend): Candidate[][] {
       const address = m.hostOverride?.host ?? target.host;
       const modelAliases = memberModelAliases(ai.models, m, target.model);
       const port = m.hostOverride?.port ?? target.port;
+      // Assigned one by one in this order, not spread from literals: 60,000 members made half a
+      // million objects only to be copied (the key order, which the Envoy metadata keeps, is the same).
+      const metadata: Candidate['member']['metadata'] = { backend: key, member: name, provider, path: target.path, hostname: target.host, authHeader: target.authHeader };
+      if (target.model) metadata.model = target.model;
+      if (target.apiVersion) metadata.apiVersion = target.apiVersion;
+      if (target.deployment) metadata.deployment = target.deployment;
+      if (firstTokenTimeoutMs !== undefined) metadata.firstTokenTimeoutMs = firstTokenTimeoutMs;
+      if (fallback !== undefined) metadata.fallbacks = fallback;
+      if (modelAliases) metadata.modelAliases = modelAliases;
+      if (m.limits?.requestsPerMinute !== undefined) metadata.requestsPerMinute = m.limits.requestsPerMinute;
+      if (m.limits?.tokensPerMinute !== undefined) metadata.tokensPerMinute = m.limits.tokensPerMinute;
       const c: Candidate = {
         name,
         provider,
@@ -70,22 +81,7 @@ function aiCandidates(backend: Backend): Candidate[][] {
           weight: m.weight ?? 1,
           // The member's own port decides (443 means TLS) unless the member says `tls` itself.
           tls: m.hostOverride?.tls ?? m.provider.openaiCompatible?.tls ?? port === 443,
-          metadata: {
-            backend: key,
-            member: name,
-            provider,
-            path: target.path,
-            hostname: target.host,
-            authHeader: target.authHeader,
-            ...(target.model ? { model: target.model } : {}),
-            ...(target.apiVersion ? { apiVersion: target.apiVersion } : {}),
-            ...(target.deployment ? { deployment: target.deployment } : {}),
-            ...(firstTokenTimeoutMs !== undefined ? { firstTokenTimeoutMs } : {}),
-            ...(fallback !== undefined ? { fallbacks: fallback } : {}),
-            ...(modelAliases ? { modelAliases } : {}),
-            ...(m.limits?.requestsPerMinute !== undefined ? { requestsPerMinute: m.limits.requestsPerMinute } : {}),
-            ...(m.limits?.tokensPerMinute !== undefined ? { tokensPerMinute: m.limits.tokensPerMinute } : {}),
-          },
+          metadata,
         },
       };
       if (target.authToken) c.token = target.authToken;
@@ -101,13 +97,15 @@ function aiCandidates(backend: Backend): Candidate[][] {
  * Envoy priority it is served at (`cause>level`).
  */
 function poolFallbacks(p: Priority | undefined): string | undefined {
+  if (p?.contextWindowFallback === undefined && p?.contentPolicyFallback === undefined) return undefined;
   const causes: string[] = [];
-  const entry = (cause: string, to: string | undefined): void => {
-    if (to !== undefined) causes.push(to === NEXT_POOL ? cause : `${cause}>${to}`);
-  };
-  entry('context_length_exceeded', p?.contextWindowFallback);
-  entry('content_policy', p?.contentPolicyFallback);
-  return causes.length > 0 ? causes.join(',') : undefined;
+  fallbackEntry(causes, 'context_length_exceeded', p.contextWindowFallback);
+  fallbackEntry(causes, 'content_policy', p.contentPolicyFallback);
+  return causes.join(',');
+}
+
+function fallbackEntry(causes: string[], cause: string, to: string | undefined): void {
+  if (to !== undefined) causes.push(to === NEXT_POOL ? cause : `${cause}>${to}`);
 }
 
 /**

@@ -156,3 +156,40 @@ describe('the first load report', () => {
     }
   }, 30_000);
 });
+
+describe('the statuses of the first translation', () => {
+  /** Starts the examples runtime, counting the status sink's writes. */
+  async function counted(): Promise<{ runtime: RunningGateway; writes: () => number }> {
+    let writes = 0;
+    const runtime = await examplesRuntime({ statusSink: { statuses: () => void writes++, warnings: () => undefined }, loadReporting: { refreshMs: 600_000 } });
+    return { runtime, writes: () => writes };
+  }
+  const backends = (statuses: readonly ObjectStatus[]): string[] => statuses.filter((s) => s.kind === 'Backend').map((s) => `${s.namespace}/${s.name}`);
+
+  it('are worked out once the xDS server listens, not on the way to it (10,000 Backends: a quarter of a CPU-second the first response would wait)', async () => {
+    const { runtime, writes } = await counted();
+    try {
+      expect(writes()).toBe(0);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(writes()).toBe(1);
+      expect(backends(runtime.statuses()).length).toBeGreaterThan(0);
+    } finally {
+      await runtime.stop();
+    }
+  }, 60_000);
+
+  it('are there for whoever reads them right after start, and are not published a second time', async () => {
+    const { runtime, writes } = await counted();
+    try {
+      expect(writes()).toBe(0);
+      const first = runtime.statuses();
+      expect(backends(first).length).toBeGreaterThan(0);
+      expect(writes()).toBe(1);
+      await sleep(STATUS_COALESCE_MS * 2);
+      expect(writes()).toBe(1);
+      expect(runtime.statuses()).toEqual(first);
+    } finally {
+      await runtime.stop();
+    }
+  }, 60_000);
+});

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseDocument, stringify } from 'yaml';
+import { isAscii } from 'node:buffer';
 import { readdirSync, readFileSync } from 'node:fs';
 import { generateManifests } from '../../bench/translate.js';
 import { parseManifestFile, quickYamlValue, yamlDocuments } from '../../src/providers/manifest-files.js';
@@ -22,6 +23,9 @@ function agrees(text: string): void {
   const quick = quickYamlValue(text);
   const block = readBlockYaml(text);
   if (block !== undefined) expect(reference(text), `yaml package on ${JSON.stringify(text)}, read by readBlockYaml`).toEqual(block);
+  // File mode hands an ASCII document's bytes along, and its strings are decoded from them.
+  const bytes = Buffer.from(text, 'utf8');
+  if (isAscii(bytes)) expect(readBlockYaml(text, bytes), `readBlockYaml on the bytes of ${JSON.stringify(text)}`).toEqual(block);
   if (quick === undefined) return;
   expect(reference(text), `yaml package on ${JSON.stringify(text)}`).toEqual(quick);
 }
