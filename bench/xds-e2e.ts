@@ -535,7 +535,7 @@ async function runSize(bin: GoBinaries, size: E2eSize, mode: E2eMode, opts: E2eO
         const first = m(sy, (t) => t.firstMs);
         rows.push({
           suite: SUITE, name: `${mode}: one edit among 10,000 Backends -> first byte to a client`, n: size.backends, ms: first, runs: sy.length, heapMB: undefined,
-          detail: `file write to the first changed response on any of ${fmt(size.clients)} streams; go-control-plane (SetSnapshot to first byte) ${peer ?? `${m(gc, (t) => t.firstMs).toFixed(0)} ms`}`,
+          detail: `file write to the first changed response on any of ${fmt(size.clients)} streams; ${peer ?? `go-control-plane (SetSnapshot to first byte) ${m(gc, (t) => t.firstMs).toFixed(0)} ms`}`,
           target: `< ${FIRST_BYTE_TARGET_MS} ms`, verdict: first < FIRST_BYTE_TARGET_MS ? 'PASS' : 'FAIL',
         });
       }
