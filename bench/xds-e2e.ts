@@ -78,7 +78,7 @@ function parseSizes(text: string): E2eSize[] {
  */
 const ENVOY_WINDOW = 268_435_456;
 
-function windowFromEnv(text: string | undefined): { window?: number } {
+export function windowFromEnv(text: string | undefined): { window?: number } {
   if (text === undefined) return { window: ENVOY_WINDOW };
   const v = Number(text);
   if (!Number.isInteger(v) || v < 0 || v > 2_147_483_647) throw new Error(`BENCH_E2E_WINDOW is bytes (0 for gRPC-Go's growing window, at most 2147483647), got "${text}"`);
@@ -320,7 +320,7 @@ function peerFailure(err: unknown): string {
  * round must not be timed while the other, or a fleet, still works off the last one (status after
  * a fleet's ACKs, a fleet's bookkeeping, a translation's garbage collection).
  */
-async function settle(pids: readonly number[], limitMs = 20_000): Promise<void> {
+export async function settle(pids: readonly number[], limitMs = 20_000): Promise<void> {
   const windowMs = 300;
   const deadline = Date.now() + limitMs;
   // A fleet stopped after a timeout has no /proc entry any more: it counts as idle.
