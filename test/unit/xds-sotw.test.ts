@@ -428,7 +428,7 @@ describe('SotwStream, streams that send the same decoded request', () => {
         },
       });
       const request = (names: readonly string[], ack?: Response): void =>
-        stream.onRequest({ versionInfo: ack?.version_info ?? '', node: { id: `envoy-${i}`, cluster: 'gw', userAgent: 'test' }, resourceNames: names as string[], typeUrl: TypeUrl.endpoint, responseNonce: ack?.nonce ?? '' });
+        stream.onRequest({ versionInfo: ack?.version_info ?? '', node: { id: `envoy-${i}`, cluster: 'gw', userAgent: 'test' }, resourceNames: names as string[], typeUrl: TypeUrl.endpoint, responseNonce: ack?.nonce ?? '', errorDetail: undefined });
       return { stream, sent, request };
     });
     cache.watch((change) => {
