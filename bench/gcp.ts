@@ -139,12 +139,15 @@ export interface LoadClientOptions {
   name: string;
   /** Fixed HTTP/2 receive window per stream and connection, bytes (Envoy's default: 256 MiB); gRPC's growing 64 KiB without. */
   window?: number;
+  /** Write the load client's CPU profile (pprof) to this file when it quits. */
+  cpuProfile?: string;
 }
 
 export function startLoadClient(bin: GoBinaries, opts: LoadClientOptions): LineChild {
   const args = ['-addr', `127.0.0.1:${opts.port}`, '-n', String(opts.streams), '-mode', opts.mode, '-name', opts.name];
   if (opts.gateway !== undefined) args.push('-gateway', opts.gateway);
   if (opts.window !== undefined) args.push('-window', String(opts.window));
+  if (opts.cpuProfile !== undefined) args.push('-cpuprofile', opts.cpuProfile);
   // Every response on stderr: for finding out why a wait does not end.
   if (process.env['BENCH_LOADCLIENT_TRACE'] === '1') args.push('-v');
   return new LineChild(opts.name, spawn(bin.loadclient, args, { stdio: ['pipe', 'pipe', 'inherit'] }));

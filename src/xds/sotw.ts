@@ -1,6 +1,7 @@
 import { TypeUrl } from '../envoy/resources.js';
 import { AdsStream, type AdsStreamOptions } from './ads-stream.js';
 import { versionOfSet, type CachedResource, type TypeSnapshot } from './cache.js';
+import { LayeredMap } from './layered-map.js';
 import { changedBetween, everyResource, goneBetween } from './snapshot-diff.js';
 import { WILDCARD, absenceMeansRemoval, allowsLegacyWildcard, assignmentNamesOf } from './subscription.js';
 import { sotwResponseBody, withNonce, type DiscoveryRequest, type WireMessage } from './wire.js';
@@ -84,7 +85,8 @@ export class SharedResponseBodies {
 
 interface SotwTypeState {
   wildcard: boolean;
-  names: Set<string>;
+  /** Read only: streams that asked for the same names in the same decoded request share it (explicitNames). */
+  names: ReadonlySet<string>;
   /** Nonce of the last response: only a request carrying it is an ACK/NACK; older ones are stale. */
   lastNonce: string | undefined;
   lastVersion: string | undefined;
@@ -152,7 +154,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     if (!first && sameNames(names, state.requested)) return false;
     state.requested = names;
     const wildcard = names.includes(WILDCARD) || (names.length === 0 && allowsLegacyWildcard(request.typeUrl) && (first || state.wildcard));
-    const explicit = new Set(names.filter((name) => name !== WILDCARD));
+    const explicit = explicitNames(names);
     const changed = wildcard !== state.wildcard || explicit.size !== state.names.size || [...explicit].some((name) => !state.names.has(name));
     state.wildcard = wildcard;
     state.names = explicit;
@@ -169,6 +171,9 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
       const all = everyResource(snapshot.resources);
       if (!this.holding(typeUrl, state)) return all;
       selected.push(...all);
+    } else if (this.held.size === 0) {
+      // Nothing held back: the selection depends on the names and the snapshot only.
+      return namedSelection(state.names, snapshot.resources);
     } else {
       for (const name of state.names) {
         const resource = snapshot.resources.get(name) ?? this.stillServed(typeUrl, state, name);
@@ -274,12 +279,60 @@ function sameNames(names: readonly string[], previous: readonly string[] | undef
  * subscription to every assignment, the usual EDS case), saving a sort and a hash per stream.
  */
 function versionOfSelection(selected: readonly CachedResource[], snapshot: TypeSnapshot): string {
-  if (selected.length === snapshot.resources.size && selected.every((resource) => snapshot.resources.get(resource.name) === resource)) return snapshot.version;
-  return versionOfSet(selected);
+  const known = selectionVersions.get(selected);
+  if (known !== undefined && known.snapshot === snapshot) return known.version;
+  const version = selected.length === snapshot.resources.size && selected.every((resource) => snapshot.resources.get(resource.name) === resource) ? snapshot.version : versionOfSet(selected);
+  selectionVersions.set(selected, { snapshot, version });
+  return version;
+}
+
+/*
+ * A fleet that connects asks for the same thousand assignments in one shared decoded request
+ * (server.ts, RecentRequests): the set of those names, the resources they select from a snapshot
+ * and the version of that selection are worked out once for the fleet, not once a stream (about
+ * a third of a millisecond each at 1,000 Backends). All three are read only once made.
+ */
+const explicitSets = new WeakMap<readonly string[], ReadonlySet<string>>();
+const selections = new WeakMap<ReadonlySet<string>, { resources: ReadonlyMap<string, CachedResource>; selected: readonly CachedResource[] }>();
+const selectionVersions = new WeakMap<readonly CachedResource[], { snapshot: TypeSnapshot; version: string }>();
+
+const selectionMaps = new WeakMap<readonly CachedResource[], ReadonlyMap<string, CachedResource>>();
+
+function selectionMap(selected: readonly CachedResource[]): ReadonlyMap<string, CachedResource> {
+  let map = selectionMaps.get(selected);
+  if (map === undefined) {
+    map = new LayeredMap(new Map(selected.map((resource) => [resource.name, resource])), new Map<string, CachedResource | undefined>());
+    selectionMaps.set(selected, map);
+  }
+  return map;
+}
+
+function explicitNames(names: readonly string[]): ReadonlySet<string> {
+  let set = explicitSets.get(names);
+  if (set === undefined) {
+    set = new Set(names.filter((name) => name !== WILDCARD));
+    explicitSets.set(names, set);
+  }
+  return set;
+}
+
+function namedSelection(names: ReadonlySet<string>, resources: ReadonlyMap<string, CachedResource>): readonly CachedResource[] {
+  const known = selections.get(names);
+  if (known !== undefined && known.resources === resources) return known.selected;
+  const selected: CachedResource[] = [];
+  for (const name of names) {
+    const resource = resources.get(name);
+    if (resource !== undefined) selected.push(resource);
+  }
+  selections.set(names, { resources, selected });
+  return selected;
 }
 
 /** What a stream holds once sent `updated` out of `selected`: its map updated in place when that gives the same set. */
 function sentAfter(state: SotwTypeState, selected: readonly CachedResource[], updated: readonly CachedResource[]): ReadonlyMap<string, CachedResource> {
+  // A stream's first response of a named set: the one map of that selection, read only, for every
+  // stream sent it (not a Map: ownSent copies it before this stream changes it).
+  if (state.sent.size === 0 && updated.length === selected.length) return selectionMap(selected);
   if (!state.sentShared && state.sent.size + updated.length >= selected.length) {
     const sent = ownSent(state);
     for (const resource of updated) sent.set(resource.name, resource);

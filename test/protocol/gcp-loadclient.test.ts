@@ -45,6 +45,10 @@ describe.each(['sotw', 'delta'] as const)('Go load client, %s, 2 Backends x 3 st
   it('reports every stream ready once each has ACKed the initial Clusters', async () => {
     const ready = await fleet.next((e) => e.event === 'ready', 20_000, 'ready');
     expect(ready['streams']).toBe(STREAMS);
+    // Each stream's first DATA frame comes after its connection was taken and no later than its
+    // whole first response was read (the connection-storm row reports both).
+    expect(Number(ready['firstByteMaxMs'])).toBeGreaterThanOrEqual(Number(ready['connectMaxMs']));
+    expect(Number(ready['firstByteMaxMs'])).toBeLessThanOrEqual(Number(ready['firstResponseMaxMs']));
     const initial = cache.snapshot(TypeUrl.cluster)?.version ?? '';
     // The client reports once it has sent its ACKs; the server reads them a moment later.
     await waitFor(() => acked.get(initial)?.size === STREAMS, { what: `the server to see ${STREAMS} ACKs of version ${initial}` });

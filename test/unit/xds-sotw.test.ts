@@ -404,3 +404,63 @@ describe('SotwStream', () => {
     });
   });
 });
+
+describe('SotwStream, streams that send the same decoded request', () => {
+  // A fleet's identical requests are decoded once (server.ts, RecentRequests): the streams then
+  // share the name set, the selection and the map of what was sent, and none may change another's.
+  function fleetOf(count: number) {
+    const cache = new SnapshotCache();
+    const bodies = new SharedResponseBodies();
+    const streams = Array.from({ length: count }, (_, i) => {
+      const sent: Response[] = [];
+      const stream = new SotwStream({
+        cache,
+        identity: ENVOY,
+        bodies,
+        hooks: recordingHooks().hooks,
+        logger: pino({ level: 'silent' }),
+        send: (message, flushed) => {
+          const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message));
+          const list = (json['resources'] ?? []) as JsonObject[];
+          sent.push({ version_info: String(json['version_info'] ?? ''), nonce: String(json['nonce']), type_url: String(json['type_url']), names: list.map((r) => String(r['cluster_name'])) });
+          flushed();
+          return true;
+        },
+      });
+      const request = (names: readonly string[], ack?: Response): void =>
+        stream.onRequest({ versionInfo: ack?.version_info ?? '', node: { id: `envoy-${i}`, cluster: 'gw', userAgent: 'test' }, resourceNames: names as string[], typeUrl: TypeUrl.endpoint, responseNonce: ack?.nonce ?? '', errorDetail: undefined });
+      return { stream, sent, request };
+    });
+    cache.watch((change) => {
+      bodies.invalidate(change.changed);
+      for (const { stream } of streams) stream.onCacheChange(change.changed);
+    });
+    return { cache, streams };
+  }
+
+  it('keeps each stream to its own subscription after one of them narrows it', () => {
+    const { cache, streams } = fleetOf(2);
+    const [one, two] = streams;
+    if (!one || !two) throw new Error('two streams');
+    cache.setResources(resources());
+    const shared = ['a', 'b'];
+    one.request(shared);
+    two.request(shared);
+    expect(one.sent.at(-1)?.names.sort()).toEqual(['a', 'b']);
+    expect(two.sent.at(-1)?.names.sort()).toEqual(['a', 'b']);
+    // One ACKs while dropping b; the other ACKs the shared set as it was.
+    one.request(['a'], one.sent.at(-1));
+    two.request(shared, two.sent.at(-1));
+
+    cache.setResources(resources({ endpoints: [assignment('a'), assignment('b', 2000)] }));
+    // Only the stream still subscribed to b is sent its new version.
+    expect(one.sent).toHaveLength(1);
+    expect(two.sent.at(-1)?.names).toEqual(['b']);
+
+    // Asked for again, b is sent again to the stream that dropped it, and only b is new to it.
+    one.request(shared, one.sent.at(-1));
+    expect(one.sent.at(-1)?.names.sort()).toEqual(['b']);
+    two.request(shared, two.sent.at(-1));
+    expect(two.sent).toHaveLength(2);
+  });
+});

@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -162,7 +163,22 @@ type typeState struct {
 	version    string   // SotW: last ACKed version_info
 	nonce      string
 	changes    int64 // ACKed responses that carried resources or removals
-	resources  map[string]*anypb.Any
+	// SotW: the last response's resources; delta: what each resource held refers to, by name.
+	held   *decodedResources
+	byName map[string]*refs
+	// What the resources held refer to (delta: kept up to date as resources come and go).
+	union refs
+}
+
+// count is how many resources the stream holds of the type.
+func (t *typeState) count() int {
+	if t.byName != nil {
+		return len(t.byName)
+	}
+	if t.held != nil {
+		return t.held.count
+	}
+	return 0
 }
 
 type stream struct {
@@ -170,8 +186,11 @@ type stream struct {
 	mu          sync.Mutex
 	types       map[string]*typeState
 	connectedAt time.Time
-	firstAt     time.Time
-	readyAt     time.Time
+	// The first HTTP/2 DATA frame on this stream's own connection: the first byte of its first
+	// response, before the whole message (megabytes) has arrived; nil with -conns.
+	firstData *dataWatch
+	firstAt   time.Time
+	readyAt   time.Time
 	// Per mark: when this stream first received, and completed, the marked change.
 	markFirst time.Time
 	markDone  time.Time
@@ -232,22 +251,67 @@ func equal(a, b []string) bool {
 
 // wanted derives the EDS/RDS/SDS names a stream must subscribe to from its CDS and LDS resources.
 func wanted(types map[string]*typeState) map[string][]string {
-	eds, rds, sds := map[string]bool{}, map[string]bool{}, map[string]bool{}
-	for _, t := range []string{resource.ClusterType, resource.ListenerType} {
-		for _, any := range types[t].resources {
-			r := refsOf(any)
-			for _, n := range r.eds {
-				eds[n] = true
-			}
-			for _, n := range r.rds {
-				rds[n] = true
-			}
-			for _, n := range r.sds {
-				sds[n] = true
-			}
+	u := unionOf(&types[resource.ClusterType].union, &types[resource.ListenerType].union)
+	return map[string][]string{resource.EndpointType: u.eds, resource.RouteType: u.rds, resource.SecretType: u.sds}
+}
+
+// unionOf is the sorted union of two sets of references; a list only one of them has is shared
+// as it is (the thousand assignment names of a fleet's Clusters are sorted once for every stream).
+func unionOf(a, b *refs) refs {
+	pick := func(x, y []string) []string {
+		if len(y) == 0 {
+			return x
+		}
+		if len(x) == 0 {
+			return y
+		}
+		set := map[string]bool{}
+		for _, n := range x {
+			set[n] = true
+		}
+		for _, n := range y {
+			set[n] = true
+		}
+		return sortedKeys(set)
+	}
+	return refs{eds: pick(a.eds, b.eds), rds: pick(a.rds, b.rds), sds: pick(a.sds, b.sds)}
+}
+
+func sameRefs(a, b *refs) bool {
+	return equal(a.eds, b.eds) && equal(a.rds, b.rds) && equal(a.sds, b.sds)
+}
+
+// applyDelta updates a delta stream's resources of one type; the caller holds s.mu.
+func (t *typeState) applyDelta(resp *rawResponse) {
+	if t.byName == nil {
+		t.byName = map[string]*refs{}
+	}
+	moved := false
+	for i, name := range resp.decoded.names {
+		r := resp.decoded.refs[i]
+		if old, had := t.byName[name]; !had || !sameRefs(old, r) {
+			moved = true
+		}
+		t.byName[name] = r
+	}
+	for _, name := range resp.removed {
+		if _, had := t.byName[name]; had {
+			moved = true
+			delete(t.byName, name)
 		}
 	}
-	return map[string][]string{resource.EndpointType: sortedKeys(eds), resource.RouteType: sortedKeys(rds), resource.SecretType: sortedKeys(sds)}
+	switch {
+	case !moved:
+	case len(t.byName) == resp.decoded.count:
+		// The response holds every resource the stream has (names are unique in a response).
+		t.union = resp.decoded.union
+	default:
+		sets := make([]*refs, 0, len(t.byName))
+		for _, r := range t.byName {
+			sets = append(sets, r)
+		}
+		t.union = mergeRefs(sets)
+	}
 }
 
 func (s *stream) readyNow() bool {
@@ -262,7 +326,7 @@ func (s *stream) readyNow() bool {
 func newTypes() map[string]*typeState {
 	types := map[string]*typeState{}
 	for _, t := range shortTypes {
-		types[t] = &typeState{resources: map[string]*anypb.Any{}}
+		types[t] = &typeState{}
 	}
 	// Wildcard: names stay nil.
 	types[resource.ClusterType].subscribed = true
@@ -288,11 +352,18 @@ func (f *fleet) run(ctx context.Context, s *stream, conn *grpc.ClientConn) {
 }
 
 func (f *fleet) once(ctx context.Context, s *stream, conn *grpc.ClientConn) error {
-	client := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	method := "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 	if f.delta {
-		return f.deltaStream(ctx, s, client)
+		method = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 	}
-	return f.sotwStream(ctx, s, client)
+	call, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method, grpc.ForceCodecV2(rawCodec{}))
+	if err != nil {
+		return err
+	}
+	if f.delta {
+		return f.deltaStream(s, call)
+	}
+	return f.sotwStream(s, call)
 }
 
 // connected notes when the stream first reached the server.
@@ -351,18 +422,14 @@ func sendAll[R any](reqs []R, send func(R) error) error {
 	return nil
 }
 
-func (f *fleet) sotwStream(ctx context.Context, s *stream, client discoveryv3.AggregatedDiscoveryServiceClient) error {
-	call, err := client.StreamAggregatedResources(ctx)
-	if err != nil {
-		return err
-	}
+func (f *fleet) sotwStream(s *stream, call grpc.ClientStream) error {
 	node := f.node(s.id)
 	send := func(req *discoveryv3.DiscoveryRequest) error {
 		if node != nil {
 			req.Node = node
 			node = nil
 		}
-		return call.Send(req)
+		return call.SendMsg(req)
 	}
 	s.connected()
 	for _, t := range []string{resource.ClusterType, resource.ListenerType} {
@@ -371,26 +438,24 @@ func (f *fleet) sotwStream(ctx context.Context, s *stream, client discoveryv3.Ag
 		}
 	}
 	for {
-		resp, err := call.Recv()
-		if err != nil {
+		resp := &rawResponse{}
+		if err := call.RecvMsg(resp); err != nil {
 			return err
 		}
-		trace("stream %d: sotw %s: version %s, %d resources, nonce %s", s.id, resp.GetTypeUrl(), resp.GetVersionInfo(), len(resp.GetResources()), resp.GetNonce())
+		trace("stream %d: sotw %s: version %s, %d resources, nonce %s", s.id, resp.typeURL, resp.version, resp.decoded.count, resp.nonce)
 		s.mu.Lock()
-		t := s.received(resp.GetTypeUrl())
+		t := s.received(resp.typeURL)
 		if t == nil {
 			s.mu.Unlock()
 			continue
 		}
-		t.resources = make(map[string]*anypb.Any, len(resp.GetResources()))
-		for _, r := range resp.GetResources() {
-			t.resources[fmt.Sprint(len(t.resources))] = r
-		}
-		t.version = resp.GetVersionInfo()
-		t.nonce = resp.GetNonce()
+		t.held = resp.decoded
+		t.union = resp.decoded.union
+		t.version = resp.version
+		t.nonce = resp.nonce
 		t.changes++
-		reqs := []*discoveryv3.DiscoveryRequest{{TypeUrl: resp.GetTypeUrl(), VersionInfo: t.version, ResponseNonce: t.nonce, ResourceNames: t.names}}
-		s.resubscribe(resp.GetTypeUrl(), func(typeURL string, dep *typeState, names []string) {
+		reqs := []*discoveryv3.DiscoveryRequest{{TypeUrl: resp.typeURL, VersionInfo: t.version, ResponseNonce: t.nonce, ResourceNames: t.names}}
+		s.resubscribe(resp.typeURL, func(typeURL string, dep *typeState, names []string) {
 			reqs = append(reqs, &discoveryv3.DiscoveryRequest{TypeUrl: typeURL, VersionInfo: dep.version, ResponseNonce: dep.nonce, ResourceNames: names})
 		})
 		s.mu.Unlock()
@@ -401,18 +466,14 @@ func (f *fleet) sotwStream(ctx context.Context, s *stream, client discoveryv3.Ag
 	}
 }
 
-func (f *fleet) deltaStream(ctx context.Context, s *stream, client discoveryv3.AggregatedDiscoveryServiceClient) error {
-	call, err := client.DeltaAggregatedResources(ctx)
-	if err != nil {
-		return err
-	}
+func (f *fleet) deltaStream(s *stream, call grpc.ClientStream) error {
 	node := f.node(s.id)
 	send := func(req *discoveryv3.DeltaDiscoveryRequest) error {
 		if node != nil {
 			req.Node = node
 			node = nil
 		}
-		return call.Send(req)
+		return call.SendMsg(req)
 	}
 	s.connected()
 	for _, t := range []string{resource.ClusterType, resource.ListenerType} {
@@ -421,30 +482,25 @@ func (f *fleet) deltaStream(ctx context.Context, s *stream, client discoveryv3.A
 		}
 	}
 	for {
-		resp, err := call.Recv()
-		if err != nil {
+		resp := &rawResponse{delta: true}
+		if err := call.RecvMsg(resp); err != nil {
 			return err
 		}
-		trace("stream %d: delta %s: %d resources, %d removed, nonce %s", s.id, resp.GetTypeUrl(), len(resp.GetResources()), len(resp.GetRemovedResources()), resp.GetNonce())
+		trace("stream %d: delta %s: %d resources, %d removed, nonce %s", s.id, resp.typeURL, resp.decoded.count, len(resp.removed), resp.nonce)
 		s.mu.Lock()
-		t := s.received(resp.GetTypeUrl())
+		t := s.received(resp.typeURL)
 		if t == nil {
 			s.mu.Unlock()
 			continue
 		}
-		for _, r := range resp.GetResources() {
-			t.resources[r.GetName()] = r.GetResource()
-		}
-		for _, name := range resp.GetRemovedResources() {
-			delete(t.resources, name)
-		}
-		t.nonce = resp.GetNonce()
-		t.version = resp.GetSystemVersionInfo()
-		if len(resp.GetResources())+len(resp.GetRemovedResources()) > 0 {
+		t.applyDelta(resp)
+		t.nonce = resp.nonce
+		t.version = resp.version
+		if resp.decoded.count+len(resp.removed) > 0 {
 			t.changes++
 		}
-		reqs := []*discoveryv3.DeltaDiscoveryRequest{{TypeUrl: resp.GetTypeUrl(), ResponseNonce: t.nonce}}
-		s.resubscribe(resp.GetTypeUrl(), func(typeURL string, dep *typeState, names []string) {
+		reqs := []*discoveryv3.DeltaDiscoveryRequest{{TypeUrl: resp.typeURL, ResponseNonce: t.nonce}}
+		s.resubscribe(resp.typeURL, func(typeURL string, dep *typeState, names []string) {
 			have := map[string]bool{}
 			for _, n := range dep.names {
 				have[n] = true
@@ -502,8 +558,9 @@ func (f *fleet) check(s *stream) {
 func (f *fleet) report() {
 	if !f.reported && f.ready == len(f.streams) {
 		f.reported = true
-		var connectMax, firstMax, readyMax time.Duration
+		var connectMax, firstMax, readyMax, firstByteMax time.Duration
 		firstMin := time.Duration(1 << 62)
+		firstBytes := true
 		for _, s := range f.streams {
 			s.mu.Lock()
 			connectMax = max(connectMax, s.connectedAt.Sub(f.start))
@@ -511,8 +568,17 @@ func (f *fleet) report() {
 			firstMin = min(firstMin, s.firstAt.Sub(f.start))
 			readyMax = max(readyMax, s.readyAt.Sub(f.start))
 			s.mu.Unlock()
+			if at := s.firstData.at(); at.IsZero() {
+				firstBytes = false
+			} else {
+				firstByteMax = max(firstByteMax, at.Sub(f.start))
+			}
 		}
-		emit(map[string]any{"event": "ready", "streams": len(f.streams), "connectMaxMs": ms(connectMax), "firstResponseMinMs": ms(firstMin), "firstResponseMaxMs": ms(firstMax), "readyMs": ms(readyMax)})
+		ready := map[string]any{"event": "ready", "streams": len(f.streams), "connectMaxMs": ms(connectMax), "firstResponseMinMs": ms(firstMin), "firstResponseMaxMs": ms(firstMax), "readyMs": ms(readyMax)}
+		if firstBytes {
+			ready["firstByteMaxMs"] = ms(firstByteMax)
+		}
+		emit(ready)
 	}
 	m := f.current
 	if m != nil && m.done == len(f.streams) {
@@ -564,12 +630,24 @@ func main() {
 	mode := flag.String("mode", "sotw", "sotw or delta")
 	gateway := flag.String("gateway", "", "node.metadata[switchyard.dev/gateway]: the Gateway every stream serves")
 	window := flag.Int("window", 0, "HTTP/2 receive window of each stream and connection in bytes, fixed (0: gRPC's default, 64 KiB growing with its bandwidth estimate); Envoy's default is 268435456 (256 MiB)")
+	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile (pprof) to the file, until quit")
 	flag.BoolVar(&verbose, "v", false, "trace every response on stderr")
 	flag.StringVar(&name, "name", name, "prefix of this fleet's lines on stderr")
 	flag.Parse()
 	if *mode != "sotw" && *mode != "delta" {
 		fmt.Fprintln(os.Stderr, "loadclient: -mode is sotw or delta")
 		os.Exit(2)
+	}
+	if *cpuProfile != "" {
+		file, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(file)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "loadclient: -cpuprofile: %v\n", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	f := &fleet{delta: *mode == "delta", start: time.Now(), events: make(chan int, 1<<16), finished: map[string]bool{}}
 	f.node = func(i int) *corev3.Node {
@@ -582,8 +660,11 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	shared := make([]*grpc.ClientConn, *conns)
-	dial := func() *grpc.ClientConn {
+	dial := func(watch *dataWatch) *grpc.ClientConn {
 		options := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1 << 30))}
+		if watch != nil {
+			options = append(options, grpc.WithContextDialer(watch.dial))
+		}
 		if *window > 0 {
 			// As Envoy's initial_stream_window_size and initial_connection_window_size: a server
 			// may send that much to a stream before the client reads any of it.
@@ -597,17 +678,17 @@ func main() {
 		return conn
 	}
 	for i := range shared {
-		shared[i] = dial()
+		shared[i] = dial(nil)
 	}
 	for i := 0; i < *n; i++ {
 		s := &stream{id: i, types: newTypes()}
 		f.streams = append(f.streams, s)
-		conn := dial
 		var c *grpc.ClientConn
 		if *conns > 0 {
 			c = shared[i%*conns]
 		} else {
-			c = conn()
+			s.firstData = &dataWatch{}
+			c = dial(s.firstData)
 		}
 		go f.run(ctx, s, c)
 	}
@@ -684,7 +765,7 @@ func main() {
 							held := map[string]any{}
 							for _, typeURL := range m.types {
 								t := s.types[typeURL]
-								held[typeURL] = map[string]any{"nonce": t.nonce, "version": t.version, "changes": t.changes, "changesAtMark": m.baseline[s.id][typeURL].changes, "resources": len(t.resources)}
+								held[typeURL] = map[string]any{"nonce": t.nonce, "version": t.version, "changes": t.changes, "changesAtMark": m.baseline[s.id][typeURL].changes, "resources": t.count()}
 							}
 							missing = append(missing, map[string]any{"stream": s.id, "receivedSinceMark": !s.markFirst.IsZero(), "types": held})
 						}

@@ -1,0 +1,80 @@
+/**
+ * One connection storm alone, for finding where its time goes: serve in file mode with N Backends
+ * (as the xds-e2e suite starts it), then a fleet of C streams of the Go load client, `runs` times
+ * against the same serve. Per run: when every connection was taken, when every stream had the
+ * first byte of its first response, when every stream had ACKed its initial configuration, and
+ * the CPU of serve and of the load client over the storm: on two cores the load client, standing
+ * in for a thousand Envoys, competes with the server it measures. Also when the kernel held every
+ * connection established on serve's port (/proc/net/tcp): a client slow to dial tells itself
+ * apart from a server slow to take what the kernel has accepted.
+ *
+ * STORM_SERVE_PROFILE=DIR: serve writes a V8 CPU profile into DIR when it stops.
+ * STORM_CLIENT_PROFILE=FILE: the load client's pprof profile of the first run.
+ * BENCH_E2E_WINDOW as in the suite (Envoy's window by default, 0 for gRPC-Go's).
+ *
+ *   node --import tsx bench/xds-e2e-storm.ts [backends=1000] [clients=1000] [sotw|delta] [runs=1]
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildGoBench, processUsage, startLoadClient } from './gcp.js';
+import { ConfigDir, Serve, settle, windowFromEnv } from './xds-e2e.js';
+
+const backends = Number(process.argv[2] ?? 1000);
+const clients = Number(process.argv[3] ?? 1000);
+const mode = process.argv[4] === 'delta' ? 'delta' : 'sotw';
+const runs = Number(process.argv[5] ?? 1);
+const window = windowFromEnv(process.env['BENCH_E2E_WINDOW']);
+/** Connections in ESTABLISHED state whose local port is `port` (serve's ends), from /proc/net/tcp. */
+function established(port: number): number {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  let n = 0;
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n')) {
+    const fields = line.trim().split(/\s+/);
+    if (fields[1]?.endsWith(hex) === true && fields[3] === '01') n++;
+  }
+  return n;
+}
+
+const bin = buildGoBench((line) => console.error(line));
+const dir = mkdtempSync(join(tmpdir(), 'switchyard-storm-'));
+const serveProfile = process.env['STORM_SERVE_PROFILE'];
+const config = new ConfigDir(dir, backends);
+// Only serve's process gets the profiling flags.
+const inherited = process.env['NODE_OPTIONS'];
+if (serveProfile !== undefined) process.env['NODE_OPTIONS'] = `${inherited ?? ''} --cpu-prof --cpu-prof-dir=${serveProfile}`;
+const serve = Serve.start(config.path, dir);
+if (inherited === undefined) delete process.env['NODE_OPTIONS'];
+else process.env['NODE_OPTIONS'] = inherited;
+try {
+  const ports = await serve.ports(300_000);
+  // One stream first, as the suite's probe: the storm then meets a serve that has served once.
+  const probe = startLoadClient(bin, { port: ports.xds, streams: 1, mode, gateway: 'bench/bench', name: 'probe', ...window });
+  await probe.next((e) => e.event === 'ready', 300_000, 'the first client');
+  await probe.stop();
+  console.log(`${backends} Backends, ${clients} ${mode} streams, window ${window.window ?? 'gRPC-Go default'}`);
+  for (let run = 1; run <= runs; run++) {
+    await settle([serve.pid]);
+    const serveBefore = processUsage(serve.pid).cpuMs;
+    const load = (loadavg()[0] ?? 0).toFixed(1);
+    const profile = run === 1 ? process.env['STORM_CLIENT_PROFILE'] : undefined;
+    const start = Date.now();
+    console.log('start', start);
+    const fleet = startLoadClient(bin, { port: ports.xds, streams: clients, mode, gateway: 'bench/bench', name: 'storm', ...window, ...(profile !== undefined ? { cpuProfile: profile } : {}) });
+    let allEstablishedMs: number | undefined;
+    const poll = setInterval(() => {
+      if (allEstablishedMs === undefined && established(ports.xds) >= clients) allEstablishedMs = Date.now() - start;
+    }, 20);
+    const ready = await fleet.next((e) => e.event === 'ready', 600_000, 'every stream to ACK its initial configuration');
+    clearInterval(poll);
+    const serveCpu = processUsage(serve.pid).cpuMs - serveBefore;
+    const client = processUsage(fleet.child.pid ?? -1);
+    const ms = (key: string): string => (ready[key] === undefined ? '-' : Number(ready[key]).toFixed(0));
+    console.log(`run ${run} (load ${load}): kernel established all ${allEstablishedMs === undefined ? '-' : allEstablishedMs.toFixed(0)} ms, connected ${ms('connectMaxMs')} ms, first byte ${ms('firstByteMaxMs')} ms, first response ${ms('firstResponseMinMs')}-${ms('firstResponseMaxMs')} ms, all ACKed ${ms('readyMs')} ms; ` +
+      `CPU serve ${serveCpu.toFixed(0)} ms, load client ${client.cpuMs.toFixed(0)} ms (RSS ${(client.rssBytes / 1048576).toFixed(0)} MB)`);
+    await fleet.stop();
+  }
+} finally {
+  await serve.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
