@@ -131,6 +131,38 @@ export function framed(message: WireMessage): FramedMessage {
   return frame;
 }
 
+/** Batches kept per first message: the one the fleet shares, and a few for streams that pair it otherwise. */
+const BATCHES_PER_MESSAGE = 4;
+
+const batchesOnce = new WeakMap<WireMessage, { rest: readonly WireMessage[]; frame: FramedMessage }[]>();
+
+/**
+ * `messages` as consecutive gRPC frames in one FramedMessage, written to a stream in one go: a
+ * client that is sent a CDS update and the assignments it then waits for gets them in one
+ * HTTP/2 write (one socket write, one write callback), not one each. The same messages in the
+ * same order give the same object, so a batch shared by a fleet is assembled, and a small one
+ * joined, once.
+ */
+export function framedBatch(messages: readonly WireMessage[]): FramedMessage {
+  const first = messages[0];
+  if (first === undefined) throw new Error('framedBatch: no messages');
+  if (messages.length === 1) return framed(first);
+  const known = batchesOnce.get(first) ?? [];
+  for (const batch of known) if (sameRest(batch.rest, messages)) return batch.frame;
+  const frames = messages.map(framed);
+  const byteLength = frames.reduce((sum, frame) => sum + frame.byteLength, 0);
+  const pieces = frames.flatMap((frame) => frame.pieces);
+  const frame: FramedMessage = { [FRAMED]: true, pieces: byteLength < JOIN_BELOW_BYTES ? [Buffer.concat(pieces as Buffer[], byteLength)] : pieces, byteLength };
+  batchesOnce.set(first, [{ rest: messages.slice(1), frame }, ...known.slice(0, BATCHES_PER_MESSAGE - 1)]);
+  return frame;
+}
+
+function sameRest(rest: readonly WireMessage[], messages: readonly WireMessage[]): boolean {
+  if (rest.length !== messages.length - 1) return false;
+  for (let i = 0; i < rest.length; i++) if (rest[i] !== messages[i + 1]) return false;
+  return true;
+}
+
 /** A framed message as one Buffer, for a grpc-js without the hook (copied once per message, then per stream by grpc-js). */
 export function joined(message: WireMessage): Buffer {
   let bytes = joinedOnce.get(message);

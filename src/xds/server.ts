@@ -14,7 +14,7 @@ import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } 
 import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
 import type { GrpcService } from './lrs.js';
-import { framed, joined, sharedFraming, type FramedMessage } from './grpc-framing.js';
+import { framedBatch, joined, sharedFraming, type FramedMessage } from './grpc-framing.js';
 import { PacedFanOut, SlicedWork } from './push-pacer.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
@@ -166,13 +166,17 @@ type DeltaCall = grpc.ServerDuplexStream<DeltaDiscoveryRequest | UndecodableRequ
  * A response write for an AdsStream: `flushed` once grpc-js has handed it to HTTP/2 (within the
  * client's flow-control window); false when the call's buffer is full.
  */
-function writerFor(call: SotwCall | DeltaCall): (message: WireMessage, flushed: () => void) => boolean {
-  // A response shared by many streams is framed once and the same pieces go to each (grpc-framing.ts).
-  const frame: (message: WireMessage) => Outgoing = sharedFraming() ? framed : joined;
-  return (message, flushed) =>
-    call.write(frame(message), (err: Error | null | undefined) => {
-      if (err === null || err === undefined) flushed();
-    });
+function writerFor(call: SotwCall | DeltaCall): (messages: readonly WireMessage[], flushed: () => void) => boolean {
+  const done = (flushed: () => void) => (err: Error | null | undefined) => {
+    if (err === null || err === undefined) flushed();
+  };
+  // A response shared by many streams is framed once and the same pieces go to each, the
+  // responses of one push in one write (grpc-framing.ts).
+  if (sharedFraming()) return (messages, flushed) => call.write(framedBatch(messages), done(flushed));
+  return (messages, flushed) => {
+    for (let i = 0; i < messages.length - 1; i++) call.write(joined(messages[i] as WireMessage));
+    return call.write(joined(messages[messages.length - 1] as WireMessage), done(flushed));
+  };
 }
 
 interface LiveStream {

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { framed, sharedFraming, type FramedMessage } from '../../src/xds/grpc-framing.js';
+import { framed, framedBatch, sharedFraming, type FramedMessage } from '../../src/xds/grpc-framing.js';
 import { wireBytes, type WireMessage } from '../../src/xds/wire.js';
 
 /** A message of `count` pieces of `size` bytes each, every piece filled with its own byte. */
@@ -11,8 +11,9 @@ function piecesMessage(count: number, size: number): WireMessage {
 
 const PATH = '/test.Pieces/Stream';
 
-/** A real grpc-js server whose stream writes `messages`, framed, and a real client that reads them back. */
-async function roundTrip(messages: readonly WireMessage[]): Promise<Buffer[]> {
+/** A real grpc-js server whose stream writes `writes` (a message, framed, or a batch of them in one write), and a real client that reads the messages back. */
+async function roundTrip(writes: readonly (WireMessage | readonly WireMessage[])[]): Promise<Buffer[]> {
+  const messages = writes.flat();
   expect(sharedFraming()).toBe(true);
   const server = new grpc.Server();
   const service: grpc.ServiceDefinition = {
@@ -29,7 +30,7 @@ async function roundTrip(messages: readonly WireMessage[]): Promise<Buffer[]> {
   server.addService(service, {
     Stream: (call: grpc.ServerDuplexStream<Buffer, FramedMessage>) => {
       call.once('data', () => {
-        for (const message of messages) call.write(framed(message));
+        for (const write of writes) call.write(Array.isArray(write) ? framedBatch(write) : framed(write as WireMessage));
       });
     },
   });
@@ -73,6 +74,33 @@ describe('shared gRPC framing', () => {
     const frame = framed(piecesMessage(3, 10));
     expect(frame.pieces).toHaveLength(1);
     expect(frame.byteLength).toBe(35);
+  });
+
+  it('frames a batch as its messages\' frames in order, once for the same messages, joined when small, in pieces when large', () => {
+    const cds = piecesMessage(3, 100);
+    const eds = piecesMessage(2, 50);
+    const batch = framedBatch([cds, eds]);
+    expect(Buffer.concat(batch.pieces as Buffer[])).toEqual(Buffer.concat([...framed(cds).pieces, ...framed(eds).pieces] as Buffer[]));
+    expect(batch.byteLength).toBe(cds.byteLength + eds.byteLength + 10);
+    expect(batch.pieces).toHaveLength(1);
+    // The fleet's streams get the same object, so the same bytes; another pairing is its own batch.
+    expect(framedBatch([cds, eds])).toBe(batch);
+    expect(framedBatch([cds, piecesMessage(2, 50)])).not.toBe(batch);
+    expect(framedBatch([eds, cds])).not.toBe(batch);
+    expect(framedBatch([cds])).toBe(framed(cds));
+    // Large: the messages' own pieces behind their prefixes, nothing copied.
+    const large = piecesMessage(40, 1_000);
+    const big = framedBatch([large, eds]);
+    expect(big.pieces).toEqual([...framed(large).pieces, ...framed(eds).pieces]);
+    expect(big.pieces[1]).toBe(large.pieces[0]);
+  });
+
+  it('delivers a batch through a real grpc-js server and client as its separate messages, byte for byte and in order', async () => {
+    const batches = [[piecesMessage(3, 100), piecesMessage(2, 50)], [piecesMessage(300, 700), piecesMessage(1, 10), piecesMessage(2, 40_000)]];
+    const received = await roundTrip(batches);
+    const messages = batches.flat();
+    expect(received.map((b) => b.length)).toEqual(messages.map((m) => m.byteLength));
+    received.forEach((bytes, i) => expect(Buffer.compare(bytes, wireBytes(messages[i] as WireMessage))).toBe(0));
   });
 
   it('delivers messages written in pieces through a real grpc-js server and client, byte for byte and in order', async () => {
