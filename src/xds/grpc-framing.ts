@@ -14,11 +14,17 @@ import type { WireMessage } from './wire.js';
  * wire.ts), and grpc-js, taught to recognize it, writes the pieces to the HTTP/2 stream one
  * after the other (corked: one writev), without copying them. Node's HTTP/2 writes a Buffer
  * without copying it.
+ *
+ * The same hook reads and writes ADS calls the short way (directCall): requests past grpc-js's
+ * per-message queue, promise and object stream, responses past the call's object stream.
+ * Every use of grpc-js internals is in this module and checked before it is relied on.
  */
 
 /** On a framed message: it already holds the gRPC length prefix. Global, so every copy of this module agrees. */
 const FRAMED = Symbol.for('switchyard.dev/grpc-framed-message');
 const INSTALLED = Symbol.for('switchyard.dev/grpc-framing-installed');
+/** On a grpc-js call read directly (directCall): where its requests go. */
+const DIRECT_READER = Symbol.for('switchyard.dev/grpc-direct-reader');
 
 /** A gRPC length-prefixed message as pieces, recognized by the patched grpc-js (sharedFraming). */
 export interface FramedMessage {
@@ -35,8 +41,10 @@ interface ServerCall {
 }
 
 type Serialize = (this: ServerCall, value: unknown) => Buffer;
+type HandleDataFrame = (this: ReadingCall, data: Buffer) => void;
 interface CallPrototype {
   serializeMessage?: Serialize;
+  handleDataFrame?: HandleDataFrame;
   maybeSendMetadata?: unknown;
   [INSTALLED]?: true;
 }
@@ -70,6 +78,12 @@ export function sharedFraming(): boolean {
         if (isFramed(value)) return writeLeading(this, value);
         return original.call(this, value);
       };
+      const handle = proto.handleDataFrame;
+      if (typeof handle === 'function') {
+        proto.handleDataFrame = function handleDataFrame(this: ReadingCall, data: Buffer): void {
+          if (!readDirectly(this, data)) handle.call(this, data);
+        };
+      }
       proto[INSTALLED] = true;
     }
     active = true;
@@ -77,6 +91,121 @@ export function sharedFraming(): boolean {
     active = false;
   }
   return active;
+}
+
+/**
+ * What grpc-js's BaseServerInterceptingCall has that direct reads and writes use; checked per
+ * call by directCall() before it marks the call, so the patch only ever sees calls that have it.
+ */
+interface ReadingCall {
+  [DIRECT_READER]?: DirectReader;
+  readonly readQueue: readonly unknown[];
+  readonly decoder: { readonly readState: number };
+  readonly maxReceiveMessageSize: number;
+  readonly handler: { deserialize(bytes: Buffer): unknown };
+  readonly callEventTracker?: { addMessageReceived(): void } | null;
+  checkCancelled(): boolean;
+  sendStatus(status: { code: number; details: string; metadata: null }): void;
+  sendMessage(message: unknown, callback: () => void): void;
+}
+
+interface DirectReader {
+  readonly receive: (request: unknown) => void;
+  readonly idle: () => boolean;
+}
+
+/** grpc-js's DecoderState.NO_DATA: no partial message held. */
+const DECODER_IDLE = 0;
+/** grpc.status.INTERNAL, as grpc-js answers a request it cannot deserialize. */
+const INTERNAL = 13;
+
+/**
+ * A request read the short way. grpc-js reads each message of a server call through a queue, a
+ * promise (for decompression) and the call's object stream, pausing and resuming the HTTP/2
+ * stream around it: at a thousand streams ACKing each push, that machinery cost more than the
+ * ACKs' handling (issue 9). A DATA frame of whole, uncompressed messages, on a call whose
+ * earlier messages have all been handed on, is read here: each message deserialized and handed
+ * to the call's reader at once, in order. Anything else (a compressed message, a message split
+ * across frames, one over the size limit, messages still queued) goes grpc-js's own way, which
+ * also keeps its errors.
+ */
+function readDirectly(call: ReadingCall, data: Buffer): boolean {
+  const reader = call[DIRECT_READER];
+  if (reader === undefined || call.readQueue.length > 0 || call.decoder.readState !== DECODER_IDLE || !reader.idle()) return false;
+  const messages = wholeMessages(data, call.maxReceiveMessageSize);
+  if (messages === undefined) return false;
+  if (call.checkCancelled()) return true;
+  for (const bytes of messages) {
+    let request: unknown;
+    try {
+      request = call.handler.deserialize(bytes);
+    } catch {
+      call.sendStatus({ code: INTERNAL, details: 'Error deserializing request', metadata: null });
+      return true;
+    }
+    call.callEventTracker?.addMessageReceived();
+    reader.receive(request);
+  }
+  return true;
+}
+
+/** The messages of `data` if it holds only whole, uncompressed gRPC messages within `max` bytes each (-1: no limit). */
+function wholeMessages(data: Buffer, max: number): Buffer[] | undefined {
+  const messages: Buffer[] = [];
+  let at = 0;
+  while (at < data.length) {
+    if (data.length - at < 5 || data[at] !== 0) return undefined;
+    const length = data.readUInt32BE(at + 1);
+    if ((max !== -1 && length > max) || at + 5 + length > data.length) return undefined;
+    messages.push(data.subarray(at + 5, at + 5 + length));
+    at += 5 + length;
+  }
+  return messages.length > 0 ? messages : undefined;
+}
+
+/** A server call's direct way out (directCall). */
+export interface DirectCall {
+  /** Writes a framed message with grpc-js's sendMessage, past the call's object stream; `flushed` once HTTP/2 has taken it. */
+  write(message: FramedMessage, flushed: () => void): void;
+}
+
+/**
+ * Reads and writes `call` (a grpc-js server duplex call) the short way when this grpc-js allows:
+ * its requests, deserialized, go to `receive` in order (while the call's own object stream
+ * still holds requests not yet handed on, those go first and the next ones take grpc-js's way
+ * too). Undefined when grpc-js does not look as expected: the call then works as grpc-js does
+ * by default.
+ *
+ * Writing past the call's object stream loses nothing it gave: it is a buffer of up to 16
+ * messages, and an ADS stream never has more than one response per type in flight.
+ */
+export function directCall<Request>(call: { readonly readableLength: number }, receive: (request: Request) => void): DirectCall | undefined {
+  if (!sharedFraming()) return undefined;
+  const base = (call as { call?: unknown }).call;
+  if (!isReadingCall(base)) return undefined;
+  // The call's deserializer made the request: it is a Request.
+  base[DIRECT_READER] = { receive: receive as (request: unknown) => void, idle: () => call.readableLength === 0 };
+  return {
+    write: (message, flushed) => base.sendMessage(message, flushed),
+  };
+}
+
+function isReadingCall(value: unknown): value is ReadingCall {
+  if (typeof value !== 'object' || value === null) return false;
+  const call = value as Partial<Record<keyof ReadingCall, unknown>>;
+  const decoder = call.decoder as { readState?: unknown } | undefined;
+  const handler = call.handler as { deserialize?: unknown } | undefined;
+  return (
+    Array.isArray(call.readQueue) &&
+    typeof decoder?.readState === 'number' &&
+    typeof call.maxReceiveMessageSize === 'number' &&
+    typeof handler?.deserialize === 'function' &&
+    typeof call.checkCancelled === 'function' &&
+    typeof call.sendStatus === 'function' &&
+    typeof call.sendMessage === 'function' &&
+    // Only calls of the patched class take the direct way in.
+    (Object.getPrototypeOf(value) as CallPrototype | null)?.[INSTALLED] === true
+  );
 }
 
 function isFramed(value: unknown): value is FramedMessage {
