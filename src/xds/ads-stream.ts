@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { PUSH_ORDER, TypeUrl, kindOfTypeUrl, type TypeUrlValue } from '../envoy/resources.js';
+import { PUSH_ORDER, TypeUrl, type TypeUrlValue } from '../envoy/resources.js';
 import { mayReceive, mayWithhold } from './access.js';
 import { versionOfSet, type CacheView, type CachedResource, type SnapshotCache, type TypeSnapshot } from './cache.js';
 import type { StreamHooks } from './client-state.js';
@@ -25,6 +25,8 @@ export interface AdsStreamOptions {
 
 /** The order in which due types are pushed (make-before-break), as type URLs. */
 const PUSH_ORDER_URLS: readonly TypeUrlValue[] = PUSH_ORDER.map((kind) => TypeUrl[kind]);
+/** The types served; looked up once per request (every ACK), so a set rather than a scan. */
+const SERVED_TYPES: ReadonlySet<string> = new Set(Object.values(TypeUrl));
 
 /** What SotW and delta requests both carry: who asks, for which type, replying to which response. */
 interface AdsRequest {
@@ -95,7 +97,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
       this.view = this.cache.view(request.node?.gateway);
       hooks.selected(this.view);
     }
-    if (kindOfTypeUrl(request.typeUrl) === undefined) {
+    if (!SERVED_TYPES.has(request.typeUrl)) {
       logger.debug({ typeUrl: request.typeUrl }, 'xds: request for a type Switchyard does not serve');
       return;
     }
@@ -293,7 +295,8 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   }
 
   private servesRoutes(): boolean {
-    return [...this.types.keys()].some(refersToClusters);
+    for (const typeUrl of this.types.keys()) if (refersToClusters(typeUrl)) return true;
+    return false;
   }
 
   /**
