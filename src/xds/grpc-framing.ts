@@ -104,7 +104,10 @@ interface ReadingCall {
   readonly maxReceiveMessageSize: number;
   readonly handler: { deserialize(bytes: Buffer): unknown };
   readonly callEventTracker?: { addMessageReceived(): void } | null;
+  readonly maxSendMessageSize: number;
+  readonly stream: PieceStream;
   checkCancelled(): boolean;
+  maybeSendMetadata(): void;
   sendStatus(status: { code: number; details: string; metadata: null }): void;
   sendMessage(message: unknown, callback: () => void): void;
 }
@@ -165,7 +168,11 @@ function wholeMessages(data: Buffer, max: number): Buffer[] | undefined {
 
 /** A server call's direct way out (directCall). */
 export interface DirectCall {
-  /** Writes a framed message with grpc-js's sendMessage, past the call's object stream; `flushed` once HTTP/2 has taken it. */
+  /**
+   * Writes a framed message to the call's HTTP/2 stream as grpc-js's sendMessage does (headers
+   * first), past the call's object stream and grpc-js's per-message wrapping; `flushed` once
+   * HTTP/2 has taken it.
+   */
   write(message: FramedMessage, flushed: () => void): void;
 }
 
@@ -186,7 +193,22 @@ export function directCall<Request>(call: { readonly readableLength: number }, r
   // The call's deserializer made the request: it is a Request.
   base[DIRECT_READER] = { receive: receive as (request: unknown) => void, idle: () => call.readableLength === 0 };
   return {
-    write: (message, flushed) => base.sendMessage(message, flushed),
+    write: (message, flushed) => {
+      // A limit on what is sent (none is set by default): grpc-js's own way checks it and says so.
+      if (base.maxSendMessageSize !== -1) {
+        base.sendMessage(message, flushed);
+        return;
+      }
+      if (base.checkCancelled()) return;
+      // The response headers lead, as grpc-js's sendMessage sends them.
+      base.maybeSendMetadata();
+      const last = writeLeadingPieces(base.stream, message.pieces);
+      base.stream.write(last, (err) => {
+        // grpc-js's answer to a failed write, as in its sendMessage.
+        if (err !== null && err !== undefined) base.sendStatus({ code: INTERNAL, details: 'Internal server error', metadata: null });
+        else flushed();
+      });
+    },
   };
 }
 
@@ -203,6 +225,9 @@ function isReadingCall(value: unknown): value is ReadingCall {
     typeof call.checkCancelled === 'function' &&
     typeof call.sendStatus === 'function' &&
     typeof call.sendMessage === 'function' &&
+    typeof call.maybeSendMetadata === 'function' &&
+    typeof call.maxSendMessageSize === 'number' &&
+    isPieceStream(call.stream) &&
     // Only calls of the patched class take the direct way in.
     (Object.getPrototypeOf(value) as CallPrototype | null)?.[INSTALLED] === true
   );
@@ -221,18 +246,29 @@ function isFramed(value: unknown): value is FramedMessage {
 function writeLeading(call: ServerCall, message: FramedMessage): Buffer {
   const { pieces } = message;
   const stream = call.stream;
-  const usable =
-    stream !== undefined && typeof stream.write === 'function' && typeof stream.cork === 'function' && typeof stream.uncork === 'function' && typeof call.maybeSendMetadata === 'function';
   if (pieces.length === 1) return pieces[0] as Buffer;
-  if (!usable) return Buffer.concat(pieces as Buffer[], message.byteLength);
+  if (!isPieceStream(stream) || typeof call.maybeSendMetadata !== 'function') return Buffer.concat(pieces as Buffer[], message.byteLength);
   (call.maybeSendMetadata as () => void).call(call);
-  const out = stream as unknown as PieceStream;
-  // Corked until the last piece (written by grpc-js right after this returns) is queued too: one writev.
-  out.cork();
-  process.nextTick(() => out.uncork());
-  // A failed write fails the last one too, whose callback grpc-js turns into the call's status.
-  for (let i = 0; i < pieces.length - 1; i++) out.write(pieces[i] as Buffer, ignore);
+  return writeLeadingPieces(stream, pieces);
+}
+
+/**
+ * Writes every piece but the last to `stream`, corked until the last one (written by the caller
+ * right after this returns) is queued too: one writev. A failed write fails the last one too,
+ * whose callback turns it into the call's status. Returns the last piece.
+ */
+function writeLeadingPieces(stream: PieceStream, pieces: readonly Buffer[]): Buffer {
+  if (pieces.length > 1) {
+    stream.cork();
+    process.nextTick(() => stream.uncork());
+    for (let i = 0; i < pieces.length - 1; i++) stream.write(pieces[i] as Buffer, ignore);
+  }
   return pieces[pieces.length - 1] as Buffer;
+}
+
+function isPieceStream(value: unknown): value is PieceStream {
+  const stream = value as Partial<Record<keyof PieceStream, unknown>> | undefined;
+  return typeof stream === 'object' && stream !== null && typeof stream.write === 'function' && typeof stream.cork === 'function' && typeof stream.uncork === 'function';
 }
 
 function ignore(): void {}
