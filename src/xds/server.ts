@@ -164,7 +164,8 @@ type DeltaCall = grpc.ServerDuplexStream<DeltaDiscoveryRequest | UndecodableRequ
 
 /**
  * A response write for an AdsStream: `flushed` once grpc-js has handed it to HTTP/2 (within the
- * client's flow-control window); false when the call's buffer is full.
+ * client's flow-control window); false when the call's buffer is full (written directly, there
+ * is no such buffer: the one response per type in flight is the limit, directCall).
  */
 function writerFor(call: SotwCall | DeltaCall, direct: DirectCall | undefined): (messages: readonly WireMessage[], flushed: () => void) => boolean {
   const done = (flushed: () => void) => (err: Error | null | undefined) => {
