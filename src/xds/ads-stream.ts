@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { PUSH_ORDER, TypeUrl, kindOfTypeUrl, type TypeUrlValue } from '../envoy/resources.js';
+import { PUSH_ORDER, TypeUrl, type TypeUrlValue } from '../envoy/resources.js';
 import { mayReceive, mayWithhold } from './access.js';
 import { versionOfSet, type CacheView, type CachedResource, type SnapshotCache, type TypeSnapshot } from './cache.js';
 import type { StreamHooks } from './client-state.js';
@@ -13,16 +13,20 @@ export interface AdsStreamOptions {
   identity: StreamIdentity;
   hooks: StreamHooks;
   /**
-   * Writes one response. `flushed` is called once the transport has taken it (for gRPC: written
-   * out within the client's HTTP/2 flow-control window). Returns false when the stream's write
-   * buffer is full: nothing more is written until resume().
+   * Writes responses, in order, as one write: those of one push (a CDS update and the
+   * assignments it makes Envoy wait for) cost a client one transport write, not one each.
+   * `flushed` is called once the transport has taken them (for gRPC: written out within the
+   * client's HTTP/2 flow-control window). Returns false when the stream's write buffer is full:
+   * nothing more is written until resume().
    */
-  send: (message: WireMessage, flushed: () => void) => boolean;
+  send: (messages: readonly WireMessage[], flushed: () => void) => boolean;
   logger: Logger;
 }
 
 /** The order in which due types are pushed (make-before-break), as type URLs. */
 const PUSH_ORDER_URLS: readonly TypeUrlValue[] = PUSH_ORDER.map((kind) => TypeUrl[kind]);
+/** The types served; looked up once per request (every ACK), so a set rather than a scan. */
+const SERVED_TYPES: ReadonlySet<string> = new Set(Object.values(TypeUrl));
 
 /** What SotW and delta requests both carry: who asks, for which type, replying to which response. */
 interface AdsRequest {
@@ -66,6 +70,9 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   private readonly inFlight = new Set<string>();
   private congested = false;
   private flushing = false;
+  /** The responses of the running flush(), written together at its end, and their types. */
+  private outbox: WireMessage[] = [];
+  private outboxTypes: string[] = [];
   /** The cluster set changed since the last cluster push: removed clusters may have to be held. */
   private clustersChanged = false;
   private readonly cache: SnapshotCache;
@@ -90,7 +97,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
       this.view = this.cache.view(request.node?.gateway);
       hooks.selected(this.view);
     }
-    if (kindOfTypeUrl(request.typeUrl) === undefined) {
+    if (!SERVED_TYPES.has(request.typeUrl)) {
       logger.debug({ typeUrl: request.typeUrl }, 'xds: request for a type Switchyard does not serve');
       return;
     }
@@ -200,10 +207,24 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   /** Forgets that the client holds `name`, so that the next push sends it again. */
   protected abstract forgetSent(state: State, name: string): void;
 
-  /** Hands a response of `typeUrl` to the transport; the variants call it from respond(). */
+  /**
+   * Hands a response of `typeUrl` to the transport; the variants call it from respond(), which
+   * runs inside flush(): the responses of one flush leave in one write when it ends.
+   */
   protected deliver(typeUrl: string, message: WireMessage): void {
     this.inFlight.add(typeUrl);
-    const room = this.options.send(message, () => this.onFlushed(typeUrl));
+    this.outbox.push(message);
+    this.outboxTypes.push(typeUrl);
+    if (!this.flushing) this.sendOutbox();
+  }
+
+  private sendOutbox(): void {
+    if (this.outbox.length === 0) return;
+    const messages = this.outbox;
+    const types = this.outboxTypes;
+    this.outbox = [];
+    this.outboxTypes = [];
+    const room = this.options.send(messages, () => this.onFlushed(types));
     if (!room) this.congested = true;
   }
 
@@ -238,7 +259,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
     try {
       for (const typeUrl of PUSH_ORDER_URLS) {
         if (!this.due.has(typeUrl)) continue;
-        if (this.congested || this.inFlight.has(typeUrl)) return;
+        if (this.congested || this.inFlight.has(typeUrl)) break;
         this.due.delete(typeUrl);
         const state = this.types.get(typeUrl);
         if (state === undefined) continue;
@@ -250,12 +271,17 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
       }
     } finally {
       this.flushing = false;
+      this.sendOutbox();
     }
   }
 
-  private onFlushed(typeUrl: string): void {
-    this.inFlight.delete(typeUrl);
-    if (this.due.has(typeUrl)) this.flush();
+  private onFlushed(types: readonly string[]): void {
+    let due = false;
+    for (const typeUrl of types) {
+      this.inFlight.delete(typeUrl);
+      due ||= this.due.has(typeUrl);
+    }
+    if (due) this.flush();
   }
 
   /** Clusters the client holds that the configuration dropped: their removal waits while routes may name them. */
@@ -269,7 +295,8 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   }
 
   private servesRoutes(): boolean {
-    return [...this.types.keys()].some(refersToClusters);
+    for (const typeUrl of this.types.keys()) if (refersToClusters(typeUrl)) return true;
+    return false;
   }
 
   /**

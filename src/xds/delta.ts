@@ -146,6 +146,8 @@ const MAX_OUTSTANDING_NONCES = 64;
 interface DeltaTypeState {
   wildcard: boolean;
   names: Set<string>;
+  /** What `names` selected of a snapshot's map, until the names or the map change: an EDS subscription is a thousand names, re-read on every cluster edit. */
+  selection: { readonly of: ReadonlyMap<string, CachedResource>; readonly resources: readonly CachedResource[] } | undefined;
   /** What the client holds: name → version (from initial_resource_versions, then what we sent). */
   known: KnownVersions;
   /** nonce → system version of that response, the view's version it stands for and the resources it updated, until ACKed or NACKed. */
@@ -166,7 +168,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
   protected readonly heldBack = [TypeUrl.cluster, TypeUrl.endpoint];
 
   protected newState(request: DeltaDiscoveryRequest): DeltaTypeState {
-    return { wildcard: false, names: new Set(), known: new KnownVersions(request.initialResourceVersions), outstanding: new Map(), answered: false, rejected: false };
+    return { wildcard: false, names: new Set(), selection: undefined, known: new KnownVersions(request.initialResourceVersions), outstanding: new Map(), answered: false, rejected: false };
   }
 
   protected acceptReply(state: DeltaTypeState, request: DeltaDiscoveryRequest): boolean {
@@ -198,6 +200,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
         state.wildcard = true;
       } else if (!state.names.has(name)) {
         state.names.add(name);
+        state.selection = undefined;
         changed = true;
       }
     }
@@ -207,7 +210,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
         state.wildcard = false;
         continue;
       }
-      state.names.delete(name);
+      if (state.names.delete(name)) state.selection = undefined;
       // Still wanted through the wildcard: the client keeps it, so we must keep tracking it.
       if (!state.wildcard) state.known.delete(name);
     }
@@ -220,11 +223,13 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
 
   protected select(_typeUrl: string, state: DeltaTypeState, snapshot: TypeSnapshot): readonly CachedResource[] {
     if (state.wildcard) return everyResource(snapshot.resources);
+    if (state.selection?.of === snapshot.resources) return state.selection.resources;
     const selected: CachedResource[] = [];
     for (const name of state.names) {
       const resource = snapshot.resources.get(name);
       if (resource !== undefined) selected.push(resource);
     }
+    state.selection = { of: snapshot.resources, resources: selected };
     return selected;
   }
 

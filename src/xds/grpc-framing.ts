@@ -14,11 +14,17 @@ import type { WireMessage } from './wire.js';
  * wire.ts), and grpc-js, taught to recognize it, writes the pieces to the HTTP/2 stream one
  * after the other (corked: one writev), without copying them. Node's HTTP/2 writes a Buffer
  * without copying it.
+ *
+ * The same hook reads and writes ADS calls the short way (directCall): requests past grpc-js's
+ * per-message queue, promise and object stream, responses past the call's object stream.
+ * Every use of grpc-js internals is in this module and checked before it is relied on.
  */
 
 /** On a framed message: it already holds the gRPC length prefix. Global, so every copy of this module agrees. */
 const FRAMED = Symbol.for('switchyard.dev/grpc-framed-message');
 const INSTALLED = Symbol.for('switchyard.dev/grpc-framing-installed');
+/** On a grpc-js call read directly (directCall): where its requests go. */
+const DIRECT_READER = Symbol.for('switchyard.dev/grpc-direct-reader');
 
 /** A gRPC length-prefixed message as pieces, recognized by the patched grpc-js (sharedFraming). */
 export interface FramedMessage {
@@ -35,8 +41,10 @@ interface ServerCall {
 }
 
 type Serialize = (this: ServerCall, value: unknown) => Buffer;
+type HandleDataFrame = (this: ReadingCall, data: Buffer) => void;
 interface CallPrototype {
   serializeMessage?: Serialize;
+  handleDataFrame?: HandleDataFrame;
   maybeSendMetadata?: unknown;
   [INSTALLED]?: true;
 }
@@ -70,6 +78,12 @@ export function sharedFraming(): boolean {
         if (isFramed(value)) return writeLeading(this, value);
         return original.call(this, value);
       };
+      const handle = proto.handleDataFrame;
+      if (typeof handle === 'function') {
+        proto.handleDataFrame = function handleDataFrame(this: ReadingCall, data: Buffer): void {
+          if (!readDirectly(this, data)) handle.call(this, data);
+        };
+      }
       proto[INSTALLED] = true;
     }
     active = true;
@@ -77,6 +91,146 @@ export function sharedFraming(): boolean {
     active = false;
   }
   return active;
+}
+
+/**
+ * What grpc-js's BaseServerInterceptingCall has that direct reads and writes use; checked per
+ * call by directCall() before it marks the call, so the patch only ever sees calls that have it.
+ */
+interface ReadingCall {
+  [DIRECT_READER]?: DirectReader;
+  readonly readQueue: readonly unknown[];
+  readonly decoder: { readonly readState: number };
+  readonly maxReceiveMessageSize: number;
+  readonly handler: { deserialize(bytes: Buffer): unknown };
+  readonly callEventTracker?: { addMessageReceived(): void } | null;
+  readonly maxSendMessageSize: number;
+  readonly stream: PieceStream;
+  checkCancelled(): boolean;
+  maybeSendMetadata(): void;
+  sendStatus(status: { code: number; details: string; metadata: null }): void;
+  sendMessage(message: unknown, callback: () => void): void;
+}
+
+interface DirectReader {
+  readonly receive: (request: unknown) => void;
+  readonly idle: () => boolean;
+}
+
+/** grpc-js's DecoderState.NO_DATA: no partial message held. */
+const DECODER_IDLE = 0;
+/** grpc.status.INTERNAL, as grpc-js answers a request it cannot deserialize. */
+const INTERNAL = 13;
+
+/**
+ * A request read the short way. grpc-js reads each message of a server call through a queue, a
+ * promise (for decompression) and the call's object stream, pausing and resuming the HTTP/2
+ * stream around it: at a thousand streams ACKing each push, that machinery cost more than the
+ * ACKs' handling (issue 9). A DATA frame of whole, uncompressed messages, on a call whose
+ * earlier messages have all been handed on, is read here: each message deserialized and handed
+ * to the call's reader at once, in order. Anything else (a compressed message, a message split
+ * across frames, one over the size limit, messages still queued) goes grpc-js's own way, which
+ * also keeps its errors.
+ */
+function readDirectly(call: ReadingCall, data: Buffer): boolean {
+  const reader = call[DIRECT_READER];
+  if (reader === undefined || call.readQueue.length > 0 || call.decoder.readState !== DECODER_IDLE || !reader.idle()) return false;
+  const messages = wholeMessages(data, call.maxReceiveMessageSize);
+  if (messages === undefined) return false;
+  if (call.checkCancelled()) return true;
+  for (const bytes of messages) {
+    let request: unknown;
+    try {
+      request = call.handler.deserialize(bytes);
+    } catch {
+      call.sendStatus({ code: INTERNAL, details: 'Error deserializing request', metadata: null });
+      return true;
+    }
+    call.callEventTracker?.addMessageReceived();
+    reader.receive(request);
+  }
+  return true;
+}
+
+/** The messages of `data` if it holds only whole, uncompressed gRPC messages within `max` bytes each (-1: no limit). */
+function wholeMessages(data: Buffer, max: number): Buffer[] | undefined {
+  const messages: Buffer[] = [];
+  let at = 0;
+  while (at < data.length) {
+    if (data.length - at < 5 || data[at] !== 0) return undefined;
+    const length = data.readUInt32BE(at + 1);
+    if ((max !== -1 && length > max) || at + 5 + length > data.length) return undefined;
+    messages.push(data.subarray(at + 5, at + 5 + length));
+    at += 5 + length;
+  }
+  return messages.length > 0 ? messages : undefined;
+}
+
+/** A server call's direct way out (directCall). */
+export interface DirectCall {
+  /**
+   * Writes a framed message to the call's HTTP/2 stream as grpc-js's sendMessage does (headers
+   * first), past the call's object stream and grpc-js's per-message wrapping; `flushed` once
+   * HTTP/2 has taken it.
+   */
+  write(message: FramedMessage, flushed: () => void): void;
+}
+
+/**
+ * Reads and writes `call` (a grpc-js server duplex call) the short way when this grpc-js allows:
+ * its requests, deserialized, go to `receive` in order (while the call's own object stream
+ * still holds requests not yet handed on, those go first and the next ones take grpc-js's way
+ * too). Undefined when grpc-js does not look as expected: the call then works as grpc-js does
+ * by default.
+ *
+ * Writing past the call's object stream loses nothing it gave: it is a buffer of up to 16
+ * messages, and an ADS stream never has more than one response per type in flight.
+ */
+export function directCall<Request>(call: { readonly readableLength: number }, receive: (request: Request) => void): DirectCall | undefined {
+  if (!sharedFraming()) return undefined;
+  const base = (call as { call?: unknown }).call;
+  if (!isReadingCall(base)) return undefined;
+  // The call's deserializer made the request: it is a Request.
+  base[DIRECT_READER] = { receive: receive as (request: unknown) => void, idle: () => call.readableLength === 0 };
+  return {
+    write: (message, flushed) => {
+      // A limit on what is sent (none is set by default): grpc-js's own way checks it and says so.
+      if (base.maxSendMessageSize !== -1) {
+        base.sendMessage(message, flushed);
+        return;
+      }
+      if (base.checkCancelled()) return;
+      // The response headers lead, as grpc-js's sendMessage sends them.
+      base.maybeSendMetadata();
+      const last = writeLeadingPieces(base.stream, message.pieces);
+      base.stream.write(last, (err) => {
+        // grpc-js's answer to a failed write, as in its sendMessage.
+        if (err !== null && err !== undefined) base.sendStatus({ code: INTERNAL, details: 'Internal server error', metadata: null });
+        else flushed();
+      });
+    },
+  };
+}
+
+function isReadingCall(value: unknown): value is ReadingCall {
+  if (typeof value !== 'object' || value === null) return false;
+  const call = value as Partial<Record<keyof ReadingCall, unknown>>;
+  const decoder = call.decoder as { readState?: unknown } | undefined;
+  const handler = call.handler as { deserialize?: unknown } | undefined;
+  return (
+    Array.isArray(call.readQueue) &&
+    typeof decoder?.readState === 'number' &&
+    typeof call.maxReceiveMessageSize === 'number' &&
+    typeof handler?.deserialize === 'function' &&
+    typeof call.checkCancelled === 'function' &&
+    typeof call.sendStatus === 'function' &&
+    typeof call.sendMessage === 'function' &&
+    typeof call.maybeSendMetadata === 'function' &&
+    typeof call.maxSendMessageSize === 'number' &&
+    isPieceStream(call.stream) &&
+    // Only calls of the patched class take the direct way in.
+    (Object.getPrototypeOf(value) as CallPrototype | null)?.[INSTALLED] === true
+  );
 }
 
 function isFramed(value: unknown): value is FramedMessage {
@@ -92,18 +246,29 @@ function isFramed(value: unknown): value is FramedMessage {
 function writeLeading(call: ServerCall, message: FramedMessage): Buffer {
   const { pieces } = message;
   const stream = call.stream;
-  const usable =
-    stream !== undefined && typeof stream.write === 'function' && typeof stream.cork === 'function' && typeof stream.uncork === 'function' && typeof call.maybeSendMetadata === 'function';
   if (pieces.length === 1) return pieces[0] as Buffer;
-  if (!usable) return Buffer.concat(pieces as Buffer[], message.byteLength);
+  if (!isPieceStream(stream) || typeof call.maybeSendMetadata !== 'function') return Buffer.concat(pieces as Buffer[], message.byteLength);
   (call.maybeSendMetadata as () => void).call(call);
-  const out = stream as unknown as PieceStream;
-  // Corked until the last piece (written by grpc-js right after this returns) is queued too: one writev.
-  out.cork();
-  process.nextTick(() => out.uncork());
-  // A failed write fails the last one too, whose callback grpc-js turns into the call's status.
-  for (let i = 0; i < pieces.length - 1; i++) out.write(pieces[i] as Buffer, ignore);
+  return writeLeadingPieces(stream, pieces);
+}
+
+/**
+ * Writes every piece but the last to `stream`, corked until the last one (written by the caller
+ * right after this returns) is queued too: one writev. A failed write fails the last one too,
+ * whose callback turns it into the call's status. Returns the last piece.
+ */
+function writeLeadingPieces(stream: PieceStream, pieces: readonly Buffer[]): Buffer {
+  if (pieces.length > 1) {
+    stream.cork();
+    process.nextTick(() => stream.uncork());
+    for (let i = 0; i < pieces.length - 1; i++) stream.write(pieces[i] as Buffer, ignore);
+  }
   return pieces[pieces.length - 1] as Buffer;
+}
+
+function isPieceStream(value: unknown): value is PieceStream {
+  const stream = value as Partial<Record<keyof PieceStream, unknown>> | undefined;
+  return typeof stream === 'object' && stream !== null && typeof stream.write === 'function' && typeof stream.cork === 'function' && typeof stream.uncork === 'function';
 }
 
 function ignore(): void {}
@@ -129,6 +294,38 @@ export function framed(message: WireMessage): FramedMessage {
     framedOnce.set(message, frame);
   }
   return frame;
+}
+
+/** Batches kept per first message: the one the fleet shares, and a few for streams that pair it otherwise. */
+const BATCHES_PER_MESSAGE = 4;
+
+const batchesOnce = new WeakMap<WireMessage, { rest: readonly WireMessage[]; frame: FramedMessage }[]>();
+
+/**
+ * `messages` as consecutive gRPC frames in one FramedMessage, written to a stream in one go: a
+ * client that is sent a CDS update and the assignments it then waits for gets them in one
+ * HTTP/2 write (one socket write, one write callback), not one each. The same messages in the
+ * same order give the same object, so a batch shared by a fleet is assembled, and a small one
+ * joined, once.
+ */
+export function framedBatch(messages: readonly WireMessage[]): FramedMessage {
+  const first = messages[0];
+  if (first === undefined) throw new Error('framedBatch: no messages');
+  if (messages.length === 1) return framed(first);
+  const known = batchesOnce.get(first) ?? [];
+  for (const batch of known) if (sameRest(batch.rest, messages)) return batch.frame;
+  const frames = messages.map(framed);
+  const byteLength = frames.reduce((sum, frame) => sum + frame.byteLength, 0);
+  const pieces = frames.flatMap((frame) => frame.pieces);
+  const frame: FramedMessage = { [FRAMED]: true, pieces: byteLength < JOIN_BELOW_BYTES ? [Buffer.concat(pieces as Buffer[], byteLength)] : pieces, byteLength };
+  batchesOnce.set(first, [{ rest: messages.slice(1), frame }, ...known.slice(0, BATCHES_PER_MESSAGE - 1)]);
+  return frame;
+}
+
+function sameRest(rest: readonly WireMessage[], messages: readonly WireMessage[]): boolean {
+  if (rest.length !== messages.length - 1) return false;
+  for (let i = 0; i < rest.length; i++) if (rest[i] !== messages[i + 1]) return false;
+  return true;
 }
 
 /** A framed message as one Buffer, for a grpc-js without the hook (copied once per message, then per stream by grpc-js). */

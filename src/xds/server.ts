@@ -14,7 +14,7 @@ import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } 
 import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
 import type { GrpcService } from './lrs.js';
-import { framed, joined, sharedFraming, type FramedMessage } from './grpc-framing.js';
+import { directCall, framedBatch, joined, sharedFraming, type DirectCall, type FramedMessage } from './grpc-framing.js';
 import { PacedFanOut, SlicedWork } from './push-pacer.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
@@ -164,15 +164,27 @@ type DeltaCall = grpc.ServerDuplexStream<DeltaDiscoveryRequest | UndecodableRequ
 
 /**
  * A response write for an AdsStream: `flushed` once grpc-js has handed it to HTTP/2 (within the
- * client's flow-control window); false when the call's buffer is full.
+ * client's flow-control window); false when the call's buffer is full (written directly, there
+ * is no such buffer: the one response per type in flight is the limit, directCall).
  */
-function writerFor(call: SotwCall | DeltaCall): (message: WireMessage, flushed: () => void) => boolean {
-  // A response shared by many streams is framed once and the same pieces go to each (grpc-framing.ts).
-  const frame: (message: WireMessage) => Outgoing = sharedFraming() ? framed : joined;
-  return (message, flushed) =>
-    call.write(frame(message), (err: Error | null | undefined) => {
-      if (err === null || err === undefined) flushed();
-    });
+function writerFor(call: SotwCall | DeltaCall, direct: DirectCall | undefined): (messages: readonly WireMessage[], flushed: () => void) => boolean {
+  const done = (flushed: () => void) => (err: Error | null | undefined) => {
+    if (err === null || err === undefined) flushed();
+  };
+  // A response shared by many streams is framed once and the same pieces go to each, the
+  // responses of one push in one write (grpc-framing.ts).
+  if (direct !== undefined) {
+    return (messages, flushed) => {
+      // What the call's object stream would refuse: nothing more goes out on a call that ended.
+      if (!call.destroyed && !call.writableEnded) direct.write(framedBatch(messages), flushed);
+      return true;
+    };
+  }
+  if (sharedFraming()) return (messages, flushed) => call.write(framedBatch(messages), done(flushed));
+  return (messages, flushed) => {
+    for (let i = 0; i < messages.length - 1; i++) call.write(joined(messages[i] as WireMessage));
+    return call.write(joined(messages[messages.length - 1] as WireMessage), done(flushed));
+  };
 }
 
 interface LiveStream {
@@ -408,34 +420,38 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private openSotw(call: SotwCall, identity: StreamIdentity): void {
     const record = new ClientRecord(++this.nextStreamId, 'sotw');
     const logger = streamLogger(this.logger, { stream: record.streamId, kind: 'sotw', role: identity.role, via: identity.via });
+    // Requests arrive only once the handler returns: `protocol` is set by then.
+    const receive = (request: DiscoveryRequest | UndecodableRequest): void =>
+      this.handle(record, () => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request))));
+    const direct = directCall(call, receive);
     const protocol = new SotwStream({
       cache: this.cache,
       identity,
       bodies: this.bodies,
       hooks: this.hooksFor(record, logger),
-      send: writerFor(call),
+      send: writerFor(call, direct),
       logger,
     });
     this.track({ record, protocol, call }, logger);
-    call.on('data', (request: DiscoveryRequest | UndecodableRequest) =>
-      this.handle(record, () => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request)))),
-    );
+    call.on('data', receive);
   }
 
   private openDelta(call: DeltaCall, identity: StreamIdentity): void {
     const record = new ClientRecord(++this.nextStreamId, 'delta');
     const logger = streamLogger(this.logger, { stream: record.streamId, kind: 'delta', role: identity.role, via: identity.via });
+    // Requests arrive only once the handler returns: `protocol` is set by then.
+    const receive = (request: DeltaDiscoveryRequest | UndecodableRequest): void =>
+      this.handle(record, () => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request))));
+    const direct = directCall(call, receive);
     const protocol = new DeltaStream({
       cache: this.cache,
       identity,
       hooks: this.hooksFor(record, logger),
-      send: writerFor(call),
+      send: writerFor(call, direct),
       logger,
     });
     this.track({ record, protocol, call }, logger);
-    call.on('data', (request: DeltaDiscoveryRequest | UndecodableRequest) =>
-      this.handle(record, () => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request)))),
-    );
+    call.on('data', receive);
   }
 
   private track(stream: LiveStream, logger: Logger): void {

@@ -36,20 +36,22 @@ function harness(transport: 'instant' | 'held' = 'instant') {
     identity: { role: 'envoy', via: 'mtls' },
     hooks,
     logger: pino({ level: 'silent' }),
-    send: (message, flushed) => {
-      const json = decodeMessage('envoy.service.discovery.v3.DeltaDiscoveryResponse', wireBytes(message));
-      const list = (json['resources'] ?? []) as JsonObject[];
-      sent.push({
-        system_version_info: String(json['system_version_info'] ?? ''),
-        nonce: String(json['nonce']),
-        type_url: String(json['type_url']),
-        resources: list.map((entry) => {
-          const resource = entry['resource'] as JsonObject;
-          expect(resource['name'] ?? resource['cluster_name']).toBe(entry['name']);
-          return `${String(entry['name'])}@${String(entry['version'])}`;
-        }),
-        removed: ((json['removed_resources'] ?? []) as string[]).slice(),
-      });
+    send: (messages, flushed) => {
+      for (const message of messages) {
+        const json = decodeMessage('envoy.service.discovery.v3.DeltaDiscoveryResponse', wireBytes(message));
+        const list = (json['resources'] ?? []) as JsonObject[];
+        sent.push({
+          system_version_info: String(json['system_version_info'] ?? ''),
+          nonce: String(json['nonce']),
+          type_url: String(json['type_url']),
+          resources: list.map((entry) => {
+            const resource = entry['resource'] as JsonObject;
+            expect(resource['name'] ?? resource['cluster_name']).toBe(entry['name']);
+            return `${String(entry['name'])}@${String(entry['version'])}`;
+          }),
+          removed: ((json['removed_resources'] ?? []) as string[]).slice(),
+        });
+      }
       if (transport === 'instant') flushed();
       else waiting.push(flushed);
       return true;

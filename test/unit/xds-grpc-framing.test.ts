@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { framed, sharedFraming, type FramedMessage } from '../../src/xds/grpc-framing.js';
+import { directCall, framed, framedBatch, sharedFraming, type FramedMessage } from '../../src/xds/grpc-framing.js';
 import { wireBytes, type WireMessage } from '../../src/xds/wire.js';
 
 /** A message of `count` pieces of `size` bytes each, every piece filled with its own byte. */
@@ -11,8 +11,9 @@ function piecesMessage(count: number, size: number): WireMessage {
 
 const PATH = '/test.Pieces/Stream';
 
-/** A real grpc-js server whose stream writes `messages`, framed, and a real client that reads them back. */
-async function roundTrip(messages: readonly WireMessage[]): Promise<Buffer[]> {
+/** A real grpc-js server whose stream writes `writes` (a message, framed, or a batch of them in one write), and a real client that reads the messages back. */
+async function roundTrip(writes: readonly (WireMessage | readonly WireMessage[])[]): Promise<Buffer[]> {
+  const messages = writes.flat();
   expect(sharedFraming()).toBe(true);
   const server = new grpc.Server();
   const service: grpc.ServiceDefinition = {
@@ -29,7 +30,7 @@ async function roundTrip(messages: readonly WireMessage[]): Promise<Buffer[]> {
   server.addService(service, {
     Stream: (call: grpc.ServerDuplexStream<Buffer, FramedMessage>) => {
       call.once('data', () => {
-        for (const message of messages) call.write(framed(message));
+        for (const write of writes) call.write(Array.isArray(write) ? framedBatch(write) : framed(write as WireMessage));
       });
     },
   });
@@ -75,10 +76,124 @@ describe('shared gRPC framing', () => {
     expect(frame.byteLength).toBe(35);
   });
 
+  it('frames a batch as its messages\' frames in order, once for the same messages, joined when small, in pieces when large', () => {
+    const cds = piecesMessage(3, 100);
+    const eds = piecesMessage(2, 50);
+    const batch = framedBatch([cds, eds]);
+    expect(Buffer.concat(batch.pieces as Buffer[])).toEqual(Buffer.concat([...framed(cds).pieces, ...framed(eds).pieces] as Buffer[]));
+    expect(batch.byteLength).toBe(cds.byteLength + eds.byteLength + 10);
+    expect(batch.pieces).toHaveLength(1);
+    // The fleet's streams get the same object, so the same bytes; another pairing is its own batch.
+    expect(framedBatch([cds, eds])).toBe(batch);
+    expect(framedBatch([cds, piecesMessage(2, 50)])).not.toBe(batch);
+    expect(framedBatch([eds, cds])).not.toBe(batch);
+    expect(framedBatch([cds])).toBe(framed(cds));
+    // Large: the messages' own pieces behind their prefixes, nothing copied.
+    const large = piecesMessage(40, 1_000);
+    const big = framedBatch([large, eds]);
+    expect(big.pieces).toEqual([...framed(large).pieces, ...framed(eds).pieces]);
+    expect(big.pieces[1]).toBe(large.pieces[0]);
+  });
+
+  it('delivers a batch through a real grpc-js server and client as its separate messages, byte for byte and in order', async () => {
+    const batches = [[piecesMessage(3, 100), piecesMessage(2, 50)], [piecesMessage(300, 700), piecesMessage(1, 10), piecesMessage(2, 40_000)]];
+    const received = await roundTrip(batches);
+    const messages = batches.flat();
+    expect(received.map((b) => b.length)).toEqual(messages.map((m) => m.byteLength));
+    received.forEach((bytes, i) => expect(Buffer.compare(bytes, wireBytes(messages[i] as WireMessage))).toBe(0));
+  });
+
   it('delivers messages written in pieces through a real grpc-js server and client, byte for byte and in order', async () => {
     const messages = [piecesMessage(300, 700), piecesMessage(2, 5), piecesMessage(1, 3_000_000), piecesMessage(1_000, 64)];
     const received = await roundTrip(messages);
     expect(received.map((b) => b.length)).toEqual(messages.map((m) => m.byteLength));
     received.forEach((bytes, i) => expect(Buffer.compare(bytes, wireBytes(messages[i] as WireMessage))).toBe(0));
+  });
+});
+
+/** Above this a request is answered with a reply of three pieces this long. */
+const LARGE = 40_000;
+
+/** grpc-js's WriteFlags.NoCompress. */
+const NO_COMPRESS = 2 as unknown as BufferEncoding;
+
+describe('direct reads and writes of a grpc-js server call', () => {
+  /**
+   * A real grpc-js server whose handler reads its call directly (directCall) and echoes each
+   * request's length back through the direct write; a real client sends `requests`, some
+   * compressed and some larger than one HTTP/2 DATA frame, which take grpc-js's own way.
+   */
+  async function echo(requests: readonly Buffer[], compressEvery = 0): Promise<{ received: Buffer[]; echoed: number[]; viaObjectStream: number; direct: boolean }> {
+    const server = new grpc.Server();
+    const received: Buffer[] = [];
+    let viaObjectStream = 0;
+    let direct = false;
+    const done = new Promise<void>((resolve) => {
+      server.addService(
+        { Stream: { path: PATH, requestStream: true, responseStream: true, requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => Buffer.from(b), responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b } },
+        {
+          Stream: (call: grpc.ServerDuplexStream<Buffer, FramedMessage | Buffer>) => {
+            const receive = (request: Buffer): void => {
+              received.push(request);
+              // A large request is answered in pieces (written corked), a small one in one.
+              const reply: WireMessage = request.length > LARGE ? piecesMessage(3, LARGE) : { pieces: [Buffer.from(String(request.length))], byteLength: String(request.length).length };
+              if (writer !== undefined) writer.write(framed(reply), () => undefined);
+              else call.write(framed(reply));
+              if (received.length === requests.length) resolve();
+            };
+            const writer = directCall(call, receive);
+            direct = writer !== undefined;
+            call.on('data', (request: Buffer) => {
+              viaObjectStream++;
+              receive(request);
+            });
+          },
+        },
+      );
+    });
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+    // gzip for every request but those written with grpc-js's NoCompress flag.
+    const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), compressEvery > 0 ? { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip } : {});
+    try {
+      const call = client.makeBidiStreamRequest<Buffer, Buffer>(PATH, (b) => b, (b) => b);
+      const echoed: number[] = [];
+      const replies = new Promise<void>((resolve, reject) => {
+        call.on('data', (b: Buffer) => {
+          if (b.length === 3 * LARGE) expect(b).toEqual(wireBytes(piecesMessage(3, LARGE)));
+          echoed.push(b.length === 3 * LARGE ? -b.length : Number(b.toString()));
+          if (echoed.length === requests.length) resolve();
+        });
+        call.on('error', reject);
+      });
+      // grpc-js reads a client write's "encoding" argument as its WriteFlags.
+      requests.forEach((request, i) => (compressEvery > 0 && i % compressEvery !== 0 ? call.write(request, NO_COMPRESS) : call.write(request)));
+      await Promise.all([done, replies]);
+      call.cancel();
+      return { received, echoed, viaObjectStream, direct };
+    } finally {
+      client.close();
+      server.forceShutdown();
+    }
+  }
+
+  it('hands every request on in the order sent, the short way where it can, grpc-js\'s way for large ones, and writes replies back', async () => {
+    const requests = Array.from({ length: 60 }, (_, i) => Buffer.alloc(i % 10 === 5 ? 100_000 : 20 + i, i));
+    const { received, echoed, viaObjectStream, direct } = await echo(requests);
+    expect(direct).toBe(true);
+    expect(received.map((b) => b.toString('hex'))).toEqual(requests.map((b) => b.toString('hex')));
+    expect(echoed).toEqual(requests.map((b) => (b.length > LARGE ? -3 * LARGE : b.length)));
+    // Messages over one DATA frame (16 KiB) go through grpc-js; most go the short way.
+    expect(viaObjectStream).toBeGreaterThanOrEqual(6);
+    expect(viaObjectStream).toBeLessThan(requests.length / 2);
+  });
+
+  it('keeps the order when compressed requests go through grpc-js in between', async () => {
+    const requests = Array.from({ length: 40 }, (_, i) => Buffer.alloc(30 + i, i));
+    const { received, echoed, viaObjectStream } = await echo(requests, 4);
+    expect(received.map((b) => b.toString('hex'))).toEqual(requests.map((b) => b.toString('hex')));
+    expect(echoed).toEqual(requests.map((b) => b.length));
+    // Every fourth request is gzipped: those at least went through grpc-js.
+    expect(viaObjectStream).toBeGreaterThanOrEqual(10);
+    expect(viaObjectStream).toBeLessThan(requests.length);
   });
 });

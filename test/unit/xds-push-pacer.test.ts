@@ -44,8 +44,8 @@ describe('SotW fan-out', () => {
         bodies,
         hooks: recordingHooks().hooks,
         logger: pino({ level: 'silent' }),
-        send: (message, flushed) => {
-          out.push(message);
+        send: (messages, flushed) => {
+          out.push(...messages);
           flushed();
           return true;
         },

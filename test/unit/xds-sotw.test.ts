@@ -33,15 +33,17 @@ function harness(nodeCluster = 'gw', transport: 'instant' | 'held' = 'instant', 
     bodies,
     hooks,
     logger: pino({ level: 'silent' }),
-    send: (message, flushed) => {
-      const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message));
-      const list = (json['resources'] ?? []) as JsonObject[];
-      sent.push({
-        version_info: String(json['version_info'] ?? ''),
-        nonce: String(json['nonce']),
-        type_url: String(json['type_url']),
-        names: list.map((resource) => String(resource['name'] ?? resource['cluster_name'])),
-      });
+    send: (messages, flushed) => {
+      for (const message of messages) {
+        const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message));
+        const list = (json['resources'] ?? []) as JsonObject[];
+        sent.push({
+          version_info: String(json['version_info'] ?? ''),
+          nonce: String(json['nonce']),
+          type_url: String(json['type_url']),
+          names: list.map((resource) => String(resource['name'] ?? resource['cluster_name'])),
+        });
+      }
       if (transport === 'instant') flushed();
       else waiting.push(flushed);
       return true;
@@ -313,9 +315,11 @@ describe('SotwStream', () => {
         bodies,
         hooks: recordingHooks().hooks,
         logger: pino({ level: 'silent' }),
-        send: (message, flushed) => {
-          const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message));
-          sent.set(identity.role, ((json['resources'] ?? []) as JsonObject[]).map((r) => `${String(r['name'])}@${String(json['version_info'])}`));
+        send: (messages, flushed) => {
+          for (const message of messages) {
+            const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message));
+            sent.set(identity.role, ((json['resources'] ?? []) as JsonObject[]).map((r) => `${String(r['name'])}@${String(json['version_info'])}`));
+          }
           flushed();
           return true;
         },
@@ -361,8 +365,8 @@ describe('SotwStream', () => {
         bodies,
         hooks: recordingHooks().hooks,
         logger: pino({ level: 'silent' }),
-        send: (message, flushed) => {
-          sent.push(String(decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message))['version_info']));
+        send: (messages, flushed) => {
+          for (const message of messages) sent.push(String(decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message))['version_info']));
           flushed();
           return room;
         },
@@ -419,10 +423,12 @@ describe('SotwStream, streams that send the same decoded request', () => {
         bodies,
         hooks: recordingHooks().hooks,
         logger: pino({ level: 'silent' }),
-        send: (message, flushed) => {
-          const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message));
-          const list = (json['resources'] ?? []) as JsonObject[];
-          sent.push({ version_info: String(json['version_info'] ?? ''), nonce: String(json['nonce']), type_url: String(json['type_url']), names: list.map((r) => String(r['cluster_name'])) });
+        send: (messages, flushed) => {
+          for (const message of messages) {
+            const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message));
+            const list = (json['resources'] ?? []) as JsonObject[];
+            sent.push({ version_info: String(json['version_info'] ?? ''), nonce: String(json['nonce']), type_url: String(json['type_url']), names: list.map((r) => String(r['cluster_name'])) });
+          }
           flushed();
           return true;
         },
