@@ -8,7 +8,9 @@
  *
  *   npm run build && node --import tsx bench/serve-memory.ts [BACKENDS] [CLIENTS] [sotw|delta]
  *
- * SERVE_MEMORY_NODE_FLAGS adds Node flags to serve's command line (e.g. --max-semi-space-size=1).
+ * SERVE_MEMORY_NODE_FLAGS adds Node flags to serve's command line (e.g. --max-semi-space-size=1);
+ * SERVE_MEMORY_SNAPSHOT=FILE writes a heap snapshot of serve there at the end;
+ * SERVE_MEMORY_HOLD=SECONDS keeps serve running that long at the end (to inspect /proc/PID).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,6 +30,7 @@ interface Stats {
   heap: { total_heap_size: number; used_heap_size: number; malloced_memory: number; external_memory: number };
   spaces: { space_name: string; space_size: number; space_used_size: number; physical_space_size: number }[];
   cpuMs: number;
+  execArgv: string[];
 }
 
 function writeConfig(dir: string, n: number): { path: string; edit: (index: number) => void } {
@@ -58,10 +61,20 @@ function writeConfig(dir: string, n: number): { path: string; edit: (index: numb
   };
 }
 
-function stats(child: ChildProcess, gc: boolean): Promise<Stats> {
-  return new Promise((resolve) => {
-    child.once('message', (m) => resolve(m as Stats));
-    child.send({ cmd: 'stats', gc });
+let requests = 0;
+
+/** One request to the probe in serve (bench/serve-memory-probe.mjs): a file, then SIGUSR2. */
+async function ask<T>(probeDir: string, pid: number, request: Record<string, unknown>): Promise<T> {
+  const id = ++requests;
+  writeFileSync(join(probeDir, 'request.json'), JSON.stringify({ id, ...request }));
+  process.kill(pid, 'SIGUSR2');
+  return waitFor(`serve to answer ${String(request['cmd'])}`, () => {
+    try {
+      const answer = JSON.parse(readFileSync(join(probeDir, 'response.json'), 'utf8')) as T & { id: number };
+      return answer.id === id ? answer : undefined;
+    } catch {
+      return undefined;
+    }
   });
 }
 
@@ -83,6 +96,18 @@ function print(stage: string, pid: number, s: Stats): void {
   console.log(`${''.padEnd(24)} spaces (physical/used MB): ${spaces}`);
 }
 
+/** RSS per mapping from /proc/PID/smaps: the Node binary's pages, malloc's [heap], anonymous (V8's heap and the rest). */
+function residentByMapping(pid: number): string {
+  const kb = new Map<string, number>();
+  let name = '';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const mapping = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (mapping) name = mapping[1] === '' || mapping[1] === undefined ? '[anonymous]' : mapping[1];
+    else if (line.startsWith('Rss:')) kb.set(name, (kb.get(name) ?? 0) + Number(line.split(/\s+/)[1]));
+  }
+  return [...kb].sort((a, b) => b[1] - a[1]).slice(0, 4).map(([n, k]) => `${n} ${(k / 1024).toFixed(1)} MB`).join(', ');
+}
+
 async function main(): Promise<void> {
   const [backends = 1000, clients = 10] = process.argv.slice(2, 4).map(Number);
   const mode = (process.argv[4] ?? 'sotw') as 'sotw' | 'delta';
@@ -96,14 +121,16 @@ async function main(): Promise<void> {
     const logFile = join(dir, 'serve.log');
     const fd = openSync(logFile, 'w');
     const flags = (process.env['SERVE_MEMORY_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
+    const probeDir = join(dir, 'probe');
+    mkdirSync(probeDir);
     serve = spawn(process.execPath, [
       ...flags, '--import', join(ROOT, 'bench', 'serve-memory-probe.mjs'), join(ROOT, 'bin', 'switchyard.js'),
       'serve', '--config', config.path, '--no-envoy', '--no-ai-extension', '--xds-port', '0', '--xds-host', '127.0.0.1',
       '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'state'),
-    ], { cwd: ROOT, stdio: ['ignore', fd, fd, 'ipc'] });
+    ], { cwd: ROOT, stdio: ['ignore', fd, fd], env: { ...process.env, SERVE_MEMORY_PROBE: probeDir } });
     closeSync(fd);
-    const child = serve;
-    const pid = child.pid ?? -1;
+    const pid = serve.pid ?? -1;
+    const stats = (gc: boolean): Promise<Stats> => ask<Stats>(probeDir, pid, { cmd: 'stats', gc });
     const port = await waitFor('serve to listen', () => {
       const m = /"xdsPort":(\d+)/.exec(readFileSync(logFile, 'utf8'));
       return m ? Number(m[1]) : undefined;
@@ -111,24 +138,37 @@ async function main(): Promise<void> {
     const probe = startLoadClient(bin, { port, streams: 1, mode, gateway: GATEWAY, name: 'probe' });
     await probe.next((e) => e.event === 'ready', 120_000, 'the first client');
     await probe.stop();
-    print('started', pid, await stats(child, false));
-    const started = await stats(child, true);
+    const first = await stats(false);
+    console.log(`serve's Node flags: ${first.execArgv.filter((a) => !a.includes('serve-memory-probe')).join(' ')}; MALLOC_ARENA_MAX ${/MALLOC_ARENA_MAX=([^\0]*)/.exec(readFileSync(`/proc/${pid}/environ`, 'utf8'))?.[1] ?? 'unset'}`);
+    print('started', pid, first);
+    const started = await stats(true);
     print('started, after GC', pid, started);
 
     const fleet = startLoadClient(bin, { port, streams: clients, mode, gateway: GATEWAY, name: 'fleet' });
     fleets.push(fleet);
     await fleet.next((e) => e.event === 'ready', 120_000, 'the fleet');
-    const connected = await stats(child, false);
+    const connected = await stats(false);
     print(`${clients} clients`, pid, connected);
-    const connectedGc = await stats(child, true);
+    const connectedGc = await stats(true);
     print(`${clients} clients, after GC`, pid, connectedGc);
 
     fleet.send('mark e1 cds');
     config.edit(Math.floor(backends / 2));
     await fleet.next((e) => e.event === 'done' && e['id'] === 'e1', 120_000, 'the edit');
-    const pushed = await stats(child, false);
+    const pushed = await stats(false);
     print('edit ACKed', pid, pushed);
-    print('edit ACKed, after GC', pid, await stats(child, true));
+    print('edit ACKed, after GC', pid, await stats(true));
+    console.log(`serve's resident memory by mapping: ${residentByMapping(pid)}`);
+    const hold = Number(process.env['SERVE_MEMORY_HOLD'] ?? 0);
+    if (hold > 0) {
+      console.log(`serve (pid ${pid}) keeps running for ${hold} s`);
+      await new Promise((r) => setTimeout(r, hold * 1000));
+    }
+    const snapshot = process.env['SERVE_MEMORY_SNAPSHOT'];
+    if (snapshot !== undefined) {
+      await ask(probeDir, pid, { cmd: 'snapshot', file: snapshot });
+      console.log(`heap snapshot: ${snapshot}`);
+    }
     console.log(`serve CPU: start ${started.cpuMs.toFixed(0)} ms, connect ${clients} ${(connected.cpuMs - started.cpuMs).toFixed(0)} ms, edit->ACKed ${(pushed.cpuMs - connectedGc.cpuMs).toFixed(0)} ms`);
   } finally {
     for (const f of fleets) await f.stop();

@@ -2,14 +2,12 @@ import { readFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import { stringify } from 'yaml';
 import type { XdsTarget } from '../ai-extension/credentials.js';
-import { startAiExtension } from '../ai-extension/server.js';
 import { DURATION_HINT, parseDuration } from '../api/duration.js';
 import { formatProblem } from '../api/manifest.js';
 import { removeExtensionRecord, writeExtensionRecord } from '../app/ai-extension-process.js';
 import { DEFAULT_LOAD_REPORTING, type LoadReportingSettings, type RunningGateway } from '../app/gateway-runtime.js';
 import { AddressInUseError, assertPortFree, type ServerRole } from '../app/ports.js';
 import { serve, type HostInfrastructureChoice } from '../app/serve.js';
-import { directoryStore, ensurePki, pkiNames } from '../app/xds-pki.js';
 import { ENVOY_SEARCH, findEnvoyBinary } from '../infrastructure/host.js';
 import { buildBootstrap, gatewayKeyProblem } from '../envoy/bootstrap.js';
 import { ACCESS_LOG_FORMATS, type AccessLogFormat } from '../envoy/access-log.js';
@@ -393,6 +391,7 @@ async function runAiExtension(args: string[]): Promise<number> {
   await assertPortFree('metrics', metricsHost, metricsPort);
   const otlp = otlpEndpoint(values['otlp-endpoint']);
   const limitsRedis = limitsRedisUrl(values['limits-redis']);
+  const { startAiExtension } = await import('../ai-extension/server.js');
   const running = await startAiExtension({ port, host, xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}), ...(limitsRedis !== undefined ? { limitsRedis } : {}) });
   const stateFile = values['state-file'];
   if (stateFile !== undefined) {
@@ -559,6 +558,7 @@ async function runCerts(args: string[]): Promise<number> {
   const { values } = parseFlags('certs', { args, options: { out: { type: 'string' }, dns: { type: 'string' } } });
   if (!values.out) throw new UsageError('certs needs --out DIR (where the CA and the certificate of each role are written)');
   const dnsNames = (values.dns ?? 'localhost').split(',').map((n) => n.trim()).filter((n) => n !== '');
+  const { directoryStore, ensurePki, pkiNames } = await import('../app/xds-pki.js');
   const state = await ensurePki({ store: directoryStore(values.out), names: pkiNames(''), controllerDnsNames: dnsNames, now: new Date() });
   const lines = [
     `xDS certificates in ${values.out} (${state.written.length > 0 ? `written: ${state.written.join(', ')}` : 'all current, nothing written'}):`,
