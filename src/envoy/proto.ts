@@ -120,9 +120,9 @@ const KEPT_OPTIONS = new Set(['packed', 'proto3_optional']);
 /**
  * `root` reduced to what encoding and decoding need: the types of the entry files and the
  * additions, the types their fields use, transitively, and the services; without options other
- * than KEPT_OPTIONS (toJSON leaves comments out). The validation and documentation annotations, and the
- * descriptor.proto and validate.proto types only they use, are about a fifth of the types and a
- * third of the heap the parsed files keep (issue 9).
+ * than KEPT_OPTIONS (toJSON leaves comments out). The validation and documentation annotations,
+ * and the descriptor.proto and validate.proto types only they use, are about a fifth of the types
+ * and almost half of the heap the parsed files keep (5.7 -> 3.1 MB; issue 9).
  */
 export function compactDescriptor(root: protobuf.Root): CompactDescriptor {
   const kept = new Set<string>();
