@@ -51,12 +51,17 @@ export function longRunningRestart(
 
 /**
  * Replaces this process (same pid, same stdio) with `node <settings> <this process's flags>
- * ENTRY <this process's arguments>` when longRunningRestart asks for it; returns otherwise, and
- * on a Node without process.execve (before 22.15 and 23.11; Windows), which then runs as it is.
+ * ENTRY <this process's arguments>` when longRunningRestart asks for it; returns otherwise, on a
+ * Node without process.execve (before 22.15 and 23.11; Windows) and when the restart fails: the
+ * command then runs with Node's defaults.
  * `entry`: the script to run again (bin/switchyard.js).
  */
 export function restartWithMemorySettings(entry: string): void {
   const restart = longRunningRestart(process.argv.slice(2), process.execArgv, process.env);
   if (restart === undefined || typeof process.execve !== 'function') return;
-  process.execve(process.execPath, [process.execPath, ...restart.execArgv, entry, ...process.argv.slice(2)], restart.env);
+  try {
+    process.execve(process.execPath, [process.execPath, ...restart.execArgv, entry, ...process.argv.slice(2)], restart.env);
+  } catch {
+    // The settings save memory; they are not worth failing the command over: it runs as it is.
+  }
 }
