@@ -93,6 +93,7 @@ say "compiling src/ -> /app/dist"
 # At a fixed place beside src/, whatever OUT is: the source maps hold the path back to src/.
 rm -rf .build/dist
 npx tsc -p tsconfig.build.json --outDir .build/dist
+node scripts/gen-envoy-protos.mjs .build/dist
 cp -r .build/dist "$app/dist"
 rm -rf .build/dist
 cp -r bin crds examples package.json package-lock.json "$app/"

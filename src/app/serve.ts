@@ -3,7 +3,7 @@ import { registerLimitMetrics } from '../ai-extension/limits-health.js';
 import type { IR } from '../ir/model.js';
 import { OutlierEventTail, ejectionReporter } from '../observability/outlier-events.js';
 import { registerAiExtensionMetrics } from '../ai-extension/metrics.js';
-import { startAiExtension, type RunningAiExtension } from '../ai-extension/server.js';
+import type { RunningAiExtension } from '../ai-extension/server.js';
 import { assertConfigPathReadable, FileProvider } from '../providers/file.js';
 import type { ConfigLimits } from '../providers/manifest-files.js';
 import { startAiExtensionProcess, type AiExtensionProcess } from './ai-extension-process.js';
@@ -161,6 +161,8 @@ async function serveInProcess(
   if (extensionOptions !== false) {
     // Bound first: its port goes into the configuration Envoy receives.
     await assertPortFree('ai-extension', extensionOptions.host ?? '127.0.0.1', extensionOptions.port);
+    // Loaded only here: a serve whose extension runs in a child process, or not at all, does not carry its code.
+    const { startAiExtension } = await import('../ai-extension/server.js');
     extension = await startAiExtension({
       port: extensionOptions.port,
       host: extensionOptions.host ?? '127.0.0.1',

@@ -2,15 +2,12 @@ import { readFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import { stringify } from 'yaml';
 import type { XdsTarget } from '../ai-extension/credentials.js';
-import { startAiExtension } from '../ai-extension/server.js';
 import { DURATION_HINT, parseDuration } from '../api/duration.js';
 import { formatProblem } from '../api/manifest.js';
 import { removeExtensionRecord, writeExtensionRecord } from '../app/ai-extension-process.js';
-import { controller, defaultLeaseNamespace } from '../app/controller.js';
 import { DEFAULT_LOAD_REPORTING, type LoadReportingSettings, type RunningGateway } from '../app/gateway-runtime.js';
 import { AddressInUseError, assertPortFree, type ServerRole } from '../app/ports.js';
 import { serve, type HostInfrastructureChoice } from '../app/serve.js';
-import { directoryStore, ensurePki, pkiNames } from '../app/xds-pki.js';
 import { ENVOY_SEARCH, findEnvoyBinary } from '../infrastructure/host.js';
 import { buildBootstrap, gatewayKeyProblem } from '../envoy/bootstrap.js';
 import { ACCESS_LOG_FORMATS, type AccessLogFormat } from '../envoy/access-log.js';
@@ -23,8 +20,7 @@ import { FileProvider } from '../providers/file.js';
 import { CONFIG_LIMIT_FLAGS, DEFAULT_CONFIG_LIMITS, formatBytes, type ConfigLimits } from '../providers/manifest-files.js';
 import { CA_FILE, CERT_FILE, KEY_FILE, clientCertificateRole, readXdsClientTls, readXdsServerTls, xdsChannelCredentials } from '../xds/tls.js';
 import { closest, HelpRequested, parseFlags, UsageError } from './flags.js';
-import { DRILL_USAGE, runDrill } from './drill.js';
-import { runStatus } from './status.js';
+import { DRILL_USAGE } from './drill-usage.js';
 import { badConditions } from './status-view.js';
 import { formatVersion, versionInfo } from './version.js';
 
@@ -395,6 +391,7 @@ async function runAiExtension(args: string[]): Promise<number> {
   await assertPortFree('metrics', metricsHost, metricsPort);
   const otlp = otlpEndpoint(values['otlp-endpoint']);
   const limitsRedis = limitsRedisUrl(values['limits-redis']);
+  const { startAiExtension } = await import('../ai-extension/server.js');
   const running = await startAiExtension({ port, host, xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}), ...(limitsRedis !== undefined ? { limitsRedis } : {}) });
   const stateFile = values['state-file'];
   if (stateFile !== undefined) {
@@ -521,6 +518,7 @@ async function runController(args: string[]): Promise<number> {
   if (secretsPrefix !== undefined && dnsNames.length === 0) {
     throw new UsageError('--xds-tls-secrets needs --xds-tls-dns: the names Envoy and the AI extension dial the controller by (its Service, e.g. switchyard.switchyard-system.svc)');
   }
+  const { controller, defaultLeaseNamespace } = await import('../app/controller.js');
   const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard' });
   const signals = watchSignals(logger);
   // In a cluster Envoy runs in its own pods: the controller runs Envoys only when asked.
@@ -560,6 +558,7 @@ async function runCerts(args: string[]): Promise<number> {
   const { values } = parseFlags('certs', { args, options: { out: { type: 'string' }, dns: { type: 'string' } } });
   if (!values.out) throw new UsageError('certs needs --out DIR (where the CA and the certificate of each role are written)');
   const dnsNames = (values.dns ?? 'localhost').split(',').map((n) => n.trim()).filter((n) => n !== '');
+  const { directoryStore, ensurePki, pkiNames } = await import('../app/xds-pki.js');
   const state = await ensurePki({ store: directoryStore(values.out), names: pkiNames(''), controllerDnsNames: dnsNames, now: new Date() });
   const lines = [
     `xDS certificates in ${values.out} (${state.written.length > 0 ? `written: ${state.written.join(', ')}` : 'all current, nothing written'}):`,
@@ -636,13 +635,17 @@ async function runBootstrap(args: string[]): Promise<number> {
   return 0;
 }
 
-/** The commands: each parses its own flags (parseFlags) and returns the exit code. */
+/**
+ * The commands: each parses its own flags (parseFlags) and returns the exit code. Those that talk
+ * to a Kubernetes API server load its client when run: importing @kubernetes/client-node alone
+ * cost serve some 55 MB of RSS (issue 9).
+ */
 const COMMANDS: Readonly<Record<string, (args: string[]) => Promise<number>>> = {
   serve: runServe,
   controller: runController,
   translate: runTranslate,
-  status: runStatus,
-  drill: runDrill,
+  status: async (args) => (await import('./status.js')).runStatus(args),
+  drill: async (args) => (await import('./drill.js')).runDrill(args),
   bootstrap: runBootstrap,
   'ai-extension': runAiExtension,
   certs: runCerts,

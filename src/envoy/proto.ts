@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import protobuf from 'protobufjs';
@@ -64,13 +64,120 @@ const DEPS_INCLUDE_DIRS = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validat
 
 let loadedRoot: protobuf.Root | undefined;
 
-/** The protobufjs Root with every ENTRY_PROTOS file loaded (snake_case field names), built once. */
+/**
+ * The protobufjs Root of every type Switchyard encodes or decodes (snake_case field names), built
+ * once from the compact descriptor (compactDescriptor): the one `npm run build` wrote next to this
+ * module when it matches the installed protos, else one derived from the .proto files now.
+ */
 export function protoRoot(): protobuf.Root {
-  loadedRoot ??= loadRoot();
+  loadedRoot ??= rootOf(builtDescriptor() ?? compactDescriptor(parseProtos()));
   return loadedRoot;
 }
 
-function loadRoot(): protobuf.Root {
+function rootOf(descriptor: CompactDescriptor): protobuf.Root {
+  const root = protobuf.Root.fromJSON(descriptor.root);
+  root.resolveAll();
+  return root;
+}
+
+/** Written by `npm run build` (scripts/gen-envoy-protos.mjs) beside the compiled proto.js. */
+export const DESCRIPTOR_FILE = 'envoy-protos.json';
+
+export interface CompactDescriptor {
+  /** descriptorKey() of the protos it was derived from. */
+  key: string;
+  root: protobuf.INamespace;
+}
+
+/**
+ * What a compact descriptor depends on: the protos' package, protobufjs (its JSON format), the
+ * entry files and the additions. A descriptor with another key is stale and not used.
+ */
+export function descriptorKey(): string {
+  const require = createRequire(import.meta.url);
+  const version = (pkg: string): string => (require(`${pkg}/package.json`) as { version: string }).version;
+  return JSON.stringify({
+    format: 1,
+    grpcJsXds: version('@grpc/grpc-js-xds'),
+    protobufjs: version('protobufjs'),
+    entries: ENTRY_PROTOS,
+    messages: PROTO_MESSAGE_ADDITIONS,
+    fields: PROTO_FIELD_ADDITIONS,
+  });
+}
+
+/** The build's descriptor, or undefined when there is none (running from src/) or it is stale. */
+function builtDescriptor(): CompactDescriptor | undefined {
+  const file = new URL(DESCRIPTOR_FILE, import.meta.url);
+  if (!existsSync(file)) return undefined;
+  const descriptor = JSON.parse(readFileSync(file, 'utf8')) as CompactDescriptor;
+  return descriptor.key === descriptorKey() ? descriptor : undefined;
+}
+
+/** Options the encoder and decoder read (through protobufjs' features); the rest are annotations. */
+const KEPT_OPTIONS = new Set(['packed', 'proto3_optional']);
+
+/**
+ * `root` reduced to what encoding and decoding need: the types of the entry files and the
+ * additions, the types their fields use, transitively, and the services; without options other
+ * than KEPT_OPTIONS (toJSON leaves comments out). The validation and documentation annotations,
+ * and the descriptor.proto and validate.proto types only they use, are about a fifth of the types
+ * and almost half of the heap the parsed files keep (5.7 -> 3.1 MB; issue 9).
+ */
+export function compactDescriptor(root: protobuf.Root): CompactDescriptor {
+  const kept = new Set<string>();
+  const keep = (type: protobuf.Type | protobuf.Enum): void => {
+    if (kept.has(type.fullName)) return;
+    kept.add(type.fullName);
+    if (type instanceof protobuf.Type) {
+      for (const field of type.fieldsArray) {
+        if (field.resolvedType !== null) keep(field.resolvedType);
+      }
+    }
+  };
+  const isEntry = (object: protobuf.ReflectionObject): boolean =>
+    object.filename === null || ENTRY_PROTOS.some((entry) => object.filename?.endsWith(`/${entry}`) === true);
+  const visit = (namespace: protobuf.NamespaceBase): void => {
+    for (const nested of namespace.nestedArray) {
+      if ((nested instanceof protobuf.Type || nested instanceof protobuf.Enum) && isEntry(nested)) keep(nested);
+      if (nested instanceof protobuf.Namespace || nested instanceof protobuf.Type) visit(nested);
+    }
+  };
+  visit(root);
+  const json = root.toJSON();
+  prune(json, '', kept);
+  return { key: descriptorKey(), root: json };
+}
+
+type DescriptorNode = protobuf.INamespace & Partial<protobuf.IType> & Partial<protobuf.IEnum> & Partial<protobuf.IService> & { valuesOptions?: unknown };
+
+/** Removes from `node` (the JSON of the namespace `fullName`) what compactDescriptor leaves out; true when nothing is left. */
+function prune(node: DescriptorNode, fullName: string, kept: ReadonlySet<string>): boolean {
+  node.options = keptOptions(node.options);
+  if (node.options === undefined) delete node.options;
+  for (const field of Object.values(node.fields ?? {})) {
+    field.options = keptOptions(field.options);
+    if (field.options === undefined) delete field.options;
+  }
+  for (const oneof of Object.values(node.oneofs ?? {})) delete oneof.options;
+  delete node.valuesOptions;
+  for (const [name, nested] of Object.entries(node.nested ?? {})) {
+    if (prune(nested as DescriptorNode, `${fullName}.${name}`, kept)) delete node.nested?.[name];
+  }
+  if (node.nested !== undefined && Object.keys(node.nested).length === 0) delete node.nested;
+  const isType = node.fields !== undefined || node.values !== undefined;
+  if (isType) return !kept.has(fullName) && node.nested === undefined;
+  return node.methods === undefined && node.nested === undefined;
+}
+
+function keptOptions(options: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  if (options === undefined) return undefined;
+  const kept = Object.entries(options).filter(([name]) => KEPT_OPTIONS.has(name));
+  return kept.length > 0 ? Object.fromEntries(kept) : undefined;
+}
+
+/** Every ENTRY_PROTOS file parsed, with the additions: what compactDescriptor is derived from. */
+export function parseProtos(): protobuf.Root {
   const require = createRequire(import.meta.url);
   const depsDir = path.join(path.dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
   // protobufjs ships google/protobuf/descriptor.proto, which the udpa/validate annotations import.

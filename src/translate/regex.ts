@@ -12,10 +12,17 @@ interface WrappedRE2 {
   error(): string;
   delete(): void;
 }
-const require = createRequire(import.meta.url);
-const { WrappedRE2 } = require('re2-wasm/build/wasm/re2.js') as {
-  WrappedRE2: new (pattern: string, ignoreCase: boolean, multiline: boolean, dotAll: boolean) => WrappedRE2;
-};
+type WrappedRE2Class = new (pattern: string, ignoreCase: boolean, multiline: boolean, dotAll: boolean) => WrappedRE2;
+let wrappedRE2: WrappedRE2Class | undefined;
+
+/**
+ * Loaded at the first regex: the WebAssembly instance's fixed heap is 16 MiB of memory that a
+ * configuration without regex matches never needs (issue 9).
+ */
+function re2Class(): WrappedRE2Class {
+  wrappedRE2 ??= (createRequire(import.meta.url)('re2-wasm/build/wasm/re2.js') as { WrappedRE2: WrappedRE2Class }).WrappedRE2;
+  return wrappedRE2;
+}
 
 /** RE2's complaint about `pattern`, or undefined when Envoy will compile it. */
 export function re2Error(pattern: string): string | undefined {
@@ -25,7 +32,7 @@ export function re2Error(pattern: string): string | undefined {
   if (size !== undefined && size > REGEX_PROGRAM_SIZE_LIMIT) {
     return `its RE2 program has about ${size} instructions, more than the ${REGEX_PROGRAM_SIZE_LIMIT} Envoy accepts; use smaller repetition counts (e.g. [a-z0-9]+ instead of [a-z0-9]{64})`;
   }
-  const re = new WrappedRE2(pattern, false, false, false);
+  const re = new (re2Class())(pattern, false, false, false);
   try {
     return re.ok() ? undefined : re.error();
   } finally {

@@ -1,0 +1,184 @@
+/**
+ * Where serve's memory goes (issue 9): `switchyard serve --no-envoy --no-ai-extension` from dist/
+ * on the xds-e2e bench's configuration (one file per Backend), with bench/serve-memory-probe.mjs
+ * preloaded to report V8's heap per space, external memory and array buffers over IPC. Stages:
+ * started (one client served and gone), a fleet of C Go load-client streams ACKed, one Backend
+ * edited and ACKed by all; each before and after a full GC, with serve's CPU for connecting and
+ * for the push.
+ *
+ *   npm run build && node --import tsx bench/serve-memory.ts [BACKENDS] [CLIENTS] [sotw|delta]
+ *
+ * SERVE_MEMORY_NODE_FLAGS adds Node flags to serve's command line (e.g. --max-semi-space-size=1);
+ * SERVE_MEMORY_SNAPSHOT=FILE writes a heap snapshot of serve there at the end;
+ * SERVE_MEMORY_HOLD=SECONDS keeps serve running that long at the end (to inspect /proc/PID).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { buildGoBench, processUsage, startLoadClient, type LineChild } from './gcp.js';
+import { generateManifests } from './translate.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const MB = 1024 * 1024;
+const GATEWAY = 'bench/bench';
+
+interface Stats {
+  memory: NodeJS.MemoryUsage;
+  heap: { total_heap_size: number; used_heap_size: number; malloced_memory: number; external_memory: number };
+  spaces: { space_name: string; space_size: number; space_used_size: number; physical_space_size: number }[];
+  cpuMs: number;
+  execArgv: string[];
+}
+
+function writeConfig(dir: string, n: number): { path: string; edit: (index: number) => void } {
+  const path = join(dir, 'config');
+  mkdirSync(path);
+  const docs = generateManifests(n) as Record<string, unknown>[];
+  writeFileSync(join(path, '00-gateway.yaml'), docs.slice(0, 2).map((d) => stringify(d)).join('---\n'));
+  const groups: Record<string, unknown>[][] = [];
+  for (let i = 2; i < docs.length; ) {
+    const group: Record<string, unknown>[] = [];
+    while (i < docs.length) {
+      const doc = docs[i++] as Record<string, unknown>;
+      group.push(doc);
+      if (doc['kind'] === 'HTTPRoute') break;
+    }
+    groups.push(group);
+  }
+  const write = (index: number): void => writeFileSync(join(path, `chat-${index}.yaml`), (groups[index] ?? []).map((d) => stringify(d)).join('---\n'));
+  groups.forEach((_g, index) => write(index));
+  return {
+    path,
+    edit: (index) => {
+      const backend = groups[index]?.find((d) => d['kind'] === 'Backend') as { spec: Record<string, unknown> } | undefined;
+      if (!backend) throw new Error(`no Backend chat-${index}`);
+      backend.spec['outlierDetection'] = { consecutive5xx: 7 };
+      write(index);
+    },
+  };
+}
+
+let requests = 0;
+
+/** One request to the probe in serve (bench/serve-memory-probe.mjs): a file, then SIGUSR2. */
+async function ask<T>(probeDir: string, pid: number, request: Record<string, unknown>): Promise<T> {
+  const id = ++requests;
+  writeFileSync(join(probeDir, 'request.json'), JSON.stringify({ id, ...request }));
+  process.kill(pid, 'SIGUSR2');
+  return waitFor(`serve to answer ${String(request['cmd'])}`, () => {
+    try {
+      const answer = JSON.parse(readFileSync(join(probeDir, 'response.json'), 'utf8')) as T & { id: number };
+      return answer.id === id ? answer : undefined;
+    } catch {
+      return undefined;
+    }
+  });
+}
+
+async function waitFor<T>(what: string, probe: () => T | undefined, ms = 120_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function print(stage: string, pid: number, s: Stats): void {
+  const rss = processUsage(pid).rssBytes;
+  const f = (b: number): string => (b / MB).toFixed(1);
+  const spaces = s.spaces.filter((sp) => sp.physical_space_size > 0).map((sp) => `${sp.space_name.replace(/_space$/, '')} ${f(sp.physical_space_size)}/${f(sp.space_used_size)}`).join(', ');
+  console.log(`${stage.padEnd(24)} RSS ${f(rss)} MB | heap ${f(s.heap.total_heap_size)} (used ${f(s.heap.used_heap_size)}) | external ${f(s.memory.external)} (arrayBuffers ${f(s.memory.arrayBuffers)}) | malloced ${f(s.heap.malloced_memory)}`);
+  console.log(`${''.padEnd(24)} spaces (physical/used MB): ${spaces}`);
+}
+
+/** RSS per mapping from /proc/PID/smaps: the Node binary's pages, malloc's [heap], anonymous (V8's heap and the rest). */
+function residentByMapping(pid: number): string {
+  const kb = new Map<string, number>();
+  let name = '';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const mapping = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (mapping) name = mapping[1] === '' || mapping[1] === undefined ? '[anonymous]' : mapping[1];
+    else if (line.startsWith('Rss:')) kb.set(name, (kb.get(name) ?? 0) + Number(line.split(/\s+/)[1]));
+  }
+  return [...kb].sort((a, b) => b[1] - a[1]).slice(0, 4).map(([n, k]) => `${n} ${(k / 1024).toFixed(1)} MB`).join(', ');
+}
+
+async function main(): Promise<void> {
+  const [backends = 1000, clients = 10] = process.argv.slice(2, 4).map(Number);
+  const mode = (process.argv[4] ?? 'sotw') as 'sotw' | 'delta';
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) throw new Error('run npm run build first');
+  const bin = buildGoBench((line) => console.error(line));
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-serve-memory-'));
+  let serve: ChildProcess | undefined;
+  const fleets: LineChild[] = [];
+  try {
+    const config = writeConfig(dir, backends);
+    const logFile = join(dir, 'serve.log');
+    const fd = openSync(logFile, 'w');
+    const flags = (process.env['SERVE_MEMORY_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
+    const probeDir = join(dir, 'probe');
+    mkdirSync(probeDir);
+    serve = spawn(process.execPath, [
+      ...flags, '--import', join(ROOT, 'bench', 'serve-memory-probe.mjs'), join(ROOT, 'bin', 'switchyard.js'),
+      'serve', '--config', config.path, '--no-envoy', '--no-ai-extension', '--xds-port', '0', '--xds-host', '127.0.0.1',
+      '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'state'),
+    ], { cwd: ROOT, stdio: ['ignore', fd, fd], env: { ...process.env, SERVE_MEMORY_PROBE: probeDir } });
+    closeSync(fd);
+    const pid = serve.pid ?? -1;
+    const stats = (gc: boolean): Promise<Stats> => ask<Stats>(probeDir, pid, { cmd: 'stats', gc });
+    const port = await waitFor('serve to listen', () => {
+      const m = /"xdsPort":(\d+)/.exec(readFileSync(logFile, 'utf8'));
+      return m ? Number(m[1]) : undefined;
+    });
+    const probe = startLoadClient(bin, { port, streams: 1, mode, gateway: GATEWAY, name: 'probe' });
+    await probe.next((e) => e.event === 'ready', 120_000, 'the first client');
+    await probe.stop();
+    const first = await stats(false);
+    console.log(`serve's Node flags: ${first.execArgv.filter((a) => !a.includes('serve-memory-probe')).join(' ')}; MALLOC_ARENA_MAX ${/MALLOC_ARENA_MAX=([^\0]*)/.exec(readFileSync(`/proc/${pid}/environ`, 'utf8'))?.[1] ?? 'unset'}`);
+    print('started', pid, first);
+    const started = await stats(true);
+    print('started, after GC', pid, started);
+
+    const fleet = startLoadClient(bin, { port, streams: clients, mode, gateway: GATEWAY, name: 'fleet' });
+    fleets.push(fleet);
+    await fleet.next((e) => e.event === 'ready', 120_000, 'the fleet');
+    const connected = await stats(false);
+    print(`${clients} clients`, pid, connected);
+    const connectedGc = await stats(true);
+    print(`${clients} clients, after GC`, pid, connectedGc);
+
+    fleet.send('mark e1 cds');
+    config.edit(Math.floor(backends / 2));
+    await fleet.next((e) => e.event === 'done' && e['id'] === 'e1', 120_000, 'the edit');
+    const pushed = await stats(false);
+    print('edit ACKed', pid, pushed);
+    print('edit ACKed, after GC', pid, await stats(true));
+    console.log(`serve's resident memory by mapping: ${residentByMapping(pid)}`);
+    const hold = Number(process.env['SERVE_MEMORY_HOLD'] ?? 0);
+    if (hold > 0) {
+      console.log(`serve (pid ${pid}) keeps running for ${hold} s`);
+      await new Promise((r) => setTimeout(r, hold * 1000));
+    }
+    const snapshot = process.env['SERVE_MEMORY_SNAPSHOT'];
+    if (snapshot !== undefined) {
+      await ask(probeDir, pid, { cmd: 'snapshot', file: snapshot });
+      console.log(`heap snapshot: ${snapshot}`);
+    }
+    console.log(`serve CPU: start ${started.cpuMs.toFixed(0)} ms, connect ${clients} ${(connected.cpuMs - started.cpuMs).toFixed(0)} ms, edit->ACKed ${(pushed.cpuMs - connectedGc.cpuMs).toFixed(0)} ms`);
+  } finally {
+    for (const f of fleets) await f.stop();
+    if (serve && serve.exitCode === null) {
+      const exited = new Promise((r) => serve?.once('exit', r));
+      serve.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

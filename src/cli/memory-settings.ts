@@ -1,0 +1,67 @@
+/**
+ * Memory settings of the commands that run for days (issue 9), which only take effect when the
+ * process starts: bin/switchyard.js restarts itself once with them (process.execve: same pid,
+ * same stdio). Nothing here may import more than Node's own modules: it runs before the CLI loads.
+ *
+ * - V8 grows its young generation (two semi-spaces) to 32 MB each while a configuration loads,
+ *   and never gives the pages back: more than 60 MB of serve's RSS held empty. A cap of 2 MB
+ *   per semi-space keeps serve at 1,000 Backends x 10 clients near 160 MB instead of 215 MB
+ *   (bench/serve-memory.ts); V8 flags set at run time (v8.setFlagsFromString) no longer resize it.
+ * - glibc gives each thread that allocates its own malloc arena; Node's compiler, GC and libuv
+ *   threads each keep a few MB resident in theirs. Two arenas save some 13 MB.
+ */
+
+/** Commands that keep serving; one-shot commands (translate, status, ...) keep Node's defaults. */
+export const LONG_RUNNING_COMMANDS: readonly string[] = ['serve', 'controller', 'ai-extension'];
+
+/** MB per semi-space (V8's --max-semi-space-size). */
+export const SEMI_SPACE_MB = 2;
+
+/** glibc's MALLOC_ARENA_MAX, unless the environment sets one. */
+export const MALLOC_ARENAS = '2';
+
+const SEMI_SPACE_FLAG = '--max-semi-space-size';
+
+export interface Restart {
+  /** Node's flags for the restarted process: the cap first, then this process's own (loaders, ...). */
+  execArgv: string[];
+  env: Record<string, string | undefined>;
+}
+
+/**
+ * How to restart `switchyard ARGV` with its memory settings, or undefined when it needs no
+ * restart: a one-shot command, or the semi-space size already chosen (this is the restarted
+ * process, or the user passed the flag, on the command line or in NODE_OPTIONS).
+ */
+export function longRunningRestart(
+  argv: readonly string[],
+  execArgv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): Restart | undefined {
+  const command = argv[0];
+  if (command === undefined || !LONG_RUNNING_COMMANDS.includes(command)) return undefined;
+  const chosen = (arg: string): boolean => arg === SEMI_SPACE_FLAG || arg.startsWith(`${SEMI_SPACE_FLAG}=`);
+  if (execArgv.some(chosen) || (env['NODE_OPTIONS'] ?? '').split(/\s+/).some(chosen)) return undefined;
+  const arenas = env['MALLOC_ARENA_MAX'];
+  return {
+    execArgv: [`${SEMI_SPACE_FLAG}=${SEMI_SPACE_MB}`, ...execArgv],
+    env: { ...env, MALLOC_ARENA_MAX: arenas !== undefined && arenas !== '' ? arenas : MALLOC_ARENAS },
+  };
+}
+
+/**
+ * Replaces this process (same pid, same stdio) with `node <settings> <this process's flags>
+ * ENTRY <this process's arguments>` when longRunningRestart asks for it; returns otherwise, on a
+ * Node without process.execve (before 22.15 and 23.11; Windows) and when the restart fails: the
+ * command then runs with Node's defaults.
+ * `entry`: the script to run again (bin/switchyard.js).
+ */
+export function restartWithMemorySettings(entry: string): void {
+  const restart = longRunningRestart(process.argv.slice(2), process.execArgv, process.env);
+  if (restart === undefined || typeof process.execve !== 'function') return;
+  try {
+    process.execve(process.execPath, [process.execPath, ...restart.execArgv, entry, ...process.argv.slice(2)], restart.env);
+  } catch {
+    // The settings save memory; they are not worth failing the command over: it runs as it is.
+  }
+}
