@@ -8,6 +8,7 @@
  */
 import { toXdsResourcesReusing } from '../src/envoy/index.js';
 import { PUSH_ORDER, TypeUrl } from '../src/envoy/resources.js';
+import { holdYoungGeneration } from '../src/observability/young-generation.js';
 import { FileProvider } from '../src/providers/file.js';
 import { translate } from '../src/translate/index.js';
 import { SnapshotCache } from '../src/xds/cache.js';
@@ -51,11 +52,13 @@ async function main(): Promise<void> {
   const pipelineStart = process.hrtime.bigint();
   const pipelineCpu = process.cpuUsage();
   // As serve does (src/app/gateway-runtime.ts): the Envoy stage also builds the state it keeps
-  // for the next edit to reuse.
+  // for the next edit to reuse, and the young generation is held while it runs.
+  const release = holdYoungGeneration();
   const translation = translate(snapshot.inputs, undefined);
   const built = toXdsResourcesReusing(translation.ir, {}, undefined);
   const cache = new SnapshotCache();
   cache.setResources(built.xds, built.planes);
+  release();
   const pipelineMs = Number(process.hrtime.bigint() - pipelineStart) / 1e6;
   const pipelineUsed = process.cpuUsage(pipelineCpu);
   const peak = process.resourceUsage().maxRSS * 1024;
