@@ -33,6 +33,8 @@ export class ProtoWriter {
    */
   private shrink(): void {
     if (this.buf.length <= LARGE_SCRATCH_BYTES) return;
+    // Freed now rather than at the next GC (see ensure).
+    transferred(this.buf, 0);
     this.buf = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
     // Nothing written is left: a later written() or finish gives no bytes, never stale memory.
     this.pos = 0;
@@ -313,10 +315,19 @@ export class ProtoWriter {
 
   private ensure(extra: number): void {
     if (this.pos + extra <= this.buf.length) return;
-    const grown = Buffer.allocUnsafeSlow(Math.max(2 * this.buf.length, this.pos + extra));
-    this.buf.copy(grown, 0, 0, this.pos);
-    this.buf = grown;
+    // Moved, not copied: the smaller buffer is freed at once instead of at the next GC. Growing
+    // to a RouteConfiguration of 10,000 routes left 16 MiB of them (64 KiB doubled up to 16 MiB)
+    // for the GC, on top of the configuration's peak.
+    this.buf = Buffer.from(transferred(this.buf, Math.max(2 * this.buf.length, this.pos + extra)));
   }
+}
+
+/**
+ * The bytes of `buf` (a Buffer of its own ArrayBuffer, as allocUnsafeSlow makes) moved to an
+ * ArrayBuffer of `length`: `buf` is detached (its views read as empty) and its memory released.
+ */
+function transferred(buf: Buffer, length: number): ArrayBuffer {
+  return (buf.buffer as ArrayBuffer & { transfer(length: number): ArrayBuffer }).transfer(length);
 }
 
 /** The buffer every message is written into, and the size past which it is let go once used (shrink). */

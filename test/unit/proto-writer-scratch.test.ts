@@ -32,4 +32,22 @@ describe('ProtoWriter scratch memory', () => {
     expect(w.scratchBytes).toBeLessThanOrEqual(1024 * 1024);
     expect([...w.finish()]).toEqual([(1 << 3) | 2, 10, ...new Array<number>(10).fill(5)]);
   });
+
+  it('frees each smaller buffer as it grows, instead of leaving them to the GC, and keeps what was written', () => {
+    const w = new ProtoWriter();
+    const chunk = new Uint8Array(1024 * 1024);
+    const before = process.memoryUsage().arrayBuffers;
+    w.reset();
+    for (let i = 0; i < 12; i++) {
+      w.varint32((1 << 3) | 2);
+      w.bytes(chunk.fill(i));
+    }
+    const grown = process.memoryUsage().arrayBuffers - before;
+    // 64 KiB doubled to 16 MiB: the buffers it outgrew were as much again.
+    expect(w.scratchBytes).toBeGreaterThanOrEqual(12 * 1024 * 1024);
+    expect(grown).toBeLessThan(w.scratchBytes + 2 * 1024 * 1024);
+    const bytes = w.finishKept();
+    const field = 1 + 3 + chunk.length;
+    for (let i = 0; i < 12; i++) expect([bytes[i * field + 4], bytes[(i + 1) * field - 1]]).toEqual([i, i]);
+  });
 });
