@@ -104,3 +104,17 @@ describe('encoded stand-ins', () => {
     expect(encodedForm(rebuilt)?.any).toBe(kept);
   });
 });
+
+describe('encoded stand-ins read without decoding', () => {
+  it('answer the scalar and shared (frozen) fields the xDS server reads on every push as the JSON had them', () => {
+    const shared = Object.freeze({ eds_config: Object.freeze({ ads: Object.freeze({}), resource_api_version: 'V3' }) });
+    const json: EnvoyResource = { ...cluster('chat'), eds_cluster_config: shared };
+    const standIn = encodedStandIn(json);
+    // The very object shared by every Cluster, not a decoded copy.
+    expect(standIn['eds_cluster_config']).toBe(shared);
+    expect(standIn['type']).toBe('EDS');
+    // A field of its own is decoded: equal, not the same object.
+    expect(standIn['metadata']).toEqual(json['metadata']);
+    expect(standIn['metadata']).not.toBe(json['metadata']);
+  });
+});
