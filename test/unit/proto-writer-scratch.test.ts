@@ -50,4 +50,27 @@ describe('ProtoWriter scratch memory', () => {
     const field = 1 + 3 + chunk.length;
     for (let i = 0; i < 12; i++) expect([bytes[i * field + 4], bytes[(i + 1) * field - 1]]).toEqual([i, i]);
   });
+
+  it('puts fields listed out of order in field-number order, whichever of them is the largest, without room for a second copy of it', () => {
+    const sizes = [5, 3 * 1024 * 1024, 17, 300];
+    const field = (w: ProtoWriter, id: number): void => {
+      w.field(id);
+      w.varint32((id << 3) | 2);
+      w.bytes(new Uint8Array(sizes[id - 1] as number).fill(id));
+    };
+    const expected = new ProtoWriter();
+    expected.reset();
+    for (const id of [1, 2, 3, 4]) field(expected, id);
+    const want = Buffer.from(expected.finish());
+    for (const listed of [[2, 1, 4, 3], [4, 3, 1, 2], [1, 4, 2, 3], [3, 2, 4, 1]]) {
+      const w = new ProtoWriter();
+      w.reset();
+      const mark = w.openMessage();
+      for (const id of listed) field(w, id);
+      w.closeMessage(mark);
+      // The 3 MiB field moved in place: the buffer grew to 6 MiB (doubled once past the message), not to 12 for a second copy.
+      expect(w.scratchBytes, `listed ${listed.join(',')}`).toBeLessThan(8 * 1024 * 1024);
+      expect(Buffer.from(w.finish()).equals(want), `listed ${listed.join(',')}`).toBe(true);
+    }
+  });
 });
