@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { encodedForm, encodedStandIn } from '../../src/envoy/encoded.js';
 import { encodeResource, encodeResourceAny } from '../../src/envoy/proto.js';
+import { REDACTED, redactSecrets } from '../../src/envoy/secrets.js';
 import { TypeUrl, resourceName, type EnvoyResource } from '../../src/envoy/resources.js';
 import { sotwResponseBody } from '../../src/xds/wire.js';
 import { SnapshotCache, contentVersion } from '../../src/xds/cache.js';
@@ -118,3 +119,12 @@ describe('encoded stand-ins read without decoding', () => {
     expect(standIn['metadata']).not.toBe(json['metadata']);
   });
 });
+
+describe('encoded stand-ins and redaction', () => {
+  it('are redacted for printing as JSON Secrets are: no secret value, the rest as it was', () => {
+    const redacted = redactSecrets(config([], [], [encodedStandIn(secret('credential/ai/key', 'sk-live-123'))]));
+    expect(JSON.stringify(redacted)).not.toContain('sk-live-123');
+    expect(redacted.secrets).toEqual([{ '@type': TypeUrl.secret, name: 'credential/ai/key', generic_secret: { secret: { inline_string: REDACTED } } }]);
+  });
+});
+
