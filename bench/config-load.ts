@@ -42,6 +42,13 @@ function load(path: string): Promise<ConfigLoadReport> {
 
 const mb = (bytes: number): number => bytes / 1024 / 1024;
 
+/** What each stage keeps (heap + ArrayBuffers, after a full GC), and what the peak held beyond that. */
+function liveBreakdown(r: ConfigLoadReport, peak: number): string {
+  const { inputs, translation, envoy, cache } = r.live;
+  const kept = inputs + translation + envoy + cache;
+  return `kept after GC: inputs ${mb(inputs).toFixed(0)} + translation ${mb(translation).toFixed(0)} + Envoy stage ${mb(envoy).toFixed(0)} + cache ${mb(cache).toFixed(0)} = ${mb(kept).toFixed(0)} MiB; peak beyond that (garbage, V8 spaces, code) ${mb(peak - kept).toFixed(0)} MiB`;
+}
+
 export function configLoadSuite(log: (line: string) => void): BenchSuite {
   return {
     name: 'config-load',
@@ -74,7 +81,7 @@ export function configLoadSuite(log: (line: string) => void): BenchSuite {
         };
         return [
           { ...row('file mode: load one large file (peak RSS growth / input)', loadPeak, `heap kept by the loaded configuration ${mb(kept).toFixed(0)} MiB = ${(kept / input).toFixed(1)}x input`, r.ms), cpuMs: r.cpuMs },
-          { ...row('file mode: load it, translate it and cache its xDS resources (peak RSS growth / input)', peak, `translate + xDS + cache ${r.pipelineMs.toFixed(0)} ms (CPU ${r.pipelineCpuMs.toFixed(0)} ms), ${r.resources} resources`, r.ms + r.pipelineMs), heapMB: undefined, cpuMs: r.cpuMs + r.pipelineCpuMs },
+          { ...row('file mode: load it, translate it and cache its xDS resources (peak RSS growth / input)', peak, `translate + xDS + cache ${r.pipelineMs.toFixed(0)} ms (CPU ${r.pipelineCpuMs.toFixed(0)} ms), ${r.resources} resources; ${liveBreakdown(r, peak)}`, r.ms + r.pipelineMs), heapMB: undefined, cpuMs: r.cpuMs + r.pipelineCpuMs },
         ];
       } finally {
         rmSync(dir, { recursive: true, force: true });

@@ -4,6 +4,7 @@ import type { EnvoyOptions } from '../envoy/options.js';
 import { KIND_FIELD, PUSH_ORDER, TypeUrl, type XdsResources } from '../envoy/resources.js';
 import { startHealthServer, type HealthServer } from '../observability/health.js';
 import { createMetrics, type SwitchyardMetrics } from '../observability/metrics.js';
+import { holdYoungGeneration } from '../observability/young-generation.js';
 import { toXdsResourcesReusing, type EnvoyState } from '../envoy/index.js';
 import type { GatewayIR } from '../ir/model.js';
 import type { Readiness } from '../observability/health.js';
@@ -406,6 +407,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
 
   const translateAndServe = (snapshot: Snapshot): void => {
     const started = process.hrtime.bigint();
+    // A first translation keeps nearly all it allocates, as a load does (young-generation.ts).
+    const release = holdYoungGeneration();
     try {
       quarantine.refresh(snapshot.inputs.httpRoutes);
       const excluded = quarantine.excluded();
@@ -445,6 +448,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     } catch (err) {
       // A translation that cannot be encoded must not replace what Envoy is serving.
       log.error({ err }, 'translation failed; the previous configuration keeps being served');
+    } finally {
+      release();
     }
   };
 

@@ -47,8 +47,8 @@ export interface Reply {
  */
 export class ResourceQuarantine {
   private readonly searches = new Map<string, CulpritSearch>(GUARDED_KINDS.map((k) => [TypeUrl[k], new CulpritSearch()]));
-  /** Per type: name → the last content of it that an Envoy accepted. */
-  private readonly accepted = new Map<string, Map<string, { version: string; resource: EnvoyResource }>>();
+  /** Per type: name → the last content of it that an Envoy accepted (the cache's own record: no copy per resource). */
+  private readonly accepted = new Map<string, Map<string, CachedResource>>();
   /**
    * Per SotW stream and type: the set it last ACKed (the response's own array, so a fleet costs
    * one reference per stream). A delta NACK needs none: it carries only what changed.
@@ -116,7 +116,7 @@ export class ResourceQuarantine {
     }
     if (this.lastFolded.get(reply.typeUrl) !== reply.resources) {
       for (const r of reply.resources) {
-        if (accepted.get(r.name)?.version !== r.version) accepted.set(r.name, { version: r.version, resource: r.resource });
+        if (accepted.get(r.name)?.version !== r.version) accepted.set(r.name, r);
       }
       this.lastFolded.set(reply.typeUrl, reply.resources);
       this.pruneAccepted(reply.typeUrl);

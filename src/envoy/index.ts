@@ -1,5 +1,6 @@
 import type { CertificateIR, ClusterIR, CredentialIR, IR, ListenerIR } from '../ir/model.js';
 import { contentKey, replacedAt } from '../ir/delta.js';
+import { encodedStandIn } from './encoded.js';
 import { aiExtensionCluster } from './ai-extension.js';
 import { toClusterLoadAssignment, toEnvoyCluster } from './clusters.js';
 import { toEnvoyListener } from './listeners.js';
@@ -17,7 +18,7 @@ export { toDataPlanes, type DataPlanes, type ResourceNames } from './data-planes
 /** IR → the five xDS resource lists. Pure and deterministic: the same IR gives the same JSON. */
 export function toXdsResources(ir: IR, options: Partial<EnvoyOptions> = {}): XdsResources {
   // One builder for both: a full build is a reusing build with nothing to reuse.
-  return toXdsResourcesReusing(ir, options, undefined).xds;
+  return buildXds(ir, options, undefined, false).xds;
 }
 
 /** Resources built from a list of IR objects, at the same index as the object each was built from. */
@@ -175,8 +176,19 @@ function edsClustersOf(clusters: readonly ClusterIR[], previous: EnvoyState | un
   return { list, at: where };
 }
 
-/** toXdsResources, equal in every byte, building only the resources of IR objects `previous` has not seen; and toDataPlanes of the same IR. */
+/**
+ * toXdsResources, equal in every byte, building only the resources of IR objects `previous` has
+ * not seen; and toDataPlanes of the same IR. Clusters, ClusterLoadAssignments and Secrets come
+ * encoded (encodedStandIn): the state keeps their bytes, not their JSON, and the cache takes
+ * those bytes as they are.
+ */
 export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, previous: EnvoyState | undefined): { xds: XdsResources; planes: DataPlanes; state: EnvoyState } {
+  return buildXds(ir, options, previous, true);
+}
+
+function buildXds(ir: IR, options: Partial<EnvoyOptions>, previous: EnvoyState | undefined, encoded: boolean): { xds: XdsResources; planes: DataPlanes; state: EnvoyState } {
+  // Encoded at once, each resource's JSON is garbage before the next one is built.
+  const kept = <T>(build: (ir: T) => EnvoyResource): ((ir: T) => EnvoyResource) => (encoded ? (x: T) => encodedStandIn(build(x)) : build);
   const opts = { ...DEFAULT_ENVOY_OPTIONS, ...options };
   const key = optionsKey(opts);
   const same = previous !== undefined && previous.options === key ? previous : undefined;
@@ -194,11 +206,11 @@ export function toXdsResourcesReusing(ir: IR, options: Partial<EnvoyOptions>, pr
     return k;
   };
   const routes = new Map<ListenerIR, EnvoyResource>();
-  const clusters = buildList(same?.clusters, ir.clusters, (x) => toEnvoyCluster(x, opts));
+  const clusters = buildList(same?.clusters, ir.clusters, kept((x: ClusterIR) => toEnvoyCluster(x, opts)));
   const eds = edsClustersOf(ir.clusters, same);
-  const endpoints = buildList(same?.endpoints, eds.list, (x) => toClusterLoadAssignment(x, opts));
-  const certificates = buildByContent(previous?.certificates ?? NOTHING_BUILT, ir.certificates, toCertificateSecret);
-  const credentials = buildByContent(previous?.credentials ?? NOTHING_BUILT, ir.credentials, toCredentialSecret);
+  const endpoints = buildList(same?.endpoints, eds.list, kept((x: ClusterIR) => toClusterLoadAssignment(x, opts)));
+  const certificates = buildByContent(previous?.certificates ?? NOTHING_BUILT, ir.certificates, kept(toCertificateSecret));
+  const credentials = buildByContent(previous?.credentials ?? NOTHING_BUILT, ir.credentials, kept(toCredentialSecret));
   const aiCluster = aiExtension ? (same?.aiCluster ?? aiExtensionCluster(opts)) : undefined;
   const otlp = opts.otlp !== undefined && ir.listeners.length > 0 ? (same?.otlpCluster ?? otlpCluster(opts.otlp, opts)) : undefined;
   const routePieces = sameRoutes?.routePieces ?? new RoutePieces(bodyLimits);

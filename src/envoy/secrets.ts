@@ -21,7 +21,8 @@ export function redactSecrets(xds: XdsResources): XdsResources {
   return {
     ...xds,
     secrets: xds.secrets.map((s) => {
-      const copy = structuredClone(s);
+      // Spread first: an encoded stand-in (encoded.ts) is a Proxy, which structuredClone refuses.
+      const copy = structuredClone({ ...s });
       const tls = copy.tls_certificate as { private_key?: { inline_string?: string } } | undefined;
       if (tls?.private_key) tls.private_key = { inline_string: REDACTED };
       const generic = copy.generic_secret as { secret?: { inline_string?: string } } | undefined;

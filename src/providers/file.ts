@@ -3,11 +3,11 @@ import type { BigIntStats, FSWatcher } from 'node:fs';
 import { readFileSync, statSync, watch } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { setFlagsFromString } from 'node:v8';
 import type { Logger } from 'pino';
 import type { Problem } from '../api/manifest.js';
 import { formatProblem } from '../api/manifest.js';
 import { silentLogger } from '../observability/logger.js';
+import { holdYoungGeneration } from '../observability/young-generation.js';
 import type { ConfigLimits, ManifestFile, ManifestDocument, Snapshot } from './manifest-files.js';
 import { canonicalDigest, DEFAULT_CONFIG_LIMITS, displayName, limitMessage, listManifestTree, manifestDocuments, ManifestStore } from './manifest-files.js';
 
@@ -59,27 +59,6 @@ class ConfigTooLarge extends Error {
 }
 
 export type SnapshotListener = (snapshot: Snapshot) => void;
-
-/**
- * V8 doubles its young generation whenever enough objects survive it, up to 64 MiB per
- * semi-space (128 MiB resident, without pointer compression as Node ships). Everything a load
- * keeps survives, so any large load pushed it to that maximum: 3.4x a 37.7 MiB file on top of the
- * configuration itself, most of the load's peak (bench row config-load). While a configuration
- * loads, the young generation keeps the size it has; it grows again once loading is done.
- * semi_space_growth_factor is read each time V8 grows the space, so setting it at run time takes
- * effect; an operator's own setting of it is left alone.
- */
-const OPERATOR_SET_GROWTH = [...process.execArgv, process.env['NODE_OPTIONS'] ?? ''].some((arg) => arg.includes('semi-space-growth-factor') || arg.includes('semi_space_growth_factor'));
-let loadsInProgress = 0;
-
-function holdYoungGeneration(): () => void {
-  if (OPERATOR_SET_GROWTH) return () => undefined;
-  if (loadsInProgress++ === 0) setFlagsFromString('--semi-space-growth-factor=1');
-  return () => {
-    // V8's default factor.
-    if (--loadsInProgress === 0) setFlagsFromString('--semi-space-growth-factor=2');
-  };
-}
 
 /**
  * A file as last parsed. Its stat (`stamp`) tells whether it must be read again; the `digest` of

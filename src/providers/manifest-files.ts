@@ -789,8 +789,12 @@ export class ManifestStore {
   private readonly served = new Map<string, Served>();
   private readonly generations = new Map<string, { generation: number; content: string }>();
   private readonly files = new Map<string, FileContribution>();
-  /** Every definition of each object, in no particular order (see definitionsOf). */
-  private readonly definitions = new Map<string, Definition[]>();
+  /**
+   * Every definition of each object, in no particular order (see definitionsOf): the definition
+   * itself when it is the only one, as nearly every object's is (a list of one per object cost
+   * 4 MiB over 80,000 objects).
+   */
+  private readonly definitions = new Map<string, Definition | Definition[]>();
   /** Objects served from a broken file that defines them no more (see decide). */
   private readonly held = new Set<string>();
   private readonly invalid = new Map<string, InvalidObject>();
@@ -856,11 +860,11 @@ export class ManifestStore {
           kept.add(definition.doc);
           continue;
         }
-        const list = this.definitions.get(definition.key);
-        // A literal of one: nearly every object has one definition, and a list grown by push from
-        // empty keeps room for 17 (about 14 MiB over 80,000 objects).
-        if (list === undefined) this.definitions.set(definition.key, [definition]);
-        else list.push(definition);
+        const had = this.definitions.get(definition.key);
+        if (had === undefined) this.definitions.set(definition.key, definition);
+        // A literal of two: a list grown by push from empty keeps room for 17.
+        else if (!Array.isArray(had)) this.definitions.set(definition.key, [had, definition]);
+        else had.push(definition);
         affected.add(definition.key);
       }
       this.forget(file.name, before?.definitions ?? [], kept, affected);
@@ -909,9 +913,9 @@ export class ManifestStore {
   private forget(file: string, definitions: readonly Definition[], kept: ReadonlySet<ManifestDocument>, affected: Set<string>): void {
     for (const definition of definitions) {
       if (kept.has(definition.doc)) continue;
-      const list = this.definitions.get(definition.key);
-      const rest = list?.filter((d) => d !== definition) ?? [];
-      if (rest.length > 0) this.definitions.set(definition.key, rest);
+      const rest = this.listOfDefinitions(definition.key).filter((d) => d !== definition);
+      if (rest.length > 1) this.definitions.set(definition.key, rest);
+      else if (rest.length === 1) this.definitions.set(definition.key, rest[0] as Definition);
       else this.definitions.delete(definition.key);
       affected.add(definition.key);
     }
@@ -983,9 +987,16 @@ export class ManifestStore {
 
   /** An object's definitions in file path order, then document order. */
   private definitionsOf(key: string, position: ReadonlyMap<string, number>): Definition[] {
-    const list = this.definitions.get(key) ?? [];
+    const list = this.listOfDefinitions(key);
     if (list.length > 1) list.sort((a, b) => (position.get(a.file) ?? 0) - (position.get(b.file) ?? 0) || a.index - b.index);
     return list;
+  }
+
+  /** An object's definitions as a list: the stored list itself when there are several (definitionsOf sorts it in place). */
+  private listOfDefinitions(key: string): Definition[] {
+    const had = this.definitions.get(key);
+    if (had === undefined) return [];
+    return Array.isArray(had) ? had : [had];
   }
 
   /** Keys in the order their first definitions come in the files (how problems were always listed). */

@@ -1,5 +1,6 @@
 import { hash as digestOf } from 'node:crypto';
 import type { DataPlanes, ResourceNames } from '../envoy/data-planes.js';
+import { bytesVersion, encodedForm, shareEncodedBytes } from '../envoy/encoded.js';
 import { encodeResourceAny, keepLastEncoded } from '../envoy/proto.js';
 import { withChanges } from './layered-map.js';
 import { knownEveryResource, rememberEveryResource } from './snapshot-diff.js';
@@ -14,7 +15,7 @@ import {
   type XdsResources,
 } from '../envoy/resources.js';
 
-/** One resource as served: its JSON, its content version, and its bytes, encoded once. */
+/** One resource as served: its JSON (or a stand-in holding only its bytes: encodedStandIn), its content version, and its bytes, encoded once. */
 export interface CachedResource {
   readonly typeUrl: TypeUrlValue;
   readonly name: string;
@@ -245,17 +246,12 @@ function snapshotOf(typeUrl: TypeUrlValue, kind: ResourceKind, resources: Readon
   return snapshot;
 }
 
-/** The version of `any`, a resource's encoded bytes. */
-function bytesVersion(any: Uint8Array): string {
-  return digestOf('sha256', any, 'base64url').slice(0, 16);
-}
-
 /**
  * A resource's content version, as the cache versions it: a hash of its encoded bytes (which
  * the encoder writes in field order whatever the JSON's key order).
  */
 export function contentVersion(resource: EnvoyResource): string {
-  return bytesVersion(encodeResourceAny(resource, false));
+  return encodedForm(resource)?.version ?? bytesVersion(encodeResourceAny(resource, false));
 }
 
 /** The cache's own resource record: `resource` follows the newest equal JSON so identity keeps matching. */
@@ -279,7 +275,15 @@ class Entry implements CachedResource {
    * copy is let go, so that a served resource's bytes are held once, not twice (20 MB at 10,000 Backends).
    */
   keepIn(bytes: Uint8Array): void {
-    if (bytes.length === this.bytes.length) this.bytes = bytes;
+    if (bytes.length !== this.bytes.length) return;
+    this.bytes = bytes;
+    shareEncodedBytes(this.resource, bytes);
+  }
+
+  /** A rebuilt resource equal to this one: kept instead (the Envoy stage hands it over next time), with this entry's bytes. */
+  follow(resource: EnvoyResource): void {
+    this.resource = resource;
+    shareEncodedBytes(resource, this.bytes);
   }
 }
 
@@ -411,7 +415,8 @@ export class SnapshotCache {
       if (resource['@type'] !== typeUrl) {
         throw new Error(`${KIND_FIELD[kind]}[${index}]: @type is ${String(resource['@type'])}, expected ${typeUrl}`);
       }
-      const name = resourceName(resource);
+      const form = encodedForm(resource);
+      const name = form?.name ?? resourceName(resource);
       const old = before?.get(name);
       if (old !== undefined) {
         if (old.pass === pass) throw duplicate(name);
@@ -424,15 +429,15 @@ export class SnapshotCache {
       } else if (updates.has(name)) {
         throw duplicate(name);
       }
-      // Encoded in scratch memory to compare: a rebuilt resource equal to the served one keeps its bytes.
-      const version = bytesVersion(encodeResourceAny(resource, false));
+      // Encoded in scratch memory to compare (unless it comes encoded): a rebuilt resource equal to the served one keeps its bytes.
+      const version = form?.version ?? bytesVersion(encodeResourceAny(resource, false));
       if (old !== undefined && old.version === version) {
-        old.resource = resource;
+        old.follow(resource);
         entries[index] = old;
         continue;
       }
       this.encodes++;
-      const entry = new Entry(typeUrl, name, version, resource, keepLastEncoded());
+      const entry = new Entry(typeUrl, name, version, resource, form?.any ?? keepLastEncoded());
       updates.set(name, entry);
       entries[index] = entry;
     }

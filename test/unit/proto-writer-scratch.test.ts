@@ -32,4 +32,45 @@ describe('ProtoWriter scratch memory', () => {
     expect(w.scratchBytes).toBeLessThanOrEqual(1024 * 1024);
     expect([...w.finish()]).toEqual([(1 << 3) | 2, 10, ...new Array<number>(10).fill(5)]);
   });
+
+  it('frees each smaller buffer as it grows, instead of leaving them to the GC, and keeps what was written', () => {
+    const w = new ProtoWriter();
+    const chunk = new Uint8Array(1024 * 1024);
+    const before = process.memoryUsage().arrayBuffers;
+    w.reset();
+    for (let i = 0; i < 12; i++) {
+      w.varint32((1 << 3) | 2);
+      w.bytes(chunk.fill(i));
+    }
+    const grown = process.memoryUsage().arrayBuffers - before;
+    // 64 KiB doubled to 16 MiB: the buffers it outgrew were as much again.
+    expect(w.scratchBytes).toBeGreaterThanOrEqual(12 * 1024 * 1024);
+    expect(grown).toBeLessThan(w.scratchBytes + 2 * 1024 * 1024);
+    const bytes = w.finishKept();
+    const field = 1 + 3 + chunk.length;
+    for (let i = 0; i < 12; i++) expect([bytes[i * field + 4], bytes[(i + 1) * field - 1]]).toEqual([i, i]);
+  });
+
+  it('puts fields listed out of order in field-number order, whichever of them is the largest, without room for a second copy of it', () => {
+    const sizes = [5, 3 * 1024 * 1024, 17, 300];
+    const field = (w: ProtoWriter, id: number): void => {
+      w.field(id);
+      w.varint32((id << 3) | 2);
+      w.bytes(new Uint8Array(sizes[id - 1] as number).fill(id));
+    };
+    const expected = new ProtoWriter();
+    expected.reset();
+    for (const id of [1, 2, 3, 4]) field(expected, id);
+    const want = Buffer.from(expected.finish());
+    for (const listed of [[2, 1, 4, 3], [4, 3, 1, 2], [1, 4, 2, 3], [3, 2, 4, 1]]) {
+      const w = new ProtoWriter();
+      w.reset();
+      const mark = w.openMessage();
+      for (const id of listed) field(w, id);
+      w.closeMessage(mark);
+      // The 3 MiB field moved in place: the buffer grew to 6 MiB (doubled once past the message), not to 12 for a second copy.
+      expect(w.scratchBytes, `listed ${listed.join(',')}`).toBeLessThan(8 * 1024 * 1024);
+      expect(Buffer.from(w.finish()).equals(want), `listed ${listed.join(',')}`).toBe(true);
+    }
+  });
 });

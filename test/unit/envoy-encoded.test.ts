@@ -1,0 +1,130 @@
+/**
+ * The Envoy stage keeps Clusters, ClusterLoadAssignments and Secrets as encoded stand-ins
+ * (src/envoy/encoded.ts): they read as the JSON they were built from, the cache serves their
+ * bytes without encoding them again, and a served resource's bytes are held once.
+ */
+import { describe, expect, it } from 'vitest';
+import { encodedForm, encodedStandIn } from '../../src/envoy/encoded.js';
+import { encodeResource, encodeResourceAny } from '../../src/envoy/proto.js';
+import { REDACTED, redactSecrets } from '../../src/envoy/secrets.js';
+import { TypeUrl, resourceName, type EnvoyResource } from '../../src/envoy/resources.js';
+import { sotwResponseBody } from '../../src/xds/wire.js';
+import { SnapshotCache, contentVersion } from '../../src/xds/cache.js';
+
+function cluster(name: string, connectTimeout = '1s'): EnvoyResource {
+  return {
+    '@type': TypeUrl.cluster,
+    name,
+    type: 'EDS',
+    connect_timeout: connectTimeout,
+    eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3' } },
+    metadata: { filter_metadata: { 'switchyard.dev': { backend: `ai/${name}`, priority: 0 } } },
+  };
+}
+
+function assignment(name: string): EnvoyResource {
+  return {
+    '@type': TypeUrl.endpoint,
+    cluster_name: name,
+    endpoints: [{ priority: 1, lb_endpoints: [{ endpoint: { address: { socket_address: { address: '10.0.0.1', port_value: 8443 } } }, load_balancing_weight: 2 }] }],
+  };
+}
+
+function secret(name: string, value: string): EnvoyResource {
+  return { '@type': TypeUrl.secret, name, generic_secret: { secret: { inline_string: value } } };
+}
+
+function config(clusters: EnvoyResource[], endpoints: EnvoyResource[] = [], secrets: EnvoyResource[] = []) {
+  return { listeners: [], routes: [], clusters, endpoints, secrets };
+}
+
+describe('encoded stand-ins', () => {
+  it('read as the JSON they were built from: type, name, every field, spread and encoded again to the same bytes', () => {
+    for (const json of [cluster('chat'), assignment('chat'), secret('credential/ai/key', 'sk-1')]) {
+      const standIn = encodedStandIn(json);
+      expect(standIn['@type']).toBe(json['@type']);
+      expect(resourceName(standIn)).toBe(resourceName(json));
+      expect(standIn).toEqual(json);
+      expect({ ...standIn }).toEqual(json);
+      expect(JSON.parse(JSON.stringify(standIn))).toEqual(json);
+      expect(Buffer.from(encodeResource(standIn)).equals(Buffer.from(encodeResource(json)))).toBe(true);
+      expect(contentVersion(standIn)).toBe(contentVersion(json));
+      expect(encodedForm(json)).toBeUndefined();
+      expect(Buffer.from(encodedForm(standIn)?.any ?? []).equals(Buffer.from(encodeResourceAny(json)))).toBe(true);
+    }
+  });
+
+  it('cannot be changed: an edit meant for one resource throws', () => {
+    const standIn = encodedStandIn(cluster('chat'));
+    expect(() => {
+      (standIn as Record<string, unknown>)['connect_timeout'] = '9s';
+    }).toThrow(TypeError);
+    expect(() => {
+      delete (standIn as Record<string, unknown>)['type'];
+    }).toThrow(TypeError);
+    expect(standIn['connect_timeout']).toBe('1s');
+  });
+
+  it('throws as encoding does when a resource cannot be encoded, naming it', () => {
+    expect(() => encodedStandIn({ ...cluster('broken'), lb_policy: 'NO_SUCH_POLICY' })).toThrow(/clusters\[broken\]/);
+  });
+
+  it('are served by the cache with their own bytes and version, as the same JSON would be', () => {
+    const standIns = [encodedStandIn(cluster('a')), encodedStandIn(cluster('b', '2s'))];
+    const cache = new SnapshotCache();
+    cache.setResources(config(standIns, [encodedStandIn(assignment('a'))], [encodedStandIn(secret('s', 'sk-2'))]));
+    const fresh = new SnapshotCache();
+    fresh.setResources(config([cluster('a'), cluster('b', '2s')], [assignment('a')], [secret('s', 'sk-2')]));
+    for (const typeUrl of [TypeUrl.cluster, TypeUrl.endpoint, TypeUrl.secret]) {
+      expect(cache.snapshot(typeUrl)?.version).toBe(fresh.snapshot(typeUrl)?.version);
+    }
+    const a = cache.snapshot(TypeUrl.cluster)?.resources.get('a');
+    // The stand-in's own bytes, not a copy made by encoding it again.
+    expect(a?.any).toBe(encodedForm(standIns[0] as EnvoyResource)?.any);
+    expect(a?.version).toBe(fresh.snapshot(TypeUrl.cluster)?.resources.get('a')?.version);
+  });
+
+  it('hold the bytes the cache holds: an equal rebuilt resource takes the served bytes, and a sent response\'s copy replaces both', () => {
+    const cache = new SnapshotCache();
+    const first = encodedStandIn(cluster('a'));
+    cache.setResources(config([first, encodedStandIn(cluster('b'))]));
+    const served = cache.snapshot(TypeUrl.cluster)?.resources.get('a');
+    const encodes = cache.encodedCount;
+    // Built again, equal: the cache keeps its entry, and the new stand-in lets its own copy go.
+    const rebuilt = encodedStandIn(cluster('a'));
+    expect(encodedForm(rebuilt)?.any).not.toBe(served?.any);
+    cache.setResources(config([rebuilt, encodedStandIn(cluster('b'))]));
+    expect(cache.encodedCount).toBe(encodes);
+    expect(cache.snapshot(TypeUrl.cluster)?.resources.get('a')).toBe(served);
+    expect(encodedForm(rebuilt)?.any).toBe(served?.any);
+    // A SotW response copies the bytes into a run of its own: the entry and the stand-in keep that copy.
+    const resources = [...(cache.snapshot(TypeUrl.cluster)?.resources.values() ?? [])];
+    sotwResponseBody(TypeUrl.cluster, 'v1', resources);
+    const kept = cache.snapshot(TypeUrl.cluster)?.resources.get('a')?.any;
+    expect(kept).not.toBe(encodedForm(first)?.any);
+    expect(encodedForm(rebuilt)?.any).toBe(kept);
+  });
+});
+
+describe('encoded stand-ins read without decoding', () => {
+  it('answer the scalar and shared (frozen) fields the xDS server reads on every push as the JSON had them', () => {
+    const shared = Object.freeze({ eds_config: Object.freeze({ ads: Object.freeze({}), resource_api_version: 'V3' }) });
+    const json: EnvoyResource = { ...cluster('chat'), eds_cluster_config: shared };
+    const standIn = encodedStandIn(json);
+    // The very object shared by every Cluster, not a decoded copy.
+    expect(standIn['eds_cluster_config']).toBe(shared);
+    expect(standIn['type']).toBe('EDS');
+    // A field of its own is decoded: equal, not the same object.
+    expect(standIn['metadata']).toEqual(json['metadata']);
+    expect(standIn['metadata']).not.toBe(json['metadata']);
+  });
+});
+
+describe('encoded stand-ins and redaction', () => {
+  it('are redacted for printing as JSON Secrets are: no secret value, the rest as it was', () => {
+    const redacted = redactSecrets(config([], [], [encodedStandIn(secret('credential/ai/key', 'sk-live-123'))]));
+    expect(JSON.stringify(redacted)).not.toContain('sk-live-123');
+    expect(redacted.secrets).toEqual([{ '@type': TypeUrl.secret, name: 'credential/ai/key', generic_secret: { secret: { inline_string: REDACTED } } }]);
+  });
+});
+
