@@ -5,7 +5,7 @@ import { createAiExtensionMetrics } from '../../src/ai-extension/metrics.js';
 import type { ProcessingRequest } from '../../src/ai-extension/protocol.js';
 import { DrillNonces, DrillRejectionLog } from '../../src/ai-extension/drill.js';
 import { RequestMemory } from '../../src/ai-extension/request-memory.js';
-import { EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../../src/envoy/ai-extension.js';
+import { attemptAttribute, type AttemptKey } from '../../src/envoy/ai-extension.js';
 import type { SpanRecord } from '../../src/observability/otlp.js';
 
 /**
@@ -17,8 +17,7 @@ import type { SpanRecord } from '../../src/observability/otlp.js';
 const KEY = 'sk-member-3e2d1c';
 
 function attributes(values: Partial<Record<AttemptKey, string>>): ProcessingRequest['attributes'] {
-  const fields = Object.fromEntries(Object.entries(values).map(([k, v]) => [attemptAttribute(k as AttemptKey), { stringValue: v }]));
-  return { [EXT_PROC_ATTRIBUTES]: { fields } };
+  return new Map(Object.entries(values).map(([k, v]) => [attemptAttribute(k as AttemptKey), { stringValue: v }]));
 }
 
 const headers = (h: Record<string, string>) => ({ headers: { headers: Object.entries(h).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) } });
