@@ -1,7 +1,6 @@
 /**
- * CPU per request of the AI extension's own work, without the gRPC transport: the five ext_proc
- * messages of one non-streamed OpenAI attempt (request headers with the member's attributes,
- * request body, response headers, response body, its empty end) encoded as Envoy sends them, then
+ * CPU per request of the AI extension's own work, without the gRPC transport: the six ext_proc
+ * messages of one non-streamed OpenAI attempt (bench/ai-extension-messages.ts) encoded as Envoy sends them, then
  * decoded, answered and encoded by the extension, as many times as it takes. Steadier than the
  * end-to-end row on a busy machine: one process, CPU time only.
  *
@@ -19,9 +18,11 @@ async function run(requests: number, ctx: ExchangeContext, wire: Buffer[][]): Pr
   const started = process.cpuUsage();
   for (let i = 0; i < requests; i++) {
     const exchange = new AttemptExchange(ctx);
-    for (const bytes of wire[i % wire.length] ?? []) {
-      const message = decodeProcessingRequest(bytes);
-      exchange.observe(message);
+    const messages = (wire[i % wire.length] ?? []).map((bytes) => decodeProcessingRequest(bytes));
+    // As Envoy sends them: the request's three together (full duplex), then the answer's three.
+    for (const [index, message] of messages.entries()) {
+      if (index === 0) for (const m of messages.slice(0, 3)) exchange.observe(m);
+      if (index === 3) for (const m of messages.slice(3)) exchange.observe(m);
       const phaseStarted = performance.now();
       const response = await exchange.handle(message);
       encodeProcessingResponse(response);

@@ -1,10 +1,11 @@
 /**
  * CPU per attempt of the AI extension with its gRPC transport, without Envoy or a provider: the
  * real extension server (startAiExtension) runs in a child process; this process plays Envoy's
- * ext_proc client on one HTTP/2 connection, one stream per attempt, as Envoy 1.40 does with
- * `send_body_without_waiting_for_header_response` and the graceful close: request headers, wait
- * for the answer; request body, wait; response headers, body chunk and empty end chunk at once,
- * wait for the three answers; half-close and read the status. The child's CPU time per attempt
+ * ext_proc client on one HTTP/2 connection, one stream per attempt, as Envoy 1.40 does with a
+ * full-duplex request body, `send_body_without_waiting_for_header_response` and the graceful
+ * close: request headers, body and the body's end at once, wait for the three answers; response
+ * headers, body chunk and empty end chunk at once, wait for the three answers; half-close and
+ * read the status. The child's CPU time per attempt
  * (from /proc) is the extension's whole cost, transport included, which the end-to-end row
  * (bench/ai-extension.ts) measures only amid Envoy's and the provider's load.
  *
@@ -37,21 +38,17 @@ function attempt(session: http2.ClientHttp2Session, wire: Buffer[]): Promise<voi
     let answers = 0;
     let pending: Buffer = Buffer.alloc(0);
     const send = (i: number): void => void stream.write(frame(wire[i] ?? Buffer.alloc(0)));
-    send(0);
+    for (let i = 0; i < 3; i++) send(i);
     stream.on('data', (chunk: Buffer) => {
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
       while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
         pending = pending.subarray(5 + pending.readUInt32BE(1));
         answers++;
-        if (answers === 1) send(1);
-        else if (answers === 2) {
-          send(2);
-          send(3);
-          send(4);
-        } else if (answers === 5) stream.end();
+        if (answers === 3) for (let i = 3; i < 6; i++) send(i);
+        else if (answers === 6) stream.end();
       }
     });
-    stream.on('trailers', (trailers) => (trailers['grpc-status'] === '0' && answers === 5 ? resolve() : reject(new Error(`status ${String(trailers['grpc-status'])} after ${answers} answers`))));
+    stream.on('trailers', (trailers) => (trailers['grpc-status'] === '0' && answers === 6 ? resolve() : reject(new Error(`status ${String(trailers['grpc-status'])} after ${answers} answers`))));
     stream.on('error', reject);
   });
 }

@@ -1,7 +1,8 @@
 /**
- * The five ext_proc messages of one non-streamed OpenAI attempt, encoded as Envoy 1.40 sends them
- * (request headers with the member's attributes, request body, response headers, response body,
- * its empty end), for the AI extension benches (ai-extension-cpu.ts, ai-extension-grpc.ts).
+ * The six ext_proc messages of one non-streamed OpenAI attempt, encoded as Envoy 1.40 sends them
+ * (request headers with the member's attributes, the request body and its end, response headers,
+ * response body and its empty end), for the AI extension benches (ai-extension-cpu.ts,
+ * ai-extension-grpc.ts). Envoy sends the first three together, then the last three together.
  */
 import { CONNECTION_READY_ATTRIBUTE, EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../src/envoy/ai-extension.js';
 import { messageType } from '../src/envoy/proto.js';
@@ -39,7 +40,9 @@ export function attemptMessages(id: number, member: Partial<Record<AttemptKey, s
       attributes,
       metadata_context: {},
     }),
-    encode({ request_body: { body: Buffer.from(requestBody), end_of_stream: true }, metadata_context: {} }),
+    // Full duplex: the body's data, then its end in a message of its own.
+    encode({ request_body: { body: Buffer.from(requestBody), end_of_stream: false }, metadata_context: {} }),
+    encode({ request_body: { body: Buffer.alloc(0), end_of_stream: true }, metadata_context: {} }),
     encode({ response_headers: headers({ ':status': '200', 'content-type': 'application/json', 'content-length': String(responseBody.length), 'x-fake-provider': 'provider', date: 'Sat, 05 Dec 2026 04:50:00 GMT' }), metadata_context: {} }),
     encode({ response_body: { body: Buffer.from(responseBody), end_of_stream: false }, metadata_context: {} }),
     encode({ response_body: { body: Buffer.alloc(0), end_of_stream: true }, metadata_context: {} }),

@@ -315,8 +315,10 @@ interface SizedHeader {
 export function writePhaseResponse(r: PhaseResponse): Buffer {
   const mutation = r.headers === undefined ? undefined : sizeMutation(r.headers);
   const body = r.body;
-  // BodyMutation: body = 1 (bytes) or clear_body = 2 (bool).
-  const bodyMutation = body === undefined ? 0 : 'body' in body ? fieldSize(body.body.length) : 2;
+  // StreamedBodyResponse: body = 1, end_of_stream = 2 (a false bool is left out, as proto3 does).
+  const streamed = body !== undefined && 'streamed' in body ? fieldSize(body.streamed.length) + (body.end ? 2 : 0) : 0;
+  // BodyMutation: body = 1 (bytes), clear_body = 2 (bool) or streamed_response = 3.
+  const bodyMutation = body === undefined ? 0 : 'body' in body ? fieldSize(body.body.length) : 'streamed' in body ? fieldSize(streamed) : 2;
   // CommonResponse: header_mutation = 2, body_mutation = 3.
   const common = (mutation === undefined ? 0 : fieldSize(mutation.size)) + (body === undefined ? 0 : fieldSize(bodyMutation));
   // HeadersResponse / BodyResponse: response = 1.
@@ -341,6 +343,13 @@ export function writePhaseResponse(r: PhaseResponse): Buffer {
     w.open(3, bodyMutation);
     if ('body' in body) {
       w.bytes(1, body.body);
+    } else if ('streamed' in body) {
+      w.open(3, streamed);
+      w.bytes(1, body.streamed);
+      if (body.end) {
+        out[w.pos++] = (2 << 3) | VARINT;
+        out[w.pos++] = 1;
+      }
     } else {
       out[w.pos++] = (2 << 3) | VARINT;
       out[w.pos++] = 1;

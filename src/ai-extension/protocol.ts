@@ -58,7 +58,11 @@ export interface HeaderMutation {
   remove?: string[];
 }
 
-export type BodyMutation = { body: Uint8Array } | { clear: true };
+/**
+ * `streamed` answers a request body chunk in full-duplex mode (BodyMutation.streamed_response):
+ * the bytes that go on in its place, and whether they end the body.
+ */
+export type BodyMutation = { body: Uint8Array } | { clear: true } | { streamed: Uint8Array; end: boolean };
 
 export interface PhaseResponse {
   phase: 'request_headers' | 'response_headers' | 'request_body' | 'response_body';

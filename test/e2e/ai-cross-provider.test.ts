@@ -195,6 +195,10 @@ describe('each attempt carries its own member\'s host, path, credential and mode
     expect(request?.headers['anthropic-version']).toBe('2023-06-01');
     expect(request?.body).toMatchObject({ system: 'be brief', max_tokens: 4096, messages: [{ role: 'user', content: [{ type: 'text', text: 'hello' }] }] });
     expect(request?.headers['x-envoy-attempt-count']).toBe('3');
+    // The rewritten body goes with its own length (set with the headers, once the whole body is in), never chunked.
+    expect(request?.headers['content-length']).toBe(String(Buffer.byteLength(request?.rawBody ?? '')));
+    expect(request?.headers['transfer-encoding']).toBeUndefined();
+    expect(openai.received()[0]?.headers['content-length']).toBe(String(Buffer.byteLength(openai.received()[0]?.rawBody ?? '')));
   });
 
   it('a retry back on OpenAI after an Anthropic attempt has no Anthropic headers left', async () => {

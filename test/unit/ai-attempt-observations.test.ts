@@ -42,11 +42,14 @@ describe('a streamed attempt', () => {
     const spans: SpanRecord[] = [];
     const ctx = context(spans);
     const exchange = new AttemptExchange(ctx);
+    // Full duplex: the body arrives with the headers, before their answer.
+    const body = { request_body: { body: Buffer.from(JSON.stringify({ model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [] })), end_of_stream: true } };
+    exchange.observe(body);
     await exchange.handle({
       request_headers: headers({ ':path': '/v1/chat/completions', 'x-request-id': 'r1', traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', authorization: 'Bearer sk-client' }),
       attributes: attributes({ backend: 'ai/chat', member: 'fast', priority: '0', provider: 'openai', authKind: 'SecretRef', credential: 'credential/ai/k', authHeader: 'Authorization' }),
     });
-    await exchange.handle({ request_body: { body: Buffer.from(JSON.stringify({ model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [] })), end_of_stream: true } });
+    await exchange.handle(body);
     await exchange.handle({ response_headers: headers({ ':status': '200', 'content-type': 'text/event-stream' }) });
     const ttft = async (): Promise<number> => (await ctx.metrics.timeToFirstToken.get()).values.find((v) => v.metricName === 'switchyard_ai_time_to_first_token_seconds_count')?.value ?? 0;
     expect(await ttft()).toBe(0);
@@ -82,7 +85,8 @@ describe('a streamed attempt', () => {
     const spans: SpanRecord[] = [];
     const ctx = context(spans);
     const exchange = new AttemptExchange(ctx, undefined, '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00');
-    await exchange.handle({ request_headers: headers({ ':path': '/v1/chat/completions' }), attributes: attributes({ backend: 'ai/chat', member: 'm', provider: 'openai' }) });
+    // A request without a body: the headers end the stream.
+    await exchange.handle({ request_headers: { ...headers({ ':path': '/v1/chat/completions' }), end_of_stream: true }, attributes: attributes({ backend: 'ai/chat', member: 'm', provider: 'openai' }) });
     await exchange.handle({ response_headers: headers({ ':status': '503' }) });
     exchange.close();
     expect(spans).toEqual([]);
