@@ -2,7 +2,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import { AnthropicStreamTranslator, fromAnthropicResponse, toAnthropicRequest, toOpenAIError } from './anthropic.js';
 import { ABANDONED_HEADER } from '../envoy/ai-extension.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, ROUTE_RETRIES_HEADER } from '../ir/model.js';
+import { DEFAULT_AI_REQUEST_BODY_LIMIT, DEFAULT_CONNECT_TIMEOUT_MS, ROUTE_RETRIES_HEADER } from '../ir/model.js';
 import { attemptTarget, connectionReady, type AttemptTarget } from './attempt.js';
 import { DRILL_ANSWER_HEADER, DRILL_FAILED_STATUS, DRILL_HEADER, DRILL_NOT_READY_HEADER, drillAnswerHeader, verifyDrillHeader, type DrillNonces, type DrillRejectionLog, type VerifiedDrill } from './drill.js';
 import { FirstTokenWatch, answerFraming } from './first-token.js';
@@ -125,6 +125,12 @@ const REQUEST_BODY_WAIT_MS = 300_000;
 
 const EMPTY_BODY = Buffer.alloc(0);
 
+/**
+ * The largest request body an attempt takes: the AI routes' body limit, which Envoy enforced with
+ * a 413 while it buffered the body for the extension (request body BUFFERED).
+ */
+const REQUEST_BODY_LIMIT_BYTES = DEFAULT_AI_REQUEST_BODY_LIMIT;
+
 /** On a stand-in 503 for a member without a usable credential: why, for the client of the last attempt. */
 export const CREDENTIAL_ERROR_HEADER = 'x-switchyard-error';
 
@@ -187,7 +193,7 @@ export class AttemptExchange {
   private drillAddedMs = 0;
   private heldMs = 0;
   /** The request body as it arrives (full-duplex: its chunks come without waiting for the headers' answer). */
-  private readonly requestBody = new RequestBodyChunks();
+  private readonly requestBody = new RequestBodyChunks(REQUEST_BODY_LIMIT_BYTES);
   /** What the last request body chunk is answered with: the body the provider gets. */
   private adaptedBody: Buffer | undefined;
 
@@ -366,6 +372,18 @@ export class AttemptExchange {
       if ('error' in vendor) return await this.noVendorCredential(target, vendor.error);
       key = vendor.key;
     }
+    let adapted: { headers?: HeaderMutation } = {};
+    if (message.request_headers?.end_of_stream !== true) {
+      // The headers go upstream with this answer, so what the body decides (path, length,
+      // signature) must be in it: it is given once the whole body is in.
+      const whole = await this.wholeRequestBody();
+      if ('tooLarge' in whole) {
+        // What Envoy answered while it buffered the body itself (413), the provider not called.
+        this.status = 413;
+        return this.refuse(413, `Switchyard AI extension: the request body is larger than ${REQUEST_BODY_LIMIT_BYTES} bytes; the request was not sent`);
+      }
+      adapted = whole;
+    }
     this.ctx.metrics.requests.inc({ backend: target.backend, member: target.member, provider: target.provider });
     if (target.limits !== undefined) this.ctx.limits?.admit(target.backend, target.member, target.limits);
     const mutation = requestHeaderMutation({
@@ -378,12 +396,7 @@ export class AttemptExchange {
     if (this.stripDrillHeader) mutation.remove = [...(mutation.remove ?? []), DRILL_HEADER];
     // Meant for the extension only (kept in the request's record for later attempts).
     if (headers.has(ROUTE_RETRIES_HEADER)) mutation.remove = [...(mutation.remove ?? []), ROUTE_RETRIES_HEADER];
-    if (message.request_headers?.end_of_stream !== true) {
-      // The headers go upstream with this answer, so what the body decides (path, length,
-      // signature) must be in it: it is given once the whole body is in.
-      const adapted = await this.wholeRequestBody();
-      mutation.set = [...(mutation.set ?? []), ...(adapted.headers?.set ?? [])];
-    }
+    if (adapted.headers?.set !== undefined) mutation.set = [...(mutation.set ?? []), ...adapted.headers.set];
     return { phase: 'request_headers', headers: mutation };
   }
 
@@ -391,7 +404,7 @@ export class AttemptExchange {
    * Waits for the end of the request body (its chunks arrive on their own, see observe) and
    * adapts it to the member: the header changes it needs, and the body the provider gets.
    */
-  private async wholeRequestBody(): Promise<{ headers?: HeaderMutation }> {
+  private async wholeRequestBody(): Promise<{ headers?: HeaderMutation } | { tooLarge: true }> {
     if (!this.requestBody.complete) {
       // Envoy waits for this answer at most its message timeout; a client still uploading may take longer.
       this.send({ phase: 'wait', ms: REQUEST_BODY_WAIT_MS });
@@ -399,6 +412,7 @@ export class AttemptExchange {
       await this.requestBody.done;
       this.heldMs += performance.now() - waiting;
     }
+    if (this.requestBody.tooLarge) return { tooLarge: true };
     const original = this.requestBody.whole();
     const adapted = this.adaptRequestBody(original);
     this.adaptedBody = adapted.body !== undefined && 'body' in adapted.body ? asBuffer(adapted.body.body) : original;

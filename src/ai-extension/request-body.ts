@@ -10,6 +10,9 @@ export class RequestBodyChunks {
   private chunks: Buffer[] = [];
   private joined: Buffer | undefined;
   private received = 0;
+  private bytes = 0;
+  /** The body went past the limit: its bytes are no longer kept. */
+  tooLarge = false;
   private answered = 0;
   private ended = false;
   /** The body ended with the request trailers rather than with a chunk flagged end_of_stream. */
@@ -18,9 +21,18 @@ export class RequestBodyChunks {
   /** Settles once the whole body is in. */
   readonly done = new Promise<void>((resolve) => (this.resolve = resolve));
 
+  constructor(private readonly limitBytes: number) {}
+
   push(bytes: Uint8Array, end: boolean): void {
-    if (this.ended) return;
     this.received++;
+    if (this.ended) return;
+    this.bytes += bytes.length;
+    if (this.bytes > this.limitBytes) {
+      this.tooLarge = true;
+      this.chunks = [];
+      this.finish(false);
+      return;
+    }
     if (bytes.length > 0) this.chunks.push(asBuffer(bytes));
     if (end) this.finish(false);
   }

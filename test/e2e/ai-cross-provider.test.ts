@@ -215,6 +215,17 @@ describe('each attempt carries its own member\'s host, path, credential and mode
   });
 });
 
+describe('request bodies', () => {
+  it('a body above the AI routes\' limit (16 MiB) gets 413 and reaches no provider; the next request is served', async () => {
+    const big = JSON.stringify({ model: 'client-model', messages: [{ role: 'user', content: 'x'.repeat(17 * 1024 * 1024) }] });
+    const response = await fetch(`http://127.0.0.1:${gw.listenerPort}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-client' }, body: big });
+    expect(response.status).toBe(413);
+    await response.arrayBuffer();
+    expect(openai.received()).toHaveLength(0);
+    expect((await gw.chat()).content).toBe('answered by openai');
+  });
+});
+
 describe('Passthrough', () => {
   it('gives a Passthrough member the client\'s own key after an attempt that carried the member\'s', async () => {
     await openai.setMode({ kind: 'status', status: 503 });
