@@ -122,6 +122,8 @@ const STAND_IN_SAFE_AFTER_MS = DEFAULT_CONNECT_TIMEOUT_MS + 100;
 
 /** How long Envoy is asked to wait for the request headers' answer while the client's body is still coming. */
 const REQUEST_BODY_WAIT_MS = 300_000;
+/** How long the body may take before Envoy is asked to wait (its message timeout is 2 s). */
+const BODY_WAIT_BEFORE_ASKING_MS = 500;
 
 const EMPTY_BODY = Buffer.alloc(0);
 
@@ -406,10 +408,17 @@ export class AttemptExchange {
    */
   private async wholeRequestBody(): Promise<{ headers?: HeaderMutation } | { tooLarge: true }> {
     if (!this.requestBody.complete) {
-      // Envoy waits for this answer at most its message timeout; a client still uploading may take longer.
-      this.send({ phase: 'wait', ms: REQUEST_BODY_WAIT_MS });
       const waiting = performance.now();
-      await this.requestBody.done;
+      // The body is right behind the headers, usually in the same read or the next. Envoy waits
+      // for this answer at most its message timeout (2 s), and a client still uploading may take
+      // longer: past a moment, Envoy is asked to wait.
+      let timer: NodeJS.Timeout | undefined;
+      const slow = new Promise<'slow'>((resolve) => (timer = setTimeout(() => resolve('slow'), BODY_WAIT_BEFORE_ASKING_MS)));
+      if ((await Promise.race([this.requestBody.done, slow])) === 'slow') {
+        this.send({ phase: 'wait', ms: REQUEST_BODY_WAIT_MS });
+        await this.requestBody.done;
+      }
+      clearTimeout(timer);
       this.heldMs += performance.now() - waiting;
     }
     if (this.requestBody.tooLarge) return { tooLarge: true };

@@ -53,7 +53,7 @@ describe('a request body in full duplex', () => {
     const waits: ProcessingResponse[] = [];
     const waiting = new AttemptExchange(context(), (r) => waits.push(r));
     for (const ex of [exchange, waiting]) ex.observe(headersMessage());
-    // The body's first half is in, the rest not yet: the headers' answer waits, and Envoy is asked to wait for it.
+    // The body's first half is in, the rest not yet: the headers' answer waits for it.
     const body = JSON.stringify({ model: 'client-model', messages: [{ role: 'user', content: 'hi' }] });
     const parts = [body.slice(0, 20), body.slice(20)];
     waiting.observe(chunk(parts[0] ?? ''));
@@ -63,6 +63,10 @@ describe('a request body in full duplex', () => {
       return r;
     });
     await new Promise((r) => setTimeout(r, 20));
+    expect(answered).toBe(false);
+    // The rest is usually right behind: Envoy is asked to wait longer only once the body is slow (0.5 s).
+    expect(waits).toEqual([]);
+    await new Promise((r) => setTimeout(r, 600));
     expect(answered).toBe(false);
     expect(waits).toEqual([{ phase: 'wait', ms: 300_000 }]);
     waiting.observe(chunk(parts[1] ?? ''));
