@@ -1,6 +1,6 @@
-import { ATTEMPT_KEYS, CONNECTION_READY_ATTRIBUTE, EXT_PROC_ATTRIBUTES, LIMIT_KEYS, attemptAttribute, type AttemptKey } from '../envoy/ai-extension.js';
+import { ATTEMPT_KEYS, CONNECTION_READY_ATTRIBUTE, LIMIT_KEYS, attemptAttribute, type AttemptKey } from '../envoy/ai-extension.js';
 import { parseModelAliases } from './models.js';
-import type { DecodedStruct, DecodedValue } from './protocol.js';
+import type { DecodedValue } from './protocol.js';
 import type { MemberLimits } from './limits.js';
 import { REFUSAL_CAUSES, type RefusalCause } from './refusals.js';
 
@@ -53,9 +53,8 @@ function text(v: DecodedValue | undefined): string | undefined {
 }
 
 /** Reads the attempt's target from ProcessingRequest.attributes; an error string says what is missing. */
-export function attemptTarget(attributes: Record<string, DecodedStruct> | undefined): AttemptTarget | { error: string } {
-  const fields = attributes?.[EXT_PROC_ATTRIBUTES]?.fields ?? {};
-  const get = (key: AttemptKey): string | undefined => text(fields[ATTRIBUTE_NAMES[key]]);
+export function attemptTarget(attributes: ReadonlyMap<string, DecodedValue> | undefined): AttemptTarget | { error: string } {
+  const get = (key: AttemptKey): string | undefined => text(attributes?.get(ATTRIBUTE_NAMES[key]));
   const backend = get('backend');
   const member = get('member');
   const provider = get('provider');
@@ -97,6 +96,6 @@ export function attemptTarget(attributes: Record<string, DecodedStruct> | undefi
 }
 
 /** Whether Envoy had a connection to the picked host ready when the attempt began (CONNECTION_READY_ATTRIBUTE). */
-export function connectionReady(attributes: Record<string, DecodedStruct> | undefined): boolean {
-  return attributes?.[EXT_PROC_ATTRIBUTES]?.fields?.[CONNECTION_READY_ATTRIBUTE] !== undefined;
+export function connectionReady(attributes: ReadonlyMap<string, DecodedValue> | undefined): boolean {
+  return attributes?.has(CONNECTION_READY_ATTRIBUTE) === true;
 }

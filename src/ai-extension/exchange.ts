@@ -2,7 +2,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import { AnthropicStreamTranslator, fromAnthropicResponse, toAnthropicRequest, toOpenAIError } from './anthropic.js';
 import { ABANDONED_HEADER } from '../envoy/ai-extension.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, ROUTE_RETRIES_HEADER } from '../ir/model.js';
+import { DEFAULT_AI_REQUEST_BODY_LIMIT, DEFAULT_CONNECT_TIMEOUT_MS, ROUTE_RETRIES_HEADER } from '../ir/model.js';
 import { attemptTarget, connectionReady, type AttemptTarget } from './attempt.js';
 import { DRILL_ANSWER_HEADER, DRILL_FAILED_STATUS, DRILL_HEADER, DRILL_NOT_READY_HEADER, drillAnswerHeader, verifyDrillHeader, type DrillNonces, type DrillRejectionLog, type VerifiedDrill } from './drill.js';
 import { FirstTokenWatch, answerFraming } from './first-token.js';
@@ -15,7 +15,8 @@ import { ConverseStreamTranslator, bedrockErrorToOpenAI, fromConverseResponse, t
 import { isRecord, parseObject, type Usage } from './json.js';
 import { failureCause, type AiExtensionMetrics, type FailureCause, type MemberLabel } from './metrics.js';
 import { modelForAttempt } from './models.js';
-import { asBuffer, headerMap, type HeaderSet, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
+import { asBuffer, headerMap, type HeaderMutation, type HeaderSet, type PhaseResponse, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
+import { RequestBodyChunks } from './request-body.js';
 import { WELL_KNOWN_CREDENTIAL_HEADERS, isChatCompletions, requestHeaderMutation } from './request-headers.js';
 import type { RequestMemory, RequestRecord } from './request-memory.js';
 import { AttemptSpan, parseTraceparent, type SpanSink } from './tracing.js';
@@ -119,6 +120,19 @@ const CREDENTIAL_BUDGET_MS = 1_500;
  */
 const STAND_IN_SAFE_AFTER_MS = DEFAULT_CONNECT_TIMEOUT_MS + 100;
 
+/** How long Envoy is asked to wait for the request headers' answer while the client's body is still coming. */
+const REQUEST_BODY_WAIT_MS = 300_000;
+/** How long the body may take before Envoy is asked to wait (its message timeout is 2 s). */
+const BODY_WAIT_BEFORE_ASKING_MS = 500;
+
+const EMPTY_BODY = Buffer.alloc(0);
+
+/**
+ * The largest request body an attempt takes: the AI routes' body limit, which Envoy enforced with
+ * a 413 while it buffered the body for the extension (request body BUFFERED).
+ */
+const REQUEST_BODY_LIMIT_BYTES = DEFAULT_AI_REQUEST_BODY_LIMIT;
+
 /** On a stand-in 503 for a member without a usable credential: why, for the client of the last attempt. */
 export const CREDENTIAL_ERROR_HEADER = 'x-switchyard-error';
 
@@ -180,6 +194,10 @@ export class AttemptExchange {
   private connectionReady = false;
   private drillAddedMs = 0;
   private heldMs = 0;
+  /** The request body as it arrives (full-duplex: its chunks come without waiting for the headers' answer). */
+  private readonly requestBody = new RequestBodyChunks(REQUEST_BODY_LIMIT_BYTES);
+  /** What the last request body chunk is answered with: the body the provider gets. */
+  private adaptedBody: Buffer | undefined;
 
   /**
    * `send` writes a message to Envoy out of turn (a request to wait longer); `traceparent` is the
@@ -204,6 +222,14 @@ export class AttemptExchange {
    * releases the headers (first-token deadline).
    */
   observe(message: ProcessingRequest): void {
+    if (message.request_body) {
+      this.requestBody.push(message.request_body.body ?? new Uint8Array(0), message.request_body.end_of_stream === true);
+      return;
+    }
+    if (message.request_trailers) {
+      this.requestBody.trailers();
+      return;
+    }
     if (message.response_headers) {
       // An answer without a body has nothing to wait for.
       if (message.response_headers.end_of_stream !== true && this.mayHold()) this.gate ??= this.holdHeaders(headerMap(message.response_headers));
@@ -277,7 +303,7 @@ export class AttemptExchange {
 
   async handle(message: ProcessingRequest): Promise<ProcessingResponse> {
     if (message.request_headers) return this.requestHeaders(message);
-    if (message.request_body) return this.requestBody(message.request_body.body ?? new Uint8Array(0));
+    if (message.request_body) return this.requestBodyChunk();
     if (message.response_headers) return this.responseHeaders(message);
     if (message.response_body) return this.responseBody(message.response_body.body ?? new Uint8Array(0), message.response_body.end_of_stream === true);
     return { phase: message.request_trailers ? 'request_trailers' : 'response_trailers' };
@@ -348,6 +374,18 @@ export class AttemptExchange {
       if ('error' in vendor) return await this.noVendorCredential(target, vendor.error);
       key = vendor.key;
     }
+    let adapted: { headers?: HeaderMutation } = {};
+    if (message.request_headers?.end_of_stream !== true) {
+      // The headers go upstream with this answer, so what the body decides (path, length,
+      // signature) must be in it: it is given once the whole body is in.
+      const whole = await this.wholeRequestBody();
+      if ('tooLarge' in whole) {
+        // What Envoy answered while it buffered the body itself (413), the provider not called.
+        this.status = 413;
+        return this.refuse(413, `Switchyard AI extension: the request body is larger than ${REQUEST_BODY_LIMIT_BYTES} bytes; the request was not sent`);
+      }
+      adapted = whole;
+    }
     this.ctx.metrics.requests.inc({ backend: target.backend, member: target.member, provider: target.provider });
     if (target.limits !== undefined) this.ctx.limits?.admit(target.backend, target.member, target.limits);
     const mutation = requestHeaderMutation({
@@ -360,7 +398,45 @@ export class AttemptExchange {
     if (this.stripDrillHeader) mutation.remove = [...(mutation.remove ?? []), DRILL_HEADER];
     // Meant for the extension only (kept in the request's record for later attempts).
     if (headers.has(ROUTE_RETRIES_HEADER)) mutation.remove = [...(mutation.remove ?? []), ROUTE_RETRIES_HEADER];
+    if (adapted.headers?.set !== undefined) mutation.set = [...(mutation.set ?? []), ...adapted.headers.set];
     return { phase: 'request_headers', headers: mutation };
+  }
+
+  /**
+   * Waits for the end of the request body (its chunks arrive on their own, see observe) and
+   * adapts it to the member: the header changes it needs, and the body the provider gets.
+   */
+  private async wholeRequestBody(): Promise<{ headers?: HeaderMutation } | { tooLarge: true }> {
+    if (!this.requestBody.complete) {
+      const waiting = performance.now();
+      // The body is right behind the headers, usually in the same read or the next. Envoy waits
+      // for this answer at most its message timeout (2 s), and a client still uploading may take
+      // longer: past a moment, Envoy is asked to wait.
+      let timer: NodeJS.Timeout | undefined;
+      const slow = new Promise<'slow'>((resolve) => (timer = setTimeout(() => resolve('slow'), BODY_WAIT_BEFORE_ASKING_MS)));
+      if ((await Promise.race([this.requestBody.done, slow])) === 'slow') {
+        this.send({ phase: 'wait', ms: REQUEST_BODY_WAIT_MS });
+        await this.requestBody.done;
+      }
+      clearTimeout(timer);
+      this.heldMs += performance.now() - waiting;
+    }
+    if (this.requestBody.tooLarge) return { tooLarge: true };
+    const original = this.requestBody.whole();
+    const adapted = this.adaptRequestBody(original);
+    this.adaptedBody = adapted.body !== undefined && 'body' in adapted.body ? asBuffer(adapted.body.body) : original;
+    return adapted.headers !== undefined ? { headers: adapted.headers } : {};
+  }
+
+  /**
+   * Each request body chunk is answered in turn (after the headers): the last one that carries the
+   * end of the body with the adapted body, the others with nothing, so the provider gets the
+   * adapted body only.
+   */
+  private requestBodyChunk(): ProcessingResponse {
+    const last = this.requestBody.answerNext();
+    if (!last) return { phase: 'request_body', body: { streamed: EMPTY_BODY, end: false } };
+    return { phase: 'request_body', body: { streamed: this.adaptedBody ?? this.requestBody.whole(), end: !this.requestBody.endedByTrailers } };
   }
 
   /**
@@ -542,7 +618,8 @@ export class AttemptExchange {
     return id === undefined ? { ...record, expires: 0 } : this.ctx.memory.remember(id, record);
   }
 
-  private requestBody(bytes: Uint8Array): ProcessingResponse {
+  /** The member's form of the client's body, and the headers that go with it (answered with the request headers). */
+  private adaptRequestBody(bytes: Uint8Array): PhaseResponse {
     const target = this.target;
     if (target === undefined) return { phase: 'request_body' };
     const original = asBuffer(bytes);
@@ -577,9 +654,9 @@ export class AttemptExchange {
 
   /**
    * Converse (or converse-stream when the client streams), signed for this attempt: the
-   * signature covers the body, so it is made here rather than with the headers.
+   * signature covers the body, so it is made once the whole body is in.
    */
-  private bedrockRequest(target: AttemptTarget, body: Buffer): ProcessingResponse {
+  private bedrockRequest(target: AttemptTarget, body: Buffer): PhaseResponse {
     const base = target.path ?? '/';
     const path = this.clientStreaming ? base.replace(/\/converse$/, '/converse-stream') : base;
     const host = target.hostname ?? '';

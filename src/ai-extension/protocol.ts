@@ -1,23 +1,20 @@
 import { messageType } from '../envoy/proto.js';
+import { readProcessingRequest, writePhaseResponse } from './ext-proc-codec.js';
 
 /**
- * The ext_proc wire protocol (envoy.service.ext_proc.v3.ExternalProcessor/Process), loaded from
- * the Envoy protos through src/envoy/proto.ts. Requests are decoded straight into the typed
- * shapes below (no JSON detour: bodies stay bytes); responses are built as plain objects.
+ * The ext_proc wire protocol (envoy.service.ext_proc.v3.ExternalProcessor/Process). Requests and
+ * the phase answers are read and written by hand (ext-proc-codec.ts: bodies and header values
+ * stay views of the message); the rarer answers (immediate, stand-in, waits) are encoded with the
+ * Envoy protos loaded through src/envoy/proto.ts.
  */
 
-const REQUEST = 'envoy.service.ext_proc.v3.ProcessingRequest';
 const RESPONSE = 'envoy.service.ext_proc.v3.ProcessingResponse';
 
-/** google.protobuf.Value as protobufjs decodes it: its bundled struct.proto names fields in camelCase. */
+/** google.protobuf.Value: the kinds an attribute arrives as (a CEL string, number or bool). */
 export interface DecodedValue {
   stringValue?: string;
   numberValue?: number;
   boolValue?: boolean;
-}
-
-export interface DecodedStruct {
-  fields?: Record<string, DecodedValue>;
 }
 
 export interface DecodedHeader {
@@ -44,7 +41,11 @@ export interface ProcessingRequest {
   response_body?: DecodedHttpBody;
   request_trailers?: object;
   response_trailers?: object;
-  attributes?: Record<string, DecodedStruct>;
+  /**
+   * The filter's request_attributes, by CEL expression: the Struct Envoy sends under the key
+   * `envoy.filters.http.ext_proc` of ProcessingRequest.attributes (src/envoy/ai-extension.ts).
+   */
+  attributes?: ReadonlyMap<string, DecodedValue>;
 }
 
 export interface HeaderSet {
@@ -57,7 +58,11 @@ export interface HeaderMutation {
   remove?: string[];
 }
 
-export type BodyMutation = { body: Uint8Array } | { clear: true };
+/**
+ * `streamed` answers a request body chunk in full-duplex mode (BodyMutation.streamed_response):
+ * the bytes that go on in its place, and whether they end the body.
+ */
+export type BodyMutation = { body: Uint8Array } | { clear: true } | { streamed: Uint8Array; end: boolean };
 
 export interface PhaseResponse {
   phase: 'request_headers' | 'response_headers' | 'request_body' | 'response_body';
@@ -95,8 +100,7 @@ export interface WaitLonger {
 export type ProcessingResponse = PhaseResponse | ImmediateResponse | StandInResponse | TrailersResponse | WaitLonger;
 
 export function decodeProcessingRequest(bytes: Buffer): ProcessingRequest {
-  // protobufjs' decoded message is a plain object with exactly these (snake_case) fields.
-  return messageType(REQUEST).decode(bytes) as unknown as ProcessingRequest;
+  return readProcessingRequest(bytes);
 }
 
 type Plain = Record<string, unknown>;
@@ -122,24 +126,24 @@ const unchanged = new Map<PhaseResponse['phase'], Buffer>();
  * so they go straight to the encoder: fromObject would copy every one of them first.
  */
 export function encodeProcessingResponse(r: ProcessingResponse): Buffer {
-  const type = messageType(RESPONSE);
-  if (isUnchanged(r)) {
+  if (isPhase(r)) {
+    if (r.headers !== undefined || r.body !== undefined) return writePhaseResponse(r);
     let bytes = unchanged.get(r.phase);
     if (bytes === undefined) {
-      bytes = Buffer.from(type.encode(responseMessage(r)).finish());
+      bytes = writePhaseResponse(r);
       unchanged.set(r.phase, bytes);
     }
     return bytes;
   }
-  const bytes = type.encode(responseMessage(r)).finish();
+  const bytes = messageType(RESPONSE).encode(responseMessage(r)).finish();
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-function isUnchanged(r: ProcessingResponse): r is PhaseResponse {
-  return (r.phase === 'request_headers' || r.phase === 'response_headers' || r.phase === 'request_body' || r.phase === 'response_body') && r.headers === undefined && r.body === undefined;
+function isPhase(r: ProcessingResponse): r is PhaseResponse {
+  return r.phase === 'request_headers' || r.phase === 'response_headers' || r.phase === 'request_body' || r.phase === 'response_body';
 }
 
-function responseMessage(r: ProcessingResponse): Plain {
+function responseMessage(r: Exclude<ProcessingResponse, PhaseResponse>): Plain {
   switch (r.phase) {
     case 'immediate':
       return { immediate_response: { status: { code: r.status }, body: Buffer.from(r.body), headers: headerMutation({ set: r.headers ?? [] }) } };
@@ -150,12 +154,6 @@ function responseMessage(r: ProcessingResponse): Plain {
       return { [r.phase]: {} };
     case 'wait':
       return { override_message_timeout: { seconds: Math.floor(r.ms / 1000), nanos: (r.ms % 1000) * 1_000_000 } };
-    default: {
-      const common: Plain = {};
-      if (r.headers) common['header_mutation'] = headerMutation(r.headers);
-      if (r.body) common['body_mutation'] = 'body' in r.body ? { body: r.body.body } : { clear_body: true };
-      return { [r.phase]: { response: common } };
-    }
   }
 }
 

@@ -70,8 +70,11 @@ export function aiExtensionFilter(): JsonObject {
       failure_mode_allow: false,
       processing_mode: {
         request_header_mode: 'SEND',
-        request_body_mode: 'BUFFERED',
-        request_trailer_mode: 'SKIP',
+        // The body is sent along with the headers instead of after their answer: one round trip
+        // less on every request. The extension answers the headers once the body is in.
+        request_body_mode: 'FULL_DUPLEX_STREAMED',
+        // Envoy 1.40 requires it with a full-duplex request body.
+        request_trailer_mode: 'SEND',
         response_header_mode: 'SEND',
         // Chunk by chunk: streamed answers (SSE) must never wait for the whole body.
         response_body_mode: 'STREAMED',
@@ -84,6 +87,9 @@ export function aiExtensionFilter(): JsonObject {
       max_message_timeout: MAX_MESSAGE_TIMEOUT,
       // Body chunks reach the extension while it holds the headers back (first-token deadline).
       send_body_without_waiting_for_header_response: true,
+      // Full duplex drops content-length otherwise, and the provider would get the body chunked:
+      // the extension sets the length of the body it sends, in its answer to the headers.
+      allow_content_length_header: true,
       stat_prefix: 'switchyard_ai',
     },
   };

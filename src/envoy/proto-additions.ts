@@ -22,6 +22,21 @@ export const PROTO_MESSAGE_ADDITIONS: readonly ProtoMessageAddition[] = [
   // upstream filter chain hands it to the router like an upstream response, so the route's
   // retry policy applies to it (an immediate_response is a local reply and is never retried).
   { message: 'envoy.service.ext_proc.v3.StreamedImmediateResponse', fields: [{ field: 'headers_response', id: 1, type: 'HttpHeaders' }] },
+  // The answer to a request body chunk in full-duplex mode (src/ai-extension/README.md).
+  { message: 'envoy.service.ext_proc.v3.StreamedBodyResponse', fields: [{ field: 'body', id: 1, type: 'bytes' }, { field: 'end_of_stream', id: 2, type: 'bool' }] },
+];
+
+/** An enum value newer than the bundled snapshot. */
+export interface ProtoEnumValueAddition {
+  /** Full name of the enum, package included. */
+  enum: string;
+  value: string;
+  id: number;
+}
+
+export const PROTO_ENUM_VALUE_ADDITIONS: readonly ProtoEnumValueAddition[] = [
+  // The request body goes to the AI extension with the headers, not after their answer.
+  { enum: 'envoy.extensions.filters.http.ext_proc.v3.ProcessingMode.BodySendMode', value: 'FULL_DUPLEX_STREAMED', id: 4 },
 ];
 
 export const PROTO_FIELD_ADDITIONS: readonly ProtoFieldAddition[] = [
@@ -33,5 +48,9 @@ export const PROTO_FIELD_ADDITIONS: readonly ProtoFieldAddition[] = [
   // Response body chunks reach the AI extension while it holds the response headers back, so it
   // can wait for the first content token before anything goes downstream (first-token deadline).
   { message: 'envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor', field: 'send_body_without_waiting_for_header_response', id: 21, type: 'bool' },
+  // With the request body in full duplex, Envoy removes content-length unless this is set; the
+  // extension sets the length of the body it sends (src/ai-extension/README.md).
+  { message: 'envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor', field: 'allow_content_length_header', id: 26, type: 'bool' },
   { message: 'envoy.service.ext_proc.v3.ProcessingResponse', field: 'streamed_immediate_response', id: 11, type: 'StreamedImmediateResponse' },
+  { message: 'envoy.service.ext_proc.v3.BodyMutation', field: 'streamed_response', id: 3, type: 'StreamedBodyResponse' },
 ];

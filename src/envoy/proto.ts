@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import protobuf from 'protobufjs';
-import { PROTO_FIELD_ADDITIONS, PROTO_MESSAGE_ADDITIONS } from './proto-additions.js';
+import { PROTO_ENUM_VALUE_ADDITIONS, PROTO_FIELD_ADDITIONS, PROTO_MESSAGE_ADDITIONS } from './proto-additions.js';
 import { INT64_TYPES, ProtoJsonEncoder, WRAPPER_TYPES } from './proto-encoder.js';
 import { KIND_FIELD, kindOfTypeUrl, type EnvoyResource, type JsonObject, type JsonValue } from './resources.js';
 
@@ -213,6 +213,16 @@ function addNewerFields(root: protobuf.Root): void {
     const namespace = root.lookup(addition.message.slice(0, dot));
     if (!(namespace instanceof protobuf.Namespace)) throw new Error(`proto addition ${addition.message}: no package ${addition.message.slice(0, dot)}`);
     namespace.add(type);
+  }
+  for (const addition of PROTO_ENUM_VALUE_ADDITIONS) {
+    const e = root.lookupEnum(addition.enum);
+    const taken = e.valuesById[addition.id];
+    if (taken !== undefined) {
+      // The bundled protos caught up: the addition is no longer needed.
+      if (taken === addition.value) continue;
+      throw new Error(`proto addition ${addition.enum}.${addition.value} = ${addition.id} clashes with value ${taken}`);
+    }
+    e.add(addition.value, addition.id);
   }
   for (const addition of PROTO_FIELD_ADDITIONS) {
     const type = root.lookupType(addition.message);

@@ -197,7 +197,7 @@ export type BodyLimits = ReadonlyMap<string, number>;
 function withBodyLimit(route: JsonObject, r: RouteIR, limits: BodyLimits): JsonObject {
   if (r.action.kind !== 'forward') return route;
   const limit = Math.max(0, ...r.action.clusters.map((c) => limits.get(c.name) ?? 0));
-  // The extension (BUFFERED body) and retries hold the whole request: the listener's 1 MiB default is too small.
+  // Retries hold the whole request (and so does the extension): the listener's 1 MiB default is too small.
   if (limit > 0) route.request_body_buffer_limit = String(limit);
   return route;
 }

@@ -129,6 +129,8 @@ export const ABANDONED_HEADER = 'x-switchyard-abandoned';
  * Envoy has a connection to an attempt's member or has failed the attempt itself.
  */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+/** Room for long conversations and inline images; the AI extension and retries hold the body. */
+export const DEFAULT_AI_REQUEST_BODY_LIMIT = 16 * 1024 * 1024;
 
 /** Suffix of a Vertex AI service-account credential's SDS name (translate/credentials.ts). */
 export const SERVICE_ACCOUNT_SUFFIX = ':service-account';

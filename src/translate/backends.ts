@@ -4,16 +4,14 @@ import { condition, type Condition } from '../api/conditions.js';
 import { parseDuration } from '../api/duration.js';
 import { providerName, providerTarget, type VendorCredential } from '../api/providers.js';
 import type { Secret } from '../api/secret.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, type ClusterIR, type CredentialIR, type MemberIR, type OutlierPlan, type PriorityIR, type RetryPlan } from '../ir/model.js';
+import { DEFAULT_AI_REQUEST_BODY_LIMIT, DEFAULT_CONNECT_TIMEOUT_MS, type ClusterIR, type CredentialIR, type MemberIR, type OutlierPlan, type PriorityIR, type RetryPlan } from '../ir/model.js';
 import { resolveCredential, resolveVendorCredential, resolveDrillKey, type SecretLookup } from './credentials.js';
 import { memberModelAliases, servedModels, type ServedModels } from './models.js';
 import { backendRetryPlan } from './retry.js';
 import type { BackendStatus, MemberStatus, PriorityStatus, WarningEvent } from './status.js';
 import { compact } from '../ir/compact.js';
 
-export { DEFAULT_CONNECT_TIMEOUT_MS };
-/** Room for long conversations and inline images; the extension and retries buffer the body. */
-export const DEFAULT_AI_REQUEST_BODY_LIMIT = 16 * 1024 * 1024;
+export { DEFAULT_AI_REQUEST_BODY_LIMIT, DEFAULT_CONNECT_TIMEOUT_MS };
 
 /** What translation knows about one Backend, for the routes that point at it. */
 export interface TranslatedBackend {

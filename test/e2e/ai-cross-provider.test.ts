@@ -195,6 +195,10 @@ describe('each attempt carries its own member\'s host, path, credential and mode
     expect(request?.headers['anthropic-version']).toBe('2023-06-01');
     expect(request?.body).toMatchObject({ system: 'be brief', max_tokens: 4096, messages: [{ role: 'user', content: [{ type: 'text', text: 'hello' }] }] });
     expect(request?.headers['x-envoy-attempt-count']).toBe('3');
+    // The rewritten body goes with its own length (set with the headers, once the whole body is in), never chunked.
+    expect(request?.headers['content-length']).toBe(String(Buffer.byteLength(request?.rawBody ?? '')));
+    expect(request?.headers['transfer-encoding']).toBeUndefined();
+    expect(openai.received()[0]?.headers['content-length']).toBe(String(Buffer.byteLength(openai.received()[0]?.rawBody ?? '')));
   });
 
   it('a retry back on OpenAI after an Anthropic attempt has no Anthropic headers left', async () => {
@@ -208,6 +212,17 @@ describe('each attempt carries its own member\'s host, path, credential and mode
     expect(anthropic.received().map((r) => r.headers['x-envoy-attempt-count'])).toEqual(['2']);
     expect(openai.received().map((r) => r.rejected)).toEqual([undefined, undefined]);
     expect(openai.received().every((r) => r.headers['x-api-key'] === undefined && r.headers['anthropic-version'] === undefined)).toBe(true);
+  });
+});
+
+describe('request bodies', () => {
+  it('a body above the AI routes\' limit (16 MiB) gets 413 and reaches no provider; the next request is served', async () => {
+    const big = JSON.stringify({ model: 'client-model', messages: [{ role: 'user', content: 'x'.repeat(17 * 1024 * 1024) }] });
+    const response = await fetch(`http://127.0.0.1:${gw.listenerPort}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-client' }, body: big });
+    expect(response.status).toBe(413);
+    await response.arrayBuffer();
+    expect(openai.received()).toHaveLength(0);
+    expect((await gw.chat()).content).toBe('answered by openai');
   });
 });
 

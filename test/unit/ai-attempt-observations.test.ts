@@ -5,7 +5,7 @@ import { createAiExtensionMetrics } from '../../src/ai-extension/metrics.js';
 import type { ProcessingRequest } from '../../src/ai-extension/protocol.js';
 import { DrillNonces, DrillRejectionLog } from '../../src/ai-extension/drill.js';
 import { RequestMemory } from '../../src/ai-extension/request-memory.js';
-import { EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../../src/envoy/ai-extension.js';
+import { attemptAttribute, type AttemptKey } from '../../src/envoy/ai-extension.js';
 import type { SpanRecord } from '../../src/observability/otlp.js';
 
 /**
@@ -17,8 +17,7 @@ import type { SpanRecord } from '../../src/observability/otlp.js';
 const KEY = 'sk-member-3e2d1c';
 
 function attributes(values: Partial<Record<AttemptKey, string>>): ProcessingRequest['attributes'] {
-  const fields = Object.fromEntries(Object.entries(values).map(([k, v]) => [attemptAttribute(k as AttemptKey), { stringValue: v }]));
-  return { [EXT_PROC_ATTRIBUTES]: { fields } };
+  return new Map(Object.entries(values).map(([k, v]) => [attemptAttribute(k as AttemptKey), { stringValue: v }]));
 }
 
 const headers = (h: Record<string, string>) => ({ headers: { headers: Object.entries(h).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) } });
@@ -43,11 +42,14 @@ describe('a streamed attempt', () => {
     const spans: SpanRecord[] = [];
     const ctx = context(spans);
     const exchange = new AttemptExchange(ctx);
+    // Full duplex: the body arrives with the headers, before their answer.
+    const body = { request_body: { body: Buffer.from(JSON.stringify({ model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [] })), end_of_stream: true } };
+    exchange.observe(body);
     await exchange.handle({
       request_headers: headers({ ':path': '/v1/chat/completions', 'x-request-id': 'r1', traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', authorization: 'Bearer sk-client' }),
       attributes: attributes({ backend: 'ai/chat', member: 'fast', priority: '0', provider: 'openai', authKind: 'SecretRef', credential: 'credential/ai/k', authHeader: 'Authorization' }),
     });
-    await exchange.handle({ request_body: { body: Buffer.from(JSON.stringify({ model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [] })), end_of_stream: true } });
+    await exchange.handle(body);
     await exchange.handle({ response_headers: headers({ ':status': '200', 'content-type': 'text/event-stream' }) });
     const ttft = async (): Promise<number> => (await ctx.metrics.timeToFirstToken.get()).values.find((v) => v.metricName === 'switchyard_ai_time_to_first_token_seconds_count')?.value ?? 0;
     expect(await ttft()).toBe(0);
@@ -83,7 +85,8 @@ describe('a streamed attempt', () => {
     const spans: SpanRecord[] = [];
     const ctx = context(spans);
     const exchange = new AttemptExchange(ctx, undefined, '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00');
-    await exchange.handle({ request_headers: headers({ ':path': '/v1/chat/completions' }), attributes: attributes({ backend: 'ai/chat', member: 'm', provider: 'openai' }) });
+    // A request without a body: the headers end the stream.
+    await exchange.handle({ request_headers: { ...headers({ ':path': '/v1/chat/completions' }), end_of_stream: true }, attributes: attributes({ backend: 'ai/chat', member: 'm', provider: 'openai' }) });
     await exchange.handle({ response_headers: headers({ ':status': '503' }) });
     exchange.close();
     expect(spans).toEqual([]);

@@ -1,0 +1,86 @@
+/**
+ * CPU per attempt of the AI extension with its gRPC transport, without Envoy or a provider: the
+ * real extension server (startAiExtension) runs in a child process; this process plays Envoy's
+ * ext_proc client on one HTTP/2 connection, one stream per attempt, as Envoy 1.40 does with a
+ * full-duplex request body, `send_body_without_waiting_for_header_response` and the graceful
+ * close: request headers, body and the body's end at once, wait for the three answers; response
+ * headers, body chunk and empty end chunk at once, wait for the three answers; half-close and
+ * read the status. The child's CPU time per attempt
+ * (from /proc) is the extension's whole cost, transport included, which the end-to-end row
+ * (bench/ai-extension.ts) measures only amid Envoy's and the provider's load.
+ *
+ *   npx tsx bench/ai-extension-grpc.ts [attempts] [in flight]
+ */
+import { fork } from 'node:child_process';
+import * as http2 from 'node:http2';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { startAiExtension } from '../src/ai-extension/server.js';
+import { PROCESS_PATH } from '../src/ai-extension/protocol.js';
+import { BENCH_MEMBER, attemptMessages } from './ai-extension-messages.js';
+import { processUsage } from './gcp.js';
+
+/** No credential to wait for: the member's key would come from the controller over ADS. */
+const MEMBER = { ...BENCH_MEMBER, authKind: 'None', credential: undefined };
+
+function frame(message: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(5 + message.length);
+  out[0] = 0;
+  out.writeUInt32BE(message.length, 1);
+  message.copy(out, 5);
+  return out;
+}
+
+/** One attempt's stream: resolves once the extension has ended it with an OK status. */
+function attempt(session: http2.ClientHttp2Session, wire: Buffer[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request({ ':method': 'POST', ':path': PROCESS_PATH, 'content-type': 'application/grpc', te: 'trailers' });
+    let answers = 0;
+    let pending: Buffer = Buffer.alloc(0);
+    const send = (i: number): void => void stream.write(frame(wire[i] ?? Buffer.alloc(0)));
+    for (let i = 0; i < 3; i++) send(i);
+    stream.on('data', (chunk: Buffer) => {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+        pending = pending.subarray(5 + pending.readUInt32BE(1));
+        answers++;
+        if (answers === 3) for (let i = 3; i < 6; i++) send(i);
+        else if (answers === 6) stream.end();
+      }
+    });
+    stream.on('trailers', (trailers) => (trailers['grpc-status'] === '0' && answers === 6 ? resolve() : reject(new Error(`status ${String(trailers['grpc-status'])} after ${answers} answers`))));
+    stream.on('error', reject);
+  });
+}
+
+async function client(): Promise<void> {
+  const attempts = Number(process.argv[2]) || 20_000;
+  const inFlight = Number(process.argv[3]) || 4;
+  const child = fork(fileURLToPath(import.meta.url), ['server'], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const port = await new Promise<number>((resolve) => child.once('message', (m: { port: number }) => resolve(m.port)));
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  const wire = Array.from({ length: 1000 }, (_, i) => attemptMessages(i, MEMBER));
+  const run = async (n: number): Promise<number> => {
+    const before = processUsage(child.pid ?? 0).cpuMs;
+    let next = 0;
+    await Promise.all(Array.from({ length: inFlight }, async () => {
+      while (next < n) await attempt(session, wire[next++ % wire.length] ?? []);
+    }));
+    return ((processUsage(child.pid ?? 0).cpuMs - before) * 1000) / n;
+  };
+  await run(attempts / 4);
+  const runs: number[] = [];
+  for (let i = 0; i < 3; i++) runs.push(await run(attempts));
+  process.stdout.write(`extension CPU per attempt with its gRPC transport: ${runs.map((us) => us.toFixed(0)).join(', ')} µs (${attempts} attempts a run, ${inFlight} in flight)\n`);
+  session.close();
+  // A clean exit, so that a --cpu-prof given through NODE_OPTIONS writes the child's profile.
+  child.send({ stop: true });
+}
+
+async function server(): Promise<void> {
+  const ext = await startAiExtension({ port: 0, host: '127.0.0.1', logger: pino({ level: 'warn' }) });
+  process.on('message', () => process.exit(0));
+  process.send?.({ port: ext.port });
+}
+
+void (process.argv[2] === 'server' ? server() : client());

@@ -1,0 +1,51 @@
+/**
+ * The six ext_proc messages of one non-streamed OpenAI attempt, encoded as Envoy 1.40 sends them
+ * (request headers with the member's attributes, the request body and its end, response headers,
+ * response body and its empty end), for the AI extension benches (ai-extension-cpu.ts,
+ * ai-extension-grpc.ts). Envoy sends the first three together, then the last three together.
+ */
+import { CONNECTION_READY_ATTRIBUTE, EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../src/envoy/ai-extension.js';
+import { messageType } from '../src/envoy/proto.js';
+
+const REQUEST = messageType('envoy.service.ext_proc.v3.ProcessingRequest');
+
+function encode(message: object): Buffer {
+  return Buffer.from(REQUEST.encode(REQUEST.fromObject(message)).finish());
+}
+
+const headers = (h: Record<string, string>): object => ({ headers: { headers: Object.entries(h).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) } });
+
+export const BENCH_MEMBER: Partial<Record<AttemptKey, string>> = {
+  backend: 'ai/ai', member: 'ai-0-0', priority: '0', provider: 'openaiCompatible', model: 'gpt-4o', path: '/v1/chat/completions', hostname: 'provider.bench',
+  authHeader: 'Authorization', authKind: 'SecretRef', credential: 'credential/ai/bench-key',
+};
+// Envoy also says, per attempt, that a connection was ready (a pooled one: the usual case).
+const attributesOf = (m: Partial<Record<AttemptKey, string>>): object => ({ [EXT_PROC_ATTRIBUTES]: { fields: { ...Object.fromEntries(Object.entries(m).map(([k, v]) => [attemptAttribute(k as AttemptKey), { stringValue: v }])), [CONNECTION_READY_ATTRIBUTE]: { stringValue: '23.132us' } } } });
+const requestBody = JSON.stringify({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }] });
+const responseBody = JSON.stringify({
+  id: 'chatcmpl-1', object: 'chat.completion', created: 1_700_000_000, model: 'gpt-4o',
+  choices: [{ index: 0, message: { role: 'assistant', content: 'answered by provider' }, finish_reason: 'stop' }],
+  usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 },
+});
+
+export function attemptMessages(id: number, member: Partial<Record<AttemptKey, string>> = BENCH_MEMBER): Buffer[] {
+  const attributes = attributesOf(member);
+  return [
+    encode({
+      request_headers: headers({
+        ':authority': '127.0.0.1:10000', ':path': '/v1/chat/completions', ':method': 'POST', ':scheme': 'http', 'content-type': 'application/json',
+        'content-length': String(requestBody.length), authorization: 'Bearer sk-bench', 'x-forwarded-proto': 'http', 'x-request-id': `4f0c7a52-90a4-4a6b-9c1e-${String(id).padStart(12, '0')}`,
+        'x-envoy-attempt-count': '1', 'x-envoy-expected-rq-timeout-ms': '15000',
+      }),
+      attributes,
+      metadata_context: {},
+    }),
+    // Full duplex: the body's data, then its end in a message of its own.
+    encode({ request_body: { body: Buffer.from(requestBody), end_of_stream: false }, metadata_context: {} }),
+    encode({ request_body: { body: Buffer.alloc(0), end_of_stream: true }, metadata_context: {} }),
+    encode({ response_headers: headers({ ':status': '200', 'content-type': 'application/json', 'content-length': String(responseBody.length), 'x-fake-provider': 'provider', date: 'Sat, 05 Dec 2026 04:50:00 GMT' }), metadata_context: {} }),
+    encode({ response_body: { body: Buffer.from(responseBody), end_of_stream: false }, metadata_context: {} }),
+    encode({ response_body: { body: Buffer.alloc(0), end_of_stream: true }, metadata_context: {} }),
+  ];
+}
+
