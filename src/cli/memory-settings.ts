@@ -10,6 +10,8 @@
  * - glibc gives each thread that allocates its own malloc arena; Node's compiler, GC and libuv
  *   threads each keep a few MB resident in theirs. Two arenas save some 13 MB.
  */
+import { accessSync, constants } from 'node:fs';
+import { isAbsolute } from 'node:path';
 
 /** Commands that keep serving; one-shot commands (translate, status, ...) keep Node's defaults. */
 export const LONG_RUNNING_COMMANDS: readonly string[] = ['serve', 'controller', 'ai-extension'];
@@ -58,10 +60,27 @@ export function longRunningRestart(
  */
 export function restartWithMemorySettings(entry: string): void {
   const restart = longRunningRestart(process.argv.slice(2), process.execArgv, process.env);
-  if (restart === undefined || typeof process.execve !== 'function') return;
+  if (restart === undefined || typeof process.execve !== 'function' || !canExec(process.execPath, entry)) return;
   try {
     process.execve(process.execPath, [process.execPath, ...restart.execArgv, entry, ...process.argv.slice(2)], restart.env);
   } catch {
     // The settings save memory; they are not worth failing the command over: it runs as it is.
+  }
+}
+
+/**
+ * Whether execve can start `node` again. A failed process.execve is not an exception Node lets us
+ * catch: it kills the process (seen in a chroot without /proc, where Node cannot learn its own
+ * path and process.execPath is the bare "node" execve cannot find). So every cause we can foresee
+ * is checked first: an absolute, executable node and a readable entry script.
+ */
+export function canExec(execPath: string, entry: string): boolean {
+  if (!isAbsolute(execPath) || !isAbsolute(entry)) return false;
+  try {
+    accessSync(execPath, constants.X_OK);
+    accessSync(entry, constants.R_OK);
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -214,8 +214,10 @@ describe('answers that start in time', () => {
       text += content;
     }
     expect(text).toBe('answered by p1');
-    // Held only until the first word: the later words still arrive as the provider writes them.
-    expect((arrivals.at(-1) ?? 0) - (arrivals[0] ?? 0)).toBeGreaterThan(45);
+    // Held only until the first word: the later words still arrive as the provider writes them
+    // (30 ms apart). Held to the end, all would arrive together; on a loaded machine the first two
+    // may reach the client in one read, so the last must come at least about one interval later.
+    expect((arrivals.at(-1) ?? 0) - (arrivals[0] ?? 0)).toBeGreaterThan(25);
     expect(await metric('switchyard_ai_failures_total', 'member="secondary",cause="first_token_timeout"')).toBe(before);
   });
 });

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { longRunningRestart, MALLOC_ARENAS, SEMI_SPACE_MB } from '../../src/cli/memory-settings.js';
+import { canExec, longRunningRestart, MALLOC_ARENAS, SEMI_SPACE_MB } from '../../src/cli/memory-settings.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const MB = 1024 * 1024;
@@ -27,6 +27,18 @@ describe('longRunningRestart', () => {
 
   it("keeps the user's MALLOC_ARENA_MAX", () => {
     expect(longRunningRestart(['serve'], [], { MALLOC_ARENA_MAX: '8' })?.env['MALLOC_ARENA_MAX']).toBe('8');
+  });
+});
+
+describe('canExec', () => {
+  // A failed process.execve kills the process (a chroot without /proc: process.execPath is "node").
+  it('restarts only with an absolute, executable node and a readable entry', () => {
+    const entry = join(ROOT, 'bin/switchyard.js');
+    expect(canExec(process.execPath, entry)).toBe(true);
+    expect(canExec('node', entry)).toBe(false);
+    expect(canExec(process.execPath, 'bin/switchyard.js')).toBe(false);
+    expect(canExec('/nonexistent/node', entry)).toBe(false);
+    expect(canExec(join(ROOT, 'package.json'), entry)).toBe(false);
   });
 });
 
