@@ -14,9 +14,10 @@ import { replacedAt } from '../ir/delta.js';
 import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
 import { DnsProbe } from '../status/dns-probe.js';
-import { applyFleetHealth, fleetHealthView, LoadWindow, sameFleetHealth, type FleetHealthMemo, type FleetHealthView, type LoadSource } from '../status/fleet-health.js';
+import { applyFleetHealthSteps, fleetHealthViewSteps, LoadWindow, sameFleetHealthSteps, type FleetHealthMemo, type FleetHealthView, type LoadSource } from '../status/fleet-health.js';
 import { FleetLoad, mergeFleetViews, remoteFeedback, shareOfClients, shareOfLoad, type FleetExchange } from '../status/fleet-share.js';
-import { applyXdsFeedback, servedAsFromIr, type ClientTypeFeedback, type FleetTypeFeedback, ProgrammedMemo, type ServedAs, type ServedAsMemo } from '../status/programmed.js';
+import { applyXdsFeedbackSteps, servedAsFromIrSteps, type ClientTypeFeedback, type FleetTypeFeedback, ProgrammedMemo, type ServedAs, type ServedAsMemo } from '../status/programmed.js';
+import { OBJECTS_PER_STEP, runSteps, SlicedRun, type Steps } from '../status/steps.js';
 import type { ObjectStatus, WarningEvent } from '../translate/status.js';
 import { SHARED_VIEW, SnapshotCache } from '../xds/cache.js';
 import { loadReportingService } from '../xds/lrs.js';
@@ -145,6 +146,11 @@ function troubled(s: ObjectStatus): boolean {
  * serve's start).
  */
 export function logStatusChanges(log: Logger, changed: readonly ObjectStatus[]): void {
+  runSteps(logStatusChangesSteps(log, changed));
+}
+
+/** logStatusChanges in steps (src/status/steps.ts). */
+function* logStatusChangesSteps(log: Logger, changed: readonly ObjectStatus[]): Steps<void> {
   const line = (s: ObjectStatus): void => log.info({ object: `${s.kind} ${s.namespace ? `${s.namespace}/` : ''}${s.name}`, conditions: conditionsSummary(s) }, 'status changed');
   if (changed.length <= STATUS_LINES_MAX) {
     for (const s of changed) line(s);
@@ -153,7 +159,9 @@ export function logStatusChanges(log: Logger, changed: readonly ObjectStatus[]):
   const byKind: Record<string, number> = {};
   const tally: Record<string, number> = {};
   let problems = 0;
-  for (const s of changed) {
+  for (let i = 0; i < changed.length; i++) {
+    if (i % OBJECTS_PER_STEP === OBJECTS_PER_STEP - 1) yield;
+    const s = changed[i]!;
     byKind[s.kind] = (byKind[s.kind] ?? 0) + 1;
     for (const c of 'conditions' in s ? s.conditions : []) {
       const key = conditionText(c);
@@ -174,6 +182,25 @@ function conditionText(c: { type: string; status: string; reason: string }): str
 
 function conditionsSummary(s: ObjectStatus): string {
   return ('conditions' in s ? s.conditions : []).map(conditionText).join(' ');
+}
+
+/** What a status pass is asked to do. */
+interface StatusRequest {
+  /** Fleet health computed again first: for the clusters a translation replaced ('edit'), or for all. */
+  health?: 'edit' | 'full';
+  /** Publish even when the health computed again is what statuses were built with. */
+  publish: boolean;
+  /** The latest translation's statuses are not published yet: a reader has the pass done at once. */
+  translation: boolean;
+}
+
+const AFTER_TRANSLATION: StatusRequest = { health: 'edit', publish: true, translation: true };
+
+/** One pass that does what both ask. */
+function mergeRequests(a: StatusRequest | undefined, b: StatusRequest | undefined): StatusRequest | undefined {
+  if (a === undefined || b === undefined) return a ?? b;
+  const health = a.health === 'full' || b.health === 'full' ? 'full' : (a.health ?? b.health);
+  return { ...(health !== undefined ? { health } : {}), publish: a.publish || b.publish, translation: a.translation || b.translation };
 }
 
 /**
@@ -237,20 +264,21 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     servedViews.has(view) ? cache.view(view === SHARED_VIEW ? undefined : view).snapshot(typeUrl)?.version : undefined;
 
   /** The translation servedAs is yet to be worked out for: at the next status publication, not before Envoy's responses leave. */
-  let servedPending: { ir: IR; planes: Parameters<typeof servedAsFromIr>[1] } | undefined;
-  const settleServedAs = (): void => {
-    if (servedPending === undefined) return;
-    const { ir: latestIr, planes } = servedPending;
-    servedPending = undefined;
+  let servedPending: { ir: IR; planes: Parameters<typeof servedAsFromIrSteps>[1] } | undefined;
+  function* settleServedAs(): Steps<void> {
+    const pending = servedPending;
+    if (pending === undefined) return;
     const servedBefore = servedAsMemo;
-    servedAs = servedAsFromIr(latestIr, planes, servedAsMemo);
-    servedAsMemo = { ir: latestIr, planes, servedAs };
+    const next = yield* servedAsFromIrSteps(pending.ir, pending.planes, servedAsMemo);
+    if (servedPending === pending) servedPending = undefined;
+    servedAs = next;
+    servedAsMemo = { ir: pending.ir, planes: pending.planes, servedAs };
     // Views come from data planes, which an edit that keeps them does not change.
-    if (servedBefore?.planes !== planes) servedViews = new Set([...servedAs.values()].flatMap((o) => o.views));
-  };
+    if (servedBefore?.planes !== pending.planes) servedViews = new Set([...servedAs.values()].flatMap((o) => o.views));
+  }
 
-  const publishStatuses = (): void => {
-    settleServedAs();
+  function* publishStatuses(): Steps<void> {
+    yield* settleServedAs();
     publishedFleet = xds.fleetChanges;
     fleet?.localChanged();
     // This replica's per-view ledger, with what the other replicas' Envoys did OR-ed in.
@@ -259,49 +287,42 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       ? mergeFleetViews(own, remoteFeedback(fleet.remotes(), currentVersion, new Set(xds.clients().map((c) => c.nodeId))))
       : own;
     const views = new Map([...merged].filter(([view]) => servedViews.has(view)));
-    const fed = applyXdsFeedback(translated, servedAs, { views }, programmedMemo);
+    const fed = yield* applyXdsFeedbackSteps(translated, servedAs, { views }, programmedMemo);
     const isolated = resourceQuarantine.statuses(fed, servedAs, latest?.inputs.gateways ?? []);
     const hosted = opts.infrastructure ? opts.infrastructure.statuses(isolated) : isolated;
     const overlaid = opts.statusOverlay ? opts.statusOverlay.apply(hosted) : hosted;
-    const { changed, removed } = book.update(applyFleetHealth(overlaid, fleetHealth, lrs.windowMs, (namespace, name) => book.get('Backend', namespace, name), healthMemo));
-    logStatusChanges(log, changed);
+    const healthy = yield* applyFleetHealthSteps(overlaid, fleetHealth, lrs.windowMs, (namespace, name) => book.get('Backend', namespace, name), healthMemo);
+    const { changed, removed } = yield* book.updateSteps(healthy);
+    // The book holds the new statuses: from here the pass is not dropped (its changes would go
+    // unlogged and unwritten), a newer one waits for its end.
+    passCommitted = true;
+    yield* logStatusChangesSteps(log, changed);
     if (opts.statusSink && (changed.length > 0 || removed.length > 0)) opts.statusSink.statuses(book.all());
-  };
-
-  // ACKs arrive once per Envoy per push: with a fleet, rebuilding every status for each one would
-  // cost fleet size × objects. They are folded into one rebuild per STATUS_COALESCE_MS.
-  let statusTimer: NodeJS.Timeout | undefined;
-  const scheduleStatuses = (): void => {
-    statusTimer ??= setTimeout(() => {
-      statusTimer = undefined;
-      publishStatuses();
-    }, STATUS_COALESCE_MS);
-  };
-
-  const scheduleFleetStatuses = (): void => {
-    if (xds.fleetChanges !== publishedFleet) scheduleStatuses();
-  };
+  }
 
   /**
-   * `edit`: only the clusters a translation replaced are computed again; the timer does them all.
+   * `edit`: only the clusters a translation replaced are computed again; otherwise all of them.
    * Returns true when the members' health differs from what statuses were last built with.
    */
-  const refreshHealth = (edit = false): boolean => {
+  function* refreshHealth(edit: boolean): Steps<boolean> {
     if (!ir) return false;
+    const irNow = ir;
     reportedAtRefresh = fleetLoad.reporterCount() > 0;
     const reuse = edit ? { view: fleetHealth, clusters: healthClusters } : undefined;
     const before = fleetHealth;
     const clustersBefore = healthClusters;
-    fleetHealth = fleetHealthView(ir, fleetLoad, undefined, (host) => dnsProbe.resolution(host), Date.now() - startedAt < lrs.windowMs, reuse, fleetHealth);
-    healthClusters = ir.clusters;
+    const next = yield* fleetHealthViewSteps(irNow, fleetLoad, undefined, (host) => dnsProbe.resolution(host), Date.now() - startedAt < lrs.windowMs, reuse, fleetHealth);
+    const changed = !(yield* sameFleetHealthSteps(before, next));
+    fleetHealth = next;
+    healthClusters = irNow.clusters;
     // An edit that replaced no DNS cluster asks for no other hostname (the timer probes them again
     // anyway). Answers are used at the next refresh: status never waits on DNS.
-    const replaced = edit ? replacedAt(clustersBefore, ir.clusters) : undefined;
-    const dnsTouched = replaced === undefined || replaced.some((i) => ir?.clusters[i]?.discovery === 'dns' || clustersBefore[i]?.discovery === 'dns');
-    if (dnsTouched) void dnsProbe.refresh(ir.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
-    const changed = !sameFleetHealth(before, fleetHealth);
+    const replaced = edit ? replacedAt(clustersBefore, irNow.clusters) : undefined;
+    const dnsTouched = replaced === undefined || replaced.some((i) => irNow.clusters[i]?.discovery === 'dns' || clustersBefore[i]?.discovery === 'dns');
+    if (dnsTouched) void dnsProbe.refresh(irNow.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
     // An edit that left every figure as it was has nothing to publish; the timer refreshes metrics.
     if (edit && !changed) return false;
+    // In one go: a scrape between slices would read some Backends' series and not others'.
     metrics.memberRequests.reset();
     metrics.memberErrors.reset();
     metrics.backendDegraded.reset();
@@ -317,7 +338,66 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       }
     }
     return changed;
+  }
+
+  // A status pass over 10,000 objects holds the event loop for a quarter of a second, just when
+  // the Envoys that waited for the first configuration connect: passes run in slices, with turns
+  // of the loop between them. One pass at a time; what is asked meanwhile is merged into the next.
+  let passCommitted = false;
+  /** What the running pass was asked, and what the next one is. */
+  let inFlight: StatusRequest | undefined;
+  let queued: StatusRequest | undefined;
+  let nextPass: NodeJS.Immediate | undefined;
+  const passes = new SlicedRun((err) => log.error({ err }, 'status publication failed; the next change or health tick tries again'));
+  function* statusPass(r: StatusRequest): Steps<void> {
+    const healthMoved = r.health === undefined ? false : yield* refreshHealth(r.health === 'edit');
+    if (r.publish || healthMoved) yield* publishStatuses();
+  }
+  const startQueued = (): void => {
+    clearImmediate(nextPass);
+    nextPass = undefined;
+    if (passes.running || queued === undefined) return;
+    const r = queued;
+    queued = undefined;
+    inFlight = r;
+    passCommitted = false;
+    passes.start(statusPass(r), () => {
+      inFlight = undefined;
+      if (queued !== undefined) nextPass ??= setImmediate(startQueued);
+    });
   };
+  /** `now`: the first slice runs in this turn (a timer's), else in the next. */
+  const requestStatuses = (r: StatusRequest, now: boolean): void => {
+    queued = mergeRequests(queued, r);
+    if (passes.running) return;
+    if (now) startQueued();
+    else nextPass ??= setImmediate(startQueued);
+  };
+  // A translation's pass supersedes one that has not published yet: its statuses would be out of
+  // date as soon as they were. What that pass was asked is done by the new one.
+  const statusesAfterTranslation = (): void => {
+    if (passes.running && !passCommitted) {
+      passes.drop();
+      queued = mergeRequests(queued, inFlight);
+      inFlight = undefined;
+    }
+    requestStatuses(AFTER_TRANSLATION, false);
+  };
+
+  // ACKs arrive once per Envoy per push: with a fleet, rebuilding every status for each one would
+  // cost fleet size × objects. They are folded into one rebuild per STATUS_COALESCE_MS.
+  let statusTimer: NodeJS.Timeout | undefined;
+  const scheduleStatuses = (): void => {
+    statusTimer ??= setTimeout(() => {
+      statusTimer = undefined;
+      requestStatuses({ publish: true, translation: false }, true);
+    }, STATUS_COALESCE_MS);
+  };
+
+  const scheduleFleetStatuses = (): void => {
+    if (xds.fleetChanges !== publishedFleet) scheduleStatuses();
+  };
+
   // The first load report (no Envoy reported before) ends Degraded=Unknown/AwaitingLoadReports at
   // once rather than at the next tick: replicas tick out of phase, and a leader that died before
   // its tick would leave a status its successor, already past its own, has to rewrite.
@@ -326,16 +406,14 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     if (reportedAtRefresh) return;
     reportingCheck ??= setImmediate(() => {
       reportingCheck = undefined;
-      if (!reportedAtRefresh && fleetLoad.reporterCount() > 0 && refreshHealth()) publishStatuses();
+      if (!reportedAtRefresh && fleetLoad.reporterCount() > 0) requestStatuses({ health: 'full', publish: false, translation: false }, true);
     });
   }
   // Load reports arrive all the time; status follows them at this pace only, and only when the
-  // health they give changed: rebuilding every status (hundreds of ms at a thousand Backends, in
-  // one stretch of the event loop) for nothing would stall the xDS streams every refresh.
+  // health they give changed: rebuilding every status for nothing would cost the event loop
+  // hundreds of ms at a thousand Backends every refresh.
   // Replicas share their load, which may move while this replica's view stays: they always publish.
-  const healthTimer = setInterval(() => {
-    if (refreshHealth() || fleet !== undefined) publishStatuses();
-  }, lrs.refreshMs);
+  const healthTimer = setInterval(() => requestStatuses({ health: 'full', publish: fleet !== undefined, translation: false }, true), lrs.refreshMs);
   healthTimer.unref();
 
   const quarantine = new RouteQuarantine();
@@ -378,29 +456,23 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
 
   // Status after a translation waits for the next turn of the event loop: the responses the cache
   // just queued reach the sockets only once this turn ends, and Programmed and fleet health over
-  // 10,000 objects (tens of ms) would hold them back. Several translations in one turn make one pass.
+  // 10,000 objects would hold them back. Several translations in one turn make one pass.
   // The first translation's wait until the servers listen: at a first load of 10,000 Backends
   // they are half a second that Envoy's first response would otherwise wait behind.
-  let statusAfterServe: NodeJS.Immediate | undefined;
   let firstStatusesPending = false;
-  const statusesAfterServe = (): void => {
-    statusAfterServe = undefined;
-    firstStatusesPending = false;
-    try {
-      refreshHealth(true);
-      publishStatuses();
-    } catch (err) {
-      log.error({ err }, 'status after a translation failed; the next change or health tick tries again');
-    }
-  };
-  const scheduleStatusesAfterServe = (): void => {
-    statusAfterServe ??= setImmediate(statusesAfterServe);
-  };
-  /** Whoever reads statuses (statuses(), /statusz) gets those of the latest translation, not the ones before it. */
+  /**
+   * Whoever reads statuses (statuses(), /statusz) gets those of the latest translation, not the
+   * ones before it, nor a pass half done: what is left of it is done now.
+   */
   const currentStatuses = (): ObjectStatus[] => {
-    if (statusAfterServe !== undefined || firstStatusesPending) {
-      clearImmediate(statusAfterServe);
-      statusesAfterServe();
+    if (firstStatusesPending) {
+      firstStatusesPending = false;
+      statusesAfterTranslation();
+    }
+    passes.finish();
+    if (queued?.translation === true) {
+      startQueued();
+      passes.finish();
     }
     return book.all();
   };
@@ -440,7 +512,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       ir = result.translation.ir;
       for (const e of result.translation.events) log.warn({ object: `${e.object.kind} ${e.object.namespace}/${e.object.name}`, reason: e.reason }, e.message);
       log.info({ changed: change.changed.map((t) => t.split('.').pop()), clusters: result.xds.clusters.length, listeners: result.xds.listeners.length }, 'configuration translated');
-      if (loaded) scheduleStatusesAfterServe();
+      if (loaded) statusesAfterTranslation();
       else firstStatusesPending = true;
       loaded = true;
       opts.onTranslated?.(result.translation.ir);
@@ -530,14 +602,16 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     }).catch((err: unknown) => Promise.reject(asAddressInUse(err, 'metrics', opts.metricsHost, opts.metricsPort)));
   } catch (err) {
     clearInterval(healthTimer);
-    clearImmediate(statusAfterServe);
     firstStatusesPending = false;
     await xds.stop();
     await provider.stop();
     throw err;
   }
   log.info({ ...opts.origin, xdsPort, xdsTls: xdsTlsMode(opts.xdsTls), metricsPort: health.port }, 'switchyard serving');
-  if (firstStatusesPending) scheduleStatusesAfterServe();
+  if (firstStatusesPending) {
+    firstStatusesPending = false;
+    statusesAfterTranslation();
+  }
 
   return {
     xdsPort,
@@ -549,7 +623,9 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     metrics,
     async stop() {
       clearTimeout(statusTimer);
-      clearImmediate(statusAfterServe);
+      clearImmediate(nextPass);
+      passes.drop();
+      queued = undefined;
       clearImmediate(reportingCheck);
       clearInterval(healthTimer);
       await provider.stop();

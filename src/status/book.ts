@@ -1,6 +1,7 @@
 import { withTransitionTimes, type Condition } from '../api/conditions.js';
 import { replacedAt } from '../ir/delta.js';
 import type { ObjectStatus } from '../translate/status.js';
+import { OBJECTS_PER_STEP, runSteps, type Steps } from './steps.js';
 
 function key(s: { kind: string; namespace: string; name: string }): string {
   return `${s.kind}/${s.namespace}/${s.name}`;
@@ -65,30 +66,45 @@ export class StatusBook {
   constructor(private readonly clock: () => string = () => new Date().toISOString()) {}
 
   update(statuses: ObjectStatus[]): { changed: ObjectStatus[]; removed: string[] } {
+    return runSteps(this.updateSteps(statuses));
+  }
+
+  /**
+   * update in steps (src/status/steps.ts): the book changes only at their end, all at once, so
+   * steps dropped half way leave it as it was.
+   */
+  *updateSteps(statuses: ObjectStatus[]): Steps<{ changed: ObjectStatus[]; removed: string[] }> {
     const now = this.clock();
     const changed: ObjectStatus[] = [];
     // Translation hands over the same status object for an object that did not change, in the
     // same order: only the statuses replaced in place have anything to compare.
     const at = replacedAt(this.given, statuses);
     if (at !== undefined && at.every((i) => key(statuses[i] as ObjectStatus) === key(this.given[i] as ObjectStatus))) {
+      const given = this.given;
       const published = at.length > 0 ? this.published.slice() : this.published;
-      for (const i of at) {
+      for (let n = 0; n < at.length; n++) {
+        if (n % OBJECTS_PER_STEP === OBJECTS_PER_STEP - 1) yield;
+        const i = at[n]!;
         const s = statuses[i] as ObjectStatus;
         const prev = published[i] as ObjectStatus;
         const stamped = stamp(s, prev, now);
         published[i] = stamped;
-        this.current.set(key(s), stamped);
         if (!sameJson(prev, stamped)) changed.push(stamped);
       }
+      if (this.given !== given) throw new Error('StatusBook.updateSteps: the book changed while these steps ran; one update at a time');
+      for (const i of at) this.current.set(key(statuses[i] as ObjectStatus), published[i] as ObjectStatus);
       this.given = statuses;
       this.published = published;
       return { changed, removed: [] };
     }
+    const given = this.given;
     const givenBefore = new Map<string, ObjectStatus>();
-    for (const s of this.given) givenBefore.set(key(s), s);
+    for (const s of given) givenBefore.set(key(s), s);
     const next = new Map<string, ObjectStatus>();
     const published: ObjectStatus[] = [];
-    for (const s of statuses) {
+    for (let i = 0; i < statuses.length; i++) {
+      if (i % OBJECTS_PER_STEP === OBJECTS_PER_STEP - 1) yield;
+      const s = statuses[i]!;
       const k = key(s);
       const prev = this.current.get(k);
       if (prev !== undefined && givenBefore.get(k) === s) {
@@ -101,6 +117,7 @@ export class StatusBook {
       published.push(stamped);
       if (!prev || !sameJson(prev, stamped)) changed.push(stamped);
     }
+    if (this.given !== given) throw new Error('StatusBook.updateSteps: the book changed while these steps ran; one update at a time');
     const removed: string[] = [];
     for (const k of this.current.keys()) if (!next.has(k)) removed.push(k);
     this.current = next;

@@ -2,6 +2,7 @@ import { condition, type Condition } from '../api/conditions.js';
 import { sameItems } from '../ir/delta.js';
 import type { ClusterIR, IR, MemberIR } from '../ir/model.js';
 import type { BackendStatus, ObjectStatus } from '../translate/status.js';
+import { OBJECTS_PER_STEP, runSteps, type Steps } from './steps.js';
 
 /**
  * Fleet health from Envoy's load reports (LRS): per Backend, what each member did over a sliding
@@ -319,12 +320,18 @@ function sameHealth(a: readonly MemberHealth[], b: readonly MemberHealth[]): boo
  * hands the status book the same status and the book compares nothing.
  */
 export function fleetHealthView(ir: IR, window: LoadSource, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH, resolves: ResolvesFn = () => undefined, starting = false, reuse?: FleetHealthReuse, previous?: FleetHealthView): FleetHealthView {
+  return runSteps(fleetHealthViewSteps(ir, window, opts, resolves, starting, reuse, previous));
+}
+
+/** fleetHealthView in steps (src/status/steps.ts). */
+export function* fleetHealthViewSteps(ir: IR, window: LoadSource, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH, resolves: ResolvesFn = () => undefined, starting = false, reuse?: FleetHealthReuse, previous?: FleetHealthView): Steps<FleetHealthView> {
   const reporting: Reporting = window.reporterCount() > 0 ? 'yes' : starting ? 'starting' : 'no';
   const view: FleetHealthView = new Map();
   // Lined up by position when the list kept its length (an edit in place), else looked up.
   const aligned = reuse !== undefined && reuse.clusters.length === ir.clusters.length;
   const known = reuse !== undefined && !aligned ? new Set(reuse.clusters) : undefined;
   for (let i = 0; i < ir.clusters.length; i++) {
+    if (i % OBJECTS_PER_STEP === OBJECTS_PER_STEP - 1) yield;
     const c = ir.clusters[i]!;
     if ((c.backend.kind ?? 'Backend') !== 'Backend') continue;
     const key = clusterKey(c);
@@ -343,8 +350,15 @@ export function fleetHealthView(ir: IR, window: LoadSource, opts: FleetHealthOpt
 
 /** Whether two views give every Backend the same verdicts and figures (what statuses are built from). */
 export function sameFleetHealth(a: FleetHealthView, b: FleetHealthView): boolean {
+  return runSteps(sameFleetHealthSteps(a, b));
+}
+
+/** sameFleetHealth in steps (src/status/steps.ts). */
+export function* sameFleetHealthSteps(a: FleetHealthView, b: FleetHealthView): Steps<boolean> {
   if (a.size !== b.size) return false;
+  let n = 0;
   for (const [key, left] of a) {
+    if (++n % OBJECTS_PER_STEP === 0) yield;
     const right = b.get(key);
     // Entries an edit did not touch are the very same objects (fleetHealthView's reuse).
     if (right === left) continue;
@@ -382,11 +396,16 @@ function degraded(health: MemberHealth[], reporting: Reporting, windowMs: number
  * (no cluster) are left alone: their Accepted/ResolvedRefs conditions already say why.
  */
 export function applyFleetHealth(statuses: ObjectStatus[], view: FleetHealthView, windowMs: number, published: (namespace: string, name: string) => ObjectStatus | undefined = () => undefined, memo?: FleetHealthMemo): ObjectStatus[] {
+  return runSteps(applyFleetHealthSteps(statuses, view, windowMs, published, memo));
+}
+
+/** applyFleetHealth in steps (src/status/steps.ts): `published` is read as the steps go, the memo's last call is set at their end. */
+export function* applyFleetHealthSteps(statuses: ObjectStatus[], view: FleetHealthView, windowMs: number, published: (namespace: string, name: string) => ObjectStatus | undefined = () => undefined, memo?: FleetHealthMemo): Steps<ObjectStatus[]> {
   // The same statuses under the same health, with no figures to read from what was published:
   // the last result, without a pass over the objects (an ACK that moved no Programmed).
   const last = memo === undefined ? undefined : lastCalls.get(memo);
   if (last !== undefined && last.view === view && last.windowMs === windowMs && !reportsFigures(view) && sameItems(last.given, statuses)) return last.out;
-  const out = healthApplied(statuses, view, windowMs, published, memo);
+  const out = yield* healthApplied(statuses, view, windowMs, published, memo);
   if (memo !== undefined) lastCalls.set(memo, { given: statuses, view, windowMs, out });
   return out;
 }
@@ -412,12 +431,19 @@ function reportsFigures(view: FleetHealthView): boolean {
   return yes;
 }
 
-function healthApplied(statuses: ObjectStatus[], view: FleetHealthView, windowMs: number, published: (namespace: string, name: string) => ObjectStatus | undefined, memo: FleetHealthMemo | undefined): ObjectStatus[] {
+function* healthApplied(statuses: ObjectStatus[], view: FleetHealthView, windowMs: number, published: (namespace: string, name: string) => ObjectStatus | undefined, memo: FleetHealthMemo | undefined): Steps<ObjectStatus[]> {
   const prioritiesOf = (b: BackendStatus): BackendStatus['priorities'] | undefined => {
     const before = published(b.namespace, b.name);
     return before && before.kind === 'Backend' && 'priorities' in before ? before.priorities : undefined;
   };
-  return statuses.map((s) => {
+  const out: ObjectStatus[] = [];
+  for (let i = 0; i < statuses.length; i++) {
+    if (i % OBJECTS_PER_STEP === OBJECTS_PER_STEP - 1) yield;
+    out.push(withHealth(statuses[i]!));
+  }
+  return out;
+
+  function withHealth(s: ObjectStatus): ObjectStatus {
     if (s.kind !== 'Backend' || !('priorities' in s)) return s;
     // The same status and health entry give the same result: the object made last time is handed
     // on, so an edit elsewhere costs this Backend a lookup, not a rebuild. Figures also read the
@@ -445,7 +471,7 @@ function healthApplied(statuses: ObjectStatus[], view: FleetHealthView, windowMs
     const out = { ...b, conditions: [...b.conditions.filter((c) => c.type !== 'Degraded'), degraded(entry.health, entry.reporting, windowMs, generation)], priorities };
     memo?.set(s, { key, entry, read: publishedPriorities, out });
     return out;
-  });
+  }
 }
 
 /** applyFleetHealth's last result per input status (weakly held: a replaced status lets go of its entry). */

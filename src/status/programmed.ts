@@ -5,6 +5,7 @@ import type { IR } from '../ir/model.js';
 import { replacedAt, sameItems } from '../ir/delta.js';
 import type { ObjectStatus } from '../translate/status.js';
 import { SHARED_VIEW } from '../xds/cache.js';
+import { OBJECTS_PER_STEP, runSteps, type Steps } from './steps.js';
 
 /** What the xDS server knows about one client for one type: what a replica shares with the others (fleet-share.ts). */
 export interface ClientTypeFeedback {
@@ -246,6 +247,11 @@ function fleetKeys(feedback: XdsFeedback): { verdicts: string | undefined; state
  * as the same object, so the status book sees only the objects whose Programmed moved.
  */
 export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, feedback: XdsFeedback, memo?: ProgrammedMemo): ObjectStatus[] {
+  return runSteps(applyXdsFeedbackSteps(statuses, servedAs, feedback, memo));
+}
+
+/** applyXdsFeedback in steps (src/status/steps.ts): the memo's last call is set at their end. */
+export function* applyXdsFeedbackSteps(statuses: ObjectStatus[], servedAs: ServedAs, feedback: XdsFeedback, memo?: ProgrammedMemo): Steps<ObjectStatus[]> {
   // Only a NACK reads every served name; without one (the usual case) nothing is collected.
   let namesOfType: Map<string, Set<string>> | undefined;
   const names = (): ReadonlyMap<string, ReadonlySet<string>> => {
@@ -272,7 +278,22 @@ export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, f
   // The same map as last time: an entry's served object is what the map holds for its key.
   const sameServed = memo !== undefined && memo.servedAs === servedAs;
   const atPosition: (ProgrammedEntry | undefined)[] = memo === undefined ? [] : new Array<ProgrammedEntry | undefined>(statuses.length);
-  const out = statuses.map((s, i) => {
+  const out: ObjectStatus[] = [];
+  for (let i = 0; i < statuses.length; i++) {
+    if (i % OBJECTS_PER_STEP === OBJECTS_PER_STEP - 1) yield;
+    out.push(fed(statuses[i]!, i));
+  }
+  if (memo !== undefined) {
+    memo.given = statuses;
+    memo.atPosition = atPosition;
+    memo.verdicts = verdicts;
+    memo.servedAs = servedAs;
+    memo.fleet = fleet;
+    memo.out = out;
+  }
+  return out;
+
+  function fed(s: ObjectStatus, i: number): ObjectStatus {
     const last = memo === undefined ? undefined : lined && memo.given[i] === s ? memo.atPosition[i] : memo.byStatus.get(s);
     atPosition[i] = last;
     const key = last?.key ?? objectKey(s);
@@ -307,16 +328,7 @@ export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, f
     memo?.byStatus.set(s, entry);
     atPosition[i] = entry;
     return out;
-  });
-  if (memo !== undefined) {
-    memo.given = statuses;
-    memo.atPosition = atPosition;
-    memo.verdicts = verdicts;
-    memo.servedAs = servedAs;
-    memo.fleet = fleet;
-    memo.out = out;
   }
-  return out;
 }
 
 /** What servedAsFromIr was last given and made: an edit that keeps the data planes redoes only the clusters it replaced. */
@@ -358,6 +370,11 @@ function addListeners(out: ServedAs, ir: IR, planes: DataPlanes): void {
  * same object, so applyXdsFeedback can hand its status on) and only replaced clusters are done again.
  */
 export function servedAsFromIr(ir: IR, planes: DataPlanes, previous?: ServedAsMemo): ServedAs {
+  return runSteps(servedAsFromIrSteps(ir, planes, previous));
+}
+
+/** servedAsFromIr in steps (src/status/steps.ts). */
+export function* servedAsFromIrSteps(ir: IR, planes: DataPlanes, previous?: ServedAsMemo): Steps<ServedAs> {
   const at = previous !== undefined && previous.planes === planes ? replacedAt(previous.ir.clusters, ir.clusters) : undefined;
   const gatewayKeys = new Set(previous?.ir.listeners.map((l) => `Gateway/${l.gateway.namespace}/${l.gateway.name}`));
   // Two clusters of one object (the last one counts) cannot be followed entry by entry.
@@ -366,7 +383,9 @@ export function servedAsFromIr(ir: IR, planes: DataPlanes, previous?: ServedAsMe
     // Gateways are few: their entries are made again (listeners need not line up).
     for (const key of gatewayKeys) out.delete(key);
     for (const i of at) out.delete(clusterObjectKey(previous.ir.clusters[i]!));
+    let n = 0;
     for (const i of at) {
+      if (++n % OBJECTS_PER_STEP === 0) yield;
       const c = ir.clusters[i]!;
       const gateways = [...planes.gateways].filter(([, names]) => names.clusters.includes(c.name)).map(([gateway]) => gateway);
       const [key, served] = clusterServedAs(c, gateways);
@@ -377,14 +396,17 @@ export function servedAsFromIr(ir: IR, planes: DataPlanes, previous?: ServedAsMe
   }
   const out: ServedAs = new Map();
   const gatewaysOfCluster = new Map<string, string[]>();
+  let n = 0;
   for (const [gateway, names] of planes.gateways) {
     for (const cluster of names.clusters) {
+      if (++n % OBJECTS_PER_STEP === 0) yield;
       const gateways = gatewaysOfCluster.get(cluster);
       if (gateways === undefined) gatewaysOfCluster.set(cluster, [gateway]);
       else gateways.push(gateway);
     }
   }
   for (const c of ir.clusters) {
+    if (++n % OBJECTS_PER_STEP === 0) yield;
     const [key, served] = clusterServedAs(c, gatewaysOfCluster.get(c.name) ?? []);
     out.set(key, served);
   }
