@@ -29,6 +29,8 @@ import { RouteQuarantine } from './route-quarantine.js';
 
 /** How long xDS feedback (ACK, NACK, disconnect) waits to be folded into one status rebuild. */
 export const STATUS_COALESCE_MS = 50;
+/** Status passes a run of translations may drop in a row before one is let finish (a stream of edits faster than a pass must not keep status unwritten). */
+export const MAX_SUPERSEDED = 2;
 
 /** Where inputs come from: the file provider or the Kubernetes provider. */
 export interface SnapshotProvider {
@@ -344,6 +346,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   // the Envoys that waited for the first configuration connect: passes run in slices, with turns
   // of the loop between them. One pass at a time; what is asked meanwhile is merged into the next.
   let passCommitted = false;
+  /** Passes dropped in a row for a newer translation (statusesAfterTranslation). */
+  let superseded = 0;
   /** What the running pass was asked, and what the next one is. */
   let inFlight: StatusRequest | undefined;
   let queued: StatusRequest | undefined;
@@ -362,6 +366,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     inFlight = r;
     passCommitted = false;
     passes.start(statusPass(r), () => {
+      superseded = 0;
       inFlight = undefined;
       if (queued !== undefined) nextPass ??= setImmediate(startQueued);
     });
@@ -375,8 +380,11 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   };
   // A translation's pass supersedes one that has not published yet: its statuses would be out of
   // date as soon as they were. What that pass was asked is done by the new one.
+  // Not without end, though: edits that keep coming faster than a pass ends would leave status
+  // unwritten; after MAX_SUPERSEDED passes in a row were dropped, the running one is let finish.
   const statusesAfterTranslation = (): void => {
-    if (passes.running && !passCommitted) {
+    if (passes.running && !passCommitted && superseded < MAX_SUPERSEDED) {
+      superseded += 1;
       passes.drop();
       queued = mergeRequests(queued, inFlight);
       inFlight = undefined;

@@ -162,4 +162,19 @@ describe('the status pass after listening', () => {
     // The pass of the first translation never published: its statuses were out of date.
     expect(published).toHaveLength(1);
   });
+
+  it('is not superseded without end: edits that keep coming faster than a pass let one publish', async () => {
+    const inputs = inputsFrom(docs);
+    const { provider, published } = await start(inputs);
+    const edited: Inputs = { ...inputs, secrets: inputs.secrets.filter((s) => s.metadata.name !== 'chat-0-p0-m0') };
+    const MAX_EDITS = 40;
+    let edits = 0;
+    // One edit per turn of the loop (a translation each), alternating, until something is published.
+    while (published.length === 0 && edits < MAX_EDITS) {
+      await atNextTurn(() => provider.emit({ inputs: edits % 2 === 0 ? edited : inputs, problems: [] }));
+      edits += 1;
+    }
+    expect(published.length, `published after ${edits} edits`).toBeGreaterThan(0);
+    expect(edits).toBeLessThan(MAX_EDITS);
+  });
 });
