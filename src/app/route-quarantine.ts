@@ -1,6 +1,6 @@
 import { condition } from '../api/conditions.js';
 import type { HTTPRoute } from '../api/httproute.js';
-import type { IR } from '../ir/model.js';
+import type { IR, RouteIR } from '../ir/model.js';
 import type { ObjectStatus } from '../translate/status.js';
 import { CulpritSearch } from './culprit-search.js';
 
@@ -43,6 +43,14 @@ export class RouteQuarantine {
   private routes: readonly HTTPRoute[] = [];
   private byKey: Map<string, HTTPRoute> | undefined;
   private current: string | undefined;
+  /**
+   * The version last served and its IR, fingerprinted once this turn ends: at a first load of
+   * 10,000 routes the fingerprints cost a tenth of a second that the first response would wait
+   * behind. Whatever needs them (a NACK, the next translation, which may reuse the IR's objects)
+   * fingerprints it first.
+   */
+  private pending: { version: string; ir: IR } | undefined;
+  private pendingTimer: NodeJS.Immediate | undefined;
 
   private spec(key: string): string | undefined {
     this.byKey ??= new Map(this.routes.map((r) => [routeKey(r), r]));
@@ -58,6 +66,7 @@ export class RouteQuarantine {
 
   /** Before each translation: forgets culprits whose spec changed or that were deleted. */
   refresh(routes: readonly HTTPRoute[]): void {
+    this.settle();
     this.routes = routes;
     this.byKey = undefined;
     // With nothing held there is nothing to forget: an edit among many routes costs no pass over them.
@@ -78,7 +87,11 @@ export class RouteQuarantine {
     if (version === undefined) return false;
     const unchanged = version === this.current;
     this.current = version;
-    if (!this.fingerprints.has(version)) this.fingerprints.set(version, routeFingerprints(ir));
+    if (!this.fingerprints.has(version) && this.pending?.version !== version) {
+      this.settle();
+      this.pending = { version, ir };
+      this.pendingTimer = setImmediate(() => this.settle());
+    }
     this.prune();
     if (!unchanged || !this.search.admitting) return false;
     return this.search.admitNext();
@@ -94,6 +107,7 @@ export class RouteQuarantine {
 
   /** An Envoy NACKed route version `version`; true when the runtime must translate again. */
   nack(node: string, version: string, message: string): boolean {
+    this.settle();
     const rejected = this.fingerprints.get(version);
     if (!rejected) return false;
     const base = this.fingerprints.get(this.ackedByNode.get(node) ?? '') ?? new Map<string, string>();
@@ -127,6 +141,17 @@ export class RouteQuarantine {
     return out;
   }
 
+  /** Fingerprints the pending version, if any. */
+  private settle(): void {
+    if (this.pendingTimer !== undefined) clearImmediate(this.pendingTimer);
+    this.pendingTimer = undefined;
+    const pending = this.pending;
+    if (pending === undefined) return;
+    this.pending = undefined;
+    this.fingerprints.set(pending.version, routeFingerprints(pending.ir));
+    this.prune();
+  }
+
   /** Keeps the fingerprints of the current version, of every version an Envoy last ACKed, and of the 8 newest. */
   private prune(): void {
     const keep = new Set([...this.ackedByNode.values(), ...(this.current ? [this.current] : []), ...[...this.fingerprints.keys()].slice(-8)]);
@@ -136,6 +161,22 @@ export class RouteQuarantine {
 
 function routeKey(r: HTTPRoute): string {
   return `${r.metadata.namespace}/${r.metadata.name}`;
+}
+
+/**
+ * A route entry's JSON, per entry object: translation hands over the same object while the entry
+ * is unchanged (the Envoy stage reuses its output on the same grounds), so an edit stringifies
+ * only the entries it made.
+ */
+const routeJsons = new WeakMap<RouteIR, string>();
+
+function routeJson(r: RouteIR): string {
+  let json = routeJsons.get(r);
+  if (json === undefined) {
+    json = JSON.stringify(r);
+    routeJsons.set(r, json);
+  }
+  return json;
 }
 
 /** What each HTTPRoute contributes to the route type: its entries, with where they are placed. */
@@ -148,7 +189,7 @@ export function routeFingerprints(ir: IR): Map<string, string> {
         if (!r.name.includes('/rule/')) continue;
         const key = r.name.split('/rule/')[0] ?? r.name;
         const list = parts.get(key) ?? [];
-        list.push(`${l.name} ${vh.name} ${JSON.stringify(r)}`);
+        list.push(`${l.name} ${vh.name} ${routeJson(r)}`);
         parts.set(key, list);
       }
     }
