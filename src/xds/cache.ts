@@ -231,7 +231,7 @@ function setVersion(sum: SetSum, count: number): string {
 const BASE64URL = new Int8Array(128).fill(-1);
 for (const [i, c] of [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'].entries()) BASE64URL[c.charCodeAt(0)] = i;
 
-/** The lanes of the member being added: scratch, filled by pairLanes. */
+/** The lanes of the member being added: scratch, filled by versionLanes or hashedLanes. */
 const lanes = new Float64Array(LANES);
 
 /**
