@@ -1,6 +1,6 @@
 import { condition } from '../api/conditions.js';
 import type { HTTPRoute } from '../api/httproute.js';
-import type { IR } from '../ir/model.js';
+import type { IR, RouteIR } from '../ir/model.js';
 import type { ObjectStatus } from '../translate/status.js';
 import { CulpritSearch } from './culprit-search.js';
 
@@ -34,8 +34,8 @@ import { CulpritSearch } from './culprit-search.js';
 const specJson = new WeakMap<HTTPRoute, string>();
 
 export class RouteQuarantine {
-  /** Route key → fingerprint of its route entries, per pushed route version (recent ones only). */
-  private readonly fingerprints = new Map<string, Map<string, string>>();
+  /** Route key → its route entries, per pushed route version (recent ones only). */
+  private readonly fingerprints = new Map<string, Map<string, Contribution>>();
   private readonly ackedByNode = new Map<string, string>();
   /** Culprits are keyed by HTTPRoute, with the spec they were rejected with as their fingerprint. */
   private readonly search = new CulpritSearch();
@@ -43,6 +43,13 @@ export class RouteQuarantine {
   private routes: readonly HTTPRoute[] = [];
   private byKey: Map<string, HTTPRoute> | undefined;
   private current: string | undefined;
+  /**
+   * The version last served and its IR, fingerprinted once this turn ends: at a first load of
+   * 10,000 routes the response need not wait for a pass over them. Whatever needs them (a NACK,
+   * the next translation, which may reuse the IR's objects) fingerprints it first.
+   */
+  private pending: { version: string; ir: IR } | undefined;
+  private pendingTimer: NodeJS.Immediate | undefined;
 
   private spec(key: string): string | undefined {
     this.byKey ??= new Map(this.routes.map((r) => [routeKey(r), r]));
@@ -58,6 +65,7 @@ export class RouteQuarantine {
 
   /** Before each translation: forgets culprits whose spec changed or that were deleted. */
   refresh(routes: readonly HTTPRoute[]): void {
+    this.settle();
     this.routes = routes;
     this.byKey = undefined;
     // With nothing held there is nothing to forget: an edit among many routes costs no pass over them.
@@ -78,7 +86,11 @@ export class RouteQuarantine {
     if (version === undefined) return false;
     const unchanged = version === this.current;
     this.current = version;
-    if (!this.fingerprints.has(version)) this.fingerprints.set(version, routeFingerprints(ir));
+    if (!this.fingerprints.has(version) && this.pending?.version !== version) {
+      this.settle();
+      this.pending = { version, ir };
+      this.pendingTimer = setImmediate(() => this.settle());
+    }
     this.prune();
     if (!unchanged || !this.search.admitting) return false;
     return this.search.admitNext();
@@ -94,10 +106,11 @@ export class RouteQuarantine {
 
   /** An Envoy NACKed route version `version`; true when the runtime must translate again. */
   nack(node: string, version: string, message: string): boolean {
+    this.settle();
     const rejected = this.fingerprints.get(version);
     if (!rejected) return false;
-    const base = this.fingerprints.get(this.ackedByNode.get(node) ?? '') ?? new Map<string, string>();
-    const suspects = new Map([...rejected.keys()].filter((k) => rejected.get(k) !== base.get(k)).map((k) => [k, this.spec(k) ?? '']));
+    const base = this.fingerprints.get(this.ackedByNode.get(node) ?? '') ?? new Map<string, Contribution>();
+    const suspects = new Map([...rejected.keys()].filter((k) => !sameContribution(rejected.get(k), base.get(k))).map((k) => [k, this.spec(k) ?? '']));
     return this.search.rejected(node, suspects, message, (k) => message.includes(`${k}/rule/`));
   }
 
@@ -127,6 +140,17 @@ export class RouteQuarantine {
     return out;
   }
 
+  /** Fingerprints the pending version, if any. */
+  private settle(): void {
+    if (this.pendingTimer !== undefined) clearImmediate(this.pendingTimer);
+    this.pendingTimer = undefined;
+    const pending = this.pending;
+    if (pending === undefined) return;
+    this.pending = undefined;
+    this.fingerprints.set(pending.version, routeFingerprints(pending.ir));
+    this.prune();
+  }
+
   /** Keeps the fingerprints of the current version, of every version an Envoy last ACKed, and of the 8 newest. */
   private prune(): void {
     const keep = new Set([...this.ackedByNode.values(), ...(this.current ? [this.current] : []), ...[...this.fingerprints.keys()].slice(-8)]);
@@ -138,20 +162,54 @@ function routeKey(r: HTTPRoute): string {
   return `${r.metadata.namespace}/${r.metadata.name}`;
 }
 
-/** What each HTTPRoute contributes to the route type: its entries, with where they are placed. */
-export function routeFingerprints(ir: IR): Map<string, string> {
-  const parts = new Map<string, string[]>();
+/**
+ * What one HTTPRoute contributes to the route type: its entries, each with where it is placed
+ * (listener and virtual host names).
+ */
+type Contribution = { readonly where: string; readonly route: RouteIR }[];
+
+/**
+ * A route entry's JSON, per entry object: translation hands over the same object while the entry
+ * is unchanged (the Envoy stage reuses its output on the same grounds), so only entries that are
+ * new objects are ever stringified, and only when a NACK compares them.
+ */
+const routeJsons = new WeakMap<RouteIR, string>();
+
+function routeJson(r: RouteIR): string {
+  let json = routeJsons.get(r);
+  if (json === undefined) {
+    json = JSON.stringify(r);
+    routeJsons.set(r, json);
+  }
+  return json;
+}
+
+/** Equal entries in the same places: the same objects, or equal JSON where they are not. */
+function sameContribution(a: Contribution | undefined, b: Contribution | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  if (a.length !== b.length) return false;
+  return a.every((x, i) => {
+    const y = b[i];
+    return y !== undefined && x.where === y.where && (x.route === y.route || routeJson(x.route) === routeJson(y.route));
+  });
+}
+
+/** Each HTTPRoute's contribution to the route type. */
+export function routeFingerprints(ir: IR): Map<string, Contribution> {
+  const parts = new Map<string, Contribution>();
   for (const l of ir.listeners) {
     for (const vh of l.virtualHosts) {
+      const where = `${l.name} ${vh.name}`;
       for (const r of vh.routes) {
         // Entries of no HTTPRoute (GET /v1/models, written from the others) cannot be held out.
-        if (!r.name.includes('/rule/')) continue;
-        const key = r.name.split('/rule/')[0] ?? r.name;
-        const list = parts.get(key) ?? [];
-        list.push(`${l.name} ${vh.name} ${JSON.stringify(r)}`);
-        parts.set(key, list);
+        const at = r.name.indexOf('/rule/');
+        if (at < 0) continue;
+        const key = r.name.slice(0, at);
+        const list = parts.get(key);
+        if (list === undefined) parts.set(key, [{ where, route: r }]);
+        else list.push({ where, route: r });
       }
     }
   }
-  return new Map([...parts].map(([k, v]) => [k, v.join('\n')]));
+  return parts;
 }

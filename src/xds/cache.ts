@@ -126,18 +126,18 @@ function sameNames(a: readonly string[], b: readonly string[]): boolean {
 /** `previous` (the subset of `selected` in the last full snapshot) brought up to `full`, visiting only the `changed` names. */
 function patched(full: TypeSnapshot, previous: TypeSnapshot, selected: ReadonlySet<string>, changed: ReadonlySet<string>): TypeSnapshot {
   const changes = new Map<string, CachedResource | undefined>();
-  let sum = 0n;
+  let sum: SetSum | undefined;
   for (const name of changed) {
     if (!selected.has(name)) continue;
     const now = full.resources.get(name);
     const old = previous.resources.get(name);
     if (now === old) continue;
-    if (changes.size === 0) sum = sumOf(previous);
-    if (old !== undefined) sum -= pairDigest(old);
-    if (now !== undefined) sum += pairDigest(now);
+    sum ??= sumOf(previous);
+    if (old !== undefined) addPair(sum, old, -1);
+    if (now !== undefined) addPair(sum, now, 1);
     changes.set(name, now);
   }
-  if (changes.size === 0) return previous;
+  if (sum === undefined) return previous;
   const snapshot = snapshotOf(full.typeUrl, full.kind, withChanges(previous.resources, changes), sum);
   // Streams of this view send every resource: their list follows from the last one by the changes, without a pass over the map.
   const before = knownEveryResource(previous.resources);
@@ -166,7 +166,7 @@ function patchedList(before: readonly CachedResource[], had: ReadonlyMap<string,
 function subset(full: TypeSnapshot, names: readonly string[], previous: TypeSnapshot | undefined): TypeSnapshot {
   const resources = new Map<string, CachedResource>();
   const before = previous?.resources;
-  let sum = previous === undefined ? 0n : sumOf(previous);
+  const sum = previous === undefined ? emptySum() : sumOf(previous);
   let same = 0;
   let changed = false;
   for (const name of names) {
@@ -179,15 +179,15 @@ function subset(full: TypeSnapshot, names: readonly string[], previous: TypeSnap
       continue;
     }
     changed = true;
-    sum += pairDigest(resource);
+    addPair(sum, resource, 1);
     if (old !== undefined) {
       same++;
-      sum -= pairDigest(old);
+      addPair(sum, old, -1);
     }
   }
   if (previous !== undefined && !changed && same === previous.resources.size) return previous;
   if (before !== undefined && same < before.size) {
-    for (const [name, old] of before) if (!resources.has(name)) sum -= pairDigest(old);
+    for (const [name, old] of before) if (!resources.has(name)) addPair(sum, old, -1);
   }
   return snapshotOf(full.typeUrl, full.kind, resources, sum);
 }
@@ -195,52 +195,101 @@ function subset(full: TypeSnapshot, names: readonly string[], previous: TypeSnap
 export type CacheListener = (change: CacheChange) => void;
 
 /**
- * The version of a set of resources: a hash of the sum (mod 2^128) of one digest per (name,
- * resource version) pair. A sum needs no sorting and follows an edit by adding and subtracting
- * the pairs it changed, so the cache keeps a type's version in step with work proportional to
- * the change. The server computes it for a client's subscribed subset with the same function,
- * so a wildcard client's version is the type's version.
+ * The version of a set of resources: a hash of its size and of the sum of one digest per member.
+ * A sum needs no sorting and follows an edit by adding and subtracting the members it changed, so
+ * the cache keeps a type's version in step with work proportional to the change. The server
+ * computes it for a client's subscribed subset with the same function, so a wildcard client's
+ * version is the type's version.
  */
 export function versionOfSet(resources: Iterable<Pick<CachedResource, 'name' | 'version'>>): string {
-  let sum = 0n;
+  const sum = emptySum();
   let count = 0;
   for (const resource of resources) {
-    sum += pairDigest(resource);
+    addPair(sum, resource, 1);
     count++;
   }
   return setVersion(sum, count);
 }
 
-function setVersion(sum: bigint, count: number): string {
-  return digestOf('sha256', `${count}:${BigInt.asUintN(128, sum).toString(16)}`, 'base64url').slice(0, 16);
+/**
+ * A set's sum: per lane, the exact sum of its members' lanes. A lane is under 2^24, so a double
+ * holds the sum exactly up to 2^29 members, and it is the same number however the set was reached.
+ */
+type SetSum = number[];
+
+const LANES = 4;
+
+function emptySum(): SetSum {
+  return [0, 0, 0, 0];
 }
 
-/** Per member object: its pair's digest (members are immutable; the cache's and server's objects are hashed once). */
-const pairDigests = new WeakMap<object, bigint>();
+function setVersion(sum: SetSum, count: number): string {
+  return digestOf('sha256', `${count}:${sum.join(':')}`, 'base64url').slice(0, 16);
+}
 
-function pairDigest(resource: Pick<CachedResource, 'name' | 'version'>): bigint {
-  let digest = pairDigests.get(resource);
-  if (digest === undefined) {
-    digest = BigInt(`0x${digestOf('sha256', `${resource.name}\u0000${resource.version}`, 'hex').slice(0, 32)}`);
-    pairDigests.set(resource, digest);
+/** base64url digit values by char code, -1 for any other character. */
+const BASE64URL = new Int8Array(128).fill(-1);
+for (const [i, c] of [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'].entries()) BASE64URL[c.charCodeAt(0)] = i;
+
+/** The lanes of the member being added: scratch, filled by versionLanes or hashedLanes. */
+const lanes = new Float64Array(LANES);
+
+/**
+ * Adds (`sign` 1) or takes away (-1) a member's digest: its version's 96 bits as four 24-bit
+ * lanes. No SHA-256 is needed for the cache's members: their version is already a hash of their
+ * bytes (bytesVersion), and those bytes hold their name, so the version alone tells the
+ * (name, content) pair; a cheap hash of the name is mixed in all the same, so that equal
+ * versions on other names (hand-made ones) are another set. Any other version is hashed with
+ * the name.
+ */
+function addPair(sum: SetSum, resource: Pick<CachedResource, 'name' | 'version'>, sign: 1 | -1): void {
+  if (!versionLanes(resource.version, resource.name)) hashedLanes(resource.name, resource.version);
+  for (let i = 0; i < LANES; i++) (sum[i] as number) += sign * (lanes[i] as number);
+}
+
+/** Odd multipliers that turn one 32-bit hash of a name into four different lane masks. */
+const NAME_MIX = [0x9e3779b1, 0x85ebca77, 0xc2b2ae3d, 0x27d4eb2f];
+
+/** Fills `lanes` from a bytesVersion (16 base64url characters) and `name`; false for any other version. */
+function versionLanes(version: string, name: string): boolean {
+  if (version.length !== 16) return false;
+  // FNV-1a over the name's UTF-16 code units.
+  let named = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) named = Math.imul(named ^ name.charCodeAt(i), 0x01000193);
+  for (let lane = 0; lane < LANES; lane++) {
+    let value = 0;
+    for (let i = lane * 4; i < lane * 4 + 4; i++) {
+      const code = version.charCodeAt(i);
+      const digit = code < 128 ? (BASE64URL[code] as number) : -1;
+      if (digit < 0) return false;
+      value = value * 64 + digit;
+    }
+    lanes[lane] = (value ^ (Math.imul(named, NAME_MIX[lane] as number) >>> 8)) >>> 0;
   }
-  return digest;
+  return true;
 }
 
-/** Per snapshot: the unreduced sum of its pair digests, the start of the next version's sum. */
-const setSums = new WeakMap<TypeSnapshot, bigint>();
+function hashedLanes(name: string, version: string): void {
+  const digest = digestOf('sha256', `${name}\u0000${version}`, 'buffer');
+  for (let lane = 0; lane < LANES; lane++) lanes[lane] = digest.readUIntBE(lane * 3, 3);
+}
 
-function sumOf(snapshot: TypeSnapshot): bigint {
+/** Per snapshot: its sum, the start of the next version's sum. */
+const setSums = new WeakMap<TypeSnapshot, SetSum>();
+
+/** A copy of the snapshot's sum, for the caller to change. */
+function sumOf(snapshot: TypeSnapshot): SetSum {
   let sum = setSums.get(snapshot);
   if (sum === undefined) {
-    sum = 0n;
-    for (const resource of snapshot.resources.values()) sum += pairDigest(resource);
+    sum = emptySum();
+    for (const resource of snapshot.resources.values()) addPair(sum, resource, 1);
     setSums.set(snapshot, sum);
   }
-  return sum;
+  return sum.slice();
 }
 
-function snapshotOf(typeUrl: TypeUrlValue, kind: ResourceKind, resources: ReadonlyMap<string, CachedResource>, sum: bigint): TypeSnapshot {
+/** `sum` becomes the snapshot's own: the caller lets go of it. */
+function snapshotOf(typeUrl: TypeUrlValue, kind: ResourceKind, resources: ReadonlyMap<string, CachedResource>, sum: SetSum): TypeSnapshot {
   const snapshot: TypeSnapshot = { typeUrl, kind, version: setVersion(sum, resources.size), resources };
   setSums.set(snapshot, sum);
   return snapshot;
@@ -443,26 +492,26 @@ export class SnapshotCache {
     }
     const listed: Listed = { list, entries };
     if (previous === undefined || before === undefined) {
-      let sum = 0n;
-      for (const entry of updates.values()) sum += pairDigest(entry);
+      const sum = emptySum();
+      for (const entry of updates.values()) addPair(sum, entry, 1);
       const snapshot = snapshotOf(typeUrl, kind, updates, sum);
       rememberEveryResource(snapshot.resources, entries);
       return { snapshot, delta: undefined, listed };
     }
     if (updates.size === 0 && met === before.size) return { snapshot: previous, delta: NO_NAMES, listed };
-    let sum = sumOf(previous);
+    const sum = sumOf(previous);
     const changes = new Map<string, Entry | undefined>();
     if (met < before.size) {
       for (const [name, old] of before) {
         if (old.pass === pass) continue;
         changes.set(name, undefined);
-        sum -= pairDigest(old);
+        addPair(sum, old, -1);
       }
     }
     for (const [name, entry] of updates) {
       const old = before.get(name);
-      if (old !== undefined) sum -= pairDigest(old);
-      sum += pairDigest(entry);
+      if (old !== undefined) addPair(sum, old, -1);
+      addPair(sum, entry, 1);
       changes.set(name, entry);
     }
     const snapshot = snapshotOf(typeUrl, kind, withChanges(before, changes), sum);

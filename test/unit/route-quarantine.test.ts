@@ -90,6 +90,22 @@ describe('RouteQuarantine', () => {
     expect([...q.excluded()]).toEqual([]);
   });
 
+  it('finds the culprit the same when its fingerprints were taken after the push\'s turn ended', async () => {
+    const turnEnds = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+    const q = new RouteQuarantine();
+    q.refresh([route('a'), route('b')]);
+    q.served('1', ir({ a: 'a' }));
+    await turnEnds();
+    q.ack('e', '1');
+    q.served('2', ir({ a: 'a', b: 'b' }));
+    await turnEnds();
+    // Served again before a NACK: the same version is not fingerprinted twice, nor lost.
+    expect(q.served('2', ir({ a: 'a', b: 'b' }))).toBe(false);
+    await turnEnds();
+    expect(q.nack('e', '2', 'bad')).toBe(true);
+    expect([...q.excluded()]).toEqual(['ai/b']);
+  });
+
   it('a NACK that names a route\'s entry blames that route alone; one with no changed route blames none', () => {
     const q = new RouteQuarantine();
     q.refresh([route('a'), route('b')]);

@@ -115,6 +115,26 @@ describe('SnapshotCache', () => {
     expect(seen.size).toBeGreaterThan(20);
   });
 
+  it('gives a set a version that moves with any member\'s name or content, and not with their order', () => {
+    const cache = new SnapshotCache();
+    cache.setResources(config({ clusters: [cluster('a'), cluster('b'), cluster('c', '2s')] }));
+    const members = [...(cache.snapshot(TypeUrl.cluster)?.resources.values() ?? [])].map(({ name, version }) => ({ name, version }));
+    const version = versionOfSet(members);
+    expect(cache.snapshot(TypeUrl.cluster)?.version).toBe(version);
+    expect(versionOfSet([...members].reverse())).toBe(version);
+    // Any member taken away, added twice, or swapped for another: another version.
+    const others = new Set([version]);
+    for (let i = 0; i < members.length; i++) others.add(versionOfSet(members.filter((_, j) => j !== i)));
+    others.add(versionOfSet([...members, members[0] as CachedResource]));
+    // Two members' contents swapped: the same versions on other names.
+    const [a, b, c] = members as [CachedResource, CachedResource, CachedResource];
+    others.add(versionOfSet([{ name: 'a', version: c.version }, b, { name: 'c', version: a.version }]));
+    expect(others.size).toBe(members.length + 3);
+    // Hand-made versions (not a content hash) are told apart by name as well.
+    expect(versionOfSet([{ name: 'a', version: '1' }])).not.toBe(versionOfSet([{ name: 'b', version: '1' }]));
+    expect(versionOfSet([{ name: 'a', version: 'AAAAAAAAAAAAAAAA' }])).not.toBe(versionOfSet([{ name: 'a', version: 'AAAAAAAAAAAAAAAB' }]));
+  });
+
   it('keeps every name and version right over hundreds of edits, each changing a few of a thousand resources', () => {
     const cache = new SnapshotCache();
     const gateway = 'ns/gw';
