@@ -19,7 +19,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { buildGoBench, processUsage, startLoadClient, type LineChild } from './gcp.js';
-import { generateManifests } from './translate.js';
+import { ConfigDir } from './xds-e2e.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const MB = 1024 * 1024;
@@ -31,34 +31,6 @@ interface Stats {
   spaces: { space_name: string; space_size: number; space_used_size: number; physical_space_size: number }[];
   cpuMs: number;
   execArgv: string[];
-}
-
-function writeConfig(dir: string, n: number): { path: string; edit: (index: number) => void } {
-  const path = join(dir, 'config');
-  mkdirSync(path);
-  const docs = generateManifests(n) as Record<string, unknown>[];
-  writeFileSync(join(path, '00-gateway.yaml'), docs.slice(0, 2).map((d) => stringify(d)).join('---\n'));
-  const groups: Record<string, unknown>[][] = [];
-  for (let i = 2; i < docs.length; ) {
-    const group: Record<string, unknown>[] = [];
-    while (i < docs.length) {
-      const doc = docs[i++] as Record<string, unknown>;
-      group.push(doc);
-      if (doc['kind'] === 'HTTPRoute') break;
-    }
-    groups.push(group);
-  }
-  const write = (index: number): void => writeFileSync(join(path, `chat-${index}.yaml`), (groups[index] ?? []).map((d) => stringify(d)).join('---\n'));
-  groups.forEach((_g, index) => write(index));
-  return {
-    path,
-    edit: (index) => {
-      const backend = groups[index]?.find((d) => d['kind'] === 'Backend') as { spec: Record<string, unknown> } | undefined;
-      if (!backend) throw new Error(`no Backend chat-${index}`);
-      backend.spec['outlierDetection'] = { consecutive5xx: 7 };
-      write(index);
-    },
-  };
 }
 
 let requests = 0;
@@ -117,7 +89,7 @@ async function main(): Promise<void> {
   let serve: ChildProcess | undefined;
   const fleets: LineChild[] = [];
   try {
-    const config = writeConfig(dir, backends);
+    const config = new ConfigDir(dir, backends);
     const logFile = join(dir, 'serve.log');
     const fd = openSync(logFile, 'w');
     const flags = (process.env['SERVE_MEMORY_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
@@ -153,7 +125,7 @@ async function main(): Promise<void> {
     print(`${clients} clients, after GC`, pid, connectedGc);
 
     fleet.send('mark e1 cds');
-    config.edit(Math.floor(backends / 2));
+    config.edit(Math.floor(backends / 2), 2);
     await fleet.next((e) => e.event === 'done' && e['id'] === 'e1', 120_000, 'the edit');
     const pushed = await stats(false);
     print('edit ACKed', pid, pushed);
