@@ -148,6 +148,8 @@ export function startLoadClient(bin: GoBinaries, opts: LoadClientOptions): LineC
   if (opts.gateway !== undefined) args.push('-gateway', opts.gateway);
   if (opts.window !== undefined) args.push('-window', String(opts.window));
   if (opts.cpuProfile !== undefined) args.push('-cpuprofile', opts.cpuProfile);
+  const readBuffer = process.env['BENCH_LOADCLIENT_READBUFFER'];
+  if (readBuffer !== undefined && readBuffer !== '') args.push('-readbuffer', readBuffer);
   // Every response on stderr: for finding out why a wait does not end.
   if (process.env['BENCH_LOADCLIENT_TRACE'] === '1') args.push('-v');
   return new LineChild(opts.name, spawn(bin.loadclient, args, { stdio: ['pipe', 'pipe', 'inherit'] }));

@@ -28,6 +28,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -163,7 +164,8 @@ type typeState struct {
 	version    string   // SotW: last ACKed version_info
 	nonce      string
 	changes    int64 // ACKed responses that carried resources or removals
-	// SotW: the last response's resources; delta: what each resource held refers to, by name.
+	// SotW: the last response's resources; delta: the first response's, until a later one
+	// changes what the stream holds: from then on what each resource held refers to, by name.
 	held   *decodedResources
 	byName map[string]*refs
 	// What the resources held refer to (delta: kept up to date as resources come and go).
@@ -283,12 +285,26 @@ func sameRefs(a, b *refs) bool {
 
 // applyDelta updates a delta stream's resources of one type; the caller holds s.mu.
 func (t *typeState) applyDelta(resp *rawResponse) {
+	if t.byName == nil && t.held == nil && len(resp.removed) == 0 {
+		// The stream held none: it now holds exactly the response's resources, as read (for
+		// Clusters and Listeners, the fleet's one copy), with no map of its own until a later
+		// response changes them.
+		t.held = resp.decoded
+		t.union = resp.decoded.union
+		return
+	}
 	if t.byName == nil {
 		t.byName = map[string]*refs{}
+		if t.held != nil {
+			for i, name := range t.held.names {
+				t.byName[name] = t.held.refAt(i)
+			}
+			t.held = nil
+		}
 	}
 	moved := false
 	for i, name := range resp.decoded.names {
-		r := resp.decoded.refs[i]
+		r := resp.decoded.refAt(i)
 		if old, had := t.byName[name]; !had || !sameRefs(old, r) {
 			moved = true
 		}
@@ -630,6 +646,7 @@ func main() {
 	mode := flag.String("mode", "sotw", "sotw or delta")
 	gateway := flag.String("gateway", "", "node.metadata[switchyard.dev/gateway]: the Gateway every stream serves")
 	window := flag.Int("window", 0, "HTTP/2 receive window of each stream and connection in bytes, fixed (0: gRPC's default, 64 KiB growing with its bandwidth estimate); Envoy's default is 268435456 (256 MiB)")
+	readBuffer := flag.Int("readbuffer", 128*1024, "bytes read from a connection at once (Envoy reserves 8 slices of 16 KiB per read; gRPC-Go reads 32 KiB by default): each read frees receive window, and the ACK that says so makes the kernel send more")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile (pprof) to the file, until quit")
 	flag.BoolVar(&verbose, "v", false, "trace every response on stderr")
 	flag.StringVar(&name, "name", name, "prefix of this fleet's lines on stderr")
@@ -660,10 +677,17 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	shared := make([]*grpc.ClientConn, *conns)
+	pool := &framePool{}
 	dial := func(watch *dataWatch) *grpc.ClientConn {
-		options := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1 << 30))}
+		options := []grpc.DialOption{
+			grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1 << 30)),
+			experimental.WithBufferPool(pool),
+		}
 		if watch != nil {
 			options = append(options, grpc.WithContextDialer(watch.dial))
+		}
+		if *readBuffer > 0 {
+			options = append(options, grpc.WithReadBufferSize(*readBuffer))
 		}
 		if *window > 0 {
 			// As Envoy's initial_stream_window_size and initial_connection_window_size: a server
