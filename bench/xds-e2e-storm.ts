@@ -36,6 +36,18 @@ function established(port: number): number {
   return n;
 }
 
+/** A process's user and system CPU in ms (/proc/PID/stat, in clock ticks of 10 ms on Linux). */
+function userSystemMs(pid: number): { user: number; system: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]) * 10, system: Number(fields[12]) * 10 };
+}
+
+/** Bytes a process has written, sockets included (/proc/PID/io wchar). */
+function bytesWritten(pid: number): number {
+  return Number(/^wchar:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? Number.NaN);
+}
+
 const bin = buildGoBench((line) => console.error(line));
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-storm-'));
 const serveProfile = process.env['STORM_SERVE_PROFILE'];
@@ -52,10 +64,12 @@ try {
   const probe = startLoadClient(bin, { port: ports.xds, streams: 1, mode, gateway: 'bench/bench', name: 'probe', ...window });
   await probe.next((e) => e.event === 'ready', 300_000, 'the first client');
   await probe.stop();
-  console.log(`${backends} Backends, ${clients} ${mode} streams, window ${window.window ?? 'gRPC-Go default'}`);
+  console.log(`${backends} Backends, ${clients} ${mode} streams, window ${window.window ?? 'gRPC-Go default'}, serve pid ${serve.pid}`);
   for (let run = 1; run <= runs; run++) {
     await settle([serve.pid]);
     const serveBefore = processUsage(serve.pid).cpuMs;
+    const serveSplitBefore = userSystemMs(serve.pid);
+    const writtenBefore = bytesWritten(serve.pid);
     const load = (loadavg()[0] ?? 0).toFixed(1);
     const profile = run === 1 ? process.env['STORM_CLIENT_PROFILE'] : undefined;
     const start = Date.now();
@@ -68,10 +82,15 @@ try {
     const ready = await fleet.next((e) => e.event === 'ready', 600_000, 'every stream to ACK its initial configuration');
     clearInterval(poll);
     const serveCpu = processUsage(serve.pid).cpuMs - serveBefore;
+    const serveSplit = userSystemMs(serve.pid);
     const client = processUsage(fleet.child.pid ?? -1);
+    const clientSplit = userSystemMs(fleet.child.pid ?? -1);
+    const written = bytesWritten(serve.pid) - writtenBefore;
     const ms = (key: string): string => (ready[key] === undefined ? '-' : Number(ready[key]).toFixed(0));
     console.log(`run ${run} (load ${load}): kernel established all ${allEstablishedMs === undefined ? '-' : allEstablishedMs.toFixed(0)} ms, connected ${ms('connectMaxMs')} ms, first byte ${ms('firstByteMaxMs')} ms, first response ${ms('firstResponseMinMs')}-${ms('firstResponseMaxMs')} ms, all ACKed ${ms('readyMs')} ms; ` +
-      `CPU serve ${serveCpu.toFixed(0)} ms, load client ${client.cpuMs.toFixed(0)} ms (RSS ${(client.rssBytes / 1048576).toFixed(0)} MB)`);
+      `CPU serve ${serveCpu.toFixed(0)} ms (user ${(serveSplit.user - serveSplitBefore.user).toFixed(0)}, system ${(serveSplit.system - serveSplitBefore.system).toFixed(0)}), ` +
+      `load client ${client.cpuMs.toFixed(0)} ms (user ${clientSplit.user.toFixed(0)}, system ${clientSplit.system.toFixed(0)}; RSS ${(client.rssBytes / 1048576).toFixed(0)} MB); ` +
+      `serve wrote ${(written / clients / 1048576).toFixed(2)} MB a stream`);
     await fleet.stop();
   }
 } finally {
