@@ -187,7 +187,14 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
   protected respond(typeUrl: string, state: SotwTypeState, selected: readonly CachedResource[], snapshot: TypeSnapshot, viewVersion: string): void {
     const holding = this.holding(typeUrl, state);
     const whole = state.wildcard && !holding && selected.length === snapshot.resources.size;
-    const updated = whole && state.sentShared ? changedBetween(state.sent, snapshot.resources) : selected.filter((resource) => state.sent.get(resource.name)?.version !== resource.version);
+    // A stream sent nothing yet lacks all it selected: the very list the fleet shares, so that what
+    // is worked out of it (assignmentNamesOf) is worked out once, not per stream.
+    const updated =
+      state.sent.size === 0
+        ? selected
+        : whole && state.sentShared
+          ? changedBetween(state.sent, snapshot.resources)
+          : selected.filter((resource) => state.sent.get(resource.name)?.version !== resource.version);
     const news = updated.length > 0;
     const removals = absenceMeansRemoval(typeUrl) && selected.length < state.sent.size;
     // A wildcard client waits for its first response even when the set is empty (Envoy's

@@ -28,14 +28,26 @@ export function absenceMeansRemoval(typeUrl: string): boolean {
  * assignment again, even when the assignment did not change (seen on Envoy 1.40: without a
  * resend it waits for initial_fetch_timeout, 15 s), so the server resends these after CDS.
  */
-export function assignmentNamesOf(clusters: readonly CachedResource[]): string[] {
-  const names: string[] = [];
-  for (const { resource, name } of clusters) {
-    const eds = resource['eds_cluster_config'];
-    const isEds = resource['type'] === 'EDS' || resource['type'] === 3;
-    if (!isEds) continue;
-    const serviceName = typeof eds === 'object' && eds !== null && !Array.isArray(eds) ? eds['service_name'] : undefined;
-    names.push(typeof serviceName === 'string' && serviceName !== '' ? serviceName : name);
+export function assignmentNamesOf(clusters: readonly CachedResource[]): readonly string[] {
+  let names = assignmentNames.get(clusters);
+  if (names === undefined) {
+    const found: string[] = [];
+    for (const { resource, name } of clusters) {
+      const eds = resource['eds_cluster_config'];
+      const isEds = resource['type'] === 'EDS' || resource['type'] === 3;
+      if (!isEds) continue;
+      const serviceName = typeof eds === 'object' && eds !== null && !Array.isArray(eds) ? eds['service_name'] : undefined;
+      found.push(typeof serviceName === 'string' && serviceName !== '' ? serviceName : name);
+    }
+    names = found;
+    assignmentNames.set(clusters, names);
   }
   return names;
 }
+
+/**
+ * By list: a fleet's streams are sent the same lists of clusters (a snapshot's every resource, a
+ * change shared by the streams it reaches), a thousand names to read off a thousand clusters
+ * each time. The lists are read only once made, as are these names.
+ */
+const assignmentNames = new WeakMap<readonly CachedResource[], readonly string[]>();
