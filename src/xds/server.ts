@@ -408,6 +408,10 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 20_000,
       'grpc.max_receive_message_length': 16 * 1024 * 1024,
+      // Channelz (gRPC's introspection service, which Switchyard does not serve) would look up
+      // each connection's peer address, keep a trace of it and stamp the time of every message:
+      // a cost per connection and per message that nothing reads.
+      'grpc.enable_channelz': 0,
     });
     server.addService(adsService, {
       StreamAggregatedResources: (call: SotwCall) => this.openSotw(call, identify(call)),
