@@ -48,6 +48,22 @@ function bytesWritten(pid: number): number {
   return Number(/^wchar:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? Number.NaN);
 }
 
+/**
+ * When serve read each stream's first request since `since` (epoch ms), from its "Envoy connected"
+ * log lines: set beside the load client's "connected", it tells a server slow to take the
+ * connections the kernel accepted from a client slow to notice that it has them.
+ */
+function serveSawStreams(logFile: string, since: number): { count: number; halfMs: number; lastMs: number } {
+  const times: number[] = [];
+  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+    if (!line.includes('"Envoy connected"')) continue;
+    const time = Number(/"time":(\d+)/.exec(line)?.[1]);
+    if (time >= since) times.push(time - since);
+  }
+  times.sort((a, b) => a - b);
+  return { count: times.length, halfMs: times[Math.floor(times.length / 2)] ?? Number.NaN, lastMs: times.at(-1) ?? Number.NaN };
+}
+
 const bin = buildGoBench((line) => console.error(line));
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-storm-'));
 const serveProfile = process.env['STORM_SERVE_PROFILE'];
@@ -87,7 +103,10 @@ try {
     const clientSplit = userSystemMs(fleet.child.pid ?? -1);
     const written = bytesWritten(serve.pid) - writtenBefore;
     const ms = (key: string): string => (ready[key] === undefined ? '-' : Number(ready[key]).toFixed(0));
-    console.log(`run ${run} (load ${load}): kernel established all ${allEstablishedMs === undefined ? '-' : allEstablishedMs.toFixed(0)} ms, connected ${ms('connectMaxMs')} ms, first byte ${ms('firstByteMaxMs')} ms, first response ${ms('firstResponseMinMs')}-${ms('firstResponseMaxMs')} ms, all ACKed ${ms('readyMs')} ms; ` +
+    const seen = serveSawStreams(join(dir, 'serve.log'), start);
+    console.log(`run ${run} (load ${load}): kernel established all ${allEstablishedMs === undefined ? '-' : allEstablishedMs.toFixed(0)} ms, ` +
+      `serve read the first request of ${seen.count} streams by ${seen.lastMs.toFixed(0)} ms (half by ${seen.halfMs.toFixed(0)} ms), connected ${ms('connectMaxMs')} ms, first byte ${ms('firstByteMaxMs')} ms, first response ${ms('firstResponseMinMs')}-${ms('firstResponseMaxMs')} ms, all ACKed ${ms('readyMs')} ms (half ${ms('readyP50Ms')} ms; ` +
+      `a stream's first byte to its last ACK: median ${ms('firstByteToReadyP50Ms')} ms, longest ${ms('firstByteToReadyMaxMs')} ms); ` +
       `CPU serve ${serveCpu.toFixed(0)} ms (user ${(serveSplit.user - serveSplitBefore.user).toFixed(0)}, system ${(serveSplit.system - serveSplitBefore.system).toFixed(0)}), ` +
       `load client ${client.cpuMs.toFixed(0)} ms (user ${clientSplit.user.toFixed(0)}, system ${clientSplit.system.toFixed(0)}; RSS ${(client.rssBytes / 1048576).toFixed(0)} MB); ` +
       `serve wrote ${(written / clients / 1048576).toFixed(2)} MB a stream`);

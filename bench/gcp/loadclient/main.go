@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -577,22 +578,30 @@ func (f *fleet) report() {
 		var connectMax, firstMax, readyMax, firstByteMax time.Duration
 		firstMin := time.Duration(1 << 62)
 		firstBytes := true
+		// Per stream: when it was ready, and how long from its first byte: streams served one
+		// after another take a short while each, streams served side by side all take long.
+		readies := make([]time.Duration, 0, len(f.streams))
+		spans := make([]time.Duration, 0, len(f.streams))
 		for _, s := range f.streams {
 			s.mu.Lock()
 			connectMax = max(connectMax, s.connectedAt.Sub(f.start))
 			firstMax = max(firstMax, s.firstAt.Sub(f.start))
 			firstMin = min(firstMin, s.firstAt.Sub(f.start))
 			readyMax = max(readyMax, s.readyAt.Sub(f.start))
+			readies = append(readies, s.readyAt.Sub(f.start))
 			s.mu.Unlock()
 			if at := s.firstData.at(); at.IsZero() {
 				firstBytes = false
 			} else {
 				firstByteMax = max(firstByteMax, at.Sub(f.start))
+				spans = append(spans, s.readyAt.Sub(at))
 			}
 		}
-		ready := map[string]any{"event": "ready", "streams": len(f.streams), "connectMaxMs": ms(connectMax), "firstResponseMinMs": ms(firstMin), "firstResponseMaxMs": ms(firstMax), "readyMs": ms(readyMax)}
+		ready := map[string]any{"event": "ready", "streams": len(f.streams), "connectMaxMs": ms(connectMax), "firstResponseMinMs": ms(firstMin), "firstResponseMaxMs": ms(firstMax), "readyMs": ms(readyMax), "readyP50Ms": ms(median(readies))}
 		if firstBytes {
 			ready["firstByteMaxMs"] = ms(firstByteMax)
+			ready["firstByteToReadyP50Ms"] = ms(median(spans))
+			ready["firstByteToReadyMaxMs"] = ms(slices.Max(spans))
 		}
 		emit(ready)
 	}
@@ -603,6 +612,14 @@ func (f *fleet) report() {
 		f.finished[m.id] = true
 		f.current = nil
 	}
+}
+
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[len(d)/2]
 }
 
 func (f *fleet) errors() int {
