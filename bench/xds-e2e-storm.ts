@@ -18,7 +18,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildGoBench, processUsage, startLoadClient } from './gcp.js';
-import { ConfigDir, Serve, settle, windowFromEnv } from './xds-e2e.js';
+import { ConfigDir, Serve, eventLoopLagMaxMs, settle, windowFromEnv } from './xds-e2e.js';
 
 const backends = Number(process.argv[2] ?? 1000);
 const clients = Number(process.argv[3] ?? 1000);
@@ -86,6 +86,8 @@ try {
     const serveBefore = processUsage(serve.pid).cpuMs;
     const serveSplitBefore = userSystemMs(serve.pid);
     const writtenBefore = bytesWritten(serve.pid);
+    // Scraped once before, so the next scrape holds the storm's longest stall only.
+    await eventLoopLagMaxMs(ports.metrics);
     const load = (loadavg()[0] ?? 0).toFixed(1);
     const profile = run === 1 ? process.env['STORM_CLIENT_PROFILE'] : undefined;
     const start = Date.now();
@@ -104,12 +106,13 @@ try {
     const written = bytesWritten(serve.pid) - writtenBefore;
     const ms = (key: string): string => (ready[key] === undefined ? '-' : Number(ready[key]).toFixed(0));
     const seen = serveSawStreams(join(dir, 'serve.log'), start);
+    const stallMs = await eventLoopLagMaxMs(ports.metrics);
     console.log(`run ${run} (load ${load}): kernel established all ${allEstablishedMs === undefined ? '-' : allEstablishedMs.toFixed(0)} ms, ` +
       `serve read the first request of ${seen.count} streams by ${seen.lastMs.toFixed(0)} ms (half by ${seen.halfMs.toFixed(0)} ms), connected ${ms('connectMaxMs')} ms, first byte ${ms('firstByteMaxMs')} ms, first response ${ms('firstResponseMinMs')}-${ms('firstResponseMaxMs')} ms, all ACKed ${ms('readyMs')} ms (half ${ms('readyP50Ms')} ms; ` +
       `a stream's first byte to its last ACK: median ${ms('firstByteToReadyP50Ms')} ms, longest ${ms('firstByteToReadyMaxMs')} ms); ` +
       `CPU serve ${serveCpu.toFixed(0)} ms (user ${(serveSplit.user - serveSplitBefore.user).toFixed(0)}, system ${(serveSplit.system - serveSplitBefore.system).toFixed(0)}), ` +
       `load client ${client.cpuMs.toFixed(0)} ms (user ${clientSplit.user.toFixed(0)}, system ${clientSplit.system.toFixed(0)}; RSS ${(client.rssBytes / 1048576).toFixed(0)} MB); ` +
-      `serve wrote ${(written / clients / 1048576).toFixed(2)} MB a stream`);
+      `serve wrote ${(written / clients / 1048576).toFixed(2)} MB a stream; serve's longest event-loop stall ${stallMs.toFixed(0)} ms`);
     await fleet.stop();
   }
 } finally {

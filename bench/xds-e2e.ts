@@ -241,7 +241,7 @@ export class Serve {
 }
 
 /** Max event-loop delay (ms) since the previous scrape, from serve's /metrics. */
-async function eventLoopLagMaxMs(port: number): Promise<number> {
+export async function eventLoopLagMaxMs(port: number): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${port}/metrics`);
   const text = await res.text();
   const m = /^nodejs_eventloop_lag_max_seconds\s+([0-9.eE+-]+)$/m.exec(text);
