@@ -40,6 +40,11 @@ export interface SnapshotProvider {
   start(): Promise<Snapshot>;
   onChange(listener: (snapshot: Snapshot) => void): () => void;
   stop(): Promise<void>;
+  /**
+   * Calls `listener` with true when the provider begins reading what may be a change and false
+   * when it is done (after onChange's listeners, if it was one): status work waits meanwhile.
+   */
+  onReading?(listener: (reading: boolean) => void): void;
 }
 
 /** Where statuses and warnings go besides the log: the Kubernetes status writer and event recorder. */
@@ -563,6 +568,17 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   });
   apply(await provider.start());
   provider.onChange(apply);
+  // A change being read goes to Envoy before status work: a pass under way (the first after a
+  // start of 10,000 Backends is half a CPU-second) would otherwise take a slice at each of the
+  // read's turns of the event loop, in front of the edit's first byte.
+  let releaseReading: (() => void) | undefined;
+  provider.onReading?.((reading) => {
+    if (reading) releaseReading ??= passes.hold();
+    else {
+      releaseReading?.();
+      releaseReading = undefined;
+    }
+  });
   opts.infrastructure?.onChange(scheduleStatuses);
 
   xds.on('sent', (e) => metrics.xdsPushes.inc({ type_url: e.typeUrl }));
@@ -653,6 +669,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     xds,
     metrics,
     async stop() {
+      releaseReading?.();
       firstStatusesPending = false;
       firstStatuses();
       clearTimeout(statusTimer);

@@ -156,6 +156,7 @@ export class FileProvider {
   private readonly parsed = new Map<string, ParsedFile>();
   private readonly watchers = new Map<string, FSWatcher>();
   private readonly listeners = new Set<SnapshotListener>();
+  private readonly readingListeners = new Set<(reading: boolean) => void>();
   private snapshot: Snapshot | undefined;
   private fingerprint = '';
   private readonly leadingEdge: boolean;
@@ -219,6 +220,11 @@ export class FileProvider {
     return () => this.listeners.delete(listener);
   }
 
+  /** Calls `listener` with true when a pass after the first load begins and false when it ends (after onChange's listeners). */
+  onReading(listener: (reading: boolean) => void): void {
+    this.readingListeners.add(listener);
+  }
+
   current(): Snapshot | undefined {
     return this.snapshot;
   }
@@ -270,6 +276,7 @@ export class FileProvider {
       this.reloadRequested = true;
       return;
     }
+    this.setReading(true);
     this.loading = this.reload(leading)
       .then((outcome) => {
         if (outcome === 'unchanged') return;
@@ -280,11 +287,22 @@ export class FileProvider {
       .catch((err: unknown) => this.logger.error({ err }, 'file provider: reload failed; keeping the previous configuration'))
       .finally(() => {
         this.loading = undefined;
+        this.setReading(false);
         if (this.reloadRequested) {
           this.reloadRequested = false;
           this.scheduleTrailing();
         }
       });
+  }
+
+  private setReading(reading: boolean): void {
+    for (const listener of this.readingListeners) {
+      try {
+        listener(reading);
+      } catch (err) {
+        this.logger.error({ err }, 'file provider: a reading listener threw');
+      }
+    }
   }
 
   private async reload(leading = false): Promise<ReloadOutcome> {
