@@ -62,10 +62,6 @@ export class SlicedRun {
     this.slice(this.sliceMs);
   }
 
-  get held(): boolean {
-    return this.holds > 0;
-  }
-
   /**
    * Keeps the running pass (and one started meanwhile) from running slices until the returned
    * release is called (holds nest): work that must not queue behind status, such as a change on
