@@ -27,6 +27,8 @@ import { asAddressInUse, assertServingPortsFree } from './ports.js';
 import { ResourceQuarantine } from './resource-quarantine.js';
 import { RouteQuarantine } from './route-quarantine.js';
 
+/** How long the first statuses wait for a first client to be sent its configuration (see firstStatuses). */
+export const FIRST_STATUS_WAIT_MS = 500;
 /** How long xDS feedback (ACK, NACK, disconnect) waits to be folded into one status rebuild. */
 export const STATUS_COALESCE_MS = 50;
 /** Status passes a run of translations may drop in a row before one is let finish (a stream of edits faster than a pass must not keep status unwritten). */
@@ -38,6 +40,11 @@ export interface SnapshotProvider {
   start(): Promise<Snapshot>;
   onChange(listener: (snapshot: Snapshot) => void): () => void;
   stop(): Promise<void>;
+  /**
+   * Calls `listener` with true when the provider begins reading what may be a change and false
+   * when it is done (after onChange's listeners, if it was one): status work waits meanwhile.
+   */
+  onReading?(listener: (reading: boolean) => void): void;
 }
 
 /** Where statuses and warnings go besides the log: the Kubernetes status writer and event recorder. */
@@ -120,6 +127,8 @@ export interface GatewayRuntimeOptions extends ServingOptions {
    * this replica's own before statuses are computed, and this replica's is handed to them.
    */
   fleet?: FleetExchange;
+  /** How long the first statuses wait for a first response to leave (FIRST_STATUS_WAIT_MS). */
+  firstStatusWaitMs?: number;
 }
 
 export interface RunningGateway {
@@ -520,8 +529,12 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       ir = result.translation.ir;
       for (const e of result.translation.events) log.warn({ object: `${e.object.kind} ${e.object.namespace}/${e.object.name}`, reason: e.reason }, e.message);
       log.info({ changed: change.changed.map((t) => t.split('.').pop()), clusters: result.xds.clusters.length, listeners: result.xds.listeners.length }, 'configuration translated');
-      if (loaded) statusesAfterTranslation();
-      else firstStatusesPending = true;
+      if (!loaded) firstStatusesPending = true;
+      else {
+        // This translation's pass is the first one (see firstStatuses).
+        firstStatusesPending = false;
+        statusesAfterTranslation();
+      }
       loaded = true;
       opts.onTranslated?.(result.translation.ir);
       opts.statusSink?.warnings(result.translation.events);
@@ -555,6 +568,17 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   });
   apply(await provider.start());
   provider.onChange(apply);
+  // A change being read goes to Envoy before status work: a pass under way (the first after a
+  // start of 10,000 Backends is half a CPU-second) would otherwise take a slice at each of the
+  // read's turns of the event loop, in front of the edit's first byte.
+  let releaseReading: (() => void) | undefined;
+  provider.onReading?.((reading) => {
+    if (reading) releaseReading ??= passes.hold();
+    else {
+      releaseReading?.();
+      releaseReading = undefined;
+    }
+  });
   opts.infrastructure?.onChange(scheduleStatuses);
 
   xds.on('sent', (e) => metrics.xdsPushes.inc({ type_url: e.typeUrl }));
@@ -616,10 +640,25 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     throw err;
   }
   log.info({ ...opts.origin, xdsPort, xdsTls: xdsTlsMode(opts.xdsTls), metricsPort: health.port }, 'switchyard serving');
-  if (firstStatusesPending) {
+  // The first statuses wait for the first response to leave, or FIRST_STATUS_WAIT_MS without a
+  // client: Envoys that waited for this process connect now, and at 10,000 Backends a status pass
+  // is half a CPU-second whose slices would come between the first one and its configuration.
+  // A reader (statuses(), /statusz) still has them at once (currentStatuses).
+  const firstStatuses = (): void => {
+    xds.off('sent', firstStatusesSoon);
+    clearTimeout(firstStatusTimer);
+    if (!firstStatusesPending) return;
     firstStatusesPending = false;
     statusesAfterTranslation();
-  }
+  };
+  // After this turn: the response just handed to its stream is written before the pass begins.
+  const firstStatusesSoon = (): void => {
+    xds.off('sent', firstStatusesSoon);
+    setImmediate(firstStatuses);
+  };
+  const firstStatusTimer = setTimeout(firstStatuses, opts.firstStatusWaitMs ?? FIRST_STATUS_WAIT_MS);
+  if (firstStatusesPending) xds.on('sent', firstStatusesSoon);
+  else firstStatuses();
 
   return {
     xdsPort,
@@ -630,6 +669,9 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     xds,
     metrics,
     async stop() {
+      releaseReading?.();
+      firstStatusesPending = false;
+      firstStatuses();
       clearTimeout(statusTimer);
       clearImmediate(nextPass);
       passes.drop();

@@ -65,12 +65,48 @@ export type SnapshotListener = (snapshot: Snapshot) => void;
  * its bytes whether it must be parsed again (the text itself is not kept).
  */
 interface ParsedFile {
+  /** The name in problems and logs (displayName), worked out once. */
+  name: string;
   stamp: string;
+  /** Bytes at the stat the stamp comes from: a pass that stats only what changed still totals every file. */
+  size: number;
   /** Whether the file may have changed since without its stamp changing (see readFiles). */
   racy: boolean;
   digest: string;
   documents: ManifestDocument[];
+  /** What a pass hands on for this file while it stays the same (one object, not one per pass). */
+  file?: ManifestFile;
 }
+
+/** A file's stat as a pass judges it. */
+interface FileStamp {
+  stamp: string;
+  size: number;
+  /** Modified so close to the stat that it may change again with the same stamp (see readFiles). */
+  racy: boolean;
+}
+
+/** What the last pass read, per file of its listing, in order: a pass over the same listing starts from it. */
+interface LastRead {
+  files: readonly string[];
+  /** undefined: the file was gone when read. */
+  out: (ManifestFile | undefined)[];
+  /** Each file's part of the fingerprint ('' when gone). */
+  lines: string[];
+  sizes: number[];
+  total: number;
+  position: Map<string, number>;
+  /** Files read racy: the next pass reads them again whatever its events named. */
+  racy: Set<string>;
+}
+
+/**
+ * What a pass must look at again: every file ('all': the first load, a resync, an event that
+ * named no file or one not read before), or only the files file events named, all of them read
+ * before. Any other file is taken as it was without a stat, unless it was racy. `list`: an entry
+ * was added, removed or renamed, so the tree is listed again.
+ */
+type Scope = 'all' | { touched: Set<string>; list: boolean };
 
 /** What a reload read: the files, and a fingerprint of their bytes that tells whether anything changed. */
 interface ReadResult {
@@ -120,6 +156,7 @@ export class FileProvider {
   private readonly parsed = new Map<string, ParsedFile>();
   private readonly watchers = new Map<string, FSWatcher>();
   private readonly listeners = new Set<SnapshotListener>();
+  private readonly readingListeners = new Set<(reading: boolean) => void>();
   private snapshot: Snapshot | undefined;
   private fingerprint = '';
   private readonly leadingEdge: boolean;
@@ -131,6 +168,11 @@ export class FileProvider {
   private loading: Promise<unknown> | undefined;
   private reloadRequested = false;
   private stopped = false;
+  /** What the file events since the last pass began touched (see Scope). */
+  private scope: Scope = 'all';
+  /** The tree as last listed: a pass whose events added or removed nothing does not list it again. */
+  private tree: { files: string[]; directories: string[] } | undefined;
+  private lastRead: LastRead | undefined;
 
   constructor(options: FileProviderOptions) {
     this.root = options.path;
@@ -162,7 +204,10 @@ export class FileProvider {
     }
     if (this.stopped) throw new Error(`file provider for ${this.root} was stopped while it was starting; start it again to serve it`);
     if (this.resyncIntervalMs > 0) {
-      this.resyncTimer = setInterval(() => this.requestReload(), this.resyncIntervalMs);
+      this.resyncTimer = setInterval(() => {
+        this.widenScope('all');
+        this.requestReload();
+      }, this.resyncIntervalMs);
       this.resyncTimer.unref();
     }
     if (!this.snapshot) throw new Error(`configuration path ${this.root} disappeared while it was being read`);
@@ -173,6 +218,11 @@ export class FileProvider {
   onChange(listener: SnapshotListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** Calls `listener` with true when a pass after the first load begins and false when it ends (after onChange's listeners). */
+  onReading(listener: (reading: boolean) => void): void {
+    this.readingListeners.add(listener);
   }
 
   current(): Snapshot | undefined {
@@ -226,6 +276,7 @@ export class FileProvider {
       this.reloadRequested = true;
       return;
     }
+    this.setReading(true);
     this.loading = this.reload(leading)
       .then((outcome) => {
         if (outcome === 'unchanged') return;
@@ -236,6 +287,7 @@ export class FileProvider {
       .catch((err: unknown) => this.logger.error({ err }, 'file provider: reload failed; keeping the previous configuration'))
       .finally(() => {
         this.loading = undefined;
+        this.setReading(false);
         if (this.reloadRequested) {
           this.reloadRequested = false;
           this.scheduleTrailing();
@@ -243,13 +295,58 @@ export class FileProvider {
       });
   }
 
+  private setReading(reading: boolean): void {
+    for (const listener of this.readingListeners) {
+      try {
+        listener(reading);
+      } catch (err) {
+        this.logger.error({ err }, 'file provider: a reading listener threw');
+      }
+    }
+  }
+
   private async reload(leading = false): Promise<ReloadOutcome> {
     const release = holdYoungGeneration();
+    // Events during this pass make the scope of the next one.
+    const scope = this.scope;
+    this.scope = { touched: new Set(), list: false };
+    let outcome: ReloadOutcome | undefined;
     try {
-      return await this.reloadHeld(leading);
+      outcome = await this.reloadHeld(leading, scope);
+      return outcome;
     } finally {
+      // A pass that decided nothing leaves what it was to look at to the next one.
+      if (outcome === undefined || outcome === 'deferred') this.widenScope(scope);
       release();
     }
+  }
+
+  /** Adds what `more` touched to what the next pass looks at. */
+  private widenScope(more: Scope): void {
+    if (this.scope === 'all') return;
+    if (more === 'all') {
+      this.scope = 'all';
+      return;
+    }
+    for (const file of more.touched) this.scope.touched.add(file);
+    this.scope.list ||= more.list;
+  }
+
+  /**
+   * A watcher's event in `dir`. Only an event naming a file read before narrows the next pass to
+   * it; anything else (no name, a new or hidden entry, a directory, a ConfigMap's `..data` swap)
+   * has it look at every file.
+   */
+  private noteEvent(dir: string, eventType: string, filename: string | Buffer | null): void {
+    if (this.scope === 'all') return;
+    const file = typeof filename === 'string' ? path.join(dir, filename) : undefined;
+    if (file === undefined || !this.parsed.has(file)) {
+      this.scope = 'all';
+      return;
+    }
+    this.scope.touched.add(file);
+    // 'rename': the entry may be gone or replaced.
+    if (eventType !== 'change') this.scope.list = true;
   }
 
   /**
@@ -259,14 +356,17 @@ export class FileProvider {
    * to the trailing pass, without touching the store: what was served, its last good versions and
    * generations stay as they were.
    */
-  private async reloadHeld(leading: boolean): Promise<ReloadOutcome> {
+  private async reloadHeld(leading: boolean, scope: Scope): Promise<ReloadOutcome> {
     let next: Snapshot;
     let directories: string[];
     let fingerprint: string;
     try {
-      const tree = await listManifestTree(this.root);
+      const listed = scope === 'all' || scope.list || this.tree === undefined;
+      // Not listed again, the root is still stat'ed: a path gone mid-replace goes to the catch below.
+      const tree = this.tree !== undefined && !listed ? (await stat(this.root), this.tree) : await listManifestTree(this.root);
+      this.tree = tree;
       directories = tree.directories;
-      const read = await this.readFiles(tree.files);
+      const read = await this.readFiles(tree.files, scope === 'all' ? undefined : scope.touched, listed);
       fingerprint = read.fingerprint;
       if (fingerprint === this.fingerprint) {
         if (!this.stopped) this.syncWatchers(directories);
@@ -298,6 +398,7 @@ export class FileProvider {
       next = { inputs: this.snapshot.inputs, problems: [problem] };
       // Watching the parent too notices a directory that comes back under the same name.
       directories = [...this.watchers.keys(), path.dirname(path.resolve(this.root))];
+      this.tree = undefined;
       fingerprint = `unreadable:${canonicalDigest(problem)}`;
     }
     if (this.stopped) return 'unchanged';
@@ -321,21 +422,28 @@ export class FileProvider {
   /**
    * Reads what changed since the last reload: a file whose stat (size, mtime, ctime, inode) is
    * the same is not read again; one that was read but has the same bytes is not parsed again.
+   * `touched`: only these files (and those never read, or read racy) are looked at; every other
+   * one is taken as last read, without a stat (at 10,000 one-Backend files, stat'ing them all and
+   * going over each was most of an edit's time). `listed`: the tree was listed again, so files
+   * read before and gone since are forgotten.
    */
-  private async readFiles(files: readonly string[]): Promise<ReadResult> {
+  private async readFiles(files: readonly string[], touched: ReadonlySet<string> | undefined, listed: boolean): Promise<ReadResult> {
+    const last = this.lastRead;
+    if (touched !== undefined && !listed && last !== undefined && last.files === files) return this.readTouched(last, touched);
     const out: ManifestFile[] = [];
     const changed: ChangedFile[] = [];
     let removed = 0;
-    const fingerprint = createHash('sha256');
-    const present = new Set(files);
-    for (const cached of [...this.parsed.keys()]) {
-      if (present.has(cached)) continue;
-      this.parsed.delete(cached);
-      removed++;
+    if (listed) {
+      const present = new Set(files);
+      for (const cached of [...this.parsed.keys()]) {
+        if (present.has(cached)) continue;
+        this.parsed.delete(cached);
+        removed++;
+      }
     }
     // Sizes first: a configuration over the total limit is not read at all.
-    const sizes = new Map<string, number>();
-    const stamps = new Map<string, { stamp: string; racy: boolean }>();
+    const sizes: number[] = [];
+    const stamps: (FileStamp | undefined)[] = [];
     // File times are kernel ticks, coarser than a nanosecond: a file modified in the tick it was
     // read in may change again in that tick with the same size and stamp, so it is read again
     // next time (the "racy clean" rule of git's index).
@@ -347,82 +455,130 @@ export class FileProvider {
         await new Promise((resolve) => setImmediate(resolve));
         since = performance.now();
       }
-      const info = statOrUndefined(file);
-      const size = info === undefined ? 0 : Number(info.size);
-      sizes.set(file, size);
-      if (info !== undefined) stamps.set(file, { stamp: `${info.size}/${info.mtimeNs}/${info.ctimeNs}/${info.ino}`, racy: Number(info.mtimeNs / 1_000_000n) >= statedAt - RACY_MS || Number(info.ctimeNs / 1_000_000n) >= statedAt - RACY_MS });
-      total += size;
+      const known = touched === undefined || touched.has(file) ? undefined : this.parsed.get(file);
+      const stamp = known !== undefined && !known.racy ? { stamp: known.stamp, size: known.size, racy: false } : stampOf(file, statedAt);
+      sizes.push(stamp?.size ?? 0);
+      stamps.push(stamp);
+      total += stamp?.size ?? 0;
     }
     if (total > this.limits.totalBytes) {
       throw new ConfigTooLarge(limitMessage(`the configuration under ${displayName(this.root, this.sourceRoot)} (${files.length} files)`, total, 'totalBytes', this.limits));
     }
+    const read: LastRead = { files, out: [], lines: [], sizes, total, position: new Map(), racy: new Set() };
     since = performance.now();
-    for (const file of files) {
+    for (const [i, file] of files.entries()) {
       if (performance.now() - since > PARSE_SLICE_MS) {
         await new Promise((resolve) => setImmediate(resolve));
         since = performance.now();
       }
-      const name = displayName(file, this.sourceRoot);
-      const size = sizes.get(file) ?? 0;
-      if (size > this.limits.fileBytes) {
-        // Not read: a broken file, so the objects last loaded from it keep being served.
-        const message = limitMessage('this file', size, 'fileBytes', this.limits);
-        fingerprint.update(`${name}\0problem\0${message}\n`);
-        const readProblem = { source: name, field: '', message };
-        out.push({ name, documents: [], readProblem });
-        changed.push({ path: file, name, stamp: undefined, before: this.parsed.get(file)?.documents, after: [], readProblem });
-        continue;
-      }
-      const stamp = stamps.get(file);
-      const known = this.parsed.get(file);
-      if (stamp !== undefined && known !== undefined && !known.racy && known.stamp === stamp.stamp) {
-        fingerprint.update(`${name}\0${known.digest}\n`);
-        out.push({ name, documents: known.documents });
-        continue;
-      }
-      // Bytes, not a string: documents are decoded one at a time (parseManifestFile).
-      let bytes: Buffer;
-      try {
-        bytes = size <= SYNC_READ_BYTES ? readFileSync(file) : await readFile(file);
-      } catch (err) {
-        // Deleted between listing and reading: the next event reloads without it.
-        if (errorCode(err) === 'ENOENT') {
-          removed++;
-          continue;
-        }
-        const message = `cannot read the file (${errorCode(err)})`;
-        fingerprint.update(`${name}\0problem\0${message}\n`);
-        const readProblem = { source: name, field: '', message };
-        out.push({ name, documents: [], readProblem });
-        changed.push({ path: file, name, stamp: undefined, before: known?.documents, after: [], readProblem });
-        continue;
-      }
-      // Grown since stat: judged by what was read.
-      if (bytes.length > this.limits.fileBytes) {
-        const message = limitMessage('this file', bytes.length, 'fileBytes', this.limits);
-        fingerprint.update(`${name}\0problem\0${message}\n`);
-        const readProblem = { source: name, field: '', message };
-        out.push({ name, documents: [], readProblem });
-        changed.push({ path: file, name, stamp: undefined, before: known?.documents, after: [], readProblem });
-        continue;
-      }
-      const digest = createHash('sha256').update(bytes).digest('base64');
-      let entry = known;
-      if (entry?.digest !== digest) {
-        entry = { stamp: stamp?.stamp ?? '', racy: stamp?.racy ?? true, digest, documents: await this.parse(name, bytes, known?.documents) };
-        for (const doc of entry.documents) {
-          if (doc.state === 'ignored' && doc.id) this.logger.debug({ source: doc.source, kind: doc.id.kind }, `file provider: ${doc.reason}; ignored`);
-        }
-      } else {
-        entry = { ...entry, stamp: stamp?.stamp ?? '', racy: stamp?.racy ?? true };
-      }
-      if (entry.documents !== known?.documents) changed.push({ path: file, name, stamp: stamp?.stamp, before: known?.documents, after: entry.documents, readProblem: undefined });
-      this.parsed.set(file, entry);
-      fingerprint.update(`${name}\0${digest}\n`);
-      releaseNow(bytes);
-      out.push({ name, documents: entry.documents });
+      const size = sizes[i] ?? 0;
+      const one = await this.readOne(file, size, stamps[i], size <= SYNC_READ_BYTES);
+      read.position.set(file, i);
+      read.out.push(one.file);
+      read.lines.push(one.line);
+      if (one.file !== undefined) out.push(one.file);
+      if (one.changed !== undefined) changed.push(one.changed);
+      if (one.gone) removed++;
+      if (this.parsed.get(file)?.racy === true) read.racy.add(file);
     }
-    return { files: out, fingerprint: fingerprint.digest('base64'), changed, removed };
+    this.lastRead = read;
+    return { files: out, fingerprint: createHash('sha256').update(read.lines.join('')).digest('base64'), changed, removed };
+  }
+
+  /**
+   * readFiles for a pass whose events named files read before, over the same listing: only those
+   * files, and those read racy, are stat'ed and read again; the rest is what the last pass read.
+   */
+  private async readTouched(last: LastRead, touched: ReadonlySet<string>): Promise<ReadResult> {
+    const statedAt = Date.now();
+    const look = new Set([...touched, ...last.racy].filter((file) => last.position.has(file)));
+    const stamps = new Map<string, FileStamp | undefined>();
+    let total = last.total;
+    // A few files: stat'ed and read without blocking (SYNC_READ_BYTES is for thousands). These
+    // round trips also give a writer that has just truncated a file the moment to write it
+    // before a leading pass reads it, as a listing's did.
+    for (const file of look) {
+      const stamp = await stampOfAsync(file, statedAt);
+      stamps.set(file, stamp);
+      total += (stamp?.size ?? 0) - (last.sizes[last.position.get(file) ?? -1] ?? 0);
+    }
+    if (total > this.limits.totalBytes) {
+      throw new ConfigTooLarge(limitMessage(`the configuration under ${displayName(this.root, this.sourceRoot)} (${last.files.length} files)`, total, 'totalBytes', this.limits));
+    }
+    const read: LastRead = { ...last, out: [...last.out], lines: [...last.lines], sizes: [...last.sizes], total, racy: new Set(last.racy) };
+    const changed: ChangedFile[] = [];
+    let removed = 0;
+    for (const file of look) {
+      const i = last.position.get(file) ?? -1;
+      const stamp = stamps.get(file);
+      const one = await this.readOne(file, stamp?.size ?? 0, stamp, false);
+      read.out[i] = one.file;
+      read.lines[i] = one.line;
+      read.sizes[i] = stamp?.size ?? 0;
+      if (one.changed !== undefined) changed.push(one.changed);
+      if (one.gone) {
+        removed++;
+        // The listing has it still: the next pass lists the tree again.
+        this.parsed.delete(file);
+        this.tree = undefined;
+      }
+      if (this.parsed.get(file)?.racy === true) read.racy.add(file);
+      else read.racy.delete(file);
+    }
+    this.lastRead = read;
+    const files = read.out.filter((f): f is ManifestFile => f !== undefined);
+    return { files, fingerprint: createHash('sha256').update(read.lines.join('')).digest('base64'), changed, removed };
+  }
+
+  /**
+   * One file of a pass: what it holds (undefined when it is gone), its line of the pass's
+   * fingerprint ('' when gone), and what changed in it.
+   */
+  private async readOne(file: string, size: number, stamp: FileStamp | undefined, sync: boolean): Promise<{ file: ManifestFile | undefined; line: string; changed?: ChangedFile; gone?: true }> {
+    const known = this.parsed.get(file);
+    const name = known?.name ?? displayName(file, this.sourceRoot);
+    if (size > this.limits.fileBytes) {
+      // Not read: a broken file, so the objects last loaded from it keep being served.
+      const message = limitMessage('this file', size, 'fileBytes', this.limits);
+      const readProblem = { source: name, field: '', message };
+      return { file: { name, documents: [], readProblem }, line: `${name}\0problem\0${message}\n`, changed: { path: file, name, stamp: undefined, before: known?.documents, after: [], readProblem } };
+    }
+    if (stamp !== undefined && known !== undefined && !known.racy && known.stamp === stamp.stamp) {
+      known.file ??= { name, documents: known.documents };
+      return { file: known.file, line: `${name}\0${known.digest}\n` };
+    }
+    // Bytes, not a string: documents are decoded one at a time (parseManifestFile).
+    let bytes: Buffer;
+    try {
+      bytes = sync ? readFileSync(file) : await readFile(file);
+    } catch (err) {
+      // Deleted between listing and reading: the next event reloads without it.
+      if (errorCode(err) === 'ENOENT') return { file: undefined, line: '', gone: true };
+      const message = `cannot read the file (${errorCode(err)})`;
+      const readProblem = { source: name, field: '', message };
+      return { file: { name, documents: [], readProblem }, line: `${name}\0problem\0${message}\n`, changed: { path: file, name, stamp: undefined, before: known?.documents, after: [], readProblem } };
+    }
+    // Grown since stat: judged by what was read.
+    if (bytes.length > this.limits.fileBytes) {
+      const message = limitMessage('this file', bytes.length, 'fileBytes', this.limits);
+      const readProblem = { source: name, field: '', message };
+      return { file: { name, documents: [], readProblem }, line: `${name}\0problem\0${message}\n`, changed: { path: file, name, stamp: undefined, before: known?.documents, after: [], readProblem } };
+    }
+    const digest = createHash('sha256').update(bytes).digest('base64');
+    let entry: ParsedFile;
+    if (known?.digest !== digest) {
+      entry = { name, stamp: stamp?.stamp ?? '', size: bytes.length, racy: stamp?.racy ?? true, digest, documents: await this.parse(name, bytes, known?.documents) };
+      for (const doc of entry.documents) {
+        if (doc.state === 'ignored' && doc.id) this.logger.debug({ source: doc.source, kind: doc.id.kind }, `file provider: ${doc.reason}; ignored`);
+      }
+    } else {
+      entry = { ...known, stamp: stamp?.stamp ?? '', size: bytes.length, racy: stamp?.racy ?? true };
+    }
+    this.parsed.set(file, entry);
+    releaseNow(bytes);
+    entry.file ??= { name, documents: entry.documents };
+    const changed = entry.documents !== known?.documents ? { path: file, name, stamp: stamp?.stamp, before: known?.documents, after: entry.documents, readProblem: undefined } : undefined;
+    return { file: entry.file, line: `${name}\0${digest}\n`, ...(changed !== undefined ? { changed } : {}) };
   }
 
   /**
@@ -454,12 +610,16 @@ export class FileProvider {
     for (const dir of wanted) {
       if (this.watchers.has(dir)) continue;
       try {
-        const watcher = watch(dir, { persistent: false }, () => this.requestReload());
+        const watcher = watch(dir, { persistent: false }, (eventType, filename) => {
+          this.noteEvent(dir, eventType, filename);
+          this.requestReload();
+        });
         watcher.on('error', (err) => {
           // The directory went away; the reload decides whether it comes back and rewatches it.
           watcher.close();
           if (this.watchers.get(dir) === watcher) this.watchers.delete(dir);
           this.logger.debug({ dir, err }, 'file provider: watch ended');
+          this.widenScope('all');
           this.requestReload();
         });
         this.watchers.set(dir, watcher);
@@ -541,12 +701,25 @@ function releaseNow(bytes: Buffer): void {
 }
 
 /** A file's stat, or undefined when it is gone (deleted between listing and reading: it is skipped). */
-function statOrUndefined(file: string): BigIntStats | undefined {
+function stampOf(file: string, statedAt: number): FileStamp | undefined {
   try {
-    return statSync(file, { bigint: true });
+    return stampFrom(statSync(file, { bigint: true }), statedAt);
   } catch {
     return undefined;
   }
+}
+
+async function stampOfAsync(file: string, statedAt: number): Promise<FileStamp | undefined> {
+  const info = await stat(file, { bigint: true }).catch(() => undefined);
+  return info === undefined ? undefined : stampFrom(info, statedAt);
+}
+
+function stampFrom(info: BigIntStats, statedAt: number): FileStamp {
+  return {
+    stamp: `${info.size}/${info.mtimeNs}/${info.ctimeNs}/${info.ino}`,
+    size: Number(info.size),
+    racy: Number(info.mtimeNs / 1_000_000n) >= statedAt - RACY_MS || Number(info.ctimeNs / 1_000_000n) >= statedAt - RACY_MS,
+  };
 }
 
 function errorCode(err: unknown): string {

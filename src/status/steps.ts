@@ -35,6 +35,10 @@ export class SlicedRun {
   longestSliceMs = 0;
   /** Slices run, over every pass. */
   slices = 0;
+  /** Holds in force (hold()): the running pass waits for their release. */
+  private holds = 0;
+  /** A slice was due while held: it runs at the release. */
+  private dueWhileHeld = false;
 
   constructor(
     /** A pass that throws ends there; what it had not committed is lost. */
@@ -51,7 +55,28 @@ export class SlicedRun {
   start(steps: Steps<void>, onEnd: () => void = () => undefined): void {
     if (this.pass !== undefined) throw new Error('SlicedRun.start: a pass is running; finish() or drop() it first');
     this.pass = { steps, onEnd };
+    if (this.holds > 0) {
+      this.dueWhileHeld = true;
+      return;
+    }
     this.slice(this.sliceMs);
+  }
+
+  /**
+   * Keeps the running pass (and one started meanwhile) from running slices until the returned
+   * release is called (holds nest): work that must not queue behind status, such as a change on
+   * its way to Envoy, goes first. finish() still runs a held pass to its end.
+   */
+  hold(): () => void {
+    this.holds++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--this.holds > 0 || !this.dueWhileHeld) return;
+      this.dueWhileHeld = false;
+      if (this.pass !== undefined && this.turn === undefined) this.schedule();
+    };
   }
 
   /** Runs what is left of the running pass now, to its end (called from within the pass itself: nothing). */
@@ -60,6 +85,17 @@ export class SlicedRun {
     clearImmediate(this.turn);
     this.turn = undefined;
     if (this.pass !== undefined) this.slice(Infinity);
+  }
+
+  private schedule(): void {
+    this.turn = setImmediate(() => {
+      this.turn = undefined;
+      if (this.holds > 0) {
+        this.dueWhileHeld = true;
+        return;
+      }
+      this.slice(this.sliceMs);
+    });
   }
 
   /** Drops the running pass where it stands (called from within it: once its current step ends). */
@@ -96,10 +132,7 @@ export class SlicedRun {
     this.longestSliceMs = Math.max(this.longestSliceMs, this.now() - started);
     if (this.pass !== pass) return;
     if (!ended) {
-      this.turn = setImmediate(() => {
-        this.turn = undefined;
-        this.slice(this.sliceMs);
-      });
+      this.schedule();
       return;
     }
     this.pass = undefined;

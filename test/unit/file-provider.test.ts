@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -310,6 +310,44 @@ describe('FileProvider on a directory', () => {
     expect(back.inputs.httpRoutes.map((r) => r.metadata.name)).toEqual(['chat']);
     // A recreated object starts a new life.
     expect(back.inputs.httpRoutes[0]?.metadata.generation).toBe(1);
+  });
+
+  it('serves edits to two files in one burst, and a file changed later whose own event names it', async () => {
+    await writeTree();
+    const p = provider(dir);
+    await p.start();
+    const seen = record(p);
+    await writeFile(path.join(dir, 'backends.yaml'), backends('gpt-4.1'));
+    await writeFile(path.join(dir, 'routes', 'chat.yml'), ROUTE.replace('name: chat, namespace: ai}', 'name: chat, namespace: ai, labels: {edited: "1"}}'));
+    const both = await waitFor(() => seen.find((s) => s.inputs.httpRoutes[0]?.metadata.labels?.['edited'] === '1' && modelOf(backend(s, 'chat')) === 'gpt-4.1'), { what: 'both edits served', timeoutMs: 2_000, intervalMs: 10 });
+    expect(both.problems).toEqual([]);
+    await sleep(100);
+    await writeFile(path.join(dir, 'secrets.yaml'), SECRET.replace('openai-key', 'other-key'));
+    const later = await waitFor(() => seen.find((s) => s.inputs.secrets.some((x) => x.metadata.name === 'other-key')), { what: 'the later edit', timeoutMs: 2_000, intervalMs: 10 });
+    expect(modelOf(backend(later, 'chat'))).toBe('gpt-4.1');
+  });
+
+  it('follows a ConfigMap mount: files linked through ..data, swapped to a new directory at once', async () => {
+    // What the kubelet does: files are links into ..data, itself a link to a timestamped directory
+    // that a rename of a new link replaces. No event names the files themselves.
+    await mkdir(path.join(dir, '..2026_1'));
+    await writeFile(path.join(dir, '..2026_1', 'gateways.yaml'), GATEWAYS);
+    await writeFile(path.join(dir, '..2026_1', 'backends.yaml'), backends('gpt-4o'));
+    await symlink('..2026_1', path.join(dir, '..data'));
+    await symlink(path.join('..data', 'gateways.yaml'), path.join(dir, 'gateways.yaml'));
+    await symlink(path.join('..data', 'backends.yaml'), path.join(dir, 'backends.yaml'));
+    // Older than a file time's tick when first read: not read again for being racy.
+    await sleep(100);
+    const p = provider(dir);
+    expect(modelOf(backend(await p.start(), 'chat'))).toBe('gpt-4o');
+    const seen = record(p);
+    await mkdir(path.join(dir, '..2026_2'));
+    await writeFile(path.join(dir, '..2026_2', 'gateways.yaml'), GATEWAYS);
+    await writeFile(path.join(dir, '..2026_2', 'backends.yaml'), backends('gpt-4.1'));
+    await symlink('..2026_2', path.join(dir, '..data_tmp'));
+    await rename(path.join(dir, '..data_tmp'), path.join(dir, '..data'));
+    const swapped = await waitFor(() => seen.at(-1), { what: 'the swapped configuration', timeoutMs: 2_000, intervalMs: 10 });
+    expect(modelOf(backend(swapped, 'chat'))).toBe('gpt-4.1');
   });
 
   it('reports an object defined twice, naming both sources, and serves the first by file path', async () => {

@@ -42,6 +42,32 @@ describe('SlicedRun', () => {
     expect(run.running).toBe(false);
   });
 
+  it('runs no slice while held, a pass started meanwhile included, and goes on at the release', async () => {
+    const clock = steppedClock();
+    const done: string[] = [];
+    const run = new SlicedRun((err) => { throw err; }, 10, clock.now);
+    run.start(work(6, 4, clock, done));
+    expect(done).toEqual(['step 0', 'step 1', 'step 2']);
+    const release = run.hold();
+    for (let i = 0; i < 5; i++) await turn();
+    expect(done).toEqual(['step 0', 'step 1', 'step 2']);
+    release();
+    while (run.running) await turn();
+    expect(done.at(-1)).toBe('end');
+
+    const second: string[] = [];
+    const releaseAgain = run.hold();
+    run.start(work(2, 4, clock, second));
+    for (let i = 0; i < 5; i++) await turn();
+    expect(second).toEqual([]);
+    // A reader still has a held pass finished at once.
+    run.finish();
+    expect(second.at(-1)).toBe('end');
+    releaseAgain();
+    await turn();
+    expect(run.running).toBe(false);
+  });
+
   it('finishes what is left of a pass at once when asked', () => {
     const clock = steppedClock();
     const done: string[] = [];
