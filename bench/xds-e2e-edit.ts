@@ -7,7 +7,7 @@
  * EDIT_SERVE_PROFILE=DIR: serve writes a V8 CPU profile into DIR when it stops (the fleet's
  * connection is in it too: compare against a profile with 0 edits).
  * EDIT_KEEP_LOG=FILE: serve's log is copied there. EDIT_SIGNAL_SERVE=1: serve gets SIGUSR2 once the fleet is
- * ready and again after the last edit (a preloaded probe can start and stop a profile on it).
+ * settled before the first edit and again after the last (a preloaded probe can start and stop a profile on it).
  * BENCH_E2E_BUILT=1 and BENCH_E2E_WINDOW as in the suite.
  *
  *   node --import tsx bench/xds-e2e-edit.ts [backends=50] [clients=1000] [sotw|delta] [edits=10]
@@ -40,11 +40,11 @@ try {
   const fleet = startLoadClient(bin, { port: ports.xds, streams: clients, mode, gateway: 'bench/bench', name: 'edit', ...window });
   try {
     await fleet.next((e) => e.event === 'ready', 600_000, 'every stream to ACK its initial configuration');
-    if (process.env['EDIT_SIGNAL_SERVE'] === '1') process.kill(serve.pid, 'SIGUSR2');
     console.log(`${backends} Backends, ${clients} ${mode} streams, ${edits} edits (load ${(loadavg()[0] ?? 0).toFixed(1)})`);
     const rows: { ms: number; firstMs: number; serveCpuMs: number; clientCpuMs: number }[] = [];
     for (let edit = 1; edit <= edits; edit++) {
       await settle([serve.pid, fleet.child.pid ?? -1]);
+      if (edit === 1 && process.env['EDIT_SIGNAL_SERVE'] === '1') process.kill(serve.pid, 'SIGUSR2');
       const id = `e${edit}`;
       fleet.send(`mark ${id} cds`);
       const serveBefore = processUsage(serve.pid).cpuMs;
@@ -67,6 +67,8 @@ try {
       process.kill(serve.pid, 'SIGUSR2');
       await new Promise((resolve) => setTimeout(resolve, 3_000));
     }
+    const mean = (values: number[]): number => values.reduce((sum, v) => sum + v, 0) / values.length;
+    console.log(`mean: CPU serve ${mean(rows.map((r) => r.serveCpuMs)).toFixed(1)} ms, load client ${mean(rows.map((r) => r.clientCpuMs)).toFixed(1)} ms`);
     console.log(
       `median: all ACKed ${median(rows.map((r) => r.ms)).toFixed(0)} ms, first byte ${median(rows.map((r) => r.firstMs)).toFixed(0)} ms, ` +
         `CPU serve ${median(rows.map((r) => r.serveCpuMs)).toFixed(0)} ms, load client ${median(rows.map((r) => r.clientCpuMs)).toFixed(0)} ms`,

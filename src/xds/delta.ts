@@ -41,7 +41,7 @@ class KnownVersions {
   /** The client now holds exactly `resources`. */
   adopt(resources: ReadonlyMap<string, CachedResource>): void {
     this.base = resources;
-    this.overlay = new Map();
+    if (this.overlay.size > 0) this.overlay = new Map();
   }
 
   get(name: string): string | undefined {
@@ -129,7 +129,7 @@ function sharedResend(typeUrl: string, to: TypeSnapshot, updated: CachedResource
     byNames = new Map();
     sharedResends.set(to.resources, byNames);
   }
-  const key = updated.map((resource) => resource.name).sort().join('\n');
+  const key = updated.length === 1 ? (updated[0] as CachedResource).name : updated.map((resource) => resource.name).sort().join('\n');
   let shared = byNames.get(key);
   if (shared === undefined) {
     const nonce = `d${(++sharedSequence).toString(36)}`;
@@ -143,6 +143,60 @@ function sharedResend(typeUrl: string, to: TypeSnapshot, updated: CachedResource
 /** Unanswered nonces kept per type; Envoy ACKs each delta response, usually at once. */
 const MAX_OUTSTANDING_NONCES = 64;
 
+/** A response sent and not yet ACKed or NACKed. */
+interface SentResponse {
+  readonly nonce: string;
+  /** The system version of the response. */
+  readonly version: string;
+  /** The view's version it stands for (moved on when a later change needs nothing sent: respond()). */
+  viewVersion: string;
+  /** The resources it updated. */
+  readonly updated: CachedResource[];
+}
+
+/**
+ * The responses of one type awaiting a reply, oldest first: none or one nearly always, so a short
+ * array searched from the end, not a Map (a Map's entry added and deleted per response and ACK
+ * reallocates its table each time: a thousand streams' garbage per push).
+ */
+class Outstanding {
+  private readonly sent: SentResponse[] = [];
+
+  get size(): number {
+    return this.sent.length;
+  }
+
+  /** The newest response awaiting a reply. */
+  get last(): SentResponse | undefined {
+    return this.sent[this.sent.length - 1];
+  }
+
+  has(nonce: string): boolean {
+    return this.indexOf(nonce) !== -1;
+  }
+
+  /** Keeps `response` until its reply; the oldest is forgotten past MAX_OUTSTANDING_NONCES. */
+  add(response: SentResponse): void {
+    this.sent.push(response);
+    if (this.sent.length > MAX_OUTSTANDING_NONCES) this.sent.shift();
+  }
+
+  /** The response with `nonce`, no longer awaiting a reply; undefined for an unknown nonce. */
+  take(nonce: string): SentResponse | undefined {
+    const at = this.indexOf(nonce);
+    if (at === -1) return undefined;
+    const response = this.sent[at];
+    this.sent.copyWithin(at, at + 1);
+    this.sent.length--;
+    return response;
+  }
+
+  private indexOf(nonce: string): number {
+    for (let i = this.sent.length - 1; i >= 0; i--) if ((this.sent[i] as SentResponse).nonce === nonce) return i;
+    return -1;
+  }
+}
+
 interface DeltaTypeState {
   wildcard: boolean;
   names: Set<string>;
@@ -150,8 +204,14 @@ interface DeltaTypeState {
   selection: { readonly of: ReadonlyMap<string, CachedResource>; readonly resources: readonly CachedResource[] } | undefined;
   /** What the client holds: name → version (from initial_resource_versions, then what we sent). */
   known: KnownVersions;
-  /** nonce → system version of that response, the view's version it stands for and the resources it updated, until ACKed or NACKed. */
-  outstanding: Map<string, { version: string; viewVersion: string; updated: CachedResource[] }>;
+  /** The responses awaiting an ACK or NACK. */
+  outstanding: Outstanding;
+  /**
+   * Names to send again at the next push whether the client holds them or not (forgetSent), in
+   * order: kept apart from `known` so that a client holding the whole snapshot keeps holding it
+   * and takes the fleet's shared resend (respond()).
+   */
+  resend: string[];
   answered: boolean;
   /** The last reply was a NACK: the client still serves an older version. */
   rejected: boolean;
@@ -168,14 +228,13 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
   protected readonly heldBack = [TypeUrl.cluster, TypeUrl.endpoint];
 
   protected newState(request: DeltaDiscoveryRequest): DeltaTypeState {
-    return { wildcard: false, names: new Set(), selection: undefined, known: new KnownVersions(request.initialResourceVersions), outstanding: new Map(), answered: false, rejected: false };
+    return { wildcard: false, names: new Set(), selection: undefined, known: new KnownVersions(request.initialResourceVersions), outstanding: new Outstanding(), resend: [], answered: false, rejected: false };
   }
 
   protected acceptReply(state: DeltaTypeState, request: DeltaDiscoveryRequest): boolean {
     const { hooks, logger } = this.options;
     // Delta requests that carry a nonce are ACKs or NACKs and nothing else (xDS protocol).
-    const sent = state.outstanding.get(request.responseNonce);
-    state.outstanding.delete(request.responseNonce);
+    const sent = state.outstanding.take(request.responseNonce);
     if (sent === undefined) {
       logger.debug({ typeUrl: request.typeUrl, nonce: request.responseNonce }, 'xds: delta reply to an unknown nonce');
     } else if (request.errorDetail !== undefined) {
@@ -237,6 +296,12 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     // Every resource of the snapshot is in scope and nothing is held back: what the client is
     // sent, and holds afterwards, depends only on the snapshot it held and this one.
     const whole = inScope.length === snapshot.resources.size && this.held.size === 0;
+    if (state.resend.length > 0) {
+      if (whole && state.known.at === snapshot.resources && this.resendShared(typeUrl, state, snapshot, viewVersion)) return;
+      // Otherwise the client is taken not to hold them, and the ways below send them.
+      for (const name of state.resend) state.known.delete(name);
+      state.resend.length = 0;
+    }
     const from = whole ? state.known.at : undefined;
     const near = whole && from === undefined ? state.known.lacking(snapshot.resources) : undefined;
     const updated =
@@ -249,7 +314,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     if (updated.length === 0 && removed.length === 0 && !(state.wildcard && !state.answered)) {
       if (whole && from === undefined) state.known.adopt(snapshot.resources);
       // Once the responses in flight are ACKed the client holds what the view's new version means for it.
-      const last = [...state.outstanding.values()].at(-1);
+      const last = state.outstanding.last;
       if (last !== undefined) last.viewVersion = viewVersion;
       else if (state.answered && !state.rejected) this.options.hooks.holds(typeUrl, viewVersion);
       return;
@@ -279,12 +344,25 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     this.sendResponse(typeUrl, state, version, viewVersion, updated, removed.length, nonce, deltaResponse({ typeUrl, systemVersion: version, entries: updated.map(entryOf), removed, nonce }));
   }
 
+  /**
+   * The client holds exactly `snapshot` and is to be sent some of it again (the assignments of
+   * updated clusters): the same response as every such stream, and it still holds the snapshot
+   * afterwards. False when that cannot be (nothing of it is in the snapshot, or this stream has
+   * that very response unanswered): the caller sends them its own way.
+   */
+  private resendShared(typeUrl: string, state: DeltaTypeState, snapshot: TypeSnapshot, viewVersion: string): boolean {
+    const updated = resourcesNamed(state.resend, snapshot.resources);
+    if (updated.length === 0) return false;
+    const shared = sharedResend(typeUrl, snapshot, updated);
+    if (state.outstanding.has(shared.nonce)) return false;
+    state.resend.length = 0;
+    state.answered = true;
+    this.sendResponse(typeUrl, state, snapshot.version, viewVersion, shared.updated, 0, shared.nonce, shared.message);
+    return true;
+  }
+
   private sendResponse(typeUrl: string, state: DeltaTypeState, version: string, viewVersion: string, updated: CachedResource[], removed: number, nonce: string, message: WireMessage): void {
-    state.outstanding.set(nonce, { version, viewVersion, updated });
-    if (state.outstanding.size > MAX_OUTSTANDING_NONCES) {
-      const oldest = state.outstanding.keys().next().value;
-      if (oldest !== undefined) state.outstanding.delete(oldest);
-    }
+    state.outstanding.add({ nonce, version, viewVersion, updated });
     this.deliver(typeUrl, message);
     this.options.hooks.sent(typeUrl, version);
     this.options.logger.debug({ typeUrl, version, nonce, updated: updated.length, removed }, 'xds: delta response sent');
@@ -309,6 +387,21 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
   }
 
   protected forgetSent(state: DeltaTypeState, name: string): void {
-    state.known.delete(name);
+    state.resend.push(name);
   }
+}
+
+/** The resources of `resources` named in `names`, in the order named, each once. */
+function resourcesNamed(names: readonly string[], resources: ReadonlyMap<string, CachedResource>): CachedResource[] {
+  const found: CachedResource[] = [];
+  // A cluster edit resends a name or a few; a large batch is deduplicated by a set.
+  const seen = names.length > 16 ? new Set<string>() : undefined;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i] as string;
+    if (seen !== undefined ? seen.has(name) : names.indexOf(name) !== i) continue;
+    seen?.add(name);
+    const resource = resources.get(name);
+    if (resource !== undefined) found.push(resource);
+  }
+  return found;
 }

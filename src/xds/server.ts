@@ -538,41 +538,33 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
         stream.view = selected;
         this.logViewProblems(selected);
       },
+      // sent, acked and holds run once per stream per push: no closure, and no log record built for a level that is off.
       sent: (typeUrl, version) => {
         record.recordSent(typeUrl, version);
-        if (view !== undefined) {
-          const key = view.key;
-          this.noteFleet(() => this.ledger.sent(key, typeUrl, record.nodeId, version));
-        }
+        if (view !== undefined && this.ledger.sent(view.key, typeUrl, record.nodeId, version)) this.emit('fleet');
         this.emit('sent', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version });
       },
       acked: (typeUrl, version, viewVersion, resources) => {
         record.recordAck(typeUrl, version);
         const key = current(typeUrl, viewVersion);
-        if (key !== undefined) this.noteFleet(() => this.ledger.ack(key, typeUrl, viewVersion, record.nodeId));
-        logger.debug({ node: record.nodeId, typeUrl, version }, 'xds: ACK');
+        if (key !== undefined && this.ledger.ack(key, typeUrl, viewVersion, record.nodeId)) this.emit('fleet');
+        if (this.logger.isLevelEnabled('debug')) logger.debug({ node: record.nodeId, typeUrl, version }, 'xds: ACK');
         this.emit('ack', { streamId: record.streamId, nodeId: record.nodeId, kind: record.kind, typeUrl, version, resources });
       },
       holds: (typeUrl, viewVersion) => {
         const key = current(typeUrl, viewVersion);
-        if (key !== undefined) this.noteFleet(() => this.ledger.ack(key, typeUrl, viewVersion, record.nodeId));
+        if (key !== undefined && this.ledger.ack(key, typeUrl, viewVersion, record.nodeId)) this.emit('fleet');
       },
       nacked: (typeUrl, version, viewVersion, detail, resources) => {
         // Kept, logged, put in the ledger and handed on only without the secret values Envoy may quote.
         const message = redactSecretText(detail.message);
         record.recordNack(typeUrl, { version, code: detail.code, message, at: new Date() });
         const key = current(typeUrl, viewVersion);
-        if (key !== undefined) this.noteFleet(() => this.ledger.nack(key, typeUrl, viewVersion, record.nodeId, message, version));
+        if (key !== undefined && this.ledger.nack(key, typeUrl, viewVersion, record.nodeId, message, version)) this.emit('fleet');
         logger.warn({ node: record.nodeId, typeUrl, version, error: message }, 'xds: NACK');
         this.emit('nack', { streamId: record.streamId, nodeId: record.nodeId, kind: record.kind, typeUrl, version, code: detail.code, message, resources });
       },
     };
-  }
-
-  private noteFleet(update: () => void): void {
-    const before = this.ledger.changes;
-    update();
-    if (this.ledger.changes !== before) this.emit('fleet');
   }
 
   /** Pushes each changed view's changed types to the streams of that view, and to no other. */
