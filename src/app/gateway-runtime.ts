@@ -557,16 +557,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   provider.onChange(apply);
   opts.infrastructure?.onChange(scheduleStatuses);
 
-  // One response per stream per push: the counter of each type is looked up by its labels once.
-  const pushesByType = new Map<string, { inc(): void }>();
-  xds.on('sent', (e) => {
-    let pushes = pushesByType.get(e.typeUrl);
-    if (pushes === undefined) {
-      pushes = metrics.xdsPushes.labels({ type_url: e.typeUrl });
-      pushesByType.set(e.typeUrl, pushes);
-    }
-    pushes.inc();
-  });
+  xds.on('sent', (e) => metrics.xdsPushes.inc({ type_url: e.typeUrl }));
   xds.on('ack', (e) => {
     if (e.typeUrl === TypeUrl.route && quarantine.ack(e.nodeId, wholeRouteVersion(e.version))) retranslate();
     if (resourceQuarantine.ack(e)) retranslate();

@@ -1,7 +1,7 @@
 import { TypeUrl } from '../envoy/resources.js';
 import { AdsStream, type AdsStreamOptions } from './ads-stream.js';
 import { versionOfSet, type CachedResource, type TypeSnapshot } from './cache.js';
-import { NO_RESOURCES, changedBetween, everyResource, goneBetween } from './snapshot-diff.js';
+import { NO_RESOURCES, changedBetween, everyResource, goneBetween, goneNamesBetween } from './snapshot-diff.js';
 import { WILDCARD, allowsLegacyWildcard, assignmentNamesOf } from './subscription.js';
 import { deltaResourceEntry, deltaResponse, type DeltaDiscoveryRequest, type WireMessage } from './wire.js';
 
@@ -123,12 +123,20 @@ function sharedDelta(typeUrl: string, from: ReadonlyMap<string, CachedResource>,
 const sharedResends = new WeakMap<ReadonlyMap<string, CachedResource>, Map<string, SharedDelta>>();
 const RESENDS_KEPT = 16;
 
-function sharedResend(typeUrl: string, to: TypeSnapshot, updated: CachedResource[]): SharedDelta {
+function sharedResendOf(typeUrl: string, to: TypeSnapshot, names: readonly string[]): SharedDelta | undefined {
   let byNames = sharedResends.get(to.resources);
   if (byNames === undefined) {
     byNames = new Map();
     sharedResends.set(to.resources, byNames);
   }
+  // One name (one cluster edited) is its own key: found without building anything.
+  const single = names.length === 1 ? (names[0] as string) : undefined;
+  if (single !== undefined) {
+    const known = byNames.get(single);
+    if (known !== undefined) return known;
+  }
+  const updated = resourcesNamed(names, to.resources);
+  if (updated.length === 0) return undefined;
   const key = updated.length === 1 ? (updated[0] as CachedResource).name : updated.map((resource) => resource.name).sort().join('\n');
   let shared = byNames.get(key);
   if (shared === undefined) {
@@ -253,7 +261,9 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
       state.wildcard = true;
       changed = true;
     }
-    for (const name of request.subscribe) {
+    // Indexed: an ACK's empty lists make no iterator.
+    for (let i = 0; i < request.subscribe.length; i++) {
+      const name = request.subscribe[i] as string;
       if (name === WILDCARD) {
         changed ||= !state.wildcard;
         state.wildcard = true;
@@ -263,7 +273,8 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
         changed = true;
       }
     }
-    for (const name of request.unsubscribe) {
+    for (let i = 0; i < request.unsubscribe.length; i++) {
+      const name = request.unsubscribe[i] as string;
       if (name === WILDCARD) {
         changed ||= state.wildcard;
         state.wildcard = false;
@@ -308,7 +319,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
       from !== undefined ? changedBetween(from, snapshot.resources) : (near?.updated ?? inScope.filter((resource) => state.known.get(resource.name) !== resource.version));
     const removed =
       from !== undefined
-        ? [...goneBetween(from, snapshot.resources).keys()]
+        ? goneNamesBetween(from, snapshot.resources)
         : (near?.gone ?? [...state.known.names()].filter((name) => !snapshot.resources.has(name) && this.mayRemove(typeUrl, name)));
     // A wildcard client waits for a first response even when there is nothing to send.
     if (updated.length === 0 && removed.length === 0 && !(state.wildcard && !state.answered)) {
@@ -325,7 +336,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
       from !== undefined
         ? sharedDelta(typeUrl, from, snapshot, updated, removed)
         : near !== undefined && near.gone.length === 0 && removed.length === 0
-          ? sharedResend(typeUrl, snapshot, near.updated)
+          ? sharedResendOf(typeUrl, snapshot, near.updated.map((resource) => resource.name))
           : undefined;
     if (shared !== undefined && !state.outstanding.has(shared.nonce)) {
       state.known.adopt(snapshot.resources);
@@ -351,9 +362,8 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
    * that very response unanswered): the caller sends them its own way.
    */
   private resendShared(typeUrl: string, state: DeltaTypeState, snapshot: TypeSnapshot, viewVersion: string): boolean {
-    const updated = resourcesNamed(state.resend, snapshot.resources);
-    if (updated.length === 0) return false;
-    const shared = sharedResend(typeUrl, snapshot, updated);
+    const shared = sharedResendOf(typeUrl, snapshot, state.resend);
+    if (shared === undefined) return false;
     if (state.outstanding.has(shared.nonce)) return false;
     state.resend.length = 0;
     state.answered = true;
@@ -371,7 +381,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
 
   protected holdGone(clusters: DeltaTypeState, current: ReadonlyMap<string, CachedResource>): void {
     const at = clusters.known.at;
-    const gone = at !== undefined ? goneBetween(at, current).keys() : [...clusters.known.names()].filter((name) => !current.has(name));
+    const gone = at !== undefined ? goneNamesBetween(at, current) : [...clusters.known.names()].filter((name) => !current.has(name));
     for (const name of gone) this.held.hold(name, true);
   }
 

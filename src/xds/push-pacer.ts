@@ -6,7 +6,8 @@
  * another change comes is pushed to once, for both (it reads the cache when its turn comes).
  */
 export class PacedFanOut<Stream, Change> {
-  private readonly waiting = new Map<Stream, Set<Change>>();
+  /** Stream → what changed for it, in order. A change's list is shared by every stream it reaches until one of them gets another. */
+  private readonly waiting = new Map<Stream, readonly Change[]>();
   private turnScheduled = false;
   /** The longest time one slice held the event loop, in ms. */
   longestSliceMs = 0;
@@ -25,8 +26,8 @@ export class PacedFanOut<Stream, Change> {
   /** Queues `changed` for `stream`; run() pushes. */
   add(stream: Stream, changed: readonly Change[]): void {
     const queued = this.waiting.get(stream);
-    if (queued === undefined) this.waiting.set(stream, new Set(changed));
-    else for (const change of changed) queued.add(change);
+    if (queued === undefined) this.waiting.set(stream, changed);
+    else if (queued !== changed) this.waiting.set(stream, [...new Set([...queued, ...changed])]);
   }
 
   /** `stream` went away: nothing more is pushed to it. */
@@ -37,10 +38,12 @@ export class PacedFanOut<Stream, Change> {
   /** Pushes to waiting streams for one slice now; the rest in later turns. */
   run(): void {
     const started = this.now();
-    for (const [stream, changed] of this.waiting) {
+    // Keys, not entries: no [stream, changed] pair made per stream.
+    for (const stream of this.waiting.keys()) {
       if (this.now() - started >= this.sliceMs) break;
+      const changed = this.waiting.get(stream) as readonly Change[];
       this.waiting.delete(stream);
-      this.push(stream, [...changed]);
+      this.push(stream, changed);
     }
     this.longestSliceMs = Math.max(this.longestSliceMs, this.now() - started);
     if (this.waiting.size > 0 && !this.turnScheduled) {

@@ -28,7 +28,19 @@ export function absenceMeansRemoval(typeUrl: string): boolean {
  * assignment again, even when the assignment did not change (seen on Envoy 1.40: without a
  * resend it waits for initial_fetch_timeout, 15 s), so the server resends these after CDS.
  */
-export function assignmentNamesOf(clusters: readonly CachedResource[]): string[] {
+export function assignmentNamesOf(clusters: readonly CachedResource[]): readonly string[] {
+  // A push's list of updated clusters is shared by the streams it goes to: its names are read once.
+  let names = assignmentNames.get(clusters);
+  if (names === undefined) {
+    names = readAssignmentNames(clusters);
+    assignmentNames.set(clusters, names);
+  }
+  return names;
+}
+
+const assignmentNames = new WeakMap<readonly CachedResource[], readonly string[]>();
+
+function readAssignmentNames(clusters: readonly CachedResource[]): string[] {
   const names: string[] = [];
   for (const { resource, name } of clusters) {
     const eds = resource['eds_cluster_config'];
