@@ -50,6 +50,7 @@ try {
       const serveBefore = processUsage(serve.pid).cpuMs;
       const clientBefore = processUsage(fleet.child.pid ?? -1).cpuMs;
       const startedUs = process.hrtime.bigint() / 1000n;
+      if (process.env['EDIT_KEEP_LOG'] !== undefined) console.log(`edit ${edit} written at ${Date.now()}`);
       config.edit(edit % backends, edit);
       const done = await fleet.next((e) => e.event === 'done' && e['id'] === id, 120_000, `every stream to ACK edit ${edit}`);
       const row = {
