@@ -35,12 +35,12 @@ export class PacedFanOut<Stream, Change> {
     this.waiting.delete(stream);
   }
 
-  /** Pushes to waiting streams for one slice now; the rest in later turns. */
-  run(): void {
+  /** Pushes to waiting streams for one slice now (of `sliceMs`, at least one push); the rest in later turns, in slices of the usual length. */
+  run(sliceMs = this.sliceMs): void {
     const started = this.now();
     // Keys, not entries: no [stream, changed] pair made per stream.
     for (const stream of this.waiting.keys()) {
-      if (this.now() - started >= this.sliceMs) break;
+      if (this.now() - started >= sliceMs) break;
       const changed = this.waiting.get(stream) as readonly Change[];
       this.waiting.delete(stream);
       this.push(stream, changed);
@@ -58,6 +58,13 @@ export class PacedFanOut<Stream, Change> {
 
 /** Long enough to push to dozens of streams; far below gRPC keepalive timeouts (seconds). */
 export const PUSH_SLICE_MS = 10;
+
+/**
+ * The first slice of a change's fan-out, run where the change is made. Node's HTTP/2 sends what a
+ * slice wrote only once the slice has returned to the event loop: a short first slice puts the
+ * first streams' bytes on the wire at once instead of after a whole slice of pushes.
+ */
+export const FIRST_PUSH_SLICE_MS = 1;
 
 /**
  * Runs work that arrives in bursts (the first requests of a fleet that connects at once: each

@@ -15,7 +15,7 @@ import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
 import type { GrpcService } from './lrs.js';
 import { directCall, framedBatch, joined, sharedFraming, type DirectCall, type FramedMessage } from './grpc-framing.js';
-import { PacedFanOut, SlicedWork } from './push-pacer.js';
+import { FIRST_PUSH_SLICE_MS, PacedFanOut, SlicedWork } from './push-pacer.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
   decodeDeltaDiscoveryRequest,
@@ -578,7 +578,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       this.logViewProblems(view);
       for (const stream of viewers) this.fanOutQueue.add(stream, changed);
     }
-    this.fanOutQueue.run();
+    this.fanOutQueue.run(FIRST_PUSH_SLICE_MS);
   }
 
   private pushChange(stream: LiveStream, changed: readonly TypeUrlValue[]): void {
