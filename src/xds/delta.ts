@@ -165,18 +165,21 @@ interface SentResponse {
 /**
  * The responses of one type awaiting a reply, oldest first: none or one nearly always, so a short
  * array searched from the end, not a Map (a Map's entry added and deleted per response and ACK
- * reallocates its table each time: a thousand streams' garbage per push).
+ * reallocates its table each time: a thousand streams' garbage per push). Its slots are kept and
+ * overwritten: an array shortened to nothing gives its storage back, and the next push allocates
+ * it again.
  */
 class Outstanding {
-  private readonly sent: SentResponse[] = [];
+  private readonly slots: (SentResponse | undefined)[] = [];
+  private count = 0;
 
   get size(): number {
-    return this.sent.length;
+    return this.count;
   }
 
   /** The newest response awaiting a reply. */
   get last(): SentResponse | undefined {
-    return this.sent[this.sent.length - 1];
+    return this.count === 0 ? undefined : this.slots[this.count - 1];
   }
 
   has(nonce: string): boolean {
@@ -185,22 +188,28 @@ class Outstanding {
 
   /** Keeps `response` until its reply; the oldest is forgotten past MAX_OUTSTANDING_NONCES. */
   add(response: SentResponse): void {
-    this.sent.push(response);
-    if (this.sent.length > MAX_OUTSTANDING_NONCES) this.sent.shift();
+    if (this.count === MAX_OUTSTANDING_NONCES) this.removeAt(0);
+    if (this.count === this.slots.length) this.slots.push(response);
+    else this.slots[this.count] = response;
+    this.count++;
   }
 
   /** The response with `nonce`, no longer awaiting a reply; undefined for an unknown nonce. */
   take(nonce: string): SentResponse | undefined {
     const at = this.indexOf(nonce);
     if (at === -1) return undefined;
-    const response = this.sent[at];
-    this.sent.copyWithin(at, at + 1);
-    this.sent.length--;
+    const response = this.slots[at];
+    this.removeAt(at);
     return response;
   }
 
+  private removeAt(at: number): void {
+    for (let i = at; i < this.count - 1; i++) this.slots[i] = this.slots[i + 1];
+    this.slots[--this.count] = undefined;
+  }
+
   private indexOf(nonce: string): number {
-    for (let i = this.sent.length - 1; i >= 0; i--) if ((this.sent[i] as SentResponse).nonce === nonce) return i;
+    for (let i = this.count - 1; i >= 0; i--) if (this.slots[i]?.nonce === nonce) return i;
     return -1;
   }
 }
