@@ -581,7 +581,20 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   });
   opts.infrastructure?.onChange(scheduleStatuses);
 
-  xds.on('sent', (e) => metrics.xdsPushes.inc({ type_url: e.typeUrl }));
+  // A push is one response per stream, and the counter hashes its labels on every inc: counted
+  // here and added once per turn of the event loop (a scrape may see a push a turn late).
+  const pushCounts = new Map<string, number>();
+  let pushCountsDue = false;
+  xds.on('sent', (e) => {
+    pushCounts.set(e.typeUrl, (pushCounts.get(e.typeUrl) ?? 0) + 1);
+    if (pushCountsDue) return;
+    pushCountsDue = true;
+    setImmediate(() => {
+      pushCountsDue = false;
+      for (const [typeUrl, count] of pushCounts) metrics.xdsPushes.inc({ type_url: typeUrl }, count);
+      pushCounts.clear();
+    });
+  });
   xds.on('ack', (e) => {
     if (e.typeUrl === TypeUrl.route && quarantine.ack(e.nodeId, wholeRouteVersion(e.version))) retranslate();
     if (resourceQuarantine.ack(e)) retranslate();

@@ -51,41 +51,46 @@ export class AckLedger {
     return this.revision;
   }
 
-  /** `nodeId` ACKed (or holds) `version`, the view's current version of `typeUrl`. */
-  ack(view: string, typeUrl: string, version: string, nodeId: string): void {
+  /** `nodeId` ACKed (or holds) `version`, the view's current version of `typeUrl`. True when that changed what status reads. */
+  ack(view: string, typeUrl: string, version: string, nodeId: string): boolean {
     const entry = this.at(view, typeUrl, version);
     let changed = !entry.acked;
     entry.acked = true;
     entry.lastAcked = version;
-    if (entry.nacks.delete(nodeId)) changed = true;
+    // Most ACKs come from nodes without a NACK standing: no delete (a Map's delete can reallocate it).
+    if (entry.nacks.size > 0 && entry.nacks.delete(nodeId)) changed = true;
     if (changed) this.revision++;
+    return changed;
   }
 
   /**
    * `nodeId` NACKed `clientVersion` of `typeUrl` (its own version), sent while the view's version
-   * was `version`.
+   * was `version`. True when that changed what status reads.
    */
-  nack(view: string, typeUrl: string, version: string, nodeId: string, message: string, clientVersion: string): void {
+  nack(view: string, typeUrl: string, version: string, nodeId: string, message: string, clientVersion: string): boolean {
     const entry = this.at(view, typeUrl, version);
     const standing = entry.nacks.get(nodeId);
-    if (standing?.message === message && standing.version === clientVersion) return;
+    if (standing?.message === message && standing.version === clientVersion) return false;
     // Re-inserted so that the newest NACK is last.
     entry.nacks.delete(nodeId);
     entry.nacks.set(nodeId, { version: clientVersion, message });
     this.revision++;
+    return true;
   }
 
   /**
    * `nodeId` was sent `clientVersion` of `typeUrl`: a NACK of another version no longer stands
    * (it is pending again, as go-control-plane sees it); the very version it rejected, sent again
-   * after a reconnect, keeps it.
+   * after a reconnect, keeps it. True when that changed what status reads.
    */
-  sent(view: string, typeUrl: string, nodeId: string, clientVersion: string): void {
+  sent(view: string, typeUrl: string, nodeId: string, clientVersion: string): boolean {
     const entry = this.entries.get(view)?.get(typeUrl);
-    const standing = entry?.nacks.get(nodeId);
-    if (entry === undefined || standing === undefined || standing.version === clientVersion) return;
+    if (entry === undefined || entry.nacks.size === 0) return false;
+    const standing = entry.nacks.get(nodeId);
+    if (standing === undefined || standing.version === clientVersion) return false;
     entry.nacks.delete(nodeId);
     this.revision++;
+    return true;
   }
 
   /**

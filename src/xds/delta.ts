@@ -1,7 +1,7 @@
 import { TypeUrl } from '../envoy/resources.js';
 import { AdsStream, type AdsStreamOptions } from './ads-stream.js';
 import { versionOfSet, type CachedResource, type TypeSnapshot } from './cache.js';
-import { NO_RESOURCES, changedBetween, everyResource, goneBetween } from './snapshot-diff.js';
+import { NO_RESOURCES, changedBetween, everyResource, goneBetween, goneNamesBetween } from './snapshot-diff.js';
 import { WILDCARD, allowsLegacyWildcard, assignmentNamesOf } from './subscription.js';
 import { deltaResourceEntry, deltaResponse, type DeltaDiscoveryRequest, type WireMessage } from './wire.js';
 
@@ -41,7 +41,7 @@ class KnownVersions {
   /** The client now holds exactly `resources`. */
   adopt(resources: ReadonlyMap<string, CachedResource>): void {
     this.base = resources;
-    this.overlay = new Map();
+    if (this.overlay.size > 0) this.overlay = new Map();
   }
 
   get(name: string): string | undefined {
@@ -123,13 +123,21 @@ function sharedDelta(typeUrl: string, from: ReadonlyMap<string, CachedResource>,
 const sharedResends = new WeakMap<ReadonlyMap<string, CachedResource>, Map<string, SharedDelta>>();
 const RESENDS_KEPT = 16;
 
-function sharedResend(typeUrl: string, to: TypeSnapshot, updated: CachedResource[]): SharedDelta {
+function sharedResendOf(typeUrl: string, to: TypeSnapshot, names: readonly string[]): SharedDelta | undefined {
   let byNames = sharedResends.get(to.resources);
   if (byNames === undefined) {
     byNames = new Map();
     sharedResends.set(to.resources, byNames);
   }
-  const key = updated.map((resource) => resource.name).sort().join('\n');
+  // One name (one cluster edited) is its own key: found without building anything.
+  const single = names.length === 1 ? (names[0] as string) : undefined;
+  if (single !== undefined) {
+    const known = byNames.get(single);
+    if (known !== undefined) return known;
+  }
+  const updated = resourcesNamed(names, to.resources);
+  if (updated.length === 0) return undefined;
+  const key = updated.length === 1 ? (updated[0] as CachedResource).name : updated.map((resource) => resource.name).sort().join('\n');
   let shared = byNames.get(key);
   if (shared === undefined) {
     const nonce = `d${(++sharedSequence).toString(36)}`;
@@ -143,6 +151,69 @@ function sharedResend(typeUrl: string, to: TypeSnapshot, updated: CachedResource
 /** Unanswered nonces kept per type; Envoy ACKs each delta response, usually at once. */
 const MAX_OUTSTANDING_NONCES = 64;
 
+/** A response sent and not yet ACKed or NACKed. */
+interface SentResponse {
+  readonly nonce: string;
+  /** The system version of the response. */
+  readonly version: string;
+  /** The view's version it stands for (moved on when a later change needs nothing sent: respond()). */
+  viewVersion: string;
+  /** The resources it updated. */
+  readonly updated: CachedResource[];
+}
+
+/**
+ * The responses of one type awaiting a reply, oldest first: none or one nearly always, so a short
+ * array searched from the end, not a Map (a Map's entry added and deleted per response and ACK
+ * reallocates its table each time: a thousand streams' garbage per push). Its slots are kept and
+ * overwritten: an array shortened to nothing gives its storage back, and the next push allocates
+ * it again.
+ */
+class Outstanding {
+  private readonly slots: (SentResponse | undefined)[] = [];
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** The newest response awaiting a reply. */
+  get last(): SentResponse | undefined {
+    return this.count === 0 ? undefined : this.slots[this.count - 1];
+  }
+
+  has(nonce: string): boolean {
+    return this.indexOf(nonce) !== -1;
+  }
+
+  /** Keeps `response` until its reply; the oldest is forgotten past MAX_OUTSTANDING_NONCES. */
+  add(response: SentResponse): void {
+    if (this.count === MAX_OUTSTANDING_NONCES) this.removeAt(0);
+    if (this.count === this.slots.length) this.slots.push(response);
+    else this.slots[this.count] = response;
+    this.count++;
+  }
+
+  /** The response with `nonce`, no longer awaiting a reply; undefined for an unknown nonce. */
+  take(nonce: string): SentResponse | undefined {
+    const at = this.indexOf(nonce);
+    if (at === -1) return undefined;
+    const response = this.slots[at];
+    this.removeAt(at);
+    return response;
+  }
+
+  private removeAt(at: number): void {
+    for (let i = at; i < this.count - 1; i++) this.slots[i] = this.slots[i + 1];
+    this.slots[--this.count] = undefined;
+  }
+
+  private indexOf(nonce: string): number {
+    for (let i = this.count - 1; i >= 0; i--) if (this.slots[i]?.nonce === nonce) return i;
+    return -1;
+  }
+}
+
 interface DeltaTypeState {
   wildcard: boolean;
   names: Set<string>;
@@ -150,8 +221,14 @@ interface DeltaTypeState {
   selection: { readonly of: ReadonlyMap<string, CachedResource>; readonly resources: readonly CachedResource[] } | undefined;
   /** What the client holds: name → version (from initial_resource_versions, then what we sent). */
   known: KnownVersions;
-  /** nonce → system version of that response, the view's version it stands for and the resources it updated, until ACKed or NACKed. */
-  outstanding: Map<string, { version: string; viewVersion: string; updated: CachedResource[] }>;
+  /** The responses awaiting an ACK or NACK. */
+  outstanding: Outstanding;
+  /**
+   * Names to send again at the next push whether the client holds them or not (forgetSent), in
+   * order: kept apart from `known` so that a client holding the whole snapshot keeps holding it
+   * and takes the fleet's shared resend (respond()).
+   */
+  resend: string[];
   answered: boolean;
   /** The last reply was a NACK: the client still serves an older version. */
   rejected: boolean;
@@ -168,14 +245,13 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
   protected readonly heldBack = [TypeUrl.cluster, TypeUrl.endpoint];
 
   protected newState(request: DeltaDiscoveryRequest): DeltaTypeState {
-    return { wildcard: false, names: new Set(), selection: undefined, known: new KnownVersions(request.initialResourceVersions), outstanding: new Map(), answered: false, rejected: false };
+    return { wildcard: false, names: new Set(), selection: undefined, known: new KnownVersions(request.initialResourceVersions), outstanding: new Outstanding(), resend: [], answered: false, rejected: false };
   }
 
   protected acceptReply(state: DeltaTypeState, request: DeltaDiscoveryRequest): boolean {
     const { hooks, logger } = this.options;
     // Delta requests that carry a nonce are ACKs or NACKs and nothing else (xDS protocol).
-    const sent = state.outstanding.get(request.responseNonce);
-    state.outstanding.delete(request.responseNonce);
+    const sent = state.outstanding.take(request.responseNonce);
     if (sent === undefined) {
       logger.debug({ typeUrl: request.typeUrl, nonce: request.responseNonce }, 'xds: delta reply to an unknown nonce');
     } else if (request.errorDetail !== undefined) {
@@ -194,7 +270,9 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
       state.wildcard = true;
       changed = true;
     }
-    for (const name of request.subscribe) {
+    // Indexed: an ACK's empty lists make no iterator.
+    for (let i = 0; i < request.subscribe.length; i++) {
+      const name = request.subscribe[i] as string;
       if (name === WILDCARD) {
         changed ||= !state.wildcard;
         state.wildcard = true;
@@ -204,7 +282,8 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
         changed = true;
       }
     }
-    for (const name of request.unsubscribe) {
+    for (let i = 0; i < request.unsubscribe.length; i++) {
+      const name = request.unsubscribe[i] as string;
       if (name === WILDCARD) {
         changed ||= state.wildcard;
         state.wildcard = false;
@@ -237,19 +316,25 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     // Every resource of the snapshot is in scope and nothing is held back: what the client is
     // sent, and holds afterwards, depends only on the snapshot it held and this one.
     const whole = inScope.length === snapshot.resources.size && this.held.size === 0;
+    if (state.resend.length > 0) {
+      if (whole && state.known.at === snapshot.resources && this.resendShared(typeUrl, state, snapshot, viewVersion)) return;
+      // Otherwise the client is taken not to hold them, and the ways below send them.
+      for (const name of state.resend) state.known.delete(name);
+      state.resend.length = 0;
+    }
     const from = whole ? state.known.at : undefined;
     const near = whole && from === undefined ? state.known.lacking(snapshot.resources) : undefined;
     const updated =
       from !== undefined ? changedBetween(from, snapshot.resources) : (near?.updated ?? inScope.filter((resource) => state.known.get(resource.name) !== resource.version));
     const removed =
       from !== undefined
-        ? [...goneBetween(from, snapshot.resources).keys()]
+        ? goneNamesBetween(from, snapshot.resources)
         : (near?.gone ?? [...state.known.names()].filter((name) => !snapshot.resources.has(name) && this.mayRemove(typeUrl, name)));
     // A wildcard client waits for a first response even when there is nothing to send.
     if (updated.length === 0 && removed.length === 0 && !(state.wildcard && !state.answered)) {
       if (whole && from === undefined) state.known.adopt(snapshot.resources);
       // Once the responses in flight are ACKed the client holds what the view's new version means for it.
-      const last = [...state.outstanding.values()].at(-1);
+      const last = state.outstanding.last;
       if (last !== undefined) last.viewVersion = viewVersion;
       else if (state.answered && !state.rejected) this.options.hooks.holds(typeUrl, viewVersion);
       return;
@@ -260,7 +345,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
       from !== undefined
         ? sharedDelta(typeUrl, from, snapshot, updated, removed)
         : near !== undefined && near.gone.length === 0 && removed.length === 0
-          ? sharedResend(typeUrl, snapshot, near.updated)
+          ? sharedResendOf(typeUrl, snapshot, near.updated.map((resource) => resource.name))
           : undefined;
     if (shared !== undefined && !state.outstanding.has(shared.nonce)) {
       state.known.adopt(snapshot.resources);
@@ -279,12 +364,24 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     this.sendResponse(typeUrl, state, version, viewVersion, updated, removed.length, nonce, deltaResponse({ typeUrl, systemVersion: version, entries: updated.map(entryOf), removed, nonce }));
   }
 
+  /**
+   * The client holds exactly `snapshot` and is to be sent some of it again (the assignments of
+   * updated clusters): the same response as every such stream, and it still holds the snapshot
+   * afterwards. False when that cannot be (nothing of it is in the snapshot, or this stream has
+   * that very response unanswered): the caller sends them its own way.
+   */
+  private resendShared(typeUrl: string, state: DeltaTypeState, snapshot: TypeSnapshot, viewVersion: string): boolean {
+    const shared = sharedResendOf(typeUrl, snapshot, state.resend);
+    if (shared === undefined) return false;
+    if (state.outstanding.has(shared.nonce)) return false;
+    state.resend.length = 0;
+    state.answered = true;
+    this.sendResponse(typeUrl, state, snapshot.version, viewVersion, shared.updated, 0, shared.nonce, shared.message);
+    return true;
+  }
+
   private sendResponse(typeUrl: string, state: DeltaTypeState, version: string, viewVersion: string, updated: CachedResource[], removed: number, nonce: string, message: WireMessage): void {
-    state.outstanding.set(nonce, { version, viewVersion, updated });
-    if (state.outstanding.size > MAX_OUTSTANDING_NONCES) {
-      const oldest = state.outstanding.keys().next().value;
-      if (oldest !== undefined) state.outstanding.delete(oldest);
-    }
+    state.outstanding.add({ nonce, version, viewVersion, updated });
     this.deliver(typeUrl, message);
     this.options.hooks.sent(typeUrl, version);
     this.options.logger.debug({ typeUrl, version, nonce, updated: updated.length, removed }, 'xds: delta response sent');
@@ -293,7 +390,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
 
   protected holdGone(clusters: DeltaTypeState, current: ReadonlyMap<string, CachedResource>): void {
     const at = clusters.known.at;
-    const gone = at !== undefined ? goneBetween(at, current).keys() : [...clusters.known.names()].filter((name) => !current.has(name));
+    const gone = at !== undefined ? goneNamesBetween(at, current) : [...clusters.known.names()].filter((name) => !current.has(name));
     for (const name of gone) this.held.hold(name, true);
   }
 
@@ -309,6 +406,21 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
   }
 
   protected forgetSent(state: DeltaTypeState, name: string): void {
-    state.known.delete(name);
+    state.resend.push(name);
   }
+}
+
+/** The resources of `resources` named in `names`, in the order named, each once. */
+function resourcesNamed(names: readonly string[], resources: ReadonlyMap<string, CachedResource>): CachedResource[] {
+  const found: CachedResource[] = [];
+  // A cluster edit resends a name or a few; a large batch is deduplicated by a set.
+  const seen = names.length > 16 ? new Set<string>() : undefined;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i] as string;
+    if (seen !== undefined ? seen.has(name) : names.indexOf(name) !== i) continue;
+    seen?.add(name);
+    const resource = resources.get(name);
+    if (resource !== undefined) found.push(resource);
+  }
+  return found;
 }

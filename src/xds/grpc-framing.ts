@@ -135,35 +135,35 @@ const INTERNAL = 13;
 function readDirectly(call: ReadingCall, data: Buffer): boolean {
   const reader = call[DIRECT_READER];
   if (reader === undefined || call.readQueue.length > 0 || call.decoder.readState !== DECODER_IDLE || !reader.idle()) return false;
-  const messages = wholeMessages(data, call.maxReceiveMessageSize);
-  if (messages === undefined) return false;
+  if (!wholeMessages(data, call.maxReceiveMessageSize)) return false;
   if (call.checkCancelled()) return true;
-  for (const bytes of messages) {
+  // Checked whole above, so read again without a list: a frame is one ACK nearly always.
+  for (let at = 0; at < data.length; ) {
+    const length = data.readUInt32BE(at + 1);
     let request: unknown;
     try {
-      request = call.handler.deserialize(bytes);
+      request = call.handler.deserialize(data.subarray(at + 5, at + 5 + length));
     } catch {
       call.sendStatus({ code: INTERNAL, details: 'Error deserializing request', metadata: null });
       return true;
     }
+    at += 5 + length;
     call.callEventTracker?.addMessageReceived();
     reader.receive(request);
   }
   return true;
 }
 
-/** The messages of `data` if it holds only whole, uncompressed gRPC messages within `max` bytes each (-1: no limit). */
-function wholeMessages(data: Buffer, max: number): Buffer[] | undefined {
-  const messages: Buffer[] = [];
+/** Whether `data` holds only whole, uncompressed gRPC messages within `max` bytes each (-1: no limit), at least one. */
+function wholeMessages(data: Buffer, max: number): boolean {
   let at = 0;
   while (at < data.length) {
-    if (data.length - at < 5 || data[at] !== 0) return undefined;
+    if (data.length - at < 5 || data[at] !== 0) return false;
     const length = data.readUInt32BE(at + 1);
-    if ((max !== -1 && length > max) || at + 5 + length > data.length) return undefined;
-    messages.push(data.subarray(at + 5, at + 5 + length));
+    if ((max !== -1 && length > max) || at + 5 + length > data.length) return false;
     at += 5 + length;
   }
-  return messages.length > 0 ? messages : undefined;
+  return at > 0;
 }
 
 /** A server call's direct way out (directCall). */

@@ -6,7 +6,8 @@
  * another change comes is pushed to once, for both (it reads the cache when its turn comes).
  */
 export class PacedFanOut<Stream, Change> {
-  private readonly waiting = new Map<Stream, Set<Change>>();
+  /** Stream → what changed for it, in order. A change's list is shared by every stream it reaches until one of them gets another. */
+  private readonly waiting = new Map<Stream, readonly Change[]>();
   private turnScheduled = false;
   /** The longest time one slice held the event loop, in ms. */
   longestSliceMs = 0;
@@ -25,8 +26,8 @@ export class PacedFanOut<Stream, Change> {
   /** Queues `changed` for `stream`; run() pushes. */
   add(stream: Stream, changed: readonly Change[]): void {
     const queued = this.waiting.get(stream);
-    if (queued === undefined) this.waiting.set(stream, new Set(changed));
-    else for (const change of changed) queued.add(change);
+    if (queued === undefined) this.waiting.set(stream, changed);
+    else if (queued !== changed) this.waiting.set(stream, [...new Set([...queued, ...changed])]);
   }
 
   /** `stream` went away: nothing more is pushed to it. */
@@ -34,13 +35,15 @@ export class PacedFanOut<Stream, Change> {
     this.waiting.delete(stream);
   }
 
-  /** Pushes to waiting streams for one slice now; the rest in later turns. */
-  run(): void {
+  /** Pushes to waiting streams for one slice now (of `sliceMs`, at least one push); the rest in later turns, in slices of the usual length. */
+  run(sliceMs = this.sliceMs): void {
     const started = this.now();
-    for (const [stream, changed] of this.waiting) {
-      if (this.now() - started >= this.sliceMs) break;
+    // Keys, not entries: no [stream, changed] pair made per stream.
+    for (const stream of this.waiting.keys()) {
+      if (this.now() - started >= sliceMs) break;
+      const changed = this.waiting.get(stream) as readonly Change[];
       this.waiting.delete(stream);
-      this.push(stream, [...changed]);
+      this.push(stream, changed);
     }
     this.longestSliceMs = Math.max(this.longestSliceMs, this.now() - started);
     if (this.waiting.size > 0 && !this.turnScheduled) {
@@ -55,6 +58,13 @@ export class PacedFanOut<Stream, Change> {
 
 /** Long enough to push to dozens of streams; far below gRPC keepalive timeouts (seconds). */
 export const PUSH_SLICE_MS = 10;
+
+/**
+ * The first slice of a change's fan-out, run where the change is made. Node's HTTP/2 sends what a
+ * slice wrote only once the slice has returned to the event loop: a short first slice puts the
+ * first streams' bytes on the wire at once instead of after a whole slice of pushes.
+ */
+export const FIRST_PUSH_SLICE_MS = 1;
 
 /**
  * Runs work that arrives in bursts (the first requests of a fleet that connects at once: each

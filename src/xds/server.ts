@@ -15,7 +15,7 @@ import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
 import type { GrpcService } from './lrs.js';
 import { directCall, framedBatch, joined, sharedFraming, type DirectCall, type FramedMessage } from './grpc-framing.js';
-import { PacedFanOut, SlicedWork } from './push-pacer.js';
+import { FIRST_PUSH_SLICE_MS, PacedFanOut, SlicedWork } from './push-pacer.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
   decodeDeltaDiscoveryRequest,
@@ -542,41 +542,33 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
         stream.view = selected;
         this.logViewProblems(selected);
       },
+      // sent, acked and holds run once per stream per push: no closure, and no log record built for a level that is off.
       sent: (typeUrl, version) => {
         record.recordSent(typeUrl, version);
-        if (view !== undefined) {
-          const key = view.key;
-          this.noteFleet(() => this.ledger.sent(key, typeUrl, record.nodeId, version));
-        }
+        if (view !== undefined && this.ledger.sent(view.key, typeUrl, record.nodeId, version)) this.emit('fleet');
         this.emit('sent', { streamId: record.streamId, nodeId: record.nodeId, typeUrl, version });
       },
       acked: (typeUrl, version, viewVersion, resources) => {
         record.recordAck(typeUrl, version);
         const key = current(typeUrl, viewVersion);
-        if (key !== undefined) this.noteFleet(() => this.ledger.ack(key, typeUrl, viewVersion, record.nodeId));
-        logger.debug({ node: record.nodeId, typeUrl, version }, 'xds: ACK');
+        if (key !== undefined && this.ledger.ack(key, typeUrl, viewVersion, record.nodeId)) this.emit('fleet');
+        if (this.logger.isLevelEnabled('debug')) logger.debug({ node: record.nodeId, typeUrl, version }, 'xds: ACK');
         this.emit('ack', { streamId: record.streamId, nodeId: record.nodeId, kind: record.kind, typeUrl, version, resources });
       },
       holds: (typeUrl, viewVersion) => {
         const key = current(typeUrl, viewVersion);
-        if (key !== undefined) this.noteFleet(() => this.ledger.ack(key, typeUrl, viewVersion, record.nodeId));
+        if (key !== undefined && this.ledger.ack(key, typeUrl, viewVersion, record.nodeId)) this.emit('fleet');
       },
       nacked: (typeUrl, version, viewVersion, detail, resources) => {
         // Kept, logged, put in the ledger and handed on only without the secret values Envoy may quote.
         const message = redactSecretText(detail.message);
         record.recordNack(typeUrl, { version, code: detail.code, message, at: new Date() });
         const key = current(typeUrl, viewVersion);
-        if (key !== undefined) this.noteFleet(() => this.ledger.nack(key, typeUrl, viewVersion, record.nodeId, message, version));
+        if (key !== undefined && this.ledger.nack(key, typeUrl, viewVersion, record.nodeId, message, version)) this.emit('fleet');
         logger.warn({ node: record.nodeId, typeUrl, version, error: message }, 'xds: NACK');
         this.emit('nack', { streamId: record.streamId, nodeId: record.nodeId, kind: record.kind, typeUrl, version, code: detail.code, message, resources });
       },
     };
-  }
-
-  private noteFleet(update: () => void): void {
-    const before = this.ledger.changes;
-    update();
-    if (this.ledger.changes !== before) this.emit('fleet');
   }
 
   /** Pushes each changed view's changed types to the streams of that view, and to no other. */
@@ -590,7 +582,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       this.logViewProblems(view);
       for (const stream of viewers) this.fanOutQueue.add(stream, changed);
     }
-    this.fanOutQueue.run();
+    this.fanOutQueue.run(FIRST_PUSH_SLICE_MS);
   }
 
   private pushChange(stream: LiveStream, changed: readonly TypeUrlValue[]): void {

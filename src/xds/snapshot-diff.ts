@@ -73,5 +73,12 @@ export function goneBetween(previous: Resources, next: Resources): ReadonlyMap<s
   });
 }
 
+
+const goneNames = new WeakMap<Resources, WeakMap<Resources, readonly string[]>>();
+/** The names of goneBetween(previous, next), as one array shared by every stream that goes from the one to the other. */
+export function goneNamesBetween(previous: Resources, next: Resources): readonly string[] {
+  return memo(goneNames, previous, next, () => [...goneBetween(previous, next).keys()]);
+}
+
 /** No resources: where a new stream starts from. */
 export const NO_RESOURCES: Resources = new Map();

@@ -31,16 +31,20 @@ export function absenceMeansRemoval(typeUrl: string): boolean {
 export function assignmentNamesOf(clusters: readonly CachedResource[]): readonly string[] {
   let names = assignmentNames.get(clusters);
   if (names === undefined) {
-    const found: string[] = [];
-    for (const { resource, name } of clusters) {
-      const eds = resource['eds_cluster_config'];
-      const isEds = resource['type'] === 'EDS' || resource['type'] === 3;
-      if (!isEds) continue;
-      const serviceName = typeof eds === 'object' && eds !== null && !Array.isArray(eds) ? eds['service_name'] : undefined;
-      found.push(typeof serviceName === 'string' && serviceName !== '' ? serviceName : name);
-    }
-    names = found;
+    names = readAssignmentNames(clusters);
     assignmentNames.set(clusters, names);
+  }
+  return names;
+}
+
+function readAssignmentNames(clusters: readonly CachedResource[]): string[] {
+  const names: string[] = [];
+  for (const { resource, name } of clusters) {
+    const eds = resource['eds_cluster_config'];
+    const isEds = resource['type'] === 'EDS' || resource['type'] === 3;
+    if (!isEds) continue;
+    const serviceName = typeof eds === 'object' && eds !== null && !Array.isArray(eds) ? eds['service_name'] : undefined;
+    names.push(typeof serviceName === 'string' && serviceName !== '' ? serviceName : name);
   }
   return names;
 }

@@ -1,6 +1,7 @@
 import protobuf from 'protobufjs';
 import { GATEWAY_NODE_METADATA } from '../envoy/bootstrap.js';
 import { messageType } from '../envoy/proto.js';
+import { TypeUrl } from '../envoy/resources.js';
 
 /**
  * The xDS transport messages on the wire. Requests are decoded into small typed records;
@@ -71,6 +72,8 @@ export function decodeDiscoveryRequest(bytes: Uint8Array): DiscoveryRequest {
 }
 
 export function decodeDeltaDiscoveryRequest(bytes: Uint8Array): DeltaDiscoveryRequest {
+  const reply = deltaReply(bytes);
+  if (reply !== undefined) return reply;
   const message = decodeRequest(DELTA_REQUEST, bytes);
   const initial = message['initial_resource_versions'];
   return {
@@ -82,6 +85,67 @@ export function decodeDeltaDiscoveryRequest(bytes: Uint8Array): DeltaDiscoveryRe
     responseNonce: text(message['response_nonce']),
     errorDetail: errorDetail(message['error_detail']),
   };
+}
+
+const NO_NAMES: readonly string[] = Object.freeze([]);
+const NO_VERSIONS: ReadonlyMap<string, string> = new Map();
+/** The served type URLs as bytes, so that a reply's type URL is one of these strings, not a new one (hashed anew at every lookup). */
+const KNOWN_TYPE_URLS: readonly { readonly bytes: Buffer; readonly text: string }[] = Object.values(TypeUrl).map((text) => ({ bytes: Buffer.from(text, 'latin1'), text }));
+
+interface ReplyTags {
+  readonly typeUrl: number;
+  readonly nonce: number;
+}
+let replyTags: ReplyTags | undefined;
+
+/**
+ * A DeltaDiscoveryRequest that is an ACK (type_url and response_nonce, nothing else: what Envoy
+ * sends after each response, a thousand streams at a time), read without protobufjs: its decode
+ * and toObject made two objects with every field defaulted, and a Map, per ACK. Undefined for
+ * any other request (a field more, a NACK's error_detail, a repeated field, anything unusual),
+ * which takes the full decoder.
+ */
+function deltaReply(bytes: Uint8Array): DeltaDiscoveryRequest | undefined {
+  replyTags ??= { typeUrl: (fieldId(DELTA_REQUEST, 'type_url') << 3) | LENGTH_DELIMITED, nonce: (fieldId(DELTA_REQUEST, 'response_nonce') << 3) | LENGTH_DELIMITED };
+  const buffer = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let typeUrl: string | undefined;
+  let nonce: string | undefined;
+  let at = 0;
+  while (at < bytes.length) {
+    // Both tags are below 128: one byte each.
+    const fieldTag = bytes[at++] as number;
+    if (fieldTag !== replyTags.typeUrl && fieldTag !== replyTags.nonce) return undefined;
+    let length = 0;
+    let shift = 0;
+    for (;;) {
+      if (at >= bytes.length || shift > 21) return undefined;
+      const byte = bytes[at++] as number;
+      length |= (byte & 0x7f) << shift;
+      if (byte < 0x80) break;
+      shift += 7;
+    }
+    const end = at + length;
+    if (end > bytes.length) return undefined;
+    if (fieldTag === replyTags.typeUrl) {
+      if (typeUrl !== undefined) return undefined;
+      typeUrl = knownTypeUrl(bytes, at, end) ?? buffer.toString('utf8', at, end);
+    } else {
+      if (nonce !== undefined) return undefined;
+      nonce = buffer.toString('utf8', at, end);
+    }
+    at = end;
+  }
+  if (nonce === undefined || nonce === '') return undefined;
+  return { node: undefined, typeUrl: typeUrl ?? '', subscribe: NO_NAMES, unsubscribe: NO_NAMES, initialResourceVersions: NO_VERSIONS, responseNonce: nonce, errorDetail: undefined };
+}
+
+function knownTypeUrl(bytes: Uint8Array, start: number, end: number): string | undefined {
+  next: for (const known of KNOWN_TYPE_URLS) {
+    if (known.bytes.length !== end - start) continue;
+    for (let i = 0; i < known.bytes.length; i++) if (known.bytes[i] !== bytes[start + i]) continue next;
+    return known.text;
+  }
+  return undefined;
 }
 
 function isFields(value: unknown): value is Fields {

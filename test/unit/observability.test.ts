@@ -2,7 +2,7 @@ import type { DestinationStream } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HealthServer, Readiness } from '../../src/observability/health.js';
 import { startHealthServer } from '../../src/observability/health.js';
-import { createLogger, silentLogger } from '../../src/observability/logger.js';
+import { createLogger, redacted, silentLogger } from '../../src/observability/logger.js';
 import { createMetrics } from '../../src/observability/metrics.js';
 
 const servers: HealthServer[] = [];
@@ -125,6 +125,43 @@ describe('logger', () => {
     expect(first).toMatchObject({ name: 'test', msg: 'secret seen', secret: '[redacted]' });
     expect(second).toMatchObject({ request: { headers: { authorization: '[redacted]', 'api-key': '[redacted]', 'x-api-key': '[redacted]', accept: 'application/json' } } });
     expect(fourth).toMatchObject({ inputs: { secrets: [{ data: '[redacted]' }] } });
+  });
+
+  it('redacts child bindings, deep records, Errors and interpolated values, leaving the caller\'s objects as they were', () => {
+    const { sink, lines, raw } = capture();
+    const log = createLogger({ level: 'debug', name: 'test' }, sink);
+    const grandchild = log.child({ component: 'x', token: 'SECRET-1' }).child({ request: { headers: { authorization: 'SECRET-2' } } });
+    grandchild.info('from a child');
+    const record = { a: { b: { c: { d: { e: { apiKey: 'SECRET-3' } } } } }, keep: 'visible' };
+    log.info(record, 'six levels down');
+    const err = Object.assign(new Error('upstream said no'), { data: 'SECRET-4', status: 401 });
+    log.error({ err }, 'request failed');
+    log.info('interpolated %j', { secret: 'SECRET-5' });
+    log.info({ list: [{ inline: 'SECRET-6' }, 'plain'] }, 'in an array');
+
+    expect(raw()).not.toMatch(/SECRET/);
+    const [child, deep, failed, interpolated, listed] = lines();
+    expect(child).toMatchObject({ component: 'x', token: '[redacted]', request: { headers: { authorization: '[redacted]' } }, msg: 'from a child' });
+    expect(deep).toMatchObject({ a: { b: { c: { d: { e: { apiKey: '[redacted]' } } } } }, keep: 'visible' });
+    // Still an Error for pino's serializer: its type, message and stack are printed.
+    expect(failed?.['err']).toMatchObject({ type: 'Error', message: 'upstream said no', data: '[redacted]', status: 401 });
+    expect(String((failed?.['err'] as { stack?: unknown } | undefined)?.stack)).toContain('upstream said no');
+    expect(interpolated?.['msg']).toBe('interpolated {"secret":"[redacted]"}');
+    expect(listed).toMatchObject({ list: [{ inline: '[redacted]' }, 'plain'] });
+    // The caller's objects are copied where a value goes, never changed.
+    expect(record.a.b.c.d.e.apiKey).toBe('SECRET-3');
+    expect(err.data).toBe('SECRET-4');
+  });
+
+  it('prints a record without a sensitive key as given (nothing copied)', () => {
+    const shared = { object: 'Backend ai/chat', conditions: 'Accepted=True', nested: { model: 'gpt-4o' } };
+    expect(redacted(shared)).toBe(shared);
+    const withKey = { nested: { model: 'gpt-4o', token: 't' }, other: { model: 'x' } };
+    const clean = redacted(withKey) as typeof withKey;
+    expect(clean).not.toBe(withKey);
+    // Only the objects on the way to the key are copied.
+    expect(clean.other).toBe(withKey.other);
+    expect(clean.nested).toEqual({ model: 'gpt-4o', token: '[redacted]' });
   });
 
   it('respects the level and has a silent variant for tests', () => {

@@ -93,6 +93,25 @@ describe('DeltaStream', () => {
     expect(sent[1]?.system_version_info).toBe(cache.snapshot(TypeUrl.cluster)?.version);
   });
 
+  it('keeps the last 64 unanswered responses: a reply to an older one is ignored, to any kept one is an ACK of it, in any order', () => {
+    const { cache, sent, request, events } = harness();
+    cache.setResources(resources());
+    request({ typeUrl: TypeUrl.cluster });
+    for (let i = 1; i <= 70; i++) cache.setResources(resources({ clusters: [cluster('a', `${i + 1}s`)] }));
+    expect(sent).toHaveLength(71);
+    const acks = (): string[] => events.filter((e) => e.startsWith('ack '));
+    // The first 7 were forgotten (71 sent, 64 kept).
+    request({ typeUrl: TypeUrl.cluster, nonce: sent[6]?.nonce });
+    expect(acks()).toEqual([]);
+    request({ typeUrl: TypeUrl.cluster, nonce: sent[40]?.nonce });
+    request({ typeUrl: TypeUrl.cluster, nonce: sent[7]?.nonce });
+    request({ typeUrl: TypeUrl.cluster, nonce: sent[70]?.nonce });
+    expect(acks()).toEqual([sent[40], sent[7], sent[70]].map((r) => `ack Cluster ${r?.system_version_info}`));
+    // Each is answered once.
+    request({ typeUrl: TypeUrl.cluster, nonce: sent[40]?.nonce });
+    expect(acks()).toHaveLength(3);
+  });
+
   it('sends nothing the client already holds according to initial_resource_versions', () => {
     const { cache, sent, request, versionOf } = harness();
     cache.setResources(resources());

@@ -30,6 +30,24 @@ describe('PacedFanOut', () => {
   });
 });
 
+describe('PacedFanOut first slice', () => {
+  it('runs a first slice of the length asked for, at least one push, and the rest in slices of the usual length', async () => {
+    let now = 0;
+    const pushed: string[] = [];
+    const fanOut = new PacedFanOut<string, string>((stream) => {
+      pushed.push(stream);
+      now += 3;
+    }, 10, () => now);
+    for (const stream of ['a', 'b', 'c', 'd', 'e', 'f']) fanOut.add(stream, ['cds']);
+    fanOut.run(1);
+    expect(pushed).toEqual(['a']);
+    await nextTurn();
+    expect(pushed).toEqual(['a', 'b', 'c', 'd', 'e']);
+    await nextTurn();
+    expect(pushed).toEqual(['a', 'b', 'c', 'd', 'e', 'f']);
+  });
+});
+
 describe('SotW fan-out', () => {
   it('writes the very same bytes to every stream that gets the same response', () => {
     const cache = new SnapshotCache();

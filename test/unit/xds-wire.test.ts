@@ -50,6 +50,35 @@ describe('xDS wire messages', () => {
     expect(request.node).toBeUndefined();
   });
 
+  it('reads delta ACKs the short way as protobufjs reads them, and anything else the full way', () => {
+    const type = messageType('envoy.service.discovery.v3.DeltaDiscoveryRequest');
+    const encode = (fields: Record<string, unknown>): Buffer => Buffer.from(type.encode(type.fromObject(fields)).finish());
+    const plain = { node: undefined, subscribe: [], unsubscribe: [], initialResourceVersions: new Map(), errorDetail: undefined };
+    const ack = decodeDeltaDiscoveryRequest(encode({ type_url: TypeUrl.cluster, response_nonce: 'd1a' }));
+    expect(ack).toEqual({ ...plain, typeUrl: TypeUrl.cluster, responseNonce: 'd1a' });
+    // A served type URL is the very string the server's maps are keyed by.
+    expect(ack.typeUrl).toBe(TypeUrl.cluster);
+    // Field order, a type Switchyard does not serve, a nonce past 127 bytes (two-byte length), inside a larger buffer.
+    const long = 'n'.repeat(200);
+    const framed = Buffer.concat([Buffer.from([1, 2, 3]), Buffer.concat([encode({ response_nonce: long }), encode({ type_url: 'type.googleapis.com/acme.Thing' })])]);
+    expect(decodeDeltaDiscoveryRequest(framed.subarray(3))).toEqual({ ...plain, typeUrl: 'type.googleapis.com/acme.Thing', responseNonce: long });
+    expect(decodeDeltaDiscoveryRequest(encode({ type_url: TypeUrl.endpoint, response_nonce: 'é' }))).toEqual({ ...plain, typeUrl: TypeUrl.endpoint, responseNonce: 'é' });
+    // A NACK, a subscription alongside the nonce, a node: every field read.
+    expect(decodeDeltaDiscoveryRequest(encode({ type_url: TypeUrl.cluster, response_nonce: '4', error_detail: { code: 3, message: 'bad' } }))).toEqual({
+      ...plain, typeUrl: TypeUrl.cluster, responseNonce: '4', errorDetail: { code: 3, message: 'bad' },
+    });
+    expect(decodeDeltaDiscoveryRequest(encode({ type_url: TypeUrl.endpoint, response_nonce: '5', resource_names_subscribe: ['a'] }))).toEqual({
+      ...plain, typeUrl: TypeUrl.endpoint, responseNonce: '5', subscribe: ['a'],
+    });
+    expect(decodeDeltaDiscoveryRequest(encode({ node: { id: 'e1' }, type_url: TypeUrl.cluster, response_nonce: '6' }))).toEqual({
+      ...plain, node: { id: 'e1', cluster: '', userAgent: '' }, typeUrl: TypeUrl.cluster, responseNonce: '6',
+    });
+    // A first request without a nonce, and a type URL given twice (the last one counts in protobuf).
+    expect(decodeDeltaDiscoveryRequest(encode({ type_url: TypeUrl.cluster }))).toEqual({ ...plain, typeUrl: TypeUrl.cluster, responseNonce: '' });
+    const twice = Buffer.concat([encode({ type_url: TypeUrl.cluster, response_nonce: '7' }), encode({ type_url: TypeUrl.endpoint })]);
+    expect(decodeDeltaDiscoveryRequest(twice)).toEqual({ ...plain, typeUrl: TypeUrl.endpoint, responseNonce: '7' });
+  });
+
   it('builds a DiscoveryResponse from a shared body and a per-stream nonce', () => {
     const body = sotwResponseBody(TypeUrl.cluster, 'v2', [{ name: 'a', any: anyOf(cluster) }]);
     expect(decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(withNonce(body, '42')))).toEqual({

@@ -1,0 +1,84 @@
+/**
+ * One Backend edited again and again against one serve and a fleet of C streams, for finding
+ * where the xds-e2e change row's time and CPU go without go-control-plane beside it: per edit,
+ * the time from the write until every stream ACKed the new Clusters, the first stream's first
+ * byte, and serve's and the load client's CPU. Prints the median and the per-edit rows.
+ *
+ * EDIT_SERVE_PROFILE=DIR: serve writes a V8 CPU profile into DIR when it stops (the fleet's
+ * connection is in it too: compare against a profile with 0 edits).
+ * EDIT_KEEP_LOG=FILE: serve's log is copied there. EDIT_SIGNAL_SERVE=1: serve gets SIGUSR2 once the fleet is
+ * settled before the first edit and again after the last (a preloaded probe can start and stop a profile on it).
+ * BENCH_E2E_BUILT=1 and BENCH_E2E_WINDOW as in the suite.
+ *
+ *   node --import tsx bench/xds-e2e-edit.ts [backends=50] [clients=1000] [sotw|delta] [edits=10]
+ */
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildGoBench, processUsage, startLoadClient } from './gcp.js';
+import { ConfigDir, Serve, settle, windowFromEnv } from './xds-e2e.js';
+
+const backends = Number(process.argv[2] ?? 50);
+const clients = Number(process.argv[3] ?? 1000);
+const mode = process.argv[4] === 'sotw' ? 'sotw' : 'delta';
+const edits = Number(process.argv[5] ?? 10);
+const window = windowFromEnv(process.env['BENCH_E2E_WINDOW']);
+
+const bin = buildGoBench((line) => console.error(line));
+const dir = mkdtempSync(join(tmpdir(), 'switchyard-edit-'));
+const serveProfile = process.env['EDIT_SERVE_PROFILE'];
+const config = new ConfigDir(dir, backends);
+// Only serve's process gets the profiling flags.
+const inherited = process.env['NODE_OPTIONS'];
+if (serveProfile !== undefined) process.env['NODE_OPTIONS'] = `${inherited ?? ''} --cpu-prof --cpu-prof-dir=${serveProfile}`;
+const serve = Serve.start(config.path, dir);
+if (inherited === undefined) delete process.env['NODE_OPTIONS'];
+else process.env['NODE_OPTIONS'] = inherited;
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN;
+try {
+  const ports = await serve.ports(300_000);
+  const fleet = startLoadClient(bin, { port: ports.xds, streams: clients, mode, gateway: 'bench/bench', name: 'edit', ...window });
+  try {
+    await fleet.next((e) => e.event === 'ready', 600_000, 'every stream to ACK its initial configuration');
+    console.log(`${backends} Backends, ${clients} ${mode} streams, ${edits} edits (load ${(loadavg()[0] ?? 0).toFixed(1)})`);
+    const rows: { ms: number; firstMs: number; serveCpuMs: number; clientCpuMs: number }[] = [];
+    for (let edit = 1; edit <= edits; edit++) {
+      await settle([serve.pid, fleet.child.pid ?? -1]);
+      if (edit === 1 && process.env['EDIT_SIGNAL_SERVE'] === '1') process.kill(serve.pid, 'SIGUSR2');
+      const id = `e${edit}`;
+      fleet.send(`mark ${id} cds`);
+      const serveBefore = processUsage(serve.pid).cpuMs;
+      const clientBefore = processUsage(fleet.child.pid ?? -1).cpuMs;
+      const startedUs = process.hrtime.bigint() / 1000n;
+      if (process.env['EDIT_KEEP_LOG'] !== undefined) console.log(`edit ${edit} written at ${Date.now()}`);
+      config.edit(edit % backends, edit);
+      const done = await fleet.next((e) => e.event === 'done' && e['id'] === id, 120_000, `every stream to ACK edit ${edit}`);
+      const row = {
+        ms: Number(done['ms']),
+        firstMs: Number(done['firstMs']),
+        serveCpuMs: processUsage(serve.pid).cpuMs - serveBefore,
+        clientCpuMs: processUsage(fleet.child.pid ?? -1).cpuMs - clientBefore,
+      };
+      rows.push(row);
+      // Monotonic microseconds, the clock of V8's CPU profiles: the edit's window in serve's profile.
+      if (serveProfile !== undefined) console.log(`window ${startedUs} ${process.hrtime.bigint() / 1000n}`);
+      console.log(`edit ${edit} (load ${(loadavg()[0] ?? 0).toFixed(1)}): all ACKed ${row.ms.toFixed(0)} ms, first byte ${row.firstMs.toFixed(0)} ms, CPU serve ${row.serveCpuMs.toFixed(0)} ms, load client ${row.clientCpuMs.toFixed(0)} ms`);
+    }
+    if (process.env['EDIT_SIGNAL_SERVE'] === '1') {
+      process.kill(serve.pid, 'SIGUSR2');
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
+    }
+    const mean = (values: number[]): number => values.reduce((sum, v) => sum + v, 0) / values.length;
+    console.log(`mean: CPU serve ${mean(rows.map((r) => r.serveCpuMs)).toFixed(1)} ms, load client ${mean(rows.map((r) => r.clientCpuMs)).toFixed(1)} ms`);
+    console.log(
+      `median: all ACKed ${median(rows.map((r) => r.ms)).toFixed(0)} ms, first byte ${median(rows.map((r) => r.firstMs)).toFixed(0)} ms, ` +
+        `CPU serve ${median(rows.map((r) => r.serveCpuMs)).toFixed(0)} ms, load client ${median(rows.map((r) => r.clientCpuMs)).toFixed(0)} ms`,
+    );
+  } finally {
+    await fleet.stop();
+  }
+} finally {
+  await serve.stop();
+  if (process.env['EDIT_KEEP_LOG'] !== undefined) copyFileSync(join(dir, 'serve.log'), process.env['EDIT_KEEP_LOG']);
+  rmSync(dir, { recursive: true, force: true });
+}
