@@ -15,6 +15,7 @@ import { ConverseStreamTranslator, bedrockErrorToOpenAI, fromConverseResponse, t
 import { isRecord, parseObject, type Usage } from './json.js';
 import { failureCause, type AiExtensionMetrics, type FailureCause, type MemberLabel } from './metrics.js';
 import { modelForAttempt } from './models.js';
+import { spliceModel } from './model-splice.js';
 import { asBuffer, headerMap, type HeaderMutation, type HeaderSet, type PhaseResponse, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
 import { RequestBodyChunks } from './request-body.js';
 import { WELL_KNOWN_CREDENTIAL_HEADERS, isChatCompletions, requestHeaderMutation } from './request-headers.js';
@@ -643,7 +644,7 @@ export class AttemptExchange {
         const path = this.clientStreaming ? `${base.slice(0, -':generateContent'.length)}:streamGenerateContent?alt=sse` : base;
         return { phase: 'request_body', headers: { set: [{ key: 'content-length', value: String(body.length) }, { key: ':path', value: path }] }, body: { body } };
       } else if (model !== undefined && asked !== model) {
-        replacement = Buffer.from(JSON.stringify({ ...chat, model }));
+        replacement = spliceModel(original, model, Object.hasOwn(chat, 'model')) ?? Buffer.from(JSON.stringify({ ...chat, model }));
       }
     }
     const sent = replacement ?? original;

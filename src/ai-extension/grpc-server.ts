@@ -208,6 +208,23 @@ function frame(message: Buffer): Buffer {
   return out;
 }
 
+/** Past this size a message is written after its prefix as it is, not copied behind it. */
+const COPY_LIMIT = 16 * 1024;
+
+/** Writes one message with its prefix; false when the stream's buffer is full. */
+function writeFramed(stream: http2.ServerHttp2Stream, message: Buffer): boolean {
+  if (message.length <= COPY_LIMIT) return stream.write(frame(message));
+  // A request body on its way to the provider can be megabytes: one write of two chunks.
+  const prefix = Buffer.allocUnsafe(PREFIX);
+  prefix[0] = 0;
+  prefix.writeUInt32BE(message.length, 1);
+  stream.cork();
+  stream.write(prefix);
+  const room = stream.write(message);
+  stream.uncork();
+  return room;
+}
+
 function serveBidi(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, method: Extract<GrpcMethod, { kind: 'bidi' }>, opts: GrpcServerOptions, encoding: string | string[] | undefined): void {
   let closed = false;
   const closeListeners: (() => void)[] = [];
@@ -257,7 +274,7 @@ function serveBidi(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
       if (closed || stream.writableEnded) return false;
       // Envoy sends its next message only after this answer, so a full buffer means a slow
       // reader: stop reading its messages until it catches up.
-      if (!stream.write(frame(message))) {
+      if (!writeFramed(stream, message)) {
         stream.pause();
         stream.once('drain', () => stream.resume());
       }
