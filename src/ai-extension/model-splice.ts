@@ -1,8 +1,12 @@
 /**
- * The client's JSON body with only its top-level `model` changed, the rest of its bytes kept as
- * sent. Re-serializing the parsed body instead cost a second pass over every message of a long
- * chat on each attempt, and changed what the client wrote: integers past 2^53 lost digits,
- * escapes and number forms were rewritten.
+ * What an OpenAI-shaped attempt needs from the client's JSON body (its top-level `model`,
+ * `stream` and `stream_options.include_usage`), read without parsing the messages, and the body
+ * with only its `model` changed, the rest of its bytes kept as sent.
+ *
+ * Parsing the whole body and serializing it again cost most of the extension's CPU on a long
+ * chat (a 256 KiB body: JSON.parse and the garbage of its objects were a third of the attempt),
+ * and changed what the client wrote: integers past 2^53 lost digits, escapes and number forms
+ * were rewritten.
  */
 
 const QUOTE = 0x22;
@@ -13,8 +17,9 @@ const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
 const COMMA = 0x2c;
 const COLON = 0x3a;
-/** `"model"`: the key as almost every client writes it (no escapes). */
-const MODEL_KEY = Buffer.from('"model"');
+
+const KEYS = { model: Buffer.from('"model"'), stream: Buffer.from('"stream"'), stream_options: Buffer.from('"stream_options"') } as const;
+type Key = keyof typeof KEYS;
 
 function isSpace(b: number | undefined): boolean {
   return b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
@@ -26,7 +31,7 @@ function skipSpace(body: Buffer, at: number): number {
   return i;
 }
 
-/** Index just past the string whose opening quote is at `at`. Structural bytes are ASCII, so UTF-8 needs no decoding. */
+/** Index just past the string whose opening quote is at `at`, or -1. Structural bytes are ASCII, so UTF-8 needs no decoding. */
 function endOfString(body: Buffer, at: number): number {
   let i = at + 1;
   for (;;) {
@@ -39,14 +44,15 @@ function endOfString(body: Buffer, at: number): number {
   }
 }
 
-/** Index just past the value that starts at `at` (after white space). */
+/** Index just past the value that starts at `at`, or -1 when its strings or brackets do not close. */
 function endOfValue(body: Buffer, at: number): number {
-  if (body[at] === QUOTE) return endOfString(body, at);
-  if (body[at] !== OPEN_BRACE && body[at] !== OPEN_BRACKET) {
+  const first = body[at];
+  if (first === QUOTE) return endOfString(body, at);
+  if (first !== OPEN_BRACE && first !== OPEN_BRACKET) {
     // A number or a literal: up to the next delimiter.
     let i = at;
     while (i < body.length && body[i] !== COMMA && body[i] !== CLOSE_BRACE && body[i] !== CLOSE_BRACKET && !isSpace(body[i])) i++;
-    return i;
+    return i > at ? i : -1;
   }
   let depth = 0;
   let i = at;
@@ -67,75 +73,74 @@ function endOfValue(body: Buffer, at: number): number {
   return -1;
 }
 
-/** Whether the key string in body[start, end) reads `model`, escapes and all. */
-function isModelKey(body: Buffer, start: number, end: number): boolean {
-  if (end - start === MODEL_KEY.length && body.compare(MODEL_KEY, 0, MODEL_KEY.length, start, end) === 0) return true;
-  if (body.indexOf(BACKSLASH, start) < 0 || body.indexOf(BACKSLASH, start) >= end) return false;
+/** Which wanted key the key string in body[start, end) is, escapes and all. */
+function keyAt(body: Buffer, start: number, end: number): Key | undefined {
+  for (const key of ['model', 'stream', 'stream_options'] as const) {
+    const bytes = KEYS[key];
+    if (end - start === bytes.length && body.compare(bytes, 0, bytes.length, start, end) === 0) return key;
+  }
+  const slash = body.indexOf(BACKSLASH, start);
+  if (slash < 0 || slash >= end) return undefined;
   try {
-    return JSON.parse(body.toString('utf8', start, end)) === 'model';
+    const name: unknown = JSON.parse(body.toString('utf8', start, end));
+    return name === 'model' || name === 'stream' || name === 'stream_options' ? name : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }
 
-/** How every letter of `model` starts when written as an escape (\u006d, \u006f, \u0064, \u0065, \u006c). */
-const MODEL_LETTER_ESCAPE = Buffer.from('\\u006');
+interface Range {
+  start: number;
+  end: number;
+}
 
-/**
- * The one place `"model"` appears as a key in `body`, when it appears exactly once and no key can
- * spell it with escapes. Inside a JSON string every quote is escaped, so an unescaped `"model"`
- * is a string token, and a key when a colon follows: a body that JSON.parse read with a
- * top-level model, and that holds one such key, holds it at the top level.
- */
-function onlyModelKey(body: Buffer): number | undefined {
-  if (body.includes(MODEL_LETTER_ESCAPE)) return undefined;
-  let found: number | undefined;
-  for (let at = body.indexOf(MODEL_KEY); at >= 0; at = body.indexOf(MODEL_KEY, at + MODEL_KEY.length)) {
-    let backslashes = 0;
-    while (body[at - 1 - backslashes] === BACKSLASH) backslashes++;
-    if (backslashes % 2 === 1) continue;
-    if (body[skipSpace(body, at + MODEL_KEY.length)] !== COLON) continue;
-    if (found !== undefined) return undefined;
-    found = at;
+export interface ChatFields {
+  /** The top-level `model` (any JSON value), undefined when absent. */
+  model: unknown;
+  stream: boolean;
+  includeUsage: boolean;
+  /** Where the last top-level `model` value lies; absent when the body has none. */
+  modelAt?: Range;
+  /** Where the object's opening brace is, and whether it has no member. */
+  open: number;
+  empty: boolean;
+}
+
+function parseRange(body: Buffer, range: Range | undefined): unknown {
+  if (range === undefined) return undefined;
+  try {
+    return JSON.parse(body.toString('utf8', range.start, range.end)) as unknown;
+  } catch {
+    return undefined;
   }
-  return found;
 }
 
 /**
- * `body` (a JSON object, already parsed whole by the caller, `hasModel` when it has a top-level
- * `model` key) with its top-level `model` set to `model`: the value of its last `model` key
- * replaced (JSON.parse keeps the last of duplicates, as does every provider's parser we know of),
- * or the key added first when it has none. Undefined when the bytes do not scan as one object
- * (the caller then serializes it itself).
+ * The fields of a body that scans as one JSON object (the last of duplicate keys, as JSON.parse
+ * reads them), else undefined: the body goes on as the client sent it. Values nested deeper
+ * are skipped by their strings and brackets, not checked token by token: a body that is broken
+ * only inside its messages has its model replaced like any other, and its provider refuses it
+ * as it would have anyway.
  */
-export function spliceModel(body: Buffer, model: string, hasModel = true): Buffer | undefined {
-  const value = Buffer.from(JSON.stringify(model));
-  if (hasModel) {
-    // The usual body: one model key. Found without walking the messages, which are most of it.
-    const key = onlyModelKey(body);
-    if (key !== undefined) {
-      const start = skipSpace(body, skipSpace(body, key + MODEL_KEY.length) + 1);
-      const end = endOfValue(body, start);
-      if (end > start) return Buffer.concat([body.subarray(0, start), value, body.subarray(end)]);
-    }
-  }
+export function readChatFields(body: Buffer): ChatFields | undefined {
   let i = skipSpace(body, 0);
   if (body[i] !== OPEN_BRACE) return undefined;
   const open = i;
   i = skipSpace(body, i + 1);
-  let found: { start: number; end: number } | undefined;
-  if (body[i] !== CLOSE_BRACE) {
+  const empty = body[i] === CLOSE_BRACE;
+  const found: Partial<Record<Key, Range>> = {};
+  if (!empty) {
     for (;;) {
       if (body[i] !== QUOTE) return undefined;
       const keyEnd = endOfString(body, i);
       if (keyEnd < 0) return undefined;
-      const isModel = isModelKey(body, i, keyEnd);
+      const key = keyAt(body, i, keyEnd);
       i = skipSpace(body, keyEnd);
       if (body[i] !== COLON) return undefined;
       const start = skipSpace(body, i + 1);
       const end = endOfValue(body, start);
       if (end < 0) return undefined;
-      if (isModel) found = { start, end };
+      if (key !== undefined) found[key] = { start, end };
       i = skipSpace(body, end);
       if (body[i] === CLOSE_BRACE) break;
       if (body[i] !== COMMA) return undefined;
@@ -143,7 +148,23 @@ export function spliceModel(body: Buffer, model: string, hasModel = true): Buffe
     }
   }
   if (skipSpace(body, i + 1) !== body.length) return undefined;
-  if (found !== undefined) return Buffer.concat([body.subarray(0, found.start), value, body.subarray(found.end)]);
-  const empty = body[skipSpace(body, open + 1)] === CLOSE_BRACE;
-  return Buffer.concat([body.subarray(0, open + 1), MODEL_KEY, Buffer.of(COLON), value, ...(empty ? [] : [Buffer.of(COMMA)]), body.subarray(open + 1)]);
+  const options = parseRange(body, found.stream_options);
+  const includeUsage = typeof options === 'object' && options !== null && !Array.isArray(options) && (options as Record<string, unknown>)['include_usage'] === true;
+  return {
+    model: parseRange(body, found.model),
+    stream: parseRange(body, found.stream) === true,
+    includeUsage,
+    ...(found.model !== undefined ? { modelAt: found.model } : {}),
+    open,
+    empty,
+  };
+}
+
+/** The body with its top-level `model` set: the value replaced where it lies, or the key added first. */
+export function withModel(body: Buffer, fields: ChatFields, model: string): Buffer {
+  const value = Buffer.from(JSON.stringify(model));
+  const at = fields.modelAt;
+  if (at !== undefined) return Buffer.concat([body.subarray(0, at.start), value, body.subarray(at.end)]);
+  const head = Buffer.from(`${JSON.stringify('model')}:${value.toString('utf8')}${fields.empty ? '' : ','}`);
+  return Buffer.concat([body.subarray(0, fields.open + 1), head, body.subarray(fields.open + 1)]);
 }
