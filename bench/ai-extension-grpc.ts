@@ -9,7 +9,7 @@
  * (from /proc) is the extension's whole cost, transport included, which the end-to-end row
  * (bench/ai-extension.ts) measures only amid Envoy's and the provider's load.
  *
- *   npx tsx bench/ai-extension-grpc.ts [attempts] [in flight]
+ *   npx tsx bench/ai-extension-grpc.ts [attempts] [in flight] [request body KiB]
  */
 import { fork } from 'node:child_process';
 import * as http2 from 'node:http2';
@@ -42,7 +42,10 @@ function attempt(session: http2.ClientHttp2Session, wire: Buffer[]): Promise<voi
     stream.on('data', (chunk: Buffer) => {
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
       while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+        // A request to wait longer (override_message_timeout, field 10: a slow body under load) answers nothing.
+        const wait = pending[5] === ((10 << 3) | 2);
         pending = pending.subarray(5 + pending.readUInt32BE(1));
+        if (wait) continue;
         answers++;
         if (answers === 3) for (let i = 3; i < 6; i++) send(i);
         else if (answers === 6) stream.end();
@@ -59,19 +62,24 @@ async function client(): Promise<void> {
   const child = fork(fileURLToPath(import.meta.url), ['server'], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const port = await new Promise<number>((resolve) => child.once('message', (m: { port: number }) => resolve(m.port)));
   const session = http2.connect(`http://127.0.0.1:${port}`);
-  const wire = Array.from({ length: 1000 }, (_, i) => attemptMessages(i, MEMBER));
+  const bodyKb = Number(process.argv[4]) || 0;
+  const wire = Array.from({ length: bodyKb > 0 ? 20 : 1000 }, (_, i) => attemptMessages(i, MEMBER, bodyKb));
+  const walls: number[] = [];
   const run = async (n: number): Promise<number> => {
     const before = processUsage(child.pid ?? 0).cpuMs;
+    const started = performance.now();
     let next = 0;
     await Promise.all(Array.from({ length: inFlight }, async () => {
       while (next < n) await attempt(session, wire[next++ % wire.length] ?? []);
     }));
+    walls.push((performance.now() - started) / (n / inFlight));
     return ((processUsage(child.pid ?? 0).cpuMs - before) * 1000) / n;
   };
   await run(attempts / 4);
   const runs: number[] = [];
   for (let i = 0; i < 3; i++) runs.push(await run(attempts));
-  process.stdout.write(`extension CPU per attempt with its gRPC transport: ${runs.map((us) => us.toFixed(0)).join(', ')} µs (${attempts} attempts a run, ${inFlight} in flight)\n`);
+  walls.shift();
+  process.stdout.write(`extension CPU per attempt with its gRPC transport: ${runs.map((us) => us.toFixed(0)).join(', ')} µs; wall time per attempt and lane ${walls.map((ms) => ms.toFixed(2)).join(', ')} ms (${attempts} attempts a run, ${inFlight} in flight${bodyKb > 0 ? `, request bodies of ${bodyKb} KiB` : ''})\n`);
   session.close();
   // A clean exit, so that a --cpu-prof given through NODE_OPTIONS writes the child's profile.
   child.send({ stop: true });
@@ -80,6 +88,8 @@ async function client(): Promise<void> {
 async function server(): Promise<void> {
   const ext = await startAiExtension({ port: 0, host: '127.0.0.1', logger: pino({ level: 'warn' }) });
   process.on('message', () => process.exit(0));
+  // The client failed and left: nothing to serve.
+  process.on('disconnect', () => process.exit(0));
   process.send?.({ port: ext.port });
 }
 

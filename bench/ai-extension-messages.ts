@@ -21,20 +21,26 @@ export const BENCH_MEMBER: Partial<Record<AttemptKey, string>> = {
 };
 // Envoy also says, per attempt, that a connection was ready (a pooled one: the usual case).
 const attributesOf = (m: Partial<Record<AttemptKey, string>>): object => ({ [EXT_PROC_ATTRIBUTES]: { fields: { ...Object.fromEntries(Object.entries(m).map(([k, v]) => [attemptAttribute(k as AttemptKey), { stringValue: v }])), [CONNECTION_READY_ATTRIBUTE]: { stringValue: '23.132us' } } } });
-const requestBody = JSON.stringify({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }] });
+/** A chat of about `kb` KiB (the last turn 'hello'); 0: one short turn. */
+export function chatBody(kb = 0): string {
+  const turn = 'lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore';
+  const earlier = Array.from({ length: Math.ceil((kb * 1024) / (turn.length + 40)) }, (_, i) => ({ role: i % 2 === 0 ? 'user' : 'assistant', content: turn }));
+  return JSON.stringify({ messages: [...earlier, { role: 'user', content: 'hello' }], model: 'client-model' });
+}
 const responseBody = JSON.stringify({
   id: 'chatcmpl-1', object: 'chat.completion', created: 1_700_000_000, model: 'gpt-4o',
   choices: [{ index: 0, message: { role: 'assistant', content: 'answered by provider' }, finish_reason: 'stop' }],
   usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 },
 });
 
-export function attemptMessages(id: number, member: Partial<Record<AttemptKey, string>> = BENCH_MEMBER): Buffer[] {
+export function attemptMessages(id: number, member: Partial<Record<AttemptKey, string>> = BENCH_MEMBER, bodyKb = 0): Buffer[] {
   const attributes = attributesOf(member);
+  const requestBody = chatBody(bodyKb);
   return [
     encode({
       request_headers: headers({
         ':authority': '127.0.0.1:10000', ':path': '/v1/chat/completions', ':method': 'POST', ':scheme': 'http', 'content-type': 'application/json',
-        'content-length': String(requestBody.length), authorization: 'Bearer sk-bench', 'x-forwarded-proto': 'http', 'x-request-id': `4f0c7a52-90a4-4a6b-9c1e-${String(id).padStart(12, '0')}`,
+        'content-length': String(Buffer.byteLength(requestBody)), authorization: 'Bearer sk-bench', 'x-forwarded-proto': 'http', 'x-request-id': `4f0c7a52-90a4-4a6b-9c1e-${String(id).padStart(12, '0')}`,
         'x-envoy-attempt-count': '1', 'x-envoy-expected-rq-timeout-ms': '15000',
       }),
       attributes,

@@ -15,6 +15,7 @@ import { ConverseStreamTranslator, bedrockErrorToOpenAI, fromConverseResponse, t
 import { isRecord, parseObject, type Usage } from './json.js';
 import { failureCause, type AiExtensionMetrics, type FailureCause, type MemberLabel } from './metrics.js';
 import { modelForAttempt } from './models.js';
+import { readChatFields, withModel } from './model-splice.js';
 import { asBuffer, headerMap, type HeaderMutation, type HeaderSet, type PhaseResponse, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
 import { RequestBodyChunks } from './request-body.js';
 import { WELL_KNOWN_CREDENTIAL_HEADERS, isChatCompletions, requestHeaderMutation } from './request-headers.js';
@@ -624,7 +625,21 @@ export class AttemptExchange {
     if (target === undefined) return { phase: 'request_body' };
     const original = asBuffer(bytes);
     let replacement: Buffer | undefined;
-    const chat = isChatCompletions(this.clientPath) ? parseObject(original.toString('utf8')) : undefined;
+    const chatPath = isChatCompletions(this.clientPath);
+    const translated = target.provider === 'anthropic' || target.provider === 'bedrock' || isGenerateContent(target);
+    if (chatPath && !translated) {
+      // OpenAI's shape: only the model may change, and three top-level fields are read.
+      const fields = readChatFields(original);
+      if (fields !== undefined) {
+        this.clientStreaming = fields.stream;
+        this.includeUsage = fields.includeUsage;
+        const asked = fields.model;
+        if (typeof asked === 'string') this.span?.requestModel(asked);
+        const model = modelForAttempt(target, asked);
+        if (model !== undefined && asked !== model) replacement = withModel(original, fields, model);
+      }
+    }
+    const chat = chatPath && translated ? parseObject(original.toString('utf8')) : undefined;
     if (chat !== undefined) {
       this.clientStreaming = chat['stream'] === true;
       const options = chat['stream_options'];
@@ -636,14 +651,12 @@ export class AttemptExchange {
         replacement = Buffer.from(JSON.stringify(toAnthropicRequest(chat, model)));
       } else if (target.provider === 'bedrock') {
         return this.bedrockRequest(target, Buffer.from(JSON.stringify(toConverseRequest(chat))));
-      } else if (isGenerateContent(target)) {
+      } else {
         const body = Buffer.from(JSON.stringify(toGenerateContentRequest(chat)));
         const base = target.path ?? '/';
         // The path is known with the headers, whether the client streams only with the body.
         const path = this.clientStreaming ? `${base.slice(0, -':generateContent'.length)}:streamGenerateContent?alt=sse` : base;
         return { phase: 'request_body', headers: { set: [{ key: 'content-length', value: String(body.length) }, { key: ':path', value: path }] }, body: { body } };
-      } else if (model !== undefined && asked !== model) {
-        replacement = Buffer.from(JSON.stringify({ ...chat, model }));
       }
     }
     const sent = replacement ?? original;

@@ -61,6 +61,9 @@ export interface RunningGrpcServer {
 }
 
 const PREFIX = 5;
+/** Flow-control windows offered to Envoy: a large request body goes in one flight. */
+const STREAM_WINDOW_BYTES = 16 * 1024 * 1024;
+const CONNECTION_WINDOW_BYTES = 64 * 1024 * 1024;
 
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningGrpcServer> {
   const server = http2.createServer({
@@ -72,10 +75,17 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
     // guard stays, above what Envoy sends at the load the extension is built for.
     streamResetBurst: 10_000,
     streamResetRate: 5_000,
+    // HTTP/2's default window (64 KiB) made Envoy stop after each 64 KiB of a request body and
+    // wait for a WINDOW_UPDATE: a round trip per 64 KiB on the request's path. Every message is
+    // read as it comes and kept whole anyway (bounded by maxMessageBytes), so the window bounds
+    // nothing worth a wait.
+    settings: { initialWindowSize: STREAM_WINDOW_BYTES },
   } as http2.ServerOptions);
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on('session', (session) => {
     sessions.add(session);
+    // The connection's own window is only raised by a WINDOW_UPDATE, not by the settings.
+    session.once('localSettings', () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
     session.once('close', () => sessions.delete(session));
     // A connection that fails is the client's problem; its calls see onClose.
     session.on('error', () => undefined);
@@ -208,6 +218,23 @@ function frame(message: Buffer): Buffer {
   return out;
 }
 
+/** Past this size a message is written after its prefix as it is, not copied behind it. */
+const COPY_LIMIT = 16 * 1024;
+
+/** Writes one message with its prefix; false when the stream's buffer is full. */
+function writeFramed(stream: http2.ServerHttp2Stream, message: Buffer): boolean {
+  if (message.length <= COPY_LIMIT) return stream.write(frame(message));
+  // A request body on its way to the provider can be megabytes: one write of two chunks.
+  const prefix = Buffer.allocUnsafe(PREFIX);
+  prefix[0] = 0;
+  prefix.writeUInt32BE(message.length, 1);
+  stream.cork();
+  stream.write(prefix);
+  const room = stream.write(message);
+  stream.uncork();
+  return room;
+}
+
 function serveBidi(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, method: Extract<GrpcMethod, { kind: 'bidi' }>, opts: GrpcServerOptions, encoding: string | string[] | undefined): void {
   let closed = false;
   const closeListeners: (() => void)[] = [];
@@ -257,7 +284,7 @@ function serveBidi(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
       if (closed || stream.writableEnded) return false;
       // Envoy sends its next message only after this answer, so a full buffer means a slow
       // reader: stop reading its messages until it catches up.
-      if (!stream.write(frame(message))) {
+      if (!writeFramed(stream, message)) {
         stream.pause();
         stream.once('drain', () => stream.resume());
       }

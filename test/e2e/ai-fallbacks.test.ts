@@ -1,6 +1,7 @@
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
+import { runDrillRequests } from '../../src/cli/drill.js';
 import { waitFor } from '../support/wait.js';
 import { GATEWAY, NAMESPACE, aiBackend, gatewayManifests, httpRoute, routeAccepted, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
 
@@ -28,6 +29,14 @@ function named(backend: Manifest, names: string[], first: Record<string, string>
 function withFallbacks(backend: Manifest, first: Record<string, string>): Manifest {
   const spec = backend['spec'] as { ai: { multipool: { priorities: Record<string, unknown>[] } } };
   Object.assign(spec.ai.multipool.priorities[0] ?? {}, first);
+  return backend;
+}
+
+const DRILL_KEY = 'drill-key-0123456789abcdef0123456789abcdef';
+const DRILL_KEY_SECRET = 'warmed-drill-key';
+
+function withDrill(backend: Manifest): Manifest {
+  (backend['spec'] as Record<string, unknown>)['drill'] = { keySecretRef: { name: DRILL_KEY_SECRET } };
   return backend;
 }
 
@@ -65,6 +74,9 @@ beforeAll(async () => {
           // middle pool's own 503s and the skips interleave on its one host.
           named(aiBackend({ name: 'guarded', priorities: three, outlierDetection: { consecutive5xx: 2, baseEjectionTime: '30s', interval: '250ms' } }), ['small-pool', 'large-pool', 'huge-pool'], { contextWindowFallback: 'NextPool', contentPolicyFallback: 'huge-pool' }),
           named(aiBackend({ name: 'cold', priorities: three, outlierDetection: { enabled: false } }), ['small-pool', 'large-pool', 'huge-pool'], { contextWindowFallback: 'huge-pool' }),
+          // The same, with a drill key: a drill warms its pools before the first skip.
+          withDrill(named(aiBackend({ name: 'warmed', priorities: three, outlierDetection: { enabled: false } }), ['small-pool', 'large-pool', 'huge-pool'], { contextWindowFallback: 'huge-pool' })),
+          { apiVersion: 'v1', kind: 'Secret', metadata: { name: DRILL_KEY_SECRET, namespace: NAMESPACE }, stringData: { key: DRILL_KEY } },
           // Its middle member speaks TLS to a server that accepts and never answers.
           stalledTls(named(aiBackend({ name: 'stalled', priorities: [pools[0]!, [{ name: 'stalled', fake: { host: '127.0.0.1', port: silentPort() }, hostname: 'stalled.llm.test' }], three[2]!], outlierDetection: { enabled: false } }), ['small-pool', 'large-pool', 'huge-pool'], { contextWindowFallback: 'huge-pool' })),
           // Its named pool is ejected at its first 503.
@@ -78,6 +90,7 @@ beforeAll(async () => {
             { path: '/guarded/v1', rewritePrefix: '/v1', backend: 'guarded' },
             { path: '/fragile/v1', rewritePrefix: '/v1', backend: 'fragile' },
             { path: '/cold/v1', rewritePrefix: '/v1', backend: 'cold' },
+            { path: '/warmed/v1', rewritePrefix: '/v1', backend: 'warmed' },
             { path: '/stalled/v1', rewritePrefix: '/v1', backend: 'stalled' },
           ]),
           // The rule's own retry.attempts (1) is below the 2 the skip Backend's fallback needs.
@@ -98,7 +111,7 @@ beforeAll(async () => {
         ],
       };
     },
-    waitForBackends: ['chat', 'context-only', 'skip', 'guarded', 'fragile', 'cold', 'stalled'],
+    waitForBackends: ['chat', 'context-only', 'skip', 'guarded', 'fragile', 'cold', 'warmed', 'stalled'],
   });
   ({ p0, p1, p2 } = gw.fakes as Record<'p0' | 'p1' | 'p2', FakeProvider>);
 });
@@ -346,6 +359,24 @@ describe('a skip with no connection to the skipped member ready', () => {
     expect(p1.received()).toHaveLength(0);
     // The stand-in waited for Envoy's connect timeout (5 s): by then Envoy has the connection.
     expect(answer.elapsedMs).toBeGreaterThan(5_000);
+    expect(gw.envoy.running()).toBe(true);
+  });
+
+  it('after a drill through the pools before the named one, the first skip does not wait: the drill warmed their members and called none of them', async () => {
+    // Neither pool before the named one has had a request. The drill's attempts there answer
+    // "not ready" (a local reply, safe while Envoy connects) and are sent again: Envoy kept
+    // connecting, and the spare connection of its preconnect policy stays.
+    const drill = await runDrillRequests({ backend: 'ai/warmed', priority: 1, requests: 1, gateway: new URL(`http://127.0.0.1:${gw.listenerPort}/warmed/v1`), model: 'client-model', output: 'table' }, DRILL_KEY);
+    expect(drill[0]).toMatchObject({ status: 200, failedOver: true });
+    expect(p0.received()).toHaveLength(0);
+    expect(p1.received()).toHaveLength(0);
+    await gw.resetFakes();
+    await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    const answer = await gw.chat('/warmed/v1');
+    expect(answer.content).toBe('answered by p2');
+    expect(p1.received()).toHaveLength(0);
+    // The 'cold' Backend above waited Envoy's connect timeout (5 s) for the same skip.
+    expect(answer.elapsedMs).toBeLessThan(2_000);
     expect(gw.envoy.running()).toBe(true);
   });
 

@@ -96,4 +96,15 @@ describe('a request body in full duplex', () => {
     expect(set(r)['api-key']).toBe('azure-key');
     expect(set(r)['content-length']).toBeUndefined();
   });
+
+  it('sends the member the client\'s own bytes with only the model changed (no re-serialization)', async () => {
+    const exchange = new AttemptExchange(context());
+    const body = '{\n  "messages": [{"role": "user", "content": "caf\\u00e9 \\"model\\": x"}],\n  "seed": 12345678901234567890,\n  "model": "client-model"\n}';
+    exchange.observe(headersMessage());
+    exchange.observe(chunk(body, true));
+    const headers = set(await exchange.handle(headersMessage()));
+    const sent = body.replace('"client-model"', '"gpt-4o"');
+    expect(headers['content-length']).toBe(String(Buffer.byteLength(sent)));
+    expect(streamed(await exchange.handle(chunk(body, true)))).toEqual({ text: sent, end: true });
+  });
 });
