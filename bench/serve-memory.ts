@@ -13,7 +13,7 @@
  * SERVE_MEMORY_HOLD=SECONDS keeps serve running that long at the end (to inspect /proc/PID).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,6 +80,38 @@ function residentByMapping(pid: number): string {
   return [...kb].sort((a, b) => b[1] - a[1]).slice(0, 4).map(([n, k]) => `${n} ${(k / 1024).toFixed(1)} MB`).join(', ');
 }
 
+/**
+ * RSS split by what holds it, from /proc/PID/smaps and the probe's figures: the Node binary's
+ * resident pages (machine code, read-only data such as the builtins' sources and ICU, data),
+ * shared libraries, malloc's main arena ([heap]) and anonymous memory (V8's heap pages, further
+ * malloc arenas and large mmap'd blocks, thread stacks). Native is RSS - V8's heap - external:
+ * what neither V8 nor the array buffers account for (code pages, OpenSSL, nghttp2, glibc).
+ */
+function breakdown(pid: number, s: Stats): string {
+  const exe = readlinkSync(`/proc/${pid}/exe`);
+  const kb = { code: 0, rodata: 0, data: 0, libraries: 0, mallocHeap: 0, anonymous: 0, other: 0 };
+  let key: keyof typeof kb = 'other';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const mapping = /^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (mapping) {
+      const [, perms = '', name = ''] = mapping;
+      if (name === exe) key = perms.includes('x') ? 'code' : perms.includes('w') ? 'data' : 'rodata';
+      else if (name === '[heap]') key = 'mallocHeap';
+      else if (name === '') key = 'anonymous';
+      else if (name.startsWith('/')) key = 'libraries';
+      else key = 'other';
+    } else if (line.startsWith('Rss:')) kb[key] += Number(line.split(/\s+/)[1]);
+  }
+  const f = (b: number): string => (b / MB).toFixed(1);
+  const k = (n: number): string => f(n * 1024);
+  const rss = processUsage(pid).rssBytes;
+  const v8Heap = s.spaces.reduce((sum, sp) => sum + sp.physical_space_size, 0);
+  const threads = /^Threads:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '?';
+  return `RSS ${f(rss)} MB = Node binary ${k(kb.code + kb.rodata + kb.data)} (code ${k(kb.code)}, read-only data ${k(kb.rodata)}, data ${k(kb.data)})` +
+    ` + libraries ${k(kb.libraries)} + malloc heap ${k(kb.mallocHeap)} + anonymous ${k(kb.anonymous)} (V8 heap ${f(v8Heap)}, the rest ${f(kb.anonymous * 1024 - v8Heap)}) + other ${k(kb.other)};` +
+    ` external ${f(s.memory.external)} (array buffers ${f(s.memory.arrayBuffers)}); native (RSS - V8 heap - external) ${f(rss - v8Heap - s.memory.external)}; ${threads} threads`;
+}
+
 async function main(): Promise<void> {
   const [backends = 1000, clients = 10] = process.argv.slice(2, 4).map(Number);
   const mode = (process.argv[4] ?? 'sotw') as 'sotw' | 'delta';
@@ -111,7 +143,7 @@ async function main(): Promise<void> {
     await probe.next((e) => e.event === 'ready', 120_000, 'the first client');
     await probe.stop();
     const first = await stats(false);
-    console.log(`serve's Node flags: ${first.execArgv.filter((a) => !a.includes('serve-memory-probe')).join(' ')}; MALLOC_ARENA_MAX ${/MALLOC_ARENA_MAX=([^\0]*)/.exec(readFileSync(`/proc/${pid}/environ`, 'utf8'))?.[1] ?? 'unset'}`);
+    console.log(`serve's Node flags: ${first.execArgv.filter((a) => !a.includes('serve-memory-probe')).join(' ')}; ${['MALLOC_ARENA_MAX', 'MALLOC_TRIM_THRESHOLD_'].map((name) => `${name} ${new RegExp(`(?:^|\\0)${name}=([^\\0]*)`).exec(readFileSync(`/proc/${pid}/environ`, 'utf8'))?.[1] ?? 'unset'}`).join(', ')}`);
     print('started', pid, first);
     const started = await stats(true);
     print('started, after GC', pid, started);
@@ -129,8 +161,10 @@ async function main(): Promise<void> {
     await fleet.next((e) => e.event === 'done' && e['id'] === 'e1', 120_000, 'the edit');
     const pushed = await stats(false);
     print('edit ACKed', pid, pushed);
-    print('edit ACKed, after GC', pid, await stats(true));
+    const pushedGc = await stats(true);
+    print('edit ACKed, after GC', pid, pushedGc);
     console.log(`serve's resident memory by mapping: ${residentByMapping(pid)}`);
+    console.log(`breakdown after GC: ${breakdown(pid, pushedGc)}`);
     const hold = Number(process.env['SERVE_MEMORY_HOLD'] ?? 0);
     if (hold > 0) {
       console.log(`serve (pid ${pid}) keeps running for ${hold} s`);

@@ -1,4 +1,4 @@
-import { MODEL_HEADER } from '../api/models.js';
+import { MODEL_HEADER } from '../api/model-http.js';
 import type { AttemptTarget } from './attempt.js';
 import type { HeaderMutation, HeaderSet } from './protocol.js';
 

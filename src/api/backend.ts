@@ -1,7 +1,8 @@
 import { z } from 'zod';
-import { DurationString, parseDuration } from './duration.js';
+import { DRILL_KEY } from './drill-key.js';
+import { parseDuration } from './duration.js';
 import { HEADER_NAME_PATTERN, HOST_PATTERN } from './http-syntax.js';
-import { ObjectMeta, ObjectName } from './meta.js';
+import { DurationString, ObjectMeta, ObjectName } from './meta.js';
 import { modelAliasesOf } from './models.js';
 
 export const BACKEND_GROUP = 'switchyard.dev';
@@ -332,8 +333,7 @@ export const OutlierDetectionSpec = z.strictObject({
 });
 export type OutlierDetectionSpec = z.infer<typeof OutlierDetectionSpec>;
 
-/** The data key of the drill key Secret. */
-export const DRILL_KEY = 'key';
+export { DRILL_KEY };
 
 export const DrillSpec = z.strictObject({
   keySecretRef: z.strictObject({

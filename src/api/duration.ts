@@ -2,8 +2,6 @@
  * Durations: Gateway API (GEP-2257: "1h2m3s500ms", units h/m/s/ms, at most four parts) and the
  * Backend API (same form) parse to milliseconds; Envoy wants proto3 JSON Duration strings.
  */
-import { z } from 'zod';
-
 const GEP_2257 = /^([0-9]{1,5}(h|m|s|ms)){1,4}$/;
 /** The pattern in the CRD's OpenAPI schema, by which the API docs recognise a duration. */
 export const DURATION_PATTERN = GEP_2257.source;
@@ -11,9 +9,6 @@ const PART = /([0-9]{1,5})(ms|h|m|s)/g;
 const UNIT_MS: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1_000, ms: 1 };
 
 export const DURATION_HINT = 'use a duration such as "500ms", "2s", "1m30s" (units h, m, s, ms)';
-
-/** The schema of every duration field (a pattern, so the CRD generated from it validates the same). */
-export const DurationString = z.string().regex(GEP_2257, `invalid duration: ${DURATION_HINT}`);
 
 export function parseDuration(text: string): number | undefined {
   if (!GEP_2257.test(text)) return undefined;

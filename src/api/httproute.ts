@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { DurationString } from './duration.js';
-import { ObjectMeta, ObjectName } from './meta.js';
+import { DurationString, ObjectMeta, ObjectName } from './meta.js';
 
 const Duration = DurationString;
 

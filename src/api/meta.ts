@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DURATION_HINT, DURATION_PATTERN } from './duration.js';
 
 export const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 export const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -34,3 +35,10 @@ export interface ObjectId {
 export function describeObject(id: ObjectId): string {
   return `${id.kind} ${id.namespace}/${id.name}`;
 }
+
+/**
+ * The schema of every duration field (a pattern, so the CRD generated from it validates the same).
+ * Here rather than in duration.ts, which stays free of zod: the AI extension parses durations
+ * without loading it.
+ */
+export const DurationString = z.string().regex(new RegExp(DURATION_PATTERN), `invalid duration: ${DURATION_HINT}`);

@@ -4,7 +4,6 @@ import { connect } from 'node:net';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { z } from 'zod';
 import { otlpUrl, type OtlpEndpoint } from '../envoy/tracing.js';
 import { assertPortFree } from './ports.js';
 import { commandArgsOf, commandLineOf, isAlive, type StateDir } from './state-dir.js';
@@ -29,14 +28,28 @@ import { commandArgsOf, commandLineOf, isAlive, type StateDir } from './state-di
 
 export const DEFAULT_ORPHAN_GRACE_MS = 10 * 60_000;
 
-const ExtensionRecord = z.object({
-  pid: z.number().int().positive(),
-  port: z.number().int().min(1).max(65535),
-  host: z.string(),
-  socket: z.string(),
-  metricsPort: z.number().int().optional(),
-});
-export type ExtensionRecord = z.infer<typeof ExtensionRecord>;
+/** What the extension writes once it listens, for serve to adopt it after a restart. */
+export interface ExtensionRecord {
+  pid: number;
+  port: number;
+  host: string;
+  socket: string;
+  metricsPort?: number;
+}
+
+/**
+ * A record as the extension writes it, else undefined (a file from another version, or edited).
+ * Checked by hand: the extension writes it, and it loads no schema library (zod) for that.
+ */
+function asExtensionRecord(value: unknown): ExtensionRecord | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { pid, port, host, socket, metricsPort } = value as Record<string, unknown>;
+  const integer = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n);
+  if (!integer(pid) || pid <= 0 || !integer(port) || port < 1 || port > 65535) return undefined;
+  if (typeof host !== 'string' || typeof socket !== 'string') return undefined;
+  if (metricsPort !== undefined && !integer(metricsPort)) return undefined;
+  return { pid, port, host, socket, ...(metricsPort !== undefined ? { metricsPort } : {}) };
+}
 
 /** Written by the extension once it listens (atomically: a reader never sees half a file). */
 export function writeExtensionRecord(path: string, record: ExtensionRecord): void {
@@ -52,8 +65,7 @@ export function removeExtensionRecord(path: string, pid: number): void {
 
 function readExtensionRecord(path: string): ExtensionRecord | undefined {
   try {
-    const parsed = ExtensionRecord.safeParse(JSON.parse(readFileSync(path, 'utf8')));
-    return parsed.success ? parsed.data : undefined;
+    return asExtensionRecord(JSON.parse(readFileSync(path, 'utf8')));
   } catch {
     return undefined;
   }

@@ -1,4 +1,4 @@
-import { DRILL_KEY } from '../api/backend.js';
+import { DRILL_KEY } from '../api/drill-key.js';
 
 /** Kept apart from drill.ts so that printing usage loads no Kubernetes client. */
 export const DRILL_USAGE = `  switchyard drill --backend NS/NAME --gateway URL (--key-secret NS/NAME | --key-file PATH)

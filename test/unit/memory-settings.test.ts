@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { canExec, longRunningRestart, MALLOC_ARENAS, SEMI_SPACE_MB } from '../../src/cli/memory-settings.js';
+import { canExec, longRunningRestart, MALLOC_ARENAS, MALLOC_TRIM_THRESHOLD, SEMI_SPACE_MB } from '../../src/cli/memory-settings.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const MB = 1024 * 1024;
@@ -11,7 +11,7 @@ describe('longRunningRestart', () => {
   it('restarts serve, controller and ai-extension with the young generation capped, keeping loaders and arguments', () => {
     for (const command of ['serve', 'controller', 'ai-extension']) {
       const restart = longRunningRestart([command, '--config', 'x'], ['--import', 'tsx'], { PATH: '/bin' });
-      expect(restart).toEqual({ execArgv: [`--max-semi-space-size=${SEMI_SPACE_MB}`, '--import', 'tsx'], env: { PATH: '/bin', MALLOC_ARENA_MAX: MALLOC_ARENAS } });
+      expect(restart).toEqual({ execArgv: [`--max-semi-space-size=${SEMI_SPACE_MB}`, '--import', 'tsx'], env: { PATH: '/bin', MALLOC_ARENA_MAX: MALLOC_ARENAS, MALLOC_TRIM_THRESHOLD_: MALLOC_TRIM_THRESHOLD } });
     }
   });
 
@@ -25,8 +25,12 @@ describe('longRunningRestart', () => {
     expect(longRunningRestart(['serve'], [], { NODE_OPTIONS: '--enable-source-maps --max-semi-space-size=8' })).toBeUndefined();
   });
 
-  it("keeps the user's MALLOC_ARENA_MAX", () => {
-    expect(longRunningRestart(['serve'], [], { MALLOC_ARENA_MAX: '8' })?.env['MALLOC_ARENA_MAX']).toBe('8');
+  it("keeps the user's MALLOC_ARENA_MAX and MALLOC_TRIM_THRESHOLD_", () => {
+    const env = longRunningRestart(['serve'], [], { MALLOC_ARENA_MAX: '8', MALLOC_TRIM_THRESHOLD_: '0' })?.env;
+    expect(env?.['MALLOC_ARENA_MAX']).toBe('8');
+    expect(env?.['MALLOC_TRIM_THRESHOLD_']).toBe('0');
+    // Set but empty is glibc's default, not a choice: ours applies.
+    expect(longRunningRestart(['serve'], [], { MALLOC_TRIM_THRESHOLD_: '' })?.env['MALLOC_TRIM_THRESHOLD_']).toBe(MALLOC_TRIM_THRESHOLD);
   });
 });
 
@@ -48,6 +52,7 @@ interface Result {
   childPid: number | undefined;
   execArgv: string[];
   mallocArenaMax: string | null;
+  mallocTrimThreshold: string | null;
   newSpaceBytes: number;
 }
 
@@ -55,6 +60,7 @@ function runEntry(command: string): Promise<Result> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env };
     delete env['MALLOC_ARENA_MAX'];
+    delete env['MALLOC_TRIM_THRESHOLD_'];
     delete env['NODE_OPTIONS'];
     const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/memory-settings-entry.ts'), command], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], env });
     let out = '';
@@ -81,11 +87,13 @@ describe('restartWithMemorySettings (what bin/switchyard.js runs first)', () => 
     expect(serve.pid).toBe(serve.childPid);
     expect(serve.execArgv.slice(0, 3)).toEqual([`--max-semi-space-size=${SEMI_SPACE_MB}`, '--import', 'tsx']);
     expect(serve.mallocArenaMax).toBe(MALLOC_ARENAS);
+    expect(serve.mallocTrimThreshold).toBe(MALLOC_TRIM_THRESHOLD);
     expect(serve.newSpaceBytes).toBeLessThanOrEqual(2 * SEMI_SPACE_MB * MB);
 
     const translate = await runEntry('translate');
     expect(translate.starts).toEqual([translate.childPid]);
     expect(translate.execArgv).toEqual(['--import', 'tsx']);
+    expect([translate.mallocArenaMax, translate.mallocTrimThreshold]).toEqual([null, null]);
     // The same allocation without the cap: V8's default grows far past it.
     expect(translate.newSpaceBytes).toBeGreaterThan(4 * SEMI_SPACE_MB * MB);
   });

@@ -1,0 +1,41 @@
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
+
+/**
+ * The packages a fresh process loads once it has imported `modules`: each costs the AI extension
+ * (serve's child process) resident memory for as long as it runs (issue 9).
+ */
+function packagesLoadedBy(modules: string[]): string[] {
+  const script = `
+    import { registerHooks } from 'node:module';
+    const seen = new Set();
+    registerHooks({ resolve(specifier, context, next) {
+      const r = next(specifier, context);
+      const m = /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(r.url);
+      if (m) seen.add(m[1]);
+      return r;
+    } });
+    for (const m of ${JSON.stringify(modules)}) await import(m);
+    process.stdout.write(JSON.stringify([...seen].sort()));
+  `;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`node exited ${String(r.status)}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as string[];
+}
+
+describe('what the AI extension loads', () => {
+  it('the CLI and the extension load neither the schemas (zod) nor the YAML readers; the translate path does', () => {
+    const extension = packagesLoadedBy([join(ROOT, 'src/cli/main.ts'), join(ROOT, 'src/ai-extension/server.ts')]);
+    expect(extension).toContain('@grpc/grpc-js');
+    expect(extension).not.toContain('zod');
+    expect(extension).not.toContain('yaml');
+    expect(extension).not.toContain('js-yaml');
+    // The same probe sees them where they are used: it can tell.
+    const translate = packagesLoadedBy([join(ROOT, 'src/pipeline.ts'), join(ROOT, 'src/providers/file.ts')]);
+    expect(translate).toEqual(expect.arrayContaining(['zod', 'yaml', 'js-yaml']));
+  });
+});
