@@ -749,6 +749,21 @@ interface Served {
   generation: number;
 }
 
+/** Everything the store keeps of one object. */
+interface ObjectEntry {
+  /**
+   * Every definition, in no particular order (see definitionsOf): the definition itself when it
+   * is the only one, as nearly every object's is (a list of one per object cost 4 MiB over
+   * 80,000 objects).
+   */
+  definitions: Definition | Definition[] | undefined;
+  /** What the object serves: its valid definition, else its last valid version (the last good), else nothing. */
+  served: Served | undefined;
+  /** The generation last given to it (none yet: undefined), and the spec (ManifestDocument content) it was given for. */
+  generation: number | undefined;
+  content: string;
+}
+
 /** A document that defines an object, the file it is in and its index there (the document itself is not copied: there is one per object). */
 interface Definition {
   doc: Extract<ManifestDocument, { state: 'object' | 'invalid' }>;
@@ -782,19 +797,11 @@ type ObjectLists = Omit<Inputs, 'invalid' | 'unknownFields'>;
  */
 export class ManifestStore {
   /**
-   * What each object serves: its valid definition, else its last valid version (the last good),
-   * else nothing. One map for both: a second one, always equal to it, cost 80,000 entries at
-   * 10,000 Backends.
+   * What the store knows of each object, by key: one record in one map (four maps of 80,000
+   * entries each, and a record per object for its generation, cost 10 MiB at 10,000 Backends).
    */
-  private readonly served = new Map<string, Served>();
-  private readonly generations = new Map<string, { generation: number; content: string }>();
+  private readonly entries = new Map<string, ObjectEntry>();
   private readonly files = new Map<string, FileContribution>();
-  /**
-   * Every definition of each object, in no particular order (see definitionsOf): the definition
-   * itself when it is the only one, as nearly every object's is (a list of one per object cost
-   * 4 MiB over 80,000 objects).
-   */
-  private readonly definitions = new Map<string, Definition | Definition[]>();
   /** Objects served from a broken file that defines them no more (see decide). */
   private readonly held = new Set<string>();
   private readonly invalid = new Map<string, InvalidObject>();
@@ -802,9 +809,11 @@ export class ManifestStore {
   private readonly duplicates = new Map<string, Problem[]>();
   /** The unknown-field warnings of the served definition, by object. */
   private readonly warnings = new Map<string, { id: ObjectId; warnings: Problem[] }>();
-  /** The keys of `served`, sorted; each one's index in the list of its kind. */
+  /**
+   * The keys of the objects served, sorted. Keys start with their kind, so each kind's keys are
+   * a run of this list, in the order of that kind's list (see indexInList).
+   */
   private order: string[] = [];
-  private readonly indexInList = new Map<string, number>();
   private lists: ObjectLists = emptyInputs();
   private invalidList: InvalidObject[] = [];
 
@@ -860,10 +869,11 @@ export class ManifestStore {
           kept.add(definition.doc);
           continue;
         }
-        const had = this.definitions.get(definition.key);
-        if (had === undefined) this.definitions.set(definition.key, definition);
+        const entry = this.entry(definition.key);
+        const had = entry.definitions;
+        if (had === undefined) entry.definitions = definition;
         // A literal of two: a list grown by push from empty keeps room for 17.
-        else if (!Array.isArray(had)) this.definitions.set(definition.key, [had, definition]);
+        else if (!Array.isArray(had)) entry.definitions = [had, definition];
         else had.push(definition);
         affected.add(definition.key);
       }
@@ -880,10 +890,10 @@ export class ManifestStore {
     let invalidChanged = false;
     for (const key of affected) {
       if (++steps % BUILD_STEP === 0) yield;
-      const was = this.served.get(key);
+      const was = this.entries.get(key)?.served;
       const wasInvalid = this.invalid.get(key);
       this.decide(key, position);
-      const now = this.served.get(key);
+      const now = this.entries.get(key)?.served;
       if ((was === undefined) !== (now === undefined)) membershipChanged = true;
       else if (was !== undefined && now !== undefined && was.object !== now.object) replaced.push(key);
       if (wasInvalid !== this.invalid.get(key)) invalidChanged = true;
@@ -893,7 +903,10 @@ export class ManifestStore {
     if (membershipChanged) yield* this.relist(affected);
     else if (replaced.length > 0) {
       const lists = copyLists(this.lists);
-      for (const key of replaced) setInList(lists, (this.served.get(key) as Served).object, this.indexInList.get(key) as number);
+      for (const key of replaced) {
+        const { object } = this.entries.get(key)?.served as Served;
+        setInList(lists, object, this.indexInList(key, object.kind));
+      }
       this.lists = lists;
     }
 
@@ -914,12 +927,11 @@ export class ManifestStore {
     for (const definition of definitions) {
       if (kept.has(definition.doc)) continue;
       const rest = this.listOfDefinitions(definition.key).filter((d) => d !== definition);
-      if (rest.length > 1) this.definitions.set(definition.key, rest);
-      else if (rest.length === 1) this.definitions.set(definition.key, rest[0] as Definition);
-      else this.definitions.delete(definition.key);
+      const entry = this.entries.get(definition.key);
+      if (entry !== undefined) entry.definitions = rest.length > 1 ? rest : rest[0];
       affected.add(definition.key);
     }
-    for (const key of this.held) if (this.served.get(key)?.file === file) affected.add(key);
+    for (const key of this.held) if (this.entries.get(key)?.served?.file === file) affected.add(key);
   }
 
   /** What is served for one object, and what is said about it, from its definitions. */
@@ -930,7 +942,7 @@ export class ManifestStore {
       this.warnings.delete(key);
       // A syntax error can hide which objects a document defines. Objects last loaded from a file
       // that is now broken keep being served: a half-saved file must not take routes offline.
-      const prev = this.served.get(key);
+      const prev = this.entries.get(key)?.served;
       const broken = prev === undefined ? undefined : this.files.get(prev.file)?.broken;
       if (prev !== undefined && broken !== undefined) {
         this.held.add(key);
@@ -939,8 +951,7 @@ export class ManifestStore {
       }
       // Objects no file defines any more are gone: a later object of the same name starts afresh.
       this.held.delete(key);
-      this.served.delete(key);
-      this.generations.delete(key);
+      this.entries.delete(key);
       this.invalid.delete(key);
       return;
     }
@@ -966,18 +977,17 @@ export class ManifestStore {
       if (def.warnings.length > 0) this.warnings.set(key, { id, warnings: def.warnings });
       else this.warnings.delete(key);
       // The same object as last time when nothing changed, so translation can skip it by reference.
-      const before = this.served.get(key);
-      const entry: Served =
-        before !== undefined && before.generation === generation && before.file === file && sameObject(before, def)
-          ? before
-          : { id, object: stamped(def.object, generation), from: def.object, content: def.content, file, generation };
-      this.served.set(key, entry);
+      const entry = this.entry(key);
+      const before = entry.served;
+      if (before === undefined || before.generation !== generation || before.file !== file || !sameObject(before, def)) {
+        entry.served = { id, object: stamped(def.object, generation), from: def.object, content: def.content, file, generation };
+      }
       this.invalid.delete(key);
       return;
     }
     this.warnings.delete(key);
     // An invalid definition leaves what is served as it is: the last good version, if any.
-    const good = this.served.get(key);
+    const good = this.entries.get(key)?.served;
     const previous = this.invalid.get(key);
     // The same record when nothing changed, so the sorted list is not rebuilt for nothing.
     if (previous === undefined || previous.generation !== generation || previous.problems !== def.problems || previous.servingLastGood !== (good !== undefined)) {
@@ -994,7 +1004,7 @@ export class ManifestStore {
 
   /** An object's definitions as a list: the stored list itself when there are several (definitionsOf sorts it in place). */
   private listOfDefinitions(key: string): Definition[] {
-    const had = this.definitions.get(key);
+    const had = this.entries.get(key)?.definitions;
     if (had === undefined) return [];
     return Array.isArray(had) ? had : [had];
   }
@@ -1012,29 +1022,49 @@ export class ManifestStore {
 
   /** Rebuilds the lists of every kind, after objects came or went. */
   private *relist(affected: ReadonlySet<string>): Generator<void, void> {
-    const gone = this.order.filter((k) => !this.served.has(k));
-    const added = [...affected].filter((k) => this.served.has(k) && !this.indexInList.has(k));
+    const isServed = (k: string): boolean => this.entries.get(k)?.served !== undefined;
+    const gone = this.order.filter((k) => !isServed(k));
+    const listed = (k: string): boolean => this.order[sortedIndex(this.order, k)] === k;
+    const added = [...affected].filter((k) => isServed(k) && !listed(k));
     // A few objects more or less are put in place; many are sorted with the rest.
     if (gone.length + added.length > 64) {
       yield;
-      this.order = [...this.served.keys()].sort(byCodeUnits);
+      const order: string[] = [];
+      for (const [key, entry] of this.entries) if (entry.served !== undefined) order.push(key);
+      this.order = order.sort(byCodeUnits);
       yield;
     }
     else {
-      const order = gone.length > 0 ? this.order.filter((k) => this.served.has(k)) : [...this.order];
+      const order = gone.length > 0 ? this.order.filter(isServed) : [...this.order];
       for (const key of added) order.splice(sortedIndex(order, key), 0, key);
       this.order = order;
     }
     const lists = emptyInputs();
-    this.indexInList.clear();
     let steps = 0;
     for (const key of this.order) {
       if (++steps % BUILD_STEP === 0) yield;
-      const { object } = this.served.get(key) as Served;
-      this.indexInList.set(key, listOf(lists, object).length);
-      addToInputs(lists, object);
+      addToInputs(lists, (this.entries.get(key)?.served as Served).object);
     }
     this.lists = lists;
+  }
+
+  /**
+   * Where a served object is in its kind's list: its place among the sorted keys, less that of
+   * its kind's first key (every key of a kind starts with "<kind>/", so they are a run of the
+   * sorted keys, in the order relist filed them in).
+   */
+  private indexInList(key: string, kind: string): number {
+    return sortedIndex(this.order, key) - sortedIndex(this.order, `${kind}/`);
+  }
+
+  /** The entry of an object, made when the store first hears of it. */
+  private entry(key: string): ObjectEntry {
+    let entry = this.entries.get(key);
+    if (entry === undefined) {
+      entry = { definitions: undefined, served: undefined, generation: undefined, content: '' };
+      this.entries.set(key, entry);
+    }
+    return entry;
   }
 
   /**
@@ -1045,19 +1075,21 @@ export class ManifestStore {
   private chooseDefinition(key: string, list: readonly Definition[]): { winner: Definition; why: string } {
     const first = list[0] as Definition;
     if (list.length === 1) return { winner: first, why: '' };
-    const servedFrom = this.served.get(key)?.file;
+    const servedFrom = this.entries.get(key)?.served?.file;
     const incumbent = servedFrom === undefined ? undefined : list.find((d) => d.file === servedFrom);
     if (incumbent !== undefined) return { winner: incumbent, why: `the definition at ${incumbent.doc.source} was served first and keeps being served` };
     return { winner: first, why: `the definition at ${first.doc.source} is used (first by file path, then document index)` };
   }
 
   private nextGeneration(key: string, content: string, declared: number | undefined): number {
-    const prev = this.generations.get(key);
+    const entry = this.entry(key);
+    const prev = entry.generation;
     let generation: number;
     if (declared !== undefined) generation = declared;
-    else if (!prev) generation = 1;
-    else generation = prev.content === content ? prev.generation : prev.generation + 1;
-    if (prev?.generation !== generation || prev.content !== content) this.generations.set(key, { generation, content });
+    else if (prev === undefined) generation = 1;
+    else generation = entry.content === content ? prev : prev + 1;
+    entry.generation = generation;
+    entry.content = content;
     return generation;
   }
 }
