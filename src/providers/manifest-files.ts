@@ -472,12 +472,26 @@ function interned(text: string): string {
  * new string to V8's table of internalized strings was a sixth of the first load's CPU.
  */
 function deduplicated(text: string): string {
-  const length = text.length;
-  const slot = length === 0 ? 0 : (length * 31 + text.charCodeAt(0) * 7 + text.charCodeAt(length >> 1) * 3 + text.charCodeAt(length - 1)) & (RECENT_STRINGS.length - 1);
+  const slot = recentSlot(text);
   const recent = RECENT_STRINGS[slot];
   if (recent === text) return recent;
   RECENT_STRINGS[slot] = text;
   return text;
+}
+
+/**
+ * A string's slot among the recent ones: a hash of every character of a short string (of 32 at
+ * most of a longer one). Three characters were not enough: "p0-m0", "p1-m0" and "p2-m0" (member
+ * names, and the Secret names made of them) took turns in one slot, and each of 60,000 members
+ * kept its own copy of its name.
+ */
+function recentSlot(text: string): number {
+  const length = text.length;
+  const step = length <= 32 ? 1 : length >> 5;
+  let h = length;
+  for (let i = 0; i < length; i += step) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  h ^= h >>> 15;
+  return h & (RECENT_STRINGS.length - 1);
 }
 
 /** Strings deduplicated lately, by a hash of their length and three of their characters. */
