@@ -341,9 +341,9 @@ export function translateBackend(backend: Backend, secrets: SecretLookup): Trans
     key,
     retry: shared(retry),
     credentials: compact([...credentials.values()]),
-    events,
+    events: events.length > 0 ? compact(events) : shared([]),
     ...(cluster ? { cluster } : {}),
-    ...(cluster && backend.spec.type === 'AI' ? { models: servedModels(backend, cluster) } : {}),
+    ...(cluster && backend.spec.type === 'AI' ? { models: servedModels(backend, cluster, key) } : {}),
     ...(unavailable ? { unavailable } : {}),
     status: { kind: 'Backend', namespace, name, ...identity, conditions: shared(compact(conditions)), priorities: shared(compact(priorityStatus)), servedPriorities: priorities.length, usableMembers: usable, totalMembers: all.length },
   };

@@ -499,5 +499,5 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
   }
 
   const { namespace, name, uid } = route.metadata;
-  return { status: { kind: 'HTTPRoute', namespace, name, ...(uid !== undefined ? { uid } : {}), parents: shared(compact(parents)) }, placed: compact(placed), events, attachedTo: compact(attachedTo) };
+  return { status: { kind: 'HTTPRoute', namespace, name, ...(uid !== undefined ? { uid } : {}), parents: shared(compact(parents)) }, placed: compact(placed), events: events.length > 0 ? compact(events) : shared([]), attachedTo: compact(attachedTo) };
 }
