@@ -472,12 +472,26 @@ function interned(text: string): string {
  * new string to V8's table of internalized strings was a sixth of the first load's CPU.
  */
 function deduplicated(text: string): string {
-  const length = text.length;
-  const slot = length === 0 ? 0 : (length * 31 + text.charCodeAt(0) * 7 + text.charCodeAt(length >> 1) * 3 + text.charCodeAt(length - 1)) & (RECENT_STRINGS.length - 1);
+  const slot = recentSlot(text);
   const recent = RECENT_STRINGS[slot];
   if (recent === text) return recent;
   RECENT_STRINGS[slot] = text;
   return text;
+}
+
+/**
+ * A string's slot among the recent ones: a hash of every character of a short string (of 32 at
+ * most of a longer one). Three characters were not enough: "p0-m0", "p1-m0" and "p2-m0" (member
+ * names, and the Secret names made of them) took turns in one slot, and each of 60,000 members
+ * kept its own copy of its name.
+ */
+function recentSlot(text: string): number {
+  const length = text.length;
+  const step = length <= 32 ? 1 : length >> 5;
+  let h = length;
+  for (let i = 0; i < length; i += step) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  h ^= h >>> 15;
+  return h & (RECENT_STRINGS.length - 1);
 }
 
 /** Strings deduplicated lately, by a hash of their length and three of their characters. */
@@ -550,14 +564,15 @@ function specContent(value: unknown): string {
 
 /**
  * What tells one version of a document's text, or of its spec, from another: kept per document,
- * so kept short. SHA-1's 160 bits, in base64 straight from the hash (28 characters, the size
- * of a 128-bit digest's string in V8's heap): a digest cut from a Buffer costs a Buffer per
- * call, and a slice of a longer string keeps it alive; at 80,000 documents the Buffers were a
- * tenth of a first load's hashing and parsing. The texts are the user's own files: what is
- * needed is no accidental collision, not resistance to an attacker (who could edit the file).
+ * twice, so kept short. The first 96 bits of SHA-1, one character per byte ('binary', latin1) straight
+ * from the hash: 12 characters are a string of 32 bytes in V8's heap, where the base64 of the
+ * whole digest took 48 (160,000 digests at 10,000 Backends). A cut shorter than 13 characters
+ * is a copy, never a slice that keeps the longer string alive; a digest cut from a Buffer costs
+ * a Buffer per call. The texts are the user's own files: what is needed is no accidental
+ * collision (96 bits are ample), not resistance to an attacker (who could edit the file).
  */
 function documentDigest(data: Buffer | string): string {
-  return hash('sha1', data, 'base64');
+  return hash('sha1', data, 'binary').slice(0, 12);
 }
 
 /** A document without metadata and status; the keys are not copied when there are none to drop. */
@@ -737,16 +752,29 @@ function describe(id: ObjectId): string {
   return `${id.kind} ${id.namespace ? `${id.namespace}/` : ''}${id.name}`;
 }
 
-/** An object as it is served, with where it came from. */
-interface Served {
-  id: ObjectId;
-  object: KnownObject;
-  /** The parsed object `object` was stamped from: while a file is unchanged, it is the same object, and so is `object`. */
-  from: KnownObject;
-  /** Its spec's hash (ManifestDocument content). */
+/** A definition of a valid object: what an object is served from. */
+type ServedDefinition = Definition & { doc: Extract<ManifestDocument, { state: 'object' }> };
+
+/** Everything the store keeps of one object. */
+interface ObjectEntry {
+  /**
+   * Every definition, in no particular order (see definitionsOf): the definition itself when it
+   * is the only one, as nearly every object's is (a list of one per object cost 4 MiB over
+   * 80,000 objects).
+   */
+  definitions: Definition | Definition[] | undefined;
+  /** The generation last given to it (none yet: undefined), and the spec (ManifestDocument content) it was given for. */
+  generation: number | undefined;
   content: string;
-  file: string;
-  generation: number;
+  /**
+   * What the object serves: its valid definition, else its last valid version (the last good),
+   * else nothing; its document's object is what `object` was stamped from (while a file is
+   * unchanged, it is the same object, and so is `object`). Kept in the entry, not in a record of
+   * its own: a record per object cost 6 MiB at 10,000 Backends.
+   */
+  served: ServedDefinition | undefined;
+  object: KnownObject | undefined;
+  servedGeneration: number;
 }
 
 /** A document that defines an object, the file it is in and its index there (the document itself is not copied: there is one per object). */
@@ -782,19 +810,11 @@ type ObjectLists = Omit<Inputs, 'invalid' | 'unknownFields'>;
  */
 export class ManifestStore {
   /**
-   * What each object serves: its valid definition, else its last valid version (the last good),
-   * else nothing. One map for both: a second one, always equal to it, cost 80,000 entries at
-   * 10,000 Backends.
+   * What the store knows of each object, by key: one record in one map (four maps of 80,000
+   * entries each, and a record per object for its generation, cost 10 MiB at 10,000 Backends).
    */
-  private readonly served = new Map<string, Served>();
-  private readonly generations = new Map<string, { generation: number; content: string }>();
+  private readonly entries = new Map<string, ObjectEntry>();
   private readonly files = new Map<string, FileContribution>();
-  /**
-   * Every definition of each object, in no particular order (see definitionsOf): the definition
-   * itself when it is the only one, as nearly every object's is (a list of one per object cost
-   * 4 MiB over 80,000 objects).
-   */
-  private readonly definitions = new Map<string, Definition | Definition[]>();
   /** Objects served from a broken file that defines them no more (see decide). */
   private readonly held = new Set<string>();
   private readonly invalid = new Map<string, InvalidObject>();
@@ -802,9 +822,11 @@ export class ManifestStore {
   private readonly duplicates = new Map<string, Problem[]>();
   /** The unknown-field warnings of the served definition, by object. */
   private readonly warnings = new Map<string, { id: ObjectId; warnings: Problem[] }>();
-  /** The keys of `served`, sorted; each one's index in the list of its kind. */
+  /**
+   * The keys of the objects served, sorted. Keys start with their kind, so each kind's keys are
+   * a run of this list, in the order of that kind's list (see indexInList).
+   */
   private order: string[] = [];
-  private readonly indexInList = new Map<string, number>();
   private lists: ObjectLists = emptyInputs();
   private invalidList: InvalidObject[] = [];
 
@@ -860,10 +882,11 @@ export class ManifestStore {
           kept.add(definition.doc);
           continue;
         }
-        const had = this.definitions.get(definition.key);
-        if (had === undefined) this.definitions.set(definition.key, definition);
+        const entry = this.entry(definition.key);
+        const had = entry.definitions;
+        if (had === undefined) entry.definitions = definition;
         // A literal of two: a list grown by push from empty keeps room for 17.
-        else if (!Array.isArray(had)) this.definitions.set(definition.key, [had, definition]);
+        else if (!Array.isArray(had)) entry.definitions = [had, definition];
         else had.push(definition);
         affected.add(definition.key);
       }
@@ -880,12 +903,12 @@ export class ManifestStore {
     let invalidChanged = false;
     for (const key of affected) {
       if (++steps % BUILD_STEP === 0) yield;
-      const was = this.served.get(key);
+      const was = this.entries.get(key)?.object;
       const wasInvalid = this.invalid.get(key);
       this.decide(key, position);
-      const now = this.served.get(key);
+      const now = this.entries.get(key)?.object;
       if ((was === undefined) !== (now === undefined)) membershipChanged = true;
-      else if (was !== undefined && now !== undefined && was.object !== now.object) replaced.push(key);
+      else if (was !== now) replaced.push(key);
       if (wasInvalid !== this.invalid.get(key)) invalidChanged = true;
     }
     if (invalidChanged || invalidBefore !== this.invalid.size) this.invalidList = [...this.invalid.keys()].sort(byCodeUnits).map((k) => this.invalid.get(k) as InvalidObject);
@@ -893,7 +916,10 @@ export class ManifestStore {
     if (membershipChanged) yield* this.relist(affected);
     else if (replaced.length > 0) {
       const lists = copyLists(this.lists);
-      for (const key of replaced) setInList(lists, (this.served.get(key) as Served).object, this.indexInList.get(key) as number);
+      for (const key of replaced) {
+        const object = this.entries.get(key)?.object as KnownObject;
+        setInList(lists, object, this.indexInList(key, object.kind));
+      }
       this.lists = lists;
     }
 
@@ -914,12 +940,11 @@ export class ManifestStore {
     for (const definition of definitions) {
       if (kept.has(definition.doc)) continue;
       const rest = this.listOfDefinitions(definition.key).filter((d) => d !== definition);
-      if (rest.length > 1) this.definitions.set(definition.key, rest);
-      else if (rest.length === 1) this.definitions.set(definition.key, rest[0] as Definition);
-      else this.definitions.delete(definition.key);
+      const entry = this.entries.get(definition.key);
+      if (entry !== undefined) entry.definitions = rest.length > 1 ? rest : rest[0];
       affected.add(definition.key);
     }
-    for (const key of this.held) if (this.served.get(key)?.file === file) affected.add(key);
+    for (const key of this.held) if (this.entries.get(key)?.served?.file === file) affected.add(key);
   }
 
   /** What is served for one object, and what is said about it, from its definitions. */
@@ -930,17 +955,17 @@ export class ManifestStore {
       this.warnings.delete(key);
       // A syntax error can hide which objects a document defines. Objects last loaded from a file
       // that is now broken keep being served: a half-saved file must not take routes offline.
-      const prev = this.served.get(key);
+      const entry = this.entries.get(key);
+      const prev = entry?.served;
       const broken = prev === undefined ? undefined : this.files.get(prev.file)?.broken;
-      if (prev !== undefined && broken !== undefined) {
+      if (entry !== undefined && prev !== undefined && broken !== undefined) {
         this.held.add(key);
-        this.invalid.set(key, { ...prev.id, generation: prev.generation, problems: broken, servingLastGood: true });
+        this.invalid.set(key, { ...prev.id, generation: entry.servedGeneration, problems: broken, servingLastGood: true });
         return;
       }
       // Objects no file defines any more are gone: a later object of the same name starts afresh.
       this.held.delete(key);
-      this.served.delete(key);
-      this.generations.delete(key);
+      this.entries.delete(key);
       this.invalid.delete(key);
       return;
     }
@@ -960,24 +985,26 @@ export class ManifestStore {
       this.duplicates.set(key, problems);
     } else this.duplicates.delete(key);
 
-    const { doc: def, file, id } = chosen.winner;
+    const winner = chosen.winner;
+    const { doc: def, file, id } = winner;
     const generation = this.nextGeneration(key, def.content, def.generation);
     if (def.state === 'object') {
       if (def.warnings.length > 0) this.warnings.set(key, { id, warnings: def.warnings });
       else this.warnings.delete(key);
       // The same object as last time when nothing changed, so translation can skip it by reference.
-      const before = this.served.get(key);
-      const entry: Served =
-        before !== undefined && before.generation === generation && before.file === file && sameObject(before, def)
-          ? before
-          : { id, object: stamped(def.object, generation), from: def.object, content: def.content, file, generation };
-      this.served.set(key, entry);
+      const entry = this.entry(key);
+      const before = entry.served;
+      if (before === undefined || entry.servedGeneration !== generation || before.file !== file || !sameObject(before.doc, def)) {
+        entry.served = winner as ServedDefinition;
+        entry.object = stamped(def.object, generation);
+        entry.servedGeneration = generation;
+      }
       this.invalid.delete(key);
       return;
     }
     this.warnings.delete(key);
     // An invalid definition leaves what is served as it is: the last good version, if any.
-    const good = this.served.get(key);
+    const good = this.entries.get(key)?.served;
     const previous = this.invalid.get(key);
     // The same record when nothing changed, so the sorted list is not rebuilt for nothing.
     if (previous === undefined || previous.generation !== generation || previous.problems !== def.problems || previous.servingLastGood !== (good !== undefined)) {
@@ -994,7 +1021,7 @@ export class ManifestStore {
 
   /** An object's definitions as a list: the stored list itself when there are several (definitionsOf sorts it in place). */
   private listOfDefinitions(key: string): Definition[] {
-    const had = this.definitions.get(key);
+    const had = this.entries.get(key)?.definitions;
     if (had === undefined) return [];
     return Array.isArray(had) ? had : [had];
   }
@@ -1012,29 +1039,49 @@ export class ManifestStore {
 
   /** Rebuilds the lists of every kind, after objects came or went. */
   private *relist(affected: ReadonlySet<string>): Generator<void, void> {
-    const gone = this.order.filter((k) => !this.served.has(k));
-    const added = [...affected].filter((k) => this.served.has(k) && !this.indexInList.has(k));
+    const isServed = (k: string): boolean => this.entries.get(k)?.object !== undefined;
+    const gone = this.order.filter((k) => !isServed(k));
+    const listed = (k: string): boolean => this.order[sortedIndex(this.order, k)] === k;
+    const added = [...affected].filter((k) => isServed(k) && !listed(k));
     // A few objects more or less are put in place; many are sorted with the rest.
     if (gone.length + added.length > 64) {
       yield;
-      this.order = [...this.served.keys()].sort(byCodeUnits);
+      const order: string[] = [];
+      for (const [key, entry] of this.entries) if (entry.object !== undefined) order.push(key);
+      this.order = order.sort(byCodeUnits);
       yield;
     }
     else {
-      const order = gone.length > 0 ? this.order.filter((k) => this.served.has(k)) : [...this.order];
+      const order = gone.length > 0 ? this.order.filter(isServed) : [...this.order];
       for (const key of added) order.splice(sortedIndex(order, key), 0, key);
       this.order = order;
     }
     const lists = emptyInputs();
-    this.indexInList.clear();
     let steps = 0;
     for (const key of this.order) {
       if (++steps % BUILD_STEP === 0) yield;
-      const { object } = this.served.get(key) as Served;
-      this.indexInList.set(key, listOf(lists, object).length);
-      addToInputs(lists, object);
+      addToInputs(lists, this.entries.get(key)?.object as KnownObject);
     }
     this.lists = lists;
+  }
+
+  /**
+   * Where a served object is in its kind's list: its place among the sorted keys, less that of
+   * its kind's first key (every key of a kind starts with "<kind>/", so they are a run of the
+   * sorted keys, in the order relist filed them in).
+   */
+  private indexInList(key: string, kind: string): number {
+    return sortedIndex(this.order, key) - sortedIndex(this.order, `${kind}/`);
+  }
+
+  /** The entry of an object, made when the store first hears of it. */
+  private entry(key: string): ObjectEntry {
+    let entry = this.entries.get(key);
+    if (entry === undefined) {
+      entry = { definitions: undefined, generation: undefined, content: '', served: undefined, object: undefined, servedGeneration: 0 };
+      this.entries.set(key, entry);
+    }
+    return entry;
   }
 
   /**
@@ -1045,19 +1092,21 @@ export class ManifestStore {
   private chooseDefinition(key: string, list: readonly Definition[]): { winner: Definition; why: string } {
     const first = list[0] as Definition;
     if (list.length === 1) return { winner: first, why: '' };
-    const servedFrom = this.served.get(key)?.file;
+    const servedFrom = this.entries.get(key)?.served?.file;
     const incumbent = servedFrom === undefined ? undefined : list.find((d) => d.file === servedFrom);
     if (incumbent !== undefined) return { winner: incumbent, why: `the definition at ${incumbent.doc.source} was served first and keeps being served` };
     return { winner: first, why: `the definition at ${first.doc.source} is used (first by file path, then document index)` };
   }
 
   private nextGeneration(key: string, content: string, declared: number | undefined): number {
-    const prev = this.generations.get(key);
+    const entry = this.entry(key);
+    const prev = entry.generation;
     let generation: number;
     if (declared !== undefined) generation = declared;
-    else if (!prev) generation = 1;
-    else generation = prev.content === content ? prev.generation : prev.generation + 1;
-    if (prev?.generation !== generation || prev.content !== content) this.generations.set(key, { generation, content });
+    else if (prev === undefined) generation = 1;
+    else generation = entry.content === content ? prev : prev + 1;
+    entry.generation = generation;
+    entry.content = content;
     return generation;
   }
 }
@@ -1182,9 +1231,9 @@ function sortedIndex(order: readonly string[], key: string): number {
  * again), or one equal to it (its file was, for an edit elsewhere in it). Equal objects stay the
  * same object, so translation skips them.
  */
-function sameObject(before: Served, def: Extract<ManifestDocument, { state: 'object' }>): boolean {
-  if (before.from === def.object) return true;
-  return before.content === def.content && before.from.kind === def.object.kind && sameMetadata(before.from.value.metadata, def.object.value.metadata);
+function sameObject(before: Extract<ManifestDocument, { state: 'object' }>, def: Extract<ManifestDocument, { state: 'object' }>): boolean {
+  if (before.object === def.object) return true;
+  return before.content === def.content && before.object.kind === def.object.kind && sameMetadata(before.object.value.metadata, def.object.value.metadata);
 }
 
 /**
@@ -1195,6 +1244,15 @@ function sameMetadata(a: { generation?: number | undefined }, b: { generation?: 
   const { generation: _a, ...restA } = a;
   const { generation: _b, ...restB } = b;
   return canonicalJson(restA) === canonicalJson(restB);
+}
+
+function isNameAndNamespace(metadata: object): boolean {
+  let keys = 0;
+  for (const key in metadata) {
+    if (key !== 'name' && key !== 'namespace') return false;
+    keys++;
+  }
+  return keys === 2 && Object.keys(metadata)[0] === 'name';
 }
 
 function stamp<T extends { metadata: { generation?: number | undefined } }>(value: T, generation: number): T {
@@ -1211,7 +1269,11 @@ function stamped(o: KnownObject, generation: number): KnownObject {
   const current = o.value.metadata.generation;
   if (current === generation) return o;
   if (current === undefined) {
-    o.value.metadata.generation = generation;
+    const metadata = o.value.metadata;
+    // Most objects' metadata is a name and a namespace: a property added to that literal goes to
+    // a property array of its own (40 bytes), where a literal of three holds it in place.
+    if (isNameAndNamespace(metadata)) o.value.metadata = { name: metadata.name, namespace: metadata.namespace, generation };
+    else metadata.generation = generation;
     return o;
   }
   switch (o.kind) {

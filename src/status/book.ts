@@ -1,32 +1,66 @@
 import { withTransitionTimes, type Condition } from '../api/conditions.js';
 import { replacedAt } from '../ir/delta.js';
-import type { ObjectStatus } from '../translate/status.js';
+import { shared } from '../translate/shared.js';
+import type { ObjectStatus, RouteParentStatus } from '../translate/status.js';
 import { OBJECTS_PER_STEP, runSteps, type Steps } from './steps.js';
 
+/** A flat string: the book keeps one per object, and a concatenation keeps its pieces too (twice the memory). */
 function key(s: { kind: string; namespace: string; name: string }): string {
-  return `${s.kind}/${s.namespace}/${s.name}`;
+  return [s.kind, s.namespace, s.name].join('/');
 }
 
 function conditionsOf(s: ObjectStatus): Condition[] {
   return 'conditions' in s ? s.conditions : [];
 }
 
+/**
+ * What one update stamped with transition times, shared: one frozen copy of each distinct
+ * condition list and route parent list (translate/shared.ts). 10,000 Backends stamped in one
+ * pass have the same three conditions, and a copy each cost 5 MiB for as long as the book holds
+ * them. Translation hands over one list for all the objects that have it, so a list is stamped
+ * once per update for each list it follows.
+ */
+class Stamping {
+  private readonly conditions = new Map<Condition[], { previous: Condition[] | undefined; stamped: Condition[] }>();
+  private readonly parents = new Map<RouteParentStatus[], { previous: RouteParentStatus[]; stamped: RouteParentStatus[] }>();
+
+  constructor(readonly now: string) {}
+
+  conditionsOf(next: Condition[], previous: Condition[] | undefined): Condition[] {
+    const known = this.conditions.get(next);
+    if (known !== undefined && known.previous === previous) return known.stamped;
+    const stamped = shared(withTransitionTimes(next, previous, this.now));
+    this.conditions.set(next, { previous, stamped });
+    return stamped;
+  }
+
+  parentsOf(next: RouteParentStatus[], previous: RouteParentStatus[]): RouteParentStatus[] {
+    const known = this.parents.get(next);
+    if (known !== undefined && known.previous === previous) return known.stamped;
+    const stamped = shared(next.map((p) => ({
+      ...p,
+      conditions: this.conditionsOf(p.conditions, previous.find((b) => JSON.stringify(b.parentRef) === JSON.stringify(p.parentRef))?.conditions),
+    })));
+    this.parents.set(next, { previous, stamped });
+    return stamped;
+  }
+}
+
 /** Stamps transition times on nested conditions too (Gateway listeners, HTTPRoute parents). */
-function stamp(next: ObjectStatus, prev: ObjectStatus | undefined, now: string): ObjectStatus {
-  const out = { ...next, conditions: withTransitionTimes(conditionsOf(next), prev ? conditionsOf(prev) : undefined, now) } as ObjectStatus;
+function stamp(next: ObjectStatus, prev: ObjectStatus | undefined, stamping: Stamping): ObjectStatus {
+  const now = stamping.now;
+  const out = { ...next, conditions: stamping.conditionsOf(conditionsOf(next), prev ? conditionsOf(prev) : undefined) } as ObjectStatus;
   if ('listeners' in out && out.kind === 'Gateway') {
     const before = prev && prev.kind === 'Gateway' && 'listeners' in prev ? prev.listeners : [];
     out.listeners = out.listeners.map((l) => ({ ...l, conditions: withTransitionTimes(l.conditions, before.find((b) => b.name === l.name)?.conditions, now) }));
   }
   if ('parents' in out && out.kind === 'HTTPRoute') {
-    const before = prev && prev.kind === 'HTTPRoute' && 'parents' in prev ? prev.parents : [];
-    out.parents = out.parents.map((p) => ({
-      ...p,
-      conditions: withTransitionTimes(p.conditions, before.find((b) => JSON.stringify(b.parentRef) === JSON.stringify(p.parentRef))?.conditions, now),
-    }));
+    out.parents = stamping.parentsOf(out.parents, prev && prev.kind === 'HTTPRoute' && 'parents' in prev ? prev.parents : NO_PARENTS);
   }
   return out;
 }
+
+const NO_PARENTS: RouteParentStatus[] = [];
 
 /**
  * Whether two values have the same JSON, key order aside. Parts that are the same object (a
@@ -75,6 +109,7 @@ export class StatusBook {
    */
   *updateSteps(statuses: ObjectStatus[]): Steps<{ changed: ObjectStatus[]; removed: string[] }> {
     const now = this.clock();
+    const stamping = new Stamping(now);
     const changed: ObjectStatus[] = [];
     // Translation hands over the same status object for an object that did not change, in the
     // same order: only the statuses replaced in place have anything to compare.
@@ -87,7 +122,7 @@ export class StatusBook {
         const i = at[n]!;
         const s = statuses[i] as ObjectStatus;
         const prev = published[i] as ObjectStatus;
-        const stamped = stamp(s, prev, now);
+        const stamped = stamp(s, prev, stamping);
         published[i] = stamped;
         if (!sameJson(prev, stamped)) changed.push(stamped);
       }
@@ -112,7 +147,7 @@ export class StatusBook {
         published.push(prev);
         continue;
       }
-      const stamped = stamp(s, prev, now);
+      const stamped = stamp(s, prev, stamping);
       next.set(k, stamped);
       published.push(stamped);
       if (!prev || !sameJson(prev, stamped)) changed.push(stamped);

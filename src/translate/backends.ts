@@ -10,6 +10,7 @@ import { memberModelAliases, servedModels, type ServedModels } from './models.js
 import { backendRetryPlan } from './retry.js';
 import type { BackendStatus, MemberStatus, PriorityStatus, WarningEvent } from './status.js';
 import { compact } from '../ir/compact.js';
+import { shared } from './shared.js';
 
 export { DEFAULT_AI_REQUEST_BODY_LIMIT, DEFAULT_CONNECT_TIMEOUT_MS };
 
@@ -326,9 +327,9 @@ export function translateBackend(backend: Backend, secrets: SecretLookup): Trans
       connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
       priorities: compact(priorities),
     };
-    if (backend.spec.type === 'AI') cluster.ai = { requestBodyLimitBytes: DEFAULT_AI_REQUEST_BODY_LIMIT };
+    if (backend.spec.type === 'AI') cluster.ai = shared({ requestBodyLimitBytes: DEFAULT_AI_REQUEST_BODY_LIMIT });
     const outlier = outlierPlan(backend.spec.outlierDetection, multi);
-    if (outlier) cluster.outlierDetection = outlier;
+    if (outlier) cluster.outlierDetection = shared(outlier);
     if (priorities.some((p) => p.members.some((m) => m.tls))) {
       const tls = backend.spec.static?.tls;
       cluster.tls = { insecureSkipVerify: tls?.insecureSkipVerify ?? false, ...(tls?.sni ? { sniOverride: tls.sni } : {}) };
@@ -338,12 +339,12 @@ export function translateBackend(backend: Backend, secrets: SecretLookup): Trans
 
   return {
     key,
-    retry,
+    retry: shared(retry),
     credentials: compact([...credentials.values()]),
-    events,
+    events: events.length > 0 ? compact(events) : shared([]),
     ...(cluster ? { cluster } : {}),
-    ...(cluster && backend.spec.type === 'AI' ? { models: servedModels(backend, cluster) } : {}),
+    ...(cluster && backend.spec.type === 'AI' ? { models: servedModels(backend, cluster, key) } : {}),
     ...(unavailable ? { unavailable } : {}),
-    status: { kind: 'Backend', namespace, name, ...identity, conditions: compact(conditions), priorities: compact(priorityStatus), servedPriorities: priorities.length, usableMembers: usable, totalMembers: all.length },
+    status: { kind: 'Backend', namespace, name, ...identity, conditions: shared(compact(conditions)), priorities: shared(compact(priorityStatus)), servedPriorities: priorities.length, usableMembers: usable, totalMembers: all.length },
   };
 }

@@ -1,6 +1,7 @@
 import type { Backend, PoolMember } from '../api/backend.js';
 import { MODEL_HEADER, MODELS_PATH, type ModelAliases } from '../api/models.js';
 import type { ClusterIR, RouteIR } from '../ir/model.js';
+import { shared } from './shared.js';
 
 /**
  * Model names and aliases: what each AI member is sent for a client's model, and what a Gateway
@@ -24,7 +25,7 @@ export interface ServedModels {
   ids: string[];
 }
 
-export function servedModels(backend: Backend, cluster: ClusterIR): ServedModels {
+export function servedModels(backend: Backend, cluster: ClusterIR, owner: string): ServedModels {
   const ids = new Set<string>(Object.keys(backend.spec.ai?.models ?? {}));
   for (const p of cluster.priorities) {
     for (const m of p.members) {
@@ -32,7 +33,8 @@ export function servedModels(backend: Backend, cluster: ClusterIR): ServedModels
       for (const alias of Object.keys(m.metadata.modelAliases ?? {})) ids.add(alias);
     }
   }
-  return { owner: `${backend.metadata.namespace}/${backend.metadata.name}`, ids: [...ids] };
+  // Backends of one shape serve the same model names: one frozen list for all of them.
+  return { owner, ids: shared([...ids]) };
 }
 
 /** What a host's /v1/models answer reads of one route entry, for one map of models by cluster. */

@@ -29,8 +29,9 @@ export function backendRetryPlan(spec: RetrySpec | undefined, priorityCount: num
   const multi = priorityCount > 1;
   const plan: RetryPlan = {
     attempts: spec?.attempts ?? Math.max(2, priorityCount - 1),
-    retryOn: spec?.retryOn ?? [...DEFAULT_RETRY_ON],
-    statusCodes: spec?.statusCodes ?? [...DEFAULT_RETRY_CODES],
+    // Copies, never the spec's own lists: the plan is shared and frozen (translateBackend), the spec is not.
+    retryOn: [...(spec?.retryOn ?? DEFAULT_RETRY_ON)],
+    statusCodes: [...(spec?.statusCodes ?? DEFAULT_RETRY_CODES)],
     backoff: { baseMs: backoffBase(spec?.backoff?.baseInterval) ?? DEFAULT_BACKOFF_MS },
     avoidPreviousHosts: true,
     hostSelectionAttempts: DEFAULT_HOST_SELECTION_ATTEMPTS,

@@ -14,6 +14,7 @@ import type { RankedRoute } from './precedence.js';
 import { referencePermitted } from './references.js';
 import { re2Error } from './regex.js';
 import { backendRetryPlan, withRouteRetry } from './retry.js';
+import { shared } from './shared.js';
 import { serviceRetryPlan, type ServiceBackends } from './services.js';
 import type { HTTPRouteStatus, RouteParentStatus, WarningEvent } from './status.js';
 import { compact } from '../ir/compact.js';
@@ -50,8 +51,9 @@ function toMatch(m: HTTPRouteMatch | undefined): MatchIR {
   const path = m?.path;
   return {
     path: { kind: path?.type ?? 'PathPrefix', value: path?.value ?? '/' },
-    headers: (m?.headers ?? []).map((h) => ({ name: h.name.toLowerCase(), value: h.value, regex: h.type === 'RegularExpression' })),
-    queryParams: (m?.queryParams ?? []).map((q) => ({ name: q.name, value: q.value, regex: q.type === 'RegularExpression' })),
+    // Most matches have neither: one shared empty list, not two per route.
+    headers: m?.headers?.length ? m.headers.map((h) => ({ name: h.name.toLowerCase(), value: h.value, regex: h.type === 'RegularExpression' })) : shared([]),
+    queryParams: m?.queryParams?.length ? m.queryParams.map((q) => ({ name: q.name, value: q.value, regex: q.type === 'RegularExpression' })) : shared([]),
     ...(m?.method ? { method: m.method } : {}),
   };
 }
@@ -159,7 +161,7 @@ function ruleAction(route: HTTPRoute, rule: HTTPRouteRule, ruleIndex: number, re
   const main = [...serving].sort((a, b) => b.weight - a.weight)[0]?.target;
   const backendRequestMs = rule.timeouts?.backendRequest ? parseDuration(rule.timeouts.backendRequest) : undefined;
   const base = main?.kind === 'Service' ? serviceRetryPlan(rule.retry !== undefined) : main?.retry ?? backendRetryPlan(undefined, 1);
-  const retry = withRouteRetry(base, rule.retry, backendRequestMs);
+  const retry = shared(withRouteRetry(base, rule.retry, backendRequestMs));
   const requestMs = rule.timeouts?.request ? parseDuration(rule.timeouts.request) : undefined;
   const rewrite = filterOf(rule, 'URLRewrite')?.urlRewrite;
   // Gateway API: the share of traffic an invalid backendRef would have taken is answered 500.
@@ -440,7 +442,8 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
     if (ctx.foreignGateways.has(key)) continue;
     const gw = ctx.gateways.get(key);
     const status = (accepted: Condition): RouteParentStatus => ({
-      parentRef: parent,
+      // A copy: the status is shared (see below) and frozen, the route's own parentRef is not.
+      parentRef: { ...parent },
       controllerName: CONTROLLER_NAME,
       conditions: [accepted, resolved, ...(partiallyInvalid ? [partiallyInvalid] : [])],
     });
@@ -496,5 +499,5 @@ export function translateRoute(route: HTTPRoute, ctx: RouteContext): TranslatedR
   }
 
   const { namespace, name, uid } = route.metadata;
-  return { status: { kind: 'HTTPRoute', namespace, name, ...(uid !== undefined ? { uid } : {}), parents: compact(parents) }, placed: compact(placed), events, attachedTo: compact(attachedTo) };
+  return { status: { kind: 'HTTPRoute', namespace, name, ...(uid !== undefined ? { uid } : {}), parents: shared(compact(parents)) }, placed: compact(placed), events: events.length > 0 ? compact(events) : shared([]), attachedTo: compact(attachedTo) };
 }
