@@ -1,7 +1,7 @@
 import { request } from 'node:http';
 import type { Logger } from 'pino';
 import { WARMUP_ANSWER_HEADER, WARMUP_HEADER, parseWarmupAnswer, signWarmupHeader, type WarmupAnswer } from '../ai-extension/warmup.js';
-import type { IR, RouteIR } from '../ir/model.js';
+import { ABANDONED_HEADER, type IR, type RouteIR } from '../ir/model.js';
 
 /**
  * serve's warm-up of AI members (issue 11): a skip or a credential hand-over on a member Envoy has
@@ -30,6 +30,9 @@ export interface WarmupTarget {
   headers: Record<string, string>;
   /** Envoy priority levels, with how many members each has. */
   priorities: { level: number; members: number }[];
+  /** Retries of the route, and attempts per priority before previous_priorities moves on. */
+  retries: number;
+  attemptsPerPriority: number;
 }
 
 /** Model routing matches this header, which the listener sets from the body's model (src/envoy/model-routing.ts). */
@@ -49,8 +52,20 @@ function usable(route: RouteIR): boolean {
 }
 
 /**
- * One warm-up target per AI Backend that an HTTP listener routes to alone (a single backendRef),
- * the first such route in listener, virtual host and route order. Pure: no I/O.
+ * How far a route's retries carry a warm-up: a stand-in is retried only for ABANDONED_HEADER, and
+ * each pool passed takes `attemptsPerPriority` attempts. Of a Backend's routes the one reaching
+ * furthest is used (an HTTPRoute rule may cut a Backend's retries short).
+ */
+function reach(route: RouteIR): { retries: number; attemptsPerPriority: number } {
+  const retry = route.action.kind === 'forward' ? route.action.retry : undefined;
+  if (retry === undefined || !(retry.retriableHeaders ?? []).includes(ABANDONED_HEADER)) return { retries: 0, attemptsPerPriority: 1 };
+  return { retries: retry.attempts, attemptsPerPriority: Math.max(1, retry.attemptsPerPriority ?? 1) };
+}
+
+/**
+ * One warm-up target per AI Backend that an HTTP listener routes to alone (a single backendRef):
+ * the route whose retries reach furthest, the first of those in listener, virtual host and route
+ * order. Pure: no I/O.
  */
 export function warmupTargets(ir: IR): WarmupTarget[] {
   const ai = new Map(ir.clusters.filter((c) => c.ai !== undefined && c.priorities.length > 0).map((c) => [c.name, c] as const));
@@ -63,7 +78,8 @@ export function warmupTargets(ir: IR): WarmupTarget[] {
         const cluster = ai.get(route.action.clusters[0]?.name ?? '');
         if (cluster === undefined) continue;
         const backend = `${cluster.backend.namespace}/${cluster.backend.name}`;
-        if (targets.has(backend)) continue;
+        const carries = reach(route);
+        if ((targets.get(backend)?.retries ?? -1) >= carries.retries) continue;
         const headers: Record<string, string> = {};
         for (const h of route.match.headers) headers[h.name.toLowerCase()] = h.value;
         targets.set(backend, {
@@ -75,6 +91,7 @@ export function warmupTargets(ir: IR): WarmupTarget[] {
           host: hostFor(vhost.domains),
           headers,
           priorities: cluster.priorities.map((p) => ({ level: p.level, members: p.members.length })),
+          ...carries,
         });
       }
     }
@@ -117,11 +134,14 @@ const DEFAULT_REFRESH_MS = 20 * 60_000;
 /** A pool of n members is asked at most this many times n, plus this (the load balancer picks). */
 const REQUESTS_PER_MEMBER = 4;
 
-/** Sends the warm-up requests, one at a time: Backends one after the other, a Backend's pools in order. */
+/** Backends warmed at once; a Backend's pools are warmed in order, one request at a time. */
+const WORKERS = 4;
+
+/** Sends the warm-up requests. */
 export class AiWarmup {
   private targets = new Map<string, { target: WarmupTarget; fingerprint: string }>();
   private queue: string[] = [];
-  private running = false;
+  private workers = 0;
   private stopped = false;
   private readonly refresh: NodeJS.Timeout;
   private readonly listeners: ((report: WarmupReport) => void)[] = [];
@@ -156,11 +176,11 @@ export class AiWarmup {
 
   private enqueue(backends: readonly string[]): void {
     for (const b of backends) if (!this.queue.includes(b)) this.queue.push(b);
-    if (!this.running) void this.drain();
+    while (this.workers < Math.min(WORKERS, this.queue.length)) void this.drain();
   }
 
   private async drain(): Promise<void> {
-    this.running = true;
+    this.workers++;
     try {
       for (let next = this.queue.shift(); next !== undefined && !this.stopped; next = this.queue.shift()) {
         const entry = this.targets.get(next);
@@ -173,7 +193,7 @@ export class AiWarmup {
         for (const l of this.listeners) l(report);
       }
     } finally {
-      this.running = false;
+      this.workers--;
     }
   }
 
@@ -183,6 +203,9 @@ export class AiWarmup {
     const started = Date.now();
     let pauseMs = 250;
     for (const pool of target.priorities) {
+      if (pool.level * target.attemptsPerPriority > target.retries) {
+        return { backend: target.backend, ready: [...ready], requests, incomplete: `priority ${pool.level}: the route's ${target.retries} retries end before it` };
+      }
       const readyHere = new Set<string>();
       let asked = 0;
       while (readyHere.size < pool.members && asked < REQUESTS_PER_MEMBER * pool.members + REQUESTS_PER_MEMBER) {

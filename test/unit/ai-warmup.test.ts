@@ -8,7 +8,7 @@ import type { DecodedValue, ProcessingRequest } from '../../src/ai-extension/pro
 import { RequestMemory } from '../../src/ai-extension/request-memory.js';
 import { WARMUP_ANSWER_HEADER, WARMUP_HEADER, WarmupOrders, parseWarmupAnswer, signWarmupHeader, warmupAnswerHeader } from '../../src/ai-extension/warmup.js';
 import { CONNECTION_READY_ATTRIBUTE, attemptAttribute, type AttemptKey } from '../../src/envoy/ai-extension.js';
-import type { ClusterIR, IR, ListenerIR, RouteIR } from '../../src/ir/model.js';
+import { ABANDONED_HEADER, type ClusterIR, type IR, type ListenerIR, type RetryPlan, type RouteIR } from '../../src/ir/model.js';
 
 const KEY = 'warmup-key-0123456789abcdef0123456789abcdef';
 const NOW = Date.UTC(2026, 11, 5, 3, 0, 0);
@@ -108,8 +108,11 @@ function withoutAi(c: ClusterIR): ClusterIR {
   return rest;
 }
 
-function route(name: string, path: RouteIR['match']['path'], clusters: string[], headers: RouteIR['match']['headers'] = []): RouteIR {
-  return { name, match: { path, headers, queryParams: [] }, action: { kind: 'forward', clusters: clusters.map((c) => ({ name: c, weight: 1 })), timeoutMs: 0, autoHostRewrite: true } };
+function route(name: string, path: RouteIR['match']['path'], clusters: string[], headers: RouteIR['match']['headers'] = [], retries?: number): RouteIR {
+  const retry: RetryPlan | undefined = retries === undefined
+    ? undefined
+    : { attempts: retries, retryOn: ['retriable-headers'], statusCodes: [], retriableHeaders: [ABANDONED_HEADER], backoff: { baseMs: 25 }, attemptsPerPriority: 1, avoidPreviousHosts: true, hostSelectionAttempts: 3 };
+  return { name, match: { path, headers, queryParams: [] }, action: { kind: 'forward', clusters: clusters.map((c) => ({ name: c, weight: 1 })), timeoutMs: 0, autoHostRewrite: true, ...(retry ? { retry } : {}) } };
 }
 
 function listener(protocol: 'HTTP' | 'HTTPS', port: number, domains: string[], routes: RouteIR[]): ListenerIR {
@@ -122,15 +125,17 @@ describe('warm-up targets', () => {
       gateways: [],
       credentials: [],
       certificates: [],
-      clusters: [cluster('chat', [1, 2]), cluster('split', [1]), cluster('regex', [1]), cluster('tls', [1]), withoutAi(cluster('plain', [1]))],
+      clusters: [cluster('chat', [1, 2, 1]), cluster('split', [1]), cluster('regex', [1]), cluster('tls', [1]), withoutAi(cluster('plain', [1]))],
       listeners: [
         listener('HTTPS', 443, ['secure.example.com'], [route('tls', { kind: 'PathPrefix', value: '/' }, ['backend/ai/tls'])]),
         listener('HTTP', 8080, ['*.example.com', '*'], [
           route('regex', { kind: 'RegularExpression', value: '/r/.*' }, ['backend/ai/regex']),
           route('split', { kind: 'PathPrefix', value: '/split' }, ['backend/ai/split', 'backend/ai/chat']),
           route('plain', { kind: 'PathPrefix', value: '/plain' }, ['backend/ai/plain']),
-          route('chat', { kind: 'PathPrefix', value: '/chat/v1' }, ['backend/ai/chat'], [{ name: 'X-Switchyard-Model', value: 'fast', regex: false }]),
-          route('chat-again', { kind: 'Exact', value: '/other' }, ['backend/ai/chat']),
+          // An HTTPRoute rule whose own retries (1) stop short of the Backend's second pool...
+          route('chat-short', { kind: 'Exact', value: '/short' }, ['backend/ai/chat'], [], 1),
+          route('chat', { kind: 'PathPrefix', value: '/chat/v1' }, ['backend/ai/chat'], [{ name: 'X-Switchyard-Model', value: 'fast', regex: false }], 2),
+          route('chat-again', { kind: 'Exact', value: '/other' }, ['backend/ai/chat'], [], 2),
         ]),
       ],
     };
@@ -142,7 +147,9 @@ describe('warm-up targets', () => {
       method: 'POST',
       host: 'warmup.example.com',
       headers: { 'x-switchyard-model': 'fast' },
-      priorities: [{ level: 0, members: 1 }, { level: 1, members: 2 }],
+      priorities: [{ level: 0, members: 1 }, { level: 1, members: 2 }, { level: 2, members: 1 }],
+      retries: 2,
+      attemptsPerPriority: 1,
     }]);
   });
 });
