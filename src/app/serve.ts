@@ -36,8 +36,9 @@ export interface ServeOptions extends ServingOptions {
    */
   outlierEventLogs?: readonly string[];
   /**
-   * Warm-up of AI members through the Envoys (src/app/ai-warmup.ts), on unless false; needs the
-   * extension in this process (its key is shared in memory).
+   * Warm-up of AI members through the Envoys (src/app/ai-warmup.ts), on unless false. Its key is
+   * shared in memory with an extension in this process, or through the state directory with one
+   * in a child process.
    */
   aiWarmup?: false | Pick<AiWarmupOptions, 'refreshMs' | 'giveUpAfterMs'>;
 }
@@ -181,7 +182,7 @@ async function serveInProcess(
     envoy = { ...envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };
   }
   let runtime: RunningGateway | undefined;
-  const warmup = extension !== undefined && opts.aiWarmup !== false ? startWarmup(opts, extension, envoy, () => runtime) : undefined;
+  const warmup = extension !== undefined && opts.aiWarmup !== false ? startWarmup(opts, extension.warmupKey, envoy, () => runtime) : undefined;
   try {
     runtime = await startFileRuntime(opts, envoy, { ...(host ? { infrastructure: host.infrastructure } : {}), ...(warmup ? { onTranslated: (ir: IR) => warmup.update(ir) } : {}) });
   } catch (err) {
@@ -232,13 +233,13 @@ async function serveInProcess(
  * The warm-up sender for the in-process extension. A Gateway run by the Host infrastructure is
  * reached at the address in its status; otherwise at the listener address, from this host.
  */
-function startWarmup(opts: ServeOptions, extension: RunningAiExtension, envoy: ServingOptions['envoy'], runtime: () => RunningGateway | undefined): AiWarmup {
+function startWarmup(opts: ServeOptions, key: string, envoy: ServingOptions['envoy'], runtime: () => RunningGateway | undefined): AiWarmup {
   const addressOf = (gateway: string): string => {
     const status = runtime()?.statuses().find((s) => s.kind === 'Gateway' && `${s.namespace}/${s.name}` === gateway);
     const placed = status !== undefined && 'addresses' in status ? status.addresses?.[0]?.value : undefined;
     return loopbackFor(placed ?? envoy.gatewayAddresses?.get(gateway) ?? envoy.listenerAddress ?? DEFAULT_ENVOY_OPTIONS.listenerAddress);
   };
-  return new AiWarmup({ key: extension.warmupKey, logger: opts.logger.child({ component: 'ai-warmup' }), addressOf, ...(opts.aiWarmup || {}) });
+  return new AiWarmup({ key, logger: opts.logger.child({ component: 'ai-warmup' }), addressOf, ...(opts.aiWarmup || {}) });
 }
 
 /**
@@ -253,6 +254,7 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
   const unlock = lockStateDir(state);
   let extension: AiExtensionProcess | undefined;
   let runtime: RunningGateway | undefined;
+  let warmup: AiWarmup | undefined;
   const infrastructure = hostChoice ? hostInfrastructure(hostChoice, state, logger) : undefined;
   try {
     extension = await startAiExtensionProcess({
@@ -268,12 +270,15 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
     });
     const envoy = { ...opts.envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };
     const running = extension;
-    runtime = await startFileRuntime(opts, envoy, { extraMetrics: () => running.metrics(), ...(infrastructure ? { infrastructure } : {}) });
+    const started = opts.aiWarmup !== false ? startWarmup(opts, extension.warmupKey, envoy, () => runtime) : undefined;
+    warmup = started;
+    runtime = await startFileRuntime(opts, envoy, { extraMetrics: () => running.metrics(), ...(infrastructure ? { infrastructure } : {}), ...(started ? { onTranslated: (ir: IR) => started.update(ir) } : {}) });
     // Left behind by a serve that was killed; the lock says no live serve owns it.
     rmSync(state.socket, { force: true });
     await runtime.xds.listenUnix(state.socket);
     if (infrastructure) await startEnvoys(runtime, { state, infrastructure });
   } catch (err) {
+    warmup?.stop();
     await infrastructure?.stop();
     await extension?.stop();
     await runtime?.stop();
@@ -289,6 +294,7 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
     aiExtensionProcess: extensionProcess,
     hostInfrastructure: infrastructure,
     async stop() {
+      warmup?.stop();
       await infrastructure?.stop();
       await extensionProcess.stop();
       await running.stop();

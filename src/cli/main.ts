@@ -4,7 +4,7 @@ import { stringify } from 'yaml';
 import type { XdsTarget } from '../ai-extension/credentials.js';
 import { DURATION_HINT, parseDuration } from '../api/duration.js';
 import { formatProblem } from '../api/manifest.js';
-import { removeExtensionRecord, writeExtensionRecord } from '../app/ai-extension-process.js';
+import { readWarmupKey, removeExtensionRecord, writeExtensionRecord } from '../app/ai-extension-process.js';
 import { DEFAULT_LOAD_REPORTING, type LoadReportingSettings, type RunningGateway } from '../app/gateway-runtime.js';
 import { AddressInUseError, assertPortFree, type ServerRole } from '../app/ports.js';
 import { serve, type HostInfrastructureChoice } from '../app/serve.js';
@@ -50,7 +50,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
 `,
   'ai-extension': `  switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH) [--port 18001]
                           [--host 0.0.0.0] [--metrics-port 9091] [--log-level info] [--orphan-grace 10m]
-                          [--otlp-endpoint URL] [--limits-redis redis://HOST:PORT]
+                          [--otlp-endpoint URL] [--limits-redis redis://HOST:PORT] [--warmup-key-file PATH]
       Run only the AI extension next to Envoy; provider keys come from the controller at --xds,
       which sends them only over mTLS to a client certificate of role ai-extension (URI SAN
       spiffe://switchyard.dev/role/ai-extension): --xds-tls-dir holds ca.crt (verifies the
@@ -58,6 +58,8 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       controller nor Envoy has been seen for that long (default: never). --limits-redis: the Redis
       where every extension (every Envoy replica) shares members' per-minute limit counts (default:
       counted in this process only); while it is unreachable limits are not enforced (fail open).
+      --warmup-key-file: the key serve signs its warm-up requests with (serve passes it to the
+      extension it runs; default: a random key, so only an extension inside serve is warmed).
 `,
   controller: `  switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
@@ -362,6 +364,7 @@ async function runAiExtension(args: string[]): Promise<number> {
       'state-file': { type: 'string' },
       'otlp-endpoint': { type: 'string' },
       'limits-redis': { type: 'string' },
+      'warmup-key-file': { type: 'string' },
     },
   });
   const socket = values['xds-socket'];
@@ -392,7 +395,9 @@ async function runAiExtension(args: string[]): Promise<number> {
   const otlp = otlpEndpoint(values['otlp-endpoint']);
   const limitsRedis = limitsRedisUrl(values['limits-redis']);
   const { startAiExtension } = await import('../ai-extension/server.js');
-  const running = await startAiExtension({ port, host, xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}), ...(limitsRedis !== undefined ? { limitsRedis } : {}) });
+  const warmupKeyFile = values['warmup-key-file'];
+  const warmupKey = warmupKeyFile === undefined ? undefined : readWarmupKey(warmupKeyFile);
+  const running = await startAiExtension({ port, host, xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}), ...(limitsRedis !== undefined ? { limitsRedis } : {}), ...(warmupKey !== undefined ? { warmupKey } : {}) });
   const stateFile = values['state-file'];
   if (stateFile !== undefined) {
     writeExtensionRecord(stateFile, { pid: process.pid, port: running.port, host, socket: socket ?? '', ...(running.metricsPort !== undefined ? { metricsPort: running.metricsPort } : {}) });

@@ -354,6 +354,11 @@ describe('kill -9 of serve under load', () => {
       // off by Node's HTTP/2 rapid-reset guard, which dropped a connection after ~1000 attempts.
       expect(await envoy.stat('cluster.switchyard/ai-extension.upstream_cx_max_requests')).toBeGreaterThan(0);
       expect(adoption?.['adopted']).toBe(true);
+      // Both serves warmed the Backend through the extension: the restarted one signs with the
+      // adopted extension's key, kept in the state directory.
+      const warmed = (p: SwitchyardProcess): boolean => p.lines().some((l) => l.backend === 'ai/chat' && l.msg.startsWith('ai-warmup: Envoy has a connection ready'));
+      await waitFor(() => warmed(second!), { what: 'the restarted serve to warm ai/chat', timeoutMs: 30_000, intervalMs: 100 });
+      expect(warmed(first)).toBe(true);
       // serve's /metrics still carries the extension's series, read from the adopted process.
       expect(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()).toMatch(/^switchyard_ai_requests_total\{backend="ai\/chat".* \d+/m);
       expect(extensionRecord()).toEqual(before);
