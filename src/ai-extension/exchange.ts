@@ -404,6 +404,8 @@ export class AttemptExchange {
       credentialHeaders: [...WELL_KNOWN_CREDENTIAL_HEADERS, ...this.ctx.credentialHeaders],
     });
     if (this.stripDrillHeader) mutation.remove = [...(mutation.remove ?? []), DRILL_HEADER];
+    // An unhonoured warm-up header (forged, stale) is for the extension only, like a drill's.
+    if (headers.has(WARMUP_HEADER)) mutation.remove = [...(mutation.remove ?? []), WARMUP_HEADER];
     // Meant for the extension only (kept in the request's record for later attempts).
     if (headers.has(ROUTE_RETRIES_HEADER)) mutation.remove = [...(mutation.remove ?? []), ROUTE_RETRIES_HEADER];
     if (adapted.headers?.set !== undefined) mutation.set = [...(mutation.set ?? []), ...adapted.headers.set];

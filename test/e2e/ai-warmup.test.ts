@@ -116,5 +116,6 @@ describe('serve warms AI members after Envoy takes the configuration', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get(WARMUP_ANSWER_HEADER)).toBeNull();
     expect(p0.received()).toHaveLength(1);
+    expect(p0.received()[0]?.headers[WARMUP_HEADER]).toBeUndefined();
   });
 });

@@ -88,6 +88,7 @@ describe('a warm-up request in the extension', () => {
   it('serves a request whose warm-up header is not signed with its key like any other', async () => {
     const answer = await attempt(context(), { priority: 0, member: 'small', ready: true, attempt: 1, header: signWarmupHeader('not-the-key-0123456789abcdef0123456789', 'ai/chat', 2) });
     expect(answer).toMatchObject({ phase: 'request_headers' });
+    expect(answer.phase === 'request_headers' ? answer.headers?.remove : []).toContain(WARMUP_HEADER);
   });
 });
 
