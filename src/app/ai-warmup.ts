@@ -63,9 +63,10 @@ function reach(route: RouteIR): { retries: number; attemptsPerPriority: number }
 }
 
 /**
- * One warm-up target per AI Backend that an HTTP listener routes to alone (a single backendRef):
- * the route whose retries reach furthest, the first of those in listener, virtual host and route
- * order. Pure: no I/O.
+ * One warm-up target per AI Backend that an HTTP listener routes to alone (a single backendRef)
+ * and whose attempts the extension may stand in for (a drill key, a named fallback, a credential
+ * it obtains: the route retries ABANDONED_HEADER): the route whose retries reach furthest, the
+ * first of those in listener, virtual host and route order. Pure: no I/O.
  */
 export function warmupTargets(ir: IR): WarmupTarget[] {
   const ai = new Map(ir.clusters.filter((c) => c.ai !== undefined && c.priorities.length > 0).map((c) => [c.name, c] as const));
@@ -79,7 +80,8 @@ export function warmupTargets(ir: IR): WarmupTarget[] {
         if (cluster === undefined) continue;
         const backend = `${cluster.backend.namespace}/${cluster.backend.name}`;
         const carries = reach(route);
-        if ((targets.get(backend)?.retries ?? -1) >= carries.retries) continue;
+        // No stand-in is ever retried there, so none is given: nothing waits for a connection.
+        if (carries.retries === 0 || (targets.get(backend)?.retries ?? 0) >= carries.retries) continue;
         const headers: Record<string, string> = {};
         for (const h of route.match.headers) headers[h.name.toLowerCase()] = h.value;
         targets.set(backend, {

@@ -35,30 +35,45 @@ function skipping(name: string, fakes: Record<string, FakeProvider>): Manifest {
   return backend;
 }
 
+function withFallback(backend: Manifest): Manifest {
+  const spec = backend['spec'] as { ai: { multipool: { priorities: Record<string, unknown>[] } } };
+  Object.assign(spec.ai.multipool.priorities[0] ?? {}, { contextWindowFallback: 'NextPool' });
+  return backend;
+}
+
 async function metric(line: RegExp): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${gw.controller.metricsPort}/metrics`)).text();
   return text.split('\n').filter((l) => line.test(l)).reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
 }
 
-function warmedLog(backend: string): Record<string, unknown> | undefined {
-  return logLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['backend'] === backend && typeof l['msg'] === 'string' && l['msg'].startsWith('ai-warmup: Envoy has a connection ready'));
+function warmedLogs(backend: string): Record<string, unknown>[] {
+  return logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['backend'] === backend && typeof l['msg'] === 'string' && l['msg'].startsWith('ai-warmup: Envoy has a connection ready'));
 }
+const warmedLog = (backend: string): Record<string, unknown> | undefined => warmedLogs(backend)[0];
 
 beforeAll(async () => {
   gw = await startGatewayFixture({
     id: 'ai-warmup',
     providers: ['p0', 'p1', 'p2'],
-    aiWarmup: true,
+    // Again every 3 s here (20 min by default), to see it repeat.
+    aiWarmup: { refreshMs: 3_000 },
     logLines,
     manifests: ({ listenerPort, fakes }) => {
       return {
         'gateway.yaml': gatewayManifests(listenerPort),
-        'backends.yaml': [skipping('warm', fakes), skipping('cold', fakes)],
+        'backends.yaml': [
+          skipping('warm', fakes),
+          skipping('cold', fakes),
+          // A pool of two: the load balancer picks one per attempt; both must end up ready.
+          withFallback(aiBackend({ name: 'pair', priorities: [[{ name: 'left', fake: fakes['p0']!, hostname: HOSTS.p0 }, { name: 'right', fake: fakes['p1']!, hostname: HOSTS.p1 }], [{ name: 'last', fake: fakes['p2']!, hostname: HOSTS.p2 }]] })),
+          // No stand-in is ever given on its attempts (no drill key, fallback or obtained credential): not warmed.
+          aiBackend({ name: 'plain', priorities: [[{ name: 'only', fake: fakes['p0']!, hostname: HOSTS.p0 }], [{ name: 'spare', fake: fakes['p1']!, hostname: HOSTS.p1 }]] }),
+        ],
         // The sender uses no route that needs a regular expression: 'cold' stays as no client reached it.
-        'routes.yaml': [httpRoute('chat', [{ path: '/warm/v1', rewritePrefix: '/v1', backend: 'warm' }]), regexRoute('cold', '/cold/v1/.*', 'cold')],
+        'routes.yaml': [httpRoute('chat', [{ path: '/warm/v1', rewritePrefix: '/v1', backend: 'warm' }, { path: '/pair/v1', rewritePrefix: '/v1', backend: 'pair' }, { path: '/plain/v1', rewritePrefix: '/v1', backend: 'plain' }]), regexRoute('cold', '/cold/v1/.*', 'cold')],
       };
     },
-    waitForBackends: ['warm', 'cold'],
+    waitForBackends: ['warm', 'cold', 'pair', 'plain'],
   });
   ({ p0, p1, p2 } = gw.fakes as Record<'p0' | 'p1' | 'p2', FakeProvider>);
 });
@@ -85,6 +100,17 @@ describe('serve warms AI members after Envoy takes the configuration', () => {
     // Warm-up attempts are not requests to a provider.
     expect(await metric(/^switchyard_ai_requests_total\{.*backend="ai\/warm"/)).toBe(0);
     expect(warmedLog('ai/cold')).toBeUndefined();
+    expect(logLines.some((l) => l.includes('"component":"ai-warmup"') && l.includes('ai/plain'))).toBe(false);
+  });
+
+  it('every member of a pool of two, whichever the load balancer picks first', async () => {
+    const report = await waitFor(() => warmedLog('ai/pair'), { what: 'serve to log that ai/pair is warmed', timeoutMs: 30_000, intervalMs: 100 });
+    expect(report['readyMembers']).toEqual(expect.arrayContaining(['0/left', '0/right', '1/last']));
+  });
+
+  it('again within the upstream idle timeout', async () => {
+    await waitFor(() => warmedLogs('ai/warm').length >= 2, { what: 'a second warm-up of ai/warm', timeoutMs: 30_000, intervalMs: 100 });
+    expect(p0.received()).toHaveLength(0);
   });
 
   it('the first skip to the warmed middle pool is answered at once; on the never-warmed Backend the same skip waits out the connect timeout', async () => {

@@ -121,12 +121,12 @@ function listener(protocol: 'HTTP' | 'HTTPS', port: number, domains: string[], r
 }
 
 describe('warm-up targets', () => {
-  it('one per AI Backend an HTTP listener routes to alone, with a route that needs no regular expression', () => {
+  it('one per AI Backend an HTTP listener routes to alone, whose route retries stand-ins and needs no regular expression', () => {
     const ir: IR = {
       gateways: [],
       credentials: [],
       certificates: [],
-      clusters: [cluster('chat', [1, 2, 1]), cluster('split', [1]), cluster('regex', [1]), cluster('tls', [1]), withoutAi(cluster('plain', [1]))],
+      clusters: [cluster('chat', [1, 2, 1]), cluster('quiet', [1, 1]), cluster('split', [1]), cluster('regex', [1]), cluster('tls', [1]), withoutAi(cluster('plain', [1]))],
       listeners: [
         listener('HTTPS', 443, ['secure.example.com'], [route('tls', { kind: 'PathPrefix', value: '/' }, ['backend/ai/tls'])]),
         listener('HTTP', 8080, ['*.example.com', '*'], [
@@ -137,6 +137,8 @@ describe('warm-up targets', () => {
           route('chat-short', { kind: 'Exact', value: '/short' }, ['backend/ai/chat'], [], 1),
           route('chat', { kind: 'PathPrefix', value: '/chat/v1' }, ['backend/ai/chat'], [{ name: 'X-Switchyard-Model', value: 'fast', regex: false }], 2),
           route('chat-again', { kind: 'Exact', value: '/other' }, ['backend/ai/chat'], [], 2),
+          // No retries of stand-ins: the extension never stands in there.
+          route('quiet', { kind: 'PathPrefix', value: '/quiet' }, ['backend/ai/quiet']),
         ]),
       ],
     };
