@@ -137,11 +137,11 @@ async function startFileRuntime(
     logger,
     provider: new FileProvider({ path: config, logger, ...(limits ? { limits } : {}) }),
     origin: { config },
+    ...extra,
     onTranslated: (latest) => {
       ir = latest;
       extra.onTranslated?.(latest);
     },
-    ...extra,
   });
   const host = extra.infrastructure instanceof HostInfrastructure ? extra.infrastructure : undefined;
   if (outlierEventLogs.length === 0 && host === undefined) return runtime;
