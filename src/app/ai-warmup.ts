@@ -122,8 +122,8 @@ export interface AiWarmupOptions {
   giveUpAfterMs?: number;
 }
 
-/** What one warm-up of a Backend found, for the log and the tests. */
-export interface WarmupReport {
+/** What one warm-up of a Backend found, for the log. */
+interface WarmupReport {
   backend: string;
   /** Members Envoy had a connection ready to, by the end. */
   ready: string[];
@@ -142,14 +142,14 @@ const WORKERS = 4;
 /** Sends the warm-up requests. */
 export class AiWarmup {
   private targets = new Map<string, { target: WarmupTarget; fingerprint: string }>();
-  private queue: string[] = [];
+  /** Backends waiting, each once; whether it is a configuration's first warm-up (logged at info) or a refresh. */
+  private readonly queue = new Map<string, 'changed' | 'refresh'>();
   private workers = 0;
   private stopped = false;
   private readonly refresh: NodeJS.Timeout;
-  private readonly listeners: ((report: WarmupReport) => void)[] = [];
 
   constructor(private readonly opts: AiWarmupOptions) {
-    this.refresh = setInterval(() => this.enqueue([...this.targets.keys()]), opts.refreshMs ?? DEFAULT_REFRESH_MS);
+    this.refresh = setInterval(() => this.enqueue([...this.targets.keys()], 'refresh'), opts.refreshMs ?? DEFAULT_REFRESH_MS);
     this.refresh.unref();
   }
 
@@ -163,12 +163,7 @@ export class AiWarmup {
       if (this.targets.get(target.backend)?.fingerprint !== fingerprint) changed.push(target.backend);
     }
     this.targets = next;
-    this.enqueue(changed);
-  }
-
-  /** Called with each Backend's outcome. */
-  onReport(listener: (report: WarmupReport) => void): void {
-    this.listeners.push(listener);
+    this.enqueue(changed, 'changed');
   }
 
   stop(): void {
@@ -176,23 +171,35 @@ export class AiWarmup {
     clearInterval(this.refresh);
   }
 
-  private enqueue(backends: readonly string[]): void {
-    for (const b of backends) if (!this.queue.includes(b)) this.queue.push(b);
-    while (this.workers < Math.min(WORKERS, this.queue.length)) void this.drain();
+  private enqueue(backends: readonly string[], why: 'changed' | 'refresh'): void {
+    for (const b of backends) if (this.queue.get(b) !== 'changed') this.queue.set(b, why);
+    // drain() takes its first Backend before it yields, so this starts one worker per Backend, up to WORKERS.
+    while (this.workers < WORKERS && this.queue.size > 0) void this.drain();
+  }
+
+  private take(): [string, 'changed' | 'refresh'] | undefined {
+    const first = this.queue.entries().next();
+    if (first.done === true) return undefined;
+    this.queue.delete(first.value[0]);
+    return first.value;
   }
 
   private async drain(): Promise<void> {
     this.workers++;
     try {
-      for (let next = this.queue.shift(); next !== undefined && !this.stopped; next = this.queue.shift()) {
-        const entry = this.targets.get(next);
+      for (let next = this.take(); next !== undefined && !this.stopped; next = this.take()) {
+        const entry = this.targets.get(next[0]);
         if (entry === undefined) continue;
         const report = await this.warm(entry.target);
         if (this.stopped) return;
         const log = { backend: report.backend, readyMembers: report.ready, requests: report.requests, warmup: true };
-        if (report.incomplete === undefined) this.opts.logger.info(log, 'ai-warmup: Envoy has a connection ready to every member of the Backend');
-        else this.opts.logger.warn({ ...log, reason: report.incomplete }, 'ai-warmup: Backend not fully warmed; a skip to a cold member waits for Envoy to connect (up to 5 s)');
-        for (const l of this.listeners) l(report);
+        if (report.incomplete !== undefined) {
+          this.opts.logger.warn({ ...log, reason: report.incomplete }, 'ai-warmup: Backend not fully warmed; a skip to a cold member waits for Envoy to connect (up to 5 s)');
+        } else {
+          // Every 20 minutes for every Backend would be most of the log at scale.
+          const level = next[1] === 'changed' ? 'info' : 'debug';
+          this.opts.logger[level](log, 'ai-warmup: Envoy has a connection ready to every member of the Backend');
+        }
       }
     } finally {
       this.workers--;

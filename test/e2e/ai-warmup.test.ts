@@ -46,10 +46,9 @@ async function metric(line: RegExp): Promise<number> {
   return text.split('\n').filter((l) => line.test(l)).reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
 }
 
-function warmedLogs(backend: string): Record<string, unknown>[] {
-  return logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['backend'] === backend && typeof l['msg'] === 'string' && l['msg'].startsWith('ai-warmup: Envoy has a connection ready'));
+function warmedLog(backend: string): Record<string, unknown> | undefined {
+  return logLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['backend'] === backend && typeof l['msg'] === 'string' && l['msg'].startsWith('ai-warmup: Envoy has a connection ready'));
 }
-const warmedLog = (backend: string): Record<string, unknown> | undefined => warmedLogs(backend)[0];
 
 beforeAll(async () => {
   gw = await startGatewayFixture({
@@ -109,7 +108,9 @@ describe('serve warms AI members after Envoy takes the configuration', () => {
   });
 
   it('again within the upstream idle timeout', async () => {
-    await waitFor(() => warmedLogs('ai/warm').length >= 2, { what: 'a second warm-up of ai/warm', timeoutMs: 30_000, intervalMs: 100 });
+    const ready = (): Promise<number> => metric(/^switchyard_ai_warmup_attempts_total\{.*backend="ai\/warm".*outcome="ready"/);
+    const before = await ready();
+    await waitFor(async () => (await ready()) > before, { what: 'a second warm-up of ai/warm', timeoutMs: 30_000, intervalMs: 100 });
     expect(p0.received()).toHaveLength(0);
   });
 
