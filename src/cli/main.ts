@@ -33,7 +33,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                    [--max-file-size 64Mi] [--max-config-size 128Mi] [--access-log json|off]
                    [--infrastructure host|none | --no-envoy] [--envoy-path PATH] [--envoy-concurrency N]
                    [--load-report-interval 2s] [--health-window 1m] [--otlp-endpoint URL]
-                   [--limits-redis redis://HOST:PORT]
+                   [--limits-redis redis://HOST:PORT] [--no-ai-warmup]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
       the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port,
       as a process of its own that keeps serving if serve dies; a restarted serve adopts it through
@@ -47,6 +47,10 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       its admin URL in /statusz. --no-envoy (--infrastructure none) leaves Envoy to you.
       --xds-tls-dir DIR serves xDS over TLS: DIR holds tls.crt and tls.key (like a kubernetes.io/tls
       Secret) and, optionally, ca.crt: client certificates are then required and verified (mTLS).
+      --no-ai-warmup: do not send the warm-up requests that keep Envoy connected to every member
+      of AI Backends whose attempts the extension may answer itself (skips, drills), after each
+      configuration and every 20 minutes; without them such a skip to a member Envoy has no
+      connection to waits for Envoy's connect timeout (5 s).
 `,
   'ai-extension': `  switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH) [--port 18001]
                           [--host 0.0.0.0] [--metrics-port 9091] [--log-level info] [--orphan-grace 10m]
@@ -251,6 +255,7 @@ async function runServe(args: string[]): Promise<number> {
       'ai-extension-port': { type: 'string' },
       'ai-extension-address': { type: 'string' },
       'no-ai-extension': { type: 'boolean' },
+      'no-ai-warmup': { type: 'boolean' },
       'xds-tls-dir': { type: 'string' },
       ...LIMIT_OPTIONS,
       'state-dir': { type: 'string' },
@@ -297,6 +302,7 @@ async function runServe(args: string[]): Promise<number> {
           child: { ...(stateDir !== undefined ? { stateDir } : {}), logLevel: level },
           ...(limitsRedis !== undefined ? { limitsRedis } : {}),
         },
+    ...(values['no-ai-warmup'] ? { aiWarmup: false as const } : {}),
     ...(infrastructure ? { infrastructure: { ...infrastructure, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),
   });
   await signals.until(running);
