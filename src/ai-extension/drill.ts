@@ -37,8 +37,15 @@ export interface DrillOrder {
   nonce: string;
 }
 
-function signature(key: string, o: DrillOrder): string {
-  return createHmac('sha256', key).update(`${CONTEXT}\n${o.ts}\n${o.nonce}\n${o.backend}\n${o.priority}`).digest('base64url');
+/**
+ * What a signed order is for: a drill, or serve's warm-up of a Backend's connections
+ * (warmup.ts). Signed in, so a header made for one is never honoured as the other.
+ */
+export type OrderPurpose = 'drill' | 'warmup';
+const CONTEXTS: Record<OrderPurpose, string> = { drill: CONTEXT, warmup: 'switchyard-warmup-v1' };
+
+function signature(key: string, o: DrillOrder, purpose: OrderPurpose): string {
+  return createHmac('sha256', key).update(`${CONTEXTS[purpose]}\n${o.ts}\n${o.nonce}\n${o.backend}\n${o.priority}`).digest('base64url');
 }
 
 /** A drill order whose signature, freshness and nonce were checked. */
@@ -70,9 +77,9 @@ export function parseDrillAnswer(value: string): { priority: number; member: str
 }
 
 /** A signed drill header for `backend` and `priority`, now (or at `nowMs`). */
-export function signDrillHeader(key: string, backend: string, priority: number, nowMs = Date.now(), nonce = randomBytes(12).toString('hex')): string {
+export function signDrillHeader(key: string, backend: string, priority: number, nowMs = Date.now(), nonce = randomBytes(12).toString('hex'), purpose: OrderPurpose = 'drill'): string {
   const order: DrillOrder = { backend, priority, ts: Math.floor(nowMs / 1000), nonce };
-  return `${VERSION};ts=${order.ts};nonce=${nonce};backend=${backend};priority=${priority};sig=${signature(key, order)}`;
+  return `${VERSION};ts=${order.ts};nonce=${nonce};backend=${backend};priority=${priority};sig=${signature(key, order, purpose)}`;
 }
 
 /** Why a drill header is ignored (logged once per reason). */
@@ -176,13 +183,13 @@ interface NonceUse {
  */
 export function verifyDrillHeader(
   value: string,
-  input: { backend: string; key: string | undefined; requestId: string; attempt: number; nowMs: number; nonces: DrillNonces; windowMs?: number },
+  input: { backend: string; key: string | undefined; requestId: string; attempt: number; nowMs: number; nonces: DrillNonces; windowMs?: number; purpose?: OrderPurpose },
 ): VerifiedDrill | { rejected: DrillRejection } {
   const order = parseDrillHeader(value);
   if (order === undefined) return { rejected: 'malformed' };
   if (order.backend !== input.backend) return { rejected: 'other_backend' };
   if (input.key === undefined) return { rejected: 'no_key' };
-  const expected = Buffer.from(signature(input.key, order));
+  const expected = Buffer.from(signature(input.key, order, input.purpose ?? 'drill'));
   const given = Buffer.from(order.sig);
   if (expected.length !== given.length || !timingSafeEqual(expected, given)) return { rejected: 'bad_signature' };
   if (Math.abs(input.nowMs - order.ts * 1000) > (input.windowMs ?? DRILL_WINDOW_MS)) return { rejected: 'stale' };

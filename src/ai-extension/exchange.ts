@@ -18,6 +18,7 @@ import { modelForAttempt } from './models.js';
 import { readChatFields, withModel } from './model-splice.js';
 import { asBuffer, headerMap, type HeaderMutation, type HeaderSet, type PhaseResponse, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
 import { RequestBodyChunks } from './request-body.js';
+import { WARMUP_ANSWER_HEADER, WARMUP_ANSWER_STATUS, WARMUP_HEADER, warmupAnswerHeader, type WarmupOrders } from './warmup.js';
 import { WELL_KNOWN_CREDENTIAL_HEADERS, isChatCompletions, requestHeaderMutation } from './request-headers.js';
 import type { RequestMemory, RequestRecord } from './request-memory.js';
 import { AttemptSpan, parseTraceparent, type SpanSink } from './tracing.js';
@@ -37,6 +38,8 @@ export interface ExchangeContext {
   logger: Logger;
   /** Drill headers: nonces honoured, rejections logged. */
   drill: { nonces: DrillNonces; rejections: DrillRejectionLog };
+  /** Warm-up orders from the serve that started this extension (warmup.ts); absent: warm-up headers are ignored. */
+  warmup?: WarmupOrders;
   /** Where attempt spans go when tracing is on (--otlp-endpoint); absent: none are made. */
   spans?: SpanSink;
   /** Access tokens of Vertex AI members with a service-account key (one cache per extension). */
@@ -184,6 +187,8 @@ export class AttemptExchange {
   private drill: VerifiedDrill | undefined;
   /** This attempt was failed for a drill: not a failure of its member. */
   private drilled = false;
+  /** This attempt belongs to a warm-up request and was answered by the extension. */
+  private warmedUp = false;
   /** This attempt was skipped: an earlier pool's refusal named a later pool. */
   private skipped = false;
   private stripDrillHeader = false;
@@ -314,7 +319,7 @@ export class AttemptExchange {
   close(): void {
     // Envoy gave up on the attempt (a retry, the client left): nothing waits for the token now.
     this.gate?.settle('release');
-    if (this.target !== undefined && this.status === undefined && !this.failed && !this.drilled && !this.skipped) {
+    if (this.target !== undefined && this.status === undefined && !this.failed && !this.drilled && !this.skipped && !this.warmedUp) {
       this.fail('reset');
       memberVerdicts(this.ctx).note(this.target.backend, this.target.member, true);
     }
@@ -345,6 +350,8 @@ export class AttemptExchange {
 
     this.requestId = headers.get('x-request-id');
     this.attempt = Number(headers.get('x-envoy-attempt-count') ?? '1') || 1;
+    const warmup = this.warmupAttempt(headers.get(WARMUP_HEADER), target);
+    if (warmup !== undefined) return warmup;
     const drilled = await this.drillAttempt(headers.get(DRILL_HEADER), this.attempt, target);
     if (drilled !== undefined) return drilled;
     const skipped = await this.skipForFallback(target);
@@ -397,6 +404,8 @@ export class AttemptExchange {
       credentialHeaders: [...WELL_KNOWN_CREDENTIAL_HEADERS, ...this.ctx.credentialHeaders],
     });
     if (this.stripDrillHeader) mutation.remove = [...(mutation.remove ?? []), DRILL_HEADER];
+    // An unhonoured warm-up header (forged, stale) is for the extension only, like a drill's.
+    if (headers.has(WARMUP_HEADER)) mutation.remove = [...(mutation.remove ?? []), WARMUP_HEADER];
     // Meant for the extension only (kept in the request's record for later attempts).
     if (headers.has(ROUTE_RETRIES_HEADER)) mutation.remove = [...(mutation.remove ?? []), ROUTE_RETRIES_HEADER];
     if (adapted.headers?.set !== undefined) mutation.set = [...(mutation.set ?? []), ...adapted.headers.set];
@@ -544,6 +553,35 @@ export class AttemptExchange {
         { key: ABANDONED_HEADER, value: 'drill' },
       ],
     };
+  }
+
+  /**
+   * An attempt of serve's warm-up request (warmup.ts): answered here, never sent to the provider.
+   * At the warmed priority, or wherever Envoy is still connecting, a local reply (Envoy goes on
+   * connecting for the attempt it cancelled); at an earlier priority with a connection ready, a
+   * stand-in the route retries, so the request walks on towards the warmed pool.
+   */
+  private warmupAttempt(header: string | undefined, target: AttemptTarget): ProcessingResponse | undefined {
+    if (this.ctx.warmup === undefined || (header === undefined && this.attempt === 1)) return undefined;
+    const order = this.ctx.warmup.verify(header, { backend: target.backend, requestId: this.requestId ?? '', attempt: this.attempt, nowMs: Date.now() });
+    if (order === undefined) {
+      // A forged or stale warm-up header is served like any request; it never reaches a provider.
+      return undefined;
+    }
+    this.warmedUp = true;
+    const labels = { backend: target.backend, member: target.member, priority: String(target.priority) };
+    const answer = { key: WARMUP_ANSWER_HEADER, value: warmupAnswerHeader({ priority: target.priority, member: target.member, ready: this.connectionReady }) };
+    if (target.priority < order.priority && this.connectionReady) {
+      // Like a drill's stand-in: a member whose last real answer failed keeps its count running.
+      const status = memberVerdicts(this.ctx).lastFailed(target.backend, target.member) ? SKIPPED_FAILING_STATUS : SKIPPED_STATUS;
+      this.status = status;
+      this.ctx.metrics.warmups.inc({ ...labels, outcome: 'passed' });
+      return { phase: 'stand-in', headers: [{ key: ':status', value: String(status) }, { key: ABANDONED_HEADER, value: 'warmup' }, answer] };
+    }
+    this.status = WARMUP_ANSWER_STATUS;
+    this.ctx.metrics.warmups.inc({ ...labels, outcome: this.connectionReady ? 'ready' : 'connecting' });
+    this.ctx.logger.debug({ ...labels, ready: this.connectionReady, warmup: true, requestId: this.requestId }, 'ai-extension: warm-up attempt answered without calling the provider');
+    return { phase: 'immediate', status: WARMUP_ANSWER_STATUS, body: '', headers: [answer] };
   }
 
   /**

@@ -15,6 +15,12 @@ export interface AiExtensionMetrics {
   drillFailures: Counter<'backend' | 'member' | 'priority'>;
   /** Answers to drill requests, by the member that gave them; outcome answered or error. */
   drillAnswers: Counter<'backend' | 'priority' | 'member' | 'outcome'>;
+  /**
+   * Attempts of serve's warm-up requests (warmup.ts), answered by the extension itself; outcome
+   * `ready` (Envoy had a connection), `connecting` (it was making one) or `passed` (an earlier
+   * pool, stood in for on the way to the warmed one).
+   */
+  warmups: Counter<'backend' | 'member' | 'priority' | 'outcome'>;
   /** Time the extension spends answering Envoy for one message (its own added latency). */
   processing: Histogram<'phase'>;
   /** From an attempt reaching the extension to the first bytes of its member's successful answer. */
@@ -73,6 +79,12 @@ export function createAiExtensionMetrics(registry = new Registry()): AiExtension
       labelNames: ['backend', 'priority', 'member', 'outcome'],
       registers,
     }),
+    warmups: new Counter({
+      name: 'switchyard_ai_warmup_attempts_total',
+      help: 'Attempts of the warm-up requests serve sends so that Envoy keeps a connection ready to every AI member, by Backend, member and priority; outcome ready, connecting or passed. Answered by the AI extension, the provider never called; counted here, never in switchyard_ai_requests_total.',
+      labelNames: ['backend', 'member', 'priority', 'outcome'],
+      registers,
+    }),
     processing: new Histogram({
       name: 'switchyard_ai_extension_processing_seconds',
       help: 'Time the AI extension took to answer one ext_proc message, by phase.',
@@ -113,6 +125,7 @@ export function registerAiExtensionMetrics(metrics: AiExtensionMetrics, registry
   registry.registerMetric(metrics.tokens);
   registry.registerMetric(metrics.drillFailures);
   registry.registerMetric(metrics.drillAnswers);
+  registry.registerMetric(metrics.warmups);
   registry.registerMetric(metrics.processing);
   registry.registerMetric(metrics.timeToFirstToken);
   registry.registerMetric(metrics.requestDuration);

@@ -1,9 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { startHealthServer, type HealthServer } from '../observability/health.js';
 import { CredentialStore, describeXdsTarget, type XdsTarget } from './credentials.js';
 import { DrillNonces, DrillRejectionLog } from './drill.js';
+import { WarmupOrders } from './warmup.js';
 import { AttemptExchange, type ExchangeContext } from './exchange.js';
 import { ServiceAccountTokens } from './vertex.js';
 import { SERVICE_ACCOUNT_INDEX } from '../envoy/ai-extension.js';
@@ -40,6 +42,11 @@ export interface AiExtensionOptions {
   otlp?: OtlpEndpoint;
   /** redis://HOST:PORT where every extension shares member limit counts; absent: in this process. */
   limitsRedis?: string;
+  /**
+   * Key of the warm-up requests it honours (warmup.ts), shared with the serve that sends them;
+   * absent: a fresh random one (see RunningAiExtension.warmupKey).
+   */
+  warmupKey?: string;
 }
 
 export interface RunningAiExtension {
@@ -50,6 +57,8 @@ export interface RunningAiExtension {
   credentials: CredentialStore;
   /** Present when tracing is on. */
   traces: OtlpTraceExporter | undefined;
+  /** Signs serve's warm-up requests: never logged, never sent anywhere but inside those requests' header. */
+  warmupKey: string;
   /** Starts fetching credentials from the controller's ADS server (when `xds` was not given). */
   connect(xds: XdsTarget): void;
   /** How long no attempt has been in progress, in ms; 0 while Envoy has one open. */
@@ -85,6 +94,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     logger: log,
     vendorTokens,
     drill: { nonces: new DrillNonces(), rejections: new DrillRejectionLog() },
+    warmup: new WarmupOrders(opts.warmupKey ?? randomBytes(32).toString('hex')),
     ...(traces !== undefined ? { spans: traces } : {}),
   };
 
@@ -141,6 +151,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     limitMetrics: limits.metrics,
     credentials,
     traces,
+    warmupKey: ctx.warmup?.key ?? '',
     connect: (xds) => credentials.start(xds),
     idleForMs: (now = Date.now()) => (activity.open > 0 ? 0 : now - activity.lastAt),
     async stop() {

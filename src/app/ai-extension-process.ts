@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { extname } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { otlpUrl, type OtlpEndpoint } from '../envoy/tracing.js';
@@ -71,6 +72,42 @@ function readExtensionRecord(path: string): ExtensionRecord | undefined {
   }
 }
 
+/** Shortest warm-up key an extension accepts from a file (serve writes 64 hex digits). */
+const MIN_WARMUP_KEY_LENGTH = 32;
+
+/** Where serve keeps the key its warm-up requests are signed with (src/app/ai-warmup.ts). */
+export function warmupKeyPath(state: StateDir): string {
+  return join(state.path, 'ai-warmup.key');
+}
+
+/**
+ * The warm-up key of this state directory, made on first use. A file, not an argument: a
+ * restarted serve must sign with the key of the extension it adopts, and argv is readable by
+ * every user of the host.
+ */
+export function ensureWarmupKey(state: StateDir): string {
+  const path = warmupKeyPath(state);
+  try {
+    writeFileSync(path, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  return readWarmupKey(path);
+}
+
+/** The key in a --warmup-key-file; an error naming the file and the fix when it holds none. */
+export function readWarmupKey(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new Error(`--warmup-key-file ${path}: cannot read it (${err instanceof Error ? err.message : String(err)}); serve writes it in its state directory, give that file or leave the flag out`);
+  }
+  const key = text.trim();
+  if (key.length < MIN_WARMUP_KEY_LENGTH) throw new Error(`--warmup-key-file ${path}: holds no key of at least ${MIN_WARMUP_KEY_LENGTH} characters; remove the file and restart serve to make a new one`);
+  return key;
+}
+
 /**
  * How to run `switchyard` again: this Node with its loader flags (tsx when run from source) and
  * the CLI entry next to this module (`.ts` in source, `.js` when built).
@@ -106,6 +143,8 @@ export interface AiExtensionProcess {
   pid(): number;
   /** Its series (text format) from its own /metrics on loopback; '' while it cannot be read. */
   metrics(): Promise<string>;
+  /** The key serve's warm-up requests are signed with (kept in the state directory, shared with the extension). */
+  readonly warmupKey: string;
   /** Whether this serve found the extension already running and adopted it. */
   readonly adopted: boolean;
   /** Stops supervising and ends the extension (SIGTERM, SIGKILL after 5 s). */
@@ -117,6 +156,7 @@ export async function startAiExtensionProcess(opts: AiExtensionProcessOptions): 
   const { state } = opts;
   const command = opts.command ?? defaultSwitchyardCommand();
   const previous = readExtensionRecord(state.extensionRecord);
+  const warmupKey = ensureWarmupKey(state);
 
   let current: ExtensionRecord | undefined;
   let adopted = false;
@@ -177,6 +217,7 @@ export async function startAiExtensionProcess(opts: AiExtensionProcessOptions): 
   return {
     port,
     adopted,
+    warmupKey,
     pid: () => current?.pid ?? 0,
     metrics: async () => {
       const metricsPort = current?.metricsPort;
@@ -259,6 +300,7 @@ async function spawnExtension(opts: AiExtensionProcessOptions, command: readonly
     '--orphan-grace', durationFlag(opts.orphanGraceMs ?? DEFAULT_ORPHAN_GRACE_MS),
     '--state-file', state.extensionRecord,
     '--log-level', opts.logLevel ?? 'info',
+    '--warmup-key-file', warmupKeyPath(state),
     ...(opts.otlp !== undefined ? ['--otlp-endpoint', otlpUrl(opts.otlp)] : []),
     ...(opts.limitsRedis !== undefined ? ['--limits-redis', opts.limitsRedis] : []),
   ];

@@ -7,6 +7,8 @@ import type { RunningAiExtension } from '../ai-extension/server.js';
 import { assertConfigPathReadable, FileProvider } from '../providers/file.js';
 import type { ConfigLimits } from '../providers/manifest-files.js';
 import { startAiExtensionProcess, type AiExtensionProcess } from './ai-extension-process.js';
+import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
+import { AiWarmup, loopbackFor, type AiWarmupOptions } from './ai-warmup.js';
 import { assertPortFree, assertServingPortsFree } from './ports.js';
 import { startGatewayRuntime, type GatewayRuntimeOptions, type RunningGateway, type ServingOptions } from './gateway-runtime.js';
 import { HostInfrastructure, type HostInfrastructureOptions } from '../infrastructure/host.js';
@@ -33,6 +35,12 @@ export interface ServeOptions extends ServingOptions {
    * member's ejections are logged and counted (the Envoys serve runs are followed anyway).
    */
   outlierEventLogs?: readonly string[];
+  /**
+   * Warm-up of AI members through the Envoys (src/app/ai-warmup.ts), on unless false. Its key is
+   * shared in memory with an extension in this process, or through the state directory with one
+   * in a child process.
+   */
+  aiWarmup?: false | Pick<AiWarmupOptions, 'refreshMs' | 'giveUpAfterMs'>;
 }
 
 export interface HostInfrastructureChoice {
@@ -119,9 +127,9 @@ async function startEnvoys(runtime: RunningGateway, host: { state: StateDir; inf
 async function startFileRuntime(
   opts: ServeOptions,
   envoy: ServingOptions['envoy'],
-  extra: Pick<GatewayRuntimeOptions, 'infrastructure' | 'extraMetrics'>,
+  extra: Pick<GatewayRuntimeOptions, 'infrastructure' | 'extraMetrics' | 'onTranslated'>,
 ): Promise<RunningGateway> {
-  const { config, limits, logger, aiExtension: _extension, infrastructure: _host, outlierEventLogs = [], ...servers } = opts;
+  const { config, limits, logger, aiExtension: _extension, infrastructure: _host, outlierEventLogs = [], aiWarmup: _warmup, ...servers } = opts;
   let ir: IR | undefined;
   const runtime = await startGatewayRuntime({
     ...servers,
@@ -129,10 +137,11 @@ async function startFileRuntime(
     logger,
     provider: new FileProvider({ path: config, logger, ...(limits ? { limits } : {}) }),
     origin: { config },
+    ...extra,
     onTranslated: (latest) => {
       ir = latest;
+      extra.onTranslated?.(latest);
     },
-    ...extra,
   });
   const host = extra.infrastructure instanceof HostInfrastructure ? extra.infrastructure : undefined;
   if (outlierEventLogs.length === 0 && host === undefined) return runtime;
@@ -172,10 +181,12 @@ async function serveInProcess(
     });
     envoy = { ...envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };
   }
-  let runtime: RunningGateway;
+  let runtime: RunningGateway | undefined;
+  const warmup = extension !== undefined && opts.aiWarmup !== false ? startWarmup(opts, extension.warmupKey, envoy, () => runtime) : undefined;
   try {
-    runtime = await startFileRuntime(opts, envoy, host ? { infrastructure: host.infrastructure } : {});
+    runtime = await startFileRuntime(opts, envoy, { ...(host ? { infrastructure: host.infrastructure } : {}), ...(warmup ? { onTranslated: (ir: IR) => warmup.update(ir) } : {}) });
   } catch (err) {
+    warmup?.stop();
     await extension?.stop();
     throw err;
   }
@@ -209,12 +220,26 @@ async function serveInProcess(
     aiExtensionProcess: undefined,
     hostInfrastructure: host?.infrastructure,
     async stop() {
+      warmup?.stop();
       await host?.infrastructure.stop();
       await running?.stop();
       await runtime.stop();
       host?.unlock();
     },
   };
+}
+
+/**
+ * The warm-up sender for the in-process extension. A Gateway run by the Host infrastructure is
+ * reached at the address in its status; otherwise at the listener address, from this host.
+ */
+function startWarmup(opts: ServeOptions, key: string, envoy: ServingOptions['envoy'], runtime: () => RunningGateway | undefined): AiWarmup {
+  const addressOf = (gateway: string): string => {
+    const status = runtime()?.statuses().find((s) => s.kind === 'Gateway' && `${s.namespace}/${s.name}` === gateway);
+    const placed = status !== undefined && 'addresses' in status ? status.addresses?.[0]?.value : undefined;
+    return loopbackFor(placed ?? envoy.gatewayAddresses?.get(gateway) ?? envoy.listenerAddress ?? DEFAULT_ENVOY_OPTIONS.listenerAddress);
+  };
+  return new AiWarmup({ key, logger: opts.logger.child({ component: 'ai-warmup' }), addressOf, ...(opts.aiWarmup || {}) });
 }
 
 /**
@@ -229,6 +254,7 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
   const unlock = lockStateDir(state);
   let extension: AiExtensionProcess | undefined;
   let runtime: RunningGateway | undefined;
+  let warmup: AiWarmup | undefined;
   const infrastructure = hostChoice ? hostInfrastructure(hostChoice, state, logger) : undefined;
   try {
     extension = await startAiExtensionProcess({
@@ -244,12 +270,15 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
     });
     const envoy = { ...opts.envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };
     const running = extension;
-    runtime = await startFileRuntime(opts, envoy, { extraMetrics: () => running.metrics(), ...(infrastructure ? { infrastructure } : {}) });
+    const started = opts.aiWarmup !== false ? startWarmup(opts, extension.warmupKey, envoy, () => runtime) : undefined;
+    warmup = started;
+    runtime = await startFileRuntime(opts, envoy, { extraMetrics: () => running.metrics(), ...(infrastructure ? { infrastructure } : {}), ...(started ? { onTranslated: (ir: IR) => started.update(ir) } : {}) });
     // Left behind by a serve that was killed; the lock says no live serve owns it.
     rmSync(state.socket, { force: true });
     await runtime.xds.listenUnix(state.socket);
     if (infrastructure) await startEnvoys(runtime, { state, infrastructure });
   } catch (err) {
+    warmup?.stop();
     await infrastructure?.stop();
     await extension?.stop();
     await runtime?.stop();
@@ -265,6 +294,7 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
     aiExtensionProcess: extensionProcess,
     hostInfrastructure: infrastructure,
     async stop() {
+      warmup?.stop();
       await infrastructure?.stop();
       await extensionProcess.stop();
       await running.stop();

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { XdsTarget } from '../ai-extension/credentials.js';
 import { DURATION_HINT, parseDuration } from '../api/duration.js';
-import { removeExtensionRecord, writeExtensionRecord } from '../app/ai-extension-process.js';
+import { readWarmupKey, removeExtensionRecord, writeExtensionRecord } from '../app/ai-extension-process.js';
 import type { LoadReportingSettings, RunningGateway } from '../app/gateway-runtime.js';
 import { AddressInUseError, assertPortFree, type ServerRole } from '../app/ports.js';
 import type { HostInfrastructureChoice } from '../app/serve.js';
@@ -26,7 +26,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                    [--max-file-size 64Mi] [--max-config-size 128Mi] [--access-log json|off]
                    [--infrastructure host|none | --no-envoy] [--envoy-path PATH] [--envoy-concurrency N]
                    [--load-report-interval 2s] [--health-window 1m] [--otlp-endpoint URL]
-                   [--limits-redis redis://HOST:PORT]
+                   [--limits-redis redis://HOST:PORT] [--no-ai-warmup]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
       the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port,
       as a process of its own that keeps serving if serve dies; a restarted serve adopts it through
@@ -40,10 +40,14 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       its admin URL in /statusz. --no-envoy (--infrastructure none) leaves Envoy to you.
       --xds-tls-dir DIR serves xDS over TLS: DIR holds tls.crt and tls.key (like a kubernetes.io/tls
       Secret) and, optionally, ca.crt: client certificates are then required and verified (mTLS).
+      --no-ai-warmup: do not send the warm-up requests that keep Envoy connected to every member
+      of AI Backends whose attempts the extension may answer itself (skips, drills), after each
+      configuration and every 20 minutes; without them such a skip to a member Envoy has no
+      connection to waits for Envoy's connect timeout (5 s).
 `,
   'ai-extension': `  switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH) [--port 18001]
                           [--host 0.0.0.0] [--metrics-port 9091] [--log-level info] [--orphan-grace 10m]
-                          [--otlp-endpoint URL] [--limits-redis redis://HOST:PORT]
+                          [--otlp-endpoint URL] [--limits-redis redis://HOST:PORT] [--warmup-key-file PATH]
       Run only the AI extension next to Envoy; provider keys come from the controller at --xds,
       which sends them only over mTLS to a client certificate of role ai-extension (URI SAN
       spiffe://switchyard.dev/role/ai-extension): --xds-tls-dir holds ca.crt (verifies the
@@ -51,6 +55,8 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       controller nor Envoy has been seen for that long (default: never). --limits-redis: the Redis
       where every extension (every Envoy replica) shares members' per-minute limit counts (default:
       counted in this process only); while it is unreachable limits are not enforced (fail open).
+      --warmup-key-file: the key serve signs its warm-up requests with (serve passes it to the
+      extension it runs; default: a random key, so only an extension inside serve is warmed).
 `,
   controller: `  switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
@@ -245,6 +251,7 @@ async function runServe(args: string[]): Promise<number> {
       'ai-extension-port': { type: 'string' },
       'ai-extension-address': { type: 'string' },
       'no-ai-extension': { type: 'boolean' },
+      'no-ai-warmup': { type: 'boolean' },
       'xds-tls-dir': { type: 'string' },
       ...LIMIT_OPTIONS,
       'state-dir': { type: 'string' },
@@ -292,6 +299,7 @@ async function runServe(args: string[]): Promise<number> {
           child: { ...(stateDir !== undefined ? { stateDir } : {}), logLevel: level },
           ...(limitsRedis !== undefined ? { limitsRedis } : {}),
         },
+    ...(values['no-ai-warmup'] ? { aiWarmup: false as const } : {}),
     ...(infrastructure ? { infrastructure: { ...infrastructure, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),
   });
   await signals.until(running);
@@ -360,6 +368,7 @@ async function runAiExtension(args: string[]): Promise<number> {
       'state-file': { type: 'string' },
       'otlp-endpoint': { type: 'string' },
       'limits-redis': { type: 'string' },
+      'warmup-key-file': { type: 'string' },
     },
   });
   const socket = values['xds-socket'];
@@ -390,7 +399,9 @@ async function runAiExtension(args: string[]): Promise<number> {
   const otlp = otlpEndpoint(values['otlp-endpoint']);
   const limitsRedis = limitsRedisUrl(values['limits-redis']);
   const { startAiExtension } = await import('../ai-extension/server.js');
-  const running = await startAiExtension({ port, host, xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}), ...(limitsRedis !== undefined ? { limitsRedis } : {}) });
+  const warmupKeyFile = values['warmup-key-file'];
+  const warmupKey = warmupKeyFile === undefined ? undefined : readWarmupKey(warmupKeyFile);
+  const running = await startAiExtension({ port, host, xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}), ...(limitsRedis !== undefined ? { limitsRedis } : {}), ...(warmupKey !== undefined ? { warmupKey } : {}) });
   const stateFile = values['state-file'];
   if (stateFile !== undefined) {
     writeExtensionRecord(stateFile, { pid: process.pid, port: running.port, host, socket: socket ?? '', ...(running.metricsPort !== undefined ? { metricsPort: running.metricsPort } : {}) });

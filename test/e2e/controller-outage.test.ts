@@ -208,6 +208,10 @@ async function startScene(id: string): Promise<Scene> {
   write('gateway.yaml', gatewayManifests(listenerPort));
   write('backends.yaml', [
     aiBackend({ name: 'chat', priorities: [[{ fake: ai, hostname: AI_HOST, secret: 'llm-key', model: 'outage-model' }]], llm: true }),
+    // Two pools with a fallback: the extension may stand in on its attempts, so serve warms it.
+    // Members at different addresses: see src/ai-extension/README.md, "Warm-up requests", on
+    // pools that share one.
+    withFallback(aiBackend({ name: 'warm', priorities: [[{ name: 'first', fake: ai, hostname: AI_HOST, secret: 'llm-key' }], [{ name: 'second', fake: web, hostname: 'web.llm.test', secret: 'llm-key' }]] })),
     {
       apiVersion: 'switchyard.dev/v1alpha1',
       kind: 'Backend',
@@ -215,10 +219,16 @@ async function startScene(id: string): Promise<Scene> {
       spec: { type: 'Static', static: { priorities: [{ hosts: [{ host: web.host, port: web.port }] }] } },
     },
   ]);
-  write('routes.yaml', [httpRoute('routes', [{ path: '/ai', backend: 'chat', rewritePrefix: '/v1' }, { path: '/static', backend: 'web' }])]);
+  write('routes.yaml', [httpRoute('routes', [{ path: '/ai', backend: 'chat', rewritePrefix: '/v1' }, { path: '/static', backend: 'web' }, { path: '/warm', backend: 'warm', rewritePrefix: '/v1' }])]);
   const writeSecret = (key: string): number => write('secrets.yaml', [secret('llm-key', `Bearer ${key}`)]);
   writeSecret(OLD_KEY);
   return { root, config, listenerPort, ai, web, writeSecret };
+}
+
+function withFallback(backend: Manifest): Manifest {
+  const spec = backend['spec'] as { ai: { multipool: { priorities: Record<string, unknown>[] } } };
+  Object.assign(spec.ai.multipool.priorities[0] ?? {}, { contextWindowFallback: 'NextPool' });
+  return backend;
 }
 
 const keyOf = (headers: Record<string, string>): string | undefined => headers['authorization']?.replace(/^Bearer /, '');
@@ -354,6 +364,11 @@ describe('kill -9 of serve under load', () => {
       // off by Node's HTTP/2 rapid-reset guard, which dropped a connection after ~1000 attempts.
       expect(await envoy.stat('cluster.switchyard/ai-extension.upstream_cx_max_requests')).toBeGreaterThan(0);
       expect(adoption?.['adopted']).toBe(true);
+      // Both serves warmed the Backend through the extension: the restarted one signs with the
+      // adopted extension's key, kept in the state directory.
+      const warmed = (p: SwitchyardProcess): boolean => p.lines().some((l) => l.backend === 'ai/warm' && l.msg.startsWith('ai-warmup: Envoy has a connection ready'));
+      await waitFor(() => warmed(second!), { what: 'the restarted serve to warm ai/warm', timeoutMs: 30_000, intervalMs: 100 });
+      expect(warmed(first)).toBe(true);
       // serve's /metrics still carries the extension's series, read from the adopted process.
       expect(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()).toMatch(/^switchyard_ai_requests_total\{backend="ai\/chat".* \d+/m);
       expect(extensionRecord()).toEqual(before);

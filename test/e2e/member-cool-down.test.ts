@@ -20,6 +20,8 @@ beforeAll(async () => {
     baseEjectionTime: '1s',
     logLines,
     outlierEventLog: true,
+    // With the warm-up sender hooked on each translation too, the ejections are still named from it.
+    aiWarmup: true,
     // Envoy writes the event log through its file flush (10 s by default).
     envoyArgs: ['--file-flush-interval-msec', '100'],
   }));

@@ -224,6 +224,12 @@ export interface GatewayFixtureOptions {
   limitsRedis?: string;
   /** Envoy writes its outlier ejections to a file that serve follows (per-member cool-down logs and metrics). */
   outlierEventLog?: boolean;
+  /**
+   * serve warms every AI member's connection (src/app/ai-warmup.ts), as it does by default.
+   * Off unless asked here: the other e2e files count Envoy's cluster stats and measure cold
+   * connections, which the warm-up requests would change.
+   */
+  aiWarmup?: boolean | { refreshMs: number };
 }
 
 export interface GatewayFixture {
@@ -293,6 +299,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
       metricsHost: '127.0.0.1',
       envoy: { listenerAddress: '127.0.0.1', ...opts.envoy },
       ...(opts.limitsRedis !== undefined ? { aiExtension: { port: 0, limitsRedis: opts.limitsRedis } } : {}),
+      ...(opts.aiWarmup === true ? {} : { aiWarmup: opts.aiWarmup ?? (false as const) }),
       ...(opts.outlierEventLog === true ? { outlierEventLogs: [join(dir, 'outlier-events.log')] } : {}),
       ...(opts.loadReporting ? { loadReporting: opts.loadReporting } : {}),
       ...(opts.testOnlyRewrite ? { testOnlyRewrite: opts.testOnlyRewrite } : {}),

@@ -14,7 +14,7 @@ export interface TwoPriorities {
   p1: FakeProvider;
 }
 
-export interface TwoPrioritiesOptions extends Pick<GatewayFixtureOptions, 'logLines' | 'outlierEventLog' | 'envoyArgs'> {
+export interface TwoPrioritiesOptions extends Pick<GatewayFixtureOptions, 'logLines' | 'outlierEventLog' | 'envoyArgs' | 'aiWarmup'> {
   id: string;
   /** How long an ejected member stays out (a Gateway API duration, e.g. `2s`). */
   baseEjectionTime: string;

@@ -89,7 +89,7 @@ describe('usage errors: exit 2, name the flag, suggest the closest one', () => {
     // The synopsis, all its lines, without the description.
     expect(r.stderr).toContain('Usage:\n  switchyard serve --config PATH');
     expect(r.stderr).toContain('[--load-report-interval 2s] [--health-window 1m] [--otlp-endpoint URL]\n');
-    expect(r.stderr).toContain('[--limits-redis redis://HOST:PORT]\nRun');
+    expect(r.stderr).toContain('[--limits-redis redis://HOST:PORT] [--no-ai-warmup]\nRun');
     expect(r.stderr).not.toContain('Watch PATH');
     expect(r.stderr).toContain('Run "switchyard serve --help" for details.');
     expect(r.stdout).toBe('');

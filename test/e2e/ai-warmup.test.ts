@@ -1,0 +1,148 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { FakeProvider } from '../../examples/demo/fake-provider.js';
+import { WARMUP_ANSWER_HEADER, WARMUP_HEADER, signWarmupHeader } from '../../src/ai-extension/warmup.js';
+import { waitFor } from '../support/wait.js';
+import { aiBackend, gatewayManifests, httpRoute, regexRoute, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+
+/**
+ * serve warms every AI member's connection through the real Envoy (src/app/ai-warmup.ts): the
+ * first request that needs a skip to a member no client ever reached is answered without waiting
+ * out Envoy's 5 s connect timeout, and no provider is called by the warm-up.
+ */
+
+const HOSTS = { p0: 'small.llm.test', p1: 'large.llm.test', p2: 'huge.llm.test' } as const;
+
+let gw: GatewayFixture;
+let p0: FakeProvider;
+let p1: FakeProvider;
+let p2: FakeProvider;
+const logLines: string[] = [];
+
+/** Three named pools; a context-window refusal in the first goes straight to the third. */
+function skipping(name: string, fakes: Record<string, FakeProvider>): Manifest {
+  const backend = aiBackend({
+    name,
+    priorities: [
+      [{ name: 'small', fake: fakes['p0']!, hostname: HOSTS.p0 }],
+      [{ name: 'large', fake: fakes['p1']!, hostname: HOSTS.p1 }],
+      [{ name: 'huge', fake: fakes['p2']!, hostname: HOSTS.p2 }],
+    ],
+    outlierDetection: { enabled: false },
+  });
+  const spec = backend['spec'] as { ai: { multipool: { priorities: Record<string, unknown>[] } } };
+  spec.ai.multipool.priorities.forEach((p, i) => Object.assign(p, { name: ['small-pool', 'large-pool', 'huge-pool'][i] }));
+  Object.assign(spec.ai.multipool.priorities[0] ?? {}, { contextWindowFallback: 'huge-pool' });
+  return backend;
+}
+
+function withFallback(backend: Manifest): Manifest {
+  const spec = backend['spec'] as { ai: { multipool: { priorities: Record<string, unknown>[] } } };
+  Object.assign(spec.ai.multipool.priorities[0] ?? {}, { contextWindowFallback: 'NextPool' });
+  return backend;
+}
+
+async function metric(line: RegExp): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${gw.controller.metricsPort}/metrics`)).text();
+  return text.split('\n').filter((l) => line.test(l)).reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+}
+
+function warmedLog(backend: string): Record<string, unknown> | undefined {
+  return logLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['backend'] === backend && typeof l['msg'] === 'string' && l['msg'].startsWith('ai-warmup: Envoy has a connection ready'));
+}
+
+beforeAll(async () => {
+  gw = await startGatewayFixture({
+    id: 'ai-warmup',
+    providers: ['p0', 'p1', 'p2'],
+    // Again every 3 s here (20 min by default), to see it repeat.
+    aiWarmup: { refreshMs: 3_000 },
+    logLines,
+    manifests: ({ listenerPort, fakes }) => {
+      return {
+        'gateway.yaml': gatewayManifests(listenerPort),
+        'backends.yaml': [
+          skipping('warm', fakes),
+          skipping('cold', fakes),
+          // A pool of two: the load balancer picks one per attempt; both must end up ready.
+          withFallback(aiBackend({ name: 'pair', priorities: [[{ name: 'left', fake: fakes['p0']!, hostname: HOSTS.p0 }, { name: 'right', fake: fakes['p1']!, hostname: HOSTS.p1 }], [{ name: 'last', fake: fakes['p2']!, hostname: HOSTS.p2 }]] })),
+          // No stand-in is ever given on its attempts (no drill key, fallback or obtained credential): not warmed.
+          aiBackend({ name: 'plain', priorities: [[{ name: 'only', fake: fakes['p0']!, hostname: HOSTS.p0 }], [{ name: 'spare', fake: fakes['p1']!, hostname: HOSTS.p1 }]] }),
+        ],
+        // The sender uses no route that needs a regular expression: 'cold' stays as no client reached it.
+        'routes.yaml': [httpRoute('chat', [{ path: '/warm/v1', rewritePrefix: '/v1', backend: 'warm' }, { path: '/pair/v1', rewritePrefix: '/v1', backend: 'pair' }, { path: '/plain/v1', rewritePrefix: '/v1', backend: 'plain' }]), regexRoute('cold', '/cold/v1/.*', 'cold')],
+      };
+    },
+    waitForBackends: ['warm', 'cold', 'pair', 'plain'],
+  });
+  ({ p0, p1, p2 } = gw.fakes as Record<'p0' | 'p1' | 'p2', FakeProvider>);
+});
+
+afterAll(async () => {
+  await gw?.stop();
+});
+
+beforeEach(async () => {
+  await gw.resetFakes();
+});
+
+describe('serve warms AI members after Envoy takes the configuration', () => {
+  it('every pool of the routed Backend is warmed, no provider is called, and the warm-up is labelled in metrics and logs', async () => {
+    const report = await waitFor(() => warmedLog('ai/warm'), { what: 'serve to log that ai/warm is warmed', timeoutMs: 30_000, intervalMs: 100 });
+    expect(report['readyMembers']).toEqual(expect.arrayContaining(['0/small', '1/large', '2/huge']));
+    expect(report['warmup']).toBe(true);
+    expect(p0.received()).toHaveLength(0);
+    expect(p1.received()).toHaveLength(0);
+    expect(p2.received()).toHaveLength(0);
+    for (const member of ['small', 'large', 'huge']) {
+      expect(await metric(new RegExp(`^switchyard_ai_warmup_attempts_total\\{.*backend="ai/warm".*member="${member}".*outcome="ready"`))).toBeGreaterThan(0);
+    }
+    // Warm-up attempts are not requests to a provider.
+    expect(await metric(/^switchyard_ai_requests_total\{.*backend="ai\/warm"/)).toBe(0);
+    expect(warmedLog('ai/cold')).toBeUndefined();
+    expect(logLines.some((l) => l.includes('"component":"ai-warmup"') && l.includes('ai/plain'))).toBe(false);
+  });
+
+  it('every member of a pool of two, whichever the load balancer picks first', async () => {
+    const report = await waitFor(() => warmedLog('ai/pair'), { what: 'serve to log that ai/pair is warmed', timeoutMs: 30_000, intervalMs: 100 });
+    expect(report['readyMembers']).toEqual(expect.arrayContaining(['0/left', '0/right', '1/last']));
+  });
+
+  it('again within the upstream idle timeout', async () => {
+    const ready = (): Promise<number> => metric(/^switchyard_ai_warmup_attempts_total\{.*backend="ai\/warm".*outcome="ready"/);
+    const before = await ready();
+    await waitFor(async () => (await ready()) > before, { what: 'a second warm-up of ai/warm', timeoutMs: 30_000, intervalMs: 100 });
+    expect(p0.received()).toHaveLength(0);
+  });
+
+  it('the first skip to the warmed middle pool is answered at once; on the never-warmed Backend the same skip waits out the connect timeout', async () => {
+    await waitFor(() => warmedLog('ai/warm'), { what: 'ai/warm warmed', timeoutMs: 30_000 });
+    await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    const warm = await gw.chat('/warm/v1');
+    expect(warm.content).toBe('answered by p2');
+    expect(p1.received()).toHaveLength(0);
+
+    await gw.resetFakes();
+    await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    const cold = await gw.chat('/cold/v1');
+    expect(cold.content).toBe('answered by p2');
+    expect(p1.received()).toHaveLength(0);
+    process.stdout.write(`first skip after warm-up: ${Math.round(warm.elapsedMs)} ms; never warmed: ${Math.round(cold.elapsedMs)} ms\n`);
+    // The 5 s is Envoy's connect timeout, which a stand-in on a cold member waits out.
+    expect(cold.elapsedMs).toBeGreaterThan(5_000);
+    expect(warm.elapsedMs).toBeLessThan(2_000);
+    expect(gw.envoy.running()).toBe(true);
+  });
+
+  it('a warm-up header not signed with the extension\'s key is served like any request', async () => {
+    const res = await fetch(`http://127.0.0.1:${gw.listenerPort}/warm/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', [WARMUP_HEADER]: signWarmupHeader('not-the-key-0123456789abcdef0123456789', 'ai/warm', 2) },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    await res.arrayBuffer();
+    expect(res.status).toBe(200);
+    expect(res.headers.get(WARMUP_ANSWER_HEADER)).toBeNull();
+    expect(p0.received()).toHaveLength(1);
+    expect(p0.received()[0]?.headers[WARMUP_HEADER]).toBeUndefined();
+  });
+});

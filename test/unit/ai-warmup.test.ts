@@ -1,0 +1,158 @@
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { warmupTargets } from '../../src/app/ai-warmup.js';
+import { DrillNonces, DrillRejectionLog, signDrillHeader, verifyDrillHeader } from '../../src/ai-extension/drill.js';
+import { AttemptExchange, type ExchangeContext } from '../../src/ai-extension/exchange.js';
+import { createAiExtensionMetrics } from '../../src/ai-extension/metrics.js';
+import type { DecodedValue, ProcessingRequest } from '../../src/ai-extension/protocol.js';
+import { RequestMemory } from '../../src/ai-extension/request-memory.js';
+import { WARMUP_ANSWER_HEADER, WARMUP_HEADER, WarmupOrders, parseWarmupAnswer, signWarmupHeader, warmupAnswerHeader } from '../../src/ai-extension/warmup.js';
+import { CONNECTION_READY_ATTRIBUTE, attemptAttribute, type AttemptKey } from '../../src/envoy/ai-extension.js';
+import { ABANDONED_HEADER, type ClusterIR, type IR, type ListenerIR, type RetryPlan, type RouteIR } from '../../src/ir/model.js';
+
+const KEY = 'warmup-key-0123456789abcdef0123456789abcdef';
+const NOW = Date.UTC(2026, 11, 5, 3, 0, 0);
+
+describe('warm-up orders', () => {
+  it('are honoured for their request\'s later attempts, never as a drill, and a drill header is never a warm-up', () => {
+    const orders = new WarmupOrders(KEY);
+    const header = signWarmupHeader(KEY, 'ai/chat', 2, NOW);
+    expect(orders.verify(header, { backend: 'ai/chat', requestId: 'r1', attempt: 1, nowMs: NOW })).toMatchObject({ backend: 'ai/chat', priority: 2 });
+    expect(orders.verify(undefined, { backend: 'ai/chat', requestId: 'r1', attempt: 2, nowMs: NOW + 10 })).toMatchObject({ priority: 2 });
+    // The same header under another request id is a replay.
+    expect(orders.verify(header, { backend: 'ai/chat', requestId: 'r2', attempt: 1, nowMs: NOW + 20 })).toBeUndefined();
+    // Signed with the same key for the other purpose: refused both ways.
+    expect(verifyDrillHeader(signWarmupHeader(KEY, 'ai/chat', 1, NOW), { backend: 'ai/chat', key: KEY, requestId: 'r3', attempt: 1, nowMs: NOW, nonces: new DrillNonces() })).toEqual({ rejected: 'bad_signature' });
+    expect(orders.verify(signDrillHeader(KEY, 'ai/chat', 1, NOW), { backend: 'ai/chat', requestId: 'r4', attempt: 1, nowMs: NOW })).toBeUndefined();
+    expect(new WarmupOrders('another-key-0123456789abcdef0123456789ab').verify(signWarmupHeader(KEY, 'ai/chat', 1, NOW), { backend: 'ai/chat', requestId: 'r5', attempt: 1, nowMs: NOW })).toBeUndefined();
+  });
+
+  it('round-trips the answer header', () => {
+    const answer = { priority: 1, member: 'large', ready: true };
+    expect(parseWarmupAnswer(warmupAnswerHeader(answer))).toEqual(answer);
+    expect(parseWarmupAnswer('priority=1;member=large')).toBeUndefined();
+  });
+});
+
+function attributes(values: Partial<Record<AttemptKey, string>>, ready: boolean): ProcessingRequest['attributes'] {
+  const map = new Map<string, DecodedValue>(Object.entries(values).map(([k, v]) => [attemptAttribute(k as AttemptKey), { stringValue: v }]));
+  if (ready) map.set(CONNECTION_READY_ATTRIBUTE, { numberValue: 1 });
+  return map;
+}
+
+const headers = (h: Record<string, string>) => ({ headers: { headers: Object.entries(h).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) }, end_of_stream: true });
+
+function context(): ExchangeContext {
+  return {
+    credentials: { resolve: () => Promise.resolve('sk-member') },
+    memory: new RequestMemory(),
+    metrics: createAiExtensionMetrics(),
+    credentialHeaders: new Set(),
+    credentialWaitMs: 10,
+    logger: pino({ level: 'silent' }),
+    drill: { nonces: new DrillNonces(), rejections: new DrillRejectionLog() },
+    warmup: new WarmupOrders(KEY),
+  };
+}
+
+async function attempt(ctx: ExchangeContext, o: { priority: number; member: string; ready: boolean; attempt: number; header?: string }) {
+  const exchange = new AttemptExchange(ctx);
+  const answer = await exchange.handle({
+    request_headers: headers({ ':path': '/v1/chat/completions', 'x-request-id': 'w1', 'x-envoy-attempt-count': String(o.attempt), ...(o.header !== undefined ? { [WARMUP_HEADER]: o.header } : {}) }),
+    attributes: attributes({ backend: 'ai/chat', member: o.member, priority: String(o.priority), provider: 'openai', authKind: 'SecretRef', credential: 'credential/ai/k', authHeader: 'Authorization' }, o.ready),
+  });
+  exchange.close();
+  return answer;
+}
+
+describe('a warm-up request in the extension', () => {
+  it('passes a ready earlier pool with a retried stand-in, and answers the warmed pool itself; no attempt counts as a request or a failure', async () => {
+    const ctx = context();
+    const header = signWarmupHeader(KEY, 'ai/chat', 1);
+    const passed = await attempt(ctx, { priority: 0, member: 'small', ready: true, attempt: 1, header });
+    expect(passed).toMatchObject({ phase: 'stand-in' });
+    expect(passed.phase === 'stand-in' ? passed.headers : []).toEqual(expect.arrayContaining([{ key: ':status', value: '424' }, { key: 'x-switchyard-abandoned', value: 'warmup' }]));
+    const warmed = await attempt(ctx, { priority: 1, member: 'large', ready: false, attempt: 2 });
+    expect(warmed).toMatchObject({ phase: 'immediate', status: 204, headers: [{ key: WARMUP_ANSWER_HEADER, value: 'priority=1;member=large;ready=0' }] });
+    const count = async (name: string): Promise<number> => ((await ctx.metrics.registry.getSingleMetricAsString(name)).split('\n').filter((l) => !l.startsWith('#') && l.trim() !== '').reduce((s, l) => s + Number(l.split(' ').pop()), 0));
+    expect(await count('switchyard_ai_warmup_attempts_total')).toBe(2);
+    expect(await count('switchyard_ai_requests_total')).toBe(0);
+    expect(await count('switchyard_ai_failures_total')).toBe(0);
+  });
+
+  it('answers a cold earlier pool itself instead of standing in there (a stand-in while Envoy connects crashes Envoy 1.40)', async () => {
+    const answer = await attempt(context(), { priority: 0, member: 'small', ready: false, attempt: 1, header: signWarmupHeader(KEY, 'ai/chat', 2) });
+    expect(answer).toMatchObject({ phase: 'immediate', status: 204, headers: [{ key: WARMUP_ANSWER_HEADER, value: 'priority=0;member=small;ready=0' }] });
+  });
+
+  it('serves a request whose warm-up header is not signed with its key like any other', async () => {
+    const answer = await attempt(context(), { priority: 0, member: 'small', ready: true, attempt: 1, header: signWarmupHeader('not-the-key-0123456789abcdef0123456789', 'ai/chat', 2) });
+    expect(answer).toMatchObject({ phase: 'request_headers' });
+    expect(answer.phase === 'request_headers' ? answer.headers?.remove : []).toContain(WARMUP_HEADER);
+  });
+});
+
+function cluster(name: string, members: number[]): ClusterIR {
+  return {
+    name: `backend/ai/${name}`,
+    backend: { kind: 'Backend', namespace: 'ai', name },
+    discovery: 'dns',
+    connectTimeoutMs: 5_000,
+    priorities: members.map((n, level) => ({ level, members: Array.from({ length: n }, (_, i) => ({ name: `m${level}${i}`, address: '127.0.0.1', port: 1000 + i, hostname: 'h', weight: 1, tls: false, metadata: { backend: `ai/${name}`, member: `m${level}${i}`, priority: level } })) })),
+    ai: { requestBodyLimitBytes: 1024 },
+  };
+}
+
+/** A Service-like cluster: no AI plan, so no warm-up. */
+function withoutAi(c: ClusterIR): ClusterIR {
+  const { ai: _ai, ...rest } = c;
+  return rest;
+}
+
+function route(name: string, path: RouteIR['match']['path'], clusters: string[], headers: RouteIR['match']['headers'] = [], retries?: number): RouteIR {
+  const retry: RetryPlan | undefined = retries === undefined
+    ? undefined
+    : { attempts: retries, retryOn: ['retriable-headers'], statusCodes: [], retriableHeaders: [ABANDONED_HEADER], backoff: { baseMs: 25 }, attemptsPerPriority: 1, avoidPreviousHosts: true, hostSelectionAttempts: 3 };
+  return { name, match: { path, headers, queryParams: [] }, action: { kind: 'forward', clusters: clusters.map((c) => ({ name: c, weight: 1 })), timeoutMs: 0, autoHostRewrite: true, ...(retry ? { retry } : {}) } };
+}
+
+function listener(protocol: 'HTTP' | 'HTTPS', port: number, domains: string[], routes: RouteIR[]): ListenerIR {
+  return { name: `ai/gw/${port}`, gateway: { namespace: 'ai', name: 'gw' }, port, protocol, tls: [], virtualHosts: [{ name: 'vh', domains, routes }] };
+}
+
+describe('warm-up targets', () => {
+  it('one per AI Backend an HTTP listener routes to alone, whose route retries stand-ins and needs no regular expression', () => {
+    const ir: IR = {
+      gateways: [],
+      credentials: [],
+      certificates: [],
+      clusters: [cluster('chat', [1, 2, 1]), cluster('quiet', [1, 1]), cluster('split', [1]), cluster('regex', [1]), cluster('tls', [1]), withoutAi(cluster('plain', [1]))],
+      listeners: [
+        listener('HTTPS', 443, ['secure.example.com'], [route('tls', { kind: 'PathPrefix', value: '/' }, ['backend/ai/tls'])]),
+        listener('HTTP', 8080, ['*.example.com', '*'], [
+          route('regex', { kind: 'RegularExpression', value: '/r/.*' }, ['backend/ai/regex']),
+          route('split', { kind: 'PathPrefix', value: '/split' }, ['backend/ai/split', 'backend/ai/chat']),
+          route('plain', { kind: 'PathPrefix', value: '/plain' }, ['backend/ai/plain']),
+          // An HTTPRoute rule whose own retries (1) stop short of the Backend's second pool...
+          route('chat-short', { kind: 'Exact', value: '/short' }, ['backend/ai/chat'], [], 1),
+          route('chat', { kind: 'PathPrefix', value: '/chat/v1' }, ['backend/ai/chat'], [{ name: 'X-Switchyard-Model', value: 'fast', regex: false }], 2),
+          route('chat-again', { kind: 'Exact', value: '/other' }, ['backend/ai/chat'], [], 2),
+          // No retries of stand-ins: the extension never stands in there.
+          route('quiet', { kind: 'PathPrefix', value: '/quiet' }, ['backend/ai/quiet']),
+        ]),
+      ],
+    };
+    expect(warmupTargets(ir)).toEqual([{
+      backend: 'ai/chat',
+      gateway: 'ai/gw',
+      port: 8080,
+      path: '/chat/v1',
+      method: 'POST',
+      host: 'warmup.example.com',
+      headers: { 'x-switchyard-model': 'fast' },
+      priorities: [{ level: 0, members: 1 }, { level: 1, members: 2 }, { level: 2, members: 1 }],
+      retries: 2,
+      attemptsPerPriority: 1,
+    }]);
+  });
+});
