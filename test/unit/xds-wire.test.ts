@@ -152,4 +152,13 @@ describe('xDS wire messages', () => {
     const reused = next.pieces.filter((piece) => first.pieces.includes(piece)).length;
     expect(reused).toBe(next.pieces.length - 3);
   });
+
+  it('cuts a response of many small resources into a few runs, since every piece is a write per stream', () => {
+    // 6,000 Secrets of about 200 bytes (1,000 Backends): 94 runs of 12 KiB at one run in 64 resources.
+    const secrets = Array.from({ length: 6000 }, (_, i) => ({ name: `ns/secret-${i}`, version: `v${i}`, any: anyOf({ ...cluster, name: `ns/secret-${i}`.padEnd(170, 'x') }) }));
+    for (const message of [sotwResponseBody(TypeUrl.cluster, 'v', secrets), deltaResponse({ typeUrl: TypeUrl.cluster, systemVersion: 'v', resources: secrets, removed: [], nonce: 'n' })]) {
+      expect(message.byteLength).toBeGreaterThan(6000 * 190);
+      expect(message.pieces.length).toBeLessThan(40);
+    }
+  });
 });
