@@ -3,19 +3,7 @@ import { AdsStream, type AdsStreamOptions } from './ads-stream.js';
 import { versionOfSet, type CachedResource, type TypeSnapshot } from './cache.js';
 import { NO_RESOURCES, changedBetween, everyResource, goneBetween, goneNamesBetween } from './snapshot-diff.js';
 import { WILDCARD, allowsLegacyWildcard, assignmentNamesOf } from './subscription.js';
-import { deltaResourceEntry, deltaResponse, type DeltaDiscoveryRequest, type WireMessage } from './wire.js';
-
-/** Delta `Resource` entries are the same for every client; encode each once per resource version. */
-const entries = new WeakMap<CachedResource, Uint8Array>();
-
-function entryOf(resource: CachedResource): Uint8Array {
-  let entry = entries.get(resource);
-  if (entry === undefined) {
-    entry = deltaResourceEntry(resource.name, resource.version, resource.any);
-    entries.set(resource, entry);
-  }
-  return entry;
-}
+import { deltaResponse, type DeltaDiscoveryRequest, type WireMessage } from './wire.js';
 
 /**
  * What a client holds of one type, name → version. While it holds exactly a snapshot's resources
@@ -107,7 +95,7 @@ function sharedDelta(typeUrl: string, from: ReadonlyMap<string, CachedResource>,
   if (shared === undefined) {
     // Not a stream's own counter: those are decimal, this one never collides with them.
     const nonce = `d${(++sharedSequence).toString(36)}`;
-    shared = { message: deltaResponse({ typeUrl, systemVersion: to.version, entries: updated.map(entryOf), removed, nonce }), nonce, updated };
+    shared = { message: deltaResponse({ typeUrl, systemVersion: to.version, resources: updated, removed, nonce }), nonce, updated };
     byTo.set(to.resources, shared);
   }
   return shared;
@@ -141,7 +129,7 @@ function sharedResendOf(typeUrl: string, to: TypeSnapshot, names: readonly strin
   let shared = byNames.get(key);
   if (shared === undefined) {
     const nonce = `d${(++sharedSequence).toString(36)}`;
-    shared = { message: deltaResponse({ typeUrl, systemVersion: to.version, entries: updated.map(entryOf), removed: [], nonce }), nonce, updated };
+    shared = { message: deltaResponse({ typeUrl, systemVersion: to.version, resources: updated, removed: [], nonce }), nonce, updated };
     byNames.set(key, shared);
     if (byNames.size > RESENDS_KEPT) byNames.delete(byNames.keys().next().value as string);
   }
@@ -361,7 +349,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     // It holds the whole snapshot now (removals were all made): later changes take the shared way.
     if (whole) state.known.adopt(snapshot.resources);
     const nonce = this.nextNonce();
-    this.sendResponse(typeUrl, state, version, viewVersion, updated, removed.length, nonce, deltaResponse({ typeUrl, systemVersion: version, entries: updated.map(entryOf), removed, nonce }));
+    this.sendResponse(typeUrl, state, version, viewVersion, updated, removed.length, nonce, deltaResponse({ typeUrl, systemVersion: version, resources: updated, removed, nonce }));
   }
 
   /**

@@ -259,7 +259,7 @@ export function sotwResponseBody(typeUrl: string, version: string, resources: re
   const tail = protobuf.Writer.create().uint32(t.sotwTypeUrl).string(typeUrl).finish() as Buffer;
   const pieces: Buffer[] = [head];
   let byteLength = head.length + tail.length;
-  for (const segment of resourceSegments(resources, t.sotwResources)) {
+  for (const segment of resourceSegments(resources, t.sotwResources, 'any')) {
     pieces.push(segment);
     byteLength += segment.length;
   }
@@ -274,32 +274,77 @@ export function withNonce(body: WireMessage, nonce: string): WireMessage {
 }
 
 /**
- * Consecutive resource fields (tag, length, Any) copied into one Buffer, kept for as long as its
- * first resource lives and reused by every later response that has the same resources in the
- * same run. Runs end after a resource whose name hashes to a boundary (content-defined, so an
- * added or removed resource moves no boundary but its own) or at MAX_SEGMENT_BYTES. A resource
- * of STANDALONE_BYTES or more is a run of its own and is not copied: its field's tag and length
- * are a piece, its Any the next (a RouteConfiguration of 10,000 routes is megabytes).
+ * Consecutive resource fields copied into one Buffer, kept for as long as its first resource
+ * lives and reused by every later response that has the same resources in the same run. A field
+ * holds a resource's Any (SotW) or a delta `Resource` wrapping its name, version and Any: both
+ * forms are runs, so a delta stream's responses hold each Any once, as SotW's do, instead of a
+ * per-resource entry beside a whole-snapshot response. Runs end after a resource whose name
+ * hashes to a boundary (content-defined, so an added or removed resource moves no boundary but
+ * its own) or at MAX_SEGMENT_BYTES. A resource whose Any is STANDALONE_BYTES or more is a run of
+ * its own and its Any is not copied: the bytes before it are a piece, its Any the next (a
+ * RouteConfiguration of 10,000 routes is megabytes).
  */
 interface Segment {
   readonly tag: number;
+  readonly form: FieldForm;
   readonly members: readonly WireResource[];
   readonly pieces: readonly Buffer[];
   readonly byteLength: number;
 }
 
+/** What a response's resource field holds: the Any itself (SotW) or a delta Resource around it. */
+type FieldForm = 'any' | 'entry';
+
 /** By first resource: the runs it starts, newest first (views of several Gateways that share it each have theirs). */
 const segments = new WeakMap<WireResource, Segment[]>();
-/** Runs kept per first resource. */
+/** Runs kept per first resource (SotW and delta runs share the limit; a stream speaks one of them). */
 const RUNS_PER_RESOURCE = 4;
 
-/** One run in SEGMENT_SPREAD resources ends on average: a 10,000-resource response is about 160 pieces. */
+/**
+ * A run ends after one resource in SEGMENT_SPREAD on average, or one in more for small
+ * resources, so that a run is about RUN_BYTES whatever the resources' size: every piece is a
+ * write per stream, and 6,000 Secrets of 200 bytes were 94 pieces of 12 KiB each.
+ */
 const SEGMENT_SPREAD = 64;
+const MAX_SPREAD = 4096;
+const RUN_BYTES = 128 * 1024;
 /** A run also ends once this long, so that a change copies at most about this much. */
 const MAX_SEGMENT_BYTES = 512 * 1024;
 const STANDALONE_BYTES = 64 * 1024;
 
-function resourceSegments(resources: readonly WireResource[], tag: number): Buffer[] {
+/** The length of a resource field's content: its Any, or its delta Resource (name, version, Any, each written even when empty). */
+function contentLength(resource: WireResource, form: FieldForm): number {
+  if (form === 'any') return resource.any.length;
+  const t = tags();
+  const name = Buffer.byteLength(resource.name, 'utf8');
+  const version = Buffer.byteLength(versionOf(resource), 'utf8');
+  return fieldLength(t.resourceName, name) + fieldLength(t.resourceVersion, version) + fieldLength(t.resourceBody, resource.any.length);
+}
+
+function versionOf(resource: WireResource): string {
+  return (resource as DeltaWireResource).version;
+}
+
+/** Writes a resource field up to its Any (tag, length and, for a delta Resource, its name and version fields and the Any's tag and length); returns where the Any goes. */
+function writeFieldHead(out: Buffer, at: number, tag: number, resource: WireResource, form: FieldForm, content: number): number {
+  at = writeVarint(out, at, tag);
+  at = writeVarint(out, at, content);
+  if (form === 'entry') {
+    const t = tags();
+    const version = versionOf(resource);
+    at = writeVarint(out, at, t.resourceName);
+    at = writeVarint(out, at, Buffer.byteLength(resource.name, 'utf8'));
+    at += out.write(resource.name, at, 'utf8');
+    at = writeVarint(out, at, t.resourceVersion);
+    at = writeVarint(out, at, Buffer.byteLength(version, 'utf8'));
+    at += out.write(version, at, 'utf8');
+    at = writeVarint(out, at, t.resourceBody);
+    at = writeVarint(out, at, resource.any.length);
+  }
+  return at;
+}
+
+function resourceSegments(resources: readonly WireResource[], tag: number, form: FieldForm): Buffer[] {
   const out: Buffer[] = [];
   let start = 0;
   while (start < resources.length) {
@@ -310,24 +355,27 @@ function resourceSegments(resources: readonly WireResource[], tag: number): Buff
       const standalone = resource.any.length >= STANDALONE_BYTES;
       if (standalone && end > start) break;
       end++;
-      bytes += fieldLength(tag, resource.any.length);
-      if (standalone || end === resources.length || bytes >= MAX_SEGMENT_BYTES || endsRun(resource.name)) break;
+      const field = fieldLength(tag, contentLength(resource, form));
+      bytes += field;
+      if (standalone || end === resources.length || bytes >= MAX_SEGMENT_BYTES || endsRun(resource.name, field)) break;
     }
-    for (const piece of segmentOf(resources, start, end, bytes, tag).pieces) out.push(piece);
+    for (const piece of segmentOf(resources, start, end, bytes, tag, form).pieces) out.push(piece);
     start = end;
   }
   return out;
 }
 
-function segmentOf(resources: readonly WireResource[], start: number, end: number, bytes: number, tag: number): Segment {
+function segmentOf(resources: readonly WireResource[], start: number, end: number, bytes: number, tag: number, form: FieldForm): Segment {
   const first = resources[start] as WireResource;
   const known = segments.get(first) ?? [];
-  for (const candidate of known) if (candidate.tag === tag && candidate.byteLength === bytes && sameMembers(candidate.members, resources, start, end)) return candidate;
+  for (const candidate of known) {
+    if (candidate.tag === tag && candidate.form === form && candidate.byteLength === bytes && sameMembers(candidate.members, resources, start, end)) return candidate;
+  }
   let segment: Segment;
   if (end - start === 1 && first.any.length >= STANDALONE_BYTES) {
     const prefix = Buffer.allocUnsafeSlow(bytes - first.any.length);
-    writeVarint(prefix, writeVarint(prefix, 0, tag), first.any.length);
-    segment = { tag, members: [first], pieces: [prefix, Buffer.from(first.any.buffer, first.any.byteOffset, first.any.byteLength)], byteLength: bytes };
+    writeFieldHead(prefix, 0, tag, first, form, contentLength(first, form));
+    segment = { tag, form, members: [first], pieces: [prefix, Buffer.from(first.any.buffer, first.any.byteOffset, first.any.byteLength)], byteLength: bytes };
   } else {
     // Outside Node's shared pool: a kept segment must not pin the pool's other, short-lived slices.
     const out = Buffer.allocUnsafeSlow(bytes);
@@ -335,17 +383,16 @@ function segmentOf(resources: readonly WireResource[], start: number, end: numbe
     for (let i = start; i < end; i++) {
       const resource = resources[i] as WireResource;
       const any = resource.any;
-      at = writeVarint(out, at, tag);
-      at = writeVarint(out, at, any.length);
+      at = writeFieldHead(out, at, tag, resource, form, contentLength(resource, form));
       out.set(any, at);
       resource.keepIn?.(out.subarray(at, at + any.length));
       at += any.length;
     }
-    segment = { tag, members: resources.slice(start, end), pieces: [out], byteLength: bytes };
+    segment = { tag, form, members: resources.slice(start, end), pieces: [out], byteLength: bytes };
   }
-  // The run this one replaces (same length, same last name: an edit inside it) is let go; the runs of other views stay.
+  // The run this one replaces (same form and length, same last name: an edit inside it) is let go; the runs of other views stay.
   const lastName = segment.members[segment.members.length - 1]?.name;
-  const others = known.filter((run) => run.members.length !== segment.members.length || run.members[run.members.length - 1]?.name !== lastName);
+  const others = known.filter((run) => run.form !== form || run.members.length !== segment.members.length || run.members[run.members.length - 1]?.name !== lastName);
   segments.set(first, [segment, ...others.slice(0, RUNS_PER_RESOURCE - 1)]);
   return segment;
 }
@@ -379,40 +426,49 @@ function writeVarint(out: Buffer, at: number, value: number): number {
   return at;
 }
 
-/** FNV-1a of the name: whether a run of resources ends after this one. */
-function endsRun(name: string): boolean {
+/**
+ * FNV-1a of the name: whether a run of resources ends after this one, a field of `bytes`. The
+ * odds follow from the resource alone (its name and size), so an edit elsewhere moves no boundary.
+ */
+function endsRun(name: string, bytes: number): boolean {
+  let spread = SEGMENT_SPREAD;
+  while (spread < MAX_SPREAD && spread * 2 * bytes <= RUN_BYTES) spread *= 2;
   let hash = 0x811c9dc5;
   for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193);
-  return (hash >>> 0) % SEGMENT_SPREAD === 0;
+  return (hash >>> 0) % spread === 0;
 }
 
-/** A delta `Resource` entry (name, version, Any); the same bytes serve every delta client. */
-export function deltaResourceEntry(name: string, version: string, any: Uint8Array): Uint8Array {
-  const t = tags();
-  return protobuf.Writer.create()
-    .uint32(t.resourceName)
-    .string(name)
-    .uint32(t.resourceVersion)
-    .string(version)
-    .uint32(t.resourceBody)
-    .bytes(any)
-    .finish();
+/** What a delta response carries of a resource: its name, its version and its Any. */
+export interface DeltaWireResource extends WireResource {
+  readonly version: string;
 }
 
 export interface DeltaResponse {
   readonly typeUrl: string;
   readonly systemVersion: string;
-  readonly entries: readonly Uint8Array[];
+  readonly resources: readonly DeltaWireResource[];
   readonly removed: readonly string[];
   readonly nonce: string;
 }
 
+/**
+ * A DeltaDiscoveryResponse as pieces: its `Resource` entries are runs shared with every other
+ * response that sends the same resources in the same order (see Segment), the rest a head and a
+ * tail. The response's fields in field-number order, as protobufjs writes them; a Resource's
+ * fields as Switchyard always wrote them (name, version, resource: any order is valid protobuf).
+ */
 export function deltaResponse(response: DeltaResponse): WireMessage {
   const t = tags();
-  const writer = protobuf.Writer.create().uint32(t.deltaVersion).string(response.systemVersion);
-  for (const entry of response.entries) writer.uint32(t.deltaResources).bytes(entry);
-  writer.uint32(t.deltaTypeUrl).string(response.typeUrl);
-  for (const name of response.removed) writer.uint32(t.deltaRemoved).string(name);
-  const bytes = writer.uint32(t.deltaNonce).string(response.nonce).finish();
-  return { pieces: [Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)], byteLength: bytes.byteLength };
+  const head = protobuf.Writer.create().uint32(t.deltaVersion).string(response.systemVersion).finish() as Buffer;
+  const tailWriter = protobuf.Writer.create().uint32(t.deltaTypeUrl).string(response.typeUrl);
+  for (const name of response.removed) tailWriter.uint32(t.deltaRemoved).string(name);
+  const tail = tailWriter.uint32(t.deltaNonce).string(response.nonce).finish() as Buffer;
+  const pieces: Buffer[] = [head];
+  let byteLength = head.length + tail.length;
+  for (const segment of resourceSegments(response.resources, t.deltaResources, 'entry')) {
+    pieces.push(segment);
+    byteLength += segment.length;
+  }
+  pieces.push(tail);
+  return { pieces, byteLength };
 }
