@@ -45,7 +45,9 @@ const ENCODED = Symbol('switchyard.encoded');
 
 /** The version of a resource's encoded bytes: equal content gives an equal version, across restarts too. */
 export function bytesVersion(any: Uint8Array): string {
-  return digestOf('sha256', any, 'base64url').slice(0, 16);
+  // The first 12 bytes are the first 16 characters of the whole digest's base64url; encoding only
+  // them keeps no 43-character string alive behind a 16-character slice of it (one per resource).
+  return digestOf('sha256', any, 'buffer').toString('base64url', 0, 12);
 }
 
 /** The encoded form behind `resource` when it is a stand-in (encodedStandIn), else undefined. */
