@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/wait.js';
-import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
 
 /**
  * Failover between two pools whose members share one address and port: a self-hosted server
@@ -52,18 +52,22 @@ async function startModelServer(): Promise<ModelServer> {
 let models: ModelServer;
 let gw: GatewayFixture;
 
+const at = (host: string): { host: string; port: number } => ({ host, port: models.port });
+
+/** m-one at priority 0 on `host`, m-two at priority 1 on `second` (default: the same host). */
+function twoModels(name: string, host: string, second = host): Manifest {
+  return aiBackend({
+    name,
+    priorities: [
+      [{ name: 'one', fake: at(host), hostname: 'models.llm.test', model: 'm-one' }],
+      [{ name: 'two', fake: at(second), hostname: 'models.llm.test', model: 'm-two' }],
+    ],
+    outlierDetection: { enabled: false },
+  });
+}
+
 beforeAll(async () => {
   models = await startModelServer();
-  const at = (host: string): { host: string; port: number } => ({ host, port: models.port });
-  const twoModels = (name: string, host: string) =>
-    aiBackend({
-      name,
-      priorities: [
-        [{ name: 'one', fake: at(host), hostname: 'models.llm.test', model: 'm-one' }],
-        [{ name: 'two', fake: at(host), hostname: 'models.llm.test', model: 'm-two' }],
-      ],
-      outlierDetection: { enabled: false },
-    });
   gw = await startGatewayFixture({
     id: 'ai-shared-address',
     providers: [],
@@ -85,15 +89,18 @@ beforeAll(async () => {
           outlierDetection: { consecutive5xx: 2, baseEjectionTime: '30s', interval: '250ms' },
         }),
       ],
+      // Nothing listens on 127.0.0.2: its second pool starts apart, and an edit moves it.
+      'edited.yaml': [twoModels('edited', '127.0.0.1', '127.0.0.2')],
       'routes.yaml': [
         httpRoute('chat', [
           { path: '/by-ip/v1', rewritePrefix: '/v1', backend: 'by-ip' },
           { path: '/by-name/v1', rewritePrefix: '/v1', backend: 'by-name' },
           { path: '/guarded/v1', rewritePrefix: '/v1', backend: 'guarded' },
+          { path: '/edited/v1', rewritePrefix: '/v1', backend: 'edited' },
         ]),
       ],
     }),
-    waitForBackends: ['by-ip', 'by-name', 'guarded'],
+    waitForBackends: ['by-ip', 'by-name', 'guarded', 'edited'],
   });
 });
 
@@ -146,5 +153,25 @@ describe('outlier detection keeps each pool\'s member apart', () => {
     // Both ejected: the request goes straight to the third pool, whose host is not ejected.
     expect((await gw.chat('/guarded/v1')).content).toBe('answered by m-three');
     expect(models.models).toEqual(['m-three']);
+  });
+});
+
+describe('an edit that makes two pools share an address, then parts them again', () => {
+  const hostsOf = async (backend: string): Promise<string> =>
+    (await gw.hosts(backend)).map((h) => `${h.priority} ${h.address}:${h.port}`).sort().join(', ');
+
+  it('moves the cluster to one host per pool and back, and failover follows', async () => {
+    const shared = `0 127.0.0.1:${models.port}, 1 127.0.0.1:${models.port}`;
+    const apart = `0 127.0.0.1:${models.port}, 1 127.0.0.2:${models.port}`;
+    expect(await hostsOf('edited')).toBe(apart);
+
+    gw.write('edited.yaml', [twoModels('edited', '127.0.0.1')]);
+    await waitFor(async () => (await hostsOf('edited')) === shared, { what: `Envoy cluster of edited to have hosts ${shared}` });
+    models.failing.add('m-one');
+    expect((await gw.chat('/edited/v1')).content).toBe('answered by m-two');
+    expect(models.models).toEqual(['m-one', 'm-two']);
+
+    gw.write('edited.yaml', [twoModels('edited', '127.0.0.1', '127.0.0.2')]);
+    await waitFor(async () => (await hostsOf('edited')) === apart, { what: `Envoy cluster of edited to have hosts ${apart}` });
   });
 });
