@@ -214,7 +214,9 @@ function sharesAnEndpoint(priorities: readonly PriorityIR[]): boolean {
   const seen = new Set<string>();
   for (const p of priorities) {
     for (const m of p.members) {
-      const endpoint = `${m.address}\0${m.port}`;
+      // Envoy compares the parsed address: `::1` and `0:0::1` are one host (URL prints IPv6 canonically).
+      const address = isIP(m.address) === 6 && !m.address.includes('%') ? new URL(`http://[${m.address}]`).hostname : m.address;
+      const endpoint = `${address}\0${m.port}`;
       if (seen.has(endpoint)) return true;
       seen.add(endpoint);
     }
