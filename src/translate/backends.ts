@@ -204,6 +204,26 @@ function duplicateNames(pools: Candidate[][]): string[] {
   return [...dup];
 }
 
+/**
+ * Two members at one address and port, in one pool or in two (a server serving two models).
+ * Envoy's EDS keeps one host per address across all priorities and drops the others
+ * (EdsClusterImpl "only the first one will be retained"), so the later pools would be empty;
+ * STRICT_DNS keeps a host per endpoint, each with its own priority, metadata and outlier state.
+ */
+function sharesAnEndpoint(priorities: readonly PriorityIR[]): boolean {
+  const seen = new Set<string>();
+  for (const p of priorities) {
+    for (const m of p.members) {
+      // Envoy compares the parsed address: `::1` and `0:0::1` are one host (URL prints IPv6 canonically).
+      const address = isIP(m.address) === 6 && !m.address.includes('%') ? new URL(`http://[${m.address}]`).hostname : m.address;
+      const endpoint = `${address}\0${m.port}`;
+      if (seen.has(endpoint)) return true;
+      seen.add(endpoint);
+    }
+  }
+  return false;
+}
+
 export function translateBackend(backend: Backend, secrets: SecretLookup): TranslatedBackend {
   const { namespace, name, generation, uid } = backend.metadata;
   const key = `${namespace}/${name}`;
@@ -323,7 +343,7 @@ export function translateBackend(backend: Backend, secrets: SecretLookup): Trans
     cluster = {
       name: clusterNameForBackend(namespace, name),
       backend: { namespace, name },
-      discovery: everyIp ? 'eds' : 'dns',
+      discovery: everyIp && !sharesAnEndpoint(priorities) ? 'eds' : 'dns',
       connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
       priorities: compact(priorities),
     };
