@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import * as http2 from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGrpcServer, type BidiCall, type RunningGrpcServer } from '../../src/ai-extension/grpc-server.js';
 import { startAiExtension, type RunningAiExtension } from '../../src/ai-extension/server.js';
@@ -42,6 +43,22 @@ async function startEcho(): Promise<Echo> {
           });
           call.onHalfClose(() => call.end());
           call.onClose(() => closedCalls.push(id));
+        },
+      }],
+      // Answers as the extension does (serveAttempt): each message after the previous one's
+      // answer, in a promise chain, so every answer is written from a microtask.
+      ['/test.Echo/Chained', {
+        kind: 'bidi',
+        handle: (call: BidiCall) => {
+          let queue = Promise.resolve();
+          let n = 0;
+          call.onMessage((m) => {
+            queue = queue.then(async () => {
+              await Promise.resolve();
+              call.write(Buffer.concat([Buffer.from(`${++n}:`), m]));
+            });
+          });
+          call.onHalfClose(() => void queue.then(() => call.end()));
         },
       }],
       ['/test.Echo/Once', { kind: 'unary', handle: async (request: Buffer, authority: string) => Buffer.concat([Buffer.from(`${authority}|`), request]) }],
@@ -89,6 +106,30 @@ describe('the AI extension gRPC server (node:http2) with a grpc-js client', () =
     expect(answers).toEqual(['1:attempt-7:alpha', '2:attempt-7:beta', '3:attempt-7:gamma']);
     expect(messages).toEqual(answers);
     expect(status.code).toBe(grpc.status.OK);
+  });
+
+  it('sends the answers to messages that came together in one DATA frame', async () => {
+    // Envoy sends a phase's messages at once (request headers, body, end) and reads the answers
+    // as they come: answers split over frames written apart woke it once per write.
+    const session = http2.connect(`http://127.0.0.1:${echo.server.port}`);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/test.Echo/Chained', 'content-type': 'application/grpc', te: 'trailers' });
+      const frames: string[][] = [];
+      stream.on('data', (chunk: Buffer) => {
+        const messages: string[] = [];
+        for (let at = 0; at + 5 <= chunk.length; at += 5 + chunk.readUInt32BE(at + 1)) messages.push(chunk.subarray(at + 5, at + 5 + chunk.readUInt32BE(at + 1)).toString());
+        frames.push(messages);
+        if (messages.length + frames.slice(0, -1).flat().length >= 3) stream.end();
+      });
+      const trailers = new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once('trailers', resolve));
+      const prefixed = ['alpha', 'beta', 'gamma'].map((word) => Buffer.concat([Buffer.from([0, 0, 0, 0, word.length]), Buffer.from(word)]));
+      // One write, one DATA frame: the three messages reach the server in one read.
+      stream.write(Buffer.concat(prefixed));
+      expect((await trailers)['grpc-status']).toBe('0');
+      expect(frames).toEqual([['1:alpha', '2:beta', '3:gamma']]);
+    } finally {
+      session.close();
+    }
   });
 
   it('splits messages written back to back and keeps an empty message', async () => {
