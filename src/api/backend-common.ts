@@ -112,7 +112,10 @@ function commonProvider(value: unknown): Provider | undefined {
   if (only !== 'openaiCompatible') return undefined;
   const compatible = value.openaiCompatible;
   if (!onlyKeys(compatible, COMPATIBLE_KEYS) || !isHost(compatible.host)) return undefined;
-  const out: NonNullable<Provider['openaiCompatible']> = { host: compatible.host };
+  // Grown from an empty literal (four in-object slots): from `{ host }` (one), the usual model and
+  // authToken went to a property array of their own.
+  const out = {} as NonNullable<Provider['openaiCompatible']>;
+  out.host = compatible.host;
   if ('port' in compatible) {
     if (!isIntegerIn(compatible.port, 1, 65535)) return undefined;
     out.port = compatible.port;

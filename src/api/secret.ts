@@ -47,7 +47,12 @@ export function commonSecret(doc: Record<string, unknown>): Secret | undefined {
   const data = stringRecord(doc, 'data', BASE64);
   const stringData = stringRecord(doc, 'stringData', undefined);
   if (data === null || stringData === null) return undefined;
-  const out: Secret = { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: namespace ?? 'default' } };
+  // Grown from an empty literal, which has four in-object slots: a literal of three would put the
+  // fourth field (stringData, in nearly every Secret) in a property array of its own.
+  const out = {} as Secret;
+  out.apiVersion = 'v1';
+  out.kind = 'Secret';
+  out.metadata = { name, namespace: namespace ?? 'default' };
   if (typeof doc.type === 'string') out.type = doc.type;
   if (data !== undefined) out.data = data;
   if (stringData !== undefined) out.stringData = stringData;

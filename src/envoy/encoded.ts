@@ -38,7 +38,26 @@ function sharedFields(resource: EnvoyResource): Readonly<Record<string, JsonValu
     if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) continue;
     (fields ??= {})[key] = value;
   }
-  return fields ?? NO_FIELDS;
+  if (fields === undefined) return NO_FIELDS;
+  // Resources built alike in a row (every AI Backend's Cluster) have equal fields: they share one
+  // object, where each kept its own and a property array beside it (1 MiB at 10,000 Backends).
+  if (lastFields !== undefined && sameFields(fields, lastFields)) return lastFields;
+  lastFields = fields;
+  return fields;
+}
+
+/** The fields sharedFields last kept: never changed once returned (the stand-ins only read them). */
+let lastFields: Readonly<Record<string, JsonValue>> | undefined;
+
+function sameFields(a: Readonly<Record<string, JsonValue>>, b: Readonly<Record<string, JsonValue>>): boolean {
+  const keys = Object.keys(a);
+  const other = Object.keys(b);
+  if (keys.length !== other.length) return false;
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i] as string;
+    if (key !== other[i] || a[key] !== b[key]) return false;
+  }
+  return true;
 }
 
 const ENCODED = Symbol('switchyard.encoded');

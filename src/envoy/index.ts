@@ -1,5 +1,6 @@
 import type { CertificateIR, ClusterIR, CredentialIR, IR, ListenerIR } from '../ir/model.js';
-import { contentKey, replacedAt } from '../ir/delta.js';
+import { hash } from 'node:crypto';
+import { replacedAt } from '../ir/delta.js';
 import { encodedStandIn } from './encoded.js';
 import { aiExtensionCluster } from './ai-extension.js';
 import { toClusterLoadAssignment, toEnvoyCluster } from './clusters.js';
@@ -29,8 +30,19 @@ interface Built<T> {
 
 /** Built from content: an equal IR object built again (a Backend translated again) gives the same resource. */
 interface BuiltByContent<T> extends Built<T> {
-  /** contentKey of the JSON of each IR object, at the same index. */
-  readonly json: readonly string[];
+  /**
+   * The first CONTENT_DIGEST bytes of the SHA-256 of each IR object's JSON, at CONTENT_DIGEST
+   * times its index: one buffer, where a 32-character digest string each cost 48 bytes of heap
+   * and 8 of array (3 MiB at 10,000 Backends' 60,000 credentials).
+   */
+  readonly json: Buffer;
+}
+
+/** 128 bits: equal content is told from changed content by comparison only, never printed. */
+const CONTENT_DIGEST = 16;
+
+function contentDigest(ir: object): Buffer {
+  return hash('sha256', JSON.stringify(ir), 'buffer');
 }
 
 /**
@@ -73,7 +85,7 @@ function listenerKey(l: ListenerIR, bodyLimits: BodyLimits): string {
   return `${JSON.stringify(rest)}\0${byModel ? 1 : 0}\0${byModel ? (modelRoutingBufferLimit(l, bodyLimits) ?? '') : ''}`;
 }
 
-const NOTHING_BUILT: BuiltByContent<never> = { irs: [], out: [], json: [] };
+const NOTHING_BUILT: BuiltByContent<never> = { irs: [], out: [], json: Buffer.alloc(0) };
 
 /** Resources for `irs`, reusing those `previous` built from the same object. */
 function buildList<T extends object>(previous: Built<T> | undefined, irs: readonly T[], build: (ir: T) => EnvoyResource): Built<T> {
@@ -95,26 +107,28 @@ function buildByContent<T extends object>(previous: BuiltByContent<T>, irs: read
   if (previous.irs === irs) return previous;
   const at = replacedAt(previous.irs, irs);
   const out: EnvoyResource[] = at !== undefined ? previous.out.slice() : new Array<EnvoyResource>(irs.length);
-  const json: string[] = at !== undefined ? previous.json.slice() : new Array<string>(irs.length);
+  const json = Buffer.allocUnsafeSlow(irs.length * CONTENT_DIGEST);
+  if (at !== undefined) previous.json.copy(json);
   let byJson: Map<string, EnvoyResource> | undefined;
   const byObject = at === undefined ? new Map(previous.irs.map((ir, i) => [ir, i])) : undefined;
   const place = (i: number): void => {
     const ir = irs[i] as T;
     const was = byObject?.get(ir);
+    const start = i * CONTENT_DIGEST;
     if (was !== undefined) {
       out[i] = previous.out[was] as EnvoyResource;
-      json[i] = previous.json[was] as string;
+      previous.json.copy(json, start, was * CONTENT_DIGEST, (was + 1) * CONTENT_DIGEST);
       return;
     }
-    const j = contentKey(JSON.stringify(ir));
-    json[i] = j;
+    const digest = contentDigest(ir);
+    digest.copy(json, start, 0, CONTENT_DIGEST);
     if (at !== undefined) {
       // Replaced in place: equal to what it replaced, or new.
-      if (previous.json[i] !== j) out[i] = build(ir);
+      if (previous.json.compare(digest, 0, CONTENT_DIGEST, start, start + CONTENT_DIGEST) !== 0) out[i] = build(ir);
       return;
     }
-    byJson ??= new Map(previous.json.map((k, n) => [k, previous.out[n] as EnvoyResource]));
-    out[i] = byJson.get(j) ?? build(ir);
+    byJson ??= new Map(previous.out.map((resource, n) => [previous.json.toString('latin1', n * CONTENT_DIGEST, (n + 1) * CONTENT_DIGEST), resource]));
+    out[i] = byJson.get(digest.toString('latin1', 0, CONTENT_DIGEST)) ?? build(ir);
   };
   if (at !== undefined) for (const i of at) place(i);
   else for (let i = 0; i < irs.length; i++) place(i);

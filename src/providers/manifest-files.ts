@@ -6,6 +6,7 @@ import path from 'node:path';
 import { CORE_SCHEMA, load as loadYaml } from 'js-yaml';
 import type { Document } from 'yaml';
 import { Composer, LineCounter, Parser, parseDocument } from 'yaml';
+import { interned } from '../api/interned.js';
 import type { KnownObject, Problem } from '../api/manifest.js';
 import { parseManifest, SCHEMAS } from '../api/manifest.js';
 import type { ObjectId } from '../api/meta.js';
@@ -450,22 +451,6 @@ export function* yamlDocuments(source: string | Buffer): Generator<YamlChunk> {
 }
 
 /**
- * The internalized copy of `text`: V8 keeps one copy of each such string for the whole process.
- * The yaml package's scalars are slices of their document's text, and a slice keeps that whole
- * text alive: without this, a loaded configuration would keep its entire source in memory, and
- * one copy per document of every repeated value (namespace, apiVersion, kind, provider names).
- * A property key is always internalized, and Object.keys hands it back. The object has no
- * prototype, so V8 keeps it as a dictionary: a literal `{ [text]: 0 }` would create a hidden
- * class per distinct key, garbage that raised the load's peak by a tenth.
- */
-function interned(text: string): string {
-  INTERNING[text] = 0;
-  const key = Object.keys(INTERNING)[0];
-  delete INTERNING[text];
-  return key ?? text;
-}
-
-/**
  * `text` or an equal string met lately: for strings that keep no document text alive (the block
  * reader decodes them from the file's bytes), the repeats of a configuration (namespaces, kinds,
  * models, a Secret's name in the Backend after it) are what interning would save, and adding each
@@ -497,11 +482,6 @@ function recentSlot(text: string): number {
 /** Strings deduplicated lately, by a hash of their length and three of their characters. */
 const RECENT_STRINGS: (string | undefined)[] = new Array<string | undefined>(4096).fill(undefined);
 
-/**
- * The one holder interned uses, empty between calls: a new dictionary per string cost a third of
- * the provider's CPU at the first load of 10,000 Backends (2.4 million strings).
- */
-const INTERNING: Record<string, number> = Object.create(null) as Record<string, number>;
 
 /**
  * Replaces, in place, every string of a freshly validated object by its internalized copy (see

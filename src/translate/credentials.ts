@@ -1,5 +1,6 @@
 import { AWS_ACCESS_KEY, AWS_SECRET_KEY, AWS_SESSION_TOKEN, SERVICE_ACCOUNT_KEY, DRILL_KEY, type AuthToken, type DrillSpec } from '../api/backend.js';
 import type { VendorCredential, VendorCredentialKind } from '../api/providers.js';
+import { interned } from '../api/interned.js';
 import type { Secret } from '../api/secret.js';
 import { secretValue } from '../api/secret.js';
 import { SERVICE_ACCOUNT_INDEX, SERVICE_ACCOUNT_SUFFIX, type CredentialIR } from '../ir/model.js';
@@ -17,12 +18,13 @@ export function credentialName(namespace: string, ...parts: string[]): string {
 }
 
 /**
- * A Secret's key, "namespace/name", as a flat string: translation keeps one per Secret and one
- * per lookup (60,000 each at 10,000 Backends), and a concatenation keeps its pieces beside the
- * text it is flattened to when first hashed (32 bytes more each).
+ * A Secret's key, "namespace/name", internalized: translation keeps one per Secret (the lookup
+ * map's) and one per lookup (each Backend's reads), 60,000 each at 10,000 Backends, and both are
+ * then the same string. Flat, not a concatenation, which keeps its pieces beside the text it is
+ * flattened to when first hashed.
  */
 export function secretKey(namespace: string, name: string): string {
-  return [namespace, name].join('/');
+  return interned([namespace, name].join('/'));
 }
 
 function bareKey(value: string): string {

@@ -268,7 +268,7 @@ function secretsByKey(list: readonly Secret[], previous: TranslationState['secre
       const changed = new Set<string>();
       for (const i of at) {
         const s = list[i] as Secret;
-        const k = key(s.metadata);
+        const k = secretKey(s.metadata.namespace, s.metadata.name);
         byKey.set(k, s);
         changed.add(k);
       }
