@@ -19,7 +19,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { buildGoBench, processUsage, startLoadClient, type LineChild } from './gcp.js';
-import { ConfigDir } from './xds-e2e.js';
+import { ConfigDir, waitFor } from './xds-e2e.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const MB = 1024 * 1024;
@@ -50,15 +50,6 @@ async function ask<T>(probeDir: string, pid: number, request: Record<string, unk
   });
 }
 
-async function waitFor<T>(what: string, probe: () => T | undefined, ms = 120_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function print(stage: string, pid: number, s: Stats): void {
   const rss = processUsage(pid).rssBytes;

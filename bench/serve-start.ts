@@ -18,20 +18,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildGoBench, processUsage, startLoadClient } from './gcp.js';
-import { ConfigDir, windowFromEnv } from './xds-e2e.js';
+import { ConfigDir, waitFor, windowFromEnv } from './xds-e2e.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const GATEWAY = 'bench/bench';
 
-async function waitFor<T>(what: string, probe: () => T | undefined, ms = 180_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 async function main(): Promise<void> {
   const backends = Number(process.argv[2] ?? 10_000);
@@ -61,7 +52,7 @@ async function main(): Promise<void> {
       if (serve.exitCode !== null) throw new Error(`serve exited (code ${serve.exitCode}); see ${logFile}`);
       const m = /"xdsPort":(\d+)/.exec(readFileSync(logFile, 'utf8'));
       return m ? Number(m[1]) : undefined;
-    });
+    }, 180_000);
     const probeStart = process.hrtime.bigint();
     const listeningMs = Number(probeStart - startedAt) / 1e6;
     // Envoy's receive window unless BENCH_E2E_WINDOW says otherwise, as in xds-e2e.

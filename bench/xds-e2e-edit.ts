@@ -28,12 +28,7 @@ const bin = buildGoBench((line) => console.error(line));
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-edit-'));
 const serveProfile = process.env['EDIT_SERVE_PROFILE'];
 const config = new ConfigDir(dir, backends);
-// Only serve's process gets the profiling flags.
-const inherited = process.env['NODE_OPTIONS'];
-if (serveProfile !== undefined) process.env['NODE_OPTIONS'] = `${inherited ?? ''} --cpu-prof --cpu-prof-dir=${serveProfile}`;
-const serve = Serve.start(config.path, dir);
-if (inherited === undefined) delete process.env['NODE_OPTIONS'];
-else process.env['NODE_OPTIONS'] = inherited;
+const serve = Serve.start(config.path, dir, serveProfile);
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN;
 try {
   const ports = await serve.ports(300_000);

@@ -68,12 +68,7 @@ const bin = buildGoBench((line) => console.error(line));
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-storm-'));
 const serveProfile = process.env['STORM_SERVE_PROFILE'];
 const config = new ConfigDir(dir, backends);
-// Only serve's process gets the profiling flags.
-const inherited = process.env['NODE_OPTIONS'];
-if (serveProfile !== undefined) process.env['NODE_OPTIONS'] = `${inherited ?? ''} --cpu-prof --cpu-prof-dir=${serveProfile}`;
-const serve = Serve.start(config.path, dir);
-if (inherited === undefined) delete process.env['NODE_OPTIONS'];
-else process.env['NODE_OPTIONS'] = inherited;
+const serve = Serve.start(config.path, dir, serveProfile);
 try {
   const ports = await serve.ports(300_000);
   // One stream first, as the suite's probe: the storm then meets a serve that has served once.

@@ -195,6 +195,17 @@ function serveEntry(): string[] {
   return [join(ROOT, 'bin', 'switchyard.js')];
 }
 
+/** Polls `probe` every 20 ms until it gives a value; throws naming `what` after `ms`. */
+export async function waitFor<T>(what: string, probe: () => T | undefined, ms = 120_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** `switchyard serve` in file mode without Envoy, its log in a file (as a service manager keeps it). */
 export class Serve {
   private readonly exited: Promise<void>;
@@ -203,14 +214,17 @@ export class Serve {
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
   }
 
-  static start(config: string, dir: string): Serve {
+  /** `cpuProfileDir`: serve (and only serve) writes its V8 CPU profile there when it stops. */
+  static start(config: string, dir: string, cpuProfileDir?: string): Serve {
     const logFile = join(dir, 'serve.log');
+    const inherited = process.env['NODE_OPTIONS'];
+    const env = cpuProfileDir === undefined ? process.env : { ...process.env, NODE_OPTIONS: `${inherited ?? ''} --cpu-prof --cpu-prof-dir=${cpuProfileDir}` };
     const fd = openSync(logFile, 'w');
     const startedAt = process.hrtime.bigint();
     const child = spawn(process.execPath, [
       ...serveEntry(), 'serve', '--config', config, '--no-envoy', '--no-ai-extension',
       '--xds-port', '0', '--xds-host', '127.0.0.1', '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'state'),
-    ], { cwd: ROOT, stdio: ['ignore', fd, fd] });
+    ], { cwd: ROOT, env, stdio: ['ignore', fd, fd] });
     closeSync(fd);
     return new Serve(child, logFile, startedAt);
   }
