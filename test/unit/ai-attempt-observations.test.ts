@@ -1,10 +1,7 @@
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { exchangeContext } from '../support/exchange-context.js';
 import { AttemptExchange, type ExchangeContext } from '../../src/ai-extension/exchange.js';
-import { createAiExtensionMetrics } from '../../src/ai-extension/metrics.js';
 import type { ProcessingRequest } from '../../src/ai-extension/protocol.js';
-import { DrillNonces, DrillRejectionLog } from '../../src/ai-extension/drill.js';
-import { RequestMemory } from '../../src/ai-extension/request-memory.js';
 import { attemptAttribute, type AttemptKey } from '../../src/envoy/ai-extension.js';
 import type { SpanRecord } from '../../src/observability/otlp.js';
 
@@ -23,16 +20,7 @@ function attributes(values: Partial<Record<AttemptKey, string>>): ProcessingRequ
 const headers = (h: Record<string, string>) => ({ headers: { headers: Object.entries(h).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) } });
 
 function context(spans: SpanRecord[]): ExchangeContext {
-  return {
-    credentials: { resolve: () => Promise.resolve(KEY) },
-    memory: new RequestMemory(),
-    metrics: createAiExtensionMetrics(),
-    credentialHeaders: new Set(),
-    credentialWaitMs: 10,
-    logger: pino({ level: 'silent' }),
-    drill: { nonces: new DrillNonces(), rejections: new DrillRejectionLog() },
-    spans: { export: (s) => spans.push(s) },
-  };
+  return exchangeContext(KEY, { spans: { export: (s) => spans.push(s) } });
 }
 
 const sse = (o: object): string => `data: ${JSON.stringify(o)}\n\n`;

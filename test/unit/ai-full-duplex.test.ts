@@ -1,10 +1,7 @@
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { DrillNonces, DrillRejectionLog } from '../../src/ai-extension/drill.js';
+import { exchangeContext } from '../support/exchange-context.js';
 import { AttemptExchange, type ExchangeContext } from '../../src/ai-extension/exchange.js';
-import { createAiExtensionMetrics } from '../../src/ai-extension/metrics.js';
 import type { ProcessingRequest, ProcessingResponse } from '../../src/ai-extension/protocol.js';
-import { RequestMemory } from '../../src/ai-extension/request-memory.js';
 import { attemptAttribute, type AttemptKey } from '../../src/envoy/ai-extension.js';
 
 /**
@@ -21,15 +18,7 @@ const member = new Map(
 );
 
 function context(): ExchangeContext {
-  return {
-    credentials: { resolve: () => Promise.resolve('azure-key') },
-    memory: new RequestMemory(),
-    metrics: createAiExtensionMetrics(),
-    credentialHeaders: new Set(),
-    credentialWaitMs: 10,
-    logger: pino({ level: 'silent' }),
-    drill: { nonces: new DrillNonces(), rejections: new DrillRejectionLog() },
-  };
+  return exchangeContext('azure-key');
 }
 
 const headersMessage = (end = false): ProcessingRequest => ({

@@ -1,11 +1,9 @@
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { exchangeContext } from '../support/exchange-context.js';
 import { warmupTargets } from '../../src/app/ai-warmup.js';
 import { DrillNonces, DrillRejectionLog, signDrillHeader, verifyDrillHeader } from '../../src/ai-extension/drill.js';
 import { AttemptExchange, type ExchangeContext } from '../../src/ai-extension/exchange.js';
-import { createAiExtensionMetrics } from '../../src/ai-extension/metrics.js';
 import type { DecodedValue, ProcessingRequest } from '../../src/ai-extension/protocol.js';
-import { RequestMemory } from '../../src/ai-extension/request-memory.js';
 import { WARMUP_ANSWER_HEADER, WARMUP_HEADER, WarmupOrders, parseWarmupAnswer, signWarmupHeader, warmupAnswerHeader } from '../../src/ai-extension/warmup.js';
 import { CONNECTION_READY_ATTRIBUTE, attemptAttribute, type AttemptKey } from '../../src/envoy/ai-extension.js';
 import { ABANDONED_HEADER, type ClusterIR, type IR, type ListenerIR, type RetryPlan, type RouteIR } from '../../src/ir/model.js';
@@ -43,16 +41,7 @@ function attributes(values: Partial<Record<AttemptKey, string>>, ready: boolean)
 const headers = (h: Record<string, string>) => ({ headers: { headers: Object.entries(h).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) }, end_of_stream: true });
 
 function context(): ExchangeContext {
-  return {
-    credentials: { resolve: () => Promise.resolve('sk-member') },
-    memory: new RequestMemory(),
-    metrics: createAiExtensionMetrics(),
-    credentialHeaders: new Set(),
-    credentialWaitMs: 10,
-    logger: pino({ level: 'silent' }),
-    drill: { nonces: new DrillNonces(), rejections: new DrillRejectionLog() },
-    warmup: new WarmupOrders(KEY),
-  };
+  return exchangeContext('sk-member', { warmup: new WarmupOrders(KEY) });
 }
 
 async function attempt(ctx: ExchangeContext, o: { priority: number; member: string; ready: boolean; attempt: number; header?: string }) {
