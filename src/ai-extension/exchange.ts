@@ -18,7 +18,7 @@ import { modelForAttempt } from './models.js';
 import { readChatFields, withModel } from './model-splice.js';
 import { asBuffer, headerMap, type HeaderMutation, type HeaderSet, type PhaseResponse, type ProcessingRequest, type ProcessingResponse } from './protocol.js';
 import { RequestBodyChunks } from './request-body.js';
-import { WARMUP_ANSWER_HEADER, WARMUP_ANSWER_STATUS, WARMUP_HEADER, warmupAnswerHeader, type WarmupOrders } from './warmup.js';
+import { WARMUP_ANSWER_HEADER, WARMUP_ANSWER_STATUS, WARMUP_HEADER, WARMUP_REFUSED_STATUS, WARMUP_ROUTE_HEADER, warmupAnswerHeader, type WarmupOrders } from './warmup.js';
 import { WELL_KNOWN_CREDENTIAL_HEADERS, isChatCompletions, requestHeaderMutation } from './request-headers.js';
 import type { RequestMemory, RequestRecord } from './request-memory.js';
 import { AttemptSpan, parseTraceparent, type SpanSink } from './tracing.js';
@@ -350,7 +350,7 @@ export class AttemptExchange {
 
     this.requestId = headers.get('x-request-id');
     this.attempt = Number(headers.get('x-envoy-attempt-count') ?? '1') || 1;
-    const warmup = this.warmupAttempt(headers.get(WARMUP_HEADER), target);
+    const warmup = this.warmupAttempt(headers.get(WARMUP_HEADER), target, headers.has(WARMUP_ROUTE_HEADER));
     if (warmup !== undefined) return warmup;
     const drilled = await this.drillAttempt(headers.get(DRILL_HEADER), this.attempt, target);
     if (drilled !== undefined) return drilled;
@@ -561,11 +561,20 @@ export class AttemptExchange {
    * connecting for the attempt it cancelled); at an earlier priority with a connection ready, a
    * stand-in the route retries, so the request walks on towards the warmed pool.
    */
-  private warmupAttempt(header: string | undefined, target: AttemptTarget): ProcessingResponse | undefined {
-    if (this.ctx.warmup === undefined || (header === undefined && this.attempt === 1)) return undefined;
-    const order = this.ctx.warmup.verify(header, { backend: target.backend, requestId: this.requestId ?? '', attempt: this.attempt, nowMs: Date.now() });
+  private warmupAttempt(header: string | undefined, target: AttemptTarget, onWarmupRoute: boolean): ProcessingResponse | undefined {
+    const order =
+      this.ctx.warmup === undefined || (header === undefined && this.attempt === 1)
+        ? undefined
+        : this.ctx.warmup.verify(header, { backend: target.backend, requestId: this.requestId ?? '', attempt: this.attempt, nowMs: Date.now() });
     if (order === undefined) {
-      // A forged or stale warm-up header is served like any request; it never reaches a provider.
+      // A warm-up route (src/envoy/ai-warmup-routes.ts) reaches the cluster past the user's
+      // routes: nothing but an honoured order is answered there, and never by a provider.
+      if (onWarmupRoute) {
+        this.warmedUp = true;
+        this.status = WARMUP_REFUSED_STATUS;
+        return this.refuse(WARMUP_REFUSED_STATUS, 'Switchyard AI extension: this route takes only warm-up requests signed by serve; the request was not sent to any provider');
+      }
+      // On a user's route a forged or stale warm-up header is served like any request; it never reaches a provider.
       return undefined;
     }
     this.warmedUp = true;

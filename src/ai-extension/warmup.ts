@@ -1,5 +1,7 @@
 import { DrillNonces, signDrillHeader, verifyDrillHeader, type VerifiedDrill } from './drill.js';
 
+export { WARMUP_CLUSTER_HEADER, WARMUP_DOMAIN, WARMUP_HEADER, WARMUP_HOST_HEADER, WARMUP_RETRIES, WARMUP_ROUTE_HEADER } from '../envoy/ai-warmup-routes.js';
+
 /**
  * Warm-up requests (issue 11): serve sends one per priority of each AI Backend so that Envoy has
  * a connection ready to every member before a client's request needs a stand-in there (a skip, a
@@ -17,11 +19,12 @@ import { DrillNonces, signDrillHeader, verifyDrillHeader, type VerifiedDrill } f
  *   being warmed by it), and the sender asks again.
  */
 
-export const WARMUP_HEADER = 'x-switchyard-warmup';
 /** On every answer to a warm-up request: `priority=<n>;member=<name>;ready=<0|1>`. */
 export const WARMUP_ANSWER_HEADER = 'x-switchyard-warmup-answer';
 /** Status of the local reply to a warm-up attempt: no content, nothing to retry. */
 export const WARMUP_ANSWER_STATUS = 204;
+/** Status of the answer on a warm-up route to a request whose order is not honoured (forged, stale, replayed). */
+export const WARMUP_REFUSED_STATUS = 403;
 
 export interface WarmupAnswer {
   priority: number;

@@ -19,6 +19,9 @@ export const ANY = {
   headerMutation: 'type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation',
   earlyHeaderMutation: 'type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation',
   openTelemetryTracer: 'type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig',
+  statefulSession: 'type.googleapis.com/envoy.extensions.filters.http.stateful_session.v3.StatefulSession',
+  statefulSessionPerRoute: 'type.googleapis.com/envoy.extensions.filters.http.stateful_session.v3.StatefulSessionPerRoute',
+  headerSessionState: 'type.googleapis.com/envoy.extensions.http.stateful_session.header.v3.HeaderBasedSessionState',
 } as const;
 
 /** Stat prefixes may not hold "/" meaningfully: Envoy splits stat names on ".". */
