@@ -1,101 +1,85 @@
-import { request } from 'node:http';
+import { lookup } from 'node:dns/promises';
+import { request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
 import type { Logger } from 'pino';
-import { WARMUP_ANSWER_HEADER, WARMUP_HEADER, parseWarmupAnswer, signWarmupHeader, type WarmupAnswer } from '../ai-extension/warmup.js';
-import { ABANDONED_HEADER, type IR, type RouteIR } from '../ir/model.js';
+import {
+  WARMUP_ANSWER_HEADER, WARMUP_CLUSTER_HEADER, WARMUP_DOMAIN, WARMUP_HEADER, WARMUP_HOST_HEADER, WARMUP_RETRIES,
+  parseWarmupAnswer, signWarmupHeader, type WarmupAnswer,
+} from '../ai-extension/warmup.js';
+import { warmedClusters } from '../envoy/ai-warmup-routes.js';
+import type { IR, ListenerIR } from '../ir/model.js';
 
 /**
  * serve's warm-up of AI members (issue 11): a skip or a credential hand-over on a member Envoy has
  * no connection to waits out Envoy's 5 s connect timeout (src/ai-extension/README.md, "Standing
  * in for the upstream"). So, after each configuration and then within the upstream idle timeout,
- * serve sends each AI Backend one warm-up request per priority through one of its own routes;
- * the extension answers every attempt itself (src/ai-extension/warmup.ts) and no provider is
- * called. A request is sent again until the warmed pool says its connection was ready.
+ * serve sends warm-up requests to every AI cluster through the warm-up routes each route
+ * configuration has (src/envoy/ai-warmup-routes.ts), on any listener of the Gateway, HTTP or
+ * HTTPS; the extension answers every attempt itself (src/ai-extension/warmup.ts) and no provider
+ * is called. A pool is asked until each of its members has said its connection was ready.
  *
- * Limits of this slice: HTTP listeners only; a route whose match needs a regular expression or a
- * query parameter is not used; in a pool of several members the load balancer picks the member
- * of each attempt, so a pool counts as warm once as many distinct members answered ready as it
- * has, within a bounded number of requests (a weighted pool may leave a light member cold).
+ * A member is addressed by its own address (the route's override host), so a light member of a
+ * weighted pool is reached as surely as a heavy one; every other request is left to the load
+ * balancer, which reaches a member whose address another member of the Backend shares (Envoy
+ * keeps one host per address for overrides) and one whose hostname resolves elsewhere in Envoy.
  */
+
+export interface WarmupMember {
+  name: string;
+  /** As in the IR: an IP, or a hostname Envoy resolves (STRICT_DNS). */
+  address: string;
+  port: number;
+}
 
 export interface WarmupTarget {
-  /** "namespace/name" of the Backend. */
+  /** "namespace/name" of the Backend, and its cluster. */
   backend: string;
-  /** The Gateway ("namespace/name") and listener port, and the route's path. */
+  cluster: string;
+  /** The Gateway ("namespace/name") whose Envoy is warmed, and a listener of it. */
   gateway: string;
   port: number;
-  path: string;
-  method: string;
-  host: string;
-  /** Exact header matches of the route, sent as they are. */
-  headers: Record<string, string>;
-  /** Envoy priority levels, with how many members each has. */
-  priorities: { level: number; members: number }[];
-  /** Retries of the route, and attempts per priority before previous_priorities moves on. */
-  retries: number;
-  attemptsPerPriority: number;
+  protocol: ListenerIR['protocol'];
+  /** HTTPS: the name sent as SNI, so the listener's filter chain is found. */
+  serverName?: string;
+  /** Envoy priority levels, with their members. */
+  priorities: { level: number; members: WarmupMember[] }[];
 }
 
-/** Model routing matches this header, which the listener sets from the body's model (src/envoy/model-routing.ts). */
-const MODEL_HEADER = 'x-switchyard-model';
-
-function hostFor(domains: readonly string[]): string {
-  const exact = domains.find((d) => !d.includes('*'));
-  if (exact !== undefined) return exact;
-  const wildcard = domains.find((d) => d.startsWith('*.'));
-  // Any name reaches a catch-all virtual host; `.invalid` can never be a real one (RFC 2606).
-  return wildcard !== undefined ? `warmup${wildcard.slice(1)}` : 'warmup.switchyard.invalid';
-}
-
-function usable(route: RouteIR): boolean {
-  const m = route.match;
-  return (m.path.kind === 'Exact' || m.path.kind === 'PathPrefix') && m.queryParams.length === 0 && m.headers.every((h) => !h.regex);
+/** A name for SNI from a listener's server names: a wildcard's own label stands for any. */
+function sniFor(serverNames: readonly string[]): string | undefined {
+  const name = serverNames[0];
+  if (name === undefined) return undefined;
+  return name.startsWith('*.') ? `warmup${name.slice(1)}` : name;
 }
 
 /**
- * How far a route's retries carry a warm-up: a stand-in is retried only for ABANDONED_HEADER, and
- * each pool passed takes `attemptsPerPriority` attempts. Of a Backend's routes the one reaching
- * furthest is used (an HTTPRoute rule may cut a Backend's retries short).
- */
-function reach(route: RouteIR): { retries: number; attemptsPerPriority: number } {
-  const retry = route.action.kind === 'forward' ? route.action.retry : undefined;
-  if (retry === undefined || !(retry.retriableHeaders ?? []).includes(ABANDONED_HEADER)) return { retries: 0, attemptsPerPriority: 1 };
-  return { retries: retry.attempts, attemptsPerPriority: Math.max(1, retry.attemptsPerPriority ?? 1) };
-}
-
-/**
- * One warm-up target per AI Backend that an HTTP listener routes to alone (a single backendRef)
- * and whose attempts the extension may stand in for (a drill key, a named fallback, a credential
- * it obtains: the route retries ABANDONED_HEADER): the route whose retries reach furthest, the
- * first of those in listener, virtual host and route order. Pure: no I/O.
+ * One warm-up target per Gateway and AI Backend whose attempts the extension may stand in for
+ * (a drill key, a named fallback, a credential it obtains: a route retries ABANDONED_HEADER),
+ * whatever the route's match, split or listener protocol: reached through the first HTTP
+ * listener of the Gateway that routes to it, else the first HTTPS one. Each Gateway is its own
+ * Envoy (connections are per Envoy). Pure: no I/O.
  */
 export function warmupTargets(ir: IR): WarmupTarget[] {
   const ai = new Map(ir.clusters.filter((c) => c.ai !== undefined && c.priorities.length > 0).map((c) => [c.name, c] as const));
   const targets = new Map<string, WarmupTarget>();
-  for (const listener of ir.listeners) {
-    if (listener.protocol !== 'HTTP') continue;
-    for (const vhost of listener.virtualHosts) {
-      for (const route of vhost.routes) {
-        if (route.action.kind !== 'forward' || route.action.clusters.length !== 1 || !usable(route)) continue;
-        const cluster = ai.get(route.action.clusters[0]?.name ?? '');
-        if (cluster === undefined) continue;
-        const backend = `${cluster.backend.namespace}/${cluster.backend.name}`;
-        const carries = reach(route);
-        // No stand-in is ever retried there, so none is given: nothing waits for a connection.
-        if (carries.retries === 0 || (targets.get(backend)?.retries ?? 0) >= carries.retries) continue;
-        const headers: Record<string, string> = {};
-        for (const h of route.match.headers) headers[h.name.toLowerCase()] = h.value;
-        targets.set(backend, {
-          backend,
-          gateway: `${listener.gateway.namespace}/${listener.gateway.name}`,
-          port: listener.port,
-          path: route.match.path.value,
-          method: route.match.method ?? 'POST',
-          host: hostFor(vhost.domains),
-          headers,
-          priorities: cluster.priorities.map((p) => ({ level: p.level, members: p.members.length })),
-          ...carries,
-        });
-      }
+  // HTTP listeners first: no TLS handshake per request.
+  const listeners = [...ir.listeners.filter((l) => l.protocol === 'HTTP'), ...ir.listeners.filter((l) => l.protocol === 'HTTPS')];
+  for (const listener of listeners) {
+    const gateway = `${listener.gateway.namespace}/${listener.gateway.name}`;
+    for (const name of warmedClusters(listener, ai)) {
+      const cluster = ai.get(name);
+      if (cluster === undefined || targets.has(`${gateway}\0${name}`)) continue;
+      const serverName = listener.protocol === 'HTTPS' ? sniFor(listener.tls[0]?.serverNames ?? []) : undefined;
+      targets.set(`${gateway}\0${name}`, {
+        backend: `${cluster.backend.namespace}/${cluster.backend.name}`,
+        cluster: name,
+        gateway,
+        port: listener.port,
+        protocol: listener.protocol,
+        ...(serverName !== undefined ? { serverName } : {}),
+        priorities: cluster.priorities.map((p) => ({ level: p.level, members: p.members.map((m) => ({ name: m.name, address: m.address, port: m.port })) })),
+      });
     }
   }
   return [...targets.values()];
@@ -106,6 +90,11 @@ export function loopbackFor(bound: string): string {
   if (bound === '0.0.0.0') return '127.0.0.1';
   if (bound === '::') return '::1';
   return bound;
+}
+
+/** The value of WARMUP_HOST_HEADER for an endpoint: Envoy's own spelling of the address, in base64. */
+export function overrideHost(address: string, port: number): string {
+  return Buffer.from(isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`).toString('base64');
 }
 
 export interface AiWarmupOptions {
@@ -125,7 +114,8 @@ export interface AiWarmupOptions {
 /** What one warm-up of a Backend found, for the log. */
 interface WarmupReport {
   backend: string;
-  /** Members Envoy had a connection ready to, by the end. */
+  gateway: string;
+  /** Members Envoy had a connection ready to, by the end ("priority/member"). */
   ready: string[];
   requests: number;
   /** Why it stopped short of every member, if it did. */
@@ -133,16 +123,20 @@ interface WarmupReport {
 }
 
 const DEFAULT_REFRESH_MS = 20 * 60_000;
-/** A pool of n members is asked at most this many times n, plus this (the load balancer picks). */
+/** A pool of n members is asked at most this many times n, plus this. */
 const REQUESTS_PER_MEMBER = 4;
 
 /** Backends warmed at once; a Backend's pools are warmed in order, one request at a time. */
 const WORKERS = 4;
 
+function targetKey(t: WarmupTarget): string {
+  return `${t.gateway}\0${t.cluster}`;
+}
+
 /** Sends the warm-up requests. */
 export class AiWarmup {
   private targets = new Map<string, { target: WarmupTarget; fingerprint: string }>();
-  /** Backends waiting, each once; whether it is a configuration's first warm-up (logged at info) or a refresh. */
+  /** Targets waiting, each once; whether it is a configuration's first warm-up (logged at info) or a refresh. */
   private readonly queue = new Map<string, 'changed' | 'refresh'>();
   private workers = 0;
   private stopped = false;
@@ -159,8 +153,9 @@ export class AiWarmup {
     const changed: string[] = [];
     for (const target of warmupTargets(ir)) {
       const fingerprint = JSON.stringify(target);
-      next.set(target.backend, { target, fingerprint });
-      if (this.targets.get(target.backend)?.fingerprint !== fingerprint) changed.push(target.backend);
+      const key = targetKey(target);
+      next.set(key, { target, fingerprint });
+      if (this.targets.get(key)?.fingerprint !== fingerprint) changed.push(key);
     }
     this.targets = next;
     this.enqueue(changed, 'changed');
@@ -171,9 +166,9 @@ export class AiWarmup {
     clearInterval(this.refresh);
   }
 
-  private enqueue(backends: readonly string[], why: 'changed' | 'refresh'): void {
-    for (const b of backends) if (this.queue.get(b) !== 'changed') this.queue.set(b, why);
-    // drain() takes its first Backend before it yields, so this starts one worker per Backend, up to WORKERS.
+  private enqueue(keys: readonly string[], why: 'changed' | 'refresh'): void {
+    for (const k of keys) if (this.queue.get(k) !== 'changed') this.queue.set(k, why);
+    // drain() takes its first target before it yields, so this starts one worker per target, up to WORKERS.
     while (this.workers < WORKERS && this.queue.size > 0) void this.drain();
   }
 
@@ -192,7 +187,7 @@ export class AiWarmup {
         if (entry === undefined) continue;
         const report = await this.warm(entry.target);
         if (this.stopped) return;
-        const log = { backend: report.backend, readyMembers: report.ready, requests: report.requests, warmup: true };
+        const log = { backend: report.backend, gateway: report.gateway, readyMembers: report.ready, requests: report.requests, warmup: true };
         if (report.incomplete !== undefined) {
           this.opts.logger.warn({ ...log, reason: report.incomplete }, 'ai-warmup: Backend not fully warmed; a skip to a cold member waits for Envoy to connect (up to 5 s)');
         } else {
@@ -211,21 +206,25 @@ export class AiWarmup {
     let requests = 0;
     const started = Date.now();
     let pauseMs = 250;
+    const report = (incomplete?: string): WarmupReport => ({ backend: target.backend, gateway: target.gateway, ready: [...ready], requests, ...(incomplete !== undefined ? { incomplete } : {}) });
     for (const pool of target.priorities) {
-      if (pool.level * target.attemptsPerPriority > target.retries) {
-        return { backend: target.backend, ready: [...ready], requests, incomplete: `priority ${pool.level}: the route's ${target.retries} retries end before it` };
-      }
+      if (pool.level > WARMUP_RETRIES) return report(`priority ${pool.level}: the warm-up route's ${WARMUP_RETRIES} retries end before it`);
+      const hosts = await hostsOf(pool.members);
       const readyHere = new Set<string>();
       let asked = 0;
-      while (readyHere.size < pool.members && asked < REQUESTS_PER_MEMBER * pool.members + REQUESTS_PER_MEMBER) {
-        if (this.stopped) return { backend: target.backend, ready: [...ready], requests, incomplete: 'stopped' };
+      let turn = 0;
+      const size = pool.members.length;
+      while (readyHere.size < size && asked < REQUESTS_PER_MEMBER * size + REQUESTS_PER_MEMBER) {
+        if (this.stopped) return report('stopped');
+        // Cold members by their address, and every other request the load balancer's pick.
+        const cold = pool.members.filter((m) => !readyHere.has(m.name)).flatMap((m) => hosts.get(m.name) ?? []);
+        const host = cold.length > 0 && turn % 2 === 0 ? cold[Math.floor(turn / 2) % cold.length] : undefined;
+        turn++;
         requests++;
-        const answer = await this.send(target, pool.level);
+        const answer = await this.send(target, pool.level, host);
         if (answer === undefined) {
           // No answer from the extension: Envoy has not taken the configuration yet, or is down.
-          if (Date.now() - started > (this.opts.giveUpAfterMs ?? 60_000)) {
-            return { backend: target.backend, ready: [...ready], requests, incomplete: 'no warm-up answer came through Envoy (is the route served?)' };
-          }
+          if (Date.now() - started > (this.opts.giveUpAfterMs ?? 60_000)) return report('no warm-up answer came through Envoy (is the route served?)');
           await pause(pauseMs);
           pauseMs = Math.min(pauseMs * 2, 5_000);
           continue;
@@ -235,37 +234,66 @@ export class AiWarmup {
           ready.add(`${answer.priority}/${answer.member}`);
           if (answer.priority === pool.level) readyHere.add(answer.member);
         }
-        if (!answer.ready || answer.priority !== pool.level || readyHere.size < pool.members) await pause(this.opts.resendPauseMs ?? 100);
+        if (!answer.ready || answer.priority !== pool.level) await pause(this.opts.resendPauseMs ?? 100);
       }
-      if (readyHere.size < pool.members) {
-        return { backend: target.backend, ready: [...ready], requests, incomplete: `priority ${pool.level}: ${readyHere.size} of ${pool.members} members answered ready` };
-      }
+      if (readyHere.size < size) return report(`priority ${pool.level}: ${readyHere.size} of ${size} members answered ready`);
     }
-    return { backend: target.backend, ready: [...ready], requests };
+    return report();
   }
 
-  /** One warm-up request; the extension's answer, or undefined when none came. */
-  private send(target: WarmupTarget, level: number): Promise<WarmupAnswer | undefined> {
-    const model = target.headers[MODEL_HEADER];
-    const body = JSON.stringify({ model: model ?? 'switchyard-warmup', max_tokens: 1, messages: [{ role: 'user', content: 'switchyard warm-up' }] });
-    const headers: Record<string, string> = { ...target.headers, host: target.host, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) };
-    // The listener sets it from the body, and drops a client's own.
-    delete headers[MODEL_HEADER];
-    headers[WARMUP_HEADER] = signWarmupHeader(this.opts.key, target.backend, level);
+  /** One warm-up request, to the member at `host` (an override host value) or to the pick of Envoy; the extension's answer, or undefined when none came. */
+  private send(target: WarmupTarget, level: number, host: string | undefined): Promise<WarmupAnswer | undefined> {
+    const body = JSON.stringify({ model: 'switchyard-warmup', max_tokens: 1, messages: [{ role: 'user', content: 'switchyard warm-up' }] });
+    const headers: Record<string, string> = {
+      host: WARMUP_DOMAIN,
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(body)),
+      [WARMUP_CLUSTER_HEADER]: target.cluster,
+      [WARMUP_HEADER]: signWarmupHeader(this.opts.key, target.backend, level),
+      ...(host !== undefined ? { [WARMUP_HOST_HEADER]: host } : {}),
+    };
+    const options: RequestOptions = { host: this.opts.addressOf(target.gateway), port: target.port, path: '/v1/chat/completions', method: 'POST', headers, timeout: 10_000 };
     return new Promise((resolve) => {
-      const req = request({ host: this.opts.addressOf(target.gateway), port: target.port, path: target.path, method: target.method, headers, timeout: 10_000 }, (res) => {
+      const answered = (res: IncomingMessage): void => {
         res.resume();
         res.on('end', () => {
           const value = res.headers[WARMUP_ANSWER_HEADER];
           resolve(typeof value === 'string' ? parseWarmupAnswer(value) : undefined);
         });
         res.on('error', () => resolve(undefined));
-      });
+      };
+      // This host's own Envoy on loopback, whose certificate names the Gateway's hostnames, not
+      // the address dialled; the request carries nothing but a single-use signed order.
+      const req: ClientRequest = target.protocol === 'HTTPS'
+        ? httpsRequest({ ...options, rejectUnauthorized: false, ...(target.serverName !== undefined ? { servername: target.serverName } : {}) }, answered)
+        : httpRequest(options, answered);
       req.on('timeout', () => req.destroy(new Error('timeout')));
       req.on('error', () => resolve(undefined));
       req.end(body);
     });
   }
+}
+
+/**
+ * Each member's override host values: its IP, or the addresses its hostname resolves to here (as
+ * Envoy resolves it, V4_PREFERRED); none when it does not resolve.
+ */
+async function hostsOf(members: readonly WarmupMember[]): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  for (const m of members) {
+    if (isIP(m.address) !== 0) {
+      out.set(m.name, [overrideHost(m.address, m.port)]);
+      continue;
+    }
+    try {
+      const found = await lookup(m.address, { all: true });
+      const v4 = found.filter((a) => a.family === 4);
+      out.set(m.name, (v4.length > 0 ? v4 : found).map((a) => overrideHost(a.address, m.port)));
+    } catch {
+      out.set(m.name, []);
+    }
+  }
+  return out;
 }
 
 function pause(ms: number): Promise<void> {

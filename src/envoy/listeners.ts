@@ -1,6 +1,7 @@
 import type { ListenerIR } from '../ir/model.js';
 import { listenerAccessLog } from './access-log.js';
 import { aiExtensionReplyMapper } from './ai-extension.js';
+import { statefulSessionFilter } from './ai-warmup-routes.js';
 import { modelHeaderFilters, modelHeaderRemoval, modelRoutingBufferLimit, unknownModelReply, usesModelRouting } from './model-routing.js';
 import type { BodyLimits } from './routes.js';
 import { ADS_CONFIG_SOURCE, ANY, statPrefix } from './names.js';
@@ -32,6 +33,8 @@ function httpConnectionManager(l: ListenerIR, opts: EnvoyOptions, ctx: ListenerC
       // went to (x-envoy-original-host) and expose timings; x-envoy-attempt-count stays (a route option).
       http_filters: [
         ...(byModel ? modelHeaderFilters() : []),
+        // The warm-up routes pick the member of an attempt by a header (src/envoy/ai-warmup-routes.ts).
+        ...(ctx.aiExtension ? [statefulSessionFilter()] : []),
         { name: 'envoy.filters.http.router', typed_config: { '@type': ANY.router, suppress_envoy_headers: true } },
       ],
       local_reply_config: { mappers: [...(ctx.aiExtension ? [aiExtensionReplyMapper()] : []), ...(byModel ? [unknownModelReply()] : []), noHealthyUpstreamReply()] },

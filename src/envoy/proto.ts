@@ -42,6 +42,8 @@ export const ENTRY_PROTOS: readonly string[] = [
   'envoy/extensions/filters/http/set_metadata/v3/set_metadata.proto',
   'envoy/extensions/filters/http/credential_injector/v3/credential_injector.proto',
   'envoy/extensions/http/injected_credentials/generic/v3/generic.proto',
+  'envoy/extensions/filters/http/stateful_session/v3/stateful_session.proto',
+  'envoy/extensions/http/stateful_session/header/v3/header.proto',
   // retries, upstream protocol options, access logs, regex engine
   'envoy/extensions/retry/priority/previous_priorities/v3/previous_priorities_config.proto',
   'envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto',

@@ -1,5 +1,6 @@
 import { toEnvoyDuration } from '../api/duration.js';
 import { ABANDONED_HEADER, ROUTE_RETRIES_HEADER, type HeaderEdits, type ListenerIR, type MatchIR, type RetryPlan, type RouteIR, type VirtualHostIR } from '../ir/model.js';
+import { warmedClusters, warmupVirtualHost } from './ai-warmup-routes.js';
 import { ANY } from './names.js';
 import { reuseEncodedPieces } from './proto.js';
 import { TypeUrl, deepFrozen, type EnvoyResource, type JsonObject, type JsonValue } from './resources.js';
@@ -263,6 +264,7 @@ export function toRouteConfiguration(l: ListenerIR, bodyLimits: BodyLimits = new
   const hosts = l.virtualHosts.map((vh) => toVirtualHost(vh, pieces, policies));
   const largest = Math.max(0, ...hosts.map((h) => h.largestDirect));
   const directLimit = largest > ENVOY_DIRECT_RESPONSE_BODY_LIMIT ? largest : undefined;
+  const warmup = warmupVirtualHost(warmedClusters(l, bodyLimits));
   return {
     '@type': TypeUrl.route,
     name: l.name,
@@ -274,6 +276,6 @@ export function toRouteConfiguration(l: ListenerIR, bodyLimits: BodyLimits = new
     // Gateway API matches hostnames without the port ("very.specific.com:1234" is very.specific.com),
     // yet the backend must see the Host the client sent: HCM's strip_any_host_port would rewrite it.
     ignore_port_in_host_matching: true,
-    virtual_hosts: hosts.map((h) => h.json),
+    virtual_hosts: [...(warmup !== undefined ? [warmup] : []), ...hosts.map((h) => h.json)],
   };
 }

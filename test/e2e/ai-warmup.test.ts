@@ -13,6 +13,8 @@ import { aiBackend, gatewayManifests, httpRoute, regexRoute, startGatewayFixture
 const HOSTS = { p0: 'small.llm.test', p1: 'large.llm.test', p2: 'huge.llm.test' } as const;
 
 let gw: GatewayFixture;
+/** The same Backend behind an Envoy that serve does not warm (--no-ai-warmup): what a cold member costs. */
+let unwarmed: GatewayFixture;
 let p0: FakeProvider;
 let p1: FakeProvider;
 let p2: FakeProvider;
@@ -51,6 +53,16 @@ function warmedLog(backend: string): Record<string, unknown> | undefined {
 }
 
 beforeAll(async () => {
+  const starting = startGatewayFixture({
+    id: 'ai-warmup-off',
+    providers: ['p0', 'p1', 'p2'],
+    manifests: ({ listenerPort, fakes }) => ({
+      'gateway.yaml': gatewayManifests(listenerPort),
+      'backends.yaml': [skipping('warm', fakes)],
+      'routes.yaml': [httpRoute('chat', [{ path: '/warm/v1', rewritePrefix: '/v1', backend: 'warm' }])],
+    }),
+    waitForBackends: ['warm'],
+  });
   gw = await startGatewayFixture({
     id: 'ai-warmup',
     providers: ['p0', 'p1', 'p2'],
@@ -62,23 +74,24 @@ beforeAll(async () => {
         'gateway.yaml': gatewayManifests(listenerPort),
         'backends.yaml': [
           skipping('warm', fakes),
-          skipping('cold', fakes),
+          skipping('regex', fakes),
           // A pool of two: the load balancer picks one per attempt; both must end up ready.
           withFallback(aiBackend({ name: 'pair', priorities: [[{ name: 'left', fake: fakes['p0']!, hostname: HOSTS.p0 }, { name: 'right', fake: fakes['p1']!, hostname: HOSTS.p1 }], [{ name: 'last', fake: fakes['p2']!, hostname: HOSTS.p2 }]] })),
           // No stand-in is ever given on its attempts (no drill key, fallback or obtained credential): not warmed.
           aiBackend({ name: 'plain', priorities: [[{ name: 'only', fake: fakes['p0']!, hostname: HOSTS.p0 }], [{ name: 'spare', fake: fakes['p1']!, hostname: HOSTS.p1 }]] }),
         ],
-        // The sender uses no route that needs a regular expression: 'cold' stays as no client reached it.
-        'routes.yaml': [httpRoute('chat', [{ path: '/warm/v1', rewritePrefix: '/v1', backend: 'warm' }, { path: '/pair/v1', rewritePrefix: '/v1', backend: 'pair' }, { path: '/plain/v1', rewritePrefix: '/v1', backend: 'plain' }]), regexRoute('cold', '/cold/v1/.*', 'cold')],
+        // Reached only through a route that needs a regular expression: warmed all the same (warm-up routes).
+        'routes.yaml': [httpRoute('chat', [{ path: '/warm/v1', rewritePrefix: '/v1', backend: 'warm' }, { path: '/pair/v1', rewritePrefix: '/v1', backend: 'pair' }, { path: '/plain/v1', rewritePrefix: '/v1', backend: 'plain' }]), regexRoute('regex', '/regex/v1/.*', 'regex')],
       };
     },
-    waitForBackends: ['warm', 'cold', 'pair', 'plain'],
+    waitForBackends: ['warm', 'regex', 'pair', 'plain'],
   });
   ({ p0, p1, p2 } = gw.fakes as Record<'p0' | 'p1' | 'p2', FakeProvider>);
-});
+  unwarmed = await starting;
+}, 60_000);
 
 afterAll(async () => {
-  await gw?.stop();
+  await Promise.all([gw?.stop(), unwarmed?.stop()]);
 });
 
 beforeEach(async () => {
@@ -98,7 +111,7 @@ describe('serve warms AI members after Envoy takes the configuration', () => {
     }
     // Warm-up attempts are not requests to a provider.
     expect(await metric(/^switchyard_ai_requests_total\{.*backend="ai\/warm"/)).toBe(0);
-    expect(warmedLog('ai/cold')).toBeUndefined();
+    expect(warmedLog('ai/regex')?.['readyMembers']).toEqual(expect.arrayContaining(['0/small', '1/large', '2/huge']));
     expect(logLines.some((l) => l.includes('"component":"ai-warmup"') && l.includes('ai/plain'))).toBe(false);
   });
 
@@ -114,22 +127,25 @@ describe('serve warms AI members after Envoy takes the configuration', () => {
     expect(p0.received()).toHaveLength(0);
   });
 
-  it('the first skip to the warmed middle pool is answered at once; on the never-warmed Backend the same skip waits out the connect timeout', async () => {
-    await waitFor(() => warmedLog('ai/warm'), { what: 'ai/warm warmed', timeoutMs: 30_000 });
+  it('the first skip to the warmed middle pool is answered at once, through a regular-expression route too; where serve does not warm, the same skip waits out the connect timeout', async () => {
+    await waitFor(() => warmedLog('ai/warm') && warmedLog('ai/regex'), { what: 'ai/warm and ai/regex warmed', timeoutMs: 30_000 });
     await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
     const warm = await gw.chat('/warm/v1');
     expect(warm.content).toBe('answered by p2');
+    const regex = await gw.chat('/regex/v1');
+    expect(regex.content).toBe('answered by p2');
     expect(p1.received()).toHaveLength(0);
 
-    await gw.resetFakes();
-    await p0.setMode({ kind: 'refusal', refusal: 'context_length' });
-    const cold = await gw.chat('/cold/v1');
+    const off = unwarmed.fakes as Record<'p0' | 'p1' | 'p2', FakeProvider>;
+    await off.p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    const cold = await unwarmed.chat('/warm/v1');
     expect(cold.content).toBe('answered by p2');
-    expect(p1.received()).toHaveLength(0);
-    process.stdout.write(`first skip after warm-up: ${Math.round(warm.elapsedMs)} ms; never warmed: ${Math.round(cold.elapsedMs)} ms\n`);
+    expect(off.p1.received()).toHaveLength(0);
+    process.stdout.write(`first skip after warm-up: ${Math.round(warm.elapsedMs)} ms (regex route ${Math.round(regex.elapsedMs)} ms); never warmed: ${Math.round(cold.elapsedMs)} ms\n`);
     // The 5 s is Envoy's connect timeout, which a stand-in on a cold member waits out.
     expect(cold.elapsedMs).toBeGreaterThan(5_000);
     expect(warm.elapsedMs).toBeLessThan(2_000);
+    expect(regex.elapsedMs).toBeLessThan(2_000);
     expect(gw.envoy.running()).toBe(true);
   });
 

@@ -40,6 +40,8 @@ export interface FakeMember {
   path?: string;
   /** The member's `limits` (requestsPerMinute, tokensPerMinute). */
   limits?: JsonObject;
+  /** The member's `weight` in its pool. */
+  weight?: number;
 }
 
 export interface BackendOptions {
@@ -74,6 +76,7 @@ function member(m: FakeMember): JsonObject {
     provider: { openaiCompatible: provider },
     hostOverride: { host: m.fake.host, port: m.fake.port },
     ...(m.limits ? { limits: m.limits } : {}),
+    ...(m.weight !== undefined ? { weight: m.weight } : {}),
   };
 }
 

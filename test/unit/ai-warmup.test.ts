@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { exchangeContext } from '../support/exchange-context.js';
-import { warmupTargets } from '../../src/app/ai-warmup.js';
+import { overrideHost, warmupTargets } from '../../src/app/ai-warmup.js';
 import { DrillNonces, DrillRejectionLog, signDrillHeader, verifyDrillHeader } from '../../src/ai-extension/drill.js';
 import { AttemptExchange, type ExchangeContext } from '../../src/ai-extension/exchange.js';
 import type { DecodedValue, ProcessingRequest } from '../../src/ai-extension/protocol.js';
-import { WARMUP_ANSWER_HEADER, WARMUP_HEADER, WarmupOrders, parseWarmupAnswer, signWarmupHeader, warmupAnswerHeader } from '../../src/ai-extension/warmup.js';
+import { WARMUP_ANSWER_HEADER, WARMUP_HEADER, WARMUP_ROUTE_HEADER, WarmupOrders, parseWarmupAnswer, signWarmupHeader, warmupAnswerHeader } from '../../src/ai-extension/warmup.js';
 import { CONNECTION_READY_ATTRIBUTE, attemptAttribute, type AttemptKey } from '../../src/envoy/ai-extension.js';
 import { ABANDONED_HEADER, type ClusterIR, type IR, type ListenerIR, type RetryPlan, type RouteIR } from '../../src/ir/model.js';
 
@@ -44,10 +44,10 @@ function context(): ExchangeContext {
   return exchangeContext('sk-member', { warmup: new WarmupOrders(KEY) });
 }
 
-async function attempt(ctx: ExchangeContext, o: { priority: number; member: string; ready: boolean; attempt: number; header?: string }) {
+async function attempt(ctx: ExchangeContext, o: { priority: number; member: string; ready: boolean; attempt: number; header?: string; warmupRoute?: boolean }) {
   const exchange = new AttemptExchange(ctx);
   const answer = await exchange.handle({
-    request_headers: headers({ ':path': '/v1/chat/completions', 'x-request-id': 'w1', 'x-envoy-attempt-count': String(o.attempt), ...(o.header !== undefined ? { [WARMUP_HEADER]: o.header } : {}) }),
+    request_headers: headers({ ':path': '/v1/chat/completions', 'x-request-id': 'w1', 'x-envoy-attempt-count': String(o.attempt), ...(o.header !== undefined ? { [WARMUP_HEADER]: o.header } : {}), ...(o.warmupRoute === true ? { [WARMUP_ROUTE_HEADER]: '1' } : {}) }),
     attributes: attributes({ backend: 'ai/chat', member: o.member, priority: String(o.priority), provider: 'openai', authKind: 'SecretRef', credential: 'credential/ai/k', authHeader: 'Authorization' }, o.ready),
   });
   exchange.close();
@@ -79,6 +79,20 @@ describe('a warm-up request in the extension', () => {
     expect(answer).toMatchObject({ phase: 'request_headers' });
     expect(answer.phase === 'request_headers' ? answer.headers?.remove : []).toContain(WARMUP_HEADER);
   });
+
+  it('on a warm-up route, answers anything but an honoured order with a 403 and calls no provider, with a key or without one', async () => {
+    const forged = signWarmupHeader('not-the-key-0123456789abcdef0123456789', 'ai/chat', 0);
+    const ctx = context();
+    for (const [c, header] of [[ctx, forged], [ctx, undefined], [exchangeContext('sk-member'), signWarmupHeader(KEY, 'ai/chat', 0)]] as const) {
+      const answer = await attempt(c, { priority: 0, member: 'small', ready: true, attempt: 1, ...(header !== undefined ? { header } : {}), warmupRoute: true });
+      expect(answer).toMatchObject({ phase: 'immediate', status: 403 });
+    }
+    const honoured = await attempt(ctx, { priority: 0, member: 'small', ready: true, attempt: 1, header: signWarmupHeader(KEY, 'ai/chat', 0), warmupRoute: true });
+    expect(honoured).toMatchObject({ phase: 'immediate', status: 204 });
+    const count = async (name: string): Promise<number> => ((await ctx.metrics.registry.getSingleMetricAsString(name)).split('\n').filter((l) => !l.startsWith('#') && l.trim() !== '').reduce((s, l) => s + Number(l.split(' ').pop()), 0));
+    expect(await count('switchyard_ai_requests_total')).toBe(0);
+    expect(await count('switchyard_ai_failures_total')).toBe(0);
+  });
 });
 
 function cluster(name: string, members: number[]): ClusterIR {
@@ -109,39 +123,42 @@ function listener(protocol: 'HTTP' | 'HTTPS', port: number, domains: string[], r
   return { name: `ai/gw/${port}`, gateway: { namespace: 'ai', name: 'gw' }, port, protocol, tls: [], virtualHosts: [{ name: 'vh', domains, routes }] };
 }
 
+function listenerWithTls(port: number, serverNames: string[], routes: RouteIR[]): ListenerIR {
+  return { ...listener('HTTPS', port, ['secure.example.com'], routes), tls: [{ certificates: ['certificate/ai/tls'], serverNames }] };
+}
+
 describe('warm-up targets', () => {
-  it('one per AI Backend an HTTP listener routes to alone, whose route retries stand-ins and needs no regular expression', () => {
+  it('one per Gateway and AI Backend whose route retries stand-ins, whatever the match, split or listener protocol; HTTP listeners first', () => {
     const ir: IR = {
       gateways: [],
       credentials: [],
       certificates: [],
       clusters: [cluster('chat', [1, 2, 1]), cluster('quiet', [1, 1]), cluster('split', [1]), cluster('regex', [1]), cluster('tls', [1]), withoutAi(cluster('plain', [1]))],
       listeners: [
-        listener('HTTPS', 443, ['secure.example.com'], [route('tls', { kind: 'PathPrefix', value: '/' }, ['backend/ai/tls'])]),
+        listenerWithTls(443, ['*.example.com'], [route('tls', { kind: 'PathPrefix', value: '/' }, ['backend/ai/tls'], [], 1), route('chat-tls', { kind: 'PathPrefix', value: '/c' }, ['backend/ai/chat'], [], 2)]),
         listener('HTTP', 8080, ['*.example.com', '*'], [
-          route('regex', { kind: 'RegularExpression', value: '/r/.*' }, ['backend/ai/regex']),
-          route('split', { kind: 'PathPrefix', value: '/split' }, ['backend/ai/split', 'backend/ai/chat']),
-          route('plain', { kind: 'PathPrefix', value: '/plain' }, ['backend/ai/plain']),
-          // An HTTPRoute rule whose own retries (1) stop short of the Backend's second pool...
-          route('chat-short', { kind: 'Exact', value: '/short' }, ['backend/ai/chat'], [], 1),
+          route('regex', { kind: 'RegularExpression', value: '/r/.*' }, ['backend/ai/regex'], [], 1),
+          route('split', { kind: 'PathPrefix', value: '/split' }, ['backend/ai/split', 'backend/ai/chat'], [], 1),
+          route('plain', { kind: 'PathPrefix', value: '/plain' }, ['backend/ai/plain'], [], 1),
           route('chat', { kind: 'PathPrefix', value: '/chat/v1' }, ['backend/ai/chat'], [{ name: 'X-Switchyard-Model', value: 'fast', regex: false }], 2),
-          route('chat-again', { kind: 'Exact', value: '/other' }, ['backend/ai/chat'], [], 2),
           // No retries of stand-ins: the extension never stands in there.
           route('quiet', { kind: 'PathPrefix', value: '/quiet' }, ['backend/ai/quiet']),
         ]),
       ],
     };
-    expect(warmupTargets(ir)).toEqual([{
-      backend: 'ai/chat',
-      gateway: 'ai/gw',
-      port: 8080,
-      path: '/chat/v1',
-      method: 'POST',
-      host: 'warmup.example.com',
-      headers: { 'x-switchyard-model': 'fast' },
-      priorities: [{ level: 0, members: 1 }, { level: 1, members: 2 }, { level: 2, members: 1 }],
-      retries: 2,
-      attemptsPerPriority: 1,
-    }]);
+    const members = (backend: string, sizes: number[]) => cluster(backend, sizes).priorities.map((p) => ({ level: p.level, members: p.members.map((m) => ({ name: m.name, address: m.address, port: m.port })) }));
+    const http = { gateway: 'ai/gw', port: 8080, protocol: 'HTTP' };
+    expect(warmupTargets(ir)).toEqual([
+      { backend: 'ai/chat', cluster: 'backend/ai/chat', ...http, priorities: members('chat', [1, 2, 1]) },
+      { backend: 'ai/regex', cluster: 'backend/ai/regex', ...http, priorities: members('regex', [1]) },
+      { backend: 'ai/split', cluster: 'backend/ai/split', ...http, priorities: members('split', [1]) },
+      // Only an HTTPS listener routes to it: reached there, with a name its filter chain matches.
+      { backend: 'ai/tls', cluster: 'backend/ai/tls', gateway: 'ai/gw', port: 443, protocol: 'HTTPS', serverName: 'warmup.example.com', priorities: members('tls', [1]) },
+    ]);
+  });
+
+  it('gives Envoy\'s spelling of an override host, in base64', () => {
+    expect(Buffer.from(overrideHost('10.0.0.7', 8443), 'base64').toString()).toBe('10.0.0.7:8443');
+    expect(Buffer.from(overrideHost('::1', 80), 'base64').toString()).toBe('[::1]:80');
   });
 });
