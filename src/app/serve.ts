@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import { registerLimitMetrics } from '../ai-extension/limits-health.js';
 import type { IR } from '../ir/model.js';
-import { OutlierEventTail, ejectionReporter } from '../observability/outlier-events.js';
+import { OutlierEventTail, ejectionReporter, type OutlierEventSource } from '../observability/outlier-events.js';
 import { registerAiExtensionMetrics } from '../ai-extension/metrics.js';
 import type { RunningAiExtension } from '../ai-extension/server.js';
 import { assertConfigPathReadable, FileProvider } from '../providers/file.js';
@@ -32,9 +32,10 @@ export interface ServeOptions extends ServingOptions {
   infrastructure?: HostInfrastructureChoice;
   /**
    * Outlier event logs of Envoys this serve does not run (bootstrap outlierEventLog): each
-   * member's ejections are logged and counted (the Envoys serve runs are followed anyway).
+   * member's ejections are logged and counted (the Envoys serve runs are followed anyway). With
+   * the admin URL of the Envoy that writes it, members sharing an address are told apart.
    */
-  outlierEventLogs?: readonly string[];
+  outlierEventLogs?: readonly (string | ({ path: string } & OutlierEventSource))[];
   /**
    * Warm-up of AI members through the Envoys (src/app/ai-warmup.ts), on unless false. Its key is
    * shared in memory with an extension in this process, or through the state directory with one
@@ -148,7 +149,10 @@ async function startFileRuntime(
   const report = ejectionReporter({ logger: logger.child({ component: 'outlier-events' }), registry: runtime.metrics.registry, ir: () => ir });
   // The Envoys serve runs write their ejections where it follows them (src/infrastructure/host.ts).
   host?.onOutlierEvent(report);
-  const tails = outlierEventLogs.map((path) => new OutlierEventTail(path, report));
+  const tails = outlierEventLogs.map((log) => {
+    const { path, ...from }: { path: string } & OutlierEventSource = typeof log === 'string' ? { path: log } : log;
+    return new OutlierEventTail(path, (e) => report(e, from));
+  });
   for (const t of tails) t.start();
   return {
     ...runtime,

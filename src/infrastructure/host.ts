@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { condition } from '../api/conditions.js';
 import { buildBootstrap } from '../envoy/bootstrap.js';
-import { OutlierEventTail, type OutlierEvent } from '../observability/outlier-events.js';
+import { OutlierEventTail, type OutlierEvent, type OutlierEventSource } from '../observability/outlier-events.js';
 import type { GatewayIR } from '../ir/model.js';
 import type { Readiness } from '../observability/health.js';
 import type { GatewayStatus, ObjectStatus } from '../translate/status.js';
@@ -88,7 +88,7 @@ export class HostInfrastructure {
   private readonly listeners = new Set<() => void>();
   private xds: { socket: string } | undefined;
   private stopped = false;
-  private outlierSink: ((e: OutlierEvent) => void) | undefined;
+  private outlierSink: ((e: OutlierEvent, from: OutlierEventSource) => void) | undefined;
 
   constructor(private readonly opts: HostInfrastructureOptions) {
     this.addressFile = join(opts.stateDir, 'gateway-addresses.json');
@@ -137,7 +137,8 @@ export class HostInfrastructure {
         logger: this.opts.logger.child({ gateway, address }),
         onChange: () => this.changed(),
       });
-      const ejections = new OutlierEventTail(eventLog, (e) => this.outlierSink?.(e));
+      // Its admin API tells apart the members an event's address may be (src/observability/outlier-events.ts).
+      const ejections = new OutlierEventTail(eventLog, (e) => this.outlierSink?.(e, { adminUrl: envoy.view().adminUrl }));
       this.running.set(gateway, { address, envoy, ejections });
       envoy.start();
       ejections.start();
@@ -153,7 +154,7 @@ export class HostInfrastructure {
   }
 
   /** Where the Envoys' outlier events (members ejected and back) go. */
-  onOutlierEvent(sink: (e: OutlierEvent) => void): void {
+  onOutlierEvent(sink: (e: OutlierEvent, from: OutlierEventSource) => void): void {
     this.outlierSink = sink;
   }
 

@@ -18,16 +18,22 @@ interface ModelServer {
   port: number;
   models: string[];
   failing: Set<string>;
+  /** Models that answer 429 (retried on the next pool; not a 5xx, so never ejected). */
+  limited: Set<string>;
 }
 
 async function startModelServer(): Promise<ModelServer> {
-  const state: ModelServer = { server: createServer(), port: 0, models: [], failing: new Set() };
+  const state: ModelServer = { server: createServer(), port: 0, models: [], failing: new Set(), limited: new Set() };
   state.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     let raw = '';
     req.on('data', (chunk: Buffer) => (raw += chunk.toString('utf8')));
     req.on('end', () => {
       const model = String((JSON.parse(raw || '{}') as { model?: unknown }).model);
       state.models.push(model);
+      if (state.limited.has(model)) {
+        res.writeHead(429, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: `${model} is rate limited`, type: 'rate_limit_exceeded' } }));
+        return;
+      }
       if (state.failing.has(model)) {
         res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: `${model} is overloaded`, type: 'server_error' } }));
         return;
@@ -51,6 +57,7 @@ async function startModelServer(): Promise<ModelServer> {
 
 let models: ModelServer;
 let gw: GatewayFixture;
+const logLines: string[] = [];
 
 const at = (host: string): { host: string; port: number } => ({ host, port: models.port });
 
@@ -71,6 +78,10 @@ beforeAll(async () => {
   gw = await startGatewayFixture({
     id: 'ai-shared-address',
     providers: [],
+    // serve follows Envoy's outlier events and names the member of each (src/observability/outlier-events.ts).
+    outlierEventLog: true,
+    envoyArgs: ['--file-flush-interval-msec', '100'],
+    logLines,
     manifests: ({ listenerPort }) => ({
       'gateway.yaml': gatewayManifests(listenerPort),
       'backends.yaml': [
@@ -88,6 +99,16 @@ beforeAll(async () => {
           ],
           outlierDetection: { consecutive5xx: 2, baseEjectionTime: '30s', interval: '250ms' },
         }),
+        // The same, for a second pool ejected while the first is not.
+        aiBackend({
+          name: 'limited',
+          priorities: [
+            [{ name: 'first', fake: at('127.0.0.1'), hostname: 'models.llm.test', model: 'm-one' }],
+            [{ name: 'second', fake: at('127.0.0.1'), hostname: 'models.llm.test', model: 'm-two' }],
+            [{ name: 'third', fake: at('127.0.0.1'), hostname: 'models.llm.test', model: 'm-three' }],
+          ],
+          outlierDetection: { consecutive5xx: 2, baseEjectionTime: '30s', interval: '250ms' },
+        }),
       ],
       // Nothing listens on 127.0.0.2: its second pool starts apart, and an edit moves it.
       'edited.yaml': [twoModels('edited', '127.0.0.1', '127.0.0.2')],
@@ -96,11 +117,12 @@ beforeAll(async () => {
           { path: '/by-ip/v1', rewritePrefix: '/v1', backend: 'by-ip' },
           { path: '/by-name/v1', rewritePrefix: '/v1', backend: 'by-name' },
           { path: '/guarded/v1', rewritePrefix: '/v1', backend: 'guarded' },
+          { path: '/limited/v1', rewritePrefix: '/v1', backend: 'limited' },
           { path: '/edited/v1', rewritePrefix: '/v1', backend: 'edited' },
         ]),
       ],
     }),
-    waitForBackends: ['by-ip', 'by-name', 'guarded', 'edited'],
+    waitForBackends: ['by-ip', 'by-name', 'guarded', 'limited', 'edited'],
   });
 });
 
@@ -112,7 +134,16 @@ afterAll(async () => {
 beforeEach(() => {
   models.models.length = 0;
   models.failing.clear();
+  models.limited.clear();
 });
+
+const ejectionLogs = (backend: string): Record<string, unknown>[] =>
+  logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['backend'] === backend && typeof l['msg'] === 'string' && l['msg'].startsWith('pool member ejected'));
+
+async function ejectionsOf(backend: string, member: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${gw.controller.metricsPort}/metrics`)).text();
+  return text.split('\n').filter((l) => l.startsWith('switchyard_member_ejections_total{') && l.includes(`backend="${backend}"`) && l.includes(`member="${member}"`)).reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
+}
 
 describe('two pools whose members share an address and port', () => {
   for (const backend of ['by-ip', 'by-name']) {
@@ -153,6 +184,24 @@ describe('outlier detection keeps each pool\'s member apart', () => {
     // Both ejected: the request goes straight to the third pool, whose host is not ejected.
     expect((await gw.chat('/guarded/v1')).content).toBe('answered by m-three');
     expect(models.models).toEqual(['m-three']);
+    // Envoy's outlier event names the address only, which the three members share: serve names each.
+    await waitFor(() => ejectionLogs('ai/guarded').length === 2, { what: 'serve to log both ejections of guarded', timeoutMs: 5_000 });
+    expect(ejectionLogs('ai/guarded').map((l) => [l['member'], l['priority']]).sort()).toEqual([['first', 0], ['second', 1]]);
+    expect(await ejectionsOf('ai/guarded', 'first')).toBe(1);
+    expect(await ejectionsOf('ai/guarded', 'second')).toBe(1);
+  });
+
+  it('names the ejected member of the second pool while the first pool\'s member, at the same address, is not ejected', async () => {
+    models.limited.add('m-one');
+    models.failing.add('m-two');
+    for (let i = 0; i < 2; i++) expect((await gw.chat('/limited/v1')).content).toBe('answered by m-three');
+    const ejected = async (): Promise<number[]> => (await gw.hosts('limited')).filter((h) => h.healthFlags.includes('failed_outlier_check')).map((h) => h.priority);
+    await waitFor(async () => (await ejected()).length === 1, { what: 'Envoy to eject the member of limited at priority 1', timeoutMs: 5_000 });
+    expect(await ejected()).toEqual([1]);
+    const logged = await waitFor(() => ejectionLogs('ai/limited')[0], { what: 'serve to log the ejection in limited', timeoutMs: 5_000 });
+    expect(logged).toMatchObject({ member: 'second', priority: 1 });
+    expect(await ejectionsOf('ai/limited', 'second')).toBe(1);
+    expect(await ejectionsOf('ai/limited', 'first')).toBe(0);
   });
 });
 

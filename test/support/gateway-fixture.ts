@@ -292,6 +292,8 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
   try {
     for (const name of opts.providers) fakes[name] = await startFakeProvider({ ...opts.fakeOptions?.[name], name });
     const listenerPort = await freePort();
+    // Known before serve starts: it asks Envoy's admin API which member an outlier event is about.
+    const adminPort = await freePort();
     for (const [file, docs] of Object.entries(opts.manifests({ listenerPort, fakes }))) write(file, docs);
 
     controller = await serve({
@@ -303,7 +305,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
       envoy: { listenerAddress: '127.0.0.1', ...opts.envoy },
       ...(opts.limitsRedis !== undefined ? { aiExtension: { port: 0, limitsRedis: opts.limitsRedis } } : {}),
       ...(opts.aiWarmup === true ? {} : { aiWarmup: opts.aiWarmup ?? (false as const) }),
-      ...(opts.outlierEventLog === true ? { outlierEventLogs: [join(dir, 'outlier-events.log')] } : {}),
+      ...(opts.outlierEventLog === true ? { outlierEventLogs: [{ path: join(dir, 'outlier-events.log'), adminUrl: `http://127.0.0.1:${adminPort}` }] } : {}),
       ...(opts.loadReporting ? { loadReporting: opts.loadReporting } : {}),
       ...(opts.testOnlyRewrite ? { testOnlyRewrite: opts.testOnlyRewrite } : {}),
       logger: createLogger({ level: 'info', name: opts.id }, { write: (line: string) => void logLines.push(line) }),
@@ -313,7 +315,6 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
 
     const statusesBeforeEnvoy = structuredClone(controller.statuses());
 
-    const adminPort = await freePort();
     envoy = await startEnvoy({
       bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: controller.xdsPort }, nodeId: opts.id, adminPort, ...(opts.outlierEventLog === true ? { outlierEventLog: join(dir, 'outlier-events.log') } : {}), ...(opts.ownGateway === true ? { gateway: `${NAMESPACE}/${GATEWAY}` } : {}), ...(opts.delta === true ? { delta: true } : {}) }),
       adminPort,
