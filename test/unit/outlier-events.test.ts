@@ -1,9 +1,11 @@
 import { mkdtempSync, appendFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { describe, expect, it, vi } from 'vitest';
 import type { IR, MemberIR } from '../../src/ir/model.js';
-import { OutlierEventTail, memberAt, parseOutlierEvent, type OutlierEvent } from '../../src/observability/outlier-events.js';
+import { OutlierEventTail, ejectionReporter, memberAt, parseOutlierEvent, type OutlierEvent } from '../../src/observability/outlier-events.js';
 
 // Lines as Envoy 1.40 wrote them (test/e2e/member-cool-down.test.ts).
 const EJECT = '{"type":"CONSECUTIVE_GATEWAY_FAILURE","timestamp":"2026-12-05T03:14:40.119Z","cluster_name":"backend/ai/chat","upstream_url":"127.0.0.1:37407","action":"EJECT","num_ejections":1,"enforced":true,"eject_consecutive_event":{}}';
@@ -60,5 +62,30 @@ describe('Envoy outlier events by member', () => {
       tail.stop();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('ejections at an address several members share, without an admin API to ask', () => {
+  const shared = {
+    clusters: [{
+      name: 'backend/ai/chat',
+      backend: { kind: 'Backend', namespace: 'ai', name: 'chat' },
+      priorities: [0, 1, 2].map((level) => ({ level, members: [{ ...member(['first', 'second', 'third'][level] ?? '', '127.0.0.1', 37407), hostname: 'models.llm.test' }] })),
+    }],
+  } as unknown as IR;
+
+  it('the lowest priority not held ejected is ejected, and the first held comes back first', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const registry = new Registry();
+    const report = ejectionReporter({ logger, registry, ir: () => shared });
+    const event = parseOutlierEvent(EJECT) as OutlierEvent;
+    const back = parseOutlierEvent(UNEJECT) as OutlierEvent;
+    for (const e of [event, event, back, event]) report(e);
+    await vi.waitFor(() => expect(lines).toHaveLength(4));
+    expect(lines.map((l) => `${String(l['member'])}@${String(l['priority'])}`)).toEqual(['first@0', 'second@1', 'first@0', 'first@0']);
+    const gauge = await registry.getSingleMetricAsString('switchyard_member_ejected');
+    expect(gauge).toContain('switchyard_member_ejected{backend="ai/chat",member="first"} 1');
+    expect(gauge).toContain('switchyard_member_ejected{backend="ai/chat",member="second"} 1');
   });
 });
