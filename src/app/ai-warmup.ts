@@ -26,8 +26,9 @@ import type { IR, ListenerIR } from '../ir/model.js';
  */
 
 export interface WarmupMember {
-  name: string;
-  /** As in the IR: an IP, or a hostname Envoy resolves (STRICT_DNS). */
+  /** Its name, when known (from the IR; Envoy's admin API gives the host only). */
+  name?: string;
+  /** As in the IR: an IP, or a hostname Envoy resolves (STRICT_DNS); from the admin API, the address Envoy resolved. */
   address: string;
   port: number;
 }
@@ -38,6 +39,8 @@ export interface WarmupTarget {
   cluster: string;
   /** The Gateway ("namespace/name") whose Envoy is warmed, and a listener of it. */
   gateway: string;
+  /** Where the listener is reached, when known from Envoy itself; else from addressOf(gateway). */
+  address?: string;
   port: number;
   protocol: ListenerIR['protocol'];
   /** HTTPS: the name sent as SNI, so the listener's filter chain is found. */
@@ -92,6 +95,103 @@ export function loopbackFor(bound: string): string {
   return bound;
 }
 
+type Json = Record<string, unknown>;
+const asJson = (v: unknown): Json => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : {});
+const asList = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+async function adminJson(adminUrl: string, path: string): Promise<Json> {
+  const res = await fetch(`${adminUrl}${path}`, { signal: AbortSignal.timeout(10_000) });
+  if (!res.ok) throw new Error(`${adminUrl}${path}: HTTP ${res.status}`);
+  return asJson(await res.json());
+}
+
+/**
+ * The warm-up targets of the Envoy whose admin API is at `adminUrl`, read from Envoy itself: the
+ * clusters of the warm-up virtual host of each route configuration (src/envoy/ai-warmup-routes.ts),
+ * a listener that uses it (HTTP first), and each cluster's hosts by priority with the addresses
+ * Envoy resolved. For a sender beside an Envoy it does not configure (the AI extension in a
+ * Gateway's pod, where the controller runs no sender). Reads the admin API only.
+ */
+export async function targetsFromEnvoyAdmin(adminUrl: string): Promise<WarmupTarget[]> {
+  const [listeners, routes, clusters] = await Promise.all([
+    adminJson(adminUrl, '/config_dump?resource=dynamic_listeners'),
+    adminJson(adminUrl, '/config_dump?resource=dynamic_route_configs'),
+    adminJson(adminUrl, '/clusters?format=json'),
+  ]);
+  const warmedBy = new Map<string, string[]>();
+  for (const c of asList(routes['configs'])) {
+    const config = asJson(asJson(c)['route_config']);
+    const vhost = asList(config['virtual_hosts']).map(asJson).find((v) => asList(v['domains']).includes(WARMUP_DOMAIN));
+    if (vhost === undefined) continue;
+    warmedBy.set(String(config['name']), asList(vhost['routes']).map((r) => String(asJson(asJson(r)['route'])['cluster'] ?? '')).filter((n) => n !== ''));
+  }
+  const hostsOfCluster = new Map<string, { level: number; members: WarmupMember[] }[]>();
+  for (const c of asList(clusters['cluster_statuses']).map(asJson)) {
+    const levels = new Map<number, WarmupMember[]>();
+    for (const h of asList(c['host_statuses']).map(asJson)) {
+      const sock = asJson(asJson(h['address'])['socket_address']);
+      const level = typeof h['priority'] === 'number' ? h['priority'] : 0;
+      levels.set(level, [...(levels.get(level) ?? []), { address: String(sock['address'] ?? ''), port: Number(sock['port_value'] ?? 0) }]);
+    }
+    hostsOfCluster.set(String(c['name']), [...levels].sort(([a], [b]) => a - b).map(([level, members]) => ({ level, members })));
+  }
+  const found: { tls: boolean; target: Omit<WarmupTarget, 'cluster' | 'backend' | 'priorities'>; routeConfig: string }[] = [];
+  for (const l of asList(listeners['configs']).map((x) => asJson(asJson(asJson(x)['active_state'])['listener']))) {
+    const sock = asJson(asJson(l['address'])['socket_address']);
+    const chain = asList(l['filter_chains']).map(asJson)[0] ?? {};
+    const hcm = asJson(asList(chain['filters']).map(asJson)[0]?.['typed_config']);
+    const routeConfig = String(asJson(hcm['rds'])['route_config_name'] ?? '');
+    const tls = chain['transport_socket'] !== undefined;
+    const serverName = tls ? sniFor(asList(asJson(chain['filter_chain_match'])['server_names']).map(String)) : undefined;
+    found.push({
+      tls,
+      routeConfig,
+      target: { gateway: String(l['name'] ?? ''), address: loopbackFor(String(sock['address'] ?? '0.0.0.0')), port: Number(sock['port_value'] ?? 0), protocol: tls ? 'HTTPS' : 'HTTP', ...(serverName !== undefined ? { serverName } : {}) },
+    });
+  }
+  const targets = new Map<string, WarmupTarget>();
+  for (const { target, routeConfig } of [...found.filter((f) => !f.tls), ...found.filter((f) => f.tls)]) {
+    for (const cluster of warmedBy.get(routeConfig) ?? []) {
+      const priorities = hostsOfCluster.get(cluster);
+      if (targets.has(cluster) || priorities === undefined || priorities.length === 0) continue;
+      // One Envoy: the first listener that reaches a cluster warms its connections for all.
+      targets.set(cluster, { ...target, gateway: 'this Envoy', backend: cluster.replace(/^backend\//, ''), cluster, priorities });
+    }
+  }
+  return [...targets.values()];
+}
+
+/**
+ * The warm-up sender beside an Envoy: its targets are read from Envoy's admin API every
+ * `pollMs` (a configuration change is warmed within it; unchanged targets only at the refresh).
+ */
+export function warmupBesideEnvoy(opts: Omit<AiWarmupOptions, 'addressOf'> & { adminUrl: string; pollMs?: number }): { stop(): void } {
+  const warmup = new AiWarmup(opts);
+  let stopped = false;
+  let failing = false;
+  const poll = async (): Promise<void> => {
+    try {
+      const targets = await targetsFromEnvoyAdmin(opts.adminUrl);
+      if (!stopped) warmup.updateTargets(targets);
+      failing = false;
+    } catch (err) {
+      // Envoy starting, or restarting: said once, then quiet until it answers again.
+      if (!failing) opts.logger.warn({ adminUrl: opts.adminUrl, err: err instanceof Error ? err.message : String(err) }, 'ai-warmup: Envoy\'s admin API did not answer; no warm-up until it does');
+      failing = true;
+    }
+  };
+  void poll();
+  const timer = setInterval(() => void poll(), opts.pollMs ?? 15_000);
+  timer.unref();
+  return {
+    stop(): void {
+      stopped = true;
+      clearInterval(timer);
+      warmup.stop();
+    },
+  };
+}
+
 /** The value of WARMUP_HOST_HEADER for an endpoint: Envoy's own spelling of the address, in base64. */
 export function overrideHost(address: string, port: number): string {
   return Buffer.from(isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`).toString('base64');
@@ -101,8 +201,8 @@ export interface AiWarmupOptions {
   /** The AI extension's warm-up key (RunningAiExtension.warmupKey). */
   key: string;
   logger: Logger;
-  /** Where this host reaches the Gateway's listeners (asked at each request: Host infrastructure places Gateways as it goes). */
-  addressOf: (gateway: string) => string;
+  /** Where this host reaches the Gateway's listeners (asked at each request: Host infrastructure places Gateways as it goes), for targets that do not say. */
+  addressOf?: (gateway: string) => string;
   /** How often every Backend is warmed again; below Envoy's upstream idle timeout (1 h). Default 20 min. */
   refreshMs?: number;
   /** Pause before a request is sent again to a member Envoy was still connecting to. */
@@ -149,9 +249,14 @@ export class AiWarmup {
 
   /** A new configuration: Backends that are new or changed are warmed now. */
   update(ir: IR): void {
+    this.updateTargets(warmupTargets(ir));
+  }
+
+  /** The targets of a new configuration (warmupTargets, or targetsFromEnvoyAdmin): new or changed ones are warmed now. */
+  updateTargets(targets: readonly WarmupTarget[]): void {
     const next = new Map<string, { target: WarmupTarget; fingerprint: string }>();
     const changed: string[] = [];
-    for (const target of warmupTargets(ir)) {
+    for (const target of targets) {
       const fingerprint = JSON.stringify(target);
       const key = targetKey(target);
       next.set(key, { target, fingerprint });
@@ -211,14 +316,19 @@ export class AiWarmup {
       if (pool.level > WARMUP_RETRIES) return report(`priority ${pool.level}: the warm-up route's ${WARMUP_RETRIES} retries end before it`);
       const hosts = await hostsOf(pool.members);
       const readyHere = new Set<string>();
+      /** Override hosts whose member answered ready when addressed. */
+      const readyHosts = new Set<string>();
+      const done = (m: WarmupMember, i: number): boolean => (m.name !== undefined && readyHere.has(m.name)) || (hosts[i] ?? []).some((h) => readyHosts.has(h));
       let asked = 0;
       let turn = 0;
       const size = pool.members.length;
-      while (readyHere.size < size && asked < REQUESTS_PER_MEMBER * size + REQUESTS_PER_MEMBER) {
+      const cold = (): string[] => pool.members.flatMap((m, i) => (done(m, i) ? [] : (hosts[i] ?? [])));
+      const warmed = (): number => pool.members.filter((m, i) => done(m, i)).length;
+      while (warmed() < size && asked < REQUESTS_PER_MEMBER * size + REQUESTS_PER_MEMBER) {
         if (this.stopped) return report('stopped');
         // Cold members by their address, and every other request the load balancer's pick.
-        const cold = pool.members.filter((m) => !readyHere.has(m.name)).flatMap((m) => hosts.get(m.name) ?? []);
-        const host = cold.length > 0 && turn % 2 === 0 ? cold[Math.floor(turn / 2) % cold.length] : undefined;
+        const addressed = cold();
+        const host = addressed.length > 0 && turn % 2 === 0 ? addressed[Math.floor(turn / 2) % addressed.length] : undefined;
         turn++;
         requests++;
         const answer = await this.send(target, pool.level, host);
@@ -232,11 +342,14 @@ export class AiWarmup {
         asked++;
         if (answer.ready) {
           ready.add(`${answer.priority}/${answer.member}`);
-          if (answer.priority === pool.level) readyHere.add(answer.member);
+          if (answer.priority === pool.level) {
+            readyHere.add(answer.member);
+            if (host !== undefined) readyHosts.add(host);
+          }
         }
         if (!answer.ready || answer.priority !== pool.level) await pause(this.opts.resendPauseMs ?? 100);
       }
-      if (readyHere.size < size) return report(`priority ${pool.level}: ${readyHere.size} of ${size} members answered ready`);
+      if (warmed() < size) return report(`priority ${pool.level}: ${warmed()} of ${size} members answered ready`);
     }
     return report();
   }
@@ -252,7 +365,7 @@ export class AiWarmup {
       [WARMUP_HEADER]: signWarmupHeader(this.opts.key, target.backend, level),
       ...(host !== undefined ? { [WARMUP_HOST_HEADER]: host } : {}),
     };
-    const options: RequestOptions = { host: this.opts.addressOf(target.gateway), port: target.port, path: '/v1/chat/completions', method: 'POST', headers, timeout: 10_000 };
+    const options: RequestOptions = { host: target.address ?? this.opts.addressOf?.(target.gateway) ?? '127.0.0.1', port: target.port, path: '/v1/chat/completions', method: 'POST', headers, timeout: 10_000 };
     return new Promise((resolve) => {
       const answered = (res: IncomingMessage): void => {
         res.resume();
@@ -278,19 +391,19 @@ export class AiWarmup {
  * Each member's override host values: its IP, or the addresses its hostname resolves to here (as
  * Envoy resolves it, V4_PREFERRED); none when it does not resolve.
  */
-async function hostsOf(members: readonly WarmupMember[]): Promise<Map<string, string[]>> {
-  const out = new Map<string, string[]>();
+async function hostsOf(members: readonly WarmupMember[]): Promise<string[][]> {
+  const out: string[][] = [];
   for (const m of members) {
     if (isIP(m.address) !== 0) {
-      out.set(m.name, [overrideHost(m.address, m.port)]);
+      out.push([overrideHost(m.address, m.port)]);
       continue;
     }
     try {
       const found = await lookup(m.address, { all: true });
       const v4 = found.filter((a) => a.family === 4);
-      out.set(m.name, (v4.length > 0 ? v4 : found).map((a) => overrideHost(a.address, m.port)));
+      out.push((v4.length > 0 ? v4 : found).map((a) => overrideHost(a.address, m.port)));
     } catch {
-      out.set(m.name, []);
+      out.push([]);
     }
   }
   return out;

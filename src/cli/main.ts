@@ -48,6 +48,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
   'ai-extension': `  switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH) [--port 18001]
                           [--host 0.0.0.0] [--metrics-port 9091] [--log-level info] [--orphan-grace 10m]
                           [--otlp-endpoint URL] [--limits-redis redis://HOST:PORT] [--warmup-key-file PATH]
+                          [--warmup-envoy-admin http://127.0.0.1:19000]
       Run only the AI extension next to Envoy; provider keys come from the controller at --xds,
       which sends them only over mTLS to a client certificate of role ai-extension (URI SAN
       spiffe://switchyard.dev/role/ai-extension): --xds-tls-dir holds ca.crt (verifies the
@@ -57,6 +58,9 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       counted in this process only); while it is unreachable limits are not enforced (fail open).
       --warmup-key-file: the key serve signs its warm-up requests with (serve passes it to the
       extension it runs; default: a random key, so only an extension inside serve is warmed).
+      --warmup-envoy-admin: the admin API of the Envoy beside this extension (same pod): the
+      extension then warms that Envoy's AI members itself, as serve does for its own, with
+      requests signed by its own key; what to warm is read from the admin API every 15 s.
 `,
   controller: `  switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
@@ -369,9 +373,14 @@ async function runAiExtension(args: string[]): Promise<number> {
       'otlp-endpoint': { type: 'string' },
       'limits-redis': { type: 'string' },
       'warmup-key-file': { type: 'string' },
+      'warmup-envoy-admin': { type: 'string' },
     },
   });
   const socket = values['xds-socket'];
+  const envoyAdmin = values['warmup-envoy-admin'];
+  if (envoyAdmin !== undefined && !/^http:\/\/[^/\s]+$/.test(envoyAdmin)) {
+    throw new UsageError(`--warmup-envoy-admin ${envoyAdmin}: give the admin address of the Envoy beside this extension as http://HOST:PORT (no path), e.g. http://127.0.0.1:19000`);
+  }
   if (socket !== undefined && (values.xds !== undefined || values['xds-tls-dir'] !== undefined)) {
     throw new UsageError('--xds-socket (serve\'s private Unix socket) excludes --xds and --xds-tls-dir');
   }
@@ -406,6 +415,7 @@ async function runAiExtension(args: string[]): Promise<number> {
   if (stateFile !== undefined) {
     writeExtensionRecord(stateFile, { pid: process.pid, port: running.port, host, socket: socket ?? '', ...(running.metricsPort !== undefined ? { metricsPort: running.metricsPort } : {}) });
   }
+  const beside = envoyAdmin === undefined ? undefined : (await import('../app/ai-warmup.js')).warmupBesideEnvoy({ adminUrl: envoyAdmin, key: running.warmupKey, logger: logger.child({ component: 'ai-warmup' }) });
   const stopping = signals.until(running);
   let orphanCheck: NodeJS.Timeout | undefined;
   const ended = new Promise<void>((resolve) => {
@@ -419,6 +429,7 @@ async function runAiExtension(args: string[]): Promise<number> {
     }, Math.min(1_000, orphanGraceMs));
   });
   await Promise.race([stopping, ended]);
+  beside?.stop();
   clearInterval(orphanCheck);
   if (stateFile !== undefined) removeExtensionRecord(stateFile, process.pid);
   return 0;

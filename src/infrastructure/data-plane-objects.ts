@@ -222,6 +222,8 @@ export function dataPlaneObjects(g: GatewayIR, ports: readonly number[], s: Data
         ...(ai.otlpEndpoint !== undefined ? [`--otlp-endpoint=${ai.otlpEndpoint}`] : []),
         ...(ai.limitsRedis !== undefined ? [`--limits-redis=${ai.limitsRedis}`] : []),
         ...(tlsPrefix !== undefined ? [`--xds-tls-dir=${TLS_MOUNT}`] : []),
+        // The controller reaches no Envoy: the extension warms its own (src/app/ai-warmup.ts).
+        `--warmup-envoy-admin=http://127.0.0.1:${s.envoy.adminPort}`,
       ],
       ports: [{ name: 'ai-metrics', containerPort: ai.metricsPort, protocol: 'TCP' }],
       livenessProbe: { httpGet: { path: '/healthz', port: 'ai-metrics' }, periodSeconds: 10, failureThreshold: 3 },

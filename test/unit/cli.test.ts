@@ -121,6 +121,12 @@ describe('usage errors: exit 2, name the flag, suggest the closest one', () => {
     expect(runs[2]?.stderr).toContain('OTLP/gRPC takes no path; give only http://HOST:PORT');
   });
 
+  it('a --warmup-envoy-admin that is not http://HOST:PORT is named with the fix', async () => {
+    const r = await cli(['ai-extension', '--xds', '127.0.0.1:1', '--warmup-envoy-admin', '127.0.0.1:19000']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--warmup-envoy-admin 127.0.0.1:19000: give the admin address of the Envoy beside this extension as http://HOST:PORT');
+  });
+
   it('suggests nothing for a word far from every flag', () => {
     expect(closest('--colour-scheme', ['--xds-port', '--config'])).toBeUndefined();
     expect(closest('--metric-port', ['--xds-port', '--metrics-port'])).toBe('--metrics-port');

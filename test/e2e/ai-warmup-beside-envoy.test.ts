@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FakeProvider } from '../../examples/demo/fake-provider.js';
+import { warmupBesideEnvoy } from '../../src/app/ai-warmup.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { waitFor } from '../support/wait.js';
+import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+
+/**
+ * Cluster mode (issue 11): the controller configures Envoys it cannot reach, so the sender runs
+ * beside each Envoy, in its AI extension's process (`switchyard ai-extension
+ * --warmup-envoy-admin`): it reads what to warm from Envoy's admin API and signs with the
+ * extension's own key. Here serve sends nothing (warm-up off), and the sender beside the real
+ * Envoy warms it: the first skip to a never-used member is answered at once.
+ */
+
+const HOSTS = { p0: 'small.llm.test', p1: 'large.llm.test', p2: 'huge.llm.test' } as const;
+
+let gw: GatewayFixture;
+let fakes: Record<'p0' | 'p1' | 'p2', FakeProvider>;
+const senderLog: string[] = [];
+
+function skipping(name: string, f: Record<string, FakeProvider>): Manifest {
+  const backend = aiBackend({
+    name,
+    priorities: [[{ name: 'small', fake: f['p0']!, hostname: HOSTS.p0 }], [{ name: 'large', fake: f['p1']!, hostname: HOSTS.p1 }], [{ name: 'huge', fake: f['p2']!, hostname: HOSTS.p2 }]],
+    outlierDetection: { enabled: false },
+  });
+  const spec = backend['spec'] as { ai: { multipool: { priorities: Record<string, unknown>[] } } };
+  spec.ai.multipool.priorities.forEach((p, i) => Object.assign(p, { name: ['small-pool', 'large-pool', 'huge-pool'][i] }));
+  Object.assign(spec.ai.multipool.priorities[0] ?? {}, { contextWindowFallback: 'huge-pool' });
+  return backend;
+}
+
+beforeAll(async () => {
+  gw = await startGatewayFixture({
+    id: 'ai-warmup-beside',
+    providers: ['p0', 'p1', 'p2'],
+    manifests: ({ listenerPort, fakes: f }) => ({
+      'gateway.yaml': gatewayManifests(listenerPort),
+      'backends.yaml': [skipping('cold', f), skipping('beside', f)],
+      'routes.yaml': [httpRoute('chat', [{ path: '/cold/v1', rewritePrefix: '/v1', backend: 'cold' }, { path: '/beside/v1', rewritePrefix: '/v1', backend: 'beside' }])],
+    }),
+    waitForBackends: ['cold', 'beside'],
+  });
+  fakes = gw.fakes as typeof fakes;
+});
+
+afterAll(async () => {
+  await gw?.stop();
+});
+
+const warmed = (cluster: string): Record<string, unknown> | undefined =>
+  senderLog.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['backend'] === cluster && String(l['msg']).startsWith('ai-warmup: Envoy has a connection ready'));
+
+describe('the warm-up sender beside an Envoy it does not configure', () => {
+  it('warms every member from what Envoy\'s admin API shows, calling no provider; the first skip is then answered at once', async () => {
+    // Before the sender: the same skip on a Backend nobody warmed waits out Envoy's connect timeout.
+    await fakes.p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    const cold = await gw.chat('/cold/v1');
+    expect(cold.content).toBe('answered by p2');
+    await gw.resetFakes();
+
+    const key = gw.controller.aiExtension?.warmupKey ?? '';
+    expect(key).not.toBe('');
+    const sender = warmupBesideEnvoy({ adminUrl: gw.envoy.adminUrl, key, pollMs: 500, logger: createLogger({ level: 'info', name: 'beside' }, { write: (l: string) => void senderLog.push(l) }) });
+    try {
+      const report = await waitFor(() => warmed('ai/beside'), { what: 'the sender to warm backend/ai/beside', timeoutMs: 30_000, intervalMs: 100 });
+      expect(report['readyMembers']).toEqual(expect.arrayContaining(['0/small', '1/large', '2/huge']));
+      for (const f of Object.values(fakes)) expect(f.received()).toHaveLength(0);
+
+      await fakes.p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+      const warm = await gw.chat('/beside/v1');
+      expect(warm.content).toBe('answered by p2');
+      expect(fakes.p1.received()).toHaveLength(0);
+      process.stdout.write(`first skip, warmed beside Envoy: ${Math.round(warm.elapsedMs)} ms; not warmed: ${Math.round(cold.elapsedMs)} ms\n`);
+      expect(cold.elapsedMs).toBeGreaterThan(5_000);
+      expect(warm.elapsedMs).toBeLessThan(2_000);
+    } finally {
+      sender.stop();
+    }
+  });
+});
