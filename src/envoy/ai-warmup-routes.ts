@@ -37,6 +37,9 @@ const STATEFUL_SESSION = 'envoy.filters.http.stateful_session';
  * hand-over can reach. `ai`: the AI clusters' names.
  */
 export function warmedClusters(l: ListenerIR, ai: ReadonlyMap<string, unknown>): string[] {
+  // Envoy refuses a route configuration in which two virtual hosts share a domain: a user's
+  // hostname equal to the warm-up one (never a real name) leaves that listener without warm-up.
+  if (l.virtualHosts.some((vh) => vh.domains.includes(WARMUP_DOMAIN))) return [];
   const names = new Set<string>();
   for (const vh of l.virtualHosts) {
     for (const r of vh.routes) {

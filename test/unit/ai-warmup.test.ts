@@ -4,8 +4,9 @@ import { overrideHost, warmupTargets } from '../../src/app/ai-warmup.js';
 import { DrillNonces, DrillRejectionLog, signDrillHeader, verifyDrillHeader } from '../../src/ai-extension/drill.js';
 import { AttemptExchange, type ExchangeContext } from '../../src/ai-extension/exchange.js';
 import type { DecodedValue, ProcessingRequest } from '../../src/ai-extension/protocol.js';
-import { WARMUP_ANSWER_HEADER, WARMUP_HEADER, WARMUP_ROUTE_HEADER, WarmupOrders, parseWarmupAnswer, signWarmupHeader, warmupAnswerHeader } from '../../src/ai-extension/warmup.js';
+import { WARMUP_ANSWER_HEADER, WARMUP_DOMAIN, WARMUP_HEADER, WARMUP_ROUTE_HEADER, WarmupOrders, parseWarmupAnswer, signWarmupHeader, warmupAnswerHeader } from '../../src/ai-extension/warmup.js';
 import { CONNECTION_READY_ATTRIBUTE, attemptAttribute, type AttemptKey } from '../../src/envoy/ai-extension.js';
+import { toRouteConfiguration } from '../../src/envoy/routes.js';
 import { ABANDONED_HEADER, type ClusterIR, type IR, type ListenerIR, type RetryPlan, type RouteIR } from '../../src/ir/model.js';
 
 const KEY = 'warmup-key-0123456789abcdef0123456789abcdef';
@@ -160,5 +161,30 @@ describe('warm-up targets', () => {
   it('gives Envoy\'s spelling of an override host, in base64', () => {
     expect(Buffer.from(overrideHost('10.0.0.7', 8443), 'base64').toString()).toBe('10.0.0.7:8443');
     expect(Buffer.from(overrideHost('::1', 80), 'base64').toString()).toBe('[::1]:80');
+  });
+});
+
+describe('the warm-up virtual host of a route configuration', () => {
+  const ai = new Map([['backend/ai/chat', 1024], ['backend/ai/quiet', 1024]]);
+  const hostsOf = (l: ListenerIR): { name: string; domains: string[]; routes: { name: string; route: { cluster: string } }[] }[] =>
+    toRouteConfiguration(l, ai)['virtual_hosts'] as unknown as { name: string; domains: string[]; routes: { name: string; route: { cluster: string } }[] }[];
+
+  it('routes to each AI cluster whose attempts the extension may stand in for, and to no other', () => {
+    const l = listener('HTTP', 8080, ['*'], [
+      route('chat', { kind: 'RegularExpression', value: '/c/.*' }, ['backend/ai/chat'], [], 2),
+      route('quiet', { kind: 'PathPrefix', value: '/quiet' }, ['backend/ai/quiet']),
+      route('plain', { kind: 'PathPrefix', value: '/plain' }, ['service/ai/plain/80'], [], 2),
+    ]);
+    const warm = hostsOf(l).find((vh) => vh.domains.includes(WARMUP_DOMAIN));
+    expect(warm?.routes.map((r) => r.route.cluster)).toEqual(['backend/ai/chat']);
+    // Before the user's hosts: Envoy takes an exact domain over "*" anyway, and the order is fixed.
+    expect(hostsOf(l)[0]?.name).toBe('switchyard/ai-warmup');
+  });
+
+  it('is left out when no cluster needs it, or when a user\'s host already has its domain (Envoy would refuse the configuration)', () => {
+    expect(hostsOf(listener('HTTP', 8080, ['*'], [route('quiet', { kind: 'PathPrefix', value: '/quiet' }, ['backend/ai/quiet'])])).map((vh) => vh.name)).toEqual(['vh']);
+    const taken = listener('HTTP', 8080, [WARMUP_DOMAIN], [route('chat', { kind: 'PathPrefix', value: '/c' }, ['backend/ai/chat'], [], 2)]);
+    expect(hostsOf(taken).map((vh) => vh.name)).toEqual(['vh']);
+    expect(warmupTargets({ gateways: [], credentials: [], certificates: [], clusters: [cluster('chat', [1])], listeners: [taken] })).toEqual([]);
   });
 });
