@@ -1,4 +1,4 @@
-import { ABANDONED_HEADER, type ListenerIR } from '../ir/model.js';
+import { ABANDONED_HEADER, type ListenerIR, type VirtualHostIR } from '../ir/model.js';
 import { ANY } from './names.js';
 import { deepFrozen, type JsonObject } from './resources.js';
 
@@ -41,13 +41,26 @@ export function warmedClusters(l: ListenerIR, ai: ReadonlyMap<string, unknown>):
   // hostname equal to the warm-up one (never a real name) leaves that listener without warm-up.
   if (l.virtualHosts.some((vh) => vh.domains.includes(WARMUP_DOMAIN))) return [];
   const names = new Set<string>();
-  for (const vh of l.virtualHosts) {
+  for (const vh of l.virtualHosts) for (const name of standInClusters(vh)) if (ai.has(name)) names.add(name);
+  return [...names].sort();
+}
+
+/** By IR object (never changed once built): an edit of one route walks its own host's routes only. */
+const byHost = new WeakMap<VirtualHostIR, readonly string[]>();
+
+/** The clusters a route of the host sends to with retries of ABANDONED_HEADER. */
+function standInClusters(vh: VirtualHostIR): readonly string[] {
+  let names = byHost.get(vh);
+  if (names === undefined) {
+    const found = new Set<string>();
     for (const r of vh.routes) {
       if (r.action.kind !== 'forward' || r.action.retry?.retriableHeaders?.includes(ABANDONED_HEADER) !== true) continue;
-      for (const c of r.action.clusters) if (ai.has(c.name)) names.add(c.name);
+      for (const c of r.action.clusters) found.add(c.name);
     }
+    names = [...found];
+    byHost.set(vh, names);
   }
-  return [...names].sort();
+  return names;
 }
 
 const SESSION_BY_HEADER: JsonObject = deepFrozen({
