@@ -572,7 +572,7 @@ export class AttemptExchange {
       if (onWarmupRoute) {
         this.warmedUp = true;
         this.status = WARMUP_REFUSED_STATUS;
-        return this.refuse(WARMUP_REFUSED_STATUS, 'Switchyard AI extension: this route takes only warm-up requests signed by serve; the request was not sent to any provider');
+        return this.refuse(WARMUP_REFUSED_STATUS, 'Switchyard AI extension: this route takes only warm-up requests signed by Switchyard (serve, or the extension beside Envoy); the request was not sent to any provider');
       }
       // On a user's route a forged or stale warm-up header is served like any request; it never reaches a provider.
       return undefined;

@@ -180,7 +180,7 @@ describe('serve warms AI members wherever a skip can reach them', () => {
   it('a warm-up route answers a request whose order is not signed with the extension\'s key with a 403, and calls no provider', async () => {
     const forged = await post({ [WARMUP_CLUSTER_HEADER]: `backend/${NAMESPACE}/query`, [WARMUP_HEADER]: signWarmupHeader('not-the-key-0123456789abcdef0123456789', 'ai/query', 0) });
     expect(forged.status).toBe(403);
-    expect(forged.body).toContain('only warm-up requests signed by serve');
+    expect(forged.body).toContain('only warm-up requests signed by Switchyard');
     expect(forged.headers[WARMUP_ANSWER_HEADER]).toBeUndefined();
     // Without the warm-up header no warm-up route matches: Envoy's 404.
     expect((await post({ [WARMUP_CLUSTER_HEADER]: `backend/${NAMESPACE}/query` })).status).toBe(404);
