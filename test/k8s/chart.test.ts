@@ -90,8 +90,8 @@ describe('the AI extension and xDS TLS in the chart', () => {
     const envoy = pod(docs, 'sy-switchyard-envoy');
     expect(envoy.containers.map((c) => c.name)).toEqual(['envoy', 'ai-extension']);
     const ext = container(envoy, 'ai-extension');
-    // The controller's Service name and xDS port, where its credentials come from.
-    expect(ext.args).toEqual(['ai-extension', '--xds=sy-switchyard.edge.svc:18000', '--host=127.0.0.1', '--port=18101', '--metrics-port=9191', '--log-level=info', '--xds-tls-dir=/etc/switchyard/xds-tls']);
+    // The controller's Service name and xDS port, where its credentials come from; the Envoy admin API it warms through.
+    expect(ext.args).toEqual(['ai-extension', '--xds=sy-switchyard.edge.svc:18000', '--host=127.0.0.1', '--port=18101', '--metrics-port=9191', '--log-level=info', '--xds-tls-dir=/etc/switchyard/xds-tls', '--warmup-envoy-admin=http://127.0.0.1:19000']);
     expect(ext.ports).toEqual([{ name: 'ai-metrics', containerPort: 9191, protocol: 'TCP' }]);
     expect(ext.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'ai-metrics' });
     expect(ext.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'ai-metrics' });

@@ -99,6 +99,8 @@ describe('dataPlaneObjects', () => {
     const containers = at(o.deployment, 'spec', 'template', 'spec', 'containers') as JsonObject[];
     expect(containers.map((c) => c['name'])).toEqual(['envoy', 'ai-extension']);
     expect(at(containers[1], 'args')).toContain('--host=127.0.0.1');
+    // It warms this Envoy's AI members through its admin API (the controller reaches no Envoy).
+    expect(at(containers[1], 'args')).toContain('--warmup-envoy-admin=http://127.0.0.1:19000');
     expect((at(containers[1], 'args') as string[]).join(' ')).not.toContain('--otlp-endpoint');
     const traced = dataPlaneObjects(gateway(), [80], settings({ aiExtension: { image: 'i', port: 18001, metricsPort: 9091, otlpEndpoint: 'http://collector:4317' } }));
     expect(at((at(traced.deployment, 'spec', 'template', 'spec', 'containers') as JsonObject[])[1], 'args')).toContain('--otlp-endpoint=http://collector:4317');
