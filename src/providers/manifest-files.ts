@@ -61,16 +61,124 @@ export function limitMessage(what: string, bytes: number, limit: keyof ConfigLim
 }
 
 /**
- * What one document of a manifest file turned out to be. `source` is "<file>#<index from 0>".
- * `text`: a hash of the document's text, so the next parse of its file reuses this document
- * when its text is the same (see manifestDocuments); absent when it must be parsed again.
+ * What one document of a manifest file turned out to be: an instance of one of the classes
+ * below, told apart by `state`. `source` is "<file>#<index from 0>".
+ * A configuration is tens of thousands of documents, and a document is kept for as long as its
+ * file is unchanged: each keeps its file's name (one string for the whole file) and its index,
+ * its hashes as small integers in its own slots, and its object's id is read from the object;
+ * `source`, `id` and `content` are worked out when asked for (problems, status, rare paths).
  */
-export type ManifestDocument =
-  /** `content`: a hash of everything but metadata and status, to tell a spec change (generation bump) from none. */
-  | { state: 'object'; source: string; id: ObjectId; object: KnownObject; content: string; generation?: number; warnings: Problem[]; text?: string }
-  | { state: 'invalid'; source: string; id?: ObjectId; problems: Problem[]; content: string; generation?: number; text?: string }
-  | { state: 'syntax'; source: string; problems: Problem[] }
-  | { state: 'ignored'; source: string; id?: ObjectId; reason: string; text?: string };
+export type ManifestDocument = ObjectDocument | InvalidDocument | SyntaxDocument | IgnoredDocument;
+
+/**
+ * What every document has: its place, and (0, 0 when absent) a hash of its text, so that the
+ * next parse of its file reuses it when its text is the same (see manifestDocuments).
+ */
+abstract class PlacedDocument {
+  textHigh = 0;
+  textLow = 0;
+  constructor(
+    /** The name of the file it is in (ManifestFile.name). */
+    readonly file: string,
+    readonly index: number,
+  ) {}
+
+  get source(): string {
+    return sourceName(this.file, this.index);
+  }
+
+  /** Whether a hash of its text is known and equals `high`, `low`. */
+  hasText(high: number, low: number): boolean {
+    return (this.textHigh !== 0 || this.textLow !== 0) && this.textHigh === high && this.textLow === low;
+  }
+}
+
+/** A document that defines a valid object. */
+export class ObjectDocument extends PlacedDocument {
+  constructor(
+    file: string,
+    index: number,
+    readonly object: KnownObject,
+    /** A hash of everything but metadata and status, to tell a spec change (generation bump) from none. */
+    readonly contentHigh: number,
+    readonly contentLow: number,
+    readonly warnings: Problem[],
+    readonly generation: number | undefined,
+  ) {
+    super(file, index);
+  }
+
+  get state(): 'object' {
+    return 'object';
+  }
+
+  get id(): ObjectId {
+    const { metadata } = this.object.value;
+    return { kind: internedKind(this.object.kind), namespace: metadata.namespace, name: metadata.name };
+  }
+
+  get content(): string {
+    return digestText(this.contentHigh, this.contentLow);
+  }
+}
+
+/** A document that names an object but does not validate: its problems say why. */
+export class InvalidDocument extends PlacedDocument {
+  constructor(
+    file: string,
+    index: number,
+    readonly id: ObjectId | undefined,
+    readonly problems: Problem[],
+    readonly contentHigh: number,
+    readonly contentLow: number,
+    readonly generation: number | undefined,
+  ) {
+    super(file, index);
+  }
+
+  get state(): 'invalid' {
+    return 'invalid';
+  }
+
+  get content(): string {
+    return digestText(this.contentHigh, this.contentLow);
+  }
+}
+
+/** A document that could not be read (YAML syntax, too large): what it defines is unknown. */
+export class SyntaxDocument extends PlacedDocument {
+  constructor(
+    file: string,
+    index: number,
+    readonly problems: Problem[],
+  ) {
+    super(file, index);
+  }
+
+  get state(): 'syntax' {
+    return 'syntax';
+  }
+}
+
+/** An empty document, or one of a kind Switchyard does not read. */
+export class IgnoredDocument extends PlacedDocument {
+  constructor(
+    file: string,
+    index: number,
+    readonly id: ObjectId | undefined,
+    readonly reason: string,
+  ) {
+    super(file, index);
+  }
+
+  get state(): 'ignored' {
+    return 'ignored';
+  }
+}
+
+function sourceName(file: string, index: number): string {
+  return `${file}#${index}`;
+}
 
 /** One manifest file as read: `name` is how it is shown to users and the order duplicates are judged by. */
 export interface ManifestFile {
@@ -152,7 +260,7 @@ export function parseManifestFile(name: string, content: string | Buffer, limits
  */
 export function* manifestDocuments(name: string, content: string | Buffer, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS, previous?: readonly ManifestDocument[]): Generator<ManifestDocument> {
   if (/\.json$/i.test(name)) {
-    yield parseJsonDocument(interned(`${name}#0`), typeof content === 'string' ? content : content.toString('utf8'), limits);
+    yield parseJsonDocument(name, 0, typeof content === 'string' ? content : content.toString('utf8'), limits);
     return;
   }
   const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
@@ -169,27 +277,30 @@ export function* manifestDocuments(name: string, content: string | Buffer, limit
   const byText = reusableDocuments(previous);
   let index = 0;
   for (const { from, to, firstLine } of chunks) {
-    const source = interned(`${name}#${index}`);
-    const text = documentDigest(bytes.subarray(from, to));
+    const [textHigh, textLow] = documentDigest(bytes.subarray(from, to));
     const before = previous?.[index];
-    index++;
-    if (before !== undefined && before.state !== 'syntax' && before.text === text && before.source === source) {
+    if (before !== undefined && before.state !== 'syntax' && before.hasText(textHigh, textLow) && before.index === index && before.file === name) {
+      index++;
       yield before;
       continue;
     }
-    const moved = byText?.get(text);
+    const moved = byText?.get(digestText(textHigh, textLow));
     if (moved !== undefined) {
-      yield relocated(moved, source);
+      yield relocated(moved, index++);
       continue;
     }
-    const doc = parseYamlDocument(source, yamlChunk(bytes, from, to, firstLine), limits);
+    const doc = parseYamlDocument(name, index, yamlChunk(bytes, from, to, firstLine), limits);
     if (doc.state === 'syntax' && to - from <= limits.documentBytes) {
       // A document that does not parse may be one the split cut wrong (a quote left open across
       // a marker line): from its start, the yaml package reads the rest of the file itself.
-      yield* wholeFileDocuments(name, bytes.subarray(from), limits, index - 1, firstLine);
+      yield* wholeFileDocuments(name, bytes.subarray(from), limits, index, firstLine);
       return;
     }
-    if (doc.state !== 'syntax') doc.text = text;
+    index++;
+    if (doc.state !== 'syntax') {
+      doc.textHigh = textHigh;
+      doc.textLow = textLow;
+    }
     yield doc;
   }
 }
@@ -198,23 +309,36 @@ export function* manifestDocuments(name: string, content: string | Buffer, limit
 function reusableDocuments(previous: readonly ManifestDocument[] | undefined): Map<string, ReusableDocument> | undefined {
   if (previous === undefined || previous.length === 0) return undefined;
   const byText = new Map<string, ReusableDocument>();
-  for (const doc of previous) if (doc.state !== 'syntax' && doc.text !== undefined && !byText.has(doc.text)) byText.set(doc.text, doc);
+  for (const doc of previous) {
+    if (doc.state === 'syntax' || (doc.textHigh === 0 && doc.textLow === 0)) continue;
+    const text = digestText(doc.textHigh, doc.textLow);
+    if (!byText.has(text)) byText.set(text, doc);
+  }
   return byText;
 }
 
 type ReusableDocument = Exclude<ManifestDocument, { state: 'syntax' }>;
 
 /** A reused document at another index: the same validated object, its problems naming the new index. */
-function relocated(doc: ReusableDocument, source: string): ManifestDocument {
-  const at = (p: Problem): Problem => (p.source === doc.source ? { ...p, source } : p);
+function relocated(doc: ReusableDocument, index: number): ManifestDocument {
+  const was = doc.source;
+  const source = sourceName(doc.file, index);
+  const at = (p: Problem): Problem => (p.source === was ? { ...p, source } : p);
+  let moved: ReusableDocument;
   switch (doc.state) {
     case 'object':
-      return { ...doc, source, warnings: doc.warnings.length > 0 ? doc.warnings.map(at) : doc.warnings };
+      moved = new ObjectDocument(doc.file, index, doc.object, doc.contentHigh, doc.contentLow, doc.warnings.length > 0 ? doc.warnings.map(at) : doc.warnings, doc.generation);
+      break;
     case 'invalid':
-      return { ...doc, source, problems: doc.problems.map(at) };
+      moved = new InvalidDocument(doc.file, index, doc.id, doc.problems.map(at), doc.contentHigh, doc.contentLow, doc.generation);
+      break;
     case 'ignored':
-      return { ...doc, source };
+      moved = new IgnoredDocument(doc.file, index, doc.id, doc.reason);
+      break;
   }
+  moved.textHigh = doc.textHigh;
+  moved.textLow = doc.textLow;
+  return moved;
 }
 
 /**
@@ -227,57 +351,61 @@ function* wholeFileDocuments(name: string, bytes: Buffer, limits: ConfigLimits, 
   const lineCounter = new LineCounter();
   const composer = new Composer({ prettyErrors: false });
   for (const doc of composer.compose(new Parser(lineCounter.addNewLine).parse(text))) {
-    const source = interned(`${name}#${index++}`);
     const [start = 0, , end = text.length] = doc.range;
-    const large = tooLarge(source, Buffer.byteLength(text.slice(start, end)), limits);
-    yield large ?? documentFrom(source, doc, lineCounter, firstLine);
+    const large = tooLarge(name, index, Buffer.byteLength(text.slice(start, end)), limits);
+    yield large ?? documentFrom(name, index, doc, lineCounter, firstLine);
+    index++;
   }
 }
 
-function tooLarge(source: string, bytes: number, limits: ConfigLimits): ManifestDocument | undefined {
+function tooLarge(file: string, index: number, bytes: number, limits: ConfigLimits): ManifestDocument | undefined {
   if (bytes <= limits.documentBytes) return undefined;
-  return { state: 'syntax', source, problems: [{ source, field: '', message: limitMessage('this document', bytes, 'documentBytes', limits) }] };
+  return syntaxError(file, index, limitMessage('this document', bytes, 'documentBytes', limits));
 }
 
-function parseJsonDocument(source: string, text: string, limits: ConfigLimits): ManifestDocument {
-  const large = tooLarge(source, Buffer.byteLength(text), limits);
+function syntaxError(file: string, index: number, message: string): SyntaxDocument {
+  return new SyntaxDocument(file, index, [{ source: sourceName(file, index), field: '', message }]);
+}
+
+function parseJsonDocument(file: string, index: number, text: string, limits: ConfigLimits): ManifestDocument {
+  const large = tooLarge(file, index, Buffer.byteLength(text), limits);
   if (large) return large;
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    return parseYamlDocument(source, { text, firstLine: 1 }, limits);
+    return parseYamlDocument(file, index, { text, firstLine: 1 }, limits);
   }
-  return classify(value, source);
+  return classify(value, file, index);
 }
 
-function parseYamlDocument(source: string, chunk: YamlChunk, limits: ConfigLimits): ManifestDocument {
-  const large = tooLarge(source, Buffer.byteLength(chunk.text), limits);
+function parseYamlDocument(file: string, index: number, chunk: YamlChunk, limits: ConfigLimits): ManifestDocument {
+  const large = tooLarge(file, index, Buffer.byteLength(chunk.text), limits);
   if (large) return large;
   const quick = quickYamlValue(chunk.text, chunk.bytes);
-  if (quick !== undefined) return classify(quick.value, source, quick.detached === true);
+  if (quick !== undefined) return classify(quick.value, file, index, quick.detached === true);
   const lineCounter = new LineCounter();
   // prettyErrors would append the offending source line to messages, and that line may be a secret.
   const doc = parseDocument(chunk.text, { lineCounter, prettyErrors: false });
-  return documentFrom(source, doc, lineCounter, chunk.firstLine);
+  return documentFrom(file, index, doc, lineCounter, chunk.firstLine);
 }
 
 /** A document as the yaml package parsed it; `firstLine`: the line of the file its text starts on. */
-function documentFrom(source: string, doc: Document.Parsed, lineCounter: LineCounter, firstLine: number): ManifestDocument {
+function documentFrom(file: string, index: number, doc: Document.Parsed, lineCounter: LineCounter, firstLine: number): ManifestDocument {
   const [first, ...more] = doc.errors;
   if (first) {
     const { line, col } = lineCounter.linePos(first.pos[0]);
     const extra = more.length > 0 ? ` (and ${more.length} more error${more.length > 1 ? 's' : ''} in this document)` : '';
-    return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML syntax error at line ${line + firstLine - 1}, column ${col}: ${first.message}${extra}` }] };
+    return syntaxError(file, index, `YAML syntax error at line ${line + firstLine - 1}, column ${col}: ${first.message}${extra}`);
   }
   let value: unknown;
   try {
     value = doc.toJS();
   } catch (err) {
     // toJS throws on alias bombs ("Excessive alias count") and unresolvable aliases.
-    return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML error: ${err instanceof Error ? err.message : String(err)}` }] };
+    return syntaxError(file, index, `YAML error: ${err instanceof Error ? err.message : String(err)}`);
   }
-  return classify(value, source);
+  return classify(value, file, index);
 }
 
 /**
@@ -515,20 +643,17 @@ function internedKind(kind: string): string {
 const NO_PROBLEMS: Problem[] = [];
 
 /** `detached`: the value's strings hold no document text (see YamlChunk). */
-function classify(value: unknown, source: string, detached = false): ManifestDocument {
-  const result = parseManifest(value, source);
-  if (result.ok === 'ignored') return { state: 'ignored', source, reason: result.reason, ...(result.id ? { id: result.id } : {}) };
-  const content = specContent(value);
+function classify(value: unknown, file: string, index: number, detached = false): ManifestDocument {
+  const result = parseManifest(value, sourceName(file, index));
+  if (result.ok === 'ignored') return new IgnoredDocument(file, index, result.id, result.reason);
+  const [contentHigh, contentLow] = specContent(value);
   const generation = declaredGeneration(value);
-  const gen = generation === undefined ? {} : { generation };
   if (result.ok) {
+    // The id is read from the object (ObjectDocument.id): its namespace and name, interned here.
     internStrings(result.object.value, detached);
-    // The id's namespace and name are the object's own, interned just now; its kind one of a few.
-    const { metadata } = result.object.value;
-    const id: ObjectId = { kind: internedKind(result.id.kind), namespace: metadata.namespace, name: metadata.name };
-    return { state: 'object', source, id, object: result.object, content, warnings: result.warnings.length > 0 ? result.warnings : NO_PROBLEMS, ...gen };
+    return new ObjectDocument(file, index, result.object, contentHigh, contentLow, result.warnings.length > 0 ? result.warnings : NO_PROBLEMS, generation);
   }
-  return { state: 'invalid', source, problems: result.problems, content, ...(result.id ? { id: result.id } : {}), ...gen };
+  return new InvalidDocument(file, index, result.id, result.problems, contentHigh, contentLow, generation);
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -536,7 +661,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 /** Everything but metadata and status (what Kubernetes bumps `metadata.generation` for), hashed: the text would double the memory a configuration costs. */
-function specContent(value: unknown): string {
+function specContent(value: unknown): readonly [number, number] {
   // One document's canonical text is small: built whole and hashed once, it costs half of
   // canonicalHash's piecewise writes (the same bytes are hashed either way).
   return documentDigest(canonicalJson(specOf(value)));
@@ -544,15 +669,22 @@ function specContent(value: unknown): string {
 
 /**
  * What tells one version of a document's text, or of its spec, from another: kept per document,
- * twice, so kept short. The first 96 bits of SHA-1, one character per byte ('binary', latin1) straight
- * from the hash: 12 characters are a string of 32 bytes in V8's heap, where the base64 of the
- * whole digest took 48 (160,000 digests at 10,000 Backends). A cut shorter than 13 characters
- * is a copy, never a slice that keeps the longer string alive; a digest cut from a Buffer costs
- * a Buffer per call. The texts are the user's own files: what is needed is no accidental
- * collision (96 bits are ample), not resistance to an attacker (who could edit the file).
+ * twice, so kept small. The first 64 bits of SHA-1 as two 32-bit integers, which V8 keeps in the
+ * document's own slots (small integers), where the shortest string took 32 bytes more each
+ * (160,000 digests at 10,000 Backends). The texts are the user's own files: what is needed is no
+ * accidental collision (64 bits are ample for one file's documents), not resistance to an
+ * attacker (who could edit the file).
  */
-function documentDigest(data: Buffer | string): string {
-  return hash('sha1', data, 'binary').slice(0, 12);
+function documentDigest(data: Buffer | string): readonly [number, number] {
+  // 'binary' (latin1): one character per byte of the hash, read back with charCodeAt.
+  const d = hash('sha1', data, 'binary');
+  const word = (at: number): number => d.charCodeAt(at) | (d.charCodeAt(at + 1) << 8) | (d.charCodeAt(at + 2) << 16) | (d.charCodeAt(at + 3) << 24);
+  return [word(0), word(4)];
+}
+
+/** A digest as text: for maps keyed by it, and for ManifestDocument.content. */
+function digestText(high: number, low: number): string {
+  return `${high}:${low}`;
 }
 
 /** A document without metadata and status; the keys are not copied when there are none to drop. */
@@ -728,12 +860,19 @@ function keyOf(id: ObjectId): string {
   return interned(`${id.kind}/${id.namespace}/${id.name}`);
 }
 
+/** The key of the object a definition defines (read from the object itself when valid, without making its id). */
+function keyOfDefinition(d: Definition): string {
+  if (d.state === 'invalid') return keyOf(d.id as ObjectId);
+  const { metadata } = d.object.value;
+  return interned(`${internedKind(d.object.kind)}/${metadata.namespace}/${metadata.name}`);
+}
+
 function describe(id: ObjectId): string {
   return `${id.kind} ${id.namespace ? `${id.namespace}/` : ''}${id.name}`;
 }
 
 /** A definition of a valid object: what an object is served from. */
-type ServedDefinition = Definition & { doc: Extract<ManifestDocument, { state: 'object' }> };
+type ServedDefinition = ObjectDocument;
 
 /** Everything the store keeps of one object. */
 interface ObjectEntry {
@@ -743,9 +882,10 @@ interface ObjectEntry {
    * 80,000 objects).
    */
   definitions: Definition | Definition[] | undefined;
-  /** The generation last given to it (none yet: undefined), and the spec (ManifestDocument content) it was given for. */
+  /** The generation last given to it (none yet: undefined), and the spec (the document's content hash) it was given for. */
   generation: number | undefined;
-  content: string;
+  contentHigh: number;
+  contentLow: number;
   /**
    * What the object serves: its valid definition, else its last valid version (the last good),
    * else nothing; its document's object is what `object` was stamped from (while a file is
@@ -757,14 +897,11 @@ interface ObjectEntry {
   servedGeneration: number;
 }
 
-/** A document that defines an object, the file it is in and its index there (the document itself is not copied: there is one per object). */
-interface Definition {
-  doc: Extract<ManifestDocument, { state: 'object' | 'invalid' }>;
-  id: ObjectId;
-  key: string;
-  file: string;
-  index: number;
-}
+/**
+ * A document that defines an object (an invalid one with an id included); it knows its file
+ * and index there. The document itself: a record per definition cost 5 MiB at 10,000 Backends.
+ */
+type Definition = ObjectDocument | InvalidDocument;
 
 /** What one file contributes to a snapshot, kept while the file is the same (its documents the same array). */
 interface FileContribution {
@@ -852,23 +989,24 @@ export class ManifestStore {
     for (const file of files) {
       const before = this.files.get(file.name);
       if (before !== undefined && before.documents === file.documents && before.readProblem === file.readProblem) continue;
-      const contribution = yield* contributionOf(file, before);
+      const contribution = yield* contributionOf(file);
       this.files.set(file.name, contribution);
       const kept = new Set<ManifestDocument>();
       const previous = new Set(before?.definitions);
       for (const definition of contribution.definitions) {
         if (++steps % BUILD_STEP === 0) yield;
         if (previous.has(definition)) {
-          kept.add(definition.doc);
+          kept.add(definition);
           continue;
         }
-        const entry = this.entry(definition.key);
+        const key = keyOfDefinition(definition);
+        const entry = this.entry(key);
         const had = entry.definitions;
         if (had === undefined) entry.definitions = definition;
         // A literal of two: a list grown by push from empty keeps room for 17.
         else if (!Array.isArray(had)) entry.definitions = [had, definition];
         else had.push(definition);
-        affected.add(definition.key);
+        affected.add(key);
       }
       this.forget(file.name, before?.definitions ?? [], kept, affected);
     }
@@ -918,11 +1056,12 @@ export class ManifestStore {
   /** Drops a file's definitions but those `kept`; what they defined, and what the file served without defining it, is decided again. */
   private forget(file: string, definitions: readonly Definition[], kept: ReadonlySet<ManifestDocument>, affected: Set<string>): void {
     for (const definition of definitions) {
-      if (kept.has(definition.doc)) continue;
-      const rest = this.listOfDefinitions(definition.key).filter((d) => d !== definition);
-      const entry = this.entries.get(definition.key);
+      if (kept.has(definition)) continue;
+      const key = keyOfDefinition(definition);
+      const rest = this.listOfDefinitions(key).filter((d) => d !== definition);
+      const entry = this.entries.get(key);
       if (entry !== undefined) entry.definitions = rest.length > 1 ? rest : rest[0];
-      affected.add(definition.key);
+      affected.add(key);
     }
     for (const key of this.held) if (this.entries.get(key)?.served?.file === file) affected.add(key);
   }
@@ -955,27 +1094,29 @@ export class ManifestStore {
       const problems: Problem[] = [];
       for (const other of list) {
         if (other === chosen.winner) continue;
+        const otherId = other.id as ObjectId;
         problems.push({
-          source: other.doc.source,
-          object: other.id,
+          source: other.source,
+          object: otherId,
           field: 'metadata.name',
-          message: `${describe(other.id)} is defined in both ${other.file} (${other.doc.source}) and ${chosen.winner.file} (${chosen.winner.doc.source}); ${chosen.why}, and this definition is ignored. Remove one of them or give it another name`,
+          message: `${describe(otherId)} is defined in both ${other.file} (${other.source}) and ${chosen.winner.file} (${chosen.winner.source}); ${chosen.why}, and this definition is ignored. Remove one of them or give it another name`,
         });
       }
       this.duplicates.set(key, problems);
     } else this.duplicates.delete(key);
 
-    const winner = chosen.winner;
-    const { doc: def, file, id } = winner;
-    const generation = this.nextGeneration(key, def.content, def.generation);
+    const def = chosen.winner;
+    const file = def.file;
+    const id = def.id as ObjectId;
+    const generation = this.nextGeneration(key, def);
     if (def.state === 'object') {
       if (def.warnings.length > 0) this.warnings.set(key, { id, warnings: def.warnings });
       else this.warnings.delete(key);
       // The same object as last time when nothing changed, so translation can skip it by reference.
       const entry = this.entry(key);
       const before = entry.served;
-      if (before === undefined || entry.servedGeneration !== generation || before.file !== file || !sameObject(before.doc, def)) {
-        entry.served = winner as ServedDefinition;
+      if (before === undefined || entry.servedGeneration !== generation || before.file !== file || !sameObject(before, def)) {
+        entry.served = def;
         entry.object = stamped(def.object, generation);
         entry.servedGeneration = generation;
       }
@@ -1058,7 +1199,7 @@ export class ManifestStore {
   private entry(key: string): ObjectEntry {
     let entry = this.entries.get(key);
     if (entry === undefined) {
-      entry = { definitions: undefined, generation: undefined, content: '', served: undefined, object: undefined, servedGeneration: 0 };
+      entry = { definitions: undefined, generation: undefined, contentHigh: 0, contentLow: 0, served: undefined, object: undefined, servedGeneration: 0 };
       this.entries.set(key, entry);
     }
     return entry;
@@ -1074,19 +1215,21 @@ export class ManifestStore {
     if (list.length === 1) return { winner: first, why: '' };
     const servedFrom = this.entries.get(key)?.served?.file;
     const incumbent = servedFrom === undefined ? undefined : list.find((d) => d.file === servedFrom);
-    if (incumbent !== undefined) return { winner: incumbent, why: `the definition at ${incumbent.doc.source} was served first and keeps being served` };
-    return { winner: first, why: `the definition at ${first.doc.source} is used (first by file path, then document index)` };
+    if (incumbent !== undefined) return { winner: incumbent, why: `the definition at ${incumbent.source} was served first and keeps being served` };
+    return { winner: first, why: `the definition at ${first.source} is used (first by file path, then document index)` };
   }
 
-  private nextGeneration(key: string, content: string, declared: number | undefined): number {
+  private nextGeneration(key: string, def: Definition): number {
     const entry = this.entry(key);
     const prev = entry.generation;
+    const declared = def.generation;
     let generation: number;
     if (declared !== undefined) generation = declared;
     else if (prev === undefined) generation = 1;
-    else generation = entry.content === content ? prev : prev + 1;
+    else generation = entry.contentHigh === def.contentHigh && entry.contentLow === def.contentLow ? prev : prev + 1;
     entry.generation = generation;
-    entry.content = content;
+    entry.contentHigh = def.contentHigh;
+    entry.contentLow = def.contentLow;
     return generation;
   }
 }
@@ -1096,10 +1239,8 @@ const BUILD_STEP = 1024;
 /** How long buildYielding works before it gives the event loop a turn. */
 const BUILD_SLICE_MS = 20;
 
-/** A file's definitions and problems; a document defined before keeps its Definition, so it is recognised as unchanged. */
-function* contributionOf(file: ManifestFile, before: FileContribution | undefined): Generator<void, FileContribution> {
-  const known = new Map<ManifestDocument, Definition>();
-  for (const d of before?.definitions ?? []) known.set(d.doc, d);
+/** A file's definitions and problems; a document defined before is the same Definition, so it is recognised as unchanged. */
+function* contributionOf(file: ManifestFile): Generator<void, FileContribution> {
   const problems: Problem[] = [];
   let broken: Problem[] | undefined;
   if (file.readProblem) {
@@ -1118,7 +1259,7 @@ function* contributionOf(file: ManifestFile, before: FileContribution | undefine
     }
     if (doc.state === 'invalid') problems.push(...doc.problems);
     if (!doc.id) continue;
-    definitions.push(known.get(doc) ?? { doc, id: doc.id, key: keyOf(doc.id), file: file.name, index });
+    definitions.push(doc);
   }
   return { documents: file.documents, readProblem: file.readProblem, problems, broken, definitions };
 }
@@ -1211,9 +1352,9 @@ function sortedIndex(order: readonly string[], key: string): number {
  * again), or one equal to it (its file was, for an edit elsewhere in it). Equal objects stay the
  * same object, so translation skips them.
  */
-function sameObject(before: Extract<ManifestDocument, { state: 'object' }>, def: Extract<ManifestDocument, { state: 'object' }>): boolean {
+function sameObject(before: ObjectDocument, def: ObjectDocument): boolean {
   if (before.object === def.object) return true;
-  return before.content === def.content && before.object.kind === def.object.kind && sameMetadata(before.object.value.metadata, def.object.value.metadata);
+  return before.contentHigh === def.contentHigh && before.contentLow === def.contentLow && before.object.kind === def.object.kind && sameMetadata(before.object.value.metadata, def.object.value.metadata);
 }
 
 /**
