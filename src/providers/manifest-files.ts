@@ -875,26 +875,55 @@ function describe(id: ObjectId): string {
 type ServedDefinition = ObjectDocument;
 
 /** Everything the store keeps of one object. */
-interface ObjectEntry {
-  /**
-   * Every definition, in no particular order (see definitionsOf): the definition itself when it
-   * is the only one, as nearly every object's is (a list of one per object cost 4 MiB over
-   * 80,000 objects).
-   */
-  definitions: Definition | Definition[] | undefined;
-  /** The generation last given to it (none yet: undefined), and the spec (the document's content hash) it was given for. */
-  generation: number | undefined;
-  contentHigh: number;
-  contentLow: number;
-  /**
-   * What the object serves: its valid definition, else its last valid version (the last good),
-   * else nothing; its document's object is what `object` was stamped from (while a file is
-   * unchanged, it is the same object, and so is `object`). Kept in the entry, not in a record of
-   * its own: a record per object cost 6 MiB at 10,000 Backends.
-   */
-  served: ServedDefinition | undefined;
-  object: KnownObject | undefined;
-  servedGeneration: number;
+class ObjectEntry {
+  constructor(
+    /**
+     * Every definition, in no particular order (see definitionsOf): the definition itself when it
+     * is the only one, as nearly every object's is (a list of one per object cost 4 MiB over
+     * 80,000 objects).
+     */
+    public definitions: Definition | Definition[] | undefined,
+    /** The generation last given to it (none yet: undefined), and the spec (the document's content hash) it was given for. */
+    public generation: number | undefined,
+    public contentHigh: number,
+    public contentLow: number,
+    /**
+     * What the object serves: its valid definition, else its last valid version (the last good),
+     * else nothing; its document's object is what `object` was stamped from (while a file is
+     * unchanged, it is the same object, and so is `object`). Kept in the entry, not in a record of
+     * its own: a record per object cost 6 MiB at 10,000 Backends.
+     */
+    public served: ServedDefinition | undefined,
+    public object: KnownObject | undefined,
+    public servedGeneration: number,
+  ) {}
+}
+
+/**
+ * What the store keeps of one object: its entry; or, for the usual object, its document alone,
+ * standing for the entry it would have (an entry per object cost 6 MiB at 10,000 Backends):
+ * - decided (its object stamped with a generation): its one definition, served as stamped, with
+ *   that generation, for its content (see ManifestStore.compact);
+ * - not yet decided (no generation: only within a build, between reading a new definition and
+ *   deciding it): its one definition, nothing served yet.
+ */
+type StoredObject = ObjectEntry | ObjectDocument;
+
+/** The generation a stored document was decided with, or undefined when it is still to be decided. */
+function decidedGeneration(doc: ObjectDocument): number | undefined {
+  return doc.object.value.metadata.generation;
+}
+
+/** What an object serves, from what the store keeps of it. */
+function servedObjectOf(stored: StoredObject | undefined): KnownObject | undefined {
+  if (stored instanceof ObjectDocument) return decidedGeneration(stored) === undefined ? undefined : stored.object;
+  return stored?.object;
+}
+
+/** The definition an object is served from, from what the store keeps of it. */
+function servedDefinitionOf(stored: StoredObject | undefined): ServedDefinition | undefined {
+  if (stored instanceof ObjectDocument) return decidedGeneration(stored) === undefined ? undefined : stored;
+  return stored?.served;
 }
 
 /**
@@ -930,7 +959,7 @@ export class ManifestStore {
    * What the store knows of each object, by key: one record in one map (four maps of 80,000
    * entries each, and a record per object for its generation, cost 10 MiB at 10,000 Backends).
    */
-  private readonly entries = new Map<string, ObjectEntry>();
+  private readonly entries = new Map<string, StoredObject>();
   private readonly files = new Map<string, FileContribution>();
   /** Objects served from a broken file that defines them no more (see decide). */
   private readonly held = new Set<string>();
@@ -1000,13 +1029,17 @@ export class ManifestStore {
           continue;
         }
         const key = keyOfDefinition(definition);
+        affected.add(key);
+        if (!this.entries.has(key) && definition.state === 'object' && decidedGeneration(definition) === undefined) {
+          this.entries.set(key, definition);
+          continue;
+        }
         const entry = this.entry(key);
         const had = entry.definitions;
         if (had === undefined) entry.definitions = definition;
         // A literal of two: a list grown by push from empty keeps room for 17.
         else if (!Array.isArray(had)) entry.definitions = [had, definition];
         else had.push(definition);
-        affected.add(key);
       }
       this.forget(file.name, before?.definitions ?? [], kept, affected);
     }
@@ -1021,10 +1054,10 @@ export class ManifestStore {
     let invalidChanged = false;
     for (const key of affected) {
       if (++steps % BUILD_STEP === 0) yield;
-      const was = this.entries.get(key)?.object;
+      const was = servedObjectOf(this.entries.get(key));
       const wasInvalid = this.invalid.get(key);
       this.decide(key, position);
-      const now = this.entries.get(key)?.object;
+      const now = servedObjectOf(this.entries.get(key));
       if ((was === undefined) !== (now === undefined)) membershipChanged = true;
       else if (was !== now) replaced.push(key);
       if (wasInvalid !== this.invalid.get(key)) invalidChanged = true;
@@ -1035,7 +1068,7 @@ export class ManifestStore {
     else if (replaced.length > 0) {
       const lists = copyLists(this.lists);
       for (const key of replaced) {
-        const object = this.entries.get(key)?.object as KnownObject;
+        const object = servedObjectOf(this.entries.get(key)) as KnownObject;
         setInList(lists, object, this.indexInList(key, object.kind));
       }
       this.lists = lists;
@@ -1059,22 +1092,43 @@ export class ManifestStore {
       if (kept.has(definition)) continue;
       const key = keyOfDefinition(definition);
       const rest = this.listOfDefinitions(key).filter((d) => d !== definition);
-      const entry = this.entries.get(key);
-      if (entry !== undefined) entry.definitions = rest.length > 1 ? rest : rest[0];
+      if (this.entries.has(key)) this.entry(key).definitions = rest.length > 1 ? rest : rest[0];
       affected.add(key);
     }
-    for (const key of this.held) if (this.entries.get(key)?.served?.file === file) affected.add(key);
+    for (const key of this.held) if (servedDefinitionOf(this.entries.get(key))?.file === file) affected.add(key);
+  }
+
+  /** decideEntry on the object's whole entry, kept as its document alone afterwards when that says it all. */
+  private decide(key: string, position: ReadonlyMap<string, number>): void {
+    if (this.entries.get(key) instanceof ObjectDocument) this.entry(key);
+    this.decideEntry(key, position);
+    this.compact(key);
+  }
+
+  /**
+   * Keeps an object as its document alone (see StoredObject) when its entry says no more than
+   * that: one valid definition, served as it was stamped, with the generation it was stamped
+   * with, given for that definition's content.
+   */
+  private compact(key: string): void {
+    const entry = this.entries.get(key);
+    if (!(entry instanceof ObjectEntry)) return;
+    const served = entry.served;
+    if (served === undefined || entry.definitions !== served || entry.object !== served.object) return;
+    if (entry.generation !== entry.servedGeneration || decidedGeneration(served) !== entry.generation) return;
+    if (entry.contentHigh !== served.contentHigh || entry.contentLow !== served.contentLow) return;
+    this.entries.set(key, served);
   }
 
   /** What is served for one object, and what is said about it, from its definitions. */
-  private decide(key: string, position: ReadonlyMap<string, number>): void {
+  private decideEntry(key: string, position: ReadonlyMap<string, number>): void {
     const list = this.definitionsOf(key, position);
     if (list.length === 0) {
       this.duplicates.delete(key);
       this.warnings.delete(key);
       // A syntax error can hide which objects a document defines. Objects last loaded from a file
       // that is now broken keep being served: a half-saved file must not take routes offline.
-      const entry = this.entries.get(key);
+      const entry = this.existingEntry(key);
       const prev = entry?.served;
       const broken = prev === undefined ? undefined : this.files.get(prev.file)?.broken;
       if (entry !== undefined && prev !== undefined && broken !== undefined) {
@@ -1125,7 +1179,7 @@ export class ManifestStore {
     }
     this.warnings.delete(key);
     // An invalid definition leaves what is served as it is: the last good version, if any.
-    const good = this.entries.get(key)?.served;
+    const good = this.existingEntry(key)?.served;
     const previous = this.invalid.get(key);
     // The same record when nothing changed, so the sorted list is not rebuilt for nothing.
     if (previous === undefined || previous.generation !== generation || previous.problems !== def.problems || previous.servingLastGood !== (good !== undefined)) {
@@ -1142,7 +1196,9 @@ export class ManifestStore {
 
   /** An object's definitions as a list: the stored list itself when there are several (definitionsOf sorts it in place). */
   private listOfDefinitions(key: string): Definition[] {
-    const had = this.entries.get(key)?.definitions;
+    const stored = this.entries.get(key);
+    if (stored instanceof ObjectDocument) return [stored];
+    const had = stored?.definitions;
     if (had === undefined) return [];
     return Array.isArray(had) ? had : [had];
   }
@@ -1160,7 +1216,7 @@ export class ManifestStore {
 
   /** Rebuilds the lists of every kind, after objects came or went. */
   private *relist(affected: ReadonlySet<string>): Generator<void, void> {
-    const isServed = (k: string): boolean => this.entries.get(k)?.object !== undefined;
+    const isServed = (k: string): boolean => servedObjectOf(this.entries.get(k)) !== undefined;
     const gone = this.order.filter((k) => !isServed(k));
     const listed = (k: string): boolean => this.order[sortedIndex(this.order, k)] === k;
     const added = [...affected].filter((k) => isServed(k) && !listed(k));
@@ -1168,7 +1224,7 @@ export class ManifestStore {
     if (gone.length + added.length > 64) {
       yield;
       const order: string[] = [];
-      for (const [key, entry] of this.entries) if (entry.object !== undefined) order.push(key);
+      for (const [key, stored] of this.entries) if (servedObjectOf(stored) !== undefined) order.push(key);
       this.order = order.sort(byCodeUnits);
       yield;
     }
@@ -1181,7 +1237,7 @@ export class ManifestStore {
     let steps = 0;
     for (const key of this.order) {
       if (++steps % BUILD_STEP === 0) yield;
-      addToInputs(lists, this.entries.get(key)?.object as KnownObject);
+      addToInputs(lists, servedObjectOf(this.entries.get(key)) as KnownObject);
     }
     this.lists = lists;
   }
@@ -1195,14 +1251,23 @@ export class ManifestStore {
     return sortedIndex(this.order, key) - sortedIndex(this.order, `${kind}/`);
   }
 
-  /** The entry of an object, made when the store first hears of it. */
+  /** The entry of an object, made when the store first hears of it, or made whole from the document it was kept as (see StoredObject). */
   private entry(key: string): ObjectEntry {
-    let entry = this.entries.get(key);
-    if (entry === undefined) {
-      entry = { definitions: undefined, generation: undefined, contentHigh: 0, contentLow: 0, served: undefined, object: undefined, servedGeneration: 0 };
-      this.entries.set(key, entry);
+    const stored = this.entries.get(key);
+    if (stored instanceof ObjectEntry) return stored;
+    let entry: ObjectEntry;
+    if (stored === undefined) entry = new ObjectEntry(undefined, undefined, 0, 0, undefined, undefined, 0);
+    else {
+      const generation = decidedGeneration(stored);
+      entry = generation === undefined ? new ObjectEntry(stored, undefined, 0, 0, undefined, undefined, 0) : new ObjectEntry(stored, generation, stored.contentHigh, stored.contentLow, stored, stored.object, generation);
     }
+    this.entries.set(key, entry);
     return entry;
+  }
+
+  /** The entry of an object the store knows of (see entry), else undefined. */
+  private existingEntry(key: string): ObjectEntry | undefined {
+    return this.entries.has(key) ? this.entry(key) : undefined;
   }
 
   /**
@@ -1213,7 +1278,7 @@ export class ManifestStore {
   private chooseDefinition(key: string, list: readonly Definition[]): { winner: Definition; why: string } {
     const first = list[0] as Definition;
     if (list.length === 1) return { winner: first, why: '' };
-    const servedFrom = this.entries.get(key)?.served?.file;
+    const servedFrom = servedDefinitionOf(this.entries.get(key))?.file;
     const incumbent = servedFrom === undefined ? undefined : list.find((d) => d.file === servedFrom);
     if (incumbent !== undefined) return { winner: incumbent, why: `the definition at ${incumbent.source} was served first and keeps being served` };
     return { winner: first, why: `the definition at ${first.source} is used (first by file path, then document index)` };
