@@ -95,6 +95,9 @@ abstract class PlacedDocument {
 
 /** A document that defines a valid object. */
 export class ObjectDocument extends PlacedDocument {
+  /** Its warnings and declared generation, which nearly every document is without: one slot for both. */
+  private readonly details: { warnings: Problem[]; generation: number | undefined } | undefined;
+
   constructor(
     file: string,
     index: number,
@@ -102,14 +105,25 @@ export class ObjectDocument extends PlacedDocument {
     /** A hash of everything but metadata and status, to tell a spec change (generation bump) from none. */
     readonly contentHigh: number,
     readonly contentLow: number,
-    readonly warnings: Problem[],
-    readonly generation: number | undefined,
+    warnings: Problem[],
+    generation: number | undefined,
   ) {
     super(file, index);
+    this.details = warnings.length > 0 || generation !== undefined ? { warnings, generation } : undefined;
   }
 
   get state(): 'object' {
     return 'object';
+  }
+
+  /** What is served anyway but the user should know (fields Switchyard ignores). */
+  get warnings(): Problem[] {
+    return this.details?.warnings ?? NO_PROBLEMS;
+  }
+
+  /** The generation the document declares, if any. */
+  get generation(): number | undefined {
+    return this.details?.generation;
   }
 
   get id(): ObjectId {
@@ -327,7 +341,7 @@ function relocated(doc: ReusableDocument, index: number): ManifestDocument {
   let moved: ReusableDocument;
   switch (doc.state) {
     case 'object':
-      moved = new ObjectDocument(doc.file, index, doc.object, doc.contentHigh, doc.contentLow, doc.warnings.length > 0 ? doc.warnings.map(at) : doc.warnings, doc.generation);
+      moved = new ObjectDocument(doc.file, index, doc.object, doc.contentHigh, doc.contentLow, doc.warnings.map(at), doc.generation);
       break;
     case 'invalid':
       moved = new InvalidDocument(doc.file, index, doc.id, doc.problems.map(at), doc.contentHigh, doc.contentLow, doc.generation);
@@ -651,7 +665,7 @@ function classify(value: unknown, file: string, index: number, detached = false)
   if (result.ok) {
     // The id is read from the object (ObjectDocument.id): its namespace and name, interned here.
     internStrings(result.object.value, detached);
-    return new ObjectDocument(file, index, result.object, contentHigh, contentLow, result.warnings.length > 0 ? result.warnings : NO_PROBLEMS, generation);
+    return new ObjectDocument(file, index, result.object, contentHigh, contentLow, result.warnings, generation);
   }
   return new InvalidDocument(file, index, result.id, result.problems, contentHigh, contentLow, generation);
 }
@@ -940,7 +954,11 @@ interface FileContribution {
   problems: Problem[];
   /** Set when the file is broken (unreadable, or a document with a syntax error): what is wrong with it. */
   broken: Problem[] | undefined;
-  definitions: Definition[];
+}
+
+/** Whether a document defines an object (its definitions are read from its file's documents: a list of them cost 0.6 MiB at 10,000 Backends). */
+function isDefinition(doc: ManifestDocument): doc is Definition {
+  return doc.state === 'object' || (doc.state === 'invalid' && doc.id !== undefined);
 }
 
 /** The Inputs list of each kind. */
@@ -1013,7 +1031,7 @@ export class ManifestStore {
     for (const [name, contribution] of this.files) {
       if (position.has(name)) continue;
       this.files.delete(name);
-      this.forget(name, contribution.definitions, new Set(), affected);
+      this.forget(name, contribution.documents, new Set(), affected);
     }
     for (const file of files) {
       const before = this.files.get(file.name);
@@ -1021,8 +1039,9 @@ export class ManifestStore {
       const contribution = yield* contributionOf(file);
       this.files.set(file.name, contribution);
       const kept = new Set<ManifestDocument>();
-      const previous = new Set(before?.definitions);
-      for (const definition of contribution.definitions) {
+      const previous = new Set(before?.documents);
+      for (const definition of contribution.documents) {
+        if (!isDefinition(definition)) continue;
         if (++steps % BUILD_STEP === 0) yield;
         if (previous.has(definition)) {
           kept.add(definition);
@@ -1041,7 +1060,7 @@ export class ManifestStore {
         else if (!Array.isArray(had)) entry.definitions = [had, definition];
         else had.push(definition);
       }
-      this.forget(file.name, before?.definitions ?? [], kept, affected);
+      this.forget(file.name, before?.documents ?? [], kept, affected);
     }
 
     // Why a duplicate's winner wins depends on what was served at the last build ("served first"
@@ -1087,9 +1106,9 @@ export class ManifestStore {
   }
 
   /** Drops a file's definitions but those `kept`; what they defined, and what the file served without defining it, is decided again. */
-  private forget(file: string, definitions: readonly Definition[], kept: ReadonlySet<ManifestDocument>, affected: Set<string>): void {
-    for (const definition of definitions) {
-      if (kept.has(definition)) continue;
+  private forget(file: string, documents: readonly ManifestDocument[], kept: ReadonlySet<ManifestDocument>, affected: Set<string>): void {
+    for (const definition of documents) {
+      if (!isDefinition(definition) || kept.has(definition)) continue;
       const key = keyOfDefinition(definition);
       const rest = this.listOfDefinitions(key).filter((d) => d !== definition);
       if (this.entries.has(key)) this.entry(key).definitions = rest.length > 1 ? rest : rest[0];
@@ -1304,7 +1323,7 @@ const BUILD_STEP = 1024;
 /** How long buildYielding works before it gives the event loop a turn. */
 const BUILD_SLICE_MS = 20;
 
-/** A file's definitions and problems; a document defined before is the same Definition, so it is recognised as unchanged. */
+/** A file's problems (its definitions are its documents that define an object: isDefinition). */
 function* contributionOf(file: ManifestFile): Generator<void, FileContribution> {
   const problems: Problem[] = [];
   let broken: Problem[] | undefined;
@@ -1312,21 +1331,15 @@ function* contributionOf(file: ManifestFile): Generator<void, FileContribution> 
     problems.push(file.readProblem);
     broken = [file.readProblem];
   }
-  const definitions: Definition[] = [];
   for (let index = 0; index < file.documents.length; index++) {
     if ((index + 1) % BUILD_STEP === 0) yield;
     const doc = file.documents[index] as ManifestDocument;
-    if (doc.state === 'ignored') continue;
     if (doc.state === 'syntax') {
       problems.push(...doc.problems);
       broken = [...(broken ?? []), ...doc.problems];
-      continue;
-    }
-    if (doc.state === 'invalid') problems.push(...doc.problems);
-    if (!doc.id) continue;
-    definitions.push(doc);
+    } else if (doc.state === 'invalid') problems.push(...doc.problems);
   }
-  return { documents: file.documents, readProblem: file.readProblem, problems, broken, definitions };
+  return { documents: file.documents, readProblem: file.readProblem, problems, broken };
 }
 
 function copyLists(lists: ObjectLists): ObjectLists {
