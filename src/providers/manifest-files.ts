@@ -965,6 +965,102 @@ function isDefinition(doc: ManifestDocument): doc is Definition {
 type ObjectLists = Omit<Inputs, 'invalid' | 'unknownFields'>;
 
 /**
+ * What the store keeps of each object, by key ("<kind>/<namespace>/<name>"): kept by kind and
+ * namespace, then by name, the name being the object's own string, so that no key string is kept
+ * per object (80,000 of them, with their entries in V8's string table, cost 5 MiB at 10,000
+ * Backends). A key is cut at its second "/" (names and most namespaces have none; a key is
+ * always cut the same way, so a namespace with one only changes where).
+ */
+class ObjectTable {
+  private readonly groups = new Map<string, Map<string, StoredObject>>();
+  /** The last key cut, and its pieces: a build asks about one key several times in a row. */
+  private lastKey: string | undefined;
+  private lastGroup = '';
+  private lastName = '';
+
+  get(key: string): StoredObject | undefined {
+    this.cut(key);
+    return this.groups.get(this.lastGroup)?.get(this.lastName);
+  }
+
+  has(key: string): boolean {
+    return this.get(key) !== undefined;
+  }
+
+  /** `name`: the object's own name, kept instead of a piece of the key when they are equal. */
+  set(key: string, value: StoredObject, name?: string): void {
+    this.cut(key);
+    let group = this.groups.get(this.lastGroup);
+    if (group === undefined) {
+      group = new Map();
+      this.groups.set(this.lastGroup, group);
+    }
+    group.set(name === this.lastName ? name : this.lastName, value);
+  }
+
+  delete(key: string): void {
+    this.cut(key);
+    const group = this.groups.get(this.lastGroup);
+    if (group === undefined) return;
+    group.delete(this.lastName);
+    if (group.size === 0) this.groups.delete(this.lastGroup);
+  }
+
+  /**
+   * Every object, in the order of its key: groups ("<kind>/<namespace>") hold one "/" each, so
+   * none followed by "/" starts another, and keys compare as their groups do, then their names.
+   */
+  *inKeyOrder(): Generator<StoredObject> {
+    const groups = [...this.groups.keys()].sort((a, b) => byCodeUnits(`${a}/`, `${b}/`));
+    for (const groupKey of groups) {
+      const group = this.groups.get(groupKey) as Map<string, StoredObject>;
+      for (const name of [...group.keys()].sort(byCodeUnits)) yield group.get(name) as StoredObject;
+    }
+  }
+
+  private cut(key: string): void {
+    if (key === this.lastKey) return;
+    const at = key.indexOf('/', key.indexOf('/') + 1);
+    this.lastGroup = key.slice(0, at);
+    this.lastName = key.slice(at + 1);
+    this.lastKey = key;
+  }
+}
+
+/**
+ * Compares two keys of one kind by what follows the kind, "<namespace>/<name>", as byCodeUnits
+ * compares the keys, without making either string.
+ */
+function compareKeyTails(namespaceA: string, nameA: string, namespaceB: string, nameB: string): number {
+  if (namespaceA === namespaceB) return byCodeUnits(nameA, nameB);
+  const lengthA = namespaceA.length + 1 + nameA.length;
+  const lengthB = namespaceB.length + 1 + nameB.length;
+  const at = (namespace: string, name: string, i: number): number => (i < namespace.length ? namespace.charCodeAt(i) : i === namespace.length ? SLASH : name.charCodeAt(i - namespace.length - 1));
+  for (let i = 0; i < lengthA && i < lengthB; i++) {
+    const a = at(namespaceA, nameA, i);
+    const b = at(namespaceB, nameB, i);
+    if (a !== b) return a - b;
+  }
+  return lengthA - lengthB;
+}
+
+const SLASH = 0x2f;
+
+/** A served object's place in a list of its kind sorted by key: where it is, or where it goes (`found` false). */
+function placeInList(list: readonly { metadata: { name: string; namespace: string } }[], namespace: string, name: string): { at: number; found: boolean } {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const { metadata } = list[mid] as { metadata: { name: string; namespace: string } };
+    if (compareKeyTails(metadata.namespace, metadata.name, namespace, name) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  const there = list[lo];
+  return { at: lo, found: there !== undefined && compareKeyTails(there.metadata.namespace, there.metadata.name, namespace, name) === 0 };
+}
+
+/**
  * Turns successive reads of the manifest files into Inputs snapshots. It remembers, across reads,
  * the last valid version of every object (so a bad edit does not take a working Backend offline)
  * and each object's generation (so statuses can carry observedGeneration).
@@ -977,7 +1073,7 @@ export class ManifestStore {
    * What the store knows of each object, by key: one record in one map (four maps of 80,000
    * entries each, and a record per object for its generation, cost 10 MiB at 10,000 Backends).
    */
-  private readonly entries = new Map<string, StoredObject>();
+  private readonly entries = new ObjectTable();
   private readonly files = new Map<string, FileContribution>();
   /** Objects served from a broken file that defines them no more (see decide). */
   private readonly held = new Set<string>();
@@ -986,11 +1082,7 @@ export class ManifestStore {
   private readonly duplicates = new Map<string, Problem[]>();
   /** The unknown-field warnings of the served definition, by object. */
   private readonly warnings = new Map<string, { id: ObjectId; warnings: Problem[] }>();
-  /**
-   * The keys of the objects served, sorted. Keys start with their kind, so each kind's keys are
-   * a run of this list, in the order of that kind's list (see indexInList).
-   */
-  private order: string[] = [];
+  /** The objects served, in a list per kind sorted by key (see relist). */
   private lists: ObjectLists = emptyInputs();
   private invalidList: InvalidObject[] = [];
 
@@ -1050,10 +1142,10 @@ export class ManifestStore {
         const key = keyOfDefinition(definition);
         affected.add(key);
         if (!this.entries.has(key) && definition.state === 'object' && decidedGeneration(definition) === undefined) {
-          this.entries.set(key, definition);
+          this.entries.set(key, definition, definition.object.value.metadata.name);
           continue;
         }
-        const entry = this.entry(key);
+        const entry = this.entry(key, definition.id?.name);
         const had = entry.definitions;
         if (had === undefined) entry.definitions = definition;
         // A literal of two: a list grown by push from empty keeps room for 17.
@@ -1067,8 +1159,7 @@ export class ManifestStore {
     // once it has been): objects defined twice are decided at every build. They are few.
     for (const key of this.duplicates.keys()) affected.add(key);
 
-    const replaced: string[] = [];
-    let membershipChanged = false;
+    const changed: { key: string; was: KnownObject | undefined; now: KnownObject | undefined }[] = [];
     const invalidBefore = this.invalid.size;
     let invalidChanged = false;
     for (const key of affected) {
@@ -1077,21 +1168,11 @@ export class ManifestStore {
       const wasInvalid = this.invalid.get(key);
       this.decide(key, position);
       const now = servedObjectOf(this.entries.get(key));
-      if ((was === undefined) !== (now === undefined)) membershipChanged = true;
-      else if (was !== now) replaced.push(key);
+      if (was !== now) changed.push({ key, was, now });
       if (wasInvalid !== this.invalid.get(key)) invalidChanged = true;
     }
     if (invalidChanged || invalidBefore !== this.invalid.size) this.invalidList = [...this.invalid.keys()].sort(byCodeUnits).map((k) => this.invalid.get(k) as InvalidObject);
-
-    if (membershipChanged) yield* this.relist(affected);
-    else if (replaced.length > 0) {
-      const lists = copyLists(this.lists);
-      for (const key of replaced) {
-        const object = servedObjectOf(this.entries.get(key)) as KnownObject;
-        setInList(lists, object, this.indexInList(key, object.kind));
-      }
-      this.lists = lists;
-    }
+    if (changed.length > 0) yield* this.relist(changed);
 
     const inputs: Inputs = { ...copyLists(this.lists), invalid: [...this.invalidList] };
     const problems: Problem[] = [];
@@ -1233,45 +1314,48 @@ export class ManifestStore {
     });
   }
 
-  /** Rebuilds the lists of every kind, after objects came or went. */
-  private *relist(affected: ReadonlySet<string>): Generator<void, void> {
-    const isServed = (k: string): boolean => servedObjectOf(this.entries.get(k)) !== undefined;
-    const gone = this.order.filter((k) => !isServed(k));
-    const listed = (k: string): boolean => this.order[sortedIndex(this.order, k)] === k;
-    const added = [...affected].filter((k) => isServed(k) && !listed(k));
-    // A few objects more or less are put in place; many are sorted with the rest.
-    if (gone.length + added.length > 64) {
+  /**
+   * Makes new lists (the last snapshot's are left as they are) with the objects whose served
+   * version changed: a few are put in place in copies of the lists; many (the first load) are
+   * sorted by key with the rest.
+   */
+  private *relist(changed: readonly { key: string; was: KnownObject | undefined; now: KnownObject | undefined }[]): Generator<void, void> {
+    const moved = changed.filter((c) => (c.was === undefined) !== (c.now === undefined)).length;
+    if (moved > 64) {
       yield;
-      const order: string[] = [];
-      for (const [key, stored] of this.entries) if (servedObjectOf(stored) !== undefined) order.push(key);
-      this.order = order.sort(byCodeUnits);
-      yield;
+      const lists = emptyInputs();
+      let steps = 0;
+      for (const stored of this.entries.inKeyOrder()) {
+        if (++steps % BUILD_STEP === 0) yield;
+        const object = servedObjectOf(stored);
+        if (object !== undefined) addToInputs(lists, object);
+      }
+      this.lists = lists;
+      return;
     }
-    else {
-      const order = gone.length > 0 ? this.order.filter(isServed) : [...this.order];
-      for (const key of added) order.splice(sortedIndex(order, key), 0, key);
-      this.order = order;
+    const lists = copyLists(this.lists);
+    // Objects gone first, then objects new or replaced, each found by its key in its kind's list.
+    for (const { was, now } of changed) {
+      if (was === undefined || now !== undefined) continue;
+      const list = listOf(lists, was) as { metadata: { name: string; namespace: string } }[];
+      const { at, found } = placeInList(list, was.value.metadata.namespace, was.value.metadata.name);
+      if (found) list.splice(at, 1);
     }
-    const lists = emptyInputs();
-    let steps = 0;
-    for (const key of this.order) {
-      if (++steps % BUILD_STEP === 0) yield;
-      addToInputs(lists, servedObjectOf(this.entries.get(key)) as KnownObject);
+    for (const { now } of changed) {
+      if (now === undefined) continue;
+      const list = listOf(lists, now) as unknown[];
+      const { at, found } = placeInList(list as { metadata: { name: string; namespace: string } }[], now.value.metadata.namespace, now.value.metadata.name);
+      if (found) list[at] = now.value;
+      else list.splice(at, 0, now.value);
     }
     this.lists = lists;
   }
 
   /**
-   * Where a served object is in its kind's list: its place among the sorted keys, less that of
-   * its kind's first key (every key of a kind starts with "<kind>/", so they are a run of the
-   * sorted keys, in the order relist filed them in).
+   * The entry of an object, made when the store first hears of it (`name`: its own name, kept as
+   * the table's key), or made whole from the document it was kept as (see StoredObject).
    */
-  private indexInList(key: string, kind: string): number {
-    return sortedIndex(this.order, key) - sortedIndex(this.order, `${kind}/`);
-  }
-
-  /** The entry of an object, made when the store first hears of it, or made whole from the document it was kept as (see StoredObject). */
-  private entry(key: string): ObjectEntry {
+  private entry(key: string, name?: string): ObjectEntry {
     const stored = this.entries.get(key);
     if (stored instanceof ObjectEntry) return stored;
     let entry: ObjectEntry;
@@ -1280,7 +1364,7 @@ export class ManifestStore {
       const generation = decidedGeneration(stored);
       entry = generation === undefined ? new ObjectEntry(stored, undefined, 0, 0, undefined, undefined, 0) : new ObjectEntry(stored, generation, stored.contentHigh, stored.contentLow, stored, stored.object, generation);
     }
-    this.entries.set(key, entry);
+    this.entries.set(key, entry, name);
     return entry;
   }
 
@@ -1378,51 +1462,6 @@ function listOf(lists: ObjectLists, o: KnownObject): readonly unknown[] {
     case 'Namespace':
       return lists.namespaces;
   }
-}
-
-/** Puts a new version of an object where its previous version was in its kind's list. */
-function setInList(lists: ObjectLists, o: KnownObject, index: number): void {
-  switch (o.kind) {
-    case 'GatewayClass':
-      lists.gatewayClasses[index] = o.value;
-      return;
-    case 'Gateway':
-      lists.gateways[index] = o.value;
-      return;
-    case 'HTTPRoute':
-      lists.httpRoutes[index] = o.value;
-      return;
-    case 'Backend':
-      lists.backends[index] = o.value;
-      return;
-    case 'Secret':
-      lists.secrets[index] = o.value;
-      return;
-    case 'ReferenceGrant':
-      lists.referenceGrants[index] = o.value;
-      return;
-    case 'Service':
-      lists.services[index] = o.value;
-      return;
-    case 'EndpointSlice':
-      lists.endpointSlices[index] = o.value;
-      return;
-    case 'Namespace':
-      lists.namespaces[index] = o.value;
-      return;
-  }
-}
-
-/** Where `key` goes in the sorted `order`. */
-function sortedIndex(order: readonly string[], key: string): number {
-  let lo = 0;
-  let hi = order.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((order[mid] as string) < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /**
