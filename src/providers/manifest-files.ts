@@ -1046,13 +1046,23 @@ function compareKeyTails(namespaceA: string, nameA: string, namespaceB: string, 
 
 const SLASH = 0x2f;
 
+/** What relist reads of a listed object. */
+type ListedObject = { metadata: { name: string; namespace: string } };
+
+/** A key's kind, and the rest cut as ObjectTable cuts it (compareKeyTails reads them as one). */
+function keyParts(key: string): [string, string, string] {
+  const first = key.indexOf('/');
+  const second = key.indexOf('/', first + 1);
+  return [key.slice(0, first), key.slice(first + 1, second), key.slice(second + 1)];
+}
+
 /** A served object's place in a list of its kind sorted by key: where it is, or where it goes (`found` false). */
-function placeInList(list: readonly { metadata: { name: string; namespace: string } }[], namespace: string, name: string): { at: number; found: boolean } {
+function placeInList(list: readonly ListedObject[], namespace: string, name: string): { at: number; found: boolean } {
   let lo = 0;
   let hi = list.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    const { metadata } = list[mid] as { metadata: { name: string; namespace: string } };
+    const { metadata } = list[mid] as ListedObject;
     if (compareKeyTails(metadata.namespace, metadata.name, namespace, name) < 0) lo = mid + 1;
     else hi = mid;
   }
@@ -1159,7 +1169,9 @@ export class ManifestStore {
     // once it has been): objects defined twice are decided at every build. They are few.
     for (const key of this.duplicates.keys()) affected.add(key);
 
-    const changed: { key: string; was: KnownObject | undefined; now: KnownObject | undefined }[] = [];
+    // The keys whose served object changed, and how many of them came or went.
+    const changed: string[] = [];
+    let moved = 0;
     const invalidBefore = this.invalid.size;
     let invalidChanged = false;
     for (const key of affected) {
@@ -1168,11 +1180,12 @@ export class ManifestStore {
       const wasInvalid = this.invalid.get(key);
       this.decide(key, position);
       const now = servedObjectOf(this.entries.get(key));
-      if (was !== now) changed.push({ key, was, now });
+      if (was !== now) changed.push(key);
+      if ((was === undefined) !== (now === undefined)) moved++;
       if (wasInvalid !== this.invalid.get(key)) invalidChanged = true;
     }
     if (invalidChanged || invalidBefore !== this.invalid.size) this.invalidList = [...this.invalid.keys()].sort(byCodeUnits).map((k) => this.invalid.get(k) as InvalidObject);
-    if (changed.length > 0) yield* this.relist(changed);
+    if (changed.length > 0) yield* this.relist(changed, moved);
 
     const inputs: Inputs = { ...copyLists(this.lists), invalid: [...this.invalidList] };
     const problems: Problem[] = [];
@@ -1319,8 +1332,7 @@ export class ManifestStore {
    * version changed: a few are put in place in copies of the lists; many (the first load) are
    * sorted by key with the rest.
    */
-  private *relist(changed: readonly { key: string; was: KnownObject | undefined; now: KnownObject | undefined }[]): Generator<void, void> {
-    const moved = changed.filter((c) => (c.was === undefined) !== (c.now === undefined)).length;
+  private *relist(changed: readonly string[], moved: number): Generator<void, void> {
     if (moved > 64) {
       yield;
       const lists = emptyInputs();
@@ -1335,16 +1347,18 @@ export class ManifestStore {
     }
     const lists = copyLists(this.lists);
     // Objects gone first, then objects new or replaced, each found by its key in its kind's list.
-    for (const { was, now } of changed) {
-      if (was === undefined || now !== undefined) continue;
-      const list = listOf(lists, was) as { metadata: { name: string; namespace: string } }[];
-      const { at, found } = placeInList(list, was.value.metadata.namespace, was.value.metadata.name);
+    for (const key of changed) {
+      if (servedObjectOf(this.entries.get(key)) !== undefined) continue;
+      const [kind, namespace, name] = keyParts(key);
+      const list = listOfKind(lists, kind);
+      const { at, found } = placeInList(list, namespace, name);
       if (found) list.splice(at, 1);
     }
-    for (const { now } of changed) {
+    for (const key of changed) {
+      const now = servedObjectOf(this.entries.get(key));
       if (now === undefined) continue;
-      const list = listOf(lists, now) as unknown[];
-      const { at, found } = placeInList(list as { metadata: { name: string; namespace: string } }[], now.value.metadata.namespace, now.value.metadata.name);
+      const list = listOfKind(lists, now.kind) as unknown[];
+      const { at, found } = placeInList(list as ListedObject[], now.value.metadata.namespace, now.value.metadata.name);
       if (found) list[at] = now.value;
       else list.splice(at, 0, now.value);
     }
@@ -1440,9 +1454,9 @@ function copyLists(lists: ObjectLists): ObjectLists {
   };
 }
 
-/** The list an object of this kind is filed in (addToInputs). */
-function listOf(lists: ObjectLists, o: KnownObject): readonly unknown[] {
-  switch (o.kind) {
+/** The list objects of a kind are filed in (addToInputs); an empty one for a kind never listed. */
+function listOfKind(lists: ObjectLists, kind: string): ListedObject[] {
+  switch (kind) {
     case 'GatewayClass':
       return lists.gatewayClasses;
     case 'Gateway':
@@ -1461,6 +1475,8 @@ function listOf(lists: ObjectLists, o: KnownObject): readonly unknown[] {
       return lists.endpointSlices;
     case 'Namespace':
       return lists.namespaces;
+    default:
+      return [];
   }
 }
 
