@@ -298,8 +298,8 @@ export function* manifestDocuments(name: string, content: string | Buffer, limit
       yield before;
       continue;
     }
-    const moved = byText?.get(digestText(textHigh, textLow));
-    if (moved !== undefined) {
+    const moved = byText?.get(textHigh);
+    if (moved !== undefined && moved.hasText(textHigh, textLow)) {
       yield relocated(moved, index++);
       continue;
     }
@@ -320,13 +320,14 @@ export function* manifestDocuments(name: string, content: string | Buffer, limit
 }
 
 /** The documents of a previous parse that may be reused, by the hash of their text. */
-function reusableDocuments(previous: readonly ManifestDocument[] | undefined): Map<string, ReusableDocument> | undefined {
+function reusableDocuments(previous: readonly ManifestDocument[] | undefined): Map<number, ReusableDocument> | undefined {
   if (previous === undefined || previous.length === 0) return undefined;
-  const byText = new Map<string, ReusableDocument>();
+  // Keyed by the hash's first half (a small integer, no string made per document); the second is
+  // checked on use, and a document whose first half another has is parsed again instead.
+  const byText = new Map<number, ReusableDocument>();
   for (const doc of previous) {
     if (doc.state === 'syntax' || (doc.textHigh === 0 && doc.textLow === 0)) continue;
-    const text = digestText(doc.textHigh, doc.textLow);
-    if (!byText.has(text)) byText.set(text, doc);
+    if (!byText.has(doc.textHigh)) byText.set(doc.textHigh, doc);
   }
   return byText;
 }
@@ -869,16 +870,19 @@ function byCodeUnits(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** Interned: the key is kept in three maps per object, and a concatenation would keep its pieces too. */
+/**
+ * An object's key: made when needed, and kept only by the few records of objects with problems
+ * (ObjectTable keeps the object's own name instead), so not interned.
+ */
 function keyOf(id: ObjectId): string {
-  return interned(`${id.kind}/${id.namespace}/${id.name}`);
+  return `${id.kind}/${id.namespace}/${id.name}`;
 }
 
 /** The key of the object a definition defines (read from the object itself when valid, without making its id). */
 function keyOfDefinition(d: Definition): string {
   if (d.state === 'invalid') return keyOf(d.id as ObjectId);
   const { metadata } = d.object.value;
-  return interned(`${internedKind(d.object.kind)}/${metadata.namespace}/${metadata.name}`);
+  return `${d.object.kind}/${metadata.namespace}/${metadata.name}`;
 }
 
 function describe(id: ObjectId): string {
@@ -1155,7 +1159,7 @@ export class ManifestStore {
           this.entries.set(key, definition, definition.object.value.metadata.name);
           continue;
         }
-        const entry = this.entry(key, definition.id?.name);
+        const entry = this.entry(key, definition.state === 'object' ? definition.object.value.metadata.name : definition.id?.name);
         const had = entry.definitions;
         if (had === undefined) entry.definitions = definition;
         // A literal of two: a list grown by push from empty keeps room for 17.
@@ -1286,6 +1290,11 @@ export class ManifestStore {
         entry.served = def;
         entry.object = stamped(def.object, generation);
         entry.servedGeneration = generation;
+      } else if (before !== def) {
+        // The same object, now defined by another document of the same file (one that moved, or
+        // was read again): served from it, the old document is let go, and when it holds the very
+        // object served (a moved one does) the entry is kept as the document alone again.
+        entry.served = def;
       }
       this.invalid.delete(key);
       return;
