@@ -5,7 +5,12 @@
  * at start.
  *
  *   run by bench/config-load.ts: node --import tsx --expose-gc bench/config-load-child.ts <path>
+ *
+ * CONFIG_LOAD_SNAPSHOT=FILE writes a heap snapshot when the loaded configuration alone is left
+ * (for bench/heap-owners.ts, e.g. with the names store,parsed,snapshot), after every figure
+ * but the inputs' (which writing it may shift by a little).
  */
+import { writeHeapSnapshot } from 'node:v8';
 import { toXdsResourcesReusing } from '../src/envoy/index.js';
 import { PUSH_ORDER, TypeUrl } from '../src/envoy/resources.js';
 import { holdYoungGeneration } from '../src/observability/young-generation.js';
@@ -85,6 +90,8 @@ async function main(): Promise<void> {
   const withoutEnvoy = held();
   translation = undefined;
   const withoutTranslation = held();
+  const snapshotFile = process.env['CONFIG_LOAD_SNAPSHOT'];
+  if (snapshotFile !== undefined && snapshotFile !== '') writeHeapSnapshot(snapshotFile);
   snapshot = undefined;
   provider = undefined;
   const withoutInputs = held();

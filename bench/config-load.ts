@@ -6,6 +6,7 @@
  * configuration keeps, each against the size of the input. Target: peak at most 5x the input.
  *
  *   BENCH_CONFIG_BACKENDS  Backends in the file (default 10000: about 37 MiB of YAML)
+ *   CONFIG_LOAD_SNAPSHOT   a file to write a heap snapshot of the loaded configuration to (see bench/config-load-child.ts)
  */
 import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';

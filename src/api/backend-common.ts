@@ -86,6 +86,8 @@ function commonMember(value: unknown): PoolMember | undefined {
     }
     member.hostOverride = out;
   }
+  // The usual member as a literal of its three fields (same order): grown from {}, it keeps four slots.
+  if (member.weight === undefined && member.name !== undefined && member.hostOverride !== undefined) return { name: member.name, provider: member.provider, hostOverride: member.hostOverride };
   return member;
 }
 

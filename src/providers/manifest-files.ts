@@ -61,16 +61,138 @@ export function limitMessage(what: string, bytes: number, limit: keyof ConfigLim
 }
 
 /**
- * What one document of a manifest file turned out to be. `source` is "<file>#<index from 0>".
- * `text`: a hash of the document's text, so the next parse of its file reuses this document
- * when its text is the same (see manifestDocuments); absent when it must be parsed again.
+ * What one document of a manifest file turned out to be: an instance of one of the classes
+ * below, told apart by `state`. `source` is "<file>#<index from 0>".
+ * A configuration is tens of thousands of documents, and a document is kept for as long as its
+ * file is unchanged: each keeps its file's name (one string for the whole file) and its index,
+ * its hashes as small integers in its own slots, and its object's id is read from the object;
+ * `source`, `id` and `content` are worked out when asked for (problems, status, rare paths).
  */
-export type ManifestDocument =
-  /** `content`: a hash of everything but metadata and status, to tell a spec change (generation bump) from none. */
-  | { state: 'object'; source: string; id: ObjectId; object: KnownObject; content: string; generation?: number; warnings: Problem[]; text?: string }
-  | { state: 'invalid'; source: string; id?: ObjectId; problems: Problem[]; content: string; generation?: number; text?: string }
-  | { state: 'syntax'; source: string; problems: Problem[] }
-  | { state: 'ignored'; source: string; id?: ObjectId; reason: string; text?: string };
+export type ManifestDocument = ObjectDocument | InvalidDocument | SyntaxDocument | IgnoredDocument;
+
+/**
+ * What every document has: its place, and (0, 0 when absent) a hash of its text, so that the
+ * next parse of its file reuses it when its text is the same (see manifestDocuments).
+ */
+abstract class PlacedDocument {
+  textHigh = 0;
+  textLow = 0;
+  constructor(
+    /** The name of the file it is in (ManifestFile.name). */
+    readonly file: string,
+    readonly index: number,
+  ) {}
+
+  get source(): string {
+    return sourceName(this.file, this.index);
+  }
+
+  /** Whether a hash of its text is known and equals `high`, `low`. */
+  hasText(high: number, low: number): boolean {
+    return (this.textHigh !== 0 || this.textLow !== 0) && this.textHigh === high && this.textLow === low;
+  }
+}
+
+/** A document that defines a valid object. */
+export class ObjectDocument extends PlacedDocument {
+  /** Its warnings and declared generation, which nearly every document is without: one slot for both. */
+  private readonly details: { warnings: Problem[]; generation: number | undefined } | undefined;
+
+  constructor(
+    file: string,
+    index: number,
+    readonly object: KnownObject,
+    /** A hash of everything but metadata and status, to tell a spec change (generation bump) from none. */
+    readonly contentHigh: number,
+    readonly contentLow: number,
+    warnings: Problem[],
+    generation: number | undefined,
+  ) {
+    super(file, index);
+    this.details = warnings.length > 0 || generation !== undefined ? { warnings, generation } : undefined;
+  }
+
+  get state(): 'object' {
+    return 'object';
+  }
+
+  /** What is served anyway but the user should know (fields Switchyard ignores). */
+  get warnings(): Problem[] {
+    return this.details?.warnings ?? NO_PROBLEMS;
+  }
+
+  /** The generation the document declares, if any. */
+  get generation(): number | undefined {
+    return this.details?.generation;
+  }
+
+  get id(): ObjectId {
+    const { metadata } = this.object.value;
+    return { kind: internedKind(this.object.kind), namespace: metadata.namespace, name: metadata.name };
+  }
+
+  get content(): string {
+    return digestText(this.contentHigh, this.contentLow);
+  }
+}
+
+/** A document that names an object but does not validate: its problems say why. */
+export class InvalidDocument extends PlacedDocument {
+  constructor(
+    file: string,
+    index: number,
+    readonly id: ObjectId | undefined,
+    readonly problems: Problem[],
+    readonly contentHigh: number,
+    readonly contentLow: number,
+    readonly generation: number | undefined,
+  ) {
+    super(file, index);
+  }
+
+  get state(): 'invalid' {
+    return 'invalid';
+  }
+
+  get content(): string {
+    return digestText(this.contentHigh, this.contentLow);
+  }
+}
+
+/** A document that could not be read (YAML syntax, too large): what it defines is unknown. */
+export class SyntaxDocument extends PlacedDocument {
+  constructor(
+    file: string,
+    index: number,
+    readonly problems: Problem[],
+  ) {
+    super(file, index);
+  }
+
+  get state(): 'syntax' {
+    return 'syntax';
+  }
+}
+
+/** An empty document, or one of a kind Switchyard does not read. */
+export class IgnoredDocument extends PlacedDocument {
+  constructor(
+    file: string,
+    index: number,
+    readonly id: ObjectId | undefined,
+    readonly reason: string,
+  ) {
+    super(file, index);
+  }
+
+  get state(): 'ignored' {
+    return 'ignored';
+  }
+}
+
+function sourceName(file: string, index: number): string {
+  return `${file}#${index}`;
+}
 
 /** One manifest file as read: `name` is how it is shown to users and the order duplicates are judged by. */
 export interface ManifestFile {
@@ -152,7 +274,7 @@ export function parseManifestFile(name: string, content: string | Buffer, limits
  */
 export function* manifestDocuments(name: string, content: string | Buffer, limits: ConfigLimits = DEFAULT_CONFIG_LIMITS, previous?: readonly ManifestDocument[]): Generator<ManifestDocument> {
   if (/\.json$/i.test(name)) {
-    yield parseJsonDocument(interned(`${name}#0`), typeof content === 'string' ? content : content.toString('utf8'), limits);
+    yield parseJsonDocument(name, 0, typeof content === 'string' ? content : content.toString('utf8'), limits);
     return;
   }
   const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
@@ -169,52 +291,69 @@ export function* manifestDocuments(name: string, content: string | Buffer, limit
   const byText = reusableDocuments(previous);
   let index = 0;
   for (const { from, to, firstLine } of chunks) {
-    const source = interned(`${name}#${index}`);
-    const text = documentDigest(bytes.subarray(from, to));
+    const [textHigh, textLow] = documentDigest(bytes.subarray(from, to));
     const before = previous?.[index];
-    index++;
-    if (before !== undefined && before.state !== 'syntax' && before.text === text && before.source === source) {
+    if (before !== undefined && before.state !== 'syntax' && before.hasText(textHigh, textLow) && before.index === index && before.file === name) {
+      index++;
       yield before;
       continue;
     }
-    const moved = byText?.get(text);
-    if (moved !== undefined) {
-      yield relocated(moved, source);
+    const moved = byText?.get(textHigh);
+    if (moved !== undefined && moved.hasText(textHigh, textLow)) {
+      yield relocated(moved, index++);
       continue;
     }
-    const doc = parseYamlDocument(source, yamlChunk(bytes, from, to, firstLine), limits);
+    const doc = parseYamlDocument(name, index, yamlChunk(bytes, from, to, firstLine), limits);
     if (doc.state === 'syntax' && to - from <= limits.documentBytes) {
       // A document that does not parse may be one the split cut wrong (a quote left open across
       // a marker line): from its start, the yaml package reads the rest of the file itself.
-      yield* wholeFileDocuments(name, bytes.subarray(from), limits, index - 1, firstLine);
+      yield* wholeFileDocuments(name, bytes.subarray(from), limits, index, firstLine);
       return;
     }
-    if (doc.state !== 'syntax') doc.text = text;
+    index++;
+    if (doc.state !== 'syntax') {
+      doc.textHigh = textHigh;
+      doc.textLow = textLow;
+    }
     yield doc;
   }
 }
 
 /** The documents of a previous parse that may be reused, by the hash of their text. */
-function reusableDocuments(previous: readonly ManifestDocument[] | undefined): Map<string, ReusableDocument> | undefined {
+function reusableDocuments(previous: readonly ManifestDocument[] | undefined): Map<number, ReusableDocument> | undefined {
   if (previous === undefined || previous.length === 0) return undefined;
-  const byText = new Map<string, ReusableDocument>();
-  for (const doc of previous) if (doc.state !== 'syntax' && doc.text !== undefined && !byText.has(doc.text)) byText.set(doc.text, doc);
+  // Keyed by the hash's first half (a small integer, no string made per document); the second is
+  // checked on use, and a document whose first half another has is parsed again instead.
+  const byText = new Map<number, ReusableDocument>();
+  for (const doc of previous) {
+    if (doc.state === 'syntax' || (doc.textHigh === 0 && doc.textLow === 0)) continue;
+    if (!byText.has(doc.textHigh)) byText.set(doc.textHigh, doc);
+  }
   return byText;
 }
 
 type ReusableDocument = Exclude<ManifestDocument, { state: 'syntax' }>;
 
 /** A reused document at another index: the same validated object, its problems naming the new index. */
-function relocated(doc: ReusableDocument, source: string): ManifestDocument {
-  const at = (p: Problem): Problem => (p.source === doc.source ? { ...p, source } : p);
+function relocated(doc: ReusableDocument, index: number): ManifestDocument {
+  const was = doc.source;
+  const source = sourceName(doc.file, index);
+  const at = (p: Problem): Problem => (p.source === was ? { ...p, source } : p);
+  let moved: ReusableDocument;
   switch (doc.state) {
     case 'object':
-      return { ...doc, source, warnings: doc.warnings.length > 0 ? doc.warnings.map(at) : doc.warnings };
+      moved = new ObjectDocument(doc.file, index, doc.object, doc.contentHigh, doc.contentLow, doc.warnings.map(at), doc.generation);
+      break;
     case 'invalid':
-      return { ...doc, source, problems: doc.problems.map(at) };
+      moved = new InvalidDocument(doc.file, index, doc.id, doc.problems.map(at), doc.contentHigh, doc.contentLow, doc.generation);
+      break;
     case 'ignored':
-      return { ...doc, source };
+      moved = new IgnoredDocument(doc.file, index, doc.id, doc.reason);
+      break;
   }
+  moved.textHigh = doc.textHigh;
+  moved.textLow = doc.textLow;
+  return moved;
 }
 
 /**
@@ -227,57 +366,61 @@ function* wholeFileDocuments(name: string, bytes: Buffer, limits: ConfigLimits, 
   const lineCounter = new LineCounter();
   const composer = new Composer({ prettyErrors: false });
   for (const doc of composer.compose(new Parser(lineCounter.addNewLine).parse(text))) {
-    const source = interned(`${name}#${index++}`);
     const [start = 0, , end = text.length] = doc.range;
-    const large = tooLarge(source, Buffer.byteLength(text.slice(start, end)), limits);
-    yield large ?? documentFrom(source, doc, lineCounter, firstLine);
+    const large = tooLarge(name, index, Buffer.byteLength(text.slice(start, end)), limits);
+    yield large ?? documentFrom(name, index, doc, lineCounter, firstLine);
+    index++;
   }
 }
 
-function tooLarge(source: string, bytes: number, limits: ConfigLimits): ManifestDocument | undefined {
+function tooLarge(file: string, index: number, bytes: number, limits: ConfigLimits): ManifestDocument | undefined {
   if (bytes <= limits.documentBytes) return undefined;
-  return { state: 'syntax', source, problems: [{ source, field: '', message: limitMessage('this document', bytes, 'documentBytes', limits) }] };
+  return syntaxError(file, index, limitMessage('this document', bytes, 'documentBytes', limits));
 }
 
-function parseJsonDocument(source: string, text: string, limits: ConfigLimits): ManifestDocument {
-  const large = tooLarge(source, Buffer.byteLength(text), limits);
+function syntaxError(file: string, index: number, message: string): SyntaxDocument {
+  return new SyntaxDocument(file, index, [{ source: sourceName(file, index), field: '', message }]);
+}
+
+function parseJsonDocument(file: string, index: number, text: string, limits: ConfigLimits): ManifestDocument {
+  const large = tooLarge(file, index, Buffer.byteLength(text), limits);
   if (large) return large;
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    return parseYamlDocument(source, { text, firstLine: 1 }, limits);
+    return parseYamlDocument(file, index, { text, firstLine: 1 }, limits);
   }
-  return classify(value, source);
+  return classify(value, file, index);
 }
 
-function parseYamlDocument(source: string, chunk: YamlChunk, limits: ConfigLimits): ManifestDocument {
-  const large = tooLarge(source, Buffer.byteLength(chunk.text), limits);
+function parseYamlDocument(file: string, index: number, chunk: YamlChunk, limits: ConfigLimits): ManifestDocument {
+  const large = tooLarge(file, index, Buffer.byteLength(chunk.text), limits);
   if (large) return large;
   const quick = quickYamlValue(chunk.text, chunk.bytes);
-  if (quick !== undefined) return classify(quick.value, source, quick.detached === true);
+  if (quick !== undefined) return classify(quick.value, file, index, quick.detached === true);
   const lineCounter = new LineCounter();
   // prettyErrors would append the offending source line to messages, and that line may be a secret.
   const doc = parseDocument(chunk.text, { lineCounter, prettyErrors: false });
-  return documentFrom(source, doc, lineCounter, chunk.firstLine);
+  return documentFrom(file, index, doc, lineCounter, chunk.firstLine);
 }
 
 /** A document as the yaml package parsed it; `firstLine`: the line of the file its text starts on. */
-function documentFrom(source: string, doc: Document.Parsed, lineCounter: LineCounter, firstLine: number): ManifestDocument {
+function documentFrom(file: string, index: number, doc: Document.Parsed, lineCounter: LineCounter, firstLine: number): ManifestDocument {
   const [first, ...more] = doc.errors;
   if (first) {
     const { line, col } = lineCounter.linePos(first.pos[0]);
     const extra = more.length > 0 ? ` (and ${more.length} more error${more.length > 1 ? 's' : ''} in this document)` : '';
-    return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML syntax error at line ${line + firstLine - 1}, column ${col}: ${first.message}${extra}` }] };
+    return syntaxError(file, index, `YAML syntax error at line ${line + firstLine - 1}, column ${col}: ${first.message}${extra}`);
   }
   let value: unknown;
   try {
     value = doc.toJS();
   } catch (err) {
     // toJS throws on alias bombs ("Excessive alias count") and unresolvable aliases.
-    return { state: 'syntax', source, problems: [{ source, field: '', message: `YAML error: ${err instanceof Error ? err.message : String(err)}` }] };
+    return syntaxError(file, index, `YAML error: ${err instanceof Error ? err.message : String(err)}`);
   }
-  return classify(value, source);
+  return classify(value, file, index);
 }
 
 /**
@@ -515,20 +658,17 @@ function internedKind(kind: string): string {
 const NO_PROBLEMS: Problem[] = [];
 
 /** `detached`: the value's strings hold no document text (see YamlChunk). */
-function classify(value: unknown, source: string, detached = false): ManifestDocument {
-  const result = parseManifest(value, source);
-  if (result.ok === 'ignored') return { state: 'ignored', source, reason: result.reason, ...(result.id ? { id: result.id } : {}) };
-  const content = specContent(value);
+function classify(value: unknown, file: string, index: number, detached = false): ManifestDocument {
+  const result = parseManifest(value, sourceName(file, index));
+  if (result.ok === 'ignored') return new IgnoredDocument(file, index, result.id, result.reason);
+  const [contentHigh, contentLow] = specContent(value);
   const generation = declaredGeneration(value);
-  const gen = generation === undefined ? {} : { generation };
   if (result.ok) {
+    // The id is read from the object (ObjectDocument.id): its namespace and name, interned here.
     internStrings(result.object.value, detached);
-    // The id's namespace and name are the object's own, interned just now; its kind one of a few.
-    const { metadata } = result.object.value;
-    const id: ObjectId = { kind: internedKind(result.id.kind), namespace: metadata.namespace, name: metadata.name };
-    return { state: 'object', source, id, object: result.object, content, warnings: result.warnings.length > 0 ? result.warnings : NO_PROBLEMS, ...gen };
+    return new ObjectDocument(file, index, result.object, contentHigh, contentLow, result.warnings, generation);
   }
-  return { state: 'invalid', source, problems: result.problems, content, ...(result.id ? { id: result.id } : {}), ...gen };
+  return new InvalidDocument(file, index, result.id, result.problems, contentHigh, contentLow, generation);
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -536,7 +676,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 /** Everything but metadata and status (what Kubernetes bumps `metadata.generation` for), hashed: the text would double the memory a configuration costs. */
-function specContent(value: unknown): string {
+function specContent(value: unknown): readonly [number, number] {
   // One document's canonical text is small: built whole and hashed once, it costs half of
   // canonicalHash's piecewise writes (the same bytes are hashed either way).
   return documentDigest(canonicalJson(specOf(value)));
@@ -544,15 +684,22 @@ function specContent(value: unknown): string {
 
 /**
  * What tells one version of a document's text, or of its spec, from another: kept per document,
- * twice, so kept short. The first 96 bits of SHA-1, one character per byte ('binary', latin1) straight
- * from the hash: 12 characters are a string of 32 bytes in V8's heap, where the base64 of the
- * whole digest took 48 (160,000 digests at 10,000 Backends). A cut shorter than 13 characters
- * is a copy, never a slice that keeps the longer string alive; a digest cut from a Buffer costs
- * a Buffer per call. The texts are the user's own files: what is needed is no accidental
- * collision (96 bits are ample), not resistance to an attacker (who could edit the file).
+ * twice, so kept small. The first 64 bits of SHA-1 as two 32-bit integers, which V8 keeps in the
+ * document's own slots (small integers), where the shortest string took 32 bytes more each
+ * (160,000 digests at 10,000 Backends). The texts are the user's own files: what is needed is no
+ * accidental collision (64 bits are ample for one file's documents), not resistance to an
+ * attacker (who could edit the file).
  */
-function documentDigest(data: Buffer | string): string {
-  return hash('sha1', data, 'binary').slice(0, 12);
+function documentDigest(data: Buffer | string): readonly [number, number] {
+  // 'binary' (latin1): one character per byte of the hash, read back with charCodeAt.
+  const d = hash('sha1', data, 'binary');
+  const word = (at: number): number => d.charCodeAt(at) | (d.charCodeAt(at + 1) << 8) | (d.charCodeAt(at + 2) << 16) | (d.charCodeAt(at + 3) << 24);
+  return [word(0), word(4)];
+}
+
+/** A digest as text: for maps keyed by it, and for ManifestDocument.content. */
+function digestText(high: number, low: number): string {
+  return `${high}:${low}`;
 }
 
 /** A document without metadata and status; the keys are not copied when there are none to drop. */
@@ -723,9 +870,19 @@ function byCodeUnits(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** Interned: the key is kept in three maps per object, and a concatenation would keep its pieces too. */
+/**
+ * An object's key: made when needed, and kept only by the few records of objects with problems
+ * (ObjectTable keeps the object's own name instead), so not interned.
+ */
 function keyOf(id: ObjectId): string {
-  return interned(`${id.kind}/${id.namespace}/${id.name}`);
+  return `${id.kind}/${id.namespace}/${id.name}`;
+}
+
+/** The key of the object a definition defines (read from the object itself when valid, without making its id). */
+function keyOfDefinition(d: Definition): string {
+  if (d.state === 'invalid') return keyOf(d.id as ObjectId);
+  const { metadata } = d.object.value;
+  return `${d.object.kind}/${metadata.namespace}/${metadata.name}`;
 }
 
 function describe(id: ObjectId): string {
@@ -733,38 +890,65 @@ function describe(id: ObjectId): string {
 }
 
 /** A definition of a valid object: what an object is served from. */
-type ServedDefinition = Definition & { doc: Extract<ManifestDocument, { state: 'object' }> };
+type ServedDefinition = ObjectDocument;
 
 /** Everything the store keeps of one object. */
-interface ObjectEntry {
-  /**
-   * Every definition, in no particular order (see definitionsOf): the definition itself when it
-   * is the only one, as nearly every object's is (a list of one per object cost 4 MiB over
-   * 80,000 objects).
-   */
-  definitions: Definition | Definition[] | undefined;
-  /** The generation last given to it (none yet: undefined), and the spec (ManifestDocument content) it was given for. */
-  generation: number | undefined;
-  content: string;
-  /**
-   * What the object serves: its valid definition, else its last valid version (the last good),
-   * else nothing; its document's object is what `object` was stamped from (while a file is
-   * unchanged, it is the same object, and so is `object`). Kept in the entry, not in a record of
-   * its own: a record per object cost 6 MiB at 10,000 Backends.
-   */
-  served: ServedDefinition | undefined;
-  object: KnownObject | undefined;
-  servedGeneration: number;
+class ObjectEntry {
+  constructor(
+    /**
+     * Every definition, in no particular order (see definitionsOf): the definition itself when it
+     * is the only one, as nearly every object's is (a list of one per object cost 4 MiB over
+     * 80,000 objects).
+     */
+    public definitions: Definition | Definition[] | undefined,
+    /** The generation last given to it (none yet: undefined), and the spec (the document's content hash) it was given for. */
+    public generation: number | undefined,
+    public contentHigh: number,
+    public contentLow: number,
+    /**
+     * What the object serves: its valid definition, else its last valid version (the last good),
+     * else nothing; its document's object is what `object` was stamped from (while a file is
+     * unchanged, it is the same object, and so is `object`). Kept in the entry, not in a record of
+     * its own: a record per object cost 6 MiB at 10,000 Backends.
+     */
+    public served: ServedDefinition | undefined,
+    public object: KnownObject | undefined,
+    public servedGeneration: number,
+  ) {}
 }
 
-/** A document that defines an object, the file it is in and its index there (the document itself is not copied: there is one per object). */
-interface Definition {
-  doc: Extract<ManifestDocument, { state: 'object' | 'invalid' }>;
-  id: ObjectId;
-  key: string;
-  file: string;
-  index: number;
+/**
+ * What the store keeps of one object: its entry; or, for the usual object, its document alone,
+ * standing for the entry it would have (an entry per object cost 6 MiB at 10,000 Backends):
+ * - decided (its object stamped with a generation): its one definition, served as stamped, with
+ *   that generation, for its content (see ManifestStore.compact);
+ * - not yet decided (no generation: only within a build, between reading a new definition and
+ *   deciding it): its one definition, nothing served yet.
+ */
+type StoredObject = ObjectEntry | ObjectDocument;
+
+/** The generation a stored document was decided with, or undefined when it is still to be decided. */
+function decidedGeneration(doc: ObjectDocument): number | undefined {
+  return doc.object.value.metadata.generation;
 }
+
+/** What an object serves, from what the store keeps of it. */
+function servedObjectOf(stored: StoredObject | undefined): KnownObject | undefined {
+  if (stored instanceof ObjectDocument) return decidedGeneration(stored) === undefined ? undefined : stored.object;
+  return stored?.object;
+}
+
+/** The definition an object is served from, from what the store keeps of it. */
+function servedDefinitionOf(stored: StoredObject | undefined): ServedDefinition | undefined {
+  if (stored instanceof ObjectDocument) return decidedGeneration(stored) === undefined ? undefined : stored;
+  return stored?.served;
+}
+
+/**
+ * A document that defines an object (an invalid one with an id included); it knows its file
+ * and index there. The document itself: a record per definition cost 5 MiB at 10,000 Backends.
+ */
+type Definition = ObjectDocument | InvalidDocument;
 
 /** What one file contributes to a snapshot, kept while the file is the same (its documents the same array). */
 interface FileContribution {
@@ -774,11 +958,121 @@ interface FileContribution {
   problems: Problem[];
   /** Set when the file is broken (unreadable, or a document with a syntax error): what is wrong with it. */
   broken: Problem[] | undefined;
-  definitions: Definition[];
+}
+
+/** Whether a document defines an object (its definitions are read from its file's documents: a list of them cost 0.6 MiB at 10,000 Backends). */
+function isDefinition(doc: ManifestDocument): doc is Definition {
+  return doc.state === 'object' || (doc.state === 'invalid' && doc.id !== undefined);
 }
 
 /** The Inputs list of each kind. */
 type ObjectLists = Omit<Inputs, 'invalid' | 'unknownFields'>;
+
+/**
+ * What the store keeps of each object, by key ("<kind>/<namespace>/<name>"): kept by kind and
+ * namespace, then by name, the name being the object's own string, so that no key string is kept
+ * per object (80,000 of them, with their entries in V8's string table, cost 5 MiB at 10,000
+ * Backends). A key is cut at its second "/" (names and most namespaces have none; a key is
+ * always cut the same way, so a namespace with one only changes where).
+ */
+class ObjectTable {
+  private readonly groups = new Map<string, Map<string, StoredObject>>();
+  /** The last key cut, and its pieces: a build asks about one key several times in a row. */
+  private lastKey: string | undefined;
+  private lastGroup = '';
+  private lastName = '';
+
+  get(key: string): StoredObject | undefined {
+    this.cut(key);
+    return this.groups.get(this.lastGroup)?.get(this.lastName);
+  }
+
+  has(key: string): boolean {
+    return this.get(key) !== undefined;
+  }
+
+  /** `name`: the object's own name, kept instead of a piece of the key when they are equal. */
+  set(key: string, value: StoredObject, name?: string): void {
+    this.cut(key);
+    let group = this.groups.get(this.lastGroup);
+    if (group === undefined) {
+      group = new Map();
+      this.groups.set(this.lastGroup, group);
+    }
+    group.set(name === this.lastName ? name : this.lastName, value);
+  }
+
+  delete(key: string): void {
+    this.cut(key);
+    const group = this.groups.get(this.lastGroup);
+    if (group === undefined) return;
+    group.delete(this.lastName);
+    if (group.size === 0) this.groups.delete(this.lastGroup);
+  }
+
+  /**
+   * Every object, in the order of its key: groups ("<kind>/<namespace>") hold one "/" each, so
+   * none followed by "/" starts another, and keys compare as their groups do, then their names.
+   */
+  *inKeyOrder(): Generator<StoredObject> {
+    const groups = [...this.groups.keys()].sort((a, b) => byCodeUnits(`${a}/`, `${b}/`));
+    for (const groupKey of groups) {
+      const group = this.groups.get(groupKey) as Map<string, StoredObject>;
+      for (const name of [...group.keys()].sort(byCodeUnits)) yield group.get(name) as StoredObject;
+    }
+  }
+
+  private cut(key: string): void {
+    if (key === this.lastKey) return;
+    const at = key.indexOf('/', key.indexOf('/') + 1);
+    this.lastGroup = key.slice(0, at);
+    this.lastName = key.slice(at + 1);
+    this.lastKey = key;
+  }
+}
+
+/**
+ * Compares two keys of one kind by what follows the kind, "<namespace>/<name>", as byCodeUnits
+ * compares the keys, without making either string.
+ */
+function compareKeyTails(namespaceA: string, nameA: string, namespaceB: string, nameB: string): number {
+  if (namespaceA === namespaceB) return byCodeUnits(nameA, nameB);
+  const lengthA = namespaceA.length + 1 + nameA.length;
+  const lengthB = namespaceB.length + 1 + nameB.length;
+  const at = (namespace: string, name: string, i: number): number => (i < namespace.length ? namespace.charCodeAt(i) : i === namespace.length ? SLASH : name.charCodeAt(i - namespace.length - 1));
+  for (let i = 0; i < lengthA && i < lengthB; i++) {
+    const a = at(namespaceA, nameA, i);
+    const b = at(namespaceB, nameB, i);
+    if (a !== b) return a - b;
+  }
+  return lengthA - lengthB;
+}
+
+const SLASH = 0x2f;
+
+/** What relist reads of a listed object. */
+type ListedObject = { metadata: { name: string; namespace: string } };
+
+/** A key's kind, and the rest cut as ObjectTable cuts it (compareKeyTails reads them as one). */
+function keyParts(key: string): [string, string, string] {
+  const first = key.indexOf('/');
+  const second = key.indexOf('/', first + 1);
+  return [key.slice(0, first), key.slice(first + 1, second), key.slice(second + 1)];
+}
+
+/** A served object's place in a list of its kind sorted by key: where it is, or where it goes (`found` false). */
+function placeInList(list: readonly ListedObject[], namespace: string, name: string): { at: number; found: boolean } {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const { metadata } = list[mid] as ListedObject;
+    if (compareKeyTails(metadata.namespace, metadata.name, namespace, name) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  const there = list[lo];
+  return { at: lo, found: there !== undefined && compareKeyTails(there.metadata.namespace, there.metadata.name, namespace, name) === 0 };
+}
 
 /**
  * Turns successive reads of the manifest files into Inputs snapshots. It remembers, across reads,
@@ -793,7 +1087,7 @@ export class ManifestStore {
    * What the store knows of each object, by key: one record in one map (four maps of 80,000
    * entries each, and a record per object for its generation, cost 10 MiB at 10,000 Backends).
    */
-  private readonly entries = new Map<string, ObjectEntry>();
+  private readonly entries = new ObjectTable();
   private readonly files = new Map<string, FileContribution>();
   /** Objects served from a broken file that defines them no more (see decide). */
   private readonly held = new Set<string>();
@@ -802,11 +1096,7 @@ export class ManifestStore {
   private readonly duplicates = new Map<string, Problem[]>();
   /** The unknown-field warnings of the served definition, by object. */
   private readonly warnings = new Map<string, { id: ObjectId; warnings: Problem[] }>();
-  /**
-   * The keys of the objects served, sorted. Keys start with their kind, so each kind's keys are
-   * a run of this list, in the order of that kind's list (see indexInList).
-   */
-  private order: string[] = [];
+  /** The objects served, in a list per kind sorted by key (see relist). */
   private lists: ObjectLists = emptyInputs();
   private invalidList: InvalidObject[] = [];
 
@@ -847,61 +1137,59 @@ export class ManifestStore {
     for (const [name, contribution] of this.files) {
       if (position.has(name)) continue;
       this.files.delete(name);
-      this.forget(name, contribution.definitions, new Set(), affected);
+      this.forget(name, contribution.documents, new Set(), affected);
     }
     for (const file of files) {
       const before = this.files.get(file.name);
       if (before !== undefined && before.documents === file.documents && before.readProblem === file.readProblem) continue;
-      const contribution = yield* contributionOf(file, before);
+      const contribution = yield* contributionOf(file);
       this.files.set(file.name, contribution);
       const kept = new Set<ManifestDocument>();
-      const previous = new Set(before?.definitions);
-      for (const definition of contribution.definitions) {
+      const previous = new Set(before?.documents);
+      for (const definition of contribution.documents) {
+        if (!isDefinition(definition)) continue;
         if (++steps % BUILD_STEP === 0) yield;
         if (previous.has(definition)) {
-          kept.add(definition.doc);
+          kept.add(definition);
           continue;
         }
-        const entry = this.entry(definition.key);
+        const key = keyOfDefinition(definition);
+        affected.add(key);
+        if (!this.entries.has(key) && definition.state === 'object' && decidedGeneration(definition) === undefined) {
+          this.entries.set(key, definition, definition.object.value.metadata.name);
+          continue;
+        }
+        const entry = this.entry(key, definition.state === 'object' ? definition.object.value.metadata.name : definition.id?.name);
         const had = entry.definitions;
         if (had === undefined) entry.definitions = definition;
         // A literal of two: a list grown by push from empty keeps room for 17.
         else if (!Array.isArray(had)) entry.definitions = [had, definition];
         else had.push(definition);
-        affected.add(definition.key);
       }
-      this.forget(file.name, before?.definitions ?? [], kept, affected);
+      this.forget(file.name, before?.documents ?? [], kept, affected);
     }
 
     // Why a duplicate's winner wins depends on what was served at the last build ("served first"
     // once it has been): objects defined twice are decided at every build. They are few.
     for (const key of this.duplicates.keys()) affected.add(key);
 
-    const replaced: string[] = [];
-    let membershipChanged = false;
+    // The keys whose served object changed, and how many of them came or went.
+    const changed: string[] = [];
+    let moved = 0;
     const invalidBefore = this.invalid.size;
     let invalidChanged = false;
     for (const key of affected) {
       if (++steps % BUILD_STEP === 0) yield;
-      const was = this.entries.get(key)?.object;
+      const was = servedObjectOf(this.entries.get(key));
       const wasInvalid = this.invalid.get(key);
       this.decide(key, position);
-      const now = this.entries.get(key)?.object;
-      if ((was === undefined) !== (now === undefined)) membershipChanged = true;
-      else if (was !== now) replaced.push(key);
+      const now = servedObjectOf(this.entries.get(key));
+      if (was !== now) changed.push(key);
+      if ((was === undefined) !== (now === undefined)) moved++;
       if (wasInvalid !== this.invalid.get(key)) invalidChanged = true;
     }
     if (invalidChanged || invalidBefore !== this.invalid.size) this.invalidList = [...this.invalid.keys()].sort(byCodeUnits).map((k) => this.invalid.get(k) as InvalidObject);
-
-    if (membershipChanged) yield* this.relist(affected);
-    else if (replaced.length > 0) {
-      const lists = copyLists(this.lists);
-      for (const key of replaced) {
-        const object = this.entries.get(key)?.object as KnownObject;
-        setInList(lists, object, this.indexInList(key, object.kind));
-      }
-      this.lists = lists;
-    }
+    if (changed.length > 0) yield* this.relist(changed, moved);
 
     const inputs: Inputs = { ...copyLists(this.lists), invalid: [...this.invalidList] };
     const problems: Problem[] = [];
@@ -916,26 +1204,48 @@ export class ManifestStore {
   }
 
   /** Drops a file's definitions but those `kept`; what they defined, and what the file served without defining it, is decided again. */
-  private forget(file: string, definitions: readonly Definition[], kept: ReadonlySet<ManifestDocument>, affected: Set<string>): void {
-    for (const definition of definitions) {
-      if (kept.has(definition.doc)) continue;
-      const rest = this.listOfDefinitions(definition.key).filter((d) => d !== definition);
-      const entry = this.entries.get(definition.key);
-      if (entry !== undefined) entry.definitions = rest.length > 1 ? rest : rest[0];
-      affected.add(definition.key);
+  private forget(file: string, documents: readonly ManifestDocument[], kept: ReadonlySet<ManifestDocument>, affected: Set<string>): void {
+    for (const definition of documents) {
+      if (!isDefinition(definition) || kept.has(definition)) continue;
+      const key = keyOfDefinition(definition);
+      const rest = this.listOfDefinitions(key).filter((d) => d !== definition);
+      if (this.entries.has(key)) this.entry(key).definitions = rest.length > 1 ? rest : rest[0];
+      affected.add(key);
     }
-    for (const key of this.held) if (this.entries.get(key)?.served?.file === file) affected.add(key);
+    for (const key of this.held) if (servedDefinitionOf(this.entries.get(key))?.file === file) affected.add(key);
+  }
+
+  /** decideEntry on the object's whole entry, kept as its document alone afterwards when that says it all. */
+  private decide(key: string, position: ReadonlyMap<string, number>): void {
+    if (this.entries.get(key) instanceof ObjectDocument) this.entry(key);
+    this.decideEntry(key, position);
+    this.compact(key);
+  }
+
+  /**
+   * Keeps an object as its document alone (see StoredObject) when its entry says no more than
+   * that: one valid definition, served as it was stamped, with the generation it was stamped
+   * with, given for that definition's content.
+   */
+  private compact(key: string): void {
+    const entry = this.entries.get(key);
+    if (!(entry instanceof ObjectEntry)) return;
+    const served = entry.served;
+    if (served === undefined || entry.definitions !== served || entry.object !== served.object) return;
+    if (entry.generation !== entry.servedGeneration || decidedGeneration(served) !== entry.generation) return;
+    if (entry.contentHigh !== served.contentHigh || entry.contentLow !== served.contentLow) return;
+    this.entries.set(key, served);
   }
 
   /** What is served for one object, and what is said about it, from its definitions. */
-  private decide(key: string, position: ReadonlyMap<string, number>): void {
+  private decideEntry(key: string, position: ReadonlyMap<string, number>): void {
     const list = this.definitionsOf(key, position);
     if (list.length === 0) {
       this.duplicates.delete(key);
       this.warnings.delete(key);
       // A syntax error can hide which objects a document defines. Objects last loaded from a file
       // that is now broken keep being served: a half-saved file must not take routes offline.
-      const entry = this.entries.get(key);
+      const entry = this.existingEntry(key);
       const prev = entry?.served;
       const broken = prev === undefined ? undefined : this.files.get(prev.file)?.broken;
       if (entry !== undefined && prev !== undefined && broken !== undefined) {
@@ -955,36 +1265,43 @@ export class ManifestStore {
       const problems: Problem[] = [];
       for (const other of list) {
         if (other === chosen.winner) continue;
+        const otherId = other.id as ObjectId;
         problems.push({
-          source: other.doc.source,
-          object: other.id,
+          source: other.source,
+          object: otherId,
           field: 'metadata.name',
-          message: `${describe(other.id)} is defined in both ${other.file} (${other.doc.source}) and ${chosen.winner.file} (${chosen.winner.doc.source}); ${chosen.why}, and this definition is ignored. Remove one of them or give it another name`,
+          message: `${describe(otherId)} is defined in both ${other.file} (${other.source}) and ${chosen.winner.file} (${chosen.winner.source}); ${chosen.why}, and this definition is ignored. Remove one of them or give it another name`,
         });
       }
       this.duplicates.set(key, problems);
     } else this.duplicates.delete(key);
 
-    const winner = chosen.winner;
-    const { doc: def, file, id } = winner;
-    const generation = this.nextGeneration(key, def.content, def.generation);
+    const def = chosen.winner;
+    const file = def.file;
+    const id = def.id as ObjectId;
+    const generation = this.nextGeneration(key, def);
     if (def.state === 'object') {
       if (def.warnings.length > 0) this.warnings.set(key, { id, warnings: def.warnings });
       else this.warnings.delete(key);
       // The same object as last time when nothing changed, so translation can skip it by reference.
       const entry = this.entry(key);
       const before = entry.served;
-      if (before === undefined || entry.servedGeneration !== generation || before.file !== file || !sameObject(before.doc, def)) {
-        entry.served = winner as ServedDefinition;
+      if (before === undefined || entry.servedGeneration !== generation || before.file !== file || !sameObject(before, def)) {
+        entry.served = def;
         entry.object = stamped(def.object, generation);
         entry.servedGeneration = generation;
+      } else if (before !== def) {
+        // The same object, now defined by another document of the same file (one that moved, or
+        // was read again): served from it, the old document is let go, and when it holds the very
+        // object served (a moved one does) the entry is kept as the document alone again.
+        entry.served = def;
       }
       this.invalid.delete(key);
       return;
     }
     this.warnings.delete(key);
     // An invalid definition leaves what is served as it is: the last good version, if any.
-    const good = this.entries.get(key)?.served;
+    const good = this.existingEntry(key)?.served;
     const previous = this.invalid.get(key);
     // The same record when nothing changed, so the sorted list is not rebuilt for nothing.
     if (previous === undefined || previous.generation !== generation || previous.problems !== def.problems || previous.servingLastGood !== (good !== undefined)) {
@@ -1001,7 +1318,9 @@ export class ManifestStore {
 
   /** An object's definitions as a list: the stored list itself when there are several (definitionsOf sorts it in place). */
   private listOfDefinitions(key: string): Definition[] {
-    const had = this.entries.get(key)?.definitions;
+    const stored = this.entries.get(key);
+    if (stored instanceof ObjectDocument) return [stored];
+    const had = stored?.definitions;
     if (had === undefined) return [];
     return Array.isArray(had) ? had : [had];
   }
@@ -1017,51 +1336,64 @@ export class ManifestStore {
     });
   }
 
-  /** Rebuilds the lists of every kind, after objects came or went. */
-  private *relist(affected: ReadonlySet<string>): Generator<void, void> {
-    const isServed = (k: string): boolean => this.entries.get(k)?.object !== undefined;
-    const gone = this.order.filter((k) => !isServed(k));
-    const listed = (k: string): boolean => this.order[sortedIndex(this.order, k)] === k;
-    const added = [...affected].filter((k) => isServed(k) && !listed(k));
-    // A few objects more or less are put in place; many are sorted with the rest.
-    if (gone.length + added.length > 64) {
+  /**
+   * Makes new lists (the last snapshot's are left as they are) with the objects whose served
+   * version changed: a few are put in place in copies of the lists; many (the first load) are
+   * sorted by key with the rest.
+   */
+  private *relist(changed: readonly string[], moved: number): Generator<void, void> {
+    if (moved > 64) {
       yield;
-      const order: string[] = [];
-      for (const [key, entry] of this.entries) if (entry.object !== undefined) order.push(key);
-      this.order = order.sort(byCodeUnits);
-      yield;
+      const lists = emptyInputs();
+      let steps = 0;
+      for (const stored of this.entries.inKeyOrder()) {
+        if (++steps % BUILD_STEP === 0) yield;
+        const object = servedObjectOf(stored);
+        if (object !== undefined) addToInputs(lists, object);
+      }
+      this.lists = lists;
+      return;
     }
-    else {
-      const order = gone.length > 0 ? this.order.filter(isServed) : [...this.order];
-      for (const key of added) order.splice(sortedIndex(order, key), 0, key);
-      this.order = order;
+    const lists = copyLists(this.lists);
+    // Objects gone first, then objects new or replaced, each found by its key in its kind's list.
+    for (const key of changed) {
+      if (servedObjectOf(this.entries.get(key)) !== undefined) continue;
+      const [kind, namespace, name] = keyParts(key);
+      const list = listOfKind(lists, kind);
+      const { at, found } = placeInList(list, namespace, name);
+      if (found) list.splice(at, 1);
     }
-    const lists = emptyInputs();
-    let steps = 0;
-    for (const key of this.order) {
-      if (++steps % BUILD_STEP === 0) yield;
-      addToInputs(lists, this.entries.get(key)?.object as KnownObject);
+    for (const key of changed) {
+      const now = servedObjectOf(this.entries.get(key));
+      if (now === undefined) continue;
+      const list = listOfKind(lists, now.kind) as unknown[];
+      const { at, found } = placeInList(list as ListedObject[], now.value.metadata.namespace, now.value.metadata.name);
+      if (found) list[at] = now.value;
+      else list.splice(at, 0, now.value);
     }
     this.lists = lists;
   }
 
   /**
-   * Where a served object is in its kind's list: its place among the sorted keys, less that of
-   * its kind's first key (every key of a kind starts with "<kind>/", so they are a run of the
-   * sorted keys, in the order relist filed them in).
+   * The entry of an object, made when the store first hears of it (`name`: its own name, kept as
+   * the table's key), or made whole from the document it was kept as (see StoredObject).
    */
-  private indexInList(key: string, kind: string): number {
-    return sortedIndex(this.order, key) - sortedIndex(this.order, `${kind}/`);
+  private entry(key: string, name?: string): ObjectEntry {
+    const stored = this.entries.get(key);
+    if (stored instanceof ObjectEntry) return stored;
+    let entry: ObjectEntry;
+    if (stored === undefined) entry = new ObjectEntry(undefined, undefined, 0, 0, undefined, undefined, 0);
+    else {
+      const generation = decidedGeneration(stored);
+      entry = generation === undefined ? new ObjectEntry(stored, undefined, 0, 0, undefined, undefined, 0) : new ObjectEntry(stored, generation, stored.contentHigh, stored.contentLow, stored, stored.object, generation);
+    }
+    this.entries.set(key, entry, name);
+    return entry;
   }
 
-  /** The entry of an object, made when the store first hears of it. */
-  private entry(key: string): ObjectEntry {
-    let entry = this.entries.get(key);
-    if (entry === undefined) {
-      entry = { definitions: undefined, generation: undefined, content: '', served: undefined, object: undefined, servedGeneration: 0 };
-      this.entries.set(key, entry);
-    }
-    return entry;
+  /** The entry of an object the store knows of (see entry), else undefined. */
+  private existingEntry(key: string): ObjectEntry | undefined {
+    return this.entries.has(key) ? this.entry(key) : undefined;
   }
 
   /**
@@ -1072,21 +1404,23 @@ export class ManifestStore {
   private chooseDefinition(key: string, list: readonly Definition[]): { winner: Definition; why: string } {
     const first = list[0] as Definition;
     if (list.length === 1) return { winner: first, why: '' };
-    const servedFrom = this.entries.get(key)?.served?.file;
+    const servedFrom = servedDefinitionOf(this.entries.get(key))?.file;
     const incumbent = servedFrom === undefined ? undefined : list.find((d) => d.file === servedFrom);
-    if (incumbent !== undefined) return { winner: incumbent, why: `the definition at ${incumbent.doc.source} was served first and keeps being served` };
-    return { winner: first, why: `the definition at ${first.doc.source} is used (first by file path, then document index)` };
+    if (incumbent !== undefined) return { winner: incumbent, why: `the definition at ${incumbent.source} was served first and keeps being served` };
+    return { winner: first, why: `the definition at ${first.source} is used (first by file path, then document index)` };
   }
 
-  private nextGeneration(key: string, content: string, declared: number | undefined): number {
+  private nextGeneration(key: string, def: Definition): number {
     const entry = this.entry(key);
     const prev = entry.generation;
+    const declared = def.generation;
     let generation: number;
     if (declared !== undefined) generation = declared;
     else if (prev === undefined) generation = 1;
-    else generation = entry.content === content ? prev : prev + 1;
+    else generation = entry.contentHigh === def.contentHigh && entry.contentLow === def.contentLow ? prev : prev + 1;
     entry.generation = generation;
-    entry.content = content;
+    entry.contentHigh = def.contentHigh;
+    entry.contentLow = def.contentLow;
     return generation;
   }
 }
@@ -1096,31 +1430,23 @@ const BUILD_STEP = 1024;
 /** How long buildYielding works before it gives the event loop a turn. */
 const BUILD_SLICE_MS = 20;
 
-/** A file's definitions and problems; a document defined before keeps its Definition, so it is recognised as unchanged. */
-function* contributionOf(file: ManifestFile, before: FileContribution | undefined): Generator<void, FileContribution> {
-  const known = new Map<ManifestDocument, Definition>();
-  for (const d of before?.definitions ?? []) known.set(d.doc, d);
+/** A file's problems (its definitions are its documents that define an object: isDefinition). */
+function* contributionOf(file: ManifestFile): Generator<void, FileContribution> {
   const problems: Problem[] = [];
   let broken: Problem[] | undefined;
   if (file.readProblem) {
     problems.push(file.readProblem);
     broken = [file.readProblem];
   }
-  const definitions: Definition[] = [];
   for (let index = 0; index < file.documents.length; index++) {
     if ((index + 1) % BUILD_STEP === 0) yield;
     const doc = file.documents[index] as ManifestDocument;
-    if (doc.state === 'ignored') continue;
     if (doc.state === 'syntax') {
       problems.push(...doc.problems);
       broken = [...(broken ?? []), ...doc.problems];
-      continue;
-    }
-    if (doc.state === 'invalid') problems.push(...doc.problems);
-    if (!doc.id) continue;
-    definitions.push(known.get(doc) ?? { doc, id: doc.id, key: keyOf(doc.id), file: file.name, index });
+    } else if (doc.state === 'invalid') problems.push(...doc.problems);
   }
-  return { documents: file.documents, readProblem: file.readProblem, problems, broken, definitions };
+  return { documents: file.documents, readProblem: file.readProblem, problems, broken };
 }
 
 function copyLists(lists: ObjectLists): ObjectLists {
@@ -1137,9 +1463,9 @@ function copyLists(lists: ObjectLists): ObjectLists {
   };
 }
 
-/** The list an object of this kind is filed in (addToInputs). */
-function listOf(lists: ObjectLists, o: KnownObject): readonly unknown[] {
-  switch (o.kind) {
+/** The list objects of a kind are filed in (addToInputs); an empty one for a kind never listed. */
+function listOfKind(lists: ObjectLists, kind: string): ListedObject[] {
+  switch (kind) {
     case 'GatewayClass':
       return lists.gatewayClasses;
     case 'Gateway':
@@ -1158,52 +1484,9 @@ function listOf(lists: ObjectLists, o: KnownObject): readonly unknown[] {
       return lists.endpointSlices;
     case 'Namespace':
       return lists.namespaces;
+    default:
+      return [];
   }
-}
-
-/** Puts a new version of an object where its previous version was in its kind's list. */
-function setInList(lists: ObjectLists, o: KnownObject, index: number): void {
-  switch (o.kind) {
-    case 'GatewayClass':
-      lists.gatewayClasses[index] = o.value;
-      return;
-    case 'Gateway':
-      lists.gateways[index] = o.value;
-      return;
-    case 'HTTPRoute':
-      lists.httpRoutes[index] = o.value;
-      return;
-    case 'Backend':
-      lists.backends[index] = o.value;
-      return;
-    case 'Secret':
-      lists.secrets[index] = o.value;
-      return;
-    case 'ReferenceGrant':
-      lists.referenceGrants[index] = o.value;
-      return;
-    case 'Service':
-      lists.services[index] = o.value;
-      return;
-    case 'EndpointSlice':
-      lists.endpointSlices[index] = o.value;
-      return;
-    case 'Namespace':
-      lists.namespaces[index] = o.value;
-      return;
-  }
-}
-
-/** Where `key` goes in the sorted `order`. */
-function sortedIndex(order: readonly string[], key: string): number {
-  let lo = 0;
-  let hi = order.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((order[mid] as string) < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /**
@@ -1211,9 +1494,9 @@ function sortedIndex(order: readonly string[], key: string): number {
  * again), or one equal to it (its file was, for an edit elsewhere in it). Equal objects stay the
  * same object, so translation skips them.
  */
-function sameObject(before: Extract<ManifestDocument, { state: 'object' }>, def: Extract<ManifestDocument, { state: 'object' }>): boolean {
+function sameObject(before: ObjectDocument, def: ObjectDocument): boolean {
   if (before.object === def.object) return true;
-  return before.content === def.content && before.object.kind === def.object.kind && sameMetadata(before.object.value.metadata, def.object.value.metadata);
+  return before.contentHigh === def.contentHigh && before.contentLow === def.contentLow && before.object.kind === def.object.kind && sameMetadata(before.object.value.metadata, def.object.value.metadata);
 }
 
 /**
