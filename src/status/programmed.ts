@@ -153,6 +153,8 @@ interface Group {
   threshold: number;
   /** What the last committed pass left. */
   last: number;
+  /** Members listed when compact() last counted them: it counts again once the list doubled. */
+  counted: number;
 }
 
 /** One object, by key, across passes. */
@@ -171,7 +173,11 @@ interface ObjectEntry {
   pass: number;
 }
 
-/** Most versions remembered per view and type: held versions are recent ones; an older one counts as predating every object (Pending, never a wrong True). */
+/**
+ * Most versions remembered per view and type besides those held: an Envoy ACKs what it was sent
+ * last, so a version that is held later was current lately; one forgotten counts as predating
+ * every object (Pending, never a wrong True).
+ */
 const VERSIONS_KEPT = 64;
 
 /**
@@ -326,7 +332,14 @@ export class ProgrammedMemo {
         // Re-inserted: the newest is last, and the oldest goes first when there are too many.
         known.delete(f.version);
         known.set(f.version, pass);
-        if (known.size > VERSIONS_KEPT) known.delete(known.keys().next().value!);
+        // The oldest that no Envoy holds goes: a held version is what keeps unchanged objects programmed.
+        if (known.size > VERSIONS_KEPT) {
+          for (const v of known.keys()) {
+            if (f.held?.has(v) === true) continue;
+            known.delete(v);
+            break;
+          }
+        }
       }
     }
   }
@@ -336,7 +349,7 @@ export class ProgrammedMemo {
     const id = `${served.views.join('\u0000')}\u0001${typeUrls.join('\u0000')}`;
     let g = this.groups.get(id);
     if (g === undefined) {
-      g = { views: served.views, typeUrls, members: [], sinces: [], threshold: 0, last: 0 };
+      g = { views: served.views, typeUrls, members: [], sinces: [], threshold: 0, last: 0, counted: 0 };
       g.threshold = threshold(g, ctx.feedback, this.versions);
       g.last = g.threshold;
       this.groups.set(id, g);
@@ -440,11 +453,15 @@ function firstAbove(sorted: readonly number[], value: number): number {
   return lo;
 }
 
-/** Drops members that left once they are most of the list, keeping the order. */
+/**
+ * Drops members that left once they are most of the list, keeping the order. Counted once the
+ * list doubled since the last count, so a pass that adds a few members costs a few.
+ */
 function compact(g: Group): void {
-  if (g.members.length < 64) return;
+  if (g.members.length < Math.max(64, 2 * g.counted)) return;
   let live = 0;
   for (let k = 0; k < g.members.length; k++) if (g.members[k]!.group === g && g.members[k]!.since === g.sinces[k]) live++;
+  g.counted = g.members.length;
   if (live * 2 > g.members.length) return;
   const members: ObjectEntry[] = [];
   const sinces: number[] = [];
@@ -456,6 +473,7 @@ function compact(g: Group): void {
   }
   g.members = members;
   g.sinces = sinces;
+  g.counted = members.length;
 }
 
 function sameCondition(a: Condition, b: Condition): boolean {
