@@ -308,6 +308,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   /** Indexes of the Gateways in those lists: the overlays (addresses, data planes) may move them at any pass. */
   let gatewayAt: number[] = [];
   let quarantined = false;
+  /** A pass over every object began and did not commit (dropped): the next one goes over every object too. */
+  let wholePending = false;
   /** Objects examined by status passes, per stage (RunningGateway.statusWork). */
   const work: StatusWork = { passes: 0, programmed: 0, health: 0, book: 0 };
 
@@ -359,7 +361,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     const fed = programmedMemo.out;
     const holding = resourceQuarantine.holding();
     let result: { changed: ObjectStatus[]; removed: string[] };
-    if (stageDirty === 'all' || healthDirty === 'all' || holding || quarantined || overlaid.length !== fed.length) {
+    if (wholePending || stageDirty === 'all' || healthDirty === 'all' || holding || quarantined || overlaid.length !== fed.length) {
+      wholePending = true;
       overlaid = overlays(fed).slice();
       healthy = (yield* applyFleetHealthSteps(overlaid, fleetHealth, lrs.windowMs, (namespace, name) => book.get('Backend', namespace, name), healthMemo)).slice();
       gatewayAt = [];
@@ -384,6 +387,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     work.programmed += programmedMemo.examined;
     work.book += book.examined;
     quarantined = holding;
+    wholePending = false;
     stageDirty = new Set();
     healthDirty = new Set();
     const { changed, removed } = result;
