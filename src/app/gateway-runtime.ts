@@ -14,9 +14,9 @@ import { replacedAt } from '../ir/delta.js';
 import type { Snapshot } from '../providers/manifest-files.js';
 import { StatusBook } from '../status/book.js';
 import { DnsProbe } from '../status/dns-probe.js';
-import { applyFleetHealthSteps, fleetHealthViewSteps, LoadWindow, sameFleetHealthSteps, type FleetHealthMemo, type FleetHealthView, type LoadSource } from '../status/fleet-health.js';
+import { applyFleetHealthAt, applyFleetHealthSteps, fleetHealthEdit, fleetHealthViewSteps, LoadWindow, reportingOf, sameFleetHealthSteps, type FleetHealthEntry, type FleetHealthMemo, type FleetHealthView, type LoadSource, type Reporting, type ResolvesFn } from '../status/fleet-health.js';
 import { FleetLoad, mergeFleetViews, remoteFeedback, shareOfClients, shareOfLoad, type FleetExchange } from '../status/fleet-share.js';
-import { applyXdsFeedbackSteps, servedAsFromIrSteps, type ClientTypeFeedback, type FleetTypeFeedback, ProgrammedMemo, type ServedAs, type ServedAsMemo } from '../status/programmed.js';
+import { servedAsUpdateSteps, type ClientTypeFeedback, type FleetTypeFeedback, ProgrammedMemo, type ServedAs, type ServedAsMemo } from '../status/programmed.js';
 import { OBJECTS_PER_STEP, runSteps, SlicedRun, type Steps } from '../status/steps.js';
 import type { ObjectStatus, WarningEvent } from '../translate/status.js';
 import { SHARED_VIEW, SnapshotCache } from '../xds/cache.js';
@@ -131,10 +131,20 @@ export interface GatewayRuntimeOptions extends ServingOptions {
   firstStatusWaitMs?: number;
 }
 
+/** Objects status passes looked at since the start, per stage: what an edit or an ACK costs, for tests and benches. */
+export interface StatusWork {
+  passes: number;
+  programmed: number;
+  health: number;
+  book: number;
+}
+
 export interface RunningGateway {
   xdsPort: number;
   metricsPort: number;
   statuses(): ObjectStatus[];
+  /** Objects status passes looked at since the start (StatusWork). */
+  statusWork(): StatusWork;
   problems(): Problem[];
   cache: SnapshotCache;
   xds: XdsServer;
@@ -244,6 +254,10 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   let fleetHealth: FleetHealthView = new Map();
   /** Whether some Envoy had reported load when fleetHealth was last computed. */
   let reportedAtRefresh = false;
+  /** The reporting state fleetHealth was last computed with in full: an edit with another one computes it in full again. */
+  let healthReporting: Reporting | undefined;
+  /** The DNS probe's answers (DnsProbe.changes) fleetHealth was last computed with. */
+  let healthDns = -1;
   /** The cluster list fleetHealth was computed from: an edit recomputes only the clusters it replaced. */
   let healthClusters: IR['clusters'] = [];
   // Each status stage hands on the object it made last time when nothing it reads moved, so one
@@ -275,18 +289,49 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     servedViews.has(view) ? cache.view(view === SHARED_VIEW ? undefined : view).snapshot(typeUrl)?.version : undefined;
 
   /** The translation servedAs is yet to be worked out for: at the next status publication, not before Envoy's responses leave. */
-  let servedPending: { ir: IR; planes: Parameters<typeof servedAsFromIrSteps>[1] } | undefined;
+  let servedPending: { ir: IR; planes: ServedAsMemo['planes'] } | undefined;
+  // What moved since each stage last took it in, so that a pass looks at those objects only:
+  // objects whose served resources moved (the Programmed stage takes them), Backends whose
+  // health entry moved and indexes whose status moved in an earlier stage (the status book
+  // takes them). 'all': the stages run over every object. Dropped passes leave them for the next.
+  let servedDirty: Set<string> | 'all' = 'all';
+  let healthDirty: Set<string> | 'all' = 'all';
+  let stageDirty: Set<number> | 'all' = 'all';
+  const addDirty = <T>(to: Set<T> | 'all', more: Iterable<T> | undefined): Set<T> | 'all' => {
+    if (to === 'all' || more === undefined) return 'all';
+    for (const x of more) to.add(x);
+    return to;
+  };
+  /** Statuses after the Gateway overlays and after fleet health: the pass's own lists, changed in place at what moved. */
+  let overlaid: ObjectStatus[] = [];
+  let healthy: ObjectStatus[] = [];
+  /** Indexes of the Gateways in those lists: the overlays (addresses, data planes) may move them at any pass. */
+  let gatewayAt: number[] = [];
+  let quarantined = false;
+  /** A pass over every object began and did not commit (dropped): the next one goes over every object too. */
+  let wholePending = false;
+  /** Objects examined by status passes, per stage (RunningGateway.statusWork). */
+  const work: StatusWork = { passes: 0, programmed: 0, health: 0, book: 0 };
+
   function* settleServedAs(): Steps<void> {
     const pending = servedPending;
     if (pending === undefined) return;
     const servedBefore = servedAsMemo;
-    const next = yield* servedAsFromIrSteps(pending.ir, pending.planes, servedAsMemo);
+    const next = yield* servedAsUpdateSteps(pending.ir, pending.planes, servedAsMemo);
     if (servedPending === pending) servedPending = undefined;
-    servedAs = next;
+    servedAs = next.servedAs;
+    servedDirty = addDirty(servedDirty, next.changed);
     servedAsMemo = { ir: pending.ir, planes: pending.planes, servedAs };
     // Views come from data planes, which an edit that keeps them does not change.
     if (servedBefore?.planes !== pending.planes) servedViews = new Set([...servedAs.values()].flatMap((o) => o.views));
   }
+
+  /** The Gateway overlays (resource quarantine, data planes, addresses): elementwise, Gateways alone are theirs to change. */
+  const overlays = (statuses: readonly ObjectStatus[]): ObjectStatus[] => {
+    const isolated = resourceQuarantine.statuses(statuses, servedAs, latest?.inputs.gateways ?? []);
+    const hosted = opts.infrastructure ? opts.infrastructure.statuses(isolated) : isolated;
+    return opts.statusOverlay ? opts.statusOverlay.apply(hosted) : hosted;
+  };
 
   function* publishStatuses(): Steps<void> {
     yield* settleServedAs();
@@ -298,12 +343,54 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       ? mergeFleetViews(own, remoteFeedback(fleet.remotes(), currentVersion, new Set(xds.clients().map((c) => c.nodeId))))
       : own;
     const views = new Map([...merged].filter(([view]) => servedViews.has(view)));
-    const fed = yield* applyXdsFeedbackSteps(translated, servedAs, { views }, programmedMemo);
-    const isolated = resourceQuarantine.statuses(fed, servedAs, latest?.inputs.gateways ?? []);
-    const hosted = opts.infrastructure ? opts.infrastructure.statuses(isolated) : isolated;
-    const overlaid = opts.statusOverlay ? opts.statusOverlay.apply(hosted) : hosted;
-    const healthy = yield* applyFleetHealthSteps(overlaid, fleetHealth, lrs.windowMs, (namespace, name) => book.get('Backend', namespace, name), healthMemo);
-    const { changed, removed } = yield* book.updateSteps(healthy);
+    // Translation hands over an unchanged object's status as the same object at the same index:
+    // a pointer comparison per object finds what an edit replaced.
+    let look: number[] | undefined;
+    const replaced = servedDirty === 'all' ? undefined : replacedAt(programmedMemo.lastGiven(), translated);
+    if (replaced !== undefined && servedDirty !== 'all') {
+      const at = new Set(replaced);
+      for (const key of servedDirty) {
+        const i = programmedMemo.indexOf(key);
+        if (i !== undefined) at.add(i);
+      }
+      look = [...at];
+    }
+    const moved = yield* programmedMemo.updateSteps(translated, look, servedAs, { views });
+    servedDirty = new Set();
+    stageDirty = addDirty(stageDirty, moved);
+    const fed = programmedMemo.out;
+    const holding = resourceQuarantine.holding();
+    let result: { changed: ObjectStatus[]; removed: string[] };
+    if (wholePending || stageDirty === 'all' || healthDirty === 'all' || holding || quarantined || overlaid.length !== fed.length) {
+      wholePending = true;
+      overlaid = overlays(fed).slice();
+      healthy = (yield* applyFleetHealthSteps(overlaid, fleetHealth, lrs.windowMs, (namespace, name) => book.get('Backend', namespace, name), healthMemo)).slice();
+      gatewayAt = [];
+      for (let i = 0; i < healthy.length; i++) if (healthy[i]!.kind === 'Gateway') gatewayAt.push(i);
+      result = yield* book.updateSteps(healthy);
+      work.health += healthy.length;
+    } else {
+      const at = new Set<number>(stageDirty);
+      for (const i of gatewayAt) at.add(i);
+      for (const key of healthDirty) {
+        const i = programmedMemo.indexOf(key);
+        if (i !== undefined) at.add(i);
+      }
+      const indexes = [...at];
+      const redone = overlays(indexes.map((i) => fed[i]!));
+      for (let n = 0; n < indexes.length; n++) overlaid[indexes[n]!] = redone[n]!;
+      applyFleetHealthAt(overlaid, indexes, healthy, fleetHealth, lrs.windowMs, (namespace, name) => book.get('Backend', namespace, name), healthMemo);
+      result = yield* book.updateAtSteps(healthy, indexes);
+      work.health += indexes.length;
+    }
+    work.passes++;
+    work.programmed += programmedMemo.examined;
+    work.book += book.examined;
+    quarantined = holding;
+    wholePending = false;
+    stageDirty = new Set();
+    healthDirty = new Set();
+    const { changed, removed } = result;
     // The book holds the new statuses: from here the pass is not dropped (its changes would go
     // unlogged and unwritten), a newer one waits for its end.
     passCommitted = true;
@@ -319,36 +406,71 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     if (!ir) return false;
     const irNow = ir;
     reportedAtRefresh = fleetLoad.reporterCount() > 0;
-    const reuse = edit ? { view: fleetHealth, clusters: healthClusters } : undefined;
-    const before = fleetHealth;
+    const starting = Date.now() - startedAt < lrs.windowMs;
+    const reporting = reportingOf(fleetLoad, starting);
+    const dnsAtStart = dnsProbe.changes;
     const clustersBefore = healthClusters;
-    const next = yield* fleetHealthViewSteps(irNow, fleetLoad, undefined, (host) => dnsProbe.resolution(host), Date.now() - startedAt < lrs.windowMs, reuse, fleetHealth);
-    const changed = !(yield* sameFleetHealthSteps(before, next));
-    fleetHealth = next;
-    healthClusters = irNow.clusters;
+    const resolves: ResolvesFn = (host) => dnsProbe.resolution(host);
+    const replaced = edit ? replacedAt(clustersBefore, irNow.clusters) : undefined;
     // An edit that replaced no DNS cluster asks for no other hostname (the timer probes them again
     // anyway). Answers are used at the next refresh: status never waits on DNS.
-    const replaced = edit ? replacedAt(clustersBefore, irNow.clusters) : undefined;
     const dnsTouched = replaced === undefined || replaced.some((i) => irNow.clusters[i]?.discovery === 'dns' || clustersBefore[i]?.discovery === 'dns');
     if (dnsTouched) void dnsProbe.refresh(irNow.clusters.filter((c) => c.discovery === 'dns').flatMap((c) => c.priorities.flatMap((p) => p.members.map((m) => m.address))));
+    // Without load reports a member's health reads only its cluster and the DNS answers: a timer
+    // tick that finds both as they were has nothing to compute (10,000 Backends' worth each time).
+    if (!edit && reporting !== 'yes' && reporting === healthReporting && irNow.clusters === clustersBefore && dnsProbe.changes === healthDns) return false;
+    healthClusters = irNow.clusters;
+    if (replaced !== undefined && reporting === healthReporting) {
+      // The clusters the edit replaced, in the view itself; what moved is what statuses and metrics follow.
+      const moved = fleetHealthEdit(fleetHealth, clustersBefore, irNow, replaced, fleetLoad, reporting, undefined, resolves);
+      healthDirty = addDirty(healthDirty, moved.keys());
+      for (const [key, was] of moved) {
+        const backend = key.slice('Backend/'.length);
+        for (const h of was?.health ?? []) {
+          const labels = { backend, member: h.name, priority: String(h.priority) };
+          metrics.memberRequests.remove(labels);
+          metrics.memberErrors.remove(labels);
+        }
+        metrics.backendDegraded.remove({ backend });
+        const entry = fleetHealth.get(key);
+        if (entry !== undefined) setHealthMetrics(backend, entry);
+      }
+      return moved.size > 0;
+    }
+    const before = fleetHealth;
+    // An edit keeps the entries of the clusters it did not replace, unless the reporting state moved.
+    const readAll = !edit || reporting !== healthReporting;
+    const next = yield* fleetHealthViewSteps(irNow, fleetLoad, undefined, resolves, starting, edit ? { view: fleetHealth, clusters: clustersBefore } : undefined, fleetHealth);
+    const changed = !(yield* sameFleetHealthSteps(before, next));
+    fleetHealth = next;
+    healthReporting = reporting;
+    // Only a computation over every cluster read every DNS answer (an edit reads those of the clusters it replaced).
+    if (readAll) healthDns = dnsAtStart;
+    if (changed) {
+      const moved = new Set<string>();
+      for (const [key, entry] of next) if (before.get(key) !== entry) moved.add(key);
+      for (const key of before.keys()) if (!next.has(key)) moved.add(key);
+      healthDirty = addDirty(healthDirty, moved);
+    }
     // An edit that left every figure as it was has nothing to publish; the timer refreshes metrics.
     if (edit && !changed) return false;
     // In one go: a scrape between slices would read some Backends' series and not others'.
     metrics.memberRequests.reset();
     metrics.memberErrors.reset();
     metrics.backendDegraded.reset();
-    for (const [key, entry] of fleetHealth) {
-      const backend = key.slice('Backend/'.length);
-      const failing = entry.health.some((h) => h.failing);
-      if (entry.reporting === 'yes' || failing) metrics.backendDegraded.set({ backend }, failing ? 1 : 0);
-      if (entry.reporting !== 'yes') continue;
-      for (const h of entry.health) {
-        const labels = { backend, member: h.name, priority: String(h.priority) };
-        metrics.memberRequests.set(labels, h.figures.requests);
-        metrics.memberErrors.set(labels, h.figures.errors);
-      }
-    }
+    for (const [key, entry] of fleetHealth) setHealthMetrics(key.slice('Backend/'.length), entry);
     return changed;
+  }
+
+  function setHealthMetrics(backend: string, entry: FleetHealthEntry): void {
+    const failing = entry.health.some((h) => h.failing);
+    if (entry.reporting === 'yes' || failing) metrics.backendDegraded.set({ backend }, failing ? 1 : 0);
+    if (entry.reporting !== 'yes') return;
+    for (const h of entry.health) {
+      const labels = { backend, member: h.name, priority: String(h.priority) };
+      metrics.memberRequests.set(labels, h.figures.requests);
+      metrics.memberErrors.set(labels, h.figures.errors);
+    }
   }
 
   // A status pass over 10,000 objects holds the event loop for a quarter of a second, just when
@@ -677,6 +799,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     xdsPort,
     metricsPort: health.port,
     statuses: currentStatuses,
+    statusWork: () => ({ ...work }),
     problems: () => problems,
     cache,
     xds,

@@ -149,6 +149,12 @@ export class ResourceQuarantine {
     this.ackedSets.delete(streamId);
   }
 
+  /** Some resource is held: statuses() may mark any object. */
+  holding(): boolean {
+    for (const s of this.searches.values()) if (s.held().size > 0) return true;
+    return false;
+  }
+
   /** "type name" of every culprit and pending suspect, for the log. */
   held(): string[] {
     return [...this.searches].flatMap(([typeUrl, s]) => [...s.held()].map((name) => `${LABEL[typeUrl] ?? typeUrl} ${name}`));

@@ -93,9 +93,14 @@ function sameJson(a: unknown, b: unknown): boolean {
  */
 export class StatusBook {
   private current = new Map<string, ObjectStatus>();
-  /** The statuses last handed to update, and at the same index what each was published as. */
-  private given: readonly ObjectStatus[] = [];
+  /**
+   * The statuses last handed to update (the book's own list: a caller may change its list in
+   * place and say where with updateAt), and at the same index what each was published as.
+   */
+  private given: ObjectStatus[] = [];
   private published: ObjectStatus[] = [];
+  /** Statuses stamped and compared by the last update. */
+  examined = 0;
 
   constructor(private readonly clock: () => string = () => new Date().toISOString()) {}
 
@@ -128,8 +133,9 @@ export class StatusBook {
       }
       if (this.given !== given) throw new Error('StatusBook.updateSteps: the book changed while these steps ran; one update at a time');
       for (const i of at) this.current.set(key(statuses[i] as ObjectStatus), published[i] as ObjectStatus);
-      this.given = statuses;
+      this.given = statuses.slice();
       this.published = published;
+      this.examined = at.length;
       return { changed, removed: [] };
     }
     const given = this.given;
@@ -156,9 +162,46 @@ export class StatusBook {
     const removed: string[] = [];
     for (const k of this.current.keys()) if (!next.has(k)) removed.push(k);
     this.current = next;
-    this.given = statuses;
+    this.given = statuses.slice();
     this.published = published;
+    this.examined = statuses.length;
     return { changed, removed };
+  }
+
+  /**
+   * update for a list that lines up with the last one given (same length, same object at each
+   * index but `at`): only the statuses at `at` are stamped and compared, in place, so a change
+   * to a few objects among many costs those few. `statuses` may be the caller's list changed in
+   * place since. The book changes only at the end of the steps, as update's.
+   */
+  *updateAtSteps(statuses: readonly ObjectStatus[], at: readonly number[]): Steps<{ changed: ObjectStatus[]; removed: string[] }> {
+    if (statuses.length !== this.given.length || at.some((i) => key(statuses[i]!) !== key(this.given[i]!))) {
+      return yield* this.updateSteps(statuses.slice());
+    }
+    const stamping = new Stamping(this.clock());
+    const changed: ObjectStatus[] = [];
+    const stamped: ObjectStatus[] = [];
+    const given = this.given;
+    for (let n = 0; n < at.length; n++) {
+      if (n % OBJECTS_PER_STEP === OBJECTS_PER_STEP - 1) yield;
+      const i = at[n]!;
+      const s = statuses[i]!;
+      const prev = this.published[i]!;
+      // Handed over again as it was: published as it was.
+      const next = s === given[i] ? prev : stamp(s, prev, stamping);
+      stamped.push(next);
+      if (next !== prev && !sameJson(prev, next)) changed.push(next);
+    }
+    if (this.given !== given) throw new Error('StatusBook.updateAtSteps: the book changed while these steps ran; one update at a time');
+    for (let n = 0; n < at.length; n++) {
+      const i = at[n]!;
+      const next = stamped[n]!;
+      given[i] = statuses[i]!;
+      this.published[i] = next;
+      this.current.set(key(next), next);
+    }
+    this.examined = at.length;
+    return { changed, removed: [] };
   }
 
   all(): ObjectStatus[] {

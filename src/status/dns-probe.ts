@@ -22,6 +22,12 @@ export class DnsProbe {
   private queue: string[] = [];
   private running: Promise<void> | undefined;
   private readonly probedAt = new Map<string, number>();
+  private revision = 0;
+
+  /** Grows by one whenever an answer changed: nothing read from resolution() moved while it stays put. */
+  get changes(): number {
+    return this.revision;
+  }
 
   /**
    * `concurrency`: getaddrinfo runs on libuv's small thread pool, which file I/O shares.
@@ -42,7 +48,7 @@ export class DnsProbe {
   /** Probes these hostnames again (IP addresses are skipped); results arrive in the background. */
   refresh(hosts: Iterable<string>): Promise<void> {
     const wanted = new Set([...hosts].filter((h) => isIP(h) === 0 && h !== ''));
-    for (const h of this.known.keys()) if (!wanted.has(h)) this.known.delete(h);
+    for (const h of this.known.keys()) if (!wanted.has(h) && this.known.delete(h)) this.revision++;
     for (const h of this.probedAt.keys()) if (!wanted.has(h)) this.probedAt.delete(h);
     const now = this.clock();
     this.queue = [...wanted].filter((h) => !this.inFlight.has(h) && !(now - (this.probedAt.get(h) ?? -Infinity) < this.minIntervalMs));
@@ -61,14 +67,21 @@ export class DnsProbe {
       this.inFlight.add(host);
       this.probedAt.set(host, this.clock());
       try {
-        this.known.set(host, { resolves: true, addresses: await this.lookup(host) });
+        this.answer(host, { resolves: true, addresses: await this.lookup(host) });
       } catch (err) {
         const code = typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : '';
-        if (NOT_FOUND.has(code)) this.known.set(host, { resolves: false, code });
-        else this.known.delete(host);
+        if (NOT_FOUND.has(code)) this.answer(host, { resolves: false, code });
+        else if (this.known.delete(host)) this.revision++;
       } finally {
         this.inFlight.delete(host);
       }
     }
+  }
+
+  private answer(host: string, r: Resolution): void {
+    const was = this.known.get(host);
+    this.known.set(host, r);
+    const same = was !== undefined && was.resolves === r.resolves && (r.resolves ? was.resolves && was.addresses.join() === r.addresses.join() : !was.resolves && was.code === r.code);
+    if (!same) this.revision++;
   }
 }

@@ -325,7 +325,7 @@ export function fleetHealthView(ir: IR, window: LoadSource, opts: FleetHealthOpt
 
 /** fleetHealthView in steps (src/status/steps.ts). */
 export function* fleetHealthViewSteps(ir: IR, window: LoadSource, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH, resolves: ResolvesFn = () => undefined, starting = false, reuse?: FleetHealthReuse, previous?: FleetHealthView): Steps<FleetHealthView> {
-  const reporting: Reporting = window.reporterCount() > 0 ? 'yes' : starting ? 'starting' : 'no';
+  const reporting = reportingOf(window, starting);
   const view: FleetHealthView = new Map();
   // Lined up by position when the list kept its length (an edit in place), else looked up.
   const aligned = reuse !== undefined && reuse.clusters.length === ir.clusters.length;
@@ -346,6 +346,42 @@ export function* fleetHealthViewSteps(ir: IR, window: LoadSource, opts: FleetHea
     view.set(key, before !== undefined && before.reporting === reporting && sameHealth(before.health, health) ? before : { health, reporting });
   }
   return view;
+}
+
+/**
+ * fleetHealthView after an edit that replaced the clusters at `at` of a lined-up list (`before`
+ * → `ir.clusters`), changing `view` itself: only those clusters are computed again, with the
+ * reporting state the view was computed with. Returns each Backend whose entry moved, with the
+ * entry it had (undefined: none).
+ */
+export function fleetHealthEdit(view: FleetHealthView, before: readonly ClusterIR[], ir: IR, at: readonly number[], window: LoadSource, reporting: Reporting, opts: FleetHealthOptions = DEFAULT_FLEET_HEALTH, resolves: ResolvesFn = () => undefined): Map<string, FleetHealthEntry | undefined> {
+  const moved = new Map<string, FleetHealthEntry | undefined>();
+  const isBackend = (c: ClusterIR): boolean => (c.backend.kind ?? 'Backend') === 'Backend';
+  // Keys that left first: a key may move to another index of the edit.
+  for (const i of at) {
+    const old = before[i]!;
+    const key = clusterKey(old);
+    if (!isBackend(old) || (isBackend(ir.clusters[i]!) && clusterKey(ir.clusters[i]!) === key)) continue;
+    const was = view.get(key);
+    if (was !== undefined && !moved.has(key)) moved.set(key, was);
+    view.delete(key);
+  }
+  for (const i of at) {
+    const c = ir.clusters[i]!;
+    if (!isBackend(c)) continue;
+    const key = clusterKey(c);
+    const health = memberHealth(c, reporting === 'yes' ? window.cluster(c.name) : new Map(), window.windowMs, opts, resolves);
+    const was = view.get(key);
+    if (was !== undefined && was.reporting === reporting && sameHealth(was.health, health)) continue;
+    if (!moved.has(key)) moved.set(key, was);
+    view.set(key, { health, reporting });
+  }
+  return moved;
+}
+
+/** The reporting state fleetHealthView works with. */
+export function reportingOf(window: LoadSource, starting: boolean): Reporting {
+  return window.reporterCount() > 0 ? 'yes' : starting ? 'starting' : 'no';
 }
 
 /** Whether two views give every Backend the same verdicts and figures (what statuses are built from). */
@@ -432,46 +468,61 @@ function reportsFigures(view: FleetHealthView): boolean {
 }
 
 function* healthApplied(statuses: ObjectStatus[], view: FleetHealthView, windowMs: number, published: (namespace: string, name: string) => ObjectStatus | undefined, memo: FleetHealthMemo | undefined): Steps<ObjectStatus[]> {
-  const prioritiesOf = (b: BackendStatus): BackendStatus['priorities'] | undefined => {
-    const before = published(b.namespace, b.name);
-    return before && before.kind === 'Backend' && 'priorities' in before ? before.priorities : undefined;
-  };
   const out: ObjectStatus[] = [];
   for (let i = 0; i < statuses.length; i++) {
     if (i % OBJECTS_PER_STEP === OBJECTS_PER_STEP - 1) yield;
-    out.push(withHealth(statuses[i]!));
+    out.push(withHealth(statuses[i]!, view, windowMs, published, memo));
   }
   return out;
+}
 
-  function withHealth(s: ObjectStatus): ObjectStatus {
-    if (s.kind !== 'Backend' || !('priorities' in s)) return s;
-    // The same status and health entry give the same result: the object made last time is handed
-    // on, so an edit elsewhere costs this Backend a lookup, not a rebuild. Figures also read the
-    // published ones (steady): those are the same when they are what was read last time, or what
-    // was made then (steady of its own output is that output).
-    const last = memo?.get(s);
-    const key = last?.key ?? `Backend/${s.namespace}/${s.name}`;
-    const entry = view.get(key);
-    if (!entry) return s;
-    const b: BackendStatus = s;
-    if (last !== undefined && last.entry === entry && entry.reporting !== 'yes') return last.out;
-    const publishedPriorities = prioritiesOf(b);
-    if (last !== undefined && last.entry === entry && (publishedPriorities === last.read || publishedPriorities === last.out.priorities)) return last.out;
-    const previous = publishedPriorities ?? [];
-    const generation = b.conditions.find((c) => c.observedGeneration !== undefined)?.observedGeneration;
-    const priorities = b.priorities.map((p) => ({
-      ...p,
-      members: p.members.map((m) => {
-        const h = p.envoyPriority === undefined ? undefined : entry.health.find((x) => x.priority === p.envoyPriority && x.name === m.name);
-        if (!h || entry.reporting !== 'yes') return m;
-        const was = previous.find((x) => x.priority === p.priority)?.members.find((x) => x.name === m.name);
-        return { ...m, requests: steady(was?.requests, h.figures.requests), errors: steady(was?.errors, h.figures.errors) };
-      }),
-    }));
-    const out = { ...b, conditions: [...b.conditions.filter((c) => c.type !== 'Degraded'), degraded(entry.health, entry.reporting, windowMs, generation)], priorities };
-    memo?.set(s, { key, entry, read: publishedPriorities, out });
-    return out;
+/**
+ * applyFleetHealth for the statuses at `at` alone, written into `out` at the same indexes: what
+ * an edit or an ACK replaced, and the Backends whose health entry moved. Returns the indexes
+ * whose result is another object than `out` held.
+ */
+export function applyFleetHealthAt(statuses: readonly ObjectStatus[], at: Iterable<number>, out: ObjectStatus[], view: FleetHealthView, windowMs: number, published: (namespace: string, name: string) => ObjectStatus | undefined, memo: FleetHealthMemo): number[] {
+  // `out` is changed in place from here: applyFleetHealth's last result must not be handed on again.
+  lastCalls.delete(memo);
+  const moved: number[] = [];
+  for (const i of at) {
+    const next = withHealth(statuses[i]!, view, windowMs, published, memo);
+    if (out[i] === next) continue;
+    out[i] = next;
+    moved.push(i);
   }
+  return moved;
+}
+
+function withHealth(s: ObjectStatus, view: FleetHealthView, windowMs: number, published: (namespace: string, name: string) => ObjectStatus | undefined, memo: FleetHealthMemo | undefined): ObjectStatus {
+  if (s.kind !== 'Backend' || !('priorities' in s)) return s;
+  // The same status and health entry give the same result: the object made last time is handed
+  // on, so an edit elsewhere costs this Backend a lookup, not a rebuild. Figures also read the
+  // published ones (steady): those are the same when they are what was read last time, or what
+  // was made then (steady of its own output is that output).
+  const last = memo?.get(s);
+  const key = last?.key ?? `Backend/${s.namespace}/${s.name}`;
+  const entry = view.get(key);
+  if (!entry) return s;
+  const b: BackendStatus = s;
+  if (last !== undefined && last.entry === entry && entry.reporting !== 'yes') return last.out;
+  const before = published(b.namespace, b.name);
+  const publishedPriorities = before && before.kind === 'Backend' && 'priorities' in before ? before.priorities : undefined;
+  if (last !== undefined && last.entry === entry && (publishedPriorities === last.read || publishedPriorities === last.out.priorities)) return last.out;
+  const previous = publishedPriorities ?? [];
+  const generation = b.conditions.find((c) => c.observedGeneration !== undefined)?.observedGeneration;
+  const priorities = b.priorities.map((p) => ({
+    ...p,
+    members: p.members.map((m) => {
+      const h = p.envoyPriority === undefined ? undefined : entry.health.find((x) => x.priority === p.envoyPriority && x.name === m.name);
+      if (!h || entry.reporting !== 'yes') return m;
+      const was = previous.find((x) => x.priority === p.priority)?.members.find((x) => x.name === m.name);
+      return { ...m, requests: steady(was?.requests, h.figures.requests), errors: steady(was?.errors, h.figures.errors) };
+    }),
+  }));
+  const out = { ...b, conditions: [...b.conditions.filter((c) => c.type !== 'Degraded'), degraded(entry.health, entry.reporting, windowMs, generation)], priorities };
+  memo?.set(s, { key, entry, read: publishedPriorities, out });
+  return out;
 }
 
 /** applyFleetHealth's last result per input status (weakly held: a replaced status lets go of its entry). */

@@ -127,134 +127,282 @@ function ackedCondition(acked: boolean, generation: number | undefined): Conditi
   return condition('Programmed', true, 'Programmed', 'acknowledged by the Envoys that serve it', generation);
 }
 
-/** Per served object (kept across edits by servedAsFromIr): its type URLs, and views plus types in one string. */
-const shapes = new WeakMap<ServedObject, { typeUrls: string[]; shape: string }>();
-
-function shapeOf(served: ServedObject): { typeUrls: string[]; shape: string } {
-  let known = shapes.get(served);
-  if (known === undefined) {
-    const typeUrls = [...new Set(served.resources.map((r) => r.typeUrl))];
-    known = { typeUrls, shape: `${served.views.join('\u0000')}\u0001${typeUrls.join('\u0000')}` };
-    shapes.set(served, known);
-  }
-  return known;
+/** An object's Programmed, from its Envoys' verdicts: one answer per group, or one per object when some Envoy NACKed. */
+function fedStatus(s: ObjectStatus, next: Condition): ObjectStatus {
+  if (!('conditions' in s)) return s;
+  const replace = (conditions: Condition[]): Condition[] =>
+    conditions.map((c) => (c.type === 'Programmed' && c.reason === 'Pending' ? { ...next, ...(c.observedGeneration !== undefined ? { observedGeneration: c.observedGeneration } : {}) } : c));
+  // A served listener is programmed exactly when its Gateway's Envoy listeners are.
+  return s.kind === 'Gateway' && 'listeners' in s
+    ? { ...s, conditions: replace(s.conditions), listeners: s.listeners.map((l) => ({ ...l, conditions: replace(l.conditions) })) }
+    : ({ ...s, conditions: replace(s.conditions) } as ObjectStatus);
 }
 
-/**
- * programmed() when no Envoy NACKed anything: then only whether one of the object's views ACKed
- * all its types counts, and objects of one shape (views and types) share the answer, worked out
- * once per call in `answers`.
- */
-function programmedWithoutNacks(served: ServedObject, feedback: XdsFeedback, generation: number | undefined, answers: Map<string, boolean>): Condition {
-  const { typeUrls, shape } = shapeOf(served);
-  let acked = answers.get(shape);
-  if (acked === undefined) {
-    acked = served.views.some((key) => {
-      const view = feedback.views.get(key);
-      return view !== undefined && typeUrls.every((typeUrl) => view.get(typeUrl)?.acked === true);
-    });
-    answers.set(shape, acked);
-  }
-  return ackedCondition(acked, generation);
+/** Objects served by the same views as the same types: their Programmed moves together. */
+interface Group {
+  readonly views: readonly string[];
+  readonly typeUrls: readonly string[];
+  /**
+   * Members in the order they joined, which is the order of their `since` (passes only grow):
+   * a move of `threshold` flips a contiguous run of them. Entries that left (another group,
+   * another since) stay until compaction and are told by their own fields.
+   */
+  members: ObjectEntry[];
+  sinces: number[];
+  /** What the running pass computed (threshold()). */
+  threshold: number;
+  /** What the last committed pass left. */
+  last: number;
+  /** Members listed when compact() last counted them: it counts again once the list doubled. */
+  counted: number;
 }
 
-/** Where a True Programmed came from: per type, the view and the version its Envoys ACKed. */
-type HeldAt = readonly { view: string; typeUrl: string; version: string }[];
-
-/** The first of the object's views whose Envoys ACKed each of its types, with those versions. */
-function heldAtOf(served: ServedObject, feedback: XdsFeedback): HeldAt | undefined {
-  const { typeUrls } = shapeOf(served);
-  for (const key of served.views) {
-    const view = feedback.views.get(key);
-    if (view === undefined) continue;
-    const at: { view: string; typeUrl: string; version: string }[] = [];
-    for (const typeUrl of typeUrls) {
-      const f = view.get(typeUrl);
-      if (f?.acked !== true || f.version === undefined) break;
-      at.push({ view: key, typeUrl, version: f.version });
-    }
-    if (at.length === typeUrls.length) return at;
-  }
-  return undefined;
-}
-
-/**
- * Some Envoy still runs each version that made the object programmed. Not so once a replica's
- * share expired (its Envoys no longer count), nor once the versions the remaining Envoys run
- * predate the object's resources.
- */
-function stillHeld(at: HeldAt | undefined, feedback: XdsFeedback): boolean {
-  return at !== undefined && at.every((h) => feedback.views.get(h.view)?.get(h.typeUrl)?.held?.has(h.version) === true);
-}
-
-/** applyXdsFeedback's last result per input status (weakly held, so replaced statuses are let go). */
-interface ProgrammedEntry {
+/** One object, by key, across passes. */
+interface ObjectEntry {
   key: string;
-  served: ServedObject;
-  feedback: string | undefined;
-  programmed: Condition;
-  /** For a True `programmed`: what holds it (see stillHeld). */
-  heldAt: HeldAt | undefined;
+  index: number;
+  status: ObjectStatus;
+  served: ServedObject | undefined;
+  /** The pass at which `served` became this entry: the versions current since then carry its resources. */
+  since: number;
+  group: Group | undefined;
+  /** The Programmed condition given, or undefined when the object is handed on as it is. */
+  programmed: Condition | undefined;
   out: ObjectStatus;
+  /** The pass that last looked at this entry. */
+  pass: number;
 }
 
 /**
- * applyXdsFeedback's last results: by position in the last list (translation keeps an unchanged
- * object's status at its place, so most are found without hashing), else by status object
- * (weakly held, so replaced statuses are let go).
+ * Most versions remembered per view and type besides those held: an Envoy ACKs what it was sent
+ * last, so a version that is held later was current lately; one forgotten counts as predating
+ * every object (Pending, never a wrong True).
+ */
+const VERSIONS_KEPT = 64;
+
+/**
+ * Programmed for every served object, worked out per change: an edit looks at the objects it
+ * replaced, an ACK at the objects whose verdict it moved, never at all of them.
+ *
+ * Without a NACK, an object is programmed when, in one of its views, each of its types is ACKed
+ * at the view's current version, or held (some Envoy of the view runs it) at a version that is
+ * at least as new as the object's resources: an Envoy runs what it ACKed, so an object served as
+ * the same resources stays programmed while a newer version of its type waits for its ACK, and
+ * goes Pending once the Envoys that ran such a version left the fleet. Versions are ordered by the
+ * pass that last saw them current (`since` of an object: the pass that saw its served resources
+ * change). Per group of objects (same views, same types) the newest pass whose versions every
+ * member served since then has programmed is one number (`threshold`), so an ACK moves it once
+ * and flips exactly the members whose `since` it passed. With a NACK anywhere every object is
+ * looked at (whether the error names one of its resources) until no NACK stands.
  */
 export class ProgrammedMemo {
-  given: readonly ObjectStatus[] = [];
-  atPosition: (ProgrammedEntry | undefined)[] = [];
-  readonly byStatus = new WeakMap<ObjectStatus, ProgrammedEntry>();
-  /** The last call's verdicts (fleetKeys): an equal string is replaced by this one, so each object compares pointers. */
-  verdicts: string | undefined;
-  /** The last call's servedAs, whole feedback (fleetKeys' state) and result. */
-  servedAs: ServedAs | undefined;
-  fleet: string | undefined;
+  /** Objects whose Programmed was worked out by the last update. */
+  examined = 0;
+  /** Statuses as the last update gave them, by index of its input. */
   out: ObjectStatus[] = [];
-}
+  private pass = 0;
+  private given: readonly ObjectStatus[] = [];
+  private servedAs: ServedAs | undefined;
+  private at: ObjectEntry[] = [];
+  private readonly byKey = new Map<string, ObjectEntry>();
+  private readonly groups = new Map<string, Group>();
+  /** view \0 typeUrl → version → the pass that last saw it current. */
+  private readonly versions = new Map<string, Map<string, number>>();
+  private nacked = false;
+  /** An update has begun and not committed. */
+  private open = false;
+  /** The last result of applyXdsFeedback, handed on again when a call changed nothing. */
+  private returned: ObjectStatus[] | undefined;
 
-function sameCondition(a: Condition, b: Condition): boolean {
-  return a.status === b.status && a.reason === b.reason && a.message === b.message && a.observedGeneration === b.observedGeneration;
-}
+  /** The index of an object ("Kind/namespace/name") in the last update's input, if it was there. */
+  indexOf(key: string): number | undefined {
+    return this.byKey.get(key)?.index;
+  }
 
-/**
- * The fleet in two strings, in one pass, both undefined when some Envoy NACKed (then whether a NACK
- * concerns an object depends on every served name, and each is looked at):
- * - `verdicts`, the ACK flags per view and type: an object served as it was, under the same
- *   verdicts, keeps its Programmed without a look at its views;
- * - `state`, everything applyXdsFeedback reads of the fleet, versions and held versions included:
- *   the same state, statuses and servedAs give the last result whole.
- */
-function fleetKeys(feedback: XdsFeedback): { verdicts: string | undefined; state: string | undefined } {
-  const verdicts: string[] = [];
-  const state: string[] = [];
-  for (const [view, types] of feedback.views) {
-    for (const [typeUrl, f] of types) {
-      if (f.rejected.length > 0) return { verdicts: undefined, state: undefined };
-      const verdict = `${view}\u0000${typeUrl}\u0000${f.acked ? 1 : 0}`;
-      verdicts.push(verdict);
-      state.push(`${verdict}\u0000${f.version ?? ''}\u0000${[...(f.held ?? [])].join('\u0000')}`);
+  /**
+   * Folds `feedback` and the statuses at `changed` (indexes into `statuses`, which lines up with
+   * the last call's input: same length, same object at each other index; undefined: look at
+   * every object) into `out`, in place. Returns the indexes whose status in `out` was replaced,
+   * or undefined when `out` is a new list (every index may have moved).
+   */
+  *updateSteps(statuses: readonly ObjectStatus[], changed: readonly number[] | undefined, servedAs: ServedAs, feedback: XdsFeedback): Steps<number[] | undefined> {
+    const pass = ++this.pass;
+    this.examined = 0;
+    this.noteVersions(feedback, pass);
+    const nacked = hasNack(feedback);
+    // A pass dropped half way (a newer one superseded it) left entries ahead of what was committed.
+    const interrupted = this.open;
+    this.open = true;
+    // A NACK's reach depends on every served name; after the last one clears, every object is looked at once more.
+    const whole = interrupted || changed === undefined || nacked || this.nacked || statuses.length !== this.given.length || changed.some((i) => objectKey(statuses[i]!) !== this.at[i]?.key);
+    this.nacked = nacked;
+    const names = namesOfTypes(servedAs);
+    const ctx: PassContext = { pass, feedback, nacked, names };
+    for (const g of this.groups.values()) g.threshold = threshold(g, feedback, this.versions);
+    if (whole) {
+      const out: ObjectStatus[] = new Array<ObjectStatus>(statuses.length);
+      const at: ObjectEntry[] = new Array<ObjectEntry>(statuses.length);
+      const seen = new Set<string>();
+      for (let i = 0; i < statuses.length; i++) {
+        if (i % OBJECTS_PER_STEP === OBJECTS_PER_STEP - 1) yield;
+        const s = statuses[i]!;
+        const key = objectKey(s);
+        seen.add(key);
+        let entry = this.byKey.get(key);
+        if (entry === undefined) {
+          entry = { key, index: i, status: s, served: undefined, since: pass, group: undefined, programmed: undefined, out: s, pass: 0 };
+          this.byKey.set(key, entry);
+        }
+        entry.index = i;
+        this.examine(entry, s, servedAs.get(key), ctx);
+        at[i] = entry;
+        out[i] = entry.out;
+      }
+      for (const [key, entry] of this.byKey) {
+        if (seen.has(key)) continue;
+        entry.group = undefined;
+        this.byKey.delete(key);
+      }
+      this.commit(statuses, servedAs, at, out);
+      return undefined;
+    }
+    const moved: number[] = [];
+    for (const i of changed) {
+      const entry = this.at[i]!;
+      this.examine(entry, statuses[i]!, servedAs.get(entry.key), ctx);
+      if (entry.out === this.out[i]) continue;
+      this.out[i] = entry.out;
+      moved.push(i);
+    }
+    // What the ACKs since the last pass moved: per group, the members whose since the threshold passed.
+    for (const g of this.groups.values()) {
+      const was = g.last;
+      if (was === g.threshold) continue;
+      const low = Math.min(was, g.threshold);
+      const high = Math.max(was, g.threshold);
+      for (let k = firstAbove(g.sinces, low); k < g.sinces.length && g.sinces[k]! <= high; k++) {
+        const entry = g.members[k]!;
+        if (entry.group !== g || entry.since !== g.sinces[k] || entry.pass === pass) continue;
+        this.examine(entry, entry.status, entry.served, ctx);
+        if (entry.out === this.out[entry.index]) continue;
+        this.out[entry.index] = entry.out;
+        moved.push(entry.index);
+      }
+    }
+    this.commit(statuses, servedAs, this.at, this.out);
+    return moved;
+  }
+
+  /** applyXdsFeedback's memo: what the last call returned, or a copy of out when something moved. */
+  handOn(moved: number[] | undefined): ObjectStatus[] {
+    if (moved !== undefined && moved.length === 0 && this.returned !== undefined) return this.returned;
+    this.returned = this.out.slice();
+    return this.returned;
+  }
+
+  /** The servedAs map the last update read. */
+  lastServedAs(): ServedAs | undefined {
+    return this.servedAs;
+  }
+
+  /** The statuses the last update was given. */
+  lastGiven(): readonly ObjectStatus[] {
+    return this.given;
+  }
+
+  private commit(statuses: readonly ObjectStatus[], servedAs: ServedAs, at: ObjectEntry[], out: ObjectStatus[]): void {
+    this.open = false;
+    this.given = statuses;
+    this.servedAs = servedAs;
+    this.at = at;
+    this.out = out;
+    for (const g of this.groups.values()) {
+      g.last = g.threshold;
+      compact(g);
     }
   }
-  return { verdicts: verdicts.join('\u0001'), state: state.join('\u0001') };
+
+  private noteVersions(feedback: XdsFeedback, pass: number): void {
+    for (const [view, types] of feedback.views) {
+      for (const [typeUrl, f] of types) {
+        if (f.version === undefined) continue;
+        const k = `${view}\u0000${typeUrl}`;
+        let known = this.versions.get(k);
+        if (known === undefined) this.versions.set(k, (known = new Map()));
+        // Re-inserted: the newest is last, and the oldest goes first when there are too many.
+        known.delete(f.version);
+        known.set(f.version, pass);
+        // The oldest that no Envoy holds goes: a held version is what keeps unchanged objects programmed.
+        if (known.size > VERSIONS_KEPT) {
+          for (const v of known.keys()) {
+            if (f.held?.has(v) === true) continue;
+            known.delete(v);
+            break;
+          }
+        }
+      }
+    }
+  }
+
+  private groupOf(served: ServedObject, ctx: PassContext): Group {
+    const typeUrls = [...new Set(served.resources.map((r) => r.typeUrl))];
+    const id = `${served.views.join('\u0000')}\u0001${typeUrls.join('\u0000')}`;
+    let g = this.groups.get(id);
+    if (g === undefined) {
+      g = { views: served.views, typeUrls, members: [], sinces: [], threshold: 0, last: 0, counted: 0 };
+      g.threshold = threshold(g, ctx.feedback, this.versions);
+      g.last = g.threshold;
+      this.groups.set(id, g);
+    }
+    return g;
+  }
+
+  private examine(entry: ObjectEntry, s: ObjectStatus, served: ServedObject | undefined, ctx: PassContext): void {
+    this.examined++;
+    entry.pass = ctx.pass;
+    const statusMoved = entry.status !== s;
+    entry.status = s;
+    if (served !== entry.served) {
+      entry.served = served;
+      entry.since = ctx.pass;
+      const group = served === undefined || served.resources.length === 0 ? undefined : this.groupOf(served, ctx);
+      entry.group = group;
+      if (group !== undefined) {
+        group.members.push(entry);
+        group.sinces.push(entry.since);
+      }
+    }
+    const current = entry.group !== undefined && 'conditions' in s ? s.conditions.find((c) => c.type === 'Programmed') : undefined;
+    if (entry.group === undefined || served === undefined || current?.reason !== 'Pending') {
+      entry.programmed = undefined;
+      entry.out = s;
+      return;
+    }
+    const next = ctx.nacked
+      ? programmed(served, ctx.feedback, current.observedGeneration, ctx.names)
+      : ackedCondition(entry.group.threshold >= entry.since, current.observedGeneration);
+    if (!statusMoved && entry.programmed !== undefined && sameCondition(entry.programmed, next)) return;
+    entry.programmed = next;
+    entry.out = fedStatus(s, next);
+  }
 }
 
-/**
- * Replaces each served object's Pending Programmed condition with what the Envoys that serve it
- * said. With `memo`, an object whose status and verdict are those of the last call is handed on
- * as the same object, so the status book sees only the objects whose Programmed moved.
- */
-export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, feedback: XdsFeedback, memo?: ProgrammedMemo): ObjectStatus[] {
-  return runSteps(applyXdsFeedbackSteps(statuses, servedAs, feedback, memo));
+interface PassContext {
+  pass: number;
+  feedback: XdsFeedback;
+  nacked: boolean;
+  names: () => ReadonlyMap<string, ReadonlySet<string>>;
 }
 
-/** applyXdsFeedback in steps (src/status/steps.ts): the memo's last call is set at their end. */
-export function* applyXdsFeedbackSteps(statuses: ObjectStatus[], servedAs: ServedAs, feedback: XdsFeedback, memo?: ProgrammedMemo): Steps<ObjectStatus[]> {
-  // Only a NACK reads every served name; without one (the usual case) nothing is collected.
+function hasNack(feedback: XdsFeedback): boolean {
+  for (const types of feedback.views.values()) for (const f of types.values()) if (f.rejected.length > 0) return true;
+  return false;
+}
+
+/** Every resource name served per type URL, by all objects: worked out only when a NACK asks. */
+function namesOfTypes(servedAs: ServedAs): () => ReadonlyMap<string, ReadonlySet<string>> {
   let namesOfType: Map<string, Set<string>> | undefined;
-  const names = (): ReadonlyMap<string, ReadonlySet<string>> => {
+  return () => {
     if (namesOfType !== undefined) return namesOfType;
     namesOfType = new Map();
     for (const served of servedAs.values()) {
@@ -266,69 +414,87 @@ export function* applyXdsFeedbackSteps(statuses: ObjectStatus[], servedAs: Serve
     }
     return namesOfType;
   };
-  // An ACK that leaves the fleet as it was (same versions ACKed, same versions held) over the same
-  // statuses gives the last result: no pass over the objects.
-  const keys = fleetKeys(feedback);
-  const fleet = memo === undefined ? undefined : keys.state;
-  if (memo !== undefined && fleet !== undefined && fleet === memo.fleet && memo.servedAs === servedAs && sameItems(memo.given, statuses)) return memo.out;
-  let verdicts = keys.verdicts;
-  if (memo !== undefined && verdicts !== undefined && verdicts === memo.verdicts) verdicts = memo.verdicts;
-  const answers = new Map<string, boolean>();
-  const lined = memo !== undefined && memo.given.length === statuses.length;
-  // The same map as last time: an entry's served object is what the map holds for its key.
-  const sameServed = memo !== undefined && memo.servedAs === servedAs;
-  const atPosition: (ProgrammedEntry | undefined)[] = memo === undefined ? [] : new Array<ProgrammedEntry | undefined>(statuses.length);
-  const out: ObjectStatus[] = [];
-  for (let i = 0; i < statuses.length; i++) {
-    if (i % OBJECTS_PER_STEP === OBJECTS_PER_STEP - 1) yield;
-    out.push(fed(statuses[i]!, i));
-  }
-  if (memo !== undefined) {
-    memo.given = statuses;
-    memo.atPosition = atPosition;
-    memo.verdicts = verdicts;
-    memo.servedAs = servedAs;
-    memo.fleet = fleet;
-    memo.out = out;
-  }
-  return out;
+}
 
-  function fed(s: ObjectStatus, i: number): ObjectStatus {
-    const last = memo === undefined ? undefined : lined && memo.given[i] === s ? memo.atPosition[i] : memo.byStatus.get(s);
-    atPosition[i] = last;
-    const key = last?.key ?? objectKey(s);
-    const served = sameServed && last !== undefined ? last.served : servedAs.get(key);
-    // Without a NACK anywhere, an object served as the very same resources (servedAsFromIr keeps
-    // the entry of a cluster the IR kept, so its Envoy resource is byte for byte what it was)
-    // keeps a True Programmed while the view's new version waits for its ACK: the Envoys run the
-    // version they ACKed, which holds it. Only what an edit touched goes Pending, so an edit among
-    // 10,000 Backends rewrites a few statuses, not all of them twice. Only while an Envoy still
-    // runs the version that programmed it, though: not after the Envoys that ACKed it left the
-    // fleet (a replica's share expired), leaving only Envoys that run older versions.
-    if (last !== undefined && verdicts !== undefined && last.served === served && (last.feedback === verdicts || (last.programmed.status === 'True' && stillHeld(last.heldAt, feedback)))) return last.out;
-    if (!served || served.resources.length === 0 || !('conditions' in s)) return s;
-    const current = s.conditions.find((c) => c.type === 'Programmed');
-    if (!current || current.reason !== 'Pending') return s;
-    const next = verdicts === undefined ? programmed(served, feedback, current.observedGeneration, names) : programmedWithoutNacks(served, feedback, current.observedGeneration, answers);
-    const heldAt = next.status === 'True' ? heldAtOf(served, feedback) : undefined;
-    if (last !== undefined && sameCondition(last.programmed, next)) {
-      // Updated in place: a fleet change that moves no verdict costs no allocation per object.
-      last.served = served;
-      last.feedback = verdicts;
-      last.heldAt = heldAt;
-      return last.out;
+/**
+ * The newest pass whose resources a group's members are programmed with: in the best of its
+ * views, the oldest over its types of "ACKed at the current version" (every pass: Infinity) or
+ * "held at a version last current at pass p" (p); -Infinity where a type has neither.
+ */
+function threshold(g: Group, feedback: XdsFeedback, versions: ReadonlyMap<string, ReadonlyMap<string, number>>): number {
+  let best = -Infinity;
+  for (const view of g.views) {
+    const types = feedback.views.get(view);
+    if (types === undefined) continue;
+    let worst = Infinity;
+    for (const typeUrl of g.typeUrls) {
+      const f = types.get(typeUrl);
+      if (f?.acked === true) continue;
+      let held = -Infinity;
+      const known = versions.get(`${view}\u0000${typeUrl}`);
+      for (const version of f?.held ?? []) held = Math.max(held, known?.get(version) ?? -Infinity);
+      worst = Math.min(worst, held);
+      if (worst === -Infinity) break;
     }
-    const replace = (conditions: Condition[]): Condition[] =>
-      conditions.map((c) => (c.type === 'Programmed' && c.reason === 'Pending' ? { ...next, ...(c.observedGeneration !== undefined ? { observedGeneration: c.observedGeneration } : {}) } : c));
-    // A served listener is programmed exactly when its Gateway's Envoy listeners are.
-    const out = s.kind === 'Gateway' && 'listeners' in s
-      ? { ...s, conditions: replace(s.conditions), listeners: s.listeners.map((l) => ({ ...l, conditions: replace(l.conditions) })) }
-      : ({ ...s, conditions: replace(s.conditions) } as ObjectStatus);
-    const entry = { key, served, feedback: verdicts, programmed: next, heldAt, out };
-    memo?.byStatus.set(s, entry);
-    atPosition[i] = entry;
-    return out;
+    best = Math.max(best, worst);
   }
+  return best;
+}
+
+/** The first index whose value is above `value` in an ascending list. */
+function firstAbove(sorted: readonly number[], value: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! <= value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Drops members that left once they are most of the list, keeping the order. Counted once the
+ * list doubled since the last count, so a pass that adds a few members costs a few.
+ */
+function compact(g: Group): void {
+  if (g.members.length < Math.max(64, 2 * g.counted)) return;
+  let live = 0;
+  for (let k = 0; k < g.members.length; k++) if (g.members[k]!.group === g && g.members[k]!.since === g.sinces[k]) live++;
+  g.counted = g.members.length;
+  if (live * 2 > g.members.length) return;
+  const members: ObjectEntry[] = [];
+  const sinces: number[] = [];
+  for (let k = 0; k < g.members.length; k++) {
+    const m = g.members[k]!;
+    if (m.group !== g || m.since !== g.sinces[k]) continue;
+    members.push(m);
+    sinces.push(m.since);
+  }
+  g.members = members;
+  g.sinces = sinces;
+  g.counted = members.length;
+}
+
+function sameCondition(a: Condition, b: Condition): boolean {
+  return a.status === b.status && a.reason === b.reason && a.message === b.message && a.observedGeneration === b.observedGeneration;
+}
+
+/**
+ * Replaces each served object's Pending Programmed condition with what the Envoys that serve it
+ * said. With `memo`, the objects whose status, served resources and verdict are those of the last
+ * call are handed on as the same objects, so the status book sees only those whose Programmed moved.
+ */
+export function applyXdsFeedback(statuses: ObjectStatus[], servedAs: ServedAs, feedback: XdsFeedback, memo?: ProgrammedMemo): ObjectStatus[] {
+  return runSteps(applyXdsFeedbackSteps(statuses, servedAs, feedback, memo));
+}
+
+/** applyXdsFeedback in steps (src/status/steps.ts). */
+export function* applyXdsFeedbackSteps(statuses: ObjectStatus[], servedAs: ServedAs, feedback: XdsFeedback, memo = new ProgrammedMemo()): Steps<ObjectStatus[]> {
+  // The same map: only replaced statuses are looked at; another one may serve any object otherwise.
+  const changed = memo.lastServedAs() === servedAs ? replacedAt(memo.lastGiven(), statuses) : undefined;
+  const moved = yield* memo.updateSteps(statuses, changed, servedAs, feedback);
+  return memo.handOn(moved);
 }
 
 /** What servedAsFromIr was last given and made: an edit that keeps the data planes redoes only the clusters it replaced. */
@@ -375,25 +541,45 @@ export function servedAsFromIr(ir: IR, planes: DataPlanes, previous?: ServedAsMe
 
 /** servedAsFromIr in steps (src/status/steps.ts). */
 export function* servedAsFromIrSteps(ir: IR, planes: DataPlanes, previous?: ServedAsMemo): Steps<ServedAs> {
+  const copy = previous === undefined ? undefined : { ...previous, servedAs: new Map(previous.servedAs) };
+  return (yield* servedAsUpdateSteps(ir, planes, copy)).servedAs;
+}
+
+/**
+ * servedAsFromIr that changes `previous.servedAs` in place when it can follow the edit (the same
+ * data planes, clusters replaced in place), and says which objects it replaced: an edit costs the
+ * clusters it replaced, not a copy of every entry. `changed` undefined: a new map, anything moved.
+ */
+export function* servedAsUpdateSteps(ir: IR, planes: DataPlanes, previous?: ServedAsMemo): Steps<{ servedAs: ServedAs; changed: Set<string> | undefined }> {
   const at = previous !== undefined && previous.planes === planes ? replacedAt(previous.ir.clusters, ir.clusters) : undefined;
   const gatewayKeys = new Set(previous?.ir.listeners.map((l) => `Gateway/${l.gateway.namespace}/${l.gateway.name}`));
   // Two clusters of one object (the last one counts) cannot be followed entry by entry.
   if (previous !== undefined && at !== undefined && previous.servedAs.size === previous.ir.clusters.length + gatewayKeys.size) {
-    const out: ServedAs = new Map(previous.servedAs);
+    const out = previous.servedAs;
+    const changed = new Set<string>(gatewayKeys);
     // Gateways are few: their entries are made again (listeners need not line up).
     for (const key of gatewayKeys) out.delete(key);
-    for (const i of at) out.delete(clusterObjectKey(previous.ir.clusters[i]!));
-    let n = 0;
     for (const i of at) {
-      if (++n % OBJECTS_PER_STEP === 0) yield;
+      const key = clusterObjectKey(previous.ir.clusters[i]!);
+      out.delete(key);
+      changed.add(key);
+    }
+    // No pause here: a pass dropped half way would leave the map half changed (replacedAt caps `at` at a few hundred).
+    for (const i of at) {
       const c = ir.clusters[i]!;
       const gateways = [...planes.gateways].filter(([, names]) => names.clusters.includes(c.name)).map(([gateway]) => gateway);
       const [key, served] = clusterServedAs(c, gateways);
       out.set(key, served);
+      changed.add(key);
     }
     addListeners(out, ir, planes);
-    return out;
+    for (const l of ir.listeners) changed.add(`Gateway/${l.gateway.namespace}/${l.gateway.name}`);
+    return { servedAs: out, changed };
   }
+  return { servedAs: yield* servedAsBuilt(ir, planes), changed: undefined };
+}
+
+function* servedAsBuilt(ir: IR, planes: DataPlanes): Steps<ServedAs> {
   const out: ServedAs = new Map();
   const gatewaysOfCluster = new Map<string, string[]>();
   let n = 0;

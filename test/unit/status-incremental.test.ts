@@ -231,3 +231,74 @@ describe('fleetHealthView after an edit', () => {
     expect(shorter.has('Backend/ai/chat-1')).toBe(false);
   });
 });
+
+describe('applyXdsFeedback over a random run of edits and ACKs', () => {
+  /**
+   * A small reference model, worked out over every object at every call: an object is programmed
+   * when its view ACKed the current CDS version, or holds a version that was current at or after
+   * the call that first saw the object's served resources. The memo, which looks only at what
+   * moved, must say the same after every call.
+   */
+  it.each([7, 11, 1234, 99991])('gives what the reference model gives after each call (seed %i)', (first) => {
+    let seed = first;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    const n = 40;
+    let clusters = Array.from({ length: n }, (_, i) => cluster(i));
+    let statuses = clusters.map((_, i) => backendStatus(i));
+    const p = planes(clusters);
+    let served = servedAsFromIr(ir(clusters), p);
+    const memo = new ProgrammedMemo();
+    const since = new Map<string, number>();
+    const entries = new Map<string, unknown>();
+    const lastCurrent = new Map<string, number>();
+    let version = 1;
+    let held: string[] = [];
+    let acked = false;
+    let edits = 0;
+    for (let call = 1; call <= 300; call++) {
+      const move = random(5);
+      if (move === 0) {
+        // An edit: a few clusters replaced, a new CDS version, not ACKed yet.
+        const next = clusters.slice();
+        for (let k = random(3) + 1; k > 0; k--) {
+          const i = random(n);
+          next[i] = cluster(i, `10.1.${++edits % 250}.${i}`);
+        }
+        served = servedAsFromIr(ir(next), p, { ir: ir(clusters), planes: p, servedAs: served });
+        clusters = next;
+        statuses = statuses.slice();
+        version++;
+        acked = false;
+      } else if (move === 1) {
+        acked = true;
+        held = [`c${version}`];
+      } else if (move === 2 && held.length > 0) {
+        // The Envoys that ran the held version left; an older one may still be run somewhere.
+        held = random(2) === 0 ? [] : [`c${Math.max(1, version - 1 - random(3))}`];
+        acked = false;
+      } else if (move === 3) {
+        // A status replaced alone (a new generation), served as it was.
+        const i = random(n);
+        statuses = statuses.map((s, k) => (k === i ? backendStatus(i, call) : s));
+      }
+      const current = `c${version}`;
+      lastCurrent.set(current, call);
+      for (const [key, entry] of served) {
+        if (entries.get(key) === entry) continue;
+        entries.set(key, entry);
+        since.set(key, call);
+      }
+      const fb = feedback(acked, undefined, { version: current, held });
+      const out = applyXdsFeedback(statuses, served, fb, memo);
+      const newestHeld = Math.max(-Infinity, ...held.map((v) => lastCurrent.get(v) ?? -Infinity));
+      for (let i = 0; i < n; i++) {
+        const key = `Backend/ai/chat-${i}`;
+        const expected = acked || newestHeld >= (since.get(key) ?? Infinity) ? 'True' : 'False';
+        expect(programmedOf(out, `chat-${i}`).status, `call ${call}, chat-${i} since ${since.get(key)}, move ${move}, acked ${acked}, held ${held.join()}@${newestHeld}, current ${current}`).toBe(expected);
+      }
+    }
+  });
+});
