@@ -122,10 +122,15 @@ export const FIRST_PUSH_SLICE_MS = 1;
  * be handled between the slices of the push, and the last streams get the change that much later.
  */
 export class SlicedWork {
-  /** Tasks waiting, with their arguments at the same index: a task per stream and its request, not a closure per request. */
+  /**
+   * Tasks waiting from `head` to `tail`, with their arguments at the same index: a task per stream
+   * and its request, not a closure per request. Slots are overwritten, never dropped: the ACKs of a
+   * thousand streams wait here during every push, and emptied arrays would grow again each time.
+   */
   private readonly queue: ((arg: unknown) => void)[] = [];
   private readonly args: unknown[] = [];
   private head = 0;
+  private tail = 0;
   /** A slice is open until the next turn of the loop; it began at `sliceStart`. */
   private sliceOpen = false;
   private sliceStart = 0;
@@ -143,18 +148,18 @@ export class SlicedWork {
   add<T>(task: (arg: T) => void, arg: T): void;
   add<T>(task: (arg: T) => void, arg?: T): void {
     if (!this.sliceOpen) this.open();
-    if (this.head === this.queue.length && this.now() - this.sliceStart < this.sliceMs && !this.yieldTo()) {
+    if (this.head === this.tail && this.now() - this.sliceStart < this.sliceMs && !this.yieldTo()) {
       task(arg as T);
       this.longestSliceMs = Math.max(this.longestSliceMs, this.now() - this.sliceStart);
       return;
     }
-    this.queue.push(task as (arg: unknown) => void);
-    this.args.push(arg);
+    this.queue[this.tail] = task as (arg: unknown) => void;
+    this.args[this.tail++] = arg;
   }
 
   /** Tasks waiting for a later turn. */
   get waiting(): number {
-    return this.queue.length - this.head;
+    return this.tail - this.head;
   }
 
   private open(): void {
@@ -165,11 +170,11 @@ export class SlicedWork {
 
   private turn(): void {
     this.sliceOpen = false;
-    if (this.head === this.queue.length) return;
+    if (this.head === this.tail) return;
     this.open();
     // Looked at again next turn; whatever it yields to takes turns of its own meanwhile.
     if (this.yieldTo()) return;
-    while (this.head < this.queue.length && this.now() - this.sliceStart < this.sliceMs) {
+    while (this.head < this.tail && this.now() - this.sliceStart < this.sliceMs) {
       const task = this.queue[this.head]!;
       const arg = this.args[this.head];
       this.queue[this.head] = noop;
@@ -177,10 +182,9 @@ export class SlicedWork {
       task(arg);
     }
     this.longestSliceMs = Math.max(this.longestSliceMs, this.now() - this.sliceStart);
-    if (this.head === this.queue.length) {
-      this.queue.length = 0;
-      this.args.length = 0;
+    if (this.head === this.tail) {
       this.head = 0;
+      this.tail = 0;
     }
   }
 }
