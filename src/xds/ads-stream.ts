@@ -16,8 +16,10 @@ export interface AdsStreamOptions {
    * Writes responses, in order, as one write: those of one push (a CDS update and the
    * assignments it makes Envoy wait for) cost a client one transport write, not one each.
    * `flushed` is called once the transport has taken them (for gRPC: written out within the
-   * client's HTTP/2 flow-control window). Returns false when the stream's write buffer is full:
-   * nothing more is written until resume().
+   * client's HTTP/2 flow-control window), once per call and in the order of the calls; the same
+   * function is passed on every call. Returns false when the stream's write buffer is full:
+   * nothing more is written until resume(). `messages` is the stream's own array, read during the
+   * call only: it is reused for the next write.
    */
   send: (messages: readonly WireMessage[], flushed: () => void) => boolean;
   logger: Logger;
@@ -25,8 +27,14 @@ export interface AdsStreamOptions {
 
 /** The order in which due types are pushed (make-before-break), as type URLs. */
 const PUSH_ORDER_URLS: readonly TypeUrlValue[] = PUSH_ORDER.map((kind) => TypeUrl[kind]);
-/** The types served; looked up once per request (every ACK), so a set rather than a scan. */
-const SERVED_TYPES: ReadonlySet<string> = new Set(Object.values(TypeUrl));
+/**
+ * A bit per served type, by its place in PUSH_ORDER: a stream's due and in-flight types are two
+ * numbers. As Sets they grew and shrank their tables on every push and every write completion,
+ * two thousand times per change at a thousand streams (issue 9).
+ */
+const TYPE_BITS: ReadonlyMap<string, number> = new Map(PUSH_ORDER_URLS.map((typeUrl, i) => [typeUrl, 1 << i]));
+/** Writes a stream may have in flight: at most one per type (flush()), and they are reported flushed in order. */
+const MAX_WRITES = 8;
 
 /** What SotW and delta requests both carry: who asks, for which type, replying to which response. */
 interface AdsRequest {
@@ -64,15 +72,27 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
    * happens when the type has no response still waiting in the transport (`inFlight`) and the
    * write buffer has room (`congested` false). A push computes the response from the cache at
    * that moment, so a slow client skips the versions it could not take: one pending response per
-   * type at most, and a change costs a congested stream one Set insertion.
+   * type at most, and a change costs a congested stream one bit set.
    */
-  private readonly due = new Set<string>();
-  private readonly inFlight = new Set<string>();
+  private due = 0;
+  private inFlight = 0;
   private congested = false;
   private flushing = false;
   /** The responses of the running flush(), written together at its end, and their types. */
-  private outbox: WireMessage[] = [];
-  private outboxTypes: string[] = [];
+  private readonly outbox: (WireMessage | undefined)[] = [];
+  private outboxCount = 0;
+  private outboxTypes = 0;
+  /** Reused arrays of one and of two responses, handed to send(): a push is nearly always one or two. */
+  private readonly single: WireMessage[] = [];
+  private readonly pair: WireMessage[] = [];
+  /** The types of each write not yet reported flushed, oldest first: a ring of MAX_WRITES. */
+  private readonly writes: number[] = new Array<number>(MAX_WRITES).fill(0);
+  private writeHead = 0;
+  private writeCount = 0;
+  /** Passed with every write: one function for the stream's life, not one per write. */
+  private readonly flushed = (): void => this.onFlushed();
+  /** The client watches listeners or routes (types are never dropped once asked for). */
+  private routesWatched = false;
   /** The cluster set changed since the last cluster push: removed clusters may have to be held. */
   private clustersChanged = false;
   private readonly cache: SnapshotCache;
@@ -97,7 +117,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
       this.view = this.cache.view(request.node?.gateway);
       hooks.selected(this.view);
     }
-    if (!SERVED_TYPES.has(request.typeUrl)) {
+    if (!TYPE_BITS.has(request.typeUrl)) {
       logger.debug({ typeUrl: request.typeUrl }, 'xds: request for a type Switchyard does not serve');
       return;
     }
@@ -106,6 +126,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
     if (state === undefined) {
       state = this.newState(request);
       this.types.set(request.typeUrl, state);
+      if (refersToClusters(request.typeUrl)) this.routesWatched = true;
     }
     if (request.responseNonce !== '' && !this.acceptReply(state, request)) return;
     const changed = this.updateSubscription(state, request, first);
@@ -116,7 +137,10 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   /** Pushes, in PUSH_ORDER (make-before-break), every changed type this client watches. */
   onCacheChange(changed: readonly TypeUrlValue[]): void {
     if (changed.includes(TypeUrl.cluster)) this.clustersChanged = true;
-    for (const typeUrl of changed) if (this.types.has(typeUrl)) this.due.add(typeUrl);
+    for (let i = 0; i < changed.length; i++) {
+      const typeUrl = changed[i] as TypeUrlValue;
+      if (this.types.has(typeUrl)) this.due |= TYPE_BITS.get(typeUrl) ?? 0;
+    }
     this.flush();
     this.releaseHeldClusters();
   }
@@ -130,7 +154,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
 
   /** Types with a response waiting in the transport or a push waiting for room; for tests and metrics. */
   backlog(): { inFlight: readonly string[]; due: readonly string[]; congested: boolean } {
-    return { inFlight: [...this.inFlight], due: [...this.due], congested: this.congested };
+    return { inFlight: typesOf(this.inFlight), due: typesOf(this.due), congested: this.congested };
   }
 
   /** This client's view of `typeUrl`: its Gateway's resources, or every Gateway's. */
@@ -212,19 +236,31 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
    * runs inside flush(): the responses of one flush leave in one write when it ends.
    */
   protected deliver(typeUrl: string, message: WireMessage): void {
-    this.inFlight.add(typeUrl);
-    this.outbox.push(message);
-    this.outboxTypes.push(typeUrl);
+    const bit = TYPE_BITS.get(typeUrl) ?? 0;
+    this.inFlight |= bit;
+    // Slots are overwritten, never dropped: an array emptied gives its storage back and the next push allocates it again.
+    this.outbox[this.outboxCount++] = message;
+    this.outboxTypes |= bit;
     if (!this.flushing) this.sendOutbox();
   }
 
   private sendOutbox(): void {
-    if (this.outbox.length === 0) return;
-    const messages = this.outbox;
+    const count = this.outboxCount;
+    if (count === 0) return;
+    const messages = count === 1 ? this.single : count === 2 ? this.pair : new Array<WireMessage>(count);
+    for (let i = 0; i < count; i++) {
+      messages[i] = this.outbox[i] as WireMessage;
+      this.outbox[i] = undefined;
+    }
+    this.outboxCount = 0;
     const types = this.outboxTypes;
-    this.outbox = [];
-    this.outboxTypes = [];
-    const room = this.options.send(messages, () => this.onFlushed(types));
+    this.outboxTypes = 0;
+    // Noted before send(), which may report the write flushed at once.
+    this.writes[(this.writeHead + this.writeCount) % MAX_WRITES] = types;
+    this.writeCount++;
+    const room = this.options.send(messages, this.flushed);
+    // Not kept alive by the stream until its next write.
+    if (count <= 2) for (let i = 0; i < count; i++) (messages as (WireMessage | undefined)[])[i] = undefined;
     if (!room) this.congested = true;
   }
 
@@ -239,12 +275,12 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   protected resendAssignments(names: readonly string[]): void {
     const endpoints = this.types.get(TypeUrl.endpoint);
     if (endpoints === undefined || names.length === 0) return;
-    for (const name of names) this.forgetSent(endpoints, name);
+    for (let i = 0; i < names.length; i++) this.forgetSent(endpoints, names[i] as string);
     this.schedule(TypeUrl.endpoint);
   }
 
   private schedule(typeUrl: string): void {
-    this.due.add(typeUrl);
+    this.due |= TYPE_BITS.get(typeUrl) ?? 0;
     this.flush();
   }
 
@@ -254,13 +290,15 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
    * Re-entrant calls (a push that makes another type due) are picked up by the running loop.
    */
   private flush(): void {
-    if (this.flushing || this.due.size === 0) return;
+    if (this.flushing || this.due === 0) return;
     this.flushing = true;
     try {
-      for (const typeUrl of PUSH_ORDER_URLS) {
-        if (!this.due.has(typeUrl)) continue;
-        if (this.congested || this.inFlight.has(typeUrl)) break;
-        this.due.delete(typeUrl);
+      for (let i = 0; i < PUSH_ORDER_URLS.length; i++) {
+        const bit = 1 << i;
+        if ((this.due & bit) === 0) continue;
+        if (this.congested || (this.inFlight & bit) !== 0) break;
+        this.due &= ~bit;
+        const typeUrl = PUSH_ORDER_URLS[i] as TypeUrlValue;
         const state = this.types.get(typeUrl);
         if (state === undefined) continue;
         if (typeUrl === TypeUrl.cluster && this.clustersChanged) {
@@ -275,13 +313,14 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
     }
   }
 
-  private onFlushed(types: readonly string[]): void {
-    let due = false;
-    for (const typeUrl of types) {
-      this.inFlight.delete(typeUrl);
-      due ||= this.due.has(typeUrl);
-    }
-    if (due) this.flush();
+  /** The oldest write not yet reported flushed was. */
+  private onFlushed(): void {
+    if (this.writeCount === 0) return;
+    const types = this.writes[this.writeHead] as number;
+    this.writeHead = (this.writeHead + 1) % MAX_WRITES;
+    this.writeCount--;
+    this.inFlight &= ~types;
+    if ((this.due & types) !== 0) this.flush();
   }
 
   /** Clusters the client holds that the configuration dropped: their removal waits while routes may name them. */
@@ -289,14 +328,9 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
     const state = this.types.get(TypeUrl.cluster);
     const current = this.snapshot(TypeUrl.cluster)?.resources;
     if (state === undefined || current === undefined) return;
-    for (const [name] of this.held.entries()) if (current.has(name)) this.held.forget(name);
-    if (!this.servesRoutes()) return;
+    if (this.held.size > 0) for (const [name] of this.held.entries()) if (current.has(name)) this.held.forget(name);
+    if (!this.routesWatched) return;
     this.holdGone(state, current);
-  }
-
-  private servesRoutes(): boolean {
-    for (const typeUrl of this.types.keys()) if (refersToClusters(typeUrl)) return true;
-    return false;
   }
 
   /**
@@ -306,12 +340,18 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   private releaseHeldClusters(): void {
     if (this.held.size === 0) return;
     for (const [typeUrl, state] of this.types) {
-      if (refersToClusters(typeUrl) && (!this.isSettled(state) || this.due.has(typeUrl) || this.inFlight.has(typeUrl))) return;
+      const bit = TYPE_BITS.get(typeUrl) ?? 0;
+      if (refersToClusters(typeUrl) && (!this.isSettled(state) || (this.due & bit) !== 0 || (this.inFlight & bit) !== 0)) return;
     }
     this.held.clear();
-    for (const typeUrl of this.heldBack) if (this.types.has(typeUrl)) this.due.add(typeUrl);
+    for (const typeUrl of this.heldBack) if (this.types.has(typeUrl)) this.due |= TYPE_BITS.get(typeUrl) ?? 0;
     this.flush();
   }
+}
+
+/** The types of `bits`, in PUSH_ORDER. */
+function typesOf(bits: number): string[] {
+  return PUSH_ORDER_URLS.filter((_, i) => (bits & (1 << i)) !== 0);
 }
 
 /** `snapshot` without the resources named in `withheld`, at the version of what is left. */

@@ -111,19 +111,19 @@ function sharedDelta(typeUrl: string, from: ReadonlyMap<string, CachedResource>,
 const sharedResends = new WeakMap<ReadonlyMap<string, CachedResource>, Map<string, SharedDelta>>();
 const RESENDS_KEPT = 16;
 
-function sharedResendOf(typeUrl: string, to: TypeSnapshot, names: readonly string[]): SharedDelta | undefined {
+function sharedResendOf(typeUrl: string, to: TypeSnapshot, names: readonly string[], count: number): SharedDelta | undefined {
   let byNames = sharedResends.get(to.resources);
   if (byNames === undefined) {
     byNames = new Map();
     sharedResends.set(to.resources, byNames);
   }
   // One name (one cluster edited) is its own key: found without building anything.
-  const single = names.length === 1 ? (names[0] as string) : undefined;
+  const single = count === 1 ? (names[0] as string) : undefined;
   if (single !== undefined) {
     const known = byNames.get(single);
     if (known !== undefined) return known;
   }
-  const updated = resourcesNamed(names, to.resources);
+  const updated = resourcesNamed(names, count, to.resources);
   if (updated.length === 0) return undefined;
   const key = updated.length === 1 ? (updated[0] as CachedResource).name : updated.map((resource) => resource.name).sort().join('\n');
   let shared = byNames.get(key);
@@ -214,9 +214,12 @@ interface DeltaTypeState {
   /**
    * Names to send again at the next push whether the client holds them or not (forgetSent), in
    * order: kept apart from `known` so that a client holding the whole snapshot keeps holding it
-   * and takes the fleet's shared resend (respond()).
+   * and takes the fleet's shared resend (respond()). The first `resendCount` slots: the array is
+   * overwritten, never emptied (emptied, it gives its storage back, allocated again at the next
+   * edit on every stream).
    */
-  resend: string[];
+  readonly resend: string[];
+  resendCount: number;
   answered: boolean;
   /** The last reply was a NACK: the client still serves an older version. */
   rejected: boolean;
@@ -233,7 +236,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
   protected readonly heldBack = [TypeUrl.cluster, TypeUrl.endpoint];
 
   protected newState(request: DeltaDiscoveryRequest): DeltaTypeState {
-    return { wildcard: false, names: new Set(), selection: undefined, known: new KnownVersions(request.initialResourceVersions), outstanding: new Outstanding(), resend: [], answered: false, rejected: false };
+    return { wildcard: false, names: new Set(), selection: undefined, known: new KnownVersions(request.initialResourceVersions), outstanding: new Outstanding(), resend: [], resendCount: 0, answered: false, rejected: false };
   }
 
   protected acceptReply(state: DeltaTypeState, request: DeltaDiscoveryRequest): boolean {
@@ -304,20 +307,17 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     // Every resource of the snapshot is in scope and nothing is held back: what the client is
     // sent, and holds afterwards, depends only on the snapshot it held and this one.
     const whole = inScope.length === snapshot.resources.size && this.held.size === 0;
-    if (state.resend.length > 0) {
+    if (state.resendCount > 0) {
       if (whole && state.known.at === snapshot.resources && this.resendShared(typeUrl, state, snapshot, viewVersion)) return;
       // Otherwise the client is taken not to hold them, and the ways below send them.
-      for (const name of state.resend) state.known.delete(name);
-      state.resend.length = 0;
+      for (let i = 0; i < state.resendCount; i++) state.known.delete(state.resend[i] as string);
+      state.resendCount = 0;
     }
     const from = whole ? state.known.at : undefined;
     const near = whole && from === undefined ? state.known.lacking(snapshot.resources) : undefined;
-    const updated =
-      from !== undefined ? changedBetween(from, snapshot.resources) : (near?.updated ?? inScope.filter((resource) => state.known.get(resource.name) !== resource.version));
-    const removed =
-      from !== undefined
-        ? goneNamesBetween(from, snapshot.resources)
-        : (near?.gone ?? [...state.known.names()].filter((name) => !snapshot.resources.has(name) && this.mayRemove(typeUrl, name)));
+    // No closures here: one would make every call of respond() allocate a context (per stream, per push).
+    const updated = from !== undefined ? changedBetween(from, snapshot.resources) : (near?.updated ?? lackedOf(state.known, inScope));
+    const removed = from !== undefined ? goneNamesBetween(from, snapshot.resources) : (near?.gone ?? this.removable(typeUrl, state.known, snapshot.resources));
     // A wildcard client waits for a first response even when there is nothing to send.
     if (updated.length === 0 && removed.length === 0 && !(state.wildcard && !state.answered)) {
       if (whole && from === undefined) state.known.adopt(snapshot.resources);
@@ -333,7 +333,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
       from !== undefined
         ? sharedDelta(typeUrl, from, snapshot, updated, removed)
         : near !== undefined && near.gone.length === 0 && removed.length === 0
-          ? sharedResendOf(typeUrl, snapshot, near.updated.map((resource) => resource.name))
+          ? sharedResendOf(typeUrl, snapshot, namesOf(near.updated), near.updated.length)
           : undefined;
     if (shared !== undefined && !state.outstanding.has(shared.nonce)) {
       state.known.adopt(snapshot.resources);
@@ -343,7 +343,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     for (const resource of updated) state.known.set(resource.name, resource.version);
     for (const name of removed) state.known.delete(name);
     // Held clusters are part of what the client holds, so of the version it acknowledges.
-    const held = typeUrl === TypeUrl.cluster ? [...this.held.entries()].map(([name]) => ({ name, version: state.known.get(name) ?? '' })) : [];
+    const held = typeUrl === TypeUrl.cluster && this.held.size > 0 ? this.heldAsKnown(state.known) : NO_HELD;
     // Every resource of the snapshot and nothing else: the snapshot's version, without a hash per stream.
     const version = (state.wildcard || whole) && held.length === 0 ? snapshot.version : versionOfSet([...inScope, ...held]);
     // It holds the whole snapshot now (removals were all made): later changes take the shared way.
@@ -359,10 +359,10 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
    * that very response unanswered): the caller sends them its own way.
    */
   private resendShared(typeUrl: string, state: DeltaTypeState, snapshot: TypeSnapshot, viewVersion: string): boolean {
-    const shared = sharedResendOf(typeUrl, snapshot, state.resend);
+    const shared = sharedResendOf(typeUrl, snapshot, state.resend, state.resendCount);
     if (shared === undefined) return false;
     if (state.outstanding.has(shared.nonce)) return false;
-    state.resend.length = 0;
+    state.resendCount = 0;
     state.answered = true;
     this.sendResponse(typeUrl, state, snapshot.version, viewVersion, shared.updated, 0, shared.nonce, shared.message);
     return true;
@@ -372,14 +372,33 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
     state.outstanding.add({ nonce, version, viewVersion, updated });
     this.deliver(typeUrl, message);
     this.options.hooks.sent(typeUrl, version);
-    this.options.logger.debug({ typeUrl, version, nonce, updated: updated.length, removed }, 'xds: delta response sent');
+    const { logger } = this.options;
+    if (logger.isLevelEnabled('debug')) logger.debug({ typeUrl, version, nonce, updated: updated.length, removed }, 'xds: delta response sent');
     if (typeUrl === TypeUrl.cluster) this.resendAssignments(assignmentNamesOf(updated));
   }
 
   protected holdGone(clusters: DeltaTypeState, current: ReadonlyMap<string, CachedResource>): void {
     const at = clusters.known.at;
-    const gone = at !== undefined ? goneNamesBetween(at, current) : [...clusters.known.names()].filter((name) => !current.has(name));
-    for (const name of gone) this.held.hold(name, true);
+    if (at !== undefined) {
+      const gone = goneNamesBetween(at, current);
+      for (let i = 0; i < gone.length; i++) this.held.hold(gone[i] as string, true);
+      return;
+    }
+    for (const name of [...clusters.known.names()]) if (!current.has(name)) this.held.hold(name, true);
+  }
+
+  /** What the client holds that `resources` has not and may be removed now. */
+  private removable(typeUrl: string, known: KnownVersions, resources: ReadonlyMap<string, CachedResource>): string[] {
+    const removed: string[] = [];
+    for (const name of known.names()) if (!resources.has(name) && this.mayRemove(typeUrl, name)) removed.push(name);
+    return removed;
+  }
+
+  /** The held clusters with the versions the client holds of them, for the version of what it holds. */
+  private heldAsKnown(known: KnownVersions): { name: string; version: string }[] {
+    const held: { name: string; version: string }[] = [];
+    for (const [name] of this.held.entries()) held.push({ name, version: known.get(name) ?? '' });
+    return held;
   }
 
   /** While any cluster is held, assignment removals wait too: they would empty it. */
@@ -394,16 +413,34 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
   }
 
   protected forgetSent(state: DeltaTypeState, name: string): void {
-    state.resend.push(name);
+    state.resend[state.resendCount++] = name;
   }
 }
 
-/** The resources of `resources` named in `names`, in the order named, each once. */
-function resourcesNamed(names: readonly string[], resources: ReadonlyMap<string, CachedResource>): CachedResource[] {
+const NO_HELD: readonly { name: string; version: string }[] = [];
+
+/** The resources of `inScope` whose version the client does not hold. */
+function lackedOf(known: KnownVersions, inScope: readonly CachedResource[]): CachedResource[] {
+  const lacked: CachedResource[] = [];
+  for (let i = 0; i < inScope.length; i++) {
+    const resource = inScope[i] as CachedResource;
+    if (known.get(resource.name) !== resource.version) lacked.push(resource);
+  }
+  return lacked;
+}
+
+function namesOf(resources: readonly CachedResource[]): string[] {
+  const names: string[] = [];
+  for (let i = 0; i < resources.length; i++) names.push((resources[i] as CachedResource).name);
+  return names;
+}
+
+/** The resources of `resources` named in the first `count` of `names`, in the order named, each once. */
+function resourcesNamed(names: readonly string[], count: number, resources: ReadonlyMap<string, CachedResource>): CachedResource[] {
   const found: CachedResource[] = [];
   // A cluster edit resends a name or a few; a large batch is deduplicated by a set.
-  const seen = names.length > 16 ? new Set<string>() : undefined;
-  for (let i = 0; i < names.length; i++) {
+  const seen = count > 16 ? new Set<string>() : undefined;
+  for (let i = 0; i < count; i++) {
     const name = names[i] as string;
     if (seen !== undefined ? seen.has(name) : names.indexOf(name) !== i) continue;
     seen?.add(name);

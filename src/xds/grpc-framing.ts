@@ -115,7 +115,15 @@ interface ReadingCall {
 interface DirectReader {
   readonly receive: (request: unknown) => void;
   readonly idle: () => boolean;
+  readonly decodeAt: DecodeAt<unknown> | undefined;
 }
+
+/**
+ * Reads the message of `data` from `start` to `end` in place, when it is of a kind it knows (an
+ * ACK); undefined for anything else, which the call's deserializer then reads. It must give what
+ * the deserializer would, and never throw.
+ */
+export type DecodeAt<Request> = (data: Buffer, start: number, end: number) => Request | undefined;
 
 /** grpc-js's DecoderState.NO_DATA: no partial message held. */
 const DECODER_IDLE = 0;
@@ -139,15 +147,19 @@ function readDirectly(call: ReadingCall, data: Buffer): boolean {
   if (call.checkCancelled()) return true;
   // Checked whole above, so read again without a list: a frame is one ACK nearly always.
   for (let at = 0; at < data.length; ) {
-    const length = data.readUInt32BE(at + 1);
-    let request: unknown;
-    try {
-      request = call.handler.deserialize(data.subarray(at + 5, at + 5 + length));
-    } catch {
-      call.sendStatus({ code: INTERNAL, details: 'Error deserializing request', metadata: null });
-      return true;
+    const start = at + 5;
+    const end = start + data.readUInt32BE(at + 1);
+    // An ACK is read where it lies: no Buffer made for each.
+    let request = reader.decodeAt?.(data, start, end);
+    if (request === undefined) {
+      try {
+        request = call.handler.deserialize(data.subarray(start, end));
+      } catch {
+        call.sendStatus({ code: INTERNAL, details: 'Error deserializing request', metadata: null });
+        return true;
+      }
     }
-    at += 5 + length;
+    at = end;
     call.callEventTracker?.addMessageReceived();
     reader.receive(request);
   }
@@ -186,12 +198,17 @@ export interface DirectCall {
  * Writing past the call's object stream loses nothing it gave: it is a buffer of up to 16
  * messages, and an ADS stream never has more than one response per type in flight.
  */
-export function directCall<Request>(call: { readonly readableLength: number }, receive: (request: Request) => void): DirectCall | undefined {
+export function directCall<Request>(call: { readonly readableLength: number }, receive: (request: Request) => void, decodeAt?: DecodeAt<Request>): DirectCall | undefined {
   if (!sharedFraming()) return undefined;
   const base = (call as { call?: unknown }).call;
   if (!isReadingCall(base)) return undefined;
   // The call's deserializer made the request: it is a Request.
-  base[DIRECT_READER] = { receive: receive as (request: unknown) => void, idle: () => call.readableLength === 0 };
+  base[DIRECT_READER] = { receive: receive as (request: unknown) => void, idle: () => call.readableLength === 0, decodeAt };
+  readBeforeStream(base);
+  // The write callback for `flushed`: a stream passes the same function with every write, so one
+  // is made per stream, not per write.
+  let lastFlushed: (() => void) | undefined;
+  let written: (err?: Error | null) => void = ignore;
   return {
     write: (message, flushed) => {
       // A limit on what is sent (none is set by default): grpc-js's own way checks it and says so.
@@ -203,12 +220,46 @@ export function directCall<Request>(call: { readonly readableLength: number }, r
       // The response headers lead, as grpc-js's sendMessage sends them.
       base.maybeSendMetadata();
       const last = writeLeadingPieces(base.stream, message.pieces);
-      base.stream.write(last, (err) => {
-        // grpc-js's answer to a failed write, as in its sendMessage.
-        if (err !== null && err !== undefined) base.sendStatus({ code: INTERNAL, details: 'Internal server error', metadata: null });
-        else flushed();
-      });
+      if (flushed !== lastFlushed) {
+        lastFlushed = flushed;
+        written = (err) => {
+          // grpc-js's answer to a failed write, as in its sendMessage.
+          if (err !== null && err !== undefined) base.sendStatus({ code: INTERNAL, details: 'Internal server error', metadata: null });
+          else flushed();
+        };
+      }
+      base.stream.write(last, written);
     },
+  };
+}
+
+/** What a Node HTTP/2 stream has that readBeforeStream() uses; checked before it is relied on. */
+interface PushedStream {
+  push(chunk: unknown, encoding?: BufferEncoding): boolean;
+  readonly readableFlowing: boolean | null;
+  readonly readableLength: number;
+  listenerCount(event: string): number;
+}
+
+/**
+ * Hands the DATA frames of `call`'s HTTP/2 stream to readDirectly() as Node reads them, before
+ * they enter the stream's Readable machinery (Readable.push, its 'data' event, grpc-js's
+ * listener): that machinery also queued a process.nextTick per frame (maybeReadMore), about a
+ * fifth of what serve allocated per change at a thousand streams, each ACKing twice (issue 9).
+ * Only while the stream flows with nothing buffered and grpc-js is its one reader: then Node
+ * would emit the frame to grpc-js at once, and grpc-js's own handler would take the same
+ * direct way. Anything else (a paused stream, a frame readDirectly leaves to grpc-js, the end)
+ * goes through Node's push as before. A frame taken here tells Node to keep reading, as its
+ * push would have: HTTP/2 flow control is unchanged.
+ */
+function readBeforeStream(call: ReadingCall): void {
+  const stream = call.stream as Partial<Record<keyof PushedStream, unknown>>;
+  if (typeof stream.push !== 'function' || typeof stream.listenerCount !== 'function' || typeof stream.readableLength !== 'number' || !('readableFlowing' in stream)) return;
+  const h2 = stream as unknown as PushedStream;
+  const push = h2.push;
+  h2.push = function pushDirectly(this: PushedStream, chunk: unknown, encoding?: BufferEncoding): boolean {
+    if (Buffer.isBuffer(chunk) && h2.readableFlowing === true && h2.readableLength === 0 && h2.listenerCount('data') === 1 && readDirectly(call, chunk)) return true;
+    return push.call(this, chunk, encoding);
   };
 }
 
@@ -300,6 +351,7 @@ export function framed(message: WireMessage): FramedMessage {
 const BATCHES_PER_MESSAGE = 4;
 
 const batchesOnce = new WeakMap<WireMessage, { rest: readonly WireMessage[]; frame: FramedMessage }[]>();
+const NO_BATCHES: readonly { rest: readonly WireMessage[]; frame: FramedMessage }[] = [];
 
 /**
  * `messages` as consecutive gRPC frames in one FramedMessage, written to a stream in one go: a
@@ -312,8 +364,12 @@ export function framedBatch(messages: readonly WireMessage[]): FramedMessage {
   const first = messages[0];
   if (first === undefined) throw new Error('framedBatch: no messages');
   if (messages.length === 1) return framed(first);
-  const known = batchesOnce.get(first) ?? [];
-  for (const batch of known) if (sameRest(batch.rest, messages)) return batch.frame;
+  const known = batchesOnce.get(first) ?? NO_BATCHES;
+  // Indexed: once per stream per push, where an iterator would be made each time.
+  for (let i = 0; i < known.length; i++) {
+    const batch = known[i] as { rest: readonly WireMessage[]; frame: FramedMessage };
+    if (sameRest(batch.rest, messages)) return batch.frame;
+  }
   const frames = messages.map(framed);
   const byteLength = frames.reduce((sum, frame) => sum + frame.byteLength, 0);
   const pieces = frames.flatMap((frame) => frame.pieces);

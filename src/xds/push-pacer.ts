@@ -6,53 +6,97 @@
  * another change comes is pushed to once, for both (it reads the cache when its turn comes).
  */
 export class PacedFanOut<Stream, Change> {
-  /** Stream → what changed for it, in order. A change's list is shared by every stream it reaches until one of them gets another. */
-  private readonly waiting = new Map<Stream, readonly Change[]>();
+  /**
+   * The streams waiting, in order, from `head` to `tail`: slots are overwritten, never dropped, so
+   * that a change to a thousand streams grows no table and no array once the first has (a Map of
+   * the waiting streams was grown and shrunk again on every change). A forgotten stream's slot
+   * stays and is skipped.
+   */
+  private readonly queue: (Stream | undefined)[] = [];
+  private head = 0;
+  private tail = 0;
+  private waitingCount = 0;
   private turnScheduled = false;
   /** The longest time one slice held the event loop, in ms. */
   longestSliceMs = 0;
 
+  /**
+   * `pending`: where what changed for a waiting stream is kept (a field of the stream, say); by
+   * default a Map. A change's list is shared by every stream it reaches until one of them gets another.
+   */
   constructor(
     private readonly push: (stream: Stream, changed: readonly Change[]) => void,
     private readonly sliceMs = PUSH_SLICE_MS,
     private readonly now: () => number = () => performance.now(),
+    private readonly pending: PendingChanges<Stream, Change> = new MapOfPending(),
   ) {}
 
   /** Streams a change still has to be pushed to. */
   get busy(): boolean {
-    return this.waiting.size > 0;
+    return this.waitingCount > 0;
   }
 
   /** Queues `changed` for `stream`; run() pushes. */
   add(stream: Stream, changed: readonly Change[]): void {
-    const queued = this.waiting.get(stream);
-    if (queued === undefined) this.waiting.set(stream, changed);
-    else if (queued !== changed) this.waiting.set(stream, [...new Set([...queued, ...changed])]);
+    const queued = this.pending.get(stream);
+    if (queued === undefined) {
+      this.pending.set(stream, changed);
+      this.queue[this.tail++] = stream;
+      this.waitingCount++;
+    } else if (queued !== changed) this.pending.set(stream, [...new Set([...queued, ...changed])]);
   }
 
   /** `stream` went away: nothing more is pushed to it. */
   forget(stream: Stream): void {
-    this.waiting.delete(stream);
+    if (this.pending.get(stream) === undefined) return;
+    this.pending.set(stream, undefined);
+    this.waitingCount--;
   }
 
   /** Pushes to waiting streams for one slice now (of `sliceMs`, at least one push); the rest in later turns, in slices of the usual length. */
   run(sliceMs = this.sliceMs): void {
     const started = this.now();
-    // Keys, not entries: no [stream, changed] pair made per stream.
-    for (const stream of this.waiting.keys()) {
+    while (this.head < this.tail) {
       if (this.now() - started >= sliceMs) break;
-      const changed = this.waiting.get(stream) as readonly Change[];
-      this.waiting.delete(stream);
+      const stream = this.queue[this.head] as Stream;
+      this.queue[this.head++] = undefined;
+      const changed = this.pending.get(stream);
+      if (changed === undefined) continue;
+      this.pending.set(stream, undefined);
+      this.waitingCount--;
       this.push(stream, changed);
     }
+    if (this.head === this.tail) {
+      this.head = 0;
+      this.tail = 0;
+    }
     this.longestSliceMs = Math.max(this.longestSliceMs, this.now() - started);
-    if (this.waiting.size > 0 && !this.turnScheduled) {
+    if (this.waitingCount > 0 && !this.turnScheduled) {
       this.turnScheduled = true;
       setImmediate(() => {
         this.turnScheduled = false;
         this.run();
       });
     }
+  }
+}
+
+/** What changed for each waiting stream of a PacedFanOut; undefined: the stream is not waiting. */
+export interface PendingChanges<Stream, Change> {
+  get(stream: Stream): readonly Change[] | undefined;
+  set(stream: Stream, changed: readonly Change[] | undefined): void;
+}
+
+class MapOfPending<Stream, Change> implements PendingChanges<Stream, Change> {
+  private readonly map = new Map<Stream, readonly Change[]>();
+
+  get(stream: Stream): readonly Change[] | undefined {
+    return this.map.get(stream);
+  }
+
+  set(stream: Stream, changed: readonly Change[] | undefined): void {
+    if (changed === undefined) this.map.delete(stream);
+    else this.map.set(stream, changed);
   }
 }
 
@@ -78,8 +122,15 @@ export const FIRST_PUSH_SLICE_MS = 1;
  * be handled between the slices of the push, and the last streams get the change that much later.
  */
 export class SlicedWork {
-  private readonly queue: (() => void)[] = [];
+  /**
+   * Tasks waiting from `head` to `tail`, with their arguments at the same index: a task per stream
+   * and its request, not a closure per request. Slots are overwritten, never dropped: the ACKs of a
+   * thousand streams wait here during every push, and emptied arrays would grow again each time.
+   */
+  private readonly queue: ((arg: unknown) => void)[] = [];
+  private readonly args: unknown[] = [];
   private head = 0;
+  private tail = 0;
   /** A slice is open until the next turn of the loop; it began at `sliceStart`. */
   private sliceOpen = false;
   private sliceStart = 0;
@@ -92,20 +143,23 @@ export class SlicedWork {
     private readonly yieldTo: () => boolean = () => false,
   ) {}
 
-  /** Runs `task` now when the slice has room and nothing waits; else after what waits. */
-  add(task: () => void): void {
+  /** Runs `task(arg)` now when the slice has room and nothing waits; else after what waits. */
+  add(task: () => void): void;
+  add<T>(task: (arg: T) => void, arg: T): void;
+  add<T>(task: (arg: T) => void, arg?: T): void {
     if (!this.sliceOpen) this.open();
-    if (this.head === this.queue.length && this.now() - this.sliceStart < this.sliceMs && !this.yieldTo()) {
-      task();
+    if (this.head === this.tail && this.now() - this.sliceStart < this.sliceMs && !this.yieldTo()) {
+      task(arg as T);
       this.longestSliceMs = Math.max(this.longestSliceMs, this.now() - this.sliceStart);
       return;
     }
-    this.queue.push(task);
+    this.queue[this.tail] = task as (arg: unknown) => void;
+    this.args[this.tail++] = arg;
   }
 
   /** Tasks waiting for a later turn. */
   get waiting(): number {
-    return this.queue.length - this.head;
+    return this.tail - this.head;
   }
 
   private open(): void {
@@ -116,19 +170,21 @@ export class SlicedWork {
 
   private turn(): void {
     this.sliceOpen = false;
-    if (this.head === this.queue.length) return;
+    if (this.head === this.tail) return;
     this.open();
     // Looked at again next turn; whatever it yields to takes turns of its own meanwhile.
     if (this.yieldTo()) return;
-    while (this.head < this.queue.length && this.now() - this.sliceStart < this.sliceMs) {
+    while (this.head < this.tail && this.now() - this.sliceStart < this.sliceMs) {
       const task = this.queue[this.head]!;
-      this.queue[this.head++] = noop;
-      task();
+      const arg = this.args[this.head];
+      this.queue[this.head] = noop;
+      this.args[this.head++] = undefined;
+      task(arg);
     }
     this.longestSliceMs = Math.max(this.longestSliceMs, this.now() - this.sliceStart);
-    if (this.head === this.queue.length) {
-      this.queue.length = 0;
+    if (this.head === this.tail) {
       this.head = 0;
+      this.tail = 0;
     }
   }
 }

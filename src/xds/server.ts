@@ -15,11 +15,12 @@ import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
 import type { GrpcService } from './lrs.js';
 import { directCall, framedBatch, joined, sharedFraming, type DirectCall, type FramedMessage } from './grpc-framing.js';
-import { FIRST_PUSH_SLICE_MS, PacedFanOut, SlicedWork } from './push-pacer.js';
+import { FIRST_PUSH_SLICE_MS, PacedFanOut, SlicedWork, type PendingChanges } from './push-pacer.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
   decodeDeltaDiscoveryRequest,
   decodeDiscoveryRequest,
+  deltaReplyAt,
   type DeltaDiscoveryRequest,
   type DiscoveryRequest,
   type NodeInfo,
@@ -125,6 +126,12 @@ export class RecentRequests<T> {
 const SHARED_DECODE_MIN_BYTES = 1024;
 const SHARED_DECODES_KEPT = 8;
 
+/** A delta ACK read in place (grpc-framing.ts DecodeAt); one without a type URL is left to decodeOrReason, which refuses it. */
+function deltaAckAt(data: Buffer, start: number, end: number): DeltaDiscoveryRequest | undefined {
+  const request = deltaReplyAt(data, start, end);
+  return request !== undefined && request.typeUrl !== '' ? request : undefined;
+}
+
 function isUndecodable(request: object): request is UndecodableRequest {
   return 'undecodable' in request;
 }
@@ -192,8 +199,18 @@ interface LiveStream {
   readonly protocol: SotwStream | DeltaStream;
   readonly call: SotwCall | DeltaCall;
   /** Set at the stream's first request. */
-  view?: CacheView;
+  view: CacheView | undefined;
+  /** What changed for it while it waits for its turn in a fan-out (fanOutQueue). */
+  pending?: readonly TypeUrlValue[] | undefined;
 }
+
+/** A fan-out's waiting changes kept on the streams themselves: no table of a thousand streams per change. */
+const PENDING_ON_STREAM: PendingChanges<LiveStream, TypeUrlValue> = {
+  get: (stream) => stream.pending,
+  set: (stream, changed) => {
+    stream.pending = changed;
+  },
+};
 
 /**
  * The aggregated discovery service (SotW and delta) over the snapshot cache. It knows streams,
@@ -204,7 +221,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly logger: Logger;
   private readonly bodies = new SharedResponseBodies();
   /** Pushes of a change to many streams run in slices, so that ACKs, new streams and keepalives are served in between. */
-  private readonly fanOutQueue = new PacedFanOut<LiveStream, TypeUrlValue>((stream, changed) => this.pushChange(stream, changed));
+  private readonly fanOutQueue = new PacedFanOut<LiveStream, TypeUrlValue>((stream, changed) => this.pushChange(stream, changed), undefined, undefined, PENDING_ON_STREAM);
   /**
    * Requests are handled in slices too: a thousand streams whose first requests arrive in one
    * read would otherwise each select and answer a whole configuration in one stretch of the loop.
@@ -424,9 +441,18 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private openSotw(call: SotwCall, identity: StreamIdentity): void {
     const record = new ClientRecord(++this.nextStreamId, 'sotw');
     const logger = streamLogger(this.logger, { stream: record.streamId, kind: 'sotw', role: identity.role, via: identity.via });
-    // Requests arrive only once the handler returns: `protocol` is set by then.
-    const receive = (request: DiscoveryRequest | UndecodableRequest): void =>
-      this.handle(record, () => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request))));
+    // Requests arrive only once the handler returns: `protocol` is set by then. One function
+    // each for the stream's life: a request (every ACK) allocates no closure on its way in.
+    const serve = (request: DiscoveryRequest | UndecodableRequest): void => {
+      if (!this.streams.has(record.streamId)) return;
+      try {
+        if (isUndecodable(request)) this.refuse(call, logger, request);
+        else protocol.onRequest(request);
+      } catch (err) {
+        this.failed(call, logger, err);
+      }
+    };
+    const receive = (request: DiscoveryRequest | UndecodableRequest): void => this.requestQueue.add(serve, request);
     const direct = directCall(call, receive);
     const protocol = new SotwStream({
       cache: this.cache,
@@ -436,17 +462,26 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       send: writerFor(call, direct),
       logger,
     });
-    this.track({ record, protocol, call }, logger);
+    this.track({ record, protocol, call, view: undefined, pending: undefined }, logger);
     call.on('data', receive);
   }
 
   private openDelta(call: DeltaCall, identity: StreamIdentity): void {
     const record = new ClientRecord(++this.nextStreamId, 'delta');
     const logger = streamLogger(this.logger, { stream: record.streamId, kind: 'delta', role: identity.role, via: identity.via });
-    // Requests arrive only once the handler returns: `protocol` is set by then.
-    const receive = (request: DeltaDiscoveryRequest | UndecodableRequest): void =>
-      this.handle(record, () => this.guard(call, logger, () => (isUndecodable(request) ? this.refuse(call, logger, request) : protocol.onRequest(request))));
-    const direct = directCall(call, receive);
+    // Requests arrive only once the handler returns: `protocol` is set by then. One function
+    // each for the stream's life: a request (every ACK) allocates no closure on its way in.
+    const serve = (request: DeltaDiscoveryRequest | UndecodableRequest): void => {
+      if (!this.streams.has(record.streamId)) return;
+      try {
+        if (isUndecodable(request)) this.refuse(call, logger, request);
+        else protocol.onRequest(request);
+      } catch (err) {
+        this.failed(call, logger, err);
+      }
+    };
+    const receive = (request: DeltaDiscoveryRequest | UndecodableRequest): void => this.requestQueue.add(serve, request);
+    const direct = directCall(call, receive, deltaAckAt);
     const protocol = new DeltaStream({
       cache: this.cache,
       identity,
@@ -454,7 +489,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       send: writerFor(call, direct),
       logger,
     });
-    this.track({ record, protocol, call }, logger);
+    this.track({ record, protocol, call, view: undefined, pending: undefined }, logger);
     call.on('data', receive);
   }
 
@@ -483,13 +518,6 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     call.on('close', () => close('closed'));
   }
 
-  /** Handles a stream's request in its turn (requestQueue); not once the stream is gone. */
-  private handle(record: ClientRecord, request: () => void): void {
-    this.requestQueue.add(() => {
-      if (this.streams.has(record.streamId)) request();
-    });
-  }
-
   /** Ends the stream with INVALID_ARGUMENT: a client that sends what it cannot mean gets told, not ignored. */
   private refuse(call: SotwCall | DeltaCall, logger: Logger, request: UndecodableRequest): void {
     logger.warn({ reason: request.undecodable }, 'xds: undecodable request; closing the stream');
@@ -503,9 +531,13 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     try {
       handle();
     } catch (err) {
-      logger.error({ err }, 'xds: failed to handle a request; closing the stream');
-      call.destroy(err instanceof Error ? err : new Error(String(err)));
+      this.failed(call, logger, err);
     }
+  }
+
+  private failed(call: SotwCall | DeltaCall, logger: Logger, err: unknown): void {
+    logger.error({ err }, 'xds: failed to handle a request; closing the stream');
+    call.destroy(err instanceof Error ? err : new Error(String(err)));
   }
 
   /** The longest time, in ms, fanning a change out or answering requests held the event loop in one go (push-pacer.ts). */
@@ -580,7 +612,8 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       for (const typeUrl of changed) this.ledger.moved(view.key, typeUrl, view.snapshot(typeUrl)?.version ?? '', connected);
       if (viewers === undefined) continue;
       this.logViewProblems(view);
-      for (const stream of viewers) this.fanOutQueue.add(stream, changed);
+      // forEach: run once per change, in the interpreter, a for-of made an iterator result per stream.
+      viewers.forEach((stream) => this.fanOutQueue.add(stream, changed));
     }
     this.fanOutQueue.run(FIRST_PUSH_SLICE_MS);
   }
@@ -643,8 +676,11 @@ function ignore(): void {}
  */
 function streamLogger(parent: Logger, bindings: Record<string, unknown>): Logger {
   let child: Logger | undefined;
+  const isLevelEnabled = (level: string): boolean => parent.isLevelEnabled(level);
   return new Proxy(parent, {
     get(_target, property) {
+      // Asked before each debug line on a hot path: answered by the parent, without making the child.
+      if (property === 'isLevelEnabled') return isLevelEnabled;
       if (child === undefined && typeof property === 'string' && LOG_LEVELS.has(property) && !parent.isLevelEnabled(property)) return ignore;
       child ??= parent.child(bindings);
       const value: unknown = Reflect.get(child, property, child);

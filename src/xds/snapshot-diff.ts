@@ -29,6 +29,14 @@ export function knownEveryResource(resources: Resources): readonly CachedResourc
   return wholeSets.get(resources);
 }
 
+/**
+ * What `cache` holds for the pair, if anything. Looked up before the pair's computation is made
+ * into a closure (memo): every stream asks for the same pair, and only the first computes it.
+ */
+function known<T>(cache: WeakMap<Resources, WeakMap<Resources, T>>, previous: Resources, next: Resources): T | undefined {
+  return cache.get(previous)?.get(next);
+}
+
 function memo<T>(cache: WeakMap<Resources, WeakMap<Resources, T>>, previous: Resources, next: Resources, compute: () => T): T {
   let byNext = cache.get(previous);
   if (byNext === undefined) {
@@ -46,6 +54,10 @@ function memo<T>(cache: WeakMap<Resources, WeakMap<Resources, T>>, previous: Res
 const changes = new WeakMap<Resources, WeakMap<Resources, CachedResource[]>>();
 /** What is new or changed in `next` since `previous`: only the names that may differ are looked at when the two share a base. */
 export function changedBetween(previous: Resources, next: Resources): CachedResource[] {
+  return known(changes, previous, next) ?? computeChanged(previous, next);
+}
+
+function computeChanged(previous: Resources, next: Resources): CachedResource[] {
   return memo(changes, previous, next, () => {
     const candidates = namesThatMayDiffer(previous, next);
     if (candidates === undefined) return everyResource(next).filter((resource) => previous.get(resource.name)?.version !== resource.version);
@@ -61,6 +73,10 @@ export function changedBetween(previous: Resources, next: Resources): CachedReso
 const gones = new WeakMap<Resources, WeakMap<Resources, Map<string, CachedResource>>>();
 /** What `previous` has and `next` does not. */
 export function goneBetween(previous: Resources, next: Resources): ReadonlyMap<string, CachedResource> {
+  return known(gones, previous, next) ?? computeGone(previous, next);
+}
+
+function computeGone(previous: Resources, next: Resources): ReadonlyMap<string, CachedResource> {
   return memo(gones, previous, next, () => {
     const candidates = namesThatMayDiffer(previous, next);
     if (candidates === undefined) return new Map([...previous].filter(([name]) => !next.has(name)));
@@ -77,6 +93,10 @@ export function goneBetween(previous: Resources, next: Resources): ReadonlyMap<s
 const goneNames = new WeakMap<Resources, WeakMap<Resources, readonly string[]>>();
 /** The names of goneBetween(previous, next), as one array shared by every stream that goes from the one to the other. */
 export function goneNamesBetween(previous: Resources, next: Resources): readonly string[] {
+  return known(goneNames, previous, next) ?? computeGoneNames(previous, next);
+}
+
+function computeGoneNames(previous: Resources, next: Resources): readonly string[] {
   return memo(goneNames, previous, next, () => [...goneBetween(previous, next).keys()]);
 }
 

@@ -155,7 +155,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     state.requested = names;
     const wildcard = names.includes(WILDCARD) || (names.length === 0 && allowsLegacyWildcard(request.typeUrl) && (first || state.wildcard));
     const explicit = explicitNames(names);
-    const changed = wildcard !== state.wildcard || explicit.size !== state.names.size || [...explicit].some((name) => !state.names.has(name));
+    const changed = wildcard !== state.wildcard || !sameSet(explicit, state.names);
     state.wildcard = wildcard;
     state.names = explicit;
     // A client drops what it unsubscribes from; if it asks again it must be sent again.
@@ -194,7 +194,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
         ? selected
         : whole && state.sentShared
           ? changedBetween(state.sent, snapshot.resources)
-          : selected.filter((resource) => state.sent.get(resource.name)?.version !== resource.version);
+          : notSent(state.sent, selected);
     const news = updated.length > 0;
     const removals = absenceMeansRemoval(typeUrl) && selected.length < state.sent.size;
     // A wildcard client waits for its first response even when the set is empty (Envoy's
@@ -229,7 +229,8 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
     state.sentShared = whole;
     this.deliver(typeUrl, shared.message);
     this.options.hooks.sent(typeUrl, version);
-    this.options.logger.debug({ typeUrl, version, nonce: shared.nonce, resources: partial ? updated.length : selected.length }, 'xds: sotw response sent');
+    const { logger } = this.options;
+    if (logger.isLevelEnabled('debug')) logger.debug({ typeUrl, version, nonce: shared.nonce, resources: partial ? updated.length : selected.length }, 'xds: sotw response sent');
     if (typeUrl === TypeUrl.cluster) this.resendAssignments(assignmentNamesOf(updated));
   }
 
@@ -265,6 +266,19 @@ export class SotwStream extends AdsStream<DiscoveryRequest, SotwTypeState, Cache
   }
 }
 
+/**
+ * The resources of `selected` whose version differs from what was sent. Not a closure in
+ * respond(): that would make each of its calls (per stream, per push) allocate a context.
+ */
+function notSent(sent: ReadonlyMap<string, CachedResource>, selected: readonly CachedResource[]): CachedResource[] {
+  const lacked: CachedResource[] = [];
+  for (let i = 0; i < selected.length; i++) {
+    const resource = selected[i] as CachedResource;
+    if (sent.get(resource.name)?.version !== resource.version) lacked.push(resource);
+  }
+  return lacked;
+}
+
 /** `state.sent`, made this stream's own (a copy of the shared snapshot map) before it is changed. */
 function ownSent(state: SotwTypeState): Map<string, CachedResource> {
   if (state.sentShared || !(state.sent instanceof Map)) {
@@ -272,6 +286,13 @@ function ownSent(state: SotwTypeState): Map<string, CachedResource> {
     state.sentShared = false;
   }
   return state.sent as Map<string, CachedResource>;
+}
+
+/** Whether two sets hold the same names (a helper, not a closure: see notSent). */
+function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const name of a) if (!b.has(name)) return false;
+  return true;
 }
 
 /** Whether a request names the same resources, in the same order, as the previous one. */

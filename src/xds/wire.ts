@@ -106,34 +106,41 @@ let replyTags: ReplyTags | undefined;
  * which takes the full decoder.
  */
 function deltaReply(bytes: Uint8Array): DeltaDiscoveryRequest | undefined {
+  return deltaReplyAt(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 0, bytes.length);
+}
+
+/**
+ * deltaReply() of `bytes` from `start` to `end`, read in place: the server's direct reads
+ * (grpc-framing.ts) find an ACK inside a DATA frame and need no Buffer made for it.
+ */
+export function deltaReplyAt(bytes: Buffer, start: number, end: number): DeltaDiscoveryRequest | undefined {
   replyTags ??= { typeUrl: (fieldId(DELTA_REQUEST, 'type_url') << 3) | LENGTH_DELIMITED, nonce: (fieldId(DELTA_REQUEST, 'response_nonce') << 3) | LENGTH_DELIMITED };
-  const buffer = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let typeUrl: string | undefined;
   let nonce: string | undefined;
-  let at = 0;
-  while (at < bytes.length) {
+  let at = start;
+  while (at < end) {
     // Both tags are below 128: one byte each.
     const fieldTag = bytes[at++] as number;
     if (fieldTag !== replyTags.typeUrl && fieldTag !== replyTags.nonce) return undefined;
     let length = 0;
     let shift = 0;
     for (;;) {
-      if (at >= bytes.length || shift > 21) return undefined;
+      if (at >= end || shift > 21) return undefined;
       const byte = bytes[at++] as number;
       length |= (byte & 0x7f) << shift;
       if (byte < 0x80) break;
       shift += 7;
     }
-    const end = at + length;
-    if (end > bytes.length) return undefined;
+    const fieldEnd = at + length;
+    if (fieldEnd > end) return undefined;
     if (fieldTag === replyTags.typeUrl) {
       if (typeUrl !== undefined) return undefined;
-      typeUrl = knownTypeUrl(bytes, at, end) ?? buffer.toString('utf8', at, end);
+      typeUrl = knownTypeUrl(bytes, at, fieldEnd) ?? bytes.toString('utf8', at, fieldEnd);
     } else {
       if (nonce !== undefined) return undefined;
-      nonce = buffer.toString('utf8', at, end);
+      nonce = bytes.toString('utf8', at, fieldEnd);
     }
-    at = end;
+    at = fieldEnd;
   }
   if (nonce === undefined || nonce === '') return undefined;
   return { node: undefined, typeUrl: typeUrl ?? '', subscribe: NO_NAMES, unsubscribe: NO_NAMES, initialResourceVersions: NO_VERSIONS, responseNonce: nonce, errorDetail: undefined };

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { directCall, framed, framedBatch, sharedFraming, type FramedMessage } from '../../src/xds/grpc-framing.js';
 import { wireBytes, type WireMessage } from '../../src/xds/wire.js';
@@ -123,7 +124,14 @@ describe('direct reads and writes of a grpc-js server call', () => {
    * request's length back through the direct write; a real client sends `requests`, some
    * compressed and some larger than one HTTP/2 DATA frame, which take grpc-js's own way.
    */
-  async function echo(requests: readonly Buffer[], compressEvery = 0): Promise<{ received: Buffer[]; echoed: number[]; viaObjectStream: number; direct: boolean }> {
+  async function echo(requests: readonly Buffer[], compressEvery = 0): Promise<{ received: Buffer[]; echoed: number[]; viaObjectStream: number; direct: boolean; smallFramesViaNode: number }> {
+    // DATA frames of a small request that went through Node's Readable on a server HTTP/2 stream.
+    let smallFramesViaNode = 0;
+    const push = Readable.prototype.push;
+    Readable.prototype.push = function (this: Readable, chunk: unknown, encoding?: BufferEncoding): boolean {
+      if (this.constructor.name === 'ServerHttp2Stream' && Buffer.isBuffer(chunk) && chunk.length < 1_000) smallFramesViaNode++;
+      return push.call(this, chunk, encoding);
+    };
     const server = new grpc.Server();
     const received: Buffer[] = [];
     let viaObjectStream = 0;
@@ -169,8 +177,9 @@ describe('direct reads and writes of a grpc-js server call', () => {
       requests.forEach((request, i) => (compressEvery > 0 && i % compressEvery !== 0 ? call.write(request, NO_COMPRESS) : call.write(request)));
       await Promise.all([done, replies]);
       call.cancel();
-      return { received, echoed, viaObjectStream, direct };
+      return { received, echoed, viaObjectStream, direct, smallFramesViaNode };
     } finally {
+      Readable.prototype.push = push;
       client.close();
       server.forceShutdown();
     }
@@ -178,8 +187,11 @@ describe('direct reads and writes of a grpc-js server call', () => {
 
   it('hands every request on in the order sent, the short way where it can, grpc-js\'s way for large ones, and writes replies back', async () => {
     const requests = Array.from({ length: 60 }, (_, i) => Buffer.alloc(i % 10 === 5 ? 100_000 : 20 + i, i));
-    const { received, echoed, viaObjectStream, direct } = await echo(requests);
+    const { received, echoed, viaObjectStream, direct, smallFramesViaNode } = await echo(requests);
     expect(direct).toBe(true);
+    // A small request's frame is read as Node reads it, before the stream's Readable machinery
+    // (but for the first, before grpc-js reads the call, and those behind a large one in grpc-js's queue).
+    expect(smallFramesViaNode).toBeLessThan(requests.length / 4);
     expect(received.map((b) => b.toString('hex'))).toEqual(requests.map((b) => b.toString('hex')));
     expect(echoed).toEqual(requests.map((b) => (b.length > LARGE ? -3 * LARGE : b.length)));
     // Messages over one DATA frame (16 KiB) go through grpc-js; most go the short way.
@@ -189,7 +201,9 @@ describe('direct reads and writes of a grpc-js server call', () => {
 
   it('keeps the order when compressed requests go through grpc-js in between', async () => {
     const requests = Array.from({ length: 40 }, (_, i) => Buffer.alloc(30 + i, i));
-    const { received, echoed, viaObjectStream } = await echo(requests, 4);
+    const { received, echoed, viaObjectStream, smallFramesViaNode } = await echo(requests, 4);
+    // The gzipped ones (and those behind them until grpc-js's queue is empty) went Node's way.
+    expect(smallFramesViaNode).toBeGreaterThanOrEqual(10);
     expect(received.map((b) => b.toString('hex'))).toEqual(requests.map((b) => b.toString('hex')));
     expect(echoed).toEqual(requests.map((b) => b.length));
     // Every fourth request is gzipped: those at least went through grpc-js.

@@ -5,6 +5,7 @@ import { TypeUrl, type EnvoyResource } from '../../src/envoy/resources.js';
 import {
   decodeDeltaDiscoveryRequest,
   decodeDiscoveryRequest,
+  deltaReplyAt,
   deltaResponse,
   sotwResponseBody,
   wireBytes,
@@ -77,6 +78,33 @@ describe('xDS wire messages', () => {
     expect(decodeDeltaDiscoveryRequest(encode({ type_url: TypeUrl.cluster }))).toEqual({ ...plain, typeUrl: TypeUrl.cluster, responseNonce: '' });
     const twice = Buffer.concat([encode({ type_url: TypeUrl.cluster, response_nonce: '7' }), encode({ type_url: TypeUrl.endpoint })]);
     expect(decodeDeltaDiscoveryRequest(twice)).toEqual({ ...plain, typeUrl: TypeUrl.endpoint, responseNonce: '7' });
+  });
+
+  it('reads a delta ACK in place inside a larger buffer as the full decoder reads it alone, and leaves anything else to it', () => {
+    const type = messageType('envoy.service.discovery.v3.DeltaDiscoveryRequest');
+    const encode = (fields: Record<string, unknown>): Buffer => Buffer.from(type.encode(type.fromObject(fields)).finish());
+    const messages = [
+      encode({ type_url: TypeUrl.cluster, response_nonce: 'd1a' }),
+      encode({ response_nonce: 'n'.repeat(200), type_url: TypeUrl.endpoint }),
+      encode({ type_url: TypeUrl.cluster, response_nonce: '4', error_detail: { code: 3, message: 'bad' } }),
+      encode({ type_url: TypeUrl.endpoint, response_nonce: '5', resource_names_subscribe: ['a'] }),
+      encode({ type_url: TypeUrl.cluster }),
+    ];
+    // As in an HTTP/2 DATA frame: each behind a 5-byte gRPC prefix, the ACK's last byte followed by the next message.
+    const frame = Buffer.concat(messages.flatMap((m) => [Buffer.alloc(5, 0xff), m]));
+    let at = 0;
+    const read = messages.map((m) => {
+      const start = at + 5;
+      at = start + m.length;
+      return deltaReplyAt(frame, start, start + m.length);
+    });
+    expect(read[0]).toEqual(decodeDeltaDiscoveryRequest(messages[0] as Buffer));
+    expect(read[1]).toEqual(decodeDeltaDiscoveryRequest(messages[1] as Buffer));
+    expect(read[0]?.typeUrl).toBe(TypeUrl.cluster);
+    // A NACK, a subscription, no nonce: not ACKs, for the full decoder.
+    expect(read.slice(2)).toEqual([undefined, undefined, undefined]);
+    // A length that runs past the end given is not read beyond it.
+    expect(deltaReplyAt(frame, 5, 5 + (messages[0] as Buffer).length - 1)).toBeUndefined();
   });
 
   it('builds a DiscoveryResponse from a shared body and a per-stream nonce', () => {
