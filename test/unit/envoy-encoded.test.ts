@@ -115,6 +115,51 @@ describe('encoded stand-ins', () => {
   });
 });
 
+describe('encoded stand-ins built alike', () => {
+  /** A Cluster whose encoding ends in `ending` (metadata is its last field here), as every AI Backend's Cluster ends in its ext_proc filter. */
+  const alike = (name: string, ending: string): EnvoyResource => ({ ...cluster(name), metadata: { filter_metadata: { 'switchyard.dev': { extension: ending } } } });
+
+  it('hold the ending they share once, and read, encode and serve as their whole bytes', () => {
+    const ending = 'x'.repeat(2048);
+    const before = process.memoryUsage().arrayBuffers;
+    const standIns = Array.from({ length: 1000 }, (_, i) => encodedStandIn(alike(`chat-${i}`, ending)));
+    const grown = process.memoryUsage().arrayBuffers - before;
+    // Whole, 1,000 of them hold 2 MiB; sharing the ending, each holds its head only.
+    expect(grown).toBeLessThan(512 * 1024);
+    for (const i of [0, 1, 2, 500, 999]) {
+      const json = alike(`chat-${i}`, ending);
+      expect(Buffer.from(encodedForm(standIns[i] as EnvoyResource)?.any ?? []).equals(Buffer.from(encodeResourceAny(json)))).toBe(true);
+      expect(standIns[i]).toEqual(json);
+    }
+    // Served: a SotW response carries the same bytes as one built from the JSON.
+    const cache = new SnapshotCache();
+    cache.setResources(config(standIns));
+    const fresh = new SnapshotCache();
+    fresh.setResources(config(standIns.map((_, i) => alike(`chat-${i}`, ending))));
+    // Held in two parts until then: no view of one range is the whole.
+    const record = encodedForm(standIns[7] as EnvoyResource);
+    expect(record?.holds(record.any)).toBe(false);
+    const body = (c: SnapshotCache): Buffer => Buffer.concat(sotwResponseBody(TypeUrl.cluster, 'v1', [...(c.snapshot(TypeUrl.cluster)?.resources.values() ?? [])]).pieces);
+    expect(cache.snapshot(TypeUrl.cluster)?.version).toBe(fresh.snapshot(TypeUrl.cluster)?.version);
+    expect(body(cache).equals(body(fresh))).toBe(true);
+    // Once in a response's run, a record holds its bytes whole, there.
+    const served = cache.snapshot(TypeUrl.cluster)?.resources.get('chat-7');
+    expect(served?.any.byteLength).toBeGreaterThan(2048);
+    expect(served).toBe(record);
+    expect(record?.holds(record.any)).toBe(true);
+    expect(Buffer.from(served?.any ?? []).equals(Buffer.from(encodeResourceAny(alike('chat-7', ending))))).toBe(true);
+  });
+
+  it('keep apart resources whose endings differ', () => {
+    const a = encodedStandIn(alike('a', 'y'.repeat(1024)));
+    const b = encodedStandIn(alike('b', 'z'.repeat(1024)));
+    const c = encodedStandIn(alike('c', 'y'.repeat(1024)));
+    expect(Buffer.from(encodedForm(a)?.any ?? []).equals(Buffer.from(encodeResourceAny(alike('a', 'y'.repeat(1024)))))).toBe(true);
+    expect(Buffer.from(encodedForm(b)?.any ?? []).equals(Buffer.from(encodeResourceAny(alike('b', 'z'.repeat(1024)))))).toBe(true);
+    expect(Buffer.from(encodedForm(c)?.any ?? []).equals(Buffer.from(encodeResourceAny(alike('c', 'y'.repeat(1024)))))).toBe(true);
+  });
+});
+
 describe('encoded stand-ins read without decoding', () => {
   it('answer the scalar and shared (frozen) fields the xDS server reads on every push as the JSON had them', () => {
     const shared = Object.freeze({ eds_config: Object.freeze({ ads: Object.freeze({}), resource_api_version: 'V3' }) });
