@@ -69,7 +69,7 @@ export function bytesVersion(any: Uint8Array): string {
  * once, one object where a stand-in, its form, a Buffer view and the cache's entry were four
  * (about 230 bytes of wrapper around a 130-byte credential Secret, 80,000 resources at 10,000
  * Backends). The bytes are a range of a shared ArrayBuffer (a slab of kept encodes, or a SotW
- * response's run): a view of them is made when asked for, which only building a response does.
+ * response's run), viewed only once a response is built with them.
  */
 export class EncodedResource implements EncodedForm {
   /** The cache pass that last met this record (SnapshotCache: duplicate and removal checks). */
@@ -80,6 +80,12 @@ export class EncodedResource implements EncodedForm {
   private start: number;
   /** The bytes after this record's own, shared by the records built alike (sharedTail), or undefined. */
   private tail: Uint8Array | undefined;
+  /**
+   * A view of the bytes whole, made when first asked for (building a response) or handed over
+   * with them (keepIn): the Envoy stage and the cache ask for none, so a configuration that no
+   * client was sent yet keeps no view (104 bytes each), and a push makes one per resource, once.
+   */
+  private view: Uint8Array | undefined;
   /** The size of `any`. */
   readonly byteLength: number;
 
@@ -105,18 +111,21 @@ export class EncodedResource implements EncodedForm {
   }
 
   /**
-   * A new view of the bytes each time (a view kept per resource cost 104 bytes of heap); a new
-   * copy while they are held in two parts, which only building the first response that carries
-   * them asks for: that response's run holds them whole from then on (keepIn).
+   * The bytes, whole. Held in two parts until then, they are copied together once: the first
+   * response that carries them holds them in its run from then on (keepIn) and the copy goes.
    */
-  get any(): Buffer {
+  get any(): Uint8Array {
+    if (this.view !== undefined) return this.view;
     const tail = this.tail;
     const own = Buffer.from(this.store, this.start, this.byteLength - (tail?.byteLength ?? 0));
-    if (tail === undefined) return own;
+    if (tail === undefined) return (this.view = own);
     const whole = Buffer.allocUnsafe(this.byteLength);
     whole.set(own, 0);
     whole.set(tail, own.byteLength);
-    return whole;
+    this.store = whole.buffer;
+    this.start = whole.byteOffset;
+    this.tail = undefined;
+    return (this.view = whole);
   }
 
   /** True when `bytes` are this record's very bytes (same memory), not only equal ones. */
@@ -134,6 +143,7 @@ export class EncodedResource implements EncodedForm {
     this.store = bytes.buffer;
     this.start = bytes.byteOffset;
     this.tail = undefined;
+    this.view = bytes;
     const other = encodedForm(this.resource);
     if (other !== undefined && other !== this) other.share(this);
   }
@@ -154,6 +164,7 @@ export class EncodedResource implements EncodedForm {
     this.store = from.store;
     this.start = from.start;
     this.tail = from.tail;
+    this.view = from.view;
   }
 }
 
