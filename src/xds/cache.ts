@@ -15,7 +15,12 @@ import {
   type XdsResources,
 } from '../envoy/resources.js';
 
-/** One resource as served: its JSON (or a stand-in holding only its bytes: encodedStandIn), its content version, and its bytes, encoded once. */
+/**
+ * One resource as served: its JSON (or a stand-in holding only its bytes: encodedStandIn), its
+ * content version, and its bytes, encoded once. The cache's records are EncodedResources (a
+ * stand-in's own record when it came encoded): `any` is a view made on first read and kept, which
+ * a response's run replaces (keepIn).
+ */
 export interface CachedResource {
   readonly typeUrl: TypeUrlValue;
   readonly name: string;
