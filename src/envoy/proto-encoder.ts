@@ -184,9 +184,9 @@ export class ProtoJsonEncoder {
     for (const v of values) if (!this.pieces.has(v)) this.pieces.set(v, null);
   }
 
-  /** The bytes of the last encode, valid until the next, copied to kept memory (ProtoWriter.finishKept). */
-  keepLast(): Uint8Array {
-    return this.writer.finishKept();
+  /** The bytes of the last encode (its first `length`: all of them by default), copied to kept memory (ProtoWriter.finishKept). */
+  keepLast(length?: number): Uint8Array {
+    return this.writer.finishKept(length);
   }
 
   private encode(plan: MessagePlan, json: JsonObject, rootPath: string | (() => string), skipKey: string | undefined): Buffer {

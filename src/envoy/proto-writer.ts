@@ -49,12 +49,12 @@ export class ProtoWriter {
   }
 
   /**
-   * A copy of the bytes written since reset, for bytes kept as long as a configuration is
+   * A copy of the bytes written since reset (up to `end`), for bytes kept as long as a configuration is
    * served: packed into slabs that hold only such copies, so a short-lived buffer allocated in
    * between (Node's shared pool mixes them) never pins a slab, nor a kept copy a dead one.
    */
-  finishKept(): Buffer {
-    const out = this.keptRange(0);
+  finishKept(end = this.pos): Buffer {
+    const out = this.keptRange(0, end);
     // The message is done: a scratch buffer one large message grew is let go (keptRange alone
     // copies a piece out of a message still being written, and must not).
     this.shrink();
@@ -71,12 +71,12 @@ export class ProtoWriter {
     return this.pos;
   }
 
-  /** A kept copy (as finishKept's) of the bytes written from `start` to now. */
-  keptRange(start: number): Buffer {
-    const length = this.pos - start;
+  /** A kept copy (as finishKept's) of the bytes written from `start` to `end` (default: now). */
+  keptRange(start: number, end = this.pos): Buffer {
+    const length = end - start;
     if (length > KEPT_SLAB_BYTES / 4) {
       const own = Buffer.allocUnsafeSlow(length);
-      this.buf.copy(own, 0, start, this.pos);
+      this.buf.copy(own, 0, start, end);
       return own;
     }
     if (this.keptSlab === undefined || this.keptUsed + length > this.keptSlab.length) {
@@ -84,7 +84,7 @@ export class ProtoWriter {
       this.keptUsed = 0;
     }
     const out = this.keptSlab.subarray(this.keptUsed, this.keptUsed + length);
-    this.buf.copy(out, 0, start, this.pos);
+    this.buf.copy(out, 0, start, end);
     // 8-byte aligned, as Node aligns its pool.
     this.keptUsed += (length + 7) & ~7;
     return out;

@@ -1,6 +1,6 @@
 import { hash as digestOf } from 'node:crypto';
 import type { DataPlanes, ResourceNames } from '../envoy/data-planes.js';
-import { bytesVersion, encodedForm, shareEncodedBytes } from '../envoy/encoded.js';
+import { EncodedResource, bytesVersion, encodedForm } from '../envoy/encoded.js';
 import { encodeResourceAny, keepLastEncoded } from '../envoy/proto.js';
 import { withChanges } from './layered-map.js';
 import { knownEveryResource, rememberEveryResource } from './snapshot-diff.js';
@@ -15,7 +15,12 @@ import {
   type XdsResources,
 } from '../envoy/resources.js';
 
-/** One resource as served: its JSON (or a stand-in holding only its bytes: encodedStandIn), its content version, and its bytes, encoded once. */
+/**
+ * One resource as served: its JSON (or a stand-in holding only its bytes: encodedStandIn), its
+ * content version, and its bytes, encoded once. The cache's records are EncodedResources (a
+ * stand-in's own record when it came encoded): `any` is a view made on first read and kept, which
+ * a response's run replaces (keepIn).
+ */
 export interface CachedResource {
   readonly typeUrl: TypeUrlValue;
   readonly name: string;
@@ -303,38 +308,12 @@ export function contentVersion(resource: EnvoyResource): string {
   return encodedForm(resource)?.version ?? bytesVersion(encodeResourceAny(resource, false));
 }
 
-/** The cache's own resource record: `resource` follows the newest equal JSON so identity keeps matching. */
-class Entry implements CachedResource {
-  /** The setResources pass that last met this entry's name (duplicate and removal checks). */
-  pass = 0;
-  constructor(
-    readonly typeUrl: TypeUrlValue,
-    readonly name: string,
-    readonly version: string,
-    public resource: EnvoyResource,
-    private bytes: Uint8Array,
-  ) {}
-
-  get any(): Uint8Array {
-    return this.bytes;
-  }
-
-  /**
-   * The same bytes, copied into a run of a SotW response (wire.ts): kept there, this entry's own
-   * copy is let go, so that a served resource's bytes are held once, not twice (20 MB at 10,000 Backends).
-   */
-  keepIn(bytes: Uint8Array): void {
-    if (bytes.length !== this.bytes.length) return;
-    this.bytes = bytes;
-    shareEncodedBytes(this.resource, bytes);
-  }
-
-  /** A rebuilt resource equal to this one: kept instead (the Envoy stage hands it over next time), with this entry's bytes. */
-  follow(resource: EnvoyResource): void {
-    this.resource = resource;
-    shareEncodedBytes(resource, this.bytes);
-  }
-}
+/**
+ * Numbers the setResources passes of every cache in the process: a record met in a pass is
+ * marked with its number, and a stand-in's record may be in two caches (each its own numbers
+ * would clash).
+ */
+let passes = 0;
 
 /**
  * The versioned snapshot cache between translation and the xDS server. It knows nothing of
@@ -347,7 +326,6 @@ export class SnapshotCache {
   private readonly views = new Map<string, DataPlaneView>();
   private planes: DataPlanes | undefined;
   private encodes = 0;
-  private passes = 0;
   /** Per type: the list last handed over and the entry of each of its positions. */
   private readonly listed = new Map<TypeUrlValue, Listed>();
 
@@ -443,19 +421,19 @@ export class SnapshotCache {
   private buildSnapshot(kind: ResourceKind, list: readonly EnvoyResource[]): Built {
     const typeUrl = TypeUrl[kind];
     const previous = this.snapshots.get(typeUrl);
-    const before = previous?.resources as ReadonlyMap<string, Entry> | undefined;
+    const before = previous?.resources as ReadonlyMap<string, EncodedResource> | undefined;
     const last = this.listed.get(typeUrl);
     const aligned = last !== undefined && last.list.length === list.length ? last : undefined;
-    const pass = ++this.passes;
+    const pass = ++passes;
     const duplicate = (name: string): Error => new Error(`${KIND_FIELD[kind]}[${name}]: two resources share this name`);
-    const entries: Entry[] = aligned !== undefined ? aligned.entries.slice() : new Array<Entry>(list.length);
+    const entries: EncodedResource[] = aligned !== undefined ? aligned.entries.slice() : new Array<EncodedResource>(list.length);
     // New or changed names, with their entries.
-    const updates = new Map<string, Entry>();
+    const updates = new Map<string, EncodedResource>();
     let met = 0;
     for (let index = 0; index < list.length; index++) {
       const resource = list[index] as EnvoyResource;
       if (aligned !== undefined && aligned.list[index] === resource) {
-        const entry = aligned.entries[index] as Entry;
+        const entry = aligned.entries[index] as EncodedResource;
         if (entry.pass === pass) throw duplicate(entry.name);
         entry.pass = pass;
         met++;
@@ -486,7 +464,8 @@ export class SnapshotCache {
         continue;
       }
       this.encodes++;
-      const entry = new Entry(typeUrl, name, version, resource, form?.any ?? keepLastEncoded());
+      // A stand-in is its own record; JSON gets one, holding the bytes just encoded.
+      const entry = form ?? new EncodedResource(typeUrl, name, version, keepLastEncoded(), resource);
       updates.set(name, entry);
       entries[index] = entry;
     }
@@ -500,7 +479,7 @@ export class SnapshotCache {
     }
     if (updates.size === 0 && met === before.size) return { snapshot: previous, delta: NO_NAMES, listed };
     const sum = sumOf(previous);
-    const changes = new Map<string, Entry | undefined>();
+    const changes = new Map<string, EncodedResource | undefined>();
     if (met < before.size) {
       for (const [name, old] of before) {
         if (old.pass === pass) continue;
@@ -523,7 +502,7 @@ export class SnapshotCache {
 
 interface Listed {
   readonly list: readonly EnvoyResource[];
-  readonly entries: readonly Entry[];
+  readonly entries: readonly EncodedResource[];
 }
 
 interface Built {

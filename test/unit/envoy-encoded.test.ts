@@ -34,6 +34,11 @@ function secret(name: string, value: string): EnvoyResource {
   return { '@type': TypeUrl.secret, name, generic_secret: { secret: { inline_string: value } } };
 }
 
+/** The same memory (a record makes a new view of its bytes each time it is asked), not only equal bytes. */
+function sameMemory(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  return a !== undefined && b !== undefined && a.buffer === b.buffer && a.byteOffset === b.byteOffset && a.byteLength === b.byteLength;
+}
+
 function config(clusters: EnvoyResource[], endpoints: EnvoyResource[] = [], secrets: EnvoyResource[] = []) {
   return { listeners: [], routes: [], clusters, endpoints, secrets };
 }
@@ -80,7 +85,7 @@ describe('encoded stand-ins', () => {
     }
     const a = cache.snapshot(TypeUrl.cluster)?.resources.get('a');
     // The stand-in's own bytes, not a copy made by encoding it again.
-    expect(a?.any).toBe(encodedForm(standIns[0] as EnvoyResource)?.any);
+    expect(sameMemory(a?.any, encodedForm(standIns[0] as EnvoyResource)?.any)).toBe(true);
     expect(a?.version).toBe(fresh.snapshot(TypeUrl.cluster)?.resources.get('a')?.version);
   });
 
@@ -92,17 +97,64 @@ describe('encoded stand-ins', () => {
     const encodes = cache.encodedCount;
     // Built again, equal: the cache keeps its entry, and the new stand-in lets its own copy go.
     const rebuilt = encodedStandIn(cluster('a'));
-    expect(encodedForm(rebuilt)?.any).not.toBe(served?.any);
+    expect(sameMemory(encodedForm(rebuilt)?.any, served?.any)).toBe(false);
     cache.setResources(config([rebuilt, encodedStandIn(cluster('b'))]));
     expect(cache.encodedCount).toBe(encodes);
     expect(cache.snapshot(TypeUrl.cluster)?.resources.get('a')).toBe(served);
-    expect(encodedForm(rebuilt)?.any).toBe(served?.any);
+    expect(sameMemory(encodedForm(rebuilt)?.any, served?.any)).toBe(true);
+    // The first stand-in's record is the cache's entry: one object per resource.
+    expect(encodedForm(first)).toBe(served);
     // A SotW response copies the bytes into a run of its own: the entry and the stand-in keep that copy.
+    const encodedAt = served?.any;
     const resources = [...(cache.snapshot(TypeUrl.cluster)?.resources.values() ?? [])];
     sotwResponseBody(TypeUrl.cluster, 'v1', resources);
     const kept = cache.snapshot(TypeUrl.cluster)?.resources.get('a')?.any;
-    expect(kept).not.toBe(encodedForm(first)?.any);
-    expect(encodedForm(rebuilt)?.any).toBe(kept);
+    expect(Buffer.from(kept ?? []).equals(Buffer.from(encodedAt ?? []))).toBe(true);
+    expect(sameMemory(kept, encodedAt)).toBe(false);
+    expect(sameMemory(encodedForm(rebuilt)?.any, kept)).toBe(true);
+  });
+});
+
+describe('encoded stand-ins built alike', () => {
+  /** A Cluster whose encoding ends in `ending` (metadata is its last field here), as every AI Backend's Cluster ends in its ext_proc filter. */
+  const alike = (name: string, ending: string): EnvoyResource => ({ ...cluster(name), metadata: { filter_metadata: { 'switchyard.dev': { extension: ending } } } });
+
+  it('hold the ending they share once, and read, encode and serve as their whole bytes', () => {
+    const ending = 'x'.repeat(2048);
+    const before = process.memoryUsage().arrayBuffers;
+    const standIns = Array.from({ length: 1000 }, (_, i) => encodedStandIn(alike(`chat-${i}`, ending)));
+    const grown = process.memoryUsage().arrayBuffers - before;
+    // Whole, 1,000 of them hold 2 MiB; sharing the ending, each holds its head only.
+    expect(grown).toBeLessThan(512 * 1024);
+    for (const i of [0, 1, 2, 500, 999]) {
+      const json = alike(`chat-${i}`, ending);
+      expect(Buffer.from(encodedForm(standIns[i] as EnvoyResource)?.any ?? []).equals(Buffer.from(encodeResourceAny(json)))).toBe(true);
+      expect(standIns[i]).toEqual(json);
+    }
+    // Served: a SotW response carries the same bytes as one built from the JSON.
+    const cache = new SnapshotCache();
+    cache.setResources(config(standIns));
+    const fresh = new SnapshotCache();
+    fresh.setResources(config(standIns.map((_, i) => alike(`chat-${i}`, ending))));
+    const pieces = (c: SnapshotCache): readonly Buffer[] => sotwResponseBody(TypeUrl.cluster, 'v1', [...(c.snapshot(TypeUrl.cluster)?.resources.values() ?? [])]).pieces;
+    expect(cache.snapshot(TypeUrl.cluster)?.version).toBe(fresh.snapshot(TypeUrl.cluster)?.version);
+    const served = pieces(cache);
+    expect(Buffer.concat(served).equals(Buffer.concat(pieces(fresh)))).toBe(true);
+    // From then on a record holds its bytes whole, in the response's run.
+    const record = cache.snapshot(TypeUrl.cluster)?.resources.get('chat-7');
+    expect(record).toBe(encodedForm(standIns[7] as EnvoyResource));
+    expect(record?.any.byteLength).toBeGreaterThan(2048);
+    expect(served.some((piece) => piece.buffer === record?.any.buffer)).toBe(true);
+    expect(Buffer.from(record?.any ?? []).equals(Buffer.from(encodeResourceAny(alike('chat-7', ending))))).toBe(true);
+  });
+
+  it('keep apart resources whose endings differ', () => {
+    const a = encodedStandIn(alike('a', 'y'.repeat(1024)));
+    const b = encodedStandIn(alike('b', 'z'.repeat(1024)));
+    const c = encodedStandIn(alike('c', 'y'.repeat(1024)));
+    expect(Buffer.from(encodedForm(a)?.any ?? []).equals(Buffer.from(encodeResourceAny(alike('a', 'y'.repeat(1024)))))).toBe(true);
+    expect(Buffer.from(encodedForm(b)?.any ?? []).equals(Buffer.from(encodeResourceAny(alike('b', 'z'.repeat(1024)))))).toBe(true);
+    expect(Buffer.from(encodedForm(c)?.any ?? []).equals(Buffer.from(encodeResourceAny(alike('c', 'y'.repeat(1024)))))).toBe(true);
   });
 });
 
