@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { ATTEMPT_FACTS_KEY } from './attempt-facts.js';
 import { ANY, METADATA_NAMESPACE } from './names.js';
 import type { EnvoyOptions } from './options.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
@@ -11,22 +12,13 @@ import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
 
 export const AI_EXTENSION_CLUSTER = 'switchyard/ai-extension';
 
-/** Endpoint metadata keys (namespace switchyard.dev) the extension reads for each attempt. */
-export const ATTEMPT_KEYS = [
-  'backend', 'member', 'priority', 'provider', 'model', 'path', 'hostname',
-  'authHeader', 'authKind', 'credential', 'apiVersion', 'deployment', 'firstTokenTimeoutMs', 'fallbacks', 'modelAliases', 'drillKey',
-] as const;
-/** The member's per-minute limits (src/ai-extension/limits.ts), asked for beside ATTEMPT_KEYS. */
-export const LIMIT_KEYS = ['requestsPerMinute', 'tokensPerMinute'] as const;
-export type AttemptKey = (typeof ATTEMPT_KEYS)[number] | (typeof LIMIT_KEYS)[number];
-
 /**
- * The CEL expression Envoy evaluates against the host picked for the attempt. One per key: a
- * whole metadata map would arrive as the string "CelMap value".
+ * The CEL expression Envoy evaluates against the host picked for each attempt: the member's facts
+ * string (src/envoy/attempt-facts.ts). One expression for every fact: each expression costs Envoy
+ * an evaluation and a Struct entry keyed by its text on every attempt, and a whole metadata map
+ * would arrive as the string "CelMap value".
  */
-export function attemptAttribute(key: AttemptKey): string {
-  return `xds.upstream_host_metadata.filter_metadata['${METADATA_NAMESPACE}'].${key}`;
-}
+export const ATTEMPT_FACTS_ATTRIBUTE = `xds.upstream_host_metadata.filter_metadata['${METADATA_NAMESPACE}'].${ATTEMPT_FACTS_KEY}`;
 
 /**
  * Present in an attempt's attributes only when Envoy's connection pool had a connection ready for
@@ -80,7 +72,7 @@ export function aiExtensionFilter(): JsonObject {
         response_body_mode: 'STREAMED',
         response_trailer_mode: 'SKIP',
       },
-      request_attributes: [...[...ATTEMPT_KEYS, ...LIMIT_KEYS].map(attemptAttribute), CONNECTION_READY_ATTRIBUTE],
+      request_attributes: [ATTEMPT_FACTS_ATTRIBUTE, CONNECTION_READY_ATTRIBUTE],
       // :authority follows the member; ext_proc ignores changes to it otherwise.
       mutation_rules: { allow_all_routing: true },
       message_timeout: MESSAGE_TIMEOUT,

@@ -1,26 +1,34 @@
 import { toEnvoyDuration } from '../api/duration.js';
 import type { ClusterIR, MemberIR, OutlierPlan } from '../ir/model.js';
 import { aiExtensionFilter } from './ai-extension.js';
+import { ATTEMPT_FACTS_KEY, encodeAttemptFacts } from './attempt-facts.js';
 import { hasMemberLimits, memberLimitsCheckTarget, memberLimitsHealthCheck } from './member-limits.js';
 import { ADS_CONFIG_SOURCE, ANY, METADATA_NAMESPACE, TRANSPORT_SOCKET_MATCH } from './names.js';
 import type { EnvoyOptions } from './options.js';
 import { TypeUrl, deepFrozen, type EnvoyResource, type JsonObject } from './resources.js';
 
-/** The endpoint metadata of a member: its IR metadata as it is, unless a field must travel another way. */
-function memberFacts(m: MemberIR): JsonObject {
+/**
+ * The endpoint metadata of a member. A Static member's is its IR metadata as it is. An AI
+ * member's is what the access log and the trace tags read (backend, member, priority, provider,
+ * model: src/envoy/access-log.ts, tracing.ts) and every fact of the attempt, the extension's,
+ * in one string (src/envoy/attempt-facts.ts).
+ */
+function memberFacts(m: MemberIR, ai: boolean): JsonObject {
   // The IR's own object, not a copy: the IR is never edited once built, and a copy per member was
   // a tenth of the endpoints' memory at 10,000 Backends.
-  if (!('modelAliases' in m.metadata)) return m.metadata as unknown as JsonObject;
-  const { modelAliases, ...facts } = m.metadata;
-  // The extension reads each key through one CEL expression, and a map arrives as the string
-  // "CelMap value" (src/ai-extension/README.md): the aliases travel as one JSON string.
-  return { ...facts, ...(modelAliases ? { modelAliases: JSON.stringify(modelAliases) } : {}) } as JsonObject;
+  if (!ai) return m.metadata as unknown as JsonObject;
+  const { backend, member, priority, provider, model } = m.metadata;
+  const facts: JsonObject = { backend, member, priority };
+  if (provider !== undefined) facts.provider = provider;
+  if (model !== undefined) facts.model = model;
+  facts[ATTEMPT_FACTS_KEY] = encodeAttemptFacts(m.metadata);
+  return facts;
 }
 
 const TLS_MATCH: JsonObject = deepFrozen({ tls: true });
 
-function lbEndpoint(m: MemberIR, limitsCheck: EnvoyOptions | undefined): JsonObject {
-  const metadata: JsonObject = { [METADATA_NAMESPACE]: memberFacts(m) };
+function lbEndpoint(m: MemberIR, ai: boolean, limitsCheck: EnvoyOptions | undefined): JsonObject {
+  const metadata: JsonObject = { [METADATA_NAMESPACE]: memberFacts(m, ai) };
   if (m.tls) metadata[TRANSPORT_SOCKET_MATCH] = TLS_MATCH;
   return {
     endpoint: {
@@ -51,7 +59,7 @@ export function toClusterLoadAssignment(c: ClusterIR, opts?: EnvoyOptions): Envo
     endpoints: c.priorities.map((p) => ({
       locality: localityOf(p.level),
       priority: p.level,
-      lb_endpoints: p.members.map((m) => lbEndpoint(m, limitsCheck)),
+      lb_endpoints: p.members.map((m) => lbEndpoint(m, c.ai !== undefined, limitsCheck)),
     })),
   };
 }
