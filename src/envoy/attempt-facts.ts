@@ -46,9 +46,6 @@ export interface AttemptFacts {
   tokensPerMinute?: number;
 }
 
-type StringFact = 'backend' | 'member' | 'provider' | 'model' | 'path' | 'hostname' | 'authHeader' | 'authKind' | 'credential' | 'apiVersion' | 'deployment' | 'fallbacks' | 'drillKey';
-type NumberFact = 'priority' | 'firstTokenTimeoutMs' | 'requestsPerMinute' | 'tokensPerMinute';
-
 /** Each fact's code, in the order the encoder writes them. Never reuse or change a code. */
 export const FACT_CODES = {
   backend: 'b',
@@ -99,46 +96,63 @@ export function encodeAttemptFacts(facts: AttemptFacts | MemberMetadata): string
   return out;
 }
 
-const CODE_OF_NUMBER: Readonly<Record<string, NumberFact>> = { l: 'priority', t: 'firstTokenTimeoutMs', r: 'requestsPerMinute', q: 'tokensPerMinute' };
-const CODE_OF_STRING: Readonly<Record<string, StringFact>> = {
-  b: 'backend', m: 'member', p: 'provider', o: 'model', u: 'path', h: 'hostname', a: 'authHeader', k: 'authKind',
-  c: 'credential', v: 'apiVersion', d: 'deployment', f: 'fallbacks', x: 'drillKey',
-};
-
 const COLON = 0x3a;
 const ZERO = 0x30;
 const NINE = 0x39;
 /** Ten digits would pass 2^31; no metadata value comes near a billion characters. */
 const MAX_LENGTH_DIGITS = 9;
 
-/** Reads `length ":"` at `at`; the value's start and end, or an error naming the offset. */
-function readLength(text: string, at: number): { start: number; end: number } | string {
+/** Why the field at `at` cannot be read (the error path only: decodeAttemptFacts reads inline). */
+function malformed(text: string, at: number): string {
+  const digits = at + 1;
+  let i = digits;
   let length = 0;
-  let i = at;
-  for (; i < text.length && i - at <= MAX_LENGTH_DIGITS; i++) {
+  for (; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c < ZERO || c > NINE) break;
     length = length * 10 + (c - ZERO);
   }
-  if (i === at) return `no length at offset ${at}`;
-  if (i - at > MAX_LENGTH_DIGITS) return `length at offset ${at} is too long`;
-  if (text.charCodeAt(i) !== COLON) return `no ":" after the length at offset ${at}`;
-  const start = i + 1;
-  if (length > text.length - start) return `a value of ${length} characters at offset ${start} runs past the end (${text.length})`;
-  return { start, end: start + length };
+  if (i === digits) return `no length at offset ${digits}`;
+  if (i - digits > MAX_LENGTH_DIGITS) return `length at offset ${digits} is too long`;
+  if (text.charCodeAt(i) !== COLON) return `no ":" after the length at offset ${digits}`;
+  return `a value of ${length} characters at offset ${i + 1} runs past the end (${text.length})`;
+}
+
+/** Where the value of the field fieldEnd last read starts. */
+let valueStart = 0;
+
+/**
+ * The field at `at` (code, length, ":", value): where its value ends, its start left in
+ * valueStart, so that reading a field allocates nothing; -1 when it is malformed.
+ */
+function fieldEnd(text: string, at: number): number {
+  const digits = at + 1;
+  let i = digits;
+  let length = 0;
+  for (; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < ZERO || c > NINE) break;
+    length = length * 10 + (c - ZERO);
+  }
+  if (i === digits || i - digits > MAX_LENGTH_DIGITS || text.charCodeAt(i) !== COLON) return -1;
+  valueStart = i + 1;
+  if (length > text.length - valueStart) return -1;
+  return valueStart + length;
 }
 
 function readAliases(text: string): Record<string, string> | string {
   // No prototype: an alias named "__proto__" is an alias like any other.
   const aliases = Object.create(null) as Record<string, string>;
-  let at = 0;
-  while (at < text.length) {
-    const alias = readLength(text, at);
-    if (typeof alias === 'string') return `modelAliases: ${alias}`;
-    const model = readLength(text, alias.end);
-    if (typeof model === 'string') return `modelAliases: ${model}`;
-    aliases[text.slice(alias.start, alias.end)] = text.slice(model.start, model.end);
-    at = model.end;
+  // Each pair is two fields without a code: read as fields whose code is the character before.
+  let at = -1;
+  while (at + 1 < text.length) {
+    const aliasEnd = fieldEnd(text, at);
+    if (aliasEnd < 0) return `modelAliases: ${malformed(text, at)}`;
+    const alias = text.slice(valueStart, aliasEnd);
+    const modelEnd = fieldEnd(text, aliasEnd - 1);
+    if (modelEnd < 0) return `modelAliases: ${malformed(text, aliasEnd - 1)}`;
+    aliases[alias] = text.slice(valueStart, modelEnd);
+    at = modelEnd - 1;
   }
   return aliases;
 }
@@ -146,7 +160,7 @@ function readAliases(text: string): Record<string, string> | string {
 /**
  * Reads a facts string (format 1). Exact: every string encodeAttemptFacts writes reads back as
  * its facts; anything else is an error saying where it went wrong. A code it does not know (a
- * fact a newer controller added) is skipped.
+ * fact a newer controller added) is skipped. Read on every attempt: one pass, a slice per value.
  */
 export function decodeAttemptFacts(text: string): AttemptFacts | { error: string } {
   if (!text.startsWith(ATTEMPT_FACTS_FORMAT)) {
@@ -155,24 +169,37 @@ export function decodeAttemptFacts(text: string): AttemptFacts | { error: string
   const facts: AttemptFacts = {};
   let at = ATTEMPT_FACTS_FORMAT.length;
   while (at < text.length) {
-    const code = text.charAt(at);
-    const bounds = readLength(text, at + 1);
-    if (typeof bounds === 'string') return { error: `the member facts are malformed: ${bounds}` };
-    at = bounds.end;
-    const str = CODE_OF_STRING[code];
-    if (str !== undefined) {
-      facts[str] = text.slice(bounds.start, bounds.end);
-      continue;
-    }
-    const num = CODE_OF_NUMBER[code];
-    if (num !== undefined) {
-      facts[num] = Number(text.slice(bounds.start, bounds.end));
-      continue;
-    }
-    if (code === FACT_CODES.modelAliases) {
-      const aliases = readAliases(text.slice(bounds.start, bounds.end));
-      if (typeof aliases === 'string') return { error: `the member facts are malformed: ${aliases}` };
-      facts.modelAliases = aliases;
+    const code = text.charCodeAt(at);
+    const end = fieldEnd(text, at);
+    if (end < 0) return { error: `the member facts are malformed: ${malformed(text, at)}` };
+    const start = valueStart;
+    at = end;
+    // The codes of FACT_CODES (the fuzz test holds the two together).
+    switch (code) {
+      case 0x62: facts.backend = text.slice(start, at); break; // b
+      case 0x6d: facts.member = text.slice(start, at); break; // m
+      case 0x6c: facts.priority = Number(text.slice(start, at)); break; // l
+      case 0x70: facts.provider = text.slice(start, at); break; // p
+      case 0x6f: facts.model = text.slice(start, at); break; // o
+      case 0x75: facts.path = text.slice(start, at); break; // u
+      case 0x68: facts.hostname = text.slice(start, at); break; // h
+      case 0x61: facts.authHeader = text.slice(start, at); break; // a
+      case 0x6b: facts.authKind = text.slice(start, at); break; // k
+      case 0x63: facts.credential = text.slice(start, at); break; // c
+      case 0x76: facts.apiVersion = text.slice(start, at); break; // v
+      case 0x64: facts.deployment = text.slice(start, at); break; // d
+      case 0x74: facts.firstTokenTimeoutMs = Number(text.slice(start, at)); break; // t
+      case 0x66: facts.fallbacks = text.slice(start, at); break; // f
+      case 0x78: facts.drillKey = text.slice(start, at); break; // x
+      case 0x72: facts.requestsPerMinute = Number(text.slice(start, at)); break; // r
+      case 0x71: facts.tokensPerMinute = Number(text.slice(start, at)); break; // q
+      case 0x73: { // s
+        const aliases = readAliases(text.slice(start, at));
+        if (typeof aliases === 'string') return { error: `the member facts are malformed: ${aliases}` };
+        facts.modelAliases = aliases;
+        break;
+      }
+      default: // a fact of a later controller: skipped
     }
   }
   return facts;
