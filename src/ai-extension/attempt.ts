@@ -1,5 +1,6 @@
 import { ATTEMPT_FACTS_ATTRIBUTE, CONNECTION_READY_ATTRIBUTE } from '../envoy/ai-extension.js';
-import { ATTEMPT_FACTS_KEY, decodeAttemptFacts } from '../envoy/attempt-facts.js';
+import { ATTEMPT_FACTS_KEY, decodeAttemptFacts, type AttemptFacts } from '../envoy/attempt-facts.js';
+import { legacyAttemptFacts } from './legacy-facts.js';
 import type { DecodedValue } from './protocol.js';
 import type { MemberLimits } from './limits.js';
 import { REFUSAL_CAUSES, type RefusalCause } from './refusals.js';
@@ -46,10 +47,16 @@ const AUTH_KINDS: readonly string[] = ['SecretRef', 'Inline', 'Passthrough', 'No
 /** Reads the attempt's target from ProcessingRequest.attributes; an error string says what is missing. */
 export function attemptTarget(attributes: ReadonlyMap<string, DecodedValue> | undefined): AttemptTarget | { error: string } {
   const text = attributes?.get(ATTEMPT_FACTS_ATTRIBUTE)?.stringValue;
-  if (text === undefined || text === '') {
-    return { error: `the picked endpoint carries no AI member metadata (switchyard.dev ${ATTEMPT_FACTS_KEY} missing): is this cluster an AI Backend served by Switchyard?` };
+  let facts: AttemptFacts | { error: string };
+  if (text !== undefined && text !== '') facts = decodeAttemptFacts(text);
+  else {
+    // A data plane configured in the previous release's form: one attribute per fact.
+    const legacy = attributes === undefined ? undefined : legacyAttemptFacts(attributes);
+    if (legacy === undefined) {
+      return { error: `the picked endpoint carries no AI member metadata (switchyard.dev ${ATTEMPT_FACTS_KEY} missing): is this cluster an AI Backend served by Switchyard?` };
+    }
+    facts = legacy;
   }
-  const facts = decodeAttemptFacts(text);
   if ('error' in facts) return { error: `the picked endpoint's AI member metadata cannot be read: ${facts.error}` };
   const { backend, member, provider } = facts;
   if (backend === undefined || member === undefined || provider === undefined) {
