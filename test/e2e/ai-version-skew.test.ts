@@ -1,0 +1,110 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { FakeProvider } from '../../examples/demo/fake-provider.js';
+import { buildBootstrap } from '../../src/envoy/bootstrap.js';
+import type { JsonObject } from '../../src/envoy/resources.js';
+import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
+import { aiBackend, attempts, clusterName, gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import { freePort } from '../support/ports.js';
+import { waitFor } from '../support/wait.js';
+
+/**
+ * Version skew through the real Envoy: an Envoy bootstrapped as the release before the member
+ * facts string (no switchyard.dev/attempt-facts node metadata) is served its data plane's AI
+ * clusters in the per-key form, and AI failover works through this release's extension reading
+ * it. An Envoy of this release that joins the same data plane gets that form too, and the facts
+ * string once the older Envoy has gone.
+ */
+
+const HOSTS = { p0: 'primary.llm.test', p1: 'secondary.llm.test' } as const;
+const PER_KEY = "xds.upstream_host_metadata.filter_metadata['switchyard.dev'].member";
+const PACKED = "xds.upstream_host_metadata.filter_metadata['switchyard.dev'].attempt";
+
+let gw: GatewayFixture;
+let p0: FakeProvider;
+let p1: FakeProvider;
+const logLines: string[] = [];
+
+/** The request_attributes of the AI extension filter of the Backend's cluster, as Envoy holds it now. */
+async function requestAttributes(envoy: EnvoyProcess, backend: string): Promise<string[] | undefined> {
+  const dump = await envoy.configDump();
+  for (const config of (dump['configs'] as JsonObject[] | undefined) ?? []) {
+    for (const entry of (config['dynamic_active_clusters'] as JsonObject[] | undefined) ?? []) {
+      const cluster = entry['cluster'] as JsonObject;
+      if (cluster['name'] !== clusterName(backend)) continue;
+      const options = (cluster['typed_extension_protocol_options'] as Record<string, { http_filters?: { name: string; typed_config: { request_attributes?: string[] } }[] }>)['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'];
+      return options?.http_filters?.find((f) => f.name === 'envoy.filters.http.ext_proc')?.typed_config.request_attributes;
+    }
+  }
+  return undefined;
+}
+
+beforeAll(async () => {
+  gw = await startGatewayFixture({
+    id: 'ai-version-skew',
+    providers: ['p0', 'p1'],
+    previousReleaseBootstrap: true,
+    logLines,
+    manifests: ({ listenerPort, fakes }) => ({
+      'gateway.yaml': gatewayManifests(listenerPort),
+      'backends.yaml': [
+        aiBackend({
+          name: 'chat',
+          priorities: [[{ name: 'primary', fake: fakes['p0']!, hostname: HOSTS.p0 }], [{ name: 'secondary', fake: fakes['p1']!, hostname: HOSTS.p1 }]],
+          outlierDetection: { enabled: false },
+        }),
+      ],
+      'routes.yaml': [httpRoute('chat', [{ path: '/v1', backend: 'chat' }])],
+    }),
+    waitForBackends: ['chat'],
+  });
+  ({ p0, p1 } = gw.fakes as Record<'p0' | 'p1', FakeProvider>);
+});
+
+afterAll(async () => {
+  await gw?.stop();
+});
+
+beforeEach(async () => {
+  await gw.resetFakes();
+});
+
+describe('an Envoy of the release before the member facts string', () => {
+  it('is served the per-key form, and fails over from priority 0 to 1 through this release\'s extension', async () => {
+    const attributes = await requestAttributes(gw.envoy, 'chat');
+    expect(attributes).toContain(PER_KEY);
+    expect(attributes).not.toContain(PACKED);
+    expect(attributes).toHaveLength(19);
+    expect(logLines.some((l) => l.includes('does not say it reads the member facts string'))).toBe(true);
+    await p0.setMode({ kind: 'status', status: 503 });
+    for (let i = 0; i < 3; i++) expect(await gw.chat()).toMatchObject({ content: 'answered by p1', answeredBy: 'p1' });
+    expect(attempts(p0.received())).toEqual([1, 1, 1]);
+    expect(attempts(p1.received())).toEqual([2, 2, 2]);
+    // Each attempt adapted to its own member: the extension read every fact from the per-key attributes.
+    expect(p0.received().map((r) => r.host)).toEqual([HOSTS.p0, HOSTS.p0, HOSTS.p0]);
+    expect(p1.received().map((r) => r.host)).toEqual([HOSTS.p1, HOSTS.p1, HOSTS.p1]);
+    expect(await gw.envoy.stat('http.switchyard_ai.ext_proc.streams_failed') ?? 0).toBe(0);
+  });
+
+  it('keeps an Envoy of this release on the per-key form while it shares the data plane, which flips to the facts string once it leaves', async () => {
+    const adminPort = await freePort();
+    const current = await startEnvoy({
+      bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: gw.controller.xdsPort }, nodeId: 'ai-version-skew-new', adminPort }),
+      adminPort,
+      id: 'ai-version-skew-new',
+    });
+    try {
+      await waitFor(async () => (await requestAttributes(current, 'chat')) !== undefined, { what: 'the new Envoy has the chat cluster', timeoutMs: 10_000 });
+      expect(await requestAttributes(current, 'chat')).toContain(PER_KEY);
+      await gw.envoy.stop();
+      await waitFor(async () => (await requestAttributes(current, 'chat'))?.includes(PACKED) === true, { what: 'the facts string once the older Envoy left', timeoutMs: 10_000 });
+      expect(await requestAttributes(current, 'chat')).toHaveLength(2);
+      // The same listener, now served by this Envoy alone: failover with the facts string.
+      await p0.setMode({ kind: 'status', status: 503 });
+      expect(await gw.chat()).toMatchObject({ content: 'answered by p1', answeredBy: 'p1' });
+      expect(attempts(p1.received())).toEqual([2]);
+      expect(p1.received()[0]?.host).toBe(HOSTS.p1);
+    } finally {
+      await current.stop();
+    }
+  });
+});
