@@ -3,7 +3,7 @@ import type { FakeProvider } from '../../examples/demo/fake-provider.js';
 import { buildBootstrap } from '../../src/envoy/bootstrap.js';
 import type { JsonObject } from '../../src/envoy/resources.js';
 import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
-import { aiBackend, attempts, clusterName, gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import { aiBackend, attempts, clusterName, gatewayManifests, httpRoute, previousReleaseBootstrap, startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
 import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 
@@ -104,6 +104,48 @@ describe('an Envoy of the release before the member facts string', () => {
       expect(attempts(p1.received())).toEqual([2]);
       expect(p1.received()[0]?.host).toBe(HOSTS.p1);
     } finally {
+      await current.stop();
+    }
+  });
+
+  it('flips a serving data plane to the per-key form when an older Envoy joins, without a failed request', async () => {
+    const start = async (id: string, previous: boolean, delta: boolean): Promise<EnvoyProcess> => {
+      const adminPort = await freePort();
+      const bootstrap = buildBootstrap({ xds: { host: '127.0.0.1', port: gw.controller.xdsPort }, nodeId: id, adminPort, delta });
+      return startEnvoy({ bootstrap: previous ? previousReleaseBootstrap(bootstrap) : bootstrap, adminPort, id });
+    };
+    // Incremental xDS here (the other Envoys speak state-of-the-world): the form follows either way.
+    const current = await start('ai-version-skew-serving', false, true);
+    let older: EnvoyProcess | undefined;
+    try {
+      await current.waitForListener(`ai/ai-gateway/${gw.listenerPort}`);
+      expect(await requestAttributes(current, 'chat')).toContain(PACKED);
+      await p0.setMode({ kind: 'status', status: 503 });
+      // Requests fail over through this Envoy all along, four at a time, while its AI cluster changes form.
+      let running = true;
+      const answers: string[] = [];
+      const failures: unknown[] = [];
+      const load = Array.from({ length: 4 }, async () => {
+        while (running) {
+          try {
+            answers.push((await gw.chat()).answeredBy ?? '');
+          } catch (err) {
+            failures.push(err);
+          }
+        }
+      });
+      await waitFor(() => answers.length >= 8, { what: 'requests answered before the older Envoy joins', timeoutMs: 10_000 });
+      older = await start('ai-version-skew-older', true, false);
+      await waitFor(async () => (await requestAttributes(current, 'chat'))?.includes(PER_KEY) === true, { what: 'the per-key form on the serving Envoy', timeoutMs: 10_000 });
+      const atFlip = answers.length;
+      await waitFor(() => answers.length >= atFlip + 8, { what: 'requests answered after the flip', timeoutMs: 10_000 });
+      running = false;
+      await Promise.all(load);
+      expect(failures).toEqual([]);
+      expect(new Set(answers)).toEqual(new Set(['p1']));
+      expect(await requestAttributes(older, 'chat')).toContain(PER_KEY);
+    } finally {
+      await older?.stop();
       await current.stop();
     }
   });
