@@ -479,13 +479,15 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
    * of the release before (the server says which: src/xds/attempt-forms.ts); nothing is built
    * while there is none.
    */
-  const attemptForms = (served: IR, envoy: Partial<EnvoyOptions>): AttemptForms | undefined => {
+  const attemptForms = (served: IR, envoy: Partial<EnvoyOptions>, planes: DataPlanes): AttemptForms | undefined => {
     const views = xds.legacyAttemptFactsViews();
     if (views.size === 0) {
       attemptFormsMemo = undefined;
       return undefined;
     }
-    const built = toAttemptFormResources(served, envoy, 'legacy', attemptFormsMemo);
+    // The shared data plane holds every cluster; a Gateway's, only those its routes reach.
+    const only = views.has(SHARED_VIEW) ? undefined : new Set([...views].flatMap((view) => planes.gateways.get(view)?.clusters ?? []));
+    const built = toAttemptFormResources(served, envoy, 'legacy', attemptFormsMemo, only);
     attemptFormsMemo = built.memo;
     return { views, resources: built.resources };
   };
@@ -529,7 +531,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       const built = toXdsResourcesReusing(translation.ir, envoy, envoyState);
       const translatedXds = built.xds;
       const result = { translation, xds: resourceQuarantine.filter(opts.testOnlyRewrite ? opts.testOnlyRewrite(translatedXds) : translatedXds), planes: built.planes };
-      const change = cache.setResources(result.xds, result.planes, attemptForms(translation.ir, envoy));
+      const change = cache.setResources(result.xds, result.planes, attemptForms(translation.ir, envoy, result.planes));
       lastServed = { ir: translation.ir, envoy, xds: result.xds, planes: result.planes };
       const changedTypes = new Set<string>([...change.changed, ...[...change.views.values()].flat()]);
       translationState = translation.state;
@@ -627,7 +629,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   xds.on('attemptForms', () => {
     if (lastServed === undefined) return;
     try {
-      cache.setResources(lastServed.xds, lastServed.planes, attemptForms(lastServed.ir, lastServed.envoy));
+      cache.setResources(lastServed.xds, lastServed.planes, attemptForms(lastServed.ir, lastServed.envoy, lastServed.planes));
     } catch (err) {
       log.error({ err }, 'serving the AI clusters in another attempt facts form failed; the current form keeps being served');
     }

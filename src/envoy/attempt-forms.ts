@@ -31,19 +31,26 @@ function optionsKey(opts: EnvoyOptions): string {
 }
 
 /**
- * The AI clusters of `ir` (and their EDS assignments) in `form`, encoded once (encodedStandIn).
+ * The AI clusters of `ir` (and their EDS assignments) in `form`, encoded once (encodedStandIn);
+ * only those named in `only` when given (the clusters of the data planes that need the form).
  * Pure but for `previous`: an AI cluster whose IR object was seen by the last call with the same
  * form and options is not built again, so following an edit costs what it changed. Only built
  * while some data plane needs a form other than the one toXdsResources built.
  */
-export function toAttemptFormResources(ir: IR, options: Partial<EnvoyOptions>, form: AttemptFactsForm, previous?: AttemptFormsMemo): { resources: AttemptFormResources; memo: AttemptFormsMemo } {
+export function toAttemptFormResources(
+  ir: IR,
+  options: Partial<EnvoyOptions>,
+  form: AttemptFactsForm,
+  previous?: AttemptFormsMemo,
+  only?: ReadonlySet<string>,
+): { resources: AttemptFormResources; memo: AttemptFormsMemo } {
   const opts = { ...DEFAULT_ENVOY_OPTIONS, ...options };
   const key = optionsKey(opts);
   const built = previous !== undefined && previous.form === form && previous.options === key ? previous.built : new WeakMap<ClusterIR, BuiltForm>();
   const clusters: EnvoyResource[] = [];
   const endpoints: EnvoyResource[] = [];
   for (const c of ir.clusters) {
-    if (c.ai === undefined) continue;
+    if (c.ai === undefined || (only !== undefined && !only.has(c.name))) continue;
     let done = built.get(c);
     if (done === undefined) {
       done = {

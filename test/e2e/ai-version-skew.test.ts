@@ -38,6 +38,13 @@ async function requestAttributes(envoy: EnvoyProcess, backend: string): Promise<
   return undefined;
 }
 
+/** Another Envoy against the fixture's controller: of this release or the one before, for every Gateway or its own. */
+async function start(id: string, previous: boolean, delta: boolean, gateway?: string): Promise<EnvoyProcess> {
+  const adminPort = await freePort();
+  const bootstrap = buildBootstrap({ xds: { host: '127.0.0.1', port: gw.controller.xdsPort }, nodeId: id, adminPort, delta, ...(gateway !== undefined ? { gateway } : {}) });
+  return startEnvoy({ bootstrap: previous ? previousReleaseBootstrap(bootstrap) : bootstrap, adminPort, id });
+}
+
 beforeAll(async () => {
   gw = await startGatewayFixture({
     id: 'ai-version-skew',
@@ -109,11 +116,6 @@ describe('an Envoy of the release before the member facts string', () => {
   });
 
   it('flips a serving data plane to the per-key form when an older Envoy joins, without a failed request', async () => {
-    const start = async (id: string, previous: boolean, delta: boolean): Promise<EnvoyProcess> => {
-      const adminPort = await freePort();
-      const bootstrap = buildBootstrap({ xds: { host: '127.0.0.1', port: gw.controller.xdsPort }, nodeId: id, adminPort, delta });
-      return startEnvoy({ bootstrap: previous ? previousReleaseBootstrap(bootstrap) : bootstrap, adminPort, id });
-    };
     // Incremental xDS here (the other Envoys speak state-of-the-world): the form follows either way.
     const current = await start('ai-version-skew-serving', false, true);
     let older: EnvoyProcess | undefined;
@@ -147,6 +149,25 @@ describe('an Envoy of the release before the member facts string', () => {
     } finally {
       await older?.stop();
       await current.stop();
+    }
+  });
+
+  it("does the same for a Gateway's own data plane, and leaves the shared one alone", async () => {
+    const shared = await start('ai-version-skew-shared', false, false);
+    const own = await start('ai-version-skew-own', false, false, 'ai/ai-gateway');
+    let older: EnvoyProcess | undefined;
+    try {
+      await waitFor(async () => (await requestAttributes(own, 'chat'))?.includes(PACKED) === true, { what: "the Gateway's Envoy has the chat cluster", timeoutMs: 10_000 });
+      older = await start('ai-version-skew-own-older', true, false, 'ai/ai-gateway');
+      await waitFor(async () => (await requestAttributes(own, 'chat'))?.includes(PER_KEY) === true, { what: "the per-key form on the Gateway's data plane", timeoutMs: 10_000 });
+      expect(await requestAttributes(older, 'chat')).toContain(PER_KEY);
+      expect(await requestAttributes(shared, 'chat')).toContain(PACKED);
+      await older.stop();
+      await waitFor(async () => (await requestAttributes(own, 'chat'))?.includes(PACKED) === true, { what: 'the facts string again once the older Envoy left', timeoutMs: 10_000 });
+    } finally {
+      await older?.stop();
+      await own.stop();
+      await shared.stop();
     }
   });
 });

@@ -69,6 +69,16 @@ describe('the legacy attempt facts form', () => {
     expect(packed.endpoints.map(json)).toEqual(served.endpoints.filter((e) => packed.endpoints.some((p) => p['cluster_name'] === e['cluster_name'])).map(json));
   });
 
+  it('builds only the clusters named, when told which (a Gateway data plane\'s)', () => {
+    const ir = irOf('shared-endpoint');
+    const all = toAttemptFormResources(ir, OPTIONS, 'legacy').resources;
+    const first = String(all.clusters[0]?.['name']);
+    const some = toAttemptFormResources(ir, OPTIONS, 'legacy', undefined, new Set([first, 'backend/ai/not-there'])).resources;
+    expect(all.clusters.length).toBeGreaterThan(1);
+    expect(some.clusters.map((c) => c['name'])).toEqual([first]);
+    expect(some.endpoints.every((e) => e['cluster_name'] === first)).toBe(true);
+  });
+
   it('reuses what it built for an unchanged IR object, and builds again in another form', () => {
     const ir = irOf('model-routing');
     const first = toAttemptFormResources(ir, OPTIONS, 'legacy');
