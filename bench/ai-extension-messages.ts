@@ -4,7 +4,8 @@
  * response body and its empty end), for the AI extension benches (ai-extension-cpu.ts,
  * ai-extension-grpc.ts). Envoy sends the first three together, then the last three together.
  */
-import { CONNECTION_READY_ATTRIBUTE, EXT_PROC_ATTRIBUTES, attemptAttribute, type AttemptKey } from '../src/envoy/ai-extension.js';
+import { ATTEMPT_FACTS_ATTRIBUTE, CONNECTION_READY_ATTRIBUTE, EXT_PROC_ATTRIBUTES } from '../src/envoy/ai-extension.js';
+import { encodeAttemptFacts, type AttemptFacts } from '../src/envoy/attempt-facts.js';
 import { messageType } from '../src/envoy/proto.js';
 
 const REQUEST = messageType('envoy.service.ext_proc.v3.ProcessingRequest');
@@ -15,12 +16,12 @@ function encode(message: object): Buffer {
 
 const headers = (h: Record<string, string>): object => ({ headers: { headers: Object.entries(h).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) } });
 
-export const BENCH_MEMBER: Partial<Record<AttemptKey, string>> = {
-  backend: 'ai/ai', member: 'ai-0-0', priority: '0', provider: 'openaiCompatible', model: 'gpt-4o', path: '/v1/chat/completions', hostname: 'provider.bench',
+export const BENCH_MEMBER: AttemptFacts = {
+  backend: 'ai/ai', member: 'ai-0-0', priority: 0, provider: 'openaiCompatible', model: 'gpt-4o', path: '/v1/chat/completions', hostname: 'provider.bench',
   authHeader: 'Authorization', authKind: 'SecretRef', credential: 'credential/ai/bench-key',
 };
 // Envoy also says, per attempt, that a connection was ready (a pooled one: the usual case).
-const attributesOf = (m: Partial<Record<AttemptKey, string>>): object => ({ [EXT_PROC_ATTRIBUTES]: { fields: { ...Object.fromEntries(Object.entries(m).map(([k, v]) => [attemptAttribute(k as AttemptKey), { stringValue: v }])), [CONNECTION_READY_ATTRIBUTE]: { stringValue: '23.132us' } } } });
+const attributesOf = (m: AttemptFacts): object => ({ [EXT_PROC_ATTRIBUTES]: { fields: { [ATTEMPT_FACTS_ATTRIBUTE]: { stringValue: encodeAttemptFacts(m) }, [CONNECTION_READY_ATTRIBUTE]: { stringValue: '23.132us' } } } });
 /** A chat of about `kb` KiB (the last turn 'hello'); 0: one short turn. */
 export function chatBody(kb = 0): string {
   const turn = 'lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore';
@@ -33,7 +34,7 @@ const responseBody = JSON.stringify({
   usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 },
 });
 
-export function attemptMessages(id: number, member: Partial<Record<AttemptKey, string>> = BENCH_MEMBER, bodyKb = 0): Buffer[] {
+export function attemptMessages(id: number, member: AttemptFacts = BENCH_MEMBER, bodyKb = 0): Buffer[] {
   const attributes = attributesOf(member);
   const requestBody = chatBody(bodyKb);
   return [

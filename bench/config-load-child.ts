@@ -33,6 +33,9 @@ export interface ConfigLoadReport {
   /** CPU time (user + system) of translate + Envoy stage + cache. */
   pipelineCpuMs: number;
   resources: number;
+  /** Encoded bytes of the cached Clusters and of the ClusterLoadAssignments (Any-wrapped, as served). */
+  clusterBytes: number;
+  endpointBytes: number;
   heapBeforeBytes: number;
   heapAfterBytes: number;
   /**
@@ -75,6 +78,13 @@ async function main(): Promise<void> {
   const pipelineUsed = process.cpuUsage(pipelineCpu);
   const peak = process.resourceUsage().maxRSS * 1024;
   const resources = PUSH_ORDER.reduce((n, kind) => n + (cache?.snapshot(TypeUrl[kind])?.resources.size ?? 0), 0);
+  const servedBytes = (typeUrl: string): number => {
+    let n = 0;
+    for (const r of cache?.snapshot(typeUrl)?.resources.values() ?? []) n += r.any.length;
+    return n;
+  };
+  const clusterBytes = servedBytes(TypeUrl.cluster);
+  const endpointBytes = servedBytes(TypeUrl.endpoint);
   const backends = snapshot.inputs.backends.length;
   const problems = snapshot.problems.length;
   const held = (): number => {
@@ -106,6 +116,8 @@ async function main(): Promise<void> {
     pipelineMs,
     pipelineCpuMs: (pipelineUsed.user + pipelineUsed.system) / 1000,
     resources,
+    clusterBytes,
+    endpointBytes,
     heapBeforeBytes: heapBefore,
     heapAfterBytes: heapAfter,
     live: { inputs: withoutTranslation - withoutInputs, translation: withoutEnvoy - withoutTranslation, envoy: withoutCache - withoutEnvoy, cache: all - withoutCache },

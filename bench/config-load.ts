@@ -82,7 +82,7 @@ export function configLoadSuite(log: (line: string) => void): BenchSuite {
         };
         return [
           { ...row('file mode: load one large file (peak RSS growth / input)', loadPeak, `heap kept by the loaded configuration ${mb(kept).toFixed(0)} MiB = ${(kept / input).toFixed(1)}x input`, r.ms), cpuMs: r.cpuMs },
-          { ...row('file mode: load it, translate it and cache its xDS resources (peak RSS growth / input)', peak, `translate + xDS + cache ${r.pipelineMs.toFixed(0)} ms (CPU ${r.pipelineCpuMs.toFixed(0)} ms), ${r.resources} resources; ${liveBreakdown(r, peak)}`, r.ms + r.pipelineMs), heapMB: undefined, cpuMs: r.cpuMs + r.pipelineCpuMs },
+          { ...row('file mode: load it, translate it and cache its xDS resources (peak RSS growth / input)', peak, `translate + xDS + cache ${r.pipelineMs.toFixed(0)} ms (CPU ${r.pipelineCpuMs.toFixed(0)} ms), ${r.resources} resources (encoded: Clusters ${mb(r.clusterBytes).toFixed(1)} MiB, ClusterLoadAssignments ${mb(r.endpointBytes).toFixed(1)} MiB); ${liveBreakdown(r, peak)}`, r.ms + r.pipelineMs), heapMB: undefined, cpuMs: r.cpuMs + r.pipelineCpuMs },
         ];
       } finally {
         rmSync(dir, { recursive: true, force: true });

@@ -1,5 +1,6 @@
-import { ATTEMPT_KEYS, CONNECTION_READY_ATTRIBUTE, LIMIT_KEYS, attemptAttribute, type AttemptKey } from '../envoy/ai-extension.js';
-import { parseModelAliases } from './models.js';
+import { ATTEMPT_FACTS_ATTRIBUTE, CONNECTION_READY_ATTRIBUTE } from '../envoy/ai-extension.js';
+import { ATTEMPT_FACTS_KEY, decodeAttemptFacts, type AttemptFacts } from '../envoy/attempt-facts.js';
+import { legacyAttemptFacts } from './legacy-facts.js';
 import type { DecodedValue } from './protocol.js';
 import type { MemberLimits } from './limits.js';
 import { REFUSAL_CAUSES, type RefusalCause } from './refusals.js';
@@ -8,7 +9,8 @@ export type AuthKind = 'SecretRef' | 'Inline' | 'Passthrough' | 'None' | 'Servic
 
 /**
  * The member Envoy picked for one attempt, as its endpoint metadata describes it (written by the
- * translator, src/translate/backends.ts; read through CEL attributes, src/envoy/ai-extension.ts).
+ * translator, src/translate/backends.ts, packed by src/envoy/attempt-facts.ts; read through one
+ * CEL attribute, src/envoy/ai-extension.ts).
  */
 export interface AttemptTarget {
   backend: string;
@@ -40,44 +42,57 @@ export interface AttemptTarget {
   limits?: MemberLimits;
 }
 
-/** Each key's CEL expression, as Envoy names the field: built once, read on every attempt. */
-const ATTRIBUTE_NAMES = Object.fromEntries([...ATTEMPT_KEYS, ...LIMIT_KEYS].map((key) => [key, attemptAttribute(key)])) as Record<AttemptKey, string>;
-
 const AUTH_KINDS: readonly string[] = ['SecretRef', 'Inline', 'Passthrough', 'None', 'ServiceAccountKey', 'AwsKeys'];
-
-function text(v: DecodedValue | undefined): string | undefined {
-  if (v === undefined) return undefined;
-  if (typeof v.stringValue === 'string' && v.stringValue !== '') return v.stringValue;
-  if (typeof v.numberValue === 'number') return String(v.numberValue);
-  return undefined;
-}
 
 /** Reads the attempt's target from ProcessingRequest.attributes; an error string says what is missing. */
 export function attemptTarget(attributes: ReadonlyMap<string, DecodedValue> | undefined): AttemptTarget | { error: string } {
-  const get = (key: AttemptKey): string | undefined => text(attributes?.get(ATTRIBUTE_NAMES[key]));
-  const backend = get('backend');
-  const member = get('member');
-  const provider = get('provider');
+  const text = attributes?.get(ATTEMPT_FACTS_ATTRIBUTE)?.stringValue;
+  let facts: AttemptFacts | { error: string };
+  if (text !== undefined && text !== '') facts = decodeAttemptFacts(text);
+  else {
+    // A data plane configured in the previous release's form: one attribute per fact.
+    const legacy = attributes === undefined ? undefined : legacyAttemptFacts(attributes);
+    if (legacy === undefined) {
+      return { error: `the picked endpoint carries no AI member metadata (switchyard.dev ${ATTEMPT_FACTS_KEY} missing): is this cluster an AI Backend served by Switchyard?` };
+    }
+    facts = legacy;
+  }
+  if ('error' in facts) return { error: `the picked endpoint's AI member metadata cannot be read: ${facts.error}` };
+  const { backend, member, provider } = facts;
   if (backend === undefined || member === undefined || provider === undefined) {
-    const missing = ATTEMPT_KEYS.filter((k) => ['backend', 'member', 'provider'].includes(k) && get(k) === undefined);
+    const missing = Object.entries({ backend, member, provider }).flatMap(([k, v]) => (v === undefined ? [k] : []));
     return { error: `the picked endpoint carries no AI member metadata (${missing.join(', ')} missing): is this cluster an AI Backend served by Switchyard?` };
   }
-  const kind = get('authKind') ?? 'None';
+  const kind = facts.authKind ?? 'None';
   const target: AttemptTarget = {
     backend,
     member,
     provider,
-    priority: Number(get('priority') ?? 0),
+    priority: facts.priority ?? 0,
     authKind: AUTH_KINDS.includes(kind) ? (kind as AuthKind) : 'None',
   };
-  const optional = ['path', 'hostname', 'model', 'authHeader', 'credential', 'apiVersion', 'deployment', 'drillKey'] as const;
-  for (const key of optional) {
-    const value = get(key);
-    if (value !== undefined) target[key] = value;
-  }
-  // "cause" (the next priority) or "cause>level" (a named pool, served at that Envoy priority).
+  if (facts.path !== undefined) target.path = facts.path;
+  if (facts.hostname !== undefined) target.hostname = facts.hostname;
+  if (facts.model !== undefined) target.model = facts.model;
+  if (facts.authHeader !== undefined) target.authHeader = facts.authHeader;
+  if (facts.credential !== undefined) target.credential = facts.credential;
+  if (facts.apiVersion !== undefined) target.apiVersion = facts.apiVersion;
+  if (facts.deployment !== undefined) target.deployment = facts.deployment;
+  if (facts.drillKey !== undefined) target.drillKey = facts.drillKey;
+  if (facts.fallbacks !== undefined) readFallbacks(facts.fallbacks, target);
+  const deadline = facts.firstTokenTimeoutMs;
+  if (deadline !== undefined && Number.isFinite(deadline) && deadline > 0) target.firstTokenTimeoutMs = deadline;
+  if (facts.modelAliases !== undefined) target.modelAliases = facts.modelAliases;
+  const rpm = facts.requestsPerMinute ?? 0;
+  const tpm = facts.tokensPerMinute ?? 0;
+  if (rpm > 0 || tpm > 0) target.limits = { ...(rpm > 0 ? { requestsPerMinute: rpm } : {}), ...(tpm > 0 ? { tokensPerMinute: tpm } : {}) };
+  return target;
+}
+
+/** "cause" (the next priority) or "cause>level" (a named pool, served at that Envoy priority), comma-separated. */
+function readFallbacks(text: string, target: AttemptTarget): void {
   const fallbacks: RefusalCause[] = [];
-  for (const entry of (get('fallbacks') ?? '').split(',')) {
+  for (const entry of text.split(',')) {
     const [cause = '', to] = entry.split('>');
     if (!(REFUSAL_CAUSES as readonly string[]).includes(cause)) continue;
     fallbacks.push(cause as RefusalCause);
@@ -85,14 +100,6 @@ export function attemptTarget(attributes: ReadonlyMap<string, DecodedValue> | un
     if (to !== undefined && Number.isInteger(level) && level >= 0) (target.fallbackLevels ??= {})[cause as RefusalCause] = level;
   }
   if (fallbacks.length > 0) target.fallbacks = fallbacks;
-  const deadline = Number(get('firstTokenTimeoutMs'));
-  if (Number.isFinite(deadline) && deadline > 0) target.firstTokenTimeoutMs = deadline;
-  const aliases = parseModelAliases(get('modelAliases'));
-  if (aliases !== undefined) target.modelAliases = aliases;
-  const rpm = Number(get('requestsPerMinute'));
-  const tpm = Number(get('tokensPerMinute'));
-  if (rpm > 0 || tpm > 0) target.limits = { ...(rpm > 0 ? { requestsPerMinute: rpm } : {}), ...(tpm > 0 ? { tokensPerMinute: tpm } : {}) };
-  return target;
 }
 
 /** Whether Envoy had a connection to the picked host ready when the attempt began (CONNECTION_READY_ATTRIBUTE). */

@@ -5,7 +5,8 @@ import { KIND_FIELD, PUSH_ORDER, TypeUrl, type XdsResources } from '../envoy/res
 import { startHealthServer, type HealthServer } from '../observability/health.js';
 import { createMetrics, type SwitchyardMetrics } from '../observability/metrics.js';
 import { holdYoungGeneration } from '../observability/young-generation.js';
-import { toXdsResourcesReusing, type EnvoyState } from '../envoy/index.js';
+import { toXdsResourcesReusing, type DataPlanes, type EnvoyState } from '../envoy/index.js';
+import { toAttemptFormResources, type AttemptFormsMemo } from '../envoy/attempt-forms.js';
 import type { GatewayIR } from '../ir/model.js';
 import type { Readiness } from '../observability/health.js';
 import { translate, type TranslationState } from '../translate/index.js';
@@ -19,7 +20,7 @@ import { FleetLoad, mergeFleetViews, remoteFeedback, shareOfClients, shareOfLoad
 import { servedAsUpdateSteps, type ClientTypeFeedback, type FleetTypeFeedback, ProgrammedMemo, type ServedAs, type ServedAsMemo } from '../status/programmed.js';
 import { OBJECTS_PER_STEP, runSteps, SlicedRun, type Steps } from '../status/steps.js';
 import type { ObjectStatus, WarningEvent } from '../translate/status.js';
-import { SHARED_VIEW, SnapshotCache } from '../xds/cache.js';
+import { SHARED_VIEW, SnapshotCache, type AttemptForms } from '../xds/cache.js';
 import { loadReportingService } from '../xds/lrs.js';
 import { XdsServer } from '../xds/server.js';
 import { xdsServerCredentials, xdsTlsMode, type XdsServerTls } from '../xds/tls.js';
@@ -592,6 +593,26 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   // What the last translation and Envoy stage built, per object: an edit redoes only what it touches.
   let translationState: TranslationState | undefined;
   let envoyState: EnvoyState | undefined;
+  /** What the cache serves now, to serve it again in other attempt facts forms without translating. */
+  let lastServed: { ir: IR; envoy: Partial<EnvoyOptions>; xds: XdsResources; planes: DataPlanes } | undefined;
+  let attemptFormsMemo: AttemptFormsMemo | undefined;
+  /**
+   * The legacy attempt facts form of the AI clusters for the data planes that still have an Envoy
+   * of the release before (the server says which: src/xds/attempt-forms.ts); nothing is built
+   * while there is none.
+   */
+  const attemptForms = (served: IR, envoy: Partial<EnvoyOptions>, planes: DataPlanes): AttemptForms | undefined => {
+    const views = xds.legacyAttemptFactsViews();
+    if (views.size === 0) {
+      attemptFormsMemo = undefined;
+      return undefined;
+    }
+    // The shared data plane holds every cluster; a Gateway's, only those its routes reach.
+    const only = views.has(SHARED_VIEW) ? undefined : new Set([...views].flatMap((view) => planes.gateways.get(view)?.clusters ?? []));
+    const built = toAttemptFormResources(served, envoy, 'legacy', attemptFormsMemo, only);
+    attemptFormsMemo = built.memo;
+    return { views, resources: built.resources };
+  };
 
   // Status after a translation waits for the next turn of the event loop: the responses the cache
   // just queued reach the sockets only once this turn ends, and Programmed and fleet health over
@@ -632,7 +653,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       const built = toXdsResourcesReusing(translation.ir, envoy, envoyState);
       const translatedXds = built.xds;
       const result = { translation, xds: resourceQuarantine.filter(opts.testOnlyRewrite ? opts.testOnlyRewrite(translatedXds) : translatedXds), planes: built.planes };
-      const change = cache.setResources(result.xds, result.planes);
+      const change = cache.setResources(result.xds, result.planes, attemptForms(translation.ir, envoy, result.planes));
+      lastServed = { ir: translation.ir, envoy, xds: result.xds, planes: result.planes };
       const changedTypes = new Set<string>([...change.changed, ...[...change.views.values()].flat()]);
       translationState = translation.state;
       envoyState = built.state;
@@ -723,6 +745,17 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   });
   // Status follows the fleet's ACK state per version, not each ACK, connect or disconnect.
   xds.on('fleet', scheduleFleetStatuses);
+  // At once, not on a later turn: the Envoy that changed the set gets its first response in the
+  // form it reads (the server emits this before that response); the rest of the data plane gets
+  // the AI clusters again in that form, nothing else.
+  xds.on('attemptForms', () => {
+    if (lastServed === undefined) return;
+    try {
+      cache.setResources(lastServed.xds, lastServed.planes, attemptForms(lastServed.ir, lastServed.envoy, lastServed.planes));
+    } catch (err) {
+      log.error({ err }, 'serving the AI clusters in another attempt facts form failed; the current form keeps being served');
+    }
+  });
   xds.on('nack', (e) => {
     metrics.xdsNacks.inc({ type_url: e.typeUrl });
     log.warn({ node: e.nodeId, typeUrl: e.typeUrl, version: e.version }, `Envoy rejected configuration: ${e.message}`);

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { ATTEMPT_FACTS_KEY, type AttemptFacts } from './attempt-facts.js';
 import { ANY, METADATA_NAMESPACE } from './names.js';
 import type { EnvoyOptions } from './options.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
@@ -11,22 +12,38 @@ import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
 
 export const AI_EXTENSION_CLUSTER = 'switchyard/ai-extension';
 
-/** Endpoint metadata keys (namespace switchyard.dev) the extension reads for each attempt. */
-export const ATTEMPT_KEYS = [
-  'backend', 'member', 'priority', 'provider', 'model', 'path', 'hostname',
-  'authHeader', 'authKind', 'credential', 'apiVersion', 'deployment', 'firstTokenTimeoutMs', 'fallbacks', 'modelAliases', 'drillKey',
-] as const;
-/** The member's per-minute limits (src/ai-extension/limits.ts), asked for beside ATTEMPT_KEYS. */
-export const LIMIT_KEYS = ['requestsPerMinute', 'tokensPerMinute'] as const;
-export type AttemptKey = (typeof ATTEMPT_KEYS)[number] | (typeof LIMIT_KEYS)[number];
+/**
+ * The CEL expression Envoy evaluates against the host picked for each attempt: the member's facts
+ * string (src/envoy/attempt-facts.ts). One expression for every fact: each expression costs Envoy
+ * an evaluation and a Struct entry keyed by its text on every attempt, and a whole metadata map
+ * would arrive as the string "CelMap value".
+ */
+export const ATTEMPT_FACTS_ATTRIBUTE = `xds.upstream_host_metadata.filter_metadata['${METADATA_NAMESPACE}'].${ATTEMPT_FACTS_KEY}`;
 
 /**
- * The CEL expression Envoy evaluates against the host picked for the attempt. One per key: a
- * whole metadata map would arrive as the string "CelMap value".
+ * The member facts of the release before the facts string, one endpoint metadata key (and one
+ * CEL attribute) each, in that release's order. Served only to a data plane that still has an
+ * Envoy of that release (AttemptFactsForm 'legacy'). Frozen: never add to it.
  */
-export function attemptAttribute(key: AttemptKey): string {
+export const LEGACY_ATTEMPT_KEYS = [
+  'backend', 'member', 'priority', 'provider', 'model', 'path', 'hostname',
+  'authHeader', 'authKind', 'credential', 'apiVersion', 'deployment', 'firstTokenTimeoutMs', 'fallbacks', 'modelAliases', 'drillKey',
+  'requestsPerMinute', 'tokensPerMinute',
+] as const satisfies readonly (keyof AttemptFacts)[];
+export type LegacyAttemptKey = (typeof LEGACY_ATTEMPT_KEYS)[number];
+
+/** The CEL expression of one legacy fact. */
+export function legacyAttemptAttribute(key: LegacyAttemptKey): string {
   return `xds.upstream_host_metadata.filter_metadata['${METADATA_NAMESPACE}'].${key}`;
 }
+
+/**
+ * How an AI member's facts reach the extension: 'packed', one facts string (this release), or
+ * 'legacy', one metadata key and CEL attribute per fact, which an extension of the release
+ * before needs. Decided per data plane outside the Envoy stage (from what its Envoys say they
+ * read, src/xds/attempt-forms.ts); an input of the stage like its other options.
+ */
+export type AttemptFactsForm = 'packed' | 'legacy';
 
 /**
  * Present in an attempt's attributes only when Envoy's connection pool had a connection ready for
@@ -58,7 +75,7 @@ export const AI_EXTENSION_UNAVAILABLE =
   'Switchyard AI extension is unavailable: the request was not sent to any provider. Check that `switchyard ai-extension` (or `switchyard serve`) is running and reachable from Envoy.';
 
 /** The upstream ext_proc filter of an AI cluster (goes before envoy.filters.http.upstream_codec). */
-export function aiExtensionFilter(): JsonObject {
+export function aiExtensionFilter(form: AttemptFactsForm = 'packed'): JsonObject {
   return {
     name: 'envoy.filters.http.ext_proc',
     typed_config: {
@@ -80,7 +97,7 @@ export function aiExtensionFilter(): JsonObject {
         response_body_mode: 'STREAMED',
         response_trailer_mode: 'SKIP',
       },
-      request_attributes: [...[...ATTEMPT_KEYS, ...LIMIT_KEYS].map(attemptAttribute), CONNECTION_READY_ATTRIBUTE],
+      request_attributes: form === 'packed' ? [ATTEMPT_FACTS_ATTRIBUTE, CONNECTION_READY_ATTRIBUTE] : [...LEGACY_ATTEMPT_KEYS.map(legacyAttemptAttribute), CONNECTION_READY_ATTRIBUTE],
       // :authority follows the member; ext_proc ignores changes to it otherwise.
       mutation_rules: { allow_all_routing: true },
       message_timeout: MESSAGE_TIMEOUT,

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { posix } from 'node:path';
 import { REGEX_PROGRAM_SIZE_LIMIT } from '../api/httproute.js';
+import { ATTEMPT_FACTS_FORMAT } from './attempt-facts.js';
 import type { JsonObject } from './resources.js';
 
 /** The static cluster through which Envoy reaches Switchyard's ADS server. */
@@ -61,6 +62,14 @@ export const DEFAULT_NODE_CLUSTER = 'switchyard';
 /** Node metadata key naming the Gateway an Envoy serves; the xDS server selects its view by it. */
 export const GATEWAY_NODE_METADATA = 'switchyard.dev/gateway';
 
+/**
+ * Node metadata key by which an Envoy says its AI extension reads the member facts string, and in
+ * which format (ATTEMPT_FACTS_FORMAT). Every bootstrap of this release carries it; the xDS
+ * server serves a data plane the facts string only while every Envoy connected for it does, and
+ * the previous release's per-key form otherwise (src/ai-extension/README.md, "Version skew").
+ */
+export const ATTEMPT_FACTS_NODE_METADATA = 'switchyard.dev/attempt-facts';
+
 /** "namespace/name" with both parts non-empty, or an error message that says what is wrong. */
 export function gatewayKeyProblem(key: string): string | undefined {
   const parts = key.split('/');
@@ -85,7 +94,7 @@ export function buildBootstrap(opts: BootstrapOptions): JsonObject {
     node: {
       id: opts.nodeId,
       cluster: opts.nodeCluster ?? DEFAULT_NODE_CLUSTER,
-      ...(opts.gateway !== undefined ? { metadata: { [GATEWAY_NODE_METADATA]: opts.gateway } } : {}),
+      metadata: { ...(opts.gateway !== undefined ? { [GATEWAY_NODE_METADATA]: opts.gateway } : {}), [ATTEMPT_FACTS_NODE_METADATA]: ATTEMPT_FACTS_FORMAT },
     },
     admin: {
       address: socketAddress(opts.adminHost ?? '127.0.0.1', opts.adminPort),

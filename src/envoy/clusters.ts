@@ -1,26 +1,45 @@
 import { toEnvoyDuration } from '../api/duration.js';
 import type { ClusterIR, MemberIR, OutlierPlan } from '../ir/model.js';
-import { aiExtensionFilter } from './ai-extension.js';
+import { aiExtensionFilter, type AttemptFactsForm } from './ai-extension.js';
+import { ATTEMPT_FACTS_KEY, encodeAttemptFacts } from './attempt-facts.js';
 import { hasMemberLimits, memberLimitsCheckTarget, memberLimitsHealthCheck } from './member-limits.js';
 import { ADS_CONFIG_SOURCE, ANY, METADATA_NAMESPACE, TRANSPORT_SOCKET_MATCH } from './names.js';
 import type { EnvoyOptions } from './options.js';
 import { TypeUrl, deepFrozen, type EnvoyResource, type JsonObject } from './resources.js';
 
-/** The endpoint metadata of a member: its IR metadata as it is, unless a field must travel another way. */
-function memberFacts(m: MemberIR): JsonObject {
+/**
+ * The endpoint metadata of a member. A Static member's is its IR metadata as it is. An AI
+ * member's is what the access log and the trace tags read (backend, member, priority, provider,
+ * model: src/envoy/access-log.ts, tracing.ts) and every fact of the attempt, the extension's,
+ * in one string (src/envoy/attempt-facts.ts).
+ */
+function memberFacts(m: MemberIR, ai: AttemptFactsForm | undefined): JsonObject {
   // The IR's own object, not a copy: the IR is never edited once built, and a copy per member was
   // a tenth of the endpoints' memory at 10,000 Backends.
+  if (ai === undefined) return m.metadata as unknown as JsonObject;
+  if (ai === 'legacy') return legacyMemberFacts(m);
+  const { backend, member, priority, provider, model } = m.metadata;
+  const facts: JsonObject = { backend, member, priority };
+  if (provider !== undefined) facts.provider = provider;
+  if (model !== undefined) facts.model = model;
+  facts[ATTEMPT_FACTS_KEY] = encodeAttemptFacts(m.metadata);
+  return facts;
+}
+
+/**
+ * An AI member's endpoint metadata as the release before the facts string wrote it (one key per
+ * fact, the aliases as one JSON string): what that release's extension reads.
+ */
+function legacyMemberFacts(m: MemberIR): JsonObject {
   if (!('modelAliases' in m.metadata)) return m.metadata as unknown as JsonObject;
   const { modelAliases, ...facts } = m.metadata;
-  // The extension reads each key through one CEL expression, and a map arrives as the string
-  // "CelMap value" (src/ai-extension/README.md): the aliases travel as one JSON string.
   return { ...facts, ...(modelAliases ? { modelAliases: JSON.stringify(modelAliases) } : {}) } as JsonObject;
 }
 
 const TLS_MATCH: JsonObject = deepFrozen({ tls: true });
 
-function lbEndpoint(m: MemberIR, limitsCheck: EnvoyOptions | undefined): JsonObject {
-  const metadata: JsonObject = { [METADATA_NAMESPACE]: memberFacts(m) };
+function lbEndpoint(m: MemberIR, ai: AttemptFactsForm | undefined, limitsCheck: EnvoyOptions | undefined): JsonObject {
+  const metadata: JsonObject = { [METADATA_NAMESPACE]: memberFacts(m, ai) };
   if (m.tls) metadata[TRANSPORT_SOCKET_MATCH] = TLS_MATCH;
   return {
     endpoint: {
@@ -41,8 +60,11 @@ function localityOf(level: number): JsonObject {
   return (LOCALITIES[level] ??= deepFrozen({ sub_zone: `priority-${level}` }));
 }
 
-/** `opts` is needed when a member has limits: their health checks go to the AI extension. */
-export function toClusterLoadAssignment(c: ClusterIR, opts?: EnvoyOptions): EnvoyResource {
+/**
+ * `opts` is needed when a member has limits: their health checks go to the AI extension. `form`:
+ * how an AI member's facts are written (AttemptFactsForm).
+ */
+export function toClusterLoadAssignment(c: ClusterIR, opts?: EnvoyOptions, form: AttemptFactsForm = 'packed'): EnvoyResource {
   const limitsCheck = hasMemberLimits(c) ? opts : undefined;
   if (hasMemberLimits(c) && opts === undefined) throw new Error(`cluster ${c.name}: members with limits need the AI extension's address`);
   return {
@@ -51,7 +73,7 @@ export function toClusterLoadAssignment(c: ClusterIR, opts?: EnvoyOptions): Envo
     endpoints: c.priorities.map((p) => ({
       locality: localityOf(p.level),
       priority: p.level,
-      lb_endpoints: p.members.map((m) => lbEndpoint(m, limitsCheck)),
+      lb_endpoints: p.members.map((m) => lbEndpoint(m, c.ai !== undefined ? form : undefined, limitsCheck)),
     })),
   };
 }
@@ -99,14 +121,21 @@ function upstreamTls(c: ClusterIR, opts: EnvoyOptions): JsonObject {
  * kept while the configuration is served). Frozen: a resource is never edited after it is
  * built, and a shared part edited in place would change every cluster at once.
  */
-const AI_CLUSTER_PROTOCOL_OPTIONS: JsonObject = deepFrozen({
-  'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
-    '@type': ANY.httpProtocolOptions,
-    // What a cluster without these options speaks; only the filters are added.
-    explicit_http_config: { http_protocol_options: {} },
-    http_filters: [aiExtensionFilter(), { name: 'envoy.filters.http.upstream_codec', typed_config: { '@type': ANY.upstreamCodec } }],
-  },
-});
+function aiClusterProtocolOptions(form: AttemptFactsForm): JsonObject {
+  return deepFrozen({
+    'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+      '@type': ANY.httpProtocolOptions,
+      // What a cluster without these options speaks; only the filters are added.
+      explicit_http_config: { http_protocol_options: {} },
+      http_filters: [aiExtensionFilter(form), { name: 'envoy.filters.http.upstream_codec', typed_config: { '@type': ANY.upstreamCodec } }],
+    },
+  });
+}
+
+const AI_CLUSTER_PROTOCOL_OPTIONS: Readonly<Record<AttemptFactsForm, JsonObject>> = {
+  packed: aiClusterProtocolOptions('packed'),
+  legacy: aiClusterProtocolOptions('legacy'),
+};
 
 // Parts equal in every cluster that has them, shared like AI_CLUSTER_PROTOCOL_OPTIONS.
 const EDS_CLUSTER_CONFIG: JsonObject = deepFrozen({ eds_config: { ...ADS_CONFIG_SOURCE } });
@@ -114,7 +143,8 @@ const RETRY_CIRCUIT_BREAKERS: JsonObject = deepFrozen({ thresholds: [{ priority:
 const NO_MERGE_WINDOW: JsonObject = deepFrozen({ update_merge_window: '0s' });
 const AI_PRECONNECT_POLICY: JsonObject = deepFrozen({ per_upstream_preconnect_ratio: 2 });
 
-export function toEnvoyCluster(c: ClusterIR, opts: EnvoyOptions): EnvoyResource {
+/** `form`: how an AI cluster's members' facts reach the extension (AttemptFactsForm). */
+export function toEnvoyCluster(c: ClusterIR, opts: EnvoyOptions, form: AttemptFactsForm = 'packed'): EnvoyResource {
   const cluster: EnvoyResource = {
     '@type': TypeUrl.cluster,
     name: c.name,
@@ -128,7 +158,7 @@ export function toEnvoyCluster(c: ClusterIR, opts: EnvoyOptions): EnvoyResource 
   } else {
     cluster.type = 'STRICT_DNS';
     cluster.dns_lookup_family = 'V4_PREFERRED';
-    cluster.load_assignment = toClusterLoadAssignment(c, opts);
+    cluster.load_assignment = toClusterLoadAssignment(c, opts, form);
     delete (cluster.load_assignment as JsonObject)['@type'];
   }
   if (c.backend.kind !== 'Service') {
@@ -146,7 +176,7 @@ export function toEnvoyCluster(c: ClusterIR, opts: EnvoyOptions): EnvoyResource 
   if (c.ai) {
     // Upstream filters run once per attempt, after the host is picked: the extension adapts each
     // attempt to its member (src/ai-extension/README.md).
-    cluster.typed_extension_protocol_options = AI_CLUSTER_PROTOCOL_OPTIONS;
+    cluster.typed_extension_protocol_options = AI_CLUSTER_PROTOCOL_OPTIONS[form];
     // The extension may stand in an answer only while the member has a connection ready (Envoy
     // 1.40 crashes otherwise), and a stand-in closes its HTTP/1.1 connection: each attempt opens
     // a spare one, so the member's next attempt finds it ready (src/ai-extension/README.md).

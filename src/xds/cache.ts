@@ -70,6 +70,8 @@ const NONE: ResourceNames = { listeners: [], routes: [], clusters: [], endpoints
 /** One view's snapshots, rebuilt from the whole configuration after each change. */
 class DataPlaneView implements CacheView {
   known = false;
+  /** Served the legacy attempt facts form (AttemptForms) at its last rebuild. */
+  legacy = false;
   problems: readonly string[] = [];
   private snapshots = new Map<TypeUrlValue, TypeSnapshot>();
   /** Per type: the names this view was last asked to select, and the same as a set. */
@@ -196,6 +198,34 @@ function subset(full: TypeSnapshot, names: readonly string[], previous: TypeSnap
   }
   return snapshotOf(full.typeUrl, full.kind, resources, sum);
 }
+
+/**
+ * Resources of another form, of the same names as some the configuration has, served in their
+ * place to the views named (the legacy attempt facts form of the AI clusters, for data planes
+ * with an Envoy of the release before: src/xds/attempt-forms.ts, src/envoy/attempt-forms.ts).
+ */
+export interface AttemptForms {
+  readonly views: ReadonlySet<string>;
+  readonly resources: Pick<XdsResources, 'clusters' | 'endpoints'>;
+}
+
+/** The configuration's snapshot with `replacing`'s resources in place of those of the same names (a name it lacks is not added). */
+function overlaid(main: TypeSnapshot, replacing: TypeSnapshot): TypeSnapshot {
+  const sum = sumOf(main);
+  const changes = new Map<string, CachedResource>();
+  for (const [name, resource] of replacing.resources) {
+    const old = main.resources.get(name);
+    if (old === undefined || old === resource) continue;
+    addPair(sum, old, -1);
+    addPair(sum, resource, 1);
+    changes.set(name, resource);
+  }
+  if (changes.size === 0) return main;
+  return snapshotOf(main.typeUrl, main.kind, withChanges(main.resources, changes), sum);
+}
+
+const FORM_TYPES: readonly TypeUrlValue[] = [TypeUrl.cluster, TypeUrl.endpoint];
+const NO_DELTAS: ReadonlyMap<TypeUrlValue, ReadonlySet<string>> = new Map();
 
 export type CacheListener = (change: CacheChange) => void;
 
@@ -328,6 +358,12 @@ export class SnapshotCache {
   private encodes = 0;
   /** Per type: the list last handed over and the entry of each of its positions. */
   private readonly listed = new Map<TypeUrlValue, Listed>();
+  /**
+   * While some view is served another attempt facts form: those views, a cache that encodes and
+   * versions that form's resources, and the configuration with them in place. Absent otherwise:
+   * no second copy of anything in the common case.
+   */
+  private forms: { views: ReadonlySet<string>; encoded: SnapshotCache; all: ReadonlyMap<TypeUrlValue, TypeSnapshot> } | undefined;
 
   /**
    * How many resources have been encoded into new bytes since the cache was created. A rebuilt
@@ -357,7 +393,7 @@ export class SnapshotCache {
     let view = this.views.get(key);
     if (view === undefined) {
       view = new DataPlaneView(key);
-      view.rebuild(this.snapshots, this.planes, new Map());
+      this.rebuildView(view, this.planes, NO_DELTAS);
       this.views.set(key, view);
     }
     return view;
@@ -369,7 +405,7 @@ export class SnapshotCache {
    * Gateway's view holds (without it, Gateway views are empty and the shared view holds all).
    * Watchers hear of the changed types and views, and nothing at all when nothing changed.
    */
-  setResources(resources: XdsResources, planes?: DataPlanes): CacheChange {
+  setResources(resources: XdsResources, planes?: DataPlanes, forms?: AttemptForms): CacheChange {
     const built = PUSH_ORDER.map((kind) => this.buildSnapshot(kind, resources[KIND_FIELD[kind]]));
     // Nothing is replaced before every type was built: an invalid resource throws above.
     const changed: TypeUrlValue[] = [];
@@ -386,9 +422,10 @@ export class SnapshotCache {
       if (delta !== undefined) deltas.set(typeUrl, delta);
     }
     this.planes = planes;
+    this.applyForms(forms);
     const views = new Map<CacheView, readonly TypeUrlValue[]>();
     for (const view of this.views.values()) {
-      const viewChanged = view.rebuild(this.snapshots, planes, deltas);
+      const viewChanged = this.rebuildView(view, planes, deltas);
       if (viewChanged.length > 0) views.set(view, viewChanged);
     }
     const change: CacheChange = { changed, views };
@@ -396,6 +433,35 @@ export class SnapshotCache {
       for (const listener of [...this.listeners]) listener(change);
     }
     return change;
+  }
+
+  /** Keeps `forms` (encoded once, by their own cache) and the configuration with them in place; drops both when no view needs them. */
+  private applyForms(forms: AttemptForms | undefined): void {
+    if (forms === undefined || forms.views.size === 0) {
+      this.forms = undefined;
+      return;
+    }
+    const encoded = this.forms?.encoded ?? new SnapshotCache();
+    encoded.setResources({ listeners: [], routes: [], secrets: [], clusters: forms.resources.clusters, endpoints: forms.resources.endpoints });
+    const all = new Map(this.snapshots);
+    for (const typeUrl of FORM_TYPES) {
+      const main = this.snapshots.get(typeUrl);
+      const replacing = encoded.snapshot(typeUrl);
+      if (main !== undefined && replacing !== undefined) all.set(typeUrl, overlaid(main, replacing));
+    }
+    this.forms = { views: forms.views, encoded, all };
+  }
+
+  /**
+   * A view's rebuild from the configuration in its form. A view served another form, or changing
+   * form, is selected afresh: the names that changed in the configuration say nothing of what it
+   * served (a selection walks the view's names, only while a data plane is being upgraded).
+   */
+  private rebuildView(view: DataPlaneView, planes: DataPlanes | undefined, deltas: ReadonlyMap<TypeUrlValue, ReadonlySet<string>>): TypeUrlValue[] {
+    const forms = this.forms !== undefined && this.forms.views.has(view.key) ? this.forms : undefined;
+    const fresh = forms !== undefined || view.legacy;
+    view.legacy = forms !== undefined;
+    return view.rebuild(forms?.all ?? this.snapshots, planes, fresh ? NO_DELTAS : deltas);
   }
 
   /** Every view asked for so far. */

@@ -9,6 +9,7 @@ import { GATEWAY_NODE_METADATA, gatewayKeyProblem } from '../envoy/bootstrap.js'
 import { redactSecretText } from '../envoy/secrets.js';
 import type { TypeUrlValue } from '../envoy/resources.js';
 import { AckLedger, type FleetTypeState } from './ack-ledger.js';
+import { AttemptFormViews, needsLegacyAttemptFacts } from './attempt-forms.js';
 import { SHARED_VIEW, type CachedResource, type CacheChange, type CacheView, type SnapshotCache } from './cache.js';
 import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } from './client-state.js';
 import { DeltaStream } from './delta.js';
@@ -62,6 +63,13 @@ export interface XdsServerEvents {
   nack: [NackEvent];
   /** The fleet's ACK state (fleet()) changed. */
   fleet: [];
+  /**
+   * The views that must be served the legacy attempt facts form (legacyAttemptFactsViews())
+   * changed. Emitted while the stream that changed it is being selected, before its first
+   * response: a listener that serves those views their form at once (cache.setResources) gets
+   * that stream its first response in the right form.
+   */
+  attemptForms: [ReadonlySet<string>];
 }
 
 export interface XdsServerOptions {
@@ -235,6 +243,8 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly viewers = new Map<CacheView, Set<LiveStream>>();
   /** Problems of views already logged (unknown Gateways, listeners left out of the shared view): once each. */
   private readonly loggedViewProblems = new Set<string>();
+  /** Views with an Envoy connected of the release before the member facts string (attempt-forms.ts). */
+  private readonly attemptForms = new AttemptFormViews();
   private readonly unwatch: () => void;
   private readonly services: readonly GrpcService[];
   private server: grpc.Server | undefined;
@@ -505,6 +515,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       const view = stream.view;
       const viewers = view === undefined ? undefined : this.viewers.get(view);
       if (view !== undefined && viewers !== undefined && viewers.delete(stream) && viewers.size === 0) this.viewers.delete(view);
+      if (view !== undefined && this.attemptForms.remove(view.key, record.streamId)) this.emit('attemptForms', this.attemptForms.legacy);
       logger.debug({ node: record.nodeId, reason }, 'xds: stream closed');
       if (record.identified) this.emit('disconnected', clientEvent(record));
     };
@@ -547,6 +558,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
 
   private hooksFor(record: ClientRecord, logger: Logger): StreamHooks {
     let view: CacheView | undefined;
+    let legacyFacts = false;
     /** The view still serves `viewVersion` of the type: an ACK of an older one says nothing about what is served now. */
     const current = (typeUrl: string, viewVersion: string): string | undefined => (view !== undefined && view.snapshot(typeUrl)?.version === viewVersion ? view.key : undefined);
     return {
@@ -555,6 +567,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
         record.nodeCluster = node.cluster;
         record.gateway = node.gateway;
         record.identified = true;
+        legacyFacts = needsLegacyAttemptFacts(node);
         // Debug: the application logs each connection already ("Envoy connected"); a second line
         // per stream was about 8% of serve's CPU while a fleet of a thousand connected.
         logger.debug({ node: node.id, cluster: node.cluster, gateway: node.gateway, userAgent: node.userAgent }, 'xds: client connected');
@@ -573,6 +586,10 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
         viewers.add(stream);
         stream.view = selected;
         this.logViewProblems(selected);
+        if (legacyFacts) {
+          logger.info({ node: record.nodeId, view: selected.key || 'shared' }, 'xds: this Envoy does not say it reads the member facts string (an older release): its data plane is served the per-key form while it is connected');
+          if (this.attemptForms.add(selected.key, record.streamId)) this.emit('attemptForms', this.attemptForms.legacy);
+        }
       },
       // sent, acked and holds run once per stream per push: no closure, and no log record built for a level that is off.
       sent: (typeUrl, version) => {
@@ -601,6 +618,11 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
         this.emit('nack', { streamId: record.streamId, nodeId: record.nodeId, kind: record.kind, typeUrl, version, code: detail.code, message, resources });
       },
     };
+  }
+
+  /** The views (Gateway "namespace/name", or SHARED_VIEW) that must be served the legacy attempt facts form now. */
+  legacyAttemptFactsViews(): ReadonlySet<string> {
+    return this.attemptForms.legacy;
   }
 
   /** Pushes each changed view's changed types to the streams of that view, and to no other. */

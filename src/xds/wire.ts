@@ -1,5 +1,5 @@
 import protobuf from 'protobufjs';
-import { GATEWAY_NODE_METADATA } from '../envoy/bootstrap.js';
+import { ATTEMPT_FACTS_NODE_METADATA, GATEWAY_NODE_METADATA } from '../envoy/bootstrap.js';
 import { messageType } from '../envoy/proto.js';
 import { TypeUrl } from '../envoy/resources.js';
 
@@ -15,6 +15,8 @@ export interface NodeInfo {
   readonly userAgent: string;
   /** node.metadata[GATEWAY_NODE_METADATA]: the Gateway ("namespace/name") this Envoy serves, if it names one. */
   readonly gateway?: string;
+  /** node.metadata[ATTEMPT_FACTS_NODE_METADATA]: the member facts format its AI extension reads; absent from Envoys of the release before. */
+  readonly attemptFacts?: string;
 }
 
 
@@ -170,7 +172,14 @@ function texts(value: unknown): string[] {
 function node(value: unknown): NodeInfo | undefined {
   if (!isFields(value)) return undefined;
   const gateway = metadataText(value['metadata'], GATEWAY_NODE_METADATA);
-  return { id: text(value['id']), cluster: text(value['cluster']), userAgent: text(value['user_agent_name']), ...(gateway !== undefined ? { gateway } : {}) };
+  const attemptFacts = metadataText(value['metadata'], ATTEMPT_FACTS_NODE_METADATA);
+  return {
+    id: text(value['id']),
+    cluster: text(value['cluster']),
+    userAgent: text(value['user_agent_name']),
+    ...(gateway !== undefined ? { gateway } : {}),
+    ...(attemptFacts !== undefined ? { attemptFacts } : {}),
+  };
 }
 
 /** A string field of a google.protobuf.Struct as protobufjs decodes it (`fields` → Value). */

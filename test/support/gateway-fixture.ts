@@ -7,7 +7,7 @@ import { startFakeProvider, type FakeProvider, type FakeProviderOptions, type Re
 import type { Condition } from '../../src/api/conditions.js';
 import type { ServingOptions } from '../../src/app/gateway-runtime.js';
 import { serve, type RunningServe } from '../../src/app/serve.js';
-import { buildBootstrap } from '../../src/envoy/bootstrap.js';
+import { ATTEMPT_FACTS_NODE_METADATA, buildBootstrap } from '../../src/envoy/bootstrap.js';
 import type { EnvoyOptions } from '../../src/envoy/options.js';
 import type { JsonObject, JsonValue } from '../../src/envoy/resources.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -233,6 +233,18 @@ export interface GatewayFixtureOptions {
    * connections, which the warm-up requests would change.
    */
   aiWarmup?: boolean | { refreshMs: number };
+  /** Envoy's bootstrap as the release before the member facts string wrote it: without the switchyard.dev/attempt-facts node metadata. */
+  previousReleaseBootstrap?: boolean;
+}
+
+/** A bootstrap of the release before the member facts string: the same, without the node metadata that says the extension reads it. */
+export function previousReleaseBootstrap(bootstrap: JsonObject): JsonObject {
+  const node = { ...(bootstrap['node'] as JsonObject) };
+  const metadata = { ...((node['metadata'] as JsonObject | undefined) ?? {}) };
+  delete metadata[ATTEMPT_FACTS_NODE_METADATA];
+  if (Object.keys(metadata).length > 0) node['metadata'] = metadata;
+  else delete node['metadata'];
+  return { ...bootstrap, node };
 }
 
 export interface GatewayFixture {
@@ -315,8 +327,9 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
 
     const statusesBeforeEnvoy = structuredClone(controller.statuses());
 
+    const bootstrap = buildBootstrap({ xds: { host: '127.0.0.1', port: controller.xdsPort }, nodeId: opts.id, adminPort, ...(opts.outlierEventLog === true ? { outlierEventLog: join(dir, 'outlier-events.log') } : {}), ...(opts.ownGateway === true ? { gateway: `${NAMESPACE}/${GATEWAY}` } : {}), ...(opts.delta === true ? { delta: true } : {}) });
     envoy = await startEnvoy({
-      bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: controller.xdsPort }, nodeId: opts.id, adminPort, ...(opts.outlierEventLog === true ? { outlierEventLog: join(dir, 'outlier-events.log') } : {}), ...(opts.ownGateway === true ? { gateway: `${NAMESPACE}/${GATEWAY}` } : {}), ...(opts.delta === true ? { delta: true } : {}) }),
+      bootstrap: opts.previousReleaseBootstrap === true ? previousReleaseBootstrap(bootstrap) : bootstrap,
       adminPort,
       id: opts.id,
       ...(opts.envoyArgs ? { extraArgs: opts.envoyArgs } : {}),

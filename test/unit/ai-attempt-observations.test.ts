@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { exchangeContext } from '../support/exchange-context.js';
 import { AttemptExchange, type ExchangeContext } from '../../src/ai-extension/exchange.js';
 import type { ProcessingRequest } from '../../src/ai-extension/protocol.js';
-import { attemptAttribute, type AttemptKey } from '../../src/envoy/ai-extension.js';
+import { attemptAttributes, type MemberFactsText } from '../support/attempt-attributes.js';
 import type { SpanRecord } from '../../src/observability/otlp.js';
 
 /**
@@ -13,9 +13,7 @@ import type { SpanRecord } from '../../src/observability/otlp.js';
 
 const KEY = 'sk-member-3e2d1c';
 
-function attributes(values: Partial<Record<AttemptKey, string>>): ProcessingRequest['attributes'] {
-  return new Map(Object.entries(values).map(([k, v]) => [attemptAttribute(k as AttemptKey), { stringValue: v }]));
-}
+const attributes = (values: MemberFactsText): ProcessingRequest['attributes'] => attemptAttributes(values);
 
 const headers = (h: Record<string, string>) => ({ headers: { headers: Object.entries(h).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) } });
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { exchangeContext } from '../support/exchange-context.js';
 import { AttemptExchange, type ExchangeContext } from '../../src/ai-extension/exchange.js';
 import type { ProcessingRequest, ProcessingResponse } from '../../src/ai-extension/protocol.js';
-import { attemptAttribute, type AttemptKey } from '../../src/envoy/ai-extension.js';
+import { attemptAttributes } from '../support/attempt-attributes.js';
 
 /**
  * The request body in full duplex, as Envoy 1.40 sends it (src/ai-extension/README.md, "Bodies
@@ -11,11 +11,7 @@ import { attemptAttribute, type AttemptKey } from '../../src/envoy/ai-extension.
  * messages are answered in turn, the member's body going with the last.
  */
 
-const member = new Map(
-  Object.entries({ backend: 'ai/chat', member: 'azure', priority: '0', provider: 'azureopenai', authKind: 'SecretRef', authHeader: 'api-key', credential: 'credential/ai/k', hostname: 'x.openai.azure.com', path: '/openai/deployments/dep/chat/completions?api-version=2024-10-21', model: 'gpt-4o' } satisfies Partial<Record<AttemptKey, string>>).map(
-    ([k, v]) => [attemptAttribute(k as AttemptKey), { stringValue: v }],
-  ),
-);
+const member = attemptAttributes({ backend: 'ai/chat', member: 'azure', priority: '0', provider: 'azureopenai', authKind: 'SecretRef', authHeader: 'api-key', credential: 'credential/ai/k', hostname: 'x.openai.azure.com', path: '/openai/deployments/dep/chat/completions?api-version=2024-10-21', model: 'gpt-4o' });
 
 function context(): ExchangeContext {
   return exchangeContext('azure-key');

@@ -3,7 +3,8 @@ import type { AttemptTarget } from '../../src/ai-extension/attempt.js';
 import { attemptTarget } from '../../src/ai-extension/attempt.js';
 import { WELL_KNOWN_CREDENTIAL_HEADERS, requestHeaderMutation } from '../../src/ai-extension/request-headers.js';
 import { RequestMemory } from '../../src/ai-extension/request-memory.js';
-import { ATTEMPT_KEYS, attemptAttribute } from '../../src/envoy/ai-extension.js';
+import { ATTEMPT_FACTS_ATTRIBUTE } from '../../src/envoy/ai-extension.js';
+import { encodeAttemptFacts, type AttemptFacts } from '../../src/envoy/attempt-facts.js';
 
 /** The per-attempt request edits: each attempt sets its member's path, host and key, and clears the rest. */
 
@@ -61,8 +62,7 @@ describe('requestHeaderMutation', () => {
 });
 
 describe('attemptTarget', () => {
-  const attributes = (fields: Record<string, string | number>) =>
-    new Map(Object.entries(fields).map(([k, v]) => [attemptAttribute(k as (typeof ATTEMPT_KEYS)[number]), typeof v === 'number' ? { numberValue: v } : { stringValue: v }]));
+  const attributes = (fields: AttemptFacts) => new Map([[ATTEMPT_FACTS_ATTRIBUTE, { stringValue: encodeAttemptFacts(fields) }]]);
 
   it('reads the member Envoy picked from the CEL attributes', () => {
     expect(attemptTarget(attributes({ backend: 'ai/chat', member: 'azure', provider: 'azureopenai', priority: 1, authKind: 'SecretRef', credential: 'credential/ai/k' }))).toEqual({

@@ -3,10 +3,10 @@ import { exchangeContext } from '../support/exchange-context.js';
 import { overrideHost, warmupTargets } from '../../src/app/ai-warmup.js';
 import { DrillNonces, DrillRejectionLog, signDrillHeader, verifyDrillHeader } from '../../src/ai-extension/drill.js';
 import { AttemptExchange, type ExchangeContext } from '../../src/ai-extension/exchange.js';
-import type { DecodedValue, ProcessingRequest } from '../../src/ai-extension/protocol.js';
+import type { ProcessingRequest } from '../../src/ai-extension/protocol.js';
 import { WARMUP_ANSWER_HEADER, WARMUP_DOMAIN, WARMUP_HEADER, WARMUP_ROUTE_HEADER, WarmupOrders, parseWarmupAnswer, signWarmupHeader, warmupAnswerHeader } from '../../src/ai-extension/warmup.js';
-import { CONNECTION_READY_ATTRIBUTE, attemptAttribute, type AttemptKey } from '../../src/envoy/ai-extension.js';
 import { toRouteConfiguration } from '../../src/envoy/routes.js';
+import { attemptAttributes, type MemberFactsText } from '../support/attempt-attributes.js';
 import { ABANDONED_HEADER, type ClusterIR, type IR, type ListenerIR, type RetryPlan, type RouteIR } from '../../src/ir/model.js';
 
 const KEY = 'warmup-key-0123456789abcdef0123456789abcdef';
@@ -33,11 +33,7 @@ describe('warm-up orders', () => {
   });
 });
 
-function attributes(values: Partial<Record<AttemptKey, string>>, ready: boolean): ProcessingRequest['attributes'] {
-  const map = new Map<string, DecodedValue>(Object.entries(values).map(([k, v]) => [attemptAttribute(k as AttemptKey), { stringValue: v }]));
-  if (ready) map.set(CONNECTION_READY_ATTRIBUTE, { numberValue: 1 });
-  return map;
-}
+const attributes = (values: MemberFactsText, ready: boolean): ProcessingRequest['attributes'] => attemptAttributes(values, ready);
 
 const headers = (h: Record<string, string>) => ({ headers: { headers: Object.entries(h).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) }, end_of_stream: true });
 

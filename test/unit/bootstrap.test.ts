@@ -89,13 +89,13 @@ describe('buildBootstrap', () => {
 
   it('names the node and keeps the admin API on loopback unless told otherwise', () => {
     const b = buildBootstrap({ ...base, nodeCluster: 'edge' });
-    expect(b['node']).toEqual({ id: 'gw-1', cluster: 'edge' });
+    expect(b['node']).toEqual({ id: 'gw-1', cluster: 'edge', metadata: { 'switchyard.dev/attempt-facts': '1' } });
     expect(at(b, 'admin', 'address', 'socket_address')).toEqual({ address: '127.0.0.1', port_value: 19000 });
     expect(at(buildBootstrap({ ...base, adminHost: '0.0.0.0' }), 'admin', 'address', 'socket_address', 'address')).toBe('0.0.0.0');
   });
 
   it('names the Gateway the Envoy serves in node metadata', () => {
-    expect(buildBootstrap({ ...base, gateway: 'ai/edge' })['node']).toEqual({ id: 'gw-1', cluster: 'switchyard', metadata: { 'switchyard.dev/gateway': 'ai/edge' } });
+    expect(buildBootstrap({ ...base, gateway: 'ai/edge' })['node']).toEqual({ id: 'gw-1', cluster: 'switchyard', metadata: { 'switchyard.dev/gateway': 'ai/edge', 'switchyard.dev/attempt-facts': '1' } });
     expect(() => buildBootstrap({ ...base, gateway: 'edge' })).toThrow(/gateway: a Gateway is named "namespace\/name", got "edge"/);
     expect(() => buildBootstrap({ ...base, gateway: 'ai/' })).toThrow(/gateway/);
   });

@@ -81,12 +81,12 @@ describe('shared parts of Envoy resources', () => {
     expect(policies.map((p) => p['num_retries']).sort()).toEqual([2, 2, 5]);
   });
 
-  it('puts each member\'s IR metadata in its endpoint as it is, and one locality object per priority level', () => {
+  it('puts each AI member\'s facts in its endpoint (test/unit/envoy-attempt-facts.test.ts), and one locality object per priority level', () => {
     const { xds, translation } = pipeline();
     const members = translation.ir.clusters.flatMap((c) => c.priorities.flatMap((p) => p.members));
     const endpoints = xds.endpoints.flatMap((cla) => (cla['endpoints'] as JsonObject[]).flatMap((e) => e['lb_endpoints'] as JsonObject[]));
     expect(endpoints).toHaveLength(members.length);
-    endpoints.forEach((e, i) => expect(field(e, 'metadata', 'filter_metadata', 'switchyard.dev')).toBe(members[i]?.metadata));
+    endpoints.forEach((e, i) => expect(field(e, 'metadata', 'filter_metadata', 'switchyard.dev')['member']).toBe(members[i]?.metadata.member));
     const localities = xds.endpoints.flatMap((cla) => (cla['endpoints'] as JsonObject[]).map((e) => e['locality']));
     expect(new Set(localities).size).toBe(2);
   });

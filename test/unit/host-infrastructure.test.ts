@@ -100,7 +100,7 @@ describe('Gateway status from its Envoy', () => {
 describe('an Envoy that names its Gateway', () => {
   it('says so in its bootstrap node metadata, and reaches xDS over a Unix socket', () => {
     const b = buildBootstrap({ xds: { socket: '/run/sy/ads.sock' }, nodeId: 'host/a/edge', gateway: 'a/edge', adminPort: 0 });
-    expect(b.node).toEqual({ id: 'host/a/edge', cluster: 'switchyard', metadata: { [GATEWAY_NODE_METADATA]: 'a/edge' } });
+    expect(b.node).toEqual({ id: 'host/a/edge', cluster: 'switchyard', metadata: { [GATEWAY_NODE_METADATA]: 'a/edge', 'switchyard.dev/attempt-facts': '1' } });
     expect(JSON.stringify(b.static_resources)).toContain('"pipe":{"path":"/run/sy/ads.sock"}');
     expect(() => buildBootstrap({ xds: { socket: '/s' }, nodeId: 'x', gateway: 'edge', adminPort: 0 })).toThrow('namespace/name');
   });

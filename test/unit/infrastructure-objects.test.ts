@@ -85,7 +85,7 @@ describe('dataPlaneObjects', () => {
     const o = dataPlaneObjects(gateway(), [80], settings());
     const files = at(o.configMap, 'data') as Record<string, string>;
     const boot = JSON.parse(files['envoy.json'] ?? '{}') as JsonObject;
-    expect(at(boot, 'node', 'metadata')).toEqual({ 'switchyard.dev/gateway': 'team-a/edge' });
+    expect(at(boot, 'node', 'metadata')).toEqual({ 'switchyard.dev/gateway': 'team-a/edge', 'switchyard.dev/attempt-facts': '1' });
     expect(at(boot, 'static_resources', 'clusters', 0, 'load_assignment', 'endpoints', 0, 'lb_endpoints', 0, 'endpoint', 'address', 'socket_address'))
       .toEqual({ address: 'switchyard.switchyard-system.svc', port_value: 18000 });
     expect(Object.keys(files).sort()).toEqual(['envoy.json', 'xds-ca.json', 'xds-client-certificate.json']);

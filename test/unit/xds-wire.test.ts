@@ -39,6 +39,16 @@ describe('xDS wire messages', () => {
     });
   });
 
+  it("reads the Gateway and the member facts format from an Envoy's node metadata", () => {
+    const type = messageType('envoy.service.discovery.v3.DiscoveryRequest');
+    const node = (metadata: Record<string, string>) =>
+      decodeDiscoveryRequest(
+        type.encode({ node: { id: 'e', cluster: 'c', user_agent_name: 'envoy', metadata: { fields: Object.fromEntries(Object.entries(metadata).map(([k, v]) => [k, { stringValue: v }])) } }, type_url: TypeUrl.cluster }).finish(),
+      ).node;
+    expect(node({ 'switchyard.dev/gateway': 'ai/edge', 'switchyard.dev/attempt-facts': '1' })).toEqual({ id: 'e', cluster: 'c', userAgent: 'envoy', gateway: 'ai/edge', attemptFacts: '1' });
+    expect(node({})).toEqual({ id: 'e', cluster: 'c', userAgent: 'envoy' });
+  });
+
   it('reads a delta request with initial resource versions', () => {
     const bytes = messageType('envoy.service.discovery.v3.DeltaDiscoveryRequest')
       .encode({ type_url: TypeUrl.endpoint, resource_names_subscribe: ['x'], resource_names_unsubscribe: ['y'], initial_resource_versions: { x: 'v9' } })

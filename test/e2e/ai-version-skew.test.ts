@@ -1,0 +1,173 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { FakeProvider } from '../../examples/demo/fake-provider.js';
+import { buildBootstrap } from '../../src/envoy/bootstrap.js';
+import type { JsonObject } from '../../src/envoy/resources.js';
+import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
+import { aiBackend, attempts, clusterName, gatewayManifests, httpRoute, previousReleaseBootstrap, startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import { freePort } from '../support/ports.js';
+import { waitFor } from '../support/wait.js';
+
+/**
+ * Version skew through the real Envoy: an Envoy bootstrapped as the release before the member
+ * facts string (no switchyard.dev/attempt-facts node metadata) is served its data plane's AI
+ * clusters in the per-key form, and AI failover works through this release's extension reading
+ * it. An Envoy of this release that joins the same data plane gets that form too, and the facts
+ * string once the older Envoy has gone.
+ */
+
+const HOSTS = { p0: 'primary.llm.test', p1: 'secondary.llm.test' } as const;
+const PER_KEY = "xds.upstream_host_metadata.filter_metadata['switchyard.dev'].member";
+const PACKED = "xds.upstream_host_metadata.filter_metadata['switchyard.dev'].attempt";
+
+let gw: GatewayFixture;
+let p0: FakeProvider;
+let p1: FakeProvider;
+const logLines: string[] = [];
+
+/** The request_attributes of the AI extension filter of the Backend's cluster, as Envoy holds it now. */
+async function requestAttributes(envoy: EnvoyProcess, backend: string): Promise<string[] | undefined> {
+  const dump = await envoy.configDump();
+  for (const config of (dump['configs'] as JsonObject[] | undefined) ?? []) {
+    for (const entry of (config['dynamic_active_clusters'] as JsonObject[] | undefined) ?? []) {
+      const cluster = entry['cluster'] as JsonObject;
+      if (cluster['name'] !== clusterName(backend)) continue;
+      const options = (cluster['typed_extension_protocol_options'] as Record<string, { http_filters?: { name: string; typed_config: { request_attributes?: string[] } }[] }>)['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'];
+      return options?.http_filters?.find((f) => f.name === 'envoy.filters.http.ext_proc')?.typed_config.request_attributes;
+    }
+  }
+  return undefined;
+}
+
+/** Another Envoy against the fixture's controller: of this release or the one before, for every Gateway or its own. */
+async function start(id: string, previous: boolean, delta: boolean, gateway?: string): Promise<EnvoyProcess> {
+  const adminPort = await freePort();
+  const bootstrap = buildBootstrap({ xds: { host: '127.0.0.1', port: gw.controller.xdsPort }, nodeId: id, adminPort, delta, ...(gateway !== undefined ? { gateway } : {}) });
+  return startEnvoy({ bootstrap: previous ? previousReleaseBootstrap(bootstrap) : bootstrap, adminPort, id });
+}
+
+beforeAll(async () => {
+  gw = await startGatewayFixture({
+    id: 'ai-version-skew',
+    providers: ['p0', 'p1'],
+    previousReleaseBootstrap: true,
+    logLines,
+    manifests: ({ listenerPort, fakes }) => ({
+      'gateway.yaml': gatewayManifests(listenerPort),
+      'backends.yaml': [
+        aiBackend({
+          name: 'chat',
+          priorities: [[{ name: 'primary', fake: fakes['p0']!, hostname: HOSTS.p0 }], [{ name: 'secondary', fake: fakes['p1']!, hostname: HOSTS.p1 }]],
+          outlierDetection: { enabled: false },
+        }),
+      ],
+      'routes.yaml': [httpRoute('chat', [{ path: '/v1', backend: 'chat' }])],
+    }),
+    waitForBackends: ['chat'],
+  });
+  ({ p0, p1 } = gw.fakes as Record<'p0' | 'p1', FakeProvider>);
+});
+
+afterAll(async () => {
+  await gw?.stop();
+});
+
+beforeEach(async () => {
+  await gw.resetFakes();
+});
+
+describe('an Envoy of the release before the member facts string', () => {
+  it('is served the per-key form, and fails over from priority 0 to 1 through this release\'s extension', async () => {
+    const attributes = await requestAttributes(gw.envoy, 'chat');
+    expect(attributes).toContain(PER_KEY);
+    expect(attributes).not.toContain(PACKED);
+    expect(attributes).toHaveLength(19);
+    expect(logLines.some((l) => l.includes('does not say it reads the member facts string'))).toBe(true);
+    await p0.setMode({ kind: 'status', status: 503 });
+    for (let i = 0; i < 3; i++) expect(await gw.chat()).toMatchObject({ content: 'answered by p1', answeredBy: 'p1' });
+    expect(attempts(p0.received())).toEqual([1, 1, 1]);
+    expect(attempts(p1.received())).toEqual([2, 2, 2]);
+    // Each attempt adapted to its own member: the extension read every fact from the per-key attributes.
+    expect(p0.received().map((r) => r.host)).toEqual([HOSTS.p0, HOSTS.p0, HOSTS.p0]);
+    expect(p1.received().map((r) => r.host)).toEqual([HOSTS.p1, HOSTS.p1, HOSTS.p1]);
+    expect(await gw.envoy.stat('http.switchyard_ai.ext_proc.streams_failed') ?? 0).toBe(0);
+  });
+
+  it('keeps an Envoy of this release on the per-key form while it shares the data plane, which flips to the facts string once it leaves', async () => {
+    const adminPort = await freePort();
+    const current = await startEnvoy({
+      bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: gw.controller.xdsPort }, nodeId: 'ai-version-skew-new', adminPort }),
+      adminPort,
+      id: 'ai-version-skew-new',
+    });
+    try {
+      await waitFor(async () => (await requestAttributes(current, 'chat')) !== undefined, { what: 'the new Envoy has the chat cluster', timeoutMs: 10_000 });
+      expect(await requestAttributes(current, 'chat')).toContain(PER_KEY);
+      await gw.envoy.stop();
+      await waitFor(async () => (await requestAttributes(current, 'chat'))?.includes(PACKED) === true, { what: 'the facts string once the older Envoy left', timeoutMs: 10_000 });
+      expect(await requestAttributes(current, 'chat')).toHaveLength(2);
+      // The same listener, now served by this Envoy alone: failover with the facts string.
+      await p0.setMode({ kind: 'status', status: 503 });
+      expect(await gw.chat()).toMatchObject({ content: 'answered by p1', answeredBy: 'p1' });
+      expect(attempts(p1.received())).toEqual([2]);
+      expect(p1.received()[0]?.host).toBe(HOSTS.p1);
+    } finally {
+      await current.stop();
+    }
+  });
+
+  it('flips a serving data plane to the per-key form when an older Envoy joins, without a failed request', async () => {
+    // Incremental xDS here (the other Envoys speak state-of-the-world): the form follows either way.
+    const current = await start('ai-version-skew-serving', false, true);
+    let older: EnvoyProcess | undefined;
+    try {
+      await current.waitForListener(`ai/ai-gateway/${gw.listenerPort}`);
+      expect(await requestAttributes(current, 'chat')).toContain(PACKED);
+      await p0.setMode({ kind: 'status', status: 503 });
+      // Requests fail over through this Envoy all along, four at a time, while its AI cluster changes form.
+      let running = true;
+      const answers: string[] = [];
+      const failures: unknown[] = [];
+      const load = Array.from({ length: 4 }, async () => {
+        while (running) {
+          try {
+            answers.push((await gw.chat()).answeredBy ?? '');
+          } catch (err) {
+            failures.push(err);
+          }
+        }
+      });
+      await waitFor(() => answers.length >= 8, { what: 'requests answered before the older Envoy joins', timeoutMs: 10_000 });
+      older = await start('ai-version-skew-older', true, false);
+      await waitFor(async () => (await requestAttributes(current, 'chat'))?.includes(PER_KEY) === true, { what: 'the per-key form on the serving Envoy', timeoutMs: 10_000 });
+      const atFlip = answers.length;
+      await waitFor(() => answers.length >= atFlip + 8, { what: 'requests answered after the flip', timeoutMs: 10_000 });
+      running = false;
+      await Promise.all(load);
+      expect(failures).toEqual([]);
+      expect(new Set(answers)).toEqual(new Set(['p1']));
+      expect(await requestAttributes(older, 'chat')).toContain(PER_KEY);
+    } finally {
+      await older?.stop();
+      await current.stop();
+    }
+  });
+
+  it("does the same for a Gateway's own data plane, and leaves the shared one alone", async () => {
+    const shared = await start('ai-version-skew-shared', false, false);
+    const own = await start('ai-version-skew-own', false, false, 'ai/ai-gateway');
+    let older: EnvoyProcess | undefined;
+    try {
+      await waitFor(async () => (await requestAttributes(own, 'chat'))?.includes(PACKED) === true, { what: "the Gateway's Envoy has the chat cluster", timeoutMs: 10_000 });
+      older = await start('ai-version-skew-own-older', true, false, 'ai/ai-gateway');
+      await waitFor(async () => (await requestAttributes(own, 'chat'))?.includes(PER_KEY) === true, { what: "the per-key form on the Gateway's data plane", timeoutMs: 10_000 });
+      expect(await requestAttributes(older, 'chat')).toContain(PER_KEY);
+      expect(await requestAttributes(shared, 'chat')).toContain(PACKED);
+      await older.stop();
+      await waitFor(async () => (await requestAttributes(own, 'chat'))?.includes(PACKED) === true, { what: 'the facts string again once the older Envoy left', timeoutMs: 10_000 });
+    } finally {
+      await older?.stop();
+      await own.stop();
+      await shared.stop();
+    }
+  });
+});

@@ -1,0 +1,119 @@
+/**
+ * A data plane that still has an Envoy (and AI extension) of the release before the member facts
+ * string is served its AI clusters in the 'legacy' form: exactly what that release served,
+ * byte for byte (test/unit/fixtures/legacy-attempt-facts.yaml holds that release's golden
+ * output), so its extension finds every key it reads.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { attemptTarget } from '../../src/ai-extension/attempt.js';
+import { legacyAttemptAttribute } from '../../src/envoy/ai-extension.js';
+import { toAttemptFormResources } from '../../src/envoy/attempt-forms.js';
+import { encodedForm } from '../../src/envoy/encoded.js';
+import { toXdsResources } from '../../src/envoy/index.js';
+import { decodeResource, encodeResourceAny, messageType } from '../../src/envoy/proto.js';
+import type { EnvoyResource, JsonObject } from '../../src/envoy/resources.js';
+import type { IR } from '../../src/ir/model.js';
+import { translate } from '../../src/translate/index.js';
+import { snapshotOf } from '../golden/render.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const GOLDEN = join(HERE, '..', 'golden');
+const OPTIONS = { listenerAddress: '0.0.0.0' };
+
+const previousRelease = parse(readFileSync(join(HERE, 'fixtures', 'legacy-attempt-facts.yaml'), 'utf8')) as Record<string, { clusters: EnvoyResource[]; endpoints: EnvoyResource[] }>;
+
+function irOf(name: string): IR {
+  const file = join(GOLDEN, `${name}.in.yaml`);
+  return translate(snapshotOf([{ name: `test/golden/${name}.in.yaml`, text: readFileSync(file, 'utf8') }]).inputs).ir;
+}
+
+function bytesOf(resource: EnvoyResource): Buffer {
+  const form = encodedForm(resource);
+  return Buffer.from(form !== undefined ? form.any : encodeResourceAny(resource, false));
+}
+
+/** Its JSON as decoded from its bytes (defaults left out), for readable differences. */
+function json(resource: EnvoyResource): JsonObject {
+  const any = messageType('google.protobuf.Any').decode(bytesOf(resource)) as unknown as { type_url: string; value: Uint8Array };
+  return JSON.parse(JSON.stringify(decodeResource(any.type_url, any.value))) as JsonObject;
+}
+
+describe('the legacy attempt facts form', () => {
+  for (const [name, before] of Object.entries(previousRelease)) {
+    it(`${name}: equals, byte for byte, the AI Clusters and assignments the release before served`, () => {
+      const { resources } = toAttemptFormResources(irOf(name), OPTIONS, 'legacy');
+      expect(resources.clusters.map((c) => c['name'])).toEqual(before.clusters.map((c) => c['name']));
+      expect(resources.endpoints.map((e) => e['cluster_name'])).toEqual(before.endpoints.map((e) => e['cluster_name']));
+      expect(resources.clusters.map(json)).toEqual(before.clusters.map(json));
+      expect(resources.endpoints.map(json)).toEqual(before.endpoints.map(json));
+      resources.clusters.forEach((c, i) => expect(bytesOf(c).equals(bytesOf(before.clusters[i] as EnvoyResource))).toBe(true));
+      resources.endpoints.forEach((e, i) => expect(bytesOf(e).equals(bytesOf(before.endpoints[i] as EnvoyResource))).toBe(true));
+    });
+  }
+
+  it('the packed form is what toXdsResources serves; the legacy one differs from it in every AI cluster', () => {
+    const ir = irOf('shared-endpoint');
+    const served = toXdsResources(ir, OPTIONS);
+    const packed = toAttemptFormResources(ir, OPTIONS, 'packed').resources;
+    const legacy = toAttemptFormResources(ir, OPTIONS, 'legacy').resources;
+    expect(packed.clusters.length).toBeGreaterThan(0);
+    for (const [i, c] of packed.clusters.entries()) {
+      const same = served.clusters.find((s) => s['name'] === c['name']) as EnvoyResource;
+      expect(bytesOf(c).equals(bytesOf(same))).toBe(true);
+      expect(bytesOf(legacy.clusters[i] as EnvoyResource).equals(bytesOf(c))).toBe(false);
+    }
+    expect(packed.endpoints.map(json)).toEqual(served.endpoints.filter((e) => packed.endpoints.some((p) => p['cluster_name'] === e['cluster_name'])).map(json));
+  });
+
+  it('builds only the clusters named, when told which (a Gateway data plane\'s)', () => {
+    const ir = irOf('shared-endpoint');
+    const all = toAttemptFormResources(ir, OPTIONS, 'legacy').resources;
+    const first = String(all.clusters[0]?.['name']);
+    const some = toAttemptFormResources(ir, OPTIONS, 'legacy', undefined, new Set([first, 'backend/ai/not-there'])).resources;
+    expect(all.clusters.length).toBeGreaterThan(1);
+    expect(some.clusters.map((c) => c['name'])).toEqual([first]);
+    expect(some.endpoints.every((e) => e['cluster_name'] === first)).toBe(true);
+  });
+
+  it('reuses what it built for an unchanged IR object, and builds again in another form', () => {
+    const ir = irOf('model-routing');
+    const first = toAttemptFormResources(ir, OPTIONS, 'legacy');
+    const again = toAttemptFormResources(ir, OPTIONS, 'legacy', first.memo);
+    again.resources.clusters.forEach((c, i) => expect(c).toBe(first.resources.clusters[i]));
+    const other = toAttemptFormResources(ir, OPTIONS, 'packed', first.memo);
+    other.resources.clusters.forEach((c, i) => expect(c).not.toBe(first.resources.clusters[i]));
+  });
+
+  it("this release's extension reads every member of the legacy form as the packed form describes it", () => {
+    const ir = irOf('model-routing');
+    for (const c of ir.clusters) {
+      if (c.ai === undefined) continue;
+      for (const p of c.priorities) {
+        for (const m of p.members) {
+          const legacy = legacyMetadataOf(toAttemptFormResources(ir, OPTIONS, 'legacy').resources.clusters, c.name, m.metadata.member);
+          // What Envoy sends: one attribute per key, numbers as number_value.
+          const attributes = new Map(Object.entries(legacy).map(([key, value]) => [legacyAttemptAttribute(key as never), typeof value === 'number' ? { numberValue: value } : { stringValue: String(value) }]));
+          const target = attemptTarget(attributes);
+          expect(target).toMatchObject({ backend: m.metadata.backend, member: m.metadata.member, provider: m.metadata.provider, priority: p.level });
+          if (m.metadata.modelAliases !== undefined) expect({ ...(target as { modelAliases: object }).modelAliases }).toEqual(m.metadata.modelAliases);
+        }
+      }
+    }
+  });
+});
+
+/** The switchyard.dev endpoint metadata of `member` in the (inline) assignment of cluster `name`. */
+function legacyMetadataOf(clusters: readonly EnvoyResource[], name: string, member: string): Record<string, unknown> {
+  const cluster = json(clusters.find((c) => c['name'] === name) as EnvoyResource) as { load_assignment: { endpoints: { lb_endpoints: { metadata: { filter_metadata: Record<string, Record<string, unknown>> } }[] }[] } };
+  for (const locality of cluster.load_assignment.endpoints) {
+    for (const e of locality.lb_endpoints) {
+      const facts = e.metadata.filter_metadata['switchyard.dev'];
+      if (facts?.['member'] === member) return facts;
+    }
+  }
+  throw new Error(`no member ${member} in ${name}`);
+}
