@@ -1,7 +1,9 @@
-import { request } from 'node:http';
 import type { Logger } from 'pino';
 import { WARMUP_ANSWER_HEADER, WARMUP_HEADER, parseWarmupAnswer, signWarmupHeader, type WarmupAnswer } from '../ai-extension/warmup.js';
 import { ABANDONED_HEADER, type IR, type RouteIR } from '../ir/model.js';
+
+// Not `import ... from 'node:http'` (see src/observability/health.ts): that loads Node's bundled undici.
+const { request } = process.getBuiltinModule('node:http');
 
 /**
  * serve's warm-up of AI members (issue 11): a skip or a credential hand-over on a member Envoy has

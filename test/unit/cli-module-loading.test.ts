@@ -27,6 +27,29 @@ function packagesLoadedBy(modules: string[]): string[] {
   return JSON.parse(r.stdout) as string[];
 }
 
+/**
+ * Whether a fresh process has loaded Node's bundled undici (fetch, WebSocket) once it has imported
+ * `modules`: an ES module import of node:http reads every export, and its WebSocket getters load
+ * undici, about 1 MB of serve's resident memory for as long as it runs (issue 9).
+ */
+function loadsUndici(modules: string[]): boolean {
+  const script = `
+    for (const m of ${JSON.stringify(modules)}) await import(m);
+    process.stdout.write(JSON.stringify(process.moduleLoadList.includes('NativeModule internal/deps/undici/undici')));
+  `;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`node exited ${String(r.status)}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as boolean;
+}
+
+describe('what serve loads', () => {
+  it('serve and the CLI leave Node\'s bundled undici unloaded; an ES module import of node:http would load it', () => {
+    expect(loadsUndici([join(ROOT, 'src/cli/main.ts'), join(ROOT, 'src/app/serve.ts')])).toBe(false);
+    // The same probe sees undici where it is loaded: it can tell.
+    expect(loadsUndici(['node:http'])).toBe(true);
+  });
+});
+
 describe('what the AI extension loads', () => {
   it('the CLI and the extension load neither the schemas (zod) nor the YAML readers; the translate path does', () => {
     const extension = packagesLoadedBy([join(ROOT, 'src/cli/main.ts'), join(ROOT, 'src/ai-extension/server.ts')]);
