@@ -10,7 +10,8 @@
  *
  * SERVE_MEMORY_NODE_FLAGS adds Node flags to serve's command line (e.g. --max-semi-space-size=1);
  * SERVE_MEMORY_SNAPSHOT=FILE writes a heap snapshot of serve there at the end;
- * SERVE_MEMORY_HOLD=SECONDS keeps serve running that long at the end (to inspect /proc/PID).
+ * SERVE_MEMORY_HOLD=SECONDS keeps serve running that long at the end (to inspect /proc/PID);
+ * SERVE_MEMORY_EDITS=N edits N Backends one after the other instead of one (what edits leave behind).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
@@ -106,6 +107,8 @@ function breakdown(pid: number, s: Stats): string {
 async function main(): Promise<void> {
   const [backends = 1000, clients = 10] = process.argv.slice(2, 4).map(Number);
   const mode = (process.argv[4] ?? 'sotw') as 'sotw' | 'delta';
+  const edits = Number(process.env['SERVE_MEMORY_EDITS'] ?? 1);
+  if (!Number.isInteger(edits) || edits < 1) throw new Error(`SERVE_MEMORY_EDITS must be a positive integer, got "${process.env['SERVE_MEMORY_EDITS'] ?? ''}"`);
   if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) throw new Error('run npm run build first');
   const bin = buildGoBench((line) => console.error(line));
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-serve-memory-'));
@@ -147,13 +150,20 @@ async function main(): Promise<void> {
     const connectedGc = await stats(true);
     print(`${clients} clients, after GC`, pid, connectedGc);
 
-    fleet.send('mark e1 cds');
-    config.edit(Math.floor(backends / 2), 2);
-    await fleet.next((e) => e.event === 'done' && e['id'] === 'e1', 120_000, 'the edit');
+    // Each edit changes another Backend; every 10th, RSS and the heap after a full GC show what edits leave behind.
+    for (let k = 1; k <= edits; k++) {
+      fleet.send(`mark e${k} cds`);
+      config.edit((Math.floor(backends / 2) + (k - 1) * 37) % backends, k + 1);
+      await fleet.next((e) => e.event === 'done' && e['id'] === `e${k}`, 120_000, `edit ${k}`);
+      if (k % 10 === 0 && k < edits) {
+        const s = await stats(true);
+        console.log(`after ${k} edits, after GC: RSS ${(processUsage(pid).rssBytes / MB).toFixed(1)} MB | heap used ${(s.heap.used_heap_size / MB).toFixed(1)} | array buffers ${(s.memory.arrayBuffers / MB).toFixed(1)}`);
+      }
+    }
     const pushed = await stats(false);
-    print('edit ACKed', pid, pushed);
+    print(`${edits === 1 ? 'edit' : `${edits} edits`} ACKed`, pid, pushed);
     const pushedGc = await stats(true);
-    print('edit ACKed, after GC', pid, pushedGc);
+    print(`${edits === 1 ? 'edit' : `${edits} edits`} ACKed, after GC`, pid, pushedGc);
     console.log(`serve's resident memory by mapping: ${residentByMapping(pid)}`);
     console.log(`breakdown after GC: ${breakdown(pid, pushedGc)}`);
     const hold = Number(process.env['SERVE_MEMORY_HOLD'] ?? 0);
@@ -166,7 +176,7 @@ async function main(): Promise<void> {
       await ask(probeDir, pid, { cmd: 'snapshot', file: snapshot });
       console.log(`heap snapshot: ${snapshot}`);
     }
-    console.log(`serve CPU: start ${started.cpuMs.toFixed(0)} ms, connect ${clients} ${(connected.cpuMs - started.cpuMs).toFixed(0)} ms, edit->ACKed ${(pushed.cpuMs - connectedGc.cpuMs).toFixed(0)} ms`);
+    console.log(`serve CPU: start ${started.cpuMs.toFixed(0)} ms, connect ${clients} ${(connected.cpuMs - started.cpuMs).toFixed(0)} ms, ${edits === 1 ? 'edit' : `${edits} edits`}->ACKed ${(pushed.cpuMs - connectedGc.cpuMs).toFixed(0)} ms`);
   } finally {
     for (const f of fleets) await f.stop();
     if (serve && serve.exitCode === null) {

@@ -1,6 +1,5 @@
 import { lookup } from 'node:dns/promises';
-import { request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import type { ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import {
@@ -9,6 +8,10 @@ import {
 } from '../ai-extension/warmup.js';
 import { warmedClusters } from '../envoy/ai-warmup-routes.js';
 import type { IR, ListenerIR } from '../ir/model.js';
+
+// Not `import ... from 'node:http'` (see src/observability/health.ts): that loads Node's bundled undici.
+const { request: httpRequest } = process.getBuiltinModule('node:http');
+const { request: httpsRequest } = process.getBuiltinModule('node:https');
 
 /**
  * serve's warm-up of AI members (issue 11): a skip or a credential hand-over on a member Envoy has

@@ -2,10 +2,10 @@ import { isAscii } from 'node:buffer';
 import type { Hash } from 'node:crypto';
 import { createHash, hash } from 'node:crypto';
 import { readdir, realpath, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
-import { CORE_SCHEMA, load as loadYaml } from 'js-yaml';
-import type { Document } from 'yaml';
-import { Composer, LineCounter, Parser, parseDocument } from 'yaml';
+import type * as JsYaml from 'js-yaml';
+import type * as Yaml from 'yaml';
 import { interned } from '../api/interned.js';
 import type { KnownObject, Problem } from '../api/manifest.js';
 import { parseManifest, SCHEMAS } from '../api/manifest.js';
@@ -13,6 +13,17 @@ import type { ObjectId } from '../api/meta.js';
 import type { Inputs, InvalidObject } from '../translate/inputs.js';
 import { addToInputs, emptyInputs, noteUnknownFields } from '../translate/inputs.js';
 import { readBlockYaml } from './yaml-block.js';
+
+/**
+ * The two YAML packages, loaded the first time a document needs them: readBlockYaml reads most
+ * manifests alone, and a serve that never needs them would keep them resident for nothing
+ * (their code, sources and module records, about 1 MB; issue 9).
+ */
+const requireHere = createRequire(import.meta.url);
+let jsYamlPackage: typeof JsYaml | undefined;
+let yamlPackage: typeof Yaml | undefined;
+const jsYaml = (): typeof JsYaml => (jsYamlPackage ??= requireHere('js-yaml') as typeof JsYaml);
+const yaml = (): typeof Yaml => (yamlPackage ??= requireHere('yaml') as typeof Yaml);
 
 /** What a provider hands to the pipeline: the inputs to translate and what is wrong with the sources. */
 export interface Snapshot {
@@ -363,6 +374,7 @@ function relocated(doc: ReusableDocument, index: number): ManifestDocument {
  */
 function* wholeFileDocuments(name: string, bytes: Buffer, limits: ConfigLimits, index = 0, firstLine = 1): Generator<ManifestDocument> {
   const text = bytes.toString('utf8');
+  const { Composer, LineCounter, Parser } = yaml();
   const lineCounter = new LineCounter();
   const composer = new Composer({ prettyErrors: false });
   for (const doc of composer.compose(new Parser(lineCounter.addNewLine).parse(text))) {
@@ -399,6 +411,7 @@ function parseYamlDocument(file: string, index: number, chunk: YamlChunk, limits
   if (large) return large;
   const quick = quickYamlValue(chunk.text, chunk.bytes);
   if (quick !== undefined) return classify(quick.value, file, index, quick.detached === true);
+  const { LineCounter, parseDocument } = yaml();
   const lineCounter = new LineCounter();
   // prettyErrors would append the offending source line to messages, and that line may be a secret.
   const doc = parseDocument(chunk.text, { lineCounter, prettyErrors: false });
@@ -406,7 +419,7 @@ function parseYamlDocument(file: string, index: number, chunk: YamlChunk, limits
 }
 
 /** A document as the yaml package parsed it; `firstLine`: the line of the file its text starts on. */
-function documentFrom(file: string, index: number, doc: Document.Parsed, lineCounter: LineCounter, firstLine: number): ManifestDocument {
+function documentFrom(file: string, index: number, doc: Yaml.Document.Parsed, lineCounter: Yaml.LineCounter, firstLine: number): ManifestDocument {
   const [first, ...more] = doc.errors;
   if (first) {
     const { line, col } = lineCounter.linePos(first.pos[0]);
@@ -439,7 +452,8 @@ export function quickYamlValue(text: string, bytes?: Buffer): { value: unknown; 
   if (INDENTED_MARKER.test(text)) return undefined;
   let value: unknown;
   try {
-    value = loadYaml(text, { schema: CORE_SCHEMA, maxAliases: 0 });
+    const { CORE_SCHEMA, load } = jsYaml();
+    value = load(text, { schema: CORE_SCHEMA, maxAliases: 0 });
   } catch {
     return undefined;
   }

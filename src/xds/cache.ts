@@ -551,11 +551,15 @@ export class SnapshotCache {
         if (old.pass === pass) continue;
         changes.set(name, undefined);
         addPair(sum, old, -1);
+        old.retire();
       }
     }
     for (const [name, entry] of updates) {
       const old = before.get(name);
-      if (old !== undefined) addPair(sum, old, -1);
+      if (old !== undefined) {
+        addPair(sum, old, -1);
+        old.retire();
+      }
       addPair(sum, entry, 1);
       changes.set(name, entry);
     }

@@ -156,6 +156,26 @@ describe('encoded stand-ins built alike', () => {
     expect(Buffer.from(encodedForm(b)?.any ?? []).equals(Buffer.from(encodeResourceAny(alike('b', 'z'.repeat(1024)))))).toBe(true);
     expect(Buffer.from(encodedForm(c)?.any ?? []).equals(Buffer.from(encodeResourceAny(alike('c', 'y'.repeat(1024)))))).toBe(true);
   });
+
+  it('a replaced or removed resource, still held by an older snapshot, keeps only its own bytes, not the run of a response they were copied into', () => {
+    const cache = new SnapshotCache();
+    cache.setResources(config(['a', 'b', 'c'].map((name) => encodedStandIn(cluster(name)))));
+    sotwResponseBody(TypeUrl.cluster, 'v1', [...(cache.snapshot(TypeUrl.cluster)?.resources.values() ?? [])]);
+    const before = cache.snapshot(TypeUrl.cluster)?.resources;
+    const oldA = before?.get('a');
+    const oldB = before?.get('b');
+    const bytesA = Buffer.from(oldA?.any ?? []);
+    // One run holds the three: each entry's bytes are a slice of it.
+    expect(oldA?.any.buffer).toBe(before?.get('c')?.any.buffer);
+    expect(oldA?.any.byteLength).toBeLessThan(oldA?.any.buffer.byteLength ?? 0);
+    // a changes, b goes; c stays in the run.
+    cache.setResources(config([encodedStandIn(cluster('a', '2s')), encodedStandIn(cluster('c'))]));
+    expect(cache.snapshot(TypeUrl.cluster)?.resources.get('a')).not.toBe(oldA);
+    for (const old of [oldA, oldB]) expect(old?.any.byteLength).toBe(old?.any.buffer.byteLength);
+    expect(Buffer.from(oldA?.any ?? []).equals(bytesA)).toBe(true);
+    expect(encodedForm(oldA?.resource ?? cluster('x'))?.any).toBe(oldA?.any);
+    expect(before?.get('c')?.any.byteLength).toBeLessThan(before?.get('c')?.any.buffer.byteLength ?? 0);
+  });
 });
 
 describe('encoded stand-ins read without decoding', () => {
