@@ -209,6 +209,12 @@ export class FileProvider {
   /** The tree as last listed: a pass whose events added or removed nothing does not list it again. */
   private tree: { files: string[]; directories: string[] } | undefined;
   private lastRead: LastRead | undefined;
+  /**
+   * The files read again since the store's last build, with what each holds now (undefined:
+   * gone); undefined when every file may have changed (a pass over all of them, or no build yet).
+   * The store's build after an edit looks at these alone.
+   */
+  private sinceBuild: Map<string, ManifestFile | undefined> | undefined;
 
   constructor(options: FileProviderOptions) {
     this.root = options.path;
@@ -416,8 +422,10 @@ export class FileProvider {
           return 'deferred';
         }
       }
-      next = await this.store.buildYielding(read.files);
+      next = await this.store.buildYielding(read.files, this.sinceBuild);
+      this.sinceBuild = new Map();
     } catch (err) {
+      this.sinceBuild = undefined;
       // The path itself is gone at the first event: an editor replacing it, most likely.
       if (leading) return 'deferred';
       if (!this.snapshot) throw err;
@@ -501,6 +509,7 @@ export class FileProvider {
       throw new ConfigTooLarge(limitMessage(`the configuration under ${displayName(this.root, this.sourceRoot)} (${files.length} files)`, total, 'totalBytes', this.limits));
     }
     const read: LastRead = { files, out: [], lines: [], sizes, total, position: new Map(), racy: new Set(), lineSet: new LineSet(), gone: 0 };
+    this.sinceBuild = undefined;
     since = performance.now();
     for (const [i, file] of files.entries()) {
       if (performance.now() - since > PARSE_SLICE_MS) {
@@ -552,7 +561,9 @@ export class FileProvider {
     for (const file of look) {
       const i = last.position.get(file) ?? -1;
       const stamp = stamps.get(file);
+      const name = this.parsed.get(file)?.name ?? displayName(file, this.sourceRoot);
       const one = await this.readOne(file, stamp?.size ?? 0, stamp, false);
+      this.sinceBuild?.set(name, one.file);
       if (read.out[i] === undefined) read.gone--;
       if (one.file === undefined) read.gone++;
       read.out[i] = one.file;

@@ -94,7 +94,7 @@ interface MemoList<I, M> {
  * results it came from are.
  */
 export interface TranslationState {
-  readonly secrets: { list: readonly Secret[]; byKey: ReadonlyMap<string, Secret> } | undefined;
+  readonly secrets: { list: readonly Secret[]; byKey: SecretIndex } | undefined;
   readonly gateways: GatewayStage | undefined;
   readonly services: ServiceStage | undefined;
   readonly namespaces: readonly Namespace[] | undefined;
@@ -254,7 +254,7 @@ function sortedByKey<T extends Keyed>(items: readonly T[], previous: readonly T[
  * The Secrets by key, and which keys may differ from the last translation's (undefined: any).
  * Secrets replaced in place change only their own entries.
  */
-function secretsByKey(list: readonly Secret[], previous: TranslationState['secrets']): { byKey: ReadonlyMap<string, Secret>; changed: ReadonlySet<string> | undefined } {
+function secretsByKey(list: readonly Secret[], previous: TranslationState['secrets']): { byKey: SecretIndex; changed: ReadonlySet<string> | undefined } {
   const at = previous === undefined ? undefined : replacedAt(previous.list, list);
   if (previous !== undefined && at !== undefined) {
     if (at.length === 0) return { byKey: previous.byKey, changed: new Set() };
@@ -264,19 +264,48 @@ function secretsByKey(list: readonly Secret[], previous: TranslationState['secre
       return k === key((previous.list[i] as Secret).metadata) && previous.byKey.get(k) === previous.list[i];
     });
     if (inPlace) {
-      const byKey = new Map(previous.byKey);
       const changed = new Set<string>();
+      const replaced = new Map<string, Secret>();
       for (const i of at) {
         const s = list[i] as Secret;
         const k = secretKey(s.metadata.namespace, s.metadata.name);
-        byKey.set(k, s);
+        replaced.set(k, s);
         changed.add(k);
       }
-      return { byKey, changed };
+      return { byKey: previous.byKey.with(replaced), changed };
     }
   }
-  return { byKey: new Map<string, Secret>(list.map((s) => [secretKey(s.metadata.namespace, s.metadata.name), s])), changed: undefined };
+  return { byKey: new SecretIndex(new Map<string, Secret>(list.map((s) => [secretKey(s.metadata.namespace, s.metadata.name), s])), new Map()), changed: undefined };
 }
+
+/**
+ * The Secrets by key: the map of a full translation, and the Secrets replaced since, kept apart,
+ * so that an edit of one Secret among 60,000 adds one entry instead of copying the map of all of
+ * them. The replaced ones are copied at each edit and folded into a new map once they are many.
+ */
+export class SecretIndex {
+  constructor(
+    private readonly base: ReadonlyMap<string, Secret>,
+    private readonly replaced: ReadonlyMap<string, Secret>,
+  ) {}
+
+  get(k: string): Secret | undefined {
+    return this.replaced.get(k) ?? this.base.get(k);
+  }
+
+  /** This index with `more` replaced (keys it holds already: an edit replaces, never adds). */
+  with(more: ReadonlyMap<string, Secret>): SecretIndex {
+    const replaced = new Map(this.replaced);
+    for (const [k, s] of more) replaced.set(k, s);
+    if (replaced.size <= MAX_REPLACED_SECRETS || replaced.size * 8 < this.base.size) return new SecretIndex(this.base, replaced);
+    const base = new Map(this.base);
+    for (const [k, s] of replaced) base.set(k, s);
+    return new SecretIndex(base, new Map());
+  }
+}
+
+/** Secrets replaced since the last full map, past which (and an eighth of the map) they are folded into a new one. */
+const MAX_REPLACED_SECRETS = 256;
 
 /** What changed among the Backends' results, for what depends on all of them. */
 interface BackendChanges {
@@ -306,7 +335,7 @@ function readersOf(memos: readonly { secrets: Reads<unknown> }[], keys: Readonly
 function translateBackends(
   items: readonly Backend[],
   previous: MemoList<Backend, BackendMemo>,
-  secrets: ReadonlyMap<string, Secret>,
+  secrets: Pick<ReadonlyMap<string, Secret>, 'get'>,
   changedSecrets: ReadonlySet<string> | undefined,
 ): { memos: BackendMemo[]; changes: BackendChanges } {
   const build = (b: Backend): BackendMemo => {
@@ -627,7 +656,9 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
   // result that resolved no Service sends traffic to none.
   const servicesMoved = replaced === undefined || replaced.before.concat(replaced.after).some((m) => m.services !== undefined);
   const serviceClusters = servicesSame && (!routesChanged || !servicesMoved) ? previous.serviceClusters : services.clustersNamed(forwardedClusters(routeMemos)).sort((a, b) => byCodeUnits(a.name, b.name));
-  const clusters = backendClusters.list.concat(serviceClusters);
+  // The Backends' list itself when no Service has a cluster: an edit of one Backend among 10,000
+  // copies that list once (above), not twice.
+  const clusters = serviceClusters.length === 0 ? (backendClusters.list as ClusterIR[]) : backendClusters.list.concat(serviceClusters);
   const ir: IR = {
     gateways: [...gw.gateways.values()].map((g) => gatewayIr(g.gateway)).sort((a, b) => byCodeUnits(key(a), key(b))),
     listeners: listenerIrs.sort((a, b) => byCodeUnits(a.name, b.name)),

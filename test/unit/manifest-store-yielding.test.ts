@@ -28,13 +28,13 @@ describe('ManifestStore.buildYielding', () => {
     const sync = new ManifestStore();
     const yielding = new ManifestStore();
     const expected = sync.build(first);
-    const got = await yielding.buildYielding(first, 0);
+    const got = await yielding.buildYielding(first, undefined, 0);
     expect(got).toEqual(expected);
     expect(got.inputs.backends).toHaveLength(3000);
     expect(got.problems.length).toBeGreaterThan(0);
 
     const edited: ManifestFile[] = [{ name: 'a.yaml', documents: parseManifestFile('a.yaml', `---\n${secret(0)}---\n${backend(0)}`) }];
-    expect(await yielding.buildYielding(edited, 0)).toEqual(sync.build(edited));
+    expect(await yielding.buildYielding(edited, undefined, 0)).toEqual(sync.build(edited));
   });
 
   it('lets timers run while it builds many objects', async () => {
@@ -48,7 +48,7 @@ describe('ManifestStore.buildYielding', () => {
       setImmediate(tick);
     };
     setImmediate(tick);
-    const snapshot = await store.buildYielding(input, 0);
+    const snapshot = await store.buildYielding(input, undefined, 0);
     building = false;
     expect(snapshot.inputs.backends).toHaveLength(5000);
     // 10,000 objects in steps of 1,024, each step followed by a turn of the event loop.
