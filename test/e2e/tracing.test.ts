@@ -173,6 +173,7 @@ describe('serve with its AI extension in a process of its own', () => {
     }
   });
 
+  // Three extension processes start from src/ under tsx, each compiling first: slow on a busy machine.
   it('adopts a running extension only when it traces to the same endpoint', async () => {
     const state = openStateDir(mkdtempSync(join(tmpdir(), 'switchyard-tracing-adopt-')));
     const logger = createLogger({ level: 'warn', name: 'tracing-adopt' }, { write: () => undefined });
@@ -194,5 +195,5 @@ describe('serve with its AI extension in a process of its own', () => {
       for (const p of stops.reverse()) await p.stop().catch(() => undefined);
       rmSync(state.path, { recursive: true, force: true });
     }
-  });
+  }, 180_000);
 });

@@ -126,7 +126,7 @@ describe('a data plane per Gateway', () => {
       expect(at(o, 'metadata', 'annotations', 'switchyard.dev/gateway'), kind).toBe(`${gwNs.name}/${GATEWAY}`);
     }
     const bootstrap = JSON.parse(String(at(objects['ConfigMap'], 'data', 'envoy.json'))) as Json;
-    expect(at(bootstrap, 'node', 'metadata')).toEqual({ 'switchyard.dev/gateway': `${gwNs.name}/${GATEWAY}` });
+    expect(at(bootstrap, 'node', 'metadata')).toEqual({ 'switchyard.dev/gateway': `${gwNs.name}/${GATEWAY}`, 'switchyard.dev/attempt-facts': '1' });
     const pod = at(objects['Deployment'], 'spec', 'template', 'spec');
     expect(at(pod, 'serviceAccountName')).toBe(dpName());
     expect((at(pod, 'containers') as Json[]).map((c) => c['name'])).toEqual(['envoy', 'ai-extension']);
