@@ -102,9 +102,11 @@ const NINE = 0x39;
 /** Ten digits would pass 2^31; no metadata value comes near a billion characters. */
 const MAX_LENGTH_DIGITS = 9;
 
-/** Why the field at `at` cannot be read (the error path only: decodeAttemptFacts reads inline). */
-function malformed(text: string, at: number): string {
-  const digits = at + 1;
+/** The number lengthEnd last read. */
+let lengthRead = 0;
+
+/** Where the decimal digits from `digits` end; their number left in lengthRead (no allocation). */
+function lengthEnd(text: string, digits: number): number {
   let i = digits;
   let length = 0;
   for (; i < text.length; i++) {
@@ -112,6 +114,15 @@ function malformed(text: string, at: number): string {
     if (c < ZERO || c > NINE) break;
     length = length * 10 + (c - ZERO);
   }
+  lengthRead = length;
+  return i;
+}
+
+/** Why the field at `at` cannot be read (the error path only: decodeAttemptFacts reads inline). */
+function malformed(text: string, at: number): string {
+  const digits = at + 1;
+  const i = lengthEnd(text, digits);
+  const length = lengthRead;
   if (i === digits) return `no length at offset ${digits}`;
   if (i - digits > MAX_LENGTH_DIGITS) return `length at offset ${digits} is too long`;
   if (text.charCodeAt(i) !== COLON) return `no ":" after the length at offset ${digits}`;
@@ -127,13 +138,8 @@ let valueStart = 0;
  */
 function fieldEnd(text: string, at: number): number {
   const digits = at + 1;
-  let i = digits;
-  let length = 0;
-  for (; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < ZERO || c > NINE) break;
-    length = length * 10 + (c - ZERO);
-  }
+  const i = lengthEnd(text, digits);
+  const length = lengthRead;
   if (i === digits || i - digits > MAX_LENGTH_DIGITS || text.charCodeAt(i) !== COLON) return -1;
   valueStart = i + 1;
   if (length > text.length - valueStart) return -1;

@@ -451,20 +451,10 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private openSotw(call: SotwCall, identity: StreamIdentity): void {
     const record = new ClientRecord(++this.nextStreamId, 'sotw');
     const logger = streamLogger(this.logger, { stream: record.streamId, kind: 'sotw', role: identity.role, via: identity.via });
-    // Requests arrive only once the handler returns: `protocol` is set by then. One function
-    // each for the stream's life: a request (every ACK) allocates no closure on its way in.
-    const serve = (request: DiscoveryRequest | UndecodableRequest): void => {
-      if (!this.streams.has(record.streamId)) return;
-      try {
-        if (isUndecodable(request)) this.refuse(call, logger, request);
-        else protocol.onRequest(request);
-      } catch (err) {
-        this.failed(call, logger, err);
-      }
-    };
-    const receive = (request: DiscoveryRequest | UndecodableRequest): void => this.requestQueue.add(serve, request);
+    // `protocol` is set by the time a request arrives (only once the handler returns).
+    const receive = this.receiverFor<DiscoveryRequest>(record, call, logger, () => protocol);
     const direct = directCall(call, receive);
-    const protocol = new SotwStream({
+    const protocol: SotwStream = new SotwStream({
       cache: this.cache,
       identity,
       bodies: this.bodies,
@@ -479,20 +469,10 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private openDelta(call: DeltaCall, identity: StreamIdentity): void {
     const record = new ClientRecord(++this.nextStreamId, 'delta');
     const logger = streamLogger(this.logger, { stream: record.streamId, kind: 'delta', role: identity.role, via: identity.via });
-    // Requests arrive only once the handler returns: `protocol` is set by then. One function
-    // each for the stream's life: a request (every ACK) allocates no closure on its way in.
-    const serve = (request: DeltaDiscoveryRequest | UndecodableRequest): void => {
-      if (!this.streams.has(record.streamId)) return;
-      try {
-        if (isUndecodable(request)) this.refuse(call, logger, request);
-        else protocol.onRequest(request);
-      } catch (err) {
-        this.failed(call, logger, err);
-      }
-    };
-    const receive = (request: DeltaDiscoveryRequest | UndecodableRequest): void => this.requestQueue.add(serve, request);
+    // `protocol` is set by the time a request arrives (only once the handler returns).
+    const receive = this.receiverFor<DeltaDiscoveryRequest>(record, call, logger, () => protocol);
     const direct = directCall(call, receive, deltaAckAt);
-    const protocol = new DeltaStream({
+    const protocol: DeltaStream = new DeltaStream({
       cache: this.cache,
       identity,
       hooks: this.hooksFor(record, logger),
@@ -501,6 +481,29 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     });
     this.track({ record, protocol, call, view: undefined, pending: undefined }, logger);
     call.on('data', receive);
+  }
+
+  /**
+   * What a stream does with each request: queued, then handed to its protocol (or refused when
+   * undecodable). One function each for the stream's life: a request (every ACK) allocates no
+   * closure on its way in.
+   */
+  private receiverFor<Request extends object>(
+    record: ClientRecord,
+    call: SotwCall | DeltaCall,
+    logger: Logger,
+    protocol: () => { onRequest(request: Request): void },
+  ): (request: Request | UndecodableRequest) => void {
+    const serve = (request: Request | UndecodableRequest): void => {
+      if (!this.streams.has(record.streamId)) return;
+      try {
+        if (isUndecodable(request)) this.refuse(call, logger, request);
+        else protocol().onRequest(request);
+      } catch (err) {
+        this.failed(call, logger, err);
+      }
+    };
+    return (request) => this.requestQueue.add(serve, request);
   }
 
   private track(stream: LiveStream, logger: Logger): void {

@@ -1,10 +1,10 @@
 import { pino } from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateManifests, inputsFrom } from '../../bench/translate.js';
-import { startGatewayRuntime, type RunningGateway, type SnapshotProvider } from '../../src/app/gateway-runtime.js';
-import type { Snapshot } from '../../src/providers/manifest-files.js';
+import { startGatewayRuntime, type RunningGateway } from '../../src/app/gateway-runtime.js';
 import type { Inputs } from '../../src/translate/inputs.js';
 import type { ObjectStatus } from '../../src/translate/status.js';
+import { MemoryProvider } from '../support/memory-provider.js';
 
 /**
  * The status pass after a translation runs in slices with turns of the event loop between them
@@ -15,25 +15,6 @@ import type { ObjectStatus } from '../../src/translate/status.js';
 
 /** Enough objects that a status pass takes several 10 ms slices on any machine (4,002 statuses). */
 const BACKENDS = 2_000;
-
-class MemoryProvider implements SnapshotProvider {
-  private readonly listeners = new Set<(snapshot: Snapshot) => void>();
-  constructor(private readonly first: Snapshot) {}
-  start(): Promise<Snapshot> {
-    return Promise.resolve(this.first);
-  }
-  onChange(listener: (snapshot: Snapshot) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-  stop(): Promise<void> {
-    return Promise.resolve();
-  }
-  /** A change, delivered as the file and Kubernetes providers do: the runtime translates at once. */
-  emit(snapshot: Snapshot): void {
-    for (const l of this.listeners) l(snapshot);
-  }
-}
 
 interface Started {
   runtime: RunningGateway;

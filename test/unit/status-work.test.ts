@@ -2,13 +2,13 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateManifests, inputsFrom } from '../../bench/translate.js';
 import { parseManifest } from '../../src/api/manifest.js';
-import { startGatewayRuntime, type RunningGateway, type SnapshotProvider, type StatusWork } from '../../src/app/gateway-runtime.js';
+import { startGatewayRuntime, type RunningGateway, type StatusWork } from '../../src/app/gateway-runtime.js';
 import { TypeUrl } from '../../src/envoy/resources.js';
-import type { Snapshot } from '../../src/providers/manifest-files.js';
 import type { Inputs } from '../../src/translate/inputs.js';
 import type { ObjectStatus } from '../../src/translate/status.js';
 import { closeAdsStream, openAdsStream, sotwRequest as request, sotwResponse, type AdsConnection } from '../support/ads-client.js';
 import { waitFor } from '../support/wait.js';
+import { MemoryProvider } from '../support/memory-provider.js';
 
 /**
  * Status work proportional to what changed (issue 9): after one Backend is edited among N, and
@@ -17,24 +17,6 @@ import { waitFor } from '../support/wait.js';
  * (translation, cache, xDS server on loopback) on an in-memory provider, with a raw ADS client
  * that ACKs like Envoy, so that Programmed goes Pending and True again as it would.
  */
-
-class MemoryProvider implements SnapshotProvider {
-  private readonly listeners = new Set<(snapshot: Snapshot) => void>();
-  constructor(private readonly first: Snapshot) {}
-  start(): Promise<Snapshot> {
-    return Promise.resolve(this.first);
-  }
-  onChange(listener: (snapshot: Snapshot) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-  stop(): Promise<void> {
-    return Promise.resolve();
-  }
-  emit(snapshot: Snapshot): void {
-    for (const l of this.listeners) l(snapshot);
-  }
-}
 
 /** CDS and EDS wildcard, ACKing every response as Envoy does. */
 function connect(port: number): AdsConnection & { acked: Map<string, string> } {
