@@ -29,7 +29,9 @@ export interface TranslatedBackend {
 }
 
 export function clusterNameForBackend(namespace: string, name: string): string {
-  return `backend/${namespace}/${name}`;
+  // Flat (join): the name is kept by the cluster and every route entry to it, and a concatenation
+  // kept its pieces beside the flat copy that hashing or encoding it made.
+  return ['backend', namespace, name].join('/');
 }
 
 /** A pool member before credentials are checked. */
