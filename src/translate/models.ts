@@ -45,23 +45,22 @@ export function servedModels(backend: Backend, cluster: ClusterIR, owner: string
 type RouteModels = ServedModels | readonly ServedModels[];
 
 /**
- * RouteModels of each route entry that reaches an AI Backend, for one map of models by cluster: a
- * host's answer is built again after an edit of one of its routes. Another map (a Backend's models
- * changed) starts a new table, so entries of the last map are not kept beside the new ones; an
- * entry of {id, owner} pairs per route kept 3.5 MB at 10,000 routes.
+ * RouteModels of each route entry that reaches an AI Backend, by map of models by cluster: a
+ * host's answer is built again after an edit of one of its routes. A new map (a Backend's models
+ * changed) starts a new table, and a table goes with its map; an entry of {id, owner} pairs per
+ * route kept 3.5 MB at 10,000 routes.
  */
-let modelsOfRoute: { byCluster: ReadonlyMap<string, ServedModels>; routes: WeakMap<RouteIR, RouteModels> } | undefined;
+const modelsOfRoute = new WeakMap<ReadonlyMap<string, ServedModels>, WeakMap<RouteIR, RouteModels>>();
 
 const NO_MODELS: readonly ServedModels[] = [];
 
-function routeModels(route: RouteIR, byCluster: ReadonlyMap<string, ServedModels>): RouteModels {
-  if (modelsOfRoute?.byCluster !== byCluster) modelsOfRoute = { byCluster, routes: new WeakMap() };
-  const known = modelsOfRoute.routes.get(route);
-  if (known !== undefined) return known;
-  const models = modelsOf(route, byCluster);
+function routeModels(route: RouteIR, byCluster: ReadonlyMap<string, ServedModels>, known: WeakMap<RouteIR, RouteModels>): RouteModels {
+  const models = known.get(route);
+  if (models !== undefined) return models;
+  const fresh = modelsOf(route, byCluster);
   // Routes to no AI Backend are answered at once: only the others are worth an entry.
-  if (models !== NO_MODELS) modelsOfRoute.routes.set(route, models);
-  return models;
+  if (fresh !== NO_MODELS) known.set(route, fresh);
+  return fresh;
 }
 
 /**
@@ -102,9 +101,14 @@ function fullMatch(re2: string): RegExp | undefined {
 export function modelsRoute(routes: readonly RouteIR[], byCluster: ReadonlyMap<string, ServedModels>, virtualHost: string): RouteIR | undefined {
   let reachesAi = false;
   const owners = new Map<string, string>();
+  let known = modelsOfRoute.get(byCluster);
+  if (known === undefined) {
+    known = new WeakMap();
+    modelsOfRoute.set(byCluster, known);
+  }
   for (const r of routes) {
     if (r.match.path.kind === 'Exact' && r.match.path.value === MODELS_PATH) return undefined;
-    const served = routeModels(r, byCluster);
+    const served = routeModels(r, byCluster, known);
     if (served === NO_MODELS) continue;
     reachesAi = true;
     if ('owner' in served) addModels(owners, served);
