@@ -134,6 +134,23 @@ const REDIRECT_CODES: Record<number, string> = {
   301: 'MOVED_PERMANENTLY', 302: 'FOUND', 303: 'SEE_OTHER', 307: 'TEMPORARY_REDIRECT', 308: 'PERMANENT_REDIRECT',
 };
 
+/**
+ * The few distinct route timeouts, one string each: every route entry's action kept a string of
+ * its own (10,000 routes, nearly all with the default timeout).
+ */
+const timeouts = new Map<number, string>();
+
+function routeTimeout(ms: number): string {
+  let text = timeouts.get(ms);
+  if (text === undefined) {
+    text = toEnvoyDuration(ms);
+    // Bounded: a configuration has few distinct timeouts, but they are user input.
+    if (timeouts.size >= 256) timeouts.clear();
+    timeouts.set(ms, text);
+  }
+  return text;
+}
+
 function toRoute(r: RouteIR, policies: RetryPolicies): JsonObject {
   const route: JsonObject = { name: r.name, match: routeMatch(r.match), ...headerEdits(r.requestHeaders, 'request'), ...headerEdits(r.responseHeaders, 'response') };
   const a = r.action;
@@ -154,7 +171,7 @@ function toRoute(r: RouteIR, policies: RetryPolicies): JsonObject {
     route.redirect = redirect;
     return route;
   }
-  const action: JsonObject = { timeout: toEnvoyDuration(a.timeoutMs) };
+  const action: JsonObject = { timeout: routeTimeout(a.timeoutMs) };
   const only = a.clusters.length === 1 ? a.clusters[0] : undefined;
   // Per-backend header edits (backendRef filters) exist only on weighted cluster entries, where
   // Envoy applies them once it has picked the cluster; one cluster is then a one-entry list.

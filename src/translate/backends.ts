@@ -29,7 +29,9 @@ export interface TranslatedBackend {
 }
 
 export function clusterNameForBackend(namespace: string, name: string): string {
-  return `backend/${namespace}/${name}`;
+  // Flat (join): the name is kept by the cluster and every route entry to it, and a concatenation
+  // kept its pieces beside the flat copy that hashing or encoding it made.
+  return ['backend', namespace, name].join('/');
 }
 
 /** A pool member before credentials are checked. */
@@ -43,11 +45,11 @@ interface Candidate {
   vendorCredential?: VendorCredential;
 }
 
-function aiCandidates(backend: Backend): Candidate[][] {
+/** `key` is the Backend's "<namespace>/<name>", the one string every member's metadata shares. */
+function aiCandidates(backend: Backend, key: string): Candidate[][] {
   const ai = backend.spec.ai;
   if (!ai) return [];
   const pools: PoolMember[][] = ai.multipool ? ai.multipool.priorities.map((p) => p.pool) : ai.llm ? [[ai.llm]] : [];
-  const key = `${backend.metadata.namespace}/${backend.metadata.name}`;
   const deadlines = pools.map((_, p) => parseDuration(ai.multipool?.priorities[p]?.firstTokenTimeout ?? ai.firstTokenTimeout ?? ''));
   const fallbacks = pools.map((_, p) => poolFallbacks(ai.multipool?.priorities[p]));
   return pools.map((pool, p) =>
@@ -158,10 +160,9 @@ function mayAbandon(backend: Backend): boolean {
   return ai.multipool?.priorities.some((p) => p.firstTokenTimeout !== undefined || poolFallbacks(p) !== undefined) ?? false;
 }
 
-function staticCandidates(backend: Backend): Candidate[][] {
+function staticCandidates(backend: Backend, key: string): Candidate[][] {
   const st = backend.spec.static;
   if (!st) return [];
-  const key = `${backend.metadata.namespace}/${backend.metadata.name}`;
   return st.priorities.map((p, pi) =>
     p.hosts.map((h, i) => {
       const name = `p${pi}-${i}`;
@@ -232,9 +233,11 @@ function sharesAnEndpoint(priorities: readonly PriorityIR[]): boolean {
 
 export function translateBackend(backend: Backend, secrets: SecretLookup): TranslatedBackend {
   const { namespace, name, generation, uid } = backend.metadata;
-  const key = `${namespace}/${name}`;
+  // Flat (join, not a template's concatenation) and one for the Backend: its result, its members'
+  // metadata and its served models held a concatenation each (and, once hashed, its flat copy).
+  const key = [namespace, name].join('/');
   const identity = uid !== undefined ? { uid } : {};
-  const pools = backend.spec.type === 'AI' ? aiCandidates(backend) : staticCandidates(backend);
+  const pools = backend.spec.type === 'AI' ? aiCandidates(backend, key) : staticCandidates(backend, key);
   const multi = pools.length > 1;
   const retry = backendRetryPlan(backend.spec.retry, pools.length, mayAbandon(backend));
   const events: WarningEvent[] = [];

@@ -112,7 +112,7 @@ export interface TranslationState {
    * Backend key → indexes of the routes that may read it (a superset: an entry outlives the read
    * when a route is translated again in place, which costs one look).
    */
-  readonly routesByBackend: Map<string, number[]> | undefined;
+  readonly routesByBackend: RoutesByBackend | undefined;
   /** attachedRoutes of every served listener, in Gateway order, once every route was counted. */
   readonly attached: readonly number[];
   readonly routeEvents: readonly WarningEvent[];
@@ -517,7 +517,11 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
     // the last ones, corrected for the routes translated again.
     servedListeners.forEach((l, i) => (l.attachedRoutes = attachedBefore[i] ?? 0));
     const look = new Set<number>(routeAt);
-    for (const k of changedViews ?? []) for (const i of routesByBackend.get(k) ?? []) look.add(i);
+    for (const k of changedViews ?? []) {
+      const readers = routesByBackend.get(k);
+      if (typeof readers === 'number') look.add(readers);
+      else for (const i of readers ?? []) look.add(i);
+    }
     routeMemos = look.size > 0 ? previous.routes.memos.slice() : (previous.routes.memos as RouteMemo[]);
     replaced = { before: [], after: [] };
     for (const i of look) {
@@ -530,12 +534,7 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
       replaced.before.push(old);
       replaced.after.push(memo);
       // Stale entries only cost a look: the index lists every Backend a route at i may read.
-      for (let r = 0; r < memo.backends.length; r += 2) {
-        const k = memo.backends[r] as string;
-        const list = routesByBackend.get(k);
-        if (list === undefined) routesByBackend.set(k, [i]);
-        else if (!list.includes(i)) list.push(i);
-      }
+      for (let r = 0; r < memo.backends.length; r += 2) addReader(routesByBackend, memo.backends[r] as string, i, false);
     }
   } else {
     for (const l of servedListeners) l.attachedRoutes = 0;
@@ -556,15 +555,11 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
       const was = new Set(previous.routes.memos);
       replaced = { before: previous.routes.memos.filter((m) => !now.has(m)), after: routeMemos.filter((m) => !was.has(m)) };
     }
-    routesByBackend = new Map();
+    const index: RoutesByBackend = new Map();
     routeMemos.forEach((m, i) => {
-      for (let r = 0; r < m.backends.length; r += 2) {
-        const k = m.backends[r] as string;
-        const list = routesByBackend?.get(k);
-        if (list === undefined) routesByBackend?.set(k, [i]);
-        else list.push(i);
-      }
+      for (let r = 0; r < m.backends.length; r += 2) addReader(index, m.backends[r] as string, i, true);
     });
+    routesByBackend = index;
   }
   const attached = servedListeners.map((l) => l.attachedRoutes);
   let routeEvents = previous.routeEvents;
@@ -713,6 +708,21 @@ function gatewayIr(g: Gateway): GatewayIR {
         }
       : {}),
   };
+}
+
+/**
+ * Backend key → the index of the route that may read it, or the indexes when there are several:
+ * a Backend is usually read by one route, and a list each cost 56 bytes per Backend.
+ */
+type RoutesByBackend = Map<string, number | number[]>;
+
+/** `inOrder`: routes are added by increasing index (a full build), so a repeat can only be the last. */
+function addReader(index: RoutesByBackend, backend: string, route: number, inOrder: boolean): void {
+  const readers = index.get(backend);
+  if (readers === undefined) index.set(backend, route);
+  else if (typeof readers === 'number') {
+    if (readers !== route) index.set(backend, [readers, route]);
+  } else if (inOrder ? readers[readers.length - 1] !== route : !readers.includes(route)) readers.push(route);
 }
 
 function forwardedClusters(memos: readonly RouteMemo[]): Set<string> {

@@ -37,43 +37,52 @@ export function servedModels(backend: Backend, cluster: ClusterIR, owner: string
   return { owner, ids: shared([...ids]) };
 }
 
-/** What a host's /v1/models answer reads of one route entry, for one map of models by cluster. */
-interface RouteModels {
-  readonly byCluster: ReadonlyMap<string, ServedModels>;
-  /** It forwards to an AI Backend's cluster. */
-  readonly reachesAi: boolean;
-  readonly models: readonly { id: string; owner: string }[];
-}
+/**
+ * What a host's /v1/models answer reads of one route entry: the served models of the Backends it
+ * forwards to (the translation's own ServedModels when the route does not narrow them, so an
+ * entry costs no copy of them), one list or, for the usual route to one Backend, that one.
+ */
+type RouteModels = ServedModels | readonly ServedModels[];
 
-/** RouteModels of each route entry, while the models by cluster are the same map: a host's answer is built again after an edit of one of its routes. */
-const modelsOfRoute = new WeakMap<RouteIR, RouteModels>();
+/**
+ * RouteModels of each route entry that reaches an AI Backend, by map of models by cluster: a
+ * host's answer is built again after an edit of one of its routes. A new map (a Backend's models
+ * changed) starts a new table, and a table goes with its map; an entry of {id, owner} pairs per
+ * route kept 3.5 MB at 10,000 routes.
+ */
+const modelsOfRoute = new WeakMap<ReadonlyMap<string, ServedModels>, WeakMap<RouteIR, RouteModels>>();
 
-const NO_MODELS: readonly { id: string; owner: string }[] = [];
+const NO_MODELS: readonly ServedModels[] = [];
 
-function routeModels(route: RouteIR, byCluster: ReadonlyMap<string, ServedModels>): RouteModels {
-  const known = modelsOfRoute.get(route);
-  if (known !== undefined && known.byCluster === byCluster) return known;
-  const reachesAi = route.action.kind === 'forward' && route.action.clusters.some((c) => byCluster.has(c.name));
-  const models = reachesAi ? modelsOf(route, byCluster) : NO_MODELS;
-  const entry = { byCluster, reachesAi, models };
+function routeModels(route: RouteIR, byCluster: ReadonlyMap<string, ServedModels>, known: WeakMap<RouteIR, RouteModels>): RouteModels {
+  const models = known.get(route);
+  if (models !== undefined) return models;
+  const fresh = modelsOf(route, byCluster);
   // Routes to no AI Backend are answered at once: only the others are worth an entry.
-  if (reachesAi) modelsOfRoute.set(route, entry);
-  return entry;
+  if (fresh !== NO_MODELS) known.set(route, fresh);
+  return fresh;
 }
 
-/** The model names one route entry accepts: its own x-switchyard-model match, else its Backends'. */
-function modelsOf(route: RouteIR, byCluster: ReadonlyMap<string, ServedModels>): { id: string; owner: string }[] {
-  if (route.action.kind !== 'forward') return [];
-  const served = route.action.clusters.flatMap((c) => {
+/**
+ * The model names one route entry accepts, by owner: its own x-switchyard-model match, else its
+ * Backends'. NO_MODELS when it reaches no AI Backend.
+ */
+function modelsOf(route: RouteIR, byCluster: ReadonlyMap<string, ServedModels>): RouteModels {
+  if (route.action.kind !== 'forward') return NO_MODELS;
+  const clusters = route.action.clusters;
+  const served: ServedModels[] = [];
+  for (const c of clusters) {
     const s = byCluster.get(c.name);
-    return s ? [s] : [];
-  });
-  if (served.length === 0) return [];
+    if (s) served.push(s);
+  }
+  if (served.length === 0) return NO_MODELS;
   const match = route.match.headers.find((h) => h.name === MODEL_HEADER);
-  const owner = served[0]?.owner ?? '';
-  if (match && !match.regex) return [{ id: match.value, owner }];
-  const pattern = match ? fullMatch(match.value) : undefined;
-  return served.flatMap((s) => s.ids.filter((id) => pattern === undefined || pattern.test(id)).map((id) => ({ id, owner: s.owner })));
+  if (match && !match.regex) return { owner: served[0]?.owner ?? '', ids: [match.value] };
+  if (match) {
+    const pattern = fullMatch(match.value);
+    return served.map((s) => ({ owner: s.owner, ids: pattern === undefined ? s.ids : s.ids.filter((id) => pattern.test(id)) }));
+  }
+  return served.length === 1 ? (served[0] as ServedModels) : served;
 }
 
 /** Gateway API header regexes match the whole value; JS syntax covers the RE2 subset models use. */
@@ -92,12 +101,18 @@ function fullMatch(re2: string): RegExp | undefined {
 export function modelsRoute(routes: readonly RouteIR[], byCluster: ReadonlyMap<string, ServedModels>, virtualHost: string): RouteIR | undefined {
   let reachesAi = false;
   const owners = new Map<string, string>();
+  let known = modelsOfRoute.get(byCluster);
+  if (known === undefined) {
+    known = new WeakMap();
+    modelsOfRoute.set(byCluster, known);
+  }
   for (const r of routes) {
     if (r.match.path.kind === 'Exact' && r.match.path.value === MODELS_PATH) return undefined;
-    const served = routeModels(r, byCluster);
-    if (!served.reachesAi) continue;
+    const served = routeModels(r, byCluster, known);
+    if (served === NO_MODELS) continue;
     reachesAi = true;
-    for (const m of served.models) if (!owners.has(m.id)) owners.set(m.id, m.owner);
+    if ('owner' in served) addModels(owners, served);
+    else for (const s of served) addModels(owners, s);
   }
   if (!reachesAi) return undefined;
   const data = [...owners.keys()].sort(byCodeUnits).map((id) => ({ id, object: 'model', created: 0, owned_by: owners.get(id) ?? '' }));
@@ -106,6 +121,11 @@ export function modelsRoute(routes: readonly RouteIR[], byCluster: ReadonlyMap<s
     match: { path: { kind: 'Exact', value: MODELS_PATH }, headers: [], queryParams: [], method: 'GET' },
     action: { kind: 'direct', status: 200, body: JSON.stringify({ object: 'list', data }), contentType: 'application/json' },
   };
+}
+
+/** Each id not yet listed, with its owner: the first route to name a model names its owner. */
+function addModels(owners: Map<string, string>, served: ServedModels): void {
+  for (const id of served.ids) if (!owners.has(id)) owners.set(id, served.owner);
 }
 
 function byCodeUnits(a: string, b: string): number {

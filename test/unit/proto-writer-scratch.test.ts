@@ -51,6 +51,26 @@ describe('ProtoWriter scratch memory', () => {
     for (let i = 0; i < 12; i++) expect([bytes[i * field + 4], bytes[(i + 1) * field - 1]]).toEqual([i, i]);
   });
 
+  it('hands a large kept message the buffer it was written in, at most a quarter larger than the message, and writes the next message elsewhere', () => {
+    const w = new ProtoWriter();
+    const chunk = new Uint8Array(64 * 1024);
+    const chunks = 80;
+    w.reset();
+    for (let i = 0; i < chunks; i++) {
+      w.varint32((1 << 3) | 2);
+      w.bytes(chunk.fill(i + 1));
+    }
+    const kept = w.finishKept();
+    const field = 1 + 3 + chunk.length;
+    expect(kept.length).toBe(chunks * field);
+    // Not a copy (a copy is exactly its length), and what the buffer holds beyond the message is bounded.
+    expect(kept.buffer.byteLength).toBeGreaterThan(kept.length);
+    expect(kept.buffer.byteLength).toBeLessThanOrEqual(1.25 * kept.length);
+    writeBytes(w, 3 * 1024 * 1024, 0xee);
+    w.finishKept();
+    for (let i = 0; i < chunks; i++) expect([kept[i * field], kept[i * field + 4], kept[(i + 1) * field - 1]]).toEqual([(1 << 3) | 2, i + 1, i + 1]);
+  });
+
   it('puts fields listed out of order in field-number order, whichever of them is the largest, without room for a second copy of it', () => {
     const sizes = [5, 3 * 1024 * 1024, 17, 300];
     const field = (w: ProtoWriter, id: number): void => {
