@@ -12,48 +12,13 @@
  *   node --max-old-space-size=4000 --import tsx bench/heap-owners.ts FILE [MIN_MB] [NAME,NAME...]
  *   e.g. bench/heap-owners.ts serve.heapsnapshot 0.3 store,translationState,book,cache,quarantine
  */
-import { readFileSync } from 'node:fs';
-
-interface Snapshot {
-  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]]; edge_fields: string[]; edge_types: [string[], ...unknown[]] } };
-  nodes: number[];
-  edges: number[];
-  strings: string[];
-}
+import { at, readHeapSnapshot } from './heap-snapshot.js';
 
 const MB = 1e6;
 const [file, minArg, namesArg] = process.argv.slice(2);
 if (file === undefined) throw new Error('usage: bench/heap-owners.ts FILE.heapsnapshot [MIN_MB] [NAME,NAME...]');
 const minBytes = Number(minArg ?? 0.3) * MB;
-const s = JSON.parse(readFileSync(file, 'utf8')) as Snapshot;
-const meta = s.snapshot.meta;
-const NF = meta.node_fields.length;
-const EF = meta.edge_fields.length;
-const nodeTypes = meta.node_types[0];
-const edgeTypes = meta.edge_types[0];
-const { nodes, edges, strings } = s;
-const n = nodes.length / NF;
-const iType = meta.node_fields.indexOf('type');
-const iName = meta.node_fields.indexOf('name');
-const iSelf = meta.node_fields.indexOf('self_size');
-const iEdges = meta.node_fields.indexOf('edge_count');
-const eType = meta.edge_fields.indexOf('type');
-const eName = meta.edge_fields.indexOf('name_or_index');
-const eTo = meta.edge_fields.indexOf('to_node');
-
-const firstEdge = new Uint32Array(n + 1);
-for (let v = 0; v < n; v++) firstEdge[v + 1] = (firstEdge[v] ?? 0) + (nodes[v * NF + iEdges] ?? 0);
-const at = (a: ArrayLike<number>, i: number): number => a[i] ?? 0;
-const type = (v: number): string => nodeTypes[at(nodes, v * NF + iType)] ?? '?';
-const name = (v: number): string => strings[at(nodes, v * NF + iName)] ?? '';
-const self = (v: number): number => at(nodes, v * NF + iSelf);
-const target = (e: number): number => at(edges, e * EF + eTo) / NF;
-const edgeType = (e: number): string => edgeTypes[at(edges, e * EF + eType)] ?? '?';
-const edgeName = (e: number): string => {
-  const t = edgeType(e);
-  const raw = at(edges, e * EF + eName);
-  return t === 'element' || t === 'hidden' ? `[${raw}]` : (strings[raw] ?? '?');
-};
+const { n, firstEdge, type, name, self, target, edgeType, edgeName } = readHeapSnapshot(file);
 // Weak references and the snapshot's shortcuts keep nothing alive.
 const strong = (e: number): boolean => edgeType(e) !== 'weak' && edgeType(e) !== 'shortcut';
 const label = (v: number): string => `${type(v)} ${name(v).slice(0, 60).replace(/\s+/g, ' ')}`;

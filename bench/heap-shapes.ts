@@ -9,44 +9,12 @@
  *   e.g. CONFIG_LOAD_SNAPSHOT=/tmp/load.heapsnapshot npm run bench -- --suite config-load
  *        bench/heap-shapes.ts /tmp/load.heapsnapshot lists,entries,files 12
  */
-import { readFileSync } from 'node:fs';
-
-interface Snapshot {
-  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]]; edge_fields: string[]; edge_types: [string[], ...unknown[]] } };
-  nodes: number[];
-  edges: number[];
-  strings: string[];
-}
+import { at, readHeapSnapshot } from './heap-snapshot.js';
 
 const [file, namesArg, topArg] = process.argv.slice(2);
 if (file === undefined || namesArg === undefined) throw new Error('usage: bench/heap-shapes.ts FILE.heapsnapshot NAME[,NAME...] [TOP]');
 const top = Number(topArg ?? 15);
-const s = JSON.parse(readFileSync(file, 'utf8')) as Snapshot;
-const meta = s.snapshot.meta;
-const NF = meta.node_fields.length;
-const EF = meta.edge_fields.length;
-const { nodes, edges, strings } = s;
-const n = nodes.length / NF;
-const at = (a: ArrayLike<number>, i: number): number => a[i] ?? 0;
-const iType = meta.node_fields.indexOf('type');
-const iName = meta.node_fields.indexOf('name');
-const iSelf = meta.node_fields.indexOf('self_size');
-const iEdges = meta.node_fields.indexOf('edge_count');
-const eType = meta.edge_fields.indexOf('type');
-const eName = meta.edge_fields.indexOf('name_or_index');
-const eTo = meta.edge_fields.indexOf('to_node');
-const firstEdge = new Uint32Array(n + 1);
-for (let v = 0; v < n; v++) firstEdge[v + 1] = at(firstEdge, v) + at(nodes, v * NF + iEdges);
-const type = (v: number): string => meta.node_types[0][at(nodes, v * NF + iType)] ?? '?';
-const name = (v: number): string => strings[at(nodes, v * NF + iName)] ?? '';
-const self = (v: number): number => at(nodes, v * NF + iSelf);
-const target = (e: number): number => at(edges, e * EF + eTo) / NF;
-const edgeType = (e: number): string => meta.edge_types[0][at(edges, e * EF + eType)] ?? '?';
-const edgeName = (e: number): string => {
-  const t = edgeType(e);
-  const raw = at(edges, e * EF + eName);
-  return t === 'element' || t === 'hidden' ? `[${raw}]` : (strings[raw] ?? '?');
-};
+const { n, firstEdge, type, name, self, target, edgeType, edgeName } = readHeapSnapshot(file);
 
 const DATA = new Set(['object', 'array', 'string', 'concatenated string', 'sliced string', 'number', 'native', 'bigint', 'hidden', 'object shape']);
 const SKIP = new Set(['__proto__', 'constructor', 'prototype']);
