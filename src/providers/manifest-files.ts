@@ -1536,62 +1536,28 @@ function followsLastBuild(changed: FileChanges, position: ReadonlyMap<string, nu
   return true;
 }
 
+/** The list of Inputs each kind's objects are filed in (as addToInputs files them). */
+const LIST_OF_KIND: ReadonlyMap<string, keyof ObjectLists> = new Map<string, keyof ObjectLists>([
+  ['GatewayClass', 'gatewayClasses'],
+  ['Gateway', 'gateways'],
+  ['HTTPRoute', 'httpRoutes'],
+  ['Backend', 'backends'],
+  ['Secret', 'secrets'],
+  ['ReferenceGrant', 'referenceGrants'],
+  ['Service', 'services'],
+  ['EndpointSlice', 'endpointSlices'],
+  ['Namespace', 'namespaces'],
+]);
+
 function setListOfKind(lists: ObjectLists, kind: string, list: ListedObject[]): void {
-  switch (kind) {
-    case 'GatewayClass':
-      lists.gatewayClasses = list as ObjectLists['gatewayClasses'];
-      return;
-    case 'Gateway':
-      lists.gateways = list as ObjectLists['gateways'];
-      return;
-    case 'HTTPRoute':
-      lists.httpRoutes = list as ObjectLists['httpRoutes'];
-      return;
-    case 'Backend':
-      lists.backends = list as ObjectLists['backends'];
-      return;
-    case 'Secret':
-      lists.secrets = list as ObjectLists['secrets'];
-      return;
-    case 'ReferenceGrant':
-      lists.referenceGrants = list as ObjectLists['referenceGrants'];
-      return;
-    case 'Service':
-      lists.services = list as ObjectLists['services'];
-      return;
-    case 'EndpointSlice':
-      lists.endpointSlices = list as ObjectLists['endpointSlices'];
-      return;
-    case 'Namespace':
-      lists.namespaces = list as ObjectLists['namespaces'];
-      return;
-  }
+  const key = LIST_OF_KIND.get(kind);
+  if (key !== undefined) (lists as Record<keyof ObjectLists, ListedObject[]>)[key] = list;
 }
 
-/** The list objects of a kind are filed in (addToInputs); an empty one for a kind never listed. */
+/** The list objects of a kind are filed in; an empty one for a kind never listed. */
 function listOfKind(lists: ObjectLists, kind: string): ListedObject[] {
-  switch (kind) {
-    case 'GatewayClass':
-      return lists.gatewayClasses;
-    case 'Gateway':
-      return lists.gateways;
-    case 'HTTPRoute':
-      return lists.httpRoutes;
-    case 'Backend':
-      return lists.backends;
-    case 'Secret':
-      return lists.secrets;
-    case 'ReferenceGrant':
-      return lists.referenceGrants;
-    case 'Service':
-      return lists.services;
-    case 'EndpointSlice':
-      return lists.endpointSlices;
-    case 'Namespace':
-      return lists.namespaces;
-    default:
-      return [];
-  }
+  const key = LIST_OF_KIND.get(kind);
+  return key === undefined ? [] : (lists[key] as ListedObject[]);
 }
 
 /**
