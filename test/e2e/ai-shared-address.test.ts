@@ -73,6 +73,19 @@ function twoModels(name: string, host: string, second = host): Manifest {
   });
 }
 
+/** Three pools whose members all sit at 127.0.0.1, with outlier detection on. */
+function threePoolsGuarded(name: string): Manifest {
+  return aiBackend({
+    name,
+    priorities: [
+      [{ name: 'first', fake: at('127.0.0.1'), hostname: 'models.llm.test', model: 'm-one' }],
+      [{ name: 'second', fake: at('127.0.0.1'), hostname: 'models.llm.test', model: 'm-two' }],
+      [{ name: 'third', fake: at('127.0.0.1'), hostname: 'models.llm.test', model: 'm-three' }],
+    ],
+    outlierDetection: { consecutive5xx: 2, baseEjectionTime: '30s', interval: '250ms' },
+  });
+}
+
 beforeAll(async () => {
   models = await startModelServer();
   gw = await startGatewayFixture({
@@ -90,25 +103,9 @@ beforeAll(async () => {
         // A hostname: STRICT_DNS, as for api.openai.com.
         twoModels('by-name', 'localhost'),
         // Three pools on one address, every member an IP address, and outlier detection on.
-        aiBackend({
-          name: 'guarded',
-          priorities: [
-            [{ name: 'first', fake: at('127.0.0.1'), hostname: 'models.llm.test', model: 'm-one' }],
-            [{ name: 'second', fake: at('127.0.0.1'), hostname: 'models.llm.test', model: 'm-two' }],
-            [{ name: 'third', fake: at('127.0.0.1'), hostname: 'models.llm.test', model: 'm-three' }],
-          ],
-          outlierDetection: { consecutive5xx: 2, baseEjectionTime: '30s', interval: '250ms' },
-        }),
+        threePoolsGuarded('guarded'),
         // The same, for a second pool ejected while the first is not.
-        aiBackend({
-          name: 'limited',
-          priorities: [
-            [{ name: 'first', fake: at('127.0.0.1'), hostname: 'models.llm.test', model: 'm-one' }],
-            [{ name: 'second', fake: at('127.0.0.1'), hostname: 'models.llm.test', model: 'm-two' }],
-            [{ name: 'third', fake: at('127.0.0.1'), hostname: 'models.llm.test', model: 'm-three' }],
-          ],
-          outlierDetection: { consecutive5xx: 2, baseEjectionTime: '30s', interval: '250ms' },
-        }),
+        threePoolsGuarded('limited'),
       ],
       // Nothing listens on 127.0.0.2: its second pool starts apart, and an edit moves it.
       'edited.yaml': [twoModels('edited', '127.0.0.1', '127.0.0.2')],
