@@ -1,6 +1,7 @@
 // Preloaded into serve by bench/serve-memory.ts (node --import; it survives bin/switchyard.js
 // restarting itself, an IPC channel would not). On SIGUSR2 it reads the request in
-// $SERVE_MEMORY_PROBE/request.json and answers in response.json: {cmd: 'stats', gc} gets V8's heap
+// $SERVE_MEMORY_PROBE/request.json and answers in response.json: {cmd: 'stats', gc} (gc: true for a
+// full GC, 'compact' for V8's last-resort one that also moves objects and gives pages back) gets V8's heap
 // statistics per space, process.memoryUsage() and the CPU used so far; {cmd: 'snapshot', file}
 // writes a heap snapshot there.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -19,6 +20,7 @@ if (dir) {
       answer = { file: v8.writeHeapSnapshot(request.file) };
     } else {
       if (request.gc === true) gc();
+      else if (request.gc === 'compact') gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
       const cpu = process.cpuUsage();
       answer = { memory: process.memoryUsage(), heap: v8.getHeapStatistics(), spaces: v8.getHeapSpaceStatistics(), cpuMs: (cpu.user + cpu.system) / 1000, execArgv: process.execArgv };
     }

@@ -11,6 +11,8 @@
  * SERVE_MEMORY_NODE_FLAGS adds Node flags to serve's command line (e.g. --max-semi-space-size=1);
  * SERVE_MEMORY_SNAPSHOT=FILE writes a heap snapshot of serve there at the end;
  * SERVE_MEMORY_HOLD=SECONDS keeps serve running that long at the end (to inspect /proc/PID);
+ * SERVE_MEMORY_LOG=FILE keeps serve's log (with --trace-gc in SERVE_MEMORY_NODE_FLAGS: what V8 did when);
+ * SERVE_MEMORY_TIMELINE=SECONDS prints serve's RSS every second that long after the edits, before any forced GC;
  * SERVE_MEMORY_EDITS=N edits N Backends one after the other instead of one (what edits leave behind).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -128,7 +130,7 @@ async function main(): Promise<void> {
     ], { cwd: ROOT, stdio: ['ignore', fd, fd], env: { ...process.env, SERVE_MEMORY_PROBE: probeDir } });
     closeSync(fd);
     const pid = serve.pid ?? -1;
-    const stats = (gc: boolean): Promise<Stats> => ask<Stats>(probeDir, pid, { cmd: 'stats', gc });
+    const stats = (gc: boolean | 'compact'): Promise<Stats> => ask<Stats>(probeDir, pid, { cmd: 'stats', gc });
     const port = await waitFor('serve to listen', () => {
       const m = /"xdsPort":(\d+)/.exec(readFileSync(logFile, 'utf8'));
       return m ? Number(m[1]) : undefined;
@@ -162,10 +164,17 @@ async function main(): Promise<void> {
     }
     const pushed = await stats(false);
     print(`${edits === 1 ? 'edit' : `${edits} edits`} ACKed`, pid, pushed);
+    const timeline = Number(process.env['SERVE_MEMORY_TIMELINE'] ?? 0);
+    for (let t = 1; t <= timeline; t++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      console.log(`${t} s after the edits: RSS ${(processUsage(pid).rssBytes / MB).toFixed(1)} MB`);
+    }
     const pushedGc = await stats(true);
     print(`${edits === 1 ? 'edit' : `${edits} edits`} ACKed, after GC`, pid, pushedGc);
+    const compacted = await stats('compact');
+    print('after compacting GC', pid, compacted);
     console.log(`serve's resident memory by mapping: ${residentByMapping(pid)}`);
-    console.log(`breakdown after GC: ${breakdown(pid, pushedGc)}`);
+    console.log(`breakdown after the compacting GC: ${breakdown(pid, compacted)}`);
     const hold = Number(process.env['SERVE_MEMORY_HOLD'] ?? 0);
     if (hold > 0) {
       console.log(`serve (pid ${pid}) keeps running for ${hold} s`);
@@ -178,6 +187,8 @@ async function main(): Promise<void> {
     }
     console.log(`serve CPU: start ${started.cpuMs.toFixed(0)} ms, connect ${clients} ${(connected.cpuMs - started.cpuMs).toFixed(0)} ms, ${edits === 1 ? 'edit' : `${edits} edits`}->ACKed ${(pushed.cpuMs - connectedGc.cpuMs).toFixed(0)} ms`);
   } finally {
+    const keepLog = process.env['SERVE_MEMORY_LOG'];
+    if (keepLog !== undefined && existsSync(join(dir, 'serve.log'))) writeFileSync(keepLog, readFileSync(join(dir, 'serve.log')));
     for (const f of fleets) await f.stop();
     if (serve && serve.exitCode === null) {
       const exited = new Promise((r) => serve?.once('exit', r));

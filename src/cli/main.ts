@@ -10,6 +10,7 @@ import type { AccessLogFormat } from '../envoy/access-log.js';
 import { parseOtlpEndpoint, type OtlpEndpoint } from '../envoy/tracing.js';
 import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
 import { createLogger } from '../observability/logger.js';
+import { startIdleCompaction } from '../observability/idle-compaction.js';
 import type { ConfigLimits } from '../providers/manifest-files.js';
 import { CA_FILE, CERT_FILE, KEY_FILE, clientCertificateRole, readXdsClientTls, readXdsServerTls, xdsChannelCredentials } from '../xds/tls.js';
 import { closest, HelpRequested, parseFlags, UsageError } from './flags.js';
@@ -464,7 +465,10 @@ function watchSignals(logger: ReturnType<typeof createLogger>): { until(running:
   return {
     until: (running) =>
       new Promise<void>((resolve) => {
+        // While serving, not while starting: a start is all work, never idle.
+        const compaction = startIdleCompaction(logger.child({ component: 'memory' }));
         const shutdown = (signal: string): void => {
+          compaction.stop();
           logger.info({ signal }, 'shutting down');
           running.stop().then(resolve, resolve);
         };

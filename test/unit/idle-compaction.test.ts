@@ -1,0 +1,63 @@
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { describe, expect, it } from 'vitest';
+import { compactHeap, decideCompaction, DEFAULT_IDLE_COMPACTION, startIdleCompaction, type HeapSample } from '../../src/observability/idle-compaction.js';
+import { createLogger } from '../../src/observability/logger.js';
+
+const MB = 1024 * 1024;
+const quiet: HeapSample = { utilization: 0.01, physicalBytes: 60 * MB, usedBytes: 50 * MB, nowMs: 10_000 };
+const fresh = { physicalAfterBytes: 0, notBeforeMs: 0 };
+
+describe('decideCompaction', () => {
+  it('compacts a quiet process whose heap grew since the last compaction', () => {
+    expect(decideCompaction(quiet, fresh, DEFAULT_IDLE_COMPACTION)).toBe('compact');
+    expect(decideCompaction(quiet, { physicalAfterBytes: 55 * MB, notBeforeMs: 9_000 }, DEFAULT_IDLE_COMPACTION)).toBe('compact');
+  });
+
+  it('leaves a busy event loop, a heap that did not grow, a large heap and a recent compaction alone', () => {
+    expect(decideCompaction({ ...quiet, utilization: 0.2 }, fresh, DEFAULT_IDLE_COMPACTION)).toBe('busy');
+    expect(decideCompaction(quiet, { physicalAfterBytes: 57 * MB, notBeforeMs: 0 }, DEFAULT_IDLE_COMPACTION)).toBe('no-growth');
+    expect(decideCompaction({ ...quiet, usedBytes: 200 * MB, physicalBytes: 220 * MB }, fresh, DEFAULT_IDLE_COMPACTION)).toBe('heap-too-large');
+    expect(decideCompaction(quiet, { physicalAfterBytes: 40 * MB, notBeforeMs: 12_000 }, DEFAULT_IDLE_COMPACTION)).toBe('too-soon');
+  });
+});
+
+/** Old-space objects, one in four kept: what a load or an edit leaves behind, pages mostly empty. */
+function fragmentHeap(): unknown[] {
+  const all: { id: number; name: string; list: number[] }[] = [];
+  for (let i = 0; i < 400_000; i++) all.push({ id: i, name: `member-${i}`, list: [i, i + 1] });
+  return all.filter((_, i) => i % 4 === 0);
+}
+
+describe('compactHeap', () => {
+  it("gives back V8's half-empty pages, which an ordinary full GC keeps", () => {
+    const kept = fragmentHeap();
+    setFlagsFromString('--expose-gc');
+    const ordinaryGc = runInNewContext('gc') as () => void;
+    ordinaryGc();
+    const before = getHeapStatistics().total_physical_size;
+    const result = compactHeap();
+    expect(result).toBeDefined();
+    expect(result?.physicalBeforeBytes).toBeGreaterThanOrEqual(before - MB);
+    // The surviving quarter fits in far fewer pages.
+    expect((result?.physicalBeforeBytes ?? 0) - (result?.physicalAfterBytes ?? 0)).toBeGreaterThan(10 * MB);
+    expect(kept.length).toBe(100_000);
+  });
+});
+
+describe('startIdleCompaction', () => {
+  it('compacts once the event loop is quiet after work, then not again while nothing grows', async () => {
+    const kept = fragmentHeap();
+    const compaction = startIdleCompaction(createLogger({ level: 'silent' }), { checkEveryMs: 100, idleUtilization: 0.5, maxShare: 1 });
+    try {
+      const deadline = Date.now() + 10_000;
+      while (compaction.count === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(compaction.count).toBe(1);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(compaction.count).toBe(1);
+    } finally {
+      compaction.stop();
+    }
+    expect(kept.length).toBe(100_000);
+  });
+});
