@@ -125,7 +125,12 @@ export class RecentRequests<T> {
 
   set(bytes: Buffer, request: T): void {
     if (bytes.length < SHARED_DECODE_MIN_BYTES) return;
-    this.entries.unshift({ bytes, request });
+    // A copy of its own (allocUnsafeSlow: Buffer.from would copy into Node's shared 64 KiB pool):
+    // the request's bytes are a view of the socket read they came in, which a kept view would
+    // hold, 64 KiB or more, for as long as the entry lives.
+    const copy = Buffer.allocUnsafeSlow(bytes.length);
+    bytes.copy(copy);
+    this.entries.unshift({ bytes: copy, request });
     if (this.entries.length > SHARED_DECODES_KEPT) this.entries.pop();
   }
 }

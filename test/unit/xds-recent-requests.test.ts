@@ -29,6 +29,20 @@ describe('RecentRequests: a fleet sending the same large request decodes it once
     expect(recent.get(Buffer.from(ack))).toBeUndefined();
   });
 
+  it('keeps a copy of the bytes, not the read they are a view of', () => {
+    const recent = new RecentRequests<string>();
+    const first = request({ type_url: TypeUrl.endpoint, resource_names_subscribe: names });
+    // A request as a socket read hands it over: a view into a larger buffer.
+    const read = Buffer.alloc(64 * 1024);
+    first.copy(read, 100);
+    const view = read.subarray(100, 100 + first.length);
+    recent.set(view, 'request');
+    read.fill(0);
+    expect(recent.get(first)).toBe('request');
+    const kept = (recent as unknown as { entries: { bytes: Buffer }[] }).entries[0]?.bytes;
+    expect(kept?.buffer.byteLength).toBe(first.length);
+  });
+
   it('keeps the last few only', () => {
     const recent = new RecentRequests<string>();
     const bytes = Array.from({ length: 12 }, (_, i) => request({ type_url: TypeUrl.endpoint, resource_names_subscribe: names.map((n) => `${n}-${i}`) }));
