@@ -197,6 +197,34 @@ current-context: x
   });
 });
 
+describe('memory', () => {
+  it('serve, once quiet after its load, compacts V8\'s heap (logged at debug) and still stops cleanly', async () => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'serve', '--config', join(ROOT, 'examples'), '--no-envoy', '--no-ai-extension', '--log-level', 'debug',
+        '--xds-port', '0', '--xds-host', '127.0.0.1', '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'compaction-state')],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    const compacted = new Promise<string>((resolve) => {
+      const take = (c: Buffer): void => {
+        output += c.toString('utf8');
+        const line = output.split('\n').find((l) => l.includes('"msg":"idle: V8 heap compacted"'));
+        if (line !== undefined) resolve(line);
+      };
+      child.stdout.on('data', take);
+      child.stderr.on('data', take);
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    const line = JSON.parse(await compacted) as { heapBeforeMB: number; heapAfterMB: number; cpuMs: number };
+    expect(line.heapAfterMB).toBeLessThan(line.heapBeforeMB);
+    child.kill('SIGTERM');
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('close', (c, s) => resolve([c, s])));
+    clearTimeout(timer);
+    expect({ code, signal }, output.slice(-1_000)).toEqual({ code: 0, signal: null });
+  });
+});
+
 describe('signals', () => {
   it('a SIGTERM that arrives while serve is still starting stops it cleanly (exit 0), not by the signal', async () => {
     const child = spawn(
