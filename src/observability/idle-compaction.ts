@@ -20,7 +20,8 @@ import type { Logger } from './logger.js';
  * - the heap grew by `minGrowthBytes` since the last compaction (nothing to gain otherwise);
  * - the heap holds under `maxHeapBytes`: the pause grows with the live heap (at 1,000 Backends,
  *   45 MB, 177 ms of CPU, which a machine with a load average of 16 on 2 cores stretched to
- *   0.8-1.8 s of wall time); above it V8's incremental memory reducer is left to do its work;
+ *   0.8-1.8 s of wall time: the bench's longest event-loop stall); above it V8's incremental
+ *   memory reducer is left to do its work;
  * - compactions take at most `maxShare` of the time: an edit every few seconds is not followed by
  *   a compaction each (the next waits duration / maxShare after the last).
  */
@@ -36,7 +37,7 @@ export const DEFAULT_IDLE_COMPACTION: IdleCompactionOptions = {
   checkEveryMs: 1_000,
   idleUtilization: 0.05,
   minGrowthBytes: 4 * 1024 * 1024,
-  maxHeapBytes: 96 * 1024 * 1024,
+  maxHeapBytes: 64 * 1024 * 1024,
   maxShare: 0.05,
 };
 

@@ -48,7 +48,7 @@ describe('compactHeap', () => {
 describe('startIdleCompaction', () => {
   it('compacts once the event loop is quiet after work, then not again while nothing grows', async () => {
     const kept = fragmentHeap();
-    const compaction = startIdleCompaction(createLogger({ level: 'silent' }), { checkEveryMs: 100, idleUtilization: 0.5, maxShare: 1 });
+    const compaction = startIdleCompaction(createLogger({ level: 'silent' }), { checkEveryMs: 100, idleUtilization: 0.5, maxShare: 1, maxHeapBytes: 2 ** 40 });
     try {
       const deadline = Date.now() + 10_000;
       while (compaction.count === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
