@@ -15,7 +15,8 @@ import type { Logger } from './logger.js';
  * else would (bench/serve-memory.ts).
  *
  * The compaction is V8's "last resort" GC (what a low-memory notification runs: two full GCs that
- * compact and shrink every space), synchronous, so it is run only when it costs nobody anything:
+ * compact and shrink every space) and synchronous: whatever arrives during it waits, so it runs
+ * only when little is likely to:
  * - the event loop was idle over the last check (under `idleUtilization` busy);
  * - the heap grew by `minGrowthBytes` since the last compaction (nothing to gain otherwise);
  * - the heap holds under `maxHeapBytes`: the pause grows with the live heap (at 1,000 Backends,
