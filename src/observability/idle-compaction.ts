@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -18,6 +20,10 @@ import type { Logger } from './logger.js';
  * compact and shrink every space) and synchronous: whatever arrives during it waits, so it runs
  * only when little is likely to:
  * - the event loop was idle over the last check (under `idleUtilization` busy);
+ * - the machine has a core free (Linux: no more threads runnable right now than cores, this one
+ *   included): on a machine with two cores and 8 to 24 runnable threads, the pause lasted five to
+ *   ten times its CPU (0.8-1.8 s), the longest event-loop stall of the bench; without a free core
+ *   the memory stays where it is, as it would without compaction;
  * - the heap grew by `minGrowthBytes` since the last compaction (nothing to gain otherwise);
  * - the heap holds under `maxHeapBytes`: the pause grows with the live heap (at 1,000 Backends,
  *   45 MB, 177 ms of CPU, which a machine with a load average of 16 on 2 cores stretched to
@@ -32,6 +38,8 @@ export interface IdleCompactionOptions {
   minGrowthBytes: number;
   maxHeapBytes: number;
   maxShare: number;
+  /** Compact only with a core free (see above); tests on a busy machine turn it off. */
+  freeCoreOnly: boolean;
 }
 
 export const DEFAULT_IDLE_COMPACTION: IdleCompactionOptions = {
@@ -40,6 +48,7 @@ export const DEFAULT_IDLE_COMPACTION: IdleCompactionOptions = {
   minGrowthBytes: 4 * 1024 * 1024,
   maxHeapBytes: 64 * 1024 * 1024,
   maxShare: 0.05,
+  freeCoreOnly: true,
 };
 
 /** What one check sees. */
@@ -51,6 +60,8 @@ export interface HeapSample {
   /** V8's heap in use, garbage not yet collected included (used_heap_size). */
   usedBytes: number;
   nowMs: number;
+  /** Threads runnable on the machine now and its cores; undefined where the system does not say. */
+  runnable?: { threads: number; cores: number };
 }
 
 /** What the checks remember of the compactions so far. */
@@ -62,14 +73,31 @@ export interface CompactionHistory {
 }
 
 /** Why a check compacts or not: one word for logs and tests. */
-export type CompactionDecision = 'compact' | 'busy' | 'no-growth' | 'heap-too-large' | 'too-soon';
+export type CompactionDecision = 'compact' | 'busy' | 'machine-busy' | 'no-growth' | 'heap-too-large' | 'too-soon';
 
 export function decideCompaction(sample: HeapSample, history: CompactionHistory, opts: IdleCompactionOptions): CompactionDecision {
   if (sample.utilization >= opts.idleUtilization) return 'busy';
   if (sample.usedBytes > opts.maxHeapBytes) return 'heap-too-large';
   if (sample.physicalBytes - history.physicalAfterBytes < opts.minGrowthBytes) return 'no-growth';
   if (sample.nowMs < history.notBeforeMs) return 'too-soon';
+  if (sample.runnable !== undefined && sample.runnable.threads > sample.runnable.cores) return 'machine-busy';
   return 'compact';
+}
+
+/** Runnable threads from Linux's /proc/loadavg ("1.2 0.9 0.8 3/412 1234": 3 runnable now). */
+export function runnableThreads(loadavg: string): number | undefined {
+  const match = /^\S+ \S+ \S+ (\d+)\//.exec(loadavg);
+  return match ? Number(match[1]) : undefined;
+}
+
+function runnableNow(): HeapSample['runnable'] {
+  let threads: number | undefined;
+  try {
+    threads = runnableThreads(readFileSync('/proc/loadavg', 'utf8'));
+  } catch {
+    return undefined;
+  }
+  return threads === undefined ? undefined : { threads, cores: availableParallelism() };
 }
 
 type LastResortGc = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void;
@@ -127,20 +155,29 @@ export function startIdleCompaction(logger: Logger, options: Partial<IdleCompact
   const opts = { ...DEFAULT_IDLE_COMPACTION, ...options };
   const history: CompactionHistory = { physicalAfterBytes: 0, notBeforeMs: 0 };
   let count = 0;
+  let waitSaid = false;
   let since: EventLoopUtilization = performance.eventLoopUtilization();
   const timer = setInterval(() => {
     const now = performance.eventLoopUtilization();
     const utilization = performance.eventLoopUtilization(now, since).utilization;
     since = now;
     const heap = getHeapStatistics();
-    const decision = decideCompaction({ utilization, physicalBytes: heap.total_physical_size, usedBytes: heap.used_heap_size, nowMs: performance.now() }, history, opts);
-    if (decision !== 'compact') return;
+    const sample: HeapSample = { utilization, physicalBytes: heap.total_physical_size, usedBytes: heap.used_heap_size, nowMs: performance.now() };
+    // Read last: only when everything else says compact.
+    if (decideCompaction(sample, history, opts) !== 'compact') return;
+    const runnable = opts.freeCoreOnly ? runnableNow() : undefined;
+    if (decideCompaction(runnable === undefined ? sample : { ...sample, runnable }, history, opts) === 'machine-busy') {
+      if (!waitSaid) logger.debug({ runnable: runnable?.threads, cores: runnable?.cores }, 'idle: V8 heap compaction waits for a free core');
+      waitSaid = true;
+      return;
+    }
     const result = compactHeap();
     if (result === undefined) {
       clearInterval(timer);
       return;
     }
     count++;
+    waitSaid = false;
     history.physicalAfterBytes = result.physicalAfterBytes;
     history.notBeforeMs = performance.now() + result.ms / opts.maxShare;
     // The compaction's own time is not the next check's idleness to judge.

@@ -198,7 +198,8 @@ current-context: x
 });
 
 describe('memory', () => {
-  it('serve, once quiet after its load, compacts V8\'s heap (logged at debug) and still stops cleanly', async () => {
+  // On a machine without a free core (CI beside other work) it says it waits for one instead.
+  it('serve, once quiet after its load, compacts V8\'s heap or waits for a free core to (logged at debug), and still stops cleanly', async () => {
     const child = spawn(
       process.execPath,
       ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'serve', '--config', join(ROOT, 'examples'), '--no-envoy', '--no-ai-extension', '--log-level', 'debug',
@@ -209,15 +210,19 @@ describe('memory', () => {
     const compacted = new Promise<string>((resolve) => {
       const take = (c: Buffer): void => {
         output += c.toString('utf8');
-        const line = output.split('\n').find((l) => l.includes('"msg":"idle: V8 heap compacted"'));
+        const line = output.split('\n').find((l) => l.includes('"msg":"idle: V8 heap compact'));
         if (line !== undefined) resolve(line);
       };
       child.stdout.on('data', take);
       child.stderr.on('data', take);
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    const line = JSON.parse(await compacted) as { heapBeforeMB: number; heapAfterMB: number; cpuMs: number };
-    expect(line.heapAfterMB).toBeLessThan(line.heapBeforeMB);
+    const line = JSON.parse(await compacted) as { msg: string; heapBeforeMB?: number; heapAfterMB?: number; runnable?: number; cores?: number };
+    if (line.msg === 'idle: V8 heap compacted') expect(line.heapAfterMB).toBeLessThan(line.heapBeforeMB ?? 0);
+    else {
+      expect(line.msg).toBe('idle: V8 heap compaction waits for a free core');
+      expect(line.runnable).toBeGreaterThan(line.cores ?? Number.POSITIVE_INFINITY);
+    }
     child.kill('SIGTERM');
     const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('close', (c, s) => resolve([c, s])));
     clearTimeout(timer);

@@ -1,7 +1,7 @@
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { compactHeap, decideCompaction, DEFAULT_IDLE_COMPACTION, startIdleCompaction, type HeapSample } from '../../src/observability/idle-compaction.js';
+import { compactHeap, decideCompaction, DEFAULT_IDLE_COMPACTION, runnableThreads, startIdleCompaction, type HeapSample } from '../../src/observability/idle-compaction.js';
 import { createLogger } from '../../src/observability/logger.js';
 
 const MB = 1024 * 1024;
@@ -19,6 +19,18 @@ describe('decideCompaction', () => {
     expect(decideCompaction(quiet, { physicalAfterBytes: 57 * MB, notBeforeMs: 0 }, DEFAULT_IDLE_COMPACTION)).toBe('no-growth');
     expect(decideCompaction({ ...quiet, usedBytes: 200 * MB, physicalBytes: 220 * MB }, fresh, DEFAULT_IDLE_COMPACTION)).toBe('heap-too-large');
     expect(decideCompaction(quiet, { physicalAfterBytes: 40 * MB, notBeforeMs: 12_000 }, DEFAULT_IDLE_COMPACTION)).toBe('too-soon');
+  });
+
+  it('waits for a free core: a pause on a machine with more runnable threads than cores lasts several times its CPU', () => {
+    expect(decideCompaction({ ...quiet, runnable: { threads: 9, cores: 2 } }, fresh, DEFAULT_IDLE_COMPACTION)).toBe('machine-busy');
+    expect(decideCompaction({ ...quiet, runnable: { threads: 2, cores: 2 } }, fresh, DEFAULT_IDLE_COMPACTION)).toBe('compact');
+  });
+});
+
+describe('runnableThreads', () => {
+  it("reads the threads runnable now from Linux's /proc/loadavg", () => {
+    expect(runnableThreads('13.27 12.54 12.76 19/349 123456\n')).toBe(19);
+    expect(runnableThreads('')).toBeUndefined();
   });
 });
 
@@ -48,7 +60,7 @@ describe('compactHeap', () => {
 describe('startIdleCompaction', () => {
   it('compacts once the event loop is quiet after work, then not again while nothing grows', async () => {
     const kept = fragmentHeap();
-    const compaction = startIdleCompaction(createLogger({ level: 'silent' }), { checkEveryMs: 100, idleUtilization: 0.5, maxShare: 1, maxHeapBytes: 2 ** 40 });
+    const compaction = startIdleCompaction(createLogger({ level: 'silent' }), { checkEveryMs: 100, idleUtilization: 0.5, maxShare: 1, maxHeapBytes: 2 ** 40, freeCoreOnly: false });
     try {
       const deadline = Date.now() + 10_000;
       while (compaction.count === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
