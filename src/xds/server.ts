@@ -16,7 +16,7 @@ import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
 import type { GrpcService } from './lrs.js';
 import { directCall, framedBatch, joined, sharedFraming, type DirectCall, type FramedMessage } from './grpc-framing.js';
-import { FIRST_PUSH_SLICE_MS, PacedFanOut, SlicedWork, type PendingChanges } from './push-pacer.js';
+import { FANOUT_SLICE_MS, FIRST_PUSH_SLICE_MS, PacedFanOut, SlicedWork, type PendingChanges } from './push-pacer.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
   decodeDeltaDiscoveryRequest,
@@ -234,7 +234,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly logger: Logger;
   private readonly bodies = new SharedResponseBodies();
   /** Pushes of a change to many streams run in slices, so that ACKs, new streams and keepalives are served in between. */
-  private readonly fanOutQueue = new PacedFanOut<LiveStream, TypeUrlValue>((stream, changed) => this.pushChange(stream, changed), undefined, undefined, PENDING_ON_STREAM);
+  private readonly fanOutQueue = new PacedFanOut<LiveStream, TypeUrlValue>((stream, changed) => this.pushChange(stream, changed), FANOUT_SLICE_MS, undefined, PENDING_ON_STREAM);
   /**
    * Requests are handled in slices too: a thousand streams whose first requests arrive in one
    * read would otherwise each select and answer a whole configuration in one stretch of the loop.
