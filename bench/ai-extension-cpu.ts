@@ -25,7 +25,7 @@ async function run(requests: number, ctx: ExchangeContext, wire: Buffer[][]): Pr
       if (index === 3) for (const m of messages.slice(3)) exchange.observe(m);
       const phaseStarted = performance.now();
       const response = await exchange.handle(message);
-      encodeProcessingResponse(response);
+      if (response.phase !== 'none') encodeProcessingResponse(response);
       ctx.metrics.processing.observe({ phase: 'request_headers' }, (performance.now() - phaseStarted) / 1000);
     }
     exchange.close();

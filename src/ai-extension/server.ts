@@ -191,7 +191,7 @@ function serveAttempt(call: BidiCall, ctx: ExchangeContext, traceparent: string 
       const started = performance.now();
       try {
         const response = await exchange.handle(message);
-        call.write(encodeProcessingResponse(response));
+        if (response.phase !== 'none') call.write(encodeProcessingResponse(response));
       } catch (err) {
         ctx.logger.error({ err }, 'ai-extension: failed to process an attempt');
         call.write(encodeProcessingResponse({ phase: 'immediate', status: 500, body: JSON.stringify({ error: { message: `Switchyard AI extension failed: ${err instanceof Error ? err.message : String(err)}`, type: 'ai_extension_error', param: null, code: 'ai_extension_error' } }) }));
