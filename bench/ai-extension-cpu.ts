@@ -1,5 +1,5 @@
 /**
- * CPU per request of the AI extension's own work, without the gRPC transport: the six ext_proc
+ * CPU per request of the AI extension's own work, without the gRPC transport: the five ext_proc
  * messages of one non-streamed OpenAI attempt (bench/ai-extension-messages.ts) encoded as Envoy sends them, then
  * decoded, answered and encoded by the extension, as many times as it takes. Steadier than the
  * end-to-end row on a busy machine: one process, CPU time only.
@@ -12,20 +12,20 @@ import { AttemptExchange, type ExchangeContext } from '../src/ai-extension/excha
 import { createAiExtensionMetrics } from '../src/ai-extension/metrics.js';
 import { decodeProcessingRequest, encodeProcessingResponse } from '../src/ai-extension/protocol.js';
 import { RequestMemory } from '../src/ai-extension/request-memory.js';
-import { attemptMessages } from './ai-extension-messages.js';
+import { REQUEST_MESSAGES, attemptMessages } from './ai-extension-messages.js';
 
 async function run(requests: number, ctx: ExchangeContext, wire: Buffer[][]): Promise<number> {
   const started = process.cpuUsage();
   for (let i = 0; i < requests; i++) {
     const exchange = new AttemptExchange(ctx);
     const messages = (wire[i % wire.length] ?? []).map((bytes) => decodeProcessingRequest(bytes));
-    // As Envoy sends them: the request's three together (full duplex), then the answer's three.
+    // As Envoy sends them: the request's together (full duplex), then the answer's three.
     for (const [index, message] of messages.entries()) {
-      if (index === 0) for (const m of messages.slice(0, 3)) exchange.observe(m);
-      if (index === 3) for (const m of messages.slice(3)) exchange.observe(m);
+      if (index === 0) for (const m of messages.slice(0, REQUEST_MESSAGES)) exchange.observe(m);
+      if (index === REQUEST_MESSAGES) for (const m of messages.slice(REQUEST_MESSAGES)) exchange.observe(m);
       const phaseStarted = performance.now();
       const response = await exchange.handle(message);
-      encodeProcessingResponse(response);
+      if (response.phase !== 'none') encodeProcessingResponse(response);
       ctx.metrics.processing.observe({ phase: 'request_headers' }, (performance.now() - phaseStarted) / 1000);
     }
     exchange.close();

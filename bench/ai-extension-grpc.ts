@@ -3,9 +3,9 @@
  * real extension server (startAiExtension) runs in a child process; this process plays Envoy's
  * ext_proc client on one HTTP/2 connection, one stream per attempt, as Envoy 1.40 does with a
  * full-duplex request body, `send_body_without_waiting_for_header_response` and the graceful
- * close: request headers, body and the body's end at once, wait for the three answers; response
- * headers, body chunk and empty end chunk at once, wait for the three answers; half-close and
- * read the status. The child's CPU time per attempt
+ * close and the AI cluster's buffer filter: request headers and the whole body at once, wait for
+ * the two answers; response headers, body chunk and empty end chunk at once, wait for the three
+ * answers; half-close and read the status. The child's CPU time per attempt
  * (from /proc) is the extension's whole cost, transport included, which the end-to-end row
  * (bench/ai-extension.ts) measures only amid Envoy's and the provider's load.
  *
@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { startAiExtension } from '../src/ai-extension/server.js';
 import { PROCESS_PATH } from '../src/ai-extension/protocol.js';
-import { BENCH_MEMBER, attemptMessages } from './ai-extension-messages.js';
+import { BENCH_MEMBER, REQUEST_MESSAGES, attemptMessages } from './ai-extension-messages.js';
 import { processUsage } from './gcp.js';
 
 /** No credential to wait for: the member's key would come from the controller over ADS. */
@@ -31,6 +31,10 @@ function frame(message: Buffer): Buffer {
   return out;
 }
 
+/** Answers to the request's messages (the headers', the body's) and to the answer's three. */
+const REQUEST_ANSWERS = 2;
+const ANSWERS = REQUEST_ANSWERS + 3;
+
 /** One attempt's stream: resolves once the extension has ended it with an OK status. */
 function attempt(session: http2.ClientHttp2Session, wire: Buffer[]): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -38,7 +42,7 @@ function attempt(session: http2.ClientHttp2Session, wire: Buffer[]): Promise<voi
     let answers = 0;
     let pending: Buffer = Buffer.alloc(0);
     const send = (i: number): void => void stream.write(frame(wire[i] ?? Buffer.alloc(0)));
-    for (let i = 0; i < 3; i++) send(i);
+    for (let i = 0; i < REQUEST_MESSAGES; i++) send(i);
     stream.on('data', (chunk: Buffer) => {
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
       while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
@@ -47,11 +51,11 @@ function attempt(session: http2.ClientHttp2Session, wire: Buffer[]): Promise<voi
         pending = pending.subarray(5 + pending.readUInt32BE(1));
         if (wait) continue;
         answers++;
-        if (answers === 3) for (let i = 3; i < 6; i++) send(i);
-        else if (answers === 6) stream.end();
+        if (answers === REQUEST_ANSWERS) for (let i = REQUEST_MESSAGES; i < wire.length; i++) send(i);
+        else if (answers === ANSWERS) stream.end();
       }
     });
-    stream.on('trailers', (trailers) => (trailers['grpc-status'] === '0' && answers === 6 ? resolve() : reject(new Error(`status ${String(trailers['grpc-status'])} after ${answers} answers`))));
+    stream.on('trailers', (trailers) => (trailers['grpc-status'] === '0' && answers === ANSWERS ? resolve() : reject(new Error(`status ${String(trailers['grpc-status'])} after ${answers} answers`))));
     stream.on('error', reject);
   });
 }

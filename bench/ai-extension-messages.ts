@@ -1,8 +1,9 @@
 /**
- * The six ext_proc messages of one non-streamed OpenAI attempt, encoded as Envoy 1.40 sends them
- * (request headers with the member's attributes, the request body and its end, response headers,
- * response body and its empty end), for the AI extension benches (ai-extension-cpu.ts,
- * ai-extension-grpc.ts). Envoy sends the first three together, then the last three together.
+ * The five ext_proc messages of one non-streamed OpenAI attempt, encoded as Envoy 1.40 sends them
+ * (request headers with the member's attributes, the request body whole behind the AI cluster's
+ * buffer filter, response headers, response body and its empty end), for the AI extension
+ * benches (ai-extension-cpu.ts, ai-extension-grpc.ts). Envoy sends the first REQUEST_MESSAGES
+ * together, then the rest together.
  */
 import { ATTEMPT_FACTS_ATTRIBUTE, CONNECTION_READY_ATTRIBUTE, EXT_PROC_ATTRIBUTES } from '../src/envoy/ai-extension.js';
 import { encodeAttemptFacts, type AttemptFacts } from '../src/envoy/attempt-facts.js';
@@ -34,6 +35,9 @@ const responseBody = JSON.stringify({
   usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 },
 });
 
+/** How many of an attempt's messages belong to the request (sent together, before the answer's). */
+export const REQUEST_MESSAGES = 2;
+
 export function attemptMessages(id: number, member: AttemptFacts = BENCH_MEMBER, bodyKb = 0): Buffer[] {
   const attributes = attributesOf(member);
   const requestBody = chatBody(bodyKb);
@@ -47,9 +51,8 @@ export function attemptMessages(id: number, member: AttemptFacts = BENCH_MEMBER,
       attributes,
       metadata_context: {},
     }),
-    // Full duplex: the body's data, then its end in a message of its own.
-    encode({ request_body: { body: Buffer.from(requestBody), end_of_stream: false }, metadata_context: {} }),
-    encode({ request_body: { body: Buffer.alloc(0), end_of_stream: true }, metadata_context: {} }),
+    // Full duplex, the body buffered ahead of the filter: the whole body flagged end_of_stream.
+    encode({ request_body: { body: Buffer.from(requestBody), end_of_stream: true }, metadata_context: {} }),
     encode({ response_headers: headers({ ':status': '200', 'content-type': 'application/json', 'content-length': String(responseBody.length), 'x-fake-provider': 'provider', date: 'Sat, 05 Dec 2026 04:50:00 GMT' }), metadata_context: {} }),
     encode({ response_body: { body: Buffer.from(responseBody), end_of_stream: false }, metadata_context: {} }),
     encode({ response_body: { body: Buffer.alloc(0), end_of_stream: true }, metadata_context: {} }),

@@ -42,6 +42,18 @@ function withDeadline(backend: Manifest): Manifest {
   return backend;
 }
 
+/** Envoy's ext_proc counters, summed over every filter's stat prefix. */
+async function extProcCounters(gw: GatewayFixture): Promise<{ streams: number; sent: number; received: number }> {
+  const out = { streams: 0, sent: 0, received: 0 };
+  for (const [name, value] of await gw.envoy.stats()) {
+    if (!name.includes('ext_proc.')) continue;
+    if (name.endsWith('.streams_started')) out.streams += value;
+    else if (name.endsWith('.stream_msgs_sent')) out.sent += value;
+    else if (name.endsWith('.stream_msgs_received')) out.received += value;
+  }
+  return out;
+}
+
 function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
@@ -108,6 +120,10 @@ type PathKind = 'static' | 'ai' | 'deadline';
 interface PhaseTotals {
   latencies: number[];
   requests: number;
+  /** Envoy's ext_proc counters over the phases: streams started, messages sent and answers received. */
+  streams: number;
+  sent: number;
+  received: number;
   serveCpuMs: number;
   serveSystemMs: number;
   envoyCpuMs: number;
@@ -157,12 +173,14 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
     const kinds: PathKind[] = ['static', 'ai', 'deadline'];
     // Warm every path (connections, JIT) before measuring.
     for (const kind of kinds) await load.phase({ port, path: `/${kind}/v1/chat/completions`, rps, seconds: 1 });
-    const totals = Object.fromEntries(kinds.map((k) => [k, { latencies: [], requests: 0, serveCpuMs: 0, serveSystemMs: 0, envoyCpuMs: 0, loadCpuMs: 0 }])) as unknown as Record<PathKind, PhaseTotals>;
+    const totals = Object.fromEntries(kinds.map((k) => [k, { latencies: [], requests: 0, streams: 0, sent: 0, received: 0, serveCpuMs: 0, serveSystemMs: 0, envoyCpuMs: 0, loadCpuMs: 0 }])) as unknown as Record<PathKind, PhaseTotals>;
     let failures = 0;
     let firstFailure: string | undefined;
     for (let round = 0; round < 2; round++) {
       for (const kind of kinds) {
         log(`ai-extension: ${kind} path, ${rps} rps for ${seconds} s (round ${round + 1}/2)`);
+        // Read outside the CPU windows: the admin request costs Envoy too.
+        const countersBefore = await extProcCounters(gw);
         const cpu = process.cpuUsage();
         const envoy = processUsage(envoyPid).cpuMs;
         const loadCpu = processUsage(loadPid).cpuMs;
@@ -175,6 +193,10 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
         t.loadCpuMs += processUsage(loadPid).cpuMs - loadCpu;
         t.latencies.push(...r.latencies);
         t.requests += r.latencies.length + r.failures;
+        const countersAfter = await extProcCounters(gw);
+        t.streams += countersAfter.streams - countersBefore.streams;
+        t.sent += countersAfter.sent - countersBefore.sent;
+        t.received += countersAfter.received - countersBefore.received;
         failures += r.failures;
         firstFailure ??= r.firstFailure;
       }
@@ -227,6 +249,11 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
         perRequestUs('ai', 'envoyCpuMs') / 1000,
         `${perRequestUs('ai', 'envoyCpuMs').toFixed(0)} µs through the extension vs ${perRequestUs('static', 'envoyCpuMs').toFixed(0)} µs without (ext_proc client, gRPC to the extension); ${perRequestUs('deadline', 'envoyCpuMs').toFixed(0)} µs with firstTokenTimeout`,
         { cpuMs: perRequestUs('ai', 'envoyCpuMs') / 1000 },
+      ),
+      row(
+        'ext_proc messages per attempt',
+        (totals.ai.sent + totals.ai.received) / Math.max(1, totals.ai.streams),
+        `Envoy's ext_proc counters through the extension: ${(totals.ai.sent / Math.max(1, totals.ai.streams)).toFixed(2)} messages sent and ${(totals.ai.received / Math.max(1, totals.ai.streams)).toFixed(2)} answers received per stream (one stream per attempt; ${totals.ai.streams} streams); with firstTokenTimeout ${(totals.deadline.sent / Math.max(1, totals.deadline.streams)).toFixed(2)} and ${(totals.deadline.received / Math.max(1, totals.deadline.streams)).toFixed(2)}`,
       ),
       row(
         'load generator + fake provider CPU per request',

@@ -204,6 +204,8 @@ export class AttemptExchange {
   private readonly requestBody = new RequestBodyChunks(REQUEST_BODY_LIMIT_BYTES);
   /** What the last request body chunk is answered with: the body the provider gets. */
   private adaptedBody: Buffer | undefined;
+  /** The request headers were answered with the member's request (no stand-in, no local reply): the body goes on. */
+  private requestContinued = false;
 
   /**
    * `send` writes a message to Envoy out of turn (a request to wait longer); `traceparent` is the
@@ -409,6 +411,7 @@ export class AttemptExchange {
     // Meant for the extension only (kept in the request's record for later attempts).
     if (headers.has(ROUTE_RETRIES_HEADER)) mutation.remove = [...(mutation.remove ?? []), ROUTE_RETRIES_HEADER];
     if (adapted.headers?.set !== undefined) mutation.set = [...(mutation.set ?? []), ...adapted.headers.set];
+    this.requestContinued = true;
     return { phase: 'request_headers', headers: mutation };
   }
 
@@ -439,13 +442,15 @@ export class AttemptExchange {
   }
 
   /**
-   * Each request body chunk is answered in turn (after the headers): the last one that carries the
-   * end of the body with the adapted body, the others with nothing, so the provider gets the
-   * adapted body only.
+   * The request body's messages get one answer, after the headers', given with the last of them:
+   * the adapted body, so the provider gets that body only. Envoy takes full-duplex body answers as
+   * they come, not one per message: an answer fewer per attempt (the body's data and its end come
+   * apart), more for a body in many chunks. Behind a stand-in or a local reply each message is
+   * still answered, as before (Envoy has finished with the body then).
    */
   private requestBodyChunk(): ProcessingResponse {
     const last = this.requestBody.answerNext();
-    if (!last) return { phase: 'request_body', body: { streamed: EMPTY_BODY, end: false } };
+    if (!last) return this.requestContinued ? { phase: 'none' } : { phase: 'request_body', body: { streamed: EMPTY_BODY, end: false } };
     return { phase: 'request_body', body: { streamed: this.adaptedBody ?? this.requestBody.whole(), end: !this.requestBody.endedByTrailers } };
   }
 

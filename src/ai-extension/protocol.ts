@@ -96,8 +96,17 @@ export interface WaitLonger {
   ms: number;
 }
 
+/**
+ * Nothing goes back for this message: in full duplex Envoy takes the request body's answers as
+ * they come, not one per message (its ProcessorState::handleDuplexStreamedBodyResponse), so the
+ * body's messages are answered by one, with the last.
+ */
+export interface NoAnswer {
+  phase: 'none';
+}
+
 /** What the extension answers to one phase. */
-export type ProcessingResponse = PhaseResponse | ImmediateResponse | StandInResponse | TrailersResponse | WaitLonger;
+export type ProcessingResponse = PhaseResponse | ImmediateResponse | StandInResponse | TrailersResponse | WaitLonger | NoAnswer;
 
 export function decodeProcessingRequest(bytes: Buffer): ProcessingRequest {
   return readProcessingRequest(bytes);
@@ -154,6 +163,9 @@ function responseMessage(r: Exclude<ProcessingResponse, PhaseResponse>): Plain {
       return { [r.phase]: {} };
     case 'wait':
       return { override_message_timeout: { seconds: Math.floor(r.ms / 1000), nanos: (r.ms % 1000) * 1_000_000 } };
+    case 'none':
+      // An empty message would reach Envoy as a ProcessingResponse with no answer in it (spurious).
+      throw new Error('encodeProcessingResponse: a message that is not answered has nothing to encode (check phase "none" before writing)');
   }
 }
 

@@ -191,7 +191,12 @@ function serveAttempt(call: BidiCall, ctx: ExchangeContext, traceparent: string 
       const started = performance.now();
       try {
         const response = await exchange.handle(message);
-        call.write(encodeProcessingResponse(response));
+        if (response.phase !== 'none') call.write(encodeProcessingResponse(response));
+        // The answer's end was the last message Envoy sends (its trailers are not asked for): the
+        // status goes in the same write, so Envoy, which half-closes once it has the last answer
+        // (EXT_PROC_GRACEFUL_CLOSE), finds the call over in that read instead of waking once more
+        // for the status it waits for; the extension has nothing left to write after the half-close.
+        if (endsAttempt(message) && response.phase !== 'none' && response.phase !== 'wait') call.end();
       } catch (err) {
         ctx.logger.error({ err }, 'ai-extension: failed to process an attempt');
         call.write(encodeProcessingResponse({ phase: 'immediate', status: 500, body: JSON.stringify({ error: { message: `Switchyard AI extension failed: ${err instanceof Error ? err.message : String(err)}`, type: 'ai_extension_error', param: null, code: 'ai_extension_error' } }) }));
@@ -214,6 +219,11 @@ function serveAttempt(call: BidiCall, ctx: ExchangeContext, traceparent: string 
     void queue.then(() => call.end());
   });
   call.onClose(close);
+}
+
+/** The last message of an attempt's stream: the end of the answer (response trailers are skipped). */
+function endsAttempt(message: ProcessingRequest): boolean {
+  return message.response_body?.end_of_stream === true || message.response_headers?.end_of_stream === true;
 }
 
 /** The phase label of a message (exactly one is set), without walking its keys. */

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { ATTEMPT_FACTS_KEY, type AttemptFacts } from './attempt-facts.js';
+import { DEFAULT_AI_REQUEST_BODY_LIMIT } from '../ir/model.js';
 import { ANY, METADATA_NAMESPACE } from './names.js';
 import type { EnvoyOptions } from './options.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
@@ -73,6 +74,30 @@ const EXT_PROC_ERROR_DETAILS = 'ext_proc_error';
 
 export const AI_EXTENSION_UNAVAILABLE =
   'Switchyard AI extension is unavailable: the request was not sent to any provider. Check that `switchyard ai-extension` (or `switchyard serve`) is running and reachable from Envoy.';
+
+/**
+ * The largest request body the buffer ahead of the extension takes; above it Envoy answers 413
+ * itself. Twice the AI routes' body limit, so a body just over that limit still reaches the
+ * extension, which answers its 413 in OpenAI's error shape; and within the extension's gRPC
+ * message limit (64 MiB), since the body goes to it in one message.
+ */
+export const REQUEST_BODY_BUFFER_BYTES = 2 * DEFAULT_AI_REQUEST_BODY_LIMIT;
+
+/**
+ * The upstream filters of an AI cluster before envoy.filters.http.upstream_codec. In the packed
+ * form a buffer comes first: an HTTP/1.1 client's body reaches Envoy as its data and then its end,
+ * which the ext_proc filter (full duplex) sends as two messages; buffered, the body reaches it
+ * whole and goes in one message flagged end_of_stream, one message less per attempt (and the
+ * extension, which answers the request headers only once the whole body is in, waits no longer:
+ * the headers come to it with the body). The legacy form stays byte for byte the release before's.
+ */
+export function aiExtensionFilters(form: AttemptFactsForm = 'packed'): JsonObject[] {
+  return form === 'packed' ? [requestBodyBuffer(), aiExtensionFilter(form)] : [aiExtensionFilter(form)];
+}
+
+function requestBodyBuffer(): JsonObject {
+  return { name: 'envoy.filters.http.buffer', typed_config: { '@type': ANY.buffer, max_request_bytes: REQUEST_BODY_BUFFER_BYTES } };
+}
 
 /** The upstream ext_proc filter of an AI cluster (goes before envoy.filters.http.upstream_codec). */
 export function aiExtensionFilter(form: AttemptFactsForm = 'packed'): JsonObject {

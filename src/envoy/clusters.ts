@@ -1,6 +1,6 @@
 import { toEnvoyDuration } from '../api/duration.js';
 import type { ClusterIR, MemberIR, OutlierPlan } from '../ir/model.js';
-import { aiExtensionFilter, type AttemptFactsForm } from './ai-extension.js';
+import { aiExtensionFilters, type AttemptFactsForm } from './ai-extension.js';
 import { ATTEMPT_FACTS_KEY, encodeAttemptFacts } from './attempt-facts.js';
 import { hasMemberLimits, memberLimitsCheckTarget, memberLimitsHealthCheck } from './member-limits.js';
 import { ADS_CONFIG_SOURCE, ANY, METADATA_NAMESPACE, TRANSPORT_SOCKET_MATCH } from './names.js';
@@ -127,7 +127,7 @@ function aiClusterProtocolOptions(form: AttemptFactsForm): JsonObject {
       '@type': ANY.httpProtocolOptions,
       // What a cluster without these options speaks; only the filters are added.
       explicit_http_config: { http_protocol_options: {} },
-      http_filters: [aiExtensionFilter(form), { name: 'envoy.filters.http.upstream_codec', typed_config: { '@type': ANY.upstreamCodec } }],
+      http_filters: [...aiExtensionFilters(form), { name: 'envoy.filters.http.upstream_codec', typed_config: { '@type': ANY.upstreamCodec } }],
     },
   });
 }

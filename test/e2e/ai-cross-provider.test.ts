@@ -215,7 +215,36 @@ describe('each attempt carries its own member\'s host, path, credential and mode
   });
 });
 
+/** Envoy's ext_proc counters, summed over the filters' stat prefixes. */
+async function extProcCounters(): Promise<{ streams: number; sent: number; received: number }> {
+  const out = { streams: 0, sent: 0, received: 0 };
+  for (const [name, value] of await gw.envoy.stats()) {
+    if (!name.includes('ext_proc.')) continue;
+    if (name.endsWith('.streams_started')) out.streams += value;
+    else if (name.endsWith('.stream_msgs_sent')) out.sent += value;
+    else if (name.endsWith('.stream_msgs_received')) out.received += value;
+  }
+  return out;
+}
+
 describe('request bodies', () => {
+  it('a non-streamed attempt is five messages each way: the body comes whole, behind the buffer filter, and gets one answer', async () => {
+    // Serve's own warm-up requests may share the window: measured again until one stream was all.
+    let window: { streams: number; sent: number; received: number } | undefined;
+    for (let i = 0; i < 5 && window?.streams !== 1; i++) {
+      const before = await extProcCounters();
+      expect((await gw.chat()).content).toBe('answered by openai');
+      const after = await extProcCounters();
+      window = { streams: after.streams - before.streams, sent: after.sent - before.sent, received: after.received - before.received };
+    }
+    // Request headers, the body with its end; response headers, its chunk, the empty end chunk.
+    expect(window).toEqual({ streams: 1, sent: 5, received: 5 });
+    const sent = openai.received().at(-1);
+    expect((sent?.body as { model?: string } | undefined)?.model).toBe('gpt-4o');
+    expect(sent?.headers['content-length']).toBe(String(Buffer.byteLength(sent?.rawBody ?? '')));
+  });
+
+
   it('a body above the AI routes\' limit (16 MiB) gets 413 and reaches no provider; the next request is served', async () => {
     const big = JSON.stringify({ model: 'client-model', messages: [{ role: 'user', content: 'x'.repeat(17 * 1024 * 1024) }] });
     const response = await fetch(`http://127.0.0.1:${gw.listenerPort}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-client' }, body: big });

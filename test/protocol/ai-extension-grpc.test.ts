@@ -227,4 +227,48 @@ describe('the AI extension over its own gRPC server', () => {
     expect((await done).status.code).toBe(grpc.status.OK);
     await expect.poll(() => extension.idleForMs()).toBeGreaterThan(0);
   });
+
+  it('ends an attempt\'s call with its last answer, without waiting for Envoy to half-close', async () => {
+    const REQUEST = messageType('envoy.service.ext_proc.v3.ProcessingRequest');
+    const session = http2.connect(`http://127.0.0.1:${extension.port}`);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': PROCESS_PATH, 'content-type': 'application/grpc', te: 'trailers' });
+      const frame = (m: object): Buffer => {
+        const bytes = Buffer.from(REQUEST.encode(REQUEST.fromObject(m)).finish());
+        const prefix = Buffer.alloc(5);
+        prefix.writeUInt32BE(bytes.length, 1);
+        return Buffer.concat([prefix, bytes]);
+      };
+      let answers = 0;
+      stream.on('data', (chunk: Buffer) => {
+        for (let at = 0; at + 5 <= chunk.length; at += 5 + chunk.readUInt32BE(at + 1)) answers++;
+      });
+      const trailers = new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once('trailers', resolve));
+      // An answer's headers, one chunk and its end, as Envoy sends them; the client does not half-close.
+      stream.write(Buffer.concat([
+        frame({ response_headers: { headers: { headers: [{ key: ':status', raw_value: Buffer.from('200') }] } } }),
+        frame({ response_body: { body: Buffer.from('{}'), end_of_stream: false } }),
+        frame({ response_body: { end_of_stream: true } }),
+      ]));
+      expect((await trailers)['grpc-status']).toBe('0');
+      expect(answers).toBe(3);
+      stream.end();
+    } finally {
+      session.close();
+    }
+  });
+
+  it('keeps an attempt\'s call open while the answer has not ended', async () => {
+    const REQUEST = messageType('envoy.service.ext_proc.v3.ProcessingRequest');
+    const call = client.makeBidiStreamRequest(PROCESS_PATH, identity, identity);
+    const done = collect(call);
+    const answered = new Promise<void>((resolve) => call.once('data', () => resolve()));
+    call.write(Buffer.from(REQUEST.encode({ response_headers: { headers: { headers: [{ key: ':status', raw_value: Buffer.from('200') }] } } }).finish()));
+    await answered;
+    // A second message still gets its answer: the call was not ended after the headers.
+    call.write(Buffer.from(REQUEST.encode({ response_body: { body: Buffer.from('{}'), end_of_stream: true } }).finish()));
+    const { messages, status } = await done;
+    expect(status.code).toBe(grpc.status.OK);
+    expect(messages).toHaveLength(2);
+  });
 });

@@ -8,7 +8,7 @@ import { attemptAttributes } from '../support/attempt-attributes.js';
  * The request body in full duplex, as Envoy 1.40 sends it (src/ai-extension/README.md, "Bodies
  * and content-length"): its messages come right behind the headers, before their answer. The
  * headers are answered once the whole body is in, with what the body decides; the body's
- * messages are answered in turn, the member's body going with the last.
+ * messages get one answer, with the last: the member's body.
  */
 
 const member = attemptAttributes({ backend: 'ai/chat', member: 'azure', priority: '0', provider: 'azureopenai', authKind: 'SecretRef', authHeader: 'api-key', credential: 'credential/ai/k', hostname: 'x.openai.azure.com', path: '/openai/deployments/dep/chat/completions?api-version=2024-10-21', model: 'gpt-4o' });
@@ -59,9 +59,9 @@ describe('a request body in full duplex', () => {
     const headers = set(await answer);
     const sent = JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] });
     expect(headers).toMatchObject({ ':path': '/openai/deployments/dep/chat/completions?api-version=2024-10-21', 'api-key': 'azure-key', 'content-length': String(sent.length) });
-    // Each body message in turn: nothing for the first two, the member's body with the end.
-    expect(streamed(await waiting.handle(chunk(parts[0] ?? '')))).toEqual({ text: '', end: false });
-    expect(streamed(await waiting.handle(chunk(parts[1] ?? '')))).toEqual({ text: '', end: false });
+    // One answer for the body's three messages: none to the first two, the member's body with the end.
+    expect((await waiting.handle(chunk(parts[0] ?? ''))).phase).toBe('none');
+    expect((await waiting.handle(chunk(parts[1] ?? ''))).phase).toBe('none');
     expect(streamed(await waiting.handle(chunk('', true)))).toEqual({ text: sent, end: true });
   });
 
@@ -73,6 +73,23 @@ describe('a request body in full duplex', () => {
     expect(set(await exchange.handle(headersMessage()))['content-length']).toBe(String(body.length));
     expect(streamed(await exchange.handle(chunk(body)))).toEqual({ text: body, end: false });
     expect((await exchange.handle({ request_trailers: {} })).phase).toBe('request_trailers');
+  });
+
+  it('behind a stand-in each body message is still answered (Envoy is done with the body)', async () => {
+    const exchange = new AttemptExchange(context());
+    const body = 'x'.repeat(20);
+    exchange.observe(headersMessage());
+    exchange.observe(chunk(body));
+    exchange.observe(chunk('', true));
+    // A member whose key the extension cannot have: answered with a local reply, the provider never called.
+    const refused = new AttemptExchange(exchangeContext('', { credentials: { resolve: () => Promise.resolve(undefined) } }));
+    refused.observe(headersMessage());
+    refused.observe(chunk(body));
+    refused.observe(chunk('', true));
+    expect((await refused.handle(headersMessage())).phase).not.toBe('request_headers');
+    expect(streamed(await refused.handle(chunk(body)))).toEqual({ text: '', end: false });
+    expect((await exchange.handle(headersMessage())).phase).toBe('request_headers');
+    expect((await exchange.handle(chunk(body))).phase).toBe('none');
   });
 
   it('a request without a body is answered at once', async () => {
