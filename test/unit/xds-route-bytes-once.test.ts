@@ -79,6 +79,11 @@ function heldBytes(message: Uint8Array, pieces: readonly (Uint8Array | undefined
   return total;
 }
 
+/** How many of the pieces are not views of `message`'s memory (undefined ones, never kept, count too). */
+function elsewhere(pieces: readonly (Uint8Array | undefined)[], message: Uint8Array): number {
+  return pieces.filter((piece) => piece === undefined || piece.buffer !== message.buffer).length;
+}
+
 function setUp(): Pipeline {
   const p = new Pipeline();
   p.write('gateway.yaml', GATEWAY);
@@ -97,7 +102,7 @@ describe('a RouteConfiguration held once', () => {
     expect(pieces.filter((piece) => piece !== undefined).length).toBeGreaterThanOrEqual(ROUTES);
     expect(served.any.byteLength).toBeGreaterThan(64 * 1024);
     // Each piece is the very bytes of its route inside the served message.
-    for (const piece of pieces) if (piece !== undefined) expect(piece.buffer).toBe(served.any.buffer);
+    expect(elsewhere(pieces.filter((piece) => piece !== undefined), served.any)).toBe(0);
     expect(heldBytes(served.any, pieces)).toBeLessThan(served.any.byteLength * 1.3);
   });
 
@@ -115,8 +120,8 @@ describe('a RouteConfiguration held once', () => {
     expect(Buffer.from(after.any).equals(fresh)).toBe(true);
     const pieces = routeEntries(after.resource).map((r) => encodedPieceBytes(r));
     expect(pieces.filter((piece) => piece !== undefined).length).toBeGreaterThanOrEqual(ROUTES);
-    for (const piece of pieces) if (piece !== undefined) expect(piece.buffer).toBe(after.any.buffer);
-    expect(pieces.some((piece) => piece?.buffer === before.any.buffer)).toBe(false);
+    expect(elsewhere(pieces.filter((piece) => piece !== undefined), after.any)).toBe(0);
+    expect(pieces.filter((piece) => piece?.buffer === before.any.buffer).length).toBe(0);
   });
 });
 
@@ -138,7 +143,7 @@ describe('pieces kept as views of the message', () => {
     const first = config([host('a', routes.slice(0, 4)), host('b', routes.slice(4))]);
     const kept = encodeResourceAny(first);
     expect(Buffer.from(kept).equals(Buffer.from(encodeResourceAny(structuredClone(first) as EnvoyResource, false)))).toBe(true);
-    for (const r of routes) expect(encodedPieceBytes(r)?.buffer).toBe(kept.buffer);
+    expect(elsewhere(routes.map((r) => encodedPieceBytes(r)), kept)).toBe(0);
     // Each piece is its route's message alone.
     for (const r of routes) expect(Buffer.from(encodedPieceBytes(r) ?? []).equals(Buffer.from(encodeMessage('envoy.config.route.v3.Route', structuredClone(r))))).toBe(true);
     // Reordered, regrouped and beside a new route, from the kept pieces; then again from the pieces moved to that message.
@@ -146,7 +151,7 @@ describe('pieces kept as views of the message', () => {
     const second = config([host('c', [routes[7] as JsonObject, extra, routes[0] as JsonObject]), host('d', routes.slice(1, 7).reverse())]);
     const secondKept = encodeResourceAny(second);
     expect(Buffer.from(secondKept).equals(Buffer.from(encodeResourceAny(structuredClone(second) as EnvoyResource, false)))).toBe(true);
-    for (const r of routes) expect(encodedPieceBytes(r)?.buffer).toBe(secondKept.buffer);
+    expect(elsewhere(routes.map((r) => encodedPieceBytes(r)), secondKept)).toBe(0);
     const third = config([host('e', [...routes].reverse())]);
     expect(Buffer.from(encodeResourceAny(third)).equals(Buffer.from(encodeResourceAny(structuredClone(third) as EnvoyResource, false)))).toBe(true);
   });
@@ -155,9 +160,9 @@ describe('pieces kept as views of the message', () => {
     const routes = [routeOf(1, 10), routeOf(2, 200)];
     reuseEncodedPieces('envoy.config.route.v3.Route', routes);
     encodeResourceAny(config([host('a', routes)]), false);
-    expect(routes.map((r) => encodedPieceBytes(r))).toEqual([undefined, undefined]);
+    expect(routes.filter((r) => encodedPieceBytes(r) !== undefined).length).toBe(0);
     const kept = encodeResourceAny(config([host('a', routes)]));
     encodeResourceAny(config([host('b', [...routes].reverse())]), false);
-    for (const r of routes) expect(encodedPieceBytes(r)?.buffer).toBe(kept.buffer);
+    expect(elsewhere(routes.map((r) => encodedPieceBytes(r)), kept)).toBe(0);
   });
 });
