@@ -197,11 +197,14 @@ export class ProtoJsonEncoder {
   }
 
   /**
-   * The last encode's bytes are held as `bytes` (the same bytes, kept elsewhere: a served
-   * message equal to the one just encoded to compare): its pieces are read from there.
+   * The last encode's bytes are held as `bytes()` (the same bytes, kept elsewhere: a served
+   * message equal to the one just encoded to compare): its pieces are read from there. Asked
+   * for only when the encode wrote pieces.
    */
-  keepPiecesIn(bytes: Uint8Array): void {
-    this.keptPieces(bytes, bytes.byteLength);
+  keepPiecesIn(bytes: () => Uint8Array): void {
+    if (this.writer.trackedCount === 0) return;
+    const kept = bytes();
+    this.keptPieces(kept, kept.byteLength);
   }
 
   /**
@@ -216,6 +219,8 @@ export class ProtoJsonEncoder {
     this.writer.trackedRanges((owner, start, bytes) => {
       if (start + bytes <= end) this.pieces.set(owner, whole.subarray(start, start + bytes));
     });
+    // Each encode is kept once.
+    this.writer.untrack();
     return kept;
   }
 

@@ -34,10 +34,15 @@ export class ProtoWriter {
   reset(): void {
     this.pos = 0;
     this.fieldTop = 0;
+    this.untrack();
+    this.shrink();
+  }
+
+  /** Forgets the tracked ranges (and so their owners, which the writer would otherwise keep alive until the next message). */
+  untrack(): void {
     this.trackedOwners.length = 0;
     this.trackedStarts.length = 0;
     this.trackedLengths.length = 0;
-    this.shrink();
   }
 
   /**

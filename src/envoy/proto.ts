@@ -298,11 +298,12 @@ export function keepLastEncoded(length?: number): Uint8Array {
 }
 
 /**
- * The bytes of the last encodeResourceAny(resource, false) are already kept as `bytes` (equal
+ * The bytes of the last encodeResourceAny(resource, false) are already kept as `bytes()` (equal
  * bytes: a served resource it was encoded to compare with): the pieces in it read them from
- * there (reuseEncodedPieces). Valid only before any other encode.
+ * there (reuseEncodedPieces); `bytes` is called only when it has pieces. Valid only before any
+ * other encode.
  */
-export function keepLastEncodedIn(bytes: Uint8Array): void {
+export function keepLastEncodedIn(bytes: () => Uint8Array): void {
   encoder().keepPiecesIn(bytes);
 }
 

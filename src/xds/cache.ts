@@ -526,7 +526,7 @@ export class SnapshotCache {
       const version = form?.version ?? bytesVersion(encodeResourceAny(resource, false));
       if (old !== undefined && old.version === version) {
         // Pieces met for the first time in it (reuseEncodedPieces) read the served bytes.
-        if (form === undefined) keepLastEncodedIn(old.any);
+        if (form === undefined) keepLastEncodedIn(() => old.any);
         old.follow(resource);
         entries[index] = old;
         continue;

@@ -156,6 +156,22 @@ describe('pieces kept as views of the message', () => {
     expect(Buffer.from(encodeResourceAny(third)).equals(Buffer.from(encodeResourceAny(structuredClone(third) as EnvoyResource, false)))).toBe(true);
   });
 
+  it('reads the pieces of a rebuilt configuration equal to the served one from the served bytes', () => {
+    const routes = [routeOf(1, 10), routeOf(2, 200), routeOf(3, 20_000)];
+    reuseEncodedPieces('envoy.config.route.v3.Route', routes);
+    const cache = new SnapshotCache();
+    const none = { listeners: [], clusters: [], endpoints: [], secrets: [] };
+    cache.setResources({ ...none, routes: [config([host('a', routes)])] });
+    const served = cache.snapshot(TypeUrl.route)?.resources.get('l');
+    // Built again from scratch (new objects, new pieces): equal, so the served bytes stay.
+    const rebuilt = routes.map((r) => structuredClone(r));
+    reuseEncodedPieces('envoy.config.route.v3.Route', rebuilt);
+    const change = cache.setResources({ ...none, routes: [config([host('a', rebuilt)])] });
+    expect(change.changed).toEqual([]);
+    if (served === undefined) throw new Error('no RouteConfiguration served');
+    expect(elsewhere(rebuilt.map((r) => encodedPieceBytes(r)), served.any)).toBe(0);
+  });
+
   it('keeps nothing for an encode that is not kept: the pieces stay where they were', () => {
     const routes = [routeOf(1, 10), routeOf(2, 200)];
     reuseEncodedPieces('envoy.config.route.v3.Route', routes);
