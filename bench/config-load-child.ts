@@ -10,14 +10,35 @@
  * (for bench/heap-owners.ts, e.g. with the names store,parsed,snapshot), after every figure
  * but the inputs' (which writing it may shift by a little).
  */
+import { existsSync } from 'node:fs';
 import { writeHeapSnapshot } from 'node:v8';
-import { toXdsResourcesReusing } from '../src/envoy/index.js';
-import { PUSH_ORDER, TypeUrl } from '../src/envoy/resources.js';
-import { holdYoungGeneration } from '../src/observability/young-generation.js';
-import { FileProvider } from '../src/providers/file.js';
+import type * as EnvoyStage from '../src/envoy/index.js';
+import type * as Resources from '../src/envoy/resources.js';
+import type * as YoungGeneration from '../src/observability/young-generation.js';
+import type * as File from '../src/providers/file.js';
 import type { Snapshot } from '../src/providers/manifest-files.js';
-import { translate, type Translation } from '../src/translate/index.js';
-import { SnapshotCache } from '../src/xds/cache.js';
+import type * as Translate from '../src/translate/index.js';
+import type * as Cache from '../src/xds/cache.js';
+
+/**
+ * BENCH_E2E_BUILT=1: the modules as users run them, from dist/ (npm run build), as serve-start
+ * and xds-e2e run serve; by default from src/ under tsx. The difference is not only compiling:
+ * from src/, the first encode parses Envoy's .proto files (about 9 MiB more at the peak and
+ * 0.3 s of CPU) where the build loads the compact descriptor it wrote (src/envoy/proto.ts).
+ */
+const BUILT = process.env['BENCH_E2E_BUILT'] === '1';
+const HERE = new URL('.', import.meta.url);
+if (BUILT && !existsSync(new URL('../dist/envoy/index.js', HERE))) throw new Error('BENCH_E2E_BUILT=1 needs dist/ (npm run build)');
+const from = <T>(module: string): Promise<T> => import(new URL(`../${BUILT ? 'dist' : 'src'}/${module}.js`, HERE).href) as Promise<T>;
+const { toXdsResourcesReusing } = await from<typeof EnvoyStage>('envoy/index');
+const { PUSH_ORDER, TypeUrl } = await from<typeof Resources>('envoy/resources');
+const { holdYoungGeneration } = await from<typeof YoungGeneration>('observability/young-generation');
+const { FileProvider } = await from<typeof File>('providers/file');
+const { translate } = await from<typeof Translate>('translate/index');
+const { SnapshotCache } = await from<typeof Cache>('xds/cache');
+type Translation = Translate.Translation;
+type SnapshotCache = Cache.SnapshotCache;
+type FileProvider = File.FileProvider;
 
 export interface ConfigLoadReport {
   ms: number;

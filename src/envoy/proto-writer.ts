@@ -17,14 +17,64 @@ export class ProtoWriter {
   private readonly fieldStarts: number[] = [];
   private fieldTop = 0;
   private readonly order: number[] = [];
+  /** Per field index, where reorder put it (followReorder). */
+  private readonly moved: number[] = [];
   private keptSlab: Buffer | undefined;
   private keptUsed = 0;
+  /**
+   * Ranges of the message being written whose place is followed through the moves below (a
+   * longer length, fields put in order), in the order they were tracked, with who asked for each:
+   * where they are once the message is done (trackedRanges).
+   */
+  private readonly trackedOwners: object[] = [];
+  private readonly trackedStarts: number[] = [];
+  private readonly trackedLengths: number[] = [];
 
   /** Starts a new top-level message, dropping whatever an aborted encode left behind. */
   reset(): void {
     this.pos = 0;
     this.fieldTop = 0;
+    this.untrack();
     this.shrink();
+  }
+
+  /** Forgets the tracked ranges (and so their owners, which the writer would otherwise keep alive until the next message). */
+  untrack(): void {
+    this.trackedOwners.length = 0;
+    this.trackedStarts.length = 0;
+    this.trackedLengths.length = 0;
+  }
+
+  /**
+   * Follows the `length` bytes at `start` (written, and not inside a range tracked before) until
+   * the message is done: trackedRanges then says where they are in it. A range is tracked once
+   * its own message is closed, so that its bytes move only with the messages around it.
+   */
+  track(owner: object, start: number, length: number): void {
+    this.trackedOwners.push(owner);
+    this.trackedStarts.push(start);
+    this.trackedLengths.push(length);
+  }
+
+  get trackedCount(): number {
+    return this.trackedOwners.length;
+  }
+
+  /** Calls `each` with every range tracked since reset and where it is in the message written. */
+  trackedRanges(each: (owner: object, start: number, length: number) => void): void {
+    for (let i = 0; i < this.trackedOwners.length; i++) each(this.trackedOwners[i] as object, this.trackedStarts[i] as number, this.trackedLengths[i] as number);
+  }
+
+  /**
+   * The first tracked range inside the message whose body starts after `at`: tracked in the
+   * order written, the ranges of the message being closed are the last ones, and every range
+   * before them lies before `at`.
+   */
+  private firstTrackedAfter(at: number): number {
+    const starts = this.trackedStarts;
+    let i = starts.length;
+    while (i > 0 && (starts[i - 1] as number) >= at) i--;
+    return i;
   }
 
   /**
@@ -180,6 +230,31 @@ export class ProtoWriter {
       if (i !== largest) buf.copyWithin(at, saved(starts[i] as number), saved(starts[i] as number) + size);
       at += size;
     }
+    this.followReorder(mark, top, begin);
+  }
+
+  /** Moves the tracked ranges inside the fields just put in order (reorder) with their fields. */
+  private followReorder(mark: number, top: number, begin: number): void {
+    const tracked = this.trackedStarts;
+    const first = this.firstTrackedAfter(begin);
+    if (first === tracked.length) return;
+    const starts = this.fieldStarts;
+    const end = this.pos;
+    const endOf = (i: number): number => (i + 1 < top ? (starts[i + 1] as number) : end);
+    // Where each field (by its index) starts now: the fields in `order`, one after the other.
+    const moved = this.moved;
+    let at = begin;
+    for (const i of this.order) {
+      moved[i] = at;
+      at += endOf(i) - (starts[i] as number);
+    }
+    for (let t = first; t < tracked.length; t++) {
+      const start = tracked[t] as number;
+      // The field holding it: the last that starts at or before it (fields are few).
+      let i = top - 1;
+      while (i > mark && (starts[i] as number) > start) i--;
+      tracked[t] = (moved[i] as number) + start - (starts[i] as number);
+    }
   }
 
   /** Reserves the length of a length-delimited value; pass the result to endLength. */
@@ -197,6 +272,8 @@ export class ProtoWriter {
     const size = varintSize(length);
     this.ensure(size - 1);
     this.buf.copyWithin(at + size, at + 1, this.pos);
+    const starts = this.trackedStarts;
+    for (let i = this.firstTrackedAfter(at + 1); i < starts.length; i++) (starts[i] as number) += size - 1;
     this.pos += size - 1;
     const end = this.pos;
     this.pos = at;

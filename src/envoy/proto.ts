@@ -298,12 +298,27 @@ export function keepLastEncoded(length?: number): Uint8Array {
 }
 
 /**
+ * The bytes of the last encodeResourceAny(resource, false) are already kept as `bytes()` (equal
+ * bytes: a served resource it was encoded to compare with): the pieces in it read them from
+ * there (reuseEncodedPieces); `bytes` is called only when it has pieces. Valid only before any
+ * other encode.
+ */
+export function keepLastEncodedIn(bytes: () => Uint8Array): void {
+  encoder().keepPiecesIn(bytes);
+}
+
+/**
  * Declares `values`, message values of type `typeName` that are never changed once built,
  * pieces whose bytes are kept from their first encode and copied into every later one
  * (ProtoJsonEncoder.reusePieces).
  */
 export function reuseEncodedPieces(typeName: string, values: readonly object[]): void {
   encoder().reusePieces(typeName, values);
+}
+
+/** The bytes a piece (reuseEncodedPieces) is copied from into the next encodes, once it was kept; undefined before. */
+export function encodedPieceBytes(value: object): Uint8Array | undefined {
+  return encoder().pieceBytes(value);
 }
 
 /** Encodes any loaded message from proto3 JSON (no `@type` at the top), as strictly as encodeResource. */

@@ -1,7 +1,7 @@
 import { hash as digestOf } from 'node:crypto';
 import type { DataPlanes, ResourceNames } from '../envoy/data-planes.js';
 import { EncodedResource, bytesVersion, encodedForm } from '../envoy/encoded.js';
-import { encodeResourceAny, keepLastEncoded } from '../envoy/proto.js';
+import { encodeResourceAny, keepLastEncoded, keepLastEncodedIn } from '../envoy/proto.js';
 import { withChanges } from './layered-map.js';
 import { knownEveryResource, rememberEveryResource } from './snapshot-diff.js';
 import {
@@ -525,6 +525,8 @@ export class SnapshotCache {
       // Encoded in scratch memory to compare (unless it comes encoded): a rebuilt resource equal to the served one keeps its bytes.
       const version = form?.version ?? bytesVersion(encodeResourceAny(resource, false));
       if (old !== undefined && old.version === version) {
+        // Pieces met for the first time in it (reuseEncodedPieces) read the served bytes.
+        if (form === undefined) keepLastEncodedIn(() => old.any);
         old.follow(resource);
         entries[index] = old;
         continue;
