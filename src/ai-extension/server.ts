@@ -9,6 +9,8 @@ import { WarmupOrders } from './warmup.js';
 import { AttemptExchange, type ExchangeContext } from './exchange.js';
 import { ServiceAccountTokens } from './vertex.js';
 import { SERVICE_ACCOUNT_INDEX } from '../envoy/ai-extension.js';
+import { METADATA_NAMESPACE } from '../envoy/names.js';
+import { writeAttemptMember } from './ext-proc-codec.js';
 import { createAiExtensionMetrics, type AiExtensionMetrics } from './metrics.js';
 import { PROCESS_PATH, decodeProcessingRequest, encodeProcessingResponse, type ProcessingRequest } from './protocol.js';
 import { HEALTH_CHECK_PATH, startMemberLimits, type LimitMetrics } from './limits-health.js';
@@ -191,7 +193,10 @@ function serveAttempt(call: BidiCall, ctx: ExchangeContext, traceparent: string 
       const started = performance.now();
       try {
         const response = await exchange.handle(message);
-        call.write(encodeProcessingResponse(response));
+        const bytes = encodeProcessingResponse(response);
+        const member = phase === 'request_headers' ? exchange.member : undefined;
+        // Envoy's access log and request span name the member from this (src/envoy/access-log.ts).
+        call.write(member === undefined ? bytes : Buffer.concat([bytes, writeAttemptMember(METADATA_NAMESPACE, member)]));
       } catch (err) {
         ctx.logger.error({ err }, 'ai-extension: failed to process an attempt');
         call.write(encodeProcessingResponse({ phase: 'immediate', status: 500, body: JSON.stringify({ error: { message: `Switchyard AI extension failed: ${err instanceof Error ? err.message : String(err)}`, type: 'ai_extension_error', param: null, code: 'ai_extension_error' } }) }));
