@@ -309,6 +309,11 @@ export class AttemptExchange {
     }, { reads: 'whole' as const });
   }
 
+  /** The member this attempt went to, once its request headers were read (for Envoy's dynamic metadata). */
+  get member(): AttemptTarget | undefined {
+    return this.target;
+  }
+
   async handle(message: ProcessingRequest): Promise<ProcessingResponse> {
     if (message.request_headers) return this.requestHeaders(message);
     if (message.request_body) return this.requestBodyChunk();

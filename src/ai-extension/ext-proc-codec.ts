@@ -376,3 +376,63 @@ function sizeMutation(m: HeaderMutation): { size: number; set: SizedHeader[]; re
   for (const name of remove) size += fieldSize(name.bytes);
   return { size, set, remove };
 }
+
+/** The member facts Envoy's access log and trace tags read from the attempt's dynamic metadata. */
+export interface AttemptMemberFacts {
+  backend: string;
+  member: string;
+  priority: number;
+  provider: string;
+  model?: string;
+}
+
+/** A google.protobuf.Value holding a string (string_value = 3), as a map entry of a Struct (key = 1, value = 2). */
+function stringEntrySize(key: string, value: string): { size: number; keyBytes: number; valueBytes: number } {
+  const keyBytes = Buffer.byteLength(key, 'utf8');
+  const valueBytes = Buffer.byteLength(value, 'utf8');
+  return { size: fieldSize(keyBytes) + fieldSize(fieldSize(valueBytes)), keyBytes, valueBytes };
+}
+
+/**
+ * ProcessingResponse.dynamic_metadata (field 8) naming the member of this attempt under
+ * `namespace`: the bytes are appended to the answer to the request headers (a protobuf message
+ * may be sent as the concatenation of its fields). Envoy keeps the last attempt's, and its access
+ * log and request span read them there (src/envoy/access-log.ts), so no endpoint carries these
+ * facts a second time beside its facts string.
+ */
+export function writeAttemptMember(namespace: string, facts: AttemptMemberFacts): Buffer {
+  const strings: [string, string][] = [['backend', facts.backend], ['member', facts.member], ['provider', facts.provider]];
+  if (facts.model !== undefined) strings.push(['model', facts.model]);
+  const sized = strings.map(([key, value]) => ({ key, value, ...stringEntrySize(key, value) }));
+  // priority: Value.number_value = 2, a double (tag and 8 bytes).
+  const priorityValue = 9;
+  const priorityEntry = fieldSize(Buffer.byteLength('priority')) + fieldSize(priorityValue);
+  let inner = fieldSize(priorityEntry);
+  for (const s of sized) inner += fieldSize(s.size);
+  // Value.struct_value = 5 holding the inner Struct; the outer Struct's entry is keyed by the namespace.
+  const namespaceBytes = Buffer.byteLength(namespace, 'utf8');
+  const outerValue = fieldSize(inner);
+  const outerEntry = fieldSize(namespaceBytes) + fieldSize(outerValue);
+  const struct = fieldSize(outerEntry);
+  const out = Buffer.allocUnsafe(fieldSize(struct));
+  const w = new Writer(out);
+  w.open(8, struct);
+  w.open(1, outerEntry);
+  w.string(1, namespace, namespaceBytes);
+  w.open(2, outerValue);
+  w.open(5, inner);
+  for (const s of sized) {
+    w.open(1, s.size);
+    w.string(1, s.key, s.keyBytes);
+    w.open(2, fieldSize(s.valueBytes));
+    w.string(3, s.value, s.valueBytes);
+  }
+  w.open(1, priorityEntry);
+  w.string(1, 'priority', 8);
+  w.open(2, priorityValue);
+  out[w.pos++] = (2 << 3) | FIXED64;
+  out.writeDoubleLE(facts.priority, w.pos);
+  w.pos += 8;
+  if (w.pos !== out.length) throw new Error(`attempt member metadata encoded to ${w.pos} bytes, ${out.length} expected`);
+  return out;
+}

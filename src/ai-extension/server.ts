@@ -9,6 +9,8 @@ import { WarmupOrders } from './warmup.js';
 import { AttemptExchange, type ExchangeContext } from './exchange.js';
 import { ServiceAccountTokens } from './vertex.js';
 import { SERVICE_ACCOUNT_INDEX } from '../envoy/ai-extension.js';
+import { METADATA_NAMESPACE } from '../envoy/names.js';
+import { writeAttemptMember } from './ext-proc-codec.js';
 import { createAiExtensionMetrics, type AiExtensionMetrics } from './metrics.js';
 import { PROCESS_PATH, decodeProcessingRequest, encodeProcessingResponse, type ProcessingRequest } from './protocol.js';
 import { HEALTH_CHECK_PATH, startMemberLimits, type LimitMetrics } from './limits-health.js';
@@ -191,7 +193,12 @@ function serveAttempt(call: BidiCall, ctx: ExchangeContext, traceparent: string 
       const started = performance.now();
       try {
         const response = await exchange.handle(message);
-        if (response.phase !== 'none') call.write(encodeProcessingResponse(response));
+        if (response.phase !== 'none') {
+          const bytes = encodeProcessingResponse(response);
+          const member = phase === 'request_headers' ? exchange.member : undefined;
+          // Envoy's access log and request span name the member from this (src/envoy/access-log.ts).
+          call.write(member === undefined ? bytes : Buffer.concat([bytes, writeAttemptMember(METADATA_NAMESPACE, member)]));
+        }
         // The answer's end was the last message Envoy sends (its trailers are not asked for): the
         // status goes in the same write, so Envoy, which half-closes once it has the last answer
         // (EXT_PROC_GRACEFUL_CLOSE), finds the call over in that read instead of waking once more

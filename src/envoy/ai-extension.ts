@@ -99,6 +99,9 @@ function requestBodyBuffer(): JsonObject {
   return { name: 'envoy.filters.http.buffer', typed_config: { '@type': ANY.buffer, max_request_bytes: REQUEST_BODY_BUFFER_BYTES } };
 }
 
+/** Only our namespace: nothing else the extension might send becomes dynamic metadata. */
+const ATTEMPT_MEMBER_METADATA: JsonObject = { receiving_namespaces: { untyped: [METADATA_NAMESPACE] } };
+
 /** The upstream ext_proc filter of an AI cluster (goes before envoy.filters.http.upstream_codec). */
 export function aiExtensionFilter(form: AttemptFactsForm = 'packed'): JsonObject {
   return {
@@ -123,6 +126,11 @@ export function aiExtensionFilter(form: AttemptFactsForm = 'packed'): JsonObject
         response_trailer_mode: 'SKIP',
       },
       request_attributes: form === 'packed' ? [ATTEMPT_FACTS_ATTRIBUTE, CONNECTION_READY_ATTRIBUTE] : [...LEGACY_ATTEMPT_KEYS.map(legacyAttemptAttribute), CONNECTION_READY_ATTRIBUTE],
+      // The extension names each attempt's member in the request's dynamic metadata, where the
+      // access log and the request span read it (src/envoy/access-log.ts): the endpoint carries
+      // these facts once, in its facts string. The legacy form stays the previous release's, byte
+      // for byte; its endpoints still carry them as keys of their own.
+      ...(form === 'packed' ? { metadata_options: ATTEMPT_MEMBER_METADATA } : {}),
       // :authority follows the member; ext_proc ignores changes to it otherwise.
       mutation_rules: { allow_all_routing: true },
       message_timeout: MESSAGE_TIMEOUT,

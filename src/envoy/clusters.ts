@@ -9,21 +9,18 @@ import { TypeUrl, deepFrozen, type EnvoyResource, type JsonObject } from './reso
 
 /**
  * The endpoint metadata of a member. A Static member's is its IR metadata as it is. An AI
- * member's is what the access log and the trace tags read (backend, member, priority, provider,
- * model: src/envoy/access-log.ts, tracing.ts) and every fact of the attempt, the extension's,
- * in one string (src/envoy/attempt-facts.ts).
+ * member's is every fact of the attempt in one string (src/envoy/attempt-facts.ts), and nothing
+ * else: the access log and the trace tags read the member that answered (backend, member,
+ * priority, provider, model) from the dynamic metadata the extension writes per attempt
+ * (src/envoy/access-log.ts). Each fact also as a key of its own was a quarter of the encoded
+ * ClusterLoadAssignments at 10,000 Backends.
  */
 function memberFacts(m: MemberIR, ai: AttemptFactsForm | undefined): JsonObject {
   // The IR's own object, not a copy: the IR is never edited once built, and a copy per member was
   // a tenth of the endpoints' memory at 10,000 Backends.
   if (ai === undefined) return m.metadata as unknown as JsonObject;
   if (ai === 'legacy') return legacyMemberFacts(m);
-  const { backend, member, priority, provider, model } = m.metadata;
-  const facts: JsonObject = { backend, member, priority };
-  if (provider !== undefined) facts.provider = provider;
-  if (model !== undefined) facts.model = model;
-  facts[ATTEMPT_FACTS_KEY] = encodeAttemptFacts(m.metadata);
-  return facts;
+  return { [ATTEMPT_FACTS_KEY]: encodeAttemptFacts(m.metadata) };
 }
 
 /**

@@ -52,5 +52,8 @@ export const PROTO_FIELD_ADDITIONS: readonly ProtoFieldAddition[] = [
   // extension sets the length of the body it sends (src/ai-extension/README.md).
   { message: 'envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor', field: 'allow_content_length_header', id: 26, type: 'bool' },
   { message: 'envoy.service.ext_proc.v3.ProcessingResponse', field: 'streamed_immediate_response', id: 11, type: 'StreamedImmediateResponse' },
+  // A span tag from access log command operators (Envoy 1.37+, in the `type` oneof): the member
+  // tags read the dynamic metadata or the host's, whichever has the fact (src/envoy/tracing.ts).
+  { message: 'envoy.type.tracing.v3.CustomTag', field: 'value', id: 6, type: 'string' },
   { message: 'envoy.service.ext_proc.v3.BodyMutation', field: 'streamed_response', id: 3, type: 'StreamedBodyResponse' },
 ];

@@ -65,15 +65,19 @@ export function listenerTracing(opts: Pick<EnvoyOptions, 'otlp'>): JsonObject | 
     // One span per attempt besides the request's: a failover shows as sibling attempt spans,
     // and the traceparent each attempt carries names its own span.
     spawn_upstream_span: true,
+    // The member that gave the client its answer: an AI request's as its extension named it in
+    // the dynamic metadata (the last attempt's), any other's from the final host's endpoint
+    // metadata (src/envoy/access-log.ts). A tag takes one source, and a second tag of the same
+    // name is ignored (seen with Envoy 1.40), so one value reads both: a fact absent from one is
+    // the empty string, and a tag whose value is empty is not set.
     custom_tags: FINAL_MEMBER_TAGS.map(([tag, key]) => ({
       tag,
-      // The host of the final attempt: the member that gave the client its answer.
-      metadata: { kind: { host: {} }, metadata_key: { key: METADATA_NAMESPACE, path: [{ key }] } },
+      value: `%DYNAMIC_METADATA(${METADATA_NAMESPACE}:${key})%%UPSTREAM_METADATA(${METADATA_NAMESPACE}:${key})%`,
     })),
   };
 }
 
-/** Tags of every Envoy span from the picked member's endpoint metadata (translate/backends.ts). */
+/** Tags of every Envoy span from the picked member's facts (translate/backends.ts). */
 const FINAL_MEMBER_TAGS: readonly (readonly [string, string])[] = [
   ['switchyard.backend', 'backend'],
   ['switchyard.member', 'member'],

@@ -52,10 +52,17 @@ beforeAll(async () => {
           ],
           outlierDetection: { enabled: false },
         }),
+        // A Static Backend: no AI extension names its member, its host's metadata does.
+        {
+          apiVersion: 'switchyard.dev/v1alpha1',
+          kind: 'Backend',
+          metadata: { name: 'web', namespace: 'ai' },
+          spec: { type: 'Static', static: { priorities: [{ hosts: [{ host: fakes['p1']!.host, port: fakes['p1']!.port }] }] } },
+        },
       ],
-      'routes.yaml': [httpRoute('chat', [{ path: '/v1', backend: 'chat' }])],
+      'routes.yaml': [httpRoute('chat', [{ path: '/v1', backend: 'chat' }, { path: '/static', backend: 'web', rewritePrefix: '/v1' }])],
     }),
-    waitForBackends: ['chat'],
+    waitForBackends: ['chat', 'web'],
     // Envoy writes access logs through a buffer flushed every 10 s by default.
     envoyArgs: ['--file-flush-interval-msec', '50'],
   });
@@ -110,6 +117,30 @@ describe('access log', () => {
     expect(r['attempts']).toBe(3);
     expect(String(r['response_flags'])).toContain('URX');
     expect(['primary', 'secondary']).toContain(r['member']);
+  });
+
+  it('records a Static request with its member from the host, once: each request is one line', async () => {
+    const before = records().length;
+    const answer = await gw.chat('/static');
+    expect(answer.answeredBy).toBe('p1');
+    const r = await recordFor(before + 1);
+    expect(r).toMatchObject({
+      response_code: 200,
+      attempts: 1,
+      upstream_cluster: 'backend/ai/web',
+      backend: 'ai/web',
+      member: 'p0-0',
+      priority: 0,
+      provider: null,
+      model: null,
+    });
+    // The AI line and the host line are written by two loggers with opposite filters: a request
+    // both wrote (or neither) would show here as a repeated (or missing) request id.
+    await gw.chat();
+    const ai = await recordFor(before + 2);
+    expect(ai).toMatchObject({ backend: 'ai/chat', member: 'primary', priority: 0, provider: 'openaiCompatible', model: 'model-a' });
+    const ids = records().map((l) => l['request_id']);
+    expect(new Set(ids).size).toBe(ids.length);
   });
 
   it('never writes a key: not the members\' (from their Secrets) nor the client\'s', async () => {

@@ -63,6 +63,8 @@ beforeAll(async () => {
       'routes.yaml': [httpRoute('chat', [{ path: '/v1', backend: 'chat' }])],
     }),
     waitForBackends: ['chat'],
+    // Envoy writes access logs through a buffer flushed every 10 s by default.
+    envoyArgs: ['--file-flush-interval-msec', '50'],
   });
   ({ p0, p1 } = gw.fakes as Record<'p0' | 'p1', FakeProvider>);
 });
@@ -90,6 +92,17 @@ describe('an Envoy of the release before the member facts string', () => {
     expect(p0.received().map((r) => r.host)).toEqual([HOSTS.p0, HOSTS.p0, HOSTS.p0]);
     expect(p1.received().map((r) => r.host)).toEqual([HOSTS.p1, HOSTS.p1, HOSTS.p1]);
     expect(await gw.envoy.stat('http.switchyard_ai.ext_proc.streams_failed') ?? 0).toBe(0);
+    // Its access log names the final member from the endpoint's per-key metadata, one line per
+    // request: its ext_proc accepts no dynamic metadata, so this extension's naming is dropped.
+    const lines = await waitFor(
+      () => {
+        const found = gw.envoy.logs().split('\n').filter((l) => l.startsWith('{') && l.includes('"response_code"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+        return found.length >= 3 ? found : undefined;
+      },
+      { what: 'three access log lines on the older Envoy', timeoutMs: 10_000 },
+    );
+    expect(lines).toHaveLength(3);
+    for (const line of lines) expect(line).toMatchObject({ backend: 'ai/chat', member: 'secondary', priority: 1, provider: 'openaiCompatible', attempts: 2 });
   });
 
   it('keeps an Envoy of this release on the per-key form while it shares the data plane, which flips to the facts string once it leaves', async () => {

@@ -127,6 +127,8 @@ beforeAll(async () => {
       };
     },
     waitForBackends: ['secure', 'query', 'split-a', 'split-b', 'weighted'],
+    // Envoy writes access logs through a buffer flushed every 10 s by default.
+    envoyArgs: ['--file-flush-interval-msec', '50'],
   });
   fakes = gw.fakes as typeof fakes;
 }, 60_000);
@@ -182,6 +184,13 @@ describe('serve warms AI members wherever a skip can reach them', () => {
     expect(forged.status).toBe(403);
     expect(forged.body).toContain('only warm-up requests signed by Switchyard');
     expect(forged.headers[WARMUP_ANSWER_HEADER]).toBeUndefined();
+    // The extension's own answer names the member it was for, in the dynamic metadata Envoy's
+    // access log reads (the endpoint carries it only inside its facts string).
+    const line = await waitFor(
+      () => gw.envoy.logs().split('\n').filter((l) => l.startsWith('{') && l.includes('"response_code":403')).map((l) => JSON.parse(l) as Record<string, unknown>).find((r) => r['upstream_cluster'] === `backend/${NAMESPACE}/query`),
+      { what: 'the access log line of the refused warm-up request', timeoutMs: 10_000 },
+    );
+    expect(line).toMatchObject({ backend: 'ai/query', member: 'small', priority: 0, provider: 'openaiCompatible' });
     // Without the warm-up header no warm-up route matches: Envoy's 404.
     expect((await post({ [WARMUP_CLUSTER_HEADER]: `backend/${NAMESPACE}/query` })).status).toBe(404);
     for (const f of Object.values(fakes)) expect(f.received()).toHaveLength(0);

@@ -46,10 +46,17 @@ beforeAll(async () => {
           ],
           outlierDetection: { enabled: false },
         }),
+        // A Static Backend: its spans name the member from the host's metadata.
+        {
+          apiVersion: 'switchyard.dev/v1alpha1',
+          kind: 'Backend',
+          metadata: { name: 'web', namespace: 'ai' },
+          spec: { type: 'Static', static: { priorities: [{ hosts: [{ host: fakes['p0']!.host, port: fakes['p0']!.port }] }] } },
+        },
       ],
-      'routes.yaml': [httpRoute('chat', [{ path: '/v1', backend: 'chat' }])],
+      'routes.yaml': [httpRoute('chat', [{ path: '/v1', backend: 'chat' }, { path: '/static', backend: 'web', rewritePrefix: '/v1' }])],
     }),
-    waitForBackends: ['chat'],
+    waitForBackends: ['chat', 'web'],
   });
   ({ p0, p1 } = gw.fakes as { p0: FakeProvider; p1: FakeProvider });
 });
@@ -120,6 +127,20 @@ describe('tracing', () => {
     expect(envoySpan(first?.parentSpanId)?.attributes).toMatchObject({ upstream_address: `${p0.host}:${p0.port}`, 'http.status_code': '503' });
     expect(envoySpan(second?.parentSpanId)?.attributes).toMatchObject({ upstream_address: `${p1.host}:${p1.port}`, 'http.status_code': '200' });
     expect(envoySpan(envoySpan(second?.parentSpanId)?.parentSpanId)).toBe(server);
+  });
+
+  it('names a Static request\'s member on its span from the host, with no AI tags', async () => {
+    await p0.setMode('ok');
+    const answer = await gw.chat('/static');
+    expect(answer.answeredBy).toBe('p0');
+    const server = await waitFor(
+      () => receiver.spans().find((s) => s.service === 'switchyard-gateway' && s.kind === SpanKind.server && s.attributes['upstream_cluster'] === 'backend/ai/web'),
+      { what: 'Envoy\'s request span of the Static request at the OTLP receiver', timeoutMs: 20_000, intervalMs: 200 },
+    );
+    expect(server.attributes).toMatchObject({ 'switchyard.backend': 'ai/web', 'switchyard.member': 'p0-0', 'switchyard.priority': '0' });
+    // A fact neither the dynamic metadata nor the host has sets no tag (not an empty one).
+    expect(server.attributes['switchyard.provider']).toBeUndefined();
+    expect(server.attributes['gen_ai.request.model']).toBeUndefined();
   });
 
   it('shows time to first token, request duration and tokens per member on /metrics', async () => {

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { asBuffer, decodeProcessingRequest, encodeProcessingResponse, headerMap, type ProcessingResponse } from '../../src/ai-extension/protocol.js';
+import { writeAttemptMember } from '../../src/ai-extension/ext-proc-codec.js';
 import { EXT_PROC_ATTRIBUTES } from '../../src/envoy/ai-extension.js';
 import { messageType } from '../../src/envoy/proto.js';
 
@@ -29,6 +30,27 @@ describe('ext_proc answers on the wire', () => {
         },
       },
     });
+  });
+
+  it('names the attempt\'s member in dynamic metadata appended to any answer, as Envoy decodes it', () => {
+    const member = { backend: 'ai/chat', member: 'pool-ü', priority: 2, provider: 'openaiCompatible', model: 'gpt-4o' };
+    for (const answer of [{ phase: 'request_headers', headers: { set: [{ key: ':path', value: '/v1/x' }] } }, { phase: 'immediate', status: 503, body: 'no' }] as ProcessingResponse[]) {
+      const bytes = Buffer.concat([encodeProcessingResponse(answer), writeAttemptMember('switchyard.dev', member)]);
+      const message = RESPONSE.toObject(RESPONSE.decode(bytes), { enums: String, bytes: String, longs: Number });
+      expect(message['dynamic_metadata']).toEqual({ fields: { 'switchyard.dev': { structValue: { fields: {
+        backend: { stringValue: 'ai/chat' },
+        member: { stringValue: 'pool-ü' },
+        provider: { stringValue: 'openaiCompatible' },
+        model: { stringValue: 'gpt-4o' },
+        priority: { numberValue: 2 },
+      } } } } });
+      // The answer itself is unchanged by what is appended.
+      const { dynamic_metadata: _appended, ...rest } = message;
+      expect(rest).toEqual(RESPONSE.toObject(RESPONSE.decode(encodeProcessingResponse(answer)), { enums: String, bytes: String, longs: Number }));
+    }
+    const { model: _none, ...noModel } = member;
+    const fields = (RESPONSE.toObject(RESPONSE.decode(writeAttemptMember('switchyard.dev', noModel))) as { dynamic_metadata: { fields: Record<string, { structValue: { fields: Record<string, unknown> } }> } }).dynamic_metadata.fields['switchyard.dev']?.structValue.fields;
+    expect(Object.keys(fields ?? {}).sort()).toEqual(['backend', 'member', 'priority', 'provider']);
   });
 
   it('answers each phase that changes nothing with that phase, the same bytes every time', () => {

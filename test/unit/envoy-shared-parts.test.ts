@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { decodeAttemptFacts } from '../../src/envoy/attempt-facts.js';
 import { encodeResourceAny } from '../../src/envoy/proto.js';
 import type { EnvoyResource, JsonObject } from '../../src/envoy/resources.js';
 import { runPipeline } from '../../src/pipeline.js';
@@ -86,7 +87,7 @@ describe('shared parts of Envoy resources', () => {
     const members = translation.ir.clusters.flatMap((c) => c.priorities.flatMap((p) => p.members));
     const endpoints = xds.endpoints.flatMap((cla) => (cla['endpoints'] as JsonObject[]).flatMap((e) => e['lb_endpoints'] as JsonObject[]));
     expect(endpoints).toHaveLength(members.length);
-    endpoints.forEach((e, i) => expect(field(e, 'metadata', 'filter_metadata', 'switchyard.dev')['member']).toBe(members[i]?.metadata.member));
+    endpoints.forEach((e, i) => expect(decodeAttemptFacts(String(field(e, 'metadata', 'filter_metadata', 'switchyard.dev')['attempt']))).toMatchObject({ member: members[i]?.metadata.member }));
     const localities = xds.endpoints.flatMap((cla) => (cla['endpoints'] as JsonObject[]).map((e) => e['locality']));
     expect(new Set(localities).size).toBe(2);
   });
