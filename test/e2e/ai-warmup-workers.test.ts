@@ -1,0 +1,160 @@
+import { Agent, request } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FakeProvider } from '../../examples/demo/fake-provider.js';
+import { warmupBesideEnvoy } from '../../src/app/ai-warmup.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { waitFor } from '../support/wait.js';
+import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+
+/**
+ * Warm-up per Envoy worker (issue 11): each worker thread of Envoy has connection pools of its
+ * own, so a warm-up through one downstream connection leaves the other workers cold. Here Envoy
+ * runs two workers; the sender beside it opens connections until the extension's answers have
+ * named both workers, and walks every pool on each. Then a skip over a never-used member is
+ * answered at once on either worker: the skipped attempt found a connection ready there.
+ */
+
+const HOSTS = { p0: 'small.llm.test', p1: 'large.llm.test', p2: 'huge.llm.test' } as const;
+const WORKERS = 2;
+const NOT_READY = 'no connection to the member was ready';
+
+let gw: GatewayFixture;
+let fakes: Record<'p0' | 'p1' | 'p2', FakeProvider>;
+const logLines: string[] = [];
+const senderLog: string[] = [];
+
+function skipping(name: string, f: Record<string, FakeProvider>): Manifest {
+  const backend = aiBackend({
+    name,
+    priorities: [[{ name: 'small', fake: f['p0']!, hostname: HOSTS.p0 }], [{ name: 'large', fake: f['p1']!, hostname: HOSTS.p1 }], [{ name: 'huge', fake: f['p2']!, hostname: HOSTS.p2 }]],
+    outlierDetection: { enabled: false },
+  });
+  const spec = backend['spec'] as { ai: { multipool: { priorities: Record<string, unknown>[] } } };
+  spec.ai.multipool.priorities.forEach((p, i) => Object.assign(p, { name: ['small-pool', 'large-pool', 'huge-pool'][i] }));
+  Object.assign(spec.ai.multipool.priorities[0] ?? {}, { contextWindowFallback: 'huge-pool' });
+  return backend;
+}
+
+beforeAll(async () => {
+  gw = await startGatewayFixture({
+    id: 'ai-warmup-workers',
+    providers: ['p0', 'p1', 'p2'],
+    envoyConcurrency: WORKERS,
+    logLines,
+    manifests: ({ listenerPort, fakes: f }) => ({
+      'gateway.yaml': gatewayManifests(listenerPort),
+      'backends.yaml': [skipping('workers', f)],
+      'routes.yaml': [httpRoute('chat', [{ path: '/workers/v1', rewritePrefix: '/v1', backend: 'workers' }])],
+    }),
+    waitForBackends: ['workers'],
+  });
+  fakes = gw.fakes as typeof fakes;
+});
+
+afterAll(async () => {
+  await gw?.stop();
+});
+
+/** Downstream connections each worker of the listener accepted so far, by worker index. */
+async function acceptedByWorker(): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
+  for (const [name, value] of await gw.envoy.stats()) {
+    const m = /^listener\.127\.0\.0\.1_(\d+)\.worker_(\d+)\.downstream_cx_total$/.exec(name);
+    if (m !== null && Number(m[1]) === gw.listenerPort) out.set(Number(m[2]), value);
+  }
+  return out;
+}
+
+interface Answer {
+  status: number;
+  body: string;
+  elapsedMs: number;
+}
+
+/** One request over `agent`'s connection; a GET when no body is given. */
+function send(agent: Agent, path: string, body?: string): Promise<Answer> {
+  const started = performance.now();
+  const headers = body === undefined ? {} : { 'content-type': 'application/json', authorization: 'Bearer sk-client', 'content-length': String(Buffer.byteLength(body)) };
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port: gw.listenerPort, path, method: body === undefined ? 'GET' : 'POST', agent, headers },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), elapsedMs: performance.now() - started }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/**
+ * A keep-alive connection that Envoy's worker `worker` accepted: connections are opened (each
+ * sends one GET no route matches, which Envoy answers 404 and keeps the connection) until that
+ * worker's accepted count moves.
+ */
+async function connectionOnWorker(worker: number): Promise<Agent> {
+  for (let i = 0; i < 64; i++) {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const before = await acceptedByWorker();
+    const probe = await send(agent, '/no-such-route');
+    expect(probe.status).toBe(404);
+    const after = await acceptedByWorker();
+    if ((after.get(worker) ?? 0) > (before.get(worker) ?? 0)) return agent;
+    agent.destroy();
+  }
+  throw new Error(`no connection landed on Envoy worker ${worker} in 64 tries`);
+}
+
+const chat = JSON.stringify({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }] });
+
+describe('warm-up of every Envoy worker thread', () => {
+  it('names both workers of a two-worker Envoy; the first skip on each worker then finds a connection ready and calls no skipped provider', async () => {
+    const workers = await acceptedByWorker();
+    expect(workers.size).toBe(WORKERS);
+
+    const key = gw.controller.aiExtension?.warmupKey ?? '';
+    expect(key).not.toBe('');
+    const sender = warmupBesideEnvoy({ adminUrl: gw.envoy.adminUrl, key, pollMs: 60_000, logger: createLogger({ level: 'info', name: 'workers' }, { write: (l: string) => void senderLog.push(l) }) });
+    let report: Record<string, unknown>;
+    try {
+      report = await waitFor(
+        () => senderLog.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['backend'] === 'ai/workers' && l['warmup'] === true),
+        { what: 'the sender to report on backend/ai/workers', timeoutMs: 60_000, intervalMs: 100 },
+      );
+    } finally {
+      sender.stop();
+    }
+    process.stdout.write(`warm-up of ${WORKERS} workers: ${JSON.stringify({ requests: report['requests'], workersWarmed: report['workersWarmed'] })}\n`);
+    const received = Object.values(fakes).map((f) => f.received().length);
+
+    await fakes.p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    const skips: { worker: number; status: number; body: string; elapsedMs: number; sameConnection: boolean; notReady: string[] }[] = [];
+    for (let worker = 0; worker < WORKERS; worker++) {
+      const agent = await connectionOnWorker(worker);
+      const acceptedBefore = await acceptedByWorker();
+      const linesBefore = logLines.length;
+      const answer = await send(agent, '/workers/v1/chat/completions', chat);
+      const accepted = await acceptedByWorker();
+      agent.destroy();
+      process.stdout.write(`worker ${worker}: first skip ${Math.round(answer.elapsedMs)} ms\n`);
+      // A skip to a member with no connection ready on this worker waits out Envoy's connect timeout (5 s) and says so.
+      skips.push({ worker, ...answer, sameConnection: JSON.stringify([...accepted]) === JSON.stringify([...acceptedBefore]), notReady: logLines.slice(linesBefore).filter((l) => l.includes(NOT_READY)) });
+    }
+    for (const skip of skips) {
+      // The request went over the connection the worker accepted, and no worker accepted another.
+      expect(skip, `worker ${skip.worker}`).toMatchObject({ status: 200, sameConnection: true, notReady: [] });
+      expect(skip.body).toContain('answered by p2');
+      expect(skip.elapsedMs, `worker ${skip.worker}`).toBeLessThan(2_000);
+    }
+    expect(report['msg']).toMatch(/connection ready to every member/);
+    expect(report['envoyWorkers']).toBe(WORKERS);
+    expect(report['workersWarmed']).toBe(WORKERS);
+    // The warm-up called no provider; the skips called the refusing primary once each, never the skipped pool.
+    expect(received).toEqual([0, 0, 0]);
+    expect(fakes.p1.received()).toHaveLength(0);
+    expect(fakes.p0.received()).toHaveLength(WORKERS);
+  });
+});
