@@ -1,6 +1,8 @@
 import { lookup } from 'node:dns/promises';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
 import { isIP } from 'node:net';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import {
   WARMUP_ANSWER_HEADER, WARMUP_CLUSTER_HEADER, WARMUP_DOMAIN, WARMUP_HEADER, WARMUP_HOST_HEADER, WARMUP_RETRIES,
@@ -168,23 +170,63 @@ export async function targetsFromEnvoyAdmin(adminUrl: string): Promise<WarmupTar
 }
 
 /**
- * The warm-up sender beside an Envoy: its targets are read from Envoy's admin API every
- * `pollMs` (a configuration change is warmed within it; unchanged targets only at the refresh).
+ * The Envoys a sender beside them warms: one admin URL, or every Envoy the Host infrastructure
+ * runs under a state directory's `envoy/` (each Gateway's `<namespace>_<name>/admin-address`,
+ * rewritten when its Envoy restarts on another admin port), by the Gateway each serves.
  */
-export function warmupBesideEnvoy(opts: Omit<AiWarmupOptions, 'addressOf'> & { adminUrl: string; pollMs?: number }): { stop(): void } {
+export type BesideEnvoys = { adminUrl: string } | { adminDir: string };
+
+/** The admin URL of each Envoy, by a name for the log: read again at every poll. */
+export function besideAdminUrls(where: BesideEnvoys): Map<string, string> {
+  if ('adminUrl' in where) return new Map([['this Envoy', where.adminUrl]]);
+  const out = new Map<string, string>();
+  for (const entry of readdirSync(where.adminDir, { withFileTypes: true })) {
+    if (!entry.isDirectory()) continue;
+    let address: string;
+    try {
+      address = readFileSync(join(where.adminDir, entry.name, 'admin-address'), 'utf8').trim();
+    } catch {
+      // Its Envoy is starting: not written yet.
+      continue;
+    }
+    if (address !== '') out.set(entry.name.replace('_', '/'), `http://${address}`);
+  }
+  return out;
+}
+
+/**
+ * The warm-up sender beside Envoys it does not configure (the AI extension in a Gateway's pod,
+ * or beside the Envoys `controller --infrastructure host` runs): their targets are read from
+ * their admin APIs every `pollMs` (a configuration change is warmed within it; unchanged targets
+ * only at the refresh).
+ */
+export function warmupBesideEnvoy(opts: Omit<AiWarmupOptions, 'addressOf'> & BesideEnvoys & { pollMs?: number }): { stop(): void } {
   const warmup = new AiWarmup(opts);
   let stopped = false;
-  let failing = false;
+  const failing = new Set<string>();
   const poll = async (): Promise<void> => {
+    let envoys: Map<string, string>;
     try {
-      const targets = await targetsFromEnvoyAdmin(opts.adminUrl);
-      if (!stopped) warmup.updateTargets(targets);
-      failing = false;
+      envoys = besideAdminUrls(opts);
     } catch (err) {
-      // Envoy starting, or restarting: said once, then quiet until it answers again.
-      if (!failing) opts.logger.warn({ adminUrl: opts.adminUrl, err: err instanceof Error ? err.message : String(err) }, 'ai-warmup: Envoy\'s admin API did not answer; no warm-up until it does');
-      failing = true;
+      if (!failing.has('')) opts.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'ai-warmup: cannot list the Envoys to warm; no warm-up until it can');
+      failing.add('');
+      return;
     }
+    failing.delete('');
+    const all: WarmupTarget[] = [];
+    await Promise.all([...envoys].map(async ([name, adminUrl]) => {
+      try {
+        const targets = await targetsFromEnvoyAdmin(adminUrl);
+        all.push(...targets.map((t) => ({ ...t, gateway: name })));
+        failing.delete(adminUrl);
+      } catch (err) {
+        // Envoy starting, or restarting: said once, then quiet until it answers again.
+        if (!failing.has(adminUrl)) opts.logger.warn({ envoy: name, adminUrl, err: err instanceof Error ? err.message : String(err) }, 'ai-warmup: Envoy\'s admin API did not answer; no warm-up until it does');
+        failing.add(adminUrl);
+      }
+    }));
+    if (!stopped) warmup.updateTargets(all);
   };
   void poll();
   const timer = setInterval(() => void poll(), opts.pollMs ?? 15_000);
