@@ -79,7 +79,8 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       for serve; --xds-tls-secrets PREFIX: the controller issues and renews the CA and a certificate
       per role itself, in Secrets PREFIX-{ca,controller,envoy,ai-extension} of its namespace, its
       own naming NAMES (--xds-tls-dns). --infrastructure host runs one Envoy per Gateway on this
-      machine, as serve does (default none). --data-plane FILE (JSON: namespace, xds, envoy,
+      machine, as serve does (default none); the AI extension they dial warms them with
+      --warmup-envoys-dir STATE_DIR/envoy. --data-plane FILE (JSON: namespace, xds, envoy,
       aiExtension; the chart writes it): the leader creates an Envoy Deployment, Service,
       ServiceAccount and ConfigMap per Gateway, and Gateway status.addresses come from that Service.
 `,
