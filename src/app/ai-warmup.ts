@@ -287,8 +287,8 @@ const WORKERS = 4;
  * with a hash spreading them, missing one of 2 workers after 12 connections is 1 in 2,048.
  */
 const LANES_PER_WORKER = 4;
-/** When Envoy's worker count is unknown: stop after this many connections in a row met only warm workers, or this many in all. */
-const MISSES_UNKNOWN_WORKERS = 6;
+/** When Envoy's worker count is unknown: stop after this many connections in a row met only warm workers (a second of 2 workers missed 1 time in 1,024), or this many in all. */
+const MISSES_UNKNOWN_WORKERS = 10;
 const LANES_UNKNOWN_WORKERS = 32;
 
 function targetKey(t: WarmupTarget): string {

@@ -8,10 +8,11 @@ import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type Gatew
 
 /**
  * Warm-up per Envoy worker (issue 11): each worker thread of Envoy has connection pools of its
- * own, so a warm-up through one downstream connection leaves the other workers cold. Here Envoy
- * runs two workers; the sender beside it opens connections until the extension's answers have
- * named both workers, and walks every pool on each. Then a skip over a never-used member is
- * answered at once on either worker: the skipped attempt found a connection ready there.
+ * own, so a warm-up through one downstream connection leaves the other workers cold (the first
+ * skip there took 5.16 s). Here Envoy runs two workers; the sender opens connections until the
+ * extension's answers have named both workers, and walks every pool on each. Then a skip over a
+ * never-used member is answered at once on either worker: the skipped attempt found a connection
+ * ready there.
  */
 
 const HOSTS = { p0: 'small.llm.test', p1: 'large.llm.test', p2: 'huge.llm.test' } as const;
@@ -20,8 +21,7 @@ const NOT_READY = 'no connection to the member was ready';
 
 let gw: GatewayFixture;
 let fakes: Record<'p0' | 'p1' | 'p2', FakeProvider>;
-const logLines: string[] = [];
-const senderLog: string[] = [];
+let logLines: string[] = [];
 
 function skipping(name: string, f: Record<string, FakeProvider>): Manifest {
   const backend = aiBackend({
@@ -35,25 +35,30 @@ function skipping(name: string, f: Record<string, FakeProvider>): Manifest {
   return backend;
 }
 
-beforeAll(async () => {
-  gw = await startGatewayFixture({
-    id: 'ai-warmup-workers',
-    providers: ['p0', 'p1', 'p2'],
-    envoyConcurrency: WORKERS,
-    logLines,
-    manifests: ({ listenerPort, fakes: f }) => ({
-      'gateway.yaml': gatewayManifests(listenerPort),
-      'backends.yaml': [skipping('workers', f)],
-      'routes.yaml': [httpRoute('chat', [{ path: '/workers/v1', rewritePrefix: '/v1', backend: 'workers' }])],
-    }),
-    waitForBackends: ['workers'],
+/** A fixture whose Envoy runs two workers; serve itself warms it when `serveWarms`. */
+function withFixture(id: string, serveWarms: boolean): void {
+  beforeAll(async () => {
+    logLines = [];
+    gw = await startGatewayFixture({
+      id,
+      providers: ['p0', 'p1', 'p2'],
+      envoyConcurrency: WORKERS,
+      logLines,
+      aiWarmup: serveWarms,
+      manifests: ({ listenerPort, fakes: f }) => ({
+        'gateway.yaml': gatewayManifests(listenerPort),
+        'backends.yaml': [skipping('workers', f)],
+        'routes.yaml': [httpRoute('chat', [{ path: '/workers/v1', rewritePrefix: '/v1', backend: 'workers' }])],
+      }),
+      waitForBackends: ['workers'],
+    });
+    fakes = gw.fakes as typeof fakes;
   });
-  fakes = gw.fakes as typeof fakes;
-});
 
-afterAll(async () => {
-  await gw?.stop();
-});
+  afterAll(async () => {
+    await gw?.stop();
+  });
+}
 
 /** Downstream connections each worker of the listener accepted so far, by worker index. */
 async function acceptedByWorker(): Promise<Map<number, number>> {
@@ -110,51 +115,72 @@ async function connectionOnWorker(worker: number): Promise<Agent> {
 
 const chat = JSON.stringify({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }] });
 
-describe('warm-up of every Envoy worker thread', () => {
-  it('names both workers of a two-worker Envoy; the first skip on each worker then finds a connection ready and calls no skipped provider', async () => {
-    const workers = await acceptedByWorker();
-    expect(workers.size).toBe(WORKERS);
+/**
+ * The first skip on each worker, over a connection that worker accepted: answered at once
+ * (a skip to a member with no connection ready on its worker waits out Envoy's connect timeout,
+ * 5 s, and the extension says so), the skipped pool never called.
+ */
+async function firstSkipOnEachWorker(): Promise<void> {
+  const received = Object.values(fakes).map((f) => f.received().length);
+  await fakes.p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+  const skips: { worker: number; status: number; body: string; elapsedMs: number; sameConnection: boolean; notReady: string[] }[] = [];
+  for (let worker = 0; worker < WORKERS; worker++) {
+    const agent = await connectionOnWorker(worker);
+    const acceptedBefore = await acceptedByWorker();
+    const linesBefore = logLines.length;
+    const answer = await send(agent, '/workers/v1/chat/completions', chat);
+    const accepted = await acceptedByWorker();
+    agent.destroy();
+    process.stdout.write(`worker ${worker}: first skip ${Math.round(answer.elapsedMs)} ms\n`);
+    skips.push({ worker, ...answer, sameConnection: JSON.stringify([...accepted]) === JSON.stringify([...acceptedBefore]), notReady: logLines.slice(linesBefore).filter((l) => l.includes(NOT_READY)) });
+  }
+  for (const skip of skips) {
+    // The request went over the connection the worker accepted, and no worker accepted another.
+    expect(skip, `worker ${skip.worker}`).toMatchObject({ status: 200, sameConnection: true, notReady: [] });
+    expect(skip.body).toContain('answered by p2');
+    expect(skip.elapsedMs, `worker ${skip.worker}`).toBeLessThan(2_000);
+  }
+  // The warm-up called no provider; the skips called the refusing primary once each, never the skipped pool.
+  expect(received).toEqual([0, 0, 0]);
+  expect(fakes.p1.received()).toHaveLength(0);
+  expect(fakes.p0.received()).toHaveLength(WORKERS);
+}
 
+const warmupReport = (lines: readonly string[]): Record<string, unknown> | undefined =>
+  lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['backend'] === 'ai/workers' && l['warmup'] === true);
+
+describe('warm-up of every Envoy worker thread, beside Envoy (the worker count from its admin API)', () => {
+  withFixture('ai-warmup-workers', false);
+
+  it('names both workers of a two-worker Envoy; the first skip on each worker then finds a connection ready and calls no skipped provider', async () => {
+    expect((await acceptedByWorker()).size).toBe(WORKERS);
     const key = gw.controller.aiExtension?.warmupKey ?? '';
     expect(key).not.toBe('');
+    const senderLog: string[] = [];
     const sender = warmupBesideEnvoy({ adminUrl: gw.envoy.adminUrl, key, pollMs: 60_000, logger: createLogger({ level: 'info', name: 'workers' }, { write: (l: string) => void senderLog.push(l) }) });
     let report: Record<string, unknown>;
     try {
-      report = await waitFor(
-        () => senderLog.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['backend'] === 'ai/workers' && l['warmup'] === true),
-        { what: 'the sender to report on backend/ai/workers', timeoutMs: 60_000, intervalMs: 100 },
-      );
+      report = await waitFor(() => warmupReport(senderLog), { what: 'the sender to report on backend/ai/workers', timeoutMs: 60_000, intervalMs: 100 });
     } finally {
       sender.stop();
     }
-    process.stdout.write(`warm-up of ${WORKERS} workers: ${JSON.stringify({ requests: report['requests'], workersWarmed: report['workersWarmed'] })}\n`);
-    const received = Object.values(fakes).map((f) => f.received().length);
-
-    await fakes.p0.setMode({ kind: 'refusal', refusal: 'context_length' });
-    const skips: { worker: number; status: number; body: string; elapsedMs: number; sameConnection: boolean; notReady: string[] }[] = [];
-    for (let worker = 0; worker < WORKERS; worker++) {
-      const agent = await connectionOnWorker(worker);
-      const acceptedBefore = await acceptedByWorker();
-      const linesBefore = logLines.length;
-      const answer = await send(agent, '/workers/v1/chat/completions', chat);
-      const accepted = await acceptedByWorker();
-      agent.destroy();
-      process.stdout.write(`worker ${worker}: first skip ${Math.round(answer.elapsedMs)} ms\n`);
-      // A skip to a member with no connection ready on this worker waits out Envoy's connect timeout (5 s) and says so.
-      skips.push({ worker, ...answer, sameConnection: JSON.stringify([...accepted]) === JSON.stringify([...acceptedBefore]), notReady: logLines.slice(linesBefore).filter((l) => l.includes(NOT_READY)) });
-    }
-    for (const skip of skips) {
-      // The request went over the connection the worker accepted, and no worker accepted another.
-      expect(skip, `worker ${skip.worker}`).toMatchObject({ status: 200, sameConnection: true, notReady: [] });
-      expect(skip.body).toContain('answered by p2');
-      expect(skip.elapsedMs, `worker ${skip.worker}`).toBeLessThan(2_000);
-    }
+    process.stdout.write(`warm-up of ${WORKERS} workers beside Envoy: ${JSON.stringify({ requests: report['requests'], workersWarmed: report['workersWarmed'] })}\n`);
+    await firstSkipOnEachWorker();
     expect(report['msg']).toMatch(/connection ready to every member/);
     expect(report['envoyWorkers']).toBe(WORKERS);
     expect(report['workersWarmed']).toBe(WORKERS);
-    // The warm-up called no provider; the skips called the refusing primary once each, never the skipped pool.
-    expect(received).toEqual([0, 0, 0]);
-    expect(fakes.p1.received()).toHaveLength(0);
-    expect(fakes.p0.received()).toHaveLength(WORKERS);
+  });
+});
+
+describe('warm-up of every Envoy worker thread, by serve (an Envoy it does not run: the worker count unknown)', () => {
+  withFixture('ai-warmup-workers-serve', true);
+
+  it('opens connections until several in a row meet no new worker: both workers are warm', async () => {
+    const report = await waitFor(() => warmupReport(logLines), { what: 'serve to report on backend/ai/workers', timeoutMs: 60_000, intervalMs: 100 });
+    process.stdout.write(`warm-up of ${WORKERS} workers by serve: ${JSON.stringify({ requests: report['requests'], workersWarmed: report['workersWarmed'] })}\n`);
+    await firstSkipOnEachWorker();
+    expect(report['msg']).toMatch(/connection ready to every member/);
+    expect(report['envoyWorkers']).toBeUndefined();
+    expect(report['workersWarmed']).toBe(WORKERS);
   });
 });
