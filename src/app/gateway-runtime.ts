@@ -641,7 +641,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   const scheduleLegacyBuild = (): void => {
     if (legacyBuilding) return;
     legacyBuilding = true;
-    setImmediate(() => void buildLegacyForms().finally(() => (legacyBuilding = false)));
+    setImmediate(() => void buildLegacyFormsSafely().finally(() => (legacyBuilding = false)));
   };
   /**
    * Builds the legacy form of the data planes that want it in slices of LEGACY_BUILD_SLICE_MS,
@@ -663,12 +663,17 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
         continue;
       }
       for (const view of pending) legacyServed.add(view);
-      try {
-        cache.setResources(resources, planes, attemptForms(served, envoy, planes));
-      } catch (err) {
-        log.error({ err }, 'serving the AI clusters in another attempt facts form failed; the current form keeps being served');
-      }
+      cache.setResources(resources, planes, attemptForms(served, envoy, planes));
       xds.attemptFormsServed();
+    }
+  };
+  const buildLegacyFormsSafely = async (): Promise<void> => {
+    try {
+      await buildLegacyForms();
+    } catch (err) {
+      log.error({ err }, 'serving the AI clusters in another attempt facts form failed; the current form keeps being served, and the older Envoys waiting for it get it');
+      // An older Envoy held for ever serves nothing at all; with the facts string it serves all but its AI routes.
+      xds.attemptFormsServed(true);
     }
   };
 

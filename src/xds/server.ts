@@ -247,6 +247,8 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly attemptForms = new AttemptFormViews();
   /** Streams of older Envoys held back until their view is served the legacy form (attemptFormsServed). */
   private readonly waitingForForm = new Set<LiveStream>();
+  /** The legacy form could not be served: older Envoys are no longer held for it. */
+  private formGivenUp = false;
   private readonly unwatch: () => void;
   private readonly services: readonly GrpcService[];
   private server: grpc.Server | undefined;
@@ -600,7 +602,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       // An older Envoy gets nothing until its data plane is served the form it reads: a facts
       // string would fail its every AI attempt, and the form is built off this stream's path.
       waiting: () => {
-        if (!legacyFacts || view === undefined || view.legacy) return false;
+        if (!legacyFacts || view === undefined || view.legacy || this.formGivenUp) return false;
         const stream = this.streams.get(record.streamId);
         if (stream !== undefined) this.waitingForForm.add(stream);
         return true;
@@ -641,11 +643,13 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
 
   /**
    * The cache now serves the legacy form to some views: their older Envoys, held back until then
-   * (StreamHooks.waiting), are pushed what they asked for.
+   * (StreamHooks.waiting), are pushed what they asked for. `giveUp`: the form cannot be served;
+   * every held Envoy is pushed the configuration as it is.
    */
-  attemptFormsServed(): void {
+  attemptFormsServed(giveUp = false): void {
+    this.formGivenUp = giveUp;
     for (const stream of this.waitingForForm) {
-      if (stream.view?.legacy !== true) continue;
+      if (!giveUp && stream.view?.legacy !== true) continue;
       this.waitingForForm.delete(stream);
       this.guard(stream.call, this.logger, () => stream.protocol.retry());
     }
