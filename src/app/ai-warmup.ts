@@ -377,7 +377,7 @@ export class AiWarmup {
    */
   private async warm(target: WarmupTarget): Promise<WarmupReport> {
     const started = Date.now();
-    const envoyWorkers = target.workers ?? (await this.workersOf(target));
+    let envoyWorkers = target.workers ?? (await this.workersOf(target));
     const warmedWorkers = new Set<string>();
     const ready = new Set<string>();
     let requests = 0;
@@ -392,8 +392,8 @@ export class AiWarmup {
       ...(envoyWorkers !== undefined ? { envoyWorkers } : {}),
       ...(incomplete !== undefined ? { incomplete } : {}),
     });
-    const maxLanes = envoyWorkers !== undefined ? LANES_PER_WORKER * envoyWorkers + LANES_PER_WORKER : LANES_UNKNOWN_WORKERS;
-    while (lanes < maxLanes && !this.stopped) {
+    const maxLanes = (): number => (envoyWorkers !== undefined ? LANES_PER_WORKER * envoyWorkers + LANES_PER_WORKER : LANES_UNKNOWN_WORKERS);
+    while (lanes < maxLanes() && !this.stopped) {
       if (envoyWorkers !== undefined ? warmedWorkers.size >= envoyWorkers : misses >= MISSES_UNKNOWN_WORKERS) break;
       lanes++;
       const lane = laneAgent(target);
@@ -413,6 +413,9 @@ export class AiWarmup {
         } else {
           misses++;
         }
+        // A configuration is warmed as it is served, often before the Envoys serve runs have
+        // started: their admin API answers once one has answered a warm-up request.
+        envoyWorkers ??= await this.workersOf(target);
       } finally {
         lane.destroy();
       }

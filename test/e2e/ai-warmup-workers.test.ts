@@ -1,8 +1,15 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FakeProvider } from '../../examples/demo/fake-provider.js';
+import { startFakeProvider, type FakeProvider } from '../../examples/demo/fake-provider.js';
+import { serve } from '../../src/app/serve.js';
 import { warmupBesideEnvoy } from '../../src/app/ai-warmup.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { requireEnvoyBinary } from '../support/envoy.js';
+import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
 
@@ -182,5 +189,45 @@ describe('warm-up of every Envoy worker thread, by serve (an Envoy it does not r
     expect(report['msg']).toMatch(/connection ready to every member/);
     expect(report['envoyWorkers']).toBeUndefined();
     expect(report['workersWarmed']).toBe(WORKERS);
+  });
+});
+
+describe('warm-up of every Envoy worker thread, by serve of the Envoys it runs (the worker count from their admin API)', () => {
+  it('knows a two-worker Envoy of its Host infrastructure has two workers, and warms both', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-e2e-workers-host-'));
+    const lines: string[] = [];
+    const started: FakeProvider[] = [];
+    let running: Awaited<ReturnType<typeof serve>> | undefined;
+    try {
+      const f: Record<string, FakeProvider> = {};
+      for (const name of ['p0', 'p1', 'p2']) {
+        f[name] = await startFakeProvider({ name });
+        started.push(f[name]);
+      }
+      const config = join(dir, 'config');
+      const docs = [...gatewayManifests(await freePort()), skipping('workers', f), httpRoute('chat', [{ path: '/workers/v1', rewritePrefix: '/v1', backend: 'workers' }])];
+      mkdirSync(config);
+      writeFileSync(join(config, 'all.yaml'), docs.map((d) => stringify(d)).join('---\n'));
+      running = await serve({
+        config,
+        xdsPort: 0,
+        xdsHost: '127.0.0.1',
+        metricsPort: 0,
+        metricsHost: '127.0.0.1',
+        envoy: {},
+        infrastructure: { kind: 'host', envoyPath: requireEnvoyBinary(), concurrency: WORKERS, stateDir: join(dir, 'state') },
+        logger: createLogger({ level: 'info', name: 'workers-host' }, { write: (l: string) => void lines.push(l) }),
+      });
+      const report = await waitFor(() => warmupReport(lines), { what: 'serve to report on backend/ai/workers', timeoutMs: 90_000, intervalMs: 200 });
+      process.stdout.write(`warm-up by serve of its own Envoy: ${JSON.stringify({ requests: report['requests'], envoyWorkers: report['envoyWorkers'], workersWarmed: report['workersWarmed'] })}\n`);
+      expect(report['msg']).toMatch(/connection ready to every member/);
+      expect(report['envoyWorkers']).toBe(WORKERS);
+      expect(report['workersWarmed']).toBe(WORKERS);
+      for (const fake of started) expect(fake.received()).toHaveLength(0);
+    } finally {
+      await running?.stop();
+      for (const fake of started) await fake.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
