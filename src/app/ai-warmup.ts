@@ -302,6 +302,8 @@ export class AiWarmup {
   private readonly queue = new Map<string, 'changed' | 'refresh'>();
   private workers = 0;
   private stopped = false;
+  /** Per listener (protocol, address, port, SNI): the connections kept, by the Envoy worker each reaches. */
+  private readonly pools = new Map<string, LanePool>();
   private readonly refresh: NodeJS.Timeout;
 
   constructor(private readonly opts: AiWarmupOptions) {
@@ -331,6 +333,8 @@ export class AiWarmup {
   stop(): void {
     this.stopped = true;
     clearInterval(this.refresh);
+    for (const pool of this.pools.values()) for (const lane of pool.lanes.values()) lane.destroy();
+    this.pools.clear();
   }
 
   private enqueue(keys: readonly string[], why: 'changed' | 'refresh'): void {
@@ -377,7 +381,8 @@ export class AiWarmup {
    */
   private async warm(target: WarmupTarget): Promise<WarmupReport> {
     const started = Date.now();
-    let envoyWorkers = target.workers ?? (await this.workersOf(target));
+    const pool = this.lanePool(target);
+    let envoyWorkers = target.workers ?? pool.discovered ?? (await this.workersOf(target));
     const warmedWorkers = new Set<string>();
     const ready = new Set<string>();
     let requests = 0;
@@ -392,11 +397,15 @@ export class AiWarmup {
       ...(envoyWorkers !== undefined ? { envoyWorkers } : {}),
       ...(incomplete !== undefined ? { incomplete } : {}),
     });
-    const maxLanes = (): number => (envoyWorkers !== undefined ? LANES_PER_WORKER * envoyWorkers + LANES_PER_WORKER : LANES_UNKNOWN_WORKERS);
+    // The connections earlier warm-ups of this listener found a worker on, then new ones.
+    const known = [...pool.lanes];
+    const maxLanes = (): number => known.length + (envoyWorkers !== undefined ? LANES_PER_WORKER * envoyWorkers + LANES_PER_WORKER : LANES_UNKNOWN_WORKERS);
     while (lanes < maxLanes() && !this.stopped) {
       if (envoyWorkers !== undefined ? warmedWorkers.size >= envoyWorkers : misses >= MISSES_UNKNOWN_WORKERS) break;
+      const reused = known[lanes];
       lanes++;
-      const lane = laneAgent(target);
+      const lane = reused?.[1] ?? laneAgent(target);
+      let kept = false;
       try {
         const walked = await this.walk(target, lane, warmedWorkers, started);
         requests += walked.requests;
@@ -410,21 +419,49 @@ export class AiWarmup {
         if (walked.fresh) {
           warmedWorkers.add(walked.worker);
           misses = 0;
-        } else {
+        } else if (reused === undefined) {
           misses++;
         }
+        kept = this.keepLane(pool, reused?.[0], walked.worker, lane);
         // A configuration is warmed as it is served, often before the Envoys serve runs have
         // started: their admin API answers once one has answered a warm-up request.
         envoyWorkers ??= await this.workersOf(target);
       } finally {
-        lane.destroy();
+        if (!kept) lane.destroy();
       }
     }
     if (this.stopped) return report('stopped');
+    // The count found by trying: the next Backends of this listener take it as known.
+    if (envoyWorkers === undefined && !warmedWorkers.has('')) pool.discovered = warmedWorkers.size;
     if (envoyWorkers !== undefined && warmedWorkers.size < envoyWorkers) {
       return report(`${warmedWorkers.size} of Envoy's ${envoyWorkers} worker threads warmed after ${lanes} connections (Envoy spreads connections over its workers by a hash)`);
     }
     return report();
+  }
+
+  /**
+   * The connections kept to one listener, one per Envoy worker found: every Backend behind it is
+   * walked over them, so a warm-up of many Backends opens a connection per worker, not per
+   * Backend (and leaves no socket per Backend in TIME_WAIT).
+   */
+  private lanePool(target: WarmupTarget): LanePool {
+    const key = `${target.protocol}\0${target.address ?? this.opts.addressOf?.(target.gateway) ?? '127.0.0.1'}\0${target.port}\0${target.serverName ?? ''}`;
+    let pool = this.pools.get(key);
+    if (pool === undefined) {
+      pool = { lanes: new Map(), discovered: undefined };
+      this.pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  /** Keeps `lane` as the connection to `worker` (replacing what it was filed under); false when it is not kept. */
+  private keepLane(pool: LanePool, filedAs: string | undefined, worker: string, lane: LaneAgent): boolean {
+    if (filedAs !== undefined && filedAs !== worker) pool.lanes.delete(filedAs);
+    const held = pool.lanes.get(worker);
+    if (held !== undefined && held !== lane) return false;
+    if (this.stopped) return false;
+    pool.lanes.set(worker, lane);
+    return true;
   }
 
   /** Envoy's worker threads, from its admin API (`/server_info`) when this sender knows where it is. */
@@ -530,6 +567,12 @@ export class AiWarmup {
 }
 
 type LaneAgent = InstanceType<typeof HttpAgent> | InstanceType<typeof HttpsAgent>;
+
+interface LanePool {
+  lanes: Map<string, LaneAgent>;
+  /** Workers found by trying, when Envoy's count was not known. */
+  discovered: number | undefined;
+}
 
 /** What one walk over one downstream connection found. */
 interface LaneWalk {
