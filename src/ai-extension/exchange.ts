@@ -215,6 +215,8 @@ export class AttemptExchange {
     private readonly ctx: ExchangeContext,
     private readonly send: (r: ProcessingResponse) => void = () => undefined,
     private readonly streamTraceparent?: string,
+    /** The ext_proc stream's connection (BidiCall.connection): names Envoy's worker in a warm-up answer. */
+    private readonly connection?: string,
   ) {}
 
   /** How long the last answer waited for a first token (then forgotten): not the extension's own latency. */
@@ -589,7 +591,7 @@ export class AttemptExchange {
     }
     this.warmedUp = true;
     const labels = { backend: target.backend, member: target.member, priority: String(target.priority) };
-    const answer = { key: WARMUP_ANSWER_HEADER, value: warmupAnswerHeader({ priority: target.priority, member: target.member, ready: this.connectionReady }) };
+    const answer = { key: WARMUP_ANSWER_HEADER, value: warmupAnswerHeader({ priority: target.priority, member: target.member, ready: this.connectionReady, ...(this.connection !== undefined ? { worker: this.connection } : {}) }) };
     if (target.priority < order.priority && this.connectionReady) {
       // Like a drill's stand-in: a member whose last real answer failed keeps its count running.
       const status = memberVerdicts(this.ctx).lastFailed(target.backend, target.member) ? SKIPPED_FAILING_STATUS : SKIPPED_STATUS;

@@ -36,6 +36,11 @@ export interface BidiCall {
   /** Ends the call with a status (OK when absent). */
   end(status?: number, message?: string): void;
   readonly closed: boolean;
+  /**
+   * The client end of the HTTP/2 connection the call came on (`address:port`). Each Envoy worker
+   * thread reaches the extension over connections of its own, so it tells the workers apart.
+   */
+  readonly connection: string;
 }
 
 export type GrpcMethod =
@@ -277,7 +282,10 @@ function serveBidi(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
     respondOnce();
     stream.uncork();
   };
+  const socket = stream.session?.socket;
+  const connection = `${socket?.remoteAddress ?? ''}:${socket?.remotePort ?? ''}`;
   const call: BidiCall = {
+    connection,
     header(name) {
       const value = headers[name];
       return Array.isArray(value) ? value[0] : value;

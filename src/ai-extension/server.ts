@@ -177,6 +177,7 @@ function serveAttempt(call: BidiCall, ctx: ExchangeContext, traceparent: string 
       call.write(encodeProcessingResponse(r));
     },
     traceparent,
+    call.connection,
   );
   let queue: Promise<void> = Promise.resolve();
   call.onMessage((bytes) => {

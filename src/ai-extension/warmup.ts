@@ -19,7 +19,11 @@ export { WARMUP_CLUSTER_HEADER, WARMUP_DOMAIN, WARMUP_HEADER, WARMUP_HOST_HEADER
  *   being warmed by it), and the sender asks again.
  */
 
-/** On every answer to a warm-up request: `priority=<n>;member=<name>;ready=<0|1>`. */
+/**
+ * On every answer to a warm-up request: `priority=<n>;member=<name>;ready=<0|1>[;worker=<id>]`.
+ * `worker` names the Envoy worker thread that ran the attempt (its ext_proc connection): each
+ * worker has connection pools of its own, so a member is warm for the workers that answered ready.
+ */
 export const WARMUP_ANSWER_HEADER = 'x-switchyard-warmup-answer';
 /** Status of the local reply to a warm-up attempt: no content, nothing to retry. */
 export const WARMUP_ANSWER_STATUS = 204;
@@ -31,10 +35,12 @@ export interface WarmupAnswer {
   member: string;
   /** Envoy had a connection to the member ready as the attempt began. */
   ready: boolean;
+  /** The Envoy worker's ext_proc connection (`address:port`), when the extension knows it. */
+  worker?: string;
 }
 
 export function warmupAnswerHeader(a: WarmupAnswer): string {
-  return `priority=${a.priority};member=${a.member};ready=${a.ready ? 1 : 0}`;
+  return `priority=${a.priority};member=${a.member};ready=${a.ready ? 1 : 0}${a.worker !== undefined ? `;worker=${a.worker}` : ''}`;
 }
 
 /** Reads warmupAnswerHeader's value; undefined when malformed. */
@@ -44,7 +50,8 @@ export function parseWarmupAnswer(value: string): WarmupAnswer | undefined {
   const member = fields.get('member') ?? '';
   const ready = fields.get('ready');
   if (!Number.isInteger(priority) || member === '' || (ready !== '0' && ready !== '1')) return undefined;
-  return { priority, member, ready: ready === '1' };
+  const worker = fields.get('worker');
+  return { priority, member, ready: ready === '1', ...(worker !== undefined && worker !== '' ? { worker } : {}) };
 }
 
 export function signWarmupHeader(key: string, backend: string, priority: number, nowMs = Date.now()): string {

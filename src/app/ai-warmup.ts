@@ -1,6 +1,8 @@
 import { lookup } from 'node:dns/promises';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
 import { isIP } from 'node:net';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import {
   WARMUP_ANSWER_HEADER, WARMUP_CLUSTER_HEADER, WARMUP_DOMAIN, WARMUP_HEADER, WARMUP_HOST_HEADER, WARMUP_RETRIES,
@@ -10,8 +12,8 @@ import { warmedClusters } from '../envoy/ai-warmup-routes.js';
 import type { IR, ListenerIR } from '../ir/model.js';
 
 // Not `import ... from 'node:http'` (see src/observability/health.ts): that loads Node's bundled undici.
-const { request: httpRequest } = process.getBuiltinModule('node:http');
-const { request: httpsRequest } = process.getBuiltinModule('node:https');
+const { request: httpRequest, Agent: HttpAgent } = process.getBuiltinModule('node:http');
+const { request: httpsRequest, Agent: HttpsAgent } = process.getBuiltinModule('node:https');
 
 /**
  * serve's warm-up of AI members (issue 11): a skip or a credential hand-over on a member Envoy has
@@ -50,6 +52,8 @@ export interface WarmupTarget {
   serverName?: string;
   /** Envoy priority levels, with their members. */
   priorities: { level: number; members: WarmupMember[] }[];
+  /** Envoy's worker threads, when known from Envoy itself (each is warmed on its own). */
+  workers?: number;
 }
 
 /** A name for SNI from a listener's server names: a wildcard's own label stands for any. */
@@ -116,10 +120,11 @@ async function adminJson(adminUrl: string, path: string): Promise<Json> {
  * Gateway's pod, where the controller runs no sender). Reads the admin API only.
  */
 export async function targetsFromEnvoyAdmin(adminUrl: string): Promise<WarmupTarget[]> {
-  const [listeners, routes, clusters] = await Promise.all([
+  const [listeners, routes, clusters, workers] = await Promise.all([
     adminJson(adminUrl, '/config_dump?resource=dynamic_listeners'),
     adminJson(adminUrl, '/config_dump?resource=dynamic_route_configs'),
     adminJson(adminUrl, '/clusters?format=json'),
+    envoyConcurrency(adminUrl),
   ]);
   const warmedBy = new Map<string, string[]>();
   for (const c of asList(routes['configs'])) {
@@ -158,30 +163,70 @@ export async function targetsFromEnvoyAdmin(adminUrl: string): Promise<WarmupTar
       const priorities = hostsOfCluster.get(cluster);
       if (targets.has(cluster) || priorities === undefined || priorities.length === 0) continue;
       // One Envoy: the first listener that reaches a cluster warms its connections for all.
-      targets.set(cluster, { ...target, gateway: 'this Envoy', backend: cluster.replace(/^backend\//, ''), cluster, priorities });
+      targets.set(cluster, { ...target, gateway: 'this Envoy', backend: cluster.replace(/^backend\//, ''), cluster, priorities, ...(workers !== undefined ? { workers } : {}) });
     }
   }
   return [...targets.values()];
 }
 
 /**
- * The warm-up sender beside an Envoy: its targets are read from Envoy's admin API every
- * `pollMs` (a configuration change is warmed within it; unchanged targets only at the refresh).
+ * The Envoys a sender beside them warms: one admin URL, or every Envoy the Host infrastructure
+ * runs under a state directory's `envoy/` (each Gateway's `<namespace>_<name>/admin-address`,
+ * rewritten when its Envoy restarts on another admin port), by the Gateway each serves.
  */
-export function warmupBesideEnvoy(opts: Omit<AiWarmupOptions, 'addressOf'> & { adminUrl: string; pollMs?: number }): { stop(): void } {
+export type BesideEnvoys = { adminUrl: string } | { adminDir: string };
+
+/** The admin URL of each Envoy, by a name for the log: read again at every poll. */
+export function besideAdminUrls(where: BesideEnvoys): Map<string, string> {
+  if ('adminUrl' in where) return new Map([['this Envoy', where.adminUrl]]);
+  const out = new Map<string, string>();
+  for (const entry of readdirSync(where.adminDir, { withFileTypes: true })) {
+    if (!entry.isDirectory()) continue;
+    let address: string;
+    try {
+      address = readFileSync(join(where.adminDir, entry.name, 'admin-address'), 'utf8').trim();
+    } catch {
+      // Its Envoy is starting: not written yet.
+      continue;
+    }
+    if (address !== '') out.set(entry.name.replace('_', '/'), `http://${address}`);
+  }
+  return out;
+}
+
+/**
+ * The warm-up sender beside Envoys it does not configure (the AI extension in a Gateway's pod,
+ * or beside the Envoys `controller --infrastructure host` runs): their targets are read from
+ * their admin APIs every `pollMs` (a configuration change is warmed within it; unchanged targets
+ * only at the refresh).
+ */
+export function warmupBesideEnvoy(opts: Omit<AiWarmupOptions, 'addressOf'> & BesideEnvoys & { pollMs?: number }): { stop(): void } {
   const warmup = new AiWarmup(opts);
   let stopped = false;
-  let failing = false;
+  const failing = new Set<string>();
   const poll = async (): Promise<void> => {
+    let envoys: Map<string, string>;
     try {
-      const targets = await targetsFromEnvoyAdmin(opts.adminUrl);
-      if (!stopped) warmup.updateTargets(targets);
-      failing = false;
+      envoys = besideAdminUrls(opts);
     } catch (err) {
-      // Envoy starting, or restarting: said once, then quiet until it answers again.
-      if (!failing) opts.logger.warn({ adminUrl: opts.adminUrl, err: err instanceof Error ? err.message : String(err) }, 'ai-warmup: Envoy\'s admin API did not answer; no warm-up until it does');
-      failing = true;
+      if (!failing.has('')) opts.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'ai-warmup: cannot list the Envoys to warm; no warm-up until it can');
+      failing.add('');
+      return;
     }
+    failing.delete('');
+    const all: WarmupTarget[] = [];
+    await Promise.all([...envoys].map(async ([name, adminUrl]) => {
+      try {
+        const targets = await targetsFromEnvoyAdmin(adminUrl);
+        all.push(...targets.map((t) => ({ ...t, gateway: name })));
+        failing.delete(adminUrl);
+      } catch (err) {
+        // Envoy starting, or restarting: said once, then quiet until it answers again.
+        if (!failing.has(adminUrl)) opts.logger.warn({ envoy: name, adminUrl, err: err instanceof Error ? err.message : String(err) }, 'ai-warmup: Envoy\'s admin API did not answer; no warm-up until it does');
+        failing.add(adminUrl);
+      }
+    }));
+    if (!stopped) warmup.updateTargets(all);
   };
   void poll();
   const timer = setInterval(() => void poll(), opts.pollMs ?? 15_000);
@@ -212,6 +257,8 @@ export interface AiWarmupOptions {
   resendPauseMs?: number;
   /** How long a Backend is tried while Envoy has no route or no listener for it yet. */
   giveUpAfterMs?: number;
+  /** The admin API of the Gateway's Envoy, when known: its worker count says how many to warm. */
+  envoyAdminOf?: (gateway: string) => string | undefined;
 }
 
 /** What one warm-up of a Backend found, for the log. */
@@ -221,6 +268,9 @@ interface WarmupReport {
   /** Members Envoy had a connection ready to, by the end ("priority/member"). */
   ready: string[];
   requests: number;
+  /** Envoy worker threads warmed, and how many Envoy has when known. */
+  workers: number;
+  envoyWorkers?: number;
   /** Why it stopped short of every member, if it did. */
   incomplete?: string;
 }
@@ -231,6 +281,15 @@ const REQUESTS_PER_MEMBER = 4;
 
 /** Backends warmed at once; a Backend's pools are warmed in order, one request at a time. */
 const WORKERS = 4;
+
+/**
+ * Connections opened per Envoy worker (plus this many) before giving up on reaching all of them:
+ * with a hash spreading them, missing one of 2 workers after 12 connections is 1 in 2,048.
+ */
+const LANES_PER_WORKER = 4;
+/** When Envoy's worker count is unknown: stop after this many connections in a row met only warm workers (a second of 2 workers missed 1 time in 1,024), or this many in all. */
+const MISSES_UNKNOWN_WORKERS = 10;
+const LANES_UNKNOWN_WORKERS = 32;
 
 function targetKey(t: WarmupTarget): string {
   return `${t.gateway}\0${t.cluster}`;
@@ -243,6 +302,8 @@ export class AiWarmup {
   private readonly queue = new Map<string, 'changed' | 'refresh'>();
   private workers = 0;
   private stopped = false;
+  /** Per listener (protocol, address, port, SNI): the connections kept, by the Envoy worker each reaches. */
+  private readonly pools = new Map<string, LanePool>();
   private readonly refresh: NodeJS.Timeout;
 
   constructor(private readonly opts: AiWarmupOptions) {
@@ -272,6 +333,8 @@ export class AiWarmup {
   stop(): void {
     this.stopped = true;
     clearInterval(this.refresh);
+    for (const pool of this.pools.values()) for (const lane of pool.lanes.values()) lane.destroy();
+    this.pools.clear();
   }
 
   private enqueue(keys: readonly string[], why: 'changed' | 'refresh'): void {
@@ -295,7 +358,7 @@ export class AiWarmup {
         if (entry === undefined) continue;
         const report = await this.warm(entry.target);
         if (this.stopped) return;
-        const log = { backend: report.backend, gateway: report.gateway, readyMembers: report.ready, requests: report.requests, warmup: true };
+        const log = { backend: report.backend, gateway: report.gateway, readyMembers: report.ready, requests: report.requests, envoyWorkers: report.envoyWorkers, workersWarmed: report.workers, warmup: true };
         if (report.incomplete !== undefined) {
           this.opts.logger.warn({ ...log, reason: report.incomplete }, 'ai-warmup: Backend not fully warmed; a skip to a cold member waits for Envoy to connect (up to 5 s)');
         } else {
@@ -309,14 +372,119 @@ export class AiWarmup {
     }
   }
 
+  /**
+   * Warms every Envoy worker thread: each has connection pools of its own, so each is walked
+   * through a downstream connection of its own. Envoy spreads connections over its workers (the
+   * kernel's SO_REUSEPORT hash), not evenly: connections are opened one after another until the
+   * extension's answers have named as many workers as Envoy has (or, when that number is not
+   * known, until several connections in a row meet only workers already warm).
+   */
   private async warm(target: WarmupTarget): Promise<WarmupReport> {
+    const started = Date.now();
+    const pool = this.lanePool(target);
+    let envoyWorkers = target.workers ?? pool.discovered ?? (await this.workersOf(target));
+    const warmedWorkers = new Set<string>();
     const ready = new Set<string>();
     let requests = 0;
-    const started = Date.now();
+    let lanes = 0;
+    let misses = 0;
+    const report = (incomplete?: string): WarmupReport => ({
+      backend: target.backend,
+      gateway: target.gateway,
+      ready: [...ready],
+      requests,
+      workers: warmedWorkers.size,
+      ...(envoyWorkers !== undefined ? { envoyWorkers } : {}),
+      ...(incomplete !== undefined ? { incomplete } : {}),
+    });
+    // The connections earlier warm-ups of this listener found a worker on, then new ones.
+    const known = [...pool.lanes];
+    const maxLanes = (): number => known.length + (envoyWorkers !== undefined ? LANES_PER_WORKER * envoyWorkers + LANES_PER_WORKER : LANES_UNKNOWN_WORKERS);
+    while (lanes < maxLanes() && !this.stopped) {
+      if (envoyWorkers !== undefined ? warmedWorkers.size >= envoyWorkers : misses >= MISSES_UNKNOWN_WORKERS) break;
+      const reused = known[lanes];
+      lanes++;
+      const lane = reused?.[1] ?? laneAgent(target);
+      let kept = false;
+      try {
+        const walked = await this.walk(target, lane, warmedWorkers, started);
+        requests += walked.requests;
+        for (const r of walked.ready) ready.add(r);
+        if (walked.incomplete !== undefined) return report(walked.incomplete);
+        // An extension that names no worker (an older one): nothing tells the workers apart.
+        if (walked.worker === undefined) {
+          warmedWorkers.add('');
+          break;
+        }
+        if (walked.fresh) {
+          warmedWorkers.add(walked.worker);
+          misses = 0;
+        } else if (reused === undefined) {
+          misses++;
+        }
+        kept = this.keepLane(pool, reused?.[0], walked.worker, lane);
+        // A configuration is warmed as it is served, often before the Envoys serve runs have
+        // started: their admin API answers once one has answered a warm-up request.
+        envoyWorkers ??= await this.workersOf(target);
+      } finally {
+        if (!kept) lane.destroy();
+      }
+    }
+    if (this.stopped) return report('stopped');
+    // The count found by trying: the next Backends of this listener take it as known.
+    if (envoyWorkers === undefined && !warmedWorkers.has('')) pool.discovered = warmedWorkers.size;
+    if (envoyWorkers !== undefined && warmedWorkers.size < envoyWorkers) {
+      return report(`${warmedWorkers.size} of Envoy's ${envoyWorkers} worker threads warmed after ${lanes} connections (Envoy spreads connections over its workers by a hash)`);
+    }
+    return report();
+  }
+
+  /**
+   * The connections kept to one listener, one per Envoy worker found: every Backend behind it is
+   * walked over them, so a warm-up of many Backends opens a connection per worker, not per
+   * Backend (and leaves no socket per Backend in TIME_WAIT).
+   */
+  private lanePool(target: WarmupTarget): LanePool {
+    const key = `${target.protocol}\0${target.address ?? this.opts.addressOf?.(target.gateway) ?? '127.0.0.1'}\0${target.port}\0${target.serverName ?? ''}`;
+    let pool = this.pools.get(key);
+    if (pool === undefined) {
+      pool = { lanes: new Map(), discovered: undefined };
+      this.pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  /** Keeps `lane` as the connection to `worker` (replacing what it was filed under); false when it is not kept. */
+  private keepLane(pool: LanePool, filedAs: string | undefined, worker: string, lane: LaneAgent): boolean {
+    if (filedAs !== undefined && filedAs !== worker) pool.lanes.delete(filedAs);
+    const held = pool.lanes.get(worker);
+    if (held !== undefined && held !== lane) return false;
+    if (this.stopped) return false;
+    pool.lanes.set(worker, lane);
+    return true;
+  }
+
+  /** Envoy's worker threads, from its admin API (`/server_info`) when this sender knows where it is. */
+  private async workersOf(target: WarmupTarget): Promise<number | undefined> {
+    const admin = this.opts.envoyAdminOf?.(target.gateway);
+    return admin === undefined ? undefined : envoyConcurrency(admin).catch(() => undefined);
+  }
+
+  /**
+   * One walk of the Backend's pools over one downstream connection (one Envoy worker), until
+   * every member answered ready there. It stops at the first answer when that worker was warmed
+   * already (`fresh` false), and when an answer comes from another worker than the first (Envoy
+   * closed the connection and a new one landed elsewhere).
+   */
+  private async walk(target: WarmupTarget, lane: LaneAgent, warmedWorkers: ReadonlySet<string>, started: number): Promise<LaneWalk> {
+    const ready = new Set<string>();
+    let requests = 0;
+    let worker: string | undefined;
+    let first = true;
     let pauseMs = 250;
-    const report = (incomplete?: string): WarmupReport => ({ backend: target.backend, gateway: target.gateway, ready: [...ready], requests, ...(incomplete !== undefined ? { incomplete } : {}) });
+    const result = (fresh: boolean, incomplete?: string): LaneWalk => ({ ready: [...ready], requests, fresh, ...(worker !== undefined ? { worker } : {}), ...(incomplete !== undefined ? { incomplete } : {}) });
     for (const pool of target.priorities) {
-      if (pool.level > WARMUP_RETRIES) return report(`priority ${pool.level}: the warm-up route's ${WARMUP_RETRIES} retries end before it`);
+      if (pool.level > WARMUP_RETRIES) return result(true, `priority ${pool.level}: the warm-up route's ${WARMUP_RETRIES} retries end before it`);
       const hosts = await hostsOf(pool.members);
       const readyHere = new Set<string>();
       /** Override hosts whose member answered ready when addressed. */
@@ -328,19 +496,27 @@ export class AiWarmup {
       const cold = (): string[] => pool.members.flatMap((m, i) => (done(m, i) ? [] : (hosts[i] ?? [])));
       const warmed = (): number => pool.members.filter((m, i) => done(m, i)).length;
       while (warmed() < size && asked < REQUESTS_PER_MEMBER * size + REQUESTS_PER_MEMBER) {
-        if (this.stopped) return report('stopped');
+        if (this.stopped) return result(false, 'stopped');
         // Cold members by their address, and every other request the load balancer's pick.
         const addressed = cold();
         const host = addressed.length > 0 && turn % 2 === 0 ? addressed[Math.floor(turn / 2) % addressed.length] : undefined;
         turn++;
         requests++;
-        const answer = await this.send(target, pool.level, host);
+        const answer = await this.send(target, pool.level, host, lane);
         if (answer === undefined) {
           // No answer from the extension: Envoy has not taken the configuration yet, or is down.
-          if (Date.now() - started > (this.opts.giveUpAfterMs ?? 60_000)) return report('no warm-up answer came through Envoy (is the route served?)');
+          if (Date.now() - started > (this.opts.giveUpAfterMs ?? 60_000)) return result(false, 'no warm-up answer came through Envoy (is the route served?)');
           await pause(pauseMs);
           pauseMs = Math.min(pauseMs * 2, 5_000);
           continue;
+        }
+        if (first) {
+          first = false;
+          worker = answer.worker;
+          if (worker !== undefined && warmedWorkers.has(worker)) return result(false);
+        } else if (answer.worker !== worker) {
+          // Another worker answered: this walk says nothing whole about either.
+          return result(false);
         }
         asked++;
         if (answer.ready) {
@@ -352,13 +528,13 @@ export class AiWarmup {
         }
         if (!answer.ready || answer.priority !== pool.level) await pause(this.opts.resendPauseMs ?? 100);
       }
-      if (warmed() < size) return report(`priority ${pool.level}: ${warmed()} of ${size} members answered ready`);
+      if (warmed() < size) return result(false, `priority ${pool.level}: ${warmed()} of ${size} members answered ready`);
     }
-    return report();
+    return result(true);
   }
 
-  /** One warm-up request, to the member at `host` (an override host value) or to the pick of Envoy; the extension's answer, or undefined when none came. */
-  private send(target: WarmupTarget, level: number, host: string | undefined): Promise<WarmupAnswer | undefined> {
+  /** One warm-up request over `lane`, to the member at `host` (an override host value) or to the pick of Envoy; the extension's answer, or undefined when none came. */
+  private send(target: WarmupTarget, level: number, host: string | undefined, lane: LaneAgent): Promise<WarmupAnswer | undefined> {
     const body = JSON.stringify({ model: 'switchyard-warmup', max_tokens: 1, messages: [{ role: 'user', content: 'switchyard warm-up' }] });
     const headers: Record<string, string> = {
       host: WARMUP_DOMAIN,
@@ -380,14 +556,46 @@ export class AiWarmup {
       };
       // This host's own Envoy on loopback, whose certificate names the Gateway's hostnames, not
       // the address dialled; the request carries nothing but a single-use signed order.
-      const req: ClientRequest = target.protocol === 'HTTPS'
-        ? httpsRequest({ ...options, rejectUnauthorized: false, ...(target.serverName !== undefined ? { servername: target.serverName } : {}) }, answered)
-        : httpRequest(options, answered);
+      const req: ClientRequest = lane instanceof HttpsAgent
+        ? httpsRequest({ ...options, agent: lane, rejectUnauthorized: false, ...(target.serverName !== undefined ? { servername: target.serverName } : {}) }, answered)
+        : httpRequest({ ...options, agent: lane }, answered);
       req.on('timeout', () => req.destroy(new Error('timeout')));
       req.on('error', () => resolve(undefined));
       req.end(body);
     });
   }
+}
+
+type LaneAgent = InstanceType<typeof HttpAgent> | InstanceType<typeof HttpsAgent>;
+
+interface LanePool {
+  lanes: Map<string, LaneAgent>;
+  /** Workers found by trying, when Envoy's count was not known. */
+  discovered: number | undefined;
+}
+
+/** What one walk over one downstream connection found. */
+interface LaneWalk {
+  ready: string[];
+  requests: number;
+  /** The worker the extension named (absent: it names none). */
+  worker?: string;
+  /** That worker was not warm before and now has a connection ready to every member. */
+  fresh: boolean;
+  incomplete?: string;
+}
+
+/** One downstream connection, kept for a walk: an agent of a single keep-alive socket. */
+function laneAgent(target: WarmupTarget): LaneAgent {
+  const options = { keepAlive: true, maxSockets: 1 };
+  return target.protocol === 'HTTPS' ? new HttpsAgent(options) : new HttpAgent(options);
+}
+
+/** Envoy's worker threads (`--concurrency`), from its admin API. */
+export async function envoyConcurrency(adminUrl: string): Promise<number | undefined> {
+  const info = await adminJson(adminUrl, '/server_info');
+  const concurrency = asJson(info['command_line_options'])['concurrency'];
+  return typeof concurrency === 'number' && Number.isInteger(concurrency) && concurrency > 0 ? concurrency : undefined;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { HostInfrastructure, type HostInfrastructureOptions } from '../infrastructure/host.js';
 import { KubeClient } from '../providers/kubernetes/api-client.js';
 import { loadKubeConfig } from '../providers/kubernetes/kubeconfig.js';
@@ -166,6 +167,8 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
     if (host) {
       // The Envoys dial this controller over a Unix socket of their own (envoy identity) in its private state directory.
       host.infrastructure.start({ socket: await runtime.xds.listenEnvoySocket(host.state.envoySocket) });
+      // The controller has no AI extension of its own to sign warm-up requests: the one its Envoys dial warms them.
+      log.info({ stateDir: host.state.path }, `controller: Envoys run here; to keep their AI members' connections warm, run the AI extension with --warmup-envoys-dir ${join(host.state.path, 'envoy')}`);
     }
   } catch (err) {
     await host?.infrastructure.stop();

@@ -6,7 +6,7 @@ import { startHealthServer, type HealthServer } from '../observability/health.js
 import { createMetrics, type SwitchyardMetrics } from '../observability/metrics.js';
 import { holdYoungGeneration } from '../observability/young-generation.js';
 import { toXdsResourcesReusing, type DataPlanes, type EnvoyState } from '../envoy/index.js';
-import { toAttemptFormResources, type AttemptFormsMemo } from '../envoy/attempt-forms.js';
+import { prebuildAttemptForms, toAttemptFormResources, type AttemptFormsMemo } from '../envoy/attempt-forms.js';
 import type { GatewayIR } from '../ir/model.js';
 import type { Readiness } from '../observability/health.js';
 import { translate, type TranslationState } from '../translate/index.js';
@@ -34,6 +34,11 @@ export const FIRST_STATUS_WAIT_MS = 500;
 export const STATUS_COALESCE_MS = 50;
 /** Status passes a run of translations may drop in a row before one is let finish (a stream of edits faster than a pass must not keep status unwritten). */
 export const MAX_SUPERSEDED = 2;
+
+/** The longest turn the legacy attempt facts form is built in (an older Envoy joining), so xDS and status never wait behind it. */
+const LEGACY_BUILD_SLICE_MS = 20;
+/** How long the legacy form is kept built after the last older Envoy left: one that comes back (a restart, a rollback) is served at once. */
+const LEGACY_FORM_KEPT_MS = 10 * 60_000;
 
 /** Where inputs come from: the file provider or the Kubernetes provider. */
 export interface SnapshotProvider {
@@ -596,22 +601,80 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   /** What the cache serves now, to serve it again in other attempt facts forms without translating. */
   let lastServed: { ir: IR; envoy: Partial<EnvoyOptions>; xds: XdsResources; planes: DataPlanes } | undefined;
   let attemptFormsMemo: AttemptFormsMemo | undefined;
+  /** The views served the legacy form now: those whose older Envoys asked and whose form is built. */
+  const legacyServed = new Set<string>();
+  /** Drops the built legacy form a while after the last older Envoy left: one that reconnects (a restart, a switch back) finds it built. */
+  let legacyMemoExpiry: NodeJS.Timeout | undefined;
+  let legacyBuilding = false;
+  let runtimeStopped = false;
+  const legacyClusters = (views: ReadonlySet<string>, planes: DataPlanes): ReadonlySet<string> | undefined =>
+    // The shared data plane holds every cluster; a Gateway's, only those its routes reach.
+    views.has(SHARED_VIEW) ? undefined : new Set([...views].flatMap((view) => planes.gateways.get(view)?.clusters ?? []));
   /**
    * The legacy attempt facts form of the AI clusters for the data planes that still have an Envoy
    * of the release before (the server says which: src/xds/attempt-forms.ts); nothing is built
-   * while there is none.
+   * while there is none. A data plane whose form is not built yet is left out, and its form is
+   * built in slices off the request path (buildLegacyForms); its older Envoys wait for it
+   * (the server holds their streams). Edits while it is served rebuild only what they changed.
    */
   const attemptForms = (served: IR, envoy: Partial<EnvoyOptions>, planes: DataPlanes): AttemptForms | undefined => {
-    const views = xds.legacyAttemptFactsViews();
-    if (views.size === 0) {
-      attemptFormsMemo = undefined;
+    const wanted = xds.legacyAttemptFactsViews();
+    for (const view of legacyServed) if (!wanted.has(view)) legacyServed.delete(view);
+    if (wanted.size === 0) {
+      if (attemptFormsMemo !== undefined && legacyMemoExpiry === undefined) {
+        legacyMemoExpiry = setTimeout(() => {
+          legacyMemoExpiry = undefined;
+          if (xds.legacyAttemptFactsViews().size === 0) attemptFormsMemo = undefined;
+        }, LEGACY_FORM_KEPT_MS);
+        legacyMemoExpiry.unref();
+      }
       return undefined;
     }
-    // The shared data plane holds every cluster; a Gateway's, only those its routes reach.
-    const only = views.has(SHARED_VIEW) ? undefined : new Set([...views].flatMap((view) => planes.gateways.get(view)?.clusters ?? []));
-    const built = toAttemptFormResources(served, envoy, 'legacy', attemptFormsMemo, only);
+    clearTimeout(legacyMemoExpiry);
+    legacyMemoExpiry = undefined;
+    if ([...wanted].some((view) => !legacyServed.has(view))) scheduleLegacyBuild();
+    if (legacyServed.size === 0) return undefined;
+    const built = toAttemptFormResources(served, envoy, 'legacy', attemptFormsMemo, legacyClusters(legacyServed, planes));
     attemptFormsMemo = built.memo;
-    return { views, resources: built.resources };
+    return { views: new Set(legacyServed), resources: built.resources };
+  };
+  const scheduleLegacyBuild = (): void => {
+    if (legacyBuilding) return;
+    legacyBuilding = true;
+    setImmediate(() => void buildLegacyFormsSafely().finally(() => (legacyBuilding = false)));
+  };
+  /**
+   * Builds the legacy form of the data planes that want it in slices of LEGACY_BUILD_SLICE_MS,
+   * each on a turn of its own, from what the cache serves at that moment (an edit in between is
+   * followed), then serves it and lets their older Envoys' streams go on.
+   */
+  const buildLegacyForms = async (): Promise<void> => {
+    for (;;) {
+      if (runtimeStopped || lastServed === undefined) return;
+      const wanted = xds.legacyAttemptFactsViews();
+      const pending = [...wanted].filter((view) => !legacyServed.has(view));
+      if (pending.length === 0) return;
+      const { ir: served, envoy, xds: resources, planes } = lastServed;
+      const started = performance.now();
+      const step = prebuildAttemptForms(served, envoy, 'legacy', attemptFormsMemo, legacyClusters(wanted, planes), () => performance.now() - started >= LEGACY_BUILD_SLICE_MS);
+      attemptFormsMemo = step.memo;
+      if (!step.done) {
+        await new Promise((resolve) => setImmediate(resolve));
+        continue;
+      }
+      for (const view of pending) legacyServed.add(view);
+      cache.setResources(resources, planes, attemptForms(served, envoy, planes));
+      xds.attemptFormsServed();
+    }
+  };
+  const buildLegacyFormsSafely = async (): Promise<void> => {
+    try {
+      await buildLegacyForms();
+    } catch (err) {
+      log.error({ err }, 'serving the AI clusters in another attempt facts form failed; the current form keeps being served, and the older Envoys waiting for it get it');
+      // An older Envoy held for ever serves nothing at all; with the facts string it serves all but its AI routes.
+      xds.attemptFormsServed(true);
+    }
   };
 
   // Status after a translation waits for the next turn of the event loop: the responses the cache
@@ -745,9 +808,10 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   });
   // Status follows the fleet's ACK state per version, not each ACK, connect or disconnect.
   xds.on('fleet', scheduleFleetStatuses);
-  // At once, not on a later turn: the Envoy that changed the set gets its first response in the
-  // form it reads (the server emits this before that response); the rest of the data plane gets
-  // the AI clusters again in that form, nothing else.
+  // At once, not on a later turn: a data plane whose last older Envoy left gets its AI clusters
+  // back in the facts string (nothing else), and one that has a form built already is served it
+  // before the joining Envoy's first response; a form still to build is built in slices
+  // (buildLegacyForms) while the server holds that Envoy's stream.
   xds.on('attemptForms', () => {
     if (lastServed === undefined) return;
     try {
@@ -838,6 +902,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     xds,
     metrics,
     async stop() {
+      runtimeStopped = true;
+      clearTimeout(legacyMemoExpiry);
       releaseReading?.();
       firstStatusesPending = false;
       firstStatuses();

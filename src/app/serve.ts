@@ -186,7 +186,7 @@ async function serveInProcess(
     envoy = { ...envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };
   }
   let runtime: RunningGateway | undefined;
-  const warmup = extension !== undefined && opts.aiWarmup !== false ? startWarmup(opts, extension.warmupKey, envoy, () => runtime) : undefined;
+  const warmup = extension !== undefined && opts.aiWarmup !== false ? startWarmup(opts, extension.warmupKey, envoy, () => runtime, host?.infrastructure) : undefined;
   try {
     runtime = await startFileRuntime(opts, envoy, { ...(host ? { infrastructure: host.infrastructure } : {}), ...(warmup ? { onTranslated: (ir: IR) => warmup.update(ir) } : {}) });
   } catch (err) {
@@ -237,13 +237,15 @@ async function serveInProcess(
  * The warm-up sender for the in-process extension. A Gateway run by the Host infrastructure is
  * reached at the address in its status; otherwise at the listener address, from this host.
  */
-function startWarmup(opts: ServeOptions, key: string, envoy: ServingOptions['envoy'], runtime: () => RunningGateway | undefined): AiWarmup {
+function startWarmup(opts: ServeOptions, key: string, envoy: ServingOptions['envoy'], runtime: () => RunningGateway | undefined, host?: HostInfrastructure): AiWarmup {
   const addressOf = (gateway: string): string => {
     const status = runtime()?.statuses().find((s) => s.kind === 'Gateway' && `${s.namespace}/${s.name}` === gateway);
     const placed = status !== undefined && 'addresses' in status ? status.addresses?.[0]?.value : undefined;
     return loopbackFor(placed ?? envoy.gatewayAddresses?.get(gateway) ?? envoy.listenerAddress ?? DEFAULT_ENVOY_OPTIONS.listenerAddress);
   };
-  return new AiWarmup({ key, logger: opts.logger.child({ component: 'ai-warmup' }), addressOf, ...(opts.aiWarmup || {}) });
+  // The Envoys serve runs say how many worker threads to warm; an Envoy of yours is probed until its workers stop being new.
+  const envoyAdminOf = host === undefined ? undefined : (gateway: string): string | undefined => host.views().find((v) => v.gateway === gateway)?.adminUrl;
+  return new AiWarmup({ key, logger: opts.logger.child({ component: 'ai-warmup' }), addressOf, ...(envoyAdminOf !== undefined ? { envoyAdminOf } : {}), ...(opts.aiWarmup || {}) });
 }
 
 /**
@@ -274,7 +276,7 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
     });
     const envoy = { ...opts.envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };
     const running = extension;
-    const started = opts.aiWarmup !== false ? startWarmup(opts, extension.warmupKey, envoy, () => runtime) : undefined;
+    const started = opts.aiWarmup !== false ? startWarmup(opts, extension.warmupKey, envoy, () => runtime, infrastructure) : undefined;
     warmup = started;
     runtime = await startFileRuntime(opts, envoy, { extraMetrics: () => running.metrics(), ...(infrastructure ? { infrastructure } : {}), ...(started ? { onTranslated: (ir: IR) => started.update(ir) } : {}) });
     // Left behind by a serve that was killed; the lock says no live serve owns it.

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { XdsTarget } from '../ai-extension/credentials.js';
 import { DURATION_HINT, parseDuration } from '../api/duration.js';
@@ -49,7 +49,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
   'ai-extension': `  switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH) [--port 18001]
                           [--host 0.0.0.0] [--metrics-port 9091] [--log-level info] [--orphan-grace 10m]
                           [--otlp-endpoint URL] [--limits-redis redis://HOST:PORT] [--warmup-key-file PATH]
-                          [--warmup-envoy-admin http://127.0.0.1:19000]
+                          [--warmup-envoy-admin http://127.0.0.1:19000 | --warmup-envoys-dir DIR]
       Run only the AI extension next to Envoy; provider keys come from the controller at --xds,
       which sends them only over mTLS to a client certificate of role ai-extension (URI SAN
       spiffe://switchyard.dev/role/ai-extension): --xds-tls-dir holds ca.crt (verifies the
@@ -62,6 +62,8 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       --warmup-envoy-admin: the admin API of the Envoy beside this extension (same pod): the
       extension then warms that Envoy's AI members itself, as serve does for its own, with
       requests signed by its own key; what to warm is read from the admin API every 15 s.
+      --warmup-envoys-dir: the same for every Envoy \`controller --infrastructure host\` runs on this
+      machine: DIR is the envoy/ folder of its --state-dir (each Envoy's admin address is there).
 `,
   controller: `  switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
@@ -78,7 +80,8 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       for serve; --xds-tls-secrets PREFIX: the controller issues and renews the CA and a certificate
       per role itself, in Secrets PREFIX-{ca,controller,envoy,ai-extension} of its namespace, its
       own naming NAMES (--xds-tls-dns). --infrastructure host runs one Envoy per Gateway on this
-      machine, as serve does (default none). --data-plane FILE (JSON: namespace, xds, envoy,
+      machine, as serve does (default none); the AI extension they dial warms them with
+      --warmup-envoys-dir STATE_DIR/envoy. --data-plane FILE (JSON: namespace, xds, envoy,
       aiExtension; the chart writes it): the leader creates an Envoy Deployment, Service,
       ServiceAccount and ConfigMap per Gateway, and Gateway status.addresses come from that Service.
 `,
@@ -375,12 +378,18 @@ async function runAiExtension(args: string[]): Promise<number> {
       'limits-redis': { type: 'string' },
       'warmup-key-file': { type: 'string' },
       'warmup-envoy-admin': { type: 'string' },
+      'warmup-envoys-dir': { type: 'string' },
     },
   });
   const socket = values['xds-socket'];
   const envoyAdmin = values['warmup-envoy-admin'];
   if (envoyAdmin !== undefined && !/^http:\/\/[^/\s]+$/.test(envoyAdmin)) {
     throw new UsageError(`--warmup-envoy-admin ${envoyAdmin}: give the admin address of the Envoy beside this extension as http://HOST:PORT (no path), e.g. http://127.0.0.1:19000`);
+  }
+  const envoysDir = values['warmup-envoys-dir'];
+  if (envoysDir !== undefined && envoyAdmin !== undefined) throw new UsageError('--warmup-envoys-dir (every Envoy a controller runs here) excludes --warmup-envoy-admin (one Envoy); give one of them');
+  if (envoysDir !== undefined && !isDirectory(envoysDir)) {
+    throw new UsageError(`--warmup-envoys-dir ${envoysDir}: no such directory; give the envoy/ folder of the state directory of \`switchyard controller --infrastructure host\` (its --state-dir)`);
   }
   if (socket !== undefined && (values.xds !== undefined || values['xds-tls-dir'] !== undefined)) {
     throw new UsageError('--xds-socket (serve\'s private Unix socket) excludes --xds and --xds-tls-dir');
@@ -416,7 +425,8 @@ async function runAiExtension(args: string[]): Promise<number> {
   if (stateFile !== undefined) {
     writeExtensionRecord(stateFile, { pid: process.pid, port: running.port, host, socket: socket ?? '', ...(running.metricsPort !== undefined ? { metricsPort: running.metricsPort } : {}) });
   }
-  const beside = envoyAdmin === undefined ? undefined : (await import('../app/ai-warmup.js')).warmupBesideEnvoy({ adminUrl: envoyAdmin, key: running.warmupKey, logger: logger.child({ component: 'ai-warmup' }) });
+  const besideEnvoys = envoyAdmin !== undefined ? { adminUrl: envoyAdmin } : envoysDir !== undefined ? { adminDir: envoysDir } : undefined;
+  const beside = besideEnvoys === undefined ? undefined : (await import('../app/ai-warmup.js')).warmupBesideEnvoy({ ...besideEnvoys, key: running.warmupKey, logger: logger.child({ component: 'ai-warmup' }) });
   const stopping = signals.until(running);
   let orphanCheck: NodeJS.Timeout | undefined;
   const ended = new Promise<void>((resolve) => {
@@ -434,6 +444,14 @@ async function runAiExtension(args: string[]): Promise<number> {
   clearInterval(orphanCheck);
   if (stateFile !== undefined) removeExtensionRecord(stateFile, process.pid);
   return 0;
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;

@@ -145,6 +145,12 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
     this.releaseHeldClusters();
   }
 
+  /** What the client waited for (StreamHooks.waiting) is there: push what is due. */
+  retry(): void {
+    this.flush();
+    this.releaseHeldClusters();
+  }
+
   /** The transport's write buffer has room again ('drain'): push the newest of what is due. */
   resume(): void {
     this.congested = false;
@@ -290,7 +296,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
    * Re-entrant calls (a push that makes another type due) are picked up by the running loop.
    */
   private flush(): void {
-    if (this.flushing || this.due === 0) return;
+    if (this.flushing || this.due === 0 || this.options.hooks.waiting?.() === true) return;
     this.flushing = true;
     try {
       for (let i = 0; i < PUSH_ORDER_URLS.length; i++) {

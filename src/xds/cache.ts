@@ -62,6 +62,8 @@ export interface CacheView {
   readonly known: boolean;
   /** Why resources are left out of this view (the shared view: ports two Gateways want). */
   readonly problems: readonly string[];
+  /** Served the legacy attempt facts form at its last rebuild (AttemptForms). */
+  readonly legacy: boolean;
   snapshot(typeUrl: string): TypeSnapshot | undefined;
 }
 

@@ -56,6 +56,12 @@ export interface StreamHooks {
    * needs nothing of it: it holds that version as far as it is concerned.
    */
   holds(typeUrl: string, viewVersion: string): void;
+  /**
+   * Nothing is to be pushed to this client yet: an Envoy of the release before waits until its
+   * data plane is served the attempt facts form it reads (built off the request path), and is
+   * then pushed all it asked for (AdsStream.retry()).
+   */
+  waiting?(): boolean;
 }
 
 interface MutableTypeStatus {

@@ -250,6 +250,10 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly loggedViewProblems = new Set<string>();
   /** Views with an Envoy connected of the release before the member facts string (attempt-forms.ts). */
   private readonly attemptForms = new AttemptFormViews();
+  /** Streams of older Envoys held back until their view is served the legacy form (attemptFormsServed). */
+  private readonly waitingForForm = new Set<LiveStream>();
+  /** The legacy form could not be served: older Envoys are no longer held for it. */
+  private formGivenUp = false;
   private readonly unwatch: () => void;
   private readonly services: readonly GrpcService[];
   private server: grpc.Server | undefined;
@@ -523,6 +527,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       const view = stream.view;
       const viewers = view === undefined ? undefined : this.viewers.get(view);
       if (view !== undefined && viewers !== undefined && viewers.delete(stream) && viewers.size === 0) this.viewers.delete(view);
+      this.waitingForForm.delete(stream);
       if (view !== undefined && this.attemptForms.remove(view.key, record.streamId)) this.emit('attemptForms', this.attemptForms.legacy);
       logger.debug({ node: record.nodeId, reason }, 'xds: stream closed');
       if (record.identified) this.emit('disconnected', clientEvent(record));
@@ -599,6 +604,14 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
           if (this.attemptForms.add(selected.key, record.streamId)) this.emit('attemptForms', this.attemptForms.legacy);
         }
       },
+      // An older Envoy gets nothing until its data plane is served the form it reads: a facts
+      // string would fail its every AI attempt, and the form is built off this stream's path.
+      waiting: () => {
+        if (!legacyFacts || view === undefined || view.legacy || this.formGivenUp) return false;
+        const stream = this.streams.get(record.streamId);
+        if (stream !== undefined) this.waitingForForm.add(stream);
+        return true;
+      },
       // sent, acked and holds run once per stream per push: no closure, and no log record built for a level that is off.
       sent: (typeUrl, version) => {
         record.recordSent(typeUrl, version);
@@ -631,6 +644,20 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   /** The views (Gateway "namespace/name", or SHARED_VIEW) that must be served the legacy attempt facts form now. */
   legacyAttemptFactsViews(): ReadonlySet<string> {
     return this.attemptForms.legacy;
+  }
+
+  /**
+   * The cache now serves the legacy form to some views: their older Envoys, held back until then
+   * (StreamHooks.waiting), are pushed what they asked for. `giveUp`: the form cannot be served;
+   * every held Envoy is pushed the configuration as it is.
+   */
+  attemptFormsServed(giveUp = false): void {
+    this.formGivenUp = giveUp;
+    for (const stream of this.waitingForForm) {
+      if (!giveUp && stream.view?.legacy !== true) continue;
+      this.waitingForForm.delete(stream);
+      this.guard(stream.call, this.logger, () => stream.protocol.retry());
+    }
   }
 
   /** Pushes each changed view's changed types to the streams of that view, and to no other. */

@@ -165,6 +165,58 @@ describe('an Envoy of the release before the member facts string', () => {
     }
   });
 
+  it('switches a serving data plane back and forth (this release, then an older Envoy, then this release alone, then an older one again) without a failed request', async () => {
+    const current = await start('ai-version-skew-switch', false, true);
+    let older: EnvoyProcess | undefined;
+    let running = true;
+    const answers: string[] = [];
+    const failures: unknown[] = [];
+    let load: Promise<void>[] = [];
+    try {
+      await current.waitForListener(`ai/ai-gateway/${gw.listenerPort}`);
+      await p0.setMode({ kind: 'status', status: 503 });
+      // Four at a time through whichever Envoy the kernel gives the connection, failing over all along.
+      load = Array.from({ length: 4 }, async () => {
+        while (running) {
+          try {
+            answers.push((await gw.chat()).answeredBy ?? '');
+          } catch (err) {
+            failures.push(err);
+          }
+        }
+      });
+      const answered = async (what: string): Promise<void> => {
+        const at = answers.length;
+        await waitFor(() => answers.length >= at + 8, { what: `requests answered ${what}`, timeoutMs: 10_000 });
+      };
+      const form = async (want: string, what: string): Promise<void> => {
+        await waitFor(async () => (await requestAttributes(current, 'chat'))?.includes(want) === true, { what, timeoutMs: 10_000 });
+      };
+      await answered('before any older Envoy');
+      for (const round of [1, 2]) {
+        older = await start(`ai-version-skew-switch-older-${round}`, true, false);
+        await form(PER_KEY, `the per-key form on the serving Envoy (round ${round})`);
+        expect(await requestAttributes(older, 'chat')).toContain(PER_KEY);
+        await answered(`with the older Envoy (round ${round})`);
+        await older.stop();
+        older = undefined;
+        await form(PACKED, `the facts string again once the older Envoy left (round ${round})`);
+        await answered(`after the older Envoy left (round ${round})`);
+      }
+      running = false;
+      await Promise.all(load);
+      expect(failures).toEqual([]);
+      expect(new Set(answers)).toEqual(new Set(['p1']));
+      // Serving the other form never failed on the way.
+      expect(logLines.filter((l) => l.includes('attempt facts form failed'))).toEqual([]);
+    } finally {
+      running = false;
+      await Promise.all(load);
+      await older?.stop();
+      await current.stop();
+    }
+  });
+
   it("does the same for a Gateway's own data plane, and leaves the shared one alone", async () => {
     const shared = await start('ai-version-skew-shared', false, false);
     const own = await start('ai-version-skew-own', false, false, 'ai/ai-gateway');

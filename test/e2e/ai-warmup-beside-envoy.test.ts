@@ -1,3 +1,6 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
 import { warmupBesideEnvoy } from '../../src/app/ai-warmup.js';
@@ -77,6 +80,30 @@ describe('the warm-up sender beside an Envoy it does not configure', () => {
       expect(warm.elapsedMs).toBeLessThan(2_000);
     } finally {
       sender.stop();
+    }
+  });
+
+  it('warms every Envoy `controller --infrastructure host` runs, found by the admin address each writes in the state directory', async () => {
+    // The Host infrastructure's layout: <state>/envoy/<namespace>_<name>/admin-address per Gateway's Envoy.
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-envoys-'));
+    mkdirSync(join(dir, 'ai_ai-gateway'));
+    writeFileSync(join(dir, 'ai_ai-gateway', 'admin-address'), gw.envoy.adminUrl.replace(/^http:\/\//, ''));
+    // An Envoy still starting (no address yet) is skipped, not an error.
+    mkdirSync(join(dir, 'ai_starting'));
+    const lines: string[] = [];
+    const sender = warmupBesideEnvoy({ adminDir: dir, key: gw.controller.aiExtension?.warmupKey ?? '', pollMs: 500, logger: createLogger({ level: 'info', name: 'dir' }, { write: (l: string) => void lines.push(l) }) });
+    try {
+      const report = await waitFor(
+        () => lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['backend'] === 'ai/beside' && l['warmup'] === true),
+        { what: 'the sender to warm backend/ai/beside through the state directory', timeoutMs: 30_000, intervalMs: 100 },
+      );
+      expect(report['msg']).toMatch(/connection ready to every member/);
+      expect(report['gateway']).toBe('ai/ai-gateway');
+      expect(report['readyMembers']).toEqual(expect.arrayContaining(['0/small', '1/large', '2/huge']));
+      expect(lines.filter((l) => JSON.parse(l).level >= 40)).toEqual([]);
+    } finally {
+      sender.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -9,6 +9,8 @@ import { StopWaiting, waitFor } from './wait.js';
 export type EnvoyLogLevel = 'trace' | 'debug' | 'info' | 'warning' | 'error' | 'critical' | 'off';
 
 export interface StartEnvoyOptions {
+  /** Worker threads (default 1). */
+  concurrency?: number;
   bootstrap: JsonObject;
   /** The admin port written in `bootstrap` (0 lets Envoy pick; `adminUrl` tells which). */
   adminPort: number;
@@ -96,7 +98,7 @@ export async function startEnvoy(opts: StartEnvoyOptions): Promise<EnvoyProcess>
 
   const args = [
     '-c', configPath,
-    '--concurrency', '1',
+    '--concurrency', String(opts.concurrency ?? 1),
     '--disable-hot-restart',
     // Hot restart is off, so no shared memory is made; a dynamic base id still keeps every
     // base-id-derived name apart when several Envoys run at once.

@@ -213,6 +213,8 @@ export interface GatewayFixtureOptions {
   envoy?: Partial<EnvoyOptions>;
   /** More flags for the Envoy process. */
   envoyArgs?: string[];
+  /** Envoy's worker threads (default 1). */
+  envoyConcurrency?: number;
   /** The controller's log lines (JSON), also kept for failure reports. */
   logLines?: string[];
   /** Bootstrap Envoy as the data plane of Gateway ai/ai-gateway only (--gateway); default: every Gateway. */
@@ -333,6 +335,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
       adminPort,
       id: opts.id,
       ...(opts.envoyArgs ? { extraArgs: opts.envoyArgs } : {}),
+      ...(opts.envoyConcurrency !== undefined ? { concurrency: opts.envoyConcurrency } : {}),
     });
     await envoy.waitForListener(`${NAMESPACE}/${GATEWAY}/${listenerPort}`);
 

@@ -30,6 +30,11 @@ describe('warm-up orders', () => {
     const answer = { priority: 1, member: 'large', ready: true };
     expect(parseWarmupAnswer(warmupAnswerHeader(answer))).toEqual(answer);
     expect(parseWarmupAnswer('priority=1;member=large')).toBeUndefined();
+    // The Envoy worker (its ext_proc connection) rides along; an older extension's answer has none.
+    const fromWorker = { priority: 0, member: 'small', ready: false, worker: '127.0.0.1:40112' };
+    expect(warmupAnswerHeader(fromWorker)).toBe('priority=0;member=small;ready=0;worker=127.0.0.1:40112');
+    expect(parseWarmupAnswer(warmupAnswerHeader(fromWorker))).toEqual(fromWorker);
+    expect(parseWarmupAnswer('priority=0;member=small;ready=1')).toEqual({ priority: 0, member: 'small', ready: true });
   });
 });
 
@@ -41,8 +46,8 @@ function context(): ExchangeContext {
   return exchangeContext('sk-member', { warmup: new WarmupOrders(KEY) });
 }
 
-async function attempt(ctx: ExchangeContext, o: { priority: number; member: string; ready: boolean; attempt: number; header?: string; warmupRoute?: boolean }) {
-  const exchange = new AttemptExchange(ctx);
+async function attempt(ctx: ExchangeContext, o: { priority: number; member: string; ready: boolean; attempt: number; header?: string; warmupRoute?: boolean; connection?: string }) {
+  const exchange = new AttemptExchange(ctx, undefined, undefined, o.connection);
   const answer = await exchange.handle({
     request_headers: headers({ ':path': '/v1/chat/completions', 'x-request-id': 'w1', 'x-envoy-attempt-count': String(o.attempt), ...(o.header !== undefined ? { [WARMUP_HEADER]: o.header } : {}), ...(o.warmupRoute === true ? { [WARMUP_ROUTE_HEADER]: '1' } : {}) }),
     attributes: attributes({ backend: 'ai/chat', member: o.member, priority: String(o.priority), provider: 'openai', authKind: 'SecretRef', credential: 'credential/ai/k', authHeader: 'Authorization' }, o.ready),
@@ -64,6 +69,11 @@ describe('a warm-up request in the extension', () => {
     expect(await count('switchyard_ai_warmup_attempts_total')).toBe(2);
     expect(await count('switchyard_ai_requests_total')).toBe(0);
     expect(await count('switchyard_ai_failures_total')).toBe(0);
+  });
+
+  it('names the Envoy worker that ran the attempt by its ext_proc connection, so each worker is warmed on its own', async () => {
+    const answer = await attempt(context(), { priority: 0, member: 'small', ready: true, attempt: 1, header: signWarmupHeader(KEY, 'ai/chat', 0), connection: '127.0.0.1:40112' });
+    expect(answer).toMatchObject({ phase: 'immediate', status: 204, headers: [{ key: WARMUP_ANSWER_HEADER, value: 'priority=0;member=small;ready=1;worker=127.0.0.1:40112' }] });
   });
 
   it('answers a cold earlier pool itself instead of standing in there (a stand-in while Envoy connects crashes Envoy 1.40)', async () => {

@@ -127,6 +127,15 @@ describe('usage errors: exit 2, name the flag, suggest the closest one', () => {
     expect(r.stderr).toContain('--warmup-envoy-admin 127.0.0.1:19000: give the admin address of the Envoy beside this extension as http://HOST:PORT');
   });
 
+  it('a --warmup-envoys-dir that is not a directory, or given with --warmup-envoy-admin, is named with the fix', async () => {
+    const missing = await cli(['ai-extension', '--xds', '127.0.0.1:1', '--warmup-envoys-dir', '/nonexistent/state/envoy']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('--warmup-envoys-dir /nonexistent/state/envoy: no such directory; give the envoy/ folder of the state directory of `switchyard controller --infrastructure host`');
+    const both = await cli(['ai-extension', '--xds', '127.0.0.1:1', '--warmup-envoys-dir', '/tmp', '--warmup-envoy-admin', 'http://127.0.0.1:19000']);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('--warmup-envoys-dir (every Envoy a controller runs here) excludes --warmup-envoy-admin (one Envoy)');
+  });
+
   it('suggests nothing for a word far from every flag', () => {
     expect(closest('--colour-scheme', ['--xds-port', '--config'])).toBeUndefined();
     expect(closest('--metric-port', ['--xds-port', '--metrics-port'])).toBe('--metrics-port');

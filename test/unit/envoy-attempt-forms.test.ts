@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { attemptTarget } from '../../src/ai-extension/attempt.js';
 import { legacyAttemptAttribute } from '../../src/envoy/ai-extension.js';
-import { toAttemptFormResources } from '../../src/envoy/attempt-forms.js';
+import { prebuildAttemptForms, toAttemptFormResources, type AttemptFormsMemo } from '../../src/envoy/attempt-forms.js';
 import { encodedForm } from '../../src/envoy/encoded.js';
 import { toXdsResources } from '../../src/envoy/index.js';
 import { decodeResource, encodeResourceAny, messageType } from '../../src/envoy/proto.js';
@@ -43,6 +43,30 @@ function json(resource: EnvoyResource): JsonObject {
 }
 
 describe('the legacy attempt facts form', () => {
+  it('built in slices (an older Envoy joining, off the request path) is the same as in one go, and collecting it then builds nothing', () => {
+    const base = irOf(Object.keys(previousRelease)[0] as string);
+    const ai = base.clusters.filter((c) => c.ai !== undefined);
+    expect(ai.length).toBeGreaterThan(0);
+    // Forty copies of each AI cluster under their own names: several slices' worth.
+    const ir: IR = { ...base, clusters: [...base.clusters, ...Array.from({ length: 40 }, (_, i) => ai.map((c) => ({ ...c, name: `${c.name}-${i}` }))).flat()] };
+    let memo: AttemptFormsMemo | undefined;
+    let slices = 0;
+    for (let done = false; !done; slices++) {
+      const step = prebuildAttemptForms(ir, OPTIONS, 'legacy', memo, undefined, () => true);
+      memo = step.memo;
+      done = step.done;
+      expect(slices).toBeLessThan(1_000);
+    }
+    expect(slices).toBeGreaterThan(Math.floor((ai.length * 41) / 9));
+    const sliced = toAttemptFormResources(ir, OPTIONS, 'legacy', memo);
+    const again = toAttemptFormResources(ir, OPTIONS, 'legacy', sliced.memo);
+    sliced.resources.clusters.forEach((c, i) => expect(again.resources.clusters[i]).toBe(c));
+    const whole = toAttemptFormResources(ir, OPTIONS, 'legacy');
+    expect(sliced.resources.clusters.map((c) => c['name'])).toEqual(whole.resources.clusters.map((c) => c['name']));
+    sliced.resources.clusters.forEach((c, i) => expect(bytesOf(c).equals(bytesOf(whole.resources.clusters[i] as EnvoyResource))).toBe(true));
+    sliced.resources.endpoints.forEach((e, i) => expect(bytesOf(e).equals(bytesOf(whole.resources.endpoints[i] as EnvoyResource))).toBe(true));
+  });
+
   for (const [name, before] of Object.entries(previousRelease)) {
     it(`${name}: equals, byte for byte, the AI Clusters and assignments the release before served`, () => {
       const { resources } = toAttemptFormResources(irOf(name), OPTIONS, 'legacy');
