@@ -43,6 +43,11 @@ export class ChunkedList<T> implements Iterable<T> {
     return new ChunkedList(chunks, this.length);
   }
 
+  /** The chunks themselves, in order (each CHUNK items but the last), for a scan of plain loops where a call per item costs too much. */
+  get parts(): readonly (readonly T[])[] {
+    return this.chunks;
+  }
+
   /** Calls `f` with each item and its index, in order (a loop over chunks, without an iterator's cost per item). */
   forEach(f: (item: T, index: number) => void): void {
     let i = 0;

@@ -350,23 +350,21 @@ interface BackendChanges {
  */
 function readersOf(memos: ChunkedList<{ secrets: Reads<unknown> }>, keys: ReadonlySet<string>): number[] {
   const readers: number[] = [];
-  if (keys.size === 1) {
-    // One Secret edited (the usual edit): a comparison per read instead of a hash look-up.
-    const [k] = keys;
-    memos.forEach(({ secrets: reads }, i) => {
-      for (let r = 0; r < reads.length; r += 2) {
-        if (reads[r] === k) {
-          readers.push(i);
-          break;
-        }
-      }
-    });
-    return readers;
+  // One Secret edited (the usual edit): a comparison per read instead of a hash look-up.
+  const only = keys.size === 1 ? [...keys][0] : undefined;
+  let i = 0;
+  for (const part of memos.parts) {
+    for (const { secrets: reads } of part) {
+      if (only === undefined ? readAny(reads, keys) : readsKey(reads, only)) readers.push(i);
+      i++;
+    }
   }
-  memos.forEach((m, i) => {
-    if (readAny(m.secrets, keys)) readers.push(i);
-  });
   return readers;
+}
+
+function readsKey(reads: Reads<unknown>, key: string): boolean {
+  for (let r = 0; r < reads.length; r += 2) if (reads[r] === key) return true;
+  return false;
 }
 
 function translateBackends(
