@@ -19,6 +19,7 @@ import { contentKey, replacedAt, sameItems } from '../ir/delta.js';
 import { ServiceBackends } from './services.js';
 import type { InvalidStatus, ObjectStatus, WarningEvent } from './status.js';
 import { secretKey, serviceAccountIndex } from './credentials.js';
+import { ChunkedList } from './chunked-list.js';
 
 export interface Translation {
   ir: IR;
@@ -79,7 +80,25 @@ interface ListenerMemo {
 /** Objects of one kind in key order, and at the same index what translating each gave. */
 interface MemoList<I, M> {
   readonly items: readonly I[];
-  readonly memos: readonly M[];
+  readonly memos: ChunkedList<M>;
+}
+
+/**
+ * The statuses of a translation (before noteLastGood) and where each route's and Backend's is in
+ * them: an edit writes the statuses it changed into one copy of the list, where the route and
+ * Backend statuses were each gathered into a list of their own and then joined with the rest.
+ */
+interface StatusLayout {
+  /** GatewayClass and Gateway statuses, then route statuses, Backend statuses, invalid objects' statuses. */
+  readonly list: readonly ObjectStatus[];
+  /** How many GatewayClass and Gateway statuses come first. */
+  readonly head: number;
+  /** By route index, the index of its status in `list` (-1: a route with no parent has none). */
+  readonly routeAt: Int32Array;
+  /** The index of the first Backend's status (the others follow in Backend order). */
+  readonly backendStart: number;
+  /** How many invalid objects' statuses come last. */
+  readonly tail: number;
 }
 
 /**
@@ -102,10 +121,9 @@ export interface TranslationState {
   readonly backends: MemoList<Backend, BackendMemo>;
   readonly routes: MemoList<HTTPRoute, RouteMemo>;
   /** The Backends' results by key, as built for this list of results (only when a route looked them up). */
-  readonly backendsByKey: { memos: readonly BackendMemo[]; byKey: ReadonlyMap<string, TranslatedBackend> } | undefined;
+  readonly backendsByKey: { memos: ChunkedList<BackendMemo>; byKey: ReadonlyMap<string, TranslatedBackend> } | undefined;
   /** The Backends' Warning Events, statuses and clusters, in Backend order. */
   readonly backendEvents: readonly WarningEvent[];
-  readonly backendStatuses: readonly ObjectStatus[];
   /** With, by Backend index, the index of its cluster in the list (-1: none). */
   readonly backendClusters: { list: readonly ClusterIR[]; at: Int32Array } | undefined;
   /**
@@ -116,7 +134,7 @@ export interface TranslationState {
   /** attachedRoutes of every served listener, in Gateway order, once every route was counted. */
   readonly attached: readonly number[];
   readonly routeEvents: readonly WarningEvent[];
-  readonly routeStatuses: readonly ObjectStatus[];
+  readonly statuses: StatusLayout | undefined;
   readonly serviceClusters: readonly ClusterIR[];
   /** The models of the AI Backends' clusters; a listener's /v1/models answers are built again when this is another map. */
   readonly models: { byCluster: ReadonlyMap<string, ServedModels> } | undefined;
@@ -130,16 +148,15 @@ const EMPTY_STATE: TranslationState = {
   services: undefined,
   namespaces: undefined,
   grants: undefined,
-  backends: { items: [], memos: [] },
-  routes: { items: [], memos: [] },
+  backends: { items: [], memos: ChunkedList.EMPTY },
+  routes: { items: [], memos: ChunkedList.EMPTY },
   backendsByKey: undefined,
   backendEvents: [],
-  backendStatuses: [],
   backendClusters: undefined,
   routesByBackend: undefined,
   attached: [],
   routeEvents: [],
-  routeStatuses: [],
+  statuses: undefined,
   serviceClusters: [],
   models: undefined,
   credentials: undefined,
@@ -319,6 +336,11 @@ interface BackendChanges {
   clusters: boolean;
   /** A Backend translated again had or has Warning Events. */
   events: boolean;
+  /**
+   * A Backend translated again holds credentials of other names than before (with `credentials`
+   * false or only values changed, the list of all credentials keeps its names).
+   */
+  credentialNames: boolean;
 }
 
 /**
@@ -326,10 +348,23 @@ interface BackendChanges {
  * a Secret edit costs a look at each Backend's few reads (a millisecond at 10,000 Backends),
  * where an index by Secret cost 5 MiB for as long as the configuration is served.
  */
-function readersOf(memos: readonly { secrets: Reads<unknown> }[], keys: ReadonlySet<string>): number[] {
+function readersOf(memos: ChunkedList<{ secrets: Reads<unknown> }>, keys: ReadonlySet<string>): number[] {
   const readers: number[] = [];
-  for (let i = 0; i < memos.length; i++) if (readAny((memos[i] as { secrets: Reads<unknown> }).secrets, keys)) readers.push(i);
+  // One Secret edited (the usual edit): a comparison per read instead of a hash look-up.
+  const only = keys.size === 1 ? [...keys][0] : undefined;
+  let i = 0;
+  for (const part of memos.parts) {
+    for (const { secrets: reads } of part) {
+      if (only === undefined ? readAny(reads, keys) : readsKey(reads, only)) readers.push(i);
+      i++;
+    }
+  }
   return readers;
+}
+
+function readsKey(reads: Reads<unknown>, key: string): boolean {
+  for (let r = 0; r < reads.length; r += 2) if (reads[r] === key) return true;
+  return false;
 }
 
 function translateBackends(
@@ -337,34 +372,35 @@ function translateBackends(
   previous: MemoList<Backend, BackendMemo>,
   secrets: Pick<ReadonlyMap<string, Secret>, 'get'>,
   changedSecrets: ReadonlySet<string> | undefined,
-): { memos: BackendMemo[]; changes: BackendChanges } {
+): { memos: ChunkedList<BackendMemo>; changes: BackendChanges } {
   const build = (b: Backend): BackendMemo => {
     const rec = recording(secrets);
     return { backend: b, result: translateBackend(b, rec.lookup), secrets: compact(rec.reads) };
   };
   const at = replacedAt(previous.items, items);
   if (at === undefined) {
-    const byKey = new Map(previous.memos.map((m) => [m.result.key, m]));
+    const byKey = new Map<string, BackendMemo>();
+    previous.memos.forEach((m) => byKey.set(m.result.key, m));
     const memos = items.map((b) => {
       const memo = byKey.get(key(b.metadata));
       return memo !== undefined && memo.backend === b && readsHold(memo.secrets, secrets, changedSecrets) ? memo : build(b);
     });
-    return { memos, changes: { views: undefined, models: true, credentials: true, rebuilt: undefined, clusters: true, events: true } };
+    return { memos: ChunkedList.from(memos), changes: { views: undefined, models: true, credentials: true, rebuilt: undefined, clusters: true, events: true, credentialNames: true } };
   }
-  const memos = at.length > 0 || changedSecrets === undefined || changedSecrets.size > 0 ? previous.memos.slice() : (previous.memos as BackendMemo[]);
+  const replacements = new Map<number, BackendMemo>();
   const rebuilt: number[] = [];
-  const changes: BackendChanges = { views: new Set(), models: false, credentials: false, rebuilt, clusters: false, events: false };
+  const changes: BackendChanges = { views: new Set(), models: false, credentials: false, rebuilt, clusters: false, events: false, credentialNames: false };
   const secretsMoved = changedSecrets === undefined || changedSecrets.size > 0;
   // Only the Backends replaced, and those that read a Secret that changed, need a look.
   let candidates: Iterable<number> = at;
   if (changedSecrets === undefined) candidates = items.keys();
   else if (changedSecrets.size > 0) candidates = new Set<number>([...at, ...readersOf(previous.memos, changedSecrets)]);
   for (const i of candidates) {
-    const old = memos[i] as BackendMemo;
+    const old = previous.memos.at(i);
     const b = items[i] as Backend;
     if (old.backend === b && (!secretsMoved || readsHold(old.secrets, secrets, changedSecrets))) continue;
     const memo = build(b);
-    memos[i] = memo;
+    replacements.set(i, memo);
     rebuilt.push(i);
     const was = old.result;
     const now = memo.result;
@@ -374,13 +410,15 @@ function translateBackends(
       changes.views?.add(was.key).add(now.key);
       changes.models = true;
       changes.credentials = true;
+      changes.credentialNames = true;
       continue;
     }
     if (routeView(was) !== routeView(now)) changes.views?.add(now.key);
     if (!changes.models && modelsView(was) !== modelsView(now)) changes.models = true;
+    if (!changes.credentialNames && !sameNames(was.credentials, now.credentials)) changes.credentialNames = changes.credentials = true;
     if (!changes.credentials && JSON.stringify(was.credentials) !== JSON.stringify(now.credentials)) changes.credentials = true;
   }
-  return { memos, changes };
+  return { memos: previous.memos.with(replacements), changes };
 }
 
 /**
@@ -416,19 +454,12 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
   const backendItems = sortedByKey(inputs.backends, previous.backends.items);
   const { memos: backendMemos, changes } = translateBackends(backendItems, previous.backends, secrets, changedSecrets);
   const rebuiltBackends = changes.rebuilt;
-  const backendsAsBefore = rebuiltBackends !== undefined && rebuiltBackends.length === 0;
   let backendEvents = previous.backendEvents;
   if (changes.events || (rebuiltBackends === undefined && previous.backends.memos !== backendMemos)) {
     const all: WarningEvent[] = [];
     for (const m of backendMemos) if (m.result.events.length > 0) all.push(...m.result.events);
     backendEvents = all;
   }
-  let backendStatuses: ObjectStatus[];
-  if (backendsAsBefore) backendStatuses = previous.backendStatuses as ObjectStatus[];
-  else if (rebuiltBackends !== undefined) {
-    backendStatuses = previous.backendStatuses.slice();
-    for (const i of rebuiltBackends) backendStatuses[i] = (backendMemos[i] as BackendMemo).result.status;
-  } else backendStatuses = backendMemos.map((m) => m.result.status);
   let backendClusters = previous.backendClusters;
   if (backendClusters === undefined || rebuiltBackends === undefined || changes.clusters) {
     const list: ClusterIR[] = [];
@@ -440,7 +471,7 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
   } else if (rebuiltBackends.length > 0) {
     const list = backendClusters.list.slice();
     for (const i of rebuiltBackends) {
-      const c = (backendMemos[i] as BackendMemo).result.cluster;
+      const c = backendMemos.at(i).result.cluster;
       const j = backendClusters.at[i] ?? -1;
       if (c !== undefined && j >= 0) list[j] = c;
     }
@@ -450,7 +481,14 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
   // The last translation's map while every Backend's result is the same: an edit of a route among
   // 10,000 Backends then costs no map of them.
   let backends: ReadonlyMap<string, TranslatedBackend> | undefined = previous.backendsByKey?.memos === backendMemos ? previous.backendsByKey.byKey : undefined;
-  const backendsByKey = (): ReadonlyMap<string, TranslatedBackend> => (backends ??= new Map(backendMemos.map((m) => [m.result.key, m.result])));
+  const backendsByKey = (): ReadonlyMap<string, TranslatedBackend> => {
+    if (backends === undefined) {
+      const byKey = new Map<string, TranslatedBackend>();
+      backendMemos.forEach((m) => byKey.set(m.result.key, m.result));
+      backends = byKey;
+    }
+    return backends;
+  };
 
   // A route reads of a Backend only what routeView keeps: a change elsewhere in the Backend
   // (its members, outlier detection) leaves its routes as they were.
@@ -506,7 +544,9 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
     for (let i = 1; i < viewed.length; i += 2) viewed[i] = backendViews.get(viewed[i - 1] as string);
     return { route, services: usedServices ? services : undefined, backends: compact(viewed) as Reads<string>, result };
   };
-  let routeMemos: RouteMemo[];
+  let routeMemos: ChunkedList<RouteMemo>;
+  /** Indexes of the routes translated again; undefined: not followed (every route was looked at). */
+  let rebuiltRoutes: number[] | undefined;
   /** The route results replaced, and what replaced them; undefined: not followed (every listener is built again). */
   let replaced: { before: RouteMemo[]; after: RouteMemo[] } | undefined;
   let routesByBackend = previous.routesByBackend;
@@ -522,57 +562,60 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
       if (typeof readers === 'number') look.add(readers);
       else for (const i of readers ?? []) look.add(i);
     }
-    routeMemos = look.size > 0 ? previous.routes.memos.slice() : (previous.routes.memos as RouteMemo[]);
+    const replacements = new Map<number, RouteMemo>();
     replaced = { before: [], after: [] };
+    rebuiltRoutes = [];
     for (const i of look) {
       const route = routeItems[i] as HTTPRoute;
-      const old = routeMemos[i] as RouteMemo;
+      const old = previous.routes.memos.at(i);
       if (old.route === route && viewsHold(old.backends)) continue;
       for (const l of old.result.attachedTo) l.attachedRoutes--;
       const memo = translateAt(route);
-      routeMemos[i] = memo;
+      replacements.set(i, memo);
+      rebuiltRoutes.push(i);
       replaced.before.push(old);
       replaced.after.push(memo);
       // Stale entries only cost a look: the index lists every Backend a route at i may read.
       for (let r = 0; r < memo.backends.length; r += 2) addReader(routesByBackend, memo.backends[r] as string, i, false);
     }
+    routeMemos = previous.routes.memos.with(replacements);
   } else {
     for (const l of servedListeners) l.attachedRoutes = 0;
-    const previousRouteByKey = routeAt === undefined ? new Map(previous.routes.memos.map((m) => [key(m.route.metadata), m])) : undefined;
-    routeMemos = new Array<RouteMemo>(routeItems.length);
+    let previousRouteByKey: Map<string, RouteMemo> | undefined;
+    if (routeAt === undefined) {
+      previousRouteByKey = new Map();
+      for (const m of previous.routes.memos) previousRouteByKey.set(key(m.route.metadata), m);
+    }
+    const memos = new Array<RouteMemo>(routeItems.length);
     for (let i = 0; i < routeItems.length; i++) {
       const route = routeItems[i] as HTTPRoute;
-      const memo = previousRouteByKey === undefined ? previous.routes.memos[i] : previousRouteByKey.get(key(route.metadata));
+      const memo = previousRouteByKey === undefined ? previous.routes.memos.at(i) : previousRouteByKey.get(key(route.metadata));
       const reusable = routesMayHold && memo !== undefined && memo.route === route && (memo.services === undefined || servicesSame) && viewsHold(memo.backends);
       if (memo !== undefined && reusable) {
         for (const l of memo.result.attachedTo) l.attachedRoutes++;
-        routeMemos[i] = memo;
-      } else routeMemos[i] = translateAt(route);
+        memos[i] = memo;
+      } else memos[i] = translateAt(route);
     }
     if (routesMayHold) {
       // Routes added or removed: what left and what joined, by identity of the results.
-      const now = new Set(routeMemos);
+      const now = new Set(memos);
       const was = new Set(previous.routes.memos);
-      replaced = { before: previous.routes.memos.filter((m) => !now.has(m)), after: routeMemos.filter((m) => !was.has(m)) };
+      replaced = { before: previous.routes.memos.toArray().filter((m) => !now.has(m)), after: memos.filter((m) => !was.has(m)) };
     }
     const index: RoutesByBackend = new Map();
-    routeMemos.forEach((m, i) => {
+    memos.forEach((m, i) => {
       for (let r = 0; r < m.backends.length; r += 2) addReader(index, m.backends[r] as string, i, true);
     });
     routesByBackend = index;
+    routeMemos = ChunkedList.from(memos);
   }
   const attached = servedListeners.map((l) => l.attachedRoutes);
   let routeEvents = previous.routeEvents;
-  let routeStatuses = previous.routeStatuses;
-  if (routesChanged) {
+  const routeEventsMoved = rebuiltRoutes === undefined || replaced === undefined || replaced.before.some((m) => m.result.events.length > 0) || replaced.after.some((m) => m.result.events.length > 0);
+  if (routesChanged && routeEventsMoved) {
     const allEvents: WarningEvent[] = [];
-    const allStatuses: ObjectStatus[] = [];
-    for (const { result: t } of routeMemos) {
-      if (t.events.length > 0) allEvents.push(...t.events);
-      if (t.status.parents.length > 0) allStatuses.push(t.status);
-    }
+    for (const { result: t } of routeMemos) if (t.events.length > 0) allEvents.push(...t.events);
     routeEvents = allEvents;
-    routeStatuses = allStatuses;
   }
 
   const listeners: ListenerIR[] = [];
@@ -634,18 +677,19 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
 
   let credentials = previous.credentials;
   if (changes.credentials || credentials === undefined) {
-    const byName = new Map<string, CredentialIR>();
-    for (const { result: b } of backendMemos) for (const c of b.credentials) byName.set(c.name, c);
-    const index = serviceAccountIndex(byName.values());
-    if (index !== undefined) byName.set(index.name, index);
-    credentials = [...byName.values()].sort((a, b) => byCodeUnits(a.name, b.name));
+    const rebuilt = rebuiltBackends?.map((i) => backendMemos.at(i).result.credentials);
+    credentials = (credentials !== undefined && rebuilt !== undefined && !changes.credentialNames ? withValues(credentials, rebuilt) : undefined) ?? allCredentials(backendMemos);
   }
 
   const gatewayStatuses: ObjectStatus[] = [...gw.gateways.values()].map((g) => {
     const accessLog = gatewayAccessLog(g.gateway);
     return gatewayStatus(g.gateway, g.listeners, 'error' in accessLog ? accessLog.error : undefined);
   });
-  const statuses = noteLastGood((gw.classStatuses as ObjectStatus[]).concat(gatewayStatuses, routeStatuses, backendStatuses, invalidStatuses(inputs)), inputs);
+  const head = (gw.classStatuses as ObjectStatus[]).concat(gatewayStatuses);
+  const tail = invalidStatuses(inputs);
+  const layout =
+    patchedStatuses(previous.statuses, head, tail, routeMemos, rebuiltRoutes, backendMemos, rebuiltBackends) ?? statusLayout(head, tail, routeMemos, backendMemos);
+  const statuses = noteLastGood(layout.list as ObjectStatus[], inputs);
 
   // A Service port becomes a cluster only when a served route sends traffic to it; a route
   // result that resolved no Service sends traffic to none.
@@ -675,12 +719,11 @@ export function translate(inputs: Inputs, previous: TranslationState = EMPTY_STA
       routes: { items: routeItems, memos: routeMemos },
       backendsByKey: backends === undefined ? undefined : { memos: backendMemos, byKey: backends },
       backendEvents,
-      backendStatuses,
       backendClusters,
       routesByBackend,
       attached,
       routeEvents,
-      routeStatuses,
+      statuses: layout,
       serviceClusters,
       models,
       credentials,
@@ -725,13 +768,107 @@ function addReader(index: RoutesByBackend, backend: string, route: number, inOrd
   } else if (inOrder ? readers[readers.length - 1] !== route : !readers.includes(route)) readers.push(route);
 }
 
-function forwardedClusters(memos: readonly RouteMemo[]): Set<string> {
+/** Every Backend's credentials, one per name, and the service-account index, by name. */
+function allCredentials(memos: Iterable<BackendMemo>): CredentialIR[] {
+  const byName = new Map<string, CredentialIR>();
+  for (const { result: b } of memos) for (const c of b.credentials) byName.set(c.name, c);
+  const index = serviceAccountIndex(byName.values());
+  if (index !== undefined) byName.set(index.name, index);
+  return [...byName.values()].sort((a, b) => byCodeUnits(a.name, b.name));
+}
+
+/**
+ * The credentials list with the values of `replaced` (the Backends translated again, none of
+ * which holds a name it did not hold before): a Secret edited among 60,000 costs a look-up per
+ * credential of its readers, where building the list again cost a map and a sort of all of them
+ * (a hundred milliseconds). The names are the same, so is the service-account index. Values of
+ * one name are the same whoever holds it (one Secret's, read by every holder translated again).
+ * Undefined when a name is not in the list.
+ */
+function withValues(list: readonly CredentialIR[], replaced: readonly (readonly CredentialIR[])[]): CredentialIR[] | undefined {
+  const next = list.slice();
+  for (const credentials of replaced) {
+    for (const c of credentials) {
+      const at = indexByName(next, c.name);
+      if (at < 0) return undefined;
+      next[at] = c;
+    }
+  }
+  return next;
+}
+
+/** The index of the item named `name` in a list sorted by name (byCodeUnits), else -1. */
+function indexByName(list: readonly { name: string }[], name: string): number {
+  let lo = 0;
+  let hi = list.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const at = (list[mid] as { name: string }).name;
+    if (at === name) return mid;
+    if (at < name) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+/** The same names in the same order. */
+function sameNames(a: readonly { name: string }[], b: readonly { name: string }[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if ((a[i] as { name: string }).name !== (b[i] as { name: string }).name) return false;
+  return true;
+}
+
+/** The statuses of a translation: head (GatewayClasses, Gateways), routes with a parent, Backends, tail (invalid objects). */
+function statusLayout(head: readonly ObjectStatus[], tail: readonly ObjectStatus[], routes: ChunkedList<RouteMemo>, backends: ChunkedList<BackendMemo>): StatusLayout {
+  const list: ObjectStatus[] = head.slice();
+  const routeAt = new Int32Array(routes.length).fill(-1);
+  routes.forEach(({ result }, i) => {
+    if (result.status.parents.length > 0) routeAt[i] = list.push(result.status) - 1;
+  });
+  const backendStart = list.length;
+  backends.forEach(({ result }) => list.push(result.status));
+  for (const s of tail) list.push(s);
+  return { list: compact(list), head: head.length, routeAt, backendStart, tail: tail.length };
+}
+
+/**
+ * The last statuses with the head, the tail and the statuses of the routes and Backends
+ * translated again written over theirs, in one copy; undefined when they cannot be lined up
+ * (another number of GatewayClasses, Gateways, invalid objects, routes or Backends, a route that
+ * gained or lost its last parent, or routes or Backends not followed one by one).
+ */
+function patchedStatuses(
+  previous: StatusLayout | undefined,
+  head: readonly ObjectStatus[],
+  tail: readonly ObjectStatus[],
+  routes: ChunkedList<RouteMemo>,
+  rebuiltRoutes: readonly number[] | undefined,
+  backends: ChunkedList<BackendMemo>,
+  rebuiltBackends: readonly number[] | undefined,
+): StatusLayout | undefined {
+  if (previous === undefined || rebuiltRoutes === undefined || rebuiltBackends === undefined) return undefined;
+  if (previous.head !== head.length || previous.tail !== tail.length || previous.routeAt.length !== routes.length) return undefined;
+  if (previous.list.length - previous.backendStart - previous.tail !== backends.length) return undefined;
+  for (const i of rebuiltRoutes) if ((previous.routeAt[i] !== -1) !== routes.at(i).result.status.parents.length > 0) return undefined;
+  const list = previous.list.slice();
+  for (let i = 0; i < head.length; i++) list[i] = head[i] as ObjectStatus;
+  for (const i of rebuiltRoutes) {
+    const at = previous.routeAt[i] ?? -1;
+    if (at >= 0) list[at] = routes.at(i).result.status;
+  }
+  for (const i of rebuiltBackends) list[previous.backendStart + i] = backends.at(i).result.status;
+  const tailStart = list.length - tail.length;
+  for (let i = 0; i < tail.length; i++) list[tailStart + i] = tail[i] as ObjectStatus;
+  return { ...previous, list };
+}
+
+function forwardedClusters(memos: Iterable<RouteMemo>): Set<string> {
   const names = new Set<string>();
   for (const { result } of memos) for (const p of result.placed) if (p.route.action.kind === 'forward') for (const c of p.route.action.clusters) names.add(c.name);
   return names;
 }
 
-function groupPlacements(memos: readonly RouteMemo[]): Map<string, PlacedRoute[]> {
+function groupPlacements(memos: Iterable<RouteMemo>): Map<string, PlacedRoute[]> {
   const grouped = new Map<string, PlacedRoute[]>();
   for (const { result } of memos) {
     for (const p of result.placed) {

@@ -99,15 +99,22 @@ function fullMatch(re2: string): RegExp | undefined {
  * claims the exact path itself (its own answer wins). Sorted by id, each id once.
  */
 export function modelsRoute(routes: readonly RouteIR[], byCluster: ReadonlyMap<string, ServedModels>, virtualHost: string): RouteIR | undefined {
+  return hostModels(routes, byCluster, virtualHost)?.route;
+}
+
+/** A host's /v1/models answer, and the owner of each model id it lists (what modelsAfterEdit starts from). */
+export interface HostModels {
+  readonly route: RouteIR;
+  readonly owners: ReadonlyMap<string, string>;
+}
+
+/** modelsRoute, with the owners it found. */
+export function hostModels(routes: readonly RouteIR[], byCluster: ReadonlyMap<string, ServedModels>, virtualHost: string): HostModels | undefined {
   let reachesAi = false;
   const owners = new Map<string, string>();
-  let known = modelsOfRoute.get(byCluster);
-  if (known === undefined) {
-    known = new WeakMap();
-    modelsOfRoute.set(byCluster, known);
-  }
+  const known = knownModels(byCluster);
   for (const r of routes) {
-    if (r.match.path.kind === 'Exact' && r.match.path.value === MODELS_PATH) return undefined;
+    if (claimsModelsPath(r)) return undefined;
     const served = routeModels(r, byCluster, known);
     if (served === NO_MODELS) continue;
     reachesAi = true;
@@ -115,6 +122,77 @@ export function modelsRoute(routes: readonly RouteIR[], byCluster: ReadonlyMap<s
     else for (const s of served) addModels(owners, s);
   }
   if (!reachesAi) return undefined;
+  return { route: modelsAnswer(owners, virtualHost), owners };
+}
+
+/**
+ * hostModels after an edit of a few of the host's routes (`removed` left, `added` joined;
+ * `routes` is the host's routes now, in order), from its answer before: only the model ids the
+ * routes that moved serve are looked for again, each from the first route on, where the first
+ * route serving it names its owner (usually the first route or one near it). An edit of one route
+ * among 10,000 on one host built the answer from all of them. Undefined when it cannot be
+ * followed so (then the caller builds it from all routes): no answer before or one listing no
+ * model, a moved route that claims the path itself, or no model id left.
+ */
+export function modelsAfterEdit(
+  before: HostModels | undefined,
+  routes: readonly RouteIR[],
+  removed: readonly RouteIR[],
+  added: readonly RouteIR[],
+  byCluster: ReadonlyMap<string, ServedModels>,
+  virtualHost: string,
+): HostModels | undefined {
+  if (before === undefined) return undefined;
+  const known = knownModels(byCluster);
+  const ids = new Set<string>();
+  for (const r of [...removed, ...added]) {
+    if (claimsModelsPath(r)) return undefined;
+    const served = routeModels(r, byCluster, known);
+    if ('owner' in served) for (const id of served.ids) ids.add(id);
+    else for (const s of served) for (const id of s.ids) ids.add(id);
+  }
+  // An answer listing no model says only that some route reaches an AI Backend, which the moved
+  // routes may have been the last to do: built again from all routes.
+  if (before.owners.size === 0) return undefined;
+  if (ids.size === 0) return before;
+  const owners = new Map(before.owners);
+  for (const id of ids) {
+    const owner = firstOwner(routes, id, byCluster, known);
+    if (owner === undefined) owners.delete(id);
+    else owners.set(id, owner);
+  }
+  if (owners.size === 0) return undefined;
+  return { route: modelsAnswer(owners, virtualHost), owners };
+}
+
+/** The owner the first route serving `id` names (as addModels would have it), else undefined. */
+function firstOwner(routes: readonly RouteIR[], id: string, byCluster: ReadonlyMap<string, ServedModels>, known: WeakMap<RouteIR, RouteModels>): string | undefined {
+  for (const r of routes) {
+    const served = routeModels(r, byCluster, known);
+    if (served === NO_MODELS) continue;
+    if ('owner' in served) {
+      if (served.ids.includes(id)) return served.owner;
+    } else {
+      for (const s of served) if (s.ids.includes(id)) return s.owner;
+    }
+  }
+  return undefined;
+}
+
+function claimsModelsPath(r: RouteIR): boolean {
+  return r.match.path.kind === 'Exact' && r.match.path.value === MODELS_PATH;
+}
+
+function knownModels(byCluster: ReadonlyMap<string, ServedModels>): WeakMap<RouteIR, RouteModels> {
+  let known = modelsOfRoute.get(byCluster);
+  if (known === undefined) {
+    known = new WeakMap();
+    modelsOfRoute.set(byCluster, known);
+  }
+  return known;
+}
+
+function modelsAnswer(owners: ReadonlyMap<string, string>, virtualHost: string): RouteIR {
   const data = [...owners.keys()].sort(byCodeUnits).map((id) => ({ id, object: 'model', created: 0, owned_by: owners.get(id) ?? '' }));
   return {
     name: `${virtualHost}/models`,

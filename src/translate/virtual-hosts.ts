@@ -1,6 +1,6 @@
 import { sameItems } from '../ir/delta.js';
 import type { VirtualHostIR } from '../ir/model.js';
-import { modelsRoute, type ServedModels } from './models.js';
+import { hostModels, modelsAfterEdit, type HostModels, type ServedModels } from './models.js';
 import { compareRoutes } from './precedence.js';
 import type { PlacedRoute } from './routes.js';
 
@@ -15,6 +15,8 @@ import type { PlacedRoute } from './routes.js';
 export interface HostRoutes {
   readonly sorted: readonly PlacedRoute[];
   readonly vh: VirtualHostIR;
+  /** Its /v1/models answer and the owners in it, when it has one. */
+  readonly models: HostModels | undefined;
 }
 
 /** A listener's virtual hosts by hostname, and the models they were built with. */
@@ -68,13 +70,16 @@ export function listenerHosts(
 ): ListenerHosts {
   const moved = previous === undefined || delta === 'unknown' ? undefined : movedByHost(previous, delta);
   if (previous !== undefined && moved !== undefined && moved.size === 0 && previous.byCluster === byCluster) return previous;
-  const sorted = (previous !== undefined && moved !== undefined ? movedHosts(previous, moved) : undefined) ?? sortedHosts(placed());
+  const followed = previous !== undefined && moved !== undefined ? movedHosts(previous, moved) : undefined;
+  const sorted = followed ?? sortedHosts(placed());
   const hosts = new Map<string, HostRoutes>();
   for (const hostname of [...sorted.keys()].sort(hostOrder)) {
     const routes = sorted.get(hostname) as readonly PlacedRoute[];
     const before = previous?.hosts.get(hostname);
     const same = before !== undefined && (before.sorted === routes || sameItems(before.sorted, routes));
-    hosts.set(hostname, hostRoutes(listener, hostname, same ? before.sorted : routes, byCluster, before, same && previous?.byCluster === byCluster));
+    // What moved on this host, when the models are those of the last build (else every route is looked at).
+    const hostDelta = followed !== undefined && previous?.byCluster === byCluster ? moved?.get(hostname) : undefined;
+    hosts.set(hostname, hostRoutes(listener, hostname, same ? before.sorted : routes, byCluster, before, same && previous?.byCluster === byCluster, hostDelta));
   }
   return { hosts, byCluster, virtualHosts: [...hosts.values()].map((h) => h.vh) };
 }
@@ -166,19 +171,30 @@ function upperBound(list: readonly PlacedRoute[], p: PlacedRoute): number {
 }
 
 /** One host's IR: its routes in order, after its /v1/models answer when it has one. */
-function hostRoutes(listener: string, hostname: string, sorted: readonly PlacedRoute[], byCluster: ReadonlyMap<string, ServedModels>, before: HostRoutes | undefined, unchanged: boolean): HostRoutes {
+function hostRoutes(
+  listener: string,
+  hostname: string,
+  sorted: readonly PlacedRoute[],
+  byCluster: ReadonlyMap<string, ServedModels>,
+  before: HostRoutes | undefined,
+  unchanged: boolean,
+  delta: PlacementDelta | undefined,
+): HostRoutes {
   if (unchanged && before !== undefined) return before;
   const name = `${listener}/${hostname}`;
   const routes = sorted.map((p) => p.route);
-  let models = modelsRoute(routes, byCluster, name);
+  const edited = delta === undefined ? undefined : modelsAfterEdit(before?.models, routes, delta.removed.map((p) => p.route), delta.added.map((p) => p.route), byCluster, name);
+  const found = edited ?? hostModels(routes, byCluster, name);
+  let models = found?.route;
   // The same answer keeps its object: the Envoy stage then reuses what it built of it.
   const was = before?.vh.routes[0];
   if (models !== undefined && was !== undefined && was.name === models.name && JSON.stringify(was) === JSON.stringify(models)) models = was;
+  const kept = found === undefined || models === undefined ? undefined : { route: models, owners: found.owners };
   if (before !== undefined && sameItems(before.sorted, sorted)) {
     const hadModels = before.vh.routes.length > before.sorted.length;
     if (models === undefined ? !hadModels : hadModels && models === was) return before;
   }
-  return { sorted, vh: { name, domains: [hostname], routes: models ? [models, ...routes] : routes } };
+  return { sorted, vh: { name, domains: [hostname], routes: models ? [models, ...routes] : routes }, models: kept };
 }
 
 function hostOrder(a: string, b: string): number {
