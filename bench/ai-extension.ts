@@ -19,6 +19,7 @@ import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NAMESPACE, aiBackend, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture, type Manifest } from '../test/support/gateway-fixture.js';
+import { extProcCounters } from '../test/support/envoy.js';
 import type { LoadReady, PhaseOrder, PhaseResult } from './ai-extension-load.js';
 import { processUsage } from './gcp.js';
 import type { BenchRow } from './suite.js';
@@ -40,18 +41,6 @@ export interface AiExtensionBenchOptions {
 function withDeadline(backend: Manifest): Manifest {
   (backend['spec'] as { ai: { firstTokenTimeout?: string } }).ai.firstTokenTimeout = '10s';
   return backend;
-}
-
-/** Envoy's ext_proc counters, summed over every filter's stat prefix. */
-async function extProcCounters(gw: GatewayFixture): Promise<{ streams: number; sent: number; received: number }> {
-  const out = { streams: 0, sent: 0, received: 0 };
-  for (const [name, value] of await gw.envoy.stats()) {
-    if (!name.includes('ext_proc.')) continue;
-    if (name.endsWith('.streams_started')) out.streams += value;
-    else if (name.endsWith('.stream_msgs_sent')) out.sent += value;
-    else if (name.endsWith('.stream_msgs_received')) out.received += value;
-  }
-  return out;
 }
 
 function percentile(sorted: readonly number[], p: number): number {
@@ -180,7 +169,7 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
       for (const kind of kinds) {
         log(`ai-extension: ${kind} path, ${rps} rps for ${seconds} s (round ${round + 1}/2)`);
         // Read outside the CPU windows: the admin request costs Envoy too.
-        const countersBefore = await extProcCounters(gw);
+        const countersBefore = await extProcCounters(gw.envoy);
         const cpu = process.cpuUsage();
         const envoy = processUsage(envoyPid).cpuMs;
         const loadCpu = processUsage(loadPid).cpuMs;
@@ -193,7 +182,7 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
         t.loadCpuMs += processUsage(loadPid).cpuMs - loadCpu;
         t.latencies.push(...r.latencies);
         t.requests += r.latencies.length + r.failures;
-        const countersAfter = await extProcCounters(gw);
+        const countersAfter = await extProcCounters(gw.envoy);
         t.streams += countersAfter.streams - countersBefore.streams;
         t.sent += countersAfter.sent - countersBefore.sent;
         t.received += countersAfter.received - countersBefore.received;

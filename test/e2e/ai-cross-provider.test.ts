@@ -2,6 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FakeProvider, ReceivedRequest } from '../../examples/demo/fake-provider.js';
 import { createFakeTls, type FakeTls } from '../../examples/demo/fake-tls.js';
 import { NAMESPACE, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+import { extProcCounters } from '../support/envoy.js';
 
 /**
  * Per-attempt provider adaptation through the real Envoy and the AI extension: OpenAI at priority
@@ -215,26 +216,14 @@ describe('each attempt carries its own member\'s host, path, credential and mode
   });
 });
 
-/** Envoy's ext_proc counters, summed over the filters' stat prefixes. */
-async function extProcCounters(): Promise<{ streams: number; sent: number; received: number }> {
-  const out = { streams: 0, sent: 0, received: 0 };
-  for (const [name, value] of await gw.envoy.stats()) {
-    if (!name.includes('ext_proc.')) continue;
-    if (name.endsWith('.streams_started')) out.streams += value;
-    else if (name.endsWith('.stream_msgs_sent')) out.sent += value;
-    else if (name.endsWith('.stream_msgs_received')) out.received += value;
-  }
-  return out;
-}
-
 describe('request bodies', () => {
   it('a non-streamed attempt is five messages each way: the body comes whole, behind the buffer filter, and gets one answer', async () => {
     // Serve's own warm-up requests may share the window: measured again until one stream was all.
     let window: { streams: number; sent: number; received: number } | undefined;
     for (let i = 0; i < 5 && window?.streams !== 1; i++) {
-      const before = await extProcCounters();
+      const before = await extProcCounters(gw.envoy);
       expect((await gw.chat()).content).toBe('answered by openai');
-      const after = await extProcCounters();
+      const after = await extProcCounters(gw.envoy);
       window = { streams: after.streams - before.streams, sent: after.sent - before.sent, received: after.received - before.received };
     }
     // Request headers, the body with its end; response headers, its chunk, the empty end chunk.

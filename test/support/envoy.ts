@@ -289,3 +289,14 @@ function readIfExists(path: string): string {
   }
 }
 
+/** Envoy's ext_proc counters, summed over every ext_proc filter's stat prefix. */
+export async function extProcCounters(envoy: Pick<EnvoyProcess, 'stats'>): Promise<{ streams: number; sent: number; received: number }> {
+  const out = { streams: 0, sent: 0, received: 0 };
+  for (const [name, value] of await envoy.stats()) {
+    if (!name.includes('ext_proc.')) continue;
+    if (name.endsWith('.streams_started')) out.streams += value;
+    else if (name.endsWith('.stream_msgs_sent')) out.sent += value;
+    else if (name.endsWith('.stream_msgs_received')) out.received += value;
+  }
+  return out;
+}
