@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
-import { aiBackend, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import { aiBackend, gatewayManifests, httpRoute, secret, startGatewayFixture, staticBackend, type GatewayFixture } from '../support/gateway-fixture.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -53,12 +53,7 @@ beforeAll(async () => {
           outlierDetection: { enabled: false },
         }),
         // A Static Backend: no AI extension names its member, its host's metadata does.
-        {
-          apiVersion: 'switchyard.dev/v1alpha1',
-          kind: 'Backend',
-          metadata: { name: 'web', namespace: 'ai' },
-          spec: { type: 'Static', static: { priorities: [{ hosts: [{ host: fakes['p1']!.host, port: fakes['p1']!.port }] }] } },
-        },
+        staticBackend('web', fakes['p1']!),
       ],
       'routes.yaml': [httpRoute('chat', [{ path: '/v1', backend: 'chat' }, { path: '/static', backend: 'web', rewritePrefix: '/v1' }])],
     }),

@@ -9,7 +9,7 @@ import { startFakeProvider, type FakeProvider } from '../../examples/demo/fake-p
 import { buildBootstrap } from '../../src/envoy/bootstrap.js';
 import { createPki, type Pki } from '../support/certs.js';
 import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
-import { NAMESPACE, aiBackend, gatewayManifests, httpRoute, secret, type Manifest } from '../support/gateway-fixture.js';
+import { NAMESPACE, aiBackend, gatewayManifests, httpRoute, secret, staticBackend, type Manifest } from '../support/gateway-fixture.js';
 import { freePort } from '../support/ports.js';
 import { sleep, StopWaiting, waitFor } from '../support/wait.js';
 
@@ -212,12 +212,7 @@ async function startScene(id: string): Promise<Scene> {
     // Members at different addresses: see src/ai-extension/README.md, "Warm-up requests", on
     // pools that share one.
     withFallback(aiBackend({ name: 'warm', priorities: [[{ name: 'first', fake: ai, hostname: AI_HOST, secret: 'llm-key' }], [{ name: 'second', fake: web, hostname: 'web.llm.test', secret: 'llm-key' }]] })),
-    {
-      apiVersion: 'switchyard.dev/v1alpha1',
-      kind: 'Backend',
-      metadata: { name: 'web', namespace: NAMESPACE },
-      spec: { type: 'Static', static: { priorities: [{ hosts: [{ host: web.host, port: web.port }] }] } },
-    },
+    staticBackend('web', web),
   ]);
   write('routes.yaml', [httpRoute('routes', [{ path: '/ai', backend: 'chat', rewritePrefix: '/v1' }, { path: '/static', backend: 'web' }, { path: '/warm', backend: 'warm', rewritePrefix: '/v1' }])]);
   const writeSecret = (key: string): number => write('secrets.yaml', [secret('llm-key', `Bearer ${key}`)]);

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { requireEnvoyBinary } from '../support/envoy.js';
+import { staticBackend } from '../support/gateway-fixture.js';
 import { freePort } from '../support/ports.js';
 import { sleep, StopWaiting, waitFor } from '../support/wait.js';
 
@@ -54,12 +55,7 @@ function gatewayDocs(namespace: string, port: number, upstream: { host: string; 
         listeners: [{ name: 'http', protocol: 'HTTP', port, allowedRoutes: { namespaces: { from: 'Same' } } }],
       },
     },
-    {
-      apiVersion: 'switchyard.dev/v1alpha1',
-      kind: 'Backend',
-      metadata: { name: 'web', namespace },
-      spec: { type: 'Static', static: { priorities: [{ hosts: [{ host: upstream.host, port: upstream.port }] }] } },
-    },
+    staticBackend('web', upstream, namespace),
     {
       apiVersion: 'gateway.networking.k8s.io/v1',
       kind: 'HTTPRoute',

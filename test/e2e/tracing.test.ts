@@ -8,7 +8,7 @@ import { serve } from '../../src/app/serve.js';
 import { commandLineOf, openStateDir } from '../../src/app/state-dir.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { SpanKind } from '../../src/observability/otlp.js';
-import { aiBackend, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import { aiBackend, gatewayManifests, httpRoute, secret, startGatewayFixture, staticBackend, type GatewayFixture } from '../support/gateway-fixture.js';
 import { startOtlpReceiver, type OtlpReceiver } from '../support/otlp-receiver.js';
 import { waitFor } from '../support/wait.js';
 
@@ -47,12 +47,7 @@ beforeAll(async () => {
           outlierDetection: { enabled: false },
         }),
         // A Static Backend: its spans name the member from the host's metadata.
-        {
-          apiVersion: 'switchyard.dev/v1alpha1',
-          kind: 'Backend',
-          metadata: { name: 'web', namespace: 'ai' },
-          spec: { type: 'Static', static: { priorities: [{ hosts: [{ host: fakes['p0']!.host, port: fakes['p0']!.port }] }] } },
-        },
+        staticBackend('web', fakes['p0']!),
       ],
       'routes.yaml': [httpRoute('chat', [{ path: '/v1', backend: 'chat' }, { path: '/static', backend: 'web', rewritePrefix: '/v1' }])],
     }),

@@ -108,6 +108,11 @@ function omitName(m: JsonObject): JsonObject {
   return rest;
 }
 
+/** A Static Backend with one host: no AI extension on its path, its host's metadata names it. */
+export function staticBackend(name: string, host: { host: string; port: number }, namespace: string = NAMESPACE): Manifest {
+  return { apiVersion: 'switchyard.dev/v1alpha1', kind: 'Backend', metadata: { name, namespace }, spec: { type: 'Static', static: { priorities: [{ hosts: [{ host: host.host, port: host.port }] }] } } };
+}
+
 export function secret(name: string, authorization: string): Manifest {
   return { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: NAMESPACE }, stringData: { Authorization: authorization } };
 }
