@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { buildGoBench, processUsage, startLoadClient, type LineChild } from './gcp.js';
+import { buildGoBench, markFleet, processUsage, startLoadClient, type LineChild } from './gcp.js';
 import { ConfigDir, waitFor } from './xds-e2e.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -154,7 +154,7 @@ async function main(): Promise<void> {
 
     // Each edit changes another Backend; every 10th, RSS and the heap after a full GC show what edits leave behind.
     for (let k = 1; k <= edits; k++) {
-      fleet.send(`mark e${k} cds`);
+      await markFleet(fleet, `e${k}`, 'cds', 120_000);
       config.edit((Math.floor(backends / 2) + (k - 1) * 37) % backends, k + 1);
       await fleet.next((e) => e.event === 'done' && e['id'] === `e${k}`, 120_000, `edit ${k}`);
       if (k % 10 === 0 && k < edits) {

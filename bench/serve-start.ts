@@ -3,7 +3,7 @@
  * --no-ai-extension` (a process of its own, as xds-e2e runs it) on the xds-e2e configuration
  * (one file per Backend), timed from the spawn to the first response on a Go load-client stream
  * started as soon as serve logs its ports; then E edits of one Backend's file, each timed from
- * the mark just before the write to the first byte of the changed CDS response on a one-stream
+ * the write (after the load client noted the mark) to the first byte of the changed CDS response on a one-stream
  * fleet, with serve's CPU (from /proc) for the start and for each edit.
  *
  *   node --import tsx bench/serve-start.ts [BACKENDS=10000] [EDITS=5] [sotw|delta]
@@ -17,7 +17,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } fr
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildGoBench, processUsage, startLoadClient } from './gcp.js';
+import { buildGoBench, markFleet, processUsage, sinceChange, startLoadClient } from './gcp.js';
 import { ConfigDir, waitFor, windowFromEnv } from './xds-e2e.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -74,9 +74,10 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 1_000));
         const index = (7 + i * 13) % backends;
         const before = processUsage(pid).cpuMs;
-        fleet.send(`mark e${i} cds`);
+        const markedAt = await markFleet(fleet, `e${i}`, 'cds', 180_000);
+        const changedAt = Date.now();
         config.edit(index, i + 1);
-        const done = await fleet.next((e) => e.event === 'done' && e['id'] === `e${i}`, 180_000, `edit ${i + 1}`);
+        const done = sinceChange(await fleet.next((e) => e.event === 'done' && e['id'] === `e${i}`, 180_000, `edit ${i + 1}`), markedAt, changedAt);
         const cpu = processUsage(pid).cpuMs - before;
         samples.push(Number(done['firstMs']));
         console.log(`edit ${i + 1} (chat-${index}): -> first byte ${Number(done['firstMs']).toFixed(1)} ms, -> ACKed ${Number(done['ms']).toFixed(1)} ms (serve ${cpu.toFixed(0)} CPU-ms, 10 ms ticks)`);

@@ -9,7 +9,8 @@
  *
  * EDIT_SERVE_PROFILE=DIR: serve writes a V8 CPU profile into DIR when it stops (the fleet's
  * connection is in it too: compare against a profile with 0 edits).
- * EDIT_KEEP_LOG=FILE: serve's log is copied there. EDIT_SIGNAL_SERVE=1: serve gets SIGUSR2 once the fleet is
+ * EDIT_KEEP_LOG=FILE: serve's log is copied there (BENCH_E2E_SERVE_LOG_LEVEL=debug for every push and ACK in it).
+ * EDIT_TIMEOUT_S: how long an edit may take to reach every stream (120). EDIT_SIGNAL_SERVE=1: serve gets SIGUSR2 once the fleet is
  * settled before the first edit and again after the last (a preloaded probe can start and stop a profile on it).
  * BENCH_E2E_BUILT=1 and BENCH_E2E_WINDOW as in the suite.
  *
@@ -18,7 +19,7 @@
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildGoBench, processUsage, startLoadClient } from './gcp.js';
+import { buildGoBench, markFleet, processUsage, sinceChange, startLoadClient } from './gcp.js';
 import { ConfigDir, Serve, settle, windowFromEnv } from './xds-e2e.js';
 
 const backends = Number(process.argv[2] ?? 50);
@@ -26,6 +27,7 @@ const clients = Number(process.argv[3] ?? 1000);
 const mode = process.argv[4] === 'sotw' ? 'sotw' : 'delta';
 const edits = Number(process.argv[5] ?? 10);
 const window = windowFromEnv(process.env['BENCH_E2E_WINDOW']);
+const EDIT_TIMEOUT_MS = Number(process.env['EDIT_TIMEOUT_S'] ?? 120) * 1000;
 
 const bin = buildGoBench((line) => console.error(line));
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-edit-'));
@@ -44,13 +46,20 @@ try {
       await settle([serve.pid, fleet.child.pid ?? -1]);
       if (edit === 1 && process.env['EDIT_SIGNAL_SERVE'] === '1') process.kill(serve.pid, 'SIGUSR2');
       const id = `e${edit}`;
-      fleet.send(`mark ${id} cds`);
+      const markedAt = await markFleet(fleet, id, 'cds', EDIT_TIMEOUT_MS);
       const serveBefore = processUsage(serve.pid).cpuMs;
       const clientBefore = processUsage(fleet.child.pid ?? -1).cpuMs;
       const startedUs = process.hrtime.bigint() / 1000n;
-      if (process.env['EDIT_KEEP_LOG'] !== undefined) console.log(`edit ${edit} written at ${Date.now()}`);
+      const writtenAt = Date.now();
+      if (process.env['EDIT_KEEP_LOG'] !== undefined) console.log(`edit ${edit} written at ${writtenAt}`);
       config.edit(edit % backends, edit);
-      const done = await fleet.next((e) => e.event === 'done' && e['id'] === id, 120_000, `every stream to ACK edit ${edit}`);
+      const done = sinceChange(await fleet.next((e) => e.event === 'done' && e['id'] === id, EDIT_TIMEOUT_MS, `every stream to ACK edit ${edit}`).catch(async (err: unknown) => {
+        // Which streams lack the edit and what they hold: a server that does not deliver told from a client that does not notice.
+        fleet.send(`status ${id}`);
+        const status = await fleet.next((e) => e.event === 'status' && e['id'] === id, 10_000, 'a status').catch(() => undefined);
+        console.log(`edit ${edit} written at ${writtenAt} timed out: ${JSON.stringify(status)}`);
+        throw err;
+      }), markedAt, writtenAt);
       const serveCpuMs = processUsage(serve.pid).cpuMs - serveBefore;
       const clientCpuMs = processUsage(fleet.child.pid ?? -1).cpuMs - clientBefore;
       // Until idle: settle() returns after a quiet window, whose few ms of idle CPU every edit counts alike.

@@ -18,17 +18,18 @@
  *
  * Env: BENCH_E2E_SIZES (e.g. "50x1000,1000x100"), BENCH_E2E_MODES ("sotw,delta"),
  * BENCH_E2E_ROUNDS (3), BENCH_E2E_TIMEOUT_S (per wait; 180), BENCH_E2E_BUILT=1 (serve from dist/),
- * BENCH_E2E_WINDOW (the load clients' HTTP/2 receive window in bytes; Envoy's 268435456 by
+ * BENCH_E2E_SERVE_LOG_LEVEL (serve's --log-level; debug logs every push and ACK), BENCH_E2E_KEEP_LOGS=DIR
+ * (serve's log is copied there after each size), BENCH_E2E_WINDOW (the load clients' HTTP/2 receive window in bytes; Envoy's 268435456 by
  * default, 0 for gRPC-Go's 64 KiB growing with its bandwidth estimate).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { buildGoBench, processUsage, startGoServer, startLoadClient, Timeout, type GoBinaries, type GoEvent, type LineChild } from './gcp.js';
+import { buildGoBench, markFleet, processUsage, sinceChange, startGoServer, startLoadClient, Timeout, type GoBinaries, type GoEvent, type LineChild } from './gcp.js';
 import { median, type BenchRow, type BenchSuite } from './suite.js';
 import { generateManifests } from './translate.js';
 
@@ -224,6 +225,7 @@ export class Serve {
     const child = spawn(process.execPath, [
       ...serveEntry(), 'serve', '--config', config, '--no-envoy', '--no-ai-extension',
       '--xds-port', '0', '--xds-host', '127.0.0.1', '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'state'),
+      ...(process.env['BENCH_E2E_SERVE_LOG_LEVEL'] ? ['--log-level', process.env['BENCH_E2E_SERVE_LOG_LEVEL']] : []),
     ], { cwd: ROOT, env, stdio: ['ignore', fd, fd] });
     closeSync(fd);
     return new Serve(child, logFile, startedAt);
@@ -276,11 +278,12 @@ interface Turn {
 
 /** Marks the fleet, runs `change`, waits until every stream has ACKed a new version of `types`. */
 async function timedChange(fleet: LineChild, pid: number, id: string, types: string[], change: () => void, timeoutMs: number): Promise<Turn> {
-  fleet.send(`mark ${id} ${types.join(',')}`);
+  const markedAt = await markFleet(fleet, id, types.join(','), timeoutMs);
   const before = processUsage(pid).cpuMs;
   const clientBefore = processUsage(fleet.child.pid ?? -1).cpuMs;
+  const changedAt = Date.now();
   change();
-  const done = await waitDone(fleet, id, timeoutMs);
+  const done = sinceChange(await waitDone(fleet, id, timeoutMs), markedAt, changedAt);
   return {
     ms: Number(done['ms']), firstMs: Number(done['firstMs']), p50Ms: Number(done['p50Ms']), cpuMs: processUsage(pid).cpuMs - before,
     clientCpuMs: processUsage(fleet.child.pid ?? -1).cpuMs - clientBefore, errors: Number(done['errors']),
@@ -570,6 +573,13 @@ async function runSize(bin: GoBinaries, size: E2eSize, mode: E2eMode, opts: E2eO
     rows.push(timedOutRow(`${mode}: ${sizeName(size)}`, size.backends, err));
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    const keep = process.env['BENCH_E2E_KEEP_LOGS'];
+    if (keep !== undefined && keep !== '') {
+      mkdirSync(keep, { recursive: true });
+      const to = join(keep, `serve-${mode}-${sizeName(size).replace(/[^0-9a-z]+/gi, '_')}-${Date.now()}.log`);
+      copyFileSync(join(dir, 'serve.log'), to);
+      log(`xds-e2e: ${label}: serve's log kept at ${to}`);
+    }
     rmSync(dir, { recursive: true, force: true });
   }
   return rows;

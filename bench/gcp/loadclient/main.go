@@ -3,9 +3,13 @@
 // the listeners' route configurations, SDS for the TLS secrets they name), ACKing every
 // response at once. Commands on stdin, one a line; events on stdout, one JSON object a line:
 //
-//	mark ID TYPES   TYPES: comma-separated cds,eds,lds,rds,sds; answers "done" once every stream
-//	                has ACKed a new version of each (SotW: a version_info other than the one it
-//	                had ACKed at the mark; delta: a response with changes), timed from the mark
+//	mark ID TYPES   TYPES: comma-separated cds,eds,lds,rds,sds; answers "marked" (with the mark's
+//	                wall-clock time, atUnixUs) once it has noted what every stream holds, then
+//	                "done" once every stream has ACKed a new version of each (SotW: a version_info
+//	                other than the one it had ACKed at the mark; delta: a response with changes),
+//	                timed from the mark. Make the change only after "marked": a change that
+//	                reaches a stream before its baseline is noted is in the baseline, and that
+//	                stream then waits for another change that never comes.
 //	status ID       how many streams have completed mark ID, and the stream errors so far
 //	quit
 //
@@ -632,13 +636,13 @@ func (f *fleet) errors() int {
 	return n
 }
 
-func (f *fleet) mark(id string, short string) {
+func (f *fleet) mark(id string, short string) bool {
 	m := &mark{id: id, at: time.Now(), baseline: map[int]map[string]typeState{}}
 	for _, name := range strings.Split(short, ",") {
 		typeURL, ok := shortTypes[name]
 		if !ok {
 			emit(map[string]any{"event": "error", "message": "mark: unknown type " + name + " (cds,eds,lds,rds,sds)"})
-			return
+			return false
 		}
 		m.types = append(m.types, typeURL)
 	}
@@ -654,6 +658,7 @@ func (f *fleet) mark(id string, short string) {
 		s.mu.Unlock()
 	}
 	f.current = m
+	return true
 }
 
 func main() {
@@ -783,7 +788,11 @@ func main() {
 			f.mu.Lock()
 			switch {
 			case cmd[0] == "mark" && len(cmd) == 3:
-				f.mark(cmd[1], cmd[2])
+				if !f.mark(cmd[1], cmd[2]) {
+					break
+				}
+				// Before "done" can be: the bench makes its change once it reads this.
+				emit(map[string]any{"event": "marked", "id": cmd[1], "atUnixUs": f.current.at.UnixMicro()})
 				for _, s := range f.streams {
 					f.check(s)
 				}
