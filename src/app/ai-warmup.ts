@@ -283,13 +283,17 @@ const REQUESTS_PER_MEMBER = 4;
 const WORKERS = 4;
 
 /**
- * Connections opened per Envoy worker (plus this many) before giving up on reaching all of them:
- * with a hash spreading them, missing one of 2 workers after 12 connections is 1 in 2,048.
+ * Connections opened per Envoy worker (plus this many) before giving up on reaching all of them.
+ * The kernel's hash sends each to a worker by chance: at 4 per worker a test run's warm-up ended
+ * with 1 of 2 workers warm (20 requests: one walk, then 11 connections that each met the warm
+ * worker, a 1 in 2,048 chance), and the first skip on the other waited 5 s.
+ * At 16, missing one of 2 workers is 1 in 10^14, one of 64 about 1 in 200,000; a connection that
+ * meets a warm worker costs one request, and only while a worker is still missing.
  */
-const LANES_PER_WORKER = 4;
-/** When Envoy's worker count is unknown: stop after this many connections in a row met only warm workers (a second of 2 workers missed 1 time in 1,024), or this many in all. */
-const MISSES_UNKNOWN_WORKERS = 10;
-const LANES_UNKNOWN_WORKERS = 32;
+const LANES_PER_WORKER = 16;
+/** When Envoy's worker count is unknown: stop after this many connections in a row met only warm workers (a second of 2 workers missed about 1 time in a million), or this many in all. */
+const MISSES_UNKNOWN_WORKERS = 20;
+const LANES_UNKNOWN_WORKERS = 64;
 
 function targetKey(t: WarmupTarget): string {
   return `${t.gateway}\0${t.cluster}`;
