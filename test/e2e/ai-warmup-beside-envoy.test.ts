@@ -6,7 +6,8 @@ import type { FakeProvider } from '../../examples/demo/fake-provider.js';
 import { warmupBesideEnvoy } from '../../src/app/ai-warmup.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { waitFor } from '../support/wait.js';
-import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+import { gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import { skippingBackend } from '../support/skipping-backend.js';
 
 /**
  * Cluster mode (issue 11): the controller configures Envoys it cannot reach, so the sender runs
@@ -16,23 +17,10 @@ import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type Gatew
  * Envoy warms it: the first skip to a never-used member is answered at once.
  */
 
-const HOSTS = { p0: 'small.llm.test', p1: 'large.llm.test', p2: 'huge.llm.test' } as const;
 
 let gw: GatewayFixture;
 let fakes: Record<'p0' | 'p1' | 'p2', FakeProvider>;
 const senderLog: string[] = [];
-
-function skipping(name: string, f: Record<string, FakeProvider>): Manifest {
-  const backend = aiBackend({
-    name,
-    priorities: [[{ name: 'small', fake: f['p0']!, hostname: HOSTS.p0 }], [{ name: 'large', fake: f['p1']!, hostname: HOSTS.p1 }], [{ name: 'huge', fake: f['p2']!, hostname: HOSTS.p2 }]],
-    outlierDetection: { enabled: false },
-  });
-  const spec = backend['spec'] as { ai: { multipool: { priorities: Record<string, unknown>[] } } };
-  spec.ai.multipool.priorities.forEach((p, i) => Object.assign(p, { name: ['small-pool', 'large-pool', 'huge-pool'][i] }));
-  Object.assign(spec.ai.multipool.priorities[0] ?? {}, { contextWindowFallback: 'huge-pool' });
-  return backend;
-}
 
 beforeAll(async () => {
   gw = await startGatewayFixture({
@@ -40,7 +28,7 @@ beforeAll(async () => {
     providers: ['p0', 'p1', 'p2'],
     manifests: ({ listenerPort, fakes: f }) => ({
       'gateway.yaml': gatewayManifests(listenerPort),
-      'backends.yaml': [skipping('cold', f), skipping('beside', f)],
+      'backends.yaml': [skippingBackend('cold', f), skippingBackend('beside', f)],
       'routes.yaml': [httpRoute('chat', [{ path: '/cold/v1', rewritePrefix: '/v1', backend: 'cold' }, { path: '/beside/v1', rewritePrefix: '/v1', backend: 'beside' }])],
     }),
     waitForBackends: ['cold', 'beside'],

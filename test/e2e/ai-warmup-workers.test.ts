@@ -11,7 +11,8 @@ import { createLogger } from '../../src/observability/logger.js';
 import { requireEnvoyBinary } from '../support/envoy.js';
 import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
-import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+import { gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import { skippingBackend } from '../support/skipping-backend.js';
 
 /**
  * Warm-up per Envoy worker (issue 11): each worker thread of Envoy has connection pools of its
@@ -22,25 +23,12 @@ import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type Gatew
  * ready there.
  */
 
-const HOSTS = { p0: 'small.llm.test', p1: 'large.llm.test', p2: 'huge.llm.test' } as const;
 const WORKERS = 2;
 const NOT_READY = 'no connection to the member was ready';
 
 let gw: GatewayFixture;
 let fakes: Record<'p0' | 'p1' | 'p2', FakeProvider>;
 let logLines: string[] = [];
-
-function skipping(name: string, f: Record<string, FakeProvider>): Manifest {
-  const backend = aiBackend({
-    name,
-    priorities: [[{ name: 'small', fake: f['p0']!, hostname: HOSTS.p0 }], [{ name: 'large', fake: f['p1']!, hostname: HOSTS.p1 }], [{ name: 'huge', fake: f['p2']!, hostname: HOSTS.p2 }]],
-    outlierDetection: { enabled: false },
-  });
-  const spec = backend['spec'] as { ai: { multipool: { priorities: Record<string, unknown>[] } } };
-  spec.ai.multipool.priorities.forEach((p, i) => Object.assign(p, { name: ['small-pool', 'large-pool', 'huge-pool'][i] }));
-  Object.assign(spec.ai.multipool.priorities[0] ?? {}, { contextWindowFallback: 'huge-pool' });
-  return backend;
-}
 
 /** A fixture whose Envoy runs two workers; serve itself warms it when `serveWarms`. */
 function withFixture(id: string, serveWarms: boolean): void {
@@ -54,7 +42,7 @@ function withFixture(id: string, serveWarms: boolean): void {
       aiWarmup: serveWarms,
       manifests: ({ listenerPort, fakes: f }) => ({
         'gateway.yaml': gatewayManifests(listenerPort),
-        'backends.yaml': [skipping('workers', f)],
+        'backends.yaml': [skippingBackend('workers', f)],
         'routes.yaml': [httpRoute('chat', [{ path: '/workers/v1', rewritePrefix: '/v1', backend: 'workers' }])],
       }),
       waitForBackends: ['workers'],
@@ -203,7 +191,7 @@ describe('warm-up of every Envoy worker thread, by serve of the Envoys it runs (
         started.push(f[name]);
       }
       const config = join(dir, 'config');
-      const docs = [...gatewayManifests(await freePort()), skipping('workers', f), httpRoute('chat', [{ path: '/workers/v1', rewritePrefix: '/v1', backend: 'workers' }])];
+      const docs = [...gatewayManifests(await freePort()), skippingBackend('workers', f), httpRoute('chat', [{ path: '/workers/v1', rewritePrefix: '/v1', backend: 'workers' }])];
       mkdirSync(config);
       writeFileSync(join(config, 'all.yaml'), docs.map((d) => stringify(d)).join('---\n'));
       running = await serve({

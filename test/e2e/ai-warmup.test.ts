@@ -3,6 +3,7 @@ import type { FakeProvider } from '../../examples/demo/fake-provider.js';
 import { WARMUP_ANSWER_HEADER, WARMUP_HEADER, signWarmupHeader } from '../../src/ai-extension/warmup.js';
 import { waitFor } from '../support/wait.js';
 import { aiBackend, gatewayManifests, httpRoute, regexRoute, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+import { SKIPPING_HOSTS, skippingBackend } from '../support/skipping-backend.js';
 
 /**
  * serve warms every AI member's connection through the real Envoy (src/app/ai-warmup.ts): the
@@ -10,7 +11,7 @@ import { aiBackend, gatewayManifests, httpRoute, regexRoute, startGatewayFixture
  * out Envoy's 5 s connect timeout, and no provider is called by the warm-up.
  */
 
-const HOSTS = { p0: 'small.llm.test', p1: 'large.llm.test', p2: 'huge.llm.test' } as const;
+const HOSTS = SKIPPING_HOSTS;
 
 let gw: GatewayFixture;
 /** The same Backend behind an Envoy that serve does not warm (--no-ai-warmup): what a cold member costs. */
@@ -19,23 +20,6 @@ let p0: FakeProvider;
 let p1: FakeProvider;
 let p2: FakeProvider;
 const logLines: string[] = [];
-
-/** Three named pools; a context-window refusal in the first goes straight to the third. */
-function skipping(name: string, fakes: Record<string, FakeProvider>): Manifest {
-  const backend = aiBackend({
-    name,
-    priorities: [
-      [{ name: 'small', fake: fakes['p0']!, hostname: HOSTS.p0 }],
-      [{ name: 'large', fake: fakes['p1']!, hostname: HOSTS.p1 }],
-      [{ name: 'huge', fake: fakes['p2']!, hostname: HOSTS.p2 }],
-    ],
-    outlierDetection: { enabled: false },
-  });
-  const spec = backend['spec'] as { ai: { multipool: { priorities: Record<string, unknown>[] } } };
-  spec.ai.multipool.priorities.forEach((p, i) => Object.assign(p, { name: ['small-pool', 'large-pool', 'huge-pool'][i] }));
-  Object.assign(spec.ai.multipool.priorities[0] ?? {}, { contextWindowFallback: 'huge-pool' });
-  return backend;
-}
 
 function withFallback(backend: Manifest): Manifest {
   const spec = backend['spec'] as { ai: { multipool: { priorities: Record<string, unknown>[] } } };
@@ -58,7 +42,7 @@ beforeAll(async () => {
     providers: ['p0', 'p1', 'p2'],
     manifests: ({ listenerPort, fakes }) => ({
       'gateway.yaml': gatewayManifests(listenerPort),
-      'backends.yaml': [skipping('warm', fakes)],
+      'backends.yaml': [skippingBackend('warm', fakes)],
       'routes.yaml': [httpRoute('chat', [{ path: '/warm/v1', rewritePrefix: '/v1', backend: 'warm' }])],
     }),
     waitForBackends: ['warm'],
@@ -73,8 +57,8 @@ beforeAll(async () => {
       return {
         'gateway.yaml': gatewayManifests(listenerPort),
         'backends.yaml': [
-          skipping('warm', fakes),
-          skipping('regex', fakes),
+          skippingBackend('warm', fakes),
+          skippingBackend('regex', fakes),
           // A pool of two: the load balancer picks one per attempt; both must end up ready.
           withFallback(aiBackend({ name: 'pair', priorities: [[{ name: 'left', fake: fakes['p0']!, hostname: HOSTS.p0 }, { name: 'right', fake: fakes['p1']!, hostname: HOSTS.p1 }], [{ name: 'last', fake: fakes['p2']!, hostname: HOSTS.p2 }]] })),
           // No stand-in is ever given on its attempts (no drill key, fallback or obtained credential): not warmed.
