@@ -132,8 +132,8 @@ export function aiExtensionFilter(form: AttemptFactsForm = 'packed'): JsonObject
       request_attributes: form === 'packed' ? [ATTEMPT_FACTS_ATTRIBUTE, CONNECTION_READY_ATTRIBUTE] : [...LEGACY_ATTEMPT_KEYS.map(legacyAttemptAttribute), CONNECTION_READY_ATTRIBUTE, ATTEMPT_FACTS_ATTRIBUTE],
       // The extension names each attempt's member in the request's dynamic metadata, where the
       // access log and the request span read it (src/envoy/access-log.ts): the endpoint carries
-      // these facts once, in its facts string. The legacy form stays the previous release's, byte
-      // for byte; its endpoints still carry them as keys of their own.
+      // these facts once, in its facts string. The legacy form has none (the previous release's
+      // filter but for the facts string); its endpoints still carry them as keys of their own.
       ...(form === 'packed' ? { metadata_options: ATTEMPT_MEMBER_METADATA } : {}),
       // :authority follows the member; ext_proc ignores changes to it otherwise.
       mutation_rules: { allow_all_routing: true },
