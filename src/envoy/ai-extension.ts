@@ -125,11 +125,15 @@ export function aiExtensionFilter(form: AttemptFactsForm = 'packed'): JsonObject
         response_body_mode: 'STREAMED',
         response_trailer_mode: 'SKIP',
       },
-      request_attributes: form === 'packed' ? [ATTEMPT_FACTS_ATTRIBUTE, CONNECTION_READY_ATTRIBUTE] : [...LEGACY_ATTEMPT_KEYS.map(legacyAttemptAttribute), CONNECTION_READY_ATTRIBUTE],
+      // The legacy form asks for the facts string too (last, after the previous release's list,
+      // which an older extension reads by name): while a data plane changes form, Envoy can
+      // pair this filter with endpoints of the other form for a moment (legacyMemberFacts,
+      // src/envoy/clusters.ts), and the facts string is what both forms' endpoints carry.
+      request_attributes: form === 'packed' ? [ATTEMPT_FACTS_ATTRIBUTE, CONNECTION_READY_ATTRIBUTE] : [...LEGACY_ATTEMPT_KEYS.map(legacyAttemptAttribute), CONNECTION_READY_ATTRIBUTE, ATTEMPT_FACTS_ATTRIBUTE],
       // The extension names each attempt's member in the request's dynamic metadata, where the
       // access log and the request span read it (src/envoy/access-log.ts): the endpoint carries
-      // these facts once, in its facts string. The legacy form stays the previous release's, byte
-      // for byte; its endpoints still carry them as keys of their own.
+      // these facts once, in its facts string. The legacy form has none (the previous release's
+      // filter but for the facts string); its endpoints still carry them as keys of their own.
       ...(form === 'packed' ? { metadata_options: ATTEMPT_MEMBER_METADATA } : {}),
       // :authority follows the member; ext_proc ignores changes to it otherwise.
       mutation_rules: { allow_all_routing: true },

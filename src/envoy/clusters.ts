@@ -25,12 +25,18 @@ function memberFacts(m: MemberIR, ai: AttemptFactsForm | undefined): JsonObject 
 
 /**
  * An AI member's endpoint metadata as the release before the facts string wrote it (one key per
- * fact, the aliases as one JSON string): what that release's extension reads.
+ * fact, the aliases as one JSON string): what that release's extension reads; and the facts
+ * string too, which that extension never asks for. A data plane changes form by a Cluster and
+ * its ClusterLoadAssignment, which Envoy applies apart (an EDS cluster's new endpoints can reach
+ * the cluster being replaced, and a replacing one can warm with the assignment it had): Envoy 1.40
+ * under load answered "attempt missing" 503s as a data plane flipped (test/e2e/ai-version-skew.test.ts).
+ * With both here, and both attributes in the legacy filter, either filter reads either endpoint.
  */
 function legacyMemberFacts(m: MemberIR): JsonObject {
-  if (!('modelAliases' in m.metadata)) return m.metadata as unknown as JsonObject;
+  const attempt = encodeAttemptFacts(m.metadata);
+  if (!('modelAliases' in m.metadata)) return { ...(m.metadata as unknown as JsonObject), [ATTEMPT_FACTS_KEY]: attempt };
   const { modelAliases, ...facts } = m.metadata;
-  return { ...facts, ...(modelAliases ? { modelAliases: JSON.stringify(modelAliases) } : {}) } as JsonObject;
+  return { ...facts, ...(modelAliases ? { modelAliases: JSON.stringify(modelAliases) } : {}), [ATTEMPT_FACTS_KEY]: attempt } as JsonObject;
 }
 
 const TLS_MATCH: JsonObject = deepFrozen({ tls: true });

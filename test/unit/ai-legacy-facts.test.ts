@@ -97,8 +97,10 @@ describe('legacy member facts (one attribute per key)', () => {
     expect(target).toMatchObject({ member: 'packed', provider: 'openai' });
   });
 
-  it("is what the legacy form's ext_proc filter asks Envoy for, in the previous release's order", () => {
+  it("is what the legacy form's ext_proc filter asks Envoy for, in the previous release's order, then the facts string", () => {
     const config = aiExtensionFilter('legacy')['typed_config'] as JsonObject;
-    expect(config['request_attributes']).toEqual([...PREVIOUS_RELEASE_ATTRIBUTES, CONNECTION_READY_ATTRIBUTE]);
+    // The facts string last: the previous release's extension reads its attributes by name and
+    // never this one; this release's reads it whichever form the endpoint Envoy picked is in.
+    expect(config['request_attributes']).toEqual([...PREVIOUS_RELEASE_ATTRIBUTES, CONNECTION_READY_ATTRIBUTE, ATTEMPT_FACTS_ATTRIBUTE]);
   });
 });

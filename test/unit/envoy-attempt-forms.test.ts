@@ -2,7 +2,9 @@
  * A data plane that still has an Envoy (and AI extension) of the release before the member facts
  * string is served its AI clusters in the 'legacy' form: exactly what that release served,
  * byte for byte (test/unit/fixtures/legacy-attempt-facts.yaml holds that release's golden
- * output), so its extension finds every key it reads.
+ * output), so its extension finds every key it reads; plus the facts string of each member and
+ * its attribute, which that extension never reads and which let either form's filter read either
+ * form's endpoints while a data plane changes form.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -10,7 +12,9 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { attemptTarget } from '../../src/ai-extension/attempt.js';
-import { legacyAttemptAttribute } from '../../src/envoy/ai-extension.js';
+import type { DecodedValue } from '../../src/ai-extension/protocol.js';
+import { ATTEMPT_FACTS_ATTRIBUTE, legacyAttemptAttribute } from '../../src/envoy/ai-extension.js';
+import { ATTEMPT_FACTS_KEY } from '../../src/envoy/attempt-facts.js';
 import { prebuildAttemptForms, toAttemptFormResources, type AttemptFormsMemo } from '../../src/envoy/attempt-forms.js';
 import { encodedForm } from '../../src/envoy/encoded.js';
 import { toXdsResources } from '../../src/envoy/index.js';
@@ -68,15 +72,55 @@ describe('the legacy attempt facts form', () => {
   });
 
   for (const [name, before] of Object.entries(previousRelease)) {
-    it(`${name}: equals, byte for byte, the AI Clusters and assignments the release before served`, () => {
+    it(`${name}: equals, byte for byte, the AI Clusters and assignments the release before served, plus the facts string of each member`, () => {
       const { resources } = toAttemptFormResources(irOf(name), OPTIONS, 'legacy');
       expect(resources.clusters.map((c) => c['name'])).toEqual(before.clusters.map((c) => c['name']));
       expect(resources.endpoints.map((e) => e['cluster_name'])).toEqual(before.endpoints.map((e) => e['cluster_name']));
-      expect(resources.clusters.map(json)).toEqual(before.clusters.map(json));
-      expect(resources.endpoints.map(json)).toEqual(before.endpoints.map(json));
-      resources.clusters.forEach((c, i) => expect(bytesOf(c).equals(bytesOf(before.clusters[i] as EnvoyResource))).toBe(true));
-      resources.endpoints.forEach((e, i) => expect(bytesOf(e).equals(bytesOf(before.endpoints[i] as EnvoyResource))).toBe(true));
+      const clusters = resources.clusters.map((c) => withoutFactsString(json(c)));
+      const endpoints = resources.endpoints.map((e) => withoutFactsString(json(e)));
+      // Every AI endpoint carried its facts string and every AI filter asked for it, last.
+      expect(clusters.every((c) => c.attributes === 1)).toBe(true);
+      for (const c of clusters) expect(c.members > 0).toBe(c.rest['load_assignment'] !== undefined);
+      for (const e of endpoints) expect(e.members).toBeGreaterThan(0);
+      expect(clusters.map((c) => c.rest)).toEqual(before.clusters.map(json));
+      expect(endpoints.map((e) => e.rest)).toEqual(before.endpoints.map(json));
+      clusters.forEach((c, i) => expect(Buffer.from(encodeResourceAny(c.rest, false)).equals(bytesOf(before.clusters[i] as EnvoyResource))).toBe(true));
+      endpoints.forEach((e, i) => expect(Buffer.from(encodeResourceAny(e.rest, false)).equals(bytesOf(before.endpoints[i] as EnvoyResource))).toBe(true));
     });
+  }
+
+  it("a filter of either form reads an endpoint of either form (Envoy pairs them apart while a data plane changes form)", () => {
+    // Inline assignments (model-routing) and EDS ones (shared-endpoint).
+    for (const name of ['model-routing', 'shared-endpoint']) expect(readablePairs(irOf(name))).toBeGreaterThan(4);
+  });
+
+  /** Reads every AI member with each filter form against each endpoint form; how many it read. */
+  function readablePairs(ir: IR): number {
+    const packed = toAttemptFormResources(ir, OPTIONS, 'packed').resources;
+    const legacy = toAttemptFormResources(ir, OPTIONS, 'legacy').resources;
+    let pairs = 0;
+    for (const c of ir.clusters) {
+      if (c.ai === undefined) continue;
+      for (const filterForm of [packed, legacy]) {
+        const asked = requestAttributesOf(filterForm.clusters, c.name);
+        for (const endpointForm of [packed, legacy]) {
+          for (const p of c.priorities) {
+            for (const [i, m] of p.members.entries()) {
+              const metadata = endpointMetadataOf(endpointForm, c.name, p.level, i);
+              // What Envoy sends: each asked attribute that the endpoint has a value for.
+              const attributes = new Map<string, DecodedValue>();
+              for (const [key, value] of Object.entries(metadata)) {
+                const attribute = `xds.upstream_host_metadata.filter_metadata['switchyard.dev'].${key}`;
+                if (asked.includes(attribute)) attributes.set(attribute, typeof value === 'number' ? { numberValue: value } : { stringValue: String(value) });
+              }
+              expect(attemptTarget(attributes), `${c.name} ${m.metadata.member}`).toMatchObject({ backend: m.metadata.backend, member: m.metadata.member, provider: m.metadata.provider, priority: p.level });
+              pairs++;
+            }
+          }
+        }
+      }
+    }
+    return pairs;
   }
 
   it('the packed form is what toXdsResources serves; the legacy one differs from it in every AI cluster', () => {
@@ -118,7 +162,7 @@ describe('the legacy attempt facts form', () => {
       if (c.ai === undefined) continue;
       for (const p of c.priorities) {
         for (const m of p.members) {
-          const legacy = legacyMetadataOf(toAttemptFormResources(ir, OPTIONS, 'legacy').resources.clusters, c.name, m.metadata.member);
+          const legacy = memberMetadataOf(toAttemptFormResources(ir, OPTIONS, 'legacy').resources.clusters, c.name, m.metadata.member);
           // What Envoy sends: one attribute per key, numbers as number_value.
           const attributes = new Map(Object.entries(legacy).map(([key, value]) => [legacyAttemptAttribute(key as never), typeof value === 'number' ? { numberValue: value } : { stringValue: String(value) }]));
           const target = attemptTarget(attributes);
@@ -131,7 +175,7 @@ describe('the legacy attempt facts form', () => {
 });
 
 /** The switchyard.dev endpoint metadata of `member` in the (inline) assignment of cluster `name`. */
-function legacyMetadataOf(clusters: readonly EnvoyResource[], name: string, member: string): Record<string, unknown> {
+function memberMetadataOf(clusters: readonly EnvoyResource[], name: string, member: string): Record<string, unknown> {
   const cluster = json(clusters.find((c) => c['name'] === name) as EnvoyResource) as { load_assignment: { endpoints: { lb_endpoints: { metadata: { filter_metadata: Record<string, Record<string, unknown>> } }[] }[] } };
   for (const locality of cluster.load_assignment.endpoints) {
     for (const e of locality.lb_endpoints) {
@@ -140,4 +184,59 @@ function legacyMetadataOf(clusters: readonly EnvoyResource[], name: string, memb
     }
   }
   throw new Error(`no member ${member} in ${name}`);
+}
+
+/** The switchyard.dev metadata of the `index`th endpoint at priority `level` of cluster `name`, inline or over EDS. */
+function endpointMetadataOf(resources: { clusters: readonly EnvoyResource[]; endpoints: readonly EnvoyResource[] }, name: string, level: number, index: number): Record<string, unknown> {
+  type Assignment = { endpoints: { priority?: number; lb_endpoints: { metadata: { filter_metadata: Record<string, Record<string, unknown>> } }[] }[] };
+  const cluster = json(resources.clusters.find((c) => c['name'] === name) as EnvoyResource);
+  const eds = resources.endpoints.find((e) => e['cluster_name'] === name);
+  const assignment = (cluster['load_assignment'] ?? (eds !== undefined ? json(eds) : undefined)) as Assignment | undefined;
+  const facts = assignment?.endpoints.find((l) => (l.priority ?? 0) === level)?.lb_endpoints[index]?.metadata.filter_metadata['switchyard.dev'];
+  if (facts === undefined) throw new Error(`no endpoint ${index} at priority ${level} in ${name}`);
+  return facts;
+}
+
+interface ExtProcFilter {
+  name: string;
+  typed_config: { request_attributes?: string[] };
+}
+
+function extProcFiltersOf(cluster: JsonObject): ExtProcFilter[] {
+  const options = (cluster['typed_extension_protocol_options'] as Record<string, { http_filters?: ExtProcFilter[] }> | undefined)?.['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'];
+  return (options?.http_filters ?? []).filter((f) => f.name === 'envoy.filters.http.ext_proc');
+}
+
+/** The request_attributes of the ext_proc filter of cluster `name`. */
+function requestAttributesOf(clusters: readonly EnvoyResource[], name: string): string[] {
+  const [filter] = extProcFiltersOf(json(clusters.find((c) => c['name'] === name) as EnvoyResource));
+  return filter?.typed_config.request_attributes ?? [];
+}
+
+/**
+ * `resource` (a Cluster or an assignment, as JSON) without what the legacy form adds to the
+ * release before's: the facts string of each AI endpoint, and its attribute at the end of each
+ * ext_proc filter's list. Counts what it took out.
+ */
+function withoutFactsString(resource: JsonObject): { rest: EnvoyResource; members: number; attributes: number } {
+  const rest = structuredClone(resource) as EnvoyResource;
+  let members = 0;
+  let attributes = 0;
+  const assignment = (rest['load_assignment'] ?? rest) as { endpoints?: { lb_endpoints?: { metadata?: { filter_metadata?: Record<string, Record<string, unknown>> } }[] }[] };
+  for (const locality of assignment.endpoints ?? []) {
+    for (const e of locality.lb_endpoints ?? []) {
+      const facts = e.metadata?.filter_metadata?.['switchyard.dev'];
+      if (facts === undefined || facts[ATTEMPT_FACTS_KEY] === undefined) continue;
+      expect(typeof facts[ATTEMPT_FACTS_KEY]).toBe('string');
+      delete facts[ATTEMPT_FACTS_KEY];
+      members++;
+    }
+  }
+  for (const filter of extProcFiltersOf(rest)) {
+    const list = filter.typed_config.request_attributes ?? [];
+    if (list[list.length - 1] !== ATTEMPT_FACTS_ATTRIBUTE) continue;
+    list.pop();
+    attributes++;
+  }
+  return { rest, members, attributes };
 }
