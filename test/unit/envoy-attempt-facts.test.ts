@@ -14,6 +14,7 @@ import { encodeResourceAny, messageType } from '../../src/envoy/proto.js';
 import type { JsonObject } from '../../src/envoy/resources.js';
 import { runPipeline } from '../../src/pipeline.js';
 import { ManifestStore, parseManifestFile } from '../../src/providers/manifest-files.js';
+import { EDGE_GATEWAY } from '../support/edge-gateway.js';
 
 const NUMBER_FACTS = new Set(['priority', 'firstTokenTimeoutMs', 'requestsPerMinute', 'tokensPerMinute']);
 
@@ -115,8 +116,7 @@ describe('AI member endpoint metadata', () => {
   const INLINE_KEY = 'sk-inline-3f9a2c';
   const SECRET_KEY = 'sk-secret-77b1e0';
   const docs: unknown[] = [
-    { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'switchyard' }, spec: { controllerName: 'switchyard.dev/gateway-controller' } },
-    { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'edge', namespace: 'ai' }, spec: { gatewayClassName: 'switchyard', listeners: [{ name: 'http', protocol: 'HTTP', port: 10080 }] } },
+    ...EDGE_GATEWAY,
     { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'openai-key', namespace: 'ai' }, stringData: { Authorization: `Bearer ${SECRET_KEY}` } },
     {
       apiVersion: 'switchyard.dev/v1alpha1', kind: 'Backend', metadata: { name: 'chat', namespace: 'ai' },

@@ -11,6 +11,7 @@ import { encodeResourceAny } from '../../src/envoy/proto.js';
 import type { EnvoyResource, JsonObject } from '../../src/envoy/resources.js';
 import { runPipeline } from '../../src/pipeline.js';
 import { ManifestStore, parseManifestFile } from '../../src/providers/manifest-files.js';
+import { EDGE_GATEWAY } from '../support/edge-gateway.js';
 
 function backend(i: number, retry?: unknown): unknown {
   return {
@@ -24,8 +25,7 @@ function backend(i: number, retry?: unknown): unknown {
 }
 
 const docs: unknown[] = [
-  { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'switchyard' }, spec: { controllerName: 'switchyard.dev/gateway-controller' } },
-  { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'edge', namespace: 'ai' }, spec: { gatewayClassName: 'switchyard', listeners: [{ name: 'http', protocol: 'HTTP', port: 10080 }] } },
+  ...EDGE_GATEWAY,
 ];
 for (let i = 0; i < 3; i++) {
   docs.push(backend(i, i === 2 ? { attempts: 5 } : undefined));

@@ -12,6 +12,7 @@ import { ManifestStore, parseManifestFile, type ManifestFile } from '../../src/p
 import { StatusBook } from '../../src/status/book.js';
 import { translate, type TranslationState } from '../../src/translate/index.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
+import { EDGE_GATEWAY } from '../support/edge-gateway.js';
 
 const N = 40;
 
@@ -38,10 +39,7 @@ function route(i: number): unknown {
   };
 }
 
-const GATEWAY = [
-  { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'switchyard' }, spec: { controllerName: 'switchyard.dev/gateway-controller' } },
-  { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'edge', namespace: 'ai' }, spec: { gatewayClassName: 'switchyard', listeners: [{ name: 'http', protocol: 'HTTP', port: 10080 }] } },
-];
+const GATEWAY = EDGE_GATEWAY;
 
 /** The pipeline as serve runs it, one file per Backend (with its Secrets and route). */
 class Pipeline {
@@ -55,7 +53,7 @@ class Pipeline {
   planes: DataPlanes | undefined;
   ir: IR | undefined;
 
-  write(name: string, docs: unknown[]): void {
+  write(name: string, docs: readonly unknown[]): void {
     this.files.set(name, { name, documents: parseManifestFile(name, docs.map((d) => stringify(d)).join('---\n')) });
   }
 

@@ -12,6 +12,7 @@ import { TypeUrl, type EnvoyResource, type JsonObject, type JsonValue } from '..
 import { ManifestStore, parseManifestFile, type ManifestFile } from '../../src/providers/manifest-files.js';
 import { translate, type TranslationState } from '../../src/translate/index.js';
 import { SnapshotCache, type CachedResource } from '../../src/xds/cache.js';
+import { EDGE_GATEWAY } from '../support/edge-gateway.js';
 
 const ROUTES = 600;
 
@@ -32,10 +33,7 @@ function backend(i: number): unknown {
   };
 }
 
-const GATEWAY = [
-  { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'switchyard' }, spec: { controllerName: 'switchyard.dev/gateway-controller' } },
-  { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'edge', namespace: 'ai' }, spec: { gatewayClassName: 'switchyard', listeners: [{ name: 'http', protocol: 'HTTP', port: 10080 }] } },
-];
+const GATEWAY = EDGE_GATEWAY;
 
 /** Translation, the Envoy stage and the cache, as serve runs them, one file per route. */
 class Pipeline {
@@ -45,7 +43,7 @@ class Pipeline {
   private translation: TranslationState | undefined;
   private envoy: EnvoyState | undefined;
 
-  write(name: string, docs: unknown[]): void {
+  write(name: string, docs: readonly unknown[]): void {
     this.files.set(name, { name, documents: parseManifestFile(name, docs.map((d) => stringify(d)).join('---\n')) });
   }
 
