@@ -141,11 +141,10 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
       const typeUrl = changed[i] as TypeUrlValue;
       if (this.types.has(typeUrl)) this.due |= TYPE_BITS.get(typeUrl) ?? 0;
     }
-    this.flush();
-    this.releaseHeldClusters();
+    this.retry();
   }
 
-  /** What the client waited for (StreamHooks.waiting) is there: push what is due. */
+  /** Pushes what is due: after a change, a drain, or what the client waited for (StreamHooks.waiting) being there. */
   retry(): void {
     this.flush();
     this.releaseHeldClusters();
@@ -154,8 +153,7 @@ export abstract class AdsStream<Request extends AdsRequest, State, Held> {
   /** The transport's write buffer has room again ('drain'): push the newest of what is due. */
   resume(): void {
     this.congested = false;
-    this.flush();
-    this.releaseHeldClusters();
+    this.retry();
   }
 
   /** Types with a response waiting in the transport or a push waiting for room; for tests and metrics. */
