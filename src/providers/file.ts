@@ -203,6 +203,24 @@ export class FileProvider {
   private lastChangeAt = Number.NEGATIVE_INFINITY;
   private loading: Promise<unknown> | undefined;
   private reloadRequested = false;
+  /**
+   * The last leading pass found a save half done (a file truncated and not yet written, say): the
+   * writer's next write comes with an event of its own, and that event is read at once by another
+   * leading pass, instead of after the debounce (the trailing pass stays due all the same).
+   */
+  private retryLeading = false;
+  /** Set by a deferred leading pass: whether the next event may have another (retryLeading). */
+  private retryable = false;
+  /** What the last deferred leading pass read (ReadResult.fingerprint). */
+  private deferredFingerprint = '';
+  /** File events so far: a pass tells whether one came while it ran. */
+  private events = 0;
+  /**
+   * What the files a deferred leading pass read held before it (undefined: new), until a pass
+   * decides: a second leading pass judges the save against what was served, not against the
+   * half done file the first one parsed.
+   */
+  private readonly beforeDeferred = new Map<string, readonly ManifestDocument[] | undefined>();
   private stopped = false;
   /** What the file events since the last pass began touched (see Scope). */
   private scope: Scope = 'all';
@@ -289,10 +307,16 @@ export class FileProvider {
   /**
    * A file event. The first after a quiet time (no pass found a change for debounceMs, none is
    * running or waiting) is read at once: a single save reaches translation without waiting out
-   * the debounce. The events after it wait for one trailing pass, debounced as before.
+   * the debounce. The events after it wait for one trailing pass, debounced as before, but for
+   * the first one after a leading pass that found the save half done (retryLeading).
    */
   private requestReload(): void {
     if (this.stopped) return;
+    this.events++;
+    if (this.retryLeading && this.loading === undefined) {
+      this.runReload(true, true);
+      return;
+    }
     const now = Date.now();
     if (this.leadingEdge && this.timer === undefined && this.loading === undefined && now - this.lastChangeAt >= this.debounceMs) {
       this.runReload(true);
@@ -310,26 +334,46 @@ export class FileProvider {
     this.timer = setTimeout(() => this.runReload(false), wait);
   }
 
-  private runReload(leading: boolean): void {
-    this.timer = undefined;
-    this.firstEventAt = undefined;
+  /**
+   * `retry`: a leading pass again, at an event after one that found the save half done; the
+   * trailing pass that one scheduled stays due (and a retry that reads nothing new allows another
+   * until it runs: a writer's truncate and its write may come as two events).
+   */
+  private runReload(leading: boolean, retry = false): void {
+    if (!retry) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.firstEventAt = undefined;
+    }
     // Reloads never overlap: an event during a reload asks for one more afterwards.
     if (this.loading) {
       this.reloadRequested = true;
       return;
     }
+    this.retryLeading = false;
+    const eventsBefore = this.events;
     this.setReading(true);
-    this.loading = this.reload(leading)
+    this.loading = this.reload(leading, retry)
       .then((outcome) => {
         if (outcome === 'unchanged') return;
         this.lastChangeAt = Date.now();
-        // What the leading pass saw was not a whole edit: the trailing pass decides, even if no event comes.
-        if (outcome === 'deferred') this.reloadRequested = true;
+        // What the leading pass saw was not a whole edit: the trailing pass decides, even if no
+        // event comes; the writer's next event, if it comes first, has it read again at once.
+        if (outcome === 'deferred') {
+          this.reloadRequested = true;
+          this.retryLeading = this.retryable;
+        }
       })
       .catch((err: unknown) => this.logger.error({ err }, 'file provider: reload failed; keeping the previous configuration'))
       .finally(() => {
         this.loading = undefined;
         this.setReading(false);
+        // The writer's event came while the half done save was being read.
+        if (this.retryLeading && this.events !== eventsBefore && !this.stopped) {
+          this.reloadRequested = false;
+          this.runReload(true, true);
+          return;
+        }
         if (this.reloadRequested) {
           this.reloadRequested = false;
           this.scheduleTrailing();
@@ -347,18 +391,19 @@ export class FileProvider {
     }
   }
 
-  private async reload(leading = false): Promise<ReloadOutcome> {
+  private async reload(leading = false, retry = false): Promise<ReloadOutcome> {
     const release = holdYoungGeneration();
     // Events during this pass make the scope of the next one.
     const scope = this.scope;
     this.scope = { touched: new Set(), list: false };
     let outcome: ReloadOutcome | undefined;
     try {
-      outcome = await this.reloadHeld(leading, scope);
+      outcome = await this.reloadHeld(leading, scope, retry);
       return outcome;
     } finally {
       // A pass that decided nothing leaves what it was to look at to the next one.
       if (outcome === undefined || outcome === 'deferred') this.widenScope(scope);
+      else this.beforeDeferred.clear();
       release();
     }
   }
@@ -398,14 +443,15 @@ export class FileProvider {
    * to the trailing pass, without touching the store: what was served, its last good versions and
    * generations stay as they were.
    */
-  private async reloadHeld(leading: boolean, scope: Scope): Promise<ReloadOutcome> {
+  private async reloadHeld(leading: boolean, scope: Scope, retry: boolean): Promise<ReloadOutcome> {
     let next: Snapshot;
     let directories: string[];
     let fingerprint: string;
     try {
       const listed = scope === 'all' || scope.list || this.tree === undefined;
-      // Not listed again, the root is still stat'ed: a path gone mid-replace goes to the catch below.
-      const tree = this.tree !== undefined && !listed ? (await stat(this.root), this.tree) : await listManifestTree(this.root);
+      // Not listed again, the root is still stat'ed (synchronously, as readTouched's files): a path
+      // gone mid-replace goes to the catch below.
+      const tree = this.tree !== undefined && !listed ? (statSync(this.root), this.tree) : await listManifestTree(this.root);
       this.tree = tree;
       directories = tree.directories;
       const read = await this.readFiles(tree.files, scope === 'all' ? undefined : scope.touched, listed);
@@ -415,9 +461,15 @@ export class FileProvider {
         return 'unchanged';
       }
       if (leading) {
-        const problem = await leadingEditProblem(read);
+        const judged = this.sinceDeferred(read.changed);
+        const problem = leadingEditProblem(read.removed, judged);
         if (problem !== undefined) {
-          this.logger.debug({ reason: problem }, 'file provider: a change is not a whole edit yet; reading it again after the debounce');
+          for (const file of judged) if (!this.beforeDeferred.has(file.path)) this.beforeDeferred.set(file.path, file.before);
+          // A file gone leaves nothing to judge another leading pass against: the trailing pass
+          // decides. A retry that read what the pass before it read has not had its chance.
+          this.retryable = read.removed === 0 && (!retry || read.fingerprint === this.deferredFingerprint);
+          this.deferredFingerprint = read.fingerprint;
+          this.logger.debug({ reason: problem }, 'file provider: a change is not a whole edit yet; reading it again at the next event or after the debounce');
           if (!this.stopped) this.syncWatchers(directories);
           return 'deferred';
         }
@@ -427,7 +479,10 @@ export class FileProvider {
     } catch (err) {
       this.sinceBuild = undefined;
       // The path itself is gone at the first event: an editor replacing it, most likely.
-      if (leading) return 'deferred';
+      if (leading) {
+        this.retryable = false;
+        return 'deferred';
+      }
       if (!this.snapshot) throw err;
       // The path itself is gone (mid-replace, or unmounted), or grew past the total limit:
       // serving nothing would drop every route, so the last configuration stays.
@@ -461,6 +516,26 @@ export class FileProvider {
       }
     }
     return 'published';
+  }
+
+  /**
+   * The files a leading pass judges: those it read changed, and those an earlier leading pass
+   * deferred, each against what it held before that pass (beforeDeferred): a file the earlier
+   * pass read whole and this one did not read changed is judged all the same.
+   */
+  private sinceDeferred(changed: readonly ChangedFile[]): readonly ChangedFile[] {
+    if (this.beforeDeferred.size === 0) return changed;
+    const judged = changed.map((file) => (this.beforeDeferred.has(file.path) ? { ...file, before: this.beforeDeferred.get(file.path) } : file));
+    const read = new Set(changed.map((file) => file.path));
+    for (const [file, before] of this.beforeDeferred) {
+      if (read.has(file)) continue;
+      const now = this.parsed.get(file);
+      const name = now?.name ?? displayName(file, this.sourceRoot);
+      // Gone since: judged as a file that cannot be read.
+      const readProblem = now === undefined ? { source: name, field: '', message: 'the file is gone' } : undefined;
+      judged.push({ path: file, name, stamp: now?.stamp, before, after: now?.documents ?? [], readProblem });
+    }
+    return judged;
   }
 
   /**
@@ -541,11 +616,13 @@ export class FileProvider {
     const look = new Set([...touched, ...last.racy].filter((file) => last.position.has(file)));
     const stamps = new Map<string, FileStamp | undefined>();
     let total = last.total;
-    // A few files: stat'ed and read without blocking (SYNC_READ_BYTES is for thousands). These
-    // round trips also give a writer that has just truncated a file the moment to write it
-    // before a leading pass reads it, as a listing's did.
+    // A few files, stat'ed and read synchronously up to SYNC_READ_BYTES like a full pass's: each
+    // promise-based stat or read is a round trip through libuv's thread pool, and on a busy
+    // machine those round trips were most of the time from a save to its first byte to Envoy
+    // (issue 9). A save caught half done this way is read again at the writer's next event
+    // (retryLeading), not after the debounce.
     for (const file of look) {
-      const stamp = await stampOfAsync(file, statedAt);
+      const stamp = stampOf(file, statedAt);
       stamps.set(file, stamp);
       total += (stamp?.size ?? 0) - (last.sizes[last.position.get(file) ?? -1] ?? 0);
     }
@@ -562,7 +639,8 @@ export class FileProvider {
       const i = last.position.get(file) ?? -1;
       const stamp = stamps.get(file);
       const name = this.parsed.get(file)?.name ?? displayName(file, this.sourceRoot);
-      const one = await this.readOne(file, stamp?.size ?? 0, stamp, false);
+      const size = stamp?.size ?? 0;
+      const one = await this.readOne(file, size, stamp, size <= SYNC_READ_BYTES);
       this.sinceBuild?.set(name, one.file);
       if (read.out[i] === undefined) read.gone--;
       if (one.file === undefined) read.gone++;
@@ -718,9 +796,9 @@ type ReloadOutcome = 'unchanged' | 'published' | 'deferred';
  * (a new object, a file added or removed, a bad edit): the trailing pass takes those, as every
  * change before the leading pass existed.
  */
-async function leadingEditProblem(read: ReadResult): Promise<string | undefined> {
-  if (read.removed > 0) return 'a file was removed';
-  for (const file of read.changed) {
+function leadingEditProblem(removed: number, changed: readonly ChangedFile[]): string | undefined {
+  if (removed > 0) return 'a file was removed';
+  for (const file of changed) {
     if (file.before === undefined) return `${file.name} is new`;
     if (file.readProblem !== undefined) return `${file.name}: ${file.readProblem.message}`;
     if (file.after.length !== file.before.length) return `${file.name} has ${file.after.length} documents instead of ${file.before.length}`;
@@ -731,9 +809,9 @@ async function leadingEditProblem(read: ReadResult): Promise<string | undefined>
     }
   }
   // A writer between two writes leaves a prefix that can parse; its next write changes the stat.
-  for (const file of read.changed) {
-    const info = await stat(file.path, { bigint: true }).catch(() => undefined);
-    if (info === undefined || `${info.size}/${info.mtimeNs}/${info.ctimeNs}/${info.ino}` !== file.stamp) return `${file.name} changed while it was read`;
+  for (const file of changed) {
+    const info = stampOf(file.path, 0);
+    if (info === undefined || info.stamp !== file.stamp) return `${file.name} changed while it was read`;
   }
   return undefined;
 }
@@ -765,11 +843,6 @@ function stampOf(file: string, statedAt: number): FileStamp | undefined {
   } catch {
     return undefined;
   }
-}
-
-async function stampOfAsync(file: string, statedAt: number): Promise<FileStamp | undefined> {
-  const info = await stat(file, { bigint: true }).catch(() => undefined);
-  return info === undefined ? undefined : stampFrom(info, statedAt);
 }
 
 function stampFrom(info: BigIntStats, statedAt: number): FileStamp {

@@ -184,6 +184,51 @@ describe('FileProvider on a directory', () => {
     expect(Date.now() - saved).toBeLessThan(1_000);
   });
 
+  it('serves a save caught truncated at the write that completes it, without waiting out the debounce, judged against what was served', async () => {
+    await writeTree();
+    const p = provider(dir, { debounceMs: 5_000 });
+    await p.start();
+    const seen = record(p);
+    const file = path.join(dir, 'backends.yaml');
+    // What a writer that truncates and then writes leaves between its two system calls.
+    await writeFile(file, '');
+    await sleep(150);
+    expect(seen, 'nothing is published while the file is empty').toHaveLength(0);
+    const written = Date.now();
+    await writeFile(file, backends('gpt-4.1'));
+    // nthChange gives up after a second, far below the debounce.
+    const after = await nthChange(seen, 1);
+    expect(Date.now() - written).toBeLessThan(1_000);
+    expect(modelOf(backend(after, 'chat'))).toBe('gpt-4.1');
+    expect(backend(after, 'chat')?.metadata.generation).toBe(2);
+    expect(backend(after, 'legacy')?.metadata.generation).toBe(1);
+    expect(after.problems).toEqual([]);
+  });
+
+  it('reads a save caught half done again at once only while it has not changed since: a save still half done at the next write waits for the debounced pass', async () => {
+    await writeTree();
+    const debounceMs = 600;
+    const p = provider(dir, { debounceMs });
+    await p.start();
+    const seen = record(p);
+    const file = path.join(dir, 'backends.yaml');
+    const whole = backends('gpt-4.1');
+    await writeFile(file, '');
+    await sleep(100);
+    // Read again at once, and still not whole: no third leading pass.
+    await writeFile(file, whole.slice(0, whole.indexOf('static:') + 'static:'.length));
+    await sleep(100);
+    const written = Date.now();
+    await writeFile(file, whole);
+    await sleep(debounceMs / 2);
+    expect(seen, 'the completing write waits for the debounced pass').toHaveLength(0);
+    const after = await waitFor(() => seen[0], { what: 'the debounced pass', timeoutMs: 3_000, intervalMs: 10 });
+    // The timer's clock is the event loop's, a few ms behind Date.now() at most.
+    expect(Date.now() - written).toBeGreaterThanOrEqual(debounceMs - 50);
+    expect(modelOf(backend(after, 'chat'))).toBe('gpt-4.1');
+    expect(backend(after, 'chat')?.metadata.generation).toBe(2);
+  });
+
   it('never publishes a save caught half done (truncated, cut inside a document, renamed away): the debounced pass takes it whole', async () => {
     await writeTree();
     const debounceMs = 400;
