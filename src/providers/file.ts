@@ -703,7 +703,9 @@ export class FileProvider {
     const digest = createHash('sha256').update(bytes).digest('base64');
     let entry: ParsedFile;
     if (known?.digest !== digest) {
-      entry = { name, stamp: stamp?.stamp ?? '', size: bytes.length, racy: stamp?.racy ?? true, digest, documents: await this.parse(name, bytes, known?.documents) };
+      // After a deferred leading pass, documents are reused from what was served (beforeDeferred),
+      // not from the half done file that pass parsed: an edit of one document parses one.
+      entry = { name, stamp: stamp?.stamp ?? '', size: bytes.length, racy: stamp?.racy ?? true, digest, documents: await this.parse(name, bytes, this.beforeDeferred.get(file) ?? known?.documents) };
       for (const doc of entry.documents) {
         if (doc.state === 'ignored' && doc.id) this.logger.debug({ source: doc.source, kind: doc.id.kind }, `file provider: ${doc.reason}; ignored`);
       }

@@ -187,7 +187,7 @@ describe('FileProvider on a directory', () => {
   it('serves a save caught truncated at the write that completes it, without waiting out the debounce, judged against what was served', async () => {
     await writeTree();
     const p = provider(dir, { debounceMs: 5_000 });
-    await p.start();
+    const before = await p.start();
     const seen = record(p);
     const file = path.join(dir, 'backends.yaml');
     // What a writer that truncates and then writes leaves between its two system calls.
@@ -202,6 +202,8 @@ describe('FileProvider on a directory', () => {
     expect(modelOf(backend(after, 'chat'))).toBe('gpt-4.1');
     expect(backend(after, 'chat')?.metadata.generation).toBe(2);
     expect(backend(after, 'legacy')?.metadata.generation).toBe(1);
+    // The document that did not change is the one served, not parsed again.
+    expect(backend(after, 'legacy')).toBe(backend(before, 'legacy'));
     expect(after.problems).toEqual([]);
   });
 
