@@ -620,8 +620,14 @@ export class FileProvider {
     // promise-based stat or read is a round trip through libuv's thread pool, and on a busy
     // machine those round trips were most of the time from a save to its first byte to Envoy
     // (issue 9). A save caught half done this way is read again at the writer's next event
-    // (retryLeading), not after the debounce.
+    // (retryLeading), not after the debounce. Many files (a burst that touched them all) are
+    // read between the same pauses as a full pass's.
+    let since = performance.now();
     for (const file of look) {
+      if (performance.now() - since > PARSE_SLICE_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        since = performance.now();
+      }
       const stamp = stampOf(file, statedAt);
       stamps.set(file, stamp);
       total += (stamp?.size ?? 0) - (last.sizes[last.position.get(file) ?? -1] ?? 0);
@@ -635,7 +641,12 @@ export class FileProvider {
     const read = last;
     const changed: ChangedFile[] = [];
     let removed = 0;
+    since = performance.now();
     for (const file of look) {
+      if (performance.now() - since > PARSE_SLICE_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        since = performance.now();
+      }
       const i = last.position.get(file) ?? -1;
       const stamp = stamps.get(file);
       const name = this.parsed.get(file)?.name ?? displayName(file, this.sourceRoot);

@@ -518,6 +518,39 @@ describe('FileProvider on a large file', () => {
   });
 });
 
+describe('FileProvider on many files touched at once', () => {
+  it('keeps the event loop turning while it reads them again (each is read synchronously)', async () => {
+    const secret = (i: number, value: string) => `apiVersion: v1\nkind: Secret\nmetadata: {name: key-${i}, namespace: ai}\nstringData: {Authorization: ${value}-${i}}\n`;
+    const files = Array.from({ length: 4_000 }, (_, i) => path.join(dir, `secret-${i}.yaml`));
+    await Promise.all(files.map((file, i) => writeFile(file, secret(i, 'sk'))));
+    const p = provider(dir, { debounceMs: 50 });
+    await p.start();
+    const seen = record(p);
+    let last = performance.now();
+    let maxGap = 0;
+    const timer = setInterval(() => {
+      const now = performance.now();
+      maxGap = Math.max(maxGap, now - last);
+      last = now;
+    }, 5);
+    const started = performance.now();
+    try {
+      // Every file rewritten: the events name files read before, so the pass after them reads those files alone.
+      await Promise.all(files.map((file, i) => writeFile(file, secret(i, 'sk-new'))));
+      await waitFor(() => seen.find((snap) => snap.inputs.secrets.every((s) => s.stringData?.Authorization?.startsWith('sk-new-'))), {
+        what: 'every Secret read again', timeoutMs: 20_000, intervalMs: 5,
+      });
+    } finally {
+      await sleep(20);
+      clearInterval(timer);
+    }
+    const took = performance.now() - started - 20;
+    // Meaningful only if reading takes several gaps' worth; one long block would fail both.
+    expect(took, `writing and reading took ${took.toFixed(0)} ms`).toBeGreaterThan(3 * maxGap);
+    expect(maxGap).toBeLessThan(500);
+  });
+});
+
 describe('FileProvider on a single file', () => {
   it('follows the file through editor-style replaces', async () => {
     const file = path.join(dir, 'switchyard.yaml');
