@@ -159,12 +159,15 @@ export class EncodedResource implements EncodedForm {
    * copy of its own bytes instead, outside Node's shared pool for the same reason.
    */
   retire(): void {
-    if (this.frame !== undefined || this.store.byteLength === this.byteLength) return;
-    const own = Buffer.allocUnsafeSlow(this.byteLength);
-    own.set(new Uint8Array(this.store, this.start, this.byteLength));
+    // A record never served holds its own bytes between its frame's parts, in a slab of kept
+    // encodes: it keeps a copy of those, and its frame.
+    const length = this.byteLength - (this.frame?.byteLength ?? 0);
+    if (this.store.byteLength === length) return;
+    const own = Buffer.allocUnsafeSlow(length);
+    own.set(new Uint8Array(this.store, this.start, length));
     this.store = own.buffer;
     this.start = 0;
-    this.view = own;
+    if (this.frame === undefined) this.view = own;
     const other = encodedForm(this.resource);
     if (other !== undefined && other !== this) other.share(this);
   }

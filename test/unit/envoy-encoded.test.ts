@@ -143,6 +143,10 @@ describe('encoded stand-ins of one type', () => {
     expect(body(cache).equals(body(fresh))).toBe(true);
     // Served once, a record holds its whole bytes in the response's run.
     expect(Buffer.from(cache.snapshot(TypeUrl.secret)?.resources.get('credential/ai/key-5')?.any ?? []).equals(whole[5] as Buffer)).toBe(true);
+    // Retired before it was ever served (replaced while an older snapshot holds it), a record keeps its bytes.
+    const unserved = encodedForm(encodedStandIn(json(7)));
+    unserved?.retire();
+    expect(Buffer.from(unserved?.any ?? []).equals(whole[7] as Buffer)).toBe(true);
   });
 });
 
