@@ -191,9 +191,12 @@ export class ProtoJsonEncoder {
     return this.pieces.get(value) ?? undefined;
   }
 
-  /** The bytes of the last encode (its first `length`: all of them by default), copied to kept memory (ProtoWriter.finishKept). */
-  keepLast(length?: number): Uint8Array {
-    return this.keptPieces(this.writer.finishKept(length), length);
+  /**
+   * The bytes of the last encode from `start` up to `end` (all of them by default), copied to
+   * kept memory (ProtoWriter.finishKept).
+   */
+  keepLast(end?: number, start = 0): Uint8Array {
+    return this.keptPieces(this.writer.finishKept(end, start), end, start);
   }
 
   /**
@@ -212,12 +215,12 @@ export class ProtoJsonEncoder {
    * or copied from a message kept before) is from now on a view of its range there, so that the
    * pieces hold no bytes of their own and no older message stays alive for them.
    */
-  private keptPieces<T extends Uint8Array>(kept: T, length: number | undefined): T {
+  private keptPieces<T extends Uint8Array>(kept: T, length: number | undefined, from = 0): T {
     if (this.writer.trackedCount === 0) return kept;
-    const end = length ?? kept.byteLength;
+    const end = length ?? from + kept.byteLength;
     const whole = Buffer.from(kept.buffer, kept.byteOffset, kept.byteLength);
     this.writer.trackedRanges((owner, start, bytes) => {
-      if (start + bytes <= end) this.pieces.set(owner, whole.subarray(start, start + bytes));
+      if (start >= from && start + bytes <= end) this.pieces.set(owner, whole.subarray(start - from, start - from + bytes));
     });
     // Each encode is kept once.
     this.writer.untrack();

@@ -100,22 +100,22 @@ export class ProtoWriter {
   }
 
   /**
-   * A copy of the bytes written since reset (up to `end`), for bytes kept as long as a configuration is
+   * A copy of the bytes written since reset (from `start` up to `end`), for bytes kept as long as a configuration is
    * served: packed into slabs that hold only such copies, so a short-lived buffer allocated in
    * between (Node's shared pool mixes them) never pins a slab, nor a kept copy a dead one.
    */
-  finishKept(end = this.pos): Buffer {
+  finishKept(end = this.pos, start = 0): Buffer {
     if (this.buf.length > LARGE_SCRATCH_BYTES && end > LARGE_SCRATCH_BYTES) {
       // A large message keeps the scratch buffer it was written in rather than a copy (a
       // RouteConfiguration of 10,000 routes held 4.6 MB twice at the peak); the scratch grows by a
       // quarter past LARGE_SCRATCH_BYTES, so what it holds beyond the message is at most that, and
       // pages never written cost no RSS.
-      const out = this.buf.subarray(0, end);
+      const out = this.buf.subarray(start, end);
       this.buf = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
       this.pos = 0;
       return out;
     }
-    const out = this.keptRange(0, end);
+    const out = this.keptRange(start, end);
     // The message is done: a scratch buffer one large message grew is let go (keptRange alone
     // copies a piece out of a message still being written, and must not).
     this.shrink();

@@ -290,11 +290,11 @@ export function encodeResourceAny(resource: EnvoyResource, kept = true): Uint8Ar
 
 /**
  * The bytes of the last encodeResourceAny(resource, false), kept: so that a caller can hash the
- * scratch bytes first and copy only those it keeps (`length`: only the first ones, the rest
- * being held elsewhere). Valid only before any other encode.
+ * scratch bytes first and copy only those it keeps (from `start` up to `end`: the others being
+ * held elsewhere). Valid only before any other encode.
  */
-export function keepLastEncoded(length?: number): Uint8Array {
-  return encoder().keepLast(length);
+export function keepLastEncoded(end?: number, start?: number): Uint8Array {
+  return encoder().keepLast(end, start);
 }
 
 /**

@@ -1,7 +1,7 @@
 import { condition, type Condition } from '../api/conditions.js';
 import { ACCESS_LOG_ANNOTATION, ACCESS_LOG_FORMATS, CONTROLLER_NAME, GATEWAY_GROUP, isServedProtocol, type AccessLogFormat, type Gateway, type GatewayListener, type ServedProtocol } from '../api/gateway.js';
 import type { Secret } from '../api/secret.js';
-import type { SecretLookup } from './credentials.js';
+import { secretKey, type SecretLookup } from './credentials.js';
 import type { CertificateIR } from '../ir/model.js';
 import { checkServingCertificate } from './certificates.js';
 import { SUPPORTED_FEATURES } from './features.js';
@@ -99,7 +99,7 @@ function listenerCertificates(
       problems.push({ reason: 'RefNotPermitted', message: `${field}: Secret ${ns}/${ref.name} is in another namespace and no ReferenceGrant in ${ns} allows it` });
       return;
     }
-    const secret = secrets.get(`${ns}/${ref.name}`);
+    const secret = secrets.get(secretKey(ns, ref.name));
     if (!secret) {
       problems.push({ reason: 'InvalidCertificateRef', message: `${field}: Secret ${ns}/${ref.name} not found` });
       return;
@@ -129,7 +129,7 @@ export function translateGateways(inputs: Inputs, secretLookup?: SecretLookup): 
     });
   }
 
-  const secrets = secretLookup ?? new Map<string, Secret>(inputs.secrets.map((s) => [`${s.metadata.namespace}/${s.metadata.name}`, s]));
+  const secrets = secretLookup ?? new Map<string, Secret>(inputs.secrets.map((s) => [secretKey(s.metadata.namespace, s.metadata.name), s]));
   const certificates = new Map<string, CertificateIR>();
   const events: WarningEvent[] = [];
   const gateways = new Map<string, { gateway: Gateway; listeners: ServedListener[]; accessLog?: AccessLogFormat }>();

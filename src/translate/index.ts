@@ -277,8 +277,9 @@ function secretsByKey(list: readonly Secret[], previous: TranslationState['secre
     if (at.length === 0) return { byKey: previous.byKey, changed: new Set() };
     // The entry replaced must be the one the map held (no other Secret of that key in the list).
     const inPlace = at.every((i) => {
-      const k = key((list[i] as Secret).metadata);
-      return k === key((previous.list[i] as Secret).metadata) && previous.byKey.get(k) === previous.list[i];
+      const { namespace, name } = (list[i] as Secret).metadata;
+      const before = (previous.list[i] as Secret).metadata;
+      return namespace === before.namespace && name === before.name && previous.byKey.get(secretKey(namespace, name)) === previous.list[i];
     });
     if (inPlace) {
       const changed = new Set<string>();
@@ -292,7 +293,11 @@ function secretsByKey(list: readonly Secret[], previous: TranslationState['secre
       return { byKey: previous.byKey.with(replaced), changed };
     }
   }
-  return { byKey: new SecretIndex(new Map<string, Secret>(list.map((s) => [secretKey(s.metadata.namespace, s.metadata.name), s])), new Map()), changed: undefined };
+  // Set one by one: a list of [key, Secret] pairs for the constructor was 60,000 arrays, alive
+  // together long enough to be promoted, only to be dropped.
+  const byKey = new Map<string, Secret>();
+  for (const s of list) byKey.set(secretKey(s.metadata.namespace, s.metadata.name), s);
+  return { byKey: new SecretIndex(byKey, new Map()), changed: undefined };
 }
 
 /**
@@ -769,12 +774,43 @@ function addReader(index: RoutesByBackend, backend: string, route: number, inOrd
 }
 
 /** Every Backend's credentials, one per name, and the service-account index, by name. */
-function allCredentials(memos: Iterable<BackendMemo>): CredentialIR[] {
-  const byName = new Map<string, CredentialIR>();
-  for (const { result: b } of memos) for (const c of b.credentials) byName.set(c.name, c);
-  const index = serviceAccountIndex(byName.values());
-  if (index !== undefined) byName.set(index.name, index);
-  return [...byName.values()].sort((a, b) => byCodeUnits(a.name, b.name));
+/**
+ * Every Backend's credentials, one per name (the last Backend's), in name order. One list sorted
+ * in place, where a map by name, its values spread into a list and that list sorted were each as
+ * large again (60,000 credentials at 10,000 Backends: large objects, kept until a full GC).
+ * Backends in key order mostly give their credentials in name order already, which the sort
+ * only checks.
+ */
+function allCredentials(memos: ChunkedList<BackendMemo>): CredentialIR[] {
+  let n = 0;
+  for (const part of memos.parts) for (const { result: b } of part) n += b.credentials.length;
+  const list = new Array<CredentialIR>(n);
+  let at = 0;
+  for (const part of memos.parts) for (const { result: b } of part) for (const c of b.credentials) list[at++] = c;
+  // Stable: of equal names, the last Backend's stays last, and is the one kept.
+  list.sort((a, b) => byCodeUnits(a.name, b.name));
+  let kept = 0;
+  for (let i = 0; i < list.length; i++) {
+    const c = list[i] as CredentialIR;
+    if (i + 1 < list.length && (list[i + 1] as CredentialIR).name === c.name) continue;
+    list[kept++] = c;
+  }
+  list.length = kept;
+  const index = serviceAccountIndex(list);
+  if (index !== undefined) list.splice(sortedIndex(list, index.name), 0, index);
+  return list;
+}
+
+/** Where `name` goes in `list` (sorted by name, without it). */
+function sortedIndex(list: readonly CredentialIR[], name: string): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (byCodeUnits((list[mid] as CredentialIR).name, name) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /**

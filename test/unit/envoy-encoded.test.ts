@@ -115,6 +115,41 @@ describe('encoded stand-ins', () => {
   });
 });
 
+describe('encoded stand-ins of one type', () => {
+  it('hold the type_url their bytes start with once for all of them, and read, encode and serve as their whole bytes', () => {
+    const n = 2000;
+    const json = (i: number): EnvoyResource => secret(`credential/ai/key-${i}`, `sk-${i}`);
+    const whole = Array.from({ length: n }, (_, i) => Buffer.from(encodeResourceAny(json(i))));
+    // The Any's type_url field: tag, length, the URL (about 70 of a credential's 110 bytes).
+    const head = 2 + TypeUrl.secret.length;
+    const before = process.memoryUsage().arrayBuffers;
+    const standIns = Array.from({ length: n }, (_, i) => encodedStandIn(json(i)));
+    const grown = process.memoryUsage().arrayBuffers - before;
+    const wholeBytes = whole.reduce((sum, b) => sum + b.byteLength, 0);
+    // Whole, they would hold at least their whole bytes (the versions' digests come on top);
+    // sharing the type_url, each holds the rest, 8-byte aligned.
+    expect(n * head).toBeGreaterThan(wholeBytes / 2);
+    expect(grown).toBeLessThan(wholeBytes);
+    for (const i of [0, 1, 999, n - 1]) {
+      expect(Buffer.from(encodedForm(standIns[i] as EnvoyResource)?.any ?? []).equals(whole[i] as Buffer)).toBe(true);
+      expect(standIns[i]).toEqual(json(i));
+    }
+    const cache = new SnapshotCache();
+    cache.setResources(config([], [], standIns));
+    const fresh = new SnapshotCache();
+    fresh.setResources(config([], [], standIns.map((_, i) => json(i))));
+    const body = (c: SnapshotCache): Buffer => Buffer.concat(sotwResponseBody(TypeUrl.secret, 'v1', [...(c.snapshot(TypeUrl.secret)?.resources.values() ?? [])]).pieces);
+    expect(cache.snapshot(TypeUrl.secret)?.version).toBe(fresh.snapshot(TypeUrl.secret)?.version);
+    expect(body(cache).equals(body(fresh))).toBe(true);
+    // Served once, a record holds its whole bytes in the response's run.
+    expect(Buffer.from(cache.snapshot(TypeUrl.secret)?.resources.get('credential/ai/key-5')?.any ?? []).equals(whole[5] as Buffer)).toBe(true);
+    // Retired before it was ever served (replaced while an older snapshot holds it), a record keeps its bytes.
+    const unserved = encodedForm(encodedStandIn(json(7)));
+    unserved?.retire();
+    expect(Buffer.from(unserved?.any ?? []).equals(whole[7] as Buffer)).toBe(true);
+  });
+});
+
 describe('encoded stand-ins built alike', () => {
   /** A Cluster whose encoding ends in `ending` (metadata is its last field here), as every AI Backend's Cluster ends in its ext_proc filter. */
   const alike = (name: string, ending: string): EnvoyResource => ({ ...cluster(name), metadata: { filter_metadata: { 'switchyard.dev': { extension: ending } } } });

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { AuthToken } from '../../src/api/backend.js';
 import type { Secret } from '../../src/api/secret.js';
-import { resolveCredential, resolveVendorCredential } from '../../src/translate/credentials.js';
+import { resolveCredential, resolveVendorCredential, secretKey } from '../../src/translate/credentials.js';
 
 function secret(namespace: string, name: string, content: { stringData?: Record<string, string>; data?: Record<string, string> }): [string, Secret] {
-  return [`${namespace}/${name}`, { apiVersion: 'v1', kind: 'Secret', metadata: { namespace, name }, ...content }];
+  return [secretKey(namespace, name), { apiVersion: 'v1', kind: 'Secret', metadata: { namespace, name }, ...content }];
 }
 
 const ref = (name: string): AuthToken => ({ kind: 'SecretRef', secretRef: { name } });
