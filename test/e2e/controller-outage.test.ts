@@ -476,7 +476,7 @@ describe('kill -9 of the controller in the cluster shape (standalone extension o
     if (scene) rmSync(scene.root, { recursive: true, force: true });
   });
 
-  it('loses no request; a Secret rotated during the outage reaches the provider within a second of the return', async () => {
+  it('loses no request; a Secret rotated during the outage reaches the extension within a second of its reconnect, itself within a second of the return, and the provider', async () => {
     if (envoy === undefined || extension === undefined) throw new Error('setup failed');
     const [firstController] = controllers;
     if (firstController === undefined) throw new Error('setup failed');
