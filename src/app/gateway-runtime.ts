@@ -627,6 +627,9 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
    * (the server holds their streams). Edits while it is served rebuild only what they changed.
    */
   const attemptForms = (served: IR, envoy: Partial<EnvoyOptions>, planes: DataPlanes): AttemptForms | undefined => {
+    // Only the call right after the preparation may hand it over; no later one keeps it alive.
+    const prepared = preparedForms;
+    preparedForms = undefined;
     const wanted = xds.legacyAttemptFactsViews();
     for (const view of legacyServed) if (!wanted.has(view)) legacyServed.delete(view);
     if (wanted.size === 0) {
@@ -646,8 +649,6 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     const built = toAttemptFormResources(served, envoy, 'legacy', attemptFormsMemo, legacyClusters(legacyServed, planes));
     attemptFormsMemo = built.memo;
     const forms: AttemptForms = { views: new Set(legacyServed), resources: built.resources };
-    const prepared = preparedForms;
-    preparedForms = undefined;
     // The very object the cache's overlay was prepared for, so that it takes that overlay.
     return prepared !== undefined && sameForms(prepared, forms) ? prepared : forms;
   };
