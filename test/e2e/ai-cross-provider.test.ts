@@ -406,9 +406,16 @@ describe('metrics on /metrics', () => {
 
 describe('the ext_proc streams of every attempt above', () => {
   it('were ended by Envoy with a half-close the extension answered, not with RST_STREAM (EXT_PROC_GRACEFUL_CLOSE)', async () => {
-    const streams = await gw.envoy.stat('cluster.switchyard/ai-extension.upstream_rq_total');
+    const stats = await gw.envoy.stats();
+    const streams = stats.get('cluster.switchyard/ai-extension.upstream_rq_total');
     expect(streams).toBeGreaterThan(20);
-    expect(await gw.envoy.stat('cluster.switchyard/ai-extension.http2.tx_reset')).toBe(0);
-    expect(await gw.envoy.stat('cluster.switchyard/ai-extension.upstream_rq_200')).toBe(streams);
+    // Summed over the AI clusters' ext_proc filters.
+    const extProc = (counter: string): number => [...stats].filter(([name]) => name.endsWith(`.ext_proc.switchyard_ai.${counter}`)).reduce((sum, [, value]) => sum + value, 0);
+    const seen = `ext_proc: ${['streams_started', 'streams_closed', 'server_half_closed', 'streams_failed', 'message_timeouts'].map((c) => `${c} ${extProc(c)}`).join(', ')}`;
+    // A reset once (tx_reset 1, 14 e2e files in parallel) was not explained: the counters say
+    // whether Envoy gave up on an answer (message_timeouts: 2 s without one, which Envoy ends with
+    // a reset by design) or on the extension's end of a half-closed stream (1 s by default).
+    expect(stats.get('cluster.switchyard/ai-extension.http2.tx_reset'), seen).toBe(0);
+    expect(stats.get('cluster.switchyard/ai-extension.upstream_rq_200'), seen).toBe(streams);
   });
 });

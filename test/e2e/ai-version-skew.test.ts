@@ -40,11 +40,73 @@ async function requestAttributes(envoy: EnvoyProcess, backend: string): Promise<
   return undefined;
 }
 
+/**
+ * The request_attributes of the Backend's cluster once `envoy` has it active: the serving Envoys
+ * flip as the joining Envoy's held stream is let go, so the joining one may not have received its
+ * Clusters yet, or may still be warming the cluster until its EDS assignment arrives.
+ */
+async function activeRequestAttributes(envoy: EnvoyProcess, backend: string): Promise<string[]> {
+  return waitFor(() => requestAttributes(envoy, backend), { what: `Envoy ${envoy.id} to have the ${backend} cluster active`, timeoutMs: 10_000 });
+}
+
+/** A failed request: what the Envoys were doing then, when (ms since the load started), and the error with its causes. */
+interface LoadFailure {
+  phase: string;
+  ms: number;
+  error: string;
+}
+
+/**
+ * Chat completions four at a time through the shared listener port, failing over all along, until
+ * stopped. Each client keeps its connection alive, so it stays with the Envoy that accepted it (the
+ * kernel spreads new connections over every Envoy listening on the port).
+ */
+class ChatLoad {
+  readonly answers: string[] = [];
+  readonly failures: LoadFailure[] = [];
+  /** What the test is doing to the Envoys now: each failure is labelled with it. */
+  phase = 'starting';
+  private running = true;
+  private readonly started = Date.now();
+  private readonly clients: Promise<void>[];
+
+  constructor() {
+    this.clients = Array.from({ length: 4 }, async () => {
+      while (this.running) {
+        try {
+          this.answers.push((await gw.chat()).answeredBy ?? '');
+        } catch (err) {
+          this.failures.push({ phase: this.phase, ms: Date.now() - this.started, error: causes(err) });
+        }
+      }
+    });
+  }
+
+  /** Resolves once `more` requests were answered after the call. */
+  async answered(more: number, what: string): Promise<void> {
+    const at = this.answers.length;
+    await waitFor(() => this.answers.length >= at + more, { what: `requests answered ${what}`, timeoutMs: 10_000 });
+  }
+
+  /** Ends the load once the requests in flight are answered. Idempotent. */
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.clients);
+  }
+}
+
+/** An error and its causes, one line (fetch keeps the connection error, ECONNRESET or ECONNREFUSED, in `cause`). */
+function causes(err: unknown): string {
+  const chain: string[] = [];
+  for (let e: unknown = err; e instanceof Error; e = e.cause) chain.push(`${e.message}${'code' in e && typeof e.code === 'string' ? ` (${e.code})` : ''}`);
+  return chain.length > 0 ? chain.join(' <- ') : String(err);
+}
+
 /** Another Envoy against the fixture's controller: of this release or the one before, for every Gateway or its own. */
 async function start(id: string, previous: boolean, delta: boolean, gateway?: string): Promise<EnvoyProcess> {
   const adminPort = await freePort();
   const bootstrap = buildBootstrap({ xds: { host: '127.0.0.1', port: gw.controller.xdsPort }, nodeId: id, adminPort, delta, ...(gateway !== undefined ? { gateway } : {}) });
-  return startEnvoy({ bootstrap: previous ? previousReleaseBootstrap(bootstrap) : bootstrap, adminPort, id });
+  return startEnvoy({ bootstrap: previous ? previousReleaseBootstrap(bootstrap) : bootstrap, adminPort, id, extraArgs: ['--drain-time-s', '1', '--drain-strategy', 'immediate'] });
 }
 
 beforeAll(async () => {
@@ -135,34 +197,27 @@ describe('an Envoy of the release before the member facts string', () => {
     // Incremental xDS here (the other Envoys speak state-of-the-world): the form follows either way.
     const current = await start('ai-version-skew-serving', false, true);
     let older: EnvoyProcess | undefined;
+    let load: ChatLoad | undefined;
     try {
       await current.waitForListener(`ai/ai-gateway/${gw.listenerPort}`);
       expect(packedOnly(await requestAttributes(current, 'chat'))).toBe(true);
       await p0.setMode({ kind: 'status', status: 503 });
-      // Requests fail over through this Envoy all along, four at a time, while its AI cluster changes form.
-      let running = true;
-      const answers: string[] = [];
-      const failures: unknown[] = [];
-      const load = Array.from({ length: 4 }, async () => {
-        while (running) {
-          try {
-            answers.push((await gw.chat()).answeredBy ?? '');
-          } catch (err) {
-            failures.push(err);
-          }
-        }
-      });
-      await waitFor(() => answers.length >= 8, { what: 'requests answered before the older Envoy joins', timeoutMs: 10_000 });
+      // Requests fail over through this Envoy all along while its AI cluster changes form.
+      load = new ChatLoad();
+      load.phase = 'this release alone';
+      await load.answered(8, 'before the older Envoy joins');
+      load.phase = 'older Envoy starting';
       older = await start('ai-version-skew-older', true, false);
+      load.phase = 'older Envoy started';
       await waitFor(async () => (await requestAttributes(current, 'chat'))?.includes(PER_KEY) === true, { what: 'the per-key form on the serving Envoy', timeoutMs: 10_000 });
-      const atFlip = answers.length;
-      await waitFor(() => answers.length >= atFlip + 8, { what: 'requests answered after the flip', timeoutMs: 10_000 });
-      running = false;
-      await Promise.all(load);
-      expect(failures).toEqual([]);
-      expect(new Set(answers)).toEqual(new Set(['p1']));
-      expect(await requestAttributes(older, 'chat')).toContain(PER_KEY);
+      load.phase = 'per-key form';
+      await load.answered(8, 'after the flip');
+      await load.stop();
+      expect(load.failures).toEqual([]);
+      expect(new Set(load.answers)).toEqual(new Set(['p1']));
+      expect(await activeRequestAttributes(older, 'chat')).toContain(PER_KEY);
     } finally {
+      await load?.stop();
       await older?.stop();
       await current.stop();
     }
@@ -171,53 +226,44 @@ describe('an Envoy of the release before the member facts string', () => {
   it('switches a serving data plane back and forth (this release, then an older Envoy, then this release alone, then an older one again) without a failed request', async () => {
     const current = await start('ai-version-skew-switch', false, true);
     let older: EnvoyProcess | undefined;
-    let running = true;
-    const answers: string[] = [];
-    const failures: unknown[] = [];
-    let load: Promise<void>[] = [];
+    let load: ChatLoad | undefined;
+    const form = async (want: 'per-key' | 'packed', what: string): Promise<void> => {
+      await waitFor(async () => {
+        const attributes = await requestAttributes(current, 'chat');
+        return want === 'packed' ? packedOnly(attributes) : attributes?.includes(PER_KEY) === true;
+      }, { what, timeoutMs: 10_000 });
+    };
     try {
       await current.waitForListener(`ai/ai-gateway/${gw.listenerPort}`);
       await p0.setMode({ kind: 'status', status: 503 });
-      // Four at a time through whichever Envoy the kernel gives the connection, failing over all along.
-      load = Array.from({ length: 4 }, async () => {
-        while (running) {
-          try {
-            answers.push((await gw.chat()).answeredBy ?? '');
-          } catch (err) {
-            failures.push(err);
-          }
-        }
-      });
-      const answered = async (what: string): Promise<void> => {
-        const at = answers.length;
-        await waitFor(() => answers.length >= at + 8, { what: `requests answered ${what}`, timeoutMs: 10_000 });
-      };
-      const form = async (want: 'per-key' | 'packed', what: string): Promise<void> => {
-        await waitFor(async () => {
-          const attributes = await requestAttributes(current, 'chat');
-          return want === 'packed' ? packedOnly(attributes) : attributes?.includes(PER_KEY) === true;
-        }, { what, timeoutMs: 10_000 });
-      };
-      await answered('before any older Envoy');
+      load = new ChatLoad();
+      load.phase = 'this release alone';
+      await load.answered(8, 'before any older Envoy');
       for (const round of [1, 2]) {
+        load.phase = `older Envoy ${round} starting`;
         older = await start(`ai-version-skew-switch-older-${round}`, true, false);
+        load.phase = `older Envoy ${round} started`;
         await form('per-key', `the per-key form on the serving Envoy (round ${round})`);
-        expect(await requestAttributes(older, 'chat')).toContain(PER_KEY);
-        await answered(`with the older Envoy (round ${round})`);
-        await older.stop();
+        load.phase = `per-key form (round ${round})`;
+        expect(await activeRequestAttributes(older, 'chat')).toContain(PER_KEY);
+        await load.answered(8, `with the older Envoy (round ${round})`);
+        // As a rolling upgrade takes an Envoy away: a client connection it accepted is closed after
+        // its answer, not cut by a kill (which would fail that request whatever the form).
+        load.phase = `older Envoy ${round} leaving`;
+        await older.leave();
         older = undefined;
+        load.phase = `older Envoy ${round} gone`;
         await form('packed', `the facts string again once the older Envoy left (round ${round})`);
-        await answered(`after the older Envoy left (round ${round})`);
+        load.phase = `facts string again (round ${round})`;
+        await load.answered(8, `after the older Envoy left (round ${round})`);
       }
-      running = false;
-      await Promise.all(load);
-      expect(failures).toEqual([]);
-      expect(new Set(answers)).toEqual(new Set(['p1']));
+      await load.stop();
+      expect(load.failures).toEqual([]);
+      expect(new Set(load.answers)).toEqual(new Set(['p1']));
       // Serving the other form never failed on the way.
       expect(logLines.filter((l) => l.includes('attempt facts form failed'))).toEqual([]);
     } finally {
-      running = false;
-      await Promise.all(load);
+      await load?.stop();
       await older?.stop();
       await current.stop();
     }
@@ -231,7 +277,7 @@ describe('an Envoy of the release before the member facts string', () => {
       await waitFor(async () => packedOnly(await requestAttributes(own, 'chat')), { what: "the Gateway's Envoy has the chat cluster", timeoutMs: 10_000 });
       older = await start('ai-version-skew-own-older', true, false, 'ai/ai-gateway');
       await waitFor(async () => (await requestAttributes(own, 'chat'))?.includes(PER_KEY) === true, { what: "the per-key form on the Gateway's data plane", timeoutMs: 10_000 });
-      expect(await requestAttributes(older, 'chat')).toContain(PER_KEY);
+      expect(await activeRequestAttributes(older, 'chat')).toContain(PER_KEY);
       expect(packedOnly(await requestAttributes(shared, 'chat'))).toBe(true);
       await older.stop();
       await waitFor(async () => packedOnly(await requestAttributes(own, 'chat')), { what: 'the facts string again once the older Envoy left', timeoutMs: 10_000 });

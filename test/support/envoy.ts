@@ -56,6 +56,13 @@ export interface EnvoyProcess {
   running(): boolean;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. Idempotent. */
   stop(graceMs?: number): Promise<void>;
+  /**
+   * Takes this Envoy away as a rolling upgrade takes an Envoy pod away (a drain before SIGTERM),
+   * not as a crash: its listeners drain (connections are closed after their response in flight)
+   * and stop, and the process is stopped once no downstream connection is left. Start it with
+   * `--drain-time-s` and `--drain-strategy immediate` for a short drain.
+   */
+  leave(timeoutMs?: number): Promise<void>;
 }
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -226,6 +233,19 @@ export async function startEnvoy(opts: StartEnvoyOptions): Promise<EnvoyProcess>
       process.stderr.write(`--- Envoy ${id}: last ${lines} log lines ---\n${tail(lines)}\n---\n`);
     },
     running: isRunning,
+    leave: async (timeoutMs = 10_000) => {
+      if (isRunning()) {
+        const res = await fetch(`${adminUrl}/drain_listeners?graceful`, { method: 'POST' });
+        if (!res.ok) throw new Error(`Envoy ${id} admin POST /drain_listeners?graceful: HTTP ${res.status}: ${(await res.text()).slice(0, 500)}`);
+        await waitFor(async () => {
+          const stats = await statsMatching('^listener_manager\\.listener_stopped$|^listener\\..*\\.downstream_cx_active$');
+          let open = 0;
+          for (const [name, value] of stats) if (name.endsWith('.downstream_cx_active') && !name.startsWith('listener.admin.') && !name.includes('.worker_')) open += value;
+          return (stats.get('listener_manager.listener_stopped') ?? 0) > 0 && open === 0;
+        }, { what: `Envoy ${id} to stop its listeners and see its last downstream connection closed`, timeoutMs });
+      }
+      await envoy.stop();
+    },
     stop: (graceMs = 5_000) => {
       stopping ??= (async () => {
         if (isRunning()) {
