@@ -1,7 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import * as http2 from 'node:http2';
+import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGrpcServer, type BidiCall, type RunningGrpcServer } from '../../src/ai-extension/grpc-server.js';
+import { startGrpcServer, type BidiCall, type GrpcMethod, type RunningGrpcServer } from '../../src/ai-extension/grpc-server.js';
 import { startAiExtension, type RunningAiExtension } from '../../src/ai-extension/server.js';
 import { PROCESS_PATH } from '../../src/ai-extension/protocol.js';
 import { HEALTH_CHECK_PATH } from '../../src/ai-extension/limits-health.js';
@@ -16,6 +17,32 @@ import { createLogger } from '../../src/observability/logger.js';
 
 const identity = (b: Buffer): Buffer => b;
 const MAX = 1024;
+/** How long the Flushed and Unflushed methods hold the event loop in an immediate. */
+const BLOCK_MS = 1_000;
+/** When those methods wrote their answer (Date.now()), by method. */
+const answeredAt = new Map<string, number>();
+
+/**
+ * When (Date.now()) a client on a thread of its own, with its own event loop, received the first
+ * answer of a call to `path`: the server's thread may be held while the answer travels.
+ */
+function firstAnswerReceivedAt(port: number, path: string): Promise<number> {
+  const worker = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads');
+     const session = require('node:http2').connect('http://127.0.0.1:' + workerData.port);
+     const stream = session.request({ ':method': 'POST', ':path': workerData.path, 'content-type': 'application/grpc', te: 'trailers' });
+     stream.once('data', () => { parentPort.postMessage(Date.now()); session.destroy(); });
+     stream.write(Buffer.from([0, 0, 0, 0, 2, 104, 105]));`,
+    { eval: true, workerData: { port, path } },
+  );
+  return new Promise<number>((resolve, reject) => {
+    worker.once('message', (at: number) => {
+      resolve(at);
+      void worker.terminate();
+    });
+    worker.once('error', reject);
+  });
+}
 
 interface Echo {
   server: RunningGrpcServer;
@@ -61,6 +88,25 @@ async function startEcho(): Promise<Echo> {
           call.onHalfClose(() => void queue.then(() => call.end()));
         },
       }],
+      // Answers from a microtask of the read, as the extension answers the request's last
+      // message, after queueing an immediate that holds the event loop for BLOCK_MS; flushes or not.
+      ...(['Flushed', 'Unflushed'] as const).map((name): [string, GrpcMethod] => [`/test.Echo/${name}`, {
+        kind: 'bidi',
+        handle: (call: BidiCall) => {
+          call.onMessage((m) => {
+            setImmediate(() => {
+              const until = Date.now() + BLOCK_MS;
+              while (Date.now() < until);
+            });
+            void Promise.resolve().then(() => {
+              answeredAt.set(name, Date.now());
+              call.write(m);
+              if (name === 'Flushed') call.flush();
+            });
+          });
+          call.onHalfClose(() => call.end());
+        },
+      }]),
       ['/test.Echo/Once', { kind: 'unary', handle: async (request: Buffer, authority: string) => Buffer.concat([Buffer.from(`${authority}|`), request]) }],
     ]),
   });
@@ -130,6 +176,16 @@ describe('the AI extension gRPC server (node:http2) with a grpc-js client', () =
     } finally {
       session.close();
     }
+  });
+
+  it('sends an answer given flush() while the read is handled, before the immediates queued ahead of it run', async () => {
+    // The extension flushes the request phase's two answers once the body is answered: Envoy
+    // waits for them before it calls the provider. Without flush() they leave after the
+    // immediates queued before them (and Node's own write after that, a turn of the loop later).
+    const flushed = await firstAnswerReceivedAt(echo.server.port, '/test.Echo/Flushed');
+    const unflushed = await firstAnswerReceivedAt(echo.server.port, '/test.Echo/Unflushed');
+    expect(unflushed - (answeredAt.get('Unflushed') ?? Number.NaN)).toBeGreaterThanOrEqual(BLOCK_MS - 50);
+    expect(flushed - (answeredAt.get('Flushed') ?? Number.NaN)).toBeLessThan(BLOCK_MS / 2);
   });
 
   it('splits messages written back to back and keeps an empty message', async () => {
