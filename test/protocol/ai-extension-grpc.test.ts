@@ -6,6 +6,7 @@ import { startGrpcServer, type BidiCall, type GrpcMethod, type RunningGrpcServer
 import { startAiExtension, type RunningAiExtension } from '../../src/ai-extension/server.js';
 import { PROCESS_PATH } from '../../src/ai-extension/protocol.js';
 import { HEALTH_CHECK_PATH } from '../../src/ai-extension/limits-health.js';
+import { BENCH_MEMBER, REQUEST_MESSAGES, attemptMessages } from '../../bench/ai-extension-messages.js';
 import { messageType } from '../../src/envoy/proto.js';
 import { createLogger } from '../../src/observability/logger.js';
 
@@ -311,6 +312,61 @@ describe('the AI extension over its own gRPC server', () => {
       stream.end();
     } finally {
       session.close();
+    }
+  });
+
+  it('sends the request phase\'s two answers while the read is handled, ahead of the immediates queued before them', async () => {
+    // Envoy calls the provider only once it has both answers. Left to the immediate that uncorks
+    // the call, they waited behind every immediate queued before it, and then a turn of the loop.
+    const request = Buffer.concat(attemptMessages(1, { ...BENCH_MEMBER, authKind: 'None', credential: undefined }).slice(0, REQUEST_MESSAGES).map((m) => {
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(m.length, 1);
+      return Buffer.concat([prefix, m]);
+    }));
+    // A client with an event loop of its own: it sends the request phase when told, and says when
+    // both answers were in (an override_message_timeout, field 10, would answer nothing).
+    const worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       const session = require('node:http2').connect('http://127.0.0.1:' + workerData.port);
+       const stream = session.request({ ':method': 'POST', ':path': workerData.path, 'content-type': 'application/grpc', te: 'trailers' });
+       let pending = Buffer.alloc(0), answers = 0, sentAt = 0;
+       stream.on('data', (chunk) => {
+         pending = Buffer.concat([pending, chunk]);
+         while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+           const wait = pending[5] === ((10 << 3) | 2);
+           pending = pending.subarray(5 + pending.readUInt32BE(1));
+           if (!wait && ++answers === 2) { parentPort.postMessage({ sentAt, answeredAt: Date.now() }); session.destroy(); }
+         }
+       });
+       parentPort.on('message', () => { sentAt = Date.now(); stream.write(Buffer.from(workerData.request)); });
+       session.once('remoteSettings', () => parentPort.postMessage('ready'));`,
+      { eval: true, workerData: { port: extension.port, path: PROCESS_PATH, request } },
+    );
+    try {
+      await new Promise<void>((resolve) => worker.once('message', () => resolve()));
+      const answered = new Promise<{ sentAt: number; answeredAt: number }>((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+      // Every turn of this thread's event loop holds it BLOCK_MS in an immediate; the request
+      // phase is sent while the first one holds it, and read in the next turn.
+      let holding = true;
+      let first = true;
+      const hold = (): void => {
+        if (!holding) return;
+        if (first) worker.postMessage('go');
+        first = false;
+        const until = Date.now() + BLOCK_MS;
+        while (Date.now() < until);
+        setImmediate(hold);
+      };
+      setImmediate(hold);
+      const { sentAt, answeredAt } = await answered.finally(() => (holding = false));
+      // Read after the first hold: answered then, not after the next hold.
+      expect(answeredAt - sentAt).toBeGreaterThanOrEqual(BLOCK_MS - 50);
+      expect(answeredAt - sentAt).toBeLessThan(BLOCK_MS * 1.5);
+    } finally {
+      await worker.terminate();
     }
   });
 
