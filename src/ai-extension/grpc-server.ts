@@ -35,6 +35,12 @@ export interface BidiCall {
   write(message: Buffer): boolean;
   /** Ends the call with a status (OK when absent). */
   end(status?: number, message?: string): void;
+  /**
+   * Sends what was written so far now, with the rest of the read being handled, instead of in
+   * the immediate that write() queues: for the caller that knows no other answer of this read is
+   * coming (see write).
+   */
+  flush(): void;
   readonly closed: boolean;
   /**
    * The client end of the HTTP/2 connection the call came on (`address:port`). Each Envoy worker
@@ -269,16 +275,23 @@ function serveBidi(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
     // queued, and 'wantTrailers' is emitted from inside nghttp2's send loop.
     if (resetAfterTrailers) setImmediate(() => stream.close(http2.constants.NGHTTP2_NO_ERROR));
   });
+  /** The immediate that will send what is corked, while one is queued. */
+  let queuedFlush: NodeJS.Immediate | undefined;
   const end = (status: number = GrpcStatus.OK, message?: string): void => {
     if (closed || stream.writableEnded) return;
     trailers = message === undefined ? { 'grpc-status': String(status) } : { 'grpc-status': String(status), 'grpc-message': encodeGrpcMessage(message) };
     respondOnce();
+    // A Writable's end() uncorks it: what was written goes with the status, and the queued
+    // immediate would find nothing left to send.
+    if (queuedFlush !== undefined) clearImmediate(queuedFlush);
+    queuedFlush = undefined;
     stream.end();
   };
   const reader = new MessageReader(opts.maxMessageBytes, (m) => messageListener?.(m));
-  let flushQueued = false;
   const flush = (): void => {
-    flushQueued = false;
+    if (queuedFlush === undefined) return;
+    clearImmediate(queuedFlush);
+    queuedFlush = undefined;
     respondOnce();
     stream.uncork();
   };
@@ -301,16 +314,19 @@ function serveBidi(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
     },
     write(message) {
       if (closed || stream.writableEnded) return false;
-      if (!flushQueued) {
+      if (queuedFlush === undefined) {
         // Envoy sends a phase's messages together (request headers, body, end; response headers,
         // chunk, end), and Node hands each DATA frame to the stream as an event of its own.
         // Uncorked, the first answer went out at once and the others only once Node had written
         // it (a Writable queues writes while one is in flight): two socket writes per phase, Envoy
         // woken twice, its answers 0.1-0.7 ms apart (strace of bench/ai-extension.ts). An
         // immediate runs after every event of the read, so the phase's answers leave in one write.
-        flushQueued = true;
+        // That immediate is late, though: Node's HTTP/2 session sends what a stream hands it from
+        // a native immediate of its own (MaybeScheduleWrite, node_http2.cc), and one queued while
+        // JavaScript immediates run waits for the next turn of the event loop. Handed over during
+        // the read (flush, end), the answers go out first thing in this turn's check phase.
         stream.cork();
-        setImmediate(flush);
+        queuedFlush = setImmediate(flush);
       }
       // Envoy sends its next message only after this answer, so a full buffer means a slow
       // reader: stop reading its messages until it catches up.
@@ -321,6 +337,7 @@ function serveBidi(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
       return true;
     },
     end,
+    flush,
     get closed() {
       return closed;
     },

@@ -205,6 +205,9 @@ function serveAttempt(call: BidiCall, ctx: ExchangeContext, traceparent: string 
         // (EXT_PROC_GRACEFUL_CLOSE), finds the call over in that read instead of waking once more
         // for the status it waits for; the extension has nothing left to write after the half-close.
         if (endsAttempt(message) && response.phase !== 'none' && response.phase !== 'wait') call.end();
+        // The request's last message answered: both of the phase's answers are written, and no
+        // other message comes before the provider's answer. Sent now, not after the read.
+        else if (endsRequest(message)) call.flush();
       } catch (err) {
         ctx.logger.error({ err }, 'ai-extension: failed to process an attempt');
         call.write(encodeProcessingResponse({ phase: 'immediate', status: 500, body: JSON.stringify({ error: { message: `Switchyard AI extension failed: ${err instanceof Error ? err.message : String(err)}`, type: 'ai_extension_error', param: null, code: 'ai_extension_error' } }) }));
@@ -227,6 +230,11 @@ function serveAttempt(call: BidiCall, ctx: ExchangeContext, traceparent: string 
     void queue.then(() => call.end());
   });
   call.onClose(close);
+}
+
+/** The last message of the request phase: the body's end, or the trailers that end it. */
+function endsRequest(message: ProcessingRequest): boolean {
+  return message.request_body?.end_of_stream === true || message.request_trailers !== undefined;
 }
 
 /** The last message of an attempt's stream: the end of the answer (response trailers are skipped). */

@@ -1,10 +1,12 @@
 import * as grpc from '@grpc/grpc-js';
 import * as http2 from 'node:http2';
+import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGrpcServer, type BidiCall, type RunningGrpcServer } from '../../src/ai-extension/grpc-server.js';
+import { startGrpcServer, type BidiCall, type GrpcMethod, type RunningGrpcServer } from '../../src/ai-extension/grpc-server.js';
 import { startAiExtension, type RunningAiExtension } from '../../src/ai-extension/server.js';
 import { PROCESS_PATH } from '../../src/ai-extension/protocol.js';
 import { HEALTH_CHECK_PATH } from '../../src/ai-extension/limits-health.js';
+import { BENCH_MEMBER, REQUEST_MESSAGES, attemptMessages } from '../../bench/ai-extension-messages.js';
 import { messageType } from '../../src/envoy/proto.js';
 import { createLogger } from '../../src/observability/logger.js';
 
@@ -16,6 +18,32 @@ import { createLogger } from '../../src/observability/logger.js';
 
 const identity = (b: Buffer): Buffer => b;
 const MAX = 1024;
+/** How long the Flushed and Unflushed methods hold the event loop in an immediate. */
+const BLOCK_MS = 1_000;
+/** When those methods wrote their answer (Date.now()), by method. */
+const answeredAt = new Map<string, number>();
+
+/**
+ * When (Date.now()) a client on a thread of its own, with its own event loop, received the first
+ * answer of a call to `path`: the server's thread may be held while the answer travels.
+ */
+function firstAnswerReceivedAt(port: number, path: string): Promise<number> {
+  const worker = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads');
+     const session = require('node:http2').connect('http://127.0.0.1:' + workerData.port);
+     const stream = session.request({ ':method': 'POST', ':path': workerData.path, 'content-type': 'application/grpc', te: 'trailers' });
+     stream.once('data', () => { parentPort.postMessage(Date.now()); session.destroy(); });
+     stream.write(Buffer.from([0, 0, 0, 0, 2, 104, 105]));`,
+    { eval: true, workerData: { port, path } },
+  );
+  return new Promise<number>((resolve, reject) => {
+    worker.once('message', (at: number) => {
+      resolve(at);
+      void worker.terminate();
+    });
+    worker.once('error', reject);
+  });
+}
 
 interface Echo {
   server: RunningGrpcServer;
@@ -61,6 +89,25 @@ async function startEcho(): Promise<Echo> {
           call.onHalfClose(() => void queue.then(() => call.end()));
         },
       }],
+      // Answers from a microtask of the read, as the extension answers the request's last
+      // message, after queueing an immediate that holds the event loop for BLOCK_MS; flushes or not.
+      ...(['Flushed', 'Unflushed'] as const).map((name): [string, GrpcMethod] => [`/test.Echo/${name}`, {
+        kind: 'bidi',
+        handle: (call: BidiCall) => {
+          call.onMessage((m) => {
+            setImmediate(() => {
+              const until = Date.now() + BLOCK_MS;
+              while (Date.now() < until);
+            });
+            void Promise.resolve().then(() => {
+              answeredAt.set(name, Date.now());
+              call.write(m);
+              if (name === 'Flushed') call.flush();
+            });
+          });
+          call.onHalfClose(() => call.end());
+        },
+      }]),
       ['/test.Echo/Once', { kind: 'unary', handle: async (request: Buffer, authority: string) => Buffer.concat([Buffer.from(`${authority}|`), request]) }],
     ]),
   });
@@ -130,6 +177,16 @@ describe('the AI extension gRPC server (node:http2) with a grpc-js client', () =
     } finally {
       session.close();
     }
+  });
+
+  it('sends an answer given flush() while the read is handled, before the immediates queued ahead of it run', async () => {
+    // The extension flushes the request phase's two answers once the body is answered: Envoy
+    // waits for them before it calls the provider. Without flush() they leave after the
+    // immediates queued before them (and Node's own write after that, a turn of the loop later).
+    const flushed = await firstAnswerReceivedAt(echo.server.port, '/test.Echo/Flushed');
+    const unflushed = await firstAnswerReceivedAt(echo.server.port, '/test.Echo/Unflushed');
+    expect(unflushed - (answeredAt.get('Unflushed') ?? Number.NaN)).toBeGreaterThanOrEqual(BLOCK_MS - 50);
+    expect(flushed - (answeredAt.get('Flushed') ?? Number.NaN)).toBeLessThan(BLOCK_MS / 2);
   });
 
   it('splits messages written back to back and keeps an empty message', async () => {
@@ -255,6 +312,61 @@ describe('the AI extension over its own gRPC server', () => {
       stream.end();
     } finally {
       session.close();
+    }
+  });
+
+  it('sends the request phase\'s two answers while the read is handled, ahead of the immediates queued before them', async () => {
+    // Envoy calls the provider only once it has both answers. Left to the immediate that uncorks
+    // the call, they waited behind every immediate queued before it, and then a turn of the loop.
+    const request = Buffer.concat(attemptMessages(1, { ...BENCH_MEMBER, authKind: 'None', credential: undefined }).slice(0, REQUEST_MESSAGES).map((m) => {
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(m.length, 1);
+      return Buffer.concat([prefix, m]);
+    }));
+    // A client with an event loop of its own: it sends the request phase when told, and says when
+    // both answers were in (an override_message_timeout, field 10, would answer nothing).
+    const worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       const session = require('node:http2').connect('http://127.0.0.1:' + workerData.port);
+       const stream = session.request({ ':method': 'POST', ':path': workerData.path, 'content-type': 'application/grpc', te: 'trailers' });
+       let pending = Buffer.alloc(0), answers = 0, sentAt = 0;
+       stream.on('data', (chunk) => {
+         pending = Buffer.concat([pending, chunk]);
+         while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+           const wait = pending[5] === ((10 << 3) | 2);
+           pending = pending.subarray(5 + pending.readUInt32BE(1));
+           if (!wait && ++answers === 2) { parentPort.postMessage({ sentAt, answeredAt: Date.now() }); session.destroy(); }
+         }
+       });
+       parentPort.on('message', () => { sentAt = Date.now(); stream.write(Buffer.from(workerData.request)); });
+       session.once('remoteSettings', () => parentPort.postMessage('ready'));`,
+      { eval: true, workerData: { port: extension.port, path: PROCESS_PATH, request } },
+    );
+    try {
+      await new Promise<void>((resolve) => worker.once('message', () => resolve()));
+      const answered = new Promise<{ sentAt: number; answeredAt: number }>((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+      // Every turn of this thread's event loop holds it BLOCK_MS in an immediate; the request
+      // phase is sent while the first one holds it, and read in the next turn.
+      let holding = true;
+      let first = true;
+      const hold = (): void => {
+        if (!holding) return;
+        if (first) worker.postMessage('go');
+        first = false;
+        const until = Date.now() + BLOCK_MS;
+        while (Date.now() < until);
+        setImmediate(hold);
+      };
+      setImmediate(hold);
+      const { sentAt, answeredAt } = await answered.finally(() => (holding = false));
+      // Read after the first hold: answered then, not after the next hold.
+      expect(answeredAt - sentAt).toBeGreaterThanOrEqual(BLOCK_MS - 50);
+      expect(answeredAt - sentAt).toBeLessThan(BLOCK_MS * 1.5);
+    } finally {
+      await worker.terminate();
     }
   });
 
