@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateManifests, inputsFrom } from '../../bench/translate.js';
 import { parseManifest, SCHEMAS, warmSchemas } from '../../src/api/manifest.js';
-import { startGatewayRuntime, type RunningGateway } from '../../src/app/gateway-runtime.js';
+import { SETTLE_AFTER_EDIT_MS, startGatewayRuntime, type RunningGateway } from '../../src/app/gateway-runtime.js';
 import { PUSH_ORDER, TypeUrl } from '../../src/envoy/resources.js';
 import type { Inputs } from '../../src/translate/inputs.js';
 import type { ObjectStatus } from '../../src/translate/status.js';
@@ -119,6 +119,31 @@ describe('the edit rehearsed after the start', () => {
     await runtime.settled;
     expect(lines.some((l) => String(l['msg']).startsWith('start: an edit rehearsed'))).toBe(false);
   });
+});
+
+describe('the end of the start (RunningGateway.settled)', () => {
+  it('comes once the status work is done, or, while someone is editing, once the edits pause', async () => {
+    const docs = generateManifests(5);
+    const quiet = await start(inputsFrom(docs), 1_000, 0);
+    const quietFrom = Date.now();
+    await quiet.runtime.settled;
+    expect(Date.now() - quietFrom).toBeLessThan(SETTLE_AFTER_EDIT_MS);
+
+    const busy = await start(inputsFrom(docs), 1_000, 0);
+    const inputs = inputsFrom(docs);
+    let settledAt: number | undefined;
+    void busy.runtime.settled.then(() => (settledAt = Date.now()));
+    let editedAt = 0;
+    // The first edit comes as the start ends (before its first status pass), the others 300 ms apart.
+    for (let i = 0; i < 3; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 300));
+      expect(settledAt, `settled during the edits (edit ${i + 1})`).toBeUndefined();
+      busy.provider.emit({ inputs: { ...inputs, backends: inputs.backends.map((b, at) => (at === 0 ? { ...b, spec: { ...b.spec, outlierDetection: { consecutive5xx: 3 + i } } } : b)) }, problems: [] });
+      editedAt = Date.now();
+    }
+    await busy.runtime.settled;
+    expect(settledAt! - editedAt).toBeGreaterThanOrEqual(SETTLE_AFTER_EDIT_MS - 50);
+  }, 30_000);
 });
 
 describe('warmSchemas', () => {
