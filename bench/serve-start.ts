@@ -11,9 +11,12 @@
  * SERVE_START_PROFILE=DIR writes serve's CPU profile there (node --cpu-prof) when it stops;
  * BENCH_E2E_BUILT=1 runs serve from dist/ as users run it (by default from src under tsx);
  * BENCH_E2E_WINDOW as in xds-e2e (the load client's receive window; Envoy's by default).
+ * SERVE_START_NODE_FLAGS: more flags for serve's Node (say --trace-gc); SERVE_START_KEEP_LOG=FILE
+ * keeps serve's log (with what those flags print) there, BENCH_E2E_SERVE_LOG_LEVEL its level. With a profile, each edit prints its
+ * window (`window START END`, monotonic µs, the clock of V8's profiles: write -> first byte).
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,7 +37,11 @@ async function main(): Promise<void> {
   const built = process.env['BENCH_E2E_BUILT'] === '1';
   if (built && !existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) throw new Error('BENCH_E2E_BUILT=1 needs dist/ (npm run build)');
   const profileDir = process.env['SERVE_START_PROFILE'];
-  const flags = profileDir !== undefined ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+  const flags = [
+    ...(profileDir !== undefined ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
+    ...(process.env['SERVE_START_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== ''),
+  ];
+  const keepLog = process.env['SERVE_START_KEEP_LOG'];
   const entry = built ? [join(ROOT, 'bin', 'switchyard.js')] : ['--import', 'tsx', 'src/cli/main.ts'];
   const logFile = join(dir, 'serve.log');
   const fd = openSync(logFile, 'w');
@@ -43,6 +50,7 @@ async function main(): Promise<void> {
   const serve = spawn(process.execPath, [
     ...flags, ...entry, 'serve', '--config', config.path, '--no-envoy', '--no-ai-extension',
     '--xds-port', '0', '--xds-host', '127.0.0.1', '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'state'),
+    ...(process.env['BENCH_E2E_SERVE_LOG_LEVEL'] ? ['--log-level', process.env['BENCH_E2E_SERVE_LOG_LEVEL']] : []),
   ], { cwd: ROOT, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   const exited = new Promise((r) => serve.once('exit', r));
@@ -76,11 +84,15 @@ async function main(): Promise<void> {
         const before = processUsage(pid).cpuMs;
         const markedAt = await markFleet(fleet, `e${i}`, 'cds', 180_000);
         const changedAt = Date.now();
+        const writtenUs = process.hrtime.bigint() / 1000n;
         config.edit(index, i + 1);
         const done = sinceChange(await fleet.next((e) => e.event === 'done' && e['id'] === `e${i}`, 180_000, `edit ${i + 1}`), markedAt, changedAt);
         const cpu = processUsage(pid).cpuMs - before;
         samples.push(Number(done['firstMs']));
         console.log(`edit ${i + 1} (chat-${index}): -> first byte ${Number(done['firstMs']).toFixed(1)} ms, -> ACKed ${Number(done['ms']).toFixed(1)} ms (serve ${cpu.toFixed(0)} CPU-ms, 10 ms ticks)`);
+        // Monotonic microseconds, the clock of V8's CPU profiles: from the write to its first byte, in serve's profile.
+        if (profileDir !== undefined) console.log(`window ${writtenUs} ${writtenUs + BigInt(Math.round(Number(done['firstMs']) * 1000))}`);
+        if (keepLog !== undefined) console.log(`  written ${changedAt - spawnedAt} ms after the spawn`);
       }
     } finally {
       await fleet.stop();
@@ -88,6 +100,7 @@ async function main(): Promise<void> {
   } finally {
     serve.kill('SIGTERM');
     await exited;
+    if (keepLog !== undefined) copyFileSync(logFile, keepLog);
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -132,6 +132,25 @@ export function parseManifest(doc: unknown, source?: string): ParseResult {
   return { ok: true, object: { kind, value } as KnownObject, id: finalId, warnings };
 }
 
+/** The kinds parseManifest reads without their schema when they have a common shape (the fast paths above). */
+const FAST_PATH_KINDS = ['Backend', 'Secret'] as const;
+
+/**
+ * Runs the schema of each kind parseManifest has a fast path for on `sample(kind)`, an object of
+ * that kind as parsed (which the schema accepts: the fast paths return what it would), a few
+ * times, results dropped. A configuration of common Backends and Secrets loads without ever
+ * running those schemas, and zod builds a schema's checks the first time it runs it: about 25 ms
+ * of CPU for Backend's, which the first edit that leaves the common shape (an outlier detection
+ * added, say) would otherwise pay before its change reaches Envoy.
+ */
+export function warmSchemas(sample: (kind: (typeof FAST_PATH_KINDS)[number]) => unknown): void {
+  for (const kind of FAST_PATH_KINDS) {
+    const value = sample(kind);
+    if (value === undefined) continue;
+    for (let i = 0; i < 3; i++) SCHEMAS[kind].safeParse(value);
+  }
+}
+
 /**
  * Gateway API kinds: the schemas strip fields they do not know instead of rejecting them, because
  * Gateway API asks implementations to accept objects written for a newer version of the API

@@ -470,7 +470,7 @@ function logLevel(value: string | undefined): LogLevel {
  * process outright. `until(running)` serves until a signal, then stops cleanly; a signal that came
  * during start-up stops it as soon as it is up.
  */
-function watchSignals(logger: ReturnType<typeof createLogger>): { until(running: Pick<RunningGateway, 'stop'>): Promise<void> } {
+function watchSignals(logger: ReturnType<typeof createLogger>): { until(running: Pick<RunningGateway, 'stop'> & Partial<Pick<RunningGateway, 'settled'>>): Promise<void> } {
   let received: string | undefined;
   let onSignal: ((signal: string) => void) | undefined;
   const take = (signal: string): void => {
@@ -485,7 +485,12 @@ function watchSignals(logger: ReturnType<typeof createLogger>): { until(running:
       new Promise<void>((resolve) => {
         // While serving, not while starting: a start is all work, never idle.
         const compaction = startIdleCompaction(logger.child({ component: 'memory' }));
+        let stopping = false;
+        void running.settled?.then(() => {
+          if (!stopping) compaction.afterStart();
+        });
         const shutdown = (signal: string): void => {
+          stopping = true;
           compaction.stop();
           logger.info({ signal }, 'shutting down');
           running.stop().then(resolve, resolve);

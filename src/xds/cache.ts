@@ -156,6 +156,11 @@ function patched(full: TypeSnapshot, previous: TypeSnapshot, selected: ReadonlyS
 
 /** `before` (the list of `had`) with `changes` applied: changed resources in place, removed ones left out, added ones at the end. */
 function patchedList(before: readonly CachedResource[], had: ReadonlyMap<string, CachedResource>, changes: ReadonlyMap<string, CachedResource | undefined>): CachedResource[] {
+  // An edit replaces a few resources: a copy with those in place costs two builtins (a copy and
+  // a search by identity), where the walk below asks the map about every name. At 10,000
+  // Clusters that walk, run for the first time, held a Gateway's first edit 10-50 ms (issue 9).
+  const copy = replacedInPlace(before, had, changes);
+  if (copy !== undefined) return copy;
   const list: CachedResource[] = [];
   for (const resource of before) {
     if (!changes.has(resource.name)) list.push(resource);
@@ -165,6 +170,21 @@ function patchedList(before: readonly CachedResource[], had: ReadonlyMap<string,
     }
   }
   for (const [name, now] of changes) if (now !== undefined && !had.has(name)) list.push(now);
+  return list;
+}
+
+/** patchedList when every change replaces a resource `before` holds (none added or removed); otherwise undefined. */
+function replacedInPlace(before: readonly CachedResource[], had: ReadonlyMap<string, CachedResource>, changes: ReadonlyMap<string, CachedResource | undefined>): CachedResource[] | undefined {
+  if (changes.size > 8) return undefined;
+  let list: CachedResource[] | undefined;
+  for (const [name, now] of changes) {
+    const old = had.get(name);
+    if (now === undefined || old === undefined) return undefined;
+    const at = before.indexOf(old);
+    if (at < 0) return undefined;
+    list ??= before.slice();
+    list[at] = now;
+  }
   return list;
 }
 

@@ -163,6 +163,23 @@ describe('SnapshotCache', () => {
     }
   });
 
+  it("keeps a Gateway view's list of every resource in its order when an edit replaces some, each new one in its old one's place", () => {
+    const cache = new SnapshotCache();
+    const view = cache.view('ns/gw');
+    const names = Array.from({ length: 50 }, (_, i) => `c${i}`);
+    const planes = {
+      gateways: new Map([['ns/gw', { listeners: [], routes: [], clusters: names.filter((_, i) => i % 2 === 0), endpoints: [], secrets: [] }]]),
+      shared: { excluded: { listeners: [], routes: [], clusters: [], endpoints: [], secrets: [] }, problems: [] },
+    };
+    cache.setResources(config({ clusters: names.map((n) => cluster(n)), endpoints: [] }), planes);
+    const before = everyResource(view.snapshot(TypeUrl.cluster)?.resources ?? new Map<string, CachedResource>()).map((r) => r.name);
+    cache.setResources(config({ clusters: names.map((n) => cluster(n, n === 'c10' || n === 'c42' ? '5s' : '1s')), endpoints: [] }), planes);
+    const after = view.snapshot(TypeUrl.cluster)?.resources ?? new Map<string, CachedResource>();
+    expect(everyResource(after).map((r) => r.name)).toEqual(before);
+    expect(everyResource(after).filter((r) => r.version !== cache.snapshot(TypeUrl.cluster)?.resources.get(r.name)?.version)).toEqual([]);
+    expect(everyResource(after).find((r) => r.name === 'c10')).toBe(after.get('c10'));
+  });
+
   it('gives streams every resource, and what changed or went between two snapshots, as a full pass over the maps would, over edits that add, change and remove', () => {
     const cache = new SnapshotCache();
     const gateway = 'ns/gw';
