@@ -717,6 +717,10 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       const translatedXds = built.xds;
       const result = { translation, xds: resourceQuarantine.filter(opts.testOnlyRewrite ? opts.testOnlyRewrite(translatedXds) : translatedXds), planes: built.planes };
       const change = cache.setResources(result.xds, result.planes, attemptForms(translation.ir, envoy, result.planes));
+      // Status work waits until the change has been pushed to every stream and those writes have
+      // left: a slice of a pass (this translation's, or one under way) in the turn of the
+      // fan-out's last slice would run before the last streams' bytes are sent (issue 9).
+      xds.whenPushesSent(passes.hold());
       lastServed = { ir: translation.ir, envoy, xds: result.xds, planes: result.planes };
       const changedTypes = new Set<string>([...change.changed, ...[...change.views.values()].flat()]);
       translationState = translation.state;

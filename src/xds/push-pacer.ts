@@ -17,6 +17,9 @@ export class PacedFanOut<Stream, Change> {
   private tail = 0;
   private waitingCount = 0;
   private turnScheduled = false;
+  /** Called once what is waiting has been pushed and handed to the sockets (whenSent()). */
+  private readonly sentListeners: (() => void)[] = [];
+  private sentTurnScheduled = false;
   /** The longest time one slice held the event loop, in ms. */
   longestSliceMs = 0;
 
@@ -77,7 +80,31 @@ export class PacedFanOut<Stream, Change> {
         this.turnScheduled = false;
         this.run();
       });
-    }
+    } else if (this.waitingCount === 0 && this.sentListeners.length > 0) this.scheduleSent();
+  }
+
+  /**
+   * Calls `listener` once every stream waiting now (and any added meanwhile) has been pushed to
+   * and the writes of the last slice have left for the sockets: a turn of the event loop after
+   * that slice (Node's HTTP/2 sends what a turn wrote at the start of the next check phase, before
+   * the callbacks queued with setImmediate in that turn run). Nothing waiting: at the next turn.
+   * For work that is not on the Envoys' path (status), which would otherwise run in the same
+   * turn as the last slice and hold its writes back.
+   */
+  whenSent(listener: () => void): void {
+    this.sentListeners.push(listener);
+    if (this.waitingCount === 0) this.scheduleSent();
+  }
+
+  private scheduleSent(): void {
+    if (this.sentTurnScheduled) return;
+    this.sentTurnScheduled = true;
+    setImmediate(() => {
+      this.sentTurnScheduled = false;
+      // Another change came in between: its streams go first as well.
+      if (this.waitingCount > 0) return;
+      for (const listener of this.sentListeners.splice(0)) listener();
+    });
   }
 }
 
