@@ -770,6 +770,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     return book.all();
   };
 
+  /** Status passes are held until a change's push has left (translateAndServe). */
+  let holdingForPushes = false;
   /** `rehearsal`: the same configuration again (rehearseEdit): served, statuses passed over, but neither counted, logged nor handed on. */
   const translateAndServe = (snapshot: Snapshot, rehearsal = false): void => {
     const started = process.hrtime.bigint();
@@ -788,6 +790,19 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
       const translatedXds = built.xds;
       const result = { translation, xds: resourceQuarantine.filter(opts.testOnlyRewrite ? opts.testOnlyRewrite(translatedXds) : translatedXds), planes: built.planes };
       const change = cache.setResources(result.xds, result.planes, attemptForms(translation.ir, envoy, result.planes));
+      // Status work waits until the change has been pushed to every stream and those writes have
+      // left: a slice of a pass (this translation's, or one under way) in the turn of the
+      // fan-out's last slice would run before the last streams' bytes are sent (issue 9). Only
+      // when the push takes more than its first slice (its writes otherwise leave before any
+      // status slice), and one hold at a time: edits that keep coming must not starve status.
+      if (xds.pushing && !holdingForPushes) {
+        holdingForPushes = true;
+        const releaseStatus = passes.hold();
+        xds.whenPushesSent(() => {
+          holdingForPushes = false;
+          releaseStatus();
+        });
+      }
       lastServed = { ir: translation.ir, envoy, xds: result.xds, planes: result.planes };
       const changedTypes = new Set<string>([...change.changed, ...[...change.views.values()].flat()]);
       translationState = translation.state;

@@ -17,6 +17,12 @@ export class PacedFanOut<Stream, Change> {
   private tail = 0;
   private waitingCount = 0;
   private turnScheduled = false;
+  /** Queue slots ever filled and ever passed (pushed or skipped): whenSent() waits for a count of the second. */
+  private slotsAdded = 0;
+  private slotsPassed = 0;
+  /** Called once the streams waiting at whenSent() have been pushed and their writes handed to the sockets. */
+  private sentListeners: { listener: () => void; until: number }[] = [];
+  private sentTurnScheduled = false;
   /** The longest time one slice held the event loop, in ms. */
   longestSliceMs = 0;
 
@@ -42,6 +48,7 @@ export class PacedFanOut<Stream, Change> {
     if (queued === undefined) {
       this.pending.set(stream, changed);
       this.queue[this.tail++] = stream;
+      this.slotsAdded++;
       this.waitingCount++;
     } else if (queued !== changed) this.pending.set(stream, [...new Set([...queued, ...changed])]);
   }
@@ -60,6 +67,7 @@ export class PacedFanOut<Stream, Change> {
       if (this.now() - started >= sliceMs) break;
       const stream = this.queue[this.head] as Stream;
       this.queue[this.head++] = undefined;
+      this.slotsPassed++;
       const changed = this.pending.get(stream);
       if (changed === undefined) continue;
       this.pending.set(stream, undefined);
@@ -78,6 +86,32 @@ export class PacedFanOut<Stream, Change> {
         this.run();
       });
     }
+    if (this.sentListeners.length > 0) this.scheduleSent();
+  }
+
+  /**
+   * Calls `listener` once every stream waiting now has been pushed to and the writes of that slice
+   * have left for the sockets: a turn of the event loop after the slice (Node's HTTP/2 sends what
+   * a turn wrote at the start of the next check phase, before the callbacks queued with
+   * setImmediate in that turn run). Nothing waiting: at the next turn. Streams a later change
+   * queues are not waited for, so that changes that keep coming do not hold the listener for ever.
+   * For work that is not on the Envoys' path (status), which would otherwise run in the turn of
+   * the last slice and hold its writes back.
+   */
+  whenSent(listener: () => void): void {
+    this.sentListeners.push({ listener, until: this.waitingCount === 0 ? this.slotsPassed : this.slotsAdded });
+    this.scheduleSent();
+  }
+
+  private scheduleSent(): void {
+    if (this.sentTurnScheduled || !this.sentListeners.some((l) => l.until <= this.slotsPassed)) return;
+    this.sentTurnScheduled = true;
+    setImmediate(() => {
+      this.sentTurnScheduled = false;
+      const due = this.sentListeners.filter((l) => l.until <= this.slotsPassed);
+      this.sentListeners = this.sentListeners.filter((l) => l.until > this.slotsPassed);
+      for (const l of due) l.listener();
+    });
   }
 }
 

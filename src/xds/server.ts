@@ -564,6 +564,20 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     call.destroy(err instanceof Error ? err : new Error(String(err)));
   }
 
+  /**
+   * Calls `listener` once the change being fanned out (if any) has been pushed to every stream it
+   * is waiting for and those writes have left for the sockets (PacedFanOut.whenSent): work that is not on the Envoys'
+   * path waits for it rather than holding the last streams' bytes back.
+   */
+  whenPushesSent(listener: () => void): void {
+    this.fanOutQueue.whenSent(listener);
+  }
+
+  /** A change is still waiting to be pushed to some streams (its first slice did not reach them all). */
+  get pushing(): boolean {
+    return this.fanOutQueue.busy;
+  }
+
   /** The longest time, in ms, fanning a change out or answering requests held the event loop in one go (push-pacer.ts). */
   get longestPushSliceMs(): number {
     return Math.max(this.fanOutQueue.longestSliceMs, this.requestQueue.longestSliceMs);

@@ -48,6 +48,39 @@ describe('PacedFanOut first slice', () => {
   });
 });
 
+describe('PacedFanOut.whenSent', () => {
+  it('calls back a turn after the slice that pushed to the last stream waiting when asked, not waiting for a later change', async () => {
+    let now = 0;
+    const events: string[] = [];
+    const fanOut = new PacedFanOut<string, string>((stream, changed) => {
+      events.push(`${stream}:${changed.join('+')}`);
+      now += 6; // two pushes fit in a slice of 10 ms
+      // What a slice wrote leaves at the next turn; this marks the turn after c's.
+      if (stream === 'c') setImmediate(() => events.push('turn after c'));
+    }, 10, () => now);
+    for (const stream of ['a', 'b', 'c']) fanOut.add(stream, ['cds']);
+    fanOut.run();
+    fanOut.whenSent(() => events.push('sent'));
+    // Queued in the turn of the change, as the status pass after a translation is: it ran right
+    // after the fan-out's slice in the next turn, before that slice's writes left.
+    setImmediate(() => events.push('queued with the change'));
+    // A later change to other streams: changes that keep coming must not hold the listener for ever.
+    for (const stream of ['d', 'e']) fanOut.add(stream, ['lds']);
+    for (let i = 0; i < 5; i++) await nextTurn();
+    expect(events).toEqual(['a:cds', 'b:cds', 'c:cds', 'd:lds', 'queued with the change', 'turn after c', 'e:lds', 'sent']);
+  });
+
+  it('with nothing waiting, calls back at the next turn, once for however many listeners', async () => {
+    const fanOut = new PacedFanOut<string, string>(() => undefined);
+    const calls: number[] = [];
+    fanOut.whenSent(() => calls.push(1));
+    fanOut.whenSent(() => calls.push(2));
+    expect(calls).toEqual([]);
+    await nextTurn();
+    expect(calls).toEqual([1, 2]);
+  });
+});
+
 describe('SotW fan-out', () => {
   it('writes the very same bytes to every stream that gets the same response', () => {
     const cache = new SnapshotCache();
