@@ -45,6 +45,12 @@ export interface EnvoyProcess {
   /** Parsed `/clusters?format=json`. */
   clusters(): Promise<JsonObject>;
   listeners(): Promise<ListenerStatus[]>;
+  /**
+   * Resolves once listener `name` accepts connections: listed by `/listeners` and the workers
+   * started. While Envoy initializes (its first CDS/EDS/LDS/RDS answers), `/listeners` already
+   * lists a listener it has only bound: it calls listen() on it just before it starts its workers,
+   * so a connection in between is refused. A listener added later is listed once listening.
+   */
   waitForListener(name: string, timeoutMs?: number): Promise<ListenerStatus>;
   /** Resolves with the stat's value once it exists and `predicate` holds. */
   waitForStat(name: string, predicate: (value: number) => boolean, timeoutMs?: number): Promise<number>;
@@ -210,10 +216,10 @@ export async function startEnvoy(opts: StartEnvoyOptions): Promise<EnvoyProcess>
     clusters: () => adminJson('/clusters?format=json'),
     listeners,
     waitForListener: (name, timeoutMs = 10_000) =>
-      waitFor(async () => (await listeners()).find((l) => l.name === name), {
-        what: `Envoy ${id} to have active listener ${name}`,
-        timeoutMs,
-      }),
+      waitFor(async () => {
+        const listener = (await listeners()).find((l) => l.name === name);
+        return listener !== undefined && (await envoy.stat('listener_manager.workers_started')) === 1 ? listener : undefined;
+      }, { what: `Envoy ${id} to have listener ${name} active and its workers started (accepting connections)`, timeoutMs }),
     waitForStat: async (name, predicate, timeoutMs = 10_000) => {
       let last: number | undefined;
       try {
