@@ -50,7 +50,8 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       connection to waits for Envoy's connect timeout (5 s).
 `,
   'ai-extension': `  switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH)
-                          [--port 18001 [--host 0.0.0.0] | --listen-socket PATH] [--metrics-port 9091] [--log-level info] [--orphan-grace 10m]
+                          [--port 18001 [--host 0.0.0.0] | --listen-socket PATH] [--metrics-port 9091]
+                          [--log-level info] [--orphan-grace 10m]
                           [--otlp-endpoint URL] [--limits-redis redis://HOST:PORT] [--warmup-key-file PATH]
                           [--warmup-envoy-admin http://127.0.0.1:19000 | --warmup-envoys-dir DIR]
       Run only the AI extension next to Envoy; provider keys come from the controller at --xds,
