@@ -43,8 +43,10 @@ export interface BidiCall {
   flush(): void;
   readonly closed: boolean;
   /**
-   * The client end of the HTTP/2 connection the call came on (`address:port`). Each Envoy worker
-   * thread reaches the extension over connections of its own, so it tells the workers apart.
+   * The HTTP/2 connection the call came on: its client end (`address:port`) over TCP, a
+   * connection number of this process (`unix-<pid>-<n>`) over a Unix socket, where the client end
+   * has no address. Each Envoy worker thread reaches the extension over connections of its own,
+   * so it tells the workers apart.
    */
   readonly connection: string;
 }
@@ -55,8 +57,8 @@ export type GrpcMethod =
   | { kind: 'unary'; handle(request: Buffer, authority: string): Promise<Buffer> };
 
 export interface GrpcServerOptions {
-  host: string;
-  port: number;
+  /** TCP (`port` 0 picks a free one), or a Unix socket at `socket` (its path must be free). */
+  listen: { host: string; port: number } | { socket: string };
   /** By full path: `/package.Service/Method`. */
   methods: ReadonlyMap<string, GrpcMethod>;
   /** Larger messages end their call with RESOURCE_EXHAUSTED. */
@@ -66,9 +68,22 @@ export interface GrpcServerOptions {
 }
 
 export interface RunningGrpcServer {
+  /** The TCP port; 0 on a Unix socket. */
   port: number;
   /** Drops every connection (in-flight calls fail on the client's side) and stops listening. */
   close(): Promise<void>;
+}
+
+/** BidiCall.connection of each connection, named once as it opens. */
+const connectionNames = new WeakMap<http2.Http2Session, string>();
+/** Connections over Unix sockets this process accepted (on any of its servers). */
+let unixConnections = 0;
+
+function connectionName(session: http2.ServerHttp2Session): string {
+  const socket = session.socket;
+  // A Unix socket's client end has no address (Envoy's pipe connections are unnamed): the pid
+  // keeps the name apart from those of an extension that ran before on the same socket.
+  return socket.remotePort !== undefined ? `${socket.remoteAddress ?? ''}:${socket.remotePort}` : `unix-${process.pid}-${++unixConnections}`;
 }
 
 const PREFIX = 5;
@@ -95,6 +110,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on('session', (session) => {
     sessions.add(session);
+    connectionNames.set(session, connectionName(session));
     // The connection's own window is only raised by a WINDOW_UPDATE, not by the settings.
     session.once('localSettings', () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
     session.once('close', () => sessions.delete(session));
@@ -122,12 +138,15 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
+    const listening = (): void => {
       server.off('error', reject);
       resolve();
-    });
+    };
+    if ('socket' in opts.listen) server.listen(opts.listen.socket, listening);
+    else server.listen(opts.listen.port, opts.listen.host, listening);
   });
-  const port = (server.address() as AddressInfo).port;
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? (address as AddressInfo).port : 0;
   return {
     port,
     close: () =>
@@ -295,8 +314,7 @@ function serveBidi(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
     respondOnce();
     stream.uncork();
   };
-  const socket = stream.session?.socket;
-  const connection = `${socket?.remoteAddress ?? ''}:${socket?.remotePort ?? ''}`;
+  const connection = (stream.session !== undefined ? connectionNames.get(stream.session) : undefined) ?? '';
   const call: BidiCall = {
     connection,
     header(name) {

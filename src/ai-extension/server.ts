@@ -26,9 +26,14 @@ const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 export const AI_EXTENSION_SERVICE_NAME = 'switchyard-ai-extension';
 
 export interface AiExtensionOptions {
-  /** gRPC (ext_proc) port Envoy calls; 0 picks a free one. */
+  /** gRPC (ext_proc) port Envoy calls; 0 picks a free one. Unused with `socket`. */
   port: number;
   host?: string;
+  /**
+   * A Unix socket (its path must be free) Envoy calls instead of the TCP port: what `serve` uses
+   * when it runs Envoy itself, in its private state directory, so only this user reaches it.
+   */
+  socket?: string;
   /** The controller's ADS server, for credentials; absent: call connect() once it is known. */
   xds?: XdsTarget;
   logger: Logger;
@@ -52,7 +57,10 @@ export interface AiExtensionOptions {
 }
 
 export interface RunningAiExtension {
+  /** The ext_proc TCP port; 0 when it listens on `socket`. */
   port: number;
+  /** The Unix socket it listens on, when given one. */
+  socket: string | undefined;
   metricsPort: number | undefined;
   metrics: AiExtensionMetrics;
   limitMetrics: LimitMetrics;
@@ -117,8 +125,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     [HEALTH_CHECK_PATH, { kind: 'unary', handle: (_request, authority) => limits.checkHealth(authority) }],
   ]);
   const server = await startGrpcServer({
-    host: opts.host ?? '0.0.0.0',
-    port: opts.port,
+    listen: opts.socket !== undefined ? { socket: opts.socket } : { host: opts.host ?? '0.0.0.0', port: opts.port },
     methods,
     maxMessageBytes: MAX_MESSAGE_BYTES,
     onError: (err) => log.error({ err }, 'ai-extension: a gRPC call failed'),
@@ -144,10 +151,11 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
       throw err;
     }
   }
-  log.info({ port, xds: opts.xds ? describeXdsTarget(opts.xds) : 'later', metricsPort: health?.port, otlp: opts.otlp ? `${opts.otlp.host}:${opts.otlp.port}` : 'off' }, 'ai-extension: serving ext_proc');
+  log.info({ ...(opts.socket !== undefined ? { socket: opts.socket } : { port }), xds: opts.xds ? describeXdsTarget(opts.xds) : 'later', metricsPort: health?.port, otlp: opts.otlp ? `${opts.otlp.host}:${opts.otlp.port}` : 'off' }, 'ai-extension: serving ext_proc');
 
   return {
     port,
+    socket: opts.socket,
     metricsPort: health?.port,
     metrics,
     limitMetrics: limits.metrics,

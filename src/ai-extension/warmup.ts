@@ -35,7 +35,7 @@ export interface WarmupAnswer {
   member: string;
   /** Envoy had a connection to the member ready as the attempt began. */
   ready: boolean;
-  /** The Envoy worker's ext_proc connection (`address:port`), when the extension knows it. */
+  /** The Envoy worker's ext_proc connection (BidiCall.connection: `address:port`, or `unix-<pid>-<n>`), when the extension knows it. */
   worker?: string;
 }
 

@@ -17,14 +17,14 @@ import { commandArgsOf, commandLineOf, isAlive, type StateDir } from './state-di
  * - It reads credentials over serve's Unix socket in the state directory, and keeps the last ones
  *   it was given while that socket is gone; a restarted serve binds the same path and the
  *   extension is back within a second (src/ai-extension/credentials.ts).
- * - It writes its pid and port to the state directory; a restarted serve adopts it when that
- *   pid is alive, is an extension of this directory and accepts connections on that port, so
- *   Envoy's configuration (which names the port) and every version stay the same.
+ * - It writes its pid and port (or its ext_proc socket) to the state directory; a restarted serve
+ *   adopts it when that pid is alive, is an extension of this directory and accepts connections
+ *   there, so Envoy's configuration (which names that address) and every version stay the same.
  * - A graceful stop of serve (SIGTERM, SIGINT, stop()) stops it. Left alone, it ends itself once
  *   both serve and Envoy have been silent for `orphanGraceMs` (default 10 min): a serve that is
  *   never coming back does not leave it running forever, and it never ends while Envoy still
  *   sends it requests or during any plausible restart.
- * - serve restarts it, on the same port, if it dies while serve runs.
+ * - serve restarts it, on the same port or socket, if it dies while serve runs.
  */
 
 export const DEFAULT_ORPHAN_GRACE_MS = 10 * 60_000;
@@ -32,9 +32,13 @@ export const DEFAULT_ORPHAN_GRACE_MS = 10 * 60_000;
 /** What the extension writes once it listens, for serve to adopt it after a restart. */
 export interface ExtensionRecord {
   pid: number;
+  /** The ext_proc TCP port; 0 with `listenSocket`. */
   port: number;
   host: string;
+  /** serve's ADS socket it reads credentials from. */
   socket: string;
+  /** The Unix socket it serves ext_proc on instead of TCP. */
+  listenSocket?: string;
   metricsPort?: number;
 }
 
@@ -44,12 +48,14 @@ export interface ExtensionRecord {
  */
 function asExtensionRecord(value: unknown): ExtensionRecord | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
-  const { pid, port, host, socket, metricsPort } = value as Record<string, unknown>;
+  const { pid, port, host, socket, listenSocket, metricsPort } = value as Record<string, unknown>;
   const integer = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n);
-  if (!integer(pid) || pid <= 0 || !integer(port) || port < 1 || port > 65535) return undefined;
+  if (!integer(pid) || pid <= 0 || !integer(port)) return undefined;
+  if (listenSocket !== undefined && (typeof listenSocket !== 'string' || listenSocket === '')) return undefined;
+  if (listenSocket === undefined && (port < 1 || port > 65535)) return undefined;
   if (typeof host !== 'string' || typeof socket !== 'string') return undefined;
   if (metricsPort !== undefined && !integer(metricsPort)) return undefined;
-  return { pid, port, host, socket, ...(metricsPort !== undefined ? { metricsPort } : {}) };
+  return { pid, port, host, socket, ...(listenSocket !== undefined ? { listenSocket } : {}), ...(metricsPort !== undefined ? { metricsPort } : {}) };
 }
 
 /** Written by the extension once it listens (atomically: a reader never sees half a file). */
@@ -123,6 +129,11 @@ export interface AiExtensionProcessOptions {
   /** The ext_proc port Envoy dials: 0 reuses the last extension's port, or takes a free one. */
   port: number;
   host: string;
+  /**
+   * Serve ext_proc on this Unix socket instead (port and host unused): state.extProcSocket, when
+   * serve runs the Envoys.
+   */
+  socket?: string;
   /** argv that runs `switchyard` (default: defaultSwitchyardCommand()). */
   command?: readonly string[];
   orphanGraceMs?: number;
@@ -137,8 +148,10 @@ export interface AiExtensionProcessOptions {
 }
 
 export interface AiExtensionProcess {
-  /** The ext_proc port, stable across restarts of serve and of the extension. */
+  /** The ext_proc port, stable across restarts of serve and of the extension; 0 on a socket. */
   readonly port: number;
+  /** The ext_proc Unix socket, when it serves on one (the same path across restarts). */
+  readonly socket: string | undefined;
   /** The current extension's pid (changes if serve had to restart it). */
   pid(): number;
   /** Its series (text format) from its own /metrics on loopback; '' while it cannot be read. */
@@ -160,33 +173,37 @@ export async function startAiExtensionProcess(opts: AiExtensionProcessOptions): 
 
   let current: ExtensionRecord | undefined;
   let adopted = false;
-  if (previous !== undefined && isOurs(previous, state) && (await listening(previous.host, previous.port))) {
-    const sameAddress = previous.host === opts.host && previous.socket === state.socket && (opts.port === 0 || opts.port === previous.port);
+  if (previous !== undefined && isOurs(previous, state) && (await listening(previous))) {
+    const sameListener = opts.socket !== undefined
+      ? previous.listenSocket === opts.socket
+      : previous.listenSocket === undefined && previous.host === opts.host && (opts.port === 0 || opts.port === previous.port);
+    const sameAddress = sameListener && previous.socket === state.socket;
     if (sameAddress && tracesTo(previous.pid) === (opts.otlp !== undefined ? otlpUrl(opts.otlp) : undefined)) {
       current = previous;
       adopted = true;
-      log.info({ extensionPid: previous.pid, port: previous.port }, 'ai-extension: adopted the extension that kept running while serve was down');
+      log.info({ extensionPid: previous.pid, ...listenerOf(previous) }, 'ai-extension: adopted the extension that kept running while serve was down');
     } else {
-      log.info({ extensionPid: previous.pid, port: previous.port, wantPort: opts.port, wantHost: opts.host }, 'ai-extension: replacing the running extension: its address or its --otlp-endpoint differs from the one asked for');
+      log.info({ extensionPid: previous.pid, ...listenerOf(previous), ...(opts.socket !== undefined ? { wantSocket: opts.socket } : { wantPort: opts.port, wantHost: opts.host }) }, 'ai-extension: replacing the running extension: its address or its --otlp-endpoint differs from the one asked for');
       await terminate(previous.pid);
     }
   } else if (previous !== undefined && isOurs(previous, state)) {
-    // Alive but not answering: wedged. A fresh one takes its place (and its port).
+    // Alive but not answering: wedged. A fresh one takes its place (and its port or socket).
     await terminate(previous.pid);
   }
   if (current === undefined) {
-    const wanted = opts.port !== 0 ? opts.port : (previous?.port ?? 0);
-    if (opts.port !== 0) await assertPortFree('ai-extension', opts.host, opts.port);
+    const wanted = opts.socket !== undefined ? 0 : opts.port !== 0 ? opts.port : (previous?.port ?? 0);
+    if (opts.socket === undefined && opts.port !== 0) await assertPortFree('ai-extension', opts.host, opts.port);
     current = await spawnExtension(opts, command, wanted).catch(async (err: unknown) => {
       // The last extension's port may have been taken meanwhile; a port the user chose may not be swapped.
-      if (opts.port !== 0 || wanted === 0) throw err;
+      if (opts.socket !== undefined || opts.port !== 0 || wanted === 0) throw err;
       log.warn({ port: wanted, err: err instanceof Error ? err.message : String(err) }, 'ai-extension: could not take the previous port back; taking a free one');
       return spawnExtension(opts, command, 0);
     });
-    log.info({ extensionPid: current.pid, port: current.port, log: state.extensionLog }, 'ai-extension: started as a child process that outlives serve');
+    log.info({ extensionPid: current.pid, ...listenerOf(current), log: state.extensionLog }, 'ai-extension: started as a child process that outlives serve');
   }
 
   const port = current.port;
+  const socket = current.listenSocket;
   let stopping = false;
   let restarting = false;
   let restartDelayMs = 500;
@@ -194,7 +211,7 @@ export async function startAiExtensionProcess(opts: AiExtensionProcessOptions): 
   const watchdog = setInterval(() => {
     if (stopping || restarting || current === undefined || isAlive(current.pid)) return;
     restarting = true;
-    log.error({ extensionPid: current.pid, port, log: state.extensionLog }, 'ai-extension: the extension process ended; starting a new one on the same port');
+    log.error({ extensionPid: current.pid, ...listenerOf(current), log: state.extensionLog }, 'ai-extension: the extension process ended; starting a new one on the same port or socket');
     setTimeout(() => {
       if (stopping) return;
       spawnExtension(opts, command, port).then(
@@ -202,7 +219,7 @@ export async function startAiExtensionProcess(opts: AiExtensionProcessOptions): 
           current = record;
           restarting = false;
           restartDelayMs = 500;
-          log.info({ extensionPid: record.pid, port }, 'ai-extension: restarted');
+          log.info({ extensionPid: record.pid, ...listenerOf(record) }, 'ai-extension: restarted');
         },
         (err: unknown) => {
           restarting = false;
@@ -216,6 +233,7 @@ export async function startAiExtensionProcess(opts: AiExtensionProcessOptions): 
 
   return {
     port,
+    socket,
     adopted,
     warmupKey,
     pid: () => current?.pid ?? 0,
@@ -247,10 +265,16 @@ function isOurs(record: ExtensionRecord, state: StateDir): boolean {
   return cmd === undefined || (cmd.includes('ai-extension') && cmd.includes(state.extensionRecord));
 }
 
-function listening(host: string, port: number): Promise<boolean> {
+/** Where a record's extension serves ext_proc, for logs. */
+function listenerOf(record: ExtensionRecord): { socket: string } | { port: number } {
+  return record.listenSocket !== undefined ? { socket: record.listenSocket } : { port: record.port };
+}
+
+function listening(record: ExtensionRecord): Promise<boolean> {
+  const { host, port, listenSocket } = record;
   const address = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
   return new Promise((resolve) => {
-    const socket = connect({ host: address, port });
+    const socket = listenSocket !== undefined ? connect({ path: listenSocket }) : connect({ host: address, port });
     const done = (ok: boolean): void => {
       socket.destroy();
       resolve(ok);
@@ -293,8 +317,7 @@ async function spawnExtension(opts: AiExtensionProcessOptions, command: readonly
     ...prefix,
     'ai-extension',
     '--xds-socket', state.socket,
-    '--port', String(port),
-    '--host', opts.host,
+    ...(opts.socket !== undefined ? ['--listen-socket', opts.socket] : ['--port', String(port), '--host', opts.host]),
     '--metrics-port', '0',
     '--metrics-host', '127.0.0.1',
     '--orphan-grace', durationFlag(opts.orphanGraceMs ?? DEFAULT_ORPHAN_GRACE_MS),
@@ -305,6 +328,8 @@ async function spawnExtension(opts: AiExtensionProcessOptions, command: readonly
     ...(opts.limitsRedis !== undefined ? ['--limits-redis', opts.limitsRedis] : []),
   ];
   rmSync(state.extensionRecord, { force: true });
+  // Left behind by an extension that was killed (or ended on its own): none serves on it now.
+  if (opts.socket !== undefined) rmSync(opts.socket, { force: true });
   // A file, not a pipe to serve: a pipe breaks when serve dies, and writing to it would end the extension.
   const out = openSync(state.extensionLog, 'w', 0o600);
   const child = spawn(file, args, { detached: true, stdio: ['ignore', out, out], env: process.env });

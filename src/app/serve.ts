@@ -7,7 +7,7 @@ import type { RunningAiExtension } from '../ai-extension/server.js';
 import { assertConfigPathReadable, FileProvider } from '../providers/file.js';
 import type { ConfigLimits } from '../providers/manifest-files.js';
 import { startAiExtensionProcess, type AiExtensionProcess } from './ai-extension-process.js';
-import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
+import { DEFAULT_ENVOY_OPTIONS, type AiExtensionAddress } from '../envoy/options.js';
 import { AiWarmup, loopbackFor, type AiWarmupOptions } from './ai-warmup.js';
 import { assertPortFree, assertServingPortsFree } from './ports.js';
 import { startGatewayRuntime, type GatewayRuntimeOptions, type RunningGateway, type ServingOptions } from './gateway-runtime.js';
@@ -21,10 +21,9 @@ export interface ServeOptions extends ServingOptions {
   limits?: Partial<ConfigLimits>;
   /**
    * The AI extension, run in this process unless false (Envoy then expects one at
-   * `envoy.aiExtension`). `port` 0 picks a free one; `advertise` is the address Envoy dials
-   * (default 127.0.0.1: Envoy on this host). Default: `{port: 0}`.
+   * `envoy.aiExtension`). Default: `{port: 0}`.
    */
-  aiExtension?: false | { port: number; host?: string; advertise?: string; child?: AiExtensionChildOptions; limitsRedis?: string };
+  aiExtension?: false | ServeAiExtensionOptions;
   /**
    * The Host infrastructure: one Envoy per Gateway, run and supervised by serve
    * (src/infrastructure/host.ts). Absent: Envoy is left to the user (`switchyard bootstrap`).
@@ -44,6 +43,22 @@ export interface ServeOptions extends ServingOptions {
   aiWarmup?: false | Pick<AiWarmupOptions, 'refreshMs' | 'giveUpAfterMs'>;
 }
 
+export interface ServeAiExtensionOptions {
+  /**
+   * How Envoy reaches it. `unix`: a socket in the state directory (mode 0700), reachable by this
+   * user only, no TCP port; the default when serve runs the Envoys (`infrastructure`), and only
+   * then (an Envoy of yours is given TCP). `tcp`: `host`:`port`, what an Envoy elsewhere needs.
+   */
+  transport?: 'unix' | 'tcp';
+  /** TCP port; 0 picks a free one. */
+  port: number;
+  host?: string;
+  /** The address Envoy dials over TCP (default 127.0.0.1: Envoy on this host). */
+  advertise?: string;
+  child?: AiExtensionChildOptions;
+  limitsRedis?: string;
+}
+
 export interface HostInfrastructureChoice {
   kind: 'host';
   envoyPath: string;
@@ -60,7 +75,7 @@ export interface HostInfrastructureChoice {
  * the CLI runs, so a crash of serve loses no request. Absent: the extension runs in this process.
  */
 export interface AiExtensionChildOptions {
-  /** Socket and extension pid/port live here (default: defaultStateDir(config)); a restarted serve must be given the same one. */
+  /** Sockets and extension pid/port live here (default: defaultStateDir(config)); a restarted serve must be given the same one. */
   stateDir?: string;
   /** argv that runs `switchyard` (default: this Node, its loader flags and the CLI entry). */
   command?: readonly string[];
@@ -87,6 +102,9 @@ export async function serve(opts: ServeOptions): Promise<RunningServe> {
   // Before the AI extension starts: a wrong path or a taken port is then one line, nothing to unwind.
   await assertConfigPathReadable(config);
   await assertServingPortsFree(servers);
+  if (extensionOptions !== false && extensionOptions.transport === 'unix' && hostChoice === undefined) {
+    throw new Error('serve: aiExtension.transport unix needs the Envoys serve runs (infrastructure host): an Envoy of yours reaches the extension over TCP; leave transport out or set it to tcp');
+  }
   if (extensionOptions !== false && extensionOptions.child !== undefined) return serveWithExtensionProcess(opts, extensionOptions.child);
   let host: { state: StateDir; unlock: () => void; infrastructure: HostInfrastructure } | undefined;
   if (hostChoice) {
@@ -163,27 +181,42 @@ async function startFileRuntime(
   };
 }
 
+/** The extension's ext_proc socket when it gets one (see ServeAiExtensionOptions.transport), else undefined: TCP. */
+function extProcSocketOf(extensionOptions: ServeAiExtensionOptions, state: StateDir | undefined, runsEnvoys: boolean): string | undefined {
+  const transport = extensionOptions.transport ?? (runsEnvoys ? 'unix' : 'tcp');
+  return transport === 'unix' && state !== undefined ? state.extProcSocket : undefined;
+}
+
+/** What Envoy is told about the extension: its socket, or the TCP address it advertises. */
+function extensionAddress(extensionOptions: ServeAiExtensionOptions, listener: { socket: string | undefined; port: number }): AiExtensionAddress {
+  return listener.socket !== undefined ? { socket: listener.socket } : { host: extensionOptions.advertise ?? '127.0.0.1', port: listener.port };
+}
+
 async function serveInProcess(
   opts: ServeOptions,
-  extensionOptions: false | { port: number; host?: string; advertise?: string; limitsRedis?: string },
+  extensionOptions: false | ServeAiExtensionOptions,
   host: { state: StateDir; unlock: () => void; infrastructure: HostInfrastructure } | undefined,
 ): Promise<RunningServe> {
   const { logger } = opts;
   let extension: RunningAiExtension | undefined;
   let envoy = opts.envoy;
   if (extensionOptions !== false) {
-    // Bound first: its port goes into the configuration Envoy receives.
-    await assertPortFree('ai-extension', extensionOptions.host ?? '127.0.0.1', extensionOptions.port);
+    const socket = extProcSocketOf(extensionOptions, host?.state, host !== undefined);
+    // Bound first: its address goes into the configuration Envoy receives.
+    if (socket === undefined) await assertPortFree('ai-extension', extensionOptions.host ?? '127.0.0.1', extensionOptions.port);
+    // Left behind by a serve that was killed; the lock says no live serve owns it.
+    else rmSync(socket, { force: true });
     // Loaded only here: a serve whose extension runs in a child process, or not at all, does not carry its code.
     const { startAiExtension } = await import('../ai-extension/server.js');
     extension = await startAiExtension({
       port: extensionOptions.port,
       host: extensionOptions.host ?? '127.0.0.1',
+      ...(socket !== undefined ? { socket } : {}),
       logger: logger.child({ component: 'ai-extension' }),
       ...(opts.envoy.otlp !== undefined ? { otlp: opts.envoy.otlp } : {}),
       ...(extensionOptions.limitsRedis !== undefined ? { limitsRedis: extensionOptions.limitsRedis } : {}),
     });
-    envoy = { ...envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };
+    envoy = { ...envoy, aiExtension: extensionAddress(extensionOptions, extension) };
   }
   let runtime: RunningGateway | undefined;
   const warmup = extension !== undefined && opts.aiWarmup !== false ? startWarmup(opts, extension.warmupKey, envoy, () => runtime, host?.infrastructure) : undefined;
@@ -249,8 +282,8 @@ function startWarmup(opts: ServeOptions, key: string, envoy: ServingOptions['env
 }
 
 /**
- * serve with its AI extension in a process of its own: the extension first (its port goes into
- * Envoy's configuration), adopted if one kept running across a crash of serve; then the
+ * serve with its AI extension in a process of its own: the extension first (its port or socket
+ * goes into Envoy's configuration), adopted if one kept running across a crash of serve; then the
  * pipeline; then the Unix socket the extension reads credentials from, at the same path as before.
  */
 async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionChildOptions): Promise<RunningServe> {
@@ -263,10 +296,12 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
   let warmup: AiWarmup | undefined;
   const infrastructure = hostChoice ? hostInfrastructure(hostChoice, state, logger) : undefined;
   try {
+    const socket = extProcSocketOf(extensionOptions, state, infrastructure !== undefined);
     extension = await startAiExtensionProcess({
       state,
       port: extensionOptions.port,
       host: extensionOptions.host ?? '127.0.0.1',
+      ...(socket !== undefined ? { socket } : {}),
       ...(child.command ? { command: child.command } : {}),
       ...(child.orphanGraceMs !== undefined ? { orphanGraceMs: child.orphanGraceMs } : {}),
       ...(child.logLevel ? { logLevel: child.logLevel } : {}),
@@ -274,7 +309,7 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
       ...(extensionOptions.limitsRedis !== undefined ? { limitsRedis: extensionOptions.limitsRedis } : {}),
       logger: logger.child({ component: 'ai-extension' }),
     });
-    const envoy = { ...opts.envoy, aiExtension: { host: extensionOptions.advertise ?? '127.0.0.1', port: extension.port } };
+    const envoy = { ...opts.envoy, aiExtension: extensionAddress(extensionOptions, extension) };
     const running = extension;
     const started = opts.aiWarmup !== false ? startWarmup(opts, extension.warmupKey, envoy, () => runtime, infrastructure) : undefined;
     warmup = started;
@@ -293,7 +328,7 @@ async function serveWithExtensionProcess(opts: ServeOptions, child: AiExtensionC
   }
   const running = runtime;
   const extensionProcess = extension;
-  logger.info({ stateDir: state.path, aiExtensionPid: extensionProcess.pid(), aiExtensionPort: extensionProcess.port, adopted: extensionProcess.adopted }, 'serve: the AI extension runs in its own process');
+  logger.info({ stateDir: state.path, aiExtensionPid: extensionProcess.pid(), ...(extensionProcess.socket !== undefined ? { aiExtensionSocket: extensionProcess.socket } : { aiExtensionPort: extensionProcess.port }), adopted: extensionProcess.adopted }, 'serve: the AI extension runs in its own process');
   return {
     ...running,
     aiExtension: undefined,

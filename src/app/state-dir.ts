@@ -21,6 +21,11 @@ export interface StateDir {
   lock: string;
   /** serve's ADS server for the Envoys it runs (infrastructure host): no provider key goes there. */
   envoySocket: string;
+  /**
+   * The AI extension's ext_proc server, when serve runs the Envoys: its answers carry provider
+   * keys, so only this user (the directory's owner, whom those Envoys run as) may connect.
+   */
+  extProcSocket: string;
 }
 
 /** Unix socket paths longer than this are refused by the kernel (sun_path is 108 bytes on Linux). */
@@ -48,12 +53,13 @@ export function openStateDir(path: string): StateDir {
   }
   const socket = join(dir, 'ads.sock');
   const envoySocket = join(dir, 'envoy.sock');
-  for (const path of [socket, envoySocket]) {
+  const extProcSocket = join(dir, 'ext-proc.sock');
+  for (const path of [socket, envoySocket, extProcSocket]) {
     if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
       throw new Error(`state directory ${dir} is too long for a Unix socket path (${path} exceeds ${MAX_SOCKET_PATH} bytes): pass a shorter --state-dir`);
     }
   }
-  return { path: dir, socket, extensionRecord: join(dir, 'ai-extension.json'), extensionLog: join(dir, 'ai-extension.log'), lock: join(dir, 'serve.pid'), envoySocket };
+  return { path: dir, socket, extensionRecord: join(dir, 'ai-extension.json'), extensionLog: join(dir, 'ai-extension.log'), lock: join(dir, 'serve.pid'), envoySocket, extProcSocket };
 }
 
 /** Whether a process with this pid exists (one of another user counts). */

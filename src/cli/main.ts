@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { XdsTarget } from '../ai-extension/credentials.js';
 import { DURATION_HINT, parseDuration } from '../api/duration.js';
@@ -8,7 +8,7 @@ import { AddressInUseError, assertPortFree, type ServerRole } from '../app/ports
 import type { HostInfrastructureChoice } from '../app/serve.js';
 import type { AccessLogFormat } from '../envoy/access-log.js';
 import { parseOtlpEndpoint, type OtlpEndpoint } from '../envoy/tracing.js';
-import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
+import { DEFAULT_AI_EXTENSION_ADDRESS, DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
 import { createLogger } from '../observability/logger.js';
 import { startIdleCompaction } from '../observability/idle-compaction.js';
 import type { ConfigLimits } from '../providers/manifest-files.js';
@@ -29,9 +29,12 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                    [--load-report-interval 2s] [--health-window 1m] [--otlp-endpoint URL]
                    [--limits-redis redis://HOST:PORT] [--no-ai-warmup]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
-      the AI extension (ext_proc) that Envoy dials at --ai-extension-address:--ai-extension-port,
-      as a process of its own that keeps serving if serve dies; a restarted serve adopts it through
-      --state-dir (default: per config path, under $XDG_RUNTIME_DIR or a 0700 temp directory).
+      the AI extension (ext_proc) as a process of its own that keeps serving if serve dies; a
+      restarted serve adopts it through --state-dir (default: per config path, under
+      $XDG_RUNTIME_DIR or a 0700 temp directory). With the Envoys serve runs, they reach the
+      extension over a Unix socket in that directory (no TCP port: its answers carry provider
+      keys); with --no-envoy, or when --ai-extension-address or --ai-extension-port is given,
+      Envoy dials it at --ai-extension-address:--ai-extension-port.
       A document, a file or the whole of PATH over its size limit is refused with an error naming
       it (sizes in bytes, or with Ki, Mi, Gi); what was served before keeps being served.
       --infrastructure host (the default when an Envoy binary is found: --envoy-path, else
@@ -46,14 +49,17 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       configuration and every 20 minutes; without them such a skip to a member Envoy has no
       connection to waits for Envoy's connect timeout (5 s).
 `,
-  'ai-extension': `  switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH) [--port 18001]
-                          [--host 0.0.0.0] [--metrics-port 9091] [--log-level info] [--orphan-grace 10m]
+  'ai-extension': `  switchyard ai-extension (--xds HOST:PORT [--xds-tls-dir DIR] | --xds-socket PATH)
+                          [--port 18001 [--host 0.0.0.0] | --listen-socket PATH] [--metrics-port 9091]
+                          [--log-level info] [--orphan-grace 10m]
                           [--otlp-endpoint URL] [--limits-redis redis://HOST:PORT] [--warmup-key-file PATH]
                           [--warmup-envoy-admin http://127.0.0.1:19000 | --warmup-envoys-dir DIR]
       Run only the AI extension next to Envoy; provider keys come from the controller at --xds,
       which sends them only over mTLS to a client certificate of role ai-extension (URI SAN
       spiffe://switchyard.dev/role/ai-extension): --xds-tls-dir holds ca.crt (verifies the
-      controller) and that certificate as tls.crt/tls.key; they are kept while it is away. --orphan-grace: exit once neither the
+      controller) and that certificate as tls.crt/tls.key; they are kept while it is away.
+      --listen-socket: serve ext_proc on this Unix socket (a free path) instead of TCP; Envoy must
+      run as a user who may connect to it (what serve does with the Envoys it runs). --orphan-grace: exit once neither the
       controller nor Envoy has been seen for that long (default: never). --limits-redis: the Redis
       where every extension (every Envoy replica) shares members' per-minute limit counts (default:
       counted in this process only); while it is unreachable limits are not enforced (fail open).
@@ -271,6 +277,8 @@ async function runServe(args: string[]): Promise<number> {
   const xdsTls = values['xds-tls-dir'] !== undefined ? readXdsServerTls(values['xds-tls-dir']) : undefined;
   const extensionPort = int(values['ai-extension-port'], '--ai-extension-port', 18001);
   const extensionAddress = values['ai-extension-address'] ?? '127.0.0.1';
+  // An address asked for is one an Envoy elsewhere dials: TCP even with the Envoys serve runs.
+  const extensionOnTcp = values['ai-extension-port'] !== undefined || values['ai-extension-address'] !== undefined;
   const level = logLevel(values['log-level']);
   const logger = createLogger({ level, name: 'switchyard' });
   const signals = watchSignals(logger);
@@ -304,6 +312,7 @@ async function runServe(args: string[]): Promise<number> {
           port: extensionPort,
           host: extensionAddress === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0',
           advertise: extensionAddress,
+          ...(extensionOnTcp ? { transport: 'tcp' as const } : {}),
           child: { ...(stateDir !== undefined ? { stateDir } : {}), logLevel: level },
           ...(limitsRedis !== undefined ? { limitsRedis } : {}),
         },
@@ -366,6 +375,7 @@ async function runAiExtension(args: string[]): Promise<number> {
     options: {
       xds: { type: 'string' },
       'xds-socket': { type: 'string' },
+      'listen-socket': { type: 'string' },
       port: { type: 'string' },
       host: { type: 'string' },
       'metrics-port': { type: 'string' },
@@ -407,23 +417,28 @@ async function runAiExtension(args: string[]): Promise<number> {
   const graceText = values['orphan-grace'];
   const orphanGraceMs = graceText === undefined ? undefined : parseDuration(graceText);
   if (graceText !== undefined && orphanGraceMs === undefined) throw new UsageError(`--orphan-grace: ${DURATION_HINT}, got "${graceText}"`);
+  const listenSocket = values['listen-socket'];
+  if (listenSocket !== undefined && (values.port !== undefined || values.host !== undefined)) {
+    throw new UsageError('--listen-socket (ext_proc on a Unix socket) excludes --port and --host (ext_proc on TCP); give one of them');
+  }
   const host = values.host ?? '0.0.0.0';
   const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard-ai-extension' });
   const signals = watchSignals(logger);
   const port = int(values.port, '--port', 18001);
   const metricsPort = int(values['metrics-port'], '--metrics-port', 9091);
   const metricsHost = values['metrics-host'] ?? '0.0.0.0';
-  await assertPortFree('ai-extension', host, port);
+  if (listenSocket === undefined) await assertPortFree('ai-extension', host, port);
+  else if (existsSync(listenSocket)) throw new UsageError(`--listen-socket ${listenSocket}: the path exists; remove it if no extension serves there, or give another path`);
   await assertPortFree('metrics', metricsHost, metricsPort);
   const otlp = otlpEndpoint(values['otlp-endpoint']);
   const limitsRedis = limitsRedisUrl(values['limits-redis']);
   const { startAiExtension } = await import('../ai-extension/server.js');
   const warmupKeyFile = values['warmup-key-file'];
   const warmupKey = warmupKeyFile === undefined ? undefined : readWarmupKey(warmupKeyFile);
-  const running = await startAiExtension({ port, host, xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}), ...(limitsRedis !== undefined ? { limitsRedis } : {}), ...(warmupKey !== undefined ? { warmupKey } : {}) });
+  const running = await startAiExtension({ port, host, ...(listenSocket !== undefined ? { socket: listenSocket } : {}), xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}), ...(limitsRedis !== undefined ? { limitsRedis } : {}), ...(warmupKey !== undefined ? { warmupKey } : {}) });
   const stateFile = values['state-file'];
   if (stateFile !== undefined) {
-    writeExtensionRecord(stateFile, { pid: process.pid, port: running.port, host, socket: socket ?? '', ...(running.metricsPort !== undefined ? { metricsPort: running.metricsPort } : {}) });
+    writeExtensionRecord(stateFile, { pid: process.pid, port: running.port, host, socket: socket ?? '', ...(listenSocket !== undefined ? { listenSocket } : {}), ...(running.metricsPort !== undefined ? { metricsPort: running.metricsPort } : {}) });
   }
   const besideEnvoys = envoyAdmin !== undefined ? { adminUrl: envoyAdmin } : envoysDir !== undefined ? { adminDir: envoysDir } : undefined;
   const beside = besideEnvoys === undefined ? undefined : (await import('../app/ai-warmup.js')).warmupBesideEnvoy({ ...besideEnvoys, key: running.warmupKey, logger: logger.child({ component: 'ai-warmup' }) });
@@ -573,8 +588,8 @@ async function runController(args: string[]): Promise<number> {
   const stateDir = values['state-dir'];
   const otlp = otlpEndpoint(values['otlp-endpoint']);
   const aiExtension = {
-    host: values['ai-extension-address'] ?? DEFAULT_ENVOY_OPTIONS.aiExtension.host,
-    port: int(values['ai-extension-port'], '--ai-extension-port', DEFAULT_ENVOY_OPTIONS.aiExtension.port),
+    host: values['ai-extension-address'] ?? DEFAULT_AI_EXTENSION_ADDRESS.host,
+    port: int(values['ai-extension-port'], '--ai-extension-port', DEFAULT_AI_EXTENSION_ADDRESS.port),
   };
   const running = await controller({
     ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),

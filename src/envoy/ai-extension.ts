@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { ATTEMPT_FACTS_KEY, type AttemptFacts } from './attempt-facts.js';
 import { DEFAULT_AI_REQUEST_BODY_LIMIT } from '../ir/model.js';
 import { ANY, METADATA_NAMESPACE } from './names.js';
-import type { EnvoyOptions } from './options.js';
+import type { AiExtensionAddress, EnvoyOptions } from './options.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from './resources.js';
 
 /**
@@ -151,17 +151,17 @@ export function aiExtensionFilter(form: AttemptFactsForm = 'packed'): JsonObject
 
 /** The cluster through which Envoy reaches the extension (gRPC, so HTTP/2). */
 export function aiExtensionCluster(opts: EnvoyOptions): EnvoyResource {
-  const { host, port } = opts.aiExtension;
-  const isAddress = isIP(host) !== 0;
+  const target = opts.aiExtension;
+  const byName = 'host' in target && isIP(target.host) === 0;
   return {
     '@type': TypeUrl.cluster,
     name: AI_EXTENSION_CLUSTER,
-    type: isAddress ? 'STATIC' : 'STRICT_DNS',
-    ...(isAddress ? {} : { dns_lookup_family: 'V4_PREFERRED' }),
+    type: byName ? 'STRICT_DNS' : 'STATIC',
+    ...(byName ? { dns_lookup_family: 'V4_PREFERRED' } : {}),
     connect_timeout: '1s',
     load_assignment: {
       cluster_name: AI_EXTENSION_CLUSTER,
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: port } } } }] }],
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: aiExtensionEnvoyAddress(target) } }] }],
     },
     // Every attempt in flight on an AI cluster holds one stream: the default 1024 would cap them.
     circuit_breakers: { thresholds: [{ priority: 'DEFAULT', max_requests: 1_000_000, max_pending_requests: 1_000_000, max_connections: 1_000 }] },
@@ -177,6 +177,11 @@ export function aiExtensionCluster(opts: EnvoyOptions): EnvoyResource {
       },
     },
   };
+}
+
+/** The extension's address as an Envoy core.v3.Address: a `pipe` for a Unix socket. */
+export function aiExtensionEnvoyAddress(target: AiExtensionAddress): JsonObject {
+  return 'socket' in target ? { pipe: { path: target.socket } } : { socket_address: { address: target.host, port_value: target.port } };
 }
 
 /**

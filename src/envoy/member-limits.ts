@@ -1,4 +1,5 @@
 import type { ClusterIR, MemberIR } from '../ir/model.js';
+import { aiExtensionEnvoyAddress } from './ai-extension.js';
 import type { EnvoyOptions } from './options.js';
 import type { JsonObject } from './resources.js';
 
@@ -65,7 +66,7 @@ export function memberLimitsHealthCheck(): JsonObject {
  */
 export function memberLimitsCheckTarget(m: MemberIR, opts: EnvoyOptions): JsonObject {
   return {
-    address: { socket_address: { address: opts.aiExtension.host, port_value: opts.aiExtension.port } },
+    address: aiExtensionEnvoyAddress(opts.aiExtension),
     hostname: memberLimitsAuthority(m),
   };
 }

@@ -56,8 +56,7 @@ async function startEcho(): Promise<Echo> {
   const closedCalls: number[] = [];
   let calls = 0;
   const server = await startGrpcServer({
-    host: '127.0.0.1',
-    port: 0,
+    listen: { host: '127.0.0.1', port: 0 },
     maxMessageBytes: MAX,
     methods: new Map([
       ['/test.Echo/Chat', {

@@ -136,6 +136,15 @@ describe('usage errors: exit 2, name the flag, suggest the closest one', () => {
     expect(both.stderr).toContain('--warmup-envoys-dir (every Envoy a controller runs here) excludes --warmup-envoy-admin (one Envoy)');
   });
 
+  it('--listen-socket with --port or --host, or at a path that exists, is named with the fix', async () => {
+    const both = await cli(['ai-extension', '--xds', '127.0.0.1:1', '--listen-socket', '/tmp/x.sock', '--port', '0']);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('--listen-socket (ext_proc on a Unix socket) excludes --port and --host (ext_proc on TCP); give one of them');
+    const taken = await cli(['ai-extension', '--xds', '127.0.0.1:1', '--listen-socket', ROOT, '--metrics-port', '0']);
+    expect(taken.code).toBe(2);
+    expect(taken.stderr).toContain(`--listen-socket ${ROOT}: the path exists; remove it if no extension serves there, or give another path`);
+  });
+
   it('suggests nothing for a word far from every flag', () => {
     expect(closest('--colour-scheme', ['--xds-port', '--config'])).toBeUndefined();
     expect(closest('--metric-port', ['--xds-port', '--metrics-port'])).toBe('--metrics-port');

@@ -1,0 +1,279 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import * as http2 from 'node:http2';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { startFakeProvider, type FakeProvider } from '../../examples/demo/fake-provider.js';
+import { PROCESS_PATH } from '../../src/ai-extension/protocol.js';
+import { DEFAULT_AI_EXTENSION_ADDRESS } from '../../src/envoy/options.js';
+import { messageType } from '../../src/envoy/proto.js';
+import { requireEnvoyBinary } from '../support/envoy.js';
+import { GATEWAY, aiBackend, gatewayManifests, httpRoute, secret } from '../support/gateway-fixture.js';
+import { freePort } from '../support/ports.js';
+import { sleep, StopWaiting, waitFor } from '../support/wait.js';
+
+/**
+ * Issue 7: in the default `serve` (it runs the Envoys), the AI extension's ext_proc answers, which
+ * carry provider keys, are reachable over a Unix socket in serve's 0700 state directory only.
+ * The real CLI (serve, and its extension as a child process) and the real Envoy 1.40: nothing of
+ * serve or its extension listens on the old ext_proc port or for ext_proc on TCP at all (checked
+ * in /proc), an ext_proc call to any TCP port they hold gets no answer, the same call over the socket does,
+ * AI requests fail over through Envoy's pipe cluster, and a serve killed with -9 and restarted
+ * adopts the extension on the same socket.
+ */
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const TIMEOUT_MS = 180_000;
+const KEY = 'sk-ext-proc-socket-0001';
+
+interface Record_ {
+  pid: number;
+  port: number;
+  listenSocket?: string;
+  metricsPort?: number;
+}
+
+/** TCP ports a process listens on: its socket inodes (/proc/PID/fd) in LISTEN state in /proc/net/tcp{,6}. */
+function listeningTcpPorts(pid: number): number[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m?.[1] !== undefined) inodes.add(m[1]);
+    } catch {
+      // Closed meanwhile.
+    }
+  }
+  const ports: number[] = [];
+  for (const table of [`/proc/${pid}/net/tcp`, `/proc/${pid}/net/tcp6`]) {
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // local_address is f[1] (HEX_IP:HEX_PORT), st is f[3] (0A: LISTEN), inode is f[9].
+      if (f.length > 9 && f[3] === '0A' && inodes.has(f[9] ?? '')) ports.push(Number.parseInt((f[1] ?? '').split(':')[1] ?? '', 16));
+    }
+  }
+  return ports.sort((a, b) => a - b);
+}
+
+const REQUEST = messageType('envoy.service.ext_proc.v3.ProcessingRequest');
+
+function frame(m: object): Buffer {
+  const bytes = Buffer.from(REQUEST.encode(REQUEST.fromObject(m)).finish());
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(bytes.length, 1);
+  return Buffer.concat([prefix, bytes]);
+}
+
+interface Probe {
+  /** ext_proc answers received. */
+  answers: number;
+  grpcStatus?: string;
+  error?: string;
+}
+
+/**
+ * An ext_proc call as Envoy makes one: an answer's headers and end, which the extension answers
+ * with a message each and status 0. Over TCP (`port`) or a Unix socket (`socket`).
+ */
+async function probeExtProc(target: { port: number } | { socket: string }): Promise<Probe> {
+  return new Promise((resolve) => {
+    let answers = 0;
+    let settled = false;
+    const done = (p: Omit<Probe, 'answers'>): void => {
+      if (settled) return;
+      settled = true;
+      session.destroy();
+      resolve({ answers, ...p });
+    };
+    const session = 'socket' in target
+      ? http2.connect('http://switchyard-ai-extension', { createConnection: () => connect({ path: target.socket }) })
+      : http2.connect(`http://127.0.0.1:${target.port}`);
+    session.on('error', (err) => done({ error: err.message }));
+    const stream = session.request({ ':method': 'POST', ':path': PROCESS_PATH, 'content-type': 'application/grpc', te: 'trailers' });
+    stream.on('error', (err) => done({ error: err.message }));
+    stream.on('data', (chunk: Buffer) => {
+      for (let at = 0; at + 5 <= chunk.length; at += 5 + chunk.readUInt32BE(at + 1)) answers++;
+    });
+    stream.on('response', (headers) => {
+      if (headers['grpc-status'] !== undefined) done({ grpcStatus: String(headers['grpc-status']) });
+    });
+    stream.on('trailers', (trailers) => done({ grpcStatus: String(trailers['grpc-status']) }));
+    stream.on('close', () => done({ error: 'closed' }));
+    setTimeout(() => done({ error: 'no answer in 5 s' }), 5_000).unref();
+    stream.write(Buffer.concat([
+      frame({ response_headers: { headers: { headers: [{ key: ':status', raw_value: Buffer.from('200') }] } } }),
+      frame({ response_body: { body: Buffer.from('{}'), end_of_stream: true } }),
+    ]));
+  });
+}
+
+describe('serve running its Envoys: the AI extension on a private Unix socket, no ext_proc on TCP', () => {
+  let dir: string;
+  let config: string;
+  let stateDir: string;
+  let logPath: string;
+  let metricsPort: number;
+  let listenerPort: number;
+  let address: string;
+  let serveProcess: ChildProcess | undefined;
+  const fakes: FakeProvider[] = [];
+
+  const startServe = (): ChildProcess => {
+    const out = openSync(logPath, 'a');
+    const child = spawn(
+      process.execPath,
+      [
+        '--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'serve', '--config', config, '--state-dir', stateDir,
+        '--xds-port', '0', '--xds-host', '127.0.0.1', '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1',
+        '--envoy-path', requireEnvoyBinary(), '--envoy-concurrency', '1',
+      ],
+      { cwd: ROOT, stdio: ['ignore', out, out] },
+    );
+    closeSync(out);
+    return child;
+  };
+  const tail = (): string => readFileSync(logPath, 'utf8').split('\n').slice(-30).join('\n');
+  const untilReady = async (child: ChildProcess): Promise<void> => {
+    await waitFor(
+      async () => {
+        if (child.exitCode !== null) throw new StopWaiting(`serve exited (${String(child.exitCode)}):\n${tail()}`);
+        try {
+          return (await fetch(`http://127.0.0.1:${metricsPort}/readyz`, { signal: AbortSignal.timeout(2_000) })).status === 200;
+        } catch {
+          return false;
+        }
+      },
+      { what: 'serve and its Envoy to be ready (/readyz)', timeoutMs: 90_000, intervalMs: 200 },
+    );
+  };
+  const record = (): Record_ => JSON.parse(readFileSync(join(stateDir, 'ai-extension.json'), 'utf8')) as Record_;
+  const chat = async (): Promise<{ status: number; body: string; provider: string | null }> => {
+    const res = await fetch(`http://${address}:${listenerPort}/chat/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }] }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    return { status: res.status, body: await res.text(), provider: res.headers.get('x-fake-provider') };
+  };
+  /** The answer once the route is served (Envoy 404s until its configuration is in). */
+  const chatServed = (): Promise<{ status: number; body: string; provider: string | null }> =>
+    waitFor(async () => {
+      try {
+        const answer = await chat();
+        return answer.status === 404 ? undefined : answer;
+      } catch {
+        return undefined;
+      }
+    }, { what: 'the AI route to be served through Envoy', timeoutMs: 60_000, intervalMs: 200 });
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'switchyard-ext-proc-sock-'));
+    config = join(dir, 'config');
+    stateDir = join(dir, 'state');
+    logPath = join(dir, 'serve.log');
+    mkdirSync(config);
+    metricsPort = await freePort();
+    listenerPort = await freePort();
+    // A loopback address of its own (the Host infrastructure binds each Gateway's Envoy to one).
+    address = `127.0.${100 + Math.floor(Math.random() * 100)}.${1 + Math.floor(Math.random() * 250)}`;
+    fakes.push(await startFakeProvider({ name: 'primary', mode: { kind: 'status', status: 503 } }), await startFakeProvider({ name: 'fallback' }));
+    const [gatewayClass, gateway] = gatewayManifests(listenerPort);
+    const docs = [
+      gatewayClass,
+      { ...gateway, spec: { ...(gateway?.['spec'] as object), addresses: [{ type: 'IPAddress', value: address }] } },
+      secret('chat-key', `Bearer ${KEY}`),
+      aiBackend({
+        name: 'chat',
+        priorities: [
+          [{ fake: fakes[0]!, hostname: 'primary.test', name: 'primary', secret: 'chat-key' }],
+          [{ fake: fakes[1]!, hostname: 'fallback.test', name: 'fallback', secret: 'chat-key' }],
+        ],
+      }),
+      httpRoute('chat', [{ path: '/chat/v1', rewritePrefix: '/v1', backend: 'chat' }]),
+    ];
+    expect((gateway?.['metadata'] as { name: string }).name).toBe(GATEWAY);
+    writeFileSync(join(config, 'all.yaml'), docs.map((d) => stringify(d)).join('---\n'));
+    serveProcess = startServe();
+    await untilReady(serveProcess);
+  }, TIMEOUT_MS);
+
+  afterAll(async () => {
+    if (serveProcess && serveProcess.exitCode === null) {
+      serveProcess.kill('SIGTERM');
+      await Promise.race([new Promise((r) => serveProcess?.once('exit', r)), sleep(10_000)]);
+    }
+    // Whatever a failed test left behind: the extension and the Envoys name the state directory.
+    for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+      try {
+        if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(stateDir)) process.kill(Number(entry), 'SIGKILL');
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    for (const f of fakes) await f.close();
+    rmSync(dir, { recursive: true, force: true });
+  }, TIMEOUT_MS);
+
+  it('listens for ext_proc on a socket in the 0700 state directory only: no TCP port answers an ext_proc call', async () => {
+    const ext = record();
+    const socket = join(stateDir, 'ext-proc.sock');
+    expect(ext.listenSocket).toBe(socket);
+    expect(ext.port).toBe(0);
+    expect(statSync(stateDir).mode & 0o777).toBe(0o700);
+    expect(lstatSync(socket).isSocket()).toBe(true);
+
+    // The extension holds one TCP listener, its /metrics on loopback; serve its xDS and metrics.
+    const extensionPorts = listeningTcpPorts(ext.pid);
+    expect(extensionPorts).toEqual([ext.metricsPort]);
+    const servePorts = listeningTcpPorts(serveProcess?.pid ?? 0);
+    expect(servePorts).toContain(metricsPort);
+    expect(servePorts).toHaveLength(2);
+    expect([...extensionPorts, ...servePorts]).not.toContain(DEFAULT_AI_EXTENSION_ADDRESS.port);
+
+    // The positive control: the extension answers this call over its socket.
+    expect(await probeExtProc({ socket })).toMatchObject({ answers: 2, grpcStatus: '0' });
+    // Every TCP port serve and its extension hold: no ext_proc answer. (The old default port is
+    // held by neither, above; not probed: a parallel test's extension may hold it.)
+    for (const port of [...extensionPorts, ...servePorts]) {
+      const probe = await probeExtProc({ port });
+      expect(probe.answers, `port ${port}: ${JSON.stringify(probe)}`).toBe(0);
+      expect(probe.grpcStatus, `port ${port}`).not.toBe('0');
+    }
+  }, TIMEOUT_MS);
+
+  it('AI requests through the real Envoy reach the extension over the pipe and fail over to the next priority', async () => {
+    const answer = await chatServed();
+    expect(answer, answer.body).toMatchObject({ status: 200, provider: 'fallback' });
+    expect(fakes[0]!.received().length).toBeGreaterThan(0);
+    const seen = fakes[1]!.received().at(-1);
+    expect(seen?.headers['authorization']).toBe(`Bearer ${KEY}`);
+    expect(seen?.host).toBe('fallback.test');
+  }, TIMEOUT_MS);
+
+  it('a serve killed with -9 and restarted adopts the extension on the same socket; requests still go through it', async () => {
+    const before = record();
+    serveProcess?.kill('SIGKILL');
+    await waitFor(() => serveProcess?.exitCode !== null || serveProcess.signalCode !== null, { what: 'serve to die' });
+    // While serve is down, Envoy still reaches the extension: no request is lost to it.
+    expect(await chat()).toMatchObject({ status: 200, provider: 'fallback' });
+    serveProcess = startServe();
+    await untilReady(serveProcess);
+    const after = record();
+    expect(after).toMatchObject({ pid: before.pid, listenSocket: before.listenSocket, port: 0 });
+    expect(readFileSync(logPath, 'utf8')).toContain('adopted the extension that kept running while serve was down');
+    expect(await chatServed()).toMatchObject({ status: 200, provider: 'fallback' });
+  }, TIMEOUT_MS);
+
+  it('a graceful stop ends the extension and leaves no socket behind', async () => {
+    const { pid, listenSocket } = record();
+    serveProcess?.kill('SIGTERM');
+    await waitFor(() => serveProcess?.exitCode !== null, { what: 'serve to stop', timeoutMs: 30_000 });
+    await waitFor(() => !existsSync(`/proc/${pid}`), { what: `the extension (pid ${pid}) to end`, timeoutMs: 15_000 });
+    expect(existsSync(listenSocket ?? '')).toBe(false);
+  }, TIMEOUT_MS);
+});
