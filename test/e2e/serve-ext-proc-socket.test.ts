@@ -14,6 +14,7 @@ import { messageType } from '../../src/envoy/proto.js';
 import { requireEnvoyBinary } from '../support/envoy.js';
 import { GATEWAY, aiBackend, gatewayManifests, httpRoute, secret } from '../support/gateway-fixture.js';
 import { freePort } from '../support/ports.js';
+import { processesMentioning } from '../support/processes.js';
 import { sleep, StopWaiting, waitFor } from '../support/wait.js';
 
 /**
@@ -208,13 +209,7 @@ describe('serve running its Envoys: the AI extension on a private Unix socket, n
       await Promise.race([new Promise((r) => serveProcess?.once('exit', r)), sleep(10_000)]);
     }
     // Whatever a failed test left behind: the extension and the Envoys name the state directory.
-    for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
-      try {
-        if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(stateDir)) process.kill(Number(entry), 'SIGKILL');
-      } catch {
-        // Gone meanwhile.
-      }
-    }
+    for (const pid of processesMentioning(stateDir)) process.kill(pid, 'SIGKILL');
     for (const f of fakes) await f.close();
     rmSync(dir, { recursive: true, force: true });
   }, TIMEOUT_MS);
