@@ -142,17 +142,26 @@ export interface CompactionResult {
   physicalAfterBytes: number;
 }
 
-/** Compacts V8's heap now (synchronous); undefined when this Node offers no way to. */
-export function compactHeap(): CompactionResult | undefined {
+/**
+ * One synchronous major GC of `flavor`, timed, with `read` (a heap statistic) before and after;
+ * undefined when this Node offers no way to.
+ */
+function timedMajorGc(flavor: 'regular' | 'last-resort', read: () => number): { ms: number; cpuMs: number; before: number; after: number } | undefined {
   const gc = lastResort();
   if (gc === null) return undefined;
-  const before = getHeapStatistics().total_physical_size;
+  const before = read();
   const cpu = process.cpuUsage();
   const started = performance.now();
-  gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+  gc({ type: 'major', execution: 'sync', flavor });
   const ms = performance.now() - started;
   const used = process.cpuUsage(cpu);
-  return { ms, cpuMs: (used.user + used.system) / 1000, physicalBeforeBytes: before, physicalAfterBytes: getHeapStatistics().total_physical_size };
+  return { ms, cpuMs: (used.user + used.system) / 1000, before, after: read() };
+}
+
+/** Compacts V8's heap now (synchronous); undefined when this Node offers no way to. */
+export function compactHeap(): CompactionResult | undefined {
+  const r = timedMajorGc('last-resort', () => getHeapStatistics().total_physical_size);
+  return r && { ms: r.ms, cpuMs: r.cpuMs, physicalBeforeBytes: r.before, physicalAfterBytes: r.after };
 }
 
 /**
@@ -160,15 +169,8 @@ export function compactHeap(): CompactionResult | undefined {
  * undefined when this Node offers no way to. For the end of a start (see IdleCompaction.afterStart).
  */
 export function collectGarbage(): CollectionResult | undefined {
-  const gc = lastResort();
-  if (gc === null) return undefined;
-  const before = getHeapStatistics().used_heap_size;
-  const cpu = process.cpuUsage();
-  const started = performance.now();
-  gc({ type: 'major', execution: 'sync' });
-  const ms = performance.now() - started;
-  const used = process.cpuUsage(cpu);
-  return { ms, cpuMs: (used.user + used.system) / 1000, usedBeforeBytes: before, usedAfterBytes: getHeapStatistics().used_heap_size };
+  const r = timedMajorGc('regular', () => getHeapStatistics().used_heap_size);
+  return r && { ms: r.ms, cpuMs: r.cpuMs, usedBeforeBytes: r.before, usedAfterBytes: r.after };
 }
 
 export interface CollectionResult {
