@@ -10,7 +10,7 @@ import { stringify } from 'yaml';
 import { requireEnvoyBinary } from '../support/envoy.js';
 import { staticBackend } from '../support/gateway-fixture.js';
 import { freePort } from '../support/ports.js';
-import { processesMentioning } from '../support/processes.js';
+import { processesMentioning, stopChild } from '../support/processes.js';
 import { sleep, StopWaiting, waitFor } from '../support/wait.js';
 
 /**
@@ -178,10 +178,7 @@ describe('serve --infrastructure host: one supervised Envoy per Gateway', () => 
   }, TIMEOUT_MS);
 
   afterAll(async () => {
-    if (serveProcess && serveProcess.exitCode === null) {
-      serveProcess.kill('SIGTERM');
-      await Promise.race([new Promise((r) => serveProcess?.once('exit', r)), sleep(10_000)]);
-    }
+    await stopChild(serveProcess);
     // Whatever a failed test left: no Envoy of this test may outlive it.
     for (const pid of processesMentioning(stateDir)) process.kill(pid, 'SIGKILL');
     for (const u of upstreams) u.server.close();

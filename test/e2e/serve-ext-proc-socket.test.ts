@@ -14,7 +14,7 @@ import { messageType } from '../../src/envoy/proto.js';
 import { requireEnvoyBinary } from '../support/envoy.js';
 import { GATEWAY, aiBackend, gatewayManifests, httpRoute, secret } from '../support/gateway-fixture.js';
 import { freePort } from '../support/ports.js';
-import { processesMentioning } from '../support/processes.js';
+import { processesMentioning, stopChild } from '../support/processes.js';
 import { sleep, StopWaiting, waitFor } from '../support/wait.js';
 
 /**
@@ -204,10 +204,7 @@ describe('serve running its Envoys: the AI extension on a private Unix socket, n
   }, TIMEOUT_MS);
 
   afterAll(async () => {
-    if (serveProcess && serveProcess.exitCode === null) {
-      serveProcess.kill('SIGTERM');
-      await Promise.race([new Promise((r) => serveProcess?.once('exit', r)), sleep(10_000)]);
-    }
+    await stopChild(serveProcess);
     // Whatever a failed test left behind: the extension and the Envoys name the state directory.
     for (const pid of processesMentioning(stateDir)) process.kill(pid, 'SIGKILL');
     for (const f of fakes) await f.close();
