@@ -5,6 +5,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Problem } from '../api/manifest.js';
+import type { ObjectId } from '../api/meta.js';
 import { formatProblem } from '../api/manifest.js';
 import { silentLogger } from '../observability/logger.js';
 import { holdYoungGeneration } from '../observability/young-generation.js';
@@ -36,6 +37,26 @@ export interface FileProviderOptions {
   sourceRoot?: string;
   /** Size limits per document, per file and in total (DEFAULT_CONFIG_LIMITS for what is not given). */
   limits?: Partial<ConfigLimits>;
+  /**
+   * How long a file must stay unchanged before an edit that takes objects away (emptied, cut
+   * short, defining fewer objects) is served; until then the file's objects are served as last
+   * built, so a writer between its truncate and its write never takes routes offline. Deleting
+   * the file removes them at once. Default 1000 ms.
+   */
+  settleMs?: number;
+}
+
+/**
+ * A file whose content would take away objects it served: served as last built until it has
+ * stayed unchanged for the settle time (see FileProvider.holdUnsettled).
+ */
+interface HeldFile {
+  name: string;
+  /** Its documents as last built: what a leading pass judges the writer's next save against. */
+  served: readonly ManifestDocument[];
+  /** Its stat when last seen, and when a pass first saw that stat: the settle time runs from then. */
+  stamp: string | undefined;
+  changedAt: number;
 }
 
 /** A file modified this close to when it was read is read again at the next reload (see readFiles). */
@@ -198,6 +219,10 @@ export class FileProvider {
   private readonly leadingEdge: boolean;
   private timer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
+  private readonly settleMs: number;
+  /** Files held back by path (see HeldFile), and the pass that looks at them again when they settle. */
+  private readonly held = new Map<string, HeldFile>();
+  private settleTimer: NodeJS.Timeout | undefined;
   private firstEventAt: number | undefined;
   /** When the last pass that found a change ended: an event within debounceMs of it waits for the trailing pass. */
   private lastChangeAt = Number.NEGATIVE_INFINITY;
@@ -247,6 +272,9 @@ export class FileProvider {
     this.resyncIntervalMs = options.resyncIntervalMs ?? 30_000;
     this.sourceRoot = options.sourceRoot ?? process.cwd();
     this.limits = { ...DEFAULT_CONFIG_LIMITS, ...options.limits };
+    // Long enough for a writer's pause between its truncate and its write (a large cp, an editor,
+    // a script on a busy machine); short enough that emptying a file on purpose reads as done.
+    this.settleMs = options.settleMs ?? 1000;
   }
 
   /** Loads the manifests once and starts watching. Rejects when the path does not exist. */
@@ -293,8 +321,10 @@ export class FileProvider {
     this.stopped = true;
     clearTimeout(this.timer);
     clearInterval(this.resyncTimer);
+    clearTimeout(this.settleTimer);
     this.timer = undefined;
     this.resyncTimer = undefined;
+    this.settleTimer = undefined;
     for (const w of this.watchers.values()) {
       w.close();
       // Their listeners hold this provider: a closed watcher still referenced elsewhere must not keep it.
@@ -403,7 +433,12 @@ export class FileProvider {
     } finally {
       // A pass that decided nothing leaves what it was to look at to the next one.
       if (outcome === undefined || outcome === 'deferred') this.widenScope(scope);
-      else this.beforeDeferred.clear();
+      else {
+        this.beforeDeferred.clear();
+        // A held file's next save is judged against what it serves, as after a deferred pass.
+        for (const [file, held] of this.held) this.beforeDeferred.set(file, held.served);
+      }
+      this.scheduleSettle();
       release();
     }
   }
@@ -474,7 +509,11 @@ export class FileProvider {
           return 'deferred';
         }
       }
-      next = await this.store.buildYielding(read.files, this.sinceBuild);
+      const files = this.holdUnsettled(read);
+      // A pass that held a file back has not served what it read: the pass after the settle time,
+      // reading the same bytes, must not take them for what is served.
+      if (this.held.size > 0) fingerprint = `${fingerprint}\0held\0${[...this.held.keys()].join('\0')}`;
+      next = await this.store.buildYielding(files, this.sinceBuild);
       this.sinceBuild = new Map();
     } catch (err) {
       this.sinceBuild = undefined;
@@ -505,6 +544,8 @@ export class FileProvider {
     if (fingerprint === this.fingerprint) return 'unchanged';
     const initial = this.snapshot === undefined;
     this.fingerprint = fingerprint;
+    // Bytes changed but no object did (a new empty file, a held file, a comment): nothing to tell.
+    if (this.snapshot !== undefined && sameSnapshot(this.snapshot, next)) return 'unchanged';
     this.snapshot = next;
     this.report(next);
     if (initial) return 'published';
@@ -516,6 +557,85 @@ export class FileProvider {
       }
     }
     return 'published';
+  }
+
+  /**
+   * The files a pass builds, where a file that no longer defines objects it served (emptied, cut
+   * short by a writer between two writes, or edited so) goes on defining them, as last built,
+   * until it has stayed the same for settleMs: a writer that truncates a file and writes it
+   * 100 ms later must not take routes offline in between. What the file defines now is served at
+   * once. A deleted file is not held, nor a broken one (a read problem or a syntax error: the
+   * store serves what a broken file served, see ManifestStore). Looks only at the files this
+   * pass read changed, those a deferred pass read, and those held.
+   */
+  private holdUnsettled(read: ReadResult): readonly ManifestFile[] {
+    const last = this.lastRead;
+    if (last === undefined || this.snapshot === undefined) return read.files;
+    const candidates = new Set<string>(this.held.keys());
+    for (const file of read.changed) candidates.add(file.path);
+    for (const file of this.beforeDeferred.keys()) candidates.add(file);
+    if (candidates.size === 0) return read.files;
+    const now = Date.now();
+    const substitutes = new Map<string, ManifestFile>();
+    for (const file of candidates) {
+      const position = last.position.get(file);
+      const current = position === undefined ? undefined : last.out[position];
+      const built = current === undefined ? undefined : this.store.builtFile(current.name);
+      const lost = current === undefined || built === undefined ? [] : lostDefinitions(built.documents, current);
+      const before = this.held.get(file);
+      if (current === undefined || lost.length === 0) {
+        if (before !== undefined) {
+          this.held.delete(file);
+          if (current !== undefined) this.sinceBuild?.set(current.name, current);
+        }
+        continue;
+      }
+      const stamp = this.parsed.get(file)?.stamp;
+      const held: HeldFile =
+        before === undefined ? { name: current.name, served: built?.documents ?? [], stamp, changedAt: now } : before.stamp === stamp ? before : { ...before, stamp, changedAt: now };
+      const named = describeDefinitions(lost);
+      if (now - held.changedAt >= this.settleMs) {
+        this.held.delete(file);
+        this.sinceBuild?.set(current.name, current);
+        // A file left defining nothing is more likely a writer that stopped half way than an edit.
+        const empty = !current.documents.some((doc) => doc.state === 'object' || doc.state === 'invalid');
+        this.logger[empty ? 'warn' : 'info'](
+          { source: current.name, objects: lost.length },
+          `file provider: ${current.name} ${empty ? 'has defined nothing' : `has not defined ${named}`} for ${this.settleMs} ms: what it no longer defines is removed`,
+        );
+        continue;
+      }
+      if (before === undefined) {
+        this.logger.info(
+          { source: current.name, objects: lost.length },
+          `file provider: ${current.name} no longer defines ${named}; still serving them until the file is written again, or removing them if it stays so for ${this.settleMs} ms (delete the file to remove its objects at once)`,
+        );
+      }
+      this.held.set(file, held);
+      const substitute = { ...current, documents: [...current.documents, ...lost] };
+      substitutes.set(current.name, substitute);
+      this.sinceBuild?.set(current.name, substitute);
+    }
+    if (substitutes.size === 0) return read.files;
+    return read.files.map((file) => substitutes.get(file.name) ?? file);
+  }
+
+  /** A pass when the earliest held file has stayed the same for settleMs. */
+  private scheduleSettle(): void {
+    clearTimeout(this.settleTimer);
+    this.settleTimer = undefined;
+    if (this.held.size === 0 || this.stopped) return;
+    let first = Number.POSITIVE_INFINITY;
+    for (const held of this.held.values()) first = Math.min(first, held.changedAt);
+    this.settleTimer = setTimeout(
+      () => {
+        this.settleTimer = undefined;
+        this.widenScope({ touched: new Set(this.held.keys()), list: false });
+        this.runReload(false);
+      },
+      Math.max(0, first + this.settleMs - Date.now()) + 1,
+    );
+    this.settleTimer.unref();
   }
 
   /**
@@ -827,6 +947,36 @@ function leadingEditProblem(removed: number, changed: readonly ChangedFile[]): s
     if (info === undefined || info.stamp !== file.stamp) return `${file.name} changed while it was read`;
   }
   return undefined;
+}
+
+/**
+ * The documents of `before` that define an object `now` does not define. None when `now` is
+ * broken (a read problem or a syntax error): the store serves what a broken file served before.
+ */
+function lostDefinitions(before: readonly ManifestDocument[], now: ManifestFile): ManifestDocument[] {
+  if (now.readProblem !== undefined || now.documents.some((doc) => doc.state === 'syntax')) return [];
+  const key = (id: ObjectId): string => `${id.kind}/${id.namespace}/${id.name}`;
+  const defined = new Set<string>();
+  for (const doc of now.documents) if ((doc.state === 'object' || doc.state === 'invalid') && doc.id !== undefined) defined.add(key(doc.id));
+  return before.filter((doc) => (doc.state === 'object' || doc.state === 'invalid') && doc.id !== undefined && !defined.has(key(doc.id)));
+}
+
+/** The objects a few documents define, for a log line. */
+function describeDefinitions(documents: readonly ManifestDocument[]): string {
+  const named: string[] = [];
+  for (const doc of documents.slice(0, 3)) {
+    const id = doc.state === 'object' || doc.state === 'invalid' ? doc.id : undefined;
+    if (id !== undefined) named.push(`${id.kind} ${id.namespace ? `${id.namespace}/` : ''}${id.name}`);
+  }
+  return documents.length > 3 ? `${named.join(', ')} and ${documents.length - 3} more objects` : named.join(', ');
+}
+
+/** Whether two snapshots hold the very same lists and problems (the store hands out a list again only when it did not change). */
+function sameSnapshot(a: Snapshot, b: Snapshot): boolean {
+  const keys = Object.keys(a.inputs) as (keyof Snapshot['inputs'])[];
+  if (keys.length !== Object.keys(b.inputs).length) return false;
+  for (const key of keys) if (a.inputs[key] !== b.inputs[key]) return false;
+  return a.problems.length === b.problems.length && a.problems.every((problem, i) => problem === b.problems[i]);
 }
 
 function sameObject(a: ManifestDocument, b: ManifestDocument): boolean {

@@ -1213,6 +1213,15 @@ export class ManifestStore {
     return { inputs, problems };
   }
 
+  /** A file as the last build took it (undefined: none took it); given back to a build, it changes nothing. */
+  builtFile(name: string): ManifestFile | undefined {
+    const contribution = this.files.get(name);
+    if (contribution === undefined) return undefined;
+    // The very array the build took (take() knows a file by it); no one changes it.
+    const documents = contribution.documents as ManifestDocument[];
+    return contribution.readProblem === undefined ? { name, documents } : { name, documents, readProblem: contribution.readProblem };
+  }
+
   /** Reads one file's definitions into the store when they are not those of its last build. */
   private *take(file: ManifestFile, affected: Set<string>, count: { steps: number }): Generator<void, void> {
     const before = this.files.get(file.name);

@@ -562,7 +562,8 @@ describe('FileProvider on a single file', () => {
   it('follows the file through editor-style replaces', async () => {
     const file = path.join(dir, 'switchyard.yaml');
     await writeFile(file, `${GATEWAYS}---${backends('gpt-4o')}`);
-    const p = provider(file);
+    const settleMs = 300;
+    const p = provider(file, { settleMs });
     const first = await p.start();
     expect(first.inputs.backends.map((b) => b.metadata.name)).toEqual(['chat', 'legacy']);
     expect(first.problems).toEqual([]);
@@ -586,13 +587,19 @@ describe('FileProvider on a single file', () => {
     }
     expect(savedAt).toBeLessThanOrEqual(2);
 
-    // And a plain in-place write still works after both replaces.
+    // And a plain in-place write still works after both replaces: the edit at once, the Backend
+    // it no longer defines once the file has stayed so for the settle time.
     await writeFile(file, `${GATEWAYS}---${chatBackend('o4-mini')}`);
-    const last = await nthChange(seen, savedAt + 2);
+    const written = Date.now();
+    const edited = await nthChange(seen, savedAt + 2);
+    expect(modelOf(backend(edited, 'chat'))).toBe('o4-mini');
+    expect(edited.inputs.backends.map((b) => b.metadata.name)).toEqual(['chat', 'legacy']);
+    const last = await nthChange(seen, savedAt + 3);
+    expect(Date.now() - written).toBeGreaterThanOrEqual(settleMs - 50);
     expect(modelOf(backend(last, 'chat'))).toBe('o4-mini');
     expect(last.inputs.backends.map((b) => b.metadata.name)).toEqual(['chat']);
     await sleep(300);
-    expect(seen).toHaveLength(savedAt + 2);
+    expect(seen).toHaveLength(savedAt + 3);
   });
 
   it('keeps the last configuration while the file is missing and reloads it when it returns', async () => {
