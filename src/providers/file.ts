@@ -223,6 +223,8 @@ export class FileProvider {
   /** Files held back by path (see HeldFile), and the pass that looks at them again when they settle. */
   private readonly held = new Map<string, HeldFile>();
   private settleTimer: NodeJS.Timeout | undefined;
+  /** Files read before whose last event was a write in place, not a rename into place (see noteEvent). */
+  private readonly writtenInPlace = new Set<string>();
   private firstEventAt: number | undefined;
   /** When the last pass that found a change ended: an event within debounceMs of it waits for the trailing pass. */
   private lastChangeAt = Number.NEGATIVE_INFINITY;
@@ -460,8 +462,14 @@ export class FileProvider {
    * has it look at every file.
    */
   private noteEvent(dir: string, eventType: string, filename: string | Buffer | null): void {
-    if (this.scope === 'all') return;
     const file = typeof filename === 'string' ? path.join(dir, filename) : undefined;
+    if (file !== undefined) {
+      // Written in place (truncated, written: 'change') its writer may be half way; renamed into
+      // place ('rename') it was written whole beforehand, or it is new (see holdUnsettled).
+      if (eventType !== 'change') this.writtenInPlace.delete(file);
+      else if (this.parsed.has(file)) this.writtenInPlace.add(file);
+    }
+    if (this.scope === 'all') return;
     if (file === undefined || !this.parsed.has(file)) {
       this.scope = 'all';
       return;
@@ -560,13 +568,15 @@ export class FileProvider {
   }
 
   /**
-   * The files a pass builds, where a file that no longer defines objects it served (emptied, cut
-   * short by a writer between two writes, or edited so) goes on defining them, as last built,
-   * until it has stayed the same for settleMs: a writer that truncates a file and writes it
-   * 100 ms later must not take routes offline in between. What the file defines now is served at
-   * once. A deleted file is not held, nor a broken one (a read problem or a syntax error: the
-   * store serves what a broken file served, see ManifestStore). Looks only at the files this
-   * pass read changed, those a deferred pass read, and those held.
+   * The files a pass builds, where a file that no longer defines objects it served goes on
+   * defining them, as last built, until it has stayed the same for settleMs, when it was written
+   * in place (its writer may be between two writes: `cat >`, `cp`, an editor that truncates and
+   * then writes) or defines nothing at all: a writer that truncates a file and writes it 100 ms
+   * later must not take routes offline in between. What the file defines now is served at once.
+   * Not held: a file renamed into place that defines something (written whole elsewhere first:
+   * an atomic save, sed -i, a ConfigMap swap), a deleted file, a broken one (a read problem or a
+   * syntax error: the store serves what a broken file served, see ManifestStore). Looks only at
+   * the files this pass read changed, those a deferred pass read, and those held.
    */
   private holdUnsettled(read: ReadResult): readonly ManifestFile[] {
     const last = this.lastRead;
@@ -583,7 +593,9 @@ export class FileProvider {
       const built = current === undefined ? undefined : this.store.builtFile(current.name);
       const lost = current === undefined || built === undefined ? [] : lostDefinitions(built.documents, current);
       const before = this.held.get(file);
-      if (current === undefined || lost.length === 0) {
+      // A file renamed into place was written whole: what it no longer defines goes at once.
+      if (current === undefined || lost.length === 0 || (!this.writtenInPlace.has(file) && definesSomething(current))) {
+        this.writtenInPlace.delete(file);
         if (before !== undefined) {
           this.held.delete(file);
           if (current !== undefined) this.sinceBuild?.set(current.name, current);
@@ -596,9 +608,10 @@ export class FileProvider {
       const named = describeDefinitions(lost);
       if (now - held.changedAt >= this.settleMs) {
         this.held.delete(file);
+        this.writtenInPlace.delete(file);
         this.sinceBuild?.set(current.name, current);
         // A file left defining nothing is more likely a writer that stopped half way than an edit.
-        const empty = !current.documents.some((doc) => doc.state === 'object' || doc.state === 'invalid');
+        const empty = !definesSomething(current);
         this.logger[empty ? 'warn' : 'info'](
           { source: current.name, objects: lost.length },
           `file provider: ${current.name} ${empty ? 'has defined nothing' : `has not defined ${named}`} for ${this.settleMs} ms: what it no longer defines is removed`,
@@ -959,6 +972,10 @@ function lostDefinitions(before: readonly ManifestDocument[], now: ManifestFile)
   const defined = new Set<string>();
   for (const doc of now.documents) if ((doc.state === 'object' || doc.state === 'invalid') && doc.id !== undefined) defined.add(key(doc.id));
   return before.filter((doc) => (doc.state === 'object' || doc.state === 'invalid') && doc.id !== undefined && !defined.has(key(doc.id)));
+}
+
+function definesSomething(file: ManifestFile): boolean {
+  return file.documents.some((doc) => doc.state === 'object' || doc.state === 'invalid');
 }
 
 /** The objects a few documents define, for a log line. */

@@ -1,4 +1,4 @@
-import { appendFile, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { DestinationStream } from 'pino';
@@ -154,7 +154,7 @@ describe('FileProvider while a writer is between two writes', () => {
     expect(seen).toHaveLength(1);
   });
 
-  it('removes an object deleted from a file once the file has stayed so for the settle time, and serves the rest of the edit at once', async () => {
+  it('removes an object deleted from a file written in place once the file has stayed so for the settle time, and serves the rest of the edit at once', async () => {
     const settleMs = 500;
     const { seen } = await start({ settleMs });
     const written = Date.now();
@@ -167,6 +167,29 @@ describe('FileProvider while a writer is between two writes', () => {
     expect(Date.now() - written).toBeGreaterThanOrEqual(settleMs);
     expect(names(removed)).toEqual(['alpha', 'other']);
     expect(portOf(removed, 'alpha')).toBe(9090);
+  });
+
+  it('removes an object deleted from a file renamed into place (an atomic save) at once: such a file was written whole', async () => {
+    const { seen } = await start({ settleMs: 5_000 });
+    const saved = Date.now();
+    await writeFile(`${file}.tmp`, [staticBackend('alpha', 9090), ROUTE].join('---\n'));
+    await rename(`${file}.tmp`, file);
+    const snap = await waitFor(() => seen.find((s) => portOf(s, 'alpha') === 9090), { what: 'the atomic save', timeoutMs: 1_000, intervalMs: 5 });
+    expect(Date.now() - saved).toBeLessThan(1_000);
+    expect(names(snap)).toEqual(['alpha', 'other']);
+  });
+
+  it('holds a file renamed into place that defines nothing, as one left empty', async () => {
+    const settleMs = 500;
+    const { seen } = await start({ settleMs });
+    const emptiedAt = Date.now();
+    await writeFile(`${file}.tmp`, '# nothing yet\n');
+    await rename(`${file}.tmp`, file);
+    await sleep(settleMs - 150);
+    expect(seen).toEqual([]);
+    const gone = await waitFor(() => seen[0], { what: 'the removal after the settle time', timeoutMs: 2_000, intervalMs: 5 });
+    expect(Date.now() - emptiedAt).toBeGreaterThanOrEqual(settleMs);
+    expect(names(gone)).toEqual(['other']);
   });
 
   it('removes the objects of a deleted file at once, even while the file is held empty', async () => {
