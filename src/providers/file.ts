@@ -38,10 +38,10 @@ export interface FileProviderOptions {
   /** Size limits per document, per file and in total (DEFAULT_CONFIG_LIMITS for what is not given). */
   limits?: Partial<ConfigLimits>;
   /**
-   * How long a file must stay unchanged before an edit that takes objects away (emptied, cut
-   * short, defining fewer objects) is served; until then the file's objects are served as last
-   * built, so a writer between its truncate and its write never takes routes offline. Deleting
-   * the file removes them at once. Default 1000 ms.
+   * How long a file written in place (or left defining nothing) must stay unchanged before the
+   * objects it no longer defines go; until then they are served as last built, so a writer
+   * between its truncate and its write never takes routes offline (see holdUnsettled). A file
+   * renamed into place, or deleted, acts at once. Default 1000 ms.
    */
   settleMs?: number;
 }
@@ -468,6 +468,7 @@ export class FileProvider {
       // place ('rename') it was written whole beforehand, or it is new (see holdUnsettled).
       if (eventType !== 'change') this.writtenInPlace.delete(file);
       else if (this.parsed.has(file)) this.writtenInPlace.add(file);
+      // Kept until a rename: a file that is written in place once usually always is.
     }
     if (this.scope === 'all') return;
     if (file === undefined || !this.parsed.has(file)) {
@@ -568,15 +569,16 @@ export class FileProvider {
   }
 
   /**
-   * The files a pass builds, where a file that no longer defines objects it served goes on
-   * defining them, as last built, until it has stayed the same for settleMs, when it was written
-   * in place (its writer may be between two writes: `cat >`, `cp`, an editor that truncates and
-   * then writes) or defines nothing at all: a writer that truncates a file and writes it 100 ms
-   * later must not take routes offline in between. What the file defines now is served at once.
-   * Not held: a file renamed into place that defines something (written whole elsewhere first:
-   * an atomic save, sed -i, a ConfigMap swap), a deleted file, a broken one (a read problem or a
-   * syntax error: the store serves what a broken file served, see ManifestStore). Looks only at
-   * the files this pass read changed, those a deferred pass read, and those held.
+   * The files a pass builds, where a file that may be its writer half way (see unsure: written in
+   * place, by `cat >`, `cp`, an editor that truncates and then writes, or defining nothing) and
+   * that no longer defines objects served from it, or does not parse, goes on serving them as
+   * they were until it has stayed the same for settleMs: a writer that truncates a file and
+   * writes it 100 ms later must not take routes offline in between. What the file defines now is
+   * served at once; its syntax errors are handed on (reported, ManifestStore keeps serving what
+   * they hide) and what it no longer defines is removed once it has settled. Not held: a file
+   * renamed into place that defines something (written whole elsewhere first: an atomic save,
+   * sed -i, a ConfigMap swap), a deleted file, an unreadable one. Looks only at the files this
+   * pass read changed, those a deferred pass read, and those held.
    */
   private holdUnsettled(read: ReadResult): readonly ManifestFile[] {
     const last = this.lastRead;
@@ -590,47 +592,60 @@ export class FileProvider {
     for (const file of candidates) {
       const position = last.position.get(file);
       const current = position === undefined ? undefined : last.out[position];
-      const built = current === undefined ? undefined : this.store.builtFile(current.name);
-      const lost = current === undefined || built === undefined ? [] : lostDefinitions(built.documents, current);
       const before = this.held.get(file);
-      // A file renamed into place was written whole: what it no longer defines goes at once.
-      if (current === undefined || lost.length === 0 || (!this.writtenInPlace.has(file) && definesSomething(current))) {
-        this.writtenInPlace.delete(file);
+      // Not held: gone, unreadable (the store serves what it served), or served as it is.
+      const unsure = current !== undefined && current.readProblem === undefined ? this.unsure(file, current) : undefined;
+      if (current === undefined || unsure === undefined) {
         if (before !== undefined) {
           this.held.delete(file);
           if (current !== undefined) this.sinceBuild?.set(current.name, current);
         }
         continue;
       }
+      const { lost, broken } = unsure;
       const stamp = this.parsed.get(file)?.stamp;
       const held: HeldFile =
-        before === undefined ? { name: current.name, served: built?.documents ?? [], stamp, changedAt: now } : before.stamp === stamp ? before : { ...before, stamp, changedAt: now };
-      const named = describeDefinitions(lost);
+        before === undefined ? { name: current.name, served: this.store.builtFile(current.name)?.documents ?? [], stamp, changedAt: now } : before.stamp === stamp ? before : { ...before, stamp, changedAt: now };
+      const what = broken ? 'does not parse' : definesSomething(current) ? `no longer defines ${describeDefinitions(lost)}` : 'defines nothing';
       if (now - held.changedAt >= this.settleMs) {
         this.held.delete(file);
-        this.writtenInPlace.delete(file);
         this.sinceBuild?.set(current.name, current);
-        // A file left defining nothing is more likely a writer that stopped half way than an edit.
-        const empty = !definesSomething(current);
-        this.logger[empty ? 'warn' : 'info'](
+        // A file left broken or empty is more likely a writer that stopped half way than an edit.
+        this.logger[broken || !definesSomething(current) ? 'warn' : 'info'](
           { source: current.name, objects: lost.length },
-          `file provider: ${current.name} ${empty ? 'has defined nothing' : `has not defined ${named}`} for ${this.settleMs} ms: what it no longer defines is removed`,
+          broken
+            ? `file provider: ${current.name} ${what} for ${this.settleMs} ms: its problems are reported, and what it served keeps being served until it parses`
+            : `file provider: ${current.name} ${what} for ${this.settleMs} ms: what it no longer defines is removed`,
         );
         continue;
       }
       if (before === undefined) {
         this.logger.info(
           { source: current.name, objects: lost.length },
-          `file provider: ${current.name} no longer defines ${named}; still serving them until the file is written again, or removing them if it stays so for ${this.settleMs} ms (delete the file to remove its objects at once)`,
+          `file provider: ${current.name} ${what}; serving what it served until it is written again, for ${this.settleMs} ms at most (delete the file to remove its objects at once)`,
         );
       }
       this.held.set(file, held);
-      const substitute = { ...current, documents: [...current.documents, ...lost] };
+      // What the file defines now is served at once, what it no longer defines (or hides in a
+      // document that does not parse) as it was; its syntax errors wait for the settle time.
+      const substitute: ManifestFile = { name: current.name, documents: [...current.documents.filter((doc) => doc.state !== 'syntax'), ...lost] };
       substitutes.set(current.name, substitute);
       this.sinceBuild?.set(current.name, substitute);
     }
     if (substitutes.size === 0) return read.files;
     return read.files.map((file) => substitutes.get(file.name) ?? file);
+  }
+
+  /**
+   * Whether a file as read now may be its writer half way, and what it would take away: it does
+   * not parse or no longer defines objects served from it, and it was written in place (a file
+   * renamed into place was written whole beforehand) or defines nothing at all.
+   */
+  private unsure(file: string, current: ManifestFile): { lost: ManifestDocument[]; broken: boolean } | undefined {
+    const broken = current.documents.some((doc) => doc.state === 'syntax');
+    if (!this.writtenInPlace.has(file) && definesSomething(current)) return undefined;
+    const lost = lostDefinitions(this.store.servedDefinitions(current.name), current);
+    return lost.length > 0 || broken ? { lost, broken } : undefined;
   }
 
   /** A pass when the earliest held file has stayed the same for settleMs. */
@@ -963,15 +978,14 @@ function leadingEditProblem(removed: number, changed: readonly ChangedFile[]): s
 }
 
 /**
- * The documents of `before` that define an object `now` does not define. None when `now` is
- * broken (a read problem or a syntax error): the store serves what a broken file served before.
+ * The definitions of `served` whose objects `now` does not define (a document of `now` that does
+ * not parse defines nothing that can be known).
  */
-function lostDefinitions(before: readonly ManifestDocument[], now: ManifestFile): ManifestDocument[] {
-  if (now.readProblem !== undefined || now.documents.some((doc) => doc.state === 'syntax')) return [];
+function lostDefinitions(served: readonly ManifestDocument[], now: ManifestFile): ManifestDocument[] {
   const key = (id: ObjectId): string => `${id.kind}/${id.namespace}/${id.name}`;
   const defined = new Set<string>();
   for (const doc of now.documents) if ((doc.state === 'object' || doc.state === 'invalid') && doc.id !== undefined) defined.add(key(doc.id));
-  return before.filter((doc) => (doc.state === 'object' || doc.state === 'invalid') && doc.id !== undefined && !defined.has(key(doc.id)));
+  return served.filter((doc) => (doc.state === 'object' || doc.state === 'invalid') && doc.id !== undefined && !defined.has(key(doc.id)));
 }
 
 function definesSomething(file: ManifestFile): boolean {

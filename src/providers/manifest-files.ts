@@ -1222,6 +1222,22 @@ export class ManifestStore {
     return contribution.readProblem === undefined ? { name, documents } : { name, documents, readProblem: contribution.readProblem };
   }
 
+  /**
+   * The definitions a file's objects are served from: its documents' that define one, and, while
+   * the file is broken, those of the objects it served before that it is kept serving (decideEntry).
+   */
+  servedDefinitions(name: string): ManifestDocument[] {
+    const contribution = this.files.get(name);
+    if (contribution === undefined) return [];
+    const served: ManifestDocument[] = contribution.documents.filter(isDefinition);
+    if (contribution.broken === undefined) return served;
+    for (const key of this.held) {
+      const definition = servedDefinitionOf(this.entries.get(key));
+      if (definition?.file === name) served.push(definition);
+    }
+    return served;
+  }
+
   /** Reads one file's definitions into the store when they are not those of its last build. */
   private *take(file: ManifestFile, affected: Set<string>, count: { steps: number }): Generator<void, void> {
     const before = this.files.get(file.name);

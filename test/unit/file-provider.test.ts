@@ -315,14 +315,23 @@ describe('FileProvider on a directory', () => {
 
   it('confines a YAML syntax error to its document: other documents and files keep working', async () => {
     await writeTree();
-    const p = provider(dir);
+    const settleMs = 300;
+    const p = provider(dir, { settleMs });
     const before = await p.start();
     const seen = record(p);
 
     // Document 1 (the legacy Backend) gets an unclosed flow sequence.
     const brokenStatic = STATIC_BACKEND.replace('priorities: [{hosts:', 'priorities: [{hosts: [');
+    const written = Date.now();
     await writeFile(path.join(dir, 'backends.yaml'), `${chatBackend('gpt-4.1')}---${brokenStatic}`);
-    const after = await nthChange(seen, 1);
+    // Written in place, the file may be its writer half way: the edit of the document that
+    // parses is served at once, the syntax error reported once the file has stayed so.
+    const edited = await nthChange(seen, 1);
+    expect(modelOf(backend(edited, 'chat'))).toBe('gpt-4.1');
+    expect(backend(edited, 'legacy')).toEqual(backend(before, 'legacy'));
+    expect(edited.problems).toEqual([]);
+    const after = await nthChange(seen, 2);
+    expect(Date.now() - written).toBeGreaterThanOrEqual(settleMs);
 
     expect(after.problems).toHaveLength(1);
     expect(after.problems[0]?.source).toBe('backends.yaml#1');
