@@ -518,7 +518,7 @@ export class FileProvider {
           return 'deferred';
         }
       }
-      const files = this.holdUnsettled(read);
+      const files = await this.holdUnsettled(read);
       // A pass that held a file back has not served what it read: the pass after the settle time,
       // reading the same bytes, must not take them for what is served.
       if (this.held.size > 0) fingerprint = `${fingerprint}\0held\0${[...this.held.keys()].join('\0')}`;
@@ -580,7 +580,7 @@ export class FileProvider {
    * sed -i, a ConfigMap swap), a deleted file, an unreadable one. Looks only at the files this
    * pass read changed, those a deferred pass read, and those held.
    */
-  private holdUnsettled(read: ReadResult): readonly ManifestFile[] {
+  private async holdUnsettled(read: ReadResult): Promise<readonly ManifestFile[]> {
     const last = this.lastRead;
     if (last === undefined || this.snapshot === undefined) return read.files;
     const candidates = new Set<string>(this.held.keys());
@@ -589,7 +589,13 @@ export class FileProvider {
     if (candidates.size === 0) return read.files;
     const now = Date.now();
     const substitutes = new Map<string, ManifestFile>();
+    // Thousands of files rewritten at once are thousands of candidates: the same pauses as reading them.
+    let since = performance.now();
     for (const file of candidates) {
+      if (performance.now() - since > PARSE_SLICE_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        since = performance.now();
+      }
       const position = last.position.get(file);
       const current = position === undefined ? undefined : last.out[position];
       const before = this.held.get(file);
@@ -620,7 +626,7 @@ export class FileProvider {
         continue;
       }
       if (before === undefined) {
-        this.logger.info(
+        this.logger.debug(
           { source: current.name, objects: lost.length },
           `file provider: ${current.name} ${what}; serving what it served until it is written again, for ${this.settleMs} ms at most (delete the file to remove its objects at once)`,
         );
