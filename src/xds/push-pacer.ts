@@ -25,8 +25,13 @@ export class PacedFanOut<Stream, Change> {
   /** Called once the streams waiting at whenSent() have been pushed and their writes handed to the sockets. */
   private sentListeners: { listener: () => void; until: number }[] = [];
   private sentTurnScheduled = false;
-  /** The longest time one slice held the event loop, in ms. */
-  longestSliceMs = 0;
+  /**
+   * The longest time one slice held the event loop, in ms. Starts as -0, a number V8 keeps as a
+   * double (0 would be a small integer until the first slice wrote a fraction): the real server's
+   * queue first runs at an edit, after the push rehearsal's queue (push-rehearsal.ts) changed the
+   * field's representation, and code compiled for the rehearsal's would be thrown away then.
+   */
+  longestSliceMs = -0;
 
   /**
    * `pending`: where what changed for a waiting stream is kept (a field of the stream, say); by

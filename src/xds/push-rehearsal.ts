@@ -38,8 +38,6 @@ export interface RehearsalStreams {
   settled(): boolean;
   /** The real server stopped: the rehearsal ends. */
   cancelled(): boolean;
-  /** Ends the private server's streams. */
-  close(): void;
 }
 
 export interface RehearsalResult {
@@ -245,7 +243,8 @@ export async function rehearsePushes(streams: RehearsalStreams, sizes: { streams
     return result;
   } catch {
     return result;
-  } finally {
-    streams.close();
   }
+  // The private server and its streams are not ended: they hold no socket and no timer, and are
+  // garbage once this returns, while ending them would change fields (a call's end, the server's
+  // stop) that the compiled code of the real streams depends on, and V8 would throw it away.
 }

@@ -604,7 +604,6 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
         },
         settled: () => !stage.fanOutQueue.busy && stage.requestQueue.waiting === 0,
         cancelled: () => this.stopped,
-        close: () => void stage.stop(),
       },
       sizes,
     );
