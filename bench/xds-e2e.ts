@@ -20,7 +20,8 @@
  * BENCH_E2E_ROUNDS (3), BENCH_E2E_TIMEOUT_S (per wait; 180), BENCH_E2E_BUILT=1 (serve from dist/),
  * BENCH_E2E_SERVE_LOG_LEVEL (serve's --log-level; debug logs every push and ACK), BENCH_E2E_KEEP_LOGS=DIR
  * (serve's log is copied there after each size), BENCH_E2E_WINDOW (the load clients' HTTP/2 receive window in bytes; Envoy's 268435456 by
- * default, 0 for gRPC-Go's 64 KiB growing with its bandwidth estimate).
+ * default, 0 for gRPC-Go's 64 KiB growing with its bandwidth estimate), BENCH_E2E_SERVE_NODE_ARGS (Node and V8 flags
+ * for serve alone, say `--trace-deopt`).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -196,6 +197,15 @@ function serveEntry(): string[] {
   return [join(ROOT, 'bin', 'switchyard.js')];
 }
 
+/**
+ * BENCH_E2E_SERVE_NODE_ARGS: Node and V8 flags for serve alone, separated by spaces (say
+ * `--trace-deopt --trace-opt`: V8 flags NODE_OPTIONS does not take, and which would trace the
+ * bench and the translate runs too). Their output goes to serve's log.
+ */
+function serveNodeArgs(): string[] {
+  return (process.env['BENCH_E2E_SERVE_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+}
+
 /** Polls `probe` every 20 ms until it gives a value; throws naming `what` after `ms`. */
 export async function waitFor<T>(what: string, probe: () => T | undefined, ms = 120_000): Promise<T> {
   const deadline = Date.now() + ms;
@@ -223,7 +233,7 @@ export class Serve {
     const fd = openSync(logFile, 'w');
     const startedAt = process.hrtime.bigint();
     const child = spawn(process.execPath, [
-      ...serveEntry(), 'serve', '--config', config, '--no-envoy', '--no-ai-extension',
+      ...serveNodeArgs(), ...serveEntry(), 'serve', '--config', config, '--no-envoy', '--no-ai-extension',
       '--xds-port', '0', '--xds-host', '127.0.0.1', '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'state'),
       ...(process.env['BENCH_E2E_SERVE_LOG_LEVEL'] ? ['--log-level', process.env['BENCH_E2E_SERVE_LOG_LEVEL']] : []),
     ], { cwd: ROOT, env, stdio: ['ignore', fd, fd] });

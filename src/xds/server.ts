@@ -10,13 +10,14 @@ import { redactSecretText } from '../envoy/secrets.js';
 import type { TypeUrlValue } from '../envoy/resources.js';
 import { AckLedger, type FleetTypeState } from './ack-ledger.js';
 import { AttemptFormViews, needsLegacyAttemptFacts } from './attempt-forms.js';
-import { SHARED_VIEW, type CachedResource, type CacheChange, type CacheView, type SnapshotCache } from './cache.js';
+import { SHARED_VIEW, SnapshotCache, type CachedResource, type CacheChange, type CacheView } from './cache.js';
 import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } from './client-state.js';
 import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
 import type { GrpcService } from './lrs.js';
 import { directCall, framedBatch, joined, sharedFraming, type DirectCall, type FramedMessage } from './grpc-framing.js';
 import { FANOUT_SLICE_MS, FIRST_PUSH_SLICE_MS, PacedFanOut, SlicedWork, type PendingChanges } from './push-pacer.js';
+import { rehearsePushes, type RehearsalResult } from './push-rehearsal.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
   decodeDeltaDiscoveryRequest,
@@ -77,6 +78,42 @@ export interface XdsServerOptions {
   logger?: Logger;
   /** More services on the same port and credentials (load reporting, src/xds/lrs.ts). */
   services?: readonly GrpcService[];
+  /**
+   * Rehearse the push of an edit once delta streams are connected and the server has been idle
+   * for REHEARSAL_IDLE_MS (push-rehearsal.ts): on a private server and cache, nothing sent to a
+   * real stream. Default true.
+   */
+  rehearsePushes?: boolean;
+}
+
+/** How long the server is to have read no request, and pushed nothing, before it rehearses a push. */
+export const REHEARSAL_IDLE_MS = 100;
+
+/** The rehearsal's stand-in clients: Envoys on plaintext, as the streams whose pushes it rehearses mostly are. */
+const REHEARSAL_IDENTITY: StreamIdentity = { role: 'envoy', via: 'plaintext' };
+
+/**
+ * The call of a rehearsal stream (push-rehearsal.ts): what the server's stream bookkeeping reads
+ * of a grpc-js call; its responses go through the DirectCall it is opened with.
+ */
+class DetachedCall extends EventEmitter {
+  destroyed = false;
+  writableEnded = false;
+
+  end(): void {
+    if (this.writableEnded) return;
+    this.writableEnded = true;
+    this.emit('close');
+  }
+
+  destroy(): void {
+    this.destroyed = true;
+    this.emit('close');
+  }
+
+  write(): boolean {
+    throw new Error('a rehearsal stream writes through the transport it was opened with');
+  }
 }
 
 const SERVICE = '/envoy.service.discovery.v3.AggregatedDiscoveryService';
@@ -211,10 +248,26 @@ interface LiveStream {
   readonly record: ClientRecord;
   readonly protocol: SotwStream | DeltaStream;
   readonly call: SotwCall | DeltaCall;
+  /** The stream's logger (its bindings name the stream). */
+  readonly logger: Logger;
   /** Set at the stream's first request. */
   view: CacheView | undefined;
   /** What changed for it while it waits for its turn in a fan-out (fanOutQueue). */
   pending?: readonly TypeUrlValue[] | undefined;
+}
+
+/**
+ * Pushes a change to one stream of a fan-out (PacedFanOut). One function for every server, not a
+ * closure per server: the fan-out's loop then calls one target whichever server runs it (the push
+ * rehearsal's private server first, push-rehearsal.ts), and V8 keeps the loop's compiled code.
+ */
+function pushChange(stream: LiveStream, changed: readonly TypeUrlValue[]): void {
+  try {
+    stream.protocol.onCacheChange(changed);
+  } catch (err) {
+    stream.logger.error({ err }, 'xds: failed to push a change; closing the stream');
+    stream.call.destroy(err instanceof Error ? err : new Error(String(err)));
+  }
 }
 
 /** A fan-out's waiting changes kept on the streams themselves: no table of a thousand streams per change. */
@@ -234,7 +287,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly logger: Logger;
   private readonly bodies = new SharedResponseBodies();
   /** Pushes of a change to many streams run in slices, so that ACKs, new streams and keepalives are served in between. */
-  private readonly fanOutQueue = new PacedFanOut<LiveStream, TypeUrlValue>((stream, changed) => this.pushChange(stream, changed), FANOUT_SLICE_MS, undefined, PENDING_ON_STREAM);
+  private readonly fanOutQueue = new PacedFanOut<LiveStream, TypeUrlValue>(pushChange, FANOUT_SLICE_MS, undefined, PENDING_ON_STREAM);
   /**
    * Requests are handled in slices too: a thousand streams whose first requests arrive in one
    * read would otherwise each select and answer a whole configuration in one stretch of the loop.
@@ -262,12 +315,19 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private unix: { server: grpc.Server; dir: string | undefined; path: string } | undefined;
   private envoySocket: { server: grpc.Server; path: string } | undefined;
   private nextStreamId = 0;
+  /** Requests read so far, counted as they arrive: a rehearsal waits while this moves. */
+  private requestsRead = 0;
+  /** The push rehearsal (push-rehearsal.ts): not wanted, waiting for a delta stream, armed (waiting for idleness), running or done. */
+  private rehearsal: 'off' | 'waiting' | 'armed' | 'running' | 'done';
+  private rehearsalTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
 
   constructor(options: XdsServerOptions) {
     super();
     this.cache = options.cache;
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.services = options.services ?? [];
+    this.rehearsal = options.rehearsePushes === false ? 'off' : 'waiting';
     this.unwatch = this.cache.watch((change) => this.fanOut(change));
   }
 
@@ -383,6 +443,8 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
 
   /** Ends every stream and closes the server; the cache stays usable. */
   async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.rehearsalTimer);
     this.unwatch();
     const servers = [this.server, this.unix?.server, this.envoySocket?.server].filter((server) => server !== undefined);
     const listener = this.listener;
@@ -471,16 +533,17 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       send: writerFor(call, direct),
       logger,
     });
-    this.track({ record, protocol, call, view: undefined, pending: undefined }, logger);
+    this.track({ record, protocol, call, logger, view: undefined, pending: undefined }, logger);
     call.on('data', receive);
   }
 
-  private openDelta(call: DeltaCall, identity: StreamIdentity): void {
+  /** `transport`: how a rehearsal stream (a DetachedCall) writes; a gRPC call is written directly when grpc-js allows. Returns how the stream is handed requests. */
+  private openDelta(call: DeltaCall, identity: StreamIdentity, transport?: DirectCall): (request: DeltaDiscoveryRequest | UndecodableRequest) => void {
     const record = new ClientRecord(++this.nextStreamId, 'delta');
     const logger = streamLogger(this.logger, { stream: record.streamId, kind: 'delta', role: identity.role, via: identity.via });
     // `protocol` is set by the time a request arrives (only once the handler returns).
     const receive = this.receiverFor<DeltaDiscoveryRequest>(record, call, logger, () => protocol);
-    const direct = directCall(call, receive, deltaAckAt);
+    const direct = transport ?? directCall(call, receive, deltaAckAt);
     const protocol: DeltaStream = new DeltaStream({
       cache: this.cache,
       identity,
@@ -488,8 +551,70 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       send: writerFor(call, direct),
       logger,
     });
-    this.track({ record, protocol, call, view: undefined, pending: undefined }, logger);
+    this.track({ record, protocol, call, logger, view: undefined, pending: undefined }, logger);
     call.on('data', receive);
+    if (this.rehearsal === 'waiting' && transport === undefined) this.armRehearsal();
+    return receive;
+  }
+
+  /** Where the push rehearsal stands (armRehearsal); for tests. */
+  get pushRehearsal(): 'off' | 'waiting' | 'armed' | 'running' | 'done' {
+    return this.rehearsal;
+  }
+
+  /**
+   * Rehearses a push once the server has read no request and pushed nothing for
+   * REHEARSAL_IDLE_MS (a fleet that connects keeps it waiting until it has).
+   */
+  private armRehearsal(): void {
+    this.rehearsal = 'armed';
+    let seen = this.requestsRead;
+    const check = (): void => {
+      if (this.rehearsal !== 'armed' || this.stopped) return;
+      if (this.requestsRead !== seen || this.fanOutQueue.busy || this.requestQueue.waiting > 0) {
+        seen = this.requestsRead;
+        this.rehearsalTimer = setTimeout(check, REHEARSAL_IDLE_MS).unref();
+        return;
+      }
+      void this.rehearsePushes();
+    };
+    this.rehearsalTimer = setTimeout(check, REHEARSAL_IDLE_MS).unref();
+  }
+
+  /**
+   * Rehearses the push of an edit to delta streams on a private server and cache
+   * (push-rehearsal.ts): the same code the first real edit then runs compiled. Run once by the
+   * server itself (armRehearsal); `sizes` for tests.
+   */
+  async rehearsePushes(sizes?: { streams?: number; edits?: number }): Promise<RehearsalResult> {
+    this.rehearsal = 'running';
+    const started = performance.now();
+    const cpu = process.cpuUsage();
+    const cache = new SnapshotCache();
+    const stage = new XdsServer({ cache, rehearsePushes: false });
+    let seen = this.requestsRead;
+    const result = await rehearsePushes(
+      {
+        cache,
+        open: (transport) => stage.openDelta(new DetachedCall() as unknown as DeltaCall, REHEARSAL_IDENTITY, transport),
+        busy: () => {
+          const read = this.requestsRead !== seen;
+          seen = this.requestsRead;
+          return read || this.fanOutQueue.busy || this.requestQueue.waiting > 0;
+        },
+        settled: () => !stage.fanOutQueue.busy && stage.requestQueue.waiting === 0,
+        cancelled: () => this.stopped,
+      },
+      sizes,
+    );
+    this.rehearsal = 'done';
+    const used = process.cpuUsage(cpu);
+    // The process's CPU over the rehearsal's time, real work in its waits included: an upper bound of its own.
+    this.logger.debug(
+      { ...result, ms: Math.round(performance.now() - started), processCpuMs: Math.round((used.user + used.system) / 1000) },
+      'xds: the push of an edit rehearsed on a private server (the first real edit runs compiled code)',
+    );
+    return result;
   }
 
   /**
@@ -512,7 +637,10 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
         this.failed(call, logger, err);
       }
     };
-    return (request) => this.requestQueue.add(serve, request);
+    return (request) => {
+      this.requestsRead++;
+      this.requestQueue.add(serve, request);
+    };
   }
 
   private track(stream: LiveStream, logger: Logger): void {
@@ -687,15 +815,6 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       viewers.forEach((stream) => this.fanOutQueue.add(stream, changed));
     }
     this.fanOutQueue.run(FIRST_PUSH_SLICE_MS);
-  }
-
-  private pushChange(stream: LiveStream, changed: readonly TypeUrlValue[]): void {
-    try {
-      stream.protocol.onCacheChange(changed);
-    } catch (err) {
-      this.logger.error({ err, stream: stream.record.streamId }, 'xds: failed to push a change; closing the stream');
-      stream.call.destroy(err instanceof Error ? err : new Error(String(err)));
-    }
   }
 
   /** Says once why a view served to some Envoy is empty or lacks listeners. */

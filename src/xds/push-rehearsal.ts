@@ -1,0 +1,250 @@
+import { encodedStandIn } from '../envoy/encoded.js';
+import { encodeMessage } from '../envoy/proto.js';
+import { TypeUrl, type EnvoyResource, type JsonObject, type XdsResources } from '../envoy/resources.js';
+import type { DataPlanes } from '../envoy/data-planes.js';
+import { GATEWAY_NODE_METADATA } from '../envoy/bootstrap.js';
+import type { SnapshotCache } from './cache.js';
+import type { DirectCall, FramedMessage } from './grpc-framing.js';
+import { decodeDeltaDiscoveryRequest, deltaReplyAt, type DeltaDiscoveryRequest } from './wire.js';
+
+/**
+ * A rehearsal of the push of an edit, run once the server has delta streams and is idle, so that
+ * the first edit a fleet is pushed runs code V8 has compiled with what a change push meets
+ * (issue 9). Connecting a fleet runs the code that answers first requests; a change runs other
+ * branches of it (a Cluster update and the assignments resent with it in one write, shared
+ * responses from one snapshot to the next, their ACKs), and V8, which compiled that code without
+ * feedback for them, threw its optimized code away on the first edit's first streams (about 16
+ * deoptimizations: the flush loop, the responses, the outbox, the framing of a pair) and ran the
+ * rest of the fleet's pushes unoptimized while compiling it again: at 50 Backends x 1,000 delta
+ * streams, the first edit reached every stream 20-30 ms later than the next ones.
+ *
+ * The rehearsal is a private server over a private cache (the caller builds both: the same
+ * classes and the same closures as the real ones, so V8 sees the same code), a few dozen streams
+ * of a stand-in client that subscribes as Envoy does and ACKs every response, and a run of edits
+ * of one Cluster. Nothing of it reaches a real stream, the real cache, the real server's ledger,
+ * events or metrics. It runs one edit per turn of the event loop and waits while the real server
+ * has work.
+ */
+
+/** A stream of the private server, as the rehearsal drives it: requests go in, responses come out through the transport it was given. */
+export interface RehearsalStreams {
+  /** The private server's cache, which the rehearsal fills and edits. */
+  readonly cache: SnapshotCache;
+  /** Opens a delta stream on the private server that writes through `transport`; returns how it is handed requests. */
+  open(transport: DirectCall): (request: DeltaDiscoveryRequest) => void;
+  /** The real server has work (a push under way, requests waiting, requests read lately): the rehearsal waits. */
+  busy(): boolean;
+  /** The private server has nothing left to push or to read. */
+  settled(): boolean;
+  /** The real server stopped: the rehearsal ends. */
+  cancelled(): boolean;
+}
+
+export interface RehearsalResult {
+  /** Responses the stand-in clients were pushed after the edits (each ACKed). */
+  pushed: number;
+  /** Edits rehearsed. */
+  edits: number;
+  /** False when the rehearsal gave up (the real server stayed busy, or the stand-in clients stopped getting what they expect). */
+  completed: boolean;
+}
+
+/** Streams and edits: each per-stream function of a push runs a few thousand times, what V8 wants before its top tier. */
+export const REHEARSAL_STREAMS = 64;
+export const REHEARSAL_EDITS = 60;
+const CLUSTERS = 4;
+const GATEWAY = 'switchyard-rehearsal/rehearsal';
+const NAME = 'switchyard-rehearsal';
+/** How long the rehearsal waits, in all, for the real server to be idle before it gives up. */
+const BUSY_LIMIT_MS = 60_000;
+const BUSY_WAIT_MS = 50;
+/** Turns of the event loop one step may take for its responses and ACKs before the rehearsal gives up. */
+const STEP_TURNS = 64;
+
+function clusterJson(index: number, edit: number): EnvoyResource {
+  return {
+    '@type': TypeUrl.cluster,
+    name: `${NAME}-${index}`,
+    type: 'EDS',
+    eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3' } },
+    connect_timeout: `${1 + (edit % 2)}s`,
+  } as EnvoyResource;
+}
+
+function assignmentJson(index: number): EnvoyResource {
+  return {
+    '@type': TypeUrl.endpoint,
+    cluster_name: `${NAME}-${index}`,
+    endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '192.0.2.1', port_value: 8000 + index } } } }] }],
+  } as EnvoyResource;
+}
+
+/** A small configuration of the kinds a cluster edit touches, built as the Envoy stage builds them (stand-ins for Clusters and assignments). */
+function configuration(): { variants: [XdsResources, XdsResources]; planes: DataPlanes } {
+  const listener = { '@type': TypeUrl.listener, name: NAME, address: { socket_address: { address: '127.0.0.1', port_value: 10080 } } } as EnvoyResource;
+  const route = {
+    '@type': TypeUrl.route,
+    name: NAME,
+    virtual_hosts: [{ name: NAME, domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: `${NAME}-0` } }] }],
+  } as EnvoyResource;
+  const endpoints = Array.from({ length: CLUSTERS }, (_, i) => encodedStandIn(assignmentJson(i)));
+  const clusters = Array.from({ length: CLUSTERS }, (_, i) => encodedStandIn(clusterJson(i, 0)));
+  const edited = [encodedStandIn(clusterJson(0, 1)), ...clusters.slice(1)];
+  const names = {
+    listeners: [NAME],
+    routes: [NAME],
+    clusters: clusters.map((_, i) => `${NAME}-${i}`),
+    endpoints: clusters.map((_, i) => `${NAME}-${i}`),
+    secrets: [],
+  };
+  const planes: DataPlanes = { gateways: new Map([[GATEWAY, names]]), shared: { excluded: {}, problems: [] } };
+  const base = { listeners: [listener], routes: [route], endpoints, secrets: [] };
+  return { variants: [{ ...base, clusters }, { ...base, clusters: edited }], planes };
+}
+
+/** The first requests of a stand-in client: CDS and LDS wildcard, then EDS and RDS by name, as Envoy asks (the first names its node and Gateway). */
+function firstRequests(id: number): DeltaDiscoveryRequest[] {
+  const node = { id: `${NAME}-${id}`, cluster: NAME, metadata: { [GATEWAY_NODE_METADATA]: GATEWAY } };
+  const requests: JsonObject[] = [
+    { node, type_url: TypeUrl.cluster },
+    { type_url: TypeUrl.listener },
+    { type_url: TypeUrl.endpoint, resource_names_subscribe: Array.from({ length: CLUSTERS }, (_, i) => `${NAME}-${i}`) },
+    { type_url: TypeUrl.route, resource_names_subscribe: [NAME] },
+  ];
+  return requests.map((json) => decodeDeltaDiscoveryRequest(encodeMessage('envoy.service.discovery.v3.DeltaDiscoveryRequest', json)));
+}
+
+/** What a stand-in client was written and not yet ACKed: each response's type URL and nonce. */
+interface Written {
+  replies: { typeUrl: string; nonce: string }[];
+  flushed: (() => void)[];
+}
+
+/** The type URL (field 4) and nonce (field 5) of each DeltaDiscoveryResponse framed in `frame`. */
+function repliesIn(frame: FramedMessage, into: { typeUrl: string; nonce: string }[]): void {
+  const bytes = frame.pieces.length === 1 ? (frame.pieces[0] as Buffer) : Buffer.concat(frame.pieces as Buffer[], frame.byteLength);
+  for (let at = 0; at + 5 <= bytes.length; ) {
+    const end = at + 5 + bytes.readUInt32BE(at + 1);
+    let typeUrl = '';
+    let nonce = '';
+    for (let p = at + 5; p < end; ) {
+      const [tag, afterTag] = varint(bytes, p);
+      const wire = tag & 7;
+      if (wire === 0) p = varint(bytes, afterTag)[1];
+      else if (wire === 2) {
+        const [length, start] = varint(bytes, afterTag);
+        const field = tag >>> 3;
+        if (field === 4) typeUrl = bytes.toString('latin1', start, start + length);
+        if (field === 5) nonce = bytes.toString('latin1', start, start + length);
+        p = start + length;
+      } else throw new Error(`rehearsal: unexpected wire type ${wire} in a response`);
+    }
+    into.push({ typeUrl, nonce });
+    at = end;
+  }
+}
+
+function varint(bytes: Buffer, at: number): [number, number] {
+  let value = 0;
+  let shift = 0;
+  for (;;) {
+    const byte = bytes[at++] as number;
+    value += (byte & 0x7f) * 2 ** shift;
+    if (byte < 0x80) return [value, at];
+    shift += 7;
+  }
+}
+
+/** ACKs by type URL and nonce: a fleet's streams share their responses' nonces, so one ACK's bytes serve them all. */
+class Acks {
+  private readonly known = new Map<string, Buffer>();
+
+  of(typeUrl: string, nonce: string): DeltaDiscoveryRequest {
+    const key = `${typeUrl}\n${nonce}`;
+    let bytes = this.known.get(key);
+    if (bytes === undefined) {
+      bytes = Buffer.from(encodeMessage('envoy.service.discovery.v3.DeltaDiscoveryRequest', { type_url: typeUrl, response_nonce: nonce }));
+      this.known.set(key, bytes);
+    }
+    // Read as the server reads an ACK in a DATA frame (grpc-framing.ts).
+    const request = deltaReplyAt(bytes, 0, bytes.length);
+    if (request === undefined) throw new Error('rehearsal: an ACK the server would not read as one');
+    return request;
+  }
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
+/**
+ * Runs the rehearsal on `streams` (see the top of this file). Resolves when done or given up;
+ * never throws (a rehearsal that fails costs the first edit its speed, nothing else).
+ */
+export async function rehearsePushes(streams: RehearsalStreams, sizes: { streams?: number; edits?: number } = {}): Promise<RehearsalResult> {
+  const result: RehearsalResult = { pushed: 0, edits: 0, completed: false };
+  const streamCount = sizes.streams ?? REHEARSAL_STREAMS;
+  const editCount = sizes.edits ?? REHEARSAL_EDITS;
+  let waitedMs = 0;
+  const whenIdle = async (): Promise<boolean> => {
+    while (streams.busy()) {
+      if (waitedMs >= BUSY_LIMIT_MS || streams.cancelled()) return false;
+      await sleep(BUSY_WAIT_MS);
+      waitedMs += BUSY_WAIT_MS;
+    }
+    return true;
+  };
+  try {
+    const { variants, planes } = configuration();
+    const acks = new Acks();
+    const clients: { receive: (request: DeltaDiscoveryRequest) => void; written: Written }[] = [];
+    for (let i = 0; i < streamCount; i++) {
+      const written: Written = { replies: [], flushed: [] };
+      const transport: DirectCall = {
+        write: (message, flushed) => {
+          repliesIn(message, written.replies);
+          written.flushed.push(flushed);
+        },
+      };
+      clients.push({ receive: streams.open(transport), written });
+    }
+    /** Turns until every stream has been written what is due and has ACKed it; the number of responses. */
+    const settle = async (): Promise<number | undefined> => {
+      let replies = 0;
+      for (let turn = 0; turn < STEP_TURNS; turn++) {
+        await nextTurn();
+        let quiet = true;
+        for (const { receive, written } of clients) {
+          // The transport took the writes (the server's next push of a type waits for it), then the client reads and ACKs them.
+          for (const flushed of written.flushed.splice(0)) flushed();
+          for (const { typeUrl, nonce } of written.replies.splice(0)) {
+            quiet = false;
+            replies++;
+            receive(acks.of(typeUrl, nonce));
+          }
+        }
+        if (quiet && streams.settled()) return replies;
+      }
+      return undefined;
+    };
+    streams.cache.setResources(variants[0], planes);
+    if (!(await whenIdle())) return result;
+    for (let i = 0; i < clients.length; i++) for (const request of firstRequests(i)) clients[i]?.receive(request);
+    if ((await settle()) === undefined) return result;
+    for (let edit = 1; edit <= editCount; edit++) {
+      if (!(await whenIdle()) || streams.cancelled()) return result;
+      streams.cache.setResources(variants[edit % 2] as XdsResources, planes);
+      const replies = await settle();
+      // Each stream is pushed the Cluster and the assignment it makes Envoy wait for.
+      if (replies === undefined || replies < clients.length * 2) return result;
+      result.pushed += replies;
+      result.edits++;
+    }
+    result.completed = true;
+    return result;
+  } catch {
+    return result;
+  }
+  // The private server and its streams are not ended: they hold no socket and no timer, and are
+  // garbage once this returns, while ending them would change fields (a call's end, the server's
+  // stop) that the compiled code of the real streams depends on, and V8 would throw it away.
+}

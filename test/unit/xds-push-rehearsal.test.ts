@@ -1,0 +1,110 @@
+import { describe, expect, it } from 'vitest';
+import { PUSH_ORDER, TypeUrl } from '../../src/envoy/resources.js';
+import { SnapshotCache } from '../../src/xds/cache.js';
+import { rehearsePushes, type RehearsalStreams } from '../../src/xds/push-rehearsal.js';
+import { XdsServer } from '../../src/xds/server.js';
+import { closeAdsStream, deltaRequest, deltaResponse, openAdsStream } from '../support/ads-client.js';
+import { sleep, waitFor } from '../support/wait.js';
+import { resources } from '../support/xds-stream.js';
+
+/**
+ * The rehearsal of an edit's push (push-rehearsal.ts) warms the code a fleet's first edit runs,
+ * on a private server and cache: it must push and have ACKed what a cluster edit makes a delta
+ * stream be sent, and leave the real server, its cache and its streams exactly as they were.
+ */
+
+const EVENTS = ['connected', 'disconnected', 'sent', 'ack', 'nack', 'fleet', 'attemptForms'] as const;
+
+describe('push rehearsal', () => {
+  it("pushes every stand-in stream an edit's Cluster and assignment, and leaves the server's cache, ledger and events alone", async () => {
+    const cache = new SnapshotCache();
+    cache.setResources(resources());
+    const versions = PUSH_ORDER.map((kind) => cache.snapshot(TypeUrl[kind])?.version);
+    const server = new XdsServer({ cache, rehearsePushes: false });
+    const heard: string[] = [];
+    for (const event of EVENTS) server.on(event, () => heard.push(event));
+    try {
+      const result = await server.rehearsePushes({ streams: 5, edits: 4 });
+      // Each edit: the edited Cluster, and the assignment Envoy then waits for, to every stream.
+      expect(result).toEqual({ pushed: 5 * 2 * 4, edits: 4, completed: true });
+      expect(heard).toEqual([]);
+      expect(server.clients()).toEqual([]);
+      expect(server.fleet().size).toBe(0);
+      expect(PUSH_ORDER.map((kind) => cache.snapshot(TypeUrl[kind])?.version)).toEqual(versions);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('runs once a delta stream is connected and the server idles, and sends that stream nothing', async () => {
+    const cache = new SnapshotCache();
+    cache.setResources(resources());
+    const server = new XdsServer({ cache });
+    const port = await server.start({ port: 0, host: '127.0.0.1' });
+    const connection = openAdsStream(port, 'delta');
+    const received: string[] = [];
+    try {
+      expect(server.pushRehearsal).toBe('waiting');
+      connection.call.on('data', (bytes: Buffer) => {
+        const response = deltaResponse(bytes);
+        received.push(String(response['type_url']));
+        connection.call.write(deltaRequest({ type_url: String(response['type_url']), response_nonce: String(response['nonce']) }));
+      });
+      connection.call.on('error', () => undefined);
+      connection.call.write(deltaRequest({ node: { id: 'envoy-1' }, type_url: TypeUrl.cluster }));
+      await waitFor(() => server.clients()[0]?.types.every((t) => t.state === 'acked') === true && received.length === 1, { what: 'the stream to ACK its clusters', timeoutMs: 10_000 });
+      const before = JSON.stringify(server.clients());
+      await waitFor(() => server.pushRehearsal === 'done', { what: 'the rehearsal to run', timeoutMs: 30_000, intervalMs: 20 });
+      await sleep(50);
+      expect(received).toEqual([TypeUrl.cluster]);
+      expect(JSON.stringify(server.clients())).toBe(before);
+      // A real edit afterwards reaches the stream as ever.
+      cache.setResources(resources({ clusters: resources().clusters.map((c) => ({ ...c, connect_timeout: '7s' })) }));
+      await waitFor(() => received.length === 2, { what: 'the edit to reach the stream', timeoutMs: 10_000 });
+    } finally {
+      closeAdsStream(connection);
+      await server.stop();
+    }
+  });
+
+  it('is not run when the server is told not to', async () => {
+    const server = new XdsServer({ cache: new SnapshotCache(), rehearsePushes: false });
+    expect(server.pushRehearsal).toBe('off');
+    await server.stop();
+  });
+
+  it('waits while the real server has work, and ends without completing once it stops', async () => {
+    const cache = new SnapshotCache();
+    let busyAnswers = 0;
+    let stopped = false;
+    const streams: RehearsalStreams = {
+      cache,
+      // Stand-in clients whose requests go nowhere: nothing is ever pushed to them.
+      open: () => () => undefined,
+      busy: () => {
+        busyAnswers++;
+        if (busyAnswers === 3) stopped = true;
+        return true;
+      },
+      settled: () => true,
+      cancelled: () => stopped,
+    };
+    const result = await rehearsePushes(streams, { streams: 2, edits: 3 });
+    expect(result).toEqual({ pushed: 0, edits: 0, completed: false });
+    expect(busyAnswers).toBe(3);
+  });
+
+  it('gives up when its stand-in clients are pushed nothing', async () => {
+    const cache = new SnapshotCache();
+    const streams: RehearsalStreams = {
+      cache,
+      open: () => () => undefined,
+      busy: () => false,
+      settled: () => true,
+      cancelled: () => false,
+    };
+    const result = await rehearsePushes(streams, { streams: 2, edits: 3 });
+    expect(result.completed).toBe(false);
+    expect(result.edits).toBe(0);
+  });
+});
