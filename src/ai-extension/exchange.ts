@@ -181,6 +181,8 @@ export class AttemptExchange {
   private attemptStartedAt = 0;
   private requestStartedAt = 0;
   private firstByteSeen = false;
+  /** The answer's body is an event stream (SSE, or Bedrock's binary frames): its chunks reach the client one by one. */
+  private eventStreamAnswer = false;
 
   private gate: HeldHeaders | undefined;
   /** The verified drill order this request carries, if any. */
@@ -309,6 +311,14 @@ export class AttemptExchange {
       if (!end) return undefined;
       return isRefusalAnswer(format, Buffer.concat(body).toString('utf8')) ? 'refusal' as const : 'content' as const;
     }, { reads: 'whole' as const });
+  }
+
+  /**
+   * The answer is an event stream whose chunks Envoy sends one at a time as the provider writes
+   * them: each chunk's answer is what the client waits for, with nothing behind it in the read.
+   */
+  get streamsAnswer(): boolean {
+    return this.eventStreamAnswer;
   }
 
   /** The member this attempt went to, once its request headers were read (for Envoy's dynamic metadata). */
@@ -781,9 +791,10 @@ export class AttemptExchange {
     // Success ends the request: no later attempt will need what was remembered.
     if (status < 300 && handedOn === undefined && this.requestId !== undefined) this.ctx.memory.forget(this.requestId);
     const eventStream = (headers.get('content-type') ?? '').includes('text/event-stream');
+    const binary = (headers.get('content-type') ?? '').includes('application/vnd.amazon.eventstream');
+    this.eventStreamAnswer = eventStream || binary;
     const chat = isChatCompletions(this.clientPath);
     if (target.provider === 'bedrock' && chat) {
-      const binary = (headers.get('content-type') ?? '').includes('application/vnd.amazon.eventstream');
       this.mode = status < 300 && binary ? 'bedrock-stream' : 'bedrock-json';
       if (this.mode === 'bedrock-stream') this.converse = new ConverseStreamTranslator(target.model ?? '', this.includeUsage);
       this.bedrockErrorType = headers.get('x-amzn-errortype');

@@ -369,6 +369,73 @@ describe('the AI extension over its own gRPC server', () => {
     }
   });
 
+  it('sends the answer to a streamed answer\'s chunk while the read is handled, ahead of the immediates queued before it', async () => {
+    // An SSE answer reaches the client one chunk at a time, each only once its answer is in.
+    // Left to the immediate that uncorks the call, a chunk's answer waited behind every immediate
+    // queued before it, and then a turn of the loop.
+    const REQUEST = messageType('envoy.service.ext_proc.v3.ProcessingRequest');
+    const framed = (m: Buffer): Buffer => {
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(m.length, 1);
+      return Buffer.concat([prefix, m]);
+    };
+    const encode = (m: object): Buffer => framed(Buffer.from(REQUEST.encode(REQUEST.fromObject(m)).finish()));
+    const requestPhase = attemptMessages(2, { ...BENCH_MEMBER, authKind: 'None', credential: undefined }).slice(0, REQUEST_MESSAGES).map(framed);
+    const sse = { headers: { headers: [{ key: ':status', raw_value: Buffer.from('200') }, { key: 'content-type', raw_value: Buffer.from('text/event-stream') }] } };
+    const chunk = (text: string): Buffer => encode({ response_body: { body: Buffer.from(`data: {"choices":[{"index":0,"delta":{"content":"${text}"}}]}\n\n`), end_of_stream: false } });
+    // The request phase, the answer's headers and its first chunk go first, unhurried; the second
+    // chunk is sent when told, and the client says when its answer (the fifth) was in.
+    const worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       const session = require('node:http2').connect('http://127.0.0.1:' + workerData.port);
+       const stream = session.request({ ':method': 'POST', ':path': workerData.path, 'content-type': 'application/grpc', te: 'trailers' });
+       let pending = Buffer.alloc(0), answers = 0, sentAt = 0;
+       stream.on('data', (chunk) => {
+         pending = Buffer.concat([pending, chunk]);
+         while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+           const wait = pending[5] === ((10 << 3) | 2);
+           pending = pending.subarray(5 + pending.readUInt32BE(1));
+           if (wait) continue;
+           answers++;
+           if (answers === 4) parentPort.postMessage('ready');
+           if (answers === 5) { parentPort.postMessage({ sentAt, answeredAt: Date.now() }); session.destroy(); }
+         }
+       });
+       parentPort.on('message', () => { sentAt = Date.now(); stream.write(Buffer.from(workerData.second)); });
+       session.once('remoteSettings', () => stream.write(Buffer.from(workerData.first)));`,
+      { eval: true, workerData: { port: extension.port, path: PROCESS_PATH, first: Buffer.concat([...requestPhase, encode({ response_headers: sse }), chunk('one')]), second: chunk('two') } },
+    );
+    try {
+      await new Promise<void>((resolve, reject) => {
+        worker.once('message', () => resolve());
+        worker.once('error', reject);
+      });
+      const answered = new Promise<{ sentAt: number; answeredAt: number }>((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+      // Every turn of this thread's event loop holds it BLOCK_MS in an immediate; the second
+      // chunk is sent while the first one holds it, and read in the next turn.
+      let holding = true;
+      let first = true;
+      const hold = (): void => {
+        if (!holding) return;
+        if (first) worker.postMessage('go');
+        first = false;
+        const until = Date.now() + BLOCK_MS;
+        while (Date.now() < until);
+        setImmediate(hold);
+      };
+      setImmediate(hold);
+      const { sentAt, answeredAt } = await answered.finally(() => (holding = false));
+      // Read after the first hold: answered then, not after the next hold.
+      expect(answeredAt - sentAt).toBeGreaterThanOrEqual(BLOCK_MS - 50);
+      expect(answeredAt - sentAt).toBeLessThan(BLOCK_MS * 1.5);
+    } finally {
+      await worker.terminate();
+    }
+  });
+
   it('keeps an attempt\'s call open while the answer has not ended', async () => {
     const REQUEST = messageType('envoy.service.ext_proc.v3.ProcessingRequest');
     const call = client.makeBidiStreamRequest(PROCESS_PATH, identity, identity);
