@@ -187,6 +187,7 @@ function serveAttempt(call: BidiCall, ctx: ExchangeContext, traceparent: string 
     traceparent,
     call.connection,
   );
+  exchange.deferBookkeeping();
   let queue: Promise<void> = Promise.resolve();
   /** Messages received and not yet answered (the one being answered included). */
   let unanswered = 0;
@@ -230,7 +231,8 @@ function serveAttempt(call: BidiCall, ctx: ExchangeContext, traceparent: string 
       } finally {
         unanswered--;
         // Time spent holding an answer's headers for its first token is the provider's, not ours.
-        ctx.metrics.processing.observe({ phase }, Math.max(0, performance.now() - started - exchange.takeHeldMs()) / 1000);
+        const seconds = Math.max(0, performance.now() - started - exchange.takeHeldMs()) / 1000;
+        exchange.later(() => ctx.metrics.processing.observe({ phase }, seconds));
       }
     });
   });

@@ -436,6 +436,62 @@ describe('the AI extension over its own gRPC server', () => {
     }
   });
 
+  it('sends an answer\'s last answers before its bookkeeping (tokens, duration, processing time), which still happens', async () => {
+    // Counting the answer's tokens is made to take BLOCK_MS: the client gets the answers first.
+    const tokens = extension.metrics.tokens;
+    const inc = tokens.inc.bind(tokens);
+    let counted = 0;
+    tokens.inc = ((...args: Parameters<typeof tokens.inc>) => {
+      const until = Date.now() + BLOCK_MS;
+      while (Date.now() < until);
+      counted++;
+      inc(...args);
+    }) as typeof tokens.inc;
+    const framed = attemptMessages(3, { ...BENCH_MEMBER, authKind: 'None', credential: undefined }).map((m) => {
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(m.length, 1);
+      return Buffer.concat([prefix, m]);
+    });
+    // A client with its own event loop: the request phase, then the answer's three messages once
+    // both request answers are in; it says how long the answer's three answers took.
+    const worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       const session = require('node:http2').connect('http://127.0.0.1:' + workerData.port);
+       const stream = session.request({ ':method': 'POST', ':path': workerData.path, 'content-type': 'application/grpc', te: 'trailers' });
+       let pending = Buffer.alloc(0), answers = 0, sentAt = 0;
+       stream.on('data', (chunk) => {
+         pending = Buffer.concat([pending, chunk]);
+         while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+           const wait = pending[5] === ((10 << 3) | 2);
+           pending = pending.subarray(5 + pending.readUInt32BE(1));
+           if (wait) continue;
+           answers++;
+           if (answers === 2) { sentAt = Date.now(); stream.write(Buffer.from(workerData.answer)); }
+           if (answers === 5) parentPort.postMessage(Date.now() - sentAt);
+         }
+       });
+       stream.on('trailers', () => { stream.end(); session.close(); });
+       session.once('remoteSettings', () => stream.write(Buffer.from(workerData.request)));`,
+      { eval: true, workerData: { port: extension.port, path: PROCESS_PATH, request: Buffer.concat(framed.slice(0, REQUEST_MESSAGES)), answer: Buffer.concat(framed.slice(REQUEST_MESSAGES)) } },
+    );
+    try {
+      const tookMs = await new Promise<number>((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+      expect(tookMs).toBeLessThan(BLOCK_MS / 2);
+      // The bench answer's usage: 9 tokens in, 3 out.
+      await expect.poll(() => counted, { timeout: 3 * BLOCK_MS }).toBe(2);
+      const metrics = await extension.metrics.registry.metrics();
+      expect(metrics).toMatch(/switchyard_ai_tokens_total\{backend="ai\/ai",member="ai-0-0",direction="in"\} \d+/);
+      expect(metrics).toMatch(/switchyard_ai_request_duration_seconds_count\{[^}]*member="ai-0-0"[^}]*\} [1-9]/);
+      expect(metrics).toMatch(/switchyard_ai_extension_processing_seconds_count\{phase="response_body"\} [1-9]/);
+    } finally {
+      tokens.inc = inc;
+      await worker.terminate();
+    }
+  });
+
   it('keeps an attempt\'s call open while the answer has not ended', async () => {
     const REQUEST = messageType('envoy.service.ext_proc.v3.ProcessingRequest');
     const call = client.makeBidiStreamRequest(PROCESS_PATH, identity, identity);
