@@ -36,6 +36,8 @@ const REQUEST_ANSWERS = 2;
 const ANSWERS = REQUEST_ANSWERS + 3;
 /** Per attempt, ms from sending the request's messages to the second answer (Envoy calls the provider then). */
 const requestPhaseMs: number[] = [];
+/** Per attempt, ms from sending the answer's messages to the last answer (Envoy answers the client then). */
+const responsePhaseMs: number[] = [];
 
 /** One attempt's stream: resolves once the extension has ended it with an OK status. */
 function attempt(session: http2.ClientHttp2Session, wire: Buffer[]): Promise<void> {
@@ -43,6 +45,7 @@ function attempt(session: http2.ClientHttp2Session, wire: Buffer[]): Promise<voi
     const stream = session.request({ ':method': 'POST', ':path': PROCESS_PATH, 'content-type': 'application/grpc', te: 'trailers' });
     let answers = 0;
     const sent = performance.now();
+    let answerSent = 0;
     let pending: Buffer = Buffer.alloc(0);
     const send = (i: number): void => void stream.write(frame(wire[i] ?? Buffer.alloc(0)));
     for (let i = 0; i < REQUEST_MESSAGES; i++) send(i);
@@ -56,9 +59,13 @@ function attempt(session: http2.ClientHttp2Session, wire: Buffer[]): Promise<voi
         answers++;
         if (answers === REQUEST_ANSWERS) {
           requestPhaseMs.push(performance.now() - sent);
+          answerSent = performance.now();
           for (let i = REQUEST_MESSAGES; i < wire.length; i++) send(i);
         }
-        else if (answers === ANSWERS) stream.end();
+        else if (answers === ANSWERS) {
+          responsePhaseMs.push(performance.now() - answerSent);
+          stream.end();
+        }
       }
     });
     stream.on('trailers', (trailers) => (trailers['grpc-status'] === '0' && answers === ANSWERS ? resolve() : reject(new Error(`status ${String(trailers['grpc-status'])} after ${answers} answers`))));
@@ -87,12 +94,14 @@ async function client(): Promise<void> {
   };
   await run(attempts / 4);
   requestPhaseMs.length = 0;
+  responsePhaseMs.length = 0;
   const runs: number[] = [];
   for (let i = 0; i < 3; i++) runs.push(await run(attempts));
   walls.shift();
-  const sorted = requestPhaseMs.sort((a, b) => a - b);
-  const requestP50 = sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-  process.stdout.write(`extension CPU per attempt with its gRPC transport: ${runs.map((us) => us.toFixed(0)).join(', ')} µs; wall time per attempt and lane ${walls.map((ms) => ms.toFixed(2)).join(', ')} ms; request phase (messages sent to both answers) p50 ${requestP50.toFixed(3)} ms (${attempts} attempts a run, ${inFlight} in flight${bodyKb > 0 ? `, request bodies of ${bodyKb} KiB` : ''})\n`);
+  const p50 = (ms: number[]): number => ms.sort((a, b) => a - b)[Math.floor(ms.length / 2)] ?? Number.NaN;
+  const requestP50 = p50(requestPhaseMs);
+  const responseP50 = p50(responsePhaseMs);
+  process.stdout.write(`extension CPU per attempt with its gRPC transport: ${runs.map((us) => us.toFixed(0)).join(', ')} µs; wall time per attempt and lane ${walls.map((ms) => ms.toFixed(2)).join(', ')} ms; request phase (messages sent to both answers) p50 ${requestP50.toFixed(3)} ms; response phase (the answer's three messages sent to their last answer) p50 ${responseP50.toFixed(3)} ms (${attempts} attempts a run, ${inFlight} in flight${bodyKb > 0 ? `, request bodies of ${bodyKb} KiB` : ''})\n`);
   session.close();
   // A clean exit, so that a --cpu-prof given through NODE_OPTIONS writes the child's profile.
   child.send({ stop: true });

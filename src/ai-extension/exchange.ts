@@ -181,6 +181,16 @@ export class AttemptExchange {
   private attemptStartedAt = 0;
   private requestStartedAt = 0;
   private firstByteSeen = false;
+  /** The answer's body is an event stream (SSE, or Bedrock's binary frames): its chunks reach the client one by one. */
+  private eventStreamAnswer = false;
+  /**
+   * Bookkeeping no answer depends on (metrics, token counts, the span), kept until the answers
+   * written meanwhile have left (deferBookkeeping); undefined: done at once.
+   */
+  private afterAnswers: (() => void)[] | undefined;
+  private afterAnswersQueued = false;
+  /** The queued bookkeeping is running: what it queues (the tokens its usage read found) runs at once, in order. */
+  private inBookkeeping = false;
 
   private gate: HeldHeaders | undefined;
   /** The verified drill order this request carries, if any. */
@@ -218,6 +228,48 @@ export class AttemptExchange {
     /** The ext_proc stream's connection (BidiCall.connection): names Envoy's worker in a warm-up answer. */
     private readonly connection?: string,
   ) {}
+
+  /**
+   * From now on, work no answer depends on runs after the answers written meanwhile have been sent:
+   * in an immediate, which runs after the native immediate in which Node's HTTP/2 session sends
+   * what the read wrote (src/ai-extension/README.md, "Reaching the extension").
+   */
+  deferBookkeeping(): void {
+    this.afterAnswers ??= [];
+  }
+
+  /** Runs `work` once the answers written so far have left, or at once (deferBookkeeping). */
+  later(work: () => void): void {
+    const queue = this.afterAnswers;
+    if (queue === undefined || this.inBookkeeping) {
+      work();
+      return;
+    }
+    queue.push(work);
+    if (this.afterAnswersQueued) return;
+    this.afterAnswersQueued = true;
+    setImmediate(() => this.runBookkeeping());
+  }
+
+  private runBookkeeping(): void {
+    this.afterAnswersQueued = false;
+    const queue = this.afterAnswers;
+    if (queue === undefined || queue.length === 0) return;
+    this.afterAnswers = [];
+    this.inBookkeeping = true;
+    try {
+      for (const work of queue) {
+        // Out of the answer's handling, a throw would end the process instead of the attempt.
+        try {
+          work();
+        } catch (err) {
+          this.ctx.logger.error({ err, backend: this.target?.backend, member: this.target?.member }, 'ai-extension: failed to record an attempt\'s metrics');
+        }
+      }
+    } finally {
+      this.inBookkeeping = false;
+    }
+  }
 
   /** How long the last answer waited for a first token (then forgotten): not the extension's own latency. */
   takeHeldMs(): number {
@@ -311,6 +363,14 @@ export class AttemptExchange {
     }, { reads: 'whole' as const });
   }
 
+  /**
+   * The answer is an event stream whose chunks Envoy sends one at a time as the provider writes
+   * them: each chunk's answer is what the client waits for, with nothing behind it in the read.
+   */
+  get streamsAnswer(): boolean {
+    return this.eventStreamAnswer;
+  }
+
   /** The member this attempt went to, once its request headers were read (for Envoy's dynamic metadata). */
   get member(): AttemptTarget | undefined {
     return this.target;
@@ -326,6 +386,8 @@ export class AttemptExchange {
 
   /** Envoy closed the stream: an attempt that never got an answer failed without one (reset, refused, timed out). */
   close(): void {
+    // What the last answers left to do goes before the span ends.
+    this.runBookkeeping();
     // Envoy gave up on the attempt (a retry, the client left): nothing waits for the token now.
     this.gate?.settle('release');
     if (this.target !== undefined && this.status === undefined && !this.failed && !this.drilled && !this.skipped && !this.warmedUp) {
@@ -403,7 +465,7 @@ export class AttemptExchange {
       }
       adapted = whole;
     }
-    this.ctx.metrics.requests.inc({ backend: target.backend, member: target.member, provider: target.provider });
+    this.later(() => this.ctx.metrics.requests.inc({ backend: target.backend, member: target.member, provider: target.provider }));
     if (target.limits !== undefined) this.ctx.limits?.admit(target.backend, target.member, target.limits);
     const mutation = requestHeaderMutation({
       target,
@@ -781,9 +843,10 @@ export class AttemptExchange {
     // Success ends the request: no later attempt will need what was remembered.
     if (status < 300 && handedOn === undefined && this.requestId !== undefined) this.ctx.memory.forget(this.requestId);
     const eventStream = (headers.get('content-type') ?? '').includes('text/event-stream');
+    const binary = (headers.get('content-type') ?? '').includes('application/vnd.amazon.eventstream');
+    this.eventStreamAnswer = eventStream || binary;
     const chat = isChatCompletions(this.clientPath);
     if (target.provider === 'bedrock' && chat) {
-      const binary = (headers.get('content-type') ?? '').includes('application/vnd.amazon.eventstream');
       this.mode = status < 300 && binary ? 'bedrock-stream' : 'bedrock-json';
       if (this.mode === 'bedrock-stream') this.converse = new ConverseStreamTranslator(target.model ?? '', this.includeUsage);
       this.bedrockErrorType = headers.get('x-amzn-errortype');
@@ -895,13 +958,18 @@ export class AttemptExchange {
     const now = performance.now();
     if (hasBytes && !this.firstByteSeen && (this.status ?? 0) < 300) {
       this.firstByteSeen = true;
-      this.ctx.metrics.timeToFirstToken.observe(labels, (now - this.attemptStartedAt) / 1000);
+      const seconds = (now - this.attemptStartedAt) / 1000;
+      this.later(() => this.ctx.metrics.timeToFirstToken.observe(labels, seconds));
     }
     if (!end) return;
-    this.ctx.metrics.requestDuration.observe(labels, (now - this.requestStartedAt) / 1000);
-    const model = this.usageReader?.model;
-    if (model !== undefined) this.span?.responseModel(model);
-    this.span?.end();
+    const seconds = (now - this.requestStartedAt) / 1000;
+    this.later(() => {
+      this.ctx.metrics.requestDuration.observe(labels, seconds);
+      // After the answer's usage was read (also deferred, queued before this).
+      const model = this.usageReader?.model;
+      if (model !== undefined) this.span?.responseModel(model);
+      this.span?.end();
+    });
   }
 
   private adaptResponseBody(bytes: Uint8Array, end: boolean): ProcessingResponse {
@@ -975,11 +1043,13 @@ export class AttemptExchange {
         return { phase: 'response_body', body: { body: Buffer.from(JSON.stringify(bedrockErrorToOpenAI(parsed, this.bedrockErrorType, status))) } };
       }
       case 'observe':
-        this.usageReader?.push(text);
-        if (end) {
+        // The answer goes on as it is: reading its usage can wait until the answer has left.
+        this.later(() => {
+          this.usageReader?.push(text);
+          if (!end) return;
           const usage = this.usageReader?.end();
           if (usage) this.countTokens(usage);
-        }
+        });
         return { phase: 'response_body' };
       default:
         return { phase: 'response_body' };
@@ -998,6 +1068,10 @@ export class AttemptExchange {
   }
 
   private countTokens(usage: Usage): void {
+    this.later(() => this.countTokensNow(usage));
+  }
+
+  private countTokensNow(usage: Usage): void {
     const t = this.target;
     if (t === undefined) return;
     if (usage.input > 0) this.ctx.metrics.tokens.inc({ backend: t.backend, member: t.member, direction: 'in' }, usage.input);

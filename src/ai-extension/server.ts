@@ -187,7 +187,10 @@ function serveAttempt(call: BidiCall, ctx: ExchangeContext, traceparent: string 
     traceparent,
     call.connection,
   );
+  exchange.deferBookkeeping();
   let queue: Promise<void> = Promise.resolve();
+  /** Messages received and not yet answered (the one being answered included). */
+  let unanswered = 0;
   call.onMessage((bytes) => {
     let message: ProcessingRequest;
     try {
@@ -197,6 +200,7 @@ function serveAttempt(call: BidiCall, ctx: ExchangeContext, traceparent: string 
       return;
     }
     exchange.observe(message);
+    unanswered++;
     queue = queue.then(async () => {
       const phase = phaseOf(message);
       const started = performance.now();
@@ -216,12 +220,19 @@ function serveAttempt(call: BidiCall, ctx: ExchangeContext, traceparent: string 
         // The request's last message answered: both of the phase's answers are written, and no
         // other message comes before the provider's answer. Sent now, not after the read.
         else if (endsRequest(message)) call.flush();
+        // A chunk of a streamed answer (an SSE event, a Bedrock frame) with no message behind it:
+        // the client waits for this one, and the next comes when the provider writes it. Left to
+        // the immediate, it went a turn of the event loop later. A JSON answer's chunk is not sent
+        // alone: its end is right behind it, and the end's answer sends both.
+        else if (unanswered === 1 && message.response_body !== undefined && exchange.streamsAnswer) call.flush();
       } catch (err) {
         ctx.logger.error({ err }, 'ai-extension: failed to process an attempt');
         call.write(encodeProcessingResponse({ phase: 'immediate', status: 500, body: JSON.stringify({ error: { message: `Switchyard AI extension failed: ${err instanceof Error ? err.message : String(err)}`, type: 'ai_extension_error', param: null, code: 'ai_extension_error' } }) }));
       } finally {
+        unanswered--;
         // Time spent holding an answer's headers for its first token is the provider's, not ours.
-        ctx.metrics.processing.observe({ phase }, Math.max(0, performance.now() - started - exchange.takeHeldMs()) / 1000);
+        const seconds = Math.max(0, performance.now() - started - exchange.takeHeldMs()) / 1000;
+        exchange.later(() => ctx.metrics.processing.observe({ phase }, seconds));
       }
     });
   });

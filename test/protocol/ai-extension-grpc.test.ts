@@ -369,6 +369,129 @@ describe('the AI extension over its own gRPC server', () => {
     }
   });
 
+  it('sends the answer to a streamed answer\'s chunk while the read is handled, ahead of the immediates queued before it', async () => {
+    // An SSE answer reaches the client one chunk at a time, each only once its answer is in.
+    // Left to the immediate that uncorks the call, a chunk's answer waited behind every immediate
+    // queued before it, and then a turn of the loop.
+    const REQUEST = messageType('envoy.service.ext_proc.v3.ProcessingRequest');
+    const framed = (m: Buffer): Buffer => {
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(m.length, 1);
+      return Buffer.concat([prefix, m]);
+    };
+    const encode = (m: object): Buffer => framed(Buffer.from(REQUEST.encode(REQUEST.fromObject(m)).finish()));
+    const requestPhase = attemptMessages(2, { ...BENCH_MEMBER, authKind: 'None', credential: undefined }).slice(0, REQUEST_MESSAGES).map(framed);
+    const sse = { headers: { headers: [{ key: ':status', raw_value: Buffer.from('200') }, { key: 'content-type', raw_value: Buffer.from('text/event-stream') }] } };
+    const chunk = (text: string): Buffer => encode({ response_body: { body: Buffer.from(`data: {"choices":[{"index":0,"delta":{"content":"${text}"}}]}\n\n`), end_of_stream: false } });
+    // The request phase, the answer's headers and its first chunk go first, unhurried; the second
+    // chunk is sent when told, and the client says when its answer (the fifth) was in.
+    const worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       const session = require('node:http2').connect('http://127.0.0.1:' + workerData.port);
+       const stream = session.request({ ':method': 'POST', ':path': workerData.path, 'content-type': 'application/grpc', te: 'trailers' });
+       let pending = Buffer.alloc(0), answers = 0, sentAt = 0;
+       stream.on('data', (chunk) => {
+         pending = Buffer.concat([pending, chunk]);
+         while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+           const wait = pending[5] === ((10 << 3) | 2);
+           pending = pending.subarray(5 + pending.readUInt32BE(1));
+           if (wait) continue;
+           answers++;
+           if (answers === 4) parentPort.postMessage('ready');
+           if (answers === 5) { parentPort.postMessage({ sentAt, answeredAt: Date.now() }); session.destroy(); }
+         }
+       });
+       parentPort.on('message', () => { sentAt = Date.now(); stream.write(Buffer.from(workerData.second)); });
+       session.once('remoteSettings', () => stream.write(Buffer.from(workerData.first)));`,
+      { eval: true, workerData: { port: extension.port, path: PROCESS_PATH, first: Buffer.concat([...requestPhase, encode({ response_headers: sse }), chunk('one')]), second: chunk('two') } },
+    );
+    try {
+      await new Promise<void>((resolve, reject) => {
+        worker.once('message', () => resolve());
+        worker.once('error', reject);
+      });
+      const answered = new Promise<{ sentAt: number; answeredAt: number }>((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+      // Every turn of this thread's event loop holds it BLOCK_MS in an immediate; the second
+      // chunk is sent while the first one holds it, and read in the next turn.
+      let holding = true;
+      let first = true;
+      const hold = (): void => {
+        if (!holding) return;
+        if (first) worker.postMessage('go');
+        first = false;
+        const until = Date.now() + BLOCK_MS;
+        while (Date.now() < until);
+        setImmediate(hold);
+      };
+      setImmediate(hold);
+      const { sentAt, answeredAt } = await answered.finally(() => (holding = false));
+      // Read after the first hold: answered then, not after the next hold.
+      expect(answeredAt - sentAt).toBeGreaterThanOrEqual(BLOCK_MS - 50);
+      expect(answeredAt - sentAt).toBeLessThan(BLOCK_MS * 1.5);
+    } finally {
+      await worker.terminate();
+    }
+  });
+
+  it('sends an answer\'s last answers before its bookkeeping (tokens, duration, processing time), which still happens', async () => {
+    // Counting the answer's tokens is made to take BLOCK_MS: the client gets the answers first.
+    const tokens = extension.metrics.tokens;
+    const inc = tokens.inc.bind(tokens);
+    let counted = 0;
+    tokens.inc = ((...args: Parameters<typeof tokens.inc>) => {
+      const until = Date.now() + BLOCK_MS;
+      while (Date.now() < until);
+      counted++;
+      inc(...args);
+    }) as typeof tokens.inc;
+    const framed = attemptMessages(3, { ...BENCH_MEMBER, authKind: 'None', credential: undefined }).map((m) => {
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(m.length, 1);
+      return Buffer.concat([prefix, m]);
+    });
+    // A client with its own event loop: the request phase, then the answer's three messages once
+    // both request answers are in; it says how long the answer's three answers took.
+    const worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       const session = require('node:http2').connect('http://127.0.0.1:' + workerData.port);
+       const stream = session.request({ ':method': 'POST', ':path': workerData.path, 'content-type': 'application/grpc', te: 'trailers' });
+       let pending = Buffer.alloc(0), answers = 0, sentAt = 0;
+       stream.on('data', (chunk) => {
+         pending = Buffer.concat([pending, chunk]);
+         while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+           const wait = pending[5] === ((10 << 3) | 2);
+           pending = pending.subarray(5 + pending.readUInt32BE(1));
+           if (wait) continue;
+           answers++;
+           if (answers === 2) { sentAt = Date.now(); stream.write(Buffer.from(workerData.answer)); }
+           if (answers === 5) parentPort.postMessage(Date.now() - sentAt);
+         }
+       });
+       stream.on('trailers', () => { stream.end(); session.close(); });
+       session.once('remoteSettings', () => stream.write(Buffer.from(workerData.request)));`,
+      { eval: true, workerData: { port: extension.port, path: PROCESS_PATH, request: Buffer.concat(framed.slice(0, REQUEST_MESSAGES)), answer: Buffer.concat(framed.slice(REQUEST_MESSAGES)) } },
+    );
+    try {
+      const tookMs = await new Promise<number>((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+      expect(tookMs).toBeLessThan(BLOCK_MS / 2);
+      // The bench answer's usage: 9 tokens in, 3 out.
+      await expect.poll(() => counted, { timeout: 3 * BLOCK_MS }).toBe(2);
+      const metrics = await extension.metrics.registry.metrics();
+      expect(metrics).toMatch(/switchyard_ai_tokens_total\{backend="ai\/ai",member="ai-0-0",direction="in"\} \d+/);
+      expect(metrics).toMatch(/switchyard_ai_request_duration_seconds_count\{[^}]*member="ai-0-0"[^}]*\} [1-9]/);
+      expect(metrics).toMatch(/switchyard_ai_extension_processing_seconds_count\{phase="response_body"\} [1-9]/);
+    } finally {
+      tokens.inc = inc;
+      await worker.terminate();
+    }
+  });
+
   it('keeps an attempt\'s call open while the answer has not ended', async () => {
     const REQUEST = messageType('envoy.service.ext_proc.v3.ProcessingRequest');
     const call = client.makeBidiStreamRequest(PROCESS_PATH, identity, identity);

@@ -67,6 +67,36 @@ describe('a streamed attempt', () => {
     expect(JSON.stringify(spans, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).not.toMatch(/sk-member|sk-client/);
   });
 
+  it('with its bookkeeping deferred (as serve runs it), records a JSON answer only after its answers, usage on the span included', async () => {
+    const spans: SpanRecord[] = [];
+    const ctx = context(spans);
+    const exchange = new AttemptExchange(ctx);
+    exchange.deferBookkeeping();
+    const body = { request_body: { body: Buffer.from(JSON.stringify({ model: 'gpt-4o-mini', messages: [] })), end_of_stream: true } };
+    exchange.observe(body);
+    await exchange.handle({
+      request_headers: headers({ ':path': '/v1/chat/completions', 'x-request-id': 'r2', traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' }),
+      attributes: attributes({ backend: 'ai/chat', member: 'fast', priority: '0', provider: 'openai', authKind: 'SecretRef', credential: 'credential/ai/k', authHeader: 'Authorization' }),
+    });
+    await exchange.handle(body);
+    await exchange.handle({ response_headers: headers({ ':status': '200', 'content-type': 'application/json' }) });
+    const answer = JSON.stringify({ model: 'gpt-4o-mini-2024-07-18', choices: [{ message: { content: 'Hi' } }], usage: { prompt_tokens: 12, completion_tokens: 30 } });
+    await exchange.handle({ response_body: { body: Buffer.from(answer) } });
+    await exchange.handle({ response_body: { end_of_stream: true } });
+    const count = async (): Promise<number> => (await ctx.metrics.requestDuration.get()).values.find((v) => v.metricName === 'switchyard_ai_request_duration_seconds_count')?.value ?? 0;
+    // Every answer is made, and nothing is recorded yet: that waits until they have been sent.
+    expect(await count()).toBe(0);
+    expect((await ctx.metrics.requests.get()).values).toEqual([]);
+    expect(spans).toHaveLength(0);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(await count()).toBe(1);
+    expect((await ctx.metrics.requests.get()).values[0]).toMatchObject({ labels: { member: 'fast' }, value: 1 });
+    expect((await ctx.metrics.tokens.get()).values).toEqual(expect.arrayContaining([expect.objectContaining({ labels: expect.objectContaining({ direction: 'out' }), value: 30 })]));
+    // The usage read from the answer reaches the span before it ends.
+    expect(spans).toHaveLength(1);
+    expect(spans[0]?.attributes).toMatchObject({ 'gen_ai.response.model': 'gpt-4o-mini-2024-07-18', 'gen_ai.usage.input_tokens': 12, 'gen_ai.usage.output_tokens': 30 });
+  });
+
   it('makes no span for an unsampled trace, and still counts', async () => {
     const spans: SpanRecord[] = [];
     const ctx = context(spans);
