@@ -26,7 +26,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                    [--xds-tls-dir DIR] [--state-dir DIR] [--max-document-size 1.5Mi]
                    [--max-file-size 64Mi] [--max-config-size 128Mi] [--access-log json|off]
                    [--infrastructure host|none | --no-envoy] [--envoy-path PATH] [--envoy-concurrency N]
-                   [--load-report-interval 2s] [--health-window 1m] [--otlp-endpoint URL]
+                   [--drain-time 60s] [--load-report-interval 2s] [--health-window 1m] [--otlp-endpoint URL]
                    [--limits-redis redis://HOST:PORT] [--no-ai-warmup]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
       the AI extension (ext_proc) as a process of its own that keeps serving if serve dies; a
@@ -42,6 +42,9 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       address of its own (spec.addresses in 127.0.0.0/8, else 127.0.10.1 upwards, kept across
       restarts), restarted when it exits; its address is in the Gateway's status.addresses and
       its admin URL in /statusz. --no-envoy (--infrastructure none) leaves Envoy to you.
+      An Envoy serve stops (serve stops, its Gateway is gone or moves) drains first: its listeners
+      stop accepting at once, requests in flight get up to --drain-time (default 60s, 0s: none) to
+      end, then it gets SIGTERM.
       --xds-tls-dir DIR serves xDS over TLS: DIR holds tls.crt and tls.key (like a kubernetes.io/tls
       Secret) and, optionally, ca.crt: client certificates are then required and verified (mTLS).
       --no-ai-warmup: do not send the warm-up requests that keep Envoy connected to every member
@@ -77,7 +80,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                         [--lease-namespace NS] [--no-leader-election] [--xds-tls-dir DIR] [--log-level info]
                         [--access-log json|off] [--xds-tls-secrets PREFIX --xds-tls-dns NAMES]
                         [--infrastructure none|host] [--envoy-path PATH] [--envoy-concurrency N] [--state-dir DIR]
-                        [--data-plane FILE] [--load-report-interval 2s] [--health-window 1m]
+                        [--drain-time 60s] [--data-plane FILE] [--load-report-interval 2s] [--health-window 1m]
                         [--otlp-endpoint URL]
       Watch a Kubernetes API server (--kubeconfig, else $KUBECONFIG, the in-cluster service account,
       ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status and Events
@@ -86,8 +89,8 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       for serve; --xds-tls-secrets PREFIX: the controller issues and renews the CA and a certificate
       per role itself, in Secrets PREFIX-{ca,controller,envoy,ai-extension} of its namespace, its
       own naming NAMES (--xds-tls-dns). --infrastructure host runs one Envoy per Gateway on this
-      machine, as serve does (default none); the AI extension they dial warms them with
-      --warmup-envoys-dir STATE_DIR/envoy. --data-plane FILE (JSON: namespace, xds, envoy,
+      machine, as serve does (default none; each drains for up to --drain-time before it stops);
+      the AI extension they dial warms them with --warmup-envoys-dir STATE_DIR/envoy. --data-plane FILE (JSON: namespace, xds, envoy,
       aiExtension; the chart writes it): the leader creates an Envoy Deployment, Service,
       ServiceAccount and ConfigMap per Gateway, and Gateway status.addresses come from that Service.
 `,
@@ -116,6 +119,13 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       (as Envoy sees it) over mTLS: ca.crt verifies the controller, tls.crt/tls.key are Envoy's.
       --gateway: this Envoy is the data plane of that one Gateway and gets only its configuration;
       without it, it serves every Gateway (a port two Gateways use goes to the older one).
+`,
+  'envoy-drain': `  switchyard envoy-drain --admin http://127.0.0.1:19000 [--accept-time 0s] [--drain-time 60s]
+      Drain the Envoy whose admin API is at --admin before it is stopped (a data plane pod's
+      preStop runs it; the Envoy image has no HTTP client): every connection is told to close at
+      its next response, listeners keep accepting for --accept-time (while a load balancer stops
+      sending here) and then stop, and requests in flight get up to --drain-time to end. Exits 0
+      once none is left (or Envoy is gone), 1 when the drain time ran out first.
 `,
   version: `  switchyard version [-o json|yaml]   (also: switchyard --version)
       Print Switchyard's version, the Node version it runs on and the Envoy version it expects.
@@ -328,6 +338,7 @@ const INFRASTRUCTURE_OPTIONS = {
   'no-envoy': { type: 'boolean' },
   'envoy-path': { type: 'string' },
   'envoy-concurrency': { type: 'string' },
+  'drain-time': { type: 'string' },
 } as const;
 
 /**
@@ -335,7 +346,7 @@ const INFRASTRUCTURE_OPTIONS = {
  * found), `none` when asked; by default (`auto`) host when a binary is found, else none, said in the log.
  */
 async function infrastructureChoice(
-  values: { infrastructure?: string | undefined; 'no-envoy'?: boolean | undefined; 'envoy-path'?: string | undefined; 'envoy-concurrency'?: string | undefined },
+  values: { infrastructure?: string | undefined; 'no-envoy'?: boolean | undefined; 'envoy-path'?: string | undefined; 'envoy-concurrency'?: string | undefined; 'drain-time'?: string | undefined },
   fallback: 'auto' | 'none',
   logger: ReturnType<typeof createLogger>,
 ): Promise<HostInfrastructureChoice | undefined> {
@@ -359,7 +370,8 @@ async function infrastructureChoice(
     logger.info(`no Envoy binary found (${ENVOY_SEARCH.join(', ')}): Envoy is left to you (switchyard bootstrap); pass --envoy-path to have serve run one per Gateway`);
     return undefined;
   }
-  return { kind: 'host', envoyPath, ...(concurrency !== undefined ? { concurrency } : {}) };
+  const drainTimeMs = durationFlag(values['drain-time'], '--drain-time');
+  return { kind: 'host', envoyPath, ...(concurrency !== undefined ? { concurrency } : {}), ...(drainTimeMs !== undefined ? { drainTimeMs } : {}) };
 }
 
 function hostPort(value: string | undefined, flag: string, what: string): { host: string; port: number } {
@@ -717,8 +729,26 @@ const COMMANDS: Readonly<Record<string, (args: string[]) => Promise<number>>> = 
   bootstrap: runBootstrap,
   'ai-extension': runAiExtension,
   certs: runCerts,
+  'envoy-drain': runEnvoyDrain,
   version: runVersion,
 };
+
+async function runEnvoyDrain(args: string[]): Promise<number> {
+  const { values } = parseFlags('envoy-drain', { args, options: { admin: { type: 'string' }, 'accept-time': { type: 'string' }, 'drain-time': { type: 'string' } } });
+  const admin = values.admin;
+  if (admin === undefined || !/^http:\/\/[^/\s]+$/.test(admin)) {
+    throw new UsageError(`envoy-drain needs --admin http://HOST:PORT (the admin API of the Envoy to drain, no path), got "${admin ?? ''}"`);
+  }
+  const { DEFAULT_DRAIN_TIMEOUT_MS, drainEnvoy } = await import('../infrastructure/envoy-drain.js');
+  const result = await drainEnvoy({
+    adminUrl: admin,
+    acceptMs: durationFlag(values['accept-time'], '--accept-time') ?? 0,
+    timeoutMs: durationFlag(values['drain-time'], '--drain-time') ?? DEFAULT_DRAIN_TIMEOUT_MS,
+    onProgress: (line) => process.stderr.write(`switchyard envoy-drain: ${line}\n`),
+  });
+  if (result.envoyGone) process.stderr.write(`switchyard envoy-drain: Envoy's admin API at ${admin} does not answer: nothing to drain\n`);
+  return result.drained ? 0 : 1;
+}
 
 async function runVersion(args: string[]): Promise<number> {
   const { values } = parseFlags('version', { args, options: { output: { type: 'string', short: 'o' } } });

@@ -3,6 +3,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } f
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { commandLineOf, isAlive } from '../app/state-dir.js';
+import { DEFAULT_DRAIN_TIMEOUT_MS, drainEnvoy } from './envoy-drain.js';
 
 export type EnvoyState = 'starting' | 'ready' | 'restarting' | 'stopped';
 
@@ -18,6 +19,11 @@ export interface EnvoyProcessOptions {
   logLevel?: string;
   /** Back-off before a restart: doubles from initialMs up to maxMs; reset once Envoy was ready for resetAfterMs. */
   backoff?: { initialMs: number; maxMs: number; resetAfterMs: number };
+  /**
+   * stop() drains first (src/infrastructure/envoy-drain.ts): listeners stop at once, requests in
+   * flight get up to this long to end before SIGTERM. 0: SIGTERM at once. Default 60 s.
+   */
+  drainTimeMs?: number;
   logger: Logger;
   /** Called on every change of state(), pid or admin address. */
   onChange: () => void;
@@ -95,10 +101,14 @@ export class EnvoyProcess {
     this.spawn();
   }
 
-  /** SIGTERM, SIGKILL after a grace period; resolves once the process is gone. Idempotent. */
+  /**
+   * Drain (new connections refused, requests in flight finish, up to drainTimeMs), then SIGTERM,
+   * SIGKILL after a grace period; resolves once the process is gone. Idempotent.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
     clearTimeout(this.timer);
+    await this.drain();
     const pid = this.pid;
     if (pid !== undefined && isAlive(pid)) {
       const gone = new Promise<void>((resolve) => {
@@ -116,6 +126,32 @@ export class EnvoyProcess {
     this.pid = undefined;
     this.adminUrl = undefined;
     this.setState('stopped');
+  }
+
+  private draining: Promise<void> | undefined;
+
+  private drain(): Promise<void> {
+    this.draining ??= (async () => {
+      const timeoutMs = this.opts.drainTimeMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+      const adminUrl = this.adminUrl ?? this.readAdminAddress();
+      if (timeoutMs <= 0 || adminUrl === undefined || this.pid === undefined || !isAlive(this.pid)) return;
+      try {
+        const r = await drainEnvoy({ adminUrl, acceptMs: 0, timeoutMs });
+        if (!r.envoyGone) this.opts.logger.info({ pid: this.pid, tookMs: r.tookMs, cutRequests: r.inFlight }, r.drained ? 'envoy: drained before stopping' : 'envoy: drain time over; stopping with requests in flight');
+      } catch (err) {
+        this.opts.logger.warn({ pid: this.pid, err: err instanceof Error ? err.message : String(err) }, 'envoy: could not drain; stopping at once');
+      }
+    })();
+    return this.draining;
+  }
+
+  private readAdminAddress(): string | undefined {
+    try {
+      const text = readFileSync(this.paths.adminAddress, 'utf8').trim();
+      return text === '' ? undefined : `http://${text}`;
+    } catch {
+      return undefined;
+    }
   }
 
   private childExited(pid: number): boolean {
@@ -160,6 +196,9 @@ export class EnvoyProcess {
       '--log-level', this.opts.logLevel ?? 'info',
       // Files (the outlier event log) are written at this pace; Envoy's default is 10 s.
       '--file-flush-interval-msec', '1000',
+      // A drain (stop(), or a listener replaced over xDS) tells every connection to close at its
+      // next response at once, rather than a growing share of them over --drain-time-s.
+      '--drain-strategy', 'immediate',
       ...(this.opts.concurrency !== undefined ? ['--concurrency', String(this.opts.concurrency)] : []),
     ];
     // A file, not a pipe: a pipe to serve would break when serve dies, and Envoy with it.

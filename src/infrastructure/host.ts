@@ -59,6 +59,8 @@ export interface HostInfrastructureOptions {
   concurrency?: number;
   envoyLogLevel?: string;
   backoff?: EnvoyProcessOptions['backoff'];
+  /** How long a stopping Envoy's requests in flight get to end (EnvoyProcessOptions.drainTimeMs; default 60 s). */
+  drainTimeMs?: number;
   /** First address given to Gateways without spec.addresses (default 127.0.10.1). */
   firstAddress?: string;
 }
@@ -134,6 +136,7 @@ export class HostInfrastructure {
         ...(this.opts.concurrency !== undefined ? { concurrency: this.opts.concurrency } : {}),
         ...(this.opts.envoyLogLevel !== undefined ? { logLevel: this.opts.envoyLogLevel } : {}),
         ...(this.opts.backoff !== undefined ? { backoff: this.opts.backoff } : {}),
+        ...(this.opts.drainTimeMs !== undefined ? { drainTimeMs: this.opts.drainTimeMs } : {}),
         logger: this.opts.logger.child({ gateway, address }),
         onChange: () => this.changed(),
       });

@@ -1,0 +1,302 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, request, Agent, type Server } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { waitDrained } from '../../src/infrastructure/envoy-drain.js';
+import { EnvoyProcess } from '../../src/infrastructure/envoy-process.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { requireEnvoyBinary, startEnvoy, type EnvoyProcess as TestEnvoy } from '../support/envoy.js';
+import { freePort } from '../support/ports.js';
+import { waitFor } from '../support/wait.js';
+
+/**
+ * An Envoy is drained before it is stopped, with the real Envoy 1.40: a long streaming request in
+ * flight when the stop begins runs to its end; a new connection after the drain began is refused
+ * (host: at once) or answered with `connection: close` and then refused (`switchyard envoy-drain
+ * --accept-time`, a pod's preStop); the stop ends within the drain time and a small bound.
+ */
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** The stream: one SSE event every STEP_MS, STEPS of them (a slow AI answer, shortened). */
+const STEP_MS = 250;
+const STEPS = 12;
+const STREAM_MS = STEP_MS * STEPS;
+
+let upstream: Server;
+let upstreamPort: number;
+let dir: string;
+
+beforeAll(async () => {
+  upstream = createServer((req, res) => {
+    if (req.url === '/quick') {
+      res.end('quick');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const steps = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('steps') ?? STEPS);
+    let n = 0;
+    const timer = setInterval(() => {
+      res.write(`data: ${n}\n\n`);
+      if (++n >= steps) {
+        clearInterval(timer);
+        res.end('data: [DONE]\n\n');
+      }
+    }, STEP_MS);
+    res.on('close', () => clearInterval(timer));
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  upstreamPort = (upstream.address() as AddressInfo).port;
+  dir = mkdtempSync(join(tmpdir(), 'switchyard-drain-'));
+});
+
+afterAll(async () => {
+  await new Promise((resolve) => upstream.close(resolve));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function bootstrap(listenerPort: number, adminPort = 0): Record<string, unknown> {
+  return {
+    node: { id: 'drain-test', cluster: 'drain-test' },
+    admin: { address: { socket_address: { address: '127.0.0.1', port_value: adminPort } } },
+    static_resources: {
+      listeners: [{
+        name: 'edge',
+        address: { socket_address: { address: '127.0.0.1', port_value: listenerPort } },
+        filter_chains: [{ filters: [{
+          name: 'envoy.filters.network.http_connection_manager',
+          typed_config: {
+            '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+            stat_prefix: 'edge',
+            route_config: { virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'upstream', timeout: '0s' } }] }] },
+            http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
+          },
+        }] }],
+      }],
+      clusters: [{
+        name: 'upstream',
+        type: 'STATIC',
+        connect_timeout: '1s',
+        load_assignment: { cluster_name: 'upstream', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: upstreamPort } } } }] }] },
+      }],
+    },
+  };
+}
+
+interface Stream {
+  /** Resolves with the events received and how the stream ended. */
+  done: Promise<{ events: number; complete: boolean; error?: string; endedAt: number }>;
+  /** Resolves once the first event arrived (the request is in flight). */
+  started: Promise<void>;
+}
+
+/** A streaming GET through Envoy on a kept-alive connection, as an SDK client sends one. */
+function stream(port: number, steps = STEPS): Stream {
+  let onStart: () => void = () => undefined;
+  const started = new Promise<void>((resolve) => (onStart = resolve));
+  const done = new Promise<{ events: number; complete: boolean; error?: string; endedAt: number }>((resolve) => {
+    let body = '';
+    const req = request({ host: '127.0.0.1', port, path: `/stream?steps=${steps}`, agent: new Agent({ keepAlive: true }) }, (res) => {
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        body += chunk;
+        onStart();
+      });
+      res.on('end', () => resolve({ events: (body.match(/^data: \d+$/gm) ?? []).length, complete: body.includes('[DONE]'), endedAt: Date.now() }));
+      res.on('error', (err) => resolve({ events: (body.match(/^data: \d+$/gm) ?? []).length, complete: false, error: err.message, endedAt: Date.now() }));
+    });
+    req.on('error', (err) => resolve({ events: (body.match(/^data: \d+$/gm) ?? []).length, complete: false, error: err.message, endedAt: Date.now() }));
+    req.end();
+  });
+  return { started, done };
+}
+
+/** One request on a new connection: its status and Connection header, or the connect error. */
+function newConnection(port: number): Promise<{ status: number; connection: string } | { error: string }> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    let data = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ error: 'no answer within 2 s' });
+    }, 2_000);
+    socket.on('connect', () => socket.write('GET /quick HTTP/1.1\r\nhost: drain.test\r\n\r\n'));
+    socket.on('data', (d) => {
+      data += String(d);
+      if (!data.includes('\r\n\r\n')) return;
+      clearTimeout(timer);
+      socket.destroy();
+      const status = Number(/^HTTP\/1\.1 (\d+)/.exec(data)?.[1] ?? 0);
+      resolve({ status, connection: /\r\nconnection: ([^\r]*)/i.exec(data)?.[1] ?? '' });
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve({ error: err.code ?? err.message });
+    });
+  });
+}
+
+describe('EnvoyProcess.stop (serve and controller --infrastructure host): drain, then SIGTERM', () => {
+  let envoy: EnvoyProcess | undefined;
+  afterEach(async () => {
+    await envoy?.stop();
+    envoy = undefined;
+  });
+
+  const start = async (name: string, drainTimeMs: number): Promise<{ envoy: EnvoyProcess; port: number; pid: number }> => {
+    const port = await freePort();
+    const e = new EnvoyProcess({
+      envoyPath: requireEnvoyBinary(),
+      dir: join(dir, name),
+      bootstrap: JSON.stringify(bootstrap(port)),
+      concurrency: 1,
+      drainTimeMs,
+      logger: createLogger({ level: 'silent' }),
+      onChange: () => undefined,
+    });
+    envoy = e;
+    e.start();
+    await waitFor(() => e.view().state === 'ready', { what: `Envoy ${name} ready`, timeoutMs: 20_000 });
+    await waitFor(async () => 'status' in (await newConnection(port)), { what: `Envoy ${name} listener accepting`, timeoutMs: 10_000 });
+    const pid = e.view().pid;
+    if (pid === undefined) throw new Error('no pid');
+    return { envoy: e, port, pid };
+  };
+
+  it('lets a long stream in flight finish, refuses a new connection at once, and stops right after the stream ends', async () => {
+    const { envoy: e, port, pid } = await start('complete', 30_000);
+    const s = stream(port);
+    await s.started;
+    const stopBegan = Date.now();
+    const stopped = e.stop().then(() => Date.now());
+    // The listener stops at once: no LB sits in front of an Envoy on this host.
+    await waitFor(async () => {
+      const r = await newConnection(port);
+      return 'error' in r && r.error === 'ECONNREFUSED';
+    }, { what: 'a new connection refused after the drain began', timeoutMs: 2_000 });
+    const result = await s.done;
+    const stoppedAt = await stopped;
+    expect(result).toMatchObject({ events: STEPS, complete: true });
+    expect(result.error).toBeUndefined();
+    // Not before the stream ended, and promptly after it (a poll of 250 ms plus SIGTERM).
+    expect(stoppedAt).toBeGreaterThanOrEqual(result.endedAt - 50);
+    expect(stoppedAt - result.endedAt).toBeLessThan(2_000);
+    expect(stoppedAt - stopBegan).toBeLessThan(STREAM_MS + 2_000);
+    expect(processAlive(pid)).toBe(false);
+  });
+
+  it('stops within the drain time and a small bound when the stream outlasts it', async () => {
+    const drainTimeMs = 1_000;
+    const { envoy: e, port, pid } = await start('cut', drainTimeMs);
+    const s = stream(port);
+    await s.started;
+    const stopBegan = Date.now();
+    await e.stop();
+    const took = Date.now() - stopBegan;
+    expect(took).toBeGreaterThanOrEqual(drainTimeMs);
+    expect(took).toBeLessThan(drainTimeMs + 1_500);
+    expect(processAlive(pid)).toBe(false);
+    const result = await s.done;
+    expect(result.complete).toBe(false);
+  });
+
+  it('stops at once when nothing is in flight', async () => {
+    const { envoy: e, pid } = await start('idle', 30_000);
+    const stopBegan = Date.now();
+    await e.stop();
+    expect(Date.now() - stopBegan).toBeLessThan(1_500);
+    expect(processAlive(pid)).toBe(false);
+  });
+});
+
+describe('switchyard envoy-drain (a data plane pod\'s preStop), against a real Envoy', () => {
+  let envoy: TestEnvoy | undefined;
+  afterEach(async () => {
+    await envoy?.stop();
+    envoy = undefined;
+  });
+
+  it('accepts for --accept-time with connection: close, then refuses; the stream completes; exits 0 once drained', async () => {
+    const port = await freePort();
+    envoy = await startEnvoy({ bootstrap: bootstrap(port) as never, adminPort: 0, id: 'drain-cli', extraArgs: ['--drain-strategy', 'immediate'] });
+    await envoy.waitForListener('edge');
+    // Long enough to be in flight through the CLI's start (tsx), the accept time and the stop.
+    const steps = 40;
+    const s = stream(port, steps);
+    await s.started;
+    // Before the drain, the preStop's wait (the Envoy container's) does not end.
+    expect(await waitDrained(envoy.adminUrl, 300, 100)).toBe('timeout');
+    const acceptMs = 2_000;
+    const cli = runCli(['envoy-drain', '--admin', envoy.adminUrl, '--accept-time', `${acceptMs}ms`, '--drain-time', '30s']);
+    const waiter = waitDrained(envoy.adminUrl, 30_000, 100);
+    // While accepting: served, told to close.
+    await waitFor(async () => {
+      const r = await newConnection(port);
+      return 'status' in r && r.status === 200 && r.connection === 'close';
+    }, { what: 'a new connection answered with connection: close while the listeners still accept', timeoutMs: 10_000, intervalMs: 100 });
+    const drainSeen = Date.now();
+    // Then refused.
+    await waitFor(async () => {
+      const r = await newConnection(port);
+      return 'error' in r && r.error === 'ECONNREFUSED';
+    }, { what: 'a new connection refused once the accept time is over', timeoutMs: acceptMs + 2_000 });
+    const refusedAt = Date.now();
+    expect(refusedAt - drainSeen).toBeLessThan(acceptMs + 1_000);
+    const result = await s.done;
+    expect(result).toMatchObject({ events: steps, complete: true });
+    // The stream was in flight across the drain's start and the listeners' stop.
+    expect(result.endedAt).toBeGreaterThan(refusedAt);
+    const { code, stderr } = await cli.exited;
+    const exitedAt = Date.now();
+    expect(code, stderr).toBe(0);
+    expect(stderr).toMatch(/drained in \d+ ms/);
+    expect(await waiter).toBe('drained');
+    // The drain ends with the stream (a 250 ms poll), not at the drain time.
+    expect(exitedAt - result.endedAt).toBeLessThan(1_500);
+    expect(envoy.running()).toBe(true);
+  });
+
+  it('exits 1 when the drain time runs out with a request in flight, within the drain time and a small bound', async () => {
+    const port = await freePort();
+    envoy = await startEnvoy({ bootstrap: bootstrap(port) as never, adminPort: 0, id: 'drain-cli-cut', extraArgs: ['--drain-strategy', 'immediate'] });
+    await envoy.waitForListener('edge');
+    const s = stream(port);
+    await s.started;
+    const began = Date.now();
+    const { code, stderr } = await runCli(['envoy-drain', '--admin', envoy.adminUrl, '--drain-time', '1s']).exited;
+    const took = Date.now() - began;
+    expect(code, stderr).toBe(1);
+    expect(stderr).toMatch(/1 request\(s\) still in flight/);
+    // Node's start (tsx) is most of the bound.
+    expect(took).toBeLessThan(1_000 + 6_000);
+    await envoy.stop();
+    expect((await s.done).complete).toBe(false);
+  });
+
+  it('exits 0 with a word when Envoy is already gone', async () => {
+    const adminPort = await freePort();
+    const { code, stderr } = await runCli(['envoy-drain', '--admin', `http://127.0.0.1:${adminPort}`, '--drain-time', '5s']).exited;
+    expect(code, stderr).toBe(0);
+    expect(stderr).toMatch(/does not answer: nothing to drain/);
+  });
+});
+
+function runCli(args: string[]): { exited: Promise<{ code: number | null; stderr: string }> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d: string) => (stderr += d));
+  return { exited: new Promise((resolve) => child.once('exit', (code) => resolve({ code, stderr }))) };
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
