@@ -57,6 +57,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                           [--log-level info] [--orphan-grace 10m]
                           [--otlp-endpoint URL] [--limits-redis redis://HOST:PORT] [--warmup-key-file PATH]
                           [--warmup-envoy-admin http://127.0.0.1:19000 | --warmup-envoys-dir DIR]
+                          [--drain-envoy-admin http://127.0.0.1:19000 [--drain-wait 60s]]
       Run only the AI extension next to Envoy; provider keys come from the controller at --xds,
       which sends them only over mTLS to a client certificate of role ai-extension (URI SAN
       spiffe://switchyard.dev/role/ai-extension): --xds-tls-dir holds ca.crt (verifies the
@@ -73,6 +74,9 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       requests signed by its own key; what to warm is read from the admin API every 15 s.
       --warmup-envoys-dir: the same for every Envoy \`controller --infrastructure host\` runs on this
       machine: DIR is the envoy/ folder of its --state-dir (each Envoy's admin address is there).
+      --drain-envoy-admin URL [--drain-wait 60s]: GET /envoy/drained on the metrics port waits (at
+      most --drain-wait) until that Envoy's listeners are stopped and nothing is in flight: a data
+      plane pod's Envoy container waits there in its preStop while \`switchyard envoy-drain\` drains it.
 `,
   controller: `  switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
@@ -401,9 +405,17 @@ async function runAiExtension(args: string[]): Promise<number> {
       'warmup-key-file': { type: 'string' },
       'warmup-envoy-admin': { type: 'string' },
       'warmup-envoys-dir': { type: 'string' },
+      'drain-envoy-admin': { type: 'string' },
+      'drain-wait': { type: 'string' },
     },
   });
   const socket = values['xds-socket'];
+  const drainAdmin = values['drain-envoy-admin'];
+  if (drainAdmin !== undefined && !/^http:\/\/[^/\s]+$/.test(drainAdmin)) {
+    throw new UsageError(`--drain-envoy-admin ${drainAdmin}: give the admin address of the Envoy beside this extension as http://HOST:PORT (no path), e.g. http://127.0.0.1:19000`);
+  }
+  const drainWaitMs = durationFlag(values['drain-wait'], '--drain-wait');
+  if (drainWaitMs !== undefined && drainAdmin === undefined) throw new UsageError('--drain-wait needs --drain-envoy-admin (the Envoy whose drain /envoy/drained waits for)');
   const envoyAdmin = values['warmup-envoy-admin'];
   if (envoyAdmin !== undefined && !/^http:\/\/[^/\s]+$/.test(envoyAdmin)) {
     throw new UsageError(`--warmup-envoy-admin ${envoyAdmin}: give the admin address of the Envoy beside this extension as http://HOST:PORT (no path), e.g. http://127.0.0.1:19000`);
@@ -447,7 +459,8 @@ async function runAiExtension(args: string[]): Promise<number> {
   const { startAiExtension } = await import('../ai-extension/server.js');
   const warmupKeyFile = values['warmup-key-file'];
   const warmupKey = warmupKeyFile === undefined ? undefined : readWarmupKey(warmupKeyFile);
-  const running = await startAiExtension({ port, host, ...(listenSocket !== undefined ? { socket: listenSocket } : {}), xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}), ...(limitsRedis !== undefined ? { limitsRedis } : {}), ...(warmupKey !== undefined ? { warmupKey } : {}) });
+  const routes = drainAdmin === undefined ? undefined : await envoyDrainedRoute(drainAdmin, drainWaitMs, logger);
+  const running = await startAiExtension({ port, host, ...(listenSocket !== undefined ? { socket: listenSocket } : {}), xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}), ...(limitsRedis !== undefined ? { limitsRedis } : {}), ...(warmupKey !== undefined ? { warmupKey } : {}), ...(routes !== undefined ? { routes } : {}) });
   const stateFile = values['state-file'];
   if (stateFile !== undefined) {
     writeExtensionRecord(stateFile, { pid: process.pid, port: running.port, host, socket: socket ?? '', ...(listenSocket !== undefined ? { listenSocket } : {}), ...(running.metricsPort !== undefined ? { metricsPort: running.metricsPort } : {}) });
@@ -471,6 +484,25 @@ async function runAiExtension(args: string[]): Promise<number> {
   clearInterval(orphanCheck);
   if (stateFile !== undefined) removeExtensionRecord(stateFile, process.pid);
   return 0;
+}
+
+/**
+ * GET /envoy/drained on the extension's metrics port: waits until the Envoy beside it has drained
+ * (listeners stopped, nothing in flight) or is gone, at most `waitMs`. It starts nothing, so
+ * whoever reaches the port can only wait: the Envoy container's preStop waits here while the
+ * extension container's preStop runs `switchyard envoy-drain` (src/infrastructure/data-plane-objects.ts).
+ */
+async function envoyDrainedRoute(adminUrl: string, waitMs: number | undefined, logger: ReturnType<typeof createLogger>): Promise<Map<string, () => Promise<{ status: number; body: string }>>> {
+  const { DEFAULT_DRAIN_TIMEOUT_MS, waitDrained } = await import('../infrastructure/envoy-drain.js');
+  const maxMs = waitMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+  return new Map([
+    ['/envoy/drained', async () => {
+      const started = Date.now();
+      const how = await waitDrained(adminUrl, maxMs);
+      logger.info({ envoyAdmin: adminUrl, waitedMs: Date.now() - started, how }, 'ai-extension: waited for the Envoy beside it to drain');
+      return { status: 200, body: `${how}\n` };
+    }],
+  ]);
 }
 
 function isDirectory(path: string): boolean {

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { dataPlaneObjects, parseDataPlaneSettings } from '../../src/infrastructure/data-plane-objects.js';
 import { waitDrained } from '../../src/infrastructure/envoy-drain.js';
 import { EnvoyProcess } from '../../src/infrastructure/envoy-process.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -284,12 +285,69 @@ describe('switchyard envoy-drain (a data plane pod\'s preStop), against a real E
   });
 });
 
-function runCli(args: string[]): { exited: Promise<{ code: number | null; stderr: string }> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+describe('a data plane pod\'s two preStops, as the rendered Deployment runs them, against a real Envoy', () => {
+  let envoy: TestEnvoy | undefined;
+  let extension: ReturnType<typeof runCli> & { kill(): void } | undefined;
+  afterEach(async () => {
+    extension?.kill();
+    await extension?.exited;
+    extension = undefined;
+    await envoy?.stop();
+    envoy = undefined;
+  });
+
+  it('the extension\'s preStop drains, Envoy\'s GET /envoy/drained answers once the stream in flight is done', async () => {
+    const [listenerPort, adminPort, extPort, metricsPort, xdsPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+    const settings = parseDataPlaneSettings({
+      namespace: 'switchyard-system',
+      xds: { host: '127.0.0.1', port: xdsPort },
+      envoy: { image: 'envoyproxy/envoy:v1.40.0', adminPort, drainAcceptSeconds: 1, drainTimeoutSeconds: 30 },
+      aiExtension: { image: 'switchyard', port: extPort, metricsPort },
+    }, 'test');
+    const pod = at(dataPlaneObjects({ namespace: 'team-a', name: 'edge', className: 'switchyard', addresses: [] }, [listenerPort], settings).deployment, 'spec', 'template', 'spec') as { containers: { name: string; args: string[]; lifecycle?: { preStop: { exec?: { command: string[] }; httpGet?: { path: string; port: string } } } }[] };
+    const envoySpec = pod.containers.find((c) => c.name === 'envoy');
+    const extensionSpec = pod.containers.find((c) => c.name === 'ai-extension');
+    if (envoySpec === undefined || extensionSpec === undefined) throw new Error('no envoy or ai-extension container');
+    // Envoy with the container's flags that matter here (its bootstrap is this test's static one).
+    envoy = await startEnvoy({ bootstrap: bootstrap(listenerPort, adminPort) as never, adminPort, id: 'pod-envoy', extraArgs: envoySpec.args.slice(envoySpec.args.indexOf('--drain-strategy'), envoySpec.args.indexOf('--drain-strategy') + 2) });
+    await envoy.waitForListener('edge');
+    // The extension with the container's own arguments (no controller answers its --xds: not needed here).
+    const ext = runCli(extensionSpec.args, ['ignore', 'ignore', 'pipe']);
+    extension = ext;
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${metricsPort}/healthz`).catch(() => undefined))?.ok === true, { what: 'the AI extension\'s metrics port', timeoutMs: 20_000 });
+    const s = stream(listenerPort, 24);
+    await s.started;
+    // kubelet runs both preStops at once: Envoy's httpGet on the extension's port, the extension's exec.
+    const hook = envoySpec.lifecycle?.preStop.httpGet;
+    expect(hook?.port).toBe('ai-metrics');
+    const envoyHook = fetch(`http://127.0.0.1:${metricsPort}${hook?.path ?? ''}`).then(async (r) => ({ status: r.status, body: await r.text(), at: Date.now() }));
+    const command = extensionSpec.lifecycle?.preStop.exec?.command ?? [];
+    expect(command.slice(0, 3)).toEqual(['/usr/local/bin/node', '/app/bin/switchyard.js', 'envoy-drain']);
+    const drain = runCli(command.slice(2));
+    const result = await s.done;
+    expect(result).toMatchObject({ events: 24, complete: true });
+    const answered = await envoyHook;
+    expect(answered).toMatchObject({ status: 200, body: 'drained\n' });
+    // Envoy's hook ends with the stream, so kubelet's SIGTERM comes right after, not at the grace period's end.
+    expect(answered.at - result.endedAt).toBeLessThan(1_500);
+    expect((await drain.exited).code).toBe(0);
+    // Until that SIGTERM the extension served (the requests in flight need it).
+    expect((await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).ok).toBe(true);
+  });
+});
+
+function at(value: unknown, ...path: string[]): unknown {
+  let v = value;
+  for (const key of path) v = (v as Record<string, unknown> | undefined)?.[key];
+  return v;
+}
+
+function runCli(args: string[], stdio: ['ignore', 'ignore', 'pipe'] = ['ignore', 'ignore', 'pipe']): { exited: Promise<{ code: number | null; stderr: string }>; kill(): void } {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], { cwd: ROOT, stdio });
   let stderr = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (d: string) => (stderr += d));
-  return { exited: new Promise((resolve) => child.once('exit', (code) => resolve({ code, stderr }))) };
+  return { exited: new Promise((resolve) => child.once('exit', (code) => resolve({ code, stderr }))), kill: () => child.kill('SIGTERM') };
 }
 
 function processAlive(pid: number): boolean {
