@@ -94,7 +94,7 @@ describe('the controller image', () => {
     expect(config.os).toBe('linux');
     expect(config.architecture).toBe('amd64');
     expect(config.config.User).toBe('65532:65532');
-    expect(config.config.Entrypoint).toEqual(['/usr/local/bin/node', '/app/bin/switchyard.js']);
+    expect(config.config.Entrypoint).toEqual(['node', '/app/bin/switchyard.js']);
     expect(config.config.Cmd).toEqual(['controller']);
     expect(config.config.Env).toContain('NODE_ENV=production');
   });
