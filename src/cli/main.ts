@@ -94,7 +94,10 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       per role itself, in Secrets PREFIX-{ca,controller,envoy,ai-extension} of its namespace, its
       own naming NAMES (--xds-tls-dns). --infrastructure host runs one Envoy per Gateway on this
       machine, as serve does (default none; each drains for up to --drain-time before it stops);
-      the AI extension they dial warms them with --warmup-envoys-dir STATE_DIR/envoy. --data-plane FILE (JSON: namespace, xds, envoy,
+      they reach the AI extension on STATE_DIR/ext-proc.sock (0700 directory, no TCP port; its
+      answers carry provider keys) unless --ai-extension-* are given: run it as the same user with
+      \`switchyard ai-extension --xds-socket STATE_DIR/ads.sock --listen-socket STATE_DIR/ext-proc.sock
+      --warmup-envoys-dir STATE_DIR/envoy\` (the controller logs the line). --data-plane FILE (JSON: namespace, xds, envoy,
       aiExtension; the chart writes it): the leader creates an Envoy Deployment, Service,
       ServiceAccount and ConfigMap per Gateway, and Gateway status.addresses come from that Service.
 `,
@@ -635,6 +638,8 @@ async function runController(args: string[]): Promise<number> {
     host: values['ai-extension-address'] ?? DEFAULT_AI_EXTENSION_ADDRESS.host,
     port: int(values['ai-extension-port'], '--ai-extension-port', DEFAULT_AI_EXTENSION_ADDRESS.port),
   };
+  // As serve: the Envoys it runs reach the extension over a socket in the state directory, unless an address is asked for.
+  const extProc = values['ai-extension-port'] !== undefined || values['ai-extension-address'] !== undefined ? 'tcp' as const : 'unix' as const;
   const running = await controller({
     ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
     namespaces: namespaceList(values.namespaces),
@@ -654,7 +659,7 @@ async function runController(args: string[]): Promise<number> {
     loadReporting: await loadReporting(values['load-report-interval'], values['health-window']),
     leaderElection: values['no-leader-election'] ? false : { namespace: values['lease-namespace'] ?? defaultLeaseNamespace() },
     logger,
-    ...(infrastructure ? { infrastructure: { ...infrastructure, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),
+    ...(infrastructure ? { infrastructure: { ...infrastructure, extProc, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),
   });
   await signals.until(running);
   return 0;
