@@ -770,6 +770,9 @@ const COMMANDS: Readonly<Record<string, (args: string[]) => Promise<number>>> = 
   version: runVersion,
 };
 
+/** Two polls of waitDrained (src/infrastructure/envoy-drain.ts). */
+const DRAINED_LINGER_MS = 500;
+
 async function runEnvoyDrain(args: string[]): Promise<number> {
   const { values } = parseFlags('envoy-drain', { args, options: { admin: { type: 'string' }, 'accept-time': { type: 'string' }, 'drain-time': { type: 'string' } } });
   const admin = values.admin;
@@ -784,6 +787,9 @@ async function runEnvoyDrain(args: string[]): Promise<number> {
     onProgress: (line) => process.stderr.write(`switchyard envoy-drain: ${line}\n`),
   });
   if (result.envoyGone) process.stderr.write(`switchyard envoy-drain: Envoy's admin API at ${admin} does not answer: nothing to drain\n`);
+  // In a pod, this container gets SIGTERM as soon as this ends: first let the Envoy container's
+  // preStop (GET /envoy/drained here, polling at the same pace) see the drain done and be answered.
+  else if (result.drained) await new Promise((resolve) => setTimeout(resolve, DRAINED_LINGER_MS));
   return result.drained ? 0 : 1;
 }
 

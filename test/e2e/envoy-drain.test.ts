@@ -324,15 +324,23 @@ describe('a data plane pod\'s two preStops, as the rendered Deployment runs them
     const command = extensionSpec.lifecycle?.preStop.exec?.command ?? [];
     expect(command.slice(0, 3)).toEqual(['/usr/local/bin/node', '/app/bin/switchyard.js', 'envoy-drain']);
     const drain = runCli(command.slice(2));
+    // As kubelet does: the extension's container gets SIGTERM once its own preStop has ended.
+    let extensionUpUntilDrainEnded = false;
+    const drained = drain.exited.then(async (r) => {
+      extensionUpUntilDrainEnded = (await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).ok;
+      ext.kill();
+      return r;
+    });
     const result = await s.done;
     expect(result).toMatchObject({ events: 24, complete: true });
     const answered = await envoyHook;
+    // Answered before that SIGTERM (a hook cut by it would be a FailedPreStopHook event on every stop).
     expect(answered).toMatchObject({ status: 200, body: 'drained\n' });
     // Envoy's hook ends with the stream, so kubelet's SIGTERM comes right after, not at the grace period's end.
     expect(answered.at - result.endedAt).toBeLessThan(1_500);
-    expect((await drain.exited).code).toBe(0);
-    // Until that SIGTERM the extension served (the requests in flight need it).
-    expect((await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).ok).toBe(true);
+    expect((await drained).code).toBe(0);
+    // Until the drain ended the extension served (the requests in flight need it).
+    expect(extensionUpUntilDrainEnded).toBe(true);
   });
 });
 
