@@ -34,6 +34,8 @@ export interface DrainOptions {
   pollMs?: number;
   /** Progress, one line per phase (the CLI prints them). */
   onProgress?: (line: string) => void;
+  /** Called once the listeners stopped (or Envoy is found gone): the address is free for a successor. */
+  onListenersStopped?: () => void;
 }
 
 export interface DrainResult {
@@ -105,13 +107,17 @@ export async function drainEnvoy(opts: DrainOptions): Promise<DrainResult> {
   const started = Date.now();
   const progress = opts.onProgress ?? (() => undefined);
   const poll = opts.pollMs ?? POLL_MS;
-  const gone = (): DrainResult => ({ drained: true, inFlight: 0, tookMs: Date.now() - started, envoyGone: true });
+  const gone = (): DrainResult => {
+    opts.onListenersStopped?.();
+    return { drained: true, inFlight: 0, tookMs: Date.now() - started, envoyGone: true };
+  };
   if (!(await post(opts.adminUrl, '/drain_listeners?graceful'))) return gone();
   if (opts.acceptMs > 0) {
     progress(`draining: new connections still accepted for ${opts.acceptMs} ms, each told to close`);
     await sleep(opts.acceptMs);
   }
   if (!(await post(opts.adminUrl, '/drain_listeners'))) return gone();
+  opts.onListenersStopped?.();
   const deadline = Date.now() + opts.timeoutMs;
   let state = await drainState(opts.adminUrl);
   if (state === undefined) return gone();

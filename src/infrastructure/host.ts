@@ -85,8 +85,10 @@ export class HostInfrastructure {
   private readonly envoysDir: string;
   private placement: { addresses: Map<string, string>; unusable: Map<string, string> } = { addresses: new Map(), unusable: new Map() };
   private readonly running = new Map<string, Running>();
-  /** Gateways whose previous Envoy is still stopping: the next one starts once it is gone (same directory). */
+  /** Gateways whose previous Envoy still accepts or is gone but not yet stopped: the next one starts after (same directory). */
   private readonly stopping = new Map<string, Promise<void>>();
+  /** Every Envoy being stopped, draining included: stop() waits for them. */
+  private readonly retiring = new Set<Promise<void>>();
   private readonly listeners = new Set<() => void>();
   private xds: { socket: string } | undefined;
   private stopped = false;
@@ -116,14 +118,24 @@ export class HostInfrastructure {
       // Envoy cannot move a listener to another address in place: a new process binds the new one.
       this.running.delete(gateway);
       run.ejections.stop();
-      this.opts.logger.info({ gateway, address: run.address }, wanted.has(gateway) ? 'envoy: the Gateway changed address; replacing its Envoy' : 'envoy: the Gateway is gone; stopping its Envoy');
-      this.stopping.set(
-        gateway,
-        run.envoy.stop().then(() => {
-          this.stopping.delete(gateway);
-          this.apply();
-        }),
-      );
+      const moving = wanted.has(gateway);
+      this.opts.logger.info({ gateway, address: run.address }, moving ? 'envoy: the Gateway changed address; replacing its Envoy' : 'envoy: the Gateway is gone; stopping its Envoy');
+      // A moving Gateway's successor (same directory, another address) starts once the old Envoy
+      // accepts no more, while that one still drains what it carries; a gone Gateway's directory
+      // is removed only once its Envoy is.
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        this.stopping.delete(gateway);
+        this.apply();
+      };
+      const stopped = run.envoy.stop(moving ? { onListenersStopped: release } : {}).then(() => {
+        this.retiring.delete(stopped);
+        release();
+      });
+      this.retiring.add(stopped);
+      this.stopping.set(gateway, stopped);
     }
     for (const [gateway, address] of wanted) {
       if (this.running.has(gateway) || this.stopping.has(gateway)) continue;
@@ -190,7 +202,7 @@ export class HostInfrastructure {
     const all = [...this.running.values()];
     this.running.clear();
     for (const r of all) r.ejections.stop();
-    await Promise.all([...all.map((r) => r.envoy.stop()), ...this.stopping.values()]);
+    await Promise.all([...all.map((r) => r.envoy.stop()), ...this.retiring]);
   }
 
   private changed(): void {

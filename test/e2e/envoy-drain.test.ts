@@ -1,16 +1,19 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, Agent, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { serve, type RunningServe } from '../../src/app/serve.js';
 import { dataPlaneObjects, parseDataPlaneSettings } from '../../src/infrastructure/data-plane-objects.js';
 import { waitDrained } from '../../src/infrastructure/envoy-drain.js';
 import { EnvoyProcess } from '../../src/infrastructure/envoy-process.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { requireEnvoyBinary, startEnvoy, type EnvoyProcess as TestEnvoy } from '../support/envoy.js';
+import { staticBackend } from '../support/gateway-fixture.js';
 import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 
@@ -116,9 +119,9 @@ function stream(port: number, steps = STEPS): Stream {
 }
 
 /** One request on a new connection: its status and Connection header, or the connect error. */
-function newConnection(port: number): Promise<{ status: number; connection: string } | { error: string }> {
+function newConnection(port: number, host = '127.0.0.1'): Promise<{ status: number; connection: string } | { error: string }> {
   return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
+    const socket = connect(port, host);
     let data = '';
     const timer = setTimeout(() => {
       socket.destroy();
@@ -204,6 +207,82 @@ describe('EnvoyProcess.stop (serve and controller --infrastructure host): drain,
     expect(result.complete).toBe(false);
   });
 
+  it('lets a successor start in the same directory (a Gateway that moves) once the old Envoy accepts no more, while the old one still drains', async () => {
+    const { envoy: old, port, pid } = await start('moving', 30_000);
+    const s = stream(port, 24);
+    await s.started;
+    const newPort = await freePort();
+    let successor: EnvoyProcess | undefined;
+    const successorStarted = new Promise<void>((resolve) => {
+      void old.stop({
+        onListenersStopped: () => {
+          successor = new EnvoyProcess({
+            envoyPath: requireEnvoyBinary(),
+            dir: join(dir, 'moving'),
+            bootstrap: JSON.stringify(bootstrap(newPort)),
+            concurrency: 1,
+            drainTimeMs: 30_000,
+            logger: createLogger({ level: 'silent' }),
+            onChange: () => undefined,
+          });
+          successor.start();
+          resolve();
+        },
+      });
+    });
+    await successorStarted;
+    const next = successor;
+    if (next === undefined) throw new Error('no successor');
+    try {
+      await waitFor(async () => {
+        const r = await newConnection(newPort);
+        return 'status' in r && r.status === 200;
+      }, { what: 'the successor serving its address', timeoutMs: 20_000 });
+      const servedAt = Date.now();
+      const result = await s.done;
+      // The successor served while the old Envoy still carried the stream, which then completed.
+      expect(result).toMatchObject({ events: 24, complete: true });
+      expect(servedAt).toBeLessThan(result.endedAt);
+      await waitFor(() => !processAlive(pid), { what: 'the old Envoy to end after its drain', timeoutMs: 5_000 });
+      // The old one left the successor's pid record alone, and its own retirement record is gone.
+      const successorPid = next.view().pid;
+      expect(successorPid).toBeDefined();
+      expect(readFileSync(join(dir, 'moving', 'envoy.pid'), 'utf8').trim()).toBe(String(successorPid));
+      expect(readdirSync(join(dir, 'moving')).filter((f) => f.startsWith('retired-'))).toEqual([]);
+    } finally {
+      await next.stop();
+    }
+  });
+
+  it('ends, at the next start, an Envoy left draining by a process that died meanwhile (and only such)', async () => {
+    const where = join(dir, 'orphan');
+    mkdirSync(where, { recursive: true });
+    const port = await freePort();
+    const text = JSON.stringify(bootstrap(port));
+    writeFileSync(join(where, 'bootstrap.json'), text);
+    const orphan = spawn(requireEnvoyBinary(), ['-c', join(where, 'bootstrap.json'), '--disable-hot-restart', '--use-dynamic-base-id', '--concurrency', '1', '--log-level', 'error'], { stdio: 'ignore' });
+    const other = spawn(requireEnvoyBinary(), ['-c', join(where, 'bootstrap.json'), '--disable-hot-restart', '--use-dynamic-base-id', '--concurrency', '1', '--log-level', 'error', '--base-id-path', join(where, 'other')], { stdio: 'ignore' });
+    try {
+      await waitFor(async () => 'status' in (await newConnection(port)), { what: 'the orphan Envoy serving', timeoutMs: 20_000 });
+      // Its drainer (a serve that died): a pid that is gone. The other's drainer: this live process.
+      const gone = spawn('true');
+      await new Promise((resolve) => gone.once('exit', resolve));
+      writeFileSync(join(where, `retired-${orphan.pid ?? 0}.pid`), `${orphan.pid ?? 0}\n${gone.pid ?? 0}\n`);
+      writeFileSync(join(where, `retired-${other.pid ?? 0}.pid`), `${other.pid ?? 0}\n${process.pid}\n`);
+      const next = new EnvoyProcess({ envoyPath: requireEnvoyBinary(), dir: where, bootstrap: text, concurrency: 1, drainTimeMs: 0, logger: createLogger({ level: 'silent' }), onChange: () => undefined });
+      envoy = next;
+      next.start();
+      await waitFor(() => orphan.exitCode !== null || orphan.signalCode !== null, { what: 'the orphan Envoy to be ended', timeoutMs: 10_000 });
+      // Envoy ends on SIGTERM with exit code 0.
+      expect(orphan.exitCode).toBe(0);
+      expect(other.exitCode === null && other.signalCode === null).toBe(true);
+      expect(existsSync(join(where, `retired-${orphan.pid ?? 0}.pid`))).toBe(false);
+    } finally {
+      orphan.kill('SIGKILL');
+      other.kill('SIGKILL');
+    }
+  });
+
   it('stops at once when nothing is in flight', async () => {
     const { envoy: e, pid } = await start('idle', 30_000);
     const stopBegan = Date.now();
@@ -211,6 +290,86 @@ describe('EnvoyProcess.stop (serve and controller --infrastructure host): drain,
     expect(Date.now() - stopBegan).toBeLessThan(1_500);
     expect(processAlive(pid)).toBe(false);
   });
+});
+
+describe('serve --infrastructure host: a Gateway that moves address while a stream is in flight', () => {
+  it('serves the new address while the old Envoy drains the stream to its end, then ends the old Envoy', async () => {
+    const where = mkdtempSync(join(tmpdir(), 'switchyard-drain-move-'));
+    const config = join(where, 'config');
+    mkdirSync(config);
+    const port = await freePort();
+    const octet = 100 + Math.floor(Math.random() * 100);
+    const [first, second] = [`127.0.${octet}.11`, `127.0.${octet}.12`];
+    const write = (address: string): void => {
+      const docs = [
+        { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'switchyard' }, spec: { controllerName: 'switchyard.dev/gateway-controller' } },
+        {
+          apiVersion: 'gateway.networking.k8s.io/v1',
+          kind: 'Gateway',
+          metadata: { name: 'edge', namespace: 'move' },
+          spec: { gatewayClassName: 'switchyard', addresses: [{ type: 'IPAddress', value: address }], listeners: [{ name: 'http', protocol: 'HTTP', port, allowedRoutes: { namespaces: { from: 'Same' } } }] },
+        },
+        staticBackend('upstream', { host: '127.0.0.1', port: upstreamPort }, 'move'),
+        {
+          apiVersion: 'gateway.networking.k8s.io/v1',
+          kind: 'HTTPRoute',
+          metadata: { name: 'all', namespace: 'move' },
+          spec: { parentRefs: [{ name: 'edge' }], rules: [{ backendRefs: [{ group: 'switchyard.dev', kind: 'Backend', name: 'upstream' }], timeouts: { request: '0s' } }] },
+        },
+      ];
+      writeFileSync(join(config, '.all.yaml.tmp'), docs.map((d) => stringify(d)).join('---\n'));
+      renameSync(join(config, '.all.yaml.tmp'), join(config, 'all.yaml'));
+    };
+    write(first);
+    let running: RunningServe | undefined;
+    try {
+      running = await serve({
+        config,
+        xdsPort: 0,
+        xdsHost: '127.0.0.1',
+        metricsPort: 0,
+        metricsHost: '127.0.0.1',
+        envoy: {},
+        aiExtension: false,
+        infrastructure: { kind: 'host', envoyPath: requireEnvoyBinary(), concurrency: 1, stateDir: join(where, 'state'), drainTimeMs: 30_000 },
+        logger: createLogger({ level: 'silent' }),
+      });
+      const host = running.hostInfrastructure;
+      if (host === undefined) throw new Error('no host infrastructure');
+      const quick = (address: string): Promise<boolean> => fetch(`http://${address}:${port}/quick`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.ok, () => false);
+      await waitFor(() => quick(first), { what: `the Gateway served on ${first}`, timeoutMs: 60_000, intervalMs: 200 });
+      const oldPid = host.views()[0]?.pid;
+      if (oldPid === undefined) throw new Error('no Envoy pid');
+      // 6 s of stream, from the Envoy on the first address.
+      let body = '';
+      const streamed = new Promise<{ complete: boolean; endedAt: number }>((resolve) => {
+        const req = request({ host: first, port, path: '/stream?steps=24' }, (res) => {
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ complete: body.includes('[DONE]'), endedAt: Date.now() }));
+          res.on('error', () => resolve({ complete: false, endedAt: Date.now() }));
+        });
+        req.on('error', () => resolve({ complete: false, endedAt: Date.now() }));
+        req.end();
+      });
+      await waitFor(() => body.includes('data: 0'), { what: 'the stream to start' });
+      write(second);
+      await waitFor(() => quick(second), { what: `the Gateway served on ${second}`, timeoutMs: 30_000, intervalMs: 100 });
+      const movedAt = Date.now();
+      // The old Envoy accepts no new connection any more (a kept-alive one still gets its answer,
+      // with connection: close), but still carries the stream.
+      expect(await newConnection(port, first)).toEqual({ error: 'ECONNREFUSED' });
+      expect(processAlive(oldPid)).toBe(true);
+      const result = await streamed;
+      expect(result.complete).toBe(true);
+      expect(movedAt).toBeLessThan(result.endedAt);
+      await waitFor(() => !processAlive(oldPid), { what: 'the old Envoy to end once the stream did', timeoutMs: 5_000 });
+      expect(host.views()[0]).toMatchObject({ address: second, state: 'ready' });
+    } finally {
+      await running?.stop();
+      rmSync(where, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
 
 describe('switchyard envoy-drain (a data plane pod\'s preStop), against a real Envoy', () => {
