@@ -119,6 +119,7 @@ export class EnvoyProcess {
     };
     await this.drain(listenersStopped);
     listenersStopped();
+    await this.retiring;
     const pid = this.pid;
     if (pid !== undefined && isAlive(pid)) {
       const gone = new Promise<void>((resolve) => {
@@ -141,6 +142,8 @@ export class EnvoyProcess {
   }
 
   private draining: Promise<void> | undefined;
+  /** The drain and end of a foreign Envoy this one replaced (retireForeign); stop() waits for it. */
+  private retiring: Promise<void> | undefined;
 
   private drain(onListenersStopped: () => void): Promise<void> {
     this.draining ??= (async () => {
@@ -216,11 +219,31 @@ export class EnvoyProcess {
       // Gone: not adoptable.
     }
     if (written !== this.opts.bootstrap) {
-      this.opts.logger.info({ pid }, 'envoy: the running Envoy has another bootstrap; replacing it');
-      signal(pid, 'SIGTERM');
+      this.opts.logger.info({ pid }, 'envoy: the running Envoy has another bootstrap (serve was upgraded?); replacing it, draining it first');
+      this.retireForeign(pid);
       return undefined;
     }
     return pid;
+  }
+
+  /**
+   * Drains, then ends, an Envoy of this directory this process did not start (one of another
+   * bootstrap), in the background: its listeners stop at once and its successor binds the same
+   * address (Envoy listeners share a port with SO_REUSEPORT), while the requests it carries end.
+   */
+  private retireForeign(pid: number): void {
+    const adminUrl = this.readAdminAddress();
+    writeFileSync(this.retiredRecord(pid), `${pid}\n${process.pid}\n`, { mode: 0o600 });
+    rmSync(this.paths.record, { force: true });
+    const timeoutMs = this.opts.drainTimeMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+    const drained = adminUrl === undefined || timeoutMs <= 0 ? Promise.resolve() : drainEnvoy({ adminUrl, acceptMs: 0, timeoutMs }).then(
+      (r) => this.opts.logger.info({ pid, tookMs: r.tookMs, cutRequests: r.inFlight }, 'envoy: the replaced Envoy drained'),
+      (err: unknown) => this.opts.logger.warn({ pid, err: err instanceof Error ? err.message : String(err) }, 'envoy: could not drain the replaced Envoy'),
+    );
+    this.retiring = drained.then(() => {
+      signal(pid, 'SIGTERM');
+      rmSync(this.retiredRecord(pid), { force: true });
+    });
   }
 
   private spawn(): void {

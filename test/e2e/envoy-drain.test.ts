@@ -283,6 +283,39 @@ describe('EnvoyProcess.stop (serve and controller --infrastructure host): drain,
     }
   });
 
+  it('replaces an Envoy of another bootstrap (left by a previous serve) by draining it: its stream completes, the successor serves meanwhile', async () => {
+    const where = join(dir, 'foreign');
+    mkdirSync(where, { recursive: true });
+    const port = await freePort();
+    const previous = { ...bootstrap(port), node: { id: 'previous-release', cluster: 'drain-test' } };
+    writeFileSync(join(where, 'bootstrap.json'), JSON.stringify(previous));
+    const old = spawn(requireEnvoyBinary(), ['-c', join(where, 'bootstrap.json'), '--disable-hot-restart', '--use-dynamic-base-id', '--concurrency', '1', '--log-level', 'error', '--admin-address-path', join(where, 'admin-address'), '--drain-strategy', 'immediate'], { stdio: 'ignore' });
+    try {
+      writeFileSync(join(where, 'envoy.pid'), `${old.pid ?? 0}\n`);
+      await waitFor(async () => 'status' in (await newConnection(port)), { what: 'the previous Envoy serving', timeoutMs: 20_000 });
+      const s = stream(port, 24);
+      await s.started;
+      const next = new EnvoyProcess({ envoyPath: requireEnvoyBinary(), dir: where, bootstrap: JSON.stringify(bootstrap(port)), concurrency: 1, drainTimeMs: 30_000, logger: createLogger({ level: 'silent' }), onChange: () => undefined });
+      envoy = next;
+      next.start();
+      await waitFor(() => next.view().state === 'ready', { what: 'the successor ready', timeoutMs: 20_000 });
+      await waitFor(async () => {
+        const r = await newConnection(port);
+        return 'status' in r && r.status === 200;
+      }, { what: 'new connections served (by the successor)', timeoutMs: 10_000 });
+      const servedAt = Date.now();
+      const result = await s.done;
+      expect(result).toMatchObject({ events: 24, complete: true });
+      expect(servedAt).toBeLessThan(result.endedAt);
+      await waitFor(() => old.exitCode !== null, { what: 'the previous Envoy to end after its drain', timeoutMs: 5_000 });
+      expect(old.exitCode).toBe(0);
+      expect(readdirSync(where).filter((f) => f.startsWith('retired-'))).toEqual([]);
+      expect(readFileSync(join(where, 'envoy.pid'), 'utf8').trim()).toBe(String(next.view().pid));
+    } finally {
+      old.kill('SIGKILL');
+    }
+  });
+
   it('stops at once when nothing is in flight', async () => {
     const { envoy: e, pid } = await start('idle', 30_000);
     const stopBegan = Date.now();
