@@ -1,4 +1,4 @@
-import { accessSync, constants, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
@@ -8,6 +8,7 @@ import { OutlierEventTail, type OutlierEvent, type OutlierEventSource } from '..
 import type { GatewayIR } from '../ir/model.js';
 import type { Readiness } from '../observability/health.js';
 import type { GatewayStatus, ObjectStatus } from '../translate/status.js';
+import { DEFAULT_DRAIN_TIMEOUT_MS, drainEnvoy } from './envoy-drain.js';
 import { EnvoyProcess, type EnvoyProcessOptions, type EnvoyProcessView } from './envoy-process.js';
 import { gatewayKey, placeGateways } from './loopback.js';
 
@@ -89,6 +90,8 @@ export class HostInfrastructure {
   private readonly stopping = new Map<string, Promise<void>>();
   /** Every Envoy being stopped, draining included: stop() waits for them. */
   private readonly retiring = new Set<Promise<void>>();
+  /** Directories of gone Gateways whose leftover Envoy is draining (removeStaleDirs). */
+  private readonly removing = new Set<string>();
   private readonly listeners = new Set<() => void>();
   private xds: { socket: string } | undefined;
   private stopped = false;
@@ -233,19 +236,69 @@ export class HostInfrastructure {
     renameSync(tmp, this.addressFile);
   }
 
-  /** Directories of Gateways gone while serve was down: their Envoy, if still running, was adopted by nobody. */
+  /**
+   * Directories of Gateways gone while serve was down: their Envoy, if still running, was adopted
+   * by nobody. It is drained (its clients' requests in flight end) before it is ended and its
+   * directory removed.
+   */
   private removeStaleDirs(): void {
     const wanted = new Set([...this.running.keys(), ...this.stopping.keys()].map(dirName));
     for (const entry of readdirSync(this.envoysDir)) {
-      if (wanted.has(entry)) continue;
+      if (wanted.has(entry) || this.removing.has(entry)) continue;
       const dir = join(this.envoysDir, entry);
+      endRetiredEnvoys(dir);
+      let pid: number | undefined;
       try {
-        const pid = Number.parseInt(readFileSync(join(dir, 'envoy.pid'), 'utf8'), 10);
-        if (Number.isInteger(pid) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(join(dir, 'bootstrap.json'))) process.kill(pid, 'SIGTERM');
+        const recorded = Number.parseInt(readFileSync(join(dir, 'envoy.pid'), 'utf8'), 10);
+        if (Number.isInteger(recorded) && readFileSync(`/proc/${recorded}/cmdline`, 'utf8').includes(join(dir, 'bootstrap.json'))) pid = recorded;
       } catch {
         // No record or no such process.
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (pid === undefined) {
+        rmSync(dir, { recursive: true, force: true });
+        continue;
+      }
+      const envoyPid = pid;
+      let adminUrl: string | undefined;
+      try {
+        const text = readFileSync(join(dir, 'admin-address'), 'utf8').trim();
+        if (text !== '') adminUrl = `http://${text}`;
+      } catch {
+        // Never written: nothing to drain through.
+      }
+      this.opts.logger.info({ pid: envoyPid, dir }, 'envoy: the Envoy of a Gateway gone while this process was down; draining and stopping it');
+      this.removing.add(entry);
+      const timeoutMs = this.opts.drainTimeMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+      const removed = (adminUrl === undefined || timeoutMs <= 0 ? Promise.resolve() : drainEnvoy({ adminUrl, acceptMs: 0, timeoutMs }).then(() => undefined, () => undefined)).then(() => {
+        try {
+          process.kill(envoyPid, 'SIGTERM');
+        } catch {
+          // Gone already.
+        }
+        rmSync(dir, { recursive: true, force: true });
+        this.removing.delete(entry);
+        this.retiring.delete(removed);
+      });
+      this.retiring.add(removed);
+    }
+  }
+}
+
+/** Envoys left draining in `dir` by a process that died meanwhile (EnvoyProcess retirement records): their drain is over. */
+function endRetiredEnvoys(dir: string): void {
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(dir).filter((e) => /^retired-\d+\.pid$/.test(e));
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    try {
+      const [pid, owner] = readFileSync(join(dir, entry), 'utf8').split('\n').map((l) => Number.parseInt(l, 10));
+      const ownerAlive = owner !== undefined && Number.isInteger(owner) && existsSync(`/proc/${owner}`);
+      if (!ownerAlive && pid !== undefined && Number.isInteger(pid) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(join(dir, 'bootstrap.json'))) process.kill(pid, 'SIGTERM');
+    } catch {
+      // No such process.
     }
   }
 }

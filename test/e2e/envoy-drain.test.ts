@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, Agent, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -400,6 +400,54 @@ describe('serve --infrastructure host: a Gateway that moves address while a stre
       expect(host.views()[0]).toMatchObject({ address: second, state: 'ready' });
     } finally {
       await running?.stop();
+      rmSync(where, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
+describe('serve --infrastructure host: the Envoy of a Gateway gone while serve was down', () => {
+  it('is drained (its stream completes, new connections refused) before it is ended and its directory removed', async () => {
+    const where = mkdtempSync(join(tmpdir(), 'switchyard-drain-stale-'));
+    const config = join(where, 'config');
+    mkdirSync(config);
+    const stale = join(where, 'state', 'envoy', 'gone_edge');
+    mkdirSync(stale, { recursive: true, mode: 0o700 });
+    chmodSync(join(where, 'state'), 0o700);
+    const stalePort = await freePort();
+    writeFileSync(join(stale, 'bootstrap.json'), JSON.stringify(bootstrap(stalePort)));
+    const old = spawn(requireEnvoyBinary(), ['-c', join(stale, 'bootstrap.json'), '--disable-hot-restart', '--use-dynamic-base-id', '--concurrency', '1', '--log-level', 'error', '--admin-address-path', join(stale, 'admin-address'), '--drain-strategy', 'immediate'], { stdio: 'ignore' });
+    let running: RunningServe | undefined;
+    try {
+      writeFileSync(join(stale, 'envoy.pid'), `${old.pid ?? 0}\n`);
+      await waitFor(async () => 'status' in (await newConnection(stalePort)), { what: 'the stale Envoy serving', timeoutMs: 20_000 });
+      const s = stream(stalePort, 24);
+      await s.started;
+      // The configuration now has another Gateway only.
+      const port = await freePort();
+      const docs = [
+        { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'switchyard' }, spec: { controllerName: 'switchyard.dev/gateway-controller' } },
+        { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'edge', namespace: 'kept' }, spec: { gatewayClassName: 'switchyard', listeners: [{ name: 'http', protocol: 'HTTP', port }] } },
+      ];
+      writeFileSync(join(config, 'all.yaml'), docs.map((d) => stringify(d)).join('---\n'));
+      running = await serve({
+        config, xdsPort: 0, xdsHost: '127.0.0.1', metricsPort: 0, metricsHost: '127.0.0.1', envoy: {}, aiExtension: false,
+        infrastructure: { kind: 'host', envoyPath: requireEnvoyBinary(), concurrency: 1, stateDir: join(where, 'state'), drainTimeMs: 30_000, firstAddress: `127.0.${100 + Math.floor(Math.random() * 100)}.21` },
+        logger: createLogger({ level: 'silent' }),
+      });
+      await waitFor(async () => {
+        const r = await newConnection(stalePort);
+        return 'error' in r && r.error === 'ECONNREFUSED';
+      }, { what: 'the stale Envoy to stop accepting', timeoutMs: 20_000 });
+      const refusedAt = Date.now();
+      const result = await s.done;
+      expect(result).toMatchObject({ events: 24, complete: true });
+      expect(refusedAt).toBeLessThan(result.endedAt);
+      await waitFor(() => old.exitCode !== null, { what: 'the stale Envoy to end after its drain', timeoutMs: 5_000 });
+      expect(old.exitCode).toBe(0);
+      await waitFor(() => !existsSync(stale), { what: 'its directory removed', timeoutMs: 5_000 });
+    } finally {
+      await running?.stop();
+      old.kill('SIGKILL');
       rmSync(where, { recursive: true, force: true });
     }
   }, 120_000);
