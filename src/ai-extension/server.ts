@@ -54,6 +54,8 @@ export interface AiExtensionOptions {
    * absent: a fresh random one (see RunningAiExtension.warmupKey).
    */
   warmupKey?: string;
+  /** More GET paths on the metrics port (the CLI's /envoy/drained: a pod's preStop waits there). */
+  routes?: ReadonlyMap<string, () => Promise<{ status: number; body: string }>>;
 }
 
 export interface RunningAiExtension {
@@ -142,6 +144,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
         host: opts.metricsHost ?? '0.0.0.0',
         registry: metrics.registry,
         ready: () => true,
+        ...(opts.routes !== undefined ? { routes: opts.routes } : {}),
       });
     } catch (err) {
       await server.close();

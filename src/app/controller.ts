@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { HostInfrastructure, type HostInfrastructureOptions } from '../infrastructure/host.js';
 import { KubeClient } from '../providers/kubernetes/api-client.js';
@@ -62,8 +62,12 @@ export interface ControllerOptions extends ServingOptions {
   /**
    * Run one Envoy per Gateway on this machine (src/infrastructure/host.ts); the leader writes
    * their addresses to status.addresses. `stateDir` default: defaultStateDir("controller").
+   * `extProc`: how those Envoys reach the AI extension. `unix` (default): `<stateDir>/ext-proc.sock`,
+   * a pipe in the 0700 state directory (the extension's answers carry provider keys: no TCP port
+   * any local process could call), and the extension reads its keys over `<stateDir>/ads.sock`;
+   * `tcp`: `envoy.aiExtension` (an extension on another host, or given on purpose).
    */
-  infrastructure?: Omit<HostInfrastructureOptions, 'logger' | 'stateDir'> & { kind: 'host'; stateDir?: string };
+  infrastructure?: Omit<HostInfrastructureOptions, 'logger' | 'stateDir'> & { kind: 'host'; stateDir?: string; extProc?: 'unix' | 'tcp' };
   /**
    * With leader election: each replica shares its Envoys' ACK/NACK state and load reports in a
    * ConfigMap of its own, and every replica merges the others' into status (src/app/replica-share.ts).
@@ -133,12 +137,19 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
     logger: log,
   });
 
-  let host: { state: StateDir; unlock: () => void; infrastructure: HostInfrastructure } | undefined;
+  let host: { state: StateDir; unlock: () => void; infrastructure: HostInfrastructure; extProcSocket: string | undefined } | undefined;
   if (opts.infrastructure) {
-    const { kind: _kind, stateDir, ...choice } = opts.infrastructure;
+    const { kind: _kind, stateDir, extProc = 'unix', ...choice } = opts.infrastructure;
     const state = openStateDir(stateDir ?? defaultStateDir('controller'));
-    host = { state, unlock: lockStateDir(state), infrastructure: new HostInfrastructure({ ...choice, stateDir: state.path, logger: log.child({ component: 'host-infrastructure' }) }) };
+    host = {
+      state,
+      unlock: lockStateDir(state),
+      infrastructure: new HostInfrastructure({ ...choice, stateDir: state.path, logger: log.child({ component: 'host-infrastructure' }) }),
+      extProcSocket: extProc === 'unix' ? state.extProcSocket : undefined,
+    };
   }
+  // The Envoys run here reach the extension through the state directory, never a TCP port.
+  const envoy = host?.extProcSocket !== undefined ? { ...opts.envoy, aiExtension: { socket: host.extProcSocket } } : opts.envoy;
 
   let runtime: RunningGateway;
   let managed: ManagedXdsTls | undefined;
@@ -152,7 +163,7 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
       ...(xdsTls ? { xdsTls } : {}),
       metricsPort: opts.metricsPort,
       metricsHost: opts.metricsHost,
-      envoy: opts.envoy,
+      envoy,
       ...(opts.loadReporting ? { loadReporting: opts.loadReporting } : {}),
       logger: log,
       statusSink: sink,
@@ -167,8 +178,18 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
     if (host) {
       // The Envoys dial this controller over a Unix socket of their own (envoy identity) in its private state directory.
       host.infrastructure.start({ socket: await runtime.xds.listenEnvoySocket(host.state.envoySocket) });
-      // The controller has no AI extension of its own to sign warm-up requests: the one its Envoys dial warms them.
-      log.info({ stateDir: host.state.path }, `controller: Envoys run here; to keep their AI members' connections warm, run the AI extension with --warmup-envoys-dir ${join(host.state.path, 'envoy')}`);
+      const warm = `--warmup-envoys-dir ${join(host.state.path, 'envoy')}`;
+      if (host.extProcSocket !== undefined) {
+        // The extension beside them, run by this user, reads keys here as serve's does (ai-extension
+        // identity, in the 0700 directory): no certificate to hand it, no key on a TCP port.
+        // Left behind by a controller that was killed; the lock says no live one owns it.
+        rmSync(host.state.socket, { force: true });
+        await runtime.xds.listenUnix(host.state.socket);
+        log.info({ stateDir: host.state.path, extProcSocket: host.extProcSocket }, `controller: Envoys run here and reach the AI extension on a Unix socket; run it as this user: switchyard ai-extension --xds-socket ${host.state.socket} --listen-socket ${host.extProcSocket} ${warm}`);
+      } else {
+        // The controller has no AI extension of its own to sign warm-up requests: the one its Envoys dial warms them.
+        log.info({ stateDir: host.state.path }, `controller: Envoys run here; to keep their AI members' connections warm, run the AI extension with ${warm}`);
+      }
     }
   } catch (err) {
     await host?.infrastructure.stop();
@@ -201,6 +222,7 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
       await infrastructure?.stop();
       managed?.stop();
       await runtime.stop();
+      if (host?.extProcSocket !== undefined) rmSync(host.state.socket, { force: true });
       client.close();
       host?.unlock();
     },

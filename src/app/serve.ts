@@ -68,6 +68,8 @@ export interface HostInfrastructureChoice {
   envoyLogLevel?: string;
   backoff?: HostInfrastructureOptions['backoff'];
   firstAddress?: string;
+  /** How long a stopping Envoy's requests in flight get (HostInfrastructureOptions.drainTimeMs). */
+  drainTimeMs?: number;
 }
 
 /**
@@ -130,6 +132,7 @@ function hostInfrastructure(choice: HostInfrastructureChoice, state: StateDir, l
     ...(choice.envoyLogLevel !== undefined ? { envoyLogLevel: choice.envoyLogLevel } : {}),
     ...(choice.backoff !== undefined ? { backoff: choice.backoff } : {}),
     ...(choice.firstAddress !== undefined ? { firstAddress: choice.firstAddress } : {}),
+    ...(choice.drainTimeMs !== undefined ? { drainTimeMs: choice.drainTimeMs } : {}),
   });
 }
 

@@ -26,7 +26,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                    [--xds-tls-dir DIR] [--state-dir DIR] [--max-document-size 1.5Mi]
                    [--max-file-size 64Mi] [--max-config-size 128Mi] [--access-log json|off]
                    [--infrastructure host|none | --no-envoy] [--envoy-path PATH] [--envoy-concurrency N]
-                   [--load-report-interval 2s] [--health-window 1m] [--otlp-endpoint URL]
+                   [--drain-time 60s] [--load-report-interval 2s] [--health-window 1m] [--otlp-endpoint URL]
                    [--limits-redis redis://HOST:PORT] [--no-ai-warmup]
       Watch PATH (a file or directory of Kubernetes-style manifests), serve Envoy over ADS, and run
       the AI extension (ext_proc) as a process of its own that keeps serving if serve dies; a
@@ -42,6 +42,9 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       address of its own (spec.addresses in 127.0.0.0/8, else 127.0.10.1 upwards, kept across
       restarts), restarted when it exits; its address is in the Gateway's status.addresses and
       its admin URL in /statusz. --no-envoy (--infrastructure none) leaves Envoy to you.
+      An Envoy serve stops (serve stops, its Gateway is gone or moves) drains first: its listeners
+      stop accepting at once, requests in flight get up to --drain-time (default 60s, 0s: none) to
+      end, then it gets SIGTERM.
       --xds-tls-dir DIR serves xDS over TLS: DIR holds tls.crt and tls.key (like a kubernetes.io/tls
       Secret) and, optionally, ca.crt: client certificates are then required and verified (mTLS).
       --no-ai-warmup: do not send the warm-up requests that keep Envoy connected to every member
@@ -54,6 +57,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                           [--log-level info] [--orphan-grace 10m]
                           [--otlp-endpoint URL] [--limits-redis redis://HOST:PORT] [--warmup-key-file PATH]
                           [--warmup-envoy-admin http://127.0.0.1:19000 | --warmup-envoys-dir DIR]
+                          [--drain-envoy-admin http://127.0.0.1:19000 [--drain-wait 60s]]
       Run only the AI extension next to Envoy; provider keys come from the controller at --xds,
       which sends them only over mTLS to a client certificate of role ai-extension (URI SAN
       spiffe://switchyard.dev/role/ai-extension): --xds-tls-dir holds ca.crt (verifies the
@@ -70,6 +74,9 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       requests signed by its own key; what to warm is read from the admin API every 15 s.
       --warmup-envoys-dir: the same for every Envoy \`controller --infrastructure host\` runs on this
       machine: DIR is the envoy/ folder of its --state-dir (each Envoy's admin address is there).
+      --drain-envoy-admin URL [--drain-wait 60s]: GET /envoy/drained on the metrics port waits (at
+      most --drain-wait) until that Envoy's listeners are stopped and nothing is in flight: a data
+      plane pod's Envoy container waits there in its preStop while \`switchyard envoy-drain\` drains it.
 `,
   controller: `  switchyard controller [--kubeconfig PATH] [--namespaces a,b] [--xds-port 18000] [--xds-host 0.0.0.0]
                         [--metrics-port 9090] [--metrics-host 0.0.0.0] [--listener-address 0.0.0.0]
@@ -77,7 +84,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
                         [--lease-namespace NS] [--no-leader-election] [--xds-tls-dir DIR] [--log-level info]
                         [--access-log json|off] [--xds-tls-secrets PREFIX --xds-tls-dns NAMES]
                         [--infrastructure none|host] [--envoy-path PATH] [--envoy-concurrency N] [--state-dir DIR]
-                        [--data-plane FILE] [--load-report-interval 2s] [--health-window 1m]
+                        [--drain-time 60s] [--data-plane FILE] [--load-report-interval 2s] [--health-window 1m]
                         [--otlp-endpoint URL]
       Watch a Kubernetes API server (--kubeconfig, else $KUBECONFIG, the in-cluster service account,
       ~/.kube/config), serve Envoy over ADS; the replica holding the Lease writes status and Events
@@ -86,8 +93,11 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       for serve; --xds-tls-secrets PREFIX: the controller issues and renews the CA and a certificate
       per role itself, in Secrets PREFIX-{ca,controller,envoy,ai-extension} of its namespace, its
       own naming NAMES (--xds-tls-dns). --infrastructure host runs one Envoy per Gateway on this
-      machine, as serve does (default none); the AI extension they dial warms them with
-      --warmup-envoys-dir STATE_DIR/envoy. --data-plane FILE (JSON: namespace, xds, envoy,
+      machine, as serve does (default none; each drains for up to --drain-time before it stops);
+      they reach the AI extension on STATE_DIR/ext-proc.sock (0700 directory, no TCP port; its
+      answers carry provider keys) unless --ai-extension-* are given: run it as the same user with
+      \`switchyard ai-extension --xds-socket STATE_DIR/ads.sock --listen-socket STATE_DIR/ext-proc.sock
+      --warmup-envoys-dir STATE_DIR/envoy\` (the controller logs the line). --data-plane FILE (JSON: namespace, xds, envoy,
       aiExtension; the chart writes it): the leader creates an Envoy Deployment, Service,
       ServiceAccount and ConfigMap per Gateway, and Gateway status.addresses come from that Service.
 `,
@@ -116,6 +126,13 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       (as Envoy sees it) over mTLS: ca.crt verifies the controller, tls.crt/tls.key are Envoy's.
       --gateway: this Envoy is the data plane of that one Gateway and gets only its configuration;
       without it, it serves every Gateway (a port two Gateways use goes to the older one).
+`,
+  'envoy-drain': `  switchyard envoy-drain --admin http://127.0.0.1:19000 [--accept-time 0s] [--drain-time 60s]
+      Drain the Envoy whose admin API is at --admin before it is stopped (a data plane pod's
+      preStop runs it; the Envoy image has no HTTP client): every connection is told to close at
+      its next response, listeners keep accepting for --accept-time (while a load balancer stops
+      sending here) and then stop, and requests in flight get up to --drain-time to end. Exits 0
+      once none is left (or Envoy is gone), 1 when the drain time ran out first.
 `,
   version: `  switchyard version [-o json|yaml]   (also: switchyard --version)
       Print Switchyard's version, the Node version it runs on and the Envoy version it expects.
@@ -328,6 +345,7 @@ const INFRASTRUCTURE_OPTIONS = {
   'no-envoy': { type: 'boolean' },
   'envoy-path': { type: 'string' },
   'envoy-concurrency': { type: 'string' },
+  'drain-time': { type: 'string' },
 } as const;
 
 /**
@@ -335,7 +353,7 @@ const INFRASTRUCTURE_OPTIONS = {
  * found), `none` when asked; by default (`auto`) host when a binary is found, else none, said in the log.
  */
 async function infrastructureChoice(
-  values: { infrastructure?: string | undefined; 'no-envoy'?: boolean | undefined; 'envoy-path'?: string | undefined; 'envoy-concurrency'?: string | undefined },
+  values: { infrastructure?: string | undefined; 'no-envoy'?: boolean | undefined; 'envoy-path'?: string | undefined; 'envoy-concurrency'?: string | undefined; 'drain-time'?: string | undefined },
   fallback: 'auto' | 'none',
   logger: ReturnType<typeof createLogger>,
 ): Promise<HostInfrastructureChoice | undefined> {
@@ -359,7 +377,8 @@ async function infrastructureChoice(
     logger.info(`no Envoy binary found (${ENVOY_SEARCH.join(', ')}): Envoy is left to you (switchyard bootstrap); pass --envoy-path to have serve run one per Gateway`);
     return undefined;
   }
-  return { kind: 'host', envoyPath, ...(concurrency !== undefined ? { concurrency } : {}) };
+  const drainTimeMs = durationFlag(values['drain-time'], '--drain-time');
+  return { kind: 'host', envoyPath, ...(concurrency !== undefined ? { concurrency } : {}), ...(drainTimeMs !== undefined ? { drainTimeMs } : {}) };
 }
 
 function hostPort(value: string | undefined, flag: string, what: string): { host: string; port: number } {
@@ -389,9 +408,17 @@ async function runAiExtension(args: string[]): Promise<number> {
       'warmup-key-file': { type: 'string' },
       'warmup-envoy-admin': { type: 'string' },
       'warmup-envoys-dir': { type: 'string' },
+      'drain-envoy-admin': { type: 'string' },
+      'drain-wait': { type: 'string' },
     },
   });
   const socket = values['xds-socket'];
+  const drainAdmin = values['drain-envoy-admin'];
+  if (drainAdmin !== undefined && !/^http:\/\/[^/\s]+$/.test(drainAdmin)) {
+    throw new UsageError(`--drain-envoy-admin ${drainAdmin}: give the admin address of the Envoy beside this extension as http://HOST:PORT (no path), e.g. http://127.0.0.1:19000`);
+  }
+  const drainWaitMs = durationFlag(values['drain-wait'], '--drain-wait');
+  if (drainWaitMs !== undefined && drainAdmin === undefined) throw new UsageError('--drain-wait needs --drain-envoy-admin (the Envoy whose drain /envoy/drained waits for)');
   const envoyAdmin = values['warmup-envoy-admin'];
   if (envoyAdmin !== undefined && !/^http:\/\/[^/\s]+$/.test(envoyAdmin)) {
     throw new UsageError(`--warmup-envoy-admin ${envoyAdmin}: give the admin address of the Envoy beside this extension as http://HOST:PORT (no path), e.g. http://127.0.0.1:19000`);
@@ -435,7 +462,8 @@ async function runAiExtension(args: string[]): Promise<number> {
   const { startAiExtension } = await import('../ai-extension/server.js');
   const warmupKeyFile = values['warmup-key-file'];
   const warmupKey = warmupKeyFile === undefined ? undefined : readWarmupKey(warmupKeyFile);
-  const running = await startAiExtension({ port, host, ...(listenSocket !== undefined ? { socket: listenSocket } : {}), xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}), ...(limitsRedis !== undefined ? { limitsRedis } : {}), ...(warmupKey !== undefined ? { warmupKey } : {}) });
+  const routes = drainAdmin === undefined ? undefined : await envoyDrainedRoute(drainAdmin, drainWaitMs, logger);
+  const running = await startAiExtension({ port, host, ...(listenSocket !== undefined ? { socket: listenSocket } : {}), xds, metricsPort, metricsHost, logger, ...(otlp !== undefined ? { otlp } : {}), ...(limitsRedis !== undefined ? { limitsRedis } : {}), ...(warmupKey !== undefined ? { warmupKey } : {}), ...(routes !== undefined ? { routes } : {}) });
   const stateFile = values['state-file'];
   if (stateFile !== undefined) {
     writeExtensionRecord(stateFile, { pid: process.pid, port: running.port, host, socket: socket ?? '', ...(listenSocket !== undefined ? { listenSocket } : {}), ...(running.metricsPort !== undefined ? { metricsPort: running.metricsPort } : {}) });
@@ -459,6 +487,25 @@ async function runAiExtension(args: string[]): Promise<number> {
   clearInterval(orphanCheck);
   if (stateFile !== undefined) removeExtensionRecord(stateFile, process.pid);
   return 0;
+}
+
+/**
+ * GET /envoy/drained on the extension's metrics port: waits until the Envoy beside it has drained
+ * (listeners stopped, nothing in flight) or is gone, at most `waitMs`. It starts nothing, so
+ * whoever reaches the port can only wait: the Envoy container's preStop waits here while the
+ * extension container's preStop runs `switchyard envoy-drain` (src/infrastructure/data-plane-objects.ts).
+ */
+async function envoyDrainedRoute(adminUrl: string, waitMs: number | undefined, logger: ReturnType<typeof createLogger>): Promise<Map<string, () => Promise<{ status: number; body: string }>>> {
+  const { DEFAULT_DRAIN_TIMEOUT_MS, waitDrained } = await import('../infrastructure/envoy-drain.js');
+  const maxMs = waitMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+  return new Map([
+    ['/envoy/drained', async () => {
+      const started = Date.now();
+      const how = await waitDrained(adminUrl, maxMs);
+      logger.info({ envoyAdmin: adminUrl, waitedMs: Date.now() - started, how }, 'ai-extension: waited for the Envoy beside it to drain');
+      return { status: 200, body: `${how}\n` };
+    }],
+  ]);
 }
 
 function isDirectory(path: string): boolean {
@@ -591,6 +638,8 @@ async function runController(args: string[]): Promise<number> {
     host: values['ai-extension-address'] ?? DEFAULT_AI_EXTENSION_ADDRESS.host,
     port: int(values['ai-extension-port'], '--ai-extension-port', DEFAULT_AI_EXTENSION_ADDRESS.port),
   };
+  // As serve: the Envoys it runs reach the extension over a socket in the state directory, unless an address is asked for.
+  const extProc = values['ai-extension-port'] !== undefined || values['ai-extension-address'] !== undefined ? 'tcp' as const : 'unix' as const;
   const running = await controller({
     ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
     namespaces: namespaceList(values.namespaces),
@@ -610,7 +659,7 @@ async function runController(args: string[]): Promise<number> {
     loadReporting: await loadReporting(values['load-report-interval'], values['health-window']),
     leaderElection: values['no-leader-election'] ? false : { namespace: values['lease-namespace'] ?? defaultLeaseNamespace() },
     logger,
-    ...(infrastructure ? { infrastructure: { ...infrastructure, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),
+    ...(infrastructure ? { infrastructure: { ...infrastructure, extProc, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),
   });
   await signals.until(running);
   return 0;
@@ -717,8 +766,32 @@ const COMMANDS: Readonly<Record<string, (args: string[]) => Promise<number>>> = 
   bootstrap: runBootstrap,
   'ai-extension': runAiExtension,
   certs: runCerts,
+  'envoy-drain': runEnvoyDrain,
   version: runVersion,
 };
+
+/** Two polls of waitDrained (src/infrastructure/envoy-drain.ts). */
+const DRAINED_LINGER_MS = 500;
+
+async function runEnvoyDrain(args: string[]): Promise<number> {
+  const { values } = parseFlags('envoy-drain', { args, options: { admin: { type: 'string' }, 'accept-time': { type: 'string' }, 'drain-time': { type: 'string' } } });
+  const admin = values.admin;
+  if (admin === undefined || !/^http:\/\/[^/\s]+$/.test(admin)) {
+    throw new UsageError(`envoy-drain needs --admin http://HOST:PORT (the admin API of the Envoy to drain, no path), got "${admin ?? ''}"`);
+  }
+  const { DEFAULT_DRAIN_TIMEOUT_MS, drainEnvoy } = await import('../infrastructure/envoy-drain.js');
+  const result = await drainEnvoy({
+    adminUrl: admin,
+    acceptMs: durationFlag(values['accept-time'], '--accept-time') ?? 0,
+    timeoutMs: durationFlag(values['drain-time'], '--drain-time') ?? DEFAULT_DRAIN_TIMEOUT_MS,
+    onProgress: (line) => process.stderr.write(`switchyard envoy-drain: ${line}\n`),
+  });
+  if (result.envoyGone) process.stderr.write(`switchyard envoy-drain: Envoy's admin API at ${admin} does not answer: nothing to drain\n`);
+  // In a pod, this container gets SIGTERM as soon as this ends: first let the Envoy container's
+  // preStop (GET /envoy/drained here, polling at the same pace) see the drain done and be answered.
+  else if (result.drained) await new Promise((resolve) => setTimeout(resolve, DRAINED_LINGER_MS));
+  return result.drained ? 0 : 1;
+}
 
 async function runVersion(args: string[]): Promise<number> {
   const { values } = parseFlags('version', { args, options: { output: { type: 'string', short: 'o' } } });

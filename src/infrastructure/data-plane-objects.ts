@@ -43,6 +43,13 @@ export const DataPlaneSettingsSchema = z.strictObject({
     readyPort: port.default(19001),
     logLevel: z.enum(['trace', 'debug', 'info', 'warning', 'warn', 'error', 'critical', 'off']).default('info'),
     resources: jsonRecord.optional(),
+    /**
+     * When a pod stops (rolling upgrade, scale-down): how long its listeners keep accepting, each
+     * connection told to close, while the Service stops sending to it (endpoint removal takes seconds).
+     */
+    drainAcceptSeconds: z.number().int().min(0).max(300).default(5),
+    /** Then how long requests in flight (AI streams run for minutes) get to end before SIGTERM. */
+    drainTimeoutSeconds: z.number().int().min(0).max(3600).default(60),
   }),
   /** The AI extension container beside Envoy; absent: none (run it yourself). */
   aiExtension: z.strictObject({
@@ -91,6 +98,10 @@ export const SERVICE_TYPES = ['ClusterIP', 'NodePort', 'LoadBalancer'] as const;
 export type ServiceType = (typeof SERVICE_TYPES)[number];
 
 const TLS_MOUNT = '/etc/switchyard/xds-tls';
+/** The CLI in the image (its entrypoint, README "The image"; no shell, no PATH lookup needed), for a preStop exec. */
+const IMAGE_CLI = ['/usr/local/bin/node', '/app/bin/switchyard.js'];
+/** What a stopping pod needs beyond its drain: the preStop's own start, Envoy's exit. */
+const STOP_MARGIN_SECONDS = 15;
 const BOOTSTRAP_MOUNT = '/etc/envoy';
 
 export function gatewayKey(g: { namespace: string; name: string }): string {
@@ -194,7 +205,8 @@ export function dataPlaneObjects(g: GatewayIR, ports: readonly number[], s: Data
     name: 'envoy',
     image: s.envoy.image,
     // Access log lines reach stdout within a second (Envoy's default buffers them for 10 s).
-    args: ['-c', posix.join(BOOTSTRAP_MOUNT, 'envoy.json'), '--service-node', '$(POD_NAME)', '--log-level', s.envoy.logLevel, '--file-flush-interval-msec', '1000'],
+    // A drain tells every connection to close at its next response at once (src/infrastructure/envoy-drain.ts).
+    args: ['-c', posix.join(BOOTSTRAP_MOUNT, 'envoy.json'), '--service-node', '$(POD_NAME)', '--log-level', s.envoy.logLevel, '--file-flush-interval-msec', '1000', '--drain-strategy', 'immediate'],
     env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
     ports: [
       ...listenerPorts.map((p) => ({ name: `listener-${p}`.slice(0, 15), containerPort: p, protocol: 'TCP' })),
@@ -211,7 +223,14 @@ export function dataPlaneObjects(g: GatewayIR, ports: readonly number[], s: Data
   };
   const containers: JsonObject[] = [envoy];
   const ai = s.aiExtension;
+  const adminUrl = `http://127.0.0.1:${s.envoy.adminPort}`;
+  const drainSeconds = s.envoy.drainAcceptSeconds + s.envoy.drainTimeoutSeconds;
   if (ai) {
+    // A stopping pod drains its Envoy before SIGTERM. Envoy's image has no HTTP client to drive
+    // its admin API, so the extension's container runs the drain in its preStop (and so lives on
+    // for the requests in flight, which need it), while Envoy's preStop waits on the extension's
+    // /envoy/drained (which starts nothing: anyone reaching the port can only wait).
+    envoy['lifecycle'] = { preStop: { httpGet: { path: '/envoy/drained', port: 'ai-metrics' } } };
     containers.push({
       name: 'ai-extension',
       image: ai.image,
@@ -223,8 +242,13 @@ export function dataPlaneObjects(g: GatewayIR, ports: readonly number[], s: Data
         ...(ai.limitsRedis !== undefined ? [`--limits-redis=${ai.limitsRedis}`] : []),
         ...(tlsPrefix !== undefined ? [`--xds-tls-dir=${TLS_MOUNT}`] : []),
         // The controller reaches no Envoy: the extension warms its own (src/app/ai-warmup.ts).
-        `--warmup-envoy-admin=http://127.0.0.1:${s.envoy.adminPort}`,
+        `--warmup-envoy-admin=${adminUrl}`,
+        `--drain-envoy-admin=${adminUrl}`,
+        `--drain-wait=${drainSeconds + 5}s`,
       ],
+      lifecycle: {
+        preStop: { exec: { command: [...IMAGE_CLI, 'envoy-drain', '--admin', adminUrl, '--accept-time', `${s.envoy.drainAcceptSeconds}s`, '--drain-time', `${s.envoy.drainTimeoutSeconds}s`] } },
+      },
       ports: [{ name: 'ai-metrics', containerPort: ai.metricsPort, protocol: 'TCP' }],
       livenessProbe: { httpGet: { path: '/healthz', port: 'ai-metrics' }, periodSeconds: 10, failureThreshold: 3 },
       readinessProbe: { httpGet: { path: '/readyz', port: 'ai-metrics' }, periodSeconds: 5 },
@@ -256,6 +280,8 @@ export function dataPlaneObjects(g: GatewayIR, ports: readonly number[], s: Data
         spec: {
           serviceAccountName: name,
           automountServiceAccountToken: false,
+          // The drain's accept and request time, and a margin: kubelet's SIGKILL comes after this.
+          terminationGracePeriodSeconds: drainSeconds + STOP_MARGIN_SECONDS,
           // Gateway listeners are ports like 80 and 443; Envoy runs as a non-root user. A
           // namespaced, "safe" sysctl (Kubernetes 1.22+) instead of the NET_BIND_SERVICE capability.
           securityContext: { ...(s.podSecurityContext ?? {}), sysctls: [{ name: 'net.ipv4.ip_unprivileged_port_start', value: '0' }] },

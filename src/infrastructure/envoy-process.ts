@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { commandLineOf, isAlive } from '../app/state-dir.js';
+import { DEFAULT_DRAIN_TIMEOUT_MS, drainEnvoy } from './envoy-drain.js';
 
 export type EnvoyState = 'starting' | 'ready' | 'restarting' | 'stopped';
 
@@ -18,6 +19,11 @@ export interface EnvoyProcessOptions {
   logLevel?: string;
   /** Back-off before a restart: doubles from initialMs up to maxMs; reset once Envoy was ready for resetAfterMs. */
   backoff?: { initialMs: number; maxMs: number; resetAfterMs: number };
+  /**
+   * stop() drains first (src/infrastructure/envoy-drain.ts): listeners stop at once, requests in
+   * flight get up to this long to end before SIGTERM. 0: SIGTERM at once. Default 60 s.
+   */
+  drainTimeMs?: number;
   logger: Logger;
   /** Called on every change of state(), pid or admin address. */
   onChange: () => void;
@@ -84,6 +90,7 @@ export class EnvoyProcess {
 
   /** Adopts the Envoy a previous serve left running with this very bootstrap, else starts one. */
   start(): void {
+    this.reapRetired();
     const adopted = this.adopt();
     if (adopted !== undefined) {
       this.pid = adopted;
@@ -95,10 +102,24 @@ export class EnvoyProcess {
     this.spawn();
   }
 
-  /** SIGTERM, SIGKILL after a grace period; resolves once the process is gone. Idempotent. */
-  async stop(): Promise<void> {
+  /**
+   * Drain (new connections refused, requests in flight finish, up to drainTimeMs), then SIGTERM,
+   * SIGKILL after a grace period; resolves once the process is gone. Idempotent.
+   * `onListenersStopped`: called as soon as this Envoy accepts no more connections (at the latest
+   * when it is gone): a successor may then start in the same directory while this one still drains.
+   */
+  async stop(opts: { onListenersStopped?: () => void } = {}): Promise<void> {
     this.stopping = true;
     clearTimeout(this.timer);
+    let told = false;
+    const listenersStopped = (): void => {
+      if (told) return;
+      told = true;
+      opts.onListenersStopped?.();
+    };
+    await this.drain(listenersStopped);
+    listenersStopped();
+    await this.retiring;
     const pid = this.pid;
     if (pid !== undefined && isAlive(pid)) {
       const gone = new Promise<void>((resolve) => {
@@ -112,10 +133,68 @@ export class EnvoyProcess {
         await Promise.race([gone, new Promise((r) => setTimeout(r, 50))]);
       }
     }
-    rmSync(this.paths.record, { force: true });
+    // A successor started in this directory while this one drained has written its own.
+    if (pid === undefined || readPid(this.paths.record) === pid) rmSync(this.paths.record, { force: true });
+    if (pid !== undefined) rmSync(this.retiredRecord(pid), { force: true });
     this.pid = undefined;
     this.adminUrl = undefined;
     this.setState('stopped');
+  }
+
+  private draining: Promise<void> | undefined;
+  /** The drain and end of a foreign Envoy this one replaced (retireForeign); stop() waits for it. */
+  private retiring: Promise<void> | undefined;
+
+  private drain(onListenersStopped: () => void): Promise<void> {
+    this.draining ??= (async () => {
+      const timeoutMs = this.opts.drainTimeMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+      const adminUrl = this.adminUrl ?? this.readAdminAddress();
+      const pid = this.pid;
+      if (timeoutMs <= 0 || adminUrl === undefined || pid === undefined || !isAlive(pid)) return;
+      // Should this process die while the Envoy drains (a successor then owns envoy.pid), the
+      // next start finds the drained Envoy by this record and ends it (reapRetired). Its second
+      // line is this process: while it lives, the drain is its own business.
+      writeFileSync(this.retiredRecord(pid), `${pid}\n${process.pid}\n`, { mode: 0o600 });
+      // No longer the Envoy of this directory: a successor must neither adopt nor replace it.
+      if (readPid(this.paths.record) === pid) rmSync(this.paths.record, { force: true });
+      try {
+        const r = await drainEnvoy({ adminUrl, acceptMs: 0, timeoutMs, onListenersStopped });
+        if (!r.envoyGone) this.opts.logger.info({ pid: this.pid, tookMs: r.tookMs, cutRequests: r.inFlight }, r.drained ? 'envoy: drained before stopping' : 'envoy: drain time over; stopping with requests in flight');
+      } catch (err) {
+        this.opts.logger.warn({ pid: this.pid, err: err instanceof Error ? err.message : String(err) }, 'envoy: could not drain; stopping at once');
+      }
+    })();
+    return this.draining;
+  }
+
+  private retiredRecord(pid: number): string {
+    return join(this.opts.dir, `retired-${pid}.pid`);
+  }
+
+  /** Envoys of this directory left draining by a process that died meanwhile: their drain is long over. */
+  private reapRetired(): void {
+    for (const entry of readdirSync(this.opts.dir)) {
+      if (!/^retired-\d+\.pid$/.test(entry)) continue;
+      const file = join(this.opts.dir, entry);
+      const [pid, owner] = readPids(file);
+      // Still drained by a live process (this one, for a successor started meanwhile): leave it.
+      if (owner !== undefined && isAlive(owner)) continue;
+      // A pid reused by another process is not ours to end.
+      if (pid !== undefined && isAlive(pid) && commandLineOf(pid)?.includes(this.paths.bootstrap) === true) {
+        this.opts.logger.info({ pid }, 'envoy: ending an Envoy left draining by a previous run');
+        signal(pid, 'SIGTERM');
+      }
+      rmSync(file, { force: true });
+    }
+  }
+
+  private readAdminAddress(): string | undefined {
+    try {
+      const text = readFileSync(this.paths.adminAddress, 'utf8').trim();
+      return text === '' ? undefined : `http://${text}`;
+    } catch {
+      return undefined;
+    }
   }
 
   private childExited(pid: number): boolean {
@@ -140,11 +219,31 @@ export class EnvoyProcess {
       // Gone: not adoptable.
     }
     if (written !== this.opts.bootstrap) {
-      this.opts.logger.info({ pid }, 'envoy: the running Envoy has another bootstrap; replacing it');
-      signal(pid, 'SIGTERM');
+      this.opts.logger.info({ pid }, 'envoy: the running Envoy has another bootstrap (serve was upgraded?); replacing it, draining it first');
+      this.retireForeign(pid);
       return undefined;
     }
     return pid;
+  }
+
+  /**
+   * Drains, then ends, an Envoy of this directory this process did not start (one of another
+   * bootstrap), in the background: its listeners stop at once and its successor binds the same
+   * address (Envoy listeners share a port with SO_REUSEPORT), while the requests it carries end.
+   */
+  private retireForeign(pid: number): void {
+    const adminUrl = this.readAdminAddress();
+    writeFileSync(this.retiredRecord(pid), `${pid}\n${process.pid}\n`, { mode: 0o600 });
+    rmSync(this.paths.record, { force: true });
+    const timeoutMs = this.opts.drainTimeMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+    const drained = adminUrl === undefined || timeoutMs <= 0 ? Promise.resolve() : drainEnvoy({ adminUrl, acceptMs: 0, timeoutMs }).then(
+      (r) => this.opts.logger.info({ pid, tookMs: r.tookMs, cutRequests: r.inFlight }, 'envoy: the replaced Envoy drained'),
+      (err: unknown) => this.opts.logger.warn({ pid, err: err instanceof Error ? err.message : String(err) }, 'envoy: could not drain the replaced Envoy'),
+    );
+    this.retiring = drained.then(() => {
+      signal(pid, 'SIGTERM');
+      rmSync(this.retiredRecord(pid), { force: true });
+    });
   }
 
   private spawn(): void {
@@ -160,6 +259,9 @@ export class EnvoyProcess {
       '--log-level', this.opts.logLevel ?? 'info',
       // Files (the outlier event log) are written at this pace; Envoy's default is 10 s.
       '--file-flush-interval-msec', '1000',
+      // A drain (stop(), or a listener replaced over xDS) tells every connection to close at its
+      // next response at once, rather than a growing share of them over --drain-time-s.
+      '--drain-strategy', 'immediate',
       ...(this.opts.concurrency !== undefined ? ['--concurrency', String(this.opts.concurrency)] : []),
     ];
     // A file, not a pipe: a pipe to serve would break when serve dies, and Envoy with it.
@@ -262,6 +364,24 @@ export class EnvoyProcess {
     this.state = state;
     this.opts.onChange();
   }
+}
+
+/** The pids a record file holds, one a line (a pid record: one; a retirement record: Envoy's, then its owner's). */
+function readPids(file: string): (number | undefined)[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  return text.split('\n').filter((l) => l.trim() !== '').map((l) => {
+    const pid = Number.parseInt(l, 10);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  });
+}
+
+function readPid(file: string): number | undefined {
+  return readPids(file)[0];
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {

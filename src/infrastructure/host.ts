@@ -1,4 +1,4 @@
-import { accessSync, constants, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
@@ -8,6 +8,7 @@ import { OutlierEventTail, type OutlierEvent, type OutlierEventSource } from '..
 import type { GatewayIR } from '../ir/model.js';
 import type { Readiness } from '../observability/health.js';
 import type { GatewayStatus, ObjectStatus } from '../translate/status.js';
+import { DEFAULT_DRAIN_TIMEOUT_MS, drainEnvoy } from './envoy-drain.js';
 import { EnvoyProcess, type EnvoyProcessOptions, type EnvoyProcessView } from './envoy-process.js';
 import { gatewayKey, placeGateways } from './loopback.js';
 
@@ -59,6 +60,8 @@ export interface HostInfrastructureOptions {
   concurrency?: number;
   envoyLogLevel?: string;
   backoff?: EnvoyProcessOptions['backoff'];
+  /** How long a stopping Envoy's requests in flight get to end (EnvoyProcessOptions.drainTimeMs; default 60 s). */
+  drainTimeMs?: number;
   /** First address given to Gateways without spec.addresses (default 127.0.10.1). */
   firstAddress?: string;
 }
@@ -83,8 +86,12 @@ export class HostInfrastructure {
   private readonly envoysDir: string;
   private placement: { addresses: Map<string, string>; unusable: Map<string, string> } = { addresses: new Map(), unusable: new Map() };
   private readonly running = new Map<string, Running>();
-  /** Gateways whose previous Envoy is still stopping: the next one starts once it is gone (same directory). */
+  /** Gateways whose previous Envoy still accepts or is gone but not yet stopped: the next one starts after (same directory). */
   private readonly stopping = new Map<string, Promise<void>>();
+  /** Every Envoy being stopped, draining included: stop() waits for them. */
+  private readonly retiring = new Set<Promise<void>>();
+  /** Directories of gone Gateways whose leftover Envoy is draining (removeStaleDirs). */
+  private readonly removing = new Set<string>();
   private readonly listeners = new Set<() => void>();
   private xds: { socket: string } | undefined;
   private stopped = false;
@@ -114,14 +121,24 @@ export class HostInfrastructure {
       // Envoy cannot move a listener to another address in place: a new process binds the new one.
       this.running.delete(gateway);
       run.ejections.stop();
-      this.opts.logger.info({ gateway, address: run.address }, wanted.has(gateway) ? 'envoy: the Gateway changed address; replacing its Envoy' : 'envoy: the Gateway is gone; stopping its Envoy');
-      this.stopping.set(
-        gateway,
-        run.envoy.stop().then(() => {
-          this.stopping.delete(gateway);
-          this.apply();
-        }),
-      );
+      const moving = wanted.has(gateway);
+      this.opts.logger.info({ gateway, address: run.address }, moving ? 'envoy: the Gateway changed address; replacing its Envoy' : 'envoy: the Gateway is gone; stopping its Envoy');
+      // A moving Gateway's successor (same directory, another address) starts once the old Envoy
+      // accepts no more, while that one still drains what it carries; a gone Gateway's directory
+      // is removed only once its Envoy is.
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        this.stopping.delete(gateway);
+        this.apply();
+      };
+      const stopped = run.envoy.stop(moving ? { onListenersStopped: release } : {}).then(() => {
+        this.retiring.delete(stopped);
+        release();
+      });
+      this.retiring.add(stopped);
+      this.stopping.set(gateway, stopped);
     }
     for (const [gateway, address] of wanted) {
       if (this.running.has(gateway) || this.stopping.has(gateway)) continue;
@@ -134,6 +151,7 @@ export class HostInfrastructure {
         ...(this.opts.concurrency !== undefined ? { concurrency: this.opts.concurrency } : {}),
         ...(this.opts.envoyLogLevel !== undefined ? { logLevel: this.opts.envoyLogLevel } : {}),
         ...(this.opts.backoff !== undefined ? { backoff: this.opts.backoff } : {}),
+        ...(this.opts.drainTimeMs !== undefined ? { drainTimeMs: this.opts.drainTimeMs } : {}),
         logger: this.opts.logger.child({ gateway, address }),
         onChange: () => this.changed(),
       });
@@ -187,7 +205,7 @@ export class HostInfrastructure {
     const all = [...this.running.values()];
     this.running.clear();
     for (const r of all) r.ejections.stop();
-    await Promise.all([...all.map((r) => r.envoy.stop()), ...this.stopping.values()]);
+    await Promise.all([...all.map((r) => r.envoy.stop()), ...this.retiring]);
   }
 
   private changed(): void {
@@ -218,19 +236,69 @@ export class HostInfrastructure {
     renameSync(tmp, this.addressFile);
   }
 
-  /** Directories of Gateways gone while serve was down: their Envoy, if still running, was adopted by nobody. */
+  /**
+   * Directories of Gateways gone while serve was down: their Envoy, if still running, was adopted
+   * by nobody. It is drained (its clients' requests in flight end) before it is ended and its
+   * directory removed.
+   */
   private removeStaleDirs(): void {
     const wanted = new Set([...this.running.keys(), ...this.stopping.keys()].map(dirName));
     for (const entry of readdirSync(this.envoysDir)) {
-      if (wanted.has(entry)) continue;
+      if (wanted.has(entry) || this.removing.has(entry)) continue;
       const dir = join(this.envoysDir, entry);
+      endRetiredEnvoys(dir);
+      let pid: number | undefined;
       try {
-        const pid = Number.parseInt(readFileSync(join(dir, 'envoy.pid'), 'utf8'), 10);
-        if (Number.isInteger(pid) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(join(dir, 'bootstrap.json'))) process.kill(pid, 'SIGTERM');
+        const recorded = Number.parseInt(readFileSync(join(dir, 'envoy.pid'), 'utf8'), 10);
+        if (Number.isInteger(recorded) && readFileSync(`/proc/${recorded}/cmdline`, 'utf8').includes(join(dir, 'bootstrap.json'))) pid = recorded;
       } catch {
         // No record or no such process.
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (pid === undefined) {
+        rmSync(dir, { recursive: true, force: true });
+        continue;
+      }
+      const envoyPid = pid;
+      let adminUrl: string | undefined;
+      try {
+        const text = readFileSync(join(dir, 'admin-address'), 'utf8').trim();
+        if (text !== '') adminUrl = `http://${text}`;
+      } catch {
+        // Never written: nothing to drain through.
+      }
+      this.opts.logger.info({ pid: envoyPid, dir }, 'envoy: the Envoy of a Gateway gone while this process was down; draining and stopping it');
+      this.removing.add(entry);
+      const timeoutMs = this.opts.drainTimeMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+      const removed = (adminUrl === undefined || timeoutMs <= 0 ? Promise.resolve() : drainEnvoy({ adminUrl, acceptMs: 0, timeoutMs }).then(() => undefined, () => undefined)).then(() => {
+        try {
+          process.kill(envoyPid, 'SIGTERM');
+        } catch {
+          // Gone already.
+        }
+        rmSync(dir, { recursive: true, force: true });
+        this.removing.delete(entry);
+        this.retiring.delete(removed);
+      });
+      this.retiring.add(removed);
+    }
+  }
+}
+
+/** Envoys left draining in `dir` by a process that died meanwhile (EnvoyProcess retirement records): their drain is over. */
+function endRetiredEnvoys(dir: string): void {
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(dir).filter((e) => /^retired-\d+\.pid$/.test(e));
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    try {
+      const [pid, owner] = readFileSync(join(dir, entry), 'utf8').split('\n').map((l) => Number.parseInt(l, 10));
+      const ownerAlive = owner !== undefined && Number.isInteger(owner) && existsSync(`/proc/${owner}`);
+      if (!ownerAlive && pid !== undefined && Number.isInteger(pid) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(join(dir, 'bootstrap.json'))) process.kill(pid, 'SIGTERM');
+    } catch {
+      // No such process.
     }
   }
 }

@@ -19,6 +19,8 @@ export interface HealthServerOptions {
   statusz?: () => unknown;
   /** More series in the text format, appended to /metrics (another process's, e.g. serve's AI extension). */
   extraMetrics?: () => Promise<string>;
+  /** More GET paths and their answers (e.g. the AI extension's /envoy/drained). */
+  routes?: ReadonlyMap<string, () => Promise<{ status: number; body: string }>>;
 }
 
 export interface HealthServer {
@@ -82,8 +84,15 @@ async function handle(options: HealthServerOptions, req: IncomingMessage, res: S
       }
       send(res, 200, 'application/json', `${JSON.stringify(options.statusz(), null, 2)}\n`);
       return;
-    default:
+    default: {
+      const route = options.routes?.get(path);
+      if (route !== undefined) {
+        const answer = await route();
+        send(res, answer.status, 'text/plain; charset=utf-8', answer.body);
+        return;
+      }
       send(res, 404, 'text/plain; charset=utf-8', 'not found: try /healthz, /readyz, /metrics or /statusz\n');
+    }
   }
 }
 

@@ -9,7 +9,7 @@ import { CONTROLLER_NAME } from '../../src/api/gateway.js';
 import { buildBootstrap, xdsTlsSdsFiles } from '../../src/envoy/bootstrap.js';
 import { readinessResources } from '../../src/envoy/readiness.js';
 import { createAiExtensionMetrics } from '../../src/ai-extension/metrics.js';
-import { parseDataPlaneSettings } from '../../src/infrastructure/data-plane-objects.js';
+import { dataPlaneObjects, parseDataPlaneSettings } from '../../src/infrastructure/data-plane-objects.js';
 import { createMetrics } from '../../src/observability/metrics.js';
 import { createNamespace, kubectl, kubectlOk } from '../support/kube.js';
 
@@ -58,12 +58,13 @@ interface Container {
   livenessProbe?: { httpGet?: { path: string; port: string } };
   readinessProbe?: { httpGet?: { path: string; port: string } };
   volumeMounts?: { name: string; mountPath: string }[];
+  lifecycle?: unknown;
 }
 interface Rendered {
   kind: string;
   metadata: { name: string; labels?: Record<string, string> };
   data?: Record<string, string>;
-  spec?: { template?: { spec?: { containers: Container[]; volumes?: { name: string; secret?: { secretName: string } }[] } } };
+  spec?: { template?: { spec?: { containers: Container[]; volumes?: { name: string; secret?: { secretName: string } }[]; terminationGracePeriodSeconds?: number } } };
 }
 
 async function render(...set: string[]): Promise<Rendered[]> {
@@ -91,7 +92,7 @@ describe('the AI extension and xDS TLS in the chart', () => {
     expect(envoy.containers.map((c) => c.name)).toEqual(['envoy', 'ai-extension']);
     const ext = container(envoy, 'ai-extension');
     // The controller's Service name and xDS port, where its credentials come from; the Envoy admin API it warms through.
-    expect(ext.args).toEqual(['ai-extension', '--xds=sy-switchyard.edge.svc:18000', '--host=127.0.0.1', '--port=18101', '--metrics-port=9191', '--log-level=info', '--xds-tls-dir=/etc/switchyard/xds-tls', '--warmup-envoy-admin=http://127.0.0.1:19000']);
+    expect(ext.args).toEqual(['ai-extension', '--xds=sy-switchyard.edge.svc:18000', '--host=127.0.0.1', '--port=18101', '--metrics-port=9191', '--log-level=info', '--xds-tls-dir=/etc/switchyard/xds-tls', '--warmup-envoy-admin=http://127.0.0.1:19000', '--drain-envoy-admin=http://127.0.0.1:19000', '--drain-wait=70s']);
     expect(ext.ports).toEqual([{ name: 'ai-metrics', containerPort: 9191, protocol: 'TCP' }]);
     expect(ext.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'ai-metrics' });
     expect(ext.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'ai-metrics' });
@@ -173,6 +174,34 @@ describe('per-Gateway data planes in the chart', () => {
     const gc = docs.find((d) => d.kind === 'GatewayClass') as unknown as { metadata: { name: string }; spec: { controllerName: string } };
     expect(gc.metadata.name).toBe('switchyard');
     expect(gc.spec.controllerName).toBe(CONTROLLER_NAME);
+  });
+
+  it('drains the fixed Envoy before its pod stops exactly as a per-Gateway data plane, with envoy.drain\'s times', async () => {
+    const docs = await render('--set', 'envoy.fixed.enabled=true', '--set', 'envoy.drain.acceptSeconds=8', '--set', 'envoy.drain.timeoutSeconds=300');
+    const settings = parseDataPlaneSettings(JSON.parse(docs.find((d) => d.metadata.name === 'sy-switchyard-data-plane')?.data?.['settings.json'] ?? 'null'), 'chart');
+    expect(settings.envoy).toMatchObject({ drainAcceptSeconds: 8, drainTimeoutSeconds: 300 });
+    const provisioned = dataPlaneObjects({ namespace: 'team-a', name: 'edge', className: 'switchyard', addresses: [] }, [80], settings).deployment as unknown as Rendered;
+    const fixed = docs.find((d) => d.kind === 'Deployment' && d.metadata.name === 'sy-switchyard-envoy');
+    const drainParts = (d: Rendered | undefined): unknown => {
+      const spec = d?.spec?.template?.spec;
+      const envoy = spec?.containers.find((c) => c.name === 'envoy');
+      const ext = spec?.containers.find((c) => c.name === 'ai-extension');
+      return {
+        grace: spec?.terminationGracePeriodSeconds,
+        envoyArgs: envoy?.args?.slice(envoy.args.indexOf('--drain-strategy')),
+        envoyHook: envoy?.lifecycle,
+        extensionHook: ext?.lifecycle,
+        extensionArgs: ext?.args?.filter((a) => a.startsWith('--drain-')),
+      };
+    };
+    expect(drainParts(fixed)).toEqual(drainParts(provisioned));
+    expect(drainParts(fixed)).toEqual({
+      grace: 323,
+      envoyArgs: ['--drain-strategy', 'immediate'],
+      envoyHook: { preStop: { httpGet: { path: '/envoy/drained', port: 'ai-metrics' } } },
+      extensionHook: { preStop: { exec: { command: ['/usr/local/bin/node', '/app/bin/switchyard.js', 'envoy-drain', '--admin', 'http://127.0.0.1:19000', '--accept-time', '8s', '--drain-time', '300s'] } } },
+      extensionArgs: ['--drain-envoy-admin=http://127.0.0.1:19000', '--drain-wait=313s'],
+    });
   });
 
   it('hands aiExtension.limitsRedis to the AI extension of every per-Gateway data plane, as to the fixed Envoy\'s', async () => {

@@ -133,6 +133,11 @@ describe('a data plane per Gateway', () => {
     // Member limits count across every data plane's pods only if each extension reaches the same store.
     expect(at((at(pod, 'containers') as Json[])[1], 'args')).toContain('--limits-redis=redis://redis.limits.svc:6379');
     expect(at(pod, 'volumes')).toContainEqual({ name: 'bootstrap', configMap: { name: dpName(), defaultMode: 420 } });
+    // The drain before SIGTERM, as the API server keeps it (kubelet reads these): Envoy waits on
+    // the extension's /envoy/drained while the extension's preStop drains it; the grace period covers both.
+    expect(at(pod, 'terminationGracePeriodSeconds')).toBe(80);
+    expect(at((at(pod, 'containers') as Json[])[0], 'lifecycle', 'preStop', 'httpGet')).toMatchObject({ path: '/envoy/drained', port: 'ai-metrics' });
+    expect(at((at(pod, 'containers') as Json[])[1], 'lifecycle', 'preStop', 'exec', 'command')).toEqual(['/usr/local/bin/node', '/app/bin/switchyard.js', 'envoy-drain', '--admin', `http://127.0.0.1:${port.admin}`, '--accept-time', '5s', '--drain-time', '60s']);
     expect(at(objects['Service'], 'spec', 'type')).toBe('LoadBalancer');
     expect((at(objects['Service'], 'spec', 'ports') as Json[]).map((p) => p['port'])).toEqual([port.p1]);
   });

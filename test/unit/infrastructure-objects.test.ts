@@ -120,6 +120,29 @@ describe('dataPlaneObjects', () => {
     expect(at(without.deployment, 'spec', 'template', 'spec', 'volumes')).toEqual([{ name: 'bootstrap', configMap: { name: dataPlaneName(gateway()) } }]);
   });
 
+  it('drains Envoy before the pod stops: the extension\'s preStop runs envoy-drain, Envoy\'s waits on /envoy/drained, the grace period covers both', () => {
+    const spec = (o: ReturnType<typeof dataPlaneObjects>): JsonObject => at(o.deployment, 'spec', 'template', 'spec') as JsonObject;
+    const byName = (o: ReturnType<typeof dataPlaneObjects>, name: string): JsonObject | undefined => (spec(o)['containers'] as JsonObject[]).find((c) => c['name'] === name);
+    const o = dataPlaneObjects(gateway(), [80], settings());
+    // Defaults: 5 s of accepting while the Service lets go, 60 s for requests in flight, 15 s margin.
+    expect(spec(o)['terminationGracePeriodSeconds']).toBe(80);
+    expect(at(byName(o, 'envoy'), 'args')).toEqual(expect.arrayContaining(['--drain-strategy', 'immediate']));
+    expect(at(byName(o, 'envoy'), 'lifecycle')).toEqual({ preStop: { httpGet: { path: '/envoy/drained', port: 'ai-metrics' } } });
+    expect(at(byName(o, 'ai-extension'), 'lifecycle', 'preStop', 'exec', 'command')).toEqual([
+      '/usr/local/bin/node', '/app/bin/switchyard.js', 'envoy-drain', '--admin', 'http://127.0.0.1:19000', '--accept-time', '5s', '--drain-time', '60s',
+    ]);
+    expect(at(byName(o, 'ai-extension'), 'args')).toEqual(expect.arrayContaining(['--drain-envoy-admin=http://127.0.0.1:19000', '--drain-wait=70s']));
+    // The probe port the preStop names is the extension's.
+    expect((at(byName(o, 'ai-extension'), 'ports') as JsonObject[]).map((p) => p['name'])).toContain('ai-metrics');
+
+    const long = dataPlaneObjects(gateway(), [80], settings({ envoy: { image: 'e', adminPort: 19100, drainAcceptSeconds: 10, drainTimeoutSeconds: 600 } }));
+    expect(spec(long)['terminationGracePeriodSeconds']).toBe(625);
+    expect(at(byName(long, 'ai-extension'), 'lifecycle', 'preStop', 'exec', 'command')).toEqual([
+      '/usr/local/bin/node', '/app/bin/switchyard.js', 'envoy-drain', '--admin', 'http://127.0.0.1:19100', '--accept-time', '10s', '--drain-time', '600s',
+    ]);
+    expect(() => settings({ envoy: { image: 'e', drainTimeoutSeconds: -1 } })).toThrow(/envoy\.drainTimeoutSeconds/);
+  });
+
   it('makes a LoadBalancer Service by default, the type the annotation names otherwise, and says what is wrong with a bad one', () => {
     expect(at(dataPlaneObjects(gateway(), [80], settings()).service, 'spec', 'type')).toBe('LoadBalancer');
     const ip = gateway({ infrastructure: { labels: {}, annotations: { 'switchyard.dev/service-type': 'ClusterIP' } } });
