@@ -273,8 +273,9 @@ describe('EnvoyProcess.stop (serve and controller --infrastructure host): drain,
       envoy = next;
       next.start();
       await waitFor(() => orphan.exitCode !== null || orphan.signalCode !== null, { what: 'the orphan Envoy to be ended', timeoutMs: 10_000 });
-      // Envoy ends on SIGTERM with exit code 0.
-      expect(orphan.exitCode).toBe(0);
+      // Ended by our SIGTERM: Envoy exits 0 on it, or (a busy machine: still setting up its
+      // handlers) dies of the signal itself.
+      expect(orphan.exitCode === 0 || orphan.signalCode === 'SIGTERM').toBe(true);
       expect(other.exitCode === null && other.signalCode === null).toBe(true);
       expect(existsSync(join(where, `retired-${orphan.pid ?? 0}.pid`))).toBe(false);
     } finally {
@@ -391,7 +392,9 @@ describe('serve --infrastructure host: a Gateway that moves address while a stre
       const movedAt = Date.now();
       // The old Envoy accepts no new connection any more (a kept-alive one still gets its answer,
       // with connection: close), but still carries the stream.
-      expect(await newConnection(port, first)).toEqual({ error: 'ECONNREFUSED' });
+      // Refused, or reset when the connect reached the kernel's backlog just before Envoy's
+      // workers closed the listening socket (the admin call returns before they do): not served.
+      expect(['ECONNREFUSED', 'ECONNRESET']).toContain((await newConnection(port, first) as { error?: string }).error);
       expect(processAlive(oldPid)).toBe(true);
       const result = await streamed;
       expect(result.complete).toBe(true);
