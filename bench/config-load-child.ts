@@ -8,10 +8,14 @@
  *
  * CONFIG_LOAD_SNAPSHOT=FILE writes a heap snapshot when the loaded configuration alone is left
  * (for bench/heap-owners.ts, e.g. with the names store,parsed,snapshot), after every figure
- * but the inputs' (which writing it may shift by a little).
+ * but the inputs' (which writing it may shift by a little). With CONFIG_LOAD_SNAPSHOT_AT=served
+ * the snapshot is written instead once everything is kept (inputs, translation, Envoy stage and
+ * cache, after a full GC: e.g. the names cache,built,translation,snapshot), after the peak but
+ * before the figures of what each stage keeps (which writing it shifts).
  */
 import { existsSync } from 'node:fs';
 import { writeHeapSnapshot } from 'node:v8';
+import type * as Encoded from '../src/envoy/encoded.js';
 import type * as EnvoyStage from '../src/envoy/index.js';
 import type * as Resources from '../src/envoy/resources.js';
 import type * as YoungGeneration from '../src/observability/young-generation.js';
@@ -30,6 +34,7 @@ const BUILT = process.env['BENCH_E2E_BUILT'] === '1';
 const HERE = new URL('.', import.meta.url);
 if (BUILT && !existsSync(new URL('../dist/envoy/index.js', HERE))) throw new Error('BENCH_E2E_BUILT=1 needs dist/ (npm run build)');
 const from = <T>(module: string): Promise<T> => import(new URL(`../${BUILT ? 'dist' : 'src'}/${module}.js`, HERE).href) as Promise<T>;
+const { EncodedResource } = await from<typeof Encoded>('envoy/encoded');
 const { toXdsResourcesReusing } = await from<typeof EnvoyStage>('envoy/index');
 const { PUSH_ORDER, TypeUrl } = await from<typeof Resources>('envoy/resources');
 const { holdYoungGeneration } = await from<typeof YoungGeneration>('observability/young-generation');
@@ -103,9 +108,11 @@ async function main(): Promise<void> {
   const pipelineUsed = process.cpuUsage(pipelineCpu);
   const peak = process.resourceUsage().maxRSS * 1024;
   const resources = PUSH_ORDER.reduce((n, kind) => n + (cache?.snapshot(TypeUrl[kind])?.resources.size ?? 0), 0);
+  // byteLength, not any.length: asking for the bytes whole joins a record's shared frame and its
+  // own bytes into a copy of its own, which the figures of what each stage keeps then counted.
   const servedBytes = (typeUrl: string): number => {
     let n = 0;
-    for (const r of cache?.snapshot(typeUrl)?.resources.values() ?? []) n += r.any.length;
+    for (const r of cache?.snapshot(typeUrl)?.resources.values() ?? []) n += r instanceof EncodedResource ? r.byteLength : r.any.length;
     return n;
   };
   const clusterBytes = servedBytes(TypeUrl.cluster);
@@ -118,6 +125,12 @@ async function main(): Promise<void> {
     const m = process.memoryUsage();
     return m.heapUsed + m.arrayBuffers;
   };
+  const snapshotFile = process.env['CONFIG_LOAD_SNAPSHOT'];
+  const snapshotServed = process.env['CONFIG_LOAD_SNAPSHOT_AT'] === 'served';
+  if (snapshotFile !== undefined && snapshotFile !== '' && snapshotServed) {
+    gc?.();
+    writeHeapSnapshot(snapshotFile);
+  }
   const all = held();
   cache = undefined;
   const withoutCache = held();
@@ -125,8 +138,7 @@ async function main(): Promise<void> {
   const withoutEnvoy = held();
   translation = undefined;
   const withoutTranslation = held();
-  const snapshotFile = process.env['CONFIG_LOAD_SNAPSHOT'];
-  if (snapshotFile !== undefined && snapshotFile !== '') writeHeapSnapshot(snapshotFile);
+  if (snapshotFile !== undefined && snapshotFile !== '' && !snapshotServed) writeHeapSnapshot(snapshotFile);
   snapshot = undefined;
   provider = undefined;
   const withoutInputs = held();

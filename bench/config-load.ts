@@ -8,6 +8,7 @@
  *   BENCH_CONFIG_BACKENDS  Backends in the file (default 10000: about 37 MiB of YAML)
  *   CONFIG_LOAD_SNAPSHOT   a file to write a heap snapshot of the loaded configuration to (see bench/config-load-child.ts)
  *   BENCH_E2E_BUILT=1      the child runs the modules from dist/ (npm run build), as users run serve; by default from src/ under tsx
+ *   BENCH_CONFIG_MEMORY_SETTINGS=0  the child runs with Node's and glibc's defaults instead of serve's memory settings
  */
 import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -15,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { longRunningRestart } from '../src/cli/memory-settings.js';
 import type { ConfigLoadReport } from './config-load-child.js';
 import type { BenchRow, BenchSuite } from './suite.js';
 import { generateManifests } from './translate.js';
@@ -30,11 +32,26 @@ function backendsFromEnv(): number {
   return n;
 }
 
+/**
+ * serve's own memory settings (src/cli/memory-settings.ts: V8's semi-space cap, glibc's arenas
+ * and trim threshold), which bin/switchyard.js restarts serve with, unless
+ * BENCH_CONFIG_MEMORY_SETTINGS=0 (Node's and glibc's defaults, as this row measured up to peak16).
+ */
+function childSettings(): { execArgv: string[]; env: NodeJS.ProcessEnv; label: string } {
+  const own = ['--import', 'tsx', '--expose-gc'];
+  if (process.env['BENCH_CONFIG_MEMORY_SETTINGS'] === '0') return { execArgv: own, env: process.env, label: "Node's and glibc's default memory settings" };
+  const restart = longRunningRestart(['serve'], own, process.env);
+  if (restart === undefined) throw new Error('config-load: serve is a long-running command, with memory settings');
+  return { execArgv: restart.execArgv, env: restart.env, label: `serve's memory settings (${restart.execArgv[0] ?? ''}, MALLOC_ARENA_MAX=${restart.env['MALLOC_ARENA_MAX'] ?? ''}, MALLOC_TRIM_THRESHOLD_=${restart.env['MALLOC_TRIM_THRESHOLD_'] ?? ''})` };
+}
+
 function load(path: string): Promise<ConfigLoadReport> {
+  const { execArgv, env } = childSettings();
   return new Promise((resolve, reject) => {
     const child = fork(join(HERE, 'config-load-child.ts'), [path], {
       cwd: join(HERE, '..'),
-      execArgv: ['--import', 'tsx', '--expose-gc'],
+      execArgv,
+      env,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     child.once('message', (report: ConfigLoadReport) => resolve(report));
@@ -76,7 +93,7 @@ export function configLoadSuite(log: (line: string) => void): BenchSuite {
             ms,
             runs: 1,
             heapMB: mb(kept),
-            detail: `${process.env['BENCH_E2E_BUILT'] === '1' ? 'modules from dist/' : 'modules from src/ under tsx (BENCH_E2E_BUILT=1: dist/)'}; input ${mb(input).toFixed(1)} MiB; peak RSS +${mb(peakBytes).toFixed(0)} MiB = ${ratio.toFixed(1)}x input; ${detail}`,
+            detail: `${process.env['BENCH_E2E_BUILT'] === '1' ? 'modules from dist/' : 'modules from src/ under tsx (BENCH_E2E_BUILT=1: dist/)'}, ${childSettings().label}; input ${mb(input).toFixed(1)} MiB; peak RSS +${mb(peakBytes).toFixed(0)} MiB = ${ratio.toFixed(1)}x input; ${detail}`,
             target: `<= ${CONFIG_LOAD_TARGET_RATIO}x input`,
             verdict: ratio <= CONFIG_LOAD_TARGET_RATIO ? 'PASS' : 'FAIL',
           };

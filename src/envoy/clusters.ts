@@ -1,5 +1,6 @@
 import { toEnvoyDuration } from '../api/duration.js';
 import type { ClusterIR, MemberIR, OutlierPlan } from '../ir/model.js';
+import { plainMetadata } from '../ir/common-member.js';
 import { aiExtensionFilters, type AttemptFactsForm } from './ai-extension.js';
 import { ATTEMPT_FACTS_KEY, encodeAttemptFacts } from './attempt-facts.js';
 import { hasMemberLimits, memberLimitsCheckTarget, memberLimitsHealthCheck } from './member-limits.js';
@@ -18,7 +19,7 @@ import { TypeUrl, deepFrozen, type EnvoyResource, type JsonObject } from './reso
 function memberFacts(m: MemberIR, ai: AttemptFactsForm | undefined): JsonObject {
   // The IR's own object, not a copy: the IR is never edited once built, and a copy per member was
   // a tenth of the endpoints' memory at 10,000 Backends.
-  if (ai === undefined) return m.metadata as unknown as JsonObject;
+  if (ai === undefined) return plainMetadata(m) as unknown as JsonObject;
   if (ai === 'legacy') return legacyMemberFacts(m);
   return { [ATTEMPT_FACTS_KEY]: encodeAttemptFacts(m.metadata) };
 }
@@ -34,8 +35,9 @@ function memberFacts(m: MemberIR, ai: AttemptFactsForm | undefined): JsonObject 
  */
 function legacyMemberFacts(m: MemberIR): JsonObject {
   const attempt = encodeAttemptFacts(m.metadata);
-  if (!('modelAliases' in m.metadata)) return { ...(m.metadata as unknown as JsonObject), [ATTEMPT_FACTS_KEY]: attempt };
-  const { modelAliases, ...facts } = m.metadata;
+  const metadata = plainMetadata(m);
+  if (!('modelAliases' in metadata)) return { ...(metadata as unknown as JsonObject), [ATTEMPT_FACTS_KEY]: attempt };
+  const { modelAliases, ...facts } = metadata;
   return { ...facts, ...(modelAliases ? { modelAliases: JSON.stringify(modelAliases) } : {}), [ATTEMPT_FACTS_KEY]: attempt } as JsonObject;
 }
 

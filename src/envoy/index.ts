@@ -246,8 +246,11 @@ function buildXds(ir: IR, options: Partial<EnvoyOptions>, previous: EnvoyState |
     routes: ir.listeners.map((l) => reuse(sameRoutes?.routes, routes, l, (x) => toRouteConfiguration(x, bodyLimits, routePieces))),
     // concat copies the lists whole; a spread walks them item by item.
     clusters: clusters.out.concat(aiCluster ? [aiCluster] : [], otlp ? [otlp] : []),
-    endpoints: endpoints.out.slice(),
-    secrets: certificates.out.concat(credentials.out),
+    // The state's own lists where nothing is added (never changed once built: a next build copies
+    // before it replaces): the cache keeps the list it is given, and a copy of the 60,000
+    // credentials at 10,000 Backends was 0.5 MiB beside the state's.
+    endpoints: endpoints.out,
+    secrets: certificates.out.length === 0 ? credentials.out : certificates.out.concat(credentials.out),
   };
   const planes = toDataPlanesReusing(ir, opts, key, same?.planes);
   const state: EnvoyState = {

@@ -141,7 +141,7 @@ export class ProtoWriter {
       return own;
     }
     if (this.keptSlab === undefined || this.keptUsed + length > this.keptSlab.length) {
-      this.keptSlab = Buffer.allocUnsafeSlow(KEPT_SLAB_BYTES);
+      this.keptSlab = Buffer.allocUnsafeSlow(keptSlabBytes(length));
       this.keptUsed = 0;
     }
     const out = this.keptSlab.subarray(this.keptUsed, this.keptUsed + length);
@@ -445,6 +445,21 @@ const LARGE_SCRATCH_BYTES = 1024 * 1024;
 
 /** Slab size for finishKept: Node's own pool size, so a few survivors of an edit pin as little. */
 const KEPT_SLAB_BYTES = 8 * 1024;
+
+/**
+ * The size of a new slab whose first copy is `length` bytes long. Copies of resources built
+ * alike come in a row and differ by a few bytes (names, addresses): a slab of KEPT_SLAB_BYTES
+ * left a hole where the next one did not fit, up to one copy long, an eighth of every slab of
+ * the ClusterLoadAssignments of 10,000 Backends (1.8 KB each: 2.5 MiB of 19.5). Copies over an
+ * eighth of a slab get one sized for as many of them as it holds, with a thirty-second more room
+ * each (and no more than KEPT_SLAB_BYTES).
+ */
+function keptSlabBytes(length: number): number {
+  const aligned = (length + 7) & ~7;
+  if (aligned * 8 <= KEPT_SLAB_BYTES) return KEPT_SLAB_BYTES;
+  const slot = (aligned + (aligned >> 5) + 7) & ~7;
+  return Math.min(KEPT_SLAB_BYTES, Math.floor(KEPT_SLAB_BYTES / aligned) * slot);
+}
 
 function varintSize(value: number): number {
   if (value < 1 << 7) return 1;

@@ -25,11 +25,11 @@ export type JsonObject = { [key: string]: JsonValue };
 export type EnvoyResource = JsonObject & { '@type': string };
 
 export interface XdsResources {
-  listeners: EnvoyResource[];
-  routes: EnvoyResource[];
-  clusters: EnvoyResource[];
-  endpoints: EnvoyResource[];
-  secrets: EnvoyResource[];
+  listeners: readonly EnvoyResource[];
+  routes: readonly EnvoyResource[];
+  clusters: readonly EnvoyResource[];
+  endpoints: readonly EnvoyResource[];
+  secrets: readonly EnvoyResource[];
 }
 
 export const KIND_FIELD: Record<ResourceKind, keyof XdsResources> = {

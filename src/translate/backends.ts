@@ -10,6 +10,7 @@ import { memberModelAliases, servedModels, type ServedModels } from './models.js
 import { backendRetryPlan } from './retry.js';
 import type { BackendStatus, MemberStatus, PriorityStatus, WarningEvent } from './status.js';
 import { compact } from '../ir/compact.js';
+import { CommonAiMember, memberShape, type MemberShape } from '../ir/common-member.js';
 import { shared } from './shared.js';
 
 export { DEFAULT_AI_REQUEST_BODY_LIMIT, DEFAULT_CONNECT_TIMEOUT_MS };
@@ -43,6 +44,17 @@ interface Candidate {
   modelOnly: boolean;
   token?: AuthToken;
   vendorCredential?: VendorCredential;
+}
+
+/**
+ * The shape of a common member (Candidate.modelOnly, a key from a Secret): what it shares with
+ * members alike. Undefined when a fact it needs is missing, which the common member never lacks.
+ */
+function commonShape(c: Candidate): MemberShape | undefined {
+  const { port, weight, tls, hostname, metadata } = c.member;
+  const { provider, path, authHeader, model } = metadata;
+  if (provider === undefined || path === undefined || authHeader === undefined || model === undefined || metadata.hostname !== hostname) return undefined;
+  return memberShape({ port, weight, tls, provider, path, authHeader, model, authKind: 'SecretRef' });
 }
 
 /** `key` is the Backend's "<namespace>/<name>", the one string every member's metadata shares. */
@@ -300,20 +312,18 @@ export function translateBackend(backend: Backend, secrets: SecretLookup): Trans
         continue;
       }
       const common = c.modelOnly && c.provider !== 'static' && drill?.ok !== true && c.vendorCredential === undefined && res.kind === 'SecretRef' && res.secret !== undefined;
-      let metadata: MemberIR['metadata'];
-      if (common) {
-        // The common member (a model and a key from a Secret) in one literal with all its fields,
-        // in the order the other branch adds them: grown by five fields, each member's metadata
-        // also kept a property array (1.4 MiB at 10,000 Backends).
-        const { backend, member, provider, path, hostname, authHeader, model } = c.member.metadata;
-        metadata = { backend, member, provider, path, hostname, authHeader, model, priority: priorities.length, authKind: res.kind, credential: res.credential.name, secret: res.secret };
+      const shape = common ? commonShape(c) : undefined;
+      if (shape !== undefined && res.kind === 'SecretRef' && res.secret !== undefined) {
+        // The common member (a model and a key from a Secret): one object, with the facts members
+        // alike share in one shape (ir/common-member.ts), where its metadata was a second object.
+        members.push(new CommonAiMember(c.name, c.member.address, c.member.hostname, key, priorities.length, res.credential.name, res.secret, shape));
         credentials.set(res.credential.name, res.credential);
         if (res.warning) warnings.push(res.warning);
       } else {
         // The candidate's objects become the IR in place: spreading them into copies and then adding
         // properties gave every member's metadata a hidden class of its own, which cost a third of
         // translate() at 10k Backends. The key order (priority after the provider's keys) is unchanged.
-        metadata = Object.assign(c.member.metadata, { priority: priorities.length });
+        const metadata: MemberIR['metadata'] = Object.assign(c.member.metadata, { priority: priorities.length });
         if (c.provider !== 'static') metadata.authKind = c.vendorCredential?.kind ?? res.kind;
         if (drill?.ok === true) metadata.drillKey = drill.credential.name;
         if (res.kind === 'SecretRef' || res.kind === 'Inline') {
@@ -322,8 +332,8 @@ export function translateBackend(backend: Backend, secrets: SecretLookup): Trans
           if (res.secret) metadata.secret = res.secret;
           if (res.warning) warnings.push(res.warning);
         }
+        members.push(Object.assign(c.member, { metadata }));
       }
-      members.push(Object.assign(c.member, { metadata }));
       memberStatus.push({ name: c.name, provider: c.provider, usable: true });
     }
     const status: PriorityStatus = { priority: p, members: compact(memberStatus) };
