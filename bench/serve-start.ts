@@ -73,7 +73,7 @@ async function main(): Promise<void> {
       // serve's own milestones (pino's time), for finding where the start goes.
       const milestones = readFileSync(logFile, 'utf8').split('\n').flatMap((line) => {
         const m = /"time":(\d+).*"msg":"([^"]*)"/.exec(line);
-        return m && /loaded|translated|serving|statuses|connected/.test(m[2] ?? '') ? [`${m[2]} +${Number(m[1]) - spawnedAt} ms`] : [];
+        return m && /listening|loaded|translated|serving|statuses|connected/.test(m[2] ?? '') ? [`${m[2]} +${Number(m[1]) - spawnedAt} ms`] : [];
       });
       console.log(`  serve's log: ${milestones.slice(0, 8).join('; ')}`);
       const samples: number[] = [];

@@ -927,21 +927,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     scheduleStatuses();
     refreshOnFirstReport();
   });
-  apply(await provider.start());
-  provider.onChange(apply);
-  // A change being read goes to Envoy before status work: a pass under way (the first after a
-  // start of 10,000 Backends is half a CPU-second) would otherwise take a slice at each of the
-  // read's turns of the event loop, in front of the edit's first byte.
   let releaseReading: (() => void) | undefined;
-  provider.onReading?.((reading) => {
-    if (reading) releaseReading ??= passes.hold();
-    else {
-      releaseReading?.();
-      releaseReading = undefined;
-      // A read that found no change ends with no status pass.
-      settleIfQuiet();
-    }
-  });
   opts.infrastructure?.onChange(scheduleStatuses);
 
   // A push is one response per stream, and the counter hashes its labels on every inc: counted
@@ -1000,6 +986,11 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     log.info({ node: e.nodeId, kind: e.kind }, 'Envoy disconnected');
   });
 
+  // The servers listen before the configuration is read: an Envoy that is up already (serve
+  // restarted, or started beside it) connects at once and is sent the first configuration the
+  // moment it is translated, instead of dialling a closed port and backing off (issue 9). A
+  // stream waits, answered nothing, while the cache has no snapshot (ads-stream.ts), so no
+  // Envoy is ever sent an empty configuration in place of the one it holds.
   let xdsPort: number;
   let health: HealthServer;
   try {
@@ -1022,16 +1013,15 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     }).catch((err: unknown) => Promise.reject(asAddressInUse(err, 'metrics', opts.metricsHost, opts.metricsPort)));
   } catch (err) {
     clearInterval(healthTimer);
-    firstStatusesPending = false;
     await xds.stop();
-    await provider.stop();
     throw err;
   }
-  log.info({ ...opts.origin, xdsPort, xdsTls: xdsTlsMode(opts.xdsTls), metricsPort: health.port }, 'switchyard serving');
+  log.info({ ...opts.origin, xdsPort, xdsTls: xdsTlsMode(opts.xdsTls), metricsPort: health.port }, 'switchyard listening; reading the configuration');
   // The first statuses wait for the first response to leave, or FIRST_STATUS_WAIT_MS without a
   // client: Envoys that waited for this process connect now, and at 10,000 Backends a status pass
   // is half a CPU-second whose slices would come between the first one and its configuration.
   // A reader (statuses(), /statusz) still has them at once (currentStatuses).
+  let firstStatusTimer: NodeJS.Timeout | undefined;
   const firstStatuses = (): void => {
     xds.off('sent', firstStatusesSoon);
     clearTimeout(firstStatusTimer);
@@ -1045,13 +1035,43 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     settleIfQuiet();
   };
   // After this turn: the response just handed to its stream is written before the pass begins.
-  const firstStatusesSoon = (): void => {
+  // Heard from before the first translation: a client that connected while the configuration was
+  // read is sent its first response by that translation.
+  let firstSent = false;
+  function firstStatusesSoon(): void {
     xds.off('sent', firstStatusesSoon);
+    firstSent = true;
     setImmediate(firstStatuses);
-  };
-  const firstStatusTimer = setTimeout(firstStatuses, opts.firstStatusWaitMs ?? FIRST_STATUS_WAIT_MS);
-  if (firstStatusesPending) xds.on('sent', firstStatusesSoon);
-  else firstStatuses();
+  }
+  xds.on('sent', firstStatusesSoon);
+  try {
+    apply(await provider.start());
+  } catch (err) {
+    // Nothing to serve: the ports are let go, and whatever the provider had started (watchers) with them.
+    xds.off('sent', firstStatusesSoon);
+    clearInterval(healthTimer);
+    await xds.stop();
+    await health.close();
+    await provider.stop().catch((stopErr: unknown) => log.debug({ err: stopErr }, 'the provider failed to stop after failing to start'));
+    throw err;
+  }
+  provider.onChange(apply);
+  // A change being read goes to Envoy before status work: a pass under way (the first after a
+  // start of 10,000 Backends is half a CPU-second) would otherwise take a slice at each of the
+  // read's turns of the event loop, in front of the edit's first byte.
+  provider.onReading?.((reading) => {
+    if (reading) releaseReading ??= passes.hold();
+    else {
+      releaseReading?.();
+      releaseReading = undefined;
+      // A read that found no change ends with no status pass.
+      settleIfQuiet();
+    }
+  });
+  log.info({ ...opts.origin, xdsPort, xdsTls: xdsTlsMode(opts.xdsTls), metricsPort: health.port }, 'switchyard serving');
+  // Without a first response yet, FIRST_STATUS_WAIT_MS from now; a failed first translation has none to wait for.
+  if (!firstStatusesPending) firstStatuses();
+  else if (!firstSent) firstStatusTimer = setTimeout(firstStatuses, opts.firstStatusWaitMs ?? FIRST_STATUS_WAIT_MS);
 
   return {
     xdsPort,
