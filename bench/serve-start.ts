@@ -76,6 +76,8 @@ async function main(): Promise<void> {
         return m && /listening|loaded|translated|serving|statuses|connected/.test(m[2] ?? '') ? [`${m[2]} +${Number(m[1]) - spawnedAt} ms`] : [];
       });
       console.log(`  serve's log: ${milestones.slice(0, 8).join('; ')}`);
+      // The epoch of the spawn, to put the first response among the kept log's lines (their "time").
+      if (keepLog !== undefined) console.log(`  spawned at ${spawnedAt} (epoch ms): first response at ${spawnedAt + Math.round(firstMs)}`);
       const samples: number[] = [];
       for (let i = 0; i < edits; i++) {
         // Apart enough that the previous edit's status pass and collections are over, as a user's next save would be.

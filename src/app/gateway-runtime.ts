@@ -32,6 +32,11 @@ import { RouteQuarantine } from './route-quarantine.js';
 
 /** How long the first statuses wait for a first client to be sent its configuration (see firstStatuses). */
 export const FIRST_STATUS_WAIT_MS = 500;
+/**
+ * How long, once the first response is handed to its stream, the first statuses and the edit
+ * rehearsal wait for that client to ACK or NACK it (to have read all of it) before they run anyway.
+ */
+export const FIRST_RECEIPT_WAIT_MS = 2_000;
 /** How long xDS feedback (ACK, NACK, disconnect) waits to be folded into one status rebuild. */
 export const STATUS_COALESCE_MS = 50;
 /** Status passes a run of translations may drop in a row before one is let finish (a stream of edits faster than a pass must not keep status unwritten). */
@@ -1025,6 +1030,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   const firstStatuses = (): void => {
     xds.off('sent', firstStatusesSoon);
     clearTimeout(firstStatusTimer);
+    stopWaitingForReceipt();
     if (firstStatusesPending) {
       firstStatusesPending = false;
       statusesAfterTranslation();
@@ -1034,14 +1040,31 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     if (!runtimeStopped) rehearseEdit();
     settleIfQuiet();
   };
-  // After this turn: the response just handed to its stream is written before the pass begins.
+  // Once the client has read the first response (its ACK or NACK says so), or after
+  // FIRST_RECEIPT_WAIT_MS: a response of 10,000 clusters is tens of MB, written over many turns of
+  // the event loop, and the edit rehearsal (two translations in one turn) and the first status
+  // pass run in front of whatever is left of it: at 10,000 Backends on a busy machine the whole
+  // response reached the client 2 s after it was handed to its stream, behind them (issue 9).
   // Heard from before the first translation: a client that connected while the configuration was
   // read is sent its first response by that translation.
   let firstSent = false;
+  let receiptTimer: NodeJS.Timeout | undefined;
+  function received(): void {
+    stopWaitingForReceipt();
+    // After this turn: whatever else this turn wrote leaves before the pass begins.
+    setImmediate(firstStatuses);
+  }
+  function stopWaitingForReceipt(): void {
+    xds.off('ack', received);
+    xds.off('nack', received);
+    clearTimeout(receiptTimer);
+  }
   function firstStatusesSoon(): void {
     xds.off('sent', firstStatusesSoon);
     firstSent = true;
-    setImmediate(firstStatuses);
+    xds.on('ack', received);
+    xds.on('nack', received);
+    receiptTimer = setTimeout(received, FIRST_RECEIPT_WAIT_MS);
   }
   xds.on('sent', firstStatusesSoon);
   try {

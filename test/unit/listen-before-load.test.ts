@@ -2,11 +2,12 @@ import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateManifests, inputsFrom } from '../../bench/translate.js';
-import { startGatewayRuntime, type RunningGateway, type SnapshotProvider } from '../../src/app/gateway-runtime.js';
+import { FIRST_RECEIPT_WAIT_MS, startGatewayRuntime, type RunningGateway, type SnapshotProvider } from '../../src/app/gateway-runtime.js';
 import { GATEWAY_NODE_METADATA } from '../../src/envoy/bootstrap.js';
 import { TypeUrl } from '../../src/envoy/resources.js';
 import type { Snapshot } from '../../src/providers/manifest-files.js';
 import { closeAdsStream, openAdsStream, sotwRequest, sotwResponse, type AdsConnection } from '../support/ads-client.js';
+import { MemoryProvider } from '../support/memory-provider.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -122,5 +123,35 @@ describe('serving before the configuration is read', () => {
     const runtime = await second;
     running.push(runtime);
     expect(runtime.xdsPort).toBe(Number(listening['xdsPort']));
+  });
+
+  it('holds the first statuses and the edit rehearsal until the first client has read its response (its ACK), not only handed it over', async () => {
+    let writes = 0;
+    const { logger, lines } = capturedLogger();
+    const runtime = await startGatewayRuntime({
+      provider: new MemoryProvider({ inputs: inputsFrom(generateManifests(10)), problems: [] }),
+      origin: { test: 'listen-before-load' }, xdsPort: 0, xdsHost: '127.0.0.1', metricsPort: 0, metricsHost: '127.0.0.1', envoy: {}, logger,
+      statusSink: { statuses: () => void writes++, warnings: () => undefined },
+      loadReporting: { refreshMs: 600_000 }, firstStatusWaitMs: 60_000, rehearsalMinObjects: 0,
+    });
+    running.push(runtime);
+    const stream = openAdsStream(runtime.xdsPort);
+    streams.push(stream);
+    const responses: Record<string, unknown>[] = [];
+    stream.call.on('data', (bytes: Buffer) => responses.push(sotwResponse(bytes)));
+    stream.call.on('error', () => undefined);
+    const sentAt = Date.now();
+    stream.call.write(sotwRequest({ node: { id: 'slow-reader' }, type_url: TypeUrl.cluster }));
+    await waitFor(() => responses.length > 0, { what: 'the first response', timeoutMs: 10_000, intervalMs: 5 });
+    // Read, not yet ACKed: neither statuses nor the rehearsal may have run.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    if (Date.now() - sentAt < FIRST_RECEIPT_WAIT_MS) {
+      expect(writes).toBe(0);
+      expect(lines.some((l) => String(l['msg']).startsWith('start: an edit rehearsed'))).toBe(false);
+    }
+    const first = responses[0]!;
+    stream.call.write(sotwRequest({ version_info: String(first['version_info']), response_nonce: String(first['nonce']), type_url: TypeUrl.cluster }));
+    await waitFor(() => writes > 0, { what: 'the first statuses after the ACK', timeoutMs: 10_000, intervalMs: 5 });
+    await waitFor(() => lines.some((l) => String(l['msg']).startsWith('start: an edit rehearsed')), { what: 'the rehearsal after the ACK', timeoutMs: 10_000, intervalMs: 5 });
   });
 });
