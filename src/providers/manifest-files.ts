@@ -476,10 +476,12 @@ function documentFrom(file: string, index: number, doc: Yaml.Document.Parsed, li
  * otherwise; the unit test manifest-yaml-readers compares them on generated documents.
  */
 export function quickYamlValue(text: string, bytes?: Buffer): { value: unknown; detached?: boolean } | undefined {
-  if (text.includes('!') || DIRECTIVE.test(text)) return undefined;
+  // The block reader never reads a tag or a directive (it gives up on "!" and "%" where a node
+  // or a line starts): the checks for them, a scan of the whole text each, are for js-yaml.
+  if (text.includes('!')) return undefined;
   const block = readBlockYaml(text, bytes);
   if (block !== undefined) return bytes === undefined ? block : { value: block.value, detached: true };
-  if (INDENTED_MARKER.test(text)) return undefined;
+  if (DIRECTIVE.test(text) || INDENTED_MARKER.test(text)) return undefined;
   let value: unknown;
   try {
     const { CORE_SCHEMA, load } = jsYaml();
@@ -638,56 +640,25 @@ export function* yamlDocuments(source: string | Buffer): Generator<YamlChunk> {
 }
 
 /**
- * `text` or an equal string met lately: for strings that keep no document text alive (the block
- * reader decodes them from the file's bytes), the repeats of a configuration (namespaces, kinds,
- * models, a Secret's name in the Backend after it) are what interning would save, and adding each
- * new string to V8's table of internalized strings was a sixth of the first load's CPU.
- */
-function deduplicated(text: string): string {
-  const slot = recentSlot(text);
-  const recent = RECENT_STRINGS[slot];
-  if (recent === text) return recent;
-  RECENT_STRINGS[slot] = text;
-  return text;
-}
-
-/**
- * A string's slot among the recent ones: a hash of every character of a short string (of 32 at
- * most of a longer one). Three characters were not enough: "p0-m0", "p1-m0" and "p2-m0" (member
- * names, and the Secret names made of them) took turns in one slot, and each of 60,000 members
- * kept its own copy of its name.
- */
-function recentSlot(text: string): number {
-  const length = text.length;
-  const step = length <= 32 ? 1 : length >> 5;
-  let h = length;
-  for (let i = 0; i < length; i += step) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  h ^= h >>> 15;
-  return h & (RECENT_STRINGS.length - 1);
-}
-
-/** Strings deduplicated lately, by a hash of their length and three of their characters. */
-const RECENT_STRINGS: (string | undefined)[] = new Array<string | undefined>(4096).fill(undefined);
-
-
-/**
  * Replaces, in place, every string of a freshly validated object by its internalized copy (see
- * interned), or, for strings that hold no document text (`detached`), by an equal one met lately.
+ * interned). Not for objects whose strings hold no document text (detached): the block reader
+ * decoded those deduplicated already (yaml-block.ts, deduplicated), and the schemas add none but
+ * their literals.
  */
-function internStrings(value: unknown, detached = false): void {
+function internStrings(value: unknown): void {
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
       const item: unknown = value[i];
-      if (typeof item === 'string') value[i] = detached ? deduplicated(item) : interned(item);
-      else internStrings(item, detached);
+      if (typeof item === 'string') value[i] = interned(item);
+      else internStrings(item);
     }
     return;
   }
   if (!isRecord(value)) return;
   for (const key of Object.keys(value)) {
     const item = value[key];
-    if (typeof item === 'string') value[key] = detached ? deduplicated(item) : interned(item);
-    else internStrings(item, detached);
+    if (typeof item === 'string') value[key] = interned(item);
+    else internStrings(item);
   }
 }
 
@@ -707,8 +678,9 @@ function classify(value: unknown, file: string, index: number, detached = false)
   if (result.ok === 'ignored') return new IgnoredDocument(file, index, result.id, result.reason);
   const generation = declaredGeneration(value);
   if (result.ok) {
-    // The id is read from the object (ObjectDocument.id): its namespace and name, interned here.
-    internStrings(result.object.value, detached);
+    // The id is read from the object (ObjectDocument.id): its namespace and name, interned here
+    // (or deduplicated as they were read, for a detached value).
+    if (!detached) internStrings(result.object.value);
     return new ObjectDocument(file, index, result.object, result.warnings, generation);
   }
   const [contentHigh, contentLow] = specContent(value);
