@@ -198,8 +198,8 @@ export interface RunningGateway {
   xds: XdsServer;
   metrics: SwitchyardMetrics;
   /**
-   * Resolves once the start is over: the first configuration has left for a client (or no client
-   * came for FIRST_STATUS_WAIT_MS), an edit was rehearsed for a large configuration (see
+   * Resolves once the start is over: a client has read the first configuration (its ACK or NACK,
+   * or FIRST_RECEIPT_WAIT_MS after it left; or no client came for FIRST_STATUS_WAIT_MS), an edit was rehearsed for a large configuration (see
    * rehearseEdit), the status work that followed is done and no change came from the provider
    * for SETTLE_AFTER_EDIT_MS. At stop() at the latest.
    */
@@ -852,8 +852,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   };
 
   /**
-   * The start, after the first translation: 'serving' until the first configuration has left
-   * for a client (firstStatuses), when an edit is rehearsed; 'publishing' until the status work
+   * The start, after the first translation: 'serving' until a client has read the first
+   * configuration (firstStatuses), when an edit is rehearsed; 'publishing' until the status work
    * that follows is done and nothing is being read (settleIfQuiet); then 'settled', and
    * `settled` resolves (the CLI collects the start's garbage then, src/cli/main.ts).
    */
