@@ -73,9 +73,11 @@ async function main(): Promise<void> {
       // serve's own milestones (pino's time), for finding where the start goes.
       const milestones = readFileSync(logFile, 'utf8').split('\n').flatMap((line) => {
         const m = /"time":(\d+).*"msg":"([^"]*)"/.exec(line);
-        return m && /loaded|translated|serving|statuses|connected/.test(m[2] ?? '') ? [`${m[2]} +${Number(m[1]) - spawnedAt} ms`] : [];
+        return m && /listening|loaded|translated|serving|statuses|connected/.test(m[2] ?? '') ? [`${m[2]} +${Number(m[1]) - spawnedAt} ms`] : [];
       });
       console.log(`  serve's log: ${milestones.slice(0, 8).join('; ')}`);
+      // The epoch of the spawn, to put the first response among the kept log's lines (their "time").
+      if (keepLog !== undefined) console.log(`  spawned at ${spawnedAt} (epoch ms): first response at ${spawnedAt + Math.round(firstMs)}`);
       const samples: number[] = [];
       for (let i = 0; i < edits; i++) {
         // Apart enough that the previous edit's status pass and collections are over, as a user's next save would be.

@@ -32,6 +32,11 @@ import { RouteQuarantine } from './route-quarantine.js';
 
 /** How long the first statuses wait for a first client to be sent its configuration (see firstStatuses). */
 export const FIRST_STATUS_WAIT_MS = 500;
+/**
+ * How long, once the first response is handed to its stream, the first statuses and the edit
+ * rehearsal wait for that client to ACK or NACK it (to have read all of it) before they run anyway.
+ */
+export const FIRST_RECEIPT_WAIT_MS = 2_000;
 /** How long xDS feedback (ACK, NACK, disconnect) waits to be folded into one status rebuild. */
 export const STATUS_COALESCE_MS = 50;
 /** Status passes a run of translations may drop in a row before one is let finish (a stream of edits faster than a pass must not keep status unwritten). */
@@ -195,8 +200,8 @@ export interface RunningGateway {
   xds: XdsServer;
   metrics: SwitchyardMetrics;
   /**
-   * Resolves once the start is over: the first configuration has left for a client (or no client
-   * came for FIRST_STATUS_WAIT_MS), an edit was rehearsed for a large configuration (see
+   * Resolves once the start is over: a client has read the first configuration (its ACK or NACK,
+   * or FIRST_RECEIPT_WAIT_MS after it left; or no client came for FIRST_STATUS_WAIT_MS), an edit was rehearsed for a large configuration (see
    * rehearseEdit), the status work that followed is done and no change came from the provider
    * for SETTLE_AFTER_EDIT_MS. At stop() at the latest.
    */
@@ -849,8 +854,8 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
   };
 
   /**
-   * The start, after the first translation: 'serving' until the first configuration has left
-   * for a client (firstStatuses), when an edit is rehearsed; 'publishing' until the status work
+   * The start, after the first translation: 'serving' until a client has read the first
+   * configuration (firstStatuses), when an edit is rehearsed; 'publishing' until the status work
    * that follows is done and nothing is being read (settleIfQuiet); then 'settled', and
    * `settled` resolves (the CLI collects the start's garbage then, src/cli/main.ts).
    */
@@ -929,21 +934,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     scheduleStatuses();
     refreshOnFirstReport();
   });
-  apply(await provider.start());
-  provider.onChange(apply);
-  // A change being read goes to Envoy before status work: a pass under way (the first after a
-  // start of 10,000 Backends is half a CPU-second) would otherwise take a slice at each of the
-  // read's turns of the event loop, in front of the edit's first byte.
   let releaseReading: (() => void) | undefined;
-  provider.onReading?.((reading) => {
-    if (reading) releaseReading ??= passes.hold();
-    else {
-      releaseReading?.();
-      releaseReading = undefined;
-      // A read that found no change ends with no status pass.
-      settleIfQuiet();
-    }
-  });
   opts.infrastructure?.onChange(scheduleStatuses);
 
   // A push is one response per stream, and the counter hashes its labels on every inc: counted
@@ -1002,6 +993,11 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     log.info({ node: e.nodeId, kind: e.kind }, 'Envoy disconnected');
   });
 
+  // The servers listen before the configuration is read: an Envoy that is up already (serve
+  // restarted, or started beside it) connects at once and is sent the first configuration the
+  // moment it is translated, instead of dialling a closed port and backing off (issue 9). A
+  // stream waits, answered nothing, while the cache has no snapshot (ads-stream.ts), so no
+  // Envoy is ever sent an empty configuration in place of the one it holds.
   let xdsPort: number;
   let health: HealthServer;
   try {
@@ -1024,19 +1020,19 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     }).catch((err: unknown) => Promise.reject(asAddressInUse(err, 'metrics', opts.metricsHost, opts.metricsPort)));
   } catch (err) {
     clearInterval(healthTimer);
-    firstStatusesPending = false;
     await xds.stop();
-    await provider.stop();
     throw err;
   }
-  log.info({ ...opts.origin, xdsPort, xdsTls: xdsTlsMode(opts.xdsTls), metricsPort: health.port }, 'switchyard serving');
+  log.info({ ...opts.origin, xdsPort, xdsTls: xdsTlsMode(opts.xdsTls), metricsPort: health.port }, 'switchyard listening; reading the configuration');
   // The first statuses wait for the first response to leave, or FIRST_STATUS_WAIT_MS without a
   // client: Envoys that waited for this process connect now, and at 10,000 Backends a status pass
   // is half a CPU-second whose slices would come between the first one and its configuration.
   // A reader (statuses(), /statusz) still has them at once (currentStatuses).
+  let firstStatusTimer: NodeJS.Timeout | undefined;
   const firstStatuses = (): void => {
     xds.off('sent', firstStatusesSoon);
     clearTimeout(firstStatusTimer);
+    stopWaitingForReceipt();
     if (firstStatusesPending) {
       firstStatusesPending = false;
       statusesAfterTranslation();
@@ -1046,14 +1042,61 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     if (!runtimeStopped) rehearseEdit();
     settleIfQuiet();
   };
-  // After this turn: the response just handed to its stream is written before the pass begins.
-  const firstStatusesSoon = (): void => {
-    xds.off('sent', firstStatusesSoon);
+  // Once the client has read the first response (its ACK or NACK says so), or after
+  // FIRST_RECEIPT_WAIT_MS: a response of 10,000 clusters is tens of MB, written over many turns of
+  // the event loop, and the edit rehearsal (two translations in one turn) and the first status
+  // pass run in front of whatever is left of it: at 10,000 Backends on a busy machine the whole
+  // response reached the client 2 s after it was handed to its stream, behind them (issue 9).
+  // Heard from before the first translation: a client that connected while the configuration was
+  // read is sent its first response by that translation.
+  let firstSent = false;
+  let receiptTimer: NodeJS.Timeout | undefined;
+  function received(): void {
+    stopWaitingForReceipt();
+    // After this turn: whatever else this turn wrote leaves before the pass begins.
     setImmediate(firstStatuses);
-  };
-  const firstStatusTimer = setTimeout(firstStatuses, opts.firstStatusWaitMs ?? FIRST_STATUS_WAIT_MS);
-  if (firstStatusesPending) xds.on('sent', firstStatusesSoon);
-  else firstStatuses();
+  }
+  function stopWaitingForReceipt(): void {
+    xds.off('ack', received);
+    xds.off('nack', received);
+    clearTimeout(receiptTimer);
+  }
+  function firstStatusesSoon(): void {
+    xds.off('sent', firstStatusesSoon);
+    firstSent = true;
+    xds.on('ack', received);
+    xds.on('nack', received);
+    receiptTimer = setTimeout(received, FIRST_RECEIPT_WAIT_MS);
+  }
+  xds.on('sent', firstStatusesSoon);
+  try {
+    apply(await provider.start());
+  } catch (err) {
+    // Nothing to serve: the ports are let go, and whatever the provider had started (watchers) with them.
+    xds.off('sent', firstStatusesSoon);
+    clearInterval(healthTimer);
+    await xds.stop();
+    await health.close();
+    await provider.stop().catch((stopErr: unknown) => log.debug({ err: stopErr }, 'the provider failed to stop after failing to start'));
+    throw err;
+  }
+  provider.onChange(apply);
+  // A change being read goes to Envoy before status work: a pass under way (the first after a
+  // start of 10,000 Backends is half a CPU-second) would otherwise take a slice at each of the
+  // read's turns of the event loop, in front of the edit's first byte.
+  provider.onReading?.((reading) => {
+    if (reading) releaseReading ??= passes.hold();
+    else {
+      releaseReading?.();
+      releaseReading = undefined;
+      // A read that found no change ends with no status pass.
+      settleIfQuiet();
+    }
+  });
+  log.info({ ...opts.origin, xdsPort, xdsTls: xdsTlsMode(opts.xdsTls), metricsPort: health.port }, 'switchyard serving');
+  // Without a first response yet, FIRST_STATUS_WAIT_MS from now; a failed first translation has none to wait for.
+  if (!firstStatusesPending) firstStatuses();
+  else if (!firstSent) firstStatusTimer = setTimeout(firstStatuses, opts.firstStatusWaitMs ?? FIRST_STATUS_WAIT_MS);
 
   return {
     xdsPort,

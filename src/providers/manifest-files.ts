@@ -108,19 +108,49 @@ abstract class PlacedDocument {
 export class ObjectDocument extends PlacedDocument {
   /** Its warnings and declared generation, which nearly every document is without: one slot for both. */
   private readonly details: { warnings: Problem[]; generation: number | undefined } | undefined;
+  /** contentHigh and contentLow once worked out (0, 0 before). */
+  private high = 0;
+  private low = 0;
 
   constructor(
     file: string,
     index: number,
     readonly object: KnownObject,
-    /** A hash of everything but metadata and status, to tell a spec change (generation bump) from none. */
-    readonly contentHigh: number,
-    readonly contentLow: number,
     warnings: Problem[],
     generation: number | undefined,
   ) {
     super(file, index);
     this.details = warnings.length > 0 || generation !== undefined ? { warnings, generation } : undefined;
+  }
+
+  /**
+   * A hash of the object's everything but metadata and status, to tell a spec change (generation
+   * bump) from none. Worked out when first compared, from the validated object (which the
+   * document keeps anyway): only an edit compares two versions of an object, and at a first load
+   * of 10,000 Backends hashing the 80,000 documents' canonical JSON was a tenth of the load's CPU,
+   * spent before the first configuration could leave (issue 9). The object, not the text: two
+   * documents that validate to the same object are the same spec, as for an API server that
+   * prunes unknown fields and applies defaults before it compares.
+   */
+  get contentHigh(): number {
+    if (this.high === 0 && this.low === 0) this.digestContent();
+    return this.high;
+  }
+
+  get contentLow(): number {
+    if (this.high === 0 && this.low === 0) this.digestContent();
+    return this.low;
+  }
+
+  /** Takes over `other`'s content hash if it was worked out already (`other` holds the same object). */
+  sameContentAs(other: ObjectDocument): this {
+    this.high = other.high;
+    this.low = other.low;
+    return this;
+  }
+
+  private digestContent(): void {
+    [this.high, this.low] = documentDigest(canonicalJson(specOf(this.object.value)));
   }
 
   get state(): 'object' {
@@ -353,7 +383,7 @@ function relocated(doc: ReusableDocument, index: number): ManifestDocument {
   let moved: ReusableDocument;
   switch (doc.state) {
     case 'object':
-      moved = new ObjectDocument(doc.file, index, doc.object, doc.contentHigh, doc.contentLow, doc.warnings.map(at), doc.generation);
+      moved = new ObjectDocument(doc.file, index, doc.object, doc.warnings.map(at), doc.generation).sameContentAs(doc);
       break;
     case 'invalid':
       moved = new InvalidDocument(doc.file, index, doc.id, doc.problems.map(at), doc.contentHigh, doc.contentLow, doc.generation);
@@ -446,10 +476,12 @@ function documentFrom(file: string, index: number, doc: Yaml.Document.Parsed, li
  * otherwise; the unit test manifest-yaml-readers compares them on generated documents.
  */
 export function quickYamlValue(text: string, bytes?: Buffer): { value: unknown; detached?: boolean } | undefined {
-  if (text.includes('!') || DIRECTIVE.test(text)) return undefined;
+  // The block reader never reads a tag or a directive (it gives up on "!" and "%" where a node
+  // or a line starts): the checks for them, a scan of the whole text each, are for js-yaml.
+  if (text.includes('!')) return undefined;
   const block = readBlockYaml(text, bytes);
   if (block !== undefined) return bytes === undefined ? block : { value: block.value, detached: true };
-  if (INDENTED_MARKER.test(text)) return undefined;
+  if (DIRECTIVE.test(text) || INDENTED_MARKER.test(text)) return undefined;
   let value: unknown;
   try {
     const { CORE_SCHEMA, load } = jsYaml();
@@ -608,56 +640,25 @@ export function* yamlDocuments(source: string | Buffer): Generator<YamlChunk> {
 }
 
 /**
- * `text` or an equal string met lately: for strings that keep no document text alive (the block
- * reader decodes them from the file's bytes), the repeats of a configuration (namespaces, kinds,
- * models, a Secret's name in the Backend after it) are what interning would save, and adding each
- * new string to V8's table of internalized strings was a sixth of the first load's CPU.
- */
-function deduplicated(text: string): string {
-  const slot = recentSlot(text);
-  const recent = RECENT_STRINGS[slot];
-  if (recent === text) return recent;
-  RECENT_STRINGS[slot] = text;
-  return text;
-}
-
-/**
- * A string's slot among the recent ones: a hash of every character of a short string (of 32 at
- * most of a longer one). Three characters were not enough: "p0-m0", "p1-m0" and "p2-m0" (member
- * names, and the Secret names made of them) took turns in one slot, and each of 60,000 members
- * kept its own copy of its name.
- */
-function recentSlot(text: string): number {
-  const length = text.length;
-  const step = length <= 32 ? 1 : length >> 5;
-  let h = length;
-  for (let i = 0; i < length; i += step) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  h ^= h >>> 15;
-  return h & (RECENT_STRINGS.length - 1);
-}
-
-/** Strings deduplicated lately, by a hash of their length and three of their characters. */
-const RECENT_STRINGS: (string | undefined)[] = new Array<string | undefined>(4096).fill(undefined);
-
-
-/**
  * Replaces, in place, every string of a freshly validated object by its internalized copy (see
- * interned), or, for strings that hold no document text (`detached`), by an equal one met lately.
+ * interned). Not for objects whose strings hold no document text (detached): the block reader
+ * decoded those deduplicated already (yaml-block.ts, deduplicated), and the schemas add none but
+ * their literals.
  */
-function internStrings(value: unknown, detached = false): void {
+function internStrings(value: unknown): void {
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
       const item: unknown = value[i];
-      if (typeof item === 'string') value[i] = detached ? deduplicated(item) : interned(item);
-      else internStrings(item, detached);
+      if (typeof item === 'string') value[i] = interned(item);
+      else internStrings(item);
     }
     return;
   }
   if (!isRecord(value)) return;
   for (const key of Object.keys(value)) {
     const item = value[key];
-    if (typeof item === 'string') value[key] = detached ? deduplicated(item) : interned(item);
-    else internStrings(item, detached);
+    if (typeof item === 'string') value[key] = interned(item);
+    else internStrings(item);
   }
 }
 
@@ -675,13 +676,14 @@ const NO_PROBLEMS: Problem[] = [];
 function classify(value: unknown, file: string, index: number, detached = false): ManifestDocument {
   const result = parseManifest(value, sourceName(file, index));
   if (result.ok === 'ignored') return new IgnoredDocument(file, index, result.id, result.reason);
-  const [contentHigh, contentLow] = specContent(value);
   const generation = declaredGeneration(value);
   if (result.ok) {
-    // The id is read from the object (ObjectDocument.id): its namespace and name, interned here.
-    internStrings(result.object.value, detached);
-    return new ObjectDocument(file, index, result.object, contentHigh, contentLow, result.warnings, generation);
+    // The id is read from the object (ObjectDocument.id): its namespace and name, interned here
+    // (or deduplicated as they were read, for a detached value).
+    if (!detached) internStrings(result.object.value);
+    return new ObjectDocument(file, index, result.object, result.warnings, generation);
   }
+  const [contentHigh, contentLow] = specContent(value);
   return new InvalidDocument(file, index, result.id, result.problems, contentHigh, contentLow, generation);
 }
 
@@ -915,10 +917,13 @@ class ObjectEntry {
      * 80,000 objects).
      */
     public definitions: Definition | Definition[] | undefined,
-    /** The generation last given to it (none yet: undefined), and the spec (the document's content hash) it was given for. */
+    /**
+     * The generation last given to it (none yet: undefined), and the definition whose spec (its
+     * content hash) it was given for: the document, not its hash, which is worked out only when
+     * an edit compares it (ObjectDocument.contentHigh).
+     */
     public generation: number | undefined,
-    public contentHigh: number,
-    public contentLow: number,
+    public content: Definition | undefined,
     /**
      * What the object serves: its valid definition, else its last valid version (the last good),
      * else nothing; its document's object is what `object` was stamped from (while a file is
@@ -1318,7 +1323,7 @@ export class ManifestStore {
     const served = entry.served;
     if (served === undefined || entry.definitions !== served || entry.object !== served.object) return;
     if (entry.generation !== entry.servedGeneration || decidedGeneration(served) !== entry.generation) return;
-    if (entry.contentHigh !== served.contentHigh || entry.contentLow !== served.contentLow) return;
+    if (entry.content === undefined || !sameContent(entry.content, served)) return;
     this.entries.set(key, served);
   }
 
@@ -1475,10 +1480,10 @@ export class ManifestStore {
     const stored = this.entries.get(key);
     if (stored instanceof ObjectEntry) return stored;
     let entry: ObjectEntry;
-    if (stored === undefined) entry = new ObjectEntry(undefined, undefined, 0, 0, undefined, undefined, 0);
+    if (stored === undefined) entry = new ObjectEntry(undefined, undefined, undefined, undefined, undefined, 0);
     else {
       const generation = decidedGeneration(stored);
-      entry = generation === undefined ? new ObjectEntry(stored, undefined, 0, 0, undefined, undefined, 0) : new ObjectEntry(stored, generation, stored.contentHigh, stored.contentLow, stored, stored.object, generation);
+      entry = generation === undefined ? new ObjectEntry(stored, undefined, undefined, undefined, undefined, 0) : new ObjectEntry(stored, generation, stored, stored, stored.object, generation);
     }
     this.entries.set(key, entry, name);
     return entry;
@@ -1510,10 +1515,9 @@ export class ManifestStore {
     let generation: number;
     if (declared !== undefined) generation = declared;
     else if (prev === undefined) generation = 1;
-    else generation = entry.contentHigh === def.contentHigh && entry.contentLow === def.contentLow ? prev : prev + 1;
+    else generation = entry.content !== undefined && sameContent(entry.content, def) ? prev : prev + 1;
     entry.generation = generation;
-    entry.contentHigh = def.contentHigh;
-    entry.contentLow = def.contentLow;
+    entry.content = def;
     return generation;
   }
 }
@@ -1592,7 +1596,12 @@ function listOfKind(lists: ObjectLists, kind: string): ListedObject[] {
  */
 function sameObject(before: ObjectDocument, def: ObjectDocument): boolean {
   if (before.object === def.object) return true;
-  return before.contentHigh === def.contentHigh && before.contentLow === def.contentLow && before.object.kind === def.object.kind && sameMetadata(before.object.value.metadata, def.object.value.metadata);
+  return sameContent(before, def) && before.object.kind === def.object.kind && sameMetadata(before.object.value.metadata, def.object.value.metadata);
+}
+
+/** Whether two definitions have the same spec: the same document, else equal content hashes (worked out here if need be). */
+function sameContent(a: Definition, b: Definition): boolean {
+  return a === b || (a.contentHigh === b.contentHigh && a.contentLow === b.contentLow);
 }
 
 /**

@@ -172,9 +172,16 @@ class BlockReader {
     return null;
   }
 
-  /** text[start, end) as a string of its own (see bytes). */
+  /** text[start, end) as a string of its own (see bytes): an equal one decoded lately when there is one (see deduplicated). */
   private cut(start: number, end: number): string {
-    return this.bytes === undefined ? this.text.slice(start, end) : this.bytes.toString('latin1', start, end);
+    if (this.bytes === undefined) return this.text.slice(start, end);
+    const slot = recentSlot(this.text, start, end);
+    const recent = RECENT_STRINGS[slot];
+    // Compared in place: a repeat is neither decoded nor allocated.
+    if (recent !== undefined && recent.length === end - start && this.text.startsWith(recent, start)) return recent;
+    const decoded = this.bytes.toString('latin1', start, end);
+    RECENT_STRINGS[slot] = decoded;
+    return decoded;
   }
 
   /** A scalar from `start` to the end of its line (less a comment), or GIVE_UP. */
@@ -202,7 +209,9 @@ class BlockReader {
         }
         if (!isBlankOrComment(text, quote + 1, end)) throw GIVE_UP;
         const inner = this.cut(start + 1, quote);
-        return doubled ? inner.replaceAll("''", "'") : inner;
+        if (!doubled) return inner;
+        const unquoted = inner.replaceAll("''", "'");
+        return this.bytes === undefined ? unquoted : deduplicated(unquoted);
       }
     }
     if (first === OPEN_BRACKET || first === OPEN_BRACE) {
@@ -227,6 +236,40 @@ class BlockReader {
     return plainValue(this.cut(start, stop));
   }
 }
+
+/**
+ * `text` or an equal string decoded lately. The block reader's strings, decoded from a file's
+ * bytes (BlockReader.bytes), keep no document text alive, and are what a configuration repeats
+ * (namespaces, kinds, models, a Secret's name in the Backend after it): each is deduplicated
+ * against the recent ones as it is read (BlockReader.cut), which saves memory as interning would,
+ * without adding each new string to V8's table of internalized strings (a sixth of the first
+ * load's CPU once), and, since a repeat is compared in the text, without decoding it at all.
+ */
+function deduplicated(text: string): string {
+  const slot = recentSlot(text, 0, text.length);
+  const recent = RECENT_STRINGS[slot];
+  if (recent === text) return recent;
+  RECENT_STRINGS[slot] = text;
+  return text;
+}
+
+/**
+ * The slot of text[start, end) among the recent strings: a hash of every character of a short
+ * string (of 32 at most of a longer one). Three characters were not enough: "p0-m0", "p1-m0" and
+ * "p2-m0" (member names, and the Secret names made of them) took turns in one slot, and each of
+ * 60,000 members kept its own copy of its name.
+ */
+function recentSlot(text: string, start: number, end: number): number {
+  const length = end - start;
+  const step = length <= 32 ? 1 : length >> 5;
+  let h = length;
+  for (let i = start; i < end; i += step) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  h ^= h >>> 15;
+  return h & (RECENT_STRINGS.length - 1);
+}
+
+/** Strings decoded lately, by a hash of their characters (recentSlot). */
+const RECENT_STRINGS: (string | undefined)[] = new Array<string | undefined>(4096).fill(undefined);
 
 /** What the core schema makes of a plain scalar, for the values the subset reads. */
 function plainValue(s: string): unknown {

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import { GATEWAY_NODE_METADATA, gatewayKeyProblem } from '../envoy/bootstrap.js';
 import { redactSecretText } from '../envoy/secrets.js';
-import type { TypeUrlValue } from '../envoy/resources.js';
+import { TypeUrl, type TypeUrlValue } from '../envoy/resources.js';
 import { AckLedger, type FleetTypeState } from './ack-ledger.js';
 import { AttemptFormViews, needsLegacyAttemptFacts } from './attempt-forms.js';
 import { SHARED_VIEW, SnapshotCache, type CachedResource, type CacheChange, type CacheView } from './cache.js';
@@ -819,6 +819,9 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
 
   /** Says once why a view served to some Envoy is empty or lacks listeners. */
   private logViewProblems(view: CacheView): void {
+    // Before the first configuration (an Envoy that connected while it was read) every view is
+    // empty and no Gateway known yet: the first push says what is wrong, if anything.
+    if (this.cache.snapshot(TypeUrl.cluster) === undefined) return;
     if (view.key !== SHARED_VIEW && !view.known) {
       const problem = gatewayKeyProblem(view.key) ?? `Gateway ${view.key} is not in the configuration (or not of a Switchyard GatewayClass)`;
       const text = `an Envoy names Gateway "${view.key}" in node.metadata["${GATEWAY_NODE_METADATA}"]: ${problem}; it gets no listeners until that Gateway exists`;
