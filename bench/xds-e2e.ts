@@ -241,7 +241,7 @@ export class Serve {
     return new Serve(child, logFile, startedAt);
   }
 
-  /** Ports from serve's "switchyard serving" log line, polled: it is written once xDS listens. */
+  /** Ports from serve's "switchyard listening" log line, polled: written once xDS listens, before the configuration is read (the probe then waits for its first response). */
   async ports(timeoutMs: number): Promise<{ xds: number; metrics: number }> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
