@@ -45,6 +45,69 @@ function firstAnswerReceivedAt(port: number, path: string): Promise<number> {
   });
 }
 
+/** A message with its gRPC prefix (not compressed, 4-byte length). */
+function grpcFrame(message: Buffer): Buffer {
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(message.length, 1);
+  return Buffer.concat([prefix, message]);
+}
+
+/**
+ * A client of the process method on a thread of its own, with its own event loop. `script` runs
+ * once the call is open, with `parentPort`, `workerData`, `session`, `stream` and `sentAt` in scope,
+ * and declares `function answered(answers)`: called with how many answers came so far, each time
+ * one comes (an override_message_timeout, field 10, answers nothing and is not counted).
+ */
+function processClient(port: number, script: string, data: Record<string, unknown>): Worker {
+  return new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads');
+     const session = require('node:http2').connect('http://127.0.0.1:' + workerData.port);
+     const stream = session.request({ ':method': 'POST', ':path': workerData.path, 'content-type': 'application/grpc', te: 'trailers' });
+     let pending = Buffer.alloc(0), answers = 0, sentAt = 0;
+     stream.on('data', (chunk) => {
+       pending = Buffer.concat([pending, chunk]);
+       while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+         const wait = pending[5] === ((10 << 3) | 2);
+         pending = pending.subarray(5 + pending.readUInt32BE(1));
+         if (!wait) answered(++answers);
+       }
+     });
+     ${script}`,
+    { eval: true, workerData: { ...data, port, path: PROCESS_PATH } },
+  );
+}
+
+/** The worker's next message; its error, if it fails first. */
+function nextMessage<T>(worker: Worker): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+}
+
+/**
+ * Holds this thread's event loop BLOCK_MS in an immediate every turn, tells `worker` to send
+ * (any message) while the first hold is on, and expects its answer ({ sentAt, answeredAt } from the
+ * worker) right after that hold: read in the next turn and answered then, not after the next hold.
+ */
+async function expectAnsweredAfterFirstHold(worker: Worker): Promise<void> {
+  const answered = nextMessage<{ sentAt: number; answeredAt: number }>(worker);
+  let holding = true;
+  let first = true;
+  const hold = (): void => {
+    if (!holding) return;
+    if (first) worker.postMessage('go');
+    first = false;
+    const until = Date.now() + BLOCK_MS;
+    while (Date.now() < until);
+    setImmediate(hold);
+  };
+  setImmediate(hold);
+  const { sentAt, answeredAt } = await answered.finally(() => (holding = false));
+  expect(answeredAt - sentAt).toBeGreaterThanOrEqual(BLOCK_MS - 50);
+  expect(answeredAt - sentAt).toBeLessThan(BLOCK_MS * 1.5);
+}
+
 interface Echo {
   server: RunningGrpcServer;
   client: grpc.Client;
@@ -290,10 +353,7 @@ describe('the AI extension over its own gRPC server', () => {
     try {
       const stream = session.request({ ':method': 'POST', ':path': PROCESS_PATH, 'content-type': 'application/grpc', te: 'trailers' });
       const frame = (m: object): Buffer => {
-        const bytes = Buffer.from(REQUEST.encode(REQUEST.fromObject(m)).finish());
-        const prefix = Buffer.alloc(5);
-        prefix.writeUInt32BE(bytes.length, 1);
-        return Buffer.concat([prefix, bytes]);
+        return grpcFrame(Buffer.from(REQUEST.encode(REQUEST.fromObject(m)).finish()));
       };
       let answers = 0;
       stream.on('data', (chunk: Buffer) => {
@@ -317,53 +377,20 @@ describe('the AI extension over its own gRPC server', () => {
   it('sends the request phase\'s two answers while the read is handled, ahead of the immediates queued before them', async () => {
     // Envoy calls the provider only once it has both answers. Left to the immediate that uncorks
     // the call, they waited behind every immediate queued before it, and then a turn of the loop.
-    const request = Buffer.concat(attemptMessages(1, { ...BENCH_MEMBER, authKind: 'None', credential: undefined }).slice(0, REQUEST_MESSAGES).map((m) => {
-      const prefix = Buffer.alloc(5);
-      prefix.writeUInt32BE(m.length, 1);
-      return Buffer.concat([prefix, m]);
-    }));
-    // A client with an event loop of its own: it sends the request phase when told, and says when
-    // both answers were in (an override_message_timeout, field 10, would answer nothing).
-    const worker = new Worker(
-      `const { parentPort, workerData } = require('node:worker_threads');
-       const session = require('node:http2').connect('http://127.0.0.1:' + workerData.port);
-       const stream = session.request({ ':method': 'POST', ':path': workerData.path, 'content-type': 'application/grpc', te: 'trailers' });
-       let pending = Buffer.alloc(0), answers = 0, sentAt = 0;
-       stream.on('data', (chunk) => {
-         pending = Buffer.concat([pending, chunk]);
-         while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
-           const wait = pending[5] === ((10 << 3) | 2);
-           pending = pending.subarray(5 + pending.readUInt32BE(1));
-           if (!wait && ++answers === 2) { parentPort.postMessage({ sentAt, answeredAt: Date.now() }); session.destroy(); }
-         }
-       });
+    const request = Buffer.concat(attemptMessages(1, { ...BENCH_MEMBER, authKind: 'None', credential: undefined }).slice(0, REQUEST_MESSAGES).map(grpcFrame));
+    // A client that sends the request phase when told, and says when both answers were in.
+    const worker = processClient(extension.port,
+      `function answered(answers) {
+         if (answers === 2) { parentPort.postMessage({ sentAt, answeredAt: Date.now() }); session.destroy(); }
+       }
        parentPort.on('message', () => { sentAt = Date.now(); stream.write(Buffer.from(workerData.request)); });
        session.once('remoteSettings', () => parentPort.postMessage('ready'));`,
-      { eval: true, workerData: { port: extension.port, path: PROCESS_PATH, request } },
+      { request },
     );
     try {
-      await new Promise<void>((resolve) => worker.once('message', () => resolve()));
-      const answered = new Promise<{ sentAt: number; answeredAt: number }>((resolve, reject) => {
-        worker.once('message', resolve);
-        worker.once('error', reject);
-      });
-      // Every turn of this thread's event loop holds it BLOCK_MS in an immediate; the request
-      // phase is sent while the first one holds it, and read in the next turn.
-      let holding = true;
-      let first = true;
-      const hold = (): void => {
-        if (!holding) return;
-        if (first) worker.postMessage('go');
-        first = false;
-        const until = Date.now() + BLOCK_MS;
-        while (Date.now() < until);
-        setImmediate(hold);
-      };
-      setImmediate(hold);
-      const { sentAt, answeredAt } = await answered.finally(() => (holding = false));
-      // Read after the first hold: answered then, not after the next hold.
-      expect(answeredAt - sentAt).toBeGreaterThanOrEqual(BLOCK_MS - 50);
-      expect(answeredAt - sentAt).toBeLessThan(BLOCK_MS * 1.5);
+      await nextMessage(worker);
+      // The request phase is sent while this thread's loop is held, and read in the next turn.
+      await expectAnsweredAfterFirstHold(worker);
     } finally {
       await worker.terminate();
     }
@@ -374,63 +401,25 @@ describe('the AI extension over its own gRPC server', () => {
     // Left to the immediate that uncorks the call, a chunk's answer waited behind every immediate
     // queued before it, and then a turn of the loop.
     const REQUEST = messageType('envoy.service.ext_proc.v3.ProcessingRequest');
-    const framed = (m: Buffer): Buffer => {
-      const prefix = Buffer.alloc(5);
-      prefix.writeUInt32BE(m.length, 1);
-      return Buffer.concat([prefix, m]);
-    };
-    const encode = (m: object): Buffer => framed(Buffer.from(REQUEST.encode(REQUEST.fromObject(m)).finish()));
-    const requestPhase = attemptMessages(2, { ...BENCH_MEMBER, authKind: 'None', credential: undefined }).slice(0, REQUEST_MESSAGES).map(framed);
+    const encode = (m: object): Buffer => grpcFrame(Buffer.from(REQUEST.encode(REQUEST.fromObject(m)).finish()));
+    const requestPhase = attemptMessages(2, { ...BENCH_MEMBER, authKind: 'None', credential: undefined }).slice(0, REQUEST_MESSAGES).map(grpcFrame);
     const sse = { headers: { headers: [{ key: ':status', raw_value: Buffer.from('200') }, { key: 'content-type', raw_value: Buffer.from('text/event-stream') }] } };
     const chunk = (text: string): Buffer => encode({ response_body: { body: Buffer.from(`data: {"choices":[{"index":0,"delta":{"content":"${text}"}}]}\n\n`), end_of_stream: false } });
     // The request phase, the answer's headers and its first chunk go first, unhurried; the second
     // chunk is sent when told, and the client says when its answer (the fifth) was in.
-    const worker = new Worker(
-      `const { parentPort, workerData } = require('node:worker_threads');
-       const session = require('node:http2').connect('http://127.0.0.1:' + workerData.port);
-       const stream = session.request({ ':method': 'POST', ':path': workerData.path, 'content-type': 'application/grpc', te: 'trailers' });
-       let pending = Buffer.alloc(0), answers = 0, sentAt = 0;
-       stream.on('data', (chunk) => {
-         pending = Buffer.concat([pending, chunk]);
-         while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
-           const wait = pending[5] === ((10 << 3) | 2);
-           pending = pending.subarray(5 + pending.readUInt32BE(1));
-           if (wait) continue;
-           answers++;
-           if (answers === 4) parentPort.postMessage('ready');
-           if (answers === 5) { parentPort.postMessage({ sentAt, answeredAt: Date.now() }); session.destroy(); }
-         }
-       });
+    const worker = processClient(extension.port,
+      `function answered(answers) {
+         if (answers === 4) parentPort.postMessage('ready');
+         if (answers === 5) { parentPort.postMessage({ sentAt, answeredAt: Date.now() }); session.destroy(); }
+       }
        parentPort.on('message', () => { sentAt = Date.now(); stream.write(Buffer.from(workerData.second)); });
        session.once('remoteSettings', () => stream.write(Buffer.from(workerData.first)));`,
-      { eval: true, workerData: { port: extension.port, path: PROCESS_PATH, first: Buffer.concat([...requestPhase, encode({ response_headers: sse }), chunk('one')]), second: chunk('two') } },
+      { first: Buffer.concat([...requestPhase, encode({ response_headers: sse }), chunk('one')]), second: chunk('two') },
     );
     try {
-      await new Promise<void>((resolve, reject) => {
-        worker.once('message', () => resolve());
-        worker.once('error', reject);
-      });
-      const answered = new Promise<{ sentAt: number; answeredAt: number }>((resolve, reject) => {
-        worker.once('message', resolve);
-        worker.once('error', reject);
-      });
-      // Every turn of this thread's event loop holds it BLOCK_MS in an immediate; the second
-      // chunk is sent while the first one holds it, and read in the next turn.
-      let holding = true;
-      let first = true;
-      const hold = (): void => {
-        if (!holding) return;
-        if (first) worker.postMessage('go');
-        first = false;
-        const until = Date.now() + BLOCK_MS;
-        while (Date.now() < until);
-        setImmediate(hold);
-      };
-      setImmediate(hold);
-      const { sentAt, answeredAt } = await answered.finally(() => (holding = false));
-      // Read after the first hold: answered then, not after the next hold.
-      expect(answeredAt - sentAt).toBeGreaterThanOrEqual(BLOCK_MS - 50);
-      expect(answeredAt - sentAt).toBeLessThan(BLOCK_MS * 1.5);
+      await nextMessage(worker);
+      // The second chunk is sent while this thread's loop is held, and read in the next turn.
+      await expectAnsweredAfterFirstHold(worker);
     } finally {
       await worker.terminate();
     }
@@ -447,38 +436,20 @@ describe('the AI extension over its own gRPC server', () => {
       counted++;
       inc(...args);
     }) as typeof tokens.inc;
-    const framed = attemptMessages(3, { ...BENCH_MEMBER, authKind: 'None', credential: undefined }).map((m) => {
-      const prefix = Buffer.alloc(5);
-      prefix.writeUInt32BE(m.length, 1);
-      return Buffer.concat([prefix, m]);
-    });
-    // A client with its own event loop: the request phase, then the answer's three messages once
-    // both request answers are in; it says how long the answer's three answers took.
-    const worker = new Worker(
-      `const { parentPort, workerData } = require('node:worker_threads');
-       const session = require('node:http2').connect('http://127.0.0.1:' + workerData.port);
-       const stream = session.request({ ':method': 'POST', ':path': workerData.path, 'content-type': 'application/grpc', te: 'trailers' });
-       let pending = Buffer.alloc(0), answers = 0, sentAt = 0;
-       stream.on('data', (chunk) => {
-         pending = Buffer.concat([pending, chunk]);
-         while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
-           const wait = pending[5] === ((10 << 3) | 2);
-           pending = pending.subarray(5 + pending.readUInt32BE(1));
-           if (wait) continue;
-           answers++;
-           if (answers === 2) { sentAt = Date.now(); stream.write(Buffer.from(workerData.answer)); }
-           if (answers === 5) parentPort.postMessage(Date.now() - sentAt);
-         }
-       });
+    const framed = attemptMessages(3, { ...BENCH_MEMBER, authKind: 'None', credential: undefined }).map(grpcFrame);
+    // A client that sends the request phase, then the answer's three messages once both request
+    // answers are in; it says how long the answer's three answers took.
+    const worker = processClient(extension.port,
+      `function answered(answers) {
+         if (answers === 2) { sentAt = Date.now(); stream.write(Buffer.from(workerData.answer)); }
+         if (answers === 5) parentPort.postMessage(Date.now() - sentAt);
+       }
        stream.on('trailers', () => { stream.end(); session.close(); });
        session.once('remoteSettings', () => stream.write(Buffer.from(workerData.request)));`,
-      { eval: true, workerData: { port: extension.port, path: PROCESS_PATH, request: Buffer.concat(framed.slice(0, REQUEST_MESSAGES)), answer: Buffer.concat(framed.slice(REQUEST_MESSAGES)) } },
+      { request: Buffer.concat(framed.slice(0, REQUEST_MESSAGES)), answer: Buffer.concat(framed.slice(REQUEST_MESSAGES)) },
     );
     try {
-      const tookMs = await new Promise<number>((resolve, reject) => {
-        worker.once('message', resolve);
-        worker.once('error', reject);
-      });
+      const tookMs = await nextMessage<number>(worker);
       expect(tookMs).toBeLessThan(BLOCK_MS / 2);
       // The bench answer's usage: 9 tokens in, 3 out.
       await expect.poll(() => counted, { timeout: 3 * BLOCK_MS }).toBe(2);
