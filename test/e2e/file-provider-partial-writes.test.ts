@@ -15,6 +15,7 @@ import {
   type GatewayFixture,
   type Manifest,
 } from '../support/gateway-fixture.js';
+import { steadyStream } from '../support/steady-stream.js';
 import { sleep, waitFor } from '../support/wait.js';
 
 /**
@@ -78,25 +79,11 @@ afterAll(async () => {
 
 /** Sends RATE_PER_SECOND chat requests a second while `during` runs and for `tailMs` after; the failures. */
 async function failuresDuring(during: () => Promise<void>, tailMs: number): Promise<{ sent: number; failures: string[] }> {
-  const inFlight: Promise<string | undefined>[] = [];
-  const started = Date.now();
-  const timer = setInterval(() => {
-    const due = Math.floor(((Date.now() - started) * RATE_PER_SECOND) / 1000);
-    while (inFlight.length < due) {
-      inFlight.push(gw.chat().then(
-        () => undefined,
-        (err: unknown) => (err instanceof Error ? err.message : String(err)),
-      ));
-    }
-  }, 1000 / RATE_PER_SECOND);
-  try {
-    await during();
-    await sleep(tailMs);
-  } finally {
-    clearInterval(timer);
-  }
-  const failures = (await Promise.all(inFlight)).filter((f): f is string => f !== undefined);
-  return { sent: inFlight.length, failures };
+  const outcomes = await steadyStream(() => gw.chat().then(
+    () => undefined,
+    (err: unknown) => (err instanceof Error ? err.message : String(err)),
+  ), RATE_PER_SECOND, during, tailMs);
+  return { sent: outcomes.length, failures: outcomes.filter((f): f is string => f !== undefined) };
 }
 
 it('keeps a file truncated and written 200 ms later in Envoy throughout (no configuration without it, no failed request) and serves the write', async () => {

@@ -9,6 +9,7 @@ import {
   type GatewayFixture,
   type Manifest,
 } from '../support/gateway-fixture.js';
+import { steadyStream } from '../support/steady-stream.js';
 import { sleep } from '../support/wait.js';
 
 /**
@@ -55,42 +56,22 @@ interface StreamResult {
   error?: string;
 }
 
-/**
- * Sends RATE_PER_SECOND requests a second, without waiting for answers, while `during` runs and
- * for `tailMs` after it; resolves with every request's outcome once all have finished.
- */
-async function steadyStream(during: () => Promise<void>, tailMs: number): Promise<StreamResult[]> {
-  const inFlight: Promise<StreamResult>[] = [];
-  const send = (): void => {
+/** Sends RATE_PER_SECOND chat requests a second while `during` runs and for `tailMs` after; every request's outcome. */
+function chatStream(during: () => Promise<void>, tailMs: number): Promise<StreamResult[]> {
+  return steadyStream(() => {
     const sentAt = Date.now();
-    inFlight.push(
-      gw.chat().then(
-        (a) => ({ sentAt, answeredBy: a.answeredBy }),
-        (err: unknown) => ({ sentAt, answeredBy: null, error: err instanceof Error ? err.message : String(err) }),
-      ),
+    return gw.chat().then(
+      (a): StreamResult => ({ sentAt, answeredBy: a.answeredBy }),
+      (err: unknown): StreamResult => ({ sentAt, answeredBy: null, error: err instanceof Error ? err.message : String(err) }),
     );
-  };
-  // Each tick sends what is due since the start: on a loaded machine ticks come late, and a
-  // request per tick fell short of the rate (29 requests in 2 s once, at load average 17).
-  const started = Date.now();
-  const timer = setInterval(() => {
-    const due = Math.floor(((Date.now() - started) * RATE_PER_SECOND) / 1000);
-    while (inFlight.length < due) send();
-  }, 1000 / RATE_PER_SECOND);
-  try {
-    await during();
-    await sleep(tailMs);
-  } finally {
-    clearInterval(timer);
-  }
-  return Promise.all(inFlight);
+  }, RATE_PER_SECOND, during, tailMs);
 }
 
 /** Swaps the priorities on disk while requests flow; returns when the file was written and what the stream saw. */
 async function swapUnderLoad(next: Manifest[], from: FakeProvider, to: FakeProvider): Promise<{ writtenAt: number; results: StreamResult[]; switchMs: number }> {
   await gw.resetFakes();
   let writtenAt = 0;
-  const results = await steadyStream(async () => {
+  const results = await chatStream(async () => {
     await sleep(500);
     writtenAt = gw.write('chat.yaml', next);
   }, 1_500);
