@@ -1,6 +1,8 @@
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import * as http2 from 'node:http2';
 import { connect } from 'node:net';
+import { dirname } from 'node:path';
+import { expect } from 'vitest';
 import { PROCESS_PATH } from '../../src/ai-extension/protocol.js';
 import { messageType } from '../../src/envoy/proto.js';
 
@@ -81,4 +83,19 @@ export async function probeExtProc(target: { port: number } | { socket: string }
       frame({ response_body: { body: Buffer.from('{}'), end_of_stream: true } }),
     ]));
   });
+}
+
+/**
+ * Expects ext_proc to be served on `socket` only: the socket sits in a 0700 directory and answers
+ * a call (the positive control), and none of `tcpPorts` answers one.
+ */
+export async function expectExtProcOnSocketOnly(socket: string, tcpPorts: readonly number[]): Promise<void> {
+  expect(statSync(dirname(socket)).mode & 0o777).toBe(0o700);
+  expect(lstatSync(socket).isSocket()).toBe(true);
+  expect(await probeExtProc({ socket })).toMatchObject({ answers: 2, grpcStatus: '0' });
+  for (const port of tcpPorts) {
+    const probe = await probeExtProc({ port });
+    expect(probe.answers, `port ${port}: ${JSON.stringify(probe)}`).toBe(0);
+    expect(probe.grpcStatus, `port ${port}`).not.toBe('0');
+  }
 }
