@@ -15,7 +15,8 @@ import { fork } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NAMESPACE, aiBackend, gatewayManifests, httpRoute, secret, startGatewayFixture } from '../test/support/gateway-fixture.js';
+import { startGatewayFixture } from '../test/support/gateway-fixture.js';
+import { aiBenchManifests } from './ai-extension.js';
 import type { StreamPhaseOrder, StreamPhaseResult } from './ai-extension-stream-load.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -35,20 +36,7 @@ async function main(): Promise<void> {
   const gw = await startGatewayFixture({
     id: 'bench-ai-extension-stream',
     providers: [],
-    manifests: ({ listenerPort }) => ({
-      'gateway.yaml': gatewayManifests(listenerPort),
-      'backends.yaml': [
-        secret('bench-key', 'Bearer sk-bench-provider'),
-        aiBackend({ name: 'ai', llm: true, priorities: [[{ fake, hostname: 'provider.bench', model: 'gpt-4o', secret: 'bench-key' }]] }),
-        { apiVersion: 'switchyard.dev/v1alpha1', kind: 'Backend', metadata: { name: 'static', namespace: NAMESPACE }, spec: { type: 'Static', static: { priorities: [{ hosts: [{ host: fake.host, port: fake.port }] }] } } },
-      ],
-      'routes.yaml': [
-        httpRoute('bench', [
-          { path: '/ai/v1', rewritePrefix: '/v1', backend: 'ai' },
-          { path: '/static/v1', rewritePrefix: '/v1', backend: 'static' },
-        ]),
-      ],
-    }),
+    manifests: ({ listenerPort }) => aiBenchManifests(listenerPort, fake),
     waitForBackends: ['ai', 'static'],
   });
   const phase = (order: StreamPhaseOrder): Promise<StreamPhaseResult> =>

@@ -18,7 +18,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NAMESPACE, aiBackend, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture, type Manifest } from '../test/support/gateway-fixture.js';
+import { NAMESPACE, aiBackend, gatewayManifests, httpRoute, secret, startGatewayFixture, type FakeMember, type GatewayFixture, type Manifest } from '../test/support/gateway-fixture.js';
 import { extProcCounters } from '../test/support/envoy.js';
 import type { LoadReady, PhaseOrder, PhaseResult } from './ai-extension-load.js';
 import { processUsage } from './gcp.js';
@@ -57,6 +57,31 @@ function meanProcessingMs(metrics: string): number {
     if (line.startsWith('switchyard_ai_extension_processing_seconds_count')) count += Number(line.split(' ').at(-1));
   }
   return count === 0 ? Number.NaN : (sum / count) * 1000;
+}
+
+/**
+ * The AI benches' gateway, Backends and routes, all on the one fake provider: `ai` (an AI Backend,
+ * its key from a Secret), `static` (a Static one, no extension) and, with `deadline`, an AI one with
+ * a first-token deadline (each answer's headers wait for its first content); each at /<name>/v1.
+ */
+export function aiBenchManifests(listenerPort: number, fake: FakeMember['fake'], opts: { deadline?: boolean } = {}): Record<string, Manifest[]> {
+  const priorities = [[{ fake, hostname: 'provider.bench', model: 'gpt-4o', secret: 'bench-key' }]];
+  const paths = ['ai', 'static', ...(opts.deadline === true ? ['deadline'] : [])];
+  return {
+    'gateway.yaml': gatewayManifests(listenerPort),
+    'backends.yaml': [
+      secret('bench-key', 'Bearer sk-bench-provider'),
+      aiBackend({ name: 'ai', llm: true, priorities }),
+      ...(opts.deadline === true ? [withDeadline(aiBackend({ name: 'deadline', llm: true, priorities }))] : []),
+      {
+        apiVersion: 'switchyard.dev/v1alpha1',
+        kind: 'Backend',
+        metadata: { name: 'static', namespace: NAMESPACE },
+        spec: { type: 'Static', static: { priorities: [{ hosts: [{ host: fake.host, port: fake.port }] }] } },
+      },
+    ],
+    'routes.yaml': [httpRoute('bench', paths.map((name) => ({ path: `/${name}/v1`, rewritePrefix: '/v1', backend: name })))],
+  };
 }
 
 /** The forked fake provider and load generator. */
@@ -131,28 +156,7 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
     gw = await startGatewayFixture({
       id: 'bench-ai-extension',
       providers: [],
-      manifests: ({ listenerPort }) => ({
-        'gateway.yaml': gatewayManifests(listenerPort),
-        'backends.yaml': [
-          secret('bench-key', 'Bearer sk-bench-provider'),
-          aiBackend({ name: 'ai', llm: true, priorities: [[{ fake, hostname: 'provider.bench', model: 'gpt-4o', secret: 'bench-key' }]] }),
-          // The same with a first-token deadline: each answer's headers wait for its first content.
-          withDeadline(aiBackend({ name: 'deadline', llm: true, priorities: [[{ fake, hostname: 'provider.bench', model: 'gpt-4o', secret: 'bench-key' }]] })),
-          {
-            apiVersion: 'switchyard.dev/v1alpha1',
-            kind: 'Backend',
-            metadata: { name: 'static', namespace: NAMESPACE },
-            spec: { type: 'Static', static: { priorities: [{ hosts: [{ host: fake.host, port: fake.port }] }] } },
-          },
-        ],
-        'routes.yaml': [
-          httpRoute('bench', [
-            { path: '/ai/v1', rewritePrefix: '/v1', backend: 'ai' },
-            { path: '/static/v1', rewritePrefix: '/v1', backend: 'static' },
-            { path: '/deadline/v1', rewritePrefix: '/v1', backend: 'deadline' },
-          ]),
-        ],
-      }),
+      manifests: ({ listenerPort }) => aiBenchManifests(listenerPort, fake, { deadline: true }),
       waitForBackends: ['ai', 'static', 'deadline'],
     });
     const port = gw.listenerPort;
