@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { startFakeProvider, type FakeProvider } from '../../examples/demo/fake-provider.js';
 import { DEFAULT_AI_EXTENSION_ADDRESS } from '../../src/envoy/options.js';
+import { chatCompletion, type ChatAnswer } from '../support/chat.js';
 import { requireEnvoyBinary } from '../support/envoy.js';
 import { expectExtProcOnSocketOnly, listeningTcpPorts } from '../support/ext-proc-probe.js';
 import { GATEWAY, aiBackend, gatewayManifests, httpRoute, secret } from '../support/gateway-fixture.js';
@@ -75,17 +76,9 @@ describe('serve running its Envoys: the AI extension on a private Unix socket, n
     );
   };
   const record = (): Record_ => JSON.parse(readFileSync(join(stateDir, 'ai-extension.json'), 'utf8')) as Record_;
-  const chat = async (): Promise<{ status: number; body: string; provider: string | null }> => {
-    const res = await fetch(`http://${address}:${listenerPort}/chat/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }] }),
-      signal: AbortSignal.timeout(10_000),
-    });
-    return { status: res.status, body: await res.text(), provider: res.headers.get('x-fake-provider') };
-  };
+  const chat = (): Promise<ChatAnswer> => chatCompletion(`http://${address}:${listenerPort}/chat/v1/chat/completions`);
   /** The answer once the route is served (Envoy 404s until its configuration is in). */
-  const chatServed = (): Promise<{ status: number; body: string; provider: string | null }> =>
+  const chatServed = (): Promise<ChatAnswer> =>
     waitFor(async () => {
       try {
         const answer = await chat();
@@ -156,7 +149,7 @@ describe('serve running its Envoys: the AI extension on a private Unix socket, n
 
   it('AI requests through the real Envoy reach the extension over the pipe and fail over to the next priority', async () => {
     const answer = await chatServed();
-    expect(answer, answer.body).toMatchObject({ status: 200, provider: 'fallback' });
+    expect(answer, answer.body).toMatchObject({ status: 200, answeredBy: 'fallback' });
     expect(fakes[0]!.received().length).toBeGreaterThan(0);
     const seen = fakes[1]!.received().at(-1);
     expect(seen?.headers['authorization']).toBe(`Bearer ${KEY}`);
@@ -168,13 +161,13 @@ describe('serve running its Envoys: the AI extension on a private Unix socket, n
     serveProcess?.kill('SIGKILL');
     await waitFor(() => serveProcess?.exitCode !== null || serveProcess.signalCode !== null, { what: 'serve to die' });
     // While serve is down, Envoy still reaches the extension: no request is lost to it.
-    expect(await chat()).toMatchObject({ status: 200, provider: 'fallback' });
+    expect(await chat()).toMatchObject({ status: 200, answeredBy: 'fallback' });
     serveProcess = startServe();
     await untilReady(serveProcess);
     const after = record();
     expect(after).toMatchObject({ pid: before.pid, listenSocket: before.listenSocket, port: 0 });
     expect(readFileSync(logPath, 'utf8')).toContain('adopted the extension that kept running while serve was down');
-    expect(await chatServed()).toMatchObject({ status: 200, provider: 'fallback' });
+    expect(await chatServed()).toMatchObject({ status: 200, answeredBy: 'fallback' });
   }, TIMEOUT_MS);
 
   it('a graceful stop ends the extension and leaves no socket behind', async () => {

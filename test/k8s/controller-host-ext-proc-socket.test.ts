@@ -8,6 +8,7 @@ import { startFakeProvider, type FakeProvider } from '../../examples/demo/fake-p
 import { AI_EXTENSION_CLUSTER } from '../../src/envoy/ai-extension.js';
 import { DEFAULT_AI_EXTENSION_ADDRESS } from '../../src/envoy/options.js';
 import type { KubeClient, RawObject } from '../../src/providers/kubernetes/api-client.js';
+import { chatCompletion, type ChatAnswer } from '../support/chat.js';
 import { requireEnvoyBinary } from '../support/envoy.js';
 import { expectExtProcOnSocketOnly, listeningTcpPorts } from '../support/ext-proc-probe.js';
 import { GATEWAY, aiBackend, httpRoute, secret } from '../support/gateway-fixture.js';
@@ -59,15 +60,7 @@ describe('controller --infrastructure host: the AI extension on a Unix socket in
   const gatewayClass: RawObject = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: CLASS }, spec: { controllerName: 'switchyard.dev/gateway-controller' } };
 
   const tail = (file: string): string => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').slice(-30).join('\n') : '');
-  const chat = async (): Promise<{ status: number; body: string; provider: string | null }> => {
-    const res = await fetch(`http://${address}:${listenerPort}/chat/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }] }),
-      signal: AbortSignal.timeout(10_000),
-    });
-    return { status: res.status, body: await res.text(), provider: res.headers.get('x-fake-provider') };
-  };
+  const chat = (): Promise<ChatAnswer> => chatCompletion(`http://${address}:${listenerPort}/chat/v1/chat/completions`);
 
   beforeAll(async () => {
     client = testClient();
@@ -163,7 +156,7 @@ describe('controller --infrastructure host: the AI extension on a Unix socket in
   it('AI requests through the real Envoy reach the extension over the pipe and fail over to the next priority with the key', async () => {
     const before = fakes[0]!.received().length;
     const answer = await chat();
-    expect(answer, answer.body).toMatchObject({ status: 200, provider: 'fallback' });
+    expect(answer, answer.body).toMatchObject({ status: 200, answeredBy: 'fallback' });
     expect(fakes[0]!.received().length).toBeGreaterThan(before);
     const seen = fakes[1]!.received().at(-1);
     expect(seen?.headers['authorization']).toBe(`Bearer ${KEY}`);

@@ -7,6 +7,7 @@ import { buildBootstrap } from '../../src/envoy/bootstrap.js';
 import type { JsonObject } from '../../src/envoy/resources.js';
 import { createLogger, type Logger } from '../../src/observability/logger.js';
 import { isNotFound, type KubeClient, type RawObject } from '../../src/providers/kubernetes/api-client.js';
+import { chatCompletion, type ChatAnswer } from './chat.js';
 import { startEnvoy, type EnvoyProcess } from './envoy.js';
 import { aiBackend } from './gateway-fixture.js';
 import { objectPath, removeNamespace } from './kube-cluster.js';
@@ -300,14 +301,8 @@ export async function removeTestObjects(client: KubeClient, namespace: string, c
 }
 
 /** One chat completion through a listener; who answered (the fake's `x-fake-provider`) and the HTTP status. */
-export async function chatThrough(address: string, port: number): Promise<{ status: number; answeredBy: string | null; body: string }> {
-  const res = await fetch(`http://${address}:${port}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: 'Bearer sk-client' },
-    body: JSON.stringify({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }] }),
-    signal: AbortSignal.timeout(10_000),
-  });
-  return { status: res.status, answeredBy: res.headers.get('x-fake-provider'), body: await res.text() };
+export function chatThrough(address: string, port: number): Promise<ChatAnswer> {
+  return chatCompletion(`http://${address}:${port}/v1/chat/completions`, { authorization: 'Bearer sk-client' });
 }
 
 /** Waits until a request through the listener is answered by `who`. */
