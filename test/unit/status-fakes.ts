@@ -125,14 +125,14 @@ export interface LeaseCall {
 }
 
 /**
- * One replica's client of a FakeLeases that records its calls in order, so a test can judge a
- * replica by its tries (which try took the Lease, what it had seen before) instead of by the
- * wall clock, which on a loaded machine also counts the time the process waited for a core.
- * `startedAt` is taken as the caller calls, `endedAt` before it resumes.
+ * One replica's client of a Lease API (a FakeLeases, or a real one) that records its calls in
+ * order, so a test can judge a replica by its tries (which try took the Lease, what it had seen
+ * before) instead of by the wall clock, which on a loaded machine also counts the time the
+ * process waited for a core. `startedAt` is taken as the caller calls, `endedAt` before it resumes.
  */
 export class RecordingLeases implements LeaseClient {
   readonly calls: LeaseCall[] = [];
-  constructor(private readonly leases: FakeLeases) {}
+  constructor(private readonly leases: LeaseClient) {}
 
   get(namespace: string, name: string): Promise<LeaseRecord | undefined> {
     return this.recorded('get', undefined, () => this.leases.get(namespace, name));
@@ -151,10 +151,10 @@ export class RecordingLeases implements LeaseClient {
     const entry = (ok: boolean, result?: LeaseRecord): LeaseCall => ({
       op, startedAt, endedAt: performance.now(), ok, ...(result ? { result } : {}), ...(holder !== undefined ? { holder } : {}),
     });
-    const push = (call: LeaseCall): void => {
-      this.calls.push(call);
+    const push = (made: LeaseCall): void => {
+      this.calls.push(made);
       setImmediate(() => {
-        call.settledAt = performance.now();
+        made.settledAt = performance.now();
       });
     };
     try {
