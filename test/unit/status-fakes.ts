@@ -1,7 +1,8 @@
 import type { CoreV1Event } from '@kubernetes/client-node';
+import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { refKey, type ObjectRef } from '../../src/status/kinds.js';
-import { KubeApiError, type EventClient, type KubeObject, type LeaseClient, type LeaseRecord, type StatusClient } from '../../src/status/kube-api.js';
+import { KubeApiError, type EventClient, type KubeObject, type LeaseClient, type LeaseRecord, type LeaseSpec, type StatusClient } from '../../src/status/kube-api.js';
 
 /**
  * In-memory stand-ins for the API server with its optimistic concurrency: every write bumps
@@ -102,6 +103,68 @@ export class FakeLeases implements LeaseClient {
     const l = { ...spec, resourceVersion: String(++this.rv) };
     this.leases.set(key, l);
     return { ...l };
+  }
+}
+
+/** One call a replica made to the Lease API, with performance.now() as it began and as it returned. */
+export interface LeaseCall {
+  op: 'get' | 'create' | 'replace';
+  startedAt: number;
+  endedAt: number;
+  /** The Lease as the call returned it (undefined: none, or the call failed). */
+  result?: LeaseRecord;
+  /** The holder a create or replace asked for. */
+  holder?: string;
+  ok: boolean;
+  /**
+   * performance.now() in a setImmediate queued as the call returned: after the caller's
+   * microtasks that followed the call (all of a LeaderElector's try but its next timer), so what
+   * the caller timed right after the call lies between endedAt and settledAt.
+   */
+  settledAt?: number;
+}
+
+/**
+ * One replica's client of a Lease API (a FakeLeases, or a real one) that records its calls in
+ * order, so a test can judge a replica by its tries (which try took the Lease, what it had seen
+ * before) instead of by the wall clock, which on a loaded machine also counts the time the
+ * process waited for a core. `startedAt` is taken as the caller calls, `endedAt` before it resumes.
+ */
+export class RecordingLeases implements LeaseClient {
+  readonly calls: LeaseCall[] = [];
+  constructor(private readonly leases: LeaseClient) {}
+
+  get(namespace: string, name: string): Promise<LeaseRecord | undefined> {
+    return this.recorded('get', undefined, () => this.leases.get(namespace, name));
+  }
+
+  create(namespace: string, name: string, spec: LeaseSpec): Promise<LeaseRecord> {
+    return this.recorded('create', spec.holderIdentity, () => this.leases.create(namespace, name, spec));
+  }
+
+  replace(namespace: string, name: string, resourceVersion: string, spec: LeaseSpec): Promise<LeaseRecord> {
+    return this.recorded('replace', spec.holderIdentity, () => this.leases.replace(namespace, name, resourceVersion, spec));
+  }
+
+  private async recorded<T extends LeaseRecord | undefined>(op: LeaseCall['op'], holder: string | undefined, call: () => Promise<T>): Promise<T> {
+    const startedAt = performance.now();
+    const entry = (ok: boolean, result?: LeaseRecord): LeaseCall => ({
+      op, startedAt, endedAt: performance.now(), ok, ...(result ? { result } : {}), ...(holder !== undefined ? { holder } : {}),
+    });
+    const push = (made: LeaseCall): void => {
+      this.calls.push(made);
+      setImmediate(() => {
+        made.settledAt = performance.now();
+      });
+    };
+    try {
+      const result = await call();
+      push(entry(true, result));
+      return result;
+    } catch (err) {
+      push(entry(false));
+      throw err;
+    }
   }
 }
 

@@ -1,11 +1,13 @@
+import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LeaderElector, type LeaderElectorOptions } from '../../src/status/leader.js';
 import { sleep, waitFor } from '../support/wait.js';
-import { FakeLeases, quietLogger } from './status-fakes.js';
+import type { LeaseClient } from '../../src/status/kube-api.js';
+import { FakeLeases, quietLogger, RecordingLeases, type LeaseCall } from './status-fakes.js';
 
 const timing = { leaseDurationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 100 };
 const electors: LeaderElector[] = [];
-function elector(leases: FakeLeases, identity: string, extra: Partial<LeaderElectorOptions> = {}): LeaderElector {
+function elector(leases: LeaseClient, identity: string, extra: Partial<LeaderElectorOptions> = {}): LeaderElector {
   const e = new LeaderElector({ client: leases, namespace: 'sys', identity, logger: quietLogger, ...timing, ...extra });
   electors.push(e);
   return e;
@@ -23,6 +25,13 @@ async function watchLeaders(es: LeaderElector[], ms: number): Promise<number> {
     await sleep(10);
   }
   return maxAtOnce;
+}
+
+/** The call that made `identity` the holder (its first successful create or replace naming it). */
+function takeover(calls: LeaseCall[], identity: string): number {
+  const at = calls.findIndex((c) => c.op !== 'get' && c.ok && c.holder === identity);
+  expect(at, `${identity} to have taken the Lease`).toBeGreaterThan(0);
+  return at;
 }
 
 describe('LeaderElector', () => {
@@ -46,16 +55,24 @@ describe('LeaderElector', () => {
     const a = elector(leases, 'a', { onStoppedLeading: () => void stopped.push('a') });
     a.start();
     await waitFor(() => a.isLeader(), { what: 'a to lead' });
-    const b = elector(leases, 'b');
+    const bCalls = new RecordingLeases(leases);
+    const b = elector(bCalls, 'b');
     b.start();
     await sleep(300);
     expect(b.isLeader()).toBe(false);
-    const t0 = Date.now();
+    const aStopped = leases.record('sys', 'switchyard-controller');
     await a.stop();
     expect(stopped).toEqual(['a']);
-    expect(leases.record('sys', 'switchyard-controller')?.holderIdentity).not.toBe('a');
+    const released = leases.record('sys', 'switchyard-controller');
+    expect(released).toMatchObject({ holderIdentity: '' });
+    expect(released?.resourceVersion).not.toBe(aStopped?.resourceVersion);
     await waitFor(() => b.isLeader(), { what: 'b to lead', timeoutMs: 2000, intervalMs: 5 });
-    expect(Date.now() - t0).toBeLessThan(timing.retryPeriodMs * 3);
+    // Judged by b's tries, not the clock (a loaded machine delays every try alike): the first
+    // read of b that saw the release is followed by b's write that took the Lease.
+    const calls = bCalls.calls;
+    const sawRelease = calls.findIndex((c) => c.op === 'get' && c.result?.resourceVersion === released?.resourceVersion);
+    expect(sawRelease, "b's read of the released Lease").toBeGreaterThanOrEqual(0);
+    expect(takeover(calls, 'b')).toBe(sawRelease + 1);
     expect(leases.record('sys', 'switchyard-controller')).toMatchObject({ holderIdentity: 'b', leaseTransitions: 1 });
   });
 
@@ -64,29 +81,49 @@ describe('LeaderElector', () => {
     const a = elector(leases, 'a');
     a.start();
     await waitFor(() => a.isLeader(), { what: 'a to lead' });
-    const b = elector(leases, 'b');
+    const bCalls = new RecordingLeases(leases);
+    const b = elector(bCalls, 'b');
     b.start();
     await sleep(300);
-    const t0 = Date.now();
     await a.stop({ release: false });
-    expect(leases.record('sys', 'switchyard-controller')?.holderIdentity).toBe('a');
+    const last = leases.record('sys', 'switchyard-controller');
+    expect(last?.holderIdentity).toBe('a');
     await waitFor(() => b.isLeader(), { what: 'b to lead', timeoutMs: 3000, intervalMs: 5 });
-    const took = Date.now() - t0;
-    // Not before the lease ran out (less what b had already waited since a's last renewal), not long after.
-    expect(took).toBeGreaterThan(timing.leaseDurationMs - 2 * timing.retryPeriodMs);
-    expect(took).toBeLessThan(timing.leaseDurationMs + 3 * timing.retryPeriodMs);
+    // Judged by b's tries, not the clock (a loaded machine delays every try alike). b counts the
+    // lease from the read in which it first saw a's last renewal: a moment between that read's
+    // endedAt and its settledAt.
+    const calls = bCalls.calls;
+    const saw = calls.findIndex((c) => c.op === 'get' && c.result?.resourceVersion === last?.resourceVersion);
+    const seen = calls[saw];
+    if (seen?.settledAt === undefined) throw new Error(`b never read a's last renewal: ${JSON.stringify(calls)}`);
+    const took = takeover(calls, 'b');
+    // Not before the lease ran out ...
+    expect(calls[took]!.startedAt - seen.endedAt).toBeGreaterThanOrEqual(timing.leaseDurationMs);
+    // ... and at b's first try after it had: every earlier read of b returned before then.
+    const declined = calls.slice(saw, took - 1);
+    expect(declined.length).toBeGreaterThan(0);
+    for (const c of declined) expect(c).toMatchObject({ op: 'get', result: { holderIdentity: 'a' } });
+    for (const c of declined) expect(c.endedAt - seen.settledAt).toBeLessThan(timing.leaseDurationMs);
+    expect(calls[took - 1]).toMatchObject({ op: 'get', result: { resourceVersion: last?.resourceVersion } });
   });
 
   it('stops leading when it cannot renew within the renew deadline, before anyone else may take the Lease', async () => {
     const leases = new FakeLeases();
     const events: string[] = [];
-    const a = elector(leases, 'a', { onStartedLeading: () => void events.push('started'), onStoppedLeading: () => void events.push('stopped') });
+    const aCalls = new RecordingLeases(leases);
+    const a = elector(aCalls, 'a', { onStartedLeading: () => void events.push('started'), onStoppedLeading: () => void events.push('stopped') });
     a.start();
     await waitFor(() => a.isLeader(), { what: 'a to lead' });
+    // a's last acquire or renewal (a create or a replace) began with the read before it.
+    const wrote = aCalls.calls.map((c) => c.op !== 'get' && c.ok).lastIndexOf(true);
+    const renewedAt = aCalls.calls[wrote - 1]?.startedAt;
+    if (renewedAt === undefined) throw new Error(`a led without a write of its own: ${JSON.stringify(aCalls.calls)}`);
     leases.down = true;
-    const t0 = Date.now();
-    await waitFor(() => !a.isLeader(), { what: 'a to step down', timeoutMs: 2000, intervalMs: 5 });
-    expect(Date.now() - t0).toBeLessThan(timing.leaseDurationMs);
+    // A follower may take the Lease a lease duration after it saw a's last renewal land. Judged
+    // by the order of two timers, not by the clock (a loaded machine delays both alike): a's own
+    // deadline must fire before one set halfway between the renew deadline and the lease duration.
+    await sleep(renewedAt + (timing.renewDeadlineMs + timing.leaseDurationMs) / 2 - performance.now());
+    expect(a.isLeader()).toBe(false);
     expect(events).toEqual(['started', 'stopped']);
     leases.down = false;
     await waitFor(() => a.isLeader(), { what: 'a to lead again once the API server answers' });
