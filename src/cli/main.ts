@@ -536,12 +536,18 @@ function watchSignals(logger: ReturnType<typeof createLogger>): { until(running:
   let received: string | undefined;
   let onSignal: ((signal: string) => void) | undefined;
   const take = (signal: string): void => {
-    if (received !== undefined) return;
+    if (received !== undefined) {
+      // A second signal while stopping (a wrapper such as tsx or a supervisor relays the one its
+      // process group got too): the handlers stay, so it cannot kill the process in the middle of
+      // draining its Envoys (which would leave them running); SIGKILL stops it at once.
+      logger.warn({ signal, stoppingOn: received }, 'already shutting down (draining Envoys); SIGKILL stops at once, without the drain');
+      return;
+    }
     received = signal;
     onSignal?.(signal);
   };
-  process.once('SIGINT', () => take('SIGINT'));
-  process.once('SIGTERM', () => take('SIGTERM'));
+  process.on('SIGINT', () => take('SIGINT'));
+  process.on('SIGTERM', () => take('SIGTERM'));
   return {
     until: (running) =>
       new Promise<void>((resolve) => {

@@ -306,14 +306,21 @@ describe('serve --infrastructure host: one supervised Envoy per Gateway', () => 
     expect(await get(`http://${a.address}:${port}/team-a`)).toEqual({ status: 200, body: 'answered by team-a' });
   }, TIMEOUT_MS);
 
-  it('leaves no Envoy behind when serve stops', async () => {
+  it('leaves no Envoy behind when serve stops, also when the signal comes twice', async () => {
     const child = serveProcess;
     if (child === undefined) throw new Error('serve is not running');
     expect(processesMentioning(join(stateDir, 'envoy')).length).toBeGreaterThan(0);
     const exited = new Promise((r) => child.once('exit', r));
+    const logged = readFileSync(logPath, 'utf8').length;
+    child.kill('SIGTERM');
+    // A wrapper (tsx, a supervisor) relays the SIGTERM its process group also got: the second one
+    // arrives while serve drains its Envoys and must not end it there (that left them running).
+    await waitFor(() => readFileSync(logPath, 'utf8').slice(logged).includes('shutting down'), { what: 'serve to begin stopping', timeoutMs: 10_000, intervalMs: 5 });
     child.kill('SIGTERM');
     await exited;
+    expect(child.signalCode).toBe(null);
     expect(child.exitCode).toBe(0);
+    expect(readFileSync(logPath, 'utf8').slice(logged)).toContain('already shutting down');
     expect(processesMentioning(join(stateDir, 'envoy'))).toEqual([]);
   }, TIMEOUT_MS);
 });
