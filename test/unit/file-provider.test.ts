@@ -500,34 +500,47 @@ describe('FileProvider size limits', () => {
   });
 });
 
+/**
+ * Watches the event loop from now until stop(): its longest block is the most CPU this thread used
+ * between two turns, not the wall time between them, which on a busy machine also counts the time
+ * the process waited for a core (656 ms once, beside the e2e suite at load average 20, with 20-28
+ * ms of CPU). stop() lets the timer run once more, so a block that lasted until the end is counted.
+ */
+function watchBlocks(): { stop(): Promise<{ longestMs: number; totalMs: number }> } {
+  const cpuMs = (): number => {
+    const used = process.threadCpuUsage();
+    return (used.user + used.system) / 1000;
+  };
+  const started = cpuMs();
+  let last = started;
+  let longest = 0;
+  const timer = setInterval(() => {
+    const now = cpuMs();
+    longest = Math.max(longest, now - last);
+    last = now;
+  }, 5);
+  return {
+    async stop() {
+      await sleep(20);
+      clearInterval(timer);
+      return { longestMs: longest, totalMs: cpuMs() - started };
+    },
+  };
+}
+
 describe('FileProvider on a large file', () => {
   it('keeps the event loop turning while it parses (xDS keepalives and health probes go on)', async () => {
     const secret = (i: number) => `apiVersion: v1\nkind: Secret\nmetadata: {name: key-${i}, namespace: ai}\nstringData: {Authorization: sk-${i}}\n`;
     await writeFile(path.join(dir, 'secrets.yaml'), Array.from({ length: 15_000 }, (_, i) => secret(i)).join('---\n'));
-    // The event loop's longest block is the most CPU its thread used between two turns: on a busy
-    // machine the wall time between turns also counts the time the process waited for a core
-    // (656 ms once, in a run beside the e2e suite, load average 20, with 20-28 ms of CPU).
-    const cpuMs = (): number => {
-      const used = process.threadCpuUsage();
-      return (used.user + used.system) / 1000;
-    };
-    let last = cpuMs();
+    const blocks = watchBlocks();
+    let took = 0;
     let maxGap = 0;
-    const timer = setInterval(() => {
-      const now = cpuMs();
-      maxGap = Math.max(maxGap, now - last);
-      last = now;
-    }, 5);
-    const started = cpuMs();
     try {
       const snap = await provider(dir).start();
       expect(snap.inputs.secrets).toHaveLength(15_000);
     } finally {
-      // The timer runs once more, so a block that lasted until the end is counted too.
-      await sleep(20);
-      clearInterval(timer);
+      ({ totalMs: took, longestMs: maxGap } = await blocks.stop());
     }
-    const took = cpuMs() - started;
     // Meaningful only if loading takes several gaps' worth; one long block would fail both.
     expect(took, `load took ${took.toFixed(0)} CPU-ms`).toBeGreaterThan(3 * maxGap);
     expect(maxGap).toBeLessThan(500);
@@ -542,21 +555,10 @@ describe('FileProvider on many files touched at once', () => {
     const p = provider(dir, { debounceMs: 50 });
     await p.start();
     const seen = record(p);
-    // As for the large file: the longest block is the most CPU the thread used between two turns
-    // of the event loop, not the wall time between them, which on a loaded machine also counts the
-    // waits for a core (gaps of 500+ ms at load 10-18, where the thread used far less).
-    const cpuMs = (): number => {
-      const used = process.threadCpuUsage();
-      return (used.user + used.system) / 1000;
-    };
-    let last = cpuMs();
+    // Gaps of 500+ ms wall at load 10-18, where the thread used far less (see watchBlocks).
+    const blocks = watchBlocks();
+    let took = 0;
     let maxGap = 0;
-    const timer = setInterval(() => {
-      const now = cpuMs();
-      maxGap = Math.max(maxGap, now - last);
-      last = now;
-    }, 5);
-    const started = cpuMs();
     try {
       // Every file rewritten: the events name files read before, so the pass after them reads those files alone.
       await Promise.all(files.map((file, i) => writeFile(file, secret(i, 'sk-new'))));
@@ -564,10 +566,8 @@ describe('FileProvider on many files touched at once', () => {
         what: 'every Secret read again', timeoutMs: 20_000, intervalMs: 5,
       });
     } finally {
-      await sleep(20);
-      clearInterval(timer);
+      ({ totalMs: took, longestMs: maxGap } = await blocks.stop());
     }
-    const took = cpuMs() - started;
     // Meaningful only if reading takes several gaps' worth; one long block would fail both.
     expect(took, `writing and reading took ${took.toFixed(0)} CPU-ms`).toBeGreaterThan(3 * maxGap);
     expect(maxGap, `the longest block, of ${took.toFixed(0)} CPU-ms in all`).toBeLessThan(500);
