@@ -78,6 +78,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# TypeScript runs as `node --import tsx`, one process: the `tsx` wrapper relays a signal to its child
+# and SIGKILLs the child when it has not acknowledged the signal within 30 ms (under load it often
+# has not), which killed the controller in the middle of draining its Envoys and the node agent
+# before it removed its pods' network namespaces.
 start_bg() { # start_bg NAME CMD...: in its own session, pid in .k8s/run/NAME.pid, output in .k8s/logs/NAME.log
   local name="$1"; shift
   : > "$logs/$name.log"
@@ -131,7 +135,7 @@ took
 
 # ---- 3. node agent ---------------------------------------------------------------------------------
 stage "3/6 node agent (test/conformance/node-agent.ts; pods as processes in network namespaces)"
-start_bg node-agent "$root/node_modules/.bin/tsx" test/conformance/node-agent.ts \
+start_bg node-agent node --import tsx test/conformance/node-agent.ts \
   --kubeconfig "$kubeconfig" --bin-dir "$bin" --state-dir "$state" --subnet "$CONFORMANCE_SUBNET"
 node_ready() { [ "$(kubectl get node switchyard-conformance --request-timeout=5s -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]; }
 wait_until 90 node-agent "node switchyard-conformance Ready" node_ready
@@ -148,7 +152,7 @@ fi
 stage "5/6 switchyard controller (GatewayClass switchyard, controllerName switchyard.dev/gateway-controller)"
 xds_port="${CONFORMANCE_XDS_PORT:-28000}"
 metrics_port="${CONFORMANCE_METRICS_PORT:-28090}"
-start_bg controller "$root/node_modules/.bin/tsx" src/cli/main.ts controller \
+start_bg controller node --import tsx src/cli/main.ts controller \
   --kubeconfig "$kubeconfig" --lease-namespace default \
   --xds-port "$xds_port" --metrics-port "$metrics_port" --metrics-host 127.0.0.1 \
   --infrastructure host --envoy-path "$root/.toolchain/bin/envoy" --state-dir "$state/switchyard"
