@@ -47,8 +47,9 @@ golden: $(NODE_STAMP)
 	UPDATE_GOLDEN=1 npx vitest run test/golden test/k8s/chart.test.ts
 
 ## The controller in file mode on examples/, a real Envoy, three fake providers, a scripted failover scenario.
+# One process, not the tsx wrapper (which SIGKILLs its child when a relayed Ctrl-C is not acknowledged within 30 ms).
 demo: deps build
-	npx tsx examples/demo/run.ts
+	node --import tsx examples/demo/run.ts
 
 bench: deps build
 	npm run bench
