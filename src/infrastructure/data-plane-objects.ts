@@ -86,9 +86,7 @@ export const DataPlaneSettingsSchema = z.strictObject({
   tolerations: z.array(jsonRecord).default([]),
 }).superRefine((s, ctx) => {
   // One network namespace per pod: every port a container of it listens on must differ.
-  const taken: [string, number][] = [['envoy.adminPort', s.envoy.adminPort], ['envoy.readyPort', s.envoy.readyPort]];
-  if (s.aiExtension) taken.push(['aiExtension.port', s.aiExtension.port], ['aiExtension.metricsPort', s.aiExtension.metricsPort]);
-  else if (s.drainSidecar) taken.push(['drainSidecar.port', s.drainSidecar.port]);
+  const taken = podPorts(s);
   taken.forEach(([field, value], i) => {
     const first = taken.findIndex(([, v]) => v === value);
     if (first < i) ctx.addIssue({ code: 'custom', path: field.split('.'), message: `${value} is also ${taken[first]?.[0] ?? ''}; the containers of a data plane pod share its ports, give each its own` });
@@ -96,6 +94,17 @@ export const DataPlaneSettingsSchema = z.strictObject({
 });
 
 export type DataPlaneSettings = z.infer<typeof DataPlaneSettingsSchema>;
+
+/**
+ * The ports the containers of a data plane pod listen on besides the Gateway's listeners, by
+ * settings field: Envoy's admin and readiness, the AI extension's, else the drain container's.
+ */
+function podPorts(s: { envoy: { adminPort: number; readyPort: number }; aiExtension?: { port: number; metricsPort: number } | undefined; drainSidecar?: { port: number } | undefined }): [string, number][] {
+  const taken: [string, number][] = [['envoy.adminPort', s.envoy.adminPort], ['envoy.readyPort', s.envoy.readyPort]];
+  if (s.aiExtension) taken.push(['aiExtension.port', s.aiExtension.port], ['aiExtension.metricsPort', s.aiExtension.metricsPort]);
+  else if (s.drainSidecar) taken.push(['drainSidecar.port', s.drainSidecar.port]);
+  return taken;
+}
 
 /** Reads the settings file's JSON; the error names the file, the field and what is expected. */
 export function parseDataPlaneSettings(json: unknown, source: string): DataPlaneSettings {
@@ -213,6 +222,10 @@ export function dataPlaneObjects(g: GatewayIR, ports: readonly number[], s: Data
   const ns = s.namespace;
   const problems: string[] = [];
   const listenerPorts = uniquePorts(ports);
+  for (const [field, taken] of podPorts(s)) {
+    // Envoy could not bind that listener (or the container of ours its port): the pod shares one network.
+    if (listenerPorts.includes(taken)) problems.push(`Gateway ${gatewayKey(g)}: a listener's port ${taken} is taken in its data plane pod by ${field} (the controller's data plane settings); give the listener (spec.listeners[].port) another port, or move ${field}`);
+  }
   const files = bootstrapFiles(g, s);
   const params = g.infrastructure?.parametersRef;
   if (params) problems.push(`Gateway ${gatewayKey(g)}: spec.infrastructure.parametersRef (${params.kind} ${params.name}) is not read by Switchyard's Kubernetes data plane; set the Service type with spec.infrastructure.annotations["${SERVICE_TYPE_ANNOTATION}"] and remove parametersRef`);

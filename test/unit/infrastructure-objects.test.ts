@@ -191,6 +191,10 @@ describe('dataPlaneObjects', () => {
     expect(() => settings({ aiExtension: undefined, drainSidecar: { image: 'i', port: 19001 } }))
       .toThrow(/test: invalid data plane settings: drainSidecar\.port: 19001 is also envoy\.readyPort/);
     expect(() => settings({ aiExtension: { image: 'i', port: 18001, metricsPort: 19000 } })).toThrow(/aiExtension\.metricsPort: 19000 is also envoy\.adminPort/);
+    // A Gateway listener on a port a container of the pod takes is named, with the fix.
+    expect(dataPlaneObjects(gateway(), [80, 19002], settings({ aiExtension: undefined, drainSidecar })).problems)
+      .toEqual(['Gateway team-a/edge: a listener\'s port 19002 is taken in its data plane pod by drainSidecar.port (the controller\'s data plane settings); give the listener (spec.listeners[].port) another port, or move drainSidecar.port']);
+    expect(dataPlaneObjects(gateway(), [80, 19002], settings()).problems).toEqual([]);
   });
 
   it('makes a LoadBalancer Service by default, the type the annotation names otherwise, and says what is wrong with a bad one', () => {
