@@ -134,6 +134,15 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
       sending here) and then stop, and requests in flight get up to --drain-time to end. Exits 0
       once none is left (or Envoy is gone), 1 when the drain time ran out first.
 `,
+  'drain-sidecar': `  switchyard drain-sidecar --admin http://127.0.0.1:19000 [--port 19002] [--host 0.0.0.0]
+                           [--drain-wait 60s] [--log-level info]
+      Run beside an Envoy whose pod has no AI extension (where there is one, the extension does
+      this), until SIGTERM: GET /envoy/drained on --port waits (at most --drain-wait) until the
+      Envoy at --admin has stopped its listeners and has nothing in flight, and starts nothing;
+      /healthz and /readyz answer the probes. The pod's Envoy container waits on /envoy/drained in
+      its preStop while this container's preStop runs \`switchyard envoy-drain\`, so Envoy gets
+      SIGTERM once its requests in flight have ended. It holds no key and reaches no controller.
+`,
   version: `  switchyard version [-o json|yaml]   (also: switchyard --version)
       Print Switchyard's version, the Node version it runs on and the Envoy version it expects.
 `,
@@ -490,10 +499,11 @@ async function runAiExtension(args: string[]): Promise<number> {
 }
 
 /**
- * GET /envoy/drained on the extension's metrics port: waits until the Envoy beside it has drained
- * (listeners stopped, nothing in flight) or is gone, at most `waitMs`. It starts nothing, so
- * whoever reaches the port can only wait: the Envoy container's preStop waits here while the
- * extension container's preStop runs `switchyard envoy-drain` (src/infrastructure/data-plane-objects.ts).
+ * GET /envoy/drained on the extension's metrics port (or the drain sidecar's port): waits until
+ * the Envoy beside it has drained (listeners stopped, nothing in flight) or is gone, at most
+ * `waitMs`. It starts nothing, so whoever reaches the port can only wait: the Envoy container's
+ * preStop waits here while this container's preStop runs `switchyard envoy-drain`
+ * (src/infrastructure/data-plane-objects.ts).
  */
 async function envoyDrainedRoute(adminUrl: string, waitMs: number | undefined, logger: ReturnType<typeof createLogger>): Promise<Map<string, () => Promise<{ status: number; body: string }>>> {
   const { DEFAULT_DRAIN_TIMEOUT_MS, waitDrained } = await import('../infrastructure/envoy-drain.js');
@@ -502,7 +512,7 @@ async function envoyDrainedRoute(adminUrl: string, waitMs: number | undefined, l
     ['/envoy/drained', async () => {
       const started = Date.now();
       const how = await waitDrained(adminUrl, maxMs);
-      logger.info({ envoyAdmin: adminUrl, waitedMs: Date.now() - started, how }, 'ai-extension: waited for the Envoy beside it to drain');
+      logger.info({ envoyAdmin: adminUrl, waitedMs: Date.now() - started, how }, 'waited for the Envoy beside this container to drain');
       return { status: 200, body: `${how}\n` };
     }],
   ]);
@@ -773,6 +783,7 @@ const COMMANDS: Readonly<Record<string, (args: string[]) => Promise<number>>> = 
   'ai-extension': runAiExtension,
   certs: runCerts,
   'envoy-drain': runEnvoyDrain,
+  'drain-sidecar': runDrainSidecar,
   version: runVersion,
 };
 
@@ -799,6 +810,31 @@ async function runEnvoyDrain(args: string[]): Promise<number> {
   return result.drained ? 0 : 1;
 }
 
+async function runDrainSidecar(args: string[]): Promise<number> {
+  const { values } = parseFlags('drain-sidecar', {
+    args,
+    options: { admin: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'drain-wait': { type: 'string' }, 'log-level': { type: 'string' } },
+  });
+  const admin = values.admin;
+  if (admin === undefined || !/^http:\/\/[^/\s]+$/.test(admin)) {
+    throw new UsageError(`drain-sidecar needs --admin http://HOST:PORT (the admin API of the Envoy in this pod, no path), got "${admin ?? ''}"`);
+  }
+  const drainWaitMs = durationFlag(values['drain-wait'], '--drain-wait');
+  const port = int(values.port, '--port', 19002);
+  const host = values.host ?? '0.0.0.0';
+  const logger = createLogger({ level: logLevel(values['log-level']), name: 'switchyard-drain-sidecar' });
+  const signals = watchSignals(logger);
+  await assertPortFree('metrics', host, port);
+  const routes = await envoyDrainedRoute(admin, drainWaitMs, logger);
+  const { startHealthServer } = await import('../observability/health.js');
+  // Ready once it serves: Envoy's own probe says whether Envoy is. No /metrics: prom-client alone
+  // would double what this container adds to every such pod.
+  const server = await startHealthServer({ port, host, ready: () => true, routes });
+  logger.info({ port: server.port, envoyAdmin: admin }, 'drain-sidecar: serving /envoy/drained for the Envoy beside it');
+  await signals.until({ stop: () => server.close() });
+  return 0;
+}
+
 async function runVersion(args: string[]): Promise<number> {
   const { values } = parseFlags('version', { args, options: { output: { type: 'string', short: 'o' } } });
   const info = versionInfo();
@@ -811,6 +847,7 @@ const PORT_FLAGS: Readonly<Record<string, Partial<Record<ServerRole, string>>>> 
   serve: { xds: '--xds-port', metrics: '--metrics-port', 'ai-extension': '--ai-extension-port' },
   controller: { xds: '--xds-port', metrics: '--metrics-port', 'ai-extension': '--ai-extension-port' },
   'ai-extension': { metrics: '--metrics-port', 'ai-extension': '--port' },
+  'drain-sidecar': { metrics: '--port' },
 };
 
 function addressInUseMessage(err: AddressInUseError, command: string): string {

@@ -22,7 +22,7 @@ import { accessSync, constants } from 'node:fs';
 import { isAbsolute } from 'node:path';
 
 /** Commands that keep serving; one-shot commands (translate, status, ...) keep Node's defaults. */
-export const LONG_RUNNING_COMMANDS: readonly string[] = ['serve', 'controller', 'ai-extension'];
+export const LONG_RUNNING_COMMANDS: readonly string[] = ['serve', 'controller', 'ai-extension', 'drain-sidecar'];
 
 /** MB per semi-space (V8's --max-semi-space-size). */
 export const SEMI_SPACE_MB = 2;

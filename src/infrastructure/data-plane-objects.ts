@@ -9,8 +9,8 @@ import type { GatewayAddress } from '../translate/status.js';
 
 /**
  * The Kubernetes objects of one Gateway's data plane (ServiceAccount, bootstrap ConfigMap,
- * Deployment of Envoy with the AI extension beside it, Service), as plain JSON for server-side
- * apply. Pure: the same Gateway and settings give the same objects.
+ * Deployment of Envoy with the AI extension, or else the drain container, beside it, Service), as
+ * plain JSON for server-side apply. Pure: the same Gateway and settings give the same objects.
  *
  * They live in the controller's namespace, not the Gateway's: the pod mounts the envoy and
  * ai-extension certificate Secrets the controller keeps there, and a Secret cannot be mounted
@@ -67,14 +67,44 @@ export const DataPlaneSettingsSchema = z.strictObject({
      */
     limitsRedis: z.string().regex(/^redis:\/\/[^/\s]+/, 'redis://HOST:PORT, e.g. redis://redis.switchyard-system:6379').optional(),
   }).optional(),
+  /**
+   * Beside an Envoy without the AI extension (aiExtension absent): a small container of the
+   * Switchyard image (`switchyard drain-sidecar`) that drains Envoy when the pod stops, as the
+   * extension does; the Envoy image has no HTTP client to do it. Absent: such pods stop undrained.
+   */
+  drainSidecar: z.strictObject({
+    image: z.string().min(1),
+    imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
+    /** Where it serves /envoy/drained (Envoy's preStop) and /readyz, on the pod's address. */
+    port: port.default(19002),
+    resources: jsonRecord.optional(),
+  }).optional(),
   podSecurityContext: jsonRecord.optional(),
   securityContext: jsonRecord.optional(),
   imagePullSecrets: z.array(z.strictObject({ name: z.string().min(1) })).default([]),
   nodeSelector: z.record(z.string(), z.string()).default({}),
   tolerations: z.array(jsonRecord).default([]),
+}).superRefine((s, ctx) => {
+  // One network namespace per pod: every port a container of it listens on must differ.
+  const taken = podPorts(s);
+  taken.forEach(([field, value], i) => {
+    const first = taken.findIndex(([, v]) => v === value);
+    if (first < i) ctx.addIssue({ code: 'custom', path: field.split('.'), message: `${value} is also ${taken[first]?.[0] ?? ''}; the containers of a data plane pod share its ports, give each its own` });
+  });
 });
 
 export type DataPlaneSettings = z.infer<typeof DataPlaneSettingsSchema>;
+
+/**
+ * The ports the containers of a data plane pod listen on besides the Gateway's listeners, by
+ * settings field: Envoy's admin and readiness, the AI extension's, else the drain container's.
+ */
+function podPorts(s: { envoy: { adminPort: number; readyPort: number }; aiExtension?: { port: number; metricsPort: number } | undefined; drainSidecar?: { port: number } | undefined }): [string, number][] {
+  const taken: [string, number][] = [['envoy.adminPort', s.envoy.adminPort], ['envoy.readyPort', s.envoy.readyPort]];
+  if (s.aiExtension) taken.push(['aiExtension.port', s.aiExtension.port], ['aiExtension.metricsPort', s.aiExtension.metricsPort]);
+  else if (s.drainSidecar) taken.push(['drainSidecar.port', s.drainSidecar.port]);
+  return taken;
+}
 
 /** Reads the settings file's JSON; the error names the file, the field and what is expected. */
 export function parseDataPlaneSettings(json: unknown, source: string): DataPlaneSettings {
@@ -192,6 +222,10 @@ export function dataPlaneObjects(g: GatewayIR, ports: readonly number[], s: Data
   const ns = s.namespace;
   const problems: string[] = [];
   const listenerPorts = uniquePorts(ports);
+  for (const [field, taken] of podPorts(s)) {
+    // Envoy could not bind that listener (or the container of ours its port): the pod shares one network.
+    if (listenerPorts.includes(taken)) problems.push(`Gateway ${gatewayKey(g)}: a listener's port ${taken} is taken in its data plane pod by ${field} (the controller's data plane settings); give the listener (spec.listeners[].port) another port, or move ${field}`);
+  }
   const files = bootstrapFiles(g, s);
   const params = g.infrastructure?.parametersRef;
   if (params) problems.push(`Gateway ${gatewayKey(g)}: spec.infrastructure.parametersRef (${params.kind} ${params.name}) is not read by Switchyard's Kubernetes data plane; set the Service type with spec.infrastructure.annotations["${SERVICE_TYPE_ANNOTATION}"] and remove parametersRef`);
@@ -225,12 +259,19 @@ export function dataPlaneObjects(g: GatewayIR, ports: readonly number[], s: Data
   const ai = s.aiExtension;
   const adminUrl = `http://127.0.0.1:${s.envoy.adminPort}`;
   const drainSeconds = s.envoy.drainAcceptSeconds + s.envoy.drainTimeoutSeconds;
+  // A stopping pod drains its Envoy before SIGTERM. Envoy's image has no HTTP client to drive its
+  // admin API, so a container of ours (the AI extension, else the drain container) runs the drain
+  // in its preStop, while Envoy's preStop waits on that container's /envoy/drained (which starts
+  // nothing: anyone reaching the port can only wait).
+  const drainPreStop = { exec: { command: [...IMAGE_CLI, 'envoy-drain', '--admin', adminUrl, '--accept-time', `${s.envoy.drainAcceptSeconds}s`, '--drain-time', `${s.envoy.drainTimeoutSeconds}s`] } };
+  // kubelet resolves a hook's named port among the ports of the hook's own container only
+  // (k8s.io/kubernetes pkg/probe/util.go, ResolveContainerPort): a name from the other container
+  // fails the hook (FailedPreStopHook) and Envoy is stopped at once. Hence the number.
+  const envoyWaitsOn = (waitPort: number): JsonObject => ({ preStop: { httpGet: { path: '/envoy/drained', port: waitPort } } });
+  const drainWait = `--drain-wait=${drainSeconds + 5}s`;
   if (ai) {
-    // A stopping pod drains its Envoy before SIGTERM. Envoy's image has no HTTP client to drive
-    // its admin API, so the extension's container runs the drain in its preStop (and so lives on
-    // for the requests in flight, which need it), while Envoy's preStop waits on the extension's
-    // /envoy/drained (which starts nothing: anyone reaching the port can only wait).
-    envoy['lifecycle'] = { preStop: { httpGet: { path: '/envoy/drained', port: 'ai-metrics' } } };
+    // The extension drains (and so lives on for the requests in flight, which need it).
+    envoy['lifecycle'] = envoyWaitsOn(ai.metricsPort);
     containers.push({
       name: 'ai-extension',
       image: ai.image,
@@ -244,11 +285,9 @@ export function dataPlaneObjects(g: GatewayIR, ports: readonly number[], s: Data
         // The controller reaches no Envoy: the extension warms its own (src/app/ai-warmup.ts).
         `--warmup-envoy-admin=${adminUrl}`,
         `--drain-envoy-admin=${adminUrl}`,
-        `--drain-wait=${drainSeconds + 5}s`,
+        drainWait,
       ],
-      lifecycle: {
-        preStop: { exec: { command: [...IMAGE_CLI, 'envoy-drain', '--admin', adminUrl, '--accept-time', `${s.envoy.drainAcceptSeconds}s`, '--drain-time', `${s.envoy.drainTimeoutSeconds}s`] } },
-      },
+      lifecycle: { preStop: drainPreStop },
       ports: [{ name: 'ai-metrics', containerPort: ai.metricsPort, protocol: 'TCP' }],
       livenessProbe: { httpGet: { path: '/healthz', port: 'ai-metrics' }, periodSeconds: 10, failureThreshold: 3 },
       readinessProbe: { httpGet: { path: '/readyz', port: 'ai-metrics' }, periodSeconds: 5 },
@@ -256,6 +295,23 @@ export function dataPlaneObjects(g: GatewayIR, ports: readonly number[], s: Data
       ...(s.securityContext ? { securityContext: s.securityContext } : {}),
       // The ai-extension certificate: the only identity the controller sends provider keys to.
       ...(tlsPrefix !== undefined ? { volumeMounts: [{ name: 'xds-tls-ai-extension', mountPath: TLS_MOUNT, readOnly: true }] } : {}),
+    });
+  } else if (s.drainSidecar) {
+    // No extension in this pod: a container that only drains. It holds no key and mounts nothing
+    // (it reaches Envoy's loopback admin API, no controller), and serves on the pod's address
+    // only what kubelet calls: Envoy's preStop (which can only wait) and its own readiness.
+    const d = s.drainSidecar;
+    envoy['lifecycle'] = envoyWaitsOn(d.port);
+    containers.push({
+      name: 'drain',
+      image: d.image,
+      ...(d.imagePullPolicy ? { imagePullPolicy: d.imagePullPolicy } : {}),
+      args: ['drain-sidecar', `--admin=${adminUrl}`, `--port=${d.port}`, drainWait],
+      lifecycle: { preStop: drainPreStop },
+      ports: [{ name: 'drain', containerPort: d.port, protocol: 'TCP' }],
+      readinessProbe: { httpGet: { path: '/readyz', port: 'drain' }, periodSeconds: 5 },
+      ...(d.resources ? { resources: d.resources } : {}),
+      ...(s.securityContext ? { securityContext: s.securityContext } : {}),
     });
   }
   const volumes: JsonObject[] = [{ name: 'bootstrap', configMap: { name } }];

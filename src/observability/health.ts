@@ -13,7 +13,8 @@ export interface HealthServerOptions {
   /** 0 picks a free port; the chosen one is returned. */
   port: number;
   host?: string;
-  registry: Registry;
+  /** Absent: /metrics is not served (the drain sidecar: prom-client alone is some 20 MB of RSS). */
+  registry?: Registry;
   ready: () => Readiness;
   /** Current object statuses and problems, served as JSON on /statusz. */
   statusz?: () => unknown;
@@ -72,6 +73,10 @@ async function handle(options: HealthServerOptions, req: IncomingMessage, res: S
       return;
     }
     case '/metrics': {
+      if (!options.registry) {
+        send(res, 404, 'text/plain; charset=utf-8', 'metrics are not served by this command\n');
+        return;
+      }
       const own = await options.registry.metrics();
       const extra = options.extraMetrics ? await options.extraMetrics() : '';
       send(res, 200, options.registry.contentType, extra === '' ? own : `${own.endsWith('\n') ? own : `${own}\n`}${extra}`);

@@ -14,6 +14,7 @@ import { EnvoyProcess } from '../../src/infrastructure/envoy-process.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { requireEnvoyBinary, startEnvoy, type EnvoyProcess as TestEnvoy } from '../support/envoy.js';
 import { staticBackend } from '../support/gateway-fixture.js';
+import { kubeletPort } from '../support/kubelet-ports.js';
 import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 
@@ -547,7 +548,7 @@ describe('a data plane pod\'s two preStops, as the rendered Deployment runs them
       envoy: { image: 'envoyproxy/envoy:v1.40.0', adminPort, drainAcceptSeconds: 1, drainTimeoutSeconds: 30 },
       aiExtension: { image: 'switchyard', port: extPort, metricsPort },
     }, 'test');
-    const pod = at(dataPlaneObjects({ namespace: 'team-a', name: 'edge', className: 'switchyard', addresses: [] }, [listenerPort], settings).deployment, 'spec', 'template', 'spec') as { containers: { name: string; args: string[]; lifecycle?: { preStop: { exec?: { command: string[] }; httpGet?: { path: string; port: string } } } }[] };
+    const pod = at(dataPlaneObjects({ namespace: 'team-a', name: 'edge', className: 'switchyard', addresses: [] }, [listenerPort], settings).deployment, 'spec', 'template', 'spec') as PodSpec;
     const envoySpec = pod.containers.find((c) => c.name === 'envoy');
     const extensionSpec = pod.containers.find((c) => c.name === 'ai-extension');
     if (envoySpec === undefined || extensionSpec === undefined) throw new Error('no envoy or ai-extension container');
@@ -560,10 +561,11 @@ describe('a data plane pod\'s two preStops, as the rendered Deployment runs them
     await waitFor(async () => (await fetch(`http://127.0.0.1:${metricsPort}/healthz`).catch(() => undefined))?.ok === true, { what: 'the AI extension\'s metrics port', timeoutMs: 20_000 });
     const s = stream(listenerPort, 24);
     await s.started;
-    // kubelet runs both preStops at once: Envoy's httpGet on the extension's port, the extension's exec.
+    // kubelet runs both preStops at once: Envoy's httpGet on the port kubelet resolves for it (in
+    // Envoy's own container: a port name of the extension's would fail the hook), the extension's exec.
     const hook = envoySpec.lifecycle?.preStop.httpGet;
-    expect(hook?.port).toBe('ai-metrics');
-    const envoyHook = fetch(`http://127.0.0.1:${metricsPort}${hook?.path ?? ''}`).then(async (r) => ({ status: r.status, body: await r.text(), at: Date.now() }));
+    expect(kubeletPort(envoySpec, hook?.port)).toBe(metricsPort);
+    const envoyHook = fetch(`http://127.0.0.1:${kubeletPort(envoySpec, hook?.port)}${hook?.path ?? ''}`).then(async (r) => ({ status: r.status, body: await r.text(), at: Date.now() }));
     const command = extensionSpec.lifecycle?.preStop.exec?.command ?? [];
     expect(command.slice(0, 3)).toEqual(['/usr/local/bin/node', '/app/bin/switchyard.js', 'envoy-drain']);
     const drain = runCli(command.slice(2));
@@ -586,6 +588,82 @@ describe('a data plane pod\'s two preStops, as the rendered Deployment runs them
     expect(extensionUpUntilDrainEnded).toBe(true);
   });
 });
+
+describe('a data plane pod without the AI extension: the drain container\'s and Envoy\'s preStops, as rendered, against a real Envoy', () => {
+  let envoy: TestEnvoy | undefined;
+  let sidecar: ReturnType<typeof runCli> | undefined;
+  afterEach(async () => {
+    sidecar?.kill();
+    await sidecar?.exited;
+    sidecar = undefined;
+    await envoy?.stop();
+    envoy = undefined;
+  });
+
+  it('the drain container\'s preStop drains (a new connection refused), Envoy\'s hook answers once the stream in flight completed', async () => {
+    const [listenerPort, adminPort, drainPort, xdsPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const settings = parseDataPlaneSettings({
+      namespace: 'switchyard-system',
+      xds: { host: '127.0.0.1', port: xdsPort },
+      envoy: { image: 'envoyproxy/envoy:v1.40.0', adminPort, drainAcceptSeconds: 1, drainTimeoutSeconds: 30 },
+      drainSidecar: { image: 'switchyard', port: drainPort },
+    }, 'test');
+    const pod = at(dataPlaneObjects({ namespace: 'team-a', name: 'plain', className: 'switchyard', addresses: [] }, [listenerPort], settings).deployment, 'spec', 'template', 'spec') as PodSpec;
+    expect(pod.containers.map((c) => c.name)).toEqual(['envoy', 'drain']);
+    const [envoySpec, drainSpec] = pod.containers;
+    if (envoySpec === undefined || drainSpec === undefined) throw new Error('no envoy or drain container');
+    envoy = await startEnvoy({ bootstrap: bootstrap(listenerPort, adminPort) as never, adminPort, id: 'pod-envoy-plain', extraArgs: envoySpec.args.slice(envoySpec.args.indexOf('--drain-strategy'), envoySpec.args.indexOf('--drain-strategy') + 2) });
+    await envoy.waitForListener('edge');
+    // The drain container with its own arguments, ready as its readiness probe sees it.
+    const side = runCli(drainSpec.args);
+    sidecar = side;
+    const ready = drainSpec.readinessProbe?.httpGet;
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${kubeletPort(drainSpec, ready?.port)}${ready?.path ?? ''}`).catch(() => undefined))?.ok === true, { what: 'the drain container ready', timeoutMs: 20_000 });
+    const s = stream(listenerPort, 24);
+    await s.started;
+    // Both preStops at once, as kubelet runs them.
+    const hook = envoySpec.lifecycle?.preStop.httpGet;
+    const envoyHook = fetch(`http://127.0.0.1:${kubeletPort(envoySpec, hook?.port)}${hook?.path ?? ''}`).then(async (r) => ({ status: r.status, body: await r.text(), at: Date.now() }));
+    const command = drainSpec.lifecycle?.preStop.exec?.command ?? [];
+    expect(command.slice(0, 3)).toEqual(['/usr/local/bin/node', '/app/bin/switchyard.js', 'envoy-drain']);
+    const drain = runCli(command.slice(2));
+    let upUntilDrainEnded = false;
+    const drained = drain.exited.then(async (r) => {
+      upUntilDrainEnded = (await fetch(`http://127.0.0.1:${drainPort}/healthz`)).ok;
+      side.kill();
+      return r;
+    });
+    // Once the accept time is over, a new connection is refused while the stream still runs.
+    await waitFor(async () => {
+      const r = await newConnection(listenerPort);
+      return 'error' in r && r.error === 'ECONNREFUSED';
+    }, { what: 'a new connection refused once the drain stopped the listeners', timeoutMs: 15_000, intervalMs: 100 });
+    const refusedAt = Date.now();
+    const result = await s.done;
+    expect(result).toMatchObject({ events: 24, complete: true });
+    expect(refusedAt).toBeLessThan(result.endedAt);
+    const answered = await envoyHook;
+    expect(answered).toMatchObject({ status: 200, body: 'drained\n' });
+    // So kubelet's SIGTERM reaches Envoy right after the stream, not at the grace period's end.
+    expect(answered.at - result.endedAt).toBeLessThan(1_500);
+    expect(answered.at).toBeGreaterThanOrEqual(result.endedAt - 50);
+    const { code, stderr } = await drained;
+    expect(code, stderr).toBe(0);
+    expect(upUntilDrainEnded).toBe(true);
+    // The drain container stops at its SIGTERM.
+    expect((await side.exited).code).toBe(0);
+  });
+});
+
+interface PodSpec {
+  containers: {
+    name: string;
+    args: string[];
+    ports?: { name: string; containerPort: number }[];
+    lifecycle?: { preStop: { exec?: { command: string[] }; httpGet?: { path: string; port: string | number } } };
+    readinessProbe?: { httpGet?: { path: string; port: string | number } };
+  }[];
+}
 
 function at(value: unknown, ...path: string[]): unknown {
   let v = value;

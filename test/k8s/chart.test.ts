@@ -12,6 +12,7 @@ import { createAiExtensionMetrics } from '../../src/ai-extension/metrics.js';
 import { dataPlaneObjects, parseDataPlaneSettings } from '../../src/infrastructure/data-plane-objects.js';
 import { createMetrics } from '../../src/observability/metrics.js';
 import { createNamespace, kubectl, kubectlOk } from '../support/kube.js';
+import { kubeletPort } from '../support/kubelet-ports.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const CHART = path.join(root, 'deploy/switchyard');
@@ -100,9 +101,9 @@ describe('the AI extension and xDS TLS in the chart', () => {
     expect(ctl.args).toEqual(expect.arrayContaining(['--ai-extension-address=127.0.0.1', '--ai-extension-port=18101']));
   });
 
-  it('leaves the sidecar and the controller flags out when aiExtension.enabled=false', async () => {
+  it('leaves the AI extension and the controller flags out when aiExtension.enabled=false (the drain container takes its place)', async () => {
     const docs = await render('--set', 'envoy.fixed.enabled=true', '--set', 'aiExtension.enabled=false');
-    expect(pod(docs, 'sy-switchyard-envoy').containers.map((c) => c.name)).toEqual(['envoy']);
+    expect(pod(docs, 'sy-switchyard-envoy').containers.map((c) => c.name)).toEqual(['envoy', 'drain']);
     expect(container(pod(docs, 'sy-switchyard'), 'controller').args?.join(' ')).not.toContain('--ai-extension');
   });
 
@@ -198,10 +199,58 @@ describe('per-Gateway data planes in the chart', () => {
     expect(drainParts(fixed)).toEqual({
       grace: 323,
       envoyArgs: ['--drain-strategy', 'immediate'],
-      envoyHook: { preStop: { httpGet: { path: '/envoy/drained', port: 'ai-metrics' } } },
+      // By number: kubelet looks a hook's port name up in Envoy's own ports, where ai-metrics is not.
+      envoyHook: { preStop: { httpGet: { path: '/envoy/drained', port: 9091 } } },
       extensionHook: { preStop: { exec: { command: ['/usr/local/bin/node', '/app/bin/switchyard.js', 'envoy-drain', '--admin', 'http://127.0.0.1:19000', '--accept-time', '8s', '--drain-time', '300s'] } } },
       extensionArgs: ['--drain-envoy-admin=http://127.0.0.1:19000', '--drain-wait=313s'],
     });
+  });
+
+  it('drains an Envoy without the AI extension too, the fixed one exactly as a per-Gateway data plane: a drain container with no Secret', async () => {
+    const docs = await render('--set', 'envoy.fixed.enabled=true', '--set', 'aiExtension.enabled=false', '--set', 'xds.tls.enabled=false', '--set', 'envoy.drain.acceptSeconds=8', '--set', 'envoy.drain.timeoutSeconds=300', '--set', 'envoy.drain.sidecar.port=19102');
+    const settings = parseDataPlaneSettings(JSON.parse(docs.find((d) => d.metadata.name === 'sy-switchyard-data-plane')?.data?.['settings.json'] ?? 'null'), 'chart');
+    expect(settings.aiExtension).toBeUndefined();
+    expect(settings.drainSidecar).toEqual({ image: 'ghcr.io/switchyard-dev/switchyard:0.1.0', imagePullPolicy: 'IfNotPresent', port: 19102, resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } } });
+    const provisioned = dataPlaneObjects({ namespace: 'team-a', name: 'edge', className: 'switchyard', addresses: [] }, [80], settings).deployment as unknown as Rendered;
+    const fixed = docs.find((d) => d.kind === 'Deployment' && d.metadata.name === 'sy-switchyard-envoy');
+    const drainParts = (d: Rendered | undefined): unknown => {
+      const spec = d?.spec?.template?.spec;
+      const envoy = spec?.containers.find((c) => c.name === 'envoy');
+      return { grace: spec?.terminationGracePeriodSeconds, envoyArgs: envoy?.args?.slice(envoy.args.indexOf('--drain-strategy')), envoyHook: envoy?.lifecycle, drain: spec?.containers.find((c) => c.name === 'drain') };
+    };
+    expect(drainParts(fixed)).toEqual(drainParts(provisioned));
+    expect(drainParts(fixed)).toEqual({
+      grace: 323,
+      envoyArgs: ['--drain-strategy', 'immediate'],
+      envoyHook: { preStop: { httpGet: { path: '/envoy/drained', port: 19102 } } },
+      drain: {
+        name: 'drain',
+        image: 'ghcr.io/switchyard-dev/switchyard:0.1.0',
+        imagePullPolicy: 'IfNotPresent',
+        args: ['drain-sidecar', '--admin=http://127.0.0.1:19000', '--port=19102', '--drain-wait=313s'],
+        lifecycle: { preStop: { exec: { command: ['/usr/local/bin/node', '/app/bin/switchyard.js', 'envoy-drain', '--admin', 'http://127.0.0.1:19000', '--accept-time', '8s', '--drain-time', '300s'] } } },
+        ports: [{ name: 'drain', containerPort: 19102, protocol: 'TCP' }],
+        readinessProbe: { httpGet: { path: '/readyz', port: 'drain' }, periodSeconds: 5 },
+        resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } },
+        securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+      },
+    });
+    const fixedPod = pod(docs, 'sy-switchyard-envoy');
+    expect(kubeletPort(container(fixedPod, 'envoy'), (container(fixedPod, 'envoy').lifecycle as { preStop: { httpGet: { port: unknown } } }).preStop.httpGet.port)).toBe(19102);
+    expect(fixedPod.volumes.every((v) => v.secret === undefined)).toBe(true);
+  });
+
+  it('turns the drain container off with envoy.drain.sidecar.enabled=false: Envoy alone, with no hook, in the fixed pod and in settings', async () => {
+    const docs = await render('--set', 'envoy.fixed.enabled=true', '--set', 'aiExtension.enabled=false', '--set', 'envoy.drain.sidecar.enabled=false');
+    const envoyPod = pod(docs, 'sy-switchyard-envoy');
+    expect(envoyPod.containers.map((c) => c.name)).toEqual(['envoy']);
+    expect(container(envoyPod, 'envoy').lifecycle).toBeUndefined();
+    const settings = parseDataPlaneSettings(JSON.parse(docs.find((d) => d.metadata.name === 'sy-switchyard-data-plane')?.data?.['settings.json'] ?? 'null'), 'chart');
+    expect(settings.drainSidecar).toBeUndefined();
+    // With the AI extension the setting changes nothing: the extension drains.
+    const withExtension = await render('--set', 'envoy.fixed.enabled=true', '--set', 'envoy.drain.sidecar.enabled=false');
+    expect(pod(withExtension, 'sy-switchyard-envoy').containers.map((c) => c.name)).toEqual(['envoy', 'ai-extension']);
+    expect(container(pod(withExtension, 'sy-switchyard-envoy'), 'envoy').lifecycle).toEqual({ preStop: { httpGet: { path: '/envoy/drained', port: 9091 } } });
   });
 
   it('hands aiExtension.limitsRedis to the AI extension of every per-Gateway data plane, as to the fixed Envoy\'s', async () => {
@@ -245,6 +294,13 @@ describe('per-Gateway data planes in the chart', () => {
       expect(r.code, set).not.toBe(0);
       expect(r.stderr, set).toContain(message);
     }
+    // The drain container's port counts where it runs: in a pod without the AI extension.
+    const r = await helm(['template', 'sy', CHART, '-n', 'edge', '--set', 'aiExtension.enabled=false', '--set', 'envoy.drain.sidecar.port=19000']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('envoy.drain.sidecar.port) share one pod and must differ');
+    expect((await helm(['template', 'sy', CHART, '-n', 'edge', '--set', 'envoy.drain.sidecar.port=19000'])).code).toBe(0);
+    const typo = await helm(['template', 'sy', CHART, '-n', 'edge', '--set', 'envoy.drain.sidecar.enable=false']);
+    expect(typo.stderr).toContain("additional properties 'enable' not allowed");
   });
 });
 

@@ -5,6 +5,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import { isNotFound, type KubeClient, type RawObject } from '../../src/providers/kubernetes/api-client.js';
 import { createObject, createTestNamespace, deleteObject, patchObject, randomSuffix, testClient, type TestNamespace } from '../support/kube-cluster.js';
 import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
+import { kubeletPort } from '../support/kubelet-ports.js';
 import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 
@@ -136,7 +137,10 @@ describe('a data plane per Gateway', () => {
     // The drain before SIGTERM, as the API server keeps it (kubelet reads these): Envoy waits on
     // the extension's /envoy/drained while the extension's preStop drains it; the grace period covers both.
     expect(at(pod, 'terminationGracePeriodSeconds')).toBe(80);
-    expect(at((at(pod, 'containers') as Json[])[0], 'lifecycle', 'preStop', 'httpGet')).toMatchObject({ path: '/envoy/drained', port: 'ai-metrics' });
+    const hook = at((at(pod, 'containers') as Json[])[0], 'lifecycle', 'preStop', 'httpGet');
+    expect(hook).toMatchObject({ path: '/envoy/drained' });
+    // kubelet resolves the hook's port in Envoy's own container: it must be the extension's metrics port by number.
+    expect(kubeletPort((at(pod, 'containers') as Json[])[0] ?? {}, at(hook, 'port'))).toBe(9091);
     expect(at((at(pod, 'containers') as Json[])[1], 'lifecycle', 'preStop', 'exec', 'command')).toEqual(['/usr/local/bin/node', '/app/bin/switchyard.js', 'envoy-drain', '--admin', `http://127.0.0.1:${port.admin}`, '--accept-time', '5s', '--drain-time', '60s']);
     expect(at(objects['Service'], 'spec', 'type')).toBe('LoadBalancer');
     expect((at(objects['Service'], 'spec', 'ports') as Json[]).map((p) => p['port'])).toEqual([port.p1]);
@@ -220,5 +224,69 @@ describe('a data plane per Gateway', () => {
       return all.every((o) => o === undefined);
     }, { what: 'the data plane objects to be deleted', timeoutMs: 20_000 });
     expect(logLines.filter((l) => l.includes('data plane object deleted')).length).toBe(4);
+  });
+});
+
+describe('a data plane per Gateway without the AI extension', () => {
+  let plainGwNs: TestNamespace;
+  let plainCpNs: TestNamespace;
+  let plain: RunningController | undefined;
+  const drainPort = 19102;
+
+  beforeAll(async () => {
+    plainGwNs = await createTestNamespace(client, 'infra-plain-gw');
+    plainCpNs = await createTestNamespace(client, 'infra-plain-cp');
+    plain = await controller({
+      kubeconfig: inject('kubeconfig'),
+      namespaces: [plainGwNs.name],
+      xdsPort: 0,
+      xdsHost: '127.0.0.1',
+      metricsPort: 0,
+      metricsHost: '127.0.0.1',
+      envoy: { listenerAddress: '127.0.0.1' },
+      logger: createLogger({ level: 'warn', name: 'infra-plain' }, { write: () => undefined }),
+      leaderElection: { namespace: plainCpNs.name, identity: 'infra-plain', leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 500 },
+      // What the chart hands the controller with aiExtension.enabled=false (and xDS over mTLS).
+      dataPlane: parseDataPlaneSettings({
+        namespace: plainCpNs.name,
+        xds: { host: '127.0.0.1', port: port.xds, tlsSecretPrefix: 'sy-xds' },
+        envoy: { image: 'envoyproxy/envoy:v1.40.0', adminPort: port.admin, readyPort: port.ready },
+        drainSidecar: { image: 'ghcr.io/switchyard-dev/switchyard:test', imagePullPolicy: 'IfNotPresent', port: drainPort, resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } } },
+        securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+      }, 'test'),
+    });
+    const running = plain;
+    await waitFor(() => running.isLeader(), { what: 'the second controller to lead its own Lease', timeoutMs: 15_000 });
+  }, 60_000);
+
+  afterAll(async () => {
+    await plain?.stop();
+    await plainGwNs?.remove();
+    await plainCpNs?.remove();
+  });
+
+  it('drains too: beside Envoy, a drain container (no Secret) runs envoy-drain in its preStop, and Envoy\'s preStop reaches its /envoy/drained as kubelet resolves it', async () => {
+    await createObject(client, { ...gateway([{ name: 'http', port: port.p1 }]), metadata: { name: GATEWAY, namespace: plainGwNs.name } });
+    const name = dataPlaneName({ namespace: plainGwNs.name, name: GATEWAY });
+    const deployment = await waitFor(() => get(`/apis/apps/v1/namespaces/${plainCpNs.name}/deployments/${name}`), { what: 'the data plane Deployment', timeoutMs: 20_000 });
+    // As the API server keeps it (defaults filled in): what kubelet would run.
+    const pod = at(deployment, 'spec', 'template', 'spec');
+    const containers = at(pod, 'containers') as Json[];
+    expect(containers.map((c) => c['name'])).toEqual(['envoy', 'drain']);
+    const [envoySpec, drainSpec] = containers;
+    expect(at(pod, 'terminationGracePeriodSeconds')).toBe(80);
+    const hook = at(envoySpec, 'lifecycle', 'preStop', 'httpGet');
+    expect(hook).toMatchObject({ path: '/envoy/drained' });
+    expect(kubeletPort(envoySpec ?? {}, at(hook, 'port'))).toBe(drainPort);
+    expect(at(drainSpec, 'ports')).toEqual([{ name: 'drain', containerPort: drainPort, protocol: 'TCP' }]);
+    expect(at(drainSpec, 'args')).toEqual(['drain-sidecar', `--admin=http://127.0.0.1:${port.admin}`, `--port=${drainPort}`, '--drain-wait=70s']);
+    expect(at(drainSpec, 'lifecycle', 'preStop', 'exec', 'command')).toEqual(['/usr/local/bin/node', '/app/bin/switchyard.js', 'envoy-drain', '--admin', `http://127.0.0.1:${port.admin}`, '--accept-time', '5s', '--drain-time', '60s']);
+    expect(kubeletPort(drainSpec ?? {}, at(drainSpec, 'readinessProbe', 'httpGet', 'port'))).toBe(drainPort);
+    expect(at(drainSpec, 'resources')).toEqual({ requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } });
+    expect(at(drainSpec, 'securityContext')).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    // It mounts nothing: the pod's one Secret is Envoy's own certificate, and no token is mounted.
+    expect(at(drainSpec, 'volumeMounts')).toBeUndefined();
+    expect((at(pod, 'volumes') as Json[]).filter((v) => v['secret'] !== undefined).map((v) => at(v, 'secret', 'secretName'))).toEqual(['sy-xds-envoy']);
+    expect(at(pod, 'automountServiceAccountToken')).toBe(false);
   });
 });

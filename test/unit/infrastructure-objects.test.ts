@@ -14,6 +14,7 @@ import type { GatewayStatus } from '../../src/translate/status.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { XdsServer } from '../../src/xds/server.js';
 import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
+import { kubeletPort } from '../support/kubelet-ports.js';
 import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 
@@ -127,13 +128,17 @@ describe('dataPlaneObjects', () => {
     // Defaults: 5 s of accepting while the Service lets go, 60 s for requests in flight, 15 s margin.
     expect(spec(o)['terminationGracePeriodSeconds']).toBe(80);
     expect(at(byName(o, 'envoy'), 'args')).toEqual(expect.arrayContaining(['--drain-strategy', 'immediate']));
-    expect(at(byName(o, 'envoy'), 'lifecycle')).toEqual({ preStop: { httpGet: { path: '/envoy/drained', port: 'ai-metrics' } } });
+    // The extension's metrics port by number: kubelet looks a name up in Envoy's own ports only.
+    expect(at(byName(o, 'envoy'), 'lifecycle')).toEqual({ preStop: { httpGet: { path: '/envoy/drained', port: 9091 } } });
     expect(at(byName(o, 'ai-extension'), 'lifecycle', 'preStop', 'exec', 'command')).toEqual([
       '/usr/local/bin/node', '/app/bin/switchyard.js', 'envoy-drain', '--admin', 'http://127.0.0.1:19000', '--accept-time', '5s', '--drain-time', '60s',
     ]);
     expect(at(byName(o, 'ai-extension'), 'args')).toEqual(expect.arrayContaining(['--drain-envoy-admin=http://127.0.0.1:19000', '--drain-wait=70s']));
-    // The probe port the preStop names is the extension's.
-    expect((at(byName(o, 'ai-extension'), 'ports') as JsonObject[]).map((p) => p['name'])).toContain('ai-metrics');
+    // The port Envoy's preStop calls, resolved as kubelet does, is the extension's metrics port.
+    expect(kubeletPort(byName(o, 'envoy') ?? {}, at(byName(o, 'envoy'), 'lifecycle', 'preStop', 'httpGet', 'port'))).toBe(9091);
+    expect(at(byName(o, 'ai-extension'), 'args')).toContain('--metrics-port=9091');
+    // With the extension there, no drain container.
+    expect(byName(o, 'drain')).toBeUndefined();
 
     const long = dataPlaneObjects(gateway(), [80], settings({ envoy: { image: 'e', adminPort: 19100, drainAcceptSeconds: 10, drainTimeoutSeconds: 600 } }));
     expect(spec(long)['terminationGracePeriodSeconds']).toBe(625);
@@ -141,6 +146,55 @@ describe('dataPlaneObjects', () => {
       '/usr/local/bin/node', '/app/bin/switchyard.js', 'envoy-drain', '--admin', 'http://127.0.0.1:19100', '--accept-time', '10s', '--drain-time', '600s',
     ]);
     expect(() => settings({ envoy: { image: 'e', drainTimeoutSeconds: -1 } })).toThrow(/envoy\.drainTimeoutSeconds/);
+  });
+
+  it('drains an Envoy without the AI extension too: a drain container (no Secret, no key) runs envoy-drain in its preStop, Envoy waits on its /envoy/drained', () => {
+    const spec = (o: ReturnType<typeof dataPlaneObjects>): JsonObject => at(o.deployment, 'spec', 'template', 'spec') as JsonObject;
+    const byName = (o: ReturnType<typeof dataPlaneObjects>, name: string): JsonObject | undefined => (spec(o)['containers'] as JsonObject[]).find((c) => c['name'] === name);
+    const drainSidecar = { image: 'ghcr.io/switchyard-dev/switchyard:0.1.0', resources: { requests: { cpu: '10m', memory: '64Mi' } } };
+    const o = dataPlaneObjects(gateway(), [80], settings({ aiExtension: undefined, drainSidecar, securityContext: { readOnlyRootFilesystem: true } }));
+    expect((spec(o)['containers'] as JsonObject[]).map((c) => c['name'])).toEqual(['envoy', 'drain']);
+    expect(spec(o)['terminationGracePeriodSeconds']).toBe(80);
+    const envoy = byName(o, 'envoy') ?? {};
+    const drain = byName(o, 'drain') ?? {};
+    expect(at(envoy, 'args')).toEqual(expect.arrayContaining(['--drain-strategy', 'immediate']));
+    expect(at(envoy, 'lifecycle')).toEqual({ preStop: { httpGet: { path: '/envoy/drained', port: 19002 } } });
+    expect(drain).toEqual({
+      name: 'drain',
+      image: 'ghcr.io/switchyard-dev/switchyard:0.1.0',
+      args: ['drain-sidecar', '--admin=http://127.0.0.1:19000', '--port=19002', '--drain-wait=70s'],
+      lifecycle: { preStop: { exec: { command: ['/usr/local/bin/node', '/app/bin/switchyard.js', 'envoy-drain', '--admin', 'http://127.0.0.1:19000', '--accept-time', '5s', '--drain-time', '60s'] } } },
+      ports: [{ name: 'drain', containerPort: 19002, protocol: 'TCP' }],
+      readinessProbe: { httpGet: { path: '/readyz', port: 'drain' }, periodSeconds: 5 },
+      resources: { requests: { cpu: '10m', memory: '64Mi' } },
+      securityContext: { readOnlyRootFilesystem: true },
+    });
+    // kubelet finds both ports it calls: Envoy's hook reaches the drain container's server.
+    expect(kubeletPort(envoy, at(envoy, 'lifecycle', 'preStop', 'httpGet', 'port'))).toBe(19002);
+    expect(kubeletPort(drain, at(drain, 'readinessProbe', 'httpGet', 'port'))).toBe(19002);
+    // Only the envoy certificate is mounted, by Envoy: the drain container gets no Secret.
+    expect(at(spec(o), 'volumes')).toEqual([{ name: 'bootstrap', configMap: { name: dataPlaneName(gateway()) } }, { name: 'xds-tls', secret: { secretName: 'switchyard-xds-envoy' } }]);
+
+    const long = dataPlaneObjects(gateway(), [80], settings({ aiExtension: undefined, drainSidecar: { image: 'i', port: 19300 }, envoy: { image: 'e', adminPort: 19100, drainAcceptSeconds: 10, drainTimeoutSeconds: 600 } }));
+    expect(spec(long)['terminationGracePeriodSeconds']).toBe(625);
+    expect(at(byName(long, 'drain'), 'args')).toEqual(['drain-sidecar', '--admin=http://127.0.0.1:19100', '--port=19300', '--drain-wait=615s']);
+    expect(at(byName(long, 'drain'), 'lifecycle', 'preStop', 'exec', 'command')).toEqual([
+      '/usr/local/bin/node', '/app/bin/switchyard.js', 'envoy-drain', '--admin', 'http://127.0.0.1:19100', '--accept-time', '10s', '--drain-time', '600s',
+    ]);
+    expect(at(byName(long, 'envoy'), 'lifecycle', 'preStop', 'httpGet', 'port')).toBe(19300);
+
+    // Turned off (no drainSidecar): Envoy alone, no hook to wait on what is not there.
+    const off = dataPlaneObjects(gateway(), [80], settings({ aiExtension: undefined }));
+    expect((spec(off)['containers'] as JsonObject[]).map((c) => c['name'])).toEqual(['envoy']);
+    expect(at(byName(off, 'envoy'), 'lifecycle')).toBeUndefined();
+    // The containers share the pod's ports.
+    expect(() => settings({ aiExtension: undefined, drainSidecar: { image: 'i', port: 19001 } }))
+      .toThrow(/test: invalid data plane settings: drainSidecar\.port: 19001 is also envoy\.readyPort/);
+    expect(() => settings({ aiExtension: { image: 'i', port: 18001, metricsPort: 19000 } })).toThrow(/aiExtension\.metricsPort: 19000 is also envoy\.adminPort/);
+    // A Gateway listener on a port a container of the pod takes is named, with the fix.
+    expect(dataPlaneObjects(gateway(), [80, 19002], settings({ aiExtension: undefined, drainSidecar })).problems)
+      .toEqual(['Gateway team-a/edge: a listener\'s port 19002 is taken in its data plane pod by drainSidecar.port (the controller\'s data plane settings); give the listener (spec.listeners[].port) another port, or move drainSidecar.port']);
+    expect(dataPlaneObjects(gateway(), [80, 19002], settings()).problems).toEqual([]);
   });
 
   it('makes a LoadBalancer Service by default, the type the annotation names otherwise, and says what is wrong with a bad one', () => {

@@ -40,11 +40,12 @@ app.kubernetes.io/component: envoy
 {{- if and .Values.aiExtension.enabled (not .Values.xds.tls.enabled) -}}
 {{- fail "aiExtension.enabled needs xds.tls.enabled: provider keys are served only to an AI extension that authenticates with its mTLS certificate (set xds.tls.enabled=true, or aiExtension.enabled=false and run the extension yourself)" -}}
 {{- end -}}
-{{- /* Envoy and the AI extension share the pod's network: each port once. */ -}}
+{{- /* Envoy and the AI extension (or the drain sidecar) share the pod's network: each port once. */ -}}
 {{- $ports := list (int .Values.envoy.adminPort) (int .Values.envoy.readyPort) -}}
-{{- if .Values.aiExtension.enabled }}{{ $ports = concat $ports (list (int .Values.aiExtension.port) (int .Values.aiExtension.metricsPort)) }}{{ end -}}
+{{- if .Values.aiExtension.enabled }}{{ $ports = concat $ports (list (int .Values.aiExtension.port) (int .Values.aiExtension.metricsPort)) }}
+{{- else if .Values.envoy.drain.sidecar.enabled }}{{ $ports = append $ports (int .Values.envoy.drain.sidecar.port) }}{{ end -}}
 {{- if ne (len $ports) (len (uniq $ports)) -}}
-{{- fail (printf "envoy.adminPort, envoy.readyPort, aiExtension.port and aiExtension.metricsPort share one pod and must differ, got %v" $ports) -}}
+{{- fail (printf "envoy.adminPort, envoy.readyPort, aiExtension.port and aiExtension.metricsPort (or, without the AI extension, envoy.drain.sidecar.port) share one pod and must differ, got %v" $ports) -}}
 {{- end -}}
 {{- end -}}
 
