@@ -2,6 +2,7 @@ import { CoordinationV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { kubeStatusApi, type KubeStatusApi, type LeaseClient } from '../../src/status/kube-api.js';
 import { LeaderElector } from '../../src/status/leader.js';
+import { K8S_SETTLE_MS } from '../support/kube-cluster.js';
 import { createNamespace } from '../support/kube.js';
 import { expectTookExpiredLease, expectTookReleasedLeaseAtOnce } from '../support/lease-tries.js';
 import { sleep, waitFor } from '../support/wait.js';
@@ -62,7 +63,7 @@ describe('LeaderElector on a real Lease', () => {
   it('lets exactly one of two replicas lead, for longer than a lease, and names it on the Lease', async () => {
     const a = elector('replica-a', 'one-leader');
     const b = elector('replica-b', 'one-leader');
-    await waitFor(() => a.isLeader() || b.isLeader(), { what: 'a leader', timeoutMs: 5000 });
+    await waitFor(() => a.isLeader() || b.isLeader(), { what: 'a leader', timeoutMs: K8S_SETTLE_MS });
     expect(await mostLeadersAtOnce([a, b], LEASE_MS + 1000)).toBe(1);
     const leader = a.isLeader() ? a : b;
     expect(await holder('one-leader')).toMatchObject({ holder: leader.identity, duration: LEASE_MS / 1000 });
@@ -71,29 +72,29 @@ describe('LeaderElector on a real Lease', () => {
 
   it('hands over at the successor\'s next try when the leader stops and releases the Lease', async () => {
     const a = elector('replica-a', 'release');
-    await waitFor(() => a.isLeader(), { what: 'replica-a to lead', timeoutMs: 5000 });
+    await waitFor(() => a.isLeader(), { what: 'replica-a to lead', timeoutMs: K8S_SETTLE_MS });
     const bTries = new RecordingLeases(api.leases);
     const b = elector('replica-b', 'release', bTries);
-    await waitFor(() => bTries.calls.filter((c) => c.op === 'get' && c.ok).length >= 2, { what: 'replica-b to read the held Lease twice', timeoutMs: 5000 });
+    await waitFor(() => bTries.calls.filter((c) => c.op === 'get' && c.ok).length >= 2, { what: 'replica-b to read the held Lease twice', timeoutMs: K8S_SETTLE_MS });
     expect(b.isLeader()).toBe(false);
     const { transitions } = await holder('release');
     await a.stop();
     expect(a.isLeader()).toBe(false);
     // Not the lease duration (3 s): the successor takes a released Lease at its next try.
-    await waitFor(() => b.isLeader(), { what: 'replica-b to lead after the release', timeoutMs: LEASE_MS + 10_000, intervalMs: 10 });
+    await waitFor(() => b.isLeader(), { what: 'replica-b to lead after the release', timeoutMs: LEASE_MS + K8S_SETTLE_MS, intervalMs: 10 });
     expectTookReleasedLeaseAtOnce(bTries.calls, 'replica-b', 'replica-a');
     expect(await holder('release')).toMatchObject({ holder: 'replica-b', transitions: transitions + 1 });
   });
 
   it('replaces a killed leader (no release) once its lease has run out, not before', async () => {
     const a = elector('replica-a', 'kill');
-    await waitFor(() => a.isLeader(), { what: 'replica-a to lead', timeoutMs: 5000 });
+    await waitFor(() => a.isLeader(), { what: 'replica-a to lead', timeoutMs: K8S_SETTLE_MS });
     const bTries = new RecordingLeases(api.leases);
     const b = elector('replica-b', 'kill', bTries);
-    await waitFor(() => bTries.calls.filter((c) => c.op === 'get' && c.ok).length >= 2, { what: 'replica-b to read the held Lease twice', timeoutMs: 5000 });
+    await waitFor(() => bTries.calls.filter((c) => c.op === 'get' && c.ok).length >= 2, { what: 'replica-b to read the held Lease twice', timeoutMs: K8S_SETTLE_MS });
     await a.stop({ release: false });
     expect((await holder('kill')).holder).toBe('replica-a');
-    await waitFor(() => b.isLeader(), { what: 'replica-b to take over the expired lease', timeoutMs: LEASE_MS + 10_000, intervalMs: 10 });
+    await waitFor(() => b.isLeader(), { what: 'replica-b to take over the expired lease', timeoutMs: LEASE_MS + K8S_SETTLE_MS, intervalMs: 10 });
     const waited = expectTookExpiredLease(bTries.calls, 'replica-b', 'replica-a', LEASE_MS);
     process.stdout.write(`leader: replica-b took the expired Lease ${Math.round(waited)} ms after it first saw its last renewal (lease ${LEASE_MS} ms)\n`);
     expect((await holder('kill')).holder).toBe('replica-b');

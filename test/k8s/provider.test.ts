@@ -11,6 +11,7 @@ import {
   compactEtcdIfLocal,
   createTestNamespace,
   deleteObject,
+  K8S_SETTLE_MS,
   patchObject,
   randomSuffix,
   removeNamespace,
@@ -32,8 +33,6 @@ import { waitFor } from '../support/wait.js';
  * the time each change took to show is printed for the record.
  */
 
-/** How long a change may take to show up before a test gives up: a bound on failure only. */
-const SETTLE_MS = 15_000;
 
 const SUFFIX = randomSuffix();
 const GATEWAY_CLASS = `switchyard-provider-${SUFFIX}`;
@@ -134,7 +133,7 @@ function mark(rec: Recorded): Mark {
 }
 
 /** Waits for a snapshot handed out after `since` that satisfies `ok`; returns how long after `since` it arrived. */
-async function snapshotWhere(rec: Recorded, since: Mark, ok: (s: Snapshot) => boolean, what: string, timeoutMs = SETTLE_MS): Promise<number> {
+async function snapshotWhere(rec: Recorded, since: Mark, ok: (s: Snapshot) => boolean, what: string, timeoutMs = K8S_SETTLE_MS): Promise<number> {
   const hit = await waitFor(() => rec.changes.slice(since.index).find((c) => ok(c.snapshot)), { what, timeoutMs, intervalMs: 10 });
   return hit.at - since.at;
 }
@@ -423,7 +422,7 @@ describe('through an unreliable connection', () => {
     await createObject(client, service(nsA.name, name));
     // The Service informer saw its watch fail and tried again while the connection was down (the
     // proxy closes such connections before any request is read, so only the informer can tell).
-    await waitFor(() => serviceInformer(rec).failures >= failuresBefore + 2, { what: 'the Service watch to fail twice while the connection is down', timeoutMs: SETTLE_MS });
+    await waitFor(() => serviceInformer(rec).failures >= failuresBefore + 2, { what: 'the Service watch to fail twice while the connection is down', timeoutMs: K8S_SETTLE_MS });
     const reopenedAt = proxy.requests.length;
     proxy.refuse(false);
     await snapshotWhere(rec, since, (s) => find(s, 'Service', nsA.name, name) !== undefined, `Service ${name}, created while the connection was down`);

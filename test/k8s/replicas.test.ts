@@ -27,7 +27,7 @@ import {
   type Replica,
 } from '../support/controller-replica.js';
 import type { EnvoyProcess } from '../support/envoy.js';
-import { createObject, createTestNamespace, deleteObject, randomSuffix, testClient, testKubeConfig, type TestNamespace } from '../support/kube-cluster.js';
+import { createObject, createTestNamespace, deleteObject, K8S_SETTLE_MS, randomSuffix, testClient, testKubeConfig, type TestNamespace } from '../support/kube-cluster.js';
 import { expectTookExpiredLease, expectTookReleasedLeaseAtOnce } from '../support/lease-tries.js';
 import { freePort } from '../support/ports.js';
 import { sleep, waitFor } from '../support/wait.js';
@@ -209,7 +209,7 @@ describe('two controller replicas', () => {
     const crashing = leader.replica.crash();
     // Nothing handed the Lease back: it names the dead leader until it runs out.
     expect((await leaseOf(client, ns.name))?.holder).toBe(leader.replica.identity);
-    await waitFor(() => follower.replica.ctl.isLeader(), { what: `${follower.name} to take over the expired Lease`, timeoutMs: LEASE_MS + 10_000, intervalMs: 10 });
+    await waitFor(() => follower.replica.ctl.isLeader(), { what: `${follower.name} to take over the expired Lease`, timeoutMs: LEASE_MS + K8S_SETTLE_MS, intervalMs: 10 });
     await crashing;
     // Not before the Lease ran out as the follower counts it (from the read in which it first saw
     // the dead leader's last renewal), and at its first try after that.
@@ -223,7 +223,7 @@ describe('two controller replicas', () => {
         const c = follower.replica.ctl.writer?.counters();
         return c !== undefined && c.skipped + c.writes >= statusObjects().length;
       },
-      { what: 'the new leader to sync every object once', timeoutMs: 5_000 },
+      { what: 'the new leader to sync every object once', timeoutMs: K8S_SETTLE_MS },
     );
     await follower.replica.ctl.writer?.idle();
     const viewOf = (r: Replica): unknown => r.ctl.statuses().find((s) => s.kind === 'Backend' && s.name === BACKEND);
@@ -231,7 +231,7 @@ describe('two controller replicas', () => {
 
     // The next change is the new leader's to write.
     await createObject(client, secretObject(ns.name, MISSING_SECRET, 'Bearer sk-waiting'));
-    await waitFor(async () => (await backendCondition('ResolvedRefs')).status === 'True', { what: 'ResolvedRefs=True on the Backend, written by the new leader', timeoutMs: 5_000 });
+    await waitFor(async () => (await backendCondition('ResolvedRefs')).status === 'True', { what: 'ResolvedRefs=True on the Backend, written by the new leader', timeoutMs: K8S_SETTLE_MS });
     // The API server can answer a read with the new status before the writer has its PUT's answer (and logs it).
     await follower.replica.ctl.writer?.idle();
     expect(follower.replica.writesTo(backendRef())).toBeGreaterThanOrEqual(1);
@@ -256,7 +256,7 @@ describe('two controller replicas', () => {
 
     const stopping = follower.replica.stop();
     // Not the lease duration: the successor takes a released Lease at its next try.
-    await waitFor(() => successor.replica.ctl.isLeader(), { what: 'the successor to take the released Lease', timeoutMs: LEASE_MS + 10_000, intervalMs: 10 });
+    await waitFor(() => successor.replica.ctl.isLeader(), { what: 'the successor to take the released Lease', timeoutMs: LEASE_MS + K8S_SETTLE_MS, intervalMs: 10 });
     expectTookReleasedLeaseAtOnce(successor.leaseTries.calls, successor.replica.identity, follower.replica.identity);
     await stopping;
     expect(await leaseOf(client, ns.name)).toEqual({ holder: successor.replica.identity, transitions: (before?.transitions ?? 0) + 1 });
@@ -266,17 +266,17 @@ describe('two controller replicas', () => {
         const c = successor.replica.ctl.writer?.counters();
         return c !== undefined && c.skipped + c.writes >= statusObjects().length;
       },
-      { what: 'the successor to sync every object once', timeoutMs: 5_000 },
+      { what: 'the successor to sync every object once', timeoutMs: K8S_SETTLE_MS },
     );
     await successor.replica.ctl.writer?.idle();
     for (const o of statusObjects()) expect(conditionWrites(successor.replica, o), `${successor.name} rewrites ${o} on taking over: ${JSON.stringify(successor.replica.records('status written'))}`).toEqual([]);
 
     await deleteObject(client, secretObject(ns.name, MISSING_SECRET, ''));
-    await waitFor(async () => (await backendCondition('ResolvedRefs')).reason === 'SecretNotFound', { what: 'ResolvedRefs=False/SecretNotFound again, written by the successor', timeoutMs: 5_000 });
+    await waitFor(async () => (await backendCondition('ResolvedRefs')).reason === 'SecretNotFound', { what: 'ResolvedRefs=False/SecretNotFound again, written by the successor', timeoutMs: K8S_SETTLE_MS });
     await successor.replica.ctl.writer?.idle();
     expect(successor.replica.writesTo(backendRef())).toBeGreaterThanOrEqual(1);
     // The problem is back: the successor bumps the Event the first leader created for it.
-    await waitFor(async () => (await warningEvents(client, ns.name, 'Backend', BACKEND))['SecretNotFound'] === 2, { what: 'the SecretNotFound Event counted twice', timeoutMs: 5_000 });
+    await waitFor(async () => (await warningEvents(client, ns.name, 'Backend', BACKEND))['SecretNotFound'] === 2, { what: 'the SecretNotFound Event counted twice', timeoutMs: K8S_SETTLE_MS });
     expect(successor.replica.ctl.recorder?.counters()).toMatchObject({ created: 0, bumped: 1 });
     await waitForHosts(successor.envoy, cluster(), [[working.port, 0]], 'the member whose Secret is gone, dropped');
     await waitForAnswer(successor.address, listenerPort, 'working', 'the remaining member to answer through the successor\'s Envoy');

@@ -11,6 +11,7 @@ import { StatusWriter } from '../../src/status/writer.js';
 import { addToInputs, emptyInputs, type Inputs } from '../../src/translate/inputs.js';
 import { translate } from '../../src/translate/index.js';
 import { quietLogger, RecordingLeases } from '../unit/status-fakes.js';
+import { K8S_SETTLE_MS } from '../support/kube-cluster.js';
 import { createNamespace } from '../support/kube.js';
 import { expectTookReleasedLeaseAtOnce } from '../support/lease-tries.js';
 import { sleep, waitFor } from '../support/wait.js';
@@ -23,9 +24,6 @@ import { sleep, waitFor } from '../support/wait.js';
  * how fast: on a loaded machine every step is late alike. How long a change took to show is
  * printed for the record.
  */
-
-/** How long a change may take to show up before a test gives up: a bound on failure only. */
-const SETTLE_MS = 15_000;
 
 const GW = 'gateway.networking.k8s.io';
 const SECRET_VALUE = `sk-test-${randomBytes(8).toString('hex')}`;
@@ -87,7 +85,7 @@ class MiniController {
    */
   async translated(n = 2): Promise<void> {
     const target = this.rounds + n;
-    await waitFor(() => this.rounds >= target, { what: `${n} more rounds of the test controller's loop (errors: ${this.loopErrors.slice(-3).join('; ')})`, timeoutMs: SETTLE_MS });
+    await waitFor(() => this.rounds >= target, { what: `${n} more rounds of the test controller's loop (errors: ${this.loopErrors.slice(-3).join('; ')})`, timeoutMs: K8S_SETTLE_MS });
   }
 
   get writer(): StatusWriter {
@@ -207,7 +205,7 @@ describe('status writing against the API server', () => {
     const obj = await waitFor(async () => {
       const o = await getObject('backends', 'chat');
       return condition(o, 'ResolvedRefs')?.reason === 'SecretNotFound' ? o : undefined;
-    }, { what: 'ResolvedRefs=False/SecretNotFound on Backend chat', timeoutMs: SETTLE_MS });
+    }, { what: 'ResolvedRefs=False/SecretNotFound on Backend chat', timeoutMs: K8S_SETTLE_MS });
     process.stdout.write(`status: SecretNotFound written ${Date.now() - t0} ms after the Backend was created\n`);
     const generation = isJson(obj.metadata) ? obj.metadata.generation : undefined;
     expect(condition(obj, 'ResolvedRefs')).toMatchObject({ status: 'False', reason: 'SecretNotFound', observedGeneration: generation });
@@ -226,7 +224,7 @@ describe('status writing against the API server', () => {
     const [event] = await waitFor(async () => {
       const es = (await warningEvents('chat')).filter((e) => e.reason === 'SecretNotFound');
       return es.length > 0 ? es : undefined;
-    }, { what: 'a SecretNotFound Warning Event on Backend chat', timeoutMs: SETTLE_MS });
+    }, { what: 'a SecretNotFound Warning Event on Backend chat', timeoutMs: K8S_SETTLE_MS });
     expect(event).toMatchObject({
       type: 'Warning',
       reason: 'SecretNotFound',
@@ -242,15 +240,15 @@ describe('status writing against the API server', () => {
 
   it('reports a Secret without the expected key without ever copying its contents, then clears once it is fixed', async () => {
     await core.createNamespacedSecret({ namespace: ns.name, body: { metadata: { name: 'openai-key' }, stringData: { 'api-key': SECRET_VALUE } } });
-    await waitFor(async () => condition(await getObject('backends', 'chat'), 'ResolvedRefs')?.reason === 'SecretKeyMissing', { what: 'ResolvedRefs=False/SecretKeyMissing', timeoutMs: SETTLE_MS });
-    await waitFor(async () => (await warningEvents('chat')).some((e) => e.reason === 'SecretKeyMissing'), { what: 'a SecretKeyMissing Warning Event', timeoutMs: SETTLE_MS });
+    await waitFor(async () => condition(await getObject('backends', 'chat'), 'ResolvedRefs')?.reason === 'SecretKeyMissing', { what: 'ResolvedRefs=False/SecretKeyMissing', timeoutMs: K8S_SETTLE_MS });
+    await waitFor(async () => (await warningEvents('chat')).some((e) => e.reason === 'SecretKeyMissing'), { what: 'a SecretKeyMissing Warning Event', timeoutMs: K8S_SETTLE_MS });
 
     await core.replaceNamespacedSecret({ namespace: ns.name, name: 'openai-key', body: { metadata: { name: 'openai-key' }, stringData: { Authorization: SECRET_VALUE } } });
     const t0 = Date.now();
     const obj = await waitFor(async () => {
       const o = await getObject('backends', 'chat');
       return condition(o, 'ResolvedRefs')?.status === 'True' ? o : undefined;
-    }, { what: 'ResolvedRefs=True once the Secret has its key', timeoutMs: SETTLE_MS });
+    }, { what: 'ResolvedRefs=True once the Secret has its key', timeoutMs: K8S_SETTLE_MS });
     process.stdout.write(`status: ResolvedRefs=True written ${Date.now() - t0} ms after the Secret was fixed\n`);
     expect(obj.status).toMatchObject({ usableMembers: 2, servedPriorities: 2 });
 
@@ -286,7 +284,7 @@ describe('status writing against the API server', () => {
     // A problem that persists across the restart: its Event must not be emitted twice.
     const broken = backendManifest('broken');
     await custom.createNamespacedCustomObject({ group: 'switchyard.dev', version: 'v1alpha1', namespace: ns.name, plural: 'backends', body: { ...broken, spec: JSON.parse(JSON.stringify(broken.spec).replace('openai-key', 'absent-key')) as unknown } });
-    await waitFor(async () => (await warningEvents('broken')).length === 1, { what: 'the Warning Event on Backend broken', timeoutMs: SETTLE_MS });
+    await waitFor(async () => (await warningEvents('broken')).length === 1, { what: 'the Warning Event on Backend broken', timeoutMs: K8S_SETTLE_MS });
     await ctl.translated();
     await ctl.writer.idle();
     const before = await getObject('backends', 'chat');
@@ -316,7 +314,7 @@ describe('status writing against the API server', () => {
     const standby = new MiniController(ns.name, 'replica-standby', { leases: standbyTries });
     await standby.start({ lead: false });
     // It found the Lease held twice, and translated and published meanwhile: a leader would have written.
-    await waitFor(() => standbyTries.calls.filter((c) => c.op === 'get' && c.ok).length >= 2, { what: 'the standby to read the held Lease twice', timeoutMs: SETTLE_MS });
+    await waitFor(() => standbyTries.calls.filter((c) => c.op === 'get' && c.ok).length >= 2, { what: 'the standby to read the held Lease twice', timeoutMs: K8S_SETTLE_MS });
     await standby.translated();
     await standby.writer.idle();
     expect(standby.reporter.isLeader()).toBe(false);
@@ -327,10 +325,10 @@ describe('status writing against the API server', () => {
     ctl = standby;
     // The stopped leader released its Lease, so the standby takes it at its next try (every 1 s),
     // not after the 15 s lease duration a killed leader leaves: judged by the standby's tries.
-    await waitFor(() => standby.reporter.isLeader(), { what: 'the standby to lead', timeoutMs: 15_000 + SETTLE_MS, intervalMs: 10 });
+    await waitFor(() => standby.reporter.isLeader(), { what: 'the standby to lead', timeoutMs: 15_000 + K8S_SETTLE_MS, intervalMs: 10 });
     expectTookReleasedLeaseAtOnce(standbyTries.calls, 'replica-standby', 'replica-b');
     await core.deleteNamespacedSecret({ namespace: ns.name, name: 'openai-key' });
-    await waitFor(async () => condition(await getObject('backends', 'chat'), 'ResolvedRefs')?.reason === 'SecretNotFound', { what: 'SecretNotFound written by the new leader', timeoutMs: SETTLE_MS });
+    await waitFor(async () => condition(await getObject('backends', 'chat'), 'ResolvedRefs')?.reason === 'SecretNotFound', { what: 'SecretNotFound written by the new leader', timeoutMs: K8S_SETTLE_MS });
     expect(standby.writer.counters().writes).toBeGreaterThan(0);
   });
 
@@ -372,7 +370,7 @@ describe('status writing against the API server', () => {
       // Gateway not found, and that entry is ours: wait for the settled status, one entry each.
       const ours = parents.filter((p) => p.controllerName === CONTROLLER_NAME);
       return ours.length === 1 && isJson(ours[0]?.parentRef) && ours[0].parentRef.name === 'gw' && parents.length === 2 ? parents : undefined;
-    }, { what: 'our one parent entry (Gateway gw) beside theirs on HTTPRoute r', timeoutMs: SETTLE_MS });
+    }, { what: 'our one parent entry (Gateway gw) beside theirs on HTTPRoute r', timeoutMs: K8S_SETTLE_MS });
     expect(routeStatus).toHaveLength(2);
     expect(routeStatus[0]).toEqual(theirs);
     expect(routeStatus[1]).toMatchObject({ parentRef: { group: GW, kind: 'Gateway', name: 'gw' }, controllerName: CONTROLLER_NAME });
@@ -382,7 +380,7 @@ describe('status writing against the API server', () => {
       const o = await getObject('gateways', 'gw', GW, 'v1');
       const listeners = isJson(o.status) && Array.isArray(o.status.listeners) ? o.status.listeners.filter(isJson) : [];
       return condition(o, 'Accepted')?.status === 'True' && listeners[0]?.attachedRoutes === 1 ? o : undefined;
-    }, { what: 'Accepted and one attached route on Gateway gw', timeoutMs: SETTLE_MS });
+    }, { what: 'Accepted and one attached route on Gateway gw', timeoutMs: K8S_SETTLE_MS });
     expect(isJson(gw.status) ? gw.status.listeners : undefined).toEqual([
       expect.objectContaining({ name: 'http', attachedRoutes: 1, supportedKinds: [{ group: GW, kind: 'HTTPRoute' }], conditions: expect.arrayContaining([expect.objectContaining({ type: 'Accepted', status: 'True' })]) }),
     ]);
@@ -398,7 +396,7 @@ describe('status writing against the API server', () => {
       const o = await getObject('httproutes', 'r', GW, 'v1');
       const parents = isJson(o.status) && Array.isArray(o.status.parents) ? o.status.parents : [];
       return parents.length === 1 ? parents : undefined;
-    }, { what: 'our parent entry to be removed', timeoutMs: SETTLE_MS });
+    }, { what: 'our parent entry to be removed', timeoutMs: K8S_SETTLE_MS });
     expect(left).toEqual([theirs]);
   });
 });
