@@ -5,7 +5,7 @@ import { KubeClient } from '../providers/kubernetes/api-client.js';
 import { loadKubeConfig } from '../providers/kubernetes/kubeconfig.js';
 import { KubernetesProvider, type KubernetesProviderOptions } from '../providers/kubernetes/provider.js';
 import type { EventRecorder } from '../status/events.js';
-import { kubeStatusApi } from '../status/kube-api.js';
+import { kubeStatusApi, type LeaseClient } from '../status/kube-api.js';
 import { DEFAULT_LEASE_NAME, defaultIdentity, type LeaderElector, type LeaderElectorOptions } from '../status/leader.js';
 import { StatusReporter } from '../status/reporter.js';
 import type { StatusWriter } from '../status/writer.js';
@@ -32,8 +32,12 @@ function addressOverlay(infrastructure: KubernetesInfrastructure, namespace: str
 
 const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
-/** The Lease and its timings, as the leader elector takes them. */
-export type LeaderElectionOptions = Pick<LeaderElectorOptions, 'namespace' | 'name' | 'identity' | 'leaseDurationMs' | 'renewDeadlineMs' | 'retryPeriodMs'>;
+/**
+ * The Lease and its timings, as the leader elector takes them. `client`: the Lease API to use
+ * instead of the kubeconfig's (tests pass one that records the replica's tries on the Lease, to
+ * judge a takeover by its order instead of the wall clock).
+ */
+export type LeaderElectionOptions = Pick<LeaderElectorOptions, 'namespace' | 'name' | 'identity' | 'leaseDurationMs' | 'renewDeadlineMs' | 'retryPeriodMs'> & { client?: LeaseClient };
 
 export interface ControllerOptions extends ServingOptions {
   /** A kubeconfig file; absent: $KUBECONFIG, the in-cluster service account, then ~/.kube/config. */
@@ -111,8 +115,9 @@ export async function controller(opts: ControllerOptions): Promise<RunningContro
   // Without leader election this replica is the leader (controller-runtime's convention): it
   // writes status and Events from the start, and nobody else should run.
   const election = opts.leaderElection;
+  const statusApi = kubeStatusApi(kube.config);
   const reporter = new StatusReporter({
-    api: kubeStatusApi(kube.config),
+    api: election !== false && election.client ? { ...statusApi, leases: election.client } : statusApi,
     namespace: election === false ? defaultLeaseNamespace() : election.namespace,
     logger: log,
     ...(election !== false && election.identity ? { identity: election.identity } : {}),

@@ -14,7 +14,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import { loopbackController } from '../support/controller-replica.js';
 import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
 import { aiBackend, attempts } from '../support/gateway-fixture.js';
-import { createTestNamespace, randomSuffix, testClient, type TestNamespace } from '../support/kube-cluster.js';
+import { createTestNamespace, K8S_SETTLE_MS, randomSuffix, testClient, type TestNamespace } from '../support/kube-cluster.js';
 import { kubectlOk } from '../support/kube.js';
 import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
@@ -271,12 +271,12 @@ describe('failover driven by kubectl', () => {
     expect(answer.answeredBy).toBe('p1');
     expect(attempts(p1.received())).toEqual([1]);
     expect(p0.received()).toHaveLength(0);
-    await waitFor(async () => (await condition('backends.switchyard.dev', 'chat', 'ResolvedRefs')).reason === 'SecretNotFound', { what: 'ResolvedRefs=False/SecretNotFound on Backend chat, read with kubectl', timeoutMs: 5_000 });
+    await waitFor(async () => (await condition('backends.switchyard.dev', 'chat', 'ResolvedRefs')).reason === 'SecretNotFound', { what: 'ResolvedRefs=False/SecretNotFound on Backend chat, read with kubectl', timeoutMs: K8S_SETTLE_MS });
     expect(await condition('backends.switchyard.dev', 'chat', 'ResolvedRefs')).toMatchObject({ status: 'False', reason: 'SecretNotFound' });
 
     // What a user reads: the printer columns of `kubectl get` (by short name and by category too)
     // and the per-member state in `kubectl describe`.
-    await waitFor(async () => /\bAI\s+True\s+False\s+True\s+1\s+1\b/.test(await kubectlOk(['get', 'backends.switchyard.dev', 'chat', '-n', ns.name])), { what: 'kubectl get backends to show AI True False True 1 1', timeoutMs: 5_000 });
+    await waitFor(async () => /\bAI\s+True\s+False\s+True\s+1\s+1\b/.test(await kubectlOk(['get', 'backends.switchyard.dev', 'chat', '-n', ns.name])), { what: 'kubectl get backends to show AI True False True 1 1', timeoutMs: K8S_SETTLE_MS });
     const table = await kubectlOk(['get', 'sybe', 'chat', '-n', ns.name]);
     expect(table.split('\n')[0]).toMatch(/^NAME\s+TYPE\s+ACCEPTED\s+RESOLVEDREFS\s+PROGRAMMED\s+PRIORITIES\s+USABLE\s+DEGRADED\s+AGE$/);
     expect(table.split('\n')[1]).toMatch(/^chat\s+AI\s+True\s+False\s+True\s+1\s+1\s+(?:Unknown|False|True)\s+\S+$/);
@@ -289,7 +289,7 @@ describe('failover driven by kubectl', () => {
     await apply('secrets.yaml', [secret('p0-key', 'Bearer sk-p0')]);
     await waitForHosts(`backend/${ns.name}/chat`, [[p0.port, 0], [p1.port, 1]], 'p0 back after its Secret was re-created');
     expect((await chat()).answeredBy).toBe('p0');
-    await waitFor(async () => (await condition('backends.switchyard.dev', 'chat', 'ResolvedRefs')).status === 'True', { what: 'ResolvedRefs=True on Backend chat again', timeoutMs: 5_000 });
+    await waitFor(async () => (await condition('backends.switchyard.dev', 'chat', 'ResolvedRefs')).status === 'True', { what: 'ResolvedRefs=True on Backend chat again', timeoutMs: K8S_SETTLE_MS });
   });
 });
 

@@ -28,7 +28,7 @@ import {
   type Replica,
 } from '../support/controller-replica.js';
 import type { EnvoyProcess } from '../support/envoy.js';
-import { createObject, createTestNamespace, randomSuffix, testClient, type TestNamespace } from '../support/kube-cluster.js';
+import { createObject, createTestNamespace, K8S_SETTLE_MS, randomSuffix, testClient, type TestNamespace } from '../support/kube-cluster.js';
 import { freePort } from '../support/ports.js';
 import { sleep, waitFor } from '../support/wait.js';
 
@@ -195,7 +195,7 @@ beforeAll(async () => {
   await envoy.waitForListener(`${ns.name}/${GATEWAY}/${listenerPort}`, 15_000);
   await waitForAnswer('127.0.0.1', listenerPort, 'working', 'the working member to answer through Envoy');
   await settled(first);
-  await waitFor(async () => (await warningEvents(client, ns.name, 'Backend', BACKEND))['SecretNotFound'] === 1, { what: 'the SecretNotFound Warning Event', timeoutMs: 5_000 });
+  await waitFor(async () => (await warningEvents(client, ns.name, 'Backend', BACKEND))['SecretNotFound'] === 1, { what: 'the SecretNotFound Warning Event', timeoutMs: K8S_SETTLE_MS });
 }, 120_000);
 
 afterAll(async () => {
@@ -275,13 +275,13 @@ describe('a controller restart', () => {
       const r = second;
       // Relisted: the same objects give the same content hashes, before any Envoy is back.
       expect(cacheVersions(r)).toEqual(versions);
-      await waitFor(() => r.ctl.isLeader(), { what: 'the restarted controller to take the released Lease', timeoutMs: 5_000 });
+      await waitFor(() => r.ctl.isLeader(), { what: 'the restarted controller to take the released Lease', timeoutMs: K8S_SETTLE_MS });
       await waitFor(
         () => {
           const c = r.ctl.writer?.counters();
           return c !== undefined && c.writes + c.skipped >= statusObjects().length;
         },
-        { what: 'the new leader to sync every object once', timeoutMs: 5_000 },
+        { what: 'the new leader to sync every object once', timeoutMs: K8S_SETTLE_MS },
       );
       await r.ctl.writer?.idle();
       expect(envoyAcked(r)).toBeUndefined();
@@ -320,7 +320,7 @@ describe('a controller restart', () => {
     if (!r) throw new Error('the restarted controller did not start');
     const before = statesBefore[`Backend ${ns.name}/${BACKEND}`];
     await createObject(client, secretObject(ns.name, MISSING_SECRET, 'Bearer sk-waiting'));
-    await waitFor(async () => (await apiCondition(client, 'Backend', ns.name, BACKEND, 'ResolvedRefs'))?.status === 'True', { what: 'ResolvedRefs=True on the Backend', timeoutMs: 5_000 });
+    await waitFor(async () => (await apiCondition(client, 'Backend', ns.name, BACKEND, 'ResolvedRefs'))?.status === 'True', { what: 'ResolvedRefs=True on the Backend', timeoutMs: K8S_SETTLE_MS });
     expect(r.writesTo(`Backend ${ns.name}/${BACKEND}`)).toBeGreaterThanOrEqual(1);
     const after = conditionsOf(await readObject(client, 'Backend', ns.name, BACKEND));
     // Only the condition that changed moved its transition time.

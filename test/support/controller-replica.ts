@@ -7,6 +7,7 @@ import { buildBootstrap } from '../../src/envoy/bootstrap.js';
 import type { JsonObject } from '../../src/envoy/resources.js';
 import { createLogger, type Logger } from '../../src/observability/logger.js';
 import { isNotFound, type KubeClient, type RawObject } from '../../src/providers/kubernetes/api-client.js';
+import type { LeaseClient } from '../../src/status/kube-api.js';
 import { chatCompletion, type ChatAnswer } from './chat.js';
 import { startEnvoy, type EnvoyProcess } from './envoy.js';
 import { aiBackend } from './gateway-fixture.js';
@@ -31,6 +32,8 @@ export interface ReplicaOptions {
   namespace: string;
   identity: string;
   lease: LeaseTiming;
+  /** The Lease API the replica's elector uses (a RecordingLeases, to judge it by its tries); absent: its kubeconfig's. */
+  leases?: LeaseClient;
   /** 0 (default): any free port. A restarted replica passes its predecessor's port. */
   xdsPort?: number;
   /** Where this replica's Envoy binds the Gateway's listeners (127.0.0.x keeps two Envoys apart). */
@@ -104,7 +107,7 @@ export async function startReplica(opts: ReplicaOptions): Promise<Replica> {
       namespaces: [opts.namespace],
       extensionPort: extension.port,
       logger,
-      leaderElection: { namespace: opts.namespace, identity: opts.identity, ...opts.lease },
+      leaderElection: { namespace: opts.namespace, identity: opts.identity, ...opts.lease, ...(opts.leases ? { client: opts.leases } : {}) },
       ...(opts.xdsPort !== undefined ? { xdsPort: opts.xdsPort } : {}),
       ...(opts.listenerAddress !== undefined ? { listenerAddress: opts.listenerAddress } : {}),
       ...(opts.replicaShare !== undefined ? { replicaShare: opts.replicaShare } : {}),

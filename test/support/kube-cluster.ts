@@ -19,6 +19,13 @@ export function testKubeConfig(): KubeConfig {
   return kc;
 }
 
+/**
+ * How long a change may take to show up (in the API server, a provider's snapshot, a status, a
+ * Lease) before a Kubernetes test gives up: a bound on failure only, sized for a loaded 2-core
+ * machine. Tests judge what happened and in which order, never how fast.
+ */
+export const K8S_SETTLE_MS = 15_000;
+
 export function testClient(): KubeClient {
   return new KubeClient(testKubeConfig());
 }
