@@ -42,7 +42,9 @@ function apply(calls: Call[], counter: { inc(l: Labels, v?: number): void }, his
 }
 
 async function scrape(contentType: string, make: (registers: Registry[]) => { inc(l: Labels, v?: number): void; observe(l: Labels, v: number): void }): Promise<{ text: string; registry: Registry }> {
-  const registry = new Registry(contentType as typeof Registry.PROMETHEUS_CONTENT_TYPE);
+  const registry = new Registry();
+  // The typings fix a registry's format at construction; the runtime takes either.
+  (registry as unknown as { setContentType(t: string): void }).setContentType(contentType);
   const m = make([registry]);
   apply([...counterCalls, ...histogramCalls], m, m);
   return { text: await registry.metrics(), registry };
@@ -66,6 +68,7 @@ describe('hot metrics', () => {
       const prom = await scrape(contentType, proms);
       const hot = await scrape(contentType, hots);
       expect(hot.text).toBe(prom.text);
+      expect(hot.text.endsWith('# EOF\n')).toBe(contentType === Registry.OPENMETRICS_CONTENT_TYPE);
       // Not an empty comparison: every series and bucket line is there.
       expect(hot.text).toContain('test_seconds_bucket{le="0.00025",phase="request_headers",backend="ai/chat"} 1');
       expect(hot.text).toContain('test_seconds_bucket{le="+Inf",backend="ai/chat",phase="response_body"} 2');
