@@ -13,8 +13,12 @@
  *
  *   BENCH_AI_RPS      requests per second in each phase (default AI_EXTENSION_RPS)
  *   BENCH_AI_SECONDS  seconds per phase (default 4)
+ *   BENCH_AI_EXTENSION_CHILD=1  serve runs the extension in a child process of its own (serve's
+ *                     `aiExtension.child`) instead of in its main thread; its CPU and run-queue
+ *                     wait are counted as serve's
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -130,6 +134,33 @@ class LoadChild {
 
 type PathKind = 'static' | 'ai' | 'deadline';
 
+/**
+ * Nanoseconds the threads spent runnable but waiting for a CPU (the scheduler's run delay, second
+ * field of /proc/PID/task/TID/schedstat): `main` of the main thread alone (pid = tid), `all` of
+ * every thread. Threads that ended between two reads drop out, so `all` is a floor.
+ */
+function runDelayNs(pid: number): { main: number; all: number } {
+  let main = 0;
+  let all = 0;
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return { main: Number.NaN, all: Number.NaN };
+  }
+  for (const tid of tids) {
+    let delay = 0;
+    try {
+      delay = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]);
+    } catch {
+      continue;
+    }
+    all += delay;
+    if (tid === String(pid)) main = delay;
+  }
+  return { main, all };
+}
+
 /** CPU ms per process over the measured phases of one kind. */
 interface PhaseTotals {
   latencies: number[];
@@ -142,6 +173,9 @@ interface PhaseTotals {
   serveSystemMs: number;
   envoyCpuMs: number;
   loadCpuMs: number;
+  /** Run-queue wait (ms) of serve's main thread, and of Envoy's threads. */
+  serveWaitMs: number;
+  envoyWaitMs: number;
 }
 
 export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): Promise<BenchRow[]> {
@@ -153,20 +187,30 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
   try {
     load = await LoadChild.start();
     const fake = load.fake;
+    const child = process.env['BENCH_AI_EXTENSION_CHILD'] === '1';
     gw = await startGatewayFixture({
       id: 'bench-ai-extension',
+      ...(child ? { aiExtensionChild: true } : {}),
       providers: [],
       manifests: ({ listenerPort }) => aiBenchManifests(listenerPort, fake, { deadline: true }),
       waitForBackends: ['ai', 'static', 'deadline'],
     });
     const port = gw.listenerPort;
     const envoyPid = gw.envoy.pid;
+    const extensionPid = gw.controller.aiExtensionProcess?.pid();
+    if (child && extensionPid === undefined) throw new Error('BENCH_AI_EXTENSION_CHILD=1: serve runs no AI extension process');
+    /** serve's CPU ms: this process, and the extension's own process when it runs in one. */
+    const serveCpuMs = (): number => {
+      const own = process.cpuUsage();
+      return (own.user + own.system) / 1000 + (extensionPid !== undefined ? processUsage(extensionPid).cpuMs : 0);
+    };
+    const serveWaitNs = (): number => runDelayNs(process.pid).main + (extensionPid !== undefined ? runDelayNs(extensionPid).main : 0);
     const loadPid = load.pid;
     const loadBefore = loadavg()[0] ?? 0;
     const kinds: PathKind[] = ['static', 'ai', 'deadline'];
     // Warm every path (connections, JIT) before measuring.
     for (const kind of kinds) await load.phase({ port, path: `/${kind}/v1/chat/completions`, rps, seconds: 1 });
-    const totals = Object.fromEntries(kinds.map((k) => [k, { latencies: [], requests: 0, streams: 0, sent: 0, received: 0, serveCpuMs: 0, serveSystemMs: 0, envoyCpuMs: 0, loadCpuMs: 0 }])) as unknown as Record<PathKind, PhaseTotals>;
+    const totals = Object.fromEntries(kinds.map((k) => [k, { latencies: [], requests: 0, streams: 0, sent: 0, received: 0, serveCpuMs: 0, serveSystemMs: 0, envoyCpuMs: 0, loadCpuMs: 0, serveWaitMs: 0, envoyWaitMs: 0 }])) as unknown as Record<PathKind, PhaseTotals>;
     let failures = 0;
     let firstFailure: string | undefined;
     for (let round = 0; round < 2; round++) {
@@ -175,15 +219,20 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
         // Read outside the CPU windows: the admin request costs Envoy too.
         const countersBefore = await extProcCounters(gw.envoy);
         const cpu = process.cpuUsage();
+        const serveCpu = serveCpuMs();
         const envoy = processUsage(envoyPid).cpuMs;
         const loadCpu = processUsage(loadPid).cpuMs;
+        const serveWait = serveWaitNs();
+        const envoyWait = runDelayNs(envoyPid).all;
         const r = await load.phase({ port, path: `/${kind}/v1/chat/completions`, rps, seconds });
         const used = process.cpuUsage(cpu);
         const t = totals[kind];
-        t.serveCpuMs += (used.user + used.system) / 1000;
+        t.serveCpuMs += serveCpuMs() - serveCpu;
         t.serveSystemMs += used.system / 1000;
         t.envoyCpuMs += processUsage(envoyPid).cpuMs - envoy;
         t.loadCpuMs += processUsage(loadPid).cpuMs - loadCpu;
+        t.serveWaitMs += (serveWaitNs() - serveWait) / 1e6;
+        t.envoyWaitMs += (runDelayNs(envoyPid).all - envoyWait) / 1e6;
         t.latencies.push(...r.latencies);
         t.requests += r.latencies.length + r.failures;
         const countersAfter = await extProcCounters(gw.envoy);
@@ -201,7 +250,7 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
     const d = totals.deadline.latencies.sort((a2, b) => a2 - b);
     const added = percentile(a, 50) - percentile(s, 50);
     /** CPU µs per request of one process in a kind of phase. */
-    const perRequestUs = (kind: PathKind, of: 'serveCpuMs' | 'serveSystemMs' | 'envoyCpuMs' | 'loadCpuMs'): number => (totals[kind][of] * 1000) / totals[kind].requests;
+    const perRequestUs = (kind: PathKind, of: 'serveCpuMs' | 'serveSystemMs' | 'envoyCpuMs' | 'loadCpuMs' | 'serveWaitMs' | 'envoyWaitMs'): number => (totals[kind][of] * 1000) / totals[kind].requests;
     const extensionUs = perRequestUs('ai', 'serveCpuMs') - perRequestUs('static', 'serveCpuMs');
     const machine = `1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after (2 CPUs shared: wall times inflated when above 2)`;
     const row = (name: string, ms: number, detail: string, extra: Partial<BenchRow> = {}): BenchRow => ({
@@ -218,13 +267,18 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
       row(
         'added latency p50',
         added,
-        `p50 ${percentile(a, 50).toFixed(2)} ms through the extension vs ${percentile(s, 50).toFixed(2)} ms without, at ${rps} rps; ${a.length + s.length} requests, ${failures} failed${firstFailure !== undefined ? ` (first: ${firstFailure})` : ''}; ${machine}`,
+        `p50 ${percentile(a, 50).toFixed(2)} ms through the extension vs ${percentile(s, 50).toFixed(2)} ms without, at ${rps} rps; ${a.length + s.length} requests, ${failures} failed${firstFailure !== undefined ? ` (first: ${firstFailure})` : ''}; ${child ? 'the extension in a child process of serve (BENCH_AI_EXTENSION_CHILD=1); ' : ''}${machine}`,
         { target: `< ${AI_EXTENSION_TARGET_MS} ms`, verdict: added < AI_EXTENSION_TARGET_MS && failures === 0 ? 'PASS' : 'FAIL' },
       ),
       row(
         'added latency p99',
         percentile(a, 99) - percentile(s, 99),
         `p99 ${percentile(a, 99).toFixed(2)} ms vs ${percentile(s, 99).toFixed(2)} ms; p90 ${percentile(a, 90).toFixed(2)} ms vs ${percentile(s, 90).toFixed(2)} ms (the tail follows machine load)`,
+      ),
+      row(
+        'run-queue wait per request',
+        perRequestUs('ai', 'serveWaitMs') / 1000,
+        `time runnable but waiting for a CPU (/proc/PID/task/TID/schedstat), per request: serve's main thread ${perRequestUs('ai', 'serveWaitMs').toFixed(0)} µs through the extension vs ${perRequestUs('static', 'serveWaitMs').toFixed(0)} µs without; Envoy's threads ${perRequestUs('ai', 'envoyWaitMs').toFixed(0)} µs vs ${perRequestUs('static', 'envoyWaitMs').toFixed(0)} µs; with firstTokenTimeout ${perRequestUs('deadline', 'serveWaitMs').toFixed(0)} and ${perRequestUs('deadline', 'envoyWaitMs').toFixed(0)} µs (what other work on the machine adds; near 0 on an idle one)`,
       ),
       row(
         'added latency p50, firstTokenTimeout set',
@@ -234,7 +288,7 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
       row(
         'extension CPU per request',
         extensionUs / 1000,
-        `${extensionUs.toFixed(0)} µs: CPU of the serve process (controller + extension) per request, AI phases ${perRequestUs('ai', 'serveCpuMs').toFixed(0)} µs less Static phases ${perRequestUs('static', 'serveCpuMs').toFixed(0)} µs (in the kernel: ${perRequestUs('ai', 'serveSystemMs').toFixed(0)} µs and ${perRequestUs('static', 'serveSystemMs').toFixed(0)} µs); with firstTokenTimeout ${(perRequestUs('deadline', 'serveCpuMs') - perRequestUs('static', 'serveCpuMs')).toFixed(0)} µs`,
+        `${extensionUs.toFixed(0)} µs: CPU of the serve process (controller + extension) per request, AI phases ${perRequestUs('ai', 'serveCpuMs').toFixed(0)} µs less Static phases ${perRequestUs('static', 'serveCpuMs').toFixed(0)} µs (in the kernel${child ? ', serve\'s own process' : ''}: ${perRequestUs('ai', 'serveSystemMs').toFixed(0)} µs and ${perRequestUs('static', 'serveSystemMs').toFixed(0)} µs); with firstTokenTimeout ${(perRequestUs('deadline', 'serveCpuMs') - perRequestUs('static', 'serveCpuMs')).toFixed(0)} µs`,
         { cpuMs: extensionUs / 1000 },
       ),
       row(

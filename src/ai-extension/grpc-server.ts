@@ -251,17 +251,52 @@ function frame(message: Buffer): Buffer {
 /** Past this size a message is written after its prefix as it is, not copied behind it. */
 const COPY_LIMIT = 16 * 1024;
 
-/** Writes one message with its prefix; false when the stream's buffer is full. */
-function writeFramed(stream: http2.ServerHttp2Stream, message: Buffer): boolean {
-  if (message.length <= COPY_LIMIT) return stream.write(frame(message));
-  // A request body on its way to the provider can be megabytes: one write of two chunks.
-  const prefix = Buffer.allocUnsafe(PREFIX);
-  prefix[0] = 0;
-  prefix.writeUInt32BE(message.length, 1);
+/**
+ * Writes messages with their prefixes; false when the stream's buffer is full. Small ones go in one
+ * buffer and one write: a phase's answers (two or three of a few hundred bytes) went through
+ * the stream's write queue one by one, corked, then out in a writev of as many buffers.
+ */
+function writeFramed(stream: http2.ServerHttp2Stream, messages: readonly Buffer[], bytes: number, end: boolean): boolean {
+  if (messages.length === 1 && (messages[0] as Buffer).length <= COPY_LIMIT) {
+    const one = frame(messages[0] as Buffer);
+    if (end) {
+      stream.end(one);
+      return true;
+    }
+    return stream.write(one);
+  }
+  if (messages.every((m) => m.length <= COPY_LIMIT)) {
+    const out = Buffer.allocUnsafe(bytes + PREFIX * messages.length);
+    let at = 0;
+    for (const m of messages) {
+      out[at] = 0;
+      out.writeUInt32BE(m.length, at + 1);
+      m.copy(out, at + PREFIX);
+      at += PREFIX + m.length;
+    }
+    if (end) {
+      stream.end(out);
+      return true;
+    }
+    return stream.write(out);
+  }
+  // A request body on its way to the provider can be megabytes: written behind its prefix, uncopied.
   stream.cork();
-  stream.write(prefix);
-  const room = stream.write(message);
-  stream.uncork();
+  let room = true;
+  for (const m of messages) {
+    if (m.length <= COPY_LIMIT) {
+      room = stream.write(frame(m));
+      continue;
+    }
+    const prefix = Buffer.allocUnsafe(PREFIX);
+    prefix[0] = 0;
+    prefix.writeUInt32BE(m.length, 1);
+    stream.write(prefix);
+    room = stream.write(m);
+  }
+  // A Writable's end() uncorks it.
+  if (end) stream.end();
+  else stream.uncork();
   return room;
 }
 
@@ -294,25 +329,43 @@ function serveBidi(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
     // queued, and 'wantTrailers' is emitted from inside nghttp2's send loop.
     if (resetAfterTrailers) setImmediate(() => stream.close(http2.constants.NGHTTP2_NO_ERROR));
   });
-  /** The immediate that will send what is corked, while one is queued. */
+  /** The immediate that will send what was written, while one is queued. */
   let queuedFlush: NodeJS.Immediate | undefined;
+  /** Messages written and not yet handed to the stream, and their bytes. */
+  let unsent: Buffer[] = [];
+  let unsentBytes = 0;
+  /** Hands what was written to the stream (`end`: and ends it), with the response headers before the first. */
+  const send = (end: boolean): void => {
+    if (queuedFlush !== undefined) clearImmediate(queuedFlush);
+    queuedFlush = undefined;
+    const messages = unsent;
+    const bytes = unsentBytes;
+    unsent = [];
+    unsentBytes = 0;
+    // Reset by the client, or the connection gone: nothing can be sent any more.
+    if (stream.destroyed) return;
+    respondOnce();
+    if (messages.length === 0) {
+      if (end) stream.end();
+      return;
+    }
+    // Envoy sends its next message only after this answer, so a full buffer means a slow
+    // reader: stop reading its messages until it catches up.
+    if (!writeFramed(stream, messages, bytes, end) && !end) {
+      stream.pause();
+      stream.once('drain', () => stream.resume());
+    }
+  };
   const end = (status: number = GrpcStatus.OK, message?: string): void => {
     if (closed || stream.writableEnded) return;
     trailers = message === undefined ? { 'grpc-status': String(status) } : { 'grpc-status': String(status), 'grpc-message': encodeGrpcMessage(message) };
-    respondOnce();
-    // A Writable's end() uncorks it: what was written goes with the status, and the queued
-    // immediate would find nothing left to send.
-    if (queuedFlush !== undefined) clearImmediate(queuedFlush);
-    queuedFlush = undefined;
-    stream.end();
+    // What was written goes with the status.
+    send(true);
   };
   const reader = new MessageReader(opts.maxMessageBytes, (m) => messageListener?.(m));
   const flush = (): void => {
     if (queuedFlush === undefined) return;
-    clearImmediate(queuedFlush);
-    queuedFlush = undefined;
-    respondOnce();
-    stream.uncork();
+    send(false);
   };
   const connection = (stream.session !== undefined ? connectionNames.get(stream.session) : undefined) ?? '';
   const call: BidiCall = {
@@ -335,23 +388,19 @@ function serveBidi(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
       if (queuedFlush === undefined) {
         // Envoy sends a phase's messages together (request headers, body, end; response headers,
         // chunk, end), and Node hands each DATA frame to the stream as an event of its own.
-        // Uncorked, the first answer went out at once and the others only once Node had written
-        // it (a Writable queues writes while one is in flight): two socket writes per phase, Envoy
-        // woken twice, its answers 0.1-0.7 ms apart (strace of bench/ai-extension.ts). An
-        // immediate runs after every event of the read, so the phase's answers leave in one write.
-        // That immediate is late, though: Node's HTTP/2 session sends what a stream hands it from
-        // a native immediate of its own (MaybeScheduleWrite, node_http2.cc), and one queued while
-        // JavaScript immediates run waits for the next turn of the event loop. Handed over during
-        // the read (flush, end), the answers go out first thing in this turn's check phase.
-        stream.cork();
+        // Written at once, the first answer went out alone and the others only once Node had
+        // written it (a Writable queues writes while one is in flight): two socket writes per
+        // phase, Envoy woken twice, its answers 0.1-0.7 ms apart (strace of
+        // bench/ai-extension.ts). They are kept until an immediate, which runs after every event
+        // of the read, so the phase's answers leave in one write. That immediate is late, though:
+        // Node's HTTP/2 session sends what a stream hands it from a native immediate of its own
+        // (MaybeScheduleWrite, node_http2.cc), and one queued while JavaScript immediates run
+        // waits for the next turn of the event loop. Handed over during the read (flush, end), the
+        // answers go out first thing in this turn's check phase.
         queuedFlush = setImmediate(flush);
       }
-      // Envoy sends its next message only after this answer, so a full buffer means a slow
-      // reader: stop reading its messages until it catches up.
-      if (!writeFramed(stream, message)) {
-        stream.pause();
-        stream.once('drain', () => stream.resume());
-      }
+      unsent.push(message);
+      unsentBytes += message.length;
       return true;
     },
     end,

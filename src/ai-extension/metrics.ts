@@ -1,4 +1,5 @@
-import { Counter, Histogram, Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
+import { HotCounter, HotHistogram } from '../observability/hot-metrics.js';
 
 /** Why an attempt on a member failed, as the extension saw it. */
 export type FailureCause = 'status_4xx' | 'status_5xx' | 'ratelimited' | 'timeout' | 'reset' | 'credential_unavailable' | 'first_token_timeout' | 'context_length_exceeded' | 'content_policy' | 'skipped_by_fallback';
@@ -6,11 +7,11 @@ export type FailureCause = 'status_4xx' | 'status_5xx' | 'ratelimited' | 'timeou
 export interface AiExtensionMetrics {
   registry: Registry;
   /** Attempts sent to a member (a retry counts again, on the member it went to). */
-  requests: Counter<'backend' | 'member' | 'provider'>;
+  requests: HotCounter<'backend' | 'member' | 'provider'>;
   failures: Counter<'backend' | 'member' | 'cause'>;
   /** Attempts that followed a failed attempt of the same request on another member. */
   failovers: Counter<'backend' | 'from' | 'to'>;
-  tokens: Counter<'backend' | 'member' | 'direction'>;
+  tokens: HotCounter<'backend' | 'member' | 'direction'>;
   /** Attempts a signed drill header made the extension fail without calling the provider. */
   drillFailures: Counter<'backend' | 'member' | 'priority'>;
   /** Answers to drill requests, by the member that gave them; outcome answered or error. */
@@ -22,13 +23,13 @@ export interface AiExtensionMetrics {
    */
   warmups: Counter<'backend' | 'member' | 'priority' | 'outcome'>;
   /** Time the extension spends answering Envoy for one message (its own added latency). */
-  processing: Histogram<'phase'>;
+  processing: HotHistogram<'phase'>;
   /** From an attempt reaching the extension to the first bytes of its member's successful answer. */
-  timeToFirstToken: Histogram<MemberLabel>;
+  timeToFirstToken: HotHistogram<MemberLabel>;
   /** From the request's first attempt to the end of the answer the client got (failover included). */
-  requestDuration: Histogram<MemberLabel>;
+  requestDuration: HotHistogram<MemberLabel>;
   /** Tokens of one answer, by the member that gave it; type input or output. */
-  requestTokens: Histogram<MemberLabel | 'type'>;
+  requestTokens: HotHistogram<MemberLabel | 'type'>;
 }
 
 /**
@@ -43,7 +44,8 @@ export function createAiExtensionMetrics(registry = new Registry()): AiExtension
   const registers = [registry];
   return {
     registry,
-    requests: new Counter({
+    // Every attempt records in these (hot-metrics.ts): the rare ones stay prom-client's.
+    requests: new HotCounter({
       name: 'switchyard_ai_requests_total',
       help: 'Attempts the AI extension adapted, by Backend, pool member and provider.',
       labelNames: ['backend', 'member', 'provider'],
@@ -61,7 +63,7 @@ export function createAiExtensionMetrics(registry = new Registry()): AiExtension
       labelNames: ['backend', 'from', 'to'],
       registers,
     }),
-    tokens: new Counter({
+    tokens: new HotCounter({
       name: 'switchyard_ai_tokens_total',
       help: 'Tokens reported in the providers\' usage fields, by member and direction (in: prompt, out: completion).',
       labelNames: ['backend', 'member', 'direction'],
@@ -85,7 +87,7 @@ export function createAiExtensionMetrics(registry = new Registry()): AiExtension
       labelNames: ['backend', 'member', 'priority', 'outcome'],
       registers,
     }),
-    processing: new Histogram({
+    processing: new HotHistogram({
       name: 'switchyard_ai_extension_processing_seconds',
       help: 'Time the AI extension took to answer one ext_proc message, by phase.',
       labelNames: ['phase'],
@@ -93,21 +95,21 @@ export function createAiExtensionMetrics(registry = new Registry()): AiExtension
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1],
       registers,
     }),
-    timeToFirstToken: new Histogram({
+    timeToFirstToken: new HotHistogram({
       name: 'switchyard_ai_time_to_first_token_seconds',
       help: 'Time from an attempt reaching the AI extension to the first bytes of its successful answer (streamed: the first chunk), by Backend, priority, member and configured model.',
       labelNames: MEMBER_LABELS,
       buckets: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
-    requestDuration: new Histogram({
+    requestDuration: new HotHistogram({
       name: 'switchyard_ai_request_duration_seconds',
       help: 'Time from a request\'s first attempt to the end of the answer the client got (failed attempts included), by the member that answered.',
       labelNames: MEMBER_LABELS,
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
       registers,
     }),
-    requestTokens: new Histogram({
+    requestTokens: new HotHistogram({
       name: 'switchyard_ai_request_tokens',
       help: 'Tokens of one answer as its provider reported them (type input: prompt, output: completion), by member.',
       labelNames: [...MEMBER_LABELS, 'type'],
@@ -119,17 +121,18 @@ export function createAiExtensionMetrics(registry = new Registry()): AiExtension
 
 /** Serves the extension's series from another registry too (the controller's, in one process). */
 export function registerAiExtensionMetrics(metrics: AiExtensionMetrics, registry: Registry): void {
-  registry.registerMetric(metrics.requests);
+  // In the order createAiExtensionMetrics made them, which is the order a scrape lists them in.
+  metrics.requests.registerIn(registry);
   registry.registerMetric(metrics.failures);
   registry.registerMetric(metrics.failovers);
-  registry.registerMetric(metrics.tokens);
+  metrics.tokens.registerIn(registry);
   registry.registerMetric(metrics.drillFailures);
   registry.registerMetric(metrics.drillAnswers);
   registry.registerMetric(metrics.warmups);
-  registry.registerMetric(metrics.processing);
-  registry.registerMetric(metrics.timeToFirstToken);
-  registry.registerMetric(metrics.requestDuration);
-  registry.registerMetric(metrics.requestTokens);
+  metrics.processing.registerIn(registry);
+  metrics.timeToFirstToken.registerIn(registry);
+  metrics.requestDuration.registerIn(registry);
+  metrics.requestTokens.registerIn(registry);
 }
 
 export function failureCause(status: number): FailureCause | undefined {

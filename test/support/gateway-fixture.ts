@@ -232,6 +232,8 @@ export interface GatewayFixtureOptions {
   testOnlyRewrite?: ServingOptions['testOnlyRewrite'];
   /** The in-process AI extension shares member limit counts through this Redis. */
   limitsRedis?: string;
+  /** serve runs the AI extension in a child process of its own (state in the fixture's directory) instead of in process. */
+  aiExtensionChild?: boolean;
   /** Envoy writes its outlier ejections to a file that serve follows (per-member cool-down logs and metrics). */
   outlierEventLog?: boolean;
   /**
@@ -284,6 +286,8 @@ export interface GatewayFixture {
 
 export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<GatewayFixture> {
   const dir = mkdtempSync(join(tmpdir(), `switchyard-e2e-${opts.id}-`));
+  // Beside the configuration directory, not in it: serve reads every file there as configuration.
+  const extensionState = opts.aiExtensionChild === true ? mkdtempSync(join(tmpdir(), `switchyard-e2e-${opts.id}-state-`)) : undefined;
   const fakes: Record<string, FakeProvider> = {};
   const logLines: string[] = opts.logLines ?? [];
   let controller: RunningServe | undefined;
@@ -297,6 +301,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
       ...(await Promise.allSettled(Object.values(fakes).map((f) => f.close()))),
     ];
     rmSync(dir, { recursive: true, force: true });
+    if (extensionState !== undefined) rmSync(extensionState, { recursive: true, force: true });
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
   };
@@ -323,6 +328,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
       metricsHost: '127.0.0.1',
       envoy: { listenerAddress: '127.0.0.1', ...opts.envoy },
       ...(opts.limitsRedis !== undefined ? { aiExtension: { port: 0, limitsRedis: opts.limitsRedis } } : {}),
+      ...(extensionState !== undefined ? { aiExtension: { port: 0, child: { stateDir: extensionState } } } : {}),
       ...(opts.aiWarmup === true ? {} : { aiWarmup: opts.aiWarmup ?? (false as const) }),
       ...(opts.outlierEventLog === true ? { outlierEventLogs: [{ path: join(dir, 'outlier-events.log'), adminUrl: `http://127.0.0.1:${adminPort}` }] } : {}),
       ...(opts.loadReporting ? { loadReporting: opts.loadReporting } : {}),
