@@ -5,6 +5,7 @@ import { commonBackend } from './backend-common.js';
 import { EndpointSlice } from './endpointslice.js';
 import { Gateway, GatewayClass } from './gateway.js';
 import { HTTPRoute } from './httproute.js';
+import { commonHTTPRoute } from './httproute-common.js';
 import type { ObjectId } from './meta.js';
 import { Namespace } from './namespace.js';
 import { ReferenceGrant } from './referencegrant.js';
@@ -118,11 +119,14 @@ export function parseManifest(doc: unknown, source?: string): ParseResult {
   if (!(kind in SCHEMAS)) {
     return { ok: 'ignored', ...(id ? { id } : {}), reason: `kind ${kind} is not read by Switchyard` };
   }
-  // Most documents of a large configuration are Secrets and Backends of a few plain shapes: checked without zod.
+  // Most documents of a large configuration are Secrets, Backends and routes of a few plain shapes: checked without zod.
   const common = kind === 'Secret' ? commonSecret(doc) : undefined;
   if (common !== undefined) return { ok: true, object: { kind: 'Secret', value: common }, id: { kind, namespace: common.metadata.namespace, name: common.metadata.name }, warnings: [] };
   const backend = kind === 'Backend' ? commonBackend(doc) : undefined;
   if (backend !== undefined) return { ok: true, object: { kind: 'Backend', value: backend }, id: { kind, namespace: backend.metadata.namespace, name: backend.metadata.name }, warnings: [] };
+  // A common route has no field the schema would strip: no unknown-field warning either.
+  const route = kind === 'HTTPRoute' ? commonHTTPRoute(doc) : undefined;
+  if (route !== undefined) return { ok: true, object: { kind: 'HTTPRoute', value: route }, id: { kind, namespace: route.metadata.namespace, name: route.metadata.name }, warnings: [] };
   const schema = SCHEMAS[kind as KnownKind];
   const parsed = schema.safeParse(doc);
   if (!parsed.success) return { ok: false, ...(id ? { id } : {}), problems: zodProblems(parsed.error, id, source) };
@@ -133,7 +137,7 @@ export function parseManifest(doc: unknown, source?: string): ParseResult {
 }
 
 /** The kinds parseManifest reads without their schema when they have a common shape (the fast paths above). */
-const FAST_PATH_KINDS = ['Backend', 'Secret'] as const;
+const FAST_PATH_KINDS = ['Backend', 'Secret', 'HTTPRoute'] as const;
 
 /**
  * Runs the schema of each kind parseManifest has a fast path for on `sample(kind)`, an object of

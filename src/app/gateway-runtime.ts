@@ -896,7 +896,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     const { inputs } = snapshot;
     const cpu = process.cpuUsage();
     const started = performance.now();
-    warmSchemas((kind) => (kind === 'Backend' ? inputs.backends[0] : inputs.secrets[0]));
+    warmSchemas((kind) => (kind === 'Backend' ? inputs.backends[0] : kind === 'Secret' ? inputs.secrets[0] : inputs.httpRoutes[0]));
     const backends = inputs.backends.slice();
     const first = backends[0] as Backend;
     // As the schema returns it, as an edited Backend most often is: a configuration of common

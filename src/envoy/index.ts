@@ -33,9 +33,13 @@ interface BuiltByContent<T> extends Built<T> {
   /**
    * The first CONTENT_DIGEST bytes of the SHA-256 of each IR object's JSON, at CONTENT_DIGEST
    * times its index: one buffer, where a 32-character digest string each cost 48 bytes of heap
-   * and 8 of array (3 MiB at 10,000 Backends' 60,000 credentials).
+   * and 8 of array (3 MiB at 10,000 Backends' 60,000 credentials). Worked out when an edit first
+   * compares it (digestAt): a first build has nothing to compare with, and hashing the JSON of
+   * 60,000 credentials then was about 0.1 CPU-s before the first configuration could leave.
    */
   readonly json: Buffer;
+  /** By index: 1 once `json` holds that object's digest. */
+  readonly known: Uint8Array;
 }
 
 /** 128 bits: equal content is told from changed content by comparison only, never printed. */
@@ -85,7 +89,14 @@ function listenerKey(l: ListenerIR, bodyLimits: BodyLimits): string {
   return `${JSON.stringify(rest)}\0${byModel ? 1 : 0}\0${byModel ? (modelRoutingBufferLimit(l, bodyLimits) ?? '') : ''}`;
 }
 
-const NOTHING_BUILT: BuiltByContent<never> = { irs: [], out: [], json: Buffer.alloc(0) };
+const NOTHING_BUILT: BuiltByContent<never> = { irs: [], out: [], json: Buffer.alloc(0), known: new Uint8Array(0) };
+
+/** The digest of `built`'s object at index `n` (the first CONTENT_DIGEST bytes of its `json` from n * CONTENT_DIGEST), worked out now if it was not yet. */
+function digestAt<T extends object>(built: BuiltByContent<T>, n: number): void {
+  if (built.known[n] === 1) return;
+  contentDigest(built.irs[n] as T).copy(built.json, n * CONTENT_DIGEST, 0, CONTENT_DIGEST);
+  built.known[n] = 1;
+}
 
 /** Resources for `irs`, reusing those `previous` built from the same object. */
 function buildList<T extends object>(previous: Built<T> | undefined, irs: readonly T[], build: (ir: T) => EnvoyResource): Built<T> {
@@ -102,37 +113,59 @@ function buildList<T extends object>(previous: Built<T> | undefined, irs: readon
   return { irs, out: irs.map((ir) => byObject.get(ir) ?? build(ir)) };
 }
 
-/** buildList, also reusing the resource of an equal IR object (by JSON). */
+/**
+ * buildList, also reusing the resource of an equal IR object (by JSON). A digest is worked out
+ * only where one is compared: an object replaced in place, and the one it replaced; every one,
+ * old and new, when the lists cannot be lined up and something was built before.
+ */
 function buildByContent<T extends object>(previous: BuiltByContent<T>, irs: readonly T[], build: (ir: T) => EnvoyResource): BuiltByContent<T> {
   if (previous.irs === irs) return previous;
   const at = replacedAt(previous.irs, irs);
   const out: EnvoyResource[] = at !== undefined ? previous.out.slice() : new Array<EnvoyResource>(irs.length);
   const json = Buffer.allocUnsafeSlow(irs.length * CONTENT_DIGEST);
-  if (at !== undefined) previous.json.copy(json);
+  const known = new Uint8Array(irs.length);
+  const built: BuiltByContent<T> = { irs, out, json, known };
+  if (at !== undefined) {
+    previous.json.copy(json);
+    known.set(previous.known);
+  }
   let byJson: Map<string, EnvoyResource> | undefined;
-  const byObject = at === undefined ? new Map(previous.irs.map((ir, i) => [ir, i])) : undefined;
+  const byObject = at === undefined && previous.irs.length > 0 ? new Map(previous.irs.map((ir, i) => [ir, i])) : undefined;
   const place = (i: number): void => {
     const ir = irs[i] as T;
     const was = byObject?.get(ir);
     const start = i * CONTENT_DIGEST;
     if (was !== undefined) {
       out[i] = previous.out[was] as EnvoyResource;
-      previous.json.copy(json, start, was * CONTENT_DIGEST, (was + 1) * CONTENT_DIGEST);
+      if (previous.known[was] === 1) {
+        previous.json.copy(json, start, was * CONTENT_DIGEST, (was + 1) * CONTENT_DIGEST);
+        known[i] = 1;
+      }
       return;
     }
-    const digest = contentDigest(ir);
-    digest.copy(json, start, 0, CONTENT_DIGEST);
+    if (previous.irs.length === 0) {
+      // Nothing to reuse: the digest waits until an edit compares it.
+      out[i] = build(ir);
+      return;
+    }
     if (at !== undefined) {
       // Replaced in place: equal to what it replaced, or new.
-      if (previous.json.compare(digest, 0, CONTENT_DIGEST, start, start + CONTENT_DIGEST) !== 0) out[i] = build(ir);
+      digestAt(previous, i);
+      known[i] = 0;
+      digestAt(built, i);
+      if (previous.json.compare(json, start, start + CONTENT_DIGEST, start, start + CONTENT_DIGEST) !== 0) out[i] = build(ir);
       return;
     }
-    byJson ??= new Map(previous.out.map((resource, n) => [previous.json.toString('latin1', n * CONTENT_DIGEST, (n + 1) * CONTENT_DIGEST), resource]));
-    out[i] = byJson.get(digest.toString('latin1', 0, CONTENT_DIGEST)) ?? build(ir);
+    if (byJson === undefined) {
+      for (let n = 0; n < previous.irs.length; n++) digestAt(previous, n);
+      byJson = new Map(previous.out.map((resource, n) => [previous.json.toString('latin1', n * CONTENT_DIGEST, (n + 1) * CONTENT_DIGEST), resource]));
+    }
+    digestAt(built, i);
+    out[i] = byJson.get(json.toString('latin1', start, start + CONTENT_DIGEST)) ?? build(ir);
   };
   if (at !== undefined) for (const i of at) place(i);
   else for (let i = 0; i < irs.length; i++) place(i);
-  return { irs, out, json };
+  return built;
 }
 
 function optionsKey(opts: EnvoyOptions): string {

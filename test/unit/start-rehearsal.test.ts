@@ -152,11 +152,12 @@ describe('warmSchemas', () => {
     const asked: string[] = [];
     warmSchemas((kind) => {
       asked.push(kind);
-      return kind === 'Backend' ? inputs.backends[0] : inputs.secrets[0];
+      return kind === 'Backend' ? inputs.backends[0] : kind === 'Secret' ? inputs.secrets[0] : inputs.httpRoutes[0];
     });
-    expect(asked.sort()).toEqual(['Backend', 'Secret']);
+    expect(asked.sort()).toEqual(['Backend', 'HTTPRoute', 'Secret']);
     // A sample the schema refused would run its error path, not what an edit runs.
     expect(SCHEMAS.Backend.safeParse(inputs.backends[0]).success).toBe(true);
     expect(SCHEMAS.Secret.safeParse(inputs.secrets[0]).success).toBe(true);
+    expect(SCHEMAS.HTTPRoute.safeParse(inputs.httpRoutes[0]).success).toBe(true);
   });
 });

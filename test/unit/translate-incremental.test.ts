@@ -142,6 +142,31 @@ describe('incremental translation', () => {
     expect(p.cache.encodedCount - encodes).toBeGreaterThan(0);
   });
 
+  it('rebuilds only the credential whose Secret value changed, after a first build that worked out no content digest', () => {
+    const p = setUp();
+    const before = p.xds as XdsResources;
+    p.write('chat-009.yaml', [backend(9), secret(9, 0, 'sk-9-0'), secret(9, 1, 'sk-9-1-rotated'), route(9)]);
+    p.run();
+    const after = p.xds as XdsResources;
+    expect(rebuilt(before.secrets, after.secrets)).toEqual(['credential/ai/key-9-1']);
+    expect(after.secrets).toEqual(toXdsResourcesReusing(p.ir as IR, {}, undefined).xds.secrets);
+    // Rotated back: compared with the digest the last edit worked out, it is rebuilt again.
+    p.write('chat-009.yaml', [backend(9), secret(9, 0, 'sk-9-0'), secret(9, 1, 'sk-9-1'), route(9)]);
+    p.run();
+    expect(rebuilt(after.secrets, (p.xds as XdsResources).secrets)).toEqual(['credential/ai/key-9-1']);
+  });
+
+  it('reuses every credential of equal content when Backends are added (the lists no longer line up), and builds the new ones', () => {
+    const p = setUp();
+    const before = p.xds as XdsResources;
+    p.write('chat-100.yaml', [backend(100), secret(100, 0, 'sk-100-0'), secret(100, 1, 'sk-100-1'), route(100)]);
+    p.write('chat-017.yaml', [backend(17), secret(17, 0, 'sk-17-0'), secret(17, 1, 'sk-17-1-rotated'), route(17)]);
+    p.run();
+    const after = p.xds as XdsResources;
+    expect(rebuilt(before.secrets, after.secrets).sort()).toEqual(['credential/ai/key-100-0', 'credential/ai/key-100-1', 'credential/ai/key-17-1']);
+    expect(after.secrets).toEqual(toXdsResourcesReusing(p.ir as IR, {}, undefined).xds.secrets);
+  });
+
   it('rebuilds the RouteConfiguration, and only it, when one route among many changes', () => {
     const p = setUp();
     const before = p.xds as XdsResources;
