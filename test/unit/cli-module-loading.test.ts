@@ -141,6 +141,8 @@ describe('what each CLI command loads', () => {
         };
         child.stderr.on('data', check);
         void exited.then((code) => reject(new Error(`drain-sidecar exited ${String(code)} before serving: ${stderr}`)));
+        // Within the test's time, so that the finally below still stops the process.
+        setTimeout(() => reject(new Error(`drain-sidecar did not say its port within 30 s: ${stderr}`)), 30_000).unref();
       });
       const res = await fetch(`http://127.0.0.1:${port}/envoy/drained`);
       expect(res.status).toBe(200);
