@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { parseFlags } from './flags.js';
+import { output } from './flag-values.js';
 
 /** The Envoy release Switchyard is built and tested against (kept equal to scripts/ensure-envoy.sh). */
 export const EXPECTED_ENVOY_VERSION = '1.40.0';
@@ -25,4 +27,11 @@ export function versionInfo(): VersionInfo {
 
 export function formatVersion(v: VersionInfo): string {
   return `switchyard ${v.switchyard}\nnode ${v.node}\nenvoy ${v.envoy} (expected by this release)\n`;
+}
+
+export async function runVersion(args: string[]): Promise<number> {
+  const { values } = parseFlags('version', { args, options: { output: { type: 'string', short: 'o' } } });
+  const info = versionInfo();
+  process.stdout.write(values.output === undefined ? formatVersion(info) : await output(info, values.output));
+  return 0;
 }
