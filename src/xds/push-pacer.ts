@@ -32,6 +32,8 @@ export class PacedFanOut<Stream, Change> {
    * field's representation, and code compiled for the rehearsal's would be thrown away then.
    */
   longestSliceMs = -0;
+  /** hold(): no slice runs until release(). */
+  private held = false;
 
   /**
    * `pending`: where what changed for a waiting stream is kept (a field of the stream, say); by
@@ -67,11 +69,27 @@ export class PacedFanOut<Stream, Change> {
     this.waitingCount--;
   }
 
+  /**
+   * The streams still waiting wait until release(): the running slice ends after its current push
+   * and no later one runs. A change's first stream then has the event loop and the sockets to
+   * itself until its response has left (server.ts, LeadWrite).
+   */
+  hold(): void {
+    this.held = true;
+  }
+
+  /** Ends hold(): the streams waiting are pushed to from the next turn on. */
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.scheduleTurn();
+  }
+
   /** Pushes to waiting streams for one slice now (of `sliceMs`, at least one push); the rest in later turns, in slices of the usual length. */
   run(sliceMs = this.sliceMs): void {
     const started = this.now();
     while (this.head < this.tail) {
-      if (this.now() - started >= sliceMs) break;
+      if (this.held || this.now() - started >= sliceMs) break;
       const stream = this.queue[this.head] as Stream;
       this.queue[this.head++] = undefined;
       this.slotsPassed++;
@@ -86,14 +104,18 @@ export class PacedFanOut<Stream, Change> {
       this.tail = 0;
     }
     this.longestSliceMs = Math.max(this.longestSliceMs, this.now() - started);
-    if (this.waitingCount > 0 && !this.turnScheduled) {
-      this.turnScheduled = true;
-      setImmediate(() => {
-        this.turnScheduled = false;
-        this.run();
-      });
-    }
+    this.scheduleTurn();
     if (this.sentListeners.length > 0) this.scheduleSent();
+  }
+
+  private scheduleTurn(): void {
+    if (this.waitingCount === 0 || this.turnScheduled || this.held) return;
+    this.turnScheduled = true;
+    setImmediate(() => {
+      this.turnScheduled = false;
+      // Held since it was scheduled: release() schedules the next.
+      if (!this.held) this.run();
+    });
   }
 
   /**
@@ -252,3 +274,98 @@ export class SlicedWork {
 }
 
 function noop(): void {}
+
+/**
+ * A write of a change's first slice at least this large holds the rest of the fan-out until it
+ * has left (LeadWrite): about what a socket takes in one go, so that a response that leaves at
+ * once (a delta update, a small configuration) holds nothing.
+ */
+export const LEAD_WRITE_BYTES = 1024 * 1024;
+
+/**
+ * How long at most a change's lead write holds the rest of the fan-out: a client that reads
+ * slowly (or not at all) delays the fleet by this much, once per change at most.
+ */
+export const LEAD_HOLD_MS = 100;
+
+/**
+ * The first stream a change reaches gets its response before the rest of the fleet is pushed to,
+ * when that response is large. A response written to a socket that cannot take it whole (9.3 MB
+ * of Clusters at 10,000 Backends) leaves in pieces, one each time the event loop polls the
+ * socket; while the fan-out pushes to the other streams in 50 ms slices, with their own megabytes
+ * in the same turns, the first client got its last byte after several slices (issue 9: about 160
+ * ms from the edit at 100 SotW streams, against 30-90 with one). So a large write made in a
+ * change's first slice holds the fan-out (PacedFanOut.hold) until the transport says it has left
+ * or `maxHoldMs` has passed, whichever comes first.
+ */
+export class LeadWrite {
+  private firstSlice = false;
+  /** Lead writes not yet flushed, of the hold `generation`. */
+  private pending = 0;
+  private generation = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private heldAt = 0;
+  /** The bytes of the hold's lead writes. */
+  private bytes = 0;
+
+  /** `ended`: told how long each hold lasted and whether it ran out of time (a debug log line, say). */
+  constructor(
+    private readonly fanOut: { hold(): void; release(): void },
+    private readonly minBytes = LEAD_WRITE_BYTES,
+    private readonly maxHoldMs = LEAD_HOLD_MS,
+    private readonly ended: (heldMs: number, expired: boolean, bytes: number) => void = () => undefined,
+  ) {}
+
+  /** Runs a change's first slice: the large writes made in it are lead writes. */
+  runFirstSlice(slice: () => void): void {
+    this.firstSlice = true;
+    try {
+      slice();
+    } finally {
+      this.firstSlice = false;
+    }
+  }
+
+  /**
+   * The callback to write `bytes` with, for a write whose transport calls `flushed` once it has
+   * left: `flushed` itself, unless the write is a lead write, which holds the fan-out until then.
+   */
+  track(bytes: number, flushed: () => void): () => void {
+    if (!this.firstSlice || bytes < this.minBytes) return flushed;
+    if (this.pending === 0) {
+      this.fanOut.hold();
+      this.heldAt = performance.now();
+      this.bytes = 0;
+      this.timer = setTimeout(this.expire, this.maxHoldMs).unref();
+    }
+    this.pending++;
+    this.bytes += bytes;
+    const generation = this.generation;
+    let called = false;
+    return () => {
+      flushed();
+      if (called) return;
+      called = true;
+      // A write of a hold that already ended (its time ran out) holds nothing now.
+      if (generation === this.generation && --this.pending === 0) this.end(false);
+    };
+  }
+
+  /** Whether a lead write holds the fan-out now; for tests. */
+  get holding(): boolean {
+    return this.pending > 0;
+  }
+
+  private readonly expire = (): void => {
+    if (this.pending > 0) this.end(true);
+  };
+
+  private end(expired: boolean): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.pending = 0;
+    this.generation++;
+    this.fanOut.release();
+    this.ended(performance.now() - this.heldAt, expired, this.bytes);
+  }
+}

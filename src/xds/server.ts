@@ -16,7 +16,7 @@ import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
 import type { GrpcService } from './lrs.js';
 import { directCall, framedBatch, joined, sharedFraming, type DirectCall, type FramedMessage } from './grpc-framing.js';
-import { FANOUT_SLICE_MS, FIRST_PUSH_SLICE_MS, PacedFanOut, SlicedWork, type PendingChanges } from './push-pacer.js';
+import { FANOUT_SLICE_MS, FIRST_PUSH_SLICE_MS, LEAD_HOLD_MS, LEAD_WRITE_BYTES, LeadWrite, PacedFanOut, SlicedWork, type PendingChanges } from './push-pacer.js';
 import { rehearsePushes, type RehearsalResult } from './push-rehearsal.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
@@ -84,6 +84,11 @@ export interface XdsServerOptions {
    * real stream. Default true.
    */
   rehearsePushes?: boolean;
+  /**
+   * A write of at least `minBytes` in a change's first slice holds the rest of the fan-out until it
+   * has left, `maxHoldMs` at most (push-pacer.ts LeadWrite). Defaults LEAD_WRITE_BYTES, LEAD_HOLD_MS.
+   */
+  leadWrite?: { minBytes?: number; maxHoldMs?: number };
 }
 
 /** How long the server is to have read no request, and pushed nothing, before it rehearses a push. */
@@ -224,7 +229,7 @@ type DeltaCall = grpc.ServerDuplexStream<DeltaDiscoveryRequest | UndecodableRequ
  * client's flow-control window); false when the call's buffer is full (written directly, there
  * is no such buffer: the one response per type in flight is the limit, directCall).
  */
-function writerFor(call: SotwCall | DeltaCall, direct: DirectCall | undefined): (messages: readonly WireMessage[], flushed: () => void) => boolean {
+function writerFor(call: SotwCall | DeltaCall, direct: DirectCall | undefined, lead: LeadWrite): (messages: readonly WireMessage[], flushed: () => void) => boolean {
   const done = (flushed: () => void) => (err: Error | null | undefined) => {
     if (err === null || err === undefined) flushed();
   };
@@ -233,14 +238,23 @@ function writerFor(call: SotwCall | DeltaCall, direct: DirectCall | undefined): 
   if (direct !== undefined) {
     return (messages, flushed) => {
       // What the call's object stream would refuse: nothing more goes out on a call that ended.
-      if (!call.destroyed && !call.writableEnded) direct.write(framedBatch(messages), flushed);
+      if (call.destroyed || call.writableEnded) return true;
+      const message = framedBatch(messages);
+      direct.write(message, lead.track(message.byteLength, flushed));
       return true;
     };
   }
-  if (sharedFraming()) return (messages, flushed) => call.write(framedBatch(messages), done(flushed));
+  if (sharedFraming()) {
+    return (messages, flushed) => {
+      const message = framedBatch(messages);
+      return call.write(message, done(lead.track(message.byteLength, flushed)));
+    };
+  }
   return (messages, flushed) => {
+    let bytes = 0;
+    for (let i = 0; i < messages.length; i++) bytes += (messages[i] as WireMessage).byteLength;
     for (let i = 0; i < messages.length - 1; i++) call.write(joined(messages[i] as WireMessage));
-    return call.write(joined(messages[messages.length - 1] as WireMessage), done(flushed));
+    return call.write(joined(messages[messages.length - 1] as WireMessage), done(lead.track(bytes, flushed)));
   };
 }
 
@@ -288,6 +302,8 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private readonly bodies = new SharedResponseBodies();
   /** Pushes of a change to many streams run in slices, so that ACKs, new streams and keepalives are served in between. */
   private readonly fanOutQueue = new PacedFanOut<LiveStream, TypeUrlValue>(pushChange, FANOUT_SLICE_MS, undefined, PENDING_ON_STREAM);
+  /** A change's first large response holds the rest of its fan-out until it has left (push-pacer.ts). */
+  private readonly leadWrite: LeadWrite;
   /**
    * Requests are handled in slices too: a thousand streams whose first requests arrive in one
    * read would otherwise each select and answer a whole configuration in one stretch of the loop.
@@ -328,6 +344,9 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.services = options.services ?? [];
     this.rehearsal = options.rehearsePushes === false ? 'off' : 'waiting';
+    this.leadWrite = new LeadWrite(this.fanOutQueue, options.leadWrite?.minBytes ?? LEAD_WRITE_BYTES, options.leadWrite?.maxHoldMs ?? LEAD_HOLD_MS, (heldMs, expired, bytes) => {
+      if (this.logger.isLevelEnabled('debug')) this.logger.debug({ heldMs: Math.round(heldMs * 10) / 10, expired, bytes }, expired ? "xds: a change's first response had not left in time; the fan-out goes on" : "xds: a change's first response has left; the fan-out goes on");
+    });
     this.unwatch = this.cache.watch((change) => this.fanOut(change));
   }
 
@@ -530,7 +549,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       identity,
       bodies: this.bodies,
       hooks: this.hooksFor(record, logger),
-      send: writerFor(call, direct),
+      send: writerFor(call, direct, this.leadWrite),
       logger,
     });
     this.track({ record, protocol, call, logger, view: undefined, pending: undefined }, logger);
@@ -548,7 +567,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       cache: this.cache,
       identity,
       hooks: this.hooksFor(record, logger),
-      send: writerFor(call, direct),
+      send: writerFor(call, direct, this.leadWrite),
       logger,
     });
     this.track({ record, protocol, call, logger, view: undefined, pending: undefined }, logger);
@@ -814,8 +833,11 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       // forEach: run once per change, in the interpreter, a for-of made an iterator result per stream.
       viewers.forEach((stream) => this.fanOutQueue.add(stream, changed));
     }
-    this.fanOutQueue.run(FIRST_PUSH_SLICE_MS);
+    this.leadWrite.runFirstSlice(this.firstSlice);
   }
+
+  /** One function for the server's life: a change allocates no closure for its first slice. */
+  private readonly firstSlice = (): void => this.fanOutQueue.run(FIRST_PUSH_SLICE_MS);
 
   /** Says once why a view served to some Envoy is empty or lacks listeners. */
   private logViewProblems(view: CacheView): void {

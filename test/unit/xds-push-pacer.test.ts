@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { TypeUrl } from '../../src/envoy/resources.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
-import { PacedFanOut, SlicedWork } from '../../src/xds/push-pacer.js';
+import { LeadWrite, PacedFanOut, SlicedWork } from '../../src/xds/push-pacer.js';
 import { SharedResponseBodies, SotwStream } from '../../src/xds/sotw.js';
 import type { WireMessage } from '../../src/xds/wire.js';
 import { recordingHooks, resources } from '../support/xds-stream.js';
@@ -172,5 +172,87 @@ describe('PacedFanOut.busy', () => {
     expect(fanOut.busy).toBe(true);
     await nextTurn();
     expect(fanOut.busy).toBe(false);
+  });
+});
+
+describe('PacedFanOut.hold', () => {
+  it('ends the running slice after the push that held it and runs no slice until released', async () => {
+    let now = 0;
+    const pushed: string[] = [];
+    let fanOut: PacedFanOut<string, string>;
+    fanOut = new PacedFanOut<string, string>((stream) => {
+      pushed.push(stream);
+      now += 1;
+      if (stream === 'a') fanOut.hold();
+    }, 10, () => now);
+    for (const stream of ['a', 'b', 'c']) fanOut.add(stream, ['cds']);
+    fanOut.run(5);
+    expect(pushed).toEqual(['a']);
+    for (let i = 0; i < 3; i++) await nextTurn();
+    expect(pushed).toEqual(['a']);
+    expect(fanOut.busy).toBe(true);
+    fanOut.release();
+    expect(pushed).toEqual(['a']);
+    await nextTurn();
+    expect(pushed).toEqual(['a', 'b', 'c']);
+    expect(fanOut.busy).toBe(false);
+  });
+});
+
+describe('LeadWrite', () => {
+  /** A fan-out that records what LeadWrite asks of it. */
+  function recorder(): { calls: string[]; fanOut: { hold(): void; release(): void } } {
+    const calls: string[] = [];
+    return { calls, fanOut: { hold: () => calls.push('hold'), release: () => calls.push('release') } };
+  }
+
+  it('holds for a large write of a first slice until it is flushed; small writes and later slices hold nothing', () => {
+    const { calls, fanOut } = recorder();
+    const ended: boolean[] = [];
+    const lead = new LeadWrite(fanOut, 1000, 60_000, (_ms, expired) => ended.push(expired));
+    let flushes = 0;
+    const flushed = (): void => {
+      flushes++;
+    };
+    // Outside a first slice (a request answered, a later slice): the stream's own callback.
+    expect(lead.track(5000, flushed)).toBe(flushed);
+    let callback: () => void = flushed;
+    lead.runFirstSlice(() => {
+      expect(lead.track(999, flushed)).toBe(flushed);
+      callback = lead.track(5000, flushed);
+    });
+    expect(callback).not.toBe(flushed);
+    expect(calls).toEqual(['hold']);
+    expect(lead.holding).toBe(true);
+    callback();
+    expect(flushes).toBe(1);
+    expect(calls).toEqual(['hold', 'release']);
+    expect(ended).toEqual([false]);
+    // Called again (it never is by a transport): flushed again, nothing more released.
+    callback();
+    expect(calls).toEqual(['hold', 'release']);
+  });
+
+  it('lets go after its time limit, and a write of that hold flushed later releases nothing of the next', async () => {
+    const { calls, fanOut } = recorder();
+    const ended: boolean[] = [];
+    const lead = new LeadWrite(fanOut, 1000, 20, (_ms, expired) => ended.push(expired));
+    let late: () => void = () => undefined;
+    lead.runFirstSlice(() => {
+      late = lead.track(5000, () => undefined);
+    });
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(calls).toEqual(['hold', 'release']);
+    expect(ended).toEqual([true]);
+    let next: () => void = () => undefined;
+    lead.runFirstSlice(() => {
+      next = lead.track(5000, () => undefined);
+    });
+    late();
+    expect(lead.holding).toBe(true);
+    expect(calls).toEqual(['hold', 'release', 'hold']);
+    next();
+    expect(calls).toEqual(['hold', 'release', 'hold', 'release']);
+    expect(ended).toEqual([true, false]);
   });
 });
