@@ -5,6 +5,7 @@ import { startAiExtension, type RunningAiExtension } from '../../src/ai-extensio
 import { createLogger } from '../../src/observability/logger.js';
 import { NAMESPACE, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
 import { sleep, waitFor } from '../support/wait.js';
+import { E2E_LOAD_MARGIN_MS, logTiming } from '../support/timing.js';
 
 /**
  * Provider keys travel from Secrets to the AI extension over SDS, never through Envoy's own
@@ -12,6 +13,9 @@ import { sleep, waitFor } from '../support/wait.js';
  * in Envoy's /config_dump or in any log, and a stopped extension fails requests clearly (never
  * sending them without a key) until it is back, with no Envoy restart.
  */
+
+/** A rotated Secret reaches the extension through the file watch; the 30 s resync would bring it much later. */
+const WATCHED_CHANGE_MS = 2 * E2E_LOAD_MARGIN_MS;
 
 const HOST = 'api.openai.com';
 const OLD_KEY = 'sk-old-rotation-key-0001';
@@ -67,7 +71,7 @@ afterAll(async () => {
 const keyOf = (headers: Record<string, string>): string | undefined => headers['authorization']?.replace(/^Bearer /, '');
 
 describe('Secret rotation', () => {
-  it('reaches the data path within a second under a steady request stream, with no failed request', async () => {
+  it('reaches the data path through the file watch under a steady request stream, with no failed request', async () => {
     openai.clear();
     const failures: string[] = [];
     let done = 0;
@@ -87,7 +91,7 @@ describe('Secret rotation', () => {
     const writtenAt = gw.write('secrets.yaml', [secret('openai-key', `Bearer ${NEW_KEY}`)]);
     const firstNew = await waitFor(() => openai.received().find((r) => keyOf(r.headers) === NEW_KEY), {
       what: 'a request carrying the rotated key',
-      timeoutMs: 5_000,
+      timeoutMs: WATCHED_CHANGE_MS,
       intervalMs: 10,
     });
     await sleep(500);
@@ -95,7 +99,9 @@ describe('Secret rotation', () => {
     await Promise.all(workers);
 
     expect(failures).toEqual([]);
-    expect(firstNew.time - writtenAt).toBeLessThan(1_000);
+    // Through the file watch, not the provider's 30 s resync (how soon is printed).
+    logTiming('first request with the rotated key', firstNew.time - writtenAt);
+    expect(firstNew.time - writtenAt).toBeLessThan(WATCHED_CHANGE_MS);
     const keys = openai.received().map((r) => keyOf(r.headers));
     const switched = keys.indexOf(NEW_KEY);
     // Old key until the switch, the new one from then on; never anything else.

@@ -1,5 +1,6 @@
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../../src/ir/model.js';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
 import { runDrillRequests } from '../../src/cli/drill.js';
 import { waitFor } from '../support/wait.js';
@@ -375,8 +376,10 @@ describe('a skip with no connection to the skipped member ready', () => {
     const answer = await gw.chat('/warmed/v1');
     expect(answer.content).toBe('answered by p2');
     expect(p1.received()).toHaveLength(0);
-    // The 'cold' Backend above waited Envoy's connect timeout (5 s) for the same skip.
-    expect(answer.elapsedMs).toBeLessThan(2_000);
+    // The 'cold' Backend above waited Envoy's connect timeout (5 s) for the same skip; this one
+    // must not (how fast is a bench's business).
+    console.log(`warmed skip: ${Math.round(answer.elapsedMs)} ms`);
+    expect(answer.elapsedMs).toBeLessThan(DEFAULT_CONNECT_TIMEOUT_MS);
     expect(gw.envoy.running()).toBe(true);
   });
 

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
+import { E2E_LOAD_MARGIN_MS } from '../support/timing.js';
 import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
 
 /**
@@ -12,12 +13,16 @@ import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type Gatew
 const HOSTS = { p0: 'primary.llm.test', p1: 'secondary.llm.test', p2: 'tertiary.llm.test' } as const;
 const DEADLINE_MS = 2_000;
 /**
- * The attempt is abandoned at the deadline, not at the route's timeout: the first token comes well
- * within a second and a half after it. Issue 11's figure (under 2.5 s) is a benchmark row
- * (`npm run bench -- --suite ai-first-token`), not a timed test: on a loaded machine Envoy and the
- * fakes share two cores with other test files.
+ * The attempt is abandoned at the deadline, not at the route's timeout (300 s; the client gives up
+ * at 20 s): the first token comes within the load margin after it. Issue 11's figure (under 2.5 s)
+ * is a benchmark row (`npm run bench -- --suite ai-first-token`), not a timed test: on a loaded
+ * machine Envoy and the fakes share two cores with other test files.
  */
-const FIRST_TOKEN_BOUND_MS = DEADLINE_MS + 1_500;
+const FIRST_TOKEN_BOUND_MS = DEADLINE_MS + E2E_LOAD_MARGIN_MS;
+/** The `pools` Backend: two silent pools of 700 ms each; its own 10 s is what ignoring them would cost. */
+const POOL_DEADLINE_MS = 700;
+/** The `solo` Backend's deadline. */
+const SOLO_DEADLINE_MS = 500;
 
 let gw: GatewayFixture;
 let p0: FakeProvider;
@@ -169,8 +174,9 @@ describe('a primary that sends headers and keep-alives but no content', () => {
     const r = await streamed('/pools/v1');
     expect(r.text).toBe('answered by p2');
     // 700 ms per silent pool, far below the Backend's 10 s.
-    expect(r.firstTokenMs).toBeGreaterThanOrEqual(1_350);
-    expect(r.firstTokenMs).toBeLessThan(1_400 + 1_500);
+    console.log(`first token after two silent 700 ms pools: ${r.firstTokenMs.toFixed(0)} ms`);
+    expect(r.firstTokenMs).toBeGreaterThanOrEqual(2 * POOL_DEADLINE_MS - 50);
+    expect(r.firstTokenMs).toBeLessThan(2 * POOL_DEADLINE_MS + E2E_LOAD_MARGIN_MS);
     expect(p2.received()[0]?.headers['x-envoy-attempt-count']).toBe('3');
   });
 
@@ -191,8 +197,11 @@ describe('when no other pool can take over', () => {
     const started = performance.now();
     const failure = await gw.chatFailure('/solo/v1');
     expect(failure.status).toBe(504);
-    // Ended by the extension within a keep-alive or two, not by the route's 300 s timeout.
-    expect(performance.now() - started).toBeLessThan(2_000);
+    // Ended by the extension at its 500 ms deadline, not by the route's 300 s timeout.
+    const tookMs = performance.now() - started;
+    console.log(`504 with no other pool: ${tookMs.toFixed(0)} ms`);
+    expect(tookMs).toBeGreaterThanOrEqual(SOLO_DEADLINE_MS - 50);
+    expect(tookMs).toBeLessThan(SOLO_DEADLINE_MS + E2E_LOAD_MARGIN_MS);
     expect(p0.received()).toHaveLength(1);
     // The next request (same client, pooled connection) is served normally.
     await p0.setMode('ok');

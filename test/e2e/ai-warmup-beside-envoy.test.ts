@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../../src/ir/model.js';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
 import { warmupBesideEnvoy } from '../../src/app/ai-warmup.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -64,8 +65,9 @@ describe('the warm-up sender beside an Envoy it does not configure', () => {
       expect(warm.content).toBe('answered by p2');
       expect(fakes.p1.received()).toHaveLength(0);
       process.stdout.write(`first skip, warmed beside Envoy: ${Math.round(warm.elapsedMs)} ms; not warmed: ${Math.round(cold.elapsedMs)} ms\n`);
-      expect(cold.elapsedMs).toBeGreaterThan(5_000);
-      expect(warm.elapsedMs).toBeLessThan(2_000);
+      expect(cold.elapsedMs).toBeGreaterThan(DEFAULT_CONNECT_TIMEOUT_MS);
+      // Warmed: no wait for the connect timeout (how fast is a bench's business, printed above).
+      expect(warm.elapsedMs).toBeLessThan(DEFAULT_CONNECT_TIMEOUT_MS);
     } finally {
       sender.stop();
     }

@@ -4,6 +4,7 @@ import { request } from 'node:https';
 import OpenAI from 'openai';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../../src/ir/model.js';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
 import { WARMUP_ANSWER_HEADER, WARMUP_CLUSTER_HEADER, WARMUP_DOMAIN, WARMUP_HEADER, signWarmupHeader } from '../../src/ai-extension/warmup.js';
 import { createPki, type Pki } from '../support/certs.js';
@@ -175,7 +176,8 @@ describe('serve warms AI members wherever a skip can reach them', () => {
     expect(split.content).toBe('answered by p2');
     // Skipped without calling its provider; a cold member waits out the 5 s connect timeout first.
     expect(fakes.p1.received()).toHaveLength(0);
-    for (const elapsed of [secure.elapsedMs, query.elapsedMs, split.elapsedMs]) expect(elapsed).toBeLessThan(2_000);
+    // Warmed: no wait for the connect timeout (how fast is a bench's business, printed above).
+    for (const elapsed of [secure.elapsedMs, query.elapsedMs, split.elapsedMs]) expect(elapsed).toBeLessThan(DEFAULT_CONNECT_TIMEOUT_MS);
     expect(gw.envoy.running()).toBe(true);
   });
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../../src/ir/model.js';
 import { startFakeProvider, type FakeProvider } from '../../examples/demo/fake-provider.js';
 import { serve } from '../../src/app/serve.js';
 import { warmupBesideEnvoy } from '../../src/app/ai-warmup.js';
@@ -133,7 +134,8 @@ async function firstSkipOnEachWorker(): Promise<void> {
     // The request went over the connection the worker accepted, and no worker accepted another.
     expect(skip, `worker ${skip.worker}`).toMatchObject({ status: 200, sameConnection: true, notReady: [] });
     expect(skip.body).toContain('answered by p2');
-    expect(skip.elapsedMs, `worker ${skip.worker}`).toBeLessThan(2_000);
+    // Warmed on its worker: no wait for the connect timeout (how fast is printed, a bench's business).
+    expect(skip.elapsedMs, `worker ${skip.worker}`).toBeLessThan(DEFAULT_CONNECT_TIMEOUT_MS);
   }
   // The warm-up called no provider; the skips called the refusing primary once each, never the skipped pool.
   expect(received).toEqual([0, 0, 0]);

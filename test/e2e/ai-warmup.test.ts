@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../../src/ir/model.js';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
 import { WARMUP_ANSWER_HEADER, WARMUP_HEADER, signWarmupHeader } from '../../src/ai-extension/warmup.js';
 import { waitFor } from '../support/wait.js';
@@ -127,9 +128,10 @@ describe('serve warms AI members after Envoy takes the configuration', () => {
     expect(off.p1.received()).toHaveLength(0);
     process.stdout.write(`first skip after warm-up: ${Math.round(warm.elapsedMs)} ms (regex route ${Math.round(regex.elapsedMs)} ms); never warmed: ${Math.round(cold.elapsedMs)} ms\n`);
     // The 5 s is Envoy's connect timeout, which a stand-in on a cold member waits out.
-    expect(cold.elapsedMs).toBeGreaterThan(5_000);
-    expect(warm.elapsedMs).toBeLessThan(2_000);
-    expect(regex.elapsedMs).toBeLessThan(2_000);
+    expect(cold.elapsedMs).toBeGreaterThan(DEFAULT_CONNECT_TIMEOUT_MS);
+    // Warmed: no wait for the connect timeout (how fast is a bench's business, printed above).
+    expect(warm.elapsedMs).toBeLessThan(DEFAULT_CONNECT_TIMEOUT_MS);
+    expect(regex.elapsedMs).toBeLessThan(DEFAULT_CONNECT_TIMEOUT_MS);
     expect(gw.envoy.running()).toBe(true);
   });
 

@@ -16,6 +16,7 @@ import {
   type Manifest,
 } from '../support/gateway-fixture.js';
 import { steadyStream } from '../support/steady-stream.js';
+import { E2E_LOAD_MARGIN_MS, logTiming } from '../support/timing.js';
 import { sleep, waitFor } from '../support/wait.js';
 
 /**
@@ -27,6 +28,8 @@ import { sleep, waitFor } from '../support/wait.js';
  */
 
 const SETTLE_MS = 1_000;
+/** A write reaches Envoy through the watch; the provider's 30 s resync would bring it much later. */
+const WATCHED_CHANGE_MS = 2 * E2E_LOAD_MARGIN_MS;
 const RATE_PER_SECOND = 20;
 
 let gw: GatewayFixture;
@@ -99,12 +102,22 @@ it('keeps a file truncated and written 200 ms later in Envoy throughout (no conf
     appendFileSync(file, text(chatFile([[bravoMember], [alphaMember]])));
     writtenAt = Date.now();
   }, 1_000);
-  await gw.waitForHosts('chat', new Map([[bravo.port, 0], [alpha.port, 1]]), 2_000);
+  await gw.waitForHosts('chat', new Map([[bravo.port, 0], [alpha.port, 1]]), WATCHED_CHANGE_MS);
   const lacking = published.slice(from).filter((p) => !p.clusters.has(clusterName('chat')));
   expect(lacking, 'configurations published without the chat cluster').toEqual([]);
-  // The write was served: the new priority 0 got requests, soon after the write.
+  // The write was served: the new priority 0 got requests, through the watch (how soon is printed).
+  const servedSinceWrite = (): boolean => bravo.received().some((r) => r.time >= writtenAt);
+  await waitFor(async () => {
+    if (servedSinceWrite()) return true;
+    await gw.chat();
+    return servedSinceWrite();
+  }, {
+    what: 'bravo to be sent a request after the write',
+    timeoutMs: WATCHED_CHANGE_MS,
+  });
   const firstOnBravo = bravo.received().find((r) => r.time >= writtenAt)?.time ?? Infinity;
-  expect(firstOnBravo - writtenAt).toBeLessThan(1_000);
+  logTiming('first request on the written priority 0 after the write', firstOnBravo - writtenAt);
+  expect(firstOnBravo - writtenAt).toBeLessThan(WATCHED_CHANGE_MS);
   expect(run.failures).toEqual([]);
   expect(run.sent).toBeGreaterThanOrEqual(RATE_PER_SECOND);
   expect((await gw.envoy.stat('cluster_manager.cluster_removed')) ?? 0).toBe(removedBefore);
@@ -133,7 +146,10 @@ it('removes the objects of a deleted file at once, well within the settle time',
     timeoutMs: 3_000,
     intervalMs: 5,
   });
-  expect(removal.at - deletedAt).toBeLessThan(SETTLE_MS / 2);
+  // At once rather than after the settle time: the test above shows an emptied file's objects are
+  // not removed before it, so anything sooner is the deleted-file path (how soon is printed).
+  logTiming('deleted file\'s objects removed', removal.at - deletedAt);
+  expect(removal.at - deletedAt).toBeLessThan(SETTLE_MS);
   expect(removal.clusters.has(clusterName('chat'))).toBe(true);
   await waitFor(async () => (await gw.hosts('deleted')).length === 0, { what: 'Envoy without the deleted cluster', timeoutMs: 3_000, intervalMs: 20 });
 });

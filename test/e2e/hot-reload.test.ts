@@ -10,14 +10,17 @@ import {
   type Manifest,
 } from '../support/gateway-fixture.js';
 import { steadyStream } from '../support/steady-stream.js';
-import { sleep } from '../support/wait.js';
+import { E2E_LOAD_MARGIN_MS, logTiming } from '../support/timing.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 /**
- * Editing the Backend on disk reaches Envoy fast and without dropping a request: a steady stream
- * runs across the edit and every request gets an answer.
+ * Editing the Backend on disk reaches Envoy without dropping a request: a steady stream runs
+ * across the edit and every request gets an answer. How fast is printed, not judged (a bench's
+ * business); the bound only tells the file watch from the provider's 30 s resync.
  */
 
 const RATE_PER_SECOND = 20;
+const WATCHED_CHANGE_MS = 2 * E2E_LOAD_MARGIN_MS;
 
 let gw: GatewayFixture;
 let alpha: FakeProvider;
@@ -71,10 +74,16 @@ function chatStream(during: () => Promise<void>, tailMs: number): Promise<Stream
 async function swapUnderLoad(next: Manifest[], from: FakeProvider, to: FakeProvider): Promise<{ writtenAt: number; results: StreamResult[]; switchMs: number }> {
   await gw.resetFakes();
   let writtenAt = 0;
+  // The stream runs until the new priority 0 has had a second's worth of requests, however long
+  // the switch takes on a loaded machine, then half a second more.
   const results = await chatStream(async () => {
     await sleep(500);
     writtenAt = gw.write('chat.yaml', next);
-  }, 1_500);
+    await waitFor(() => to.received().length >= RATE_PER_SECOND, {
+      what: `${to.name} to be sent ${RATE_PER_SECOND} requests after the edit`,
+      timeoutMs: WATCHED_CHANGE_MS + 1_000,
+    });
+  }, 500);
   const firstOnNew = to.received()[0]?.time ?? Infinity;
   return { writtenAt, results, switchMs: firstOnNew - writtenAt };
 }
@@ -87,7 +96,8 @@ function expectCleanSwitch(run: { writtenAt: number; results: StreamResult[]; sw
   // the client sent just before the write can reach Envoy after the new configuration did.)
   expect(from.received().filter((r) => r.time < run.writtenAt).length).toBeGreaterThan(0);
   expect(to.received().filter((r) => r.time < run.writtenAt)).toEqual([]);
-  expect(run.switchMs).toBeLessThan(1_000);
+  logTiming(`switch from ${from.name} to ${to.name}`, run.switchMs);
+  expect(run.switchMs).toBeLessThan(WATCHED_CHANGE_MS);
   // Once Envoy sent the new priority 0 its first request, it sent it every request that came after:
   // each one the client sent from that moment on was answered by it (Envoy has one worker here, so
   // its configuration changes at once; requests it had routed before may still reach the old one).
@@ -100,7 +110,7 @@ function expectCleanSwitch(run: { writtenAt: number; results: StreamResult[]; sw
   expect([...from.received(), ...to.received()].every((r) => r.headers['x-envoy-attempt-count'] === '1')).toBe(true);
 }
 
-it('lands an edit of the Backend on disk (priority 0 swapped) in Envoy within a second, with no failed request in a 20 req/s stream', async () => {
+it('lands an edit of the Backend on disk (priority 0 swapped) in Envoy through the file watch, with no failed request in a 20 req/s stream', async () => {
   const run = await swapUnderLoad(chatFile([[bravoMember], [alphaMember]]), alpha, bravo);
   expectCleanSwitch(run, alpha, bravo);
   await gw.waitForHosts('chat', new Map([[bravo.port, 0], [alpha.port, 1]]));

@@ -9,7 +9,14 @@ import {
   startGatewayFixture,
   type GatewayFixture,
 } from '../support/gateway-fixture.js';
+import { E2E_LOAD_MARGIN_MS, logTiming } from '../support/timing.js';
 import { waitFor } from '../support/wait.js';
+
+/**
+ * A Secret written on disk reaches Envoy through the file provider's watch; its periodic resync
+ * (30 s) would bring it too, much later. This bound separates the two at any load.
+ */
+const WATCHED_CHANGE_MS = 2 * E2E_LOAD_MARGIN_MS;
 
 /**
  * A missing Secret takes out only the member that needs it, says so on the Backend, and heals as
@@ -96,7 +103,7 @@ describe('a pool member whose Secret is missing', () => {
     expect(JSON.stringify(await gw.envoy.configDump({ includeEds: true }))).not.toContain(ALPHA_KEY);
   });
 
-  it('joins its pool within 2 s of the Secret being created on disk, and the condition clears', async () => {
+  it('joins its pool once the Secret is created on disk, through the watch rather than the resync, and the condition clears', async () => {
     const written = gw.write('bravo-secret.yaml', [secret('bravo-key', 'sk-bravo')]);
     // A steady trickle of requests until bravo gets one (bounded by waitFor's deadline).
     await waitFor(
@@ -104,10 +111,11 @@ describe('a pool member whose Secret is missing', () => {
         await gw.chat();
         return bravo.received().length > 0;
       },
-      { what: 'bravo to receive traffic after its Secret was created', timeoutMs: 4_000, intervalMs: 20 },
+      { what: 'bravo to receive traffic after its Secret was created', timeoutMs: WATCHED_CHANGE_MS, intervalMs: 20 },
     );
     const joinedAfterMs = (bravo.received()[0]?.time ?? Infinity) - written;
-    expect(joinedAfterMs).toBeLessThan(2_000);
+    logTiming('bravo joined after its Secret was written', joinedAfterMs);
+    expect(joinedAfterMs).toBeLessThan(WATCHED_CHANGE_MS);
     expect(gw.condition('Backend', 'chat', 'ResolvedRefs')).toMatchObject({ status: 'True', reason: 'ResolvedRefs' });
     expect(backendStatus('chat')).toMatchObject({ usableMembers: 3, totalMembers: 3 });
 
@@ -119,7 +127,6 @@ describe('a pool member whose Secret is missing', () => {
     expect(bravo.received().length).toBeGreaterThanOrEqual(2);
     expect(bravo.received()[0]?.host).toBe('bravo.llm.test');
     expect(charlie.received()).toHaveLength(0);
-    process.stdout.write(`secrets: bravo joined ${Math.round(joinedAfterMs)} ms after its Secret was written\n`);
   });
 });
 

@@ -51,15 +51,23 @@ export async function startTwoPriorities(o: TwoPrioritiesOptions): Promise<TwoPr
  * decides on its main thread, a moment after the 3rd failure. Returns when it was seen ejected
  * and which fake answered each request sent.
  */
-export async function chatUntilEjected(gw: GatewayFixture): Promise<{ ejectedAt: number; answeredBy: (string | null)[] }> {
+/**
+ * Chats until Envoy reports the primary ejected. The ejection happened between `notYetAt` (just
+ * before the last read that showed no ejection) and `ejectedAt` (just after the read that showed
+ * it): on a loaded machine the two can be far apart, so a test bounds each side with the right one.
+ */
+export async function chatUntilEjected(gw: GatewayFixture): Promise<{ notYetAt: number; ejectedAt: number; answeredBy: (string | null)[] }> {
   const answeredBy: (string | null)[] = [];
+  let notYetAt = Date.now();
   const ejectedAt = await waitFor(
     async () => {
+      const readAt = Date.now();
       if ((await gw.clusterStat('chat', 'outlier_detection.ejections_enforced_total')) > 0) return Date.now();
+      notYetAt = readAt;
       if (answeredBy.length < 6) answeredBy.push((await gw.chat()).answeredBy);
       return undefined;
     },
     { what: 'Envoy to eject the primary of chat', timeoutMs: 5_000, intervalMs: 10 },
   );
-  return { ejectedAt, answeredBy };
+  return { notYetAt, ejectedAt, answeredBy };
 }
