@@ -1,11 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
-import { generateManifests } from '../../bench/translate.js';
 import { Backend } from '../../src/api/backend.js';
 import { commonBackend } from '../../src/api/backend-common.js';
 import { parseManifest } from '../../src/api/manifest.js';
-import { expectSameAsSchema, near, oddValues, withOneChange } from './fast-path-docs.js';
+import { expectBenchConfigurationTaken, expectSameAsSchema, near, oddValues, withOneChange } from './fast-path-docs.js';
 
 /**
  * parseManifest takes a Backend of the common shape without zod (commonBackend). Over Backends
@@ -72,16 +70,7 @@ describe('commonBackend', () => {
   });
 
   it("takes the bench configuration's Backends, and parseManifest gives what the schema gives", () => {
-    const docs = generateManifests(20).filter((d) => (d as { kind?: string }).kind === 'Backend') as Record<string, unknown>[];
-    expect(docs.length).toBe(20);
-    for (const doc of docs) {
-      expect(commonBackend(doc)).toBeDefined();
-      const result = parseManifest(structuredClone(doc), 'x.yaml#0');
-      expect(result.ok).toBe(true);
-      if (result.ok !== true) return;
-      expect(JSON.stringify(result.object.value)).toBe(JSON.stringify(Backend.parse(doc)));
-      expect(stringify(result.object.value)).toBe(stringify(Backend.parse(doc)));
-    }
+    expectBenchConfigurationTaken('Backend', commonBackend, Backend);
   });
 
   it('leaves a Backend the schema refuses to the schema, whose message names the field', () => {

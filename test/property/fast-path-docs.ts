@@ -1,6 +1,9 @@
 import fc from 'fast-check';
 import { expect } from 'vitest';
+import { stringify } from 'yaml';
 import type { ZodType } from 'zod';
+import { generateManifests } from '../../bench/translate.js';
+import { parseManifest } from '../../src/api/manifest.js';
 
 // What the fast-path property tests (Backend, HTTPRoute) share: documents near the common shape,
 // and the comparison of a fast path with its schema over them.
@@ -69,4 +72,22 @@ export function expectSameAsSchema(docs: fc.Arbitrary<unknown>, fast: (doc: Reco
   // About 5% of runs take a fast path; the floors leave room for the seed.
   expect(taken).toBeGreaterThan(150);
   expect(valid - taken).toBeGreaterThan(100);
+}
+
+/**
+ * The bench configuration's documents of `kind` (20 of them) are all taken by `fast`, and
+ * parseManifest gives for each what the schema gives, with no warning, down to the YAML text.
+ */
+export function expectBenchConfigurationTaken(kind: string, fast: (doc: Record<string, unknown>) => unknown, schema: ZodType): void {
+  const docs = generateManifests(20).filter((d) => (d as { kind?: string }).kind === kind) as Record<string, unknown>[];
+  expect(docs.length).toBe(20);
+  for (const doc of docs) {
+    expect(fast(doc)).toBeDefined();
+    const result = parseManifest(structuredClone(doc), 'x.yaml#0');
+    expect(result.ok).toBe(true);
+    if (result.ok !== true) return;
+    expect(result.warnings).toEqual([]);
+    expect(JSON.stringify(result.object.value)).toBe(JSON.stringify(schema.parse(doc)));
+    expect(stringify(result.object.value)).toBe(stringify(schema.parse(doc)));
+  }
 }

@@ -1,11 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
-import { generateManifests } from '../../bench/translate.js';
 import { HTTPRoute } from '../../src/api/httproute.js';
 import { commonHTTPRoute } from '../../src/api/httproute-common.js';
 import { parseManifest } from '../../src/api/manifest.js';
-import { expectSameAsSchema, near, oddValues, withOneChange } from './fast-path-docs.js';
+import { expectBenchConfigurationTaken, expectSameAsSchema, near, oddValues, withOneChange } from './fast-path-docs.js';
 
 /**
  * parseManifest takes an HTTPRoute of the common shape without zod (commonHTTPRoute). Over routes
@@ -74,17 +72,7 @@ describe('commonHTTPRoute', () => {
   });
 
   it("takes the bench configuration's routes, and parseManifest gives what the schema gives", () => {
-    const docs = generateManifests(20).filter((d) => (d as { kind?: string }).kind === 'HTTPRoute') as Record<string, unknown>[];
-    expect(docs.length).toBe(20);
-    for (const doc of docs) {
-      expect(commonHTTPRoute(doc)).toBeDefined();
-      const result = parseManifest(structuredClone(doc), 'x.yaml#0');
-      expect(result.ok).toBe(true);
-      if (result.ok !== true) return;
-      expect(result.warnings).toEqual([]);
-      expect(JSON.stringify(result.object.value)).toBe(JSON.stringify(HTTPRoute.parse(doc)));
-      expect(stringify(result.object.value)).toBe(stringify(HTTPRoute.parse(doc)));
-    }
+    expectBenchConfigurationTaken('HTTPRoute', commonHTTPRoute, HTTPRoute);
   });
 
   it('leaves to the schema a route it refuses, and one with a field it strips, whose warning names the field', () => {
