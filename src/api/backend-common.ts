@@ -1,7 +1,8 @@
 import type { AuthToken, Backend, PoolMember, Provider } from './backend.js';
 import { BACKEND_API_VERSION } from './backend.js';
 import { HEADER_NAME_PATTERN, HOST_PATTERN } from './http-syntax.js';
-import { DNS_LABEL, DNS_SUBDOMAIN } from './meta.js';
+import { commonMetadata, isIntegerIn, isObjectName, isPlainRecord, onlyKeys } from './common-shape.js';
+import { DNS_LABEL } from './meta.js';
 
 /**
  * The common AI Backend as the Backend schema parses it, without the schema: priorities of pools
@@ -50,15 +51,6 @@ const COMPATIBLE_KEYS: ReadonlySet<string> = new Set(['host', 'port', 'path', 't
 const AUTH_KEYS: ReadonlySet<string> = new Set(['kind', 'secretRef']);
 const SECRET_REF_KEYS: ReadonlySet<string> = new Set(['name']);
 const HOST_OVERRIDE_KEYS: ReadonlySet<string> = new Set(['host', 'port', 'tls']);
-const METADATA_KEYS: ReadonlySet<string> = new Set(['name', 'namespace']);
-
-function commonMetadata(meta: unknown): Backend['metadata'] | undefined {
-  if (!onlyKeys(meta, METADATA_KEYS)) return undefined;
-  const { name, namespace } = meta;
-  if (!isObjectName(name)) return undefined;
-  if ('namespace' in meta && (typeof namespace !== 'string' || namespace.length > 63 || !DNS_LABEL.test(namespace))) return undefined;
-  return { name, namespace: typeof namespace === 'string' ? namespace : 'default' };
-}
 
 function commonMember(value: unknown): PoolMember | undefined {
   if (!onlyKeys(value, MEMBER_KEYS)) return undefined;
@@ -157,31 +149,10 @@ function commonAuthToken(value: unknown): AuthToken | undefined {
   return { kind: 'SecretRef', secretRef: { name: ref.name } };
 }
 
-function isObjectName(v: unknown): v is string {
-  return typeof v === 'string' && v.length <= 253 && DNS_SUBDOMAIN.test(v);
-}
-
 function isHost(v: unknown): v is string {
   return typeof v === 'string' && v.length >= 1 && v.length <= 253 && HOST_PATTERN.test(v);
 }
 
 function isNonEmptyString(v: unknown): v is string {
   return typeof v === 'string' && v.length >= 1;
-}
-
-function isIntegerIn(v: unknown, min: number, max: number): v is number {
-  return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
-}
-
-/** A plain object whose own keys are all in `allowed`, none of them holding undefined (the schema reads a present undefined as absent, this as unknown). */
-function onlyKeys(v: unknown, allowed: ReadonlySet<string>): v is Record<string, unknown> {
-  if (!isPlainRecord(v)) return false;
-  for (const key in v) if (!allowed.has(key) || v[key] === undefined) return false;
-  return true;
-}
-
-function isPlainRecord(v: unknown): v is Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
-  const proto: unknown = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
 }

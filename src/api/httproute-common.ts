@@ -1,5 +1,5 @@
 import type { BackendRef, HTTPRoute, HTTPRouteMatch, HTTPRouteRule, ParentReference } from './httproute.js';
-import { DNS_LABEL, DNS_SUBDOMAIN } from './meta.js';
+import { commonMetadata, isIntegerIn, isObjectName, onlyKeys } from './common-shape.js';
 
 /**
  * The common HTTPRoute as the HTTPRoute schema parses it, without the schema: parent references,
@@ -45,7 +45,6 @@ const V1 = 'gateway.networking.k8s.io/v1';
 const V1BETA1 = 'gateway.networking.k8s.io/v1beta1';
 
 const TOP_KEYS: ReadonlySet<string> = new Set(['apiVersion', 'kind', 'metadata', 'spec']);
-const METADATA_KEYS: ReadonlySet<string> = new Set(['name', 'namespace']);
 const SPEC_KEYS: ReadonlySet<string> = new Set(['parentRefs', 'hostnames', 'rules']);
 const PARENT_KEYS: ReadonlySet<string> = new Set(['group', 'kind', 'namespace', 'name', 'sectionName']);
 const RULE_KEYS: ReadonlySet<string> = new Set(['name', 'matches', 'backendRefs']);
@@ -54,14 +53,6 @@ const PATH_KEYS: ReadonlySet<string> = new Set(['type', 'value']);
 const BACKEND_REF_KEYS: ReadonlySet<string> = new Set(['group', 'kind', 'name', 'namespace', 'port', 'weight']);
 const PATH_TYPES: ReadonlySet<unknown> = new Set(['Exact', 'PathPrefix', 'RegularExpression']);
 const METHODS: ReadonlySet<unknown> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH']);
-
-function commonMetadata(meta: unknown): HTTPRoute['metadata'] | undefined {
-  if (!onlyKeys(meta, METADATA_KEYS)) return undefined;
-  const { name, namespace } = meta;
-  if (!isObjectName(name)) return undefined;
-  if ('namespace' in meta && (typeof namespace !== 'string' || namespace.length > 63 || !DNS_LABEL.test(namespace))) return undefined;
-  return { name, namespace: typeof namespace === 'string' ? namespace : 'default' };
-}
 
 function commonParentRef(value: unknown): ParentReference | undefined {
   if (!onlyKeys(value, PARENT_KEYS) || !isObjectName(value.name)) return undefined;
@@ -167,25 +158,4 @@ function listOf<T>(value: unknown, max: number, item: (v: unknown) => T | undefi
     out[i] = read;
   }
   return out;
-}
-
-function isObjectName(v: unknown): v is string {
-  return typeof v === 'string' && v.length <= 253 && DNS_SUBDOMAIN.test(v);
-}
-
-function isIntegerIn(v: unknown, min: number, max: number): v is number {
-  return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
-}
-
-/** A plain object whose own keys are all in `allowed`, none of them holding undefined (the schema reads a present undefined as absent, this as unknown). */
-function onlyKeys(v: unknown, allowed: ReadonlySet<string>): v is Record<string, unknown> {
-  if (!isPlainRecord(v)) return false;
-  for (const key in v) if (!allowed.has(key) || v[key] === undefined) return false;
-  return true;
-}
-
-function isPlainRecord(v: unknown): v is Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
-  const proto: unknown = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
 }

@@ -4,7 +4,7 @@ import { createLogger } from '../observability/logger.js';
 import { readXdsServerTls } from '../xds/tls.js';
 import { parseFlags, UsageError } from './flags.js';
 import { int, logLevel } from './flag-values.js';
-import { accessLog, infrastructureChoice, INFRASTRUCTURE_OPTIONS, loadReporting, otlpEndpoint } from './gateway-flags.js';
+import { GATEWAY_SERVER_OPTIONS, gatewayServerSettings, infrastructureChoice, INFRASTRUCTURE_OPTIONS } from './gateway-flags.js';
 import { watchSignals } from './signals.js';
 
 function namespaceList(value: string | undefined): string[] {
@@ -35,15 +35,7 @@ export async function runController(args: string[]): Promise<number> {
     options: {
       kubeconfig: { type: 'string' },
       namespaces: { type: 'string' },
-      'xds-port': { type: 'string' },
-      'xds-host': { type: 'string' },
-      'metrics-port': { type: 'string' },
-      'metrics-host': { type: 'string' },
-      'listener-address': { type: 'string' },
-      'access-log': { type: 'string' },
-      'load-report-interval': { type: 'string' },
-      'health-window': { type: 'string' },
-      'otlp-endpoint': { type: 'string' },
+      ...GATEWAY_SERVER_OPTIONS,
       'lease-namespace': { type: 'string' },
       'no-leader-election': { type: 'boolean' },
       'ai-extension-address': { type: 'string' },
@@ -77,7 +69,7 @@ export async function runController(args: string[]): Promise<number> {
   // In a cluster Envoy runs in its own pods: the controller runs Envoys only when asked.
   const infrastructure = await infrastructureChoice(values, 'none', logger);
   const stateDir = values['state-dir'];
-  const otlp = otlpEndpoint(values['otlp-endpoint']);
+  const server = await gatewayServerSettings(values);
   const aiExtension = {
     host: values['ai-extension-address'] ?? DEFAULT_AI_EXTENSION_ADDRESS.host,
     port: int(values['ai-extension-port'], '--ai-extension-port', DEFAULT_AI_EXTENSION_ADDRESS.port),
@@ -87,20 +79,11 @@ export async function runController(args: string[]): Promise<number> {
   const running = await controller({
     ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
     namespaces: namespaceList(values.namespaces),
-    xdsPort: int(values['xds-port'], '--xds-port', 18000),
-    xdsHost: values['xds-host'] ?? '0.0.0.0',
+    ...server,
     ...(xdsTls ? { xdsTls } : {}),
     ...(secretsPrefix !== undefined ? { managedXdsTls: { namespace: defaultLeaseNamespace(), prefix: secretsPrefix, dnsNames } } : {}),
-    metricsPort: int(values['metrics-port'], '--metrics-port', 9090),
-    metricsHost: values['metrics-host'] ?? '0.0.0.0',
-    envoy: {
-      ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}),
-      aiExtension,
-      accessLog: await accessLog(values['access-log']),
-      ...(otlp !== undefined ? { otlp } : {}),
-    },
+    envoy: { ...server.envoy, aiExtension },
     ...(dataPlane ? { dataPlane } : {}),
-    loadReporting: await loadReporting(values['load-report-interval'], values['health-window']),
     leaderElection: values['no-leader-election'] ? false : { namespace: values['lease-namespace'] ?? defaultLeaseNamespace() },
     logger,
     ...(infrastructure ? { infrastructure: { ...infrastructure, extProc, ...(stateDir !== undefined ? { stateDir } : {}) } } : {}),

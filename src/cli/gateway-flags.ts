@@ -5,10 +5,47 @@ import { DEFAULT_ENVOY_OPTIONS } from '../envoy/options.js';
 import { parseOtlpEndpoint, type OtlpEndpoint } from '../envoy/tracing.js';
 import type { createLogger } from '../observability/logger.js';
 import type { ConfigLimits } from '../providers/manifest-files.js';
-import { durationFlag } from './flag-values.js';
+import { durationFlag, int } from './flag-values.js';
 import { UsageError } from './flags.js';
 
 // The flags of the commands that configure Envoys (serve, controller, translate) and of the AI extension.
+
+/** The flags of the commands that serve xDS and metrics to the Envoys they configure (serve, controller). */
+export const GATEWAY_SERVER_OPTIONS = {
+  'xds-port': { type: 'string' },
+  'xds-host': { type: 'string' },
+  'metrics-port': { type: 'string' },
+  'metrics-host': { type: 'string' },
+  'listener-address': { type: 'string' },
+  'access-log': { type: 'string' },
+  'load-report-interval': { type: 'string' },
+  'health-window': { type: 'string' },
+  'otlp-endpoint': { type: 'string' },
+} as const;
+
+/** What GATEWAY_SERVER_OPTIONS ask for, in the shape serve and controller take it, defaults for the flags not given. */
+export async function gatewayServerSettings(values: Partial<Record<keyof typeof GATEWAY_SERVER_OPTIONS, string>>): Promise<{
+  xdsPort: number;
+  xdsHost: string;
+  metricsPort: number;
+  metricsHost: string;
+  envoy: { listenerAddress?: string; accessLog: AccessLogFormat; otlp?: OtlpEndpoint };
+  loadReporting: LoadReportingSettings;
+}> {
+  const otlp = otlpEndpoint(values['otlp-endpoint']);
+  return {
+    xdsPort: int(values['xds-port'], '--xds-port', 18000),
+    xdsHost: values['xds-host'] ?? '0.0.0.0',
+    metricsPort: int(values['metrics-port'], '--metrics-port', 9090),
+    metricsHost: values['metrics-host'] ?? '0.0.0.0',
+    envoy: {
+      ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}),
+      accessLog: await accessLog(values['access-log']),
+      ...(otlp !== undefined ? { otlp } : {}),
+    },
+    loadReporting: await loadReporting(values['load-report-interval'], values['health-window']),
+  };
+}
 
 export async function loadReporting(interval: string | undefined, window: string | undefined): Promise<LoadReportingSettings> {
   const { DEFAULT_LOAD_REPORTING } = await import('../app/gateway-runtime.js');

@@ -2,7 +2,7 @@ import { createLogger } from '../observability/logger.js';
 import { readXdsServerTls } from '../xds/tls.js';
 import { parseFlags, UsageError } from './flags.js';
 import { int, logLevel } from './flag-values.js';
-import { accessLog, configLimits, infrastructureChoice, INFRASTRUCTURE_OPTIONS, LIMIT_OPTIONS, limitsRedisUrl, loadReporting, otlpEndpoint } from './gateway-flags.js';
+import { configLimits, GATEWAY_SERVER_OPTIONS, gatewayServerSettings, infrastructureChoice, INFRASTRUCTURE_OPTIONS, LIMIT_OPTIONS, limitsRedisUrl } from './gateway-flags.js';
 import { watchSignals } from './signals.js';
 
 export async function runServe(args: string[]): Promise<number> {
@@ -10,15 +10,7 @@ export async function runServe(args: string[]): Promise<number> {
     args,
     options: {
       config: { type: 'string', short: 'c' },
-      'xds-port': { type: 'string' },
-      'xds-host': { type: 'string' },
-      'metrics-port': { type: 'string' },
-      'metrics-host': { type: 'string' },
-      'listener-address': { type: 'string' },
-      'access-log': { type: 'string' },
-      'load-report-interval': { type: 'string' },
-      'health-window': { type: 'string' },
-      'otlp-endpoint': { type: 'string' },
+      ...GATEWAY_SERVER_OPTIONS,
       'limits-redis': { type: 'string' },
       'log-level': { type: 'string' },
       'ai-extension-port': { type: 'string' },
@@ -43,25 +35,16 @@ export async function runServe(args: string[]): Promise<number> {
   const signals = watchSignals(logger);
   const stateDir = values['state-dir'];
   const infrastructure = await infrastructureChoice(values, 'auto', logger);
-  const otlp = otlpEndpoint(values['otlp-endpoint']);
+  const server = await gatewayServerSettings(values);
   const limitsRedis = limitsRedisUrl(values['limits-redis']);
   const { serve } = await import('../app/serve.js');
   const running = await serve({
     config: values.config,
     limits,
-    xdsPort: int(values['xds-port'], '--xds-port', 18000),
-    xdsHost: values['xds-host'] ?? '0.0.0.0',
+    ...server,
     ...(xdsTls ? { xdsTls } : {}),
-    metricsPort: int(values['metrics-port'], '--metrics-port', 9090),
-    metricsHost: values['metrics-host'] ?? '0.0.0.0',
-    envoy: {
-      ...(values['listener-address'] ? { listenerAddress: values['listener-address'] } : {}),
-      accessLog: await accessLog(values['access-log']),
-      ...(otlp !== undefined ? { otlp } : {}),
-      // Without the in-process extension Envoy still needs to know where one runs.
-      aiExtension: { host: extensionAddress, port: extensionPort },
-    },
-    loadReporting: await loadReporting(values['load-report-interval'], values['health-window']),
+    // Without the in-process extension Envoy still needs to know where one runs.
+    envoy: { ...server.envoy, aiExtension: { host: extensionAddress, port: extensionPort } },
     logger,
     // Bound on all interfaces when Envoy dials it from elsewhere. A process of its own, so that
     // Envoy keeps its AI routes while serve is down (src/app/ai-extension-process.ts).

@@ -1,10 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
-import { generateManifests } from '../../bench/translate.js';
 import { Backend } from '../../src/api/backend.js';
 import { commonBackend } from '../../src/api/backend-common.js';
 import { parseManifest } from '../../src/api/manifest.js';
+import { expectBenchConfigurationTaken, expectSameAsSchema, near, oddValues, withOneChange } from './fast-path-docs.js';
 
 /**
  * parseManifest takes a Backend of the common shape without zod (commonBackend). Over Backends
@@ -13,16 +12,7 @@ import { parseManifest } from '../../src/api/manifest.js';
  * so every error message is still the schema's.
  */
 
-const odd = fc.oneof(
-  fc.integer({ min: -2, max: 70_000 }),
-  fc.constantFrom(null, undefined, true, 2.5, Number.NaN, 0, 65536, 129, '', 'Bad', '-x', 'has space', 'http://x', 'x:80', 'v1', 'h'.repeat(254), 'm'.repeat(64), 'AI', 'Static', 'Inline', 'Passthrough', 'SecretRef'),
-  fc.string({ maxLength: 4 }),
-  fc.array(fc.string(), { maxLength: 2 }),
-  fc.constant(0).map(() => ({})),
-);
-
-/** Mostly `valid`, now and then a value just outside what the schema allows there. */
-const near = <T>(valid: fc.Arbitrary<T>, ...invalid: unknown[]): fc.Arbitrary<unknown> => fc.oneof({ weight: 40, arbitrary: valid }, { weight: 1, arbitrary: fc.constantFrom(...invalid) });
+const odd = oddValues(129, 'http://x', 'x:80', 'm'.repeat(64), 'AI', 'Static', 'Inline', 'Passthrough', 'SecretRef');
 
 /** Backends of the common shape, a few of their values just outside it. */
 const names = near(fc.oneof(fc.stringMatching(/^[a-z0-9]([-a-z0-9.]{0,10}[a-z0-9])?$/), fc.constantFrom('chat', 'a', 'a.b', 'b'.repeat(253))), 'b'.repeat(254), 'A', '-x', 'x_y', '', 1);
@@ -72,62 +62,15 @@ const validDoc = fc.record({
   ),
 });
 
-/** Every place in a value: [parent, key] pairs, depth first. */
-function places(value: unknown, out: [Record<string, unknown> | unknown[], string | number][] = []): [Record<string, unknown> | unknown[], string | number][] {
-  if (Array.isArray(value)) value.forEach((item, i) => { out.push([value, i]); places(item, out); });
-  else if (typeof value === 'object' && value !== null) for (const [k, v] of Object.entries(value)) { out.push([value as Record<string, unknown>, k]); places(v, out); }
-  return out;
-}
-
-/** A valid Backend, or one with a field replaced, removed, or added where the common shape has none. */
-const backendDoc = fc.tuple(validDoc, fc.nat(3), fc.nat(), odd, fc.constantFrom('status', 'retry', 'limits', 'name', 'labels', 'models', 'inline', 'extra', 'secretRef', 'kind', 'host', 'port', 'tls', 'openai', 'llm', 'multipool', 'type')).map(([generated, how, at, value, key]) => {
-  // Generated values may share objects (constantFrom): a mutation must not reach the next run.
-  const doc = structuredClone(generated);
-  if (how === 0) return doc;
-  const all = places(doc);
-  const [parent, field] = all[at % all.length] as [Record<string, unknown>, string];
-  if (how === 1) parent[field] = value;
-  else if (how === 2) delete parent[field];
-  else {
-    const target = parent[field];
-    if (typeof target === 'object' && target !== null && !Array.isArray(target)) (target as Record<string, unknown>)[key] = value;
-  }
-  return doc;
-});
+const backendDoc = withOneChange(validDoc, odd, ['status', 'retry', 'limits', 'name', 'labels', 'models', 'inline', 'extra', 'secretRef', 'kind', 'host', 'port', 'tls', 'openai', 'llm', 'multipool', 'type']);
 
 describe('commonBackend', () => {
   it('accepts only what the Backend schema accepts, with the value the schema gives, key order included', () => {
-    let taken = 0;
-    let valid = 0;
-    fc.assert(
-      fc.property(backendDoc, (doc) => {
-        const fast = commonBackend(doc as Record<string, unknown>);
-        const parsed = Backend.safeParse(structuredClone(doc));
-        if (parsed.success) valid++;
-        if (fast === undefined) return;
-        taken++;
-        expect(parsed.success, JSON.stringify(doc)).toBe(true);
-        expect(fast).toStrictEqual(parsed.data);
-        expect(JSON.stringify(fast)).toBe(JSON.stringify(parsed.data));
-      }),
-      { numRuns: 6000 },
-    );
-    // Both sides must come up often enough for the comparison to mean something (about 5% of runs take the fast path; the floor leaves room for the seed).
-    expect(taken).toBeGreaterThan(150);
-    expect(valid - taken).toBeGreaterThan(100);
+    expectSameAsSchema(backendDoc, commonBackend, Backend);
   });
 
   it("takes the bench configuration's Backends, and parseManifest gives what the schema gives", () => {
-    const docs = generateManifests(20).filter((d) => (d as { kind?: string }).kind === 'Backend') as Record<string, unknown>[];
-    expect(docs.length).toBe(20);
-    for (const doc of docs) {
-      expect(commonBackend(doc)).toBeDefined();
-      const result = parseManifest(structuredClone(doc), 'x.yaml#0');
-      expect(result.ok).toBe(true);
-      if (result.ok !== true) return;
-      expect(JSON.stringify(result.object.value)).toBe(JSON.stringify(Backend.parse(doc)));
-      expect(stringify(result.object.value)).toBe(stringify(Backend.parse(doc)));
-    }
+    expectBenchConfigurationTaken('Backend', commonBackend, Backend);
   });
 
   it('leaves a Backend the schema refuses to the schema, whose message names the field', () => {

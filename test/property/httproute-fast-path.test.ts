@@ -1,10 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
-import { generateManifests } from '../../bench/translate.js';
 import { HTTPRoute } from '../../src/api/httproute.js';
 import { commonHTTPRoute } from '../../src/api/httproute-common.js';
 import { parseManifest } from '../../src/api/manifest.js';
+import { expectBenchConfigurationTaken, expectSameAsSchema, near, oddValues, withOneChange } from './fast-path-docs.js';
 
 /**
  * parseManifest takes an HTTPRoute of the common shape without zod (commonHTTPRoute). Over routes
@@ -13,16 +12,7 @@ import { parseManifest } from '../../src/api/manifest.js';
  * warning was due); whatever else, the schema decides, with its messages and warnings.
  */
 
-const odd = fc.oneof(
-  fc.integer({ min: -2, max: 70_000 }),
-  fc.constantFrom(null, undefined, true, 2.5, Number.NaN, 0, 65536, 1_000_001, '', 'Bad', '-x', 'has space', 'PathPrefix', 'GET', 'get', 'v1', 'h'.repeat(254)),
-  fc.string({ maxLength: 4 }),
-  fc.array(fc.string(), { maxLength: 2 }),
-  fc.constant(0).map(() => ({})),
-);
-
-/** Mostly `valid`, now and then a value just outside what the schema allows there. */
-const near = <T>(valid: fc.Arbitrary<T>, ...invalid: unknown[]): fc.Arbitrary<unknown> => fc.oneof({ weight: 40, arbitrary: valid }, { weight: 1, arbitrary: fc.constantFrom(...invalid) });
+const odd = oddValues(1_000_001, 'PathPrefix', 'GET', 'get');
 
 const names = near(fc.oneof(fc.stringMatching(/^[a-z0-9]([-a-z0-9.]{0,10}[a-z0-9])?$/), fc.constantFrom('chat', 'a', 'a.b', 'b'.repeat(253))), 'b'.repeat(254), 'A', '-x', 'x_y', '', 1);
 const labels = near(fc.oneof(fc.stringMatching(/^[a-z0-9]([-a-z0-9]{0,8}[a-z0-9])?$/), fc.constant('d'.repeat(63))), 'd'.repeat(64), 'a.b', 'X', '', null);
@@ -68,68 +58,21 @@ const validDoc = fc.record({
   ),
 });
 
-/** Every place in a value: [parent, key] pairs, depth first. */
-function places(value: unknown, out: [Record<string, unknown> | unknown[], string | number][] = []): [Record<string, unknown> | unknown[], string | number][] {
-  if (Array.isArray(value)) value.forEach((item, i) => { out.push([value, i]); places(item, out); });
-  else if (typeof value === 'object' && value !== null) for (const [k, v] of Object.entries(value)) { out.push([value as Record<string, unknown>, k]); places(v, out); }
-  return out;
-}
-
-/** A valid route, or one with a field replaced, removed, or added where the common shape has none. */
-const routeDoc = fc.tuple(validDoc, fc.nat(3), fc.nat(), odd, fc.constantFrom('status', 'filters', 'headers', 'queryParams', 'timeouts', 'retry', 'port', 'labels', 'generation', 'extra', 'name', 'path', 'type', 'value', 'weight', 'rules')).map(([generated, how, at, value, key]) => {
-  // Generated values may share objects (constantFrom): a mutation must not reach the next run.
-  const doc = structuredClone(generated);
-  if (how === 0) return doc;
-  const all = places(doc);
-  const [parent, field] = all[at % all.length] as [Record<string, unknown>, string];
-  if (how === 1) parent[field] = value;
-  else if (how === 2) delete parent[field];
-  else {
-    const target = parent[field];
-    if (typeof target === 'object' && target !== null && !Array.isArray(target)) (target as Record<string, unknown>)[key] = value;
-  }
-  return doc;
-});
+const routeDoc = withOneChange(validDoc, odd, ['status', 'filters', 'headers', 'queryParams', 'timeouts', 'retry', 'port', 'labels', 'generation', 'extra', 'name', 'path', 'type', 'value', 'weight', 'rules']);
 
 describe('commonHTTPRoute', () => {
   it('accepts only what the HTTPRoute schema accepts, with the value the schema gives, key order included, nothing stripped', () => {
-    let taken = 0;
-    let valid = 0;
-    fc.assert(
-      fc.property(routeDoc, (doc) => {
-        const fast = commonHTTPRoute(doc as Record<string, unknown>);
-        const parsed = HTTPRoute.safeParse(structuredClone(doc));
-        if (parsed.success) valid++;
-        if (fast === undefined) return;
-        taken++;
-        expect(parsed.success, JSON.stringify(doc)).toBe(true);
-        expect(fast).toStrictEqual(parsed.data);
-        expect(JSON.stringify(fast)).toBe(JSON.stringify(parsed.data));
-        // parseManifest warns about what the schema strips: the fast path gives no warning, so nothing may be stripped.
-        const result = parseManifest(structuredClone(doc), 'x.yaml#0');
-        expect(result.ok).toBe(true);
-        if (result.ok === true) expect(result.warnings).toEqual([]);
-        expect(JSON.stringify(parsed.data?.spec).length, JSON.stringify(doc)).toBe(JSON.stringify((doc as { spec: unknown }).spec).length);
-      }),
-      { numRuns: 6000 },
-    );
-    // Both sides must come up often enough for the comparison to mean something.
-    expect(taken).toBeGreaterThan(150);
-    expect(valid - taken).toBeGreaterThan(100);
+    expectSameAsSchema(routeDoc, commonHTTPRoute, HTTPRoute, (doc, parsed) => {
+      // parseManifest warns about what the schema strips: the fast path gives no warning, so nothing may be stripped.
+      const result = parseManifest(structuredClone(doc), 'x.yaml#0');
+      expect(result.ok).toBe(true);
+      if (result.ok === true) expect(result.warnings).toEqual([]);
+      expect(JSON.stringify((parsed as { spec: unknown }).spec).length, JSON.stringify(doc)).toBe(JSON.stringify((doc as { spec: unknown }).spec).length);
+    });
   });
 
   it("takes the bench configuration's routes, and parseManifest gives what the schema gives", () => {
-    const docs = generateManifests(20).filter((d) => (d as { kind?: string }).kind === 'HTTPRoute') as Record<string, unknown>[];
-    expect(docs.length).toBe(20);
-    for (const doc of docs) {
-      expect(commonHTTPRoute(doc)).toBeDefined();
-      const result = parseManifest(structuredClone(doc), 'x.yaml#0');
-      expect(result.ok).toBe(true);
-      if (result.ok !== true) return;
-      expect(result.warnings).toEqual([]);
-      expect(JSON.stringify(result.object.value)).toBe(JSON.stringify(HTTPRoute.parse(doc)));
-      expect(stringify(result.object.value)).toBe(stringify(HTTPRoute.parse(doc)));
-    }
+    expectBenchConfigurationTaken('HTTPRoute', commonHTTPRoute, HTTPRoute);
   });
 
   it('leaves to the schema a route it refuses, and one with a field it strips, whose warning names the field', () => {

@@ -8,12 +8,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
-/**
- * The packages a fresh process loads once it has imported `modules` and run `then` (which sees
- * them as `loaded[i]`): each costs the process resident memory for as long as it runs (issue 9).
- */
-function packagesLoadedBy(modules: string[], then = ''): string[] {
-  const script = `
+/** Module code that adds to `seen` the name of every package a module of the process resolves from node_modules. */
+const RECORD_PACKAGES = `
     import { registerHooks } from 'node:module';
     const seen = new Set();
     registerHooks({ resolve(specifier, context, next) {
@@ -21,7 +17,15 @@ function packagesLoadedBy(modules: string[], then = ''): string[] {
       const m = /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(r.url);
       if (m) seen.add(m[1]);
       return r;
-    } });
+    } });`;
+
+/**
+ * The packages a fresh process loads once it has imported `modules` and run `then` (which sees
+ * them as `loaded[i]`): each costs the process resident memory for as long as it runs (issue 9).
+ */
+function packagesLoadedBy(modules: string[], then = ''): string[] {
+  const script = `
+    ${RECORD_PACKAGES}
     const loaded = [];
     for (const m of ${JSON.stringify(modules)}) loaded.push(await import(m));
     ${then};
@@ -94,14 +98,7 @@ describe('what each CLI command loads', () => {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-cli-loads-'));
   const hook = join(dir, 'record-packages.mjs');
   writeFileSync(hook, `
-    import { registerHooks } from 'node:module';
-    const seen = new Set();
-    registerHooks({ resolve(specifier, context, next) {
-      const r = next(specifier, context);
-      const m = /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(r.url);
-      if (m) seen.add(m[1]);
-      return r;
-    } });
+    ${RECORD_PACKAGES}
     process.on('exit', () => process.stderr.write('packages: ' + JSON.stringify([...seen].sort()) + '\\n'));
   `);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
