@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DNS_LABEL, DNS_SUBDOMAIN, ObjectMeta } from './meta.js';
+import { isPlainRecord } from './common-shape.js';
 
 /**
  * Standard base64 with padding, as the API server requires for `data` ([]byte in JSON). Checked
@@ -78,12 +79,6 @@ function stringRecord(doc: Record<string, unknown>, field: string, pattern: RegE
 }
 
 const AUTHORIZATION = 'Authorization';
-
-function isPlainRecord(v: unknown): v is Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
-  const proto: unknown = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
-}
 
 /** A Secret's value for one key: stringData wins (as the API server merges it), data is base64. */
 export function secretValue(secret: Secret, key: string): string | undefined {
