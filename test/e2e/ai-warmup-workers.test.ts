@@ -10,7 +10,7 @@ import { serve } from '../../src/app/serve.js';
 import { warmupBesideEnvoy } from '../../src/app/ai-warmup.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { requireEnvoyBinary } from '../support/envoy.js';
-import { freePort } from '../support/ports.js';
+import { freePort, LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 import { gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
 import { skippingBackend } from '../support/skipping-backend.js';
@@ -198,10 +198,7 @@ describe('warm-up of every Envoy worker thread, by serve of the Envoys it runs (
       writeFileSync(join(config, 'all.yaml'), docs.map((d) => stringify(d)).join('---\n'));
       running = await serve({
         config,
-        xdsPort: 0,
-        xdsHost: '127.0.0.1',
-        metricsPort: 0,
-        metricsHost: '127.0.0.1',
+        ...LOOPBACK_SERVE_PORTS,
         envoy: {},
         infrastructure: { kind: 'host', envoyPath: requireEnvoyBinary(), concurrency: WORKERS, stateDir: join(dir, 'state') },
         logger: createLogger({ level: 'info', name: 'workers-host' }, { write: (l: string) => void lines.push(l) }),

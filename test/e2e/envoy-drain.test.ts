@@ -15,7 +15,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import { requireEnvoyBinary, startEnvoy, type EnvoyProcess as TestEnvoy } from '../support/envoy.js';
 import { staticBackend } from '../support/gateway-fixture.js';
 import { kubeletPort } from '../support/kubelet-ports.js';
-import { freePort } from '../support/ports.js';
+import { freePort, LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 import { E2E_LOAD_MARGIN_MS, logTiming } from '../support/timing.js';
 import { waitFor } from '../support/wait.js';
 
@@ -372,10 +372,7 @@ describe('serve --infrastructure host: a Gateway that moves address while a stre
     try {
       running = await serve({
         config,
-        xdsPort: 0,
-        xdsHost: '127.0.0.1',
-        metricsPort: 0,
-        metricsHost: '127.0.0.1',
+        ...LOOPBACK_SERVE_PORTS,
         envoy: {},
         aiExtension: false,
         infrastructure: { kind: 'host', envoyPath: requireEnvoyBinary(), concurrency: 1, stateDir: join(where, 'state'), drainTimeMs: 30_000 },
@@ -446,7 +443,7 @@ describe('serve --infrastructure host: the Envoy of a Gateway gone while serve w
       ];
       writeFileSync(join(config, 'all.yaml'), docs.map((d) => stringify(d)).join('---\n'));
       running = await serve({
-        config, xdsPort: 0, xdsHost: '127.0.0.1', metricsPort: 0, metricsHost: '127.0.0.1', envoy: {}, aiExtension: false,
+        config, ...LOOPBACK_SERVE_PORTS, envoy: {}, aiExtension: false,
         infrastructure: { kind: 'host', envoyPath: requireEnvoyBinary(), concurrency: 1, stateDir: join(where, 'state'), drainTimeMs: 30_000, firstAddress: `127.0.${100 + Math.floor(Math.random() * 100)}.21` },
         logger: createLogger({ level: 'silent' }),
       });

@@ -11,6 +11,7 @@ import { SpanKind } from '../../src/observability/otlp.js';
 import { aiBackend, gatewayManifests, httpRoute, secret, startGatewayFixture, staticBackend, type GatewayFixture } from '../support/gateway-fixture.js';
 import { startOtlpReceiver, type OtlpReceiver } from '../support/otlp-receiver.js';
 import { waitFor } from '../support/wait.js';
+import { LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 
 /**
  * Traces and GenAI metrics through the real Envoy: with an OTLP endpoint configured, one failed-
@@ -171,10 +172,7 @@ describe('serve with its AI extension in a process of its own', () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'switchyard-tracing-state-'));
     const running = await serve({
       config: join(import.meta.dirname, '../../examples'),
-      xdsPort: 0,
-      xdsHost: '127.0.0.1',
-      metricsPort: 0,
-      metricsHost: '127.0.0.1',
+      ...LOOPBACK_SERVE_PORTS,
       envoy: { listenerAddress: '127.0.0.1', otlp: { host: '127.0.0.1', port: receiver.port, tls: false } },
       aiExtension: { port: 0, host: '127.0.0.1', child: { stateDir, command: [process.execPath, '--import', 'tsx', join(import.meta.dirname, '../../src/cli/main.ts')] } },
       logger: createLogger({ level: 'warn', name: 'tracing-child' }, { write: () => undefined }),

@@ -6,7 +6,7 @@ import { isNotFound, type KubeClient, type RawObject } from '../../src/providers
 import { createObject, createTestNamespace, deleteObject, patchObject, randomSuffix, testClient, type TestNamespace } from '../support/kube-cluster.js';
 import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
 import { kubeletPort } from '../support/kubelet-ports.js';
-import { freePort } from '../support/ports.js';
+import { freePort, LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -239,10 +239,7 @@ describe('a data plane per Gateway without the AI extension', () => {
     plain = await controller({
       kubeconfig: inject('kubeconfig'),
       namespaces: [plainGwNs.name],
-      xdsPort: 0,
-      xdsHost: '127.0.0.1',
-      metricsPort: 0,
-      metricsHost: '127.0.0.1',
+      ...LOOPBACK_SERVE_PORTS,
       envoy: { listenerAddress: '127.0.0.1' },
       logger: createLogger({ level: 'warn', name: 'infra-plain' }, { write: () => undefined }),
       leaderElection: { namespace: plainCpNs.name, identity: 'infra-plain', leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 500 },

@@ -16,7 +16,7 @@ import { readXdsServerTls, xdsServerCredentials } from '../../src/xds/tls.js';
 import { createPki, type Pki } from '../support/certs.js';
 import { httpListener } from '../support/envoy-listener.js';
 import { NAMESPACE, gatewayManifests, httpRoute, secret } from '../support/gateway-fixture.js';
-import { freePort } from '../support/ports.js';
+import { freePort, LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 import { RawAdsClient, containsSecret, type RawAdsTarget } from '../support/raw-ads.js';
 import { cluster } from '../support/xds-stream.js';
 
@@ -401,10 +401,7 @@ describe('serve without --xds-tls-dir', () => {
     writeFileSync(join(configDir, 'all.yaml'), manifests.map((m) => stringify(m)).join('---\n'));
     running = await serve({
       config: configDir,
-      xdsPort: 0,
-      xdsHost: '127.0.0.1',
-      metricsPort: 0,
-      metricsHost: '127.0.0.1',
+      ...LOOPBACK_SERVE_PORTS,
       envoy: {},
       logger: createLogger({ level: 'silent' }),
       aiExtension: { port: 0 },

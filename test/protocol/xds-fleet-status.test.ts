@@ -9,6 +9,7 @@ import { FileProvider } from '../../src/providers/file.js';
 import type { ObjectStatus } from '../../src/translate/status.js';
 import { closeAdsStream, openAdsStream, sotwRequest as request, sotwResponse, type AdsConnection } from '../support/ads-client.js';
 import { waitFor } from '../support/wait.js';
+import { LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 
 /**
  * Status follows the fleet's ACK state per version, not its connections: a fleet that
@@ -46,10 +47,7 @@ function examplesRuntime(extra: Pick<Parameters<typeof startGatewayRuntime>[0], 
   return startGatewayRuntime({
     provider: new FileProvider({ path: 'examples', logger: pino({ level: 'silent' }) }),
     origin: { config: 'examples' },
-    xdsPort: 0,
-    xdsHost: '127.0.0.1',
-    metricsPort: 0,
-    metricsHost: '127.0.0.1',
+    ...LOOPBACK_SERVE_PORTS,
     envoy: {},
     logger: pino({ level: 'silent' }),
     ...extra,

@@ -13,7 +13,7 @@ import type { JsonObject, JsonValue } from '../../src/envoy/resources.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { ObjectStatus } from '../../src/translate/status.js';
 import { startEnvoy, type EnvoyProcess } from './envoy.js';
-import { freePort } from './ports.js';
+import { freePort, LOOPBACK_SERVE_PORTS } from './ports.js';
 import { waitFor } from './wait.js';
 
 /**
@@ -322,10 +322,7 @@ export async function startGatewayFixture(opts: GatewayFixtureOptions): Promise<
 
     controller = await serve({
       config: dir,
-      xdsPort: 0,
-      xdsHost: '127.0.0.1',
-      metricsPort: 0,
-      metricsHost: '127.0.0.1',
+      ...LOOPBACK_SERVE_PORTS,
       envoy: { listenerAddress: '127.0.0.1', ...opts.envoy },
       ...(opts.limitsRedis !== undefined ? { aiExtension: { port: 0, limitsRedis: opts.limitsRedis } } : {}),
       ...(extensionState !== undefined ? { aiExtension: { port: 0, child: { stateDir: extensionState } } } : {}),

@@ -71,3 +71,6 @@ export async function freePort(): Promise<number> {
   }
   throw new Error(`freePort: no free port in 127.0.0.1:${BASE + slice * SLICE}-${BASE + slice * SLICE + SLICE - 1} (vitest worker slice ${slice})`);
 }
+
+/** serve()'s xDS and metrics listeners on loopback, each on a port the kernel picks. */
+export const LOOPBACK_SERVE_PORTS = { xdsPort: 0, xdsHost: '127.0.0.1', metricsPort: 0, metricsHost: '127.0.0.1' } as const;

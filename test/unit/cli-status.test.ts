@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serve, type RunningServe } from '../../src/app/serve.js';
 import { quietLogger } from './status-fakes.js';
+import { LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 
 /** `switchyard translate` exit codes and `switchyard status`, run as a user runs them. */
 
@@ -67,7 +68,7 @@ beforeAll(async () => {
   cpSync(join(ROOT, 'examples'), good, { recursive: true, filter: (src) => !src.includes('/demo') });
   cpSync(good, broken, { recursive: true });
   writeFileSync(join(broken, 'broken.yaml'), BROKEN);
-  running = await serve({ config: broken, xdsPort: 0, xdsHost: '127.0.0.1', metricsPort: 0, metricsHost: '127.0.0.1', envoy: {}, logger: quietLogger, aiExtension: false });
+  running = await serve({ config: broken, ...LOOPBACK_SERVE_PORTS, envoy: {}, logger: quietLogger, aiExtension: false });
 });
 
 afterAll(async () => {

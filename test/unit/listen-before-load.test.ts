@@ -9,6 +9,7 @@ import type { Snapshot } from '../../src/providers/manifest-files.js';
 import { closeAdsStream, openAdsStream, sotwRequest, sotwResponse, type AdsConnection } from '../support/ads-client.js';
 import { MemoryProvider } from '../support/memory-provider.js';
 import { waitFor } from '../support/wait.js';
+import { LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 
 /**
  * The xDS server listens before the configuration is read (issue 9): an Envoy that connects
@@ -69,10 +70,7 @@ describe('serving before the configuration is read', () => {
     const starting = startGatewayRuntime({
       provider,
       origin: { test: 'listen-before-load' },
-      xdsPort: 0,
-      xdsHost: '127.0.0.1',
-      metricsPort: 0,
-      metricsHost: '127.0.0.1',
+      ...LOOPBACK_SERVE_PORTS,
       envoy: {},
       logger,
     });
@@ -111,7 +109,7 @@ describe('serving before the configuration is read', () => {
   it('stops listening and stops the provider when the configuration cannot be read', async () => {
     const provider = new SlowProvider();
     const { logger, lines } = capturedLogger();
-    const starting = startGatewayRuntime({ provider, origin: { test: 'listen-before-load' }, xdsPort: 0, xdsHost: '127.0.0.1', metricsPort: 0, metricsHost: '127.0.0.1', envoy: {}, logger });
+    const starting = startGatewayRuntime({ provider, origin: { test: 'listen-before-load' }, ...LOOPBACK_SERVE_PORTS, envoy: {}, logger });
     const listening = await waitFor(() => lines.find((l) => l['msg'] === 'switchyard listening; reading the configuration'), { what: 'the xDS server to listen', timeoutMs: 10_000, intervalMs: 5 });
     provider.failed(new Error('config: no such file'));
     await expect(starting).rejects.toThrow('config: no such file');
@@ -130,7 +128,7 @@ describe('serving before the configuration is read', () => {
     const { logger, lines } = capturedLogger();
     const runtime = await startGatewayRuntime({
       provider: new MemoryProvider({ inputs: inputsFrom(generateManifests(10)), problems: [] }),
-      origin: { test: 'listen-before-load' }, xdsPort: 0, xdsHost: '127.0.0.1', metricsPort: 0, metricsHost: '127.0.0.1', envoy: {}, logger,
+      origin: { test: 'listen-before-load' }, ...LOOPBACK_SERVE_PORTS, envoy: {}, logger,
       statusSink: { statuses: () => void writes++, warnings: () => undefined },
       loadReporting: { refreshMs: 600_000 }, firstStatusWaitMs: 60_000, rehearsalMinObjects: 0,
     });

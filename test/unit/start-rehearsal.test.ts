@@ -10,6 +10,7 @@ import type { ObjectStatus } from '../../src/translate/status.js';
 import { closeAdsStream, openAdsStream, sotwRequest as request, sotwResponse, type AdsConnection } from '../support/ads-client.js';
 import { MemoryProvider } from '../support/memory-provider.js';
 import { waitFor } from '../support/wait.js';
+import { LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 
 /**
  * After its start, the runtime rehearses an edit of a large configuration (issue 9: the first
@@ -51,7 +52,7 @@ async function start(inputs: Inputs, rehearsalMinObjects: number, firstStatusWai
   });
   const provider = new MemoryProvider({ inputs, problems: [] });
   const runtime = await startGatewayRuntime({
-    provider, origin: { test: 'start-rehearsal' }, xdsPort: 0, xdsHost: '127.0.0.1', metricsPort: 0, metricsHost: '127.0.0.1', envoy: {},
+    provider, origin: { test: 'start-rehearsal' }, ...LOOPBACK_SERVE_PORTS, envoy: {},
     logger: pino({ level: 'debug' }, sink), firstStatusWaitMs, rehearsalMinObjects,
   });
   running.push({ runtime });

@@ -7,6 +7,7 @@ import { TypeUrl } from '../../src/envoy/resources.js';
 import { sotwRequest, sotwResponse } from '../support/ads-client.js';
 import { MemoryProvider } from '../support/memory-provider.js';
 import { waitFor } from '../support/wait.js';
+import { LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 
 /**
  * An edit's status pass waits until the change has been pushed to every stream and those writes
@@ -34,10 +35,7 @@ describe('the status pass after an edit', () => {
     const runtime = await startGatewayRuntime({
       provider,
       origin: { test: 'status-after-fanout' },
-      xdsPort: 0,
-      xdsHost: '127.0.0.1',
-      metricsPort: 0,
-      metricsHost: '127.0.0.1',
+      ...LOOPBACK_SERVE_PORTS,
       envoy: {},
       logger: pino({ level: 'silent' }),
       statusSink: { statuses: () => events.push('published'), warnings: () => undefined },

@@ -5,6 +5,7 @@ import { startGatewayRuntime, type RunningGateway } from '../../src/app/gateway-
 import type { Inputs } from '../../src/translate/inputs.js';
 import type { ObjectStatus } from '../../src/translate/status.js';
 import { MemoryProvider } from '../support/memory-provider.js';
+import { LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 
 /**
  * The status pass after a translation runs in slices with turns of the event loop between them
@@ -38,10 +39,7 @@ async function start(inputs: Inputs): Promise<Started> {
   const runtime = await startGatewayRuntime({
     provider,
     origin: { test: 'status-slices' },
-    xdsPort: 0,
-    xdsHost: '127.0.0.1',
-    metricsPort: 0,
-    metricsHost: '127.0.0.1',
+    ...LOOPBACK_SERVE_PORTS,
     envoy: {},
     logger: pino({ level: 'silent' }),
     statusSink: {

@@ -9,6 +9,7 @@ import type { ObjectStatus } from '../../src/translate/status.js';
 import { closeAdsStream, openAdsStream, sotwRequest as request, sotwResponse, type AdsConnection } from '../support/ads-client.js';
 import { waitFor } from '../support/wait.js';
 import { MemoryProvider } from '../support/memory-provider.js';
+import { LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 
 /**
  * Status work proportional to what changed (issue 9): after one Backend is edited among N, and
@@ -66,7 +67,7 @@ async function workOfOneEdit(n: number): Promise<{ work: StatusWork; statuses: n
   const first = inputsFrom(docs);
   const provider = new MemoryProvider({ inputs: first, problems: [] });
   const runtime = await startGatewayRuntime({
-    provider, origin: { test: 'status-work' }, xdsPort: 0, xdsHost: '127.0.0.1', metricsPort: 0, metricsHost: '127.0.0.1', envoy: {}, logger: pino({ level: 'silent' }), firstStatusWaitMs: 0,
+    provider, origin: { test: 'status-work' }, ...LOOPBACK_SERVE_PORTS, envoy: {}, logger: pino({ level: 'silent' }), firstStatusWaitMs: 0,
   });
   const envoy = connect(runtime.xdsPort);
   running.push({ runtime, envoy });

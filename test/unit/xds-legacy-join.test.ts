@@ -13,6 +13,7 @@ type JsonValue = Parameters<typeof sotwRequest>[0][string];
 import { snapshotOf } from '../golden/render.js';
 import { sotwRequest, sotwResponse } from '../support/ads-client.js';
 import { MemoryProvider } from '../support/memory-provider.js';
+import { LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 
 /**
  * An older Envoy (no attempt facts node metadata) joining: its data plane's per-key form is built
@@ -33,10 +34,7 @@ beforeAll(async () => {
   runtime = await startGatewayRuntime({
     provider: new MemoryProvider(snapshot),
     origin: { test: 'xds-legacy-join' },
-    xdsPort: 0,
-    xdsHost: '127.0.0.1',
-    metricsPort: 0,
-    metricsHost: '127.0.0.1',
+    ...LOOPBACK_SERVE_PORTS,
     // The extension's address: AI clusters get its ext_proc filter, which names the attributes read.
     envoy: { aiExtension: { host: '127.0.0.1', port: 18001 } },
     logger: pino({ level: 'silent' }),

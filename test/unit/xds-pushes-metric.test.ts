@@ -9,6 +9,7 @@ import { encodeMessage, messageType } from '../../src/envoy/proto.js';
 import { TypeUrl } from '../../src/envoy/resources.js';
 import { waitFor } from '../support/wait.js';
 import { quietLogger } from './status-fakes.js';
+import { LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 
 /** switchyard_xds_pushes_total on /metrics counts the responses a client really received, per type. */
 
@@ -32,7 +33,7 @@ async function pushes(): Promise<Map<string, number>> {
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'switchyard-pushes-'));
   cpSync(join(ROOT, 'examples'), dir, { recursive: true, filter: (src) => !src.includes('/demo') });
-  running = await serve({ config: dir, xdsPort: 0, xdsHost: '127.0.0.1', metricsPort: 0, metricsHost: '127.0.0.1', envoy: {}, logger: quietLogger, aiExtension: false });
+  running = await serve({ config: dir, ...LOOPBACK_SERVE_PORTS, envoy: {}, logger: quietLogger, aiExtension: false });
 });
 
 afterAll(async () => {
