@@ -275,6 +275,11 @@ export async function eventLoopLagMaxMs(port: number): Promise<number> {
   return Number(m[1]) * 1000;
 }
 
+/** One round's figures besides its time, for the progress line. */
+function turnDetail(turn: Turn | undefined): string {
+  return turn === undefined ? '-' : `first byte ${turn.firstMs.toFixed(0)}, p50 ${turn.p50Ms.toFixed(0)}, CPU ${turn.cpuMs.toFixed(0)}, client CPU ${turn.clientCpuMs.toFixed(0)}`;
+}
+
 interface Turn {
   ms: number;
   firstMs: number;
@@ -534,7 +539,7 @@ async function runSize(bin: GoBinaries, size: E2eSize, mode: E2eMode, opts: E2eO
         gcp.send('commit');
         await gcp.next((e) => e.event === 'committed' || e.event === 'error', timeoutMs, 'go-control-plane to take the snapshot');
       }
-      log(`xds-e2e: ${label}: round ${round}: switchyard ${sy.at(-1)?.ms.toFixed(0) ?? '-'} ms, go-control-plane ${gc.at(-1)?.ms.toFixed(0) ?? '-'} ms`);
+      log(`xds-e2e: ${label}: round ${round}: switchyard ${sy.at(-1)?.ms.toFixed(0) ?? '-'} ms, go-control-plane ${gc.at(-1)?.ms.toFixed(0) ?? '-'} ms (${turnDetail(sy.at(-1))}; ${turnDetail(gc.at(-1))})`);
     }
     const serveEnd = processUsage(serve.pid);
     const gcpEnd = processUsage(gcp.child.pid ?? -1);
