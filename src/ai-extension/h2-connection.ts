@@ -144,9 +144,11 @@ export class H2Stream {
     this.trailerBlock = trailers;
     this.resetAfterEnd = thenReset;
     this.connection.markDirty(this);
+    // Nothing more comes on this stream: what it was given leaves before any immediate.
+    this.connection.flushSoon();
   }
 
-  /** Sends what is queued now instead of at the end of the read (or in the immediate). */
+  /** Sends what is queued in a promise job (see H2Connection.flushSoon), not in an immediate. */
   flush(): void {
     this.connection.flushSoon();
   }
@@ -245,8 +247,8 @@ export class H2Connection {
   private readonly dirty = new Set<H2Stream>();
   /** Streams with DATA held back by a send window. */
   private readonly blocked = new Set<H2Stream>();
-  private reading = false;
   private flushQueued: NodeJS.Immediate | undefined;
+  private flushJobQueued = false;
   private goingAway = false;
   private dead = false;
 
@@ -280,17 +282,30 @@ export class H2Connection {
 
   markDirty(stream: H2Stream): void {
     this.dirty.add(stream);
-    if (!this.reading) this.queueFlush();
+    this.queueFlush();
   }
 
-  /** What handlers answered outside a read goes in an immediate, so answers given together leave together. */
+  /**
+   * What is written goes out in an immediate, so that answers given together (a phase's, and
+   * those of every stream a read or a turn of the event loop brought) leave in one write.
+   */
   private queueFlush(): void {
     if (this.flushQueued === undefined && !this.dead) this.flushQueued = setImmediate(() => this.flush());
   }
 
-  /** Flush now unless a read is being handled (its end flushes). */
+  /**
+   * Flush in a promise job: after the jobs queued so far (other streams' handlers answering the
+   * same read), before any immediate. Node's own HTTP/2 sent from a native immediate, which runs
+   * ahead of every JavaScript one; an immediate here would wait behind those queued before it
+   * (serve's sliced work, other answers' bookkeeping).
+   */
   flushSoon(): void {
-    if (!this.reading) this.flush();
+    if (this.flushJobQueued || this.dead) return;
+    this.flushJobQueued = true;
+    queueMicrotask(() => {
+      this.flushJobQueued = false;
+      this.flush();
+    });
   }
 
   resetStream(stream: H2Stream, code: number): void {
@@ -300,7 +315,7 @@ export class H2Connection {
     frame.writeUInt32BE(code, 9);
     this.out.push(frame);
     this.closeStream(stream);
-    if (!this.reading) this.queueFlush();
+    this.queueFlush();
   }
 
   closeStream(stream: H2Stream): void {
@@ -376,19 +391,16 @@ export class H2Connection {
 
   private onRead(chunk: Buffer): void {
     if (this.dead) return;
-    this.reading = true;
     try {
       this.handleBytes(chunk);
     } catch (err) {
       if (err instanceof ConnectionError) this.fail(err.code, err.message);
       else if (err instanceof HpackError) this.fail(H2Error.COMPRESSION_ERROR, err.message);
-      else {
-        this.reading = false;
-        throw err;
-      }
+      else throw err;
     }
-    this.reading = false;
-    this.flush();
+    // The connection's own frames (SETTINGS and PING acknowledged, WINDOW_UPDATE); the handlers
+    // answer in promise jobs after the read, and their flush() or end() sends.
+    if (this.out.length > 0 || this.dirty.size > 0) this.queueFlush();
   }
 
   private handleBytes(chunk: Buffer): void {
@@ -622,7 +634,7 @@ export class H2Connection {
 
   private unblock(): void {
     for (const stream of this.blocked) this.dirty.add(stream);
-    if (!this.reading && this.dirty.size > 0) this.queueFlush();
+    if (this.dirty.size > 0) this.queueFlush();
   }
 
   /** Hands every stream's queued frames and the connection's own to the socket in one write. */
