@@ -1,5 +1,4 @@
-import { createServer, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { H2Connection, type H2Stream } from './h2-connection.js';
 import { encodeHeaderBlock, type HeaderList } from './hpack.js';
 
@@ -322,9 +321,9 @@ function serveBidi(stream: H2Stream, headers: HeaderList, method: Extract<GrpcMe
     },
     write(message) {
       if (closed || ended) return false;
-      // Handed to the stream at once: the connection sends what every stream was given while it
-      // handles a read in one write at the end of that read (Envoy sends a phase's messages
-      // together), or, given outside a read, in an immediate.
+      // Handed to the stream at once; the connection sends what its streams were given in one
+      // write: in a promise job after the caller's end() or flush() (Envoy waits for those
+      // answers), else in an immediate (h2-connection.ts, flushSoon).
       unsent.push(message);
       unsentBytes += message.length;
       send();

@@ -9,7 +9,7 @@ import { HpackDecoder, HpackError, type HeaderList } from './hpack.js';
  * nextTicks and native callbacks; for a five-message call that was about a third of the
  * extension's time per attempt (src/ai-extension/README.md, "Cost per attempt"). Here a socket
  * read is split into frames in one pass, each stream is a small object with three callbacks, and
- * what the read's handlers answered leaves in one socket write at the end of the read.
+ * what the streams were given leaves in one socket write (see flushSoon).
  *
  * What it does not do: server push, priorities (PRIORITY is read and ignored), TLS (the extension
  * is reached over loopback or a Unix socket), h2c upgrade from HTTP/1.1, extended CONNECT.
@@ -96,7 +96,7 @@ export class H2Stream {
   /** The peer's window for this stream (what may still be sent). */
   sendWindow: number;
 
-  /** Frames not yet handed to the connection's output, in order. */
+  /** What is not yet handed to the connection's output: headers, DATA, the end. */
   private responseBlock: Buffer | undefined;
   private headersSent = false;
   private unsent: Buffer[] = [];
@@ -125,7 +125,7 @@ export class H2Stream {
     if (this.responseBlock === undefined && !this.headersSent) this.responseBlock = block;
   }
 
-  /** Queues DATA; sent when the connection flushes (end of the read, or an immediate). */
+  /** Queues DATA; sent when the connection flushes (after an end() or flush(), else in an immediate). */
   write(data: Buffer): void {
     if (this.localEnded || this.ending || this.closed) return;
     this.unsent.push(data);
@@ -159,10 +159,6 @@ export class H2Stream {
     this.connection.resetStream(this, code);
   }
 
-  get pendingBytes(): number {
-    return this.unsentBytes;
-  }
-
   /** Appends this stream's frames to the connection's output, as far as the send windows allow. */
   drainInto(out: H2Connection): void {
     if (this.closed) return;
@@ -190,17 +186,10 @@ export class H2Stream {
       }
     }
     if (!this.ending) return;
-    if (this.trailerBlock !== undefined) {
-      if (!this.headersSent) {
-        // Trailers-only: the status rides in the only HEADERS frame.
-        out.pushHeaders(this.id, this.trailerBlock, true);
-        this.headersSent = true;
-      } else {
-        out.pushHeaders(this.id, this.trailerBlock, true);
-      }
-    } else {
-      out.pushEmptyEnd(this.id);
-    }
+    // With no response headers before it, the block is a whole response (gRPC Trailers-Only).
+    if (this.trailerBlock !== undefined) out.pushHeaders(this.id, this.trailerBlock, true);
+    else out.pushEmptyEnd(this.id);
+    this.headersSent = true;
     this.finishLocal();
   }
 
