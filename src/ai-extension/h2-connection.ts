@@ -58,6 +58,8 @@ const SETTINGS_MAX_HEADER_LIST_SIZE = 0x6;
 const DEFAULT_WINDOW = 65_535;
 const DEFAULT_MAX_FRAME = 16_384;
 const MAX_WINDOW = 2 ** 31 - 1;
+/** Unsent bytes queued on the socket past which the connection stops reading. */
+const PAUSE_ABOVE_BYTES = 16 * 1024 * 1024;
 
 export interface H2ConnectionOptions {
   /** Receive window offered per stream (SETTINGS_INITIAL_WINDOW_SIZE). */
@@ -644,13 +646,18 @@ export class H2Connection {
   private writeOut(): void {
     if (this.out.length === 0) return;
     const buffers = this.out.splice(0);
-    if (buffers.length === 1) {
-      this.socket.write(buffers[0] as Buffer);
-      return;
+    if (buffers.length === 1) this.socket.write(buffers[0] as Buffer);
+    else {
+      this.socket.cork();
+      for (const b of buffers) this.socket.write(b);
+      this.socket.uncork();
     }
-    this.socket.cork();
-    for (const b of buffers) this.socket.write(b);
-    this.socket.uncork();
+    // A client that does not read what it is sent (its windows are large: Envoy offers 256 MiB)
+    // is sent no more answers to keep: its next messages wait in the kernel until it catches up.
+    if (this.socket.writableLength > PAUSE_ABOVE_BYTES && !this.socket.isPaused()) {
+      this.socket.pause();
+      this.socket.once('drain', () => this.socket.resume());
+    }
   }
 
   private fail(code: number, message: string): void {
