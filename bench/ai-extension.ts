@@ -13,9 +13,10 @@
  *
  *   BENCH_AI_RPS      requests per second in each phase (default AI_EXTENSION_RPS)
  *   BENCH_AI_SECONDS  seconds per phase (default 4)
- *   BENCH_AI_EXTENSION_CHILD=1  serve runs the extension in a child process of its own (serve's
- *                     `aiExtension.child`) instead of in its main thread; its CPU and run-queue
- *                     wait are counted as serve's
+ *   BENCH_AI_EXTENSION_CHILD=0  serve runs the extension in its main thread (how `serve()` runs it
+ *                     embedded) instead of in a child process of its own (serve's
+ *                     `aiExtension.child`, how the `switchyard serve` command runs it: the
+ *                     default); the child's CPU and run-queue wait are counted as serve's
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -187,7 +188,8 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
   try {
     load = await LoadChild.start();
     const fake = load.fake;
-    const child = process.env['BENCH_AI_EXTENSION_CHILD'] === '1';
+    // The extension as the `switchyard serve` command runs it (src/cli/serve.ts), unless told.
+    const child = process.env['BENCH_AI_EXTENSION_CHILD'] !== '0';
     gw = await startGatewayFixture({
       id: 'bench-ai-extension',
       ...(child ? { aiExtensionChild: true } : {}),
@@ -198,7 +200,7 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
     const port = gw.listenerPort;
     const envoyPid = gw.envoy.pid;
     const extensionPid = gw.controller.aiExtensionProcess?.pid();
-    if (child && extensionPid === undefined) throw new Error('BENCH_AI_EXTENSION_CHILD=1: serve runs no AI extension process');
+    if (child && extensionPid === undefined) throw new Error('serve runs no AI extension process (aiExtensionChild); BENCH_AI_EXTENSION_CHILD=0 runs it in serve\'s main thread');
     /** serve's CPU ms: this process, and the extension's own process when it runs in one. */
     const serveCpuMs = (): number => {
       const own = process.cpuUsage();
@@ -267,7 +269,7 @@ export async function runAiExtensionBench(opts: AiExtensionBenchOptions = {}): P
       row(
         'added latency p50',
         added,
-        `p50 ${percentile(a, 50).toFixed(2)} ms through the extension vs ${percentile(s, 50).toFixed(2)} ms without, at ${rps} rps; ${a.length + s.length} requests, ${failures} failed${firstFailure !== undefined ? ` (first: ${firstFailure})` : ''}; ${child ? 'the extension in a child process of serve (BENCH_AI_EXTENSION_CHILD=1); ' : ''}${machine}`,
+        `p50 ${percentile(a, 50).toFixed(2)} ms through the extension vs ${percentile(s, 50).toFixed(2)} ms without, at ${rps} rps; ${a.length + s.length} requests, ${failures} failed${firstFailure !== undefined ? ` (first: ${firstFailure})` : ''}; ${child ? 'the extension in a child process of serve, as `switchyard serve` runs it; ' : 'the extension in serve\'s main thread (BENCH_AI_EXTENSION_CHILD=0); '}${machine}`,
         { target: `< ${AI_EXTENSION_TARGET_MS} ms`, verdict: added < AI_EXTENSION_TARGET_MS && failures === 0 ? 'PASS' : 'FAIL' },
       ),
       row(

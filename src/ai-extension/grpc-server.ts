@@ -1,14 +1,17 @@
-import * as http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { H2Connection, type H2Stream } from './h2-connection.js';
+import { encodeHeaderBlock, type HeaderList } from './hpack.js';
 
 /**
- * The AI extension's gRPC services served straight on node:http2 (gRPC over HTTP/2: 5-byte
- * length prefix per message, `content-type: application/grpc`, status in the trailers).
+ * The AI extension's gRPC services served on its own HTTP/2 server (h2-connection.ts; gRPC over
+ * HTTP/2: 5-byte length prefix per message, `content-type: application/grpc`, status in the
+ * trailers).
  *
  * Why not grpc-js: Envoy opens one ext_proc stream per attempt and exchanges five messages each
  * way on it; grpc-js's per-call and per-message machinery (interceptors, metadata and status
  * objects, a serialized copy of every message) was most of the extension's CPU per attempt
- * (src/ai-extension/README.md, "Cost per attempt"). Only what Envoy uses is served: bidi and
+ * (src/ai-extension/README.md, "Cost per attempt"). Nor node:http2, since ext18: its stream
+ * objects and events per call were the next third. Only what Envoy uses is served: bidi and
  * unary calls, identity encoding, no deadlines (Envoy's own timers bound every call).
  */
 
@@ -74,67 +77,44 @@ export interface RunningGrpcServer {
   close(): Promise<void>;
 }
 
-/** BidiCall.connection of each connection, named once as it opens. */
-const connectionNames = new WeakMap<http2.Http2Session, string>();
 /** Connections over Unix sockets this process accepted (on any of its servers). */
 let unixConnections = 0;
 
-function connectionName(session: http2.ServerHttp2Session): string {
-  const socket = session.socket;
+function connectionName(socket: Socket): string {
   // A Unix socket's client end has no address (Envoy's pipe connections are unnamed): the pid
   // keeps the name apart from those of an extension that ran before on the same socket.
   return socket.remotePort !== undefined ? `${socket.remoteAddress ?? ''}:${socket.remotePort}` : `unix-${process.pid}-${++unixConnections}`;
 }
 
 const PREFIX = 5;
-/** Flow-control windows offered to Envoy: a large request body goes in one flight. */
+/**
+ * Flow-control windows offered to Envoy: a large request body goes in one flight. HTTP/2's
+ * default window (64 KiB) made Envoy stop after each 64 KiB of a request body and wait for a
+ * WINDOW_UPDATE: a round trip per 64 KiB on the request's path. Every message is read as it comes
+ * and kept whole anyway (bounded by maxMessageBytes), so the window bounds nothing worth a wait.
+ */
 const STREAM_WINDOW_BYTES = 16 * 1024 * 1024;
 const CONNECTION_WINDOW_BYTES = 64 * 1024 * 1024;
+/** Envoy's ext_proc headers are a few hundred bytes; nghttp2's own default bound is 64 KiB. */
+const MAX_HEADER_BLOCK_BYTES = 64 * 1024;
+
+/** The first value of a header (names arrive lower-case in HTTP/2). */
+function headerValue(headers: HeaderList, name: string): string | undefined {
+  for (const [n, v] of headers) if (n === name) return v;
+  return undefined;
+}
 
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningGrpcServer> {
-  const server = http2.createServer({
-    // Node's default (10 MB per session) would refuse streams while a large request body is
-    // buffered; the message size limit below is what bounds a call.
-    maxSessionMemory: Number.MAX_SAFE_INTEGER,
-    // Envoy ends every ext_proc stream with RST_STREAM (one per attempt); nghttp2's rapid-reset
-    // guard (1000 at once, then 33 a second) would answer 500 attempts a second with GOAWAY. The
-    // guard stays, above what Envoy sends at the load the extension is built for.
-    streamResetBurst: 10_000,
-    streamResetRate: 5_000,
-    // HTTP/2's default window (64 KiB) made Envoy stop after each 64 KiB of a request body and
-    // wait for a WINDOW_UPDATE: a round trip per 64 KiB on the request's path. Every message is
-    // read as it comes and kept whole anyway (bounded by maxMessageBytes), so the window bounds
-    // nothing worth a wait.
-    settings: { initialWindowSize: STREAM_WINDOW_BYTES },
-  } as http2.ServerOptions);
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on('session', (session) => {
-    sessions.add(session);
-    connectionNames.set(session, connectionName(session));
-    // The connection's own window is only raised by a WINDOW_UPDATE, not by the settings.
-    session.once('localSettings', () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
-    session.once('close', () => sessions.delete(session));
-    // A connection that fails is the client's problem; its calls see onClose.
-    session.on('error', () => undefined);
-  });
-  server.on('stream', (stream, headers) => {
-    // A reset or a broken connection is reported through 'close'; the error itself is not news.
-    stream.on('error', () => undefined);
-    const path = headers[':path'];
-    const method = typeof path === 'string' ? opts.methods.get(path) : undefined;
-    const contentType = headers['content-type'];
-    if (typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) {
-      // gRPC over HTTP/2: a request that is not gRPC is answered with an HTTP status.
-      respondEnd(stream, { ':status': 415 });
-      return;
-    }
-    if (method === undefined) {
-      trailersOnly(stream, GrpcStatus.UNIMPLEMENTED, `unknown method ${String(path)}: this server serves ${[...opts.methods.keys()].join(', ')}`);
-      return;
-    }
-    const encoding = headers['grpc-encoding'];
-    if (method.kind === 'bidi') serveBidi(stream, headers, method, opts, encoding);
-    else serveUnary(stream, headers, method, opts);
+  const connections = new Set<H2Connection>();
+  const server = createServer({ noDelay: true }, (socket) => {
+    const connection = new H2Connection(socket, connectionName(socket), {
+      streamWindowBytes: STREAM_WINDOW_BYTES,
+      connectionWindowBytes: CONNECTION_WINDOW_BYTES,
+      maxHeaderBlockBytes: MAX_HEADER_BLOCK_BYTES,
+      onStream: (stream, headers) => serveStream(stream, headers, opts),
+    });
+    connections.add(connection);
+    socket.once('close', () => connections.delete(connection));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -152,19 +132,32 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
-        for (const session of sessions) session.destroy();
+        for (const connection of connections) connection.destroy();
       }),
   };
 }
 
-function respondEnd(stream: http2.ServerHttp2Stream, headers: http2.OutgoingHttpHeaders): void {
-  if (stream.destroyed || stream.headersSent) return;
-  stream.respond(headers, { endStream: true });
+function serveStream(stream: H2Stream, headers: HeaderList, opts: GrpcServerOptions): void {
+  const path = headerValue(headers, ':path');
+  const method = path !== undefined ? opts.methods.get(path) : undefined;
+  const contentType = headerValue(headers, 'content-type');
+  if (contentType === undefined || !contentType.startsWith('application/grpc')) {
+    // gRPC over HTTP/2: a request that is not gRPC is answered with an HTTP status.
+    stream.end(encodeHeaderBlock([[':status', '415']]));
+    return;
+  }
+  if (method === undefined) {
+    trailersOnly(stream, GrpcStatus.UNIMPLEMENTED, `unknown method ${String(path)}: this server serves ${[...opts.methods.keys()].join(', ')}`);
+    return;
+  }
+  const encoding = headerValue(headers, 'grpc-encoding');
+  if (method.kind === 'bidi') serveBidi(stream, headers, method, opts, encoding);
+  else serveUnary(stream, headers, method, opts);
 }
 
 /** A call that fails before any answer: status in the response headers (gRPC "Trailers-Only"). */
-function trailersOnly(stream: http2.ServerHttp2Stream, status: number, message: string): void {
-  respondEnd(stream, { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(status), 'grpc-message': encodeGrpcMessage(message) });
+function trailersOnly(stream: H2Stream, status: number, message: string, thenReset = false): void {
+  stream.end(encodeHeaderBlock([[':status', '200'], ['content-type', 'application/grpc'], ['grpc-status', String(status)], ['grpc-message', encodeGrpcMessage(message)]]), thenReset);
 }
 
 /** grpc-message: bytes outside printable ASCII, and '%', are percent-encoded (gRPC over HTTP/2, "Responses"). */
@@ -172,7 +165,13 @@ function encodeGrpcMessage(message: string): string {
   return message.replace(/[^\x20-\x24\x26-\x7e]+/gu, (run) => [...Buffer.from(run)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''));
 }
 
-const RESPONSE_HEADERS = { ':status': 200, 'content-type': 'application/grpc' } as const;
+const RESPONSE_HEADERS = encodeHeaderBlock([[':status', '200'], ['content-type', 'application/grpc']]);
+const TRAILERS_OK = encodeHeaderBlock([['grpc-status', '0']]);
+
+function trailers(status: number, message: string | undefined): Buffer {
+  if (status === GrpcStatus.OK && message === undefined) return TRAILERS_OK;
+  return encodeHeaderBlock(message === undefined ? [['grpc-status', String(status)]] : [['grpc-status', String(status)], ['grpc-message', encodeGrpcMessage(message)]]);
+}
 
 /**
  * Splits a byte stream into gRPC messages. A message that lies inside one read is a view of it;
@@ -240,33 +239,12 @@ class MessageReader {
   }
 }
 
-function frame(message: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(PREFIX + message.length);
-  out[0] = 0;
-  out.writeUInt32BE(message.length, 1);
-  message.copy(out, PREFIX);
-  return out;
-}
-
-/** Past this size a message is written after its prefix as it is, not copied behind it. */
-const COPY_LIMIT = 16 * 1024;
-
-/**
- * Writes messages with their prefixes; false when the stream's buffer is full. Small ones go in one
- * buffer and one write: a phase's answers (two or three of a few hundred bytes) went through
- * the stream's write queue one by one, corked, then out in a writev of as many buffers.
- */
-function writeFramed(stream: http2.ServerHttp2Stream, messages: readonly Buffer[], bytes: number, end: boolean): boolean {
-  if (messages.length === 1 && (messages[0] as Buffer).length <= COPY_LIMIT) {
-    const one = frame(messages[0] as Buffer);
-    if (end) {
-      stream.end(one);
-      return true;
-    }
-    return stream.write(one);
-  }
-  if (messages.every((m) => m.length <= COPY_LIMIT)) {
-    const out = Buffer.allocUnsafe(bytes + PREFIX * messages.length);
+/** Writes messages with their prefixes: small ones copied into one buffer, large ones behind their prefix, uncopied. */
+function writeFramed(stream: H2Stream, messages: readonly Buffer[], bytes: number): void {
+  let small = 0;
+  for (const m of messages) if (m.length <= COPY_LIMIT) small += PREFIX + m.length;
+  if (small === bytes + PREFIX * messages.length) {
+    const out = Buffer.allocUnsafe(small);
     let at = 0;
     for (const m of messages) {
       out[at] = 0;
@@ -274,105 +252,63 @@ function writeFramed(stream: http2.ServerHttp2Stream, messages: readonly Buffer[
       m.copy(out, at + PREFIX);
       at += PREFIX + m.length;
     }
-    if (end) {
-      stream.end(out);
-      return true;
-    }
-    return stream.write(out);
+    stream.write(out);
+    return;
   }
-  // A request body on its way to the provider can be megabytes: written behind its prefix, uncopied.
-  stream.cork();
-  let room = true;
+  // A request body on its way to the provider can be megabytes.
   for (const m of messages) {
-    if (m.length <= COPY_LIMIT) {
-      room = stream.write(frame(m));
-      continue;
-    }
     const prefix = Buffer.allocUnsafe(PREFIX);
     prefix[0] = 0;
     prefix.writeUInt32BE(m.length, 1);
     stream.write(prefix);
-    room = stream.write(m);
+    stream.write(m);
   }
-  // A Writable's end() uncorks it.
-  if (end) stream.end();
-  else stream.uncork();
-  return room;
 }
 
-function serveBidi(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, method: Extract<GrpcMethod, { kind: 'bidi' }>, opts: GrpcServerOptions, encoding: string | string[] | undefined): void {
+/** Past this size a message is written after its prefix as it is, not copied behind it. */
+const COPY_LIMIT = 16 * 1024;
+
+function serveBidi(stream: H2Stream, headers: HeaderList, method: Extract<GrpcMethod, { kind: 'bidi' }>, opts: GrpcServerOptions, encoding: string | undefined): void {
   let closed = false;
   const closeListeners: (() => void)[] = [];
   let halfCloseListener: (() => void) | undefined;
   let messageListener: ((m: Buffer) => void) | undefined;
-  let trailers: http2.OutgoingHttpHeaders | undefined;
-  /** Set when the call ends before the client is done sending: what it still sends is unwanted. */
-  let resetAfterTrailers = false;
+  let ended = false;
   const markClosed = (): void => {
     if (closed) return;
     closed = true;
     for (const listener of closeListeners) listener();
   };
-  stream.once('close', markClosed);
+  stream.onClose = markClosed;
   if (encoding !== undefined && encoding !== 'identity') {
-    trailersOnly(stream, GrpcStatus.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported; send identity`);
+    trailersOnly(stream, GrpcStatus.UNIMPLEMENTED, `grpc-encoding ${encoding} is not supported; send identity`);
     return;
   }
-  // The response headers go with the first answer (or the status), not in a write of their own
-  // that would wake Envoy once more per attempt.
-  const respondOnce = (): void => {
-    if (!stream.headersSent && !stream.destroyed) stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-  };
-  stream.once('wantTrailers', () => {
-    stream.sendTrailers(trailers ?? { 'grpc-status': '0' });
-    // RST_STREAM NO_ERROR after the trailers have gone, never before: a reset drops what is still
-    // queued, and 'wantTrailers' is emitted from inside nghttp2's send loop.
-    if (resetAfterTrailers) setImmediate(() => stream.close(http2.constants.NGHTTP2_NO_ERROR));
-  });
-  /** The immediate that will send what was written, while one is queued. */
-  let queuedFlush: NodeJS.Immediate | undefined;
+  // The response headers go with the first answer (or the status), in the same write.
+  stream.respond(RESPONSE_HEADERS);
   /** Messages written and not yet handed to the stream, and their bytes. */
   let unsent: Buffer[] = [];
   let unsentBytes = 0;
-  /** Hands what was written to the stream (`end`: and ends it), with the response headers before the first. */
-  const send = (end: boolean): void => {
-    if (queuedFlush !== undefined) clearImmediate(queuedFlush);
-    queuedFlush = undefined;
+  const send = (): void => {
+    if (unsent.length === 0) return;
     const messages = unsent;
     const bytes = unsentBytes;
     unsent = [];
     unsentBytes = 0;
-    // Reset by the client, or the connection gone: nothing can be sent any more.
-    if (stream.destroyed) return;
-    respondOnce();
-    if (messages.length === 0) {
-      if (end) stream.end();
-      return;
-    }
-    // Envoy sends its next message only after this answer, so a full buffer means a slow
-    // reader: stop reading its messages until it catches up.
-    if (!writeFramed(stream, messages, bytes, end) && !end) {
-      stream.pause();
-      stream.once('drain', () => stream.resume());
-    }
+    writeFramed(stream, messages, bytes);
   };
-  const end = (status: number = GrpcStatus.OK, message?: string): void => {
-    if (closed || stream.writableEnded) return;
-    trailers = message === undefined ? { 'grpc-status': String(status) } : { 'grpc-status': String(status), 'grpc-message': encodeGrpcMessage(message) };
+  const end = (status: number = GrpcStatus.OK, message?: string, thenReset = false): void => {
+    if (closed || ended) return;
+    ended = true;
     // What was written goes with the status.
-    send(true);
+    send();
+    stream.end(trailers(status, message), thenReset);
   };
   const reader = new MessageReader(opts.maxMessageBytes, (m) => messageListener?.(m));
-  const flush = (): void => {
-    if (queuedFlush === undefined) return;
-    send(false);
-  };
-  const connection = (stream.session !== undefined ? connectionNames.get(stream.session) : undefined) ?? '';
   const call: BidiCall = {
-    connection,
+    connection: stream.connectionName,
     header(name) {
-      const value = headers[name];
-      return Array.isArray(value) ? value[0] : value;
+      return headerValue(headers, name);
     },
     onMessage(listener) {
       messageListener = listener;
@@ -384,82 +320,71 @@ function serveBidi(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
       closeListeners.push(listener);
     },
     write(message) {
-      if (closed || stream.writableEnded) return false;
-      if (queuedFlush === undefined) {
-        // Envoy sends a phase's messages together (request headers, body, end; response headers,
-        // chunk, end), and Node hands each DATA frame to the stream as an event of its own.
-        // Written at once, the first answer went out alone and the others only once Node had
-        // written it (a Writable queues writes while one is in flight): two socket writes per
-        // phase, Envoy woken twice, its answers 0.1-0.7 ms apart (strace of
-        // bench/ai-extension.ts). They are kept until an immediate, which runs after every event
-        // of the read, so the phase's answers leave in one write. That immediate is late, though:
-        // Node's HTTP/2 session sends what a stream hands it from a native immediate of its own
-        // (MaybeScheduleWrite, node_http2.cc), and one queued while JavaScript immediates run
-        // waits for the next turn of the event loop. Handed over during the read (flush, end), the
-        // answers go out first thing in this turn's check phase.
-        queuedFlush = setImmediate(flush);
-      }
+      if (closed || ended) return false;
+      // Handed to the stream at once; the connection sends what its streams were given in one
+      // write: in a promise job after the caller's end() or flush() (Envoy waits for those
+      // answers), else in an immediate (h2-connection.ts, flushSoon).
       unsent.push(message);
       unsentBytes += message.length;
+      send();
       return true;
     },
     end,
-    flush,
+    flush() {
+      stream.flush();
+    },
     get closed() {
       return closed;
     },
   };
   method.handle(call);
-  stream.on('data', (chunk: Buffer) => {
-    if (closed) return;
+  stream.onData = (chunk: Buffer) => {
+    if (closed || ended) return;
     const broken = reader.push(chunk);
-    if (broken !== undefined) {
-      // Stop the client's upload: its remaining bytes would only be read to be thrown away.
-      resetAfterTrailers = true;
-      end(broken.status, broken.message);
-    }
-  });
-  stream.once('end', () => {
-    if (closed) return;
+    // Stop the client's upload: its remaining bytes would only be read to be thrown away.
+    if (broken !== undefined) end(broken.status, broken.message, true);
+  };
+  stream.onEnd = () => {
+    if (closed || ended) return;
     if (reader.midMessage) {
       end(GrpcStatus.INTERNAL, 'the request ended in the middle of a message');
       return;
     }
     halfCloseListener?.();
-  });
+  };
 }
 
-function serveUnary(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, method: Extract<GrpcMethod, { kind: 'unary' }>, opts: GrpcServerOptions): void {
+function serveUnary(stream: H2Stream, headers: HeaderList, method: Extract<GrpcMethod, { kind: 'unary' }>, opts: GrpcServerOptions): void {
   const messages: Buffer[] = [];
-  const reader = new MessageReader(opts.maxMessageBytes, (m) => messages.push(m));
+  const reader = new MessageReader(opts.maxMessageBytes, (m) => messages.push(Buffer.from(m)));
   let failed = false;
-  stream.on('data', (chunk: Buffer) => {
+  stream.onData = (chunk: Buffer) => {
     if (failed) return;
     const broken = reader.push(chunk);
     if (broken !== undefined) {
       failed = true;
-      trailersOnly(stream, broken.status, broken.message);
+      trailersOnly(stream, broken.status, broken.message, true);
     }
-  });
-  stream.once('end', () => {
+  };
+  stream.onEnd = () => {
     if (failed) return;
     const request = messages[0];
     if (messages.length !== 1 || request === undefined || reader.midMessage) {
       trailersOnly(stream, GrpcStatus.INTERNAL, `a unary call takes exactly one message; received ${messages.length}${reader.midMessage ? ' and part of another' : ''}`);
       return;
     }
-    const authority = headers[':authority'] ?? headers['host'] ?? '';
+    const authority = headerValue(headers, ':authority') ?? headerValue(headers, 'host') ?? '';
     method.handle(request, authority).then(
       (response) => {
-        if (stream.destroyed) return;
-        stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-        stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-        stream.end(frame(response));
+        if (stream.closed) return;
+        stream.respond(RESPONSE_HEADERS);
+        writeFramed(stream, [response], response.length);
+        stream.end(TRAILERS_OK);
       },
       (err: unknown) => {
         opts.onError?.(err);
         trailersOnly(stream, GrpcStatus.INTERNAL, err instanceof Error ? err.message : String(err));
       },
     );
-  });
+  };
 }

@@ -189,7 +189,7 @@ function collect(call: grpc.ClientDuplexStream<Buffer, Buffer> | grpc.ClientRead
   return new Promise((resolve) => call.on('status', (status: grpc.StatusObject) => resolve({ messages, status })));
 }
 
-describe('the AI extension gRPC server (node:http2) with a grpc-js client', () => {
+describe('the AI extension gRPC server (its own HTTP/2) with a grpc-js client', () => {
   let echo: Echo;
   beforeAll(async () => {
     echo = await startEcho();

@@ -1,0 +1,709 @@
+import type { Socket } from 'node:net';
+import { HpackDecoder, HpackError, type HeaderList } from './hpack.js';
+
+/**
+ * The server end of one HTTP/2 connection (RFC 9113), written for the AI extension's gRPC
+ * service: Envoy opens an ext_proc stream per attempt and exchanges a few small messages on it.
+ *
+ * Why not node:http2: per stream it builds a headers object, a Duplex stream and its events,
+ * nextTicks and native callbacks; for a five-message call that was about a third of the
+ * extension's time per attempt (src/ai-extension/README.md, "Cost per attempt"). Here a socket
+ * read is split into frames in one pass, each stream is a small object with three callbacks, and
+ * what the streams were given leaves in one socket write (see flushSoon).
+ *
+ * What it does not do: server push, priorities (PRIORITY is read and ignored), TLS (the extension
+ * is reached over loopback or a Unix socket), h2c upgrade from HTTP/1.1, extended CONNECT.
+ */
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+const FRAME_HEADER = 9;
+
+const enum FrameType {
+  DATA = 0x0,
+  HEADERS = 0x1,
+  PRIORITY = 0x2,
+  RST_STREAM = 0x3,
+  SETTINGS = 0x4,
+  PUSH_PROMISE = 0x5,
+  PING = 0x6,
+  GOAWAY = 0x7,
+  WINDOW_UPDATE = 0x8,
+  CONTINUATION = 0x9,
+}
+
+const FLAG_END_STREAM = 0x1;
+const FLAG_ACK = 0x1;
+const FLAG_END_HEADERS = 0x4;
+const FLAG_PADDED = 0x8;
+const FLAG_PRIORITY = 0x20;
+
+export const H2Error = {
+  NO_ERROR: 0x0,
+  PROTOCOL_ERROR: 0x1,
+  INTERNAL_ERROR: 0x2,
+  FLOW_CONTROL_ERROR: 0x3,
+  STREAM_CLOSED: 0x5,
+  FRAME_SIZE_ERROR: 0x6,
+  CANCEL: 0x8,
+  COMPRESSION_ERROR: 0x9,
+  ENHANCE_YOUR_CALM: 0xb,
+} as const;
+
+const SETTINGS_HEADER_TABLE_SIZE = 0x1;
+const SETTINGS_INITIAL_WINDOW_SIZE = 0x4;
+const SETTINGS_MAX_FRAME_SIZE = 0x5;
+const SETTINGS_MAX_HEADER_LIST_SIZE = 0x6;
+
+/** The protocol's defaults, until the peer's SETTINGS say otherwise. */
+const DEFAULT_WINDOW = 65_535;
+const DEFAULT_MAX_FRAME = 16_384;
+const MAX_WINDOW = 2 ** 31 - 1;
+/** Unsent bytes queued on the socket past which the connection stops reading. */
+const PAUSE_ABOVE_BYTES = 16 * 1024 * 1024;
+
+export interface H2ConnectionOptions {
+  /** Receive window offered per stream (SETTINGS_INITIAL_WINDOW_SIZE). */
+  streamWindowBytes: number;
+  /** Receive window of the connection, raised to at start. */
+  connectionWindowBytes: number;
+  /** A header block (HEADERS and its CONTINUATIONs) larger than this ends the connection. */
+  maxHeaderBlockBytes: number;
+  /** A new stream with its request headers. */
+  onStream(stream: H2Stream, headers: HeaderList): void;
+}
+
+/** A connection error: the connection ends with GOAWAY carrying the code. */
+class ConnectionError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** One request stream, as the server sees it. */
+export class H2Stream {
+  /** A DATA payload (a view of the read; copy what must outlive the call). */
+  onData: ((chunk: Buffer) => void) | undefined;
+  /** The client ended its side (END_STREAM). */
+  onEnd: (() => void) | undefined;
+  /** Over for any reason: both sides ended, reset either way, connection gone. Once. */
+  onClose: (() => void) | undefined;
+
+  remoteEnded = false;
+  /** END_STREAM handed to the connection (or reset). */
+  localEnded = false;
+  closed = false;
+  /** The peer's window for this stream (what may still be sent). */
+  sendWindow: number;
+
+  /** What is not yet handed to the connection's output: headers, DATA, the end. */
+  private responseBlock: Buffer | undefined;
+  private headersSent = false;
+  private unsent: Buffer[] = [];
+  private unsentBytes = 0;
+  private trailerBlock: Buffer | undefined;
+  private ending = false;
+  private resetAfterEnd = false;
+  /** Bytes of DATA received since the last WINDOW_UPDATE for this stream. */
+  receivedSinceUpdate = 0;
+
+  constructor(
+    readonly id: number,
+    private readonly connection: H2Connection,
+    sendWindow: number,
+  ) {
+    this.sendWindow = sendWindow;
+  }
+
+  /** The connection's name (BidiCall.connection). */
+  get connectionName(): string {
+    return this.connection.name;
+  }
+
+  /** The response headers (an HPACK block), sent before the first DATA or the end. */
+  respond(block: Buffer): void {
+    if (this.responseBlock === undefined && !this.headersSent) this.responseBlock = block;
+  }
+
+  /** Queues DATA; sent when the connection flushes (after an end() or flush(), else in an immediate). */
+  write(data: Buffer): void {
+    if (this.localEnded || this.ending || this.closed) return;
+    this.unsent.push(data);
+    this.unsentBytes += data.length;
+    this.connection.markDirty(this);
+  }
+
+  /**
+   * Ends the response: with trailers (an HPACK block) when given, else with the last DATA frame.
+   * With nothing written before and `trailers` given alone, the response headers carry the end.
+   * `thenReset`: RST_STREAM NO_ERROR right behind, for a client that is still sending.
+   */
+  end(trailers?: Buffer, thenReset = false): void {
+    if (this.localEnded || this.ending || this.closed) return;
+    this.ending = true;
+    this.trailerBlock = trailers;
+    this.resetAfterEnd = thenReset;
+    this.connection.markDirty(this);
+    // Nothing more comes on this stream: what it was given leaves before any immediate.
+    this.connection.flushSoon();
+  }
+
+  /** Sends what is queued in a promise job (see H2Connection.flushSoon), not in an immediate. */
+  flush(): void {
+    this.connection.flushSoon();
+  }
+
+  /** RST_STREAM with the code; the stream is closed at once. */
+  reset(code: number): void {
+    if (this.closed) return;
+    this.connection.resetStream(this, code);
+  }
+
+  /** Appends this stream's frames to the connection's output, as far as the send windows allow. */
+  drainInto(out: H2Connection): void {
+    if (this.closed) return;
+    if (!this.headersSent && this.responseBlock !== undefined) {
+      const endsHere = this.ending && this.unsentBytes === 0 && this.trailerBlock === undefined;
+      out.pushHeaders(this.id, this.responseBlock, endsHere);
+      this.headersSent = true;
+      this.responseBlock = undefined;
+      if (endsHere) {
+        this.finishLocal();
+        return;
+      }
+    }
+    if (this.unsentBytes > 0) {
+      const sent = out.pushData(this, this.unsent, this.unsentBytes, this.ending && this.trailerBlock === undefined);
+      if (sent < this.unsentBytes) {
+        this.dropSent(sent);
+        return;
+      }
+      this.unsent = [];
+      this.unsentBytes = 0;
+      if (this.ending && this.trailerBlock === undefined) {
+        this.finishLocal();
+        return;
+      }
+    }
+    if (!this.ending) return;
+    // With no response headers before it, the block is a whole response (gRPC Trailers-Only).
+    if (this.trailerBlock !== undefined) out.pushHeaders(this.id, this.trailerBlock, true);
+    else out.pushEmptyEnd(this.id);
+    this.headersSent = true;
+    this.finishLocal();
+  }
+
+  private dropSent(bytes: number): void {
+    let left = bytes;
+    while (left > 0) {
+      const first = this.unsent[0] as Buffer;
+      if (first.length <= left) {
+        this.unsent.shift();
+        left -= first.length;
+      } else {
+        this.unsent[0] = first.subarray(left);
+        left = 0;
+      }
+    }
+    this.unsentBytes -= bytes;
+  }
+
+  private finishLocal(): void {
+    this.localEnded = true;
+    this.ending = false;
+    if (this.resetAfterEnd && !this.remoteEnded) {
+      this.connection.resetStream(this, H2Error.NO_ERROR);
+      return;
+    }
+    if (this.remoteEnded) this.connection.closeStream(this);
+  }
+}
+
+export class H2Connection {
+  private readonly streams = new Map<number, H2Stream>();
+  private readonly decoder = new HpackDecoder();
+  private buffered: Buffer | undefined;
+  private prefaceSeen = false;
+  private lastStreamId = 0;
+  /** A header block being received: its stream, flags of the HEADERS frame, fragments. */
+  private headerBlock: { streamId: number; endStream: boolean; fragments: Buffer[]; bytes: number } | undefined;
+  /** The peer's settings that bound what this end sends. */
+  private peerInitialWindow = DEFAULT_WINDOW;
+  private peerMaxFrame = DEFAULT_MAX_FRAME;
+  private connectionSendWindow = DEFAULT_WINDOW;
+  private receivedSinceUpdate = 0;
+  private readonly out: Buffer[] = [];
+  private readonly dirty = new Set<H2Stream>();
+  /** Streams with DATA held back by a send window. */
+  private readonly blocked = new Set<H2Stream>();
+  private flushQueued: NodeJS.Immediate | undefined;
+  private flushJobQueued = false;
+  private goingAway = false;
+  private dead = false;
+
+  constructor(
+    private readonly socket: Socket,
+    readonly name: string,
+    private readonly opts: H2ConnectionOptions,
+  ) {
+    // The server's connection preface: its SETTINGS, then the connection window raised.
+    const settings = Buffer.alloc(FRAME_HEADER + 18);
+    writeFrameHeader(settings, 0, 18, FrameType.SETTINGS, 0, 0);
+    settings.writeUInt16BE(SETTINGS_INITIAL_WINDOW_SIZE, 9);
+    settings.writeUInt32BE(opts.streamWindowBytes, 11);
+    settings.writeUInt16BE(SETTINGS_MAX_HEADER_LIST_SIZE, 15);
+    settings.writeUInt32BE(opts.maxHeaderBlockBytes, 17);
+    settings.writeUInt16BE(SETTINGS_HEADER_TABLE_SIZE, 21);
+    settings.writeUInt32BE(4096, 23);
+    this.out.push(settings);
+    if (opts.connectionWindowBytes > DEFAULT_WINDOW) this.out.push(windowUpdate(0, opts.connectionWindowBytes - DEFAULT_WINDOW));
+    this.writeOut();
+    socket.on('data', (chunk: Buffer) => this.onRead(chunk));
+    socket.on('close', () => this.onSocketGone());
+    socket.on('error', () => undefined);
+  }
+
+  /** Ends every stream and the connection at once. */
+  destroy(): void {
+    this.socket.destroy();
+    this.onSocketGone();
+  }
+
+  markDirty(stream: H2Stream): void {
+    this.dirty.add(stream);
+    this.queueFlush();
+  }
+
+  /**
+   * What is written goes out in an immediate, so that answers given together (a phase's, and
+   * those of every stream a read or a turn of the event loop brought) leave in one write.
+   */
+  private queueFlush(): void {
+    if (this.flushQueued === undefined && !this.dead) this.flushQueued = setImmediate(() => this.flush());
+  }
+
+  /**
+   * Flush in a promise job: after the jobs queued so far (other streams' handlers answering the
+   * same read), before any immediate. Node's own HTTP/2 sent from a native immediate, which runs
+   * ahead of every JavaScript one; an immediate here would wait behind those queued before it
+   * (serve's sliced work, other answers' bookkeeping).
+   */
+  flushSoon(): void {
+    if (this.flushJobQueued || this.dead) return;
+    this.flushJobQueued = true;
+    queueMicrotask(() => {
+      this.flushJobQueued = false;
+      this.flush();
+    });
+  }
+
+  resetStream(stream: H2Stream, code: number): void {
+    if (stream.closed) return;
+    const frame = Buffer.alloc(FRAME_HEADER + 4);
+    writeFrameHeader(frame, 0, 4, FrameType.RST_STREAM, 0, stream.id);
+    frame.writeUInt32BE(code, 9);
+    this.out.push(frame);
+    this.closeStream(stream);
+    this.queueFlush();
+  }
+
+  closeStream(stream: H2Stream): void {
+    if (stream.closed) return;
+    stream.closed = true;
+    this.streams.delete(stream.id);
+    this.dirty.delete(stream);
+    this.blocked.delete(stream);
+    const listener = stream.onClose;
+    stream.onClose = undefined;
+    stream.onData = undefined;
+    stream.onEnd = undefined;
+    listener?.();
+  }
+
+  pushHeaders(streamId: number, block: Buffer, endStream: boolean): void {
+    // Header blocks sent here are a few dozen bytes: one frame, never CONTINUATION.
+    const frame = Buffer.allocUnsafe(FRAME_HEADER + block.length);
+    writeFrameHeader(frame, 0, block.length, FrameType.HEADERS, FLAG_END_HEADERS | (endStream ? FLAG_END_STREAM : 0), streamId);
+    block.copy(frame, FRAME_HEADER);
+    this.out.push(frame);
+  }
+
+  pushEmptyEnd(streamId: number): void {
+    const frame = Buffer.alloc(FRAME_HEADER);
+    writeFrameHeader(frame, 0, 0, FrameType.DATA, FLAG_END_STREAM, streamId);
+    this.out.push(frame);
+  }
+
+  /**
+   * DATA frames of the chunks, within the send windows and the peer's frame size; the last
+   * flagged END_STREAM when `endStream` and all of it fits. Returns the bytes taken.
+   */
+  pushData(stream: H2Stream, chunks: readonly Buffer[], bytes: number, endStream: boolean): number {
+    const room = Math.max(0, Math.min(bytes, stream.sendWindow, this.connectionSendWindow));
+    if (room === 0) {
+      this.blocked.add(stream);
+      return 0;
+    }
+    stream.sendWindow -= room;
+    this.connectionSendWindow -= room;
+    const all = room === bytes;
+    let chunkIndex = 0;
+    let chunkAt = 0;
+    let left = room;
+    while (left > 0) {
+      const size = Math.min(left, this.peerMaxFrame);
+      left -= size;
+      const last = left === 0;
+      const header = Buffer.allocUnsafe(FRAME_HEADER);
+      writeFrameHeader(header, 0, size, FrameType.DATA, last && all && endStream ? FLAG_END_STREAM : 0, stream.id);
+      // Small payloads are copied behind their frame header (one buffer); large ones go as views.
+      const parts: Buffer[] = [];
+      let need = size;
+      while (need > 0) {
+        const chunk = chunks[chunkIndex] as Buffer;
+        const take = Math.min(need, chunk.length - chunkAt);
+        parts.push(take === chunk.length ? chunk : chunk.subarray(chunkAt, chunkAt + take));
+        need -= take;
+        chunkAt += take;
+        if (chunkAt === chunk.length) {
+          chunkIndex++;
+          chunkAt = 0;
+        }
+      }
+      if (size <= 4096) this.out.push(Buffer.concat([header, ...parts], FRAME_HEADER + size));
+      else this.out.push(header, ...parts);
+    }
+    if (!all) this.blocked.add(stream);
+    else this.blocked.delete(stream);
+    return room;
+  }
+
+  private onRead(chunk: Buffer): void {
+    if (this.dead) return;
+    try {
+      this.handleBytes(chunk);
+    } catch (err) {
+      if (err instanceof ConnectionError) this.fail(err.code, err.message);
+      else if (err instanceof HpackError) this.fail(H2Error.COMPRESSION_ERROR, err.message);
+      else throw err;
+    }
+    // The connection's own frames (SETTINGS and PING acknowledged, WINDOW_UPDATE); the handlers
+    // answer in promise jobs after the read, and their flush() or end() sends.
+    if (this.out.length > 0 || this.dirty.size > 0) this.queueFlush();
+  }
+
+  private handleBytes(chunk: Buffer): void {
+    let data = chunk;
+    if (this.buffered !== undefined) {
+      data = Buffer.concat([this.buffered, chunk]);
+      this.buffered = undefined;
+    }
+    let at = 0;
+    if (!this.prefaceSeen) {
+      if (data.length < PREFACE.length) {
+        if (!PREFACE.subarray(0, data.length).equals(data)) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'not an HTTP/2 connection preface');
+        this.buffered = data;
+        return;
+      }
+      if (!PREFACE.equals(data.subarray(0, PREFACE.length))) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'not an HTTP/2 connection preface');
+      this.prefaceSeen = true;
+      at = PREFACE.length;
+    }
+    while (data.length - at >= FRAME_HEADER) {
+      const length = (data[at]! << 16) | (data[at + 1]! << 8) | data[at + 2]!;
+      if (length > DEFAULT_MAX_FRAME) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, `a frame of ${length} bytes, above SETTINGS_MAX_FRAME_SIZE`);
+      if (data.length - at < FRAME_HEADER + length) break;
+      const type = data[at + 3]!;
+      const flags = data[at + 4]!;
+      const streamId = data.readUInt32BE(at + 5) & 0x7fffffff;
+      const payload = data.subarray(at + FRAME_HEADER, at + FRAME_HEADER + length);
+      at += FRAME_HEADER + length;
+      this.handleFrame(type, flags, streamId, payload);
+      if (this.dead) return;
+    }
+    if (at < data.length) this.buffered = Buffer.from(data.subarray(at));
+  }
+
+  private handleFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
+    if (this.headerBlock !== undefined && type !== FrameType.CONTINUATION) {
+      throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'a header block was interrupted by another frame');
+    }
+    switch (type) {
+      case FrameType.DATA:
+        this.onData(flags, streamId, payload);
+        return;
+      case FrameType.HEADERS:
+        this.onHeaders(flags, streamId, payload);
+        return;
+      case FrameType.CONTINUATION:
+        this.onContinuation(flags, streamId, payload);
+        return;
+      case FrameType.RST_STREAM: {
+        if (streamId === 0 || payload.length !== 4) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'a malformed RST_STREAM');
+        const stream = this.streams.get(streamId);
+        if (stream !== undefined) this.closeStream(stream);
+        return;
+      }
+      case FrameType.SETTINGS:
+        this.onSettings(flags, streamId, payload);
+        return;
+      case FrameType.PING:
+        if (streamId !== 0 || payload.length !== 8) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'a malformed PING');
+        if ((flags & FLAG_ACK) === 0) {
+          const frame = Buffer.allocUnsafe(FRAME_HEADER + 8);
+          writeFrameHeader(frame, 0, 8, FrameType.PING, FLAG_ACK, 0);
+          payload.copy(frame, FRAME_HEADER);
+          this.out.push(frame);
+        }
+        return;
+      case FrameType.GOAWAY:
+        // The peer opens no more streams; those open finish, then it closes the connection.
+        this.goingAway = true;
+        return;
+      case FrameType.WINDOW_UPDATE:
+        this.onWindowUpdate(streamId, payload);
+        return;
+      case FrameType.PUSH_PROMISE:
+        throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'a client may not send PUSH_PROMISE');
+      case FrameType.PRIORITY:
+        if (payload.length !== 5) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'a malformed PRIORITY');
+        return;
+      default:
+        // RFC 9113 4.1: frames of unknown types are ignored.
+        return;
+    }
+  }
+
+  private onData(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
+    // Flow control counts the whole payload, padding included.
+    this.receivedSinceUpdate += payload.length;
+    if (this.receivedSinceUpdate >= this.opts.connectionWindowBytes / 2) {
+      this.out.push(windowUpdate(0, this.receivedSinceUpdate));
+      this.receivedSinceUpdate = 0;
+    }
+    const stream = this.streams.get(streamId);
+    if (stream === undefined) {
+      if (streamId > this.lastStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `DATA on idle stream ${streamId}`);
+      // A stream this end closed (reset, or ended and forgotten): its late DATA is dropped.
+      return;
+    }
+    if (stream.remoteEnded) {
+      this.resetStream(stream, H2Error.STREAM_CLOSED);
+      return;
+    }
+    const body = unpad(flags, payload);
+    stream.receivedSinceUpdate += payload.length;
+    if (stream.receivedSinceUpdate >= this.opts.streamWindowBytes / 2 && (flags & FLAG_END_STREAM) === 0) {
+      this.out.push(windowUpdate(streamId, stream.receivedSinceUpdate));
+      stream.receivedSinceUpdate = 0;
+    }
+    if (body.length > 0) stream.onData?.(body);
+    if ((flags & FLAG_END_STREAM) !== 0) this.endRemote(stream);
+  }
+
+  private onHeaders(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0 || (streamId & 1) === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `HEADERS on stream ${streamId}, not a client stream`);
+    let fragment = unpad(flags, payload);
+    if ((flags & FLAG_PRIORITY) !== 0) {
+      if (fragment.length < 5) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'a HEADERS frame too short for its priority');
+      fragment = fragment.subarray(5);
+    }
+    const endStream = (flags & FLAG_END_STREAM) !== 0;
+    if ((flags & FLAG_END_HEADERS) !== 0) {
+      this.onHeaderBlock(streamId, endStream, fragment);
+      return;
+    }
+    this.headerBlock = { streamId, endStream, fragments: [Buffer.from(fragment)], bytes: fragment.length };
+    this.checkHeaderBlockSize(fragment.length);
+  }
+
+  private onContinuation(flags: number, streamId: number, payload: Buffer): void {
+    const block = this.headerBlock;
+    if (block === undefined || block.streamId !== streamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'CONTINUATION without a header block to continue');
+    block.fragments.push(Buffer.from(payload));
+    block.bytes += payload.length;
+    this.checkHeaderBlockSize(block.bytes);
+    if ((flags & FLAG_END_HEADERS) === 0) return;
+    this.headerBlock = undefined;
+    this.onHeaderBlock(streamId, block.endStream, Buffer.concat(block.fragments, block.bytes));
+  }
+
+  private checkHeaderBlockSize(bytes: number): void {
+    if (bytes > this.opts.maxHeaderBlockBytes) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, `a header block above ${this.opts.maxHeaderBlockBytes} bytes`);
+  }
+
+  private onHeaderBlock(streamId: number, endStream: boolean, block: Buffer): void {
+    // Decoded even for a stream that is gone: the block updates the connection's HPACK table.
+    const headers = this.decoder.decode(block);
+    const existing = this.streams.get(streamId);
+    if (existing !== undefined) {
+      // Trailers: they carry nothing gRPC needs, only the end of the client's side.
+      if (!endStream || existing.remoteEnded) {
+        this.resetStream(existing, H2Error.PROTOCOL_ERROR);
+        return;
+      }
+      this.endRemote(existing);
+      return;
+    }
+    if (streamId <= this.lastStreamId) {
+      // A stream closed already, or opened out of order: RFC 9113 5.1.1.
+      if (streamId < this.lastStreamId && !this.streams.has(streamId)) return;
+      throw new ConnectionError(H2Error.PROTOCOL_ERROR, `stream ${streamId} opened after stream ${this.lastStreamId}`);
+    }
+    this.lastStreamId = streamId;
+    if (this.goingAway) {
+      // Not expected after a GOAWAY from the peer; refused rather than served half-way.
+      const stream = new H2Stream(streamId, this, this.peerInitialWindow);
+      this.streams.set(streamId, stream);
+      this.resetStream(stream, 0x7 /* REFUSED_STREAM */);
+      return;
+    }
+    const stream = new H2Stream(streamId, this, this.peerInitialWindow);
+    this.streams.set(streamId, stream);
+    this.opts.onStream(stream, headers);
+    if (endStream && !stream.closed) this.endRemote(stream);
+  }
+
+  private endRemote(stream: H2Stream): void {
+    if (stream.remoteEnded) return;
+    stream.remoteEnded = true;
+    stream.onEnd?.();
+    if (stream.localEnded) this.closeStream(stream);
+  }
+
+  private onSettings(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'SETTINGS on a stream');
+    if ((flags & FLAG_ACK) !== 0) return;
+    if (payload.length % 6 !== 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'a SETTINGS payload not a multiple of 6');
+    for (let at = 0; at < payload.length; at += 6) {
+      const id = payload.readUInt16BE(at);
+      const value = payload.readUInt32BE(at + 2);
+      if (id === SETTINGS_INITIAL_WINDOW_SIZE) {
+        if (value > MAX_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1');
+        const delta = value - this.peerInitialWindow;
+        this.peerInitialWindow = value;
+        for (const stream of this.streams.values()) stream.sendWindow += delta;
+        if (delta > 0) this.unblock();
+      } else if (id === SETTINGS_MAX_FRAME_SIZE) {
+        if (value < DEFAULT_MAX_FRAME || value > 16_777_215) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'SETTINGS_MAX_FRAME_SIZE out of range');
+        this.peerMaxFrame = value;
+      }
+      // HEADER_TABLE_SIZE bounds the peer's decoder table, which this end's blocks never use;
+      // ENABLE_PUSH, MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE bound nothing this end sends.
+    }
+    const ack = Buffer.alloc(FRAME_HEADER);
+    writeFrameHeader(ack, 0, 0, FrameType.SETTINGS, FLAG_ACK, 0);
+    this.out.push(ack);
+  }
+
+  private onWindowUpdate(streamId: number, payload: Buffer): void {
+    if (payload.length !== 4) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'a malformed WINDOW_UPDATE');
+    const increment = payload.readUInt32BE(0) & 0x7fffffff;
+    if (streamId === 0) {
+      if (increment === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'a WINDOW_UPDATE of 0');
+      this.connectionSendWindow += increment;
+      if (this.connectionSendWindow > MAX_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'the connection window above 2^31-1');
+      this.unblock();
+      return;
+    }
+    const stream = this.streams.get(streamId);
+    if (stream === undefined) return;
+    if (increment === 0) {
+      this.resetStream(stream, H2Error.PROTOCOL_ERROR);
+      return;
+    }
+    stream.sendWindow += increment;
+    if (stream.sendWindow > MAX_WINDOW) {
+      this.resetStream(stream, H2Error.FLOW_CONTROL_ERROR);
+      return;
+    }
+    if (this.blocked.has(stream)) this.markDirty(stream);
+  }
+
+  private unblock(): void {
+    for (const stream of this.blocked) this.dirty.add(stream);
+    if (this.dirty.size > 0) this.queueFlush();
+  }
+
+  /** Hands every stream's queued frames and the connection's own to the socket in one write. */
+  private flush(): void {
+    if (this.flushQueued !== undefined) {
+      clearImmediate(this.flushQueued);
+      this.flushQueued = undefined;
+    }
+    if (this.dead) return;
+    if (this.dirty.size > 0) {
+      const dirty = [...this.dirty];
+      this.dirty.clear();
+      for (const stream of dirty) stream.drainInto(this);
+    }
+    this.writeOut();
+  }
+
+  private writeOut(): void {
+    if (this.out.length === 0) return;
+    const buffers = this.out.splice(0);
+    if (buffers.length === 1) this.socket.write(buffers[0] as Buffer);
+    else {
+      this.socket.cork();
+      for (const b of buffers) this.socket.write(b);
+      this.socket.uncork();
+    }
+    // A client that does not read what it is sent (its windows are large: Envoy offers 256 MiB)
+    // is sent no more answers to keep: its next messages wait in the kernel until it catches up.
+    if (this.socket.writableLength > PAUSE_ABOVE_BYTES && !this.socket.isPaused()) {
+      this.socket.pause();
+      this.socket.once('drain', () => this.socket.resume());
+    }
+  }
+
+  private fail(code: number, message: string): void {
+    if (this.dead) return;
+    const debug = Buffer.from(message.slice(0, 200), 'utf8');
+    const frame = Buffer.alloc(FRAME_HEADER + 8 + debug.length);
+    writeFrameHeader(frame, 0, 8 + debug.length, FrameType.GOAWAY, 0, 0);
+    frame.writeUInt32BE(this.lastStreamId, 9);
+    frame.writeUInt32BE(code, 13);
+    debug.copy(frame, 17);
+    this.out.push(frame);
+    this.writeOut();
+    this.socket.end();
+    this.onSocketGone();
+  }
+
+  private onSocketGone(): void {
+    if (this.dead) return;
+    this.dead = true;
+    if (this.flushQueued !== undefined) clearImmediate(this.flushQueued);
+    this.flushQueued = undefined;
+    for (const stream of [...this.streams.values()]) this.closeStream(stream);
+  }
+}
+
+function writeFrameHeader(buf: Buffer, at: number, length: number, type: number, flags: number, streamId: number): void {
+  buf[at] = (length >>> 16) & 0xff;
+  buf[at + 1] = (length >>> 8) & 0xff;
+  buf[at + 2] = length & 0xff;
+  buf[at + 3] = type;
+  buf[at + 4] = flags;
+  buf.writeUInt32BE(streamId, at + 5);
+}
+
+function windowUpdate(streamId: number, increment: number): Buffer {
+  const frame = Buffer.alloc(FRAME_HEADER + 4);
+  writeFrameHeader(frame, 0, 4, FrameType.WINDOW_UPDATE, 0, streamId);
+  frame.writeUInt32BE(increment, 9);
+  return frame;
+}
+
+/** The payload without its padding (PADDED flag: a length byte first, that many bytes last). */
+function unpad(flags: number, payload: Buffer): Buffer {
+  if ((flags & FLAG_PADDED) === 0) return payload;
+  if (payload.length < 1) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'a padded frame without its pad length');
+  const pad = payload[0] as number;
+  if (pad >= payload.length) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'padding longer than the frame');
+  return payload.subarray(1, payload.length - pad);
+}
