@@ -6,6 +6,7 @@ import { ATTEMPT_FACTS_KEY, encodeAttemptFacts } from './attempt-facts.js';
 import { hasMemberLimits, memberLimitsCheckTarget, memberLimitsHealthCheck } from './member-limits.js';
 import { ADS_CONFIG_SOURCE, ANY, METADATA_NAMESPACE, TRANSPORT_SOCKET_MATCH } from './names.js';
 import type { EnvoyOptions } from './options.js';
+import { encodeOnce } from './proto.js';
 import { TypeUrl, deepFrozen, type EnvoyResource, type JsonObject } from './resources.js';
 
 /**
@@ -141,6 +142,13 @@ const AI_CLUSTER_PROTOCOL_OPTIONS: Readonly<Record<AttemptFactsForm, JsonObject>
   packed: aiClusterProtocolOptions('packed'),
   legacy: aiClusterProtocolOptions('legacy'),
 };
+
+// Most of an AI cluster's bytes (600 of 900): encoded once and copied into every AI cluster,
+// where encoding them again for each was half the CPU of encoding 10,000 AI clusters (issue 9).
+encodeOnce(
+  'google.protobuf.Any',
+  Object.values(AI_CLUSTER_PROTOCOL_OPTIONS).map((options) => options['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'] as JsonObject),
+);
 
 // Parts equal in every cluster that has them, shared like AI_CLUSTER_PROTOCOL_OPTIONS.
 const EDS_CLUSTER_CONFIG: JsonObject = deepFrozen({ eds_config: { ...ADS_CONFIG_SOURCE } });
