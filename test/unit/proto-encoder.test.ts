@@ -328,3 +328,36 @@ describe('compiled encoder = protobufjs encoder', () => {
     expect(() => encodeOnce('google.protobuf.Any', [Object.freeze({ '@type': TypeUrl.cluster, metadata: { filter_metadata: {} } })])).toThrow(/not deep-frozen/);
   });
 });
+
+/** Paths of `json` (a message of `type`) where a key comes before one with a smaller field number; map and Struct keys are data, not fields. */
+function outOfFieldOrder(type: protobuf.Type, json: JsonValue, path: string): string[] {
+  if (!isObject(json) || type.fullName.startsWith('.google.protobuf.')) return [];
+  const out: string[] = [];
+  let last = 0;
+  for (const [key, value] of Object.entries(json)) {
+    const field = type.fields[key]?.resolve();
+    if (field === undefined) continue;
+    if (field.id < last) out.push(`${path}.${key}`);
+    last = field.id;
+    const inner = field.resolvedType instanceof protobuf.Type ? field.resolvedType : undefined;
+    if (inner === undefined || field instanceof protobuf.MapField) continue;
+    if (Array.isArray(value)) value.forEach((v, i) => out.push(...outOfFieldOrder(inner, v, `${path}.${key}[${i}]`)));
+    else out.push(...outOfFieldOrder(inner, value, `${path}.${key}`));
+  }
+  return out;
+}
+
+describe('resources built in field-number order', () => {
+  it('ClusterLoadAssignments list every field in field-number order, so the encoder never has to sort one (issue 9)', () => {
+    const assignment = messageType('envoy.config.endpoint.v3.ClusterLoadAssignment');
+    const resources = [...goldenResources(), ...benchResources()];
+    const assignments = [
+      ...resources.filter((r) => r['@type'] === TypeUrl.endpoint),
+      ...resources.flatMap((r) => (r['@type'] === TypeUrl.cluster && isObject(r['load_assignment']) ? [r['load_assignment']] : [])),
+    ];
+    // Members with limits (a health check target) and Static Backends' inline assignments among them.
+    expect(assignments.length).toBeGreaterThan(60);
+    expect(JSON.stringify(assignments)).toContain('health_check_config');
+    expect(assignments.flatMap((a, i) => outOfFieldOrder(assignment, a, `[${i}]`))).toEqual([]);
+  });
+});
