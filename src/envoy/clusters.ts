@@ -6,6 +6,7 @@ import { ATTEMPT_FACTS_KEY, encodeAttemptFacts } from './attempt-facts.js';
 import { hasMemberLimits, memberLimitsCheckTarget, memberLimitsHealthCheck } from './member-limits.js';
 import { ADS_CONFIG_SOURCE, ANY, METADATA_NAMESPACE, TRANSPORT_SOCKET_MATCH } from './names.js';
 import type { EnvoyOptions } from './options.js';
+import { encodeOnce } from './proto.js';
 import { TypeUrl, deepFrozen, type EnvoyResource, type JsonObject } from './resources.js';
 
 /**
@@ -46,15 +47,18 @@ const TLS_MATCH: JsonObject = deepFrozen({ tls: true });
 function lbEndpoint(m: MemberIR, ai: AttemptFactsForm | undefined, limitsCheck: EnvoyOptions | undefined): JsonObject {
   const metadata: JsonObject = { [METADATA_NAMESPACE]: memberFacts(m, ai) };
   if (m.tls) metadata[TRANSPORT_SOCKET_MATCH] = TLS_MATCH;
+  // Keys in field-number order, here and in toClusterLoadAssignment: the encoder writes fields in
+  // the order it meets them and sorts a message's fields when they come out of order, which was
+  // 80,000 sorts and two fifths of the CPU of encoding 10,000 Backends' assignments (issue 9).
   return {
     endpoint: {
       address: { socket_address: { address: m.address, port_value: m.port } },
+      ...(limitsCheck !== undefined ? { health_check_config: memberLimitsCheckTarget(m, limitsCheck) } : {}),
       // Envoy rewrites Host (auto_host_rewrite) and SNI (auto_host_sni) from this per attempt.
       hostname: m.hostname,
-      ...(limitsCheck !== undefined ? { health_check_config: memberLimitsCheckTarget(m, limitsCheck) } : {}),
     },
-    load_balancing_weight: m.weight,
     metadata: { filter_metadata: metadata },
+    load_balancing_weight: m.weight,
   };
 }
 
@@ -77,8 +81,8 @@ export function toClusterLoadAssignment(c: ClusterIR, opts?: EnvoyOptions, form:
     cluster_name: c.name,
     endpoints: c.priorities.map((p) => ({
       locality: localityOf(p.level),
-      priority: p.level,
       lb_endpoints: p.members.map((m) => lbEndpoint(m, c.ai !== undefined ? form : undefined, limitsCheck)),
+      priority: p.level,
     })),
   };
 }
@@ -141,6 +145,13 @@ const AI_CLUSTER_PROTOCOL_OPTIONS: Readonly<Record<AttemptFactsForm, JsonObject>
   packed: aiClusterProtocolOptions('packed'),
   legacy: aiClusterProtocolOptions('legacy'),
 };
+
+// Most of an AI cluster's bytes (600 of 900): encoded once and copied into every AI cluster,
+// where encoding them again for each was half the CPU of encoding 10,000 AI clusters (issue 9).
+encodeOnce(
+  'google.protobuf.Any',
+  Object.values(AI_CLUSTER_PROTOCOL_OPTIONS).map((options) => options['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'] as JsonObject),
+);
 
 // Parts equal in every cluster that has them, shared like AI_CLUSTER_PROTOCOL_OPTIONS.
 const EDS_CLUSTER_CONFIG: JsonObject = deepFrozen({ eds_config: { ...ADS_CONFIG_SOURCE } });

@@ -65,8 +65,9 @@ export function memberLimitsHealthCheck(): JsonObject {
  * limit identity as :authority. Every member of a checked cluster gets one, limited or not.
  */
 export function memberLimitsCheckTarget(m: MemberIR, opts: EnvoyOptions): JsonObject {
+  // In field-number order, as the assignment around it (toClusterLoadAssignment).
   return {
-    address: aiExtensionEnvoyAddress(opts.aiExtension),
     hostname: memberLimitsAuthority(m),
+    address: aiExtensionEnvoyAddress(opts.aiExtension),
   };
 }

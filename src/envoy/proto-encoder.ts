@@ -87,6 +87,8 @@ interface MessagePlan {
   readonly name: string;
   /** Values of this type may be pieces (reusePieces): looked up before they are encoded. */
   piecesOf: boolean;
+  /** Values of this type may be encoded once (encodeOnce): looked up before they are encoded. */
+  onceOf: boolean;
   readonly special: Special | undefined;
   /** By JSON name (the .proto field name: the root is loaded with keepCase). */
   readonly fields: ReadonlyMap<string, FieldPlan>;
@@ -128,6 +130,10 @@ export class ProtoJsonEncoder {
   private readonly pieces = new WeakMap<object, Uint8Array | null>();
   /** Full names (no leading dot) of the types pieces were declared of. */
   private readonly pieceTypes = new Set<string>();
+  /** Values declared to encodeOnce: null until first encoded, then their body's bytes and the depth they were written at. */
+  private readonly once = new WeakMap<object, { plan: MessagePlan; bytes: Uint8Array; depth: number } | null>();
+  /** Full names (no leading dot) of the types encodeOnce was told values of. */
+  private readonly onceTypes = new Set<string>();
 
   /** `lookup` resolves a full message type name or throws (proto.ts' messageType). */
   constructor(private readonly lookup: (typeName: string) => protobuf.Type) {}
@@ -184,6 +190,25 @@ export class ProtoJsonEncoder {
       for (const plan of this.plans.values()) if (plan.name === typeName) plan.piecesOf = true;
     }
     for (const v of values) if (!this.pieces.has(v)) this.pieces.set(v, null);
+  }
+
+  /**
+   * Declares `values` (message values of type `typeName`, deep-frozen, and shared by many
+   * resources: the upstream filters of every AI Cluster) encoded once: the first encode that meets
+   * one keeps a copy of its body's bytes, and every later one writes that copy. Unlike pieces,
+   * the bytes are the values' own (a few hundred bytes each, for values that are few), so they
+   * are reused whether or not the message around them is kept.
+   */
+  encodeOnce(typeName: string, values: readonly object[]): void {
+    if (!this.onceTypes.has(typeName)) {
+      this.onceTypes.add(typeName);
+      for (const plan of this.plans.values()) if (plan.name === typeName) plan.onceOf = true;
+    }
+    for (const v of values) {
+      // Frozen all the way down, or its bytes could go stale when a part of it is edited in place.
+      if (!isDeepFrozen(v)) throw new Error(`encodeOnce(${typeName}): a value is not deep-frozen`);
+      if (!this.once.has(v)) this.once.set(v, null);
+    }
   }
 
   /** The bytes a piece is written from (a view of the message it was last kept in), if it was kept. */
@@ -287,6 +312,7 @@ export class ProtoJsonEncoder {
     plan = {
       name,
       piecesOf: this.pieceTypes.has(name),
+      onceOf: this.onceTypes.has(name),
       special: SPECIAL[fullName] ?? (WRAPPER_TYPES.has(fullName) ? 'wrapper' : undefined),
       fields,
     };
@@ -323,6 +349,34 @@ export class ProtoJsonEncoder {
 
   /** The body of one message value: its special JSON form, or its fields. */
   private writeBody(plan: MessagePlan, json: JsonValue, depth: number): void {
+    if (plan.onceOf && isObject(json)) {
+      const once = this.once.get(json);
+      // Bytes of its type only; written as deep as it was first or less, it is still within MAX_DEPTH.
+      if (once !== undefined && once !== null && once.plan === plan && depth <= once.depth) {
+        this.writer.raw(once.bytes);
+        return;
+      }
+      if (once === null) {
+        this.writeBodyOnce(plan, json, depth);
+        return;
+      }
+    }
+    this.writeBodyEncoded(plan, json, depth);
+  }
+
+  /** writeBody of a value declared to encodeOnce, met for the first time: its bytes are kept. */
+  private writeBodyOnce(plan: MessagePlan, json: JsonObject, depth: number): void {
+    const w = this.writer;
+    const start = w.position;
+    const tracked = w.trackedCount;
+    this.writeBodyEncoded(plan, json, depth);
+    // A body holding pieces (tracked) is left to them: its bytes must be followed, not copied.
+    // Copied now: the body's own fields are in order and in place (only what encloses it moves later).
+    // A copy (Buffer's slice would be a view of the scratch buffer, overwritten by the next encode).
+    if (w.trackedCount === tracked) this.once.set(json, { plan, bytes: new Uint8Array(w.written().subarray(start)), depth });
+  }
+
+  private writeBodyEncoded(plan: MessagePlan, json: JsonValue, depth: number): void {
     if (depth > MAX_DEPTH) throw new Problem(`messages nest more than ${MAX_DEPTH} levels deep`);
     switch (plan.special) {
       case undefined:
@@ -829,6 +883,12 @@ interface WellKnownPlans {
 }
 
 type ScalarValue = string | number | boolean | Uint8Array;
+
+/** Whether `value` and everything in it is frozen (frozen stays frozen: checked once, it holds). */
+function isDeepFrozen(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return true;
+  return Object.isFrozen(value) && Object.values(value).every(isDeepFrozen);
+}
 
 function isObject(value: JsonValue | undefined): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

@@ -316,6 +316,14 @@ export function reuseEncodedPieces(typeName: string, values: readonly object[]):
   encoder().reusePieces(typeName, values);
 }
 
+/**
+ * `values` (deep-frozen message values of `typeName` that many resources share) are encoded once
+ * and copied into every later encode (ProtoJsonEncoder.encodeOnce). Declaring loads nothing.
+ */
+export function encodeOnce(typeName: string, values: readonly object[]): void {
+  encoder().encodeOnce(typeName, values);
+}
+
 /** The bytes a piece (reuseEncodedPieces) is copied from into the next encodes, once it was kept; undefined before. */
 export function encodedPieceBytes(value: object): Uint8Array | undefined {
   return encoder().pieceBytes(value);

@@ -2,7 +2,7 @@ import { toEnvoyDuration } from '../api/duration.js';
 import { ABANDONED_HEADER, ROUTE_RETRIES_HEADER, type HeaderEdits, type ListenerIR, type MatchIR, type RetryPlan, type RouteIR, type VirtualHostIR } from '../ir/model.js';
 import { warmedClusters, warmupVirtualHost } from './ai-warmup-routes.js';
 import { ANY } from './names.js';
-import { reuseEncodedPieces } from './proto.js';
+import { encodeOnce, reuseEncodedPieces } from './proto.js';
 import { TypeUrl, deepFrozen, type EnvoyResource, type JsonObject, type JsonValue } from './resources.js';
 
 /** A PathPrefix without its trailing "/" ("/" stays "/"). */
@@ -88,6 +88,8 @@ function toRetryPolicy(r: RetryPlan): JsonObject {
  * route was a tenth of the route JSON at 10,000 Backends. Frozen, as every shared part of a
  * resource (resources.ts deepFrozen); kept for one configuration only, so it never outgrows it.
  */
+const RETRY_POLICY_TYPE = 'envoy.config.route.v3.RetryPolicy';
+
 class RetryPolicies {
   private readonly byPlan = new Map<string, JsonObject>();
 
@@ -98,6 +100,9 @@ class RetryPolicies {
     if (policy === undefined) {
       policy = deepFrozen(toRetryPolicy(r));
       this.byPlan.set(key, policy);
+      // Shared by the routes to every Backend with these settings: encoded once, copied into each
+      // route after (10,000 Backends: 10,000 encodes of one policy, and as many sorts of its fields).
+      encodeOnce(RETRY_POLICY_TYPE, [policy]);
     }
     return policy;
   }

@@ -1,6 +1,6 @@
 import { isAscii } from 'node:buffer';
 import type { Hash } from 'node:crypto';
-import { createHash, hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -13,6 +13,7 @@ import type { ObjectId } from '../api/meta.js';
 import type { Inputs, InvalidObject } from '../translate/inputs.js';
 import { addToInputs, emptyInputs, noteUnknownFields } from '../translate/inputs.js';
 import { readBlockYaml } from './yaml-block.js';
+import { bytesFingerprint, textFingerprint } from './text-fingerprint.js';
 
 /**
  * The two YAML packages, loaded the first time a document needs them: readBlockYaml reads most
@@ -332,7 +333,7 @@ export function* manifestDocuments(name: string, content: string | Buffer, limit
   const byText = reusableDocuments(previous);
   let index = 0;
   for (const { from, to, firstLine } of chunks) {
-    const [textHigh, textLow] = documentDigest(bytes.subarray(from, to));
+    const [textHigh, textLow] = bytesFingerprint(bytes, from, to);
     const before = previous?.[index];
     if (before !== undefined && before.state !== 'syntax' && before.hasText(textHigh, textLow) && before.index === index && before.file === name) {
       index++;
@@ -700,17 +701,14 @@ function specContent(value: unknown): readonly [number, number] {
 
 /**
  * What tells one version of a document's text, or of its spec, from another: kept per document,
- * twice, so kept small. The first 64 bits of SHA-1 as two 32-bit integers, which V8 keeps in the
- * document's own slots (small integers), where the shortest string took 32 bytes more each
- * (160,000 digests at 10,000 Backends). The texts are the user's own files: what is needed is no
- * accidental collision (64 bits are ample for one file's documents), not resistance to an
- * attacker (who could edit the file).
+ * twice, so kept small: 64 bits as two 32-bit integers, which V8 keeps in the document's own
+ * slots, where the shortest string took 32 bytes more each (160,000 digests at 10,000 Backends).
+ * The texts are the user's own files: what is needed is no accidental collision, not resistance
+ * to an attacker (who could edit the file), so the fingerprint is a non-cryptographic one
+ * (text-fingerprint.ts).
  */
-function documentDigest(data: Buffer | string): readonly [number, number] {
-  // 'binary' (latin1): one character per byte of the hash, read back with charCodeAt.
-  const d = hash('sha1', data, 'binary');
-  const word = (at: number): number => d.charCodeAt(at) | (d.charCodeAt(at + 1) << 8) | (d.charCodeAt(at + 2) << 16) | (d.charCodeAt(at + 3) << 24);
-  return [word(0), word(4)];
+function documentDigest(text: string): readonly [number, number] {
+  return textFingerprint(text);
 }
 
 /** A digest as text: for maps keyed by it, and for ManifestDocument.content. */

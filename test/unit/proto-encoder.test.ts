@@ -12,8 +12,8 @@ import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { generateManifests, inputsFrom } from '../../bench/translate.js';
 import { toXdsResources } from '../../src/envoy/index.js';
-import { encodeResource, encodeResourceAny, messageType, reuseEncodedPieces, typeNameOfUrl } from '../../src/envoy/proto.js';
-import { TypeUrl, type EnvoyResource, type JsonObject, type JsonValue, type XdsResources } from '../../src/envoy/resources.js';
+import { encodeOnce, encodeResource, encodeResourceAny, messageType, reuseEncodedPieces, typeNameOfUrl } from '../../src/envoy/proto.js';
+import { TypeUrl, deepFrozen, type EnvoyResource, type JsonObject, type JsonValue, type XdsResources } from '../../src/envoy/resources.js';
 import { translate } from '../../src/translate/index.js';
 import { envoyResources, snapshotOf } from '../golden/render.js';
 
@@ -281,5 +281,83 @@ describe('compiled encoder = protobufjs encoder', () => {
     const asHost = { name: 'ai/chat-0/rule/0/match/0', domains: [] as string[] };
     reuseEncodedPieces('envoy.config.route.v3.Route', [asHost]);
     expect(mismatches([{ '@type': TypeUrl.route, name: 'l', virtual_hosts: [asHost] }])).toEqual([]);
+  });
+
+  it('writes a value declared encoded once as protobufjs encodes it, the first time and every time after, wherever it comes', () => {
+    // Over 127 bytes (a length of two bytes), with a nested Any, a Struct and durations.
+    const detection = deepFrozen({
+      consecutive_5xx: 7,
+      interval: '2.500s',
+      base_ejection_time: '30s',
+      max_ejection_percent: 50,
+      split_external_local_origin_errors: true,
+    }) as JsonObject;
+    const filters = deepFrozen({
+      '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+      explicit_http_config: { http_protocol_options: {} },
+      http_filters: [
+        { name: 'envoy.filters.http.buffer', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer', max_request_bytes: 70000 } },
+        { name: 'x'.repeat(140), typed_config: { '@type': 'type.googleapis.com/google.protobuf.Struct', value: { a: [1, 'two', { three: null }] } } },
+        { name: 'envoy.filters.http.upstream_codec', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec' } },
+      ],
+    }) as JsonObject;
+    encodeOnce('envoy.config.cluster.v3.OutlierDetection', [detection]);
+    encodeOnce('google.protobuf.Any', [filters]);
+    const cluster = (i: number, extra: JsonObject = {}): EnvoyResource => ({
+      '@type': TypeUrl.cluster,
+      name: `c-${i}`,
+      connect_timeout: '1s',
+      outlier_detection: detection,
+      typed_extension_protocol_options: { 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': filters },
+      ...extra,
+    });
+    // The first encode keeps the bytes, the later ones copy them: all equal protobufjs' bytes,
+    // beside other fields written before and after them and in another field order.
+    const clusters = [cluster(0), cluster(1, { lb_policy: 'LEAST_REQUEST' }), reverseFields(messageType('envoy.config.cluster.v3.Cluster'), cluster(2)) as EnvoyResource, cluster(3)];
+    expect(mismatches(clusters)).toEqual([]);
+    // Inside a message kept in a slab (encodeResourceAny), and as the Any of a listener filter (another field).
+    const Any = messageType('google.protobuf.Any');
+    expect(Buffer.from(encodeResourceAny(cluster(4)))).toEqual(Buffer.from(Any.encode({ type_url: TypeUrl.cluster, value: protobufjsBytes(cluster(4)) }).finish()));
+    // The same object met as another type is encoded as that type (typed_config is field 3 of a
+    // TransportSocket, field 2 of a CustomClusterType).
+    const socket = deepFrozen({ name: 'envoy.transport_sockets.raw_buffer', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec' } }) as JsonObject;
+    encodeOnce('envoy.config.core.v3.TransportSocket', [socket]);
+    encodeOnce('envoy.config.cluster.v3.Cluster.CustomClusterType', [socket]);
+    expect(mismatches([cluster(5, { transport_socket: socket }), cluster(6, { transport_socket: socket }), cluster(7, { cluster_type: socket })])).toEqual([]);
+    expect(() => encodeOnce('google.protobuf.Any', [{ '@type': TypeUrl.cluster, name: 'mutable' }])).toThrow(/not deep-frozen/);
+    expect(() => encodeOnce('google.protobuf.Any', [Object.freeze({ '@type': TypeUrl.cluster, metadata: { filter_metadata: {} } })])).toThrow(/not deep-frozen/);
+  });
+});
+
+/** Paths of `json` (a message of `type`) where a key comes before one with a smaller field number; map and Struct keys are data, not fields. */
+function outOfFieldOrder(type: protobuf.Type, json: JsonValue, path: string): string[] {
+  if (!isObject(json) || type.fullName.startsWith('.google.protobuf.')) return [];
+  const out: string[] = [];
+  let last = 0;
+  for (const [key, value] of Object.entries(json)) {
+    const field = type.fields[key]?.resolve();
+    if (field === undefined) continue;
+    if (field.id < last) out.push(`${path}.${key}`);
+    last = field.id;
+    const inner = field.resolvedType instanceof protobuf.Type ? field.resolvedType : undefined;
+    if (inner === undefined || field instanceof protobuf.MapField) continue;
+    if (Array.isArray(value)) value.forEach((v, i) => out.push(...outOfFieldOrder(inner, v, `${path}.${key}[${i}]`)));
+    else out.push(...outOfFieldOrder(inner, value, `${path}.${key}`));
+  }
+  return out;
+}
+
+describe('resources built in field-number order', () => {
+  it('ClusterLoadAssignments list every field in field-number order, so the encoder never has to sort one (issue 9)', () => {
+    const assignment = messageType('envoy.config.endpoint.v3.ClusterLoadAssignment');
+    const resources = [...goldenResources(), ...benchResources()];
+    const assignments = [
+      ...resources.filter((r) => r['@type'] === TypeUrl.endpoint),
+      ...resources.flatMap((r) => (r['@type'] === TypeUrl.cluster && isObject(r['load_assignment']) ? [r['load_assignment']] : [])),
+    ];
+    // Members with limits (a health check target) and Static Backends' inline assignments among them.
+    expect(assignments.length).toBeGreaterThan(60);
+    expect(JSON.stringify(assignments)).toContain('health_check_config');
+    expect(assignments.flatMap((a, i) => outOfFieldOrder(assignment, a, `[${i}]`))).toEqual([]);
   });
 });
