@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serve, type RunningServe } from '../../src/app/serve.js';
+import { runDrill } from '../../src/cli/drill.js';
 import { quietLogger } from './status-fakes.js';
 import { REPO_ROOT as ROOT, runSwitchyard as cli } from '../support/cli-run.js';
 import { LOOPBACK_SERVE_PORTS } from '../support/ports.js';
@@ -146,5 +147,13 @@ describe('switchyard status', () => {
     expect(two.stderr).toContain('give one of -f PATH, --from URL, --kubeconfig PATH');
     expect(format.code).toBe(2);
     expect(format.stderr).toContain('-o must be table, json or yaml, got "wide"');
+  });
+});
+
+describe('switchyard drill --from', () => {
+  it('names the address and the flag when nothing answers, as status does (one reader of /statusz)', async () => {
+    // --from is checked before the key is read: the key file need not exist.
+    const drill = runDrill(['--backend', 'ai/chat', '--priority', '0', '--gateway', 'http://127.0.0.1:1/v1', '--key-file', join(dir, 'no-key'), '--from', 'http://127.0.0.1:1'], () => undefined);
+    await expect(drill).rejects.toThrow(/^--from http:\/\/127\.0\.0\.1:1: cannot read http:\/\/127\.0\.0\.1:1\/statusz: .*is serve or controller running with --metrics-port 1\?$/);
   });
 });
