@@ -1,13 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { startAiExtension } from '../../src/ai-extension/server.js';
 import { serve, type RunningServe } from '../../src/app/serve.js';
-import { TypeUrl, type JsonObject, type XdsResources } from '../../src/envoy/resources.js';
+import { TypeUrl, type XdsResources } from '../../src/envoy/resources.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { AI_EXTENSION_NODE_CLUSTER, roleUri } from '../../src/xds/identity.js';
@@ -15,8 +14,8 @@ import { XdsServer, type ClientEvent } from '../../src/xds/server.js';
 import { readXdsServerTls, xdsServerCredentials } from '../../src/xds/tls.js';
 import { createPki, type Pki } from '../support/certs.js';
 import { httpListener } from '../support/envoy-listener.js';
-import { NAMESPACE, gatewayManifests, httpRoute, secret } from '../support/gateway-fixture.js';
-import { freePort, LOOPBACK_SERVE_PORTS } from '../support/ports.js';
+import { openAiKeyConfigDir } from '../support/gateway-fixture.js';
+import { LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 import { RawAdsClient, containsSecret, type RawAdsTarget } from '../support/raw-ads.js';
 import { cluster } from '../support/xds-stream.js';
 
@@ -386,19 +385,7 @@ describe('serve without --xds-tls-dir', () => {
   let configDir: string;
 
   beforeAll(async () => {
-    configDir = mkdtempSync(join(tmpdir(), 'switchyard-serve-adversary-'));
-    const manifests: JsonObject[] = [
-      ...gatewayManifests(await freePort()),
-      secret('openai-key', `Bearer ${KEY}`),
-      {
-        apiVersion: 'switchyard.dev/v1alpha1',
-        kind: 'Backend',
-        metadata: { name: 'chat', namespace: NAMESPACE },
-        spec: { type: 'AI', ai: { llm: { provider: { openai: { model: 'gpt-4o', authToken: { kind: 'SecretRef', secretRef: { name: 'openai-key' } } } } } } },
-      },
-      httpRoute('chat', [{ path: '/v1', backend: 'chat' }]),
-    ];
-    writeFileSync(join(configDir, 'all.yaml'), manifests.map((m) => stringify(m)).join('---\n'));
+    configDir = await openAiKeyConfigDir('switchyard-serve-adversary-', KEY);
     running = await serve({
       config: configDir,
       ...LOOPBACK_SERVE_PORTS,
