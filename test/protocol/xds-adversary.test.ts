@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAiExtension } from '../../src/ai-extension/server.js';
 import { serve, type RunningServe } from '../../src/app/serve.js';
-import { TypeUrl, type XdsResources } from '../../src/envoy/resources.js';
+import { TypeUrl, type JsonObject, type XdsResources } from '../../src/envoy/resources.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { AI_EXTENSION_NODE_CLUSTER, roleUri } from '../../src/xds/identity.js';
@@ -77,14 +77,16 @@ interface Script {
 }
 
 /** The server answers a stream in order: once the LDS answer to a later request is in, every earlier answer is too. */
-async function sotwBarrier(client: RawAdsClient): Promise<void> {
-  client.send({ type_url: LDS, resource_names: [] });
+async function barrier(client: RawAdsClient): Promise<void> {
+  client.send(client.variant === 'sotw' ? { type_url: LDS, resource_names: [] } : { type_url: LDS });
   await client.waitForResponse(LDS);
 }
 
-async function deltaBarrier(client: RawAdsClient): Promise<void> {
-  client.send({ type_url: LDS });
-  await client.waitForResponse(LDS);
+/** One SDS request, its answer, then the barrier: whatever the request triggered has arrived. */
+async function askSds(client: RawAdsClient, request: JsonObject): Promise<void> {
+  client.send(request);
+  await client.waitForResponse(SDS);
+  await barrier(client);
 }
 
 function lastNonce(client: RawAdsClient, typeUrl: string): { nonce: string; version: string } {
@@ -97,21 +99,13 @@ const SCRIPTS: Script[] = [
     name: 'SotW, named, node claiming to be the AI extension',
     variant: 'sotw',
     servesCertificate: true,
-    async run(c) {
-      c.send({ node: FORGED_NODE, type_url: SDS, resource_names: [CREDENTIAL, OTHER_CREDENTIAL, CERTIFICATE] });
-      await c.waitForResponse(SDS);
-      await sotwBarrier(c);
-    },
+    run: (c) => askSds(c, { node: FORGED_NODE, type_url: SDS, resource_names: [CREDENTIAL, OTHER_CREDENTIAL, CERTIFICATE] }),
   },
   {
     name: 'SotW, wildcard "*" for SDS',
     variant: 'sotw',
     servesCertificate: true,
-    async run(c) {
-      c.send({ node: FORGED_NODE, type_url: SDS, resource_names: ['*'] });
-      await c.waitForResponse(SDS);
-      await sotwBarrier(c);
-    },
+    run: (c) => askSds(c, { node: FORGED_NODE, type_url: SDS, resource_names: ['*'] }),
   },
   {
     name: 'SotW, empty names for SDS (no legacy wildcard there), then "*" with a name',
@@ -119,7 +113,7 @@ const SCRIPTS: Script[] = [
     servesCertificate: true,
     async run(c) {
       c.send({ node: FORGED_NODE, type_url: SDS, resource_names: [] });
-      await sotwBarrier(c);
+      await barrier(c);
       c.send({ type_url: SDS, resource_names: ['*', CREDENTIAL] });
       await c.waitForResponse(SDS);
     },
@@ -137,7 +131,7 @@ const SCRIPTS: Script[] = [
       c.send({ type_url: SDS, resource_names: [], version_info: ack.version, response_nonce: ack.nonce });
       c.send({ type_url: SDS, resource_names: ['*', CREDENTIAL, OTHER_CREDENTIAL] });
       await c.waitForResponse(SDS, 2);
-      await sotwBarrier(c);
+      await barrier(c);
     },
   },
   {
@@ -148,7 +142,7 @@ const SCRIPTS: Script[] = [
       c.send({ node: FORGED_NODE, type_url: UNKNOWN_TYPES[0] ?? '', resource_names: [CREDENTIAL, '*'] });
       for (const typeUrl of UNKNOWN_TYPES.slice(1)) c.send({ type_url: typeUrl, resource_names: [CREDENTIAL, '*'] });
       c.send({ type_url: TypeUrl.cluster, resource_names: [CREDENTIAL] });
-      await sotwBarrier(c);
+      await barrier(c);
     },
   },
   {
@@ -175,21 +169,13 @@ const SCRIPTS: Script[] = [
     name: 'delta, subscribe "*" for SDS',
     variant: 'delta',
     servesCertificate: true,
-    async run(c) {
-      c.send({ node: FORGED_NODE, type_url: SDS, resource_names_subscribe: ['*'] });
-      await c.waitForResponse(SDS);
-      await deltaBarrier(c);
-    },
+    run: (c) => askSds(c, { node: FORGED_NODE, type_url: SDS, resource_names_subscribe: ['*'] }),
   },
   {
     name: 'delta, subscribe by name',
     variant: 'delta',
     servesCertificate: true,
-    async run(c) {
-      c.send({ node: FORGED_NODE, type_url: SDS, resource_names_subscribe: [CREDENTIAL, OTHER_CREDENTIAL, CERTIFICATE] });
-      await c.waitForResponse(SDS);
-      await deltaBarrier(c);
-    },
+    run: (c) => askSds(c, { node: FORGED_NODE, type_url: SDS, resource_names_subscribe: [CREDENTIAL, OTHER_CREDENTIAL, CERTIFICATE] }),
   },
   {
     name: 'delta, subscribe, ACK, unsubscribe, resubscribe by name and "*"',
@@ -205,18 +191,14 @@ const SCRIPTS: Script[] = [
       await c.waitForResponse(SDS, 2);
       c.send({ type_url: SDS, resource_names_unsubscribe: ['*'] });
       c.send({ type_url: SDS, resource_names_subscribe: ['*', OTHER_CREDENTIAL] });
-      await deltaBarrier(c);
+      await barrier(c);
     },
   },
   {
     name: 'delta, initial versions claiming the credentials at a stale version',
     variant: 'delta',
     servesCertificate: true,
-    async run(c) {
-      c.send({ node: FORGED_NODE, type_url: SDS, resource_names_subscribe: ['*', CREDENTIAL], initial_resource_versions: { [CREDENTIAL]: 'stale', [OTHER_CREDENTIAL]: 'x', [CERTIFICATE]: 'stale' } });
-      await c.waitForResponse(SDS);
-      await deltaBarrier(c);
-    },
+    run: (c) => askSds(c, { node: FORGED_NODE, type_url: SDS, resource_names_subscribe: ['*', CREDENTIAL], initial_resource_versions: { [CREDENTIAL]: 'stale', [OTHER_CREDENTIAL]: 'x', [CERTIFICATE]: 'stale' } }),
   },
   {
     name: 'delta, unknown and lookalike type URLs subscribing to the credential',
@@ -225,7 +207,7 @@ const SCRIPTS: Script[] = [
     async run(c) {
       c.send({ node: FORGED_NODE, type_url: UNKNOWN_TYPES[0] ?? '', resource_names_subscribe: [CREDENTIAL, '*'] });
       for (const typeUrl of UNKNOWN_TYPES.slice(1)) c.send({ type_url: typeUrl, resource_names_subscribe: [CREDENTIAL, '*'] });
-      await deltaBarrier(c);
+      await barrier(c);
     },
   },
 ];
@@ -404,13 +386,9 @@ describe('serve without --xds-tls-dir', () => {
     if (r === undefined || r.aiExtension === undefined) throw new Error('serve did not start its extension');
     expect(await r.aiExtension.credentials.resolve(CREDENTIAL, 10_000)).toBe(KEY);
     const sotw = open(() => ({ address: `127.0.0.1:${r.xdsPort}` }), 'sotw');
-    sotw.send({ node: FORGED_NODE, type_url: SDS, resource_names: ['*', CREDENTIAL] });
-    await sotw.waitForResponse(SDS);
-    await sotwBarrier(sotw);
+    await askSds(sotw, { node: FORGED_NODE, type_url: SDS, resource_names: ['*', CREDENTIAL] });
     const delta = open(() => ({ address: `127.0.0.1:${r.xdsPort}` }), 'delta');
-    delta.send({ node: FORGED_NODE, type_url: SDS, resource_names_subscribe: ['*', CREDENTIAL] });
-    await delta.waitForResponse(SDS);
-    await deltaBarrier(delta);
+    await askSds(delta, { node: FORGED_NODE, type_url: SDS, resource_names_subscribe: ['*', CREDENTIAL] });
     for (const client of [sotw, delta]) {
       expect(containsSecret(client.bytes(), KEY), client.variant).toBe(false);
       expect(client.namesReceived(SDS), client.variant).toEqual([]);
