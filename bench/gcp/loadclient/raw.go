@@ -419,7 +419,6 @@ func twoFields(b []byte, first, second protowire.Number) (a, c []byte, err error
 // decode works out each resource's references (a response not seen before in this process).
 func decode(typeURL string, delta bool, resources [][]byte) (*decodedResources, error) {
 	d := &decodedResources{count: len(resources), refs: make([]*refs, 0, len(resources))}
-	eds, rds, sds := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, res := range resources {
 		value := res
 		if delta {
@@ -440,17 +439,8 @@ func decode(typeURL string, delta bool, resources [][]byte) (*decodedResources, 
 		}
 		r := refsOf(&anypb.Any{TypeUrl: anyType, Value: anyBytes})
 		d.refs = append(d.refs, &r)
-		for _, n := range r.eds {
-			eds[n] = true
-		}
-		for _, n := range r.rds {
-			rds[n] = true
-		}
-		for _, n := range r.sds {
-			sds[n] = true
-		}
 	}
-	d.union = refs{eds: sortedKeys(eds), rds: sortedKeys(rds), sds: sortedKeys(sds)}
+	d.union = mergeRefs(d.refs)
 	return d, nil
 }
 
