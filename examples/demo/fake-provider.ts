@@ -362,23 +362,7 @@ export async function startFakeProvider(opts: FakeProviderOptions): Promise<Fake
   }
 
   function writeEvents(res: ServerResponse, events: string[]): void {
-    const interval = opts.streamIntervalMs ?? 0;
-    if (interval <= 0) {
-      res.end(events.join(''));
-      return;
-    }
-    let i = 0;
-    const next = (): void => {
-      if (res.destroyed) return;
-      const e = events[i++];
-      if (e === undefined) {
-        res.end();
-        return;
-      }
-      res.write(e);
-      setTimeout(next, interval);
-    };
-    next();
+    writePaced(res, events, opts.streamIntervalMs ?? 0);
   }
 
   function sendJson(res: ServerResponse, status: number, body: object, headers: Record<string, string> = {}): void {
@@ -527,7 +511,31 @@ function usageFor(requestBody: string, content: string): object {
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
-function flattenHeaders(req: IncomingMessage): Record<string, string> {
+/**
+ * A streamed answer written one event every `intervalMs` (how a model's tokens arrive), or all
+ * at once when the interval is 0; a client that went away stops the writes.
+ */
+export function writePaced(res: ServerResponse, events: readonly string[], intervalMs: number): void {
+  if (intervalMs <= 0) {
+    res.end(events.join(''));
+    return;
+  }
+  let i = 0;
+  const next = (): void => {
+    if (res.destroyed) return;
+    const e = events[i++];
+    if (e === undefined) {
+      res.end();
+      return;
+    }
+    res.write(e);
+    setTimeout(next, intervalMs);
+  };
+  next();
+}
+
+/** A request's headers as one string each (repeated ones joined with ", "), as the fakes record them. */
+export function flattenHeaders(req: IncomingMessage): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(req.headers)) {
     if (value !== undefined) out[key] = Array.isArray(value) ? value.join(', ') : value;
@@ -535,7 +543,8 @@ function flattenHeaders(req: IncomingMessage): Record<string, string> {
   return out;
 }
 
-function parseJson(text: string): unknown {
+/** The body as JSON, or undefined when it is empty or not JSON (a fake records what it got either way). */
+export function parseJson(text: string): unknown {
   if (text === '') return undefined;
   try {
     return JSON.parse(text) as unknown;

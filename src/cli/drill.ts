@@ -6,6 +6,7 @@ import { KubeClient, isNotFound } from '../providers/kubernetes/api-client.js';
 import { loadKubeConfig } from '../providers/kubernetes/kubeconfig.js';
 import { MIN_DRILL_KEY_LENGTH } from '../translate/credentials.js';
 import { parseFlags, UsageError } from './flags.js';
+import { readStatusz } from './statusz-client.js';
 
 /**
  * `switchyard drill`: proves failover on a live Gateway. Each request carries a drill header
@@ -169,19 +170,7 @@ const statuszBackends = z.object({
 
 /** Asks a running serve or controller (/statusz) whether the Backend exists and can fail over from the priority. */
 async function checkFromStatusz(base: string, plan: DrillPlan): Promise<void> {
-  let url: URL;
-  try {
-    url = new URL('/statusz', base);
-  } catch {
-    throw new UsageError(`--from must be the http:// address of a running serve or controller's metrics port (e.g. http://127.0.0.1:9090), got "${base}"`, 'drill');
-  }
-  let json: unknown;
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
-    json = await res.json();
-  } catch (err) {
-    throw new Error(`--from ${base}: cannot read ${url.href} (${err instanceof Error ? err.message : String(err)}); is serve or controller running with that --metrics-port?`);
-  }
+  const { url, json } = await readStatusz(base, 'drill');
   const parsed = statuszBackends.safeParse(json);
   if (!parsed.success) throw new Error(`--from ${base}: ${url.href} is not a switchyard /statusz`);
   const found = parsed.data.statuses.find((s) => s.kind === 'Backend' && `${s.namespace}/${s.name}` === plan.backend);

@@ -10,6 +10,7 @@ import { loadKubeConfig } from '../providers/kubernetes/kubeconfig.js';
 import type { ObjectStatus } from '../translate/status.js';
 import { parseFlags, UsageError } from './flags.js';
 import { badConditions, statusTable } from './status-view.js';
+import { readStatusz } from './statusz-client.js';
 
 /** What `switchyard status` shows, wherever it came from. */
 export interface StatusView {
@@ -83,27 +84,7 @@ const statuszSchema = z.object({
 });
 
 async function fromStatusz(base: string): Promise<StatusView> {
-  let url: URL;
-  try {
-    url = new URL('/statusz', base);
-  } catch {
-    throw new UsageError(`--from must be the http:// address of a running serve or controller's metrics port (e.g. http://127.0.0.1:9090), got "${base}"`, 'status');
-  }
-  let text: string;
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
-    text = await res.text();
-    if (!res.ok) throw new Error(`HTTP ${res.status}: ${text.trim()}`);
-  } catch (err) {
-    const cause = err instanceof Error && err.cause instanceof Error ? ` (${err.cause.message})` : '';
-    throw new Error(`--from ${base}: cannot read ${url.href}: ${err instanceof Error ? err.message : String(err)}${cause}; is serve or controller running with --metrics-port ${url.port || '80'}?`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new Error(`--from ${base}: ${url.href} did not answer JSON; is it a switchyard metrics port?`);
-  }
+  const { url, json } = await readStatusz(base, 'status');
   const parsed = statuszSchema.safeParse(json);
   if (!parsed.success) throw new Error(`--from ${base}: ${url.href} is not a switchyard /statusz (${parsed.error.issues[0]?.message ?? 'unexpected shape'})`);
   return {

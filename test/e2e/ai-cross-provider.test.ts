@@ -3,6 +3,7 @@ import { E2E_LOAD_MARGIN_MS } from '../support/timing.js';
 import type { FakeProvider, ReceivedRequest } from '../../examples/demo/fake-provider.js';
 import { createFakeTls, type FakeTls } from '../../examples/demo/fake-tls.js';
 import { NAMESPACE, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
+import { readStreamedText } from '../support/chat.js';
 import { extProcCounters } from '../support/envoy.js';
 
 /**
@@ -353,13 +354,7 @@ describe('Anthropic refusals answered 200 (stop_reason refusal), with contentPol
   it('Anthropic\'s own streamed answer still reaches the client event by event', async () => {
     const started = performance.now();
     const stream = await gw.client('/careful-claude/v1').chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }], stream: true });
-    const arrivals: number[] = [];
-    let text = '';
-    for await (const chunk of stream) {
-      const content = chunk.choices[0]?.delta.content ?? '';
-      if (content !== '') arrivals.push(performance.now() - started);
-      text += content;
-    }
+    const { text, arrivals } = await readStreamedText(stream, started);
     expect(text).toBe('answered by anthropic');
     expect(openai.received()).toHaveLength(0);
     // 60 ms between events: held only until the first word, not buffered whole.
@@ -372,13 +367,8 @@ describe('first-token deadline on an Anthropic member', () => {
     await anthropic.setMode({ kind: 'silent', keepAliveMs: 200 });
     const started = performance.now();
     const stream = await gw.client('/slow-claude/v1').chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }], stream: true });
-    let text = '';
-    let first = -1;
-    for await (const chunk of stream) {
-      const content = chunk.choices[0]?.delta.content ?? '';
-      if (content !== '' && first < 0) first = performance.now() - started;
-      text += content;
-    }
+    const { text, arrivals } = await readStreamedText(stream, started);
+    const first = arrivals[0] ?? -1;
     expect(text).toBe('answered by openai');
     // At the 1 s deadline, not at the route's timeout: the deadline plus the load margin.
     console.log(`first token after a silent Anthropic member (1 s deadline): ${Math.round(first)} ms`);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
 import { E2E_LOAD_MARGIN_MS } from '../support/timing.js';
+import { readStreamedText } from '../support/chat.js';
 import { aiBackend, gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
 
 /**
@@ -104,14 +105,8 @@ interface Streamed {
 async function streamed(prefix = '/v1'): Promise<Streamed> {
   const started = performance.now();
   const stream = await gw.client(prefix).chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }], stream: true });
-  let firstTokenMs = -1;
-  let text = '';
-  for await (const chunk of stream) {
-    const content = chunk.choices[0]?.delta.content ?? '';
-    if (content !== '' && firstTokenMs < 0) firstTokenMs = performance.now() - started;
-    text += content;
-  }
-  return { firstTokenMs, text };
+  const { text, arrivals } = await readStreamedText(stream, started);
+  return { firstTokenMs: arrivals[0] ?? -1, text };
 }
 
 async function whole(prefix = '/v1'): Promise<{ ms: number; text: string }> {
@@ -215,13 +210,7 @@ describe('answers that start in time', () => {
     await p0.setMode({ kind: 'status', status: 503 });
     const started = performance.now();
     const stream = await gw.client().chat.completions.create({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }], stream: true });
-    const arrivals: number[] = [];
-    let text = '';
-    for await (const chunk of stream) {
-      const content = chunk.choices[0]?.delta.content ?? '';
-      if (content !== '') arrivals.push(performance.now() - started);
-      text += content;
-    }
+    const { text, arrivals } = await readStreamedText(stream, started);
     expect(text).toBe('answered by p1');
     // Held only until the first word: the later words still arrive as the provider writes them
     // (30 ms apart). Held to the end, all would arrive together; on a loaded machine the first two

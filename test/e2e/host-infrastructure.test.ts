@@ -1,17 +1,17 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { requireEnvoyBinary } from '../support/envoy.js';
 import { staticBackend } from '../support/gateway-fixture.js';
 import { freePort } from '../support/ports.js';
-import { processesMentioning, stopChild } from '../support/processes.js';
-import { sleep, StopWaiting, waitFor } from '../support/wait.js';
+import { processesMentioning } from '../support/processes.js';
+import { spawnServe, stopServeAndLeftovers, untilServeReady } from '../support/serve-process.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 /**
  * `switchyard serve --infrastructure host`, the real CLI process with real Envoys: two Gateways in
@@ -21,7 +21,6 @@ import { sleep, StopWaiting, waitFor } from '../support/wait.js';
  * them; a stop of serve leaves no Envoy behind (checked in /proc).
  */
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const TIMEOUT_MS = 120_000;
 /**
  * team-b's port is team-a's + SAME_PORT_OFFSET. The translator on this branch still refuses one
@@ -126,20 +125,12 @@ describe('serve --infrastructure host: one supervised Envoy per Gateway', () => 
     renameSync(tmp, join(config, 'gateways.yaml'));
   };
 
-  const startServe = (): ChildProcess => {
-    const out = openSync(logPath, 'a');
-    const child = spawn(
-      process.execPath,
-      [
-        '--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'serve', '--config', config, '--state-dir', stateDir,
-        '--xds-port', '0', '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', '--no-ai-extension',
-        '--infrastructure', 'host', '--envoy-path', requireEnvoyBinary(), '--envoy-concurrency', '1',
-      ],
-      { cwd: ROOT, stdio: ['ignore', out, out] },
-    );
-    closeSync(out);
-    return child;
-  };
+  const startServe = (): ChildProcess =>
+    spawnServe([
+      '--config', config, '--state-dir', stateDir,
+      '--xds-port', '0', '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1', '--no-ai-extension',
+      '--infrastructure', 'host', '--envoy-path', requireEnvoyBinary(), '--envoy-concurrency', '1',
+    ], logPath);
   const portB = (): number => port + SAME_PORT_OFFSET;
   const tail = (): string => readFileSync(logPath, 'utf8').split('\n').slice(-30).join('\n');
 
@@ -147,16 +138,7 @@ describe('serve --infrastructure host: one supervised Envoy per Gateway', () => 
     const res = await fetch(`http://127.0.0.1:${metricsPort}/statusz`);
     return (await res.json()) as Statusz;
   };
-  const untilReady = async (child: ChildProcess): Promise<void> => {
-    await waitFor(
-      async () => {
-        if (child.exitCode !== null) throw new StopWaiting(`serve exited (${String(child.exitCode)}):\n${tail()}`);
-        const r = await get(`http://127.0.0.1:${metricsPort}/readyz`);
-        return 'status' in r && r.status === 200;
-      },
-      { what: 'serve and its Envoys to be ready (/readyz)', timeoutMs: 90_000, intervalMs: 200 },
-    );
-  };
+  const untilReady = (child: ChildProcess): Promise<void> => untilServeReady(child, metricsPort, logPath, 'serve and its Envoys to be ready (/readyz)');
   const plane = async (gateway: string): Promise<DataPlane | undefined> => (await statusz()).dataPlanes.find((p) => p.gateway === gateway);
 
   beforeAll(async () => {
@@ -178,9 +160,7 @@ describe('serve --infrastructure host: one supervised Envoy per Gateway', () => 
   }, TIMEOUT_MS);
 
   afterAll(async () => {
-    await stopChild(serveProcess);
-    // Whatever a failed test left: no Envoy of this test may outlive it.
-    for (const pid of processesMentioning(stateDir)) process.kill(pid, 'SIGKILL');
+    await stopServeAndLeftovers(serveProcess, stateDir);
     for (const u of upstreams) u.server.close();
     rmSync(dir, { recursive: true, force: true });
   });

@@ -1,8 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { startFakeProvider, type FakeProvider } from '../../examples/demo/fake-provider.js';
@@ -12,8 +11,8 @@ import { requireEnvoyBinary } from '../support/envoy.js';
 import { expectExtProcOnSocketOnly, listeningTcpPorts } from '../support/ext-proc-probe.js';
 import { GATEWAY, aiBackend, gatewayManifests, httpRoute, secret } from '../support/gateway-fixture.js';
 import { freePort } from '../support/ports.js';
-import { processesMentioning, stopChild } from '../support/processes.js';
-import { sleep, StopWaiting, waitFor } from '../support/wait.js';
+import { spawnServe, stopServeAndLeftovers, untilServeReady } from '../support/serve-process.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 /**
  * Issue 7: in the default `serve` (it runs the Envoys), the AI extension's ext_proc answers, which
@@ -25,7 +24,6 @@ import { sleep, StopWaiting, waitFor } from '../support/wait.js';
  * adopts the extension on the same socket.
  */
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const TIMEOUT_MS = 180_000;
 const KEY = 'sk-ext-proc-socket-0001';
 
@@ -47,34 +45,14 @@ describe('serve running its Envoys: the AI extension on a private Unix socket, n
   let serveProcess: ChildProcess | undefined;
   const fakes: FakeProvider[] = [];
 
-  const startServe = (): ChildProcess => {
-    const out = openSync(logPath, 'a');
-    const child = spawn(
-      process.execPath,
-      [
-        '--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'serve', '--config', config, '--state-dir', stateDir,
-        '--xds-port', '0', '--xds-host', '127.0.0.1', '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1',
-        '--envoy-path', requireEnvoyBinary(), '--envoy-concurrency', '1',
-      ],
-      { cwd: ROOT, stdio: ['ignore', out, out] },
-    );
-    closeSync(out);
-    return child;
-  };
+  const startServe = (): ChildProcess =>
+    spawnServe([
+      '--config', config, '--state-dir', stateDir,
+      '--xds-port', '0', '--xds-host', '127.0.0.1', '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1',
+      '--envoy-path', requireEnvoyBinary(), '--envoy-concurrency', '1',
+    ], logPath);
   const tail = (): string => readFileSync(logPath, 'utf8').split('\n').slice(-30).join('\n');
-  const untilReady = async (child: ChildProcess): Promise<void> => {
-    await waitFor(
-      async () => {
-        if (child.exitCode !== null) throw new StopWaiting(`serve exited (${String(child.exitCode)}):\n${tail()}`);
-        try {
-          return (await fetch(`http://127.0.0.1:${metricsPort}/readyz`, { signal: AbortSignal.timeout(2_000) })).status === 200;
-        } catch {
-          return false;
-        }
-      },
-      { what: 'serve and its Envoy to be ready (/readyz)', timeoutMs: 90_000, intervalMs: 200 },
-    );
-  };
+  const untilReady = (child: ChildProcess): Promise<void> => untilServeReady(child, metricsPort, logPath, 'serve and its Envoy to be ready (/readyz)');
   const record = (): Record_ => JSON.parse(readFileSync(join(stateDir, 'ai-extension.json'), 'utf8')) as Record_;
   const chat = (): Promise<ChatAnswer> => chatCompletion(`http://${address}:${listenerPort}/chat/v1/chat/completions`);
   /** The answer once the route is served (Envoy 404s until its configuration is in). */
@@ -120,9 +98,7 @@ describe('serve running its Envoys: the AI extension on a private Unix socket, n
   }, TIMEOUT_MS);
 
   afterAll(async () => {
-    await stopChild(serveProcess);
-    // Whatever a failed test left behind: the extension and the Envoys name the state directory.
-    for (const pid of processesMentioning(stateDir)) process.kill(pid, 'SIGKILL');
+    await stopServeAndLeftovers(serveProcess, stateDir);
     for (const f of fakes) await f.close();
     rmSync(dir, { recursive: true, force: true });
   }, TIMEOUT_MS);

@@ -5,13 +5,13 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { stringify } from 'yaml';
 import OpenAI from 'openai';
 import { startFakeProvider, type FakeProvider } from '../../examples/demo/fake-provider.js';
-import { startAiExtension, type RunningAiExtension } from '../../src/ai-extension/server.js';
+import type { RunningAiExtension } from '../../src/ai-extension/server.js';
 import type { RunningController } from '../../src/app/controller.js';
 import { runDrill } from '../../src/cli/drill.js';
 import { buildBootstrap } from '../../src/envoy/bootstrap.js';
 import type { JsonObject } from '../../src/envoy/resources.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { loopbackController } from '../support/controller-replica.js';
+import { startControllerWithExtension } from '../support/controller-replica.js';
 import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
 import { startFakeBedrock, type FakeBedrock } from '../support/fake-bedrock.js';
 import { startFakeVertex, type FakeVertex } from '../support/fake-vertex.js';
@@ -145,14 +145,7 @@ beforeAll(async () => {
   bedrock = await startFakeBedrock({ name: 'bedrock', ...AWS });
   listenerPort = await freePort();
   const logger = createLogger({ level: 'info', name: 'k8s-drill' }, { write: (line: string) => void logLines.push(line) });
-  extension = await startAiExtension({ port: 0, host: '127.0.0.1', logger: logger.child({ component: 'ai-extension' }) });
-  ctl = await loopbackController({
-    namespaces: [ns.name],
-    extensionPort: extension.port,
-    logger,
-    leaderElection: { namespace: ns.name, identity: `drill-test-${SUFFIX}`, leaseDurationMs: 4_000, renewDeadlineMs: 3_000, retryPeriodMs: 500 },
-  });
-  extension.connect({ socket: await ctl.xds.privateSocket() });
+  ({ ctl, extension } = await startControllerWithExtension({ namespaces: [ns.name], identity: `drill-test-${SUFFIX}`, logger }));
   const adminPort = await freePort();
   envoy = await startEnvoy({ bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: ctl.xdsPort }, nodeId: `drill-${SUFFIX}`, adminPort }), adminPort, id: 'k8s-drill' });
   await apply('all.yaml', manifests());

@@ -6,12 +6,12 @@ import OpenAI, { APIError } from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { stringify } from 'yaml';
 import { startFakeProvider, type FakeProvider } from '../../examples/demo/fake-provider.js';
-import { startAiExtension, type RunningAiExtension } from '../../src/ai-extension/server.js';
+import type { RunningAiExtension } from '../../src/ai-extension/server.js';
 import type { RunningController } from '../../src/app/controller.js';
 import { buildBootstrap } from '../../src/envoy/bootstrap.js';
 import type { JsonObject, JsonValue } from '../../src/envoy/resources.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { loopbackController } from '../support/controller-replica.js';
+import { startControllerWithExtension } from '../support/controller-replica.js';
 import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
 import { aiBackend, attempts } from '../support/gateway-fixture.js';
 import { createTestNamespace, K8S_SETTLE_MS, randomSuffix, testClient, type TestNamespace } from '../support/kube-cluster.js';
@@ -202,16 +202,7 @@ beforeAll(async () => {
   listenerPort = await freePort();
   const logger = createLogger({ level: 'info', name: 'k8s-controller' }, { write: (line: string) => void logLines.push(line) });
   // As in the chart: the AI extension runs next to Envoy and takes credentials from the controller over ADS.
-  extension = await startAiExtension({ port: 0, host: '127.0.0.1', logger: logger.child({ component: 'ai-extension' }) });
-
-  ctl = await loopbackController({
-    namespaces: [ns.name],
-    extensionPort: extension.port,
-    logger,
-    // A short lease so the test does not wait long for leadership; the Lease lives in the test namespace.
-    leaderElection: { namespace: ns.name, identity: `controller-test-${SUFFIX}`, leaseDurationMs: 4_000, renewDeadlineMs: 3_000, retryPeriodMs: 500 },
-  });
-  extension.connect({ socket: await ctl.xds.privateSocket() });
+  ({ ctl, extension } = await startControllerWithExtension({ namespaces: [ns.name], identity: `controller-test-${SUFFIX}`, logger }));
   const adminPort = await freePort();
   envoy = await startEnvoy({ bootstrap: buildBootstrap({ xds: { host: '127.0.0.1', port: ctl.xdsPort }, nodeId: `controller-${SUFFIX}`, adminPort }), adminPort, id: 'k8s-controller' });
 

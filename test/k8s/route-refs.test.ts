@@ -4,13 +4,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { startFakeProvider, type FakeProvider } from '../../examples/demo/fake-provider.js';
-import { startAiExtension, type RunningAiExtension } from '../../src/ai-extension/server.js';
+import type { RunningAiExtension } from '../../src/ai-extension/server.js';
 import { CONTROLLER_NAME } from '../../src/api/gateway.js';
 import type { RunningController } from '../../src/app/controller.js';
 import type { JsonObject } from '../../src/envoy/resources.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { KubeClient } from '../../src/providers/kubernetes/api-client.js';
-import { loopbackController, removeTestObjects, startEnvoyFor, waitForHosts } from '../support/controller-replica.js';
+import { removeTestObjects, startControllerWithExtension, startEnvoyFor, waitForHosts } from '../support/controller-replica.js';
 import type { EnvoyProcess } from '../support/envoy.js';
 import { aiBackend } from '../support/gateway-fixture.js';
 import { createTestNamespace, randomSuffix, testClient, type TestNamespace } from '../support/kube-cluster.js';
@@ -153,14 +153,7 @@ beforeAll(async () => {
   shared = await startFakeProvider({ name: 'shared' });
   listenerPort = await freePort();
   const logger = createLogger({ level: 'info', name: 'k8s-route-refs' }, { write: (line: string) => void logLines.push(line) });
-  extension = await startAiExtension({ port: 0, host: '127.0.0.1', logger: logger.child({ component: 'ai-extension' }) });
-  ctl = await loopbackController({
-    namespaces: [routesNs.name, modelsNs.name],
-    extensionPort: extension.port,
-    logger,
-    leaderElection: { namespace: routesNs.name, identity: `route-refs-${SUFFIX}`, leaseDurationMs: 4_000, renewDeadlineMs: 3_000, retryPeriodMs: 500 },
-  });
-  extension.connect({ socket: await ctl.xds.privateSocket() });
+  ({ ctl, extension } = await startControllerWithExtension({ namespaces: [routesNs.name, modelsNs.name], identity: `route-refs-${SUFFIX}`, logger }));
   envoy = await startEnvoyFor(ctl.xdsPort, `route-refs-${SUFFIX}`, { loadReporting: false });
 
   const backend = aiBackend({ name: 'shared', llm: true, priorities: [[{ fake: shared, hostname: 'shared.llm.test' }]] });

@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { startAiExtension } from '../../src/ai-extension/server.js';
 import { serve, type RunningServe } from '../../src/app/serve.js';
 import { TypeUrl, type JsonObject, type XdsResources } from '../../src/envoy/resources.js';
@@ -15,8 +14,8 @@ import { XdsServer, type ClientEvent } from '../../src/xds/server.js';
 import { readXdsServerTls, xdsServerCredentials } from '../../src/xds/tls.js';
 import { createPki, type Pki } from '../support/certs.js';
 import { httpListener } from '../support/envoy-listener.js';
-import { NAMESPACE, gatewayManifests, httpRoute, secret } from '../support/gateway-fixture.js';
-import { freePort, LOOPBACK_SERVE_PORTS } from '../support/ports.js';
+import { openAiKeyConfigDir } from '../support/gateway-fixture.js';
+import { LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 import { RawAdsClient, containsSecret, type RawAdsTarget } from '../support/raw-ads.js';
 import { cluster } from '../support/xds-stream.js';
 
@@ -78,14 +77,16 @@ interface Script {
 }
 
 /** The server answers a stream in order: once the LDS answer to a later request is in, every earlier answer is too. */
-async function sotwBarrier(client: RawAdsClient): Promise<void> {
-  client.send({ type_url: LDS, resource_names: [] });
+async function barrier(client: RawAdsClient): Promise<void> {
+  client.send(client.variant === 'sotw' ? { type_url: LDS, resource_names: [] } : { type_url: LDS });
   await client.waitForResponse(LDS);
 }
 
-async function deltaBarrier(client: RawAdsClient): Promise<void> {
-  client.send({ type_url: LDS });
-  await client.waitForResponse(LDS);
+/** One SDS request, its answer, then the barrier: whatever the request triggered has arrived. */
+async function askSds(client: RawAdsClient, request: JsonObject): Promise<void> {
+  client.send(request);
+  await client.waitForResponse(SDS);
+  await barrier(client);
 }
 
 function lastNonce(client: RawAdsClient, typeUrl: string): { nonce: string; version: string } {
@@ -98,21 +99,13 @@ const SCRIPTS: Script[] = [
     name: 'SotW, named, node claiming to be the AI extension',
     variant: 'sotw',
     servesCertificate: true,
-    async run(c) {
-      c.send({ node: FORGED_NODE, type_url: SDS, resource_names: [CREDENTIAL, OTHER_CREDENTIAL, CERTIFICATE] });
-      await c.waitForResponse(SDS);
-      await sotwBarrier(c);
-    },
+    run: (c) => askSds(c, { node: FORGED_NODE, type_url: SDS, resource_names: [CREDENTIAL, OTHER_CREDENTIAL, CERTIFICATE] }),
   },
   {
     name: 'SotW, wildcard "*" for SDS',
     variant: 'sotw',
     servesCertificate: true,
-    async run(c) {
-      c.send({ node: FORGED_NODE, type_url: SDS, resource_names: ['*'] });
-      await c.waitForResponse(SDS);
-      await sotwBarrier(c);
-    },
+    run: (c) => askSds(c, { node: FORGED_NODE, type_url: SDS, resource_names: ['*'] }),
   },
   {
     name: 'SotW, empty names for SDS (no legacy wildcard there), then "*" with a name',
@@ -120,7 +113,7 @@ const SCRIPTS: Script[] = [
     servesCertificate: true,
     async run(c) {
       c.send({ node: FORGED_NODE, type_url: SDS, resource_names: [] });
-      await sotwBarrier(c);
+      await barrier(c);
       c.send({ type_url: SDS, resource_names: ['*', CREDENTIAL] });
       await c.waitForResponse(SDS);
     },
@@ -138,7 +131,7 @@ const SCRIPTS: Script[] = [
       c.send({ type_url: SDS, resource_names: [], version_info: ack.version, response_nonce: ack.nonce });
       c.send({ type_url: SDS, resource_names: ['*', CREDENTIAL, OTHER_CREDENTIAL] });
       await c.waitForResponse(SDS, 2);
-      await sotwBarrier(c);
+      await barrier(c);
     },
   },
   {
@@ -149,7 +142,7 @@ const SCRIPTS: Script[] = [
       c.send({ node: FORGED_NODE, type_url: UNKNOWN_TYPES[0] ?? '', resource_names: [CREDENTIAL, '*'] });
       for (const typeUrl of UNKNOWN_TYPES.slice(1)) c.send({ type_url: typeUrl, resource_names: [CREDENTIAL, '*'] });
       c.send({ type_url: TypeUrl.cluster, resource_names: [CREDENTIAL] });
-      await sotwBarrier(c);
+      await barrier(c);
     },
   },
   {
@@ -176,21 +169,13 @@ const SCRIPTS: Script[] = [
     name: 'delta, subscribe "*" for SDS',
     variant: 'delta',
     servesCertificate: true,
-    async run(c) {
-      c.send({ node: FORGED_NODE, type_url: SDS, resource_names_subscribe: ['*'] });
-      await c.waitForResponse(SDS);
-      await deltaBarrier(c);
-    },
+    run: (c) => askSds(c, { node: FORGED_NODE, type_url: SDS, resource_names_subscribe: ['*'] }),
   },
   {
     name: 'delta, subscribe by name',
     variant: 'delta',
     servesCertificate: true,
-    async run(c) {
-      c.send({ node: FORGED_NODE, type_url: SDS, resource_names_subscribe: [CREDENTIAL, OTHER_CREDENTIAL, CERTIFICATE] });
-      await c.waitForResponse(SDS);
-      await deltaBarrier(c);
-    },
+    run: (c) => askSds(c, { node: FORGED_NODE, type_url: SDS, resource_names_subscribe: [CREDENTIAL, OTHER_CREDENTIAL, CERTIFICATE] }),
   },
   {
     name: 'delta, subscribe, ACK, unsubscribe, resubscribe by name and "*"',
@@ -206,18 +191,14 @@ const SCRIPTS: Script[] = [
       await c.waitForResponse(SDS, 2);
       c.send({ type_url: SDS, resource_names_unsubscribe: ['*'] });
       c.send({ type_url: SDS, resource_names_subscribe: ['*', OTHER_CREDENTIAL] });
-      await deltaBarrier(c);
+      await barrier(c);
     },
   },
   {
     name: 'delta, initial versions claiming the credentials at a stale version',
     variant: 'delta',
     servesCertificate: true,
-    async run(c) {
-      c.send({ node: FORGED_NODE, type_url: SDS, resource_names_subscribe: ['*', CREDENTIAL], initial_resource_versions: { [CREDENTIAL]: 'stale', [OTHER_CREDENTIAL]: 'x', [CERTIFICATE]: 'stale' } });
-      await c.waitForResponse(SDS);
-      await deltaBarrier(c);
-    },
+    run: (c) => askSds(c, { node: FORGED_NODE, type_url: SDS, resource_names_subscribe: ['*', CREDENTIAL], initial_resource_versions: { [CREDENTIAL]: 'stale', [OTHER_CREDENTIAL]: 'x', [CERTIFICATE]: 'stale' } }),
   },
   {
     name: 'delta, unknown and lookalike type URLs subscribing to the credential',
@@ -226,7 +207,7 @@ const SCRIPTS: Script[] = [
     async run(c) {
       c.send({ node: FORGED_NODE, type_url: UNKNOWN_TYPES[0] ?? '', resource_names_subscribe: [CREDENTIAL, '*'] });
       for (const typeUrl of UNKNOWN_TYPES.slice(1)) c.send({ type_url: typeUrl, resource_names_subscribe: [CREDENTIAL, '*'] });
-      await deltaBarrier(c);
+      await barrier(c);
     },
   },
 ];
@@ -386,19 +367,7 @@ describe('serve without --xds-tls-dir', () => {
   let configDir: string;
 
   beforeAll(async () => {
-    configDir = mkdtempSync(join(tmpdir(), 'switchyard-serve-adversary-'));
-    const manifests: JsonObject[] = [
-      ...gatewayManifests(await freePort()),
-      secret('openai-key', `Bearer ${KEY}`),
-      {
-        apiVersion: 'switchyard.dev/v1alpha1',
-        kind: 'Backend',
-        metadata: { name: 'chat', namespace: NAMESPACE },
-        spec: { type: 'AI', ai: { llm: { provider: { openai: { model: 'gpt-4o', authToken: { kind: 'SecretRef', secretRef: { name: 'openai-key' } } } } } } },
-      },
-      httpRoute('chat', [{ path: '/v1', backend: 'chat' }]),
-    ];
-    writeFileSync(join(configDir, 'all.yaml'), manifests.map((m) => stringify(m)).join('---\n'));
+    configDir = await openAiKeyConfigDir('switchyard-serve-adversary-', KEY);
     running = await serve({
       config: configDir,
       ...LOOPBACK_SERVE_PORTS,
@@ -417,13 +386,9 @@ describe('serve without --xds-tls-dir', () => {
     if (r === undefined || r.aiExtension === undefined) throw new Error('serve did not start its extension');
     expect(await r.aiExtension.credentials.resolve(CREDENTIAL, 10_000)).toBe(KEY);
     const sotw = open(() => ({ address: `127.0.0.1:${r.xdsPort}` }), 'sotw');
-    sotw.send({ node: FORGED_NODE, type_url: SDS, resource_names: ['*', CREDENTIAL] });
-    await sotw.waitForResponse(SDS);
-    await sotwBarrier(sotw);
+    await askSds(sotw, { node: FORGED_NODE, type_url: SDS, resource_names: ['*', CREDENTIAL] });
     const delta = open(() => ({ address: `127.0.0.1:${r.xdsPort}` }), 'delta');
-    delta.send({ node: FORGED_NODE, type_url: SDS, resource_names_subscribe: ['*', CREDENTIAL] });
-    await delta.waitForResponse(SDS);
-    await deltaBarrier(delta);
+    await askSds(delta, { node: FORGED_NODE, type_url: SDS, resource_names_subscribe: ['*', CREDENTIAL] });
     for (const client of [sotw, delta]) {
       expect(containsSecret(client.bytes(), KEY), client.variant).toBe(false);
       expect(client.namesReceived(SDS), client.variant).toEqual([]);

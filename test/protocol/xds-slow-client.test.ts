@@ -24,6 +24,24 @@ const CHANGES = 10;
 const clusters = (generation: number): XdsResources => paddedClusters(generation, 1500, 40);
 
 
+/**
+ * A real XdsServer on a free loopback port for the enclosing describe block (started before its
+ * tests, stopped after), its cache holding the first generation of clusters.
+ */
+function serverOnLoopback(): { cache: SnapshotCache; server: XdsServer; port: () => number } {
+  const cache = new SnapshotCache();
+  const server = new XdsServer({ cache });
+  let port = 0;
+  beforeAll(async () => {
+    cache.setResources(clusters(1));
+    port = await server.start({ port: 0, host: '127.0.0.1' });
+  });
+  afterAll(async () => {
+    await server.stop();
+  });
+  return { cache, server, port: () => port };
+}
+
 /** Splits a gRPC response byte stream into messages. */
 class FrameReader {
   private pending = Buffer.alloc(0);
@@ -79,18 +97,7 @@ class StalledClient {
 }
 
 describe('a client that stops reading', () => {
-  const cache = new SnapshotCache();
-  const server = new XdsServer({ cache });
-  let port = 0;
-
-  beforeAll(async () => {
-    cache.setResources(clusters(1));
-    port = await server.start({ port: 0, host: '127.0.0.1' });
-  });
-
-  afterAll(async () => {
-    await server.stop();
-  });
+  const { cache, server, port } = serverOnLoopback();
 
   const cases = [
     {
@@ -115,7 +122,7 @@ describe('a client that stops reading', () => {
     it(`${c.variant}: holds one pending response per type, skips the versions it could not take, and sends the newest on resume`, async () => {
       const node = `stalled-${c.variant}`;
       const first = cache.snapshot(TypeUrl.cluster)?.version;
-      const client = new StalledClient(port, c.path, c.requestType, c.responseType, c.request(node));
+      const client = new StalledClient(port(), c.path, c.requestType, c.responseType, c.request(node));
       try {
         await waitFor(() => server.clients().find((s) => s.nodeId === node)?.types.find((t) => t.typeUrl === TypeUrl.cluster)?.sentVersion, {
           what: `the first CDS response to ${node}`,
@@ -137,18 +144,7 @@ describe('a client that stops reading', () => {
 });
 
 describe('a request that is not a request', () => {
-  const cache = new SnapshotCache();
-  const server = new XdsServer({ cache });
-  let port = 0;
-
-  beforeAll(async () => {
-    cache.setResources(clusters(1));
-    port = await server.start({ port: 0, host: '127.0.0.1' });
-  });
-
-  afterAll(async () => {
-    await server.stop();
-  });
+  const { port } = serverOnLoopback();
 
   const garbage = [
     // Not protobuf at all: a field tag with an invalid wire type.
@@ -160,7 +156,7 @@ describe('a request that is not a request', () => {
   for (const path of [SOTW_PATH, DELTA_PATH]) {
     for (const g of garbage) {
       it(`${path.endsWith('Delta', SERVICE.length + 1 + 5) ? 'delta' : 'SotW'}: ${g.what} closes the stream with INVALID_ARGUMENT and says why`, async () => {
-        const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+        const client = new grpc.Client(`127.0.0.1:${port()}`, grpc.credentials.createInsecure());
         try {
           const call = client.makeBidiStreamRequest<Buffer, Buffer>(path, (b) => b, (b) => b);
           const closed = new Promise<grpc.ServiceError>((resolve) => call.on('error', resolve));

@@ -1,8 +1,7 @@
-import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { startAiExtension, type RunningAiExtension } from '../../src/ai-extension/server.js';
 import { serve, type RunningServe } from '../../src/app/serve.js';
 import { buildBootstrap } from '../../src/envoy/bootstrap.js';
@@ -16,8 +15,8 @@ import { main } from '../../src/cli/main.js';
 import { createPki, type Pki } from '../support/certs.js';
 import { httpListener } from '../support/envoy-listener.js';
 import { startEnvoy, type EnvoyProcess } from '../support/envoy.js';
-import { NAMESPACE, gatewayManifests, httpRoute, secret } from '../support/gateway-fixture.js';
-import { freePort } from '../support/ports.js';
+import { openAiKeyConfigDir } from '../support/gateway-fixture.js';
+import { freePort, LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 import { sleep, waitFor } from '../support/wait.js';
 
 /**
@@ -285,29 +284,11 @@ describe('serve with --xds-tls-dir', () => {
   let configDir: string;
 
   beforeAll(async () => {
-    configDir = mkdtempSync(join(tmpdir(), 'switchyard-serve-tls-'));
-    const manifests: JsonObject[] = [
-      ...gatewayManifests(await freePort()),
-      secret('openai-key', `Bearer ${KEY}`),
-      {
-        apiVersion: 'switchyard.dev/v1alpha1',
-        kind: 'Backend',
-        metadata: { name: 'chat', namespace: NAMESPACE },
-        spec: {
-          type: 'AI',
-          ai: { llm: { provider: { openai: { model: 'gpt-4o', authToken: { kind: 'SecretRef', secretRef: { name: 'openai-key' } } } } } },
-        },
-      },
-      httpRoute('chat', [{ path: '/v1', backend: 'chat' }]),
-    ];
-    writeFileSync(join(configDir, 'all.yaml'), manifests.map((m) => stringify(m)).join('---\n'));
+    configDir = await openAiKeyConfigDir('switchyard-serve-tls-', KEY);
     running = await serve({
       config: configDir,
-      xdsPort: 0,
-      xdsHost: '127.0.0.1',
+      ...LOOPBACK_SERVE_PORTS,
       xdsTls: readXdsServerTls(serverDir),
-      metricsPort: 0,
-      metricsHost: '127.0.0.1',
       envoy: {},
       logger: createLogger({ level: 'silent' }),
       aiExtension: { port: 0 },

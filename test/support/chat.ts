@@ -15,3 +15,25 @@ export async function chatCompletion(url: string, headers: Record<string, string
   });
   return { status: res.status, answeredBy: res.headers.get('x-fake-provider'), body: await res.text() };
 }
+
+/** What a streamed chat completion said, and when each non-empty piece of its text arrived (ms after the request started). */
+export interface StreamedText {
+  text: string;
+  arrivals: number[];
+}
+
+/**
+ * Reads a streamed chat completion (the openai client's stream) to its end. `arrivals[0]` is the
+ * first token's time; the spread to the last arrival tells words passed on as the provider wrote
+ * them from an answer held back whole.
+ */
+export async function readStreamedText(stream: AsyncIterable<{ choices: readonly { delta: { content?: string | null } }[] }>, started: number): Promise<StreamedText> {
+  const arrivals: number[] = [];
+  let text = '';
+  for await (const chunk of stream) {
+    const content = chunk.choices[0]?.delta.content ?? '';
+    if (content !== '') arrivals.push(performance.now() - started);
+    text += content;
+  }
+  return { text, arrivals };
+}

@@ -96,6 +96,33 @@ export function loopbackController(o: {
   });
 }
 
+/** A Lease short enough that a test does not wait long for leadership. */
+const SHORT_LEASE: LeaseTiming = { leaseDurationMs: 4_000, renewDeadlineMs: 3_000, retryPeriodMs: 500 };
+
+/**
+ * One controller as the chart runs it, for tests of a single replica: loopbackController scoped to
+ * `namespaces` (its Lease, a short one, in the first), and an AI extension next to it that takes
+ * provider keys from the controller's private socket. Both log to `logger`.
+ */
+export async function startControllerWithExtension(o: { namespaces: string[]; identity: string; logger: Logger }): Promise<{ ctl: RunningController; extension: RunningAiExtension }> {
+  const extension = await startAiExtension({ port: 0, host: '127.0.0.1', logger: o.logger.child({ component: 'ai-extension' }) });
+  let ctl: RunningController | undefined;
+  try {
+    ctl = await loopbackController({
+      namespaces: o.namespaces,
+      extensionPort: extension.port,
+      logger: o.logger,
+      leaderElection: { namespace: o.namespaces[0] ?? '', identity: o.identity, ...SHORT_LEASE },
+    });
+    extension.connect({ socket: await ctl.xds.privateSocket() });
+    return { ctl, extension };
+  } catch (err) {
+    await ctl?.stop();
+    await extension.stop();
+    throw err;
+  }
+}
+
 export async function startReplica(opts: ReplicaOptions): Promise<Replica> {
   const logLines: string[] = [];
   const logger = createLogger({ level: 'info', name: opts.identity }, { write: (line: string) => void logLines.push(line) });

@@ -2,6 +2,7 @@ import { createHash, createHmac } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { crc32 } from 'node:zlib';
+import { flattenHeaders, parseJson } from '../../examples/demo/fake-provider.js';
 
 /**
  * A fake AWS Bedrock runtime that checks what Bedrock checks: the SigV4 signature (recomputed
@@ -69,7 +70,7 @@ export async function startFakeBedrock(o: FakeBedrockOptions): Promise<FakeBedro
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const raw = Buffer.concat(chunks);
-      const record: BedrockRequest = { path: req.url ?? '/', host: req.headers.host, headers: flatten(req), body: parse(raw.toString('utf8')) };
+      const record: BedrockRequest = { path: req.url ?? '/', host: req.headers.host, headers: flattenHeaders(req), body: parseJson(raw.toString('utf8')) };
       records.push(record);
       const refusal = check(o, hostname, req, record, raw);
       if (refusal !== undefined) {
@@ -252,18 +253,4 @@ function sendError(res: ServerResponse, status: number, type: string, message: s
   const body = JSON.stringify({ message });
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-amzn-errortype': `${type}:http://internal.amazon.com/coral/com.amazon.bedrock/` });
   res.end(body);
-}
-
-function flatten(req: IncomingMessage): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
-  return out;
-}
-
-function parse(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
 }

@@ -1,6 +1,7 @@
 import { createVerify, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { flattenHeaders, parseJson, writePaced } from '../../examples/demo/fake-provider.js';
 
 /**
  * A fake Google token endpoint and Vertex AI OpenAI-compatible endpoint in one server. The token
@@ -126,7 +127,7 @@ export async function startFakeVertex(o: FakeVertexOptions): Promise<FakeVertex>
         onToken(raw, res);
         return;
       }
-      const record: VertexRequest = { path: req.url ?? '/', host: req.headers.host, headers: flatten(req), body: parse(raw) };
+      const record: VertexRequest = { path: req.url ?? '/', host: req.headers.host, headers: flattenHeaders(req), body: parseJson(raw) };
       records.push(record);
       onChat(req, record, res);
     });
@@ -174,8 +175,8 @@ function grantProblem(form: URLSearchParams, publicKey: import('node:crypto').Ke
   const parts = (form.get('assertion') ?? '').split('.');
   if (parts.length !== 3) return 'Invalid JWT: not three parts';
   const [h = '', c = '', s = ''] = parts;
-  const header = parse(Buffer.from(h, 'base64url').toString('utf8')) as Record<string, unknown> | undefined;
-  const claims = parse(Buffer.from(c, 'base64url').toString('utf8')) as Record<string, unknown> | undefined;
+  const header = parseJson(Buffer.from(h, 'base64url').toString('utf8')) as Record<string, unknown> | undefined;
+  const claims = parseJson(Buffer.from(c, 'base64url').toString('utf8')) as Record<string, unknown> | undefined;
   if (header?.['alg'] !== 'RS256') return 'Invalid JWT: alg must be RS256';
   if (!createVerify('RSA-SHA256').update(`${h}.${c}`).verify(publicKey, Buffer.from(s, 'base64url'))) return 'Invalid JWT Signature.';
   if (claims?.['iss'] !== clientEmail) return 'Invalid JWT: iss is not the service account';
@@ -227,21 +228,7 @@ function answerNative(o: FakeVertexOptions, r: VertexRequest, res: ServerRespons
       const event = { candidates: [{ content: { role: 'model', parts: [{ text: i === 0 ? w : ` ${w}` }] }, ...(last ? { finishReason: 'STOP' } : {}) }], modelVersion, ...(last ? { usageMetadata } : {}) };
       return `data: ${JSON.stringify(event)}\r\n\r\n`;
     });
-    const interval = o.streamIntervalMs ?? 0;
-    if (interval === 0) {
-      res.end(events.join(''));
-      return;
-    }
-    const write = (i: number): void => {
-      if (res.destroyed) return;
-      if (i === events.length) {
-        res.end();
-        return;
-      }
-      res.write(events[i]);
-      setTimeout(() => write(i + 1), interval);
-    };
-    write(0);
+    writePaced(res, events, o.streamIntervalMs ?? 0);
     return;
   }
   sendJson(res, 200, { candidates: [{ content: { role: 'model', parts: [{ text: words.join(' ') }] }, finishReason: 'STOP' }], usageMetadata, modelVersion, responseId: 'resp-1' }, { 'x-fake-provider': o.name });
@@ -263,12 +250,8 @@ function answerBlocked(o: FakeVertexOptions, r: VertexRequest, res: ServerRespon
 
 function chatProblem(r: VertexRequest, hostname: string, chatPath: string, model: string, tokens: Map<string, number>): { status: number; message: string } | undefined {
   if (r.path !== chatPath) return { status: 404, message: `no such endpoint ${r.path} (expected ${chatPath})` };
-  if (r.host !== hostname) return { status: 404, message: `Host is ${r.host ?? 'missing'}, expected ${hostname}` };
-  for (const h of OTHER_VENDOR_HEADERS) if (r.headers[h] !== undefined) return { status: 400, message: `unexpected ${h} header (another vendor's)` };
-  const token = /^Bearer (.+)$/.exec(r.headers['authorization'] ?? '')?.[1];
-  const expires = token === undefined ? undefined : tokens.get(token);
-  if (expires === undefined) return { status: 401, message: 'Request had invalid authentication credentials. Expected OAuth 2 access token.' };
-  if (expires <= Date.now()) return { status: 401, message: 'Request had invalid authentication credentials: the access token expired.' };
+  const auth = authProblem(r, hostname, tokens);
+  if (auth !== undefined) return auth;
   const body = r.body as Record<string, unknown> | undefined;
   if (body?.['model'] !== model) return { status: 400, message: `model must be "${model}" (publisher/model), got ${JSON.stringify(body?.['model'])}` };
   if (!Array.isArray(body['messages']) || body['messages'].length === 0) return { status: 400, message: 'messages must be a non-empty array' };
@@ -300,18 +283,4 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
   res.end(text);
-}
-
-function flatten(req: IncomingMessage): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
-  return out;
-}
-
-function parse(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
 }

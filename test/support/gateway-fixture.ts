@@ -137,6 +137,28 @@ export function gatewayManifests(listenerPort: number): Manifest[] {
   ];
 }
 
+/**
+ * A new config folder for serve (under the temp dir, named from `prefix`) with the Gateway, an
+ * OpenAI Backend `chat` whose Secret `openai-key` holds `Bearer <key>`, and a route /v1 to it: a
+ * serve holding one provider key, for the tests of who may receive it over xDS.
+ */
+export async function openAiKeyConfigDir(prefix: string, key: string): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const manifests: Manifest[] = [
+    ...gatewayManifests(await freePort()),
+    secret('openai-key', `Bearer ${key}`),
+    {
+      apiVersion: 'switchyard.dev/v1alpha1',
+      kind: 'Backend',
+      metadata: { name: 'chat', namespace: NAMESPACE },
+      spec: { type: 'AI', ai: { llm: { provider: { openai: { model: 'gpt-4o', authToken: { kind: 'SecretRef', secretRef: { name: 'openai-key' } } } } } } },
+    },
+    httpRoute('chat', [{ path: '/v1', backend: 'chat' }]),
+  ];
+  writeFileSync(join(dir, 'all.yaml'), manifests.map((m) => stringify(m)).join('---\n'));
+  return dir;
+}
+
 export function httpRoute(name: string, rules: RouteRule[]): Manifest {
   return {
     apiVersion: 'gateway.networking.k8s.io/v1',

@@ -1,32 +1,14 @@
-import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serve, type RunningServe } from '../../src/app/serve.js';
+import { runDrill } from '../../src/cli/drill.js';
 import { quietLogger } from './status-fakes.js';
+import { REPO_ROOT as ROOT, runSwitchyard as cli } from '../support/cli-run.js';
 import { LOOPBACK_SERVE_PORTS } from '../support/ports.js';
 
 /** `switchyard translate` exit codes and `switchyard status`, run as a user runs them. */
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
-
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 /** The examples, plus a route to a Backend that does not exist and a Backend member whose Secret is missing. */
 const BROKEN = `apiVersion: gateway.networking.k8s.io/v1
@@ -149,14 +131,8 @@ describe('switchyard status', () => {
   it('names the kubeconfig it cannot use; with no source at all, says which sources there are', async () => {
     const [missing, none] = await Promise.all([
       cli(['status', '--kubeconfig', join(dir, 'no-kubeconfig')]),
-      new Promise<Awaited<ReturnType<typeof cli>>>((resolve, reject) => {
-        // No KUBECONFIG, no cluster, an empty home: nothing to guess from.
-        const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'status'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '', HOME: dir } });
-        let stderr = '';
-        child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
-        child.once('error', reject);
-        child.once('close', (code) => resolve({ code, stdout: '', stderr }));
-      }),
+      // No KUBECONFIG, no cluster, an empty home: nothing to guess from.
+      cli(['status'], { env: { PATH: process.env['PATH'] ?? '', HOME: dir } }),
     ]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toBe(`switchyard: kubeconfig ${join(dir, 'no-kubeconfig')} (from --kubeconfig) does not exist: check the path, or leave --kubeconfig out to use $KUBECONFIG, the in-cluster service account or ~/.kube/config\n`);
@@ -171,5 +147,13 @@ describe('switchyard status', () => {
     expect(two.stderr).toContain('give one of -f PATH, --from URL, --kubeconfig PATH');
     expect(format.code).toBe(2);
     expect(format.stderr).toContain('-o must be table, json or yaml, got "wide"');
+  });
+});
+
+describe('switchyard drill --from', () => {
+  it('names the address and the flag when nothing answers, as status does (one reader of /statusz)', async () => {
+    // --from is checked before the key is read: the key file need not exist.
+    const drill = runDrill(['--backend', 'ai/chat', '--priority', '0', '--gateway', 'http://127.0.0.1:1/v1', '--key-file', join(dir, 'no-key'), '--from', 'http://127.0.0.1:1'], () => undefined);
+    await expect(drill).rejects.toThrow(/^--from http:\/\/127\.0\.0\.1:1: cannot read http:\/\/127\.0\.0\.1:1\/statusz: .*is serve or controller running with --metrics-port 1\?$/);
   });
 });

@@ -15,6 +15,53 @@ interface Response {
   names: string[];
 }
 
+/** What a test reads of a DiscoveryResponse: its version, nonce, type and resource names. */
+function summary(json: JsonObject): Response {
+  const list = (json['resources'] ?? []) as JsonObject[];
+  return {
+    version_info: String(json['version_info'] ?? ''),
+    nonce: String(json['nonce']),
+    type_url: String(json['type_url']),
+    names: list.map((resource) => String(resource['name'] ?? resource['cluster_name'])),
+  };
+}
+
+/**
+ * A SotwStream of `identity` on `cache`, wired as the server wires one: each response it writes is
+ * decoded and handed to `receive`; `transport` stands for the socket (it calls `flushed` once the
+ * bytes are out, and says whether there is room for more; by default at once, and always room);
+ * with `watchCache` (the default) the cache's changes reach the stream.
+ */
+function sotwStreamOn(o: {
+  cache: SnapshotCache;
+  bodies: SharedResponseBodies;
+  identity: StreamIdentity;
+  receive: (response: JsonObject) => void;
+  hooks?: ReturnType<typeof recordingHooks>['hooks'];
+  transport?: (flushed: () => void) => boolean;
+  watchCache?: boolean;
+}): SotwStream {
+  const transport = o.transport ?? ((flushed) => (flushed(), true));
+  const stream = new SotwStream({
+    cache: o.cache,
+    identity: o.identity,
+    bodies: o.bodies,
+    hooks: o.hooks ?? recordingHooks().hooks,
+    logger: pino({ level: 'silent' }),
+    send: (messages, flushed) => {
+      for (const message of messages) o.receive(decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message)));
+      return transport(flushed);
+    },
+  });
+  if (o.watchCache ?? true) {
+    o.cache.watch((change) => {
+      o.bodies.invalidate(change.changed);
+      stream.onCacheChange(change.changed);
+    });
+  }
+  return stream;
+}
+
 /**
  * `transport`: `instant` flushes every response at once (a client that reads); `held` keeps
  * each response in flight until `flushAll()` (a client that stopped reading).
@@ -27,31 +74,17 @@ function harness(nodeCluster = 'gw', transport: 'instant' | 'held' = 'instant', 
   const sent: Response[] = [];
   const { hooks, events, fleet } = recordingHooks();
   const bodies = new SharedResponseBodies();
-  const stream = new SotwStream({
+  const stream = sotwStreamOn({
     cache,
     identity,
     bodies,
     hooks,
-    logger: pino({ level: 'silent' }),
-    send: (messages, flushed) => {
-      for (const message of messages) {
-        const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message));
-        const list = (json['resources'] ?? []) as JsonObject[];
-        sent.push({
-          version_info: String(json['version_info'] ?? ''),
-          nonce: String(json['nonce']),
-          type_url: String(json['type_url']),
-          names: list.map((resource) => String(resource['name'] ?? resource['cluster_name'])),
-        });
-      }
+    receive: (json) => sent.push(summary(json)),
+    transport: (flushed) => {
       if (transport === 'instant') flushed();
       else waiting.push(flushed);
       return true;
     },
-  });
-  cache.watch((change) => {
-    bodies.invalidate(change.changed);
-    stream.onCacheChange(change.changed);
   });
   const request = (typeUrl: string, names: string[], ack?: Response, error?: string): void =>
     stream.onRequest({
@@ -309,20 +342,12 @@ describe('SotwStream', () => {
     const bodies = new SharedResponseBodies();
     const sent = new Map<string, string[]>();
     for (const identity of [{ role: 'ai-extension', via: 'unix-socket' }, { role: 'envoy', via: 'mtls' }] as const) {
-      const stream = new SotwStream({
+      const stream = sotwStreamOn({
         cache,
         identity,
         bodies,
-        hooks: recordingHooks().hooks,
-        logger: pino({ level: 'silent' }),
-        send: (messages, flushed) => {
-          for (const message of messages) {
-            const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message));
-            sent.set(identity.role, ((json['resources'] ?? []) as JsonObject[]).map((r) => `${String(r['name'])}@${String(json['version_info'])}`));
-          }
-          flushed();
-          return true;
-        },
+        watchCache: false,
+        receive: (json) => sent.set(identity.role, ((json['resources'] ?? []) as JsonObject[]).map((r) => `${String(r['name'])}@${String(json['version_info'])}`)),
       });
       stream.onRequest({ node: { id: identity.role, cluster: 'x', userAgent: 'test' }, typeUrl: TypeUrl.secret, resourceNames: ['*'], versionInfo: '', responseNonce: '', errorDetail: undefined });
     }
@@ -359,21 +384,15 @@ describe('SotwStream', () => {
       const bodies = new SharedResponseBodies();
       const sent: string[] = [];
       let room = true;
-      const stream = new SotwStream({
+      const stream = sotwStreamOn({
         cache,
         identity: ENVOY,
         bodies,
-        hooks: recordingHooks().hooks,
-        logger: pino({ level: 'silent' }),
-        send: (messages, flushed) => {
-          for (const message of messages) sent.push(String(decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message))['version_info']));
+        receive: (json) => sent.push(String(json['version_info'])),
+        transport: (flushed) => {
           flushed();
           return room;
         },
-      });
-      cache.watch((change) => {
-        bodies.invalidate(change.changed);
-        stream.onCacheChange(change.changed);
       });
       room = false;
       cache.setResources(resources());
@@ -417,22 +436,8 @@ describe('SotwStream, streams that send the same decoded request', () => {
     const bodies = new SharedResponseBodies();
     const streams = Array.from({ length: count }, (_, i) => {
       const sent: Response[] = [];
-      const stream = new SotwStream({
-        cache,
-        identity: ENVOY,
-        bodies,
-        hooks: recordingHooks().hooks,
-        logger: pino({ level: 'silent' }),
-        send: (messages, flushed) => {
-          for (const message of messages) {
-            const json = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message));
-            const list = (json['resources'] ?? []) as JsonObject[];
-            sent.push({ version_info: String(json['version_info'] ?? ''), nonce: String(json['nonce']), type_url: String(json['type_url']), names: list.map((r) => String(r['cluster_name'])) });
-          }
-          flushed();
-          return true;
-        },
-      });
+      // One watcher below feeds every stream after a single invalidation, as the server does.
+      const stream = sotwStreamOn({ cache, identity: ENVOY, bodies, watchCache: false, receive: (json) => sent.push(summary(json)) });
       const request = (names: readonly string[], ack?: Response): void =>
         stream.onRequest({ versionInfo: ack?.version_info ?? '', node: { id: `envoy-${i}`, cluster: 'gw', userAgent: 'test' }, resourceNames: names as string[], typeUrl: TypeUrl.endpoint, responseNonce: ack?.nonce ?? '', errorDetail: undefined });
       return { stream, sent, request };

@@ -443,20 +443,37 @@ func sendAll[R any](reqs []R, send func(R) error) error {
 	return nil
 }
 
-func (f *fleet) sotwStream(s *stream, call grpc.ClientStream) error {
-	node := f.node(s.id)
-	send := func(req *discoveryv3.DiscoveryRequest) error {
+// firstTypes are what a stream asks for when it opens; what their resources name follows.
+var firstTypes = []string{resource.ClusterType, resource.ListenerType}
+
+// openStream marks s connected and asks for firstTypes. The send it returns, for SotW and delta
+// requests alike, puts the node on the stream's first request only, as Envoy does with
+// set_node_on_first_message_only: the server keeps it for the stream.
+func openStream[R any](s *stream, call grpc.ClientStream, node *corev3.Node, setNode func(R, *corev3.Node), request func(typeURL string) R) (func(R) error, error) {
+	send := func(req R) error {
 		if node != nil {
-			req.Node = node
+			setNode(req, node)
 			node = nil
 		}
 		return call.SendMsg(req)
 	}
 	s.connected()
-	for _, t := range []string{resource.ClusterType, resource.ListenerType} {
-		if err := send(&discoveryv3.DiscoveryRequest{TypeUrl: t}); err != nil {
-			return err
+	for _, t := range firstTypes {
+		if err := send(request(t)); err != nil {
+			return nil, err
 		}
+	}
+	return send, nil
+}
+
+func (f *fleet) sotwStream(s *stream, call grpc.ClientStream) error {
+	send, err := openStream(s, call, f.node(s.id),
+		func(req *discoveryv3.DiscoveryRequest, node *corev3.Node) { req.Node = node },
+		func(typeURL string) *discoveryv3.DiscoveryRequest {
+			return &discoveryv3.DiscoveryRequest{TypeUrl: typeURL}
+		})
+	if err != nil {
+		return err
 	}
 	for {
 		resp := &rawResponse{}
@@ -488,19 +505,13 @@ func (f *fleet) sotwStream(s *stream, call grpc.ClientStream) error {
 }
 
 func (f *fleet) deltaStream(s *stream, call grpc.ClientStream) error {
-	node := f.node(s.id)
-	send := func(req *discoveryv3.DeltaDiscoveryRequest) error {
-		if node != nil {
-			req.Node = node
-			node = nil
-		}
-		return call.SendMsg(req)
-	}
-	s.connected()
-	for _, t := range []string{resource.ClusterType, resource.ListenerType} {
-		if err := send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: t}); err != nil {
-			return err
-		}
+	send, err := openStream(s, call, f.node(s.id),
+		func(req *discoveryv3.DeltaDiscoveryRequest, node *corev3.Node) { req.Node = node },
+		func(typeURL string) *discoveryv3.DeltaDiscoveryRequest {
+			return &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typeURL}
+		})
+	if err != nil {
+		return err
 	}
 	for {
 		resp := &rawResponse{delta: true}

@@ -401,57 +401,46 @@ func (c *cursor) text(n int) (string, error) {
 	return string(b), err
 }
 
+// twoFields is the payload of two length-delimited fields of a message: the last of each, as
+// protobuf merges a repeated one; nil for one that is absent.
+func twoFields(b []byte, first, second protowire.Number) (a, c []byte, err error) {
+	err = fields(b, func(num protowire.Number, payload []byte) error {
+		switch num {
+		case first:
+			a = payload
+		case second:
+			c = payload
+		}
+		return nil
+	})
+	return a, c, err
+}
+
 // decode works out each resource's references (a response not seen before in this process).
 func decode(typeURL string, delta bool, resources [][]byte) (*decodedResources, error) {
 	d := &decodedResources{count: len(resources), refs: make([]*refs, 0, len(resources))}
-	eds, rds, sds := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, res := range resources {
 		value := res
 		if delta {
-			var name string
-			value = nil
-			if err := fields(res, func(num protowire.Number, payload []byte) error {
-				switch num {
-				case deltaName:
-					name = string(payload)
-				case deltaResourceAny:
-					value = payload
-				}
-				return nil
-			}); err != nil {
+			name, resourceAny, err := twoFields(res, deltaName, deltaResourceAny)
+			if err != nil {
 				return nil, err
 			}
-			d.names = append(d.names, name)
+			value = resourceAny
+			d.names = append(d.names, string(name))
 		}
-		var anyType string
-		var anyBytes []byte
-		if err := fields(value, func(num protowire.Number, payload []byte) error {
-			switch num {
-			case anyTypeURL:
-				anyType = string(payload)
-			case anyValue:
-				anyBytes = payload
-			}
-			return nil
-		}); err != nil {
+		anyTypeBytes, anyBytes, err := twoFields(value, anyTypeURL, anyValue)
+		if err != nil {
 			return nil, err
 		}
+		anyType := string(anyTypeBytes)
 		if anyType == "" {
 			anyType = typeURL
 		}
 		r := refsOf(&anypb.Any{TypeUrl: anyType, Value: anyBytes})
 		d.refs = append(d.refs, &r)
-		for _, n := range r.eds {
-			eds[n] = true
-		}
-		for _, n := range r.rds {
-			rds[n] = true
-		}
-		for _, n := range r.sds {
-			sds[n] = true
-		}
 	}
-	d.union = refs{eds: sortedKeys(eds), rds: sortedKeys(rds), sds: sortedKeys(sds)}
+	d.union = mergeRefs(d.refs)
 	return d, nil
 }
 
