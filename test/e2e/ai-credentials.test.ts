@@ -5,7 +5,7 @@ import { startAiExtension, type RunningAiExtension } from '../../src/ai-extensio
 import { createLogger } from '../../src/observability/logger.js';
 import { NAMESPACE, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
 import { sleep, waitFor } from '../support/wait.js';
-import { E2E_LOAD_MARGIN_MS, logTiming } from '../support/timing.js';
+import { logTiming, WATCHED_CHANGE_MS } from '../support/timing.js';
 
 /**
  * Provider keys travel from Secrets to the AI extension over SDS, never through Envoy's own
@@ -13,9 +13,6 @@ import { E2E_LOAD_MARGIN_MS, logTiming } from '../support/timing.js';
  * in Envoy's /config_dump or in any log, and a stopped extension fails requests clearly (never
  * sending them without a key) until it is back, with no Envoy restart.
  */
-
-/** A rotated Secret reaches the extension through the file watch; the 30 s resync would bring it much later. */
-const WATCHED_CHANGE_MS = 2 * E2E_LOAD_MARGIN_MS;
 
 const HOST = 'api.openai.com';
 const OLD_KEY = 'sk-old-rotation-key-0001';

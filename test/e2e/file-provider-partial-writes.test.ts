@@ -16,7 +16,7 @@ import {
   type Manifest,
 } from '../support/gateway-fixture.js';
 import { steadyStream } from '../support/steady-stream.js';
-import { E2E_LOAD_MARGIN_MS, logTiming } from '../support/timing.js';
+import { logTiming, WATCHED_CHANGE_MS } from '../support/timing.js';
 import { sleep, waitFor } from '../support/wait.js';
 
 /**
@@ -28,8 +28,6 @@ import { sleep, waitFor } from '../support/wait.js';
  */
 
 const SETTLE_MS = 1_000;
-/** A write reaches Envoy through the watch; the provider's 30 s resync would bring it much later. */
-const WATCHED_CHANGE_MS = 2 * E2E_LOAD_MARGIN_MS;
 const RATE_PER_SECOND = 20;
 
 let gw: GatewayFixture;
