@@ -199,6 +199,11 @@ class Load {
     return this.outcomes.filter((o) => o.route === route && o.at >= from && o.at < to).length;
   }
 
+  /** Requests on `route` sent in [from, to) and answered 200. */
+  answered(route: string, from: number, to: number): number {
+    return this.outcomes.filter((o) => o.route === route && o.status === 200 && o.at >= from && o.at < to).length;
+  }
+
   /** Waits until `n` requests sent at or after `from` have an outcome on every route (answered or not: failures() judges that). */
   async settled(n: number, from: number, what: string): Promise<void> {
     await waitFor(() => this.routes.every((r) => this.count(r, from) >= n), { what: `${n} requests on each route ${what}`, timeoutMs: 30_000, intervalMs: 20 });
@@ -292,13 +297,13 @@ async function envoyConnected(envoy: EnvoyProcess, state: 0 | 1, what: string): 
 
 /**
  * Envoy answered both routes all through the outage: requests sent after it saw the controller go
- * and before the controller was started again, in the first half and in the second (every one of
- * them answered is failures()'s business).
+ * and before the controller was started again were answered, in the first half and in the second.
  */
 function expectServedThroughout(load: Load, downAt: number, restartedAt: number): void {
   const middle = (downAt + restartedAt) / 2;
   for (const route of ['/ai', '/static']) {
-    expect({ route, firstHalf: load.count(route, downAt, middle) > 0, secondHalf: load.count(route, middle, restartedAt) > 0 }).toEqual({ route, firstHalf: true, secondHalf: true });
+    const halves = [load.answered(route, downAt, middle), load.answered(route, middle, restartedAt)];
+    expect(Math.min(...halves), `requests on ${route} answered in the outage's halves: ${halves.join(', ')}`).toBeGreaterThan(0);
   }
 }
 
