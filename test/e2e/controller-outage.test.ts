@@ -42,8 +42,9 @@ const RPS_PER_ROUTE = Number(process.env['OUTAGE_RPS'] ?? '100');
  * for each half of the outage to carry requests on both routes.
  */
 const OUTAGE_MS = Number(process.env['OUTAGE_MS'] ?? '3000');
-/** Restarts under tsx take seconds on a loaded machine; the outage itself is added. */
-const TEST_TIMEOUT_MS = OUTAGE_MS + 90_000;
+const REQUEST_GIVE_UP_MS = 60_000;
+/** Restarts under tsx take seconds on a loaded machine; the outage and the last requests' give-up time are added. */
+const TEST_TIMEOUT_MS = OUTAGE_MS + REQUEST_GIVE_UP_MS + 90_000;
 const OLD_KEY = 'sk-outage-old-key-0001';
 const NEW_KEY = 'sk-outage-new-key-0002';
 const AI_HOST = 'llm.outage.test';
@@ -181,7 +182,9 @@ class Load {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: 'Bearer sk-client' },
         body: JSON.stringify({ model: 'client-model', messages: [{ role: 'user', content: 'hello' }] }),
-        signal: AbortSignal.timeout(15_000),
+        // A give-up bound, not a latency limit: Envoy's own timers (the route's, ext_proc's) decide
+        // when a request fails; on a starved machine a 15 s client timeout cut answers still coming.
+        signal: AbortSignal.timeout(REQUEST_GIVE_UP_MS),
       });
       const body = await res.text();
       this.outcomes.push({ route, at, status: res.status, detail: res.status === 200 ? '' : body.slice(0, 200) });
