@@ -44,6 +44,9 @@ export function describeXdsTarget(xds: XdsTarget): string {
   return `${xds.host.includes(':') ? `[${xds.host}]` : xds.host}:${xds.port}${xds.credentials ? ' (tls)' : ''}`;
 }
 
+/** Default of `maxReconnectMs` (see there); end-to-end tests bound the extension's return by it. */
+export const MAX_RECONNECT_MS = 500;
+
 export interface CredentialStoreOptions {
   nodeId: string;
   logger: Logger;
@@ -182,7 +185,7 @@ export class CredentialStore extends EventEmitter<CredentialStoreEvents> {
   private dial(xds: XdsTarget): grpc.Client {
     const address = 'socket' in xds ? `unix:${xds.socket}` : `${xds.host.includes(':') ? `[${xds.host}]` : xds.host}:${xds.port}`;
     const credentials = ('socket' in xds ? undefined : xds.credentials) ?? grpc.credentials.createInsecure();
-    const maxBackoff = this.options.maxReconnectMs ?? 500;
+    const maxBackoff = this.options.maxReconnectMs ?? MAX_RECONNECT_MS;
     return new grpc.Client(address, credentials, {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
@@ -225,7 +228,7 @@ export class CredentialStore extends EventEmitter<CredentialStoreEvents> {
       if (wasUp) this.options.logger.warn({ reason, retryInMs: this.backoffMs }, 'ai-extension: credential stream to the controller broke; reconnecting, keeping the credentials it sent');
       else this.options.logger.debug({ reason, retryInMs: this.backoffMs }, 'ai-extension: controller still unreachable');
       this.reconnectTimer = setTimeout(() => this.open(), this.backoffMs);
-      this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxReconnectMs ?? 500);
+      this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxReconnectMs ?? MAX_RECONNECT_MS);
     };
     this.whenReady(client, call);
     call.on('error', (err: Error) => broken(err.message));

@@ -4,8 +4,8 @@ import { createFakeTls, type FakeTls } from '../../examples/demo/fake-tls.js';
 import { startAiExtension, type RunningAiExtension } from '../../src/ai-extension/server.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { NAMESPACE, gatewayManifests, httpRoute, secret, startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
-import { sleep, waitFor } from '../support/wait.js';
-import { E2E_LOAD_MARGIN_MS, logTiming } from '../support/timing.js';
+import { waitFor } from '../support/wait.js';
+import { E2E_LOAD_MARGIN_MS, logTiming, WATCHED_CHANGE_MS } from '../support/timing.js';
 
 /**
  * Provider keys travel from Secrets to the AI extension over SDS, never through Envoy's own
@@ -13,9 +13,6 @@ import { E2E_LOAD_MARGIN_MS, logTiming } from '../support/timing.js';
  * in Envoy's /config_dump or in any log, and a stopped extension fails requests clearly (never
  * sending them without a key) until it is back, with no Envoy restart.
  */
-
-/** A rotated Secret reaches the extension through the file watch; the 30 s resync would bring it much later. */
-const WATCHED_CHANGE_MS = 2 * E2E_LOAD_MARGIN_MS;
 
 const HOST = 'api.openai.com';
 const OLD_KEY = 'sk-old-rotation-key-0001';
@@ -87,14 +84,16 @@ describe('Secret rotation', () => {
       }
     };
     const workers = [worker(), worker()];
-    await sleep(500);
+    // The stream is under way with the old key before the rotation.
+    await waitFor(() => openai.received().filter((r) => keyOf(r.headers) === OLD_KEY).length >= 5, { what: '5 requests with the old key at the provider', timeoutMs: E2E_LOAD_MARGIN_MS });
     const writtenAt = gw.write('secrets.yaml', [secret('openai-key', `Bearer ${NEW_KEY}`)]);
     const firstNew = await waitFor(() => openai.received().find((r) => keyOf(r.headers) === NEW_KEY), {
       what: 'a request carrying the rotated key',
       timeoutMs: WATCHED_CHANGE_MS,
       intervalMs: 10,
     });
-    await sleep(500);
+    // And goes on with the new one: what comes after the switch is judged below.
+    await waitFor(() => openai.received().filter((r) => keyOf(r.headers) === NEW_KEY).length >= 10, { what: '10 requests with the rotated key at the provider', timeoutMs: E2E_LOAD_MARGIN_MS });
     running = false;
     await Promise.all(workers);
 

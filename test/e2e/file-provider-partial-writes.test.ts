@@ -16,7 +16,7 @@ import {
   type Manifest,
 } from '../support/gateway-fixture.js';
 import { steadyStream } from '../support/steady-stream.js';
-import { E2E_LOAD_MARGIN_MS, logTiming } from '../support/timing.js';
+import { E2E_LOAD_MARGIN_MS, logTiming, WATCHED_CHANGE_MS } from '../support/timing.js';
 import { sleep, waitFor } from '../support/wait.js';
 
 /**
@@ -28,8 +28,6 @@ import { sleep, waitFor } from '../support/wait.js';
  */
 
 const SETTLE_MS = 1_000;
-/** A write reaches Envoy through the watch; the provider's 30 s resync would bring it much later. */
-const WATCHED_CHANGE_MS = 2 * E2E_LOAD_MARGIN_MS;
 const RATE_PER_SECOND = 20;
 
 let gw: GatewayFixture;
@@ -66,9 +64,10 @@ beforeAll(async () => {
         'chat.yaml': chatFile([[alphaMember], [bravoMember]]),
         'left-empty.yaml': extraFile('left-empty'),
         'deleted.yaml': extraFile('deleted'),
+        'emptied-with-deletion.yaml': extraFile('emptied-with-deletion'),
       };
     },
-    waitForBackends: ['chat', 'left-empty', 'deleted'],
+    waitForBackends: ['chat', 'left-empty', 'deleted', 'emptied-with-deletion'],
   });
   gw.controller.cache.watch(() => {
     const clusters = gw.controller.cache.snapshot(TypeUrl.cluster)?.resources;
@@ -95,8 +94,10 @@ it('keeps a file truncated and written 200 ms later in Envoy throughout (no conf
   const from = published.length;
   let writtenAt = 0;
   const run = await failuresDuring(async () => {
-    await sleep(300);
-    // What a writer leaves between its open(O_TRUNC) and its write.
+    // The stream is under way before the truncation.
+    await waitFor(() => alpha.received().length >= RATE_PER_SECOND / 4, { what: `alpha to be sent ${RATE_PER_SECOND / 4} requests before the truncation`, timeoutMs: E2E_LOAD_MARGIN_MS });
+    // What a writer leaves between its open(O_TRUNC) and its write: a sleep on purpose, the time
+    // the file stays empty, well inside the settle time (nothing may be removed meanwhile).
     truncateSync(file, 0);
     await sleep(200);
     appendFileSync(file, text(chatFile([[bravoMember], [alphaMember]])));
@@ -129,27 +130,29 @@ it('removes the objects of a file left empty once it has stayed empty for the se
   truncateSync(file, 0);
   const removal = await waitFor(() => published.find((p) => p.at >= emptiedAt && !p.clusters.has(clusterName('left-empty'))), {
     what: 'the configuration without the emptied file',
-    timeoutMs: 3_000,
+    timeoutMs: SETTLE_MS + E2E_LOAD_MARGIN_MS,
     intervalMs: 10,
   });
   expect(removal.at - emptiedAt, 'removed no sooner than the settle time').toBeGreaterThanOrEqual(SETTLE_MS);
-  await waitFor(async () => (await gw.hosts('left-empty')).length === 0, { what: 'Envoy without the left-empty cluster', timeoutMs: 3_000, intervalMs: 20 });
+  await waitFor(async () => (await gw.hosts('left-empty')).length === 0, { what: 'Envoy without the left-empty cluster', timeoutMs: E2E_LOAD_MARGIN_MS, intervalMs: 20 });
   // The other files' objects stayed.
   expect(removal.clusters.has(clusterName('chat'))).toBe(true);
 });
 
-it('removes the objects of a deleted file at once, well within the settle time', async () => {
+it('removes the objects of a deleted file at once: before those of a file emptied at the same moment, which wait for the settle time', async () => {
   const deletedAt = Date.now();
   rmSync(join(gw.dir, 'deleted.yaml'));
-  const removal = await waitFor(() => published.find((p) => p.at >= deletedAt && !p.clusters.has(clusterName('deleted'))), {
-    what: 'the configuration without the deleted file',
-    timeoutMs: 3_000,
-    intervalMs: 5,
-  });
-  // At once rather than after the settle time: the test above shows an emptied file's objects are
-  // not removed before it, so anything sooner is the deleted-file path (how soon is printed).
+  truncateSync(join(gw.dir, 'emptied-with-deletion.yaml'), 0);
+  const without = (name: string) => () => published.find((p) => p.at >= deletedAt && !p.clusters.has(clusterName(name)));
+  const removal = await waitFor(without('deleted'), { what: 'the configuration without the deleted file', timeoutMs: SETTLE_MS + E2E_LOAD_MARGIN_MS, intervalMs: 5 });
+  const emptiedRemoval = await waitFor(without('emptied-with-deletion'), { what: 'the configuration without the emptied file', timeoutMs: SETTLE_MS + E2E_LOAD_MARGIN_MS, intervalMs: 5 });
+  // At once rather than after the settle time, told by order, not by the clock: the first
+  // configuration without the deleted file's objects still has those of the file emptied with it
+  // (the test above shows those stay for the settle time). How soon each went is printed.
   logTiming('deleted file\'s objects removed', removal.at - deletedAt);
-  expect(removal.at - deletedAt).toBeLessThan(SETTLE_MS);
+  logTiming('objects of the file emptied with it removed', emptiedRemoval.at - deletedAt);
+  expect(removal.clusters.has(clusterName('emptied-with-deletion'))).toBe(true);
+  expect(removal.at).toBeLessThan(emptiedRemoval.at);
   expect(removal.clusters.has(clusterName('chat'))).toBe(true);
-  await waitFor(async () => (await gw.hosts('deleted')).length === 0, { what: 'Envoy without the deleted cluster', timeoutMs: 3_000, intervalMs: 20 });
+  await waitFor(async () => (await gw.hosts('deleted')).length === 0, { what: 'Envoy without the deleted cluster', timeoutMs: E2E_LOAD_MARGIN_MS, intervalMs: 20 });
 });

@@ -10,8 +10,8 @@ import {
   type Manifest,
 } from '../support/gateway-fixture.js';
 import { steadyStream } from '../support/steady-stream.js';
-import { E2E_LOAD_MARGIN_MS, logTiming } from '../support/timing.js';
-import { sleep, waitFor } from '../support/wait.js';
+import { E2E_LOAD_MARGIN_MS, logTiming, WATCHED_CHANGE_MS } from '../support/timing.js';
+import { waitFor } from '../support/wait.js';
 
 /**
  * Editing the Backend on disk reaches Envoy without dropping a request: a steady stream runs
@@ -20,7 +20,6 @@ import { sleep, waitFor } from '../support/wait.js';
  */
 
 const RATE_PER_SECOND = 20;
-const WATCHED_CHANGE_MS = 2 * E2E_LOAD_MARGIN_MS;
 
 let gw: GatewayFixture;
 let alpha: FakeProvider;
@@ -74,10 +73,11 @@ function chatStream(during: () => Promise<void>, tailMs: number): Promise<Stream
 async function swapUnderLoad(next: Manifest[], from: FakeProvider, to: FakeProvider): Promise<{ writtenAt: number; results: StreamResult[]; switchMs: number }> {
   await gw.resetFakes();
   let writtenAt = 0;
-  // The stream runs until the new priority 0 has had a second's worth of requests, however long
-  // the switch takes on a loaded machine, then half a second more.
+  // The stream runs from before the edit, until the old priority 0 has answered a quarter
+  // second's worth of it, until the new priority 0 has had a second's worth, however long the
+  // switch takes on a loaded machine, then half a second more.
   const results = await chatStream(async () => {
-    await sleep(500);
+    await waitFor(() => from.received().length >= RATE_PER_SECOND / 4, { what: `${from.name} to be sent ${RATE_PER_SECOND / 4} requests before the edit`, timeoutMs: E2E_LOAD_MARGIN_MS });
     writtenAt = gw.write('chat.yaml', next);
     await waitFor(() => to.received().length >= RATE_PER_SECOND, {
       what: `${to.name} to be sent ${RATE_PER_SECOND} requests after the edit`,

@@ -9,14 +9,8 @@ import {
   startGatewayFixture,
   type GatewayFixture,
 } from '../support/gateway-fixture.js';
-import { E2E_LOAD_MARGIN_MS, logTiming } from '../support/timing.js';
+import { logTiming, WATCHED_CHANGE_MS } from '../support/timing.js';
 import { waitFor } from '../support/wait.js';
-
-/**
- * A Secret written on disk reaches Envoy through the file provider's watch; its periodic resync
- * (30 s) would bring it too, much later. This bound separates the two at any load.
- */
-const WATCHED_CHANGE_MS = 2 * E2E_LOAD_MARGIN_MS;
 
 /**
  * A missing Secret takes out only the member that needs it, says so on the Backend, and heals as

@@ -304,8 +304,9 @@ describe('a controller restart', () => {
   it('writes no status that did not change, and no Event again', async () => {
     const r = second;
     if (!r) throw new Error('the restarted controller did not start');
-    // Past a full resync of every object (becoming leader syncs them all) and the Envoy's ACKs.
-    await sleep(1_500);
+    // Once the writer has looked at every object (becoming leader syncs them all; the Envoy's
+    // ACKs came before, in the test above) and has nothing left to do.
+    await waitFor(() => (r.ctl.writer?.counters().skipped ?? 0) + statusObjects().reduce((n, o) => n + r.writesTo(o.logName), 0) >= statusObjects().length, { what: `the restarted controller's writer to look at all ${statusObjects().length} objects (skipped ${r.ctl.writer?.counters().skipped ?? 0})`, timeoutMs: 30_000, intervalMs: 50 });
     await r.ctl.writer?.idle();
     for (const o of statusObjects()) expect(r.writesTo(o.logName), `status writes to ${o.logName} after the restart`).toBe(0);
     expect(await objectStates()).toEqual(statesBefore);
