@@ -534,7 +534,7 @@ async function runSize(bin: GoBinaries, size: E2eSize, mode: E2eMode, opts: E2eO
         gcp.send('commit');
         await gcp.next((e) => e.event === 'committed' || e.event === 'error', timeoutMs, 'go-control-plane to take the snapshot');
       }
-      log(`xds-e2e: ${label}: round ${round}: switchyard ${sy.at(-1)?.ms.toFixed(0) ?? '-'} ms, go-control-plane ${gc.at(-1)?.ms.toFixed(0) ?? '-'} ms`);
+      log(`xds-e2e: ${label}: round ${round}: switchyard ${sy.at(-1)?.ms.toFixed(0) ?? '-'} ms (first byte ${sy.at(-1)?.firstMs.toFixed(0) ?? '-'} ms), go-control-plane ${gc.at(-1)?.ms.toFixed(0) ?? '-'} ms (first byte ${gc.at(-1)?.firstMs.toFixed(0) ?? '-'} ms)`);
     }
     const serveEnd = processUsage(serve.pid);
     const gcpEnd = processUsage(gcp.child.pid ?? -1);
