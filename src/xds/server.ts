@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
@@ -93,6 +94,8 @@ export interface XdsServerOptions {
 
 /** How long the server is to have read no request, and pushed nothing, before it rehearses a push. */
 export const REHEARSAL_IDLE_MS = 100;
+/** The event loop's utilization over those REHEARSAL_IDLE_MS under which the process counts as idle. */
+const REHEARSAL_IDLE_UTILIZATION = 0.5;
 
 /** The rehearsal's stand-in clients: Envoys on plaintext, as the streams whose pushes it rehearses mostly are. */
 const REHEARSAL_IDENTITY: StreamIdentity = { role: 'envoy', via: 'plaintext' };
@@ -609,9 +612,15 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private armRehearsal(): void {
     this.rehearsal = 'armed';
     let seen = this.requestsRead;
+    let loop = performance.eventLoopUtilization();
     const check = (): void => {
       if (this.rehearsal !== 'armed' || this.stopped) return;
-      if (this.requestsRead !== seen || this.fanOutQueue.busy || this.requestQueue.waiting > 0) {
+      const now = performance.eventLoopUtilization();
+      // The process's other work counts too: a stream that connects while serve loads its
+      // configuration (an Envoy already up) must not have the rehearsal compete with the start.
+      const busyLoop = performance.eventLoopUtilization(now, loop).utilization >= REHEARSAL_IDLE_UTILIZATION;
+      loop = now;
+      if (busyLoop || this.requestsRead !== seen || this.fanOutQueue.busy || this.requestQueue.waiting > 0) {
         seen = this.requestsRead;
         this.rehearsalTimer = setTimeout(check, REHEARSAL_IDLE_MS).unref();
         return;

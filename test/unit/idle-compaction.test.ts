@@ -30,9 +30,11 @@ describe('decideCompaction', () => {
 describe('decideCompaction, a heap too large to compact', () => {
   const large: HeapSample = { ...quiet, usedBytes: 240 * MB, physicalBytes: 260 * MB };
 
-  it("collects a quiet heap grown since V8's last full GC, core free or not: V8 would otherwise collect it in the next edit", () => {
+  it("collects a quiet heap grown since V8's last full GC, with a core free: V8 would otherwise collect it in the next edit", () => {
     expect(decideCompaction(large, { ...fresh, usedLowBytes: 208 * MB }, DEFAULT_IDLE_COMPACTION)).toBe('collect');
-    expect(decideCompaction({ ...large, runnable: { threads: 15, cores: 2 } }, { ...fresh, usedLowBytes: 208 * MB }, DEFAULT_IDLE_COMPACTION)).toBe('collect');
+    expect(decideCompaction({ ...large, runnable: { threads: 2, cores: 2 } }, { ...fresh, usedLowBytes: 208 * MB }, DEFAULT_IDLE_COMPACTION)).toBe('collect');
+    // On a machine with no core free, the pause lasts several times its CPU: V8 is left to it.
+    expect(decideCompaction({ ...large, runnable: { threads: 15, cores: 2 } }, { ...fresh, usedLowBytes: 208 * MB }, DEFAULT_IDLE_COMPACTION)).toBe('machine-busy');
   });
 
   it('leaves it alone while busy, when it grew little, before any full GC was seen, and too soon after the last collection', () => {
@@ -97,7 +99,7 @@ describe('collectGarbage', () => {
 
 describe('startIdleCompaction', () => {
   it("collects a heap too large to compact once quiet after it grew past V8's last full GC, then not again while nothing grows", async () => {
-    const compaction = startIdleCompaction(createLogger({ level: 'silent' }), { checkEveryMs: 100, idleUtilization: 0.5, maxShare: 1, maxHeapBytes: 1, collectGrowthBytes: 8 * MB, freeCoreOnly: true });
+    const compaction = startIdleCompaction(createLogger({ level: 'silent' }), { checkEveryMs: 100, idleUtilization: 0.5, maxShare: 1, maxHeapBytes: 1, collectGrowthBytes: 8 * MB, freeCoreOnly: false });
     try {
       // A full GC, seen by a check, sets where growth is counted from; then garbage, as a fleet's connecting leaves.
       setFlagsFromString('--expose-gc');
