@@ -40,9 +40,9 @@ import type { Logger } from './logger.js';
  * connecting (29 MB over a live 208 MB) waited through a minute of quiet and then V8's marking
  * began with the first edit, 650 ms of marking steps and a pause of 135 ms on a busy machine
  * between its file event and its first byte (bench xds-e2e, round 1); collected in the quiet,
- * the next full GC is far off. Without a free core the collection (0.35-0.47 CPU-s at 10,000
- * Backends) held the event loop 1.8-2.1 s on a 2-core machine with 20-28 threads runnable, twice
- * the bench's bound on a stall: there V8 is left to it, as before.
+ * the next full GC is far off. Without a free core the collection (0.33-0.47 CPU-s at 10,000
+ * Backends) held the event loop 1.1-2.8 s on a 2-core machine at a load of 14-25, over the
+ * bench's bound on a stall (1 s): there V8 is left to it, as before (and round 1 may meet it).
  */
 export interface IdleCompactionOptions {
   checkEveryMs: number;
