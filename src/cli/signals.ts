@@ -1,4 +1,5 @@
 import type { RunningGateway } from '../app/gateway-runtime.js';
+import { keepCompiledCode } from '../observability/code-flushing.js';
 import { startIdleCompaction } from '../observability/idle-compaction.js';
 import type { createLogger } from '../observability/logger.js';
 
@@ -29,6 +30,8 @@ export function watchSignals(logger: ReturnType<typeof createLogger>): { until(r
       new Promise<void>((resolve) => {
         // While serving, not while starting: a start is all work, never idle.
         const compaction = startIdleCompaction(logger.child({ component: 'memory' }));
+        // An edit minutes after the last runs the code the start compiled, not its source again.
+        keepCompiledCode();
         let stopping = false;
         void running.settled?.then(() => {
           if (!stopping) compaction.afterStart();

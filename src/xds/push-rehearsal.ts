@@ -5,12 +5,13 @@ import type { DataPlanes } from '../envoy/data-planes.js';
 import { GATEWAY_NODE_METADATA } from '../envoy/bootstrap.js';
 import type { SnapshotCache } from './cache.js';
 import type { DirectCall, FramedMessage } from './grpc-framing.js';
-import { decodeDeltaDiscoveryRequest, deltaReplyAt, type DeltaDiscoveryRequest } from './wire.js';
+import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, deltaReplyAt, type DeltaDiscoveryRequest, type DiscoveryRequest } from './wire.js';
 
 /**
- * A rehearsal of the push of an edit, run once the server has delta streams and is idle, so that
- * the first edit a fleet is pushed runs code V8 has compiled with what a change push meets
- * (issue 9). Connecting a fleet runs the code that answers first requests; a change runs other
+ * A rehearsal of the push of an edit, run once the server has streams and is idle, so that the
+ * first edit a fleet is pushed runs code V8 has compiled with what a change push meets (issue 9),
+ * in the protocol the fleet speaks (SotW and delta streams share the fan-out but not the code that
+ * selects, diffs and encodes a push). Connecting a fleet runs the code that answers first requests; a change runs other
  * branches of it (a Cluster update and the assignments resent with it in one write, shared
  * responses from one snapshot to the next, their ACKs), and V8, which compiled that code without
  * feedback for them, threw its optimized code away on the first edit's first streams (about 16
@@ -27,11 +28,13 @@ import { decodeDeltaDiscoveryRequest, deltaReplyAt, type DeltaDiscoveryRequest }
  */
 
 /** A stream of the private server, as the rehearsal drives it: requests go in, responses come out through the transport it was given. */
-export interface RehearsalStreams {
+export interface RehearsalStreams<Request = DeltaDiscoveryRequest> {
   /** The private server's cache, which the rehearsal fills and edits. */
   readonly cache: SnapshotCache;
-  /** Opens a delta stream on the private server that writes through `transport`; returns how it is handed requests. */
-  open(transport: DirectCall): (request: DeltaDiscoveryRequest) => void;
+  /** How the stand-in clients speak: DELTA_CLIENT or SOTW_CLIENT, as the streams `open` opens. */
+  readonly client: StandInClient<Request>;
+  /** Opens a stream on the private server that writes through `transport`; returns how it is handed requests. */
+  open(transport: DirectCall): (request: Request) => void;
   /** The real server has work (a push under way, requests waiting, requests read lately): the rehearsal waits. */
   busy(): boolean;
   /** The private server has nothing left to push or to read. */
@@ -102,31 +105,82 @@ function configuration(): { variants: [XdsResources, XdsResources]; planes: Data
   return { variants: [{ ...base, clusters }, { ...base, clusters: edited }], planes };
 }
 
-/** The first requests of a stand-in client: CDS and LDS wildcard, then EDS and RDS by name, as Envoy asks (the first names its node and Gateway). */
-function firstRequests(id: number): DeltaDiscoveryRequest[] {
-  const node = { id: `${NAME}-${id}`, cluster: NAME, metadata: { [GATEWAY_NODE_METADATA]: GATEWAY } };
-  const requests: JsonObject[] = [
-    { node, type_url: TypeUrl.cluster },
-    { type_url: TypeUrl.listener },
-    { type_url: TypeUrl.endpoint, resource_names_subscribe: Array.from({ length: CLUSTERS }, (_, i) => `${NAME}-${i}`) },
-    { type_url: TypeUrl.route, resource_names_subscribe: [NAME] },
-  ];
-  return requests.map((json) => decodeDeltaDiscoveryRequest(encodeMessage('envoy.service.discovery.v3.DeltaDiscoveryRequest', json)));
+/** A response as a stand-in client reads it: enough to ACK it. */
+export interface Reply {
+  typeUrl: string;
+  nonce: string;
+  /** version_info (SotW); a delta response's system_version_info, which its ACK does not carry. */
+  version: string;
 }
 
-/** What a stand-in client was written and not yet ACKed: each response's type URL and nonce. */
+/** How a stand-in client speaks one protocol: its first requests and its ACKs, as the server reads them. */
+export interface StandInClient<Request> {
+  /** The first requests of stand-in client `id`: CDS and LDS wildcard, then EDS and RDS by name, as Envoy asks (the first names its node and Gateway). */
+  firstRequests(id: number): Request[];
+  /** The bytes of the ACK of `reply` (the rehearsal keeps them: a fleet's streams share their responses' nonces). */
+  ackBytes(reply: Reply): Buffer;
+  /** `bytes` read as the server reads a request of this protocol. */
+  read(bytes: Buffer): Request;
+}
+
+const standInNode = (id: number): JsonObject => ({ id: `${NAME}-${id}`, cluster: NAME, metadata: { [GATEWAY_NODE_METADATA]: GATEWAY } });
+const CLUSTER_NAMES = Array.from({ length: CLUSTERS }, (_, i) => `${NAME}-${i}`);
+/** What a stand-in client subscribes to by name, per type: what its ACKs repeat in SotW. */
+const NAMED: Readonly<Record<string, readonly string[]>> = { [TypeUrl.endpoint]: CLUSTER_NAMES, [TypeUrl.route]: [NAME] };
+
+const DELTA_REQUEST = 'envoy.service.discovery.v3.DeltaDiscoveryRequest';
+const SOTW_REQUEST = 'envoy.service.discovery.v3.DiscoveryRequest';
+
+/** A delta stand-in client. */
+export const DELTA_CLIENT: StandInClient<DeltaDiscoveryRequest> = {
+  firstRequests: (id) =>
+    ([
+      { node: standInNode(id), type_url: TypeUrl.cluster },
+      { type_url: TypeUrl.listener },
+      { type_url: TypeUrl.endpoint, resource_names_subscribe: [...CLUSTER_NAMES] },
+      { type_url: TypeUrl.route, resource_names_subscribe: [NAME] },
+    ] as JsonObject[]).map((json) => decodeDeltaDiscoveryRequest(encodeMessage(DELTA_REQUEST, json))),
+  ackBytes: ({ typeUrl, nonce }) => Buffer.from(encodeMessage(DELTA_REQUEST, { type_url: typeUrl, response_nonce: nonce })),
+  read: (bytes) => {
+    // Read as the server reads an ACK in a DATA frame (grpc-framing.ts).
+    const request = deltaReplyAt(bytes, 0, bytes.length);
+    if (request === undefined) throw new Error('rehearsal: an ACK the server would not read as one');
+    return request;
+  },
+};
+
+/** A SotW stand-in client: its ACKs carry the version and repeat the names it subscribed to, as Envoy's do. */
+export const SOTW_CLIENT: StandInClient<DiscoveryRequest> = {
+  firstRequests: (id) =>
+    ([
+      { node: standInNode(id), type_url: TypeUrl.cluster },
+      { type_url: TypeUrl.listener },
+      { type_url: TypeUrl.endpoint, resource_names: [...CLUSTER_NAMES] },
+      { type_url: TypeUrl.route, resource_names: [NAME] },
+    ] as JsonObject[]).map((json) => decodeDiscoveryRequest(encodeMessage(SOTW_REQUEST, json))),
+  ackBytes: ({ typeUrl, nonce, version }) =>
+    Buffer.from(encodeMessage(SOTW_REQUEST, { type_url: typeUrl, response_nonce: nonce, version_info: version, resource_names: [...(NAMED[typeUrl] ?? [])] })),
+  // As the server's deserializer reads every SotW request (server.ts adsService).
+  read: (bytes) => decodeDiscoveryRequest(bytes),
+};
+
+/** What a stand-in client was written and not yet ACKed. */
 interface Written {
-  replies: { typeUrl: string; nonce: string }[];
+  replies: Reply[];
   flushed: (() => void)[];
 }
 
-/** The type URL (field 4) and nonce (field 5) of each DeltaDiscoveryResponse framed in `frame`. */
-function repliesIn(frame: FramedMessage, into: { typeUrl: string; nonce: string }[]): void {
+/**
+ * The version (field 1), type URL (field 4) and nonce (field 5) of each response framed in
+ * `frame`: a DiscoveryResponse and a DeltaDiscoveryResponse number them alike.
+ */
+function repliesIn(frame: FramedMessage, into: Reply[]): void {
   const bytes = frame.pieces.length === 1 ? (frame.pieces[0] as Buffer) : Buffer.concat(frame.pieces as Buffer[], frame.byteLength);
   for (let at = 0; at + 5 <= bytes.length; ) {
     const end = at + 5 + bytes.readUInt32BE(at + 1);
     let typeUrl = '';
     let nonce = '';
+    let version = '';
     for (let p = at + 5; p < end; ) {
       const [tag, afterTag] = varint(bytes, p);
       const wire = tag & 7;
@@ -134,12 +188,13 @@ function repliesIn(frame: FramedMessage, into: { typeUrl: string; nonce: string 
       else if (wire === 2) {
         const [length, start] = varint(bytes, afterTag);
         const field = tag >>> 3;
+        if (field === 1) version = bytes.toString('latin1', start, start + length);
         if (field === 4) typeUrl = bytes.toString('latin1', start, start + length);
         if (field === 5) nonce = bytes.toString('latin1', start, start + length);
         p = start + length;
       } else throw new Error(`rehearsal: unexpected wire type ${wire} in a response`);
     }
-    into.push({ typeUrl, nonce });
+    into.push({ typeUrl, nonce, version });
     at = end;
   }
 }
@@ -155,21 +210,20 @@ function varint(bytes: Buffer, at: number): [number, number] {
   }
 }
 
-/** ACKs by type URL and nonce: a fleet's streams share their responses' nonces, so one ACK's bytes serve them all. */
-class Acks {
+/** ACKs by response: a fleet's streams share their responses' nonces, so one ACK's bytes serve them all; each is read anew, as the server reads each. */
+class Acks<Request> {
   private readonly known = new Map<string, Buffer>();
 
-  of(typeUrl: string, nonce: string): DeltaDiscoveryRequest {
-    const key = `${typeUrl}\n${nonce}`;
+  constructor(private readonly client: StandInClient<Request>) {}
+
+  of(reply: Reply): Request {
+    const key = `${reply.typeUrl}\n${reply.nonce}\n${reply.version}`;
     let bytes = this.known.get(key);
     if (bytes === undefined) {
-      bytes = Buffer.from(encodeMessage('envoy.service.discovery.v3.DeltaDiscoveryRequest', { type_url: typeUrl, response_nonce: nonce }));
+      bytes = this.client.ackBytes(reply);
       this.known.set(key, bytes);
     }
-    // Read as the server reads an ACK in a DATA frame (grpc-framing.ts).
-    const request = deltaReplyAt(bytes, 0, bytes.length);
-    if (request === undefined) throw new Error('rehearsal: an ACK the server would not read as one');
-    return request;
+    return this.client.read(bytes);
   }
 }
 
@@ -180,7 +234,7 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * Runs the rehearsal on `streams` (see the top of this file). Resolves when done or given up;
  * never throws (a rehearsal that fails costs the first edit its speed, nothing else).
  */
-export async function rehearsePushes(streams: RehearsalStreams, sizes: { streams?: number; edits?: number } = {}): Promise<RehearsalResult> {
+export async function rehearsePushes<Request>(streams: RehearsalStreams<Request>, sizes: { streams?: number; edits?: number } = {}): Promise<RehearsalResult> {
   const result: RehearsalResult = { pushed: 0, edits: 0, completed: false };
   const streamCount = sizes.streams ?? REHEARSAL_STREAMS;
   const editCount = sizes.edits ?? REHEARSAL_EDITS;
@@ -195,8 +249,8 @@ export async function rehearsePushes(streams: RehearsalStreams, sizes: { streams
   };
   try {
     const { variants, planes } = configuration();
-    const acks = new Acks();
-    const clients: { receive: (request: DeltaDiscoveryRequest) => void; written: Written }[] = [];
+    const acks = new Acks(streams.client);
+    const clients: { receive: (request: Request) => void; written: Written }[] = [];
     for (let i = 0; i < streamCount; i++) {
       const written: Written = { replies: [], flushed: [] };
       const transport: DirectCall = {
@@ -216,10 +270,10 @@ export async function rehearsePushes(streams: RehearsalStreams, sizes: { streams
         for (const { receive, written } of clients) {
           // The transport took the writes (the server's next push of a type waits for it), then the client reads and ACKs them.
           for (const flushed of written.flushed.splice(0)) flushed();
-          for (const { typeUrl, nonce } of written.replies.splice(0)) {
+          for (const reply of written.replies.splice(0)) {
             quiet = false;
             replies++;
-            receive(acks.of(typeUrl, nonce));
+            receive(acks.of(reply));
           }
         }
         if (quiet && streams.settled()) return replies;
@@ -228,7 +282,7 @@ export async function rehearsePushes(streams: RehearsalStreams, sizes: { streams
     };
     streams.cache.setResources(variants[0], planes);
     if (!(await whenIdle())) return result;
-    for (let i = 0; i < clients.length; i++) for (const request of firstRequests(i)) clients[i]?.receive(request);
+    for (let i = 0; i < clients.length; i++) for (const request of streams.client.firstRequests(i)) clients[i]?.receive(request);
     if ((await settle()) === undefined) return result;
     for (let edit = 1; edit <= editCount; edit++) {
       if (!(await whenIdle()) || streams.cancelled()) return result;

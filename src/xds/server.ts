@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
@@ -17,7 +18,7 @@ import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type St
 import type { GrpcService } from './lrs.js';
 import { directCall, framedBatch, joined, sharedFraming, type DirectCall, type FramedMessage } from './grpc-framing.js';
 import { FANOUT_SLICE_MS, FIRST_PUSH_SLICE_MS, LEAD_HOLD_MS, LEAD_WRITE_BYTES, LeadWrite, PacedFanOut, SlicedWork, type PendingChanges } from './push-pacer.js';
-import { rehearsePushes, type RehearsalResult } from './push-rehearsal.js';
+import { DELTA_CLIENT, SOTW_CLIENT, rehearsePushes, type RehearsalResult } from './push-rehearsal.js';
 import { SharedResponseBodies, SotwStream } from './sotw.js';
 import {
   decodeDeltaDiscoveryRequest,
@@ -79,9 +80,9 @@ export interface XdsServerOptions {
   /** More services on the same port and credentials (load reporting, src/xds/lrs.ts). */
   services?: readonly GrpcService[];
   /**
-   * Rehearse the push of an edit once delta streams are connected and the server has been idle
-   * for REHEARSAL_IDLE_MS (push-rehearsal.ts): on a private server and cache, nothing sent to a
-   * real stream. Default true.
+   * Rehearse the push of an edit once streams are connected and the server has been idle for
+   * REHEARSAL_IDLE_MS (push-rehearsal.ts), in each protocol (SotW, delta) a stream came with: on a
+   * private server and cache, nothing sent to a real stream. Default true.
    */
   rehearsePushes?: boolean;
   /**
@@ -93,6 +94,8 @@ export interface XdsServerOptions {
 
 /** How long the server is to have read no request, and pushed nothing, before it rehearses a push. */
 export const REHEARSAL_IDLE_MS = 100;
+/** The event loop's utilization over those REHEARSAL_IDLE_MS under which the process counts as idle. */
+const REHEARSAL_IDLE_UTILIZATION = 0.5;
 
 /** The rehearsal's stand-in clients: Envoys on plaintext, as the streams whose pushes it rehearses mostly are. */
 const REHEARSAL_IDENTITY: StreamIdentity = { role: 'envoy', via: 'plaintext' };
@@ -333,8 +336,11 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private nextStreamId = 0;
   /** Requests read so far, counted as they arrive: a rehearsal waits while this moves. */
   private requestsRead = 0;
-  /** The push rehearsal (push-rehearsal.ts): not wanted, waiting for a delta stream, armed (waiting for idleness), running or done. */
+  /** The push rehearsal (push-rehearsal.ts): not wanted, waiting for a stream, armed (waiting for idleness), running or done. */
   private rehearsal: 'off' | 'waiting' | 'armed' | 'running' | 'done';
+  /** Protocols real streams came with, not rehearsed yet; and those rehearsed. */
+  private readonly unrehearsed = new Set<StreamKind>();
+  private readonly rehearsed = new Set<StreamKind>();
   private rehearsalTimer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -538,12 +544,13 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     return server;
   }
 
-  private openSotw(call: SotwCall, identity: StreamIdentity): void {
+  /** `transport`: how a rehearsal stream (a DetachedCall) writes, as in openDelta. Returns how the stream is handed requests. */
+  private openSotw(call: SotwCall, identity: StreamIdentity, transport?: DirectCall): (request: DiscoveryRequest | UndecodableRequest) => void {
     const record = new ClientRecord(++this.nextStreamId, 'sotw');
     const logger = streamLogger(this.logger, { stream: record.streamId, kind: 'sotw', role: identity.role, via: identity.via });
     // `protocol` is set by the time a request arrives (only once the handler returns).
     const receive = this.receiverFor<DiscoveryRequest>(record, call, logger, () => protocol);
-    const direct = directCall(call, receive);
+    const direct = transport ?? directCall(call, receive);
     const protocol: SotwStream = new SotwStream({
       cache: this.cache,
       identity,
@@ -554,6 +561,8 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     });
     this.track({ record, protocol, call, logger, view: undefined, pending: undefined }, logger);
     call.on('data', receive);
+    if (transport === undefined) this.rehearsalWanted('sotw');
+    return receive;
   }
 
   /** `transport`: how a rehearsal stream (a DetachedCall) writes; a gRPC call is written directly when grpc-js allows. Returns how the stream is handed requests. */
@@ -572,13 +581,28 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     });
     this.track({ record, protocol, call, logger, view: undefined, pending: undefined }, logger);
     call.on('data', receive);
-    if (this.rehearsal === 'waiting' && transport === undefined) this.armRehearsal();
+    if (transport === undefined) this.rehearsalWanted('delta');
     return receive;
   }
 
   /** Where the push rehearsal stands (armRehearsal); for tests. */
   get pushRehearsal(): 'off' | 'waiting' | 'armed' | 'running' | 'done' {
     return this.rehearsal;
+  }
+
+  /** Protocols rehearsed so far (rehearsePushes); for tests. */
+  get rehearsedProtocols(): ReadonlySet<StreamKind> {
+    return this.rehearsed;
+  }
+
+  /**
+   * A real stream of `kind` came: its protocol's push is rehearsed unless it was already (a
+   * fleet that speaks SotW runs none of the delta stream's code, and the other way round).
+   */
+  private rehearsalWanted(kind: StreamKind): void {
+    if (this.rehearsal === 'off' || this.rehearsed.has(kind) || this.unrehearsed.has(kind)) return;
+    this.unrehearsed.add(kind);
+    if (this.rehearsal === 'waiting' || this.rehearsal === 'done') this.armRehearsal();
   }
 
   /**
@@ -588,49 +612,66 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private armRehearsal(): void {
     this.rehearsal = 'armed';
     let seen = this.requestsRead;
+    let loop = performance.eventLoopUtilization();
     const check = (): void => {
       if (this.rehearsal !== 'armed' || this.stopped) return;
-      if (this.requestsRead !== seen || this.fanOutQueue.busy || this.requestQueue.waiting > 0) {
+      const now = performance.eventLoopUtilization();
+      // The process's other work counts too: a stream that connects while serve loads its
+      // configuration (an Envoy already up) must not have the rehearsal compete with the start.
+      const busyLoop = performance.eventLoopUtilization(now, loop).utilization >= REHEARSAL_IDLE_UTILIZATION;
+      loop = now;
+      if (busyLoop || this.requestsRead !== seen || this.fanOutQueue.busy || this.requestQueue.waiting > 0) {
         seen = this.requestsRead;
         this.rehearsalTimer = setTimeout(check, REHEARSAL_IDLE_MS).unref();
         return;
       }
-      void this.rehearsePushes();
+      void this.rehearseWanted();
     };
     this.rehearsalTimer = setTimeout(check, REHEARSAL_IDLE_MS).unref();
   }
 
+  /** Rehearses the protocols whose streams came since the last rehearsal, one after the other; arms again if more came meanwhile. */
+  private async rehearseWanted(): Promise<void> {
+    for (const kind of [...this.unrehearsed]) {
+      if (this.stopped) return;
+      await this.rehearsePushes(undefined, kind);
+    }
+    if (this.unrehearsed.size > 0 && !this.stopped) this.armRehearsal();
+  }
+
   /**
-   * Rehearses the push of an edit to delta streams on a private server and cache
-   * (push-rehearsal.ts): the same code the first real edit then runs compiled. Run once by the
-   * server itself (armRehearsal); `sizes` for tests.
+   * Rehearses the push of an edit to `protocol` streams on a private server and cache
+   * (push-rehearsal.ts): the same code the first real edit then runs compiled. Run by the server
+   * itself, once per protocol its streams speak (armRehearsal); `sizes` for tests.
    */
-  async rehearsePushes(sizes?: { streams?: number; edits?: number }): Promise<RehearsalResult> {
+  async rehearsePushes(sizes?: { streams?: number; edits?: number }, protocol: StreamKind = 'delta'): Promise<RehearsalResult> {
     this.rehearsal = 'running';
+    this.unrehearsed.delete(protocol);
     const started = performance.now();
     const cpu = process.cpuUsage();
     const cache = new SnapshotCache();
     const stage = new XdsServer({ cache, rehearsePushes: false });
     let seen = this.requestsRead;
-    const result = await rehearsePushes(
-      {
-        cache,
-        open: (transport) => stage.openDelta(new DetachedCall() as unknown as DeltaCall, REHEARSAL_IDENTITY, transport),
-        busy: () => {
-          const read = this.requestsRead !== seen;
-          seen = this.requestsRead;
-          return read || this.fanOutQueue.busy || this.requestQueue.waiting > 0;
-        },
-        settled: () => !stage.fanOutQueue.busy && stage.requestQueue.waiting === 0,
-        cancelled: () => this.stopped,
+    const common = {
+      cache,
+      busy: () => {
+        const read = this.requestsRead !== seen;
+        seen = this.requestsRead;
+        return read || this.fanOutQueue.busy || this.requestQueue.waiting > 0;
       },
-      sizes,
-    );
+      settled: () => !stage.fanOutQueue.busy && stage.requestQueue.waiting === 0,
+      cancelled: () => this.stopped,
+    };
+    const result =
+      protocol === 'sotw'
+        ? await rehearsePushes({ ...common, client: SOTW_CLIENT, open: (transport) => stage.openSotw(new DetachedCall() as unknown as SotwCall, REHEARSAL_IDENTITY, transport) }, sizes)
+        : await rehearsePushes({ ...common, client: DELTA_CLIENT, open: (transport) => stage.openDelta(new DetachedCall() as unknown as DeltaCall, REHEARSAL_IDENTITY, transport) }, sizes);
+    this.rehearsed.add(protocol);
     this.rehearsal = 'done';
     const used = process.cpuUsage(cpu);
     // The process's CPU over the rehearsal's time, real work in its waits included: an upper bound of its own.
     this.logger.debug(
-      { ...result, ms: Math.round(performance.now() - started), processCpuMs: Math.round((used.user + used.system) / 1000) },
+      { protocol, ...result, ms: Math.round(performance.now() - started), processCpuMs: Math.round((used.user + used.system) / 1000) },
       'xds: the push of an edit rehearsed on a private server (the first real edit runs compiled code)',
     );
     return result;

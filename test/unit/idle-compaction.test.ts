@@ -27,6 +27,24 @@ describe('decideCompaction', () => {
   });
 });
 
+describe('decideCompaction, a heap too large to compact', () => {
+  const large: HeapSample = { ...quiet, usedBytes: 240 * MB, physicalBytes: 260 * MB };
+
+  it("collects a quiet heap grown since V8's last full GC, with a core free: V8 would otherwise collect it in the next edit", () => {
+    expect(decideCompaction(large, { ...fresh, usedLowBytes: 208 * MB }, DEFAULT_IDLE_COMPACTION)).toBe('collect');
+    expect(decideCompaction({ ...large, runnable: { threads: 2, cores: 2 } }, { ...fresh, usedLowBytes: 208 * MB }, DEFAULT_IDLE_COMPACTION)).toBe('collect');
+    // On a machine with no core free, the pause lasts several times its CPU: V8 is left to it.
+    expect(decideCompaction({ ...large, runnable: { threads: 15, cores: 2 } }, { ...fresh, usedLowBytes: 208 * MB }, DEFAULT_IDLE_COMPACTION)).toBe('machine-busy');
+  });
+
+  it('leaves it alone while busy, when it grew little, before any full GC was seen, and too soon after the last collection', () => {
+    expect(decideCompaction({ ...large, utilization: 0.2 }, { ...fresh, usedLowBytes: 208 * MB }, DEFAULT_IDLE_COMPACTION)).toBe('busy');
+    expect(decideCompaction(large, { ...fresh, usedLowBytes: 230 * MB }, DEFAULT_IDLE_COMPACTION)).toBe('heap-too-large');
+    expect(decideCompaction(large, fresh, DEFAULT_IDLE_COMPACTION)).toBe('heap-too-large');
+    expect(decideCompaction(large, { ...fresh, usedLowBytes: 208 * MB, notBeforeMs: 12_000 }, DEFAULT_IDLE_COMPACTION)).toBe('too-soon');
+  });
+});
+
 describe('runnableThreads', () => {
   it("reads the threads runnable now from Linux's /proc/loadavg", () => {
     expect(runnableThreads('13.27 12.54 12.76 19/349 123456\n')).toBe(19);
@@ -80,6 +98,29 @@ describe('collectGarbage', () => {
 });
 
 describe('startIdleCompaction', () => {
+  it("collects a heap too large to compact once quiet after it grew past V8's last full GC, then not again while nothing grows", async () => {
+    const compaction = startIdleCompaction(createLogger({ level: 'silent' }), { checkEveryMs: 100, idleUtilization: 0.5, maxShare: 1, maxHeapBytes: 1, collectGrowthBytes: 8 * MB, freeCoreOnly: false });
+    try {
+      // A full GC, seen by a check, sets where growth is counted from; then garbage, as a fleet's connecting leaves.
+      setFlagsFromString('--expose-gc');
+      (runInNewContext('gc') as () => void)();
+      await new Promise((r) => setTimeout(r, 250));
+      // Kept past a few turns, so it lives in the old generation, then dropped: garbage only a full GC frees.
+      let garbage: unknown[] | undefined = fragmentHeap();
+      await new Promise((r) => setTimeout(r, 250));
+      garbage = undefined;
+      const deadline = Date.now() + 10_000;
+      while (compaction.collections === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(compaction.collections).toBe(1);
+      expect(compaction.count).toBe(0);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(compaction.collections).toBe(1);
+      expect(garbage).toBeUndefined();
+    } finally {
+      compaction.stop();
+    }
+  });
+
   it('compacts once the event loop is quiet after work, then not again while nothing grows', async () => {
     const kept = fragmentHeap();
     const compaction = startIdleCompaction(createLogger({ level: 'silent' }), { checkEveryMs: 100, idleUtilization: 0.5, maxShare: 1, maxHeapBytes: 2 ** 40, freeCoreOnly: false });

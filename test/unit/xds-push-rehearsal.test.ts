@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { PUSH_ORDER, TypeUrl } from '../../src/envoy/resources.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
-import { rehearsePushes, type RehearsalStreams } from '../../src/xds/push-rehearsal.js';
+import { DELTA_CLIENT, rehearsePushes, type RehearsalStreams } from '../../src/xds/push-rehearsal.js';
 import { XdsServer } from '../../src/xds/server.js';
-import { closeAdsStream, deltaRequest, deltaResponse, openAdsStream } from '../support/ads-client.js';
+import { closeAdsStream, deltaRequest, deltaResponse, openAdsStream, sotwRequest, sotwResponse } from '../support/ads-client.js';
 import { sleep, waitFor } from '../support/wait.js';
 import { resources } from '../support/xds-stream.js';
 
@@ -32,6 +32,60 @@ describe('push rehearsal', () => {
       expect(server.fleet().size).toBe(0);
       expect(PUSH_ORDER.map((kind) => cache.snapshot(TypeUrl[kind])?.version)).toEqual(versions);
     } finally {
+      await server.stop();
+    }
+  });
+
+  it("pushes every SotW stand-in stream an edit's Clusters and the assignment re-sent with them, and leaves the server alone", async () => {
+    const cache = new SnapshotCache();
+    cache.setResources(resources());
+    const versions = PUSH_ORDER.map((kind) => cache.snapshot(TypeUrl[kind])?.version);
+    const server = new XdsServer({ cache, rehearsePushes: false });
+    const heard: string[] = [];
+    for (const event of EVENTS) server.on(event, () => heard.push(event));
+    try {
+      const result = await server.rehearsePushes({ streams: 5, edits: 4 }, 'sotw');
+      // Each edit: every Cluster (SotW), and the assignment Envoy then waits for, to every stream, each ACKed.
+      expect(result).toEqual({ pushed: 5 * 2 * 4, edits: 4, completed: true });
+      expect(server.rehearsedProtocols).toEqual(new Set(['sotw']));
+      expect(heard).toEqual([]);
+      expect(server.clients()).toEqual([]);
+      expect(server.fleet().size).toBe(0);
+      expect(PUSH_ORDER.map((kind) => cache.snapshot(TypeUrl[kind])?.version)).toEqual(versions);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('runs once a SotW stream is connected and the server idles, in SotW, and sends that stream nothing', async () => {
+    const cache = new SnapshotCache();
+    cache.setResources(resources());
+    const server = new XdsServer({ cache });
+    const port = await server.start({ port: 0, host: '127.0.0.1' });
+    const connection = openAdsStream(port, 'sotw');
+    const received: string[] = [];
+    try {
+      expect(server.pushRehearsal).toBe('waiting');
+      connection.call.on('data', (bytes: Buffer) => {
+        const response = sotwResponse(bytes);
+        received.push(String(response['type_url']));
+        connection.call.write(sotwRequest({ type_url: String(response['type_url']), response_nonce: String(response['nonce']), version_info: String(response['version_info']) }));
+      });
+      connection.call.on('error', () => undefined);
+      connection.call.write(sotwRequest({ node: { id: 'envoy-1' }, type_url: TypeUrl.cluster }));
+      await waitFor(() => server.clients()[0]?.types.every((t) => t.state === 'acked') === true && received.length === 1, { what: 'the stream to ACK its clusters', timeoutMs: 10_000 });
+      const before = JSON.stringify(server.clients());
+      await waitFor(() => server.pushRehearsal === 'done', { what: 'the rehearsal to run', timeoutMs: 30_000, intervalMs: 20 });
+      // The fleet speaks SotW: that is the push rehearsed, not delta's.
+      expect(server.rehearsedProtocols).toEqual(new Set(['sotw']));
+      await sleep(50);
+      expect(received).toEqual([TypeUrl.cluster]);
+      expect(JSON.stringify(server.clients())).toBe(before);
+      // A real edit afterwards reaches the stream as ever.
+      cache.setResources(resources({ clusters: resources().clusters.map((c) => ({ ...c, connect_timeout: '7s' })) }));
+      await waitFor(() => received.length === 2, { what: 'the edit to reach the stream', timeoutMs: 10_000 });
+    } finally {
+      closeAdsStream(connection);
       await server.stop();
     }
   });
@@ -79,6 +133,7 @@ describe('push rehearsal', () => {
     let stopped = false;
     const streams: RehearsalStreams = {
       cache,
+      client: DELTA_CLIENT,
       // Stand-in clients whose requests go nowhere: nothing is ever pushed to them.
       open: () => () => undefined,
       busy: () => {
@@ -98,6 +153,7 @@ describe('push rehearsal', () => {
     const cache = new SnapshotCache();
     const streams: RehearsalStreams = {
       cache,
+      client: DELTA_CLIENT,
       open: () => () => undefined,
       busy: () => false,
       settled: () => true,
