@@ -142,13 +142,17 @@ export class H2Stream {
   private resetAfterEnd = false;
   /** Bytes of DATA received since the last WINDOW_UPDATE for this stream. */
   receivedSinceUpdate = 0;
+  /** What the peer may still send on this stream, by the WINDOW_UPDATEs written so far. */
+  receiveWindow: number;
 
   constructor(
     readonly id: number,
     private readonly connection: H2Connection,
     sendWindow: number,
+    receiveWindow: number,
   ) {
     this.sendWindow = sendWindow;
+    this.receiveWindow = receiveWindow;
   }
 
   /** The connection's name (BidiCall.connection). */
@@ -268,6 +272,12 @@ export class H2Connection {
   private peerMaxFrame = DEFAULT_MAX_FRAME;
   private connectionSendWindow = DEFAULT_WINDOW;
   private receivedSinceUpdate = 0;
+  /**
+   * What the peer may still send on the connection. A WINDOW_UPDATE counts once written to the
+   * socket (pendingGrants until then): the peer cannot have used one it was not sent.
+   */
+  private receiveWindow = DEFAULT_WINDOW;
+  private readonly pendingGrants: { stream: H2Stream | undefined; increment: number }[] = [];
   private readonly out: Buffer[] = [];
   private readonly dirty = new Set<H2Stream>();
   /** Streams with DATA held back by a send window. */
@@ -307,7 +317,7 @@ export class H2Connection {
       settings.writeUInt32BE(value, FRAME_HEADER + 6 * i + 2);
     });
     this.out.push(settings);
-    if (opts.connectionWindowBytes > DEFAULT_WINDOW) this.out.push(windowUpdate(0, opts.connectionWindowBytes - DEFAULT_WINDOW));
+    if (opts.connectionWindowBytes > DEFAULT_WINDOW) this.grant(undefined, opts.connectionWindowBytes - DEFAULT_WINDOW);
     this.writeOut();
     socket.on('data', (chunk: Buffer) => this.onRead(chunk));
     socket.on('close', () => this.onSocketGone());
@@ -544,11 +554,10 @@ export class H2Connection {
     // Flow control counts the whole payload, padding included. Each WINDOW_UPDATE gives back
     // exactly what was received since the last: what the peer may send is the window less that.
     this.receivedSinceUpdate += payload.length;
-    if (this.receivedSinceUpdate > Math.max(this.opts.connectionWindowBytes, DEFAULT_WINDOW)) {
-      throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, `DATA beyond the connection window of ${this.opts.connectionWindowBytes} bytes`);
-    }
+    this.receiveWindow -= payload.length;
+    if (this.receiveWindow < 0) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, `DATA beyond the connection's flow-control window (${-this.receiveWindow} bytes over)`);
     if (this.receivedSinceUpdate >= this.opts.connectionWindowBytes / 2) {
-      this.out.push(windowUpdate(0, this.receivedSinceUpdate));
+      this.grant(undefined, this.receivedSinceUpdate);
       this.receivedSinceUpdate = 0;
     }
     const stream = this.streams.get(streamId);
@@ -563,15 +572,14 @@ export class H2Connection {
     }
     const body = unpad(flags, payload);
     stream.receivedSinceUpdate += payload.length;
-    // Until the peer has this end's SETTINGS it may count on the default window (RFC 9113 6.9.2).
-    const streamWindow = this.settingsAcked ? this.opts.streamWindowBytes : Math.max(this.opts.streamWindowBytes, DEFAULT_WINDOW);
-    if (stream.receivedSinceUpdate > streamWindow) {
+    stream.receiveWindow -= payload.length;
+    if (stream.receiveWindow < 0) {
       // A stream error (RFC 9113 6.9.1); the bytes still counted against the connection above.
       this.resetStream(stream, H2Error.FLOW_CONTROL_ERROR);
       return;
     }
     if (stream.receivedSinceUpdate >= this.opts.streamWindowBytes / 2 && (flags & FLAG_END_STREAM) === 0) {
-      this.out.push(windowUpdate(streamId, stream.receivedSinceUpdate));
+      this.grant(stream, stream.receivedSinceUpdate);
       stream.receivedSinceUpdate = 0;
     }
     if (body.length > 0) stream.onData?.(body);
@@ -634,12 +642,12 @@ export class H2Connection {
     // Not expected after a GOAWAY from the peer; refused rather than served half-way. And no more
     // streams than announced: the peer retries a refused stream elsewhere (RFC 9113 8.7).
     if (this.goingAway || this.streams.size >= this.opts.maxConcurrentStreams) {
-      const stream = new H2Stream(streamId, this, this.peerInitialWindow);
+      const stream = new H2Stream(streamId, this, this.peerInitialWindow, this.initialReceiveWindow());
       this.streams.set(streamId, stream);
       this.resetStream(stream, H2Error.REFUSED_STREAM);
       return;
     }
-    const stream = new H2Stream(streamId, this, this.peerInitialWindow);
+    const stream = new H2Stream(streamId, this, this.peerInitialWindow, this.initialReceiveWindow());
     this.streams.set(streamId, stream);
     this.opts.onStream(stream, headers);
     if (endStream && !stream.closed) this.endRemote(stream);
@@ -705,6 +713,16 @@ export class H2Connection {
     if (this.blocked.has(stream)) this.markDirty(stream);
   }
 
+  /** Until the peer has this end's SETTINGS it may count on the default window (RFC 9113 6.9.2). */
+  private initialReceiveWindow(): number {
+    return this.settingsAcked ? this.opts.streamWindowBytes : Math.max(this.opts.streamWindowBytes, DEFAULT_WINDOW);
+  }
+
+  private grant(stream: H2Stream | undefined, increment: number): void {
+    this.out.push(windowUpdate(stream?.id ?? 0, increment));
+    this.pendingGrants.push({ stream, increment });
+  }
+
   private reportError(code: number, reason: string, by: 'local' | 'peer'): void {
     if (this.errorReported) return;
     this.errorReported = true;
@@ -754,6 +772,12 @@ export class H2Connection {
       this.socket.cork();
       for (const b of buffers) this.socket.write(b);
       this.socket.uncork();
+    }
+    if (this.pendingGrants.length > 0) {
+      for (const { stream, increment } of this.pendingGrants.splice(0)) {
+        if (stream === undefined) this.receiveWindow += increment;
+        else stream.receiveWindow += increment;
+      }
     }
     // A client that does not read what it is sent (its windows are large: Envoy offers 256 MiB)
     // is sent no more answers to keep: its next messages wait in the kernel until it catches up.
