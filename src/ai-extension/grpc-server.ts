@@ -1,5 +1,5 @@
 import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { H2Connection, type H2Stream } from './h2-connection.js';
+import { H2Connection, h2ErrorName, type H2Stream } from './h2-connection.js';
 import { encodeHeaderBlock, type HeaderList } from './hpack.js';
 
 /**
@@ -68,6 +68,14 @@ export interface GrpcServerOptions {
   maxMessageBytes: number;
   /** A handler failure that could not be answered otherwise. */
   onError?: (err: unknown) => void;
+  /**
+   * An HTTP/2 connection ended with an error, sent (`by: 'local'`, a GOAWAY to a peer that broke
+   * the protocol or a limit) or received: once per connection. `reason` names the rule, never a
+   * header value (they may carry credentials).
+   */
+  onConnectionError?: (event: { connection: string; code: string; reason: string; by: 'local' | 'peer' }) => void;
+  /** The rapid-reset guard (tests lower it); see PEER_RESETS. */
+  peerResets?: { burst: number; perSecond: number };
 }
 
 export interface RunningGrpcServer {
@@ -97,6 +105,20 @@ const STREAM_WINDOW_BYTES = 16 * 1024 * 1024;
 const CONNECTION_WINDOW_BYTES = 64 * 1024 * 1024;
 /** Envoy's ext_proc headers are a few hundred bytes; nghttp2's own default bound is 64 KiB. */
 const MAX_HEADER_BLOCK_BYTES = 64 * 1024;
+/** The same bound once decoded (SETTINGS_MAX_HEADER_LIST_SIZE): a few hundred bytes are used. */
+const MAX_HEADER_LIST_BYTES = 64 * 1024;
+/**
+ * Streams open at once per connection. Envoy keeps one ext_proc stream per attempt in flight
+ * (a streamed answer's for its whole length) and opens another connection past the peer's
+ * SETTINGS_MAX_CONCURRENT_STREAMS; node:http2 announced no limit.
+ */
+const MAX_CONCURRENT_STREAMS = 1000;
+/**
+ * Resets by the client of streams not yet answered, before GOAWAY ENHANCE_YOUR_CALM: the values
+ * serve gave node:http2's guard before ext18 (nghttp2's own, 1000 then 33 a second, cut Envoys
+ * bootstrapped without `ext_proc_graceful_grpc_close`, which reset every ext_proc stream).
+ */
+const PEER_RESETS = { burst: 10_000, perSecond: 5_000 };
 
 /** The first value of a header (names arrive lower-case in HTTP/2). */
 function headerValue(headers: HeaderList, name: string): string | undefined {
@@ -111,7 +133,11 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
       streamWindowBytes: STREAM_WINDOW_BYTES,
       connectionWindowBytes: CONNECTION_WINDOW_BYTES,
       maxHeaderBlockBytes: MAX_HEADER_BLOCK_BYTES,
+      maxHeaderListBytes: MAX_HEADER_LIST_BYTES,
+      maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
+      peerResets: opts.peerResets ?? PEER_RESETS,
       onStream: (stream, headers) => serveStream(stream, headers, opts),
+      onConnectionError: (code, reason, by) => opts.onConnectionError?.({ connection: connection.name, code: h2ErrorName(code), reason, by }),
     });
     connections.add(connection);
     socket.once('close', () => connections.delete(connection));

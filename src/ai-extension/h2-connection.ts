@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { HpackDecoder, HpackError, type HeaderList } from './hpack.js';
+import { HeaderListTooLarge, HpackDecoder, HpackError, type HeaderList } from './hpack.js';
 
 /**
  * The server end of one HTTP/2 connection (RFC 9113), written for the AI extension's gRPC
@@ -46,10 +46,18 @@ export const H2Error = {
   FRAME_SIZE_ERROR: 0x6,
   CANCEL: 0x8,
   COMPRESSION_ERROR: 0x9,
+  REFUSED_STREAM: 0x7,
   ENHANCE_YOUR_CALM: 0xb,
 } as const;
 
+/** The name of an error code, for logs (RFC 9113 7). */
+export function h2ErrorName(code: number): string {
+  for (const [name, value] of Object.entries(H2Error)) if (value === code) return name;
+  return `0x${code.toString(16)}`;
+}
+
 const SETTINGS_HEADER_TABLE_SIZE = 0x1;
+const SETTINGS_MAX_CONCURRENT_STREAMS = 0x3;
 const SETTINGS_INITIAL_WINDOW_SIZE = 0x4;
 const SETTINGS_MAX_FRAME_SIZE = 0x5;
 const SETTINGS_MAX_HEADER_LIST_SIZE = 0x6;
@@ -60,6 +68,15 @@ const DEFAULT_MAX_FRAME = 16_384;
 const MAX_WINDOW = 2 ** 31 - 1;
 /** Unsent bytes queued on the socket past which the connection stops reading. */
 const PAUSE_ABOVE_BYTES = 16 * 1024 * 1024;
+/** This end's HPACK table (SETTINGS_HEADER_TABLE_SIZE, the protocol's default, announced anyway). */
+const HEADER_TABLE_BYTES = 4096;
+/**
+ * CONTINUATION frames one header block may span. Envoy (nghttp2) sends a block in one frame up
+ * to 16 KiB; a flood of empty CONTINUATIONs (CVE-2024-27316 class) grows no byte count.
+ */
+const MAX_CONTINUATIONS = 32;
+/** Streams this end reset whose late frames are ignored (RFC 9113 5.1, "closed"), newest kept. */
+const REMEMBERED_RESETS = 1024;
 
 export interface H2ConnectionOptions {
   /** Receive window offered per stream (SETTINGS_INITIAL_WINDOW_SIZE). */
@@ -68,6 +85,23 @@ export interface H2ConnectionOptions {
   connectionWindowBytes: number;
   /** A header block (HEADERS and its CONTINUATIONs) larger than this ends the connection. */
   maxHeaderBlockBytes: number;
+  /**
+   * Decoded header list (RFC 9113 6.5.2: names, values and 32 per field) larger than this ends the
+   * connection: a small block can name a dynamic-table entry thousands of times (an HPACK bomb).
+   * Announced as SETTINGS_MAX_HEADER_LIST_SIZE.
+   */
+  maxHeaderListBytes: number;
+  /** Streams open at once (SETTINGS_MAX_CONCURRENT_STREAMS); one more is refused (REFUSED_STREAM). */
+  maxConcurrentStreams: number;
+  /**
+   * Rapid-reset guard (CVE-2023-44487): resets by the peer of streams not yet answered, as a
+   * token bucket of `burst` refilled at `perSecond`; past it, GOAWAY ENHANCE_YOUR_CALM.
+   */
+  peerResets: { burst: number; perSecond: number };
+  /** Clock for the reset guard (ms). */
+  now?: () => number;
+  /** The connection ended with an error of either side: once per connection, no header values. */
+  onConnectionError?(code: number, reason: string, by: 'local' | 'peer'): void;
   /** A new stream with its request headers. */
   onStream(stream: H2Stream, headers: HeaderList): void;
 }
@@ -108,13 +142,17 @@ export class H2Stream {
   private resetAfterEnd = false;
   /** Bytes of DATA received since the last WINDOW_UPDATE for this stream. */
   receivedSinceUpdate = 0;
+  /** What the peer may still send on this stream, by the WINDOW_UPDATEs written so far. */
+  receiveWindow: number;
 
   constructor(
     readonly id: number,
     private readonly connection: H2Connection,
     sendWindow: number,
+    receiveWindow: number,
   ) {
     this.sendWindow = sendWindow;
+    this.receiveWindow = receiveWindow;
   }
 
   /** The connection's name (BidiCall.connection). */
@@ -223,17 +261,23 @@ export class H2Stream {
 
 export class H2Connection {
   private readonly streams = new Map<number, H2Stream>();
-  private readonly decoder = new HpackDecoder();
+  private readonly decoder: HpackDecoder;
   private buffered: Buffer | undefined;
   private prefaceSeen = false;
   private lastStreamId = 0;
   /** A header block being received: its stream, flags of the HEADERS frame, fragments. */
-  private headerBlock: { streamId: number; endStream: boolean; fragments: Buffer[]; bytes: number } | undefined;
+  private headerBlock: { streamId: number; endStream: boolean; fragments: Buffer[]; bytes: number; continuations: number } | undefined;
   /** The peer's settings that bound what this end sends. */
   private peerInitialWindow = DEFAULT_WINDOW;
   private peerMaxFrame = DEFAULT_MAX_FRAME;
   private connectionSendWindow = DEFAULT_WINDOW;
   private receivedSinceUpdate = 0;
+  /**
+   * What the peer may still send on the connection. A WINDOW_UPDATE counts once written to the
+   * socket (pendingGrants until then): the peer cannot have used one it was not sent.
+   */
+  private receiveWindow = DEFAULT_WINDOW;
+  private readonly pendingGrants: { stream: H2Stream | undefined; increment: number }[] = [];
   private readonly out: Buffer[] = [];
   private readonly dirty = new Set<H2Stream>();
   /** Streams with DATA held back by a send window. */
@@ -242,23 +286,38 @@ export class H2Connection {
   private flushJobQueued = false;
   private goingAway = false;
   private dead = false;
+  /** SETTINGS of this end acknowledged: until then the peer may use the default stream window. */
+  private settingsAcked = false;
+  private errorReported = false;
+  private readonly recentlyReset = new Set<number>();
+  private resetTokens: number;
+  private resetTokensAt: number;
+  private readonly now: () => number;
 
   constructor(
     private readonly socket: Socket,
     readonly name: string,
     private readonly opts: H2ConnectionOptions,
   ) {
+    this.decoder = new HpackDecoder(HEADER_TABLE_BYTES, opts.maxHeaderListBytes);
+    this.now = opts.now ?? Date.now;
+    this.resetTokens = opts.peerResets.burst;
+    this.resetTokensAt = this.now();
     // The server's connection preface: its SETTINGS, then the connection window raised.
-    const settings = Buffer.alloc(FRAME_HEADER + 18);
-    writeFrameHeader(settings, 0, 18, FrameType.SETTINGS, 0, 0);
-    settings.writeUInt16BE(SETTINGS_INITIAL_WINDOW_SIZE, 9);
-    settings.writeUInt32BE(opts.streamWindowBytes, 11);
-    settings.writeUInt16BE(SETTINGS_MAX_HEADER_LIST_SIZE, 15);
-    settings.writeUInt32BE(opts.maxHeaderBlockBytes, 17);
-    settings.writeUInt16BE(SETTINGS_HEADER_TABLE_SIZE, 21);
-    settings.writeUInt32BE(4096, 23);
+    const entries: [number, number][] = [
+      [SETTINGS_INITIAL_WINDOW_SIZE, opts.streamWindowBytes],
+      [SETTINGS_MAX_HEADER_LIST_SIZE, opts.maxHeaderListBytes],
+      [SETTINGS_HEADER_TABLE_SIZE, HEADER_TABLE_BYTES],
+      [SETTINGS_MAX_CONCURRENT_STREAMS, opts.maxConcurrentStreams],
+    ];
+    const settings = Buffer.alloc(FRAME_HEADER + 6 * entries.length);
+    writeFrameHeader(settings, 0, 6 * entries.length, FrameType.SETTINGS, 0, 0);
+    entries.forEach(([id, value], i) => {
+      settings.writeUInt16BE(id, FRAME_HEADER + 6 * i);
+      settings.writeUInt32BE(value, FRAME_HEADER + 6 * i + 2);
+    });
     this.out.push(settings);
-    if (opts.connectionWindowBytes > DEFAULT_WINDOW) this.out.push(windowUpdate(0, opts.connectionWindowBytes - DEFAULT_WINDOW));
+    if (opts.connectionWindowBytes > DEFAULT_WINDOW) this.grant(undefined, opts.connectionWindowBytes - DEFAULT_WINDOW);
     this.writeOut();
     socket.on('data', (chunk: Buffer) => this.onRead(chunk));
     socket.on('close', () => this.onSocketGone());
@@ -305,6 +364,7 @@ export class H2Connection {
     writeFrameHeader(frame, 0, 4, FrameType.RST_STREAM, 0, stream.id);
     frame.writeUInt32BE(code, 9);
     this.out.push(frame);
+    this.rememberReset(stream.id);
     this.closeStream(stream);
     this.queueFlush();
   }
@@ -386,8 +446,11 @@ export class H2Connection {
       this.handleBytes(chunk);
     } catch (err) {
       if (err instanceof ConnectionError) this.fail(err.code, err.message);
+      else if (err instanceof HeaderListTooLarge) this.fail(H2Error.ENHANCE_YOUR_CALM, err.message);
       else if (err instanceof HpackError) this.fail(H2Error.COMPRESSION_ERROR, err.message);
-      else throw err;
+      // A fault of this end (a handler's included): this connection ends, the process and the
+      // other connections keep serving.
+      else this.fail(H2Error.INTERNAL_ERROR, `internal error: ${err instanceof Error ? err.message : String(err)}`);
     }
     // The connection's own frames (SETTINGS and PING acknowledged, WINDOW_UPDATE); the handlers
     // answer in promise jobs after the read, and their flush() or end() sends.
@@ -442,8 +505,11 @@ export class H2Connection {
         return;
       case FrameType.RST_STREAM: {
         if (streamId === 0 || payload.length !== 4) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'a malformed RST_STREAM');
+        if (streamId > this.lastStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `RST_STREAM on idle stream ${streamId}`);
         const stream = this.streams.get(streamId);
-        if (stream !== undefined) this.closeStream(stream);
+        if (stream === undefined) return;
+        if (!stream.localEnded) this.takeResetToken();
+        this.closeStream(stream);
         return;
       }
       case FrameType.SETTINGS:
@@ -458,10 +524,17 @@ export class H2Connection {
           this.out.push(frame);
         }
         return;
-      case FrameType.GOAWAY:
+      case FrameType.GOAWAY: {
+        if (streamId !== 0 || payload.length < 8) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'a malformed GOAWAY');
         // The peer opens no more streams; those open finish, then it closes the connection.
         this.goingAway = true;
+        const code = payload.readUInt32BE(4);
+        if (code !== H2Error.NO_ERROR) {
+          // Its debug data is not logged: it is the peer's text, and may echo what it was sent.
+          this.reportError(code, `the peer sent GOAWAY ${h2ErrorName(code)}`, 'peer');
+        }
         return;
+      }
       case FrameType.WINDOW_UPDATE:
         this.onWindowUpdate(streamId, payload);
         return;
@@ -478,10 +551,13 @@ export class H2Connection {
 
   private onData(flags: number, streamId: number, payload: Buffer): void {
     if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
-    // Flow control counts the whole payload, padding included.
+    // Flow control counts the whole payload, padding included. Each WINDOW_UPDATE gives back
+    // exactly what was received since the last: what the peer may send is the window less that.
     this.receivedSinceUpdate += payload.length;
+    this.receiveWindow -= payload.length;
+    if (this.receiveWindow < 0) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, `DATA beyond the connection's flow-control window (${-this.receiveWindow} bytes over)`);
     if (this.receivedSinceUpdate >= this.opts.connectionWindowBytes / 2) {
-      this.out.push(windowUpdate(0, this.receivedSinceUpdate));
+      this.grant(undefined, this.receivedSinceUpdate);
       this.receivedSinceUpdate = 0;
     }
     const stream = this.streams.get(streamId);
@@ -496,8 +572,14 @@ export class H2Connection {
     }
     const body = unpad(flags, payload);
     stream.receivedSinceUpdate += payload.length;
+    stream.receiveWindow -= payload.length;
+    if (stream.receiveWindow < 0) {
+      // A stream error (RFC 9113 6.9.1); the bytes still counted against the connection above.
+      this.resetStream(stream, H2Error.FLOW_CONTROL_ERROR);
+      return;
+    }
     if (stream.receivedSinceUpdate >= this.opts.streamWindowBytes / 2 && (flags & FLAG_END_STREAM) === 0) {
-      this.out.push(windowUpdate(streamId, stream.receivedSinceUpdate));
+      this.grant(stream, stream.receivedSinceUpdate);
       stream.receivedSinceUpdate = 0;
     }
     if (body.length > 0) stream.onData?.(body);
@@ -516,7 +598,7 @@ export class H2Connection {
       this.onHeaderBlock(streamId, endStream, fragment);
       return;
     }
-    this.headerBlock = { streamId, endStream, fragments: [Buffer.from(fragment)], bytes: fragment.length };
+    this.headerBlock = { streamId, endStream, fragments: [Buffer.from(fragment)], bytes: fragment.length, continuations: 0 };
     this.checkHeaderBlockSize(fragment.length);
   }
 
@@ -526,6 +608,7 @@ export class H2Connection {
     block.fragments.push(Buffer.from(payload));
     block.bytes += payload.length;
     this.checkHeaderBlockSize(block.bytes);
+    if (++block.continuations > MAX_CONTINUATIONS) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, `a header block in more than ${MAX_CONTINUATIONS} CONTINUATION frames`);
     if ((flags & FLAG_END_HEADERS) === 0) return;
     this.headerBlock = undefined;
     this.onHeaderBlock(streamId, block.endStream, Buffer.concat(block.fragments, block.bytes));
@@ -549,19 +632,22 @@ export class H2Connection {
       return;
     }
     if (streamId <= this.lastStreamId) {
-      // A stream closed already, or opened out of order: RFC 9113 5.1.1.
-      if (streamId < this.lastStreamId && !this.streams.has(streamId)) return;
-      throw new ConnectionError(H2Error.PROTOCOL_ERROR, `stream ${streamId} opened after stream ${this.lastStreamId}`);
+      // Trailers late on a stream this end reset are dropped (RFC 9113 5.1, "closed"); any other
+      // HEADERS at or below the last stream opened is a new stream out of order (5.1.1), or
+      // frames on a stream both sides closed (5.1).
+      if (this.recentlyReset.has(streamId)) return;
+      throw new ConnectionError(H2Error.PROTOCOL_ERROR, `HEADERS on stream ${streamId}, not above the last stream opened (${this.lastStreamId})`);
     }
     this.lastStreamId = streamId;
-    if (this.goingAway) {
-      // Not expected after a GOAWAY from the peer; refused rather than served half-way.
-      const stream = new H2Stream(streamId, this, this.peerInitialWindow);
+    // Not expected after a GOAWAY from the peer; refused rather than served half-way. And no more
+    // streams than announced: the peer retries a refused stream elsewhere (RFC 9113 8.7).
+    if (this.goingAway || this.streams.size >= this.opts.maxConcurrentStreams) {
+      const stream = new H2Stream(streamId, this, this.peerInitialWindow, this.initialReceiveWindow());
       this.streams.set(streamId, stream);
-      this.resetStream(stream, 0x7 /* REFUSED_STREAM */);
+      this.resetStream(stream, H2Error.REFUSED_STREAM);
       return;
     }
-    const stream = new H2Stream(streamId, this, this.peerInitialWindow);
+    const stream = new H2Stream(streamId, this, this.peerInitialWindow, this.initialReceiveWindow());
     this.streams.set(streamId, stream);
     this.opts.onStream(stream, headers);
     if (endStream && !stream.closed) this.endRemote(stream);
@@ -576,7 +662,11 @@ export class H2Connection {
 
   private onSettings(flags: number, streamId: number, payload: Buffer): void {
     if (streamId !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'SETTINGS on a stream');
-    if ((flags & FLAG_ACK) !== 0) return;
+    if ((flags & FLAG_ACK) !== 0) {
+      if (payload.length !== 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'a SETTINGS acknowledgement with a payload');
+      this.settingsAcked = true;
+      return;
+    }
     if (payload.length % 6 !== 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'a SETTINGS payload not a multiple of 6');
     for (let at = 0; at < payload.length; at += 6) {
       const id = payload.readUInt16BE(at);
@@ -623,6 +713,37 @@ export class H2Connection {
     if (this.blocked.has(stream)) this.markDirty(stream);
   }
 
+  /** Until the peer has this end's SETTINGS it may count on the default window (RFC 9113 6.9.2). */
+  private initialReceiveWindow(): number {
+    return this.settingsAcked ? this.opts.streamWindowBytes : Math.max(this.opts.streamWindowBytes, DEFAULT_WINDOW);
+  }
+
+  private grant(stream: H2Stream | undefined, increment: number): void {
+    this.out.push(windowUpdate(stream?.id ?? 0, increment));
+    this.pendingGrants.push({ stream, increment });
+  }
+
+  private reportError(code: number, reason: string, by: 'local' | 'peer'): void {
+    if (this.errorReported) return;
+    this.errorReported = true;
+    this.opts.onConnectionError?.(code, reason, by);
+  }
+
+  private rememberReset(streamId: number): void {
+    this.recentlyReset.add(streamId);
+    if (this.recentlyReset.size > REMEMBERED_RESETS) this.recentlyReset.delete(this.recentlyReset.values().next().value as number);
+  }
+
+  /** One reset by the peer of a stream not yet answered; too many too fast end the connection. */
+  private takeResetToken(): void {
+    const { burst, perSecond } = this.opts.peerResets;
+    const now = this.now();
+    this.resetTokens = Math.min(burst, this.resetTokens + ((now - this.resetTokensAt) * perSecond) / 1000);
+    this.resetTokensAt = now;
+    if (this.resetTokens < 1) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, `streams reset by the peer faster than ${perSecond} a second (burst ${burst})`);
+    this.resetTokens -= 1;
+  }
+
   private unblock(): void {
     for (const stream of this.blocked) this.dirty.add(stream);
     if (this.dirty.size > 0) this.queueFlush();
@@ -652,6 +773,12 @@ export class H2Connection {
       for (const b of buffers) this.socket.write(b);
       this.socket.uncork();
     }
+    if (this.pendingGrants.length > 0) {
+      for (const { stream, increment } of this.pendingGrants.splice(0)) {
+        if (stream === undefined) this.receiveWindow += increment;
+        else stream.receiveWindow += increment;
+      }
+    }
     // A client that does not read what it is sent (its windows are large: Envoy offers 256 MiB)
     // is sent no more answers to keep: its next messages wait in the kernel until it catches up.
     if (this.socket.writableLength > PAUSE_ABOVE_BYTES && !this.socket.isPaused()) {
@@ -662,6 +789,7 @@ export class H2Connection {
 
   private fail(code: number, message: string): void {
     if (this.dead) return;
+    this.reportError(code, message, 'local');
     const debug = Buffer.from(message.slice(0, 200), 'utf8');
     const frame = Buffer.alloc(FRAME_HEADER + 8 + debug.length);
     writeFrameHeader(frame, 0, 8 + debug.length, FrameType.GOAWAY, 0, 0);

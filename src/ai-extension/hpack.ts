@@ -86,6 +86,9 @@ const HUFFMAN_TRIE: Int32Array = (() => {
 
 export class HpackError extends Error {}
 
+/** A header block that decodes to more than the list size announced (not a coding error). */
+export class HeaderListTooLarge extends Error {}
+
 function huffmanDecode(data: Buffer, start: number, end: number): string {
   const out = Buffer.allocUnsafe(Math.ceil(((end - start) * 8) / 5));
   let length = 0;
@@ -129,8 +132,14 @@ export class HpackDecoder {
   private pos = 0;
   private block: Buffer = Buffer.alloc(0);
 
-  /** `maxTableBytes`: the SETTINGS_HEADER_TABLE_SIZE this end announced (4096 unless it said otherwise). */
-  constructor(private readonly settingsTableBytes = 4096) {
+  /**
+   * `settingsTableBytes`: the SETTINGS_HEADER_TABLE_SIZE this end announced (4096 unless it said
+   * otherwise); `maxListBytes`: the SETTINGS_MAX_HEADER_LIST_SIZE, above which decoding stops.
+   */
+  constructor(
+    private readonly settingsTableBytes = 4096,
+    private readonly maxListBytes = Number.POSITIVE_INFINITY,
+  ) {
     this.maxTableBytes = settingsTableBytes;
   }
 
@@ -140,16 +149,24 @@ export class HpackDecoder {
     this.pos = 0;
     const fields: HeaderList = [];
     let fieldSeen = false;
+    // RFC 9113 6.5.2: names, values and 32 per field. Checked as each field is decoded, since a
+    // one-byte index can name a 4 KiB table entry: 16 KiB of block, 64 MiB of fields.
+    let listBytes = 0;
+    const keep = (field: [string, string]): void => {
+      listBytes += field[0].length + field[1].length + 32;
+      if (listBytes > this.maxListBytes) throw new HeaderListTooLarge(`a header list above ${this.maxListBytes} bytes once decoded`);
+      fields.push(field);
+    };
     while (this.pos < block.length) {
       const first = block[this.pos] as number;
       if (first & 0x80) {
         const [name, value] = this.entry(this.integer(7));
-        fields.push([name, value]);
+        keep([name, value]);
         fieldSeen = true;
       } else if (first & 0x40) {
         const field = this.literal(6);
         this.add(field);
-        fields.push(field);
+        keep(field);
         fieldSeen = true;
       } else if (first & 0x20) {
         // RFC 7541 4.2: a size update comes at the start of a block only.
@@ -160,7 +177,7 @@ export class HpackDecoder {
         this.evict(0);
       } else {
         // Literal without indexing (0000) or never indexed (0001): the same to a decoder.
-        fields.push(this.literal(4));
+        keep(this.literal(4));
         fieldSeen = true;
       }
     }

@@ -131,6 +131,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     methods,
     maxMessageBytes: MAX_MESSAGE_BYTES,
     onError: (err) => log.error({ err }, 'ai-extension: a gRPC call failed'),
+    onConnectionError: (event) => log.warn(event, 'ai-extension: an HTTP/2 connection ended with an error'),
   });
   const port = server.port;
   warmServiceAccountTokens(credentials, vendorTokens, log);
