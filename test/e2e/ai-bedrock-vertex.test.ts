@@ -361,12 +361,13 @@ describe('first-token deadline on Vertex AI\'s native streamGenerateContent', ()
     const answer = await chat(true, '/deadline/v1');
     // Before the watcher knew Gemini events, the answer was held for 2 s and then abandoned to OpenAI.
     expect(answer.content).toBe('answered by vertex-slow');
-    // Held, it would come at the deadline at the soonest (and then from OpenAI).
+    // Held, the attempt would have been abandoned at the deadline and OpenAI would have answered:
+    // the content above and OpenAI's empty log say it was released, not the clock (printed).
     console.log(`Gemini first content with a 2 s deadline: ${Math.round(answer.firstContentMs)} ms`);
-    expect(answer.firstContentMs).toBeLessThan(DEADLINE_MS);
-    // The other two events come 1.5 s apart: streamed through, not held to the end.
-    expect(answer.spreadMs).toBeGreaterThan(2_500);
     expect(openai.received()).toHaveLength(0);
+    // The other two events come 1.5 s apart: streamed through, not held to the end; with the last
+    // event 3 s after the first, the first text reached the client before the fake sent the second.
+    expect(answer.spreadMs).toBeGreaterThan(2_500);
     expect(slowVertex.received().map((r) => r.rejected)).toEqual([undefined]);
   });
 });

@@ -8,7 +8,7 @@ import { warmupBesideEnvoy } from '../../src/app/ai-warmup.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { waitFor } from '../support/wait.js';
 import { gatewayManifests, httpRoute, startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
-import { skippingBackend } from '../support/skipping-backend.js';
+import { skippingBackend, standInsHeld } from '../support/skipping-backend.js';
 
 /**
  * Cluster mode (issue 11): the controller configures Envoys it cannot reach, so the sender runs
@@ -22,11 +22,13 @@ import { skippingBackend } from '../support/skipping-backend.js';
 let gw: GatewayFixture;
 let fakes: Record<'p0' | 'p1' | 'p2', FakeProvider>;
 const senderLog: string[] = [];
+const logLines: string[] = [];
 
 beforeAll(async () => {
   gw = await startGatewayFixture({
     id: 'ai-warmup-beside',
     providers: ['p0', 'p1', 'p2'],
+    logLines,
     manifests: ({ listenerPort, fakes: f }) => ({
       'gateway.yaml': gatewayManifests(listenerPort),
       'backends.yaml': [skippingBackend('cold', f), skippingBackend('beside', f)],
@@ -65,9 +67,11 @@ describe('the warm-up sender beside an Envoy it does not configure', () => {
       expect(warm.content).toBe('answered by p2');
       expect(fakes.p1.received()).toHaveLength(0);
       process.stdout.write(`first skip, warmed beside Envoy: ${Math.round(warm.elapsedMs)} ms; not warmed: ${Math.round(cold.elapsedMs)} ms\n`);
+      // Not warmed: the skip found no connection ready, was held, and waited out Envoy's 5 s connect timeout.
+      expect(standInsHeld(logLines, 'ai/cold').map((h) => h.member)).toEqual(['large']);
       expect(cold.elapsedMs).toBeGreaterThan(DEFAULT_CONNECT_TIMEOUT_MS);
-      // Warmed: no wait for the connect timeout (how fast is a bench's business, printed above).
-      expect(warm.elapsedMs).toBeLessThan(DEFAULT_CONNECT_TIMEOUT_MS);
+      // Warmed beside Envoy: the skipped member had a connection ready, so nothing was held (how fast is printed above).
+      expect(standInsHeld(logLines, 'ai/beside')).toEqual([]);
     } finally {
       sender.stop();
     }

@@ -4,12 +4,12 @@ import { request } from 'node:https';
 import OpenAI from 'openai';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_CONNECT_TIMEOUT_MS } from '../../src/ir/model.js';
 import type { FakeProvider } from '../../examples/demo/fake-provider.js';
 import { WARMUP_ANSWER_HEADER, WARMUP_CLUSTER_HEADER, WARMUP_DOMAIN, WARMUP_HEADER, signWarmupHeader } from '../../src/ai-extension/warmup.js';
 import { createPki, type Pki } from '../support/certs.js';
 import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
+import { standInsHeld } from '../support/skipping-backend.js';
 import { GATEWAY, NAMESPACE, aiBackend, gatewayManifests, startGatewayFixture, type FakeMember, type GatewayFixture, type Manifest } from '../support/gateway-fixture.js';
 
 /**
@@ -164,6 +164,7 @@ describe('serve warms AI members wherever a skip can reach them', () => {
   it('the first skip to a never-used member is answered at once: HTTPS listener, query match, split rule', async () => {
     for (const backend of ['ai/secure', 'ai/query', 'ai/split-a', 'ai/split-b']) await waitFor(() => warmedLog(backend), { what: `${backend} warmed`, timeoutMs: 30_000 });
     await fakes.p0.setMode({ kind: 'refusal', refusal: 'context_length' });
+    const linesBefore = logLines.length;
     const secure = await chatOverTls('/secure/v1/chat/completions');
     const started = performance.now();
     const client = new OpenAI({ baseURL: `http://127.0.0.1:${gw.listenerPort}/query/v1`, apiKey: 'sk-client', maxRetries: 0, timeout: 20_000, defaultQuery: { tenant: 'blue' } });
@@ -176,8 +177,10 @@ describe('serve warms AI members wherever a skip can reach them', () => {
     expect(split.content).toBe('answered by p2');
     // Skipped without calling its provider; a cold member waits out the 5 s connect timeout first.
     expect(fakes.p1.received()).toHaveLength(0);
-    // Warmed: no wait for the connect timeout (how fast is a bench's business, printed above).
-    for (const elapsed of [secure.elapsedMs, query.elapsedMs, split.elapsedMs]) expect(elapsed).toBeLessThan(DEFAULT_CONNECT_TIMEOUT_MS);
+    // Warmed: every skipped member had a connection ready, so the extension held no stand-in for
+    // Envoy's connect timeout (how fast is a bench's business, printed above).
+    const skipped = ['ai/secure', 'ai/query', 'ai/split-a', 'ai/split-b'];
+    expect(skipped.flatMap((b) => standInsHeld(logLines.slice(linesBefore), b))).toEqual([]);
     expect(gw.envoy.running()).toBe(true);
   });
 

@@ -238,20 +238,18 @@ describe('status from the whole fleet of two replicas', () => {
     expect(follower.writesTo(backendRef())).toBe(0);
     // Quiet traffic: the shares go on beating (at their heartbeat, not faster), the status stays as
     // written. Reports of the last requests may still be on their way (one load-report interval):
-    // first wait for the status to settle, then no write may come while nothing changes.
-    // Only this file's objects: the controllers also see what other test files create meanwhile.
+    // first wait for every one of the 8 to be counted in the written status (the window outlasts the
+    // file, so the count stops there) and the writer to have nothing left, then no write may come
+    // while nothing changes. Only this file's objects: the controllers also see what other test
+    // files create meanwhile.
     const writesHere = (): string[] =>
       leader.records('status written').map((r) => `${String(r['object'])} ${JSON.stringify(r['fields'])}`).filter((o) => o.includes(` ${ns.name}/`) || o.includes(CLASS));
-    let settled = writesHere().length;
-    await waitFor(
-      async () => {
-        const before = settled;
-        await sleep(1_500);
-        settled = writesHere().length;
-        return settled === before;
-      },
-      { what: 'the leader\'s status writes to settle after the traffic', timeoutMs: 15_000, intervalMs: 0 },
-    );
+    const secondaryHere = (): number | undefined => {
+      const s = leader.ctl.statuses().find((x) => x.kind === 'Backend' && x.namespace === ns.name && x.name === BACKEND);
+      return s && 'priorities' in s ? s.priorities.flatMap((p) => p.members).find((m) => m.name === 'secondary')?.requests : undefined;
+    };
+    await waitFor(async () => secondaryHere() === 8 && (await backend()).members.get('secondary')?.requests === 8, { what: 'all 8 requests counted in the leader\'s view and in the written status', timeoutMs: 15_000, intervalMs: 100 });
+    await leader.ctl.writer?.idle();
     const writes = writesHere();
     const shareWrites = follower.ctl.share?.stats().writes ?? 0;
     // A sleep on purpose: a quiet spell in which no status may be written.

@@ -30,7 +30,7 @@ import {
 import type { EnvoyProcess } from '../support/envoy.js';
 import { createObject, createTestNamespace, K8S_SETTLE_MS, randomSuffix, testClient, type TestNamespace } from '../support/kube-cluster.js';
 import { freePort } from '../support/ports.js';
-import { sleep, waitFor } from '../support/wait.js';
+import { waitFor } from '../support/wait.js';
 
 /**
  * A controller restart against the real API server with a real Envoy: the new process relists,
@@ -162,8 +162,9 @@ async function settled(r: Replica): Promise<void> {
   await waitFor(() => envoyUpToDate(r), { what: `Envoy to ACK everything ${r.identity} sent, its clusters and listeners at the cache's versions`, timeoutMs: 30_000 });
   await waitFor(async () => (await apiCondition(client, 'Backend', ns.name, BACKEND, 'Programmed'))?.status === 'True', { what: 'Programmed=True on the Backend', timeoutMs: 10_000 });
   await waitFor(async () => (await apiCondition(client, 'Gateway', ns.name, GATEWAY, 'Programmed'))?.status === 'True', { what: 'Programmed=True on the Gateway', timeoutMs: 10_000 });
-  // Past the writer's coalescing window, then nothing in flight.
-  await sleep(500);
+  // The writer has looked at every object, and nothing is scheduled or in flight: idle() counts a
+  // change still in its coalescing window (a timer) as work, so no sleep is needed to get past it.
+  await waitFor(() => { const c = r.ctl.writer?.counters(); return c !== undefined && c.writes + c.skipped + c.notFound >= statusObjects().length; }, { what: `${r.identity}'s writer to look at all ${statusObjects().length} objects`, timeoutMs: K8S_SETTLE_MS });
   await r.ctl.writer?.idle();
 }
 

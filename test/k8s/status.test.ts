@@ -339,7 +339,6 @@ describe('status writing against the API server', () => {
     const writer = new StatusWriter({ client: api.objects, logger: quietLogger });
     writer.setLeading(true);
     writer.update([{ kind: 'Backend', namespace: ns.name, name: 'chat', conditions: [], priorities: [], servedPriorities: 0, usableMembers: 0, totalMembers: 0 }]);
-    await sleep(50);
     await writer.idle();
     expect(writer.counters()).toEqual({ writes: 0, skipped: 0, conflicts: 0, notFound: 1, errors: 0 });
     await writer.stop();

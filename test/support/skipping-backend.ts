@@ -24,3 +24,16 @@ export function skippingBackend(name: string, fakes: Record<string, FakeProvider
   Object.assign(spec.ai.multipool.priorities[0] ?? {}, { contextWindowFallback: 'huge-pool' });
   return backend;
 }
+
+/**
+ * The extension's own word that a skip found no connection to its member ready and so held the
+ * stand-in until Envoy's connect timeout (src/ai-extension/exchange.ts, untilStandInSafe): one
+ * entry per held attempt in `lines` (a controller's JSON log), for `backend` ("ai/warm"). A warmed
+ * member leaves none; a cold one leaves one, whatever the machine's load.
+ */
+export function standInsHeld(lines: readonly string[], backend: string): { member: string; waitMs: number }[] {
+  return lines
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l['backend'] === backend && String(l['msg']).startsWith('ai-extension: no connection to the member was ready'))
+    .map((l) => ({ member: String(l['member']), waitMs: Number(l['waitMs']) }));
+}

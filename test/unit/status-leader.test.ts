@@ -58,7 +58,8 @@ describe('LeaderElector', () => {
     const bCalls = new RecordingLeases(leases);
     const b = elector(bCalls, 'b');
     b.start();
-    await sleep(300);
+    // b has read the Lease a holds, twice (it tried and declined), rather than a fixed sleep.
+    await waitFor(() => bCalls.calls.filter((c) => c.op === 'get' && c.result?.holderIdentity === 'a').length >= 2, { what: 'b to read a\'s Lease twice' });
     expect(b.isLeader()).toBe(false);
     const aStopped = leases.record('sys', 'switchyard-controller');
     await a.stop();
@@ -84,7 +85,8 @@ describe('LeaderElector', () => {
     const bCalls = new RecordingLeases(leases);
     const b = elector(bCalls, 'b');
     b.start();
-    await sleep(300);
+    await waitFor(() => bCalls.calls.filter((c) => c.op === 'get' && c.result?.holderIdentity === 'a').length >= 2, { what: 'b to read a\'s Lease twice' });
+    expect(b.isLeader()).toBe(false);
     await a.stop({ release: false });
     const last = leases.record('sys', 'switchyard-controller');
     expect(last?.holderIdentity).toBe('a');

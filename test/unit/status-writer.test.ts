@@ -7,7 +7,6 @@ import { StatusWriter, type StatusWriterOptions } from '../../src/status/writer.
 import type { BackendStatus, HTTPRouteStatus, ObjectStatus } from '../../src/translate/status.js';
 import { translate } from '../../src/translate/index.js';
 import { snapshotOf } from '../golden/render.js';
-import { sleep } from '../support/wait.js';
 import { FakeObjects, quietLogger } from './status-fakes.js';
 
 const chat: ObjectRef = { kind: 'Backend', namespace: 'ai', name: 'chat' };
@@ -42,12 +41,10 @@ describe('StatusWriter', () => {
     objects.put(chat, { spec: {} });
     const w = writer(objects);
     w.update([backend('Secret ai/k not found')]);
-    await sleep(80);
     await w.idle();
     expect(objects.puts).toBe(0);
     expect(objects.gets).toBe(0);
     w.setLeading(true);
-    await sleep(30);
     await w.idle();
     expect(w.counters().writes).toBe(1);
     expect(conditionOf(objects, chat, 'ResolvedRefs')).toMatchObject({ status: 'False', reason: 'SecretNotFound', observedGeneration: 1 });
@@ -60,7 +57,6 @@ describe('StatusWriter', () => {
     const w = writer(objects, { coalesceMs: 50 });
     w.setLeading(true);
     for (let i = 0; i < 20; i++) w.update([backend(`attempt ${i}`)]);
-    await sleep(60);
     await w.idle();
     expect(objects.puts).toBe(1);
     expect(conditionOf(objects, chat, 'ResolvedRefs')?.message).toBe('attempt 19');
@@ -71,17 +67,21 @@ describe('StatusWriter', () => {
     objects.put(chat, {});
     const w = writer(objects, { coalesceMs: 10, minIntervalMs: 300 });
     w.setLeading(true);
+    const putAt: number[] = [];
+    objects.beforePut = () => void putAt.push(Date.now());
     w.update([backend('one')]);
-    await sleep(30);
     await w.idle();
-    const firstAt = Date.now();
-    w.update([backend('two')]);
-    await sleep(100);
     expect(conditionOf(objects, chat, 'ResolvedRefs')?.message).toBe('one');
+    w.update([backend('two')]);
     await w.idle();
-    expect(Date.now() - firstAt).toBeGreaterThanOrEqual(200);
     expect(conditionOf(objects, chat, 'ResolvedRefs')?.message).toBe('two');
     expect(objects.puts).toBe(2);
+    // Judged by the writes themselves, not a sleep: the second began no sooner than minIntervalMs
+    // after the first (a coalescing window alone would have written it within about 10 ms; the
+    // writer counts from when the first write ended, later than it began; 10 ms allow for a timer
+    // and Date.now() disagreeing by a tick).
+    expect(putAt).toHaveLength(2);
+    expect(putAt[1]! - putAt[0]!).toBeGreaterThanOrEqual(300 - 10);
   });
 
   it('does not write when nothing changed: neither for the same statuses again nor for a restarted writer, and keeps lastTransitionTime', async () => {
@@ -92,12 +92,10 @@ describe('StatusWriter', () => {
     w.setLeading(true);
     book.update([backend('missing')]);
     w.update(book.all());
-    await sleep(30);
     await w.idle();
     const written = objects.read(chat);
     expect(w.counters().writes).toBe(1);
     w.update(book.all());
-    await sleep(30);
     await w.idle();
     expect(w.counters()).toMatchObject({ writes: 1, skipped: 0 });
 
@@ -107,7 +105,6 @@ describe('StatusWriter', () => {
     const w2 = writer(objects);
     w2.setLeading(true);
     w2.update(book2.all());
-    await sleep(30);
     await w2.idle();
     expect(w2.counters()).toMatchObject({ writes: 0, skipped: 1 });
     expect(objects.read(chat)?.metadata.resourceVersion).toBe(written?.metadata.resourceVersion);
@@ -116,7 +113,6 @@ describe('StatusWriter', () => {
     // The status changes: only that condition's time moves.
     book2.update([backend('ok', true)]);
     w2.update(book2.all());
-    await sleep(30);
     await w2.idle();
     expect(conditionOf(objects, chat, 'ResolvedRefs')).toMatchObject({ status: 'True', lastTransitionTime: '2025-06-01T00:00:00Z' });
     expect(conditionOf(objects, chat, 'Accepted')?.lastTransitionTime).toBe('2025-01-01T00:00:00Z');
@@ -137,7 +133,6 @@ describe('StatusWriter', () => {
     const w = writer(objects);
     w.setLeading(true);
     w.update([status]);
-    await sleep(30);
     await w.idle();
     expect(w.counters()).toMatchObject({ writes: 1, conflicts: 1, errors: 0 });
     const parents = objects.read(route)?.status?.parents as { controllerName: string }[];
@@ -151,11 +146,9 @@ describe('StatusWriter', () => {
     const w = writer(objects);
     w.setLeading(true);
     w.update([status]);
-    await sleep(30);
     await w.idle();
     expect((objects.read(route)?.status?.parents as unknown[]).length).toBe(2);
     w.update([]);
-    await sleep(150);
     await w.idle();
     expect(objects.read(route)?.status?.parents).toEqual([{ parentRef: { group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'other' }, controllerName: 'example.com/other', conditions: [] }]);
   });
@@ -190,13 +183,11 @@ spec:
     const w = writer(objects);
     w.setLeading(true);
     w.update(routeStatuses('first'));
-    await sleep(30);
     await w.idle();
     expect(objects.read(route)?.status?.parents).toHaveLength(1);
     objects.put(route, { metadata: { uid: 'second' } });
     expect(objects.read(route)?.status).toBeUndefined();
     w.update(routeStatuses('second'));
-    await sleep(150);
     await w.idle();
     expect(objects.read(route)?.status?.parents).toHaveLength(1);
 
@@ -205,12 +196,10 @@ spec:
       translate(snapshotOf([{ name: 'r.yaml', text: manifests('second', gatewayUid) }]).inputs).statuses.filter((s) => s.kind === 'Gateway');
     objects.put(gateway, { metadata: { uid: 'gw-first' } });
     w.update(gatewayStatuses('gw-first'));
-    await sleep(150);
     await w.idle();
     expect(conditionOf(objects, gateway, 'Accepted')).toMatchObject({ status: 'True' });
     objects.put(gateway, { metadata: { uid: 'gw-second' } });
     w.update(gatewayStatuses('gw-second'));
-    await sleep(150);
     await w.idle();
     expect(conditionOf(objects, gateway, 'Accepted')).toMatchObject({ status: 'True' });
 
@@ -224,13 +213,11 @@ spec: {type: Static, static: {priorities: [{hosts: [{host: 10.0.0.1, port: 8080}
 ` }]).inputs).statuses.filter((s) => s.kind === 'Backend');
     objects.put(chat, { metadata: { uid: 'b-first' } });
     w.update(backendStatuses('b-first'));
-    await sleep(150);
     await w.idle();
     expect(conditionOf(objects, chat, 'Accepted')).toMatchObject({ status: 'True' });
     objects.put(chat, { metadata: { uid: 'b-second' } });
     expect(objects.read(chat)?.status).toBeUndefined();
     w.update(backendStatuses('b-second'));
-    await sleep(150);
     await w.idle();
     expect(conditionOf(objects, chat, 'Accepted')).toMatchObject({ status: 'True' });
   });
@@ -240,7 +227,6 @@ spec: {type: Static, static: {priorities: [{hosts: [{host: 10.0.0.1, port: 8080}
     const w = writer(objects);
     w.setLeading(true);
     w.update([backend('x')]);
-    await sleep(30);
     await w.idle();
     expect(w.counters()).toMatchObject({ writes: 0, notFound: 1, errors: 0 });
   });
@@ -255,7 +241,6 @@ spec: {type: Static, static: {priorities: [{hosts: [{host: 10.0.0.1, port: 8080}
     const w = writer(objects);
     w.setLeading(true);
     w.update([backend('x')]);
-    await sleep(30);
     await w.idle();
     expect(w.counters()).toMatchObject({ writes: 1, errors: 2 });
   });
@@ -267,7 +252,6 @@ spec: {type: Static, static: {priorities: [{hosts: [{host: 10.0.0.1, port: 8080}
     w.setLeading(true);
     w.update([backend('x')]);
     w.setLeading(false);
-    await sleep(80);
     await w.idle();
     expect(objects.gets + objects.puts).toBe(0);
   });
@@ -278,7 +262,6 @@ spec: {type: Static, static: {priorities: [{hosts: [{host: 10.0.0.1, port: 8080}
     w.setLeading(true);
     const secret: ObjectStatus = { kind: 'Secret', namespace: 'ai', name: 's', conditions: [condition('Accepted', false, 'Invalid', 'x')] };
     w.update([secret]);
-    await sleep(30);
     await w.idle();
     expect(objects.gets).toBe(0);
   });
