@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGrpcServer, type BidiCall, type GrpcServerOptions, type RunningGrpcServer } from '../../src/ai-extension/grpc-server.js';
 import { H2Connection, H2Error, type H2ConnectionOptions, type H2Stream } from '../../src/ai-extension/h2-connection.js';
 import { HpackDecoder, encodeHeaderBlock, type HeaderList } from '../../src/ai-extension/hpack.js';
+import { H2_FRAME as T, H2_PREFACE as PREFACE, h2Frame as frame } from '../support/h2-frames.js';
 
 /**
  * The extension's own HTTP/2 server (src/ai-extension/h2-connection.ts, hpack.ts) against a
@@ -13,18 +14,6 @@ import { HpackDecoder, encodeHeaderBlock, type HeaderList } from '../../src/ai-e
  * and says so once in the log; and property tests: any split of valid input, any garbage, any
  * header block Node's real HPACK encoder makes.
  */
-
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-const T = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8, CONTINUATION: 9 } as const;
-
-function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const head = Buffer.alloc(9);
-  head.writeUIntBE(payload.length, 0, 3);
-  head[3] = type;
-  head[4] = flags;
-  head.writeUInt32BE(stream, 5);
-  return Buffer.concat([head, payload]);
-}
 
 const u32 = (n: number): Buffer => {
   const b = Buffer.alloc(4);

@@ -3,6 +3,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGrpcServer, type BidiCall, type RunningGrpcServer } from '../../src/ai-extension/grpc-server.js';
 import { HpackDecoder, HpackError, encodeHeaderBlock } from '../../src/ai-extension/hpack.js';
+import { H2_PREFACE, h2Frame } from '../support/h2-frames.js';
 
 /**
  * The AI extension's own HTTP/2 server (src/ai-extension/h2-connection.ts, hpack.ts) against the
@@ -169,28 +170,20 @@ describe('the extension\'s HTTP/2 server with Node\'s HTTP/2 client', () => {
   it('stops reading a client that does not read its answers, and reads it again once it does', async () => {
     // A raw client with the largest windows, asking for a 40 MiB answer and then for another
     // call while it reads nothing: the second call must wait for it to read the first answer.
-    const frameOf = (type: number, flags: number, stream: number, payload: Buffer): Buffer => {
-      const head = Buffer.alloc(9);
-      head.writeUIntBE(payload.length, 0, 3);
-      head[3] = type;
-      head[4] = flags;
-      head.writeUInt32BE(stream, 5);
-      return Buffer.concat([head, payload]);
-    };
     const settings = Buffer.alloc(6);
     settings.writeUInt16BE(0x4, 0);
     settings.writeUInt32BE(2 ** 31 - 1, 2);
     const increment = Buffer.alloc(4);
     increment.writeUInt32BE(2 ** 31 - 1 - 65_535);
     const request = (stream: number, kib: number): Buffer => Buffer.concat([
-      frameOf(0x1, 0x4, stream, encodeHeaderBlock([[':method', 'POST'], [':scheme', 'http'], [':path', '/test.Echo/Big'], [':authority', 'x'], ['content-type', 'application/grpc']])),
-      frameOf(0x0, 0x1, stream, prefixed(String(kib))),
+      h2Frame(0x1, 0x4, stream, encodeHeaderBlock([[':method', 'POST'], [':scheme', 'http'], [':path', '/test.Echo/Big'], [':authority', 'x'], ['content-type', 'application/grpc']])),
+      h2Frame(0x0, 0x1, stream, prefixed(String(kib))),
     ]);
     const socket = connect(server.port, '127.0.0.1');
     await new Promise<void>((resolve) => socket.once('connect', resolve));
     socket.pause();
     const before = bigCalls;
-    socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frameOf(0x4, 0, 0, settings), frameOf(0x8, 0, 0, increment), request(1, 40 * 1024)]));
+    socket.write(Buffer.concat([H2_PREFACE, h2Frame(0x4, 0, 0, settings), h2Frame(0x8, 0, 0, increment), request(1, 40 * 1024)]));
     await expect.poll(() => bigCalls).toBe(before + 1);
     socket.write(request(3, 1));
     await new Promise((resolve) => setTimeout(resolve, 500));

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TypeUrl } from '../../src/envoy/resources.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { XdsServer } from '../../src/xds/server.js';
+import { H2_PREFACE } from '../support/h2-frames.js';
 
 /**
  * A fleet that connects at once (a controller restart, a rollout) is accepted at once. grpc-js
@@ -16,7 +17,6 @@ import { XdsServer } from '../../src/xds/server.js';
 const CONNECTIONS = 800;
 /** TCP's first SYN retransmission comes after 1 s: a connect that took this long was dropped once. */
 const RETRANSMITTED_MS = 900;
-const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 /** An empty SETTINGS frame: length 0, type 4, no flags, stream 0. */
 const EMPTY_SETTINGS = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
 
@@ -37,7 +37,7 @@ function attempt(port: number, sockets: Socket[]): Promise<Attempt> {
     let connectMs = -1;
     const socket = connect({ host: '127.0.0.1', port }, () => {
       connectMs = performance.now() - started;
-      socket.write(Buffer.concat([HTTP2_PREFACE, EMPTY_SETTINGS]));
+      socket.write(Buffer.concat([H2_PREFACE, EMPTY_SETTINGS]));
     });
     sockets.push(socket);
     socket.once('data', (bytes) => resolve({ connectMs, answered: bytes.length >= 9 && bytes[3] === 4 }));

@@ -9,6 +9,7 @@ import { SnapshotCache } from '../../src/xds/cache.js';
 import { XdsServer } from '../../src/xds/server.js';
 import { waitFor } from '../support/wait.js';
 import { grpcFrame, paddedClusters } from '../support/xds-stream.js';
+import { H2_PREFACE, h2Frame } from '../support/h2-frames.js';
 
 /**
  * Envoy's default HTTP/2 windows are 256 MiB per stream and connection: the server may send that
@@ -32,14 +33,6 @@ const RESPONSE_MB = 1.3;
 const clusters = (generation: number): XdsResources => paddedClusters(generation, 10000, 60);
 
 
-function h2Frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  header[4] = flags;
-  header.writeUInt32BE(stream, 5);
-  return Buffer.concat([header, payload]);
-}
 
 /** HPACK literal header fields without indexing or Huffman: enough for names and values under 127 bytes. */
 function hpack(headers: readonly (readonly [string, string])[]): Buffer {
@@ -64,7 +57,7 @@ function stalledClient(port: number, node: string): Socket {
   const request = grpcFrame(encodeMessage('envoy.service.discovery.v3.DiscoveryRequest', { node: { id: node }, type_url: TypeUrl.cluster }));
   const socket = connect({ host: '127.0.0.1', port }, () => {
     socket.write(Buffer.concat([
-      Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'),
+      H2_PREFACE,
       h2Frame(0x4, 0, 0, settings),
       h2Frame(0x8, 0, 0, connectionWindow),
       h2Frame(0x1, 0x4, 1, headers), // HEADERS, END_HEADERS
