@@ -56,6 +56,9 @@ export function readBlockYaml(text: string, bytes?: Buffer): { value: Record<str
     // A stack overflow on absurdly deep nesting is the general readers' to report too.
     if (err === GIVE_UP || err instanceof RangeError) return undefined;
     throw err;
+  } finally {
+    // A document of thousands of lines is rare: its table is not kept for the small ones after it.
+    if (LINES.length > MAX_KEPT_LINES_LENGTH) LINES = new Int32Array(INITIAL_LINES_LENGTH);
   }
 }
 
@@ -66,7 +69,9 @@ export function readBlockYaml(text: string, bytes?: Buffer): { value: Record<str
  * grown a push at a time, were the reader's largest allocation. It can be shared because a
  * document is read whole, synchronously, before the next one starts.
  */
-let LINES = new Int32Array(3 * 256);
+const INITIAL_LINES_LENGTH = 3 * 256;
+const MAX_KEPT_LINES_LENGTH = 3 * 4096;
+let LINES = new Int32Array(INITIAL_LINES_LENGTH);
 
 /**
  * A document's reader over LINES (lines from 0 to count).
