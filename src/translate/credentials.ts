@@ -27,35 +27,14 @@ export function credentialName(namespace: string, ...parts: string[]): string {
  * for a string each member's credential holds once anyway.
  */
 export function secretKey(namespace: string, name: string): string {
-  // Hashed and compared piece by piece: a key met lately is handed back without building it again
-  // (three arrays and a string per member's Secret, the translation's garbage otherwise).
-  const length = CREDENTIAL_PREFIX.length + namespace.length + 1 + name.length;
-  let h = hashInto(hashInto(hashInto(length, CREDENTIAL_PREFIX), namespace), '/');
-  h = hashInto(h, name);
+  const key = credentialName(namespace, name);
+  let h = key.length;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
   const slot = (h ^ (h >>> 15)) & (RECENT_KEYS.length - 1);
   const recent = RECENT_KEYS[slot];
-  if (
-    recent !== undefined &&
-    recent.length === length &&
-    recent.startsWith(CREDENTIAL_PREFIX) &&
-    recent.startsWith(namespace, CREDENTIAL_PREFIX.length) &&
-    recent.charCodeAt(CREDENTIAL_PREFIX.length + namespace.length) === SLASH &&
-    recent.endsWith(name)
-  ) {
-    return recent;
-  }
-  const key = credentialName(namespace, name);
+  if (recent === key) return recent;
   RECENT_KEYS[slot] = key;
   return key;
-}
-
-const CREDENTIAL_PREFIX = 'credential/';
-const SLASH = 0x2f;
-
-/** The running hash of secretKey over `text`'s characters (FNV-style, as over the whole key at once). */
-function hashInto(h: number, text: string): number {
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  return h;
 }
 
 /** Keys secretKey made lately, by a hash of their characters: a few KB, whatever the configuration. */
@@ -63,19 +42,8 @@ const RECENT_KEYS: (string | undefined)[] = new Array<string | undefined>(1024).
 
 function bareKey(value: string): string {
   // "Bearer " alone trims to "Bearer": that is an empty token, not a key named Bearer.
-  // Read in place, not with a regular expression: a replace and a second trim per member's key
-  // were the credentials' garbage at 10,000 Backends. Like /^bearer(?:\s+|$)/i: "bearer" in any
-  // case (ASCII letters only), then the end or whitespace (trimStart's, which is \s's).
-  const text = value.trim();
-  if (text.length < BEARER.length) return text;
-  for (let i = 0; i < BEARER.length; i++) if ((text.charCodeAt(i) | 0x20) !== BEARER.charCodeAt(i)) return text;
-  if (text.length === BEARER.length) return '';
-  const rest = text.slice(BEARER.length);
-  const key = rest.trimStart();
-  return key.length < rest.length ? key : text;
+  return value.trim().replace(/^bearer(?:\s+|$)/i, '').trim();
 }
-
-const BEARER = 'bearer';
 
 /** Where Secrets are looked up: a Map, or a recorder of what translation read (src/translate/index.ts). */
 export type SecretLookup = Pick<ReadonlyMap<string, Secret>, 'get'>;
