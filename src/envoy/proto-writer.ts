@@ -192,7 +192,6 @@ export class ProtoWriter {
     const starts = this.fieldStarts;
     const begin = starts[mark] as number;
     const end = this.pos;
-    const endOf = (i: number): number => (i + 1 < top ? (starts[i + 1] as number) : end);
     // Insertion sort of the (few) field indexes by field number; a key appears once per object.
     const order = this.order;
     order.length = 0;
@@ -207,27 +206,35 @@ export class ProtoWriter {
     // The largest field is moved in place (copyWithin: a memmove); only the others are copied
     // past the message's end and back. A RouteConfiguration of 10,000 routes is one 4.8 MB
     // virtual_hosts field listed after small ones: copying it whole doubled the scratch buffer.
+    // (Plain loops and fieldEnd, no closures: a message is put in order hundreds of thousands of
+    // times at 10,000 Backends, and two closures and their context each time were 37 MB of garbage.)
     let largest = mark;
-    for (let i = mark + 1; i < top; i++) if (endOf(i) - (starts[i] as number) > endOf(largest) - (starts[largest] as number)) largest = i;
+    for (let i = mark + 1; i < top; i++) if (fieldEnd(starts, i, top, end) - (starts[i] as number) > fieldEnd(starts, largest, top, end) - (starts[largest] as number)) largest = i;
     const largestStart = starts[largest] as number;
-    const largestEnd = endOf(largest);
+    const largestEnd = fieldEnd(starts, largest, top, end);
     const largestSize = largestEnd - largestStart;
     this.ensure(end - begin - largestSize);
     const buf = this.buf;
     // The other fields, in buffer order, at `end`: those before the largest, then those after it.
     buf.copyWithin(end, begin, largestStart);
     buf.copyWithin(end + (largestStart - begin), largestEnd, end);
-    const saved = (at: number): number => (at < largestStart ? at - begin : at - begin - largestSize) + end;
     let at = begin;
-    for (const i of order) {
+    for (let k = 0; k < order.length; k++) {
+      const i = order[k] as number;
       if (i === largest) break;
-      at += endOf(i) - (starts[i] as number);
+      at += fieldEnd(starts, i, top, end) - (starts[i] as number);
     }
     buf.copyWithin(at, largestStart, largestEnd);
     at = begin;
-    for (const i of order) {
-      const size = endOf(i) - (starts[i] as number);
-      if (i !== largest) buf.copyWithin(at, saved(starts[i] as number), saved(starts[i] as number) + size);
+    for (let k = 0; k < order.length; k++) {
+      const i = order[k] as number;
+      const start = starts[i] as number;
+      const size = fieldEnd(starts, i, top, end) - start;
+      if (i !== largest) {
+        // Where the field was saved past `end`.
+        const saved = (start < largestStart ? start - begin : start - begin - largestSize) + end;
+        buf.copyWithin(at, saved, saved + size);
+      }
       at += size;
     }
     this.followReorder(mark, top, begin);
@@ -240,13 +247,14 @@ export class ProtoWriter {
     if (first === tracked.length) return;
     const starts = this.fieldStarts;
     const end = this.pos;
-    const endOf = (i: number): number => (i + 1 < top ? (starts[i + 1] as number) : end);
     // Where each field (by its index) starts now: the fields in `order`, one after the other.
     const moved = this.moved;
+    const order = this.order;
     let at = begin;
-    for (const i of this.order) {
+    for (let k = 0; k < order.length; k++) {
+      const i = order[k] as number;
       moved[i] = at;
-      at += endOf(i) - (starts[i] as number);
+      at += fieldEnd(starts, i, top, end) - (starts[i] as number);
     }
     for (let t = first; t < tracked.length; t++) {
       const start = tracked[t] as number;
@@ -256,6 +264,7 @@ export class ProtoWriter {
       tracked[t] = (moved[i] as number) + start - (starts[i] as number);
     }
   }
+
 
   /** Reserves the length of a length-delimited value; pass the result to endLength. */
   beginLength(): number {
@@ -498,4 +507,9 @@ function splitInt64(value: number | string): void {
   }
   splitLow = low;
   splitHigh = high;
+}
+
+/** Where field `i` of the open message whose fields end before `top` ends (the message ends at `end`). */
+function fieldEnd(starts: readonly number[], i: number, top: number, end: number): number {
+  return i + 1 < top ? (starts[i + 1] as number) : end;
 }

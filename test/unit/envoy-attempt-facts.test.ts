@@ -82,6 +82,13 @@ describe('attempt facts string', () => {
     expect(b).toBe(a);
   });
 
+  it('writes long values and lengths of several digits exactly, ASCII or not', () => {
+    const long = 'm'.repeat(5000);
+    expect(encodeAttemptFacts({ backend: 'ai/chat', model: long, priority: 12 })).toBe(`1b7:ai/chatl2:12o5000:${long}`);
+    expect(encodeAttemptFacts({ backend: 'ai/chat', model: `${long}é` })).toBe(`1b7:ai/chato5001:${long}é`);
+    expect(decodeAttemptFacts(encodeAttemptFacts({ model: long, member: 'x'.repeat(100_000) }))).toEqual({ model: long, member: 'x'.repeat(100_000) });
+  });
+
   it('skips a fact it does not know (one a newer controller adds)', () => {
     expect(decodeAttemptFacts('1b7:ai/chatZ3:newm1:m')).toEqual({ backend: 'ai/chat', member: 'm' });
   });

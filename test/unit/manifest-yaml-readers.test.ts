@@ -68,6 +68,15 @@ describe('the block reader', () => {
     fc.assert(fc.property(blockDocument, agrees), { numRuns: 5000 });
   });
 
+  it('reads a document of thousands of lines, and the small ones after it, as the yaml package does', () => {
+    const big = { kind: 'List', items: Array.from({ length: 3000 }, (_, i) => ({ name: `item-${i}`, nested: { port: i } })) };
+    const small = { kind: 'Secret', metadata: { name: 'k', namespace: 'ai' }, stringData: { Authorization: 'Bearer sk-1' } };
+    for (const value of [small, big, small, big, small]) {
+      const text = stringify(value);
+      expect(readBlockYaml(text)).toEqual({ value });
+    }
+  });
+
   it('reads what the yaml package writes in block style, as the yaml package reads it', () => {
     const words = fc.constantFrom('a', 'b', 'name', 'x-api-key', 'app.kubernetes.io/name', '_x', 'model');
     const key = fc.oneof({ arbitrary: words, weight: 8 }, { arbitrary: fc.constantFrom(...BLOCK_KEYS), weight: 1 }, { arbitrary: fc.string(), weight: 1 });
