@@ -85,6 +85,15 @@ const REMEMBERED_RESETS = 1024;
  * leave with that read, and Envoy sends a PING every 15 s and SETTINGS once.
  */
 const MAX_UNSENT_CONTROL_ANSWERS = 1000;
+/**
+ * Streams open at once before the peer has acknowledged this end's SETTINGS. Until then it may
+ * count on the protocol's initial value, no limit (RFC 9113 6.5.3): Envoy 1.40 puts a burst of
+ * attempts on a connection it has just opened before it reads the server's SETTINGS, and answers
+ * each stream refused then with a failed ext_proc stream, a 503 to the client
+ * (test/e2e/ai-extension-streams.test.ts). Bounded still: a peer that never acknowledges gets no
+ * more than this.
+ */
+const MAX_STREAMS_BEFORE_SETTINGS_ACK = 10_000;
 
 export interface H2ConnectionOptions {
   /** Receive window offered per stream (SETTINGS_INITIAL_WINDOW_SIZE). */
@@ -655,7 +664,7 @@ export class H2Connection {
     this.lastStreamId = streamId;
     // Not expected after a GOAWAY from the peer; refused rather than served half-way. And no more
     // streams than announced: the peer retries a refused stream elsewhere (RFC 9113 8.7).
-    if (this.goingAway || this.streams.size >= this.opts.maxConcurrentStreams) {
+    if (this.goingAway || this.streams.size >= this.streamLimit()) {
       const stream = new H2Stream(streamId, this, this.peerInitialWindow, this.initialReceiveWindow());
       this.streams.set(streamId, stream);
       this.resetForPeer(stream, H2Error.REFUSED_STREAM);
@@ -730,6 +739,11 @@ export class H2Connection {
       return;
     }
     if (this.blocked.has(stream)) this.markDirty(stream);
+  }
+
+  /** SETTINGS_MAX_CONCURRENT_STREAMS, once the peer has acknowledged it (see MAX_STREAMS_BEFORE_SETTINGS_ACK). */
+  private streamLimit(): number {
+    return this.settingsAcked ? this.opts.maxConcurrentStreams : Math.max(this.opts.maxConcurrentStreams, MAX_STREAMS_BEFORE_SETTINGS_ACK);
   }
 
   /** Until the peer has this end's SETTINGS it may count on the default window (RFC 9113 6.9.2). */

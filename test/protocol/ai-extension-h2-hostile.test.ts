@@ -400,6 +400,27 @@ describe('flow control, concurrency and reset rules (the connection on a stand-i
     expect(recorded.errors).toEqual([]);
   });
 
+  it('takes streams past MAX_CONCURRENT_STREAMS sent before its SETTINGS were acknowledged (RFC 9113 6.5.3: no limit until then), up to 10,000', async () => {
+    // Envoy writes a burst of attempts on a connection it just opened before it reads the server's SETTINGS.
+    const { socket, recorded } = fakeConnection({ maxConcurrentStreams: 2 });
+    const open = (from: number, n: number): Buffer => Buffer.concat(Array.from({ length: n }, (_, i) => frame(T.HEADERS, 0x4, from + 2 * i, REQUEST)));
+    socket.emit('data', Buffer.concat([PREFACE, frame(T.SETTINGS, 0, 0), open(1, 5)]));
+    await turn();
+    expect(recorded.streams.map((s) => s.id)).toEqual([1, 3, 5, 7, 9]);
+    expect(socket.output().some((f) => f.type === T.RST_STREAM)).toBe(false);
+    // Acknowledged: the limit holds for new streams (five open, two allowed).
+    socket.emit('data', Buffer.concat([frame(T.SETTINGS, 1, 0), open(11, 1)]));
+    await turn();
+    expect(socket.output().find((f) => f.type === T.RST_STREAM)).toMatchObject({ stream: 11, payload: u32(H2Error.REFUSED_STREAM) });
+
+    // A peer that never acknowledges: the 10,001st stream open is refused.
+    const never = fakeConnection({ maxConcurrentStreams: 2 });
+    never.socket.emit('data', Buffer.concat([PREFACE, frame(T.SETTINGS, 0, 0), open(1, 10_001)]));
+    await turn();
+    expect(never.recorded.streams).toHaveLength(10_000);
+    expect(never.socket.output().filter((f) => f.type === T.RST_STREAM)).toMatchObject([{ stream: 20_001, payload: u32(H2Error.REFUSED_STREAM) }]);
+  });
+
   it('counts toward the reset guard only streams reset before they were answered (as Envoy resets answered ones)', async () => {
     // Streams 1..39 are answered at once (status and end), 41.. never.
     const { socket, recorded } = fakeConnection({
