@@ -663,7 +663,8 @@ export class H2Connection {
     }
     this.lastStreamId = streamId;
     // Not expected after a GOAWAY from the peer; refused rather than served half-way. And no more
-    // streams than announced: the peer retries a refused stream elsewhere (RFC 9113 8.7).
+    // streams than announced: a refused stream is safe to retry (RFC 9113 8.7), though Envoy's
+    // ext_proc does not retry it (see MAX_STREAMS_BEFORE_SETTINGS_ACK).
     if (this.goingAway || this.streams.size >= this.streamLimit()) {
       const stream = new H2Stream(streamId, this, this.peerInitialWindow, this.initialReceiveWindow());
       this.streams.set(streamId, stream);
