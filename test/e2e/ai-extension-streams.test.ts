@@ -114,13 +114,13 @@ describe('1,100 AI attempts in flight through one Envoy, with the extension clus
     await held?.gw.stop();
   });
 
-  it('answers every one: Envoy spreads the ext_proc streams over three connections, none refused, no connection error', async () => {
+  it('answers every one: Envoy spreads the ext_proc streams over three connections or more, none refused, no connection error', async () => {
     const o = await holdAndRelease(held);
     expect(o.notAnswered.slice(0, 3)).toEqual([]);
     expect(o.wrongProvider).toBe(0);
     expect(o.streamsActive).toBe(IN_FLIGHT);
     // max_requests_per_connection 500 (src/envoy/ai-extension.ts): the 1000 announced is never reached.
-    expect(o.connectionsActive).toBe(3);
+    expect(o.connectionsActive).toBeGreaterThanOrEqual(Math.ceil(IN_FLIGHT / 500));
     expect(o.resetByExtension).toBe(0);
     expect(o.overflow).toBe(0);
     expect(o.connectionErrors).toEqual([]);
