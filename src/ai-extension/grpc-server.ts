@@ -110,7 +110,8 @@ const MAX_HEADER_LIST_BYTES = 64 * 1024;
 /**
  * Streams open at once per connection. Envoy keeps one ext_proc stream per attempt in flight
  * (a streamed answer's for its whole length) and opens another connection past the peer's
- * SETTINGS_MAX_CONCURRENT_STREAMS; node:http2 announced no limit.
+ * SETTINGS_MAX_CONCURRENT_STREAMS once it has read them (a burst before that is taken: see
+ * h2-connection.ts, MAX_STREAMS_BEFORE_SETTINGS_ACK); node:http2 announced no limit.
  */
 const MAX_CONCURRENT_STREAMS = 1000;
 /**

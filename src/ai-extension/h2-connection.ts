@@ -77,6 +77,23 @@ const HEADER_TABLE_BYTES = 4096;
 const MAX_CONTINUATIONS = 32;
 /** Streams this end reset whose late frames are ignored (RFC 9113 5.1, "closed"), newest kept. */
 const REMEMBERED_RESETS = 1024;
+/**
+ * Answers the peer's frames call for (PING and SETTINGS acknowledged, streams refused or reset for
+ * its faults) that may wait unsent behind a socket the peer does not read; one more ends the
+ * connection with ENHANCE_YOUR_CALM. The count Envoy and nghttp2 use for the same flood
+ * (max_outbound_control_frames, max_outbound_ack): a client that reads sees each read's answers
+ * leave with that read, and Envoy sends a PING every 15 s and SETTINGS once.
+ */
+const MAX_UNSENT_CONTROL_ANSWERS = 1000;
+/**
+ * Streams open at once before the peer has acknowledged this end's SETTINGS. Until then it may
+ * count on the protocol's initial value, no limit (RFC 9113 6.5.3): Envoy 1.40 puts a burst of
+ * attempts on a connection it has just opened before it reads the server's SETTINGS, and answers
+ * each stream refused then with a failed ext_proc stream, a 503 to the client
+ * (test/e2e/ai-extension-streams.test.ts). Bounded still: a peer that never acknowledges gets no
+ * more than this.
+ */
+const MAX_STREAMS_BEFORE_SETTINGS_ACK = 10_000;
 
 export interface H2ConnectionOptions {
   /** Receive window offered per stream (SETTINGS_INITIAL_WINDOW_SIZE). */
@@ -290,6 +307,8 @@ export class H2Connection {
   private settingsAcked = false;
   private errorReported = false;
   private readonly recentlyReset = new Set<number>();
+  /** Control answers queued since the socket last had nothing buffered (MAX_UNSENT_CONTROL_ANSWERS). */
+  private unsentControlAnswers = 0;
   private resetTokens: number;
   private resetTokensAt: number;
   private readonly now: () => number;
@@ -321,6 +340,9 @@ export class H2Connection {
     this.writeOut();
     socket.on('data', (chunk: Buffer) => this.onRead(chunk));
     socket.on('close', () => this.onSocketGone());
+    socket.on('drain', () => {
+      this.unsentControlAnswers = 0;
+    });
     socket.on('error', () => undefined);
   }
 
@@ -522,6 +544,7 @@ export class H2Connection {
           writeFrameHeader(frame, 0, 8, FrameType.PING, FLAG_ACK, 0);
           payload.copy(frame, FRAME_HEADER);
           this.out.push(frame);
+          this.countControlAnswer();
         }
         return;
       case FrameType.GOAWAY: {
@@ -567,7 +590,7 @@ export class H2Connection {
       return;
     }
     if (stream.remoteEnded) {
-      this.resetStream(stream, H2Error.STREAM_CLOSED);
+      this.resetForPeer(stream, H2Error.STREAM_CLOSED);
       return;
     }
     const body = unpad(flags, payload);
@@ -575,7 +598,7 @@ export class H2Connection {
     stream.receiveWindow -= payload.length;
     if (stream.receiveWindow < 0) {
       // A stream error (RFC 9113 6.9.1); the bytes still counted against the connection above.
-      this.resetStream(stream, H2Error.FLOW_CONTROL_ERROR);
+      this.resetForPeer(stream, H2Error.FLOW_CONTROL_ERROR);
       return;
     }
     if (stream.receivedSinceUpdate >= this.opts.streamWindowBytes / 2 && (flags & FLAG_END_STREAM) === 0) {
@@ -625,7 +648,7 @@ export class H2Connection {
     if (existing !== undefined) {
       // Trailers: they carry nothing gRPC needs, only the end of the client's side.
       if (!endStream || existing.remoteEnded) {
-        this.resetStream(existing, H2Error.PROTOCOL_ERROR);
+        this.resetForPeer(existing, H2Error.PROTOCOL_ERROR);
         return;
       }
       this.endRemote(existing);
@@ -640,11 +663,12 @@ export class H2Connection {
     }
     this.lastStreamId = streamId;
     // Not expected after a GOAWAY from the peer; refused rather than served half-way. And no more
-    // streams than announced: the peer retries a refused stream elsewhere (RFC 9113 8.7).
-    if (this.goingAway || this.streams.size >= this.opts.maxConcurrentStreams) {
+    // streams than announced: a refused stream is safe to retry (RFC 9113 8.7), though Envoy's
+    // ext_proc does not retry it (see MAX_STREAMS_BEFORE_SETTINGS_ACK).
+    if (this.goingAway || this.streams.size >= this.streamLimit()) {
       const stream = new H2Stream(streamId, this, this.peerInitialWindow, this.initialReceiveWindow());
       this.streams.set(streamId, stream);
-      this.resetStream(stream, H2Error.REFUSED_STREAM);
+      this.resetForPeer(stream, H2Error.REFUSED_STREAM);
       return;
     }
     const stream = new H2Stream(streamId, this, this.peerInitialWindow, this.initialReceiveWindow());
@@ -687,6 +711,7 @@ export class H2Connection {
     const ack = Buffer.alloc(FRAME_HEADER);
     writeFrameHeader(ack, 0, 0, FrameType.SETTINGS, FLAG_ACK, 0);
     this.out.push(ack);
+    this.countControlAnswer();
   }
 
   private onWindowUpdate(streamId: number, payload: Buffer): void {
@@ -699,23 +724,49 @@ export class H2Connection {
       this.unblock();
       return;
     }
+    // RFC 9113 5.1: on an idle stream (never opened: above the last the client opened, or a
+    // server stream this end never pushes) a frame other than HEADERS or PRIORITY is a
+    // connection error. A closed stream's late WINDOW_UPDATE is ignored (6.9).
+    if (streamId > this.lastStreamId || (streamId & 1) === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `WINDOW_UPDATE on idle stream ${streamId}`);
     const stream = this.streams.get(streamId);
     if (stream === undefined) return;
     if (increment === 0) {
-      this.resetStream(stream, H2Error.PROTOCOL_ERROR);
+      this.resetForPeer(stream, H2Error.PROTOCOL_ERROR);
       return;
     }
     stream.sendWindow += increment;
     if (stream.sendWindow > MAX_WINDOW) {
-      this.resetStream(stream, H2Error.FLOW_CONTROL_ERROR);
+      this.resetForPeer(stream, H2Error.FLOW_CONTROL_ERROR);
       return;
     }
     if (this.blocked.has(stream)) this.markDirty(stream);
   }
 
+  /** SETTINGS_MAX_CONCURRENT_STREAMS, once the peer has acknowledged it (see MAX_STREAMS_BEFORE_SETTINGS_ACK). */
+  private streamLimit(): number {
+    return this.settingsAcked ? this.opts.maxConcurrentStreams : Math.max(this.opts.maxConcurrentStreams, MAX_STREAMS_BEFORE_SETTINGS_ACK);
+  }
+
   /** Until the peer has this end's SETTINGS it may count on the default window (RFC 9113 6.9.2). */
   private initialReceiveWindow(): number {
     return this.settingsAcked ? this.opts.streamWindowBytes : Math.max(this.opts.streamWindowBytes, DEFAULT_WINDOW);
+  }
+
+  /** RST_STREAM for a fault of the peer (or a stream refused): an answer its frames called for. */
+  private resetForPeer(stream: H2Stream, code: number): void {
+    this.resetStream(stream, code);
+    this.countControlAnswer();
+  }
+
+  /**
+   * One answer queued that the peer's frames called for. They leave with the read that brought
+   * them (flush), and the count starts over whenever the socket has nothing buffered: only a
+   * peer that sends without reading what it is sent reaches the bound.
+   */
+  private countControlAnswer(): void {
+    if (++this.unsentControlAnswers > MAX_UNSENT_CONTROL_ANSWERS) {
+      throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, `more than ${MAX_UNSENT_CONTROL_ANSWERS} PING, SETTINGS or RST_STREAM answers unsent: the peer does not read them`);
+    }
   }
 
   private grant(stream: H2Stream | undefined, increment: number): void {
@@ -773,6 +824,8 @@ export class H2Connection {
       for (const b of buffers) this.socket.write(b);
       this.socket.uncork();
     }
+    // All of it taken by the kernel: the answers queued so far have left.
+    if (this.socket.writableLength === 0) this.unsentControlAnswers = 0;
     if (this.pendingGrants.length > 0) {
       for (const { stream, increment } of this.pendingGrants.splice(0)) {
         if (stream === undefined) this.receiveWindow += increment;

@@ -175,6 +175,70 @@ describe('the extension\'s HTTP/2 server against a hostile client', () => {
     expect(even.code).toBe(H2Error.PROTOCOL_ERROR);
   });
 
+  it('answers a WINDOW_UPDATE on a stream never opened with PROTOCOL_ERROR (RFC 9113 5.1, idle), and ignores one late on a closed stream', async () => {
+    const above = await closedWith(Buffer.concat([frame(T.HEADERS, 0x4 | 0x1, 1, REQUEST), frame(T.WINDOW_UPDATE, 0, 3, u32(1000))]));
+    expect(above.code).toBe(H2Error.PROTOCOL_ERROR);
+    expect(above.debug).toMatch(/WINDOW_UPDATE on idle stream 3/u);
+    expect(above.events).toHaveLength(1);
+    const even = await closedWith(frame(T.WINDOW_UPDATE, 0, 2, u32(1000)));
+    expect(even.code).toBe(H2Error.PROTOCOL_ERROR);
+    expect(even.debug).toMatch(/WINDOW_UPDATE on idle stream 2/u);
+
+    // Stream 1 answered and closed, then its WINDOW_UPDATE: the connection goes on (a PING answered, no GOAWAY).
+    const late = await rawClient(server.port);
+    late.socket.write(Buffer.concat([START, frame(T.HEADERS, 0x4, 1, REQUEST), frame(T.DATA, 0x1, 1, grpcMessage(Buffer.from('hi')))]));
+    await expect.poll(() => late.frames().some((f) => f.type === T.HEADERS && (f.flags & 0x1) !== 0)).toBe(true);
+    late.socket.write(Buffer.concat([frame(T.WINDOW_UPDATE, 0, 1, u32(1000)), frame(T.PING, 0, 0, Buffer.alloc(8, 7))]));
+    await expect.poll(() => late.frames().some((f) => f.type === T.PING && f.flags === 1)).toBe(true);
+    expect(goaway(late.frames())).toBeUndefined();
+    late.socket.destroy();
+  });
+
+  it('ends a PING flood from a peer that reads nothing with ENHANCE_YOUR_CALM once 1000 answers wait unsent; a reading peer is answered every PING', async () => {
+    // A reading peer: 5,000 PINGs in reads of 500 each, every one acknowledged.
+    const reader = await rawClient(server.port);
+    reader.socket.write(START);
+    for (let round = 1; round <= 10; round++) {
+      reader.socket.write(Buffer.concat(Array.from({ length: 500 }, () => frame(T.PING, 0, 0, Buffer.alloc(8)))));
+      await expect.poll(() => reader.frames().filter((f) => f.type === T.PING && f.flags === 1).length).toBe(500 * round);
+    }
+    expect(goaway(reader.frames())).toBeUndefined();
+    reader.socket.destroy();
+
+    // A peer that reads nothing: PINGs (and a SETTINGS now and then) until the kernel's buffers
+    // are full and the server's answers queue; without the bound the server buffers 16 MiB of
+    // them and then stops reading, and no GOAWAY ever comes.
+    const before = events.length;
+    const socket = connect(server.port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    socket.pause();
+    socket.on('error', () => undefined);
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    const burst = Buffer.concat([...Array.from({ length: 999 }, () => frame(T.PING, 0, 0, Buffer.alloc(8))), frame(T.SETTINGS, 0, 0)]);
+    socket.write(START);
+    const reported = (): boolean => events.length > before;
+    for (let sent = 0; sent < 64 * 1024 * 1024 && !reported(); sent += burst.length) {
+      if (!socket.write(burst)) {
+        const stuck = await Promise.race([
+          new Promise<boolean>((resolve) => socket.once('drain', () => resolve(false))),
+          closed.then(() => false),
+          new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 2_000)),
+        ]);
+        if (stuck) break;
+      }
+    }
+    await expect.poll(reported, { timeout: 5_000 }).toBe(true);
+    expect(events.slice(before)).toEqual([{ connection: expect.any(String), code: 'ENHANCE_YOUR_CALM', reason: expect.stringMatching(/more than 1000 PING, SETTINGS or RST_STREAM answers unsent/u), by: 'local' }]);
+    // What it was sent, read now: acknowledgements, then the GOAWAY.
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.resume();
+    await closed;
+    const sent = goaway(parseFrames(Buffer.concat(chunks)).filter((f) => f.type === T.GOAWAY));
+    expect(sent?.code).toBe(H2Error.ENHANCE_YOUR_CALM);
+    await stillServes();
+  });
+
   it('closes a peer resetting streams faster than its bound (rapid reset) with ENHANCE_YOUR_CALM, and not one under it', async () => {
     // The server under test allows a burst of 20, then 10 a second.
     const opensAndResets = (from: number, n: number): Buffer => Buffer.concat(Array.from({ length: n }, (_, i) => {
@@ -334,6 +398,27 @@ describe('flow control, concurrency and reset rules (the connection on a stand-i
     await turn();
     expect(recorded.streams.map((s) => s.id)).toEqual([1, 3, 7]);
     expect(recorded.errors).toEqual([]);
+  });
+
+  it('takes streams past MAX_CONCURRENT_STREAMS sent before its SETTINGS were acknowledged (RFC 9113 6.5.3: no limit until then), up to 10,000', async () => {
+    // Envoy writes a burst of attempts on a connection it just opened before it reads the server's SETTINGS.
+    const { socket, recorded } = fakeConnection({ maxConcurrentStreams: 2 });
+    const open = (from: number, n: number): Buffer => Buffer.concat(Array.from({ length: n }, (_, i) => frame(T.HEADERS, 0x4, from + 2 * i, REQUEST)));
+    socket.emit('data', Buffer.concat([PREFACE, frame(T.SETTINGS, 0, 0), open(1, 5)]));
+    await turn();
+    expect(recorded.streams.map((s) => s.id)).toEqual([1, 3, 5, 7, 9]);
+    expect(socket.output().some((f) => f.type === T.RST_STREAM)).toBe(false);
+    // Acknowledged: the limit holds for new streams (five open, two allowed).
+    socket.emit('data', Buffer.concat([frame(T.SETTINGS, 1, 0), open(11, 1)]));
+    await turn();
+    expect(socket.output().find((f) => f.type === T.RST_STREAM)).toMatchObject({ stream: 11, payload: u32(H2Error.REFUSED_STREAM) });
+
+    // A peer that never acknowledges: the 10,001st stream open is refused.
+    const never = fakeConnection({ maxConcurrentStreams: 2 });
+    never.socket.emit('data', Buffer.concat([PREFACE, frame(T.SETTINGS, 0, 0), open(1, 10_001)]));
+    await turn();
+    expect(never.recorded.streams).toHaveLength(10_000);
+    expect(never.socket.output().filter((f) => f.type === T.RST_STREAM)).toMatchObject([{ stream: 20_001, payload: u32(H2Error.REFUSED_STREAM) }]);
   });
 
   it('counts toward the reset guard only streams reset before they were answered (as Envoy resets answered ones)', async () => {
