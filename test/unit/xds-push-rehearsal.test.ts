@@ -16,7 +16,9 @@ import { resources } from '../support/xds-stream.js';
 const EVENTS = ['connected', 'disconnected', 'sent', 'ack', 'nack', 'fleet', 'attemptForms'] as const;
 
 describe('push rehearsal', () => {
-  it("pushes every stand-in stream an edit's Cluster and assignment, and leaves the server's cache, ledger and events alone", async () => {
+  // Each edit, in either protocol: the edited Cluster (delta) or every Cluster (SotW), and the
+  // assignment Envoy then waits for, to every stream, each ACKed.
+  it.each(['delta', 'sotw'] as const)("pushes every %s stand-in stream an edit's Clusters and assignment, and leaves the server's cache, ledger and events alone", async (protocol) => {
     const cache = new SnapshotCache();
     cache.setResources(resources());
     const versions = PUSH_ORDER.map((kind) => cache.snapshot(TypeUrl[kind])?.version);
@@ -24,30 +26,9 @@ describe('push rehearsal', () => {
     const heard: string[] = [];
     for (const event of EVENTS) server.on(event, () => heard.push(event));
     try {
-      const result = await server.rehearsePushes({ streams: 5, edits: 4 });
-      // Each edit: the edited Cluster, and the assignment Envoy then waits for, to every stream.
+      const result = await server.rehearsePushes({ streams: 5, edits: 4 }, protocol);
       expect(result).toEqual({ pushed: 5 * 2 * 4, edits: 4, completed: true });
-      expect(heard).toEqual([]);
-      expect(server.clients()).toEqual([]);
-      expect(server.fleet().size).toBe(0);
-      expect(PUSH_ORDER.map((kind) => cache.snapshot(TypeUrl[kind])?.version)).toEqual(versions);
-    } finally {
-      await server.stop();
-    }
-  });
-
-  it("pushes every SotW stand-in stream an edit's Clusters and the assignment re-sent with them, and leaves the server alone", async () => {
-    const cache = new SnapshotCache();
-    cache.setResources(resources());
-    const versions = PUSH_ORDER.map((kind) => cache.snapshot(TypeUrl[kind])?.version);
-    const server = new XdsServer({ cache, rehearsePushes: false });
-    const heard: string[] = [];
-    for (const event of EVENTS) server.on(event, () => heard.push(event));
-    try {
-      const result = await server.rehearsePushes({ streams: 5, edits: 4 }, 'sotw');
-      // Each edit: every Cluster (SotW), and the assignment Envoy then waits for, to every stream, each ACKed.
-      expect(result).toEqual({ pushed: 5 * 2 * 4, edits: 4, completed: true });
-      expect(server.rehearsedProtocols).toEqual(new Set(['sotw']));
+      expect(server.rehearsedProtocols).toEqual(new Set([protocol]));
       expect(heard).toEqual([]);
       expect(server.clients()).toEqual([]);
       expect(server.fleet().size).toBe(0);
