@@ -209,6 +209,7 @@ export function directCall<Request>(call: { readonly readableLength: number }, r
   // is made per stream, not per write.
   let lastFlushed: (() => void) | undefined;
   let written: (err?: Error | null) => void = ignore;
+  const raw = rawWriter(base);
   return {
     write: (message, flushed) => {
       // A limit on what is sent (none is set by default): grpc-js's own way checks it and says so.
@@ -219,6 +220,7 @@ export function directCall<Request>(call: { readonly readableLength: number }, r
       if (base.checkCancelled()) return;
       // The response headers lead, as grpc-js's sendMessage sends them.
       base.maybeSendMetadata();
+      if (raw?.(message.pieces, flushed) === true) return;
       const last = writeLeadingPieces(base.stream, message.pieces);
       if (flushed !== lastFlushed) {
         lastFlushed = flushed;
@@ -231,6 +233,122 @@ export function directCall<Request>(call: { readonly readableLength: number }, r
       base.stream.write(last, written);
     },
   };
+}
+
+/**
+ * What the native handle of a Node HTTP/2 stream has that rawWriter() uses: StreamBase's writes,
+ * as Node 24.22's stream_base_commons calls them (no request object passed in; a number when the
+ * write finished at once, else the request, whose `oncomplete` the write's end calls).
+ */
+interface NativeStream {
+  writeBuffer(req: null, data: Buffer): number | NativeWrite;
+  writev(req: null, chunks: readonly Buffer[], allBuffers: true): number | NativeWrite;
+}
+
+interface NativeWrite {
+  oncomplete?: (this: NativeWrite, status: number) => void;
+  /** Kept alive until the write is done, as Node keeps what it writes. */
+  buffer?: unknown;
+  /** Set when the write ended before `oncomplete` was there. */
+  writeStatus?: number | null;
+  [RAW_DONE]?: (status: number) => void;
+}
+
+/** On a native write made by rawWriter(): what its end calls. */
+const RAW_DONE = Symbol('switchyard.dev/raw-write-done');
+
+/** What a Node HTTP/2 stream has that rawWriter() checks before each write. */
+interface WritableHttp2Stream {
+  readonly writableLength: number;
+  readonly writableCorked: number;
+  readonly writableEnded: boolean;
+  readonly destroyed: boolean;
+  readonly headersSent: boolean;
+  readonly pending: boolean;
+}
+
+/**
+ * The Node versions whose HTTP/2 streams rawWriter() has been checked against: the native write
+ * calling convention (writeBuffer(null, data) returning a number or the request) and what
+ * Http2Stream's own write does around it (lib/internal/http2/core.js, kWriteGeneric: a stream
+ * timeout refreshed, which grpc-js never sets; write-queue sizes for bufferSize and a session
+ * timeout, neither used). An older Node takes a request made in JS, and a wrong guess would abort
+ * the process, so any other version writes the usual way.
+ */
+function rawWritesChecked(version: string): boolean {
+  const [major, minor] = version.split('.').map(Number) as [number, number];
+  return major === 24 && minor >= 22;
+}
+
+/** The symbol under which Node keeps an Http2Stream's native handle, once found. */
+let handleKey: symbol | null | undefined;
+
+function nativeHandleKey(stream: object): symbol | undefined {
+  if (handleKey === undefined) {
+    handleKey = rawWritesChecked(process.versions.node) ? (Object.getOwnPropertySymbols(stream).find((key) => key.description === 'kHandle') ?? null) : null;
+  }
+  return handleKey ?? undefined;
+}
+
+/**
+ * Writes a framed message's pieces straight to the native handle of `call`'s HTTP/2 stream, past
+ * the stream's Writable machinery: per write, Node's Http2Stream queues a process.nextTick (its
+ * end-of-stream check), makes a closure, and on completion runs four layers of callbacks (the
+ * request's, the stream's, the Writable's and its after-write tick) before `flushed`; at a
+ * thousand streams per change that was about a fifth of the push's JavaScript (issue 9). The
+ * native queue is the one Http2Stream writes to itself, so order with grpc-js's own writes is
+ * kept as long as none waits in the Writable: only while the stream's Writable holds nothing,
+ * is neither corked nor ended, and its response headers are out; otherwise (or on a Node not
+ * checked, rawWritesChecked) false, and the caller writes the usual way. `flushed` is called
+ * once the bytes have left for the socket, as the Writable's callback would be; a failed write
+ * ends the call as grpc-js does.
+ */
+function rawWriter(call: ReadingCall): ((pieces: readonly Buffer[], flushed: () => void) => boolean) | undefined {
+  const stream = call.stream as unknown as WritableHttp2Stream & Record<symbol, unknown>;
+  const key = nativeHandleKey(stream);
+  if (key === undefined || !isNativeStream(stream[key])) return undefined;
+  let lastFlushed: (() => void) | undefined;
+  let done: (status: number) => void = ignore;
+  return (pieces, flushed) => {
+    if (stream.writableLength !== 0 || stream.writableCorked !== 0 || stream.writableEnded || stream.destroyed || !stream.headersSent || stream.pending) return false;
+    const handle = stream[key];
+    if (!isNativeStream(handle)) return false;
+    if (flushed !== lastFlushed) {
+      lastFlushed = flushed;
+      done = (status) => {
+        // grpc-js's answer to a failed write, as in its sendMessage.
+        if (status < 0) call.sendStatus({ code: INTERNAL, details: 'Internal server error', metadata: null });
+        else flushed();
+      };
+    }
+    const result = pieces.length === 1 ? handle.writeBuffer(null, pieces[0] as Buffer) : handle.writev(null, pieces, true);
+    if (typeof result === 'number') {
+      done(result === 0 ? 0 : result);
+      return true;
+    }
+    result.buffer = pieces.length === 1 ? pieces[0] : pieces;
+    result[RAW_DONE] = done;
+    result.oncomplete = rawWriteDone;
+    const status = result.writeStatus;
+    if (status !== null && status !== undefined) {
+      result.writeStatus = null;
+      rawWriteDone.call(result, status);
+    }
+    return true;
+  };
+}
+
+/** A native write's end: one function for every write. */
+function rawWriteDone(this: NativeWrite, status: number): void {
+  const done = this[RAW_DONE];
+  this[RAW_DONE] = undefined;
+  this.buffer = undefined;
+  done?.(status);
+}
+
+function isNativeStream(value: unknown): value is NativeStream {
+  const handle = value as Partial<Record<keyof NativeStream, unknown>> | undefined;
+  return typeof handle === 'object' && handle !== null && typeof handle.writeBuffer === 'function' && typeof handle.writev === 'function';
 }
 
 /** What a Node HTTP/2 stream has that readBeforeStream() uses; checked before it is relied on. */
