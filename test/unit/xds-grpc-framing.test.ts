@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { Readable } from 'node:stream';
+import { Duplex, Readable, type Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { directCall, framed, framedBatch, sharedFraming, type FramedMessage } from '../../src/xds/grpc-framing.js';
 import { wireBytes, type WireMessage } from '../../src/xds/wire.js';
@@ -124,7 +124,11 @@ describe('direct reads and writes of a grpc-js server call', () => {
    * request's length back through the direct write; a real client sends `requests`, some
    * compressed and some larger than one HTTP/2 DATA frame, which take grpc-js's own way.
    */
-  async function echo(requests: readonly Buffer[], compressEvery = 0): Promise<{ received: Buffer[]; echoed: number[]; viaObjectStream: number; direct: boolean; smallFramesViaNode: number }> {
+  async function echo(
+    requests: readonly Buffer[],
+    compressEvery = 0,
+    corkEvery = 0,
+  ): Promise<{ received: Buffer[]; echoed: number[]; viaObjectStream: number; direct: boolean; smallFramesViaNode: number; writesViaNode: number; flushed: number[] }> {
     // DATA frames of a small request that went through Node's Readable on a server HTTP/2 stream.
     let smallFramesViaNode = 0;
     const push = Readable.prototype.push;
@@ -132,6 +136,15 @@ describe('direct reads and writes of a grpc-js server call', () => {
       if (this.constructor.name === 'ServerHttp2Stream' && Buffer.isBuffer(chunk) && chunk.length < 1_000) smallFramesViaNode++;
       return push.call(this, chunk, encoding);
     };
+    // Writes made through the Writable of a server HTTP/2 stream (a Duplex: Duplex.prototype has Writable's methods as its own).
+    let writesViaNode = 0;
+    const write = Duplex.prototype.write;
+    Duplex.prototype.write = function (this: Duplex, ...args: unknown[]): boolean {
+      if (this.constructor.name === 'ServerHttp2Stream') writesViaNode++;
+      return (write as (...a: unknown[]) => boolean).apply(this, args);
+    };
+    // The replies reported flushed, by request index, in the order reported.
+    const flushed: number[] = [];
     const server = new grpc.Server();
     const received: Buffer[] = [];
     let viaObjectStream = 0;
@@ -145,7 +158,14 @@ describe('direct reads and writes of a grpc-js server call', () => {
               received.push(request);
               // A large request is answered in pieces (written corked), a small one in one.
               const reply: WireMessage = request.length > LARGE ? piecesMessage(3, LARGE) : { pieces: [Buffer.from(String(request.length))], byteLength: String(request.length).length };
-              if (writer !== undefined) writer.write(framed(reply), () => undefined);
+              const index = received.length - 1;
+              // Corked, the stream's Writable holds this reply and the next ones written in the same tick: those go Node's way, in order.
+              const stream = (call as unknown as { call: { stream: Writable } }).call.stream;
+              if (corkEvery > 0 && index % corkEvery === 0) {
+                stream.cork();
+                process.nextTick(() => stream.uncork());
+              }
+              if (writer !== undefined) writer.write(framed(reply), () => flushed.push(index));
               else call.write(framed(reply));
               if (received.length === requests.length) resolve();
             };
@@ -177,9 +197,10 @@ describe('direct reads and writes of a grpc-js server call', () => {
       requests.forEach((request, i) => (compressEvery > 0 && i % compressEvery !== 0 ? call.write(request, NO_COMPRESS) : call.write(request)));
       await Promise.all([done, replies]);
       call.cancel();
-      return { received, echoed, viaObjectStream, direct, smallFramesViaNode };
+      return { received, echoed, viaObjectStream, direct, smallFramesViaNode, writesViaNode, flushed };
     } finally {
       Readable.prototype.push = push;
+      Duplex.prototype.write = write;
       client.close();
       server.forceShutdown();
     }
@@ -199,6 +220,28 @@ describe('direct reads and writes of a grpc-js server call', () => {
     expect(viaObjectStream).toBeLessThan(requests.length / 2);
   });
 
+  // Node 24.22's native write convention (grpc-framing.ts, rawWritesChecked); other versions write through the Writable.
+  const [major, minor] = process.versions.node.split('.').map(Number) as [number, number];
+  it.runIf(major === 24 && minor >= 22)('writes replies to the HTTP/2 stream\'s native handle, past its Writable, each reported flushed once and in order', async () => {
+    const requests = Array.from({ length: 40 }, (_, i) => Buffer.alloc(i % 10 === 5 ? 100_000 : 20 + i, i));
+    const { echoed, writesViaNode, flushed } = await echo(requests);
+    // Large replies (three pieces) arrive byte for byte too: written as one native writev.
+    expect(echoed).toEqual(requests.map((b) => (b.length > LARGE ? -3 * LARGE : b.length)));
+    expect(writesViaNode).toBe(0);
+    await waitUntil(() => flushed.length === requests.length);
+    expect(flushed).toEqual(requests.map((_, i) => i));
+  });
+
+  it('writes through the stream\'s Writable while it holds something, and keeps the order', async () => {
+    const requests = Array.from({ length: 40 }, (_, i) => Buffer.alloc(i % 10 === 5 ? 100_000 : 20 + i, i));
+    const { echoed, writesViaNode, flushed } = await echo(requests, 0, 3);
+    expect(echoed).toEqual(requests.map((b) => (b.length > LARGE ? -3 * LARGE : b.length)));
+    // At least the corked ones went Node's way.
+    expect(writesViaNode).toBeGreaterThanOrEqual(requests.length / 3);
+    await waitUntil(() => flushed.length === requests.length);
+    expect(flushed).toEqual(requests.map((_, i) => i));
+  });
+
   it('keeps the order when compressed requests go through grpc-js in between', async () => {
     const requests = Array.from({ length: 40 }, (_, i) => Buffer.alloc(30 + i, i));
     const { received, echoed, viaObjectStream, smallFramesViaNode } = await echo(requests, 4);
@@ -211,3 +254,9 @@ describe('direct reads and writes of a grpc-js server call', () => {
     expect(viaObjectStream).toBeLessThan(requests.length);
   });
 });
+
+/** Resolves once `done()` holds, polled on the event loop (a write's flush is reported after its bytes left). */
+async function waitUntil(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !done(); i++) await new Promise((resolve) => setImmediate(resolve));
+  expect(done()).toBe(true);
+}
