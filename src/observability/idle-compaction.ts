@@ -211,8 +211,10 @@ export interface IdleCompaction {
   /** Collections of a heap too large to compact run so far (IdleCompactionOptions.collectGrowthBytes). */
   readonly collections: number;
   /**
-   * The start is over (its configuration served, statuses published): its garbage is collected
-   * now, in one full GC. V8 sets when its next full GC begins from the heap its last one left,
+   * The start is over (its configuration served, statuses published): a heap under maxHeapBytes
+   * is compacted now (what idle checks would do at the first quiet one, a second or more later,
+   * while a fleet connecting after the start found the start's pages still resident); a larger
+   * one has its garbage collected now, in one full GC. V8 sets when its next full GC begins from the heap its last one left,
    * and the last one of a large start ran half way through it: at 10,000 Backends the heap grew
    * from about 110 MB to 260 MB after it, and the next full GC, over all of that, began during
    * the first edits (hundreds of ms of marking steps and a pause of 100-200 ms on a busy 2-core
@@ -289,12 +291,25 @@ export function startIdleCompaction(logger: Logger, options: Partial<IdleCompact
         logger.debug({ runnable: runnable?.threads, cores: runnable?.cores }, "start over: its garbage left to V8's own collections (no free core)");
         return;
       }
+      const mb = (bytes: number): number => Math.round(bytes / 104857.6) / 10;
+      if (getHeapStatistics().used_heap_size <= opts.maxHeapBytes) {
+        // Small enough to compact: at once, rather than collected now and compacted at the first quiet check.
+        const compacted = compactHeap();
+        if (compacted !== undefined) {
+          count++;
+          history.physicalAfterBytes = compacted.physicalAfterBytes;
+          history.notBeforeMs = performance.now() + compacted.ms / opts.maxShare;
+          history.usedLowBytes = getHeapStatistics().used_heap_size;
+          since = performance.eventLoopUtilization();
+          logger.debug({ ms: Math.round(compacted.ms), cpuMs: Math.round(compacted.cpuMs), heapBeforeMB: mb(compacted.physicalBeforeBytes), heapAfterMB: mb(compacted.physicalAfterBytes) }, 'start over: V8 heap compacted');
+          return;
+        }
+      }
       const result = collectGarbage();
       if (result === undefined) return;
       history.usedLowBytes = result.usedAfterBytes;
       // Its own time is not the next check's idleness to judge.
       since = performance.eventLoopUtilization();
-      const mb = (bytes: number): number => Math.round(bytes / 104857.6) / 10;
       logger.debug({ ms: Math.round(result.ms), cpuMs: Math.round(result.cpuMs), usedBeforeMB: mb(result.usedBeforeBytes), usedAfterMB: mb(result.usedAfterBytes) }, 'start over: its garbage collected');
     },
     stop: () => clearInterval(timer),

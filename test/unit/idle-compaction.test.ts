@@ -97,6 +97,34 @@ describe('collectGarbage', () => {
   });
 });
 
+describe('IdleCompaction.afterStart', () => {
+  it("compacts a small heap at once when the start is over, giving back the start's half-empty pages", () => {
+    const kept = fragmentHeap();
+    // No check runs during the test: what happens is afterStart's own doing.
+    const compaction = startIdleCompaction(createLogger({ level: 'silent' }), { checkEveryMs: 600_000, maxHeapBytes: 2 ** 40, freeCoreOnly: false });
+    try {
+      const before = getHeapStatistics().total_physical_size;
+      compaction.afterStart();
+      expect(compaction.count).toBe(1);
+      expect(compaction.collections).toBe(0);
+      expect(before - getHeapStatistics().total_physical_size).toBeGreaterThan(10 * MB);
+    } finally {
+      compaction.stop();
+    }
+    expect(kept.length).toBe(100_000);
+  });
+
+  it('collects a heap above maxHeapBytes at the end of the start, without compacting it', () => {
+    const compaction = startIdleCompaction(createLogger({ level: 'silent' }), { checkEveryMs: 600_000, maxHeapBytes: 1, freeCoreOnly: false });
+    try {
+      compaction.afterStart();
+      expect(compaction.count).toBe(0);
+    } finally {
+      compaction.stop();
+    }
+  });
+});
+
 describe('startIdleCompaction', () => {
   it("collects a heap too large to compact once quiet after it grew past V8's last full GC, then not again while nothing grows", async () => {
     const compaction = startIdleCompaction(createLogger({ level: 'silent' }), { checkEveryMs: 100, idleUtilization: 0.5, maxShare: 1, maxHeapBytes: 1, collectGrowthBytes: 8 * MB, freeCoreOnly: false });
