@@ -212,11 +212,14 @@ export interface IdleCompaction {
   readonly collections: number;
   /**
    * The start is over (its configuration served, statuses published): a heap under maxHeapBytes
-   * is compacted now (what idle checks would do at the first quiet one, a second or more later,
-   * while a fleet connecting after the start found the start's pages still resident); a larger
-   * one has its garbage collected now, in one full GC. V8 sets when its next full GC begins from the heap its last one left,
-   * and the last one of a large start ran half way through it: at 10,000 Backends the heap grew
-   * from about 110 MB to 260 MB after it, and the next full GC, over all of that, began during
+   * is compacted now, what idle checks would do at the first quiet one, a second or more later,
+   * while a fleet connecting after the start found the start's pages still resident: the grown
+   * young generation, half-empty pages, and the pages V8's full GCs freed, which it keeps in a
+   * pool (resident) until a GC that reduces memory (up to 15 MB of them after a start at 1,000
+   * Backends, --trace-gc "pooled"). A larger heap has its garbage collected now, in one full GC.
+   * V8 sets when its next full GC begins from the heap its last one left, and the last one of a
+   * large start ran half way through it: at 10,000 Backends the heap grew from about 110 MB to
+   * 260 MB after it, and the next full GC, over all of that, began during
    * the first edits (hundreds of ms of marking steps and a pause of 100-200 ms on a busy 2-core
    * machine, in front of the edit's first byte; issue 9). Collected while nothing waits, the
    * next one is far off: edits leave little behind.
