@@ -14,6 +14,8 @@
  * SERVE_MEMORY_LOG=FILE keeps serve's log (SERVE_MEMORY_LOG_LEVEL=debug: with its memory component's compactions) (with --trace-gc in SERVE_MEMORY_NODE_FLAGS: what V8 did when);
  * SERVE_MEMORY_TIMELINE=SECONDS prints serve's RSS every second that long after the edits, before any forced GC;
  * SERVE_MEMORY_EDITS=N edits N Backends one after the other instead of one (what edits leave behind);
+ * SERVE_MEMORY_ALLOCATIONS=PREFIX writes the bytes serve allocated per function (V8's sampling heap profiler,
+ * garbage included) up to the start's end and up to the edit's ACK to PREFIX.start.txt and PREFIX.edit.txt;
  * SERVE_MEMORY_BREAKDOWN=1 prints the RSS breakdown (see breakdown) at every stage, not only the last.
  * Every stage prints serve's RSS and its peak so far (VmHWM).
  */
@@ -148,6 +150,8 @@ async function main(): Promise<void> {
     await probe.next((e) => e.event === 'ready', 120_000, 'the first client');
     await probe.stop();
     const first = await stats(false);
+    const allocationsTo = process.env['SERVE_MEMORY_ALLOCATIONS'];
+    if (allocationsTo !== undefined) await ask(probeDir, pid, { cmd: 'allocations', file: `${allocationsTo}.start.txt` });
     console.log(`serve's Node flags: ${first.execArgv.filter((a) => !a.includes('serve-memory-probe')).join(' ')}; ${['MALLOC_ARENA_MAX', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_MMAP_THRESHOLD_'].map((name) => `${name} ${new RegExp(`(?:^|\\0)${name}=([^\\0]*)`).exec(readFileSync(`/proc/${pid}/environ`, 'utf8'))?.[1] ?? 'unset'}`).join(', ')}`);
     print('started', pid, first);
     const started = await stats(true);
@@ -172,6 +176,7 @@ async function main(): Promise<void> {
       }
     }
     const pushed = await stats(false);
+    if (allocationsTo !== undefined) await ask(probeDir, pid, { cmd: 'allocations', file: `${allocationsTo}.edit.txt` });
     print(`${edits === 1 ? 'edit' : `${edits} edits`} ACKed`, pid, pushed);
     const timeline = Number(process.env['SERVE_MEMORY_TIMELINE'] ?? 0);
     for (let t = 1; t <= timeline; t++) {
