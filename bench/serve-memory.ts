@@ -11,9 +11,13 @@
  * SERVE_MEMORY_NODE_FLAGS adds Node flags to serve's command line (e.g. --max-semi-space-size=1);
  * SERVE_MEMORY_SNAPSHOT=FILE writes a heap snapshot of serve there at the end;
  * SERVE_MEMORY_HOLD=SECONDS keeps serve running that long at the end (to inspect /proc/PID);
- * SERVE_MEMORY_LOG=FILE keeps serve's log (with --trace-gc in SERVE_MEMORY_NODE_FLAGS: what V8 did when);
+ * SERVE_MEMORY_LOG=FILE keeps serve's log (SERVE_MEMORY_LOG_LEVEL=debug: with its memory component's compactions) (with --trace-gc in SERVE_MEMORY_NODE_FLAGS: what V8 did when);
  * SERVE_MEMORY_TIMELINE=SECONDS prints serve's RSS every second that long after the edits, before any forced GC;
- * SERVE_MEMORY_EDITS=N edits N Backends one after the other instead of one (what edits leave behind).
+ * SERVE_MEMORY_EDITS=N edits N Backends one after the other instead of one (what edits leave behind);
+ * SERVE_MEMORY_ALLOCATIONS=PREFIX writes the bytes serve allocated per function (V8's sampling heap profiler,
+ * garbage included) up to the start's end and up to the edit's ACK to PREFIX.start.txt and PREFIX.edit.txt;
+ * SERVE_MEMORY_BREAKDOWN=1 prints the RSS breakdown (see breakdown) at every stage, not only the last.
+ * Every stage prints serve's RSS and its peak so far (VmHWM).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
@@ -54,12 +58,18 @@ async function ask<T>(probeDir: string, pid: number, request: Record<string, unk
 }
 
 
+/** Serve's peak RSS so far (VmHWM: since its restart with the memory settings, execve starting a new count). */
+function peakRss(pid: number): number {
+  return Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? Number.NaN) * 1024;
+}
+
 function print(stage: string, pid: number, s: Stats): void {
   const rss = processUsage(pid).rssBytes;
   const f = (b: number): string => (b / MB).toFixed(1);
   const spaces = s.spaces.filter((sp) => sp.physical_space_size > 0).map((sp) => `${sp.space_name.replace(/_space$/, '')} ${f(sp.physical_space_size)}/${f(sp.space_used_size)}`).join(', ');
-  console.log(`${stage.padEnd(24)} RSS ${f(rss)} MB | heap ${f(s.heap.total_heap_size)} (used ${f(s.heap.used_heap_size)}) | external ${f(s.memory.external)} (arrayBuffers ${f(s.memory.arrayBuffers)}) | malloced ${f(s.heap.malloced_memory)}`);
+  console.log(`${stage.padEnd(24)} RSS ${f(rss)} MB (peak ${f(peakRss(pid))}) | heap ${f(s.heap.total_heap_size)} (used ${f(s.heap.used_heap_size)}) | external ${f(s.memory.external)} (arrayBuffers ${f(s.memory.arrayBuffers)}) | malloced ${f(s.heap.malloced_memory)}`);
   console.log(`${''.padEnd(24)} spaces (physical/used MB): ${spaces}`);
+  if (process.env['SERVE_MEMORY_BREAKDOWN'] === '1') console.log(`${''.padEnd(24)} ${breakdown(pid, s)}`);
 }
 
 /** RSS per mapping from /proc/PID/smaps: the Node binary's pages, malloc's [heap], anonymous (V8's heap and the rest). */
@@ -127,6 +137,7 @@ async function main(): Promise<void> {
       ...flags, '--import', join(ROOT, 'bench', 'serve-memory-probe.mjs'), join(ROOT, 'bin', 'switchyard.js'),
       'serve', '--config', config.path, '--no-envoy', '--no-ai-extension', '--xds-port', '0', '--xds-host', '127.0.0.1',
       '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--state-dir', join(dir, 'state'),
+      ...(process.env['SERVE_MEMORY_LOG_LEVEL'] ? ['--log-level', process.env['SERVE_MEMORY_LOG_LEVEL']] : []),
     ], { cwd: ROOT, stdio: ['ignore', fd, fd], env: { ...process.env, SERVE_MEMORY_PROBE: probeDir } });
     closeSync(fd);
     const pid = serve.pid ?? -1;
@@ -139,7 +150,9 @@ async function main(): Promise<void> {
     await probe.next((e) => e.event === 'ready', 120_000, 'the first client');
     await probe.stop();
     const first = await stats(false);
-    console.log(`serve's Node flags: ${first.execArgv.filter((a) => !a.includes('serve-memory-probe')).join(' ')}; ${['MALLOC_ARENA_MAX', 'MALLOC_TRIM_THRESHOLD_'].map((name) => `${name} ${new RegExp(`(?:^|\\0)${name}=([^\\0]*)`).exec(readFileSync(`/proc/${pid}/environ`, 'utf8'))?.[1] ?? 'unset'}`).join(', ')}`);
+    const allocationsTo = process.env['SERVE_MEMORY_ALLOCATIONS'];
+    if (allocationsTo !== undefined) await ask(probeDir, pid, { cmd: 'allocations', file: `${allocationsTo}.start.txt` });
+    console.log(`serve's Node flags: ${first.execArgv.filter((a) => !a.includes('serve-memory-probe')).join(' ')}; ${['MALLOC_ARENA_MAX', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_MMAP_THRESHOLD_'].map((name) => `${name} ${new RegExp(`(?:^|\\0)${name}=([^\\0]*)`).exec(readFileSync(`/proc/${pid}/environ`, 'utf8'))?.[1] ?? 'unset'}`).join(', ')}`);
     print('started', pid, first);
     const started = await stats(true);
     print('started, after GC', pid, started);
@@ -163,11 +176,12 @@ async function main(): Promise<void> {
       }
     }
     const pushed = await stats(false);
+    if (allocationsTo !== undefined) await ask(probeDir, pid, { cmd: 'allocations', file: `${allocationsTo}.edit.txt` });
     print(`${edits === 1 ? 'edit' : `${edits} edits`} ACKed`, pid, pushed);
     const timeline = Number(process.env['SERVE_MEMORY_TIMELINE'] ?? 0);
     for (let t = 1; t <= timeline; t++) {
       await new Promise((r) => setTimeout(r, 1000));
-      console.log(`${t} s after the edits: RSS ${(processUsage(pid).rssBytes / MB).toFixed(1)} MB`);
+      console.log(`${t} s after the edits: RSS ${(processUsage(pid).rssBytes / MB).toFixed(1)} MB (peak ${(peakRss(pid) / MB).toFixed(1)})`);
     }
     const pushedGc = await stats(true);
     print(`${edits === 1 ? 'edit' : `${edits} edits`} ACKed, after GC`, pid, pushedGc);

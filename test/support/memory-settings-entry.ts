@@ -18,4 +18,4 @@ for (let i = 0; i < 2_000_000; i++) {
   if (i % 20 === 0) kept.push(o);
 }
 const newSpace = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
-writeSync(1, `${JSON.stringify({ pid: process.pid, execArgv: process.execArgv, mallocArenaMax: process.env['MALLOC_ARENA_MAX'] ?? null, mallocTrimThreshold: process.env['MALLOC_TRIM_THRESHOLD_'] ?? null, newSpaceBytes: newSpace?.space_size ?? -1, kept: kept.length })}\n`);
+writeSync(1, `${JSON.stringify({ pid: process.pid, execArgv: process.execArgv, mallocArenaMax: process.env['MALLOC_ARENA_MAX'] ?? null, mallocTrimThreshold: process.env['MALLOC_TRIM_THRESHOLD_'] ?? null, mallocMmapThreshold: process.env['MALLOC_MMAP_THRESHOLD_'] ?? null, newSpaceBytes: newSpace?.space_size ?? -1, kept: kept.length })}\n`);

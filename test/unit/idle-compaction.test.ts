@@ -1,4 +1,4 @@
-import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { getHeapSpaceStatistics, getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { collectGarbage, collectsAfterStart, compactHeap, decideCompaction, DEFAULT_IDLE_COMPACTION, runnableThreads, startIdleCompaction, type HeapSample } from '../../src/observability/idle-compaction.js';
@@ -94,6 +94,54 @@ describe('collectGarbage', () => {
     expect((result?.usedBeforeBytes ?? 0) - (result?.usedAfterBytes ?? 0)).toBeGreaterThan(20 * MB);
     expect(kept.length).toBe(1_000);
     expect(garbage).toBeUndefined();
+  });
+});
+
+describe('IdleCompaction.afterStart', () => {
+  it("compacts a small heap at once when the start is over, giving back the start's half-empty pages", () => {
+    const kept = fragmentHeap();
+    // No check runs during the test: what happens is afterStart's own doing.
+    const compaction = startIdleCompaction(createLogger({ level: 'silent' }), { checkEveryMs: 600_000, maxHeapBytes: 2 ** 40, freeCoreOnly: false });
+    try {
+      const before = getHeapStatistics().total_physical_size;
+      compaction.afterStart();
+      expect(compaction.count).toBe(1);
+      expect(compaction.collections).toBe(0);
+      expect(before - getHeapStatistics().total_physical_size).toBeGreaterThan(10 * MB);
+    } finally {
+      compaction.stop();
+    }
+    expect(kept.length).toBe(100_000);
+  });
+
+  it("keeps the young generation at V8's initial size after the compaction, until stopped", () => {
+    const compaction = startIdleCompaction(createLogger({ level: 'silent' }), { checkEveryMs: 600_000, maxHeapBytes: 2 ** 40, freeCoreOnly: false });
+    const newSpace = (): number => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? -1;
+    let kept: unknown[] = [];
+    try {
+      compaction.afterStart();
+      // What makes V8 grow its young generation: allocation that survives it (a fleet connecting, an edit).
+      for (let i = 0; i < 2_000_000; i++) {
+        const o = { index: i, name: `member-${i}` };
+        if (i % 20 === 0) kept.push(o);
+      }
+      // V8's initial young generation (two semi-spaces of 1 MB), where V8's default cap (16 MB each, in this process) is far above.
+      expect(newSpace()).toBeLessThanOrEqual(2 * MB);
+    } finally {
+      compaction.stop();
+    }
+    kept = [];
+    expect(kept).toEqual([]);
+  });
+
+  it('collects a heap above maxHeapBytes at the end of the start, without compacting it', () => {
+    const compaction = startIdleCompaction(createLogger({ level: 'silent' }), { checkEveryMs: 600_000, maxHeapBytes: 1, freeCoreOnly: false });
+    try {
+      compaction.afterStart();
+      expect(compaction.count).toBe(0);
+    } finally {
+      compaction.stop();
+    }
   });
 });
 

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { canExec, longRunningRestart, MALLOC_ARENAS, MALLOC_TRIM_THRESHOLD, SEMI_SPACE_MB } from '../../src/cli/memory-settings.js';
+import { canExec, longRunningRestart, MALLOC_ARENAS, MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD, SEMI_SPACE_MB } from '../../src/cli/memory-settings.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const MB = 1024 * 1024;
@@ -11,7 +11,7 @@ describe('longRunningRestart', () => {
   it('restarts serve, controller and ai-extension with the young generation capped, keeping loaders and arguments', () => {
     for (const command of ['serve', 'controller', 'ai-extension']) {
       const restart = longRunningRestart([command, '--config', 'x'], ['--import', 'tsx'], { PATH: '/bin' });
-      expect(restart).toEqual({ execArgv: [`--max-semi-space-size=${SEMI_SPACE_MB}`, '--import', 'tsx'], env: { PATH: '/bin', MALLOC_ARENA_MAX: MALLOC_ARENAS, MALLOC_TRIM_THRESHOLD_: MALLOC_TRIM_THRESHOLD } });
+      expect(restart).toEqual({ execArgv: [`--max-semi-space-size=${SEMI_SPACE_MB}`, '--import', 'tsx'], env: { PATH: '/bin', MALLOC_ARENA_MAX: MALLOC_ARENAS, MALLOC_TRIM_THRESHOLD_: MALLOC_TRIM_THRESHOLD, MALLOC_MMAP_THRESHOLD_: MALLOC_MMAP_THRESHOLD } });
     }
   });
 
@@ -25,10 +25,11 @@ describe('longRunningRestart', () => {
     expect(longRunningRestart(['serve'], [], { NODE_OPTIONS: '--enable-source-maps --max-semi-space-size=8' })).toBeUndefined();
   });
 
-  it("keeps the user's MALLOC_ARENA_MAX and MALLOC_TRIM_THRESHOLD_", () => {
-    const env = longRunningRestart(['serve'], [], { MALLOC_ARENA_MAX: '8', MALLOC_TRIM_THRESHOLD_: '0' })?.env;
+  it("keeps the user's MALLOC_ARENA_MAX, MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_", () => {
+    const env = longRunningRestart(['serve'], [], { MALLOC_ARENA_MAX: '8', MALLOC_TRIM_THRESHOLD_: '0', MALLOC_MMAP_THRESHOLD_: '65536' })?.env;
     expect(env?.['MALLOC_ARENA_MAX']).toBe('8');
     expect(env?.['MALLOC_TRIM_THRESHOLD_']).toBe('0');
+    expect(env?.['MALLOC_MMAP_THRESHOLD_']).toBe('65536');
     // Set but empty is glibc's default, not a choice: ours applies.
     expect(longRunningRestart(['serve'], [], { MALLOC_TRIM_THRESHOLD_: '' })?.env['MALLOC_TRIM_THRESHOLD_']).toBe(MALLOC_TRIM_THRESHOLD);
   });
@@ -53,6 +54,7 @@ interface Result {
   execArgv: string[];
   mallocArenaMax: string | null;
   mallocTrimThreshold: string | null;
+  mallocMmapThreshold: string | null;
   newSpaceBytes: number;
 }
 
@@ -61,6 +63,7 @@ function runEntry(command: string): Promise<Result> {
     const env = { ...process.env };
     delete env['MALLOC_ARENA_MAX'];
     delete env['MALLOC_TRIM_THRESHOLD_'];
+    delete env['MALLOC_MMAP_THRESHOLD_'];
     delete env['NODE_OPTIONS'];
     const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/memory-settings-entry.ts'), command], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], env });
     let out = '';
@@ -88,12 +91,13 @@ describe('restartWithMemorySettings (what bin/switchyard.js runs first)', () => 
     expect(serve.execArgv.slice(0, 3)).toEqual([`--max-semi-space-size=${SEMI_SPACE_MB}`, '--import', 'tsx']);
     expect(serve.mallocArenaMax).toBe(MALLOC_ARENAS);
     expect(serve.mallocTrimThreshold).toBe(MALLOC_TRIM_THRESHOLD);
+    expect(serve.mallocMmapThreshold).toBe(MALLOC_MMAP_THRESHOLD);
     expect(serve.newSpaceBytes).toBeLessThanOrEqual(2 * SEMI_SPACE_MB * MB);
 
     const translate = await runEntry('translate');
     expect(translate.starts).toEqual([translate.childPid]);
     expect(translate.execArgv).toEqual(['--import', 'tsx']);
-    expect([translate.mallocArenaMax, translate.mallocTrimThreshold]).toEqual([null, null]);
+    expect([translate.mallocArenaMax, translate.mallocTrimThreshold, translate.mallocMmapThreshold]).toEqual([null, null, null]);
     // The same allocation without the cap: V8's default grows far past it.
     expect(translate.newSpaceBytes).toBeGreaterThan(4 * SEMI_SPACE_MB * MB);
   });
