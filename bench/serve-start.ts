@@ -85,9 +85,10 @@ async function main(): Promise<void> {
         const index = (7 + i * 13) % backends;
         const before = processUsage(pid).cpuMs;
         const markedAt = await markFleet(fleet, `e${i}`, 'cds', 180_000);
+        const write = config.prepareEdit(index, i + 1);
         const changedAt = Date.now();
         const writtenUs = process.hrtime.bigint() / 1000n;
-        config.edit(index, i + 1);
+        write();
         const done = sinceChange(await fleet.next((e) => e.event === 'done' && e['id'] === `e${i}`, 180_000, `edit ${i + 1}`), markedAt, changedAt);
         const cpu = processUsage(pid).cpuMs - before;
         samples.push(Number(done['firstMs']));

@@ -66,13 +66,14 @@ try {
       if (edit === 1 && process.env['EDIT_SIGNAL_SERVE'] === '1') process.kill(serve.pid, 'SIGUSR2');
       const id = `e${edit}`;
       const markedAt = await markFleet(fleet, id, 'cds', EDIT_TIMEOUT_MS);
+      const write = config.prepareEdit(edit % backends, edit);
       const serveBefore = processUsage(serve.pid).cpuMs;
       const serveSchedBefore = schedCpuMs(serve.pid);
       const clientBefore = processUsage(fleet.child.pid ?? -1).cpuMs;
       const startedUs = process.hrtime.bigint() / 1000n;
       const writtenAt = Date.now();
       if (process.env['EDIT_KEEP_LOG'] !== undefined) console.log(`edit ${edit} written at ${writtenAt}`);
-      config.edit(edit % backends, edit);
+      write();
       const done = sinceChange(await fleet.next((e) => e.event === 'done' && e['id'] === id, EDIT_TIMEOUT_MS, `every stream to ACK edit ${edit}`).catch(async (err: unknown) => {
         // Which streams lack the edit and what they hold: a server that does not deliver told from a client that does not notice.
         fleet.send(`status ${id}`);

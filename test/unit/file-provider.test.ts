@@ -171,6 +171,27 @@ describe('FileProvider on a directory', () => {
     expect(after.inputs.httpRoutes).toEqual(before.inputs.httpRoutes);
   });
 
+  it("logs a change it publishes after its listeners' turn: the change's push leaves before the line is written", async () => {
+    await writeTree();
+    const lines: string[] = [];
+    const sink: DestinationStream = { write: (line: string) => void lines.push(line) };
+    const p = provider(dir, { debounceMs: 5_000, logger: createLogger({ level: 'info' }, sink) });
+    await p.start();
+    const loaded = (): number => lines.filter((l) => l.includes('file provider: configuration loaded')).length;
+    expect(loaded(), 'the first load is logged at once').toBe(1);
+    // What a listener (the runtime, pushing the change to Envoy) finds logged when it is called, and a turn later.
+    const atListener: number[] = [];
+    const turnAfter: number[] = [];
+    p.onChange(() => {
+      atListener.push(loaded());
+      setImmediate(() => turnAfter.push(loaded()));
+    });
+    await writeFile(path.join(dir, 'backends.yaml'), backends('gpt-4.1'));
+    await waitFor(() => turnAfter[0], { what: 'the turn after the change', timeoutMs: 2_000, intervalMs: 5 });
+    expect(atListener).toEqual([1]);
+    expect(turnAfter).toEqual([2]);
+  });
+
   it('serves a single save at once, without waiting out the debounce', async () => {
     await writeTree();
     const p = provider(dir, { debounceMs: 5_000 });
