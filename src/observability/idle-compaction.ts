@@ -134,9 +134,13 @@ export function collectsBeforeRehearsal(usedBytes: number, maxHeapBytes: number 
  * promote whatever lives across 4 MB of allocation), and V8's first full GC after its boot is
  * only due near 48 MB. The edit rehearsal and the first status pass then grew the heap from about
  * 44 to 51 MB on new pages, the start's peak: at 1,000 Backends x 10 clients serve's RSS rose
- * 112 -> 123 MB in those 150 ms (sampled every 3 ms). An ordinary full GC first (44-46 CPU-ms,
- * 44-46 -> 38 MB in use) lets them reuse the pages it frees. Only a small heap: see
- * collectsBeforeRehearsal. Undefined when nothing was collected.
+ * 112 -> 123 MB in those 150 ms (sampled every 3 ms). An ordinary full GC first (44-49 CPU-ms,
+ * 42-46 -> 36-38 MB in use) lets them reuse the pages it frees: serve's RSS once started (its
+ * peak so far) median 118.6 MB against 121.9 (SotW) and 119.1 against 123.8 (delta), 6 runs each
+ * alternated with main 3d67177 (bench/serve-memory.ts 1000 10, load 2.4-6). It costs the start
+ * about 95 CPU-ms at 1,000 Backends (median 1,267 against 1,172 ms, 5 pairs): the GC, and the
+ * rehearsal after it 32-44 ms instead of 20-29 (it sweeps what the GC freed). Only a small heap:
+ * see collectsBeforeRehearsal. Undefined when nothing was collected.
  */
 export function collectBeforeRehearsal(maxHeapBytes: number = DEFAULT_IDLE_COMPACTION.maxHeapBytes): CollectionResult | undefined {
   return collectsBeforeRehearsal(getHeapStatistics().used_heap_size, maxHeapBytes) ? collectGarbage() : undefined;
