@@ -119,6 +119,33 @@ export function collectsAfterStart(runnable: HeapSample['runnable']): boolean {
   return runnable === undefined || runnable.threads <= runnable.cores;
 }
 
+/**
+ * Whether the start collects its garbage before its edit rehearsal and first status pass
+ * (collectBeforeRehearsal): only a heap in use of at most `maxHeapBytes`, whose full GC costs
+ * about 45 ms of CPU at 1,000 Backends (38 MB live); at 10,000 Backends it would cost 0.2-0.3 CPU-s.
+ */
+export function collectsBeforeRehearsal(usedBytes: number, maxHeapBytes: number = DEFAULT_IDLE_COMPACTION.maxHeapBytes): boolean {
+  return usedBytes <= maxHeapBytes;
+}
+
+/**
+ * The start's peak RSS (issue 9): once the first configuration is served, what reading and
+ * translating it left is garbage, most of it promoted to the old generation (semi-spaces of 2 MB
+ * promote whatever lives across 4 MB of allocation), and V8's first full GC after its boot is
+ * only due near 48 MB. The edit rehearsal and the first status pass then grew the heap from about
+ * 44 to 51 MB on new pages, the start's peak: at 1,000 Backends x 10 clients serve's RSS rose
+ * 112 -> 123 MB in those 150 ms (sampled every 3 ms). An ordinary full GC first (44-49 CPU-ms,
+ * 42-46 -> 36-38 MB in use) lets them reuse the pages it frees: serve's RSS once started (its
+ * peak so far) median 118.6 MB against 121.9 (SotW) and 119.1 against 123.8 (delta), 6 runs each
+ * alternated with main 3d67177 (bench/serve-memory.ts 1000 10, load 2.4-6). It costs the start
+ * about 95 CPU-ms at 1,000 Backends (median 1,267 against 1,172 ms, 5 pairs): the GC, and the
+ * rehearsal after it 32-44 ms instead of 20-29 (it sweeps what the GC freed). Only a small heap:
+ * see collectsBeforeRehearsal. Undefined when nothing was collected.
+ */
+export function collectBeforeRehearsal(maxHeapBytes: number = DEFAULT_IDLE_COMPACTION.maxHeapBytes): CollectionResult | undefined {
+  return collectsBeforeRehearsal(getHeapStatistics().used_heap_size, maxHeapBytes) ? collectGarbage() : undefined;
+}
+
 /** Runnable threads from Linux's /proc/loadavg ("1.2 0.9 0.8 3/412 1234": 3 runnable now). */
 export function runnableThreads(loadavg: string): number | undefined {
   const match = /^\S+ \S+ \S+ (\d+)\//.exec(loadavg);

@@ -1,7 +1,7 @@
 import { getHeapSpaceStatistics, getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { collectGarbage, collectsAfterStart, compactHeap, decideCompaction, DEFAULT_IDLE_COMPACTION, runnableThreads, startIdleCompaction, type HeapSample } from '../../src/observability/idle-compaction.js';
+import { collectBeforeRehearsal, collectGarbage, collectsAfterStart, collectsBeforeRehearsal, compactHeap, decideCompaction, DEFAULT_IDLE_COMPACTION, runnableThreads, startIdleCompaction, type HeapSample } from '../../src/observability/idle-compaction.js';
 import { createLogger } from '../../src/observability/logger.js';
 
 const MB = 1024 * 1024;
@@ -91,6 +91,21 @@ describe('collectGarbage', () => {
     const result = collectGarbage();
     expect(result).toBeDefined();
     // Three quarters of 400,000 small records and their lists, gone in one call.
+    expect((result?.usedBeforeBytes ?? 0) - (result?.usedAfterBytes ?? 0)).toBeGreaterThan(20 * MB);
+    expect(kept.length).toBe(1_000);
+    expect(garbage).toBeUndefined();
+  });
+});
+
+describe('collectBeforeRehearsal', () => {
+  it("collects a small heap's garbage before the start's rehearsal, and leaves a heap over the bound to V8", () => {
+    expect(collectsBeforeRehearsal(38 * MB)).toBe(true);
+    expect(collectsBeforeRehearsal(DEFAULT_IDLE_COMPACTION.maxHeapBytes + 1)).toBe(false);
+    expect(collectBeforeRehearsal(getHeapStatistics().used_heap_size - 1)).toBeUndefined();
+    let garbage: unknown[] | undefined = fragmentHeap();
+    const kept = garbage.slice(0, 1_000);
+    garbage = undefined;
+    const result = collectBeforeRehearsal(Number.MAX_SAFE_INTEGER);
     expect((result?.usedBeforeBytes ?? 0) - (result?.usedAfterBytes ?? 0)).toBeGreaterThan(20 * MB);
     expect(kept.length).toBe(1_000);
     expect(garbage).toBeUndefined();

@@ -42,7 +42,7 @@ afterEach(async () => {
   }
 });
 
-async function start(inputs: Inputs, rehearsalMinObjects: number, firstStatusWaitMs = 5_000): Promise<{ runtime: RunningGateway; lines: Record<string, unknown>[]; provider: MemoryProvider }> {
+async function start(inputs: Inputs, rehearsalMinObjects: number, firstStatusWaitMs = 5_000, startCollectionMaxHeapBytes?: number): Promise<{ runtime: RunningGateway; lines: Record<string, unknown>[]; provider: MemoryProvider }> {
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -53,7 +53,7 @@ async function start(inputs: Inputs, rehearsalMinObjects: number, firstStatusWai
   const provider = new MemoryProvider({ inputs, problems: [] });
   const runtime = await startGatewayRuntime({
     provider, origin: { test: 'start-rehearsal' }, ...LOOPBACK_SERVE_PORTS, envoy: {},
-    logger: pino({ level: 'debug' }, sink), firstStatusWaitMs, rehearsalMinObjects,
+    logger: pino({ level: 'debug' }, sink), firstStatusWaitMs, rehearsalMinObjects, startCollectionMaxHeapBytes,
   });
   running.push({ runtime });
   return { runtime, lines, provider };
@@ -113,6 +113,23 @@ describe('the edit rehearsed after the start', () => {
       const s = backendStatus(rehearsed.runtime.statuses(), 'chat-7');
       return s !== undefined && 'conditions' in s && s.conditions.every((c) => c.observedGeneration === 2);
     }, { what: 'chat-7 at generation 2', timeoutMs: 10_000 });
+  }, 60_000);
+
+  it("comes after a full GC of the start's garbage (issue 9: the start's peak RSS), unless the heap is too large to collect", async () => {
+    const inputs = inputsFrom(generateManifests(20));
+    const collected = await start(inputs, 0, 5_000, Number.MAX_SAFE_INTEGER);
+    running[running.length - 1]!.envoy = connect(collected.runtime.xdsPort);
+    const tooLarge = await start(inputs, 0, 5_000, 0);
+    running[running.length - 1]!.envoy = connect(tooLarge.runtime.xdsPort);
+    await Promise.all([collected.runtime.settled, tooLarge.runtime.settled]);
+    const at = (lines: Record<string, unknown>[], msg: string): number => lines.findIndex((l) => l['msg'] === msg);
+    const gc = at(collected.lines, 'start: its garbage collected before the edit rehearsal');
+    expect(gc).toBeGreaterThanOrEqual(0);
+    expect(gc).toBeLessThan(at(collected.lines, 'start: an edit rehearsed (the same configuration translated again)'));
+    const line = collected.lines[gc]!;
+    expect(line['usedAfterMB'] as number).toBeLessThanOrEqual(line['usedBeforeMB'] as number);
+    expect(at(tooLarge.lines, 'start: its garbage collected before the edit rehearsal')).toBe(-1);
+    expect(at(tooLarge.lines, 'start: an edit rehearsed (the same configuration translated again)')).toBeGreaterThanOrEqual(0);
   }, 60_000);
 
   it('is left out below the threshold, and the start settles all the same', async () => {
