@@ -42,7 +42,7 @@ function childSettings(): { execArgv: string[]; env: NodeJS.ProcessEnv; label: s
   if (process.env['BENCH_CONFIG_MEMORY_SETTINGS'] === '0') return { execArgv: own, env: process.env, label: "Node's and glibc's default memory settings" };
   const restart = longRunningRestart(['serve'], own, process.env);
   if (restart === undefined) throw new Error('config-load: serve is a long-running command, with memory settings');
-  return { execArgv: restart.execArgv, env: restart.env, label: `serve's memory settings (${restart.execArgv[0] ?? ''}, MALLOC_ARENA_MAX=${restart.env['MALLOC_ARENA_MAX'] ?? ''}, MALLOC_TRIM_THRESHOLD_=${restart.env['MALLOC_TRIM_THRESHOLD_'] ?? ''})` };
+  return { execArgv: restart.execArgv, env: restart.env, label: `serve's memory settings (${restart.execArgv[0] ?? ''}, MALLOC_ARENA_MAX=${restart.env['MALLOC_ARENA_MAX'] ?? ''}, MALLOC_TRIM_THRESHOLD_=${restart.env['MALLOC_TRIM_THRESHOLD_'] ?? ''}, MALLOC_MMAP_THRESHOLD_=${restart.env['MALLOC_MMAP_THRESHOLD_'] ?? ''})` };
 }
 
 function load(path: string): Promise<ConfigLoadReport> {
