@@ -270,8 +270,17 @@ export function startIdleCompaction(logger: Logger, options: Partial<IdleCompact
   let since: EventLoopUtilization = performance.eventLoopUtilization();
   /** Set while the young generation keeps the size a compaction left it (IdleCompaction.afterStart). */
   let releaseYoung: (() => void) | undefined;
-  const keepYoungGeneration = (): void => {
+  const mb = (bytes: number): number => Math.round(bytes / 104857.6) / 10;
+  /** A compaction done (at a quiet check or once the start is over): counted, the young generation kept at its size, the next one spaced out, logged. */
+  const compacted = (result: CompactionResult, message: string): void => {
+    count++;
     releaseYoung ??= holdYoungGeneration();
+    waitSaid = false;
+    history.physicalAfterBytes = result.physicalAfterBytes;
+    history.notBeforeMs = performance.now() + result.ms / opts.maxShare;
+    // The compaction's own time is not the next check's idleness to judge.
+    since = performance.eventLoopUtilization();
+    logger.debug({ ms: Math.round(result.ms), cpuMs: Math.round(result.cpuMs), heapBeforeMB: mb(result.physicalBeforeBytes), heapAfterMB: mb(result.physicalAfterBytes) }, message);
   };
   const timer = setInterval(() => {
     const now = performance.eventLoopUtilization();
@@ -304,7 +313,6 @@ export function startIdleCompaction(logger: Logger, options: Partial<IdleCompact
       history.usedLowBytes = result.usedAfterBytes;
       history.notBeforeMs = performance.now() + result.ms / opts.maxShare;
       since = performance.eventLoopUtilization();
-      const mb = (bytes: number): number => Math.round(bytes / 104857.6) / 10;
       logger.debug({ ms: Math.round(result.ms), cpuMs: Math.round(result.cpuMs), usedBeforeMB: mb(result.usedBeforeBytes), usedAfterMB: mb(result.usedAfterBytes) }, 'idle: V8 heap collected (its next full GC is then far from the next edit)');
       return;
     }
@@ -313,15 +321,7 @@ export function startIdleCompaction(logger: Logger, options: Partial<IdleCompact
       clearInterval(timer);
       return;
     }
-    count++;
-    keepYoungGeneration();
-    waitSaid = false;
-    history.physicalAfterBytes = result.physicalAfterBytes;
-    history.notBeforeMs = performance.now() + result.ms / opts.maxShare;
-    // The compaction's own time is not the next check's idleness to judge.
-    since = performance.eventLoopUtilization();
-    const mb = (bytes: number): number => Math.round(bytes / 104857.6) / 10;
-    logger.debug({ ms: Math.round(result.ms), cpuMs: Math.round(result.cpuMs), heapBeforeMB: mb(result.physicalBeforeBytes), heapAfterMB: mb(result.physicalAfterBytes) }, 'idle: V8 heap compacted');
+    compacted(result, 'idle: V8 heap compacted');
   }, opts.checkEveryMs);
   timer.unref();
   return {
@@ -337,18 +337,12 @@ export function startIdleCompaction(logger: Logger, options: Partial<IdleCompact
         logger.debug({ runnable: runnable?.threads, cores: runnable?.cores }, "start over: its garbage left to V8's own collections (no free core)");
         return;
       }
-      const mb = (bytes: number): number => Math.round(bytes / 104857.6) / 10;
       if (getHeapStatistics().used_heap_size <= opts.maxHeapBytes) {
         // Small enough to compact: at once, rather than collected now and compacted at the first quiet check.
-        const compacted = compactHeap();
-        if (compacted !== undefined) {
-          count++;
-          keepYoungGeneration();
-          history.physicalAfterBytes = compacted.physicalAfterBytes;
-          history.notBeforeMs = performance.now() + compacted.ms / opts.maxShare;
+        const result = compactHeap();
+        if (result !== undefined) {
           history.usedLowBytes = getHeapStatistics().used_heap_size;
-          since = performance.eventLoopUtilization();
-          logger.debug({ ms: Math.round(compacted.ms), cpuMs: Math.round(compacted.cpuMs), heapBeforeMB: mb(compacted.physicalBeforeBytes), heapAfterMB: mb(compacted.physicalAfterBytes) }, 'start over: V8 heap compacted');
+          compacted(result, 'start over: V8 heap compacted');
           return;
         }
       }
