@@ -153,25 +153,9 @@ class LineSet {
   }
 
   fingerprint(): string {
-    return LineSet.print(this.count, this.lanes);
-  }
-
-  /** The fingerprint of the set with `line` in place of `replaced`, a line of it (the set itself is left as it is). */
-  fingerprintReplacing(replaced: string, line: string): string {
-    const lanes = this.lanes.slice();
-    const out = hash('sha256', replaced, 'buffer');
-    const into = hash('sha256', line, 'buffer');
-    for (let k = 0; k < 4; k++) lanes[k]! ^= out.readInt32LE(k * 4) ^ into.readInt32LE(k * 4);
-    return LineSet.print(this.count, lanes);
-  }
-
-  private static print(count: number, lanes: Int32Array): string {
-    return `${count}:${[...lanes].map((x) => (x >>> 0).toString(16)).join('.')}`;
+    return `${this.count}:${[...this.lanes].map((x) => (x >>> 0).toString(16)).join('.')}`;
   }
 }
-
-/** What readOne digests an empty file to (its line of a pass's fingerprint names the file and this). */
-const EMPTY_DIGEST = createHash('sha256').update(Buffer.alloc(0)).digest('base64');
 
 /**
  * What a pass must look at again: every file ('all': the first load, a resync, an event that
@@ -357,9 +341,8 @@ export class FileProvider {
    * running or waiting) is read at once: a single save reaches translation without waiting out
    * the debounce. The events after it wait for one trailing pass, debounced as before, but for
    * the first one after a leading pass that found the save half done (retryLeading).
-   * `changed`: the file a 'change' event named, if any.
    */
-  private requestReload(changed?: string): void {
+  private requestReload(): void {
     if (this.stopped) return;
     this.events++;
     if (this.retryLeading && this.loading === undefined) {
@@ -368,47 +351,10 @@ export class FileProvider {
     }
     const now = Date.now();
     if (this.leadingEdge && this.timer === undefined && this.loading === undefined && now - this.lastChangeAt >= this.debounceMs) {
-      const emptied = changed === undefined ? undefined : this.emptiedMidSave(changed);
-      if (emptied !== undefined) {
-        // What a leading pass would read and defer (see leadingEditProblem), found without one:
-        // the writer's next event is read at once, as after that pass (judged as it would judge
-        // it, see deferredFingerprint), and the debounce's pass decides if none comes.
-        this.retryable = true;
-        this.retryLeading = true;
-        this.deferredFingerprint = emptied;
-        this.scheduleTrailing();
-        return;
-      }
       this.runReload(true);
       return;
     }
     this.scheduleTrailing();
-  }
-
-  /**
-   * Whether `file`, which defined objects when last read, is empty now: a writer that truncates a
-   * file and then writes it (`cat >`, a script, Node's writeFileSync) is seen first at its
-   * truncate, and on a busy machine the kernel often runs this process, woken by that event,
-   * before the writer writes. Reading the empty file then is a whole pass for nothing, while the
-   * writer waits for the CPU it holds (0.3-0.6 ms of the save's way to Envoy, issue 9).
-   * Returns the fingerprint that pass would have read (the file empty, every other one as last
-   * read: a file read racy that changed since makes a retry that reads it wait for the debounce,
-   * as any retry that reads something new does), or undefined when the file is not emptied.
-   */
-  private emptiedMidSave(file: string): string | undefined {
-    const known = this.parsed.get(file);
-    const last = this.lastRead;
-    const at = last?.position.get(file);
-    if (known === undefined || last === undefined || at === undefined || known.size === 0 || !definesSomething({ name: known.name, documents: known.documents })) return undefined;
-    let size: number | undefined;
-    try {
-      size = statSync(file, { throwIfNoEntry: false })?.size;
-    } catch {
-      return undefined;
-    }
-    const line = last.lines[at];
-    if (size !== 0 || line === undefined || line === '') return undefined;
-    return last.lineSet.fingerprintReplacing(line, `${known.name}\0${EMPTY_DIGEST}\n`);
   }
 
   private scheduleTrailing(): void {
@@ -980,7 +926,7 @@ export class FileProvider {
       try {
         const watcher = watch(dir, { persistent: false }, (eventType, filename) => {
           this.noteEvent(dir, eventType, filename);
-          this.requestReload(eventType === 'change' && typeof filename === 'string' ? path.join(dir, filename) : undefined);
+          this.requestReload();
         });
         watcher.on('error', (err) => {
           // The directory went away; the reload decides whether it comes back and rewatches it.

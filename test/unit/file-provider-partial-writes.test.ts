@@ -111,23 +111,6 @@ describe('FileProvider while a writer is between two writes', () => {
     });
   }
 
-  it('reads a file its writer truncated only once it is written: the truncate starts no pass, the write is read at once', async () => {
-    // A debounce far beyond the test: only a leading pass (at an event) can read the write.
-    const { p, seen } = await start({ debounceMs: 60_000, settleMs: 3_000 });
-    let passes = 0;
-    p.onReading((reading) => {
-      if (reading) passes++;
-    });
-    await truncate(file, 0);
-    // Time for the truncate's event to come and be handled.
-    await sleep(150);
-    expect(passes, 'passes begun at the truncate').toBe(0);
-    await appendFile(file, backendsFile(9090));
-    await waitFor(() => seen.find((s) => portOf(s, 'alpha') === 9090), { what: 'the completed write', timeoutMs: 5_000, intervalMs: 5 });
-    expect(passes, 'passes begun by the end of the write').toBe(1);
-    expectNothingLost(seen);
-  });
-
   it('never publishes a file cut short between two writes (whole documents, then the rest) without what the rest defines', async () => {
     const { seen } = await start({ settleMs: 3_000 });
     const whole = backendsFile(9090);
