@@ -30,7 +30,7 @@ import {
 import type { EnvoyProcess } from '../support/envoy.js';
 import { createObject, createTestNamespace, K8S_SETTLE_MS, randomSuffix, testClient, type TestNamespace } from '../support/kube-cluster.js';
 import { freePort } from '../support/ports.js';
-import { waitFor } from '../support/wait.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 /**
  * A controller restart against the real API server with a real Envoy: the new process relists,
@@ -321,6 +321,11 @@ describe('a controller restart', () => {
     const r = second;
     if (!r) throw new Error('the restarted controller did not start');
     const before = statesBefore[`Backend ${ns.name}/${BACKEND}`];
+    // A condition's lastTransitionTime has one-second resolution (metav1.Time): the Secret arrives
+    // in a later second than the condition's last transition, or a moved time could read the same
+    // (a CI run on a fast machine wrote both in 08:12:08).
+    const lastMoved = Date.parse(before?.conditions['ResolvedRefs']?.lastTransitionTime ?? '');
+    if (Number.isFinite(lastMoved)) await sleep(Math.max(0, lastMoved + 1_000 - Date.now() + 50));
     await createObject(client, secretObject(ns.name, MISSING_SECRET, 'Bearer sk-waiting'));
     await waitFor(async () => (await apiCondition(client, 'Backend', ns.name, BACKEND, 'ResolvedRefs'))?.status === 'True', { what: 'ResolvedRefs=True on the Backend', timeoutMs: K8S_SETTLE_MS });
     // The API server has the status before the writer's call returns and it logs the write.
