@@ -6,7 +6,7 @@ import { KIND_FIELD, PUSH_ORDER, TypeUrl, type XdsResources } from '../envoy/res
 import { startHealthServer, type HealthServer } from '../observability/health.js';
 import { createMetrics, type SwitchyardMetrics } from '../observability/metrics.js';
 import { holdYoungGeneration } from '../observability/young-generation.js';
-import { collectBeforeRehearsal } from '../observability/idle-compaction.js';
+import { collectBeforeRehearsal, collectionLogFields } from '../observability/idle-compaction.js';
 import { toXdsResourcesReusing, type DataPlanes, type EnvoyState } from '../envoy/index.js';
 import { prebuildAttemptForms, toAttemptFormResources, type AttemptFormsMemo } from '../envoy/attempt-forms.js';
 import type { GatewayIR } from '../ir/model.js';
@@ -1072,7 +1072,7 @@ export async function startGatewayRuntime(opts: GatewayRuntimeOptions): Promise<
     startStage = 'publishing';
     // The start's garbage goes before the rehearsal and the status pass add theirs (issue 9: the start's peak RSS).
     const collected = runtimeStopped ? undefined : collectBeforeRehearsal(opts.startCollectionMaxHeapBytes);
-    if (collected !== undefined) log.debug({ ms: Math.round(collected.ms), cpuMs: Math.round(collected.cpuMs), usedBeforeMB: Math.round(collected.usedBeforeBytes / 104857.6) / 10, usedAfterMB: Math.round(collected.usedAfterBytes / 104857.6) / 10 }, 'start: its garbage collected before the edit rehearsal');
+    if (collected !== undefined) log.debug(collectionLogFields(collected), 'start: its garbage collected before the edit rehearsal');
     if (!runtimeStopped) rehearseEdit();
     settleIfQuiet();
   };

@@ -220,6 +220,16 @@ export function compactHeap(): CompactionResult | undefined {
  * An ordinary full GC now (synchronous; V8 compacts only the pages it judges worth it), or
  * undefined when this Node offers no way to. For the end of a start (see IdleCompaction.afterStart).
  */
+/** MB with one decimal, for the debug lines of collections and compactions. */
+function mb(bytes: number): number {
+  return Math.round(bytes / 104857.6) / 10;
+}
+
+/** What a debug line says of a collection (collectGarbage, collectBeforeRehearsal). */
+export function collectionLogFields(result: CollectionResult): { ms: number; cpuMs: number; usedBeforeMB: number; usedAfterMB: number } {
+  return { ms: Math.round(result.ms), cpuMs: Math.round(result.cpuMs), usedBeforeMB: mb(result.usedBeforeBytes), usedAfterMB: mb(result.usedAfterBytes) };
+}
+
 export function collectGarbage(): CollectionResult | undefined {
   const r = timedMajorGc('regular', () => getHeapStatistics().used_heap_size);
   return r && { ms: r.ms, cpuMs: r.cpuMs, usedBeforeBytes: r.before, usedAfterBytes: r.after };
@@ -270,7 +280,6 @@ export function startIdleCompaction(logger: Logger, options: Partial<IdleCompact
   let since: EventLoopUtilization = performance.eventLoopUtilization();
   /** Set while the young generation keeps the size a compaction left it (IdleCompaction.afterStart). */
   let releaseYoung: (() => void) | undefined;
-  const mb = (bytes: number): number => Math.round(bytes / 104857.6) / 10;
   /** A compaction done (at a quiet check or once the start is over): counted, the young generation kept at its size, the next one spaced out, logged. */
   const compacted = (result: CompactionResult, message: string): void => {
     count++;
@@ -313,7 +322,7 @@ export function startIdleCompaction(logger: Logger, options: Partial<IdleCompact
       history.usedLowBytes = result.usedAfterBytes;
       history.notBeforeMs = performance.now() + result.ms / opts.maxShare;
       since = performance.eventLoopUtilization();
-      logger.debug({ ms: Math.round(result.ms), cpuMs: Math.round(result.cpuMs), usedBeforeMB: mb(result.usedBeforeBytes), usedAfterMB: mb(result.usedAfterBytes) }, 'idle: V8 heap collected (its next full GC is then far from the next edit)');
+      logger.debug(collectionLogFields(result), 'idle: V8 heap collected (its next full GC is then far from the next edit)');
       return;
     }
     const result = compactHeap();
@@ -351,7 +360,7 @@ export function startIdleCompaction(logger: Logger, options: Partial<IdleCompact
       history.usedLowBytes = result.usedAfterBytes;
       // Its own time is not the next check's idleness to judge.
       since = performance.eventLoopUtilization();
-      logger.debug({ ms: Math.round(result.ms), cpuMs: Math.round(result.cpuMs), usedBeforeMB: mb(result.usedBeforeBytes), usedAfterMB: mb(result.usedAfterBytes) }, 'start over: its garbage collected');
+      logger.debug(collectionLogFields(result), 'start over: its garbage collected');
     },
     stop: () => {
       clearInterval(timer);
