@@ -325,7 +325,7 @@ function rawWriter(call: ReadingCall): ((pieces: readonly Buffer[], flushed: () 
     }
     const result = pieces.length === 1 ? handle.writeBuffer(null, pieces[0] as Buffer) : handle.writev(null, pieces, true);
     if (typeof result === 'number') {
-      done(result === 0 ? 0 : result);
+      done(result);
       return true;
     }
     result.buffer = pieces.length === 1 ? pieces[0] : pieces;
