@@ -52,10 +52,24 @@ export interface RehearsalResult {
   completed: boolean;
 }
 
-/** Streams and edits: each per-stream function of a push runs a few thousand times, what V8 wants before its top tier. */
+/**
+ * Streams and edits: each per-stream function of a push runs some ten thousand times. V8 wants
+ * about 3,000 calls after its first optimization (--invocation-count-for-turbofan), counted again
+ * after every change of type feedback; with 60 edits (3,840 pushes a function) the delta push's
+ * per-stream functions (sendResponse, resendShared, sharedDelta, pushChange, the pacer's) still
+ * reached TurboFan during a 1,000-stream fleet's edits 2 to 9 (--trace-opt, 50 Backends), each
+ * compile 2-9 ms of a V8 thread beside the edit.
+ */
 export const REHEARSAL_STREAMS = 64;
-export const REHEARSAL_EDITS = 60;
-const CLUSTERS = 4;
+export const REHEARSAL_EDITS = 200;
+/**
+ * More Clusters than a snapshot keeps shared resends for (delta.ts RESENDS_KEPT), edited in turn:
+ * every edit's assignment resend is then a new one, as a real edit of another Backend's Cluster
+ * is, and not only the first edit's. With one Cluster edited over and over, the code that builds
+ * a resend ran once, without type feedback, and V8 threw the optimized code away on the fleet's
+ * first edit (sharedResendOf, "Insufficient type feedback for call").
+ */
+const CLUSTERS = 20;
 const GATEWAY = 'switchyard-rehearsal/rehearsal';
 const NAME = 'switchyard-rehearsal';
 /** How long the rehearsal waits, in all, for the real server to be idle before it gives up. */
@@ -82,8 +96,12 @@ function assignmentJson(index: number): EnvoyResource {
   } as EnvoyResource;
 }
 
-/** A small configuration of the kinds a cluster edit touches, built as the Envoy stage builds them (stand-ins for Clusters and assignments). */
-function configuration(): { variants: [XdsResources, XdsResources]; planes: DataPlanes } {
+/**
+ * A small configuration of the kinds a cluster edit touches, built as the Envoy stage builds them
+ * (stand-ins for Clusters and assignments), and its edits: `edited(n)` is the configuration after
+ * edit n, which changed Cluster n % CLUSTERS (each Cluster has two versions, taken in turn).
+ */
+function configuration(): { initial: XdsResources; edited: (edit: number) => XdsResources; planes: DataPlanes } {
   const listener = { '@type': TypeUrl.listener, name: NAME, address: { socket_address: { address: '127.0.0.1', port_value: 10080 } } } as EnvoyResource;
   const route = {
     '@type': TypeUrl.route,
@@ -91,8 +109,8 @@ function configuration(): { variants: [XdsResources, XdsResources]; planes: Data
     virtual_hosts: [{ name: NAME, domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: `${NAME}-0` } }] }],
   } as EnvoyResource;
   const endpoints = Array.from({ length: CLUSTERS }, (_, i) => encodedStandIn(assignmentJson(i)));
-  const clusters = Array.from({ length: CLUSTERS }, (_, i) => encodedStandIn(clusterJson(i, 0)));
-  const edited = [encodedStandIn(clusterJson(0, 1)), ...clusters.slice(1)];
+  const versions = Array.from({ length: CLUSTERS }, (_, i) => [encodedStandIn(clusterJson(i, 0)), encodedStandIn(clusterJson(i, 1))] as const);
+  const clusters = versions.map(([first]) => first);
   const names = {
     listeners: [NAME],
     routes: [NAME],
@@ -102,7 +120,15 @@ function configuration(): { variants: [XdsResources, XdsResources]; planes: Data
   };
   const planes: DataPlanes = { gateways: new Map([[GATEWAY, names]]), shared: { excluded: {}, problems: [] } };
   const base = { listeners: [listener], routes: [route], endpoints, secrets: [] };
-  return { variants: [{ ...base, clusters }, { ...base, clusters: edited }], planes };
+  const current = [...clusters];
+  const edits = current.map(() => 0);
+  const edited = (edit: number): XdsResources => {
+    const index = edit % CLUSTERS;
+    const times = ++edits[index]!;
+    current[index] = versions[index]![times % 2]!;
+    return { ...base, clusters: [...current] };
+  };
+  return { initial: { ...base, clusters }, edited, planes };
 }
 
 /** A response as a stand-in client reads it: enough to ACK it. */
@@ -248,7 +274,7 @@ export async function rehearsePushes<Request>(streams: RehearsalStreams<Request>
     return true;
   };
   try {
-    const { variants, planes } = configuration();
+    const { initial, edited, planes } = configuration();
     const acks = new Acks(streams.client);
     const clients: { receive: (request: Request) => void; written: Written }[] = [];
     for (let i = 0; i < streamCount; i++) {
@@ -280,13 +306,13 @@ export async function rehearsePushes<Request>(streams: RehearsalStreams<Request>
       }
       return undefined;
     };
-    streams.cache.setResources(variants[0], planes);
+    streams.cache.setResources(initial, planes);
     if (!(await whenIdle())) return result;
     for (let i = 0; i < clients.length; i++) for (const request of streams.client.firstRequests(i)) clients[i]?.receive(request);
     if ((await settle()) === undefined) return result;
     for (let edit = 1; edit <= editCount; edit++) {
       if (!(await whenIdle()) || streams.cancelled()) return result;
-      streams.cache.setResources(variants[edit % 2] as XdsResources, planes);
+      streams.cache.setResources(edited(edit), planes);
       const replies = await settle();
       // Each stream is pushed the Cluster and the assignment it makes Envoy wait for.
       if (replies === undefined || replies < clients.length * 2) return result;
