@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
-import { PUSH_ORDER, TypeUrl } from '../../src/envoy/resources.js';
+import { describe, expect, it, vi } from 'vitest';
+import { PUSH_ORDER, resourceName, TypeUrl, type XdsResources } from '../../src/envoy/resources.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { DELTA_CLIENT, rehearsePushes, type RehearsalStreams } from '../../src/xds/push-rehearsal.js';
 import { XdsServer } from '../../src/xds/server.js';
@@ -34,6 +34,36 @@ describe('push rehearsal', () => {
       expect(server.fleet().size).toBe(0);
       expect(PUSH_ORDER.map((kind) => cache.snapshot(TypeUrl[kind])?.version)).toEqual(versions);
     } finally {
+      await server.stop();
+    }
+  });
+
+  // Real edits change one Backend's Cluster after another, each followed by the resend of that
+  // Cluster's assignment: the rehearsal's edits do the same, so that the code that builds a new
+  // resend has run with type feedback before the fleet's first edit (it had run once, and the
+  // first real edit threw its compiled code away).
+  it.each(['delta', 'sotw'] as const)('edits a different Cluster each time in %s, one per edit, each pushed and ACKed', async (protocol) => {
+    const original = SnapshotCache.prototype.setResources;
+    const served: XdsResources[] = [];
+    const spy = vi.spyOn(SnapshotCache.prototype, 'setResources').mockImplementation(function (this: SnapshotCache, resources, planes, forms) {
+      served.push(resources);
+      return original.call(this, resources, planes, forms);
+    });
+    const server = new XdsServer({ cache: new SnapshotCache(), rehearsePushes: false });
+    try {
+      const edits = 6;
+      const result = await server.rehearsePushes({ streams: 2, edits }, protocol);
+      expect(result).toEqual({ pushed: 2 * 2 * edits, edits, completed: true });
+      // The private cache's first configuration, then one per edit.
+      expect(served).toHaveLength(1 + edits);
+      const editedClusters = served.slice(1).map((after, i) => {
+        const before = new Set((served[i] as XdsResources).clusters);
+        return after.clusters.filter((c) => !before.has(c)).map(resourceName);
+      });
+      expect(editedClusters.every((names) => names.length === 1)).toBe(true);
+      expect(new Set(editedClusters.flat()).size).toBe(edits);
+    } finally {
+      spy.mockRestore();
       await server.stop();
     }
   });
