@@ -3,6 +3,7 @@ import { encodeMessage } from '../envoy/proto.js';
 import { TypeUrl, type EnvoyResource, type JsonObject, type XdsResources } from '../envoy/resources.js';
 import type { DataPlanes } from '../envoy/data-planes.js';
 import { GATEWAY_NODE_METADATA } from '../envoy/bootstrap.js';
+import { collectAfterPushRehearsal, collectionLogFields, type CollectionResult } from '../observability/idle-compaction.js';
 import type { SnapshotCache } from './cache.js';
 import type { DirectCall, FramedMessage } from './grpc-framing.js';
 import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, deltaReplyAt, type DeltaDiscoveryRequest, type DiscoveryRequest } from './wire.js';
@@ -50,6 +51,8 @@ export interface RehearsalResult {
   edits: number;
   /** False when the rehearsal gave up (the real server stayed busy, or the stand-in clients stopped getting what they expect). */
   completed: boolean;
+  /** The full GC run after a completed rehearsal (collectAfterPushRehearsal), for the server's debug line; absent when none ran. */
+  collected?: ReturnType<typeof collectionLogFields>;
 }
 
 /**
@@ -258,9 +261,15 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 /**
  * Runs the rehearsal on `streams` (see the top of this file). Resolves when done or given up;
- * never throws (a rehearsal that fails costs the first edit its speed, nothing else).
+ * never throws (a rehearsal that fails costs the first edit its speed, nothing else). A completed
+ * rehearsal ends with `collect` (collectAfterPushRehearsal: a full GC when the heap is small and a
+ * core is free); one given up does not (the real server had work).
  */
-export async function rehearsePushes<Request>(streams: RehearsalStreams<Request>, sizes: { streams?: number; edits?: number } = {}): Promise<RehearsalResult> {
+export async function rehearsePushes<Request>(
+  streams: RehearsalStreams<Request>,
+  sizes: { streams?: number; edits?: number } = {},
+  collect: () => CollectionResult | undefined = collectAfterPushRehearsal,
+): Promise<RehearsalResult> {
   const result: RehearsalResult = { pushed: 0, edits: 0, completed: false };
   const streamCount = sizes.streams ?? REHEARSAL_STREAMS;
   const editCount = sizes.edits ?? REHEARSAL_EDITS;
@@ -320,6 +329,10 @@ export async function rehearsePushes<Request>(streams: RehearsalStreams<Request>
       result.edits++;
     }
     result.completed = true;
+    // The fleet's garbage and the rehearsal's own, collected while the server idles (see
+    // collectAfterPushRehearsal), not by V8's marking during the fleet's first edits.
+    const collected = collect();
+    if (collected !== undefined) result.collected = collectionLogFields(collected);
     return result;
   } catch {
     return result;

@@ -1,7 +1,7 @@
 import { getHeapSpaceStatistics, getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { collectBeforeRehearsal, collectGarbage, collectsAfterStart, collectsBeforeRehearsal, compactHeap, decideCompaction, DEFAULT_IDLE_COMPACTION, runnableThreads, startIdleCompaction, type HeapSample } from '../../src/observability/idle-compaction.js';
+import { collectAfterPushRehearsal, collectBeforeRehearsal, collectGarbage, collectsAfterStart, collectsBeforeRehearsal, compactHeap, decideCompaction, DEFAULT_IDLE_COMPACTION, runnableThreads, startIdleCompaction, type HeapSample } from '../../src/observability/idle-compaction.js';
 import { createLogger } from '../../src/observability/logger.js';
 
 const MB = 1024 * 1024;
@@ -106,6 +106,19 @@ describe('collectBeforeRehearsal', () => {
     const kept = garbage.slice(0, 1_000);
     garbage = undefined;
     const result = collectBeforeRehearsal(Number.MAX_SAFE_INTEGER);
+    expect((result?.usedBeforeBytes ?? 0) - (result?.usedAfterBytes ?? 0)).toBeGreaterThan(20 * MB);
+    expect(kept.length).toBe(1_000);
+    expect(garbage).toBeUndefined();
+  });
+});
+
+describe('collectAfterPushRehearsal', () => {
+  it("collects a small heap's garbage after the push rehearsal (what a fleet's connecting left), and leaves a heap over the bound to V8", () => {
+    expect(collectAfterPushRehearsal(getHeapStatistics().used_heap_size - 1)).toBeUndefined();
+    let garbage: unknown[] | undefined = fragmentHeap();
+    const kept = garbage.slice(0, 1_000);
+    garbage = undefined;
+    const result = collectAfterPushRehearsal(Number.MAX_SAFE_INTEGER);
     expect((result?.usedBeforeBytes ?? 0) - (result?.usedAfterBytes ?? 0)).toBeGreaterThan(20 * MB);
     expect(kept.length).toBe(1_000);
     expect(garbage).toBeUndefined();
