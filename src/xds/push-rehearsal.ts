@@ -23,9 +23,10 @@ import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, deltaReplyAt, type
  * The rehearsal is a private server over a private cache (the caller builds both: the same
  * classes and the same closures as the real ones, so V8 sees the same code), a few dozen streams
  * of a stand-in client that subscribes as Envoy does and ACKs every response, and a run of edits
- * of one Cluster. Nothing of it reaches a real stream, the real cache, the real server's ledger,
- * events or metrics. It runs one edit per turn of the event loop and waits while the real server
- * has work.
+ * of its Clusters, one Cluster an edit, in turn. Nothing of it reaches a real stream, the real
+ * cache, the real server's ledger, events or metrics. It runs one edit per turn of the event loop
+ * and waits while the real server has work. A completed rehearsal ends with a full GC of a small
+ * heap (collectAfterPushRehearsal): the garbage of the fleet's connecting and of the rehearsal.
  */
 
 /** A stream of the private server, as the rehearsal drives it: requests go in, responses come out through the transport it was given. */
