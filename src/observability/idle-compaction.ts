@@ -158,12 +158,22 @@ export function collectBeforeRehearsal(maxHeapBytes: number = DEFAULT_IDLE_COMPA
  * waits (30-32 ms, 56-62 CPU-ms, 50-55 -> 45-46 MB), and the next one is far off: an edit leaves a
  * fraction of a MB. As before the start's edit rehearsal (collectBeforeRehearsal), only a heap of
  * at most `maxHeapBytes`, whose pause stays short, and without waiting for a free core: the moment
- * is the rehearsal's end or none, and the idle checks' compaction, which waits for one, came after
- * the first edits or not at all on a machine busy with the fleet. Undefined when nothing was collected.
+ * is the rehearsal's end or none.
+ *
+ * With the idle compaction running (startIdleCompaction) this is also the moment for the
+ * compaction its checks would otherwise make at their first quiet second after the fleet connected
+ * (the heap grew since the start's): in the bench that second fell between the fleet's first
+ * edits, two full GCs of 80-95 ms that an edit arriving meanwhile waits for. When a check would
+ * compact now (decideCompaction, the loop taken as idle: a core free, not too soon after the last)
+ * the heap is compacted instead of collected, and the checks count it as theirs.
+ * Undefined when nothing was collected.
  */
 export function collectAfterPushRehearsal(maxHeapBytes: number = DEFAULT_IDLE_COMPACTION.maxHeapBytes): CollectionResult | undefined {
-  return collectBeforeRehearsal(maxHeapBytes);
+  return atQuietMoment !== undefined ? atQuietMoment(maxHeapBytes) : collectBeforeRehearsal(maxHeapBytes);
 }
+
+/** The running idle compaction's way with collectAfterPushRehearsal; undefined while none runs. */
+let atQuietMoment: ((maxHeapBytes: number) => CollectionResult | undefined) | undefined;
 
 /** Runnable threads from Linux's /proc/loadavg ("1.2 0.9 0.8 3/412 1234": 3 runnable now). */
 export function runnableThreads(loadavg: string): number | undefined {
@@ -310,6 +320,28 @@ export function startIdleCompaction(logger: Logger, options: Partial<IdleCompact
     since = performance.eventLoopUtilization();
     logger.debug({ ms: Math.round(result.ms), cpuMs: Math.round(result.cpuMs), heapBeforeMB: mb(result.physicalBeforeBytes), heapAfterMB: mb(result.physicalAfterBytes) }, message);
   };
+  const quietMoment = (maxHeapBytes: number): CollectionResult | undefined => {
+    const heap = getHeapStatistics();
+    if (!collectsBeforeRehearsal(heap.used_heap_size, Math.min(maxHeapBytes, opts.maxHeapBytes))) return undefined;
+    const sample: HeapSample = { utilization: 0, physicalBytes: heap.total_physical_size, usedBytes: heap.used_heap_size, nowMs: performance.now() };
+    const runnable = opts.freeCoreOnly ? runnableNow() : undefined;
+    if (decideCompaction(runnable === undefined ? sample : { ...sample, runnable }, history, opts) === 'compact') {
+      const result = compactHeap();
+      if (result !== undefined) {
+        const usedAfterBytes = getHeapStatistics().used_heap_size;
+        history.usedLowBytes = usedAfterBytes;
+        compacted(result, 'push rehearsal over: V8 heap compacted');
+        return { ms: result.ms, cpuMs: result.cpuMs, usedBeforeBytes: heap.used_heap_size, usedAfterBytes };
+      }
+    }
+    const result = collectGarbage();
+    if (result !== undefined) {
+      history.usedLowBytes = result.usedAfterBytes;
+      since = performance.eventLoopUtilization();
+    }
+    return result;
+  };
+  atQuietMoment = quietMoment;
   const timer = setInterval(() => {
     const now = performance.eventLoopUtilization();
     const utilization = performance.eventLoopUtilization(now, since).utilization;
@@ -383,6 +415,7 @@ export function startIdleCompaction(logger: Logger, options: Partial<IdleCompact
     },
     stop: () => {
       clearInterval(timer);
+      if (atQuietMoment === quietMoment) atQuietMoment = undefined;
       releaseYoung?.();
       releaseYoung = undefined;
     },

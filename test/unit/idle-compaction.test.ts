@@ -125,6 +125,31 @@ describe('collectAfterPushRehearsal', () => {
   });
 });
 
+describe('collectAfterPushRehearsal, with the idle compaction running', () => {
+  it('compacts where a quiet check would (the heap grew since the last compaction), counted by the checks, and collects otherwise', () => {
+    const kept = fragmentHeap();
+    // No check runs during the test: what happens is collectAfterPushRehearsal's doing.
+    const compaction = startIdleCompaction(createLogger({ level: 'silent' }), { checkEveryMs: 600_000, maxHeapBytes: 2 ** 40, freeCoreOnly: false });
+    try {
+      const before = getHeapStatistics().total_physical_size;
+      const first = collectAfterPushRehearsal(2 ** 40);
+      expect(compaction.count).toBe(1);
+      expect(before - getHeapStatistics().total_physical_size).toBeGreaterThan(10 * MB);
+      expect(first?.usedAfterBytes).toBeLessThanOrEqual(first?.usedBeforeBytes ?? 0);
+      // Nothing grew since: a collection, no second compaction.
+      expect(collectAfterPushRehearsal(2 ** 40)).toBeDefined();
+      expect(compaction.count).toBe(1);
+      expect(compaction.collections).toBe(0);
+    } finally {
+      compaction.stop();
+    }
+    // Stopped: the collection alone, as without it.
+    expect(collectAfterPushRehearsal(2 ** 40)).toBeDefined();
+    expect(compaction.count).toBe(1);
+    expect(kept.length).toBe(100_000);
+  });
+});
+
 describe('IdleCompaction.afterStart', () => {
   it("compacts a small heap at once when the start is over, giving back the start's half-empty pages", () => {
     const kept = fragmentHeap();
