@@ -141,8 +141,15 @@ export class DrillNonces {
     this.requests.set(requestId, use);
   }
 
+  /** Whether a drill is remembered for this request id (forRequest may find one). */
+  remembers(requestId: string): boolean {
+    return this.requests.has(requestId);
+  }
+
   /** The verified drill of this request, if an earlier attempt brought one and this is a later attempt. */
   forRequest(requestId: string, attempt: number, now: number): VerifiedDrill | undefined {
+    // Every attempt asks; with no drill remembered (the usual case) there is nothing to sweep or find.
+    if (this.requests.size === 0) return undefined;
     this.sweep(now);
     const use = this.requests.get(requestId);
     if (use === undefined || this.nextAttempt(use, requestId, attempt) === undefined) return undefined;

@@ -28,7 +28,8 @@ import { ServiceAccountTokens } from './vertex.js';
 
 /** What every attempt shares: credentials, the memory of requests between attempts, metrics. */
 export interface ExchangeContext {
-  credentials: { resolve(name: string, timeoutMs: number): Promise<string | undefined>; readonly keysWithheld?: string | undefined };
+  /** `get`, when there, answers at once with a credential already held (resolve would too, a few promise jobs later). */
+  credentials: { resolve(name: string, timeoutMs: number): Promise<string | undefined>; get?(name: string): string | undefined; readonly keysWithheld?: string | undefined };
   memory: RequestMemory;
   metrics: AiExtensionMetrics;
   /** Credential header names seen in member metadata, beyond the well-known ones (lower-case). */
@@ -423,10 +424,17 @@ export class AttemptExchange {
     this.attempt = Number(headers.get('x-envoy-attempt-count') ?? '1') || 1;
     const warmup = this.warmupAttempt(headers.get(WARMUP_HEADER), target, headers.has(WARMUP_ROUTE_HEADER));
     if (warmup !== undefined) return warmup;
-    const drilled = await this.drillAttempt(headers.get(DRILL_HEADER), this.attempt, target);
-    if (drilled !== undefined) return drilled;
-    const skipped = await this.skipForFallback(target);
-    if (skipped !== undefined) return skipped;
+    // Each await of an async call is a few promise jobs on the way to the answer: the checks that
+    // usually find nothing are made first, and only what has something to do is awaited.
+    const drillHeader = headers.get(DRILL_HEADER);
+    if (drillHeader !== undefined || this.drillRemembered()) {
+      const drilled = await this.drillAttempt(drillHeader, this.attempt, target);
+      if (drilled !== undefined) return drilled;
+    }
+    if (this.fallbackNamed()) {
+      const skipped = await this.skipForFallback(target);
+      if (skipped !== undefined) return skipped;
+    }
     const record = this.rememberRequest(headers, target);
     this.clientPath = record.path;
     this.requestStartedAt = record.startedAt;
@@ -440,7 +448,7 @@ export class AttemptExchange {
 
     let key: string | undefined;
     if (target.authKind !== 'Passthrough' && target.authKind !== 'None') {
-      key = target.credential === undefined ? undefined : await this.ctx.credentials.resolve(target.credential, this.ctx.credentialWaitMs);
+      key = target.credential === undefined ? undefined : (this.ctx.credentials.get?.(target.credential) ?? (await this.ctx.credentials.resolve(target.credential, this.ctx.credentialWaitMs)));
       if (key === undefined) {
         this.fail('credential_unavailable');
         this.ctx.logger.warn({ backend: target.backend, member: target.member, credential: target.credential }, 'ai-extension: no credential for the attempt');
@@ -456,8 +464,9 @@ export class AttemptExchange {
     let adapted: { headers?: HeaderMutation } = {};
     if (message.request_headers?.end_of_stream !== true) {
       // The headers go upstream with this answer, so what the body decides (path, length,
-      // signature) must be in it: it is given once the whole body is in.
-      const whole = await this.wholeRequestBody();
+      // signature) must be in it: it is given once the whole body is in (usually it came in the
+      // same read as the headers: then nothing is awaited).
+      const whole = this.requestBody.complete ? this.adaptWholeBody() : await this.wholeRequestBody();
       if ('tooLarge' in whole) {
         // What Envoy answered while it buffered the body itself (413), the provider not called.
         this.status = 413;
@@ -503,6 +512,11 @@ export class AttemptExchange {
       clearTimeout(timer);
       this.heldMs += performance.now() - waiting;
     }
+    return this.adaptWholeBody();
+  }
+
+  /** The whole request body, adapted to the member (wholeRequestBody, once it is in). */
+  private adaptWholeBody(): { headers?: HeaderMutation } | { tooLarge: true } {
     if (this.requestBody.tooLarge) return { tooLarge: true };
     const original = this.requestBody.whole();
     const adapted = this.adaptRequestBody(original);
@@ -694,6 +708,16 @@ export class AttemptExchange {
     this.ctx.logger.debug({ backend: target.backend, member: target.member, priority: target.priority, fallbackPriority: to.level, cause: to.cause, requestId: this.requestId }, 'ai-extension: attempt skipped on the way to the pool a refusal named');
     await this.untilStandInSafe(target, 'skipped_by_fallback');
     return { phase: 'stand-in', headers: [{ key: ':status', value: String(status) }, { key: ABANDONED_HEADER, value: 'skipped_by_fallback' }] };
+  }
+
+  /** An earlier attempt of this request may have left a drill for this one (drillAttempt without a header). */
+  private drillRemembered(): boolean {
+    return this.requestId !== undefined && this.requestId !== '' && this.ctx.drill.nonces.remembers(this.requestId);
+  }
+
+  /** A refusal named a pool for this request (skipForFallback has something to decide). */
+  private fallbackNamed(): boolean {
+    return this.requestId !== undefined && this.ctx.memory.get(this.requestId)?.fallbackTo !== undefined;
   }
 
   /** The route allows no attempt after this one (its retries, x-switchyard-route-retries, read on the first attempt). */

@@ -1,6 +1,6 @@
 import type { RunningGateway } from '../app/gateway-runtime.js';
 import { keepCompiledCode } from '../observability/code-flushing.js';
-import { startIdleCompaction } from '../observability/idle-compaction.js';
+import { startIdleCompaction, type IdleCompactionOptions } from '../observability/idle-compaction.js';
 import type { createLogger } from '../observability/logger.js';
 
 /**
@@ -9,7 +9,7 @@ import type { createLogger } from '../observability/logger.js';
  * process outright. `until(running)` serves until a signal, then stops cleanly; a signal that came
  * during start-up stops it as soon as it is up.
  */
-export function watchSignals(logger: ReturnType<typeof createLogger>): { until(running: Pick<RunningGateway, 'stop'> & Partial<Pick<RunningGateway, 'settled'>>): Promise<void> } {
+export function watchSignals(logger: ReturnType<typeof createLogger>, compaction: Partial<IdleCompactionOptions> = {}): { until(running: Pick<RunningGateway, 'stop'> & Partial<Pick<RunningGateway, 'settled'>>): Promise<void> } {
   let received: string | undefined;
   let onSignal: ((signal: string) => void) | undefined;
   const take = (signal: string): void => {
@@ -29,16 +29,16 @@ export function watchSignals(logger: ReturnType<typeof createLogger>): { until(r
     until: (running) =>
       new Promise<void>((resolve) => {
         // While serving, not while starting: a start is all work, never idle.
-        const compaction = startIdleCompaction(logger.child({ component: 'memory' }));
+        const idle = startIdleCompaction(logger.child({ component: 'memory' }), compaction);
         // An edit minutes after the last runs the code the start compiled, not its source again.
         keepCompiledCode();
         let stopping = false;
         void running.settled?.then(() => {
-          if (!stopping) compaction.afterStart();
+          if (!stopping) idle.afterStart();
         });
         const shutdown = (signal: string): void => {
           stopping = true;
-          compaction.stop();
+          idle.stop();
           logger.info({ signal }, 'shutting down');
           running.stop().then(resolve, resolve);
         };

@@ -55,6 +55,15 @@ export interface IdleCompactionOptions {
   maxShare: number;
   /** Compact only with a core free (see above); tests on a busy machine turn it off. */
   freeCoreOnly: boolean;
+  /**
+   * After a compaction, keep the young generation at the size it left (young-generation.ts) until
+   * the heap passes maxHeapBytes: right for a control plane, whose work comes in bursts (a fleet
+   * connecting regrew it for good). Not for the AI extension's process, which allocates on every
+   * attempt (about 50 KB) with a heap of some 22 MB that never reaches maxHeapBytes: held at
+   * V8's initial 1 MB semi-spaces it scavenged every ~14 attempts, 145 and 146 times in the 2,000
+   * attempts of an AI phase of bench/ai-extension.ts, against 4 and 28 on 6e200df (before the hold).
+   */
+  holdYoungGeneration: boolean;
 }
 
 export const DEFAULT_IDLE_COMPACTION: IdleCompactionOptions = {
@@ -65,6 +74,7 @@ export const DEFAULT_IDLE_COMPACTION: IdleCompactionOptions = {
   collectGrowthBytes: 16 * 1024 * 1024,
   maxShare: 0.05,
   freeCoreOnly: true,
+  holdYoungGeneration: true,
 };
 
 /** What one check sees. */
@@ -312,7 +322,7 @@ export function startIdleCompaction(logger: Logger, options: Partial<IdleCompact
   /** A compaction done (at a quiet check or once the start is over): counted, the young generation kept at its size, the next one spaced out, logged. */
   const compacted = (result: CompactionResult, message: string): void => {
     count++;
-    releaseYoung ??= holdYoungGeneration();
+    if (opts.holdYoungGeneration) releaseYoung ??= holdYoungGeneration();
     waitSaid = false;
     history.physicalAfterBytes = result.physicalAfterBytes;
     history.notBeforeMs = performance.now() + result.ms / opts.maxShare;

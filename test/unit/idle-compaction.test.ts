@@ -3,6 +3,7 @@ import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { collectAfterPushRehearsal, collectBeforeRehearsal, collectGarbage, collectsAfterStart, collectsBeforeRehearsal, compactHeap, decideCompaction, DEFAULT_IDLE_COMPACTION, runnableThreads, startIdleCompaction, type HeapSample } from '../../src/observability/idle-compaction.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { AI_EXTENSION_IDLE_COMPACTION } from '../../src/cli/ai-extension.js';
 
 const MB = 1024 * 1024;
 const quiet: HeapSample = { utilization: 0.01, physicalBytes: 60 * MB, usedBytes: 50 * MB, nowMs: 10_000 };
@@ -180,6 +181,27 @@ describe('IdleCompaction.afterStart', () => {
       }
       // V8's initial young generation (two semi-spaces of 1 MB), where V8's default cap (16 MB each, in this process) is far above.
       expect(newSpace()).toBeLessThanOrEqual(2 * MB);
+    } finally {
+      compaction.stop();
+    }
+    kept = [];
+    expect(kept).toEqual([]);
+  });
+
+  it('lets the young generation grow again after the compaction when told not to hold it (the AI extension\'s process)', () => {
+    expect(AI_EXTENSION_IDLE_COMPACTION.holdYoungGeneration).toBe(false);
+    const compaction = startIdleCompaction(createLogger({ level: 'silent' }), { checkEveryMs: 600_000, maxHeapBytes: 2 ** 40, freeCoreOnly: false, ...AI_EXTENSION_IDLE_COMPACTION });
+    const newSpace = (): number => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? -1;
+    let kept: unknown[] = [];
+    try {
+      compaction.afterStart();
+      expect(compaction.count).toBe(1);
+      // The same surviving allocation as above: V8 grows the young generation past its initial 2 MB.
+      for (let i = 0; i < 2_000_000; i++) {
+        const o = { index: i, name: `member-${i}` };
+        if (i % 20 === 0) kept.push(o);
+      }
+      expect(newSpace()).toBeGreaterThan(2 * MB);
     } finally {
       compaction.stop();
     }
