@@ -225,23 +225,6 @@ export class H2Stream {
     this.connection.flushSoon();
   }
 
-  /**
-   * Queues `pieces` as DATA and hands them, with whatever else the connection has queued, to the
-   * socket now, in one write: for a caller that gives each stream one message at a time from its
-   * own slices of work (the xDS server's pushes), where waiting for a later flush only adds a
-   * scheduled task per connection. `onSent` as in write().
-   */
-  sendNow(pieces: readonly Buffer[], onSent?: () => void): void {
-    if (this.localEnded || this.ending || this.closed) return;
-    for (let i = 0; i < pieces.length; i++) {
-      const piece = pieces[i] as Buffer;
-      this.unsent.push(piece);
-      this.unsentBytes += piece.length;
-    }
-    if (onSent !== undefined) (this.sentCallbacks ??= []).push(onSent);
-    this.connection.sendNow(this);
-  }
-
   /** RST_STREAM with the code; the stream is closed at once. */
   reset(code: number): void {
     if (this.closed) return;
@@ -331,7 +314,7 @@ export class H2Connection {
    */
   private receiveWindow = DEFAULT_WINDOW;
   private readonly pendingGrants: { stream: H2Stream | undefined; increment: number }[] = [];
-  private out: Buffer[] = [];
+  private readonly out: Buffer[] = [];
   private readonly dirty = new Set<H2Stream>();
   /** Streams with DATA held back by a send window. */
   private readonly blocked = new Set<H2Stream>();
@@ -430,14 +413,6 @@ export class H2Connection {
   destroy(): void {
     this.socket.destroy();
     this.onSocketGone();
-  }
-
-  /** Frames `stream`'s queued output and writes everything queued to the socket at once (H2Stream.sendNow). */
-  sendNow(stream: H2Stream): void {
-    if (this.dead) return;
-    this.dirty.delete(stream);
-    stream.drainInto(this);
-    this.writeOut();
   }
 
   markDirty(stream: H2Stream): void {
@@ -905,21 +880,11 @@ export class H2Connection {
 
   private writeOut(): void {
     if (this.out.length === 0) return;
-    const buffers = this.out;
-    this.out = [];
+    const buffers = this.out.splice(0);
     // Run once the last buffer has left for the kernel (and so every one before it); at once
     // when the write completed synchronously.
-    let sent: ((err?: Error | null) => void) | undefined;
-    if (this.sentWaiters.length > 0) {
-      sent = sentOnce(this.sentWaiters);
-      this.sentWaiters = [];
-    }
+    const sent = this.sentWaiters.length > 0 ? sentOnce(this.sentWaiters.splice(0)) : undefined;
     if (buffers.length === 1) this.socket.write(buffers[0] as Buffer, sent);
-    else if (buffers.length <= JOIN_OUT_BELOW_COUNT && totalBytes(buffers) <= JOIN_OUT_BELOW_BYTES) {
-      // A few small frames (a response's DATA behind its HEADERS, a WINDOW_UPDATE): one buffer
-      // costs the socket one write request instead of a writev of several.
-      this.socket.write(Buffer.concat(buffers), sent);
-    }
     else {
       this.socket.cork();
       const last = buffers.length - 1;
@@ -966,16 +931,6 @@ export class H2Connection {
     this.flushQueued = undefined;
     for (const stream of [...this.streams.values()]) this.closeStream(stream);
   }
-}
-
-/** Output joined into one buffer before its write: at most this many buffers, of at most this many bytes in all. */
-const JOIN_OUT_BELOW_COUNT = 8;
-const JOIN_OUT_BELOW_BYTES = 4096;
-
-function totalBytes(buffers: readonly Buffer[]): number {
-  let bytes = 0;
-  for (let i = 0; i < buffers.length; i++) bytes += (buffers[i] as Buffer).length;
-  return bytes;
 }
 
 /** The callbacks, run once: by the write's completion or at once, whichever comes first; never after a failed write. */

@@ -190,8 +190,14 @@ export class H2Call extends EventEmitter {
       framed[0] = 0;
       framed.writeUInt32BE(message.length, 1);
       message.copy(framed, PREFIX);
-      this.stream.sendNow([framed], done);
-    } else this.stream.sendNow(message.pieces, done);
+      this.stream.write(framed, done);
+    } else {
+      const pieces = message.pieces;
+      const last = pieces.length - 1;
+      for (let i = 0; i < last; i++) this.stream.write(pieces[i] as Buffer);
+      this.stream.write(pieces[last] as Buffer, done);
+    }
+    this.stream.flush();
     return true;
   }
 
