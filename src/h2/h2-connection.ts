@@ -383,6 +383,8 @@ export class H2Connection {
   goAway(): void {
     if (this.dead || this.goingAway) return;
     this.goingAway = true;
+    // What the streams were given (their statuses, when the caller ended them) leads.
+    this.flush();
     const frame = Buffer.alloc(FRAME_HEADER + 8);
     writeFrameHeader(frame, 0, 8, FrameType.GOAWAY, 0, 0);
     frame.writeUInt32BE(this.lastStreamId, 9);
