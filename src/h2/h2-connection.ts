@@ -3,7 +3,9 @@ import { HeaderListTooLarge, HpackDecoder, HpackError, type HeaderList } from '.
 
 /**
  * The server end of one HTTP/2 connection (RFC 9113), written for the AI extension's gRPC
- * service: Envoy opens an ext_proc stream per attempt and exchanges a few small messages on it.
+ * service (Envoy opens an ext_proc stream per attempt and exchanges a few small messages on it),
+ * and since serves the xDS server's ADS and LRS streams too (src/xds/h2-transport.ts: server
+ * PINGs for keepalive, GOAWAY on shutdown, a callback once a stream's DATA has left).
  *
  * Why not node:http2: per stream it builds a headers object, a Duplex stream and its events,
  * nextTicks and native callbacks; for a five-message call that was about a third of the
@@ -11,8 +13,8 @@ import { HeaderListTooLarge, HpackDecoder, HpackError, type HeaderList } from '.
  * read is split into frames in one pass, each stream is a small object with three callbacks, and
  * what the streams were given leaves in one socket write (see flushSoon).
  *
- * What it does not do: server push, priorities (PRIORITY is read and ignored), TLS (the extension
- * is reached over loopback or a Unix socket), h2c upgrade from HTTP/1.1, extended CONNECT.
+ * What it does not do: server push, priorities (PRIORITY is read and ignored), TLS itself (a
+ * caller that serves TLS hands it node:tls's socket), h2c upgrade from HTTP/1.1, extended CONNECT.
  */
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
