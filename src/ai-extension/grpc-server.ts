@@ -1,6 +1,6 @@
 import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { H2Connection, h2ErrorName, type H2Stream } from './h2-connection.js';
-import { encodeHeaderBlock, type HeaderList } from './hpack.js';
+import { H2Connection, h2ErrorName, type H2Stream } from '../h2/h2-connection.js';
+import { encodeHeaderBlock, type HeaderList } from '../h2/hpack.js';
 
 /**
  * The AI extension's gRPC services served on its own HTTP/2 server (h2-connection.ts; gRPC over

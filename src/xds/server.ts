@@ -16,6 +16,8 @@ import { ClientRecord, type ClientSnapshot, type StreamHooks, type StreamKind } 
 import { DeltaStream } from './delta.js';
 import { ENVOY_SOCKET_IDENTITY, UNIX_SOCKET_IDENTITY, identityOfTcpCall, type StreamIdentity, type TransportAuth } from './identity.js';
 import type { GrpcService } from './lrs.js';
+import { H2Call, H2GrpcConnections, plaintextServer, secureContextOptions, tlsAuth, tlsServer, type H2Method } from './h2-transport.js';
+import { serverTlsOf, watchServerCertificates, type XdsServerTls } from './tls.js';
 import { directCall, framedBatch, joined, sharedFraming, type DirectCall, type FramedMessage } from './grpc-framing.js';
 import { FANOUT_SLICE_MS, FIRST_PUSH_SLICE_MS, LEAD_HOLD_MS, LEAD_WRITE_BYTES, LeadWrite, PacedFanOut, SlicedWork, type PendingChanges } from './push-pacer.js';
 import { DELTA_CLIENT, SOTW_CLIENT, rehearsePushes, type RehearsalResult } from './push-rehearsal.js';
@@ -90,7 +92,38 @@ export interface XdsServerOptions {
    * has left, `maxHoldMs` at most (push-pacer.ts LeadWrite). Defaults LEAD_WRITE_BYTES, LEAD_HOLD_MS.
    */
   leadWrite?: { minBytes?: number; maxHoldMs?: number };
+  /**
+   * HTTP/2 keepalive of the xDS transport (h2-transport.ts): a PING every `timeMs`, the
+   * connection ended when one is unanswered after `timeoutMs`. Defaults 30 s and 20 s.
+   */
+  keepalive?: { timeMs: number; timeoutMs: number };
+  /**
+   * `h2` (default): Switchyard's own gRPC over HTTP/2 (h2-transport.ts); `grpc-js`: grpc-js's
+   * server, kept selectable for one release (env SWITCHYARD_XDS_TRANSPORT=grpc-js).
+   */
+  transport?: XdsTransport;
 }
+
+export type XdsTransport = 'h2' | 'grpc-js';
+
+/** The transport the environment asks for: SWITCHYARD_XDS_TRANSPORT=grpc-js, else h2. */
+export function xdsTransportFromEnv(env: NodeJS.ProcessEnv = process.env): XdsTransport {
+  const value = env['SWITCHYARD_XDS_TRANSPORT'];
+  if (value === undefined || value === '' || value === 'h2') return 'h2';
+  if (value === 'grpc-js') return 'grpc-js';
+  throw new Error(`SWITCHYARD_XDS_TRANSPORT takes h2 (the default) or grpc-js, got "${value}"`);
+}
+
+/** A bound listener of the server, whatever its transport: close() ends its connections (their calls ended first). */
+interface Endpoint {
+  close(): Promise<void>;
+}
+
+/** How long stop() lets a connection finish reading its last frames before cutting it. */
+const CLOSE_GRACE_MS = 1_000;
+
+/** The transport facts of a plaintext connection: anonymous on TCP (identity.ts). */
+const PLAINTEXT_AUTH = {};
 
 /** How long the server is to have read no request, and pushed nothing, before it rehearses a push. */
 export const REHEARSAL_IDLE_MS = 100;
@@ -328,11 +361,12 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   private formGivenUp = false;
   private readonly unwatch: () => void;
   private readonly services: readonly GrpcService[];
-  private server: grpc.Server | undefined;
-  /** The TCP listener whose connections are handed to `server` (see start()). */
-  private listener: { net: NetServer; injector: grpc.ConnectionInjector; sockets: Set<Socket> } | undefined;
-  private unix: { server: grpc.Server; dir: string | undefined; path: string } | undefined;
-  private envoySocket: { server: grpc.Server; path: string } | undefined;
+  private server: Endpoint | undefined;
+  private unix: { server: Endpoint; dir: string | undefined; path: string } | undefined;
+  private envoySocket: { server: Endpoint; path: string } | undefined;
+  /** The transport of every listener: the options', else the environment's (xdsTransportFromEnv). */
+  private readonly transport: XdsTransport;
+  private readonly keepalive: { timeMs: number; timeoutMs: number } | undefined;
   private nextStreamId = 0;
   /** Requests read so far, counted as they arrive: a rehearsal waits while this moves. */
   private requestsRead = 0;
@@ -350,6 +384,8 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.services = options.services ?? [];
     this.rehearsal = options.rehearsePushes === false ? 'off' : 'waiting';
+    this.transport = options.transport ?? xdsTransportFromEnv();
+    this.keepalive = options.keepalive;
     this.leadWrite = new LeadWrite(this.fanOutQueue, options.leadWrite?.minBytes ?? LEAD_WRITE_BYTES, options.leadWrite?.maxHoldMs ?? LEAD_HOLD_MS, (heldMs, expired, bytes) => {
       if (this.logger.isLevelEnabled('debug')) this.logger.debug({ heldMs: Math.round(heldMs * 10) / 10, expired, bytes }, expired ? "xds: a change's first response had not left in time; the fan-out goes on" : "xds: a change's first response has left; the fan-out goes on");
     });
@@ -358,10 +394,58 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
 
   /**
    * Binds the server and returns the port (useful with port 0). `credentials`: TLS or mTLS
-   * (src/xds/tls.ts); plaintext without.
+   * (src/xds/tls.ts xdsServerCredentials); plaintext without. Credentials made otherwise are
+   * served by grpc-js.
    */
   async start({ port, host = '0.0.0.0', credentials }: { port: number; host?: string; credentials?: grpc.ServerCredentials }): Promise<number> {
     if (this.server !== undefined) throw new Error('xds server: already started');
+    const tls = credentials === undefined ? undefined : serverTlsOf(credentials);
+    const started = this.transport === 'grpc-js' || (credentials !== undefined && tls === undefined) ? await this.startGrpcJs(port, host, credentials) : await this.startH2(port, host, tls);
+    this.server = started.endpoint;
+    this.logger.info({ address: host, port: started.port, tls: credentials !== undefined, transport: started.transport }, 'xds: server listening');
+    return started.port;
+  }
+
+  /**
+   * The TCP listener on the server's own transport (h2-transport.ts). A TCP stream is who its
+   * verified client certificate says, or anonymous (identity.ts); renewed certificates
+   * (tls.source) apply to the connections that come after.
+   */
+  private async startH2(port: number, host: string, tls: XdsServerTls | undefined): Promise<{ endpoint: Endpoint; port: number; transport: XdsTransport }> {
+    const connections = new H2GrpcConnections({
+      methods: this.h2Methods((call) => identityOfTcpCall(call.getAuthContext())),
+      auth: tls === undefined ? () => PLAINTEXT_AUTH : tlsAuth,
+      logger: this.logger,
+      keepalive: this.keepalive,
+    });
+    let listener: NetServer;
+    let unwatch: (() => void) | undefined;
+    if (tls === undefined) listener = plaintextServer(connections);
+    else {
+      const secure = tlsServer(connections, tls, this.logger);
+      unwatch = watchServerCertificates(tls, (context) => secure.setSecureContext(secureContextOptions(context)));
+      listener = secure;
+    }
+    let bound: number;
+    try {
+      bound = await listen(listener, { host, port, backlog: ACCEPT_BACKLOG });
+    } catch (err) {
+      unwatch?.();
+      throw err;
+    }
+    listener.on('error', (err) => this.logger.error({ err }, 'xds: TCP listener failed'));
+    const endpoint: Endpoint = {
+      close: async () => {
+        unwatch?.();
+        listener.close();
+        await connections.close(CLOSE_GRACE_MS);
+      },
+    };
+    return { endpoint, port: bound, transport: 'h2' };
+  }
+
+  /** The TCP listener served by grpc-js (SWITCHYARD_XDS_TRANSPORT=grpc-js, or credentials not made by tls.ts). */
+  private async startGrpcJs(port: number, host: string, credentials: grpc.ServerCredentials | undefined): Promise<{ endpoint: Endpoint; port: number; transport: XdsTransport }> {
     // A TCP stream is who its verified client certificate says, or anonymous (identity.ts).
     const server = this.grpcServer((call) => identityOfTcpCall(call.getAuthContext()));
     // grpc-js listens with Node's default accept queue (511): a fleet of a thousand Envoys that
@@ -383,31 +467,34 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     });
     let bound: number;
     try {
-      bound = await new Promise<number>((resolve, reject) => {
-        listener.once('error', reject);
-        listener.listen({ host, port, backlog: ACCEPT_BACKLOG }, () => {
-          listener.off('error', reject);
-          const address = listener.address();
-          resolve(typeof address === 'object' && address !== null ? address.port : port);
-        });
-      });
+      bound = await listen(listener, { host, port, backlog: ACCEPT_BACKLOG });
     } catch (err) {
       injector.destroy();
       server.forceShutdown();
       throw err;
     }
     listener.on('error', (err) => this.logger.error({ err }, 'xds: TCP listener failed'));
-    this.server = server;
-    this.listener = { net: listener, injector, sockets };
-    this.logger.info({ address: host, port: bound, tls: credentials !== undefined }, 'xds: server listening');
-    return bound;
+    const endpoint: Endpoint = {
+      close: async () => {
+        // No new connections; those accepted end with their gRPC server.
+        listener.close();
+        await shutdown(server);
+        injector.destroy();
+        // Ended, so a peer that reads sees a clean close; one that stops reading is cut after a grace.
+        for (const socket of sockets) {
+          socket.end();
+          setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
+        }
+      },
+    };
+    return { endpoint, port: bound, transport: 'grpc-js' };
   }
 
   /**
    * Also serves, in plaintext, on a Unix socket for the AI extension in this process, and
    * returns its path (the same one on every call). Every stream on it has the ai-extension
    * identity, so it receives provider keys: the socket lives in a directory only this user can
-   * enter (mkdtemp, mode 0700), removed by stop(). A grpc.Server of its own: which listener
+   * enter (mkdtemp, mode 0700), removed by stop(). A listener of its own: which listener
    * accepted a call is then a fact, not something read off the peer address.
    */
   async privateSocket(): Promise<string> {
@@ -428,15 +515,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   async listenUnix(path: string, ownDir?: string): Promise<string> {
     if (this.server === undefined) throw new Error('xds server: start() it first');
     if (this.unix !== undefined) throw new Error(`xds server: already listening on ${this.unix.path}`);
-    const server = this.grpcServer(() => UNIX_SOCKET_IDENTITY);
-    try {
-      await new Promise<number>((resolve, reject) => {
-        server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
-      });
-    } catch (err) {
-      server.forceShutdown();
-      throw err;
-    }
+    const server = await this.listenOnSocket(path, UNIX_SOCKET_IDENTITY);
     this.unix = { server, dir: ownDir, path };
     this.logger.debug({ path }, 'xds: also listening on a private Unix socket (ai-extension identity)');
     return path;
@@ -450,20 +529,38 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
   async listenEnvoySocket(path: string): Promise<string> {
     if (this.server === undefined) throw new Error('xds server: start() it first');
     if (this.envoySocket !== undefined) throw new Error(`xds server: already listening for Envoys on ${this.envoySocket.path}`);
-    const server = this.grpcServer(() => ENVOY_SOCKET_IDENTITY);
-    try {
-      // One left by a process that was killed: the caller's lock says no live one owns it.
-      rmSync(path, { force: true });
-      await new Promise<number>((resolve, reject) => {
-        server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
-      });
-    } catch (err) {
-      server.forceShutdown();
-      throw err;
-    }
+    // One left by a process that was killed: the caller's lock says no live one owns it.
+    rmSync(path, { force: true });
+    const server = await this.listenOnSocket(path, ENVOY_SOCKET_IDENTITY);
     this.envoySocket = { server, path };
     this.logger.debug({ path }, 'xds: also listening on a Unix socket for the Envoys this process runs (envoy identity)');
     return path;
+  }
+
+  /** A plaintext listener on a Unix socket whose every stream has `identity`. */
+  private async listenOnSocket(path: string, identity: StreamIdentity): Promise<Endpoint> {
+    if (this.transport === 'grpc-js') {
+      const server = this.grpcServer(() => identity);
+      try {
+        await new Promise<number>((resolve, reject) => {
+          server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
+        });
+      } catch (err) {
+        server.forceShutdown();
+        throw err;
+      }
+      return { close: () => shutdown(server) };
+    }
+    const connections = new H2GrpcConnections({ methods: this.h2Methods(() => identity), auth: () => PLAINTEXT_AUTH, logger: this.logger, keepalive: this.keepalive });
+    const listener = plaintextServer(connections);
+    await listen(listener, { path });
+    listener.on('error', (err) => this.logger.error({ err, path }, 'xds: Unix socket listener failed'));
+    return {
+      close: async () => {
+        listener.close();
+        await connections.close(CLOSE_GRACE_MS);
+      },
+    };
   }
 
   /** Ends every stream and closes the server; the cache stays usable. */
@@ -472,25 +569,13 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     clearTimeout(this.rehearsalTimer);
     this.unwatch();
     const servers = [this.server, this.unix?.server, this.envoySocket?.server].filter((server) => server !== undefined);
-    const listener = this.listener;
-    this.listener = undefined;
-    // No new connections; those accepted end with their gRPC server below.
-    listener?.net.close();
     const socketDir = this.unix?.dir;
     const envoySocket = this.envoySocket?.path;
     this.envoySocket = undefined;
     this.server = undefined;
     this.unix = undefined;
     for (const stream of this.streams.values()) stream.call.end();
-    await Promise.all(servers.map(shutdown));
-    if (listener !== undefined) {
-      listener.injector.destroy();
-      // Ended, so a peer that reads sees a clean close; one that stops reading is cut after a grace.
-      for (const socket of listener.sockets) {
-        socket.end();
-        setTimeout(() => socket.destroy(), 1_000).unref();
-      }
-    }
+    await Promise.all(servers.map((server) => server.close()));
     if (envoySocket !== undefined) rmSync(envoySocket, { force: true });
     if (socketDir !== undefined) rmSync(socketDir, { recursive: true, force: true });
   }
@@ -544,13 +629,38 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     return server;
   }
 
+  /** The ADS methods (and `services`) on the server's own transport; `identify` decides each stream's identity. */
+  private h2Methods(identify: (call: H2Call) => StreamIdentity): Map<string, H2Method> {
+    const methods = new Map<string, H2Method>();
+    methods.set(adsService.StreamAggregatedResources!.path, {
+      decode: adsService.StreamAggregatedResources!.requestDeserialize,
+      open: (call) => this.openSotw(call as unknown as SotwCall, identify(call)),
+    });
+    methods.set(adsService.DeltaAggregatedResources!.path, {
+      decode: adsService.DeltaAggregatedResources!.requestDeserialize,
+      decodeAt: deltaAckAt,
+      open: (call) => this.openDelta(call as unknown as DeltaCall, identify(call)),
+    });
+    for (const service of this.services) {
+      for (const [name, definition] of Object.entries(service.definition)) {
+        const handler = service.implementation[name];
+        if (typeof handler !== 'function') continue;
+        methods.set(definition.path, {
+          decode: definition.requestDeserialize,
+          open: (call) => (handler as (call: unknown) => void)(call),
+        });
+      }
+    }
+    return methods;
+  }
+
   /** `transport`: how a rehearsal stream (a DetachedCall) writes, as in openDelta. Returns how the stream is handed requests. */
   private openSotw(call: SotwCall, identity: StreamIdentity, transport?: DirectCall): (request: DiscoveryRequest | UndecodableRequest) => void {
     const record = new ClientRecord(++this.nextStreamId, 'sotw');
     const logger = streamLogger(this.logger, { stream: record.streamId, kind: 'sotw', role: identity.role, via: identity.via });
     // `protocol` is set by the time a request arrives (only once the handler returns).
     const receive = this.receiverFor<DiscoveryRequest>(record, call, logger, () => protocol);
-    const direct = transport ?? directCall(call, receive);
+    const direct = transport ?? (call instanceof H2Call ? call : directCall(call, receive));
     const protocol: SotwStream = new SotwStream({
       cache: this.cache,
       identity,
@@ -560,7 +670,9 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       logger,
     });
     this.track({ record, protocol, call, logger, view: undefined, pending: undefined }, logger);
-    call.on('data', receive);
+    // Requests of the own transport's calls are handed on directly, not as events.
+    if (call instanceof H2Call) call.receive = receive as (request: unknown) => void;
+    else call.on('data', receive);
     if (transport === undefined) this.rehearsalWanted('sotw');
     return receive;
   }
@@ -571,7 +683,7 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
     const logger = streamLogger(this.logger, { stream: record.streamId, kind: 'delta', role: identity.role, via: identity.via });
     // `protocol` is set by the time a request arrives (only once the handler returns).
     const receive = this.receiverFor<DeltaDiscoveryRequest>(record, call, logger, () => protocol);
-    const direct = transport ?? directCall(call, receive, deltaAckAt);
+    const direct = transport ?? (call instanceof H2Call ? call : directCall(call, receive, deltaAckAt));
     const protocol: DeltaStream = new DeltaStream({
       cache: this.cache,
       identity,
@@ -580,7 +692,9 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
       logger,
     });
     this.track({ record, protocol, call, logger, view: undefined, pending: undefined }, logger);
-    call.on('data', receive);
+    // Requests of the own transport's calls are handed on directly, not as events.
+    if (call instanceof H2Call) call.receive = receive as (request: unknown) => void;
+    else call.on('data', receive);
     if (transport === undefined) this.rehearsalWanted('delta');
     return receive;
   }
@@ -906,6 +1020,17 @@ export class XdsServer extends EventEmitter<XdsServerEvents> {
  * (Linux caps it at net.core.somaxconn, 4096 by default since 5.4).
  */
 const ACCEPT_BACKLOG = 65_535;
+
+function listen(server: NetServer, options: { host?: string; port?: number; path?: string; backlog?: number }): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options, () => {
+      server.off('error', reject);
+      const address = server.address();
+      resolve(typeof address === 'object' && address !== null ? address.port : (options.port ?? 0));
+    });
+  });
+}
 
 function shutdown(server: grpc.Server): Promise<void> {
   return new Promise<void>((resolve) => {

@@ -117,9 +117,63 @@ export function clientCertificateRole(tls: XdsClientTls): Role | undefined {
 }
 
 export function xdsServerCredentials(tls: XdsServerTls): grpc.ServerCredentials {
-  if (tls.ca === undefined) return grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false);
-  const source = tls.source ?? fixed(tls.cert, tls.key, tls.ca);
-  return grpc.experimental.createCertificateProviderServerCredentials(source, source, true);
+  const credentials =
+    tls.ca === undefined
+      ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false)
+      : grpc.experimental.createCertificateProviderServerCredentials(tls.source ?? fixed(tls.cert, tls.key, tls.ca), tls.source ?? fixed(tls.cert, tls.key, tls.ca), true);
+  credentialsTls.set(credentials, tls);
+  return credentials;
+}
+
+/** What each credentials object of xdsServerCredentials was made from: the xDS server's own transport serves TLS from it. */
+const credentialsTls = new WeakMap<grpc.ServerCredentials, XdsServerTls>();
+
+/** The TLS settings `credentials` were made from by xdsServerCredentials; undefined for credentials made otherwise. */
+export function serverTlsOf(credentials: grpc.ServerCredentials): XdsServerTls | undefined {
+  return credentialsTls.get(credentials);
+}
+
+/** A server's certificate, key and (mTLS) CA as they stand. */
+export interface ServerCertificates {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly ca?: Buffer | undefined;
+}
+
+/**
+ * Calls `apply` with each renewal of `tls`'s certificates from its source (files read again
+ * every minute, or a MemoryCertificateProvider's set()), once both the identity and the CA are
+ * known; returns how to stop. Without a source, nothing is renewed.
+ */
+export function watchServerCertificates(tls: XdsServerTls, apply: (certificates: ServerCertificates) => void): () => void {
+  const source = tls.source;
+  if (source === undefined) return () => undefined;
+  let current: { cert: Buffer; key: Buffer; ca: Buffer | undefined } = { cert: tls.cert, key: tls.key, ca: tls.ca };
+  let stopped = false;
+  const update = (next: Partial<typeof current>): void => {
+    if (stopped) return;
+    const merged = { ...current, ...next };
+    if (merged.cert.equals(current.cert) && merged.key.equals(current.key) && sameBuffer(merged.ca, current.ca)) return;
+    current = merged;
+    apply(current);
+  };
+  const onCa: grpc.experimental.CaCertificateUpdateListener = (update_) => {
+    if (update_ !== null) update({ ca: update_.caCertificate });
+  };
+  const onIdentity: grpc.experimental.IdentityCertificateUpdateListener = (update_) => {
+    if (update_ !== null) update({ cert: update_.certificate, key: update_.privateKey });
+  };
+  source.addCaCertificateListener(onCa);
+  source.addIdentityCertificateListener(onIdentity);
+  return () => {
+    stopped = true;
+    source.removeCaCertificateListener(onCa);
+    source.removeIdentityCertificateListener(onIdentity);
+  };
+}
+
+function sameBuffer(a: Buffer | undefined, b: Buffer | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : a.equals(b);
 }
 
 /** With a client certificate, its files (and ca.crt) are read again every minute, so a renewed one is used. */

@@ -4,12 +4,12 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGrpcServer, type BidiCall, type GrpcServerOptions, type RunningGrpcServer } from '../../src/ai-extension/grpc-server.js';
-import { H2Connection, H2Error, type H2ConnectionOptions, type H2Stream } from '../../src/ai-extension/h2-connection.js';
-import { HpackDecoder, encodeHeaderBlock, type HeaderList } from '../../src/ai-extension/hpack.js';
+import { H2Connection, H2Error, type H2ConnectionOptions, type H2Stream } from '../../src/h2/h2-connection.js';
+import { HpackDecoder, encodeHeaderBlock, type HeaderList } from '../../src/h2/hpack.js';
 import { H2_FRAME as T, H2_PREFACE as PREFACE, h2Frame as frame } from '../support/h2-frames.js';
 
 /**
- * The extension's own HTTP/2 server (src/ai-extension/h2-connection.ts, hpack.ts) against a
+ * The extension's own HTTP/2 server (src/h2/h2-connection.ts, hpack.ts) against a
  * hostile client: each guard ends the connection (or the stream) with the code RFC 9113 names,
  * and says so once in the log; and property tests: any split of valid input, any garbage, any
  * header block Node's real HPACK encoder makes.

@@ -2,11 +2,11 @@ import * as http2 from 'node:http2';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGrpcServer, type BidiCall, type RunningGrpcServer } from '../../src/ai-extension/grpc-server.js';
-import { HpackDecoder, HpackError, encodeHeaderBlock } from '../../src/ai-extension/hpack.js';
+import { HpackDecoder, HpackError, encodeHeaderBlock } from '../../src/h2/hpack.js';
 import { H2_PREFACE, h2Frame } from '../support/h2-frames.js';
 
 /**
- * The AI extension's own HTTP/2 server (src/ai-extension/h2-connection.ts, hpack.ts) against the
+ * The AI extension's own HTTP/2 server (src/h2/h2-connection.ts, hpack.ts) against the
  * HTTP/2 stack Node ships (nghttp2, the library Envoy 1.40 uses too): header blocks as nghttp2
  * encodes them, flow control as it enforces it.
  */

@@ -3,7 +3,9 @@ import { HeaderListTooLarge, HpackDecoder, HpackError, type HeaderList } from '.
 
 /**
  * The server end of one HTTP/2 connection (RFC 9113), written for the AI extension's gRPC
- * service: Envoy opens an ext_proc stream per attempt and exchanges a few small messages on it.
+ * service (Envoy opens an ext_proc stream per attempt and exchanges a few small messages on it),
+ * and since serves the xDS server's ADS and LRS streams too (src/xds/h2-transport.ts: server
+ * PINGs for keepalive, GOAWAY on shutdown, a callback once a stream's DATA has left).
  *
  * Why not node:http2: per stream it builds a headers object, a Duplex stream and its events,
  * nextTicks and native callbacks; for a five-message call that was about a third of the
@@ -11,8 +13,8 @@ import { HeaderListTooLarge, HpackDecoder, HpackError, type HeaderList } from '.
  * read is split into frames in one pass, each stream is a small object with three callbacks, and
  * what the streams were given leaves in one socket write (see flushSoon).
  *
- * What it does not do: server push, priorities (PRIORITY is read and ignored), TLS (the extension
- * is reached over loopback or a Unix socket), h2c upgrade from HTTP/1.1, extended CONNECT.
+ * What it does not do: server push, priorities (PRIORITY is read and ignored), TLS itself (a
+ * caller that serves TLS hands it node:tls's socket), h2c upgrade from HTTP/1.1, extended CONNECT.
  */
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -121,6 +123,8 @@ export interface H2ConnectionOptions {
   onConnectionError?(code: number, reason: string, by: 'local' | 'peer'): void;
   /** A new stream with its request headers. */
   onStream(stream: H2Stream, headers: HeaderList): void;
+  /** The peer acknowledged a PING this end sent (ping()). */
+  onPingAck?(): void;
 }
 
 /** A connection error: the connection ends with GOAWAY carrying the code. */
@@ -151,6 +155,8 @@ export class H2Stream {
 
   /** What is not yet handed to the connection's output: headers, DATA, the end. */
   private responseBlock: Buffer | undefined;
+  /** Called once every DATA byte written so far has left for the socket (write's `onSent`). */
+  private sentCallbacks: (() => void)[] | undefined;
   private headersSent = false;
   private unsent: Buffer[] = [];
   private unsentBytes = 0;
@@ -182,12 +188,23 @@ export class H2Stream {
     if (this.responseBlock === undefined && !this.headersSent) this.responseBlock = block;
   }
 
-  /** Queues DATA; sent when the connection flushes (after an end() or flush(), else in an immediate). */
-  write(data: Buffer): void {
+  /**
+   * Queues DATA; sent when the connection flushes (after an end() or flush(), else in an
+   * immediate). `onSent`: called once this DATA, within the peer's flow-control windows, has been
+   * taken by the socket with nothing left in its buffer (H2Connection.afterWrite); never when the
+   * stream closes first.
+   */
+  write(data: Buffer, onSent?: () => void): void {
     if (this.localEnded || this.ending || this.closed) return;
     this.unsent.push(data);
     this.unsentBytes += data.length;
+    if (onSent !== undefined) (this.sentCallbacks ??= []).push(onSent);
     this.connection.markDirty(this);
+  }
+
+  /** DATA queued and not yet framed (held by a send window, or waiting for the next flush). */
+  get queuedBytes(): number {
+    return this.unsentBytes;
   }
 
   /**
@@ -237,6 +254,10 @@ export class H2Stream {
       }
       this.unsent = [];
       this.unsentBytes = 0;
+      if (this.sentCallbacks !== undefined) {
+        out.afterWrite(this.sentCallbacks);
+        this.sentCallbacks = undefined;
+      }
       if (this.ending && this.trailerBlock === undefined) {
         this.finishLocal();
         return;
@@ -302,6 +323,8 @@ export class H2Connection {
   private flushQueued: NodeJS.Immediate | undefined;
   private flushJobQueued = false;
   private goingAway = false;
+  /** Called once the socket has taken everything written so far (afterWrite). */
+  private sentWaiters: (() => void)[] = [];
   private dead = false;
   /** SETTINGS of this end acknowledged: until then the peer may use the default stream window. */
   private settingsAcked = false;
@@ -345,6 +368,50 @@ export class H2Connection {
     });
     socket.on('error', () => undefined);
   }
+
+  /** Sends a PING (RFC 9113 6.7); the peer's acknowledgement calls onPingAck. */
+  ping(): void {
+    if (this.dead) return;
+    const frame = Buffer.alloc(FRAME_HEADER + 8);
+    writeFrameHeader(frame, 0, 8, FrameType.PING, 0, 0);
+    this.out.push(frame);
+    this.flushSoon();
+  }
+
+  /**
+   * GOAWAY NO_ERROR naming the last stream opened (RFC 9113 6.8): the peer opens no more streams
+   * here; those open go on until they end.
+   */
+  goAway(): void {
+    if (this.dead || this.goingAway) return;
+    this.goingAway = true;
+    // What the streams were given (their statuses, when the caller ended them) leads.
+    this.flush();
+    const frame = Buffer.alloc(FRAME_HEADER + 8);
+    writeFrameHeader(frame, 0, 8, FrameType.GOAWAY, 0, 0);
+    frame.writeUInt32BE(this.lastStreamId, 9);
+    frame.writeUInt32BE(H2Error.NO_ERROR, 13);
+    this.out.push(frame);
+    this.flushSoon();
+  }
+
+  /** Sends what is queued, then ends the socket's writing side (the peer sees a clean close). */
+  end(): void {
+    if (this.dead) return;
+    this.flush();
+    this.socket.end();
+  }
+
+  /** Streams open. */
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  /** Callbacks run once the socket holds nothing unsent (at once when it already does, after the write in progress). */
+  afterWrite(callbacks: readonly (() => void)[]): void {
+    for (let i = 0; i < callbacks.length; i++) this.sentWaiters.push(callbacks[i] as () => void);
+  }
+
 
   /** Ends every stream and the connection at once. */
   destroy(): void {
@@ -545,7 +612,7 @@ export class H2Connection {
           payload.copy(frame, FRAME_HEADER);
           this.out.push(frame);
           this.countControlAnswer();
-        }
+        } else this.opts.onPingAck?.();
         return;
       case FrameType.GOAWAY: {
         if (streamId !== 0 || payload.length < 8) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'a malformed GOAWAY');
@@ -818,12 +885,18 @@ export class H2Connection {
   private writeOut(): void {
     if (this.out.length === 0) return;
     const buffers = this.out.splice(0);
-    if (buffers.length === 1) this.socket.write(buffers[0] as Buffer);
+    // Run once the last buffer has left for the kernel (and so every one before it); at once
+    // when the write completed synchronously.
+    const sent = this.sentWaiters.length > 0 ? sentOnce(this.sentWaiters.splice(0)) : undefined;
+    if (buffers.length === 1) this.socket.write(buffers[0] as Buffer, sent);
     else {
       this.socket.cork();
-      for (const b of buffers) this.socket.write(b);
+      const last = buffers.length - 1;
+      for (let i = 0; i < last; i++) this.socket.write(buffers[i] as Buffer);
+      this.socket.write(buffers[last] as Buffer, sent);
       this.socket.uncork();
     }
+    if (sent !== undefined && this.socket.writableLength === 0) sent();
     // All of it taken by the kernel: the answers queued so far have left.
     if (this.socket.writableLength === 0) this.unsentControlAnswers = 0;
     if (this.pendingGrants.length > 0) {
@@ -862,6 +935,17 @@ export class H2Connection {
     this.flushQueued = undefined;
     for (const stream of [...this.streams.values()]) this.closeStream(stream);
   }
+}
+
+/** The callbacks, run once: by the write's completion or at once, whichever comes first; never after a failed write. */
+function sentOnce(callbacks: readonly (() => void)[]): (err?: Error | null) => void {
+  let ran = false;
+  return (err) => {
+    if (ran) return;
+    ran = true;
+    if (err !== null && err !== undefined) return;
+    for (let i = 0; i < callbacks.length; i++) (callbacks[i] as () => void)();
+  };
 }
 
 function writeFrameHeader(buf: Buffer, at: number, length: number, type: number, flags: number, streamId: number): void {
