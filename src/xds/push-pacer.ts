@@ -25,13 +25,15 @@ export class PacedFanOut<Stream, Change> {
   /** Called once the streams waiting at whenSent() have been pushed and their writes handed to the sockets. */
   private sentListeners: { listener: () => void; until: number }[] = [];
   /**
-   * The least `until` of `sentListeners`; 0 when there is none. run() asks for a turn after every
-   * slice this is due at, listeners or not, and so runs the same code in every queue: the push
-   * rehearsal's (push-rehearsal.ts) never has a listener, and when run() read the array (its
-   * length, then the listeners') only when the real server had one, V8 threw run()'s compiled code
-   * away at a fleet's first edit ("wrong map" on the array, then "insufficient type feedback" on
-   * the call) and compiled it again, 8-12 ms of a V8 thread inside the edit. The turn finds no
-   * listener then and does nothing.
+   * The least `until` of `sentListeners`; when there is none, `slotsPassed` at the last turn for
+   * them, so that it is due again at the next slice. run() asks for a turn after every slice this
+   * is due at, listeners or not, and so runs the same code in every queue: the push rehearsal's
+   * (push-rehearsal.ts) never has a listener, and when run() read the array (its length, then the
+   * listeners') only when the real server had one, V8 threw run()'s compiled code away at a
+   * fleet's first edit ("wrong map" on the array, then "insufficient type feedback" on the call)
+   * and compiled it again, 8-12 ms of a V8 thread inside the edit. The turn finds no listener then
+   * and only moves this on: a field run() reads that no queue ever changed is one V8 takes for a
+   * constant, and a first change of it throws run()'s code away too ("field type constness").
    */
   private sentUntil = 0;
   /** How many `sentListeners` wait: what the turn asks, not the array's length (the array's map differs once it holds one). */
@@ -156,7 +158,9 @@ export class PacedFanOut<Stream, Change> {
     this.sentPassedAt = this.slotsPassed;
     setImmediate(() => {
       this.sentTurnScheduled = false;
-      if (this.sentWaiting > 0) this.callSentListeners();
+      // None waits: the field moves on all the same, in every queue (see sentUntil).
+      if (this.sentWaiting === 0) this.sentUntil = this.slotsPassed;
+      else this.callSentListeners();
     });
   }
 
@@ -165,7 +169,7 @@ export class PacedFanOut<Stream, Change> {
     const due = this.sentListeners.filter((l) => l.until <= passed);
     this.sentListeners = this.sentListeners.filter((l) => l.until > passed);
     this.sentWaiting = this.sentListeners.length;
-    this.sentUntil = this.sentWaiting === 0 ? 0 : Math.min(...this.sentListeners.map((l) => l.until));
+    this.sentUntil = this.sentWaiting === 0 ? this.slotsPassed : Math.min(...this.sentListeners.map((l) => l.until));
     // Those a slice reached after the turn was asked for (in this turn, before it): the next turn.
     if (this.sentWaiting > 0) this.scheduleSent();
     for (const l of due) l.listener();
