@@ -116,7 +116,11 @@ export class ResourceQuarantine {
     }
     if (this.lastFolded.get(reply.typeUrl) !== reply.resources) {
       for (const r of reply.resources) {
-        if (accepted.get(r.name)?.version !== r.version) accepted.set(r.name, r);
+        // A name met for the first time compares with itself (and is set): the version is read at
+        // every fold, so that V8's code for ack(), compiled while a fleet connects (every name
+        // new), has seen it and is not thrown away at the first edit ("insufficient type feedback").
+        const last = accepted.get(r.name) ?? r;
+        if (last.version !== r.version || last === r) accepted.set(r.name, r);
       }
       this.lastFolded.set(reply.typeUrl, reply.resources);
       this.pruneAccepted(reply.typeUrl);

@@ -24,6 +24,22 @@ export class PacedFanOut<Stream, Change> {
   private slotsPassed = 0;
   /** Called once the streams waiting at whenSent() have been pushed and their writes handed to the sockets. */
   private sentListeners: { listener: () => void; until: number }[] = [];
+  /**
+   * The least `until` of `sentListeners`; when there is none, `slotsPassed` at the last turn for
+   * them, so that it is due again at the next slice. run() asks for a turn after every slice this
+   * is due at, listeners or not, and so runs the same code in every queue: the push rehearsal's
+   * (push-rehearsal.ts) never has a listener, and when run() read the array (its length, then the
+   * listeners') only when the real server had one, V8 threw run()'s compiled code away at a
+   * fleet's first edit ("wrong map" on the array, then "insufficient type feedback" on the call)
+   * and compiled it again, 8-12 ms of a V8 thread inside the edit. The turn finds no listener then
+   * and only moves this on: a field run() reads that no queue ever changed is one V8 takes for a
+   * constant, and a first change of it throws run()'s code away too ("field type constness").
+   */
+  private sentUntil = 0;
+  /** How many `sentListeners` wait: what the turn asks, not the array's length (the array's map differs once it holds one). */
+  private sentWaiting = 0;
+  /** `slotsPassed` when the turn for the listeners was asked for: it calls those due then, not those a slice of its own turn reached. */
+  private sentPassedAt = 0;
   private sentTurnScheduled = false;
   /**
    * The longest time one slice held the event loop, in ms. Starts as -0, a number V8 keeps as a
@@ -105,7 +121,7 @@ export class PacedFanOut<Stream, Change> {
     }
     this.longestSliceMs = Math.max(this.longestSliceMs, this.now() - started);
     this.scheduleTurn();
-    if (this.sentListeners.length > 0) this.scheduleSent();
+    this.scheduleSent();
   }
 
   private scheduleTurn(): void {
@@ -128,19 +144,35 @@ export class PacedFanOut<Stream, Change> {
    * the last slice and hold its writes back.
    */
   whenSent(listener: () => void): void {
-    this.sentListeners.push({ listener, until: this.waitingCount === 0 ? this.slotsPassed : this.slotsAdded });
+    const until = this.waitingCount === 0 ? this.slotsPassed : this.slotsAdded;
+    if (this.sentWaiting === 0 || until < this.sentUntil) this.sentUntil = until;
+    this.sentListeners.push({ listener, until });
+    this.sentWaiting = this.sentListeners.length;
     this.scheduleSent();
   }
 
+  /** A turn for the listeners when the first is due (and after every slice when there is none: see sentUntil). */
   private scheduleSent(): void {
-    if (this.sentTurnScheduled || !this.sentListeners.some((l) => l.until <= this.slotsPassed)) return;
+    if (this.sentTurnScheduled || this.sentUntil > this.slotsPassed) return;
     this.sentTurnScheduled = true;
+    this.sentPassedAt = this.slotsPassed;
     setImmediate(() => {
       this.sentTurnScheduled = false;
-      const due = this.sentListeners.filter((l) => l.until <= this.slotsPassed);
-      this.sentListeners = this.sentListeners.filter((l) => l.until > this.slotsPassed);
-      for (const l of due) l.listener();
+      // None waits: the field moves on all the same, in every queue (see sentUntil).
+      if (this.sentWaiting === 0) this.sentUntil = this.slotsPassed;
+      else this.callSentListeners();
     });
+  }
+
+  private callSentListeners(): void {
+    const passed = this.sentPassedAt;
+    const due = this.sentListeners.filter((l) => l.until <= passed);
+    this.sentListeners = this.sentListeners.filter((l) => l.until > passed);
+    this.sentWaiting = this.sentListeners.length;
+    this.sentUntil = this.sentWaiting === 0 ? this.slotsPassed : Math.min(...this.sentListeners.map((l) => l.until));
+    // Those a slice reached after the turn was asked for (in this turn, before it): the next turn.
+    if (this.sentWaiting > 0) this.scheduleSent();
+    for (const l of due) l.listener();
   }
 }
 

@@ -1,3 +1,6 @@
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { namesResource } from '../../src/app/culprit-search.js';
 import { ResourceQuarantine } from '../../src/app/resource-quarantine.js';
@@ -217,5 +220,43 @@ describe('ResourceQuarantine', () => {
     expect(conditionOf('a')).toMatchObject({ status: 'True', reason: 'Programmed' });
     expect(conditionOf('b')).toMatchObject({ status: 'False', reason: 'Rejected', observedGeneration: 2 });
     expect(conditionOf('b')?.message).toBe('Envoy envoy-1 rejected endpoints of cluster service/ai/b: an error that names no assignment; the version it last accepted is served until this object changes');
+  });
+});
+
+/**
+ * A fresh Node with V8's test functions: ack() compiled (TurboFan) while a fleet ACKs names it
+ * meets for the first time, as when it connects; then the ACKs of a first edit, a changed version
+ * of a name already accepted. Whether ack()'s compiled code was kept through them.
+ */
+const ACK_KEPT_SCRIPT = `
+  import { ResourceQuarantine } from './src/app/resource-quarantine.ts';
+  import { TypeUrl } from './src/envoy/resources.ts';
+  const natives = (body) => new Function('f', body);
+  const prepare = natives('%PrepareFunctionForOptimization(f)');
+  const optimize = natives('%OptimizeFunctionOnNextCall(f)');
+  const status = natives('return %GetOptimizationStatus(f)');
+  const OPTIMIZED = 16;
+  const ack = ResourceQuarantine.prototype.ack;
+  const record = (name, version) => ({ typeUrl: TypeUrl.cluster, name, version, resource: { name }, any: new Uint8Array(0) });
+  const reply = (streamId, resources) => ({ streamId, nodeId: \`envoy-\${streamId}\`, kind: 'delta', typeUrl: TypeUrl.cluster, resources });
+  const quarantine = new ResourceQuarantine();
+  prepare(ack);
+  const initial = Array.from({ length: 50 }, (_, i) => record(\`c\${i}\`, 'v1'));
+  for (let s = 0; s < 100; s++) quarantine.ack(reply(s, initial));
+  optimize(ack);
+  quarantine.ack(reply(100, initial));
+  const connected = (status(ack) & OPTIMIZED) !== 0;
+  const edit = [record('c7', 'v2')];
+  for (let s = 0; s < 100; s++) quarantine.ack(reply(s, edit));
+  const kept = (status(ack) & OPTIMIZED) !== 0;
+  process.stdout.write(JSON.stringify({ connected, kept }));
+`;
+
+describe('ResourceQuarantine.ack and V8', () => {
+  it("keeps ack()'s compiled code through a first edit's ACKs after a fleet's first ACKs", () => {
+    const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
+    const r = spawnSync(process.execPath, ['--allow-natives-syntax', '--import', 'tsx', '--input-type=module', '-e', ACK_KEPT_SCRIPT], { cwd: root, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`node exited ${String(r.status)}: ${r.stderr}`);
+    expect(JSON.parse(r.stdout)).toEqual({ connected: true, kept: true });
   });
 });

@@ -1,4 +1,7 @@
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { TypeUrl } from '../../src/envoy/resources.js';
@@ -78,6 +81,56 @@ describe('PacedFanOut.whenSent', () => {
     expect(calls).toEqual([]);
     await nextTurn();
     expect(calls).toEqual([1, 2]);
+  });
+});
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
+
+/**
+ * A fresh Node with V8's test functions: run() compiled (TurboFan) after the changes of a queue
+ * that never has a listener, as the push rehearsal's; then another queue's first change, with a
+ * whenSent() listener waiting, as the real server's first edit with status work held. Whether
+ * run()'s compiled code was kept through that change.
+ */
+const RUN_KEPT_SCRIPT = `
+  import { setImmediate as nextTurn } from 'node:timers/promises';
+  import { PacedFanOut } from './src/xds/push-pacer.ts';
+  const natives = (body) => new Function('f', body);
+  const prepare = natives('%PrepareFunctionForOptimization(f)');
+  const optimize = natives('%OptimizeFunctionOnNextCall(f)');
+  const status = natives('return %GetOptimizationStatus(f)');
+  const OPTIMIZED = 16;
+  const run = PacedFanOut.prototype.run;
+  let now = 0;
+  const clock = () => now;
+  const push = () => { now += 6; };
+  const streams = Array.from({ length: 8 }, (_, i) => ({ id: i }));
+  async function change(fanOut) {
+    for (const s of streams) fanOut.add(s, ['cds']);
+    fanOut.run();
+    while (fanOut.busy) await nextTurn();
+  }
+  prepare(run);
+  const rehearsal = new PacedFanOut(push, 10, clock);
+  for (let i = 0; i < 20; i++) await change(rehearsal);
+  optimize(run);
+  await change(rehearsal);
+  const rehearsed = (status(run) & OPTIMIZED) !== 0;
+  const real = new PacedFanOut(push, 10, clock);
+  for (const s of streams) real.add(s, ['cds']);
+  real.run();
+  const sent = new Promise((resolve) => real.whenSent(resolve));
+  while (real.busy) await nextTurn();
+  const kept = (status(run) & OPTIMIZED) !== 0;
+  await sent;
+  process.stdout.write(JSON.stringify({ rehearsed, kept }));
+`;
+
+describe('PacedFanOut and V8', () => {
+  it("keeps run()'s compiled code through the first change with a whenSent() listener after changes without one", () => {
+    const r = spawnSync(process.execPath, ['--allow-natives-syntax', '--import', 'tsx', '--input-type=module', '-e', RUN_KEPT_SCRIPT], { cwd: ROOT, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`node exited ${String(r.status)}: ${r.stderr}`);
+    expect(JSON.parse(r.stdout)).toEqual({ rehearsed: true, kept: true });
   });
 });
 
