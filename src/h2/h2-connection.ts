@@ -233,6 +233,11 @@ export class H2Stream {
     this.connection.resetStream(this, code);
   }
 
+  /** Ends the whole connection for a fault of the peer: GOAWAY with the code (ENHANCE_YOUR_CALM for a limit kept being passed). */
+  abort(code: number, reason: string): void {
+    this.connection.abort(code, reason);
+  }
+
   /** Appends this stream's frames to the connection's output, as far as the send windows allow. */
   drainInto(out: H2Connection): void {
     if (this.closed) return;
@@ -412,6 +417,11 @@ export class H2Connection {
     for (let i = 0; i < callbacks.length; i++) this.sentWaiters.push(callbacks[i] as () => void);
   }
 
+
+  /** GOAWAY with the code (a fault of the peer), then the connection ends; reported as onConnectionError 'local'. */
+  abort(code: number, reason: string): void {
+    this.fail(code, reason);
+  }
 
   /** Ends every stream and the connection at once. */
   destroy(): void {

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { redactSecretText } from '../envoy/secrets.js';
 import { H2Connection, H2Error, h2ErrorName, type H2Stream } from '../h2/h2-connection.js';
 import { encodeHeaderBlock, type HeaderList } from '../h2/hpack.js';
+import { ConnectionReceiveBudget, PartialMessage, SharedReceiveBudget } from '../h2/receive-budget.js';
 import type { FramedMessage } from './grpc-framing.js';
 import type { TransportAuth } from './identity.js';
 
@@ -58,6 +59,17 @@ const MAX_HEADER_BLOCK_BYTES = 64 * 1024;
 const MAX_HEADER_LIST_BYTES = 64 * 1024;
 /** Envoy opens one ADS stream per connection (and LRS maybe beside it); grpc-js announced no limit. */
 const MAX_CONCURRENT_STREAMS = 1000;
+/**
+ * Partial request messages (begun, not yet whole) one connection may hold (receive-budget.ts):
+ * two messages of MAX_RECEIVE_BYTES. Envoy's are whole in a read or a few (a fleet's first
+ * subscription is tens of KB, an LRS report about as much); a client opening 1,000 streams each
+ * one byte short of 16 MiB held ~16 GB before this bound.
+ */
+const CONNECTION_RECEIVE_BYTES = 2 * MAX_RECEIVE_BYTES;
+/** The same across the process's xDS connections (every listener), shared. */
+export const XDS_RECEIVE_BUDGET = new SharedReceiveBudget(256 * 1024 * 1024);
+/** Streams refused for the connection's bound before it is ended with ENHANCE_YOUR_CALM. */
+const MAX_BUDGET_REFUSALS = 10;
 /** Resets by the peer of streams not yet answered before GOAWAY ENHANCE_YOUR_CALM (nghttp2's default guard). */
 const PEER_RESETS = { burst: 1000, perSecond: 33 };
 
@@ -133,9 +145,8 @@ export class H2Call extends EventEmitter {
   private headersSent = false;
   private statusSent = false;
   private gone = false;
-  private partial: Buffer[] = [];
-  private partialBytes = 0;
-  private partialExpected = 0;
+  /** The message begun and not yet whole (receive-budget.ts). */
+  private readonly partial: PartialMessage;
 
   constructor(
     private readonly stream: H2Stream,
@@ -143,8 +154,11 @@ export class H2Call extends EventEmitter {
     private readonly method: H2Method,
     private readonly encoding: 'identity' | 'gzip' | 'deflate',
     private readonly maxMessageBytes: number,
+    /** What partial messages of this call's connection may hold; none: unbounded (tests). */
+    private readonly budget?: ConnectionReceiveBudget,
   ) {
     super();
+    this.partial = new PartialMessage(budget);
     // As grpc-js's server streams: an 'error' emitted on the call is its status.
     this.on('error', (err: unknown) => {
       const status = err as StatusLike;
@@ -155,7 +169,7 @@ export class H2Call extends EventEmitter {
     stream.onData = (chunk) => this.onData(chunk);
     stream.onEnd = () => {
       if (this.gone) return;
-      if (this.partialBytes > 0) {
+      if (this.partial.bytes > 0) {
         this.sendStatus(GrpcCode.INTERNAL, 'the request ended in the middle of a message');
         return;
       }
@@ -218,6 +232,7 @@ export class H2Call extends EventEmitter {
     if (this.statusSent || this.gone) return;
     this.statusSent = true;
     this.writableEnded = true;
+    this.partial.drop();
     const stillSending = !this.stream.remoteEnded && code !== GrpcCode.OK;
     if (!this.headersSent) {
       this.headersSent = true;
@@ -233,6 +248,7 @@ export class H2Call extends EventEmitter {
   private onClose(): void {
     if (this.gone) return;
     this.gone = true;
+    this.partial.drop();
     // Reset by the client or the connection gone before the status went out: grpc-js's 'cancelled'.
     if (!this.statusSent) {
       this.statusSent = true;
@@ -244,51 +260,64 @@ export class H2Call extends EventEmitter {
 
   private onData(chunk: Buffer): void {
     if (this.statusSent || this.gone) return;
-    let data = chunk;
-    if (this.partialBytes > 0) {
-      this.partial.push(chunk);
-      this.partialBytes += chunk.length;
-      if (this.partialExpected === 0) {
-        if (this.partialBytes < PREFIX) return;
-        const joined = Buffer.concat(this.partial, this.partialBytes);
-        const length = this.checkPrefix(joined, 0);
-        if (length < 0) return;
-        this.partialExpected = PREFIX + length;
-        this.partial = [joined];
-      }
-      if (this.partialBytes < this.partialExpected) return;
-      data = Buffer.concat(this.partial, this.partialBytes);
-      this.partial = [];
-      this.partialBytes = 0;
-      this.partialExpected = 0;
-    }
     let at = 0;
-    while (data.length - at >= PREFIX) {
-      const length = this.checkPrefix(data, at);
+    const partial = this.partial;
+    if (partial.bytes > 0) {
+      // The message begun in an earlier read: its own buffer, counted against the budget.
+      if (partial.expected === 0) {
+        at = Math.min(PREFIX - partial.bytes, chunk.length);
+        if (!this.keep(chunk, 0, at)) return;
+        if (partial.bytes < PREFIX) return;
+        const length = this.checkPrefix(partial.view(), 0);
+        if (length < 0) return;
+        partial.expected = PREFIX + length;
+      }
+      const take = Math.min(partial.expected - partial.bytes, chunk.length - at);
+      if (take > 0 && !this.keep(chunk, at, at + take)) return;
+      at += take;
+      if (partial.bytes < partial.expected) return;
+      const message = partial.take();
+      if (!this.deliverAt(message, PREFIX, message.length)) return;
+    }
+    while (chunk.length - at >= PREFIX) {
+      const length = this.checkPrefix(chunk, at);
       if (length < 0) return;
       const end = at + PREFIX + length;
-      if (end > data.length) {
-        this.partialExpected = PREFIX + length;
+      if (end > chunk.length) {
+        partial.expected = PREFIX + length;
         break;
       }
       const start = at + PREFIX;
       at = end;
-      if (data[start - PREFIX] === 1) {
-        const request = this.decompressed(data.subarray(start, end));
-        if (request === undefined) return;
-        this.deliver(this.method.decode(request));
-      } else {
-        // An ACK is read where it lies: no Buffer made for it.
-        const request = this.method.decodeAt?.(data, start, end);
-        this.deliver(request !== undefined ? request : this.method.decode(data.subarray(start, end)));
-      }
-      if (this.statusSent || this.gone) return;
+      if (!this.deliverAt(chunk, start, end)) return;
     }
-    if (at < data.length) {
-      // Kept past this read: a copy, not a view holding the whole read.
-      this.partial = [Buffer.from(data.subarray(at))];
-      this.partialBytes = data.length - at;
+    // Kept past this read: copied, not a view holding the whole read.
+    if (at < chunk.length) this.keep(chunk, at, chunk.length);
+  }
+
+  /** Appends to the partial message; false when the budget refused (the call is ended). */
+  private keep(chunk: Buffer, from: number, to: number): boolean {
+    const refused = this.partial.append(chunk, from, to);
+    if (refused === undefined) return true;
+    const budget = this.budget as ConnectionReceiveBudget;
+    const limit = refused === 'connection' ? budget.limitBytes : budget.shared.limitBytes;
+    this.sendStatus(GrpcCode.RESOURCE_EXHAUSTED, refused === 'connection' ? `partial request messages on this connection above its limit of ${limit} bytes` : `partial request messages on this server above its limit of ${limit} bytes; retry later`);
+    if (refused === 'connection' && budget.refusals > MAX_BUDGET_REFUSALS) this.stream.abort(H2Error.ENHANCE_YOUR_CALM, `more than ${MAX_BUDGET_REFUSALS} streams refused for partial request messages above ${limit} bytes`);
+    return false;
+  }
+
+  /** Decodes and hands on the message at `data[start, end)`; false when the call ended. */
+  private deliverAt(data: Buffer, start: number, end: number): boolean {
+    if (data[start - PREFIX] === 1) {
+      const request = this.decompressed(data.subarray(start, end));
+      if (request === undefined) return false;
+      this.deliver(this.method.decode(request));
+    } else {
+      // An ACK is read where it lies: no Buffer made for it.
+      const request = this.method.decodeAt?.(data, start, end);
+      this.deliver(request !== undefined ? request : this.method.decode(data.subarray(start, end)));
     }
+    return !this.statusSent && !this.gone;
   }
 
   private deliver(request: unknown): void {
@@ -332,6 +361,8 @@ export interface H2ListenerOptions {
   readonly keepalive?: { timeMs: number; timeoutMs: number } | undefined;
   readonly maxMessageBytes?: number | undefined;
   readonly peerResets?: { burst: number; perSecond: number } | undefined;
+  /** Bounds on partial request messages (tests lower them): per connection, and shared across connections. */
+  readonly receiveBudget?: { connectionBytes: number; shared: SharedReceiveBudget } | undefined;
 }
 
 /** Connections over Unix sockets accepted by this process. */
@@ -366,6 +397,10 @@ export class H2GrpcConnections {
     const name = connectionName(socket);
     // Set below, before the connection reads anything: its PING answers go to it.
     let keepalive: Keepalive | undefined;
+    const { connectionBytes, shared } = this.opts.receiveBudget ?? { connectionBytes: CONNECTION_RECEIVE_BYTES, shared: XDS_RECEIVE_BUDGET };
+    const budget = new ConnectionReceiveBudget(connectionBytes, shared, (scope, limitBytes) =>
+      this.opts.logger.warn({ connection: name, scope, limitBytes }, scope === 'connection' ? 'xds: a stream refused (RESOURCE_EXHAUSTED): partial request messages on this connection above its limit' : 'xds: a stream refused (RESOURCE_EXHAUSTED): partial request messages across connections above the server\'s limit'),
+    );
     const connection = new H2Connection(socket, name, {
       streamWindowBytes: STREAM_WINDOW_BYTES,
       connectionWindowBytes: CONNECTION_WINDOW_BYTES,
@@ -373,7 +408,7 @@ export class H2GrpcConnections {
       maxHeaderListBytes: MAX_HEADER_LIST_BYTES,
       maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
       peerResets: this.opts.peerResets ?? PEER_RESETS,
-      onStream: (stream, headers) => this.serve(stream, headers, auth, maxMessageBytes),
+      onStream: (stream, headers) => this.serve(stream, headers, auth, maxMessageBytes, budget),
       onPingAck: () => keepalive?.answered(),
       onConnectionError: (code, reason, by) => this.opts.logger.debug({ connection: name, code: h2ErrorName(code), reason, by }, by === 'local' ? 'xds: HTTP/2 connection ended for a fault of the peer' : 'xds: HTTP/2 connection ended by the peer'),
     });
@@ -418,7 +453,7 @@ export class H2GrpcConnections {
     await Promise.all(gone);
   }
 
-  private serve(stream: H2Stream, headers: HeaderList, auth: TransportAuth, maxMessageBytes: number): void {
+  private serve(stream: H2Stream, headers: HeaderList, auth: TransportAuth, maxMessageBytes: number, budget: ConnectionReceiveBudget): void {
     const contentType = headerValue(headers, 'content-type');
     if (contentType === undefined || !contentType.startsWith('application/grpc')) {
       // gRPC over HTTP/2: a request that is not gRPC is answered with an HTTP status.
@@ -436,7 +471,7 @@ export class H2GrpcConnections {
       trailersOnly(stream, GrpcCode.UNIMPLEMENTED, `grpc-encoding ${encoding} is not supported; send identity, gzip or deflate`, !stream.remoteEnded);
       return;
     }
-    const call = new H2Call(stream, auth, method, encoding, maxMessageBytes);
+    const call = new H2Call(stream, auth, method, encoding, maxMessageBytes, budget);
     method.open(call);
   }
 }
