@@ -1,5 +1,6 @@
 import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { H2Connection, h2ErrorName, type H2Stream } from '../h2/h2-connection.js';
+import { H2Connection, H2Error, h2ErrorName, type H2Stream } from '../h2/h2-connection.js';
+import { ConnectionReceiveBudget, PartialMessage, SharedReceiveBudget, type BudgetScope } from '../h2/receive-budget.js';
 import { encodeHeaderBlock, type HeaderList } from '../h2/hpack.js';
 
 /**
@@ -74,6 +75,13 @@ export interface GrpcServerOptions {
    * header value (they may carry credentials).
    */
   onConnectionError?: (event: { connection: string; code: string; reason: string; by: 'local' | 'peer' }) => void;
+  /**
+   * A stream refused for the bound on partial request messages (src/h2/receive-budget.ts): the
+   * first refusal of each connection, with the bound passed and its limit.
+   */
+  onReceiveRefused?: (event: { connection: string; scope: BudgetScope; limitBytes: number }) => void;
+  /** Bounds on partial request messages (tests lower them); default 2 x maxMessageBytes a connection, EXT_PROC_RECEIVE_BUDGET across. */
+  receiveBudget?: { connectionBytes: number; shared: SharedReceiveBudget };
   /** The rapid-reset guard (tests lower it); see PEER_RESETS. */
   peerResets?: { burst: number; perSecond: number };
 }
@@ -103,6 +111,15 @@ const PREFIX = 5;
  */
 const STREAM_WINDOW_BYTES = 16 * 1024 * 1024;
 const CONNECTION_WINDOW_BYTES = 64 * 1024 * 1024;
+/**
+ * Partial request messages (begun, not yet whole) held across this process's ext_proc
+ * connections (receive-budget.ts); per connection the bound is two messages of maxMessageBytes.
+ * Envoy's request bodies come whole in one flight (the windows above), so its partial messages
+ * last a read or a few.
+ */
+export const EXT_PROC_RECEIVE_BUDGET = new SharedReceiveBudget(512 * 1024 * 1024);
+/** Streams refused for the connection's bound before it is ended with ENHANCE_YOUR_CALM. */
+const MAX_BUDGET_REFUSALS = 10;
 /** Envoy's ext_proc headers are a few hundred bytes; nghttp2's own default bound is 64 KiB. */
 const MAX_HEADER_BLOCK_BYTES = 64 * 1024;
 /** The same bound once decoded (SETTINGS_MAX_HEADER_LIST_SIZE): a few hundred bytes are used. */
@@ -129,15 +146,18 @@ function headerValue(headers: HeaderList, name: string): string | undefined {
 
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningGrpcServer> {
   const connections = new Set<H2Connection>();
+  const shared = opts.receiveBudget?.shared ?? EXT_PROC_RECEIVE_BUDGET;
   const server = createServer({ noDelay: true }, (socket) => {
-    const connection = new H2Connection(socket, connectionName(socket), {
+    const name = connectionName(socket);
+    const budget = new ConnectionReceiveBudget(opts.receiveBudget?.connectionBytes ?? 2 * opts.maxMessageBytes, shared, (scope, limitBytes) => opts.onReceiveRefused?.({ connection: name, scope, limitBytes }));
+    const connection = new H2Connection(socket, name, {
       streamWindowBytes: STREAM_WINDOW_BYTES,
       connectionWindowBytes: CONNECTION_WINDOW_BYTES,
       maxHeaderBlockBytes: MAX_HEADER_BLOCK_BYTES,
       maxHeaderListBytes: MAX_HEADER_LIST_BYTES,
       maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
       peerResets: opts.peerResets ?? PEER_RESETS,
-      onStream: (stream, headers) => serveStream(stream, headers, opts),
+      onStream: (stream, headers) => serveStream(stream, headers, opts, budget),
       onConnectionError: (code, reason, by) => opts.onConnectionError?.({ connection: connection.name, code: h2ErrorName(code), reason, by }),
     });
     connections.add(connection);
@@ -164,7 +184,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   };
 }
 
-function serveStream(stream: H2Stream, headers: HeaderList, opts: GrpcServerOptions): void {
+function serveStream(stream: H2Stream, headers: HeaderList, opts: GrpcServerOptions, budget: ConnectionReceiveBudget): void {
   const path = headerValue(headers, ':path');
   const method = path !== undefined ? opts.methods.get(path) : undefined;
   const contentType = headerValue(headers, 'content-type');
@@ -178,8 +198,8 @@ function serveStream(stream: H2Stream, headers: HeaderList, opts: GrpcServerOpti
     return;
   }
   const encoding = headerValue(headers, 'grpc-encoding');
-  if (method.kind === 'bidi') serveBidi(stream, headers, method, opts, encoding);
-  else serveUnary(stream, headers, method, opts);
+  if (method.kind === 'bidi') serveBidi(stream, headers, method, opts, encoding, budget);
+  else serveUnary(stream, headers, method, opts, budget);
 }
 
 /** A call that fails before any answer: status in the response headers (gRPC "Trailers-Only"). */
@@ -202,57 +222,78 @@ function trailers(status: number, message: string | undefined): Buffer {
 
 /**
  * Splits a byte stream into gRPC messages. A message that lies inside one read is a view of it;
- * one spread over several reads is assembled once.
+ * one spread over several reads is assembled in a buffer of its own, counted against the
+ * connection's receive budget (src/h2/receive-budget.ts).
  */
 class MessageReader {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  /** Prefix and message length of the message being assembled, once its prefix is in. */
-  private expected: number | undefined;
+  private readonly partial: PartialMessage;
 
   constructor(
     private readonly maxMessageBytes: number,
     private readonly onMessage: (message: Buffer) => void,
-  ) {}
+    private readonly budget: ConnectionReceiveBudget | undefined,
+  ) {
+    this.partial = new PartialMessage(budget);
+  }
 
-  /** Why the stream breaks the rules (the call must end), else undefined. */
-  push(chunk: Buffer): { status: number; message: string } | undefined {
-    let data = chunk;
-    if (this.pendingBytes > 0) {
-      this.pending.push(chunk);
-      this.pendingBytes += chunk.length;
-      if (this.expected === undefined) {
-        if (this.pendingBytes < PREFIX) return undefined;
-        const broken = this.checkPrefix(Buffer.concat(this.pending, PREFIX), 0);
-        if (typeof broken !== 'number') return broken;
-        this.expected = PREFIX + broken;
-      }
-      if (this.pendingBytes < this.expected) return undefined;
-      data = Buffer.concat(this.pending, this.pendingBytes);
-      this.pending = [];
-      this.pendingBytes = 0;
-      this.expected = undefined;
-    }
+  /** Why the stream breaks the rules or a bound (the call must end), else undefined. */
+  push(chunk: Buffer): { status: number; message: string; calm?: string } | undefined {
     let at = 0;
-    while (data.length - at >= PREFIX) {
-      const length = this.checkPrefix(data, at);
+    const partial = this.partial;
+    if (partial.bytes > 0) {
+      if (partial.expected === 0) {
+        at = Math.min(PREFIX - partial.bytes, chunk.length);
+        const refused = partial.append(chunk, 0, at);
+        if (refused !== undefined) return this.refusal(refused);
+        if (partial.bytes < PREFIX) return undefined;
+        const length = this.checkPrefix(partial.view(), 0);
+        if (typeof length !== 'number') {
+          partial.drop();
+          return length;
+        }
+        partial.expected = PREFIX + length;
+      }
+      const take = Math.min(partial.expected - partial.bytes, chunk.length - at);
+      if (take > 0) {
+        const refused = partial.append(chunk, at, at + take);
+        if (refused !== undefined) return this.refusal(refused);
+      }
+      at += take;
+      if (partial.bytes < partial.expected) return undefined;
+      const message = partial.take();
+      this.onMessage(message.subarray(PREFIX));
+    }
+    while (chunk.length - at >= PREFIX) {
+      const length = this.checkPrefix(chunk, at);
       if (typeof length !== 'number') return length;
-      if (data.length - at < PREFIX + length) {
-        this.expected = PREFIX + length;
+      if (chunk.length - at < PREFIX + length) {
+        partial.expected = PREFIX + length;
         break;
       }
-      this.onMessage(data.subarray(at + PREFIX, at + PREFIX + length));
+      this.onMessage(chunk.subarray(at + PREFIX, at + PREFIX + length));
       at += PREFIX + length;
     }
-    if (at < data.length) {
-      this.pending = [data.subarray(at)];
-      this.pendingBytes = data.length - at;
+    if (at < chunk.length) {
+      const refused = partial.append(chunk, at, chunk.length);
+      if (refused !== undefined) return this.refusal(refused);
     }
     return undefined;
   }
 
   get midMessage(): boolean {
-    return this.pendingBytes > 0;
+    return this.partial.bytes > 0;
+  }
+
+  /** The call ended: what it held is given back. */
+  drop(): void {
+    this.partial.drop();
+  }
+
+  private refusal(scope: BudgetScope): { status: number; message: string; calm?: string } {
+    const budget = this.budget as ConnectionReceiveBudget;
+    if (scope === 'process') return { status: GrpcStatus.RESOURCE_EXHAUSTED, message: `partial request messages on this server above its limit of ${budget.shared.limitBytes} bytes; retry later` };
+    const message = `partial request messages on this connection above its limit of ${budget.limitBytes} bytes`;
+    return { status: GrpcStatus.RESOURCE_EXHAUSTED, message, ...(budget.refusals > MAX_BUDGET_REFUSALS ? { calm: `more than ${MAX_BUDGET_REFUSALS} streams refused for ${message}` } : {}) };
   }
 
   /** The message length the prefix at `at` declares, or why it is refused. */
@@ -295,15 +336,17 @@ function writeFramed(stream: H2Stream, messages: readonly Buffer[], bytes: numbe
 /** Past this size a message is written after its prefix as it is, not copied behind it. */
 const COPY_LIMIT = 16 * 1024;
 
-function serveBidi(stream: H2Stream, headers: HeaderList, method: Extract<GrpcMethod, { kind: 'bidi' }>, opts: GrpcServerOptions, encoding: string | undefined): void {
+function serveBidi(stream: H2Stream, headers: HeaderList, method: Extract<GrpcMethod, { kind: 'bidi' }>, opts: GrpcServerOptions, encoding: string | undefined, budget: ConnectionReceiveBudget): void {
   let closed = false;
   const closeListeners: (() => void)[] = [];
   let halfCloseListener: (() => void) | undefined;
   let messageListener: ((m: Buffer) => void) | undefined;
   let ended = false;
+  const reader = new MessageReader(opts.maxMessageBytes, (m) => messageListener?.(m), budget);
   const markClosed = (): void => {
     if (closed) return;
     closed = true;
+    reader.drop();
     for (const listener of closeListeners) listener();
   };
   stream.onClose = markClosed;
@@ -327,11 +370,11 @@ function serveBidi(stream: H2Stream, headers: HeaderList, method: Extract<GrpcMe
   const end = (status: number = GrpcStatus.OK, message?: string, thenReset = false): void => {
     if (closed || ended) return;
     ended = true;
+    reader.drop();
     // What was written goes with the status.
     send();
     stream.end(trailers(status, message), thenReset);
   };
-  const reader = new MessageReader(opts.maxMessageBytes, (m) => messageListener?.(m));
   const call: BidiCall = {
     connection: stream.connectionName,
     header(name) {
@@ -369,7 +412,9 @@ function serveBidi(stream: H2Stream, headers: HeaderList, method: Extract<GrpcMe
     if (closed || ended) return;
     const broken = reader.push(chunk);
     // Stop the client's upload: its remaining bytes would only be read to be thrown away.
-    if (broken !== undefined) end(broken.status, broken.message, true);
+    if (broken === undefined) return;
+    end(broken.status, broken.message, true);
+    if (broken.calm !== undefined) stream.abort(H2Error.ENHANCE_YOUR_CALM, broken.calm);
   };
   stream.onEnd = () => {
     if (closed || ended) return;
@@ -381,16 +426,26 @@ function serveBidi(stream: H2Stream, headers: HeaderList, method: Extract<GrpcMe
   };
 }
 
-function serveUnary(stream: H2Stream, headers: HeaderList, method: Extract<GrpcMethod, { kind: 'unary' }>, opts: GrpcServerOptions): void {
+function serveUnary(stream: H2Stream, headers: HeaderList, method: Extract<GrpcMethod, { kind: 'unary' }>, opts: GrpcServerOptions, budget: ConnectionReceiveBudget): void {
   const messages: Buffer[] = [];
-  const reader = new MessageReader(opts.maxMessageBytes, (m) => messages.push(Buffer.from(m)));
+  const reader = new MessageReader(opts.maxMessageBytes, (m) => messages.push(Buffer.from(m)), budget);
   let failed = false;
+  stream.onClose = () => reader.drop();
   stream.onData = (chunk: Buffer) => {
     if (failed) return;
     const broken = reader.push(chunk);
     if (broken !== undefined) {
       failed = true;
+      reader.drop();
       trailersOnly(stream, broken.status, broken.message, true);
+      if (broken.calm !== undefined) stream.abort(H2Error.ENHANCE_YOUR_CALM, broken.calm);
+      return;
+    }
+    // Kept until the call ends: a second message is refused at once, not kept with the others.
+    if (messages.length > 1) {
+      failed = true;
+      reader.drop();
+      trailersOnly(stream, GrpcStatus.INTERNAL, 'a unary call takes exactly one message; received more', true);
     }
   };
   stream.onEnd = () => {

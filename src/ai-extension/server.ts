@@ -132,6 +132,7 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     maxMessageBytes: MAX_MESSAGE_BYTES,
     onError: (err) => log.error({ err }, 'ai-extension: a gRPC call failed'),
     onConnectionError: (event) => log.warn(event, 'ai-extension: an HTTP/2 connection ended with an error'),
+    onReceiveRefused: (event) => log.warn(event, 'ai-extension: a stream refused (RESOURCE_EXHAUSTED): partial request messages above their limit'),
   });
   const port = server.port;
   warmServiceAccountTokens(credentials, vendorTokens, log);
