@@ -107,7 +107,8 @@ const PREFIX = 5;
  * Flow-control windows offered to Envoy: a large request body goes in one flight. HTTP/2's
  * default window (64 KiB) made Envoy stop after each 64 KiB of a request body and wait for a
  * WINDOW_UPDATE: a round trip per 64 KiB on the request's path. Every message is read as it comes
- * and kept whole anyway (bounded by maxMessageBytes), so the window bounds nothing worth a wait.
+ * and kept whole anyway (bounded by maxMessageBytes, and partial ones by EXT_PROC_RECEIVE_BUDGET),
+ * so the window bounds nothing worth a wait.
  */
 const STREAM_WINDOW_BYTES = 16 * 1024 * 1024;
 const CONNECTION_WINDOW_BYTES = 64 * 1024 * 1024;

@@ -653,6 +653,8 @@ export class H2Connection {
     if (streamId === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
     // Flow control counts the whole payload, padding included. Each WINDOW_UPDATE gives back
     // exactly what was received since the last: what the peer may send is the window less that.
+    // Given back as DATA arrives, whatever the stream kept of it: what the gRPC servers keep of
+    // partial messages is bounded by src/h2/receive-budget.ts instead.
     this.receivedSinceUpdate += payload.length;
     this.receiveWindow -= payload.length;
     if (this.receiveWindow < 0) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, `DATA beyond the connection's flow-control window (${-this.receiveWindow} bytes over)`);

@@ -24,7 +24,7 @@ import type { TransportAuth } from './identity.js';
  * push gives a connection's stream leaves in one socket write.
  *
  * gRPC rules kept from grpc-js's server: messages up to MAX_RECEIVE_BYTES (RESOURCE_EXHAUSTED
- * past it), identity, gzip and deflate request encodings (a compressed message without one is
+ * past it; and past the bounds on partial messages, receive-budget.ts), identity, gzip and deflate request encodings (a compressed message without one is
  * an error), status and grpc-message (percent-encoded, secret text redacted) in the trailers,
  * UNIMPLEMENTED for a method not served, keepalive PINGs (KEEPALIVE_*), GOAWAY and a graceful
  * end on close().
@@ -51,7 +51,9 @@ export const KEEPALIVE_TIMEOUT_MS = 20_000;
 const PREFIX = 5;
 /**
  * Receive windows. Requests are small but for a fleet's first subscriptions (a thousand names,
- * tens of KB) and load reports; a message is read as it comes and bounded by MAX_RECEIVE_BYTES.
+ * tens of KB) and load reports; a message is read as it comes and bounded by MAX_RECEIVE_BYTES,
+ * and what partial messages hold by CONNECTION_RECEIVE_BYTES and XDS_RECEIVE_BUDGET (the windows
+ * are given back as DATA arrives, so they bound nothing kept).
  */
 const STREAM_WINDOW_BYTES = 1024 * 1024;
 const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
