@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGrpcServer, type BidiCall, type GrpcServerOptions, type RunningGrpcServer } from '../../src/ai-extension/grpc-server.js';
 import { H2Connection, H2Error, type H2ConnectionOptions, type H2Stream } from '../../src/h2/h2-connection.js';
 import { HpackDecoder, encodeHeaderBlock, type HeaderList } from '../../src/h2/hpack.js';
-import { H2_FRAME as T, H2_PREFACE as PREFACE, h2Frame as frame } from '../support/h2-frames.js';
+import { H2_FRAME as T, H2_PREFACE as PREFACE, h2Frame as frame, parseFrames, type H2ReadFrame as Frame } from '../support/h2-frames.js';
 
 /**
  * The extension's own HTTP/2 server (src/h2/h2-connection.ts, hpack.ts) against a
@@ -20,19 +20,6 @@ const u32 = (n: number): Buffer => {
   b.writeUInt32BE(n);
   return b;
 };
-
-interface Frame { type: number; flags: number; stream: number; payload: Buffer }
-
-function parseFrames(data: Buffer): Frame[] {
-  const frames: Frame[] = [];
-  let at = 0;
-  while (data.length - at >= 9 && data.length - at >= 9 + data.readUIntBE(at, 3)) {
-    const length = data.readUIntBE(at, 3);
-    frames.push({ type: data[at + 3]!, flags: data[at + 4]!, stream: data.readUInt32BE(at + 5) & 0x7fffffff, payload: data.subarray(at + 9, at + 9 + length) });
-    at += 9 + length;
-  }
-  return frames;
-}
 
 const REQUEST = encodeHeaderBlock([[':method', 'POST'], [':scheme', 'http'], [':path', '/test.Echo/Echo'], [':authority', 'x'], ['content-type', 'application/grpc']]);
 const START = Buffer.concat([PREFACE, frame(T.SETTINGS, 0, 0), frame(T.SETTINGS, 1, 0)]);

@@ -13,7 +13,7 @@ import { tlsAuth } from '../../src/xds/h2-transport.js';
 import { identityOfTcpCall, roleUri } from '../../src/xds/identity.js';
 import { XdsServer } from '../../src/xds/server.js';
 import { createPki, type Pki } from '../support/certs.js';
-import { H2_FRAME as T, H2_PREFACE, h2Frame } from '../support/h2-frames.js';
+import { H2_FRAME as T, H2_PREFACE, h2Frame, parseFrames, type H2ReadFrame as Frame } from '../support/h2-frames.js';
 import { waitFor } from '../support/wait.js';
 import { grpcFrame, paddedClusters } from '../support/xds-stream.js';
 
@@ -29,24 +29,6 @@ const SOTW_PATH = '/envoy.service.discovery.v3.AggregatedDiscoveryService/Stream
 const REQUEST_HEADERS = encodeHeaderBlock([[':method', 'POST'], [':scheme', 'http'], [':path', SOTW_PATH], [':authority', 'xds'], ['content-type', 'application/grpc'], ['te', 'trailers']]);
 const START = Buffer.concat([H2_PREFACE, h2Frame(T.SETTINGS, 0, 0), h2Frame(T.SETTINGS, 1, 0)]);
 const CLUSTERS = 10_000;
-
-interface Frame {
-  type: number;
-  flags: number;
-  stream: number;
-  payload: Buffer;
-}
-
-function parseFrames(data: Buffer): Frame[] {
-  const frames: Frame[] = [];
-  let at = 0;
-  while (data.length - at >= 9 && data.length - at >= 9 + data.readUIntBE(at, 3)) {
-    const length = data.readUIntBE(at, 3);
-    frames.push({ type: data[at + 3]!, flags: data[at + 4]!, stream: data.readUInt32BE(at + 5) & 0x7fffffff, payload: data.subarray(at + 9, at + 9 + length) });
-    at += 9 + length;
-  }
-  return frames;
-}
 
 /** A raw TCP client that reads everything and keeps it; it answers nothing (no PING, no SETTINGS ack beyond START). */
 async function rawClient(port: number): Promise<{ socket: Socket; frames: () => Frame[]; closed: Promise<void> }> {

@@ -16,3 +16,23 @@ export function h2Frame(type: number, flags: number, stream: number, payload: Bu
   head.writeUInt32BE(stream, 5);
   return Buffer.concat([head, payload]);
 }
+
+/** One HTTP/2 frame as read back from a server's bytes. */
+export interface H2ReadFrame {
+  type: number;
+  flags: number;
+  stream: number;
+  payload: Buffer;
+}
+
+/** The whole frames in `data`, in order; a trailing partial frame is left out. */
+export function parseFrames(data: Buffer): H2ReadFrame[] {
+  const frames: H2ReadFrame[] = [];
+  let at = 0;
+  while (data.length - at >= 9 && data.length - at >= 9 + data.readUIntBE(at, 3)) {
+    const length = data.readUIntBE(at, 3);
+    frames.push({ type: data[at + 3]!, flags: data[at + 4]!, stream: data.readUInt32BE(at + 5) & 0x7fffffff, payload: data.subarray(at + 9, at + 9 + length) });
+    at += 9 + length;
+  }
+  return frames;
+}
