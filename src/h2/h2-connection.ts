@@ -439,7 +439,8 @@ export class H2Connection {
    * those of every stream a read or a turn of the event loop brought) leave in one write.
    */
   private queueFlush(): void {
-    if (this.flushQueued === undefined && !this.dead) this.flushQueued = setImmediate(() => this.flush());
+    // A flush already queued as a promise job (flushSoon) runs first and takes what is dirty by then.
+    if (this.flushQueued === undefined && !this.flushJobQueued && !this.dead) this.flushQueued = setImmediate(() => this.flush());
   }
 
   /**

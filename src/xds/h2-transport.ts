@@ -196,6 +196,8 @@ export class H2Call extends EventEmitter {
    */
   write(message: FramedMessage | Buffer, flushed?: (() => void) | ((err?: Error | null) => void)): boolean {
     if (this.statusSent || this.gone) return true;
+    // Flushed in a promise job, asked first: the headers and writes below then queue no immediate of their own.
+    this.stream.flush();
     if (!this.headersSent) {
       this.headersSent = true;
       this.stream.respond(RESPONSE_HEADERS);
@@ -213,7 +215,6 @@ export class H2Call extends EventEmitter {
       for (let i = 0; i < last; i++) this.stream.write(pieces[i] as Buffer);
       this.stream.write(pieces[last] as Buffer, done);
     }
-    this.stream.flush();
     return true;
   }
 
