@@ -1,6 +1,7 @@
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { H2Connection, H2Error, h2ErrorName, type H2Stream } from '../h2/h2-connection.js';
 import { ConnectionReceiveBudget, PartialMessage, SharedReceiveBudget, type BudgetScope } from '../h2/receive-budget.js';
+import { GrpcCode as GrpcStatus, grpcTrailers, trailersOnlyBlock } from '../h2/grpc-status.js';
 import { encodeHeaderBlock, type HeaderList } from '../h2/hpack.js';
 
 /**
@@ -16,14 +17,8 @@ import { encodeHeaderBlock, type HeaderList } from '../h2/hpack.js';
  * unary calls, identity encoding, no deadlines (Envoy's own timers bound every call).
  */
 
-/** gRPC status codes used here (grpc/doc/statuscodes.md). */
-export const GrpcStatus = {
-  OK: 0,
-  CANCELLED: 1,
-  INTERNAL: 13,
-  RESOURCE_EXHAUSTED: 8,
-  UNIMPLEMENTED: 12,
-} as const;
+/** The gRPC status codes, under the name this server's callers know them by. */
+export { GrpcStatus };
 
 /** One bidirectional call, as its handler sees it. */
 export interface BidiCall {
@@ -205,22 +200,10 @@ function serveStream(stream: H2Stream, headers: HeaderList, opts: GrpcServerOpti
 
 /** A call that fails before any answer: status in the response headers (gRPC "Trailers-Only"). */
 function trailersOnly(stream: H2Stream, status: number, message: string, thenReset = false): void {
-  stream.end(encodeHeaderBlock([[':status', '200'], ['content-type', 'application/grpc'], ['grpc-status', String(status)], ['grpc-message', encodeGrpcMessage(message)]]), thenReset);
-}
-
-/** grpc-message: bytes outside printable ASCII, and '%', are percent-encoded (gRPC over HTTP/2, "Responses"). */
-function encodeGrpcMessage(message: string): string {
-  return message.replace(/[^\x20-\x24\x26-\x7e]+/gu, (run) => [...Buffer.from(run)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''));
+  stream.end(trailersOnlyBlock(status, message), thenReset);
 }
 
 const RESPONSE_HEADERS = encodeHeaderBlock([[':status', '200'], ['content-type', 'application/grpc']]);
-const TRAILERS_OK = encodeHeaderBlock([['grpc-status', '0']]);
-
-function trailers(status: number, message: string | undefined): Buffer {
-  if (status === GrpcStatus.OK && message === undefined) return TRAILERS_OK;
-  return encodeHeaderBlock(message === undefined ? [['grpc-status', String(status)]] : [['grpc-status', String(status)], ['grpc-message', encodeGrpcMessage(message)]]);
-}
-
 /**
  * Splits a byte stream into gRPC messages. A message that lies inside one read is a view of it;
  * one spread over several reads is assembled in a buffer of its own, counted against the
@@ -374,7 +357,7 @@ function serveBidi(stream: H2Stream, headers: HeaderList, method: Extract<GrpcMe
     reader.drop();
     // What was written goes with the status.
     send();
-    stream.end(trailers(status, message), thenReset);
+    stream.end(grpcTrailers(status, message), thenReset);
   };
   const call: BidiCall = {
     connection: stream.connectionName,
@@ -462,7 +445,7 @@ function serveUnary(stream: H2Stream, headers: HeaderList, method: Extract<GrpcM
         if (stream.closed) return;
         stream.respond(RESPONSE_HEADERS);
         writeFramed(stream, [response], response.length);
-        stream.end(TRAILERS_OK);
+        stream.end(grpcTrailers(GrpcStatus.OK, undefined));
       },
       (err: unknown) => {
         opts.onError?.(err);

@@ -5,6 +5,7 @@ import { gunzipSync, inflateSync } from 'node:zlib';
 import type { Logger } from 'pino';
 import { redactSecretText } from '../envoy/secrets.js';
 import { H2Connection, H2Error, h2ErrorName, type H2Stream } from '../h2/h2-connection.js';
+import { GrpcCode, grpcTrailers, trailersOnlyBlock } from '../h2/grpc-status.js';
 import { encodeHeaderBlock, type HeaderList } from '../h2/hpack.js';
 import { ConnectionReceiveBudget, PartialMessage, SharedReceiveBudget } from '../h2/receive-budget.js';
 import type { FramedMessage } from './grpc-framing.js';
@@ -30,17 +31,7 @@ import type { TransportAuth } from './identity.js';
  * end on close().
  */
 
-/** gRPC status codes used here (grpc/doc/statuscodes.md). */
-export const GrpcCode = {
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  RESOURCE_EXHAUSTED: 8,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-} as const;
+export { GrpcCode };
 
 /** grpc.max_receive_message_length as the grpc-js server was given it. */
 export const MAX_RECEIVE_BYTES = 16 * 1024 * 1024;
@@ -80,32 +71,13 @@ const RESPONSE_HEADERS = encodeHeaderBlock([
   ['content-type', 'application/grpc'],
   ['grpc-accept-encoding', 'identity,deflate,gzip'],
 ]);
-const TRAILERS_OK = encodeHeaderBlock([['grpc-status', '0']]);
-
-/** grpc-message: bytes outside printable ASCII, and '%', percent-encoded (gRPC over HTTP/2, "Responses"). */
-export function encodeGrpcMessage(message: string): string {
-  return message.replace(/[^\x20-\x24\x26-\x7e]+/gu, (run) => [...Buffer.from(run)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''));
-}
-
 function trailers(code: number, details: string): Buffer {
-  if (code === GrpcCode.OK && details === '') return TRAILERS_OK;
-  return encodeHeaderBlock([
-    ['grpc-status', String(code)],
-    ['grpc-message', encodeGrpcMessage(redactSecretText(details))],
-  ]);
+  return grpcTrailers(code, code === GrpcCode.OK && details === '' ? undefined : redactSecretText(details));
 }
 
 /** A call that fails before any answer: status in the response headers (gRPC "Trailers-Only"). */
 function trailersOnly(stream: H2Stream, code: number, details: string, thenReset = false): void {
-  stream.end(
-    encodeHeaderBlock([
-      [':status', '200'],
-      ['content-type', 'application/grpc'],
-      ['grpc-status', String(code)],
-      ['grpc-message', encodeGrpcMessage(redactSecretText(details))],
-    ]),
-    thenReset,
-  );
+  stream.end(trailersOnlyBlock(code, redactSecretText(details)), thenReset);
 }
 
 function headerValue(headers: HeaderList, name: string): string | undefined {
@@ -241,7 +213,7 @@ export class H2Call extends EventEmitter {
       this.headersSent = true;
       if (code === GrpcCode.OK) {
         this.stream.respond(RESPONSE_HEADERS);
-        this.stream.end(TRAILERS_OK);
+        this.stream.end(grpcTrailers(GrpcCode.OK, undefined));
       } else trailersOnly(this.stream, code, details, stillSending);
       return;
     }
