@@ -117,10 +117,12 @@ export function clientCertificateRole(tls: XdsClientTls): Role | undefined {
 }
 
 export function xdsServerCredentials(tls: XdsServerTls): grpc.ServerCredentials {
-  const credentials =
-    tls.ca === undefined
-      ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false)
-      : grpc.experimental.createCertificateProviderServerCredentials(tls.source ?? fixed(tls.cert, tls.key, tls.ca), tls.source ?? fixed(tls.cert, tls.key, tls.ca), true);
+  let credentials: grpc.ServerCredentials;
+  if (tls.ca === undefined) credentials = grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false);
+  else {
+    const source = tls.source ?? fixed(tls.cert, tls.key, tls.ca);
+    credentials = grpc.experimental.createCertificateProviderServerCredentials(source, source, true);
+  }
   credentialsTls.set(credentials, tls);
   return credentials;
 }
