@@ -19,8 +19,8 @@
  * connection, a verified client certificate) is counted on its own. When the shared bound would be
  * passed, the client that would hold the most is the one that loses: if another (untrusted) client
  * holds more than the asking one would after its take, that client's largest partial message is
- * reclaimed (its stream ended with RESOURCE_EXHAUSTED, "retry later") until the take fits;
- * otherwise the asking stream is refused. So a client holding the shared bound with partial
+ * reclaimed (its stream ended with RESOURCE_EXHAUSTED, "retry later"), and so on while the take
+ * does not fit; when that cannot make room, nothing is reclaimed and the asking stream is refused. So a client holding the shared bound with partial
  * messages over many connections cannot keep another's multi-read request out: the one holding
  * the most gives way. A trusted client's messages are never reclaimed (an anonymous client must
  * not be able to end them); it still gives way by being refused when it holds the most.
@@ -104,21 +104,35 @@ export class SharedReceiveBudget {
 
   /**
    * Makes room for `bytes` of `peer` by reclaiming, largest first, the partial messages of the
-   * untrusted client holding the most, while it holds more than `peer` would; false when that
-   * does not make room (`peer` is then refused). Under pressure only: a scan of the holders.
+   * untrusted client holding the most, while it holds more than `peer` would; false, reclaiming
+   * nothing, when that would not make room (`peer` is then refused). Under pressure only: the
+   * victims are chosen first by scans of the holders, then reclaimed.
    */
   private reclaimFor(bytes: number, peer: ReceivePeer): boolean {
     const after = this.heldBy(peer.key) + bytes;
-    while (this.used + bytes > this.limitBytes) {
+    let over = this.used + bytes - this.limitBytes;
+    const victims = new Set<PartialMessage>();
+    /** What a holder chosen from would hold once its victims are gone. */
+    const left = new Map<Holding, number>();
+    while (over > 0) {
       let largest: Holding | undefined;
+      let most = after;
       for (const [key, holding] of this.holdings) {
-        if (key !== peer.key && !holding.trusted && holding.used > (largest?.used ?? after)) largest = holding;
+        if (key === peer.key || holding.trusted) continue;
+        const holds = left.get(holding) ?? holding.used;
+        if (holds > most) {
+          largest = holding;
+          most = holds;
+        }
       }
       let victim: PartialMessage | undefined;
-      if (largest !== undefined) for (const partial of largest.partials) if (victim === undefined || partial.held > victim.held) victim = partial;
-      if (victim === undefined) return false;
-      victim.reclaim();
+      if (largest !== undefined) for (const partial of largest.partials) if (!victims.has(partial) && (victim === undefined || partial.held > victim.held)) victim = partial;
+      if (largest === undefined || victim === undefined) return false;
+      victims.add(victim);
+      left.set(largest, most - victim.held);
+      over -= victim.held;
     }
+    for (const victim of victims) victim.reclaim();
     return true;
   }
 }
