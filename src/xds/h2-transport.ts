@@ -26,8 +26,9 @@ import type { TransportAuth } from './identity.js';
  *
  * gRPC rules kept from grpc-js's server: messages up to MAX_RECEIVE_BYTES (RESOURCE_EXHAUSTED
  * past it; and past the bounds on partial messages, receive-budget.ts), identity, gzip and deflate
- * request encodings (a compressed message without one is an error; read by grpc-messages.ts), status and grpc-message (percent-encoded, secret text redacted) in the trailers,
- * UNIMPLEMENTED for a method not served, keepalive PINGs (KEEPALIVE_*), GOAWAY and a graceful
+ * request encodings (a compressed message without one is an error; messages read by
+ * src/h2/grpc-messages.ts), status and grpc-message (percent-encoded, secret text redacted) in the
+ * trailers, UNIMPLEMENTED for a method not served, keepalive PINGs (KEEPALIVE_*), GOAWAY and a graceful
  * end on close().
  */
 
