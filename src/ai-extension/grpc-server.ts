@@ -1,6 +1,7 @@
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { H2Connection, H2Error, h2ErrorName, type H2Stream } from '../h2/h2-connection.js';
-import { ConnectionReceiveBudget, PartialMessage, SharedReceiveBudget, type BudgetScope } from '../h2/receive-budget.js';
+import { GrpcMessageReader, type ReadRefusal, type ReaderTexts } from '../h2/grpc-messages.js';
+import { ConnectionReceiveBudget, receivePeerOf, SharedReceiveBudget, type BudgetScope } from '../h2/receive-budget.js';
 import { GrpcCode as GrpcStatus, grpcTrailers, trailersOnlyBlock } from '../h2/grpc-status.js';
 import { encodeHeaderBlock, type HeaderList } from '../h2/hpack.js';
 
@@ -71,10 +72,11 @@ export interface GrpcServerOptions {
    */
   onConnectionError?: (event: { connection: string; code: string; reason: string; by: 'local' | 'peer' }) => void;
   /**
-   * A stream refused for the bound on partial request messages (src/h2/receive-budget.ts): the
-   * first refusal of each connection, with the bound passed and its limit.
+   * A stream refused for the bound on partial request messages (src/h2/receive-budget.ts), or its
+   * message reclaimed for another client's: the first of each connection, with the client it is
+   * counted for (`peer`), the bound passed and its limit.
    */
-  onReceiveRefused?: (event: { connection: string; scope: BudgetScope; limitBytes: number }) => void;
+  onReceiveRefused?: (event: { connection: string; peer: string; scope: BudgetScope; limitBytes: number }) => void;
   /** Bounds on partial request messages (tests lower them); default 2 x maxMessageBytes a connection, EXT_PROC_RECEIVE_BUDGET across. */
   receiveBudget?: { connectionBytes: number; shared: SharedReceiveBudget };
   /** The rapid-reset guard (tests lower it); see PEER_RESETS. */
@@ -114,8 +116,6 @@ const CONNECTION_WINDOW_BYTES = 64 * 1024 * 1024;
  * last a read or a few.
  */
 export const EXT_PROC_RECEIVE_BUDGET = new SharedReceiveBudget(512 * 1024 * 1024);
-/** Streams refused for the connection's bound before it is ended with ENHANCE_YOUR_CALM. */
-const MAX_BUDGET_REFUSALS = 10;
 /** Envoy's ext_proc headers are a few hundred bytes; nghttp2's own default bound is 64 KiB. */
 const MAX_HEADER_BLOCK_BYTES = 64 * 1024;
 /** The same bound once decoded (SETTINGS_MAX_HEADER_LIST_SIZE): a few hundred bytes are used. */
@@ -145,7 +145,8 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   const shared = opts.receiveBudget?.shared ?? EXT_PROC_RECEIVE_BUDGET;
   const server = createServer({ noDelay: true }, (socket) => {
     const name = connectionName(socket);
-    const budget = new ConnectionReceiveBudget(opts.receiveBudget?.connectionBytes ?? 2 * opts.maxMessageBytes, shared, (scope, limitBytes) => opts.onReceiveRefused?.({ connection: name, scope, limitBytes }));
+    const peer = receivePeerOf(socket, name, undefined);
+    const budget = new ConnectionReceiveBudget(opts.receiveBudget?.connectionBytes ?? 2 * opts.maxMessageBytes, shared, (scope, limitBytes) => opts.onReceiveRefused?.({ connection: name, peer: peer.key, scope, limitBytes }), peer);
     const connection = new H2Connection(socket, name, {
       streamWindowBytes: STREAM_WINDOW_BYTES,
       connectionWindowBytes: CONNECTION_WINDOW_BYTES,
@@ -204,92 +205,11 @@ function trailersOnly(stream: H2Stream, status: number, message: string, thenRes
 }
 
 const RESPONSE_HEADERS = encodeHeaderBlock([[':status', '200'], ['content-type', 'application/grpc']]);
-/**
- * Splits a byte stream into gRPC messages. A message that lies inside one read is a view of it;
- * one spread over several reads is assembled in a buffer of its own, counted against the
- * connection's receive budget (src/h2/receive-budget.ts).
- */
-class MessageReader {
-  private readonly partial: PartialMessage;
-
-  constructor(
-    private readonly maxMessageBytes: number,
-    private readonly onMessage: (message: Buffer) => void,
-    private readonly budget: ConnectionReceiveBudget | undefined,
-  ) {
-    this.partial = new PartialMessage(budget);
-  }
-
-  /** Why the stream breaks the rules or a bound (the call must end), else undefined. */
-  push(chunk: Buffer): { status: number; message: string; calm?: string } | undefined {
-    let at = 0;
-    const partial = this.partial;
-    if (partial.bytes > 0) {
-      if (partial.expected === 0) {
-        at = Math.min(PREFIX - partial.bytes, chunk.length);
-        const refused = partial.append(chunk, 0, at);
-        if (refused !== undefined) return this.refusal(refused);
-        if (partial.bytes < PREFIX) return undefined;
-        const length = this.checkPrefix(partial.view(), 0);
-        if (typeof length !== 'number') {
-          partial.drop();
-          return length;
-        }
-        partial.expected = PREFIX + length;
-      }
-      const take = Math.min(partial.expected - partial.bytes, chunk.length - at);
-      if (take > 0) {
-        const refused = partial.append(chunk, at, at + take);
-        if (refused !== undefined) return this.refusal(refused);
-      }
-      at += take;
-      if (partial.bytes < partial.expected) return undefined;
-      const message = partial.take();
-      this.onMessage(message.subarray(PREFIX));
-    }
-    while (chunk.length - at >= PREFIX) {
-      const length = this.checkPrefix(chunk, at);
-      if (typeof length !== 'number') return length;
-      if (chunk.length - at < PREFIX + length) {
-        partial.expected = PREFIX + length;
-        break;
-      }
-      this.onMessage(chunk.subarray(at + PREFIX, at + PREFIX + length));
-      at += PREFIX + length;
-    }
-    if (at < chunk.length) {
-      const refused = partial.append(chunk, at, chunk.length);
-      if (refused !== undefined) return this.refusal(refused);
-    }
-    return undefined;
-  }
-
-  get midMessage(): boolean {
-    return this.partial.bytes > 0;
-  }
-
-  /** The call ended: what it held is given back. */
-  drop(): void {
-    this.partial.drop();
-  }
-
-  private refusal(scope: BudgetScope): { status: number; message: string; calm?: string } {
-    const budget = this.budget as ConnectionReceiveBudget;
-    if (scope === 'process') return { status: GrpcStatus.RESOURCE_EXHAUSTED, message: `partial request messages on this server above its limit of ${budget.shared.limitBytes} bytes; retry later` };
-    const message = `partial request messages on this connection above its limit of ${budget.limitBytes} bytes`;
-    return { status: GrpcStatus.RESOURCE_EXHAUSTED, message, ...(budget.refusals > MAX_BUDGET_REFUSALS ? { calm: `more than ${MAX_BUDGET_REFUSALS} streams refused for ${message}` } : {}) };
-  }
-
-  /** The message length the prefix at `at` declares, or why it is refused. */
-  private checkPrefix(data: Buffer, at: number): number | { status: number; message: string } {
-    if (data[at] !== 0) return { status: GrpcStatus.INTERNAL, message: 'compressed gRPC messages are not accepted (no grpc-encoding was offered)' };
-    const length = data.readUInt32BE(at + 1);
-    if (length > this.maxMessageBytes) {
-      return { status: GrpcStatus.RESOURCE_EXHAUSTED, message: `received a message of ${length} bytes, larger than the limit of ${this.maxMessageBytes} bytes` };
-    }
-    return length;
-  }
-}
+/** This server's words for a request that breaks the framing rules (src/h2/grpc-messages.ts reads them). */
+const READER_TEXTS: ReaderTexts = {
+  badFlag: () => 'compressed gRPC messages are not accepted (no grpc-encoding was offered)',
+  tooLarge: (length, limit) => `received a message of ${length} bytes, larger than the limit of ${limit} bytes`,
+};
 
 /** Writes messages with their prefixes: small ones copied into one buffer, large ones behind their prefix, uncopied. */
 function writeFramed(stream: H2Stream, messages: readonly Buffer[], bytes: number): void {
@@ -326,7 +246,18 @@ function serveBidi(stream: H2Stream, headers: HeaderList, method: Extract<GrpcMe
   let halfCloseListener: (() => void) | undefined;
   let messageListener: ((m: Buffer) => void) | undefined;
   let ended = false;
-  const reader = new MessageReader(opts.maxMessageBytes, (m) => messageListener?.(m), budget);
+  // Each message a view of the read it came in (or of its own buffer).
+  const reader = new GrpcMessageReader(
+    opts.maxMessageBytes,
+    'identity',
+    READER_TEXTS,
+    (data, start, end) => {
+      messageListener?.(data.subarray(start, end));
+      return !closed && !ended;
+    },
+    budget,
+    (refusal) => refuse(refusal),
+  );
   const markClosed = (): void => {
     if (closed) return;
     closed = true;
@@ -350,6 +281,11 @@ function serveBidi(stream: H2Stream, headers: HeaderList, method: Extract<GrpcMe
     unsent = [];
     unsentBytes = 0;
     writeFramed(stream, messages, bytes);
+  };
+  // Stop the client's upload: its remaining bytes would only be read to be thrown away.
+  const refuse = (refusal: ReadRefusal): void => {
+    end(refusal.code, refusal.message, true);
+    if (refusal.calm !== undefined) stream.abort(H2Error.ENHANCE_YOUR_CALM, refusal.calm);
   };
   const end = (status: number = GrpcStatus.OK, message?: string, thenReset = false): void => {
     if (closed || ended) return;
@@ -394,11 +330,8 @@ function serveBidi(stream: H2Stream, headers: HeaderList, method: Extract<GrpcMe
   method.handle(call);
   stream.onData = (chunk: Buffer) => {
     if (closed || ended) return;
-    const broken = reader.push(chunk);
-    // Stop the client's upload: its remaining bytes would only be read to be thrown away.
-    if (broken === undefined) return;
-    end(broken.status, broken.message, true);
-    if (broken.calm !== undefined) stream.abort(H2Error.ENHANCE_YOUR_CALM, broken.calm);
+    const refused = reader.push(chunk);
+    if (refused !== undefined) refuse(refused);
   };
   stream.onEnd = () => {
     if (closed || ended) return;
@@ -412,17 +345,31 @@ function serveBidi(stream: H2Stream, headers: HeaderList, method: Extract<GrpcMe
 
 function serveUnary(stream: H2Stream, headers: HeaderList, method: Extract<GrpcMethod, { kind: 'unary' }>, opts: GrpcServerOptions, budget: ConnectionReceiveBudget): void {
   const messages: Buffer[] = [];
-  const reader = new MessageReader(opts.maxMessageBytes, (m) => messages.push(Buffer.from(m)), budget);
   let failed = false;
+  const refuse = (refusal: ReadRefusal): void => {
+    failed = true;
+    reader.drop();
+    trailersOnly(stream, refusal.code, refusal.message, true);
+    if (refusal.calm !== undefined) stream.abort(H2Error.ENHANCE_YOUR_CALM, refusal.calm);
+  };
+  const reader = new GrpcMessageReader(
+    opts.maxMessageBytes,
+    'identity',
+    READER_TEXTS,
+    (data, start, end) => {
+      // Kept past the read: copied. A second message stops the reading (refused below).
+      messages.push(Buffer.from(data.subarray(start, end)));
+      return messages.length === 1;
+    },
+    budget,
+    refuse,
+  );
   stream.onClose = () => reader.drop();
   stream.onData = (chunk: Buffer) => {
     if (failed) return;
-    const broken = reader.push(chunk);
-    if (broken !== undefined) {
-      failed = true;
-      reader.drop();
-      trailersOnly(stream, broken.status, broken.message, true);
-      if (broken.calm !== undefined) stream.abort(H2Error.ENHANCE_YOUR_CALM, broken.calm);
+    const refused = reader.push(chunk);
+    if (refused !== undefined) {
+      refuse(refused);
       return;
     }
     // Kept until the call ends: a second message is refused at once, not kept with the others.

@@ -1,13 +1,13 @@
 import { EventEmitter } from 'node:events';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
-import { gunzipSync, inflateSync } from 'node:zlib';
 import type { Logger } from 'pino';
 import { redactSecretText } from '../envoy/secrets.js';
 import { H2Connection, H2Error, h2ErrorName, type H2Stream } from '../h2/h2-connection.js';
 import { GrpcCode, grpcTrailers, trailersOnlyBlock } from '../h2/grpc-status.js';
 import { encodeHeaderBlock, type HeaderList } from '../h2/hpack.js';
-import { ConnectionReceiveBudget, PartialMessage, SharedReceiveBudget } from '../h2/receive-budget.js';
+import { GrpcMessageReader, type MessageSink, type ReadRefusal, type ReaderTexts, type RequestEncoding } from '../h2/grpc-messages.js';
+import { ConnectionReceiveBudget, receivePeerOf, SharedReceiveBudget, type BudgetScope } from '../h2/receive-budget.js';
 import type { FramedMessage } from './grpc-framing.js';
 import type { TransportAuth } from './identity.js';
 
@@ -25,9 +25,10 @@ import type { TransportAuth } from './identity.js';
  * push gives a connection's stream leaves in one socket write.
  *
  * gRPC rules kept from grpc-js's server: messages up to MAX_RECEIVE_BYTES (RESOURCE_EXHAUSTED
- * past it; and past the bounds on partial messages, receive-budget.ts), identity, gzip and deflate request encodings (a compressed message without one is
- * an error), status and grpc-message (percent-encoded, secret text redacted) in the trailers,
- * UNIMPLEMENTED for a method not served, keepalive PINGs (KEEPALIVE_*), GOAWAY and a graceful
+ * past it; and past the bounds on partial messages, receive-budget.ts), identity, gzip and deflate
+ * request encodings (a compressed message without one is an error; messages read by
+ * src/h2/grpc-messages.ts), status and grpc-message (percent-encoded, secret text redacted) in the
+ * trailers, UNIMPLEMENTED for a method not served, keepalive PINGs (KEEPALIVE_*), GOAWAY and a graceful
  * end on close().
  */
 
@@ -40,6 +41,11 @@ export const KEEPALIVE_TIME_MS = 30_000;
 export const KEEPALIVE_TIMEOUT_MS = 20_000;
 
 const PREFIX = 5;
+/** This server's words for a request that breaks the framing rules (grpc-js's server's, as clients saw them). */
+const READER_TEXTS: ReaderTexts = {
+  badFlag: (flag) => (flag === 1 ? 'a compressed message on a call without grpc-encoding (send grpc-encoding gzip or deflate, or messages uncompressed)' : `a message with the compressed flag ${String(flag)}`),
+  tooLarge: (length, limit) => `Received message larger than max (${length} vs. ${limit})`,
+};
 /**
  * Receive windows. Requests are small but for a fleet's first subscriptions (a thousand names,
  * tens of KB) and load reports; a message is read as it comes and bounded by MAX_RECEIVE_BYTES,
@@ -61,8 +67,12 @@ const MAX_CONCURRENT_STREAMS = 1000;
 const CONNECTION_RECEIVE_BYTES = 2 * MAX_RECEIVE_BYTES;
 /** The same across the process's xDS connections (every listener), shared. */
 export const XDS_RECEIVE_BUDGET = new SharedReceiveBudget(256 * 1024 * 1024);
-/** Streams refused for the connection's bound before it is ended with ENHANCE_YOUR_CALM. */
-const MAX_BUDGET_REFUSALS = 10;
+/** The warning logged at a connection's first stream refused or reclaimed for the receive budget. */
+const BUDGET_WARNINGS: Record<BudgetScope, string> = {
+  connection: 'xds: a stream refused (RESOURCE_EXHAUSTED): partial request messages on this connection above its limit',
+  process: "xds: a stream refused (RESOURCE_EXHAUSTED): partial request messages across connections above the server's limit",
+  reclaimed: "xds: a stream's partial request message reclaimed (RESOURCE_EXHAUSTED): partial request messages across connections above the server's limit, this client holding the most",
+};
 /** Resets by the peer of streams not yet answered before GOAWAY ENHANCE_YOUR_CALM (nghttp2's default guard). */
 const PEER_RESETS = { burst: 1000, perSecond: 33 };
 
@@ -119,20 +129,26 @@ export class H2Call extends EventEmitter {
   private headersSent = false;
   private statusSent = false;
   private gone = false;
-  /** The message begun and not yet whole (receive-budget.ts). */
-  private readonly partial: PartialMessage;
+  /** Splits the request bytes into messages (grpc-messages.ts). */
+  private readonly reader: GrpcMessageReader;
+  /** Each whole message, decoded and handed on; an ACK read where it lies (DecodeAt), no Buffer made for it. */
+  private readonly sink: MessageSink = (data, start, end) => {
+    const request = this.method.decodeAt?.(data, start, end);
+    this.deliver(request !== undefined ? request : this.method.decode(data.subarray(start, end)));
+    return !this.statusSent && !this.gone;
+  };
 
   constructor(
     private readonly stream: H2Stream,
     private readonly auth: TransportAuth,
     private readonly method: H2Method,
-    private readonly encoding: 'identity' | 'gzip' | 'deflate',
-    private readonly maxMessageBytes: number,
+    encoding: RequestEncoding,
+    maxMessageBytes: number,
     /** What partial messages of this call's connection may hold; none: unbounded (tests). */
-    private readonly budget?: ConnectionReceiveBudget,
+    budget?: ConnectionReceiveBudget,
   ) {
     super();
-    this.partial = new PartialMessage(budget);
+    this.reader = new GrpcMessageReader(maxMessageBytes, encoding, READER_TEXTS, this.sink, budget, (refusal) => this.refuse(refusal));
     // As grpc-js's server streams: an 'error' emitted on the call is its status.
     this.on('error', (err: unknown) => {
       const status = err as StatusLike;
@@ -143,7 +159,7 @@ export class H2Call extends EventEmitter {
     stream.onData = (chunk) => this.onData(chunk);
     stream.onEnd = () => {
       if (this.gone) return;
-      if (this.partial.bytes > 0) {
+      if (this.reader.midMessage) {
         this.sendStatus(GrpcCode.INTERNAL, 'the request ended in the middle of a message');
         return;
       }
@@ -207,7 +223,7 @@ export class H2Call extends EventEmitter {
     if (this.statusSent || this.gone) return;
     this.statusSent = true;
     this.writableEnded = true;
-    this.partial.drop();
+    this.reader.drop();
     const stillSending = !this.stream.remoteEnded && code !== GrpcCode.OK;
     if (!this.headersSent) {
       this.headersSent = true;
@@ -223,7 +239,7 @@ export class H2Call extends EventEmitter {
   private onClose(): void {
     if (this.gone) return;
     this.gone = true;
-    this.partial.drop();
+    this.reader.drop();
     // Reset by the client or the connection gone before the status went out: grpc-js's 'cancelled'.
     if (!this.statusSent) {
       this.statusSent = true;
@@ -235,95 +251,19 @@ export class H2Call extends EventEmitter {
 
   private onData(chunk: Buffer): void {
     if (this.statusSent || this.gone) return;
-    let at = 0;
-    const partial = this.partial;
-    if (partial.bytes > 0) {
-      // The message begun in an earlier read: its own buffer, counted against the budget.
-      if (partial.expected === 0) {
-        at = Math.min(PREFIX - partial.bytes, chunk.length);
-        if (!this.keep(chunk, 0, at)) return;
-        if (partial.bytes < PREFIX) return;
-        const length = this.checkPrefix(partial.view(), 0);
-        if (length < 0) return;
-        partial.expected = PREFIX + length;
-      }
-      const take = Math.min(partial.expected - partial.bytes, chunk.length - at);
-      if (take > 0 && !this.keep(chunk, at, at + take)) return;
-      at += take;
-      if (partial.bytes < partial.expected) return;
-      const message = partial.take();
-      if (!this.deliverAt(message, PREFIX, message.length)) return;
-    }
-    while (chunk.length - at >= PREFIX) {
-      const length = this.checkPrefix(chunk, at);
-      if (length < 0) return;
-      const end = at + PREFIX + length;
-      if (end > chunk.length) {
-        partial.expected = PREFIX + length;
-        break;
-      }
-      const start = at + PREFIX;
-      at = end;
-      if (!this.deliverAt(chunk, start, end)) return;
-    }
-    // Kept past this read: copied, not a view holding the whole read.
-    if (at < chunk.length) this.keep(chunk, at, chunk.length);
+    const refused = this.reader.push(chunk);
+    if (refused !== undefined) this.refuse(refused);
   }
 
-  /** Appends to the partial message; false when the budget refused (the call is ended). */
-  private keep(chunk: Buffer, from: number, to: number): boolean {
-    const refused = this.partial.append(chunk, from, to);
-    if (refused === undefined) return true;
-    const budget = this.budget as ConnectionReceiveBudget;
-    const limit = refused === 'connection' ? budget.limitBytes : budget.shared.limitBytes;
-    this.sendStatus(GrpcCode.RESOURCE_EXHAUSTED, refused === 'connection' ? `partial request messages on this connection above its limit of ${limit} bytes` : `partial request messages on this server above its limit of ${limit} bytes; retry later`);
-    if (refused === 'connection' && budget.refusals > MAX_BUDGET_REFUSALS) this.stream.abort(H2Error.ENHANCE_YOUR_CALM, `more than ${MAX_BUDGET_REFUSALS} streams refused for partial request messages above ${limit} bytes`);
-    return false;
-  }
-
-  /** Decodes and hands on the message at `data[start, end)`; false when the call ended. */
-  private deliverAt(data: Buffer, start: number, end: number): boolean {
-    if (data[start - PREFIX] === 1) {
-      const request = this.decompressed(data.subarray(start, end));
-      if (request === undefined) return false;
-      this.deliver(this.method.decode(request));
-    } else {
-      // An ACK is read where it lies: no Buffer made for it.
-      const request = this.method.decodeAt?.(data, start, end);
-      this.deliver(request !== undefined ? request : this.method.decode(data.subarray(start, end)));
-    }
-    return !this.statusSent && !this.gone;
+  /** Ends the call for what its requests broke; the connection too when it keeps breaking the receive budget. */
+  private refuse(refusal: ReadRefusal): void {
+    this.sendStatus(refusal.code, refusal.message);
+    if (refusal.calm !== undefined) this.stream.abort(H2Error.ENHANCE_YOUR_CALM, refusal.calm);
   }
 
   private deliver(request: unknown): void {
     if (this.receive !== undefined) this.receive(request);
     else this.emit('data', request);
-  }
-
-  /** The message length the prefix at `at` declares; -1 when the call was ended for it. */
-  private checkPrefix(data: Buffer, at: number): number {
-    const flag = data[at];
-    if (flag !== 0 && (flag !== 1 || this.encoding === 'identity')) {
-      this.sendStatus(GrpcCode.INTERNAL, flag === 1 ? 'a compressed message on a call without grpc-encoding (send grpc-encoding gzip or deflate, or messages uncompressed)' : `a message with the compressed flag ${String(flag)}`);
-      return -1;
-    }
-    const length = data.readUInt32BE(at + 1);
-    if (length > this.maxMessageBytes) {
-      this.sendStatus(GrpcCode.RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs. ${this.maxMessageBytes})`);
-      return -1;
-    }
-    return length;
-  }
-
-  private decompressed(bytes: Buffer): Buffer | undefined {
-    try {
-      const options = { maxOutputLength: this.maxMessageBytes };
-      return this.encoding === 'gzip' ? gunzipSync(bytes, options) : inflateSync(bytes, options);
-    } catch (err) {
-      const tooLarge = err instanceof RangeError || (err instanceof Error && 'code' in err && err.code === 'ERR_BUFFER_TOO_LARGE');
-      this.sendStatus(tooLarge ? GrpcCode.RESOURCE_EXHAUSTED : GrpcCode.INTERNAL, tooLarge ? `Received message larger than max once decompressed (limit ${this.maxMessageBytes})` : `a ${this.encoding} message could not be decompressed`);
-      return undefined;
-    }
   }
 }
 
@@ -373,9 +313,8 @@ export class H2GrpcConnections {
     // Set below, before the connection reads anything: its PING answers go to it.
     let keepalive: Keepalive | undefined;
     const { connectionBytes, shared } = this.opts.receiveBudget ?? { connectionBytes: CONNECTION_RECEIVE_BYTES, shared: XDS_RECEIVE_BUDGET };
-    const budget = new ConnectionReceiveBudget(connectionBytes, shared, (scope, limitBytes) =>
-      this.opts.logger.warn({ connection: name, scope, limitBytes }, scope === 'connection' ? 'xds: a stream refused (RESOURCE_EXHAUSTED): partial request messages on this connection above its limit' : 'xds: a stream refused (RESOURCE_EXHAUSTED): partial request messages across connections above the server\'s limit'),
-    );
+    const peer = receivePeerOf(socket, name, auth.sslPeerCertificate === undefined ? undefined : (auth.sslPeerCertificate.subjectaltname ?? ''));
+    const budget = new ConnectionReceiveBudget(connectionBytes, shared, (scope, limitBytes) => this.opts.logger.warn({ connection: name, peer: peer.key, scope, limitBytes }, BUDGET_WARNINGS[scope]), peer);
     const connection = new H2Connection(socket, name, {
       streamWindowBytes: STREAM_WINDOW_BYTES,
       connectionWindowBytes: CONNECTION_WINDOW_BYTES,
