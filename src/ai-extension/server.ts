@@ -132,7 +132,13 @@ export async function startAiExtension(opts: AiExtensionOptions): Promise<Runnin
     maxMessageBytes: MAX_MESSAGE_BYTES,
     onError: (err) => log.error({ err }, 'ai-extension: a gRPC call failed'),
     onConnectionError: (event) => log.warn(event, 'ai-extension: an HTTP/2 connection ended with an error'),
-    onReceiveRefused: (event) => log.warn(event, 'ai-extension: a stream refused (RESOURCE_EXHAUSTED): partial request messages above their limit'),
+    onReceiveRefused: (event) =>
+      log.warn(
+        event,
+        event.scope === 'reclaimed'
+          ? "ai-extension: a stream's partial request message reclaimed (RESOURCE_EXHAUSTED): partial request messages across connections above the limit, this client holding the most"
+          : 'ai-extension: a stream refused (RESOURCE_EXHAUSTED): partial request messages above their limit',
+      ),
   });
   const port = server.port;
   warmServiceAccountTokens(credentials, vendorTokens, log);
