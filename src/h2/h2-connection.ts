@@ -17,6 +17,8 @@ import { HeaderListTooLarge, HpackDecoder, HpackError, type HeaderList } from '.
  * caller that serves TLS hands it node:tls's socket), h2c upgrade from HTTP/1.1, extended CONNECT.
  */
 
+/** Written behind a write that left data in the socket's buffer: its callback runs once that data has left. */
+const NOTHING = Buffer.alloc(0);
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const FRAME_HEADER = 9;
 
@@ -155,8 +157,15 @@ export class H2Stream {
 
   /** What is not yet handed to the connection's output: headers, DATA, the end. */
   private responseBlock: Buffer | undefined;
-  /** Called once every DATA byte written so far has left for the socket (write's `onSent`). */
-  private sentCallbacks: (() => void)[] | undefined;
+  /**
+   * Called once every DATA byte written so far has left for the socket (write's `onSent`): the
+   * first `sentCallbackCount` slots, overwritten, never emptied (an array emptied gives its storage
+   * back, allocated again at the next write of every stream of a fan-out).
+   */
+  private readonly sentCallbacks: ((() => void) | undefined)[] = [];
+  private sentCallbackCount = 0;
+  /** Queued in the connection's list of streams to drain (H2Connection.markDirty). */
+  dirty = false;
   private headersSent = false;
   private unsent: Buffer[] = [];
   private unsentBytes = 0;
@@ -198,7 +207,7 @@ export class H2Stream {
     if (this.localEnded || this.ending || this.closed) return;
     this.unsent.push(data);
     this.unsentBytes += data.length;
-    if (onSent !== undefined) (this.sentCallbacks ??= []).push(onSent);
+    if (onSent !== undefined) this.sentCallbacks[this.sentCallbackCount++] = onSent;
     this.connection.markDirty(this);
   }
 
@@ -259,9 +268,10 @@ export class H2Stream {
       }
       this.unsent = [];
       this.unsentBytes = 0;
-      if (this.sentCallbacks !== undefined) {
-        out.afterWrite(this.sentCallbacks);
-        this.sentCallbacks = undefined;
+      if (this.sentCallbackCount > 0) {
+        out.afterWrite(this.sentCallbacks, this.sentCallbackCount);
+        this.sentCallbacks.fill(undefined, 0, this.sentCallbackCount);
+        this.sentCallbackCount = 0;
       }
       if (this.ending && this.trailerBlock === undefined) {
         this.finishLocal();
@@ -322,14 +332,33 @@ export class H2Connection {
   private receiveWindow = DEFAULT_WINDOW;
   private readonly pendingGrants: { stream: H2Stream | undefined; increment: number }[] = [];
   private readonly out: Buffer[] = [];
-  private readonly dirty = new Set<H2Stream>();
+  /**
+   * Streams with frames to drain at the next flush: the first `dirtyCount` slots (H2Stream.dirty
+   * marks them; a stream closed meanwhile is skipped). Slots are overwritten, never emptied: a
+   * Set cleared, or an array emptied, per flush allocated its storage again on every connection
+   * of a fan-out.
+   */
+  private readonly dirty: (H2Stream | undefined)[] = [];
+  private dirtyCount = 0;
   /** Streams with DATA held back by a send window. */
   private readonly blocked = new Set<H2Stream>();
   private flushQueued: NodeJS.Immediate | undefined;
   private flushJobQueued = false;
   private goingAway = false;
-  /** Called once the socket has taken everything written so far (afterWrite). */
-  private sentWaiters: (() => void)[] = [];
+  /**
+   * Called once the socket has taken everything written so far (afterWrite): the first
+   * `sentWaiterCount`, slots overwritten. Two arrays in turn: waiters run from one (and may have
+   * more written) while the other takes the new.
+   */
+  private sentWaiters: ((() => void) | undefined)[] = [];
+  private spareWaiters: ((() => void) | undefined)[] = [];
+  private sentWaiterCount = 0;
+  private runningWaiters = false;
+  /** flushSoon's promise job: one function for the connection's life, not a closure per call. */
+  private readonly flushJob = (): void => {
+    this.flushJobQueued = false;
+    this.flush();
+  };
   private dead = false;
   /** SETTINGS of this end acknowledged: until then the peer may use the default stream window. */
   private settingsAcked = false;
@@ -413,8 +442,8 @@ export class H2Connection {
   }
 
   /** Callbacks run once the socket holds nothing unsent (at once when it already does, after the write in progress). */
-  afterWrite(callbacks: readonly (() => void)[]): void {
-    for (let i = 0; i < callbacks.length; i++) this.sentWaiters.push(callbacks[i] as () => void);
+  afterWrite(callbacks: readonly ((() => void) | undefined)[], count = callbacks.length): void {
+    for (let i = 0; i < count; i++) this.sentWaiters[this.sentWaiterCount++] = callbacks[i] as () => void;
   }
 
 
@@ -430,7 +459,10 @@ export class H2Connection {
   }
 
   markDirty(stream: H2Stream): void {
-    this.dirty.add(stream);
+    if (!stream.dirty) {
+      stream.dirty = true;
+      this.dirty[this.dirtyCount++] = stream;
+    }
     this.queueFlush();
   }
 
@@ -452,10 +484,7 @@ export class H2Connection {
   flushSoon(): void {
     if (this.flushJobQueued || this.dead) return;
     this.flushJobQueued = true;
-    queueMicrotask(() => {
-      this.flushJobQueued = false;
-      this.flush();
-    });
+    queueMicrotask(this.flushJob);
   }
 
   resetStream(stream: H2Stream, code: number): void {
@@ -473,7 +502,7 @@ export class H2Connection {
     if (stream.closed) return;
     stream.closed = true;
     this.streams.delete(stream.id);
-    this.dirty.delete(stream);
+    stream.dirty = false;
     this.blocked.delete(stream);
     const listener = stream.onClose;
     stream.onClose = undefined;
@@ -509,6 +538,16 @@ export class H2Connection {
     stream.sendWindow -= room;
     this.connectionSendWindow -= room;
     const all = room === bytes;
+    const flags = all && endStream ? FLAG_END_STREAM : 0;
+    // One message whole in one frame (an xDS push: every stream is written the same payload).
+    if (chunks.length === 1 && all && bytes <= this.peerMaxFrame) {
+      const frame = dataFrameOf(chunks[0] as Buffer, flags, stream.id);
+      if (frame !== undefined) {
+        this.out.push(frame);
+        this.blocked.delete(stream);
+        return room;
+      }
+    }
     let chunkIndex = 0;
     let chunkAt = 0;
     let left = room;
@@ -532,7 +571,7 @@ export class H2Connection {
           chunkAt = 0;
         }
       }
-      if (size <= 4096) this.out.push(Buffer.concat([header, ...parts], FRAME_HEADER + size));
+      if (size <= COPY_BELOW_BYTES) this.out.push(Buffer.concat([header, ...parts], FRAME_HEADER + size));
       else this.out.push(header, ...parts);
     }
     if (!all) this.blocked.add(stream);
@@ -554,7 +593,7 @@ export class H2Connection {
     }
     // The connection's own frames (SETTINGS and PING acknowledged, WINDOW_UPDATE); the handlers
     // answer in promise jobs after the read, and their flush() or end() sends.
-    if (this.out.length > 0 || this.dirty.size > 0) this.queueFlush();
+    if (this.out.length > 0 || this.dirtyCount > 0) this.queueFlush();
   }
 
   private handleBytes(chunk: Buffer): void {
@@ -876,8 +915,7 @@ export class H2Connection {
   }
 
   private unblock(): void {
-    for (const stream of this.blocked) this.dirty.add(stream);
-    if (this.dirty.size > 0) this.queueFlush();
+    for (const stream of this.blocked) this.markDirty(stream);
   }
 
   /** Hands every stream's queued frames and the connection's own to the socket in one write. */
@@ -887,29 +925,36 @@ export class H2Connection {
       this.flushQueued = undefined;
     }
     if (this.dead) return;
-    if (this.dirty.size > 0) {
-      const dirty = [...this.dirty];
-      this.dirty.clear();
-      for (const stream of dirty) stream.drainInto(this);
+    // Indexed to the count at each step: a stream drained may mark another (none does today).
+    for (let i = 0; i < this.dirtyCount; i++) {
+      const stream = this.dirty[i] as H2Stream;
+      this.dirty[i] = undefined;
+      if (!stream.dirty) continue;
+      stream.dirty = false;
+      stream.drainInto(this);
     }
+    this.dirtyCount = 0;
     this.writeOut();
   }
 
   private writeOut(): void {
     if (this.out.length === 0) return;
-    const buffers = this.out.splice(0);
-    // Run once the last buffer has left for the kernel (and so every one before it); at once
-    // when the write completed synchronously.
-    const sent = this.sentWaiters.length > 0 ? sentOnce(this.sentWaiters.splice(0)) : undefined;
-    if (buffers.length === 1) this.socket.write(buffers[0] as Buffer, sent);
+    const out = this.out;
+    // Written without a callback: a write's callback costs Node an object and a tick per write
+    // (Writable's afterWriteTick), once per stream per push. The waiters run at once when the
+    // kernel took it all, the usual case; else behind an empty write queued after it.
+    if (out.length === 1) this.socket.write(out[0] as Buffer);
     else {
       this.socket.cork();
-      const last = buffers.length - 1;
-      for (let i = 0; i < last; i++) this.socket.write(buffers[i] as Buffer);
-      this.socket.write(buffers[last] as Buffer, sent);
+      for (let i = 0; i < out.length; i++) this.socket.write(out[i] as Buffer);
       this.socket.uncork();
     }
-    if (sent !== undefined && this.socket.writableLength === 0) sent();
+    // Emptied in place: splice(0) made a new array per write.
+    out.length = 0;
+    if (this.sentWaiterCount > 0) {
+      if (this.socket.writableLength === 0) this.runSentWaiters();
+      else this.socket.write(NOTHING, sentOnce(this.takeSentWaiters()));
+    }
     // All of it taken by the kernel: the answers queued so far have left.
     if (this.socket.writableLength === 0) this.unsentControlAnswers = 0;
     if (this.pendingGrants.length > 0) {
@@ -924,6 +969,35 @@ export class H2Connection {
       this.socket.pause();
       this.socket.once('drain', () => this.socket.resume());
     }
+  }
+
+  /** Runs the waiters of what was written so far, which has all left for the kernel. */
+  private runSentWaiters(): void {
+    if (this.runningWaiters) {
+      // A waiter wrote and its write left at once: rare, so a copy.
+      const taken = this.takeSentWaiters();
+      for (let i = 0; i < taken.length; i++) (taken[i] as () => void)();
+      return;
+    }
+    const waiters = this.sentWaiters;
+    const count = this.sentWaiterCount;
+    this.sentWaiters = this.spareWaiters;
+    this.sentWaiterCount = 0;
+    this.runningWaiters = true;
+    try {
+      for (let i = 0; i < count; i++) (waiters[i] as () => void)();
+    } finally {
+      waiters.fill(undefined, 0, count);
+      this.spareWaiters = waiters;
+      this.runningWaiters = false;
+    }
+  }
+
+  private takeSentWaiters(): (() => void)[] {
+    const taken = this.sentWaiters.slice(0, this.sentWaiterCount) as (() => void)[];
+    this.sentWaiters.fill(undefined, 0, this.sentWaiterCount);
+    this.sentWaiterCount = 0;
+    return taken;
   }
 
   private fail(code: number, message: string): void {
@@ -948,6 +1022,43 @@ export class H2Connection {
     this.flushQueued = undefined;
     for (const stream of [...this.streams.values()]) this.closeStream(stream);
   }
+}
+
+/**
+ * DATA frames of the last payloads framed whole. A fan-out writes one payload (a shared response,
+ * grpc-framing.ts) to a thousand streams, nearly all of id 1 (a connection per ADS stream): its
+ * frame is built once, where each stream copied it behind a header of its own (a thousand
+ * Buffer.concat per push, and a new 8 KiB pool every few streams). A payload framed for another
+ * stream id or other flags is framed anew. The last few are kept (a few frames of at most the
+ * peer's frame size); a payload above COPY_BELOW_BYTES is copied into a frame only when seen a
+ * second time (the first stream is written header and payload apart, as ever).
+ */
+const DATA_FRAMES_KEPT = 4;
+const COPY_BELOW_BYTES = 4096;
+const framedPayloads: (Buffer | undefined)[] = new Array<Buffer | undefined>(DATA_FRAMES_KEPT).fill(undefined);
+const dataFrames: (Buffer | undefined)[] = new Array<Buffer | undefined>(DATA_FRAMES_KEPT).fill(undefined);
+let dataFramesNext = 0;
+
+/** `payload` as one DATA frame; undefined for a large payload seen the first time (see framedPayloads). */
+function dataFrameOf(payload: Buffer, flags: number, streamId: number): Buffer | undefined {
+  let seen = false;
+  for (let i = 0; i < DATA_FRAMES_KEPT; i++) {
+    if (framedPayloads[i] !== payload) continue;
+    seen = true;
+    const frame = dataFrames[i];
+    if (frame !== undefined && frame[4] === flags && frame.readUInt32BE(5) === streamId) return frame;
+  }
+  const copy = seen || payload.length <= COPY_BELOW_BYTES;
+  let frame: Buffer | undefined;
+  if (copy) {
+    frame = Buffer.allocUnsafe(FRAME_HEADER + payload.length);
+    writeFrameHeader(frame, 0, payload.length, FrameType.DATA, flags, streamId);
+    payload.copy(frame, FRAME_HEADER);
+  }
+  framedPayloads[dataFramesNext] = payload;
+  dataFrames[dataFramesNext] = frame;
+  dataFramesNext = (dataFramesNext + 1) % DATA_FRAMES_KEPT;
+  return frame;
 }
 
 /** The callbacks, run once: by the write's completion or at once, whichever comes first; never after a failed write. */
