@@ -167,7 +167,9 @@ export class H2Stream {
   /** Queued in the connection's list of streams to drain (H2Connection.markDirty). */
   dirty = false;
   private headersSent = false;
-  private unsent: Buffer[] = [];
+  /** DATA not yet framed: the first `unsentCount` slots, overwritten, never emptied (see sentCallbacks). */
+  private readonly unsent: (Buffer | undefined)[] = [];
+  private unsentCount = 0;
   private unsentBytes = 0;
   private trailerBlock: Buffer | undefined;
   private ending = false;
@@ -205,7 +207,7 @@ export class H2Stream {
    */
   write(data: Buffer, onSent?: () => void): void {
     if (this.localEnded || this.ending || this.closed) return;
-    this.unsent.push(data);
+    this.unsent[this.unsentCount++] = data;
     this.unsentBytes += data.length;
     if (onSent !== undefined) this.sentCallbacks[this.sentCallbackCount++] = onSent;
     this.connection.markDirty(this);
@@ -261,12 +263,13 @@ export class H2Stream {
       }
     }
     if (this.unsentBytes > 0) {
-      const sent = out.pushData(this, this.unsent, this.unsentBytes, this.ending && this.trailerBlock === undefined);
+      const sent = out.pushData(this, this.unsent, this.unsentCount, this.unsentBytes, this.ending && this.trailerBlock === undefined);
       if (sent < this.unsentBytes) {
         this.dropSent(sent);
         return;
       }
-      this.unsent = [];
+      this.unsent.fill(undefined, 0, this.unsentCount);
+      this.unsentCount = 0;
       this.unsentBytes = 0;
       if (this.sentCallbackCount > 0) {
         out.afterWrite(this.sentCallbacks, this.sentCallbackCount);
@@ -287,16 +290,22 @@ export class H2Stream {
   }
 
   private dropSent(bytes: number): void {
+    const unsent = this.unsent;
     let left = bytes;
+    let whole = 0;
     while (left > 0) {
-      const first = this.unsent[0] as Buffer;
-      if (first.length <= left) {
-        this.unsent.shift();
-        left -= first.length;
-      } else {
-        this.unsent[0] = first.subarray(left);
-        left = 0;
+      const chunk = unsent[whole] as Buffer;
+      if (chunk.length > left) {
+        unsent[whole] = chunk.subarray(left);
+        break;
       }
+      left -= chunk.length;
+      whole++;
+    }
+    if (whole > 0) {
+      for (let i = whole; i < this.unsentCount; i++) unsent[i - whole] = unsent[i];
+      unsent.fill(undefined, this.unsentCount - whole, this.unsentCount);
+      this.unsentCount -= whole;
     }
     this.unsentBytes -= bytes;
   }
@@ -331,7 +340,12 @@ export class H2Connection {
    */
   private receiveWindow = DEFAULT_WINDOW;
   private readonly pendingGrants: { stream: H2Stream | undefined; increment: number }[] = [];
-  private readonly out: Buffer[] = [];
+  /**
+   * Frames to write, the first `outCount` slots: overwritten, never emptied (an array emptied
+   * gives its storage back, allocated again at the next write of every connection of a fan-out).
+   */
+  private readonly out: (Buffer | undefined)[] = [];
+  private outCount = 0;
   /**
    * Streams with frames to drain at the next flush: the first `dirtyCount` slots (H2Stream.dirty
    * marks them; a stream closed meanwhile is skipped). Slots are overwritten, never emptied: a
@@ -369,6 +383,8 @@ export class H2Connection {
   private resetTokens: number;
   private resetTokensAt: number;
   private readonly now: () => number;
+  /** node:tls's socket: its writes complete in a later tick, never at once. */
+  private readonly encrypted: boolean;
 
   constructor(
     private readonly socket: Socket,
@@ -377,6 +393,7 @@ export class H2Connection {
   ) {
     this.decoder = new HpackDecoder(HEADER_TABLE_BYTES, opts.maxHeaderListBytes);
     this.now = opts.now ?? Date.now;
+    this.encrypted = (socket as Socket & { encrypted?: boolean }).encrypted === true;
     this.resetTokens = opts.peerResets.burst;
     this.resetTokensAt = this.now();
     // The server's connection preface: its SETTINGS, then the connection window raised.
@@ -392,7 +409,7 @@ export class H2Connection {
       settings.writeUInt16BE(id, FRAME_HEADER + 6 * i);
       settings.writeUInt32BE(value, FRAME_HEADER + 6 * i + 2);
     });
-    this.out.push(settings);
+    this.queue(settings);
     if (opts.connectionWindowBytes > DEFAULT_WINDOW) this.grant(undefined, opts.connectionWindowBytes - DEFAULT_WINDOW);
     this.writeOut();
     socket.on('data', (chunk: Buffer) => this.onRead(chunk));
@@ -408,7 +425,7 @@ export class H2Connection {
     if (this.dead) return;
     const frame = Buffer.alloc(FRAME_HEADER + 8);
     writeFrameHeader(frame, 0, 8, FrameType.PING, 0, 0);
-    this.out.push(frame);
+    this.queue(frame);
     this.flushSoon();
   }
 
@@ -425,7 +442,7 @@ export class H2Connection {
     writeFrameHeader(frame, 0, 8, FrameType.GOAWAY, 0, 0);
     frame.writeUInt32BE(this.lastStreamId, 9);
     frame.writeUInt32BE(H2Error.NO_ERROR, 13);
-    this.out.push(frame);
+    this.queue(frame);
     this.flushSoon();
   }
 
@@ -492,7 +509,7 @@ export class H2Connection {
     const frame = Buffer.alloc(FRAME_HEADER + 4);
     writeFrameHeader(frame, 0, 4, FrameType.RST_STREAM, 0, stream.id);
     frame.writeUInt32BE(code, 9);
-    this.out.push(frame);
+    this.queue(frame);
     this.rememberReset(stream.id);
     this.closeStream(stream);
     this.queueFlush();
@@ -516,20 +533,20 @@ export class H2Connection {
     const frame = Buffer.allocUnsafe(FRAME_HEADER + block.length);
     writeFrameHeader(frame, 0, block.length, FrameType.HEADERS, FLAG_END_HEADERS | (endStream ? FLAG_END_STREAM : 0), streamId);
     block.copy(frame, FRAME_HEADER);
-    this.out.push(frame);
+    this.queue(frame);
   }
 
   pushEmptyEnd(streamId: number): void {
     const frame = Buffer.alloc(FRAME_HEADER);
     writeFrameHeader(frame, 0, 0, FrameType.DATA, FLAG_END_STREAM, streamId);
-    this.out.push(frame);
+    this.queue(frame);
   }
 
   /**
    * DATA frames of the chunks, within the send windows and the peer's frame size; the last
    * flagged END_STREAM when `endStream` and all of it fits. Returns the bytes taken.
    */
-  pushData(stream: H2Stream, chunks: readonly Buffer[], bytes: number, endStream: boolean): number {
+  pushData(stream: H2Stream, chunks: readonly (Buffer | undefined)[], count: number, bytes: number, endStream: boolean): number {
     const room = Math.max(0, Math.min(bytes, stream.sendWindow, this.connectionSendWindow));
     if (room === 0) {
       this.blocked.add(stream);
@@ -540,11 +557,11 @@ export class H2Connection {
     const all = room === bytes;
     const flags = all && endStream ? FLAG_END_STREAM : 0;
     // One message whole in one frame (an xDS push: every stream is written the same payload).
-    if (chunks.length === 1 && all && bytes <= this.peerMaxFrame) {
+    if (count === 1 && all && bytes <= this.peerMaxFrame) {
       const frame = dataFrameOf(chunks[0] as Buffer, flags, stream.id);
       if (frame !== undefined) {
-        this.out.push(frame);
-        this.blocked.delete(stream);
+        this.queue(frame);
+        if (this.blocked.size > 0) this.blocked.delete(stream);
         return room;
       }
     }
@@ -571,8 +588,11 @@ export class H2Connection {
           chunkAt = 0;
         }
       }
-      if (size <= COPY_BELOW_BYTES) this.out.push(Buffer.concat([header, ...parts], FRAME_HEADER + size));
-      else this.out.push(header, ...parts);
+      if (size <= COPY_BELOW_BYTES) this.queue(Buffer.concat([header, ...parts], FRAME_HEADER + size));
+      else {
+        this.queue(header);
+        for (let i = 0; i < parts.length; i++) this.queue(parts[i] as Buffer);
+      }
     }
     if (!all) this.blocked.add(stream);
     else this.blocked.delete(stream);
@@ -593,7 +613,7 @@ export class H2Connection {
     }
     // The connection's own frames (SETTINGS and PING acknowledged, WINDOW_UPDATE); the handlers
     // answer in promise jobs after the read, and their flush() or end() sends.
-    if (this.out.length > 0 || this.dirtyCount > 0) this.queueFlush();
+    if (this.outCount > 0 || this.dirtyCount > 0) this.queueFlush();
   }
 
   private handleBytes(chunk: Buffer): void {
@@ -660,7 +680,7 @@ export class H2Connection {
           const frame = Buffer.allocUnsafe(FRAME_HEADER + 8);
           writeFrameHeader(frame, 0, 8, FrameType.PING, FLAG_ACK, 0);
           payload.copy(frame, FRAME_HEADER);
-          this.out.push(frame);
+          this.queue(frame);
           this.countControlAnswer();
         } else this.opts.onPingAck?.();
         return;
@@ -829,7 +849,7 @@ export class H2Connection {
     }
     const ack = Buffer.alloc(FRAME_HEADER);
     writeFrameHeader(ack, 0, 0, FrameType.SETTINGS, FLAG_ACK, 0);
-    this.out.push(ack);
+    this.queue(ack);
     this.countControlAnswer();
   }
 
@@ -889,7 +909,7 @@ export class H2Connection {
   }
 
   private grant(stream: H2Stream | undefined, increment: number): void {
-    this.out.push(windowUpdate(stream?.id ?? 0, increment));
+    this.queue(windowUpdate(stream?.id ?? 0, increment));
     this.pendingGrants.push({ stream, increment });
   }
 
@@ -938,20 +958,31 @@ export class H2Connection {
   }
 
   private writeOut(): void {
-    if (this.out.length === 0) return;
+    const count = this.outCount;
+    if (count === 0) return;
     const out = this.out;
-    // Written without a callback: a write's callback costs Node an object and a tick per write
-    // (Writable's afterWriteTick), once per stream per push. The waiters run at once when the
-    // kernel took it all, the usual case; else behind an empty write queued after it.
-    if (out.length === 1) this.socket.write(out[0] as Buffer);
+    // A plain socket with nothing buffered is written without a callback: one costs Node an
+    // object and a tick per write (Writable's afterWriteTick), once per stream per push. The
+    // waiters then run at once when the kernel took it all, the usual case, else behind an empty
+    // write queued after it. A TLS socket completes every write later: the last one calls them.
+    const sent = this.sentWaiterCount > 0 && (this.encrypted || this.socket.writableLength > 0) ? sentOnce(this.takeSentWaiters()) : undefined;
+    if (count === 1) this.socket.write(out[0] as Buffer, sent);
     else {
       this.socket.cork();
-      for (let i = 0; i < out.length; i++) this.socket.write(out[i] as Buffer);
+      const last = count - 1;
+      for (let i = 0; i < last; i++) this.socket.write(out[i] as Buffer);
+      this.socket.write(out[last] as Buffer, sent);
       this.socket.uncork();
     }
-    // Emptied in place: splice(0) made a new array per write.
-    out.length = 0;
-    if (this.sentWaiterCount > 0) {
+    // Frames queued while the socket wrote (none: its errors come in later ticks) go next time.
+    const queued = this.outCount - count;
+    for (let i = 0; i < queued; i++) out[i] = out[count + i];
+    out.fill(undefined, queued, this.outCount);
+    this.outCount = queued;
+    if (queued > 0) this.queueFlush();
+    if (sent !== undefined) {
+      if (this.socket.writableLength === 0) sent();
+    } else if (this.sentWaiterCount > 0) {
       if (this.socket.writableLength === 0) this.runSentWaiters();
       else this.socket.write(NOTHING, sentOnce(this.takeSentWaiters()));
     }
@@ -969,6 +1000,10 @@ export class H2Connection {
       this.socket.pause();
       this.socket.once('drain', () => this.socket.resume());
     }
+  }
+
+  private queue(frame: Buffer): void {
+    this.out[this.outCount++] = frame;
   }
 
   /** Runs the waiters of what was written so far, which has all left for the kernel. */
@@ -1009,7 +1044,7 @@ export class H2Connection {
     frame.writeUInt32BE(this.lastStreamId, 9);
     frame.writeUInt32BE(code, 13);
     debug.copy(frame, 17);
-    this.out.push(frame);
+    this.queue(frame);
     this.writeOut();
     this.socket.end();
     this.onSocketGone();
