@@ -383,7 +383,7 @@ export class H2Connection {
   private resetTokens: number;
   private resetTokensAt: number;
   private readonly now: () => number;
-  /** node:tls's socket: its writes complete in a later tick, never at once. */
+  /** node:tls's socket: writeOut() keeps the write callback for it. */
   private readonly encrypted: boolean;
 
   constructor(
@@ -964,7 +964,8 @@ export class H2Connection {
     // A plain socket with nothing buffered is written without a callback: one costs Node an
     // object and a tick per write (Writable's afterWriteTick), once per stream per push. The
     // waiters then run at once when the kernel took it all, the usual case, else behind an empty
-    // write queued after it. A TLS socket completes every write later: the last one calls them.
+    // write queued after it. A TLS socket keeps the callback on its last write, as before (an
+    // empty write through node:tls costs more than the callback saves).
     const sent = this.sentWaiterCount > 0 && (this.encrypted || this.socket.writableLength > 0) ? sentOnce(this.takeSentWaiters()) : undefined;
     if (count === 1) this.socket.write(out[0] as Buffer, sent);
     else {
