@@ -17,6 +17,8 @@ import { HeaderListTooLarge, HpackDecoder, HpackError, type HeaderList } from '.
  * caller that serves TLS hands it node:tls's socket), h2c upgrade from HTTP/1.1, extended CONNECT.
  */
 
+/** Written behind a write that left data in the socket's buffer: its callback runs once that data has left. */
+const NOTHING = Buffer.alloc(0);
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const FRAME_HEADER = 9;
 
@@ -155,10 +157,19 @@ export class H2Stream {
 
   /** What is not yet handed to the connection's output: headers, DATA, the end. */
   private responseBlock: Buffer | undefined;
-  /** Called once every DATA byte written so far has left for the socket (write's `onSent`). */
-  private sentCallbacks: (() => void)[] | undefined;
+  /**
+   * Called once every DATA byte written so far has left for the socket (write's `onSent`): the
+   * first `sentCallbackCount` slots, overwritten, never emptied (an array emptied gives its storage
+   * back, allocated again at the next write of every stream of a fan-out).
+   */
+  private readonly sentCallbacks: ((() => void) | undefined)[] = [];
+  private sentCallbackCount = 0;
+  /** Queued in the connection's list of streams to drain (H2Connection.markDirty). */
+  dirty = false;
   private headersSent = false;
-  private unsent: Buffer[] = [];
+  /** DATA not yet framed: the first `unsentCount` slots, overwritten, never emptied (see sentCallbacks). */
+  private readonly unsent: (Buffer | undefined)[] = [];
+  private unsentCount = 0;
   private unsentBytes = 0;
   private trailerBlock: Buffer | undefined;
   private ending = false;
@@ -196,9 +207,9 @@ export class H2Stream {
    */
   write(data: Buffer, onSent?: () => void): void {
     if (this.localEnded || this.ending || this.closed) return;
-    this.unsent.push(data);
+    this.unsent[this.unsentCount++] = data;
     this.unsentBytes += data.length;
-    if (onSent !== undefined) (this.sentCallbacks ??= []).push(onSent);
+    if (onSent !== undefined) this.sentCallbacks[this.sentCallbackCount++] = onSent;
     this.connection.markDirty(this);
   }
 
@@ -252,16 +263,18 @@ export class H2Stream {
       }
     }
     if (this.unsentBytes > 0) {
-      const sent = out.pushData(this, this.unsent, this.unsentBytes, this.ending && this.trailerBlock === undefined);
+      const sent = out.pushData(this, this.unsent, this.unsentCount, this.unsentBytes, this.ending && this.trailerBlock === undefined);
       if (sent < this.unsentBytes) {
         this.dropSent(sent);
         return;
       }
-      this.unsent = [];
+      this.unsent.fill(undefined, 0, this.unsentCount);
+      this.unsentCount = 0;
       this.unsentBytes = 0;
-      if (this.sentCallbacks !== undefined) {
-        out.afterWrite(this.sentCallbacks);
-        this.sentCallbacks = undefined;
+      if (this.sentCallbackCount > 0) {
+        out.afterWrite(this.sentCallbacks, this.sentCallbackCount);
+        this.sentCallbacks.fill(undefined, 0, this.sentCallbackCount);
+        this.sentCallbackCount = 0;
       }
       if (this.ending && this.trailerBlock === undefined) {
         this.finishLocal();
@@ -277,16 +290,22 @@ export class H2Stream {
   }
 
   private dropSent(bytes: number): void {
+    const unsent = this.unsent;
     let left = bytes;
+    let whole = 0;
     while (left > 0) {
-      const first = this.unsent[0] as Buffer;
-      if (first.length <= left) {
-        this.unsent.shift();
-        left -= first.length;
-      } else {
-        this.unsent[0] = first.subarray(left);
-        left = 0;
+      const chunk = unsent[whole] as Buffer;
+      if (chunk.length > left) {
+        unsent[whole] = chunk.subarray(left);
+        break;
       }
+      left -= chunk.length;
+      whole++;
+    }
+    if (whole > 0) {
+      for (let i = whole; i < this.unsentCount; i++) unsent[i - whole] = unsent[i];
+      unsent.fill(undefined, this.unsentCount - whole, this.unsentCount);
+      this.unsentCount -= whole;
     }
     this.unsentBytes -= bytes;
   }
@@ -321,15 +340,39 @@ export class H2Connection {
    */
   private receiveWindow = DEFAULT_WINDOW;
   private readonly pendingGrants: { stream: H2Stream | undefined; increment: number }[] = [];
-  private readonly out: Buffer[] = [];
-  private readonly dirty = new Set<H2Stream>();
+  /**
+   * Frames to write, the first `outCount` slots: overwritten, never emptied (an array emptied
+   * gives its storage back, allocated again at the next write of every connection of a fan-out).
+   */
+  private readonly out: (Buffer | undefined)[] = [];
+  private outCount = 0;
+  /**
+   * Streams with frames to drain at the next flush: the first `dirtyCount` slots (H2Stream.dirty
+   * marks them; a stream closed meanwhile is skipped). Slots are overwritten, never emptied: a
+   * Set cleared, or an array emptied, per flush allocated its storage again on every connection
+   * of a fan-out.
+   */
+  private readonly dirty: (H2Stream | undefined)[] = [];
+  private dirtyCount = 0;
   /** Streams with DATA held back by a send window. */
   private readonly blocked = new Set<H2Stream>();
   private flushQueued: NodeJS.Immediate | undefined;
   private flushJobQueued = false;
   private goingAway = false;
-  /** Called once the socket has taken everything written so far (afterWrite). */
-  private sentWaiters: (() => void)[] = [];
+  /**
+   * Called once the socket has taken everything written so far (afterWrite): the first
+   * `sentWaiterCount`, slots overwritten. Two arrays in turn: waiters run from one (and may have
+   * more written) while the other takes the new.
+   */
+  private sentWaiters: ((() => void) | undefined)[] = [];
+  private spareWaiters: ((() => void) | undefined)[] = [];
+  private sentWaiterCount = 0;
+  private runningWaiters = false;
+  /** flushSoon's promise job: one function for the connection's life, not a closure per call. */
+  private readonly flushJob = (): void => {
+    this.flushJobQueued = false;
+    this.flush();
+  };
   private dead = false;
   /** SETTINGS of this end acknowledged: until then the peer may use the default stream window. */
   private settingsAcked = false;
@@ -340,6 +383,8 @@ export class H2Connection {
   private resetTokens: number;
   private resetTokensAt: number;
   private readonly now: () => number;
+  /** node:tls's socket: writeOut() keeps the write callback for it. */
+  private readonly encrypted: boolean;
 
   constructor(
     private readonly socket: Socket,
@@ -348,6 +393,7 @@ export class H2Connection {
   ) {
     this.decoder = new HpackDecoder(HEADER_TABLE_BYTES, opts.maxHeaderListBytes);
     this.now = opts.now ?? Date.now;
+    this.encrypted = (socket as Socket & { encrypted?: boolean }).encrypted === true;
     this.resetTokens = opts.peerResets.burst;
     this.resetTokensAt = this.now();
     // The server's connection preface: its SETTINGS, then the connection window raised.
@@ -363,7 +409,7 @@ export class H2Connection {
       settings.writeUInt16BE(id, FRAME_HEADER + 6 * i);
       settings.writeUInt32BE(value, FRAME_HEADER + 6 * i + 2);
     });
-    this.out.push(settings);
+    this.queue(settings);
     if (opts.connectionWindowBytes > DEFAULT_WINDOW) this.grant(undefined, opts.connectionWindowBytes - DEFAULT_WINDOW);
     this.writeOut();
     socket.on('data', (chunk: Buffer) => this.onRead(chunk));
@@ -379,7 +425,7 @@ export class H2Connection {
     if (this.dead) return;
     const frame = Buffer.alloc(FRAME_HEADER + 8);
     writeFrameHeader(frame, 0, 8, FrameType.PING, 0, 0);
-    this.out.push(frame);
+    this.queue(frame);
     this.flushSoon();
   }
 
@@ -396,7 +442,7 @@ export class H2Connection {
     writeFrameHeader(frame, 0, 8, FrameType.GOAWAY, 0, 0);
     frame.writeUInt32BE(this.lastStreamId, 9);
     frame.writeUInt32BE(H2Error.NO_ERROR, 13);
-    this.out.push(frame);
+    this.queue(frame);
     this.flushSoon();
   }
 
@@ -413,8 +459,8 @@ export class H2Connection {
   }
 
   /** Callbacks run once the socket holds nothing unsent (at once when it already does, after the write in progress). */
-  afterWrite(callbacks: readonly (() => void)[]): void {
-    for (let i = 0; i < callbacks.length; i++) this.sentWaiters.push(callbacks[i] as () => void);
+  afterWrite(callbacks: readonly ((() => void) | undefined)[], count = callbacks.length): void {
+    for (let i = 0; i < count; i++) this.sentWaiters[this.sentWaiterCount++] = callbacks[i] as () => void;
   }
 
 
@@ -430,7 +476,10 @@ export class H2Connection {
   }
 
   markDirty(stream: H2Stream): void {
-    this.dirty.add(stream);
+    if (!stream.dirty) {
+      stream.dirty = true;
+      this.dirty[this.dirtyCount++] = stream;
+    }
     this.queueFlush();
   }
 
@@ -452,10 +501,7 @@ export class H2Connection {
   flushSoon(): void {
     if (this.flushJobQueued || this.dead) return;
     this.flushJobQueued = true;
-    queueMicrotask(() => {
-      this.flushJobQueued = false;
-      this.flush();
-    });
+    queueMicrotask(this.flushJob);
   }
 
   resetStream(stream: H2Stream, code: number): void {
@@ -463,7 +509,7 @@ export class H2Connection {
     const frame = Buffer.alloc(FRAME_HEADER + 4);
     writeFrameHeader(frame, 0, 4, FrameType.RST_STREAM, 0, stream.id);
     frame.writeUInt32BE(code, 9);
-    this.out.push(frame);
+    this.queue(frame);
     this.rememberReset(stream.id);
     this.closeStream(stream);
     this.queueFlush();
@@ -473,7 +519,7 @@ export class H2Connection {
     if (stream.closed) return;
     stream.closed = true;
     this.streams.delete(stream.id);
-    this.dirty.delete(stream);
+    stream.dirty = false;
     this.blocked.delete(stream);
     const listener = stream.onClose;
     stream.onClose = undefined;
@@ -487,20 +533,20 @@ export class H2Connection {
     const frame = Buffer.allocUnsafe(FRAME_HEADER + block.length);
     writeFrameHeader(frame, 0, block.length, FrameType.HEADERS, FLAG_END_HEADERS | (endStream ? FLAG_END_STREAM : 0), streamId);
     block.copy(frame, FRAME_HEADER);
-    this.out.push(frame);
+    this.queue(frame);
   }
 
   pushEmptyEnd(streamId: number): void {
     const frame = Buffer.alloc(FRAME_HEADER);
     writeFrameHeader(frame, 0, 0, FrameType.DATA, FLAG_END_STREAM, streamId);
-    this.out.push(frame);
+    this.queue(frame);
   }
 
   /**
    * DATA frames of the chunks, within the send windows and the peer's frame size; the last
    * flagged END_STREAM when `endStream` and all of it fits. Returns the bytes taken.
    */
-  pushData(stream: H2Stream, chunks: readonly Buffer[], bytes: number, endStream: boolean): number {
+  pushData(stream: H2Stream, chunks: readonly (Buffer | undefined)[], count: number, bytes: number, endStream: boolean): number {
     const room = Math.max(0, Math.min(bytes, stream.sendWindow, this.connectionSendWindow));
     if (room === 0) {
       this.blocked.add(stream);
@@ -509,6 +555,16 @@ export class H2Connection {
     stream.sendWindow -= room;
     this.connectionSendWindow -= room;
     const all = room === bytes;
+    const flags = all && endStream ? FLAG_END_STREAM : 0;
+    // One message whole in one frame (an xDS push: every stream is written the same payload).
+    if (count === 1 && all && bytes <= this.peerMaxFrame) {
+      const frame = dataFrameOf(chunks[0] as Buffer, flags, stream.id);
+      if (frame !== undefined) {
+        this.queue(frame);
+        if (this.blocked.size > 0) this.blocked.delete(stream);
+        return room;
+      }
+    }
     let chunkIndex = 0;
     let chunkAt = 0;
     let left = room;
@@ -532,8 +588,11 @@ export class H2Connection {
           chunkAt = 0;
         }
       }
-      if (size <= 4096) this.out.push(Buffer.concat([header, ...parts], FRAME_HEADER + size));
-      else this.out.push(header, ...parts);
+      if (size <= COPY_BELOW_BYTES) this.queue(Buffer.concat([header, ...parts], FRAME_HEADER + size));
+      else {
+        this.queue(header);
+        for (let i = 0; i < parts.length; i++) this.queue(parts[i] as Buffer);
+      }
     }
     if (!all) this.blocked.add(stream);
     else this.blocked.delete(stream);
@@ -554,7 +613,7 @@ export class H2Connection {
     }
     // The connection's own frames (SETTINGS and PING acknowledged, WINDOW_UPDATE); the handlers
     // answer in promise jobs after the read, and their flush() or end() sends.
-    if (this.out.length > 0 || this.dirty.size > 0) this.queueFlush();
+    if (this.outCount > 0 || this.dirtyCount > 0) this.queueFlush();
   }
 
   private handleBytes(chunk: Buffer): void {
@@ -621,7 +680,7 @@ export class H2Connection {
           const frame = Buffer.allocUnsafe(FRAME_HEADER + 8);
           writeFrameHeader(frame, 0, 8, FrameType.PING, FLAG_ACK, 0);
           payload.copy(frame, FRAME_HEADER);
-          this.out.push(frame);
+          this.queue(frame);
           this.countControlAnswer();
         } else this.opts.onPingAck?.();
         return;
@@ -790,7 +849,7 @@ export class H2Connection {
     }
     const ack = Buffer.alloc(FRAME_HEADER);
     writeFrameHeader(ack, 0, 0, FrameType.SETTINGS, FLAG_ACK, 0);
-    this.out.push(ack);
+    this.queue(ack);
     this.countControlAnswer();
   }
 
@@ -850,7 +909,7 @@ export class H2Connection {
   }
 
   private grant(stream: H2Stream | undefined, increment: number): void {
-    this.out.push(windowUpdate(stream?.id ?? 0, increment));
+    this.queue(windowUpdate(stream?.id ?? 0, increment));
     this.pendingGrants.push({ stream, increment });
   }
 
@@ -876,8 +935,7 @@ export class H2Connection {
   }
 
   private unblock(): void {
-    for (const stream of this.blocked) this.dirty.add(stream);
-    if (this.dirty.size > 0) this.queueFlush();
+    for (const stream of this.blocked) this.markDirty(stream);
   }
 
   /** Hands every stream's queued frames and the connection's own to the socket in one write. */
@@ -887,29 +945,48 @@ export class H2Connection {
       this.flushQueued = undefined;
     }
     if (this.dead) return;
-    if (this.dirty.size > 0) {
-      const dirty = [...this.dirty];
-      this.dirty.clear();
-      for (const stream of dirty) stream.drainInto(this);
+    // Indexed to the count at each step: a stream drained may mark another (none does today).
+    for (let i = 0; i < this.dirtyCount; i++) {
+      const stream = this.dirty[i] as H2Stream;
+      this.dirty[i] = undefined;
+      if (!stream.dirty) continue;
+      stream.dirty = false;
+      stream.drainInto(this);
     }
+    this.dirtyCount = 0;
     this.writeOut();
   }
 
   private writeOut(): void {
-    if (this.out.length === 0) return;
-    const buffers = this.out.splice(0);
-    // Run once the last buffer has left for the kernel (and so every one before it); at once
-    // when the write completed synchronously.
-    const sent = this.sentWaiters.length > 0 ? sentOnce(this.sentWaiters.splice(0)) : undefined;
-    if (buffers.length === 1) this.socket.write(buffers[0] as Buffer, sent);
+    const count = this.outCount;
+    if (count === 0) return;
+    const out = this.out;
+    // A plain socket with nothing buffered is written without a callback: one costs Node an
+    // object and a tick per write (Writable's afterWriteTick), once per stream per push. The
+    // waiters then run at once when the kernel took it all, the usual case, else behind an empty
+    // write queued after it. A TLS socket keeps the callback on its last write, as before (an
+    // empty write through node:tls costs more than the callback saves).
+    const sent = this.sentWaiterCount > 0 && (this.encrypted || this.socket.writableLength > 0) ? sentOnce(this.takeSentWaiters()) : undefined;
+    if (count === 1) this.socket.write(out[0] as Buffer, sent);
     else {
       this.socket.cork();
-      const last = buffers.length - 1;
-      for (let i = 0; i < last; i++) this.socket.write(buffers[i] as Buffer);
-      this.socket.write(buffers[last] as Buffer, sent);
+      const last = count - 1;
+      for (let i = 0; i < last; i++) this.socket.write(out[i] as Buffer);
+      this.socket.write(out[last] as Buffer, sent);
       this.socket.uncork();
     }
-    if (sent !== undefined && this.socket.writableLength === 0) sent();
+    // Frames queued while the socket wrote (none: its errors come in later ticks) go next time.
+    const queued = this.outCount - count;
+    for (let i = 0; i < queued; i++) out[i] = out[count + i];
+    out.fill(undefined, queued, this.outCount);
+    this.outCount = queued;
+    if (queued > 0) this.queueFlush();
+    if (sent !== undefined) {
+      if (this.socket.writableLength === 0) sent();
+    } else if (this.sentWaiterCount > 0) {
+      if (this.socket.writableLength === 0) this.runSentWaiters();
+      else this.socket.write(NOTHING, sentOnce(this.takeSentWaiters()));
+    }
     // All of it taken by the kernel: the answers queued so far have left.
     if (this.socket.writableLength === 0) this.unsentControlAnswers = 0;
     if (this.pendingGrants.length > 0) {
@@ -926,6 +1003,39 @@ export class H2Connection {
     }
   }
 
+  private queue(frame: Buffer): void {
+    this.out[this.outCount++] = frame;
+  }
+
+  /** Runs the waiters of what was written so far, which has all left for the kernel. */
+  private runSentWaiters(): void {
+    if (this.runningWaiters) {
+      // A waiter wrote and its write left at once: rare, so a copy.
+      const taken = this.takeSentWaiters();
+      for (let i = 0; i < taken.length; i++) (taken[i] as () => void)();
+      return;
+    }
+    const waiters = this.sentWaiters;
+    const count = this.sentWaiterCount;
+    this.sentWaiters = this.spareWaiters;
+    this.sentWaiterCount = 0;
+    this.runningWaiters = true;
+    try {
+      for (let i = 0; i < count; i++) (waiters[i] as () => void)();
+    } finally {
+      waiters.fill(undefined, 0, count);
+      this.spareWaiters = waiters;
+      this.runningWaiters = false;
+    }
+  }
+
+  private takeSentWaiters(): (() => void)[] {
+    const taken = this.sentWaiters.slice(0, this.sentWaiterCount) as (() => void)[];
+    this.sentWaiters.fill(undefined, 0, this.sentWaiterCount);
+    this.sentWaiterCount = 0;
+    return taken;
+  }
+
   private fail(code: number, message: string): void {
     if (this.dead) return;
     this.reportError(code, message, 'local');
@@ -935,7 +1045,7 @@ export class H2Connection {
     frame.writeUInt32BE(this.lastStreamId, 9);
     frame.writeUInt32BE(code, 13);
     debug.copy(frame, 17);
-    this.out.push(frame);
+    this.queue(frame);
     this.writeOut();
     this.socket.end();
     this.onSocketGone();
@@ -948,6 +1058,43 @@ export class H2Connection {
     this.flushQueued = undefined;
     for (const stream of [...this.streams.values()]) this.closeStream(stream);
   }
+}
+
+/**
+ * DATA frames of the last payloads framed whole. A fan-out writes one payload (a shared response,
+ * grpc-framing.ts) to a thousand streams, nearly all of id 1 (a connection per ADS stream): its
+ * frame is built once, where each stream copied it behind a header of its own (a thousand
+ * Buffer.concat per push, and a new 8 KiB pool every few streams). A payload framed for another
+ * stream id or other flags is framed anew. The last few are kept (a few frames of at most the
+ * peer's frame size); a payload above COPY_BELOW_BYTES is copied into a frame only when seen a
+ * second time (the first stream is written header and payload apart, as ever).
+ */
+const DATA_FRAMES_KEPT = 4;
+const COPY_BELOW_BYTES = 4096;
+const framedPayloads: (Buffer | undefined)[] = new Array<Buffer | undefined>(DATA_FRAMES_KEPT).fill(undefined);
+const dataFrames: (Buffer | undefined)[] = new Array<Buffer | undefined>(DATA_FRAMES_KEPT).fill(undefined);
+let dataFramesNext = 0;
+
+/** `payload` as one DATA frame; undefined for a large payload seen the first time (see framedPayloads). */
+function dataFrameOf(payload: Buffer, flags: number, streamId: number): Buffer | undefined {
+  let seen = false;
+  for (let i = 0; i < DATA_FRAMES_KEPT; i++) {
+    if (framedPayloads[i] !== payload) continue;
+    seen = true;
+    const frame = dataFrames[i];
+    if (frame !== undefined && frame[4] === flags && frame.readUInt32BE(5) === streamId) return frame;
+  }
+  const copy = seen || payload.length <= COPY_BELOW_BYTES;
+  let frame: Buffer | undefined;
+  if (copy) {
+    frame = Buffer.allocUnsafe(FRAME_HEADER + payload.length);
+    writeFrameHeader(frame, 0, payload.length, FrameType.DATA, flags, streamId);
+    payload.copy(frame, FRAME_HEADER);
+  }
+  framedPayloads[dataFramesNext] = payload;
+  dataFrames[dataFramesNext] = frame;
+  dataFramesNext = (dataFramesNext + 1) % DATA_FRAMES_KEPT;
+  return frame;
 }
 
 /** The callbacks, run once: by the write's completion or at once, whichever comes first; never after a failed write. */

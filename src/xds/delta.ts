@@ -139,15 +139,15 @@ function sharedResendOf(typeUrl: string, to: TypeSnapshot, names: readonly strin
 /** Unanswered nonces kept per type; Envoy ACKs each delta response, usually at once. */
 const MAX_OUTSTANDING_NONCES = 64;
 
-/** A response sent and not yet ACKed or NACKed. */
+/** A response sent and not yet ACKed or NACKed; the record is Outstanding's, reused for a later response. */
 interface SentResponse {
-  readonly nonce: string;
+  nonce: string;
   /** The system version of the response. */
-  readonly version: string;
+  version: string;
   /** The view's version it stands for (moved on when a later change needs nothing sent: respond()). */
   viewVersion: string;
   /** The resources it updated. */
-  readonly updated: CachedResource[];
+  updated: CachedResource[];
 }
 
 /**
@@ -155,7 +155,8 @@ interface SentResponse {
  * array searched from the end, not a Map (a Map's entry added and deleted per response and ACK
  * reallocates its table each time: a thousand streams' garbage per push). Its slots are kept and
  * overwritten: an array shortened to nothing gives its storage back, and the next push allocates
- * it again.
+ * it again. So are the records in them: a record taken (its reply came) moves past the last
+ * response, where the next add() fills it in again, one object per stream per push fewer.
  */
 class Outstanding {
   private readonly slots: (SentResponse | undefined)[] = [];
@@ -174,15 +175,24 @@ class Outstanding {
     return this.indexOf(nonce) !== -1;
   }
 
-  /** Keeps `response` until its reply; the oldest is forgotten past MAX_OUTSTANDING_NONCES. */
-  add(response: SentResponse): void {
+  /** Keeps the response until its reply; the oldest is forgotten past MAX_OUTSTANDING_NONCES. */
+  add(nonce: string, version: string, viewVersion: string, updated: CachedResource[]): void {
     if (this.count === MAX_OUTSTANDING_NONCES) this.removeAt(0);
-    if (this.count === this.slots.length) this.slots.push(response);
-    else this.slots[this.count] = response;
+    const record = this.slots[this.count];
+    if (record === undefined) this.slots[this.count] = { nonce, version, viewVersion, updated };
+    else {
+      record.nonce = nonce;
+      record.version = version;
+      record.viewVersion = viewVersion;
+      record.updated = updated;
+    }
     this.count++;
   }
 
-  /** The response with `nonce`, no longer awaiting a reply; undefined for an unknown nonce. */
+  /**
+   * The response with `nonce`, no longer awaiting a reply; undefined for an unknown nonce. Read it
+   * before the next add(), which reuses the record.
+   */
   take(nonce: string): SentResponse | undefined {
     const at = this.indexOf(nonce);
     if (at === -1) return undefined;
@@ -192,8 +202,9 @@ class Outstanding {
   }
 
   private removeAt(at: number): void {
+    const removed = this.slots[at];
     for (let i = at; i < this.count - 1; i++) this.slots[i] = this.slots[i + 1];
-    this.slots[--this.count] = undefined;
+    this.slots[--this.count] = removed;
   }
 
   private indexOf(nonce: string): number {
@@ -242,6 +253,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
   protected acceptReply(state: DeltaTypeState, request: DeltaDiscoveryRequest): boolean {
     const { hooks, logger } = this.options;
     // Delta requests that carry a nonce are ACKs or NACKs and nothing else (xDS protocol).
+    // Its record is read before the hooks run: a push they cause reuses it.
     const sent = state.outstanding.take(request.responseNonce);
     if (sent === undefined) {
       logger.debug({ typeUrl: request.typeUrl, nonce: request.responseNonce }, 'xds: delta reply to an unknown nonce');
@@ -369,7 +381,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaTypeState
   }
 
   private sendResponse(typeUrl: string, state: DeltaTypeState, version: string, viewVersion: string, updated: CachedResource[], removed: number, nonce: string, message: WireMessage): void {
-    state.outstanding.add({ nonce, version, viewVersion, updated });
+    state.outstanding.add(nonce, version, viewVersion, updated);
     this.deliver(typeUrl, message);
     this.options.hooks.sent(typeUrl, version);
     const { logger } = this.options;
