@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { HeaderListTooLarge, HpackDecoder, HpackError, type HeaderList } from './hpack.js';
+import { routeSharedReads } from './shared-reads.js';
 
 /**
  * The server end of one HTTP/2 connection (RFC 9113), written for the AI extension's gRPC
@@ -141,7 +142,10 @@ class ConnectionError extends Error {
 
 /** One request stream, as the server sees it. */
 export class H2Stream {
-  /** A DATA payload (a view of the read; copy what must outlive the call). */
+  /**
+   * A DATA payload: a view of the read, which may be the process's one read buffer
+   * (shared-reads.ts), overwritten by the next read: copy what must outlive the call.
+   */
   onData: ((chunk: Buffer) => void) | undefined;
   /** The client ended its side (END_STREAM). */
   onEnd: (() => void) | undefined;
@@ -412,7 +416,9 @@ export class H2Connection {
     this.queue(settings);
     if (opts.connectionWindowBytes > DEFAULT_WINDOW) this.grant(undefined, opts.connectionWindowBytes - DEFAULT_WINDOW);
     this.writeOut();
-    socket.on('data', (chunk: Buffer) => this.onRead(chunk));
+    // A socket reading into the process's one read buffer (shared-reads.ts): what is kept of a
+    // read past onRead is copied (partial frames, header fragments; DATA is the stream's to copy).
+    if (!routeSharedReads(socket, (bytes, length) => this.onRead(bytes, length))) socket.on('data', (chunk: Buffer) => this.onRead(chunk, chunk.length));
     socket.on('close', () => this.onSocketGone());
     socket.on('drain', () => {
       this.unsentControlAnswers = 0;
@@ -599,10 +605,11 @@ export class H2Connection {
     return room;
   }
 
-  private onRead(chunk: Buffer): void {
+  /** A socket read: `chunk[0, length)`. */
+  private onRead(chunk: Buffer, length: number): void {
     if (this.dead) return;
     try {
-      this.handleBytes(chunk);
+      this.handleBytes(chunk, length);
     } catch (err) {
       if (err instanceof ConnectionError) this.fail(err.code, err.message);
       else if (err instanceof HeaderListTooLarge) this.fail(H2Error.ENHANCE_YOUR_CALM, err.message);
@@ -616,27 +623,29 @@ export class H2Connection {
     if (this.outCount > 0 || this.dirtyCount > 0) this.queueFlush();
   }
 
-  private handleBytes(chunk: Buffer): void {
+  private handleBytes(chunk: Buffer, chunkLength: number): void {
     let data = chunk;
+    let end = chunkLength;
     if (this.buffered !== undefined) {
-      data = Buffer.concat([this.buffered, chunk]);
+      data = Buffer.concat([this.buffered, chunk.subarray(0, chunkLength)]);
+      end = data.length;
       this.buffered = undefined;
     }
     let at = 0;
     if (!this.prefaceSeen) {
-      if (data.length < PREFACE.length) {
-        if (!PREFACE.subarray(0, data.length).equals(data)) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'not an HTTP/2 connection preface');
-        this.buffered = data;
+      if (end < PREFACE.length) {
+        if (!PREFACE.subarray(0, end).equals(data.subarray(0, end))) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'not an HTTP/2 connection preface');
+        this.buffered = Buffer.from(data.subarray(0, end));
         return;
       }
       if (!PREFACE.equals(data.subarray(0, PREFACE.length))) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'not an HTTP/2 connection preface');
       this.prefaceSeen = true;
       at = PREFACE.length;
     }
-    while (data.length - at >= FRAME_HEADER) {
+    while (end - at >= FRAME_HEADER) {
       const length = (data[at]! << 16) | (data[at + 1]! << 8) | data[at + 2]!;
       if (length > DEFAULT_MAX_FRAME) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, `a frame of ${length} bytes, above SETTINGS_MAX_FRAME_SIZE`);
-      if (data.length - at < FRAME_HEADER + length) break;
+      if (end - at < FRAME_HEADER + length) break;
       const type = data[at + 3]!;
       const flags = data[at + 4]!;
       const streamId = data.readUInt32BE(at + 5) & 0x7fffffff;
@@ -645,7 +654,8 @@ export class H2Connection {
       this.handleFrame(type, flags, streamId, payload);
       if (this.dead) return;
     }
-    if (at < data.length) this.buffered = Buffer.from(data.subarray(at));
+    // Kept past this read: a copy (the read may be the shared buffer, or a view would hold it all).
+    if (at < end) this.buffered = Buffer.from(data.subarray(at, end));
   }
 
   private handleFrame(type: number, flags: number, streamId: number, payload: Buffer): void {

@@ -6,6 +6,7 @@ import { redactSecretText } from '../envoy/secrets.js';
 import { H2Connection, H2Error, h2ErrorName, type H2Stream } from '../h2/h2-connection.js';
 import { GrpcCode, grpcTrailers, trailersOnlyBlock } from '../h2/grpc-status.js';
 import { encodeHeaderBlock, type HeaderList } from '../h2/hpack.js';
+import { withSharedReads } from '../h2/shared-reads.js';
 import { GrpcMessageReader, type MessageSink, type ReadRefusal, type ReaderTexts, type RequestEncoding } from '../h2/grpc-messages.js';
 import { ConnectionReceiveBudget, receivePeerOf, SharedReceiveBudget, type BudgetScope } from '../h2/receive-budget.js';
 import type { FramedMessage } from './grpc-framing.js';
@@ -456,9 +457,13 @@ class Keepalive {
   }
 }
 
-/** A plaintext listener (TCP or a Unix socket). */
+/**
+ * A plaintext listener (TCP or a Unix socket). Its sockets read into the process's one read
+ * buffer (shared-reads.ts): what a request keeps past its read is strings and numbers (wire.ts,
+ * lrs.ts), or a copy (RecentRequests, a partial message).
+ */
 export function plaintextServer(connections: H2GrpcConnections): NetServer {
-  return createNetServer({ noDelay: true }, (socket) => connections.accept(socket));
+  return createNetServer({ noDelay: true, pauseOnConnect: true }, (socket) => connections.accept(withSharedReads(socket)));
 }
 
 /** Transport facts of a TLS connection: its client certificate only when the handshake verified it. */
