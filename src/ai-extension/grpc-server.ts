@@ -1,5 +1,6 @@
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { H2Connection, H2Error, h2ErrorName, type H2Stream } from '../h2/h2-connection.js';
+import { isSharedRead, withSharedReads } from '../h2/shared-reads.js';
 import { GrpcMessageReader, type ReadRefusal, type ReaderTexts } from '../h2/grpc-messages.js';
 import { ConnectionReceiveBudget, receivePeerOf, SharedReceiveBudget, type BudgetScope } from '../h2/receive-budget.js';
 import { GrpcCode as GrpcStatus, grpcTrailers, trailersOnlyBlock } from '../h2/grpc-status.js';
@@ -143,7 +144,10 @@ function headerValue(headers: HeaderList, name: string): string | undefined {
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningGrpcServer> {
   const connections = new Set<H2Connection>();
   const shared = opts.receiveBudget?.shared ?? EXT_PROC_RECEIVE_BUDGET;
-  const server = createServer({ noDelay: true }, (socket) => {
+  // Its sockets read into the process's one read buffer (shared-reads.ts): a message handed on
+  // out of it is copied (serveBidi), since the exchange keeps request and response bodies.
+  const server = createServer({ noDelay: true, pauseOnConnect: true }, (accepted) => {
+    const socket = withSharedReads(accepted);
     const name = connectionName(socket);
     const peer = receivePeerOf(socket, name, undefined);
     const budget = new ConnectionReceiveBudget(opts.receiveBudget?.connectionBytes ?? 2 * opts.maxMessageBytes, shared, (scope, limitBytes) => opts.onReceiveRefused?.({ connection: name, peer: peer.key, scope, limitBytes }), peer);
@@ -246,13 +250,14 @@ function serveBidi(stream: H2Stream, headers: HeaderList, method: Extract<GrpcMe
   let halfCloseListener: (() => void) | undefined;
   let messageListener: ((m: Buffer) => void) | undefined;
   let ended = false;
-  // Each message a view of the read it came in (or of its own buffer).
+  // Each message a view of its own buffer (a message spread over reads, or a copy of one that
+  // lay in the shared read buffer): the exchange keeps views of it (bodies, raw header values).
   const reader = new GrpcMessageReader(
     opts.maxMessageBytes,
     'identity',
     READER_TEXTS,
     (data, start, end) => {
-      messageListener?.(data.subarray(start, end));
+      messageListener?.(isSharedRead(data) ? Buffer.from(data.subarray(start, end)) : data.subarray(start, end));
       return !closed && !ended;
     },
     budget,
