@@ -26,7 +26,7 @@ export { GrpcStatus };
 export interface BidiCall {
   /** A request header (gRPC metadata), first value. */
   header(name: string): string | undefined;
-  /** Each request message, in order; the Buffer may be a view of a larger read. */
+  /** Each request message, in order: a buffer of its own (never the shared read buffer), the listener may keep it. */
   onMessage(listener: (message: Buffer) => void): void;
   /** The client half-closed: no more messages. */
   onHalfClose(listener: () => void): void;

@@ -1,5 +1,6 @@
 import { connect as connectTcp, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { startGrpcServer, type BidiCall } from '../../src/ai-extension/grpc-server.js';
 import { encodeHeaderBlock } from '../../src/h2/hpack.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { H2GrpcConnections, plaintextServer, type H2Call, type H2Method } from '../../src/xds/h2-transport.js';
@@ -145,5 +146,44 @@ describe('xDS listener reads into one shared buffer', () => {
     expect(closed).toBe(false);
     a.socket.destroy();
     await waitFor(() => closed, { what: 'the listener closed' });
+  });
+});
+
+describe('ext_proc server reads into the shared buffer', () => {
+  it('a message a handler keeps is intact after another connection read into the same place', async () => {
+    const kept: Buffer[][] = [];
+    const running = await startGrpcServer({
+      listen: { host: '127.0.0.1', port: 0 },
+      maxMessageBytes: 1 << 20,
+      methods: new Map([
+        [
+          PATH,
+          {
+            kind: 'bidi',
+            // As the exchange keeps request and response bodies across messages.
+            handle: (call: BidiCall) => {
+              const mine: Buffer[] = [];
+              kept.push(mine);
+              call.onMessage((message) => mine.push(message));
+            },
+          },
+        ],
+      ]),
+    });
+    try {
+      const a = await client(running.port);
+      const b = await client(running.port);
+      const call = (fill: string): Buffer => Buffer.concat([START, h2Frame(T.HEADERS, END_HEADERS, 1, HEADERS), h2Frame(T.DATA, 0, 1, grpcFrame(Buffer.alloc(2000, fill)))]);
+      // Reads of the same length: B's message lands where A's lay.
+      a.socket.write(call('a'));
+      await waitFor(() => kept[0]?.length === 1, { what: 'the message of A' });
+      b.socket.write(call('b'));
+      await waitFor(() => kept[1]?.length === 1, { what: 'the message of B' });
+      expect(kept[0]?.[0]?.equals(Buffer.alloc(2000, 'a'))).toBe(true);
+      expect(kept[1]?.[0]?.equals(Buffer.alloc(2000, 'b'))).toBe(true);
+    } finally {
+      for (const socket of clients.splice(0)) socket.destroy();
+      await running.close();
+    }
   });
 });
