@@ -1,11 +1,11 @@
 import { pino } from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { decodeMessage } from '../../src/envoy/proto.js';
 import { TypeUrl, type EnvoyResource, type JsonObject } from '../../src/envoy/resources.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import type { StreamIdentity } from '../../src/xds/identity.js';
 import { SharedResponseBodies, SotwStream } from '../../src/xds/sotw.js';
-import { wireBytes, type DiscoveryRequest } from '../../src/xds/wire.js';
+import { wireBytes, type DiscoveryRequest, type WireMessage } from '../../src/xds/wire.js';
 import { assignment, cluster, recordingHooks, resources, route } from '../support/xds-stream.js';
 
 interface Response {
@@ -473,5 +473,89 @@ describe('SotwStream, streams that send the same decoded request', () => {
     expect(one.sent.at(-1)?.names.sort()).toEqual(['b']);
     two.request(shared, two.sent.at(-1));
     expect(two.sent).toHaveLength(2);
+  });
+});
+
+describe('SotwStream, a fleet sent a cluster update', () => {
+  // Each stream of a fleet ACKs every response with the names it asked for (the same decoded
+  // request at connect, server.ts RecentRequests), and an updated cluster makes each re-send its
+  // assignment (resendAssignments). What the streams lack of the new EDS selection is then the
+  // same for all of them: looked up once for the fleet, not once per stream and name.
+  const CLUSTERS = 200;
+  const STREAMS = 20;
+
+  function fleetOfNamedEds() {
+    const names = Array.from({ length: CLUSTERS }, (_, i) => `c${i}`);
+    const configuration = (timeout: string, port = 1000) =>
+      resources({ clusters: names.map((name, i) => cluster(name, i === 7 ? timeout : '1s')), endpoints: names.map((name, i) => assignment(name, i === 9 ? port : 1000)) });
+    const cache = new SnapshotCache();
+    const bodies = new SharedResponseBodies();
+    cache.setResources(configuration('1s'));
+    const streams = Array.from({ length: STREAMS }, (_, i) => {
+      // Decoded when read, not while the lookups of a push are counted.
+      const wire: WireMessage[] = [];
+      const sent = {
+        get all(): Response[] {
+          return wire.map((message) => summary(decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', wireBytes(message))));
+        },
+        last: (typeUrl: string): Response | undefined => sent.all.filter((r) => r.type_url === typeUrl).at(-1),
+        clear: () => (wire.length = 0),
+      };
+      const stream = new SotwStream({ cache, identity: ENVOY, bodies, hooks: recordingHooks().hooks, logger: pino({ level: 'silent' }), send: (messages, flushed) => (wire.push(...messages), flushed(), true) });
+      const request = (typeUrl: string, resourceNames: readonly string[], ack?: Response): void =>
+        stream.onRequest({ versionInfo: ack?.version_info ?? '', node: { id: `envoy-${i}`, cluster: 'gw', userAgent: 'test' }, resourceNames: resourceNames as string[], typeUrl, responseNonce: ack?.nonce ?? '', errorDetail: undefined });
+      return { stream, sent, request };
+    });
+    for (const { request } of streams) {
+      request(TypeUrl.cluster, []);
+      request(TypeUrl.endpoint, names);
+    }
+    /** Every stream ACKs what it was sent last of each type, naming what it asked for. */
+    const ackAll = (): void => {
+      for (const { sent, request } of streams) {
+        request(TypeUrl.cluster, [], sent.last(TypeUrl.cluster));
+        request(TypeUrl.endpoint, names, sent.last(TypeUrl.endpoint));
+      }
+    };
+    ackAll();
+    /**
+     * Map lookups made while every stream but the first was pushed the last change: the first
+     * also makes what the fleet shares (the snapshot, the encoded resources, the response bodies).
+     */
+    const pushLookups = { count: 0, counting: undefined as (() => number) | undefined };
+    // One watcher feeds every stream after a single invalidation, as the server does.
+    cache.watch((change) => {
+      bodies.invalidate(change.changed);
+      streams[0]?.stream.onCacheChange(change.changed);
+      const before = pushLookups.counting?.() ?? 0;
+      for (const { stream } of streams.slice(1)) stream.onCacheChange(change.changed);
+      pushLookups.count = (pushLookups.counting?.() ?? 0) - before;
+    });
+    return { cache, streams, configuration, ackAll, pushLookups };
+  }
+
+  it('sends every stream the re-sent assignment, and the changed one, with about one lookup per name for the fleet', () => {
+    const { cache, streams, configuration, ackAll, pushLookups } = fleetOfNamedEds();
+    const lookups = vi.spyOn(Map.prototype, 'get');
+    pushLookups.counting = () => lookups.mock.calls.length;
+    try {
+      for (let edit = 1; edit <= 3; edit++) {
+        for (const { sent } of streams) sent.clear();
+        // Cluster c7 updated each time; the second edit also changes c9's assignment, the third keeps it.
+        cache.setResources(configuration(`${edit + 1}s`, edit >= 2 ? 2000 : 1000));
+        const perStream = pushLookups.count / (STREAMS - 1);
+        for (const { sent } of streams) {
+          expect(sent.all.map((r) => [r.type_url, r.type_url === TypeUrl.endpoint ? r.names.sort() : r.names.length])).toEqual([
+            [TypeUrl.cluster, CLUSTERS],
+            [TypeUrl.endpoint, edit === 2 ? ['c7', 'c9'] : ['c7']],
+          ]);
+        }
+        // Per stream and name it was CLUSTERS lookups a stream (notSent); now a handful a stream.
+        expect(perStream).toBeLessThan(CLUSTERS / 4);
+        ackAll();
+      }
+    } finally {
+      lookups.mockRestore();
+    }
   });
 });
