@@ -5,6 +5,7 @@ import { TypeUrl } from '../../src/envoy/resources.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import * as transport from '../../src/xds/h2-transport.js';
 import { XdsServer } from '../../src/xds/server.js';
+import { pinged, sotwCall, type SotwCall } from '../support/h2-sotw-call.js';
 import { waitFor } from '../support/wait.js';
 import { grpcFrame, paddedClusters } from '../support/xds-stream.js';
 
@@ -18,7 +19,6 @@ import { grpcFrame, paddedClusters } from '../support/xds-stream.js';
  * subscription of 2,000 names (tens of KB, several DATA frames) included.
  */
 
-const SOTW_PATH = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
 const MiB = 1024 * 1024;
 /** Each hostile stream: a message declared one byte short of 16 MiB, of which this much is sent (within the 1 MiB stream window). */
 const SENT_PER_STREAM = MiB - 1024;
@@ -35,36 +35,9 @@ async function session(port: number): Promise<http2.ClientHttp2Session> {
   return s;
 }
 
-/** A stream whose grpc-status (response headers or trailers) is recorded when it comes. */
-function call(s: http2.ClientHttp2Session): { stream: http2.ClientHttp2Stream; status: () => { code: string; message: string } | undefined; responses: () => number } {
-  const stream = s.request({ ':method': 'POST', ':path': SOTW_PATH, 'content-type': 'application/grpc', te: 'trailers' });
-  let status: { code: string; message: string } | undefined;
-  let responses = 0;
-  let pending = Buffer.alloc(0);
-  const record = (h: http2.IncomingHttpHeaders): void => {
-    if (h['grpc-status'] !== undefined) status ??= { code: String(h['grpc-status']), message: decodeURIComponent(String(h['grpc-message'] ?? '')) };
-  };
-  stream.on('response', record);
-  stream.on('trailers', record);
-  stream.on('data', (chunk: Buffer) => {
-    pending = Buffer.concat([pending, chunk]);
-    while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
-      responses++;
-      pending = pending.subarray(5 + pending.readUInt32BE(1));
-    }
-  });
-  stream.on('error', () => undefined);
-  return { stream, status: () => status, responses: () => responses };
-}
-
-/** Resolves once the server has read everything sent before it on the session (its PING answer follows them). */
-async function pinged(s: http2.ClientHttp2Session): Promise<void> {
-  await new Promise<void>((resolve, reject) => s.ping((err) => (err === null ? resolve() : reject(err))));
-}
-
 /** Opens a stream and sends it the first SENT_PER_STREAM bytes of a message declared 16 MiB - 1; resolves once the server has read them. */
-async function partialMessage(s: http2.ClientHttp2Session): Promise<ReturnType<typeof call>> {
-  const c = call(s);
+async function partialMessage(s: http2.ClientHttp2Session): Promise<SotwCall> {
+  const c = sotwCall(s);
   const prefix = Buffer.alloc(5);
   prefix.writeUInt32BE(16 * MiB - 1, 1);
   await new Promise<void>((resolve) => c.stream.write(Buffer.concat([prefix, Buffer.alloc(SENT_PER_STREAM - 5, 0x61)]), () => resolve()));
@@ -80,7 +53,7 @@ describe('the xDS transport bounds what partial request messages hold', () => {
   let port = 0;
   let generation = 1;
   let good: http2.ClientHttp2Session;
-  let goodCall: ReturnType<typeof call>;
+  let goodCall: SotwCall;
 
   /** A change pushed reaches the good client: the server still serves it. */
   async function stillServes(): Promise<void> {
@@ -94,7 +67,7 @@ describe('the xDS transport bounds what partial request messages hold', () => {
     cache.setResources(paddedClusters(generation, 3, 10));
     port = await server.start({ port: 0, host: '127.0.0.1' });
     good = await session(port);
-    goodCall = call(good);
+    goodCall = sotwCall(good);
     goodCall.stream.write(cdsRequest('good'));
     await waitFor(() => goodCall.responses() === 1, { what: 'the well-behaved client to get its first response' });
   });
@@ -111,11 +84,11 @@ describe('the xDS transport bounds what partial request messages hold', () => {
     const arrayBuffersBefore = process.memoryUsage().arrayBuffers;
     try {
       // 31 streams of ~1 MiB each (a buffer of 1 MiB each, counted) fit the connection's bound.
-      const held: ReturnType<typeof call>[] = [];
+      const held: SotwCall[] = [];
       for (let i = 0; i < 31; i++) held.push(await partialMessage(hostile));
       expect(held.map((c) => c.status())).toEqual(Array(31).fill(undefined));
       // The 32nd to the 41st: each refused, the connection kept (10 refusals).
-      const refused: ReturnType<typeof call>[] = [];
+      const refused: SotwCall[] = [];
       for (let i = 0; i < 10; i++) {
         const c = await partialMessage(hostile);
         await waitFor(() => c.status() ?? undefined, { what: `stream ${32 + i} to be refused` });
@@ -138,7 +111,7 @@ describe('the xDS transport bounds what partial request messages hold', () => {
         const names = ['pool-0-xxxxxxxxxx', ...Array.from({ length: 2000 }, (_, i) => `fleet-cluster-${i}-${'n'.repeat(12)}`)];
         const request = cdsRequest('large-subscription', names);
         expect(request.length).toBeGreaterThan(3 * 16_384);
-        const c = call(other);
+        const c = sotwCall(other);
         c.stream.write(request);
         await waitFor(() => c.responses() === 1, { what: 'the 2,000-name subscription to be answered' });
         expect(c.status()).toBeUndefined();
@@ -161,7 +134,7 @@ describe('the xDS transport bounds what partial request messages hold', () => {
   it('a message sent in many small DATA frames is assembled and served', async () => {
     const s = await session(port);
     try {
-      const c = call(s);
+      const c = sotwCall(s);
       const names = Array.from({ length: 3000 }, (_, i) => `pool-${i}-xxxxxxxxxx`);
       const request = cdsRequest('small-frames', names);
       // One write per 100 bytes: node:http2 sends each as its own DATA frame.

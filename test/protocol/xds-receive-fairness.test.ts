@@ -7,6 +7,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import { SnapshotCache } from '../../src/xds/cache.js';
 import { XDS_RECEIVE_BUDGET } from '../../src/xds/h2-transport.js';
 import { XdsServer } from '../../src/xds/server.js';
+import { pinged, sotwCall, type SotwCall } from '../support/h2-sotw-call.js';
 import { waitFor } from '../support/wait.js';
 import { grpcFrame, paddedClusters } from '../support/xds-stream.js';
 
@@ -21,7 +22,6 @@ import { grpcFrame, paddedClusters } from '../support/xds-stream.js';
  * hostile stream asking for more meanwhile is refused, not the newcomer's message reclaimed.
  */
 
-const SOTW_PATH = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
 const MiB = 1024 * 1024;
 /** CONNECTION_RECEIVE_BYTES in h2-transport.ts. */
 const CONNECTION_BOUND = 32 * MiB;
@@ -38,46 +38,14 @@ async function session(port: number, localAddress: string): Promise<http2.Client
   return s;
 }
 
-interface Call {
-  stream: http2.ClientHttp2Stream;
-  status: () => { code: string; message: string } | undefined;
-  responses: () => number;
-}
-
-function call(s: http2.ClientHttp2Session): Call {
-  const stream = s.request({ ':method': 'POST', ':path': SOTW_PATH, 'content-type': 'application/grpc', te: 'trailers' });
-  let status: { code: string; message: string } | undefined;
-  let responses = 0;
-  let pending = Buffer.alloc(0);
-  const record = (h: http2.IncomingHttpHeaders): void => {
-    if (h['grpc-status'] !== undefined) status ??= { code: String(h['grpc-status']), message: decodeURIComponent(String(h['grpc-message'] ?? '')) };
-  };
-  stream.on('response', record);
-  stream.on('trailers', record);
-  stream.on('data', (chunk: Buffer) => {
-    pending = Buffer.concat([pending, chunk]);
-    while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
-      responses++;
-      pending = pending.subarray(5 + pending.readUInt32BE(1));
-    }
-  });
-  stream.on('error', () => undefined);
-  return { stream, status: () => status, responses: () => responses };
-}
-
-/** Resolves once the server has read everything sent before it on the session (its PING answer follows them). */
-async function pinged(s: http2.ClientHttp2Session): Promise<void> {
-  await new Promise<void>((resolve, reject) => s.ping((err) => (err === null ? resolve() : reject(err))));
-}
-
-async function send(s: http2.ClientHttp2Session, c: Call, bytes: Buffer): Promise<void> {
+async function send(s: http2.ClientHttp2Session, c: SotwCall, bytes: Buffer): Promise<void> {
   await new Promise<void>((resolve) => c.stream.write(bytes, () => resolve()));
   await pinged(s);
 }
 
 /** A stream sent the first `sent` bytes of a message declared 16 MiB - 1; resolves once the server has read them. */
-async function partialMessage(s: http2.ClientHttp2Session, sent: number): Promise<Call> {
-  const c = call(s);
+async function partialMessage(s: http2.ClientHttp2Session, sent: number): Promise<SotwCall> {
+  const c = sotwCall(s);
   const head = Buffer.alloc(sent, 0x61);
   head[0] = 0;
   head.writeUInt32BE(16 * MiB - 1, 1);
@@ -104,8 +72,8 @@ describe('the xDS receive budget under a many-connection client', () => {
 
   it("a client holding the whole shared bound over ten connections gives way to another client's multi-read subscription", async () => {
     const hostile: http2.ClientHttp2Session[] = [];
-    const held: Call[] = [];
-    const refused: Call[] = [];
+    const held: SotwCall[] = [];
+    const refused: SotwCall[] = [];
     let onConnection = CONNECTION_BOUND;
     /** Partial messages of `sent` bytes (a buffer of `buffer` bytes each) until one is refused for the shared bound. */
     async function fill(sent: number, buffer: number): Promise<void> {
@@ -143,7 +111,7 @@ describe('the xDS receive budget under a many-connection client', () => {
       const names = ['pool-0-xxxxxxxxxx', ...Array.from({ length: 2000 }, (_, i) => `fleet-cluster-${i}-${'n'.repeat(12)}`)];
       const request = cdsRequest('large-subscription', names);
       expect(request.length).toBeGreaterThan(3 * 16_384);
-      const subscription = call(good);
+      const subscription = sotwCall(good);
       const half = request.length >> 1;
       await send(good, subscription, request.subarray(0, half));
       // Either the newcomer is refused (as before) or a hostile stream gives way.
